@@ -1,0 +1,69 @@
+//! `ucm config check`: validate cluster definitions without touching a database.
+
+use std::path::PathBuf;
+
+use clap::Subcommand;
+use ucm::config::{self, LoadError};
+
+use crate::{print_out, Failure};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Check definition files; every problem is printed as FILE:LINE:COLUMN: FIELD: MESSAGE.
+    /// Exit 0 when all are valid, 1 when any is not, 2 when one cannot be read.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Print a JSON report.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cmd: Command) -> Result<(), Failure> {
+    let Command::Check { files, json } = cmd;
+    let mut report = Vec::new();
+    let mut text = String::new();
+    let mut failed = false;
+    for f in &files {
+        match config::load_file(f) {
+            Ok(def) => {
+                text.push_str(&format!(
+                    "{}: ok (cluster {:?}: {} devices, {} end users)\n",
+                    f.display(),
+                    def.cluster.id,
+                    def.devices.len(),
+                    def.end_users.len()
+                ));
+                report.push(serde_json::json!({"file": f.display().to_string(), "valid": true, "errors": []}));
+            }
+            Err(LoadError::Invalid(errs)) => {
+                failed = true;
+                for e in &errs {
+                    text.push_str(&format!("{e}\n"));
+                }
+                report.push(serde_json::json!({
+                    "file": f.display().to_string(),
+                    "valid": false,
+                    "errors": errs.iter().map(|e| serde_json::json!({
+                        "line": e.line, "column": e.column, "field": e.field, "message": e.message,
+                    })).collect::<Vec<_>>(),
+                }));
+            }
+            Err(e @ LoadError::Io { .. }) => return Err(Failure::Input(e.to_string())),
+        }
+    }
+    if json {
+        print_out(&format!(
+            "{}\n",
+            serde_json::json!({"valid": !failed, "files": report})
+        ))?;
+    } else {
+        print_out(&text)?;
+    }
+    if failed {
+        Err(Failure::Check(String::new()))
+    } else {
+        Ok(())
+    }
+}

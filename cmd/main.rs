@@ -1,0 +1,127 @@
+//! The `ucm` command: a thin clap layer over the library. Exit codes: 0 ok or all checks
+//! passed, 1 a check failed, 2 usage, input or I/O error.
+
+mod config_cmd;
+mod db;
+mod serve;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "ucm",
+    version,
+    about = "Runs and checks the Cisco Unified CM application layer: IP Phone Services, \
+             Extension Mobility, WebDialer, Paging and the SIP call control under them",
+    after_help = "Exit codes: 0 ok or all checks passed, 1 a check failed, 2 usage, input or I/O error."
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node of a cluster (the demo cluster on SQLite when given no --config).
+    Serve(serve::Args),
+    /// Import, export and inspect the cluster database.
+    #[command(subcommand)]
+    Db(db::Command),
+    /// Check cluster definition files.
+    #[command(subcommand)]
+    Config(config_cmd::Command),
+}
+
+/// An error that decides the exit code.
+pub enum Failure {
+    /// A check failed: exit 1.
+    Check(String),
+    /// Usage, input or I/O error: exit 2.
+    Input(String),
+}
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Failure {
+        Failure::Input(e.to_string())
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("UCM_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return match e.kind() {
+                clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
+                    ExitCode::SUCCESS
+                }
+                _ => ExitCode::from(2),
+            };
+        }
+    };
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ucm: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(a) => serve::run(a).await,
+            Command::Db(c) => db::run(c).await,
+            Command::Config(c) => config_cmd::run(c).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Check(msg)) => {
+            if !msg.is_empty() {
+                eprintln!("{msg}");
+            }
+            ExitCode::from(1)
+        }
+        Err(Failure::Input(msg)) => {
+            eprintln!("ucm: {msg}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Writes to stdout, treating a closed pipe (`ucm ... | head`) as success.
+pub fn print_out(text: &str) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+        Err(e) => Err(Failure::Input(format!("writing to stdout: {e}"))),
+    }
+}

@@ -1,0 +1,141 @@
+//! `ucm serve`: run one node.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::Args as ClapArgs;
+use ucm::config::{self, ClusterDefinition};
+use ucm::server::{self, ListenOptions, Listeners};
+use ucm::store::{self, Store};
+
+use crate::db::DbArgs;
+use crate::{print_out, Failure};
+
+#[derive(ClapArgs)]
+pub struct Args {
+    /// Cluster definition (YAML) to load into the database at start. Without it the node serves
+    /// what the database holds, or the built-in demo cluster when the database is empty.
+    #[arg(long, env = "UCM_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    db: DbArgs,
+    /// Which node of the definition this is (default: the first).
+    #[arg(long)]
+    node: Option<String>,
+    /// Address to listen on (default: the node's `bind`, else every address).
+    #[arg(long)]
+    bind: Option<IpAddr>,
+    /// HTTP port (phone services, EM, WebDialer); 0 = any free port. Default 8080.
+    #[arg(long)]
+    http_port: Option<u16>,
+    /// HTTPS port. Default 8443.
+    #[arg(long)]
+    https_port: Option<u16>,
+    /// TFTP-over-HTTP port (phone configuration files). Default 6970.
+    #[arg(long)]
+    tftp_http_port: Option<u16>,
+    /// SIP port for UDP and TCP. Default 5060.
+    #[arg(long)]
+    sip_port: Option<u16>,
+    /// SIP over TLS port. Default 5061.
+    #[arg(long)]
+    sips_port: Option<u16>,
+}
+
+/// Brings the database up to the definition asked for and returns what it now holds.
+async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition, Failure> {
+    let (text, origin) = match &args.config {
+        Some(path) => (
+            std::fs::read_to_string(path)
+                .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?,
+            path.display().to_string(),
+        ),
+        None => {
+            let stored_origin = store.meta("origin").await?;
+            match stored_origin {
+                // The database holds a definition someone imported: it is the source of truth.
+                Some(o) if o != config::DEMO_ORIGIN => {
+                    tracing::info!(origin = %o, "serving the cluster stored in the database");
+                    return store.load().await?.ok_or_else(|| {
+                        Failure::Input("the database's cluster definition is empty".into())
+                    });
+                }
+                _ => (
+                    config::DEMO_YAML.to_string(),
+                    config::DEMO_ORIGIN.to_string(),
+                ),
+            }
+        }
+    };
+    let digest = store::digest(&text);
+    if store.definition_digest().await?.as_deref() == Some(digest.as_str()) {
+        tracing::info!(%origin, "definition unchanged since the last import");
+    } else {
+        let mut def = config::parse_str(&text, &origin)?;
+        config::hash_secrets(&mut def);
+        let s = store.import(&def, &digest, &origin).await?;
+        tracing::info!(%origin, objects = s.objects, "definition imported");
+    }
+    store
+        .load()
+        .await?
+        .ok_or_else(|| Failure::Input("the database holds no cluster definition".into()))
+}
+
+pub async fn run(args: Args) -> Result<(), Failure> {
+    let data_dir = args.db.data_dir();
+    std::fs::create_dir_all(&data_dir)
+        .map_err(|e| Failure::Input(format!("data directory {}: {e}", data_dir.display())))?;
+    let url = args.db.url()?;
+    let store = Store::open(&url).await?;
+    let def = load_definition(&args, &store).await?;
+    let node = match &args.node {
+        Some(n) => def.nodes.iter().find(|x| &x.name == n),
+        None => def.nodes.first(),
+    };
+    let ports = node.map(|n| n.ports.clone()).unwrap_or_default();
+    let opts = ListenOptions {
+        bind: args
+            .bind
+            .or(node.and_then(|n| n.bind))
+            .unwrap_or(ListenOptions::default().bind),
+        http_port: args.http_port.or(ports.http),
+        https_port: args.https_port.or(ports.https),
+        tftp_http_port: args.tftp_http_port.or(ports.tftp_http),
+        sip_port: args.sip_port.or(ports.sip),
+        sips_port: args.sips_port.or(ports.sips),
+    };
+    let listeners = Listeners::bind(&opts, &def)?;
+    let cluster_id = def.cluster.id.clone();
+    let state = server::node_state(store, def, args.node.as_deref(), &listeners, data_dir)?;
+    // Handlers first: a SIGTERM sent the moment the ready line appears must stop us cleanly.
+    let shutdown = shutdown_signal()?;
+    let ready = listeners.ready(&cluster_id, &state.node.name)?;
+    tracing::info!(
+        cluster = %cluster_id,
+        node = %state.node.name,
+        db = %store::redact(&url),
+        http = %ready.http,
+        https = %ready.https,
+        sip = %ready.sip_udp,
+        "ready"
+    );
+    print_out(&format!("{}\n", serde_json::to_string(&ready)?))?;
+    server::run(listeners, state, shutdown).await?;
+    Ok(())
+}
+
+/// Installs SIGINT and SIGTERM handlers now; the returned future completes on either.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Failure::Input(format!("installing the SIGTERM handler: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::Input(format!("installing the SIGINT handler: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

@@ -1,0 +1,4 @@
+//! The dial plan: Cisco patterns, and (with call control) digit analysis over partitions and
+//! calling search spaces.
+pub mod pattern;
+pub use pattern::{MatchResult, Pattern, PatternError};

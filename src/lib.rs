@@ -1,0 +1,16 @@
+//! ucm: an open implementation of the Cisco Unified CM application layer.
+//!
+//! The library holds all behaviour; the `ucm` binary (in `cmd/`) is a thin clap layer over it.
+//! - [`config`]: cluster definitions (YAML), checked with file:line:field errors
+//! - [`store`]: the cluster model in SQLite or PostgreSQL
+//! - [`net`]: the DSCP type and marked sockets, loopback capture
+//! - [`dialplan`]: Cisco patterns
+//! - [`server`]: `ucm serve`, one node of a cluster
+pub mod auth;
+pub mod config;
+pub mod dialplan;
+pub mod net;
+pub mod server;
+pub mod services;
+pub mod sip;
+pub mod store;

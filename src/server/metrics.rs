@@ -1,0 +1,94 @@
+//! Counters exposed at `/metrics` in the Prometheus text format. Plain atomics: the hot paths
+//! (every SIP message, every HTTP request) pay one relaxed increment.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+#[derive(Default)]
+pub struct Metrics {
+    pub http_requests: AtomicU64,
+    pub https_requests: AtomicU64,
+    pub tftp_http_requests: AtomicU64,
+    pub http_connections: AtomicU64,
+    pub sip_udp_received: AtomicU64,
+    pub sip_tcp_received: AtomicU64,
+    pub sip_tls_received: AtomicU64,
+    pub sip_responses_sent: AtomicU64,
+    pub sip_parse_errors: AtomicU64,
+    pub sip_tcp_connections: AtomicU64,
+    pub tls_handshake_failures: AtomicU64,
+}
+
+pub fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Metrics {
+    /// Renders the counters plus the gauges the caller passes (name, help, value).
+    pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
+        let mut out = String::new();
+        let counter = |out: &mut String, name: &str, help: &str, labels: &[(&str, &AtomicU64)]| {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} counter");
+            for (l, v) in labels {
+                let _ = writeln!(out, "{name}{l} {}", v.load(Ordering::Relaxed));
+            }
+        };
+        counter(
+            &mut out,
+            "ucm_http_requests_total",
+            "HTTP requests served, by listener.",
+            &[
+                ("{listener=\"http\"}", &self.http_requests),
+                ("{listener=\"https\"}", &self.https_requests),
+                ("{listener=\"tftp_http\"}", &self.tftp_http_requests),
+            ],
+        );
+        counter(
+            &mut out,
+            "ucm_http_connections_total",
+            "HTTP and HTTPS connections accepted.",
+            &[("", &self.http_connections)],
+        );
+        counter(
+            &mut out,
+            "ucm_sip_messages_received_total",
+            "SIP messages received, by transport.",
+            &[
+                ("{transport=\"udp\"}", &self.sip_udp_received),
+                ("{transport=\"tcp\"}", &self.sip_tcp_received),
+                ("{transport=\"tls\"}", &self.sip_tls_received),
+            ],
+        );
+        counter(
+            &mut out,
+            "ucm_sip_responses_sent_total",
+            "SIP responses sent.",
+            &[("", &self.sip_responses_sent)],
+        );
+        counter(
+            &mut out,
+            "ucm_sip_parse_errors_total",
+            "SIP messages refused as malformed.",
+            &[("", &self.sip_parse_errors)],
+        );
+        counter(
+            &mut out,
+            "ucm_sip_stream_connections_total",
+            "SIP TCP and TLS connections accepted.",
+            &[("", &self.sip_tcp_connections)],
+        );
+        counter(
+            &mut out,
+            "ucm_tls_handshake_failures_total",
+            "TLS handshakes that failed.",
+            &[("", &self.tls_handshake_failures)],
+        );
+        for (name, help, v) in gauges {
+            let _ = writeln!(out, "# HELP {name} {help}");
+            let _ = writeln!(out, "# TYPE {name} gauge");
+            let _ = writeln!(out, "{name} {v}");
+        }
+        out
+    }
+}

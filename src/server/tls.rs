@@ -1,0 +1,128 @@
+//! The node's TLS identity: a certificate and key made with rcgen on first start and kept in
+//! the data directory, so phones and browsers see the same certificate across restarts.
+
+use std::io;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+pub const CERT_FILE: &str = "node-cert.pem";
+pub const KEY_FILE: &str = "node-key.pem";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("making the node certificate: {0}")]
+    Generate(#[from] rcgen::Error),
+    #[error("{path}: {reason}")]
+    BadPem { path: PathBuf, reason: String },
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+}
+
+/// The one crypto provider ucm uses (ring); a second one in the tree makes rustls panic.
+pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The node certificate chain and key, made on first use.
+pub struct NodeIdentity {
+    pub certs: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    pub cert_pem: String,
+}
+
+/// Loads the node identity from `dir`, or makes and stores one for `names` (DNS names and
+/// IP addresses) when there is none.
+pub fn load_or_create(
+    dir: &Path,
+    node_name: &str,
+    ips: &[IpAddr],
+) -> Result<NodeIdentity, TlsError> {
+    let cert_path = dir.join(CERT_FILE);
+    let key_path = dir.join(KEY_FILE);
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| TlsError::Io { path, source }
+    };
+    if !cert_path.exists() || !key_path.exists() {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+        let mut sans: Vec<String> = vec![node_name.to_string(), "localhost".to_string()];
+        sans.extend(ips.iter().map(|ip| ip.to_string()));
+        sans.push("127.0.0.1".into());
+        sans.push("::1".into());
+        sans.sort();
+        sans.dedup();
+        let mut params = rcgen::CertificateParams::new(sans)?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("ucm {node_name}"));
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, "ucm");
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+        let cert = params.self_signed(&key)?;
+        write_private(&key_path, key.serialize_pem().as_bytes()).map_err(io_err(&key_path))?;
+        std::fs::write(&cert_path, cert.pem()).map_err(io_err(&cert_path))?;
+    }
+    let cert_pem = std::fs::read_to_string(&cert_path).map_err(io_err(&cert_path))?;
+    let certs: Vec<CertificateDer<'static>> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::BadPem {
+            path: cert_path.clone(),
+            reason: e.to_string(),
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::BadPem {
+            path: cert_path,
+            reason: "no certificate in file".into(),
+        });
+    }
+    let key_pem = std::fs::read(&key_path).map_err(io_err(&key_path))?;
+    let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| TlsError::BadPem {
+            path: key_path.clone(),
+            reason: e.to_string(),
+        })?
+        .ok_or_else(|| TlsError::BadPem {
+            path: key_path.clone(),
+            reason: "no private key in file".into(),
+        })?;
+    Ok(NodeIdentity {
+        certs,
+        key,
+        cert_pem,
+    })
+}
+
+/// A rustls server configuration for the node identity with the given ALPN protocols.
+pub fn server_config(
+    id: &NodeIdentity,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(id.certs.clone(), id.key.clone_key())?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)
+}

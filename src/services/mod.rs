@@ -1,0 +1,2 @@
+//! The cluster's applications. Each service is a module; more arrive with their issues.
+pub mod phone_config;

@@ -1,0 +1,237 @@
+//! Phone configuration files (`SEP<MAC>.cnf.xml`), generated from the cluster definition on
+//! every request, so they always reflect the device as it is now.
+//!
+//! The layout follows a real Unified CM 12.x SIP phone file (spec section 8): device pool with
+//! its Unified CM group and SIP ports, the SIP profile with its lines, DSCP values as ToS bytes,
+//! the service URLs and `phoneServices` with the Services Provisioning setting.
+
+use std::fmt::Write;
+
+use crate::config::model::{ClusterDefinition, Device, ServicesProvisioning};
+use crate::config::validate::is_device_name;
+use crate::server::NodeState;
+
+/// The file served for `name`, or `None` when there is no such device.
+pub fn file_for(state: &NodeState, def: &ClusterDefinition, name: &str) -> Option<String> {
+    let device = name.strip_suffix(".cnf.xml")?;
+    if !is_device_name(device) {
+        return None;
+    }
+    let dev = def.devices.iter().find(|d| d.name == device)?;
+    Some(device_config(state, def, dev))
+}
+
+/// XML text escaping for element content and attribute values.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> String {
+    let ep = &def.enterprise_parameters;
+    let q = &def.qos;
+    let url = |configured: &Option<String>, default: String| {
+        esc(&state.expand_url(configured.as_deref().unwrap_or(&default)))
+    };
+    let http = &state.http_base;
+    let https = &state.https_base;
+    let sip_port = crate::server::SIP_PORT;
+    let mut x = String::new();
+    let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
+    let _ = writeln!(x, "<device xsi:type=\"axl:XIPPhone\" ctiid=\"1\">");
+    let _ = writeln!(x, "<fullConfig>true</fullConfig>");
+    let _ = writeln!(x, "<deviceProtocol>SIP</deviceProtocol>");
+    let _ = writeln!(x, "<devicePool>");
+    let _ = writeln!(x, "<name>{}</name>", esc(&dev.device_pool));
+    let _ = writeln!(x, "<callManagerGroup><members>");
+    let pool = def.device_pools.iter().find(|p| p.name == dev.device_pool);
+    let group: Vec<&str> = pool
+        .map(|p| p.node_group.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    for (i, n) in group.iter().enumerate() {
+        let addr = def
+            .nodes
+            .iter()
+            .find(|x| x.name == *n)
+            .map_or(n.to_string(), |x| x.address.clone());
+        let _ = writeln!(
+            x,
+            "<member priority=\"{i}\"><callManager><name>{}</name><ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>{sip_port}</sipPort><securedSipPort>5061</securedSipPort></ports><processNodeName>{}</processNodeName></callManager></member>",
+            esc(n),
+            esc(&addr)
+        );
+    }
+    let _ = writeln!(x, "</members></callManagerGroup>");
+    let _ = writeln!(x, "</devicePool>");
+    let _ = writeln!(x, "<sipProfile>");
+    let _ = writeln!(
+        x,
+        "<startMediaPort>16384</startMediaPort><stopMediaPort>32766</stopMediaPort>"
+    );
+    let _ = writeln!(x, "<dscpForAudio>{}</dscpForAudio>", q.audio.tos());
+    let _ = writeln!(x, "<dscpVideo>{}</dscpVideo>", q.video.tos());
+    let _ = writeln!(x, "<sipLines>");
+    for (i, l) in dev.lines.iter().enumerate() {
+        let dn = def
+            .directory_numbers
+            .iter()
+            .find(|d| d.pattern == l.dn && d.partition == l.partition);
+        let label = l
+            .label
+            .clone()
+            .or_else(|| dn.and_then(|d| d.alerting_name.clone()))
+            .unwrap_or_else(|| l.dn.clone());
+        let display = l.display.clone().unwrap_or_else(|| label.clone());
+        let _ = writeln!(
+            x,
+            "<line button=\"{}\" lineIndex=\"{}\"><featureID>9</featureID><featureLabel>{}</featureLabel><proxy>USECALLMANAGER</proxy><port>{sip_port}</port><name>{}</name><displayName>{}</displayName><maxNumCalls>{}</maxNumCalls><busyTrigger>{}</busyTrigger></line>",
+            i + 1,
+            i + 1,
+            esc(&label),
+            esc(&l.dn),
+            esc(&display),
+            dn.map_or(4, |d| d.max_calls),
+            dn.map_or(2, |d| d.busy_trigger),
+        );
+    }
+    for (j, sd) in dev.speed_dials.iter().enumerate() {
+        let b = dev.lines.len() + j + 1;
+        let _ = writeln!(
+            x,
+            "<line button=\"{b}\"><featureID>2</featureID><featureLabel>{}</featureLabel><speedDialNumber>{}</speedDialNumber></line>",
+            esc(sd.label.as_deref().unwrap_or(&sd.number)),
+            esc(&sd.number)
+        );
+    }
+    let _ = writeln!(x, "</sipLines>");
+    let _ = writeln!(x, "</sipProfile>");
+    let _ = writeln!(
+        x,
+        "<dscpForSCCPPhoneConfig>{}</dscpForSCCPPhoneConfig>",
+        q.call_signalling.tos()
+    );
+    let _ = writeln!(
+        x,
+        "<dscpForSCCPPhoneServices>{}</dscpForSCCPPhoneServices>",
+        q.phone_services.tos()
+    );
+    let _ = writeln!(
+        x,
+        "<dscpForCm2Dvce>{}</dscpForCm2Dvce>",
+        q.call_signalling.tos()
+    );
+    let security = def
+        .phone_security_profiles
+        .iter()
+        .find(|p| Some(&p.name) == dev.security_profile.as_ref())
+        .map_or(1, |p| match p.device_security_mode {
+            crate::config::model::DeviceSecurityMode::NonSecure => 1,
+            crate::config::model::DeviceSecurityMode::Authenticated => 2,
+            crate::config::model::DeviceSecurityMode::Encrypted => 3,
+        });
+    let _ = writeln!(x, "<deviceSecurityMode>{security}</deviceSecurityMode>");
+    let _ = writeln!(x, "<idleTimeout>{}</idleTimeout>", ep.url_idle_time);
+    let _ = writeln!(
+        x,
+        "<authenticationURL>{}</authenticationURL>",
+        url(
+            &ep.url_authentication,
+            format!("{http}/ccmcip/authenticate.jsp")
+        )
+    );
+    let _ = writeln!(
+        x,
+        "<directoryURL>{}</directoryURL>",
+        url(
+            &ep.url_directories,
+            format!("{http}/ccmcip/xmldirectory.jsp")
+        )
+    );
+    let _ = writeln!(x, "<idleURL>{}</idleURL>", url(&ep.url_idle, String::new()));
+    let _ = writeln!(
+        x,
+        "<informationURL>{}</informationURL>",
+        url(&ep.url_information, String::new())
+    );
+    let _ = writeln!(
+        x,
+        "<messagesURL>{}</messagesURL>",
+        url(&ep.url_messages, String::new())
+    );
+    let _ = writeln!(
+        x,
+        "<servicesURL>{}</servicesURL>",
+        url(
+            &ep.url_services,
+            format!("{http}/ccmcip/getservicesmenu.jsp")
+        )
+    );
+    let _ = writeln!(
+        x,
+        "<secureAuthenticationURL>{}</secureAuthenticationURL>",
+        url(
+            &ep.secure_url_authentication,
+            format!("{https}/ccmcip/authenticate.jsp")
+        )
+    );
+    let _ = writeln!(
+        x,
+        "<secureDirectoryURL>{}</secureDirectoryURL>",
+        url(
+            &ep.secure_url_directories,
+            format!("{https}/ccmcip/xmldirectory.jsp")
+        )
+    );
+    let _ = writeln!(
+        x,
+        "<secureIdleURL>{}</secureIdleURL>",
+        url(&ep.secure_url_idle, String::new())
+    );
+    let _ = writeln!(
+        x,
+        "<secureServicesURL>{}</secureServicesURL>",
+        url(
+            &ep.secure_url_services,
+            format!("{https}/ccmcip/getservicesmenu.jsp")
+        )
+    );
+    let _ = writeln!(x, "<transportLayerProtocol>2</transportLayerProtocol>");
+    if let Some(owner) = &dev.owner {
+        let _ = writeln!(x, "<ownerId>{}</ownerId>", esc(owner));
+    }
+    let provisioning = match ep.services_provisioning {
+        ServicesProvisioning::Internal => 0,
+        ServicesProvisioning::ExternalUrl => 1,
+        ServicesProvisioning::Both => 2,
+    };
+    let _ = writeln!(x, "<phoneServices useHTTPS=\"false\">");
+    let _ = writeln!(x, "<provisioning>{provisioning}</provisioning>");
+    for s in def.phone_services.iter().filter(|s| {
+        s.enabled && (s.enterprise_subscription || dev.subscribed_services.contains(&s.name))
+    }) {
+        let t = match s.service_type {
+            crate::config::model::ServiceType::Services => 0,
+            crate::config::model::ServiceType::Directories => 1,
+            crate::config::model::ServiceType::Messages => 2,
+        };
+        let _ = writeln!(
+            x,
+            "<phoneService type=\"{t}\" category=\"0\"><name>{}</name><url>{}</url><vendor></vendor><version></version></phoneService>",
+            esc(&s.name),
+            esc(&state.expand_url(&s.url))
+        );
+    }
+    let _ = writeln!(x, "</phoneServices>");
+    let _ = writeln!(x, "</device>");
+    x
+}

@@ -1,0 +1,120 @@
+//! The `ucm` command line: help, exit codes, config check, db import/export (issue 2).
+
+use crate::common::{ucm, write_file};
+
+#[test]
+fn r2_help_lists_the_subcommands() {
+    let out = ucm().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for sub in ["serve", "db", "config"] {
+        assert!(text.contains(sub), "--help lacks {sub}:\n{text}");
+    }
+    assert!(text.contains("Exit codes"), "{text}");
+    let out = ucm().arg("frobnicate").output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "unknown subcommand is a usage error"
+    );
+}
+
+#[test]
+fn r2_config_check_exit_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = ucm()
+        .args(["config", "check", "fixtures/clusters/demo.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let bad = write_file(
+        dir.path(),
+        "bad.yaml",
+        "cluster:\n  id: x\n  name: y\npartitions:\n  - name: A\ncalling_search_spaces:\n  - name: C\n    partitions: [B]\n",
+    );
+    let out = ucm().args(["config", "check"]).arg(&bad).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("bad.yaml:8:") && text.contains("calling_search_spaces[0].partitions[0]"),
+        "{text}"
+    );
+    let out = ucm()
+        .args(["config", "check", "--json"])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["valid"], false);
+    assert_eq!(v["files"][0]["errors"][0]["line"], 8);
+    let out = ucm()
+        .args(["config", "check", "/nonexistent/x.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/x.yaml"));
+}
+
+#[test]
+fn r2_db_import_export_round_trip_via_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("t.db").display());
+    let out = ucm()
+        .args([
+            "db",
+            "import",
+            "fixtures/clusters/demo.yaml",
+            "--json",
+            "--db",
+            &db,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["cluster"], "demo");
+    let export1 = dir.path().join("e1.yaml");
+    let out = ucm()
+        .args(["db", "export", "--db", &db, "-o"])
+        .arg(&export1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ucm()
+        .args(["db", "import", "--db", &db])
+        .arg(&export1)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = ucm().args(["db", "export", "--db", &db]).output().unwrap();
+    assert!(out.status.success());
+    assert_eq!(std::fs::read(&export1).unwrap(), out.stdout);
+    // An invalid file is an input error (2) and leaves the database as it was.
+    let bad = write_file(dir.path(), "bad.yaml", "cluster: [\n");
+    let out = ucm()
+        .args(["db", "import", "--db", &db])
+        .arg(&bad)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out2 = ucm().args(["db", "export", "--db", &db]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(std::fs::read(&export1).unwrap(), out2.stdout);
+}

@@ -1,0 +1,242 @@
+//! Helpers shared by the integration tests.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+pub fn ucm() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ucm"))
+}
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+/// Either skips (printing why) or, under CI, fails: CI must run everything.
+pub fn skip_or_fail(reason: &str) {
+    if in_ci() {
+        panic!("required test environment missing under CI=true: {reason}");
+    }
+    eprintln!("SKIPPED: {reason}");
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// A running `ucm serve`, killed on drop.
+pub struct Server {
+    pub child: Child,
+    pub ready: serde_json::Value,
+    pub data_dir: tempfile::TempDir,
+    pub stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `ucm serve` on port 0 everywhere on 127.0.0.1 with a fresh data directory.
+    pub fn start(extra: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Server::start_in(dir, extra)
+    }
+
+    pub fn start_in(data_dir: tempfile::TempDir, extra: &[&str]) -> Server {
+        let mut cmd = ucm();
+        cmd.args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--sip-port",
+            "0",
+            "--sips-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(data_dir.path())
+        .args(extra)
+        .env("UCM_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn ucm serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let stderr = child.stderr.take().expect("stderr");
+        let (err_tx, err_rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = err_tx.send(line);
+            }
+        });
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout).lines();
+            if let Some(Ok(l)) = lines.next() {
+                let _ = tx.send(l);
+            }
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => l,
+            Err(_) => {
+                let _ = child.kill();
+                let logs: Vec<String> = err_rx.try_iter().collect();
+                panic!(
+                    "ucm serve printed no ready line; stderr:\n{}",
+                    logs.join("\n")
+                );
+            }
+        };
+        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        Server {
+            child,
+            ready,
+            data_dir,
+            stderr: err_rx,
+        }
+    }
+
+    pub fn addr(&self, key: &str) -> SocketAddr {
+        self.ready[key]
+            .as_str()
+            .unwrap_or_else(|| panic!("ready line has no {key}: {}", self.ready))
+            .parse()
+            .expect("address")
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: kill with a pid we own and a valid signal number.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        for _ in 0..300 {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        panic!("ucm serve did not exit within 15 s of SIGTERM");
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A plain HTTP/1.1 GET; returns (status, headers, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    split_http(&raw)
+}
+
+pub fn split_http(raw: &[u8]) -> (u16, String, Vec<u8>) {
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("HTTP header end");
+    let head = String::from_utf8_lossy(&raw[..end]).to_string();
+    let status: u16 = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    let mut body = raw[end + 4..].to_vec();
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        body = dechunk(&body);
+    }
+    (status, head, body)
+}
+
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = b.windows(2).position(|w| w == b"\r\n") {
+        let n = usize::from_str_radix(std::str::from_utf8(&b[..eol]).unwrap_or("0").trim(), 16)
+            .unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&b[eol + 2..eol + 2 + n]);
+        b = &b[eol + 2 + n + 2..];
+    }
+    out
+}
+
+pub fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).expect("write test file");
+    p
+}
+
+/// A fresh PostgreSQL database for one test, dropped afterwards. `None` (after printing why)
+/// when no server is reachable outside CI.
+pub struct PgDb {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDb {
+    pub async fn create() -> Option<PgDb> {
+        let admin = std::env::var("UCM_TEST_PG_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+        sqlx::any::install_default_drivers();
+        let mut conn = match <sqlx::AnyConnection as sqlx::Connection>::connect(&admin).await {
+            Ok(c) => c,
+            Err(e) => {
+                skip_or_fail(&format!("PostgreSQL at {admin} is not reachable: {e}"));
+                return None;
+            }
+        };
+        let name = format!("ucm_test_{}_{}", std::process::id(), rand::random::<u32>());
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let base = admin.rsplit_once('/').map_or(admin.as_str(), |x| x.0);
+        Some(PgDb {
+            url: format!("{base}/{name}"),
+            admin,
+            name,
+        })
+    }
+
+    pub async fn drop_db(self) {
+        if let Ok(mut conn) = <sqlx::AnyConnection as sqlx::Connection>::connect(&self.admin).await
+        {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+}

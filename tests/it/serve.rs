@@ -1,0 +1,314 @@
+//! `ucm serve` end to end: ready line, health, HTTPS with the node certificate, SIP OPTIONS
+//! over UDP, TCP and TLS with CS3 marking, configuration files, clean shutdown (issue 2).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ucm::net::capture::{CaptureFilter, LoopbackCapture, Transport};
+use ucm::net::Dscp;
+
+use crate::common::{http_get, is_root, skip_or_fail, split_http, Server};
+
+fn options(transport: &str, local: SocketAddr, target: SocketAddr, branch: &str) -> String {
+    format!(
+        "OPTIONS sip:{target} SIP/2.0\r\n\
+         Via: SIP/2.0/{transport} {local};branch=z9hG4bK{branch};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:monitor@{local}>;tag=mon1\r\n\
+         To: <sip:{target}>\r\n\
+         Call-ID: {branch}@test\r\n\
+         CSeq: 1 OPTIONS\r\n\
+         Contact: <sip:monitor@{local}>\r\n\
+         Accept: application/sdp\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn read_sip_response(s: &mut impl Read) -> String {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = s.read(&mut chunk).expect("read SIP response");
+        assert!(n > 0, "connection closed before a response");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    String::from_utf8_lossy(&buf).to_string()
+}
+
+#[test]
+fn r2_serve_on_port_zero_prints_every_address() {
+    let mut srv = Server::start(&[]);
+    for key in [
+        "http",
+        "https",
+        "tftp_http",
+        "sip_udp",
+        "sip_tcp",
+        "sip_tls",
+    ] {
+        let a = srv.addr(key);
+        assert_ne!(a.port(), 0, "{key} has a real port");
+        assert_eq!(a.ip().to_string(), "127.0.0.1");
+    }
+    assert_eq!(srv.ready["event"], "ready");
+    assert_eq!(srv.ready["cluster"], "demo");
+    let (status, _, body) = http_get(srv.addr("http"), "/healthz");
+    assert_eq!(status, 200);
+    let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(v["status"], "ok");
+    assert_eq!(v["cluster"], "demo");
+    let (status, head, body) = http_get(srv.addr("http"), "/metrics");
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("text/plain"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("ucm_http_requests_total{listener=\"http\"}"),
+        "{text}"
+    );
+    assert!(text.contains("ucm_configured_devices 55"), "{text}");
+    let st = srv.terminate();
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit status on SIGTERM; logs:\n{}",
+        srv.logs()
+    );
+}
+
+#[test]
+fn r2_https_with_the_node_certificate() {
+    let srv = Server::start(&[]);
+    let pem = std::fs::read(srv.data_dir.path().join("node-cert.pem"))
+        .expect("node certificate kept in the data directory");
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(ucm::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap();
+    let conn = rustls::ClientConnection::new(Arc::new(cfg), name).unwrap();
+    let sock = TcpStream::connect(srv.addr("https")).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut raw = Vec::new();
+    // rustls reports the peer's close without close_notify as an error after the data.
+    let _ = tls.read_to_end(&mut raw);
+    let (status, _, body) = split_http(&raw);
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"ok\""));
+}
+
+#[tokio::test]
+async fn r2_sip_options_over_udp_is_answered_with_cs3() {
+    let srv = Server::start(&[]);
+    let target = srv.addr("sip_udp");
+    let sock = ucm::net::bind_udp("127.0.0.1:0".parse().unwrap(), Dscp::CS0).unwrap();
+    ucm::net::enable_recv_tos(&sock).unwrap();
+    let local = sock.local_addr().unwrap();
+    sock.send_to(options("UDP", local, target, "udp1").as_bytes(), target)
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, from, dscp) = tokio::time::timeout(
+        Duration::from_secs(5),
+        ucm::net::recv_from_with_dscp(&sock, &mut buf),
+    )
+    .await
+    .expect("a reply within 5 s")
+    .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert_eq!(from, target);
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+    assert!(text.contains("Allow: "), "{text}");
+    assert!(text.contains(";tag="), "{text}");
+    assert!(text.contains(&format!("rport={}", local.port())), "{text}");
+    assert_eq!(dscp, Some(Dscp::CS3), "the reply is marked CS3 (24)");
+}
+
+#[test]
+fn r2_sip_options_over_tcp_is_answered_with_cs3() {
+    if !is_root() {
+        skip_or_fail("capturing on lo to read TCP DSCP needs root");
+        return;
+    }
+    let srv = Server::start(&[]);
+    let target = srv.addr("sip_tcp");
+    let cap =
+        LoopbackCapture::start(CaptureFilter::ports(&[target.port()])).expect("capture on lo");
+    let mut s = TcpStream::connect(target).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let local = s.local_addr().unwrap();
+    s.write_all(options("TCP", local, target, "tcp1").as_bytes())
+        .unwrap();
+    let text = read_sip_response(&mut s);
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+    drop(s);
+    std::thread::sleep(Duration::from_millis(100));
+    let packets = cap.stop();
+    let from_server: Vec<_> = packets
+        .iter()
+        .filter(|p| p.proto == Transport::Tcp && p.src == target)
+        .collect();
+    assert!(
+        from_server.iter().any(|p| p.is_syn_ack()),
+        "SYN-ACK captured"
+    );
+    assert!(
+        from_server
+            .iter()
+            .any(|p| String::from_utf8_lossy(&p.payload).starts_with("SIP/2.0 200")),
+        "response captured"
+    );
+    for p in &from_server {
+        assert_eq!(
+            p.dscp,
+            Dscp::CS3,
+            "every segment from the SIP listener, handshake included, is CS3: {p:?}"
+        );
+    }
+}
+
+#[test]
+fn r2_sip_options_over_tls() {
+    let srv = Server::start(&[]);
+    let pem = std::fs::read(srv.data_dir.path().join("node-cert.pem")).unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    for c in rustls_pemfile::certs(&mut pem.as_slice()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let cfg = rustls::ClientConfig::builder_with_provider(ucm::server::tls::provider())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let target = srv.addr("sip_tls");
+    let conn = rustls::ClientConnection::new(
+        Arc::new(cfg),
+        rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+    )
+    .unwrap();
+    let sock = TcpStream::connect(target).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let local = sock.local_addr().unwrap();
+    let mut tls = rustls::StreamOwned::new(conn, sock);
+    tls.write_all(options("TLS", local, target, "tls1").as_bytes())
+        .unwrap();
+    let text = read_sip_response(&mut tls);
+    assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
+}
+
+#[tokio::test]
+async fn r2_malformed_sip_gets_400_and_the_node_survives() {
+    let srv = Server::start(&[]);
+    let target = srv.addr("sip_udp");
+    let sock = ucm::net::bind_udp("127.0.0.1:0".parse().unwrap(), Dscp::CS0).unwrap();
+    let local = sock.local_addr().unwrap();
+    // Content-Length larger than the body: 400, with the reason named.
+    let bad =
+        options("UDP", local, target, "bad1").replace("Content-Length: 0", "Content-Length: 50");
+    sock.send_to(bad.as_bytes(), target).await.unwrap();
+    // Garbage: dropped silently.
+    sock.send_to(b"\x00\x01garbage\xff", target).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("400 within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]);
+    assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+    assert!(text.contains("Call-ID: bad1@test"), "{text}");
+    // Still answering.
+    sock.send_to(options("UDP", local, target, "ok2").as_bytes(), target)
+        .await
+        .unwrap();
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("reply within 5 s")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("SIP/2.0 200 OK"));
+}
+
+#[test]
+fn r2_phone_configuration_file_over_tftp_http() {
+    let srv = Server::start(&[]);
+    let (status, head, body) = http_get(srv.addr("tftp_http"), "/SEP00036BC7B973.cnf.xml");
+    assert_eq!(status, 200);
+    assert!(head.to_ascii_lowercase().contains("text/xml"));
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{text}"
+    );
+    assert!(text.contains("<name>10001</name>"), "{text}");
+    assert!(
+        text.contains("<dscpForAudio>184</dscpForAudio>"),
+        "EF as a ToS byte: {text}"
+    );
+    let http = srv.addr("http");
+    assert!(
+        text.contains(&format!(
+            "<authenticationURL>http://{http}/ccmcip/authenticate.jsp</authenticationURL>"
+        )),
+        "{text}"
+    );
+    let (status, _, _) = http_get(srv.addr("tftp_http"), "/SEP0000DEADBEEF.cnf.xml");
+    assert_eq!(status, 404);
+    let (status, _, _) = http_get(srv.addr("tftp_http"), "/..%2F..%2Fetc%2Fpasswd");
+    assert_eq!(status, 404);
+}
+
+#[test]
+fn r2_restart_with_the_same_definition_skips_the_import() {
+    let srv = Server::start(&[]);
+    let mut srv = srv;
+    assert_eq!(srv.terminate().code(), Some(0));
+    let logs = srv.logs();
+    assert!(logs.contains("definition imported"), "{logs}");
+    let dir = std::mem::replace(&mut srv.data_dir, tempfile::tempdir().unwrap());
+    drop(srv);
+    let mut again = Server::start_in(dir, &[]);
+    assert_eq!(again.terminate().code(), Some(0));
+    let logs = again.logs();
+    assert!(logs.contains("definition unchanged"), "{logs}");
+}
+
+#[test]
+fn r2_port_in_use_is_a_clear_error() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = crate::common::ucm()
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            &port,
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--sip-port",
+            "0",
+            "--sips-port",
+            "0",
+            "--data-dir",
+        ])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot listen on HTTP") && err.contains(&port),
+        "{err}"
+    );
+}
