@@ -107,7 +107,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     };
     let listeners = Listeners::bind(&opts, &def)?;
     let cluster_id = def.cluster.id.clone();
-    let state = server::node_state(store, def, args.node.as_deref(), &listeners, data_dir)?;
+    let state = server::node_state(store, def, args.node.as_deref(), &listeners, data_dir).await?;
     // Handlers first: a SIGTERM sent the moment the ready line appears must stop us cleanly.
     let shutdown = shutdown_signal()?;
     let ready = listeners.ready(&cluster_id, &state.node.name)?;

@@ -7,6 +7,7 @@
 //! - [`dialplan`]: Cisco patterns
 //! - [`server`]: `ucm serve`, one node of a cluster
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dialplan;
 pub mod net;

@@ -2,3 +2,5 @@
 //! calling search spaces.
 pub mod pattern;
 pub use pattern::{MatchResult, Pattern, PatternError};
+pub mod analysis;
+pub use analysis::{Analysis, AnalysisError, CallingContext, Destination, DialPlan};

@@ -17,6 +17,7 @@ use serde::Serialize;
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
+use crate::cluster::Cluster;
 use crate::config::model::{ClusterDefinition, Node};
 use crate::net::{self, Dscp};
 use crate::store::Store;
@@ -152,7 +153,7 @@ impl Listeners {
 /// What every part of a running node shares.
 pub struct NodeState {
     pub store: Store,
-    cluster: RwLock<Arc<ClusterDefinition>>,
+    cluster: RwLock<Arc<Cluster>>,
     pub node: Node,
     pub metrics: metrics::Metrics,
     pub started: Instant,
@@ -163,11 +164,14 @@ pub struct NodeState {
     pub data_dir: PathBuf,
     pub tls: Arc<rustls::ServerConfig>,
     pub sip_tls: Arc<rustls::ServerConfig>,
+    pub registrar: Arc<crate::sip::registrar::Registrar>,
+    /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
+    registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 impl NodeState {
     /// The current cluster definition (a cheap snapshot; writers swap the whole Arc).
-    pub fn cluster(&self) -> Arc<ClusterDefinition> {
+    pub fn cluster(&self) -> Arc<Cluster> {
         match self.cluster.read() {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
@@ -179,7 +183,7 @@ impl NodeState {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        *g = Arc::new(def);
+        *g = Arc::new(Cluster::new(def));
     }
 
     /// Replaces `{http}` / `{https}` in a configured URL with this node's base URLs.
@@ -190,8 +194,8 @@ impl NodeState {
 }
 
 /// Builds the shared state: picks this node from the definition, makes or loads the TLS
-/// identity, works out the URLs phones should use.
-pub fn node_state(
+/// identity, works out the URLs phones should use, loads the runtime state (registrations).
+pub async fn node_state(
     store: Store,
     def: ClusterDefinition,
     node_name: Option<&str>,
@@ -240,9 +244,13 @@ pub fn node_state(
     let identity = tls::load_or_create(&data_dir, &node.name, &ips)?;
     let tls_cfg = tls::server_config(&identity, &[b"http/1.1"])?;
     let sip_tls = tls::server_config(&identity, &[])?;
+    let (registrar, writer) =
+        crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
     Ok(Arc::new(NodeState {
+        registrar,
+        registrar_writer: std::sync::Mutex::new(Some(writer)),
         store,
-        cluster: RwLock::new(Arc::new(def)),
+        cluster: RwLock::new(Arc::new(Cluster::new(def))),
         node,
         metrics: metrics::Metrics::default(),
         started: Instant::now(),
@@ -310,7 +318,19 @@ pub async fn run(
         Some(tokio_rustls::TlsAcceptor::from(state.sip_tls.clone())),
         stop_rx.clone(),
     ));
+    // Expired registrations leave memory and the database once a minute.
+    let sweeper = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                state.registrar.sweep();
+            }
+        })
+    };
     shutdown.await;
+    sweeper.abort();
     tracing::info!("shutting down: finishing in-flight requests");
     let _ = stop_tx.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
@@ -320,6 +340,16 @@ pub async fn run(
     if drained.is_err() {
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
         tasks.abort_all();
+    }
+    // The registrar's writer ends once every sender is gone; the state still holds one, so
+    // flush by waiting briefly for the queue to drain instead.
+    let writer = match state.registrar_writer.lock() {
+        Ok(mut g) => g.take(),
+        Err(p) => p.into_inner().take(),
+    };
+    if let Some(w) = writer {
+        state.registrar.close();
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, w).await;
     }
     state.store.close().await;
     tracing::info!("stopped");

@@ -7,17 +7,18 @@
 
 use std::fmt::Write;
 
+use crate::cluster::Cluster;
 use crate::config::model::{ClusterDefinition, Device, ServicesProvisioning};
 use crate::config::validate::is_device_name;
 use crate::server::NodeState;
 
 /// The file served for `name`, or `None` when there is no such device.
-pub fn file_for(state: &NodeState, def: &ClusterDefinition, name: &str) -> Option<String> {
+pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> {
     let device = name.strip_suffix(".cnf.xml")?;
     if !is_device_name(device) {
         return None;
     }
-    let dev = def.devices.iter().find(|d| d.name == device)?;
+    let dev = def.device(device)?;
     Some(device_config(state, def, dev))
 }
 

@@ -5,6 +5,7 @@
 //! and the B2BUA build on this module (call-control issue).
 
 pub mod message;
+pub mod registrar;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,15 @@ pub enum Transport {
 }
 
 impl Transport {
+    pub fn parse(s: &str) -> Option<Transport> {
+        match s.to_ascii_uppercase().as_str() {
+            "UDP" => Some(Transport::Udp),
+            "TCP" => Some(Transport::Tcp),
+            "TLS" => Some(Transport::Tls),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
@@ -48,6 +58,29 @@ pub struct SipServer {
 
 fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// An RFC 7231 date (`Date` header of REGISTER responses; phones set their clocks from it).
+fn httpdate_now() -> String {
+    let secs = registrar::unix_now();
+    let days = secs.div_euclid(86_400);
+    let rem = secs.rem_euclid(86_400);
+    let (h, m, s) = (rem / 3600, (rem % 3600) / 60, rem % 60);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    let wd = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"][days.rem_euclid(7) as usize];
+    let mn = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ][(mo - 1).clamp(0, 11) as usize];
+    format!("{wd}, {d:02} {mn} {y} {h:02}:{m:02}:{s:02} GMT")
 }
 
 fn server_header() -> String {
@@ -82,6 +115,7 @@ impl SipServer {
                 r.headers.push("Supported", "replaces, timer");
                 r
             }
+            Method::Register => self.register(req, source, transport),
             other => {
                 tracing::info!(%source, method = other.as_str(), "SIP method not handled by this node");
                 let mut r = self.respond(req, 501, "Not Implemented");
@@ -90,6 +124,43 @@ impl SipServer {
             }
         };
         Some(resp)
+    }
+
+    fn register(&self, req: &Request, source: SocketAddr, transport: Transport) -> Response {
+        let cluster = self.state.cluster();
+        let max = cluster.service_parameters.call_manager.register_expires;
+        let decision = registrar::decide(&cluster, req, max, |d| d.lines.clone());
+        match decision {
+            Ok(d) => {
+                let bindings = self.state.registrar.apply(&d, transport, source);
+                if let registrar::Decision::Bind { device, line, .. } = &d {
+                    tracing::debug!(%source, device, line, "registered");
+                }
+                let mut r = self.respond(req, 200, "OK");
+                let now = registrar::unix_now();
+                for b in bindings {
+                    let left = (b.expires_at - now).max(0);
+                    r.headers
+                        .push("Contact", format!("<{}>;expires={left}", b.contact));
+                }
+                r.headers.push("Date", httpdate_now());
+                r
+            }
+            Err(refusal) => {
+                tracing::info!(%source, status = refusal.status, reason = %refusal.reason, "REGISTER refused");
+                let phrase = format!(
+                    "{} ({})",
+                    message::default_reason(refusal.status),
+                    refusal
+                        .reason
+                        .chars()
+                        .filter(|c| !c.is_control())
+                        .take(120)
+                        .collect::<String>()
+                );
+                self.respond(req, refusal.status, &phrase)
+            }
+        }
     }
 
     fn respond(&self, req: &Request, status: u16, reason: &str) -> Response {

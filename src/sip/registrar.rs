@@ -1,0 +1,514 @@
+//! The registrar: phones register their lines the way Cisco SIP phones do towards Unified CM.
+//!
+//! A phone names itself in its Contact with `+sip.instance="<urn:uuid:00000000-0000-0000-0000-
+//! MMMMMMMMMMMM>"` (the last 12 hex digits are its MAC, so the device is `SEP<MAC>`) and puts the
+//! line's DN in To. The decision ([`decide`]) is a pure function of the cluster and the request;
+//! [`Registrar`] keeps the bindings in memory for routing and writes them behind to the database
+//! so other nodes and services see them and a restarted node keeps them.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::mpsc;
+
+use super::message::{parse_contact_list, ContactList, Request};
+use super::Transport;
+use crate::cluster::Cluster;
+use crate::config::model::{Device, LineAppearance};
+use crate::store::{RegistrationRow, Store};
+
+/// Where one line of one device can be reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub device: String,
+    pub line: String,
+    /// The Contact URI the phone registered (where to send requests).
+    pub contact: String,
+    pub instance: Option<String>,
+    pub transport: Transport,
+    /// Where the REGISTER came from (requests go here: phones sit behind no NAT we trust less).
+    pub source: SocketAddr,
+    /// Unix seconds.
+    pub expires_at: i64,
+}
+
+/// What a REGISTER asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    Bind {
+        device: String,
+        line: String,
+        contact: String,
+        instance: Option<String>,
+        expires: u32,
+    },
+    Unbind {
+        device: String,
+        line: String,
+    },
+    /// No Contact: the phone asks for its current bindings.
+    Query {
+        device: String,
+        line: String,
+    },
+}
+
+/// A refusal, with the SIP status and a reason for the log and the reason phrase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub reason: String,
+}
+
+fn refuse(status: u16, reason: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// The device named by a `+sip.instance` value such as `"<urn:uuid:00000000-0000-0000-0000-00036bc7b973>"`.
+pub fn device_from_instance(instance: &str) -> Option<String> {
+    let v = instance
+        .trim()
+        .trim_matches('"')
+        .trim_start_matches('<')
+        .trim_end_matches('>');
+    let uuid = v.strip_prefix("urn:uuid:")?;
+    let mac: String = uuid.chars().filter(|c| *c != '-').collect();
+    if mac.len() != 32 || !mac.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    Some(format!("SEP{}", mac[20..].to_ascii_uppercase()))
+}
+
+/// Decides what a REGISTER means. `lines_of` gives the lines a device has right now (its own,
+/// or its Extension Mobility profile's while a user is logged in).
+pub fn decide<'a>(
+    cluster: &'a Cluster,
+    req: &Request,
+    max_expires: u32,
+    lines_of: impl Fn(&'a Device) -> Vec<LineAppearance>,
+) -> Result<Decision, Refusal> {
+    let to = req
+        .to()
+        .map_err(|e| refuse(400, format!("bad To header: {e}")))?;
+    let line = to
+        .uri
+        .user_part()
+        .map(str::to_string)
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| refuse(400, "To names no line (no user part)"))?;
+    let contacts = match req.headers.get("Contact") {
+        None => None,
+        Some(_) => Some(
+            req.headers
+                .get_all("Contact")
+                .map(parse_contact_list)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| refuse(400, format!("bad Contact header: {e}")))?,
+        ),
+    };
+    let header_expires: Option<u32> = match req.headers.get("Expires") {
+        Some(v) => Some(
+            v.trim()
+                .parse()
+                .map_err(|_| refuse(400, format!("bad Expires header {v:?}")))?,
+        ),
+        None => None,
+    };
+    // Find the device: from +sip.instance, else the one device that has this DN.
+    let mut instance = None;
+    let mut contact_uri = None;
+    let mut contact_expires = None;
+    let mut wildcard = false;
+    for list in contacts.iter().flatten() {
+        match list {
+            ContactList::Wildcard => wildcard = true,
+            ContactList::Addrs(addrs) => {
+                for a in addrs {
+                    if contact_uri.is_none() {
+                        contact_uri = Some(a.uri.to_string());
+                        contact_expires = a.expires();
+                        instance = a.param("+sip.instance").flatten().map(|s| s.to_string());
+                    }
+                }
+            }
+        }
+    }
+    let device = match &instance {
+        Some(inst) => {
+            let name = device_from_instance(inst).ok_or_else(|| {
+                refuse(
+                    400,
+                    format!("+sip.instance {inst:?} is not urn:uuid:...<MAC>"),
+                )
+            })?;
+            cluster
+                .device(&name)
+                .ok_or_else(|| refuse(404, format!("device {name} is not configured")))?
+        }
+        None => {
+            let mut found = cluster
+                .devices
+                .iter()
+                .filter(|d| lines_of(d).iter().any(|l| l.dn == line));
+            match (found.next(), found.next()) {
+                (Some(d), None) => d,
+                (None, _) => {
+                    return Err(refuse(
+                        404,
+                        format!("no device has line {line} (and the Contact carries no +sip.instance)"),
+                    ))
+                }
+                (Some(_), Some(_)) => {
+                    return Err(refuse(
+                        403,
+                        format!("line {line} is shared; the Contact must carry +sip.instance to name the device"),
+                    ))
+                }
+            }
+        }
+    };
+    if !lines_of(device).iter().any(|l| l.dn == line) {
+        return Err(refuse(403, format!("{} has no line {line}", device.name)));
+    }
+    let device = device.name.clone();
+    if wildcard {
+        if header_expires != Some(0) || contact_uri.is_some() {
+            return Err(refuse(
+                400,
+                "Contact: * needs Expires: 0 and no other Contact",
+            ));
+        }
+        return Ok(Decision::Unbind { device, line });
+    }
+    let Some(contact) = contact_uri else {
+        return Ok(Decision::Query { device, line });
+    };
+    let expires = contact_expires
+        .or(header_expires)
+        .unwrap_or(3600)
+        .min(max_expires);
+    if expires == 0 {
+        return Ok(Decision::Unbind { device, line });
+    }
+    Ok(Decision::Bind {
+        device,
+        line,
+        contact,
+        instance,
+        expires,
+    })
+}
+
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+enum Persist {
+    Upsert(RegistrationRow),
+    Remove(String, String),
+    /// Write what is queued, then stop.
+    Close,
+}
+
+/// The node's registrations: in memory for routing, written behind to the database.
+pub struct Registrar {
+    bindings: RwLock<HashMap<(String, String), Binding>>,
+    persist: mpsc::UnboundedSender<Persist>,
+    node: String,
+}
+
+impl Registrar {
+    /// Loads the unexpired registrations from the store and starts the writer task, which
+    /// ends (after writing what is queued) when the registrar is dropped.
+    pub async fn load(
+        store: Store,
+        node: &str,
+    ) -> Result<(Arc<Registrar>, tokio::task::JoinHandle<()>), crate::store::StoreError> {
+        let rows = store.live_registrations(unix_now()).await?;
+        let mut map = HashMap::new();
+        for r in rows {
+            let (Ok(source), Some(transport)) = (r.source.parse(), Transport::parse(&r.transport))
+            else {
+                continue;
+            };
+            map.insert(
+                (r.device.clone(), r.line.clone()),
+                Binding {
+                    device: r.device,
+                    line: r.line,
+                    contact: r.contact,
+                    instance: r.instance,
+                    transport,
+                    source,
+                    expires_at: r.expires_at,
+                },
+            );
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer(store, rx));
+        Ok((
+            Arc::new(Registrar {
+                bindings: RwLock::new(map),
+                persist: tx,
+                node: node.to_string(),
+            }),
+            writer,
+        ))
+    }
+
+    pub fn apply(
+        &self,
+        decision: &Decision,
+        transport: Transport,
+        source: SocketAddr,
+    ) -> Vec<Binding> {
+        let now = unix_now();
+        let mut map = match self.bindings.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        match decision {
+            Decision::Bind {
+                device,
+                line,
+                contact,
+                instance,
+                expires,
+            } => {
+                let b = Binding {
+                    device: device.clone(),
+                    line: line.clone(),
+                    contact: contact.clone(),
+                    instance: instance.clone(),
+                    transport,
+                    source,
+                    expires_at: now + i64::from(*expires),
+                };
+                let _ = self.persist.send(Persist::Upsert(RegistrationRow {
+                    device: b.device.clone(),
+                    line: b.line.clone(),
+                    contact: b.contact.clone(),
+                    instance: b.instance.clone(),
+                    transport: transport.as_str().to_string(),
+                    source: source.to_string(),
+                    node: self.node.clone(),
+                    expires_at: b.expires_at,
+                    updated_at: now,
+                }));
+                map.insert((device.clone(), line.clone()), b.clone());
+                vec![b]
+            }
+            Decision::Unbind { device, line } => {
+                map.remove(&(device.clone(), line.clone()));
+                let _ = self
+                    .persist
+                    .send(Persist::Remove(device.clone(), line.clone()));
+                Vec::new()
+            }
+            Decision::Query { device, line } => map
+                .get(&(device.clone(), line.clone()))
+                .filter(|b| b.expires_at > now)
+                .cloned()
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// The live binding of a device's line.
+    pub fn binding(&self, device: &str, line: &str) -> Option<Binding> {
+        let map = match self.bindings.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.get(&(device.to_string(), line.to_string()))
+            .filter(|b| b.expires_at > unix_now())
+            .cloned()
+    }
+
+    /// Whether any line of the device is registered.
+    pub fn is_registered(&self, device: &str) -> bool {
+        let now = unix_now();
+        let map = match self.bindings.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.values()
+            .any(|b| b.device == device && b.expires_at > now)
+    }
+
+    pub fn count(&self) -> usize {
+        let now = unix_now();
+        match self.bindings.read() {
+            Ok(g) => g.values().filter(|b| b.expires_at > now).count(),
+            Err(p) => p
+                .into_inner()
+                .values()
+                .filter(|b| b.expires_at > now)
+                .count(),
+        }
+    }
+
+    /// Asks the writer to write what is queued and stop (node shutdown).
+    pub fn close(&self) {
+        let _ = self.persist.send(Persist::Close);
+    }
+
+    /// Drops expired bindings from memory and the database.
+    pub fn sweep(&self) {
+        let now = unix_now();
+        let mut map = match self.bindings.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.retain(|(d, l), b| {
+            let keep = b.expires_at > now;
+            if !keep {
+                let _ = self.persist.send(Persist::Remove(d.clone(), l.clone()));
+            }
+            keep
+        });
+    }
+}
+
+/// Writes registrations in batches: one transaction per burst keeps up with thousands of
+/// REGISTERs a second on SQLite.
+async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Persist>) {
+    let mut batch = Vec::new();
+    let mut closing = false;
+    while !closing && rx.recv_many(&mut batch, 1000).await > 0 {
+        let mut upserts: HashMap<(String, String), RegistrationRow> = HashMap::new();
+        let mut removals = Vec::new();
+        for op in batch.drain(..) {
+            match op {
+                Persist::Close => closing = true,
+                Persist::Upsert(r) => {
+                    upserts.insert((r.device.clone(), r.line.clone()), r);
+                }
+                Persist::Remove(d, l) => {
+                    upserts.remove(&(d.clone(), l.clone()));
+                    removals.push((d, l));
+                }
+            }
+        }
+        let rows: Vec<RegistrationRow> = upserts.into_values().collect();
+        for attempt in 0..3 {
+            match store.save_registrations(&rows, &removals).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, attempt, "saving registrations failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::{parse_datagram, SipMessage};
+
+    fn cluster() -> Cluster {
+        let mut def = crate::config::demo().unwrap();
+        // Make 10002 a shared line for the shared-line case.
+        let line = def.devices[1].lines[0].clone();
+        def.devices[2].lines.push(line);
+        Cluster::new(def)
+    }
+
+    fn register(to_user: &str, contact: &str, extra: &str) -> Request {
+        let text = format!(
+            "REGISTER sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK1\r\nFrom: <sip:{to_user}@127.0.0.1>;tag=a\r\nTo: <sip:{to_user}@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\n{contact}{extra}Content-Length: 0\r\n\r\n"
+        );
+        match parse_datagram(text.as_bytes()).unwrap() {
+            SipMessage::Request(r) => r,
+            _ => panic!(),
+        }
+    }
+
+    fn own_lines(d: &Device) -> Vec<LineAppearance> {
+        d.lines.clone()
+    }
+
+    const CISCO: &str = "Contact: <sip:10001@127.0.0.2:5060;transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-00036bc7b973>\";+u.sip!model.ccm.cisco.com=\"36213\";expires=3600\r\n";
+
+    #[test]
+    fn instance_names_the_device() {
+        assert_eq!(
+            device_from_instance("\"<urn:uuid:00000000-0000-0000-0000-00036bc7b973>\"").as_deref(),
+            Some("SEP00036BC7B973")
+        );
+        assert_eq!(device_from_instance("\"<urn:uuid:nope>\""), None);
+    }
+
+    #[test]
+    fn cisco_phone_registers_its_line() {
+        let c = cluster();
+        let d = decide(&c, &register("10001", CISCO, ""), 3600, own_lines).unwrap();
+        assert!(
+            matches!(d, Decision::Bind { ref device, ref line, expires: 3600, .. } if device == "SEP00036BC7B973" && line == "10001")
+        );
+        // Expires is capped at the service parameter.
+        let d = decide(&c, &register("10001", CISCO, ""), 120, own_lines).unwrap();
+        assert!(matches!(d, Decision::Bind { expires: 120, .. }));
+    }
+
+    #[test]
+    fn unknown_device_and_foreign_line_are_refused() {
+        let c = cluster();
+        let other = CISCO.replace("00036bc7b973", "0000deadbeef");
+        let e = decide(&c, &register("10001", &other, ""), 3600, own_lines).unwrap_err();
+        assert_eq!(e.status, 404);
+        assert!(e.reason.contains("SEP0000DEADBEEF"), "{}", e.reason);
+        let e = decide(&c, &register("23923", CISCO, ""), 3600, own_lines).unwrap_err();
+        assert_eq!(e.status, 403);
+    }
+
+    #[test]
+    fn without_instance_the_dn_must_name_one_device() {
+        let c = cluster();
+        let plain = "Contact: <sip:23923@127.0.0.9:5060>\r\n";
+        let d = decide(&c, &register("23923", plain, ""), 3600, own_lines).unwrap();
+        assert!(matches!(d, Decision::Bind { ref device, .. } if device == "SEP00036BC7B975"));
+        let shared = "Contact: <sip:10002@127.0.0.9:5060>\r\n";
+        assert_eq!(
+            decide(&c, &register("10002", shared, ""), 3600, own_lines)
+                .unwrap_err()
+                .status,
+            403
+        );
+    }
+
+    #[test]
+    fn expires_zero_and_wildcard_unbind() {
+        let c = cluster();
+        let d = decide(
+            &c,
+            &register("10001", &CISCO.replace("expires=3600", "expires=0"), ""),
+            3600,
+            own_lines,
+        )
+        .unwrap();
+        assert!(matches!(d, Decision::Unbind { .. }));
+        let star = "Contact: *\r\n";
+        let e = decide(&c, &register("23923", star, ""), 3600, own_lines).unwrap_err();
+        assert_eq!(e.status, 400, "* without Expires: 0");
+        let d = decide(
+            &c,
+            &register("23923", star, "Expires: 0\r\n"),
+            3600,
+            own_lines,
+        )
+        .unwrap();
+        assert!(matches!(d, Decision::Unbind { .. }));
+        let d = decide(&c, &register("23923", "", ""), 3600, own_lines).unwrap();
+        assert!(matches!(d, Decision::Query { .. }));
+    }
+}
