@@ -30,6 +30,11 @@ pub fn router(state: Arc<NodeState>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(
+            "/ccmcip/authenticate.jsp",
+            get(crate::services::authenticate::handler)
+                .post(crate::services::authenticate::handler),
+        )
         .with_state(state)
 }
 

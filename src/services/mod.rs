@@ -1,2 +1,3 @@
 //! The cluster's applications. Each service is a module; more arrive with their issues.
+pub mod authenticate;
 pub mod phone_config;

@@ -1,0 +1,152 @@
+//! The authentication URL (`/ccmcip/authenticate.jsp`): phones call it to check the HTTP Basic
+//! credentials of every push to `/CGI/Execute` before running anything.
+//!
+//! Answers exactly `AUTHORIZED` (no newline) when the user's password is right and the device is
+//! associated with the user (or the user may control every device), `UN-AUTHORIZED` otherwise,
+//! and `ERROR` for a malformed request. Parameters `UserID`, `Password`, `devicename` come as
+//! query parameters or a form body: sources disagree, so both are accepted (spec section 2.2).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::verify_secret;
+use crate::config::model::Role;
+use crate::server::NodeState;
+
+/// The three answers a phone understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Authorized,
+    Unauthorized,
+    Error,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Authorized => "AUTHORIZED",
+            Verdict::Unauthorized => "UN-AUTHORIZED",
+            Verdict::Error => "ERROR",
+        }
+    }
+}
+
+/// Checks `user`'s `password` and whether the user may push to `device`.
+pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Verdict {
+    let cluster = state.cluster();
+    if cluster.device(device).is_none() {
+        return Verdict::Unauthorized;
+    }
+    let (hash, allowed) = if let Some(u) = cluster.end_user(user) {
+        (
+            u.password_hash.clone(),
+            u.associated_devices.iter().any(|d| d == device)
+                || u.roles.contains(&Role::CtiControlAllDevices),
+        )
+    } else if let Some(a) = cluster.application_user(user) {
+        (
+            a.password_hash.clone(),
+            a.associated_devices.iter().any(|d| d == device)
+                || a.roles.contains(&Role::CtiControlAllDevices),
+        )
+    } else {
+        return Verdict::Unauthorized;
+    };
+    match hash {
+        Some(h) if allowed && verify_secret(password, &h) => Verdict::Authorized,
+        _ => Verdict::Unauthorized,
+    }
+}
+
+fn param<'a>(m: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {
+    // Phones and applications differ in case (`devicename`, `DeviceName`).
+    m.iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+pub async fn handler(
+    State(state): State<Arc<NodeState>>,
+    Query(query): Query<HashMap<String, String>>,
+    body: Bytes,
+) -> Response {
+    let mut params = query;
+    for (k, v) in url_decode_pairs(&body) {
+        params.entry(k).or_insert(v);
+    }
+    let verdict = match (
+        param(&params, "UserID"),
+        param(&params, "Password"),
+        param(&params, "devicename"),
+    ) {
+        (Some(u), Some(p), Some(d)) if !u.is_empty() && !d.is_empty() => {
+            let (u, p, d) = (u.to_string(), p.to_string(), d.to_string());
+            let st = state.clone();
+            // argon2 is deliberately slow: keep it off the async workers.
+            tokio::task::spawn_blocking(move || check(&st, &u, &p, &d))
+                .await
+                .unwrap_or(Verdict::Error)
+        }
+        _ => Verdict::Error,
+    };
+    tracing::debug!(verdict = verdict.as_str(), "authentication URL");
+    ([(header::CONTENT_TYPE, "text/html")], verdict.as_str()).into_response()
+}
+
+/// Decodes an `application/x-www-form-urlencoded` body.
+pub fn url_decode_pairs(body: &[u8]) -> Vec<(String, String)> {
+    body.split(|&b| b == b'&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let mut it = pair.splitn(2, |&b| b == b'=');
+            let k = it.next().unwrap_or_default();
+            let v = it.next().unwrap_or_default();
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+/// Percent-decoding with `+` as space; invalid escapes are kept as they are.
+pub fn percent_decode(s: &[u8]) -> String {
+    let mut out = Vec::with_capacity(s.len());
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < s.len() => {
+                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
+                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
+                    Some(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    None => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn form_decoding() {
+        let p =
+            url_decode_pairs(b"UserID=jsmith&Password=a%26b+c&devicename=SEP00036BC7B973&x=%zz");
+        assert_eq!(p[0], ("UserID".into(), "jsmith".into()));
+        assert_eq!(p[1], ("Password".into(), "a&b c".into()));
+        assert_eq!(p[3], ("x".into(), "%zz".into()));
+        assert_eq!(percent_decode(b"%4"), "%4");
+        assert_eq!(percent_decode(b"%41"), "A");
+    }
+}
