@@ -15,7 +15,11 @@ fn check_typed(s: &str) {
         assert_eq!(Via::parse(&v.to_string()), Ok(v.clone()), "Via {s:?}");
     }
     if let Ok(n) = NameAddr::parse(s) {
-        assert_eq!(NameAddr::parse(&n.to_string()), Ok(n.clone()), "NameAddr {s:?}");
+        assert_eq!(
+            NameAddr::parse(&n.to_string()),
+            Ok(n.clone()),
+            "NameAddr {s:?}"
+        );
     }
     if let Ok(u) = SipUri::parse(s) {
         assert_eq!(SipUri::parse(&u.to_string()), Ok(u.clone()), "SipUri {s:?}");
@@ -25,7 +29,11 @@ fn check_typed(s: &str) {
     }
     if let Ok(ContactList::Addrs(addrs)) = parse_contact_list(s) {
         for n in addrs {
-            assert_eq!(NameAddr::parse(&n.to_string()), Ok(n.clone()), "Contact {s:?}");
+            assert_eq!(
+                NameAddr::parse(&n.to_string()),
+                Ok(n.clone()),
+                "Contact {s:?}"
+            );
         }
     }
     let _ = split_commas(s).count();

@@ -165,6 +165,9 @@ pub struct NodeState {
     pub tls: Arc<rustls::ServerConfig>,
     pub sip_tls: Arc<rustls::ServerConfig>,
     pub registrar: Arc<crate::sip::registrar::Registrar>,
+    /// `host:port` of this node's SIP service as phones and peers should reach it.
+    pub sip_host: String,
+    stop: watch::Sender<bool>,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -176,6 +179,11 @@ impl NodeState {
             Ok(g) => g.clone(),
             Err(p) => p.into_inner().clone(),
         }
+    }
+
+    /// A receiver that changes when the node shuts down (for tasks started after `run`).
+    pub fn stopping(&self) -> watch::Receiver<bool> {
+        self.stop.subscribe()
     }
 
     pub fn set_cluster(&self, def: ClusterDefinition) {
@@ -232,6 +240,7 @@ pub async fn node_state(
     let http_base = format!("http://{}", host_for(local(&listeners.http)));
     let https_base = format!("https://{}", host_for(local(&listeners.https)));
     let tftp_base = format!("http://{}", host_for(local(&listeners.tftp_http)));
+    let sip_host = host_for(listeners.sip_udp.local_addr().ok());
     let mut ips: Vec<IpAddr> = Vec::new();
     if let Ok(ip) = node.address.parse() {
         ips.push(ip);
@@ -246,7 +255,10 @@ pub async fn node_state(
     let sip_tls = tls::server_config(&identity, &[])?;
     let (registrar, writer) =
         crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
+    let (stop, _) = watch::channel(false);
     Ok(Arc::new(NodeState {
+        sip_host,
+        stop,
         registrar,
         registrar_writer: std::sync::Mutex::new(Some(writer)),
         store,
@@ -279,7 +291,7 @@ pub async fn run(
     state: Arc<NodeState>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
+    let stop_rx = state.stopping();
     let mut tasks = tokio::task::JoinSet::new();
     let app = http::router(state.clone());
     let tftp_app = http::tftp_router(state.clone());
@@ -308,6 +320,7 @@ pub async fn run(
         stop_rx.clone(),
     ));
     let sip = crate::sip::SipServer::new(state.clone());
+    tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
     tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));
     tasks.spawn(
         sip.clone()
@@ -332,7 +345,7 @@ pub async fn run(
     shutdown.await;
     sweeper.abort();
     tracing::info!("shutting down: finishing in-flight requests");
-    let _ = stop_tx.send(true);
+    let _ = state.stop.send(true);
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })

@@ -18,8 +18,12 @@
 //! Parsing never panics, never validates bodies as UTF-8 and runs in time linear
 //! in the input size. Header values are stored exactly as received (unfolded and
 //! trimmed); typed views ([`Via`], [`CSeq`], [`NameAddr`], [`SipUri`]) parse on
-//! demand, but the headers they describe are also syntax-checked while parsing a
-//! message so that the error can name the offending line.
+//! demand. The headers they describe (Via, From, To, Contact, Route,
+//! Record-Route, CSeq, Call-ID, Max-Forwards, Content-Length) are also
+//! syntax-checked while parsing a message, so that the error can name the
+//! offending line, and CSeq, From, To, Call-ID and Max-Forwards may appear only
+//! once. Presence of the mandatory headers is checked separately by
+//! [`Request::validate`].
 //!
 //! Serialization ([`Request::to_bytes`], ...) always writes CRLF line endings,
 //! headers in stored order and a `Content-Length` equal to the body length. For a
@@ -3052,7 +3056,12 @@ impl StreamFramer {
         if self.kind.is_none() {
             if self.scan.lines > 0 || found.is_some() {
                 let line = first_line(buf);
-                let kind = classify(line);
+                let kind = if line.iter().any(|&b| is_forbidden_ctl(b)) {
+                    // binary data, whether or not it arrived in one piece
+                    Kind::Garbage
+                } else {
+                    classify(line)
+                };
                 if kind == Kind::Garbage {
                     return Err(ParseError::silent(format!(
                         "not a SIP message: start line {}",
@@ -4956,6 +4965,12 @@ Content-Length: {CL}
         let e = StreamFramer::new().poll(b"\x16\x03\x01\x00").unwrap_err();
         assert_eq!(e.status, None);
         assert_eq!(frame_stream(b"INVITE sip:a@b.example SIP/2.0"), Ok(None));
+        // control characters in the start line: not SIP, however it arrives
+        let nul = b"OPTIONS sip:a@b\x00 SIP/2.0\r\nl: 0\r\n\r\n";
+        assert_eq!(frame_stream(nul).unwrap_err().status, None);
+        let mut f = StreamFramer::new();
+        assert_eq!(f.poll(&nul[..10]), Ok(None));
+        assert_eq!(f.poll(&nul[..16]).unwrap_err().status, None);
         // truncated / over-long stream messages
         let e =
             parse_stream_message(b"OPTIONS sip:a@b.example SIP/2.0\r\nl: 5\r\n\r\nab").unwrap_err();

@@ -4,17 +4,20 @@
 //! monitoring), and refuses malformed requests with the right 4xx. Registrar, digit analysis
 //! and the B2BUA build on this module (call-control issue).
 
+pub mod b2bua;
 pub mod message;
 pub mod registrar;
+pub mod transaction;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use bytes::{Buf, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::server::metrics::inc;
 use crate::server::NodeState;
@@ -24,7 +27,7 @@ use message::{Method, ParseError, Request, Response, SipMessage};
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, NOTIFY, REFER, INFO, UPDATE";
 
 /// Transport a message arrived on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     Udp,
     Tcp,
@@ -50,11 +53,32 @@ impl Transport {
     }
 }
 
-/// The node's SIP service.
+/// The node's SIP service: stateless answers (OPTIONS, REGISTER) in the transport tasks,
+/// everything else through one call-control task that owns the B2BUA.
 #[derive(Clone)]
 pub struct SipServer {
     state: Arc<NodeState>,
+    shared: Arc<Shared>,
 }
+
+struct Shared {
+    core_tx: mpsc::Sender<(SipMessage, b2bua::Peer)>,
+    core_rx: Mutex<Option<mpsc::Receiver<(SipMessage, b2bua::Peer)>>>,
+    udp: OnceLock<Arc<UdpSocket>>,
+    /// Writers of open TCP and TLS connections, by remote address: requests to a phone go back
+    /// over the connection it registered on.
+    conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
+}
+
+/// What the transport does with a request.
+enum Disposition {
+    Reply(Response),
+    Core,
+    Drop,
+}
+
+/// Messages queued for call control before new requests are refused with 503.
+const CORE_QUEUE: usize = 65_536;
 
 fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
@@ -89,24 +113,45 @@ fn server_header() -> String {
 
 impl SipServer {
     pub fn new(state: Arc<NodeState>) -> SipServer {
-        SipServer { state }
+        let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
+        SipServer {
+            state,
+            shared: Arc::new(Shared {
+                core_tx,
+                core_rx: Mutex::new(Some(core_rx)),
+                udp: OnceLock::new(),
+                conns: Mutex::new(HashMap::new()),
+            }),
+        }
     }
 
-    /// Handles one request; `None` means nothing is sent back (ACK).
+    /// Decides what happens to a request: answered here, or handed to call control.
+    fn disposition(&self, req: &Request, source: SocketAddr, transport: Transport) -> Disposition {
+        if req.method == Method::Ack {
+            return Disposition::Core;
+        }
+        if let Err(e) = req.validate() {
+            tracing::info!(%source, transport = transport.as_str(), error = %e, "refusing malformed SIP request");
+            let status = e.status.unwrap_or(400);
+            return Disposition::Reply(self.respond(req, status, &reason_with_detail(status, &e)));
+        }
+        match req.method {
+            Method::Options | Method::Register => match self.handle_request(req, source, transport)
+            {
+                Some(r) => Disposition::Reply(r),
+                None => Disposition::Drop,
+            },
+            _ => Disposition::Core,
+        }
+    }
+
+    /// Answers the requests the node handles without call state (OPTIONS, REGISTER).
     pub fn handle_request(
         &self,
         req: &Request,
         source: SocketAddr,
         transport: Transport,
     ) -> Option<Response> {
-        if req.method == Method::Ack {
-            return None;
-        }
-        if let Err(e) = req.validate() {
-            tracing::info!(%source, transport = transport.as_str(), error = %e, "refusing malformed SIP request");
-            let status = e.status.unwrap_or(400);
-            return Some(self.respond(req, status, &reason_with_detail(status, &e)));
-        }
         let resp = match &req.method {
             Method::Options => {
                 let mut r = self.respond(req, 200, "OK");
@@ -116,12 +161,7 @@ impl SipServer {
                 r
             }
             Method::Register => self.register(req, source, transport),
-            other => {
-                tracing::info!(%source, method = other.as_str(), "SIP method not handled by this node");
-                let mut r = self.respond(req, 501, "Not Implemented");
-                r.headers.push("Allow", "OPTIONS, ACK");
-                r
-            }
+            _ => return None,
         };
         Some(resp)
     }
@@ -170,8 +210,181 @@ impl SipServer {
         r
     }
 
+    /// Hands a message to call control; a full queue refuses new requests with 503.
+    fn to_core(&self, msg: SipMessage, peer: b2bua::Peer) -> Option<Response> {
+        match self.shared.core_tx.try_send((msg, peer)) {
+            Ok(()) => None,
+            Err(mpsc::error::TrySendError::Full((SipMessage::Request(req), _)))
+                if req.method != Method::Ack =>
+            {
+                tracing::warn!("call control is overloaded; answering 503");
+                let mut r = self.respond(&req, 503, "Service Unavailable");
+                r.headers.push("Retry-After", "1");
+                Some(r)
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// Runs call control until shutdown: one task owns the B2BUA and its timers.
+    pub async fn serve_core(self, mut stop: watch::Receiver<bool>) {
+        let rx = match self.shared.core_rx.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(mut rx) = rx else { return };
+        let mut core = b2bua::B2bua::new(self.state.sip_host.clone(), rand::random());
+        loop {
+            let deadline = core.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            let outs = tokio::select! {
+                m = rx.recv() => match m {
+                    Some((msg, peer)) => {
+                        let cluster = self.state.cluster();
+                        core.on_message(&cluster, &self.state.registrar, msg, peer, std::time::Instant::now())
+                    }
+                    None => break,
+                },
+                _ = sleep => {
+                    let cluster = self.state.cluster();
+                    core.on_timers(&cluster, &self.state.registrar, std::time::Instant::now())
+                }
+                _ = stop.changed() => break,
+            };
+            for o in outs {
+                self.dispatch(o);
+            }
+        }
+    }
+
+    /// Sends a message from call control to its peer, over UDP or the peer's connection.
+    fn dispatch(&self, o: b2bua::Out) {
+        let bytes = o.msg.to_bytes();
+        if matches!(o.msg, SipMessage::Response(_)) {
+            inc(&self.state.metrics.sip_responses_sent);
+        }
+        match o.to.transport {
+            Transport::Udp => {
+                if let Some(sock) = self.shared.udp.get() {
+                    if let Err(e) = sock.try_send_to(&bytes, o.to.addr) {
+                        if e.kind() == std::io::ErrorKind::WouldBlock {
+                            let sock = sock.clone();
+                            tokio::spawn(async move {
+                                let _ = sock.send_to(&bytes, o.to.addr).await;
+                            });
+                        } else {
+                            tracing::debug!(to = %o.to.addr, error = %e, "SIP UDP send failed");
+                        }
+                    }
+                }
+            }
+            Transport::Tcp | Transport::Tls => {
+                let conn = match self.shared.conns.lock() {
+                    Ok(g) => g.get(&o.to.addr).cloned(),
+                    Err(p) => p.into_inner().get(&o.to.addr).cloned(),
+                };
+                match conn {
+                    Some(tx) => {
+                        let _ = tx.send(bytes);
+                    }
+                    None if o.to.transport == Transport::Tcp => {
+                        // No connection to this peer yet (a trunk): open one, marked CS3.
+                        let this = self.clone();
+                        let dscp = self.state.cluster().qos.call_signalling;
+                        tokio::spawn(async move {
+                            match crate::net::connect_tcp(o.to.addr, None, dscp).await {
+                                Ok(stream) => {
+                                    let stop_rx = this.state.stopping();
+                                    let chan = this.register_conn(o.to.addr);
+                                    let _ = chan.0.send(bytes);
+                                    this.stream_conn(
+                                        stream,
+                                        o.to.addr,
+                                        Transport::Tcp,
+                                        stop_rx,
+                                        Some(chan),
+                                    )
+                                    .await;
+                                }
+                                Err(e) => {
+                                    tracing::info!(to = %o.to.addr, error = %e, "SIP TCP connect failed")
+                                }
+                            }
+                        });
+                    }
+                    None => {
+                        tracing::info!(to = %o.to.addr, "no TLS connection to the peer; message dropped")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Records the writer of a connection to `addr`; the receiver goes to its writer task.
+    fn register_conn(
+        &self,
+        addr: SocketAddr,
+    ) -> (
+        mpsc::UnboundedSender<Vec<u8>>,
+        mpsc::UnboundedReceiver<Vec<u8>>,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        match self.shared.conns.lock() {
+            Ok(mut g) => g.insert(addr, tx.clone()),
+            Err(p) => p.into_inner().insert(addr, tx.clone()),
+        };
+        (tx, rx)
+    }
+
+    fn forget_conn(&self, addr: SocketAddr, tx: &mpsc::UnboundedSender<Vec<u8>>) {
+        let mut g = match self.shared.conns.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if g.get(&addr).is_some_and(|t| t.same_channel(tx)) {
+            g.remove(&addr);
+        }
+    }
+
+    /// What to do with one parsed message from `peer`: a reply to send now, if any.
+    fn on_parsed(&self, msg: SipMessage, peer: b2bua::Peer) -> Option<Vec<u8>> {
+        match msg {
+            SipMessage::Request(mut req) => {
+                stamp_via(&mut req, peer.addr);
+                match self.disposition(&req, peer.addr, peer.transport) {
+                    Disposition::Reply(r) => Some(r.to_bytes()),
+                    Disposition::Drop => None,
+                    Disposition::Core => {
+                        let reply_to = if peer.transport == Transport::Udp {
+                            response_target(&req, peer.addr)
+                        } else {
+                            peer.addr
+                        };
+                        let to = b2bua::Peer {
+                            addr: reply_to,
+                            transport: peer.transport,
+                        };
+                        self.to_core(SipMessage::Request(req), to)
+                            .map(|r| r.to_bytes())
+                    }
+                }
+            }
+            SipMessage::Response(resp) => {
+                let _ = self.to_core(SipMessage::Response(resp), peer);
+                None
+            }
+        }
+    }
+
     /// Serves SIP over UDP until shutdown.
     pub async fn serve_udp(self, sock: UdpSocket, mut stop: watch::Receiver<bool>) {
+        let sock = Arc::new(sock);
+        let _ = self.shared.udp.set(sock.clone());
         let mut buf = vec![0u8; 65_536];
         loop {
             let (n, source) = tokio::select! {
@@ -190,13 +403,18 @@ impl SipServer {
             if data.iter().all(|b| matches!(b, b'\r' | b'\n' | 0)) {
                 continue; // keep-alive
             }
+            let peer = b2bua::Peer {
+                addr: source,
+                transport: Transport::Udp,
+            };
             let reply = match message::parse_datagram(data) {
-                Ok(SipMessage::Request(mut req)) => {
-                    stamp_via(&mut req, source);
-                    self.handle_request(&req, source, Transport::Udp)
-                        .map(|r| (response_target(&req, source), r.to_bytes()))
+                Ok(SipMessage::Request(req)) => {
+                    // Stateless answers go where RFC 3261 18.2.2 / RFC 3581 say.
+                    let to = response_target(&req, source);
+                    self.on_parsed(SipMessage::Request(req), peer)
+                        .map(|b| (to, b))
                 }
-                Ok(SipMessage::Response(_)) => None, // no client transactions yet
+                Ok(msg) => self.on_parsed(msg, peer).map(|b| (source, b)),
                 Err(e) => {
                     inc(&self.state.metrics.sip_parse_errors);
                     tracing::info!(%source, error = %e, "malformed SIP datagram");
@@ -240,12 +458,17 @@ impl SipServer {
             let tls = tls.clone();
             conns.spawn(async move {
                 match tls {
-                    None => this.stream_conn(stream, peer, Transport::Tcp, stop).await,
+                    None => {
+                        this.stream_conn(stream, peer, Transport::Tcp, stop, None)
+                            .await
+                    }
                     Some(acc) => {
                         match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream))
                             .await
                         {
-                            Ok(Ok(s)) => this.stream_conn(s, peer, Transport::Tls, stop).await,
+                            Ok(Ok(s)) => {
+                                this.stream_conn(s, peer, Transport::Tls, stop, None).await
+                            }
                             _ => {
                                 inc(&this.state.metrics.tls_handshake_failures);
                                 tracing::debug!(%peer, "SIP TLS handshake failed");
@@ -260,41 +483,61 @@ impl SipServer {
         while conns.join_next().await.is_some() {}
     }
 
+    /// Reads messages from one TCP or TLS connection; everything sent to the peer goes through
+    /// the connection's writer task (replies here, requests from call control).
     async fn stream_conn<S>(
         &self,
-        mut io: S,
+        io: S,
         peer: SocketAddr,
         transport: Transport,
         mut stop: watch::Receiver<bool>,
+        chan: Option<(
+            mpsc::UnboundedSender<Vec<u8>>,
+            mpsc::UnboundedReceiver<Vec<u8>>,
+        )>,
     ) where
-        S: AsyncRead + AsyncWrite + Unpin,
+        S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let mut buf = BytesMut::with_capacity(8192);
-        loop {
-            // Answer every complete message already buffered.
-            loop {
-                let skip = message::skip_keepalive(&buf);
-                if skip > 0 {
-                    // A double-CRLF ping gets a single CRLF pong (RFC 5626 section 4.4.1).
-                    if skip >= 4 && io.write_all(b"\r\n").await.is_err() {
-                        return;
-                    }
-                    buf.advance(skip);
+        let (tx, mut rx) = match chan {
+            Some(c) => c,
+            None => self.register_conn(peer),
+        };
+        let (mut rd, mut wr) = tokio::io::split(io);
+        let writer = tokio::spawn(async move {
+            while let Some(b) = rx.recv().await {
+                if wr.write_all(&b).await.is_err() {
+                    break;
                 }
-                match message::frame_stream(&buf) {
-                    Ok(Some(n)) => {
-                        let frame = buf.split_to(n);
+            }
+            let _ = wr.shutdown().await;
+        });
+        let mut buf = BytesMut::with_capacity(8192);
+        let mut framer = message::StreamFramer::new();
+        let p = b2bua::Peer {
+            addr: peer,
+            transport,
+        };
+        'conn: loop {
+            // Handle every complete message already buffered.
+            loop {
+                match framer.poll(&buf) {
+                    Ok(Some(message::StreamEvent::KeepAlive { len, ping })) => {
+                        buf.advance(len);
+                        framer.reset();
+                        // A double-CRLF ping gets a single CRLF pong (RFC 5626 section 4.4.1).
+                        if ping {
+                            let _ = tx.send(b"\r\n".to_vec());
+                        }
+                    }
+                    Ok(Some(message::StreamEvent::Message { len })) => {
+                        let frame = buf.split_to(len).freeze();
+                        framer.reset();
                         match transport {
                             Transport::Tls => inc(&self.state.metrics.sip_tls_received),
                             _ => inc(&self.state.metrics.sip_tcp_received),
                         }
-                        let reply = match message::parse_stream_message(&frame) {
-                            Ok(SipMessage::Request(mut req)) => {
-                                stamp_via(&mut req, peer);
-                                self.handle_request(&req, peer, transport)
-                                    .map(|r| r.to_bytes())
-                            }
-                            Ok(SipMessage::Response(_)) => None,
+                        let reply = match message::parse_stream_message_bytes(&frame) {
+                            Ok(msg) => self.on_parsed(msg, p),
                             Err(e) => {
                                 inc(&self.state.metrics.sip_parse_errors);
                                 tracing::info!(%peer, error = %e, "malformed SIP message on stream");
@@ -303,9 +546,7 @@ impl SipServer {
                         };
                         if let Some(bytes) = reply {
                             inc(&self.state.metrics.sip_responses_sent);
-                            if io.write_all(&bytes).await.is_err() {
-                                return;
-                            }
+                            let _ = tx.send(bytes);
                         }
                     }
                     Ok(None) => break,
@@ -315,24 +556,23 @@ impl SipServer {
                         inc(&self.state.metrics.sip_parse_errors);
                         tracing::info!(%peer, error = %e, "SIP stream framing error; closing connection");
                         if let Some(bytes) = error_reply(&buf, &e, peer) {
-                            let _ = io.write_all(&bytes).await;
+                            let _ = tx.send(bytes);
                         }
-                        let _ = io.shutdown().await;
-                        return;
+                        break 'conn;
                     }
                 }
             }
             tokio::select! {
-                r = io.read_buf(&mut buf) => match r {
-                    Ok(0) | Err(_) => return,
+                r = rd.read_buf(&mut buf) => match r {
+                    Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 },
-                _ = stop.changed() => {
-                    let _ = io.shutdown().await;
-                    return;
-                }
+                _ = stop.changed() => break,
             }
         }
+        self.forget_conn(peer, &tx);
+        drop(tx);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     }
 }
 

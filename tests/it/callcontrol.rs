@@ -121,3 +121,269 @@ async fn r3_registrations_survive_a_restart() {
         "{reply}"
     );
 }
+
+/// A minimal SIP user agent for tests: a UDP socket on its own loopback address that registers
+/// a line like a Cisco phone and exchanges raw messages.
+pub struct TestPhone {
+    pub sock: tokio::net::UdpSocket,
+    pub local: SocketAddr,
+    pub server: SocketAddr,
+    pub dn: String,
+    pub mac: String,
+    tag: String,
+}
+
+use ucm::sip::message::{parse_datagram, Request, Response, SipMessage};
+
+impl TestPhone {
+    pub async fn register(ip: &str, dn: &str, mac: &str, server: SocketAddr) -> TestPhone {
+        let sock = ucm::net::bind_udp(format!("{ip}:0").parse().unwrap(), Dscp::CS3).unwrap();
+        let local = sock.local_addr().unwrap();
+        let p = TestPhone {
+            sock,
+            local,
+            server,
+            dn: dn.into(),
+            mac: mac.into(),
+            tag: format!("t{mac}"),
+        };
+        let ok = exchange(&p.sock, server, &register(local, server, dn, mac, 3600, 1)).await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+        p
+    }
+
+    pub async fn send(&self, msg: &SipMessage) {
+        self.sock
+            .send_to(&msg.to_bytes(), self.server)
+            .await
+            .unwrap();
+    }
+
+    pub async fn send_text(&self, text: &str) {
+        self.sock
+            .send_to(text.as_bytes(), self.server)
+            .await
+            .unwrap();
+    }
+
+    /// The next message, skipping `100 Trying`; panics after 5 s.
+    pub async fn recv(&self) -> SipMessage {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, _) =
+                tokio::time::timeout(Duration::from_secs(5), self.sock.recv_from(&mut buf))
+                    .await
+                    .unwrap_or_else(|_| panic!("{}: nothing received within 5 s", self.dn))
+                    .unwrap();
+            let msg = parse_datagram(&buf[..n]).expect("well-formed SIP from ucm");
+            if matches!(&msg, SipMessage::Response(r) if r.status == 100) {
+                continue;
+            }
+            return msg;
+        }
+    }
+
+    pub async fn expect_request(&self, method: &str) -> Request {
+        match self.recv().await {
+            SipMessage::Request(r) if r.method.as_str() == method => r,
+            other => panic!("{}: expected {method}, got {other}", self.dn),
+        }
+    }
+
+    pub async fn expect_response(&self, status: u16) -> Response {
+        match self.recv().await {
+            SipMessage::Response(r) if r.status == status => r,
+            other => panic!("{}: expected {status}, got {other}", self.dn),
+        }
+    }
+
+    pub fn sdp(&self, port: u16) -> String {
+        let ip = self.local.ip();
+        format!(
+            "v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio {port} RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        )
+    }
+
+    pub fn invite(&self, dest: &str, call_id: &str) -> String {
+        let sdp = self.sdp(20000);
+        format!(
+            "INVITE sip:{dest}@{srv} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bK{cid}\r\nFrom: <sip:{dn}@{srv}>;tag={tag}\r\nTo: <sip:{dest}@{srv}>\r\nCall-ID: {cid}\r\nCSeq: 101 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{dn}@{l};transport=udp>\r\nContent-Type: application/sdp\r\nContent-Length: {len}\r\n\r\n{sdp}",
+            srv = self.server,
+            l = self.local,
+            cid = call_id,
+            dn = self.dn,
+            tag = self.tag,
+            len = sdp.len()
+        )
+    }
+
+    /// Answers a request with `status`, adding a To tag, a Contact and optionally SDP.
+    pub async fn answer(&self, req: &Request, status: u16, with_sdp: bool) -> Response {
+        let mut r = req.make_response(
+            status,
+            ucm::sip::message::default_reason(status),
+            Some(&self.tag),
+        );
+        r.headers
+            .push("Contact", format!("<sip:{}@{}>", self.dn, self.local));
+        if with_sdp {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = self.sdp(30000).into_bytes().into();
+        }
+        self.send(&SipMessage::Response(r.clone())).await;
+        r
+    }
+
+    /// An in-dialog request (ACK, BYE) built from the dialog's final response to our INVITE.
+    pub fn in_dialog(&self, ok: &Response, method: &str, cseq: u32) -> String {
+        let to = ok.headers.get("To").unwrap();
+        let target = ok
+            .headers
+            .get("Contact")
+            .map(|c| {
+                c.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap();
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bK{method}{cseq}{r}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            l = self.local,
+            r = rand::random::<u32>(),
+            from = ok.headers.get("From").unwrap(),
+            cid = ok.call_id().unwrap(),
+        )
+    }
+
+    /// An in-dialog request towards the node, for a dialog in which we answered `invite`.
+    pub fn in_dialog_as_callee(&self, invite: &Request, method: &str, cseq: u32) -> String {
+        let from = format!("{};tag={}", invite.headers.get("To").unwrap(), self.tag);
+        let target = invite
+            .headers
+            .get("Contact")
+            .map(|c| {
+                c.trim_start_matches('<')
+                    .split('>')
+                    .next()
+                    .unwrap_or_default()
+                    .to_string()
+            })
+            .unwrap();
+        format!(
+            "{method} {target} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bK{method}{cseq}{r}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {cseq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            l = self.local,
+            r = rand::random::<u32>(),
+            to = invite.headers.get("From").unwrap(),
+            cid = invite.call_id().unwrap(),
+        )
+    }
+}
+
+#[tokio::test]
+async fn r3_basic_call_between_two_phones() {
+    let srv = Server::start(&[]);
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.11", "10001", "00036bc7b973", sip).await;
+    let b = TestPhone::register("127.0.0.12", "10002", "00036bc7b974", sip).await;
+    a.send_text(&a.invite("10002", "call-basic")).await;
+    let inv = b.expect_request("INVITE").await;
+    assert!(
+        String::from_utf8_lossy(&inv.body).contains("c=IN IP4 127.0.0.11"),
+        "A's SDP passes through"
+    );
+    assert_ne!(
+        inv.call_id(),
+        Some("call-basic"),
+        "the B leg is its own dialog"
+    );
+    assert!(
+        inv.headers.get("From").unwrap().contains("sip:10001@"),
+        "caller's number"
+    );
+    b.answer(&inv, 180, false).await;
+    let ringing = a.expect_response(180).await;
+    assert!(ringing.to().unwrap().tag().is_some());
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    assert!(
+        String::from_utf8_lossy(&ok.body).contains("c=IN IP4 127.0.0.12"),
+        "B's SDP passes back"
+    );
+    // B gets its ACK from the node.
+    let ack = b.expect_request("ACK").await;
+    assert_eq!(ack.call_id(), inv.call_id());
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    // A hangs up: B gets a BYE, A gets 200.
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    a.expect_response(200).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+}
+
+#[tokio::test]
+async fn r3_caller_cancels_before_answer() {
+    let srv = Server::start(&[]);
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.13", "10001", "00036bc7b973", sip).await;
+    let b = TestPhone::register("127.0.0.14", "10002", "00036bc7b974", sip).await;
+    let invite = a.invite("10002", "call-cancel");
+    a.send_text(&invite).await;
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 180, false).await;
+    a.expect_response(180).await;
+    let cancel = invite
+        .replacen("INVITE sip:", "CANCEL sip:", 1)
+        .replace("CSeq: 101 INVITE", "CSeq: 101 CANCEL");
+    let cancel = format!(
+        "{}Content-Length: 0\r\n\r\n",
+        &cancel[..cancel.find("Content-Type").unwrap()]
+    );
+    a.send_text(&cancel).await;
+    // A: 200 for the CANCEL and 487 for the INVITE, in either order.
+    let mut got = vec![];
+    for _ in 0..2 {
+        if let SipMessage::Response(r) = a.recv().await {
+            got.push((r.status, r.cseq().unwrap().method.as_str().to_string()));
+        }
+    }
+    got.sort();
+    assert_eq!(got, vec![(200, "CANCEL".into()), (487, "INVITE".into())]);
+    // B: the node cancels its leg.
+    let c = b.expect_request("CANCEL").await;
+    b.answer(&c, 200, false).await;
+    b.answer(&inv, 487, false).await;
+    let ack = b.expect_request("ACK").await;
+    assert_eq!(ack.cseq().unwrap().seq, inv.cseq().unwrap().seq);
+}
+
+#[tokio::test]
+async fn r3_busy_callee_and_unknown_numbers() {
+    let srv = Server::start(&[]);
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.15", "10001", "00036bc7b973", sip).await;
+    let b = TestPhone::register("127.0.0.16", "10002", "00036bc7b974", sip).await;
+    a.send_text(&a.invite("10002", "call-busy")).await;
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 486, false).await;
+    b.expect_request("ACK").await;
+    let r = a.expect_response(486).await;
+    assert!(r.reason.contains("Busy"), "{}", r.reason);
+    // A number no pattern matches: 404 with the reason.
+    a.send_text(&a.invite("55555", "call-404")).await;
+    let r = a.expect_response(404).await;
+    assert!(r.reason.contains("no pattern matches"), "{}", r.reason);
+    // A line whose phone is not registered: 480.
+    a.send_text(&a.invite("23923", "call-480")).await;
+    let r = a.expect_response(480).await;
+    assert!(r.reason.contains("registered"), "{}", r.reason);
+    // An unregistered caller is refused.
+    let stranger = ucm::net::bind_udp("127.0.0.17:0".parse().unwrap(), Dscp::CS3).unwrap();
+    let text = a.invite("10002", "call-403").replace(
+        &a.local.to_string(),
+        &stranger.local_addr().unwrap().to_string(),
+    );
+    let reply = exchange(&stranger, sip, &text).await;
+    assert!(reply.starts_with("SIP/2.0 403"), "{reply}");
+}

@@ -1,0 +1,1505 @@
+//! The back-to-back user agent: every call is two (or, while forking, more) dialogs, and the
+//! node sits between them, relaying SDP so media flows phone to phone.
+//!
+//! Sans-IO like the transaction layer it stands on: [`B2bua::on_message`] and
+//! [`B2bua::on_timers`] take a message or the time and return what to send where. The shell in
+//! `sip/mod.rs` owns the sockets and the clock.
+//!
+//! Routing follows Unified CM: the caller is a registered device line (its line CSS, then device
+//! CSS) or a SIP trunk (the trunk's CSS); the dialled number goes through digit analysis; a
+//! directory number rings every registered device that carries it (a shared line: first answer
+//! wins, the others are cancelled) after Call Forward All, Busy (busy trigger), Do Not Disturb,
+//! Unregistered and No Answer (per-line timer) have had their say, each with its own CSS.
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::message::{default_reason, Method, NameAddr, Request, Response, SipMessage};
+use super::registrar::Registrar;
+use super::transaction::{
+    Action, Incoming, Reliability, ResponseOutcome, Timers, TransactionKey, TransactionTable,
+};
+use super::Transport;
+use crate::cluster::Cluster;
+use crate::dialplan::analysis::{CallingContext, Destination, DnKey};
+
+/// Where a message goes or came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub transport: Transport,
+}
+
+impl Peer {
+    fn reliability(&self) -> Reliability {
+        match self.transport {
+            Transport::Udp => Reliability::Unreliable,
+            _ => Reliability::Reliable,
+        }
+    }
+}
+
+/// A message to send.
+#[derive(Debug, Clone)]
+pub struct Out {
+    pub msg: SipMessage,
+    pub to: Peer,
+}
+
+/// The state of one side of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LegState {
+    Trying,
+    Early,
+    Confirmed,
+    /// CANCEL sent or to be sent (no provisional yet).
+    Cancelling,
+    Failed(u16),
+    Ended,
+}
+
+#[derive(Debug, Clone)]
+struct Leg {
+    peer: Peer,
+    call_id: String,
+    local_tag: String,
+    remote_tag: Option<String>,
+    /// Our side's From/To header value without the tag (we add `;tag=local_tag`).
+    local_addr: String,
+    /// Their side's header value without the tag.
+    remote_addr: String,
+    remote_target: String,
+    local_cseq: u32,
+    route_set: Vec<String>,
+    /// The INVITE we sent on this leg (outgoing legs), to build ACK and CANCEL.
+    invite_key: Option<TransactionKey>,
+    invite: Option<Request>,
+    state: LegState,
+    device: Option<String>,
+}
+
+/// Who placed a call, as far as routing cares.
+#[derive(Debug, Clone)]
+struct Caller {
+    ctx: CallingContext,
+    /// The calling line (busy accounting), when the caller is a device.
+    dn: Option<DnKey>,
+    number: String,
+    display: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CallState {
+    Routing,
+    Connected,
+    Ended,
+}
+
+#[derive(Debug)]
+struct Call {
+    /// legs[0] is the caller's side (we are its UAS); the rest are forks towards the callee.
+    legs: Vec<Leg>,
+    /// The caller's INVITE server transaction while unanswered.
+    a_invite: Option<TransactionKey>,
+    a_request: Request,
+    caller: Caller,
+    state: CallState,
+    answered: Option<usize>,
+    /// The line being offered the call (busy accounting, forwarding).
+    target_dn: Option<DnKey>,
+    /// Forwarding hops so far (loops end at `MAX_HOPS`).
+    hops: u8,
+    /// Trunks left to hunt after the current one fails.
+    trunks_left: Vec<String>,
+    trunk_number: String,
+    /// When Call Forward No Answer fires.
+    no_answer_at: Option<Instant>,
+    /// The caller's INVITE carried no SDP: B's ACK waits for A's (which carries the answer).
+    delayed_offer: bool,
+    /// A forward is under way: failures of the cancelled forks are ignored.
+    superseded_legs: usize,
+    busy_seen: bool,
+}
+
+const MAX_HOPS: u8 = 6;
+
+/// The B2BUA core.
+pub struct B2bua {
+    txns: TransactionTable,
+    /// Our SIP address as peers should see it (`host:port`).
+    host: String,
+    calls: HashMap<u64, Call>,
+    next_call: u64,
+    by_dialog: HashMap<(String, String), (u64, usize)>,
+    by_client_txn: HashMap<TransactionKey, (u64, usize)>,
+    by_server_invite: HashMap<TransactionKey, u64>,
+    /// In-dialog requests relayed to the other leg: client key -> (server key, call, that leg).
+    relays: HashMap<TransactionKey, (TransactionKey, u64, usize)>,
+    txn_peer: HashMap<TransactionKey, Peer>,
+    timers: BTreeSet<(Instant, u64)>,
+    line_load: HashMap<DnKey, u32>,
+    rng: u64,
+}
+
+/// Something the node's services want to know about (monitoring, BLF, tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSummary {
+    pub calls: usize,
+    pub connected: usize,
+    pub transactions: usize,
+}
+
+impl B2bua {
+    /// `host` is how peers reach us (`ip:port`); `seed` makes tags and branches reproducible in
+    /// tests (use a random seed in production).
+    pub fn new(host: String, seed: u64) -> B2bua {
+        B2bua {
+            txns: TransactionTable::new(Timers::default()),
+            host,
+            calls: HashMap::new(),
+            next_call: 1,
+            by_dialog: HashMap::new(),
+            by_client_txn: HashMap::new(),
+            by_server_invite: HashMap::new(),
+            relays: HashMap::new(),
+            txn_peer: HashMap::new(),
+            timers: BTreeSet::new(),
+            line_load: HashMap::new(),
+            rng: seed | 1,
+        }
+    }
+
+    pub fn summary(&self) -> CallSummary {
+        CallSummary {
+            calls: self.calls.len(),
+            connected: self
+                .calls
+                .values()
+                .filter(|c| c.state == CallState::Connected)
+                .count(),
+            transactions: self.txns.len(),
+        }
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*: plenty for tags and branches, which need uniqueness, not secrecy.
+        let mut x = self.rng;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.rng = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn tag(&mut self) -> String {
+        format!("{:x}", self.random())
+    }
+
+    fn branch(&mut self) -> String {
+        format!("z9hG4bK{:x}{:x}", self.random(), self.random() & 0xffff)
+    }
+
+    /// The earliest time `on_timers` must be called.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let t = self.txns.next_deadline();
+        let c = self.timers.first().map(|(t, _)| *t);
+        match (t, c) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// A request or response that arrived from `peer`.
+    pub fn on_message(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        msg: SipMessage,
+        peer: Peer,
+        now: Instant,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        match msg {
+            SipMessage::Request(req) => {
+                self.on_request(cluster, registrar, req, peer, now, &mut out)
+            }
+            SipMessage::Response(resp) => match self.txns.on_response(resp, now) {
+                ResponseOutcome::Matched { key, actions } => {
+                    self.run_actions(cluster, registrar, &key, actions, now, &mut out)
+                }
+                ResponseOutcome::Stray(resp) => self.on_stray(resp, &mut out),
+            },
+        }
+        out
+    }
+
+    /// Fires due transaction and call timers.
+    pub fn on_timers(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        now: Instant,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        for (key, action) in self.txns.on_timers(now) {
+            self.run_actions(cluster, registrar, &key, vec![action], now, &mut out);
+        }
+        while let Some(&(at, call)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            self.no_answer(cluster, registrar, call, now, &mut out);
+        }
+        out
+    }
+
+    fn on_request(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        req: Request,
+        peer: Peer,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        match self.txns.on_request(req, peer.reliability(), now) {
+            Incoming::New { key, request } => {
+                self.txn_peer.insert(key.clone(), peer);
+                let in_dialog = request.to().ok().and_then(|t| t.tag().map(str::to_string));
+                match (&request.method, in_dialog) {
+                    (_, Some(tag)) => {
+                        self.in_dialog(cluster, registrar, key, request, tag, now, out)
+                    }
+                    (Method::Invite, None) => {
+                        self.new_call(cluster, registrar, key, request, peer, now, out)
+                    }
+                    (Method::Bye, None) => {
+                        self.respond(&key, &request, 481, None, None, now, out);
+                    }
+                    (m, None) => {
+                        let status = if matches!(m, Method::Other(_)) {
+                            501
+                        } else {
+                            405
+                        };
+                        self.respond(&key, &request, status, None, None, now, out);
+                    }
+                }
+            }
+            Incoming::Cancel {
+                key,
+                key_of_cancelled_invite,
+                request,
+            } => {
+                self.txn_peer.insert(key.clone(), peer);
+                match key_of_cancelled_invite.and_then(|k| self.by_server_invite.get(&k).copied()) {
+                    Some(call) => {
+                        self.respond(&key, &request, 200, None, None, now, out);
+                        self.caller_cancelled(cluster, call, now, out);
+                    }
+                    None => self.respond(&key, &request, 481, None, None, now, out),
+                }
+            }
+            Incoming::Absorbed { key, actions } => {
+                self.run_actions(cluster, registrar, &key, actions, now, out)
+            }
+            Incoming::AckFor2xx { request, .. } => self.ack_for_2xx(request, out),
+            Incoming::Invalid { request, error } => {
+                tracing::info!(%error, "request without a usable transaction key");
+                // Answer statelessly when possible.
+                if request.method != Method::Ack {
+                    let resp = request.make_response(400, "Bad Request", Some("x"));
+                    out.push(Out {
+                        msg: SipMessage::Response(resp),
+                        to: peer,
+                    });
+                }
+            }
+        }
+    }
+
+    fn run_actions(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        key: &TransactionKey,
+        actions: Vec<Action>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        for a in actions {
+            match a {
+                Action::Send(msg) => {
+                    if let Some(&to) = self.txn_peer.get(key) {
+                        out.push(Out { msg, to });
+                    }
+                }
+                Action::DeliverResponse(resp) => {
+                    self.on_response(cluster, registrar, key, resp, now, out)
+                }
+                Action::Timeout => {
+                    if self.by_client_txn.contains_key(key) || self.relays.contains_key(key) {
+                        // As if a 408 arrived.
+                        let req = self.txns.client(key).map(|c| c.request().clone());
+                        if let Some(r) = req {
+                            let resp = r.make_response(408, "Request Timeout", None);
+                            self.on_response(cluster, registrar, key, resp, now, out);
+                        }
+                    } else if let Some(call) = self.by_server_invite.get(key).copied() {
+                        // No ACK for our answer: end the call (RFC 3261 13.3.1.4).
+                        tracing::info!(call, "no ACK from the caller; ending the call");
+                        self.hang_up(call, None, now, out);
+                    }
+                }
+                Action::Terminated => self.forget(key),
+            }
+        }
+    }
+
+    fn forget(&mut self, key: &TransactionKey) {
+        self.txn_peer.remove(key);
+        self.by_client_txn.remove(key);
+        self.relays.remove(key);
+        self.by_server_invite.remove(key);
+    }
+
+    /// Answers a server transaction with `status`, optionally with a To tag, body and extra
+    /// headers.
+    #[allow(clippy::too_many_arguments)]
+    fn respond(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        status: u16,
+        tag: Option<&str>,
+        body: Option<(String, Bytes)>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let reason = default_reason(status);
+        self.respond_reason(key, req, status, reason, tag, body, now, out);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn respond_reason(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        status: u16,
+        reason: &str,
+        tag: Option<&str>,
+        body: Option<(String, Bytes)>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let fallback;
+        let tag = match tag {
+            Some(t) => t,
+            None => {
+                fallback = self.tag();
+                &fallback
+            }
+        };
+        let mut resp = req.make_response(status, reason, Some(tag));
+        if (200..300).contains(&status) || (101..200).contains(&status) {
+            if req.method == Method::Invite {
+                resp.headers.push("Contact", format!("<sip:{}>", self.host));
+            }
+        }
+        if let Some((ctype, b)) = body {
+            resp.headers.push("Content-Type", ctype);
+            resp.body = b;
+        }
+        resp.headers
+            .push("Server", format!("ucm/{}", env!("CARGO_PKG_VERSION")));
+        let actions = self.txns.respond(key, resp, now);
+        for a in actions {
+            if let Action::Send(msg) = a {
+                if let Some(&to) = self.txn_peer.get(key) {
+                    out.push(Out { msg, to });
+                }
+            } else if let Action::Terminated = a {
+                self.forget(key);
+            }
+        }
+    }
+
+    fn body_of(
+        req_or_resp_headers: &super::message::Headers,
+        body: &Bytes,
+    ) -> Option<(String, Bytes)> {
+        if body.is_empty() {
+            return None;
+        }
+        let ctype = req_or_resp_headers
+            .get("Content-Type")
+            .unwrap_or("application/sdp")
+            .to_string();
+        Some((ctype, body.clone()))
+    }
+
+    /// Who is calling: a registered device line (by From user and source address), or a trunk.
+    fn identify_caller(
+        cluster: &Cluster,
+        registrar: &Registrar,
+        req: &Request,
+        peer: Peer,
+    ) -> Option<Caller> {
+        let from = req.from().ok()?;
+        let user = from.uri.user_part().unwrap_or_default().to_string();
+        for trunk in &cluster.sip_trunks {
+            let hit = trunk.destinations.iter().any(|d| {
+                d.parse::<SocketAddr>().is_ok_and(|a| a == peer.addr)
+                    || d.rsplit_once(':')
+                        .is_some_and(|(h, _)| h == peer.addr.ip().to_string())
+            });
+            if hit {
+                return Some(Caller {
+                    ctx: CallingContext::css(trunk.css.as_deref(), Some(&trunk.device_pool)),
+                    dn: None,
+                    number: user,
+                    display: from.display_name.clone(),
+                });
+            }
+        }
+        // A device that registered this line from this address.
+        for d in &cluster.devices {
+            for l in &d.lines {
+                if l.dn != user {
+                    continue;
+                }
+                let Some(b) = registrar.binding(&d.name, &l.dn) else {
+                    continue;
+                };
+                if b.source.ip() != peer.addr.ip() {
+                    continue;
+                }
+                let key: DnKey = (l.dn.clone(), l.partition.clone());
+                let line_css = cluster.directory_number(&key).and_then(|dn| dn.css.clone());
+                let display = l.display.clone().or_else(|| {
+                    cluster
+                        .directory_number(&key)
+                        .and_then(|dn| dn.alerting_name.clone())
+                });
+                return Some(Caller {
+                    ctx: CallingContext {
+                        line_css,
+                        device_css: d.css.clone(),
+                        device_pool: Some(d.device_pool.clone()),
+                    },
+                    dn: Some(key),
+                    number: l.dn.clone(),
+                    display,
+                });
+            }
+        }
+        None
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn new_call(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        key: TransactionKey,
+        req: Request,
+        peer: Peer,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(caller) = Self::identify_caller(cluster, registrar, &req, peer) else {
+            tracing::info!(source = %peer.addr, "INVITE from neither a registered line nor a SIP trunk");
+            self.respond_reason(
+                &key,
+                &req,
+                403,
+                "Forbidden (caller is neither a registered line nor a SIP trunk)",
+                None,
+                None,
+                now,
+                out,
+            );
+            return;
+        };
+        let dialled = req
+            .request_uri()
+            .ok()
+            .and_then(|u| u.user_unescaped())
+            .unwrap_or_default();
+        if dialled.is_empty() {
+            self.respond_reason(
+                &key,
+                &req,
+                404,
+                "Not Found (no number dialled)",
+                None,
+                None,
+                now,
+                out,
+            );
+            return;
+        }
+        if let Some(dn) = &caller.dn {
+            let max = cluster.directory_number(dn).map_or(4, |d| d.max_calls);
+            if self.line_load.get(dn).copied().unwrap_or(0) >= max {
+                self.respond_reason(
+                    &key,
+                    &req,
+                    486,
+                    "Busy Here (line at its maximum number of calls)",
+                    None,
+                    None,
+                    now,
+                    out,
+                );
+                return;
+            }
+        }
+        let a_tag = self.tag();
+        let from = req.from().ok();
+        let to = req.to().ok();
+        let a_leg = Leg {
+            peer,
+            call_id: req.call_id().unwrap_or_default().to_string(),
+            local_tag: a_tag.clone(),
+            remote_tag: from.as_ref().and_then(|f| f.tag().map(str::to_string)),
+            local_addr: to.map(|t| strip_tag(&t)).unwrap_or_default(),
+            remote_addr: from.as_ref().map(strip_tag).unwrap_or_default(),
+            remote_target: contact_uri(&req).unwrap_or_else(|| req.uri.clone()),
+            local_cseq: 1,
+            route_set: req
+                .headers
+                .get_all_split("Record-Route")
+                .map(str::to_string)
+                .collect(),
+            invite_key: None,
+            invite: None,
+            state: LegState::Trying,
+            device: None,
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        if let Some(dn) = &caller.dn {
+            *self.line_load.entry(dn.clone()).or_default() += 1;
+        }
+        self.by_dialog
+            .insert((a_leg.call_id.clone(), a_tag.clone()), (id, 0));
+        self.by_server_invite.insert(key.clone(), id);
+        let delayed_offer = req.body.is_empty();
+        self.calls.insert(
+            id,
+            Call {
+                legs: vec![a_leg],
+                a_invite: Some(key.clone()),
+                a_request: req.clone(),
+                caller: caller.clone(),
+                state: CallState::Routing,
+                answered: None,
+                target_dn: None,
+                hops: 0,
+                trunks_left: Vec::new(),
+                trunk_number: String::new(),
+                no_answer_at: None,
+                delayed_offer,
+                superseded_legs: 0,
+                busy_seen: false,
+            },
+        );
+        self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
+        self.route(cluster, registrar, id, &dialled, &caller.ctx, now, out);
+    }
+
+    /// Runs digit analysis for a call and offers it where it leads.
+    #[allow(clippy::too_many_arguments)]
+    fn route(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        number: &str,
+        ctx: &CallingContext,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        match cluster.dialplan.analyse(ctx, number) {
+            Err(e) => {
+                tracing::info!(call, number, status = e.status, reason = %e.reason, "digit analysis refused the call");
+                let reason = format!("{} ({})", default_reason(e.status), e.reason);
+                self.fail_call(call, e.status, &reason, now, out);
+            }
+            Ok(a) => match a.destination {
+                Destination::Line(dn) => self.offer_to_line(cluster, registrar, call, dn, now, out),
+                Destination::Trunks { trunks, number } => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.trunks_left = trunks;
+                        c.trunk_number = number;
+                    }
+                    self.next_trunk(cluster, call, now, out);
+                }
+            },
+        }
+    }
+
+    fn next_trunk(&mut self, cluster: &Cluster, call: u64, now: Instant, out: &mut Vec<Out>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.trunks_left.is_empty() {
+            self.fail_call(
+                call,
+                503,
+                "Service Unavailable (no SIP trunk answered)",
+                now,
+                out,
+            );
+            return;
+        }
+        let name = c.trunks_left.remove(0);
+        let number = c.trunk_number.clone();
+        let Some(trunk) = cluster.sip_trunks.iter().find(|t| t.name == name) else {
+            self.next_trunk(cluster, call, now, out);
+            return;
+        };
+        let Some(addr) = trunk
+            .destinations
+            .iter()
+            .find_map(|d| d.parse::<SocketAddr>().ok())
+        else {
+            tracing::warn!(trunk = %name, "trunk has no IP:port destination (names are not resolved yet)");
+            self.next_trunk(cluster, call, now, out);
+            return;
+        };
+        let transport = match trunk.transport {
+            crate::config::model::SipTransport::Udp => Transport::Udp,
+            crate::config::model::SipTransport::Tcp => Transport::Tcp,
+            crate::config::model::SipTransport::Tls => Transport::Tls,
+        };
+        let target = format!("sip:{number}@{addr}");
+        self.fork(
+            call,
+            Peer { addr, transport },
+            &target,
+            &number,
+            None,
+            now,
+            out,
+        );
+    }
+
+    fn offer_to_line(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        dn: DnKey,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(line) = cluster.directory_number(&dn).cloned() else {
+            self.fail_call(
+                call,
+                404,
+                "Not Found (directory number not configured)",
+                now,
+                out,
+            );
+            return;
+        };
+        let hops = match self.calls.get_mut(&call) {
+            Some(c) => {
+                c.hops += 1;
+                c.hops
+            }
+            None => return,
+        };
+        if hops > MAX_HOPS {
+            self.fail_call(call, 482, "Loop Detected (call forwarding loop)", now, out);
+            return;
+        }
+        let fwd_ctx = |css: &Option<String>| {
+            CallingContext::css(css.as_deref().or(line.css.as_deref()), None)
+        };
+        // Call Forward All.
+        if let Some(f) = line
+            .call_forward
+            .all
+            .as_ref()
+            .filter(|f| f.destination.is_some())
+        {
+            let dest = f.destination.clone().unwrap_or_default();
+            tracing::debug!(call, dn = %dn.0, dest, "call forward all");
+            self.route(cluster, registrar, call, &dest, &fwd_ctx(&f.css), now, out);
+            return;
+        }
+        // Busy: the line already carries its busy trigger of calls.
+        let load = self.line_load.get(&dn).copied().unwrap_or(0);
+        let devices: Vec<_> = cluster.devices_with_line(&dn).collect();
+        let all_dnd = !devices.is_empty() && devices.iter().all(|d| d.do_not_disturb);
+        if load >= line.busy_trigger || all_dnd {
+            self.busy(cluster, registrar, call, &dn, now, out);
+            return;
+        }
+        let registered: Vec<(String, super::registrar::Binding)> = devices
+            .iter()
+            .filter(|d| !d.do_not_disturb)
+            .filter_map(|d| {
+                registrar
+                    .binding(&d.name, &dn.0)
+                    .map(|b| (d.name.clone(), b))
+            })
+            .collect();
+        if registered.is_empty() {
+            if let Some(f) = line
+                .call_forward
+                .unregistered
+                .as_ref()
+                .filter(|f| f.destination.is_some())
+            {
+                let dest = f.destination.clone().unwrap_or_default();
+                tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
+                self.route(cluster, registrar, call, &dest, &fwd_ctx(&f.css), now, out);
+            } else {
+                self.fail_call(
+                    call,
+                    480,
+                    "Temporarily Unavailable (no device of the line is registered)",
+                    now,
+                    out,
+                );
+            }
+            return;
+        }
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(old) = c.target_dn.replace(dn.clone()) {
+                if let Some(n) = self.line_load.get_mut(&old) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+        }
+        *self.line_load.entry(dn.clone()).or_default() += 1;
+        for (device, b) in registered {
+            let peer = Peer {
+                addr: b.source,
+                transport: b.transport,
+            };
+            self.fork(call, peer, &b.contact, &dn.0, Some(device), now, out);
+        }
+        // Call Forward No Answer.
+        if line
+            .call_forward
+            .no_answer
+            .as_ref()
+            .is_some_and(|f| f.destination.is_some())
+        {
+            let secs = line.no_answer_timer.unwrap_or(
+                cluster
+                    .service_parameters
+                    .call_manager
+                    .forward_no_answer_timer,
+            );
+            let at = now + Duration::from_secs(u64::from(secs));
+            if let Some(c) = self.calls.get_mut(&call) {
+                if let Some(old) = c.no_answer_at.replace(at) {
+                    self.timers.remove(&(old, call));
+                }
+            }
+            self.timers.insert((at, call));
+        }
+    }
+
+    fn busy(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        dn: &DnKey,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let line = cluster.directory_number(dn).cloned();
+        match line.and_then(|l| {
+            l.call_forward
+                .busy
+                .clone()
+                .filter(|f| f.destination.is_some())
+                .map(|f| (f, l.css.clone()))
+        }) {
+            Some((f, line_css)) => {
+                let dest = f.destination.clone().unwrap_or_default();
+                tracing::debug!(call, dn = %dn.0, dest, "call forward busy");
+                let ctx = CallingContext::css(f.css.as_deref().or(line_css.as_deref()), None);
+                self.route(cluster, registrar, call, &dest, &ctx, now, out);
+            }
+            None => self.fail_call(call, 486, "Busy Here", now, out),
+        }
+    }
+
+    /// Sends an INVITE towards one destination as a new leg of the call.
+    #[allow(clippy::too_many_arguments)]
+    fn fork(
+        &mut self,
+        call: u64,
+        peer: Peer,
+        target: &str,
+        to_user: &str,
+        device: Option<String>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
+        let tag = self.tag();
+        let branch = self.branch();
+        let host = self.host.clone();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let display = c
+            .caller
+            .display
+            .as_deref()
+            .map(|d| format!("\"{}\" ", d.replace('"', "")))
+            .unwrap_or_default();
+        let local_addr = format!("{display}<sip:{}@{host}>", c.caller.number);
+        let remote_addr = format!("<sip:{to_user}@{}>", peer.addr);
+        let mut req = Request::new(Method::Invite, target);
+        req.headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {host};branch={branch};rport",
+                peer.transport.as_str()
+            ),
+        );
+        let mf = c
+            .a_request
+            .max_forwards()
+            .unwrap_or(70)
+            .saturating_sub(1)
+            .min(70);
+        req.headers.push("Max-Forwards", mf.to_string());
+        req.headers.push("From", format!("{local_addr};tag={tag}"));
+        req.headers.push("To", remote_addr.clone());
+        req.headers.push("Call-ID", call_id.clone());
+        req.headers.push("CSeq", "1 INVITE");
+        req.headers.push(
+            "Contact",
+            format!(
+                "<sip:{host};transport={}>",
+                peer.transport.as_str().to_ascii_lowercase()
+            ),
+        );
+        req.headers.push("Allow", super::ALLOW);
+        if let Some(id) = c.a_request.headers.get("P-Asserted-Identity") {
+            req.headers.push("P-Asserted-Identity", id.to_string());
+        }
+        if let Some((ctype, body)) = Self::body_of(&c.a_request.headers, &c.a_request.body) {
+            req.headers.push("Content-Type", ctype);
+            req.body = body;
+        }
+        let leg = Leg {
+            peer,
+            call_id: call_id.clone(),
+            local_tag: tag.clone(),
+            remote_tag: None,
+            local_addr,
+            remote_addr,
+            remote_target: target.to_string(),
+            local_cseq: 1,
+            route_set: Vec::new(),
+            invite_key: None,
+            invite: Some(req.clone()),
+            state: LegState::Trying,
+            device,
+        };
+        c.legs.push(leg);
+        let idx = c.legs.len() - 1;
+        self.by_dialog.insert((call_id, tag), (call, idx));
+        match self.txns.start_client(req, peer.reliability(), now) {
+            Ok((key, actions)) => {
+                self.txn_peer.insert(key.clone(), peer);
+                self.by_client_txn.insert(key.clone(), (call, idx));
+                if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+                    l.invite_key = Some(key.clone());
+                }
+                for a in actions {
+                    if let Action::Send(msg) = a {
+                        out.push(Out { msg, to: peer });
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "could not start INVITE client transaction"),
+        }
+    }
+
+    fn on_response(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        key: &TransactionKey,
+        resp: Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if let Some((server_key, call, idx)) = self.relays.get(key).cloned() {
+            self.relay_response(call, idx, &server_key, resp, now, out);
+            return;
+        }
+        let Some(&(call, idx)) = self.by_client_txn.get(key) else {
+            return;
+        };
+        let method = resp.cseq().map(|c| c.method).unwrap_or(Method::Invite);
+        if method != Method::Invite {
+            return; // BYE or CANCEL answers need nothing more
+        }
+        let status = resp.status;
+        let to_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_string));
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let answered_elsewhere =
+            c.answered.is_some_and(|a| a != idx) || c.state == CallState::Ended;
+        let Some(leg) = c.legs.get_mut(idx) else {
+            return;
+        };
+        if (101..200).contains(&status) {
+            if to_tag.is_some() && leg.state == LegState::Trying {
+                leg.state = LegState::Early;
+                leg.remote_tag = to_tag;
+            }
+            if leg.state == LegState::Cancelling {
+                self.send_cancel(call, idx, now, out);
+                return;
+            }
+            if answered_elsewhere {
+                return;
+            }
+            // Relay ringing or early media to the caller.
+            if let Some(akey) = c.a_invite.clone() {
+                let a_req = c.a_request.clone();
+                let a_tag = c.legs[0].local_tag.clone();
+                let body = Self::body_of(&resp.headers, &resp.body);
+                let reason = resp.reason.clone();
+                self.respond_reason(&akey, &a_req, status, &reason, Some(&a_tag), body, now, out);
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            leg.remote_tag = to_tag;
+            if let Some(ct) = contact_of_response(&resp) {
+                leg.remote_target = ct;
+            }
+            let mut rr: Vec<String> = resp
+                .headers
+                .get_all_split("Record-Route")
+                .map(str::to_string)
+                .collect();
+            rr.reverse();
+            leg.route_set = rr;
+            if answered_elsewhere || leg.state == LegState::Cancelling {
+                // A second answer (shared line race) or one after we cancelled: ACK and BYE it.
+                leg.state = LegState::Confirmed;
+                self.send_ack(call, idx, None, out);
+                self.send_bye(call, idx, now, out);
+                return;
+            }
+            leg.state = LegState::Confirmed;
+            c.answered = Some(idx);
+            c.state = CallState::Connected;
+            if let Some(at) = c.no_answer_at.take() {
+                self.timers.remove(&(at, call));
+            }
+            let delayed = c.delayed_offer;
+            // Cancel the other forks.
+            let others: Vec<usize> = (1..c.legs.len())
+                .filter(|&i| {
+                    i != idx && matches!(c.legs[i].state, LegState::Trying | LegState::Early)
+                })
+                .collect();
+            for i in others {
+                self.cancel_leg(call, i, now, out);
+            }
+            if !delayed {
+                self.send_ack(call, idx, None, out);
+            }
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            c.legs[0].state = LegState::Confirmed;
+            if let Some(akey) = c.a_invite.take() {
+                let a_req = c.a_request.clone();
+                let a_tag = c.legs[0].local_tag.clone();
+                let body = Self::body_of(&resp.headers, &resp.body);
+                self.respond(&akey, &a_req, 200, Some(&a_tag), body, now, out);
+                // Keep the mapping until the server transaction terminates (ACK timeout).
+                self.by_server_invite.insert(akey, call);
+            }
+            let device = self
+                .calls
+                .get(&call)
+                .and_then(|c| c.legs.get(idx))
+                .and_then(|l| l.device.clone());
+            tracing::debug!(
+                call,
+                device = device.as_deref().unwrap_or("trunk"),
+                "connected"
+            );
+            let _ = (cluster, registrar);
+            return;
+        }
+        // Final failure on this fork.
+        let was_cancelling = leg.state == LegState::Cancelling;
+        leg.state = LegState::Failed(status);
+        if answered_elsewhere || c.state != CallState::Routing {
+            return;
+        }
+        if matches!(status, 486 | 600) {
+            c.busy_seen = true;
+        }
+        if was_cancelling {
+            // A fork we cancelled (another answered, or a forward took over): it decides nothing.
+            return;
+        }
+        let pending = c
+            .legs
+            .iter()
+            .skip(1 + c.superseded_legs)
+            .any(|l| matches!(l.state, LegState::Trying | LegState::Early));
+        if pending {
+            return;
+        }
+        if !c.trunks_left.is_empty() && matches!(status, 408 | 500..=599) {
+            self.next_trunk(cluster, call, now, out);
+            return;
+        }
+        let busy = c.busy_seen;
+        let target = c.target_dn.clone();
+        if busy {
+            if let Some(dn) = target {
+                self.busy(cluster, registrar, call, &dn, now, out);
+                return;
+            }
+        }
+        let reason = resp.reason.clone();
+        self.fail_call(call, status, &reason, now, out);
+    }
+
+    /// Fails an unanswered call towards the caller and cleans up.
+    fn fail_call(
+        &mut self,
+        call: u64,
+        status: u16,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(akey) = c.a_invite.take() {
+            let a_req = c.a_request.clone();
+            let a_tag = c.legs[0].local_tag.clone();
+            self.respond_reason(&akey, &a_req, status, reason, Some(&a_tag), None, now, out);
+        }
+        self.end_call(call);
+    }
+
+    fn end_call(&mut self, call: u64) {
+        let Some(mut c) = self.calls.remove(&call) else {
+            return;
+        };
+        c.state = CallState::Ended;
+        for l in &c.legs {
+            self.by_dialog
+                .remove(&(l.call_id.clone(), l.local_tag.clone()));
+        }
+        if let Some(at) = c.no_answer_at {
+            self.timers.remove(&(at, call));
+        }
+        for dn in [c.caller.dn, c.target_dn].into_iter().flatten() {
+            if let Some(n) = self.line_load.get_mut(&dn) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.line_load.remove(&dn);
+                }
+            }
+        }
+        // Transactions finish on their own; their maps clear on Terminated.
+    }
+
+    fn cancel_leg(&mut self, call: u64, idx: usize, now: Instant, out: &mut Vec<Out>) {
+        let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) else {
+            return;
+        };
+        match leg.state {
+            LegState::Early => {
+                leg.state = LegState::Cancelling;
+                self.send_cancel(call, idx, now, out);
+            }
+            // No provisional yet: RFC 3261 9.1 says wait for one before cancelling.
+            LegState::Trying => leg.state = LegState::Cancelling,
+            _ => {}
+        }
+    }
+
+    fn send_cancel(&mut self, call: u64, idx: usize, now: Instant, out: &mut Vec<Out>) {
+        let Some(leg) = self.calls.get(&call).and_then(|c| c.legs.get(idx)) else {
+            return;
+        };
+        let (Some(key), peer) = (leg.invite_key.clone(), leg.peer) else {
+            return;
+        };
+        let Some(cancel) = self.txns.client(&key).and_then(|c| c.make_cancel()) else {
+            return;
+        };
+        self.txns.cancel_sent(&key, now);
+        if let Ok((ckey, actions)) = self.txns.start_client(cancel, peer.reliability(), now) {
+            self.txn_peer.insert(ckey.clone(), peer);
+            self.by_client_txn.insert(ckey, (call, idx));
+            for a in actions {
+                if let Action::Send(msg) = a {
+                    out.push(Out { msg, to: peer });
+                }
+            }
+        }
+    }
+
+    /// Builds an in-dialog request on a leg (we are its sender).
+    fn dialog_request(&mut self, call: u64, idx: usize, method: Method) -> Option<(Request, Peer)> {
+        let branch = self.branch();
+        let host = self.host.clone();
+        let leg = self.calls.get_mut(&call)?.legs.get_mut(idx)?;
+        let cseq = if method == Method::Ack {
+            1
+        } else {
+            leg.local_cseq += 1;
+            leg.local_cseq
+        };
+        let mut req = Request::new(method.clone(), leg.remote_target.clone());
+        req.headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {host};branch={branch};rport",
+                leg.peer.transport.as_str()
+            ),
+        );
+        req.headers.push("Max-Forwards", "70");
+        req.headers
+            .push("From", format!("{};tag={}", leg.local_addr, leg.local_tag));
+        let to = match &leg.remote_tag {
+            Some(t) => format!("{};tag={t}", leg.remote_addr),
+            None => leg.remote_addr.clone(),
+        };
+        req.headers.push("To", to);
+        req.headers.push("Call-ID", leg.call_id.clone());
+        let cseq_method = if method == Method::Ack {
+            "ACK".to_string()
+        } else {
+            method.as_str().to_string()
+        };
+        req.headers.push("CSeq", format!("{cseq} {cseq_method}"));
+        for r in &leg.route_set {
+            req.headers.push("Route", r.clone());
+        }
+        if matches!(method, Method::Invite | Method::Update) {
+            req.headers.push("Contact", format!("<sip:{host}>"));
+        }
+        Some((req, leg.peer))
+    }
+
+    fn send_ack(
+        &mut self,
+        call: u64,
+        idx: usize,
+        body: Option<(String, Bytes)>,
+        out: &mut Vec<Out>,
+    ) {
+        let Some((mut ack, peer)) = self.dialog_request(call, idx, Method::Ack) else {
+            return;
+        };
+        // The ACK for a 2xx carries the INVITE's CSeq number.
+        let seq = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.legs.get(idx))
+            .and_then(|l| l.invite.as_ref())
+            .and_then(|r| r.cseq().ok())
+            .map_or(1, |c| c.seq);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        if let Some((ctype, b)) = body {
+            ack.headers.push("Content-Type", ctype);
+            ack.body = b;
+        }
+        out.push(Out {
+            msg: SipMessage::Request(ack),
+            to: peer,
+        });
+    }
+
+    fn send_bye(&mut self, call: u64, idx: usize, now: Instant, out: &mut Vec<Out>) {
+        let Some((bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
+            return;
+        };
+        if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+            l.state = LegState::Ended;
+        }
+        if let Ok((key, actions)) = self.txns.start_client(bye, peer.reliability(), now) {
+            self.txn_peer.insert(key.clone(), peer);
+            self.by_client_txn.insert(key, (call, idx));
+            for a in actions {
+                if let Action::Send(msg) = a {
+                    out.push(Out { msg, to: peer });
+                }
+            }
+        }
+    }
+
+    fn caller_cancelled(
+        &mut self,
+        _cluster: &Cluster,
+        call: u64,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Routing {
+            return;
+        }
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        self.fail_call(call, 487, "Request Terminated", now, out);
+    }
+
+    /// The caller's ACK for our 2xx: send B's ACK now if it waited for the answer SDP.
+    fn ack_for_2xx(&mut self, ack: Request, out: &mut Vec<Out>) {
+        let Some(tag) = ack.to().ok().and_then(|t| t.tag().map(str::to_string)) else {
+            return;
+        };
+        let Some(&(call, idx)) = self
+            .by_dialog
+            .get(&(ack.call_id().unwrap_or_default().to_string(), tag))
+        else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if idx != 0 || !c.delayed_offer {
+            return;
+        }
+        c.delayed_offer = false;
+        if let Some(b) = c.answered {
+            let body = Self::body_of(&ack.headers, &ack.body);
+            self.send_ack(call, b, body, out);
+        }
+    }
+
+    /// Stray responses: 2xx retransmissions after our INVITE client transaction ended, which
+    /// mean our ACK was lost. Re-ACK (RFC 3261 13.2.2.4).
+    fn on_stray(&mut self, resp: Response, out: &mut Vec<Out>) {
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        let is_invite = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
+        let Some(tag) = resp.from().ok().and_then(|f| f.tag().map(str::to_string)) else {
+            return;
+        };
+        let Some(&(call, idx)) = self
+            .by_dialog
+            .get(&(resp.call_id().unwrap_or_default().to_string(), tag))
+        else {
+            return;
+        };
+        let delayed = self.calls.get(&call).is_some_and(|c| c.delayed_offer);
+        if is_invite && !delayed {
+            self.send_ack(call, idx, None, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn in_dialog(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        key: TransactionKey,
+        req: Request,
+        tag: String,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let _ = (cluster, registrar);
+        let dialog = (req.call_id().unwrap_or_default().to_string(), tag.clone());
+        let Some(&(call, idx)) = self.by_dialog.get(&dialog) else {
+            self.respond(&key, &req, 481, Some(&tag), None, now, out);
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else {
+            self.respond(&key, &req, 481, Some(&tag), None, now, out);
+            return;
+        };
+        // The other side of the call from this leg.
+        let other = if idx == 0 { c.answered } else { Some(0) };
+        if req.method == Method::Bye {
+            self.respond(&key, &req, 200, Some(&tag), None, now, out);
+            self.hang_up(call, Some(idx), now, out);
+            return;
+        }
+        let Some(other) = other else {
+            self.respond(&key, &req, 491, Some(&tag), None, now, out);
+            return;
+        };
+        // Relay everything else (re-INVITE for hold and resume, UPDATE, INFO...) to the other
+        // leg and its answer back.
+        let Some((mut fwd, peer)) = self.dialog_request(call, other, req.method.clone()) else {
+            self.respond(&key, &req, 481, Some(&tag), None, now, out);
+            return;
+        };
+        for h in [
+            "Content-Type",
+            "Event",
+            "Subscription-State",
+            "Info-Package",
+        ] {
+            if let Some(v) = req.headers.get(h) {
+                fwd.headers.push(h, v.to_string());
+            }
+        }
+        fwd.body = req.body.clone();
+        match self.txns.start_client(fwd, peer.reliability(), now) {
+            Ok((ckey, actions)) => {
+                self.txn_peer.insert(ckey.clone(), peer);
+                self.relays.insert(ckey, (key, call, other));
+                for a in actions {
+                    if let Action::Send(msg) = a {
+                        out.push(Out { msg, to: peer });
+                    }
+                }
+            }
+            Err(_) => self.respond(&key, &req, 500, Some(&tag), None, now, out),
+        }
+    }
+
+    fn relay_response(
+        &mut self,
+        call: u64,
+        idx: usize,
+        server_key: &TransactionKey,
+        resp: Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        if resp.status == 100 {
+            return;
+        }
+        let Some(orig) = self.txns.server(server_key).map(|s| s.request().clone()) else {
+            return;
+        };
+        let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string));
+        // ACK a relayed re-INVITE's 2xx on the far side ourselves; the near side ACKs us.
+        if orig.method == Method::Invite && (200..300).contains(&resp.status) {
+            if let Some((mut ack, peer)) = self.dialog_request(call, idx, Method::Ack) {
+                let seq = resp.cseq().map_or(1, |c| c.seq);
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                out.push(Out {
+                    msg: SipMessage::Request(ack),
+                    to: peer,
+                });
+            }
+        }
+        let body = Self::body_of(&resp.headers, &resp.body);
+        let reason = resp.reason.clone();
+        self.respond_reason(
+            server_key,
+            &orig,
+            resp.status,
+            &reason,
+            tag.as_deref(),
+            body,
+            now,
+            out,
+        );
+    }
+
+    /// Ends a connected call: BYE to every confirmed leg except the one that hung up.
+    fn hang_up(&mut self, call: u64, from_leg: Option<usize>, now: Instant, out: &mut Vec<Out>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let targets: Vec<usize> = (0..c.legs.len())
+            .filter(|&i| Some(i) != from_leg && c.legs[i].state == LegState::Confirmed)
+            .collect();
+        if let Some(l) = from_leg.and_then(|i| c.legs.get_mut(i)) {
+            l.state = LegState::Ended;
+        }
+        for i in targets {
+            self.send_bye(call, i, now, out);
+        }
+        self.end_call(call);
+    }
+
+    fn no_answer(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.no_answer_at = None;
+        if c.state != CallState::Routing {
+            return;
+        }
+        let Some(dn) = c.target_dn.clone() else {
+            return;
+        };
+        let Some(f) = cluster
+            .directory_number(&dn)
+            .and_then(|l| l.call_forward.no_answer.clone().map(|f| (f, l.css.clone())))
+        else {
+            return;
+        };
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        c.superseded_legs = c.legs.len() - 1;
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        let dest = f.0.destination.clone().unwrap_or_default();
+        tracing::debug!(call, dn = %dn.0, dest, "call forward no answer");
+        let ctx = CallingContext::css(f.0.css.as_deref().or(f.1.as_deref()), None);
+        self.route(cluster, registrar, call, &dest, &ctx, now, out);
+    }
+}
+
+fn strip_tag(a: &NameAddr) -> String {
+    let mut a = a.clone();
+    a.remove_param("tag");
+    a.to_string()
+}
+
+fn contact_uri(req: &Request) -> Option<String> {
+    match req.contacts().ok()? {
+        super::message::ContactList::Addrs(v) => v.first().map(|a| a.uri.to_string()),
+        super::message::ContactList::Wildcard => None,
+    }
+}
+
+fn contact_of_response(resp: &Response) -> Option<String> {
+    let v = resp.headers.get("Contact")?;
+    match super::message::parse_contact_list(v).ok()? {
+        super::message::ContactList::Addrs(v) => v.first().map(|a| a.uri.to_string()),
+        super::message::ContactList::Wildcard => None,
+    }
+}
+
+/// Shared handle type for the shell.
+pub type SharedCluster = Arc<Cluster>;
