@@ -70,16 +70,17 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
     let digest = store::digest(&text);
     if store.definition_digest().await?.as_deref() == Some(digest.as_str()) {
         tracing::info!(%origin, "definition unchanged since the last import");
-    } else {
-        let mut def = config::parse_str(&text, &origin)?;
-        config::hash_secrets(&mut def);
-        let s = store.import(&def, &digest, &origin).await?;
-        tracing::info!(%origin, objects = s.objects, "definition imported");
+        return store
+            .load()
+            .await?
+            .ok_or_else(|| Failure::Input("the database holds no cluster definition".into()));
     }
-    store
-        .load()
-        .await?
-        .ok_or_else(|| Failure::Input("the database holds no cluster definition".into()))
+    let mut def = config::parse_str(&text, &origin)?;
+    config::hash_secrets(&mut def);
+    let s = store.import(&def, &digest, &origin).await?;
+    tracing::info!(%origin, objects = s.objects, "definition imported");
+    // What was just written is what the database holds; no need to read it back.
+    Ok(def)
 }
 
 pub async fn run(args: Args) -> Result<(), Failure> {

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod dialplan;
+pub mod media;
 pub mod net;
 pub mod server;
 pub mod services;

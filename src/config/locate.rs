@@ -165,7 +165,11 @@ impl Locator {
     /// Reads `text`; a document that cannot be read yields a locator that knows nothing.
     pub fn new(text: &str) -> Locator {
         Locator {
-            root: serde_saphyr::from_str::<Spanned<Node>>(text).ok(),
+            root: serde_saphyr::from_str_with_options::<Spanned<Node>>(
+                text,
+                super::yaml_options(text),
+            )
+            .ok(),
         }
     }
 

@@ -68,7 +68,8 @@ pub fn demo() -> Result<ClusterDefinition, LoadError> {
 
 /// Parses and checks a definition; `origin` names the source in errors.
 pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadError> {
-    let def: ClusterDefinition = match serde_saphyr::from_str(text) {
+    let def: ClusterDefinition = match serde_saphyr::from_str_with_options(text, yaml_options(text))
+    {
         Ok(d) => d,
         Err(e) => {
             let (line, column) = e
@@ -108,6 +109,17 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadErro
         })
         .collect();
     Err(LoadError::Invalid(errors))
+}
+
+/// Reader limits that scale with the file: a cluster of 10,000 phones is far past the library's
+/// defaults, while alias bombs (expansion far beyond the text's size) stay refused.
+pub(crate) fn yaml_options(text: &str) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+    let mut opts = serde_saphyr::Options::default();
+    opts.budget = Some(budget);
+    opts
 }
 
 /// serde-saphyr's message without its snippet and trailing location (we print our own).

@@ -123,6 +123,8 @@ struct Call {
     /// A forward is under way: failures of the cancelled forks are ignored.
     superseded_legs: usize,
     busy_seen: bool,
+    /// A 180 without SDP went to the caller: later forks' plain ringing adds nothing.
+    ringing_sent: bool,
 }
 
 const MAX_HOPS: u8 = 6;
@@ -406,10 +408,8 @@ impl B2bua {
             }
         };
         let mut resp = req.make_response(status, reason, Some(tag));
-        if (200..300).contains(&status) || (101..200).contains(&status) {
-            if req.method == Method::Invite {
-                resp.headers.push("Contact", format!("<sip:{}>", self.host));
-            }
+        if (101..300).contains(&status) && req.method == Method::Invite {
+            resp.headers.push("Contact", format!("<sip:{}>", self.host));
         }
         if let Some((ctype, b)) = body {
             resp.headers.push("Content-Type", ctype);
@@ -608,6 +608,7 @@ impl B2bua {
                 delayed_offer,
                 superseded_legs: 0,
                 busy_seen: false,
+                ringing_sent: false,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
@@ -977,7 +978,13 @@ impl B2bua {
             if answered_elsewhere {
                 return;
             }
-            // Relay ringing or early media to the caller.
+            // Relay ringing or early media to the caller; plain ringing once is enough.
+            if resp.body.is_empty() {
+                if c.ringing_sent {
+                    return;
+                }
+                c.ringing_sent = true;
+            }
             if let Some(akey) = c.a_invite.clone() {
                 let a_req = c.a_request.clone();
                 let a_tag = c.legs[0].local_tag.clone();

@@ -7,6 +7,7 @@
 pub mod b2bua;
 pub mod message;
 pub mod registrar;
+pub mod sdp;
 pub mod transaction;
 
 use std::collections::HashMap;
@@ -69,6 +70,12 @@ struct Shared {
     /// over the connection it registered on.
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
 }
+
+/// The writer side of a connection and the receiver its writer task drains.
+type ConnChannel = (
+    mpsc::UnboundedSender<Vec<u8>>,
+    mpsc::UnboundedReceiver<Vec<u8>>,
+);
 
 /// What the transport does with a request.
 enum Disposition {
@@ -491,10 +498,7 @@ impl SipServer {
         peer: SocketAddr,
         transport: Transport,
         mut stop: watch::Receiver<bool>,
-        chan: Option<(
-            mpsc::UnboundedSender<Vec<u8>>,
-            mpsc::UnboundedReceiver<Vec<u8>>,
-        )>,
+        chan: Option<ConnChannel>,
     ) where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {

@@ -221,6 +221,13 @@ fn sent_by(via: &Via) -> String {
     }
 }
 
+/// The cookie test, case-insensitive like the branch comparison.
+fn has_magic_cookie(branch: &str) -> bool {
+    branch
+        .get(..MAGIC_COOKIE.len())
+        .is_some_and(|p| p.eq_ignore_ascii_case(MAGIC_COOKIE))
+}
+
 fn key_method(m: &Method) -> Method {
     match m {
         Method::Ack => Method::Invite,
@@ -236,7 +243,7 @@ impl TransactionKey {
         let via = req.top_via().map_err(unidentifiable)?;
         let method = key_method(&req.method);
         let id = match via.branch() {
-            Some(b) if via.has_rfc3261_branch() => KeyId::Branch {
+            Some(b) if has_magic_cookie(b) => KeyId::Branch {
                 branch: b.to_ascii_lowercase(),
                 sent_by: Some(sent_by(&via)),
             },
@@ -641,8 +648,8 @@ impl ClientTransaction {
 /// after 64*T1 (the TU should then send BYE). The RFC asks for this
 /// whatever the transport, so it retransmits on TCP and TLS too.
 ///
-/// [`ServerTransaction`] runs one of these itself in the `Accepted` state;
-/// use this directly only for a 2xx sent outside a server transaction.
+/// [`ServerTransaction`] does the same itself in the `Accepted` state; use
+/// this only for a 2xx sent outside a server transaction.
 #[derive(Debug, Clone)]
 pub struct InviteOkRetransmitter {
     response: Response,
@@ -739,15 +746,13 @@ pub struct ServerTransaction {
     final_response: Option<Response>,
     /// Automatic 100 Trying (INVITE).
     trying_at: Option<Instant>,
-    /// Timer G.
+    /// Timer G (non-2xx in Completed) or the 2xx retransmission (Accepted).
     retransmit_at: Option<Instant>,
     interval: Duration,
-    /// Timer H.
+    /// Timer H (Completed), or giving up on the ACK for a 2xx (Accepted).
     timeout_at: Option<Instant>,
     /// Timer I, J or L.
     terminate_at: Option<Instant>,
-    /// 2xx retransmission in Accepted.
-    ok: Option<InviteOkRetransmitter>,
 }
 
 impl ServerTransaction {
@@ -785,7 +790,6 @@ impl ServerTransaction {
             interval: timers.t1,
             timeout_at: None,
             terminate_at: None,
-            ok: None,
         };
         Ok((t, Vec::new()))
     }
@@ -864,9 +868,9 @@ impl ServerTransaction {
                 }
             }
             ServerState::Accepted => {
-                if let Some(ok) = &mut self.ok {
-                    ok.on_ack();
-                }
+                // The ACK for the 2xx: stop retransmitting it (13.3.1.4).
+                self.retransmit_at = None;
+                self.timeout_at = None;
                 Vec::new()
             }
             _ => Vec::new(),
@@ -897,17 +901,21 @@ impl ServerTransaction {
             self.provisional = Some(resp.clone());
             return vec![Action::Send(SipMessage::Response(resp))];
         }
-        if self.invite && status < 300 {
-            self.state = ServerState::Accepted;
-            self.terminate_at = Some(now + self.timers.transaction_timeout());
-            let (ok, actions) = InviteOkRetransmitter::new(resp.clone(), self.timers, now);
-            self.ok = Some(ok);
-            self.final_response = Some(resp);
-            return actions;
-        }
-        self.state = ServerState::Completed;
         self.final_response = Some(resp.clone());
         let mut out = vec![Action::Send(SipMessage::Response(resp))];
+        if self.invite && status < 300 {
+            // RFC 6026 Accepted; the 2xx is retransmitted at T1 doubling up
+            // to T2 on every transport (RFC 3261 13.3.1.4) until the ACK, for
+            // at most 64*T1, which is also Timer L.
+            self.state = ServerState::Accepted;
+            let end = now + self.timers.transaction_timeout();
+            self.interval = self.timers.t1;
+            self.retransmit_at = Some(now + self.timers.t1);
+            self.timeout_at = Some(end);
+            self.terminate_at = Some(end);
+            return out;
+        }
+        self.state = ServerState::Completed;
         let reliable = self.reliability.is_reliable();
         if self.invite {
             if !reliable {
@@ -939,8 +947,12 @@ impl ServerTransaction {
                 self.provisional = Some(trying);
             }
         }
-        if let Some(ok) = &mut self.ok {
-            out.extend(ok.on_timer(now));
+        if due(self.timeout_at, now) {
+            // Timer H, or no ACK for the 2xx: the ACK never came.
+            self.terminate();
+            out.push(Action::Timeout);
+            out.push(Action::Terminated);
+            return out;
         }
         if due(self.terminate_at, now) {
             // Timer I, J or L.
@@ -948,15 +960,8 @@ impl ServerTransaction {
             out.push(Action::Terminated);
             return out;
         }
-        if due(self.timeout_at, now) {
-            // Timer H: the ACK never came.
-            self.terminate();
-            out.push(Action::Timeout);
-            out.push(Action::Terminated);
-            return out;
-        }
         if due(self.retransmit_at, now) {
-            // Timer G.
+            // Timer G, or the 2xx retransmission.
             self.interval = self.interval.saturating_mul(2).min(self.timers.t2);
             self.retransmit_at = Some(now + self.interval);
             if let Some(f) = &self.final_response {
@@ -973,9 +978,6 @@ impl ServerTransaction {
             self.retransmit_at,
             self.timeout_at,
             self.terminate_at,
-            self.ok
-                .as_ref()
-                .and_then(InviteOkRetransmitter::next_deadline),
         ])
     }
 
@@ -988,7 +990,7 @@ impl ServerTransaction {
             ServerState::Terminated => return Vec::new(),
             ServerState::Confirmed => true,
             ServerState::Completed => !self.invite,
-            ServerState::Accepted => !self.ok.as_ref().is_some_and(|o| o.is_active()),
+            ServerState::Accepted => self.timeout_at.is_none(),
             _ => false,
         };
         self.terminate();
@@ -1005,7 +1007,6 @@ impl ServerTransaction {
         self.retransmit_at = None;
         self.timeout_at = None;
         self.terminate_at = None;
-        self.ok = None;
     }
 
     pub fn state(&self) -> ServerState {
@@ -1037,9 +1038,7 @@ impl ServerTransaction {
     /// True while a 2xx to this INVITE is retransmitted (Accepted, no ACK
     /// yet).
     pub fn awaiting_ack_for_2xx(&self) -> bool {
-        self.ok
-            .as_ref()
-            .is_some_and(InviteOkRetransmitter::is_active)
+        self.state == ServerState::Accepted && self.timeout_at.is_some()
     }
 }
 
@@ -1131,8 +1130,8 @@ impl AckKey {
 
 #[derive(Debug)]
 enum Txn {
-    Client(ClientTransaction),
-    Server(ServerTransaction),
+    Client(Box<ClientTransaction>),
+    Server(Box<ServerTransaction>),
 }
 
 impl Txn {
@@ -1250,7 +1249,7 @@ impl TransactionTable {
                 }
             }
         };
-        self.insert(key.clone(), Txn::Server(txn));
+        self.insert(key.clone(), Txn::Server(Box::new(txn)));
         if cancel {
             let invite = key.with_method(Method::Invite);
             let key_of_cancelled_invite = self.ids.contains_key(&invite).then_some(invite);
@@ -1332,7 +1331,7 @@ impl TransactionTable {
             return Err(TransactionError::Duplicate(key));
         }
         let (txn, actions) = ClientTransaction::new(req, reliability, self.timers, now)?;
-        self.insert(key.clone(), Txn::Client(txn));
+        self.insert(key.clone(), Txn::Client(Box::new(txn)));
         Ok((key, actions))
     }
 
@@ -1438,14 +1437,14 @@ impl TransactionTable {
 
     pub fn client(&self, key: &TransactionKey) -> Option<&ClientTransaction> {
         match &self.slots.get(self.ids.get(key)?)?.txn {
-            Txn::Client(c) => Some(c),
+            Txn::Client(c) => Some(&**c),
             Txn::Server(_) => None,
         }
     }
 
     pub fn server(&self, key: &TransactionKey) -> Option<&ServerTransaction> {
         match &self.slots.get(self.ids.get(key)?)?.txn {
-            Txn::Server(s) => Some(s),
+            Txn::Server(s) => Some(&**s),
             Txn::Client(_) => None,
         }
     }
@@ -2282,12 +2281,12 @@ mod tests {
         let base = Instant::now();
         let mut tab = TransactionTable::new(Timers::default());
         let inv = invite("z9hG4bKt1");
-        let Incoming::New { key, request } =
+        let Incoming::New { key, request: got } =
             tab.on_request(inv.clone(), Reliability::Unreliable, base)
         else {
             panic!("expected a new transaction");
         };
-        assert_eq!(request, inv);
+        assert_eq!(got, inv);
         assert_eq!(tab.len(), 1);
         assert_eq!(tab.next_deadline(), Some(base + ms(200)));
         // 100 Trying comes from the table's timers.
@@ -2310,10 +2309,12 @@ mod tests {
             1,
             None,
         );
-        assert!(matches!(
-            tab.on_request(other, Reliability::Unreliable, base + ms(510)),
-            Incoming::New { .. }
-        ));
+        let Incoming::New { key: other_key, .. } =
+            tab.on_request(other.clone(), Reliability::Unreliable, base + ms(510))
+        else {
+            panic!("expected a new transaction");
+        };
+        assert_ne!(other_key, key);
         assert_eq!(tab.len(), 2);
 
         // CANCEL: its own transaction, naming the INVITE.
@@ -2321,12 +2322,12 @@ mod tests {
         let Incoming::Cancel {
             key: ck,
             key_of_cancelled_invite,
-            request,
+            request: got,
         } = tab.on_request(cancel.clone(), Reliability::Unreliable, base + ms(600))
         else {
             panic!("expected a CANCEL");
         };
-        assert_eq!(request, cancel);
+        assert_eq!(got, cancel);
         assert_ne!(ck, key);
         assert_eq!(key_of_cancelled_invite.as_ref(), Some(&key));
         assert_eq!(tab.len(), 3);
@@ -2357,13 +2358,17 @@ mod tests {
         assert_eq!(tab.server(&key).unwrap().state(), ServerState::Confirmed);
         // A CANCEL for an unknown INVITE names nothing.
         let lone = request("CANCEL", "z9hG4bKnone");
-        assert!(matches!(
-            tab.on_request(lone, Reliability::Unreliable, base + ms(900)),
-            Incoming::Cancel {
-                key_of_cancelled_invite: None,
-                ..
-            }
-        ));
+        let Incoming::Cancel {
+            key: lone_key,
+            key_of_cancelled_invite: None,
+            ..
+        } = tab.on_request(lone.clone(), Reliability::Unreliable, base + ms(900))
+        else {
+            panic!("expected a CANCEL naming nothing");
+        };
+        // The TU answers what is still open (server transactions wait for it).
+        tab.respond(&lone_key, response(&lone, 481), base + ms(900));
+        tab.respond(&other_key, response(&other, 486), base + ms(900));
         // A request without Via is invalid.
         let mut bad = invite("z9hG4bKbad");
         bad.headers.remove("Via");

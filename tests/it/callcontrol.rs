@@ -129,7 +129,6 @@ pub struct TestPhone {
     pub local: SocketAddr,
     pub server: SocketAddr,
     pub dn: String,
-    pub mac: String,
     tag: String,
 }
 
@@ -144,7 +143,6 @@ impl TestPhone {
             local,
             server,
             dn: dn.into(),
-            mac: mac.into(),
             tag: format!("t{mac}"),
         };
         let ok = exchange(&p.sock, server, &register(local, server, dn, mac, 3600, 1)).await;
@@ -176,8 +174,23 @@ impl TestPhone {
                     .unwrap_or_else(|_| panic!("{}: nothing received within 5 s", self.dn))
                     .unwrap();
             let msg = parse_datagram(&buf[..n]).expect("well-formed SIP from ucm");
-            if matches!(&msg, SipMessage::Response(r) if r.status == 100) {
-                continue;
+            if let SipMessage::Response(r) = &msg {
+                if r.status == 100 {
+                    continue;
+                }
+                // A UA's transaction layer ACKs a non-2xx final answer to its INVITE.
+                if r.status >= 300 && r.cseq().is_ok_and(|c| c.method.as_str() == "INVITE") {
+                    let ack = format!(
+                        "ACK sip:{srv} SIP/2.0\r\nVia: {via}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {cid}\r\nCSeq: {seq} ACK\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+                        srv = self.server,
+                        via = r.headers.get("Via").unwrap(),
+                        from = r.headers.get("From").unwrap(),
+                        to = r.headers.get("To").unwrap(),
+                        cid = r.call_id().unwrap(),
+                        seq = r.cseq().unwrap().seq,
+                    );
+                    self.send_text(&ack).await;
+                }
             }
             return msg;
         }
@@ -386,4 +399,133 @@ async fn r3_busy_callee_and_unknown_numbers() {
     );
     let reply = exchange(&stranger, sip, &text).await;
     assert!(reply.starts_with("SIP/2.0 403"), "{reply}");
+}
+
+/// A cluster for the routing rules: a shared line, each call forward, Do Not Disturb.
+const ROUTING: &str = r#"cluster: {id: routing, name: Routing rules}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+calling_search_spaces: [{name: CSS, partitions: [PT]}]
+device_pools: [{name: DP, node_group: [n1]}]
+directory_numbers:
+  - {pattern: "2000", partition: PT}
+  - {pattern: "2001", partition: PT}
+  - pattern: "2003"
+    partition: PT
+    no_answer_timer: 1
+    call_forward:
+      busy: {destination: "2004", css: CSS}
+      no_answer: {destination: "2004", css: CSS}
+  - {pattern: "2004", partition: PT}
+  - {pattern: "2005", partition: PT, call_forward: {all: {destination: "2004", css: CSS}}}
+  - {pattern: "2006", partition: PT, call_forward: {unregistered: {destination: "2004", css: CSS}}}
+  - {pattern: "2007", partition: PT}
+devices:
+  - {name: SEP000000002000, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2000", partition: PT}]}
+  - {name: SEP000000002001, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2001", partition: PT}]}
+  - {name: SEP000000002002, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2001", partition: PT}]}
+  - {name: SEP000000002003, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2003", partition: PT}]}
+  - {name: SEP000000002004, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2004", partition: PT}]}
+  - {name: SEP000000002005, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2005", partition: PT}]}
+  - {name: SEP000000002006, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2006", partition: PT}]}
+  - {name: SEP000000002007, model: Cisco 8845, device_pool: DP, css: CSS, do_not_disturb: true, lines: [{dn: "2007", partition: PT}]}
+"#;
+
+fn routing_server() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(dir.path(), "routing.yaml", ROUTING);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    assert_eq!(srv.ready["cluster"], "routing");
+    srv
+}
+
+#[tokio::test]
+async fn r3_shared_line_rings_everywhere_and_first_answer_wins() {
+    let srv = routing_server();
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.21", "2000", "000000002000", sip).await;
+    let b1 = TestPhone::register("127.0.0.22", "2001", "000000002001", sip).await;
+    let b2 = TestPhone::register("127.0.0.23", "2001", "000000002002", sip).await;
+    a.send_text(&a.invite("2001", "call-shared")).await;
+    let i1 = b1.expect_request("INVITE").await;
+    let i2 = b2.expect_request("INVITE").await;
+    b1.answer(&i1, 180, false).await;
+    b2.answer(&i2, 180, false).await;
+    a.expect_response(180).await;
+    b2.answer(&i2, 200, true).await;
+    let ok = a.expect_response(200).await;
+    assert!(
+        String::from_utf8_lossy(&ok.body).contains("127.0.0.23"),
+        "the answering phone's SDP"
+    );
+    b2.expect_request("ACK").await;
+    // The other phone of the shared line is cancelled.
+    let c = b1.expect_request("CANCEL").await;
+    b1.answer(&c, 200, false).await;
+    b1.answer(&i1, 487, false).await;
+    b1.expect_request("ACK").await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    // The callee hangs up this time.
+    b2.send_text(&b2.in_dialog_as_callee(&i2, "BYE", 1)).await;
+    b2.expect_response(200).await;
+    let bye = a.expect_request("BYE").await;
+    a.answer(&bye, 200, false).await;
+}
+
+#[tokio::test]
+async fn r3_call_forward_all_busy_no_answer_unregistered_and_dnd() {
+    let srv = routing_server();
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.31", "2000", "000000002000", sip).await;
+    let busy = TestPhone::register("127.0.0.32", "2003", "000000002003", sip).await;
+    let target = TestPhone::register("127.0.0.33", "2004", "000000002004", sip).await;
+    let _dnd = TestPhone::register("127.0.0.34", "2007", "000000002007", sip).await;
+    let _cfa = TestPhone::register("127.0.0.35", "2005", "000000002005", sip).await;
+
+    // Forward all: 2005 never rings, 2004 does.
+    a.send_text(&a.invite("2005", "cfa")).await;
+    let inv = target.expect_request("INVITE").await;
+    target.answer(&inv, 486, false).await;
+    target.expect_request("ACK").await;
+    a.expect_response(486).await;
+
+    // Forward busy: 2003 answers 486, the call moves to 2004.
+    a.send_text(&a.invite("2003", "cfb")).await;
+    let inv = busy.expect_request("INVITE").await;
+    busy.answer(&inv, 486, false).await;
+    busy.expect_request("ACK").await;
+    let inv = target.expect_request("INVITE").await;
+    target.answer(&inv, 200, true).await;
+    target.expect_request("ACK").await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    a.expect_response(200).await;
+    let bye = target.expect_request("BYE").await;
+    target.answer(&bye, 200, false).await;
+
+    // Forward no answer after the line's 1 s timer: 2003 rings, is cancelled, 2004 rings.
+    a.send_text(&a.invite("2003", "cfna")).await;
+    let inv = busy.expect_request("INVITE").await;
+    busy.answer(&inv, 180, false).await;
+    a.expect_response(180).await;
+    let c = busy.expect_request("CANCEL").await;
+    busy.answer(&c, 200, false).await;
+    busy.answer(&inv, 487, false).await;
+    busy.expect_request("ACK").await;
+    let inv = target.expect_request("INVITE").await;
+    target.answer(&inv, 486, false).await;
+    target.expect_request("ACK").await;
+    a.expect_response(486).await;
+
+    // Forward unregistered: 2006's phone never registered.
+    a.send_text(&a.invite("2006", "cfur")).await;
+    let inv = target.expect_request("INVITE").await;
+    target.answer(&inv, 480, false).await;
+    target.expect_request("ACK").await;
+    a.expect_response(480).await;
+
+    // Do Not Disturb: the phone is not offered the call; busy treatment.
+    a.send_text(&a.invite("2007", "dnd")).await;
+    a.expect_response(486).await;
 }
