@@ -14,12 +14,26 @@ use crate::server::NodeState;
 
 /// The file served for `name`, or `None` when there is no such device.
 pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> {
+    if name == "ConfigFileCacheList.txt" {
+        return Some(cache_list(def));
+    }
     let device = name.strip_suffix(".cnf.xml")?;
     if !is_device_name(device) {
         return None;
     }
     let dev = def.device(device)?;
     Some(device_config(state, def, dev))
+}
+
+/// Cisco TFTP's list of the configuration files it serves, one `SEP<MAC>.cnf.xml` a line, in
+/// the definition's order (simulated phones take the first N from it).
+fn cache_list(def: &Cluster) -> String {
+    let mut out = String::new();
+    for d in &def.devices {
+        out.push_str(&d.name);
+        out.push_str(".cnf.xml\n");
+    }
+    out
 }
 
 /// XML text escaping for element content and attribute values.
@@ -46,7 +60,14 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     };
     let http = &state.http_base;
     let https = &state.https_base;
-    let sip_port = crate::server::SIP_PORT;
+    // The node's real SIP address (port 0 in tests picks one), for this node's own entry.
+    let (sip_host, sip_port) = match state.sip_host.rsplit_once(':') {
+        Some((h, p)) => (
+            h.trim_start_matches('[').trim_end_matches(']').to_string(),
+            p.parse().unwrap_or(crate::server::SIP_PORT),
+        ),
+        None => (state.sip_host.clone(), crate::server::SIP_PORT),
+    };
     let mut x = String::new();
     let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     let _ = writeln!(x, "<device xsi:type=\"axl:XIPPhone\" ctiid=\"1\">");
@@ -60,14 +81,19 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
         .map(|p| p.node_group.iter().map(String::as_str).collect())
         .unwrap_or_default();
     for (i, n) in group.iter().enumerate() {
-        let addr = def
-            .nodes
-            .iter()
-            .find(|x| x.name == *n)
-            .map_or(n.to_string(), |x| x.address.clone());
+        let (addr, port) = if *n == state.node.name {
+            (sip_host.clone(), sip_port)
+        } else {
+            let a = def
+                .nodes
+                .iter()
+                .find(|x| x.name == *n)
+                .map_or(n.to_string(), |x| x.address.clone());
+            (a, crate::server::SIP_PORT)
+        };
         let _ = writeln!(
             x,
-            "<member priority=\"{i}\"><callManager><name>{}</name><ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>{sip_port}</sipPort><securedSipPort>5061</securedSipPort></ports><processNodeName>{}</processNodeName></callManager></member>",
+            "<member priority=\"{i}\"><callManager><name>{}</name><ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>{port}</sipPort><securedSipPort>5061</securedSipPort></ports><processNodeName>{}</processNodeName></callManager></member>",
             esc(n),
             esc(&addr)
         );
