@@ -8,4 +8,5 @@ mod common;
 mod config;
 mod serve;
 mod services;
+mod sipp;
 mod store;

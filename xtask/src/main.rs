@@ -18,13 +18,14 @@ fn main() {
         .as_slice()
     {
         ["bench", "serve", rest @ ..] => bench_serve(rest),
+        ["bench", "calls"] => bench_calls(),
         ["gen-cluster", users, out] => users
             .parse()
             .context("user count")
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
+                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
             );
             std::process::exit(2);
         }
@@ -203,4 +204,263 @@ fn bench_serve(rest: &[&str]) -> Result<()> {
     );
     let _ = std::fs::remove_dir_all(&tmp);
     Ok(())
+}
+
+/// A background process killed on drop.
+struct Bg(std::process::Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs SIPp's uac for `calls` calls at `rate` calls/s against `target`; true when every call
+/// succeeded (SIPp exits 0 only then).
+fn sipp_run(
+    uac_ip: &str,
+    uac_port: u16,
+    target: &str,
+    uas: (&str, u16),
+    rate: u32,
+    calls: u32,
+    dir: &Path,
+) -> Result<bool> {
+    let _uas = Bg(Command::new("sipp")
+        .args([
+            "-sn",
+            "uas",
+            "-i",
+            uas.0,
+            "-p",
+            &uas.1.to_string(),
+            "-nostdin",
+            "-timeout",
+            "120s",
+        ])
+        .args(["-m", &calls.to_string()])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start sipp uas (apt-get install sip-tester)")?);
+    std::thread::sleep(Duration::from_millis(300));
+    let st = Command::new("sipp")
+        .args([
+            "-sn",
+            "uac",
+            "-s",
+            "3000",
+            target,
+            "-i",
+            uac_ip,
+            "-p",
+            &uac_port.to_string(),
+        ])
+        .args([
+            "-r",
+            &rate.to_string(),
+            "-m",
+            &calls.to_string(),
+            "-l",
+            "100000",
+            "-nostdin",
+            "-timeout",
+            "120s",
+        ])
+        .args(["-max_socket", "1000"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .context("run sipp uac")?;
+    Ok(st.success())
+}
+
+/// The highest rate with zero failed calls: doubling, then bisecting between the last success
+/// and the first failure. Each run is bounded (4 s of calls, at most 20,000).
+fn max_rate(mut run: impl FnMut(u32) -> Result<bool>) -> Result<u32> {
+    let mut ok = 0;
+    let mut bad = None;
+    let mut rate = 250;
+    while rate <= 8000 {
+        if run(rate)? {
+            ok = rate;
+            rate *= 2;
+        } else {
+            bad = Some(rate);
+            break;
+        }
+    }
+    if let Some(mut hi) = bad {
+        for _ in 0..3 {
+            let mid = (ok + hi) / 2;
+            if mid <= ok || mid >= hi {
+                break;
+            }
+            if run(mid)? {
+                ok = mid;
+            } else {
+                hi = mid;
+            }
+        }
+    }
+    Ok(ok)
+}
+
+fn bench_calls() -> Result<()> {
+    if Command::new("sipp").arg("-v").output().is_err() {
+        bail!("sipp is not installed (Debian package sip-tester)");
+    }
+    let bin = release_binary()?;
+    let tmp = std::env::temp_dir().join(format!("ucm-bench-calls-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let calls_for = |rate: u32| (rate * 4).clamp(500, 20_000);
+    println!("bench calls: SIPp uac -> uas (built-in scenarios), zero failed calls required");
+    let direct = max_rate(|rate| {
+        let ok = sipp_run(
+            "127.0.0.70",
+            5071,
+            "127.0.0.71:5072",
+            ("127.0.0.71", 5072),
+            rate,
+            calls_for(rate),
+            &tmp,
+        )?;
+        println!(
+            "  direct      {rate:>5} calls/s: {}",
+            if ok { "ok" } else { "failures" }
+        );
+        Ok(ok)
+    })?;
+    // ucm between them: two trunks, a route pattern to the uas.
+    let cfg = tmp.join("cluster.yaml");
+    std::fs::write(
+        &cfg,
+        "cluster: {id: bench, name: bench}\nnodes: [{name: n1, address: 127.0.0.1}]\npartitions: [{name: PT}]\ncalling_search_spaces: [{name: CSS, partitions: [PT]}]\ndevice_pools: [{name: DP, node_group: [n1]}]\nsip_trunks:\n  - {name: uac, destinations: [\"127.0.0.72:5071\"], device_pool: DP, css: CSS}\n  - {name: uas, destinations: [\"127.0.0.73:5072\"], device_pool: DP, css: CSS}\nroute_patterns:\n  - {pattern: 3XXX, partition: PT, sip_trunk: uas}\n",
+    )?;
+    let (mut node, ready) = start_node(&bin, &cfg, &tmp)?;
+    let sip = ready["sip_udp"].as_str().unwrap_or_default().to_string();
+    let through = max_rate(|rate| {
+        let ok = sipp_run(
+            "127.0.0.72",
+            5071,
+            &sip,
+            ("127.0.0.73", 5072),
+            rate,
+            calls_for(rate),
+            &tmp,
+        )?;
+        println!(
+            "  through ucm {rate:>5} calls/s: {}",
+            if ok { "ok" } else { "failures" }
+        );
+        Ok(ok)
+    })?;
+    let _ = node.0.kill();
+    let _ = node.0.wait();
+    println!("  highest rate with zero failed calls: direct {direct} calls/s, through ucm {through} calls/s");
+    if direct > 0 {
+        println!(
+            "  ucm / direct = {:.2} (goal: at least 0.50)",
+            f64::from(through) / f64::from(direct)
+        );
+    }
+    let regs = bench_registrations(&bin, &tmp)?;
+    println!(
+        "  registrations: {regs:.0} per second (SIPp REGISTER, {} devices, SQLite write-behind)",
+        5000
+    );
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+fn start_node(bin: &Path, cfg: &Path, dir: &Path) -> Result<(Bg, serde_json::Value)> {
+    let data = dir.join(format!(
+        "node-{}",
+        cfg.file_stem().and_then(|s| s.to_str()).unwrap_or("x")
+    ));
+    let mut child = Command::new(bin)
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--sip-port",
+            "0",
+            "--sips-port",
+            "0",
+            "--config",
+        ])
+        .arg(cfg)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("UCM_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("spawn ucm serve")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let v: serde_json::Value = serde_json::from_str(&line).context("ready line")?;
+    Ok((Bg(child), v))
+}
+
+/// Registrations per second: SIPp registers 5,000 generated phones, one REGISTER per call.
+fn bench_registrations(bin: &Path, dir: &Path) -> Result<f64> {
+    let n = 5000usize;
+    let cfg = dir.join("regs.yaml");
+    gen_cluster(n, &cfg)?;
+    let mut csv = String::from("SEQUENTIAL\n");
+    for i in 0..n {
+        csv.push_str(&format!(
+            "{};{:012x}\n",
+            100_000 + i,
+            0x0100_0000_0000u64 + i as u64
+        ));
+    }
+    let inf = dir.join("phones.csv");
+    std::fs::write(&inf, csv)?;
+    let (mut node, ready) = start_node(bin, &cfg, dir)?;
+    let sip = ready["sip_udp"].as_str().unwrap_or_default().to_string();
+    let scenario = root().join("conformance/sipp/register.xml");
+    let t0 = Instant::now();
+    let st = Command::new("sipp")
+        .args(["-sf"])
+        .arg(&scenario)
+        .args(["-inf"])
+        .arg(&inf)
+        .args([
+            &sip,
+            "-i",
+            "127.0.0.74",
+            "-p",
+            "5075",
+            "-r",
+            "10000",
+            "-m",
+            &n.to_string(),
+            "-l",
+            "2000",
+            "-nostdin",
+            "-timeout",
+            "60s",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?;
+    let secs = t0.elapsed().as_secs_f64();
+    let _ = node.0.kill();
+    let _ = node.0.wait();
+    if !st.success() {
+        bail!("SIPp REGISTER run had failures");
+    }
+    Ok(n as f64 / secs)
 }
