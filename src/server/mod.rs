@@ -167,6 +167,8 @@ pub struct NodeState {
     pub registrar: Arc<crate::sip::registrar::Registrar>,
     /// `host:port` of this node's SIP service as phones and peers should reach it.
     pub sip_host: String,
+    /// Call control for the services: third-party calls, ending calls, line-state events.
+    pub call_control: crate::sip::CallControl,
     stop: watch::Sender<bool>,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -257,6 +259,7 @@ pub async fn node_state(
         crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
     let (stop, _) = watch::channel(false);
     Ok(Arc::new(NodeState {
+        call_control: crate::sip::CallControl::new(),
         sip_host,
         stop,
         registrar,

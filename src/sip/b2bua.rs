@@ -50,6 +50,60 @@ pub struct Out {
     pub to: Peer,
 }
 
+/// A request from a service (WebDialer, Assistant, ...) to call control.
+#[derive(Debug)]
+pub enum Command {
+    /// Third-party call control (RFC 3725): ring the user's own phone first and, once it answers,
+    /// call the destination from it with the phone's own calling search spaces.
+    MakeCall {
+        device: String,
+        line: String,
+        destination: String,
+        reply: tokio::sync::oneshot::Sender<Result<u64, CallError>>,
+    },
+    /// Ends a call (BYE to every connected side, CANCEL to the ringing ones).
+    EndCall {
+        call: u64,
+        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
+    },
+}
+
+/// Why call control refused or failed a command, with the SIP status behind it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{status} {reason}")]
+pub struct CallError {
+    pub status: u16,
+    pub reason: String,
+}
+
+fn call_error(status: u16, reason: impl Into<String>) -> CallError {
+    CallError {
+        status,
+        reason: reason.into(),
+    }
+}
+
+/// A line's state as monitoring (BLF, Attendant Console, Assistant) sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LineState {
+    Idle,
+    Ringing,
+    Connected,
+    Held,
+}
+
+/// A change of a line's state on one call.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LineEvent {
+    pub call: u64,
+    pub dn: String,
+    pub partition: Option<String>,
+    /// The device concerned, when one is (ringing and connected name it).
+    pub device: Option<String>,
+    pub state: LineState,
+}
+
 /// The state of one side of a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum LegState {
@@ -125,6 +179,15 @@ struct Call {
     busy_seen: bool,
     /// A 180 without SDP went to the caller: later forks' plain ringing adds nothing.
     ringing_sent: bool,
+    /// Third-party call: legs[0] is an outgoing INVITE to the user's phone; the destination
+    /// is called once it answers, and its ACK carries the destination's answer.
+    third_party: Option<ThirdParty>,
+}
+
+#[derive(Debug)]
+struct ThirdParty {
+    destination: String,
+    reply: Option<tokio::sync::oneshot::Sender<Result<u64, CallError>>>,
 }
 
 const MAX_HOPS: u8 = 6;
@@ -145,6 +208,9 @@ pub struct B2bua {
     timers: BTreeSet<(Instant, u64)>,
     line_load: HashMap<DnKey, u32>,
     rng: u64,
+    events: Vec<LineEvent>,
+    /// INVITEs still pending on legs of calls that ended (cancelled forks, abandoned calls).
+    orphans: HashMap<TransactionKey, Leg>,
 }
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
@@ -172,6 +238,8 @@ impl B2bua {
             timers: BTreeSet::new(),
             line_load: HashMap::new(),
             rng: seed | 1,
+            events: Vec::new(),
+            orphans: HashMap::new(),
         }
     }
 
@@ -185,6 +253,21 @@ impl B2bua {
                 .count(),
             transactions: self.txns.len(),
         }
+    }
+
+    /// Line-state changes since the last call (the shell publishes them).
+    pub fn take_events(&mut self) -> Vec<LineEvent> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn event(&mut self, call: u64, dn: &DnKey, device: Option<String>, state: LineState) {
+        self.events.push(LineEvent {
+            call,
+            dn: dn.0.clone(),
+            partition: dn.1.clone(),
+            device,
+            state,
+        });
     }
 
     fn random(&mut self) -> u64 {
@@ -364,6 +447,7 @@ impl B2bua {
     }
 
     fn forget(&mut self, key: &TransactionKey) {
+        self.orphans.remove(key);
         self.txn_peer.remove(key);
         self.by_client_txn.remove(key);
         self.relays.remove(key);
@@ -609,6 +693,7 @@ impl B2bua {
                 superseded_legs: 0,
                 busy_seen: false,
                 ringing_sent: false,
+                third_party: None,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
@@ -784,6 +869,7 @@ impl B2bua {
         }
         *self.line_load.entry(dn.clone()).or_default() += 1;
         for (device, b) in registered {
+            self.event(call, &dn, Some(device.clone()), LineState::Ringing);
             let peer = Peer {
                 addr: b.source,
                 transport: b.transport,
@@ -852,6 +938,28 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
+        let presented = self
+            .calls
+            .get(&call)
+            .map(|c| (c.caller.number.clone(), c.caller.display.clone()));
+        if let Some(p) = presented {
+            self.fork_as(call, peer, target, to_user, device, p, now, out);
+        }
+    }
+
+    /// Sends an INVITE towards one destination as a new leg, presenting `from` as the caller.
+    #[allow(clippy::too_many_arguments)]
+    fn fork_as(
+        &mut self,
+        call: u64,
+        peer: Peer,
+        target: &str,
+        to_user: &str,
+        device: Option<String>,
+        from: (String, Option<String>),
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
         let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
         let tag = self.tag();
         let branch = self.branch();
@@ -859,13 +967,12 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        let display = c
-            .caller
-            .display
+        let display = from
+            .1
             .as_deref()
             .map(|d| format!("\"{}\" ", d.replace('"', "")))
             .unwrap_or_default();
-        let local_addr = format!("{display}<sip:{}@{host}>", c.caller.number);
+        let local_addr = format!("{display}<sip:{}@{host}>", from.0);
         let remote_addr = format!("<sip:{to_user}@{}>", peer.addr);
         let mut req = Request::new(Method::Invite, target);
         req.headers.push(
@@ -952,12 +1059,25 @@ impl B2bua {
         let Some(&(call, idx)) = self.by_client_txn.get(key) else {
             return;
         };
+        if !self.calls.contains_key(&call) {
+            self.orphan_answered(key, &resp, now, out);
+            return;
+        }
         let method = resp.cseq().map(|c| c.method).unwrap_or(Method::Invite);
         if method != Method::Invite {
             return; // BYE or CANCEL answers need nothing more
         }
         let status = resp.status;
         let to_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_string));
+        if idx == 0
+            && self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.third_party.is_some())
+        {
+            self.originator_response(cluster, registrar, call, resp, to_tag, now, out);
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1031,6 +1151,29 @@ impl B2bua {
             }
             if !delayed {
                 self.send_ack(call, idx, None, out);
+            }
+            if self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.third_party.is_some())
+            {
+                // The user's phone has waited for the destination's answer: its ACK carries it.
+                let body = Self::body_of(&resp.headers, &resp.body);
+                self.send_ack(call, 0, body, out);
+            }
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            let device = c.legs.get(idx).and_then(|l| l.device.clone());
+            let connected: Vec<(DnKey, Option<String>)> = [
+                c.target_dn.clone().map(|d| (d, device)),
+                c.caller.dn.clone().map(|d| (d, c.legs[0].device.clone())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            for (dn, dev) in connected {
+                self.event(call, &dn, dev, LineState::Connected);
             }
             let Some(c) = self.calls.get_mut(&call) else {
                 return;
@@ -1106,6 +1249,25 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        if c.third_party.is_some() {
+            if let Some(reply) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+                let _ = reply.send(Err(call_error(status, reason)));
+            }
+            if c.legs
+                .first()
+                .is_some_and(|l| l.state == LegState::Confirmed)
+            {
+                // The user's phone answered and waits for an ACK; there is no answer SDP to give
+                // it, so acknowledge and hang up at once (RFC 3725 flow I's failure path).
+                self.send_ack(call, 0, None, out);
+                self.send_bye(call, 0, now, out);
+            } else {
+                self.cancel_leg(call, 0, now, out);
+            }
+            tracing::info!(call, status, reason, "third-party call failed");
+            self.end_call(call);
+            return;
+        }
         if let Some(akey) = c.a_invite.take() {
             let a_req = c.a_request.clone();
             let a_tag = c.legs[0].local_tag.clone();
@@ -1119,6 +1281,25 @@ impl B2bua {
             return;
         };
         c.state = CallState::Ended;
+        if let Some(reply) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+            let _ = reply.send(Err(call_error(480, "the call ended before it was set up")));
+        }
+        for dn in [c.caller.dn.clone(), c.target_dn.clone()]
+            .into_iter()
+            .flatten()
+        {
+            self.event(call, &dn, None, LineState::Idle);
+        }
+        for l in &c.legs {
+            if matches!(
+                l.state,
+                LegState::Trying | LegState::Early | LegState::Cancelling
+            ) {
+                if let Some(k) = &l.invite_key {
+                    self.orphans.insert(k.clone(), l.clone());
+                }
+            }
+        }
         for l in &c.legs {
             self.by_dialog
                 .remove(&(l.call_id.clone(), l.local_tag.clone()));
@@ -1179,6 +1360,52 @@ impl B2bua {
         let branch = self.branch();
         let host = self.host.clone();
         let leg = self.calls.get_mut(&call)?.legs.get_mut(idx)?;
+        Some(leg_request(leg, method, &host, &branch))
+    }
+
+    /// A leg still ringing when its call ended: if it answers anyway, ACK and BYE it.
+    fn orphan_answered(
+        &mut self,
+        key: &TransactionKey,
+        resp: &Response,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(mut leg) = self.orphans.remove(key) else {
+            return;
+        };
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        leg.remote_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_string));
+        if let Some(ct) = contact_of_response(resp) {
+            leg.remote_target = ct;
+        }
+        let host = self.host.clone();
+        let b1 = self.branch();
+        let (mut ack, peer) = leg_request(&mut leg, Method::Ack, &host, &b1);
+        let seq = resp.cseq().map_or(1, |c| c.seq);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        out.push(Out {
+            msg: SipMessage::Request(ack),
+            to: peer,
+        });
+        let b2 = self.branch();
+        let (bye, peer) = leg_request(&mut leg, Method::Bye, &host, &b2);
+        if let Ok((k, actions)) = self.txns.start_client(bye, peer.reliability(), now) {
+            self.txn_peer.insert(k, peer);
+            for a in actions {
+                if let Action::Send(msg) = a {
+                    out.push(Out { msg, to: peer });
+                }
+            }
+        }
+    }
+}
+
+/// Builds an in-dialog request on a leg (we are its sender).
+fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Request, Peer) {
+    {
         let cseq = if method == Method::Ack {
             1
         } else {
@@ -1214,9 +1441,11 @@ impl B2bua {
         if matches!(method, Method::Invite | Method::Update) {
             req.headers.push("Contact", format!("<sip:{host}>"));
         }
-        Some((req, leg.peer))
+        (req, leg.peer)
     }
+}
 
+impl B2bua {
     fn send_ack(
         &mut self,
         call: u64,
@@ -1262,6 +1491,249 @@ impl B2bua {
                 }
             }
         }
+    }
+
+    /// A command from a service.
+    pub fn on_command(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        cmd: Command,
+        now: Instant,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        match cmd {
+            Command::MakeCall {
+                device,
+                line,
+                destination,
+                reply,
+            } => match self.make_call(
+                cluster,
+                registrar,
+                &device,
+                &line,
+                &destination,
+                now,
+                &mut out,
+            ) {
+                Ok(call) => {
+                    if let Some(t) = self
+                        .calls
+                        .get_mut(&call)
+                        .and_then(|c| c.third_party.as_mut())
+                    {
+                        t.reply = Some(reply);
+                    }
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                }
+            },
+            Command::EndCall { call, reply } => {
+                let result = match self.calls.get(&call).map(|c| c.state) {
+                    None => Err(call_error(481, "no such call")),
+                    Some(CallState::Connected) => {
+                        self.hang_up(call, None, now, &mut out);
+                        Ok(())
+                    }
+                    Some(_) => {
+                        let forks: Vec<usize> = self
+                            .calls
+                            .get(&call)
+                            .map(|c| (1..c.legs.len()).collect())
+                            .unwrap_or_default();
+                        for i in forks {
+                            self.cancel_leg(call, i, now, &mut out);
+                        }
+                        self.fail_call(
+                            call,
+                            487,
+                            "Request Terminated (ended by an application)",
+                            now,
+                            &mut out,
+                        );
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+        }
+        out
+    }
+
+    /// Starts a third-party call: the user's phone is called first, with no SDP (RFC 3725
+    /// flow I); its answer's offer then goes to the destination.
+    #[allow(clippy::too_many_arguments)]
+    fn make_call(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        device: &str,
+        line: &str,
+        destination: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Result<u64, CallError> {
+        let dev = cluster
+            .device(device)
+            .ok_or_else(|| call_error(404, format!("device {device} is not configured")))?;
+        let la = dev
+            .lines
+            .iter()
+            .find(|l| l.dn == line)
+            .ok_or_else(|| call_error(404, format!("{device} has no line {line}")))?;
+        if destination.is_empty() || crate::dialplan::pattern::validate_digits(destination).is_err()
+        {
+            return Err(call_error(
+                484,
+                format!("{destination:?} is not a number to dial"),
+            ));
+        }
+        let key: DnKey = (la.dn.clone(), la.partition.clone());
+        let b = registrar
+            .binding(device, line)
+            .ok_or_else(|| call_error(480, format!("{device} is not registered")))?;
+        let dn_cfg = cluster.directory_number(&key);
+        if self.line_load.get(&key).copied().unwrap_or(0) >= dn_cfg.map_or(4, |d| d.max_calls) {
+            return Err(call_error(
+                486,
+                format!("line {line} is at its maximum number of calls"),
+            ));
+        }
+        let caller = Caller {
+            ctx: CallingContext {
+                line_css: dn_cfg.and_then(|d| d.css.clone()),
+                device_css: dev.css.clone(),
+                device_pool: Some(dev.device_pool.clone()),
+            },
+            dn: Some(key.clone()),
+            number: line.to_string(),
+            display: la
+                .display
+                .clone()
+                .or_else(|| dn_cfg.and_then(|d| d.alerting_name.clone())),
+        };
+        let mut synthetic =
+            Request::new(Method::Invite, format!("sip:{destination}@{}", self.host));
+        synthetic.headers.push("Max-Forwards", "70");
+        let id = self.next_call;
+        self.next_call += 1;
+        *self.line_load.entry(key).or_default() += 1;
+        self.calls.insert(
+            id,
+            Call {
+                legs: Vec::new(),
+                a_invite: None,
+                a_request: synthetic,
+                caller,
+                state: CallState::Routing,
+                answered: None,
+                target_dn: None,
+                hops: 0,
+                trunks_left: Vec::new(),
+                trunk_number: String::new(),
+                no_answer_at: None,
+                delayed_offer: false,
+                superseded_legs: 0,
+                busy_seen: false,
+                ringing_sent: false,
+                third_party: Some(ThirdParty {
+                    destination: destination.to_string(),
+                    reply: None,
+                }),
+            },
+        );
+        let peer = Peer {
+            addr: b.source,
+            transport: b.transport,
+        };
+        // The phone shows whom it is calling.
+        let presented = (destination.to_string(), Some(destination.to_string()));
+        self.fork_as(
+            id,
+            peer,
+            &b.contact,
+            line,
+            Some(device.to_string()),
+            presented,
+            now,
+            out,
+        );
+        tracing::debug!(
+            call = id,
+            device,
+            line,
+            destination,
+            "third-party call: ringing the user's phone"
+        );
+        Ok(id)
+    }
+
+    /// A response from the user's phone in a third-party call.
+    #[allow(clippy::too_many_arguments)]
+    fn originator_response(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        resp: Response,
+        to_tag: Option<String>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(leg) = c.legs.get_mut(0) else { return };
+        let status = resp.status;
+        if (101..200).contains(&status) {
+            if to_tag.is_some() && leg.state == LegState::Trying {
+                leg.state = LegState::Early;
+                leg.remote_tag = to_tag;
+            }
+            if leg.state == LegState::Cancelling {
+                self.send_cancel(call, 0, now, out);
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            let cancelled = leg.state == LegState::Cancelling || c.state == CallState::Ended;
+            leg.state = LegState::Confirmed;
+            leg.remote_tag = to_tag;
+            if let Some(ct) = contact_of_response(&resp) {
+                leg.remote_target = ct;
+            }
+            if cancelled {
+                self.send_ack(call, 0, None, out);
+                self.send_bye(call, 0, now, out);
+                return;
+            }
+            // The phone's offer goes to the destination.
+            if let Some((ctype, body)) = Self::body_of(&resp.headers, &resp.body) {
+                c.a_request.headers.set("Content-Type", ctype);
+                c.a_request.body = body;
+            }
+            let destination = c
+                .third_party
+                .as_ref()
+                .map(|t| t.destination.clone())
+                .unwrap_or_default();
+            if let Some(reply) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+                let _ = reply.send(Ok(call));
+            }
+            let ctx = c.caller.ctx.clone();
+            tracing::debug!(
+                call,
+                destination,
+                "third-party call: the user's phone answered; calling the destination"
+            );
+            self.route(cluster, registrar, call, &destination, &ctx, now, out);
+            return;
+        }
+        leg.state = LegState::Failed(status);
+        let reason = format!("the user's phone answered {status} {}", resp.reason);
+        self.fail_call(call, status, &reason, now, out);
     }
 
     fn caller_cancelled(

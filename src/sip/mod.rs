@@ -54,6 +54,76 @@ impl Transport {
     }
 }
 
+/// The services' handle on call control (a Rust API, not a wire protocol): place a call from a
+/// user's phone to a destination (third-party call control), end a call, and watch line states.
+pub struct CallControl {
+    commands: mpsc::Sender<b2bua::Command>,
+    receiver: Mutex<Option<mpsc::Receiver<b2bua::Command>>>,
+    events: tokio::sync::broadcast::Sender<b2bua::LineEvent>,
+}
+
+impl Default for CallControl {
+    fn default() -> Self {
+        CallControl::new()
+    }
+}
+
+impl CallControl {
+    pub fn new() -> CallControl {
+        let (commands, rx) = mpsc::channel(4096);
+        let (events, _) = tokio::sync::broadcast::channel(4096);
+        CallControl {
+            commands,
+            receiver: Mutex::new(Some(rx)),
+            events,
+        }
+    }
+
+    /// Rings `device`'s `line` and, once the phone answers, calls `destination` from it.
+    /// Resolves when the phone answered (with the call's id) or the attempt failed.
+    pub async fn make_call(
+        &self,
+        device: &str,
+        line: &str,
+        destination: &str,
+    ) -> Result<u64, b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::MakeCall {
+            device: device.to_string(),
+            line: line.to_string(),
+            destination: destination.to_string(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })?
+    }
+
+    /// Ends a call set up by anyone.
+    pub async fn end_call(&self, call: u64) -> Result<(), b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::EndCall { call, reply }).await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })?
+    }
+
+    /// Line-state changes from now on (ringing, connected, idle) for monitoring.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<b2bua::LineEvent> {
+        self.events.subscribe()
+    }
+
+    async fn send(&self, cmd: b2bua::Command) -> Result<(), b2bua::CallError> {
+        self.commands.send(cmd).await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control is not running".into(),
+        })
+    }
+}
+
 /// The node's SIP service: stateless answers (OPTIONS, REGISTER) in the transport tasks,
 /// everything else through one call-control task that owns the B2BUA.
 #[derive(Clone)]
@@ -240,6 +310,11 @@ impl SipServer {
             Err(p) => p.into_inner().take(),
         };
         let Some(mut rx) = rx else { return };
+        let cmds = match self.state.call_control.receiver.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(mut cmds) = cmds else { return };
         let mut core = b2bua::B2bua::new(self.state.sip_host.clone(), rand::random());
         loop {
             let deadline = core.next_deadline();
@@ -261,10 +336,18 @@ impl SipServer {
                     let cluster = self.state.cluster();
                     core.on_timers(&cluster, &self.state.registrar, std::time::Instant::now())
                 }
+                Some(cmd) = cmds.recv() => {
+                    let cluster = self.state.cluster();
+                    core.on_command(&cluster, &self.state.registrar, cmd, std::time::Instant::now())
+                }
                 _ = stop.changed() => break,
             };
             for o in outs {
                 self.dispatch(o);
+            }
+            for e in core.take_events() {
+                // Nobody listening is fine.
+                let _ = self.state.call_control.events.send(e);
             }
         }
     }

@@ -529,3 +529,127 @@ async fn r3_call_forward_all_busy_no_answer_unregistered_and_dnd() {
     a.send_text(&a.invite("2007", "dnd")).await;
     a.expect_response(486).await;
 }
+
+/// A node running inside the test process, so tests can use the call-control API directly.
+struct InProcessNode {
+    state: std::sync::Arc<ucm::server::NodeState>,
+    sip: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl InProcessNode {
+    async fn start() -> InProcessNode {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ucm::store::Store::open("sqlite::memory:").await.unwrap();
+        let mut def = ucm::config::demo().unwrap();
+        ucm::config::hash_secrets(&mut def);
+        store.import(&def, "demo", "demo").await.unwrap();
+        let opts = ucm::server::ListenOptions {
+            bind: "127.0.0.1".parse().unwrap(),
+            http_port: Some(0),
+            https_port: Some(0),
+            tftp_http_port: Some(0),
+            sip_port: Some(0),
+            sips_port: Some(0),
+        };
+        let listeners = ucm::server::Listeners::bind(&opts, &def).unwrap();
+        let sip = listeners.sip_udp.local_addr().unwrap();
+        let state = ucm::server::node_state(store, def, None, &listeners, dir.path().to_path_buf())
+            .await
+            .unwrap();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let st = state.clone();
+        let task = tokio::spawn(async move {
+            let _ = ucm::server::run(listeners, st, async {
+                let _ = rx.await;
+            })
+            .await;
+        });
+        InProcessNode {
+            state,
+            sip,
+            stop: Some(tx),
+            task: Some(task),
+            _dir: dir,
+        }
+    }
+
+    async fn stop(mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(15), t).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_third_party_call_rings_the_users_phone_first() {
+    let node = InProcessNode::start().await;
+    let mut events = node.state.call_control.subscribe();
+    let a = TestPhone::register("127.0.0.41", "10001", "00036bc7b973", node.sip).await;
+    let b = TestPhone::register("127.0.0.42", "10002", "00036bc7b974", node.sip).await;
+    let cc = node.state.clone();
+    let placing = tokio::spawn(async move {
+        cc.call_control
+            .make_call("SEP00036BC7B973", "10001", "10002")
+            .await
+    });
+    // The user's phone rings first, with no SDP: its answer carries the offer (RFC 3725).
+    let inv_a = a.expect_request("INVITE").await;
+    assert!(inv_a.body.is_empty(), "flow I: no offer to the first phone");
+    assert!(
+        inv_a.headers.get("From").unwrap().contains("sip:10002@"),
+        "the phone shows whom it calls"
+    );
+    a.answer(&inv_a, 200, true).await;
+    let call = placing.await.unwrap().expect("the user's phone answered");
+    // Then the destination, with the first phone's offer.
+    let inv_b = b.expect_request("INVITE").await;
+    assert!(
+        String::from_utf8_lossy(&inv_b.body).contains("127.0.0.41"),
+        "A's offer reaches B"
+    );
+    assert!(
+        inv_b.headers.get("From").unwrap().contains("sip:10001@"),
+        "B sees the user's number"
+    );
+    b.answer(&inv_b, 200, true).await;
+    b.expect_request("ACK").await;
+    let ack_a = a.expect_request("ACK").await;
+    assert!(
+        String::from_utf8_lossy(&ack_a.body).contains("127.0.0.42"),
+        "B's answer reaches A in the ACK"
+    );
+    // Line state: both lines connected.
+    let mut connected = vec![];
+    while connected.len() < 2 {
+        let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        if e.state == ucm::sip::b2bua::LineState::Connected {
+            connected.push(e.dn.clone());
+        }
+    }
+    connected.sort();
+    assert_eq!(connected, vec!["10001".to_string(), "10002".to_string()]);
+    // Ending the call from the API hangs up both phones.
+    node.state.call_control.end_call(call).await.unwrap();
+    let bye_a = a.expect_request("BYE").await;
+    a.answer(&bye_a, 200, false).await;
+    let bye_b = b.expect_request("BYE").await;
+    b.answer(&bye_b, 200, false).await;
+    // Errors carry a SIP status: an unregistered phone cannot place calls.
+    let e = node
+        .state
+        .call_control
+        .make_call("SEP00036BC7B975", "23923", "10002")
+        .await
+        .unwrap_err();
+    assert_eq!(e.status, 480, "{e}");
+    node.stop().await;
+}
