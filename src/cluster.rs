@@ -17,6 +17,7 @@ pub struct Cluster {
     app_users: HashMap<String, usize>,
     dns: HashMap<DnKey, usize>,
     dn_devices: HashMap<DnKey, Vec<usize>>,
+    dn_route_point: HashMap<DnKey, usize>,
 }
 
 impl Deref for Cluster {
@@ -58,7 +59,14 @@ impl Cluster {
                     .push(i);
             }
         }
+        let mut dn_route_point = HashMap::new();
+        for (i, rp) in def.route_points.iter().enumerate() {
+            for l in &rp.lines {
+                dn_route_point.insert((l.dn.clone(), l.partition.clone()), i);
+            }
+        }
         Cluster {
+            dn_route_point,
             dialplan: DialPlan::new(&def),
             def,
             devices,
@@ -95,6 +103,13 @@ impl Cluster {
         self.dns
             .get(key)
             .and_then(|&i| self.def.directory_numbers.get(i))
+    }
+
+    /// The route point that owns a DN, if a service owns it.
+    pub fn route_point_for(&self, key: &DnKey) -> Option<&crate::config::model::RoutePoint> {
+        self.dn_route_point
+            .get(key)
+            .and_then(|&i| self.def.route_points.get(i))
     }
 
     /// Devices that carry the DN as one of their lines (several: a shared line).

@@ -61,6 +61,8 @@ pub struct ClusterDefinition {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_profiles: Vec<DeviceProfile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub route_points: Vec<RoutePoint>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub end_users: Vec<EndUser>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub application_users: Vec<ApplicationUser>,
@@ -764,6 +766,22 @@ pub struct Device {
     pub do_not_disturb: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_locale: Option<String>,
+}
+
+/// A CTI route point: directory numbers owned by a service (WebDialer, Assistant, Paging)
+/// rather than a phone. Calls to them are offered to the service, which redirects or answers;
+/// when the service is down or does not act in time, the line's call forwarding applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoutePoint {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    pub device_pool: String,
+    /// CSS used when the service redirects a call.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub css: Option<String>,
+    pub lines: Vec<LineAppearance>,
 }
 
 /// An EM device profile: what a user's login puts on a phone.

@@ -601,6 +601,37 @@ impl<'a> Checker<'a> {
             self.lines(&p, &dev.lines, &dn_keys, &mut used_dns);
             self.speed_dials(&p, &dev.speed_dials);
         }
+        self.unique(
+            "route_points",
+            &d.route_points,
+            |x| x.name.clone(),
+            "route point",
+        );
+        for (i, rp) in d.route_points.iter().enumerate() {
+            let p = root.key("route_points").index(i);
+            if devices.contains(rp.name.as_str()) {
+                self.err(
+                    p.key("name"),
+                    format!("{:?} is already a device name", rp.name),
+                );
+            }
+            self.refers(
+                p.key("device_pool"),
+                Some(&rp.device_pool),
+                &pools,
+                "device pool",
+            );
+            self.refers(
+                p.key("css"),
+                rp.css.as_deref(),
+                &css,
+                "calling search space",
+            );
+            if rp.lines.is_empty() {
+                self.err(p.key("lines"), "a route point needs at least one line");
+            }
+            self.lines(&p, &rp.lines, &dn_keys, &mut used_dns);
+        }
         for (i, prof) in d.device_profiles.iter().enumerate() {
             let p = root.key("device_profiles").index(i);
             for (j, s) in prof.subscribed_services.iter().enumerate() {
@@ -619,7 +650,7 @@ impl<'a> Checker<'a> {
                 self.err(
                     root.key("directory_numbers").index(i).key("pattern"),
                     format!(
-                        "directory number {:?} is on no device or device profile",
+                        "directory number {:?} is on no device, device profile or route point",
                         dn.pattern
                     ),
                 );

@@ -61,11 +61,41 @@ pub enum Command {
         destination: String,
         reply: tokio::sync::oneshot::Sender<Result<u64, CallError>>,
     },
+    /// Offers calls to a route point's DNs to this service from now on.
+    RegisterRoutePoint {
+        name: String,
+        offers: tokio::sync::mpsc::UnboundedSender<OfferedCall>,
+    },
+    /// Sends an offered (ringing, unanswered) call elsewhere without answering it: the CTI
+    /// redirect route-point services use.
+    Redirect {
+        call: u64,
+        destination: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
+    },
+    /// Answers a call offered to a route point, with the service's own SDP answer.
+    Answer {
+        call: u64,
+        sdp: Bytes,
+        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
+    },
     /// Ends a call (BYE to every connected side, CANCEL to the ringing ones).
     EndCall {
         call: u64,
         reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
     },
+}
+
+/// A call offered to a service's route point.
+#[derive(Debug, Clone)]
+pub struct OfferedCall {
+    pub call: u64,
+    pub route_point: String,
+    pub dn: String,
+    /// The calling number.
+    pub calling: String,
+    /// The caller's SDP offer, if the INVITE carried one.
+    pub offer: Option<Bytes>,
 }
 
 /// Why call control refused or failed a command, with the SIP status behind it.
@@ -182,6 +212,8 @@ struct Call {
     /// Third-party call: legs[0] is an outgoing INVITE to the user's phone; the destination
     /// is called once it answers, and its ACK carries the destination's answer.
     third_party: Option<ThirdParty>,
+    /// The route point the call is offered to, while its service decides.
+    at_route_point: Option<String>,
 }
 
 #[derive(Debug)]
@@ -211,6 +243,7 @@ pub struct B2bua {
     events: Vec<LineEvent>,
     /// INVITEs still pending on legs of calls that ended (cancelled forks, abandoned calls).
     orphans: HashMap<TransactionKey, Leg>,
+    route_point_handlers: HashMap<String, tokio::sync::mpsc::UnboundedSender<OfferedCall>>,
 }
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
@@ -240,6 +273,7 @@ impl B2bua {
             rng: seed | 1,
             events: Vec::new(),
             orphans: HashMap::new(),
+            route_point_handlers: HashMap::new(),
         }
     }
 
@@ -694,6 +728,7 @@ impl B2bua {
                 busy_seen: false,
                 ringing_sent: false,
                 third_party: None,
+                at_route_point: None,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
@@ -830,6 +865,10 @@ impl B2bua {
             self.busy(cluster, registrar, call, &dn, now, out);
             return;
         }
+        if let Some(rp) = cluster.route_point_for(&dn) {
+            self.offer_to_route_point(cluster, registrar, call, &dn, rp.name.clone(), now, out);
+            return;
+        }
         let registered: Vec<(String, super::registrar::Binding)> = devices
             .iter()
             .filter(|d| !d.do_not_disturb)
@@ -960,6 +999,7 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
+        tracing::debug!(call, %target, to = %peer.addr, "offering the call");
         let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
         let tag = self.tag();
         let branch = self.branch();
@@ -1530,6 +1570,22 @@ impl B2bua {
                     let _ = reply.send(Err(e));
                 }
             },
+            Command::RegisterRoutePoint { name, offers } => {
+                tracing::info!(route_point = %name, "service registered for the route point");
+                self.route_point_handlers.insert(name, offers);
+            }
+            Command::Redirect {
+                call,
+                destination,
+                reply,
+            } => {
+                let r = self.redirect(cluster, registrar, call, &destination, now, &mut out);
+                let _ = reply.send(r);
+            }
+            Command::Answer { call, sdp, reply } => {
+                let r = self.answer_at_route_point(call, sdp, now, &mut out);
+                let _ = reply.send(r);
+            }
             Command::EndCall { call, reply } => {
                 let result = match self.calls.get(&call).map(|c| c.state) {
                     None => Err(call_error(481, "no such call")),
@@ -1560,6 +1616,138 @@ impl B2bua {
             }
         }
         out
+    }
+
+    /// Offers a call to the service that owns the route point; a service that is down or
+    /// silent leaves the call to the line's Call Forward No Answer.
+    #[allow(clippy::too_many_arguments)]
+    fn offer_to_route_point(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        dn: &DnKey,
+        route_point: String,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(old) = c.target_dn.replace(dn.clone()) {
+            if let Some(n) = self.line_load.get_mut(&old) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        c.at_route_point = Some(route_point.clone());
+        let offer = OfferedCall {
+            call,
+            route_point: route_point.clone(),
+            dn: dn.0.clone(),
+            calling: c.caller.number.clone(),
+            offer: (!c.a_request.body.is_empty()).then(|| c.a_request.body.clone()),
+        };
+        *self.line_load.entry(dn.clone()).or_default() += 1;
+        self.event(call, dn, Some(route_point.clone()), LineState::Ringing);
+        let delivered = self
+            .route_point_handlers
+            .get(&route_point)
+            .is_some_and(|tx| tx.send(offer).is_ok());
+        if !delivered {
+            tracing::info!(call, route_point = %route_point, "no service on the route point; call forwarding applies");
+            self.no_answer(cluster, registrar, call, now, out);
+            return;
+        }
+        let at = now
+            + Duration::from_secs(u64::from(
+                cluster.service_parameters.call_manager.route_point_timeout,
+            ));
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(old) = c.no_answer_at.replace(at) {
+                self.timers.remove(&(old, call));
+            }
+        }
+        self.timers.insert((at, call));
+    }
+
+    /// Redirects an unanswered call: cancels whatever rings and routes the call afresh.
+    fn redirect(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        call: u64,
+        destination: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Result<(), CallError> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(call_error(481, "no such call"));
+        };
+        if c.state != CallState::Routing || c.third_party.is_some() {
+            return Err(call_error(
+                409,
+                "only an offered, unanswered call can be redirected",
+            ));
+        }
+        if crate::dialplan::pattern::validate_digits(destination).is_err() {
+            return Err(call_error(
+                484,
+                format!("{destination:?} is not a number to dial"),
+            ));
+        }
+        if let Some(at) = c.no_answer_at.take() {
+            self.timers.remove(&(at, call));
+        }
+        // The redirecting route point's CSS, else the caller's.
+        let ctx = match c.at_route_point.take() {
+            Some(rp) => match cluster.route_points.iter().find(|r| r.name == rp) {
+                Some(r) => CallingContext::css(r.css.as_deref(), Some(&r.device_pool)),
+                None => c.caller.ctx.clone(),
+            },
+            None => c.caller.ctx.clone(),
+        };
+        c.superseded_legs = c.legs.len() - 1;
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        tracing::debug!(call, destination, "redirected");
+        self.route(cluster, registrar, call, destination, &ctx, now, out);
+        Ok(())
+    }
+
+    fn answer_at_route_point(
+        &mut self,
+        call: u64,
+        sdp: Bytes,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Result<(), CallError> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(call_error(481, "no such call"));
+        };
+        if c.at_route_point.is_none() || c.state != CallState::Routing {
+            return Err(call_error(409, "the call is not waiting at a route point"));
+        }
+        let Some(akey) = c.a_invite.take() else {
+            return Err(call_error(409, "the call has no caller to answer"));
+        };
+        if let Some(at) = c.no_answer_at.take() {
+            self.timers.remove(&(at, call));
+        }
+        c.state = CallState::Connected;
+        c.legs[0].state = LegState::Confirmed;
+        let a_req = c.a_request.clone();
+        let a_tag = c.legs[0].local_tag.clone();
+        let dn = c.target_dn.clone();
+        let rp = c.at_route_point.clone();
+        let body = (!sdp.is_empty()).then(|| ("application/sdp".to_string(), sdp));
+        self.respond(&akey, &a_req, 200, Some(&a_tag), body, now, out);
+        self.by_server_invite.insert(akey, call);
+        if let Some(dn) = dn {
+            self.event(call, &dn, rp, LineState::Connected);
+        }
+        Ok(())
     }
 
     /// Starts a third-party call: the user's phone is called first, with no SDP (RFC 3725
@@ -1642,6 +1830,7 @@ impl B2bua {
                     destination: destination.to_string(),
                     reply: None,
                 }),
+                at_route_point: None,
             },
         );
         let peer = Peer {
@@ -1944,9 +2133,20 @@ impl B2bua {
         let Some(f) = cluster
             .directory_number(&dn)
             .and_then(|l| l.call_forward.no_answer.clone().map(|f| (f, l.css.clone())))
+            .filter(|(f, _)| f.destination.is_some())
         else {
+            if c.at_route_point.is_some() {
+                self.fail_call(
+                    call,
+                    480,
+                    "Temporarily Unavailable (the route point's service did not act and the line has no Call Forward No Answer)",
+                    now,
+                    out,
+                );
+            }
             return;
         };
+        c.at_route_point = None;
         let forks: Vec<usize> = (1..c.legs.len()).collect();
         c.superseded_legs = c.legs.len() - 1;
         for i in forks {

@@ -111,6 +111,48 @@ impl CallControl {
         })?
     }
 
+    /// Registers the caller as the service behind a route point; calls to its DNs arrive on the
+    /// returned receiver. Dropping the receiver is the service going down: calls then fall
+    /// through to the lines' Call Forward No Answer.
+    pub async fn register_route_point(
+        &self,
+        name: &str,
+    ) -> Result<mpsc::UnboundedReceiver<b2bua::OfferedCall>, b2bua::CallError> {
+        let (offers, rx) = mpsc::unbounded_channel();
+        self.send(b2bua::Command::RegisterRoutePoint {
+            name: name.to_string(),
+            offers,
+        })
+        .await?;
+        Ok(rx)
+    }
+
+    /// Redirects an offered, unanswered call to `destination` without answering it.
+    pub async fn redirect(&self, call: u64, destination: &str) -> Result<(), b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::Redirect {
+            call,
+            destination: destination.to_string(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })?
+    }
+
+    /// Answers a call offered to a route point with the service's SDP answer.
+    pub async fn answer(&self, call: u64, sdp: bytes::Bytes) -> Result<(), b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::Answer { call, sdp, reply })
+            .await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })?
+    }
+
     /// Line-state changes from now on (ringing, connected, idle) for monitoring.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<b2bua::LineEvent> {
         self.events.subscribe()

@@ -541,9 +541,13 @@ struct InProcessNode {
 
 impl InProcessNode {
     async fn start() -> InProcessNode {
+        InProcessNode::start_with(ucm::config::demo().unwrap()).await
+    }
+
+    async fn start_with(def: ucm::config::ClusterDefinition) -> InProcessNode {
         let dir = tempfile::tempdir().unwrap();
         let store = ucm::store::Store::open("sqlite::memory:").await.unwrap();
-        let mut def = ucm::config::demo().unwrap();
+        let mut def = def;
         ucm::config::hash_secrets(&mut def);
         store.import(&def, "demo", "demo").await.unwrap();
         let opts = ucm::server::ListenOptions {
@@ -651,5 +655,101 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
         .await
         .unwrap_err();
     assert_eq!(e.status, 480, "{e}");
+    node.stop().await;
+}
+
+/// The demo cluster plus two route points: 7100 (a service decides; Call Forward No Answer to
+/// 10002 when it does not) and 7101 (no service; forwards to 10002).
+fn route_point_cluster() -> ucm::config::ClusterDefinition {
+    let extra = r#"
+route_points:
+  - {name: RP-Service, device_pool: HQ_DP, css: Internal_CSS, lines: [{dn: "7100", partition: Internal_PT}]}
+  - {name: RP-Orphan, device_pool: HQ_DP, css: Internal_CSS, lines: [{dn: "7101", partition: Internal_PT}]}
+"#;
+    let text = ucm::config::DEMO_YAML
+        .replace(
+            "directory_numbers:\n",
+            "directory_numbers:\n  - {pattern: \"7100\", partition: Internal_PT, call_forward: {no_answer: {destination: \"10002\", css: Internal_CSS}}}\n  - {pattern: \"7101\", partition: Internal_PT, call_forward: {no_answer: {destination: \"10002\", css: Internal_CSS}}}\n",
+        )
+        .replace("    register_expires: 3600\n", "")
+        .replace("  webdialer:\n    user_session_expiry_hours: 0", "  call_manager:\n    route_point_timeout: 1\n  webdialer:\n    user_session_expiry_hours: 0")
+        + extra;
+    ucm::config::parse_str(&text, "route-points.yaml").unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_route_points_redirect_answer_and_fall_through() {
+    let node = InProcessNode::start_with(route_point_cluster()).await;
+    let cc = &node.state.call_control;
+    let mut offers = cc.register_route_point("RP-Service").await.unwrap();
+    let a = TestPhone::register("127.0.0.51", "10001", "00036bc7b973", node.sip).await;
+    let b = TestPhone::register("127.0.0.52", "10002", "00036bc7b974", node.sip).await;
+
+    // 1. The service redirects the offered call, without answering it, to 10002.
+    a.send_text(&a.invite("7100", "rp-redirect")).await;
+    let offered = tokio::time::timeout(Duration::from_secs(5), offers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (offered.dn.as_str(), offered.calling.as_str()),
+        ("7100", "10001")
+    );
+    assert!(
+        offered.offer.is_some(),
+        "the caller's SDP is offered to the service"
+    );
+    cc.redirect(offered.call, "10002").await.unwrap();
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 200, true).await;
+    b.expect_request("ACK").await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    a.expect_response(200).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+
+    // 2. The service answers on the route point itself (a media-terminating service).
+    a.send_text(&a.invite("7100", "rp-answer")).await;
+    let offered = tokio::time::timeout(Duration::from_secs(5), offers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let sdp = "v=0\r\no=ucm 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    cc.answer(offered.call, bytes::Bytes::from(sdp))
+        .await
+        .unwrap();
+    let ok = a.expect_response(200).await;
+    assert!(
+        String::from_utf8_lossy(&ok.body).contains("m=audio 40000"),
+        "the service's SDP"
+    );
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    a.expect_response(200).await;
+    // Redirecting an answered call is refused with a reason.
+    assert_eq!(
+        cc.redirect(offered.call, "10002").await.unwrap_err().status,
+        481
+    );
+
+    // 3. The service stays silent: after the route point timeout (1 s) the line's CFNA applies.
+    a.send_text(&a.invite("7100", "rp-silent")).await;
+    let _ignored = tokio::time::timeout(Duration::from_secs(5), offers.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 486, false).await;
+    b.expect_request("ACK").await;
+    a.expect_response(486).await;
+
+    // 4. No service on the route point at all: CFNA at once.
+    a.send_text(&a.invite("7101", "rp-orphan")).await;
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 486, false).await;
+    b.expect_request("ACK").await;
+    a.expect_response(486).await;
     node.stop().await;
 }
