@@ -51,6 +51,12 @@ fn r3_sipp_uac_calls_sipp_uas_through_ucm() {
     let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
     let sip = srv.addr("sip_udp");
     let work = tempfile::tempdir().unwrap();
+    // Everything on the wire is captured and later decoded by tshark.
+    let pcap = work.path().join("calls.pcap");
+    let capture = Capture::start(
+        &pcap,
+        &format!("udp port {} or udp port 5071 or udp port 5072", sip.port()),
+    );
     let _uas = Bg(Command::new("sipp")
         .args([
             "-sn", "uas", "-i", uas_ip, "-p", "5072", "-m", "5", "-nostdin", "-timeout", "30s",
@@ -100,4 +106,114 @@ fn r3_sipp_uac_calls_sipp_uas_through_ucm() {
         .unwrap_or_default()
         .to_string();
     assert!(successful.contains(" 5 "), "{successful}");
+    if let Some(c) = capture {
+        c.stop();
+        tshark_finds_no_errors(&pcap, &[sip.port(), 5071, 5072], 5 * 13);
+    }
+}
+
+/// tcpdump on lo, stopped (SIGINT, so the file is complete) by `stop`.
+struct Capture(std::process::Child);
+
+impl Capture {
+    fn start(file: &std::path::Path, filter: &str) -> Option<Capture> {
+        if Command::new("tcpdump").arg("--version").output().is_err() {
+            skip_or_fail("tcpdump is not installed (Debian package tcpdump)");
+            return None;
+        }
+        let mut child = Command::new("tcpdump")
+            .args(["-i", "lo", "-U", "--immediate-mode", "-s", "0", "-w"])
+            .arg(file)
+            .arg(filter)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .ok()?;
+        // tcpdump says "listening on lo" once the capture is live.
+        let stderr = child.stderr.take()?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if line.contains("listening on") {
+                    let _ = tx.send(());
+                }
+            }
+        });
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            let _ = child.kill();
+            skip_or_fail("tcpdump did not start capturing on lo (needs root)");
+            return None;
+        }
+        Some(Capture(child))
+    }
+
+    fn stop(mut self) {
+        // Let the last packets reach tcpdump before it is told to finish.
+        std::thread::sleep(Duration::from_millis(500));
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(self.0.id() as libc::pid_t, libc::SIGINT);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// tshark decodes every SIP message in the capture with no malformed packet and no expert
+/// error; `at_least` SIP messages must be there.
+fn tshark_finds_no_errors(pcap: &std::path::Path, sip_ports: &[u16], at_least: usize) {
+    // Decode these ports as SIP (tshark only knows 5060 by itself).
+    let decode: Vec<String> = sip_ports
+        .iter()
+        .flat_map(|p| ["-d".to_string(), format!("udp.port=={p},sip")])
+        .collect();
+    if Command::new("tshark").arg("-v").output().is_err() {
+        skip_or_fail("tshark is not installed (Debian package tshark)");
+        return;
+    }
+    let count = |filter: &str| -> usize {
+        let out = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(pcap)
+            .args(&decode)
+            .args(["-Y", filter])
+            .output()
+            .expect("run tshark");
+        String::from_utf8_lossy(&out.stdout).lines().count()
+    };
+    let sip = count("sip");
+    if sip < at_least {
+        let all = Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(pcap)
+            .args(&decode)
+            .output()
+            .expect("tshark");
+        panic!(
+            "tshark found {sip} SIP messages, expected at least {at_least}:\n{}",
+            String::from_utf8_lossy(&all.stdout)
+        );
+    }
+    let bad = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args(&decode)
+        .args(["-Y", "_ws.malformed || _ws.expert.severity == error"])
+        .output()
+        .expect("run tshark");
+    let text = String::from_utf8_lossy(&bad.stdout);
+    assert!(
+        text.trim().is_empty(),
+        "tshark reports malformed packets or expert errors:\n{text}"
+    );
 }
