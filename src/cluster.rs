@@ -18,6 +18,9 @@ pub struct Cluster {
     dns: HashMap<DnKey, usize>,
     dn_devices: HashMap<DnKey, Vec<usize>>,
     dn_route_point: HashMap<DnKey, usize>,
+    /// Devices by the digits of their lines' DNs, whatever the partition (SIP names lines by
+    /// digits only).
+    by_line_digits: HashMap<String, Vec<usize>>,
 }
 
 impl Deref for Cluster {
@@ -51,8 +54,10 @@ impl Cluster {
             .map(|(i, d)| ((d.pattern.clone(), d.partition.clone()), i))
             .collect();
         let mut dn_devices: HashMap<DnKey, Vec<usize>> = HashMap::new();
+        let mut by_line_digits: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, d) in def.devices.iter().enumerate() {
             for l in &d.lines {
+                by_line_digits.entry(l.dn.clone()).or_default().push(i);
                 dn_devices
                     .entry((l.dn.clone(), l.partition.clone()))
                     .or_default()
@@ -66,6 +71,7 @@ impl Cluster {
             }
         }
         Cluster {
+            by_line_digits,
             dn_route_point,
             dialplan: DialPlan::new(&def),
             def,
@@ -103,6 +109,15 @@ impl Cluster {
         self.dns
             .get(key)
             .and_then(|&i| self.def.directory_numbers.get(i))
+    }
+
+    /// Devices that have a line with these digits, in any partition.
+    pub fn devices_with_line_digits(&self, digits: &str) -> impl Iterator<Item = &Device> {
+        self.by_line_digits
+            .get(digits)
+            .into_iter()
+            .flatten()
+            .filter_map(|&i| self.def.devices.get(i))
     }
 
     /// The route point that owns a DN, if a service owns it.

@@ -586,7 +586,7 @@ impl B2bua {
             }
         }
         // A device that registered this line from this address.
-        for d in &cluster.devices {
+        for d in cluster.devices_with_line_digits(&user) {
             for l in &d.lines {
                 if l.dn != user {
                     continue;

@@ -151,9 +151,10 @@ pub fn decide<'a>(
                 .ok_or_else(|| refuse(404, format!("device {name} is not configured")))?
         }
         None => {
+            // Only configured lines are indexed: a phone that carries a line through an EM login
+            // must name itself with +sip.instance (Cisco phones always do).
             let mut found = cluster
-                .devices
-                .iter()
+                .devices_with_line_digits(&line)
                 .filter(|d| lines_of(d).iter().any(|l| l.dn == line));
             match (found.next(), found.next()) {
                 (Some(d), None) => d,
