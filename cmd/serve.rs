@@ -75,10 +75,20 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
             .await?
             .ok_or_else(|| Failure::Input("the database holds no cluster definition".into()));
     }
+    let t0 = std::time::Instant::now();
     let mut def = config::parse_str(&text, &origin)?;
+    let parsed = t0.elapsed();
     config::hash_secrets(&mut def);
+    let hashed = t0.elapsed();
     let s = store.import(&def, &digest, &origin).await?;
-    tracing::info!(%origin, objects = s.objects, "definition imported");
+    tracing::info!(
+        %origin,
+        objects = s.objects,
+        read_and_check_ms = parsed.as_millis() as u64,
+        hash_secrets_ms = (hashed - parsed).as_millis() as u64,
+        write_ms = (t0.elapsed() - hashed).as_millis() as u64,
+        "definition imported"
+    );
     // What was just written is what the database holds; no need to read it back.
     Ok(def)
 }
