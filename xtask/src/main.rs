@@ -236,9 +236,8 @@ fn sipp_run(
             &uas.1.to_string(),
             "-nostdin",
             "-timeout",
-            "120s",
+            "60s",
         ])
-        .args(["-m", &calls.to_string()])
         .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -266,8 +265,10 @@ fn sipp_run(
             "100000",
             "-nostdin",
             "-timeout",
-            "120s",
+            "30s",
         ])
+        // A call whose messages stop coming fails after 5 s instead of holding the run.
+        .args(["-recv_timeout", "5000"])
         .args(["-max_socket", "1000"])
         .current_dir(dir)
         .stdout(Stdio::null())
