@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod db;
+mod phone;
 mod serve;
 
 use std::process::ExitCode;
@@ -41,6 +42,9 @@ enum Command {
     /// Check cluster definition files.
     #[command(subcommand)]
     Config(config_cmd::Command),
+    /// Simulated Cisco IP phones for labs and tests.
+    #[command(subcommand)]
+    Phone(phone::Command),
 }
 
 /// An error that decides the exit code.
@@ -98,6 +102,7 @@ fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Db(c) => db::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
+            Command::Phone(c) => phone::run(c).await,
         }
     });
     match result {

@@ -80,14 +80,15 @@ fn new_socket(addr: &SocketAddr, ty: Type, proto: Protocol) -> io::Result<Socket
     Ok(sock)
 }
 
-/// UDP socket bound to `addr`, marked with `dscp`, `SO_REUSEADDR` on.
+/// UDP socket bound to `addr`, marked with `dscp` (no `SO_REUSEADDR`).
 /// A v6 socket is dual-stack when bound to `[::]`, v6-only otherwise.
 /// Must be called inside a tokio runtime.
 pub fn bind_udp(addr: SocketAddr, dscp: Dscp) -> io::Result<tokio::net::UdpSocket> {
     let sock = new_socket(&addr, Type::DGRAM, Protocol::UDP)?;
     configure_v6only(&sock, &addr)?;
     set_dscp(&sock, addr.is_ipv6(), dscp)?;
-    sock.set_reuse_address(true)?;
+    // No SO_REUSEADDR: on Linux it would let a second process share a unicast UDP port and
+    // silently steal its datagrams instead of failing with "address in use".
     sock.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(sock.into())
 }
@@ -571,7 +572,7 @@ mod tests {
         let s4 = bind_udp(V4, Dscp::CS3).unwrap();
         let r4 = SockRef::from(&s4);
         assert_eq!(r4.tos_v4().unwrap(), 0x60);
-        assert!(r4.reuse_address().unwrap());
+        assert!(!r4.reuse_address().unwrap(), "a unicast UDP port is never shared");
         assert_eq!(get_dscp(&r4).unwrap(), Dscp::CS3);
 
         let s6 = bind_udp(V6, Dscp::EF).unwrap();

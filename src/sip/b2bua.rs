@@ -1108,6 +1108,9 @@ impl B2bua {
             return; // BYE or CANCEL answers need nothing more
         }
         let status = resp.status;
+        if status == 100 {
+            return; // hop-by-hop: the transaction layer already stopped retransmitting
+        }
         let to_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_string));
         if idx == 0
             && self

@@ -315,6 +315,8 @@ async fn r3_basic_call_between_two_phones() {
         inv.headers.get("From").unwrap().contains("sip:10001@"),
         "caller's number"
     );
+    // Real phones send 100 Trying first; it must not end the leg.
+    b.answer(&inv, 100, false).await;
     b.answer(&inv, 180, false).await;
     let ringing = a.expect_response(180).await;
     assert!(ringing.to().unwrap().tag().is_some());

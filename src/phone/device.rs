@@ -1,0 +1,1296 @@
+//! One simulated phone: the async shell around the sans-IO [`Ua`], its RTP, its URI streams
+//! and its HTTP server (`/CGI/Execute`, `/state`).
+//!
+//! A phone lives on its own loopback address. One task owns the user agent, the SIP socket
+//! and the call media; the HTTP handlers talk to it through a command channel. Pushes are
+//! authenticated through the cluster's authentication URL before any item runs.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Serialize;
+use serde_json::{json, Value};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+
+use super::config::PhoneConfig;
+use super::execute::{self, ResponseItem, Uri, UriError};
+use super::http::{self as client, HttpResponse};
+use super::media::{
+    bind_exclusive_udp, lock, tone_payload, MediaSession, SendParams, StreamKind, Streams,
+    UriStream,
+};
+use super::ua::{MediaPorts, Output, RegState, Ua, UaSettings};
+use crate::net::Dscp;
+use crate::sip::transaction::Timers;
+
+/// First RTP port tried on the phone's address.
+pub const RTP_PORT_MIN: u16 = 20000;
+/// Last RTP port (RTP URIs allow up to 32768).
+pub const RTP_PORT_MAX: u16 = 32766;
+/// How long an HTTP exchange of the phone (config, auth URL, services) may take.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(5);
+/// Events (keys, plays, inits...) kept for the state view.
+pub const MAX_EVENTS: usize = 64;
+/// Largest body kept of a fetched page (services menu, pushed URL).
+pub const MAX_KEPT_BODY: usize = 16 * 1024;
+/// Largest POST body read from `/CGI/Execute` (the form-encoded 40 KB object).
+pub const MAX_POST_BODY: usize = 160 * 1024;
+
+/// How to run one phone.
+#[derive(Debug, Clone)]
+pub struct PhoneOptions {
+    /// `SEP<MAC>`.
+    pub device: String,
+    /// The phone's own address.
+    pub ip: Ipv4Addr,
+    /// `host:port` of the TFTP-over-HTTP service serving `SEP<MAC>.cnf.xml`.
+    pub tftp: String,
+    /// The node's SIP address; by default the configuration file's first Unified CM.
+    pub sip: Option<String>,
+    /// SIP port tried first (5060); any free port if taken.
+    pub sip_port: u16,
+    /// HTTP port (0: any).
+    pub http_port: u16,
+    pub auto_answer: bool,
+    pub answer_delay: Duration,
+    pub busy: bool,
+    /// Send 100 Trying before 180 Ringing (see [`UaSettings::send_trying`]).
+    pub send_trying: bool,
+    /// `CP-8845` and the like.
+    pub model: String,
+    pub firmware: String,
+    pub register_expires: u32,
+}
+
+impl PhoneOptions {
+    pub fn new(device: &str, ip: Ipv4Addr, tftp: &str) -> PhoneOptions {
+        PhoneOptions {
+            device: device.to_string(),
+            ip,
+            tftp: tftp.to_string(),
+            sip: None,
+            sip_port: 5060,
+            http_port: 0,
+            auto_answer: false,
+            answer_delay: Duration::ZERO,
+            busy: false,
+            send_trying: true,
+            model: "CP-8845".into(),
+            firmware: "14.2.1".into(),
+            register_expires: 3600,
+        }
+    }
+
+    fn user_agent(&self) -> String {
+        format!("Cisco-{}/{}", self.model.replace('-', ""), self.firmware)
+    }
+}
+
+/// Why a phone could not start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PhoneError {
+    #[error("{0} is not a phone name (SEP followed by 12 hex digits)")]
+    BadName(String),
+    #[error("{device}: cannot fetch its configuration file: {reason}")]
+    Config { device: String, reason: String },
+    #[error("{device}: {reason}")]
+    Setup { device: String, reason: String },
+    #[error("{device}: registration of line {line} refused: {reason}")]
+    Refused {
+        device: String,
+        line: String,
+        reason: String,
+    },
+    #[error("{device}: lines not registered within {secs} s: {lines}")]
+    RegisterTimeout {
+        device: String,
+        secs: u64,
+        lines: String,
+    },
+}
+
+/// The MAC of a `SEP<MAC>` name, lowercase.
+pub fn mac_of(device: &str) -> Option<String> {
+    let mac = device.strip_prefix("SEP")?;
+    (mac.len() == 12 && mac.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| mac.to_ascii_lowercase())
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The result of one pushed object.
+#[derive(Debug, Clone, Serialize)]
+pub struct PushRecord {
+    pub at_unix_ms: u64,
+    pub user: Option<String>,
+    pub authorized: bool,
+    /// `CiscoIPPhoneError` number when the push was refused as a whole.
+    pub error: Option<u32>,
+    pub xml: Option<String>,
+    pub items: Vec<PushedItem>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PushedItem {
+    pub url: String,
+    pub priority: u8,
+    pub status: u32,
+    pub data: String,
+}
+
+/// A page the phone fetched (services menu, pushed URL).
+#[derive(Debug, Clone, Serialize)]
+pub struct FetchRecord {
+    pub at_unix_ms: u64,
+    pub url: String,
+    pub status: Option<u16>,
+    pub content_type: Option<String>,
+    pub body: Option<String>,
+    pub error: Option<String>,
+}
+
+/// Something the phone was told to do that has no other trace (keys, plays, inits).
+#[derive(Debug, Clone, Serialize)]
+pub struct PhoneEvent {
+    pub at_unix_ms: u64,
+    pub what: String,
+}
+
+enum Cmd {
+    Dial(String, oneshot::Sender<Result<String, String>>),
+    Answer(oneshot::Sender<Result<String, String>>),
+    Hangup(oneshot::Sender<Result<String, String>>),
+    Hold(oneshot::Sender<Result<String, String>>),
+    Snapshot(oneshot::Sender<Snapshot>),
+    ApplyConfig(Box<PhoneConfig>),
+    Shutdown(Duration, oneshot::Sender<()>),
+}
+
+/// The user agent's part of the state.
+#[derive(Debug, Clone, Serialize)]
+pub struct Snapshot {
+    pub registrations: Vec<super::ua::RegistrationView>,
+    pub calls: Vec<Value>,
+    pub idle: bool,
+    pub malformed_sip: u64,
+    pub last_notify: Option<String>,
+}
+
+/// What the phone's tasks and HTTP handlers share.
+struct Shared {
+    opts: PhoneOptions,
+    device: String,
+    ip: Ipv4Addr,
+    http: SocketAddr,
+    sip: SocketAddr,
+    server: SocketAddr,
+    cmd: mpsc::Sender<Cmd>,
+    config: Mutex<PhoneConfig>,
+    config_version: AtomicU64,
+    config_error: Mutex<Option<String>>,
+    auth_failures: AtomicU64,
+    pushes: AtomicU64,
+    last_pushed: Mutex<Option<PushRecord>>,
+    streams: Mutex<Streams>,
+    services: Mutex<Option<FetchRecord>>,
+    last_fetch: Mutex<Option<FetchRecord>>,
+    events: Mutex<VecDeque<PhoneEvent>>,
+    tone: Arc<Vec<u8>>,
+    started: Instant,
+}
+
+impl Shared {
+    fn event(&self, what: impl Into<String>) {
+        let mut ev = lock(&self.events);
+        ev.push_back(PhoneEvent {
+            at_unix_ms: unix_ms(),
+            what: what.into(),
+        });
+        while ev.len() > MAX_EVENTS {
+            ev.pop_front();
+        }
+    }
+
+    fn cisco_headers(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("User-Agent", self.opts.user_agent()),
+            ("x-CiscoIPPhoneModelName", self.opts.model.clone()),
+            ("x-CiscoIPPhoneDisplay", "800, 480, 24, C".to_string()),
+            ("x-CiscoIPPhoneSDKVersion", self.opts.firmware.clone()),
+            ("Accept-Language", "en-US".to_string()),
+        ]
+    }
+
+    async fn fetch(&self, url: &str) -> Result<HttpResponse, client::HttpError> {
+        let hs = self.cisco_headers();
+        let refs: Vec<(&str, &str)> = hs.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        client::get(url, Some(IpAddr::V4(self.ip)), &refs, HTTP_TIMEOUT).await
+    }
+
+    async fn fetch_record(&self, url: &str) -> FetchRecord {
+        match self.fetch(url).await {
+            Ok(r) => FetchRecord {
+                at_unix_ms: unix_ms(),
+                url: url.to_string(),
+                status: Some(r.status),
+                content_type: r.header("Content-Type").map(str::to_string),
+                body: Some(
+                    String::from_utf8_lossy(r.body.get(..MAX_KEPT_BODY).unwrap_or(&r.body))
+                        .into_owned(),
+                ),
+                error: None,
+            },
+            Err(e) => FetchRecord {
+                at_unix_ms: unix_ms(),
+                url: url.to_string(),
+                status: None,
+                content_type: None,
+                body: None,
+                error: Some(e.to_string()),
+            },
+        }
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> Cmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        self.cmd.send(make(tx)).await.ok()?;
+        tokio::time::timeout(Duration::from_secs(5), rx)
+            .await
+            .ok()?
+            .ok()
+    }
+}
+
+/// Fetches and parses `SEP<MAC>.cnf.xml` from `tftp`, from `local`.
+pub async fn fetch_config(
+    tftp: &str,
+    device: &str,
+    local: Option<IpAddr>,
+) -> Result<PhoneConfig, String> {
+    let url = format!("http://{tftp}/{device}.cnf.xml");
+    let r = client::get(&url, local, &[], HTTP_TIMEOUT)
+        .await
+        .map_err(|e| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("GET {url}: HTTP {}", r.status));
+    }
+    PhoneConfig::parse(&r.text()).map_err(|e| format!("GET {url}: {e}"))
+}
+
+/// RTP ports for the user agent: sockets bound exclusively on the phone's address, kept
+/// until their call starts its media.
+struct PortPool {
+    ip: IpAddr,
+    dscp: Dscp,
+    next: u16,
+    used: HashSet<u16>,
+    pending: HashMap<u16, UdpSocket>,
+}
+
+impl PortPool {
+    fn take(&mut self, port: u16) -> Option<UdpSocket> {
+        self.pending.remove(&port)
+    }
+}
+
+impl MediaPorts for PortPool {
+    fn allocate(&mut self) -> Option<u16> {
+        let span = usize::from((RTP_PORT_MAX - RTP_PORT_MIN) / 2 + 1);
+        for _ in 0..span.min(512) {
+            let port = self.next;
+            self.next = if self.next >= RTP_PORT_MAX {
+                RTP_PORT_MIN
+            } else {
+                self.next + 2
+            };
+            if self.used.contains(&port) {
+                continue;
+            }
+            if let Ok(sock) = bind_exclusive_udp(SocketAddr::new(self.ip, port), self.dscp) {
+                self.used.insert(port);
+                self.pending.insert(port, sock);
+                return Some(port);
+            }
+        }
+        None
+    }
+
+    fn release(&mut self, port: u16) {
+        self.used.remove(&port);
+        self.pending.remove(&port);
+    }
+}
+
+/// A running simulated phone.
+pub struct Phone {
+    shared: Arc<Shared>,
+    http_stop: watch::Sender<bool>,
+    ua_task: Option<JoinHandle<()>>,
+    http_task: Option<JoinHandle<()>>,
+}
+
+impl Phone {
+    /// Fetches the configuration, binds the SIP socket, the HTTP server and starts
+    /// registering the lines (see [`Phone::wait_registered`]).
+    pub async fn start(opts: PhoneOptions) -> Result<Phone, PhoneError> {
+        let device = opts.device.clone();
+        let setup = |reason: String| PhoneError::Setup {
+            device: device.clone(),
+            reason,
+        };
+        let mac = mac_of(&opts.device).ok_or_else(|| PhoneError::BadName(opts.device.clone()))?;
+        let ip = IpAddr::V4(opts.ip);
+        let config = fetch_config(&opts.tftp, &opts.device, Some(ip))
+            .await
+            .map_err(|reason| PhoneError::Config {
+                device: device.clone(),
+                reason,
+            })?;
+        let server_text = opts
+            .sip
+            .clone()
+            .or_else(|| config.sip_server())
+            .ok_or_else(|| setup("the configuration file names no Unified CM".into()))?;
+        let server = tokio::net::lookup_host(server_text.as_str())
+            .await
+            .ok()
+            .and_then(|mut a| a.find(|a| a.is_ipv4()))
+            .ok_or_else(|| setup(format!("cannot resolve the SIP server {server_text:?}")))?;
+        let sip_sock =
+            match bind_exclusive_udp(SocketAddr::new(ip, opts.sip_port), config.dscp_signalling) {
+                Ok(s) => s,
+                Err(_) => bind_exclusive_udp(SocketAddr::new(ip, 0), config.dscp_signalling)
+                    .map_err(|e| setup(format!("binding SIP on {ip}: {e}")))?,
+            };
+        let sip = sip_sock
+            .local_addr()
+            .map_err(|e| setup(format!("SIP socket: {e}")))?;
+        let listener = crate::net::bind_tcp(
+            SocketAddr::new(ip, opts.http_port),
+            config.dscp_services,
+            128,
+        )
+        .map_err(|e| setup(format!("binding HTTP on {ip}:{}: {e}", opts.http_port)))?;
+        let http = listener
+            .local_addr()
+            .map_err(|e| setup(format!("HTTP listener: {e}")))?;
+        let (cmd_tx, cmd_rx) = mpsc::channel(256);
+        let settings = UaSettings {
+            device: opts.device.clone(),
+            mac,
+            local: sip,
+            server,
+            user_agent: opts.user_agent(),
+            media_ip: ip,
+            register_expires: opts.register_expires,
+            auto_answer: opts.auto_answer,
+            answer_delay: opts.answer_delay,
+            busy: opts.busy,
+            send_trying: opts.send_trying,
+            seed: rand::random(),
+            timers: Timers::default(),
+        };
+        let ua = Ua::new(settings, &config.lines);
+        let pool = PortPool {
+            ip,
+            dscp: config.dscp_audio,
+            next: RTP_PORT_MIN,
+            used: HashSet::new(),
+            pending: HashMap::new(),
+        };
+        let shared = Arc::new(Shared {
+            device: opts.device.clone(),
+            ip: opts.ip,
+            http,
+            sip,
+            server,
+            cmd: cmd_tx,
+            config: Mutex::new(config),
+            config_version: AtomicU64::new(1),
+            config_error: Mutex::new(None),
+            auth_failures: AtomicU64::new(0),
+            pushes: AtomicU64::new(0),
+            last_pushed: Mutex::new(None),
+            streams: Mutex::new(Streams::default()),
+            services: Mutex::new(None),
+            last_fetch: Mutex::new(None),
+            events: Mutex::new(VecDeque::new()),
+            tone: tone_payload(),
+            started: Instant::now(),
+            opts,
+        });
+        let (http_stop, http_stop_rx) = watch::channel(false);
+        let ua_task = tokio::spawn(run_ua(shared.clone(), ua, pool, Arc::new(sip_sock), cmd_rx));
+        let http_task = tokio::spawn(serve_http(listener, router(shared.clone()), http_stop_rx));
+        Ok(Phone {
+            shared,
+            http_stop,
+            ua_task: Some(ua_task),
+            http_task: Some(http_task),
+        })
+    }
+
+    pub fn device(&self) -> &str {
+        &self.shared.device
+    }
+
+    pub fn ip(&self) -> Ipv4Addr {
+        self.shared.ip
+    }
+
+    pub fn http_addr(&self) -> SocketAddr {
+        self.shared.http
+    }
+
+    pub fn sip_addr(&self) -> SocketAddr {
+        self.shared.sip
+    }
+
+    /// The directory numbers of the phone's lines.
+    pub fn lines(&self) -> Vec<String> {
+        lock(&self.shared.config)
+            .lines
+            .iter()
+            .map(|l| l.dn.clone())
+            .collect()
+    }
+
+    /// The phone's state as `GET /state` returns it.
+    pub async fn state(&self) -> Value {
+        state_json(&self.shared).await
+    }
+
+    /// Waits until every line is registered; fails as soon as the registrar refuses one.
+    pub async fn wait_registered(&self, timeout: Duration) -> Result<(), PhoneError> {
+        let deadline = Instant::now() + timeout;
+        let mut pending = String::new();
+        while Instant::now() < deadline {
+            if let Some(snap) = self.shared.ask(Cmd::Snapshot).await {
+                if let Some(r) = snap
+                    .registrations
+                    .iter()
+                    .find(|r| r.state == RegState::Failed && r.last_status != Some(408))
+                {
+                    return Err(PhoneError::Refused {
+                        device: self.shared.device.clone(),
+                        line: r.line.clone(),
+                        reason: format!(
+                            "{} {}",
+                            r.last_status.unwrap_or(0),
+                            r.last_reason.clone().unwrap_or_default()
+                        ),
+                    });
+                }
+                if snap.registrations.iter().all(|r| r.registered) {
+                    return Ok(());
+                }
+                pending = snap
+                    .registrations
+                    .iter()
+                    .filter(|r| !r.registered)
+                    .map(|r| r.line.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Err(PhoneError::RegisterTimeout {
+            device: self.shared.device.clone(),
+            secs: timeout.as_secs(),
+            lines: pending,
+        })
+    }
+
+    /// Unregisters every line (waiting up to `grace` for the answers), stops media and the
+    /// HTTP server.
+    pub async fn shutdown(mut self, grace: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.shared.cmd.send(Cmd::Shutdown(grace, tx)).await.is_ok() {
+            let _ = tokio::time::timeout(grace + Duration::from_secs(1), rx).await;
+        }
+        lock(&self.shared.streams).stop_all("shutdown", Instant::now());
+        let _ = self.http_stop.send(true);
+        if let Some(t) = self.http_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(2), t).await;
+        }
+        if let Some(t) = self.ua_task.take() {
+            let _ = tokio::time::timeout(Duration::from_secs(1), t).await;
+        }
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.http_stop.send(true);
+        if let Some(t) = self.ua_task.take() {
+            t.abort();
+        }
+        if let Some(t) = self.http_task.take() {
+            t.abort();
+        }
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// The user agent task
+// -------------------------------------------------------------------------------------------
+
+struct UaShell {
+    shared: Arc<Shared>,
+    ua: Ua,
+    pool: PortPool,
+    sock: Arc<UdpSocket>,
+    media: HashMap<String, MediaSession>,
+}
+
+impl UaShell {
+    async fn apply(&mut self, outs: Vec<Output>) {
+        for o in outs {
+            match o {
+                Output::Send { to, msg } => {
+                    let bytes = msg.to_bytes();
+                    if let Err(e) = self.sock.send_to(&bytes, to).await {
+                        tracing::debug!(device = %self.shared.device, %to, error = %e, "SIP send failed");
+                    }
+                }
+                Output::MediaStart {
+                    call_id,
+                    local_port,
+                    remote,
+                    payload_type,
+                    send,
+                } => {
+                    // A new call ends the URI streams (spec 2.3).
+                    lock(&self.shared.streams).stop_all("call", Instant::now());
+                    let sock = match self.pool.take(local_port) {
+                        Some(s) => s,
+                        None => match bind_exclusive_udp(
+                            SocketAddr::new(IpAddr::V4(self.shared.ip), local_port),
+                            self.pool.dscp,
+                        ) {
+                            Ok(s) => s,
+                            Err(e) => {
+                                tracing::warn!(device = %self.shared.device, port = local_port, error = %e, "cannot open the call's RTP socket");
+                                continue;
+                            }
+                        },
+                    };
+                    let session = MediaSession::start(
+                        sock,
+                        SendParams { remote, send },
+                        payload_type,
+                        self.shared.tone.clone(),
+                        None,
+                    );
+                    self.media.insert(call_id, session);
+                }
+                Output::MediaUpdate {
+                    call_id,
+                    remote,
+                    send,
+                } => {
+                    if let Some(m) = self.media.get(&call_id) {
+                        m.update(SendParams { remote, send });
+                    }
+                }
+                Output::MediaStop { call_id } => {
+                    if let Some(m) = self.media.get(&call_id) {
+                        m.stop();
+                    }
+                }
+                Output::Resync { event } => {
+                    self.shared.event(format!("NOTIFY {event}"));
+                    let shared = self.shared.clone();
+                    tokio::spawn(async move {
+                        let local = Some(IpAddr::V4(shared.ip));
+                        match fetch_config(&shared.opts.tftp, &shared.device, local).await {
+                            Ok(cfg) => {
+                                let _ = shared.cmd.send(Cmd::ApplyConfig(Box::new(cfg))).await;
+                            }
+                            Err(e) => {
+                                tracing::warn!(device = %shared.device, error = %e, "resync: cannot fetch the configuration");
+                                *lock(&shared.config_error) = Some(e);
+                            }
+                        }
+                    });
+                }
+            }
+        }
+    }
+
+    fn snapshot(&mut self) -> Snapshot {
+        let now = Instant::now();
+        let calls = self.ua.calls(now);
+        self.media
+            .retain(|id, _| calls.iter().any(|c| c.call_id == *id));
+        let calls = calls
+            .into_iter()
+            .map(|c| {
+                let media = self.media.get(&c.call_id).map(|m| m.view());
+                let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
+                if let Value::Object(o) = &mut v {
+                    o.insert(
+                        "rtp_tx_packets".into(),
+                        json!(media.as_ref().map_or(0, |m| m.tx_packets)),
+                    );
+                    o.insert(
+                        "rtp_rx_packets".into(),
+                        json!(media.as_ref().map_or(0, |m| m.rx.packets)),
+                    );
+                    o.insert(
+                        "rtp".into(),
+                        serde_json::to_value(&media).unwrap_or(Value::Null),
+                    );
+                }
+                v
+            })
+            .collect();
+        Snapshot {
+            registrations: self.ua.registrations(now),
+            calls,
+            idle: self.ua.is_idle(),
+            malformed_sip: self.ua.malformed,
+            last_notify: self.ua.last_notify.clone(),
+        }
+    }
+}
+
+async fn run_ua(
+    shared: Arc<Shared>,
+    ua: Ua,
+    pool: PortPool,
+    sock: Arc<UdpSocket>,
+    mut cmd_rx: mpsc::Receiver<Cmd>,
+) {
+    let mut sh = UaShell {
+        shared,
+        ua,
+        pool,
+        sock,
+        media: HashMap::new(),
+    };
+    let outs = sh.ua.register_all(Instant::now(), &mut sh.pool);
+    sh.apply(outs).await;
+    let mut buf = vec![0u8; 65_536];
+    let mut stopping: Option<(Instant, oneshot::Sender<()>)> = None;
+    // Ends on Shutdown (bounded by its grace time) or when every sender is gone.
+    loop {
+        if let Some((until, _)) = &stopping {
+            if sh.ua.all_unregistered() || Instant::now() >= *until {
+                break;
+            }
+        }
+        let deadline = sh.ua.next_deadline();
+        let stop_at = stopping.as_ref().map(|(t, _)| *t);
+        let wake = match (deadline, stop_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let sleep = async {
+            match wake {
+                Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                None => std::future::pending().await,
+            }
+        };
+        let sock = sh.sock.clone();
+        tokio::select! {
+            r = sock.recv_from(&mut buf) => {
+                let Ok((n, from)) = r else { continue };
+                let data = buf.get(..n).unwrap_or(&[]);
+                let outs = sh.ua.on_datagram(data, from, Instant::now(), &mut sh.pool);
+                sh.apply(outs).await;
+            }
+            cmd = cmd_rx.recv() => {
+                let Some(cmd) = cmd else { break };
+                let now = Instant::now();
+                match cmd {
+                    Cmd::Dial(number, reply) => {
+                        let r = sh.ua.dial(&number, now, &mut sh.pool);
+                        let r = match r {
+                            Ok((id, outs)) => { sh.apply(outs).await; Ok(id) }
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Answer(reply) => {
+                        let r = match sh.ua.answer(now, &mut sh.pool) {
+                            Ok((id, outs)) => { sh.apply(outs).await; Ok(id) }
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Hangup(reply) => {
+                        let r = match sh.ua.hangup(now, &mut sh.pool) {
+                            Ok((id, outs)) => { sh.apply(outs).await; Ok(id) }
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Hold(reply) => {
+                        let r = match sh.ua.toggle_hold(now, &mut sh.pool) {
+                            Ok((id, outs)) => { sh.apply(outs).await; Ok(id) }
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(r);
+                    }
+                    Cmd::Snapshot(reply) => {
+                        let _ = reply.send(sh.snapshot());
+                    }
+                    Cmd::ApplyConfig(cfg) => {
+                        let outs = sh.ua.set_lines(&cfg.lines, now, &mut sh.pool);
+                        *lock(&sh.shared.config) = *cfg;
+                        *lock(&sh.shared.config_error) = None;
+                        sh.shared.config_version.fetch_add(1, Ordering::Relaxed);
+                        sh.apply(outs).await;
+                    }
+                    Cmd::Shutdown(grace, reply) => {
+                        let ids: Vec<String> = sh.ua.calls(now).into_iter().map(|c| c.call_id).collect();
+                        let mut outs = Vec::new();
+                        for id in ids {
+                            sh.ua.hangup_call(&id, now, &mut sh.pool, &mut outs);
+                        }
+                        outs.extend(sh.ua.unregister_all(now, &mut sh.pool));
+                        sh.apply(outs).await;
+                        stopping = Some((now + grace, reply));
+                    }
+                }
+            }
+            _ = sleep => {
+                let outs = sh.ua.on_timers(Instant::now(), &mut sh.pool);
+                sh.apply(outs).await;
+            }
+        }
+    }
+    for m in sh.media.values() {
+        m.stop();
+    }
+    if let Some((_, reply)) = stopping {
+        let _ = reply.send(());
+    }
+}
+
+// -------------------------------------------------------------------------------------------
+// HTTP
+// -------------------------------------------------------------------------------------------
+
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/state", get(state_handler))
+        .route("/CGI/Execute", get(execute_get).post(execute_post))
+        .route("/DeviceInformationX", get(device_information))
+        .with_state(shared)
+}
+
+async fn serve_http(listener: TcpListener, app: Router, mut stop: watch::Receiver<bool>) {
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(256));
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = stop.changed() => break,
+        };
+        let Ok((stream, _peer)) = accepted else {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            continue;
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let app = app.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let app = app.clone();
+                    async move { Ok::<_, Infallible>(app.oneshot(req).await.into_response()) }
+                });
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .keep_alive(true);
+            let conn = builder.serve_connection(TokioIo::new(stream), svc);
+            let _ = watcher.watch(conn).await;
+        });
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(Duration::from_secs(2), graceful.shutdown()).await;
+}
+
+async fn state_json(sh: &Arc<Shared>) -> Value {
+    let snap = sh.ask(Cmd::Snapshot).await;
+    let now = Instant::now();
+    let cfg = lock(&sh.config).clone();
+    let streams = lock(&sh.streams).views(now);
+    json!({
+        "device": sh.device,
+        "ip": sh.ip.to_string(),
+        "http": sh.http.to_string(),
+        "sip": sh.sip.to_string(),
+        "server": sh.server.to_string(),
+        "model": sh.opts.model,
+        "user_agent": sh.opts.user_agent(),
+        "uptime_ms": sh.started.elapsed().as_millis() as u64,
+        "settings": {
+            "auto_answer": sh.opts.auto_answer,
+            "answer_delay_ms": sh.opts.answer_delay.as_millis() as u64,
+            "busy": sh.opts.busy,
+        },
+        "config_version": sh.config_version.load(Ordering::Relaxed),
+        "config_error": lock(&sh.config_error).clone(),
+        "config": cfg,
+        "registrations": snap.as_ref().map(|s| json!(s.registrations)).unwrap_or(Value::Null),
+        "registered": snap.as_ref().is_some_and(|s| s.registrations.iter().all(|r| r.registered)),
+        "calls": snap.as_ref().map(|s| json!(s.calls)).unwrap_or(Value::Null),
+        "idle": snap.as_ref().map(|s| s.idle),
+        "malformed_sip": snap.as_ref().map(|s| s.malformed_sip),
+        "last_notify": snap.as_ref().and_then(|s| s.last_notify.clone()),
+        "streams": streams,
+        "last_pushed": lock(&sh.last_pushed).clone(),
+        "pushes": sh.pushes.load(Ordering::Relaxed),
+        "auth_failures": sh.auth_failures.load(Ordering::Relaxed),
+        "services": lock(&sh.services).clone(),
+        "last_fetch": lock(&sh.last_fetch).clone(),
+        "events": lock(&sh.events).iter().cloned().collect::<Vec<_>>(),
+    })
+}
+
+async fn state_handler(State(sh): State<Arc<Shared>>) -> Json<Value> {
+    Json(state_json(&sh).await)
+}
+
+async fn device_information(State(sh): State<Arc<Shared>>) -> Response {
+    let cfg = lock(&sh.config).clone();
+    let mac = mac_of(&sh.device).unwrap_or_default().to_ascii_uppercase();
+    let dn = cfg.lines.first().map(|l| l.dn.clone()).unwrap_or_default();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<DeviceInformation><MACAddress>{mac}</MACAddress><HostName>{}</HostName><phoneDN>{}</phoneDN><versionID>{}</versionID><modelNumber>{}</modelNumber></DeviceInformation>\n",
+        super::xml::escape(&sh.device),
+        super::xml::escape(&dn),
+        super::xml::escape(&sh.opts.firmware),
+        super::xml::escape(&sh.opts.model),
+    );
+    xml_response(StatusCode::OK, body)
+}
+
+fn xml_response(status: StatusCode, body: String) -> Response {
+    (status, [(header::CONTENT_TYPE, "text/xml")], body).into_response()
+}
+
+async fn execute_get() -> Response {
+    (
+        StatusCode::METHOD_NOT_ALLOWED,
+        [(header::ALLOW, "POST")],
+        "POST a form with the XML field\n",
+    )
+        .into_response()
+}
+
+/// Asks the cluster's authentication URL whether `user`/`password` may push to this phone.
+async fn authorized(sh: &Shared, user: &str, password: &str) -> Result<(), String> {
+    let Some(url) = lock(&sh.config).authentication_url.clone() else {
+        return Err("no authentication URL configured".into());
+    };
+    let url = client::with_query(
+        &url,
+        &[
+            ("UserID", user),
+            ("Password", password),
+            ("devicename", &sh.device),
+        ],
+    );
+    match sh.fetch(&url).await {
+        Ok(r) if r.status == 200 && r.body == b"AUTHORIZED" => Ok(()),
+        Ok(r) => Err(format!(
+            "authentication URL answered {} {:?}",
+            r.status,
+            r.text()
+        )),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+async fn execute_post(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    sh.pushes.fetch_add(1, Ordering::Relaxed);
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(client::parse_basic_auth);
+    let xml_text = if body.len() <= MAX_POST_BODY {
+        client::form_field(&body, "XML")
+    } else {
+        None
+    };
+    let mut record = PushRecord {
+        at_unix_ms: unix_ms(),
+        user: creds.as_ref().map(|(u, _)| u.clone()),
+        authorized: false,
+        error: None,
+        xml: xml_text.clone(),
+        items: Vec::new(),
+    };
+    let auth = match &creds {
+        Some((user, pass)) => authorized(&sh, user, pass).await,
+        None => Err("no HTTP Basic credentials".into()),
+    };
+    if let Err(why) = auth {
+        sh.auth_failures.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(device = %sh.device, user = ?record.user, reason = %why, "push refused");
+        record.error = Some(execute::ERROR_AUTH);
+        *lock(&sh.last_pushed) = Some(record);
+        return xml_response(
+            StatusCode::OK,
+            execute::error_xml(execute::ERROR_AUTH, None),
+        );
+    }
+    record.authorized = true;
+    let items = match xml_text.as_deref().map(execute::parse_execute) {
+        Some(Ok(items)) => items,
+        Some(Err(why)) => {
+            tracing::info!(device = %sh.device, reason = %why, "push not understood");
+            record.error = Some(execute::ERROR_PARSE);
+            *lock(&sh.last_pushed) = Some(record);
+            return xml_response(
+                StatusCode::OK,
+                execute::error_xml(execute::ERROR_PARSE, None),
+            );
+        }
+        None => {
+            record.error = Some(execute::ERROR_PARSE);
+            *lock(&sh.last_pushed) = Some(record);
+            return xml_response(
+                StatusCode::OK,
+                execute::error_xml(execute::ERROR_PARSE, None),
+            );
+        }
+    };
+    let mut results = Vec::with_capacity(items.len());
+    for item in &items {
+        let r = run_item(&sh, &item.url, item.priority).await;
+        record.items.push(PushedItem {
+            url: item.url.clone(),
+            priority: item.priority,
+            status: r.status,
+            data: r.data.clone(),
+        });
+        results.push(r);
+    }
+    *lock(&sh.last_pushed) = Some(record);
+    xml_response(StatusCode::OK, execute::response_xml(&results))
+}
+
+async fn call_cmd(
+    sh: &Shared,
+    make: impl FnOnce(oneshot::Sender<Result<String, String>>) -> Cmd,
+) -> Result<String, String> {
+    sh.ask(make)
+        .await
+        .unwrap_or_else(|| Err("the phone is not responding".into()))
+}
+
+async fn is_idle(sh: &Shared) -> bool {
+    sh.ask(Cmd::Snapshot).await.is_none_or(|s| s.idle)
+}
+
+async fn fetch_services(sh: &Shared) {
+    let url = lock(&sh.config).services_url.clone();
+    let rec = match url {
+        Some(u) => {
+            let full = client::with_query(&u, &[("name", &sh.device)]);
+            sh.fetch_record(&full).await
+        }
+        None => FetchRecord {
+            at_unix_ms: unix_ms(),
+            url: String::new(),
+            status: None,
+            content_type: None,
+            body: None,
+            error: Some("no services URL configured".into()),
+        },
+    };
+    *lock(&sh.services) = Some(rec);
+}
+
+/// Runs one item; the ResponseItem says how it went.
+async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
+    let uri = match execute::parse_uri(url) {
+        Ok(u) => u,
+        Err(e) => return ResponseItem::error(url, e),
+    };
+    let ok = || ResponseItem::success(url);
+    let fail = |e: String| ResponseItem::error(url, UriError::internal(&e));
+    match uri {
+        Uri::Dial(number) => {
+            sh.event(format!("Dial:{number}"));
+            match call_cmd(sh, |tx| Cmd::Dial(number, tx)).await {
+                Ok(_) => ok(),
+                Err(e) => fail(e),
+            }
+        }
+        Uri::Key(key) => {
+            sh.event(format!("Key:{key}"));
+            let r = match key.as_str() {
+                "Offhook" | "Speaker" | "Headset" | "Soft1" => {
+                    call_cmd(sh, Cmd::Answer).await.map(|_| ())
+                }
+                "Onhook" | "EndCall" | "Soft2" | "Release" => {
+                    call_cmd(sh, Cmd::Hangup).await.map(|_| ())
+                }
+                "Hold" => call_cmd(sh, Cmd::Hold).await.map(|_| ()),
+                "Services" => {
+                    fetch_services(sh).await;
+                    Ok(())
+                }
+                _ => Ok(()),
+            };
+            // A key press succeeds even when it has nothing to act on, as on a real phone.
+            if let Err(e) = r {
+                tracing::debug!(device = %sh.device, key, result = %e, "key had no effect");
+            }
+            ok()
+        }
+        Uri::Init(what) => {
+            sh.event(format!("Init:{what}"));
+            if what == "Services" {
+                fetch_services(sh).await;
+            }
+            ok()
+        }
+        Uri::Play(file) => {
+            sh.event(format!("Play:{file}"));
+            ok()
+        }
+        Uri::SendDigits(d) => {
+            if is_idle(sh).await {
+                return ResponseItem::error(url, UriError::internal("No Active Call"));
+            }
+            sh.event(format!("SendDigits:{d}"));
+            ok()
+        }
+        Uri::EditDial(x) => {
+            sh.event(format!("EditDial:{x}"));
+            ok()
+        }
+        Uri::Display(x) => {
+            sh.event(format!("Display:{x}"));
+            ok()
+        }
+        Uri::Device(x) => {
+            sh.event(format!("Device:{x}"));
+            ok()
+        }
+        Uri::App(x) => {
+            sh.event(format!("App:{x}"));
+            ok()
+        }
+        Uri::RtpRx { port, volume, .. } => start_rx(sh, url, None, port, volume),
+        Uri::RtpMRx {
+            group,
+            port,
+            volume,
+        } => start_rx(sh, url, Some(group), Some(port), volume),
+        Uri::RtpRxStop => {
+            lock(&sh.streams).stop(true, "RTPRx:Stop", Instant::now());
+            ok()
+        }
+        Uri::RtpTx { addr, port } => start_tx(sh, url, addr, port, false).await,
+        Uri::RtpMTx { group, port } => start_tx(sh, url, group, port, true).await,
+        Uri::RtpTxStop => {
+            lock(&sh.streams).stop(false, "RTPTx:Stop", Instant::now());
+            ok()
+        }
+        Uri::Http(target) => {
+            if priority == 2 && !is_idle(sh).await {
+                sh.event(format!("dropped (not idle): {target}"));
+                return ok();
+            }
+            let rec = sh.fetch_record(&target).await;
+            let item = match (rec.status, &rec.error) {
+                (Some(s), _) if (200..300).contains(&s) => ok(),
+                (Some(s), _) => fail(format!("HTTP {s}")),
+                (None, Some(e)) => fail(e.clone()),
+                (None, None) => fail("no answer".into()),
+            };
+            *lock(&sh.last_fetch) = Some(rec);
+            item
+        }
+    }
+}
+
+fn busy_item(url: &str, errno: u32) -> ResponseItem {
+    ResponseItem {
+        url: url.to_string(),
+        status: errno,
+        data: format!("errorNo={errno}"),
+    }
+}
+
+/// `RTPRx` (unicast, on the phone's own address) or `RTPMRx` (`group`, joined on the phone's
+/// address). A unicast request without a port gets one picked and returned in Data.
+fn start_rx(
+    sh: &Arc<Shared>,
+    url: &str,
+    group: Option<IpAddr>,
+    port: Option<u16>,
+    volume: Option<u8>,
+) -> ResponseItem {
+    let mut streams = lock(&sh.streams);
+    let kind = if group.is_some() {
+        StreamKind::Mrx
+    } else {
+        StreamKind::Rx
+    };
+    if streams.busy(kind) {
+        return busy_item(url, 1);
+    }
+    let ip = IpAddr::V4(sh.ip);
+    let dscp = lock(&sh.config).dscp_audio;
+    let (sock, leave) = match group {
+        Some(g) => match crate::net::bind_multicast_receiver(g, port.unwrap_or(0), sh.ip) {
+            Ok(s) => (s, Some((g, sh.ip))),
+            Err(e) => return ResponseItem::error(url, UriError::internal(&format!("join: {e}"))),
+        },
+        None => {
+            let bound = match port {
+                Some(p) => bind_exclusive_udp(SocketAddr::new(ip, p), dscp),
+                None => (0..64u16)
+                    .map(|i| 20480 + i * 2)
+                    .find_map(|p| bind_exclusive_udp(SocketAddr::new(ip, p), dscp).ok())
+                    .ok_or_else(|| std::io::Error::other("no free port")),
+            };
+            match bound {
+                Ok(s) => (s, None),
+                Err(e) => {
+                    return ResponseItem::error(url, UriError::internal(&format!("bind: {e}")))
+                }
+            }
+        }
+    };
+    let local = sock.local_addr().ok();
+    let address = match (group, local) {
+        (Some(g), Some(l)) => SocketAddr::new(g, l.port()),
+        (_, Some(l)) => l,
+        (_, None) => SocketAddr::new(ip, port.unwrap_or(0)),
+    };
+    let session = MediaSession::start(
+        sock,
+        SendParams {
+            remote: None,
+            send: false,
+        },
+        0,
+        sh.tone.clone(),
+        leave,
+    );
+    streams.add(UriStream {
+        kind,
+        uri: url.to_string(),
+        address,
+        volume,
+        started: Instant::now(),
+        stopped: None,
+        session,
+    });
+    drop(streams);
+    sh.event(url.to_string());
+    let mut item = ResponseItem::success(url);
+    if port.is_none() {
+        item.data = address.port().to_string();
+    }
+    item
+}
+
+/// `RTPTx` / `RTPMTx`: the tone to `addr:port`, refused during a call (errorNo=4).
+async fn start_tx(
+    sh: &Arc<Shared>,
+    url: &str,
+    addr: IpAddr,
+    port: u16,
+    multicast: bool,
+) -> ResponseItem {
+    if !is_idle(sh).await {
+        return busy_item(url, 4);
+    }
+    let mut streams = lock(&sh.streams);
+    let kind = if multicast {
+        StreamKind::Mtx
+    } else {
+        StreamKind::Tx
+    };
+    if streams.busy(kind) {
+        return busy_item(url, 1);
+    }
+    let ip = IpAddr::V4(sh.ip);
+    let dscp = lock(&sh.config).dscp_audio;
+    let sock = if multicast {
+        crate::net::multicast_sender(SocketAddr::new(ip, 0), dscp, 1, sh.ip, true)
+    } else {
+        bind_exclusive_udp(SocketAddr::new(ip, 0), dscp)
+    };
+    let sock = match sock {
+        Ok(s) => s,
+        Err(e) => return ResponseItem::error(url, UriError::internal(&format!("bind: {e}"))),
+    };
+    let target = SocketAddr::new(addr, port);
+    let session = MediaSession::start(
+        sock,
+        SendParams {
+            remote: Some(target),
+            send: true,
+        },
+        0,
+        sh.tone.clone(),
+        None,
+    );
+    streams.add(UriStream {
+        kind,
+        uri: url.to_string(),
+        address: target,
+        volume: None,
+        started: Instant::now(),
+        stopped: None,
+        session,
+    });
+    drop(streams);
+    sh.event(url.to_string());
+    ResponseItem::success(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_names() {
+        assert_eq!(mac_of("SEP00036BC7B973").as_deref(), Some("00036bc7b973"));
+        assert_eq!(mac_of("SEP00036BC7B97"), None);
+        assert_eq!(mac_of("CSFjsmith"), None);
+        assert_eq!(mac_of("SEP00036BC7B97G"), None);
+    }
+
+    #[test]
+    fn user_agent_is_cisco_like() {
+        let o = PhoneOptions::new("SEP00036BC7B973", Ipv4Addr::new(127, 0, 0, 10), "x:1");
+        assert_eq!(o.user_agent(), "Cisco-CP8845/14.2.1");
+    }
+}
