@@ -572,7 +572,10 @@ mod tests {
         let s4 = bind_udp(V4, Dscp::CS3).unwrap();
         let r4 = SockRef::from(&s4);
         assert_eq!(r4.tos_v4().unwrap(), 0x60);
-        assert!(!r4.reuse_address().unwrap(), "a unicast UDP port is never shared");
+        assert!(
+            !r4.reuse_address().unwrap(),
+            "a unicast UDP port is never shared"
+        );
         assert_eq!(get_dscp(&r4).unwrap(), Dscp::CS3);
 
         let s6 = bind_udp(V6, Dscp::EF).unwrap();

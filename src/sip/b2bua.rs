@@ -1066,20 +1066,11 @@ impl B2bua {
         c.legs.push(leg);
         let idx = c.legs.len() - 1;
         self.by_dialog.insert((call_id, tag), (call, idx));
-        match self.txns.start_client(req, peer.reliability(), now) {
-            Ok((key, actions)) => {
-                self.txn_peer.insert(key.clone(), peer);
-                self.by_client_txn.insert(key.clone(), (call, idx));
-                if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
-                    l.invite_key = Some(key.clone());
-                }
-                for a in actions {
-                    if let Action::Send(msg) = a {
-                        out.push(Out { msg, to: peer });
-                    }
-                }
+        if let Some(key) = self.send_request(req, peer, now, out) {
+            self.by_client_txn.insert(key.clone(), (call, idx));
+            if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+                l.invite_key = Some(key);
             }
-            Err(e) => tracing::warn!(error = %e, "could not start INVITE client transaction"),
         }
     }
 
@@ -1387,13 +1378,32 @@ impl B2bua {
             return;
         };
         self.txns.cancel_sent(&key, now);
-        if let Ok((ckey, actions)) = self.txns.start_client(cancel, peer.reliability(), now) {
-            self.txn_peer.insert(ckey.clone(), peer);
+        if let Some(ckey) = self.send_request(cancel, peer, now, out) {
             self.by_client_txn.insert(ckey, (call, idx));
-            for a in actions {
-                if let Action::Send(msg) = a {
-                    out.push(Out { msg, to: peer });
+        }
+    }
+
+    /// Starts a client transaction towards `peer` and queues its first transmission.
+    fn send_request(
+        &mut self,
+        req: Request,
+        peer: Peer,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) -> Option<TransactionKey> {
+        match self.txns.start_client(req, peer.reliability(), now) {
+            Ok((key, actions)) => {
+                self.txn_peer.insert(key.clone(), peer);
+                for a in actions {
+                    if let Action::Send(msg) = a {
+                        out.push(Out { msg, to: peer });
+                    }
                 }
+                Some(key)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not start a client transaction");
+                None
             }
         }
     }
@@ -1435,57 +1445,48 @@ impl B2bua {
         });
         let b2 = self.branch();
         let (bye, peer) = leg_request(&mut leg, Method::Bye, &host, &b2);
-        if let Ok((k, actions)) = self.txns.start_client(bye, peer.reliability(), now) {
-            self.txn_peer.insert(k, peer);
-            for a in actions {
-                if let Action::Send(msg) = a {
-                    out.push(Out { msg, to: peer });
-                }
-            }
-        }
+        self.send_request(bye, peer, now, out);
     }
 }
 
 /// Builds an in-dialog request on a leg (we are its sender).
 fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Request, Peer) {
-    {
-        let cseq = if method == Method::Ack {
-            1
-        } else {
-            leg.local_cseq += 1;
-            leg.local_cseq
-        };
-        let mut req = Request::new(method.clone(), leg.remote_target.clone());
-        req.headers.push(
-            "Via",
-            format!(
-                "SIP/2.0/{} {host};branch={branch};rport",
-                leg.peer.transport.as_str()
-            ),
-        );
-        req.headers.push("Max-Forwards", "70");
-        req.headers
-            .push("From", format!("{};tag={}", leg.local_addr, leg.local_tag));
-        let to = match &leg.remote_tag {
-            Some(t) => format!("{};tag={t}", leg.remote_addr),
-            None => leg.remote_addr.clone(),
-        };
-        req.headers.push("To", to);
-        req.headers.push("Call-ID", leg.call_id.clone());
-        let cseq_method = if method == Method::Ack {
-            "ACK".to_string()
-        } else {
-            method.as_str().to_string()
-        };
-        req.headers.push("CSeq", format!("{cseq} {cseq_method}"));
-        for r in &leg.route_set {
-            req.headers.push("Route", r.clone());
-        }
-        if matches!(method, Method::Invite | Method::Update) {
-            req.headers.push("Contact", format!("<sip:{host}>"));
-        }
-        (req, leg.peer)
+    let cseq = if method == Method::Ack {
+        1
+    } else {
+        leg.local_cseq += 1;
+        leg.local_cseq
+    };
+    let mut req = Request::new(method.clone(), leg.remote_target.clone());
+    req.headers.push(
+        "Via",
+        format!(
+            "SIP/2.0/{} {host};branch={branch};rport",
+            leg.peer.transport.as_str()
+        ),
+    );
+    req.headers.push("Max-Forwards", "70");
+    req.headers
+        .push("From", format!("{};tag={}", leg.local_addr, leg.local_tag));
+    let to = match &leg.remote_tag {
+        Some(t) => format!("{};tag={t}", leg.remote_addr),
+        None => leg.remote_addr.clone(),
+    };
+    req.headers.push("To", to);
+    req.headers.push("Call-ID", leg.call_id.clone());
+    let cseq_method = if method == Method::Ack {
+        "ACK".to_string()
+    } else {
+        method.as_str().to_string()
+    };
+    req.headers.push("CSeq", format!("{cseq} {cseq_method}"));
+    for r in &leg.route_set {
+        req.headers.push("Route", r.clone());
     }
+    if matches!(method, Method::Invite | Method::Update) {
+        req.headers.push("Contact", format!("<sip:{host}>"));
+    }
+    (req, leg.peer)
 }
 
 impl B2bua {
@@ -1525,14 +1526,8 @@ impl B2bua {
         if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
             l.state = LegState::Ended;
         }
-        if let Ok((key, actions)) = self.txns.start_client(bye, peer.reliability(), now) {
-            self.txn_peer.insert(key.clone(), peer);
+        if let Some(key) = self.send_request(bye, peer, now, out) {
             self.by_client_txn.insert(key, (call, idx));
-            for a in actions {
-                if let Action::Send(msg) = a {
-                    out.push(Out { msg, to: peer });
-                }
-            }
         }
     }
 
@@ -2043,17 +2038,11 @@ impl B2bua {
             }
         }
         fwd.body = req.body.clone();
-        match self.txns.start_client(fwd, peer.reliability(), now) {
-            Ok((ckey, actions)) => {
-                self.txn_peer.insert(ckey.clone(), peer);
+        match self.send_request(fwd, peer, now, out) {
+            Some(ckey) => {
                 self.relays.insert(ckey, (key, call, other));
-                for a in actions {
-                    if let Action::Send(msg) = a {
-                        out.push(Out { msg, to: peer });
-                    }
-                }
             }
-            Err(_) => self.respond(&key, &req, 500, Some(&tag), None, now, out),
+            None => self.respond(&key, &req, 500, Some(&tag), None, now, out),
         }
     }
 
