@@ -644,6 +644,44 @@ impl B2bua {
             );
             return;
         };
+        // An offer that is not SDP we can read is refused before anyone's phone rings.
+        let is_sdp = req
+            .headers
+            .get("Content-Type")
+            .is_none_or(|t| t.trim().to_ascii_lowercase().starts_with("application/sdp"));
+        if !req.body.is_empty() {
+            let problem = if is_sdp {
+                super::sdp::SessionDescription::parse_bytes(&req.body)
+                    .err()
+                    .map(|e| (400, format!("Bad Request (SDP: {e})")))
+            } else {
+                Some((
+                    415,
+                    "Unsupported Media Type (only application/sdp)".to_string(),
+                ))
+            };
+            if let Some((status, reason)) = problem {
+                tracing::info!(source = %peer.addr, reason, "INVITE refused");
+                let reason: String = reason
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(160)
+                    .collect();
+                let mut r = req.make_response(status, &reason, Some(&self.tag()));
+                if status == 415 {
+                    r.headers.push("Accept", "application/sdp");
+                }
+                let actions = self.txns.respond(&key, r, now);
+                for a in actions {
+                    match a {
+                        Action::Send(msg) => out.push(Out { msg, to: peer }),
+                        Action::Terminated => self.forget(&key),
+                        _ => {}
+                    }
+                }
+                return;
+            }
+        }
         let dialled = req
             .request_uri()
             .ok()

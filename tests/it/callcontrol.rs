@@ -755,3 +755,37 @@ async fn r3_route_points_redirect_answer_and_fall_through() {
     a.expect_response(486).await;
     node.stop().await;
 }
+
+#[tokio::test]
+async fn r3_bad_sdp_and_unknown_methods_get_the_right_4xx() {
+    let srv = Server::start(&[]);
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.81", "10001", "00036bc7b973", sip).await;
+    let _b = TestPhone::register("127.0.0.82", "10002", "00036bc7b974", sip).await;
+    // An offer without the mandatory o= line.
+    let bad = a
+        .invite("10002", "bad-sdp")
+        .replace("o=- 1 1 IN IP4 127.0.0.81\r\n", "");
+    let fixed_len = {
+        let body = &bad[bad.find("\r\n\r\n").unwrap() + 4..];
+        let head = &bad[..bad.find("Content-Length:").unwrap()];
+        format!("{head}Content-Length: {}\r\n\r\n{body}", body.len())
+    };
+    a.send_text(&fixed_len).await;
+    let r = a.expect_response(400).await;
+    assert!(r.reason.contains("SDP"), "{}", r.reason);
+    // A body that is not SDP at all.
+    let xml = a.invite("10002", "not-sdp").replace(
+        "Content-Type: application/sdp",
+        "Content-Type: application/xml",
+    );
+    a.send_text(&xml).await;
+    a.expect_response(415).await;
+    // A method nobody defined: 501.
+    let foo = format!(
+        "FOO sip:10002@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {l};branch=z9hG4bKfoo1\r\nFrom: <sip:10001@{sip}>;tag=f\r\nTo: <sip:10002@{sip}>\r\nCall-ID: foo@t\r\nCSeq: 1 FOO\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        l = a.local
+    );
+    a.send_text(&foo).await;
+    a.expect_response(501).await;
+}
