@@ -789,3 +789,72 @@ async fn r3_bad_sdp_and_unknown_methods_get_the_right_4xx() {
     a.send_text(&foo).await;
     a.expect_response(501).await;
 }
+
+/// Reads one SIP message from a stream, skipping 100 Trying.
+async fn read_stream_msg(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> SipMessage {
+    use tokio::io::AsyncReadExt;
+    loop {
+        let skip = ucm::sip::message::skip_keepalive(buf);
+        buf.drain(..skip);
+        if let Some(n) = ucm::sip::message::frame_stream(buf).expect("framing") {
+            let msg = ucm::sip::message::parse_stream_message(&buf[..n]).expect("parse");
+            buf.drain(..n);
+            if matches!(&msg, SipMessage::Response(r) if r.status == 100) {
+                continue;
+            }
+            return msg;
+        }
+        let mut chunk = [0u8; 8192];
+        let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut chunk))
+            .await
+            .expect("a message within 5 s")
+            .unwrap();
+        assert!(n > 0, "connection closed");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+}
+
+#[tokio::test]
+async fn r3_phone_over_tcp_registers_and_calls_over_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start(&[]);
+    let tcp = srv.addr("sip_tcp");
+    let b = TestPhone::register("127.0.0.92", "10002", "00036bc7b974", srv.addr("sip_udp")).await;
+    let mut s = ucm::net::connect_tcp(tcp, Some("127.0.0.91:0".parse().unwrap()), Dscp::CS3)
+        .await
+        .unwrap();
+    let local = s.local_addr().unwrap();
+    let mut buf = Vec::new();
+    let reg = register(local, tcp, "10001", "00036bc7b973", 3600, 1)
+        .replace("SIP/2.0/UDP", "SIP/2.0/TCP")
+        .replace("transport=udp", "transport=tcp");
+    s.write_all(reg.as_bytes()).await.unwrap();
+    match read_stream_msg(&mut s, &mut buf).await {
+        SipMessage::Response(r) => assert_eq!(r.status, 200, "{r}"),
+        other => panic!("{other}"),
+    }
+    // Call B over the same connection; B's answer comes back over it.
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.91\r\ns=-\r\nc=IN IP4 127.0.0.91\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n";
+    let invite = format!(
+        "INVITE sip:10002@{tcp} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcp1\r\nFrom: <sip:10001@{tcp}>;tag=tcpa\r\nTo: <sip:10002@{tcp}>\r\nCall-ID: tcp-call\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:10001@{local};transport=tcp>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    s.write_all(invite.as_bytes()).await.unwrap();
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 200, true).await;
+    b.expect_request("ACK").await;
+    match read_stream_msg(&mut s, &mut buf).await {
+        SipMessage::Response(r) => {
+            assert_eq!(r.status, 200, "{r}");
+            assert!(String::from_utf8_lossy(&r.body).contains("127.0.0.92"));
+        }
+        other => panic!("{other}"),
+    }
+    // B hangs up: the BYE reaches A over its TCP connection.
+    b.send_text(&b.in_dialog_as_callee(&inv, "BYE", 2)).await;
+    b.expect_response(200).await;
+    match read_stream_msg(&mut s, &mut buf).await {
+        SipMessage::Request(r) => assert_eq!(r.method.as_str(), "BYE"),
+        other => panic!("{other}"),
+    }
+}
