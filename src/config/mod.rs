@@ -143,6 +143,16 @@ pub fn to_yaml(def: &ClusterDefinition) -> Result<String, serde_saphyr::Serializ
 
 /// Replaces clear-text passwords and PINs with argon2 hashes, using every core.
 pub fn hash_secrets(def: &mut ClusterDefinition) {
+    // Digest credentials become the RFC 2617 HA1 (cheap: MD5 is what SIP digest needs).
+    for u in &mut def.end_users {
+        if let Some(c) = u.digest_credentials.take() {
+            u.digest_ha1 = Some(crate::sip::digest::ha1(
+                &u.userid,
+                crate::sip::digest::REALM,
+                &c,
+            ));
+        }
+    }
     let mut jobs: Vec<(&mut Option<String>, &mut Option<String>)> = Vec::new();
     for u in &mut def.end_users {
         jobs.push((&mut u.password, &mut u.password_hash));

@@ -756,6 +756,10 @@ pub struct Device {
     pub logout_profile: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub security_profile: Option<String>,
+    /// The end user whose digest credentials the device registers with, when its security
+    /// profile asks for digest authentication.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_user: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscribed_services: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -857,6 +861,13 @@ pub struct EndUser {
     pub home_cluster: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub telephone_number: Option<String>,
+    /// Digest Credentials for SIP digest authentication of the devices naming this user as
+    /// their digest user. Clear text in a hand-written definition; stored as the RFC 2617 HA1
+    /// (`digest_ha1`), which is what digest verification needs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_credentials: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest_ha1: Option<String>,
 }
 
 impl EndUser {

@@ -590,6 +590,30 @@ impl<'a> Checker<'a> {
                 &secprofiles,
                 "phone security profile",
             );
+            self.refers(
+                p.key("digest_user"),
+                dev.digest_user.as_deref(),
+                &users,
+                "end user",
+            );
+            let wants_digest = dev.security_profile.as_ref().is_some_and(|sp| {
+                d.phone_security_profiles
+                    .iter()
+                    .any(|x| &x.name == sp && x.digest_authentication)
+            });
+            if wants_digest {
+                let has_creds = dev.digest_user.as_ref().is_some_and(|u| {
+                    d.end_users.iter().any(|x| {
+                        &x.userid == u && (x.digest_credentials.is_some() || x.digest_ha1.is_some())
+                    })
+                });
+                if !has_creds {
+                    self.err(
+                        p.key("digest_user"),
+                        "the security profile asks for digest authentication: name a digest_user that has digest_credentials",
+                    );
+                }
+            }
             for (j, s) in dev.subscribed_services.iter().enumerate() {
                 self.refers(
                     p.key("subscribed_services").index(j),
@@ -664,6 +688,17 @@ impl<'a> Checker<'a> {
             }
             self.secret(&p, "password", &u.password, &u.password_hash);
             self.secret(&p, "pin", &u.pin, &u.pin_hash);
+            if u.digest_credentials.is_some() && u.digest_ha1.is_some() {
+                self.err(
+                    p.key("digest_credentials"),
+                    "give either digest_credentials or digest_ha1, not both",
+                );
+            }
+            if let Some(h) = &u.digest_ha1 {
+                if h.len() != 32 || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    self.err(p.key("digest_ha1"), "not an MD5 HA1 (32 hex digits)");
+                }
+            }
             if let Some(pin) = &u.pin {
                 if pin.len() < 4 || pin.len() > 32 || !pin.bytes().all(|b| b.is_ascii_digit()) {
                     self.err(p.key("pin"), "a PIN is 4 to 32 digits");

@@ -5,6 +5,7 @@
 //! and the B2BUA build on this module (call-control issue).
 
 pub mod b2bua;
+pub mod digest;
 pub mod message;
 pub mod registrar;
 pub mod sdp;
@@ -181,6 +182,7 @@ struct Shared {
     /// Writers of open TCP and TLS connections, by remote address: requests to a phone go back
     /// over the connection it registered on.
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
+    nonces: digest::Nonces,
 }
 
 /// The writer side of a connection and the receiver its writer task drains.
@@ -240,6 +242,7 @@ impl SipServer {
                 core_rx: Mutex::new(Some(core_rx)),
                 udp: OnceLock::new(),
                 conns: Mutex::new(HashMap::new()),
+                nonces: digest::Nonces::new(rand::random()),
             }),
         }
     }
@@ -291,6 +294,14 @@ impl SipServer {
         let decision = registrar::decide(&cluster, req, max, |d| d.lines.clone());
         match decision {
             Ok(d) => {
+                let device = match &d {
+                    registrar::Decision::Bind { device, .. }
+                    | registrar::Decision::Unbind { device, .. }
+                    | registrar::Decision::Query { device, .. } => device.clone(),
+                };
+                if let Some(challenge) = self.digest_challenge(&cluster, req, &device, source) {
+                    return challenge;
+                }
                 let bindings = self.state.registrar.apply(&d, transport, source);
                 if let registrar::Decision::Bind { device, line, .. } = &d {
                     tracing::debug!(%source, device, line, "registered");
@@ -318,6 +329,64 @@ impl SipServer {
                         .collect::<String>()
                 );
                 self.respond(req, refusal.status, &phrase)
+            }
+        }
+    }
+
+    /// When the device's security profile asks for digest authentication, checks the
+    /// request's credentials: `None` lets it through, otherwise the 401 (or 403) to send.
+    fn digest_challenge(
+        &self,
+        cluster: &crate::cluster::Cluster,
+        req: &Request,
+        device: &str,
+        source: SocketAddr,
+    ) -> Option<Response> {
+        let dev = cluster.device(device)?;
+        let profile = dev.security_profile.as_ref().and_then(|sp| {
+            cluster
+                .phone_security_profiles
+                .iter()
+                .find(|p| &p.name == sp)
+        })?;
+        if !profile.digest_authentication {
+            return None;
+        }
+        let now = registrar::unix_now();
+        let user = dev.digest_user.as_deref().unwrap_or_default();
+        let ha1 = cluster.end_user(user).and_then(|u| u.digest_ha1.clone());
+        let challenge = |stale: bool| {
+            let mut r = self.respond(req, 401, "Unauthorized");
+            r.headers
+                .push("WWW-Authenticate", self.shared.nonces.challenge(now, stale));
+            r
+        };
+        let Some(auth) = req.headers.get("Authorization") else {
+            return Some(challenge(false));
+        };
+        let Some(ha1) = ha1 else {
+            tracing::warn!(
+                device,
+                "digest authentication required but the digest user has no credentials"
+            );
+            return Some(self.respond(req, 403, "Forbidden (no digest credentials configured)"));
+        };
+        let Some(params) = digest::parse_authorization(auth) else {
+            return Some(challenge(false));
+        };
+        match digest::verify(
+            &self.shared.nonces,
+            &params,
+            req.method.as_str(),
+            user,
+            &ha1,
+            now,
+        ) {
+            digest::Verdict::Ok => None,
+            digest::Verdict::Stale => Some(challenge(true)),
+            digest::Verdict::Refused(why) => {
+                tracing::info!(%source, device, reason = why, "digest authentication failed");
+                Some(challenge(false))
             }
         }
     }

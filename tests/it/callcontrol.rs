@@ -858,3 +858,78 @@ async fn r3_phone_over_tcp_registers_and_calls_over_its_connection() {
         other => panic!("{other}"),
     }
 }
+
+const DIGEST: &str = r#"cluster: {id: digest, name: Digest}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+device_pools: [{name: DP, node_group: [n1]}]
+phone_security_profiles:
+  - {name: Digest Profile, digest_authentication: true}
+directory_numbers: [{pattern: "4000", partition: PT}]
+devices:
+  - {name: SEP000000004000, model: Cisco 8845, device_pool: DP, security_profile: Digest Profile, digest_user: dana, lines: [{dn: "4000", partition: PT}]}
+end_users:
+  - {userid: dana, last_name: Scully, digest_credentials: "trust-no1"}
+"#;
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+#[tokio::test]
+async fn r3_digest_authentication_of_registrations() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(dir.path(), "digest.yaml", DIGEST);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let sip = srv.addr("sip_udp");
+    let sock = ucm::net::bind_udp("127.0.0.95:0".parse().unwrap(), Dscp::CS3).unwrap();
+    let local = sock.local_addr().unwrap();
+    let first = register(local, sip, "4000", "000000004000", 3600, 1);
+    let challenge = exchange(&sock, sip, &first).await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let www = challenge
+        .lines()
+        .find(|l| l.starts_with("WWW-Authenticate:"))
+        .expect("a challenge");
+    assert!(
+        www.contains("realm=\"ccmsipline\"") && www.contains("qop=\"auth\""),
+        "{www}"
+    );
+    let nonce = www
+        .split("nonce=\"")
+        .nth(1)
+        .unwrap()
+        .split('"')
+        .next()
+        .unwrap()
+        .to_string();
+    let answer = |password: &str, cseq: u32| {
+        let ha1 = md5_hex(&format!("dana:ccmsipline:{password}"));
+        let uri = format!("sip:{sip}");
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        let resp = md5_hex(&format!("{ha1}:{nonce}:00000001:c0ffee:auth:{ha2}"));
+        register(local, sip, "4000", "000000004000", 3600, cseq).replace(
+            "Content-Length: 0",
+            &format!("Authorization: Digest username=\"dana\", realm=\"ccmsipline\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc=00000001, cnonce=\"c0ffee\"\r\nContent-Length: 0"),
+        )
+    };
+    let wrong = exchange(&sock, sip, &answer("i-want-to-believe", 2)).await;
+    assert!(
+        wrong.starts_with("SIP/2.0 401"),
+        "a wrong password is challenged again: {wrong}"
+    );
+    let ok = exchange(&sock, sip, &answer("trust-no1", 3)).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // The export keeps the HA1, never the clear credentials.
+    let db = format!("sqlite:{}", srv.data_dir.path().join("ucm.db").display());
+    let out = crate::common::ucm()
+        .args(["db", "export", "--db", &db])
+        .output()
+        .unwrap();
+    let yaml = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        yaml.contains("digest_ha1:") && !yaml.contains("trust-no1"),
+        "{yaml}"
+    );
+}
