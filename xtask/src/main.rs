@@ -215,8 +215,8 @@ impl Drop for Bg {
     }
 }
 
-/// Runs SIPp's uac for `calls` calls at `rate` calls/s against `target`; true when every call
-/// succeeded (SIPp exits 0 only then).
+/// Runs SIPp's uac for `calls` calls at `rate` calls/s against `target`: whether every call
+/// succeeded (SIPp exits 0 only then), and the call rate SIPp really achieved.
 fn sipp_run(
     uac_ip: &str,
     uac_port: u16,
@@ -225,7 +225,7 @@ fn sipp_run(
     rate: u32,
     calls: u32,
     dir: &Path,
-) -> Result<bool> {
+) -> Result<(bool, f64)> {
     let _uas = Bg(Command::new("sipp")
         .args([
             "-sn",
@@ -271,22 +271,34 @@ fn sipp_run(
         .args(["-recv_timeout", "5000"])
         .args(["-max_socket", "1000"])
         .current_dir(dir)
-        .stdout(Stdio::null())
         .stderr(Stdio::null())
-        .status()
+        .output()
         .context("run sipp uac")?;
-    Ok(st.success())
+    // The final statistics screen: "Call Rate | <period> cps | <cumulative> cps".
+    let text = String::from_utf8_lossy(&st.stdout);
+    let achieved = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Call Rate"))
+        .last()
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().trim_end_matches("cps").trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    Ok((st.status.success(), achieved))
 }
 
 /// The highest rate with zero failed calls: doubling, then bisecting between the last success
 /// and the first failure. Each run is bounded (4 s of calls, at most 20,000).
-fn max_rate(mut run: impl FnMut(u32) -> Result<bool>) -> Result<u32> {
+/// Returns the highest passing target rate and the rate SIPp achieved in that run.
+fn max_rate(mut run: impl FnMut(u32) -> Result<(bool, f64)>) -> Result<(u32, f64)> {
     let mut ok = 0;
+    let mut achieved = 0.0;
     let mut bad = None;
     let mut rate = 250;
     while rate <= 8000 {
-        if run(rate)? {
+        let (pass, got) = run(rate)?;
+        if pass {
             ok = rate;
+            achieved = got;
             rate *= 2;
         } else {
             bad = Some(rate);
@@ -299,14 +311,16 @@ fn max_rate(mut run: impl FnMut(u32) -> Result<bool>) -> Result<u32> {
             if mid <= ok || mid >= hi {
                 break;
             }
-            if run(mid)? {
+            let (pass, got) = run(mid)?;
+            if pass {
                 ok = mid;
+                achieved = got;
             } else {
                 hi = mid;
             }
         }
     }
-    Ok(ok)
+    Ok((ok, achieved))
 }
 
 fn bench_calls() -> Result<()> {
@@ -318,8 +332,8 @@ fn bench_calls() -> Result<()> {
     std::fs::create_dir_all(&tmp)?;
     let calls_for = |rate: u32| (rate * 4).clamp(500, 20_000);
     println!("bench calls: SIPp uac -> uas (built-in scenarios), zero failed calls required");
-    let direct = max_rate(|rate| {
-        let ok = sipp_run(
+    let (direct, direct_achieved) = max_rate(|rate| {
+        let (ok, got) = sipp_run(
             "127.0.0.70",
             5071,
             "127.0.0.71:5072",
@@ -329,10 +343,10 @@ fn bench_calls() -> Result<()> {
             &tmp,
         )?;
         println!(
-            "  direct      {rate:>5} calls/s: {}",
+            "  direct      {rate:>5} calls/s asked, {got:>7.0} achieved: {}",
             if ok { "ok" } else { "failures" }
         );
-        Ok(ok)
+        Ok((ok, got))
     })?;
     // ucm between them: two trunks, a route pattern to the uas.
     let cfg = tmp.join("cluster.yaml");
@@ -343,11 +357,11 @@ fn bench_calls() -> Result<()> {
     let (mut node, ready) = start_node(&bin, &cfg, &tmp)?;
     let sip = ready["sip_udp"].as_str().unwrap_or_default().to_string();
     let pid = node.0.id();
-    let through = max_rate(|rate| {
+    let (through, through_achieved) = max_rate(|rate| {
         let cpu0 = cpu_ms(pid);
         let t0 = Instant::now();
         let calls = calls_for(rate);
-        let ok = sipp_run(
+        let (ok, got) = sipp_run(
             "127.0.0.72",
             5071,
             &sip,
@@ -360,21 +374,23 @@ fn bench_calls() -> Result<()> {
         let cpu = cpu_ms(pid) - cpu0;
         // Where the time goes: ucm's own CPU per call (both legs), against the wall clock.
         println!(
-            "  through ucm {rate:>5} calls/s: {} (ucm CPU {:.0} ms for {calls} calls = {:.0} us/call, {:.0}% of one core)",
+            "  through ucm {rate:>5} calls/s asked, {got:>7.0} achieved: {} (ucm CPU {:.0} ms for {calls} calls = {:.0} us/call, {:.0}% of one core)",
             if ok { "ok" } else { "failures" },
             cpu,
             cpu * 1000.0 / f64::from(calls),
             cpu / 10.0 / wall
         );
-        Ok(ok)
+        Ok((ok, got))
     })?;
     let _ = node.0.kill();
     let _ = node.0.wait();
-    println!("  highest rate with zero failed calls: direct {direct} calls/s, through ucm {through} calls/s");
-    if direct > 0 {
+    println!(
+        "  highest rate with zero failed calls (achieved): direct {direct_achieved:.0} calls/s (asked {direct}), through ucm {through_achieved:.0} calls/s (asked {through})"
+    );
+    if direct_achieved > 0.0 {
         println!(
             "  ucm / direct = {:.2} (goal: at least 0.50)",
-            f64::from(through) / f64::from(direct)
+            through_achieved / direct_achieved
         );
     }
     let regs = bench_registrations(&bin, &tmp)?;
