@@ -427,6 +427,7 @@ impl SipServer {
         };
         let Some(mut cmds) = cmds else { return };
         let mut core = b2bua::B2bua::new(self.state.sip_host.clone(), rand::random());
+        let mut batch = Vec::with_capacity(256);
         loop {
             let deadline = core.next_deadline();
             let sleep = async {
@@ -436,13 +437,20 @@ impl SipServer {
                 }
             };
             let outs = tokio::select! {
-                m = rx.recv() => match m {
-                    Some((msg, peer)) => {
-                        let cluster = self.state.cluster();
-                        core.on_message(&cluster, &self.state.registrar, msg, peer, std::time::Instant::now())
+                // Everything queued is handled in one wake-up: under load this saves a
+                // cross-thread wake per message.
+                n = rx.recv_many(&mut batch, 256) => {
+                    if n == 0 {
+                        break;
                     }
-                    None => break,
-                },
+                    let cluster = self.state.cluster();
+                    let now = std::time::Instant::now();
+                    let mut outs = Vec::new();
+                    for (msg, peer) in batch.drain(..) {
+                        outs.extend(core.on_message(&cluster, &self.state.registrar, msg, peer, now));
+                    }
+                    outs
+                }
                 _ = sleep => {
                     let cluster = self.state.cluster();
                     core.on_timers(&cluster, &self.state.registrar, std::time::Instant::now())
