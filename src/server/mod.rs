@@ -117,6 +117,11 @@ impl Listeners {
                 addr: udp_addr,
                 source,
             })?;
+        // Bursts of thousands of calls a second overflow the default 208 KiB receive buffer;
+        // the kernel caps this at net.core.rmem_max (failure to enlarge is not fatal).
+        let sock = socket2::SockRef::from(&sip_udp);
+        let _ = sock.set_recv_buffer_size(8 << 20);
+        let _ = sock.set_send_buffer_size(8 << 20);
         Ok(Listeners {
             http: tcp("HTTP", addr(opts.http_port, HTTP_PORT), q.phone_services)?,
             https: tcp("HTTPS", addr(opts.https_port, HTTPS_PORT), q.phone_services)?,

@@ -237,6 +237,8 @@ fn sipp_run(
             "-nostdin",
             "-timeout",
             "60s",
+            "-buff_size",
+            "4194304",
         ])
         .current_dir(dir)
         .stdout(Stdio::null())
@@ -269,7 +271,7 @@ fn sipp_run(
         ])
         // A call whose messages stop coming fails after 5 s instead of holding the run.
         .args(["-recv_timeout", "5000"])
-        .args(["-max_socket", "1000"])
+        .args(["-max_socket", "1000", "-buff_size", "4194304"])
         .current_dir(dir)
         .stderr(Stdio::null())
         .output()
@@ -493,6 +495,8 @@ fn bench_registrations(bin: &Path, dir: &Path) -> Result<f64> {
             "-nostdin",
             "-timeout",
             "60s",
+            "-buff_size",
+            "4194304",
         ])
         .current_dir(dir)
         .stdout(Stdio::null())
