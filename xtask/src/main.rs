@@ -290,7 +290,8 @@ fn sipp_run(
 
 /// The highest rate with zero failed calls: doubling, then bisecting between the last success
 /// and the first failure. Each run is bounded (4 s of calls, at most 20,000).
-/// Returns the highest passing target rate and the rate SIPp achieved in that run.
+/// Returns the highest passing target rate and the highest rate SIPp achieved in a passing run
+/// (past saturation, asking for more achieves less).
 fn max_rate(mut run: impl FnMut(u32) -> Result<(bool, f64)>) -> Result<(u32, f64)> {
     let mut ok = 0;
     let mut achieved = 0.0;
@@ -300,7 +301,7 @@ fn max_rate(mut run: impl FnMut(u32) -> Result<(bool, f64)>) -> Result<(u32, f64
         let (pass, got) = run(rate)?;
         if pass {
             ok = rate;
-            achieved = got;
+            achieved = f64::max(achieved, got);
             rate *= 2;
         } else {
             bad = Some(rate);
@@ -316,7 +317,7 @@ fn max_rate(mut run: impl FnMut(u32) -> Result<(bool, f64)>) -> Result<(u32, f64
             let (pass, got) = run(mid)?;
             if pass {
                 ok = mid;
-                achieved = got;
+                achieved = f64::max(achieved, got);
             } else {
                 hi = mid;
             }
