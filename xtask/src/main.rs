@@ -280,8 +280,8 @@ fn sipp_run(
     let text = String::from_utf8_lossy(&st.stdout);
     let achieved = text
         .lines()
-        .filter(|l| l.trim_start().starts_with("Call Rate"))
-        .last()
+        .rev()
+        .find(|l| l.trim_start().starts_with("Call Rate"))
         .and_then(|l| l.split('|').nth(2))
         .and_then(|v| v.trim().trim_end_matches("cps").trim().parse::<f64>().ok())
         .unwrap_or(0.0);
