@@ -12,6 +12,7 @@ pub mod config;
 pub mod dialplan;
 pub mod media;
 pub mod net;
+pub mod pcap;
 pub mod phone;
 pub mod server;
 pub mod services;
