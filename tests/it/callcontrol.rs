@@ -422,6 +422,7 @@ directory_numbers:
   - {pattern: "2005", partition: PT, call_forward: {all: {destination: "2004", css: CSS}}}
   - {pattern: "2006", partition: PT, call_forward: {unregistered: {destination: "2004", css: CSS}}}
   - {pattern: "2007", partition: PT}
+  - {pattern: "2008", partition: PT, max_calls: 1, busy_trigger: 1}
 devices:
   - {name: SEP000000002000, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2000", partition: PT}]}
   - {name: SEP000000002001, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2001", partition: PT}]}
@@ -431,6 +432,7 @@ devices:
   - {name: SEP000000002005, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2005", partition: PT}]}
   - {name: SEP000000002006, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2006", partition: PT}]}
   - {name: SEP000000002007, model: Cisco 8845, device_pool: DP, css: CSS, do_not_disturb: true, lines: [{dn: "2007", partition: PT}]}
+  - {name: SEP000000002008, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2008", partition: PT}]}
 "#;
 
 fn routing_server() -> Server {
@@ -932,4 +934,25 @@ async fn r3_digest_authentication_of_registrations() {
         yaml.contains("digest_ha1:") && !yaml.contains("trust-no1"),
         "{yaml}"
     );
+}
+
+#[tokio::test]
+async fn r3_busy_trigger_and_maximum_calls_per_line() {
+    let srv = routing_server();
+    let sip = srv.addr("sip_udp");
+    let a = TestPhone::register("127.0.0.101", "2000", "000000002000", sip).await;
+    let c = TestPhone::register("127.0.0.102", "2001", "000000002001", sip).await;
+    let b = TestPhone::register("127.0.0.103", "2008", "000000002008", sip).await;
+    // The first call rings 2008, whose busy trigger is 1.
+    a.send_text(&a.invite("2008", "bt-1")).await;
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 180, false).await;
+    a.expect_response(180).await;
+    // A second caller finds the line busy (no Call Forward Busy set): 486, and 2008 does not ring.
+    c.send_text(&c.invite("2008", "bt-2")).await;
+    c.expect_response(486).await;
+    // While 2008 has its one call, it cannot place another: max_calls is 1.
+    b.send_text(&b.invite("2000", "bt-3")).await;
+    let r = b.expect_response(486).await;
+    assert!(r.reason.contains("maximum"), "{}", r.reason);
 }
