@@ -966,14 +966,18 @@ impl B2bua {
                     .call_manager
                     .forward_no_answer_timer,
             );
-            let at = now + Duration::from_secs(u64::from(secs));
-            if let Some(c) = self.calls.get_mut(&call) {
-                if let Some(old) = c.no_answer_at.replace(at) {
-                    self.timers.remove(&(old, call));
-                }
-            }
-            self.timers.insert((at, call));
+            self.arm_no_answer(call, now + Duration::from_secs(u64::from(secs)));
         }
+    }
+
+    /// (Re)arms the call's no-answer timer (Call Forward No Answer, route point timeout).
+    fn arm_no_answer(&mut self, call: u64, at: Instant) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(old) = c.no_answer_at.replace(at) {
+                self.timers.remove(&(old, call));
+            }
+        }
+        self.timers.insert((at, call));
     }
 
     fn busy(
@@ -1694,16 +1698,8 @@ impl B2bua {
             self.no_answer(cluster, registrar, call, now, out);
             return;
         }
-        let at = now
-            + Duration::from_secs(u64::from(
-                cluster.service_parameters.call_manager.route_point_timeout,
-            ));
-        if let Some(c) = self.calls.get_mut(&call) {
-            if let Some(old) = c.no_answer_at.replace(at) {
-                self.timers.remove(&(old, call));
-            }
-        }
-        self.timers.insert((at, call));
+        let secs = cluster.service_parameters.call_manager.route_point_timeout;
+        self.arm_no_answer(call, now + Duration::from_secs(u64::from(secs)));
     }
 
     /// Redirects an unanswered call: cancels whatever rings and routes the call afresh.

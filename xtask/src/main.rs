@@ -122,6 +122,24 @@ fn kb_field(pid: u32, field: &str) -> Option<u64> {
 /// One start: seconds to the ready line, peak and current RSS in MiB.
 fn start_once(bin: &Path, config: &Path, dir: &Path) -> Result<(f64, f64, f64)> {
     let t0 = Instant::now();
+    let (mut node, _ready) = spawn_node(bin, config, dir)?;
+    let secs = t0.elapsed().as_secs_f64();
+    let pid = node.0.id();
+    let hwm = kb_field(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    let rss = kb_field(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
+    // SAFETY: signalling our own child.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGTERM);
+    }
+    let st = node.0.wait()?;
+    if !st.success() {
+        bail!("ucm serve exited with {st} after SIGTERM");
+    }
+    Ok((secs, hwm, rss))
+}
+
+/// Starts `ucm serve` on port 0 everywhere and waits (bounded) for its ready line.
+fn spawn_node(bin: &Path, config: &Path, data_dir: &Path) -> Result<(Bg, serde_json::Value)> {
     let mut child = Command::new(bin)
         .args([
             "serve",
@@ -141,13 +159,14 @@ fn start_once(bin: &Path, config: &Path, dir: &Path) -> Result<(f64, f64, f64)> 
         ])
         .arg(config)
         .arg("--data-dir")
-        .arg(dir)
+        .arg(data_dir)
         .env("UCM_LOG", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
         .context("spawn ucm serve")?;
     let stdout = child.stdout.take().context("stdout")?;
+    let node = Bg(child);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut l = String::new();
@@ -157,23 +176,12 @@ fn start_once(bin: &Path, config: &Path, dir: &Path) -> Result<(f64, f64, f64)> 
     let line = rx
         .recv_timeout(Duration::from_secs(300))
         .context("no ready line within 300 s")?;
-    let secs = t0.elapsed().as_secs_f64();
-    if !line.contains("\"ready\"") {
-        let _ = child.kill();
+    let v: serde_json::Value =
+        serde_json::from_str(&line).with_context(|| format!("unexpected first line: {line}"))?;
+    if v["event"] != "ready" {
         bail!("unexpected first line: {line}");
     }
-    let pid = child.id();
-    let hwm = kb_field(pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
-    let rss = kb_field(pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
-    // SAFETY: signalling our own child.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGTERM);
-    }
-    let st = child.wait()?;
-    if !st.success() {
-        bail!("ucm serve exited with {st} after SIGTERM");
-    }
-    Ok((secs, hwm, rss))
+    Ok((node, v))
 }
 
 fn bench_serve(rest: &[&str]) -> Result<()> {
@@ -191,7 +199,7 @@ fn bench_serve(rest: &[&str]) -> Result<()> {
     println!("bench serve: cluster of {users} users and {users} phones ({size:.1} MB of YAML), SQLite, release build");
     let (first, hwm1, _) = start_once(&bin, &config, &tmp)?;
     println!(
-        "  first start (validate + import + load): ready in {first:.3} s, peak RSS {hwm1:.1} MiB"
+        "  first start (validate + import):        ready in {first:.3} s, peak RSS {hwm1:.1} MiB"
     );
     let (second, hwm2, rss2) = start_once(&bin, &config, &tmp)?;
     println!("  restart, same definition (load only):   ready in {second:.3} s, peak RSS {hwm2:.1} MiB, RSS at ready {rss2:.1} MiB");
@@ -425,36 +433,7 @@ fn start_node(bin: &Path, cfg: &Path, dir: &Path) -> Result<(Bg, serde_json::Val
         "node-{}",
         cfg.file_stem().and_then(|s| s.to_str()).unwrap_or("x")
     ));
-    let mut child = Command::new(bin)
-        .args([
-            "serve",
-            "--bind",
-            "127.0.0.1",
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--tftp-http-port",
-            "0",
-            "--sip-port",
-            "0",
-            "--sips-port",
-            "0",
-            "--config",
-        ])
-        .arg(cfg)
-        .arg("--data-dir")
-        .arg(&data)
-        .env("UCM_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("spawn ucm serve")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line)?;
-    let v: serde_json::Value = serde_json::from_str(&line).context("ready line")?;
-    Ok((Bg(child), v))
+    spawn_node(bin, cfg, &data)
 }
 
 /// Registrations per second: SIPp registers 5,000 generated phones, one REGISTER per call.
