@@ -25,6 +25,7 @@ use super::transaction::{
 };
 use super::Transport;
 use crate::cluster::Cluster;
+use crate::config::model::{CallForward, DirectoryNumber, ForwardSetting};
 use crate::dialplan::analysis::{CallingContext, Destination, DnKey};
 
 /// Where a message goes or came from.
@@ -880,19 +881,10 @@ impl B2bua {
             self.fail_call(call, 482, "Loop Detected (call forwarding loop)", now, out);
             return;
         }
-        let fwd_ctx = |css: &Option<String>| {
-            CallingContext::css(css.as_deref().or(line.css.as_deref()), None)
-        };
         // Call Forward All.
-        if let Some(f) = line
-            .call_forward
-            .all
-            .as_ref()
-            .filter(|f| f.destination.is_some())
-        {
-            let dest = f.destination.clone().unwrap_or_default();
+        if let Some((dest, ctx)) = forward_of(&line, |cf| &cf.all) {
             tracing::debug!(call, dn = %dn.0, dest, "call forward all");
-            self.route(cluster, registrar, call, &dest, &fwd_ctx(&f.css), now, out);
+            self.route(cluster, registrar, call, &dest, &ctx, now, out);
             return;
         }
         // Busy: the line already carries its busy trigger of calls.
@@ -917,15 +909,9 @@ impl B2bua {
             })
             .collect();
         if registered.is_empty() {
-            if let Some(f) = line
-                .call_forward
-                .unregistered
-                .as_ref()
-                .filter(|f| f.destination.is_some())
-            {
-                let dest = f.destination.clone().unwrap_or_default();
+            if let Some((dest, ctx)) = forward_of(&line, |cf| &cf.unregistered) {
                 tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
-                self.route(cluster, registrar, call, &dest, &fwd_ctx(&f.css), now, out);
+                self.route(cluster, registrar, call, &dest, &ctx, now, out);
             } else {
                 self.fail_call(
                     call,
@@ -989,18 +975,12 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let line = cluster.directory_number(dn).cloned();
-        match line.and_then(|l| {
-            l.call_forward
-                .busy
-                .clone()
-                .filter(|f| f.destination.is_some())
-                .map(|f| (f, l.css.clone()))
-        }) {
-            Some((f, line_css)) => {
-                let dest = f.destination.clone().unwrap_or_default();
+        match cluster
+            .directory_number(dn)
+            .and_then(|l| forward_of(l, |cf| &cf.busy))
+        {
+            Some((dest, ctx)) => {
                 tracing::debug!(call, dn = %dn.0, dest, "call forward busy");
-                let ctx = CallingContext::css(f.css.as_deref().or(line_css.as_deref()), None);
                 self.route(cluster, registrar, call, &dest, &ctx, now, out);
             }
             None => self.fail_call(call, 486, "Busy Here", now, out),
@@ -2156,10 +2136,9 @@ impl B2bua {
         let Some(dn) = c.target_dn.clone() else {
             return;
         };
-        let Some(f) = cluster
+        let Some((dest, ctx)) = cluster
             .directory_number(&dn)
-            .and_then(|l| l.call_forward.no_answer.clone().map(|f| (f, l.css.clone())))
-            .filter(|(f, _)| f.destination.is_some())
+            .and_then(|l| forward_of(l, |cf| &cf.no_answer))
         else {
             if c.at_route_point.is_some() {
                 self.fail_call(
@@ -2178,11 +2157,21 @@ impl B2bua {
         for i in forks {
             self.cancel_leg(call, i, now, out);
         }
-        let dest = f.0.destination.clone().unwrap_or_default();
         tracing::debug!(call, dn = %dn.0, dest, "call forward no answer");
-        let ctx = CallingContext::css(f.0.css.as_deref().or(f.1.as_deref()), None);
         self.route(cluster, registrar, call, &dest, &ctx, now, out);
     }
+}
+
+/// Where one of a line's call forwards sends a call: the destination, and the search to
+/// analyse it with (the forward's own CSS, else the line's). `None` when it is not set.
+fn forward_of(
+    line: &DirectoryNumber,
+    which: impl Fn(&CallForward) -> &Option<ForwardSetting>,
+) -> Option<(String, CallingContext)> {
+    let f = which(&line.call_forward).as_ref()?;
+    let dest = f.destination.clone()?;
+    let css = f.css.as_deref().or(line.css.as_deref());
+    Some((dest, CallingContext::css(css, None)))
 }
 
 fn strip_tag(a: &NameAddr) -> String {

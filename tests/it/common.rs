@@ -63,44 +63,13 @@ impl Server {
         ])
         .arg(data_dir.path())
         .args(extra)
-        .env("UCM_LOG", "info")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-        let mut child = cmd.spawn().expect("spawn ucm serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = err_tx.send(line);
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let line = match rx.recv_timeout(Duration::from_secs(60)) {
-            Ok(l) => l,
-            Err(_) => {
-                let _ = child.kill();
-                let logs: Vec<String> = err_rx.try_iter().collect();
-                panic!(
-                    "ucm serve printed no ready line; stderr:\n{}",
-                    logs.join("\n")
-                );
-            }
-        };
-        let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+        .env("UCM_LOG", "info");
+        let (child, ready, stderr) = spawn_ready(cmd, "ucm serve", Duration::from_secs(60));
         Server {
             child,
             ready,
             data_dir,
-            stderr: err_rx,
+            stderr,
         }
     }
 
@@ -138,6 +107,47 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Spawns `cmd` with piped output and waits (bounded) for the JSON line it prints when ready.
+/// Returns the child, that line parsed, and its stderr lines as they come. Panics with the
+/// stderr seen so far when no ready line arrives.
+pub fn spawn_ready(
+    mut cmd: Command,
+    what: &str,
+    wait: Duration,
+) -> (Child, serde_json::Value, mpsc::Receiver<String>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {what}: {e}"));
+    let stdout = child.stdout.take().expect("stdout");
+    let stderr = child.stderr.take().expect("stderr");
+    let (err_tx, err_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = err_tx.send(line);
+        }
+    });
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        if let Some(Ok(l)) = lines.next() {
+            let _ = tx.send(l);
+        }
+        for _ in lines {}
+    });
+    let Ok(line) = rx.recv_timeout(wait) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        let logs: Vec<String> = err_rx.try_iter().collect();
+        panic!("{what} printed no ready line; stderr:\n{}", logs.join("\n"));
+    };
+    let ready: serde_json::Value = serde_json::from_str(&line).expect("ready line is JSON");
+    assert_eq!(ready["event"], "ready", "{ready}");
+    (child, ready, err_rx)
 }
 
 /// A plain HTTP/1.1 GET; returns (status, headers, body).

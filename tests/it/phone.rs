@@ -1,16 +1,16 @@
 //! Simulated phones (`ucm phone sim`) against a running node: registration, calls with audio
 //! both ways, pushes to /CGI/Execute, multicast receive, configuration resync.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Stdio};
+use std::process::Child;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use ucm::phone::http::{base64_encode, encode_component};
 
-use crate::common::{http_get, split_http, ucm, Server};
+use crate::common::{http_get, spawn_ready, split_http, ucm, Server};
 
 /// A running `ucm phone sim`, killed on drop.
 struct Sim {
@@ -21,49 +21,18 @@ struct Sim {
 
 impl Sim {
     fn start(srv: &Server, extra: &[&str]) -> Sim {
-        let mut child = ucm()
-            .args(["phone", "sim", "--server"])
+        let mut cmd = ucm();
+        cmd.args(["phone", "sim", "--server"])
             .arg(srv.addr("http").to_string())
             .arg("--tftp")
             .arg(srv.addr("tftp_http").to_string())
             .args(extra)
-            .env("UCM_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn ucm phone sim");
-        let stdout = child.stdout.take().expect("stdout");
-        let stderr = child.stderr.take().expect("stderr");
-        let (err_tx, err_rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = err_tx.send(line);
-            }
-        });
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut lines = BufReader::new(stdout).lines();
-            if let Some(Ok(l)) = lines.next() {
-                let _ = tx.send(l);
-            }
-            for _ in lines {}
-        });
-        let Ok(line) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            let logs: Vec<String> = err_rx.try_iter().collect();
-            panic!(
-                "ucm phone sim printed no ready line; stderr:\n{}",
-                logs.join("\n")
-            );
-        };
-        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
-        assert_eq!(ready["event"], "ready", "{ready}");
+            .env("UCM_LOG", "info");
+        let (child, ready, stderr) = spawn_ready(cmd, "ucm phone sim", Duration::from_secs(30));
         Sim {
             child,
             ready,
-            stderr: err_rx,
+            stderr,
         }
     }
 
