@@ -215,6 +215,8 @@ struct Call {
     third_party: Option<ThirdParty>,
     /// The route point the call is offered to, while its service decides.
     at_route_point: Option<String>,
+    /// Legs whose side has put the call on hold (their last offer was sendonly/inactive).
+    held: BTreeSet<usize>,
 }
 
 #[derive(Debug)]
@@ -768,6 +770,7 @@ impl B2bua {
                 ringing_sent: false,
                 third_party: None,
                 at_route_point: None,
+                held: BTreeSet::new(),
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
@@ -1843,6 +1846,7 @@ impl B2bua {
                     reply: None,
                 }),
                 at_route_point: None,
+                held: BTreeSet::new(),
             },
         );
         let peer = Peer {
@@ -2035,6 +2039,12 @@ impl B2bua {
             self.respond(&key, &req, 491, Some(&tag), None, now, out);
             return;
         };
+        // A re-INVITE's offer says whether this side holds or resumes: monitoring sees it.
+        if req.method == Method::Invite && !req.body.is_empty() {
+            if let Ok(sdp) = super::sdp::SessionDescription::parse_bytes(&req.body) {
+                self.note_hold(call, idx, sdp.is_hold());
+            }
+        }
         // Relay everything else (re-INVITE for hold and resume, UPDATE, INFO...) to the other
         // leg and its answer back.
         let Some((mut fwd, peer)) = self.dialog_request(call, other, req.method.clone()) else {
@@ -2057,6 +2067,36 @@ impl B2bua {
                 self.relays.insert(ckey, (key, call, other));
             }
             None => self.respond(&key, &req, 500, Some(&tag), None, now, out),
+        }
+    }
+
+    /// Records that leg `idx`'s side held (or resumed) the call, with a line event for that
+    /// side's line when its state changes.
+    fn note_hold(&mut self, call: u64, idx: usize, hold: bool) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let changed = if hold {
+            c.held.insert(idx)
+        } else {
+            c.held.remove(&idx)
+        };
+        if !changed {
+            return;
+        }
+        let dn = if idx == 0 {
+            c.caller.dn.clone()
+        } else {
+            c.target_dn.clone()
+        };
+        let device = c.legs.get(idx).and_then(|l| l.device.clone());
+        if let Some(dn) = dn {
+            let state = if hold {
+                LineState::Held
+            } else {
+                LineState::Connected
+            };
+            self.event(call, &dn, device, state);
         }
     }
 

@@ -956,3 +956,81 @@ async fn r3_busy_trigger_and_maximum_calls_per_line() {
     let r = b.expect_response(486).await;
     assert!(r.reason.contains("maximum"), "{}", r.reason);
 }
+
+/// Adds an SDP body to an in-dialog request built by `TestPhone::in_dialog`.
+fn with_sdp(request: &str, sdp: &str) -> String {
+    request.replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r3_hold_and_resume_are_relayed_and_seen_as_line_state() {
+    use ucm::sip::b2bua::LineState;
+    let node = InProcessNode::start().await;
+    let mut events = node.state.call_control.subscribe();
+    let a = TestPhone::register("127.0.0.61", "10001", "00036bc7b973", node.sip).await;
+    let b = TestPhone::register("127.0.0.62", "10002", "00036bc7b974", node.sip).await;
+    a.send_text(&a.invite("10002", "call-hold")).await;
+    let inv = b.expect_request("INVITE").await;
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    b.expect_request("ACK").await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+
+    // The next event for 10001 that is not `connected` from the call set-up.
+    async fn next_for(
+        events: &mut tokio::sync::broadcast::Receiver<ucm::sip::b2bua::LineEvent>,
+        dn: &str,
+        skip: LineState,
+    ) -> LineState {
+        loop {
+            let e = tokio::time::timeout(Duration::from_secs(5), events.recv())
+                .await
+                .expect("a line event within 5 s")
+                .expect("event channel open");
+            if e.dn == dn && e.state != skip {
+                return e.state;
+            }
+        }
+    }
+
+    // A holds (a=sendonly): B gets the re-INVITE with A's offer, A gets B's answer.
+    let hold = a.sdp(20000).replace("a=sendrecv", "a=sendonly");
+    a.send_text(&with_sdp(&a.in_dialog(&ok, "INVITE", 102), &hold))
+        .await;
+    let reinv = b.expect_request("INVITE").await;
+    assert!(String::from_utf8_lossy(&reinv.body).contains("a=sendonly"));
+    b.answer(&reinv, 200, true).await;
+    a.expect_response(200).await;
+    b.expect_request("ACK").await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 102)).await;
+    assert_eq!(
+        next_for(&mut events, "10001", LineState::Connected).await,
+        LineState::Held,
+        "the holding line is held"
+    );
+
+    // A resumes (a=sendrecv): the line is connected again.
+    a.send_text(&with_sdp(&a.in_dialog(&ok, "INVITE", 103), &a.sdp(20000)))
+        .await;
+    let reinv = b.expect_request("INVITE").await;
+    b.answer(&reinv, 200, true).await;
+    a.expect_response(200).await;
+    b.expect_request("ACK").await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 103)).await;
+    assert_eq!(
+        next_for(&mut events, "10001", LineState::Held).await,
+        LineState::Connected,
+        "resuming reconnects the line"
+    );
+    a.send_text(&a.in_dialog(&ok, "BYE", 104)).await;
+    a.expect_response(200).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+    node.stop().await;
+}
