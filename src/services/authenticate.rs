@@ -3,7 +3,8 @@
 //!
 //! Answers exactly `AUTHORIZED` (no newline) when the user's password is right and the device is
 //! associated with the user (or the user may control every device), `UN-AUTHORIZED` otherwise,
-//! and `ERROR` for a malformed request. Parameters `UserID`, `Password`, `devicename` come as
+//! and `ERROR` for a malformed request. Wrong passwords count towards a cluster-wide lockout
+//! (service parameters `auth_lockout_threshold`, `auth_lockout_minutes`). Parameters `UserID`, `Password`, `devicename` come as
 //! query parameters or a form body: sources disagree, so both are accepted (spec section 2.2).
 
 use std::collections::HashMap;
@@ -36,11 +37,22 @@ impl Verdict {
     }
 }
 
-/// Checks `user`'s `password` and whether the user may push to `device`.
-pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Verdict {
+/// What checking a user's credentials for a device found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Authorized,
+    /// The user exists but the password is wrong: counts towards lockout.
+    BadPassword,
+    /// Unknown user or device, or the device is not the user's.
+    NotAllowed,
+}
+
+/// Checks `user`'s `password` and whether the user may push to `device`. Slow (argon2): call
+/// it off the async workers.
+pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Outcome {
     let cluster = state.cluster();
     if cluster.device(device).is_none() {
-        return Verdict::Unauthorized;
+        return Outcome::NotAllowed;
     }
     let (hash, allowed) = if let Some(u) = cluster.end_user(user) {
         (
@@ -55,11 +67,104 @@ pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Ver
                 || a.roles.contains(&Role::CtiControlAllDevices),
         )
     } else {
-        return Verdict::Unauthorized;
+        return Outcome::NotAllowed;
     };
     match hash {
-        Some(h) if allowed && verify_secret(password, &h) => Verdict::Authorized,
-        _ => Verdict::Unauthorized,
+        Some(h) if verify_secret(password, &h) => {
+            if allowed {
+                Outcome::Authorized
+            } else {
+                Outcome::NotAllowed
+            }
+        }
+        Some(_) => Outcome::BadPassword,
+        None => Outcome::NotAllowed,
+    }
+}
+
+/// The key under which a user's password failures are counted.
+pub fn password_credential(user: &str) -> String {
+    format!("password:{user}")
+}
+
+/// Checks credentials with the cluster's lockout policy: a locked-out user is refused without
+/// a password check; a wrong password counts, and the threshold-th in a row locks the user out
+/// for the configured minutes on every node (the count lives in the database).
+pub async fn check_with_lockout(
+    state: &Arc<NodeState>,
+    user: &str,
+    password: &str,
+    device: &str,
+) -> Verdict {
+    let credential = password_credential(user);
+    let now = crate::sip::registrar::unix_now();
+    let prior = match state.store.credential_failures(&credential).await {
+        Ok(p) => p,
+        Err(e) => {
+            // Fail closed: without the lockout state we cannot tell a locked user.
+            tracing::error!(error = %e, "authentication URL: reading lockout state failed");
+            return Verdict::Error;
+        }
+    };
+    if prior.is_some_and(|p| p.locked_until > now) {
+        tracing::info!(user, device, "authentication URL: user is locked out");
+        return Verdict::Unauthorized;
+    }
+    let (st, u, p, d) = (
+        state.clone(),
+        user.to_string(),
+        password.to_string(),
+        device.to_string(),
+    );
+    // argon2 is deliberately slow: keep it off the async workers.
+    let outcome = match tokio::task::spawn_blocking(move || check(&st, &u, &p, &d)).await {
+        Ok(o) => o,
+        Err(_) => return Verdict::Error,
+    };
+    match outcome {
+        Outcome::Authorized => {
+            if prior.is_some() {
+                if let Err(e) = state.store.clear_credential_failures(&credential).await {
+                    tracing::warn!(error = %e, "authentication URL: clearing failures failed");
+                }
+            }
+            Verdict::Authorized
+        }
+        Outcome::NotAllowed => Verdict::Unauthorized,
+        Outcome::BadPassword => {
+            let policy = state.cluster().service_parameters.phone_services.clone();
+            let lock_secs = i64::from(policy.auth_lockout_minutes) * 60;
+            match state
+                .store
+                .record_credential_failure(
+                    &credential,
+                    now,
+                    policy.auth_lockout_threshold,
+                    lock_secs,
+                )
+                .await
+            {
+                Ok(f) if f.locked_until > now => {
+                    tracing::warn!(
+                        user,
+                        device,
+                        "authentication URL: wrong password; user locked out"
+                    );
+                }
+                Ok(f) => {
+                    tracing::info!(
+                        user,
+                        device,
+                        failures = f.failures,
+                        "authentication URL: wrong password"
+                    );
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "authentication URL: counting a failure failed")
+                }
+            }
+            Verdict::Unauthorized
+        }
     }
 }
 
@@ -85,12 +190,7 @@ pub async fn handler(
         param(&params, "devicename"),
     ) {
         (Some(u), Some(p), Some(d)) if !u.is_empty() && !d.is_empty() => {
-            let (u, p, d) = (u.to_string(), p.to_string(), d.to_string());
-            let st = state.clone();
-            // argon2 is deliberately slow: keep it off the async workers.
-            tokio::task::spawn_blocking(move || check(&st, &u, &p, &d))
-                .await
-                .unwrap_or(Verdict::Error)
+            check_with_lockout(&state, u, p, d).await
         }
         _ => Verdict::Error,
     };

@@ -55,3 +55,39 @@ fn r5_authentication_url_answers_exactly() {
     );
     assert_eq!((st, body.as_slice()), (200, b"AUTHORIZED".as_slice()));
 }
+
+#[test]
+fn r5_wrong_passwords_lock_the_user_out_cluster_wide() {
+    // A definition with a lockout after 3 failures, for 1 minute.
+    let dir = tempfile::tempdir().unwrap();
+    let text = ucm::config::DEMO_YAML.replace(
+        "service_parameters:\n",
+        "service_parameters:\n  phone_services:\n    auth_lockout_threshold: 3\n    auth_lockout_minutes: 1\n",
+    );
+    let def = crate::common::write_file(dir.path(), "lockout.yaml", &text);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let auth_on = |user: &str, pw: &str, device: &str| {
+        let q = format!("/ccmcip/authenticate.jsp?UserID={user}&Password={pw}&devicename={device}");
+        let (st, _, body) = http_get(http, &q);
+        assert_eq!(st, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let auth = |user: &str, pw: &str| auth_on(user, pw, "SEP00036BC7B973");
+    // Two failures, then a success: the count starts again.
+    assert_eq!(auth("jsmith", "bad1"), "UN-AUTHORIZED");
+    assert_eq!(auth("jsmith", "bad2"), "UN-AUTHORIZED");
+    assert_eq!(auth("jsmith", "cisco"), "AUTHORIZED");
+    // Three failures in a row lock jsmith out: the right password is refused too.
+    for pw in ["bad3", "bad4", "bad5"] {
+        assert_eq!(auth("jsmith", pw), "UN-AUTHORIZED");
+    }
+    assert_eq!(auth("jsmith", "cisco"), "UN-AUTHORIZED", "locked out");
+    // Other users are not affected.
+    assert_eq!(auth_on("sadams", "cisco", "SEP00036BC7B975"), "AUTHORIZED");
+    assert!(
+        srv.logs().contains("locked out"),
+        "the lockout is logged:\n{}",
+        srv.logs()
+    );
+}

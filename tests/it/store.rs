@@ -109,3 +109,58 @@ async fn r2_bad_database_urls_are_refused_clearly() {
         "postgres://u:***@h/db"
     );
 }
+
+/// Lockout counting (issue 5's authentication URL, and EM PINs later) on one backend.
+async fn credential_failures(store: &Store) {
+    let c = "password:jsmith";
+    assert_eq!(store.credential_failures(c).await.unwrap(), None);
+    let f = store
+        .record_credential_failure(c, 100, 3, 60)
+        .await
+        .unwrap();
+    assert_eq!((f.failures, f.locked_until), (1, 0));
+    store
+        .record_credential_failure(c, 101, 3, 60)
+        .await
+        .unwrap();
+    // The third failure in a row locks for 60 s and starts the count again.
+    let f = store
+        .record_credential_failure(c, 102, 3, 60)
+        .await
+        .unwrap();
+    assert_eq!((f.failures, f.locked_until), (0, 162));
+    assert_eq!(store.credential_failures(c).await.unwrap(), Some(f));
+    store.clear_credential_failures(c).await.unwrap();
+    assert_eq!(store.credential_failures(c).await.unwrap(), None);
+    // Threshold 1 locks at once; threshold 0 never locks.
+    let f = store
+        .record_credential_failure("pin:a", 5, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!((f.failures, f.locked_until), (0, 15));
+    for _ in 0..4 {
+        store
+            .record_credential_failure("pin:b", 5, 0, 10)
+            .await
+            .unwrap();
+    }
+    let f = store.credential_failures("pin:b").await.unwrap().unwrap();
+    assert_eq!((f.failures, f.locked_until), (4, 0));
+}
+
+#[tokio::test]
+async fn r5_credential_failures_sqlite() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    credential_failures(&store).await;
+}
+
+#[tokio::test]
+async fn r5_credential_failures_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    credential_failures(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}
