@@ -34,6 +34,10 @@ pub struct Args {
     /// TFTP-over-HTTP port (phone configuration files). Default 6970.
     #[arg(long)]
     tftp_http_port: Option<u16>,
+    /// TFTP port on UDP (phone configuration files the classic way). Default 69; when that
+    /// needs privileges the node lacks, it runs without TFTP on UDP.
+    #[arg(long)]
+    tftp_port: Option<u16>,
     /// SIP port for UDP and TCP. Default 5060.
     #[arg(long)]
     sip_port: Option<u16>,
@@ -113,6 +117,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         http_port: args.http_port.or(ports.http),
         https_port: args.https_port.or(ports.https),
         tftp_http_port: args.tftp_http_port.or(ports.tftp_http),
+        tftp_port: args.tftp_port.or(ports.tftp),
         sip_port: args.sip_port.or(ports.sip),
         sips_port: args.sips_port.or(ports.sips),
     };

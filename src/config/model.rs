@@ -119,6 +119,9 @@ pub struct NodePorts {
     pub https: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tftp_http: Option<u16>,
+    /// TFTP on UDP (standard 69).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tftp: Option<u16>,
     /// SIP over UDP and TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sip: Option<u16>,

@@ -6,6 +6,7 @@
 
 pub mod http;
 pub mod metrics;
+pub mod tftp;
 pub mod tls;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -26,6 +27,7 @@ use crate::store::Store;
 pub const HTTP_PORT: u16 = 8080;
 pub const HTTPS_PORT: u16 = 8443;
 pub const TFTP_HTTP_PORT: u16 = 6970;
+pub const TFTP_PORT: u16 = 69;
 pub const SIP_PORT: u16 = 5060;
 pub const SIPS_PORT: u16 = 5061;
 
@@ -36,6 +38,9 @@ pub struct ListenOptions {
     pub http_port: Option<u16>,
     pub https_port: Option<u16>,
     pub tftp_http_port: Option<u16>,
+    /// TFTP on UDP. The standard port 69 needs root or CAP_NET_BIND_SERVICE; when it is
+    /// left at the default and cannot be bound, the node runs without it (with a warning).
+    pub tftp_port: Option<u16>,
     pub sip_port: Option<u16>,
     pub sips_port: Option<u16>,
 }
@@ -47,6 +52,7 @@ impl Default for ListenOptions {
             http_port: None,
             https_port: None,
             tftp_http_port: None,
+            tftp_port: None,
             sip_port: None,
             sips_port: None,
         }
@@ -58,6 +64,7 @@ pub struct Listeners {
     pub http: TcpListener,
     pub https: TcpListener,
     pub tftp_http: TcpListener,
+    pub tftp: Option<UdpSocket>,
     pub sip_udp: UdpSocket,
     pub sip_tcp: TcpListener,
     pub sip_tls: TcpListener,
@@ -70,6 +77,8 @@ pub struct Ready {
     pub http: SocketAddr,
     pub https: SocketAddr,
     pub tftp_http: SocketAddr,
+    /// TFTP on UDP; absent when the default port could not be bound.
+    pub tftp: Option<SocketAddr>,
     pub sip_udp: SocketAddr,
     pub sip_tcp: SocketAddr,
     pub sip_tls: SocketAddr,
@@ -122,6 +131,27 @@ impl Listeners {
         let sock = socket2::SockRef::from(&sip_udp);
         let _ = sock.set_recv_buffer_size(8 << 20);
         let _ = sock.set_send_buffer_size(8 << 20);
+        let tftp_addr = addr(opts.tftp_port, TFTP_PORT);
+        let tftp = match net::bind_udp(tftp_addr, q.phone_configuration) {
+            Ok(s) => Some(s),
+            Err(e)
+                if opts.tftp_port.is_none() && e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                tracing::warn!(
+                    addr = %tftp_addr,
+                    "TFTP on UDP is off: port 69 needs root or CAP_NET_BIND_SERVICE \
+                     (choose another with --tftp-port); TFTP over HTTP still serves the files"
+                );
+                None
+            }
+            Err(source) => {
+                return Err(ServeError::Bind {
+                    what: "TFTP",
+                    addr: tftp_addr,
+                    source,
+                })
+            }
+        };
         Ok(Listeners {
             http: tcp("HTTP", addr(opts.http_port, HTTP_PORT), q.phone_services)?,
             https: tcp("HTTPS", addr(opts.https_port, HTTPS_PORT), q.phone_services)?,
@@ -130,6 +160,7 @@ impl Listeners {
                 addr(opts.tftp_http_port, TFTP_HTTP_PORT),
                 q.phone_configuration,
             )?,
+            tftp,
             sip_udp,
             sip_tcp,
             sip_tls: tcp(
@@ -146,6 +177,7 @@ impl Listeners {
             http: self.http.local_addr()?,
             https: self.https.local_addr()?,
             tftp_http: self.tftp_http.local_addr()?,
+            tftp: self.tftp.as_ref().map(|s| s.local_addr()).transpose()?,
             sip_udp: self.sip_udp.local_addr()?,
             sip_tcp: self.sip_tcp.local_addr()?,
             sip_tls: self.sip_tls.local_addr()?,
@@ -327,6 +359,10 @@ pub async fn run(
         state.clone(),
         stop_rx.clone(),
     ));
+    if let Some(sock) = listeners.tftp {
+        let dscp = state.cluster().qos.phone_configuration;
+        tasks.spawn(tftp::serve(sock, state.clone(), dscp, stop_rx.clone()));
+    }
     let sip = crate::sip::SipServer::new(state.clone());
     tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
     tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));

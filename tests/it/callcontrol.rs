@@ -559,6 +559,7 @@ impl InProcessNode {
             http_port: Some(0),
             https_port: Some(0),
             tftp_http_port: Some(0),
+            tftp_port: Some(0),
             sip_port: Some(0),
             sips_port: Some(0),
         };

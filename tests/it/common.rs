@@ -55,6 +55,8 @@ impl Server {
             "0",
             "--tftp-http-port",
             "0",
+            "--tftp-port",
+            "0",
             "--sip-port",
             "0",
             "--sips-port",

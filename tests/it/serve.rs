@@ -296,6 +296,8 @@ fn r2_port_in_use_is_a_clear_error() {
             "0",
             "--tftp-http-port",
             "0",
+            "--tftp-port",
+            "0",
             "--sip-port",
             "0",
             "--sips-port",
