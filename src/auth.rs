@@ -45,3 +45,97 @@ mod tests {
         assert_ne!(hash_secret("cisco"), h, "salts differ");
     }
 }
+
+/// Remembers recent successful secret checks so that an API client sending the same
+/// credentials on every request (the EM API, WebDialer SOAP) costs one argon2 verification, not
+/// one per request. Entries are keyed by user and bound to the stored hash, so a changed
+/// password or PIN never matches an old entry; what is kept is a keyed SHA-256 of the secret
+/// (with a per-process random key), never the secret.
+pub struct VerifiedCache {
+    key: [u8; 32],
+    ttl: std::time::Duration,
+    entries: std::sync::Mutex<std::collections::HashMap<String, ([u8; 32], std::time::Instant)>>,
+}
+
+/// Entries kept before the cache starts over (bounds memory under a flood of distinct users).
+const VERIFIED_CACHE_MAX: usize = 100_000;
+
+impl VerifiedCache {
+    pub fn new(ttl: std::time::Duration) -> VerifiedCache {
+        VerifiedCache {
+            key: rand::random(),
+            ttl,
+            entries: Default::default(),
+        }
+    }
+
+    fn fingerprint(&self, secret: &str, hash: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(self.key);
+        h.update((hash.len() as u64).to_be_bytes());
+        h.update(hash.as_bytes());
+        h.update(secret.as_bytes());
+        h.finalize().into()
+    }
+
+    /// Verifies `secret` against `hash` for `user`, from the cache when it can.
+    pub fn verify(&self, user: &str, secret: &str, hash: &str) -> bool {
+        let fp = self.fingerprint(secret, hash);
+        let now = std::time::Instant::now();
+        {
+            let g = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((cached, at)) = g.get(user) {
+                if now.duration_since(*at) < self.ttl && constant_eq(cached, &fp) {
+                    return true;
+                }
+            }
+        }
+        if !verify_secret(secret, hash) {
+            return false;
+        }
+        let mut g = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        if g.len() >= VERIFIED_CACHE_MAX {
+            g.clear();
+        }
+        g.insert(user.to_string(), (fp, now));
+        true
+    }
+
+    /// Forgets a user (after a failed check, so a lockout is never bypassed by the cache).
+    pub fn forget(&self, user: &str) {
+        self.entries
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(user);
+    }
+}
+
+fn constant_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod cache_tests {
+    use super::*;
+
+    #[test]
+    fn cache_answers_only_for_the_same_secret_and_hash() {
+        let c = VerifiedCache::new(std::time::Duration::from_secs(60));
+        let h = hash_secret("cisco");
+        assert!(c.verify("u", "cisco", &h));
+        assert!(c.verify("u", "cisco", &h), "from the cache");
+        assert!(
+            !c.verify("u", "Cisco", &h),
+            "a wrong secret is checked, not cached"
+        );
+        let h2 = hash_secret("new");
+        assert!(
+            !c.verify("u", "cisco", &h2),
+            "a changed hash is not matched"
+        );
+        let c0 = VerifiedCache::new(std::time::Duration::ZERO);
+        assert!(c0.verify("u", "cisco", &h));
+        assert!(!c0.verify("u", "x", &h));
+    }
+}

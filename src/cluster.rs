@@ -1,11 +1,21 @@
 //! The running cluster: the definition plus the indexes every request needs (device by name,
 //! users, directory numbers and the devices that share them, the compiled dial plan).
 //! Built once per definition; requests read it through an `Arc` without locking.
+//!
+//! Extension Mobility changes which lines a device carries at run time: [`Mobility`] is the
+//! overlay of current logins (device -> device profile), shared by every snapshot of the
+//! cluster, and the line queries here ([`Cluster::lines_of`], [`Cluster::devices_with_line`],
+//! [`Cluster::effective_device`]) see a logged-in device with its profile's lines.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::ops::Deref;
+use std::sync::{Arc, RwLock};
 
-use crate::config::model::{ApplicationUser, ClusterDefinition, Device, DirectoryNumber, EndUser};
+use crate::config::model::{
+    ApplicationUser, ClusterDefinition, Device, DeviceProfile, DirectoryNumber, EndUser,
+    LineAppearance,
+};
 use crate::dialplan::analysis::DnKey;
 use crate::dialplan::DialPlan;
 
@@ -21,6 +31,125 @@ pub struct Cluster {
     /// Devices by the digits of their lines' DNs, whatever the partition (SIP names lines by
     /// digits only).
     by_line_digits: HashMap<String, Vec<usize>>,
+    profiles: HashMap<String, usize>,
+    /// Extension Mobility logins, shared with later snapshots of the cluster.
+    pub mobility: Arc<Mobility>,
+}
+
+/// One device's Extension Mobility login.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Login {
+    pub device: String,
+    pub user: String,
+    pub profile: String,
+    /// Unix seconds.
+    pub logged_in_at: i64,
+    /// When the login ends by itself (unix seconds); `None`: until logout.
+    pub logout_at: Option<i64>,
+}
+
+/// The current logins and the lines they bring, by DN and by digits.
+#[derive(Debug, Default)]
+pub struct Mobility {
+    inner: RwLock<MobilityIndex>,
+}
+
+#[derive(Debug, Default)]
+struct MobilityIndex {
+    logins: HashMap<String, Login>,
+    /// The user's current login devices.
+    by_user: HashMap<String, Vec<String>>,
+    dn_devices: HashMap<DnKey, Vec<String>>,
+    by_line_digits: HashMap<String, Vec<String>>,
+    /// The line keys each login added.
+    lines: HashMap<String, Vec<DnKey>>,
+}
+
+impl Mobility {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, MobilityIndex> {
+        self.inner.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, MobilityIndex> {
+        self.inner.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn login(&self, device: &str) -> Option<Login> {
+        self.read().logins.get(device).cloned()
+    }
+
+    /// Devices the user is logged in on.
+    pub fn devices_of(&self, user: &str) -> Vec<String> {
+        self.read().by_user.get(user).cloned().unwrap_or_default()
+    }
+
+    pub fn all(&self) -> Vec<Login> {
+        self.read().logins.values().cloned().collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().logins.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Records `login` (replacing the device's previous one) with the profile's lines.
+    pub fn insert(&self, login: Login, profile_lines: &[LineAppearance]) {
+        let mut g = self.write();
+        g.remove(&login.device);
+        for l in profile_lines {
+            g.dn_devices
+                .entry((l.dn.clone(), l.partition.clone()))
+                .or_default()
+                .push(login.device.clone());
+            g.by_line_digits
+                .entry(l.dn.clone())
+                .or_default()
+                .push(login.device.clone());
+        }
+        g.lines.insert(
+            login.device.clone(),
+            profile_lines
+                .iter()
+                .map(|l| (l.dn.clone(), l.partition.clone()))
+                .collect(),
+        );
+        g.by_user
+            .entry(login.user.clone())
+            .or_default()
+            .push(login.device.clone());
+        g.logins.insert(login.device.clone(), login);
+    }
+
+    /// Ends the device's login, returning it.
+    pub fn remove(&self, device: &str) -> Option<Login> {
+        self.write().remove(device)
+    }
+}
+
+impl MobilityIndex {
+    fn remove(&mut self, device: &str) -> Option<Login> {
+        let login = self.logins.remove(device)?;
+        // Only the keys this device's profile added hold it.
+        for key in self.lines.remove(device).unwrap_or_default() {
+            let digits = key.0.clone();
+            drop_device(&mut self.dn_devices, key, device);
+            drop_device(&mut self.by_line_digits, digits, device);
+        }
+        drop_device(&mut self.by_user, login.user.clone(), device);
+        Some(login)
+    }
+}
+
+fn drop_device<K: std::hash::Hash + Eq>(m: &mut HashMap<K, Vec<String>>, key: K, device: &str) {
+    if let Some(v) = m.get_mut(&key) {
+        v.retain(|d| d != device);
+        if v.is_empty() {
+            m.remove(&key);
+        }
+    }
 }
 
 impl Deref for Cluster {
@@ -32,6 +161,11 @@ impl Deref for Cluster {
 
 impl Cluster {
     pub fn new(def: ClusterDefinition) -> Cluster {
+        Cluster::with_mobility(def, Arc::default())
+    }
+
+    /// A snapshot of a (possibly changed) definition that keeps the current logins.
+    pub fn with_mobility(def: ClusterDefinition, mobility: Arc<Mobility>) -> Cluster {
         let index = |names: Vec<&str>| -> HashMap<String, usize> {
             names
                 .into_iter()
@@ -70,7 +204,15 @@ impl Cluster {
                 dn_route_point.insert((l.dn.clone(), l.partition.clone()), i);
             }
         }
+        let profiles = index(
+            def.device_profiles
+                .iter()
+                .map(|p| p.name.as_str())
+                .collect(),
+        );
         Cluster {
+            profiles,
+            mobility,
             by_line_digits,
             dn_route_point,
             dialplan: DialPlan::new(&def),
@@ -111,13 +253,65 @@ impl Cluster {
             .and_then(|&i| self.def.directory_numbers.get(i))
     }
 
-    /// Devices that have a line with these digits, in any partition.
+    /// Devices that have a line with these digits, in any partition, as they are now (a device
+    /// with an Extension Mobility login has its profile's lines instead of its own).
     pub fn devices_with_line_digits(&self, digits: &str) -> impl Iterator<Item = &Device> {
-        self.by_line_digits
+        let m = self.mobility.read();
+        let mut out: Vec<&Device> = self
+            .by_line_digits
             .get(digits)
             .into_iter()
             .flatten()
             .filter_map(|&i| self.def.devices.get(i))
+            .filter(|d| !m.logins.contains_key(&d.name))
+            .collect();
+        out.extend(
+            m.by_line_digits
+                .get(digits)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| self.device(name)),
+        );
+        out.into_iter()
+    }
+
+    pub fn device_profile(&self, name: &str) -> Option<&DeviceProfile> {
+        self.profiles
+            .get(name)
+            .and_then(|&i| self.def.device_profiles.get(i))
+    }
+
+    /// The profile a logged-in device runs, when it still exists.
+    fn login_profile(&self, device: &str) -> Option<&DeviceProfile> {
+        let profile = self.mobility.read().logins.get(device)?.profile.clone();
+        self.device_profile(&profile)
+    }
+
+    /// The lines `dev` carries now: its login profile's, or its own.
+    pub fn lines_of(&self, dev: &Device) -> Vec<LineAppearance> {
+        match self.login_profile(&dev.name) {
+            Some(p) => p.lines.clone(),
+            None => dev.lines.clone(),
+        }
+    }
+
+    /// The device as it is now: with a login, the profile's lines, speed dials, services and
+    /// locale replace the device's own (what its configuration file carries).
+    pub fn effective_device(&self, name: &str) -> Option<Cow<'_, Device>> {
+        let dev = self.device(name)?;
+        Some(match self.login_profile(name) {
+            None => Cow::Borrowed(dev),
+            Some(p) => {
+                let mut d = dev.clone();
+                d.lines = p.lines.clone();
+                d.speed_dials = p.speed_dials.clone();
+                d.subscribed_services = p.subscribed_services.clone();
+                if p.user_locale.is_some() {
+                    d.user_locale = p.user_locale.clone();
+                }
+                Cow::Owned(d)
+            }
+        })
     }
 
     /// The route point that owns a DN, if a service owns it.
@@ -127,12 +321,25 @@ impl Cluster {
             .and_then(|&i| self.def.route_points.get(i))
     }
 
-    /// Devices that carry the DN as one of their lines (several: a shared line).
+    /// Devices that carry the DN as one of their lines now (several: a shared line), logins
+    /// included.
     pub fn devices_with_line(&self, key: &DnKey) -> impl Iterator<Item = &Device> {
-        self.dn_devices
+        let m = self.mobility.read();
+        let mut out: Vec<&Device> = self
+            .dn_devices
             .get(key)
             .into_iter()
             .flatten()
             .filter_map(|&i| self.def.devices.get(i))
+            .filter(|d| !m.logins.contains_key(&d.name))
+            .collect();
+        out.extend(
+            m.dn_devices
+                .get(key)
+                .into_iter()
+                .flatten()
+                .filter_map(|name| self.device(name)),
+        );
+        out.into_iter()
     }
 }

@@ -31,6 +31,14 @@ pub fn router(state: Arc<NodeState>) -> Router {
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
         .route(
+            "/emservice/EMServiceServlet",
+            get(crate::services::em::handler).post(crate::services::em::handler),
+        )
+        .route(
+            "/EMservice/EMServiceServlet",
+            get(crate::services::em::handler).post(crate::services::em::handler),
+        )
+        .route(
             "/ccmcip/authenticate.jsp",
             get(crate::services::authenticate::handler)
                 .post(crate::services::authenticate::handler),

@@ -206,6 +206,8 @@ pub struct NodeState {
     pub sip_host: String,
     /// Call control for the services: third-party calls, ending calls, line-state events.
     pub call_control: crate::sip::CallControl,
+    /// Extension Mobility: the EM service API and its automatic logouts.
+    pub em: crate::services::em::EmService,
     stop: watch::Sender<bool>,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -230,7 +232,8 @@ impl NodeState {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        *g = Arc::new(Cluster::new(def));
+        let mobility = g.mobility.clone();
+        *g = Arc::new(Cluster::with_mobility(def, mobility));
     }
 
     /// Replaces `{http}` / `{https}` in a configured URL with this node's base URLs.
@@ -295,7 +298,8 @@ pub async fn node_state(
     let (registrar, writer) =
         crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
     let (stop, _) = watch::channel(false);
-    Ok(Arc::new(NodeState {
+    let state = Arc::new(NodeState {
+        em: crate::services::em::EmService::new(),
         call_control: crate::sip::CallControl::new(),
         sip_host,
         stop,
@@ -312,7 +316,13 @@ pub async fn node_state(
         data_dir,
         tls: tls_cfg,
         sip_tls,
-    }))
+    });
+    // Logins made before a restart are still in force, and so are their automatic logouts.
+    let logins = state.em.restore(&state).await?;
+    if logins > 0 {
+        tracing::info!(logins, "Extension Mobility logins restored");
+    }
+    Ok(state)
 }
 
 fn bracket(host: &str) -> String {
@@ -363,6 +373,10 @@ pub async fn run(
         let dscp = state.cluster().qos.phone_configuration;
         tasks.spawn(tftp::serve(sock, state.clone(), dscp, stop_rx.clone()));
     }
+    tasks.spawn(crate::services::em::EmService::run_timers(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     let sip = crate::sip::SipServer::new(state.clone());
     tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
     tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));

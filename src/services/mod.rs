@@ -1,3 +1,4 @@
 //! The cluster's applications. Each service is a module; more arrive with their issues.
 pub mod authenticate;
+pub mod em;
 pub mod phone_config;

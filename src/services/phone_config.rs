@@ -21,8 +21,9 @@ pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> 
     if !is_device_name(device) {
         return None;
     }
-    let dev = def.device(device)?;
-    Some(device_config(state, def, dev))
+    // With an Extension Mobility login, the profile's lines, speed dials and services.
+    let dev = def.effective_device(device)?;
+    Some(device_config(state, def, &dev))
 }
 
 /// Cisco TFTP's list of the configuration files it serves, one `SEP<MAC>.cnf.xml` a line, in

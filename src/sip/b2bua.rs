@@ -85,6 +85,9 @@ pub enum Command {
         call: u64,
         reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
     },
+    /// Sends an unsolicited NOTIFY (`Event: check-sync` makes a Cisco phone fetch its
+    /// configuration again) to every address the device is registered from.
+    NotifyDevice { device: String, event: String },
 }
 
 /// A call offered to a service's route point.
@@ -590,7 +593,7 @@ impl B2bua {
         }
         // A device that registered this line from this address.
         for d in cluster.devices_with_line_digits(&user) {
-            for l in &d.lines {
+            for l in &cluster.lines_of(d) {
                 if l.dn != user {
                     continue;
                 }
@@ -1433,6 +1436,48 @@ impl B2bua {
         }
     }
 
+    /// An out-of-dialog NOTIFY to each address the device registered from.
+    fn notify_device(
+        &mut self,
+        registrar: &Registrar,
+        device: &str,
+        event: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let mut seen = BTreeSet::new();
+        for b in registrar.device_bindings(device) {
+            if !seen.insert((b.source, b.transport.as_str())) {
+                continue;
+            }
+            let peer = Peer {
+                addr: b.source,
+                transport: b.transport,
+            };
+            let host = self.host.clone();
+            let branch = self.branch();
+            let tag = self.tag();
+            let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
+            let mut req = Request::new(Method::Notify, &b.contact);
+            req.headers.push(
+                "Via",
+                format!(
+                    "SIP/2.0/{} {host};branch={branch};rport",
+                    peer.transport.as_str()
+                ),
+            );
+            req.headers.push("Max-Forwards", "70");
+            req.headers.push("From", format!("<sip:{host}>;tag={tag}"));
+            req.headers.push("To", format!("<{}>", b.contact));
+            req.headers.push("Call-ID", call_id);
+            req.headers.push("CSeq", "1 NOTIFY");
+            req.headers.push("Event", event.to_string());
+            req.headers.push("Subscription-State", "terminated");
+            tracing::debug!(device, to = %peer.addr, event, "NOTIFY");
+            self.send_request(req, peer, now, out);
+        }
+    }
+
     /// Builds an in-dialog request on a leg (we are its sender).
     fn dialog_request(&mut self, call: u64, idx: usize, method: Method) -> Option<(Request, Peer)> {
         let branch = self.branch();
@@ -1566,6 +1611,9 @@ impl B2bua {
     ) -> Vec<Out> {
         let mut out = Vec::new();
         match cmd {
+            Command::NotifyDevice { device, event } => {
+                self.notify_device(registrar, &device, &event, now, &mut out);
+            }
             Command::MakeCall {
                 device,
                 line,

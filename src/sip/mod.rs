@@ -154,6 +154,19 @@ impl CallControl {
         })?
     }
 
+    /// Tells a device to act on `event` with an unsolicited NOTIFY (`check-sync`: fetch the
+    /// configuration again, the reset Unified CM sends after an EM login). Best effort: a
+    /// full command queue drops it with a log line.
+    pub fn notify_device(&self, device: &str, event: &str) {
+        let cmd = b2bua::Command::NotifyDevice {
+            device: device.to_string(),
+            event: event.to_string(),
+        };
+        if self.commands.try_send(cmd).is_err() {
+            tracing::warn!(device, event, "call control busy: NOTIFY not sent");
+        }
+    }
+
     /// Line-state changes from now on (ringing, connected, idle) for monitoring.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<b2bua::LineEvent> {
         self.events.subscribe()
@@ -291,7 +304,7 @@ impl SipServer {
     fn register(&self, req: &Request, source: SocketAddr, transport: Transport) -> Response {
         let cluster = self.state.cluster();
         let max = cluster.service_parameters.call_manager.register_expires;
-        let decision = registrar::decide(&cluster, req, max, |d| d.lines.clone());
+        let decision = registrar::decide(&cluster, req, max, |d| cluster.lines_of(d));
         match decision {
             Ok(d) => {
                 let device = match &d {

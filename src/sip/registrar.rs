@@ -333,6 +333,19 @@ impl Registrar {
             .cloned()
     }
 
+    /// The device's live bindings (one per registered line).
+    pub fn device_bindings(&self, device: &str) -> Vec<Binding> {
+        let now = unix_now();
+        let map = match self.bindings.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        map.values()
+            .filter(|b| b.device == device && b.expires_at > now)
+            .cloned()
+            .collect()
+    }
+
     /// Whether any line of the device is registered.
     pub fn is_registered(&self, device: &str) -> bool {
         let now = unix_now();

@@ -6,6 +6,7 @@ mod callcontrol;
 mod cli;
 mod common;
 mod config;
+mod em;
 mod pcap;
 mod phone;
 mod serve;

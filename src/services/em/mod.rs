@@ -1,0 +1,749 @@
+//! Extension Mobility (the seed's "Extension Mobility" section; spec section 3): the EM service
+//! API at `/emservice/EMServiceServlet`, with Cisco's requests, queries and error codes.
+//!
+//! A login applies a user's device profile to a device: its lines, speed dials, services and
+//! locale replace the device's own (see [`crate::cluster::Mobility`]), the configuration file
+//! follows, and the phone is told to fetch it again. Logins live in the database (one
+//! transaction each, so a crash leaves a device logged in or not, never half) and so do their
+//! automatic logout times, which a timer task honours, also after a restart.
+//!
+//! Policy, in the order Cisco's service applies it: Maximum Concurrent Requests (26), the
+//! caller's credentials (3) and proxy rights (10), Allow Proxy (30), Validate IP Address with the
+//! Trusted List of IPs (28), then the device (11, 22), the user (23), the profile (12), the
+//! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
+
+pub mod api;
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap};
+use axum::response::{IntoResponse, Response};
+
+use crate::auth::VerifiedCache;
+use crate::cluster::Login;
+use crate::config::model::{MultipleLoginBehavior, Role};
+use crate::server::NodeState;
+use crate::sip::registrar::unix_now;
+use crate::store::{EmLoginRow, EmWrite};
+use api::{AppInfo, Certificate, DeviceUser, Duration, Envelope, Request};
+
+/// An EM error: Cisco's code and a message saying what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("EM error {code}: {message}")]
+pub struct EmError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl EmError {
+    pub fn new(code: u32, message: impl Into<String>) -> EmError {
+        EmError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Cisco's meaning of each code, as the phone and `ucm em` print it.
+pub fn code_meaning(code: u32) -> &'static str {
+    match code {
+        0 => "Unknown Error",
+        1 => "Error on Parsing",
+        2 => "Cannot authorize App user",
+        3 => "Invalid App User",
+        4 => "Policy Validation error",
+        5 => "Device logon disabled",
+        6 => "Database Error",
+        7 => "Logout Request Error",
+        8 => "Query type undetermined",
+        9 => "Dir. User Info Error",
+        10 => "User lacks app proxy rights",
+        11 => "Device does not exist",
+        12 => "Dev. Profile not found",
+        18 => "Another user logged in",
+        19 => "No user logged in",
+        20 => "Hoteling flag error",
+        21 => "Hoteling Status error",
+        22 => "Device logon disabled",
+        23 => "User not found",
+        25 => "User logged in elsewhere",
+        26 => "Busy, please try again",
+        27 => "Change Password",
+        28 => "Untrusted IP Error",
+        29 => "RIS down-contact admin",
+        30 => "Proxy not allowed",
+        _ => "Unknown Error",
+    }
+}
+
+/// Who is calling the API, once their credentials checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub id: String,
+    /// Standard EM Authentication Proxy Rights: may act for any user.
+    pub proxy: bool,
+    pub is_end_user: bool,
+}
+
+impl Principal {
+    fn may_act_for(&self, user: &str) -> bool {
+        self.proxy || (self.is_end_user && self.id == user)
+    }
+}
+
+/// What the HTTP layer knows of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub peer: IpAddr,
+    /// The request came through an HTTP proxy (it carries a `Via` header).
+    pub via: bool,
+}
+
+/// The EM service of one node.
+pub struct EmService {
+    inflight: AtomicUsize,
+    credentials: VerifiedCache,
+    /// Automatic logouts: (unix seconds, device).
+    timers: Mutex<BTreeSet<(i64, String)>>,
+    wake: tokio::sync::Notify,
+}
+
+impl Default for EmService {
+    fn default() -> Self {
+        EmService::new()
+    }
+}
+
+/// Decrements the in-flight count when a request ends, however it ends.
+struct Slot<'a>(&'a AtomicUsize);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Parses `H:MM` (Intra-cluster Maximum Login Time) into minutes.
+pub fn parse_hmm(s: &str) -> Option<u32> {
+    let (h, m) = s.trim().split_once(':')?;
+    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
+    (m < 60 && h * 60 + m <= 168 * 60).then_some(h * 60 + m)
+}
+
+/// Whether `ip` is one of the trusted entries (addresses or `addr/len` prefixes).
+fn trusted(ip: IpAddr, list: &[String]) -> bool {
+    list.iter().any(|entry| match entry.split_once('/') {
+        None => entry.trim().parse::<IpAddr>().is_ok_and(|a| a == ip),
+        Some((net, len)) => {
+            let (Ok(net), Ok(len)) = (net.trim().parse::<IpAddr>(), len.trim().parse::<u32>())
+            else {
+                return false;
+            };
+            match (net, ip) {
+                (IpAddr::V4(n), IpAddr::V4(a)) if len <= 32 => {
+                    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+                    u32::from(n) & mask == u32::from(a) & mask
+                }
+                (IpAddr::V6(n), IpAddr::V6(a)) if len <= 128 => {
+                    let mask = if len == 0 {
+                        0
+                    } else {
+                        u128::MAX << (128 - len)
+                    };
+                    u128::from(n) & mask == u128::from(a) & mask
+                }
+                _ => false,
+            }
+        }
+    })
+}
+
+impl EmService {
+    pub fn new() -> EmService {
+        EmService {
+            inflight: AtomicUsize::new(0),
+            credentials: VerifiedCache::new(std::time::Duration::from_secs(300)),
+            timers: Mutex::new(BTreeSet::new()),
+            wake: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn timers(&self) -> std::sync::MutexGuard<'_, BTreeSet<(i64, String)>> {
+        self.timers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn schedule(&self, at: i64, device: &str) {
+        self.timers().insert((at, device.to_string()));
+        self.wake.notify_one();
+    }
+
+    /// Loads the stored logins into the running cluster and arms their automatic logouts.
+    pub async fn restore(&self, state: &NodeState) -> Result<usize, crate::store::StoreError> {
+        let rows = state.store.em_logins().await?;
+        let cluster = state.cluster();
+        for r in &rows {
+            let lines = cluster
+                .device_profile(&r.profile)
+                .map(|p| p.lines.clone())
+                .unwrap_or_default();
+            cluster.mobility.insert(
+                Login {
+                    device: r.device.clone(),
+                    user: r.userid.clone(),
+                    profile: r.profile.clone(),
+                    logged_in_at: r.logged_in_at,
+                    logout_at: r.logout_at,
+                },
+                &lines,
+            );
+            if let Some(at) = r.logout_at {
+                self.schedule(at, &r.device);
+            }
+        }
+        Ok(rows.len())
+    }
+
+    /// Answers one API call: the response document (HTTP 200 in every case, as Cisco's).
+    pub async fn handle(&self, state: &Arc<NodeState>, xml: &str, caller: Caller) -> String {
+        let max = state
+            .cluster()
+            .service_parameters
+            .extension_mobility
+            .max_concurrent_requests as usize;
+        let n = self.inflight.fetch_add(1, Ordering::AcqRel);
+        let _slot = Slot(&self.inflight);
+        if max > 0 && n >= max {
+            return api::failure(&EmError::new(
+                26,
+                format!("Busy, please try again ({max} requests already in progress)"),
+            ));
+        }
+        let outcome = match api::parse(xml) {
+            Ok(env) => self.execute(state, env, caller).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(body) => body,
+            Err(e) => {
+                tracing::info!(code = e.code, reason = %e.message, "EM request refused");
+                api::failure(&e)
+            }
+        }
+    }
+
+    async fn execute(
+        &self,
+        state: &Arc<NodeState>,
+        env: Envelope,
+        caller: Caller,
+    ) -> Result<String, EmError> {
+        let principal = self.authenticate(state, &env.app).await?;
+        let params = state
+            .cluster()
+            .service_parameters
+            .extension_mobility
+            .clone();
+        let origin = env.request.origin().clone();
+        let kind = env.request.kind();
+        if (caller.via || origin.via_header_set) && !params.allow_proxy {
+            return Err(EmError::new(
+                30,
+                format!("{kind} through an HTTP proxy is not allowed (Allow Proxy is off)"),
+            ));
+        }
+        let remote = origin
+            .remote_ip
+            .as_deref()
+            .and_then(|s| s.parse::<IpAddr>().ok())
+            .unwrap_or(caller.peer);
+        match env.request {
+            Request::Login {
+                device,
+                user,
+                profile,
+                duration,
+                ..
+            } => {
+                self.check_ip(state, &device, remote)?;
+                self.login(
+                    state,
+                    &principal,
+                    &device,
+                    &user,
+                    profile.as_deref(),
+                    duration,
+                )
+                .await?;
+                Ok(api::success())
+            }
+            Request::Logout { device, .. } => {
+                self.check_ip(state, &device, remote)?;
+                self.logout(state, &principal, &device).await?;
+                Ok(api::success())
+            }
+            Request::LogoutAll { .. } => {
+                if !principal.proxy {
+                    return Err(EmError::new(
+                        10,
+                        format!("{} lacks EM proxy rights for logoutAll", principal.id),
+                    ));
+                }
+                for l in state.cluster().mobility.all() {
+                    self.end_login(state, &l.device, None).await?;
+                }
+                Ok(api::success())
+            }
+            Request::DeviceUserQuery { devices, .. } => {
+                let cluster = state.cluster();
+                let mut out = Vec::with_capacity(devices.len());
+                for d in devices {
+                    let entry = if cluster.device(&d).is_none() {
+                        DeviceUser::DoesNotExist
+                    } else if let Some(l) = cluster.mobility.login(&d) {
+                        if !principal.may_act_for(&l.user) {
+                            return Err(EmError::new(
+                                10,
+                                format!("{} may not query other users' logins", principal.id),
+                            ));
+                        }
+                        DeviceUser::LoggedIn(l.user)
+                    } else {
+                        let last = state
+                            .store
+                            .em_last_user(&d)
+                            .await
+                            .map_err(|e| EmError::new(6, format!("database: {e}")))?;
+                        DeviceUser::None { last }
+                    };
+                    out.push((d, entry));
+                }
+                Ok(api::device_user_results(&out))
+            }
+            Request::UserDevicesQuery { users, .. } => {
+                let cluster = state.cluster();
+                let mut out = Vec::with_capacity(users.len());
+                for u in users {
+                    self.may_query(&principal, &u)?;
+                    let devices = cluster.end_user(&u).map(|_| {
+                        let mut d = cluster.mobility.devices_of(&u);
+                        d.sort();
+                        d
+                    });
+                    out.push((u, devices));
+                }
+                Ok(api::user_devices_results(&out))
+            }
+            Request::CheckUser { users, .. } => {
+                let cluster = state.cluster();
+                let mut out = Vec::with_capacity(users.len());
+                for u in users {
+                    self.may_query(&principal, &u)?;
+                    out.push((u.clone(), cluster.end_user(&u).is_some()));
+                }
+                Ok(api::check_user_results(&out))
+            }
+            Request::DeviceProfileQuery { users, .. } => {
+                let cluster = state.cluster();
+                let mut out = Vec::with_capacity(users.len());
+                for u in users {
+                    self.may_query(&principal, &u)?;
+                    let profiles = cluster.end_user(&u).map(|eu| {
+                        let default = eu
+                            .default_profile
+                            .clone()
+                            .or_else(|| eu.device_profiles.first().cloned());
+                        eu.device_profiles
+                            .iter()
+                            .map(|p| (p.clone(), Some(p) == default.as_ref()))
+                            .collect()
+                    });
+                    out.push((u, profiles));
+                }
+                Ok(api::device_profile_results(&out))
+            }
+        }
+    }
+
+    fn may_query(&self, principal: &Principal, user: &str) -> Result<(), EmError> {
+        if principal.may_act_for(user) {
+            Ok(())
+        } else {
+            Err(EmError::new(
+                10,
+                format!("{} lacks EM proxy rights to ask about {user}", principal.id),
+            ))
+        }
+    }
+
+    /// Checks `appInfo`: an end user or application user with the right password (3), not
+    /// locked out by the credential policy.
+    pub async fn authenticate(
+        &self,
+        state: &Arc<NodeState>,
+        app: &AppInfo,
+    ) -> Result<Principal, EmError> {
+        let refused = || EmError::new(3, format!("Could not authenticate '{}'", app.app_id));
+        let Certificate::Plain(password) = &app.certificate else {
+            // Cisco's encrypted certificate is for its internal EMApp user only.
+            return Err(refused());
+        };
+        let cluster = state.cluster();
+        let (hash, principal) = if let Some(u) = cluster.end_user(&app.app_id) {
+            (
+                u.password_hash.clone(),
+                Principal {
+                    id: u.userid.clone(),
+                    proxy: u.roles.contains(&Role::EmProxy),
+                    is_end_user: true,
+                },
+            )
+        } else if let Some(a) = cluster.application_user(&app.app_id) {
+            (
+                a.password_hash.clone(),
+                Principal {
+                    id: a.userid.clone(),
+                    proxy: a.roles.contains(&Role::EmProxy),
+                    is_end_user: false,
+                },
+            )
+        } else {
+            return Err(refused());
+        };
+        let Some(hash) = hash else {
+            return Err(refused());
+        };
+        let credential = crate::services::authenticate::password_credential(&principal.id);
+        let now = unix_now();
+        let prior = state
+            .store
+            .credential_failures(&credential)
+            .await
+            .map_err(|e| EmError::new(6, format!("database: {e}")))?;
+        if prior.is_some_and(|p| p.locked_until > now) {
+            return Err(EmError::new(3, format!("'{}' is locked out", app.app_id)));
+        }
+        let st = state.clone();
+        let (id, pw) = (principal.id.clone(), password.clone());
+        let ok = tokio::task::spawn_blocking(move || st.em.credentials.verify(&id, &pw, &hash))
+            .await
+            .unwrap_or(false);
+        if ok {
+            if prior.is_some() {
+                let _ = state.store.clear_credential_failures(&credential).await;
+            }
+            return Ok(principal);
+        }
+        self.credentials.forget(&principal.id);
+        let policy = cluster.service_parameters.phone_services.clone();
+        if let Err(e) = state
+            .store
+            .record_credential_failure(
+                &credential,
+                now,
+                policy.auth_lockout_threshold,
+                i64::from(policy.auth_lockout_minutes) * 60,
+            )
+            .await
+        {
+            tracing::error!(error = %e, "EM: counting a failed password");
+        }
+        Err(refused())
+    }
+
+    /// Validate IP Address: the request must come from the device itself or a trusted address.
+    fn check_ip(&self, state: &NodeState, device: &str, remote: IpAddr) -> Result<(), EmError> {
+        let cluster = state.cluster();
+        let p = &cluster.service_parameters.extension_mobility;
+        if !p.validate_ip_address || trusted(remote, &p.trusted_ips) {
+            return Ok(());
+        }
+        let device_ips: Vec<IpAddr> = state
+            .registrar
+            .device_bindings(device)
+            .iter()
+            .map(|b| b.source.ip())
+            .collect();
+        if device_ips.contains(&remote) {
+            Ok(())
+        } else {
+            Err(EmError::new(
+                28,
+                format!("{remote} is neither {device}'s address nor in the Trusted List of IPs"),
+            ))
+        }
+    }
+
+    /// Logs `user` in on `device`.
+    pub async fn login(
+        &self,
+        state: &Arc<NodeState>,
+        principal: &Principal,
+        device: &str,
+        user: &str,
+        profile: Option<&str>,
+        duration: Option<Duration>,
+    ) -> Result<(), EmError> {
+        let cluster = state.cluster();
+        let params = &cluster.service_parameters.extension_mobility;
+        let dev = cluster
+            .device(device)
+            .ok_or_else(|| EmError::new(11, format!("device {device} does not exist")))?;
+        if !dev.em_enabled {
+            return Err(EmError::new(
+                22,
+                format!("Extension Mobility is not enabled on {device}"),
+            ));
+        }
+        let eu = cluster
+            .end_user(user)
+            .ok_or_else(|| EmError::new(23, format!("user {user} not found")))?;
+        if !principal.may_act_for(user) {
+            return Err(EmError::new(
+                10,
+                format!("{} lacks EM proxy rights to log {user} in", principal.id),
+            ));
+        }
+        let profile_name = profile
+            .map(str::to_string)
+            .or_else(|| eu.default_profile.clone())
+            .or_else(|| eu.device_profiles.first().cloned())
+            .ok_or_else(|| EmError::new(12, format!("{user} has no device profile")))?;
+        let owns = eu.device_profiles.contains(&profile_name)
+            || eu.default_profile.as_deref() == Some(profile_name.as_str());
+        let prof = cluster
+            .device_profile(&profile_name)
+            .filter(|_| owns)
+            .ok_or_else(|| {
+                EmError::new(
+                    12,
+                    format!("device profile {profile_name} not found for {user}"),
+                )
+            })?;
+        if let Some(current) = cluster.mobility.login(device) {
+            if current.user != user {
+                return Err(EmError::new(
+                    18,
+                    format!("{} is logged in on {device}", current.user),
+                ));
+            }
+        }
+        let elsewhere: Vec<String> = cluster
+            .mobility
+            .devices_of(user)
+            .into_iter()
+            .filter(|d| d != device)
+            .collect();
+        let also_logout = match (&params.multiple_login_behavior, elsewhere.is_empty()) {
+            (_, true) | (MultipleLoginBehavior::Allowed, _) => Vec::new(),
+            (MultipleLoginBehavior::NotAllowed, false) => {
+                return Err(EmError::new(
+                    25,
+                    format!("{user} is logged in on {}", elsewhere.join(", ")),
+                ))
+            }
+            (MultipleLoginBehavior::AutoLogout, false) => elsewhere,
+        };
+        let now = unix_now();
+        let max = params
+            .enforce_max_login_time
+            .then(|| parse_hmm(&params.max_login_time))
+            .flatten()
+            .map(|m| i64::from(m) * 60);
+        let asked = match duration {
+            Some(Duration::Minutes(m)) => Some(i64::from(m) * 60),
+            Some(Duration::Indefinite) | None => None,
+        };
+        // The intra-cluster maximum, when enforced, caps whatever the request asked for.
+        let logout_in = match (asked, max) {
+            (Some(a), Some(m)) => Some(a.min(m)),
+            (a, m) => a.or(m),
+        };
+        let row = EmLoginRow {
+            device: device.to_string(),
+            userid: user.to_string(),
+            profile: profile_name.clone(),
+            logged_in_at: now,
+            logout_at: logout_in.map(|s| now + s),
+            node: state.node.name.clone(),
+        };
+        match state.store.em_login(&row, &also_logout).await {
+            Ok(()) => {}
+            Err(EmWrite::DeviceTaken) => {
+                return Err(EmError::new(
+                    18,
+                    format!("another user is logged in on {device}"),
+                ))
+            }
+            Err(EmWrite::Store(e)) => return Err(EmError::new(6, format!("database: {e}"))),
+        }
+        for d in &also_logout {
+            cluster.mobility.remove(d);
+            tracing::info!(
+                device = d,
+                user,
+                "EM: logged out automatically (multiple login)"
+            );
+            reset_phone(state, d);
+        }
+        cluster.mobility.insert(
+            Login {
+                device: device.to_string(),
+                user: user.to_string(),
+                profile: profile_name,
+                logged_in_at: now,
+                logout_at: row.logout_at,
+            },
+            &prof.lines,
+        );
+        if let Some(at) = row.logout_at {
+            self.schedule(at, device);
+        }
+        tracing::info!(device, user, profile = %row.profile, logout_at = ?row.logout_at, "EM login");
+        reset_phone(state, device);
+        Ok(())
+    }
+
+    /// Logs the device out on behalf of `principal`.
+    pub async fn logout(
+        &self,
+        state: &Arc<NodeState>,
+        principal: &Principal,
+        device: &str,
+    ) -> Result<(), EmError> {
+        let cluster = state.cluster();
+        let dev = cluster
+            .device(device)
+            .ok_or_else(|| EmError::new(11, format!("device {device} does not exist")))?;
+        if !dev.em_enabled {
+            return Err(EmError::new(
+                5,
+                format!("Extension Mobility is not enabled on {device}"),
+            ));
+        }
+        let Some(current) = cluster.mobility.login(device) else {
+            return Err(EmError::new(19, format!("nobody is logged in on {device}")));
+        };
+        if !principal.may_act_for(&current.user) {
+            return Err(EmError::new(
+                10,
+                format!(
+                    "{} lacks EM proxy rights to log {} out",
+                    principal.id, current.user
+                ),
+            ));
+        }
+        self.end_login(state, device, None).await?;
+        Ok(())
+    }
+
+    /// Ends a device's login in the database, then in the running cluster, and resets the
+    /// phone. `only_if_logout_at`: for timers, only the login they were set for.
+    async fn end_login(
+        &self,
+        state: &Arc<NodeState>,
+        device: &str,
+        only_if_logout_at: Option<i64>,
+    ) -> Result<Option<String>, EmError> {
+        let user = state
+            .store
+            .em_logout(device, only_if_logout_at)
+            .await
+            .map_err(|e| EmError::new(6, format!("database: {e}")))?;
+        if user.is_some() {
+            state.cluster().mobility.remove(device);
+            tracing::info!(device, user = ?user, auto = only_if_logout_at.is_some(), "EM logout");
+            reset_phone(state, device);
+        }
+        Ok(user)
+    }
+
+    /// Fires automatic logouts when they are due, until `stop`.
+    pub async fn run_timers(state: Arc<NodeState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        loop {
+            let now = unix_now();
+            let due: Vec<(i64, String)> = {
+                let mut t = state.em.timers();
+                let later = t.split_off(&(now + 1, String::new()));
+                std::mem::replace(&mut *t, later).into_iter().collect()
+            };
+            for (at, device) in due {
+                if let Err(e) = state.em.end_login(&state, &device, Some(at)).await {
+                    tracing::warn!(device, error = %e, "EM: automatic logout failed; retrying");
+                    state.em.timers().insert((unix_now() + 5, device));
+                }
+            }
+            let next = state.em.timers().iter().next().map(|(at, _)| *at);
+            let wait = match next {
+                Some(at) => std::time::Duration::from_secs((at - unix_now()).clamp(0, 3600) as u64),
+                None => std::time::Duration::from_secs(3600),
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = state.em.wake.notified() => {}
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
+
+/// Tells the phone to fetch its configuration again (SIP NOTIFY check-sync), as Unified CM
+/// does after a login or logout.
+fn reset_phone(state: &Arc<NodeState>, device: &str) {
+    state.call_control.notify_device(device, "check-sync");
+}
+
+/// `POST /emservice/EMServiceServlet` with the form field `xml=` (GET with `?xml=` too).
+pub async fn handler(
+    State(state): State<Arc<NodeState>>,
+    ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
+    Query(query): Query<std::collections::HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let mut xml = query.get("xml").cloned();
+    if xml.is_none() {
+        xml = crate::services::authenticate::url_decode_pairs(&body)
+            .into_iter()
+            .find(|(k, _)| k == "xml")
+            .map(|(_, v)| v);
+    }
+    let caller = Caller {
+        peer: peer.ip(),
+        via: headers.contains_key(header::VIA),
+    };
+    let out = match xml {
+        Some(x) => state.em.handle(&state, &x, caller).await,
+        None => api::failure(&EmError::new(1, "no xml= field in the request")),
+    };
+    ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn max_login_time_and_trusted_lists() {
+        assert_eq!(parse_hmm("8:00"), Some(480));
+        assert_eq!(parse_hmm("168:00"), Some(10080));
+        assert_eq!(parse_hmm("168:01"), None);
+        assert_eq!(parse_hmm("1:60"), None);
+        assert_eq!(parse_hmm("x"), None);
+        let list = vec![
+            "10.0.0.5".to_string(),
+            "192.168.1.0/24".into(),
+            "fd00::/8".into(),
+        ];
+        assert!(trusted("10.0.0.5".parse().unwrap(), &list));
+        assert!(!trusted("10.0.0.6".parse().unwrap(), &list));
+        assert!(trusted("192.168.1.77".parse().unwrap(), &list));
+        assert!(!trusted("192.168.2.1".parse().unwrap(), &list));
+        assert!(trusted("fd12::1".parse().unwrap(), &list));
+        assert!(!trusted("fe80::1".parse().unwrap(), &list));
+        assert!(!trusted("1.2.3.4".parse().unwrap(), &["junk/99".into()]));
+    }
+}

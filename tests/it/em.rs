@@ -1,0 +1,370 @@
+//! Extension Mobility (issue 6): the EM service API over HTTP, with requests written exactly as
+//! Cisco's developer guide shows them (form-encoded `xml=`), every error code that applies, and
+//! automatic logouts that survive a restart.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use crate::common::{http_get, split_http, write_file, Server};
+
+/// Percent-encodes a form value the way browsers and Cisco's samples do.
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(char::from(b))
+            }
+            b' ' => out.push('+'),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// POSTs `xml=...` to the EM service; returns the response body.
+fn em_post(http: SocketAddr, xml: &str, extra_headers: &str) -> String {
+    let body = format!("xml={}", form_encode(xml));
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (status, head, body) = split_http(&raw);
+    assert_eq!(status, 200, "the EM service answers 200 to every request");
+    assert!(head.to_ascii_lowercase().contains("text/xml"), "{head}");
+    String::from_utf8(body).unwrap()
+}
+
+fn app(id: &str, pw: &str) -> String {
+    format!("<appInfo><appID>{id}</appID><appCertificate>{pw}</appCertificate></appInfo>")
+}
+
+fn login(app_info: &str, device: &str, user: &str, extra: &str) -> String {
+    format!("<request>{app_info}<login><deviceName>{device}</deviceName><userID>{user}</userID>{extra}</login></request>")
+}
+
+fn logout(app_info: &str, device: &str) -> String {
+    format!("<request>{app_info}<logout><deviceName>{device}</deviceName></logout></request>")
+}
+
+fn error_code(resp: &str) -> Option<u32> {
+    let i = resp.find("<error code=\"")? + 13;
+    resp[i..].split('"').next()?.parse().ok()
+}
+
+const OK: &str = "<response><success/></response>";
+const HOTDESK: &str = "SEP0000000000A1";
+
+/// The demo cluster with EM parameters changed, plus a device profile for sadams and
+/// Sally's phone EM-enabled.
+fn em_cluster(dir: &std::path::Path, em_params: &str) -> std::path::PathBuf {
+    let text = ucm::config::DEMO_YAML
+        .replace("    max_concurrent_requests: 5\n", "")
+        .replace(
+            "  extension_mobility:\n    validate_ip_address: false\n    allow_proxy: true\n    multiple_login_behavior: not-allowed\n",
+            &format!("  extension_mobility:\n{em_params}"),
+        )
+        .replace(
+            "device_profiles:\n",
+            "device_profiles:\n  - name: sadams-udp\n    lines:\n      - {dn: \"23923\", partition: Internal_PT}\n",
+        )
+        .replace(
+            "    associated_devices: [SEP00036BC7B975]\n",
+            "    associated_devices: [SEP00036BC7B975]\n    device_profiles: [sadams-udp]\n",
+        );
+    assert!(
+        text.contains("sadams-udp]"),
+        "fixture changed: update this test"
+    );
+    write_file(dir, "em.yaml", &text)
+}
+
+const DEFAULT_PARAMS: &str = "    validate_ip_address: false\n    allow_proxy: false\n    multiple_login_behavior: not-allowed\n    max_concurrent_requests: 5\n";
+
+#[test]
+fn r6_login_applies_the_profile_and_logout_restores_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let proxy = app("emproxy", "emproxy");
+    let cnf = |dev: &str| {
+        let (st, _, body) = http_get(srv.addr("tftp_http"), &format!("/{dev}.cnf.xml"));
+        assert_eq!(st, 200);
+        String::from_utf8(body).unwrap()
+    };
+    assert!(
+        cnf(HOTDESK).contains("<name>29001</name>"),
+        "{}",
+        cnf(HOTDESK)
+    );
+
+    // The guide's login, with the profile named and a duration.
+    let r = em_post(
+        http,
+        &login(&proxy, HOTDESK, "jsmith", "<deviceProfile>jsmith-udp</deviceProfile><exclusiveDuration><time>60</time></exclusiveDuration>"),
+        "",
+    );
+    assert_eq!(r, OK);
+    // The configuration file now carries the profile's line and speed dial.
+    let c = cnf(HOTDESK);
+    assert!(
+        c.contains("<name>10001</name>") && !c.contains("<name>29001</name>"),
+        "{c}"
+    );
+    assert!(c.contains("10002"), "the profile's speed dial: {c}");
+
+    let q = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName><deviceName>SEP00036BC7B974</deviceName><deviceName>SEPFFFFFFFFFFFF</deviceName></deviceUserQuery></query>");
+    assert_eq!(
+        em_post(http, &q, ""),
+        format!("<response><deviceUserResults><device name=\"{HOTDESK}\"><userID>jsmith</userID></device><device name=\"SEP00036BC7B974\"><none/></device><device name=\"SEPFFFFFFFFFFFF\"><doesNotExist/></device></deviceUserResults></response>")
+    );
+    let q = format!("<query>{proxy}<userDevicesQuery><userID>jsmith</userID><userID>nobody</userID></userDevicesQuery></query>");
+    assert_eq!(
+        em_post(http, &q, ""),
+        format!("<response><userDevicesResults><user id=\"jsmith\"><deviceName>{HOTDESK}</deviceName></user><user id=\"nobody\"><doesNotExist/></user></userDevicesResults></response>")
+    );
+    // The developer guide's name for the profile query works as well as the DTD's.
+    let q = format!("<query>{proxy}<userDeviceProfileQuery><userID>jsmith</userID></userDeviceProfileQuery></query>");
+    let r = em_post(http, &q, "");
+    assert!(
+        r.contains("<name>jsmith-udp</name><isDefaultDeviceProfile>t</isDefaultDeviceProfile>"),
+        "{r}"
+    );
+
+    // The user logs himself out with his own password (no proxy rights needed for himself).
+    assert_eq!(
+        em_post(http, &logout(&app("jsmith", "cisco"), HOTDESK), ""),
+        OK
+    );
+    let c = cnf(HOTDESK);
+    assert!(
+        c.contains("<name>29001</name>") && !c.contains("<name>10001</name>"),
+        "{c}"
+    );
+    let q = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName></deviceUserQuery></query>");
+    assert_eq!(
+        em_post(http, &q, ""),
+        format!("<response><deviceUserResults><device name=\"{HOTDESK}\"><lastlogin>jsmith</lastlogin><none/></device></deviceUserResults></response>")
+    );
+    // Without a profile named, the user's default applies; logoutAll ends every login.
+    assert_eq!(em_post(http, &login(&proxy, HOTDESK, "jsmith", ""), ""), OK);
+    let all = format!("<request>{proxy}<logoutAll></logoutAll></request>");
+    assert_eq!(em_post(http, &all, ""), OK);
+    assert_eq!(
+        error_code(&em_post(http, &logout(&proxy, HOTDESK), "")),
+        Some(19)
+    );
+}
+
+#[test]
+fn r6_every_applicable_error_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let proxy = app("emproxy", "emproxy");
+    let code = |xml: &str| error_code(&em_post(http, xml, ""));
+
+    assert_eq!(code("<request><login>"), Some(1), "not XML");
+    assert_eq!(
+        code(&format!(
+            "<request>{proxy}<login><deviceName>{HOTDESK}</deviceName></login></request>"
+        )),
+        Some(1),
+        "no userID"
+    );
+    assert_eq!(
+        code(&format!("<query>{proxy}<whereIsEveryone/></query>")),
+        Some(8)
+    );
+    assert_eq!(
+        code(&login(&app("ghost", "x"), HOTDESK, "jsmith", "")),
+        Some(3),
+        "unknown app user"
+    );
+    assert_eq!(
+        code(&login(&app("emproxy", "wrong"), HOTDESK, "jsmith", "")),
+        Some(3),
+        "bad password"
+    );
+    assert_eq!(
+        code(&login(&app("sadams", "cisco"), HOTDESK, "jsmith", "")),
+        Some(10),
+        "acting for another user without proxy rights"
+    );
+    assert_eq!(
+        code(&login(&proxy, "SEP0000000000FF", "jsmith", "")),
+        Some(11)
+    );
+    assert_eq!(
+        code(&login(&proxy, "SEP00036BC7B974", "jsmith", "")),
+        Some(22),
+        "EM not enabled"
+    );
+    assert_eq!(
+        code(&logout(&proxy, "SEP00036BC7B974")),
+        Some(5),
+        "EM not enabled, at logout"
+    );
+    assert_eq!(code(&login(&proxy, HOTDESK, "nobody", "")), Some(23));
+    assert_eq!(
+        code(&login(
+            &proxy,
+            HOTDESK,
+            "jsmith",
+            "<deviceProfile>sadams-udp</deviceProfile>"
+        )),
+        Some(12),
+        "another user's profile"
+    );
+    assert_eq!(
+        code(&login(&proxy, HOTDESK, "ssmith", "")),
+        Some(12),
+        "a user with no profile"
+    );
+    assert_eq!(code(&logout(&proxy, HOTDESK)), Some(19));
+    assert_eq!(em_post(http, &login(&proxy, HOTDESK, "jsmith", ""), ""), OK);
+    assert_eq!(code(&login(&proxy, HOTDESK, "sadams", "")), Some(18));
+    // Multiple Login Behavior "not allowed": jsmith cannot log in on his own EM phone too.
+    assert_eq!(
+        code(&login(&proxy, "SEP00036BC7B973", "jsmith", "")),
+        Some(25)
+    );
+    // A request through a proxy (Via header) with Allow Proxy off.
+    let r = em_post(http, &logout(&proxy, HOTDESK), "Via: 1.1 squid\r\n");
+    assert_eq!(error_code(&r), Some(30), "{r}");
+    let r = em_post(
+        http,
+        &format!("<request>{proxy}<logout><deviceName>{HOTDESK}</deviceName><isViaHeaderSet>true</isViaHeaderSet></logout></request>"),
+        "",
+    );
+    assert_eq!(error_code(&r), Some(30), "{r}");
+    // Failures read as Cisco's do.
+    let r = em_post(http, &login(&app("ghost", "x"), HOTDESK, "jsmith", ""), "");
+    assert_eq!(
+        r,
+        "<response><failure><error code=\"3\">Could not authenticate &apos;ghost&apos;</error></failure></response>"
+    );
+    assert_eq!(em_post(http, &logout(&proxy, HOTDESK), ""), OK);
+}
+
+#[test]
+fn r6_policy_validate_ip_auto_logout_and_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = "    validate_ip_address: true\n    trusted_ips: [\"127.0.0.9\"]\n    allow_proxy: true\n    multiple_login_behavior: auto-logout\n    max_concurrent_requests: 1\n";
+    let def = em_cluster(dir.path(), params);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let proxy = app("emproxy", "emproxy");
+    // The test connects from 127.0.0.1, which is not the (unregistered) device's address.
+    assert_eq!(
+        error_code(&em_post(http, &login(&proxy, HOTDESK, "jsmith", ""), "")),
+        Some(28)
+    );
+    // An address on the Trusted List is accepted (EMApp forwards the phone's address so).
+    let via_trusted = login(
+        &proxy,
+        HOTDESK,
+        "jsmith",
+        "<remoteIPAddr>127.0.0.9</remoteIPAddr>",
+    );
+    assert_eq!(em_post(http, &via_trusted, ""), OK);
+    // Auto-logout: logging jsmith in elsewhere logs the hot-desk phone out.
+    let other = login(
+        &proxy,
+        "SEP00036BC7B973",
+        "jsmith",
+        "<remoteIPAddr>127.0.0.9</remoteIPAddr>",
+    );
+    assert_eq!(em_post(http, &other, ""), OK);
+    let q = format!(
+        "<query>{proxy}<userDevicesQuery><userID>jsmith</userID></userDevicesQuery></query>"
+    );
+    assert!(em_post(http, &q, "").contains("<deviceName>SEP00036BC7B973</deviceName></user>"));
+
+    // Maximum Concurrent Requests 1: of parallel requests (each a slow password check),
+    // some are refused with 26, and none fails otherwise.
+    let bad = login(&app("emproxy", "wrong"), HOTDESK, "jsmith", "");
+    let codes: Vec<Option<u32>> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| error_code(&em_post(http, &bad, ""))))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(
+        codes.iter().all(|c| matches!(c, Some(3) | Some(26))),
+        "{codes:?}"
+    );
+    assert!(codes.contains(&Some(26)), "{codes:?}");
+}
+
+#[tokio::test]
+async fn r6_automatic_logout_still_fires_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let def_dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(def_dir.path(), DEFAULT_PARAMS);
+    let cfg = def.to_str().unwrap().to_string();
+    let data = dir.path().to_path_buf();
+    let mut srv = Server::start_in(dir, &["--config", &cfg]);
+    let proxy = app("emproxy", "emproxy");
+    let xml = login(
+        &proxy,
+        HOTDESK,
+        "jsmith",
+        "<exclusiveDuration><time>1</time></exclusiveDuration>",
+    );
+    let http = srv.addr("http");
+    let r = tokio::task::spawn_blocking(move || em_post(http, &xml, ""))
+        .await
+        .unwrap();
+    assert_eq!(r, OK);
+    assert!(srv.terminate().success());
+    let data_dir = std::mem::replace(&mut srv.data_dir, tempfile::tempdir().unwrap());
+    drop(srv);
+    // While the node is down, bring the automatic logout forward to 3 s from now (the API's
+    // unit is minutes) so the test need not wait one.
+    let store = ucm::store::Store::open(&format!("sqlite:{}", data.join("ucm.db").display()))
+        .await
+        .unwrap();
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+        + 3;
+    sqlx::query("UPDATE em_logins SET logout_at = $1 WHERE device = $2")
+        .bind(at)
+        .bind(HOTDESK)
+        .execute(store.pool())
+        .await
+        .unwrap();
+    store.close().await;
+
+    let srv = Server::start_in(data_dir, &["--config", &cfg]);
+    let http = srv.addr("http");
+    let q = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName></deviceUserQuery></query>");
+    let q2 = q.clone();
+    let before = tokio::task::spawn_blocking(move || em_post(http, &q2, ""))
+        .await
+        .unwrap();
+    assert!(
+        before.contains("<userID>jsmith</userID>"),
+        "still logged in after the restart: {before}"
+    );
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let after = tokio::task::spawn_blocking(move || em_post(http, &q, ""))
+        .await
+        .unwrap();
+    assert!(
+        after.contains("<lastlogin>jsmith</lastlogin><none/>"),
+        "logged out on time: {after}"
+    );
+    assert!(srv.logs().contains("EM logout"), "{}", srv.logs());
+}
