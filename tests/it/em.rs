@@ -368,3 +368,74 @@ async fn r6_automatic_logout_still_fires_after_a_restart() {
     );
     assert!(srv.logs().contains("EM logout"), "{}", srv.logs());
 }
+
+#[test]
+fn r6_phone_resets_with_the_profile_line_and_calls_ring_there() {
+    use crate::phone::{calls, push, state, wait_state, Sim};
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    // Sally may push to phone B, to make it dial.
+    let text = std::fs::read_to_string(&def).unwrap().replace(
+        "    associated_devices: [SEP00036BC7B975]\n",
+        "    associated_devices: [SEP00036BC7B975, SEP00036BC7B974]\n",
+    );
+    std::fs::write(&def, text).unwrap();
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let hotdesk = Sim::start(
+        &srv,
+        &[
+            "--device",
+            HOTDESK,
+            "--first-ip",
+            "127.0.9.10",
+            "--auto-answer",
+        ],
+    );
+    let phone_b = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B974", "--first-ip", "127.0.9.20"],
+    );
+    let a = hotdesk.http(HOTDESK);
+    let b = phone_b.http("SEP00036BC7B974");
+    let line_registered = |s: &serde_json::Value, dn: &str| {
+        s["registrations"]
+            .as_array()
+            .is_some_and(|r| r.iter().any(|r| r["line"] == dn && r["registered"] == true))
+    };
+    assert!(line_registered(&state(a), "29001"), "{:#}", state(a));
+    let version = state(a)["config_version"].as_u64().unwrap();
+
+    // Login: the node sends check-sync; the phone fetches its new configuration and
+    // registers the profile's line.
+    let proxy = app("emproxy", "emproxy");
+    assert_eq!(
+        em_post(srv.addr("http"), &login(&proxy, HOTDESK, "jsmith", ""), ""),
+        OK
+    );
+    let s = wait_state(a, 10, "the phone runs jsmith's profile", |s| {
+        s["config_version"].as_u64() > Some(version) && line_registered(s, "10001")
+    });
+    assert_eq!(s["last_notify"], "check-sync");
+
+    // A call to jsmith's number rings at the hot-desk phone (which answers).
+    let (status, body) = push(b, Some(("sadams", "cisco")), &["Dial:10001"]);
+    assert_eq!(status, 200, "{body}");
+    let s = wait_state(a, 10, "the call reaches the hot-desk phone", |s| {
+        calls(s)
+            .iter()
+            .any(|c| c["state"] == "connected" && c["direction"] == "inbound")
+    });
+    assert_eq!(calls(&s)[0]["remote_number"], "10002");
+    push(b, Some(("sadams", "cisco")), &["Key:Onhook"]);
+
+    // Logout restores the phone's own line.
+    assert_eq!(em_post(srv.addr("http"), &logout(&proxy, HOTDESK), ""), OK);
+    wait_state(a, 10, "the phone is back on its own line", |s| {
+        line_registered(s, "29001")
+            && s["config"]["lines"]
+                .as_array()
+                .is_some_and(|l| l.len() == 1)
+    });
+    drop(hotdesk);
+    drop(phone_b);
+}

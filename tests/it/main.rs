@@ -8,7 +8,7 @@ mod common;
 mod config;
 mod em;
 mod pcap;
-mod phone;
+pub mod phone;
 mod serve;
 mod services;
 mod sipp;

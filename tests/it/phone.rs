@@ -13,14 +13,14 @@ use ucm::phone::http::{base64_encode, encode_component};
 use crate::common::{http_get, spawn_ready, split_http, ucm, Server};
 
 /// A running `ucm phone sim`, killed on drop.
-struct Sim {
+pub struct Sim {
     child: Child,
     ready: Value,
     stderr: mpsc::Receiver<String>,
 }
 
 impl Sim {
-    fn start(srv: &Server, extra: &[&str]) -> Sim {
+    pub fn start(srv: &Server, extra: &[&str]) -> Sim {
         let mut cmd = ucm();
         cmd.args(["phone", "sim", "--server"])
             .arg(srv.addr("http").to_string())
@@ -40,7 +40,7 @@ impl Sim {
         self.ready["phones"].as_array().cloned().unwrap_or_default()
     }
 
-    fn http(&self, device: &str) -> SocketAddr {
+    pub fn http(&self, device: &str) -> SocketAddr {
         self.phones()
             .iter()
             .find(|p| p["device"] == device)
@@ -50,7 +50,7 @@ impl Sim {
             .expect("http address")
     }
 
-    fn logs(&self) -> String {
+    pub fn logs(&self) -> String {
         self.stderr.try_iter().collect::<Vec<_>>().join("\n")
     }
 
@@ -78,7 +78,7 @@ impl Drop for Sim {
     }
 }
 
-fn state(addr: SocketAddr) -> Value {
+pub fn state(addr: SocketAddr) -> Value {
     let (status, _, body) = http_get(addr, "/state");
     assert_eq!(status, 200, "GET /state on {addr}");
     serde_json::from_slice(&body).expect("state is JSON")
@@ -86,7 +86,7 @@ fn state(addr: SocketAddr) -> Value {
 
 /// Pushes a CiscoIPPhoneExecute to `/CGI/Execute` the way servers do (form field XML, HTTP
 /// Basic credentials); returns the HTTP status and body.
-fn push(addr: SocketAddr, creds: Option<(&str, &str)>, urls: &[&str]) -> (u16, String) {
+pub fn push(addr: SocketAddr, creds: Option<(&str, &str)>, urls: &[&str]) -> (u16, String) {
     let items: String = urls
         .iter()
         .map(|u| format!("<ExecuteItem Priority=\"0\" URL=\"{u}\"/>"))
@@ -120,7 +120,7 @@ fn push(addr: SocketAddr, creds: Option<(&str, &str)>, urls: &[&str]) -> (u16, S
 }
 
 /// Polls `addr`'s state until `ok` holds; panics with the last state after `secs`.
-fn wait_state(addr: SocketAddr, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+pub fn wait_state(addr: SocketAddr, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let s = state(addr);
@@ -134,7 +134,7 @@ fn wait_state(addr: SocketAddr, secs: u64, what: &str, ok: impl Fn(&Value) -> bo
     }
 }
 
-fn calls(s: &Value) -> Vec<Value> {
+pub fn calls(s: &Value) -> Vec<Value> {
     s["calls"].as_array().cloned().unwrap_or_default()
 }
 
