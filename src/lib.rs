@@ -6,7 +6,10 @@
 //! - [`net`]: the DSCP type and marked sockets, loopback capture
 //! - [`dialplan`]: Cisco patterns
 //! - [`server`]: `ucm serve`, one node of a cluster
+//! - [`services`]: the applications (authentication URL, configuration files, Extension Mobility)
+//! - [`client`]: the HTTP(S) client settings of the commands that drive a cluster
 pub mod auth;
+pub mod client;
 pub mod cluster;
 pub mod config;
 pub mod dialplan;

@@ -1,0 +1,126 @@
+//! HTTP(S) client settings shared by the commands that drive a cluster (`ucm em`, and the
+//! other client commands as they arrive): one connection pool, rustls with the ring provider,
+//! and the trust choices an operator needs against real clusters (the system's roots), labs
+//! (the node's own certificate as a CA file) and throwaway test beds (`--insecure`).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Default)]
+pub struct ClientOptions {
+    /// PEM file of CA certificates to trust instead of the system's.
+    pub ca: Option<PathBuf>,
+    /// Accept any server certificate (test beds only).
+    pub insecure: bool,
+    /// Whole-request timeout.
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("CA file {path}: {reason}")]
+    Ca { path: String, reason: String },
+    #[error("TLS setup: {0}")]
+    Tls(String),
+    #[error("HTTP client: {0}")]
+    Build(String),
+}
+
+/// Builds a client with the options' trust settings and timeout.
+pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ClientError::Tls(e.to_string()))?;
+    let tls = if opts.insecure {
+        builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AcceptAny(provider)))
+            .with_no_client_auth()
+    } else {
+        let mut roots = rustls::RootCertStore::empty();
+        match &opts.ca {
+            Some(path) => {
+                let ca_err = |reason: String| ClientError::Ca {
+                    path: path.display().to_string(),
+                    reason,
+                };
+                let pem = std::fs::read(path).map_err(|e| ca_err(e.to_string()))?;
+                let mut n = 0;
+                for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+                    let cert = cert.map_err(|e| ca_err(e.to_string()))?;
+                    roots.add(cert).map_err(|e| ca_err(e.to_string()))?;
+                    n += 1;
+                }
+                if n == 0 {
+                    return Err(ca_err("no PEM certificate in the file".into()));
+                }
+            }
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                for cert in found.certs {
+                    let _ = roots.add(cert);
+                }
+            }
+        }
+        builder.with_root_certificates(roots).with_no_client_auth()
+    };
+    let mut b = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .user_agent(concat!("ucm/", env!("CARGO_PKG_VERSION")))
+        .pool_max_idle_per_host(64);
+    if let Some(t) = opts.timeout {
+        b = b.timeout(t);
+    }
+    b.build().map_err(|e| ClientError::Build(e.to_string()))
+}
+
+/// `--insecure`: verifies signatures (so the handshake is sound) but trusts any certificate.
+#[derive(Debug)]
+struct AcceptAny(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AcceptAny {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
