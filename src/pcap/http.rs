@@ -114,7 +114,12 @@ impl HttpMessage {
     /// The media type of Content-Type, lowercased, without parameters.
     pub fn media_type(&self) -> Option<String> {
         let v = self.header_str("content-type")?;
-        let t = v.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        let t = v
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
         Some(t)
     }
 
@@ -223,6 +228,8 @@ pub struct HttpStreamParser {
     buf: StreamBuffer,
     state: State,
     resync: bool,
+    /// Bytes of the buffered head already searched for its end.
+    head_scanned: usize,
     /// Responses: (method, request frame) of requests not yet answered.
     pending: VecDeque<(String, u64)>,
     events: VecDeque<HttpEvent>,
@@ -240,6 +247,7 @@ impl HttpStreamParser {
             buf: StreamBuffer::new(),
             state: State::Head,
             resync: false,
+            head_scanned: 0,
             pending: VecDeque::new(),
             events: VecDeque::new(),
         }
@@ -332,6 +340,7 @@ impl HttpStreamParser {
             }
         }
         self.buf.clear();
+        self.head_scanned = 0;
     }
 
     fn error(&mut self, at: usize, error: HttpError) {
@@ -360,23 +369,24 @@ impl HttpStreamParser {
     /// Reads a message head. True if something was consumed and the loop should go on.
     fn head(&mut self) -> bool {
         let k = leading_crlf(self.buf.bytes());
-        self.buf.consume(k);
+        if k > 0 {
+            self.buf.consume(k);
+            self.head_scanned = 0;
+        }
         if self.buf.is_empty() {
             return false;
         }
         if self.resync {
-            match find_start_line(self.buf.bytes(), self.role) {
+            match find_start_line(self.buf.bytes(), self.role, self.limits.max_line) {
                 Some(pos) => {
                     self.buf.consume(pos);
                     self.resync = false;
+                    self.head_scanned = 0;
                 }
                 None => {
                     // Keep only the last partial line, and not even that if it is too long.
                     let bytes = self.buf.bytes();
-                    let keep_from = bytes
-                        .iter()
-                        .rposition(|&b| b == b'\n')
-                        .map_or(0, |p| p + 1);
+                    let keep_from = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
                     let drop = if bytes.len() - keep_from > self.limits.max_line {
                         bytes.len()
                     } else {
@@ -387,8 +397,20 @@ impl HttpStreamParser {
                 }
             }
         }
-        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
+        // Parse only once the empty line ending the head is there (or the bound is passed), and
+        // look for it only in bytes not scanned before: trickled heads cost linear time.
         let bytes = self.buf.bytes();
+        let tail = bytes
+            .get(self.head_scanned.saturating_sub(2)..)
+            .unwrap_or(&[]);
+        let ended =
+            tail.windows(2).any(|w| w == b"\n\n") || tail.windows(3).any(|w| w == b"\n\r\n");
+        if !ended && bytes.len() <= self.limits.max_head {
+            self.head_scanned = bytes.len();
+            return false;
+        }
+        self.head_scanned = 0;
+        let mut headers = vec![httparse::EMPTY_HEADER; self.limits.max_headers];
         let parsed = match self.role {
             HttpRole::Requests => {
                 let mut req = httparse::Request::new(&mut headers);
@@ -643,7 +665,10 @@ impl HttpStreamParser {
                             return false;
                         }
                         _ => {
-                            self.error(0, HttpError::BadChunk("chunk data not followed by CRLF".into()));
+                            self.error(
+                                0,
+                                HttpError::BadChunk("chunk data not followed by CRLF".into()),
+                            );
                             return true;
                         }
                     };
@@ -652,12 +677,13 @@ impl HttpStreamParser {
                 }
                 BodyMode::Chunked(state @ (ChunkState::Size | ChunkState::Trailers)) => {
                     let bytes = self.buf.bytes();
-                    let Some(lf) = bytes.iter().position(|&b| b == b'\n') else {
-                        if bytes.len() > self.limits.max_line {
-                            self.error(0, HttpError::BadChunk("line too long".into()));
-                            self.buf.clear();
-                            return true;
-                        }
+                    let lf = bytes.iter().position(|&b| b == b'\n');
+                    if lf.map_or(bytes.len(), |p| p + 1) > self.limits.max_line {
+                        self.error(0, HttpError::BadChunk("line too long".into()));
+                        self.skip_line();
+                        return true;
+                    }
+                    let Some(lf) = lf else {
                         self.state = State::Body(ip);
                         return false;
                     };
@@ -681,7 +707,10 @@ impl HttpStreamParser {
                         let field = match parse_field(line) {
                             Some(f) if ip.trailer_bytes <= self.limits.max_head => f,
                             _ => {
-                                self.error(0, HttpError::BadChunk("malformed trailer field".into()));
+                                self.error(
+                                    0,
+                                    HttpError::BadChunk("malformed trailer field".into()),
+                                );
                                 return true;
                             }
                         };
@@ -791,9 +820,7 @@ fn parse_field(line: &[u8]) -> Option<(String, Vec<u8>)> {
 /// True if `line` (without its LF) looks like the start of a message of `role`.
 fn looks_like_start_line(line: &[u8], role: HttpRole) -> bool {
     let line = trim_cr(line);
-    let version = |v: &[u8]| {
-        matches!(v, [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit())
-    };
+    let version = |v: &[u8]| matches!(v, [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit());
     match role {
         HttpRole::Responses => {
             let mut parts = line.splitn(3, |&b| b == b' ');
@@ -805,20 +832,23 @@ fn looks_like_start_line(line: &[u8], role: HttpRole) -> bool {
             let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
             let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
             parts.len() == 3
-                && parts.first().is_some_and(|m| !m.is_empty() && m.iter().all(tchar))
+                && parts
+                    .first()
+                    .is_some_and(|m| !m.is_empty() && m.iter().all(tchar))
                 && parts.get(1).is_some_and(|t| !t.is_empty())
                 && parts.get(2).is_some_and(|v| version(v))
         }
     }
 }
 
-/// Position of the first complete line of `buf` that looks like a start line.
-fn find_start_line(buf: &[u8], role: HttpRole) -> Option<usize> {
+/// Position of the first complete line of `buf` that looks like a start line (lines longer
+/// than `max_line` never do, so that the answer does not depend on how the bytes arrived).
+fn find_start_line(buf: &[u8], role: HttpRole, max_line: usize) -> Option<usize> {
     let mut pos = 0;
     while pos < buf.len() {
         let rest = buf.get(pos..).unwrap_or(&[]);
         let lf = rest.iter().position(|&b| b == b'\n')?;
-        if looks_like_start_line(rest.get(..lf).unwrap_or(&[]), role) {
+        if lf <= max_line && looks_like_start_line(rest.get(..lf).unwrap_or(&[]), role) {
             return Some(pos);
         }
         pos += lf + 1;
@@ -852,7 +882,10 @@ fn form_decode(s: &[u8]) -> String {
     while let Some(&b) = s.get(i) {
         match b {
             b'+' => out.push(b' '),
-            b'%' => match (s.get(i + 1).and_then(|&h| hex(h)), s.get(i + 2).and_then(|&l| hex(l))) {
+            b'%' => match (
+                s.get(i + 1).and_then(|&h| hex(h)),
+                s.get(i + 2).and_then(|&l| hex(l)),
+            ) {
                 (Some(h), Some(l)) => {
                     out.push(h << 4 | l);
                     i += 2;
@@ -984,8 +1017,16 @@ mod tests {
     #[test]
     fn request_with_content_length_split_over_frames() {
         let mut p = HttpStreamParser::new(HttpRole::Requests);
-        p.push(b"POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: ucm\r\n", 3, 30);
-        p.push(b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\nxml=", 4, 40);
+        p.push(
+            b"POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: ucm\r\n",
+            3,
+            30,
+        );
+        p.push(
+            b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 9\r\n\r\nxml=",
+            4,
+            40,
+        );
         assert!(drain(&mut p).is_empty());
         p.push(b"<a/>!", 6, 60);
         let evs = drain(&mut p);
@@ -1024,7 +1065,9 @@ mod tests {
         let targets: Vec<_> = m
             .iter()
             .map(|m| match &m.kind {
-                HttpKind::Request { target, version, .. } => (target.as_str(), *version),
+                HttpKind::Request {
+                    target, version, ..
+                } => (target.as_str(), *version),
                 _ => panic!(),
             })
             .collect();
@@ -1071,7 +1114,11 @@ mod tests {
     #[test]
     fn bad_chunk_is_an_error_and_parser_resyncs() {
         let mut p = HttpStreamParser::new(HttpRole::Requests);
-        p.push(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", 1, 0);
+        p.push(
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            1,
+            0,
+        );
         p.push(b"junk\r\nGET /next HTTP/1.1\r\n\r\n", 2, 0);
         let evs = drain(&mut p);
         assert!(matches!(
@@ -1089,7 +1136,11 @@ mod tests {
     fn response_until_close() {
         let mut p = HttpStreamParser::new(HttpRole::Responses);
         p.expect_response("GET", 1);
-        p.push(b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n<Ciscp", 2, 0);
+        p.push(
+            b"HTTP/1.0 200 OK\r\nContent-Type: text/xml\r\n\r\n<Ciscp",
+            2,
+            0,
+        );
         p.push(b"IPPhoneText/>", 3, 0);
         assert!(drain(&mut p).is_empty());
         p.end(4);
@@ -1154,13 +1205,19 @@ mod tests {
         let pairs: Vec<_> = conv_drain(&mut c)
             .into_iter()
             .filter_map(|(_, e)| match e {
-                HttpEvent::Message(m) if m.status().is_some() => Some((m.status(), m.request_frame)),
+                HttpEvent::Message(m) if m.status().is_some() => {
+                    Some((m.status(), m.request_frame))
+                }
                 _ => None,
             })
             .collect();
         assert_eq!(
             pairs,
-            vec![(Some(200), Some(5)), (Some(404), Some(5)), (Some(200), Some(6))]
+            vec![
+                (Some(200), Some(5)),
+                (Some(404), Some(5)),
+                (Some(200), Some(6))
+            ]
         );
     }
 
@@ -1170,7 +1227,11 @@ mod tests {
         p.push(b"POST /x HTTP/1.1\r\nContent-Length: 100\r\n\r\nabc", 1, 0);
         p.gap(3);
         // Rest of the lost body, then the next request.
-        p.push(b"tail of the body\r\nmore\r\nPOST /y HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi", 3, 0);
+        p.push(
+            b"tail of the body\r\nmore\r\nPOST /y HTTP/1.1\r\nContent-Length: 2\r\n\r\nhi",
+            3,
+            0,
+        );
         let evs = drain(&mut p);
         assert_eq!(
             evs[0],
@@ -1231,9 +1292,13 @@ mod tests {
         p.push(b"GET /ok HTTP/1.1\r\nHost: h\r\n\r\n", 3, 0);
         let evs = drain(&mut p);
         assert_eq!(messages(&evs).len(), 2);
-        assert!(evs
-            .iter()
-            .any(|e| matches!(e, HttpEvent::Error { frame: 2, error: HttpError::BadHead(_) })));
+        assert!(evs.iter().any(|e| matches!(
+            e,
+            HttpEvent::Error {
+                frame: 2,
+                error: HttpError::BadHead(_)
+            }
+        )));
     }
 
     #[test]
@@ -1248,14 +1313,24 @@ mod tests {
             );
             let evs = drain(&mut p);
             assert!(
-                matches!(evs[0], HttpEvent::Error { error: HttpError::BadContentLength(_), .. }),
+                matches!(
+                    evs[0],
+                    HttpEvent::Error {
+                        error: HttpError::BadContentLength(_),
+                        ..
+                    }
+                ),
                 "{cl}: {evs:?}"
             );
             assert_eq!(messages(&evs).len(), 1, "{cl}");
         }
         // Repeated equal values are accepted.
         let mut p = HttpStreamParser::new(HttpRole::Requests);
-        p.push(b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nab", 1, 0);
+        p.push(
+            b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2, 2\r\n\r\nab",
+            1,
+            0,
+        );
         assert_eq!(messages(&drain(&mut p))[0].body, b"ab");
     }
 
@@ -1267,10 +1342,17 @@ mod tests {
             ..HttpLimits::default()
         };
         let mut p = HttpStreamParser::with_limits(HttpRole::Requests, limits);
-        p.push(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789", 1, 0);
+        p.push(
+            b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n0123456789",
+            1,
+            0,
+        );
         let evs = drain(&mut p);
         let m = messages(&evs)[0];
-        assert_eq!((m.body.as_slice(), m.body_len, m.body_truncated), (&b"0123"[..], 10, true));
+        assert_eq!(
+            (m.body.as_slice(), m.body_len, m.body_truncated),
+            (&b"0123"[..], 10, true)
+        );
         assert_eq!(m.warnings.len(), 1);
 
         let mut p = HttpStreamParser::with_limits(HttpRole::Requests, limits);
@@ -1278,12 +1360,21 @@ mod tests {
         p.push(long.as_bytes(), 1, 0);
         p.push(b"\r\nGET /after HTTP/1.1\r\n\r\n", 2, 0);
         let evs = drain(&mut p);
-        assert!(matches!(evs[0], HttpEvent::Error { error: HttpError::HeadTooLarge(64), .. }));
-        assert_eq!(messages(&evs)[0].kind, HttpKind::Request {
-            method: "GET".into(),
-            target: "/after".into(),
-            version: 1
-        });
+        assert!(matches!(
+            evs[0],
+            HttpEvent::Error {
+                error: HttpError::HeadTooLarge(64),
+                ..
+            }
+        ));
+        assert_eq!(
+            messages(&evs)[0].kind,
+            HttpKind::Request {
+                method: "GET".into(),
+                target: "/after".into(),
+                version: 1
+            }
+        );
     }
 
     #[test]
@@ -1306,11 +1397,19 @@ mod tests {
         use crate::pcap::tcp::{TcpFlags, TcpReassembler, TcpSegment};
         let mut r = TcpReassembler::default();
         let mut c = HttpConversation::new(C);
-        let segs: [(Direction, u64, u32, u32, TcpFlags, &[u8]); 5] = [
+        type Seg<'a> = (Direction, u64, u32, u32, TcpFlags, &'a [u8]);
+        let segs: [Seg<'_>; 5] = [
             (C, 1, 0, 0, TcpFlags::SYN, b""),
             (S, 2, 0, 1, TcpFlags::SYN | TcpFlags::ACK, b""),
             (C, 3, 1, 1, TcpFlags::ACK, b"GET /services HTTP/1.0\r\n\r\n"),
-            (S, 4, 1, 27, TcpFlags::ACK, b"HTTP/1.0 200 OK\r\n\r\n<CiscoIPPhoneMenu/>"),
+            (
+                S,
+                4,
+                1,
+                27,
+                TcpFlags::ACK,
+                b"HTTP/1.0 200 OK\r\n\r\n<CiscoIPPhoneMenu/>",
+            ),
             (S, 5, 39, 27, TcpFlags::ACK | TcpFlags::FIN, b""),
         ];
         for (dir, frame, seq, ack, flags, payload) in segs {
@@ -1334,7 +1433,10 @@ mod tests {
         match &evs[1] {
             (S, HttpEvent::Message(m)) => {
                 assert_eq!(m.body, b"<CiscoIPPhoneMenu/>");
-                assert_eq!((m.first_frame, m.last_frame, m.request_frame), (4, 4, Some(3)));
+                assert_eq!(
+                    (m.first_frame, m.last_frame, m.request_frame),
+                    (4, 4, Some(3))
+                );
             }
             e => panic!("{e:?}"),
         }
@@ -1344,7 +1446,12 @@ mod tests {
     fn tunnel_after_connect_and_upgrade() {
         let mut c = HttpConversation::new(C);
         c.push(C, b"CONNECT h:443 HTTP/1.1\r\n\r\n", 1, 0);
-        c.push(S, b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01binary", 2, 0);
+        c.push(
+            S,
+            b"HTTP/1.1 200 Connection established\r\n\r\n\x16\x03\x01binary",
+            2,
+            0,
+        );
         c.push(S, b"HTTP/1.1 200 OK\r\n\r\n", 3, 0);
         let evs = conv_drain(&mut c);
         assert_eq!(evs.len(), 2, "{evs:?}");
@@ -1366,8 +1473,111 @@ mod tests {
             form_pairs(b"xml=<request><appInfo/></request>"),
             vec![("xml".into(), "<request><appInfo/></request>".into())]
         );
-        assert_eq!(form_pairs(b"a=%E2%82%AC%zz%"), vec![("a".into(), "\u{20ac}%zz%".into())]);
+        assert_eq!(
+            form_pairs(b"a=%E2%82%AC%zz%"),
+            vec![("a".into(), "\u{20ac}%zz%".into())]
+        );
         assert!(form_pairs(b"").is_empty());
+    }
+
+    type Listed = Vec<(u64, String)>;
+
+    /// HTTP messages of every connection (ports 5060 excluded), as (last frame, method or
+    /// status), sorted by frame, and responses as "response_frame request_frame".
+    fn http_in_capture(file: &str) -> Option<(Listed, Listed)> {
+        let path = crate::pcap::tcp::capture::corpus(file)?;
+        let mut found = Vec::new();
+        let mut pairs = Vec::new();
+        for conn in crate::pcap::tcp::capture::connections(&path) {
+            if conn.ports.0 == 5060 || conn.ports.1 == 5060 {
+                continue;
+            }
+            let mut conv: Option<HttpConversation> = None;
+            for ev in &conn.events {
+                if conv.is_none() {
+                    if let TcpEvent::Data(c) = ev {
+                        let client = if c.data.starts_with(b"HTTP/") {
+                            c.dir.opposite()
+                        } else {
+                            c.dir
+                        };
+                        conv = Some(HttpConversation::new(client));
+                    }
+                }
+                if let Some(conv) = conv.as_mut() {
+                    conv.on_tcp_event(ev);
+                }
+            }
+            let Some(mut conv) = conv else { continue };
+            conv.finish(u64::MAX);
+            while let Some((_, ev)) = conv.poll() {
+                if let HttpEvent::Message(m) = ev {
+                    let what = match &m.kind {
+                        HttpKind::Request { method, .. } => method.clone(),
+                        HttpKind::Response { status, .. } => status.to_string(),
+                    };
+                    if let Some(cl) = m.header_str("content-length") {
+                        assert_eq!(
+                            cl.trim(),
+                            m.body.len().to_string(),
+                            "frame {}",
+                            m.last_frame
+                        );
+                    }
+                    if let Some(req) = m.request_frame {
+                        pairs.push((m.last_frame, req.to_string()));
+                    }
+                    found.push((m.last_frame, what));
+                }
+            }
+        }
+        found.sort();
+        pairs.sort();
+        Some((found, pairs))
+    }
+
+    /// "frame what, frame what, ..." -> pairs.
+    fn expected(list: &str) -> Vec<(u64, String)> {
+        list.split(',')
+            .map(|item| {
+                let (frame, what) = item.trim().split_once(' ').expect("frame and kind");
+                (frame.parse().expect("frame number"), what.to_string())
+            })
+            .collect()
+    }
+
+    /// Expectations from `tshark -r FILE -Y http -T fields -e frame.number
+    /// -e http.request.method -e http.response.code` and, for the pairing,
+    /// `tshark -r FILE -Y http.response -T fields -e frame.number -e http.request_in`.
+    #[test]
+    fn r4_corpus_cucm_xmf_soap_over_http_matches_tshark() {
+        let Some((found, pairs)) =
+            http_in_capture("Wireshark-Captures/collab_pcap/sip/sip_xmf_recording_cucm.pcapng")
+        else {
+            return;
+        };
+        let want = expected(
+            "4 POST, 7 200, 10 POST, 12 200, 35 POST, 37 POST, 40 200, 41 200, 53 POST, \
+             55 200, 57 POST, 58 200, 1481 POST, 1492 200, 1494 POST, 1496 POST, 1498 200, \
+             1499 200, 1508 POST, 1510 POST, 1511 200, 1512 200",
+        );
+        assert_eq!(found, want);
+        let want = expected(
+            "7 4, 12 10, 40 35, 41 37, 55 53, 58 57, 1492 1481, 1498 1494, 1499 1496, \
+             1511 1508, 1512 1510",
+        );
+        assert_eq!(pairs, want);
+    }
+
+    /// The same with retransmissions, Linux SLL and TLS/other TCP streams beside the HTTP.
+    #[test]
+    fn r4_corpus_heplify_retrans_xmlrpc_over_http_matches_tshark() {
+        let Some((found, pairs)) = http_in_capture("heplify/sip_ipv4_tcp_retrans.pcap") else {
+            return;
+        };
+        let want = expected("147 POST, 149 200, 160 POST, 162 200, 172 POST, 174 200");
+        assert_eq!(found, want);
+        assert_eq!(pairs, expected("149 147, 162 160, 174 172"));
     }
 
     #[test]

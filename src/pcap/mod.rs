@@ -22,8 +22,8 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 pub use decode::{decode, Decoded, IpInfo, IpVersion};
-pub use reader::{CaptureFormat, CaptureReader, Packet, PcapError, MAX_BLOCK_LEN, MAX_SNAPLEN};
 pub use http::{form_pairs, HttpConversation, HttpEvent, HttpKind, HttpMessage, HttpStreamParser};
+pub use reader::{CaptureFormat, CaptureReader, Packet, PcapError, MAX_BLOCK_LEN, MAX_SNAPLEN};
 pub use sipframe::{SipFramedMessage, SipStreamEvent, SipStreamParser, SipTcpFramer};
 pub use tcp::{
     Direction, Gap, StreamBuffer, StreamChunk, TcpConfig, TcpEvent, TcpFlags, TcpReassembler,

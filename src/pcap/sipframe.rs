@@ -41,7 +41,11 @@ pub struct SipFramedMessage {
 pub enum SipStreamEvent {
     Message(SipFramedMessage),
     /// CR/LF bytes between messages; `ping` when they completed a double CRLF.
-    KeepAlive { frame: u64, len: usize, ping: bool },
+    KeepAlive {
+        frame: u64,
+        len: usize,
+        ping: bool,
+    },
     /// Bytes from `first_frame` to `last_frame` were not a valid message (dropped).
     Error {
         first_frame: u64,
@@ -342,7 +346,14 @@ mod tests {
                 },
             ]
         );
-        assert!(matches!(evs[2], SipStreamEvent::KeepAlive { frame: 3, len: 2, .. }));
+        assert!(matches!(
+            evs[2],
+            SipStreamEvent::KeepAlive {
+                frame: 3,
+                len: 2,
+                ..
+            }
+        ));
         assert_eq!(frames_of_messages(&evs), vec![(3, 3)]);
     }
 
@@ -372,7 +383,11 @@ mod tests {
     fn framing_error_resyncs_at_next_start_line() {
         let mut p = SipStreamParser::new();
         // No Content-Length: cannot be framed on a stream.
-        p.push(b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\r\nhello\r\n", 1, 0);
+        p.push(
+            b"MESSAGE sip:x SIP/2.0\r\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\r\n\r\nhello\r\n",
+            1,
+            0,
+        );
         p.push(&msg("BYE sip:b@x SIP/2.0", "3 BYE", ""), 2, 0);
         p.push(b"\x16\x03\x01 not sip\r\n", 3, 0);
         p.push(&msg("SIP/2.0 200 OK", "3 BYE", ""), 4, 0);
@@ -395,7 +410,14 @@ mod tests {
         p.push(&bad, 1, 0);
         p.push(&msg("SIP/2.0 100 Trying", "1 INVITE", ""), 2, 0);
         let evs = drain(&mut p);
-        assert!(matches!(evs[0], SipStreamEvent::Error { first_frame: 1, last_frame: 1, .. }));
+        assert!(matches!(
+            evs[0],
+            SipStreamEvent::Error {
+                first_frame: 1,
+                last_frame: 1,
+                ..
+            }
+        ));
         assert_eq!(frames_of_messages(&evs), vec![(2, 2)]);
     }
 
@@ -413,6 +435,79 @@ mod tests {
                 last_frame: 5
             })
         );
+    }
+
+    /// SIP messages over TCP port 5060 as (last frame, method or status), sorted by frame,
+    /// and the number of retransmitted segments seen.
+    fn sip_in_capture(file: &str) -> Option<(Vec<(u64, String)>, u64)> {
+        let path = crate::pcap::tcp::capture::corpus(file)?;
+        let mut found = Vec::new();
+        let mut retrans = 0;
+        for conn in crate::pcap::tcp::capture::connections(&path) {
+            if conn.ports.0 != 5060 && conn.ports.1 != 5060 {
+                continue;
+            }
+            retrans += conn.stats.forward.retransmissions + conn.stats.reverse.retransmissions;
+            let mut f = SipTcpFramer::new();
+            for ev in &conn.events {
+                f.on_tcp_event(ev);
+            }
+            f.finish();
+            while let Some((_, ev)) = f.poll() {
+                match ev {
+                    SipStreamEvent::Message(m) => found.push((
+                        m.last_frame,
+                        match &m.message {
+                            SipMessage::Request(r) => r.method.as_str().to_string(),
+                            SipMessage::Response(r) => r.status.to_string(),
+                        },
+                    )),
+                    SipStreamEvent::KeepAlive { .. } => {}
+                    e => panic!("{file}: {e:?}"),
+                }
+            }
+        }
+        found.sort();
+        Some((found, retrans))
+    }
+
+    /// "frame what, frame what, ..." -> pairs.
+    fn expected(list: &str) -> Vec<(u64, String)> {
+        list.split(',')
+            .map(|item| {
+                let (frame, what) = item.trim().split_once(' ').expect("frame and kind");
+                (frame.parse().expect("frame number"), what.to_string())
+            })
+            .collect()
+    }
+
+    /// Expectations from `tshark -r FILE -Y "sip && tcp" -T fields -e frame.number
+    /// -e sip.Method -e sip.Status-Code`. The paging NOTIFY spans frames 23 and 26.
+    #[test]
+    fn r4_corpus_sip_over_tcp_matches_tshark() {
+        let Some((found, _)) =
+            sip_in_capture("Wireshark-Captures/collab_pcap/sip/sip_mcast_paging.pcapng")
+        else {
+            return;
+        };
+        let want = expected(
+            "20 REFER, 22 202, 26 NOTIFY, 27 200, 246 REFER, 248 202, 252 NOTIFY, 255 200",
+        );
+        assert_eq!(found, want);
+
+        let Some((found, _)) = sip_in_capture("heplify/sip_ipv4_tcp.pcap") else {
+            return;
+        };
+        let want = expected("3 INVITE, 5 100, 7 180, 9 200, 11 ACK, 81 BYE, 83 200");
+        assert_eq!(found, want);
+
+        // Frame 38 retransmits a 200 OK: counted, not reported twice.
+        let Some((found, retrans)) = sip_in_capture("heplify/sip_ipv4_tcp_retrans.pcap") else {
+            return;
+        };
+        let want = expected("28 REGISTER, 32 401, 33 REGISTER, 36 200");
+        assert_eq!(found, want);
+        assert!(retrans >= 1);
     }
 
     #[test]

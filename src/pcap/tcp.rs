@@ -396,7 +396,11 @@ impl TcpReassembler {
         }
 
         // Where the payload starts.
-        let data_seq = if syn { seg.seq.wrapping_add(1) } else { seg.seq };
+        let data_seq = if syn {
+            seg.seq.wrapping_add(1)
+        } else {
+            seg.seq
+        };
         let half = &mut self.halves[d];
         if !half.started {
             half.started = true;
@@ -603,7 +607,9 @@ impl TcpReassembler {
         let len = data.len() as u64;
         half.next += len;
         if hist_max > 0 {
-            let keep = data.get(data.len().saturating_sub(hist_max)..).unwrap_or(&[]);
+            let keep = data
+                .get(data.len().saturating_sub(hist_max)..)
+                .unwrap_or(&[]);
             half.history.extend(keep.iter().copied());
             while half.history.len() > hist_max {
                 half.history.pop_front();
@@ -854,7 +860,10 @@ mod tests {
         r.push(F, seg(1, 1000, 0, TcpFlags::SYN, b""));
         r.push(R, seg(2, 5000, 1001, TcpFlags::SYN | A, b""));
         r.push(F, seg(3, 1001, 5001, A, b""));
-        r.push(F, seg(4, 1001, 5001, A | TcpFlags::PSH, b"GET / HTTP/1.1\r\n\r\n"));
+        r.push(
+            F,
+            seg(4, 1001, 5001, A | TcpFlags::PSH, b"GET / HTTP/1.1\r\n\r\n"),
+        );
         r.push(R, seg(5, 5001, 1019, A, b"HTTP/1.1 200 OK\r\n"));
         let evs: Vec<_> = r.drain().collect();
         assert_eq!(
@@ -1076,7 +1085,14 @@ mod tests {
         assert_eq!(data[0], b"gh");
         let g = gaps(&other);
         assert_eq!((g[0].offset, g[0].len, g[0].reason), (2, 4, GapReason::End));
-        assert!(matches!(other[1], TcpEvent::Fin { dir: F, frame: 3, .. }));
+        assert!(matches!(
+            other[1],
+            TcpEvent::Fin {
+                dir: F,
+                frame: 3,
+                ..
+            }
+        ));
 
         // FIN whose preceding data was lost: the hole up to the FIN is a gap at the end.
         let mut r = TcpReassembler::default();
@@ -1096,7 +1112,14 @@ mod tests {
         let (data, other) = collect(&mut r);
         assert_eq!(data[0], b"abef");
         assert_eq!(gaps(&other).len(), 1);
-        assert!(matches!(other[1], TcpEvent::Rst { dir: R, frame: 3, .. }));
+        assert!(matches!(
+            other[1],
+            TcpEvent::Rst {
+                dir: R,
+                frame: 3,
+                ..
+            }
+        ));
     }
 
     #[test]
@@ -1111,7 +1134,10 @@ mod tests {
         assert_eq!(data[0], b"hello!");
         assert!(other.is_empty());
         let s = r.stats().forward;
-        assert_eq!((s.keepalives, s.overlap_conflicts, s.retransmissions), (1, 0, 0));
+        assert_eq!(
+            (s.keepalives, s.overlap_conflicts, s.retransmissions),
+            (1, 0, 0)
+        );
     }
 
     #[test]
@@ -1143,7 +1169,10 @@ mod tests {
         let (data, other) = collect(&mut r);
         assert_eq!(data[0], b"abc");
         let g = gaps(&other);
-        assert_eq!((g[0].offset, g[0].len, g[0].reason), (3, 2, GapReason::Unread));
+        assert_eq!(
+            (g[0].offset, g[0].len, g[0].reason),
+            (3, 2, GapReason::Unread)
+        );
         r.push(F, seg(3, 5, 0, A, b"fg"));
         assert_eq!(collect(&mut r).0[0], b"fg");
     }
@@ -1178,6 +1207,67 @@ mod tests {
         assert_eq!(b.frame_at(0), (0, 0));
         b.push(b"x", 9, 90);
         assert_eq!(b.frame_at(0), (9, 90));
+    }
+
+    /// Every corpus capture: each connection's chunks and gaps tile its streams exactly.
+    #[test]
+    fn r4_corpus_every_capture_reassembles_contiguously() {
+        let Some(dir) = capture::corpus("") else {
+            return;
+        };
+        fn walk(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+            for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "pcap" || x == "pcapng") {
+                    out.push(p);
+                }
+            }
+        }
+        let mut files = Vec::new();
+        walk(&dir, &mut files);
+        files.sort();
+        assert!(!files.is_empty());
+        for f in &files {
+            let conns = capture::connections(f);
+            let mut totals = TcpDirStats::default();
+            for c in &conns {
+                let mut next = [0u64; 2];
+                for ev in &c.events {
+                    match ev {
+                        TcpEvent::Data(d) => {
+                            assert_eq!(d.offset, next[d.dir.index()], "{}", f.display());
+                            next[d.dir.index()] += d.data.len() as u64;
+                        }
+                        TcpEvent::Gap(g) => {
+                            assert_eq!(g.offset, next[g.dir.index()], "{}", f.display());
+                            next[g.dir.index()] += g.len;
+                        }
+                        _ => {}
+                    }
+                }
+                for s in [c.stats.forward, c.stats.reverse] {
+                    totals.bytes += s.bytes;
+                    totals.retransmissions += s.retransmissions;
+                    totals.overlap_conflicts += s.overlap_conflicts;
+                    totals.gaps += s.gaps;
+                    totals.keepalives += s.keepalives;
+                }
+            }
+            if !conns.is_empty() {
+                eprintln!(
+                    "{}: {} connections, {} bytes, {} retransmissions, {} gaps, {} conflicts, {} keep-alives",
+                    f.file_name().and_then(|n| n.to_str()).unwrap_or(""),
+                    conns.len(),
+                    totals.bytes,
+                    totals.retransmissions,
+                    totals.gaps,
+                    totals.overlap_conflicts,
+                    totals.keepalives
+                );
+            }
+        }
     }
 
     /// Any sequence of segments: never panics, stays within its bounds, and each direction's
@@ -1236,5 +1326,192 @@ mod tests {
             }
             assert_eq!(r.out_of_order_bytes(F), 0);
         }
+    }
+}
+
+/// Test support: reads a corpus capture, cuts each packet down to its TCP segment with a
+/// minimal IPv4/IPv6 + TCP parser (the real decoder lives elsewhere) and reassembles every
+/// connection.
+#[cfg(test)]
+pub(crate) mod capture {
+    use super::*;
+    use crate::pcap::CaptureReader;
+    use std::collections::HashMap;
+    use std::path::PathBuf;
+
+    /// The corpus directory (`../shared/corpus/pcaps` beside the checkout, or
+    /// `/work/shared/corpus/pcaps`), or None after printing that the test is skipped.
+    pub(crate) fn corpus(file: &str) -> Option<PathBuf> {
+        let beside = PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/corpus/pcaps"
+        ));
+        let fixed = PathBuf::from("/work/shared/corpus/pcaps");
+        let dir = [beside, fixed].into_iter().find(|d| d.is_dir());
+        let Some(dir) = dir else {
+            eprintln!("SKIPPED: the shared corpus (../shared/corpus) is not present");
+            return None;
+        };
+        Some(dir.join(file))
+    }
+
+    type Endpoint = (Vec<u8>, u16);
+    type Conn = (Endpoint, (u16, u16), TcpReassembler, Vec<TcpEvent>);
+
+    struct Parsed<'a> {
+        src: Endpoint,
+        dst: Endpoint,
+        seq: u32,
+        ack: u32,
+        flags: u8,
+        payload: &'a [u8],
+    }
+
+    fn be16(d: &[u8], i: usize) -> Option<u16> {
+        Some(u16::from_be_bytes([*d.get(i)?, *d.get(i + 1)?]))
+    }
+
+    fn be32(d: &[u8], i: usize) -> Option<u32> {
+        Some(u32::from_be_bytes(d.get(i..i + 4)?.try_into().ok()?))
+    }
+
+    fn tcp<'a>(src: Vec<u8>, dst: Vec<u8>, t: &'a [u8]) -> Option<Parsed<'a>> {
+        let off = usize::from(*t.get(12)? >> 4) * 4;
+        Some(Parsed {
+            src: (src, be16(t, 0)?),
+            dst: (dst, be16(t, 2)?),
+            seq: be32(t, 4)?,
+            ack: be32(t, 8)?,
+            flags: *t.get(13)?,
+            payload: t.get(off..)?,
+        })
+    }
+
+    fn ip(et: u16, d: &[u8]) -> Option<Parsed<'_>> {
+        match et {
+            0x0800 => {
+                let ihl = usize::from(*d.first()? & 0x0f) * 4;
+                let total = usize::from(be16(d, 2)?);
+                let frag = be16(d, 6)? & 0x3fff;
+                if *d.get(9)? != 6 || frag != 0 {
+                    return None;
+                }
+                let end = total.min(d.len());
+                tcp(
+                    d.get(12..16)?.to_vec(),
+                    d.get(16..20)?.to_vec(),
+                    d.get(ihl..end)?,
+                )
+            }
+            0x86dd => {
+                let plen = usize::from(be16(d, 4)?);
+                let mut next = *d.get(6)?;
+                let body = d.get(40..(40 + plen).min(d.len()))?;
+                let mut at = 0;
+                while matches!(next, 0 | 43 | 60) {
+                    next = *body.get(at)?;
+                    at += (usize::from(*body.get(at + 1)?) + 1) * 8;
+                }
+                if next != 6 {
+                    return None;
+                }
+                tcp(
+                    d.get(8..24)?.to_vec(),
+                    d.get(24..40)?.to_vec(),
+                    body.get(at..)?,
+                )
+            }
+            0x8100 | 0x88a8 => ip(be16(d, 2)?, d.get(4..)?),
+            _ => None,
+        }
+    }
+
+    fn packet(link_type: u16, d: &[u8]) -> Option<Parsed<'_>> {
+        match link_type {
+            1 => ip(be16(d, 12)?, d.get(14..)?),
+            113 => ip(be16(d, 14)?, d.get(16..)?),
+            276 => ip(be16(d, 0)?, d.get(20..)?),
+            101 => ip(
+                if *d.first()? >> 4 == 6 {
+                    0x86dd
+                } else {
+                    0x0800
+                },
+                d,
+            ),
+            _ => None,
+        }
+    }
+
+    /// One reassembled connection: the ports of its `Forward` direction (source, destination)
+    /// and its events, in order.
+    pub(crate) struct Connection {
+        pub ports: (u16, u16),
+        pub events: Vec<TcpEvent>,
+        pub stats: TcpStats,
+    }
+
+    /// Every TCP connection of the capture, in order of first packet.
+    pub(crate) fn connections(path: &std::path::Path) -> Vec<Connection> {
+        let file = std::fs::File::open(path).expect("open capture");
+        let mut reader = CaptureReader::new(std::io::BufReader::new(file)).expect("capture");
+        let mut index: HashMap<(Endpoint, Endpoint), usize> = HashMap::new();
+        let mut conns: Vec<Conn> = Vec::new();
+        let mut last_frame = 0;
+        while let Some(p) = reader.next_packet().expect("packet") {
+            last_frame = p.frame;
+            let Some(seg) = packet(p.link_type, p.data) else {
+                continue;
+            };
+            let key = if seg.src <= seg.dst {
+                (seg.src.clone(), seg.dst.clone())
+            } else {
+                (seg.dst.clone(), seg.src.clone())
+            };
+            let flags = TcpFlags::from_header_byte(seg.flags);
+            let i = match index.get(&key) {
+                Some(&i) => i,
+                None => {
+                    conns.push((
+                        seg.src.clone(),
+                        (seg.src.1, seg.dst.1),
+                        TcpReassembler::default(),
+                        Vec::new(),
+                    ));
+                    index.insert(key, conns.len() - 1);
+                    conns.len() - 1
+                }
+            };
+            let (fwd, _, r, evs) = &mut conns[i];
+            let dir = if seg.src == *fwd {
+                Direction::Forward
+            } else {
+                Direction::Reverse
+            };
+            r.push(
+                dir,
+                TcpSegment {
+                    frame: p.frame,
+                    ts_ns: p.ts_nanos,
+                    seq: seg.seq,
+                    ack: seg.ack,
+                    flags,
+                    payload: seg.payload,
+                },
+            );
+            evs.extend(r.drain());
+        }
+        conns
+            .into_iter()
+            .map(|(_, ports, mut r, mut events)| {
+                r.finish(last_frame);
+                events.extend(r.drain());
+                Connection {
+                    ports,
+                    events,
+                    stats: r.stats(),
+                }
+            })
+            .collect()
     }
 }
