@@ -138,6 +138,13 @@ impl HttpMessage {
             HttpKind::Response { .. } => None,
         }
     }
+
+    /// The decoded pairs of an `application/x-www-form-urlencoded` body (None for other media
+    /// types).
+    pub fn form(&self) -> Option<Vec<(String, String)>> {
+        (self.media_type().as_deref() == Some("application/x-www-form-urlencoded"))
+            .then(|| form_pairs(&self.body))
+    }
 }
 
 /// Malformed data in an HTTP stream.
@@ -265,6 +272,18 @@ impl HttpStreamParser {
     /// The next event, oldest first.
     pub fn poll(&mut self) -> Option<HttpEvent> {
         self.events.pop_front()
+    }
+
+    /// True once the stream stopped being HTTP (after 101 Switching Protocols or CONNECT 2xx).
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self.state, State::Tunnel)
+    }
+
+    /// The rest of the stream is not HTTP: a message in progress is reported incomplete and
+    /// later bytes are ignored.
+    pub fn enter_tunnel(&mut self) {
+        self.abandon(Incomplete::End, 0);
+        self.state = State::Tunnel;
     }
 
     /// Adds in-order stream bytes that came from `frame`.
@@ -723,6 +742,10 @@ impl HttpStreamParser {
     }
 }
 
+fn tchar(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b)
+}
+
 fn copy_headers(headers: &[httparse::Header<'_>]) -> Vec<(String, Vec<u8>)> {
     headers
         .iter()
@@ -808,7 +831,6 @@ fn parse_chunk_size(line: &[u8]) -> Result<u64, String> {
 fn parse_field(line: &[u8]) -> Option<(String, Vec<u8>)> {
     let colon = line.iter().position(|&b| b == b':')?;
     let name = line.get(..colon)?;
-    let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
     if name.is_empty() || !name.iter().all(tchar) {
         return None;
     }
@@ -820,7 +842,12 @@ fn parse_field(line: &[u8]) -> Option<(String, Vec<u8>)> {
 /// True if `line` (without its LF) looks like the start of a message of `role`.
 fn looks_like_start_line(line: &[u8], role: HttpRole) -> bool {
     let line = trim_cr(line);
-    let version = |v: &[u8]| matches!(v, [b'H', b'T', b'T', b'P', b'/', a, b'.', b] if a.is_ascii_digit() && b.is_ascii_digit());
+    let version = |v: &[u8]| match v {
+        [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] => {
+            major.is_ascii_digit() && minor.is_ascii_digit()
+        }
+        _ => false,
+    };
     match role {
         HttpRole::Responses => {
             let mut parts = line.splitn(3, |&b| b == b' ');
@@ -830,7 +857,6 @@ fn looks_like_start_line(line: &[u8], role: HttpRole) -> bool {
         }
         HttpRole::Requests => {
             let parts: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
-            let tchar = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
             parts.len() == 3
                 && parts
                     .first()
@@ -932,6 +958,18 @@ impl HttpConversation {
         self.client
     }
 
+    /// Which direction is the client, judging by the first bytes `first` seen in direction
+    /// `dir`: a request line start (`TOKEN SP`) means `dir`, `HTTP/` means the other one,
+    /// anything else None (not HTTP, or not at a message boundary).
+    pub fn client_from_first_bytes(dir: Direction, first: &[u8]) -> Option<Direction> {
+        let first = first.get(leading_crlf(first)..).unwrap_or(&[]);
+        if first.starts_with(b"HTTP/") {
+            return Some(dir.opposite());
+        }
+        let method_len = first.iter().take_while(|b| tchar(b)).count();
+        (method_len > 0 && first.get(method_len) == Some(&b' ')).then_some(dir)
+    }
+
     /// The next event with the direction it belongs to, oldest first.
     pub fn poll(&mut self) -> Option<(Direction, HttpEvent)> {
         self.events.pop_front()
@@ -988,6 +1026,13 @@ impl HttpConversation {
                 }
             }
             self.events.push_back((dir, ev));
+        }
+        // 101 Switching Protocols or CONNECT 2xx: the client side is no longer HTTP either.
+        if dir != self.client && self.responses.is_tunnel() && !self.requests.is_tunnel() {
+            self.requests.enter_tunnel();
+            while let Some(ev) = self.requests.poll() {
+                self.events.push_back((self.client, ev));
+            }
         }
     }
 }
@@ -1458,6 +1503,56 @@ mod tests {
     }
 
     #[test]
+    fn upgrade_turns_both_directions_into_a_tunnel() {
+        let mut c = HttpConversation::new(C);
+        c.push(C, b"GET /ws HTTP/1.1\r\nUpgrade: websocket\r\n\r\n", 1, 0);
+        c.push(
+            S,
+            b"HTTP/1.1 101 Switching Protocols\r\n\r\n\x81\x05hello",
+            2,
+            0,
+        );
+        c.push(C, b"\x81\x85GET / HTTP/1.1\r\n\r\n", 3, 0);
+        let evs = conv_drain(&mut c);
+        assert_eq!(evs.len(), 2, "{evs:?}");
+    }
+
+    #[test]
+    fn client_direction_from_first_bytes() {
+        assert_eq!(
+            HttpConversation::client_from_first_bytes(S, b"POST /x HTTP/1.1"),
+            Some(S)
+        );
+        assert_eq!(
+            HttpConversation::client_from_first_bytes(S, b"\r\nHTTP/1.1 200"),
+            Some(C)
+        );
+        assert_eq!(
+            HttpConversation::client_from_first_bytes(C, b"\x16\x03\x01"),
+            None
+        );
+        assert_eq!(HttpConversation::client_from_first_bytes(C, b""), None);
+    }
+
+    #[test]
+    fn form_body_of_a_message() {
+        let mut p = HttpStreamParser::new(HttpRole::Requests);
+        p.push(
+            b"POST /emservice/EMServiceServlet HTTP/1.1\r\n\
+              Content-Type: application/x-www-form-urlencoded; charset=UTF-8\r\n\
+              Content-Length: 33\r\n\r\nxml=%3Crequest%3E%3C%2Frequest%3E",
+            1,
+            0,
+        );
+        let evs = drain(&mut p);
+        let m = messages(&evs)[0];
+        assert_eq!(
+            m.form(),
+            Some(vec![("xml".to_string(), "<request></request>".to_string())])
+        );
+    }
+
+    #[test]
     fn form_pairs_decoding() {
         assert_eq!(
             form_pairs(b"xml=%3Crequest%3E%3Clogin+a%3D%221%22%2F%3E&x=&flag&&a+b=c%2"),
@@ -1496,12 +1591,8 @@ mod tests {
             for ev in &conn.events {
                 if conv.is_none() {
                     if let TcpEvent::Data(c) = ev {
-                        let client = if c.data.starts_with(b"HTTP/") {
-                            c.dir.opposite()
-                        } else {
-                            c.dir
-                        };
-                        conv = Some(HttpConversation::new(client));
+                        conv = HttpConversation::client_from_first_bytes(c.dir, &c.data)
+                            .map(HttpConversation::new);
                     }
                 }
                 if let Some(conv) = conv.as_mut() {

@@ -418,7 +418,10 @@ impl TcpReassembler {
             }
         }
         if !seg.payload.is_empty() {
-            self.accept(dir, start, seg.payload, seg.frame, seg.ts_ns);
+            let probe = !seg.flags.contains(TcpFlags::SYN)
+                && !seg.flags.contains(TcpFlags::FIN)
+                && !seg.flags.contains(TcpFlags::RST);
+            self.accept(dir, start, seg.payload, seg.frame, seg.ts_ns, probe);
         }
 
         // The ACK tells what the peer of the other direction received.
@@ -467,7 +470,16 @@ impl TcpReassembler {
         self.flush_end(Direction::Reverse, last_frame);
     }
 
-    fn accept(&mut self, dir: Direction, start: i64, payload: &[u8], frame: u64, ts_ns: u64) {
+    /// `probe`: the segment may be a keep-alive (no SYN, FIN or RST).
+    fn accept(
+        &mut self,
+        dir: Direction,
+        start: i64,
+        payload: &[u8],
+        frame: u64,
+        ts_ns: u64,
+        probe: bool,
+    ) {
         let d = dir.index();
         let half = &mut self.halves[d];
         let mut data = payload;
@@ -487,7 +499,7 @@ impl TcpReassembler {
         half.highest = half.highest.max(end);
 
         // Keep-alive: at most one byte just below the next expected byte.
-        if data.len() == 1 && end == half.next {
+        if probe && data.len() == 1 && end == half.next {
             half.stats.keepalives += 1;
             return;
         }
@@ -1101,6 +1113,32 @@ mod tests {
         r.finish(2);
         let g = gaps(&collect(&mut r).1);
         assert_eq!((g[0].offset, g[0].len), (2, 3));
+    }
+
+    #[test]
+    fn fin_in_order_is_reported_after_its_data_and_syn_data_starts_at_isn_plus_one() {
+        let mut r = TcpReassembler::default();
+        r.push(F, seg(1, 41, 0, TcpFlags::SYN, b"syn-data"));
+        r.push(F, seg(2, 50, 0, A | TcpFlags::FIN, b"!"));
+        r.push(F, seg(3, 50, 0, A | TcpFlags::FIN, b"!"));
+        let evs: Vec<_> = r.drain().collect();
+        assert!(matches!(&evs[0], TcpEvent::Data(c) if c.data == b"syn-data" && c.seq == 42));
+        assert!(matches!(&evs[1], TcpEvent::Data(c) if c.data == b"!" && c.offset == 8));
+        assert!(matches!(
+            evs[2],
+            TcpEvent::Fin {
+                dir: F,
+                frame: 2,
+                ..
+            }
+        ));
+        assert_eq!(evs.len(), 3, "one FIN event for a retransmitted FIN");
+        let s = r.stats().forward;
+        assert_eq!((s.retransmissions, s.keepalives), (1, 0));
+        // A retransmitted SYN is not a new connection; another ISN is counted.
+        r.push(F, seg(4, 41, 0, TcpFlags::SYN, b""));
+        r.push(F, seg(5, 9999, 0, TcpFlags::SYN, b""));
+        assert_eq!(r.stats().forward.unexpected_syns, 1);
     }
 
     #[test]
