@@ -207,6 +207,20 @@ pub enum TcpEvent {
     },
 }
 
+impl TcpEvent {
+    /// The direction the event belongs to (`client` for a handshake).
+    pub fn dir(&self) -> Direction {
+        match self {
+            TcpEvent::Data(c) => c.dir,
+            TcpEvent::Gap(g) => g.dir,
+            TcpEvent::Handshake { client, .. } => *client,
+            TcpEvent::Fin { dir, .. }
+            | TcpEvent::Rst { dir, .. }
+            | TcpEvent::OverlapConflict { dir, .. } => *dir,
+        }
+    }
+}
+
 /// Per-direction counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct TcpDirStats {
@@ -305,6 +319,7 @@ pub struct TcpReassembler {
     syn_from: Option<Direction>,
     syn_ack_seen: bool,
     handshake_done: bool,
+    rst_seen: bool,
     dropped_events: u64,
 }
 
@@ -324,6 +339,7 @@ impl TcpReassembler {
             syn_from: None,
             syn_ack_seen: false,
             handshake_done: false,
+            rst_seen: false,
             dropped_events: 0,
         }
     }
@@ -335,6 +351,18 @@ impl TcpReassembler {
             reverse: self.halves[1].stats,
             dropped_events: self.dropped_events,
         }
+    }
+
+    /// True after a RST, or once both directions' FINs have been reported: a flow table can
+    /// drain the events and forget the connection (a later SYN on the same addresses starts a
+    /// new one).
+    pub fn is_closed(&self) -> bool {
+        self.rst_seen || self.halves.iter().all(|h| h.fin_reported)
+    }
+
+    /// True once SYN, SYN-ACK and the final ACK have been seen.
+    pub fn handshake_seen(&self) -> bool {
+        self.handshake_done
     }
 
     /// Next expected stream offset of `dir` (bytes delivered or declared missing so far).
@@ -441,6 +469,7 @@ impl TcpReassembler {
         }
 
         if seg.flags.contains(TcpFlags::RST) {
+            self.rst_seen = true;
             self.flush_end(Direction::Forward, seg.frame);
             self.flush_end(Direction::Reverse, seg.frame);
             self.emit(TcpEvent::Rst {
@@ -886,6 +915,8 @@ mod tests {
                 ts_ns: 3000
             }
         );
+        assert!(r.handshake_seen());
+        assert!(!r.is_closed());
         match &evs[1] {
             TcpEvent::Data(c) => {
                 assert_eq!(c.offset, 0);
@@ -1133,6 +1164,7 @@ mod tests {
             }
         ));
         assert_eq!(evs.len(), 3, "one FIN event for a retransmitted FIN");
+        assert!(!r.is_closed(), "only one direction has closed");
         let s = r.stats().forward;
         assert_eq!((s.retransmissions, s.keepalives), (1, 0));
         // A retransmitted SYN is not a new connection; another ISN is counted.
@@ -1158,6 +1190,8 @@ mod tests {
                 ..
             }
         ));
+        assert_eq!(other[1].dir(), R);
+        assert!(r.is_closed());
     }
 
     #[test]
@@ -1224,6 +1258,12 @@ mod tests {
         let (data, _) = collect(&mut r);
         assert_eq!(data[0], b"req!");
         assert_eq!(data[1], b"resp");
+        r.push(F, seg(4, 4, 81, A | TcpFlags::FIN, b""));
+        assert!(!r.is_closed());
+        r.push(R, seg(5, 81, 5, A | TcpFlags::FIN, b""));
+        assert!(r.is_closed());
+        let (_, other) = collect(&mut r);
+        assert_eq!(other.len(), 2, "{other:?}");
     }
 
     #[test]
