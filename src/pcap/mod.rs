@@ -5,9 +5,15 @@
 //! - [`CaptureReader`]: yields [`Packet`]s (frame number, timestamp, link type, bytes).
 //! - [`decode`]: link layer -> IPv4/IPv6 -> tunnels (IP-in-IP, GRE, ERSPAN) -> [`IpInfo`].
 //! - [`dscp_tally`]: per-DSCP packet counts for a whole capture.
+//! - [`tcp`]: bounded TCP reassembly of one connection into in-order chunks and gaps.
+//! - [`http`]: HTTP/1.1 message framing over a reassembled connection ([`HttpConversation`]).
+//! - [`sipframe`]: SIP-over-TCP message framing over a reassembled connection.
 
 mod decode;
+pub mod http;
 mod reader;
+pub mod sipframe;
+pub mod tcp;
 
 #[cfg(test)]
 use reader::TsResol;
@@ -16,7 +22,13 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 pub use decode::{decode, Decoded, IpInfo, IpVersion};
+pub use http::{form_pairs, HttpConversation, HttpEvent, HttpKind, HttpMessage, HttpStreamParser};
 pub use reader::{CaptureFormat, CaptureReader, Packet, PcapError, MAX_BLOCK_LEN, MAX_SNAPLEN};
+pub use sipframe::{SipFramedMessage, SipStreamEvent, SipStreamParser, SipTcpFramer};
+pub use tcp::{
+    Direction, Gap, StreamBuffer, StreamChunk, TcpConfig, TcpEvent, TcpFlags, TcpReassembler,
+    TcpSegment,
+};
 
 /// Per-DSCP counts of a capture, counting for each IP packet the DSCP of its innermost IP header.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
