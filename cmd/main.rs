@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod db;
+mod em;
 mod phone;
 mod serve;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Simulated Cisco IP phones for labs and tests.
     #[command(subcommand)]
     Phone(phone::Command),
+    /// Extension Mobility over the EM service API (works against Cisco Unified CM too).
+    #[command(subcommand)]
+    Em(em::Command),
 }
 
 /// An error that decides the exit code.
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             Command::Db(c) => db::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Phone(c) => phone::run(c).await,
+            Command::Em(c) => em::run(c).await,
         }
     });
     match result {

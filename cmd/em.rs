@@ -1,0 +1,383 @@
+//! `ucm em`: Extension Mobility from scripts, over the EM service API (so it works against
+//! Cisco Unified CM too). Exit codes: 0 success, 1 the service refused (its EM error code and
+//! meaning are printed), 2 usage, input or an unreachable service.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::{Args, Subcommand};
+use ucm::client::ClientOptions;
+use ucm::services::em::api::{self, DeviceUser};
+use ucm::services::em::client::{EmCallError, EmClient};
+
+use crate::{print_out, Failure};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Log a user in on a device (or many, with --from).
+    Login(LoginArgs),
+    /// Log a device out.
+    Logout(LogoutArgs),
+    /// Who is logged in on a device, or where a user is logged in.
+    Status(StatusArgs),
+}
+
+#[derive(Args)]
+pub struct Conn {
+    /// The EM service: a base URL (the standard path is added) or the full servlet URL.
+    #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// An application user with EM proxy rights, acting for any user.
+    #[arg(long, env = "UCM_EM_APP_USER", value_name = "USER")]
+    app_user: Option<String>,
+    /// Read the application user's password from the first line of stdin.
+    #[arg(long, requires = "app_user", conflicts_with = "password_stdin")]
+    app_password_stdin: bool,
+    /// Act as the user themselves (--user), reading their password from stdin.
+    #[arg(long)]
+    password_stdin: bool,
+    /// PEM file of CA certificates for HTTPS (for example the node's node-cert.pem).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Accept any HTTPS certificate (test beds only).
+    #[arg(long)]
+    insecure: bool,
+    /// Seconds to wait for each request.
+    #[arg(long, default_value_t = 30)]
+    timeout: u64,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct LoginArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, value_name = "SEP<MAC>", required_unless_present = "from")]
+    device: Option<String>,
+    #[arg(long, required_unless_present = "from")]
+    user: Option<String>,
+    /// The device profile [default: the user's default profile].
+    #[arg(long)]
+    profile: Option<String>,
+    /// Log out automatically after this many minutes.
+    #[arg(long, value_name = "MIN", conflicts_with = "indefinite")]
+    duration: Option<u32>,
+    /// No automatic logout.
+    #[arg(long)]
+    indefinite: bool,
+    /// Log in many: a CSV file of `device,user[,profile]` lines (`#` comments allowed).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["device", "user", "profile"])]
+    from: Option<PathBuf>,
+    /// Requests in flight at once with --from (the service's Maximum Concurrent Requests
+    /// refuses more with error 26).
+    #[arg(long, default_value_t = 4)]
+    concurrency: usize,
+}
+
+#[derive(Args)]
+pub struct LogoutArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, value_name = "SEP<MAC>")]
+    device: String,
+    /// The user acting for themselves (with --password-stdin).
+    #[arg(long)]
+    user: Option<String>,
+}
+
+#[derive(Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    conn: Conn,
+    #[arg(long, value_name = "SEP<MAC>", required_unless_present = "user", conflicts_with = "user")]
+    device: Option<String>,
+    #[arg(long)]
+    user: Option<String>,
+}
+
+fn read_stdin_line(what: &str) -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Input(format!("reading {what} from stdin: {e}")))?;
+    let pw = line.trim_end_matches(['\r', '\n']).to_string();
+    if pw.is_empty() {
+        return Err(Failure::Input(format!("no {what} on stdin")));
+    }
+    Ok(pw)
+}
+
+/// The API credentials: the application user (password from stdin or UCM_EM_APP_PASSWORD) or
+/// the user themselves (password from stdin or UCM_EM_PASSWORD). Never from a flag (`ps`).
+fn credentials(conn: &Conn, user: Option<&str>) -> Result<(String, String), Failure> {
+    if let Some(app) = &conn.app_user {
+        let pw = if conn.app_password_stdin {
+            read_stdin_line("the application user's password")?
+        } else {
+            std::env::var("UCM_EM_APP_PASSWORD").map_err(|_| {
+                Failure::Input(
+                    "--app-user needs --app-password-stdin or UCM_EM_APP_PASSWORD".into(),
+                )
+            })?
+        };
+        return Ok((app.clone(), pw));
+    }
+    let Some(user) = user else {
+        return Err(Failure::Input(
+            "give --app-user (EM proxy rights) or --user with --password-stdin".into(),
+        ));
+    };
+    let pw = if conn.password_stdin {
+        read_stdin_line("the user's password")?
+    } else {
+        std::env::var("UCM_EM_PASSWORD").map_err(|_| {
+            Failure::Input(
+                "give --app-user, or --password-stdin (or UCM_EM_PASSWORD) to act as the user"
+                    .into(),
+            )
+        })?
+    };
+    Ok((user.to_string(), pw))
+}
+
+fn client(conn: &Conn, user: Option<&str>) -> Result<EmClient, Failure> {
+    let (id, pw) = credentials(conn, user)?;
+    let opts = ClientOptions {
+        ca: conn.ca.clone(),
+        insecure: conn.insecure,
+        timeout: Some(Duration::from_secs(conn.timeout.max(1))),
+    };
+    EmClient::new(&conn.server, &id, &pw, &opts).map_err(|e| Failure::Input(e.to_string()))
+}
+
+fn failure(e: EmCallError) -> Failure {
+    match e {
+        EmCallError::Refused(_) => Failure::Check(format!("ucm: {e}")),
+        EmCallError::Transport(m) => Failure::Input(m),
+    }
+}
+
+pub async fn run(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Login(a) => login(a).await,
+        Command::Logout(a) => {
+            let c = client(&a.conn, a.user.as_deref())?;
+            c.logout(&a.device).await.map_err(failure)?;
+            if a.conn.json {
+                print_out(&format!(
+                    "{}\n",
+                    serde_json::json!({"device": a.device, "result": "logged out"})
+                ))
+            } else {
+                print_out(&format!("{}: logged out\n", a.device))
+            }
+        }
+        Command::Status(a) => status(a).await,
+    }
+}
+
+fn duration(a: &LoginArgs) -> Option<api::Duration> {
+    match (a.duration, a.indefinite) {
+        (Some(m), _) => Some(api::Duration::Minutes(m)),
+        (None, true) => Some(api::Duration::Indefinite),
+        (None, false) => None,
+    }
+}
+
+async fn login(a: LoginArgs) -> Result<(), Failure> {
+    if let Some(file) = &a.from {
+        return bulk_login(&a, file).await;
+    }
+    let (Some(device), Some(user)) = (&a.device, &a.user) else {
+        return Err(Failure::Input("--device and --user are required".into()));
+    };
+    let c = client(&a.conn, Some(user))?;
+    c.login(device, user, a.profile.as_deref(), duration(&a))
+        .await
+        .map_err(failure)?;
+    if a.conn.json {
+        print_out(&format!(
+            "{}\n",
+            serde_json::json!({"device": device, "user": user, "result": "logged in"})
+        ))
+    } else {
+        print_out(&format!("{device}: {user} logged in\n"))
+    }
+}
+
+/// One line of a bulk login file.
+struct Entry {
+    line: usize,
+    device: String,
+    user: String,
+    profile: Option<String>,
+}
+
+fn read_entries(file: &PathBuf) -> Result<Vec<Entry>, Failure> {
+    let text = std::fs::read_to_string(file)
+        .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.split(',').map(str::trim).collect();
+        match f.as_slice() {
+            [d, u] | [d, u, ""] if !d.is_empty() && !u.is_empty() => out.push(Entry {
+                line: i + 1,
+                device: d.to_string(),
+                user: u.to_string(),
+                profile: None,
+            }),
+            [d, u, p] if !d.is_empty() && !u.is_empty() => out.push(Entry {
+                line: i + 1,
+                device: d.to_string(),
+                user: u.to_string(),
+                profile: Some(p.to_string()),
+            }),
+            _ => {
+                return Err(Failure::Input(format!(
+                    "{}:{}: expected device,user[,profile], got {raw:?}",
+                    file.display(),
+                    i + 1
+                )))
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn bulk_login(a: &LoginArgs, file: &PathBuf) -> Result<(), Failure> {
+    let entries = read_entries(file)?;
+    if a.conn.app_user.is_none() {
+        return Err(Failure::Input(
+            "--from logs in many users: give --app-user (EM proxy rights)".into(),
+        ));
+    }
+    let c = Arc::new(client(&a.conn, None)?);
+    let dur = duration(a);
+    let started = Instant::now();
+    let total = entries.len();
+    let progress = std::io::stderr().is_terminal();
+    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for e in entries {
+        let (c, sem) = (c.clone(), sem.clone());
+        tasks.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            let r = c.login(&e.device, &e.user, e.profile.as_deref(), dur).await;
+            (e, r)
+        });
+    }
+    let mut results = Vec::with_capacity(total);
+    let mut transport_error = None;
+    while let Some(done) = tasks.join_next().await {
+        let Ok((e, r)) = done else { continue };
+        if let Err(EmCallError::Transport(m)) = &r {
+            transport_error.get_or_insert_with(|| m.clone());
+        }
+        results.push((e, r));
+        if progress {
+            eprint!("\r{}/{total} logins", results.len());
+        }
+    }
+    if progress {
+        eprintln!();
+    }
+    results.sort_by_key(|(e, _)| e.line);
+    let failed = results.iter().filter(|(_, r)| r.is_err()).count();
+    let secs = started.elapsed().as_secs_f64();
+    if a.conn.json {
+        let items: Vec<_> = results
+            .iter()
+            .map(|(e, r)| match r {
+                Ok(()) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "logged in"}),
+                Err(EmCallError::Refused(x)) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "refused", "code": x.code, "meaning": ucm::services::em::code_meaning(x.code), "message": x.message}),
+                Err(EmCallError::Transport(m)) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "error", "message": m}),
+            })
+            .collect();
+        print_out(&format!(
+            "{}\n",
+            serde_json::json!({"total": total, "failed": failed, "seconds": secs, "results": items})
+        ))?;
+    } else {
+        let mut out = String::new();
+        for (e, r) in &results {
+            if let Err(err) = r {
+                out.push_str(&format!("line {}: {} {}: {err}\n", e.line, e.device, e.user));
+            }
+        }
+        out.push_str(&format!(
+            "{} of {total} logged in, {failed} failed, in {secs:.2} s\n",
+            total - failed
+        ));
+        print_out(&out)?;
+    }
+    match (transport_error, failed) {
+        (Some(m), _) => Err(Failure::Input(m)),
+        (None, 0) => Ok(()),
+        (None, n) => Err(Failure::Check(format!("{n} logins refused"))),
+    }
+}
+
+async fn status(a: StatusArgs) -> Result<(), Failure> {
+    let c = client(&a.conn, a.user.as_deref())?;
+    if let Some(device) = &a.device {
+        let r = c.device_users(&[device]).await.map_err(failure)?;
+        let (name, state) = r
+            .into_iter()
+            .next()
+            .ok_or_else(|| Failure::Input("the service answered no device".into()))?;
+        let (text, json) = match state {
+            DeviceUser::LoggedIn(u) => (
+                format!("{name}: {u} logged in\n"),
+                serde_json::json!({"device": name, "user": u}),
+            ),
+            DeviceUser::None { last } => (
+                match &last {
+                    Some(l) => format!("{name}: nobody logged in (last: {l})\n"),
+                    None => format!("{name}: nobody logged in\n"),
+                },
+                serde_json::json!({"device": name, "user": null, "last_user": last}),
+            ),
+            DeviceUser::DoesNotExist => {
+                return Err(Failure::Check(format!(
+                    "ucm: EM error 11 ({}): {name}",
+                    ucm::services::em::code_meaning(11)
+                )))
+            }
+        };
+        return if a.conn.json {
+            print_out(&format!("{json}\n"))
+        } else {
+            print_out(&text)
+        };
+    }
+    let user = a.user.clone().unwrap_or_default();
+    let r = c.user_devices(&[&user]).await.map_err(failure)?;
+    let (id, devices) = r
+        .into_iter()
+        .next()
+        .ok_or_else(|| Failure::Input("the service answered no user".into()))?;
+    let Some(devices) = devices else {
+        return Err(Failure::Check(format!(
+            "ucm: EM error 23 ({}): {id}",
+            ucm::services::em::code_meaning(23)
+        )));
+    };
+    if a.conn.json {
+        print_out(&format!(
+            "{}\n",
+            serde_json::json!({"user": id, "devices": devices})
+        ))
+    } else if devices.is_empty() {
+        print_out(&format!("{id}: not logged in\n"))
+    } else {
+        print_out(&format!("{id}: logged in on {}\n", devices.join(", ")))
+    }
+}
