@@ -25,6 +25,23 @@
 //!
 //! Parsing never panics and is linear in the input: input is refused above
 //! [`MAX_INPUT_BYTES`] and element nesting above [`MAX_DEPTH`].
+//!
+//! ```
+//! use ucm::xml::{parse_bytes, validate, CiscoIPPhoneObject, Execute, PhoneModel, Priority};
+//!
+//! let push: CiscoIPPhoneObject = Execute::new()
+//!     .item("RTPMRx:239.1.1.1:20480", Priority::Immediately)
+//!     .into();
+//! assert!(validate(&push, PhoneModel::lookup("CP-8851")).is_empty());
+//! assert!(push.to_xml().starts_with(r#"<?xml version="1.0" encoding="UTF-8"?><CiscoIPPhoneExecute>"#));
+//!
+//! // What Cisco CME really sends: no space before `encoding`. Accepted, with a warning.
+//! let real = br#"<?xml version="1.0"encoding="ISO-8859-1" ?><CiscoIPPhoneExecute><ExecuteItem Priority= "0" URL="RTPMRx:Stop"/></CiscoIPPhoneExecute>"#;
+//! let parsed = parse_bytes(real)?;
+//! assert_eq!(parsed.object, Execute::single("RTPMRx:Stop").into());
+//! assert_eq!(parsed.warnings[0].code, "decl-no-space");
+//! # Ok::<(), ucm::xml::XmlError>(())
+//! ```
 
 mod dom;
 pub mod objects;

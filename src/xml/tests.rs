@@ -925,6 +925,22 @@ fn rule_execute_and_response() {
             ),
         ]
     );
+    let softkey = Execute::single("SoftKey:Exit");
+    assert_eq!(
+        rules(softkey.clone(), None),
+        one(
+            "CiscoIPPhoneExecute/ExecuteItem[1]/@URL",
+            "execute-uri-forbidden"
+        )
+    );
+    assert_eq!(rules(softkey, Some("CP-8821")), vec![]);
+    assert_eq!(
+        rules(Execute::single("Notify:http:h:80:p::d"), Some("CP-8821")),
+        one(
+            "CiscoIPPhoneExecute/ExecuteItem[1]/@URL",
+            "execute-uri-forbidden"
+        )
+    );
     let long = Execute::single(&format!("http://{}", "x".repeat(250)));
     assert_eq!(
         rules(long, None),

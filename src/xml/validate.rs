@@ -691,10 +691,12 @@ impl V<'_> {
                             );
                         }
                     }
-                    // UNCONFIRMED beyond the Development Notes: SoftKey: is allowed in an
-                    // Execute on the 8821 only; Notify: never.
+                    // Development Notes: SoftKey: URIs are not allowed in an Execute except on
+                    // the 8821 (whose table entry also covers the 9821: UNCONFIRMED there);
+                    // Notify: never.
                     let scheme = url.split(':').next().unwrap_or("");
-                    if matches!(scheme, "SoftKey" | "Notify") {
+                    let softkey_ok = self.model.is_some_and(|m| m.name == "CP-8821");
+                    if scheme == "Notify" || (scheme == "SoftKey" && !softkey_ok) {
                         self.push(
                             up,
                             "execute-uri-forbidden",
