@@ -21,3 +21,4 @@ pub mod server;
 pub mod services;
 pub mod sip;
 pub mod store;
+pub mod xml;

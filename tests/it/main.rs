@@ -13,3 +13,4 @@ mod serve;
 mod services;
 mod sipp;
 mod store;
+mod xml;
