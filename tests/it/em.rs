@@ -439,3 +439,113 @@ fn r6_phone_resets_with_the_profile_line_and_calls_ring_there() {
     drop(hotdesk);
     drop(phone_b);
 }
+
+#[test]
+fn r6_ucm_em_commands_and_their_exit_codes() {
+    use crate::common::ucm;
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let server = format!("http://{}", srv.addr("http"));
+    // Runs `ucm em ...` as the EM proxy user (password from the environment).
+    let em = |args: &[&str]| {
+        ucm()
+            .arg("em")
+            .args(args)
+            .args(["--server", &server, "--app-user", "emproxy"])
+            .env("UCM_EM_APP_PASSWORD", "emproxy")
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let out = em(&[
+        "login",
+        "--device",
+        HOTDESK,
+        "--user",
+        "jsmith",
+        "--duration",
+        "30",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let out = em(&["status", "--device", HOTDESK, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["user"], "jsmith");
+    // Refused by the service: exit 1 with the code and its meaning.
+    let out = em(&["login", "--device", HOTDESK, "--user", "sadams"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out).contains("EM error 18 (Another user logged in)"),
+        "{}",
+        text(&out)
+    );
+    // The user acting for themselves, password on stdin.
+    let mut child = ucm()
+        .args([
+            "em",
+            "status",
+            "--user",
+            "jsmith",
+            "--password-stdin",
+            "--server",
+            &server,
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"cisco\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("jsmith: logged in on {HOTDESK}\n")
+    );
+    let out = em(&["logout", "--device", HOTDESK]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    // Bulk: two good lines and one refused (no such user); a malformed file is exit 2.
+    let list = write_file(
+        dir.path(),
+        "logins.csv",
+        &format!("# device,user[,profile]\n{HOTDESK},jsmith,jsmith-udp\nSEP00036BC7B975,sadams\nSEP00036BC7B973,nobody\n"),
+    );
+    let out = em(&["login", "--from", list.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["total"], 3);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results[0]["result"], "logged in");
+    assert_eq!(
+        results[1]["code"], 22,
+        "Sally's phone is not EM-enabled: {v}"
+    );
+    assert_eq!(results[2]["code"], 23);
+    let bad = write_file(dir.path(), "bad.csv", "just-one-field\n");
+    let out = em(&["login", "--from", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).contains("bad.csv:1"), "{}", text(&out));
+    // Unreachable service: exit 2.
+    let out = ucm()
+        .args([
+            "em",
+            "logout",
+            "--device",
+            HOTDESK,
+            "--server",
+            "http://127.0.0.1:1",
+            "--app-user",
+            "emproxy",
+        ])
+        .env("UCM_EM_APP_PASSWORD", "emproxy")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+}
