@@ -455,8 +455,11 @@ pub fn device_user_results(items: &[(String, DeviceUser)]) -> String {
     out
 }
 
+/// A user and the devices they are logged in on; `None`: no such user.
+pub type UserDevices = (String, Option<Vec<String>>);
+
 /// A user's entry in userDevicesResults: the devices they are logged in on.
-pub fn user_devices_results(items: &[(String, Option<Vec<String>>)]) -> String {
+pub fn user_devices_results(items: &[UserDevices]) -> String {
     let mut out = String::from("<response><userDevicesResults>");
     for (user, devices) in items {
         out.push_str(&format!("<user id=\"{}\">", esc(&url_escape(user))));
@@ -622,6 +625,61 @@ pub fn parse_reply(xml: &str) -> Result<Reply, EmError> {
     Ok(Reply::Results(xml.to_string()))
 }
 
+/// Reads deviceUserResults (ours or Cisco's) into (device, state) pairs.
+pub fn parse_device_user_results(xml: &str) -> Result<Vec<(String, DeviceUser)>, EmError> {
+    let root = read_tree(xml)?;
+    let results = root
+        .child("deviceUserResults")
+        .ok_or_else(|| parse_error("no <deviceUserResults> in the response"))?;
+    Ok(results
+        .all("device")
+        .map(|d| {
+            let name = d
+                .attrs
+                .iter()
+                .find(|(k, _)| k == "name")
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default();
+            let unescape = |s: String| crate::services::authenticate::percent_decode(s.as_bytes());
+            let state = if let Some(u) = d.child("userID") {
+                DeviceUser::LoggedIn(unescape(u.value()))
+            } else if d.child("doesNotExist").is_some() {
+                DeviceUser::DoesNotExist
+            } else {
+                DeviceUser::None {
+                    last: d.child("lastlogin").map(|u| unescape(u.value())),
+                }
+            };
+            (name, state)
+        })
+        .collect())
+}
+
+/// Reads userDevicesResults into (user, devices); `None`: no such user.
+pub fn parse_user_devices_results(xml: &str) -> Result<Vec<UserDevices>, EmError> {
+    let root = read_tree(xml)?;
+    let results = root
+        .child("userDevicesResults")
+        .ok_or_else(|| parse_error("no <userDevicesResults> in the response"))?;
+    Ok(results
+        .all("user")
+        .map(|u| {
+            let id = u
+                .attrs
+                .iter()
+                .find(|(k, _)| k == "id")
+                .map(|(_, v)| crate::services::authenticate::percent_decode(v.as_bytes()))
+                .unwrap_or_default();
+            let devices = if u.child("doesNotExist").is_some() {
+                None
+            } else {
+                Some(u.all("deviceName").map(Node::value).collect())
+            };
+            (id, devices)
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -761,61 +819,4 @@ mod tests {
             }
         ));
     }
-}
-
-/// Reads deviceUserResults (ours or Cisco's) into (device, state) pairs.
-pub fn parse_device_user_results(xml: &str) -> Result<Vec<(String, DeviceUser)>, EmError> {
-    let root = read_tree(xml)?;
-    let results = root
-        .child("deviceUserResults")
-        .ok_or_else(|| parse_error("no <deviceUserResults> in the response"))?;
-    Ok(results
-        .all("device")
-        .map(|d| {
-            let name = d
-                .attrs
-                .iter()
-                .find(|(k, _)| k == "name")
-                .map(|(_, v)| v.clone())
-                .unwrap_or_default();
-            let unescape = |s: String| crate::services::authenticate::percent_decode(s.as_bytes());
-            let state = if let Some(u) = d.child("userID") {
-                DeviceUser::LoggedIn(unescape(u.value()))
-            } else if d.child("doesNotExist").is_some() {
-                DeviceUser::DoesNotExist
-            } else {
-                DeviceUser::None {
-                    last: d.child("lastlogin").map(|u| unescape(u.value())),
-                }
-            };
-            (name, state)
-        })
-        .collect())
-}
-
-/// Reads userDevicesResults into (user, devices); `None`: no such user.
-pub fn parse_user_devices_results(
-    xml: &str,
-) -> Result<Vec<(String, Option<Vec<String>>)>, EmError> {
-    let root = read_tree(xml)?;
-    let results = root
-        .child("userDevicesResults")
-        .ok_or_else(|| parse_error("no <userDevicesResults> in the response"))?;
-    Ok(results
-        .all("user")
-        .map(|u| {
-            let id = u
-                .attrs
-                .iter()
-                .find(|(k, _)| k == "id")
-                .map(|(_, v)| crate::services::authenticate::percent_decode(v.as_bytes()))
-                .unwrap_or_default();
-            let devices = if u.child("doesNotExist").is_some() {
-                None
-            } else {
-                Some(u.all("deviceName").map(Node::value).collect())
-            };
-            (id, devices)
-        })
-        .collect())
 }

@@ -131,10 +131,7 @@ impl EmClient {
         }
     }
 
-    pub async fn user_devices(
-        &self,
-        users: &[&str],
-    ) -> Result<Vec<(String, Option<Vec<String>>)>, EmCallError> {
+    pub async fn user_devices(&self, users: &[&str]) -> Result<Vec<api::UserDevices>, EmCallError> {
         let xml = api::user_devices_query(&self.app_id, &self.password, users);
         match self.call(&xml).await? {
             Reply::Results(x) => {
