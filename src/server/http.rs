@@ -35,6 +35,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::em::handler).post(crate::services::em::handler),
         )
         .route(
+            "/emapp/EMAppServlet",
+            get(crate::services::em::app::handler),
+        )
+        .route(
             "/EMservice/EMServiceServlet",
             get(crate::services::em::handler).post(crate::services::em::handler),
         )

@@ -549,3 +549,77 @@ fn r6_ucm_em_commands_and_their_exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", text(&out));
 }
+
+#[test]
+fn r6_phone_facing_em_application_logs_in_with_the_pin_and_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = format!("{DEFAULT_PARAMS}    pin_lockout_threshold: 2\n");
+    let def = em_cluster(dir.path(), &params);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let get = |q: &str| {
+        let (st, head, body) = http_get(http, &format!("/emapp/EMAppServlet?{q}"));
+        assert_eq!(st, 200);
+        assert!(head.to_ascii_lowercase().contains("text/xml"), "{head}");
+        let body = String::from_utf8(body).unwrap();
+        // Every page is a valid CiscoIPPhone object.
+        let parsed = ucm::xml::parse(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        assert!(
+            ucm::xml::validate(&parsed.object, None).is_empty(),
+            "{body}"
+        );
+        body
+    };
+    // Nobody logged in: the form asks for user ID and PIN, submitting back here.
+    let form = get(&format!("device={HOTDESK}"));
+    assert!(form.contains("<CiscoIPPhoneInput>"), "{form}");
+    assert!(
+        form.contains("<QueryStringParam>userid</QueryStringParam>"),
+        "{form}"
+    );
+    assert!(
+        form.contains("<QueryStringParam>pin</QueryStringParam>"),
+        "{form}"
+    );
+    assert!(form.contains("<InputFlags>NP</InputFlags>"), "{form}");
+    assert!(
+        form.contains(&format!(
+            "/emapp/EMAppServlet?device={HOTDESK}&amp;loginType=UID"
+        )),
+        "{form}"
+    );
+    // loginType=DN asks for the primary extension.
+    assert!(get(&format!("device={HOTDESK}&loginType=DN"))
+        .contains("<QueryStringParam>dn</QueryStringParam>"));
+    assert!(get(&format!("device={HOTDESK}&loginType=XX")).contains("Login is unavailable(215)"));
+    assert!(get("device=").contains("Login is unavailable(207)"));
+
+    // A wrong PIN: Cisco's 201. The right one logs in (by primary extension here).
+    assert!(get(&format!(
+        "device={HOTDESK}&loginType=UID&userid=jsmith&pin=99999"
+    ))
+    .contains("(201)"));
+    let ok = get(&format!("device={HOTDESK}&loginType=DN&dn=10001&pin=12345"));
+    assert!(ok.contains("Welcome, jsmith"), "{ok}");
+    let proxy = app("emproxy", "emproxy");
+    let q = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName></deviceUserQuery></query>");
+    assert!(em_post(http, &q, "").contains("<userID>jsmith</userID>"));
+    // The phone now gets the logout prompt; Yes logs out.
+    let prompt = get(&format!("device={HOTDESK}"));
+    assert!(prompt.contains("jsmith is logged in. Log out?"), "{prompt}");
+    assert!(prompt.contains("logout=true"), "{prompt}");
+    assert!(get(&format!("device={HOTDESK}&logout=true")).contains("Logged out"));
+    assert!(em_post(http, &q, "").contains("<lastlogin>jsmith</lastlogin>"));
+    // Another device's login errors show as the phone shows them.
+    assert!(
+        get("device=SEP00036BC7B974&userid=jsmith&pin=12345").contains("Login is unavailable(22)")
+    );
+
+    // PIN lockout after 2 wrong PINs in a row: the right PIN is refused too.
+    for _ in 0..2 {
+        assert!(get(&format!("device={HOTDESK}&userid=sadams&pin=0")).contains("(201)"));
+    }
+    let locked = get(&format!("device={HOTDESK}&userid=sadams&pin=12345"));
+    assert!(locked.contains("(201)"), "locked out: {locked}");
+    assert!(srv.logs().contains("locked out"), "{}", srv.logs());
+}

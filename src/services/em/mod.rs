@@ -13,6 +13,7 @@
 //! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
 
 pub mod api;
+pub mod app;
 pub mod client;
 
 use std::collections::BTreeSet;
