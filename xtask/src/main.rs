@@ -9,6 +9,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod bench_em;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let r = match args
@@ -19,13 +21,16 @@ fn main() {
     {
         ["bench", "serve", rest @ ..] => bench_serve(rest),
         ["bench", "calls"] => bench_calls(),
+        ["bench", "em", rest @ ..] => {
+            release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
+        }
         ["gen-cluster", users, out] => users
             .parse()
             .context("user count")
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
+                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
             );
             std::process::exit(2);
         }
@@ -151,6 +156,8 @@ fn spawn_node(bin: &Path, config: &Path, data_dir: &Path) -> Result<(Bg, serde_j
             "0",
             "--tftp-http-port",
             "0",
+            "--tftp-port",
+            "0",
             "--sip-port",
             "0",
             "--sips-port",
@@ -215,7 +222,7 @@ fn bench_serve(rest: &[&str]) -> Result<()> {
 }
 
 /// A background process killed on drop.
-struct Bg(std::process::Child);
+pub struct Bg(std::process::Child);
 impl Drop for Bg {
     fn drop(&mut self) {
         let _ = self.0.kill();
