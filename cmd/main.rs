@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod db;
+mod pcap;
 mod phone;
 mod serve;
 
@@ -45,6 +46,9 @@ enum Command {
     /// Simulated Cisco IP phones for labs and tests.
     #[command(subcommand)]
     Phone(phone::Command),
+    /// Check packet captures: DSCP audit per flow against a QoS policy.
+    #[command(subcommand)]
+    Pcap(pcap::Command),
 }
 
 /// An error that decides the exit code.
@@ -103,6 +107,7 @@ fn main() -> ExitCode {
             Command::Db(c) => db::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Phone(c) => phone::run(c).await,
+            Command::Pcap(c) => pcap::run(c).await,
         }
     });
     match result {

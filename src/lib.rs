@@ -6,6 +6,7 @@
 //! - [`net`]: the DSCP type and marked sockets, loopback capture
 //! - [`dialplan`]: Cisco patterns
 //! - [`server`]: `ucm serve`, one node of a cluster
+//! - [`pcap`] and [`verify`]: capture reading, flows and the DSCP audit (`ucm pcap verify`)
 pub mod auth;
 pub mod cluster;
 pub mod config;
@@ -18,3 +19,4 @@ pub mod server;
 pub mod services;
 pub mod sip;
 pub mod store;
+pub mod verify;

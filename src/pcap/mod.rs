@@ -5,8 +5,12 @@
 //! - [`CaptureReader`]: yields [`Packet`]s (frame number, timestamp, link type, bytes).
 //! - [`decode`]: link layer -> IPv4/IPv6 -> tunnels (IP-in-IP, GRE, ERSPAN) -> [`IpInfo`].
 //! - [`dscp_tally`]: per-DSCP packet counts for a whole capture.
+//! - [`dissect`]: like [`decode`], plus addresses, ports, TCP fields and the transport payload;
+//!   [`Defragmenter`] reassembles IP fragments with bounded memory.
+//! - [`flow`]: a bounded, bidirectional flow table keyed by 5-tuple.
 
 mod decode;
+pub mod flow;
 mod reader;
 
 #[cfg(test)]
@@ -16,6 +20,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 pub use decode::{decode, Decoded, IpInfo, IpVersion};
+pub use decode::{
+    dissect, tcp_flags, transport, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
+    Fragment, Transport,
+};
 pub use reader::{CaptureFormat, CaptureReader, Packet, PcapError, MAX_BLOCK_LEN, MAX_SNAPLEN};
 
 /// Per-DSCP counts of a capture, counting for each IP packet the DSCP of its innermost IP header.

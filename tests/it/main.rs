@@ -12,3 +12,4 @@ mod serve;
 mod services;
 mod sipp;
 mod store;
+mod verify;
