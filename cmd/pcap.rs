@@ -70,7 +70,10 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
             Policy::load(p).map_err(|e| Failure::Input(e.to_string()))?,
             p.display().to_string(),
         ),
-        None => (Policy::cisco_default(), "built-in Cisco default".to_string()),
+        None => (
+            Policy::cisco_default(),
+            "built-in Cisco default".to_string(),
+        ),
     };
     let mut files = Vec::new();
     for path in &a.captures {
@@ -124,7 +127,8 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
 
 fn run_dscp(capture: PathBuf, json: bool) -> Result<(), Failure> {
     let name = capture.display().to_string();
-    let f = File::open(&capture).map_err(|e| Failure::Input(format!("{name}: cannot open: {e}")))?;
+    let f =
+        File::open(&capture).map_err(|e| Failure::Input(format!("{name}: cannot open: {e}")))?;
     let tally = ucm::pcap::dscp_tally(BufReader::with_capacity(READ_BUFFER, f))
         .map_err(|e| Failure::Input(format!("{name}: {e}")))?;
     if json {

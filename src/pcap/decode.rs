@@ -208,7 +208,11 @@ pub fn transport(protocol: u8, data: &[u8]) -> Transport<'_> {
             let len = usize::from(len);
             // A UDP length below 8 or beyond the data (truncated capture, jumbogram): use what
             // is there.
-            let end = if len >= 8 { len.min(data.len()) } else { data.len() };
+            let end = if len >= 8 {
+                len.min(data.len())
+            } else {
+                data.len()
+            };
             Transport::Udp {
                 src_port,
                 dst_port,
@@ -596,6 +600,9 @@ pub struct Defragmenter {
 
 /// Largest IP payload a datagram can have.
 const MAX_DATAGRAM: u32 = 65_535;
+/// Most fragments kept per datagram (a real one has at most a few dozen); more, e.g. a flood of
+/// tiny overlapping duplicates, drops the datagram so reassembly stays cheap.
+const MAX_PIECES: usize = 512;
 
 impl Defragmenter {
     pub fn new(limits: DefragLimits) -> Self {
@@ -658,6 +665,14 @@ impl Defragmenter {
                 return None;
             }
         }
+        if self
+            .pending
+            .get(&key)
+            .is_some_and(|p| p.pieces.len() >= MAX_PIECES)
+        {
+            self.drop_key(key);
+            return None;
+        }
         let entry = self.pending.get_mut(&key)?;
         if !fragment.more {
             entry.len = Some(end);
@@ -680,7 +695,8 @@ impl Defragmenter {
         }
         let done = self.pending.remove(&key)?;
         self.bytes -= done.bytes;
-        self.order.retain(|(k, born)| !(*k == key && *born == done.born));
+        self.order
+            .retain(|(k, born)| !(*k == key && *born == done.born));
         let mut out = vec![0u8; len as usize];
         let mut filled = 0usize;
         for (off, bytes) in &done.pieces {
@@ -761,7 +777,14 @@ mod dissect_tests {
     fn udp_and_tcp_headers_and_payloads() {
         let pkt = ipv4(0xb8, 17, 1, 0, &udp(5060, 40000, b"hello"));
         let d = ip(dissect(101, &pkt));
-        assert_eq!(d.ip, IpInfo { dscp: Dscp::EF, version: IpVersion::V4, depth: 1 });
+        assert_eq!(
+            d.ip,
+            IpInfo {
+                dscp: Dscp::EF,
+                version: IpVersion::V4,
+                depth: 1
+            }
+        );
         assert_eq!(d.src, IpAddr::from([10, 0, 0, 1]));
         assert_eq!(d.dst, IpAddr::from([10, 0, 0, 2]));
         assert_eq!((d.protocol, d.fragment), (17, None));
@@ -770,9 +793,14 @@ mod dissect_tests {
         // Ethernet padding beyond the IP total length is not payload.
         let mut padded = pkt.clone();
         padded.extend_from_slice(&[0; 6]);
-        assert_eq!(ip(dissect(101, &padded)).transport.payload(), Some(&b"hello"[..]));
+        assert_eq!(
+            ip(dissect(101, &padded)).transport.payload(),
+            Some(&b"hello"[..])
+        );
 
-        let mut tcp = vec![0x07, 0xd0, 0xc3, 0x50, 0, 0, 0, 5, 0, 0, 0, 9, 0x60, 0x12, 0x10, 0];
+        let mut tcp = vec![
+            0x07, 0xd0, 0xc3, 0x50, 0, 0, 0, 5, 0, 0, 0, 9, 0x60, 0x12, 0x10, 0,
+        ];
         tcp.extend_from_slice(&[0, 0, 0, 0, 2, 4, 5, 0xb4]); // 4 bytes of options
         tcp.extend_from_slice(b"data");
         let pkt = ipv4(0x60, 6, 1, 0, &tcp);
@@ -823,7 +851,14 @@ mod dissect_tests {
         let d = ip(dissect(101, &v6));
         assert_eq!(d.src, "2001:db8::1".parse::<IpAddr>().expect("ip"));
         assert_eq!(d.protocol, 17);
-        assert_eq!(d.fragment, Some(Fragment { id: 42, offset: 0, more: true }));
+        assert_eq!(
+            d.fragment,
+            Some(Fragment {
+                id: 42,
+                offset: 0,
+                more: true
+            })
+        );
         assert_eq!(d.transport.ports(), Some((5060, 5060)));
     }
 
@@ -864,7 +899,11 @@ mod dissect_tests {
             id,
             protocol: 17,
         };
-        let first = Fragment { id: 0, offset: 0, more: true };
+        let first = Fragment {
+            id: 0,
+            offset: 0,
+            more: true,
+        };
         for id in 0..3 {
             assert_eq!(defrag.add(key(id), first, &[0; 8]), None);
         }
@@ -878,9 +917,21 @@ mod dissect_tests {
         assert_eq!(dropped, vec![key(1), key(2)]);
         assert_eq!(defrag.pending(), 0);
         // Beyond 65535 bytes: dropped at once.
-        let far = Fragment { id: 5, offset: 65_530, more: false };
+        let far = Fragment {
+            id: 5,
+            offset: 65_530,
+            more: false,
+        };
         assert_eq!(defrag.add(key(5), far, &[0; 16]), None);
         assert_eq!(defrag.pending(), 0);
+        // Endless duplicates of one piece: dropped once too many.
+        for _ in 0..MAX_PIECES {
+            assert_eq!(defrag.add(key(7), first, &[0; 8]), None);
+        }
+        assert_eq!(defrag.pending(), 1);
+        assert_eq!(defrag.add(key(7), first, &[0; 8]), None);
+        assert_eq!(defrag.pending(), 0);
+        assert_eq!(defrag.drain_dropped(), vec![key(7)]);
         defrag.add(key(6), first, &[0; 8]);
         defrag.finish();
         assert_eq!(defrag.drain_dropped(), vec![key(6)]);

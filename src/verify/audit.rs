@@ -18,8 +18,8 @@ use super::policy::Policy;
 use crate::net::Dscp;
 use crate::pcap::flow::{Endpoint, FlowId, FlowKey, FlowTable, Side};
 use crate::pcap::{
-    dissect, transport, CaptureReader, DefragLimits, Defragmenter, Dissected, Dissection,
-    FragKey, PcapError, Transport,
+    dissect, transport, CaptureReader, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
+    PcapError, Transport,
 };
 use crate::sip::message::{frame_stream, parse_datagram, parse_stream_message, SipMessage};
 
@@ -189,10 +189,7 @@ impl<'p> Auditor<'p> {
 
     fn slot_for(&mut self, protocol: u8, src: Endpoint, dst: Endpoint) -> Slot {
         let (key, side) = FlowKey::new(protocol, src, dst);
-        match self
-            .flows
-            .get_or_insert_with(key, || FlowState::new(side))
-        {
+        match self.flows.get_or_insert_with(key, || FlowState::new(side)) {
             Some((id, _)) => Slot::Flow(id, side),
             None => Slot::Overflow,
         }
@@ -249,8 +246,7 @@ impl<'p> Auditor<'p> {
                     }
                 }
                 if dst_port == 69 && is_tftp_request(payload) {
-                    self.book
-                        .observe_tftp_request(Endpoint::new(src, src_port));
+                    self.book.observe_tftp_request(Endpoint::new(src, src_port));
                 }
                 if let Some((_, st)) = self.flows.by_id_mut(id) {
                     st.dirs[side.index()].rtp.observe(payload);
@@ -263,22 +259,29 @@ impl<'p> Auditor<'p> {
                 ..
             } => {
                 // Until TCP reassembly lands, SIP over TCP is read segment by segment: every
-                // complete message inside one segment is seen.
-                if payload.is_empty()
-                    || class_by_port(TCP, src_port, dst_port) != Some(TrafficClass::Sip)
-                {
+                // complete message inside one segment is seen. Other ports are tried too when
+                // the segment starts like SIP.
+                if payload.is_empty() {
                     return;
                 }
+                let sip_port = class_by_port(TCP, src_port, dst_port) == Some(TrafficClass::Sip);
                 let mut rest = payload;
+                let mut found = false;
                 while looks_like_sip(trim_crlf(rest)) {
                     match frame_stream(rest) {
                         Ok(Some(n)) if n > 0 && n <= rest.len() => {
                             if let Ok(msg) = parse_stream_message(&rest[..n]) {
                                 self.book.observe_sip(&msg);
+                                found = true;
                             }
                             rest = &rest[n..];
                         }
                         _ => break,
+                    }
+                }
+                if found && !sip_port {
+                    if let Some((_, st)) = self.flows.by_id_mut(id) {
+                        st.sip_content = true;
                     }
                 }
             }
@@ -523,6 +526,9 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
             return (c, Evidence::Port);
         }
     }
+    if st.sip_content {
+        return (TrafficClass::Sip, Evidence::SipContent);
+    }
     if key.protocol != UDP || a.port == 0 || b.port == 0 {
         return (TrafficClass::Other, Evidence::None);
     }
@@ -531,9 +537,6 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
     }
     if let Some(k) = book.rtcp(a, b) {
         return (k.class(), Evidence::SdpRtcp);
-    }
-    if st.sip_content {
-        return (TrafficClass::Sip, Evidence::SipContent);
     }
     if book.is_tftp_client(a, b) {
         return (TrafficClass::Tftp, Evidence::TftpTransfer);

@@ -9,7 +9,8 @@
 //!    video: video), the `a=rtcp` port (or `m=` port + 1) its RTCP;
 //!    when addresses differ (NAT), a flow whose two ports were both announced for the same
 //!    medium;
-//! 3. SIP found by content on another port (a UDP payload that parses as a SIP message);
+//! 3. SIP found by content on another port (a UDP datagram or a TCP segment that parses as a
+//!    SIP message);
 //! 4. a TFTP transfer: UDP to/from the port a client sent a TFTP request from;
 //! 5. multicast media: UDP to 239.0.0.0/8 or an IPv6 multicast group wider than link scope
 //!    whose packets look like RTP (so SSDP on 239.255.255.250 is not media): voice, or video
@@ -233,7 +234,11 @@ impl MediaBook {
                         let a = r.connection.and_then(|c| c.ip()).unwrap_or(addr);
                         Endpoint::new(a, r.port)
                     });
-                    Some((m.media.to_ascii_lowercase(), Endpoint::new(addr, m.port), rtcp))
+                    Some((
+                        m.media.to_ascii_lowercase(),
+                        Endpoint::new(addr, m.port),
+                        rtcp,
+                    ))
                 })
                 .collect::<Vec<_>>(),
             Err(_) => {
@@ -372,6 +377,10 @@ fn lenient_sdp(body: &[u8]) -> Vec<(String, Endpoint, Option<Endpoint>)> {
 /// Whether a UDP payload starts like a SIP message (a status line or a request line ending in
 /// `SIP/2.0`); cheap, checked before running the parser.
 pub fn looks_like_sip(payload: &[u8]) -> bool {
+    // Cheap rejections first: RTP, TLS and binary protocols never start with a capital.
+    if !payload.first().is_some_and(u8::is_ascii_uppercase) {
+        return false;
+    }
     if payload.starts_with(b"SIP/2.0 ") {
         return true;
     }
@@ -379,14 +388,7 @@ pub fn looks_like_sip(payload: &[u8]) -> bool {
         .iter()
         .take(512)
         .position(|&b| b == b'\r' || b == b'\n');
-    match line_end {
-        Some(end) => {
-            let line = &payload[..end];
-            line.ends_with(b" SIP/2.0")
-                && line.first().is_some_and(|b| b.is_ascii_uppercase())
-        }
-        None => false,
-    }
+    line_end.is_some_and(|end| payload[..end].ends_with(b" SIP/2.0"))
 }
 
 /// Whether a UDP payload to port 69 is a TFTP read or write request.
@@ -494,7 +496,10 @@ mod tests {
         assert_eq!(class_by_port(TCP, 2000, 51000), Some(TrafficClass::Sccp));
         assert_eq!(class_by_port(UDP, 2000, 51000), None);
         assert_eq!(class_by_port(TCP, 2748, 1), Some(TrafficClass::Cti));
-        assert_eq!(class_by_port(TCP, 2912, 50000), Some(TrafficClass::Assistant));
+        assert_eq!(
+            class_by_port(TCP, 2912, 50000),
+            Some(TrafficClass::Assistant)
+        );
         for p in [80, 8080, 443, 8443] {
             assert_eq!(class_by_port(TCP, 50000, p), Some(TrafficClass::Http));
         }

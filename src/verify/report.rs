@@ -21,7 +21,10 @@ pub enum Format {
 pub enum FileOutcome {
     Audited(FileAudit),
     /// The file could not be read (exit code 2); the message names the reason and offset.
-    Unreadable { path: String, error: String },
+    Unreadable {
+        path: String,
+        error: String,
+    },
 }
 
 /// A whole run: every capture, in command-line order.
@@ -167,7 +170,9 @@ impl Report {
                 .dscp_counts
                 .iter()
                 .map(|(d, n)| {
-                    let d = Dscp::new(*d).map(dscp_text).unwrap_or_else(|_| d.to_string());
+                    let d = Dscp::new(*d)
+                        .map(dscp_text)
+                        .unwrap_or_else(|_| d.to_string());
                     format!("{d} x{n}")
                 })
                 .collect::<Vec<_>>()
@@ -304,7 +309,9 @@ pub fn failure_message(f: &FlowAudit) -> String {
         .iter()
         .filter(|(d, _)| Some(**d) != f.expected_dscp.map(Dscp::value))
         .map(|(d, n)| {
-            let d = Dscp::new(*d).map(dscp_text).unwrap_or_else(|_| d.to_string());
+            let d = Dscp::new(*d)
+                .map(dscp_text)
+                .unwrap_or_else(|_| d.to_string());
             format!("{d} x{n}")
         })
         .collect::<Vec<_>>()
@@ -370,9 +377,6 @@ mod tests {
 
     #[test]
     fn xml_escaping() {
-        assert_eq!(
-            xml_escape("a<b>&\"c'\u{1}"),
-            "a&lt;b&gt;&amp;&quot;c&apos;"
-        );
+        assert_eq!(xml_escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
     }
 }

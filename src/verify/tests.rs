@@ -57,9 +57,18 @@ fn policy_senders_roles_and_precedence() {
     assert_eq!(e.dscp, Some(Dscp::AF31));
     // Phones: base table for SIP, role table for HTTP, built-in default for voice.
     let phone = ip("10.10.3.4");
-    assert_eq!(p.expectation(phone, TrafficClass::Sip).dscp, Some(Dscp::CS3));
-    assert_eq!(p.expectation(phone, TrafficClass::Http).dscp, Some(Dscp::CS3));
-    assert_eq!(p.expectation(phone, TrafficClass::Voice).dscp, Some(Dscp::EF));
+    assert_eq!(
+        p.expectation(phone, TrafficClass::Sip).dscp,
+        Some(Dscp::CS3)
+    );
+    assert_eq!(
+        p.expectation(phone, TrafficClass::Http).dscp,
+        Some(Dscp::CS3)
+    );
+    assert_eq!(
+        p.expectation(phone, TrafficClass::Voice).dscp,
+        Some(Dscp::EF)
+    );
     // `any`: audited sender, unchecked class.
     let e = p.expectation(phone, TrafficClass::Other);
     assert!(e.audited && e.dscp.is_none());
@@ -91,7 +100,8 @@ fn policy_unknown_fields_are_errors_with_line_and_column() {
     let (line, _, msg) = invalid("classes:\n  sip: CS3\n  voip: EF\n");
     assert_eq!(line, 3, "{msg}");
     assert!(msg.contains("voip"), "{msg}");
-    let (line, _, msg) = invalid("classes:\n  sip: CS3\nsenders:\n  - address: 10.0.0.1\n    rol: x\n");
+    let (line, _, msg) =
+        invalid("classes:\n  sip: CS3\nsenders:\n  - address: 10.0.0.1\n    rol: x\n");
     assert_eq!(line, 5, "{msg}");
     assert!(msg.contains("rol"), "{msg}");
     let (line, _, msg) = invalid("clases:\n  sip: CS3\n");
@@ -138,7 +148,14 @@ fn cidr_matching() {
 
 // ------------------------------------------------------------------ packet builders
 
-pub(crate) fn ipv4_udp(tos: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4_udp(
+    tos: u8,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut udp = sport.to_be_bytes().to_vec();
     udp.extend_from_slice(&dport.to_be_bytes());
     udp.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
@@ -147,7 +164,15 @@ pub(crate) fn ipv4_udp(tos: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u
     ipv4(tos, 17, src, dst, 0, 0, &udp)
 }
 
-pub(crate) fn ipv4(tos: u8, proto: u8, src: [u8; 4], dst: [u8; 4], id: u16, flags_off: u16, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4(
+    tos: u8,
+    proto: u8,
+    src: [u8; 4],
+    dst: [u8; 4],
+    id: u16,
+    flags_off: u16,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut v = vec![0x45, tos];
     v.extend_from_slice(&((20 + payload.len()) as u16).to_be_bytes());
     v.extend_from_slice(&id.to_be_bytes());
@@ -159,7 +184,15 @@ pub(crate) fn ipv4(tos: u8, proto: u8, src: [u8; 4], dst: [u8; 4], id: u16, flag
     v
 }
 
-pub(crate) fn ipv4_tcp(tos: u8, src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16, flags: u8, payload: &[u8]) -> Vec<u8> {
+pub(crate) fn ipv4_tcp(
+    tos: u8,
+    src: [u8; 4],
+    sport: u16,
+    dst: [u8; 4],
+    dport: u16,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
     let mut tcp = sport.to_be_bytes().to_vec();
     tcp.extend_from_slice(&dport.to_be_bytes());
     tcp.extend_from_slice(&1000u32.to_be_bytes());
@@ -231,21 +264,59 @@ fn sdp_media_is_classified_and_marking_judged_per_direction() {
     )];
     // Voice from the phone: EF except frames 3 and 5. Voice back: all EF.
     for i in 0..6u16 {
-        let d = if i == 1 || i == 3 { Dscp::DEFAULT } else { Dscp::EF };
-        pkts.push(ipv4_udp(tos(d), PHONE, 20000, [10, 0, 0, 9], 30000, &rtp(i, 1)));
+        let d = if i == 1 || i == 3 {
+            Dscp::DEFAULT
+        } else {
+            Dscp::EF
+        };
+        pkts.push(ipv4_udp(
+            tos(d),
+            PHONE,
+            20000,
+            [10, 0, 0, 9],
+            30000,
+            &rtp(i, 1),
+        ));
     }
-    pkts.push(ipv4_udp(tos(Dscp::EF), [10, 0, 0, 9], 30000, PHONE, 20000, &rtp(1, 2)));
+    pkts.push(ipv4_udp(
+        tos(Dscp::EF),
+        [10, 0, 0, 9],
+        30000,
+        PHONE,
+        20000,
+        &rtp(1, 2),
+    ));
     // Video from the phone, AF41.
-    pkts.push(ipv4_udp(tos(Dscp::AF41), PHONE, 20002, [10, 0, 0, 9], 30002, &rtp(1, 3)));
+    pkts.push(ipv4_udp(
+        tos(Dscp::AF41),
+        PHONE,
+        20002,
+        [10, 0, 0, 9],
+        30002,
+        &rtp(1, 3),
+    ));
     // RTCP of the voice stream at EF.
-    pkts.push(ipv4_udp(tos(Dscp::EF), PHONE, 20001, [10, 0, 0, 9], 30001, &[0x81, 201, 0, 1, 0, 0, 0, 1]));
+    pkts.push(ipv4_udp(
+        tos(Dscp::EF),
+        PHONE,
+        20001,
+        [10, 0, 0, 9],
+        30001,
+        &[0x81, 201, 0, 1, 0, 0, 0, 1],
+    ));
     let a = run(&Policy::cisco_default(), &pkts);
     assert_eq!(a.sip_messages, 1);
     let sip = flow(&a, "10.10.0.5:5060");
-    assert_eq!((sip.class, sip.evidence), (TrafficClass::Sip, Evidence::Port));
+    assert_eq!(
+        (sip.class, sip.evidence),
+        (TrafficClass::Sip, Evidence::Port)
+    );
     assert!(sip.passed);
     let voice = flow(&a, "10.10.0.5:20000");
-    assert_eq!((voice.class, voice.evidence), (TrafficClass::Voice, Evidence::Sdp));
+    assert_eq!(
+        (voice.class, voice.evidence),
+        (TrafficClass::Voice, Evidence::Sdp)
+    );
     assert_eq!(voice.expected_dscp, Some(Dscp::EF));
     assert_eq!(voice.offending, 2);
     assert_eq!(voice.violations, vec![3, 5]);
@@ -259,7 +330,10 @@ fn sdp_media_is_classified_and_marking_judged_per_direction() {
     let video = flow(&a, "10.10.0.5:20002");
     assert_eq!((video.class, video.passed), (TrafficClass::Video, true));
     let rtcp = flow(&a, "10.10.0.5:20001");
-    assert_eq!((rtcp.class, rtcp.evidence), (TrafficClass::Voice, Evidence::SdpRtcp));
+    assert_eq!(
+        (rtcp.class, rtcp.evidence),
+        (TrafficClass::Voice, Evidence::SdpRtcp)
+    );
     assert!(!a.passed);
     assert_eq!((a.failed_flows, a.offending_packets), (1, 2));
     // Every IP packet is in exactly one flow direction.
@@ -270,12 +344,29 @@ fn sdp_media_is_classified_and_marking_judged_per_direction() {
 fn media_before_its_sdp_is_still_classified() {
     let mut pkts = Vec::new();
     for i in 0..3u16 {
-        pkts.push(ipv4_udp(tos(Dscp::EF), PHONE, 20000, CUCM, 30000, &rtp(i, 1)));
+        pkts.push(ipv4_udp(
+            tos(Dscp::EF),
+            PHONE,
+            20000,
+            CUCM,
+            30000,
+            &rtp(i, 1),
+        ));
     }
-    pkts.push(ipv4_udp(tos(Dscp::CS3), PHONE, 5060, CUCM, 5060, &invite_with_sdp(Ipv4Addr::from(PHONE), 20000, 20002)));
+    pkts.push(ipv4_udp(
+        tos(Dscp::CS3),
+        PHONE,
+        5060,
+        CUCM,
+        5060,
+        &invite_with_sdp(Ipv4Addr::from(PHONE), 20000, 20002),
+    ));
     let a = run(&Policy::cisco_default(), &pkts);
     let voice = flow(&a, "10.10.0.5:20000");
-    assert_eq!((voice.class, voice.evidence), (TrafficClass::Voice, Evidence::Sdp));
+    assert_eq!(
+        (voice.class, voice.evidence),
+        (TrafficClass::Voice, Evidence::Sdp)
+    );
 }
 
 #[test]
@@ -295,7 +386,10 @@ fn tcp_handshake_packets_count_and_ports_classify() {
     let a = run(&Policy::cisco_default(), &pkts);
     let from_cucm = flow(&a, "10.0.0.1:2000");
     assert_eq!(from_cucm.class, TrafficClass::Sccp);
-    assert_eq!((from_cucm.offending, from_cucm.violations.clone()), (1, vec![2]));
+    assert_eq!(
+        (from_cucm.offending, from_cucm.violations.clone()),
+        (1, vec![2])
+    );
     assert!(flow(&a, "10.10.0.5:50000").passed);
     assert_eq!(flow(&a, "10.10.0.5:50001").class, TrafficClass::Http);
     let cti = flow(&a, "10.10.0.5:50002");
@@ -334,25 +428,62 @@ fn heuristics_multicast_tftp_and_other() {
     }
     // A paging stream to a 239/8 group (EF) and SSDP to 239.255.255.250 (not RTP).
     for i in 0..3u16 {
-        pkts.push(ipv4_udp(tos(Dscp::EF), CUCM, 2000, [239, 1, 1, 99], 20480, &rtp(i, 5)));
+        pkts.push(ipv4_udp(
+            tos(Dscp::EF),
+            CUCM,
+            2000,
+            [239, 1, 1, 99],
+            20480,
+            &rtp(i, 5),
+        ));
     }
-    pkts.push(ipv4_udp(0, PHONE, 53000, [239, 255, 255, 250], 1900, b"M-SEARCH * HTTP/1.1\r\n\r\n"));
+    pkts.push(ipv4_udp(
+        0,
+        PHONE,
+        53000,
+        [239, 255, 255, 250],
+        1900,
+        b"M-SEARCH * HTTP/1.1\r\n\r\n",
+    ));
     // TFTP: request to 69, transfer from another server port.
-    pkts.push(ipv4_udp(0, PHONE, 40000, CUCM, 69, b"\x00\x01SEP001122334455.cnf.xml\x00octet\x00"));
-    pkts.push(ipv4_udp(0, CUCM, 41000, PHONE, 40000, b"\x00\x03\x00\x01data"));
+    pkts.push(ipv4_udp(
+        0,
+        PHONE,
+        40000,
+        CUCM,
+        69,
+        b"\x00\x01SEP001122334455.cnf.xml\x00octet\x00",
+    ));
+    pkts.push(ipv4_udp(
+        0,
+        CUCM,
+        41000,
+        PHONE,
+        40000,
+        b"\x00\x03\x00\x01data",
+    ));
     // DNS: other.
     pkts.push(ipv4_udp(0, PHONE, 40001, CUCM, 53, b"dns"));
     // ICMP: an address-only flow.
     pkts.push(ipv4(0, 1, PHONE, CUCM, 0, 0, &[8, 0, 0, 0, 0, 0, 0, 0]));
     let a = run(&Policy::cisco_default(), &pkts);
     let rtp = flow(&a, "10.20.0.1:16384");
-    assert_eq!((rtp.class, rtp.evidence), (TrafficClass::Voice, Evidence::RtpHeuristic));
+    assert_eq!(
+        (rtp.class, rtp.evidence),
+        (TrafficClass::Voice, Evidence::RtpHeuristic)
+    );
     let page = flow(&a, "10.0.0.1:2000");
-    assert_eq!((page.class, page.evidence, page.passed), (TrafficClass::Voice, Evidence::Multicast, true));
+    assert_eq!(
+        (page.class, page.evidence, page.passed),
+        (TrafficClass::Voice, Evidence::Multicast, true)
+    );
     let ssdp = flow(&a, "10.10.0.5:53000");
     assert_eq!(ssdp.class, TrafficClass::Other);
     let tftp = flow(&a, "10.0.0.1:41000");
-    assert_eq!((tftp.class, tftp.evidence), (TrafficClass::Tftp, Evidence::TftpTransfer));
+    assert_eq!(
+        (tftp.class, tftp.evidence),
+        (TrafficClass::Tftp, Evidence::TftpTransfer)
+    );
     assert_eq!(flow(&a, "10.10.0.5:40001").class, TrafficClass::Other);
     let icmp = flow(&a, "10.10.0.5");
     assert_eq!((icmp.transport, icmp.dst.as_str()), ("other", "10.0.0.1"));
@@ -379,7 +510,10 @@ fn fragmented_sip_is_reassembled_and_every_fragment_counted() {
         ipv4_udp(tos(Dscp::EF), PHONE, 20000, CUCM, 30000, &rtp(1, 1)),
     ];
     let a = run(&Policy::cisco_default(), &pkts);
-    assert_eq!((a.fragments, a.reassembled_datagrams, a.sip_messages), (3, 1, 1));
+    assert_eq!(
+        (a.fragments, a.reassembled_datagrams, a.sip_messages),
+        (3, 1, 1)
+    );
     let sip = flow(&a, "10.10.0.5:5060");
     assert_eq!(sip.packets, 3);
     assert_eq!((sip.offending, sip.violations.clone()), (1, vec![2]));
@@ -406,12 +540,19 @@ fn a_full_flow_table_counts_the_rest_in_one_unaudited_bucket() {
         },
     );
     for port in 0..5u16 {
-        a.packet(u64::from(port) + 1, 101, &ipv4_udp(4, PHONE, 40000 + port, CUCM, 53, b"q"));
+        a.packet(
+            u64::from(port) + 1,
+            101,
+            &ipv4_udp(4, PHONE, 40000 + port, CUCM, 53, b"q"),
+        );
     }
     let r = a.finish("t");
     assert_eq!(r.flows.len(), 3);
     let bucket = &r.flows[2];
-    assert_eq!((bucket.src.as_str(), bucket.packets, bucket.audited), ("*", 3, false));
+    assert_eq!(
+        (bucket.src.as_str(), bucket.packets, bucket.audited),
+        ("*", 3, false)
+    );
     assert_eq!(bucket.evidence, Evidence::TableFull);
     assert!(r.notes.iter().any(|n| n.contains("flow table full")));
     assert_eq!(r.flows.iter().map(|f| f.packets).sum::<u64>(), 5);
@@ -446,13 +587,56 @@ fn reports_render_in_every_format() {
     assert_eq!(f["expected_dscp"], 24);
     assert_eq!(f["dscp_counts"]["0"], 1);
     assert_eq!(f["violations"], serde_json::json!([1]));
-    assert!(json["files"][1]["error"].as_str().is_some_and(|e| e.contains("offset 24")));
+    assert!(json["files"][1]["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("offset 24")));
     let text = report.text();
     assert!(text.contains("FAIL t.pcap"), "{text}");
     assert!(text.contains("ERROR bad<1>.pcap"), "{text}");
     let junit = report.junit();
     assert!(junit.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"));
-    assert!(junit.contains("tests=\"3\" failures=\"1\" errors=\"1\""), "{junit}");
+    assert!(
+        junit.contains("tests=\"3\" failures=\"1\" errors=\"1\""),
+        "{junit}"
+    );
     assert!(junit.contains("<failure message=\"sip 10.10.0.5:5060 -&gt; 10.0.0.1:5060: 1 of 1 packets not marked 24 (CS3)"), "{junit}");
     assert!(junit.contains("name=\"bad&lt;1&gt;.pcap\""), "{junit}");
+}
+
+#[test]
+fn no_prefix_or_corruption_of_a_packet_panics() {
+    let policy = Policy::cisco_default();
+    let msg = invite_with_sdp(Ipv4Addr::from(PHONE), 20000, 20002);
+    let samples = [
+        ipv4_udp(tos(Dscp::CS3), PHONE, 5060, CUCM, 5060, &msg),
+        ipv4_tcp(0, PHONE, 5060, CUCM, 5060, 0x18, &msg),
+        ipv4(0, 17, PHONE, CUCM, 3, 0x2000, &msg[..64]),
+        ipv4(0, 17, PHONE, CUCM, 3, 8, &msg[64..128]),
+        ipv4_udp(tos(Dscp::EF), PHONE, 20000, CUCM, 30000, &rtp(1, 1)),
+    ];
+    let mut a = Auditor::new(&policy, AuditOptions::default());
+    let mut frame = 0;
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for pkt in &samples {
+        for cut in 0..=pkt.len() {
+            for link in [101u16, 1, 113] {
+                frame += 1;
+                a.packet(frame, link, &pkt[..cut]);
+            }
+        }
+        for _ in 0..200 {
+            let mut p = pkt.clone();
+            for _ in 0..4 {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                let i = (seed as usize) % p.len();
+                p[i] = (seed >> 32) as u8;
+            }
+            frame += 1;
+            a.packet(frame, 101, &p);
+        }
+    }
+    let r = a.finish("fuzz");
+    assert_eq!(r.flows.iter().map(|f| f.packets).sum::<u64>(), r.ip_packets);
 }

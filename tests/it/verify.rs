@@ -148,7 +148,13 @@ fn r4_correct_marking_passes_with_exit_0() {
     let dir = tempfile::tempdir().expect("tempdir");
     let good = write(dir.path(), "good.pcap", &call_capture(EF));
     let out = run(&[], &[&good]);
-    assert_eq!(out.status.code(), Some(0), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("PASS"), "{text}");
     assert!(text.contains("10.10.0.5:20000"), "{text}");
@@ -161,7 +167,13 @@ fn r4_wrong_marking_fails_with_frames_named_in_every_format() {
     let bad = write(dir.path(), "bad.pcap", &call_capture(0));
 
     let out = run(&[], &[&bad]);
-    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
     let text = stdout(&out);
     assert!(text.contains("FAIL"), "{text}");
     assert!(text.contains("4,6"), "{text}");
@@ -184,9 +196,15 @@ fn r4_wrong_marking_fails_with_frames_named_in_every_format() {
     assert_eq!(rtp["violations"], serde_json::json!([4, 6]));
     assert_eq!(rtp["passed"], false);
     let sip = flow(file, "10.10.0.5:5060");
-    assert_eq!((&sip["class"], &sip["expected_dscp"], &sip["passed"]), (&"sip".into(), &24.into(), &true.into()));
+    assert_eq!(
+        (&sip["class"], &sip["expected_dscp"], &sip["passed"]),
+        (&"sip".into(), &24.into(), &true.into())
+    );
     let synack = flow(file, "10.0.0.1:2000");
-    assert_eq!((&synack["class"], &synack["transport"]), (&"sccp".into(), &"tcp".into()));
+    assert_eq!(
+        (&synack["class"], &synack["transport"]),
+        (&"sccp".into(), &"tcp".into())
+    );
     // Every IP packet is in exactly one flow.
     let total: u64 = file["flows"]
         .as_array()
@@ -200,16 +218,32 @@ fn r4_wrong_marking_fails_with_frames_named_in_every_format() {
     let out = run(&["--format", "junit"], &[&bad]);
     assert_eq!(out.status.code(), Some(1));
     let xml = stdout(&out);
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"), "{xml}");
-    assert!(xml.contains("<testsuites name=\"ucm pcap verify\" tests=\"4\" failures=\"1\" errors=\"0\">"), "{xml}");
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<testsuites name=\"ucm pcap verify\" tests=\"4\" failures=\"1\" errors=\"0\">"
+        ),
+        "{xml}"
+    );
     assert!(xml.contains("<testcase classname=\"dscp.voice\" name=\"10.10.0.5:20000 -&gt; 10.10.0.6:30000 udp voice\">"), "{xml}");
     assert!(xml.contains("first offending frames: 4, 6"), "{xml}");
     assert_eq!(xml.matches("<testsuite ").count(), 1);
     assert_eq!(xml.matches("<testcase ").count(), 4);
     if Command::new("xmllint").arg("--version").output().is_ok() {
         let x = write(dir.path(), "report.xml", xml.as_bytes());
-        let lint = Command::new("xmllint").arg("--noout").arg(&x).output().expect("xmllint");
-        assert!(lint.status.success(), "{}", String::from_utf8_lossy(&lint.stderr));
+        let lint = Command::new("xmllint")
+            .arg("--noout")
+            .arg(&x)
+            .output()
+            .expect("xmllint");
+        assert!(
+            lint.status.success(),
+            "{}",
+            String::from_utf8_lossy(&lint.stderr)
+        );
     }
 }
 
@@ -222,8 +256,21 @@ fn r4_policy_can_exempt_senders_and_classes() {
     let out = run(&["--policy", p.to_str().expect("utf-8")], &[&bad]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     // Only CUCM audited, as role cucm: passes; --only-audited lists only its flow.
-    let p = write(dir.path(), "cucm.yaml", b"senders:\n  - address: 10.0.0.0/24\n    role: cucm\n");
-    let out = run(&["--policy", p.to_str().expect("utf-8"), "--only-audited", "--format", "json"], &[&bad]);
+    let p = write(
+        dir.path(),
+        "cucm.yaml",
+        b"senders:\n  - address: 10.0.0.0/24\n    role: cucm\n",
+    );
+    let out = run(
+        &[
+            "--policy",
+            p.to_str().expect("utf-8"),
+            "--only-audited",
+            "--format",
+            "json",
+        ],
+        &[&bad],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
     let doc = json_of(&out);
     let flows = doc["files"][0]["flows"].as_array().expect("flows");
@@ -240,14 +287,21 @@ fn r4_unreadable_inputs_exit_2_with_the_reason() {
     let out = run(&[], &[&good, &truncated]);
     assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
     let err = stderr(&out);
-    assert!(err.contains("cut.pcap") && err.contains("truncated") && err.contains("byte offset"), "{err}");
+    assert!(
+        err.contains("cut.pcap") && err.contains("truncated") && err.contains("byte offset"),
+        "{err}"
+    );
     // The readable capture is still reported.
     assert!(stdout(&out).contains("PASS"), "{}", stdout(&out));
 
     let garbage = write(dir.path(), "garbage.pcap", b"this is not a capture at all");
     let out = run(&[], &[&garbage]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not a packet capture"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("not a packet capture"),
+        "{}",
+        stderr(&out)
+    );
 
     let empty = write(dir.path(), "empty.pcap", b"");
     assert_eq!(run(&[], &[&empty]).status.code(), Some(2));
@@ -274,28 +328,45 @@ fn r4_unreadable_inputs_exit_2_with_the_reason() {
 
 #[test]
 fn r4_default_policy_and_dscp_tally_subcommands() {
-    let out = ucm().args(["pcap", "default-policy"]).output().expect("run ucm");
+    let out = ucm()
+        .args(["pcap", "default-policy"])
+        .output()
+        .expect("run ucm");
     assert_eq!(out.status.code(), Some(0));
     assert!(stdout(&out).contains("voice: EF"));
     let dir = tempfile::tempdir().expect("tempdir");
     let bad = write(dir.path(), "bad.pcap", &call_capture(0));
-    let out = ucm().args(["pcap", "dscp", "--json"]).arg(&bad).output().expect("run ucm");
+    let out = ucm()
+        .args(["pcap", "dscp", "--json"])
+        .arg(&bad)
+        .output()
+        .expect("run ucm");
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let doc = json_of(&out);
-    assert_eq!(doc["dscp_counts"], serde_json::json!({"0": 2, "24": 3, "46": 2}));
+    assert_eq!(
+        doc["dscp_counts"],
+        serde_json::json!({"0": 2, "24": 3, "46": 2})
+    );
 }
 
 // ------------------------------------------------------------------ real captures vs tshark
 
-const CORPUS: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../shared/corpus/pcaps/Wireshark-Captures/collab_pcap"
-);
+/// The shared corpus: `$UCM_CORPUS`, else `../shared/corpus` beside the checkout.
+fn corpus_root() -> PathBuf {
+    std::env::var_os("UCM_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"))
+}
 
 fn corpus_file(rel: &str) -> Option<PathBuf> {
-    let p = Path::new(CORPUS).join(rel);
+    let p = corpus_root()
+        .join("pcaps/Wireshark-Captures/collab_pcap")
+        .join(rel);
     if !p.is_file() {
-        eprintln!("SKIPPED: {} is not there (../shared/corpus is not beside the checkout)", p.display());
+        eprintln!(
+            "SKIPPED: {} is not there (set UCM_CORPUS to the shared corpus)",
+            p.display()
+        );
         return None;
     }
     if Command::new("tshark").arg("-v").output().is_err() {
@@ -312,11 +383,33 @@ fn tshark_flows(file: &Path) -> BTreeMap<String, BTreeMap<u64, u64>> {
         .args(["-n", "-r"])
         .arg(file)
         .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=l"])
-        .args(["-e", "ip.src", "-e", "ip.dst", "-e", "ip.proto", "-e", "ip.dsfield.dscp"])
-        .args(["-e", "udp.srcport", "-e", "udp.dstport", "-e", "tcp.srcport", "-e", "tcp.dstport"])
+        .args([
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ip.proto",
+            "-e",
+            "ip.dsfield.dscp",
+        ])
+        .args([
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
         .output()
         .expect("run tshark");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let mut flows: BTreeMap<String, BTreeMap<u64, u64>> = BTreeMap::new();
     for line in String::from_utf8_lossy(&out.stdout).lines() {
         let c: Vec<&str> = line.split('\t').collect();
@@ -325,7 +418,11 @@ fn tshark_flows(file: &Path) -> BTreeMap<String, BTreeMap<u64, u64>> {
             continue;
         }
         let dscp: u64 = get(3).parse().expect("dscp");
-        let (sp, dp) = if !get(4).is_empty() { (get(4), get(5)) } else { (get(6), get(7)) };
+        let (sp, dp) = if !get(4).is_empty() {
+            (get(4), get(5))
+        } else {
+            (get(6), get(7))
+        };
         let key = if sp.is_empty() {
             format!("{} -> {} proto {}", get(0), get(1), get(2))
         } else {
@@ -380,7 +477,10 @@ fn r4_cisco_opus_call_passes_and_flows_match_tshark() {
     assert_eq!(media["class"], "voice");
     assert_eq!(media["expected_dscp"], 46);
     let sip = flow(f, "10.10.214.57:51546");
-    assert_eq!((&sip["class"], &sip["transport"]), (&"sip".into(), &"tcp".into()));
+    assert_eq!(
+        (&sip["class"], &sip["transport"]),
+        (&"sip".into(), &"tcp".into())
+    );
     // SIP over TCP in single segments: the SDP was read, so media is known from it.
     assert!(f["sip_messages"].as_u64().is_some_and(|n| n > 0), "{f:#}");
     assert_eq!(media["classified_by"], "sdp");
@@ -405,15 +505,25 @@ fn r4_cisco_paging_multicast_found_and_ef_signalling_policy_names_frames() {
     // A policy demanding EF on signalling fails the phone's CS3 SIP, naming its first frames
     // as tshark numbers them.
     let dir = tempfile::tempdir().expect("tempdir");
-    let p = write(dir.path(), "ef.yaml", b"classes:\n  sip: EF\n  other: any\n");
-    let out = run(&["--policy", p.to_str().expect("utf-8"), "--format", "json"], &[&file]);
+    let p = write(
+        dir.path(),
+        "ef.yaml",
+        b"classes:\n  sip: EF\n  other: any\n",
+    );
+    let out = run(
+        &["--policy", p.to_str().expect("utf-8"), "--format", "json"],
+        &[&file],
+    );
     assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let doc = json_of(&out);
     let phone = flow(&doc["files"][0], "172.22.224.22:51368");
     let tshark = Command::new("tshark")
         .args(["-n", "-r"])
         .arg(&file)
-        .args(["-Y", "ip.src==172.22.224.22 && tcp.srcport==51368 && ip.dsfield.dscp!=46"])
+        .args([
+            "-Y",
+            "ip.src==172.22.224.22 && tcp.srcport==51368 && ip.dsfield.dscp!=46",
+        ])
         .args(["-T", "fields", "-e", "frame.number"])
         .output()
         .expect("tshark");
@@ -425,7 +535,12 @@ fn r4_cisco_paging_multicast_found_and_ef_signalling_policy_names_frames() {
     assert_eq!(phone["offending_packets"], frames.len() as u64);
     let first: Vec<u64> = frames.iter().copied().take(10).collect();
     assert_eq!(phone["violations"], serde_json::json!(first));
-    assert_eq!(doc["files"][0]["flows"].as_array().map(|fs| fs.iter().any(|f| f["src"] == "192.168.151.204:2000" && f["passed"] == true)), Some(true));
+    assert_eq!(
+        doc["files"][0]["flows"].as_array().map(|fs| fs
+            .iter()
+            .any(|f| f["src"] == "192.168.151.204:2000" && f["passed"] == true)),
+        Some(true)
+    );
 }
 
 #[test]
@@ -446,7 +561,10 @@ fn r4_video_call_audio_marked_af41_is_flagged_under_cisco_recommendation() {
     assert_eq!(audio["dscp_counts"], serde_json::json!({"34": 387}));
     assert_eq!(audio["offending_packets"], 387);
     let video = flow(f, "172.22.65.111:20248");
-    assert_eq!((&video["class"], &video["passed"]), (&"video".into(), &true.into()));
+    assert_eq!(
+        (&video["class"], &video["passed"]),
+        (&"video".into(), &true.into())
+    );
     // An audio-of-video policy at AF41 for that endpoint makes the media pass.
     let dir = tempfile::tempdir().expect("tempdir");
     let p = write(
@@ -456,4 +574,57 @@ fn r4_video_call_audio_marked_af41_is_flagged_under_cisco_recommendation() {
     );
     let out = run(&["--policy", p.to_str().expect("utf-8")], &[&file]);
     assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+fn captures_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read corpus dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            captures_under(&p, out);
+        } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn r4_every_corpus_capture_audits_and_flows_add_up_to_the_dscp_tally() {
+    // dscp_tally equals tshark on every corpus file (tests/it/pcap.rs); here the flows of the
+    // audit must account for every IP packet with the same DSCP values.
+    let root = corpus_root().join("pcaps");
+    if !root.is_dir() {
+        eprintln!("SKIPPED: {} is not there (set UCM_CORPUS)", root.display());
+        return;
+    }
+    let mut files = Vec::new();
+    captures_under(&root, &mut files);
+    files.sort();
+    let policy = ucm::verify::Policy::cisco_default();
+    let mut problems = Vec::new();
+    for file in &files {
+        let open = || std::io::BufReader::new(std::fs::File::open(file).expect("open"));
+        let tally = ucm::pcap::dscp_tally(open()).expect("tally");
+        let name = file.display().to_string();
+        let audit = match ucm::verify::audit_capture(open(), &name, &policy, Default::default()) {
+            Ok(a) => a,
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let mut sum: BTreeMap<u8, u64> = BTreeMap::new();
+        for f in &audit.flows {
+            for (d, n) in &f.dscp_counts {
+                *sum.entry(*d).or_insert(0) += n;
+            }
+        }
+        if sum != tally.by_dscp || audit.ip_packets != tally.ip_packets {
+            problems.push(format!("{name}: flows {sum:?}, tally {:?}", tally.by_dscp));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    eprintln!(
+        "{} corpus captures audited; flows add up to the tally",
+        files.len()
+    );
 }
