@@ -11,8 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use super::classify::{
-    class_by_port, is_media_multicast, is_tftp_request, looks_like_sip, Evidence, MediaBook,
-    RtpGuess, TrafficClass, TCP, UDP,
+    class_by_port, is_media_multicast, is_tftp_request, lenient_sdp_body, looks_like_sip, Evidence,
+    MediaBook, RtpGuess, TrafficClass, TCP, UDP,
 };
 use super::policy::Policy;
 use crate::net::Dscp;
@@ -134,6 +134,9 @@ pub struct Auditor<'p> {
     fragments: u64,
     reassembled: u64,
     fragments_unreassembled: u64,
+    /// Datagrams on SIP ports (or looking like SIP) the SIP parser refused.
+    sip_errors: u64,
+    first_sip_error: Option<(u64, String)>,
 }
 
 impl<'p> Auditor<'p> {
@@ -155,6 +158,8 @@ impl<'p> Auditor<'p> {
             fragments: 0,
             reassembled: 0,
             fragments_unreassembled: 0,
+            sip_errors: 0,
+            first_sip_error: None,
         }
     }
 
@@ -173,7 +178,7 @@ impl<'p> Auditor<'p> {
                     Some(key) => self.fragment(frame, key, &d),
                     None => {
                         let slot = self.count(frame, &d);
-                        self.inspect(slot, d.src, &d.transport);
+                        self.inspect(frame, slot, d.src, &d.transport);
                     }
                 }
             }
@@ -223,7 +228,7 @@ impl<'p> Auditor<'p> {
     }
 
     /// Looks into a UDP/TCP payload: SIP (for SDP), TFTP requests, RTP evidence.
-    fn inspect(&mut self, slot: Slot, src: std::net::IpAddr, t: &Transport<'_>) {
+    fn inspect(&mut self, frame: u64, slot: Slot, src: std::net::IpAddr, t: &Transport<'_>) {
         let Slot::Flow(id, side) = slot else {
             return;
         };
@@ -235,14 +240,25 @@ impl<'p> Auditor<'p> {
             } => {
                 let sip_port = class_by_port(UDP, src_port, dst_port) == Some(TrafficClass::Sip);
                 if sip_port || looks_like_sip(payload) {
-                    if let Ok(msg) = parse_datagram(payload) {
-                        self.book.observe_sip(&msg);
-                        if !sip_port {
-                            if let Some((_, st)) = self.flows.by_id_mut(id) {
-                                st.sip_content = true;
+                    match parse_datagram(payload) {
+                        Ok(msg) => {
+                            self.book.observe_sip(&msg);
+                            if !sip_port {
+                                if let Some((_, st)) = self.flows.by_id_mut(id) {
+                                    st.sip_content = true;
+                                }
                             }
+                            return;
                         }
-                        return;
+                        // Keep-alives (CRLF, empty) are not errors.
+                        Err(_) if trim_crlf(payload).is_empty() => {}
+                        Err(e) => {
+                            self.sip_error(frame, e.detail);
+                            if let Some(sdp) = lenient_sdp_body(payload) {
+                                self.book.observe_sdp(sdp);
+                            }
+                            return;
+                        }
                     }
                 }
                 if dst_port == 69 && is_tftp_request(payload) {
@@ -270,9 +286,17 @@ impl<'p> Auditor<'p> {
                 while looks_like_sip(trim_crlf(rest)) {
                     match frame_stream(rest) {
                         Ok(Some(n)) if n > 0 && n <= rest.len() => {
-                            if let Ok(msg) = parse_stream_message(&rest[..n]) {
-                                self.book.observe_sip(&msg);
-                                found = true;
+                            match parse_stream_message(&rest[..n]) {
+                                Ok(msg) => {
+                                    self.book.observe_sip(&msg);
+                                    found = true;
+                                }
+                                Err(e) => {
+                                    self.sip_error(frame, e.detail);
+                                    if let Some(sdp) = lenient_sdp_body(&rest[..n]) {
+                                        self.book.observe_sdp(sdp);
+                                    }
+                                }
                             }
                             rest = &rest[n..];
                         }
@@ -286,6 +310,13 @@ impl<'p> Auditor<'p> {
                 }
             }
             Transport::None => {}
+        }
+    }
+
+    fn sip_error(&mut self, frame: u64, detail: String) {
+        self.sip_errors += 1;
+        if self.first_sip_error.is_none() {
+            self.first_sip_error = Some((frame, detail));
         }
     }
 
@@ -320,7 +351,7 @@ impl<'p> Auditor<'p> {
             self.reassembled += 1;
             if let Some(slot) = self.frag_slots.remove(&key) {
                 let t = transport(key.protocol, &datagram);
-                self.inspect(slot, key.src, &t);
+                self.inspect(frame, slot, key.src, &t);
             }
         }
     }
@@ -401,12 +432,19 @@ impl<'p> Auditor<'p> {
             flows.push(f);
         }
         let mut notes = Vec::new();
-        if self.book.sip_messages == 0 {
+        if self.book.sip_messages == 0 && self.sip_errors == 0 {
             notes.push(
                 "no cleartext SIP message was read (absent, or over TLS): media could only be \
                  found by RTP heuristics and multicast groups"
                     .to_string(),
             );
+        }
+        if let Some((frame, detail)) = &self.first_sip_error {
+            notes.push(format!(
+                "{} SIP messages did not parse strictly (first: frame {frame}: {detail}); SDP \
+                 bodies in them were read leniently",
+                self.sip_errors
+            ));
         }
         if self.book.sdp_lenient > 0 {
             notes.push(format!(

@@ -391,6 +391,24 @@ pub fn looks_like_sip(payload: &[u8]) -> bool {
     line_end.is_some_and(|end| payload[..end].ends_with(b" SIP/2.0"))
 }
 
+/// The SDP body of a SIP message the strict parser refused (real devices send unbracketed
+/// IPv6 URIs, stray control characters...): the part after the blank line, when a
+/// `Content-Type` (or compact `c`) header says `application/sdp`.
+pub fn lenient_sdp_body(message: &[u8]) -> Option<&[u8]> {
+    let (head, body) = [&b"\r\n\r\n"[..], &b"\n\n"[..]].iter().find_map(|sep| {
+        let at = message.windows(sep.len()).position(|w| w == *sep)?;
+        Some((&message[..at], &message[at + sep.len()..]))
+    })?;
+    let is_sdp = head.split(|&b| b == b'\n').any(|line| {
+        let line = String::from_utf8_lossy(line).to_ascii_lowercase();
+        let Some((name, value)) = line.split_once(':') else {
+            return false;
+        };
+        matches!(name.trim(), "content-type" | "c") && value.trim().starts_with("application/sdp")
+    });
+    (is_sdp && !body.is_empty()).then_some(body)
+}
+
 /// Whether a UDP payload to port 69 is a TFTP read or write request.
 pub fn is_tftp_request(payload: &[u8]) -> bool {
     matches!(payload, [0, 1 | 2, ..]) && payload.len() > 4
@@ -581,6 +599,15 @@ mod tests {
             book.rtp(ep("10.0.0.1:20000"), ep("10.0.0.2:1")),
             Some(MediaKind::Voice)
         );
+    }
+
+    #[test]
+    fn sdp_is_taken_from_sip_the_strict_parser_refuses() {
+        let msg = b"INVITE sip:2000@fe80::1:5060 SIP/2.0\r\nc: application/sdp\r\n\r\nv=0\r\n";
+        assert_eq!(lenient_sdp_body(msg), Some(&b"v=0\r\n"[..]));
+        let msg = b"INVITE sip:x SIP/2.0\nContent-Type: text/plain\n\nv=0\n";
+        assert_eq!(lenient_sdp_body(msg), None);
+        assert_eq!(lenient_sdp_body(b"INVITE sip:x SIP/2.0\r\n"), None);
     }
 
     #[test]
