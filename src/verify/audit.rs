@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
+use std::net::IpAddr;
 
 use super::classify::{
     class_by_port, is_media_multicast, is_tftp_request, lenient_sdp_body, looks_like_sip, Evidence,
@@ -113,6 +114,9 @@ enum Slot {
     Overflow,
 }
 
+/// Most (protocol, source, destination) triples remembered for orphan fragments.
+const MAX_LAST_BY_ADDRS: usize = 100_000;
+
 /// Most fragments held back while waiting for their datagram's first fragment.
 const MAX_WAITING_FRAGMENTS: usize = 100_000;
 
@@ -137,6 +141,10 @@ pub struct Auditor<'p> {
     /// Datagrams on SIP ports (or looking like SIP) the SIP parser refused.
     sip_errors: u64,
     first_sip_error: Option<(u64, String)>,
+    /// The last flow seen per (protocol, source, destination), for fragments whose first
+    /// fragment is missing.
+    last_by_addrs: HashMap<(u8, IpAddr, IpAddr), Slot>,
+    fragments_guessed: u64,
 }
 
 impl<'p> Auditor<'p> {
@@ -160,6 +168,8 @@ impl<'p> Auditor<'p> {
             fragments_unreassembled: 0,
             sip_errors: 0,
             first_sip_error: None,
+            last_by_addrs: HashMap::new(),
+            fragments_guessed: 0,
         }
     }
 
@@ -224,11 +234,17 @@ impl<'p> Auditor<'p> {
             Endpoint::new(d.dst, dp),
         );
         self.count_in(slot, frame, d.ip.dscp);
+        if sp != 0 || dp != 0 {
+            if self.last_by_addrs.len() >= MAX_LAST_BY_ADDRS {
+                self.last_by_addrs.clear();
+            }
+            self.last_by_addrs.insert((d.protocol, d.src, d.dst), slot);
+        }
         slot
     }
 
     /// Looks into a UDP/TCP payload: SIP (for SDP), TFTP requests, RTP evidence.
-    fn inspect(&mut self, frame: u64, slot: Slot, src: std::net::IpAddr, t: &Transport<'_>) {
+    fn inspect(&mut self, frame: u64, slot: Slot, src: IpAddr, t: &Transport<'_>) {
         let Slot::Flow(id, side) = slot else {
             return;
         };
@@ -356,8 +372,14 @@ impl<'p> Auditor<'p> {
         }
     }
 
-    /// The address-only flow of a fragment whose first fragment never came.
+    /// Where a fragment whose first fragment never came is counted: the last flow with the
+    /// same protocol and addresses (a lost first fragment of that flow, most likely), else an
+    /// address-only flow.
     fn address_slot(&mut self, key: &FragKey) -> Slot {
+        if let Some(&slot) = self.last_by_addrs.get(&(key.protocol, key.src, key.dst)) {
+            self.fragments_guessed += 1;
+            return slot;
+        }
         self.slot_for(
             key.protocol,
             Endpoint::new(key.src, 0),
@@ -455,9 +477,12 @@ impl<'p> Auditor<'p> {
         }
         if self.fragments_unreassembled > 0 {
             notes.push(format!(
-                "{} IP fragments could not be tied to their datagram's first fragment; they are \
-                 counted under address-only flows",
+                "{} IP fragments never met their datagram's first fragment: {} were counted in \
+                 the last flow with the same protocol and addresses, {} under address-only flows",
+                self.fragments_unreassembled,
+                self.fragments_guessed,
                 self.fragments_unreassembled
+                    - self.fragments_guessed.min(self.fragments_unreassembled)
             ));
         }
         if table_full && overflow_packets > 0 {

@@ -530,6 +530,21 @@ fn orphan_fragments_go_to_an_address_flow() {
 }
 
 #[test]
+fn orphan_fragments_join_the_last_flow_between_the_same_addresses() {
+    let pkts = vec![
+        ipv4_tcp(tos(Dscp::CS3), PHONE, 50000, CUCM, 2000, 0x18, b"abcd"),
+        ipv4(tos(Dscp::CS3), 6, PHONE, CUCM, 9, 100, &[0u8; 16]),
+    ];
+    let a = run(&Policy::cisco_default(), &pkts);
+    assert_eq!(a.flows.len(), 1, "{:#?}", a.flows);
+    assert_eq!((a.flows[0].packets, a.flows[0].passed), (2, true));
+    assert!(a
+        .notes
+        .iter()
+        .any(|n| n.contains("1 were counted in the last flow")));
+}
+
+#[test]
 fn a_full_flow_table_counts_the_rest_in_one_unaudited_bucket() {
     let policy = Policy::cisco_default();
     let mut a = Auditor::new(
