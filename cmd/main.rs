@@ -4,6 +4,7 @@
 mod config_cmd;
 mod db;
 mod em;
+mod pcap;
 mod phone;
 mod serve;
 
@@ -49,6 +50,8 @@ enum Command {
     /// Extension Mobility over the EM service API (works against Cisco Unified CM too).
     #[command(subcommand)]
     Em(em::Command),
+    /// Check packet captures: DSCP audit per flow against a QoS policy.
+    Pcap(pcap::Command),
 }
 
 /// An error that decides the exit code.
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             Command::Config(c) => config_cmd::run(c).await,
             Command::Phone(c) => phone::run(c).await,
             Command::Em(c) => em::run(c).await,
+            Command::Pcap(c) => pcap::run(c).await,
         }
     });
     match result {

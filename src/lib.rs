@@ -8,6 +8,8 @@
 //! - [`server`]: `ucm serve`, one node of a cluster
 //! - [`services`]: the applications (authentication URL, configuration files, Extension Mobility)
 //! - [`client`]: the HTTP(S) client settings of the commands that drive a cluster
+//! - [`pcap`] and [`verify`]: capture reading, flows and the DSCP audit (`ucm pcap verify`)
+//! - [`xml`]: CiscoIPPhone XML objects: build, parse, validate
 pub mod auth;
 pub mod client;
 pub mod cluster;
@@ -21,4 +23,5 @@ pub mod server;
 pub mod services;
 pub mod sip;
 pub mod store;
+pub mod verify;
 pub mod xml;

@@ -8,8 +8,12 @@
 //! - [`tcp`]: bounded TCP reassembly of one connection into in-order chunks and gaps.
 //! - [`http`]: HTTP/1.1 message framing over a reassembled connection ([`HttpConversation`]).
 //! - [`sipframe`]: SIP-over-TCP message framing over a reassembled connection.
+//! - [`dissect`]: like [`decode`], plus addresses, ports, TCP fields and the transport payload;
+//!   [`Defragmenter`] reassembles IP fragments with bounded memory.
+//! - [`flow`]: a bounded, bidirectional flow table keyed by 5-tuple.
 
 mod decode;
+pub mod flow;
 pub mod http;
 mod reader;
 pub mod sipframe;
@@ -22,6 +26,10 @@ use std::collections::BTreeMap;
 use std::io::Read;
 
 pub use decode::{decode, Decoded, IpInfo, IpVersion};
+pub use decode::{
+    dissect, tcp_flags, transport, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
+    Fragment, Transport,
+};
 pub use http::{form_pairs, HttpConversation, HttpEvent, HttpKind, HttpMessage, HttpStreamParser};
 pub use reader::{CaptureFormat, CaptureReader, Packet, PcapError, MAX_BLOCK_LEN, MAX_SNAPLEN};
 pub use sipframe::{SipFramedMessage, SipStreamEvent, SipStreamParser, SipTcpFramer};

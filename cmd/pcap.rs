@@ -1,0 +1,156 @@
+//! `ucm pcap`: checks on packet captures. `verify` audits DSCP markings per flow against a QoS
+//! policy; `dscp` prints a capture's per-DSCP tally; `default-policy` prints the built-in policy.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand, ValueEnum};
+use ucm::net::Dscp;
+use ucm::verify::{self, AuditOptions, FileOutcome, Format, Policy, Report};
+
+use crate::{print_out, Failure};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Audit the DSCP marking of every flow in captures (pcap or pcapng) against a QoS policy.
+    /// Exit 0 when every audited flow carries its expected DSCP, 1 when any packet does not,
+    /// 2 when a capture or the policy cannot be read.
+    Verify(VerifyArgs),
+    /// Print how many IP packets carry each DSCP value (innermost IP header), as tshark counts.
+    Dscp {
+        #[arg(value_name = "CAPTURE")]
+        capture: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the built-in QoS policy (Cisco's defaults) as a policy file to copy and edit.
+    DefaultPolicy,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// Capture files (pcap or pcapng).
+    #[arg(required = true, value_name = "CAPTURE")]
+    captures: Vec<PathBuf>,
+    /// QoS policy (YAML); default: Cisco's (signalling CS3, voice EF, video AF41, the rest 0),
+    /// every sender audited. See `ucm pcap default-policy`.
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = FormatArg::Text)]
+    format: FormatArg,
+    /// List only flow directions that have an expected DSCP.
+    #[arg(long)]
+    only_audited: bool,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum FormatArg {
+    Text,
+    Json,
+    Junit,
+}
+
+/// Read buffer for captures: large reads, constant memory.
+const READ_BUFFER: usize = 1 << 20;
+
+pub async fn run(cmd: Command) -> Result<(), Failure> {
+    match cmd {
+        Command::Verify(a) => run_verify(a),
+        Command::Dscp { capture, json } => run_dscp(capture, json),
+        Command::DefaultPolicy => print_out(verify::DEFAULT_POLICY_YAML),
+    }
+}
+
+fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
+    let (policy, policy_name) = match &a.policy {
+        Some(p) => (
+            Policy::load(p).map_err(|e| Failure::Input(e.to_string()))?,
+            p.display().to_string(),
+        ),
+        None => (
+            Policy::cisco_default(),
+            "built-in Cisco default".to_string(),
+        ),
+    };
+    let mut files = Vec::new();
+    for path in &a.captures {
+        let name = path.display().to_string();
+        let outcome = match File::open(path) {
+            Err(e) => FileOutcome::Unreadable {
+                path: name,
+                error: format!("cannot open: {e}"),
+            },
+            Ok(f) => {
+                let reader = BufReader::with_capacity(READ_BUFFER, f);
+                match verify::audit_capture(reader, &name, &policy, AuditOptions::default()) {
+                    Ok(audit) => FileOutcome::Audited(audit),
+                    Err(e) => FileOutcome::Unreadable {
+                        path: name,
+                        error: e.to_string(),
+                    },
+                }
+            }
+        };
+        files.push(outcome);
+    }
+    let report = Report {
+        policy: policy_name,
+        files,
+        only_audited: a.only_audited,
+    };
+    let format = match a.format {
+        FormatArg::Text => Format::Text,
+        FormatArg::Json => Format::Json,
+        FormatArg::Junit => Format::Junit,
+    };
+    print_out(&report.render(format))?;
+    if report.any_unreadable() {
+        let reasons: Vec<String> = report
+            .files
+            .iter()
+            .filter_map(|f| match f {
+                FileOutcome::Unreadable { path, error } => Some(format!("{path}: {error}")),
+                FileOutcome::Audited(_) => None,
+            })
+            .collect();
+        return Err(Failure::Input(reasons.join("\nucm: ")));
+    }
+    if report.passed() {
+        Ok(())
+    } else {
+        Err(Failure::Check(String::new()))
+    }
+}
+
+fn run_dscp(capture: PathBuf, json: bool) -> Result<(), Failure> {
+    let name = capture.display().to_string();
+    let f =
+        File::open(&capture).map_err(|e| Failure::Input(format!("{name}: cannot open: {e}")))?;
+    let tally = ucm::pcap::dscp_tally(BufReader::with_capacity(READ_BUFFER, f))
+        .map_err(|e| Failure::Input(format!("{name}: {e}")))?;
+    if json {
+        let doc = serde_json::json!({
+            "path": name,
+            "packets": tally.packets,
+            "ip_packets": tally.ip_packets,
+            "dscp_counts": tally.by_dscp.iter().map(|(d, n)| (d.to_string(), serde_json::Value::from(*n))).collect::<serde_json::Map<String, serde_json::Value>>(),
+            "unsupported_link_types": tally.unsupported_link_types,
+        });
+        return print_out(&format!("{doc}\n"));
+    }
+    let mut out = format!(
+        "{name}: {} packets, {} IP\n",
+        tally.packets, tally.ip_packets
+    );
+    for (d, n) in &tally.by_dscp {
+        let label = match Dscp::new(*d).ok().and_then(Dscp::name) {
+            Some(name) => format!("{d} ({name})"),
+            None => d.to_string(),
+        };
+        out.push_str(&format!("  {label:<10} {n:>10}\n"));
+    }
+    print_out(&out)
+}

@@ -1,0 +1,701 @@
+//! The DSCP audit: packets -> flows -> per-direction DSCP counts -> classes -> verdicts.
+//!
+//! [`Auditor`] takes packets one at a time (constant memory in the capture's size: per flow it
+//! keeps counts per DSCP value and the first few frame numbers of each value, never the
+//! packets). Classes need what the whole capture says (an SDP answer can come after the first
+//! RTP packets), so flows are classified and judged in [`Auditor::finish`]. A packet offends
+//! when its sender is audited and its class has an expected DSCP it does not carry; because
+//! the first frames of every observed value are kept, the first offending frames are exact.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::net::IpAddr;
+
+use super::classify::{
+    class_by_port, is_media_multicast, is_tftp_request, lenient_sdp_body, looks_like_sip, Evidence,
+    MediaBook, RtpGuess, TrafficClass, TCP, UDP,
+};
+use super::policy::Policy;
+use crate::net::Dscp;
+use crate::pcap::flow::{Endpoint, FlowId, FlowKey, FlowTable, Side};
+use crate::pcap::{
+    dissect, transport, CaptureReader, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
+    PcapError, Transport,
+};
+use crate::sip::message::{frame_stream, parse_datagram, parse_stream_message, SipMessage};
+
+/// Limits and report sizes.
+#[derive(Clone, Copy, Debug)]
+pub struct AuditOptions {
+    /// Most flows tracked; packets of later flows are counted in one unclassified bucket.
+    pub max_flows: usize,
+    /// Offending frame numbers listed per flow direction.
+    pub max_frames: usize,
+    pub defrag: DefragLimits,
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            max_flows: 250_000,
+            max_frames: 10,
+            defrag: DefragLimits::default(),
+        }
+    }
+}
+
+/// Packets seen with one DSCP value in one direction.
+#[derive(Clone, Debug, Default)]
+struct DscpCount {
+    dscp: u8,
+    packets: u64,
+    /// The first `max_frames` frame numbers, ascending.
+    first_frames: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default)]
+struct DirStats {
+    packets: u64,
+    dscp: Vec<DscpCount>,
+    rtp: RtpGuess,
+}
+
+impl DirStats {
+    fn count(&mut self, frame: u64, dscp: Dscp, max_frames: usize) {
+        self.packets += 1;
+        let v = dscp.value();
+        let entry = match self.dscp.iter().position(|c| c.dscp == v) {
+            Some(i) => &mut self.dscp[i],
+            None => {
+                self.dscp.push(DscpCount {
+                    dscp: v,
+                    ..DscpCount::default()
+                });
+                let last = self.dscp.len() - 1;
+                &mut self.dscp[last]
+            }
+        };
+        entry.packets += 1;
+        if entry.first_frames.len() < max_frames {
+            // Fragments held back for their first fragment can arrive out of frame order.
+            let at = entry.first_frames.partition_point(|&f| f < frame);
+            entry.first_frames.insert(at, frame);
+        } else if entry.first_frames.last().is_some_and(|&l| frame < l) {
+            entry.first_frames.pop();
+            let at = entry.first_frames.partition_point(|&f| f < frame);
+            entry.first_frames.insert(at, frame);
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+struct FlowState {
+    /// Side that sent the first packet.
+    first_side: Side,
+    dirs: [DirStats; 2],
+    /// SIP messages parsed on this flow although its ports are not SIP's.
+    sip_content: bool,
+}
+
+impl FlowState {
+    fn new(side: Side) -> Self {
+        FlowState {
+            first_side: side,
+            dirs: [DirStats::default(), DirStats::default()],
+            sip_content: false,
+        }
+    }
+}
+
+/// Where a packet was counted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Slot {
+    Flow(FlowId, Side),
+    Overflow,
+}
+
+/// Most (protocol, source, destination) triples remembered for orphan fragments.
+const MAX_LAST_BY_ADDRS: usize = 100_000;
+
+/// Most fragments held back while waiting for their datagram's first fragment.
+const MAX_WAITING_FRAGMENTS: usize = 100_000;
+
+/// Streaming DSCP audit of one capture.
+pub struct Auditor<'p> {
+    policy: &'p Policy,
+    options: AuditOptions,
+    flows: FlowTable<FlowState>,
+    overflow: Option<FlowState>,
+    book: MediaBook,
+    defrag: Defragmenter,
+    frag_slots: HashMap<FragKey, Slot>,
+    frag_wait: HashMap<FragKey, Vec<(u64, Dscp)>>,
+    frag_waiting: usize,
+    packets: u64,
+    ip_packets: u64,
+    non_ip_packets: u64,
+    unsupported_link_types: BTreeMap<u16, u64>,
+    fragments: u64,
+    reassembled: u64,
+    fragments_unreassembled: u64,
+    /// Datagrams on SIP ports (or looking like SIP) the SIP parser refused.
+    sip_errors: u64,
+    first_sip_error: Option<(u64, String)>,
+    /// The last flow seen per (protocol, source, destination), for fragments whose first
+    /// fragment is missing.
+    last_by_addrs: HashMap<(u8, IpAddr, IpAddr), Slot>,
+    fragments_guessed: u64,
+}
+
+impl<'p> Auditor<'p> {
+    pub fn new(policy: &'p Policy, options: AuditOptions) -> Self {
+        Auditor {
+            policy,
+            options,
+            flows: FlowTable::new(options.max_flows),
+            overflow: None,
+            book: MediaBook::default(),
+            defrag: Defragmenter::new(options.defrag),
+            frag_slots: HashMap::new(),
+            frag_wait: HashMap::new(),
+            frag_waiting: 0,
+            packets: 0,
+            ip_packets: 0,
+            non_ip_packets: 0,
+            unsupported_link_types: BTreeMap::new(),
+            fragments: 0,
+            reassembled: 0,
+            fragments_unreassembled: 0,
+            sip_errors: 0,
+            first_sip_error: None,
+            last_by_addrs: HashMap::new(),
+            fragments_guessed: 0,
+        }
+    }
+
+    /// Audits one packet record (frame numbers as Wireshark counts them, from 1).
+    pub fn packet(&mut self, frame: u64, link_type: u16, data: &[u8]) {
+        self.packets += 1;
+        self.defrag.tick();
+        match dissect(link_type, data) {
+            Dissection::NotIp => self.non_ip_packets += 1,
+            Dissection::UnsupportedLinkType => {
+                *self.unsupported_link_types.entry(link_type).or_insert(0) += 1
+            }
+            Dissection::Ip(d) => {
+                self.ip_packets += 1;
+                match FragKey::of(&d) {
+                    Some(key) => self.fragment(frame, key, &d),
+                    None => {
+                        let slot = self.count(frame, &d);
+                        self.inspect(frame, slot, d.src, &d.transport);
+                    }
+                }
+            }
+        }
+        self.settle_dropped_fragments();
+    }
+
+    /// Records a SIP message carried by any transport (the hook for SIP over TCP framed
+    /// elsewhere): its SDP announces media endpoints.
+    pub fn sip_message(&mut self, msg: &SipMessage) {
+        self.book.observe_sip(msg);
+    }
+
+    fn slot_for(&mut self, protocol: u8, src: Endpoint, dst: Endpoint) -> Slot {
+        let (key, side) = FlowKey::new(protocol, src, dst);
+        match self.flows.get_or_insert_with(key, || FlowState::new(side)) {
+            Some((id, _)) => Slot::Flow(id, side),
+            None => Slot::Overflow,
+        }
+    }
+
+    fn count_in(&mut self, slot: Slot, frame: u64, dscp: Dscp) {
+        let max = self.options.max_frames;
+        match slot {
+            Slot::Flow(id, side) => {
+                if let Some((_, st)) = self.flows.by_id_mut(id) {
+                    st.dirs[side.index()].count(frame, dscp, max);
+                }
+            }
+            Slot::Overflow => self
+                .overflow
+                .get_or_insert_with(|| FlowState::new(Side::A))
+                .dirs[0]
+                .count(frame, dscp, max),
+        }
+    }
+
+    fn count(&mut self, frame: u64, d: &Dissected<'_>) -> Slot {
+        let (sp, dp) = d.transport.ports().unwrap_or((0, 0));
+        let slot = self.slot_for(
+            d.protocol,
+            Endpoint::new(d.src, sp),
+            Endpoint::new(d.dst, dp),
+        );
+        self.count_in(slot, frame, d.ip.dscp);
+        if sp != 0 || dp != 0 {
+            if self.last_by_addrs.len() >= MAX_LAST_BY_ADDRS {
+                self.last_by_addrs.clear();
+            }
+            self.last_by_addrs.insert((d.protocol, d.src, d.dst), slot);
+        }
+        slot
+    }
+
+    /// Looks into a UDP/TCP payload: SIP (for SDP), TFTP requests, RTP evidence.
+    fn inspect(&mut self, frame: u64, slot: Slot, src: IpAddr, t: &Transport<'_>) {
+        let Slot::Flow(id, side) = slot else {
+            return;
+        };
+        match *t {
+            Transport::Udp {
+                src_port,
+                dst_port,
+                payload,
+            } => {
+                let sip_port = class_by_port(UDP, src_port, dst_port) == Some(TrafficClass::Sip);
+                if sip_port || looks_like_sip(payload) {
+                    match parse_datagram(payload) {
+                        Ok(msg) => {
+                            self.book.observe_sip(&msg);
+                            if !sip_port {
+                                if let Some((_, st)) = self.flows.by_id_mut(id) {
+                                    st.sip_content = true;
+                                }
+                            }
+                            return;
+                        }
+                        // Keep-alives (CRLF, empty) are not errors.
+                        Err(_) if trim_crlf(payload).is_empty() => {}
+                        Err(e) => {
+                            self.sip_error(frame, e.detail);
+                            if let Some(sdp) = lenient_sdp_body(payload) {
+                                self.book.observe_sdp(sdp);
+                            }
+                            return;
+                        }
+                    }
+                }
+                if dst_port == 69 && is_tftp_request(payload) {
+                    self.book.observe_tftp_request(Endpoint::new(src, src_port));
+                }
+                if let Some((_, st)) = self.flows.by_id_mut(id) {
+                    st.dirs[side.index()].rtp.observe(payload);
+                }
+            }
+            Transport::Tcp {
+                src_port,
+                dst_port,
+                payload,
+                ..
+            } => {
+                // Until TCP reassembly lands, SIP over TCP is read segment by segment: every
+                // complete message inside one segment is seen. Other ports are tried too when
+                // the segment starts like SIP.
+                if payload.is_empty() {
+                    return;
+                }
+                let sip_port = class_by_port(TCP, src_port, dst_port) == Some(TrafficClass::Sip);
+                let mut rest = payload;
+                let mut found = false;
+                while looks_like_sip(trim_crlf(rest)) {
+                    match frame_stream(rest) {
+                        Ok(Some(n)) if n > 0 && n <= rest.len() => {
+                            match parse_stream_message(&rest[..n]) {
+                                Ok(msg) => {
+                                    self.book.observe_sip(&msg);
+                                    found = true;
+                                }
+                                Err(e) => {
+                                    self.sip_error(frame, e.detail);
+                                    if let Some(sdp) = lenient_sdp_body(&rest[..n]) {
+                                        self.book.observe_sdp(sdp);
+                                    }
+                                }
+                            }
+                            rest = &rest[n..];
+                        }
+                        _ => break,
+                    }
+                }
+                if found && !sip_port {
+                    if let Some((_, st)) = self.flows.by_id_mut(id) {
+                        st.sip_content = true;
+                    }
+                }
+            }
+            Transport::None => {}
+        }
+    }
+
+    fn sip_error(&mut self, frame: u64, detail: String) {
+        self.sip_errors += 1;
+        if self.first_sip_error.is_none() {
+            self.first_sip_error = Some((frame, detail));
+        }
+    }
+
+    fn fragment(&mut self, frame: u64, key: FragKey, d: &Dissected<'_>) {
+        self.fragments += 1;
+        let Some(fragment) = d.fragment else {
+            return;
+        };
+        if fragment.offset == 0 {
+            let slot = self.count(frame, d);
+            self.frag_slots.insert(key, slot);
+            if let Some(waiting) = self.frag_wait.remove(&key) {
+                self.frag_waiting -= waiting.len();
+                for (f, dscp) in waiting {
+                    self.count_in(slot, f, dscp);
+                }
+            }
+        } else if let Some(&slot) = self.frag_slots.get(&key) {
+            self.count_in(slot, frame, d.ip.dscp);
+        } else if self.frag_waiting < MAX_WAITING_FRAGMENTS {
+            self.frag_wait
+                .entry(key)
+                .or_default()
+                .push((frame, d.ip.dscp));
+            self.frag_waiting += 1;
+        } else {
+            self.fragments_unreassembled += 1;
+            let slot = self.address_slot(&key);
+            self.count_in(slot, frame, d.ip.dscp);
+        }
+        if let Some(datagram) = self.defrag.add(key, fragment, d.ip_payload) {
+            self.reassembled += 1;
+            if let Some(slot) = self.frag_slots.remove(&key) {
+                let t = transport(key.protocol, &datagram);
+                self.inspect(frame, slot, key.src, &t);
+            }
+        }
+    }
+
+    /// Where a fragment whose first fragment never came is counted: the last flow with the
+    /// same protocol and addresses (a lost first fragment of that flow, most likely), else an
+    /// address-only flow.
+    fn address_slot(&mut self, key: &FragKey) -> Slot {
+        if let Some(&slot) = self.last_by_addrs.get(&(key.protocol, key.src, key.dst)) {
+            self.fragments_guessed += 1;
+            return slot;
+        }
+        self.slot_for(
+            key.protocol,
+            Endpoint::new(key.src, 0),
+            Endpoint::new(key.dst, 0),
+        )
+    }
+
+    fn settle_dropped_fragments(&mut self) {
+        for key in self.defrag.drain_dropped() {
+            self.frag_slots.remove(&key);
+            if let Some(waiting) = self.frag_wait.remove(&key) {
+                self.frag_waiting -= waiting.len();
+                self.fragments_unreassembled += waiting.len() as u64;
+                for (f, dscp) in waiting {
+                    let slot = self.address_slot(&key);
+                    self.count_in(slot, f, dscp);
+                }
+            }
+        }
+    }
+
+    /// Classifies every flow and judges it against the policy.
+    pub fn finish(mut self, path: &str) -> FileAudit {
+        self.defrag.finish();
+        self.settle_dropped_fragments();
+        let leftover: Vec<(FragKey, Vec<(u64, Dscp)>)> = self.frag_wait.drain().collect();
+        for (key, waiting) in leftover {
+            self.fragments_unreassembled += waiting.len() as u64;
+            for (f, dscp) in waiting {
+                let slot = self.address_slot(&key);
+                self.count_in(slot, f, dscp);
+            }
+        }
+        let table_full = self.flows.is_full();
+        let mut flows = Vec::new();
+        for (key, st) in std::mem::replace(&mut self.flows, FlowTable::new(0)).into_flows() {
+            let (class, evidence) = classify(&key, &st, &self.book);
+            let sides = [st.first_side, st.first_side.other()];
+            for side in sides {
+                let dir = &st.dirs[side.index()];
+                if dir.packets == 0 {
+                    continue;
+                }
+                flows.push(self.judge(
+                    key.protocol,
+                    key.endpoint(side),
+                    Some(key.endpoint(side.other())),
+                    class,
+                    evidence,
+                    dir,
+                ));
+            }
+        }
+        let mut overflow_packets = 0;
+        if let Some(st) = &self.overflow {
+            overflow_packets = st.dirs[0].packets;
+            let mut f = self.judge(
+                0,
+                Endpoint::new(std::net::IpAddr::from([0, 0, 0, 0]), 0),
+                None,
+                TrafficClass::Other,
+                Evidence::TableFull,
+                &st.dirs[0],
+            );
+            f.src = "*".into();
+            f.dst = "*".into();
+            f.audited = false;
+            f.expected_dscp = None;
+            f.offending = 0;
+            f.violations.clear();
+            f.passed = true;
+            flows.push(f);
+        }
+        let mut notes = Vec::new();
+        if self.book.sip_messages == 0 && self.sip_errors == 0 {
+            notes.push(
+                "no cleartext SIP message was read (absent, or over TLS): media could only be \
+                 found by RTP heuristics and multicast groups"
+                    .to_string(),
+            );
+        }
+        if let Some((frame, detail)) = &self.first_sip_error {
+            notes.push(format!(
+                "{} SIP messages did not parse strictly (first: frame {frame}: {detail}); SDP \
+                 bodies in them were read leniently",
+                self.sip_errors
+            ));
+        }
+        if self.book.sdp_lenient > 0 {
+            notes.push(format!(
+                "{} SDP bodies were refused by the strict SDP parser; their c= and m= lines were \
+                 read leniently",
+                self.book.sdp_lenient
+            ));
+        }
+        if self.fragments_unreassembled > 0 {
+            notes.push(format!(
+                "{} IP fragments never met their datagram's first fragment: {} were counted in \
+                 the last flow with the same protocol and addresses, {} under address-only flows",
+                self.fragments_unreassembled,
+                self.fragments_guessed,
+                self.fragments_unreassembled
+                    - self.fragments_guessed.min(self.fragments_unreassembled)
+            ));
+        }
+        if table_full && overflow_packets > 0 {
+            notes.push(format!(
+                "flow table full ({} flows): {overflow_packets} packets of later flows are \
+                 counted in one unclassified, unaudited bucket",
+                self.options.max_flows
+            ));
+        }
+        if !self.unsupported_link_types.is_empty() {
+            notes.push(format!(
+                "packets on unsupported link types were not decoded: {:?}",
+                self.unsupported_link_types
+            ));
+        }
+        let audited_flows = flows.iter().filter(|f| f.expected_dscp.is_some()).count();
+        let failed_flows = flows.iter().filter(|f| !f.passed).count();
+        let offending_packets = flows.iter().map(|f| f.offending).sum();
+        FileAudit {
+            path: path.to_string(),
+            passed: failed_flows == 0,
+            packets: self.packets,
+            ip_packets: self.ip_packets,
+            non_ip_packets: self.non_ip_packets,
+            sip_messages: self.book.sip_messages,
+            sdp_bodies: self.book.sdp_bodies,
+            fragments: self.fragments,
+            reassembled_datagrams: self.reassembled,
+            audited_flows,
+            failed_flows,
+            offending_packets,
+            notes,
+            flows,
+        }
+    }
+
+    fn judge(
+        &self,
+        protocol: u8,
+        src: Endpoint,
+        dst: Option<Endpoint>,
+        class: TrafficClass,
+        evidence: Evidence,
+        dir: &DirStats,
+    ) -> FlowAudit {
+        let expectation = self.policy.expectation(src.addr, class);
+        let mut dscp_counts = BTreeMap::new();
+        for c in &dir.dscp {
+            dscp_counts.insert(c.dscp, c.packets);
+        }
+        let (offending, violations) = match expectation.dscp {
+            Some(want) => {
+                let bad: Vec<&DscpCount> =
+                    dir.dscp.iter().filter(|c| c.dscp != want.value()).collect();
+                let mut frames: Vec<u64> = bad
+                    .iter()
+                    .flat_map(|c| c.first_frames.iter().copied())
+                    .collect();
+                frames.sort_unstable();
+                frames.truncate(self.options.max_frames);
+                (bad.iter().map(|c| c.packets).sum(), frames)
+            }
+            None => (0, Vec::new()),
+        };
+        FlowAudit {
+            first_frame: dir
+                .dscp
+                .iter()
+                .filter_map(|c| c.first_frames.first().copied())
+                .min()
+                .unwrap_or(0),
+            src: src.to_string(),
+            dst: dst.map(|d| d.to_string()).unwrap_or_default(),
+            transport: match protocol {
+                TCP => "tcp",
+                UDP => "udp",
+                _ => "other",
+            },
+            protocol,
+            class,
+            evidence,
+            sender_role: expectation.role,
+            audited: expectation.audited,
+            expected_dscp: expectation.dscp,
+            packets: dir.packets,
+            dscp_counts,
+            offending,
+            passed: offending == 0,
+            violations,
+        }
+    }
+}
+
+fn trim_crlf(b: &[u8]) -> &[u8] {
+    let n = b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+    b.get(n..).unwrap_or(&[])
+}
+
+/// The class of a flow and how it was found (see [`super::classify`]).
+fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, Evidence) {
+    let (a, b) = (key.a, key.b);
+    if key.protocol == TCP || key.protocol == UDP {
+        if let Some(c) = class_by_port(key.protocol, a.port, b.port) {
+            return (c, Evidence::Port);
+        }
+    }
+    if st.sip_content {
+        return (TrafficClass::Sip, Evidence::SipContent);
+    }
+    if key.protocol != UDP || a.port == 0 || b.port == 0 {
+        return (TrafficClass::Other, Evidence::None);
+    }
+    if let Some(k) = book.rtp(a, b) {
+        return (k.class(), Evidence::Sdp);
+    }
+    if let Some(k) = book.rtcp(a, b) {
+        return (k.class(), Evidence::SdpRtcp);
+    }
+    if book.is_tftp_client(a, b) {
+        return (TrafficClass::Tftp, Evidence::TftpTransfer);
+    }
+    if let Some(k) = book.by_ports(a, b) {
+        return (k.class(), Evidence::SdpPorts);
+    }
+    let rtp = st.dirs.iter().any(|d| d.rtp.is_rtp());
+    let video = st
+        .dirs
+        .iter()
+        .any(|d| d.rtp.is_rtp() && d.rtp.looks_like_video());
+    let media = if video {
+        TrafficClass::Video
+    } else {
+        TrafficClass::Voice
+    };
+    let multicast = is_media_multicast(a.addr) || is_media_multicast(b.addr);
+    if multicast && st.dirs.iter().any(|d| d.rtp.mostly_rtp()) {
+        return (media, Evidence::Multicast);
+    }
+    // Heuristics only between unprivileged ports: DNS, NTP, SNMP... are never media.
+    if a.port >= 1024 && b.port >= 1024 {
+        if rtp {
+            return (media, Evidence::RtpHeuristic);
+        }
+        if st.dirs.iter().any(|d| d.rtp.is_rtcp()) {
+            return (TrafficClass::Voice, Evidence::RtcpHeuristic);
+        }
+    }
+    (TrafficClass::Other, Evidence::None)
+}
+
+/// One direction of one flow, judged.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowAudit {
+    /// Sender, `IP:PORT` (address only for protocols without ports).
+    pub src: String,
+    pub dst: String,
+    /// `udp`, `tcp` or `other`.
+    pub transport: &'static str,
+    /// IP protocol number.
+    pub protocol: u8,
+    pub class: TrafficClass,
+    pub evidence: Evidence,
+    /// Role of the sender in the policy.
+    pub sender_role: Option<String>,
+    /// The sender is under audit.
+    pub audited: bool,
+    /// `None` when the sender is not audited or the class is `any`.
+    pub expected_dscp: Option<Dscp>,
+    pub packets: u64,
+    /// Frame number of this direction's first packet.
+    pub first_frame: u64,
+    /// DSCP value -> packets.
+    pub dscp_counts: BTreeMap<u8, u64>,
+    /// Packets whose DSCP differs from the expected one.
+    pub offending: u64,
+    /// The first offending frame numbers (at most [`AuditOptions::max_frames`]).
+    pub violations: Vec<u64>,
+    pub passed: bool,
+}
+
+/// The audit of one capture file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileAudit {
+    pub path: String,
+    pub passed: bool,
+    pub packets: u64,
+    pub ip_packets: u64,
+    pub non_ip_packets: u64,
+    pub sip_messages: u64,
+    pub sdp_bodies: u64,
+    pub fragments: u64,
+    pub reassembled_datagrams: u64,
+    /// Flow directions with an expected DSCP.
+    pub audited_flows: usize,
+    pub failed_flows: usize,
+    pub offending_packets: u64,
+    /// Things the reader of the report should know (limits hit, nothing readable...).
+    pub notes: Vec<String>,
+    /// Flow directions in order of the flows' first packets.
+    pub flows: Vec<FlowAudit>,
+}
+
+/// Reads a whole capture and audits it. `path` only names the file in the result.
+pub fn audit_capture<R: Read>(
+    reader: R,
+    path: &str,
+    policy: &Policy,
+    options: AuditOptions,
+) -> Result<FileAudit, PcapError> {
+    let mut capture = CaptureReader::new(reader)?;
+    let mut auditor = Auditor::new(policy, options);
+    while let Some(p) = capture.next_packet()? {
+        auditor.packet(p.frame, p.link_type, p.data);
+    }
+    Ok(auditor.finish(path))
+}

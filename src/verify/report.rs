@@ -1,0 +1,382 @@
+//! Reports of a verification run: plain text, JSON (a stable contract for scripts) and JUnit
+//! XML (one testsuite per capture, one testcase per audited flow direction).
+
+use std::fmt::Write as _;
+
+use serde_json::{json, Value};
+
+use super::audit::{FileAudit, FlowAudit};
+use crate::net::Dscp;
+
+/// Report format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Format {
+    Text,
+    Json,
+    Junit,
+}
+
+/// The outcome for one capture file.
+#[derive(Clone, Debug)]
+pub enum FileOutcome {
+    Audited(FileAudit),
+    /// The file could not be read (exit code 2); the message names the reason and offset.
+    Unreadable {
+        path: String,
+        error: String,
+    },
+}
+
+/// A whole run: every capture, in command-line order.
+#[derive(Clone, Debug)]
+pub struct Report {
+    /// Where the policy came from (a path, or the built-in default).
+    pub policy: String,
+    pub files: Vec<FileOutcome>,
+    /// Show only flow directions that have an expected DSCP.
+    pub only_audited: bool,
+}
+
+impl Report {
+    /// Every file was read and every audited flow passed.
+    pub fn passed(&self) -> bool {
+        self.files.iter().all(|f| match f {
+            FileOutcome::Audited(a) => a.passed,
+            FileOutcome::Unreadable { .. } => false,
+        })
+    }
+
+    /// Some file could not be read.
+    pub fn any_unreadable(&self) -> bool {
+        self.files
+            .iter()
+            .any(|f| matches!(f, FileOutcome::Unreadable { .. }))
+    }
+
+    pub fn render(&self, format: Format) -> String {
+        match format {
+            Format::Text => self.text(),
+            Format::Json => {
+                let mut s = serde_json::to_string_pretty(&self.json()).unwrap_or_default();
+                s.push('\n');
+                s
+            }
+            Format::Junit => self.junit(),
+        }
+    }
+
+    fn shown<'a>(&self, a: &'a FileAudit) -> impl Iterator<Item = &'a FlowAudit> + 'a {
+        let only = self.only_audited;
+        a.flows
+            .iter()
+            .filter(move |f| !only || f.expected_dscp.is_some())
+    }
+
+    /// The JSON document.
+    pub fn json(&self) -> Value {
+        let files: Vec<Value> = self
+            .files
+            .iter()
+            .map(|f| match f {
+                FileOutcome::Unreadable { path, error } => json!({
+                    "path": path, "passed": false, "error": error,
+                }),
+                FileOutcome::Audited(a) => json!({
+                    "path": a.path,
+                    "passed": a.passed,
+                    "packets": a.packets,
+                    "ip_packets": a.ip_packets,
+                    "non_ip_packets": a.non_ip_packets,
+                    "sip_messages": a.sip_messages,
+                    "sdp_bodies": a.sdp_bodies,
+                    "fragments": a.fragments,
+                    "reassembled_datagrams": a.reassembled_datagrams,
+                    "audited_flows": a.audited_flows,
+                    "failed_flows": a.failed_flows,
+                    "offending_packets": a.offending_packets,
+                    "notes": a.notes,
+                    "flows": self.shown(a).map(flow_json).collect::<Vec<_>>(),
+                }),
+            })
+            .collect();
+        json!({
+            "passed": self.passed(),
+            "policy": self.policy,
+            "checks": ["dscp"],
+            "files": files,
+        })
+    }
+
+    /// Plain, aligned text.
+    pub fn text(&self) -> String {
+        let mut out = String::new();
+        for f in &self.files {
+            match f {
+                FileOutcome::Unreadable { path, error } => {
+                    let _ = writeln!(out, "ERROR {path}: {error}\n");
+                }
+                FileOutcome::Audited(a) => self.text_file(a, &mut out),
+            }
+        }
+        let (n, failed) = (
+            self.files.len(),
+            self.files
+                .iter()
+                .filter(|f| !matches!(f, FileOutcome::Audited(a) if a.passed))
+                .count(),
+        );
+        let _ = writeln!(
+            out,
+            "{}: {n} capture{}, {failed} failed (policy: {})",
+            if self.passed() { "PASS" } else { "FAIL" },
+            if n == 1 { "" } else { "s" },
+            self.policy
+        );
+        out
+    }
+
+    fn text_file(&self, a: &FileAudit, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{} {}: {} packets ({} IP), {} flow directions, {} audited, {} failed, {} offending packets",
+            if a.passed { "PASS" } else { "FAIL" },
+            a.path,
+            a.packets,
+            a.ip_packets,
+            a.flows.len(),
+            a.audited_flows,
+            a.failed_flows,
+            a.offending_packets
+        );
+        let header = [
+            "SRC",
+            "DST",
+            "PROTO",
+            "CLASS",
+            "BY",
+            "EXPECTED",
+            "OBSERVED",
+            "OFFENDING",
+            "FIRST OFFENDING FRAMES",
+        ];
+        let mut rows: Vec<[String; 9]> = vec![header.map(String::from)];
+        for f in self.shown(a) {
+            let expected = match (f.audited, f.expected_dscp) {
+                (_, Some(d)) => dscp_text(d),
+                (true, None) => "any".to_string(),
+                (false, None) => "-".to_string(),
+            };
+            let observed = f
+                .dscp_counts
+                .iter()
+                .map(|(d, n)| {
+                    let d = Dscp::new(*d)
+                        .map(dscp_text)
+                        .unwrap_or_else(|_| d.to_string());
+                    format!("{d} x{n}")
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let frames = f
+                .violations
+                .iter()
+                .map(u64::to_string)
+                .collect::<Vec<_>>()
+                .join(",");
+            let class = match &f.sender_role {
+                Some(r) => format!("{} ({r})", f.class),
+                None => f.class.to_string(),
+            };
+            rows.push([
+                f.src.clone(),
+                f.dst.clone(),
+                f.transport.to_string(),
+                class,
+                f.evidence.as_str().to_string(),
+                expected,
+                observed,
+                if f.expected_dscp.is_some() {
+                    f.offending.to_string()
+                } else {
+                    "-".to_string()
+                },
+                frames,
+            ]);
+        }
+        if rows.len() > 1 {
+            let mut widths = [0usize; 9];
+            for r in &rows {
+                for (w, c) in widths.iter_mut().zip(r.iter()) {
+                    *w = (*w).max(c.chars().count());
+                }
+            }
+            for r in &rows {
+                let mut line = String::from(" ");
+                for (i, (c, w)) in r.iter().zip(widths.iter()).enumerate() {
+                    line.push(' ');
+                    if i + 1 == r.len() {
+                        line.push_str(c);
+                    } else {
+                        let _ = write!(line, "{c:<w$} ");
+                    }
+                }
+                out.push_str(line.trim_end());
+                out.push('\n');
+            }
+        }
+        for n in &a.notes {
+            let _ = writeln!(out, "  note: {n}");
+        }
+        out.push('\n');
+    }
+
+    /// JUnit XML: one `<testsuite>` per capture, one `<testcase>` per audited flow direction,
+    /// a `<failure>` for each that offends, an `<error>` for an unreadable capture.
+    pub fn junit(&self) -> String {
+        let mut suites = String::new();
+        let (mut tests, mut failures, mut errors) = (0usize, 0usize, 0usize);
+        for f in &self.files {
+            match f {
+                FileOutcome::Unreadable { path, error } => {
+                    tests += 1;
+                    errors += 1;
+                    let _ = write!(
+                        suites,
+                        "  <testsuite name=\"{p}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">\n    \
+                         <testcase classname=\"capture\" name=\"read {p}\">\n      \
+                         <error message=\"{e}\" type=\"unreadable\">{e}</error>\n    </testcase>\n  </testsuite>\n",
+                        p = xml_escape(path),
+                        e = xml_escape(error)
+                    );
+                }
+                FileOutcome::Audited(a) => {
+                    let audited: Vec<&FlowAudit> = a
+                        .flows
+                        .iter()
+                        .filter(|f| f.expected_dscp.is_some())
+                        .collect();
+                    let failed = audited.iter().filter(|f| !f.passed).count();
+                    tests += audited.len();
+                    failures += failed;
+                    let _ = writeln!(
+                        suites,
+                        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\">",
+                        xml_escape(&a.path),
+                        audited.len()
+                    );
+                    for f in audited {
+                        let name = format!("{} -> {} {} {}", f.src, f.dst, f.transport, f.class);
+                        let _ = write!(
+                            suites,
+                            "    <testcase classname=\"dscp.{}\" name=\"{}\"",
+                            f.class,
+                            xml_escape(&name)
+                        );
+                        if f.passed {
+                            suites.push_str("/>\n");
+                        } else {
+                            let msg = failure_message(f);
+                            let _ = write!(
+                                suites,
+                                ">\n      <failure message=\"{m}\" type=\"dscp\">{m}</failure>\n    </testcase>\n",
+                                m = xml_escape(&msg)
+                            );
+                        }
+                    }
+                    suites.push_str("  </testsuite>\n");
+                }
+            }
+        }
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"ucm pcap verify\" tests=\"{tests}\" failures=\"{failures}\" errors=\"{errors}\">\n{suites}</testsuites>\n"
+        )
+    }
+}
+
+/// `46 (EF)`, or the number alone for unnamed codepoints.
+fn dscp_text(d: Dscp) -> String {
+    match d.name() {
+        Some(n) => format!("{} ({n})", d.value()),
+        None => d.value().to_string(),
+    }
+}
+
+/// What a failed flow direction is told in JUnit (and usable anywhere).
+pub fn failure_message(f: &FlowAudit) -> String {
+    let want = f.expected_dscp.map(dscp_text).unwrap_or_default();
+    let observed = f
+        .dscp_counts
+        .iter()
+        .filter(|(d, _)| Some(**d) != f.expected_dscp.map(Dscp::value))
+        .map(|(d, n)| {
+            let d = Dscp::new(*d)
+                .map(dscp_text)
+                .unwrap_or_else(|_| d.to_string());
+            format!("{d} x{n}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let frames = f
+        .violations
+        .iter()
+        .map(u64::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "{} {} -> {}: {} of {} packets not marked {want} (observed {observed}); first offending frames: {frames}",
+        f.class, f.src, f.dst, f.offending, f.packets
+    )
+}
+
+fn flow_json(f: &FlowAudit) -> Value {
+    let counts: serde_json::Map<String, Value> = f
+        .dscp_counts
+        .iter()
+        .map(|(d, n)| (d.to_string(), json!(n)))
+        .collect();
+    json!({
+        "src": f.src,
+        "dst": f.dst,
+        "transport": f.transport,
+        "protocol": f.protocol,
+        "class": f.class.as_str(),
+        "classified_by": f.evidence.as_str(),
+        "sender_role": f.sender_role,
+        "audited": f.audited,
+        "expected_dscp": f.expected_dscp.map(Dscp::value),
+        "packets": f.packets,
+        "first_frame": f.first_frame,
+        "dscp_counts": counts,
+        "offending_packets": f.offending,
+        "violations": f.violations,
+        "passed": f.passed,
+    })
+}
+
+/// Escapes text for an XML attribute or element; drops characters XML 1.0 cannot carry.
+fn xml_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\t' | '\n' | '\r' => out.push(c),
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_escaping() {
+        assert_eq!(xml_escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
+    }
+}

@@ -1,0 +1,630 @@
+//! `ucm pcap verify`: hand-built captures (right and wrong marking, every report format, exit
+//! codes) and real corpus captures checked against what tshark shows.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+use crate::common::{skip_or_fail, ucm};
+
+// ------------------------------------------------------------------ capture builder
+
+const CS3: u8 = 24;
+const EF: u8 = 46;
+
+fn ipv4(dscp: u8, proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8]) -> Vec<u8> {
+    let mut v = vec![0x45, dscp << 2];
+    v.extend_from_slice(&((20 + l4.len()) as u16).to_be_bytes());
+    v.extend_from_slice(&[0, 1, 0x40, 0, 64, proto, 0, 0]);
+    v.extend_from_slice(&src);
+    v.extend_from_slice(&dst);
+    v.extend_from_slice(l4);
+    v
+}
+
+fn eth(ip: &[u8]) -> Vec<u8> {
+    let mut v = vec![0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00];
+    v.extend_from_slice(ip);
+    v
+}
+
+fn udp(dscp: u8, src: ([u8; 4], u16), dst: ([u8; 4], u16), payload: &[u8]) -> Vec<u8> {
+    let mut l4 = src.1.to_be_bytes().to_vec();
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&((8 + payload.len()) as u16).to_be_bytes());
+    l4.extend_from_slice(&[0, 0]);
+    l4.extend_from_slice(payload);
+    eth(&ipv4(dscp, 17, src.0, dst.0, &l4))
+}
+
+fn tcp(dscp: u8, src: ([u8; 4], u16), dst: ([u8; 4], u16), flags: u8) -> Vec<u8> {
+    let mut l4 = src.1.to_be_bytes().to_vec();
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 0, 0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    eth(&ipv4(dscp, 6, src.0, dst.0, &l4))
+}
+
+/// A classic pcap file (little endian, microseconds, Ethernet).
+fn pcap(frames: &[Vec<u8>]) -> Vec<u8> {
+    let mut f = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    for (i, data) in frames.iter().enumerate() {
+        f.extend_from_slice(&(1_700_000_000u32 + i as u32).to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        f.extend_from_slice(data);
+    }
+    f
+}
+
+const PHONE: [u8; 4] = [10, 10, 0, 5];
+const CUCM: [u8; 4] = [10, 0, 0, 1];
+const PEER: [u8; 4] = [10, 10, 0, 6];
+
+fn invite() -> Vec<u8> {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 10.10.0.5\r\ns=-\r\nc=IN IP4 10.10.0.5\r\nt=0 0\r\n\
+               m=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    format!(
+        "INVITE sip:2000@10.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 10.10.0.5:5060;branch=z9hG4bKa\r\n\
+         Max-Forwards: 70\r\nTo: <sip:2000@10.0.0.1>\r\nFrom: <sip:1000@10.10.0.5>;tag=1\r\n\
+         Call-ID: call-1\r\nCSeq: 1 INVITE\r\nContact: <sip:1000@10.10.0.5>\r\n\
+         Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    )
+    .into_bytes()
+}
+
+fn rtp(seq: u16) -> Vec<u8> {
+    let mut v = vec![0x80, 0];
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    v.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    v.resize(172, 0xff);
+    v
+}
+
+/// SIP INVITE (CS3) with SDP, a SCCP handshake, and 4 RTP packets from the phone to a peer
+/// whose frames 4 and 6 carry `bad_rtp` instead of EF. Frame numbers:
+/// 1 INVITE, 2 SYN, 3 SYN-ACK, 4..=7 RTP.
+fn call_capture(bad_rtp: u8) -> Vec<u8> {
+    let mut frames = vec![
+        udp(CS3, (PHONE, 5060), (CUCM, 5060), &invite()),
+        tcp(CS3, (PHONE, 51000), (CUCM, 2000), 0x02),
+        tcp(CS3, (CUCM, 2000), (PHONE, 51000), 0x12),
+    ];
+    for i in 0..4u16 {
+        let d = if i % 2 == 0 { bad_rtp } else { EF };
+        frames.push(udp(d, (PHONE, 20000), (PEER, 30000), &rtp(i)));
+    }
+    pcap(&frames)
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).expect("write capture");
+    p
+}
+
+fn run(args: &[&str], files: &[&Path]) -> Output {
+    let mut cmd = ucm();
+    cmd.args(["pcap", "verify"]).args(args);
+    for f in files {
+        cmd.arg(f);
+    }
+    cmd.output().expect("run ucm")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn json_of(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}\n{}", stdout(o), stderr(o)))
+}
+
+fn flow<'a>(file: &'a Value, src: &str) -> &'a Value {
+    file["flows"]
+        .as_array()
+        .and_then(|fs| fs.iter().find(|f| f["src"] == src))
+        .unwrap_or_else(|| panic!("no flow from {src} in {file:#}"))
+}
+
+// ------------------------------------------------------------------ synthetic captures
+
+#[test]
+fn r4_correct_marking_passes_with_exit_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(dir.path(), "good.pcap", &call_capture(EF));
+    let out = run(&[], &[&good]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("PASS"), "{text}");
+    assert!(text.contains("10.10.0.5:20000"), "{text}");
+    assert!(text.contains("voice"), "{text}");
+}
+
+#[test]
+fn r4_wrong_marking_fails_with_frames_named_in_every_format() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = write(dir.path(), "bad.pcap", &call_capture(0));
+
+    let out = run(&[], &[&bad]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.contains("FAIL"), "{text}");
+    assert!(text.contains("4,6"), "{text}");
+
+    let out = run(&["--format", "json"], &[&bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out);
+    assert_eq!(doc["passed"], false);
+    let file = &doc["files"][0];
+    assert_eq!(file["path"], bad.display().to_string());
+    assert_eq!(file["packets"], 7);
+    assert_eq!(file["sip_messages"], 1);
+    let rtp = flow(file, "10.10.0.5:20000");
+    assert_eq!(rtp["dst"], "10.10.0.6:30000");
+    assert_eq!(rtp["transport"], "udp");
+    assert_eq!(rtp["class"], "voice");
+    assert_eq!(rtp["classified_by"], "sdp");
+    assert_eq!(rtp["expected_dscp"], 46);
+    assert_eq!(rtp["dscp_counts"], serde_json::json!({"0": 2, "46": 2}));
+    assert_eq!(rtp["violations"], serde_json::json!([4, 6]));
+    assert_eq!(rtp["passed"], false);
+    let sip = flow(file, "10.10.0.5:5060");
+    assert_eq!(
+        (&sip["class"], &sip["expected_dscp"], &sip["passed"]),
+        (&"sip".into(), &24.into(), &true.into())
+    );
+    let synack = flow(file, "10.0.0.1:2000");
+    assert_eq!(
+        (&synack["class"], &synack["transport"]),
+        (&"sccp".into(), &"tcp".into())
+    );
+    // Every IP packet is in exactly one flow.
+    let total: u64 = file["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .flat_map(|f| f["dscp_counts"].as_object().expect("counts").values())
+        .map(|v| v.as_u64().expect("count"))
+        .sum();
+    assert_eq!(total, 7);
+
+    let out = run(&["--format", "junit"], &[&bad]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = stdout(&out);
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(
+            "<testsuites name=\"ucm pcap verify\" tests=\"4\" failures=\"1\" errors=\"0\">"
+        ),
+        "{xml}"
+    );
+    assert!(xml.contains("<testcase classname=\"dscp.voice\" name=\"10.10.0.5:20000 -&gt; 10.10.0.6:30000 udp voice\">"), "{xml}");
+    assert!(xml.contains("first offending frames: 4, 6"), "{xml}");
+    assert_eq!(xml.matches("<testsuite ").count(), 1);
+    assert_eq!(xml.matches("<testcase ").count(), 4);
+    if Command::new("xmllint").arg("--version").output().is_ok() {
+        let x = write(dir.path(), "report.xml", xml.as_bytes());
+        let lint = Command::new("xmllint")
+            .arg("--noout")
+            .arg(&x)
+            .output()
+            .expect("xmllint");
+        assert!(
+            lint.status.success(),
+            "{}",
+            String::from_utf8_lossy(&lint.stderr)
+        );
+    }
+}
+
+#[test]
+fn r4_policy_can_exempt_senders_and_classes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = write(dir.path(), "bad.pcap", &call_capture(0));
+    // Voice unchecked: passes.
+    let p = write(dir.path(), "any.yaml", b"classes:\n  voice: any\n");
+    let out = run(&["--policy", p.to_str().expect("utf-8")], &[&bad]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    // Only CUCM audited, as role cucm: passes; --only-audited lists only its flow.
+    let p = write(
+        dir.path(),
+        "cucm.yaml",
+        b"senders:\n  - address: 10.0.0.0/24\n    role: cucm\n",
+    );
+    let out = run(
+        &[
+            "--policy",
+            p.to_str().expect("utf-8"),
+            "--only-audited",
+            "--format",
+            "json",
+        ],
+        &[&bad],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let doc = json_of(&out);
+    let flows = doc["files"][0]["flows"].as_array().expect("flows");
+    assert_eq!(flows.len(), 1, "{doc:#}");
+    assert_eq!(flows[0]["sender_role"], "cucm");
+}
+
+#[test]
+fn r4_unreadable_inputs_exit_2_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let good = write(dir.path(), "good.pcap", &call_capture(EF));
+    let full = call_capture(EF);
+    let truncated = write(dir.path(), "cut.pcap", &full[..full.len() - 10]);
+    let out = run(&[], &[&good, &truncated]);
+    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    let err = stderr(&out);
+    assert!(
+        err.contains("cut.pcap") && err.contains("truncated") && err.contains("byte offset"),
+        "{err}"
+    );
+    // The readable capture is still reported.
+    assert!(stdout(&out).contains("PASS"), "{}", stdout(&out));
+
+    let garbage = write(dir.path(), "garbage.pcap", b"this is not a capture at all");
+    let out = run(&[], &[&garbage]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not a packet capture"),
+        "{}",
+        stderr(&out)
+    );
+
+    let empty = write(dir.path(), "empty.pcap", b"");
+    assert_eq!(run(&[], &[&empty]).status.code(), Some(2));
+    let missing = dir.path().join("missing.pcap");
+    assert_eq!(run(&[], &[&missing]).status.code(), Some(2));
+
+    let out = run(&["--format", "junit"], &[&garbage]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("<error message="), "{}", stdout(&out));
+
+    let policy = write(dir.path(), "p.yaml", b"classes:\n  sip: CS3\n  voice: 99\n");
+    let out = run(&["--policy", policy.to_str().expect("utf-8")], &[&good]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("p.yaml:3:10:") && err.contains("99"), "{err}");
+    let policy = write(dir.path(), "q.yaml", b"classes:\n  sip: CS3\nwho: me\n");
+    let out = run(&["--policy", policy.to_str().expect("utf-8")], &[&good]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("q.yaml:3:"), "{}", stderr(&out));
+
+    // No --golden yet: an unknown flag is a usage error.
+    assert_eq!(run(&["--golden", "x"], &[&good]).status.code(), Some(2));
+}
+
+#[test]
+fn r4_default_policy_and_dscp_tally_subcommands() {
+    let out = ucm()
+        .args(["pcap", "default-policy"])
+        .output()
+        .expect("run ucm");
+    assert_eq!(out.status.code(), Some(0));
+    assert!(stdout(&out).contains("voice: EF"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = write(dir.path(), "bad.pcap", &call_capture(0));
+    let out = ucm()
+        .args(["pcap", "dscp", "--json"])
+        .arg(&bad)
+        .output()
+        .expect("run ucm");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let doc = json_of(&out);
+    assert_eq!(
+        doc["dscp_counts"],
+        serde_json::json!({"0": 2, "24": 3, "46": 2})
+    );
+}
+
+// ------------------------------------------------------------------ real captures vs tshark
+
+/// The shared corpus: `$UCM_CORPUS`, else `../shared/corpus` beside the checkout.
+fn corpus_root() -> PathBuf {
+    std::env::var_os("UCM_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/corpus"))
+}
+
+fn corpus_file(rel: &str) -> Option<PathBuf> {
+    let p = corpus_root()
+        .join("pcaps/Wireshark-Captures/collab_pcap")
+        .join(rel);
+    if !p.is_file() {
+        eprintln!(
+            "SKIPPED: {} is not there (set UCM_CORPUS to the shared corpus)",
+            p.display()
+        );
+        return None;
+    }
+    if Command::new("tshark").arg("-v").output().is_err() {
+        skip_or_fail("tshark is not installed (Debian package tshark)");
+        return None;
+    }
+    Some(p)
+}
+
+/// tshark's per-direction DSCP counts: "src -> dst" (IP:PORT for UDP/TCP, else the address,
+/// with the protocol) -> DSCP -> packets. IPv4 only (the captures used here are IPv4).
+fn tshark_flows(file: &Path) -> BTreeMap<String, BTreeMap<u64, u64>> {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args(["-T", "fields", "-E", "separator=/t", "-E", "occurrence=l"])
+        .args([
+            "-e",
+            "ip.src",
+            "-e",
+            "ip.dst",
+            "-e",
+            "ip.proto",
+            "-e",
+            "ip.dsfield.dscp",
+        ])
+        .args([
+            "-e",
+            "udp.srcport",
+            "-e",
+            "udp.dstport",
+            "-e",
+            "tcp.srcport",
+            "-e",
+            "tcp.dstport",
+        ])
+        .output()
+        .expect("run tshark");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut flows: BTreeMap<String, BTreeMap<u64, u64>> = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let c: Vec<&str> = line.split('\t').collect();
+        let get = |i: usize| c.get(i).copied().unwrap_or("");
+        if get(0).is_empty() {
+            continue;
+        }
+        let dscp: u64 = get(3).parse().expect("dscp");
+        let (sp, dp) = if !get(4).is_empty() {
+            (get(4), get(5))
+        } else {
+            (get(6), get(7))
+        };
+        let key = if sp.is_empty() {
+            format!("{} -> {} proto {}", get(0), get(1), get(2))
+        } else {
+            let t = if get(2) == "6" { "tcp" } else { "udp" };
+            format!("{}:{sp} -> {}:{dp} {t}", get(0), get(1))
+        };
+        *flows.entry(key).or_default().entry(dscp).or_insert(0) += 1;
+    }
+    flows
+}
+
+fn ucm_flows(file: &Value) -> BTreeMap<String, BTreeMap<u64, u64>> {
+    let mut flows = BTreeMap::new();
+    for f in file["flows"].as_array().expect("flows") {
+        let key = match f["transport"].as_str() {
+            Some("other") => format!(
+                "{} -> {} proto {}",
+                f["src"].as_str().expect("src"),
+                f["dst"].as_str().expect("dst"),
+                f["protocol"]
+            ),
+            t => format!(
+                "{} -> {} {}",
+                f["src"].as_str().expect("src"),
+                f["dst"].as_str().expect("dst"),
+                t.expect("transport")
+            ),
+        };
+        let counts = f["dscp_counts"]
+            .as_object()
+            .expect("counts")
+            .iter()
+            .map(|(k, v)| (k.parse().expect("dscp"), v.as_u64().expect("count")))
+            .collect();
+        flows.insert(key, counts);
+    }
+    flows
+}
+
+#[test]
+fn r4_cisco_opus_call_passes_and_flows_match_tshark() {
+    // CP-8841 <-> CUCM 12.5: SIP over TCP all CS3, Opus RTP all EF, both directions.
+    let Some(file) = corpus_file("rtp/rtp_sip_opus.pcapng") else {
+        return;
+    };
+    let out = run(&["--format", "json"], &[&file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let doc = json_of(&out);
+    let f = &doc["files"][0];
+    assert_eq!(ucm_flows(f), tshark_flows(&file));
+    let media = flow(f, "10.10.214.56:22018");
+    assert_eq!(media["class"], "voice");
+    assert_eq!(media["expected_dscp"], 46);
+    let sip = flow(f, "10.10.214.57:51546");
+    assert_eq!(
+        (&sip["class"], &sip["transport"]),
+        (&"sip".into(), &"tcp".into())
+    );
+    // SIP over TCP in single segments: the SDP was read, so media is known from it.
+    assert!(f["sip_messages"].as_u64().is_some_and(|n| n > 0), "{f:#}");
+    assert_eq!(media["classified_by"], "sdp");
+}
+
+#[test]
+fn r4_cisco_paging_multicast_found_and_ef_signalling_policy_names_frames() {
+    let Some(file) = corpus_file("sip/sip_mcast_paging.pcapng") else {
+        return;
+    };
+    let out = run(&["--format", "json"], &[&file]);
+    let doc = json_of(&out);
+    let f = &doc["files"][0];
+    assert_eq!(ucm_flows(f), tshark_flows(&file));
+    let stream = flow(f, "192.168.151.204:2000");
+    assert_eq!(stream["dst"], "239.1.1.99:20480");
+    assert_eq!(stream["class"], "voice");
+    assert_eq!(stream["classified_by"], "multicast");
+    assert_eq!(stream["dscp_counts"], serde_json::json!({"46": 205}));
+    assert_eq!(stream["passed"], true);
+
+    // A policy demanding EF on signalling fails the phone's CS3 SIP, naming its first frames
+    // as tshark numbers them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "ef.yaml",
+        b"classes:\n  sip: EF\n  other: any\n",
+    );
+    let out = run(
+        &["--policy", p.to_str().expect("utf-8"), "--format", "json"],
+        &[&file],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let doc = json_of(&out);
+    let phone = flow(&doc["files"][0], "172.22.224.22:51368");
+    let tshark = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(&file)
+        .args([
+            "-Y",
+            "ip.src==172.22.224.22 && tcp.srcport==51368 && ip.dsfield.dscp!=46",
+        ])
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("tshark");
+    let frames: Vec<u64> = String::from_utf8_lossy(&tshark.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    assert!(!frames.is_empty());
+    assert_eq!(phone["offending_packets"], frames.len() as u64);
+    let first: Vec<u64> = frames.iter().copied().take(10).collect();
+    assert_eq!(phone["violations"], serde_json::json!(first));
+    assert_eq!(
+        doc["files"][0]["flows"].as_array().map(|fs| fs
+            .iter()
+            .any(|f| f["src"] == "192.168.151.204:2000" && f["passed"] == true)),
+        Some(true)
+    );
+}
+
+#[test]
+fn r4_video_call_audio_marked_af41_is_flagged_under_cisco_recommendation() {
+    // CUCM's service-parameter default marks the audio of video calls AF41; Cisco's
+    // recommendation (and ucm's default policy) is EF. The video endpoint's audio fails.
+    let Some(file) = corpus_file("rtp/rtp_sip_g722_h264.pcapng") else {
+        return;
+    };
+    let out = run(&["--format", "json"], &[&file]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out);
+    let f = &doc["files"][0];
+    // The SDP-bearing 200 OK is fragmented: it is reassembled and its SDP read.
+    assert_eq!(f["reassembled_datagrams"], 1);
+    let audio = flow(f, "172.22.65.111:25726");
+    assert_eq!(audio["class"], "voice");
+    assert_eq!(audio["dscp_counts"], serde_json::json!({"34": 387}));
+    assert_eq!(audio["offending_packets"], 387);
+    let video = flow(f, "172.22.65.111:20248");
+    assert_eq!(
+        (&video["class"], &video["passed"]),
+        (&"video".into(), &true.into())
+    );
+    // An audio-of-video policy at AF41 for that endpoint makes the media pass.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let p = write(
+        dir.path(),
+        "video.yaml",
+        b"classes:\n  sip: any\nsenders:\n  - address: 172.22.65.111\n    role: video-endpoint\n    classes:\n      voice: AF41\n  - address: 0.0.0.0/0\n",
+    );
+    let out = run(&["--policy", p.to_str().expect("utf-8")], &[&file]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+}
+
+fn captures_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read corpus dir").flatten() {
+        let p = entry.path();
+        if p.is_dir() {
+            captures_under(&p, out);
+        } else if p.extension().is_some_and(|e| e == "pcap" || e == "pcapng") {
+            out.push(p);
+        }
+    }
+}
+
+#[test]
+fn r4_every_corpus_capture_audits_and_flows_add_up_to_the_dscp_tally() {
+    // dscp_tally equals tshark on every corpus file (tests/it/pcap.rs); here the flows of the
+    // audit must account for every IP packet with the same DSCP values.
+    let root = corpus_root().join("pcaps");
+    if !root.is_dir() {
+        eprintln!("SKIPPED: {} is not there (set UCM_CORPUS)", root.display());
+        return;
+    }
+    let mut files = Vec::new();
+    captures_under(&root, &mut files);
+    files.sort();
+    let policy = ucm::verify::Policy::cisco_default();
+    let mut problems = Vec::new();
+    for file in &files {
+        let open = || std::io::BufReader::new(std::fs::File::open(file).expect("open"));
+        let tally = ucm::pcap::dscp_tally(open()).expect("tally");
+        let name = file.display().to_string();
+        let audit = match ucm::verify::audit_capture(open(), &name, &policy, Default::default()) {
+            Ok(a) => a,
+            Err(e) => {
+                problems.push(format!("{name}: {e}"));
+                continue;
+            }
+        };
+        let mut sum: BTreeMap<u8, u64> = BTreeMap::new();
+        for f in &audit.flows {
+            for (d, n) in &f.dscp_counts {
+                *sum.entry(*d).or_insert(0) += n;
+            }
+        }
+        if sum != tally.by_dscp || audit.ip_packets != tally.ip_packets {
+            problems.push(format!("{name}: flows {sum:?}, tally {:?}", tally.by_dscp));
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+    eprintln!(
+        "{} corpus captures audited; flows add up to the tally",
+        files.len()
+    );
+}
