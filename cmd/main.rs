@@ -51,6 +51,7 @@ enum Command {
     #[command(subcommand)]
     Em(em::Command),
     /// Check packet captures: DSCP audit per flow against a QoS policy.
+    #[command(subcommand)]
     Pcap(pcap::Command),
 }
 
