@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod db;
+mod dial;
 mod em;
 mod phone;
 mod serve;
@@ -49,6 +50,8 @@ enum Command {
     /// Extension Mobility over the EM service API (works against Cisco Unified CM too).
     #[command(subcommand)]
     Em(em::Command),
+    /// WebDialer click-to-call over the SOAP interface (works against Cisco Unified CM too).
+    Dial(dial::Args),
 }
 
 /// An error that decides the exit code.
@@ -108,6 +111,7 @@ fn main() -> ExitCode {
             Command::Config(c) => config_cmd::run(c).await,
             Command::Phone(c) => phone::run(c).await,
             Command::Em(c) => em::run(c).await,
+            Command::Dial(a) => dial::run(a).await,
         }
     });
     match result {

@@ -13,4 +13,5 @@ mod serve;
 mod services;
 mod sipp;
 mod store;
+mod webdialer;
 mod xml;

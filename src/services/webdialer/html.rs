@@ -230,7 +230,9 @@ fn logout_form() -> String {
 fn describe(p: &Preference) -> String {
     match p {
         Preference::Device { device, line } => format!("{device}, line {line}"),
-        Preference::ExtensionMobility => "the phone you are logged in on (Extension Mobility)".into(),
+        Preference::ExtensionMobility => {
+            "the phone you are logged in on (Extension Mobility)".into()
+        }
     }
 }
 
@@ -330,7 +332,12 @@ pub async fn handler(
     for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
         params.insert(k, v);
     }
-    let get = |k: &str| params.get(k).map(|s| s.trim().to_string()).unwrap_or_default();
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
     let destination = get("destination");
     let wd = &state.webdialer;
     let expiry = i64::from(
@@ -347,10 +354,7 @@ pub async fn handler(
         let r = async {
             let p = wd.authenticate(&state, &get("appid"), &get("pwd")).await?;
             if !p.proxy {
-                return Err(WdError::new(
-                    3,
-                    format!("{} has no proxy rights", p.id),
-                ));
+                return Err(WdError::new(3, format!("{} has no proxy rights", p.id)));
             }
             let profile = UserProfile {
                 user: get("uid"),
@@ -417,7 +421,10 @@ pub async fn handler(
         Some(Err(true)) => {
             return html(
                 StatusCode::OK,
-                login_page(&destination, "Your session has expired; please log in again."),
+                login_page(
+                    &destination,
+                    "Your session has expired; please log in again.",
+                ),
                 None,
             )
         }
@@ -556,7 +563,11 @@ mod tests {
         let t = s.create("jsmith", 1000, 3600);
         assert_eq!(s.get(&t, 1000 + 3599, 3600).unwrap().user, "jsmith");
         assert_eq!(s.get(&t, 1000 + 3600, 3600).unwrap_err(), true);
-        assert_eq!(s.get(&t, 1000, 3600).unwrap_err(), false, "removed once expired");
+        assert_eq!(
+            s.get(&t, 1000, 3600).unwrap_err(),
+            false,
+            "removed once expired"
+        );
         let t = s.create("jsmith", 0, 0);
         assert!(s.get(&t, i64::MAX / 2, 0).is_ok(), "0 hours: never");
         s.set_preference(&t, Preference::ExtensionMobility);

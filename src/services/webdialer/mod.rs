@@ -210,11 +210,10 @@ impl WebDialerService {
         let st = state.clone();
         let (id, pw) = (principal.id.clone(), password.to_string());
         // argon2 is deliberately slow: keep it off the async workers.
-        let ok = tokio::task::spawn_blocking(move || {
-            st.webdialer.credentials.verify(&id, &pw, &hash)
-        })
-        .await
-        .unwrap_or(false);
+        let ok =
+            tokio::task::spawn_blocking(move || st.webdialer.credentials.verify(&id, &pw, &hash))
+                .await
+                .unwrap_or(false);
         if ok {
             if prior.is_some() {
                 let _ = state.store.clear_credential_failures(&credential).await;
@@ -239,10 +238,7 @@ impl WebDialerService {
     }
 
     /// Works out the user the request is for and checks the principal may act for them.
-    fn user_for<'a>(
-        principal: &'a Principal,
-        profile_user: &'a str,
-    ) -> Result<&'a str, WdError> {
+    fn user_for<'a>(principal: &'a Principal, profile_user: &'a str) -> Result<&'a str, WdError> {
         let user = if profile_user.is_empty() {
             if !principal.is_end_user {
                 return Err(WdError::new(5, "the UserProfile names no user"));
@@ -397,7 +393,10 @@ impl WebDialerService {
         let user = Self::user_for(principal, &profile.user)?;
         let origin = Self::origin(&state.cluster(), user, profile, "")?;
         let call = self.calls().remove(&origin.device).ok_or_else(|| {
-            WdError::new(1, format!("no WebDialer call in progress on {}", origin.device))
+            WdError::new(
+                1,
+                format!("no WebDialer call in progress on {}", origin.device),
+            )
         })?;
         match state.call_control.end_call(call).await {
             Ok(()) => {
@@ -445,7 +444,10 @@ impl WebDialerService {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(reason = %e, "WebDialer: malformed SOAP request");
-                return (StatusCode::INTERNAL_SERVER_ERROR, soap::fault("Client", &e.0));
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    soap::fault("Client", &e.0),
+                );
             }
         };
         let op = req.operation();
@@ -457,7 +459,9 @@ impl WebDialerService {
                 profile,
             } => {
                 let r = async {
-                    let p = self.authenticate(state, &cred.user_id, &cred.password).await?;
+                    let p = self
+                        .authenticate(state, &cred.user_id, &cred.password)
+                        .await?;
                     self.make_call(state, &p, &profile, &destination).await
                 }
                 .await;
@@ -465,7 +469,9 @@ impl WebDialerService {
             }
             Request::EndCall { cred, profile } => {
                 let r = async {
-                    let p = self.authenticate(state, &cred.user_id, &cred.password).await?;
+                    let p = self
+                        .authenticate(state, &cred.user_id, &cred.password)
+                        .await?;
                     self.end_call(state, &p, &profile).await
                 }
                 .await;
@@ -473,23 +479,25 @@ impl WebDialerService {
             }
             Request::GetProfile { cred, user } => {
                 let r = async {
-                    let p = self.authenticate(state, &cred.user_id, &cred.password).await?;
+                    let p = self
+                        .authenticate(state, &cred.user_id, &cred.password)
+                        .await?;
                     let u = Self::user_for(&p, &user)?.to_string();
                     Ok::<_, WdError>(Self::devices(&state.cluster(), &u))
                 }
                 .await;
                 ok(match r {
-                    Ok(d) if d.is_empty() => soap::profile_response(
-                        5,
-                        "No supported device configured for user",
-                        &d,
-                    ),
+                    Ok(d) if d.is_empty() => {
+                        soap::profile_response(5, "No supported device configured for user", &d)
+                    }
                     Ok(d) => soap::profile_response(0, "Success", &d),
                     Err(e) => soap::profile_response(e.code, &e.description(), &[]),
                 })
             }
             Request::GetProfileDetail { cred } => {
-                let r = self.authenticate(state, &cred.user_id, &cred.password).await;
+                let r = self
+                    .authenticate(state, &cred.user_id, &cred.password)
+                    .await;
                 ok(match r {
                     Ok(p) if !p.is_end_user => {
                         let e = WdError::new(5, "getProfileDetailSoap is for end users");
@@ -518,7 +526,10 @@ impl WebDialerService {
                 ok(soap::is_cluster_user_response(yes))
             }
             Request::GetPrimaryLine { cred } => {
-                match self.authenticate(state, &cred.user_id, &cred.password).await {
+                match self
+                    .authenticate(state, &cred.user_id, &cred.password)
+                    .await
+                {
                     Ok(p) => {
                         let dn = state
                             .cluster()
@@ -648,7 +659,9 @@ mod tests {
         let mut q = p.clone();
         q.device_name = "SEP00036BC7B974".into();
         assert_eq!(
-            WebDialerService::origin(&cluster, "jsmith", &q, "1").unwrap_err().code,
+            WebDialerService::origin(&cluster, "jsmith", &q, "1")
+                .unwrap_err()
+                .code,
             5
         );
         q.device_name = "SEP00036BC7B973".into();
@@ -656,7 +669,9 @@ mod tests {
         assert!(WebDialerService::origin(&cluster, "jsmith", &q, "1").is_ok());
         q.line_number = "99".into();
         assert_eq!(
-            WebDialerService::origin(&cluster, "jsmith", &q, "1").unwrap_err().code,
+            WebDialerService::origin(&cluster, "jsmith", &q, "1")
+                .unwrap_err()
+                .code,
             5
         );
         let em = UserProfile {
@@ -671,7 +686,9 @@ mod tests {
             "Call to 10002 failed: User not logged in on any device"
         );
         assert_eq!(
-            WebDialerService::origin(&cluster, "nobody", &p, "1").unwrap_err().code,
+            WebDialerService::origin(&cluster, "nobody", &p, "1")
+                .unwrap_err()
+                .code,
             4
         );
     }
@@ -683,7 +700,10 @@ mod tests {
             proxy: false,
             is_end_user: false,
         };
-        assert_eq!(WebDialerService::user_for(&app, "jsmith").unwrap_err().code, 3);
+        assert_eq!(
+            WebDialerService::user_for(&app, "jsmith").unwrap_err().code,
+            3
+        );
         assert_eq!(WebDialerService::user_for(&app, "").unwrap_err().code, 5);
         let me = Principal {
             id: "jsmith".into(),
@@ -691,6 +711,9 @@ mod tests {
             is_end_user: true,
         };
         assert_eq!(WebDialerService::user_for(&me, "").unwrap(), "jsmith");
-        assert_eq!(WebDialerService::user_for(&me, "sadams").unwrap_err().code, 3);
+        assert_eq!(
+            WebDialerService::user_for(&me, "sadams").unwrap_err().code,
+            3
+        );
     }
 }

@@ -153,8 +153,7 @@ pub fn read_tree(xml: &str) -> Result<Node, Malformed> {
     let mut stack: Vec<Node> = Vec::new();
     let mut root: Option<Node> = None;
     let mut count = 0usize;
-    let attach = |stack: &mut Vec<Node>, root: &mut Option<Node>, n: Node| match stack.last_mut()
-    {
+    let attach = |stack: &mut Vec<Node>, root: &mut Option<Node>, n: Node| match stack.last_mut() {
         Some(p) => {
             p.children.push(n);
             Ok(())
@@ -221,11 +220,9 @@ pub fn read_tree(xml: &str) -> Result<Node, Malformed> {
                 }
             }
             Event::GeneralRef(r) => {
-                let name = r
-                    .decode()
-                    .map_err(|e| bad(format!("bad reference: {e}")))?;
-                let c = resolve_entity(&name)
-                    .ok_or_else(|| bad(format!("unknown entity &{name};")))?;
+                let name = r.decode().map_err(|e| bad(format!("bad reference: {e}")))?;
+                let c =
+                    resolve_entity(&name).ok_or_else(|| bad(format!("unknown entity &{name};")))?;
                 if let Some(top) = stack.last_mut() {
                     top.text.push(c);
                 }
@@ -238,7 +235,13 @@ pub fn read_tree(xml: &str) -> Result<Node, Malformed> {
     if let Some(open) = stack.last() {
         return Err(bad(format!("document ends inside <{}>", open.name)));
     }
-    root.ok_or_else(|| bad("empty request: no SOAP envelope"))
+    root.ok_or_else(|| {
+        if xml.trim().is_empty() {
+            bad("empty request: no SOAP envelope")
+        } else {
+            bad("not a SOAP 1.1 envelope: the request has no XML element")
+        }
+    })
 }
 
 /// The body's elements: the operation first, then any Axis multiRefs.
@@ -403,7 +406,11 @@ pub struct DeviceInfo {
 pub fn profile_response(code: u32, description: &str, devices: &[DeviceInfo]) -> String {
     let items: Vec<(&str, &str)> = devices
         .iter()
-        .flat_map(|d| d.lines.iter().map(move |l| (d.device_name.as_str(), l.as_str())))
+        .flat_map(|d| {
+            d.lines
+                .iter()
+                .map(move |l| (d.device_name.as_str(), l.as_str()))
+        })
         .collect();
     let mut refs = String::new();
     let mut multi = String::new();
