@@ -910,3 +910,65 @@ fn r7_html_session_expiry_sets_the_cookie_lifetime() {
     assert_eq!(st, 200);
     assert!(body.contains("<h1>Log in</h1>"), "{body}");
 }
+
+#[test]
+fn r7_zeep_places_a_call_from_ciscos_wsdl() {
+    use std::io::BufRead;
+    let have_zeep = std::process::Command::new("python3")
+        .args(["-c", "import zeep"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_zeep {
+        crate::common::skip_or_fail("Python's zeep is not installed (pip install zeep)");
+        return;
+    }
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let _sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.76.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.76.20",
+            "--auto-answer",
+        ],
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/webdialer_zeep/zeep_client.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{http}/webdialer/wsdl/wd70.wsdl"))
+        .args(["jsmith", "cisco", PHONE_A, "10001", "10002"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.next().expect("zeep printed results").unwrap()).unwrap();
+    assert_eq!(first["isClusterUser"], true, "{first}");
+    assert_eq!(first["primaryLine"], "10001", "{first}");
+    assert_eq!(first["makeCall"][0], 0, "{first}");
+    assert_eq!(first["makeCall"][1], "Success", "{first}");
+    assert_eq!(first["badPassword"], 2, "{first}");
+    wait_state(sim_b.http(PHONE_B), 10, "zeep's call reaches B", connected);
+    writeln!(child.stdin.as_mut().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["endCall"], 0, "{second}");
+    wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
+    assert!(child.wait().unwrap().success());
+}
