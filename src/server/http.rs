@@ -57,6 +57,16 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::webdialer::html::handler)
                 .post(crate::services::webdialer::html::handler),
         )
+        .route(
+            crate::services::webdialer::redirector::PATH,
+            get(crate::services::webdialer::redirector::handler)
+                .post(crate::services::webdialer::redirector::handler),
+        )
+        .route(
+            crate::services::webdialer::redirector::PATH_ALT,
+            get(crate::services::webdialer::redirector::handler)
+                .post(crate::services::webdialer::redirector::handler),
+        )
         .with_state(state)
 }
 

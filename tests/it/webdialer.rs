@@ -972,3 +972,101 @@ fn r7_zeep_places_a_call_from_ciscos_wsdl() {
     wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
     assert!(child.wait().unwrap().success());
 }
+
+#[test]
+fn r7_redirector_sends_a_cluster_b_user_starting_at_a_to_bs_webdialer() {
+    // Clusters B and C: the demo cluster; B also has bob (whose home it is).
+    let dir_b = tempfile::tempdir().unwrap();
+    let def_b = wd_cluster(dir_b.path(), 3, "");
+    let text = std::fs::read_to_string(&def_b).unwrap().replace(
+        "end_users:\n",
+        "end_users:\n  - userid: bob\n    last_name: Builder\n    password: bobpw\n",
+    );
+    std::fs::write(&def_b, text).unwrap();
+    let srv_b = Server::start(&["--config", &def_b]);
+    let dir_c = tempfile::tempdir().unwrap();
+    let srv_c = Server::start(&["--config", &wd_cluster(dir_c.path(), 3, "")]);
+    // Cluster A asks B and C over HTTPS (trusting their certificates) and a dead address.
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut bundle = String::new();
+    for s in [&srv_b, &srv_c] {
+        bundle.push_str(&std::fs::read_to_string(s.data_dir.path().join("node-cert.pem")).unwrap());
+    }
+    let ca = write_file(dir_a.path(), "webdialers-ca.pem", &bundle);
+    let (b_https, c_https) = (
+        format!("https://{}", srv_b.addr("https")),
+        format!("https://{}", srv_c.addr("https")),
+    );
+    let params = format!(
+        "    webdialers: [\"{b_https}\", \"{c_https}/\", \"https://127.0.0.1:1\"]\n    redirector_ca_file: {}\n    redirector_timeout_ms: 2000\n",
+        ca.display()
+    );
+    let srv_a = Server::start(&["--config", &wd_cluster(dir_a.path(), 3, &params)]);
+    let a = srv_a.addr("http");
+    let redirect = |fields: &[(&str, &str)]| {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect();
+        post(
+            a,
+            "/webdialer/Redirector",
+            "application/x-www-form-urlencoded",
+            "",
+            &body.join("&"),
+        )
+    };
+
+    let (st, _, body) = http_get(a, "/webdialer/Redirector?destination=10002");
+    assert_eq!(st, 200);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("name=\"destination\" value=\"10002\""),
+        "{body}"
+    );
+
+    // bob (home: B) is sent to B's WebDialer, the destination carried along.
+    let (st, head, _) = redirect(&[("uid", "bob"), ("pwd", "bobpw"), ("destination", "10002")]);
+    assert_eq!(st, 303, "{head}");
+    assert!(
+        head.contains(&format!(
+            "location: {b_https}/webdialer/Webdialer?destination=10002"
+        )) || head.contains(&format!(
+            "Location: {b_https}/webdialer/Webdialer?destination=10002"
+        )),
+        "{head}"
+    );
+    // B checks bob's password.
+    let (st, _, body) = redirect(&[("uid", "bob"), ("pwd", "wrong"), ("destination", "10002")]);
+    assert_eq!(st, 401);
+    assert!(body.contains("Login failed"), "{body}");
+    // Nobody's user: a clear error page.
+    let (st, _, body) = redirect(&[("uid", "nobody"), ("pwd", "x")]);
+    assert_eq!(st, 404);
+    assert!(
+        body.contains("nobody is not a user of any WebDialer"),
+        "{body}"
+    );
+    // jsmith is a user of all three: a page to pick from.
+    let (st, _, body) = redirect(&[
+        ("uid", "jsmith"),
+        ("pwd", "cisco"),
+        ("destination", "10002"),
+    ]);
+    assert_eq!(st, 200, "{body}");
+    for base in [format!("http://{a}"), b_https.clone(), c_https.clone()] {
+        assert!(
+            body.contains(&format!(
+                "href=\"{base}/webdialer/Webdialer?destination=10002\""
+            )),
+            "{base}: {body}"
+        );
+    }
+    // The unreachable WebDialer was skipped and logged.
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = srv_a.logs();
+    assert!(
+        logs.contains("Redirector: WebDialer skipped") && logs.contains("127.0.0.1:1"),
+        "{logs}"
+    );
+}

@@ -44,6 +44,14 @@ impl WdClient {
         })
     }
 
+    /// A client sharing an existing connection pool (the Redirector asks many WebDialers).
+    pub fn with_http(http: reqwest::Client, server: &str) -> WdClient {
+        WdClient {
+            http,
+            url: service_url(server),
+        }
+    }
+
     pub fn url(&self) -> &str {
         &self.url
     }

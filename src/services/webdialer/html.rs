@@ -117,7 +117,7 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
         .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
-fn page(title: &str, body: &str) -> String {
+pub(crate) fn page(title: &str, body: &str) -> String {
     format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
 <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -138,7 +138,7 @@ button.secondary{{background:#6b7785}}\
     )
 }
 
-fn error_box(msg: &str) -> String {
+pub(crate) fn error_box(msg: &str) -> String {
     if msg.is_empty() {
         String::new()
     } else {
@@ -146,7 +146,7 @@ fn error_box(msg: &str) -> String {
     }
 }
 
-fn hidden(name: &str, value: &str) -> String {
+pub(crate) fn hidden(name: &str, value: &str) -> String {
     format!(
         "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
         esc(value)
@@ -273,7 +273,7 @@ destination is being called.</p><form method=\"post\" action=\"{SERVLET_PATH}\">
     )
 }
 
-fn html(status: StatusCode, body: String, set_cookie: Option<String>) -> Response {
+pub(crate) fn html(status: StatusCode, body: String, set_cookie: Option<String>) -> Response {
     let mut r = (
         status,
         [

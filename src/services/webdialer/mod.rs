@@ -14,6 +14,7 @@
 
 pub mod client;
 pub mod html;
+pub mod redirector;
 pub mod soap;
 
 use std::collections::HashMap;
@@ -130,6 +131,9 @@ pub struct WebDialerService {
     calls: Mutex<HashMap<String, u64>>,
     /// HTML sessions by cookie.
     pub(crate) sessions: html::Sessions,
+    /// The Redirector's HTTP client and the settings it was built with.
+    #[allow(clippy::type_complexity)]
+    redirector_http: Mutex<Option<((Option<String>, u32), reqwest::Client)>>,
 }
 
 impl Default for WebDialerService {
@@ -150,6 +154,7 @@ impl WebDialerService {
             credentials: VerifiedCache::new(Duration::from_secs(300)),
             calls: Mutex::new(HashMap::new()),
             sessions: html::Sessions::default(),
+            redirector_http: Mutex::new(None),
         }
     }
 
