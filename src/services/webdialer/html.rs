@@ -562,12 +562,8 @@ mod tests {
         let s = Sessions::default();
         let t = s.create("jsmith", 1000, 3600);
         assert_eq!(s.get(&t, 1000 + 3599, 3600).unwrap().user, "jsmith");
-        assert_eq!(s.get(&t, 1000 + 3600, 3600).unwrap_err(), true);
-        assert_eq!(
-            s.get(&t, 1000, 3600).unwrap_err(),
-            false,
-            "removed once expired"
-        );
+        assert!(s.get(&t, 1000 + 3600, 3600).unwrap_err(), "expired");
+        assert!(!s.get(&t, 1000, 3600).unwrap_err(), "removed once expired");
         let t = s.create("jsmith", 0, 0);
         assert!(s.get(&t, i64::MAX / 2, 0).is_ok(), "0 hours: never");
         s.set_preference(&t, Preference::ExtensionMobility);
