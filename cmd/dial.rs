@@ -48,6 +48,9 @@ pub struct Args {
     /// The WebDialer: a base URL (the standard path is added) or the full service URL.
     #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
+    /// Find the user's home WebDialer through this Redirector first (base URL or full URL).
+    #[arg(long, value_name = "URL")]
+    redirector: Option<String>,
     /// PEM file of CA certificates for HTTPS (for example the node's node-cert.pem).
     #[arg(long, value_name = "FILE")]
     ca: Option<PathBuf>,
@@ -90,7 +93,11 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         insecure: a.insecure,
         timeout: Some(Duration::from_secs(a.timeout.max(1))),
     };
-    let client = WdClient::new(&a.server, &opts).map_err(|e| Failure::Input(e.to_string()))?;
+    let server = match &a.redirector {
+        Some(r) => find_home(r, &cred, a.destination.as_deref(), &opts).await?,
+        None => a.server.clone(),
+    };
+    let client = WdClient::new(&server, &opts).map_err(|e| Failure::Input(e.to_string()))?;
     let profile = UserProfile {
         user: a.user.clone(),
         device_name: a.device.clone().unwrap_or_default(),
@@ -169,4 +176,53 @@ pub async fn run(a: Args) -> Result<(), Failure> {
             reply.description
         )))
     }
+}
+
+/// Asks the Redirector where the user's home WebDialer is: it answers with a redirect to that
+/// WebDialer's servlet, whose base URL is returned.
+async fn find_home(
+    redirector: &str,
+    cred: &Credential,
+    destination: Option<&str>,
+    opts: &ClientOptions,
+) -> Result<String, Failure> {
+    let r = redirector.trim_end_matches('/');
+    let url = if r.to_ascii_lowercase().contains("/webdialer/") {
+        r.to_string()
+    } else {
+        format!("{r}{}", ucm::services::webdialer::redirector::PATH)
+    };
+    let http = ucm::client::http_client(opts).map_err(|e| Failure::Input(e.to_string()))?;
+    let resp = http
+        .post(&url)
+        .form(&[
+            ("uid", cred.user_id.as_str()),
+            ("pwd", cred.password.as_str()),
+            ("destination", destination.unwrap_or_default()),
+        ])
+        .send()
+        .await
+        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+    let landed = resp.url().clone();
+    let status = resp.status();
+    if landed.path() != ucm::services::webdialer::SERVLET_PATH {
+        let why = match status.as_u16() {
+            401 => "the user ID or password is not correct".to_string(),
+            404 => format!("{} is not a user of any WebDialer it knows", cred.user_id),
+            200 => format!(
+                "{} is a user of several clusters; give --server to pick one",
+                cred.user_id
+            ),
+            s => format!("HTTP {s}"),
+        };
+        return Err(if status.as_u16() == 401 || status.as_u16() == 404 {
+            Failure::Check(format!("ucm: Redirector {url}: {why}"))
+        } else {
+            Failure::Input(format!("Redirector {url}: {why}"))
+        });
+    }
+    let mut base = landed;
+    base.set_path("");
+    base.set_query(None);
+    Ok(base.as_str().trim_end_matches('/').to_string())
 }

@@ -1062,6 +1062,36 @@ fn r7_redirector_sends_a_cluster_b_user_starting_at_a_to_bs_webdialer() {
             "{base}: {body}"
         );
     }
+    // ucm dial --redirector: bob's requests go to B (A would refuse bob with 2; B answers 5,
+    // bob having no phone).
+    let (rc, out, err) = dial(
+        &[
+            "--profile",
+            "--user",
+            "bob",
+            "--password-stdin",
+            "--json",
+            "--insecure",
+            "--redirector",
+            &format!("http://{a}"),
+        ],
+        Some("bobpw"),
+    );
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("\"response_code\":5"), "{out}");
+    let (rc, _, err) = dial(
+        &[
+            "--profile",
+            "--user",
+            "nobody",
+            "--password-stdin",
+            "--redirector",
+            &format!("http://{a}"),
+        ],
+        Some("x"),
+    );
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("not a user of any WebDialer"), "{err}");
     // The unreachable WebDialer was skipped and logged.
     std::thread::sleep(Duration::from_millis(200));
     let logs = srv_a.logs();
