@@ -3,6 +3,7 @@
 
 mod config_cmd;
 mod db;
+mod dial;
 mod em;
 mod pcap;
 mod phone;
@@ -53,6 +54,8 @@ enum Command {
     /// Check packet captures: DSCP audit per flow against a QoS policy.
     #[command(subcommand)]
     Pcap(pcap::Command),
+    /// WebDialer click-to-call over the SOAP interface (works against Cisco Unified CM too).
+    Dial(dial::Args),
 }
 
 /// An error that decides the exit code.
@@ -113,6 +116,7 @@ fn main() -> ExitCode {
             Command::Phone(c) => phone::run(c).await,
             Command::Em(c) => em::run(c).await,
             Command::Pcap(c) => pcap::run(c).await,
+            Command::Dial(a) => dial::run(a).await,
         }
     });
     match result {

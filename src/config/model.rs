@@ -338,6 +338,13 @@ pub struct WebDialerParameters {
     pub max_concurrent_call_requests: u32,
     #[serde(default = "default_end_call_dialog")]
     pub end_call_dialog_seconds: u32,
+    /// PEM file of CA certificates the Redirector trusts for the WebDialers in the list
+    /// (default: the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redirector_ca_file: Option<String>,
+    /// How long the Redirector waits for each WebDialer's isClusterUser answer.
+    #[serde(default = "default_redirector_timeout")]
+    pub redirector_timeout_ms: u32,
 }
 
 fn default_wd_concurrency() -> u32 {
@@ -345,6 +352,9 @@ fn default_wd_concurrency() -> u32 {
 }
 fn default_end_call_dialog() -> u32 {
     15
+}
+fn default_redirector_timeout() -> u32 {
+    3000
 }
 
 impl Default for WebDialerParameters {
@@ -354,6 +364,8 @@ impl Default for WebDialerParameters {
             webdialers: Vec::new(),
             max_concurrent_call_requests: default_wd_concurrency(),
             end_call_dialog_seconds: default_end_call_dialog(),
+            redirector_ca_file: None,
+            redirector_timeout_ms: default_redirector_timeout(),
         }
     }
 }

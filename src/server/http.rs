@@ -47,6 +47,30 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::authenticate::handler)
                 .post(crate::services::authenticate::handler),
         )
+        .route(
+            crate::services::webdialer::SOAP_PATH,
+            get(crate::services::webdialer::soap_get)
+                .post(crate::services::webdialer::soap_handler),
+        )
+        .route(
+            crate::services::webdialer::WSDL_PATH,
+            get(crate::services::webdialer::wsdl_handler),
+        )
+        .route(
+            crate::services::webdialer::SERVLET_PATH,
+            get(crate::services::webdialer::html::handler)
+                .post(crate::services::webdialer::html::handler),
+        )
+        .route(
+            crate::services::webdialer::redirector::PATH,
+            get(crate::services::webdialer::redirector::handler)
+                .post(crate::services::webdialer::redirector::handler),
+        )
+        .route(
+            crate::services::webdialer::redirector::PATH_ALT,
+            get(crate::services::webdialer::redirector::handler)
+                .post(crate::services::webdialer::redirector::handler),
+        )
         .with_state(state)
 }
 

@@ -208,6 +208,8 @@ pub struct NodeState {
     pub call_control: crate::sip::CallControl,
     /// Extension Mobility: the EM service API and its automatic logouts.
     pub em: crate::services::em::EmService,
+    /// WebDialer: the SOAP interface, the HTML servlet's sessions and the calls it placed.
+    pub webdialer: crate::services::webdialer::WebDialerService,
     stop: watch::Sender<bool>,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -300,6 +302,7 @@ pub async fn node_state(
     let (stop, _) = watch::channel(false);
     let state = Arc::new(NodeState {
         em: crate::services::em::EmService::new(),
+        webdialer: crate::services::webdialer::WebDialerService::new(),
         call_control: crate::sip::CallControl::new(),
         sip_host,
         stop,

@@ -2,3 +2,4 @@
 pub mod authenticate;
 pub mod em;
 pub mod phone_config;
+pub mod webdialer;

@@ -14,4 +14,5 @@ mod services;
 mod sipp;
 mod store;
 mod verify;
+mod webdialer;
 mod xml;

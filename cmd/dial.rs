@@ -1,0 +1,228 @@
+//! `ucm dial`: click-to-call from scripts over the WebDialer SOAP interface (so it works
+//! against Cisco Unified CM too). Exit codes: 0 success, 1 WebDialer refused (its response
+//! code and meaning are printed), 2 usage, input or an unreachable service.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args as ClapArgs;
+use ucm::client::ClientOptions;
+use ucm::services::webdialer::client::{WdCallError, WdClient};
+use ucm::services::webdialer::code_meaning;
+use ucm::services::webdialer::soap::{Credential, Request, UserProfile};
+
+use crate::{print_out, Failure};
+
+#[derive(ClapArgs)]
+#[command(after_help = "Examples:\n  \
+    echo \"$PW\" | ucm dial 10002 --user jsmith --password-stdin\n  \
+    UCM_DIAL_PASSWORD=... ucm dial 10002 --user jsmith --device SEP00036BC7B973 --line 10001\n  \
+    ucm dial --end --user jsmith --device SEP00036BC7B973\n  \
+    ucm dial --profile --user jsmith\n\
+Exit codes: 0 success, 1 WebDialer refused (response code 1-9), 2 usage or unreachable.")]
+pub struct Args {
+    /// The number to call.
+    #[arg(required_unless_present_any = ["end", "profile"], conflicts_with_all = ["end", "profile"])]
+    destination: Option<String>,
+    /// The user whose phone places the call (and whose password is given).
+    #[arg(long)]
+    user: String,
+    /// Read the password from the first line of stdin (otherwise UCM_DIAL_PASSWORD).
+    #[arg(long)]
+    password_stdin: bool,
+    /// The phone to call from [default: the user's first associated device].
+    #[arg(long, value_name = "SEP<MAC>", conflicts_with = "em")]
+    device: Option<String>,
+    /// The line (directory number) on the device [default: the primary extension].
+    #[arg(long, value_name = "DN", requires = "device")]
+    line: Option<String>,
+    /// Call from the phone the user is logged in on with Extension Mobility.
+    #[arg(long)]
+    em: bool,
+    /// End the call WebDialer placed from the device instead of dialling.
+    #[arg(long, conflicts_with = "profile")]
+    end: bool,
+    /// List the user's devices and lines (getProfileSoap).
+    #[arg(long)]
+    profile: bool,
+    /// The WebDialer: a base URL (the standard path is added) or the full service URL.
+    #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// Find the user's home WebDialer through this Redirector first (base URL or full URL).
+    #[arg(long, value_name = "URL")]
+    redirector: Option<String>,
+    /// PEM file of CA certificates for HTTPS (for example the node's node-cert.pem).
+    #[arg(long, value_name = "FILE")]
+    ca: Option<PathBuf>,
+    /// Accept any HTTPS certificate (test beds only).
+    #[arg(long)]
+    insecure: bool,
+    /// Seconds to wait for the answer (a makeCall waits for the user's phone to answer).
+    #[arg(long, default_value_t = 70)]
+    timeout: u64,
+    /// One JSON document on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn password(a: &Args) -> Result<String, Failure> {
+    if a.password_stdin {
+        let mut line = String::new();
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| Failure::Input(format!("reading the password from stdin: {e}")))?;
+        let pw = line.trim_end_matches(['\r', '\n']).to_string();
+        if pw.is_empty() {
+            return Err(Failure::Input("no password on stdin".into()));
+        }
+        return Ok(pw);
+    }
+    std::env::var("UCM_DIAL_PASSWORD").map_err(|_| {
+        Failure::Input("give --password-stdin or set UCM_DIAL_PASSWORD (never a flag)".into())
+    })
+}
+
+pub async fn run(a: Args) -> Result<(), Failure> {
+    let cred = Credential {
+        user_id: a.user.clone(),
+        password: password(&a)?,
+        token: None,
+    };
+    let opts = ClientOptions {
+        ca: a.ca.clone(),
+        insecure: a.insecure,
+        timeout: Some(Duration::from_secs(a.timeout.max(1))),
+    };
+    let server = match &a.redirector {
+        Some(r) => find_home(r, &cred, a.destination.as_deref(), &opts).await?,
+        None => a.server.clone(),
+    };
+    let client = WdClient::new(&server, &opts).map_err(|e| Failure::Input(e.to_string()))?;
+    let profile = UserProfile {
+        user: a.user.clone(),
+        device_name: a.device.clone().unwrap_or_default(),
+        line_number: a.line.clone().unwrap_or_default(),
+        support_em: a.em,
+    };
+    let req = if a.profile {
+        Request::GetProfile {
+            cred,
+            user: a.user.clone(),
+        }
+    } else if a.end {
+        Request::EndCall { cred, profile }
+    } else {
+        Request::MakeCall {
+            cred,
+            destination: a.destination.clone().unwrap_or_default(),
+            profile,
+        }
+    };
+    let op = req.operation();
+    let reply = client.call(&req).await.map_err(|e| match e {
+        WdCallError::Fault(f) => Failure::Input(format!("{}: SOAP fault: {f}", client.url())),
+        WdCallError::Transport(m) => Failure::Input(m),
+    })?;
+    let Some(code) = reply.response_code else {
+        return Err(Failure::Input(format!(
+            "{}: the {op} response has no responseCode",
+            client.url()
+        )));
+    };
+    if a.json {
+        let devices: Vec<serde_json::Value> = reply
+            .devices
+            .iter()
+            .map(|(d, l)| serde_json::json!({"device": d, "lines": l}))
+            .collect();
+        let mut doc = serde_json::json!({
+            "operation": op,
+            "response_code": code,
+            "meaning": code_meaning(code),
+            "description": reply.description,
+        });
+        if a.profile {
+            doc["devices"] = serde_json::Value::Array(devices);
+        }
+        print_out(&format!("{doc}\n"))?;
+    } else if code == 0 {
+        let what = if a.profile {
+            let mut s = String::new();
+            for (d, lines) in &reply.devices {
+                s.push_str(&format!("{d}\n"));
+                for l in lines {
+                    s.push_str(&format!("  {l}\n"));
+                }
+            }
+            s
+        } else if a.end {
+            "call ended\n".to_string()
+        } else {
+            format!(
+                "calling {}: the phone answered, the destination is ringing\n",
+                a.destination.as_deref().unwrap_or_default()
+            )
+        };
+        print_out(&what)?;
+    }
+    if code == 0 {
+        Ok(())
+    } else if a.json {
+        Err(Failure::Check(String::new()))
+    } else {
+        Err(Failure::Check(format!(
+            "ucm: WebDialer {op} refused with code {code} ({}): {}",
+            code_meaning(code),
+            reply.description
+        )))
+    }
+}
+
+/// Asks the Redirector where the user's home WebDialer is: it answers with a redirect to that
+/// WebDialer's servlet, whose base URL is returned.
+async fn find_home(
+    redirector: &str,
+    cred: &Credential,
+    destination: Option<&str>,
+    opts: &ClientOptions,
+) -> Result<String, Failure> {
+    let r = redirector.trim_end_matches('/');
+    let url = if r.to_ascii_lowercase().contains("/webdialer/") {
+        r.to_string()
+    } else {
+        format!("{r}{}", ucm::services::webdialer::redirector::PATH)
+    };
+    let http = ucm::client::http_client(opts).map_err(|e| Failure::Input(e.to_string()))?;
+    let resp = http
+        .post(&url)
+        .form(&[
+            ("uid", cred.user_id.as_str()),
+            ("pwd", cred.password.as_str()),
+            ("destination", destination.unwrap_or_default()),
+        ])
+        .send()
+        .await
+        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+    let landed = resp.url().clone();
+    let status = resp.status();
+    if landed.path() != ucm::services::webdialer::SERVLET_PATH {
+        let why = match status.as_u16() {
+            401 => "the user ID or password is not correct".to_string(),
+            404 => format!("{} is not a user of any WebDialer it knows", cred.user_id),
+            200 => format!(
+                "{} is a user of several clusters; give --server to pick one",
+                cred.user_id
+            ),
+            s => format!("HTTP {s}"),
+        };
+        return Err(if status.as_u16() == 401 || status.as_u16() == 404 {
+            Failure::Check(format!("ucm: Redirector {url}: {why}"))
+        } else {
+            Failure::Input(format!("Redirector {url}: {why}"))
+        });
+    }
+    let mut base = landed;
+    base.set_path("");
+    base.set_query(None);
+    Ok(base.as_str().trim_end_matches('/').to_string())
+}

@@ -1,0 +1,598 @@
+//! The WebDialer servlet (`/webdialer/Webdialer`): plain HTML forms, no JavaScript.
+//!
+//! Login (user ID and password) → preferences (a permanent device and line from the user's
+//! associated devices, or Use Extension Mobility) → the dial page with the number filled in →
+//! the call (third-party call control) → the end-call page. A cookie (`WDSESSION`, HttpOnly,
+//! SameSite=Lax) names a server-side session; User Session Expiry (hours, 0 = never) ends it.
+//!
+//! `makeCallProxy`: the same URL with `uid` (the user), `appid` and `pwd` (an application or
+//! user with proxy rights) places the call at once, without a session.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::soap::{xml_escape as esc, UserProfile};
+use super::{WdError, WebDialerService, SERVLET_PATH};
+use crate::server::NodeState;
+use crate::sip::registrar::unix_now;
+
+pub const COOKIE: &str = "WDSESSION";
+/// Sessions kept at most (bounds memory under a flood of logins).
+const MAX_SESSIONS: usize = 50_000;
+
+/// Where the user's calls come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Preference {
+    Device { device: String, line: String },
+    ExtensionMobility,
+}
+
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub user: String,
+    pub created: i64,
+    pub preference: Option<Preference>,
+}
+
+/// The servlet's sessions by token.
+#[derive(Debug, Default)]
+pub struct Sessions {
+    inner: Mutex<HashMap<String, Session>>,
+}
+
+fn expired(s: &Session, now: i64, expiry_secs: i64) -> bool {
+    expiry_secs > 0 && now - s.created >= expiry_secs
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Session>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Starts a session; returns its token.
+    pub fn create(&self, user: &str, now: i64, expiry_secs: i64) -> String {
+        let token = hex::encode(rand::random::<[u8; 16]>());
+        let mut g = self.lock();
+        if g.len() >= MAX_SESSIONS {
+            g.retain(|_, s| !expired(s, now, expiry_secs));
+            if g.len() >= MAX_SESSIONS {
+                if let Some(oldest) = g
+                    .iter()
+                    .min_by_key(|(_, s)| s.created)
+                    .map(|(k, _)| k.clone())
+                {
+                    g.remove(&oldest);
+                }
+            }
+        }
+        g.insert(
+            token.clone(),
+            Session {
+                user: user.to_string(),
+                created: now,
+                preference: None,
+            },
+        );
+        token
+    }
+
+    /// The live session for `token`: `Err(true)` when it existed but has expired (it is
+    /// removed), `Err(false)` when there is none.
+    pub fn get(&self, token: &str, now: i64, expiry_secs: i64) -> Result<Session, bool> {
+        let mut g = self.lock();
+        match g.get(token) {
+            None => Err(false),
+            Some(s) if expired(s, now, expiry_secs) => {
+                g.remove(token);
+                Err(true)
+            }
+            Some(s) => Ok(s.clone()),
+        }
+    }
+
+    pub fn set_preference(&self, token: &str, p: Preference) {
+        if let Some(s) = self.lock().get_mut(token) {
+            s.preference = Some(p);
+        }
+    }
+
+    pub fn remove(&self, token: &str) {
+        self.lock().remove(token);
+    }
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+pub(crate) fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+<title>{t} - Cisco WebDialer</title><style>\
+body{{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;background:#f3f5f7;color:#1d2329;margin:0}}\
+header{{background:#0d274d;color:#fff;padding:.8rem 1.5rem;font-size:1.1rem}}\
+main{{max-width:32rem;margin:2rem auto;background:#fff;padding:1.5rem 2rem;border-radius:6px;box-shadow:0 1px 4px rgba(0,0,0,.15)}}\
+h1{{font-size:1.4rem;margin-top:0}}label{{display:block;margin:.8rem 0 .3rem;font-weight:600}}\
+input[type=text],input[type=password],input[type=tel],select{{width:100%;padding:.5rem;font-size:1rem;box-sizing:border-box}}\
+fieldset{{border:1px solid #ccd;border-radius:4px;margin:.8rem 0}}\
+button{{margin-top:1rem;padding:.55rem 1.4rem;font-size:1rem;background:#005073;color:#fff;border:0;border-radius:4px;cursor:pointer}}\
+button.secondary{{background:#6b7785}}\
+.error{{background:#fde8e8;border-left:4px solid #c62828;padding:.6rem .8rem}}\
+.ok{{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.6rem .8rem}}\
+:focus{{outline:3px solid #f0a000}}\
+</style></head><body><header>Cisco WebDialer</header><main><h1>{t}</h1>{body}</main></body></html>\n",
+        t = esc(title)
+    )
+}
+
+pub(crate) fn error_box(msg: &str) -> String {
+    if msg.is_empty() {
+        String::new()
+    } else {
+        format!("<p class=\"error\" role=\"alert\">{}</p>", esc(msg))
+    }
+}
+
+pub(crate) fn hidden(name: &str, value: &str) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"{name}\" value=\"{}\">",
+        esc(value)
+    )
+}
+
+fn login_page(destination: &str, msg: &str) -> String {
+    page(
+        "Log in",
+        &format!(
+            "{}<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
+<label for=\"uid\">User ID</label><input type=\"text\" id=\"uid\" name=\"uid\" autocomplete=\"username\" required autofocus>\
+<label for=\"pwd\">Password</label><input type=\"password\" id=\"pwd\" name=\"pwd\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Log in</button></form>",
+            error_box(msg),
+            hidden("action", "login"),
+            hidden("destination", destination)
+        ),
+    )
+}
+
+fn preferences_page(state: &NodeState, user: &str, destination: &str, msg: &str) -> String {
+    let cluster = state.cluster();
+    let devices = WebDialerService::devices(&cluster, user);
+    let mut options = String::new();
+    for d in &devices {
+        for l in &d.lines {
+            let dn = l.split(';').next().unwrap_or_default().trim();
+            let label = if d.phone_desc.is_empty() {
+                format!("{} — line {l}", d.device_name)
+            } else {
+                format!("{} ({}) — line {l}", d.device_name, d.phone_desc)
+            };
+            options.push_str(&format!(
+                "<option value=\"{}|{}\">{}</option>",
+                esc(&d.device_name),
+                esc(dn),
+                esc(&label)
+            ));
+        }
+    }
+    let note = if devices.is_empty() {
+        "<p class=\"error\" role=\"alert\">No supported device configured for user</p>".to_string()
+    } else {
+        String::new()
+    };
+    let device_choice = if devices.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p><input type=\"radio\" id=\"use-device\" name=\"use\" value=\"device\" checked>\
+<label for=\"use-device\" style=\"display:inline\">Use permanent device</label></p>\
+<label for=\"device\">Device and line</label><select id=\"device\" name=\"device\">{options}</select>"
+        )
+    };
+    page(
+        "Preferences",
+        &format!(
+            "<p>Logged in as <strong>{}</strong>.</p>{note}{}<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
+<fieldset><legend>Place calls from</legend>{device_choice}\
+<p><input type=\"radio\" id=\"use-em\" name=\"use\" value=\"em\"{}>\
+<label for=\"use-em\" style=\"display:inline\">Use Extension Mobility</label></p></fieldset>\
+<button type=\"submit\">Save</button></form>{}",
+            esc(user),
+            error_box(msg),
+            hidden("action", "prefs"),
+            hidden("destination", destination),
+            if devices.is_empty() { " checked" } else { "" },
+            logout_form()
+        ),
+    )
+}
+
+fn logout_form() -> String {
+    format!(
+        "<form method=\"post\" action=\"{SERVLET_PATH}\">{}<button type=\"submit\" class=\"secondary\">Log out</button></form>",
+        hidden("action", "logout")
+    )
+}
+
+fn describe(p: &Preference) -> String {
+    match p {
+        Preference::Device { device, line } => format!("{device}, line {line}"),
+        Preference::ExtensionMobility => {
+            "the phone you are logged in on (Extension Mobility)".into()
+        }
+    }
+}
+
+fn dial_page(p: &Preference, destination: &str, msg: &str) -> String {
+    page(
+        "Dial",
+        &format!(
+            "{}<p>Calls are placed from {}.</p><form method=\"post\" action=\"{SERVLET_PATH}\">{}\
+<label for=\"destination\">Number to dial</label>\
+<input type=\"tel\" id=\"destination\" name=\"destination\" value=\"{}\" required autofocus>\
+<button type=\"submit\">Dial</button></form>\
+<form method=\"post\" action=\"{SERVLET_PATH}\">{}<button type=\"submit\" class=\"secondary\">Preferences</button></form>{}",
+            error_box(msg),
+            esc(&describe(p)),
+            hidden("action", "dial"),
+            esc(destination),
+            hidden("action", "preferences"),
+            logout_form()
+        ),
+    )
+}
+
+fn end_call_page(destination: &str, device: &str, line: &str) -> String {
+    page(
+        "Calling",
+        &format!(
+            "<p class=\"ok\" role=\"status\">Calling {} from {} (line {}). Your phone has answered; the \
+destination is being called.</p><form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
+<button type=\"submit\">End call</button></form><form method=\"post\" action=\"{SERVLET_PATH}\">{}\
+<button type=\"submit\" class=\"secondary\">Close</button></form>",
+            esc(destination),
+            esc(device),
+            esc(line),
+            hidden("action", "end"),
+            hidden("destination", destination),
+            hidden("action", "close"),
+        ),
+    )
+}
+
+pub(crate) fn html(status: StatusCode, body: String, set_cookie: Option<String>) -> Response {
+    let mut r = (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response();
+    if let Some(c) = set_cookie.and_then(|c| c.parse().ok()) {
+        r.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    r
+}
+
+fn profile_for(user: &str, p: &Preference) -> UserProfile {
+    match p {
+        Preference::Device { device, line } => UserProfile {
+            user: user.to_string(),
+            device_name: device.clone(),
+            line_number: line.clone(),
+            support_em: false,
+        },
+        Preference::ExtensionMobility => UserProfile {
+            user: user.to_string(),
+            support_em: true,
+            ..Default::default()
+        },
+    }
+}
+
+/// The message shown for a refused call: the seed's wording where it has one.
+fn call_failed(destination: &str, e: &WdError) -> String {
+    if e.message.starts_with("Call to ") || e.message.starts_with("No supported device") {
+        e.message.clone()
+    } else {
+        format!("Call to {destination} failed: {}", e.description())
+    }
+}
+
+/// `GET`/`POST /webdialer/Webdialer`.
+pub async fn handler(
+    State(state): State<Arc<NodeState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if body.len() > 16 * 1024 {
+        return html(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            page("Request too large", "<p>The form is too large.</p>"),
+            None,
+        );
+    }
+    let mut params = query;
+    for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
+        params.insert(k, v);
+    }
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let destination = get("destination");
+    let wd = &state.webdialer;
+    let expiry = i64::from(
+        state
+            .cluster()
+            .service_parameters
+            .webdialer
+            .user_session_expiry_hours,
+    ) * 3600;
+    let now = unix_now();
+
+    // makeCallProxy: uid (for whom), appid and pwd (who asks).
+    if params.contains_key("appid") {
+        let r = async {
+            let p = wd.authenticate(&state, &get("appid"), &get("pwd")).await?;
+            if !p.proxy {
+                return Err(WdError::new(3, format!("{} has no proxy rights", p.id)));
+            }
+            let profile = UserProfile {
+                user: get("uid"),
+                ..Default::default()
+            };
+            if profile.user.is_empty() {
+                return Err(WdError::new(5, "no uid (the user to call for)"));
+            }
+            wd.make_call(&state, &p, &profile, &destination).await
+        }
+        .await;
+        return match r {
+            Ok((o, _)) => html(
+                StatusCode::OK,
+                end_call_page(&destination, &o.device, &o.line),
+                None,
+            ),
+            Err(e) => html(
+                if e.code == 2 || e.code == 3 {
+                    StatusCode::FORBIDDEN
+                } else {
+                    StatusCode::OK
+                },
+                page("Call failed", &error_box(&call_failed(&destination, &e))),
+                None,
+            ),
+        };
+    }
+
+    let action = get("action");
+    if action == "login" {
+        let uid = get("uid");
+        return match wd.authenticate(&state, &uid, &get("pwd")).await {
+            Ok(p) if p.is_end_user => {
+                let token = wd.sessions.create(&p.id, now, expiry);
+                let max_age = if expiry > 0 {
+                    format!("; Max-Age={expiry}")
+                } else {
+                    String::new()
+                };
+                let cookie =
+                    format!("{COOKIE}={token}; Path=/webdialer; HttpOnly; SameSite=Lax{max_age}");
+                tracing::info!(user = %p.id, "WebDialer: logged in");
+                html(
+                    StatusCode::OK,
+                    preferences_page(&state, &p.id, &destination, ""),
+                    Some(cookie),
+                )
+            }
+            Ok(_) | Err(_) => html(
+                StatusCode::UNAUTHORIZED,
+                login_page(
+                    &destination,
+                    "Login failed: the user ID or password is not correct.",
+                ),
+                None,
+            ),
+        };
+    }
+
+    let token = cookie_token(&headers);
+    let session = match token.as_deref().map(|t| wd.sessions.get(t, now, expiry)) {
+        Some(Ok(s)) => s,
+        Some(Err(true)) => {
+            return html(
+                StatusCode::OK,
+                login_page(
+                    &destination,
+                    "Your session has expired; please log in again.",
+                ),
+                None,
+            )
+        }
+        _ => return html(StatusCode::OK, login_page(&destination, ""), None),
+    };
+    let token = token.unwrap_or_default();
+    let user = session.user.clone();
+
+    match action.as_str() {
+        "logout" => {
+            wd.sessions.remove(&token);
+            html(
+                StatusCode::OK,
+                login_page("", "You have logged out."),
+                Some(format!(
+                    "{COOKIE}=; Path=/webdialer; HttpOnly; SameSite=Lax; Max-Age=0"
+                )),
+            )
+        }
+        "preferences" => html(
+            StatusCode::OK,
+            preferences_page(&state, &user, &destination, ""),
+            None,
+        ),
+        "prefs" => {
+            let pref = if get("use") == "em" {
+                Preference::ExtensionMobility
+            } else {
+                let sel = get("device");
+                let (device, line) = sel.split_once('|').unwrap_or((sel.as_str(), ""));
+                Preference::Device {
+                    device: device.to_string(),
+                    line: line.to_string(),
+                }
+            };
+            // A permanent device must be one of the user's; EM is checked when dialling.
+            if let Preference::Device { .. } = &pref {
+                if let Err(e) = WebDialerService::origin(
+                    &state.cluster(),
+                    &user,
+                    &profile_for(&user, &pref),
+                    &destination,
+                ) {
+                    return html(
+                        StatusCode::OK,
+                        preferences_page(&state, &user, &destination, &e.message),
+                        None,
+                    );
+                }
+            }
+            wd.sessions.set_preference(&token, pref.clone());
+            html(StatusCode::OK, dial_page(&pref, &destination, ""), None)
+        }
+        "dial" => {
+            let Some(pref) = session.preference else {
+                return html(
+                    StatusCode::OK,
+                    preferences_page(&state, &user, &destination, ""),
+                    None,
+                );
+            };
+            let principal = super::Principal {
+                id: user.clone(),
+                proxy: false,
+                is_end_user: true,
+            };
+            match wd
+                .make_call(&state, &principal, &profile_for(&user, &pref), &destination)
+                .await
+            {
+                Ok((o, _)) => html(
+                    StatusCode::OK,
+                    end_call_page(&destination, &o.device, &o.line),
+                    None,
+                ),
+                Err(e) => html(
+                    StatusCode::OK,
+                    dial_page(&pref, &destination, &call_failed(&destination, &e)),
+                    None,
+                ),
+            }
+        }
+        "end" => {
+            let Some(pref) = session.preference else {
+                return html(
+                    StatusCode::OK,
+                    preferences_page(&state, &user, &destination, ""),
+                    None,
+                );
+            };
+            let principal = super::Principal {
+                id: user.clone(),
+                proxy: false,
+                is_end_user: true,
+            };
+            let msg = match wd
+                .end_call(&state, &principal, &profile_for(&user, &pref))
+                .await
+            {
+                Ok(_) => String::new(),
+                Err(e) => e.message,
+            };
+            let body = if msg.is_empty() {
+                page(
+                    "Call ended",
+                    &format!(
+                        "<p class=\"ok\" role=\"status\">The call has ended.</p>\
+<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}<button type=\"submit\">Dial again</button></form>",
+                        hidden("action", "redial"),
+                        hidden("destination", &destination)
+                    ),
+                )
+            } else {
+                dial_page(&pref, &destination, &msg)
+            };
+            html(StatusCode::OK, body, None)
+        }
+        _ => match session.preference {
+            Some(pref) => html(StatusCode::OK, dial_page(&pref, &destination, ""), None),
+            None => html(
+                StatusCode::OK,
+                preferences_page(&state, &user, &destination, ""),
+                None,
+            ),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webdialer_sessions_expire() {
+        let s = Sessions::default();
+        let t = s.create("jsmith", 1000, 3600);
+        assert_eq!(s.get(&t, 1000 + 3599, 3600).unwrap().user, "jsmith");
+        assert!(s.get(&t, 1000 + 3600, 3600).unwrap_err(), "expired");
+        assert!(!s.get(&t, 1000, 3600).unwrap_err(), "removed once expired");
+        let t = s.create("jsmith", 0, 0);
+        assert!(s.get(&t, i64::MAX / 2, 0).is_ok(), "0 hours: never");
+        s.set_preference(&t, Preference::ExtensionMobility);
+        assert_eq!(
+            s.get(&t, 1, 0).unwrap().preference,
+            Some(Preference::ExtensionMobility)
+        );
+        s.remove(&t);
+        assert!(s.get(&t, 1, 0).is_err());
+    }
+
+    #[test]
+    fn webdialer_reads_only_well_formed_cookies() {
+        let mut h = HeaderMap::new();
+        let tok = "0123456789abcdef0123456789abcdef";
+        h.insert(
+            header::COOKIE,
+            format!("a=b; {COOKIE}={tok}").parse().unwrap(),
+        );
+        assert_eq!(cookie_token(&h).as_deref(), Some(tok));
+        h.insert(header::COOKIE, format!("{COOKIE}=../x").parse().unwrap());
+        assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn webdialer_pages_escape_and_need_no_script() {
+        let p = login_page("<b>\"", "");
+        assert!(p.contains("&lt;b&gt;&quot;"));
+        assert!(!p.contains("<script"));
+        assert!(p.contains("<label for=\"uid\">"));
+    }
+}

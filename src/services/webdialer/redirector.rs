@@ -1,0 +1,305 @@
+//! The WebDialer Redirector (`/webdialer/Redirector`, also `/webdialer/WebdialerRedirector`):
+//! finds a user's home cluster in a multi-cluster deployment.
+//!
+//! The user gives their user ID and password; the Redirector asks every WebDialer in the
+//! List of WebDialers at once whether the user is theirs (`isClusterUserSoap`, with a timeout;
+//! an unreachable one is skipped and logged), and this cluster itself when the user's home is
+//! here. The password is checked by the user's home cluster (here, or with an authenticated
+//! `getPrimaryLine` there). One yes: a redirect (303) to that WebDialer with the destination;
+//! several: a page where the user picks; none: an error page.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::client::{WdCallError, WdClient};
+use super::html::{error_box, hidden, html, page};
+use super::soap::{xml_escape as esc, Credential, Request};
+use super::SERVLET_PATH;
+use crate::client::{http_client, ClientOptions};
+use crate::server::NodeState;
+
+pub const PATH: &str = "/webdialer/Redirector";
+pub const PATH_ALT: &str = "/webdialer/WebdialerRedirector";
+
+/// What one WebDialer said about the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    Yes,
+    No,
+    Unreachable(String),
+}
+
+fn percent_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// The servlet URL at `base` for `destination`.
+pub fn servlet_url(base: &str, destination: &str) -> String {
+    let base = base.trim_end_matches('/');
+    if destination.is_empty() {
+        format!("{base}{SERVLET_PATH}")
+    } else {
+        format!(
+            "{base}{SERVLET_PATH}?destination={}",
+            percent_encode(destination)
+        )
+    }
+}
+
+/// This node's base URL as the client reached it.
+fn own_base(state: &NodeState, headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    if !host.is_empty() && state.http_base.ends_with(&format!("//{host}")) {
+        state.http_base.clone()
+    } else {
+        state.https_base.clone()
+    }
+}
+
+impl super::WebDialerService {
+    /// The Redirector's HTTP client (rebuilt when its settings change).
+    fn redirector_http(&self, state: &NodeState) -> Result<reqwest::Client, String> {
+        let p = state.cluster().service_parameters.webdialer.clone();
+        let key = (p.redirector_ca_file.clone(), p.redirector_timeout_ms);
+        let mut g = self
+            .redirector_http
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((k, c)) = g.as_ref() {
+            if *k == key {
+                return Ok(c.clone());
+            }
+        }
+        let c = http_client(&ClientOptions {
+            ca: p.redirector_ca_file.map(Into::into),
+            insecure: false,
+            timeout: Some(Duration::from_millis(u64::from(
+                p.redirector_timeout_ms.max(1),
+            ))),
+        })
+        .map_err(|e| e.to_string())?;
+        *g = Some((key, c.clone()));
+        Ok(c)
+    }
+}
+
+/// Asks every WebDialer in the list at once; answers in list order.
+pub async fn ask_all(http: &reqwest::Client, list: &[String], user: &str) -> Vec<(String, Answer)> {
+    let mut set = tokio::task::JoinSet::new();
+    for (i, base) in list.iter().enumerate() {
+        let c = WdClient::with_http(http.clone(), base);
+        let user = user.to_string();
+        set.spawn(async move {
+            let r = c
+                .call(&Request::IsClusterUser { user })
+                .await
+                .map_err(|e| e.to_string())
+                .and_then(|reply| match reply.value.as_deref() {
+                    Some("true") => Ok(Answer::Yes),
+                    Some("false") => Ok(Answer::No),
+                    other => Err(format!("isClusterUserSoap returned {other:?}")),
+                });
+            (i, r.unwrap_or_else(Answer::Unreachable))
+        });
+    }
+    let mut out: Vec<(usize, Answer)> = Vec::with_capacity(list.len());
+    while let Some(r) = set.join_next().await {
+        if let Ok(x) = r {
+            out.push(x);
+        }
+    }
+    out.sort_by_key(|(i, _)| *i);
+    out.into_iter()
+        .map(|(i, a)| (list[i].trim_end_matches('/').to_string(), a))
+        .collect()
+}
+
+fn login_page(destination: &str, msg: &str) -> String {
+    page(
+        "Find your WebDialer",
+        &format!(
+            "{}<p>Log in; you are sent to the WebDialer of your home cluster.</p>\
+<form method=\"post\" action=\"{PATH}\">{}\
+<label for=\"uid\">User ID</label><input type=\"text\" id=\"uid\" name=\"uid\" autocomplete=\"username\" required autofocus>\
+<label for=\"pwd\">Password</label><input type=\"password\" id=\"pwd\" name=\"pwd\" autocomplete=\"current-password\" required>\
+<button type=\"submit\">Continue</button></form>",
+            error_box(msg),
+            hidden("destination", destination)
+        ),
+    )
+}
+
+/// `GET`/`POST /webdialer/Redirector`.
+pub async fn handler(
+    State(state): State<Arc<NodeState>>,
+    Query(query): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if body.len() > 16 * 1024 {
+        return html(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            page("Request too large", "<p>The form is too large.</p>"),
+            None,
+        );
+    }
+    let mut params = query;
+    for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
+        params.insert(k, v);
+    }
+    let get = |k: &str| {
+        params
+            .get(k)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    let (destination, uid, pwd) = (get("destination"), get("uid"), get("pwd"));
+    if uid.is_empty() || pwd.is_empty() {
+        return html(StatusCode::OK, login_page(&destination, ""), None);
+    }
+    let cluster = state.cluster();
+    let own = own_base(&state, &headers);
+    let list: Vec<String> = cluster
+        .service_parameters
+        .webdialer
+        .webdialers
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .filter(|u| *u != state.http_base && *u != state.https_base)
+        .collect();
+    let http = match state.webdialer.redirector_http(&state) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "Redirector: HTTP client");
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                page(
+                    "Redirector unavailable",
+                    &error_box("The Redirector is misconfigured; see the node's log."),
+                ),
+                None,
+            );
+        }
+    };
+    let local_home = cluster.end_user(&uid).is_some_and(|u| u.home_cluster);
+    let mut homes: Vec<String> = Vec::new();
+    if local_home {
+        homes.push(own.clone());
+    }
+    for (base, answer) in ask_all(&http, &list, &uid).await {
+        match answer {
+            Answer::Yes => homes.push(base),
+            Answer::No => {}
+            Answer::Unreachable(e) => {
+                tracing::warn!(webdialer = %base, error = %e, "Redirector: WebDialer skipped")
+            }
+        }
+    }
+    if homes.is_empty() {
+        return html(
+            StatusCode::NOT_FOUND,
+            page(
+                "User not found",
+                &format!(
+                    "{}<p><a href=\"{PATH}?destination={}\">Try again</a></p>",
+                    error_box(&format!(
+                        "{uid} is not a user of any WebDialer this Redirector knows."
+                    )),
+                    esc(&percent_encode(&destination))
+                ),
+            ),
+            None,
+        );
+    }
+    // The home cluster checks the password: this one, or the first remote home.
+    let authenticated = if local_home {
+        state
+            .webdialer
+            .authenticate(&state, &uid, &pwd)
+            .await
+            .is_ok()
+    } else {
+        let c = WdClient::with_http(http.clone(), &homes[0]);
+        let cred = Credential {
+            user_id: uid.clone(),
+            password: pwd,
+            token: None,
+        };
+        match c.call(&Request::GetPrimaryLine { cred }).await {
+            Ok(_) => true,
+            Err(WdCallError::Fault(_)) => false,
+            Err(WdCallError::Transport(e)) => {
+                tracing::warn!(webdialer = %homes[0], error = %e, "Redirector: password check failed");
+                false
+            }
+        }
+    };
+    if !authenticated {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            login_page(
+                &destination,
+                "Login failed: the user ID or password is not correct.",
+            ),
+            None,
+        );
+    }
+    if homes.len() == 1 {
+        let to = servlet_url(&homes[0], &destination);
+        tracing::info!(user = %uid, to = %to, "Redirector: redirecting");
+        let mut r = (StatusCode::SEE_OTHER, "").into_response();
+        if let Ok(v) = to.parse() {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return r;
+    }
+    let items: String = homes
+        .iter()
+        .map(|b| {
+            let u = servlet_url(b, &destination);
+            format!("<li><a href=\"{}\">{}</a></li>", esc(&u), esc(b))
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        page(
+            "Choose your WebDialer",
+            &format!(
+                "<p>{} is a user of more than one cluster. Pick one:</p><ul>{items}</ul>",
+                esc(&uid)
+            ),
+        ),
+        None,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn webdialer_redirector_builds_servlet_urls() {
+        assert_eq!(
+            servlet_url("https://b:8443/", "9 555#"),
+            "https://b:8443/webdialer/Webdialer?destination=9%20555%23"
+        );
+        assert_eq!(servlet_url("http://a", ""), "http://a/webdialer/Webdialer");
+    }
+}

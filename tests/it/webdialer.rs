@@ -1,0 +1,1102 @@
+//! WebDialer (issue 7) over the wire: the SOAP interface with envelopes written as Cisco's
+//! samples write them (pyCiscoWebDialer, Cisco's developer guide), calls placed with
+//! third-party call control to simulated phones, every response code that can arise, the WSDL,
+//! `ucm dial`, and the HTML servlet driven by plain HTTP requests with its cookie.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::Duration;
+
+use crate::common::{http_get, split_http, ucm, write_file, Server};
+use crate::phone::{calls, state, wait_state, Sim};
+
+const PHONE_A: &str = "SEP00036BC7B973";
+const PHONE_B: &str = "SEP00036BC7B974";
+
+/// The demo cluster with WebDialer parameters, an application with proxy rights (`wdproxy`),
+/// one without (`wdapp`), and a user with no device (`nodev`).
+fn wd_cluster(dir: &std::path::Path, max_concurrent: u32, extra_params: &str) -> String {
+    let text = ucm::config::DEMO_YAML
+        .replace(
+            "  webdialer:\n    user_session_expiry_hours: 0\n    max_concurrent_call_requests: 3\n",
+            &format!(
+                "  webdialer:\n    user_session_expiry_hours: 0\n    max_concurrent_call_requests: {max_concurrent}\n{extra_params}"
+            ),
+        )
+        .replace(
+            "application_users:\n",
+            "application_users:\n  - userid: wdproxy\n    password: wdproxy\n    roles: [cti-control-all-devices]\n  - userid: wdapp\n    password: wdapp\n",
+        )
+        .replace(
+            "end_users:\n",
+            "end_users:\n  - userid: nodev\n    last_name: Nodevice\n    password: cisco\n",
+        );
+    write_file(dir, "wd.yaml", &text)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+fn start(max_concurrent: u32) -> (tempfile::TempDir, Server) {
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), max_concurrent, "");
+    let srv = Server::start(&["--config", &def]);
+    (dir, srv)
+}
+
+fn post(
+    addr: SocketAddr,
+    path: &str,
+    ctype: &str,
+    headers: &str,
+    body: &str,
+) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(90))).ok();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {ctype}\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (status, head, body) = split_http(&raw);
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+fn soap(addr: SocketAddr, xml: &str) -> (u16, String) {
+    let (st, head, body) = post(
+        addr,
+        "/webdialer/services/WebdialerSoapService70",
+        "text/xml; charset=utf-8",
+        "SOAPAction: \"\"\r\n",
+        xml,
+    );
+    assert!(head.to_ascii_lowercase().contains("text/xml"), "{head}");
+    (st, body)
+}
+
+fn between<'a>(s: &'a str, open: &str, close: &str) -> Option<&'a str> {
+    let i = s.find(open)?;
+    let rest = &s[i + open.len()..];
+    let rest = &rest[rest.find('>')? + 1..];
+    Some(&rest[..rest.find(close)?])
+}
+
+fn code(body: &str) -> u32 {
+    between(body, "<responseCode", "</responseCode>")
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no responseCode in {body}"))
+}
+
+/// makeCallSoap exactly as pyCiscoWebDialer writes it.
+fn make_call_xml(
+    user: &str,
+    pw: &str,
+    dest: &str,
+    caller: &str,
+    device: &str,
+    line: &str,
+) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:WD70" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+   <soapenv:Header />
+   <soapenv:Body>
+      <urn:makeCallSoap soapenv:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">
+         <in0 xsi:type="urn:Credential">
+            <userID xsi:type="xsd:string">{user}</userID>
+            <password xsi:type="xsd:string">{pw}</password>
+         </in0>
+         <in1 xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/" xsi:type="soapenc:string">{dest}</in1>
+         <in2 xsi:type="urn:UserProfile">
+            <user xsi:type="xsd:string">{caller}</user>
+            <deviceName xsi:type="xsd:string">{device}</deviceName>
+            <lineNumber xsi:type="xsd:string">{line}</lineNumber>
+            <supportEM xsi:type="xsd:boolean">false</supportEM>
+            <locale xsi:type="xsd:string">Italian</locale>
+            <dontAutoClose xsi:type="xsd:boolean">false</dontAutoClose>
+            <dontShowCallConf xsi:type="xsd:boolean">true</dontShowCallConf>
+         </in2>
+      </urn:makeCallSoap>
+   </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
+
+/// Any other operation, in the developer guide's compact style.
+fn op_xml(op: &str, parts: &str) -> String {
+    format!(
+        r#"<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:WD70" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"><soapenv:Header/><soapenv:Body><urn:{op} soapenv:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">{parts}</urn:{op}></soapenv:Body></soapenv:Envelope>"#
+    )
+}
+
+fn cred(user: &str, pw: &str) -> String {
+    format!(
+        r#"<in0 xsi:type="urn:Credential"><userID xsi:type="xsd:string">{user}</userID><password xsi:type="xsd:string">{pw}</password></in0>"#
+    )
+}
+
+fn profile(part: &str, user: &str, device: &str, line: &str, em: bool) -> String {
+    format!(
+        r#"<{part} xsi:type="urn:UserProfile"><user xsi:type="xsd:string">{user}</user><deviceName xsi:type="xsd:string">{device}</deviceName><lineNumber xsi:type="xsd:string">{line}</lineNumber><supportEM xsi:type="xsd:boolean">{em}</supportEM></{part}>"#
+    )
+}
+
+fn end_call_xml(user: &str, pw: &str, device: &str) -> String {
+    op_xml(
+        "endCallSoap",
+        &format!(
+            "{}{}",
+            cred(user, pw),
+            profile("in1", user, device, "", false)
+        ),
+    )
+}
+
+fn connected(s: &serde_json::Value) -> bool {
+    calls(s).iter().any(|c| c["state"] == "connected")
+}
+
+fn ended(s: &serde_json::Value) -> bool {
+    !calls(s).is_empty() && calls(s).iter().all(|c| c["state"] == "ended")
+}
+
+#[test]
+fn r7_soap_make_call_rings_the_users_phone_then_the_destination_and_end_call_hangs_up() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.71.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.71.20",
+            "--auto-answer",
+        ],
+    );
+    let (a, b) = (sim_a.http(PHONE_A), sim_b.http(PHONE_B));
+
+    let (st, body) = soap(
+        http,
+        &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(code(&body), 0, "{body}");
+    assert!(
+        body.contains("<responseDescription xsi:type=\"xsd:string\">Success</responseDescription>"),
+        "{body}"
+    );
+    // makeCall answers once the user's phone has answered: it rang first.
+    let sa = state(a);
+    assert!(
+        calls(&sa).iter().any(|c| c["direction"] == "inbound"),
+        "the user's phone rang first: {sa:#}"
+    );
+    let sb = wait_state(b, 10, "the destination is connected", connected);
+    let cb = calls(&sb);
+    assert_eq!(cb[0]["direction"], "inbound");
+    assert_eq!(cb[0]["remote_number"], "10001", "B sees the user's number");
+    wait_state(a, 10, "the user's phone is connected", connected);
+
+    // endCallSoap hangs up both sides; a second one finds no call (1).
+    let (st, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!((st, code(&body)), (200, 0), "{body}");
+    wait_state(a, 10, "A hung up", ended);
+    wait_state(b, 10, "B hung up", ended);
+    let (_, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!(code(&body), 1, "{body}");
+    assert!(body.contains("no WebDialer call in progress"), "{body}");
+
+    // A proxy application places a call for the user (device and line from the profile).
+    let (_, body) = soap(
+        http,
+        &make_call_xml("wdproxy", "wdproxy", "10002", "jsmith", "", ""),
+    );
+    assert_eq!(code(&body), 0, "{body}");
+    wait_state(b, 10, "the proxied call reaches B", |s| {
+        calls(s)
+            .iter()
+            .filter(|c| c["state"] == "connected")
+            .count()
+            == 1
+    });
+    let (_, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!(code(&body), 0, "{body}");
+}
+
+#[test]
+fn r7_soap_response_codes_queries_faults_and_the_wsdl() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let mc = |u: &str, p: &str, d: &str, c: &str, dev: &str, l: &str| {
+        let (st, body) = soap(http, &make_call_xml(u, p, d, c, dev, l));
+        assert_eq!(st, 200, "{body}");
+        (code(&body), body)
+    };
+    // 2: wrong password, unknown user, missing credential.
+    assert_eq!(
+        mc("jsmith", "wrong", "10002", "jsmith", PHONE_A, "10001").0,
+        2
+    );
+    assert_eq!(mc("nobody", "x", "10002", "nobody", "", "").0, 2);
+    assert_eq!(mc("", "", "10002", "jsmith", "", "").0, 2);
+    // 3: acting for another user without proxy rights (an end user, an application).
+    assert_eq!(
+        mc("sadams", "cisco", "10002", "jsmith", PHONE_A, "10001").0,
+        3
+    );
+    assert_eq!(mc("wdapp", "wdapp", "10002", "jsmith", "", "").0, 3);
+    // 5: no device, someone else's device, a line the device lacks, no destination, EM
+    // without a login.
+    let (c, body) = mc("nodev", "cisco", "10002", "nodev", "", "");
+    assert_eq!(c, 5);
+    assert!(
+        body.contains("No supported device configured for user"),
+        "{body}"
+    );
+    assert_eq!(
+        mc("jsmith", "cisco", "10002", "jsmith", PHONE_B, "10002").0,
+        5
+    );
+    assert_eq!(
+        mc("jsmith", "cisco", "10002", "jsmith", PHONE_A, "99999").0,
+        5
+    );
+    assert_eq!(mc("jsmith", "cisco", "", "jsmith", PHONE_A, "10001").0, 5);
+    let (_, body) = soap(
+        http,
+        &op_xml(
+            "makeCallSoap",
+            &format!(
+                "{}<in1 xsi:type=\"xsd:string\">10002</in1>{}",
+                cred("jsmith", "cisco"),
+                profile("in2", "jsmith", "", "", true)
+            ),
+        ),
+    );
+    assert_eq!(code(&body), 5, "{body}");
+    assert!(
+        body.contains("Call to 10002 failed: User not logged in on any device"),
+        "{body}"
+    );
+    // 7: not a number to dial.
+    assert_eq!(
+        mc("jsmith", "cisco", "sip:x@y", "jsmith", PHONE_A, "10001").0,
+        7
+    );
+    // 1: the user's phone is not registered.
+    let (c, body) = mc("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001");
+    assert_eq!(c, 1, "{body}");
+    assert!(body.contains("not registered"), "{body}");
+
+    // getProfileSoap as pyCiscoWebDialer writes it; a proxy may ask for others.
+    let gp = |u: &str, p: &str, who: &str| {
+        soap(
+            http,
+            &format!(
+                r#"<?xml version="1.0" ?>
+<soapenv:Envelope xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance" xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:urn="urn:WD70">
+  <soapenv:Header/>
+  <soapenv:Body>
+     <urn:getProfileSoap soapenv:encodingStyle="http://schemas.xmlsoap.org/soap/encoding/">
+        <in0 xsi:type="urn:Credential">
+           <userID xsi:type="xsd:string">{u}</userID>
+           <password xsi:type="xsd:string">{p}</password>
+        </in0>
+        <in1 xsi:type="soapenc:string" xmlns:soapenc="http://schemas.xmlsoap.org/soap/encoding/">{who}</in1>
+     </urn:getProfileSoap>
+   </soapenv:Body>
+</soapenv:Envelope>"#
+            ),
+        )
+        .1
+    };
+    let body = gp("jsmith", "cisco", "jsmith");
+    assert_eq!(code(&body), 0, "{body}");
+    assert!(body.contains(">SEP00036BC7B973</deviceName>"), "{body}");
+    assert!(body.contains(">10001 ; Internal_PT</lines>"), "{body}");
+    assert_eq!(code(&gp("wdproxy", "wdproxy", "sadams")), 0);
+    assert_eq!(code(&gp("sadams", "cisco", "jsmith")), 3);
+    assert_eq!(code(&gp("jsmith", "bad", "jsmith")), 2);
+    assert_eq!(code(&gp("nodev", "cisco", "nodev")), 5);
+    let (_, body) = soap(
+        http,
+        &op_xml("getProfileDetailSoap", &cred("jsmith", "cisco")),
+    );
+    assert_eq!(code(&body), 0, "{body}");
+    assert!(
+        body.contains("<phoneType xsi:type=\"soapenc:string\">Cisco 8845</phoneType>"),
+        "{body}"
+    );
+    let (_, body) = soap(http, &op_xml("getPrimaryLine", &cred("jsmith", "cisco")));
+    assert_eq!(
+        between(&body, "<getPrimaryLineReturn", "</getPrimaryLineReturn>"),
+        Some("10001"),
+        "{body}"
+    );
+    for (who, yes) in [("jsmith", "true"), ("nobody", "false")] {
+        let (st, body) = soap(
+            http,
+            &op_xml(
+                "isClusterUserSoap",
+                &format!("<in0 xsi:type=\"xsd:string\">{who}</in0>"),
+            ),
+        );
+        assert_eq!(st, 200);
+        assert_eq!(
+            between(
+                &body,
+                "<isClusterUserSoapReturn",
+                "</isClusterUserSoapReturn>"
+            ),
+            Some(yes),
+            "{body}"
+        );
+    }
+
+    // Malformed envelopes: a Client fault with a clear faultstring, HTTP 500, no trace.
+    for (xml, want) in [
+        ("this is not xml", "not a SOAP 1.1"),
+        ("<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body><urn:makeCallSoap xmlns:urn=\"urn:WD70\">", "document ends inside"),
+        (&op_xml("dialEveryone", ""), "no operation &quot;dialEveryone&quot;"),
+        ("", "empty request"),
+    ] {
+        let (st, body) = soap(http, xml);
+        assert_eq!(st, 500, "{body}");
+        assert!(body.contains("<faultcode>soapenv:Client</faultcode>"), "{body}");
+        assert!(body.contains(want), "{want}: {body}");
+    }
+    let big = op_xml("makeCallSoap", &"<x/>".repeat(20_000));
+    let (st, body) = soap(http, &big);
+    assert_eq!(st, 500);
+    assert!(body.contains("limit"), "{body}");
+
+    // The WSDL, with this node's address.
+    for path in [
+        "/webdialer/wsdl/wd70.wsdl",
+        "/webdialer/services/WebdialerSoapService70?wsdl",
+    ] {
+        let (st, _, body) = http_get(http, path);
+        let body = String::from_utf8(body).unwrap();
+        assert_eq!(st, 200);
+        assert!(
+            body.contains(&format!(
+                "<wsdlsoap:address location=\"http://{http}/webdialer/services/WebdialerSoapService70\"/>"
+            )),
+            "{body}"
+        );
+        assert!(body.contains("<wsdl:operation name=\"getPrimaryLine\">"));
+    }
+    // Every refusal is logged without the password.
+    assert!(
+        !srv.logs().contains("wrong"),
+        "passwords never reach the log"
+    );
+}
+
+#[test]
+fn r7_soap_overloaded_past_maximum_concurrent_call_requests() {
+    let (_dir, srv) = start(1);
+    let http = srv.addr("http");
+    // The user's phone rings without answering: the first request holds the only slot.
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.72.10"]);
+    let a = sim_a.http(PHONE_A);
+    let first = std::thread::spawn(move || {
+        soap(
+            http,
+            &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+        )
+    });
+    wait_state(a, 10, "the user's phone rings", |s| !calls(s).is_empty());
+    let (st, body) = soap(
+        http,
+        &make_call_xml("wdproxy", "wdproxy", "10002", "sadams", "", ""),
+    );
+    assert_eq!(st, 200);
+    assert_eq!(code(&body), 9, "{body}");
+    assert!(body.contains("Service overloaded"), "{body}");
+    // Nobody answers: stopping the phone fails the first request, not the service.
+    drop(sim_a);
+    drop(srv);
+    let _ = first.join();
+}
+
+#[test]
+fn r7_soap_em_mode_dials_from_the_phone_the_user_is_logged_in_on() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.73.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.73.20",
+            "--auto-answer",
+        ],
+    );
+    // jsmith logs in (EM) on his EM-enabled phone with his profile.
+    let xml = "<request><appInfo><appID>emproxy</appID><appCertificate>emproxy</appCertificate></appInfo><login><deviceName>SEP00036BC7B973</deviceName><userID>jsmith</userID></login></request>";
+    let form = format!("xml={}", ucm::phone::http::encode_component(xml));
+    let (_, _, body) = post(
+        http,
+        "/emservice/EMServiceServlet",
+        "application/x-www-form-urlencoded",
+        "",
+        &form,
+    );
+    assert!(body.contains("<success/>"), "{body}");
+    wait_state(
+        sim_a.http(PHONE_A),
+        10,
+        "the phone runs jsmith's profile",
+        |s| s["last_notify"] == "check-sync",
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    let (_, body) = soap(
+        http,
+        &op_xml(
+            "makeCallSoap",
+            &format!(
+                "{}<in1 xsi:type=\"xsd:string\">10002</in1>{}",
+                cred("jsmith", "cisco"),
+                profile("in2", "jsmith", "", "", true)
+            ),
+        ),
+    );
+    assert_eq!(code(&body), 0, "{body}");
+    wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
+    let (_, body) = soap(
+        http,
+        &op_xml(
+            "endCallSoap",
+            &format!(
+                "{}{}",
+                cred("jsmith", "cisco"),
+                profile("in1", "jsmith", "", "", true)
+            ),
+        ),
+    );
+    assert_eq!(code(&body), 0, "{body}");
+}
+
+fn dial(args: &[&str], password: Option<&str>) -> (i32, String, String) {
+    let mut cmd = ucm();
+    cmd.arg("dial")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd.env_remove("UCM_DIAL_PASSWORD").env_remove("UCM_SERVER");
+    let mut child = cmd.spawn().unwrap();
+    if let Some(p) = password {
+        writeln!(child.stdin.take().unwrap(), "{p}").unwrap();
+    } else {
+        drop(child.stdin.take());
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn r7_ucm_dial_places_and_ends_calls_with_exit_codes() {
+    let (_dir, srv) = start(3);
+    let server = format!("http://{}", srv.addr("http"));
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.74.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.74.20",
+            "--auto-answer",
+        ],
+    );
+    let s = ["--server", server.as_str()];
+
+    let (rc, out, err) = dial(
+        &["10002", "--user", "jsmith", "--password-stdin", s[0], s[1]],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("calling 10002"), "{out}");
+    wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
+    let (rc, out, err) = dial(
+        &[
+            "--end",
+            "--user",
+            "jsmith",
+            "--device",
+            PHONE_A,
+            "--password-stdin",
+            "--json",
+            s[0],
+            s[1],
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["response_code"], 0);
+    wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
+
+    // --profile lists devices and lines.
+    let (rc, out, _) = dial(
+        &[
+            "--profile",
+            "--user",
+            "jsmith",
+            "--password-stdin",
+            s[0],
+            s[1],
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 0);
+    assert!(
+        out.contains("SEP00036BC7B973\n  10001 ; Internal_PT"),
+        "{out}"
+    );
+
+    // 1: WebDialer refused, with the code and its meaning.
+    let (rc, _, err) = dial(
+        &["10002", "--user", "jsmith", "--password-stdin", s[0], s[1]],
+        Some("bad"),
+    );
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("code 2 (Authentication error)"), "{err}");
+    let (rc, out, _) = dial(
+        &[
+            "10002",
+            "--user",
+            "nodev",
+            "--password-stdin",
+            "--json",
+            s[0],
+            s[1],
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 1);
+    assert!(out.contains("\"response_code\":5"), "{out}");
+    // 2: unreachable, no password, usage.
+    let (rc, _, err) = dial(
+        &[
+            "10002",
+            "--user",
+            "jsmith",
+            "--password-stdin",
+            "--server",
+            "http://127.0.0.1:1",
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 2, "{err}");
+    let (rc, _, err) = dial(&["10002", "--user", "jsmith", s[0], s[1]], None);
+    assert_eq!(rc, 2);
+    assert!(err.contains("UCM_DIAL_PASSWORD"), "{err}");
+    let (rc, _, _) = dial(&["--user", "jsmith"], None);
+    assert_eq!(rc, 2, "a destination, --end or --profile is required");
+    // The password may come from the environment.
+    let out = ucm()
+        .args(["dial", "--profile", "--user", "jsmith", s[0], s[1]])
+        .env("UCM_DIAL_PASSWORD", "cisco")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn form_encode(s: &str) -> String {
+    ucm::phone::http::encode_component(s)
+}
+
+/// POSTs a form to the servlet with the session cookie, if any.
+fn servlet(
+    http: SocketAddr,
+    cookie: Option<&str>,
+    fields: &[(&str, &str)],
+) -> (u16, String, String) {
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{k}={}", form_encode(v)))
+        .collect();
+    let hdr = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    post(
+        http,
+        "/webdialer/Webdialer",
+        "application/x-www-form-urlencoded",
+        &hdr,
+        &body.join("&"),
+    )
+}
+
+fn session_cookie(head: &str) -> String {
+    let line = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: wdsession="))
+        .unwrap_or_else(|| panic!("no session cookie: {head}"));
+    assert!(line.contains("HttpOnly"), "{line}");
+    line["set-cookie: ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn r7_html_servlet_login_preferences_dial_and_end_call() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.75.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.75.20",
+            "--auto-answer",
+        ],
+    );
+
+    // No session: the login page, destination carried along.
+    let (st, _, body) = http_get(http, "/webdialer/Webdialer?destination=10002");
+    let body = String::from_utf8(body).unwrap();
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("<label for=\"uid\">User ID</label>"),
+        "{body}"
+    );
+    assert!(
+        body.contains("name=\"destination\" value=\"10002\""),
+        "{body}"
+    );
+    assert!(!body.contains("<script"), "works without JavaScript");
+
+    // Wrong password: the login page again, no cookie.
+    let (st, head, body) = servlet(
+        http,
+        None,
+        &[
+            ("action", "login"),
+            ("uid", "jsmith"),
+            ("pwd", "x"),
+            ("destination", "10002"),
+        ],
+    );
+    assert_eq!(st, 401);
+    assert!(!head.to_ascii_lowercase().contains("set-cookie"), "{head}");
+    assert!(body.contains("Login failed"), "{body}");
+
+    // Login → preferences with the user's device and line.
+    let (st, head, body) = servlet(
+        http,
+        None,
+        &[
+            ("action", "login"),
+            ("uid", "jsmith"),
+            ("pwd", "cisco"),
+            ("destination", "10002"),
+        ],
+    );
+    assert_eq!(st, 200, "{body}");
+    let cookie = session_cookie(&head);
+    assert!(body.contains("value=\"SEP00036BC7B973|10001\""), "{body}");
+    assert!(body.contains("Use Extension Mobility"), "{body}");
+
+    // Preferences → the dial page with the number filled in.
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[
+            ("action", "prefs"),
+            ("use", "device"),
+            ("device", "SEP00036BC7B973|10001"),
+            ("destination", "10002"),
+        ],
+    );
+    assert!(
+        body.contains("id=\"destination\" name=\"destination\" value=\"10002\""),
+        "{body}"
+    );
+    // The cookie remembers: a later GET goes straight to the dial page.
+    let (_, _, body) = post(
+        http,
+        "/webdialer/Webdialer?destination=10002",
+        "text/plain",
+        &format!("Cookie: {cookie}\r\n"),
+        "",
+    );
+    assert!(body.contains("<h1>Dial</h1>"), "{body}");
+
+    // Dial → the call is placed (user's phone first) → the end-call page.
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[("action", "dial"), ("destination", "10002")],
+    );
+    assert!(
+        body.contains("Calling 10002 from SEP00036BC7B973"),
+        "{body}"
+    );
+    assert!(body.contains(">End call</button>"), "{body}");
+    wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
+    wait_state(sim_a.http(PHONE_A), 10, "A is connected", connected);
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[("action", "end"), ("destination", "10002")],
+    );
+    assert!(body.contains("The call has ended."), "{body}");
+    wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
+
+    // Use Extension Mobility without a login: the seed's message.
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[("action", "prefs"), ("use", "em"), ("destination", "10002")],
+    );
+    assert!(body.contains("Extension Mobility"), "{body}");
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[("action", "dial"), ("destination", "10002")],
+    );
+    assert!(
+        body.contains("Call to 10002 failed: User not logged in on any device"),
+        "{body}"
+    );
+
+    // Someone else's device is refused on the preferences page.
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[
+            ("action", "prefs"),
+            ("use", "device"),
+            ("device", "SEP00036BC7B974|10002"),
+        ],
+    );
+    assert!(body.contains("is not a device of jsmith"), "{body}");
+
+    // Logout ends the session.
+    let (_, head, _) = servlet(http, Some(&cookie), &[("action", "logout")]);
+    assert!(head.contains("Max-Age=0"), "{head}");
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[("action", "dial"), ("destination", "10002")],
+    );
+    assert!(body.contains("<h1>Log in</h1>"), "{body}");
+
+    // A user with no device.
+    let (_, _, body) = servlet(
+        http,
+        None,
+        &[("action", "login"), ("uid", "nodev"), ("pwd", "cisco")],
+    );
+    assert!(
+        body.contains("No supported device configured for user"),
+        "{body}"
+    );
+
+    // makeCallProxy: an application with proxy rights places the call at once; one without
+    // is refused (3).
+    let (st, _, body) = servlet(
+        http,
+        None,
+        &[
+            ("destination", "10002"),
+            ("uid", "jsmith"),
+            ("appid", "wdproxy"),
+            ("pwd", "wdproxy"),
+        ],
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("Calling 10002"), "{body}");
+    wait_state(sim_b.http(PHONE_B), 10, "the proxied call reaches B", |s| {
+        calls(s).iter().any(|c| c["state"] == "connected")
+    });
+    let (st, _, body) = servlet(
+        http,
+        None,
+        &[
+            ("destination", "10002"),
+            ("uid", "jsmith"),
+            ("appid", "wdapp"),
+            ("pwd", "wdapp"),
+        ],
+    );
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("No authentication proxy rights"), "{body}");
+}
+
+#[test]
+fn r7_html_session_expiry_sets_the_cookie_lifetime() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), 3, "");
+    let text = std::fs::read_to_string(&def).unwrap().replace(
+        "user_session_expiry_hours: 0",
+        "user_session_expiry_hours: 2",
+    );
+    std::fs::write(&def, text).unwrap();
+    let srv = Server::start(&["--config", &def]);
+    let (_, head, _) = servlet(
+        srv.addr("http"),
+        None,
+        &[("action", "login"), ("uid", "jsmith"), ("pwd", "cisco")],
+    );
+    assert!(head.contains("Max-Age=7200"), "{head}");
+    // An unknown or forged cookie is a login page, never an error.
+    let (st, _, body) = servlet(
+        srv.addr("http"),
+        Some("WDSESSION=00000000000000000000000000000000"),
+        &[("action", "dial"), ("destination", "1")],
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("<h1>Log in</h1>"), "{body}");
+}
+
+#[test]
+fn r7_zeep_places_a_call_from_ciscos_wsdl() {
+    use std::io::BufRead;
+    let have_zeep = std::process::Command::new("python3")
+        .args(["-c", "import zeep"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !have_zeep {
+        crate::common::skip_or_fail("Python's zeep is not installed (pip install zeep)");
+        return;
+    }
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let _sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.76.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.76.20",
+            "--auto-answer",
+        ],
+    );
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/it/webdialer_zeep/zeep_client.py"
+    );
+    let mut child = std::process::Command::new("python3")
+        .arg(script)
+        .arg(format!("http://{http}/webdialer/wsdl/wd70.wsdl"))
+        .args(["jsmith", "cisco", PHONE_A, "10001", "10002"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let first: serde_json::Value =
+        serde_json::from_str(&lines.next().expect("zeep printed results").unwrap()).unwrap();
+    assert_eq!(first["isClusterUser"], true, "{first}");
+    assert_eq!(first["primaryLine"], "10001", "{first}");
+    assert_eq!(first["makeCall"][0], 0, "{first}");
+    assert_eq!(first["makeCall"][1], "Success", "{first}");
+    assert_eq!(first["badPassword"], 2, "{first}");
+    wait_state(sim_b.http(PHONE_B), 10, "zeep's call reaches B", connected);
+    writeln!(child.stdin.as_mut().unwrap()).unwrap();
+    let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+    assert_eq!(second["endCall"], 0, "{second}");
+    wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn r7_redirector_sends_a_cluster_b_user_starting_at_a_to_bs_webdialer() {
+    // Clusters B and C: the demo cluster; B also has bob (whose home it is).
+    let dir_b = tempfile::tempdir().unwrap();
+    let def_b = wd_cluster(dir_b.path(), 3, "");
+    let text = std::fs::read_to_string(&def_b).unwrap().replace(
+        "end_users:\n",
+        "end_users:\n  - userid: bob\n    last_name: Builder\n    password: bobpw\n",
+    );
+    std::fs::write(&def_b, text).unwrap();
+    let srv_b = Server::start(&["--config", &def_b]);
+    let dir_c = tempfile::tempdir().unwrap();
+    let srv_c = Server::start(&["--config", &wd_cluster(dir_c.path(), 3, "")]);
+    // Cluster A asks B and C over HTTPS (trusting their certificates) and a dead address.
+    let dir_a = tempfile::tempdir().unwrap();
+    let mut bundle = String::new();
+    for s in [&srv_b, &srv_c] {
+        bundle.push_str(&std::fs::read_to_string(s.data_dir.path().join("node-cert.pem")).unwrap());
+    }
+    let ca = write_file(dir_a.path(), "webdialers-ca.pem", &bundle);
+    let (b_https, c_https) = (
+        format!("https://{}", srv_b.addr("https")),
+        format!("https://{}", srv_c.addr("https")),
+    );
+    let params = format!(
+        "    webdialers: [\"{b_https}\", \"{c_https}/\", \"https://127.0.0.1:1\"]\n    redirector_ca_file: {}\n    redirector_timeout_ms: 2000\n",
+        ca.display()
+    );
+    let srv_a = Server::start(&["--config", &wd_cluster(dir_a.path(), 3, &params)]);
+    let a = srv_a.addr("http");
+    let redirect = |fields: &[(&str, &str)]| {
+        let body: Vec<String> = fields
+            .iter()
+            .map(|(k, v)| format!("{k}={}", form_encode(v)))
+            .collect();
+        post(
+            a,
+            "/webdialer/Redirector",
+            "application/x-www-form-urlencoded",
+            "",
+            &body.join("&"),
+        )
+    };
+
+    let (st, _, body) = http_get(a, "/webdialer/Redirector?destination=10002");
+    assert_eq!(st, 200);
+    let body = String::from_utf8(body).unwrap();
+    assert!(
+        body.contains("name=\"destination\" value=\"10002\""),
+        "{body}"
+    );
+
+    // bob (home: B) is sent to B's WebDialer, the destination carried along.
+    let (st, head, _) = redirect(&[("uid", "bob"), ("pwd", "bobpw"), ("destination", "10002")]);
+    assert_eq!(st, 303, "{head}");
+    assert!(
+        head.contains(&format!(
+            "location: {b_https}/webdialer/Webdialer?destination=10002"
+        )) || head.contains(&format!(
+            "Location: {b_https}/webdialer/Webdialer?destination=10002"
+        )),
+        "{head}"
+    );
+    // B checks bob's password.
+    let (st, _, body) = redirect(&[("uid", "bob"), ("pwd", "wrong"), ("destination", "10002")]);
+    assert_eq!(st, 401);
+    assert!(body.contains("Login failed"), "{body}");
+    // Nobody's user: a clear error page.
+    let (st, _, body) = redirect(&[("uid", "nobody"), ("pwd", "x")]);
+    assert_eq!(st, 404);
+    assert!(
+        body.contains("nobody is not a user of any WebDialer"),
+        "{body}"
+    );
+    // jsmith is a user of all three: a page to pick from.
+    let (st, _, body) = redirect(&[
+        ("uid", "jsmith"),
+        ("pwd", "cisco"),
+        ("destination", "10002"),
+    ]);
+    assert_eq!(st, 200, "{body}");
+    for base in [format!("http://{a}"), b_https.clone(), c_https.clone()] {
+        assert!(
+            body.contains(&format!(
+                "href=\"{base}/webdialer/Webdialer?destination=10002\""
+            )),
+            "{base}: {body}"
+        );
+    }
+    // ucm dial --redirector: bob's requests go to B (A would refuse bob with 2; B answers 5,
+    // bob having no phone).
+    let (rc, out, err) = dial(
+        &[
+            "--profile",
+            "--user",
+            "bob",
+            "--password-stdin",
+            "--json",
+            "--insecure",
+            "--redirector",
+            &format!("http://{a}"),
+        ],
+        Some("bobpw"),
+    );
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("\"response_code\":5"), "{out}");
+    let (rc, _, err) = dial(
+        &[
+            "--profile",
+            "--user",
+            "nobody",
+            "--password-stdin",
+            "--redirector",
+            &format!("http://{a}"),
+        ],
+        Some("x"),
+    );
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("not a user of any WebDialer"), "{err}");
+    // The unreachable WebDialer was skipped and logged.
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = srv_a.logs();
+    assert!(
+        logs.contains("Redirector: WebDialer skipped") && logs.contains("127.0.0.1:1"),
+        "{logs}"
+    );
+}
