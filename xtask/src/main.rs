@@ -466,7 +466,7 @@ fn profile_calls(rest: &[&str]) -> Result<()> {
     let out = tmp.join("callgrind.out.%p");
     let out_arg = format!("--callgrind-out-file={}", out.display());
     let (mut node, ready) = spawn_node_under(
-        &["valgrind", "--tool=callgrind", &out_arg],
+        &["valgrind", "-q", "--tool=callgrind", &out_arg],
         &bin,
         &cfg,
         &tmp.join("node"),
@@ -477,6 +477,7 @@ fn profile_calls(rest: &[&str]) -> Result<()> {
         Command::new("callgrind_control")
             .args([what, &pid])
             .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .status()
     };
     control("-z")?;
