@@ -183,6 +183,10 @@ struct Shared {
     /// over the connection it registered on.
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     nonces: digest::Nonces,
+    /// Requests refused with 503 since the last overload warning, and the second (Unix
+    /// time) of that warning: under overload one line a second, not one per message.
+    overload_refused: std::sync::atomic::AtomicU64,
+    overload_warned_at: std::sync::atomic::AtomicI64,
 }
 
 /// The writer side of a connection and the receiver its writer task drains.
@@ -243,6 +247,8 @@ impl SipServer {
                 udp: OnceLock::new(),
                 conns: Mutex::new(HashMap::new()),
                 nonces: digest::Nonces::new(rand::random()),
+                overload_refused: std::sync::atomic::AtomicU64::new(0),
+                overload_warned_at: std::sync::atomic::AtomicI64::new(0),
             }),
         }
     }
@@ -406,12 +412,31 @@ impl SipServer {
             Err(mpsc::error::TrySendError::Full((SipMessage::Request(req), _)))
                 if req.method != Method::Ack =>
             {
-                tracing::warn!("call control is overloaded; answering 503");
+                self.warn_overloaded();
                 let mut r = self.respond(&req, 503, "Service Unavailable");
                 r.headers.push("Retry-After", "1");
                 Some(r)
             }
             Err(_) => None,
+        }
+    }
+
+    /// Logs that call control is overloaded at most once a second, with how many requests
+    /// were refused since the last line (a line per refusal would feed the overload).
+    fn warn_overloaded(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.shared.overload_refused.fetch_add(1, Relaxed);
+        let now = registrar::unix_now();
+        let last = self.shared.overload_warned_at.load(Relaxed);
+        if now != last
+            && self
+                .shared
+                .overload_warned_at
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let refused = self.shared.overload_refused.swap(0, Relaxed);
+            tracing::warn!(refused, "call control is overloaded; answering 503");
         }
     }
 
