@@ -235,7 +235,7 @@ pub struct B2bua {
     txns: TransactionTable,
     /// Our SIP address as peers should see it (`host:port`).
     host: String,
-    calls: HashMap<u64, Call>,
+    calls: super::transaction::IdMap<Call>,
     next_call: u64,
     by_dialog: HashMap<(String, String), (u64, usize)>,
     by_client_txn: HashMap<TransactionKey, (u64, usize)>,
@@ -267,7 +267,7 @@ impl B2bua {
         B2bua {
             txns: TransactionTable::new(Timers::default()),
             host,
-            calls: HashMap::new(),
+            calls: Default::default(),
             next_call: 1,
             by_dialog: HashMap::new(),
             by_client_txn: HashMap::new(),
@@ -395,7 +395,11 @@ impl B2bua {
         match self.txns.on_request(req, peer.reliability(), now) {
             Incoming::New { key, request } => {
                 self.txn_peer.insert(key.clone(), peer);
-                let in_dialog = request.to().ok().and_then(|t| t.tag().map(str::to_string));
+                let in_dialog = request
+                    .headers
+                    .to_ref()
+                    .ok()
+                    .and_then(|t| t.tag().map(str::to_string));
                 match (&request.method, in_dialog) {
                     (_, Some(tag)) => {
                         self.in_dialog(cluster, registrar, key, request, tag, now, out)
@@ -1130,7 +1134,11 @@ impl B2bua {
         if status == 100 {
             return; // hop-by-hop: the transaction layer already stopped retransmitting
         }
-        let to_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_string));
+        let to_tag = resp
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
         if idx == 0
             && self
                 .calls
@@ -1500,7 +1508,11 @@ impl B2bua {
         if !(200..300).contains(&resp.status) {
             return;
         }
-        leg.remote_tag = resp.to().ok().and_then(|t| t.tag().map(str::to_string));
+        leg.remote_tag = resp
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
         if let Some(ct) = contact_of_response(resp) {
             leg.remote_target = ct;
         }
@@ -2011,7 +2023,12 @@ impl B2bua {
 
     /// The caller's ACK for our 2xx: send B's ACK now if it waited for the answer SDP.
     fn ack_for_2xx(&mut self, ack: Request, out: &mut Vec<Out>) {
-        let Some(tag) = ack.to().ok().and_then(|t| t.tag().map(str::to_string)) else {
+        let Some(tag) = ack
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string))
+        else {
             return;
         };
         let Some(&(call, idx)) = self
@@ -2040,7 +2057,12 @@ impl B2bua {
             return;
         }
         let is_invite = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
-        let Some(tag) = resp.from().ok().and_then(|f| f.tag().map(str::to_string)) else {
+        let Some(tag) = resp
+            .headers
+            .from_ref()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_string))
+        else {
             return;
         };
         let Some(&(call, idx)) = self
@@ -2163,7 +2185,11 @@ impl B2bua {
         let Some(orig) = self.txns.server(server_key).map(|s| s.request().clone()) else {
             return;
         };
-        let tag = orig.to().ok().and_then(|t| t.tag().map(str::to_string));
+        let tag = orig
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
         // ACK a relayed re-INVITE's 2xx on the far side ourselves; the near side ACKs us.
         if orig.method == Method::Invite && (200..300).contains(&resp.status) {
             if let Some((mut ack, peer)) = self.dialog_request(call, idx, Method::Ack) {

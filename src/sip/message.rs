@@ -237,7 +237,11 @@ pub fn is_token(s: &str) -> bool {
 }
 
 fn trim_ws(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
+    let b = s.as_bytes();
+    let start = b.iter().position(|&c| !is_ws(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|&c| !is_ws(c)).map_or(start, |i| i + 1);
+    // Space and tab are ASCII, so both ends are char boundaries.
+    s.get(start..end).unwrap_or("")
 }
 
 fn trim_ws_bytes(mut b: &[u8]) -> &[u8] {
@@ -411,32 +415,28 @@ impl<'a> Cursor<'a> {
     }
 }
 
-/// Parses a quoted-string at the cursor. Returns the raw text (with quotes and
-/// escapes) and the unescaped content.
-fn parse_quoted<'a>(c: &mut Cursor<'a>) -> Result<(&'a str, String), String> {
+/// Checks a quoted-string at the cursor and returns it as on the wire (with quotes and
+/// escapes), without unescaping it.
+fn parse_quoted_raw<'a>(c: &mut Cursor<'a>) -> Result<&'a str, String> {
     let start = c.pos;
     if !c.eat(b'"') {
         return Err("expected '\"'".into());
     }
     let rest = c.rest();
-    let mut out = String::new();
     let mut escaped = false;
     for (i, ch) in rest.char_indices() {
         if escaped {
             if !ch.is_ascii() || ch == '\r' || ch == '\n' {
                 return Err(format!("invalid escaped character {ch:?} in quoted string"));
             }
-            out.push(ch);
             escaped = false;
         } else if ch == '\\' {
             escaped = true;
         } else if ch == '"' {
             c.pos += i + 1;
-            return Ok((c.s.get(start..c.pos).unwrap_or(""), out));
+            return Ok(c.s.get(start..c.pos).unwrap_or(""));
         } else if ((ch as u32) < 0x20 && ch != '\t') || ch == '\x7f' {
             return Err(format!("control character {ch:?} in quoted string"));
-        } else {
-            out.push(ch);
         }
     }
     Err(format!(
@@ -448,6 +448,102 @@ fn parse_quoted<'a>(c: &mut Cursor<'a>) -> Result<(&'a str, String), String> {
 /// Parameter list: `(name, value)` with values exactly as on the wire
 /// (quoted-strings keep their quotes; see [`unquote`]).
 pub type Params = Vec<(String, Option<String>)>;
+
+/// Where parameters go while a list is parsed: kept ([`Params`]), or only checked and
+/// the few the caller needs picked out (no allocation).
+trait ParamSink<'a> {
+    fn add(&mut self, name: &'a str, value: Option<&'a str>);
+}
+
+impl<'a> ParamSink<'a> for Params {
+    fn add(&mut self, name: &'a str, value: Option<&'a str>) {
+        self.push((name.to_string(), value.map(str::to_string)));
+    }
+}
+
+/// A parameter list exactly as on the wire (`;a=b;c`, header or URI parameters) that
+/// the parser has already checked: lookups borrow from the message and allocate nothing.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RawParams<'a>(&'a str);
+
+impl<'a> RawParams<'a> {
+    /// `(name, value)` in order, values exactly as on the wire (quoted-strings keep their
+    /// quotes).
+    pub fn iter(&self) -> RawParamIter<'a> {
+        RawParamIter { rest: self.0 }
+    }
+
+    /// A parameter: `None` if absent, `Some(None)` if present without value.
+    pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
+        self.iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v)
+    }
+
+    /// The parameters as owned pairs.
+    pub fn to_params(&self) -> Params {
+        self.iter()
+            .map(|(n, v)| (n.to_string(), v.map(str::to_string)))
+            .collect()
+    }
+
+    pub fn as_str(&self) -> &'a str {
+        self.0
+    }
+}
+
+/// Iterator of [`RawParams::iter`]. The list was checked when parsed, so splitting on
+/// `;` and `=` outside quoted strings and trimming whitespace gives what the strict
+/// parser saw.
+#[derive(Debug, Clone)]
+pub struct RawParamIter<'a> {
+    rest: &'a str,
+}
+
+/// Index of the first `delim` outside a quoted-string.
+fn find_unquoted(s: &str, delim: u8) -> Option<usize> {
+    let (mut in_quote, mut escaped) = (false, false);
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        if escaped {
+            escaped = false;
+        } else if in_quote && b == b'\\' {
+            escaped = true;
+        } else if b == b'"' {
+            in_quote = !in_quote;
+        } else if b == delim && !in_quote {
+            return Some(i);
+        }
+    }
+    None
+}
+
+impl<'a> Iterator for RawParamIter<'a> {
+    type Item = (&'a str, Option<&'a str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.rest.is_empty() {
+                return None;
+            }
+            let (piece, rest) = match find_unquoted(self.rest, b';') {
+                Some(i) => (
+                    self.rest.get(..i).unwrap_or(""),
+                    self.rest.get(i + 1..).unwrap_or(""),
+                ),
+                None => (self.rest, ""),
+            };
+            self.rest = rest;
+            let piece = trim_ws(piece);
+            if piece.is_empty() {
+                continue;
+            }
+            return Some(match piece.split_once('=') {
+                Some((n, v)) => (trim_ws(n), Some(trim_ws(v))),
+                None => (piece, None),
+            });
+        }
+    }
+}
 
 fn find_param<'a>(params: &'a [(String, Option<String>)], name: &str) -> Option<Option<&'a str>> {
     params
@@ -485,7 +581,7 @@ fn write_params(f: &mut fmt::Formatter<'_>, params: &[(String, Option<String>)])
 /// Header parameters: `*( SEMI generic-param )`, `generic-param = token [ EQUAL
 /// gen-value ]`, `gen-value = token / host / quoted-string`, with optional
 /// whitespace around `;` and `=`.
-fn parse_header_params(c: &mut Cursor<'_>, out: &mut Params) -> Result<(), String> {
+fn parse_header_params<'a>(c: &mut Cursor<'a>, out: &mut impl ParamSink<'a>) -> Result<(), String> {
     loop {
         c.skip_ws();
         match c.peek() {
@@ -505,18 +601,18 @@ fn parse_header_params(c: &mut Cursor<'_>, out: &mut Params) -> Result<(), Strin
         let value = if c.eat(b'=') {
             c.skip_ws();
             if c.peek() == Some(b'"') {
-                Some(parse_quoted(c)?.0.to_string())
+                Some(parse_quoted_raw(c)?)
             } else {
                 let v = c.take_while(is_gen_value_char);
                 if v.is_empty() {
                     return Err(format!("missing value for parameter {}", snippet(name)));
                 }
-                Some(v.to_string())
+                Some(v)
             }
         } else {
             None
         };
-        out.push((name.to_string(), value));
+        out.add(name, value);
     }
 }
 
@@ -525,18 +621,27 @@ fn parse_header_params(c: &mut Cursor<'_>, out: &mut Params) -> Result<(), Strin
 // ---------------------------------------------------------------------------
 
 fn is_ipv4(s: &str) -> bool {
-    let mut n = 0;
-    for part in s.split('.') {
-        n += 1;
-        if part.is_empty()
-            || part.len() > 3
-            || !part.bytes().all(|b| b.is_ascii_digit())
-            || part.parse::<u16>().map_or(true, |v| v > 255)
-        {
+    // Four dot-separated decimal parts of one to three digits, each at most 255.
+    let (mut parts, mut digits, mut value) = (0u32, 0u32, 0u32);
+    for &b in s.as_bytes() {
+        if b == b'.' {
+            if digits == 0 || value > 255 {
+                return false;
+            }
+            parts += 1;
+            digits = 0;
+            value = 0;
+        } else if b.is_ascii_digit() {
+            digits += 1;
+            if digits > 3 {
+                return false;
+            }
+            value = value * 10 + u32::from(b - b'0');
+        } else {
             return false;
         }
     }
-    n == 4
+    digits > 0 && value <= 255 && parts == 3
 }
 
 fn is_ip_address(s: &str) -> bool {
@@ -553,30 +658,42 @@ fn validate_hostname(h: &str) -> Result<(), String> {
     if body.is_empty() {
         return Err(format!("invalid host {}", snippet(h)));
     }
-    let last = body.rsplit('.').next().unwrap_or("");
-    if last.bytes().next().is_some_and(|b| b.is_ascii_digit()) {
+    let b = body.as_bytes();
+    let last_start = b.iter().rposition(|&c| c == b'.').map_or(0, |i| i + 1);
+    if b.get(last_start).is_some_and(|c| c.is_ascii_digit()) {
         if body.len() == h.len() && is_ipv4(body) {
             return Ok(());
         }
         return Err(format!("invalid IPv4 address {}", snippet(h)));
     }
-    for label in body.split('.') {
-        if label.is_empty()
-            || label.starts_with('-')
-            || label.ends_with('-')
-            || !label
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
-        {
+    // Labels: non-empty, alphanumerics and '-', not starting or ending with '-'.
+    let mut label_len = 0usize;
+    let mut prev = b'.';
+    for &c in b {
+        if c == b'.' {
+            if label_len == 0 || prev == b'-' {
+                return Err(format!("invalid host name {}", snippet(h)));
+            }
+            label_len = 0;
+        } else if c.is_ascii_alphanumeric() || c == b'-' {
+            if label_len == 0 && c == b'-' {
+                return Err(format!("invalid host name {}", snippet(h)));
+            }
+            label_len += 1;
+        } else {
             return Err(format!("invalid host name {}", snippet(h)));
         }
+        prev = c;
+    }
+    if label_len == 0 || prev == b'-' {
+        return Err(format!("invalid host name {}", snippet(h)));
     }
     Ok(())
 }
 
 /// host = hostname / IPv4address / IPv6reference. IPv6 references keep their
 /// brackets.
-fn parse_host(c: &mut Cursor<'_>) -> Result<String, String> {
+fn parse_host<'a>(c: &mut Cursor<'a>) -> Result<&'a str, String> {
     if c.peek() == Some(b'[') {
         let rest = c.rest();
         let end = rest
@@ -587,7 +704,7 @@ fn parse_host(c: &mut Cursor<'_>) -> Result<String, String> {
             return Err(format!("invalid IPv6 address {}", snippet(inner)));
         }
         c.pos += end + 1;
-        return Ok(rest.get(..end + 1).unwrap_or("").to_string());
+        return Ok(rest.get(..end + 1).unwrap_or(""));
     }
     let h = c.take_while(is_host_char);
     if h.is_empty() {
@@ -598,7 +715,7 @@ fn parse_host(c: &mut Cursor<'_>) -> Result<String, String> {
         });
     }
     validate_hostname(h)?;
-    Ok(h.to_string())
+    Ok(h)
 }
 
 fn parse_port(d: &str) -> Result<u16, String> {
@@ -749,6 +866,34 @@ pub fn compact_header_name(name: &str) -> Option<char> {
         .map(|(k, _)| *k as char)
 }
 
+/// The name as a `'static` string when it is one of the common header names (no
+/// allocation), else a copy.
+fn static_header_name(name: &str) -> Cow<'static, str> {
+    const COMMON: &[&str] = &[
+        "Via",
+        "Route",
+        "Record-Route",
+        "Contact",
+        "Call-ID",
+        "CSeq",
+        "From",
+        "To",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+        "Allow",
+        "Supported",
+        "Require",
+        "Proxy-Require",
+        "Unsupported",
+    ];
+    COMMON
+        .iter()
+        .chain(COMPACT_FORMS.iter().map(|(_, f)| f))
+        .find(|c| c.eq_ignore_ascii_case(name))
+        .map_or_else(|| Cow::Owned(name.to_string()), |c| Cow::Borrowed(*c))
+}
+
 /// Case-insensitive header name comparison that understands compact forms.
 pub fn header_names_equal(a: &str, b: &str) -> bool {
     full_header_name(a).eq_ignore_ascii_case(full_header_name(b))
@@ -807,11 +952,61 @@ impl HeaderKind {
 // Headers
 // ---------------------------------------------------------------------------
 
+/// A header name as received; the common names (in their usual spelling) are shared
+/// statics rather than allocations.
+type HeaderName = Cow<'static, str>;
+
+/// `name` as a [`HeaderName`]: a static when it is spelled exactly like a common header.
+fn header_name(name: &str) -> HeaderName {
+    const COMMON: &[&str] = &[
+        "Via",
+        "From",
+        "To",
+        "Call-ID",
+        "CSeq",
+        "Contact",
+        "Max-Forwards",
+        "Content-Length",
+        "Content-Type",
+        "Route",
+        "Record-Route",
+        "Allow",
+        "Supported",
+        "Server",
+        "User-Agent",
+        "Subject",
+        "Expires",
+        "Date",
+        "Accept",
+        "Require",
+        "Session-Expires",
+        "P-Asserted-Identity",
+        "Retry-After",
+        "Reason",
+        "Timestamp",
+        "Authorization",
+        "WWW-Authenticate",
+        "v",
+        "f",
+        "t",
+        "i",
+        "m",
+        "l",
+        "c",
+        "k",
+        "s",
+    ];
+    match COMMON.iter().find(|c| **c == name) {
+        Some(c) => Cow::Borrowed(*c),
+        None => Cow::Owned(name.to_string()),
+    }
+}
+
 /// Ordered header list. Names are kept as received; lookups are
 /// case-insensitive and understand compact forms both ways.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Headers {
-    entries: Vec<(String, String)>,
+    entries: Vec<(HeaderName, String)>,
 }
 
 impl Headers {
@@ -836,7 +1031,7 @@ impl Headers {
     /// Values of every header line with this name, in order (not split on
     /// commas; see [`Headers::get_all_split`]).
     pub fn get_all(&self, name: &str) -> impl Iterator<Item = &str> + '_ {
-        let key = full_header_name(name).to_owned();
+        let key = static_header_name(full_header_name(name));
         self.entries
             .iter()
             .filter(move |(n, _)| full_header_name(n).eq_ignore_ascii_case(&key))
@@ -864,7 +1059,7 @@ impl Headers {
     /// Appends a header line. Neither name nor value are validated; control
     /// characters are replaced by spaces when serializing.
     pub fn push(&mut self, name: &str, value: impl Into<String>) {
-        self.entries.push((name.to_string(), value.into()));
+        self.entries.push((header_name(name), value.into()));
     }
 
     /// Replaces all header lines of this name (compact-aware) by one line at
@@ -904,7 +1099,7 @@ impl Headers {
 
     /// All header lines in order as `(name, value)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> + '_ {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries.iter().map(|(n, v)| (&**n, v.as_str()))
     }
 
     pub fn len(&self) -> usize {
@@ -949,6 +1144,25 @@ impl Headers {
             .next()
             .ok_or_else(|| ParseError::bad_request("missing \"Via\" header"))?;
         Via::parse(v).map_err(|e| e.context("header \"Via\""))
+    }
+
+    /// The top-most Via entry, borrowed (no allocation).
+    pub fn top_via_ref(&self) -> Result<ViaRef<'_>, ParseError> {
+        let v = self
+            .get_all_split("Via")
+            .next()
+            .ok_or_else(|| ParseError::bad_request("missing \"Via\" header"))?;
+        ViaRef::parse(v).map_err(|e| e.context("header \"Via\""))
+    }
+
+    /// The From header, borrowed (no allocation).
+    pub fn from_ref(&self) -> Result<NameAddrRef<'_>, ParseError> {
+        NameAddrRef::parse(self.required("From")?).map_err(|e| e.context("header \"From\""))
+    }
+
+    /// The To header, borrowed (no allocation).
+    pub fn to_ref(&self) -> Result<NameAddrRef<'_>, ParseError> {
+        NameAddrRef::parse(self.required("To")?).map_err(|e| e.context("header \"To\""))
     }
 
     /// The parsed From header.
@@ -1020,7 +1234,7 @@ impl Headers {
             true
         });
         if !seen {
-            self.entries.push(("Content-Length".to_string(), v));
+            self.entries.push((Cow::Borrowed("Content-Length"), v));
         }
     }
 }
@@ -1028,11 +1242,11 @@ impl Headers {
 impl<'a> IntoIterator for &'a Headers {
     type Item = (&'a str, &'a str);
     type IntoIter = std::iter::Map<
-        std::slice::Iter<'a, (String, String)>,
-        fn(&'a (String, String)) -> (&'a str, &'a str),
+        std::slice::Iter<'a, (HeaderName, String)>,
+        fn(&'a (HeaderName, String)) -> (&'a str, &'a str),
     >;
     fn into_iter(self) -> Self::IntoIter {
-        self.entries.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+        self.entries.iter().map(|(n, v)| (&**n, v.as_str()))
     }
 }
 
@@ -1041,7 +1255,7 @@ impl<N: Into<String>, V: Into<String>> FromIterator<(N, V)> for Headers {
         Headers {
             entries: iter
                 .into_iter()
-                .map(|(n, v)| (n.into(), v.into()))
+                .map(|(n, v)| (Cow::Owned(n.into()), v.into()))
                 .collect(),
         }
     }
@@ -1065,6 +1279,14 @@ impl<'a> Iterator for CommaSplit<'a> {
 
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.s.as_bytes();
+        // Most values hold one item: without a comma (a fast search) the rest is it.
+        if let Some(rest) = bytes.get(self.pos..) {
+            if !rest.is_empty() && !rest.contains(&b',') {
+                let item = trim_ws(self.s.get(self.pos..).unwrap_or(""));
+                self.pos = bytes.len();
+                return (!item.is_empty()).then_some(item);
+            }
+        }
         while self.pos < bytes.len() {
             let start = self.pos;
             let mut end = bytes.len();
@@ -1228,7 +1450,60 @@ impl fmt::Display for SipUri {
     }
 }
 
+/// A URI borrowed from the text it was parsed from (see [`SipUri`] for the fields).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UriRef<'a> {
+    /// As received (compare case-insensitively).
+    pub scheme: &'a str,
+    pub user: Option<&'a str>,
+    pub password: Option<&'a str>,
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub params: RawParams<'a>,
+    /// `name=value&...` after `?`, as on the wire.
+    headers: Option<&'a str>,
+}
+
+impl<'a> UriRef<'a> {
+    pub fn parse(s: &'a str) -> Result<UriRef<'a>, ParseError> {
+        parse_uri_ref(s).map_err(ParseError::bad_request)
+    }
+
+    pub fn is_sip(&self) -> bool {
+        is_sip_scheme(self.scheme)
+    }
+
+    /// See [`SipUri::user_part`].
+    pub fn user_part(&self) -> Option<&'a str> {
+        self.user.map(|u| u.split(';').next().unwrap_or(u))
+    }
+
+    pub fn to_owned_uri(&self) -> SipUri {
+        SipUri {
+            scheme: self.scheme.to_ascii_lowercase(),
+            user: self.user.map(str::to_string),
+            password: self.password.map(str::to_string),
+            host: self.host.to_string(),
+            port: self.port,
+            params: self.params.to_params(),
+            headers: self
+                .headers
+                .map(|h| {
+                    h.split('&')
+                        .filter_map(|kv| kv.split_once('='))
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
 fn parse_uri(s: &str) -> Result<SipUri, String> {
+    parse_uri_ref(s).map(|u| u.to_owned_uri())
+}
+
+fn parse_uri_ref(s: &str) -> Result<UriRef<'_>, String> {
     if s.is_empty() {
         return Err("empty URI".into());
     }
@@ -1243,25 +1518,26 @@ fn parse_uri(s: &str) -> Result<SipUri, String> {
     {
         return Err(format!("invalid URI scheme in {}", snippet(s)));
     }
-    let scheme = scheme.to_ascii_lowercase();
-    match scheme.as_str() {
-        "sip" | "sips" => parse_sip_uri(scheme, rest),
-        "tel" => parse_tel_uri(rest),
-        _ => {
-            if rest.is_empty() {
-                return Err(format!("empty URI after scheme in {}", snippet(s)));
-            }
-            check_chars(rest, "URI", is_uric)?;
-            Ok(SipUri {
-                scheme,
-                host: rest.to_string(),
-                ..SipUri::default()
-            })
+    if is_sip_scheme(scheme) {
+        parse_sip_uri(scheme, rest)
+    } else if scheme.eq_ignore_ascii_case("tel") {
+        parse_tel_uri(scheme, rest)
+    } else {
+        if rest.is_empty() {
+            return Err(format!("empty URI after scheme in {}", snippet(s)));
         }
+        check_chars(rest, "URI", is_uric)?;
+        Ok(UriRef {
+            scheme,
+            host: rest,
+            ..UriRef::default()
+        })
     }
 }
 
-fn parse_uri_params(c: &mut Cursor<'_>, out: &mut Params) -> Result<(), String> {
+/// Checks URI parameters at the cursor and returns them as on the wire.
+fn parse_uri_params<'a>(c: &mut Cursor<'a>) -> Result<RawParams<'a>, String> {
+    let start = c.pos;
     let is_pc = |b: u8| is_param_char(b) || b == b'%';
     while c.eat(b';') {
         let name = c.take_while(is_pc);
@@ -1269,22 +1545,18 @@ fn parse_uri_params(c: &mut Cursor<'_>, out: &mut Params) -> Result<(), String> 
             return Err(format!("empty URI parameter name at {}", snippet(c.rest())));
         }
         check_chars(name, "URI parameter", is_param_char)?;
-        let value = if c.eat(b'=') {
+        if c.eat(b'=') {
             let v = c.take_while(is_pc);
             if v.is_empty() {
                 return Err(format!("empty value for URI parameter {}", snippet(name)));
             }
             check_chars(v, "URI parameter", is_param_char)?;
-            Some(v.to_string())
-        } else {
-            None
-        };
-        out.push((name.to_string(), value));
+        }
     }
-    Ok(())
+    Ok(RawParams(c.s.get(start..c.pos).unwrap_or("")))
 }
 
-fn parse_sip_uri(scheme: String, rest: &str) -> Result<SipUri, String> {
+fn parse_sip_uri<'a>(scheme: &'a str, rest: &'a str) -> Result<UriRef<'a>, String> {
     let (userinfo, hostpart) = match rest.split_once('@') {
         Some((u, h)) => (Some(u), h),
         None => (None, rest),
@@ -1302,8 +1574,8 @@ fn parse_sip_uri(scheme: String, rest: &str) -> Result<SipUri, String> {
         if let Some(p) = p {
             check_chars(p, "URI password", is_password_char)?;
         }
-        user = Some(u.to_string());
-        password = p.map(str::to_string);
+        user = Some(u);
+        password = p;
     }
     let mut c = Cursor::new(hostpart);
     let host = parse_host(&mut c)?;
@@ -1312,10 +1584,10 @@ fn parse_sip_uri(scheme: String, rest: &str) -> Result<SipUri, String> {
     } else {
         None
     };
-    let mut params = Vec::new();
-    parse_uri_params(&mut c, &mut params)?;
-    let mut headers = Vec::new();
+    let params = parse_uri_params(&mut c)?;
+    let mut headers = None;
     if c.eat(b'?') {
+        let start = c.pos;
         let is_hc = |b: u8| is_hnv_char(b) || b == b'%';
         loop {
             let name = c.take_while(is_hc);
@@ -1328,16 +1600,16 @@ fn parse_sip_uri(scheme: String, rest: &str) -> Result<SipUri, String> {
             }
             let value = c.take_while(is_hc);
             check_chars(value, "URI header", is_hnv_char)?;
-            headers.push((name.to_string(), value.to_string()));
             if !c.eat(b'&') {
                 break;
             }
         }
+        headers = Some(hostpart.get(start..c.pos).unwrap_or(""));
     }
     if !c.at_end() {
         return Err(format!("unexpected {} in URI", snippet(c.rest())));
     }
-    Ok(SipUri {
+    Ok(UriRef {
         scheme,
         user,
         password,
@@ -1348,7 +1620,7 @@ fn parse_sip_uri(scheme: String, rest: &str) -> Result<SipUri, String> {
     })
 }
 
-fn parse_tel_uri(rest: &str) -> Result<SipUri, String> {
+fn parse_tel_uri<'a>(scheme: &'a str, rest: &'a str) -> Result<UriRef<'a>, String> {
     let mut c = Cursor::new(rest);
     let number = c.take_while(is_tel_char);
     if number.is_empty() {
@@ -1357,16 +1629,15 @@ fn parse_tel_uri(rest: &str) -> Result<SipUri, String> {
             snippet(rest)
         ));
     }
-    let mut params = Vec::new();
-    parse_uri_params(&mut c, &mut params)?;
+    let params = parse_uri_params(&mut c)?;
     if !c.at_end() {
         return Err(format!("unexpected {} in tel URI", snippet(c.rest())));
     }
-    Ok(SipUri {
-        scheme: "tel".into(),
-        user: Some(number.to_string()),
+    Ok(UriRef {
+        scheme,
+        user: Some(number),
         params,
-        ..SipUri::default()
+        ..UriRef::default()
     })
 }
 
@@ -1452,13 +1723,69 @@ impl fmt::Display for NameAddr {
 }
 
 fn parse_name_addr(s: &str) -> Result<NameAddr, String> {
+    parse_name_addr_ref(s).map(|n| n.to_owned_name_addr())
+}
+
+/// Keeps the first `tag` parameter of a name-addr while it is parsed.
+#[derive(Default)]
+struct TagParam<'a>(Option<Option<&'a str>>);
+
+impl<'a> ParamSink<'a> for TagParam<'a> {
+    fn add(&mut self, n: &'a str, v: Option<&'a str>) {
+        if self.0.is_none() && n.eq_ignore_ascii_case("tag") {
+            self.0 = Some(v);
+        }
+    }
+}
+
+/// A name-addr borrowed from the header value it was parsed from (see [`NameAddr`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NameAddrRef<'a> {
+    /// The display name as on the wire: a quoted-string with its quotes, or tokens.
+    display: Option<&'a str>,
+    pub uri: UriRef<'a>,
+    pub params: RawParams<'a>,
+    /// The first `tag` parameter, found while parsing.
+    tag: Option<Option<&'a str>>,
+}
+
+impl<'a> NameAddrRef<'a> {
+    pub fn parse(s: &'a str) -> Result<NameAddrRef<'a>, ParseError> {
+        parse_name_addr_ref(s).map_err(ParseError::bad_request)
+    }
+
+    /// The `tag` parameter.
+    pub fn tag(&self) -> Option<&'a str> {
+        self.tag.flatten()
+    }
+
+    /// A header parameter: `None` if absent, `Some(None)` if present without value.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        self.params.get(name)
+    }
+
+    /// The display name, unescaped (see [`NameAddr::display_name`]).
+    pub fn display_name(&self) -> Option<Cow<'a, str>> {
+        self.display.map(unquote)
+    }
+
+    pub fn to_owned_name_addr(&self) -> NameAddr {
+        NameAddr {
+            display_name: self.display_name().map(Cow::into_owned),
+            uri: self.uri.to_owned_uri(),
+            params: self.params.to_params(),
+        }
+    }
+}
+
+fn parse_name_addr_ref(s: &str) -> Result<NameAddrRef<'_>, String> {
     let s = trim_ws(s);
     let mut c = Cursor::new(s);
     let mut display_name = None;
     let angle = match c.peek() {
         None => return Err("empty value".into()),
         Some(b'"') => {
-            let (_, d) = parse_quoted(&mut c)?;
+            let d = parse_quoted_raw(&mut c)?;
             c.skip_ws();
             if !c.eat(b'<') {
                 return Err(format!(
@@ -1493,7 +1820,7 @@ fn parse_name_addr(s: &str) -> Result<NameAddr, String> {
                 }
             }
             if found {
-                display_name = Some(s.get(start..end).unwrap_or("").to_string());
+                display_name = Some(s.get(start..end).unwrap_or(""));
                 c.pos += 1;
             } else {
                 c.pos = start;
@@ -1510,7 +1837,7 @@ fn parse_name_addr(s: &str) -> Result<NameAddr, String> {
         if inner.contains([' ', '\t']) {
             return Err(format!("whitespace inside <{inner}>"));
         }
-        let uri = parse_uri(inner)?;
+        let uri = parse_uri_ref(inner)?;
         c.pos += end + 1;
         uri
     } else {
@@ -1523,7 +1850,7 @@ fn parse_name_addr(s: &str) -> Result<NameAddr, String> {
                 snippet(u)
             ))
         } else {
-            parse_uri(u)
+            parse_uri_ref(u)
         };
         let uri = match parsed {
             Ok(uri) => uri,
@@ -1542,12 +1869,14 @@ fn parse_name_addr(s: &str) -> Result<NameAddr, String> {
         c.pos += end;
         uri
     };
-    let mut params = Vec::new();
-    parse_header_params(&mut c, &mut params)?;
-    Ok(NameAddr {
-        display_name,
+    let start = c.pos;
+    let mut tag = TagParam::default();
+    parse_header_params(&mut c, &mut tag)?;
+    Ok(NameAddrRef {
+        display: display_name,
         uri,
-        params,
+        params: RawParams(s.get(start..).unwrap_or("")),
+        tag: tag.0,
     })
 }
 
@@ -1563,6 +1892,22 @@ pub enum ContactList {
 /// name-addrs.
 pub fn parse_contact_list(value: &str) -> Result<ContactList, ParseError> {
     parse_contact_list_inner(value).map_err(ParseError::bad_request)
+}
+
+/// Checks a Contact header value without keeping it.
+fn check_contact_list(value: &str) -> Result<(), String> {
+    if trim_ws(value) == "*" {
+        return Ok(());
+    }
+    let mut n = 0;
+    for item in split_commas(value) {
+        parse_name_addr_ref(item)?;
+        n += 1;
+    }
+    if n == 0 {
+        return Err("empty Contact".into());
+    }
+    Ok(())
 }
 
 fn parse_contact_list_inner(value: &str) -> Result<ContactList, String> {
@@ -1661,6 +2006,46 @@ impl fmt::Display for Via {
 }
 
 fn parse_via(s: &str) -> Result<Via, String> {
+    parse_via_ref(s).map(|v| v.to_owned_via())
+}
+
+/// A Via entry borrowed from the header value it was parsed from (see [`Via`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaRef<'a> {
+    /// As received (compare case-insensitively).
+    pub transport: &'a str,
+    pub host: &'a str,
+    pub port: Option<u16>,
+    pub params: RawParams<'a>,
+    /// The first `branch` parameter, found while parsing.
+    branch: Option<Option<&'a str>>,
+}
+
+impl<'a> ViaRef<'a> {
+    pub fn parse(s: &'a str) -> Result<ViaRef<'a>, ParseError> {
+        parse_via_ref(s).map_err(ParseError::bad_request)
+    }
+
+    pub fn branch(&self) -> Option<&'a str> {
+        self.branch.flatten()
+    }
+
+    /// A parameter: `None` if absent, `Some(None)` if present without value.
+    pub fn param(&self, name: &str) -> Option<Option<&'a str>> {
+        self.params.get(name)
+    }
+
+    pub fn to_owned_via(&self) -> Via {
+        Via {
+            transport: self.transport.to_ascii_uppercase(),
+            host: self.host.to_string(),
+            port: self.port,
+            params: self.params.to_params(),
+        }
+    }
+}
+
+fn parse_via_ref(s: &str) -> Result<ViaRef<'_>, String> {
     let t = trim_ws(s);
     let mut c = Cursor::new(t);
     let bad = || {
@@ -1693,11 +2078,41 @@ fn parse_via(s: &str) -> Result<Via, String> {
     } else {
         None
     };
-    let mut params = Vec::new();
-    parse_header_params(&mut c, &mut params)?;
-    for (n, v) in &params {
-        let v = v.as_deref();
+    let start = c.pos;
+    let mut checks = ViaParams::default();
+    parse_header_params(&mut c, &mut checks)?;
+    if let Some((n, v)) = checks.bad {
+        return Err(format!(
+            "invalid Via parameter {}",
+            snippet(&match v {
+                Some(v) => format!("{n}={v}"),
+                None => n.to_string(),
+            })
+        ));
+    }
+    let params = RawParams(t.get(start..).unwrap_or(""));
+    Ok(ViaRef {
+        transport,
+        host,
+        port,
+        params,
+        branch: checks.branch,
+    })
+}
+
+/// Checks Via parameters as they are parsed and keeps the first branch.
+#[derive(Default)]
+struct ViaParams<'a> {
+    bad: Option<(&'a str, Option<&'a str>)>,
+    branch: Option<Option<&'a str>>,
+}
+
+impl<'a> ParamSink<'a> for ViaParams<'a> {
+    fn add(&mut self, n: &'a str, v: Option<&'a str>) {
         let ok = if n.eq_ignore_ascii_case("branch") {
+            if self.branch.is_none() {
+                self.branch = Some(v);
+            }
             v.is_some_and(is_token)
         } else if n.eq_ignore_ascii_case("received") {
             v.is_some_and(is_ip_address)
@@ -1718,22 +2133,10 @@ fn parse_via(s: &str) -> Result<Via, String> {
         } else {
             true
         };
-        if !ok {
-            return Err(format!(
-                "invalid Via parameter {}",
-                snippet(&match v {
-                    Some(v) => format!("{n}={v}"),
-                    None => n.clone(),
-                })
-            ));
+        if !ok && self.bad.is_none() {
+            self.bad = Some((n, v));
         }
     }
-    Ok(Via {
-        transport: transport.to_ascii_uppercase(),
-        host,
-        port,
-        params,
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -1866,12 +2269,12 @@ fn check_header_value(kind: HeaderKind, value: &str) -> Result<(), String> {
         Ok(())
     };
     match kind {
-        HeaderKind::Via => list(|v| parse_via(v).map(|_| ()), "Via"),
+        HeaderKind::Via => list(|v| parse_via_ref(v).map(|_| ()), "Via"),
         HeaderKind::CSeq => CSeq::parse(value).map(|_| ()).map_err(|e| e.detail),
-        HeaderKind::From | HeaderKind::To => parse_name_addr(value).map(|_| ()),
-        HeaderKind::Contact => parse_contact_list_inner(value).map(|_| ()),
+        HeaderKind::From | HeaderKind::To => parse_name_addr_ref(value).map(|_| ()),
+        HeaderKind::Contact => check_contact_list(value),
         HeaderKind::Route | HeaderKind::RecordRoute => {
-            list(|v| parse_name_addr(v).map(|_| ()), "route")
+            list(|v| parse_name_addr_ref(v).map(|_| ()), "route")
         }
         HeaderKind::CallId => validate_call_id(value),
         HeaderKind::MaxForwards => parse_max_forwards(value).map(|_| ()),
@@ -1919,17 +2322,34 @@ fn push_clean(out: &mut Vec<u8>, s: &str) {
     }
 }
 
+/// Writes `n` in decimal without going through `fmt`.
+fn push_decimal(out: &mut Vec<u8>, mut n: usize) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        if let Some(d) = buf.get_mut(i) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 || i == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(buf.get(i..).unwrap_or(&[]));
+}
+
 fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
     let mut wrote_cl = false;
     for (name, value) in &headers.entries {
-        if HeaderKind::of(name) == HeaderKind::ContentLength {
+        if name.eq_ignore_ascii_case("Content-Length") || name.eq_ignore_ascii_case("l") {
             if wrote_cl {
                 continue;
             }
             wrote_cl = true;
             push_clean(out, name);
             out.extend_from_slice(b": ");
-            out.extend_from_slice(body.len().to_string().as_bytes());
+            push_decimal(out, body.len());
         } else {
             push_clean(out, name);
             out.extend_from_slice(b": ");
@@ -1938,7 +2358,9 @@ fn write_headers_and_body(out: &mut Vec<u8>, headers: &Headers, body: &[u8]) {
         out.extend_from_slice(b"\r\n");
     }
     if !wrote_cl {
-        out.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        out.extend_from_slice(b"Content-Length: ");
+        push_decimal(out, body.len());
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(body);
@@ -2019,8 +2441,8 @@ impl Request {
                 }
             }
         }
-        h.to_addr()?;
-        h.from_addr()?;
+        h.to_ref()?;
+        h.from_ref()?;
         let cseq = h.cseq()?;
         if cseq.method != self.method {
             return Err(ParseError::bad_request(format!(
@@ -2033,13 +2455,44 @@ impl Request {
         validate_call_id(call_id)
             .map_err(|e| ParseError::bad_request(format!("header \"Call-ID\": {e}")))?;
         h.max_forwards()?;
-        h.vias()?;
-        let uri = self.request_uri()?;
-        if !uri.is_sip() && uri.scheme != "tel" {
+        let mut vias = 0;
+        for v in h.get_all_split("Via") {
+            ViaRef::parse(v).map_err(|e| e.context("header \"Via\""))?;
+            vias += 1;
+        }
+        if vias == 0 {
+            return Err(ParseError::bad_request("missing \"Via\" header"));
+        }
+        let uri = UriRef::parse(&self.uri).map_err(|e| e.context("Request-URI"))?;
+        if !uri.is_sip() && !uri.scheme.eq_ignore_ascii_case("tel") {
             return Err(ParseError::new(
                 Some(416),
-                format!("unsupported Request-URI scheme {}", snippet(&uri.scheme)),
+                format!("unsupported Request-URI scheme {}", snippet(uri.scheme)),
             ));
+        }
+        Ok(())
+    }
+
+    /// [`Request::validate`] for a request straight from [`parse_datagram`] or
+    /// [`parse_stream_message`] (at most with its top Via stamped since): the parser has
+    /// already checked the syntax of every header `validate` parses, and refused
+    /// duplicates of the single headers, so only presence, the CSeq method and the
+    /// Request-URI scheme are left to check. Gives the same errors as `validate` for
+    /// such a request, without parsing everything again.
+    pub fn validate_parsed(&self) -> Result<(), ParseError> {
+        let h = &self.headers;
+        for name in ["To", "From", "CSeq", "Call-ID", "Max-Forwards"] {
+            if !h.contains(name) {
+                return Err(ParseError::bad_request(format!("missing {name:?} header")));
+            }
+        }
+        let cseq = h.cseq()?;
+        if cseq.method != self.method || !h.contains("Via") {
+            return self.validate();
+        }
+        let scheme = self.uri.split_once(':').map_or("", |(s, _)| s);
+        if !is_sip_scheme(scheme) && !scheme.eq_ignore_ascii_case("tel") {
+            return self.validate();
         }
         Ok(())
     }
@@ -2059,7 +2512,7 @@ impl Request {
         if let Some(v) = self.headers.get("To") {
             let mut to = v.to_string();
             if let (true, Some(tag)) = (status > 100, to_tag) {
-                let has_tag = match NameAddr::parse(v) {
+                let has_tag = match NameAddrRef::parse(v) {
                     Ok(na) => na.tag().is_some(),
                     Err(_) => v.to_ascii_lowercase().contains(";tag="),
                 };
@@ -2661,8 +3114,8 @@ enum StartLine {
     Response(u16, String),
 }
 
-struct Pending {
-    name: String,
+struct Pending<'a> {
+    name: &'a str,
     value: String,
     line: usize,
 }
@@ -2674,15 +3127,15 @@ struct HeaderState {
 }
 
 impl HeaderState {
-    fn finish(&mut self, p: Pending, headers: &mut Headers) -> Result<(), ParseError> {
-        let kind = HeaderKind::of(&p.name);
+    fn finish(&mut self, p: Pending<'_>, headers: &mut Headers) -> Result<(), ParseError> {
+        let kind = HeaderKind::of(p.name);
         let prefix = || format!("line {}: header {:?}", p.line, p.name);
         if let Some(slot) = kind.single_slot().and_then(|i| self.single.get_mut(i)) {
             if let Some(first) = *slot {
                 return Err(ParseError::bad_request(format!(
                     "line {}: duplicate {:?} header (first on line {first})",
                     p.line,
-                    full_header_name(&p.name)
+                    full_header_name(p.name)
                 )));
             }
             *slot = Some(p.line);
@@ -2704,7 +3157,7 @@ impl HeaderState {
             check_header_value(kind, &p.value)
                 .map_err(|e| ParseError::bad_request(format!("{}: {e}", prefix())))?;
         }
-        headers.entries.push((p.name, p.value));
+        headers.entries.push((header_name(p.name), p.value));
         Ok(())
     }
 }
@@ -2763,7 +3216,7 @@ fn parse_head(head: &[u8], kind: Kind) -> Result<(StartLine, Headers, Option<usi
             )));
         }
         pending = Some(Pending {
-            name: name.to_string(),
+            name,
             value: trim_ws(value).to_string(),
             line: line_no,
         });
@@ -5030,8 +5483,22 @@ Content-Length: {CL}
                 h.contacts(),
             );
             let _ = h.max_forwards();
+            // The borrowed views agree with the owned ones.
+            if let Ok(v) = m.top_via() {
+                let r = h.top_via_ref().map(|v| v.to_owned_via());
+                assert_eq!(r.as_ref(), Ok(&v));
+                assert_eq!(h.top_via_ref().ok().and_then(|v| v.branch()), v.branch());
+            }
+            for (owned, borrowed) in [(h.from_addr(), h.from_ref()), (h.to_addr(), h.to_ref())] {
+                if let Ok(na) = owned {
+                    let b = borrowed.expect("borrowed view parses");
+                    assert_eq!(b.to_owned_name_addr(), na);
+                    assert_eq!(b.tag(), na.tag());
+                }
+            }
             if let Some(r) = m.as_request() {
-                let _ = r.validate();
+                // What the shell uses for parsed requests says what the full check says.
+                assert_eq!(r.validate_parsed(), r.validate(), "{r}");
                 let resp = r.make_response(200, "", Some("t"));
                 assert!(parse_datagram(&resp.to_bytes()).is_ok());
             }

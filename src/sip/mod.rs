@@ -196,6 +196,10 @@ struct Shared {
     /// over the connection it registered on.
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     nonces: digest::Nonces,
+    /// Requests refused with 503 since the last overload warning, and the second (Unix
+    /// time) of that warning: under overload one line a second, not one per message.
+    overload_refused: std::sync::atomic::AtomicU64,
+    overload_warned_at: std::sync::atomic::AtomicI64,
 }
 
 /// The writer side of a connection and the receiver its writer task drains.
@@ -256,6 +260,8 @@ impl SipServer {
                 udp: OnceLock::new(),
                 conns: Mutex::new(HashMap::new()),
                 nonces: digest::Nonces::new(rand::random()),
+                overload_refused: std::sync::atomic::AtomicU64::new(0),
+                overload_warned_at: std::sync::atomic::AtomicI64::new(0),
             }),
         }
     }
@@ -265,7 +271,8 @@ impl SipServer {
         if req.method == Method::Ack {
             return Disposition::Core;
         }
-        if let Err(e) = req.validate() {
+        // Only parsed requests come here: the parser checked the header syntax.
+        if let Err(e) = req.validate_parsed() {
             tracing::info!(%source, transport = transport.as_str(), error = %e, "refusing malformed SIP request");
             let status = e.status.unwrap_or(400);
             return Disposition::Reply(self.respond(req, status, &reason_with_detail(status, &e)));
@@ -418,12 +425,31 @@ impl SipServer {
             Err(mpsc::error::TrySendError::Full((SipMessage::Request(req), _)))
                 if req.method != Method::Ack =>
             {
-                tracing::warn!("call control is overloaded; answering 503");
+                self.warn_overloaded();
                 let mut r = self.respond(&req, 503, "Service Unavailable");
                 r.headers.push("Retry-After", "1");
                 Some(r)
             }
             Err(_) => None,
+        }
+    }
+
+    /// Logs that call control is overloaded at most once a second, with how many requests
+    /// were refused since the last line (a line per refusal would feed the overload).
+    fn warn_overloaded(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.shared.overload_refused.fetch_add(1, Relaxed);
+        let now = registrar::unix_now();
+        let last = self.shared.overload_warned_at.load(Relaxed);
+        if now != last
+            && self
+                .shared
+                .overload_warned_at
+                .compare_exchange(last, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            let refused = self.shared.overload_refused.swap(0, Relaxed);
+            tracing::warn!(refused, "call control is overloaded; answering 503");
         }
     }
 
@@ -573,26 +599,27 @@ impl SipServer {
         }
     }
 
-    /// What to do with one parsed message from `peer`: a reply to send now, if any.
-    fn on_parsed(&self, msg: SipMessage, peer: b2bua::Peer) -> Option<Vec<u8>> {
+    /// What to do with one parsed message from `peer`: a reply to send now, if any, and
+    /// where it goes (over UDP, RFC 3261 18.2.2 / RFC 3581; the peer itself on streams).
+    fn on_parsed(&self, msg: SipMessage, peer: b2bua::Peer) -> Option<(SocketAddr, Vec<u8>)> {
         match msg {
             SipMessage::Request(mut req) => {
-                stamp_via(&mut req, peer.addr);
+                let target = stamp_via(&mut req, peer.addr);
+                let reply_to = if peer.transport == Transport::Udp {
+                    target
+                } else {
+                    peer.addr
+                };
                 match self.disposition(&req, peer.addr, peer.transport) {
-                    Disposition::Reply(r) => Some(r.to_bytes()),
+                    Disposition::Reply(r) => Some((reply_to, r.to_bytes())),
                     Disposition::Drop => None,
                     Disposition::Core => {
-                        let reply_to = if peer.transport == Transport::Udp {
-                            response_target(&req, peer.addr)
-                        } else {
-                            peer.addr
-                        };
                         let to = b2bua::Peer {
                             addr: reply_to,
                             transport: peer.transport,
                         };
                         self.to_core(SipMessage::Request(req), to)
-                            .map(|r| r.to_bytes())
+                            .map(|r| (reply_to, r.to_bytes()))
                     }
                 }
             }
@@ -630,13 +657,7 @@ impl SipServer {
                 transport: Transport::Udp,
             };
             let reply = match message::parse_datagram(data) {
-                Ok(SipMessage::Request(req)) => {
-                    // Stateless answers go where RFC 3261 18.2.2 / RFC 3581 say.
-                    let to = response_target(&req, source);
-                    self.on_parsed(SipMessage::Request(req), peer)
-                        .map(|b| (to, b))
-                }
-                Ok(msg) => self.on_parsed(msg, peer).map(|b| (source, b)),
+                Ok(msg) => self.on_parsed(msg, peer),
                 Err(e) => {
                     inc(&self.state.metrics.sip_parse_errors);
                     tracing::info!(%source, error = %e, "malformed SIP datagram");
@@ -756,7 +777,7 @@ impl SipServer {
                             _ => inc(&self.state.metrics.sip_tcp_received),
                         }
                         let reply = match message::parse_stream_message_bytes(&frame) {
-                            Ok(msg) => self.on_parsed(msg, p),
+                            Ok(msg) => self.on_parsed(msg, p).map(|(_, b)| b),
                             Err(e) => {
                                 inc(&self.state.metrics.sip_parse_errors);
                                 tracing::info!(%peer, error = %e, "malformed SIP message on stream");
@@ -796,20 +817,27 @@ impl SipServer {
 }
 
 /// RFC 3261 18.2.1 and RFC 3581: record where the request really came from in the top Via.
-fn stamp_via(req: &mut Request, source: SocketAddr) {
-    let Ok(mut via) = req.top_via() else { return };
-    let mut changed = false;
-    if via.host.trim_start_matches('[').trim_end_matches(']') != source.ip().to_string() {
+/// Returns where a UDP response goes (see [`via_target`]; stamping does not change it).
+fn stamp_via(req: &mut Request, source: SocketAddr) -> SocketAddr {
+    let Ok(via) = req.headers.top_via_ref() else {
+        return source;
+    };
+    let target = via_target(&via, source);
+    let host_differs =
+        via.host.trim_start_matches('[').trim_end_matches(']') != source.ip().to_string();
+    let fill_rport = matches!(via.param("rport"), Some(None));
+    if !host_differs && !fill_rport {
+        return target;
+    }
+    let mut via = via.to_owned_via();
+    if host_differs {
         via.set_param("received", Some(source.ip().to_string()));
-        changed = true;
     }
-    if matches!(via.param("rport"), Some(None)) {
+    if fill_rport {
         via.set_param("rport", Some(source.port().to_string()));
-        changed = true;
     }
-    if changed {
-        replace_top_via(req, &via.to_string());
-    }
+    replace_top_via(req, &via.to_string());
+    target
 }
 
 fn replace_top_via(req: &mut Request, new_top: &str) {
@@ -833,12 +861,9 @@ fn replace_top_via(req: &mut Request, new_top: &str) {
 
 /// Where a UDP response goes (RFC 3261 18.2.2 with RFC 3581): the source port when the Via asked
 /// for rport or named none, else the Via's port at the source address.
-fn response_target(req: &Request, source: SocketAddr) -> SocketAddr {
-    match req.top_via() {
-        Ok(v) if v.param("rport").is_none() => match v.port {
-            Some(p) => SocketAddr::new(source.ip(), p),
-            None => source,
-        },
+fn via_target(v: &message::ViaRef<'_>, source: SocketAddr) -> SocketAddr {
+    match (v.param("rport"), v.port) {
+        (None, Some(p)) => SocketAddr::new(source.ip(), p),
         _ => source,
     }
 }

@@ -29,7 +29,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use super::message::{Method, Request, Response, SipMessage, Via};
+use super::message::{Method, Request, Response, SipMessage, ViaRef};
 
 /// The RFC 3261 branch prefix.
 pub const MAGIC_COOKIE: &str = "z9hG4bK";
@@ -213,12 +213,15 @@ struct LegacyId {
     top_via: String,
 }
 
-fn sent_by(via: &Via) -> String {
-    let host = via.host.to_ascii_lowercase();
-    match via.port {
-        Some(p) => format!("{host}:{p}"),
-        None => host,
+fn sent_by(via: &ViaRef<'_>) -> String {
+    let mut s = String::with_capacity(via.host.len() + 6);
+    s.push_str(via.host);
+    s.make_ascii_lowercase();
+    if let Some(p) = via.port {
+        use std::fmt::Write as _;
+        let _ = write!(s, ":{p}");
     }
+    s
 }
 
 /// The cookie test, case-insensitive like the branch comparison.
@@ -240,7 +243,7 @@ impl TransactionKey {
     /// (RFC 3261 17.2.3). For an ACK this is the key of the INVITE it
     /// acknowledges.
     pub fn for_request(req: &Request) -> Result<Self, TransactionError> {
-        let via = req.top_via().map_err(unidentifiable)?;
+        let via = req.headers.top_via_ref().map_err(unidentifiable)?;
         let method = key_method(&req.method);
         let id = match via.branch() {
             Some(b) if has_magic_cookie(b) => KeyId::Branch {
@@ -253,11 +256,12 @@ impl TransactionKey {
                     .call_id()
                     .ok_or_else(|| unidentifiable("missing Call-ID"))?;
                 let from_tag = req
-                    .from()
+                    .headers
+                    .from_ref()
                     .map_err(unidentifiable)?
                     .tag()
                     .map(str::to_string);
-                let mut top = via.clone();
+                let mut top = via.to_owned_via();
                 top.host.make_ascii_lowercase();
                 KeyId::Rfc2543(Box::new(LegacyId {
                     request_uri: req.uri.trim().to_string(),
@@ -278,7 +282,7 @@ impl TransactionKey {
     /// The key of the client transaction an outgoing request creates
     /// (RFC 3261 17.1.3): top Via branch and method. The branch is required.
     pub fn client_for_request(req: &Request) -> Result<Self, TransactionError> {
-        let via = req.top_via().map_err(unidentifiable)?;
+        let via = req.headers.top_via_ref().map_err(unidentifiable)?;
         let branch = via
             .branch()
             .ok_or_else(|| unidentifiable("top Via has no branch"))?;
@@ -295,7 +299,7 @@ impl TransactionKey {
     /// The key of the client transaction an incoming response belongs to
     /// (RFC 3261 17.1.3): top Via branch and CSeq method.
     pub fn for_response(resp: &Response) -> Result<Self, TransactionError> {
-        let via = resp.top_via().map_err(unidentifiable)?;
+        let via = resp.headers.top_via_ref().map_err(unidentifiable)?;
         let branch = via
             .branch()
             .ok_or_else(|| unidentifiable("top Via has no branch"))?;
@@ -429,6 +433,17 @@ impl ClientTransaction {
             return Err(TransactionError::Ack);
         }
         let key = TransactionKey::client_for_request(&req)?;
+        Self::with_key(key, req, reliability, timers, now)
+    }
+
+    /// [`ClientTransaction::new`] with the key already worked out (not an ACK).
+    fn with_key(
+        key: TransactionKey,
+        req: Request,
+        reliability: Reliability,
+        timers: Timers,
+        now: Instant,
+    ) -> Result<(Self, Vec<Action>), TransactionError> {
         let seq = req.cseq().map_err(unidentifiable)?.seq;
         let timers = timers.sane();
         let invite = req.method == Method::Invite;
@@ -1113,8 +1128,8 @@ impl AckKey {
         Some(AckKey {
             call_id: ack.call_id()?.to_string(),
             seq: ack.cseq().ok()?.seq,
-            from_tag: ack.from().ok()?.tag()?.to_string(),
-            to_tag: ack.to().ok()?.tag()?.to_string(),
+            from_tag: ack.headers.from_ref().ok()?.tag()?.to_string(),
+            to_tag: ack.headers.to_ref().ok()?.tag()?.to_string(),
         })
     }
 
@@ -1122,8 +1137,8 @@ impl AckKey {
         Some(AckKey {
             call_id: invite.call_id()?.to_string(),
             seq: invite.cseq().ok()?.seq,
-            from_tag: invite.from().ok()?.tag()?.to_string(),
-            to_tag: ok.to().ok()?.tag()?.to_string(),
+            from_tag: invite.headers.from_ref().ok()?.tag()?.to_string(),
+            to_tag: ok.headers.to_ref().ok()?.tag()?.to_string(),
         })
     }
 }
@@ -1171,6 +1186,30 @@ impl Txn {
     }
 }
 
+/// Hashes ids a table hands out itself (never data from a peer, so there is nothing to
+/// flood) with one multiplication instead of SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl std::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// A map keyed by ids the owner generates (transactions, calls).
+pub(crate) type IdMap<V> = HashMap<u64, V, std::hash::BuildHasherDefault<IdHasher>>;
+
 #[derive(Debug)]
 struct Slot {
     txn: Txn,
@@ -1185,7 +1224,7 @@ struct Slot {
 pub struct TransactionTable {
     timers: Timers,
     ids: HashMap<TransactionKey, u64>,
-    slots: HashMap<u64, Slot>,
+    slots: IdMap<Slot>,
     schedule: BTreeSet<(Instant, u64)>,
     acks: HashMap<AckKey, u64>,
     next_id: u64,
@@ -1196,7 +1235,7 @@ impl TransactionTable {
         TransactionTable {
             timers: timers.sane(),
             ids: HashMap::new(),
-            slots: HashMap::new(),
+            slots: IdMap::default(),
             schedule: BTreeSet::new(),
             acks: HashMap::new(),
             next_id: 0,
@@ -1330,7 +1369,11 @@ impl TransactionTable {
         if self.ids.contains_key(&key) {
             return Err(TransactionError::Duplicate(key));
         }
-        let (txn, actions) = ClientTransaction::new(req, reliability, self.timers, now)?;
+        if req.method == Method::Ack {
+            return Err(TransactionError::Ack);
+        }
+        let (txn, actions) =
+            ClientTransaction::with_key(key.clone(), req, reliability, self.timers, now)?;
         self.insert(key.clone(), Txn::Client(Box::new(txn)));
         Ok((key, actions))
     }

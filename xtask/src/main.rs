@@ -1,4 +1,5 @@
-//! `cargo xtask`: project automation. `cargo xtask bench serve` measures start-up.
+//! `cargo xtask`: project automation. `cargo xtask bench serve` measures start-up, `bench
+//! calls` call rates, `profile calls` the instructions ucm spends per call.
 //!
 //! Benchmarks print figures, never assert on them: speed is measured, not assumed.
 
@@ -24,13 +25,14 @@ fn main() {
         ["bench", "em", rest @ ..] => {
             release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
         }
+        ["profile", "calls", rest @ ..] => profile_calls(rest),
         ["gen-cluster", users, out] => users
             .parse()
             .context("user count")
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
+                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
             );
             std::process::exit(2);
         }
@@ -145,7 +147,25 @@ fn start_once(bin: &Path, config: &Path, dir: &Path) -> Result<(f64, f64, f64)> 
 
 /// Starts `ucm serve` on port 0 everywhere and waits (bounded) for its ready line.
 fn spawn_node(bin: &Path, config: &Path, data_dir: &Path) -> Result<(Bg, serde_json::Value)> {
-    let mut child = Command::new(bin)
+    spawn_node_under(&[], bin, config, data_dir)
+}
+
+/// Like [`spawn_node`], run under `wrapper` (e.g. valgrind and its options) when not empty.
+fn spawn_node_under(
+    wrapper: &[&str],
+    bin: &Path,
+    config: &Path,
+    data_dir: &Path,
+) -> Result<(Bg, serde_json::Value)> {
+    let mut cmd = match wrapper.split_first() {
+        Some((prog, args)) => {
+            let mut c = Command::new(prog);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = cmd
         .args([
             "serve",
             "--bind",
@@ -368,10 +388,7 @@ fn bench_calls() -> Result<()> {
     })?;
     // ucm between them: two trunks, a route pattern to the uas.
     let cfg = tmp.join("cluster.yaml");
-    std::fs::write(
-        &cfg,
-        "cluster: {id: bench, name: bench}\nnodes: [{name: n1, address: 127.0.0.1}]\npartitions: [{name: PT}]\ncalling_search_spaces: [{name: CSS, partitions: [PT]}]\ndevice_pools: [{name: DP, node_group: [n1]}]\nsip_trunks:\n  - {name: uac, destinations: [\"127.0.0.72:5071\"], device_pool: DP, css: CSS}\n  - {name: uas, destinations: [\"127.0.0.73:5072\"], device_pool: DP, css: CSS}\nroute_patterns:\n  - {pattern: 3XXX, partition: PT, sip_trunk: uas}\n",
-    )?;
+    std::fs::write(&cfg, TRUNKS_CLUSTER)?;
     let (mut node, ready) = start_node(&bin, &cfg, &tmp)?;
     let sip = ready["sip_udp"].as_str().unwrap_or_default().to_string();
     let pid = node.0.id();
@@ -417,6 +434,91 @@ fn bench_calls() -> Result<()> {
         5000
     );
     let _ = std::fs::remove_dir_all(&tmp);
+    Ok(())
+}
+
+/// The cluster of `bench calls` through ucm: a trunk to SIPp's uac, one to its uas, and a
+/// route pattern to the uas.
+const TRUNKS_CLUSTER: &str = "cluster: {id: bench, name: bench}\nnodes: [{name: n1, address: 127.0.0.1}]\npartitions: [{name: PT}]\ncalling_search_spaces: [{name: CSS, partitions: [PT]}]\ndevice_pools: [{name: DP, node_group: [n1]}]\nsip_trunks:\n  - {name: uac, destinations: [\"127.0.0.72:5071\"], device_pool: DP, css: CSS}\n  - {name: uas, destinations: [\"127.0.0.73:5072\"], device_pool: DP, css: CSS}\nroute_patterns:\n  - {pattern: 3XXX, partition: PT, sip_trunk: uas}\n";
+
+/// Instructions ucm executes per call (both legs, all threads, user space), counted by
+/// callgrind: repeatable on a loaded machine where wall-clock rates are not. The node runs
+/// under valgrind; counters are zeroed once it is ready, SIPp places `calls` calls at a
+/// gentle `rate` through it (as in `bench calls`), and the counters are dumped after the
+/// last one. Kernel time (socket calls) is not counted.
+fn profile_calls(rest: &[&str]) -> Result<()> {
+    let (calls, rate) = match rest {
+        [] => (500u32, 25u32),
+        [n] => (n.parse().context("calls")?, 25),
+        [n, r] => (n.parse().context("calls")?, r.parse().context("rate")?),
+        _ => bail!("usage: cargo xtask profile calls [CALLS [RATE]]"),
+    };
+    if f64::from(calls) / f64::from(rate.max(1)) > 25.0 {
+        bail!("SIPp's run is bounded to 30 s: keep CALLS / RATE under 25");
+    }
+    for tool in ["valgrind", "callgrind_control", "sipp"] {
+        if Command::new("sh")
+            .args(["-c", &format!("command -v {tool}")])
+            .output()
+            .map_or(true, |o| !o.status.success())
+        {
+            bail!("{tool} is not installed (Debian packages valgrind, sip-tester)");
+        }
+    }
+    let bin = release_binary()?;
+    let tmp = std::env::temp_dir().join(format!("ucm-profile-calls-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let cfg = tmp.join("cluster.yaml");
+    std::fs::write(&cfg, TRUNKS_CLUSTER)?;
+    let out = tmp.join("callgrind.out.%p");
+    let out_arg = format!("--callgrind-out-file={}", out.display());
+    let (mut node, ready) = spawn_node_under(
+        &["valgrind", "-q", "--tool=callgrind", &out_arg],
+        &bin,
+        &cfg,
+        &tmp.join("node"),
+    )?;
+    let pid = node.0.id().to_string();
+    let sip = ready["sip_udp"].as_str().unwrap_or_default().to_string();
+    let control = |what: &str| {
+        Command::new("callgrind_control")
+            .args([what, &pid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+    };
+    control("-z")?;
+    let (ok, _) = sipp_run(
+        "127.0.0.72",
+        5071,
+        &sip,
+        ("127.0.0.73", 5072),
+        rate,
+        calls,
+        &tmp,
+    )?;
+    std::thread::sleep(Duration::from_secs(1));
+    control("-d")?;
+    let _ = node.0.kill();
+    let _ = node.0.wait();
+    if !ok {
+        bail!("SIPp reported failed calls under valgrind; try a lower rate");
+    }
+    let dump = tmp.join(format!("callgrind.out.{pid}.1"));
+    let text = std::fs::read_to_string(&dump).with_context(|| dump.display().to_string())?;
+    let total: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("totals: "))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .context("no totals line in the callgrind dump")?;
+    println!(
+        "profile calls: {calls} calls at {rate}/s through ucm under callgrind: {total} instructions, {} per call",
+        total / u64::from(calls.max(1))
+    );
+    println!(
+        "  where they go: callgrind_annotate --inclusive=yes {}",
+        dump.display()
+    );
     Ok(())
 }
 
