@@ -174,6 +174,8 @@ struct Leg {
 #[derive(Debug, Clone)]
 struct Caller {
     ctx: CallingContext,
+    /// The calling device, when the caller is one (digest authentication of its INVITEs).
+    device: Option<String>,
     /// The calling line (busy accounting), when the caller is a device.
     dn: Option<DnKey>,
     number: String,
@@ -250,6 +252,8 @@ pub struct B2bua {
     /// INVITEs still pending on legs of calls that ended (cancelled forks, abandoned calls).
     orphans: HashMap<TransactionKey, Leg>,
     route_point_handlers: HashMap<String, tokio::sync::mpsc::UnboundedSender<OfferedCall>>,
+    /// Nonces for digest challenges of INVITEs from devices whose security profile asks for it.
+    nonces: super::digest::Nonces,
 }
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
@@ -280,6 +284,7 @@ impl B2bua {
             events: Vec::new(),
             orphans: HashMap::new(),
             route_point_handlers: HashMap::new(),
+            nonces: super::digest::Nonces::new(rand::random()),
         }
     }
 
@@ -557,6 +562,91 @@ impl B2bua {
         }
     }
 
+    /// When the device must authenticate and the INVITE's credentials do not verify: the
+    /// status, reason and `Proxy-Authenticate` challenge to answer with.
+    fn invite_digest(
+        &self,
+        cluster: &Cluster,
+        req: &Request,
+        device: &str,
+    ) -> Option<(u16, String, Option<String>)> {
+        let dev = cluster.device(device)?;
+        let profile = dev.security_profile.as_ref().and_then(|sp| {
+            cluster
+                .phone_security_profiles
+                .iter()
+                .find(|p| &p.name == sp)
+        })?;
+        if !profile.digest_authentication {
+            return None;
+        }
+        // Nonces carry unix time so that any node can check them; the one clock read here.
+        let now = super::registrar::unix_now();
+        let challenge = |stale: bool| {
+            Some((
+                407,
+                "Proxy Authentication Required".to_string(),
+                Some(self.nonces.challenge(now, stale)),
+            ))
+        };
+        let Some(auth) = req
+            .headers
+            .get("Proxy-Authorization")
+            .or_else(|| req.headers.get("Authorization"))
+        else {
+            return challenge(false);
+        };
+        let user = dev.digest_user.as_deref().unwrap_or_default();
+        let Some(ha1) = cluster.end_user(user).and_then(|u| u.digest_ha1.clone()) else {
+            return Some((
+                403,
+                "Forbidden (no digest credentials configured)".into(),
+                None,
+            ));
+        };
+        let Some(params) = super::digest::parse_authorization(auth) else {
+            return challenge(false);
+        };
+        match super::digest::verify(&self.nonces, &params, "INVITE", user, &ha1, now) {
+            super::digest::Verdict::Ok => None,
+            super::digest::Verdict::Stale => challenge(true),
+            super::digest::Verdict::Refused(why) => {
+                tracing::info!(device, reason = why, "INVITE digest authentication failed");
+                challenge(false)
+            }
+        }
+    }
+
+    /// A final answer with an optional `Proxy-Authenticate` challenge.
+    #[allow(clippy::too_many_arguments)]
+    fn respond_challenge(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        status: u16,
+        reason: &str,
+        challenge: Option<String>,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let tag = self.tag();
+        let mut resp = req.make_response(status, reason, Some(&tag));
+        if let Some(c) = challenge {
+            resp.headers.push("Proxy-Authenticate", c);
+        }
+        resp.headers
+            .push("Server", format!("ucm/{}", env!("CARGO_PKG_VERSION")));
+        for a in self.txns.respond(key, resp, now) {
+            if let Action::Send(msg) = a {
+                if let Some(&to) = self.txn_peer.get(key) {
+                    out.push(Out { msg, to });
+                }
+            } else if let Action::Terminated = a {
+                self.forget(key);
+            }
+        }
+    }
+
     fn body_of(
         req_or_resp_headers: &super::message::Headers,
         body: &Bytes,
@@ -589,6 +679,7 @@ impl B2bua {
             if hit {
                 return Some(Caller {
                     ctx: CallingContext::css(trunk.css.as_deref(), Some(&trunk.device_pool)),
+                    device: None,
                     dn: None,
                     number: user,
                     display: from.display_name.clone(),
@@ -620,6 +711,7 @@ impl B2bua {
                         device_css: d.css.clone(),
                         device_pool: Some(d.device_pool.clone()),
                     },
+                    device: Some(d.name.clone()),
                     dn: Some(key),
                     number: l.dn.clone(),
                     display,
@@ -654,6 +746,15 @@ impl B2bua {
             );
             return;
         };
+        // Devices whose security profile asks for digest authentication prove themselves on
+        // every INVITE too, not only on REGISTER (407 with a challenge, as a proxy would).
+        if let Some(device) = caller.device.as_deref() {
+            if let Some((status, reason, challenge)) = self.invite_digest(cluster, &req, device) {
+                tracing::info!(source = %peer.addr, device, status, "INVITE challenged");
+                self.respond_challenge(&key, &req, status, &reason, challenge, now, out);
+                return;
+            }
+        }
         // An offer that is not SDP we can read is refused before anyone's phone rings.
         let is_sdp = req
             .headers
@@ -1841,9 +1942,10 @@ impl B2bua {
         let dev = cluster
             .device(device)
             .ok_or_else(|| call_error(404, format!("device {device} is not configured")))?;
-        let la = dev
-            .lines
-            .iter()
+        // The lines the device carries now (an Extension Mobility login's profile's, if any).
+        let la = cluster
+            .lines_of(dev)
+            .into_iter()
             .find(|l| l.dn == line)
             .ok_or_else(|| call_error(404, format!("{device} has no line {line}")))?;
         if destination.is_empty() || crate::dialplan::pattern::validate_digits(destination).is_err()
@@ -1870,6 +1972,7 @@ impl B2bua {
                 device_css: dev.css.clone(),
                 device_pool: Some(dev.device_pool.clone()),
             },
+            device: Some(device.to_string()),
             dn: Some(key.clone()),
             number: line.to_string(),
             display: la

@@ -34,6 +34,8 @@ pub struct Server {
     pub ready: serde_json::Value,
     pub data_dir: tempfile::TempDir,
     pub stderr: mpsc::Receiver<String>,
+    /// Log lines already taken from `stderr`.
+    pub seen: std::sync::Mutex<String>,
 }
 
 impl Server {
@@ -72,6 +74,7 @@ impl Server {
             ready,
             data_dir,
             stderr,
+            seen: Default::default(),
         }
     }
 
@@ -99,8 +102,29 @@ impl Server {
         panic!("ucm serve did not exit within 15 s of SIGTERM");
     }
 
+    /// Everything the node logged so far (kept: calling it again returns earlier lines too).
     pub fn logs(&self) -> String {
-        self.stderr.try_iter().collect::<Vec<_>>().join("\n")
+        let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
+        for line in self.stderr.try_iter() {
+            seen.push_str(&line);
+            seen.push('\n');
+        }
+        seen.clone()
+    }
+
+    /// The logs once they contain `needle` (log lines arrive asynchronously); panics after 5 s.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let logs = self.logs();
+            if logs.contains(needle) {
+                return logs;
+            }
+            if std::time::Instant::now() > deadline {
+                panic!("no {needle:?} in the node's log within 5 s:\n{logs}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 

@@ -366,7 +366,7 @@ async fn r6_automatic_logout_still_fires_after_a_restart() {
         after.contains("<lastlogin>jsmith</lastlogin><none/>"),
         "logged out on time: {after}"
     );
-    assert!(srv.logs().contains("EM logout"), "{}", srv.logs());
+    srv.wait_for_log("EM logout");
 }
 
 #[test]
@@ -621,5 +621,5 @@ fn r6_phone_facing_em_application_logs_in_with_the_pin_and_out() {
     }
     let locked = get(&format!("device={HOTDESK}&userid=sadams&pin=12345"));
     assert!(locked.contains("(201)"), "locked out: {locked}");
-    assert!(srv.logs().contains("locked out"), "{}", srv.logs());
+    srv.wait_for_log("locked out");
 }
