@@ -6,6 +6,7 @@ mod db;
 mod em;
 mod phone;
 mod serve;
+mod services;
 
 use std::process::ExitCode;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Extension Mobility over the EM service API (works against Cisco Unified CM too).
     #[command(subcommand)]
     Em(em::Command),
+    /// IP Phone Services: push objects to phones, lint services for a phone model.
+    #[command(subcommand)]
+    Services(services::Command),
 }
 
 /// An error that decides the exit code.
@@ -108,6 +112,7 @@ fn main() -> ExitCode {
             Command::Config(c) => config_cmd::run(c).await,
             Command::Phone(c) => phone::run(c).await,
             Command::Em(c) => em::run(c).await,
+            Command::Services(c) => services::run(c).await,
         }
     });
     match result {

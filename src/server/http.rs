@@ -43,6 +43,22 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::authenticate::handler)
                 .post(crate::services::authenticate::handler),
         )
+        .route(
+            "/ccmcip/getservicesmenu.jsp",
+            get(crate::services::phone_services::menu_handler),
+        )
+        .route(
+            "/ccmcip/xmldirectory.jsp",
+            get(crate::services::directory::input_handler),
+        )
+        .route(
+            "/ccmcip/xmldirectoryinput.jsp",
+            get(crate::services::directory::input_handler),
+        )
+        .route(
+            "/ccmcip/xmldirectorylist.jsp",
+            get(crate::services::directory::list_handler),
+        )
         .with_state(state)
 }
 
