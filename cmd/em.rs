@@ -93,7 +93,12 @@ pub struct LogoutArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     conn: Conn,
-    #[arg(long, value_name = "SEP<MAC>", required_unless_present = "user", conflicts_with = "user")]
+    #[arg(
+        long,
+        value_name = "SEP<MAC>",
+        required_unless_present = "user",
+        conflicts_with = "user"
+    )]
     device: Option<String>,
     #[arg(long)]
     user: Option<String>,
@@ -309,7 +314,10 @@ async fn bulk_login(a: &LoginArgs, file: &PathBuf) -> Result<(), Failure> {
         let mut out = String::new();
         for (e, r) in &results {
             if let Err(err) = r {
-                out.push_str(&format!("line {}: {} {}: {err}\n", e.line, e.device, e.user));
+                out.push_str(&format!(
+                    "line {}: {} {}: {err}\n",
+                    e.line, e.device, e.user
+                ));
             }
         }
         out.push_str(&format!(

@@ -39,7 +39,12 @@ pub struct PushArgs {
     #[arg(long)]
     password_stdin: bool,
     /// A file holding the object to push, sent as it is.
-    #[arg(long, value_name = "FILE", conflicts_with = "execute", required_unless_present = "execute")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        conflicts_with = "execute",
+        required_unless_present = "execute"
+    )]
     xml: Option<PathBuf>,
     /// A URL or internal URI to execute (up to 3, at most one HTTP URL).
     #[arg(long, value_name = "URI", num_args = 1..)]
@@ -105,7 +110,9 @@ fn read_stdin_line(what: &str) -> Result<String, Failure> {
 fn execute_url(phone: &str) -> Result<String, Failure> {
     let p = phone.trim().trim_end_matches('/');
     if p.is_empty() || p.contains(char::is_whitespace) {
-        return Err(Failure::Input(format!("--phone {phone:?} is not an address")));
+        return Err(Failure::Input(format!(
+            "--phone {phone:?} is not an address"
+        )));
     }
     let base = if p.starts_with("http://") || p.starts_with("https://") {
         p.to_string()
@@ -336,7 +343,8 @@ async fn lint(a: LintArgs) -> Result<(), Failure> {
     } else {
         std::fs::read(&a.target).map_err(|e| Failure::Input(format!("{}: {e}", a.target)))?
     };
-    let parsed = xml::parse_bytes(&bytes).map_err(|e| Failure::Input(format!("{}: {e}", a.target)))?;
+    let parsed =
+        xml::parse_bytes(&bytes).map_err(|e| Failure::Input(format!("{}: {e}", a.target)))?;
     let violations = xml::validate(&parsed.object, model);
     let warnings: Vec<String> = parsed
         .warnings

@@ -83,18 +83,22 @@ pub fn search(users: &[EndUser], s: &Search) -> Vec<Found> {
                 && starts_with_ci(&u.last_name, &s.last)
                 && (s.number.is_empty()
                     || n.starts_with(&s.number)
-                    || u
-                        .primary_extension
+                    || u.primary_extension
                         .as_ref()
                         .is_some_and(|p| p.dn.starts_with(&s.number)))
         })
         .collect();
     hits.sort_by(|(a, _), (b, _)| {
-        (a.last_name.to_lowercase(), a.first_name.as_deref().map(str::to_lowercase), &a.userid).cmp(&(
-            b.last_name.to_lowercase(),
-            b.first_name.as_deref().map(str::to_lowercase),
-            &b.userid,
-        ))
+        (
+            a.last_name.to_lowercase(),
+            a.first_name.as_deref().map(str::to_lowercase),
+            &a.userid,
+        )
+            .cmp(&(
+                b.last_name.to_lowercase(),
+                b.first_name.as_deref().map(str::to_lowercase),
+                &b.userid,
+            ))
     });
     hits.into_iter()
         .map(|(u, n)| Found {
@@ -223,7 +227,11 @@ mod tests {
         };
         assert_eq!(d.entries.len(), 32);
         assert_eq!(d.base.prompt.as_deref(), Some("Records 1 to 32 of 70"));
-        let next = d.base.soft_keys.iter().find(|k| k.name.as_deref() == Some("Next"));
+        let next = d
+            .base
+            .soft_keys
+            .iter()
+            .find(|k| k.name.as_deref() == Some("Next"));
         let url = next.and_then(|k| k.url.clone()).unwrap();
         assert!(url.contains("l=last") && url.contains("start=32"), "{url}");
         assert!(crate::xml::validate(&p1, None).is_empty());
@@ -232,7 +240,11 @@ mod tests {
             panic!()
         };
         assert_eq!(d.entries.len(), 6);
-        assert!(d.base.soft_keys.iter().all(|k| k.name.as_deref() != Some("Next")));
+        assert!(d
+            .base
+            .soft_keys
+            .iter()
+            .all(|k| k.name.as_deref() != Some("Next")));
         // Past the end: an empty last page, no panic.
         let p = results_page(&found, &s, 1000, "http://n/x");
         assert!(crate::xml::validate(&p, None).is_empty());

@@ -192,7 +192,10 @@ pub fn unknown_device(name: &str) -> CiscoIPPhoneObject {
     let text = if name.is_empty() {
         "The phone did not say which device it is (name=SEP...).".to_string()
     } else {
-        format!("Device {} is not configured on this cluster.", cut(name, 64))
+        format!(
+            "Device {} is not configured on this cluster.",
+            cut(name, 64)
+        )
     };
     CiscoIPPhoneObject::Text(Text::new("Services", &text))
 }
@@ -213,7 +216,10 @@ pub fn came_over_https(state: &NodeState, headers: &HeaderMap) -> bool {
         .unwrap_or(&state.http_base);
     // Same port as the HTTPS listener (hosts differ when reached by another name).
     let port = |a: &str| a.rsplit_once(':').map(|(_, p)| p.to_string());
-    !host.is_empty() && port(host).is_some() && port(host) == port(https) && port(https) != port(http)
+    !host.is_empty()
+        && port(host).is_some()
+        && port(host) == port(https)
+        && port(https) != port(http)
 }
 
 fn param<'a>(m: &'a HashMap<String, String>, name: &str) -> Option<&'a str> {

@@ -73,10 +73,9 @@ impl EmClient {
             )));
         }
         match api::parse_reply(&body) {
-            Ok(Reply::Failure { code, message }) => Err(EmCallError::Refused(EmError {
-                code,
-                message,
-            })),
+            Ok(Reply::Failure { code, message }) => {
+                Err(EmCallError::Refused(EmError { code, message }))
+            }
             Ok(r) => Ok(r),
             Err(e) => Err(EmCallError::Transport(format!(
                 "{}: not an EM API response ({})",
@@ -92,7 +91,14 @@ impl EmClient {
         profile: Option<&str>,
         duration: Option<Duration>,
     ) -> Result<(), EmCallError> {
-        let xml = api::login_request(&self.app_id, &self.password, device, user, profile, duration);
+        let xml = api::login_request(
+            &self.app_id,
+            &self.password,
+            device,
+            user,
+            profile,
+            duration,
+        );
         self.expect_success(&xml).await
     }
 
@@ -116,9 +122,12 @@ impl EmClient {
     ) -> Result<Vec<(String, DeviceUser)>, EmCallError> {
         let xml = api::device_user_query(&self.app_id, &self.password, devices);
         match self.call(&xml).await? {
-            Reply::Results(x) => api::parse_device_user_results(&x)
-                .map_err(|e| EmCallError::Transport(e.message)),
-            _ => Err(EmCallError::Transport("no query results in the answer".into())),
+            Reply::Results(x) => {
+                api::parse_device_user_results(&x).map_err(|e| EmCallError::Transport(e.message))
+            }
+            _ => Err(EmCallError::Transport(
+                "no query results in the answer".into(),
+            )),
         }
     }
 
@@ -128,9 +137,12 @@ impl EmClient {
     ) -> Result<Vec<(String, Option<Vec<String>>)>, EmCallError> {
         let xml = api::user_devices_query(&self.app_id, &self.password, users);
         match self.call(&xml).await? {
-            Reply::Results(x) => api::parse_user_devices_results(&x)
-                .map_err(|e| EmCallError::Transport(e.message)),
-            _ => Err(EmCallError::Transport("no query results in the answer".into())),
+            Reply::Results(x) => {
+                api::parse_user_devices_results(&x).map_err(|e| EmCallError::Transport(e.message))
+            }
+            _ => Err(EmCallError::Transport(
+                "no query results in the answer".into(),
+            )),
         }
     }
 }
