@@ -29,9 +29,16 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct PushArgs {
-    /// The phone: `host`, `host:port` or `http://host:port`.
-    #[arg(long, value_name = "ADDR")]
+    /// The phone: `host`, `host:port`, `http://host:port`, or a device name (`SEP<MAC>`)
+    /// whose registered address the node (--server) tells.
+    #[arg(long, value_name = "ADDR|DEVICE")]
     phone: String,
+    /// The node that resolves a device name (its HTTP base URL).
+    #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The phone's HTTP port when --phone is a device name.
+    #[arg(long, default_value_t = 80)]
+    phone_port: u16,
     /// A user associated with the phone (the phone checks it with the authentication URL).
     #[arg(long)]
     user: String,
@@ -106,6 +113,51 @@ fn read_stdin_line(what: &str) -> Result<String, Failure> {
     Ok(pw)
 }
 
+fn is_device_name(s: &str) -> bool {
+    s.strip_prefix("SEP")
+        .is_some_and(|m| m.len() == 12 && m.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The address a device registered from, asked of the node with the pushing user's
+/// credentials (only a user who may push to the device is told).
+async fn resolve(
+    client: &reqwest::Client,
+    server: &str,
+    device: &str,
+    user: &str,
+    password: &str,
+) -> Result<String, Failure> {
+    let url = format!(
+        "{}/ucm/services/device-address?name={device}",
+        server.trim_end_matches('/')
+    );
+    let r = client
+        .get(&url)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+    match r.status().as_u16() {
+        200 => {
+            let body = r
+                .bytes()
+                .await
+                .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+            v["ip"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Failure::Input(format!("{url}: no ip in the answer")))
+        }
+        401 | 403 => Err(Failure::Check(format!(
+            "{device}: the node refused {user}'s credentials for this device"
+        ))),
+        404 => Err(Failure::Input(format!("{device} is not registered"))),
+        s => Err(Failure::Input(format!("{url}: HTTP {s}"))),
+    }
+}
+
 /// `http://host[:port]/CGI/Execute` for what --phone says.
 fn execute_url(phone: &str) -> Result<String, Failure> {
     let p = phone.trim().trim_end_matches('/');
@@ -177,12 +229,22 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
             obj.to_xml()
         }
     };
-    let url = execute_url(&a.phone)?;
     let client = ucm::client::http_client(&ClientOptions {
         ca: None,
         insecure: false,
         timeout: Some(Duration::from_secs(a.timeout.max(1))),
     })?;
+    let url = if is_device_name(&a.phone) {
+        let ip = resolve(&client, &a.server, &a.phone, &a.user, &password).await?;
+        let host = if ip.contains(':') {
+            format!("[{ip}]")
+        } else {
+            ip
+        };
+        execute_url(&format!("{host}:{}", a.phone_port))?
+    } else {
+        execute_url(&a.phone)?
+    };
     let form = format!("XML={}", encode_component(&body_xml));
     let sent = client
         .post(&url)

@@ -48,6 +48,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::phone_services::menu_handler),
         )
         .route(
+            "/ucm/services/device-address",
+            get(crate::services::phone_services::device_address_handler),
+        )
+        .route(
             "/ccmcip/xmldirectory.jsp",
             get(crate::services::directory::input_handler),
         )

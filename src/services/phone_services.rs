@@ -266,6 +266,48 @@ pub async fn menu_handler(
     xml_reply(&obj)
 }
 
+/// `GET /ucm/services/device-address?name=SEP...` with HTTP Basic: where a registered device
+/// is, for `ucm services push --phone SEP...`. Only a user who may push to the device (the
+/// authentication URL's rule, lockout included) is told: 200 `{"device","ip"}`, 401 without
+/// or with refused credentials, 404 for a device that is not registered here.
+pub async fn device_address_handler(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use axum::http::StatusCode;
+    let name = param(&q, "name").unwrap_or("").trim().to_string();
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::phone::http::parse_basic_auth);
+    let unauthorized = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"ucm\"")],
+            "credentials of a user who may push to the device are needed\n",
+        )
+            .into_response()
+    };
+    let Some((user, password)) = creds else {
+        return unauthorized();
+    };
+    let verdict =
+        crate::services::authenticate::check_with_lockout(&state, &user, &password, &name).await;
+    if verdict != crate::services::authenticate::Verdict::Authorized {
+        tracing::info!(user, device = %name, "device address: refused");
+        return unauthorized();
+    }
+    match state.registrar.device_bindings(&name).first() {
+        Some(b) => axum::Json(serde_json::json!({
+            "device": name,
+            "ip": b.source.ip().to_string(),
+        }))
+        .into_response(),
+        None => (StatusCode::NOT_FOUND, format!("{name} is not registered\n")).into_response(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -333,7 +333,17 @@ fn show(o: &Output) -> String {
 #[test]
 fn r5_services_push_exit_codes() {
     let srv = Server::start(&[]);
-    let sim = Sim::start(&srv, &["--device", JOHN, "--first-ip", "127.0.17.10"]);
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            JOHN,
+            "--first-ip",
+            "127.0.17.10",
+            "--http-port",
+            "18081",
+        ],
+    );
     let phone = sim.http(JOHN).to_string();
 
     // A good push runs after the authentication callback.
@@ -383,6 +393,28 @@ fn r5_services_push_exit_codes() {
     let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
     assert_eq!(v["ok"], true);
     assert_eq!(v["response"][0]["url"], "Key:Headset");
+
+    // By device name: the node tells the registered address to a user who may push to it.
+    let node = format!("http://{}", srv.addr("http"));
+    let by_name = |user: &str| {
+        ucm()
+            .args(["services", "push", "--phone", JOHN, "--server", &node])
+            .args([
+                "--phone-port",
+                "18081",
+                "--user",
+                user,
+                "--execute",
+                "Key:Services",
+            ])
+            .env("UCM_PUSH_PASSWORD", "cisco")
+            .output()
+            .unwrap()
+    };
+    let o = by_name("jsmith");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let o = by_name("sadams");
+    assert_eq!(o.status.code(), Some(1), "not Sally's phone: {}", show(&o));
 
     // A wrong password: CiscoIPPhoneError 4, nothing runs, exit 1.
     let pushes_before = state(sim.http(JOHN))["events"]
