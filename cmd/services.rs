@@ -30,9 +30,15 @@ pub enum Command {
 #[derive(Args)]
 pub struct PushArgs {
     /// The phone: `host`, `host:port`, `http://host:port`, or a device name (`SEP<MAC>`)
-    /// whose registered address the node (--server) tells.
-    #[arg(long, value_name = "ADDR|DEVICE")]
-    phone: String,
+    /// whose registered address the node (--server) tells. Repeat for several phones.
+    #[arg(long, value_name = "ADDR|DEVICE", required_unless_present = "from")]
+    phone: Vec<String>,
+    /// Push to every phone listed in a file (one ADDR or DEVICE a line, `#` comments).
+    #[arg(long, value_name = "FILE")]
+    from: Option<PathBuf>,
+    /// Pushes in flight at once when there are several phones.
+    #[arg(long, default_value_t = 8)]
+    concurrency: usize,
     /// The node that resolves a device name (its HTTP base URL).
     #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
     server: String,
@@ -234,50 +240,201 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
         insecure: false,
         timeout: Some(Duration::from_secs(a.timeout.max(1))),
     })?;
-    let url = if is_device_name(&a.phone) {
-        let ip = resolve(&client, &a.server, &a.phone, &a.user, &password).await?;
+    let mut phones = a.phone.clone();
+    if let Some(path) = &a.from {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
+        phones.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty() && !l.starts_with('#'))
+                .map(str::to_string),
+        );
+    }
+    if phones.is_empty() {
+        return Err(Failure::Input("no phone to push to".into()));
+    }
+    let ctx = std::sync::Arc::new(PushCtx {
+        client,
+        server: a.server.clone(),
+        phone_port: a.phone_port,
+        user: a.user.clone(),
+        password,
+        body_xml,
+    });
+    if phones.len() == 1 {
+        let o = push_one(&ctx, &phones[0]).await;
+        return report_one(&o, a.json);
+    }
+    // Many phones: a bounded number in flight, then one result line (or JSON entry) each.
+    let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
+    let mut set = tokio::task::JoinSet::new();
+    for (i, p) in phones.iter().enumerate() {
+        let (ctx, sem, p) = (ctx.clone(), sem.clone(), p.clone());
+        set.spawn(async move {
+            let _permit = sem.acquire_owned().await;
+            (i, push_one(&ctx, &p).await)
+        });
+    }
+    let mut outcomes = Vec::with_capacity(phones.len());
+    while let Some(r) = set.join_next().await {
+        if let Ok(x) = r {
+            outcomes.push(x);
+        }
+    }
+    outcomes.sort_by_key(|(i, _)| *i);
+    let worst = outcomes.iter().map(|(_, o)| o.code).max().unwrap_or(2);
+    if a.json {
+        let v: Vec<serde_json::Value> = outcomes.iter().map(|(_, o)| o.json()).collect();
+        json_out(&serde_json::json!({"ok": worst == 0, "phones": v}))?;
+    } else {
+        let mut out = String::from("PHONE\tRESULT\tDETAIL\n");
+        for (_, o) in &outcomes {
+            let result = match o.code {
+                0 => "ok",
+                1 => "refused",
+                _ => "error",
+            };
+            out.push_str(&format!("{}\t{result}\t{}\n", o.phone, o.detail));
+        }
+        print_out(&out)?;
+    }
+    let failed = outcomes.iter().filter(|(_, o)| o.code != 0).count();
+    match worst {
+        0 => Ok(()),
+        1 => Err(Failure::Check(format!(
+            "{failed} of {} pushes failed",
+            outcomes.len()
+        ))),
+        _ => Err(Failure::Input(format!(
+            "{failed} of {} pushes failed",
+            outcomes.len()
+        ))),
+    }
+}
+
+struct PushCtx {
+    client: reqwest::Client,
+    server: String,
+    phone_port: u16,
+    user: String,
+    password: String,
+    body_xml: String,
+}
+
+/// How one push went: `code` is the exit code it alone would give.
+struct PushOutcome {
+    phone: String,
+    code: u8,
+    reply: Option<ExecuteReply>,
+    detail: String,
+}
+
+impl PushOutcome {
+    fn failed(phone: &str, f: Failure) -> PushOutcome {
+        let (code, detail) = match f {
+            Failure::Check(m) => (1, m),
+            Failure::Input(m) => (2, m),
+        };
+        PushOutcome {
+            phone: phone.to_string(),
+            code,
+            reply: None,
+            detail,
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        let mut v = serde_json::json!({"phone": self.phone, "ok": self.code == 0});
+        match &self.reply {
+            Some(ExecuteReply::Response(r)) => {
+                v["response"] = r
+                    .items
+                    .iter()
+                    .map(|i| serde_json::json!({"status": i.status, "data": i.data, "url": i.url}))
+                    .collect();
+            }
+            Some(ExecuteReply::Error(e)) => {
+                v["error"] = serde_json::json!({
+                    "number": e.number,
+                    "meaning": e.meaning().unwrap_or("undocumented error number"),
+                    "message": e.message,
+                });
+            }
+            None => v["failure"] = serde_json::Value::String(self.detail.clone()),
+        }
+        v
+    }
+}
+
+async fn push_one(ctx: &PushCtx, phone: &str) -> PushOutcome {
+    match try_push(ctx, phone).await {
+        Ok(reply) => {
+            let (code, detail) = match &reply {
+                ExecuteReply::Response(r) if r.all_ok() => (0, "every item succeeded".into()),
+                ExecuteReply::Response(_) => (1, "not every item succeeded".into()),
+                ExecuteReply::Error(e) => (
+                    1,
+                    format!(
+                        "CiscoIPPhoneError {}: {}",
+                        e.number.map_or("?".into(), |n| n.to_string()),
+                        e.meaning().unwrap_or("undocumented error number")
+                    ),
+                ),
+            };
+            PushOutcome {
+                phone: phone.to_string(),
+                code,
+                reply: Some(reply),
+                detail,
+            }
+        }
+        Err(f) => PushOutcome::failed(phone, f),
+    }
+}
+
+async fn try_push(ctx: &PushCtx, phone: &str) -> Result<ExecuteReply, Failure> {
+    let url = if is_device_name(phone) {
+        let ip = resolve(&ctx.client, &ctx.server, phone, &ctx.user, &ctx.password).await?;
         let host = if ip.contains(':') {
             format!("[{ip}]")
         } else {
             ip
         };
-        execute_url(&format!("{host}:{}", a.phone_port))?
+        execute_url(&format!("{host}:{}", ctx.phone_port))?
     } else {
-        execute_url(&a.phone)?
+        execute_url(phone)?
     };
-    let form = format!("XML={}", encode_component(&body_xml));
-    let sent = client
+    let form = format!("XML={}", encode_component(&ctx.body_xml));
+    let resp = ctx
+        .client
         .post(&url)
-        .basic_auth(&a.user, Some(&password))
+        .basic_auth(&ctx.user, Some(&ctx.password))
         .header("Content-Type", "application/x-www-form-urlencoded")
         .body(form)
         .send()
-        .await;
-    let resp = match sent {
-        Ok(r) => r,
-        Err(e) => return Err(Failure::Input(format!("{url}: {e}"))),
-    };
+        .await
+        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
     let status = resp.status();
     let bytes = resp
         .bytes()
         .await
         .map_err(|e| Failure::Input(format!("{url}: reading the answer: {e}")))?;
-    let reply = xml::parse_execute_reply(&bytes).map_err(|e| {
+    xml::parse_execute_reply(&bytes).map_err(|e| {
         Failure::Input(format!(
             "{url}: HTTP {status}, not a CiscoIPPhoneResponse or CiscoIPPhoneError: {e}"
         ))
-    })?;
-    match reply {
-        ExecuteReply::Response(r) => {
-            let ok = r.all_ok();
-            if a.json {
-                let items: Vec<serde_json::Value> = r
-                    .items
-                    .iter()
-                    .map(|i| serde_json::json!({"status": i.status, "data": i.data, "url": i.url}))
-                    .collect();
-                json_out(&serde_json::json!({"phone": a.phone, "ok": ok, "response": items}))?;
-            } else {
+    })
+}
+
+/// One phone's result as the single-phone form prints it.
+fn report_one(o: &PushOutcome, json: bool) -> Result<(), Failure> {
+    if json && o.reply.is_some() {
+        json_out(&o.json())?;
+    }
+    match &o.reply {
+        Some(ExecuteReply::Response(r)) => {
+            if !json {
                 let mut out = String::new();
                 for i in &r.items {
                     out.push_str(&format!(
@@ -289,30 +446,15 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
                 }
                 print_out(&out)?;
             }
-            if ok {
+            if o.code == 0 {
                 Ok(())
             } else {
-                Err(Failure::Check(format!(
-                    "{}: not every item succeeded",
-                    a.phone
-                )))
+                Err(Failure::Check(format!("{}: {}", o.phone, o.detail)))
             }
         }
-        ExecuteReply::Error(e) => {
-            let meaning = e.meaning().unwrap_or("undocumented error number");
-            if a.json {
-                json_out(&serde_json::json!({
-                    "phone": a.phone,
-                    "ok": false,
-                    "error": {"number": e.number, "meaning": meaning, "message": e.message},
-                }))?;
-            }
-            Err(Failure::Check(format!(
-                "{}: CiscoIPPhoneError {}: {meaning}",
-                a.phone,
-                e.number.map_or("?".into(), |n| n.to_string())
-            )))
-        }
+        Some(ExecuteReply::Error(_)) => Err(Failure::Check(format!("{}: {}", o.phone, o.detail))),
+        None if o.code == 1 => Err(Failure::Check(o.detail.clone())),
+        None => Err(Failure::Input(o.detail.clone())),
     }
 }
 

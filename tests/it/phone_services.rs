@@ -500,6 +500,55 @@ fn r5_services_push_exit_codes() {
         "cisco\n",
     );
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+
+    // Many phones at once: a list file, a result line each; the worst result decides.
+    let list = write_file(
+        dir.path(),
+        "phones.txt",
+        &format!("# lab phones\n{phone}\n{JOHN}\n"),
+    );
+    let o = ucm()
+        .args([
+            "services",
+            "push",
+            "--server",
+            &node,
+            "--phone-port",
+            "18081",
+        ])
+        .args(["--user", "jsmith", "--execute", "Key:Services", "--from"])
+        .arg(&list)
+        .env("UCM_PUSH_PASSWORD", "cisco")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    let table = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(table.matches("\tok\t").count(), 2, "{}", show(&o));
+    let o = ucm()
+        .args([
+            "services",
+            "push",
+            "--phone",
+            &phone,
+            "--phone",
+            "127.0.0.1:1",
+            "--json",
+        ])
+        .args([
+            "--user",
+            "jsmith",
+            "--execute",
+            "Key:Services",
+            "--timeout",
+            "5",
+        ])
+        .env("UCM_PUSH_PASSWORD", "cisco")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("JSON");
+    assert_eq!(v["phones"][0]["ok"], true, "{v:#}");
+    assert_eq!(v["phones"][1]["ok"], false, "{v:#}");
 }
 
 #[test]
