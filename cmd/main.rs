@@ -8,6 +8,7 @@ mod em;
 mod pcap;
 mod phone;
 mod serve;
+mod services;
 
 use std::process::ExitCode;
 
@@ -56,6 +57,9 @@ enum Command {
     Pcap(pcap::Command),
     /// WebDialer click-to-call over the SOAP interface (works against Cisco Unified CM too).
     Dial(dial::Args),
+    /// IP Phone Services: push objects to phones, lint services for a phone model.
+    #[command(subcommand)]
+    Services(services::Command),
 }
 
 /// An error that decides the exit code.
@@ -117,6 +121,7 @@ fn main() -> ExitCode {
             Command::Em(c) => em::run(c).await,
             Command::Pcap(c) => pcap::run(c).await,
             Command::Dial(a) => dial::run(a).await,
+            Command::Services(c) => services::run(c).await,
         }
     });
     match result {

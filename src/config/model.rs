@@ -777,6 +777,9 @@ pub struct Device {
     pub digest_user: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub subscribed_services: Vec<String>,
+    /// The phone's own Services Provisioning; absent: the enterprise parameter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub services_provisioning: Option<ServicesProvisioning>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<LineAppearance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

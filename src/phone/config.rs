@@ -47,6 +47,23 @@ pub struct PhoneConfig {
     pub dscp_services: Dscp,
     pub owner: Option<String>,
     pub device_security_mode: u8,
+    /// `phoneServices/provisioning`: 0 Internal (the list below), 1 External URL (ask
+    /// servicesURL), 2 Both.
+    pub services_provisioning: u8,
+    /// `phoneServices useHTTPS`.
+    pub services_use_https: bool,
+    /// The `phoneService` entries, in file order.
+    pub phone_services: Vec<ConfigService>,
+}
+
+/// One `phoneService` of the configuration file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigService {
+    /// 0 Applications/Services, 1 Directories, 2 Messages.
+    #[serde(rename = "type")]
+    pub service_type: u8,
+    pub name: String,
+    pub url: String,
 }
 
 /// The file is not a phone configuration file.
@@ -133,7 +150,30 @@ impl PhoneConfig {
             });
         }
         lines.sort_by_key(|l| l.button);
+        let services = xml::first(device, "phoneServices");
+        let services_inner = services.and_then(|s| s.inner).unwrap_or("");
+        let phone_services = xml::elements(services_inner, "phoneService")
+            .into_iter()
+            .filter_map(|e| {
+                let inner = e.inner.unwrap_or("");
+                Some(ConfigService {
+                    service_type: e
+                        .attr("type")
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(0),
+                    name: xml::text_of(inner, "name").unwrap_or_default(),
+                    url: non_empty(xml::text_of(inner, "url"))?,
+                })
+            })
+            .collect();
         Ok(PhoneConfig {
+            services_provisioning: xml::text_of(services_inner, "provisioning")
+                .and_then(|v| v.trim().parse().ok())
+                .unwrap_or(0),
+            services_use_https: services
+                .and_then(|s| s.attr("useHTTPS"))
+                .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
+            phone_services,
             device_pool: pool_name,
             call_managers,
             lines,

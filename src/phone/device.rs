@@ -167,6 +167,40 @@ pub struct FetchRecord {
     pub error: Option<String>,
 }
 
+/// What the phone showed when Services was pressed last.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicesMenu {
+    pub at_unix_ms: u64,
+    /// Services Provisioning from the configuration file: 0 Internal, 1 External URL, 2 Both.
+    pub provisioning: u8,
+    /// Whether the phone asked the services URL (External URL, Both, or a model that always
+    /// asks).
+    pub asked: bool,
+    /// The configuration file's services first (Internal, Both), then the fetched menu's
+    /// items not already listed (External URL, Both).
+    pub items: Vec<ServicesMenuItem>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ServicesMenuItem {
+    pub name: String,
+    pub url: String,
+    /// `config` or `url`: where the item came from.
+    pub source: &'static str,
+    /// The configuration file's service type (0 services, 1 directories, 2 messages).
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub service_type: Option<u8>,
+}
+
+/// Models that cannot read the service list from their configuration file and always ask
+/// the services URL (seed: the 7960, and its sibling the 7940).
+pub fn always_asks_services_url(model: &str) -> bool {
+    let m = model.trim().to_ascii_uppercase();
+    let m = m.strip_prefix("CP-").unwrap_or(&m);
+    m.starts_with("7960") || m.starts_with("7940")
+}
+
 /// Something the phone was told to do that has no other trace (keys, plays, inits).
 #[derive(Debug, Clone, Serialize)]
 pub struct PhoneEvent {
@@ -211,6 +245,7 @@ struct Shared {
     last_pushed: Mutex<Option<PushRecord>>,
     streams: Mutex<Streams>,
     services: Mutex<Option<FetchRecord>>,
+    services_menu: Mutex<Option<ServicesMenu>>,
     last_fetch: Mutex<Option<FetchRecord>>,
     events: Mutex<VecDeque<PhoneEvent>>,
     tone: Arc<Vec<u8>>,
@@ -431,6 +466,7 @@ impl Phone {
             last_pushed: Mutex::new(None),
             streams: Mutex::new(Streams::default()),
             services: Mutex::new(None),
+            services_menu: Mutex::new(None),
             last_fetch: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
             tone: tone_payload(),
@@ -870,6 +906,7 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
         "pushes": sh.pushes.load(Ordering::Relaxed),
         "auth_failures": sh.auth_failures.load(Ordering::Relaxed),
         "services": lock(&sh.services).clone(),
+        "services_menu": lock(&sh.services_menu).clone(),
         "last_fetch": lock(&sh.last_fetch).clone(),
         "events": lock(&sh.events).iter().cloned().collect::<Vec<_>>(),
     })
@@ -1012,23 +1049,81 @@ async fn is_idle(sh: &Shared) -> bool {
     sh.ask(Cmd::Snapshot).await.is_none_or(|s| s.idle)
 }
 
+/// The Services button: with Services Provisioning Internal the list comes from the
+/// configuration file and nothing is asked; External URL asks the services URL (with
+/// `name=<device>`); Both shows the file's list and asks. Models that cannot read the list
+/// from the file always ask. The fetch is kept in `services`, what the phone shows in
+/// `services_menu`.
 async fn fetch_services(sh: &Shared) {
-    let url = lock(&sh.config).services_url.clone();
-    let rec = match url {
-        Some(u) => {
-            let full = client::with_query(&u, &[("name", &sh.device)]);
-            sh.fetch_record(&full).await
+    let cfg = lock(&sh.config).clone();
+    let provisioning = cfg.services_provisioning;
+    let ask = provisioning != 0 || always_asks_services_url(&sh.opts.model);
+    let mut items: Vec<ServicesMenuItem> = Vec::new();
+    if provisioning != 1 {
+        for s in &cfg.phone_services {
+            items.push(ServicesMenuItem {
+                name: s.name.clone(),
+                url: s.url.replace("#DEVICENAME#", &sh.device),
+                source: "config",
+                service_type: Some(s.service_type),
+            });
         }
-        None => FetchRecord {
-            at_unix_ms: unix_ms(),
-            url: String::new(),
-            status: None,
-            content_type: None,
-            body: None,
-            error: Some("no services URL configured".into()),
-        },
-    };
-    *lock(&sh.services) = Some(rec);
+    }
+    let mut error = None;
+    if ask {
+        let url = cfg.services_url.clone();
+        let rec = match url {
+            Some(u) => {
+                let full = client::with_query(&u, &[("name", &sh.device)]);
+                sh.fetch_record(&full).await
+            }
+            None => FetchRecord {
+                at_unix_ms: unix_ms(),
+                url: String::new(),
+                status: None,
+                content_type: None,
+                body: None,
+                error: Some("no services URL configured".into()),
+            },
+        };
+        match (&rec.error, &rec.body) {
+            (Some(e), _) => error = Some(e.clone()),
+            (None, Some(body)) => match crate::xml::parse(body) {
+                Ok(p) => match p.object {
+                    crate::xml::CiscoIPPhoneObject::Menu(m) => {
+                        for i in m.items {
+                            let url = i.url.unwrap_or_default();
+                            if items.iter().any(|x| x.url == url) {
+                                continue;
+                            }
+                            items.push(ServicesMenuItem {
+                                name: i.name.unwrap_or_default(),
+                                url,
+                                source: "url",
+                                service_type: None,
+                            });
+                        }
+                    }
+                    other => {
+                        error = Some(format!(
+                            "services URL answered {}",
+                            other.kind().root_name()
+                        ))
+                    }
+                },
+                Err(e) => error = Some(format!("XML Error: {e}")),
+            },
+            (None, None) => error = Some("empty answer".into()),
+        }
+        *lock(&sh.services) = Some(rec);
+    }
+    *lock(&sh.services_menu) = Some(ServicesMenu {
+        at_unix_ms: unix_ms(),
+        provisioning,
+        asked: ask,
+        items,
+        error,
+    });
 }
 
 /// Runs one item; the ResponseItem says how it went.

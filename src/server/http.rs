@@ -71,6 +71,26 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::webdialer::redirector::handler)
                 .post(crate::services::webdialer::redirector::handler),
         )
+        .route(
+            "/ccmcip/getservicesmenu.jsp",
+            get(crate::services::phone_services::menu_handler),
+        )
+        .route(
+            "/ucm/services/device-address",
+            get(crate::services::phone_services::device_address_handler),
+        )
+        .route(
+            "/ccmcip/xmldirectory.jsp",
+            get(crate::services::directory::input_handler),
+        )
+        .route(
+            "/ccmcip/xmldirectoryinput.jsp",
+            get(crate::services::directory::input_handler),
+        )
+        .route(
+            "/ccmcip/xmldirectorylist.jsp",
+            get(crate::services::directory::list_handler),
+        )
         .with_state(state)
 }
 

@@ -237,26 +237,54 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     if let Some(owner) = &dev.owner {
         let _ = writeln!(x, "<ownerId>{}</ownerId>", esc(owner));
     }
-    let provisioning = match ep.services_provisioning {
+    // Services Provisioning (seed, "IP Phone Services Architecture"): Internal (0) lists
+    // the services here and the phone never asks getservicesmenu.jsp, External URL (1) lists
+    // none and the phone asks servicesURL, Both (2) does both. The device's own setting wins
+    // over the enterprise parameter.
+    let provisioning = dev
+        .services_provisioning
+        .unwrap_or(ep.services_provisioning);
+    let provisioning_value = match provisioning {
         ServicesProvisioning::Internal => 0,
         ServicesProvisioning::ExternalUrl => 1,
         ServicesProvisioning::Both => 2,
     };
-    let _ = writeln!(x, "<phoneServices useHTTPS=\"false\">");
-    let _ = writeln!(x, "<provisioning>{provisioning}</provisioning>");
-    for s in def.phone_services.iter().filter(|s| {
-        s.enabled && (s.enterprise_subscription || dev.subscribed_services.contains(&s.name))
-    }) {
+    let https = def
+        .phone_security_profiles
+        .iter()
+        .find(|p| Some(&p.name) == dev.security_profile.as_ref())
+        .is_some_and(|p| {
+            p.device_security_mode != crate::config::model::DeviceSecurityMode::NonSecure
+        });
+    let _ = writeln!(x, "<phoneServices useHTTPS=\"{https}\">");
+    let _ = writeln!(x, "<provisioning>{provisioning_value}</provisioning>");
+    let listed = if provisioning == ServicesProvisioning::ExternalUrl {
+        Vec::new()
+    } else {
+        def.phone_services
+            .iter()
+            .filter(|s| {
+                s.enabled
+                    && (s.enterprise_subscription || dev.subscribed_services.contains(&s.name))
+            })
+            .collect()
+    };
+    for s in listed {
         let t = match s.service_type {
             crate::config::model::ServiceType::Services => 0,
             crate::config::model::ServiceType::Directories => 1,
             crate::config::model::ServiceType::Messages => 2,
         };
+        // Phone parameters (#DEVICENAME#) stay for the phone to substitute.
+        let raw = match (&s.secure_url, https) {
+            (Some(u), true) if !u.is_empty() => u.as_str(),
+            _ => s.url.as_str(),
+        };
         let _ = writeln!(
             x,
             "<phoneService type=\"{t}\" category=\"0\"><name>{}</name><url>{}</url><vendor></vendor><version></version></phoneService>",
             esc(&s.name),
-            esc(&state.expand_url(&s.url))
+            esc(&state.expand_url(raw))
         );
     }
     let _ = writeln!(x, "</phoneServices>");

@@ -9,6 +9,7 @@ mod config;
 mod em;
 mod pcap;
 pub mod phone;
+mod phone_services;
 mod serve;
 mod services;
 mod sipp;

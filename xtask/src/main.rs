@@ -26,13 +26,14 @@ fn main() {
             release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
         }
         ["profile", "calls", rest @ ..] => profile_calls(rest),
+        ["bench", "services", rest @ ..] => bench_services(rest),
         ["gen-cluster", users, out] => users
             .parse()
             .context("user count")
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
+                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
             );
             std::process::exit(2);
         }
@@ -598,4 +599,172 @@ fn bench_registrations(bin: &Path, dir: &Path) -> Result<f64> {
         bail!("SIPp REGISTER run had failures");
     }
     Ok(n as f64 / secs)
+}
+
+/// One HTTP/1.1 keep-alive connection sending GETs and reading whole responses.
+struct KeepAlive {
+    stream: std::net::TcpStream,
+    host: String,
+    buf: Vec<u8>,
+}
+
+impl KeepAlive {
+    fn connect(addr: &str) -> Result<KeepAlive> {
+        let stream =
+            std::net::TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+        stream.set_nodelay(true)?;
+        stream.set_read_timeout(Some(Duration::from_secs(30)))?;
+        Ok(KeepAlive {
+            stream,
+            host: addr.to_string(),
+            buf: Vec::new(),
+        })
+    }
+
+    /// GET `path`: the status and body.
+    fn get(&mut self, path: &str) -> Result<(u16, Vec<u8>)> {
+        use std::io::{Read, Write};
+        write!(
+            self.stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nx-CiscoIPPhoneModelName: CP-8851\r\n\r\n",
+            self.host
+        )?;
+        let mut chunk = [0u8; 16 * 1024];
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&self.buf[..end]).to_string();
+                let status: u16 = head
+                    .split_whitespace()
+                    .nth(1)
+                    .and_then(|s| s.parse().ok())
+                    .context("status line")?;
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.trim()
+                            .eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse().ok())?
+                    })
+                    .context("a Content-Length (chunked answers are not read here)")?;
+                while self.buf.len() < end + 4 + len {
+                    let n = self.stream.read(&mut chunk)?;
+                    if n == 0 {
+                        bail!("connection closed mid-body");
+                    }
+                    self.buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = self.buf[end + 4..end + 4 + len].to_vec();
+                self.buf.drain(..end + 4 + len);
+                return Ok((status, body));
+            }
+            let n = self.stream.read(&mut chunk)?;
+            if n == 0 {
+                bail!("connection closed before a response");
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Requests per second from `conns` keep-alive connections sending `path` until `max`
+/// requests are answered or `limit` passes; every answer is checked with `ok`.
+fn http_rate(
+    addr: &str,
+    path: &str,
+    conns: usize,
+    max: usize,
+    limit: Duration,
+    ok: fn(u16, &[u8]) -> bool,
+) -> Result<(usize, f64)> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let done = Arc::new(AtomicUsize::new(0));
+    let t0 = Instant::now();
+    let mut workers = Vec::new();
+    for _ in 0..conns {
+        let (addr, path, done) = (addr.to_string(), path.to_string(), done.clone());
+        workers.push(std::thread::spawn(move || -> Result<()> {
+            let mut c = KeepAlive::connect(&addr)?;
+            while t0.elapsed() < limit && done.fetch_add(1, Ordering::Relaxed) < max {
+                let (st, body) = c.get(&path)?;
+                if !ok(st, &body) {
+                    bail!(
+                        "unexpected answer to {path}: {st} {}",
+                        String::from_utf8_lossy(&body)
+                    );
+                }
+            }
+            Ok(())
+        }));
+    }
+    for w in workers {
+        w.join().map_err(|_| anyhow::anyhow!("worker panicked"))??;
+    }
+    let secs = t0.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed).min(max);
+    Ok((n, n as f64 / secs.max(1e-9)))
+}
+
+/// Services-menu and authentication-URL requests per second on one node (the demo cluster),
+/// bounded in count and time. The baseline is the seed's load warning for the services list,
+/// "hundreds of requests per minute or more": 1,000 requests a minute (16.7/s).
+fn bench_services(rest: &[&str]) -> Result<()> {
+    let bin = match rest {
+        ["--debug"] => {
+            let st = Command::new(env!("CARGO"))
+                .args(["build", "--quiet", "--bin", "ucm"])
+                .current_dir(root())
+                .status()
+                .context("cargo build")?;
+            if !st.success() {
+                bail!("cargo build failed");
+            }
+            root().join("target/debug/ucm")
+        }
+        [] => release_binary()?,
+        _ => bail!("usage: cargo xtask bench services [--debug]"),
+    };
+    let build = if rest.is_empty() { "release" } else { "debug" };
+    let tmp = std::env::temp_dir().join(format!("ucm-bench-services-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let config = tmp.join("demo.yaml");
+    std::fs::write(&config, ucm::config::DEMO_YAML)?;
+    let (mut node, ready) = spawn_node(&bin, &config, &tmp.join("data"))?;
+    let http = ready["http"].as_str().unwrap_or_default().to_string();
+    let baseline = 1000.0 / 60.0;
+    println!(
+        "bench services: one node, demo cluster, SQLite, {build} build, 8 keep-alive connections"
+    );
+    let menu = http_rate(
+        &http,
+        "/ccmcip/getservicesmenu.jsp?name=SEP00036BC7B973&locale=English_United_States",
+        8,
+        50_000,
+        Duration::from_secs(10),
+        |st, b| st == 200 && b.windows(18).any(|w| w == b"<CiscoIPPhoneMenu>"),
+    );
+    let auth = http_rate(
+        &http,
+        "/ccmcip/authenticate.jsp?UserID=jsmith&Password=cisco&devicename=SEP00036BC7B973",
+        8,
+        2_000,
+        Duration::from_secs(10),
+        |st, b| st == 200 && b == b"AUTHORIZED",
+    );
+    let _ = node.0.kill();
+    let _ = node.0.wait();
+    let _ = std::fs::remove_dir_all(&tmp);
+    let (n, rate) = menu?;
+    println!(
+        "  services menu (getservicesmenu.jsp):   {rate:>9.0} requests/s ({n} requests), {:.0}x the baseline of {baseline:.1}/s",
+        rate / baseline
+    );
+    let (n, rate) = auth?;
+    println!(
+        "  authentication URL (argon2 per check): {rate:>9.0} requests/s ({n} requests), {:.1}x the baseline of {baseline:.1}/s",
+        rate / baseline
+    );
+    println!("  baseline: the seed's load warning for the services list, 1,000 requests a minute");
+    Ok(())
 }
