@@ -208,6 +208,8 @@ pub struct NodeState {
     pub call_control: crate::sip::CallControl,
     /// Extension Mobility: the EM service API and its automatic logouts.
     pub em: crate::services::em::EmService,
+    /// Recent successful password checks (the authentication URL is called on every push).
+    pub password_cache: crate::auth::VerifiedCache,
     /// WebDialer: the SOAP interface, the HTML servlet's sessions and the calls it placed.
     pub webdialer: crate::services::webdialer::WebDialerService,
     stop: watch::Sender<bool>,
@@ -302,6 +304,7 @@ pub async fn node_state(
     let (stop, _) = watch::channel(false);
     let state = Arc::new(NodeState {
         em: crate::services::em::EmService::new(),
+        password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
         webdialer: crate::services::webdialer::WebDialerService::new(),
         call_control: crate::sip::CallControl::new(),
         sip_host,

@@ -15,7 +15,6 @@ use axum::extract::{Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::verify_secret;
 use crate::config::model::Role;
 use crate::server::NodeState;
 
@@ -70,7 +69,7 @@ pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Out
         return Outcome::NotAllowed;
     };
     match hash {
-        Some(h) if verify_secret(password, &h) => {
+        Some(h) if state.password_cache.verify(user, password, &h) => {
             if allowed {
                 Outcome::Authorized
             } else {
@@ -132,6 +131,7 @@ pub async fn check_with_lockout(
         }
         Outcome::NotAllowed => Verdict::Unauthorized,
         Outcome::BadPassword => {
+            state.password_cache.forget(user);
             let policy = state.cluster().service_parameters.phone_services.clone();
             let lock_secs = i64::from(policy.auth_lockout_minutes) * 60;
             match state
