@@ -1170,6 +1170,11 @@ fn models() {
         Some("CP-8851")
     );
     assert_eq!(PhoneModel::lookup("7960").map(|m| m.name), Some("CP-7960"));
+    // As cluster definitions name them.
+    assert_eq!(
+        PhoneModel::lookup("Cisco 8845").map(|m| m.name),
+        Some("CP-8851")
+    );
     assert!(PhoneModel::lookup("CP-0000").is_none());
     let img: CiscoIPPhoneObject = Image {
         base: Displayable::default(),

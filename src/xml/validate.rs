@@ -214,7 +214,14 @@ pub static MODELS: &[PhoneModel] = &[
 impl PhoneModel {
     /// The model named `name` (case-insensitive; the `CP-` prefix may be left out).
     pub fn lookup(name: &str) -> Option<&'static PhoneModel> {
-        let want = name.trim().to_ascii_uppercase();
+        // Cluster definitions name models as Unified CM does ("Cisco 8845"); accept that too.
+        let upper = name.trim().to_ascii_uppercase();
+        let want = ["CISCO IP PHONE ", "CISCO "]
+            .iter()
+            .find_map(|p| upper.strip_prefix(p))
+            .unwrap_or(&upper)
+            .trim()
+            .to_string();
         let matches = |n: &str| {
             let n = n.to_ascii_uppercase();
             n == want || n.strip_prefix("CP-").is_some_and(|s| s == want)
