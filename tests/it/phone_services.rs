@@ -641,3 +641,73 @@ fn r5_services_lint_good_and_bad_objects() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
 }
+
+/// Objects made by a third-party generator, the PyPI toolkit `cisco-ip-phone-services`
+/// (nficano/cisco-ip-phone-services-toolkit, MIT): linted for a model, and its Execute pushed
+/// to a simulated phone, which dials.
+#[test]
+fn r5_third_party_toolkit_objects_are_linted_and_pushed() {
+    let probe = std::process::Command::new("python3")
+        .args(["-c", "import cisco_ip_phone_services"])
+        .output();
+    if !probe.is_ok_and(|o| o.status.success()) {
+        crate::common::skip_or_fail(
+            "the PyPI package cisco-ip-phone-services is not installed (pip install cisco-ip-phone-services)",
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let script = r#"
+import sys, cisco_ip_phone_services as c
+out = sys.argv[1]
+open(out + "/menu.xml", "wb").write(c.CiscoIPPhoneMenu(title="Toolkit", prompt="Pick one").add_menu_item("Directory", "http://127.0.0.1/d").render())
+open(out + "/text.xml", "wb").write(c.CiscoIPPhoneText(title="Hello", prompt="p", text="From the toolkit").render())
+open(out + "/execute.xml", "wb").write(c.CiscoIPPhoneExecute(url="Dial:10002").render())
+"#;
+    let gen = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        gen.status.success(),
+        "{}",
+        String::from_utf8_lossy(&gen.stderr)
+    );
+    for f in ["menu.xml", "text.xml", "execute.xml"] {
+        let path = dir.path().join(f);
+        let o = run_ucm(
+            &[
+                "services",
+                "lint",
+                path.to_str().unwrap(),
+                "--model",
+                "Cisco 8845",
+            ],
+            "",
+        );
+        assert_eq!(o.status.code(), Some(0), "{f}: {}", show(&o));
+    }
+    let srv = Server::start(&[]);
+    let sim = Sim::start(&srv, &["--device", JOHN, "--first-ip", "127.0.18.10"]);
+    let phone = sim.http(JOHN).to_string();
+    let exec = dir.path().join("execute.xml");
+    let o = run_ucm(
+        &[
+            "services",
+            "push",
+            "--phone",
+            &phone,
+            "--user",
+            "jsmith",
+            "--password-stdin",
+            "--xml",
+            exec.to_str().unwrap(),
+        ],
+        "cisco\n",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    wait_state(sim.http(JOHN), 10, "the pushed Dial runs", |s| {
+        calls(s).iter().any(|c| c["remote_number"] == "10002")
+    });
+}
