@@ -405,13 +405,16 @@ fn r6_phone_resets_with_the_profile_line_and_calls_ring_there() {
     assert!(line_registered(&state(a), "29001"), "{:#}", state(a));
     let version = state(a)["config_version"].as_u64().unwrap();
 
-    // Login: the node sends check-sync; the phone fetches its new configuration and
+    // Login from the phone's EM application (the request the phone makes when the user submits
+    // the form): the node sends check-sync; the phone fetches its new configuration and
     // registers the profile's line.
     let proxy = app("emproxy", "emproxy");
-    assert_eq!(
-        em_post(srv.addr("http"), &login(&proxy, HOTDESK, "jsmith", ""), ""),
-        OK
+    let (st, _, body) = http_get(
+        srv.addr("http"),
+        &format!("/emapp/EMAppServlet?device={HOTDESK}&loginType=UID&userid=jsmith&pin=12345"),
     );
+    assert_eq!(st, 200);
+    assert!(String::from_utf8_lossy(&body).contains("Welcome, jsmith"));
     let s = wait_state(a, 10, "the phone runs jsmith's profile", |s| {
         s["config_version"].as_u64() > Some(version) && line_registered(s, "10001")
     });
@@ -622,4 +625,42 @@ fn r6_phone_facing_em_application_logs_in_with_the_pin_and_out() {
     let locked = get(&format!("device={HOTDESK}&userid=sadams&pin=12345"));
     assert!(locked.contains("(201)"), "locked out: {locked}");
     srv.wait_for_log("locked out");
+}
+
+#[tokio::test]
+async fn r6_intra_cluster_maximum_login_time_caps_every_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let params =
+        format!("{DEFAULT_PARAMS}    enforce_max_login_time: true\n    max_login_time: \"0:02\"\n");
+    let def = em_cluster(dir.path(), &params);
+    let text = std::fs::read_to_string(&def)
+        .unwrap()
+        .replace("    enforce_max_login_time: false\n", "")
+        .replace("    max_login_time: \"8:00\"\n", "");
+    std::fs::write(&def, text).unwrap();
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let proxy = app("emproxy", "emproxy");
+    // An indefinite login is cut to the 2-minute maximum.
+    let a = login(
+        &proxy,
+        HOTDESK,
+        "jsmith",
+        "<exclusiveDuration><indefinite/></exclusiveDuration>",
+    );
+    let r = tokio::task::spawn_blocking(move || em_post(http, &a, ""))
+        .await
+        .unwrap();
+    assert_eq!(r, OK);
+    let store = ucm::store::Store::open(&format!(
+        "sqlite:{}",
+        srv.data_dir.path().join("ucm.db").display()
+    ))
+    .await
+    .unwrap();
+    let rows = store.em_logins().await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let left = rows[0].logout_at.expect("an automatic logout") - rows[0].logged_in_at;
+    assert_eq!(left, 120, "{rows:?}");
+    store.close().await;
 }
