@@ -383,6 +383,10 @@ pub async fn run(
         state.clone(),
         stop_rx.clone(),
     ));
+    tasks.spawn(crate::services::em::EmService::run_sync(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     let sip = crate::sip::SipServer::new(state.clone());
     tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
     tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));

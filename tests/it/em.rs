@@ -664,3 +664,49 @@ async fn r6_intra_cluster_maximum_login_time_caps_every_login() {
     assert_eq!(left, 120, "{rows:?}");
     store.close().await;
 }
+
+#[tokio::test]
+async fn r6_two_nodes_on_one_postgresql_see_each_others_logins() {
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let args = ["--config", def.to_str().unwrap(), "--db", &db.url];
+    let a = Server::start(&args);
+    let b = Server::start(&args);
+    let (ha, hb) = (a.addr("http"), b.addr("http"));
+    let proxy = app("emproxy", "emproxy");
+    let query = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName></deviceUserQuery></query>");
+    let login_xml = login(&proxy, HOTDESK, "jsmith", "");
+    let logout_xml = logout(&proxy, HOTDESK);
+    let seen = tokio::task::spawn_blocking(move || {
+        assert_eq!(em_post(ha, &login_xml, ""), OK);
+        // Node B follows within a few seconds.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !em_post(hb, &query, "").contains("<userID>jsmith</userID>") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node B never saw the login"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // Node B logs the device out; node A follows.
+        assert_eq!(em_post(hb, &logout_xml, ""), OK);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !em_post(ha, &query, "").contains("<none/>") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node A never saw the logout"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        true
+    })
+    .await
+    .unwrap();
+    assert!(seen);
+    drop(a);
+    drop(b);
+    db.drop_db().await;
+}

@@ -663,6 +663,62 @@ impl EmService {
         Ok(user)
     }
 
+    /// Brings the running cluster's logins in line with the database, where other nodes of the
+    /// cluster (sharing a PostgreSQL database) record theirs. Phones are not reset here: the
+    /// node that made the change did that.
+    pub async fn sync_from_store(&self, state: &NodeState) -> Result<(), crate::store::StoreError> {
+        let rows = state.store.em_logins().await?;
+        let cluster = state.cluster();
+        let stored: std::collections::HashMap<&str, &EmLoginRow> =
+            rows.iter().map(|r| (r.device.as_str(), r)).collect();
+        for l in cluster.mobility.all() {
+            let same = stored.get(l.device.as_str()).is_some_and(|r| {
+                r.userid == l.user && r.profile == l.profile && r.logged_in_at == l.logged_in_at
+            });
+            if !same {
+                cluster.mobility.remove(&l.device);
+            }
+        }
+        for r in &rows {
+            if cluster.mobility.login(&r.device).is_some() {
+                continue;
+            }
+            let lines = cluster
+                .device_profile(&r.profile)
+                .map(|p| p.lines.clone())
+                .unwrap_or_default();
+            cluster.mobility.insert(
+                Login {
+                    device: r.device.clone(),
+                    user: r.userid.clone(),
+                    profile: r.profile.clone(),
+                    logged_in_at: r.logged_in_at,
+                    logout_at: r.logout_at,
+                },
+                &lines,
+            );
+            if let Some(at) = r.logout_at {
+                self.schedule(at, &r.device);
+            }
+        }
+        Ok(())
+    }
+
+    /// Follows the logins other nodes make, every `SYNC_INTERVAL`, until `stop`.
+    pub async fn run_sync(state: Arc<NodeState>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(SYNC_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => return,
+            }
+            if let Err(e) = state.em.sync_from_store(&state).await {
+                tracing::warn!(error = %e, "EM: reading other nodes' logins failed");
+            }
+        }
+    }
+
     /// Fires automatic logouts when they are due, until `stop`.
     pub async fn run_timers(state: Arc<NodeState>, mut stop: tokio::sync::watch::Receiver<bool>) {
         loop {
@@ -691,6 +747,9 @@ impl EmService {
         }
     }
 }
+
+/// How often a node reads the logins other nodes made (a shared database).
+pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Tells the phone to fetch its configuration again (SIP NOTIFY check-sync), as Unified CM
 /// does after a login or logout.
