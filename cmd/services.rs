@@ -31,8 +31,16 @@ pub enum Command {
 pub struct PushArgs {
     /// The phone: `host`, `host:port`, `http://host:port`, or a device name (`SEP<MAC>`)
     /// whose registered address the node (--server) tells. Repeat for several phones.
-    #[arg(long, value_name = "ADDR|DEVICE", required_unless_present = "from")]
+    #[arg(
+        long,
+        value_name = "ADDR|DEVICE",
+        required_unless_present_any = ["from", "device_pool"]
+    )]
     phone: Vec<String>,
+    /// Push to every registered phone of a device pool that --user may push to (the node
+    /// --server lists them).
+    #[arg(long, value_name = "POOL")]
+    device_pool: Option<String>,
     /// Push to every phone listed in a file (one ADDR or DEVICE a line, `#` comments).
     #[arg(long, value_name = "FILE")]
     from: Option<PathBuf>,
@@ -164,6 +172,52 @@ async fn resolve(
     }
 }
 
+/// The registered devices of a device pool that `user` may push to, as the node lists them.
+async fn pool_devices(
+    client: &reqwest::Client,
+    server: &str,
+    pool: &str,
+    user: &str,
+    password: &str,
+) -> Result<Vec<String>, Failure> {
+    let url = format!(
+        "{}/ucm/services/devices?device_pool={}",
+        server.trim_end_matches('/'),
+        encode_component(pool)
+    );
+    let r = client
+        .get(&url)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+    match r.status().as_u16() {
+        200 => {
+            let body = r
+                .bytes()
+                .await
+                .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|e| Failure::Input(format!("{url}: {e}")))?;
+            Ok(v["devices"]
+                .as_array()
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|d| d.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default())
+        }
+        401 | 403 => Err(Failure::Check(format!(
+            "device pool {pool}: the node refused {user}'s credentials"
+        ))),
+        404 => Err(Failure::Input(format!(
+            "no device pool {pool} in the cluster"
+        ))),
+        s => Err(Failure::Input(format!("{url}: HTTP {s}"))),
+    }
+}
+
 /// `http://host[:port]/CGI/Execute` for what --phone says.
 fn execute_url(phone: &str) -> Result<String, Failure> {
     let p = phone.trim().trim_end_matches('/');
@@ -250,6 +304,9 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
                 .filter(|l| !l.is_empty() && !l.starts_with('#'))
                 .map(str::to_string),
         );
+    }
+    if let Some(pool) = &a.device_pool {
+        phones.extend(pool_devices(&client, &a.server, pool, &a.user, &password).await?);
     }
     if phones.is_empty() {
         return Err(Failure::Input("no phone to push to".into()));

@@ -76,6 +76,10 @@ pub fn router(state: Arc<NodeState>) -> Router {
             get(crate::services::phone_services::menu_handler),
         )
         .route(
+            "/ucm/services/devices",
+            get(crate::services::phone_services::devices_handler),
+        )
+        .route(
             "/ucm/services/device-address",
             get(crate::services::phone_services::device_address_handler),
         )

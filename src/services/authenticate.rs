@@ -81,6 +81,66 @@ pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Out
     }
 }
 
+/// Whether `user` may push to `device`: associated with it, or allowed to control every device.
+pub fn may_push(cluster: &crate::cluster::Cluster, user: &str, device: &str) -> bool {
+    if let Some(u) = cluster.end_user(user) {
+        u.associated_devices.iter().any(|d| d == device)
+            || u.roles.contains(&Role::CtiControlAllDevices)
+    } else if let Some(a) = cluster.application_user(user) {
+        a.associated_devices.iter().any(|d| d == device)
+            || a.roles.contains(&Role::CtiControlAllDevices)
+    } else {
+        false
+    }
+}
+
+/// Checks a user's password alone, with the lockout policy (a wrong one counts once).
+pub async fn verify_user(state: &Arc<NodeState>, user: &str, password: &str) -> bool {
+    let cluster = state.cluster();
+    let hash = cluster
+        .end_user(user)
+        .and_then(|u| u.password_hash.clone())
+        .or_else(|| {
+            cluster
+                .application_user(user)
+                .and_then(|a| a.password_hash.clone())
+        });
+    let Some(hash) = hash else {
+        return false;
+    };
+    let credential = password_credential(user);
+    let now = crate::sip::registrar::unix_now();
+    let prior = match state.store.credential_failures(&credential).await {
+        Ok(p) => p,
+        Err(_) => return false,
+    };
+    if prior.is_some_and(|p| p.locked_until > now) {
+        return false;
+    }
+    let (st, u, p) = (state.clone(), user.to_string(), password.to_string());
+    let ok = tokio::task::spawn_blocking(move || st.password_cache.verify(&u, &p, &hash))
+        .await
+        .unwrap_or(false);
+    if ok {
+        if prior.is_some() {
+            let _ = state.store.clear_credential_failures(&credential).await;
+        }
+        return true;
+    }
+    state.password_cache.forget(user);
+    let policy = cluster.service_parameters.phone_services.clone();
+    let _ = state
+        .store
+        .record_credential_failure(
+            &credential,
+            now,
+            policy.auth_lockout_threshold,
+            i64::from(policy.auth_lockout_minutes) * 60,
+        )
+        .await;
+    false
+}
+
 /// The key under which a user's password failures are counted.
 pub fn password_credential(user: &str) -> String {
     format!("password:{user}")

@@ -308,6 +308,50 @@ pub async fn device_address_handler(
     }
 }
 
+/// `GET /ucm/services/devices?device_pool=P` (HTTP Basic): the registered devices of the pool
+/// that the user may push to (associated with them, or all with CTI control of all devices),
+/// for `ucm services push --device-pool`.
+pub async fn devices_handler(
+    State(state): State<Arc<NodeState>>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    use axum::http::StatusCode;
+    let pool = param(&q, "device_pool").unwrap_or("").trim().to_string();
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::phone::http::parse_basic_auth);
+    let unauthorized = || {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"ucm\"")],
+            "credentials of a cluster user are needed\n",
+        )
+            .into_response()
+    };
+    let Some((user, password)) = creds else {
+        return unauthorized();
+    };
+    if !crate::services::authenticate::verify_user(&state, &user, &password).await {
+        tracing::info!(user, device_pool = %pool, "device list: refused");
+        return unauthorized();
+    }
+    let cluster = state.cluster();
+    if !cluster.device_pools.iter().any(|p| p.name == pool) {
+        return (StatusCode::NOT_FOUND, format!("no device pool {pool:?}\n")).into_response();
+    }
+    let out: Vec<String> = cluster
+        .devices
+        .iter()
+        .filter(|d| d.device_pool == pool)
+        .filter(|d| crate::services::authenticate::may_push(&cluster, &user, &d.name))
+        .filter(|d| state.registrar.is_registered(&d.name))
+        .map(|d| d.name.clone())
+        .collect();
+    axum::Json(serde_json::json!({ "device_pool": pool, "devices": out })).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -711,3 +711,55 @@ open(out + "/execute.xml", "wb").write(c.CiscoIPPhoneExecute(url="Dial:10002").r
         calls(s).iter().any(|c| c["remote_number"] == "10002")
     });
 }
+
+#[test]
+fn r5_services_push_to_a_device_pool() {
+    let srv = Server::start(&[]);
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            JOHN,
+            "--device",
+            "SEP00036BC7B974",
+            "--first-ip",
+            "127.0.19.10",
+            "--http-port",
+            "18095",
+        ],
+    );
+    let server = format!("http://{}", srv.addr("http"));
+    let push = |password: &str| {
+        run_ucm(
+            &[
+                "services",
+                "push",
+                "--device-pool",
+                "HQ_DP",
+                "--server",
+                &server,
+                "--phone-port",
+                "18095",
+                "--user",
+                "jsmith",
+                "--password-stdin",
+                "--execute",
+                "Play:chime.raw",
+                "--json",
+            ],
+            &format!("{password}\n"),
+        )
+    };
+    // jsmith may push to his own phone only: of the pool's registered phones, that one.
+    let o = push("cisco");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(state(sim.http(JOHN))["events"]
+        .to_string()
+        .contains("Play:chime.raw"));
+    assert!(!state(sim.http("SEP00036BC7B974"))["events"]
+        .to_string()
+        .contains("Play:chime.raw"));
+    // A wrong password: the node refuses the list (exit 1) and nothing is pushed.
+    let o = push("wrong");
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+}
