@@ -334,10 +334,18 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
         });
     }
     let mut outcomes = Vec::with_capacity(phones.len());
+    // Progress on a terminal only: scripts read the result lines.
+    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
     while let Some(r) = set.join_next().await {
         if let Ok(x) = r {
             outcomes.push(x);
         }
+        if progress {
+            eprint!("\r{}/{} phones pushed", outcomes.len(), phones.len());
+        }
+    }
+    if progress {
+        eprintln!();
     }
     outcomes.sort_by_key(|(i, _)| *i);
     let worst = outcomes.iter().map(|(_, o)| o.code).max().unwrap_or(2);
