@@ -22,13 +22,20 @@
 
 pub mod audit;
 pub mod classify;
+pub mod golden;
+pub mod ladder;
+pub mod payload;
 pub mod policy;
 pub mod report;
+pub mod streams;
 
 pub use audit::{audit_capture, AuditOptions, Auditor, FileAudit, FlowAudit};
 pub use classify::{Evidence, TrafficClass};
+pub use ladder::{Ladder, LadderLine, Role};
+pub use payload::{Finding, Severity, XmlDocument};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY_YAML};
 pub use report::{FileOutcome, Format, Report};
+pub use streams::TcpNote;
 
 #[cfg(test)]
 mod tests;
