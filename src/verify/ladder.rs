@@ -185,6 +185,7 @@ impl LadderBuilder {
     }
 
     /// An HTTP exchange (request frame, client -> server), `status` None when unanswered.
+    #[allow(clippy::too_many_arguments)]
     pub fn http(
         &mut self,
         frame: u64,
@@ -209,6 +210,7 @@ impl LadderBuilder {
     }
 
     /// An RTP stream direction, at its first frame.
+    #[allow(clippy::too_many_arguments)]
     pub fn rtp(
         &mut self,
         frame: u64,

@@ -19,6 +19,7 @@ pub enum Format {
 
 /// The outcome for one capture file.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // one per capture file
 pub enum FileOutcome {
     Audited(FileAudit),
     /// The file could not be read (exit code 2); the message names the reason and offset.
