@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod bench_em;
+mod conformance;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -21,6 +22,9 @@ fn main() {
     {
         ["bench", "serve", rest @ ..] => bench_serve(rest),
         ["bench", "calls"] => bench_calls(),
+        ["bench", "pcap", rest @ ..] => {
+            release_binary().and_then(|b| conformance::bench_pcap(&b, rest))
+        }
         ["bench", "em", rest @ ..] => {
             release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
         }
