@@ -434,3 +434,52 @@ pub fn split_multipart(body: &[u8], boundary: &str) -> (Vec<Part>, bool) {
     }
     (parts, lf_only)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_names_skip_prolog_comments_and_doctype() {
+        assert_eq!(
+            root_name(b"\xef\xbb\xbf<?xml version=\"1.0\"?>\n<!-- x --><!DOCTYPE a><soapenv:Envelope xmlns:soapenv=\"u\"/>")
+                .as_deref(),
+            Some("soapenv:Envelope")
+        );
+        assert_eq!(root_name(b"hello"), None);
+        assert!(looks_like_xml(b"  \r\n<a/>"));
+    }
+
+    #[test]
+    fn multipart_lf_only_is_split_and_flagged() {
+        let body = b"--b\nContent-Type: text/plain\n\nhi\n--b\nContent-Type: application/x-cisco-remotecc-cm+xml\n\n<CiscoIPPhoneExecute/>\n--b--\n";
+        let (parts, lf) = split_multipart(body, "b");
+        assert!(lf);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts[1].1, b"<CiscoIPPhoneExecute/>");
+        let crlf = b"--b\r\nContent-Type: text/plain\r\n\r\nhi\r\n--b--\r\n";
+        let (parts, lf) = split_multipart(crlf, "b");
+        assert!(!lf);
+        assert_eq!(parts[0].1, b"hi");
+    }
+
+    #[test]
+    fn malformed_soap_names_the_open_element() {
+        let mut c = XmlChecker::default();
+        c.document(
+            7,
+            "http POST /x",
+            b"<s:Envelope><s:Body><m:op></s:Body></s:Envelope>",
+            &[],
+        );
+        assert_eq!(c.invalid, 1);
+        let d = &c.documents[0];
+        assert_eq!((d.frame, d.kind), (7, "soap"));
+        assert_eq!(d.findings[0].rule, "not-well-formed");
+        assert!(
+            d.findings[0].path.starts_with("s:Envelope/s:Body"),
+            "{:?}",
+            d.findings
+        );
+    }
+}

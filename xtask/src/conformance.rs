@@ -220,12 +220,14 @@ fn measure(cmd: &mut Command) -> Result<(f64, u64, i32)> {
     Ok((secs, usage.ru_maxrss as u64, code))
 }
 
-pub fn bench_pcap(bin: &Path, rest: &[&str]) -> Result<()> {
+pub fn bench_pcap(rest: &[&str]) -> Result<()> {
     let mb: u64 = match rest {
         ["--mb", n] => n.parse().context("--mb")?,
         [] => 1024,
         _ => bail!("usage: cargo xtask bench pcap [--mb N]"),
     };
+    let bin = super::release_binary()?;
+    let bin = bin.as_path();
     let dir = std::env::temp_dir().join(format!("ucm-bench-pcap-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = run(bin, &dir, mb);

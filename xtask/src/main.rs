@@ -22,9 +22,7 @@ fn main() {
     {
         ["bench", "serve", rest @ ..] => bench_serve(rest),
         ["bench", "calls"] => bench_calls(),
-        ["bench", "pcap", rest @ ..] => {
-            release_binary().and_then(|b| conformance::bench_pcap(&b, rest))
-        }
+        ["bench", "pcap", rest @ ..] => conformance::bench_pcap(rest),
         ["bench", "em", rest @ ..] => {
             release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
         }
