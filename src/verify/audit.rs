@@ -135,6 +135,8 @@ struct FlowState {
     dirs: [DirStats; 2],
     /// SIP messages parsed on this flow although its ports are not SIP's.
     sip_content: bool,
+    /// HTTP messages parsed on this flow although its ports are not HTTP's.
+    http_content: bool,
 }
 
 impl FlowState {
@@ -143,6 +145,7 @@ impl FlowState {
             first_side: side,
             dirs: [DirStats::default(), DirStats::default()],
             sip_content: false,
+            http_content: false,
         }
     }
 }
@@ -294,10 +297,18 @@ impl<'p> Auditor<'p> {
                 AppEvent::SipError { frame, detail } => self.sip_error(frame, detail),
                 AppEvent::Http {
                     frame,
+                    src,
+                    dst,
                     msg,
                     request,
-                    ..
                 } => {
+                    if class_by_port(TCP, src.port, dst.port).is_none() {
+                        if let Slot::Flow(id, _) = self.slot_for(TCP, src, dst) {
+                            if let Some((_, st)) = self.flows.by_id_mut(id) {
+                                st.http_content = true;
+                            }
+                        }
+                    }
                     let source = match (&msg.kind, &request) {
                         (crate::pcap::HttpKind::Request { method, target, .. }, _) => {
                             format!("http {method} {}", super::ladder::path_template(target))
@@ -784,6 +795,9 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
     }
     if st.sip_content {
         return (TrafficClass::Sip, Evidence::SipContent);
+    }
+    if st.http_content {
+        return (TrafficClass::Http, Evidence::HttpContent);
     }
     if key.protocol != UDP || a.port == 0 || b.port == 0 {
         return (TrafficClass::Other, Evidence::None);

@@ -26,7 +26,7 @@
 //! - [`report::Report`]: text, JSON and JUnit renderings of a run.
 //!
 //! Still to come (issue 4): scenarios run by `cargo xtask conformance`, SOAP beyond
-//! well-formedness (WebDialer), HTTP found on non-HTTP ports classified as HTTP.
+//! well-formedness (WebDialer).
 
 pub mod audit;
 pub mod classify;
