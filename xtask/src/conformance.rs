@@ -123,7 +123,7 @@ fn write_capture(path: &Path, bytes: u64) -> Result<(u64, u64)> {
     while written < bytes {
         frame.clear();
         let n = packets;
-        if n % 1000 == 0 {
+        if n.is_multiple_of(1000) {
             call += 1;
             let i = (call % u64::from(STREAMS)) as u32;
             udp(
