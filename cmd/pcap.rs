@@ -27,6 +27,22 @@ pub enum Command {
     },
     /// Print the built-in QoS policy (Cisco's defaults) as a policy file to copy and edit.
     DefaultPolicy,
+    /// Print a capture's call-flow ladder: SIP messages (UDP and TCP) as `A -> B: INVITE (call
+    /// 1, cseq 1)`, HTTP exchanges as `A -> B: HTTP GET /path 200`, RTP streams with payload
+    /// type, ptime, SSRC, loss and jitter. Roles name addresses (the policy's roles, else A, B...).
+    Ladder {
+        #[arg(value_name = "CAPTURE")]
+        capture: PathBuf,
+        /// Print JSON (roles and lines with frame, time, text and detail).
+        #[arg(long, conflicts_with = "normalised")]
+        json: bool,
+        /// Print only the normalised lines: the content of a golden `ladder.txt`.
+        #[arg(long)]
+        normalised: bool,
+        /// QoS policy whose sender roles name addresses.
+        #[arg(long, value_name = "FILE")]
+        policy: Option<PathBuf>,
+    },
 }
 
 #[derive(Args)]
@@ -44,6 +60,11 @@ pub struct VerifyArgs {
     /// List only flow directions that have an expected DSCP.
     #[arg(long)]
     only_audited: bool,
+    /// Compare each capture's normalised ladder with a golden one: a `ladder.txt`, a directory
+    /// holding one, or a directory of `<capture stem>/ladder.txt`. A difference fails (exit 1)
+    /// and is shown as a unified diff.
+    #[arg(long, value_name = "DIR|FILE")]
+    golden: Option<PathBuf>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -61,11 +82,17 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
         Command::Verify(a) => run_verify(a),
         Command::Dscp { capture, json } => run_dscp(capture, json),
         Command::DefaultPolicy => print_out(verify::DEFAULT_POLICY_YAML),
+        Command::Ladder {
+            capture,
+            json,
+            normalised,
+            policy,
+        } => run_ladder(capture, json, normalised, policy),
     }
 }
 
-fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
-    let (policy, policy_name) = match &a.policy {
+fn load_policy(path: &Option<PathBuf>) -> Result<(Policy, String), Failure> {
+    Ok(match path {
         Some(p) => (
             Policy::load(p).map_err(|e| Failure::Input(e.to_string()))?,
             p.display().to_string(),
@@ -74,26 +101,76 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
             Policy::cisco_default(),
             "built-in Cisco default".to_string(),
         ),
+    })
+}
+
+fn audit_file(path: &std::path::Path, policy: &Policy) -> FileOutcome {
+    let name = path.display().to_string();
+    match File::open(path) {
+        Err(e) => FileOutcome::Unreadable {
+            path: name,
+            error: format!("cannot open: {e}"),
+        },
+        Ok(f) => {
+            let reader = BufReader::with_capacity(READ_BUFFER, f);
+            match verify::audit_capture(reader, &name, policy, AuditOptions::default()) {
+                Ok(audit) => FileOutcome::Audited(audit),
+                Err(e) => FileOutcome::Unreadable {
+                    path: name,
+                    error: e.to_string(),
+                },
+            }
+        }
+    }
+}
+
+fn run_ladder(
+    capture: PathBuf,
+    json: bool,
+    normalised: bool,
+    policy: Option<PathBuf>,
+) -> Result<(), Failure> {
+    let (policy, _) = load_policy(&policy)?;
+    let audit = match audit_file(&capture, &policy) {
+        FileOutcome::Audited(a) => a,
+        FileOutcome::Unreadable { path, error } => {
+            return Err(Failure::Input(format!("{path}: {error}")))
+        }
     };
+    if json {
+        let doc = serde_json::json!({
+            "path": audit.path,
+            "roles": audit.ladder.roles,
+            "ladder": audit.ladder.lines,
+            "dropped": audit.ladder.dropped,
+        });
+        let mut s = serde_json::to_string_pretty(&doc).unwrap_or_default();
+        s.push('\n');
+        return print_out(&s);
+    }
+    if normalised {
+        return print_out(&audit.ladder.normalised());
+    }
+    print_out(&audit.ladder.render())
+}
+
+fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
+    let (policy, policy_name) = load_policy(&a.policy)?;
     let mut files = Vec::new();
     for path in &a.captures {
-        let name = path.display().to_string();
-        let outcome = match File::open(path) {
-            Err(e) => FileOutcome::Unreadable {
-                path: name,
-                error: format!("cannot open: {e}"),
-            },
-            Ok(f) => {
-                let reader = BufReader::with_capacity(READ_BUFFER, f);
-                match verify::audit_capture(reader, &name, &policy, AuditOptions::default()) {
-                    Ok(audit) => FileOutcome::Audited(audit),
-                    Err(e) => FileOutcome::Unreadable {
-                        path: name,
-                        error: e.to_string(),
-                    },
+        let mut outcome = audit_file(path, &policy);
+        if let (Some(golden), FileOutcome::Audited(audit)) = (&a.golden, &mut outcome) {
+            let g = verify::golden::locate(golden, path);
+            match std::fs::read_to_string(&g) {
+                Ok(text) => audit.compare_golden(&g.display().to_string(), &text),
+                Err(e) => {
+                    return Err(Failure::Input(format!(
+                        "golden ladder {}: {e}",
+                        g.display()
+                    )))
                 }
             }
-        };
+        }
         files.push(outcome);
     }
     let report = Report {

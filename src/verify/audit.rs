@@ -15,14 +15,18 @@ use super::classify::{
     class_by_port, is_media_multicast, is_tftp_request, lenient_sdp_body, looks_like_sip, Evidence,
     MediaBook, RtpGuess, TrafficClass, TCP, UDP,
 };
+use super::ladder::{Ladder, LadderBuilder};
+use super::payload::{XmlChecker, XmlDocument};
 use super::policy::Policy;
+use super::streams::{AppEvent, TcpNote, TcpStreams};
+use crate::media::rtp::{looks_like_rtp, static_clock_rate, ReceiverStats, RtpPacket};
 use crate::net::Dscp;
 use crate::pcap::flow::{Endpoint, FlowId, FlowKey, FlowTable, Side};
 use crate::pcap::{
     dissect, transport, CaptureReader, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
     PcapError, Transport,
 };
-use crate::sip::message::{frame_stream, parse_datagram, parse_stream_message, SipMessage};
+use crate::sip::message::{parse_datagram, SipMessage};
 
 /// Limits and report sizes.
 #[derive(Clone, Copy, Debug)]
@@ -58,6 +62,42 @@ struct DirStats {
     packets: u64,
     dscp: Vec<DscpCount>,
     rtp: RtpGuess,
+    /// Receiver statistics of the RTP this direction carried (for the ladder; only reported
+    /// when the flow is classified as media).
+    rtp_stats: Option<Box<RtpTrack>>,
+}
+
+/// One direction's RTP, as a receiver would measure it.
+#[derive(Clone, Debug)]
+struct RtpTrack {
+    first_frame: u64,
+    first_ts_ns: u64,
+    stats: ReceiverStats,
+}
+
+impl RtpTrack {
+    /// `PT`, ptime and the detail of a ladder line.
+    fn summary(&self) -> (u8, Option<u32>, String) {
+        let s = self.stats.summary();
+        let pt = s
+            .payload_types
+            .iter()
+            .max_by_key(|p| p.packets)
+            .map(|p| p.payload_type)
+            .unwrap_or(0);
+        let ptime = s.ptime_ms.map(|p| p.round() as u32);
+        let ssrcs = s
+            .ssrcs
+            .iter()
+            .map(|x| format!("{x:#010x}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let detail = format!(
+            "ssrc {ssrcs}, {} packets, {} lost ({:.1}%), {} seq gaps, jitter {:.2} ms (max {:.2})",
+            s.packets, s.lost_clamped, s.loss_percent, s.gaps_total, s.jitter_ms, s.max_jitter_ms
+        );
+        (pt, ptime, detail)
+    }
 }
 
 impl DirStats {
@@ -95,6 +135,8 @@ struct FlowState {
     dirs: [DirStats; 2],
     /// SIP messages parsed on this flow although its ports are not SIP's.
     sip_content: bool,
+    /// HTTP messages parsed on this flow although its ports are not HTTP's.
+    http_content: bool,
 }
 
 impl FlowState {
@@ -103,6 +145,7 @@ impl FlowState {
             first_side: side,
             dirs: [DirStats::default(), DirStats::default()],
             sip_content: false,
+            http_content: false,
         }
     }
 }
@@ -145,6 +188,13 @@ pub struct Auditor<'p> {
     /// fragment is missing.
     last_by_addrs: HashMap<(u8, IpAddr, IpAddr), Slot>,
     fragments_guessed: u64,
+    /// Timestamp and number of the packet being audited.
+    now_ns: u64,
+    last_frame: u64,
+    tcp: TcpStreams,
+    app_events: Vec<AppEvent>,
+    xml: XmlChecker,
+    ladder: LadderBuilder,
 }
 
 impl<'p> Auditor<'p> {
@@ -170,11 +220,25 @@ impl<'p> Auditor<'p> {
             first_sip_error: None,
             last_by_addrs: HashMap::new(),
             fragments_guessed: 0,
+            now_ns: 0,
+            last_frame: 0,
+            tcp: TcpStreams::default(),
+            app_events: Vec::new(),
+            xml: XmlChecker::default(),
+            ladder: LadderBuilder::default(),
         }
     }
 
-    /// Audits one packet record (frame numbers as Wireshark counts them, from 1).
+    /// Audits one packet record (frame numbers as Wireshark counts them, from 1), without a
+    /// timestamp (RTP jitter and ladder times then read 0).
     pub fn packet(&mut self, frame: u64, link_type: u16, data: &[u8]) {
+        self.packet_at(frame, 0, link_type, data)
+    }
+
+    /// Audits one packet record captured at `ts_ns` (nanoseconds since the Unix epoch).
+    pub fn packet_at(&mut self, frame: u64, ts_ns: u64, link_type: u16, data: &[u8]) {
+        self.now_ns = ts_ns;
+        self.last_frame = self.last_frame.max(frame);
         self.packets += 1;
         self.defrag.tick();
         match dissect(link_type, data) {
@@ -188,7 +252,7 @@ impl<'p> Auditor<'p> {
                     Some(key) => self.fragment(frame, key, &d),
                     None => {
                         let slot = self.count(frame, &d);
-                        self.inspect(frame, slot, d.src, &d.transport);
+                        self.inspect(frame, slot, d.src, d.dst, &d.transport);
                     }
                 }
             }
@@ -200,6 +264,88 @@ impl<'p> Auditor<'p> {
     /// elsewhere): its SDP announces media endpoints.
     pub fn sip_message(&mut self, msg: &SipMessage) {
         self.book.observe_sip(msg);
+    }
+
+    /// A SIP message with where and when it was seen: SDP, ladder, XML bodies.
+    fn sip_seen(&mut self, frame: u64, ts_ns: u64, src: IpAddr, dst: IpAddr, msg: &SipMessage) {
+        self.sip_message(msg);
+        self.ladder.sip(frame, ts_ns, src, dst, msg);
+        self.xml.sip(frame, msg);
+    }
+
+    /// What reassembled TCP connections delivered.
+    fn app_events(&mut self) {
+        let events = std::mem::take(&mut self.app_events);
+        for ev in events {
+            match ev {
+                AppEvent::Sip {
+                    frame,
+                    ts_ns,
+                    src,
+                    dst,
+                    msg,
+                } => {
+                    self.sip_seen(frame, ts_ns, src.addr, dst.addr, &msg);
+                    if class_by_port(TCP, src.port, dst.port) != Some(TrafficClass::Sip) {
+                        if let Slot::Flow(id, _) = self.slot_for(TCP, src, dst) {
+                            if let Some((_, st)) = self.flows.by_id_mut(id) {
+                                st.sip_content = true;
+                            }
+                        }
+                    }
+                }
+                AppEvent::SipError { frame, detail } => self.sip_error(frame, detail),
+                AppEvent::Http {
+                    frame,
+                    src,
+                    dst,
+                    msg,
+                    request,
+                } => {
+                    if class_by_port(TCP, src.port, dst.port).is_none() {
+                        if let Slot::Flow(id, _) = self.slot_for(TCP, src, dst) {
+                            if let Some((_, st)) = self.flows.by_id_mut(id) {
+                                st.http_content = true;
+                            }
+                        }
+                    }
+                    let source = match (&msg.kind, &request) {
+                        (crate::pcap::HttpKind::Request { method, target, .. }, _) => {
+                            format!("http {method} {}", super::ladder::path_template(target))
+                        }
+                        (crate::pcap::HttpKind::Response { status, .. }, Some(r)) => format!(
+                            "http {status} ({} {})",
+                            r.method,
+                            super::ladder::path_template(&r.target)
+                        ),
+                        (crate::pcap::HttpKind::Response { status, .. }, None) => {
+                            format!("http {status}")
+                        }
+                    };
+                    self.xml.http(frame, &source, &msg);
+                    if let (Some(status), Some(r)) = (msg.status(), request) {
+                        self.ladder.http(
+                            r.frame,
+                            r.ts_ns,
+                            r.client.addr,
+                            r.server.addr,
+                            &r.method,
+                            &r.target,
+                            Some(status),
+                        );
+                    }
+                }
+                AppEvent::HttpUnanswered { request: r } => self.ladder.http(
+                    r.frame,
+                    r.ts_ns,
+                    r.client.addr,
+                    r.server.addr,
+                    &r.method,
+                    &r.target,
+                    None,
+                ),
+            }
+        }
     }
 
     fn slot_for(&mut self, protocol: u8, src: Endpoint, dst: Endpoint) -> Slot {
@@ -244,7 +390,7 @@ impl<'p> Auditor<'p> {
     }
 
     /// Looks into a UDP/TCP payload: SIP (for SDP), TFTP requests, RTP evidence.
-    fn inspect(&mut self, frame: u64, slot: Slot, src: IpAddr, t: &Transport<'_>) {
+    fn inspect(&mut self, frame: u64, slot: Slot, src: IpAddr, dst: IpAddr, t: &Transport<'_>) {
         let Slot::Flow(id, side) = slot else {
             return;
         };
@@ -258,7 +404,7 @@ impl<'p> Auditor<'p> {
                 if sip_port || looks_like_sip(payload) {
                     match parse_datagram(payload) {
                         Ok(msg) => {
-                            self.book.observe_sip(&msg);
+                            self.sip_seen(frame, self.now_ns, src, dst, &msg);
                             if !sip_port {
                                 if let Some((_, st)) = self.flows.by_id_mut(id) {
                                     st.sip_content = true;
@@ -280,49 +426,54 @@ impl<'p> Auditor<'p> {
                 if dst_port == 69 && is_tftp_request(payload) {
                     self.book.observe_tftp_request(Endpoint::new(src, src_port));
                 }
+                let now = self.now_ns;
                 if let Some((_, st)) = self.flows.by_id_mut(id) {
-                    st.dirs[side.index()].rtp.observe(payload);
+                    let dir = &mut st.dirs[side.index()];
+                    dir.rtp.observe(payload);
+                    if looks_like_rtp(payload) {
+                        if let Ok(p) = RtpPacket::parse(payload) {
+                            let track = dir.rtp_stats.get_or_insert_with(|| {
+                                Box::new(RtpTrack {
+                                    first_frame: frame,
+                                    first_ts_ns: now,
+                                    stats: ReceiverStats::new(static_clock_rate(
+                                        p.header.payload_type,
+                                    )),
+                                })
+                            });
+                            let arrival =
+                                std::time::Duration::from_nanos(now - track.first_ts_ns.min(now));
+                            track
+                                .stats
+                                .record(&p.header, p.payload.len(), arrival, None);
+                        }
+                    }
                 }
             }
             Transport::Tcp {
                 src_port,
                 dst_port,
+                seq,
+                ack,
+                flags,
                 payload,
                 ..
             } => {
-                // Until TCP reassembly lands, SIP over TCP is read segment by segment: every
-                // complete message inside one segment is seen. Other ports are tried too when
-                // the segment starts like SIP.
-                if payload.is_empty() {
-                    return;
-                }
-                let sip_port = class_by_port(TCP, src_port, dst_port) == Some(TrafficClass::Sip);
-                let mut rest = payload;
-                let mut found = false;
-                while looks_like_sip(trim_crlf(rest)) {
-                    match frame_stream(rest) {
-                        Ok(Some(n)) if n > 0 && n <= rest.len() => {
-                            match parse_stream_message(&rest[..n]) {
-                                Ok(msg) => {
-                                    self.book.observe_sip(&msg);
-                                    found = true;
-                                }
-                                Err(e) => {
-                                    self.sip_error(frame, e.detail);
-                                    if let Some(sdp) = lenient_sdp_body(&rest[..n]) {
-                                        self.book.observe_sdp(sdp);
-                                    }
-                                }
-                            }
-                            rest = &rest[n..];
-                        }
-                        _ => break,
-                    }
-                }
-                if found && !sip_port {
-                    if let Some((_, st)) = self.flows.by_id_mut(id) {
-                        st.sip_content = true;
-                    }
+                let mut out = std::mem::take(&mut self.app_events);
+                self.tcp.segment(
+                    frame,
+                    self.now_ns,
+                    Endpoint::new(src, src_port),
+                    Endpoint::new(dst, dst_port),
+                    seq,
+                    ack,
+                    flags,
+                    payload,
+                    &mut out,
+                );
+                self.app_events = out;
+                if !self.app_events.is_empty() {
+                    self.app_events();
                 }
             }
             Transport::None => {}
@@ -367,7 +518,7 @@ impl<'p> Auditor<'p> {
             self.reassembled += 1;
             if let Some(slot) = self.frag_slots.remove(&key) {
                 let t = transport(key.protocol, &datagram);
-                self.inspect(frame, slot, key.src, &t);
+                self.inspect(frame, slot, key.src, key.dst, &t);
             }
         }
     }
@@ -403,6 +554,10 @@ impl<'p> Auditor<'p> {
 
     /// Classifies every flow and judges it against the policy.
     pub fn finish(mut self, path: &str) -> FileAudit {
+        let mut out = std::mem::take(&mut self.app_events);
+        self.tcp.finish(self.last_frame, &mut out);
+        self.app_events = out;
+        self.app_events();
         self.defrag.finish();
         self.settle_dropped_fragments();
         let leftover: Vec<(FragKey, Vec<(u64, Dscp)>)> = self.frag_wait.drain().collect();
@@ -422,6 +577,20 @@ impl<'p> Auditor<'p> {
                 let dir = &st.dirs[side.index()];
                 if dir.packets == 0 {
                     continue;
+                }
+                if let (TrafficClass::Voice | TrafficClass::Video, Some(track)) =
+                    (class, &dir.rtp_stats)
+                {
+                    let (pt, ptime, detail) = track.summary();
+                    self.ladder.rtp(
+                        track.first_frame,
+                        track.first_ts_ns,
+                        key.endpoint(side).addr,
+                        key.endpoint(side.other()).addr,
+                        pt,
+                        ptime,
+                        detail,
+                    );
                 }
                 flows.push(self.judge(
                     key.protocol,
@@ -498,12 +667,39 @@ impl<'p> Auditor<'p> {
                 self.unsupported_link_types
             ));
         }
+        for n in &self.tcp.notes {
+            notes.push(n.text());
+        }
+        if self.tcp.notes_dropped > 0 {
+            notes.push(format!(
+                "{} more TCP connections had retransmissions, gaps or overlaps (not listed)",
+                self.tcp.notes_dropped
+            ));
+        }
+        if self.tcp.untracked_segments > 0 {
+            notes.push(format!(
+                "{} TCP segments belong to connections not reassembled ({} connections were \
+                 live at once)",
+                self.tcp.untracked_segments,
+                super::streams::MAX_LIVE_CONNECTIONS
+            ));
+        }
+        if self.xml.checked > self.xml.documents.len() as u64 {
+            notes.push(format!(
+                "{} XML documents checked, the first {} listed",
+                self.xml.checked,
+                self.xml.documents.len()
+            ));
+        }
+        let policy = self.policy;
+        let ladder = std::mem::take(&mut self.ladder)
+            .finish(|addr| policy.expectation(addr, TrafficClass::Sip).role);
         let audited_flows = flows.iter().filter(|f| f.expected_dscp.is_some()).count();
         let failed_flows = flows.iter().filter(|f| !f.passed).count();
         let offending_packets = flows.iter().map(|f| f.offending).sum();
         FileAudit {
             path: path.to_string(),
-            passed: failed_flows == 0,
+            passed: failed_flows == 0 && self.xml.invalid == 0,
             packets: self.packets,
             ip_packets: self.ip_packets,
             non_ip_packets: self.non_ip_packets,
@@ -516,6 +712,14 @@ impl<'p> Auditor<'p> {
             offending_packets,
             notes,
             flows,
+            xml_checked: self.xml.checked,
+            xml_invalid: self.xml.invalid,
+            xml: std::mem::take(&mut self.xml.documents),
+            tcp_connections: self.tcp.connections,
+            tcp: std::mem::take(&mut self.tcp.notes),
+            ladder,
+            golden: None,
+            diff: Vec::new(),
         }
     }
 
@@ -591,6 +795,9 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
     }
     if st.sip_content {
         return (TrafficClass::Sip, Evidence::SipContent);
+    }
+    if st.http_content {
+        return (TrafficClass::Http, Evidence::HttpContent);
     }
     if key.protocol != UDP || a.port == 0 || b.port == 0 {
         return (TrafficClass::Other, Evidence::None);
@@ -683,6 +890,33 @@ pub struct FileAudit {
     pub notes: Vec<String>,
     /// Flow directions in order of the flows' first packets.
     pub flows: Vec<FlowAudit>,
+    /// XML documents checked, and how many had errors.
+    pub xml_checked: u64,
+    pub xml_invalid: u64,
+    /// The checked documents (the first [`super::payload::MAX_DOCUMENTS`]).
+    pub xml: Vec<XmlDocument>,
+    /// TCP connections reassembled.
+    pub tcp_connections: u64,
+    /// Connections whose reassembly met retransmissions, gaps or overlaps.
+    pub tcp: Vec<TcpNote>,
+    pub ladder: Ladder,
+    /// The golden ladder compared with (`--golden`), and the unified diff (empty: equal).
+    pub golden: Option<String>,
+    pub diff: Vec<String>,
+}
+
+impl FileAudit {
+    /// Compares the ladder with a golden one (`golden_text`, read from `golden_name`); a
+    /// difference fails the file.
+    pub fn compare_golden(&mut self, golden_name: &str, golden_text: &str) {
+        let expected = super::golden::lines_of(golden_text);
+        let actual: Vec<String> = self.ladder.lines.iter().map(|l| l.text.clone()).collect();
+        self.diff = super::golden::unified_diff(&expected, &actual, golden_name, &self.path);
+        self.golden = Some(golden_name.to_string());
+        if !self.diff.is_empty() {
+            self.passed = false;
+        }
+    }
 }
 
 /// Reads a whole capture and audits it. `path` only names the file in the result.
@@ -695,7 +929,7 @@ pub fn audit_capture<R: Read>(
     let mut capture = CaptureReader::new(reader)?;
     let mut auditor = Auditor::new(policy, options);
     while let Some(p) = capture.next_packet()? {
-        auditor.packet(p.frame, p.link_type, p.data);
+        auditor.packet_at(p.frame, p.ts_nanos, p.link_type, p.data);
     }
     Ok(auditor.finish(path))
 }

@@ -89,6 +89,8 @@ pub enum Evidence {
     SdpPorts,
     /// SIP messages on a port that is not 5060/5061.
     SipContent,
+    /// HTTP messages (reassembled) on a port that is not an HTTP port.
+    HttpContent,
     /// The transfer of a TFTP request seen earlier.
     TftpTransfer,
     /// UDP to a multicast group.
@@ -111,6 +113,7 @@ impl Evidence {
             Evidence::SdpRtcp => "sdp-rtcp",
             Evidence::SdpPorts => "sdp-ports",
             Evidence::SipContent => "sip-content",
+            Evidence::HttpContent => "http-content",
             Evidence::TftpTransfer => "tftp-transfer",
             Evidence::Multicast => "multicast",
             Evidence::RtpHeuristic => "rtp-heuristic",

@@ -1,34 +1,49 @@
-//! Verification of captures: `ucm pcap verify`.
+//! Verification of captures: `ucm pcap verify` (issue 4).
 //!
-//! This first version is the **DSCP audit** (issue 4): every IP packet of a capture is put in a
-//! flow ([`crate::pcap::flow`]), every flow in a traffic class ([`classify`]), and each
-//! direction's packets are checked against the DSCP the [`policy`] expects from that sender for
-//! that class. The pipeline:
+//! Every IP packet of a capture is put in a flow ([`crate::pcap::flow`]), every flow in a
+//! traffic class ([`classify`]), and each direction's packets are checked against the DSCP the
+//! [`policy`] expects from that sender for that class. TCP connections are reassembled
+//! ([`streams`]) and read as SIP or HTTP; SIP (UDP and TCP) feeds the SDP media book, the
+//! ladder and the XML checks; HTTP feeds the ladder and the XML checks. The pipeline:
 //!
 //! ```text
 //! CaptureReader -> dissect (innermost IP, ports) -> Defragmenter -> FlowTable
-//!      -> per direction: DSCP counts + first frames, RTP evidence; SIP/SDP -> MediaBook
-//!      -> finish: classify each flow, judge each direction -> FileAudit -> Report
+//!      -> per direction: DSCP counts + first frames, RTP evidence and receiver statistics
+//!      -> UDP SIP / TCP (TcpReassembler -> SipTcpFramer | HttpConversation)
+//!           -> SDP -> MediaBook, XML bodies -> payload checks, messages -> LadderBuilder
+//!      -> finish: classify each flow, judge each direction, RTP streams into the ladder
+//!      -> FileAudit (+ golden diff) -> Report
 //! ```
 //!
 //! - [`audit::audit_capture`] / [`audit::Auditor`]: streaming audit of one capture (memory
-//!   bounded by the flow table, never by the file size).
+//!   bounded by the flow table and the bounded reassembly, never by the file size).
+//! - [`streams`]: per-connection TCP reassembly, SIP/HTTP detection, notes on retransmissions,
+//!   gaps and overlap conflicts.
+//! - [`payload`]: CiscoIPPhone, EM API, SOAP and remotecc documents in HTTP and SIP bodies.
+//! - [`ladder`]: SIP/HTTP/RTP call-flow ladders with roles; [`golden`]: comparison with a
+//!   stored ladder as a unified diff.
 //! - [`policy::Policy`]: the YAML policy (built-in default: [`policy::DEFAULT_POLICY_YAML`]).
 //! - [`report::Report`]: text, JSON and JUnit renderings of a run.
 //!
-//! Still to come (issue 4): XML payload checks, SIP/HTTP/RTP ladders compared with golden
-//! captures, SIP over TCP through TCP reassembly ([`audit::Auditor::sip_message`] is the hook
-//! a framer feeds), HTTP bodies.
+//! Still to come (issue 4): scenarios run by `cargo xtask conformance`, SOAP beyond
+//! well-formedness (WebDialer).
 
 pub mod audit;
 pub mod classify;
+pub mod golden;
+pub mod ladder;
+pub mod payload;
 pub mod policy;
 pub mod report;
+pub mod streams;
 
 pub use audit::{audit_capture, AuditOptions, Auditor, FileAudit, FlowAudit};
 pub use classify::{Evidence, TrafficClass};
+pub use ladder::{Ladder, LadderLine, Role};
+pub use payload::{Finding, Severity, XmlDocument};
 pub use policy::{Policy, PolicyError, DEFAULT_POLICY_YAML};
 pub use report::{FileOutcome, Format, Report};
+pub use streams::TcpNote;
 
 #[cfg(test)]
 mod tests;

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::audit::{FileAudit, FlowAudit};
+use super::payload::{Finding, Severity, XmlDocument};
 use crate::net::Dscp;
 
 /// Report format.
@@ -18,6 +19,7 @@ pub enum Format {
 
 /// The outcome for one capture file.
 #[derive(Clone, Debug)]
+#[allow(clippy::large_enum_variant)] // one per capture file
 pub enum FileOutcome {
     Audited(FileAudit),
     /// The file could not be read (exit code 2); the message names the reason and offset.
@@ -96,13 +98,22 @@ impl Report {
                     "offending_packets": a.offending_packets,
                     "notes": a.notes,
                     "flows": self.shown(a).map(flow_json).collect::<Vec<_>>(),
+                    "xml_documents": a.xml_checked,
+                    "xml_invalid": a.xml_invalid,
+                    "xml": a.xml.iter().map(xml_json).collect::<Vec<_>>(),
+                    "tcp_connections": a.tcp_connections,
+                    "tcp": a.tcp,
+                    "roles": a.ladder.roles,
+                    "ladder": a.ladder.lines,
+                    "golden": a.golden,
+                    "diff": a.diff,
                 }),
             })
             .collect();
         json!({
             "passed": self.passed(),
             "policy": self.policy,
-            "checks": ["dscp"],
+            "checks": ["dscp", "xml", "ladder"],
             "files": files,
         })
     }
@@ -224,6 +235,39 @@ impl Report {
                 out.push('\n');
             }
         }
+        if a.xml_checked > 0 {
+            let _ = writeln!(
+                out,
+                "  XML: {} documents, {} invalid",
+                a.xml_checked, a.xml_invalid
+            );
+            for d in &a.xml {
+                let errors = d.errors();
+                let _ = writeln!(
+                    out,
+                    "    {} frame {} {} <{}> ({}){}",
+                    if errors > 0 { "FAIL" } else { "ok  " },
+                    d.frame,
+                    d.source,
+                    d.root,
+                    d.kind,
+                    if d.findings.is_empty() { "" } else { ":" }
+                );
+                for f in &d.findings {
+                    let _ = writeln!(out, "      {}", finding_text(f));
+                }
+            }
+        }
+        if let Some(g) = &a.golden {
+            if a.diff.is_empty() {
+                let _ = writeln!(out, "  ladder: matches golden {g}");
+            } else {
+                let _ = writeln!(out, "  ladder: differs from golden {g}:");
+                for l in &a.diff {
+                    let _ = writeln!(out, "    {l}");
+                }
+            }
+        }
         for n in &a.notes {
             let _ = writeln!(out, "  note: {n}");
         }
@@ -255,15 +299,52 @@ impl Report {
                         .iter()
                         .filter(|f| f.expected_dscp.is_some())
                         .collect();
-                    let failed = audited.iter().filter(|f| !f.passed).count();
-                    tests += audited.len();
+                    let failed = audited.iter().filter(|f| !f.passed).count()
+                        + a.xml.iter().filter(|d| d.errors() > 0).count()
+                        + usize::from(!a.diff.is_empty());
+                    let n = audited.len() + a.xml.len() + usize::from(a.golden.is_some());
+                    tests += n;
                     failures += failed;
                     let _ = writeln!(
                         suites,
-                        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\">",
+                        "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\">",
                         xml_escape(&a.path),
-                        audited.len()
                     );
+                    for d in &a.xml {
+                        let name = format!("frame {} {} <{}>", d.frame, d.source, d.root);
+                        let _ = write!(
+                            suites,
+                            "    <testcase classname=\"xml.{}\" name=\"{}\"",
+                            d.kind,
+                            xml_escape(&name)
+                        );
+                        if d.errors() == 0 {
+                            suites.push_str("/>\n");
+                        } else {
+                            let msg = xml_failure_message(d);
+                            let _ = write!(
+                                suites,
+                                ">\n      <failure message=\"{m}\" type=\"xml\">{m}</failure>\n    </testcase>\n",
+                                m = xml_escape(&msg)
+                            );
+                        }
+                    }
+                    if let Some(g) = &a.golden {
+                        let _ = write!(
+                            suites,
+                            "    <testcase classname=\"ladder\" name=\"golden {}\"",
+                            xml_escape(g)
+                        );
+                        if a.diff.is_empty() {
+                            suites.push_str("/>\n");
+                        } else {
+                            let _ = write!(
+                                suites,
+                                ">\n      <failure message=\"ladder differs from the golden\" type=\"ladder\">{}</failure>\n    </testcase>\n",
+                                xml_escape(&a.diff.join("\n"))
+                            );
+                        }
+                    }
                     for f in audited {
                         let name = format!("{} -> {} {} {}", f.src, f.dst, f.transport, f.class);
                         let _ = write!(
@@ -326,6 +407,54 @@ pub fn failure_message(f: &FlowAudit) -> String {
         "{} {} -> {}: {} of {} packets not marked {want} (observed {observed}); first offending frames: {frames}",
         f.class, f.src, f.dst, f.offending, f.packets
     )
+}
+
+fn finding_text(f: &Finding) -> String {
+    let sev = match f.severity {
+        Severity::Error => "error",
+        Severity::Warning => "warning",
+    };
+    if f.path.is_empty() {
+        format!("{sev}: {} [{}]", f.message, f.rule)
+    } else {
+        format!("{sev}: {}: {} [{}]", f.path, f.message, f.rule)
+    }
+}
+
+/// What an invalid XML document is told in JUnit.
+pub fn xml_failure_message(d: &XmlDocument) -> String {
+    let errors: Vec<String> = d
+        .findings
+        .iter()
+        .filter(|f| f.severity == Severity::Error)
+        .map(finding_text)
+        .collect();
+    format!(
+        "frame {} {} <{}>: {}",
+        d.frame,
+        d.source,
+        d.root,
+        errors.join("; ")
+    )
+}
+
+fn xml_json(d: &XmlDocument) -> Value {
+    let list = |sev: Severity| {
+        d.findings
+            .iter()
+            .filter(|f| f.severity == sev)
+            .map(|f| json!({"path": f.path, "rule": f.rule, "message": f.message}))
+            .collect::<Vec<_>>()
+    };
+    json!({
+        "frame": d.frame,
+        "source": d.source,
+        "root": d.root,
+        "kind": d.kind,
+        "valid": d.errors() == 0,
+        "errors": list(Severity::Error),
+        "warnings": list(Severity::Warning),
+    })
 }
 
 fn flow_json(f: &FlowAudit) -> Value {

@@ -628,3 +628,322 @@ fn r4_every_corpus_capture_audits_and_flows_add_up_to_the_dscp_tally() {
         files.len()
     );
 }
+
+// ------------------------------------------------------------------ TCP, XML, ladders, goldens
+
+fn tcp_seg(
+    dscp: u8,
+    src: ([u8; 4], u16),
+    dst: ([u8; 4], u16),
+    seq: u32,
+    ack: u32,
+    flags: u8,
+    payload: &[u8],
+) -> Vec<u8> {
+    let mut l4 = src.1.to_be_bytes().to_vec();
+    l4.extend_from_slice(&dst.1.to_be_bytes());
+    l4.extend_from_slice(&seq.to_be_bytes());
+    l4.extend_from_slice(&ack.to_be_bytes());
+    l4.extend_from_slice(&[0x50, flags, 0xff, 0xff, 0, 0, 0, 0]);
+    l4.extend_from_slice(payload);
+    eth(&ipv4(dscp, 6, src.0, dst.0, &l4))
+}
+
+const ACK: u8 = 0x10;
+const PSH_ACK: u8 = 0x18;
+
+fn http_response(ctype: &str, body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Frames: 1-3 handshake, 4 INVITE part 1, 5 its retransmission, 6 INVITE part 2 (SIP over
+/// TCP, SDP announcing 10.10.0.5:20000), 7-8 RTP to that port, 9 GET of a phone service,
+/// 10 its response (a CiscoIPPhoneInput with a bad InputFlags), 11 an EM API POST whose
+/// `xml=` form field lacks <appInfo>, 12 its response.
+fn tcp_capture() -> Vec<u8> {
+    let sip = |s, a, f, p: &[u8]| tcp_seg(CS3, (PHONE, 51001), (CUCM, 5060), s, a, f, p);
+    let inv = invite();
+    let (p1, p2) = inv.split_at(100);
+    let mut frames = vec![
+        sip(999, 0, 0x02, b""),
+        tcp_seg(CS3, (CUCM, 5060), (PHONE, 51001), 4999, 1000, 0x12, b""),
+        sip(1000, 5000, ACK, b""),
+        sip(1000, 5000, PSH_ACK, p1),
+        sip(1000, 5000, PSH_ACK, p1),
+        sip(1100, 5000, PSH_ACK, p2),
+        udp(EF, (PEER, 30000), (PHONE, 20000), &rtp(0)),
+        udp(EF, (PEER, 30000), (PHONE, 20000), &rtp(1)),
+    ];
+    let web = |s, a, p: &[u8]| tcp_seg(0, (PHONE, 52000), (CUCM, 8080), s, a, PSH_ACK, p);
+    let back = |s, a, p: &[u8]| tcp_seg(0, (CUCM, 8080), (PHONE, 52000), s, a, PSH_ACK, p);
+    let get =
+        b"GET /ucmuser/services/login.jsp?device=SEP001122334455 HTTP/1.1\r\nHost: cucm\r\n\r\n";
+    let input = "<CiscoIPPhoneInput><Title>Login</Title><Prompt>PIN</Prompt>\
+                 <URL>http://10.0.0.1/login</URL><InputItem><DisplayName>PIN</DisplayName>\
+                 <QueryStringParam>pin</QueryStringParam><InputFlags>Z</InputFlags>\
+                 <DefaultValue></DefaultValue></InputItem></CiscoIPPhoneInput>";
+    let resp = http_response("text/xml", input);
+    frames.push(web(1, 1, get));
+    frames.push(back(1, 1 + get.len() as u32, &resp));
+    let form = b"xml=%3Crequest%3E%3Clogin%3E%3CdeviceName%3ESEP001122334455%3C%2FdeviceName%3E%3C%2Flogin%3E%3C%2Frequest%3E";
+    let post = [
+        format!(
+            "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: cucm\r\n\
+             Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n",
+            form.len()
+        )
+        .into_bytes(),
+        form.to_vec(),
+    ]
+    .concat();
+    let s2 = 1 + get.len() as u32;
+    let a2 = 1 + resp.len() as u32;
+    frames.push(web(s2, a2, &post));
+    let ok = http_response("text/xml", "<response><success/></response>");
+    frames.push(back(a2, s2 + post.len() as u32, &ok));
+    pcap(&frames)
+}
+
+#[test]
+fn r4_tcp_reassembly_feeds_sip_sdp_http_and_xml_checks() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = write(dir.path(), "tcp.pcap", &tcp_capture());
+    let out = run(&["--format", "json"], &[&file]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let doc = json_of(&out);
+    let f = &doc["files"][0];
+    // The INVITE spans frames 4 and 6: its SDP makes the RTP voice "by SDP", not heuristics.
+    assert_eq!(f["sip_messages"], 1, "{f:#}");
+    let media = flow(f, "10.10.0.6:30000");
+    assert_eq!(media["class"], "voice");
+    assert_eq!(media["classified_by"], "sdp");
+    assert_eq!(media["passed"], true);
+    // The retransmitted segment is a note, with the connection named.
+    let tcp = f["tcp"].as_array().expect("tcp notes");
+    assert_eq!(tcp.len(), 1, "{tcp:?}");
+    assert_eq!(tcp[0]["src"], "10.10.0.5:51001");
+    assert_eq!(tcp[0]["app"], "sip");
+    assert_eq!(tcp[0]["retransmissions"], 1);
+    assert!(f["notes"].as_array().expect("notes").iter().any(|n| n
+        .as_str()
+        .unwrap_or("")
+        .contains("1 retransmitted segments")));
+    // XML: the phone-service response names frame 10 and the element; the EM API request in
+    // the form field names what is missing; the EM reply is fine.
+    let xml = f["xml"].as_array().expect("xml");
+    assert_eq!(f["xml_documents"], 3, "{xml:#?}");
+    assert_eq!(f["xml_invalid"], 2, "{xml:#?}");
+    let input = xml
+        .iter()
+        .find(|d| d["root"] == "CiscoIPPhoneInput")
+        .expect("input");
+    assert_eq!(input["frame"], 10);
+    assert_eq!(input["kind"], "cisco-ip-phone");
+    assert_eq!(input["valid"], false);
+    assert_eq!(
+        input["source"],
+        "http 200 (GET /ucmuser/services/login.jsp?device={})"
+    );
+    assert!(input["errors"][0]["path"]
+        .as_str()
+        .expect("path")
+        .ends_with("InputItem[1]/InputFlags"));
+    let em = xml.iter().find(|d| d["root"] == "request").expect("em");
+    assert_eq!(em["frame"], 11);
+    assert_eq!(em["kind"], "em-api");
+    assert!(em["errors"][0]["message"]
+        .as_str()
+        .expect("message")
+        .contains("appInfo"));
+    let reply = xml.iter().find(|d| d["root"] == "response").expect("reply");
+    assert_eq!(reply["valid"], true);
+    // Ladder: SIP over TCP, RTP from the SDP, both HTTP exchanges with path templates.
+    let ladder: Vec<&str> = f["ladder"]
+        .as_array()
+        .expect("ladder")
+        .iter()
+        .map(|l| l["text"].as_str().expect("text"))
+        .collect();
+    assert_eq!(
+        ladder,
+        [
+            "A -> B: INVITE (call 1, cseq 1)",
+            "C -> A: RTP PT 0 ptime 20ms",
+            "A -> B: HTTP GET /ucmuser/services/login.jsp?device={} 200",
+            "A -> B: HTTP POST /emservice/EMServiceServlet 200",
+        ]
+    );
+    // Text and JUnit carry the XML failures too.
+    let out = run(&[], &[&file]);
+    let text = stdout(&out);
+    assert!(text.contains("XML: 3 documents, 2 invalid"), "{text}");
+    assert!(text.contains("FAIL frame 10 http 200"), "{text}");
+    let out = run(&["--format", "junit"], &[&file]);
+    let junit = stdout(&out);
+    assert!(
+        junit.contains("classname=\"xml.cisco-ip-phone\""),
+        "{junit}"
+    );
+    assert!(junit.contains("InputFlags"), "{junit}");
+}
+
+fn fixture(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+}
+
+/// Every class `any`: only XML and the golden can fail.
+const ANY_POLICY: &[u8] = b"classes:\n  sip: any\n  sccp: any\n  cti: any\n  assistant: any\n  \
+    http: any\n  tftp: any\n  voice: any\n  video: any\n  other: any\n";
+
+#[test]
+fn r4_cisco_paging_fixture_execute_validates_with_quirks_as_warnings() {
+    let file = fixture("fixtures/pcaps/sip_mcast_paging.pcapng");
+    let out = run(&["--format", "json"], &[&file]);
+    let doc = json_of(&out);
+    let f = &doc["files"][0];
+    // 2 REFERs, 2 202s, 2 NOTIFYs (each spanning two TCP segments), 2 200s.
+    assert_eq!(f["sip_messages"], 8, "{f:#}");
+    assert_eq!(f["xml_invalid"], 0);
+    let xml = f["xml"].as_array().expect("xml");
+    let exec: Vec<&Value> = xml
+        .iter()
+        .filter(|d| d["root"] == "CiscoIPPhoneExecute")
+        .collect();
+    assert_eq!(exec.len(), 2);
+    assert_eq!(exec[0]["frame"], 20);
+    assert_eq!(exec[0]["source"], "sip REFER part 2");
+    assert_eq!(exec[0]["valid"], true);
+    let rules: Vec<&str> = exec[0]["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .map(|w| w["rule"].as_str().expect("rule"))
+        .collect();
+    assert!(rules.contains(&"decl-no-space"), "{rules:?}");
+    assert!(rules.contains(&"multipart-lf-only"), "{rules:?}");
+    assert!(xml
+        .iter()
+        .any(|d| d["root"] == "CiscoIPPhoneResponse" && d["frame"] == 26));
+    // The multicast stream in the ladder, with its statistics in the detail.
+    let rtp = f["ladder"]
+        .as_array()
+        .expect("ladder")
+        .iter()
+        .find(|l| l["text"] == "A -> C: RTP PT 0 ptime 20ms")
+        .expect("rtp line");
+    assert_eq!(rtp["frame"], 29);
+    assert!(rtp["detail"]
+        .as_str()
+        .expect("detail")
+        .contains("205 packets, 0 lost"));
+}
+
+#[test]
+fn r4_golden_ladder_matches_and_a_changed_golden_fails_with_a_diff() {
+    let file = fixture("fixtures/pcaps/sip_mcast_paging.pcapng");
+    let golden = fixture("golden/sip_mcast_paging");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let policy = write(dir.path(), "any.yaml", ANY_POLICY);
+    let p = policy.to_str().expect("utf-8");
+    let g = golden.to_str().expect("utf-8");
+    let out = run(&["--policy", p, "--golden", g], &[&file]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(
+        stdout(&out).contains("ladder: matches golden"),
+        "{}",
+        stdout(&out)
+    );
+    let out = run(
+        &["--policy", p, "--golden", g, "--format", "json"],
+        &[&file],
+    );
+    assert_eq!(json_of(&out)["files"][0]["diff"], serde_json::json!([]));
+
+    // The golden says the phone answered the first REFER 200 where it answered 202.
+    let text = std::fs::read_to_string(golden.join("ladder.txt")).expect("golden");
+    let changed = text.replacen("B -> A: 202 REFER (call 1", "B -> A: 200 REFER (call 1", 1);
+    assert_ne!(text, changed);
+    let bad = write(dir.path(), "ladder.txt", changed.as_bytes());
+    let b = bad.to_str().expect("utf-8");
+    let out = run(&["--policy", p, "--golden", b], &[&file]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let text = stdout(&out);
+    assert!(text.contains("ladder: differs from golden"), "{text}");
+    assert!(
+        text.contains("-B -> A: 200 REFER (call 1, cseq 1)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("+B -> A: 202 REFER (call 1, cseq 1)"),
+        "{text}"
+    );
+    let out = run(
+        &["--policy", p, "--golden", b, "--format", "json"],
+        &[&file],
+    );
+    let doc = json_of(&out);
+    assert_eq!(doc["passed"], false);
+    let diff: Vec<&str> = doc["files"][0]["diff"]
+        .as_array()
+        .expect("diff")
+        .iter()
+        .map(|l| l.as_str().expect("line"))
+        .collect();
+    assert_eq!(diff[2], "@@ -1,5 +1,5 @@", "{diff:?}");
+    // A missing golden is an input error (exit 2).
+    let out = run(&["--golden", "/nonexistent/ladder.txt"], &[&file]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn r4_ladder_subcommand_prints_roles_lines_and_json() {
+    let file = fixture("fixtures/pcaps/sip_mcast_paging.pcapng");
+    let out = ucm()
+        .args(["pcap", "ladder"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("# A = 192.168.151.204"), "{text}");
+    assert!(text.contains("# C = 239.1.1.99"), "{text}");
+    assert!(text.contains("     20 "), "{text}");
+    let out = ucm()
+        .args(["pcap", "ladder", "--normalised"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let golden =
+        std::fs::read_to_string(fixture("golden/sip_mcast_paging/ladder.txt")).expect("golden");
+    let want: String = golden
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_eq!(stdout(&out), want);
+    let out = ucm()
+        .args(["pcap", "ladder", "--json"])
+        .arg(&file)
+        .output()
+        .expect("run");
+    let doc = json_of(&out);
+    assert_eq!(doc["roles"][1]["name"], "B");
+    assert_eq!(doc["roles"][1]["addr"], "172.22.224.22");
+    assert_eq!(doc["ladder"][0]["frame"], 20);
+}

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod bench_em;
+mod conformance;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -22,6 +23,7 @@ fn main() {
     {
         ["bench", "serve", rest @ ..] => bench_serve(rest),
         ["bench", "calls"] => bench_calls(),
+        ["bench", "pcap", rest @ ..] => conformance::bench_pcap(rest),
         ["bench", "em", rest @ ..] => {
             release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
         }
