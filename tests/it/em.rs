@@ -710,3 +710,84 @@ async fn r6_two_nodes_on_one_postgresql_see_each_others_logins() {
     drop(b);
     db.drop_db().await;
 }
+
+/// The conformance scenario for EM: `ucm em` logs jsmith in on the hot-desk phone, asks who is
+/// logged in, and logs out, while tcpdump records the exchange on lo. The capture's normalised
+/// call flow must equal `golden/em_login_logout/ladder.txt`, and every EM API document in it
+/// must validate. `UCM_BLESS=1` rewrites the golden from this run instead (see its README).
+#[test]
+fn r6_conformance_em_login_logout_matches_its_golden() {
+    use crate::common::{is_root, skip_or_fail, ucm};
+    if !is_root() {
+        skip_or_fail("capturing on lo needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let pcap = dir.path().join("em.pcap");
+    let Some(cap) = crate::sipp::Capture::start(&pcap, &format!("tcp port {}", http.port())) else {
+        return;
+    };
+    let server = format!("http://{http}");
+    for args in [
+        &[
+            "login",
+            "--device",
+            HOTDESK,
+            "--user",
+            "jsmith",
+            "--duration",
+            "60",
+        ][..],
+        &["status", "--device", HOTDESK][..],
+        &["logout", "--device", HOTDESK][..],
+    ] {
+        let o = ucm()
+            .arg("em")
+            .args(args)
+            .args(["--server", &server, "--app-user", "emproxy"])
+            .env("UCM_EM_APP_PASSWORD", "emproxy")
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    cap.stop();
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/em_login_logout");
+    if std::env::var_os("UCM_BLESS").is_some() {
+        let o = ucm()
+            .args(["pcap", "ladder", "--normalised"])
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        std::fs::create_dir_all(&golden).unwrap();
+        std::fs::write(golden.join("ladder.txt"), &o.stdout).unwrap();
+        return;
+    }
+    let o = ucm()
+        .args(["pcap", "verify", "--format", "json", "--golden"])
+        .arg(&golden)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{report}\n{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let file = &v["files"][0];
+    assert!(
+        file["xml_documents"].as_u64().unwrap_or(0) >= 6,
+        "requests and replies: {report}"
+    );
+    assert_eq!(file["xml_invalid"], 0, "{report}");
+}

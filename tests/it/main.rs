@@ -12,7 +12,7 @@ pub mod phone;
 mod phone_services;
 mod serve;
 mod services;
-mod sipp;
+pub mod sipp;
 mod store;
 mod verify;
 mod webdialer;

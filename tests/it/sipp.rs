@@ -113,10 +113,10 @@ fn r3_sipp_uac_calls_sipp_uas_through_ucm() {
 }
 
 /// tcpdump on lo, stopped (SIGINT, so the file is complete) by `stop`.
-struct Capture(std::process::Child);
+pub struct Capture(std::process::Child);
 
 impl Capture {
-    fn start(file: &std::path::Path, filter: &str) -> Option<Capture> {
+    pub fn start(file: &std::path::Path, filter: &str) -> Option<Capture> {
         if Command::new("tcpdump").arg("--version").output().is_err() {
             skip_or_fail("tcpdump is not installed (Debian package tcpdump)");
             return None;
@@ -151,7 +151,7 @@ impl Capture {
         Some(Capture(child))
     }
 
-    fn stop(mut self) {
+    pub fn stop(mut self) {
         // Let the last packets reach tcpdump before it is told to finish.
         std::thread::sleep(Duration::from_millis(500));
         // SAFETY: signalling our own child process.
