@@ -791,3 +791,42 @@ fn r6_conformance_em_login_logout_matches_its_golden() {
     );
     assert_eq!(file["xml_invalid"], 0, "{report}");
 }
+
+#[test]
+fn r6_em_api_over_https_with_the_node_certificate() {
+    use crate::common::ucm;
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let server = format!("https://{}", srv.addr("https"));
+    let ca = srv.data_dir.path().join("node-cert.pem");
+    let run = |extra: &[&str]| {
+        ucm()
+            .args(["em", "status", "--device", HOTDESK, "--server", &server])
+            .args(["--app-user", "emproxy"])
+            .args(extra)
+            .env("UCM_EM_APP_PASSWORD", "emproxy")
+            .output()
+            .unwrap()
+    };
+    // Trusting the node's certificate: the query goes through TLS.
+    let o = run(&["--ca", ca.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        format!("{HOTDESK}: nobody logged in\n")
+    );
+    // Without trusting it, the certificate is refused: exit 2, nothing sent in clear.
+    let o = run(&[]);
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
