@@ -36,49 +36,109 @@ impl Verdict {
     }
 }
 
-/// What checking a user's credentials for a device found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    Authorized,
-    /// The user exists but the password is wrong: counts towards lockout.
-    BadPassword,
-    /// Unknown user or device, or the device is not the user's.
-    NotAllowed,
+/// What checking a secret under the lockout policy found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretCheck {
+    Ok,
+    /// Wrong; `locked_now` when this failure reached the threshold.
+    Wrong {
+        locked_now: bool,
+    },
+    /// Refused without a check: the credential is locked out.
+    Locked,
+    /// The lockout state could not be read: refuse (fail closed).
+    Unavailable(String),
 }
 
-/// Checks `user`'s `password` and whether the user may push to `device`. Slow (argon2): call
-/// it off the async workers.
-pub fn check(state: &NodeState, user: &str, password: &str, device: &str) -> Outcome {
-    let cluster = state.cluster();
-    if cluster.device(device).is_none() {
-        return Outcome::NotAllowed;
-    }
-    let (hash, allowed) = if let Some(u) = cluster.end_user(user) {
-        (
-            u.password_hash.clone(),
-            u.associated_devices.iter().any(|d| d == device)
-                || u.roles.contains(&Role::CtiControlAllDevices),
-        )
-    } else if let Some(a) = cluster.application_user(user) {
-        (
-            a.password_hash.clone(),
-            a.associated_devices.iter().any(|d| d == device)
-                || a.roles.contains(&Role::CtiControlAllDevices),
-        )
-    } else {
-        return Outcome::NotAllowed;
+/// Checks `secret` against `hash`, counted under `credential` (`password:<user>`,
+/// `pin:<user>`): refused unchecked while locked out; a wrong secret counts, and the
+/// `threshold`-th in a row locks it for the cluster's `auth_lockout_minutes` on every node; a
+/// right one clears the count. Successful checks are cached (argon2 is slow by design and runs
+/// off the async workers). The one place the authentication URL, EM and WebDialer check
+/// passwords and PINs.
+pub async fn check_secret(
+    state: &Arc<NodeState>,
+    credential: &str,
+    secret: &str,
+    hash: &str,
+    threshold: u32,
+) -> SecretCheck {
+    let now = crate::sip::registrar::unix_now();
+    let prior = match state.store.credential_failures(credential).await {
+        Ok(p) => p,
+        Err(e) => return SecretCheck::Unavailable(e.to_string()),
     };
-    match hash {
-        Some(h) if state.password_cache.verify(user, password, &h) => {
-            if allowed {
-                Outcome::Authorized
-            } else {
-                Outcome::NotAllowed
+    if prior.is_some_and(|p| p.locked_until > now) {
+        return SecretCheck::Locked;
+    }
+    let (st, c, s, h) = (
+        state.clone(),
+        credential.to_string(),
+        secret.to_string(),
+        hash.to_string(),
+    );
+    let ok = tokio::task::spawn_blocking(move || st.password_cache.verify(&c, &s, &h))
+        .await
+        .unwrap_or(false);
+    if ok {
+        if prior.is_some() {
+            if let Err(e) = state.store.clear_credential_failures(credential).await {
+                tracing::warn!(error = %e, credential, "clearing failed checks failed");
             }
         }
-        Some(_) => Outcome::BadPassword,
-        None => Outcome::NotAllowed,
+        return SecretCheck::Ok;
     }
+    state.password_cache.forget(credential);
+    let minutes = state
+        .cluster()
+        .service_parameters
+        .phone_services
+        .auth_lockout_minutes;
+    match state
+        .store
+        .record_credential_failure(credential, now, threshold, i64::from(minutes) * 60)
+        .await
+    {
+        Ok(f) => SecretCheck::Wrong {
+            locked_now: f.locked_until > now,
+        },
+        Err(e) => {
+            tracing::error!(error = %e, credential, "counting a failed check failed");
+            SecretCheck::Wrong { locked_now: false }
+        }
+    }
+}
+
+/// A user's (end user's or application user's) password hash; `None`: no such user.
+fn password_of(cluster: &crate::cluster::Cluster, user: &str) -> Option<Option<String>> {
+    if let Some(u) = cluster.end_user(user) {
+        Some(u.password_hash.clone())
+    } else {
+        cluster
+            .application_user(user)
+            .map(|a| a.password_hash.clone())
+    }
+}
+
+/// Checks a user's password with the cluster's lockout policy.
+pub async fn check_password(state: &Arc<NodeState>, user: &str, password: &str) -> SecretCheck {
+    let cluster = state.cluster();
+    let Some(Some(hash)) = password_of(&cluster, user) else {
+        // Unknown users are not counted: no row per name an attacker tries.
+        return SecretCheck::Wrong { locked_now: false };
+    };
+    let threshold = cluster
+        .service_parameters
+        .phone_services
+        .auth_lockout_threshold;
+    check_secret(
+        state,
+        &password_credential(user),
+        password,
+        &hash,
+        threshold,
+    )
+    .await
 }
 
 /// Whether `user` may push to `device`: associated with it, or allowed to control every device.
@@ -96,49 +156,7 @@ pub fn may_push(cluster: &crate::cluster::Cluster, user: &str, device: &str) -> 
 
 /// Checks a user's password alone, with the lockout policy (a wrong one counts once).
 pub async fn verify_user(state: &Arc<NodeState>, user: &str, password: &str) -> bool {
-    let cluster = state.cluster();
-    let hash = cluster
-        .end_user(user)
-        .and_then(|u| u.password_hash.clone())
-        .or_else(|| {
-            cluster
-                .application_user(user)
-                .and_then(|a| a.password_hash.clone())
-        });
-    let Some(hash) = hash else {
-        return false;
-    };
-    let credential = password_credential(user);
-    let now = crate::sip::registrar::unix_now();
-    let prior = match state.store.credential_failures(&credential).await {
-        Ok(p) => p,
-        Err(_) => return false,
-    };
-    if prior.is_some_and(|p| p.locked_until > now) {
-        return false;
-    }
-    let (st, u, p) = (state.clone(), user.to_string(), password.to_string());
-    let ok = tokio::task::spawn_blocking(move || st.password_cache.verify(&u, &p, &hash))
-        .await
-        .unwrap_or(false);
-    if ok {
-        if prior.is_some() {
-            let _ = state.store.clear_credential_failures(&credential).await;
-        }
-        return true;
-    }
-    state.password_cache.forget(user);
-    let policy = cluster.service_parameters.phone_services.clone();
-    let _ = state
-        .store
-        .record_credential_failure(
-            &credential,
-            now,
-            policy.auth_lockout_threshold,
-            i64::from(policy.auth_lockout_minutes) * 60,
-        )
-        .await;
-    false
+    check_password(state, user, password).await == SecretCheck::Ok
 }
 
 /// The key under which a user's password failures are counted.
@@ -146,84 +164,43 @@ pub fn password_credential(user: &str) -> String {
     format!("password:{user}")
 }
 
-/// Checks credentials with the cluster's lockout policy: a locked-out user is refused without
-/// a password check; a wrong password counts, and the threshold-th in a row locks the user out
-/// for the configured minutes on every node (the count lives in the database).
+/// The authentication URL's answer: the password under the lockout policy (a locked-out
+/// user is refused without a check), then whether the user may push to the device.
 pub async fn check_with_lockout(
     state: &Arc<NodeState>,
     user: &str,
     password: &str,
     device: &str,
 ) -> Verdict {
-    let credential = password_credential(user);
-    let now = crate::sip::registrar::unix_now();
-    let prior = match state.store.credential_failures(&credential).await {
-        Ok(p) => p,
-        Err(e) => {
-            // Fail closed: without the lockout state we cannot tell a locked user.
-            tracing::error!(error = %e, "authentication URL: reading lockout state failed");
-            return Verdict::Error;
-        }
-    };
-    if prior.is_some_and(|p| p.locked_until > now) {
-        tracing::info!(user, device, "authentication URL: user is locked out");
+    if state.cluster().device(device).is_none() {
         return Verdict::Unauthorized;
     }
-    let (st, u, p, d) = (
-        state.clone(),
-        user.to_string(),
-        password.to_string(),
-        device.to_string(),
-    );
-    // argon2 is deliberately slow: keep it off the async workers.
-    let outcome = match tokio::task::spawn_blocking(move || check(&st, &u, &p, &d)).await {
-        Ok(o) => o,
-        Err(_) => return Verdict::Error,
-    };
-    match outcome {
-        Outcome::Authorized => {
-            if prior.is_some() {
-                if let Err(e) = state.store.clear_credential_failures(&credential).await {
-                    tracing::warn!(error = %e, "authentication URL: clearing failures failed");
-                }
-            }
-            Verdict::Authorized
-        }
-        Outcome::NotAllowed => Verdict::Unauthorized,
-        Outcome::BadPassword => {
-            state.password_cache.forget(user);
-            let policy = state.cluster().service_parameters.phone_services.clone();
-            let lock_secs = i64::from(policy.auth_lockout_minutes) * 60;
-            match state
-                .store
-                .record_credential_failure(
-                    &credential,
-                    now,
-                    policy.auth_lockout_threshold,
-                    lock_secs,
-                )
-                .await
-            {
-                Ok(f) if f.locked_until > now => {
-                    tracing::warn!(
-                        user,
-                        device,
-                        "authentication URL: wrong password; user locked out"
-                    );
-                }
-                Ok(f) => {
-                    tracing::info!(
-                        user,
-                        device,
-                        failures = f.failures,
-                        "authentication URL: wrong password"
-                    );
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "authentication URL: counting a failure failed")
-                }
-            }
+    match check_password(state, user, password).await {
+        SecretCheck::Ok if may_push(&state.cluster(), user, device) => Verdict::Authorized,
+        SecretCheck::Ok => Verdict::Unauthorized,
+        SecretCheck::Locked => {
+            tracing::info!(user, device, "authentication URL: user is locked out");
             Verdict::Unauthorized
+        }
+        SecretCheck::Wrong { locked_now: true } => {
+            tracing::warn!(
+                user,
+                device,
+                "authentication URL: wrong password; user locked out"
+            );
+            Verdict::Unauthorized
+        }
+        SecretCheck::Wrong { locked_now: false } => {
+            tracing::info!(
+                user,
+                device,
+                "authentication URL: wrong password or unknown user"
+            );
+            Verdict::Unauthorized
+        }
+        SecretCheck::Unavailable(e) => {
+            tracing::error!(error = %e, "authentication URL: reading lockout state failed");
+            Verdict::Error
         }
     }
 }

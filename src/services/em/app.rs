@@ -18,7 +18,6 @@ use axum::response::{IntoResponse, Response};
 
 use super::{EmError, Principal};
 use crate::server::NodeState;
-use crate::sip::registrar::unix_now;
 use crate::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
 
 const TITLE: &str = "Extension Mobility";
@@ -165,48 +164,30 @@ pub async fn handler(
 /// Checks a user's PIN with the PIN lockout (`pin_lockout_threshold` failures in a row lock
 /// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201.
 async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), String> {
+    use crate::services::authenticate::{check_secret, SecretCheck};
     let again = || "Please try to login again (201)".to_string();
     let cluster = state.cluster();
     let Some(hash) = cluster.end_user(user).and_then(|u| u.pin_hash.clone()) else {
         return Err(again());
     };
-    let credential = format!("pin:{user}");
-    let now = unix_now();
-    let prior = state
-        .store
-        .credential_failures(&credential)
-        .await
-        .map_err(|_| "Login is unavailable(6)".to_string())?;
-    if prior.is_some_and(|p| p.locked_until > now) {
-        tracing::info!(user, "EMApp: PIN locked out");
-        return Err(again());
-    }
-    let (h, p) = (hash, pin.to_string());
-    let ok = tokio::task::spawn_blocking(move || crate::auth::verify_secret(&p, &h))
-        .await
-        .unwrap_or(false);
-    if ok {
-        if prior.is_some() {
-            let _ = state.store.clear_credential_failures(&credential).await;
-        }
-        return Ok(());
-    }
     let threshold = cluster
         .service_parameters
         .extension_mobility
         .pin_lockout_threshold;
-    let minutes = cluster
-        .service_parameters
-        .phone_services
-        .auth_lockout_minutes;
-    match state
-        .store
-        .record_credential_failure(&credential, now, threshold, i64::from(minutes) * 60)
-        .await
-    {
-        Ok(f) if f.locked_until > now => tracing::warn!(user, "EMApp: wrong PIN; locked out"),
-        Ok(_) => tracing::info!(user, "EMApp: wrong PIN"),
-        Err(e) => tracing::error!(error = %e, "EMApp: counting a wrong PIN"),
+    match check_secret(state, &format!("pin:{user}"), pin, &hash, threshold).await {
+        SecretCheck::Ok => Ok(()),
+        SecretCheck::Locked => {
+            tracing::info!(user, "EMApp: PIN locked out");
+            Err(again())
+        }
+        SecretCheck::Wrong { locked_now: true } => {
+            tracing::warn!(user, "EMApp: wrong PIN; locked out");
+            Err(again())
+        }
+        SecretCheck::Wrong { locked_now: false } => {
+            tracing::info!(user, "EMApp: wrong PIN");
+            Err(again())
+        }
+        SecretCheck::Unavailable(_) => Err("Login is unavailable(6)".to_string()),
     }
-    Err(again())
 }

@@ -25,7 +25,6 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::VerifiedCache;
 use crate::cluster::Login;
 use crate::config::model::{MultipleLoginBehavior, Role};
 use crate::server::NodeState;
@@ -108,7 +107,6 @@ pub struct Caller {
 /// The EM service of one node.
 pub struct EmService {
     inflight: AtomicUsize,
-    credentials: VerifiedCache,
     /// Automatic logouts: (unix seconds, device).
     timers: Mutex<BTreeSet<(i64, String)>>,
     wake: tokio::sync::Notify,
@@ -168,7 +166,6 @@ impl EmService {
     pub fn new() -> EmService {
         EmService {
             inflight: AtomicUsize::new(0),
-            credentials: VerifiedCache::new(std::time::Duration::from_secs(300)),
             timers: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
         }
@@ -394,66 +391,28 @@ impl EmService {
             return Err(refused());
         };
         let cluster = state.cluster();
-        let (hash, principal) = if let Some(u) = cluster.end_user(&app.app_id) {
-            (
-                u.password_hash.clone(),
-                Principal {
-                    id: u.userid.clone(),
-                    proxy: u.roles.contains(&Role::EmProxy),
-                    is_end_user: true,
-                },
-            )
+        let principal = if let Some(u) = cluster.end_user(&app.app_id) {
+            Principal {
+                id: u.userid.clone(),
+                proxy: u.roles.contains(&Role::EmProxy),
+                is_end_user: true,
+            }
         } else if let Some(a) = cluster.application_user(&app.app_id) {
-            (
-                a.password_hash.clone(),
-                Principal {
-                    id: a.userid.clone(),
-                    proxy: a.roles.contains(&Role::EmProxy),
-                    is_end_user: false,
-                },
-            )
+            Principal {
+                id: a.userid.clone(),
+                proxy: a.roles.contains(&Role::EmProxy),
+                is_end_user: false,
+            }
         } else {
             return Err(refused());
         };
-        let Some(hash) = hash else {
-            return Err(refused());
-        };
-        let credential = crate::services::authenticate::password_credential(&principal.id);
-        let now = unix_now();
-        let prior = state
-            .store
-            .credential_failures(&credential)
-            .await
-            .map_err(|e| EmError::new(6, format!("database: {e}")))?;
-        if prior.is_some_and(|p| p.locked_until > now) {
-            return Err(EmError::new(3, format!("'{}' is locked out", app.app_id)));
+        use crate::services::authenticate::{check_password, SecretCheck};
+        match check_password(state, &principal.id, password).await {
+            SecretCheck::Ok => Ok(principal),
+            SecretCheck::Locked => Err(EmError::new(3, format!("'{}' is locked out", app.app_id))),
+            SecretCheck::Wrong { .. } => Err(refused()),
+            SecretCheck::Unavailable(e) => Err(EmError::new(6, format!("database: {e}"))),
         }
-        let st = state.clone();
-        let (id, pw) = (principal.id.clone(), password.clone());
-        let ok = tokio::task::spawn_blocking(move || st.em.credentials.verify(&id, &pw, &hash))
-            .await
-            .unwrap_or(false);
-        if ok {
-            if prior.is_some() {
-                let _ = state.store.clear_credential_failures(&credential).await;
-            }
-            return Ok(principal);
-        }
-        self.credentials.forget(&principal.id);
-        let policy = cluster.service_parameters.phone_services.clone();
-        if let Err(e) = state
-            .store
-            .record_credential_failure(
-                &credential,
-                now,
-                policy.auth_lockout_threshold,
-                i64::from(policy.auth_lockout_minutes) * 60,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "EM: counting a failed password");
-        }
-        Err(refused())
     }
 
     /// Validate IP Address: the request must come from the device itself or a trusted address.

@@ -26,11 +26,9 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::VerifiedCache;
 use crate::cluster::Cluster;
 use crate::config::model::Role;
 use crate::server::NodeState;
-use crate::sip::registrar::unix_now;
 use soap::{DeviceInfo, Request, UserProfile};
 
 /// The standard paths.
@@ -126,7 +124,6 @@ impl Drop for Slot<'_> {
 /// The WebDialer service of one node.
 pub struct WebDialerService {
     inflight: AtomicUsize,
-    credentials: VerifiedCache,
     /// The last call WebDialer placed from each device (what endCall ends).
     calls: Mutex<HashMap<String, u64>>,
     /// HTML sessions by cookie.
@@ -151,7 +148,6 @@ impl WebDialerService {
     pub fn new() -> WebDialerService {
         WebDialerService {
             inflight: AtomicUsize::new(0),
-            credentials: VerifiedCache::new(Duration::from_secs(300)),
             calls: Mutex::new(HashMap::new()),
             sessions: html::Sessions::default(),
             redirector_http: Mutex::new(None),
@@ -178,68 +174,28 @@ impl WebDialerService {
         let has = |roles: &[Role]| {
             roles.contains(&Role::CtiControlAllDevices) || roles.contains(&Role::EmProxy)
         };
-        let (hash, principal) = if let Some(u) = cluster.end_user(user) {
-            (
-                u.password_hash.clone(),
-                Principal {
-                    id: u.userid.clone(),
-                    proxy: has(&u.roles),
-                    is_end_user: true,
-                },
-            )
+        let principal = if let Some(u) = cluster.end_user(user) {
+            Principal {
+                id: u.userid.clone(),
+                proxy: has(&u.roles),
+                is_end_user: true,
+            }
         } else if let Some(a) = cluster.application_user(user) {
-            (
-                a.password_hash.clone(),
-                Principal {
-                    id: a.userid.clone(),
-                    proxy: has(&a.roles),
-                    is_end_user: false,
-                },
-            )
+            Principal {
+                id: a.userid.clone(),
+                proxy: has(&a.roles),
+                is_end_user: false,
+            }
         } else {
             return Err(refused());
         };
-        let Some(hash) = hash else {
-            return Err(refused());
-        };
-        let credential = crate::services::authenticate::password_credential(&principal.id);
-        let now = unix_now();
-        let prior = state
-            .store
-            .credential_failures(&credential)
-            .await
-            .map_err(|e| WdError::new(8, format!("database: {e}")))?;
-        if prior.is_some_and(|p| p.locked_until > now) {
-            return Err(WdError::new(2, format!("{user:?} is locked out")));
+        use crate::services::authenticate::{check_password, SecretCheck};
+        match check_password(state, &principal.id, password).await {
+            SecretCheck::Ok => Ok(principal),
+            SecretCheck::Locked => Err(WdError::new(2, format!("{user:?} is locked out"))),
+            SecretCheck::Wrong { .. } => Err(refused()),
+            SecretCheck::Unavailable(e) => Err(WdError::new(8, format!("database: {e}"))),
         }
-        let st = state.clone();
-        let (id, pw) = (principal.id.clone(), password.to_string());
-        // argon2 is deliberately slow: keep it off the async workers.
-        let ok =
-            tokio::task::spawn_blocking(move || st.webdialer.credentials.verify(&id, &pw, &hash))
-                .await
-                .unwrap_or(false);
-        if ok {
-            if prior.is_some() {
-                let _ = state.store.clear_credential_failures(&credential).await;
-            }
-            return Ok(principal);
-        }
-        self.credentials.forget(&principal.id);
-        let policy = cluster.service_parameters.phone_services.clone();
-        if let Err(e) = state
-            .store
-            .record_credential_failure(
-                &credential,
-                now,
-                policy.auth_lockout_threshold,
-                i64::from(policy.auth_lockout_minutes) * 60,
-            )
-            .await
-        {
-            tracing::error!(error = %e, "WebDialer: counting a failed password");
-        }
-        Err(refused())
     }
 
     /// Works out the user the request is for and checks the principal may act for them.
