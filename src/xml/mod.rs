@@ -46,6 +46,7 @@
 mod dom;
 pub mod objects;
 mod read;
+pub mod tree;
 pub mod validate;
 mod write;
 

@@ -4,14 +4,13 @@
 //! the DTD (`userDeviceProfileQuery`, extra elements); anything else that does not fit the DTD
 //! is EM error 1 with the element path.
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
-
 use super::EmError;
 
 /// Largest request accepted (a logoutAll or a query for many users is still small).
 pub const MAX_REQUEST: usize = 256 * 1024;
 const MAX_DEPTH: usize = 16;
+/// Elements in one request (a query naming the most users stays far below).
+const MAX_ELEMENTS: usize = 10_000;
 /// Users or devices one query may name.
 pub const MAX_QUERY_ITEMS: usize = 1000;
 
@@ -112,28 +111,7 @@ pub struct Envelope {
     pub request: Request,
 }
 
-/// A minimal element tree: names, text, children.
-#[derive(Debug, Default)]
-struct Node {
-    name: String,
-    text: String,
-    attrs: Vec<(String, String)>,
-    children: Vec<Node>,
-}
-
-impl Node {
-    fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
-    }
-
-    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.children.iter().filter(move |c| c.name == name)
-    }
-
-    fn value(&self) -> String {
-        self.text.trim().to_string()
-    }
-}
+use crate::xml::tree::Element as Node;
 
 fn parse_error(msg: impl Into<String>) -> EmError {
     EmError::new(1, msg)
@@ -146,114 +124,9 @@ fn read_tree(xml: &str) -> Result<Node, EmError> {
             xml.len()
         )));
     }
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
-    let attach = |stack: &mut Vec<Node>, root: &mut Option<Node>, n: Node| -> Result<(), EmError> {
-        match stack.last_mut() {
-            Some(p) => p.children.push(n),
-            None if root.is_none() => *root = Some(n),
-            None => return Err(parse_error("more than one root element")),
-        }
-        Ok(())
-    };
-    let start = |s: &quick_xml::events::BytesStart<'_>| -> Result<Node, EmError> {
-        let mut attrs = Vec::new();
-        for a in s.attributes() {
-            let a = a.map_err(|e| parse_error(format!("bad attribute: {e}")))?;
-            let v = a
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map_err(|e| parse_error(format!("bad attribute value: {e}")))?;
-            attrs.push((
-                String::from_utf8_lossy(a.key.as_ref()).into_owned(),
-                v.into_owned(),
-            ));
-        }
-        Ok(Node {
-            name: String::from_utf8_lossy(s.local_name().as_ref()).into_owned(),
-            attrs,
-            ..Node::default()
-        })
-    };
-    loop {
-        let pos = reader.buffer_position();
-        let ev = reader
-            .read_event()
-            .map_err(|e| parse_error(format!("malformed XML at byte {pos}: {e}")))?;
-        match ev {
-            Event::Start(s) => {
-                if stack.len() >= MAX_DEPTH {
-                    return Err(parse_error("elements nested too deeply"));
-                }
-                stack.push(start(&s)?);
-            }
-            Event::Empty(s) => {
-                let n = start(&s)?;
-                attach(&mut stack, &mut root, n)?;
-            }
-            Event::End(_) => {
-                let n = stack
-                    .pop()
-                    .ok_or_else(|| parse_error("end tag without a start tag"))?;
-                attach(&mut stack, &mut root, n)?;
-            }
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = t
-                        .decode()
-                        .map_err(|e| parse_error(format!("bad text: {e}")))?;
-                    top.text.push_str(&s);
-                }
-            }
-            Event::CData(c) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = c
-                        .decode()
-                        .map_err(|e| parse_error(format!("bad CDATA: {e}")))?;
-                    top.text.push_str(&s);
-                }
-            }
-            Event::GeneralRef(r) => {
-                let name = r
-                    .decode()
-                    .map_err(|e| parse_error(format!("bad reference: {e}")))?;
-                let c = resolve_entity(&name)
-                    .ok_or_else(|| parse_error(format!("unknown entity &{name};")))?;
-                if let Some(top) = stack.last_mut() {
-                    top.text.push(c);
-                }
-            }
-            Event::Eof => break,
-            // Declarations, comments, processing instructions, DOCTYPE (never expanded).
-            _ => {}
-        }
-    }
-    if !stack.is_empty() {
-        return Err(parse_error(format!(
-            "document ends inside <{}>",
-            stack.last().map(|n| n.name.as_str()).unwrap_or_default()
-        )));
-    }
-    root.ok_or_else(|| parse_error("no root element"))
-}
-
-fn resolve_entity(name: &str) -> Option<char> {
-    match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        n => {
-            let n = n.strip_prefix('#')?;
-            let v = match n.strip_prefix('x').or_else(|| n.strip_prefix('X')) {
-                Some(h) => u32::from_str_radix(h, 16).ok()?,
-                None => n.parse().ok()?,
-            };
-            char::from_u32(v).filter(|&c| c != '\0')
-        }
-    }
+    crate::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
+        .map_err(parse_error)?
+        .ok_or_else(|| parse_error("no root element"))
 }
 
 fn required(parent: &Node, name: &str, path: &str) -> Result<String, EmError> {

@@ -5,9 +5,6 @@
 //! Requests may carry their complex parts inline (zeep, SoapUI, Cisco's samples) or as Axis
 //! `href="#id"` references to `multiRef` elements; both resolve to the same [`Request`].
 
-use quick_xml::events::Event;
-use quick_xml::Reader;
-
 /// Largest request body accepted (a makeCall is well under 2 KiB).
 pub const MAX_REQUEST: usize = 64 * 1024;
 const MAX_DEPTH: usize = 32;
@@ -90,54 +87,11 @@ fn bad(msg: impl Into<String>) -> Malformed {
     Malformed(msg.into())
 }
 
-/// A minimal element tree: local names, attributes (by local name), text, children.
-#[derive(Debug, Default, Clone)]
-pub struct Node {
-    pub name: String,
-    pub attrs: Vec<(String, String)>,
-    pub children: Vec<Node>,
-    pub text: String,
-}
+/// The shared bounded element tree (local names, text, children; no DOCTYPE).
+pub use crate::xml::tree::Element as Node;
 
-impl Node {
-    pub fn child(&self, name: &str) -> Option<&Node> {
-        self.children.iter().find(|c| c.name == name)
-    }
-    pub fn attr(&self, name: &str) -> Option<&str> {
-        self.attrs
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
-    }
-    fn is_nil(&self) -> bool {
-        matches!(self.attr("nil"), Some("true" | "1"))
-    }
-}
-
-fn local(name: &[u8]) -> String {
-    let s = String::from_utf8_lossy(name);
-    match s.rsplit_once(':') {
-        Some((_, l)) => l.to_string(),
-        None => s.into_owned(),
-    }
-}
-
-fn resolve_entity(name: &str) -> Option<char> {
-    match name {
-        "amp" => Some('&'),
-        "lt" => Some('<'),
-        "gt" => Some('>'),
-        "quot" => Some('"'),
-        "apos" => Some('\''),
-        n => {
-            let n = n.strip_prefix('#')?;
-            let v = match n.strip_prefix('x').or_else(|| n.strip_prefix('X')) {
-                Some(h) => u32::from_str_radix(h, 16).ok()?,
-                None => n.parse().ok()?,
-            };
-            char::from_u32(v).filter(|&c| c != '\0')
-        }
-    }
+fn is_nil(n: &Node) -> bool {
+    matches!(n.attr("nil"), Some("true" | "1"))
 }
 
 /// Parses a document into a bounded tree (no DOCTYPE expansion, depth and size limits).
@@ -148,93 +102,13 @@ pub fn read_tree(xml: &str) -> Result<Node, Malformed> {
             xml.len()
         )));
     }
-    let mut reader = Reader::from_str(xml);
-    reader.config_mut().check_end_names = true;
-    let mut stack: Vec<Node> = Vec::new();
-    let mut root: Option<Node> = None;
-    let mut count = 0usize;
-    let attach = |stack: &mut Vec<Node>, root: &mut Option<Node>, n: Node| match stack.last_mut() {
-        Some(p) => {
-            p.children.push(n);
-            Ok(())
+    let root = crate::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS).map_err(|e| {
+        if e.starts_with("DOCTYPE") {
+            bad("DOCTYPE is not allowed in a SOAP message")
+        } else {
+            bad(e)
         }
-        None if root.is_none() => {
-            *root = Some(n);
-            Ok(())
-        }
-        None => Err(bad("more than one root element")),
-    };
-    let start = |s: &quick_xml::events::BytesStart<'_>| -> Result<Node, Malformed> {
-        let mut attrs = Vec::new();
-        for a in s.attributes() {
-            let a = a.map_err(|e| bad(format!("bad attribute: {e}")))?;
-            let v = a
-                .normalized_value(quick_xml::XmlVersion::Implicit1_0)
-                .map_err(|e| bad(format!("bad attribute value: {e}")))?;
-            attrs.push((local(a.key.as_ref()), v.into_owned()));
-        }
-        Ok(Node {
-            name: local(s.name().as_ref()),
-            attrs,
-            ..Node::default()
-        })
-    };
-    loop {
-        let pos = reader.buffer_position();
-        let ev = reader
-            .read_event()
-            .map_err(|e| bad(format!("malformed XML at byte {pos}: {e}")))?;
-        if matches!(ev, Event::Start(_) | Event::Empty(_)) {
-            count += 1;
-            if count > MAX_ELEMENTS {
-                return Err(bad("too many elements"));
-            }
-        }
-        match ev {
-            Event::Start(s) => {
-                if stack.len() >= MAX_DEPTH {
-                    return Err(bad("elements nested too deeply"));
-                }
-                stack.push(start(&s)?);
-            }
-            Event::Empty(s) => {
-                let n = start(&s)?;
-                attach(&mut stack, &mut root, n)?;
-            }
-            Event::End(_) => {
-                let n = stack
-                    .pop()
-                    .ok_or_else(|| bad("end tag without a start tag"))?;
-                attach(&mut stack, &mut root, n)?;
-            }
-            Event::Text(t) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = t.decode().map_err(|e| bad(format!("bad text: {e}")))?;
-                    top.text.push_str(&s);
-                }
-            }
-            Event::CData(c) => {
-                if let Some(top) = stack.last_mut() {
-                    let s = c.decode().map_err(|e| bad(format!("bad CDATA: {e}")))?;
-                    top.text.push_str(&s);
-                }
-            }
-            Event::GeneralRef(r) => {
-                let name = r.decode().map_err(|e| bad(format!("bad reference: {e}")))?;
-                let c =
-                    resolve_entity(&name).ok_or_else(|| bad(format!("unknown entity &{name};")))?;
-                if let Some(top) = stack.last_mut() {
-                    top.text.push(c);
-                }
-            }
-            Event::DocType(_) => return Err(bad("DOCTYPE is not allowed in a SOAP message")),
-            Event::Eof => break,
-            _ => {}
-        }
-    }
-    if let Some(open) = stack.last() {
-        return Err(bad(format!("document ends inside <{}>", open.name)));
-    }
+    })?;
     root.ok_or_else(|| {
         if xml.trim().is_empty() {
             bad("empty request: no SOAP envelope")
@@ -276,7 +150,7 @@ fn text_of(body: &Node, n: &Node, field: &str) -> String {
         },
         None => c,
     };
-    if c.is_nil() {
+    if is_nil(c) {
         String::new()
     } else {
         c.text.trim().to_string()
@@ -308,7 +182,7 @@ fn profile(body: &Node, op: &Node, name: &str) -> UserProfile {
 
 fn string_part(body: &Node, op: &Node, name: &str) -> String {
     match part(body, op, name) {
-        Some(n) if !n.is_nil() => n.text.trim().to_string(),
+        Some(n) if !is_nil(n) => n.text.trim().to_string(),
         _ => String::new(),
     }
 }
