@@ -95,6 +95,14 @@ pub fn router(state: Arc<NodeState>) -> Router {
             "/ccmcip/xmldirectorylist.jsp",
             get(crate::services::directory::list_handler),
         )
+        .route(
+            crate::services::paging::http::GROUPS_PATH,
+            get(crate::services::paging::http::groups_handler),
+        )
+        .route(
+            crate::services::paging::http::PAGES_PATH,
+            get(crate::services::paging::http::pages_handler),
+        )
         .with_state(state)
 }
 

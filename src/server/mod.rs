@@ -212,6 +212,8 @@ pub struct NodeState {
     pub password_cache: crate::auth::VerifiedCache,
     /// WebDialer: the SOAP interface, the HTML servlet's sessions and the calls it placed.
     pub webdialer: crate::services::webdialer::WebDialerService,
+    /// The Paging Server: DialCast route points, running pages, the push credential.
+    pub paging: crate::services::paging::PagingService,
     stop: watch::Sender<bool>,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -306,6 +308,7 @@ pub async fn node_state(
         em: crate::services::em::EmService::new(),
         password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
         webdialer: crate::services::webdialer::WebDialerService::new(),
+        paging: crate::services::paging::PagingService::new(),
         call_control: crate::sip::CallControl::new(),
         sip_host,
         stop,
@@ -389,6 +392,16 @@ pub async fn run(
     ));
     let sip = crate::sip::SipServer::new(state.clone());
     tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
+    if state
+        .node
+        .services
+        .contains(&crate::config::model::NodeService::Paging)
+    {
+        tasks.spawn(crate::services::paging::PagingService::run(
+            state.clone(),
+            stop_rx.clone(),
+        ));
+    }
     tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));
     tasks.spawn(
         sip.clone()

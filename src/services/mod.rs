@@ -2,6 +2,7 @@
 pub mod authenticate;
 pub mod directory;
 pub mod em;
+pub mod paging;
 pub mod phone_config;
 pub mod phone_services;
 pub mod webdialer;

@@ -80,6 +80,19 @@ pub enum Command {
         sdp: Bytes,
         reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
     },
+    /// Refuses an offered, unanswered route-point call with a final status (488 for an
+    /// offer the service cannot take, 486 when it is full).
+    Reject {
+        call: u64,
+        status: u16,
+        reason: String,
+        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
+    },
+    /// The devices on a call now (ringing, connected or held), for services that leave busy
+    /// phones out.
+    BusyDevices {
+        reply: tokio::sync::oneshot::Sender<std::collections::HashSet<String>>,
+    },
     /// Ends a call (BYE to every connected side, CANCEL to the ringing ones).
     EndCall {
         call: u64,
@@ -98,6 +111,8 @@ pub struct OfferedCall {
     pub dn: String,
     /// The calling number.
     pub calling: String,
+    /// The caller's SIP Call-ID (what the caller knows its call by).
+    pub call_id: String,
     /// The caller's SDP offer, if the INVITE carried one.
     pub offer: Option<Bytes>,
 }
@@ -1770,6 +1785,38 @@ impl B2bua {
                 let r = self.answer_at_route_point(call, sdp, now, &mut out);
                 let _ = reply.send(r);
             }
+            Command::Reject {
+                call,
+                status,
+                reason,
+                reply,
+            } => {
+                let r = match self.calls.get(&call) {
+                    None => Err(call_error(481, "no such call")),
+                    Some(c) if c.at_route_point.is_none() || c.state != CallState::Routing => {
+                        Err(call_error(409, "the call is not waiting at a route point"))
+                    }
+                    Some(_) if !(400..700).contains(&status) => Err(call_error(
+                        400,
+                        format!("{status} is not a final error status"),
+                    )),
+                    Some(_) => {
+                        self.fail_call(call, status, &reason, now, &mut out);
+                        Ok(())
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Command::BusyDevices { reply } => {
+                let mut busy = std::collections::HashSet::new();
+                for c in self.calls.values() {
+                    busy.extend(c.caller.device.iter().cloned());
+                    for l in c.legs.iter().filter(|l| l.state != LegState::Ended) {
+                        busy.extend(l.device.iter().cloned());
+                    }
+                }
+                let _ = reply.send(busy);
+            }
             Command::EndCall { call, reply } => {
                 let result = match self.calls.get(&call).map(|c| c.state) {
                     None => Err(call_error(481, "no such call")),
@@ -1829,6 +1876,7 @@ impl B2bua {
             route_point: route_point.clone(),
             dn: dn.0.clone(),
             calling: c.caller.number.clone(),
+            call_id: c.a_request.call_id().unwrap_or_default().to_string(),
             offer: (!c.a_request.body.is_empty()).then(|| c.a_request.body.clone()),
         };
         *self.line_load.entry(dn.clone()).or_default() += 1;

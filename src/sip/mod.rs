@@ -154,6 +154,40 @@ impl CallControl {
         })?
     }
 
+    /// Refuses a call offered to a route point with `status` and `reason` (the reason phrase
+    /// the caller sees, e.g. 488 for a codec the service cannot take).
+    pub async fn reject(
+        &self,
+        call: u64,
+        status: u16,
+        reason: &str,
+    ) -> Result<(), b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::Reject {
+            call,
+            status,
+            reason: reason.to_string(),
+            reply,
+        })
+        .await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })?
+    }
+
+    /// The devices on a call now (ringing, connected or held).
+    pub async fn busy_devices(
+        &self,
+    ) -> Result<std::collections::HashSet<String>, b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::BusyDevices { reply }).await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })
+    }
+
     /// Tells a device to act on `event` with an unsolicited NOTIFY (`check-sync`: fetch the
     /// configuration again, the reset Unified CM sends after an EM login). Best effort: a
     /// full command queue drops it with a log line.

@@ -518,6 +518,104 @@ impl Store {
     }
 
     /// The last user of a device that nobody is logged in on.
+    /// Sets the SHA-256 (hex) of the secret a service presents for `userid` (one per user:
+    /// the newest start wins).
+    pub async fn set_service_credential(
+        &self,
+        userid: &str,
+        secret_sha256: &str,
+        node: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO service_credentials (userid, secret_sha256, node, updated_at) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (userid) DO UPDATE SET \
+             secret_sha256 = excluded.secret_sha256, node = excluded.node, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(userid)
+        .bind(secret_sha256)
+        .bind(node)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The SHA-256 (hex) of the secret a service presents for `userid`, if any.
+    pub async fn service_credential(&self, userid: &str) -> Result<Option<String>, StoreError> {
+        let row = sqlx::query("SELECT secret_sha256 FROM service_credentials WHERE userid = $1")
+            .bind(userid)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| r.try_get(0)).transpose()?)
+    }
+
+    /// Keeps a finished page's report (JSON); at most `keep` reports are kept, oldest go first.
+    pub async fn add_page_report(
+        &self,
+        id: &str,
+        started_at: i64,
+        call_id: &str,
+        report: &str,
+        keep: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO page_reports (id, started_at, call_id, report) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(started_at)
+        .bind(call_id)
+        .bind(report)
+        .execute(&mut *tx)
+        .await?;
+        // SQLite needs a LIMIT before OFFSET (-1: none); PostgreSQL takes OFFSET alone.
+        let prune = match self.backend() {
+            Backend::Sqlite => {
+                "DELETE FROM page_reports WHERE id IN (SELECT id FROM page_reports \
+                 ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET $1)"
+            }
+            Backend::Postgres => {
+                "DELETE FROM page_reports WHERE id IN (SELECT id FROM page_reports \
+                 ORDER BY started_at DESC, id DESC OFFSET $1)"
+            }
+        };
+        sqlx::query(prune).bind(keep).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The newest `limit` page reports (JSON), newest first; only `call_id`'s when given.
+    pub async fn page_reports(
+        &self,
+        call_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows =
+            match call_id {
+                Some(c) => {
+                    sqlx::query(
+                        "SELECT report FROM page_reports WHERE call_id = $1 \
+                     ORDER BY started_at DESC, id DESC LIMIT $2",
+                    )
+                    .bind(c)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => sqlx::query(
+                    "SELECT report FROM page_reports ORDER BY started_at DESC, id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+
     pub async fn em_last_user(&self, device: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT userid FROM em_last_user WHERE device = $1")
             .bind(device)

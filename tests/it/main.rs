@@ -7,6 +7,7 @@ mod cli;
 mod common;
 mod config;
 mod em;
+mod paging;
 mod pcap;
 pub mod phone;
 mod phone_services;
