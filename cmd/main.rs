@@ -5,6 +5,7 @@ mod config_cmd;
 mod db;
 mod dial;
 mod em;
+mod page;
 mod pcap;
 mod phone;
 mod serve;
@@ -60,6 +61,8 @@ enum Command {
     /// IP Phone Services: push objects to phones, lint services for a phone model.
     #[command(subcommand)]
     Services(services::Command),
+    /// Page a recipient group through the Paging Server, as a caller; list page reports.
+    Page(page::Args),
 }
 
 /// An error that decides the exit code.
@@ -122,6 +125,7 @@ fn main() -> ExitCode {
             Command::Pcap(c) => pcap::run(c).await,
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
+            Command::Page(a) => page::run(a).await,
         }
     });
     match result {

@@ -328,6 +328,13 @@ pub async fn node_state(
     });
     // Logins made before a restart are still in force, and so are their automatic logouts.
     let logins = state.em.restore(&state).await?;
+    if state
+        .node
+        .services
+        .contains(&crate::config::model::NodeService::Paging)
+    {
+        crate::services::paging::PagingService::prepare(&state).await;
+    }
     if logins > 0 {
         tracing::info!(logins, "Extension Mobility logins restored");
     }
@@ -392,16 +399,11 @@ pub async fn run(
     ));
     let sip = crate::sip::SipServer::new(state.clone());
     tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
-    if state
-        .node
-        .services
-        .contains(&crate::config::model::NodeService::Paging)
-    {
-        tasks.spawn(crate::services::paging::PagingService::run(
-            state.clone(),
-            stop_rx.clone(),
-        ));
-    }
+    // Serves what PagingService::prepare took at start (nothing on a node without paging).
+    tasks.spawn(crate::services::paging::PagingService::run(
+        state.clone(),
+        stop_rx.clone(),
+    ));
     tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));
     tasks.spawn(
         sip.clone()

@@ -110,6 +110,7 @@ pub fn check_lab_phones(sim: &Sim, min_packets: u64) {
 
 #[test]
 fn r8_a_phone_dials_7000_and_fifty_phones_are_paged() {
+    let _one = paging_lock();
     let srv = Server::start(&[]);
     let sim = start_lab(&srv, "127.0.8.10", &["SEP00036BC7B973"]);
     let caller = sim.http("SEP00036BC7B973");
@@ -163,4 +164,251 @@ fn r8_a_phone_dials_7000_and_fifty_phones_are_paged() {
             "{d}: sent {sent}: {st:#}"
         );
     }
+}
+
+/// Pages share the demo's multicast range and port: tests that page run one at a time, so a
+/// phone never hears another test's stream.
+pub static PAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn paging_lock() -> std::sync::MutexGuard<'static, ()> {
+    PAGING.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn run_ucm_page(srv: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
+    let out = crate::common::ucm()
+        .args(["page", "--server"])
+        .arg(srv.addr("http").to_string())
+        .arg("--tftp")
+        .arg(srv.addr("tftp_http").to_string())
+        .args(args)
+        .output()
+        .expect("ucm page runs");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Value = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (
+        out.status.code(),
+        v,
+        format!("{stdout}\n{}", String::from_utf8_lossy(&out.stderr)),
+    )
+}
+
+#[test]
+fn r8_ucm_page_pages_the_fifty_lab_phones_with_a_wav() {
+    let _one = paging_lock();
+    let srv = Server::start(&[]);
+    let sim = start_lab(&srv, "127.0.9.10", &[]);
+    // 2 s of 16-bit PCM at 16 kHz: converted to 8 kHz mu-law, 100 packets.
+    let dir = tempfile::tempdir().unwrap();
+    let wav = dir.path().join("page.wav");
+    let pcm = ucm::media::tone::tone(700.0, 2000, 0.4, 16000);
+    std::fs::write(&wav, ucm::media::wav::write_wav_pcm16(&pcm, 16000)).unwrap();
+    let (code, v, all) = run_ucm_page(
+        &srv,
+        &[
+            "--group",
+            "demo-all",
+            "--audio",
+            wav.to_str().unwrap(),
+            "--from",
+            "SEP00036BC7B974",
+            "--bind",
+            "127.0.9.200",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{all}\n{}", srv.logs());
+    let report = &v["report"];
+    assert_eq!(report["joined"], 50, "{report:#}");
+    assert_eq!(report["failed"], 0, "{report:#}");
+    assert_eq!(report["calling"], "10002");
+    assert_eq!(v["caller"]["frames_sent"], 100, "{v:#}");
+    assert!(v["caller"]["go_ahead_ms"].as_u64().is_some(), "{v:#}");
+    check_lab_phones(&sim, 90);
+    let sent = report["stream"]["group_packets"].as_u64().unwrap();
+    assert!(sent >= 100, "{report:#}");
+    for d in lab_phones() {
+        let st = page_stream(&state(sim.http(&d))).unwrap();
+        assert_eq!(st["packets"].as_u64(), Some(sent), "{d}: {st:#}");
+    }
+    // The list needs a user with CTI control of all devices.
+    let (code, _, all) = run_ucm_page(&srv, &["--list", "--user", "jsmith"]);
+    assert_eq!(code, Some(2), "no password given: {all}");
+    let out = crate::common::ucm()
+        .args(["page", "--list", "--user", "paging", "--json", "--server"])
+        .arg(srv.addr("http").to_string())
+        .env("UCM_PASSWORD", "paging")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list["pages"][0]["id"], report["id"], "{list:#}");
+    let out = crate::common::ucm()
+        .args(["page", "--list", "--user", "jsmith", "--server"])
+        .arg(srv.addr("http").to_string())
+        .env("UCM_PASSWORD", "cisco")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cti-control-all-devices"));
+}
+
+#[test]
+fn r8_a_g729_only_offer_gets_488_and_bad_input_is_refused() {
+    let srv = Server::start(&[]);
+    // From 127.0.0.1 the node takes us for the demo's PSTN-GW trunk.
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let local = sock.local_addr().unwrap();
+    let sip = srv.addr("sip_udp");
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\n";
+    let invite = format!(
+        "INVITE sip:7000@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKg729\r\nMax-Forwards: 70\r\nFrom: <sip:5551234@{local}>;tag=g1\r\nTo: <sip:7000@{sip}>\r\nCall-ID: g729-page@test\r\nCSeq: 1 INVITE\r\nContact: <sip:5551234@{local}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    sock.send_to(invite.as_bytes(), sip).unwrap();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let final_resp = loop {
+        let (n, _) = sock.recv_from(&mut buf).expect("an answer");
+        let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+        if !text.starts_with("SIP/2.0 1") {
+            break text;
+        }
+        assert!(Instant::now() < deadline);
+    };
+    assert!(final_resp.starts_with("SIP/2.0 488"), "{final_resp}");
+    assert!(final_resp.contains("G.711 mu-law only"), "{final_resp}");
+    assert!(final_resp.contains("G729"), "{final_resp}");
+    // The refusal is reported too.
+    let r = report_for(&srv, "g729-page@test");
+    assert!(r["ended_by"].as_str().unwrap().starts_with("488"), "{r:#}");
+    assert_eq!(r["joined"], 0);
+    // ucm page: an unknown group, a missing caller and a broken WAV are usage errors.
+    let (code, _, all) = run_ucm_page(
+        &srv,
+        &["--group", "nope", "--tone", "--from", "SEP00036BC7B974"],
+    );
+    assert_eq!(code, Some(2), "{all}");
+    assert!(
+        all.contains("no recipient group \"nope\"") && all.contains("demo-all"),
+        "{all}"
+    );
+    let (code, _, all) = run_ucm_page(&srv, &["--group", "demo-all", "--tone"]);
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("--from"), "{all}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.wav");
+    std::fs::write(&bad, b"RIFF\x04\x00\x00\x00WAVEjunk").unwrap();
+    let (code, _, all) = run_ucm_page(
+        &srv,
+        &[
+            "--group",
+            "demo-all",
+            "--audio",
+            bad.to_str().unwrap(),
+            "--from",
+            "SEP00036BC7B974",
+        ],
+    );
+    assert_eq!(code, Some(2), "{all}");
+    assert!(all.contains("bad.wav"), "{all}");
+}
+
+#[test]
+fn r8_sipp_as_the_caller_streams_a_mulaw_file_to_the_branch() {
+    if !crate::sipp::sipp_available() {
+        crate::common::skip_or_fail("sipp is not installed (Debian package sip-tester)");
+        return;
+    }
+    let _one = paging_lock();
+    let srv = Server::start(&[]);
+    // The Branch group (DialCast 7001): Steve Smith's phone and the 25 Branch lab phones.
+    let sim = start_lab(&srv, "127.0.10.10", &["SEP00036BC7B976"]);
+    let work = tempfile::tempdir().unwrap();
+    let codes: Vec<u8> = (0..8000 * 2)
+        .map(|i| ucm::media::g711::linear_to_ulaw(((i as f32 * 0.3).sin() * 8000.0) as i16))
+        .collect();
+    std::fs::write(
+        work.path().join("page.wav"),
+        ucm::media::wav::write_wav_ulaw(&codes),
+    )
+    .unwrap();
+    let scenario =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("conformance/sipp/page.xml");
+    let sip = srv.addr("sip_udp");
+    let free = |n| {
+        std::net::UdpSocket::bind(("127.0.0.1", n))
+            .and_then(|s| s.local_addr())
+            .map(|a| a.port())
+            .unwrap()
+    };
+    let (sip_port, media_port) = (free(0), free(0) & !1);
+    let out = std::process::Command::new("sipp")
+        .current_dir(work.path())
+        .args(["-sf", scenario.to_str().unwrap(), "-s", "7001", "-m", "1"])
+        .args(["-i", "127.0.0.1", "-mi", "127.0.0.1"])
+        .args(["-p", &sip_port.to_string(), "-mp", &media_port.to_string()])
+        .args(["-timeout", "30s", "-timeout_error", "-nostdin"])
+        .arg(sip.to_string())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("sipp runs");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "SIPp's call failed:\n{}\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        srv.logs()
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let out = crate::common::ucm()
+            .args(["page", "--list", "--user", "paging", "--json", "--server"])
+            .arg(srv.addr("http").to_string())
+            .env("UCM_PASSWORD", "paging")
+            .output()
+            .unwrap();
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if let Some(p) = v["pages"].get(0) {
+            break p.clone();
+        }
+        assert!(Instant::now() < deadline, "no page report:\n{}", srv.logs());
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(report["recipient_group"], "branch", "{report:#}");
+    assert_eq!(report["joined"], 26, "{report:#}");
+    assert_eq!(report["ended_by"], "caller hung up", "{report:#}");
+    let m = report["multicast"].as_str().unwrap();
+    assert!(
+        m.starts_with("239.1.2."),
+        "the Branch site's own range: {report:#}"
+    );
+    assert!(
+        report["stream"]["caller_packets"].as_u64() > Some(50),
+        "{report:#}"
+    );
+    let a = sim.http("SEP00036BC7B976");
+    let s = wait_state(a, 10, "Steve's phone left the page", |s| {
+        page_stream(s).is_some_and(|st| st["active"] == false)
+    });
+    let st = page_stream(&s).unwrap();
+    assert_eq!(st["rx"]["lost"], 0, "{st:#}");
+    assert_eq!(st["dscp_counts"]["46"], st["packets"], "{st:#}");
+    assert_eq!(st["packets"], report["stream"]["group_packets"], "{st:#}");
+    // Phones outside the Branch were not paged.
+    let paged: Vec<&str> = report["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["device"].as_str())
+        .collect();
+    let hq = lab_phones()
+        .into_iter()
+        .find(|d| !paged.contains(&d.as_str()))
+        .expect("an HQ lab phone");
+    assert!(
+        page_stream(&state(sim.http(&hq))).is_none(),
+        "{hq} was paged"
+    );
 }

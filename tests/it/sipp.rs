@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::common::{skip_or_fail, write_file, Server};
 
-fn sipp_available() -> bool {
+pub fn sipp_available() -> bool {
     Command::new("sipp").arg("-v").output().is_ok()
 }
 

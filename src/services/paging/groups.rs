@@ -153,7 +153,11 @@ mod tests {
         );
         assert_eq!(by_dev.devices, vec!["SEP00036BC7B974"]);
         let by_loc = members(&c, &p, &group(|g| g.locations = vec!["Branch".into()]));
-        assert_eq!(by_loc.devices, vec!["SEP00036BC7B976"]);
+        // Steve Smith's phone and the 25 lab phones of Branch_DP (lab phones 26-50).
+        assert_eq!(by_loc.devices.len(), 26, "{:?}", by_loc.devices);
+        assert!(by_loc.devices.contains(&"SEP00036BC7B976".to_string()));
+        assert!(by_loc.devices.contains(&"SEP000000001032".to_string()));
+        assert!(!by_loc.devices.contains(&"SEP000000001001".to_string()));
         let by_pool = members(
             &c,
             &p,
@@ -166,15 +170,15 @@ mod tests {
             &c,
             &p,
             &group(|g| {
-                g.locations = vec!["Branch".into()];
+                g.device_pools = vec!["Branch_DP".into()];
                 g.dn_patterns = vec!["2000[1-2]".into()];
-                g.devices = vec!["SEP000000001001".into()];
+                g.devices = vec!["SEP000000001001".into(), "SEP00036BC7B973".into()];
             }),
         );
-        assert_eq!(
-            union.devices,
-            vec!["SEP000000001001", "SEP000000001002", "SEP00036BC7B976"]
-        );
+        // 26 at Branch, lab phones 1 and 2 (named twice: counted once), John's phone.
+        assert_eq!(union.devices.len(), 29, "{:?}", union.devices);
+        assert_eq!(union.devices[0], "SEP000000001001");
+        assert_eq!(union.devices[1], "SEP000000001002");
     }
 
     #[test]

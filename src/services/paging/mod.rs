@@ -18,6 +18,7 @@
 //! The multicast address comes from the range of the location all the group's phones share
 //! (else the paging range), never one a running page holds.
 
+pub mod caller;
 pub mod groups;
 pub mod http;
 pub mod stream;
@@ -112,7 +113,11 @@ pub struct PagingService {
     /// The secret this node presents for the paging user (made at start).
     secret: OnceLock<String>,
     http: OnceLock<reqwest::Client>,
+    /// The route points taken at start, with the group each pages, until `run` serves them.
+    prepared: Mutex<Vec<(String, RoutePointOffers)>>,
 }
+
+type RoutePointOffers = tokio::sync::mpsc::UnboundedReceiver<OfferedCall>;
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
@@ -177,9 +182,9 @@ impl PagingService {
         Ok(self.http.get_or_init(|| c).clone())
     }
 
-    /// Runs the DialCast route points of the cluster until the node stops. A node without
-    /// DialCast numbers returns at once.
-    pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+    /// Takes the cluster's DialCast route points and stores this node's push credential;
+    /// done before the node says it is ready, so no DialCast call finds the service absent.
+    pub async fn prepare(state: &Arc<NodeState>) {
         let cluster = state.cluster();
         let paging = cluster.paging.clone();
         if paging.dialcasts.is_empty() {
@@ -204,21 +209,32 @@ impl PagingService {
             return;
         }
         let _ = state.paging.secret.set(secret);
-        let mut tasks = tokio::task::JoinSet::new();
         for dc in &paging.dialcasts {
-            let mut offers = match state
+            match state
                 .call_control
                 .register_route_point(&dc.route_point)
                 .await
             {
-                Ok(rx) => rx,
+                Ok(rx) => {
+                    tracing::info!(route_point = %dc.route_point, group = %dc.recipient_group, "DialCast ready");
+                    lock(&state.paging.prepared).push((dc.recipient_group.clone(), rx));
+                }
                 Err(e) => {
                     tracing::error!(route_point = %dc.route_point, error = %e, "paging: cannot take the route point");
-                    continue;
                 }
-            };
-            tracing::info!(route_point = %dc.route_point, group = %dc.recipient_group, "DialCast ready");
-            let (st, group, stop_rx) = (state.clone(), dc.recipient_group.clone(), stop.clone());
+            }
+        }
+    }
+
+    /// Serves the route points [`PagingService::prepare`] took until the node stops.
+    pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
+        let prepared = std::mem::take(&mut *lock(&state.paging.prepared));
+        if prepared.is_empty() {
+            return;
+        }
+        let mut tasks = tokio::task::JoinSet::new();
+        for (group, mut offers) in prepared {
+            let (st, stop_rx) = (state.clone(), stop.clone());
             tasks.spawn(async move {
                 while let Some(offer) = offers.recv().await {
                     let (st, group, stop_rx) = (st.clone(), group.clone(), stop_rx.clone());

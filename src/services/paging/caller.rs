@@ -1,0 +1,412 @@
+//! The paging caller behind `ucm page`: it acts as a phone of the cluster (the device given
+//! with `--from`), registers its line, calls the DialCast number, waits for the go-ahead tone,
+//! streams the audio as G.711 mu-law RTP paced at 20 ms, hangs up, and unregisters.
+//!
+//! The SIP side is the simulated phone's sans-IO user agent ([`Ua`]); this is its shell for a
+//! single call, with media of its own (the tone detection and the paced stream).
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use tokio::net::UdpSocket;
+
+use crate::media::g711::ulaw_to_linear;
+use crate::media::rtp::{RtpPacket, RtpSender};
+use crate::media::tone;
+use crate::phone::ua::{CallState, MediaPorts, Output, Ua, UaSettings};
+use crate::sip::transaction::Timers;
+
+/// One 20 ms frame of G.711 mu-law.
+pub type Frame = [u8; 160];
+
+/// What `ucm page` is told.
+pub struct CallerOptions {
+    /// TFTP-over-HTTP `host:port` serving the device's configuration file.
+    pub tftp: String,
+    /// The node's SIP `host:port`; by default the configuration file's first Unified CM.
+    pub sip: Option<String>,
+    /// The device to call as (`SEP<MAC>`).
+    pub device: String,
+    /// The DialCast number.
+    pub number: String,
+    /// The address to call from (each caller its own; the node matches registrations by it).
+    pub bind: Ipv4Addr,
+    pub audio: Vec<Frame>,
+    /// How long to wait for the go-ahead tone after the answer.
+    pub go_ahead_timeout: Duration,
+    /// How long setting up (registration, answer) may take.
+    pub setup_timeout: Duration,
+}
+
+/// Steps, for a progress display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Progress {
+    Registered,
+    Answered,
+    /// The go-ahead tone was heard, this long after the answer.
+    GoAhead(Duration),
+    /// Frames sent of the total.
+    Streaming {
+        sent: usize,
+        total: usize,
+    },
+    HungUp,
+}
+
+/// What the call did.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct CallerOutcome {
+    pub call_id: String,
+    /// From sending the INVITE to the answer.
+    pub answer_ms: Option<u64>,
+    /// From sending the INVITE to hearing the end of the go-ahead tone.
+    pub go_ahead_ms: Option<u64>,
+    pub frames_sent: usize,
+    /// RTP packets from the server (the tones).
+    pub packets_heard: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CallerError {
+    /// Setting up failed before any call: configuration, sockets, registration.
+    #[error("{0}")]
+    Setup(String),
+    /// The call was refused (status and reason) or failed.
+    #[error("the call to {number} was refused: {status} {reason}")]
+    Refused {
+        number: String,
+        status: u16,
+        reason: String,
+    },
+    /// Answered, but no go-ahead tone came.
+    #[error("no go-ahead tone within {0:?} of the answer")]
+    NoGoAhead(Duration),
+}
+
+/// The one RTP port this caller uses.
+struct OnePort(u16);
+
+impl MediaPorts for OnePort {
+    fn allocate(&mut self) -> Option<u16> {
+        Some(self.0)
+    }
+    fn release(&mut self, _port: u16) {}
+}
+
+/// Drives the UA's outputs: SIP goes out, media start names the far RTP address.
+async fn carry_out(sip: &UdpSocket, outs: Vec<Output>, remote_rtp: &mut Option<SocketAddr>) {
+    for o in outs {
+        match o {
+            Output::Send { to, msg } => {
+                let _ = sip.send_to(&msg.to_bytes(), to).await;
+            }
+            Output::MediaStart { remote, .. } | Output::MediaUpdate { remote, .. } => {
+                if remote.is_some() {
+                    *remote_rtp = remote;
+                }
+            }
+            Output::MediaStop { .. } | Output::Resync { .. } => {}
+        }
+    }
+}
+
+/// Places the page. `progress` is told each step.
+pub async fn place_page(
+    opts: CallerOptions,
+    mut progress: impl FnMut(Progress),
+) -> Result<CallerOutcome, CallerError> {
+    let setup = CallerError::Setup;
+    let ip = IpAddr::V4(opts.bind);
+    let mac = crate::phone::device::mac_of(&opts.device).ok_or_else(|| {
+        setup(format!(
+            "{:?} is not a phone's device name (SEP and 12 hex digits)",
+            opts.device
+        ))
+    })?;
+    let config = crate::phone::device::fetch_config(&opts.tftp, &opts.device, Some(ip))
+        .await
+        .map_err(|e| setup(format!("{}: {e}", opts.device)))?;
+    let server_text = opts
+        .sip
+        .clone()
+        .or_else(|| config.sip_server())
+        .ok_or_else(|| setup("the configuration file names no Unified CM".into()))?;
+    let server = tokio::net::lookup_host(server_text.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()))
+        .ok_or_else(|| setup(format!("cannot resolve the SIP server {server_text:?}")))?;
+    let sip = crate::net::bind_udp(SocketAddr::new(ip, 0), config.dscp_signalling)
+        .map_err(|e| setup(format!("binding SIP on {ip}: {e}")))?;
+    let rtp = crate::net::bind_udp(SocketAddr::new(ip, 0), config.dscp_audio)
+        .map_err(|e| setup(format!("binding RTP on {ip}: {e}")))?;
+    let local = sip.local_addr().map_err(|e| setup(e.to_string()))?;
+    let rtp_port = rtp.local_addr().map_err(|e| setup(e.to_string()))?.port();
+    let mut ports = OnePort(rtp_port);
+    let mut ua = Ua::new(
+        UaSettings {
+            device: opts.device.clone(),
+            mac,
+            local,
+            server,
+            user_agent: format!("ucm-page/{}", env!("CARGO_PKG_VERSION")),
+            media_ip: ip,
+            register_expires: 300,
+            auto_answer: false,
+            answer_delay: Duration::ZERO,
+            busy: true,
+            send_trying: true,
+            seed: rand::random(),
+            timers: Timers::default(),
+        },
+        &config.lines,
+    );
+    let mut remote_rtp: Option<SocketAddr> = None;
+    let mut buf = vec![0u8; 65536];
+
+    // Register the line(s).
+    let outs = ua.register_all(Instant::now(), &mut ports);
+    carry_out(&sip, outs, &mut remote_rtp).await;
+    let deadline = Instant::now() + opts.setup_timeout;
+    loop {
+        let regs = ua.registrations(Instant::now());
+        if regs.iter().any(|r| r.registered) {
+            break;
+        }
+        if let Some(r) = regs
+            .iter()
+            .find(|r| r.last_status.is_some_and(|s| s >= 300))
+        {
+            return Err(setup(format!(
+                "registering {} line {} was refused: {} {}",
+                opts.device,
+                r.line,
+                r.last_status.unwrap_or(0),
+                r.last_reason.clone().unwrap_or_default()
+            )));
+        }
+        if Instant::now() > deadline {
+            return Err(setup(format!(
+                "{} did not register with {server} within {:?}",
+                opts.device, opts.setup_timeout
+            )));
+        }
+        step(&mut ua, &sip, &mut buf, &mut ports, &mut remote_rtp).await;
+    }
+    progress(Progress::Registered);
+
+    let result = call(
+        &mut ua,
+        &sip,
+        &rtp,
+        &mut buf,
+        &mut ports,
+        &mut remote_rtp,
+        &opts,
+        &mut progress,
+    )
+    .await;
+
+    // Leave the registrar as found (best effort, bounded).
+    let outs = ua.unregister_all(Instant::now(), &mut ports);
+    carry_out(&sip, outs, &mut remote_rtp).await;
+    let until = Instant::now() + Duration::from_secs(2);
+    while !ua.all_unregistered() && Instant::now() < until {
+        step(&mut ua, &sip, &mut buf, &mut ports, &mut remote_rtp).await;
+    }
+    result
+}
+
+/// How long the SIP loop may wait: until the UA's next timer, at most 20 ms.
+fn sip_wait(ua: &Ua) -> Duration {
+    ua.next_deadline()
+        .map(|d| d.saturating_duration_since(Instant::now()))
+        .unwrap_or(Duration::from_millis(20))
+        .min(Duration::from_millis(20))
+}
+
+/// One turn of the SIP loop: a datagram, or the UA's next timer (at most 20 ms).
+async fn step(
+    ua: &mut Ua,
+    sip: &UdpSocket,
+    buf: &mut [u8],
+    ports: &mut OnePort,
+    remote_rtp: &mut Option<SocketAddr>,
+) {
+    let outs = tokio::select! {
+        r = sip.recv_from(buf) => match r {
+            Ok((n, from)) => ua.on_datagram(&buf[..n], from, Instant::now(), ports),
+            Err(_) => Vec::new(),
+        },
+        _ = tokio::time::sleep(sip_wait(ua)) => ua.on_timers(Instant::now(), ports),
+    };
+    carry_out(sip, outs, remote_rtp).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn call(
+    ua: &mut Ua,
+    sip: &UdpSocket,
+    rtp: &UdpSocket,
+    buf: &mut [u8],
+    ports: &mut OnePort,
+    remote_rtp: &mut Option<SocketAddr>,
+    opts: &CallerOptions,
+    progress: &mut impl FnMut(Progress),
+) -> Result<CallerOutcome, CallerError> {
+    let started = Instant::now();
+    let (call_id, outs) = ua
+        .dial(&opts.number, started, ports)
+        .map_err(|e| CallerError::Setup(format!("cannot dial {}: {e}", opts.number)))?;
+    carry_out(sip, outs, remote_rtp).await;
+    let mut outcome = CallerOutcome {
+        call_id: call_id.clone(),
+        answer_ms: None,
+        go_ahead_ms: None,
+        frames_sent: 0,
+        packets_heard: 0,
+    };
+    let state = |ua: &Ua| {
+        ua.calls(Instant::now())
+            .into_iter()
+            .find(|c| c.call_id == call_id)
+    };
+    // Until answered.
+    let deadline = started + opts.setup_timeout;
+    loop {
+        match state(ua) {
+            Some(c) if c.state == CallState::Connected => break,
+            Some(c) if c.state == CallState::Ended => {
+                return Err(CallerError::Refused {
+                    number: opts.number.clone(),
+                    status: c.final_status.unwrap_or(0),
+                    reason: c.end_reason.unwrap_or_default(),
+                })
+            }
+            None => {
+                return Err(CallerError::Setup("the call vanished".into()));
+            }
+            _ => {}
+        }
+        if Instant::now() > deadline {
+            let (_, outs) = ua.hangup(Instant::now(), ports).unwrap_or_default();
+            carry_out(sip, outs, remote_rtp).await;
+            return Err(CallerError::Setup(format!(
+                "{} did not answer within {:?}",
+                opts.number, opts.setup_timeout
+            )));
+        }
+        step(ua, sip, buf, ports, remote_rtp).await;
+    }
+    let answered = Instant::now();
+    outcome.answer_ms = Some(answered.duration_since(started).as_millis() as u64);
+    progress(Progress::Answered);
+
+    // Listen for the go-ahead tone: heard once a 20 ms frame carries it, over when the
+    // server has sent nothing for 60 ms after that (it stops sending once the tone ends).
+    let mut heard_at: Option<Instant> = None;
+    let mut last_packet = Instant::now();
+    let mut rtp_buf = vec![0u8; 2048];
+    loop {
+        if let Some(h) = heard_at {
+            if last_packet.elapsed() >= Duration::from_millis(60) && h <= last_packet {
+                break;
+            }
+        }
+        if answered.elapsed() > opts.go_ahead_timeout {
+            let (_, outs) = ua.hangup(Instant::now(), ports).unwrap_or_default();
+            carry_out(sip, outs, remote_rtp).await;
+            return Err(CallerError::NoGoAhead(opts.go_ahead_timeout));
+        }
+        if state(ua).is_none_or(|c| c.state == CallState::Ended) {
+            return Err(CallerError::Refused {
+                number: opts.number.clone(),
+                status: 0,
+                reason: "the paging server hung up before the go-ahead".into(),
+            });
+        }
+        // Only receiving is raced; what a branch then does runs to completion.
+        let wait = sip_wait(ua);
+        tokio::select! {
+            r = sip.recv_from(buf) => {
+                if let Ok((n, from)) = r {
+                    let outs = ua.on_datagram(&buf[..n], from, Instant::now(), ports);
+                    carry_out(sip, outs, remote_rtp).await;
+                }
+            }
+            _ = tokio::time::sleep(wait) => {
+                let outs = ua.on_timers(Instant::now(), ports);
+                carry_out(sip, outs, remote_rtp).await;
+            }
+            r = rtp.recv_from(&mut rtp_buf) => {
+                if let Ok((n, _)) = r {
+                    if let Ok(p) = RtpPacket::parse(&rtp_buf[..n]) {
+                        outcome.packets_heard += 1;
+                        last_packet = Instant::now();
+                        if p.header.payload_type == 0 && heard_at.is_none() {
+                            let pcm: Vec<i16> = p.payload.iter().map(|&b| ulaw_to_linear(b)).collect();
+                            if tone::tone_present(&pcm, 8000, tone::GO_AHEAD_TONE_HZ) {
+                                heard_at = Some(Instant::now());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let go = Instant::now();
+    outcome.go_ahead_ms = Some(go.duration_since(started).as_millis() as u64);
+    progress(Progress::GoAhead(go.duration_since(answered)));
+
+    // Stream the audio, paced by absolute deadlines.
+    let to =
+        remote_rtp.ok_or_else(|| CallerError::Setup("the answer named no RTP address".into()))?;
+    let mut sender = RtpSender::new(rand::random(), 0, rand::random(), rand::random(), 160);
+    let total = opts.audio.len();
+    let mut next = tokio::time::Instant::now();
+    let mut pkt = Vec::with_capacity(200);
+    for (i, frame) in opts.audio.iter().enumerate() {
+        pkt.clear();
+        sender.next_packet_into(frame, &mut pkt);
+        let _ = rtp.send_to(&pkt, to).await;
+        outcome.frames_sent += 1;
+        if i % 25 == 0 {
+            progress(Progress::Streaming { sent: i + 1, total });
+        }
+        next += Duration::from_millis(20);
+        // Keep SIP going while pacing (retransmissions, a BYE from the server).
+        while tokio::time::Instant::now() < next {
+            let wait = sip_wait(ua);
+            tokio::select! {
+                _ = tokio::time::sleep_until(next) => {}
+                r = sip.recv_from(buf) => {
+                    if let Ok((n, from)) = r {
+                        let outs = ua.on_datagram(&buf[..n], from, Instant::now(), ports);
+                        carry_out(sip, outs, remote_rtp).await;
+                    }
+                }
+                _ = tokio::time::sleep(wait) => {
+                    let outs = ua.on_timers(Instant::now(), ports);
+                    carry_out(sip, outs, remote_rtp).await;
+                }
+            }
+        }
+        if state(ua).is_none_or(|c| c.state == CallState::Ended) {
+            break;
+        }
+    }
+    progress(Progress::Streaming {
+        sent: outcome.frames_sent,
+        total,
+    });
+    // Hang up and wait for the BYE's answer (bounded).
+    if let Ok((_, outs)) = ua.hangup(Instant::now(), ports) {
+        carry_out(sip, outs, remote_rtp).await;
+    }
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until && state(ua).is_some_and(|c| c.state != CallState::Ended) {
+        step(ua, sip, buf, ports, remote_rtp).await;
+    }
+    progress(Progress::HungUp);
+    Ok(outcome)
+}
