@@ -208,4 +208,74 @@ mod tests {
         println!("{}", errs[0]);
         assert_eq!(errs[0].line, 4);
     }
+
+    #[test]
+    fn r8_paging_mistakes_are_each_reported_where_they_are() {
+        let text = "cluster: {id: x, name: y}
+device_pools: [{name: DP}]
+application_users:
+  - {userid: nocti, password: x}
+route_points: []
+paging:
+  user: nocti
+  multicast_range: 10.0.0.0/8
+  multicast_port: 20481
+  multicast_ttl: 0
+  volume: 101
+  recipient_groups:
+    - name: g
+      devices: [SEP000000000001]
+      device_pools: [Nope]
+      dn_patterns: [\"10O1\"]
+    - name: g
+      locations: [Mars]
+    - name: empty
+  dialcasts:
+    - {route_point: RP, recipient_group: none}
+";
+        let LoadError::Invalid(errs) = parse_str(text, "p.yaml").unwrap_err() else {
+            panic!()
+        };
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let want = [
+            ("paging.user", "cti-control-all-devices"),
+            ("paging.multicast_range", "not an IPv4 multicast range"),
+            ("paging.multicast_port", "even port"),
+            ("paging.multicast_ttl", "TTL"),
+            ("paging.volume", "0 to 100"),
+            ("paging.recipient_groups[0].devices[0]", "unknown device"),
+            (
+                "paging.recipient_groups[0].device_pools[0]",
+                "unknown device pool",
+            ),
+            ("paging.recipient_groups[0].dn_patterns[0]", "not a pattern"),
+            (
+                "paging.recipient_groups[1].name",
+                "duplicate recipient group",
+            ),
+            (
+                "paging.recipient_groups[1].locations[0]",
+                "unknown location",
+            ),
+            ("paging.recipient_groups[2]", "names devices, device pools"),
+            ("paging.dialcasts[0].route_point", "unknown route point"),
+            (
+                "paging.dialcasts[0].recipient_group",
+                "unknown recipient group",
+            ),
+        ];
+        for (path, msg) in want {
+            assert!(
+                all.iter().any(|e| e.contains(path) && e.contains(msg)),
+                "no {path}: {msg} in\n{}",
+                all.join("\n")
+            );
+        }
+        // Located in the file: the TTL is on line 10.
+        let ttl = errs
+            .iter()
+            .find(|e| e.to_string().contains("multicast_ttl"))
+            .unwrap();
+        assert_eq!(ttl.line, 10, "{ttl}");
+    }
 }

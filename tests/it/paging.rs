@@ -412,3 +412,97 @@ fn r8_sipp_as_the_caller_streams_a_mulaw_file_to_the_branch() {
         "{hq} was paged"
     );
 }
+
+/// The page on the wire: captured on lo with tcpdump and checked with `ucm pcap verify`. SIP
+/// is CS3, every RTP stream (the tones, the caller's audio, the multicast page) EF; every
+/// CiscoIPPhoneExecute (RTPMRx, RTPRx:Stop) and CiscoIPPhoneResponse validates; the multicast
+/// stream is what the real Cisco page in the corpus streams: payload type 0 every 20 ms.
+#[test]
+fn r8_the_captured_page_verifies_like_the_real_cisco_page() {
+    let _one = paging_lock();
+    let srv = Server::start(&[]);
+    let sim = start_lab(&srv, "127.0.11.10", &["SEP00036BC7B976"]);
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("page.pcap");
+    let Some(capture) = crate::sipp::Capture::start(&pcap, "net 127.0.11.0/24 or net 239.1.2.0/24")
+    else {
+        return;
+    };
+    let (code, v, all) = run_ucm_page(
+        &srv,
+        &[
+            "--group",
+            "branch",
+            "--tone",
+            "--seconds",
+            "1",
+            "--from",
+            "SEP00036BC7B974",
+            "--bind",
+            "127.0.11.200",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["report"]["joined"], 26);
+    // Until every phone has acknowledged RTPRx:Stop (the report says so), then stop capturing.
+    let _ = report_for(&srv, v["caller"]["call_id"].as_str().unwrap());
+    capture.stop();
+    drop(sim);
+    let out = crate::common::ucm()
+        .args(["pcap", "verify", "--format", "json"])
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    let rep: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        serde_json::to_string_pretty(&rep).unwrap_or_default(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file = &rep["files"][0];
+    let flows = file["flows"].as_array().unwrap();
+    let mcast: Vec<&Value> = flows
+        .iter()
+        .filter(|f| f["dst"].as_str().is_some_and(|d| d.starts_with("239.1.2.")))
+        .collect();
+    assert_eq!(mcast.len(), 1, "one multicast stream: {mcast:#?}");
+    assert_eq!(mcast[0]["expected_dscp"], 46, "{:#}", mcast[0]);
+    assert_eq!(mcast[0]["dscp_counts"].as_object().unwrap().len(), 1);
+    assert!(
+        mcast[0]["dscp_counts"]["46"].as_u64() >= Some(50),
+        "{:#}",
+        mcast[0]
+    );
+    let sip = flows.iter().filter(|f| f["class"] == "sip").count();
+    assert!(sip >= 1, "SIP flows audited: {flows:#?}");
+    // The pushes: 26 RTPMRx and 26 RTPRx:Stop, all valid, with the phones' answers.
+    let xml = file["xml"].as_array().unwrap();
+    let executes = xml
+        .iter()
+        .filter(|x| x["root"] == "CiscoIPPhoneExecute")
+        .count();
+    let responses = xml
+        .iter()
+        .filter(|x| x["root"] == "CiscoIPPhoneResponse")
+        .count();
+    assert_eq!(executes, 52, "{xml:#?}");
+    assert_eq!(responses, 52, "{xml:#?}");
+    assert!(xml.iter().all(|x| x["valid"] == true), "{xml:#?}");
+    // The ladder names the multicast stream as the real Cisco page's does.
+    let ladder = file["ladder"].as_array().unwrap();
+    assert!(
+        ladder
+            .iter()
+            .filter_map(|l| l["text"].as_str())
+            .any(|l| l.starts_with("B -> ") && l.ends_with(": RTP PT 0 ptime 20ms")),
+        "{ladder:#?}"
+    );
+    let cisco = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/sip_mcast_paging/ladder.txt"),
+    )
+    .unwrap();
+    assert!(cisco.contains("RTP PT 0 ptime 20ms"));
+}

@@ -122,7 +122,8 @@ impl Capture {
             return None;
         }
         let mut child = Command::new("tcpdump")
-            .args(["-i", "lo", "-U", "--immediate-mode", "-s", "0", "-w"])
+            // A 32 MiB buffer: bursts (a page pushing to 26 phones at once) overflow the default.
+            .args(["-i", "lo", "-U", "--immediate-mode", "-B", "32768", "-s", "0", "-w"])
             .arg(file)
             .arg(filter)
             .stdout(Stdio::null())

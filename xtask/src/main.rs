@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 
 mod bench_em;
+mod bench_paging;
 mod conformance;
 
 fn main() {
@@ -27,6 +28,9 @@ fn main() {
         ["bench", "em", rest @ ..] => {
             release_binary().and_then(|bin| bench_em::bench_em(&bin, spawn_node, gen_cluster, rest))
         }
+        ["bench", "paging", rest @ ..] => {
+            release_binary().and_then(|bin| bench_paging::bench_paging(&bin, spawn_node, rest))
+        }
         ["profile", "calls", rest @ ..] => profile_calls(rest),
         ["bench", "services", rest @ ..] => bench_services(rest),
         ["gen-cluster", users, out] => users
@@ -35,7 +39,7 @@ fn main() {
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
+                "usage:\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask bench paging [--phones N]  INVITE to go-ahead for 50 and N (1000) phones, multicast pacing\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones"
             );
             std::process::exit(2);
         }
