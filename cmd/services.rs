@@ -34,13 +34,17 @@ pub struct PushArgs {
     #[arg(
         long,
         value_name = "ADDR|DEVICE",
-        required_unless_present_any = ["from", "device_pool"]
+        required_unless_present_any = ["from", "device_pool", "group"]
     )]
     phone: Vec<String>,
     /// Push to every registered phone of a device pool that --user may push to (the node
     /// --server lists them).
     #[arg(long, value_name = "POOL")]
     device_pool: Option<String>,
+    /// Push to every registered phone of a paging recipient group that --user may push to
+    /// (the node --server resolves the group).
+    #[arg(long, value_name = "GROUP")]
+    group: Option<String>,
     /// Push to every phone listed in a file (one ADDR or DEVICE a line, `#` comments).
     #[arg(long, value_name = "FILE")]
     from: Option<PathBuf>,
@@ -172,19 +176,22 @@ async fn resolve(
     }
 }
 
-/// The registered devices of a device pool that `user` may push to, as the node lists them.
+/// The registered devices of a device pool or recipient group (`what`: `device_pool`,
+/// `recipient_group`) that `user` may push to, as the node lists them.
 async fn pool_devices(
     client: &reqwest::Client,
     server: &str,
+    what: &str,
     pool: &str,
     user: &str,
     password: &str,
 ) -> Result<Vec<String>, Failure> {
     let url = format!(
-        "{}/ucm/services/devices?device_pool={}",
+        "{}/ucm/services/devices?{what}={}",
         server.trim_end_matches('/'),
         encode_component(pool)
     );
+    let label = what.replace('_', " ");
     let r = client
         .get(&url)
         .basic_auth(user, Some(password))
@@ -209,11 +216,9 @@ async fn pool_devices(
                 .unwrap_or_default())
         }
         401 | 403 => Err(Failure::Check(format!(
-            "device pool {pool}: the node refused {user}'s credentials"
+            "{label} {pool}: the node refused {user}'s credentials"
         ))),
-        404 => Err(Failure::Input(format!(
-            "no device pool {pool} in the cluster"
-        ))),
+        404 => Err(Failure::Input(format!("no {label} {pool} in the cluster"))),
         s => Err(Failure::Input(format!("{url}: HTTP {s}"))),
     }
 }
@@ -306,7 +311,22 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
         );
     }
     if let Some(pool) = &a.device_pool {
-        phones.extend(pool_devices(&client, &a.server, pool, &a.user, &password).await?);
+        phones.extend(
+            pool_devices(&client, &a.server, "device_pool", pool, &a.user, &password).await?,
+        );
+    }
+    if let Some(group) = &a.group {
+        phones.extend(
+            pool_devices(
+                &client,
+                &a.server,
+                "recipient_group",
+                group,
+                &a.user,
+                &password,
+            )
+            .await?,
+        );
     }
     if phones.is_empty() {
         return Err(Failure::Input("no phone to push to".into()));

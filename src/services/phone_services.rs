@@ -308,9 +308,10 @@ pub async fn device_address_handler(
     }
 }
 
-/// `GET /ucm/services/devices?device_pool=P` (HTTP Basic): the registered devices of the pool
-/// that the user may push to (associated with them, or all with CTI control of all devices),
-/// for `ucm services push --device-pool`.
+/// `GET /ucm/services/devices?device_pool=P` or `?recipient_group=G` (HTTP Basic): the
+/// registered devices of the pool or paging recipient group that the user may push to
+/// (associated with them, or all with CTI control of all devices), for `ucm services push
+/// --device-pool` and `--group`.
 pub async fn devices_handler(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -318,6 +319,7 @@ pub async fn devices_handler(
 ) -> Response {
     use axum::http::StatusCode;
     let pool = param(&q, "device_pool").unwrap_or("").trim().to_string();
+    let group = param(&q, "recipient_group").map(|g| g.trim().to_string());
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -338,6 +340,29 @@ pub async fn devices_handler(
         return unauthorized();
     }
     let cluster = state.cluster();
+    if let Some(group) = group {
+        let Some(g) = cluster
+            .paging
+            .recipient_groups
+            .iter()
+            .find(|g| g.name == group)
+        else {
+            return (
+                StatusCode::NOT_FOUND,
+                format!("no recipient group {group:?}\n"),
+            )
+                .into_response();
+        };
+        let members = crate::services::paging::groups::members(&cluster, &cluster.paging, g);
+        let out: Vec<&String> = members
+            .devices
+            .iter()
+            .filter(|d| crate::services::authenticate::may_push(&cluster, &user, d))
+            .filter(|d| state.registrar.is_registered(d))
+            .collect();
+        return axum::Json(serde_json::json!({ "recipient_group": group, "devices": out }))
+            .into_response();
+    }
     if !cluster.device_pools.iter().any(|p| p.name == pool) {
         return (StatusCode::NOT_FOUND, format!("no device pool {pool:?}\n")).into_response();
     }

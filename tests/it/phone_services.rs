@@ -763,3 +763,59 @@ fn r5_services_push_to_a_device_pool() {
     let o = push("wrong");
     assert_eq!(o.status.code(), Some(1), "{}", show(&o));
 }
+
+#[test]
+fn r5_services_push_to_a_paging_recipient_group() {
+    let srv = Server::start(&[]);
+    // Steve Smith's phone is in the demo's `branch` group, John's is not.
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            JOHN,
+            "--device",
+            "SEP00036BC7B976",
+            "--first-ip",
+            "127.0.21.10",
+            "--http-port",
+            "18096",
+        ],
+    );
+    let server = format!("http://{}", srv.addr("http"));
+    let push = |group: &str| {
+        run_ucm(
+            &[
+                "services",
+                "push",
+                "--group",
+                group,
+                "--server",
+                &server,
+                "--phone-port",
+                "18096",
+                "--user",
+                "paging",
+                "--password-stdin",
+                "--execute",
+                "Play:chime.raw",
+                "--json",
+            ],
+            "paging\n",
+        )
+    };
+    let o = push("branch");
+    assert_eq!(o.status.code(), Some(0), "{}", show(&o));
+    assert!(state(sim.http("SEP00036BC7B976"))["events"]
+        .to_string()
+        .contains("Play:chime.raw"));
+    assert!(!state(sim.http(JOHN))["events"]
+        .to_string()
+        .contains("Play:chime.raw"));
+    let o = push("no-such-group");
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    assert!(
+        show(&o).contains("no recipient group no-such-group"),
+        "{}",
+        show(&o)
+    );
+}

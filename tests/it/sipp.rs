@@ -123,7 +123,17 @@ impl Capture {
         }
         let mut child = Command::new("tcpdump")
             // A 32 MiB buffer: bursts (a page pushing to 26 phones at once) overflow the default.
-            .args(["-i", "lo", "-U", "--immediate-mode", "-B", "32768", "-s", "0", "-w"])
+            .args([
+                "-i",
+                "lo",
+                "-U",
+                "--immediate-mode",
+                "-B",
+                "32768",
+                "-s",
+                "0",
+                "-w",
+            ])
             .arg(file)
             .arg(filter)
             .stdout(Stdio::null())
