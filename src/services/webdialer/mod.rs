@@ -11,7 +11,9 @@
 //!
 //! Response codes are Cisco's: 0 success, 1 call failure, 2 authentication, 3 no proxy rights,
 //! 4 directory, 5 no device or missing parameters, 6 temporarily unavailable, 7 destination
-//! unreachable, 8 service error, 9 overloaded (Maximum Concurrent Call Requests).
+//! unreachable, 8 service error, 9 overloaded (Maximum Concurrent Call Requests). Here 4 is a
+//! proxy naming a user the directory lacks, 6 a node shutting down (or a phone answering 503),
+//! 8 the database failing under a password check (or a call-control status with no closer code).
 
 pub mod client;
 pub mod html;
