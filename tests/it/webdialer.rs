@@ -1414,6 +1414,12 @@ fn r7_html_forms_carry_a_csrf_token_and_requests_without_it_get_403() {
     assert_eq!(st, 200, "{body}");
     assert!(body.contains("<h1>Dial</h1>"), "{body}");
     assert_eq!(csrf_of(&body), csrf, "one token per session");
+    assert_eq!(
+        body.matches("<form").count(),
+        body.matches(&format!("name=\"csrf\" value=\"{csrf}\""))
+            .count(),
+        "every form of the dial page carries it: {body}"
+    );
     assert!(srv
         .logs()
         .contains("without the session's CSRF token refused"));

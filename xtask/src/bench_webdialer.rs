@@ -30,6 +30,9 @@ const MAX_CALLS: usize = 50_000;
 const MAX_REDIRECTS: usize = 200_000;
 /// How long a call may take to show connected, or to be gone after endCall.
 const SETTLE: Duration = Duration::from_secs(5);
+/// Between two looks at a phone's state: often enough not to add much to a call, rarely
+/// enough that the looking does not take the CPU from what is measured.
+const POLL: Duration = Duration::from_millis(5);
 
 struct Opts {
     pairs: usize,
@@ -162,6 +165,14 @@ fn run_all(
     println!(
         "  service parameters raised as an operator would: Maximum Concurrent Call Requests {max_concurrent} (default 3)"
     );
+    // The client parses every SOAP answer and phone state: unoptimised, it is the bottleneck.
+    if cfg!(debug_assertions) {
+        println!(
+            "  load generator: debug build (cargo xtask); `cargo run --release -p xtask -- bench webdialer` measures the node, not the client"
+        );
+    } else {
+        println!("  load generator: release build");
+    }
     println!(
         "  makeCall + endCall: {} calls connected and ended in {:.2} s: {:.1} calls/s; failed {}",
         calls.connected,
@@ -181,6 +192,10 @@ fn run_all(
         } else {
             "not met"
         }
+    );
+    println!(
+        "    mean per phase: makeCall {:.1} ms, destination connected {:.1} ms, endCall {:.1} ms, both phones idle {:.1} ms",
+        calls.phases_ms[0], calls.phases_ms[1], calls.phases_ms[2], calls.phases_ms[3]
     );
     if let Some(e) = &calls.first_error {
         println!("    first failure: {e}");
@@ -355,7 +370,7 @@ async fn wait_phone(
         if Instant::now() > deadline {
             bail!("{what} within {SETTLE:?}: calls {}", v["calls"]);
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(POLL).await;
     }
 }
 
@@ -367,6 +382,9 @@ struct Calls {
     make_p50_ms: f64,
     make_p99_ms: f64,
     cycle_p50_ms: f64,
+    /// Mean ms per phase: makeCall, until the destination shows connected, endCall, until both
+    /// phones show the call ended.
+    phases_ms: [f64; 4],
 }
 
 fn pct(v: &[Duration], p: f64) -> f64 {
@@ -409,6 +427,7 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
             let (mut connected, mut failed) = (0usize, 0usize);
             let mut first_error: Option<String> = None;
             let (mut make, mut cycle) = (Vec::new(), Vec::new());
+            let mut phases = [Duration::ZERO; 4];
             let caller = dn(a);
             loop {
                 if next.fetch_add(1, Ordering::Relaxed) >= MAX_CALLS || Instant::now() > deadline {
@@ -432,6 +451,8 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
                         );
                     }
                     let made = t.elapsed();
+                    let mut marks = [made, Duration::ZERO, Duration::ZERO, Duration::ZERO];
+                    let t1 = Instant::now();
                     // Really connected: the destination shows the call from the user's line.
                     wait_phone(&mut phone_b, "the destination connected", |calls| {
                         calls.iter().any(|c| {
@@ -439,6 +460,8 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
                         })
                     })
                     .await?;
+                    marks[1] = t1.elapsed();
+                    let t2 = Instant::now();
                     let reply = client
                         .call(&Request::EndCall {
                             cred: cred.clone(),
@@ -446,6 +469,8 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
                         })
                         .await
                         .map_err(|e| anyhow::anyhow!("endCall: {e}"))?;
+                    marks[2] = t2.elapsed();
+                    let t3 = Instant::now();
                     if reply.response_code != Some(0) {
                         bail!(
                             "endCall answered {:?}: {}",
@@ -458,13 +483,17 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
                         |calls: &[serde_json::Value]| calls.iter().all(|c| c["state"] == "ended");
                     wait_phone(&mut phone_b, "the destination hung up", idle).await?;
                     wait_phone(&mut phone_a, "the user's phone hung up", idle).await?;
-                    Ok::<_, anyhow::Error>(made)
+                    marks[3] = t3.elapsed();
+                    Ok::<_, anyhow::Error>(marks)
                 }
                 .await;
                 match r {
-                    Ok(made) => {
+                    Ok(marks) => {
                         connected += 1;
-                        make.push(made);
+                        make.push(marks[0]);
+                        for (sum, m) in phases.iter_mut().zip(marks) {
+                            *sum += m;
+                        }
                         cycle.push(t.elapsed());
                     }
                     Err(e) => {
@@ -483,13 +512,17 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
                     }
                 }
             }
-            (connected, failed, first_error, make, cycle)
+            (connected, failed, first_error, make, cycle, phases)
         });
     }
     let (mut connected, mut failed, mut first_error) = (0, 0, None);
     let (mut make, mut cycle) = (Vec::new(), Vec::new());
+    let mut phases = [Duration::ZERO; 4];
     while let Some(r) = tasks.join_next().await {
-        let (c, f, e, m, cy) = r?;
+        let (c, f, e, m, cy, ph) = r?;
+        for (sum, p) in phases.iter_mut().zip(ph) {
+            *sum += p;
+        }
         connected += c;
         failed += f;
         if first_error.is_none() {
@@ -509,6 +542,7 @@ async fn run_calls(b_http: &str, phone_http: &[SocketAddr], o: &Opts) -> Result<
         make_p50_ms: pct(&make, 0.50),
         make_p99_ms: pct(&make, 0.99),
         cycle_p50_ms: pct(&cycle, 0.50),
+        phases_ms: phases.map(|d| d.as_secs_f64() * 1000.0 / connected.max(1) as f64),
     })
 }
 
@@ -526,7 +560,8 @@ async fn run_redirects(
     users: usize,
     o: &Opts,
 ) -> Result<Redirects> {
-    let want = format!("location: https://{b_https}/webdialer/Webdialer?destination=");
+    // Heads are compared lowercased.
+    let want = format!("location: https://{b_https}/webdialer/webdialer?destination=");
     let next = Arc::new(AtomicUsize::new(0));
     let deadline = Instant::now() + Duration::from_secs(o.seconds);
     let started = Instant::now();
