@@ -53,6 +53,11 @@ pub fn router(state: Arc<NodeState>) -> Router {
                 .post(crate::services::webdialer::soap_handler),
         )
         .route(
+            crate::services::webdialer::LEGACY_SOAP_PATH,
+            get(crate::services::webdialer::legacy_soap_get)
+                .post(crate::services::webdialer::legacy_soap_handler),
+        )
+        .route(
             crate::services::webdialer::WSDL_PATH,
             get(crate::services::webdialer::wsdl_handler),
         )

@@ -675,6 +675,16 @@ fn servlet(
     )
 }
 
+/// The CSRF token the page's forms carry.
+fn csrf_of(body: &str) -> String {
+    body.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .filter(|t| t.len() == 32)
+        .unwrap_or_else(|| panic!("no CSRF token in {body}"))
+        .to_string()
+}
+
 fn session_cookie(head: &str) -> String {
     let line = head
         .lines()
@@ -755,6 +765,8 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
     );
     assert_eq!(st, 200, "{body}");
     let cookie = session_cookie(&head);
+    let csrf = csrf_of(&body);
+    let csrf = csrf.as_str();
     assert!(body.contains("value=\"SEP00036BC7B973|10001\""), "{body}");
     assert!(body.contains("Use Extension Mobility"), "{body}");
 
@@ -767,6 +779,7 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
             ("use", "device"),
             ("device", "SEP00036BC7B973|10001"),
             ("destination", "10002"),
+            ("csrf", csrf),
         ],
     );
     assert!(
@@ -787,19 +800,24 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
     let (_, _, body) = servlet(
         http,
         Some(&cookie),
-        &[("action", "dial"), ("destination", "10002")],
+        &[("action", "dial"), ("destination", "10002"), ("csrf", csrf)],
     );
     assert!(
         body.contains("Calling 10002 from SEP00036BC7B973"),
         "{body}"
     );
     assert!(body.contains(">End call</button>"), "{body}");
+    // Cisco's end-call dialog closes itself after Duration of End Call Dialog (15 s).
+    assert!(
+        body.contains("<script>document.getElementById(\"autoclose\").hidden=false;setTimeout(window.close, 15000);</script>"),
+        "{body}"
+    );
     wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
     wait_state(sim_a.http(PHONE_A), 10, "A is connected", connected);
     let (_, _, body) = servlet(
         http,
         Some(&cookie),
-        &[("action", "end"), ("destination", "10002")],
+        &[("action", "end"), ("destination", "10002"), ("csrf", csrf)],
     );
     assert!(body.contains("The call has ended."), "{body}");
     wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
@@ -808,13 +826,18 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
     let (_, _, body) = servlet(
         http,
         Some(&cookie),
-        &[("action", "prefs"), ("use", "em"), ("destination", "10002")],
+        &[
+            ("action", "prefs"),
+            ("use", "em"),
+            ("destination", "10002"),
+            ("csrf", csrf),
+        ],
     );
     assert!(body.contains("Extension Mobility"), "{body}");
     let (_, _, body) = servlet(
         http,
         Some(&cookie),
-        &[("action", "dial"), ("destination", "10002")],
+        &[("action", "dial"), ("destination", "10002"), ("csrf", csrf)],
     );
     assert!(
         body.contains("Call to 10002 failed: User not logged in on any device"),
@@ -829,17 +852,18 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
             ("action", "prefs"),
             ("use", "device"),
             ("device", "SEP00036BC7B974|10002"),
+            ("csrf", csrf),
         ],
     );
     assert!(body.contains("is not a device of jsmith"), "{body}");
 
     // Logout ends the session.
-    let (_, head, _) = servlet(http, Some(&cookie), &[("action", "logout")]);
+    let (_, head, _) = servlet(http, Some(&cookie), &[("action", "logout"), ("csrf", csrf)]);
     assert!(head.contains("Max-Age=0"), "{head}");
     let (_, _, body) = servlet(
         http,
         Some(&cookie),
-        &[("action", "dial"), ("destination", "10002")],
+        &[("action", "dial"), ("destination", "10002"), ("csrf", csrf)],
     );
     assert!(body.contains("<h1>Log in</h1>"), "{body}");
 
@@ -1099,4 +1123,620 @@ fn r7_redirector_sends_a_cluster_b_user_starting_at_a_to_bs_webdialer() {
         logs.contains("Redirector: WebDialer skipped") && logs.contains("127.0.0.1:1"),
         "{logs}"
     );
+}
+
+#[test]
+fn r7_response_codes_4_directory_and_8_service_error() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    // 4: a proxy acts for a user the directory lacks (makeCall, getProfile, makeCallProxy).
+    let (_, body) = soap(
+        http,
+        &make_call_xml("wdproxy", "wdproxy", "10002", "nobody", "", ""),
+    );
+    assert_eq!(code(&body), 4, "{body}");
+    assert!(body.contains("Directory error"), "{body}");
+    let (_, body) = soap(
+        http,
+        &op_xml(
+            "getProfileSoap",
+            &format!(
+                "{}<in1 xsi:type=\"xsd:string\">nobody</in1>",
+                cred("wdproxy", "wdproxy")
+            ),
+        ),
+    );
+    assert_eq!(code(&body), 4, "{body}");
+    let (st, _, body) = servlet(
+        http,
+        None,
+        &[
+            ("destination", "10002"),
+            ("uid", "nobody"),
+            ("appid", "wdproxy"),
+            ("pwd", "wdproxy"),
+        ],
+    );
+    assert_eq!(st, 200, "{body}");
+    assert!(
+        body.contains("Call to 10002 failed: Directory error"),
+        "{body}"
+    );
+
+    // 8: the database behind the password checks breaks under the running node.
+    let db = srv.data_dir.path().join("ucm.db");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use sqlx::Connection;
+        let mut c = sqlx::SqliteConnection::connect(&format!("sqlite:{}", db.display()))
+            .await
+            .unwrap();
+        sqlx::query("DROP TABLE credential_failures")
+            .execute(&mut c)
+            .await
+            .unwrap();
+        c.close().await.unwrap();
+    });
+    let (st, body) = soap(
+        http,
+        &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(code(&body), 8, "{body}");
+    assert!(body.contains("Service error: database"), "{body}");
+}
+
+#[test]
+fn r7_response_code_6_when_the_node_shuts_down_during_a_call_request() {
+    let (_dir, mut srv) = start(3);
+    let http = srv.addr("http");
+    // The user's phone rings without answering; the node is told to stop meanwhile.
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.77.10"]);
+    let first = std::thread::spawn(move || {
+        soap(
+            http,
+            &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+        )
+    });
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        !calls(s).is_empty()
+    });
+    let status = srv.terminate();
+    let (st, body) = first.join().expect("the request thread");
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(code(&body), 6, "{body}");
+    assert!(
+        body.contains("Service temporarily unavailable: the node is shutting down"),
+        "{body}"
+    );
+    assert!(status.success(), "{status:?}");
+}
+
+/// A request to the pre-7.0 service, in its namespace.
+fn legacy_xml(op: &str, parts: &str) -> String {
+    op_xml(op, parts).replace("urn:WD70", "urn:WebdialerSoap")
+}
+
+fn legacy_soap(addr: SocketAddr, xml: &str) -> (u16, String) {
+    let (st, head, body) = post(
+        addr,
+        "/webdialer/services/WebdialerSoapService",
+        "text/xml; charset=utf-8",
+        "SOAPAction: \"\"\r\n",
+        xml,
+    );
+    assert!(head.to_ascii_lowercase().contains("text/xml"), "{head}");
+    (st, body)
+}
+
+#[test]
+fn r7_legacy_webdialersoapservice_places_and_ends_calls_in_its_namespace() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.78.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.78.20",
+            "--auto-answer",
+        ],
+    );
+    let (st, body) = legacy_soap(
+        http,
+        &legacy_xml(
+            "makeCallSoap",
+            &format!(
+                "{}<in1 xsi:type=\"xsd:string\">10002</in1>{}",
+                cred("jsmith", "cisco"),
+                profile("in2", "jsmith", PHONE_A, "10001", false)
+            ),
+        ),
+    );
+    assert_eq!(st, 200, "{body}");
+    assert_eq!(code(&body), 0, "{body}");
+    assert!(
+        body.contains("<ns1:makeCallSoapResponse")
+            && body.contains("xmlns:ns1=\"urn:WebdialerSoap\"")
+            && !body.contains("urn:WD70"),
+        "answered in the old namespace: {body}"
+    );
+    wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
+    let (_, body) = legacy_soap(
+        http,
+        &legacy_xml(
+            "endCallSoap",
+            &format!(
+                "{}{}",
+                cred("jsmith", "cisco"),
+                profile("in1", "jsmith", PHONE_A, "", false)
+            ),
+        ),
+    );
+    assert_eq!(code(&body), 0, "{body}");
+    wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
+    // getProfileSoap and isClusterUserSoap are there too, with the same codes.
+    let (_, body) = legacy_soap(
+        http,
+        &legacy_xml(
+            "getProfileSoap",
+            &format!(
+                "{}<in1 xsi:type=\"xsd:string\">jsmith</in1>",
+                cred("jsmith", "bad")
+            ),
+        ),
+    );
+    assert_eq!(code(&body), 2, "{body}");
+    let (_, body) = legacy_soap(
+        http,
+        &legacy_xml(
+            "isClusterUserSoap",
+            "<in0 xsi:type=\"xsd:string\">jsmith</in0>",
+        ),
+    );
+    assert_eq!(
+        between(
+            &body,
+            "<isClusterUserSoapReturn",
+            "</isClusterUserSoapReturn>"
+        ),
+        Some("true"),
+        "{body}"
+    );
+    // What 7.0 added is not in the old service: a Client fault naming what is.
+    let (st, body) = legacy_soap(
+        http,
+        &legacy_xml("getPrimaryLine", &cred("jsmith", "cisco")),
+    );
+    assert_eq!(st, 500, "{body}");
+    assert!(
+        body.contains("no operation &quot;getPrimaryLine&quot; in WebdialerSoapService (makeCallSoap, endCallSoap, getProfileSoap, isClusterUserSoap)"),
+        "{body}"
+    );
+}
+
+#[test]
+fn r7_html_forms_carry_a_csrf_token_and_requests_without_it_get_403() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let (_, head, body) = servlet(
+        http,
+        None,
+        &[
+            ("action", "login"),
+            ("uid", "jsmith"),
+            ("pwd", "cisco"),
+            ("destination", "10002"),
+        ],
+    );
+    let cookie = session_cookie(&head);
+    let csrf = csrf_of(&body);
+    // Every form of the session's pages carries the token.
+    assert_eq!(
+        body.matches("<form").count(),
+        body.matches(&format!("name=\"csrf\" value=\"{csrf}\""))
+            .count(),
+        "{body}"
+    );
+    let prefs = [
+        ("action", "prefs"),
+        ("use", "device"),
+        ("device", "SEP00036BC7B973|10001"),
+        ("destination", "10002"),
+    ];
+    // Missing, wrong, another session's: 403 and nothing done.
+    let (_, _, other) = servlet(
+        http,
+        None,
+        &[("action", "login"), ("uid", "sadams"), ("pwd", "cisco")],
+    );
+    let other = csrf_of(&other);
+    for token in [
+        None,
+        Some("0123456789abcdef0123456789abcdef"),
+        Some(other.as_str()),
+    ] {
+        let mut f = prefs.to_vec();
+        if let Some(t) = token {
+            f.push(("csrf", t));
+        }
+        let (st, _, body) = servlet(http, Some(&cookie), &f);
+        assert_eq!(st, 403, "{token:?}: {body}");
+        assert!(body.contains("missing or wrong security token"), "{body}");
+        assert!(body.contains("Nothing was done."), "{body}");
+    }
+    // A link that tries to act (GET with an action) is refused the same way.
+    let (st, _, body) = post(
+        http,
+        "/webdialer/Webdialer?action=dial&destination=10002",
+        "text/plain",
+        &format!("Cookie: {cookie}\r\n"),
+        "",
+    );
+    assert_eq!(st, 403, "{body}");
+    let (_, _, body) = servlet(
+        http,
+        Some(&cookie),
+        &[("action", "logout"), ("destination", "10002")],
+    );
+    assert!(
+        body.contains("security token"),
+        "logout needs it too: {body}"
+    );
+    // Nothing happened: no preference was saved, the session lives on.
+    let (st, _, body) = post(
+        http,
+        "/webdialer/Webdialer?destination=10002",
+        "text/plain",
+        &format!("Cookie: {cookie}\r\n"),
+        "",
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("<h1>Preferences</h1>"), "{body}");
+    // With the token the same form works.
+    let mut f = prefs.to_vec();
+    f.push(("csrf", &csrf));
+    let (st, _, body) = servlet(http, Some(&cookie), &f);
+    assert_eq!(st, 200, "{body}");
+    assert!(body.contains("<h1>Dial</h1>"), "{body}");
+    assert_eq!(csrf_of(&body), csrf, "one token per session");
+    assert_eq!(
+        body.matches("<form").count(),
+        body.matches(&format!("name=\"csrf\" value=\"{csrf}\""))
+            .count(),
+        "every form of the dial page carries it: {body}"
+    );
+    assert!(srv
+        .logs()
+        .contains("without the session's CSRF token refused"));
+}
+
+/// A headless Chromium driven over the W3C WebDriver protocol (chromedriver on a loopback
+/// port); chromedriver, and with it the browser, is killed on drop.
+struct Browser {
+    driver: std::process::Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+    _profile: tempfile::TempDir,
+}
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl Browser {
+    /// `None` (after printing why, or failing under CI) when Chromium or chromedriver is missing.
+    fn start() -> Option<Browser> {
+        let (chromium, driver) = ("/usr/bin/chromium", "/usr/bin/chromedriver");
+        for tool in [chromium, driver] {
+            if !std::path::Path::new(tool).exists() {
+                crate::common::skip_or_fail(&format!(
+                    "{tool} is not installed (apt-get install chromium chromium-driver)"
+                ));
+                return None;
+            }
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = std::process::Command::new(driver)
+            .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn chromedriver");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let http = ucm::client::http_client(&ucm::client::ClientOptions {
+            timeout: Some(Duration::from_secs(60)),
+            ..Default::default()
+        })
+        .unwrap();
+        let profile = tempfile::tempdir().unwrap();
+        let mut b = Browser {
+            driver: child,
+            base: format!("http://127.0.0.1:{port}"),
+            session: String::new(),
+            http,
+            rt,
+            _profile: profile,
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(v) = b.call(reqwest::Method::GET, "/status", None) {
+                if v["ready"] == true {
+                    break;
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chromedriver not ready within 20 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let caps = serde_json::json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": chromium,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu",
+                    "--window-size=900,700", "--no-proxy-server",
+                    "--disable-background-networking", "--disable-component-update",
+                    "--disable-sync", "--no-first-run", "--disable-extensions",
+                    format!("--user-data-dir={}", b._profile.path().display()),
+                ]
+            }
+        }}});
+        let v = b
+            .call(reqwest::Method::POST, "/session", Some(caps))
+            .expect("new WebDriver session");
+        b.session = v["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no sessionId: {v}"))
+            .to_string();
+        Some(b)
+    }
+
+    /// One WebDriver command: its `value`, or the error it answered.
+    fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, String> {
+        let url = format!("{}{path}", self.base);
+        self.rt.block_on(async {
+            let mut req = self.http.request(method, &url);
+            if let Some(b) = body {
+                req = req
+                    .header("Content-Type", "application/json")
+                    .body(b.to_string());
+            }
+            let resp = req.send().await.map_err(|e| e.to_string())?;
+            let status = resp.status();
+            let bytes = resp.bytes().await.map_err(|e| e.to_string())?;
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| format!("{status}: {e}"))?;
+            if !status.is_success() {
+                return Err(format!("{status}: {}", v["value"]));
+            }
+            Ok(v["value"].clone())
+        })
+    }
+
+    fn cmd(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: serde_json::Value,
+    ) -> serde_json::Value {
+        let p = format!("/session/{}{path}", self.session);
+        self.call(method, &p, Some(body))
+            .unwrap_or_else(|e| panic!("WebDriver {path}: {e}"))
+    }
+
+    fn goto(&self, url: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/url",
+            serde_json::json!({ "url": url }),
+        );
+    }
+
+    fn find(&self, css: &str) -> String {
+        let v = self.cmd(
+            reqwest::Method::POST,
+            "/element",
+            serde_json::json!({"using": "css selector", "value": css}),
+        );
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_string()
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css);
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            serde_json::json!({ "text": text }),
+        );
+    }
+
+    fn click(&self, css: &str) {
+        let e = self.find(css);
+        self.cmd(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            serde_json::json!({}),
+        );
+    }
+
+    fn displayed(&self, css: &str) -> bool {
+        let e = self.find(css);
+        let p = format!("/session/{}/element/{e}/displayed", self.session);
+        self.call(reqwest::Method::GET, &p, None)
+            .unwrap_or_else(|e| panic!("displayed {css}: {e}"))
+            == true
+    }
+
+    fn source(&self) -> String {
+        let p = format!("/session/{}/source", self.session);
+        let v = self
+            .call(reqwest::Method::GET, &p, None)
+            .unwrap_or_else(|e| panic!("page source: {e}"));
+        v.as_str().unwrap_or_default().to_string()
+    }
+
+    /// The page as a PNG (WebDriver sends it base64-encoded).
+    fn screenshot(&self) -> Vec<u8> {
+        let p = format!("/session/{}/screenshot", self.session);
+        let v = self
+            .call(reqwest::Method::GET, &p, None)
+            .unwrap_or_else(|e| panic!("screenshot: {e}"));
+        base64_decode(v.as_str().unwrap_or_default())
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let p = format!("/session/{}", self.session);
+            let _ = self.call(reqwest::Method::DELETE, &p, None);
+        }
+        let _ = self.driver.kill();
+        let _ = self.driver.wait();
+    }
+}
+
+fn base64_decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => Some(c - b'A'),
+        b'a'..=b'z' => Some(c - b'a' + 26),
+        b'0'..=b'9' => Some(c - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    let (mut out, mut acc, mut bits) = (Vec::new(), 0u32, 0);
+    for v in s.bytes().filter_map(val) {
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    out
+}
+
+#[test]
+fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.79.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.79.20",
+            "--auto-answer",
+        ],
+    );
+    // UCM_SCREENSHOT_DIR=dir keeps a PNG of each page to look at.
+    let shots = std::env::var_os("UCM_SCREENSHOT_DIR").map(std::path::PathBuf::from);
+    let shot = |name: &str| {
+        let png = browser.screenshot();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
+        if let Some(d) = &shots {
+            std::fs::write(d.join(format!("webdialer-{name}.png")), png).unwrap();
+        }
+    };
+
+    browser.goto(&format!(
+        "http://{http}/webdialer/Webdialer?destination=10002"
+    ));
+    assert!(browser.source().contains("<h1>Log in</h1>"));
+    shot("login");
+    browser.type_into("#uid", "jsmith");
+    browser.type_into("#pwd", "cisco");
+    browser.click("button[type=submit]");
+
+    let page = browser.source();
+    assert!(page.contains("<h1>Preferences</h1>"), "{page}");
+    browser.click("#use-device");
+    browser.click("option[value=\"SEP00036BC7B973|10001\"]");
+    shot("preferences");
+    browser.click("button:not(.secondary)");
+
+    let page = browser.source();
+    assert!(page.contains("<h1>Dial</h1>"), "{page}");
+    assert!(
+        page.contains("value=\"10002\""),
+        "the number is filled in: {page}"
+    );
+    shot("dial");
+    browser.click("button:not(.secondary)");
+
+    let page = browser.source();
+    assert!(
+        page.contains("Calling 10002 from SEP00036BC7B973"),
+        "{page}"
+    );
+    shot("calling");
+    // The end-call dialog's timer script ran: its note is shown.
+    assert!(browser.displayed("#autoclose"), "{page}");
+    wait_state(
+        sim_a.http(PHONE_A),
+        10,
+        "the user's phone is connected",
+        connected,
+    );
+    let sb = wait_state(
+        sim_b.http(PHONE_B),
+        10,
+        "the destination is connected",
+        connected,
+    );
+    assert_eq!(calls(&sb)[0]["remote_number"], "10001", "{sb:#}");
+
+    browser.click("button:not(.secondary)");
+    let page = browser.source();
+    assert!(page.contains("The call has ended."), "{page}");
+    wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
+    wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
 }

@@ -1,9 +1,17 @@
-//! The WebDialer servlet (`/webdialer/Webdialer`): plain HTML forms, no JavaScript.
+//! The WebDialer servlet (`/webdialer/Webdialer`): plain HTML forms that need no JavaScript.
 //!
 //! Login (user ID and password) → preferences (a permanent device and line from the user's
 //! associated devices, or Use Extension Mobility) → the dial page with the number filled in →
 //! the call (third-party call control) → the end-call page. A cookie (`WDSESSION`, HttpOnly,
 //! SameSite=Lax) names a server-side session; User Session Expiry (hours, 0 = never) ends it.
+//!
+//! Every form after login carries the session's CSRF token (`csrf`); a request that acts
+//! (`action` other than `login`) without the session's token gets a 403 page and does nothing.
+//! The plain entry request (`destination` alone, GET or POST, as Cisco documents it for other
+//! pages to link to) only shows a page, so it needs no token.
+//!
+//! The end-call page closes itself after Duration of End Call Dialog seconds, as Cisco's popup
+//! does (one inline `setTimeout`); without JavaScript it simply stays open.
 //!
 //! `makeCallProxy`: the same URL with `uid` (the user), `appid` and `pwd` (an application or
 //! user with proxy rights) places the call at once, without a session.
@@ -36,6 +44,8 @@ pub struct Session {
     pub user: String,
     pub created: i64,
     pub preference: Option<Preference>,
+    /// The CSRF token every form of this session carries.
+    pub csrf: String,
 }
 
 /// The servlet's sessions by token.
@@ -75,6 +85,7 @@ impl Sessions {
                 user: user.to_string(),
                 created: now,
                 preference: None,
+                csrf: hex::encode(rand::random::<[u8; 16]>()),
             },
         );
         token
@@ -105,6 +116,15 @@ impl Sessions {
     }
 }
 
+/// Compares tokens in time independent of where they differ.
+fn same_token(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
@@ -131,7 +151,7 @@ fieldset{{border:1px solid #ccd;border-radius:4px;margin:.8rem 0}}\
 button{{margin-top:1rem;padding:.55rem 1.4rem;font-size:1rem;background:#005073;color:#fff;border:0;border-radius:4px;cursor:pointer}}\
 button.secondary{{background:#6b7785}}\
 .error{{background:#fde8e8;border-left:4px solid #c62828;padding:.6rem .8rem}}\
-.ok{{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.6rem .8rem}}\
+.note{{color:#4a5561;font-size:.9rem}}.ok{{background:#e6f4ea;border-left:4px solid #2e7d32;padding:.6rem .8rem}}\
 :focus{{outline:3px solid #f0a000}}\
 </style></head><body><header>Cisco WebDialer</header><main><h1>{t}</h1>{body}</main></body></html>\n",
         t = esc(title)
@@ -168,7 +188,13 @@ fn login_page(destination: &str, msg: &str) -> String {
     )
 }
 
-fn preferences_page(state: &NodeState, user: &str, destination: &str, msg: &str) -> String {
+fn preferences_page(
+    state: &NodeState,
+    user: &str,
+    destination: &str,
+    msg: &str,
+    csrf: &str,
+) -> String {
     let cluster = state.cluster();
     let devices = WebDialerService::devices(&cluster, user);
     let mut options = String::new();
@@ -205,7 +231,7 @@ fn preferences_page(state: &NodeState, user: &str, destination: &str, msg: &str)
     page(
         "Preferences",
         &format!(
-            "<p>Logged in as <strong>{}</strong>.</p>{note}{}<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
+            "<p>Logged in as <strong>{}</strong>.</p>{note}{}<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}{}\
 <fieldset><legend>Place calls from</legend>{device_choice}\
 <p><input type=\"radio\" id=\"use-em\" name=\"use\" value=\"em\"{}>\
 <label for=\"use-em\" style=\"display:inline\">Use Extension Mobility</label></p></fieldset>\
@@ -214,16 +240,18 @@ fn preferences_page(state: &NodeState, user: &str, destination: &str, msg: &str)
             error_box(msg),
             hidden("action", "prefs"),
             hidden("destination", destination),
+            hidden("csrf", csrf),
             if devices.is_empty() { " checked" } else { "" },
-            logout_form()
+            logout_form(csrf)
         ),
     )
 }
 
-fn logout_form() -> String {
+fn logout_form(csrf: &str) -> String {
     format!(
-        "<form method=\"post\" action=\"{SERVLET_PATH}\">{}<button type=\"submit\" class=\"secondary\">Log out</button></form>",
-        hidden("action", "logout")
+        "<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}<button type=\"submit\" class=\"secondary\">Log out</button></form>",
+        hidden("action", "logout"),
+        hidden("csrf", csrf)
     )
 }
 
@@ -236,33 +264,56 @@ fn describe(p: &Preference) -> String {
     }
 }
 
-fn dial_page(p: &Preference, destination: &str, msg: &str) -> String {
+fn dial_page(p: &Preference, destination: &str, msg: &str, csrf: &str) -> String {
     page(
         "Dial",
         &format!(
-            "{}<p>Calls are placed from {}.</p><form method=\"post\" action=\"{SERVLET_PATH}\">{}\
+            "{}<p>Calls are placed from {}.</p><form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
 <label for=\"destination\">Number to dial</label>\
 <input type=\"tel\" id=\"destination\" name=\"destination\" value=\"{}\" required autofocus>\
 <button type=\"submit\">Dial</button></form>\
-<form method=\"post\" action=\"{SERVLET_PATH}\">{}<button type=\"submit\" class=\"secondary\">Preferences</button></form>{}",
+<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}<button type=\"submit\" class=\"secondary\">Preferences</button></form>{}",
             error_box(msg),
             esc(&describe(p)),
             hidden("action", "dial"),
+            hidden("csrf", csrf),
             esc(destination),
             hidden("action", "preferences"),
-            logout_form()
+            hidden("csrf", csrf),
+            logout_form(csrf)
         ),
     )
 }
 
-fn end_call_page(destination: &str, device: &str, line: &str) -> String {
+/// The end-call dialog. `csrf` is the session's token (none for makeCallProxy, whose End call
+/// then asks for a login); `close_after` is Duration of End Call Dialog in seconds.
+fn end_call_page(
+    destination: &str,
+    device: &str,
+    line: &str,
+    csrf: Option<&str>,
+    close_after: u32,
+) -> String {
+    let token = csrf.map(|t| hidden("csrf", t)).unwrap_or_default();
+    // Cisco's dialog closes itself; a window the script did not open may refuse, and without
+    // JavaScript the page just stays, its buttons working.
+    let timer = if close_after > 0 {
+        format!(
+            "<p class=\"note\" id=\"autoclose\" hidden>This window closes by itself after \
+{close_after} seconds.</p><script>document.getElementById(\"autoclose\").hidden=false;\
+setTimeout(window.close, {});</script>",
+            u64::from(close_after) * 1000
+        )
+    } else {
+        String::new()
+    };
     page(
         "Calling",
         &format!(
             "<p class=\"ok\" role=\"status\">Calling {} from {} (line {}). Your phone has answered; the \
-destination is being called.</p><form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
-<button type=\"submit\">End call</button></form><form method=\"post\" action=\"{SERVLET_PATH}\">{}\
-<button type=\"submit\" class=\"secondary\">Close</button></form>",
+destination is being called.</p><form method=\"post\" action=\"{SERVLET_PATH}\">{}{}{token}\
+<button type=\"submit\">End call</button></form><form method=\"post\" action=\"{SERVLET_PATH}\">{}{token}\
+<button type=\"submit\" class=\"secondary\">Close</button></form>{timer}",
             esc(destination),
             esc(device),
             esc(line),
@@ -270,6 +321,32 @@ destination is being called.</p><form method=\"post\" action=\"{SERVLET_PATH}\">
             hidden("destination", destination),
             hidden("action", "close"),
         ),
+    )
+}
+
+/// The answer to a request that acts without the session's CSRF token.
+fn forbidden_page(destination: &str) -> Response {
+    let again = if destination.is_empty() {
+        SERVLET_PATH.to_string()
+    } else {
+        format!(
+            "{SERVLET_PATH}?destination={}",
+            crate::phone::http::encode_component(destination)
+        )
+    };
+    html(
+        StatusCode::FORBIDDEN,
+        page(
+            "Request refused",
+            &format!(
+                "{}<p>The form did not carry this session's security token: it may be from \
+an old page, another window or another site. Nothing was done.</p>\
+<p><a href=\"{}\">Open WebDialer again</a></p>",
+                error_box("Forbidden: missing or wrong security token (CSRF)."),
+                esc(&again)
+            ),
+        ),
+        None,
     )
 }
 
@@ -340,13 +417,9 @@ pub async fn handler(
     };
     let destination = get("destination");
     let wd = &state.webdialer;
-    let expiry = i64::from(
-        state
-            .cluster()
-            .service_parameters
-            .webdialer
-            .user_session_expiry_hours,
-    ) * 3600;
+    let params_wd = state.cluster().service_parameters.webdialer.clone();
+    let expiry = i64::from(params_wd.user_session_expiry_hours) * 3600;
+    let close_after = params_wd.end_call_dialog_seconds;
     let now = unix_now();
 
     // makeCallProxy: uid (for whom), appid and pwd (who asks).
@@ -369,7 +442,7 @@ pub async fn handler(
         return match r {
             Ok((o, _)) => html(
                 StatusCode::OK,
-                end_call_page(&destination, &o.device, &o.line),
+                end_call_page(&destination, &o.device, &o.line, None, close_after),
                 None,
             ),
             Err(e) => html(
@@ -398,9 +471,14 @@ pub async fn handler(
                 let cookie =
                     format!("{COOKIE}={token}; Path=/webdialer; HttpOnly; SameSite=Lax{max_age}");
                 tracing::info!(user = %p.id, "WebDialer: logged in");
+                let csrf = wd
+                    .sessions
+                    .get(&token, now, expiry)
+                    .map(|s| s.csrf)
+                    .unwrap_or_default();
                 html(
                     StatusCode::OK,
-                    preferences_page(&state, &p.id, &destination, ""),
+                    preferences_page(&state, &p.id, &destination, "", &csrf),
                     Some(cookie),
                 )
             }
@@ -432,6 +510,13 @@ pub async fn handler(
     };
     let token = token.unwrap_or_default();
     let user = session.user.clone();
+    let csrf = session.csrf.clone();
+    // Every request that acts carries the session's token: a page elsewhere cannot make the
+    // user's browser dial, end calls or log out.
+    if !action.is_empty() && !same_token(&get("csrf"), &csrf) {
+        tracing::info!(user = %user, action = %action, "WebDialer: request without the session's CSRF token refused");
+        return forbidden_page(&destination);
+    }
 
     match action.as_str() {
         "logout" => {
@@ -446,7 +531,7 @@ pub async fn handler(
         }
         "preferences" => html(
             StatusCode::OK,
-            preferences_page(&state, &user, &destination, ""),
+            preferences_page(&state, &user, &destination, "", &csrf),
             None,
         ),
         "prefs" => {
@@ -470,19 +555,23 @@ pub async fn handler(
                 ) {
                     return html(
                         StatusCode::OK,
-                        preferences_page(&state, &user, &destination, &e.message),
+                        preferences_page(&state, &user, &destination, &e.message, &csrf),
                         None,
                     );
                 }
             }
             wd.sessions.set_preference(&token, pref.clone());
-            html(StatusCode::OK, dial_page(&pref, &destination, ""), None)
+            html(
+                StatusCode::OK,
+                dial_page(&pref, &destination, "", &csrf),
+                None,
+            )
         }
         "dial" => {
             let Some(pref) = session.preference else {
                 return html(
                     StatusCode::OK,
-                    preferences_page(&state, &user, &destination, ""),
+                    preferences_page(&state, &user, &destination, "", &csrf),
                     None,
                 );
             };
@@ -497,12 +586,12 @@ pub async fn handler(
             {
                 Ok((o, _)) => html(
                     StatusCode::OK,
-                    end_call_page(&destination, &o.device, &o.line),
+                    end_call_page(&destination, &o.device, &o.line, Some(&csrf), close_after),
                     None,
                 ),
                 Err(e) => html(
                     StatusCode::OK,
-                    dial_page(&pref, &destination, &call_failed(&destination, &e)),
+                    dial_page(&pref, &destination, &call_failed(&destination, &e), &csrf),
                     None,
                 ),
             }
@@ -511,7 +600,7 @@ pub async fn handler(
             let Some(pref) = session.preference else {
                 return html(
                     StatusCode::OK,
-                    preferences_page(&state, &user, &destination, ""),
+                    preferences_page(&state, &user, &destination, "", &csrf),
                     None,
                 );
             };
@@ -532,21 +621,26 @@ pub async fn handler(
                     "Call ended",
                     &format!(
                         "<p class=\"ok\" role=\"status\">The call has ended.</p>\
-<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}<button type=\"submit\">Dial again</button></form>",
+<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}{}<button type=\"submit\">Dial again</button></form>",
                         hidden("action", "redial"),
-                        hidden("destination", &destination)
+                        hidden("destination", &destination),
+                        hidden("csrf", &csrf)
                     ),
                 )
             } else {
-                dial_page(&pref, &destination, &msg)
+                dial_page(&pref, &destination, &msg, &csrf)
             };
             html(StatusCode::OK, body, None)
         }
         _ => match session.preference {
-            Some(pref) => html(StatusCode::OK, dial_page(&pref, &destination, ""), None),
+            Some(pref) => html(
+                StatusCode::OK,
+                dial_page(&pref, &destination, "", &csrf),
+                None,
+            ),
             None => html(
                 StatusCode::OK,
-                preferences_page(&state, &user, &destination, ""),
+                preferences_page(&state, &user, &destination, "", &csrf),
                 None,
             ),
         },
@@ -586,6 +680,35 @@ mod tests {
         assert_eq!(cookie_token(&h).as_deref(), Some(tok));
         h.insert(header::COOKIE, format!("{COOKIE}=../x").parse().unwrap());
         assert_eq!(cookie_token(&h), None);
+    }
+
+    #[test]
+    fn webdialer_end_call_dialog_closes_itself_and_works_without_script() {
+        let p = end_call_page("10002", "SEP1", "10001", Some("tok"), 15);
+        assert!(p.contains("setTimeout(window.close, 15000);</script>"));
+        // Without JavaScript: the note stays hidden and both forms still post.
+        assert!(p.contains("id=\"autoclose\" hidden>"));
+        assert_eq!(p.matches("<form method=\"post\"").count(), 2);
+        assert_eq!(p.matches("name=\"csrf\" value=\"tok\"").count(), 2);
+        let p = end_call_page("10002", "SEP1", "10001", None, 0);
+        assert!(
+            !p.contains("<script"),
+            "no timer when the dialog is not to close"
+        );
+        assert!(!p.contains("csrf"));
+    }
+
+    #[test]
+    fn webdialer_csrf_tokens_compare_whole() {
+        assert!(same_token("abc", "abc"));
+        assert!(!same_token("abc", "abd"));
+        assert!(!same_token("abc", "ab"));
+        assert!(!same_token("", "a"));
+        let s = Sessions::default();
+        let (a, b) = (s.create("x", 0, 0), s.create("x", 0, 0));
+        let (ta, tb) = (s.get(&a, 0, 0).unwrap().csrf, s.get(&b, 0, 0).unwrap().csrf);
+        assert_eq!(ta.len(), 32);
+        assert_ne!(ta, tb, "one token per session");
     }
 
     #[test]

@@ -3,14 +3,17 @@
 //! first; once it answers, the destination is called).
 //!
 //! * [`soap`]: the SOAP interface `/webdialer/services/WebdialerSoapService70` (Cisco's wd70
-//!   WSDL, rpc/encoded) and the WSDL at `/webdialer/wsdl/wd70.wsdl`.
+//!   WSDL, rpc/encoded) and the WSDL at `/webdialer/wsdl/wd70.wsdl`; the pre-7.0
+//!   `/webdialer/services/WebdialerSoapService` (`urn:WebdialerSoap`) with its four operations.
 //! * [`html`]: the servlet `/webdialer/Webdialer` (login, preferences, dial, end call) and
 //!   `makeCallProxy`.
 //! * [`client`]: what `ucm dial` speaks (works against Cisco Unified CM too).
 //!
 //! Response codes are Cisco's: 0 success, 1 call failure, 2 authentication, 3 no proxy rights,
 //! 4 directory, 5 no device or missing parameters, 6 temporarily unavailable, 7 destination
-//! unreachable, 8 service error, 9 overloaded (Maximum Concurrent Call Requests).
+//! unreachable, 8 service error, 9 overloaded (Maximum Concurrent Call Requests). Here 4 is a
+//! proxy naming a user the directory lacks, 6 a node shutting down (or a phone answering 503),
+//! 8 the database failing under a password check (or a call-control status with no closer code).
 
 pub mod client;
 pub mod html;
@@ -33,6 +36,8 @@ use soap::{DeviceInfo, Request, UserProfile};
 
 /// The standard paths.
 pub const SOAP_PATH: &str = "/webdialer/services/WebdialerSoapService70";
+/// The pre-7.0 SOAP service (namespace `urn:WebdialerSoap`), still used by old clients.
+pub const LEGACY_SOAP_PATH: &str = "/webdialer/services/WebdialerSoapService";
 pub const WSDL_PATH: &str = "/webdialer/wsdl/wd70.wsdl";
 pub const SERVLET_PATH: &str = "/webdialer/Webdialer";
 
@@ -323,17 +328,38 @@ impl WebDialerService {
                 format!("{max} call requests are already in progress (Maximum Concurrent Call Requests)"),
             ));
         }
-        let placed = tokio::time::timeout(
-            ANSWER_TIMEOUT,
-            state
-                .call_control
-                .make_call(&origin.device, &origin.line, destination),
-        )
-        .await;
+        // A node shutting down takes no new calls and gives up on ringing ones: 6, try again
+        // (on another node of the cluster).
+        let mut stopping = state.stopping();
+        if *stopping.borrow() {
+            return Err(WdError::new(6, "the node is shutting down"));
+        }
+        let placed = tokio::select! {
+            r = tokio::time::timeout(
+                ANSWER_TIMEOUT,
+                state
+                    .call_control
+                    .make_call(&origin.device, &origin.line, destination),
+            ) => r,
+            _ = stopping.wait_for(|s| *s) => {
+                return Err(WdError::new(
+                    6,
+                    format!("the node is shutting down; the call from {} was abandoned", origin.device),
+                ))
+            }
+        };
         match placed {
             Err(_) => Err(WdError::new(
                 1,
                 format!("{} did not answer within {ANSWER_TIMEOUT:?}", origin.device),
+            )),
+            // Call control stops with the node: say why, whichever noticed first.
+            Ok(Err(_)) if *stopping.borrow() => Err(WdError::new(
+                6,
+                format!(
+                    "the node is shutting down; the call from {} was abandoned",
+                    origin.device
+                ),
             )),
             Ok(Err(e)) => Err(WdError::new(call_error_code(e.status), e.to_string())),
             Ok(Ok(call)) => {
@@ -400,8 +426,14 @@ impl WebDialerService {
     }
 
     /// Answers one SOAP request: (HTTP status, body). Faults are 500 as SOAP 1.1 asks.
-    pub async fn handle_soap(&self, state: &Arc<NodeState>, xml: &str) -> (StatusCode, String) {
-        let req = match soap::parse(xml) {
+    pub async fn handle_soap(
+        &self,
+        state: &Arc<NodeState>,
+        service: soap::Service,
+        xml: &str,
+    ) -> (StatusCode, String) {
+        let ns = service.ns();
+        let req = match soap::parse_for(xml, service) {
             Ok(r) => r,
             Err(e) => {
                 tracing::info!(reason = %e, "WebDialer: malformed SOAP request");
@@ -426,7 +458,7 @@ impl WebDialerService {
                     self.make_call(state, &p, &profile, &destination).await
                 }
                 .await;
-                ok(call_reply(op, r.map(|_| ())))
+                ok(call_reply(ns, op, r.map(|_| ())))
             }
             Request::EndCall { cred, profile } => {
                 let r = async {
@@ -436,7 +468,7 @@ impl WebDialerService {
                     self.end_call(state, &p, &profile).await
                 }
                 .await;
-                ok(call_reply(op, r.map(|_| ())))
+                ok(call_reply(ns, op, r.map(|_| ())))
             }
             Request::GetProfile { cred, user } => {
                 let r = async {
@@ -444,15 +476,20 @@ impl WebDialerService {
                         .authenticate(state, &cred.user_id, &cred.password)
                         .await?;
                     let u = Self::user_for(&p, &user)?.to_string();
-                    Ok::<_, WdError>(Self::devices(&state.cluster(), &u))
+                    let cluster = state.cluster();
+                    // A proxy may name anyone: one the directory lacks is a directory error.
+                    if cluster.end_user(&u).is_none() {
+                        return Err(WdError::new(4, format!("user {u} is not in the directory")));
+                    }
+                    Ok::<_, WdError>(Self::devices(&cluster, &u))
                 }
                 .await;
                 ok(match r {
                     Ok(d) if d.is_empty() => {
-                        soap::profile_response(5, "No supported device configured for user", &d)
+                        soap::profile_response(ns, 5, "No supported device configured for user", &d)
                     }
-                    Ok(d) => soap::profile_response(0, "Success", &d),
-                    Err(e) => soap::profile_response(e.code, &e.description(), &[]),
+                    Ok(d) => soap::profile_response(ns, 0, "Success", &d),
+                    Err(e) => soap::profile_response(ns, e.code, &e.description(), &[]),
                 })
             }
             Request::GetProfileDetail { cred } => {
@@ -484,7 +521,7 @@ impl WebDialerService {
                     .cluster()
                     .end_user(&user)
                     .is_some_and(|u| u.home_cluster);
-                ok(soap::is_cluster_user_response(yes))
+                ok(soap::is_cluster_user_response(ns, yes))
             }
             Request::GetPrimaryLine { cred } => {
                 match self
@@ -509,12 +546,12 @@ impl WebDialerService {
     }
 }
 
-fn call_reply(op: &str, r: Result<(), WdError>) -> String {
+fn call_reply(ns: &str, op: &str, r: Result<(), WdError>) -> String {
     match r {
-        Ok(()) => soap::call_response(op, 0, "Success"),
+        Ok(()) => soap::call_response(ns, op, 0, "Success"),
         Err(e) => {
             tracing::info!(op, code = e.code, reason = %e.message, "WebDialer request refused");
-            soap::call_response(op, e.code, &e.description())
+            soap::call_response(ns, op, e.code, &e.description())
         }
     }
 }
@@ -542,11 +579,35 @@ fn xml_response(status: StatusCode, body: String) -> Response {
         .into_response()
 }
 
-/// `POST /webdialer/services/WebdialerSoapService70`; `GET ...?wsdl` returns the WSDL.
+/// `POST /webdialer/services/WebdialerSoapService70`.
 pub async fn soap_handler(
     State(state): State<Arc<NodeState>>,
     body: axum::body::Bytes,
 ) -> Response {
+    soap_post(&state, soap::Service::Wd70, &body).await
+}
+
+/// `POST /webdialer/services/WebdialerSoapService`: the pre-7.0 service.
+pub async fn legacy_soap_handler(
+    State(state): State<Arc<NodeState>>,
+    body: axum::body::Bytes,
+) -> Response {
+    soap_post(&state, soap::Service::Legacy, &body).await
+}
+
+/// `GET /webdialer/services/WebdialerSoapService`: what it is (no WSDL of its own is served:
+/// old clients were generated from it long ago).
+pub async fn legacy_soap_get() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        "WebdialerSoapService (urn:WebdialerSoap): POST SOAP 1.1 requests here (makeCallSoap, \
+endCallSoap, getProfileSoap, isClusterUserSoap); new clients use WebdialerSoapService70 and \
+/webdialer/wsdl/wd70.wsdl\n",
+    )
+        .into_response()
+}
+
+async fn soap_post(state: &Arc<NodeState>, service: soap::Service, body: &[u8]) -> Response {
     if body.len() > soap::MAX_REQUEST {
         return xml_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -560,13 +621,13 @@ pub async fn soap_handler(
             ),
         );
     }
-    let Ok(text) = std::str::from_utf8(&body) else {
+    let Ok(text) = std::str::from_utf8(body) else {
         return xml_response(
             StatusCode::INTERNAL_SERVER_ERROR,
             soap::fault("Client", "the request is not UTF-8"),
         );
     };
-    let (status, out) = state.webdialer.handle_soap(&state, text).await;
+    let (status, out) = state.webdialer.handle_soap(state, service, text).await;
     xml_response(status, out)
 }
 

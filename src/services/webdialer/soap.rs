@@ -11,6 +11,8 @@ const MAX_DEPTH: usize = 32;
 const MAX_ELEMENTS: usize = 2000;
 
 pub const NS_WD70: &str = "urn:WD70";
+/// The pre-7.0 service's namespace (`/webdialer/services/WebdialerSoapService`).
+pub const NS_LEGACY: &str = "urn:WebdialerSoap";
 const NS_SOAPENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 
 /// Cisco's wd70 WSDL; `{address}` is replaced by the node's service URL.
@@ -74,6 +76,38 @@ impl Request {
             Request::GetProfileDetail { .. } => "getProfileDetailSoap",
             Request::IsClusterUser { .. } => "isClusterUserSoap",
             Request::GetPrimaryLine { .. } => "getPrimaryLine",
+        }
+    }
+}
+
+/// Which SOAP service a request came to: the 7.0 one, or the pre-7.0 `WebdialerSoapService`
+/// (namespace `urn:WebdialerSoap`), which has the same parts for makeCallSoap, endCallSoap,
+/// getProfileSoap and isClusterUserSoap but not the operations 7.0 added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    Wd70,
+    Legacy,
+}
+
+impl Service {
+    pub fn ns(self) -> &'static str {
+        match self {
+            Service::Wd70 => NS_WD70,
+            Service::Legacy => NS_LEGACY,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Service::Wd70 => "WebdialerSoapService70",
+            Service::Legacy => "WebdialerSoapService",
+        }
+    }
+
+    fn operations(self) -> &'static str {
+        match self {
+            Service::Wd70 => "makeCallSoap, endCallSoap, getProfileSoap, getProfileDetailSoap, isClusterUserSoap, getPrimaryLine",
+            Service::Legacy => "makeCallSoap, endCallSoap, getProfileSoap, isClusterUserSoap",
         }
     }
 }
@@ -187,9 +221,15 @@ fn string_part(body: &Node, op: &Node, name: &str) -> String {
     }
 }
 
-/// Parses a SOAP request. Missing parts come back empty (the service answers code 5 for
-/// them, as Cisco's does); only envelopes that are not a WebDialer request are [`Malformed`].
+/// Parses a SOAP request to the 7.0 service. Missing parts come back empty (the service
+/// answers code 5 for them, as Cisco's does); only envelopes that are not a WebDialer request
+/// are [`Malformed`].
 pub fn parse(xml: &str) -> Result<Request, Malformed> {
+    parse_for(xml, Service::Wd70)
+}
+
+/// Parses a SOAP request to `service`: an operation that service lacks is [`Malformed`].
+pub fn parse_for(xml: &str, service: Service) -> Result<Request, Malformed> {
     let root = read_tree(xml)?;
     let body = body(&root)?;
     let op = body
@@ -211,19 +251,20 @@ pub fn parse(xml: &str) -> Result<Request, Malformed> {
             cred: credential(body, op),
             user: string_part(body, op, "in1"),
         },
-        "getProfileDetailSoap" => Request::GetProfileDetail {
+        "getProfileDetailSoap" if service == Service::Wd70 => Request::GetProfileDetail {
             cred: credential(body, op),
         },
         "isClusterUserSoap" => Request::IsClusterUser {
             user: string_part(body, op, "in0"),
         },
-        "getPrimaryLine" => Request::GetPrimaryLine {
+        "getPrimaryLine" if service == Service::Wd70 => Request::GetPrimaryLine {
             cred: credential(body, op),
         },
         other => {
             return Err(bad(format!(
-                "no operation {other:?} in WebdialerSoapService70 (makeCallSoap, endCallSoap, \
-                 getProfileSoap, getProfileDetailSoap, isClusterUserSoap, getPrimaryLine)"
+                "no operation {other:?} in {} ({})",
+                service.name(),
+                service.operations()
             )))
         }
     })
@@ -256,10 +297,10 @@ const ENC: &str = "soapenv:encodingStyle=\"http://schemas.xmlsoap.org/soap/encod
 const SOAPENC: &str = "xmlns:soapenc=\"http://schemas.xmlsoap.org/soap/encoding/\"";
 
 /// makeCallSoap / endCallSoap response: a CallResponse multiRef.
-pub fn call_response(op: &str, code: u32, description: &str) -> String {
+pub fn call_response(ns: &str, op: &str, code: u32, description: &str) -> String {
     envelope(&format!(
-        "<ns1:{op}Response {ENC} xmlns:ns1=\"{NS_WD70}\"><{op}Return href=\"#id0\"/></ns1:{op}Response>\
-<multiRef id=\"id0\" soapenc:root=\"0\" {ENC} xsi:type=\"ns2:CallResponse\" {SOAPENC} xmlns:ns2=\"{NS_WD70}\">\
+        "<ns1:{op}Response {ENC} xmlns:ns1=\"{ns}\"><{op}Return href=\"#id0\"/></ns1:{op}Response>\
+<multiRef id=\"id0\" soapenc:root=\"0\" {ENC} xsi:type=\"ns2:CallResponse\" {SOAPENC} xmlns:ns2=\"{ns}\">\
 <responseCode xsi:type=\"xsd:int\">{code}</responseCode>\
 <responseDescription xsi:type=\"xsd:string\">{}</responseDescription></multiRef>",
         xml_escape(description)
@@ -277,7 +318,7 @@ pub struct DeviceInfo {
 
 /// getProfileSoap response: GetConfigResponse with an array of WDDeviceInfo (one per line, as
 /// Cisco lists them).
-pub fn profile_response(code: u32, description: &str, devices: &[DeviceInfo]) -> String {
+pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[DeviceInfo]) -> String {
     let items: Vec<(&str, &str)> = devices
         .iter()
         .flat_map(|d| {
@@ -300,12 +341,12 @@ pub fn profile_response(code: u32, description: &str, devices: &[DeviceInfo]) ->
         ));
     }
     envelope(&format!(
-        "<ns1:getProfileSoapResponse {ENC} xmlns:ns1=\"{NS_WD70}\"><getProfileSoapReturn href=\"#id0\"/>\
+        "<ns1:getProfileSoapResponse {ENC} xmlns:ns1=\"{ns}\"><getProfileSoapReturn href=\"#id0\"/>\
 </ns1:getProfileSoapResponse><multiRef id=\"id0\" soapenc:root=\"0\" {ENC} xsi:type=\"ns2:GetConfigResponse\" \
-{SOAPENC} xmlns:ns2=\"{NS_WD70}\"><description xsi:type=\"xsd:string\">{}</description>\
+{SOAPENC} xmlns:ns2=\"{ns}\"><description xsi:type=\"xsd:string\">{}</description>\
 <deviceInfoList href=\"#id1\"/><responseCode xsi:type=\"xsd:int\">{code}</responseCode></multiRef>\
 <multiRef id=\"id1\" soapenc:root=\"0\" {ENC} soapenc:arrayType=\"ns2:WDDeviceInfo[{}]\" \
-xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns2=\"{NS_WD70}\">{refs}</multiRef>{multi}",
+xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns2=\"{ns}\">{refs}</multiRef>{multi}",
         xml_escape(description),
         items.len()
     ))
@@ -341,9 +382,9 @@ pub fn profile_detail_response(code: u32, description: &str, devices: &[DeviceIn
     ))
 }
 
-pub fn is_cluster_user_response(yes: bool) -> String {
+pub fn is_cluster_user_response(ns: &str, yes: bool) -> String {
     envelope(&format!(
-        "<ns1:isClusterUserSoapResponse {ENC} xmlns:ns1=\"{NS_WD70}\">\
+        "<ns1:isClusterUserSoapResponse {ENC} xmlns:ns1=\"{ns}\">\
 <isClusterUserSoapReturn xsi:type=\"xsd:boolean\">{yes}</isClusterUserSoapReturn></ns1:isClusterUserSoapResponse>"
     ))
 }
@@ -573,7 +614,13 @@ mod tests {
             user: "x".into(),
         };
         assert_eq!(parse(&request_xml(&req)).unwrap(), req);
-        let r = parse_reply(&call_response("makeCallSoap", 2, "Authentication error")).unwrap();
+        let r = parse_reply(&call_response(
+            NS_WD70,
+            "makeCallSoap",
+            2,
+            "Authentication error",
+        ))
+        .unwrap();
         assert_eq!(r.response_code, Some(2));
         assert_eq!(r.description, "Authentication error");
         let devs = vec![DeviceInfo {
@@ -583,7 +630,7 @@ mod tests {
             phone_type: String::new(),
         }];
         for xml in [
-            profile_response(0, "Success", &devs),
+            profile_response(NS_WD70, 0, "Success", &devs),
             profile_detail_response(0, "Success", &devs),
         ] {
             let r = parse_reply(&xml).unwrap();
@@ -593,7 +640,7 @@ mod tests {
                 vec![("SEP1".to_string(), vec!["1 ; P".into(), "2 ; P".into()])]
             );
         }
-        let r = parse_reply(&is_cluster_user_response(true)).unwrap();
+        let r = parse_reply(&is_cluster_user_response(NS_WD70, true)).unwrap();
         assert_eq!(r.value.as_deref(), Some("true"));
         let r = parse_reply(&fault("Client", "nope")).unwrap();
         assert_eq!(r.fault.as_deref(), Some("nope"));
