@@ -15,7 +15,7 @@ use anyhow::{bail, Context, Result};
 
 /// The seed's recipient group size (InformaCast Basic Paging).
 const SEED_GROUP: f64 = 50.0;
-const CALLER: &str = "SEP0000CA11E9";
+const CALLER: &str = "SEP0000CA11E900";
 
 fn device(i: usize) -> String {
     format!("SEP0000BE{:06X}", i)

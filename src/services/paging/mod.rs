@@ -765,6 +765,7 @@ fn start_media(
     std::thread::Builder::new()
         .name("page-media".into())
         .spawn(move || {
+            realtime_priority();
             let mut s = PageStream::new(
                 (rand::random(), rand::random(), rand::random()),
                 (rand::random(), rand::random(), rand::random()),
@@ -813,6 +814,24 @@ fn start_media(
             }
             (s.counts, pacing(&sent_at))
         })
+}
+
+/// Asks for a real-time (SCHED_FIFO) slot for the page's clock, so a busy machine delays the
+/// stream less. Best effort: without the privilege (CAP_SYS_NICE) the thread keeps the normal
+/// policy and says so once in the log.
+fn realtime_priority() {
+    let param = libc::sched_param { sched_priority: 10 };
+    // SAFETY: sets the calling thread's own policy with a valid, initialised parameter.
+    let r = unsafe { libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) };
+    if r != 0 {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        ONCE.call_once(|| {
+            tracing::info!(
+                error = r,
+                "paging: no real-time priority for the stream's clock (needs CAP_SYS_NICE)"
+            );
+        });
+    }
 }
 
 fn pacing(sent: &[Instant]) -> Pacing {
