@@ -911,7 +911,17 @@ impl FileAudit {
     pub fn compare_golden(&mut self, golden_name: &str, golden_text: &str) {
         let expected = super::golden::lines_of(golden_text);
         let actual: Vec<String> = self.ladder.lines.iter().map(|l| l.text.clone()).collect();
-        self.diff = super::golden::unified_diff(&expected, &actual, golden_name, &self.path);
+        let timed: Vec<(String, f64)> = self
+            .ladder
+            .lines
+            .iter()
+            .map(|l| (l.text.clone(), l.time))
+            .collect();
+        self.diff = if super::golden::equivalent(&expected, &timed) {
+            Vec::new()
+        } else {
+            super::golden::unified_diff(&expected, &actual, golden_name, &self.path)
+        };
         self.golden = Some(golden_name.to_string());
         if !self.diff.is_empty() {
             self.passed = false;
