@@ -319,7 +319,14 @@ pub fn bench_pcap(rest: &[&str]) -> Result<()> {
     let mb: u64 = match rest {
         ["--mb", n] => n.parse().context("--mb")?,
         [] => 1024,
-        _ => bail!("usage: cargo xtask bench pcap [--mb N]"),
+        // Only write the capture (for profiling: valgrind --tool=callgrind ucm pcap verify FILE).
+        ["--mb", n, "--write", file] => {
+            let (bytes, packets) =
+                write_capture(Path::new(file), n.parse::<u64>().context("--mb")? << 20)?;
+            println!("wrote {file}: {bytes} bytes, {packets} packets");
+            return Ok(());
+        }
+        _ => bail!("usage: cargo xtask bench pcap [--mb N [--write FILE]]"),
     };
     let bin = super::release_binary()?;
     let bin = bin.as_path();

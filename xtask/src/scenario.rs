@@ -981,7 +981,11 @@ fn first_line_of(cmd: &mut Command) -> String {
         .map(|o| {
             let mut t = String::from_utf8_lossy(&o.stdout).into_owned();
             t.push_str(&String::from_utf8_lossy(&o.stderr));
-            t.lines().next().unwrap_or_default().trim().to_string()
+            t.lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_string()
         })
         .unwrap_or_else(|| "not installed".into())
 }
