@@ -1011,16 +1011,28 @@ fn bless(
             String::from_utf8_lossy(&o.stderr)
         );
     }
+    // The commit recorded from, "-dirty" when the sources differ from it (goldens aside: this
+    // run rewrites them).
+    let mut commit = first_line_of(
+        Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .current_dir(&opts.root),
+    );
+    let dirty = Command::new("git")
+        .args(["status", "--porcelain", "--", ".", ":(exclude)golden"])
+        .current_dir(&opts.root)
+        .output()
+        .map(|o| !o.stdout.is_empty())
+        .unwrap_or(false);
+    if dirty {
+        commit.push_str("-dirty");
+    }
     std::fs::create_dir_all(golden)?;
     let mut ladder = format!("# cargo xtask golden {name} (see README.md)\n").into_bytes();
     ladder.extend_from_slice(&o.stdout);
     std::fs::write(golden.join("ladder.txt"), ladder)?;
     let version = first_line_of(Command::new(&opts.ucm).arg("--version"));
-    let commit = first_line_of(
-        Command::new("git")
-            .args(["describe", "--always", "--dirty", "--abbrev=12"])
-            .current_dir(&opts.root),
-    );
+
     let tcpdump = first_line_of(Command::new("tcpdump").arg("--version"));
     let tshark = first_line_of(Command::new("tshark").arg("-v"));
     let sipp = first_line_of(Command::new("sipp").arg("-v"));
