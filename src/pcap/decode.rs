@@ -589,7 +589,7 @@ struct PendingDatagram {
 #[derive(Debug, Default)]
 pub struct Defragmenter {
     limits: DefragLimits,
-    pending: HashMap<FragKey, PendingDatagram>,
+    pending: HashMap<FragKey, PendingDatagram, crate::pcap::flow::FastHash>,
     /// Keys in order of their first fragment (with their birth), oldest first.
     order: VecDeque<(FragKey, u64)>,
     /// Packet counter advanced by [`Defragmenter::tick`].

@@ -10,6 +10,9 @@
 //! is full, lookups of new keys fail and the caller decides where those packets go.
 
 use std::collections::HashMap;
+
+/// The hasher of the per-packet tables: foldhash (fast, seeded per process), not SipHash.
+pub type FastHash = foldhash::fast::RandomState;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 
@@ -129,7 +132,7 @@ pub type FlowId = usize;
 /// Flows in order of first appearance, at most `capacity` of them, each with state `T`.
 #[derive(Debug)]
 pub struct FlowTable<T> {
-    index: HashMap<FlowKey, FlowId>,
+    index: HashMap<FlowKey, FlowId, FastHash>,
     flows: Vec<(FlowKey, T)>,
     capacity: usize,
 }
@@ -138,7 +141,7 @@ impl<T> FlowTable<T> {
     /// A table that holds at most `capacity` flows.
     pub fn new(capacity: usize) -> Self {
         FlowTable {
-            index: HashMap::new(),
+            index: HashMap::default(),
             flows: Vec::new(),
             capacity,
         }

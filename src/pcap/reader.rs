@@ -655,6 +655,26 @@ impl<R: Read> CaptureReader<R> {
     /// Reads exactly `n` bytes into `self.buf`, growing it only as data actually arrives.
     fn read_into_buf(&mut self, n: u64, what: &'static str, start: u64) -> Result<(), PcapError> {
         self.buf.clear();
+        // Usual records (up to 64 KiB, or what the buffer already holds): one sized read,
+        // no read_to_end machinery per packet. Bigger ones grow the buffer only as data comes.
+        if n <= FAST_RECORD.max(self.buf.capacity() as u64) {
+            let header = self.offset - start;
+            self.buf.resize(n as usize, 0);
+            let mut buf = std::mem::take(&mut self.buf);
+            let got = self.read_some(&mut buf);
+            self.buf = buf;
+            let got = got? as u64;
+            if got < n {
+                self.buf.truncate(got as usize);
+                return Err(PcapError::Truncated {
+                    what,
+                    offset: start,
+                    needed: header + n,
+                    available: header + got,
+                });
+            }
+            return Ok(());
+        }
         let got = match (&mut self.inner).take(n).read_to_end(&mut self.buf) {
             Ok(got) => got as u64,
             Err(source) => {
@@ -701,6 +721,9 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 }
+
+/// Records up to this size are read with one sized read (see `read_into_buf`).
+const FAST_RECORD: u64 = 64 * 1024;
 
 struct Meta {
     frame: u64,

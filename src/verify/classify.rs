@@ -180,10 +180,10 @@ const MAX_MEDIA_ENDPOINTS: usize = 200_000;
 /// Media endpoints announced in SDP, and what else SIP and TFTP told about the capture.
 #[derive(Debug, Default)]
 pub struct MediaBook {
-    rtp: HashMap<Endpoint, MediaKind>,
-    rtcp: HashMap<Endpoint, MediaKind>,
+    rtp: HashMap<Endpoint, MediaKind, crate::pcap::flow::FastHash>,
+    rtcp: HashMap<Endpoint, MediaKind, crate::pcap::flow::FastHash>,
     /// `m=` ports alone, for flows whose addresses were translated.
-    ports: HashMap<u16, MediaKind>,
+    ports: HashMap<u16, MediaKind, crate::pcap::flow::FastHash>,
     /// Endpoints that sent a TFTP request to port 69.
     tftp_clients: HashSet<Endpoint>,
     /// SIP messages seen (parsed).

@@ -155,7 +155,7 @@ impl Conn {
 /// Every TCP connection of a capture.
 #[derive(Default)]
 pub struct TcpStreams {
-    live: HashMap<FlowKey, Conn>,
+    live: HashMap<FlowKey, Conn, crate::pcap::flow::FastHash>,
     pub notes: Vec<TcpNote>,
     /// Connections with something to say beyond `notes`.
     pub notes_dropped: u64,

@@ -6,6 +6,7 @@ mod callcontrol;
 mod cli;
 mod common;
 mod config;
+mod conformance;
 mod em;
 mod paging;
 mod pcap;

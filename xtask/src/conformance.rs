@@ -1,3 +1,7 @@
+//! `cargo xtask conformance [--repeat N] [--set PATH=VALUE].. [NAME..]` runs the conformance
+//! scenarios (`conformance/scenarios/*.yaml`, see `conformance/README.md` and [`crate::scenario`])
+//! and `cargo xtask golden [NAME..]` re-records their golden ladders.
+//!
 //! `cargo xtask bench pcap [--mb N]`: throughput of `ucm pcap verify` against
 //! `tshark -r FILE -T fields -e ip.dsfield.dscp` on the same synthetic capture, in the same
 //! run, and ucm's peak memory on that capture and on one an eighth of its size (flat memory
@@ -18,6 +22,97 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 
 const STREAMS: u32 = 64;
+
+/// `cargo xtask conformance` (or `golden` when `bless`): exit status 0 only when every
+/// scenario run passed.
+pub fn conformance(rest: &[&str], bless: bool) -> Result<()> {
+    let root = super::root();
+    let mut names = Vec::new();
+    let mut set = Vec::new();
+    let mut repeat = 1u32;
+    let mut it = rest.iter();
+    while let Some(a) = it.next() {
+        match *a {
+            "--set" if !bless => set.push(it.next().context("--set PATH=VALUE")?.to_string()),
+            "--repeat" if !bless => {
+                repeat = it
+                    .next()
+                    .context("--repeat N")?
+                    .parse()
+                    .context("--repeat N")?;
+                if !(1..=100).contains(&repeat) {
+                    bail!("--repeat: 1 to 100");
+                }
+            }
+            s if s.starts_with('-') => bail!(
+                "usage: cargo xtask conformance [--repeat N] [--set PATH=VALUE].. [NAME..] | cargo xtask golden [NAME..]"
+            ),
+            s => names.push(s.to_string()),
+        }
+    }
+    let all = crate::scenario::list(&root)?;
+    if names.is_empty() {
+        names = all.clone();
+    }
+    for n in &names {
+        if !all.contains(n) {
+            bail!("no scenario {n} (there are: {})", all.join(", "));
+        }
+    }
+    let st = Command::new(env!("CARGO"))
+        .args(["build", "--quiet", "--bin", "ucm"])
+        .current_dir(&root)
+        .status()
+        .context("cargo build")?;
+    if !st.success() {
+        bail!("cargo build --bin ucm failed");
+    }
+    let opts = crate::scenario::Options {
+        ucm: root.join("target/debug/ucm"),
+        root,
+        set,
+        bless,
+        net: 40,
+    };
+    let mut failed = 0;
+    let mut runs = 0;
+    for round in 1..=repeat {
+        for n in &names {
+            let o = crate::scenario::run(n, &opts);
+            runs += 1;
+            let tag = if repeat > 1 {
+                format!(" (run {round}/{repeat})")
+            } else {
+                String::new()
+            };
+            if o.passed {
+                println!(
+                    "{} {}{tag}: {:.1} s",
+                    if bless { "RECORDED" } else { "PASS" },
+                    o.name,
+                    o.seconds
+                );
+            } else {
+                failed += 1;
+                println!("FAIL {}{tag}: {:.1} s", o.name, o.seconds);
+                for r in &o.reasons {
+                    for (i, l) in r.lines().enumerate() {
+                        println!("  {}{l}", if i == 0 { "- " } else { "  " });
+                    }
+                }
+            }
+        }
+    }
+    println!(
+        "{}: {} of {runs} scenario runs passed",
+        if failed == 0 { "PASS" } else { "FAIL" },
+        runs - failed
+    );
+    if failed > 0 {
+        std::process::exit(1);
+    }
+    Ok(())
+}
 
 fn ipv4(dscp: u8, proto: u8, src: [u8; 4], dst: [u8; 4], l4: &[u8], out: &mut Vec<u8>) {
     out.extend_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 0x08, 0x00]);
@@ -224,7 +319,14 @@ pub fn bench_pcap(rest: &[&str]) -> Result<()> {
     let mb: u64 = match rest {
         ["--mb", n] => n.parse().context("--mb")?,
         [] => 1024,
-        _ => bail!("usage: cargo xtask bench pcap [--mb N]"),
+        // Only write the capture (for profiling: valgrind --tool=callgrind ucm pcap verify FILE).
+        ["--mb", n, "--write", file] => {
+            let (bytes, packets) =
+                write_capture(Path::new(file), n.parse::<u64>().context("--mb")? << 20)?;
+            println!("wrote {file}: {bytes} bytes, {packets} packets");
+            return Ok(());
+        }
+        _ => bail!("usage: cargo xtask bench pcap [--mb N [--write FILE]]"),
     };
     let bin = super::release_binary()?;
     let bin = bin.as_path();
