@@ -64,6 +64,7 @@ const SETTINGS: &[&str] = &[
     "enterprise_parameters",
     "service_parameters",
     "qos",
+    "paging",
 ];
 
 impl Store {

@@ -662,19 +662,16 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
 /// The demo cluster plus two route points: 7100 (a service decides; Call Forward No Answer to
 /// 10002 when it does not) and 7101 (no service; forwards to 10002).
 fn route_point_cluster() -> ucm::config::ClusterDefinition {
-    let extra = r#"
-route_points:
-  - {name: RP-Service, device_pool: HQ_DP, css: Internal_CSS, lines: [{dn: "7100", partition: Internal_PT}]}
-  - {name: RP-Orphan, device_pool: HQ_DP, css: Internal_CSS, lines: [{dn: "7101", partition: Internal_PT}]}
-"#;
+    // The demo's own route points (the DialCast numbers) come first in the list.
+    let extra = "route_points:\n  - {name: RP-Service, device_pool: HQ_DP, css: Internal_CSS, lines: [{dn: \"7100\", partition: Internal_PT}]}\n  - {name: RP-Orphan, device_pool: HQ_DP, css: Internal_CSS, lines: [{dn: \"7101\", partition: Internal_PT}]}\n";
     let text = ucm::config::DEMO_YAML
+        .replacen("route_points:\n", extra, 1)
         .replace(
             "directory_numbers:\n",
             "directory_numbers:\n  - {pattern: \"7100\", partition: Internal_PT, call_forward: {no_answer: {destination: \"10002\", css: Internal_CSS}}}\n  - {pattern: \"7101\", partition: Internal_PT, call_forward: {no_answer: {destination: \"10002\", css: Internal_CSS}}}\n",
         )
         .replace("    register_expires: 3600\n", "")
-        .replace("  webdialer:\n    user_session_expiry_hours: 0", "  call_manager:\n    route_point_timeout: 1\n  webdialer:\n    user_session_expiry_hours: 0")
-        + extra;
+        .replace("  webdialer:\n    user_session_expiry_hours: 0", "  call_manager:\n    route_point_timeout: 1\n  webdialer:\n    user_session_expiry_hours: 0");
     ucm::config::parse_str(&text, "route-points.yaml").unwrap_or_else(|e| panic!("{e}"))
 }
 
