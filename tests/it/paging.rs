@@ -506,3 +506,86 @@ fn r8_the_captured_page_verifies_like_the_real_cisco_page() {
     .unwrap();
     assert!(cisco.contains("RTP PT 0 ptime 20ms"));
 }
+
+/// The golden page: one caller, one phone (Sally Adams's, alone in a recipient group on
+/// DialCast 7001), so the flow has one order. Re-record with
+/// `UCM_BLESS=1 cargo test --test it paging::r8_conformance_a_page_matches_its_golden`.
+#[test]
+fn r8_conformance_a_page_matches_its_golden() {
+    let _one = paging_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let text = ucm::config::DEMO_YAML
+        .replace(
+            "    - route_point: DialCast_Branch\n      recipient_group: branch\n",
+            "    - route_point: DialCast_Branch\n      recipient_group: solo\n",
+        )
+        .replace(
+            "  dialcasts:\n",
+            "    - name: solo\n      devices: [SEP00036BC7B975]\n  dialcasts:\n",
+        );
+    assert!(text.contains("recipient_group: solo") && text.contains("name: solo"));
+    let cfg = crate::common::write_file(dir.path(), "solo.yaml", &text);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B975",
+            "--first-ip",
+            "127.0.12.10",
+            "--http-port",
+            "8081",
+        ],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("page.pcap");
+    let Some(capture) = crate::sipp::Capture::start(&pcap, "net 127.0.12.0/24 or net 239.1.1.0/24")
+    else {
+        return;
+    };
+    let (code, v, all) = run_ucm_page(
+        &srv,
+        &[
+            "--number",
+            "7001",
+            "--tone",
+            "--seconds",
+            "1",
+            "--from",
+            "SEP00036BC7B974",
+            "--bind",
+            "127.0.12.200",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{all}");
+    assert_eq!(v["report"]["joined"], 1, "{v:#}");
+    let _ = report_for(&srv, v["caller"]["call_id"].as_str().unwrap());
+    capture.stop();
+    drop(sim);
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/ucm_page");
+    if std::env::var_os("UCM_BLESS").is_some() {
+        let o = crate::common::ucm()
+            .args(["pcap", "ladder", "--normalised"])
+            .arg(&pcap)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        std::fs::create_dir_all(&golden).unwrap();
+        std::fs::write(golden.join("ladder.txt"), &o.stdout).unwrap();
+        return;
+    }
+    let o = crate::common::ucm()
+        .args(["pcap", "verify", "--format", "json", "--golden"])
+        .arg(&golden)
+        .arg(&pcap)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
