@@ -589,3 +589,81 @@ fn r8_conformance_a_page_matches_its_golden() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+/// Two pages at once at the same site (HQ): each gets its own address from HQ's range, and each
+/// phone hears only its own page.
+#[test]
+fn r8_simultaneous_pages_get_their_own_multicast_addresses() {
+    let _one = paging_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let text = ucm::config::DEMO_YAML
+        .replace(
+            "    - route_point: DialCast_All\n      recipient_group: demo-all\n    - route_point: DialCast_Branch\n      recipient_group: branch\n",
+            "    - route_point: DialCast_All\n      recipient_group: john\n    - route_point: DialCast_Branch\n      recipient_group: sally\n",
+        )
+        .replace(
+            "  dialcasts:\n",
+            "    - name: john\n      devices: [SEP00036BC7B973]\n    - name: sally\n      devices: [SEP00036BC7B975]\n  dialcasts:\n",
+        );
+    assert!(text.contains("recipient_group: john") && text.contains("name: sally"));
+    let cfg = crate::common::write_file(dir.path(), "two.yaml", &text);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B973",
+            "--device",
+            "SEP00036BC7B975",
+            "--first-ip",
+            "127.0.14.10",
+            "--http-port",
+            "8081",
+        ],
+    );
+    let pages: Vec<_> = [
+        ("7000", "SEP00036BC7B974", "127.0.14.200"),
+        ("7001", "SEP0000000000A1", "127.0.14.201"),
+    ]
+    .into_iter()
+    .map(|(number, from, bind)| {
+        let (http, tftp) = (
+            srv.addr("http").to_string(),
+            srv.addr("tftp_http").to_string(),
+        );
+        std::thread::spawn(move || {
+            let out = crate::common::ucm()
+                .args(["page", "--number", number, "--tone", "--seconds", "2"])
+                .args(["--from", from, "--bind", bind, "--json"])
+                .args(["--server", &http, "--tftp", &tftp])
+                .output()
+                .expect("ucm page runs");
+            (
+                out.status.code(),
+                serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null),
+            )
+        })
+    })
+    .collect();
+    let results: Vec<(Option<i32>, Value)> = pages.into_iter().map(|h| h.join().unwrap()).collect();
+    let mut addrs = Vec::new();
+    for (code, v) in &results {
+        assert_eq!(*code, Some(0), "{v:#}\n{}", srv.logs());
+        assert_eq!(v["report"]["joined"], 1, "{v:#}");
+        let m = v["report"]["multicast"].as_str().unwrap().to_string();
+        assert!(m.starts_with("239.1.1."), "HQ's range: {m}");
+        addrs.push(m);
+    }
+    assert_ne!(addrs[0], addrs[1], "two pages at once share no address");
+    // The two pages overlapped in time, and each phone heard one stream, from one source.
+    for (d, i) in [("SEP00036BC7B973", 0), ("SEP00036BC7B975", 1)] {
+        let st = page_stream(&state(sim.http(d))).unwrap();
+        assert_eq!(st["address"], addrs[i], "{d}: {st:#}");
+        assert_eq!(
+            st["rx"]["ssrcs"].as_array().map(Vec::len),
+            Some(1),
+            "{d}: {st:#}"
+        );
+        assert_eq!(st["rx"]["lost"], 0, "{d}: {st:#}");
+    }
+}
