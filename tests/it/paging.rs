@@ -667,3 +667,81 @@ fn r8_simultaneous_pages_get_their_own_multicast_addresses() {
         assert_eq!(st["rx"]["lost"], 0, "{d}: {st:#}");
     }
 }
+
+/// A phone on a call is left out of a page (busy_phones: skip, the default) and reported busy;
+/// Do Not Disturb would not keep it out, a call does.
+#[test]
+fn r8_a_phone_on_a_call_is_skipped_and_reported_busy() {
+    let _one = paging_lock();
+    let dir = tempfile::tempdir().unwrap();
+    let text = ucm::config::DEMO_YAML
+        .replace(
+            "    - route_point: DialCast_Branch\n      recipient_group: branch\n",
+            "    - route_point: DialCast_Branch\n      recipient_group: pair\n",
+        )
+        .replace(
+            "  dialcasts:\n",
+            "    - name: pair\n      devices: [SEP00036BC7B973, SEP00036BC7B975]\n  dialcasts:\n",
+        );
+    assert!(text.contains("recipient_group: pair"));
+    let cfg = crate::common::write_file(dir.path(), "pair.yaml", &text);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B973",
+            "--device",
+            "SEP00036BC7B975",
+            "--device",
+            "SEP00036BC7B974",
+            "--first-ip",
+            "127.0.15.10",
+            "--http-port",
+            "8081",
+            "--auto-answer",
+        ],
+    );
+    // John calls Phone B, which answers: John's phone is busy.
+    let john = sim.http("SEP00036BC7B973");
+    let (_, body) = push(john, Some(("jsmith", "cisco")), &["Dial:10002"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    wait_state(john, 10, "John on a call", |s| {
+        crate::phone::calls(s)
+            .iter()
+            .any(|c| c["state"] == "connected")
+    });
+    let (code, v, all) = run_ucm_page(
+        &srv,
+        &[
+            "--number",
+            "7001",
+            "--tone",
+            "--seconds",
+            "1",
+            "--from",
+            "SEP0000000000A1",
+            "--bind",
+            "127.0.15.200",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(1), "one phone did not join: {all}");
+    let phones = v["report"]["phones"].as_array().unwrap();
+    let outcome = |d: &str| {
+        phones
+            .iter()
+            .find(|p| p["device"] == d)
+            .map(|p| p["outcome"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(outcome("SEP00036BC7B973").as_deref(), Some("busy"), "{v:#}");
+    assert_eq!(
+        outcome("SEP00036BC7B975").as_deref(),
+        Some("joined"),
+        "{v:#}"
+    );
+    assert!(
+        page_stream(&state(john)).is_none(),
+        "John's phone was not pushed to"
+    );
+}
