@@ -501,6 +501,7 @@ impl SipServer {
         let Some(mut cmds) = cmds else { return };
         let mut core = b2bua::B2bua::new(self.state.sip_host.clone(), rand::random());
         let mut batch = Vec::with_capacity(256);
+        let mut first = true;
         loop {
             let deadline = core.next_deadline();
             let sleep = async {
@@ -509,6 +510,24 @@ impl SipServer {
                     None => std::future::pending().await,
                 }
             };
+            // Commands queued before the loop started (route points services took while the
+            // node was starting) go first, so no early call finds its service absent.
+            if first {
+                first = false;
+                let mut outs = Vec::new();
+                while let Ok(cmd) = cmds.try_recv() {
+                    let cluster = self.state.cluster();
+                    outs.extend(core.on_command(
+                        &cluster,
+                        &self.state.registrar,
+                        cmd,
+                        std::time::Instant::now(),
+                    ));
+                }
+                for o in outs {
+                    self.dispatch(o);
+                }
+            }
             let outs = tokio::select! {
                 // Everything queued is handled in one wake-up: under load this saves a
                 // cross-thread wake per message.
