@@ -1608,6 +1608,19 @@ impl Browser {
         v.as_str().unwrap_or_default().to_string()
     }
 
+    /// The page source once it contains `text` (a click that submits a form may return before
+    /// the next page has loaded); the last source after 10 s otherwise.
+    fn source_with(&self, text: &str) -> String {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let s = self.source();
+            if s.contains(text) || std::time::Instant::now() > deadline {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// The page as a PNG (WebDriver sends it base64-encoded).
     fn screenshot(&self) -> Vec<u8> {
         let p = format!("/session/{}/screenshot", self.session);
@@ -1696,14 +1709,14 @@ fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
     browser.type_into("#pwd", "cisco");
     browser.click("button[type=submit]");
 
-    let page = browser.source();
+    let page = browser.source_with("<h1>Preferences</h1>");
     assert!(page.contains("<h1>Preferences</h1>"), "{page}");
     browser.click("#use-device");
     browser.click("option[value=\"SEP00036BC7B973|10001\"]");
     shot("preferences");
     browser.click("button:not(.secondary)");
 
-    let page = browser.source();
+    let page = browser.source_with("<h1>Dial</h1>");
     assert!(page.contains("<h1>Dial</h1>"), "{page}");
     assert!(
         page.contains("value=\"10002\""),
@@ -1712,7 +1725,7 @@ fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
     shot("dial");
     browser.click("button:not(.secondary)");
 
-    let page = browser.source();
+    let page = browser.source_with("Calling 10002 from SEP00036BC7B973");
     assert!(
         page.contains("Calling 10002 from SEP00036BC7B973"),
         "{page}"
@@ -1735,7 +1748,7 @@ fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
     assert_eq!(calls(&sb)[0]["remote_number"], "10001", "{sb:#}");
 
     browser.click("button:not(.secondary)");
-    let page = browser.source();
+    let page = browser.source_with("The call has ended.");
     assert!(page.contains("The call has ended."), "{page}");
     wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
     wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
