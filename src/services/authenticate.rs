@@ -159,6 +159,35 @@ pub async fn verify_user(state: &Arc<NodeState>, user: &str, password: &str) -> 
     check_password(state, user, password).await == SecretCheck::Ok
 }
 
+/// The cluster user named by a request's HTTP Basic credentials, checked under the lockout
+/// policy; otherwise the 401 to answer, saying `needed` (who may ask).
+pub async fn basic_user(
+    state: &Arc<NodeState>,
+    headers: &axum::http::HeaderMap,
+    needed: &str,
+) -> Result<String, Response> {
+    let unauthorized = || {
+        (
+            axum::http::StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Basic realm=\"ucm\"")],
+            format!("credentials of {needed} are needed\n"),
+        )
+            .into_response()
+    };
+    let Some((user, password)) = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(crate::phone::http::parse_basic_auth)
+    else {
+        return Err(unauthorized());
+    };
+    if !verify_user(state, &user, &password).await {
+        tracing::info!(user, "HTTP Basic credentials refused");
+        return Err(unauthorized());
+    }
+    Ok(user)
+}
+
 /// The key under which a user's password failures are counted.
 pub fn password_credential(user: &str) -> String {
     format!("password:{user}")

@@ -320,25 +320,11 @@ pub async fn devices_handler(
     use axum::http::StatusCode;
     let pool = param(&q, "device_pool").unwrap_or("").trim().to_string();
     let group = param(&q, "recipient_group").map(|g| g.trim().to_string());
-    let creds = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::phone::http::parse_basic_auth);
-    let unauthorized = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"ucm\"")],
-            "credentials of a cluster user are needed\n",
-        )
-            .into_response()
-    };
-    let Some((user, password)) = creds else {
-        return unauthorized();
-    };
-    if !crate::services::authenticate::verify_user(&state, &user, &password).await {
-        tracing::info!(user, device_pool = %pool, "device list: refused");
-        return unauthorized();
-    }
+    let user =
+        match crate::services::authenticate::basic_user(&state, &headers, "a cluster user").await {
+            Ok(u) => u,
+            Err(refused) => return refused,
+        };
     let cluster = state.cluster();
     if let Some(group) = group {
         let Some(g) = cluster

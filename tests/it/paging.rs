@@ -511,25 +511,40 @@ fn r8_the_captured_page_verifies_like_the_real_cisco_page() {
     assert!(cisco.contains("RTP PT 0 ptime 20ms"));
 }
 
+/// A node on the demo cluster whose DialCast numbers page other recipient groups: 7000 pages
+/// `all`, 7001 pages `branch`, with `groups` (name -> devices) added to the paging section.
+fn serve_with_groups(all: &str, branch: &str, groups: &[(&str, &[&str])]) -> Server {
+    let defs: String = groups
+        .iter()
+        .map(|(name, devices)| {
+            format!(
+                "    - name: {name}\n      devices: [{}]\n",
+                devices.join(", ")
+            )
+        })
+        .collect();
+    let text = ucm::config::DEMO_YAML
+        .replace(
+            "    - route_point: DialCast_All\n      recipient_group: demo-all\n    - route_point: DialCast_Branch\n      recipient_group: branch\n",
+            &format!("    - route_point: DialCast_All\n      recipient_group: {all}\n    - route_point: DialCast_Branch\n      recipient_group: {branch}\n"),
+        )
+        .replace("  dialcasts:\n", &format!("{defs}  dialcasts:\n"));
+    assert!(
+        text.contains(&format!("recipient_group: {branch}\n")) && text.contains(&defs),
+        "the demo's paging section changed: update serve_with_groups"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(dir.path(), "paging.yaml", &text);
+    Server::start_in(dir, &["--config", cfg.to_str().unwrap()])
+}
+
 /// The golden page: one caller, one phone (Sally Adams's, alone in a recipient group on
 /// DialCast 7001), so the flow has one order. Re-record with
 /// `UCM_BLESS=1 cargo test --test it paging::r8_conformance_a_page_matches_its_golden`.
 #[test]
 fn r8_conformance_a_page_matches_its_golden() {
     let _one = paging_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let text = ucm::config::DEMO_YAML
-        .replace(
-            "    - route_point: DialCast_Branch\n      recipient_group: branch\n",
-            "    - route_point: DialCast_Branch\n      recipient_group: solo\n",
-        )
-        .replace(
-            "  dialcasts:\n",
-            "    - name: solo\n      devices: [SEP00036BC7B975]\n  dialcasts:\n",
-        );
-    assert!(text.contains("recipient_group: solo") && text.contains("name: solo"));
-    let cfg = crate::common::write_file(dir.path(), "solo.yaml", &text);
-    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let srv = serve_with_groups("demo-all", "solo", &[("solo", &["SEP00036BC7B975"])]);
     let sim = Sim::start(
         &srv,
         &[
@@ -603,19 +618,14 @@ fn r8_conformance_a_page_matches_its_golden() {
 #[test]
 fn r8_simultaneous_pages_get_their_own_multicast_addresses() {
     let _one = paging_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let text = ucm::config::DEMO_YAML
-        .replace(
-            "    - route_point: DialCast_All\n      recipient_group: demo-all\n    - route_point: DialCast_Branch\n      recipient_group: branch\n",
-            "    - route_point: DialCast_All\n      recipient_group: john\n    - route_point: DialCast_Branch\n      recipient_group: sally\n",
-        )
-        .replace(
-            "  dialcasts:\n",
-            "    - name: john\n      devices: [SEP00036BC7B973]\n    - name: sally\n      devices: [SEP00036BC7B975]\n  dialcasts:\n",
-        );
-    assert!(text.contains("recipient_group: john") && text.contains("name: sally"));
-    let cfg = crate::common::write_file(dir.path(), "two.yaml", &text);
-    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let srv = serve_with_groups(
+        "john",
+        "sally",
+        &[
+            ("john", &["SEP00036BC7B973"]),
+            ("sally", &["SEP00036BC7B975"]),
+        ],
+    );
     let sim = Sim::start(
         &srv,
         &[
@@ -681,19 +691,11 @@ fn r8_simultaneous_pages_get_their_own_multicast_addresses() {
 #[test]
 fn r8_a_phone_on_a_call_is_skipped_and_reported_busy() {
     let _one = paging_lock();
-    let dir = tempfile::tempdir().unwrap();
-    let text = ucm::config::DEMO_YAML
-        .replace(
-            "    - route_point: DialCast_Branch\n      recipient_group: branch\n",
-            "    - route_point: DialCast_Branch\n      recipient_group: pair\n",
-        )
-        .replace(
-            "  dialcasts:\n",
-            "    - name: pair\n      devices: [SEP00036BC7B973, SEP00036BC7B975]\n  dialcasts:\n",
-        );
-    assert!(text.contains("recipient_group: pair"));
-    let cfg = crate::common::write_file(dir.path(), "pair.yaml", &text);
-    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let srv = serve_with_groups(
+        "demo-all",
+        "pair",
+        &[("pair", &["SEP00036BC7B973", "SEP00036BC7B975"])],
+    );
     let sim = Sim::start(
         &srv,
         &[

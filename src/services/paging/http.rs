@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::model::Role;
@@ -87,24 +87,16 @@ pub async fn pages_handler(
             }
         };
     }
-    let creds = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(crate::phone::http::parse_basic_auth);
-    let unauthorized = || {
-        (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Basic realm=\"ucm\"")],
-            "credentials of a user with cti-control-all-devices are needed\n",
-        )
-            .into_response()
+    let user = match crate::services::authenticate::basic_user(
+        &state,
+        &headers,
+        "a user with cti-control-all-devices",
+    )
+    .await
+    {
+        Ok(u) => u,
+        Err(refused) => return refused,
     };
-    let Some((user, password)) = creds else {
-        return unauthorized();
-    };
-    if !crate::services::authenticate::verify_user(&state, &user, &password).await {
-        return unauthorized();
-    }
     let cluster = state.cluster();
     let allowed = cluster
         .end_user(&user)
