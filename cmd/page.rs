@@ -54,8 +54,10 @@ pub struct Args {
     /// password comes from UCM_PASSWORD or --password-stdin).
     #[arg(long)]
     list: bool,
+    /// The user --list reads reports as.
     #[arg(long, requires = "list")]
     user: Option<String>,
+    /// Read --user's password from the first line of stdin (otherwise UCM_PASSWORD).
     #[arg(long, requires = "list")]
     password_stdin: bool,
     /// Reports to list at most.
