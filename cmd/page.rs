@@ -161,13 +161,15 @@ async fn report_of(
     base: &str,
     call_id: &str,
 ) -> Option<serde_json::Value> {
+    // The report is stored once the server has sent RTPRx:Stop to every phone: the server
+    // answers as soon as it is (or after 8 s, within the client's 10 s timeout); a few more
+    // tries cover a lost connection.
     let url = format!(
-        "{base}{}?call_id={}",
+        "{base}{}?call_id={}&wait_ms=8000",
         ucm::services::paging::http::PAGES_PATH,
         ucm::phone::http::encode_component(call_id)
     );
-    // The report is stored once the server has sent RTPRx:Stop to every phone.
-    for _ in 0..100 {
+    for _ in 0..3 {
         if let Ok(r) = client.get(&url).send().await {
             if r.status().is_success() {
                 if let Ok(b) = r.bytes().await {

@@ -248,11 +248,18 @@ struct Shared {
     services_menu: Mutex<Option<ServicesMenu>>,
     last_fetch: Mutex<Option<FetchRecord>>,
     events: Mutex<VecDeque<PhoneEvent>>,
+    /// Counts what the user agent handled (SIP, commands, timers), so `GET /state/calls`
+    /// can wait for the next change instead of being polled.
+    changes: watch::Sender<u64>,
     tone: Arc<Vec<u8>>,
     started: Instant,
 }
 
 impl Shared {
+    fn changed(&self) {
+        self.changes.send_modify(|v| *v += 1);
+    }
+
     fn event(&self, what: impl Into<String>) {
         let mut ev = lock(&self.events);
         ev.push_back(PhoneEvent {
@@ -469,6 +476,7 @@ impl Phone {
             services_menu: Mutex::new(None),
             last_fetch: Mutex::new(None),
             events: Mutex::new(VecDeque::new()),
+            changes: watch::channel(0).0,
             tone: tone_payload(),
             started: Instant::now(),
             opts,
@@ -753,10 +761,12 @@ async fn run_ua(
                 let data = buf.get(..n).unwrap_or(&[]);
                 let outs = sh.ua.on_datagram(data, from, Instant::now(), &mut sh.pool);
                 sh.apply(outs).await;
+                sh.shared.changed();
             }
             cmd = cmd_rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let now = Instant::now();
+                let observed = matches!(cmd, Cmd::Snapshot(_));
                 match cmd {
                     Cmd::Dial(number, reply) => {
                         let r = sh.ua.dial(&number, now, &mut sh.pool);
@@ -808,10 +818,14 @@ async fn run_ua(
                         stopping = Some((now + grace, reply));
                     }
                 }
+                if !observed {
+                    sh.shared.changed();
+                }
             }
             _ = sleep => {
                 let outs = sh.ua.on_timers(Instant::now(), &mut sh.pool);
                 sh.apply(outs).await;
+                sh.shared.changed();
             }
         }
     }
@@ -830,6 +844,7 @@ async fn run_ua(
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/state", get(state_handler))
+        .route("/state/calls", get(calls_handler))
         .route("/CGI/Execute", get(execute_get).post(execute_post))
         .route("/DeviceInformationX", get(device_information))
         .with_state(shared)
@@ -887,6 +902,7 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
         "model": sh.opts.model,
         "user_agent": sh.opts.user_agent(),
         "uptime_ms": sh.started.elapsed().as_millis() as u64,
+        "version": *sh.changes.borrow(),
         "settings": {
             "auto_answer": sh.opts.auto_answer,
             "answer_delay_ms": sh.opts.answer_delay.as_millis() as u64,
@@ -914,6 +930,42 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
 
 async fn state_handler(State(sh): State<Arc<Shared>>) -> Json<Value> {
     Json(state_json(&sh).await)
+}
+
+/// The longest `GET /state/calls` waits for a change.
+const MAX_CALLS_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(serde::Deserialize)]
+struct CallsQuery {
+    /// Answer once the version passes this one (or at `timeout_ms`).
+    after: Option<u64>,
+    timeout_ms: Option<u64>,
+}
+
+/// `GET /state/calls[?after=V[&timeout_ms=T]]`: the calls alone, with a version. With
+/// `after`, it waits (at most `timeout_ms`, default and cap 30 s) until the phone has handled
+/// something since version V, so a script sees a call connect or end without polling.
+async fn calls_handler(
+    State(sh): State<Arc<Shared>>,
+    axum::extract::Query(q): axum::extract::Query<CallsQuery>,
+) -> Json<Value> {
+    // Subscribe before reading the version, so a change in between is not missed.
+    let mut rx = sh.changes.subscribe();
+    if let Some(after) = q.after {
+        let wait = q
+            .timeout_ms
+            .map_or(MAX_CALLS_WAIT, Duration::from_millis)
+            .min(MAX_CALLS_WAIT);
+        let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v > after)).await;
+    }
+    let version = *rx.borrow();
+    let snap = sh.ask(Cmd::Snapshot).await;
+    Json(json!({
+        "device": sh.device,
+        "version": version,
+        "calls": snap.as_ref().map(|s| json!(s.calls)).unwrap_or(Value::Null),
+        "idle": snap.as_ref().map(|s| s.idle),
+    }))
 }
 
 async fn device_information(State(sh): State<Arc<Shared>>) -> Response {

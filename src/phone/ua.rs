@@ -136,6 +136,8 @@ struct Registration {
     last_reason: Option<String>,
     /// Drop this registration once its removal (Expires: 0) is answered.
     remove_when_done: bool,
+    /// Register (at `refresh_at`) only once the removals of old lines are answered.
+    after_removals: bool,
 }
 
 /// A registration as the state view shows it.
@@ -378,6 +380,7 @@ impl Ua {
             last_status: None,
             last_reason: None,
             remove_when_done: false,
+            after_removals: false,
         }
     }
 
@@ -479,6 +482,7 @@ impl Ua {
         ports: &mut dyn MediaPorts,
     ) -> Vec<Output> {
         let mut out = Vec::new();
+        let mut removing = false;
         for i in 0..self.regs.len() {
             let gone = self
                 .regs
@@ -491,6 +495,7 @@ impl Ua {
                 }
                 if registered {
                     self.send_register(i, 0, now, ports, &mut out);
+                    removing = true;
                 }
             }
         }
@@ -514,10 +519,26 @@ impl Ua {
                     self.regs.len() - 1
                 }
             };
-            let e = self.s.register_expires;
-            self.send_register(idx, e, now, ports, &mut out);
+            if removing {
+                // As a Cisco phone applying a new configuration: the old lines are removed
+                // first, then the new ones registered (a registrar sees one, then the other).
+                if let Some(r) = self.regs.get_mut(idx) {
+                    r.after_removals = true;
+                    r.refresh_at = Some(now);
+                }
+            } else {
+                let e = self.s.register_expires;
+                self.send_register(idx, e, now, ports, &mut out);
+            }
         }
         out
+    }
+
+    /// Whether a removal of an old line (Expires: 0) is still unanswered.
+    fn removals_pending(&self) -> bool {
+        self.regs
+            .iter()
+            .any(|r| r.remove_when_done && r.pending.is_some())
     }
 
     fn send_register(
@@ -1922,7 +1943,12 @@ impl Ua {
 
     /// The earliest moment [`Ua::on_timers`] has something to do.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let regs = self.regs.iter().filter_map(|r| r.refresh_at);
+        let waiting = self.removals_pending();
+        let regs = self
+            .regs
+            .iter()
+            .filter(|r| !(waiting && r.after_removals))
+            .filter_map(|r| r.refresh_at);
         let calls = self.calls.values().filter_map(|c| c.answer_at);
         regs.chain(calls).chain(self.txns.next_deadline()).min()
     }
@@ -1933,13 +1959,18 @@ impl Ua {
         for (key, action) in self.txns.on_timers(now) {
             self.run_actions(&key, vec![action], now, ports, &mut out);
         }
+        let waiting = self.removals_pending();
         for i in 0..self.regs.len() {
             let due = self
                 .regs
                 .get(i)
+                .filter(|r| !(waiting && r.after_removals))
                 .and_then(|r| r.refresh_at)
                 .is_some_and(|t| t <= now);
             if due {
+                if let Some(r) = self.regs.get_mut(i) {
+                    r.after_removals = false;
+                }
                 let asked = self.regs.get(i).map_or(0, |r| {
                     if r.asked == 0 {
                         self.s.register_expires
@@ -2075,6 +2106,46 @@ mod tests {
     }
 
     const SERVER: &str = "127.0.0.1:5070";
+
+    /// A new configuration (an EM login) changes the line: the old one is removed first and
+    /// the new one registered only once the removal is answered, so the registrar (and a
+    /// golden capture) sees them in that order.
+    #[test]
+    fn r4_a_new_line_registers_after_the_old_one_is_removed() {
+        let mut ports = Ports(20000);
+        let mut ua = ua(false, false);
+        let t0 = Instant::now();
+        let out = ua.register_all(t0, &mut ports);
+        let SipMessage::Request(reg) = &sent(&out)[0] else {
+            panic!()
+        };
+        let ok = reg.make_response(200, "", Some("x"));
+        ua.on_datagram(&ok.to_bytes(), SERVER.parse().unwrap(), t0, &mut ports);
+        let out = ua.set_lines(&[line("10001")], t0, &mut ports);
+        let msgs = sent(&out);
+        assert_eq!(msgs.len(), 1, "only the removal: {msgs:?}");
+        let SipMessage::Request(removal) = &msgs[0] else {
+            panic!()
+        };
+        assert_eq!(removal.headers.get("Expires"), Some("0"));
+        assert!(removal.headers.get("To").unwrap().contains("20001"));
+        // Nothing is due while the removal is unanswered (and the loop does not spin).
+        assert!(ua
+            .next_deadline()
+            .is_none_or(|d| d > t0 + Duration::from_millis(100)));
+        assert!(sent(&ua.on_timers(t0, &mut ports)).is_empty());
+        let ok = removal.make_response(200, "", Some("x"));
+        ua.on_datagram(&ok.to_bytes(), SERVER.parse().unwrap(), t0, &mut ports);
+        assert!(ua.next_deadline().is_some_and(|d| d <= t0));
+        let msgs = sent(&ua.on_timers(t0, &mut ports));
+        assert_eq!(msgs.len(), 1, "{msgs:?}");
+        let SipMessage::Request(new) = &msgs[0] else {
+            panic!()
+        };
+        assert_eq!(new.method, Method::Register);
+        assert!(new.headers.get("To").unwrap().contains("10001"));
+        assert_eq!(new.headers.get("Expires"), Some("3600"));
+    }
 
     #[test]
     fn registers_and_refreshes() {

@@ -1610,7 +1610,9 @@ impl B2bua {
         Some(leg_request(leg, method, &host, &branch))
     }
 
-    /// A leg still ringing when its call ended: if it answers anyway, ACK and BYE it.
+    /// A leg still ringing when its call ended. A provisional answer lets us CANCEL it (RFC
+    /// 3261 9.1: not before one); if it answers anyway (the answer crossed the end of the
+    /// call), ACK and BYE it. It is forgotten on a final answer, or when its transaction ends.
     fn orphan_answered(
         &mut self,
         key: &TransactionKey,
@@ -1618,6 +1620,26 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
+        if !self.orphans.contains_key(key) {
+            return;
+        }
+        if resp.status < 200 {
+            let Some(client) = self.txns.client(key) else {
+                return;
+            };
+            if client.cancelling() {
+                return;
+            }
+            let Some(cancel) = client.make_cancel() else {
+                return;
+            };
+            let Some(peer) = self.orphans.get(key).map(|l| l.peer) else {
+                return;
+            };
+            self.txns.cancel_sent(key, now);
+            self.send_request(cancel, peer, now, out);
+            return;
+        }
         let Some(mut leg) = self.orphans.remove(key) else {
             return;
         };

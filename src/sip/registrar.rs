@@ -173,10 +173,11 @@ pub fn decide<'a>(
             }
         }
     };
-    if !lines_of(device).iter().any(|l| l.dn == line) {
-        return Err(refuse(403, format!("{} has no line {line}", device.name)));
-    }
-    let device = device.name.clone();
+    // A device may always drop a binding, even of a line it no longer has: after an EM login
+    // or logout the phone unregisters its old line before registering the new one, and
+    // refusing that would leave the old binding to expire on its own.
+    let has_line = lines_of(device).iter().any(|l| l.dn == line);
+    let no_line = || refuse(403, format!("{} has no line {line}", device.name));
     if wildcard {
         if header_expires != Some(0) || contact_uri.is_some() {
             return Err(refuse(
@@ -184,18 +185,34 @@ pub fn decide<'a>(
                 "Contact: * needs Expires: 0 and no other Contact",
             ));
         }
-        return Ok(Decision::Unbind { device, line });
+        return Ok(Decision::Unbind {
+            device: device.name.clone(),
+            line,
+        });
     }
     let Some(contact) = contact_uri else {
-        return Ok(Decision::Query { device, line });
+        if !has_line {
+            return Err(no_line());
+        }
+        return Ok(Decision::Query {
+            device: device.name.clone(),
+            line,
+        });
     };
     let expires = contact_expires
         .or(header_expires)
         .unwrap_or(3600)
         .min(max_expires);
     if expires == 0 {
-        return Ok(Decision::Unbind { device, line });
+        return Ok(Decision::Unbind {
+            device: device.name.clone(),
+            line,
+        });
     }
+    if !has_line {
+        return Err(no_line());
+    }
+    let device = device.name.clone();
     Ok(Decision::Bind {
         device,
         line,
@@ -483,6 +500,26 @@ mod tests {
         assert!(e.reason.contains("SEP0000DEADBEEF"), "{}", e.reason);
         let e = decide(&c, &register("23923", CISCO, ""), 3600, own_lines).unwrap_err();
         assert_eq!(e.status, 403);
+    }
+
+    /// After an EM login the phone drops its old line first: that unregister is accepted
+    /// (issue 4's em_hotdesk golden recorded a 403 here), while binding it is still refused.
+    #[test]
+    fn r4_a_device_may_unregister_a_line_it_no_longer_has() {
+        let c = cluster();
+        let gone = CISCO.replace("expires=3600", "expires=0");
+        let d = decide(&c, &register("23923", &gone, ""), 3600, own_lines).unwrap();
+        assert!(
+            matches!(d, Decision::Unbind { ref device, ref line } if device == "SEP00036BC7B973" && line == "23923")
+        );
+        let query = "Contact: *\r\n";
+        let d = decide(
+            &c,
+            &register("23923", query, "Expires: 0\r\n"),
+            3600,
+            own_lines,
+        );
+        assert!(matches!(d, Ok(Decision::Unbind { .. })), "{d:?}");
     }
 
     #[test]

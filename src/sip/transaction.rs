@@ -611,6 +611,11 @@ impl ClientTransaction {
         self.timeout_at = Some(self.timeout_at.map_or(guard, |t| t.min(guard)));
     }
 
+    /// Whether the TU has sent a CANCEL for this INVITE.
+    pub fn cancelling(&self) -> bool {
+        self.cancel_guard.is_some()
+    }
+
     /// The CANCEL for this INVITE (RFC 3261 9.1): same Request-URI, Call-ID,
     /// From, To, CSeq number and top Via (so the same branch), the Route
     /// headers of the INVITE. `None` for a non-INVITE transaction. RFC 3261

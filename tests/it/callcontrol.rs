@@ -659,6 +659,55 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
     node.stop().await;
 }
 
+/// An application ends a third-party call while the destination's answer is on its way (found
+/// by `cargo xtask bench webdialer`, whose client saw the destination connected before the node
+/// did): the destination's 180 and 200 reach a call that has ended. The node cancels the leg
+/// on the provisional and, when the 200 comes anyway, ACKs and BYEs it: no phone is left
+/// connected to nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r7_call_ended_while_the_destination_answers_is_hung_up() {
+    let node = InProcessNode::start().await;
+    let a = TestPhone::register("127.0.0.43", "10001", "00036bc7b973", node.sip).await;
+    let b = TestPhone::register("127.0.0.44", "10002", "00036bc7b974", node.sip).await;
+    let cc = node.state.clone();
+    let placing = tokio::spawn(async move {
+        cc.call_control
+            .make_call("SEP00036BC7B973", "10001", "10002")
+            .await
+    });
+    let inv_a = a.expect_request("INVITE").await;
+    a.answer(&inv_a, 200, true).await;
+    let call = placing.await.unwrap().expect("the user's phone answered");
+    let inv_b = b.expect_request("INVITE").await;
+    // Ended before the node has heard anything from B.
+    node.state.call_control.end_call(call).await.unwrap();
+    a.expect_request("ACK").await;
+    let bye_a = a.expect_request("BYE").await;
+    a.answer(&bye_a, 200, false).await;
+    // B rings and answers at once, as an auto-answering phone does.
+    b.answer(&inv_b, 180, false).await;
+    b.answer(&inv_b, 200, true).await;
+    let mut seen = Vec::new();
+    while !seen.contains(&"BYE".to_string()) {
+        match b.recv().await {
+            SipMessage::Request(r) => {
+                if r.method.as_str() == "BYE" || r.method.as_str() == "CANCEL" {
+                    b.answer(&r, 200, false).await;
+                }
+                seen.push(r.method.as_str().to_string());
+            }
+            SipMessage::Response(_) => {}
+        }
+        assert!(seen.len() <= 4, "{seen:?}");
+    }
+    assert_eq!(
+        seen,
+        ["CANCEL", "ACK", "BYE"],
+        "B's leg is cancelled, then its answer hung up"
+    );
+    node.stop().await;
+}
+
 /// The demo cluster plus two route points: 7100 (a service decides; Call Forward No Answer to
 /// 10002 when it does not) and 7101 (no service; forwards to 10002).
 fn route_point_cluster() -> ucm::config::ClusterDefinition {

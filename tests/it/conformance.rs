@@ -56,6 +56,8 @@ fn r4_every_scenario_matches_its_golden_and_the_policy() {
         "services_menu",
         "push_auth",
         "em_hotdesk",
+        "webdialer_call",
+        "paging",
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }

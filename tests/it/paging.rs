@@ -48,10 +48,11 @@ pub fn page_stream(s: &Value) -> Option<Value> {
         .cloned()
 }
 
-/// Polls the node's reports for `call_id` (the page is stored when it ends).
+/// The node's report for `call_id` (stored when the page ends; the node waits up to 2 s for it
+/// before answering 404).
 pub fn report_for(srv: &Server, call_id: &str) -> Value {
     let path = format!(
-        "/ucm/paging/pages?call_id={}",
+        "/ucm/paging/pages?call_id={}&wait_ms=2000",
         ucm::phone::http::encode_component(call_id)
     );
     let deadline = Instant::now() + Duration::from_secs(15);

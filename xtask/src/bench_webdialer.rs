@@ -30,9 +30,6 @@ const MAX_CALLS: usize = 50_000;
 const MAX_REDIRECTS: usize = 200_000;
 /// How long a call may take to show connected, or to be gone after endCall.
 const SETTLE: Duration = Duration::from_secs(5);
-/// Between two looks at a phone's state: often enough not to add much to a call, rarely
-/// enough that the looking does not take the CPU from what is measured.
-const POLL: Duration = Duration::from_millis(5);
 
 struct Opts {
     pairs: usize,
@@ -263,11 +260,17 @@ fn spawn_sim(
 struct Conn {
     addr: SocketAddr,
     stream: Option<BufReader<TcpStream>>,
+    /// The phone's state version last seen (`GET /state/calls`).
+    version: u64,
 }
 
 impl Conn {
     fn new(addr: SocketAddr) -> Conn {
-        Conn { addr, stream: None }
+        Conn {
+            addr,
+            stream: None,
+            version: 0,
+        }
     }
 
     /// One request: (status, head, body). Bounded by a 10 s timeout.
@@ -350,27 +353,37 @@ impl Conn {
     }
 }
 
-/// Polls a phone's /state (bounded by [`SETTLE`]) until `ok` holds for its calls.
+/// Watches a phone's calls (bounded by [`SETTLE`]) until `ok` holds for them: the first look
+/// answers at once, each next one when the phone has handled something since (a long poll on
+/// `GET /state/calls?after=V`), so a change is seen when it happens and nothing spins.
 async fn wait_phone(
     conn: &mut Conn,
     what: &str,
     ok: impl Fn(&[serde_json::Value]) -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + SETTLE;
+    let mut path = "/state/calls".to_string();
     loop {
-        let (st, _, body) = conn.request("GET", "/state", "text/plain", "").await?;
+        let (st, _, body) = conn.request("GET", &path, "text/plain", "").await?;
         if st != 200 {
-            bail!("phone /state answered {st}");
+            bail!("phone {path} answered {st}");
         }
         let v: serde_json::Value = serde_json::from_slice(&body)?;
-        let calls = v["calls"].as_array().cloned().unwrap_or_default();
-        if ok(&calls) {
+        let calls = v["calls"].as_array().map(Vec::as_slice).unwrap_or_default();
+        if ok(calls) {
+            conn.version = v["version"].as_u64().unwrap_or(conn.version);
             return Ok(());
         }
-        if Instant::now() > deadline {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
             bail!("{what} within {SETTLE:?}: calls {}", v["calls"]);
         }
-        tokio::time::sleep(POLL).await;
+        conn.version = v["version"].as_u64().unwrap_or(conn.version);
+        path = format!(
+            "/state/calls?after={}&timeout_ms={}",
+            conn.version,
+            left.as_millis().max(1)
+        );
     }
 }
 

@@ -426,8 +426,10 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
             "(src host 127.0.0.1 and src port {p}) or (dst host 127.0.0.1 and dst port {p})"
         ));
     }
+    // Multicast to 239.77.0.0/24: the conformance cluster's paging range (pages in other tests
+    // use other ranges).
     let filter = format!(
-        "(net {net}.0/24 or net {peers}.0/24 or {}) and not host {poller} and not icmp and not icmp6",
+        "(net {net}.0/24 or net {peers}.0/24 or dst net 239.77.0.0/24 or {}) and not host {poller} and not icmp and not icmp6",
         node_ports.join(" or ")
     );
     let mut tcpdump = start_tcpdump(&capture, &filter, work)?;
@@ -606,6 +608,8 @@ impl Run<'_> {
                     "tftp_http" => self.node.get("tftp_http").cloned(),
                     "http_addr" => self.node.get("http").cloned(),
                     "root" => Some(self.opts.root.display().to_string()),
+                    // The actors' network, for a client that needs its own address there.
+                    "net" => Some(format!("127.77.{}", self.opts.net)),
                     _ => None,
                 },
             };

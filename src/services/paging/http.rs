@@ -1,7 +1,8 @@
 //! The paging service's HTTP side, for `ucm page` and operators:
 //! - `GET /ucm/paging/groups`: recipient group names and their DialCast numbers. No
 //!   credentials: it says no more than the dial plan lets any phone find out by dialling.
-//! - `GET /ucm/paging/pages?call_id=ID`: the report of the page placed with that SIP Call-ID.
+//! - `GET /ucm/paging/pages?call_id=ID[&wait_ms=MS]`: the report of the page placed with that
+//!   SIP Call-ID (404 when there is none), waiting up to MS (at most 30 s) for it to be stored.
 //!   The Call-ID is the caller's own unguessable token (phones and `ucm page` make it random),
 //!   so whoever placed the page may read its report without an account.
 //! - `GET /ucm/paging/pages[?limit=N]` with HTTP Basic: the newest reports, for a cluster user
@@ -9,6 +10,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -61,6 +63,36 @@ fn json_reports(rows: Vec<String>) -> Response {
     axum::Json(serde_json::json!({ "pages": list })).into_response()
 }
 
+/// The longest `?wait_ms=` a caller may ask for.
+const MAX_REPORT_WAIT: Duration = Duration::from_secs(30);
+
+/// The reports of the page with `call_id`, waiting up to `wait` for one to be stored: a caller
+/// that has just hung up asks once instead of polling. This node's own reports wake the wait
+/// at once; another node's (same database) are seen at the next look, every 250 ms.
+async fn report_for(
+    state: &Arc<NodeState>,
+    call_id: &str,
+    wait: Duration,
+) -> Result<Vec<String>, crate::store::StoreError> {
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        // Registered before the look, so a report stored in between is not missed.
+        let stored = state.paging.reported.notified();
+        tokio::pin!(stored);
+        stored.as_mut().enable();
+        let rows = state.store.page_reports(Some(call_id), 10).await?;
+        let now = tokio::time::Instant::now();
+        if !rows.is_empty() || now >= deadline {
+            return Ok(rows);
+        }
+        let next = deadline.min(now + Duration::from_millis(250));
+        tokio::select! {
+            _ = &mut stored => {}
+            _ = tokio::time::sleep_until(next) => {}
+        }
+    }
+}
+
 pub async fn pages_handler(
     State(state): State<Arc<NodeState>>,
     headers: HeaderMap,
@@ -70,7 +102,12 @@ pub async fn pages_handler(
         if call_id.len() > 256 {
             return (StatusCode::BAD_REQUEST, "call_id is too long\n").into_response();
         }
-        return match state.store.page_reports(Some(call_id), 10).await {
+        let wait = q
+            .get("wait_ms")
+            .and_then(|w| w.parse::<u64>().ok())
+            .map_or(Duration::ZERO, Duration::from_millis)
+            .min(MAX_REPORT_WAIT);
+        return match report_for(&state, call_id, wait).await {
             Ok(rows) if rows.is_empty() => (
                 StatusCode::NOT_FOUND,
                 format!("no page report for Call-ID {call_id:?} (yet)\n"),

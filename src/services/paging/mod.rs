@@ -115,6 +115,8 @@ pub struct PagingService {
     http: OnceLock<reqwest::Client>,
     /// The route points taken at start, with the group each pages, until `run` serves them.
     prepared: Mutex<Vec<(String, RoutePointOffers)>>,
+    /// Woken when this node stores a page report (`GET /ucm/paging/pages?call_id=&wait_ms=`).
+    pub(crate) reported: tokio::sync::Notify,
 }
 
 type RoutePointOffers = tokio::sync::mpsc::UnboundedReceiver<OfferedCall>;
@@ -280,6 +282,7 @@ async fn save(state: &Arc<NodeState>, report: &PageReport) {
     {
         tracing::error!(error = %e, page = %report.id, "page report: storing failed");
     }
+    state.paging.reported.notify_waiters();
 }
 
 /// The node's own IP for media: the address its SIP service is reached at.
