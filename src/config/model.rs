@@ -514,7 +514,8 @@ pub enum SipTransport {
 #[serde(deny_unknown_fields)]
 pub struct SipTrunk {
     pub name: String,
-    /// `host:port` destinations tried in order.
+    /// `host:port` destinations tried in order; the host is an IP address or a name (every
+    /// address of a name is tried, in order).
     pub destinations: Vec<String>,
     #[serde(default)]
     pub transport: SipTransport,
@@ -525,8 +526,8 @@ pub struct SipTrunk {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
     /// `transport: tls` only: a PEM file of the CA certificates the peer's certificate must
-    /// chain to. Without it the system's trust store and this node's own certificate are
-    /// trusted.
+    /// chain to (a relative path is taken from ucm's working directory). Without it the
+    /// system's trust store and this node's own certificate are trusted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<String>,
     /// `transport: tls` only: the name the peer's certificate must carry; defaults to the

@@ -190,6 +190,43 @@ async fn client_config(
 mod tests {
     use super::*;
 
+    /// Without `tls_ca` a trunk trusts this node's own (self-signed) certificate, so a lab's
+    /// nodes can trunk to each other over TLS; with a `tls_ca` that did not sign it, the same
+    /// peer is refused.
+    #[tokio::test]
+    async fn default_trust_takes_the_node_certificate() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = crate::server::tls::load_or_create(dir.path(), "n1", &[]).unwrap();
+        let server = crate::server::tls::server_config(&id, &[]).unwrap();
+        let node_cert = dir.path().join(crate::server::tls::CERT_FILE);
+        let handshake = |client: Arc<rustls::ClientConfig>| {
+            let server = server.clone();
+            async move {
+                let (a, b) = tokio::io::duplex(64 * 1024);
+                let acceptor = tokio_rustls::TlsAcceptor::from(server);
+                let srv = tokio::spawn(async move { acceptor.accept(b).await.map(|_| ()) });
+                let name = ServerName::try_from("localhost").unwrap();
+                let r = tokio_rustls::TlsConnector::from(client)
+                    .connect(name, a)
+                    .await
+                    .map(|_| ());
+                let _ = srv.await;
+                r
+            }
+        };
+        let default = client_config(None, &node_cert).await.unwrap();
+        handshake(default)
+            .await
+            .expect("the node's own certificate is trusted");
+        // Another node's certificate as the only CA: refused.
+        let other = tempfile::tempdir().unwrap();
+        crate::server::tls::load_or_create(other.path(), "n2", &[]).unwrap();
+        let other_ca = other.path().join(crate::server::tls::CERT_FILE);
+        let strict = client_config(other_ca.to_str(), &node_cert).await.unwrap();
+        let err = handshake(strict).await.unwrap_err();
+        assert!(err.to_string().contains("certificate"), "{err}");
+    }
+
     #[test]
     fn host_of_strips_port_and_brackets() {
         assert_eq!(host_of("gw.example.com:5061"), "gw.example.com");
