@@ -307,6 +307,8 @@ pub struct B2bua {
     nonces: super::digest::Nonces,
     /// Trunk destination names and their addresses (see [`Resolved`]).
     resolved: Arc<Resolved>,
+    /// How peers reach us over TLS (`host:port` of the SIPS listener), when it differs.
+    tls_host: Option<String>,
 }
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
@@ -339,6 +341,21 @@ impl B2bua {
             route_point_handlers: HashMap::new(),
             nonces: super::digest::Nonces::new(rand::random()),
             resolved: Arc::new(Resolved::new()),
+            tls_host: None,
+        }
+    }
+
+    /// Our address on TLS connections: Via and Contact there name the SIPS port, so a peer
+    /// that opens a connection of its own for a dialog reaches our TLS listener.
+    pub fn set_tls_host(&mut self, host: String) {
+        self.tls_host = Some(host);
+    }
+
+    /// Our `host:port` as a peer on `transport` should see it.
+    fn host_on(&self, transport: Transport) -> String {
+        match (&self.tls_host, transport) {
+            (Some(h), Transport::Tls) => h.clone(),
+            _ => self.host.clone(),
         }
     }
 
@@ -643,7 +660,13 @@ impl B2bua {
         };
         let mut resp = req.make_response(status, reason, Some(tag));
         if (101..300).contains(&status) && req.method == Method::Invite {
-            resp.headers.push("Contact", format!("<sip:{}>", self.host));
+            let contact = match self.txn_peer.get(key).map(|p| p.transport) {
+                Some(Transport::Tls) => {
+                    format!("<sip:{};transport=tls>", self.host_on(Transport::Tls))
+                }
+                _ => format!("<sip:{}>", self.host),
+            };
+            resp.headers.push("Contact", contact);
         }
         if let Some((ctype, b)) = body {
             resp.headers.push("Content-Type", ctype);
@@ -1260,7 +1283,7 @@ impl B2bua {
         let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
         let tag = self.tag();
         let branch = self.branch();
-        let host = self.host.clone();
+        let host = self.host_on(peer.transport);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1687,7 +1710,7 @@ impl B2bua {
                 addr: b.source,
                 transport: b.transport,
             };
-            let host = self.host.clone();
+            let host = self.host_on(peer.transport);
             let branch = self.branch();
             let tag = self.tag();
             let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
@@ -1714,7 +1737,8 @@ impl B2bua {
     /// Builds an in-dialog request on a leg (we are its sender).
     fn dialog_request(&mut self, call: u64, idx: usize, method: Method) -> Option<(Request, Peer)> {
         let branch = self.branch();
-        let host = self.host.clone();
+        let transport = self.calls.get(&call)?.legs.get(idx)?.peer.transport;
+        let host = self.host_on(transport);
         let leg = self.calls.get_mut(&call)?.legs.get_mut(idx)?;
         Some(leg_request(leg, method, &host, &branch))
     }
@@ -1741,7 +1765,7 @@ impl B2bua {
         if let Some(ct) = contact_of_response(resp) {
             leg.remote_target = ct;
         }
-        let host = self.host.clone();
+        let host = self.host_on(leg.peer.transport);
         let b1 = self.branch();
         let (mut ack, peer) = leg_request(&mut leg, Method::Ack, &host, &b1);
         let seq = resp.cseq().map_or(1, |c| c.seq);
@@ -1791,7 +1815,11 @@ fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Requ
         req.headers.push("Route", r.clone());
     }
     if matches!(method, Method::Invite | Method::Update) {
-        req.headers.push("Contact", format!("<sip:{host}>"));
+        let contact = match leg.peer.transport {
+            super::Transport::Tls => format!("<sip:{host};transport=tls>"),
+            _ => format!("<sip:{host}>"),
+        };
+        req.headers.push("Contact", contact);
     }
     (req, leg.peer)
 }

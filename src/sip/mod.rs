@@ -516,6 +516,7 @@ impl SipServer {
         };
         let Some(mut failures) = failures else { return };
         let mut core = b2bua::B2bua::new(self.state.sip_host.clone(), rand::random());
+        core.set_tls_host(self.state.sips_host.clone());
         // Trunk names are resolved before the first call is routed, then kept fresh.
         let table = self.resolve_trunks(&self.state.cluster()).await;
         core.set_resolved(table);
