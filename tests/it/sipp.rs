@@ -736,3 +736,47 @@ route_patterns:
     assert!(status_line.contains("UnknownIssuer"), "{status_line}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
+
+/// A TCP trunk whose peer refuses the connection fails over at once (the transaction ends
+/// with the transport error), not after Timer B's 32 s.
+#[test]
+fn r3_sipp_refused_tcp_trunk_fails_over_at_once() {
+    if !sipp_available() {
+        skip_or_fail("sipp is not installed (Debian package sip-tester)");
+        return;
+    }
+    let cluster = r#"cluster: {id: tcp, name: Refused TCP trunk}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+calling_search_spaces: [{name: CSS, partitions: [PT]}]
+device_pools: [{name: DP, node_group: [n1]}]
+sip_trunks:
+  - {name: SIPP_UAC, destinations: ["127.37.0.10:5061"], device_pool: DP, css: CSS}
+  - {name: DEAD, destinations: ["127.37.0.11:5062"], transport: tcp, device_pool: DP}
+  - {name: LIVE, destinations: ["127.37.0.12:5062"], device_pool: DP}
+route_groups: [{name: RG, members: [DEAD, LIVE]}]
+route_lists: [{name: RL, members: [RG]}]
+route_patterns:
+  - {pattern: 3XXX, partition: PT, route_list: RL}
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "tcp.yaml", cluster);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let uas = Uas::start("127.37.0.12", 5062);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (ok, tail) = sipp_call(srv.addr("sip_udp"), "127.37.0.10", 5061, "3000");
+    assert!(ok, "call failed:\n{tail}\nucm logs:\n{}", srv.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the call took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(uas.invite().0, "sip:3000@127.37.0.12:5062");
+    let logs = srv.wait_for_log("SIP connect failed");
+    let line = logs
+        .lines()
+        .find(|l| l.contains("SIP connect failed"))
+        .unwrap_or_default();
+    assert!(line.contains("127.37.0.11:5062"), "{line}");
+}
