@@ -514,7 +514,8 @@ pub enum SipTransport {
 #[serde(deny_unknown_fields)]
 pub struct SipTrunk {
     pub name: String,
-    /// `host:port` destinations tried in order.
+    /// `host:port` destinations tried in order; the host is an IP address or a name (every
+    /// address of a name is tried, in order).
     pub destinations: Vec<String>,
     #[serde(default)]
     pub transport: SipTransport,
@@ -524,6 +525,15 @@ pub struct SipTrunk {
     pub css: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub location: Option<String>,
+    /// `transport: tls` only: a PEM file of the CA certificates the peer's certificate must
+    /// chain to (a relative path is taken from ucm's working directory). Without it the
+    /// system's trust store and this node's own certificate are trusted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<String>,
+    /// `transport: tls` only: the name the peer's certificate must carry; defaults to the
+    /// destination's host.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_server_name: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -108,6 +108,36 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// TLS settings of a trunk: only on `transport: tls`, a CA file that exists and holds
+    /// certificates, a server name that is a host name or an IP address.
+    fn trunk_tls(&mut self, p: &Path, t: &SipTrunk) {
+        let tls = t.transport == SipTransport::Tls;
+        for (key, set) in [
+            ("tls_ca", t.tls_ca.is_some()),
+            ("tls_server_name", t.tls_server_name.is_some()),
+        ] {
+            if set && !tls {
+                self.err(
+                    p.key(key),
+                    format!("{key} applies only to a trunk with transport: tls"),
+                );
+            }
+        }
+        if let Some(ca) = t.tls_ca.as_deref() {
+            if let Err(reason) = crate::server::tls::read_ca_file(std::path::Path::new(ca)) {
+                self.err(p.key("tls_ca"), reason);
+            }
+        }
+        if let Some(n) = t.tls_server_name.as_deref() {
+            if n.parse::<IpAddr>().is_err() && !is_hostname(n) {
+                self.err(
+                    p.key("tls_server_name"),
+                    format!("{n:?} is not a host name or IP address"),
+                );
+            }
+        }
+    }
+
     fn run(&mut self) {
         let d = self.def;
         let root = Path::root();
@@ -352,6 +382,7 @@ impl<'a> Checker<'a> {
                 &locations,
                 "location",
             );
+            self.trunk_tls(&p, t);
         }
         for (i, g) in d.route_groups.iter().enumerate() {
             let p = root.key("route_groups").index(i).key("members");

@@ -204,6 +204,8 @@ pub struct NodeState {
     pub registrar: Arc<crate::sip::registrar::Registrar>,
     /// `host:port` of this node's SIP service as phones and peers should reach it.
     pub sip_host: String,
+    /// `host:port` of this node's SIP over TLS service (Via and Contact on TLS connections).
+    pub sips_host: String,
     /// Call control for the services: third-party calls, ending calls, line-state events.
     pub call_control: crate::sip::CallControl,
     /// Extension Mobility: the EM service API and its automatic logouts.
@@ -289,6 +291,7 @@ pub async fn node_state(
     let https_base = format!("https://{}", host_for(local(&listeners.https)));
     let tftp_base = format!("http://{}", host_for(local(&listeners.tftp_http)));
     let sip_host = host_for(listeners.sip_udp.local_addr().ok());
+    let sips_host = host_for(local(&listeners.sip_tls));
     let mut ips: Vec<IpAddr> = Vec::new();
     if let Ok(ip) = node.address.parse() {
         ips.push(ip);
@@ -311,6 +314,7 @@ pub async fn node_state(
         paging: crate::services::paging::PagingService::new(),
         call_control: crate::sip::CallControl::new(),
         sip_host,
+        sips_host,
         stop,
         registrar,
         registrar_writer: std::sync::Mutex::new(Some(writer)),

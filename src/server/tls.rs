@@ -102,6 +102,24 @@ pub fn load_or_create(
     })
 }
 
+/// Reads a PEM file of CA certificates (a SIP trunk's `tls_ca`) into a root store. Every
+/// problem names the file: a missing file, no certificate in it, one that does not parse.
+pub fn read_ca_file(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{shown}: {e}"))?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+        let cert = cert.map_err(|e| format!("{shown}: not PEM: {e}"))?;
+        roots
+            .add(cert)
+            .map_err(|e| format!("{shown}: not a usable CA certificate: {e}"))?;
+    }
+    if roots.is_empty() {
+        return Err(format!("{shown}: no PEM certificate in the file"));
+    }
+    Ok(roots)
+}
+
 /// A rustls server configuration for the node identity with the given ALPN protocols.
 pub fn server_config(
     id: &NodeIdentity,

@@ -218,8 +218,8 @@ struct Call {
     target_dn: Option<DnKey>,
     /// Forwarding hops so far (loops end at `MAX_HOPS`).
     hops: u8,
-    /// Trunks left to hunt after the current one fails.
-    trunks_left: Vec<String>,
+    /// Trunks, destinations and addresses left to hunt after the current one fails.
+    hunt: TrunkHunt,
     trunk_number: String,
     /// When Call Forward No Answer fires.
     no_answer_at: Option<Instant>,
@@ -247,6 +247,42 @@ struct ThirdParty {
 
 const MAX_HOPS: u8 = 6;
 
+/// What the names among the trunks' destinations resolved to, by destination as configured
+/// (`host:port`): the addresses in the resolver's order, or why there are none. The shell
+/// resolves (the core does no I/O) and hands a new table over with [`B2bua::set_resolved`].
+pub type Resolved = HashMap<String, Result<Vec<SocketAddr>, String>>;
+
+/// Where a call to trunks stands: trunks still to try, the current trunk's destinations
+/// still to try, and the current destination's addresses still to try, each in order.
+#[derive(Debug, Default)]
+struct TrunkHunt {
+    trunks: std::collections::VecDeque<String>,
+    trunk: String,
+    transport: Option<Transport>,
+    dests: std::collections::VecDeque<String>,
+    dest: String,
+    addrs: std::collections::VecDeque<SocketAddr>,
+}
+
+impl TrunkHunt {
+    fn exhausted(&self) -> bool {
+        self.trunks.is_empty() && self.dests.is_empty() && self.addrs.is_empty()
+    }
+}
+
+/// The addresses of one trunk destination: an IP literal as it is, a name from the table.
+pub fn destination_addrs(resolved: &Resolved, dest: &str) -> Result<Vec<SocketAddr>, String> {
+    if let Ok(a) = dest.parse::<SocketAddr>() {
+        return Ok(vec![a]);
+    }
+    match resolved.get(dest) {
+        Some(Ok(addrs)) if addrs.is_empty() => Err("the name has no address".into()),
+        Some(Ok(addrs)) => Ok(addrs.clone()),
+        Some(Err(e)) => Err(e.clone()),
+        None => Err("the name is not resolved yet".into()),
+    }
+}
+
 /// The B2BUA core.
 pub struct B2bua {
     txns: TransactionTable,
@@ -269,6 +305,10 @@ pub struct B2bua {
     route_point_handlers: HashMap<String, tokio::sync::mpsc::UnboundedSender<OfferedCall>>,
     /// Nonces for digest challenges of INVITEs from devices whose security profile asks for it.
     nonces: super::digest::Nonces,
+    /// Trunk destination names and their addresses (see [`Resolved`]).
+    resolved: Arc<Resolved>,
+    /// How peers reach us over TLS (`host:port` of the SIPS listener), when it differs.
+    tls_host: Option<String>,
 }
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
@@ -300,7 +340,28 @@ impl B2bua {
             orphans: HashMap::new(),
             route_point_handlers: HashMap::new(),
             nonces: super::digest::Nonces::new(rand::random()),
+            resolved: Arc::new(Resolved::new()),
+            tls_host: None,
         }
+    }
+
+    /// Our address on TLS connections: Via and Contact there name the SIPS port, so a peer
+    /// that opens a connection of its own for a dialog reaches our TLS listener.
+    pub fn set_tls_host(&mut self, host: String) {
+        self.tls_host = Some(host);
+    }
+
+    /// Our `host:port` as a peer on `transport` should see it.
+    fn host_on(&self, transport: Transport) -> String {
+        match (&self.tls_host, transport) {
+            (Some(h), Transport::Tls) => h.clone(),
+            _ => self.host.clone(),
+        }
+    }
+
+    /// The trunk destination names' addresses from now on.
+    pub fn set_resolved(&mut self, resolved: Arc<Resolved>) {
+        self.resolved = resolved;
     }
 
     pub fn summary(&self) -> CallSummary {
@@ -378,6 +439,48 @@ impl B2bua {
                 }
                 ResponseOutcome::Stray(resp) => self.on_stray(resp, &mut out),
             },
+        }
+        out
+    }
+
+    /// The transport could not deliver `msg` to `peer` (connection refused, TLS handshake
+    /// failed, certificate refused): its client transaction ends at once as if the peer
+    /// answered 503 with `reason` (RFC 3261 8.1.3.1), so a trunk call hunts on or the caller
+    /// hears why instead of waiting for Timer B.
+    pub fn on_transport_failure(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        msg: &SipMessage,
+        reason: &str,
+        now: Instant,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let SipMessage::Request(req) = msg else {
+            return out;
+        };
+        if req.method == Method::Ack {
+            return out;
+        }
+        let Ok(key) = TransactionKey::client_for_request(req) else {
+            return out;
+        };
+        let Some(request) = self.txns.client(&key).map(|c| c.request().clone()) else {
+            return out;
+        };
+        let phrase: String = format!("Service Unavailable ({reason})")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(200)
+            .collect();
+        for a in self.txns.on_transport_error(&key) {
+            match a {
+                Action::Timeout => {
+                    let resp = request.make_response(503, &phrase, None);
+                    self.on_response(cluster, registrar, &key, resp, now, &mut out);
+                }
+                other => self.run_actions(cluster, registrar, &key, vec![other], now, &mut out),
+            }
         }
         out
     }
@@ -557,7 +660,13 @@ impl B2bua {
         };
         let mut resp = req.make_response(status, reason, Some(tag));
         if (101..300).contains(&status) && req.method == Method::Invite {
-            resp.headers.push("Contact", format!("<sip:{}>", self.host));
+            let contact = match self.txn_peer.get(key).map(|p| p.transport) {
+                Some(Transport::Tls) => {
+                    format!("<sip:{};transport=tls>", self.host_on(Transport::Tls))
+                }
+                _ => format!("<sip:{}>", self.host),
+            };
+            resp.headers.push("Contact", contact);
         }
         if let Some((ctype, b)) = body {
             resp.headers.push("Content-Type", ctype);
@@ -680,16 +789,20 @@ impl B2bua {
     fn identify_caller(
         cluster: &Cluster,
         registrar: &Registrar,
+        resolved: &Resolved,
         req: &Request,
         peer: Peer,
     ) -> Option<Caller> {
         let from = req.from().ok()?;
         let user = from.uri.user_part().unwrap_or_default().to_string();
         for trunk in &cluster.sip_trunks {
+            // A peer is the trunk when it comes from one of its destinations' hosts (the
+            // source port of a request need not be the port it listens on).
             let hit = trunk.destinations.iter().any(|d| {
-                d.parse::<SocketAddr>().is_ok_and(|a| a == peer.addr)
-                    || d.rsplit_once(':')
-                        .is_some_and(|(h, _)| h == peer.addr.ip().to_string())
+                d.rsplit_once(':')
+                    .is_some_and(|(h, _)| h.trim_matches(['[', ']']) == peer.addr.ip().to_string())
+                    || destination_addrs(resolved, d)
+                        .is_ok_and(|addrs| addrs.iter().any(|a| a.ip() == peer.addr.ip()))
             });
             if hit {
                 return Some(Caller {
@@ -747,7 +860,8 @@ impl B2bua {
         now: Instant,
         out: &mut Vec<Out>,
     ) {
-        let Some(caller) = Self::identify_caller(cluster, registrar, &req, peer) else {
+        let Some(caller) = Self::identify_caller(cluster, registrar, &self.resolved, &req, peer)
+        else {
             tracing::info!(source = %peer.addr, "INVITE from neither a registered line nor a SIP trunk");
             self.respond_reason(
                 &key,
@@ -884,7 +998,7 @@ impl B2bua {
                 answered: None,
                 target_dn: None,
                 hops: 0,
-                trunks_left: Vec::new(),
+                hunt: TrunkHunt::default(),
                 trunk_number: String::new(),
                 no_answer_at: None,
                 delayed_offer,
@@ -922,7 +1036,10 @@ impl B2bua {
                 Destination::Line(dn) => self.offer_to_line(cluster, registrar, call, dn, now, out),
                 Destination::Trunks { trunks, number } => {
                     if let Some(c) = self.calls.get_mut(&call) {
-                        c.trunks_left = trunks;
+                        c.hunt = TrunkHunt {
+                            trunks: trunks.into(),
+                            ..TrunkHunt::default()
+                        };
                         c.trunk_number = number;
                     }
                     self.next_trunk(cluster, call, now, out);
@@ -931,50 +1048,65 @@ impl B2bua {
         }
     }
 
+    /// Offers the call to the next address of the trunk hunt: the current destination's
+    /// next address, else the next destination of the current trunk (a name that does not
+    /// resolve is logged and skipped), else the next trunk; 503 when nothing is left.
     fn next_trunk(&mut self, cluster: &Cluster, call: u64, now: Instant, out: &mut Vec<Out>) {
+        let resolved = self.resolved.clone();
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if c.trunks_left.is_empty() {
-            self.fail_call(
-                call,
-                503,
-                "Service Unavailable (no SIP trunk answered)",
-                now,
-                out,
-            );
-            return;
-        }
-        let name = c.trunks_left.remove(0);
+        let h = &mut c.hunt;
+        // Every turn removes an entry from one of the finite lists.
+        let (peer, dest) = loop {
+            if let (Some(addr), Some(transport)) = (h.addrs.front().copied(), h.transport) {
+                h.addrs.pop_front();
+                break (Peer { addr, transport }, h.dest.clone());
+            }
+            h.addrs.clear();
+            if let Some(dest) = h.dests.pop_front() {
+                match destination_addrs(&resolved, &dest) {
+                    Ok(addrs) => {
+                        h.addrs = addrs.into();
+                        h.dest = dest;
+                    }
+                    Err(why) => {
+                        tracing::warn!(call, trunk = %h.trunk, destination = %dest, reason = %why,
+                            "trunk destination does not resolve; trying the next");
+                    }
+                }
+                continue;
+            }
+            let Some(name) = h.trunks.pop_front() else {
+                self.fail_call(
+                    call,
+                    503,
+                    "Service Unavailable (no SIP trunk answered)",
+                    now,
+                    out,
+                );
+                return;
+            };
+            let Some(trunk) = cluster.sip_trunks.iter().find(|t| t.name == name) else {
+                continue;
+            };
+            h.transport = Some(match trunk.transport {
+                crate::config::model::SipTransport::Udp => Transport::Udp,
+                crate::config::model::SipTransport::Tcp => Transport::Tcp,
+                crate::config::model::SipTransport::Tls => Transport::Tls,
+            });
+            h.dests = trunk.destinations.iter().cloned().collect();
+            h.trunk = name;
+        };
         let number = c.trunk_number.clone();
-        let Some(trunk) = cluster.sip_trunks.iter().find(|t| t.name == name) else {
-            self.next_trunk(cluster, call, now, out);
-            return;
+        // The Request-URI names the destination as configured (a name stays a name, which is
+        // what a TLS peer's certificate carries); IP literals are written canonically.
+        let host = match dest.parse::<SocketAddr>() {
+            Ok(a) => a.to_string(),
+            Err(_) => dest,
         };
-        let Some(addr) = trunk
-            .destinations
-            .iter()
-            .find_map(|d| d.parse::<SocketAddr>().ok())
-        else {
-            tracing::warn!(trunk = %name, "trunk has no IP:port destination (names are not resolved yet)");
-            self.next_trunk(cluster, call, now, out);
-            return;
-        };
-        let transport = match trunk.transport {
-            crate::config::model::SipTransport::Udp => Transport::Udp,
-            crate::config::model::SipTransport::Tcp => Transport::Tcp,
-            crate::config::model::SipTransport::Tls => Transport::Tls,
-        };
-        let target = format!("sip:{number}@{addr}");
-        self.fork(
-            call,
-            Peer { addr, transport },
-            &target,
-            &number,
-            None,
-            now,
-            out,
-        );
+        let target = format!("sip:{number}@{host}");
+        self.fork(call, peer, &target, &number, None, now, out);
     }
 
     fn offer_to_line(
@@ -1151,7 +1283,7 @@ impl B2bua {
         let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
         let tag = self.tag();
         let branch = self.branch();
-        let host = self.host.clone();
+        let host = self.host_on(peer.transport);
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -1407,7 +1539,7 @@ impl B2bua {
         if pending {
             return;
         }
-        if !c.trunks_left.is_empty() && matches!(status, 408 | 500..=599) {
+        if !c.hunt.exhausted() && matches!(status, 408 | 500..=599) {
             self.next_trunk(cluster, call, now, out);
             return;
         }
@@ -1578,7 +1710,7 @@ impl B2bua {
                 addr: b.source,
                 transport: b.transport,
             };
-            let host = self.host.clone();
+            let host = self.host_on(peer.transport);
             let branch = self.branch();
             let tag = self.tag();
             let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
@@ -1605,7 +1737,8 @@ impl B2bua {
     /// Builds an in-dialog request on a leg (we are its sender).
     fn dialog_request(&mut self, call: u64, idx: usize, method: Method) -> Option<(Request, Peer)> {
         let branch = self.branch();
-        let host = self.host.clone();
+        let transport = self.calls.get(&call)?.legs.get(idx)?.peer.transport;
+        let host = self.host_on(transport);
         let leg = self.calls.get_mut(&call)?.legs.get_mut(idx)?;
         Some(leg_request(leg, method, &host, &branch))
     }
@@ -1654,7 +1787,7 @@ impl B2bua {
         if let Some(ct) = contact_of_response(resp) {
             leg.remote_target = ct;
         }
-        let host = self.host.clone();
+        let host = self.host_on(leg.peer.transport);
         let b1 = self.branch();
         let (mut ack, peer) = leg_request(&mut leg, Method::Ack, &host, &b1);
         let seq = resp.cseq().map_or(1, |c| c.seq);
@@ -1704,7 +1837,11 @@ fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Requ
         req.headers.push("Route", r.clone());
     }
     if matches!(method, Method::Invite | Method::Update) {
-        req.headers.push("Contact", format!("<sip:{host}>"));
+        let contact = match leg.peer.transport {
+            super::Transport::Tls => format!("<sip:{host};transport=tls>"),
+            _ => format!("<sip:{host}>"),
+        };
+        req.headers.push("Contact", contact);
     }
     (req, leg.peer)
 }
@@ -2067,7 +2204,7 @@ impl B2bua {
                 answered: None,
                 target_dn: None,
                 hops: 0,
-                trunks_left: Vec::new(),
+                hunt: TrunkHunt::default(),
                 trunk_number: String::new(),
                 no_answer_at: None,
                 delayed_offer: false,
@@ -2484,3 +2621,129 @@ fn contact_of_response(resp: &Response) -> Option<String> {
 
 /// Shared handle type for the shell.
 pub type SharedCluster = Arc<Cluster>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sip::message::parse_datagram;
+
+    const TRUNKS: &str = r#"cluster: {id: t, name: trunks}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+calling_search_spaces: [{name: CSS, partitions: [PT]}]
+device_pools: [{name: DP, node_group: [n1]}]
+sip_trunks:
+  - {name: IN, destinations: ["127.0.0.50:5060"], device_pool: DP, css: CSS}
+  - {name: A, destinations: ["nonexistent.invalid:5060", "gw.test:5070"], device_pool: DP}
+  - {name: B, destinations: ["127.0.0.9:5071"], transport: tls, device_pool: DP}
+route_groups: [{name: RG, members: [A, B]}]
+route_lists: [{name: RL, members: [RG]}]
+route_patterns: [{pattern: 9.XXXX, partition: PT, route_list: RL}]
+"#;
+
+    fn invite() -> SipMessage {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let text = format!(
+            "INVITE sip:91234@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.50:5060;branch=z9hG4bKin1\r\nFrom: <sip:5550100@127.0.0.50>;tag=a1\r\nTo: <sip:91234@127.0.0.1>\r\nCall-ID: hunt-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:5550100@127.0.0.50:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        parse_datagram(text.as_bytes()).unwrap()
+    }
+
+    fn invites(out: &[Out]) -> Vec<(Peer, Request)> {
+        out.iter()
+            .filter_map(|o| match &o.msg {
+                SipMessage::Request(r) if r.method == Method::Invite => Some((o.to, r.clone())),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn final_to_caller(out: &[Out]) -> Option<Response> {
+        out.iter().find_map(|o| match &o.msg {
+            SipMessage::Response(r) if r.status >= 200 && o.to.addr.port() == 5060 => {
+                Some(r.clone())
+            }
+            _ => None,
+        })
+    }
+
+    /// Destinations are tried in order, every address of a name counts, a name that does not
+    /// resolve is skipped, and a transport failure or a 5xx moves on at once.
+    #[tokio::test]
+    async fn r3_trunk_hunt_tries_every_address_in_order() {
+        let def = crate::config::parse_str(TRUNKS, "trunks.yaml").unwrap();
+        let cluster = Cluster::new(def);
+        let store = crate::store::Store::open("sqlite::memory:").await.unwrap();
+        let (registrar, _w) = Registrar::load(store, "n1").await.unwrap();
+        let mut core = B2bua::new("127.0.0.1:5060".into(), 7);
+        let mut table = Resolved::new();
+        table.insert(
+            "nonexistent.invalid:5060".into(),
+            Err("cannot resolve nonexistent.invalid".into()),
+        );
+        let gw = ["127.0.0.7:5070", "127.0.0.8:5070"].map(|a| a.parse::<SocketAddr>().unwrap());
+        table.insert("gw.test:5070".into(), Ok(gw.to_vec()));
+        core.set_resolved(Arc::new(table));
+        let caller = Peer {
+            addr: "127.0.0.50:5060".parse().unwrap(),
+            transport: Transport::Udp,
+        };
+        let now = Instant::now();
+        let out = core.on_message(&cluster, &registrar, invite(), caller, now);
+        let sent = invites(&out);
+        assert_eq!(sent.len(), 1, "{out:?}");
+        assert_eq!(sent[0].0.addr, gw[0]);
+        assert_eq!(sent[0].1.uri, "sip:91234@gw.test:5070");
+        // The first address cannot be reached: the second is tried at once.
+        let failed = SipMessage::Request(sent[0].1.clone());
+        let out = core.on_transport_failure(&cluster, &registrar, &failed, "refused", now);
+        let sent = invites(&out);
+        assert_eq!(sent.len(), 1, "{out:?}");
+        assert_eq!(sent[0].0.addr, gw[1]);
+        // It answers 503: the next trunk (over TLS) is tried.
+        let resp = sent[0]
+            .1
+            .make_response(503, "Service Unavailable", Some("b1"));
+        let peer = sent[0].0;
+        let out = core.on_message(&cluster, &registrar, SipMessage::Response(resp), peer, now);
+        let sent = invites(&out);
+        assert_eq!(sent.len(), 1, "{out:?}");
+        assert_eq!(sent[0].0.addr, "127.0.0.9:5071".parse().unwrap());
+        assert_eq!(sent[0].0.transport, Transport::Tls);
+        assert_eq!(sent[0].1.uri, "sip:91234@127.0.0.9:5071");
+        // Its TLS handshake fails and nothing is left: the caller hears 503 and why.
+        let failed = SipMessage::Request(sent[0].1.clone());
+        let out = core.on_transport_failure(
+            &cluster,
+            &registrar,
+            &failed,
+            "TLS handshake failed: certificate refused",
+            now,
+        );
+        let last = final_to_caller(&out).expect("a final answer to the caller");
+        assert_eq!(last.status, 503);
+        assert!(
+            last.reason.contains("certificate refused"),
+            "{}",
+            last.reason
+        );
+    }
+
+    /// Before the shell resolved a name, the core does not guess: the destination is skipped.
+    #[test]
+    fn unresolved_names_and_ip_literals() {
+        let t = Resolved::new();
+        assert_eq!(
+            destination_addrs(&t, "127.0.0.1:5060").unwrap(),
+            vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+        );
+        assert_eq!(
+            destination_addrs(&t, "[::1]:5061").unwrap(),
+            vec!["[::1]:5061".parse::<SocketAddr>().unwrap()]
+        );
+        assert!(destination_addrs(&t, "gw.test:5060")
+            .unwrap_err()
+            .contains("not resolved yet"));
+    }
+}

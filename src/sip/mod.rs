@@ -10,6 +10,7 @@ pub mod message;
 pub mod registrar;
 pub mod sdp;
 pub mod transaction;
+pub mod trunks;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -230,6 +231,12 @@ struct Shared {
     /// over the connection it registered on.
     conns: Mutex<HashMap<SocketAddr, mpsc::UnboundedSender<Vec<u8>>>>,
     nonces: digest::Nonces,
+    /// Messages the transport could not deliver (connect or TLS handshake failed), with why:
+    /// call control ends their transactions at once.
+    failures_tx: mpsc::UnboundedSender<(SipMessage, String)>,
+    failures_rx: Mutex<Option<mpsc::UnboundedReceiver<(SipMessage, String)>>>,
+    /// How TLS trunk peers are reached, by address (see [`trunks::TrunkTable`]).
+    tls_targets: Mutex<Arc<HashMap<SocketAddr, trunks::TlsTarget>>>,
     /// Requests refused with 503 since the last overload warning, and the second (Unix
     /// time) of that warning: under overload one line a second, not one per message.
     overload_refused: std::sync::atomic::AtomicU64,
@@ -286,6 +293,7 @@ fn server_header() -> String {
 impl SipServer {
     pub fn new(state: Arc<NodeState>) -> SipServer {
         let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
+        let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         SipServer {
             state,
             shared: Arc::new(Shared {
@@ -294,6 +302,9 @@ impl SipServer {
                 udp: OnceLock::new(),
                 conns: Mutex::new(HashMap::new()),
                 nonces: digest::Nonces::new(rand::random()),
+                failures_tx,
+                failures_rx: Mutex::new(Some(failures_rx)),
+                tls_targets: Mutex::new(Arc::new(HashMap::new())),
                 overload_refused: std::sync::atomic::AtomicU64::new(0),
                 overload_warned_at: std::sync::atomic::AtomicI64::new(0),
             }),
@@ -499,7 +510,18 @@ impl SipServer {
             Err(p) => p.into_inner().take(),
         };
         let Some(mut cmds) = cmds else { return };
+        let failures = match self.shared.failures_rx.lock() {
+            Ok(mut g) => g.take(),
+            Err(p) => p.into_inner().take(),
+        };
+        let Some(mut failures) = failures else { return };
         let mut core = b2bua::B2bua::new(self.state.sip_host.clone(), rand::random());
+        core.set_tls_host(self.state.sips_host.clone());
+        // Trunk names are resolved before the first call is routed, then kept fresh.
+        let table = self.resolve_trunks(&self.state.cluster()).await;
+        core.set_resolved(table);
+        let (tables_tx, mut tables) = mpsc::channel(4);
+        tokio::spawn(self.clone().refresh_trunks(tables_tx, stop.clone()));
         let mut batch = Vec::with_capacity(256);
         let mut first = true;
         loop {
@@ -551,6 +573,14 @@ impl SipServer {
                     let cluster = self.state.cluster();
                     core.on_command(&cluster, &self.state.registrar, cmd, std::time::Instant::now())
                 }
+                Some((msg, reason)) = failures.recv() => {
+                    let cluster = self.state.cluster();
+                    core.on_transport_failure(&cluster, &self.state.registrar, &msg, &reason, std::time::Instant::now())
+                }
+                Some(table) = tables.recv() => {
+                    core.set_resolved(table);
+                    Vec::new()
+                }
                 _ = stop.changed() => break,
             };
             for o in outs {
@@ -559,6 +589,151 @@ impl SipServer {
             for e in core.take_events() {
                 // Nobody listening is fine.
                 let _ = self.state.call_control.events.send(e);
+            }
+        }
+    }
+
+    /// Resolves the trunks of `cluster`; the TLS targets take effect here, the returned table
+    /// is for the core.
+    async fn resolve_trunks(&self, cluster: &crate::cluster::Cluster) -> Arc<b2bua::Resolved> {
+        let node_cert = self.state.data_dir.join(crate::server::tls::CERT_FILE);
+        let t = trunks::resolve(cluster, &node_cert).await;
+        for (dest, r) in t.resolved.iter() {
+            match r {
+                Ok(addrs) => {
+                    tracing::debug!(destination = %dest, ?addrs, "trunk destination resolved")
+                }
+                Err(e) => {
+                    tracing::warn!(destination = %dest, error = %e, "trunk destination does not resolve")
+                }
+            }
+        }
+        match self.shared.tls_targets.lock() {
+            Ok(mut g) => *g = t.tls,
+            Err(p) => *p.into_inner() = t.tls,
+        }
+        t.resolved
+    }
+
+    /// Resolves the trunks again every [`trunks::REFRESH`], and within a second of the
+    /// cluster definition changing, until shutdown.
+    async fn refresh_trunks(
+        self,
+        tables: mpsc::Sender<Arc<b2bua::Resolved>>,
+        mut stop: watch::Receiver<bool>,
+    ) {
+        let mut seen = self.state.cluster();
+        let mut last = tokio::time::Instant::now();
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                _ = stop.changed() => return,
+            }
+            let now = self.state.cluster();
+            if Arc::ptr_eq(&now, &seen) && last.elapsed() < trunks::REFRESH {
+                continue;
+            }
+            seen = now;
+            last = tokio::time::Instant::now();
+            let table = self.resolve_trunks(&seen).await;
+            if tables.send(table).await.is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Tells call control that `bytes` (a message we built) could not be delivered.
+    fn report_failure(&self, bytes: &[u8], reason: &str) {
+        if let Ok(msg) = message::parse_stream_message_bytes(&bytes::Bytes::copy_from_slice(bytes))
+        {
+            let _ = self.shared.failures_tx.send((msg, reason.to_string()));
+        }
+    }
+
+    /// Opens a connection to a peer we have none with (a trunk), TCP or TLS, marked CS3
+    /// before connecting; messages for it queue on `chan` meanwhile. A failure is logged
+    /// with why, and every queued message is reported to call control.
+    async fn open_conn(self, to: SocketAddr, transport: Transport, chan: ConnChannel) {
+        const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+        const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+        let dscp = self.state.cluster().qos.call_signalling;
+        let stop_rx = self.state.stopping();
+        let fail = |this: &SipServer, chan: ConnChannel, why: String| {
+            let (tx, mut rx) = chan;
+            this.forget_conn(to, &tx);
+            drop(tx);
+            // Bounded: the sender is gone from the table, so only what was queued remains.
+            while let Ok(b) = rx.try_recv() {
+                this.report_failure(&b, &why);
+            }
+        };
+        let stream = match tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            crate::net::connect_tcp(to, None, dscp),
+        )
+        .await
+        {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                tracing::info!(%to, transport = transport.as_str(), error = %e, "SIP connect failed");
+                return fail(&self, chan, format!("connecting to {to}: {e}"));
+            }
+            Err(_) => {
+                tracing::info!(%to, transport = transport.as_str(), "SIP connect timed out");
+                return fail(&self, chan, format!("connecting to {to}: timed out"));
+            }
+        };
+        if transport == Transport::Tcp {
+            self.stream_conn(stream, to, Transport::Tcp, stop_rx, Some(chan))
+                .await;
+            return;
+        }
+        let target = match self.shared.tls_targets.lock() {
+            Ok(g) => g.get(&to).cloned(),
+            Err(p) => p.into_inner().get(&to).cloned(),
+        };
+        let (name, config, trunk) = match target {
+            Some(trunks::TlsTarget {
+                trunk,
+                server_name: Ok(n),
+                config: Ok(c),
+            }) => (n, c, trunk),
+            Some(trunks::TlsTarget {
+                trunk,
+                server_name,
+                config,
+            }) => {
+                let why = server_name.err().or(config.err()).unwrap_or_default();
+                tracing::warn!(%to, %trunk, error = %why, "SIP TLS connection not attempted");
+                return fail(&self, chan, format!("TLS to {to}: {why}"));
+            }
+            None => {
+                tracing::warn!(%to, "no TLS trunk has this address; SIP TLS connection not attempted");
+                return fail(&self, chan, format!("TLS to {to}: no trunk configuration"));
+            }
+        };
+        let connector = tokio_rustls::TlsConnector::from(config);
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, connector.connect(name.clone(), stream)).await
+        {
+            Ok(Ok(tls)) => {
+                tracing::debug!(%to, %trunk, "SIP TLS connection up");
+                self.stream_conn(tls, to, Transport::Tls, stop_rx, Some(chan))
+                    .await;
+            }
+            Ok(Err(e)) => {
+                inc(&self.state.metrics.tls_handshake_failures);
+                let server = name.to_str();
+                tracing::warn!(%to, %trunk, server_name = %server, error = %e, "SIP TLS handshake failed");
+                fail(
+                    &self,
+                    chan,
+                    format!("TLS handshake with {to} ({server}) failed: {e}"),
+                );
+            }
+            Err(_) => {
+                inc(&self.state.metrics.tls_handshake_failures);
+                tracing::warn!(%to, %trunk, "SIP TLS handshake timed out");
+                fail(&self, chan, format!("TLS handshake with {to} timed out"));
             }
         }
     }
@@ -593,33 +768,12 @@ impl SipServer {
                     Some(tx) => {
                         let _ = tx.send(bytes);
                     }
-                    None if o.to.transport == Transport::Tcp => {
-                        // No connection to this peer yet (a trunk): open one, marked CS3.
-                        let this = self.clone();
-                        let dscp = self.state.cluster().qos.call_signalling;
-                        tokio::spawn(async move {
-                            match crate::net::connect_tcp(o.to.addr, None, dscp).await {
-                                Ok(stream) => {
-                                    let stop_rx = this.state.stopping();
-                                    let chan = this.register_conn(o.to.addr);
-                                    let _ = chan.0.send(bytes);
-                                    this.stream_conn(
-                                        stream,
-                                        o.to.addr,
-                                        Transport::Tcp,
-                                        stop_rx,
-                                        Some(chan),
-                                    )
-                                    .await;
-                                }
-                                Err(e) => {
-                                    tracing::info!(to = %o.to.addr, error = %e, "SIP TCP connect failed")
-                                }
-                            }
-                        });
-                    }
                     None => {
-                        tracing::info!(to = %o.to.addr, "no TLS connection to the peer; message dropped")
+                        // No connection to this peer yet (a trunk): open one. The channel is
+                        // in the table from now on, so what follows queues behind this.
+                        let chan = self.register_conn(o.to.addr);
+                        let _ = chan.0.send(bytes);
+                        tokio::spawn(self.clone().open_conn(o.to.addr, o.to.transport, chan));
                     }
                 }
             }

@@ -334,3 +334,58 @@ fn r2_demo_cluster_carries_the_seed_examples() {
         "phone sim --count 50 needs 50 phones"
     );
 }
+
+/// A TLS trunk's CA file must exist and hold certificates; every mistake names the field and
+/// the file (issue 3).
+#[test]
+fn r3_trunk_tls_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = rcgen::KeyPair::generate().unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = params.self_signed(&key).unwrap();
+    let good = dir.path().join("ca.pem");
+    std::fs::write(&good, ca.pem()).unwrap();
+    let not_pem = dir.path().join("junk.pem");
+    std::fs::write(&not_pem, "this is no certificate\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let trunk = |transport: &str, ca: &std::path::Path, name: &str| {
+        format!(
+            "{BASE}sip_trunks:\n  - name: GW\n    destinations: [\"gw.example.com:5061\", \"127.0.0.1:5061\"]\n    transport: {transport}\n    device_pool: DP1\n    tls_ca: {}\n    tls_server_name: {name}\n",
+            ca.display()
+        )
+    };
+    config::parse_str(&trunk("tls", &good, "gw.example.com"), "cluster.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let text = trunk("tls", &missing, "gw.example.com");
+    expect_one(
+        &text,
+        "tls_ca:",
+        "sip_trunks[0].tls_ca",
+        "missing.pem: No such file",
+    );
+    let text = trunk("tls", &not_pem, "gw.example.com");
+    expect_one(
+        &text,
+        "tls_ca:",
+        "sip_trunks[0].tls_ca",
+        "junk.pem: no PEM certificate",
+    );
+    let text = trunk("tls", &good, "not a name");
+    expect_one(
+        &text,
+        "tls_server_name:",
+        "sip_trunks[0].tls_server_name",
+        "not a host name",
+    );
+    let errs = errors(&trunk("udp", &good, "gw.example.com"));
+    let fields: Vec<&str> = errs.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        ["sip_trunks[0].tls_ca", "sip_trunks[0].tls_server_name"],
+        "{errs:#?}"
+    );
+    assert!(errs[0]
+        .message
+        .contains("only to a trunk with transport: tls"));
+}

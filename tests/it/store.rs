@@ -8,7 +8,35 @@ use crate::common::PgDb;
 fn hashed_demo() -> config::ClusterDefinition {
     let mut d = config::demo().unwrap_or_else(|e| panic!("{e}"));
     config::hash_secrets(&mut d);
+    // A TLS trunk with a name for destination and its own trust (issue 3) round-trips too.
+    d.sip_trunks.push(config::model::SipTrunk {
+        name: "TLS-GW".into(),
+        destinations: vec!["gw.example.com:5061".into(), "127.0.0.1:5061".into()],
+        transport: config::model::SipTransport::Tls,
+        device_pool: d.sip_trunks[0].device_pool.clone(),
+        css: None,
+        location: None,
+        tls_ca: Some(trunk_ca().display().to_string()),
+        tls_server_name: Some("gw.example.com".into()),
+    });
     d
+}
+
+/// A CA file that lives as long as the test binary (exports are parsed, and checked, again).
+fn trunk_ca() -> &'static std::path::Path {
+    static CA: std::sync::OnceLock<(tempfile::TempDir, std::path::PathBuf)> =
+        std::sync::OnceLock::new();
+    let (_, path) = CA.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let path = dir.path().join("ca.pem");
+        std::fs::write(&path, ca.pem()).unwrap();
+        (dir, path)
+    });
+    path
 }
 
 /// Import, load, export; import the export; export again: the same YAML.
@@ -22,6 +50,7 @@ async fn round_trip(store: &Store) {
     let loaded = store.load().await.unwrap().expect("stored definition");
     assert_eq!(loaded, def, "load gives back what was imported");
     let first = config::to_yaml(&loaded).unwrap();
+    assert!(first.contains("tls_server_name: gw.example.com"), "{first}");
     // The export is a valid definition, with secrets as hashes, never in clear.
     assert!(
         !first.contains("password: cisco"),
