@@ -214,6 +214,8 @@ enum Cmd {
     Hangup(oneshot::Sender<Result<String, String>>),
     Hold(oneshot::Sender<Result<String, String>>),
     Snapshot(oneshot::Sender<Snapshot>),
+    /// The calls as JSON (only those not ended when true), and whether the phone is idle.
+    Calls(bool, oneshot::Sender<(Vec<Value>, bool)>),
     ApplyConfig(Box<PhoneConfig>),
     Shutdown(Duration, oneshot::Sender<()>),
 }
@@ -682,11 +684,23 @@ impl UaShell {
 
     fn snapshot(&mut self) -> Snapshot {
         let now = Instant::now();
+        Snapshot {
+            registrations: self.ua.registrations(now),
+            calls: self.calls_json(now, false),
+            idle: self.ua.is_idle(),
+            malformed_sip: self.ua.malformed,
+            last_notify: self.ua.last_notify.clone(),
+        }
+    }
+
+    /// The calls with their media counters; `live`: leave out the ended ones.
+    fn calls_json(&mut self, now: Instant, live: bool) -> Vec<Value> {
         let calls = self.ua.calls(now);
         self.media
             .retain(|id, _| calls.iter().any(|c| c.call_id == *id));
-        let calls = calls
+        calls
             .into_iter()
+            .filter(|c| !live || c.state != super::ua::CallState::Ended)
             .map(|c| {
                 let media = self.media.get(&c.call_id).map(|m| m.view());
                 let mut v = serde_json::to_value(&c).unwrap_or(Value::Null);
@@ -706,14 +720,7 @@ impl UaShell {
                 }
                 v
             })
-            .collect();
-        Snapshot {
-            registrations: self.ua.registrations(now),
-            calls,
-            idle: self.ua.is_idle(),
-            malformed_sip: self.ua.malformed,
-            last_notify: self.ua.last_notify.clone(),
-        }
+            .collect()
     }
 }
 
@@ -766,7 +773,7 @@ async fn run_ua(
             cmd = cmd_rx.recv() => {
                 let Some(cmd) = cmd else { break };
                 let now = Instant::now();
-                let observed = matches!(cmd, Cmd::Snapshot(_));
+                let observed = matches!(cmd, Cmd::Snapshot(_) | Cmd::Calls(..));
                 match cmd {
                     Cmd::Dial(number, reply) => {
                         let r = sh.ua.dial(&number, now, &mut sh.pool);
@@ -799,6 +806,10 @@ async fn run_ua(
                     }
                     Cmd::Snapshot(reply) => {
                         let _ = reply.send(sh.snapshot());
+                    }
+                    Cmd::Calls(live, reply) => {
+                        let calls = sh.calls_json(now, live);
+                        let _ = reply.send((calls, sh.ua.is_idle()));
                     }
                     Cmd::ApplyConfig(cfg) => {
                         let outs = sh.ua.set_lines(&cfg.lines, now, &mut sh.pool);
@@ -940,10 +951,13 @@ struct CallsQuery {
     /// Answer once the version passes this one (or at `timeout_ms`).
     after: Option<u64>,
     timeout_ms: Option<u64>,
+    /// Only the calls that have not ended.
+    #[serde(default)]
+    live: bool,
 }
 
-/// `GET /state/calls[?after=V[&timeout_ms=T]]`: the calls alone, with a version. With
-/// `after`, it waits (at most `timeout_ms`, default and cap 30 s) until the phone has handled
+/// `GET /state/calls[?after=V[&timeout_ms=T]][&live=true]`: the calls alone (`live`: those not
+/// ended), with a version. With `after`, it waits (at most `timeout_ms`, default and cap 30 s) until the phone has handled
 /// something since version V, so a script sees a call connect or end without polling.
 async fn calls_handler(
     State(sh): State<Arc<Shared>>,
@@ -959,12 +973,12 @@ async fn calls_handler(
         let _ = tokio::time::timeout(wait, rx.wait_for(|v| *v > after)).await;
     }
     let version = *rx.borrow();
-    let snap = sh.ask(Cmd::Snapshot).await;
+    let calls = sh.ask(|tx| Cmd::Calls(q.live, tx)).await;
     Json(json!({
         "device": sh.device,
         "version": version,
-        "calls": snap.as_ref().map(|s| json!(s.calls)).unwrap_or(Value::Null),
-        "idle": snap.as_ref().map(|s| s.idle),
+        "calls": calls.as_ref().map(|c| json!(c.0)).unwrap_or(Value::Null),
+        "idle": calls.as_ref().map(|c| c.1),
     }))
 }
 

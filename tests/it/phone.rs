@@ -189,8 +189,33 @@ fn r3_phone_call_between_two_sims_carries_audio_both_ways() {
     );
     let a = caller.http("SEP00036BC7B973");
     let b = callee.http("SEP00036BC7B974");
+    // GET /state/calls: nothing yet; a long poll with nothing happening answers at its timeout
+    // with the same version.
+    let calls_of = |addr, path: &str| -> Value {
+        let (st, _, body) = http_get(addr, path);
+        assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    };
+    let v0 = calls_of(b, "/state/calls");
+    assert_eq!(v0["calls"], serde_json::json!([]), "{v0}");
+    let version = v0["version"].as_u64().unwrap();
+    let t = Instant::now();
+    let same = calls_of(b, &format!("/state/calls?after={version}&timeout_ms=300"));
+    assert!(t.elapsed() >= Duration::from_millis(250), "{same}");
+    assert_eq!(same["version"], version, "{same}");
+    // A long poll started now ends when the call reaches the callee, well before its timeout.
+    let waiting = std::thread::spawn(move || {
+        let t = Instant::now();
+        let (_, _, body) = http_get(b, &format!("/state/calls?after={version}&timeout_ms=20000"));
+        (t.elapsed(), body)
+    });
     let (status, body) = push(a, Some(("jsmith", "cisco")), &["Dial:10002"]);
     assert_eq!(status, 200);
+    let (took, woke) = waiting.join().unwrap();
+    let woke: Value = serde_json::from_slice(&woke).unwrap();
+    assert!(took < Duration::from_secs(10), "{took:?}");
+    assert!(woke["version"].as_u64().unwrap() > version, "{woke}");
+    assert_eq!(woke["calls"][0]["direction"], "inbound", "{woke}");
     assert!(
         body.contains(r#"<ResponseItem Status="0" Data="Success" URL="Dial:10002"/>"#),
         "{body}"
@@ -235,6 +260,18 @@ fn r3_phone_call_between_two_sims_carries_audio_both_ways() {
     assert_eq!(calls(&sa)[0]["end_reason"], "local hangup");
     assert_eq!(calls(&sb)[0]["end_reason"], "remote hangup");
     assert!(calls(&sb)[0]["rtp"]["rx"]["packets"].as_u64().unwrap() > 10);
+    // Ended calls are kept in the state, but not among the live ones.
+    assert_eq!(
+        calls_of(b, "/state/calls")["calls"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        calls_of(b, "/state/calls?live=true")["calls"],
+        serde_json::json!([])
+    );
 }
 
 #[test]
