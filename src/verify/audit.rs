@@ -158,6 +158,16 @@ enum Slot {
     Overflow,
 }
 
+/// What `Auditor::tuples` knows of a directional 5-tuple.
+#[derive(Clone, Copy, Debug)]
+struct TupleSlot {
+    id: u32,
+    side: Side,
+    /// Index into `Auditor::addr_slots`, valid while `addr_gen` is the current generation.
+    addr: u32,
+    addr_gen: u32,
+}
+
 /// Most (protocol, source, destination) triples remembered for orphan fragments.
 const MAX_LAST_BY_ADDRS: usize = 100_000;
 
@@ -186,8 +196,15 @@ pub struct Auditor<'p> {
     sip_errors: u64,
     first_sip_error: Option<(u64, String)>,
     /// The last flow seen per (protocol, source, destination), for fragments whose first
-    /// fragment is missing.
-    last_by_addrs: HashMap<(u8, IpAddr, IpAddr), Slot, FastHash>,
+    /// fragment is missing: an index into `addr_slots`, so the per-packet update through
+    /// `tuples` is a store, not a hash insert.
+    last_by_addrs: HashMap<(u8, IpAddr, IpAddr), u32, FastHash>,
+    addr_slots: Vec<Slot>,
+    /// Bumped whenever `last_by_addrs` is cleared (invalidates indices cached in `tuples`).
+    addrs_gen: u32,
+    /// Directional IPv4 5-tuple -> its flow and side: one hash of a `u128` per packet instead
+    /// of ordering endpoints and hashing `IpAddr`s. At most two entries per flow.
+    tuples: HashMap<u128, TupleSlot, FastHash>,
     fragments_guessed: u64,
     /// Timestamp and number of the packet being audited.
     now_ns: u64,
@@ -220,6 +237,9 @@ impl<'p> Auditor<'p> {
             sip_errors: 0,
             first_sip_error: None,
             last_by_addrs: HashMap::default(),
+            addr_slots: Vec::new(),
+            addrs_gen: 0,
+            tuples: HashMap::default(),
             fragments_guessed: 0,
             now_ns: 0,
             last_frame: 0,
@@ -375,17 +395,66 @@ impl<'p> Auditor<'p> {
 
     fn count(&mut self, frame: u64, d: &Dissected<'_>) -> Slot {
         let (sp, dp) = d.transport.ports().unwrap_or((0, 0));
-        let slot = self.slot_for(
-            d.protocol,
-            Endpoint::new(d.src, sp),
-            Endpoint::new(d.dst, dp),
-        );
+        let tuple = match (d.src, d.dst) {
+            (IpAddr::V4(s), IpAddr::V4(t)) if sp != 0 || dp != 0 => Some(
+                (u128::from(d.protocol) << 96)
+                    | (u128::from(u32::from(s)) << 64)
+                    | (u128::from(u32::from(t)) << 32)
+                    | (u128::from(sp) << 16)
+                    | u128::from(dp),
+            ),
+            _ => None,
+        };
+        let cached = tuple.and_then(|k| self.tuples.get(&k).copied());
+        let slot = match cached {
+            Some(t) => Slot::Flow(t.id as FlowId, t.side),
+            None => self.slot_for(
+                d.protocol,
+                Endpoint::new(d.src, sp),
+                Endpoint::new(d.dst, dp),
+            ),
+        };
         self.count_in(slot, frame, d.ip.dscp);
         if sp != 0 || dp != 0 {
             if self.last_by_addrs.len() >= MAX_LAST_BY_ADDRS {
                 self.last_by_addrs.clear();
+                self.addr_slots.clear();
+                self.addrs_gen = self.addrs_gen.wrapping_add(1);
             }
-            self.last_by_addrs.insert((d.protocol, d.src, d.dst), slot);
+            let gen = self.addrs_gen;
+            let addr = match cached {
+                Some(t) if t.addr_gen == gen => t.addr,
+                _ => {
+                    let next = self.addr_slots.len() as u32;
+                    let addr = *self
+                        .last_by_addrs
+                        .entry((d.protocol, d.src, d.dst))
+                        .or_insert(next);
+                    if addr == next {
+                        self.addr_slots.push(slot);
+                    }
+                    addr
+                }
+            };
+            if let Some(s) = self.addr_slots.get_mut(addr as usize) {
+                *s = slot;
+            }
+            if let (Some(k), Slot::Flow(id, side)) = (tuple, slot) {
+                if let (true, Ok(id)) = (
+                    cached.is_none_or(|t| t.addr_gen != gen || t.addr != addr),
+                    u32::try_from(id),
+                ) {
+                    self.tuples.insert(
+                        k,
+                        TupleSlot {
+                            id,
+                            side,
+                            addr,
+                            addr_gen: gen,
+                        },
+                    );
+                }
+            }
         }
         slot
     }
@@ -528,7 +597,11 @@ impl<'p> Auditor<'p> {
     /// same protocol and addresses (a lost first fragment of that flow, most likely), else an
     /// address-only flow.
     fn address_slot(&mut self, key: &FragKey) -> Slot {
-        if let Some(&slot) = self.last_by_addrs.get(&(key.protocol, key.src, key.dst)) {
+        if let Some(&slot) = self
+            .last_by_addrs
+            .get(&(key.protocol, key.src, key.dst))
+            .and_then(|&i| self.addr_slots.get(i as usize))
+        {
             self.fragments_guessed += 1;
             return slot;
         }
@@ -937,7 +1010,17 @@ pub fn audit_capture<R: Read>(
     policy: &Policy,
     options: AuditOptions,
 ) -> Result<FileAudit, PcapError> {
-    let mut capture = CaptureReader::new(reader)?;
+    audit_capture_reader(CaptureReader::new(reader)?, path, policy, options)
+}
+
+/// Audits what an opened [`CaptureReader`] yields (e.g. one made with
+/// [`CaptureReader::with_read_ahead`]). `path` only names the file in the result.
+pub fn audit_capture_reader<R: Read>(
+    mut capture: CaptureReader<R>,
+    path: &str,
+    policy: &Policy,
+    options: AuditOptions,
+) -> Result<FileAudit, PcapError> {
     let mut auditor = Auditor::new(policy, options);
     while let Some(p) = capture.next_packet()? {
         auditor.packet_at(p.frame, p.ts_nanos, p.link_type, p.data);
