@@ -19,7 +19,7 @@ use super::ladder::{Ladder, LadderBuilder};
 use super::payload::{XmlChecker, XmlDocument};
 use super::policy::Policy;
 use super::streams::{AppEvent, TcpNote, TcpStreams};
-use crate::media::rtp::{looks_like_rtp, static_clock_rate, ReceiverStats, RtpPacket};
+use crate::media::rtp::{looks_like_rtp, static_clock_rate, ReceiverStats, RtpHeader};
 use crate::net::Dscp;
 use crate::pcap::flow::FastHash;
 use crate::pcap::flow::{Endpoint, FlowId, FlowKey, FlowTable, Side};
@@ -501,21 +501,19 @@ impl<'p> Auditor<'p> {
                     let dir = &mut st.dirs[side.index()];
                     dir.rtp.observe(payload);
                     if looks_like_rtp(payload) {
-                        if let Ok(p) = RtpPacket::parse(payload) {
+                        if let Some((header, payload_len)) = rtp_header(payload) {
                             let track = dir.rtp_stats.get_or_insert_with(|| {
                                 Box::new(RtpTrack {
                                     first_frame: frame,
                                     first_ts_ns: now,
                                     stats: ReceiverStats::new(static_clock_rate(
-                                        p.header.payload_type,
+                                        header.payload_type,
                                     )),
                                 })
                             });
                             let arrival =
                                 std::time::Duration::from_nanos(now - track.first_ts_ns.min(now));
-                            track
-                                .stats
-                                .record(&p.header, p.payload.len(), arrival, None);
+                            track.stats.record(&header, payload_len, arrival, None);
                         }
                     }
                 }
@@ -854,6 +852,53 @@ impl<'p> Auditor<'p> {
     }
 }
 
+/// What [`crate::media::rtp::RtpPacket::parse`] gives the receiver statistics (the fixed
+/// header and the payload length without padding), without building the packet (CSRC list,
+/// extension copy): `None` exactly when `parse` fails. Called for every RTP packet.
+fn rtp_header(data: &[u8]) -> Option<(RtpHeader, usize)> {
+    let (&[b0, b1, s0, s1, t0, t1, t2, t3, c0, c1, c2, c3], _) = data.split_first_chunk::<12>()?;
+    let version = b0 >> 6;
+    if version != 2 {
+        return None;
+    }
+    let padding = b0 & 0x20 != 0;
+    let extension = b0 & 0x10 != 0;
+    let mut offset = 12 + usize::from(b0 & 0x0f) * 4;
+    if offset > data.len() {
+        return None;
+    }
+    if extension {
+        let (&[_, _, w0, w1], _) = data.get(offset..)?.split_first_chunk::<4>()?;
+        offset += 4 + usize::from(u16::from_be_bytes([w0, w1])) * 4;
+        if offset > data.len() {
+            return None;
+        }
+    }
+    let rest = data.len() - offset;
+    let payload_len = if padding {
+        let pad = usize::from(*data.get(offset..)?.last()?);
+        if pad == 0 || pad > rest {
+            return None;
+        }
+        rest - pad
+    } else {
+        rest
+    };
+    let header = RtpHeader {
+        version,
+        padding,
+        extension,
+        marker: b1 & 0x80 != 0,
+        payload_type: b1 & 0x7f,
+        sequence: u16::from_be_bytes([s0, s1]),
+        timestamp: u32::from_be_bytes([t0, t1, t2, t3]),
+        ssrc: u32::from_be_bytes([c0, c1, c2, c3]),
+        csrc: Vec::new(),
+        extension_header: None,
+    };
+    Some((header, payload_len))
+}
+
 fn trim_crlf(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
     b.get(n..).unwrap_or(&[])
@@ -1026,4 +1071,75 @@ pub fn audit_capture_reader<R: Read>(
         auditor.packet_at(p.frame, p.ts_nanos, p.link_type, p.data);
     }
     Ok(auditor.finish(path))
+}
+
+#[cfg(test)]
+mod rtp_header_tests {
+    use super::rtp_header;
+    use crate::media::rtp::RtpPacket;
+
+    /// `rtp_header` accepts exactly what `RtpPacket::parse` accepts, with the same fields.
+    #[test]
+    fn agrees_with_the_full_parser() {
+        let mut samples: Vec<Vec<u8>> = vec![
+            vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 9, 9, 9],
+            // Two CSRCs, marker, PT 96.
+            vec![
+                0x82, 0xe0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 0, 0, 0, 5, 0, 0, 0, 6, 7, 7,
+            ],
+            // Extension of one word.
+            vec![
+                0x90, 0x08, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 0xbe, 0xde, 0, 1, 1, 2, 3, 4, 5,
+            ],
+            // Padding of 3 (valid), of 0 and too long (invalid).
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 8, 8, 0, 0, 3],
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 8, 0],
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 8, 9],
+            // Padding with nothing after the header; version 1.
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4],
+            vec![0x40, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5],
+        ];
+        let mut x = 0x2545_f491_u32;
+        for _ in 0..20_000 {
+            let len = (x % 40) as usize;
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let mut v = v;
+            if let Some(b) = v.first_mut() {
+                *b = 0x80 | (*b & 0x3f);
+            }
+            samples.push(v);
+        }
+        for s in &samples {
+            for cut in 0..=s.len() {
+                let data = &s[..cut];
+                let full = RtpPacket::parse(data).ok();
+                let light = rtp_header(data);
+                match (full, light) {
+                    (None, None) => {}
+                    (Some(p), Some((h, len))) => {
+                        assert_eq!(
+                            (h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc),
+                            (
+                                p.header.marker,
+                                p.header.payload_type,
+                                p.header.sequence,
+                                p.header.timestamp,
+                                p.header.ssrc
+                            ),
+                            "{data:?}"
+                        );
+                        assert_eq!(len, p.payload.len(), "{data:?}");
+                    }
+                    (full, light) => panic!("{data:?}: parse {full:?}, rtp_header {light:?}"),
+                }
+            }
+        }
+    }
 }
