@@ -183,7 +183,17 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
         FormatArg::Json => Format::Json,
         FormatArg::Junit => Format::Junit,
     };
-    print_out(&report.render(format))?;
+    if let Format::Json = format {
+        // Streamed: the JSON of a big capture is not built as one string first.
+        let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        match report.write_json(out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            Err(e) => return Err(Failure::Input(format!("writing to stdout: {e}"))),
+        }
+    } else {
+        print_out(&report.render(format))?;
+    }
     if report.any_unreadable() {
         let reasons: Vec<String> = report
             .files
