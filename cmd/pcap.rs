@@ -2,7 +2,6 @@
 //! policy; `dscp` prints a capture's per-DSCP tally; `default-policy` prints the built-in policy.
 
 use std::fs::File;
-use std::io::BufReader;
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
@@ -74,9 +73,6 @@ enum FormatArg {
     Junit,
 }
 
-/// Read buffer for captures: large reads, constant memory.
-const READ_BUFFER: usize = 1 << 20;
-
 pub async fn run(cmd: Command) -> Result<(), Failure> {
     match cmd {
         Command::Verify(a) => run_verify(a),
@@ -112,8 +108,12 @@ fn audit_file(path: &std::path::Path, policy: &Policy) -> FileOutcome {
             error: format!("cannot open: {e}"),
         },
         Ok(f) => {
-            let reader = BufReader::with_capacity(READ_BUFFER, f);
-            match verify::audit_capture(reader, &name, policy, AuditOptions::default()) {
+            // The capture reader reads in large blocks itself (no BufReader: a second copy),
+            // on a thread of its own so reading overlaps with the audit.
+            let audited = ucm::pcap::CaptureReader::with_read_ahead(f).and_then(|capture| {
+                verify::audit_capture_reader(capture, &name, policy, AuditOptions::default())
+            });
+            match audited {
                 Ok(audit) => FileOutcome::Audited(audit),
                 Err(e) => FileOutcome::Unreadable {
                     path: name,
@@ -183,7 +183,17 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
         FormatArg::Json => Format::Json,
         FormatArg::Junit => Format::Junit,
     };
-    print_out(&report.render(format))?;
+    if let Format::Json = format {
+        // Streamed: the JSON of a big capture is not built as one string first.
+        let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+        match report.write_json(out) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
+            Err(e) => return Err(Failure::Input(format!("writing to stdout: {e}"))),
+        }
+    } else {
+        print_out(&report.render(format))?;
+    }
     if report.any_unreadable() {
         let reasons: Vec<String> = report
             .files
@@ -206,8 +216,7 @@ fn run_dscp(capture: PathBuf, json: bool) -> Result<(), Failure> {
     let name = capture.display().to_string();
     let f =
         File::open(&capture).map_err(|e| Failure::Input(format!("{name}: cannot open: {e}")))?;
-    let tally = ucm::pcap::dscp_tally(BufReader::with_capacity(READ_BUFFER, f))
-        .map_err(|e| Failure::Input(format!("{name}: {e}")))?;
+    let tally = ucm::pcap::dscp_tally(f).map_err(|e| Failure::Input(format!("{name}: {e}")))?;
     if json {
         let doc = serde_json::json!({
             "path": name,

@@ -174,6 +174,11 @@ pub fn decode(link_type: u16, data: &[u8]) -> Decoded {
 /// header and payload of the innermost IP header. `dissect(l, d)` is `Ip` exactly when
 /// `decode(l, d)` is, with the same [`IpInfo`].
 pub fn dissect(link_type: u16, data: &[u8]) -> Dissection<'_> {
+    if link_type == 1 {
+        if let Some(d) = ethernet_ipv4_fast(data) {
+            return Dissection::Ip(d);
+        }
+    }
     match innermost(link_type, data) {
         Some(Some(ip)) => {
             let transport = match ip.fragment {
@@ -193,6 +198,43 @@ pub fn dissect(link_type: u16, data: &[u8]) -> Dissection<'_> {
         Some(None) => Dissection::NotIp,
         None => Dissection::UnsupportedLinkType,
     }
+}
+
+/// The bulk of real captures (Ethernet II, IPv4 without options, not a fragment, UDP or TCP)
+/// without the general descent; `None` for anything else, which takes the general path.
+/// Gives exactly what the general path gives for these packets.
+#[inline]
+fn ethernet_ipv4_fast(data: &[u8]) -> Option<Dissected<'_>> {
+    let (eth, rest) = data.split_first_chunk::<14>()?;
+    let (h, _) = rest.split_first_chunk::<20>()?;
+    let protocol = h[9];
+    if eth[12..14] != [0x08, 0x00] || h[0] != 0x45 || (protocol != 17 && protocol != 6) {
+        return None;
+    }
+    // More-fragments flag or a fragment offset: a fragment.
+    if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+        return None;
+    }
+    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
+    let end = if total >= 20 {
+        total.min(rest.len())
+    } else {
+        rest.len()
+    };
+    let payload = rest.get(20..end).unwrap_or(&[]);
+    Some(Dissected {
+        ip: IpInfo {
+            dscp: Dscp::from_tos(h[1]),
+            version: IpVersion::V4,
+            depth: 1,
+        },
+        src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+        dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
+        protocol,
+        fragment: None,
+        ip_payload: payload,
+        transport: transport(protocol, payload),
+    })
 }
 
 /// Parses a UDP (17) or TCP (6) header at the start of an IP payload (also usable on a

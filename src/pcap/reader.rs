@@ -202,22 +202,125 @@ enum State {
 /// Most interfaces accepted per pcapng section (keeps memory bounded).
 const MAX_INTERFACES: usize = 65_536;
 
-/// Streaming reader over a pcap or pcapng file. Memory use is bounded by the largest record,
-/// which is itself limited to [`MAX_BLOCK_LEN`].
+/// Streaming reader over a pcap or pcapng file. Memory use is bounded by the read block
+/// ([`READ_BLOCK`]) or the largest record, which is itself limited to [`MAX_BLOCK_LEN`].
+///
+/// The file is read in large blocks into one reusable buffer and records are parsed where
+/// they lie: one `read` per block instead of one per record, and no copy of each record.
 pub struct CaptureReader<R> {
-    inner: R,
+    inner: Source<R>,
+    /// Bytes consumed: the file offset of `buf[pos]`.
     offset: u64,
     frame: u64,
     format: CaptureFormat,
     state: State,
     buf: Vec<u8>,
+    /// Unconsumed bytes are `buf[pos..end]`.
+    pos: usize,
+    end: usize,
     /// Bounds of the current packet's bytes in `buf`.
     data: (usize, usize),
+}
+
+/// Bytes asked of the underlying reader at a time (the buffer grows beyond this only for a
+/// record that is larger, and only as its bytes arrive).
+pub(crate) const READ_BLOCK: usize = 1 << 20;
+
+/// Free bytes in front of each read-ahead block, where the unread tail of the previous block
+/// (a record cut by the block boundary) is put so the record is contiguous without copying the
+/// block.
+const HEADROOM: usize = 64 * 1024;
+
+/// Read-ahead blocks in existence (one being parsed, the rest being read or queued).
+const AHEAD_BLOCKS: usize = 3;
+
+enum Source<R> {
+    Direct(R),
+    Ahead(ReadAhead),
+}
+
+/// A thread that reads the file in blocks while the caller parses the previous one: the
+/// kernel's copy into user memory overlaps with parsing. Bytes arrive in file order, so what
+/// the reader yields is the same as without it.
+struct ReadAhead {
+    /// Filled blocks (data at `HEADROOM..HEADROOM + n`), `n == 0` at end of file.
+    blocks: std::sync::mpsc::Receiver<io::Result<(Vec<u8>, usize)>>,
+    /// Parsed blocks going back to the thread for reuse.
+    spare: std::sync::mpsc::Sender<Vec<u8>>,
+}
+
+impl ReadAhead {
+    fn spawn<R: Read + Send + 'static>(mut inner: R) -> io::Result<ReadAhead> {
+        let (full_tx, blocks) = std::sync::mpsc::sync_channel(AHEAD_BLOCKS - 2);
+        let (spare, spare_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::Builder::new()
+            .name("pcap-read-ahead".into())
+            .spawn(move || {
+                let mut made = 0;
+                loop {
+                    let mut block = match spare_rx.try_recv() {
+                        Ok(b) => b,
+                        Err(_) if made < AHEAD_BLOCKS => {
+                            made += 1;
+                            vec![0u8; HEADROOM + READ_BLOCK]
+                        }
+                        // The reader is gone (dropped after an error or the end): stop.
+                        Err(_) => match spare_rx.recv() {
+                            Ok(b) => b,
+                            Err(_) => return,
+                        },
+                    };
+                    let mut n = 0;
+                    let result = loop {
+                        let Some(room) = block.get_mut(HEADROOM + n..) else {
+                            break Ok(());
+                        };
+                        if room.is_empty() {
+                            break Ok(());
+                        }
+                        match inner.read(room) {
+                            Ok(0) => break Ok(()),
+                            Ok(got) => n += got,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(e) => break Err(e),
+                        }
+                    };
+                    // Bytes read before an error are delivered first, as a direct read would.
+                    let last = result.is_err() || n == 0;
+                    if n > 0 && full_tx.send(Ok((block, n))).is_err() {
+                        return;
+                    }
+                    if let Err(e) = result {
+                        let _ = full_tx.send(Err(e));
+                        return;
+                    }
+                    if last {
+                        let _ = full_tx.send(Ok((Vec::new(), 0)));
+                        return;
+                    }
+                }
+            })?;
+        Ok(ReadAhead { blocks, spare })
+    }
+}
+
+impl<R: Read + Send + 'static> CaptureReader<R> {
+    /// Like [`CaptureReader::new`], with a thread reading the file ahead in blocks (for large
+    /// files; the packets and errors are the same).
+    pub fn with_read_ahead(inner: R) -> Result<Self, PcapError> {
+        let ahead =
+            ReadAhead::spawn(inner).map_err(|source| PcapError::Io { offset: 0, source })?;
+        Self::start(Source::Ahead(ahead))
+    }
 }
 
 impl<R: Read> CaptureReader<R> {
     /// Reads the file header (pcap) or first Section Header Block (pcapng).
     pub fn new(inner: R) -> Result<Self, PcapError> {
+        Self::start(Source::Direct(inner))
+    }
+
+    fn start(inner: Source<R>) -> Result<Self, PcapError> {
         let mut reader = CaptureReader {
             inner,
             offset: 0,
@@ -225,10 +328,11 @@ impl<R: Read> CaptureReader<R> {
             format: CaptureFormat::Pcap,
             state: State::Done,
             buf: Vec::new(),
+            pos: 0,
+            end: 0,
             data: (0, 0),
         };
-        let mut magic = [0u8; 4];
-        let got = reader.read_some(&mut magic)?;
+        let got = reader.fill(4)?;
         if got == 0 {
             return Err(PcapError::Empty);
         }
@@ -240,11 +344,12 @@ impl<R: Read> CaptureReader<R> {
                 available: got as u64,
             });
         }
+        let magic = reader.head::<4>();
         let le = u32::from_le_bytes(magic);
         let be = u32::from_be_bytes(magic);
         if le == PCAPNG_SHB {
             reader.format = CaptureFormat::PcapNg;
-            reader.read_shb(0, magic)?;
+            reader.read_shb(0)?;
             return Ok(reader);
         }
         let (endian, nanos) = match (le, be) {
@@ -259,9 +364,17 @@ impl<R: Read> CaptureReader<R> {
                 })
             }
         };
-        let mut rest = [0u8; 20];
-        reader.read_full(&mut rest, "pcap file header", 0, 24)?;
-        let snaplen = endian.u32(&rest, 12);
+        let got = reader.fill(24)?;
+        if got < 24 {
+            return Err(PcapError::Truncated {
+                what: "pcap file header",
+                offset: 0,
+                needed: 24,
+                available: got as u64,
+            });
+        }
+        let header = reader.head::<24>();
+        let snaplen = endian.u32(&header, 16);
         if u64::from(snaplen) > MAX_SNAPLEN {
             return Err(PcapError::TooLarge {
                 what: "pcap snapshot length",
@@ -271,7 +384,8 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         // The upper 16 bits of the link-type field hold FCS information.
-        let link_type = (endian.u32(&rest, 16) & 0xffff) as u16;
+        let link_type = (endian.u32(&header, 20) & 0xffff) as u16;
+        reader.consume(24);
         reader.format = if nanos {
             CaptureFormat::PcapNanos
         } else {
@@ -324,6 +438,7 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
+    #[inline]
     fn next_pcap(&mut self) -> Result<Option<Meta>, PcapError> {
         let State::Pcap {
             endian,
@@ -334,12 +449,11 @@ impl<R: Read> CaptureReader<R> {
             return Ok(None);
         };
         let start = self.offset;
-        let mut hdr = [0u8; 16];
-        let got = self.read_some(&mut hdr)?;
-        if got == 0 {
-            return Ok(None);
-        }
+        let got = self.fill(16)?;
         if got < 16 {
+            if got == 0 {
+                return Ok(None);
+            }
             return Err(PcapError::Truncated {
                 what: "pcap record header",
                 offset: start,
@@ -347,6 +461,7 @@ impl<R: Read> CaptureReader<R> {
                 available: got as u64,
             });
         }
+        let hdr = self.head::<16>();
         let secs = u64::from(endian.u32(&hdr, 0));
         let frac = u64::from(endian.u32(&hdr, 4));
         let incl = u64::from(endian.u32(&hdr, 8));
@@ -359,8 +474,19 @@ impl<R: Read> CaptureReader<R> {
                 limit: MAX_BLOCK_LEN,
             });
         }
-        self.read_into_buf(incl, "pcap record", start)?;
-        self.data = (0, self.buf.len());
+        // incl <= MAX_BLOCK_LEN, so this fits in usize.
+        let total = 16 + incl as usize;
+        let got = self.fill(total)?;
+        if got < total {
+            return Err(PcapError::Truncated {
+                what: "pcap record",
+                offset: start,
+                needed: total as u64,
+                available: got as u64,
+            });
+        }
+        self.data = (self.pos + 16, self.pos + total);
+        self.consume(total);
         self.frame += 1;
         let frac_nanos = if nanos {
             frac
@@ -380,8 +506,7 @@ impl<R: Read> CaptureReader<R> {
     fn next_pcapng(&mut self) -> Result<Option<Meta>, PcapError> {
         loop {
             let start = self.offset;
-            let mut head = [0u8; 8];
-            let got = self.read_some(&mut head)?;
+            let got = self.fill(8)?;
             if got == 0 {
                 return Ok(None);
             }
@@ -393,12 +518,12 @@ impl<R: Read> CaptureReader<R> {
                     available: got as u64,
                 });
             }
+            let head = self.head::<8>();
             let mut type_bytes = [0u8; 4];
             type_bytes.copy_from_slice(&head[..4]);
             if u32::from_le_bytes(type_bytes) == PCAPNG_SHB {
-                // A new section: its own byte order and interface list. The length bytes were
-                // already read; re-assemble the 8 header bytes for the SHB reader.
-                self.read_shb_after_head(start, head)?;
+                // A new section: its own byte order and interface list.
+                self.read_shb(start)?;
                 continue;
             }
             let State::PcapNg { endian, .. } = self.state else {
@@ -407,42 +532,54 @@ impl<R: Read> CaptureReader<R> {
             let block_type = endian.u32(&head, 0);
             let len = u64::from(endian.u32(&head, 4));
             check_block_len(len, start)?;
-            let body_len = len - 12;
             match block_type {
                 BLOCK_IDB | BLOCK_EPB | BLOCK_SPB | BLOCK_PB => {
-                    self.read_into_buf(body_len + 4, "pcapng block", start)?;
+                    // check_block_len bounds len by MAX_BLOCK_LEN: it fits in usize.
+                    let len = len as usize;
+                    let got = self.fill(len)?;
+                    if got < len {
+                        return Err(PcapError::Truncated {
+                            what: "pcapng block",
+                            offset: start,
+                            needed: len as u64,
+                            available: got as u64,
+                        });
+                    }
                     self.check_trailer(endian, len, start)?;
-                    if let Some(meta) = self.handle_block(block_type, endian, start)? {
+                    let body = (self.pos + 8, self.pos + len - 4);
+                    let meta = self.handle_block(block_type, endian, start, body);
+                    self.consume(len);
+                    if let Some(meta) = meta? {
                         return Ok(Some(meta));
                     }
                 }
-                _ => self.skip(body_len + 4, "pcapng block", start)?,
+                _ => self.skip(len, "pcapng block", start)?,
             }
         }
     }
 
-    fn check_trailer(&self, endian: Endian, len: u64, start: u64) -> Result<(), PcapError> {
-        let at = self.buf.len().saturating_sub(4);
-        let trailer = u64::from(endian.u32(&self.buf, at));
-        if trailer != len {
+    /// Checks that the block of `len` bytes at `pos` ends with the same length.
+    fn check_trailer(&self, endian: Endian, len: usize, start: u64) -> Result<(), PcapError> {
+        let trailer = u64::from(endian.u32(&self.buf, self.pos + len - 4));
+        if trailer != len as u64 {
             return Err(PcapError::BadBlockLength {
                 offset: start,
-                len,
+                len: len as u64,
                 reason: "the trailing block length differs from the leading one",
             });
         }
         Ok(())
     }
 
-    /// Interprets the block body now in `buf` (followed by the 4 trailer bytes).
+    /// Interprets the block body at `buf[body.0..body.1]`.
     fn handle_block(
         &mut self,
         block_type: u32,
         endian: Endian,
         start: u64,
+        (body_start, body_end): (usize, usize),
     ) -> Result<Option<Meta>, PcapError> {
-        let body_end = self.buf.len().saturating_sub(4);
-        let body = self.buf.get(..body_end).unwrap_or(&[]);
+        let body = self.buf.get(body_start..body_end).unwrap_or(&[]);
         let State::PcapNg { interfaces, .. } = &mut self.state else {
             return Ok(None);
         };
@@ -522,7 +659,7 @@ impl<R: Read> CaptureReader<R> {
                         body.len() - 20
                     )));
                 }
-                self.data = (20, 20 + cap_len);
+                self.data = (body_start + 20, body_start + 20 + cap_len);
                 self.frame += 1;
                 Ok(Some(Meta {
                     frame: self.frame,
@@ -546,7 +683,7 @@ impl<R: Read> CaptureReader<R> {
                 if iface.snaplen != 0 {
                     cap = cap.min(iface.snaplen as usize);
                 }
-                self.data = (4, 4 + cap);
+                self.data = (body_start + 4, body_start + 4 + cap);
                 self.frame += 1;
                 Ok(Some(Meta {
                     frame: self.frame,
@@ -559,20 +696,20 @@ impl<R: Read> CaptureReader<R> {
         }
     }
 
-    /// Reads an SHB whose first four bytes (the block type) were already consumed.
-    fn read_shb(&mut self, start: u64, type_bytes: [u8; 4]) -> Result<(), PcapError> {
-        let mut len_bytes = [0u8; 4];
-        self.read_full(&mut len_bytes, "pcapng section header", start, 12)?;
-        let mut head = [0u8; 8];
-        head[..4].copy_from_slice(&type_bytes);
-        head[4..].copy_from_slice(&len_bytes);
-        self.read_shb_after_head(start, head)
-    }
-
-    /// Reads an SHB whose first eight bytes (type and length) were already consumed.
-    fn read_shb_after_head(&mut self, start: u64, head: [u8; 8]) -> Result<(), PcapError> {
+    /// Reads the Section Header Block starting at `pos` (file offset `start`).
+    fn read_shb(&mut self, start: u64) -> Result<(), PcapError> {
+        let got = self.fill(12)?;
+        if got < 12 {
+            return Err(PcapError::Truncated {
+                what: "pcapng section header",
+                offset: start,
+                needed: 12,
+                available: got as u64,
+            });
+        }
+        let head = self.head::<12>();
         let mut bom = [0u8; 4];
-        self.read_full(&mut bom, "pcapng section header", start, 12)?;
+        bom.copy_from_slice(&head[8..12]);
         let endian = if u32::from_le_bytes(bom) == PCAPNG_BOM {
             Endian::Little
         } else if u32::from_be_bytes(bom) == PCAPNG_BOM {
@@ -597,8 +734,18 @@ impl<R: Read> CaptureReader<R> {
             });
         }
         // Version, section length and options: not needed for reading packets.
-        self.read_into_buf(len - 12, "pcapng section header", start)?;
+        let len = len as usize;
+        let got = self.fill(len)?;
+        if got < len {
+            return Err(PcapError::Truncated {
+                what: "pcapng section header",
+                offset: start,
+                needed: len as u64,
+                available: got as u64,
+            });
+        }
         self.check_trailer(endian, len, start)?;
+        self.consume(len);
         self.state = State::PcapNg {
             endian,
             interfaces: Vec::new(),
@@ -606,124 +753,152 @@ impl<R: Read> CaptureReader<R> {
         Ok(())
     }
 
-    /// Reads until `buf` is full or end of file; returns the number of bytes read.
-    fn read_some(&mut self, buf: &mut [u8]) -> Result<usize, PcapError> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            let Some(rest) = buf.get_mut(filled..) else {
+    /// The first `N` unconsumed bytes (the caller has made sure they are buffered).
+    #[inline]
+    fn head<const N: usize>(&self) -> [u8; N] {
+        let mut a = [0u8; N];
+        if let Some(s) = self.buf.get(self.pos..self.pos + N) {
+            a.copy_from_slice(s);
+        }
+        a
+    }
+
+    #[inline]
+    fn consume(&mut self, n: usize) {
+        self.pos += n;
+        self.offset += n as u64;
+    }
+
+    /// Makes at least `need` unconsumed bytes available unless the file ends first; returns
+    /// how many are available (fewer than `need` only at end of file).
+    #[inline]
+    fn fill(&mut self, need: usize) -> Result<usize, PcapError> {
+        let have = self.end - self.pos;
+        if have >= need {
+            return Ok(have);
+        }
+        self.fill_slow(need)
+    }
+
+    #[cold]
+    fn fill_slow(&mut self, need: usize) -> Result<usize, PcapError> {
+        if let Source::Ahead(_) = self.inner {
+            return self.fill_ahead(need);
+        }
+        while self.end - self.pos < need {
+            if self.end == self.buf.len() {
+                if self.pos > 0 {
+                    // Move the partial record to the front to make room.
+                    self.buf.copy_within(self.pos..self.end, 0);
+                    self.end -= self.pos;
+                    self.pos = 0;
+                } else {
+                    // Grow only as data actually arrives (at most doubling), so a length
+                    // field that lies costs no more memory than the file holds.
+                    let len = self.buf.len();
+                    let grown = if len == 0 {
+                        READ_BLOCK
+                    } else {
+                        len.saturating_mul(2).min(need.max(READ_BLOCK))
+                    };
+                    self.buf.resize(grown, 0);
+                }
+                continue;
+            }
+            let Some(room) = self.buf.get_mut(self.end..) else {
                 break;
             };
-            match self.inner.read(rest) {
+            let Source::Direct(inner) = &mut self.inner else {
+                break;
+            };
+            match inner.read(room) {
                 Ok(0) => break,
-                Ok(n) => {
-                    filled += n;
-                    self.offset += n as u64;
-                }
+                Ok(n) => self.end += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(source) => {
                     return Err(PcapError::Io {
-                        offset: self.offset,
+                        offset: self.offset + (self.end - self.pos) as u64,
                         source,
                     })
                 }
             }
         }
-        Ok(filled)
+        Ok(self.end - self.pos)
     }
 
-    /// Fills `buf` completely or reports the structure (`what`, starting at `start`, `needed`
-    /// bytes long in total) as truncated.
-    fn read_full(
-        &mut self,
-        buf: &mut [u8],
-        what: &'static str,
-        start: u64,
-        needed: u64,
-    ) -> Result<(), PcapError> {
-        let got = self.read_some(buf)?;
-        if got < buf.len() {
-            return Err(PcapError::Truncated {
-                what,
-                offset: start,
-                needed,
-                available: self.offset - start,
-            });
+    /// `fill` from read-ahead blocks: the unread tail moves into the next block's headroom
+    /// (or, for a record longer than the headroom, blocks are appended to it).
+    fn fill_ahead(&mut self, need: usize) -> Result<usize, PcapError> {
+        while self.end - self.pos < need {
+            let Source::Ahead(ahead) = &self.inner else {
+                break;
+            };
+            let (block, n) = match ahead.blocks.recv() {
+                // The thread ended after the end of file or an error already delivered.
+                Err(_) => break,
+                Ok(Err(source)) => {
+                    return Err(PcapError::Io {
+                        offset: self.offset + (self.end - self.pos) as u64,
+                        source,
+                    })
+                }
+                Ok(Ok((_, 0))) => break,
+                Ok(Ok(b)) => b,
+            };
+            let tail = self.end - self.pos;
+            if tail > HEADROOM {
+                // A long record: gather it in a buffer of its own, grown as data arrives.
+                self.buf.copy_within(self.pos..self.end, 0);
+                self.buf.truncate(tail);
+                self.buf
+                    .extend_from_slice(block.get(HEADROOM..HEADROOM + n).unwrap_or(&[]));
+                self.pos = 0;
+                self.end = self.buf.len();
+                let _ = ahead.spare.send(block);
+                continue;
+            }
+            let mut block = block;
+            let at = HEADROOM - tail;
+            if let (Some(dst), Some(src)) = (
+                block.get_mut(at..HEADROOM),
+                self.buf.get(self.pos..self.end),
+            ) {
+                dst.copy_from_slice(src);
+            }
+            let old = std::mem::replace(&mut self.buf, block);
+            if old.len() == HEADROOM + READ_BLOCK {
+                let _ = ahead.spare.send(old);
+            }
+            self.pos = at;
+            self.end = HEADROOM + n;
         }
-        Ok(())
+        Ok(self.end - self.pos)
     }
 
-    /// Reads exactly `n` bytes into `self.buf`, growing it only as data actually arrives.
-    fn read_into_buf(&mut self, n: u64, what: &'static str, start: u64) -> Result<(), PcapError> {
-        self.buf.clear();
-        // Usual records (up to 64 KiB, or what the buffer already holds): one sized read,
-        // no read_to_end machinery per packet. Bigger ones grow the buffer only as data comes.
-        if n <= FAST_RECORD.max(self.buf.capacity() as u64) {
-            let header = self.offset - start;
-            self.buf.resize(n as usize, 0);
-            let mut buf = std::mem::take(&mut self.buf);
-            let got = self.read_some(&mut buf);
-            self.buf = buf;
-            let got = got? as u64;
-            if got < n {
-                self.buf.truncate(got as usize);
+    /// Discards exactly `n` bytes (a block of file offset `start`) without keeping them.
+    fn skip(&mut self, n: u64, what: &'static str, start: u64) -> Result<(), PcapError> {
+        let mut left = n;
+        loop {
+            let have = (self.end - self.pos) as u64;
+            if have >= left {
+                self.consume(left as usize);
+                return Ok(());
+            }
+            self.consume(have as usize);
+            left -= have;
+            self.pos = 0;
+            self.end = 0;
+            if self.fill(1)? == 0 {
                 return Err(PcapError::Truncated {
                     what,
                     offset: start,
-                    needed: header + n,
-                    available: header + got,
+                    needed: n,
+                    available: n - left,
                 });
             }
-            return Ok(());
         }
-        let got = match (&mut self.inner).take(n).read_to_end(&mut self.buf) {
-            Ok(got) => got as u64,
-            Err(source) => {
-                return Err(PcapError::Io {
-                    offset: self.offset + self.buf.len() as u64,
-                    source,
-                })
-            }
-        };
-        let header = self.offset - start;
-        self.offset += got;
-        if got < n {
-            return Err(PcapError::Truncated {
-                what,
-                offset: start,
-                needed: header + n,
-                available: header + got,
-            });
-        }
-        Ok(())
-    }
-
-    /// Discards exactly `n` bytes without buffering them.
-    fn skip(&mut self, n: u64, what: &'static str, start: u64) -> Result<(), PcapError> {
-        let got = match io::copy(&mut (&mut self.inner).take(n), &mut io::sink()) {
-            Ok(got) => got,
-            Err(source) => {
-                return Err(PcapError::Io {
-                    offset: self.offset,
-                    source,
-                })
-            }
-        };
-        let header = self.offset - start;
-        self.offset += got;
-        if got < n {
-            return Err(PcapError::Truncated {
-                what,
-                offset: start,
-                needed: header + n,
-                available: header + got,
-            });
-        }
-        Ok(())
     }
 }
-
-/// Records up to this size are read with one sized read (see `read_into_buf`).
-const FAST_RECORD: u64 = 64 * 1024;
 
 struct Meta {
     frame: u64,

@@ -753,3 +753,85 @@ fn reads_from_a_trickling_stream() {
         Err(PcapError::Io { offset: 0, .. })
     ));
 }
+
+/// Every row a reader yields, then its error (as text: kind and offset), if any.
+fn rows<R: std::io::Read>(reader: Result<CaptureReader<R>, PcapError>) -> (Vec<Row>, String) {
+    let mut r = match reader {
+        Ok(r) => r,
+        Err(e) => return (Vec::new(), e.to_string()),
+    };
+    let mut out = Vec::new();
+    loop {
+        match r.next_packet() {
+            Ok(Some(p)) => out.push((
+                p.frame,
+                p.ts_nanos,
+                p.link_type,
+                p.data.to_vec(),
+                p.orig_len,
+            )),
+            Ok(None) => return (out, String::new()),
+            Err(e) => return (out, e.to_string()),
+        }
+    }
+}
+
+#[test]
+fn read_ahead_yields_what_direct_reading_yields() {
+    let small = eth(0x0800, &ipv4(tos(46), 17, &udp()));
+    // Longer than the read-ahead headroom, and longer than a whole read block.
+    let mid: Vec<u8> = (0..100 * 1024).map(|i| i as u8).collect();
+    let big: Vec<u8> = (0..3 << 20).map(|i| (i / 7) as u8).collect();
+    let mut records: Vec<(u32, u32, &[u8])> = Vec::new();
+    for i in 0..30_000u32 {
+        records.push((i, 0, &small));
+        match i {
+            5_000 | 5_001 => records.push((i, 1, &mid)),
+            9_000 => records.push((i, 2, &big)),
+            _ => {}
+        }
+    }
+    let classic = pcap(false, false, 0, 1, &records);
+    let le = Ng { big: false };
+    let mut ng = le.shb();
+    ng.extend(le.idb(1, 0, None));
+    ng.extend(le.block(0x0bad, &big));
+    for i in 0..30_000 {
+        ng.extend(le.epb(0, i, &small));
+        if i == 7_000 {
+            ng.extend(le.epb(0, i, &mid));
+        }
+    }
+    for file in [classic, ng] {
+        for cut in [
+            file.len(),
+            file.len() - 1,
+            file.len() / 2 + 3,
+            1_100_000,
+            23,
+        ] {
+            let part = file[..cut].to_vec();
+            let direct = rows(CaptureReader::new(&part[..]));
+            let ahead = rows(CaptureReader::with_read_ahead(std::io::Cursor::new(part)));
+            if cut == file.len() {
+                assert!(
+                    direct.0.len() > 30_000 && direct.1.is_empty(),
+                    "{}",
+                    direct.1
+                );
+            }
+            assert_eq!(direct, ahead, "cut {cut}");
+        }
+    }
+    // A failing reader: the same error at the same offset.
+    struct Broken;
+    impl std::io::Read for Broken {
+        fn read(&mut self, _: &mut [u8]) -> std::io::Result<usize> {
+            Err(std::io::Error::other("disk on fire"))
+        }
+    }
+    assert!(matches!(
+        CaptureReader::with_read_ahead(Broken).map(|_| ()),
+        Err(PcapError::Io { offset: 0, .. })
+    ));
+}

@@ -19,7 +19,7 @@ use super::ladder::{Ladder, LadderBuilder};
 use super::payload::{XmlChecker, XmlDocument};
 use super::policy::Policy;
 use super::streams::{AppEvent, TcpNote, TcpStreams};
-use crate::media::rtp::{looks_like_rtp, static_clock_rate, ReceiverStats, RtpPacket};
+use crate::media::rtp::{looks_like_rtp, static_clock_rate, ReceiverStats, RtpHeader};
 use crate::net::Dscp;
 use crate::pcap::flow::FastHash;
 use crate::pcap::flow::{Endpoint, FlowId, FlowKey, FlowTable, Side};
@@ -158,6 +158,16 @@ enum Slot {
     Overflow,
 }
 
+/// What `Auditor::tuples` knows of a directional 5-tuple.
+#[derive(Clone, Copy, Debug)]
+struct TupleSlot {
+    id: u32,
+    side: Side,
+    /// Index into `Auditor::addr_slots`, valid while `addr_gen` is the current generation.
+    addr: u32,
+    addr_gen: u32,
+}
+
 /// Most (protocol, source, destination) triples remembered for orphan fragments.
 const MAX_LAST_BY_ADDRS: usize = 100_000;
 
@@ -186,8 +196,15 @@ pub struct Auditor<'p> {
     sip_errors: u64,
     first_sip_error: Option<(u64, String)>,
     /// The last flow seen per (protocol, source, destination), for fragments whose first
-    /// fragment is missing.
-    last_by_addrs: HashMap<(u8, IpAddr, IpAddr), Slot, FastHash>,
+    /// fragment is missing: an index into `addr_slots`, so the per-packet update through
+    /// `tuples` is a store, not a hash insert.
+    last_by_addrs: HashMap<(u8, IpAddr, IpAddr), u32, FastHash>,
+    addr_slots: Vec<Slot>,
+    /// Bumped whenever `last_by_addrs` is cleared (invalidates indices cached in `tuples`).
+    addrs_gen: u32,
+    /// Directional IPv4 5-tuple -> its flow and side: one hash of a `u128` per packet instead
+    /// of ordering endpoints and hashing `IpAddr`s. At most two entries per flow.
+    tuples: HashMap<u128, TupleSlot, FastHash>,
     fragments_guessed: u64,
     /// Timestamp and number of the packet being audited.
     now_ns: u64,
@@ -220,6 +237,9 @@ impl<'p> Auditor<'p> {
             sip_errors: 0,
             first_sip_error: None,
             last_by_addrs: HashMap::default(),
+            addr_slots: Vec::new(),
+            addrs_gen: 0,
+            tuples: HashMap::default(),
             fragments_guessed: 0,
             now_ns: 0,
             last_frame: 0,
@@ -375,17 +395,66 @@ impl<'p> Auditor<'p> {
 
     fn count(&mut self, frame: u64, d: &Dissected<'_>) -> Slot {
         let (sp, dp) = d.transport.ports().unwrap_or((0, 0));
-        let slot = self.slot_for(
-            d.protocol,
-            Endpoint::new(d.src, sp),
-            Endpoint::new(d.dst, dp),
-        );
+        let tuple = match (d.src, d.dst) {
+            (IpAddr::V4(s), IpAddr::V4(t)) if sp != 0 || dp != 0 => Some(
+                (u128::from(d.protocol) << 96)
+                    | (u128::from(u32::from(s)) << 64)
+                    | (u128::from(u32::from(t)) << 32)
+                    | (u128::from(sp) << 16)
+                    | u128::from(dp),
+            ),
+            _ => None,
+        };
+        let cached = tuple.and_then(|k| self.tuples.get(&k).copied());
+        let slot = match cached {
+            Some(t) => Slot::Flow(t.id as FlowId, t.side),
+            None => self.slot_for(
+                d.protocol,
+                Endpoint::new(d.src, sp),
+                Endpoint::new(d.dst, dp),
+            ),
+        };
         self.count_in(slot, frame, d.ip.dscp);
         if sp != 0 || dp != 0 {
             if self.last_by_addrs.len() >= MAX_LAST_BY_ADDRS {
                 self.last_by_addrs.clear();
+                self.addr_slots.clear();
+                self.addrs_gen = self.addrs_gen.wrapping_add(1);
             }
-            self.last_by_addrs.insert((d.protocol, d.src, d.dst), slot);
+            let gen = self.addrs_gen;
+            let addr = match cached {
+                Some(t) if t.addr_gen == gen => t.addr,
+                _ => {
+                    let next = self.addr_slots.len() as u32;
+                    let addr = *self
+                        .last_by_addrs
+                        .entry((d.protocol, d.src, d.dst))
+                        .or_insert(next);
+                    if addr == next {
+                        self.addr_slots.push(slot);
+                    }
+                    addr
+                }
+            };
+            if let Some(s) = self.addr_slots.get_mut(addr as usize) {
+                *s = slot;
+            }
+            if let (Some(k), Slot::Flow(id, side)) = (tuple, slot) {
+                if let (true, Ok(id)) = (
+                    cached.is_none_or(|t| t.addr_gen != gen || t.addr != addr),
+                    u32::try_from(id),
+                ) {
+                    self.tuples.insert(
+                        k,
+                        TupleSlot {
+                            id,
+                            side,
+                            addr,
+                            addr_gen: gen,
+                        },
+                    );
+                }
+            }
         }
         slot
     }
@@ -432,21 +501,19 @@ impl<'p> Auditor<'p> {
                     let dir = &mut st.dirs[side.index()];
                     dir.rtp.observe(payload);
                     if looks_like_rtp(payload) {
-                        if let Ok(p) = RtpPacket::parse(payload) {
+                        if let Some((header, payload_len)) = rtp_header(payload) {
                             let track = dir.rtp_stats.get_or_insert_with(|| {
                                 Box::new(RtpTrack {
                                     first_frame: frame,
                                     first_ts_ns: now,
                                     stats: ReceiverStats::new(static_clock_rate(
-                                        p.header.payload_type,
+                                        header.payload_type,
                                     )),
                                 })
                             });
                             let arrival =
                                 std::time::Duration::from_nanos(now - track.first_ts_ns.min(now));
-                            track
-                                .stats
-                                .record(&p.header, p.payload.len(), arrival, None);
+                            track.stats.record(&header, payload_len, arrival, None);
                         }
                     }
                 }
@@ -528,7 +595,11 @@ impl<'p> Auditor<'p> {
     /// same protocol and addresses (a lost first fragment of that flow, most likely), else an
     /// address-only flow.
     fn address_slot(&mut self, key: &FragKey) -> Slot {
-        if let Some(&slot) = self.last_by_addrs.get(&(key.protocol, key.src, key.dst)) {
+        if let Some(&slot) = self
+            .last_by_addrs
+            .get(&(key.protocol, key.src, key.dst))
+            .and_then(|&i| self.addr_slots.get(i as usize))
+        {
             self.fragments_guessed += 1;
             return slot;
         }
@@ -781,6 +852,53 @@ impl<'p> Auditor<'p> {
     }
 }
 
+/// What [`crate::media::rtp::RtpPacket::parse`] gives the receiver statistics (the fixed
+/// header and the payload length without padding), without building the packet (CSRC list,
+/// extension copy): `None` exactly when `parse` fails. Called for every RTP packet.
+fn rtp_header(data: &[u8]) -> Option<(RtpHeader, usize)> {
+    let (&[b0, b1, s0, s1, t0, t1, t2, t3, c0, c1, c2, c3], _) = data.split_first_chunk::<12>()?;
+    let version = b0 >> 6;
+    if version != 2 {
+        return None;
+    }
+    let padding = b0 & 0x20 != 0;
+    let extension = b0 & 0x10 != 0;
+    let mut offset = 12 + usize::from(b0 & 0x0f) * 4;
+    if offset > data.len() {
+        return None;
+    }
+    if extension {
+        let (&[_, _, w0, w1], _) = data.get(offset..)?.split_first_chunk::<4>()?;
+        offset += 4 + usize::from(u16::from_be_bytes([w0, w1])) * 4;
+        if offset > data.len() {
+            return None;
+        }
+    }
+    let rest = data.len() - offset;
+    let payload_len = if padding {
+        let pad = usize::from(*data.get(offset..)?.last()?);
+        if pad == 0 || pad > rest {
+            return None;
+        }
+        rest - pad
+    } else {
+        rest
+    };
+    let header = RtpHeader {
+        version,
+        padding,
+        extension,
+        marker: b1 & 0x80 != 0,
+        payload_type: b1 & 0x7f,
+        sequence: u16::from_be_bytes([s0, s1]),
+        timestamp: u32::from_be_bytes([t0, t1, t2, t3]),
+        ssrc: u32::from_be_bytes([c0, c1, c2, c3]),
+        csrc: Vec::new(),
+        extension_header: None,
+    };
+    Some((header, payload_len))
+}
+
 fn trim_crlf(b: &[u8]) -> &[u8] {
     let n = b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
     b.get(n..).unwrap_or(&[])
@@ -937,10 +1055,91 @@ pub fn audit_capture<R: Read>(
     policy: &Policy,
     options: AuditOptions,
 ) -> Result<FileAudit, PcapError> {
-    let mut capture = CaptureReader::new(reader)?;
+    audit_capture_reader(CaptureReader::new(reader)?, path, policy, options)
+}
+
+/// Audits what an opened [`CaptureReader`] yields (e.g. one made with
+/// [`CaptureReader::with_read_ahead`]). `path` only names the file in the result.
+pub fn audit_capture_reader<R: Read>(
+    mut capture: CaptureReader<R>,
+    path: &str,
+    policy: &Policy,
+    options: AuditOptions,
+) -> Result<FileAudit, PcapError> {
     let mut auditor = Auditor::new(policy, options);
     while let Some(p) = capture.next_packet()? {
         auditor.packet_at(p.frame, p.ts_nanos, p.link_type, p.data);
     }
     Ok(auditor.finish(path))
+}
+
+#[cfg(test)]
+mod rtp_header_tests {
+    use super::rtp_header;
+    use crate::media::rtp::RtpPacket;
+
+    /// `rtp_header` accepts exactly what `RtpPacket::parse` accepts, with the same fields.
+    #[test]
+    fn agrees_with_the_full_parser() {
+        let mut samples: Vec<Vec<u8>> = vec![
+            vec![0x80, 0x00, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 9, 9, 9],
+            // Two CSRCs, marker, PT 96.
+            vec![
+                0x82, 0xe0, 0, 1, 0, 0, 0, 160, 1, 2, 3, 4, 0, 0, 0, 5, 0, 0, 0, 6, 7, 7,
+            ],
+            // Extension of one word.
+            vec![
+                0x90, 0x08, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 0xbe, 0xde, 0, 1, 1, 2, 3, 4, 5,
+            ],
+            // Padding of 3 (valid), of 0 and too long (invalid).
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 8, 8, 0, 0, 3],
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 8, 0],
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 8, 9],
+            // Padding with nothing after the header; version 1.
+            vec![0xa0, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4],
+            vec![0x40, 0x00, 0, 1, 0, 0, 0, 1, 1, 2, 3, 4, 5],
+        ];
+        let mut x = 0x2545_f491_u32;
+        for _ in 0..20_000 {
+            let len = (x % 40) as usize;
+            let v: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                })
+                .collect();
+            let mut v = v;
+            if let Some(b) = v.first_mut() {
+                *b = 0x80 | (*b & 0x3f);
+            }
+            samples.push(v);
+        }
+        for s in &samples {
+            for cut in 0..=s.len() {
+                let data = &s[..cut];
+                let full = RtpPacket::parse(data).ok();
+                let light = rtp_header(data);
+                match (full, light) {
+                    (None, None) => {}
+                    (Some(p), Some((h, len))) => {
+                        assert_eq!(
+                            (h.marker, h.payload_type, h.sequence, h.timestamp, h.ssrc),
+                            (
+                                p.header.marker,
+                                p.header.payload_type,
+                                p.header.sequence,
+                                p.header.timestamp,
+                                p.header.ssrc
+                            ),
+                            "{data:?}"
+                        );
+                        assert_eq!(len, p.payload.len(), "{data:?}");
+                    }
+                    (full, light) => panic!("{data:?}: parse {full:?}, rtp_header {light:?}"),
+                }
+            }
+        }
+    }
 }

@@ -37,7 +37,7 @@ pub mod policy;
 pub mod report;
 pub mod streams;
 
-pub use audit::{audit_capture, AuditOptions, Auditor, FileAudit, FlowAudit};
+pub use audit::{audit_capture, audit_capture_reader, AuditOptions, Auditor, FileAudit, FlowAudit};
 pub use classify::{Evidence, TrafficClass};
 pub use ladder::{Ladder, LadderLine, Role};
 pub use payload::{Finding, Severity, XmlDocument};

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use serde_json::{json, Value};
 
 use super::audit::{FileAudit, FlowAudit};
+use super::ladder::LadderLine;
 use super::payload::{Finding, Severity, XmlDocument};
 use crate::net::Dscp;
 
@@ -15,6 +16,68 @@ pub enum Format {
     Text,
     Json,
     Junit,
+}
+
+/// [`Report::json`] as written: `top` and each file's `map` hold `null` where the files and
+/// the ladder lines go, and those are serialised in their place.
+struct JsonDoc<'a> {
+    top: Value,
+    files: Vec<FileDoc<'a>>,
+}
+
+struct FileDoc<'a> {
+    map: Value,
+    ladder: Option<&'a Vec<LadderLine>>,
+}
+
+/// Ladder lines, each turned into a `Value` only while it is written (as `json!` would).
+struct LinesJson<'a>(&'a [LadderLine]);
+
+impl serde::Serialize for JsonDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let Value::Object(top) = &self.top else {
+            return self.top.serialize(s);
+        };
+        let mut m = s.serialize_map(Some(top.len()))?;
+        for (k, v) in top {
+            if k == "files" {
+                m.serialize_entry(k, &self.files)?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for FileDoc<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let (Value::Object(map), Some(lines)) = (&self.map, self.ladder) else {
+            return self.map.serialize(s);
+        };
+        let mut m = s.serialize_map(Some(map.len()))?;
+        for (k, v) in map {
+            if k == "ladder" {
+                m.serialize_entry(k, &LinesJson(lines))?;
+            } else {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        m.end()
+    }
+}
+
+impl serde::Serialize for LinesJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error, SerializeSeq};
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for line in self.0 {
+            seq.serialize_element(&serde_json::to_value(line).map_err(S::Error::custom)?)?;
+        }
+        seq.end()
+    }
 }
 
 /// The outcome for one capture file.
@@ -59,12 +122,21 @@ impl Report {
         match format {
             Format::Text => self.text(),
             Format::Json => {
-                let mut s = serde_json::to_string_pretty(&self.json()).unwrap_or_default();
+                // The same document as `json()`, without holding every ladder line as a tree.
+                let mut s = serde_json::to_string_pretty(&self.json_doc()).unwrap_or_default();
                 s.push('\n');
                 s
             }
             Format::Junit => self.junit(),
         }
+    }
+
+    /// `render(Format::Json)` written to `w` as it is produced (a big capture's report is
+    /// not held in memory twice).
+    pub fn write_json<W: std::io::Write>(&self, mut w: W) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut w, &self.json_doc()).map_err(std::io::Error::from)?;
+        w.write_all(b"\n")?;
+        w.flush()
     }
 
     fn shown<'a>(&self, a: &'a FileAudit) -> impl Iterator<Item = &'a FlowAudit> + 'a {
@@ -80,42 +152,76 @@ impl Report {
             .files
             .iter()
             .map(|f| match f {
-                FileOutcome::Unreadable { path, error } => json!({
-                    "path": path, "passed": false, "error": error,
-                }),
-                FileOutcome::Audited(a) => json!({
-                    "path": a.path,
-                    "passed": a.passed,
-                    "packets": a.packets,
-                    "ip_packets": a.ip_packets,
-                    "non_ip_packets": a.non_ip_packets,
-                    "sip_messages": a.sip_messages,
-                    "sdp_bodies": a.sdp_bodies,
-                    "fragments": a.fragments,
-                    "reassembled_datagrams": a.reassembled_datagrams,
-                    "audited_flows": a.audited_flows,
-                    "failed_flows": a.failed_flows,
-                    "offending_packets": a.offending_packets,
-                    "notes": a.notes,
-                    "flows": self.shown(a).map(flow_json).collect::<Vec<_>>(),
-                    "xml_documents": a.xml_checked,
-                    "xml_invalid": a.xml_invalid,
-                    "xml": a.xml.iter().map(xml_json).collect::<Vec<_>>(),
-                    "tcp_connections": a.tcp_connections,
-                    "tcp": a.tcp,
-                    "roles": a.ladder.roles,
-                    "ladder": a.ladder.lines,
-                    "golden": a.golden,
-                    "diff": a.diff,
-                }),
+                FileOutcome::Unreadable { .. } => self.file_json(f, Value::Null),
+                FileOutcome::Audited(a) => self.file_json(
+                    f,
+                    serde_json::to_value(&a.ladder.lines).unwrap_or(Value::Null),
+                ),
             })
             .collect();
+        self.top_json(Value::Array(files))
+    }
+
+    /// `json()` to be serialised: the ladder lines (most of a big capture's report) are turned
+    /// into JSON one at a time while writing, not all at once.
+    fn json_doc(&self) -> JsonDoc<'_> {
+        JsonDoc {
+            top: self.top_json(Value::Null),
+            files: self
+                .files
+                .iter()
+                .map(|f| FileDoc {
+                    map: self.file_json(f, Value::Null),
+                    ladder: match f {
+                        FileOutcome::Audited(a) => Some(&a.ladder.lines),
+                        FileOutcome::Unreadable { .. } => None,
+                    },
+                })
+                .collect(),
+        }
+    }
+
+    fn top_json(&self, files: Value) -> Value {
         json!({
             "passed": self.passed(),
             "policy": self.policy,
             "checks": ["dscp", "xml", "ladder"],
             "files": files,
         })
+    }
+
+    /// One file's object, with `ladder` as its `"ladder"` member.
+    fn file_json(&self, f: &FileOutcome, ladder: Value) -> Value {
+        match f {
+            FileOutcome::Unreadable { path, error } => json!({
+                "path": path, "passed": false, "error": error,
+            }),
+            FileOutcome::Audited(a) => json!({
+                "path": a.path,
+                "passed": a.passed,
+                "packets": a.packets,
+                "ip_packets": a.ip_packets,
+                "non_ip_packets": a.non_ip_packets,
+                "sip_messages": a.sip_messages,
+                "sdp_bodies": a.sdp_bodies,
+                "fragments": a.fragments,
+                "reassembled_datagrams": a.reassembled_datagrams,
+                "audited_flows": a.audited_flows,
+                "failed_flows": a.failed_flows,
+                "offending_packets": a.offending_packets,
+                "notes": a.notes,
+                "flows": self.shown(a).map(flow_json).collect::<Vec<_>>(),
+                "xml_documents": a.xml_checked,
+                "xml_invalid": a.xml_invalid,
+                "xml": a.xml.iter().map(xml_json).collect::<Vec<_>>(),
+                "tcp_connections": a.tcp_connections,
+                "tcp": a.tcp,
+                "roles": a.ladder.roles,
+                "ladder": ladder,
+                "golden": a.golden,
+                "diff": a.diff,
+            }),
+        }
     }
 
     /// Plain, aligned text.
