@@ -1053,7 +1053,8 @@ compares a fresh run's capture with. The ladder format and what it normalises aw
 Call-IDs, tags, branches, CSeq bases, SSRCs, timestamps; addresses become roles A, B, C... by \
 first appearance) are documented in `src/verify/ladder.rs`.\n\n## How it was made\n\n```\ncargo xtask golden {name}\n```\n\n\
 which started `ucm serve` on the fixture{sets} (in-memory SQLite, port 0 everywhere), captured on \
-`lo` with tcpdump (the node's ports and the actors' network 127.77.N.0/24, not the harness's \
+`lo` with tcpdump (the node's ports, the actors' network 127.77.N.0/24 and multicast to \
+239.77.0.0/24, not the harness's \
 own polling), ran the scenario's phones and steps, checked the capture with `ucm pcap verify \
 --policy {}` (every audited flow and every XML document passed), and \
 wrote `ucm pcap ladder --normalised` of it here.\n\n\
