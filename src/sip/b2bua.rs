@@ -93,6 +93,11 @@ pub enum Command {
     BusyDevices {
         reply: tokio::sync::oneshot::Sender<std::collections::HashSet<String>>,
     },
+    /// Whether the call is still up (a service that missed line events asks).
+    CallExists {
+        call: u64,
+        reply: tokio::sync::oneshot::Sender<bool>,
+    },
     /// Ends a call (BYE to every connected side, CANCEL to the ringing ones).
     EndCall {
         call: u64,
@@ -1975,6 +1980,9 @@ impl B2bua {
                     }
                 }
                 let _ = reply.send(busy);
+            }
+            Command::CallExists { call, reply } => {
+                let _ = reply.send(self.calls.contains_key(&call));
             }
             Command::EndCall { call, reply } => {
                 let result = match self.calls.get(&call).map(|c| c.state) {

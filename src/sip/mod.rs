@@ -178,6 +178,17 @@ impl CallControl {
     }
 
     /// The devices on a call now (ringing, connected or held).
+    /// Whether `call` is still up: for a service whose line events lagged (a missed Idle).
+    pub async fn call_exists(&self, call: u64) -> Result<bool, b2bua::CallError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.send(b2bua::Command::CallExists { call, reply })
+            .await?;
+        rx.await.map_err(|_| b2bua::CallError {
+            status: 503,
+            reason: "call control stopped".into(),
+        })
+    }
+
     pub async fn busy_devices(
         &self,
     ) -> Result<std::collections::HashSet<String>, b2bua::CallError> {

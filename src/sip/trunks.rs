@@ -149,7 +149,9 @@ fn system_roots() -> &'static [rustls::pki_types::CertificateDer<'static>] {
 }
 
 /// A client configuration trusting the trunk's `tls_ca`, or when it has none the system's
-/// trust store and this node's own certificate (a lab's nodes use their self-signed ones).
+/// trust store and this node's own certificate (so a trunk to a peer presenting the node's
+/// self-signed certificate, such as the node itself or a copy of it, works without setup; any
+/// other self-signed peer needs `tls_ca`).
 async fn client_config(
     tls_ca: Option<&str>,
     node_cert: &Path,
@@ -190,9 +192,8 @@ async fn client_config(
 mod tests {
     use super::*;
 
-    /// Without `tls_ca` a trunk trusts this node's own (self-signed) certificate, so a lab's
-    /// nodes can trunk to each other over TLS; with a `tls_ca` that did not sign it, the same
-    /// peer is refused.
+    /// Without `tls_ca` a trunk trusts this node's own (self-signed) certificate; with a
+    /// `tls_ca` that did not sign it, the same peer is refused.
     #[tokio::test]
     async fn default_trust_takes_the_node_certificate() {
         let dir = tempfile::tempdir().unwrap();

@@ -642,8 +642,17 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
     }
     connected.sort();
     assert_eq!(connected, vec!["10001".to_string(), "10002".to_string()]);
+    // A service that missed line events can ask whether the call is up.
+    assert!(node.state.call_control.call_exists(call).await.unwrap());
+    assert!(!node
+        .state
+        .call_control
+        .call_exists(call + 1000)
+        .await
+        .unwrap());
     // Ending the call from the API hangs up both phones.
     node.state.call_control.end_call(call).await.unwrap();
+    assert!(!node.state.call_control.call_exists(call).await.unwrap());
     let bye_a = a.expect_request("BYE").await;
     a.answer(&bye_a, 200, false).await;
     let bye_b = b.expect_request("BYE").await;

@@ -586,8 +586,14 @@ async fn page(
             ev = events.recv() => match ev {
                 Ok(ev) if ev.call == offer.call && ev.state == LineState::Idle => break "caller hung up",
                 Ok(_) => {}
+                // The caller's hang-up may be among the missed events: ask.
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "paging: line events lagged");
+                    tracing::warn!(missed = n, "paging: line events lagged; asking call control whether the page's call is up");
+                    match cc.call_exists(offer.call).await {
+                        Ok(true) => {}
+                        Ok(false) => break "caller hung up",
+                        Err(_) => break "call control stopped",
+                    }
                 }
                 Err(tokio::sync::broadcast::error::RecvError::Closed) => break "call control stopped",
             },
