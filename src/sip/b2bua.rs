@@ -470,24 +470,64 @@ impl B2bua {
         let Ok(key) = TransactionKey::client_for_request(req) else {
             return out;
         };
-        let Some(request) = self.txns.client(&key).map(|c| c.request().clone()) else {
-            return out;
+        self.fail_client_transaction(cluster, registrar, &key, reason, now, &mut out);
+        out
+    }
+
+    /// A connection to `peer` closed: every client transaction still waiting for an answer
+    /// over it ends as if the peer answered 503 (see [`B2bua::on_transport_failure`]).
+    pub fn on_connection_lost(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        peer: Peer,
+        reason: &str,
+        now: Instant,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let mut keys: Vec<TransactionKey> = self
+            .txn_peer
+            .iter()
+            .filter(|(k, p)| **p == peer && self.txns.client(k).is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        // Deterministic order (the map's is not).
+        keys.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        if !keys.is_empty() {
+            tracing::info!(peer = %peer.addr, transport = peer.transport.as_str(), requests = keys.len(), reason, "connection lost with requests unanswered; they end now");
+        }
+        for key in keys {
+            self.fail_client_transaction(cluster, registrar, &key, reason, now, &mut out);
+        }
+        out
+    }
+
+    fn fail_client_transaction(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &Registrar,
+        key: &TransactionKey,
+        reason: &str,
+        now: Instant,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(request) = self.txns.client(key).map(|c| c.request().clone()) else {
+            return;
         };
         let phrase: String = format!("Service Unavailable ({reason})")
             .chars()
             .filter(|c| !c.is_control())
             .take(200)
             .collect();
-        for a in self.txns.on_transport_error(&key) {
+        for a in self.txns.on_transport_error(key) {
             match a {
                 Action::Timeout => {
                     let resp = request.make_response(503, &phrase, None);
-                    self.on_response(cluster, registrar, &key, resp, now, &mut out);
+                    self.on_response(cluster, registrar, key, resp, now, out);
                 }
-                other => self.run_actions(cluster, registrar, &key, vec![other], now, &mut out),
+                other => self.run_actions(cluster, registrar, key, vec![other], now, out),
             }
         }
-        out
     }
 
     /// Fires due transaction and call timers.

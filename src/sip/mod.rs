@@ -244,8 +244,8 @@ struct Shared {
     nonces: digest::Nonces,
     /// Messages the transport could not deliver (connect or TLS handshake failed), with why:
     /// call control ends their transactions at once.
-    failures_tx: mpsc::UnboundedSender<(SipMessage, String)>,
-    failures_rx: Mutex<Option<mpsc::UnboundedReceiver<(SipMessage, String)>>>,
+    failures_tx: mpsc::UnboundedSender<TransportFailure>,
+    failures_rx: Mutex<Option<mpsc::UnboundedReceiver<TransportFailure>>>,
     /// How TLS trunk peers are reached, by address (see [`trunks::TrunkTable`]).
     tls_targets: Mutex<Arc<HashMap<SocketAddr, trunks::TlsTarget>>>,
     /// Requests refused with 503 since the last overload warning, and the second (Unix
@@ -584,9 +584,17 @@ impl SipServer {
                     let cluster = self.state.cluster();
                     core.on_command(&cluster, &self.state.registrar, cmd, std::time::Instant::now())
                 }
-                Some((msg, reason)) = failures.recv() => {
+                Some(failure) = failures.recv() => {
                     let cluster = self.state.cluster();
-                    core.on_transport_failure(&cluster, &self.state.registrar, &msg, &reason, std::time::Instant::now())
+                    let now = std::time::Instant::now();
+                    match failure {
+                        TransportFailure::Undelivered(msg, reason) => {
+                            core.on_transport_failure(&cluster, &self.state.registrar, &msg, &reason, now)
+                        }
+                        TransportFailure::Closed(peer, reason) => {
+                            core.on_connection_lost(&cluster, &self.state.registrar, peer, &reason, now)
+                        }
+                    }
                 }
                 Some(table) = tables.recv() => {
                     core.set_resolved(table);
@@ -657,7 +665,10 @@ impl SipServer {
     fn report_failure(&self, bytes: &[u8], reason: &str) {
         if let Ok(msg) = message::parse_stream_message_bytes(&bytes::Bytes::copy_from_slice(bytes))
         {
-            let _ = self.shared.failures_tx.send((msg, reason.to_string()));
+            let _ = self
+                .shared
+                .failures_tx
+                .send(TransportFailure::Undelivered(msg, reason.to_string()));
         }
     }
 
@@ -1029,9 +1040,25 @@ impl SipServer {
             }
         }
         self.forget_conn(peer, &tx);
+        // Requests still waiting for an answer on this connection will get none: call
+        // control ends them now (a trunk call hunts on) rather than at Timer B.
+        if !*stop.borrow() {
+            let _ = self.shared.failures_tx.send(TransportFailure::Closed(
+                p,
+                format!("the {} connection to {peer} closed", transport.as_str()),
+            ));
+        }
         drop(tx);
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
     }
+}
+
+/// What the transport tells call control about messages it could not carry.
+enum TransportFailure {
+    /// A message we built could not be sent (connect or TLS handshake failed), with why.
+    Undelivered(SipMessage, String),
+    /// A connection closed; requests sent on it wait for answers in vain.
+    Closed(b2bua::Peer, String),
 }
 
 /// RFC 3261 18.2.1 and RFC 3581: record where the request really came from in the top Via.

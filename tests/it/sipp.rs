@@ -739,6 +739,68 @@ route_patterns:
 
 /// A TCP trunk whose peer refuses the connection fails over at once (the transaction ends
 /// with the transport error), not after Timer B's 32 s.
+/// A TCP trunk peer that takes the INVITE and then drops the connection: the request will
+/// never be answered, so the call hunts on to the next trunk at once instead of after Timer B
+/// (32 s).
+#[test]
+fn r3_sipp_trunk_connection_lost_mid_invite_fails_over_at_once() {
+    if !sipp_available() {
+        skip_or_fail("sipp is not installed (Debian package sip-tester)");
+        return;
+    }
+    let cluster = r#"cluster: {id: tcp, name: Dropping TCP trunk}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+calling_search_spaces: [{name: CSS, partitions: [PT]}]
+device_pools: [{name: DP, node_group: [n1]}]
+sip_trunks:
+  - {name: SIPP_UAC, destinations: ["127.37.1.10:5061"], device_pool: DP, css: CSS}
+  - {name: DROPS, destinations: ["127.37.1.11:5062"], transport: tcp, device_pool: DP}
+  - {name: LIVE, destinations: ["127.37.1.12:5062"], device_pool: DP}
+route_groups: [{name: RG, members: [DROPS, LIVE]}]
+route_lists: [{name: RL, members: [RG]}]
+route_patterns:
+  - {pattern: 3XXX, partition: PT, route_list: RL}
+"#;
+    // The dropping peer: accepts, reads until the INVITE has arrived, then closes.
+    let listener = std::net::TcpListener::bind("127.37.1.11:5062").unwrap();
+    let dropper = std::thread::spawn(move || {
+        use std::io::Read;
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !String::from_utf8_lossy(&got).contains("\r\n\r\n") {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        String::from_utf8_lossy(&got).into_owned()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "tcp.yaml", cluster);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let uas = Uas::start("127.37.1.12", 5062);
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let (ok, tail) = sipp_call(srv.addr("sip_udp"), "127.37.1.10", 5061, "3000");
+    assert!(ok, "call failed:\n{tail}\nucm logs:\n{}", srv.logs());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the call took {:?}",
+        started.elapsed()
+    );
+    let seen = dropper.join().unwrap();
+    assert!(
+        seen.starts_with("INVITE sip:3000@127.37.1.11:5062"),
+        "{seen}"
+    );
+    assert_eq!(uas.invite().0, "sip:3000@127.37.1.12:5062");
+    let logs = srv.wait_for_log("connection lost with requests unanswered");
+    assert!(logs.contains("127.37.1.11:5062"), "{logs}");
+}
+
 #[test]
 fn r3_sipp_refused_tcp_trunk_fails_over_at_once() {
     if !sipp_available() {
