@@ -957,8 +957,9 @@ struct CallsQuery {
 }
 
 /// `GET /state/calls[?after=V[&timeout_ms=T]][&live=true]`: the calls alone (`live`: those not
-/// ended), with a version. With `after`, it waits (at most `timeout_ms`, default and cap 30 s) until the phone has handled
-/// something since version V, so a script sees a call connect or end without polling.
+/// ended), with a version. With `after`, it waits (at most `timeout_ms`, default and cap 30 s)
+/// until the phone has handled something since version V, so a script sees a call connect or
+/// end without polling.
 async fn calls_handler(
     State(sh): State<Arc<Shared>>,
     axum::extract::Query(q): axum::extract::Query<CallsQuery>,

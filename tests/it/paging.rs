@@ -587,6 +587,24 @@ fn r8_conformance_a_page_matches_its_golden() {
     let _ = report_for(&srv, v["caller"]["call_id"].as_str().unwrap());
     capture.stop();
     drop(sim);
+    // A report that never comes: 404 once the wait is over; a wait that is no number: 400.
+    let t = Instant::now();
+    let (status, _, _) = http_get(
+        srv.addr("http"),
+        "/ucm/paging/pages?call_id=nobody&wait_ms=300",
+    );
+    assert_eq!(status, 404);
+    assert!(
+        t.elapsed() >= Duration::from_millis(250),
+        "{:?}",
+        t.elapsed()
+    );
+    let (status, _, body) = http_get(
+        srv.addr("http"),
+        "/ucm/paging/pages?call_id=nobody&wait_ms=soon",
+    );
+    assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("wait_ms"));
     let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/ucm_page");
     if std::env::var_os("UCM_BLESS").is_some() {
         let o = crate::common::ucm()

@@ -102,11 +102,17 @@ pub async fn pages_handler(
         if call_id.len() > 256 {
             return (StatusCode::BAD_REQUEST, "call_id is too long\n").into_response();
         }
-        let wait = q
-            .get("wait_ms")
-            .and_then(|w| w.parse::<u64>().ok())
-            .map_or(Duration::ZERO, Duration::from_millis)
-            .min(MAX_REPORT_WAIT);
+        let wait = match q.get("wait_ms").map(|w| w.trim().parse::<u64>()) {
+            None => Duration::ZERO,
+            Some(Ok(ms)) => Duration::from_millis(ms).min(MAX_REPORT_WAIT),
+            Some(Err(_)) => {
+                return (
+                    StatusCode::BAD_REQUEST,
+                    "wait_ms must be a whole number of milliseconds\n",
+                )
+                    .into_response()
+            }
+        };
         return match report_for(&state, call_id, wait).await {
             Ok(rows) if rows.is_empty() => (
                 StatusCode::NOT_FOUND,
