@@ -664,6 +664,12 @@ route_patterns:
     .await
     .unwrap();
     let sip = srv.addr("sip_udp");
+    // The TLS connection to the trusted peer is captured to check its marking.
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("tls-trunk.pcap");
+    let Some(capture) = Capture::start(&pcap, &format!("tcp and port {good_port}")) else {
+        return;
+    };
     // The first trunk's certificate is refused: the call goes on to the second, over TLS to
     // the name localhost, verified against the trunk's CA.
     let (ok, tail) =
@@ -710,6 +716,35 @@ route_patterns:
     );
     assert!(got.iter().any(|m| m.starts_with("ACK ")), "{got:?}");
     assert!(got.iter().any(|m| m.starts_with("BYE ")), "{got:?}");
+    // Every packet ucm sent on the TLS connection, its SYN first, is marked CS3 (DSCP 24):
+    // the socket was marked before connect(). tshark reads the marks.
+    tokio::task::spawn_blocking(move || capture.stop())
+        .await
+        .unwrap();
+    let out = Command::new("tshark")
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-Y", &format!("tcp.dstport == {good_port}")])
+        .args([
+            "-T",
+            "fields",
+            "-e",
+            "tcp.flags.syn",
+            "-e",
+            "ip.dsfield.dscp",
+        ])
+        .output()
+        .expect("tshark (Debian package tshark)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let marks: Vec<(&str, &str)> = text.lines().filter_map(|l| l.split_once('\t')).collect();
+    assert!(marks.len() >= 4, "too few packets to the TLS peer: {text}");
+    assert!(
+        marks
+            .first()
+            .is_some_and(|(syn, _)| *syn == "1" || *syn == "True"),
+        "the capture starts with the SYN: {text}"
+    );
+    assert!(marks.iter().all(|(_, dscp)| *dscp == "24"), "{text}");
     // A call whose only trunk cannot be trusted is refused at once with 503 and why, not
     // after Timer B.
     let sock = tokio::net::UdpSocket::bind("127.36.0.10:0").await.unwrap();
