@@ -11,6 +11,40 @@ pub fn ucm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ucm"))
 }
 
+/// Compares the capture `pcap` with `golden/<name>/` through `ucm pcap verify --golden`
+/// (which must pass) and returns its JSON report; with `UCM_BLESS` set it records the golden
+/// ladder from the capture instead and returns `None`.
+pub fn verify_against_golden(pcap: &std::path::Path, name: &str) -> Option<serde_json::Value> {
+    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("golden")
+        .join(name);
+    if std::env::var_os("UCM_BLESS").is_some() {
+        let o = ucm()
+            .args(["pcap", "ladder", "--normalised"])
+            .arg(pcap)
+            .output()
+            .unwrap();
+        assert!(o.status.success());
+        std::fs::create_dir_all(&golden).unwrap();
+        std::fs::write(golden.join("ladder.txt"), &o.stdout).unwrap();
+        return None;
+    }
+    let o = ucm()
+        .args(["pcap", "verify", "--format", "json", "--golden"])
+        .arg(&golden)
+        .arg(pcap)
+        .output()
+        .unwrap();
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    Some(serde_json::from_slice(&o.stdout).expect("pcap verify --format json"))
+}
+
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
 }

@@ -758,32 +758,10 @@ fn r6_conformance_em_login_logout_matches_its_golden() {
         );
     }
     cap.stop();
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/em_login_logout");
-    if std::env::var_os("UCM_BLESS").is_some() {
-        let o = ucm()
-            .args(["pcap", "ladder", "--normalised"])
-            .arg(&pcap)
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        std::fs::create_dir_all(&golden).unwrap();
-        std::fs::write(golden.join("ladder.txt"), &o.stdout).unwrap();
+    let Some(v) = crate::common::verify_against_golden(&pcap, "em_login_logout") else {
         return;
-    }
-    let o = ucm()
-        .args(["pcap", "verify", "--format", "json", "--golden"])
-        .arg(&golden)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{report}\n{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    };
+    let report = v.to_string();
     let file = &v["files"][0];
     assert!(
         file["xml_documents"].as_u64().unwrap_or(0) >= 6,

@@ -605,31 +605,7 @@ fn r8_conformance_a_page_matches_its_golden() {
     );
     assert_eq!(status, 400, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("wait_ms"));
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden/ucm_page");
-    if std::env::var_os("UCM_BLESS").is_some() {
-        let o = crate::common::ucm()
-            .args(["pcap", "ladder", "--normalised"])
-            .arg(&pcap)
-            .output()
-            .unwrap();
-        assert!(o.status.success());
-        std::fs::create_dir_all(&golden).unwrap();
-        std::fs::write(golden.join("ladder.txt"), &o.stdout).unwrap();
-        return;
-    }
-    let o = crate::common::ucm()
-        .args(["pcap", "verify", "--format", "json", "--golden"])
-        .arg(&golden)
-        .arg(&pcap)
-        .output()
-        .unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(0),
-        "{}\n{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    crate::common::verify_against_golden(&pcap, "ucm_page");
 }
 
 /// Two pages at once at the same site (HQ): each gets its own address from HQ's range, and each
