@@ -17,6 +17,7 @@ pub mod config;
 pub mod dialplan;
 pub mod media;
 pub mod net;
+pub mod node;
 pub mod pcap;
 pub mod phone;
 pub mod server;

@@ -124,7 +124,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(ca) = t.tls_ca.as_deref() {
-            if let Err(reason) = crate::server::tls::read_ca_file(std::path::Path::new(ca)) {
+            if let Err(reason) = crate::net::tls::read_ca_file(std::path::Path::new(ca)) {
                 self.err(p.key("tls_ca"), reason);
             }
         }

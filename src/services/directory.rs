@@ -24,8 +24,8 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::config::model::EndUser;
+use crate::node::NodeState;
 use crate::phone::http::with_query;
-use crate::server::NodeState;
 use crate::services::phone_services::{came_over_https, xml_reply};
 use crate::xml::{CiscoIPPhoneObject, Directory, Input, InputItem, SoftKeyItem};
 

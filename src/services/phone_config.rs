@@ -10,7 +10,7 @@ use std::fmt::Write;
 use crate::cluster::Cluster;
 use crate::config::model::{ClusterDefinition, Device, ServicesProvisioning};
 use crate::config::validate::is_device_name;
-use crate::server::NodeState;
+use crate::node::NodeState;
 
 /// The file served for `name`, or `None` when there is no such device.
 pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> {
@@ -65,9 +65,9 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     let (sip_host, sip_port) = match state.sip_host.rsplit_once(':') {
         Some((h, p)) => (
             h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse().unwrap_or(crate::server::SIP_PORT),
+            p.parse().unwrap_or(crate::node::SIP_PORT),
         ),
-        None => (state.sip_host.clone(), crate::server::SIP_PORT),
+        None => (state.sip_host.clone(), crate::node::SIP_PORT),
     };
     let mut x = String::new();
     let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
@@ -90,7 +90,7 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
                 .iter()
                 .find(|x| x.name == *n)
                 .map_or(n.to_string(), |x| x.address.clone());
-            (a, crate::server::SIP_PORT)
+            (a, crate::node::SIP_PORT)
         };
         let _ = writeln!(
             x,

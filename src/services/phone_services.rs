@@ -33,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::cluster::Cluster;
 use crate::config::model::{Device, DeviceSecurityMode, PhoneService, ServiceType};
-use crate::server::NodeState;
+use crate::node::NodeState;
 use crate::xml::{CiscoIPPhoneObject, Menu, Text};
 
 /// Menu items a phone shows at most.
@@ -361,6 +361,44 @@ pub async fn devices_handler(
         .map(|d| d.name.clone())
         .collect();
     axum::Json(serde_json::json!({ "device_pool": pool, "devices": out })).into_response()
+}
+
+/// IP Phone Services: the services menu, the authentication URL, Corporate Directory and the
+/// device lookups `ucm services push` uses.
+pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
+    flags: &[super::Flag {
+        flag: crate::config::model::NodeService::PhoneServices,
+        name: "IP Phone Services",
+        paths: &["/ccmcip/", "/ucm/services/"],
+    }],
+    listeners: &[],
+    start: start_service,
+};
+
+fn start_service(s: super::Start) -> super::StartFuture {
+    use crate::services::{authenticate, directory};
+    use axum::routing::get;
+    let routes = axum::Router::new()
+        .route(
+            "/ccmcip/authenticate.jsp",
+            get(authenticate::handler).post(authenticate::handler),
+        )
+        .route("/ccmcip/getservicesmenu.jsp", get(menu_handler))
+        .route("/ucm/services/devices", get(devices_handler))
+        .route("/ucm/services/device-address", get(device_address_handler))
+        .route("/ccmcip/xmldirectory.jsp", get(directory::input_handler))
+        .route(
+            "/ccmcip/xmldirectoryinput.jsp",
+            get(directory::input_handler),
+        )
+        .route("/ccmcip/xmldirectorylist.jsp", get(directory::list_handler))
+        .with_state(s.node);
+    Box::pin(async move {
+        Ok(super::Parts {
+            routes,
+            tasks: Vec::new(),
+        })
+    })
 }
 
 #[cfg(test)]

@@ -532,7 +532,7 @@ async fn r3_call_forward_all_busy_no_answer_unregistered_and_dnd() {
 
 /// A node running inside the test process, so tests can use the call-control API directly.
 struct InProcessNode {
-    state: std::sync::Arc<ucm::server::NodeState>,
+    state: std::sync::Arc<ucm::node::NodeState>,
     sip: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -559,15 +559,15 @@ impl InProcessNode {
             sip_port: Some(0),
             sips_port: Some(0),
         };
-        let listeners = ucm::server::Listeners::bind(&opts, &def).unwrap();
-        let sip = listeners.sip_udp.local_addr().unwrap();
-        let state = ucm::server::node_state(store, def, None, &listeners, dir.path().to_path_buf())
+        let listeners = ucm::server::Listeners::bind(&opts, &def, None).unwrap();
+        let sip = listeners.ready("t").unwrap().get("sip_udp").unwrap();
+        let node = ucm::server::start(listeners, store, def, dir.path().to_path_buf())
             .await
             .unwrap();
+        let state = node.state.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let st = state.clone();
         let task = tokio::spawn(async move {
-            let _ = ucm::server::run(listeners, st, async {
+            let _ = ucm::server::run(node, async {
                 let _ = rx.await;
             })
             .await;

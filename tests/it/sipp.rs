@@ -547,7 +547,7 @@ async fn tls_uas(listener: tokio::net::TcpListener, cert_pem: String, key_pem: S
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
         .unwrap()
         .unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(ucm::server::tls::provider())
+    let cfg = rustls::ServerConfig::builder_with_provider(ucm::net::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::soap::{xml_escape as esc, UserProfile};
 use super::{WdError, WebDialerService, SERVLET_PATH};
-use crate::server::NodeState;
+use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
 
 pub const COOKIE: &str = "WDSESSION";
@@ -393,7 +393,7 @@ fn call_failed(destination: &str, e: &WdError) -> String {
 
 /// `GET`/`POST /webdialer/Webdialer`.
 pub async fn handler(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<super::WebDialerService>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -416,7 +416,7 @@ pub async fn handler(
             .unwrap_or_default()
     };
     let destination = get("destination");
-    let wd = &state.webdialer;
+    let state = wd.node.clone();
     let params_wd = state.cluster().service_parameters.webdialer.clone();
     let expiry = i64::from(params_wd.user_session_expiry_hours) * 3600;
     let close_after = params_wd.end_call_dialog_seconds;

@@ -21,7 +21,7 @@ use super::html::{error_box, hidden, html, page};
 use super::soap::{xml_escape as esc, Credential, Request};
 use super::SERVLET_PATH;
 use crate::client::{http_client, ClientOptions};
-use crate::server::NodeState;
+use crate::node::NodeState;
 
 pub const PATH: &str = "/webdialer/Redirector";
 pub const PATH_ALT: &str = "/webdialer/WebdialerRedirector";
@@ -148,7 +148,7 @@ fn login_page(destination: &str, msg: &str) -> String {
 
 /// `GET`/`POST /webdialer/Redirector`.
 pub async fn handler(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<super::WebDialerService>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -174,6 +174,7 @@ pub async fn handler(
     if uid.is_empty() || pwd.is_empty() {
         return html(StatusCode::OK, login_page(&destination, ""), None);
     }
+    let state = wd.node.clone();
     let cluster = state.cluster();
     let own = own_base(&state, &headers);
     let list: Vec<String> = cluster
@@ -184,7 +185,7 @@ pub async fn handler(
         .map(|u| u.trim_end_matches('/').to_string())
         .filter(|u| *u != state.http_base && *u != state.https_base)
         .collect();
-    let http = match state.webdialer.redirector_http(&state) {
+    let http = match wd.redirector_http(&state) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Redirector: HTTP client");
@@ -230,11 +231,7 @@ pub async fn handler(
     }
     // The home cluster checks the password: this one, or the first remote home.
     let authenticated = if local_home {
-        state
-            .webdialer
-            .authenticate(&state, &uid, &pwd)
-            .await
-            .is_ok()
+        wd.authenticate(&state, &uid, &pwd).await.is_ok()
     } else {
         let c = WdClient::with_http(http.clone(), &homes[0]);
         let cred = Credential {
