@@ -12,7 +12,7 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use crate::pcap::HttpMessage;
-use crate::sip::message::SipMessage;
+use crate::wire::sip::SipMessage;
 
 /// Documents kept per capture (later ones are counted, not listed).
 pub const MAX_DOCUMENTS: usize = 1000;

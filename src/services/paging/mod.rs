@@ -655,7 +655,7 @@ fn check_offer(
     ip: IpAddr,
     port: u16,
 ) -> Result<(String, SocketAddr), String> {
-    use crate::sip::sdp::{answer_for, SessionDescription};
+    use crate::wire::sdp::{answer_for, SessionDescription};
     let Some(body) = offer else {
         return Err(
             "Not Acceptable Here (DialCast needs an SDP offer with G.711 mu-law in the INVITE)"
