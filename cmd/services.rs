@@ -15,7 +15,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use ucm::client::ClientOptions;
 use ucm::phone::http::encode_component;
-use ucm::xml::{self, CiscoIPPhoneObject, Execute, ExecuteReply, PhoneModel, Priority};
+use ucm::wire::xml::{self, CiscoIPPhoneObject, Execute, ExecuteReply, PhoneModel, Priority};
 
 use crate::{print_out, Failure};
 

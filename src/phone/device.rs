@@ -1155,9 +1155,9 @@ async fn fetch_services(sh: &Shared) {
         };
         match (&rec.error, &rec.body) {
             (Some(e), _) => error = Some(e.clone()),
-            (None, Some(body)) => match crate::xml::parse(body) {
+            (None, Some(body)) => match crate::wire::xml::parse(body) {
                 Ok(p) => match p.object {
-                    crate::xml::CiscoIPPhoneObject::Menu(m) => {
+                    crate::wire::xml::CiscoIPPhoneObject::Menu(m) => {
                         for i in m.items {
                             let url = i.url.unwrap_or_default();
                             if items.iter().any(|x| x.url == url) {

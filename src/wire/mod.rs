@@ -13,3 +13,4 @@
 
 pub mod sdp;
 pub mod sip;
+pub mod xml;

@@ -111,7 +111,7 @@ pub struct Envelope {
     pub request: Request,
 }
 
-use crate::xml::tree::Element as Node;
+use crate::wire::xml::tree::Element as Node;
 
 fn parse_error(msg: impl Into<String>) -> EmError {
     EmError::new(1, msg)
@@ -124,7 +124,7 @@ fn read_tree(xml: &str) -> Result<Node, EmError> {
             xml.len()
         )));
     }
-    crate::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
+    crate::wire::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
         .map_err(parse_error)?
         .ok_or_else(|| parse_error("no root element"))
 }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::{EmError, Principal};
 use crate::server::NodeState;
-use crate::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
+use crate::wire::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
 
 const TITLE: &str = "Extension Mobility";
 

@@ -36,7 +36,7 @@ use tokio::sync::watch;
 use crate::config::model::BusyPhones;
 use crate::server::NodeState;
 use crate::sip::b2bua::{LineState, OfferedCall};
-use crate::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
+use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
 
 use self::stream::{PageStream, StreamCounts};
 
@@ -727,7 +727,7 @@ async fn push_all(
             {
                 Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok((status, body))) => match crate::xml::parse_execute_reply(&body) {
+                Ok(Ok((status, body))) => match crate::wire::xml::parse_execute_reply(&body) {
                     Ok(ExecuteReply::Response(r)) if r.all_ok() => Ok(()),
                     Ok(ExecuteReply::Response(r)) => Err(format!(
                         "the phone refused: {}",

@@ -122,7 +122,7 @@ fn bad(msg: impl Into<String>) -> Malformed {
 }
 
 /// The shared bounded element tree (local names, text, children; no DOCTYPE).
-pub use crate::xml::tree::Element as Node;
+pub use crate::wire::xml::tree::Element as Node;
 
 fn is_nil(n: &Node) -> bool {
     matches!(n.attr("nil"), Some("true" | "1"))
@@ -136,7 +136,7 @@ pub fn read_tree(xml: &str) -> Result<Node, Malformed> {
             xml.len()
         )));
     }
-    let root = crate::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS).map_err(|e| {
+    let root = crate::wire::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS).map_err(|e| {
         if e.starts_with("DOCTYPE") {
             bad("DOCTYPE is not allowed in a SOAP message")
         } else {

@@ -27,7 +27,7 @@
 //! [`MAX_INPUT_BYTES`] and element nesting above [`MAX_DEPTH`].
 //!
 //! ```
-//! use ucm::xml::{parse_bytes, validate, CiscoIPPhoneObject, Execute, PhoneModel, Priority};
+//! use ucm::wire::xml::{parse_bytes, validate, CiscoIPPhoneObject, Execute, PhoneModel, Priority};
 //!
 //! let push: CiscoIPPhoneObject = Execute::new()
 //!     .item("RTPMRx:239.1.1.1:20480", Priority::Immediately)
@@ -40,7 +40,7 @@
 //! let parsed = parse_bytes(real)?;
 //! assert_eq!(parsed.object, Execute::single("RTPMRx:Stop").into());
 //! assert_eq!(parsed.warnings[0].code, "decl-no-space");
-//! # Ok::<(), ucm::xml::XmlError>(())
+//! # Ok::<(), ucm::wire::xml::XmlError>(())
 //! ```
 
 mod dom;
