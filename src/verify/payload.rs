@@ -3,7 +3,7 @@
 //! and in SIP bodies (including each part of a `multipart/*` body).
 //!
 //! Each document is read with the library the services use: [`crate::wire::xml::parse_bytes`] and
-//! [`crate::wire::xml::validate`] for CiscoIPPhone objects, [`crate::services::em::api`] for EM API
+//! [`crate::wire::xml::validate`] for CiscoIPPhone objects, [`crate::wire::em`] for EM API
 //! requests and replies. SOAP envelopes and remotecc documents are only checked to be
 //! well-formed for now. Quirks real Cisco devices send and real phones accept (a declaration
 //! with no space before `encoding`, an LF-only multipart body) are warnings, never errors.
@@ -251,7 +251,7 @@ fn check_cisco_ip_phone(bytes: &[u8], out: &mut Vec<Finding>) {
 }
 
 fn check_em(bytes: &[u8], root: &str, out: &mut Vec<Finding>) {
-    use crate::services::em::api;
+    use crate::wire::em as api;
     let text = String::from_utf8_lossy(bytes);
     let result = if root == "response" {
         api::parse_reply(&text).map(|_| ())

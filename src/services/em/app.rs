@@ -16,8 +16,9 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{EmError, Principal};
+use super::Principal;
 use crate::server::NodeState;
+use crate::wire::em::EmError;
 use crate::wire::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
 
 const TITLE: &str = "Extension Mobility";

@@ -23,10 +23,10 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::soap::{xml_escape as esc, UserProfile};
 use super::{WdError, WebDialerService, SERVLET_PATH};
 use crate::server::NodeState;
 use crate::sip::registrar::unix_now;
+use crate::wire::soap::{xml_escape as esc, UserProfile};
 
 pub const COOKIE: &str = "WDSESSION";
 /// Sessions kept at most (bounds memory under a flood of logins).

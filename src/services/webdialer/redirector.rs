@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 
 use super::client::{WdCallError, WdClient};
 use super::html::{error_box, hidden, html, page};
-use super::soap::{xml_escape as esc, Credential, Request};
 use super::SERVLET_PATH;
 use crate::client::{http_client, ClientOptions};
 use crate::server::NodeState;
+use crate::wire::soap::{xml_escape as esc, Credential, Request};
 
 pub const PATH: &str = "/webdialer/Redirector";
 pub const PATH_ALT: &str = "/webdialer/WebdialerRedirector";

@@ -1,10 +1,57 @@
-//! The Extension Mobility API's messages (Cisco's EM API DTDs, spec section 3.2): requests and
-//! queries parsed from the `xml=` form field, responses written the way Cisco's service writes
-//! them. Parsing is bounded and tolerant where the developer guide's own examples disagree with
+//! The Extension Mobility API's messages (Cisco's EM API DTDs): requests and queries parsed
+//! from the `xml=` form field, responses written the way Cisco's service writes them, and
+//! Cisco's error codes ([`EmError`], [`code_meaning`]). Parsing is bounded and tolerant where the developer guide's own examples disagree with
 //! the DTD (`userDeviceProfileQuery`, extra elements); anything else that does not fit the DTD
 //! is EM error 1 with the element path.
 
-use super::EmError;
+/// An EM error: Cisco's code and a message saying what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("EM error {code}: {message}")]
+pub struct EmError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl EmError {
+    pub fn new(code: u32, message: impl Into<String>) -> EmError {
+        EmError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Cisco's meaning of each code, as the phone and `ucm em` print it.
+pub fn code_meaning(code: u32) -> &'static str {
+    match code {
+        0 => "Unknown Error",
+        1 => "Error on Parsing",
+        2 => "Cannot authorize App user",
+        3 => "Invalid App User",
+        4 => "Policy Validation error",
+        5 => "Device logon disabled",
+        6 => "Database Error",
+        7 => "Logout Request Error",
+        8 => "Query type undetermined",
+        9 => "Dir. User Info Error",
+        10 => "User lacks app proxy rights",
+        11 => "Device does not exist",
+        12 => "Dev. Profile not found",
+        18 => "Another user logged in",
+        19 => "No user logged in",
+        20 => "Hoteling flag error",
+        21 => "Hoteling Status error",
+        22 => "Device logon disabled",
+        23 => "User not found",
+        25 => "User logged in elsewhere",
+        26 => "Busy, please try again",
+        27 => "Change Password",
+        28 => "Untrusted IP Error",
+        29 => "RIS down-contact admin",
+        30 => "Proxy not allowed",
+        _ => "Unknown Error",
+    }
+}
 
 /// Largest request accepted (a logoutAll or a query for many users is still small).
 pub const MAX_REQUEST: usize = 256 * 1024;
