@@ -16,3 +16,4 @@ pub mod sdp;
 pub mod sip;
 pub mod soap;
 pub mod xml;
+pub mod yaml;
