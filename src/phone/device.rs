@@ -36,6 +36,7 @@ use super::media::{
 use super::ua::{MediaPorts, Output, RegState, Ua, UaSettings};
 use crate::net::Dscp;
 use crate::sip::transaction::Timers;
+use crate::wire::xml::escape;
 
 /// First RTP port tried on the phone's address.
 pub const RTP_PORT_MIN: u16 = 20000;
@@ -989,10 +990,10 @@ async fn device_information(State(sh): State<Arc<Shared>>) -> Response {
     let dn = cfg.lines.first().map(|l| l.dn.clone()).unwrap_or_default();
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<DeviceInformation><MACAddress>{mac}</MACAddress><HostName>{}</HostName><phoneDN>{}</phoneDN><versionID>{}</versionID><modelNumber>{}</modelNumber></DeviceInformation>\n",
-        super::xml::escape(&sh.device),
-        super::xml::escape(&dn),
-        super::xml::escape(&sh.opts.firmware),
-        super::xml::escape(&sh.opts.model),
+        escape(&sh.device),
+        escape(&dn),
+        escape(&sh.opts.firmware),
+        escape(&sh.opts.model),
     );
     xml_response(StatusCode::OK, body)
 }

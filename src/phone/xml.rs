@@ -280,11 +280,6 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-/// XML escaping for text and attribute values.
-pub fn escape(s: &str) -> String {
-    crate::services::phone_config::esc(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

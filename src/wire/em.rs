@@ -4,6 +4,9 @@
 //! the DTD (`userDeviceProfileQuery`, extra elements); anything else that does not fit the DTD
 //! is EM error 1 with the element path.
 
+use super::xml::escape;
+use super::xml::tree::{self, Element as Node};
+
 /// An EM error: Cisco's code and a message saying what was wrong.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("EM error {code}: {message}")]
@@ -158,8 +161,6 @@ pub struct Envelope {
     pub request: Request,
 }
 
-use crate::wire::xml::tree::Element as Node;
-
 fn parse_error(msg: impl Into<String>) -> EmError {
     EmError::new(1, msg)
 }
@@ -171,7 +172,7 @@ fn read_tree(xml: &str) -> Result<Node, EmError> {
             xml.len()
         )));
     }
-    crate::wire::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
+    tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
         .map_err(parse_error)?
         .ok_or_else(|| parse_error("no root element"))
 }
@@ -316,11 +317,6 @@ pub fn parse(xml: &str) -> Result<Envelope, EmError> {
     })
 }
 
-/// XML escaping for text and attribute values.
-pub fn esc(s: &str) -> String {
-    crate::services::phone_config::esc(s)
-}
-
 /// Percent-encoding of a user ID in responses (Cisco URL-escapes UTF-8 user IDs there).
 pub fn url_escape(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -342,7 +338,7 @@ pub fn failure(e: &EmError) -> String {
     format!(
         "<response><failure><error code=\"{}\">{}</error></failure></response>",
         e.code,
-        esc(&e.message)
+        escape(&e.message)
     )
 }
 
@@ -360,7 +356,7 @@ pub enum DeviceUser {
 pub fn device_user_results(items: &[(String, DeviceUser)]) -> String {
     let mut out = String::from("<response><deviceUserResults>");
     for (dev, state) in items {
-        out.push_str(&format!("<device name=\"{}\">", esc(dev)));
+        out.push_str(&format!("<device name=\"{}\">", escape(dev)));
         match state {
             DeviceUser::LoggedIn(u) => out.push_str(&format!("<userID>{}</userID>", url_escape(u))),
             DeviceUser::None { last: Some(u) } => {
@@ -382,13 +378,13 @@ pub type UserDevices = (String, Option<Vec<String>>);
 pub fn user_devices_results(items: &[UserDevices]) -> String {
     let mut out = String::from("<response><userDevicesResults>");
     for (user, devices) in items {
-        out.push_str(&format!("<user id=\"{}\">", esc(&url_escape(user))));
+        out.push_str(&format!("<user id=\"{}\">", escape(&url_escape(user))));
         match devices {
             None => out.push_str("<doesNotExist/>"),
             Some(d) if d.is_empty() => out.push_str("<none/>"),
             Some(d) => {
                 for name in d {
-                    out.push_str(&format!("<deviceName>{}</deviceName>", esc(name)));
+                    out.push_str(&format!("<deviceName>{}</deviceName>", escape(name)));
                 }
             }
         }
@@ -405,7 +401,7 @@ pub fn check_user_results(items: &[(String, bool)]) -> String {
     for (user, exists) in items {
         out.push_str(&format!(
             "<user id=\"{}\"><exists>{exists}</exists></user>",
-            esc(&url_escape(user))
+            escape(&url_escape(user))
         ));
     }
     out.push_str("</checkUserResults></response>");
@@ -420,7 +416,7 @@ pub type UserProfiles = (String, Option<Vec<(String, bool)>>);
 pub fn device_profile_results(items: &[UserProfiles]) -> String {
     let mut out = String::from("<response><deviceProfileResults>");
     for (user, profiles) in items {
-        out.push_str(&format!("<user id=\"{}\">", esc(&url_escape(user))));
+        out.push_str(&format!("<user id=\"{}\">", escape(&url_escape(user))));
         match profiles {
             None => out.push_str("<doesNotExist/>"),
             Some(p) if p.is_empty() => out.push_str("<none/>"),
@@ -428,7 +424,7 @@ pub fn device_profile_results(items: &[UserProfiles]) -> String {
                 for (name, default) in p {
                     out.push_str(&format!(
                         "<deviceProfile><name>{}</name><isDefaultDeviceProfile>{}</isDefaultDeviceProfile><emccDevice>no</emccDevice></deviceProfile>",
-                        esc(name),
+                        escape(name),
                         if *default { "t" } else { "f" }
                     ));
                 }
@@ -451,13 +447,13 @@ pub fn login_request(
 ) -> String {
     let mut x = format!(
         "<request><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><login><deviceName>{}</deviceName><userID>{}</userID>",
-        esc(app_id),
-        esc(password),
-        esc(device),
-        esc(user)
+        escape(app_id),
+        escape(password),
+        escape(device),
+        escape(user)
     );
     if let Some(p) = profile {
-        x.push_str(&format!("<deviceProfile>{}</deviceProfile>", esc(p)));
+        x.push_str(&format!("<deviceProfile>{}</deviceProfile>", escape(p)));
     }
     match duration {
         Some(Duration::Minutes(m)) => x.push_str(&format!(
@@ -475,20 +471,20 @@ pub fn login_request(
 pub fn logout_request(app_id: &str, password: &str, device: &str) -> String {
     format!(
         "<request><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><logout><deviceName>{}</deviceName></logout></request>",
-        esc(app_id),
-        esc(password),
-        esc(device)
+        escape(app_id),
+        escape(password),
+        escape(device)
     )
 }
 
 pub fn device_user_query(app_id: &str, password: &str, devices: &[&str]) -> String {
     let mut x = format!(
         "<query><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><deviceUserQuery>",
-        esc(app_id),
-        esc(password)
+        escape(app_id),
+        escape(password)
     );
     for d in devices {
-        x.push_str(&format!("<deviceName>{}</deviceName>", esc(d)));
+        x.push_str(&format!("<deviceName>{}</deviceName>", escape(d)));
     }
     x.push_str("</deviceUserQuery></query>");
     x
@@ -497,11 +493,11 @@ pub fn device_user_query(app_id: &str, password: &str, devices: &[&str]) -> Stri
 pub fn user_devices_query(app_id: &str, password: &str, users: &[&str]) -> String {
     let mut x = format!(
         "<query><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><userDevicesQuery>",
-        esc(app_id),
-        esc(password)
+        escape(app_id),
+        escape(password)
     );
     for u in users {
-        x.push_str(&format!("<userID>{}</userID>", esc(u)));
+        x.push_str(&format!("<userID>{}</userID>", escape(u)));
     }
     x.push_str("</userDevicesQuery></query>");
     x

@@ -26,7 +26,8 @@ use axum::response::{IntoResponse, Response};
 use super::{WdError, WebDialerService, SERVLET_PATH};
 use crate::server::NodeState;
 use crate::sip::registrar::unix_now;
-use crate::wire::soap::{xml_escape as esc, UserProfile};
+use crate::wire::soap::UserProfile;
+use crate::wire::xml::escape as esc;
 
 pub const COOKIE: &str = "WDSESSION";
 /// Sessions kept at most (bounds memory under a flood of logins).

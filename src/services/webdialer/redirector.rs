@@ -21,7 +21,8 @@ use super::html::{error_box, hidden, html, page};
 use super::SERVLET_PATH;
 use crate::client::{http_client, ClientOptions};
 use crate::server::NodeState;
-use crate::wire::soap::{xml_escape as esc, Credential, Request};
+use crate::wire::soap::{Credential, Request};
+use crate::wire::xml::escape as esc;
 
 pub const PATH: &str = "/webdialer/Redirector";
 pub const PATH_ALT: &str = "/webdialer/WebdialerRedirector";

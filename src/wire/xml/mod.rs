@@ -44,6 +44,7 @@
 //! ```
 
 mod dom;
+mod escape;
 pub mod objects;
 mod read;
 pub mod tree;
@@ -55,9 +56,9 @@ mod tests;
 
 use std::fmt;
 
+pub use escape::{escape, escape_legal};
 pub use objects::*;
 pub use validate::{validate, DisplayKind, PhoneModel, Violation, MODELS};
-pub use write::escape;
 
 /// The largest document [`parse_bytes`] accepts. Phones take far less (40 KB for a push on
 /// 9.1+ firmware, 196608 bytes downloaded on a 6900); this bound only keeps a bad peer from
