@@ -36,6 +36,7 @@ use super::media::{
 use super::ua::{MediaPorts, Output, RegState, Ua, UaSettings};
 use crate::net::Dscp;
 use crate::sip::transaction::Timers;
+use crate::wire::codec;
 use crate::wire::xml::escape;
 
 /// First RTP port tried on the phone's address.
@@ -1016,7 +1017,7 @@ async fn authorized(sh: &Shared, user: &str, password: &str) -> Result<(), Strin
     let Some(url) = lock(&sh.config).authentication_url.clone() else {
         return Err("no authentication URL configured".into());
     };
-    let url = client::with_query(
+    let url = codec::with_query(
         &url,
         &[
             ("UserID", user),
@@ -1040,9 +1041,9 @@ async fn execute_post(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: B
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(client::parse_basic_auth);
+        .and_then(codec::parse_basic_auth);
     let xml_text = if body.len() <= MAX_POST_BODY {
-        client::form_field(&body, "XML")
+        codec::form_field(&body, "XML")
     } else {
         None
     };
@@ -1142,7 +1143,7 @@ async fn fetch_services(sh: &Shared) {
         let url = cfg.services_url.clone();
         let rec = match url {
             Some(u) => {
-                let full = client::with_query(&u, &[("name", &sh.device)]);
+                let full = codec::with_query(&u, &[("name", &sh.device)]);
                 sh.fetch_record(&full).await
             }
             None => FetchRecord {

@@ -24,9 +24,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::config::model::EndUser;
-use crate::phone::http::with_query;
 use crate::server::NodeState;
 use crate::services::phone_services::{came_over_https, xml_reply};
+use crate::wire::codec::with_query;
 use crate::wire::xml::{CiscoIPPhoneObject, Directory, Input, InputItem, SoftKeyItem};
 
 /// Entries per page: the most a CiscoIPPhoneDirectory carries.

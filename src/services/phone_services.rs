@@ -176,7 +176,7 @@ pub fn services_menu(
         None => {
             let mut top = Menu::new("Services");
             for t in present {
-                let url = crate::phone::http::with_query(
+                let url = crate::wire::codec::with_query(
                     &req.self_url,
                     &[("name", &dev.name), ("type", type_param(t))],
                 );
@@ -280,7 +280,7 @@ pub async fn device_address_handler(
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::phone::http::parse_basic_auth);
+        .and_then(crate::wire::codec::parse_basic_auth);
     let unauthorized = || {
         (
             StatusCode::UNAUTHORIZED,

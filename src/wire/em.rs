@@ -4,6 +4,7 @@
 //! the DTD (`userDeviceProfileQuery`, extra elements); anything else that does not fit the DTD
 //! is EM error 1 with the element path.
 
+use super::codec::{form_decode, percent_encode};
 use super::xml::escape;
 use super::xml::tree::{self, Element as Node};
 
@@ -317,19 +318,6 @@ pub fn parse(xml: &str) -> Result<Envelope, EmError> {
     })
 }
 
-/// Percent-encoding of a user ID in responses (Cisco URL-escapes UTF-8 user IDs there).
-pub fn url_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 pub fn success() -> String {
     "<response><success/></response>".to_string()
 }
@@ -358,10 +346,13 @@ pub fn device_user_results(items: &[(String, DeviceUser)]) -> String {
     for (dev, state) in items {
         out.push_str(&format!("<device name=\"{}\">", escape(dev)));
         match state {
-            DeviceUser::LoggedIn(u) => out.push_str(&format!("<userID>{}</userID>", url_escape(u))),
-            DeviceUser::None { last: Some(u) } => {
-                out.push_str(&format!("<lastlogin>{}</lastlogin><none/>", url_escape(u)))
+            DeviceUser::LoggedIn(u) => {
+                out.push_str(&format!("<userID>{}</userID>", percent_encode(u)))
             }
+            DeviceUser::None { last: Some(u) } => out.push_str(&format!(
+                "<lastlogin>{}</lastlogin><none/>",
+                percent_encode(u)
+            )),
             DeviceUser::None { last: None } => out.push_str("<none/>"),
             DeviceUser::DoesNotExist => out.push_str("<doesNotExist/>"),
         }
@@ -378,7 +369,7 @@ pub type UserDevices = (String, Option<Vec<String>>);
 pub fn user_devices_results(items: &[UserDevices]) -> String {
     let mut out = String::from("<response><userDevicesResults>");
     for (user, devices) in items {
-        out.push_str(&format!("<user id=\"{}\">", escape(&url_escape(user))));
+        out.push_str(&format!("<user id=\"{}\">", escape(&percent_encode(user))));
         match devices {
             None => out.push_str("<doesNotExist/>"),
             Some(d) if d.is_empty() => out.push_str("<none/>"),
@@ -401,7 +392,7 @@ pub fn check_user_results(items: &[(String, bool)]) -> String {
     for (user, exists) in items {
         out.push_str(&format!(
             "<user id=\"{}\"><exists>{exists}</exists></user>",
-            escape(&url_escape(user))
+            escape(&percent_encode(user))
         ));
     }
     out.push_str("</checkUserResults></response>");
@@ -416,7 +407,7 @@ pub type UserProfiles = (String, Option<Vec<(String, bool)>>);
 pub fn device_profile_results(items: &[UserProfiles]) -> String {
     let mut out = String::from("<response><deviceProfileResults>");
     for (user, profiles) in items {
-        out.push_str(&format!("<user id=\"{}\">", escape(&url_escape(user))));
+        out.push_str(&format!("<user id=\"{}\">", escape(&percent_encode(user))));
         match profiles {
             None => out.push_str("<doesNotExist/>"),
             Some(p) if p.is_empty() => out.push_str("<none/>"),
@@ -556,7 +547,7 @@ pub fn parse_device_user_results(xml: &str) -> Result<Vec<(String, DeviceUser)>,
                 .find(|(k, _)| k == "name")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let unescape = |s: String| crate::services::authenticate::percent_decode(s.as_bytes());
+            let unescape = |s: String| form_decode(s.as_bytes());
             let state = if let Some(u) = d.child("userID") {
                 DeviceUser::LoggedIn(unescape(u.value()))
             } else if d.child("doesNotExist").is_some() {
@@ -584,7 +575,7 @@ pub fn parse_user_devices_results(xml: &str) -> Result<Vec<UserDevices>, EmError
                 .attrs
                 .iter()
                 .find(|(k, _)| k == "id")
-                .map(|(_, v)| crate::services::authenticate::percent_decode(v.as_bytes()))
+                .map(|(_, v)| form_decode(v.as_bytes()))
                 .unwrap_or_default();
             let devices = if u.child("doesNotExist").is_some() {
                 None

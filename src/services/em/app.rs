@@ -81,7 +81,7 @@ pub async fn handler(
     let base = format!(
         "{}/emapp/EMAppServlet?device={}&loginType={login_type}",
         state.http_base,
-        crate::phone::http::encode_component(&device)
+        crate::wire::codec::percent_encode(&device)
     );
     let current = cluster.mobility.login(&device);
 

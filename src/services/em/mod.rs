@@ -678,7 +678,7 @@ pub async fn handler(
 ) -> Response {
     let mut xml = query.get("xml").cloned();
     if xml.is_none() {
-        xml = crate::services::authenticate::url_decode_pairs(&body)
+        xml = crate::wire::codec::form_pairs(&body)
             .into_iter()
             .find(|(k, _)| k == "xml")
             .map(|(_, v)| v);

@@ -696,7 +696,7 @@ async fn push_all(
 ) -> Vec<(Option<u64>, Result<(), String>)> {
     use futures_util::StreamExt;
     let xml = CiscoIPPhoneObject::Execute(Execute::single(uri)).to_xml();
-    let form = format!("XML={}", crate::phone::http::encode_component(&xml));
+    let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
     let deadline = since + timeout;
     let urls: Vec<String> = targets
         .iter()

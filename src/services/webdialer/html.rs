@@ -332,7 +332,7 @@ fn forbidden_page(destination: &str) -> Response {
     } else {
         format!(
             "{SERVLET_PATH}?destination={}",
-            crate::phone::http::encode_component(destination)
+            crate::wire::codec::percent_encode(destination)
         )
     };
     html(
@@ -407,7 +407,7 @@ pub async fn handler(
         );
     }
     let mut params = query;
-    for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
+    for (k, v) in crate::wire::codec::form_pairs(&body) {
         params.insert(k, v);
     }
     let get = |k: &str| {
