@@ -24,5 +24,4 @@ pub mod services;
 pub mod sip;
 pub mod store;
 pub mod verify;
-/// Wire formats as pure data: SIP and SDP, CiscoIPPhone XML, EM API, WebDialer SOAP, HTTP codecs.
 pub mod wire;

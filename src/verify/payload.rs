@@ -3,7 +3,7 @@
 //! and in SIP bodies (including each part of a `multipart/*` body).
 //!
 //! Each document is read with the library the services use: [`crate::wire::xml::parse_bytes`] and
-//! [`crate::wire::xml::validate`] for CiscoIPPhone objects, [`crate::wire::em`] for EM API
+//! [`crate::wire::xml::validate()`] for CiscoIPPhone objects, [`crate::wire::em`] for EM API
 //! requests and replies. SOAP envelopes and remotecc documents are only checked to be
 //! well-formed for now. Quirks real Cisco devices send and real phones accept (a declaration
 //! with no space before `encoding`, an LF-only multipart body) are warnings, never errors.

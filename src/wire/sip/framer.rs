@@ -61,7 +61,7 @@ pub enum StreamEvent {
     /// which should be answered with a single CRLF pong.
     KeepAlive { len: usize, ping: bool },
     /// A complete message occupies `buf[..len]`; hand it to
-    /// [`parse_stream_message`].
+    /// [`parse_stream_message`](super::parse_stream_message).
     Message { len: usize },
 }
 

@@ -6,7 +6,7 @@ use super::error::snippet;
 use super::lex::{is_gen_value_char, is_token_char, parse_quoted_raw, trim_ws, Cursor};
 
 /// Parameter list: `(name, value)` with values exactly as on the wire
-/// (quoted-strings keep their quotes; see [`unquote`]).
+/// (quoted-strings keep their quotes; see [`unquote`](super::unquote)).
 pub type Params = Vec<(String, Option<String>)>;
 
 /// Where parameters go while a list is parsed: kept ([`Params`]), or only checked and

@@ -500,7 +500,7 @@ pub fn parse_datagram_bytes(data: &Bytes) -> Result<SipMessage, ParseError> {
     Ok(p.into_message(body))
 }
 
-/// Parses one message framed by [`frame_stream`] / [`StreamFramer`]
+/// Parses one message framed by [`frame_stream`](super::frame_stream) / [`StreamFramer`](super::StreamFramer)
 /// (leading CR/LF bytes are ignored). Content-Length is mandatory and must
 /// match the bytes after the header section exactly.
 pub fn parse_stream_message(data: &[u8]) -> Result<SipMessage, ParseError> {
