@@ -22,6 +22,8 @@
 //!   [`PhoneModel`]'s capabilities.
 //! - [`canonicalize`]: parse and re-serialise (pretty form), so two documents that mean the
 //!   same thing compare equal as strings. Unknown elements are dropped by it.
+//! - [`escape()`] and [`escape_legal`]: the XML escape every writer in ucm uses.
+//! - [`tree`]: a small bounded element tree for the other XML formats (EM API, SOAP).
 //!
 //! Parsing never panics and is linear in the input: input is refused above
 //! [`MAX_INPUT_BYTES`] and element nesting above [`MAX_DEPTH`].
