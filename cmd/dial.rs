@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use ucm::client::ClientOptions;
 use ucm::services::webdialer::client::{WdCallError, WdClient};
 use ucm::services::webdialer::code_meaning;
-use ucm::services::webdialer::soap::{Credential, Request, UserProfile};
+use ucm::wire::soap::{Credential, Request, UserProfile};
 
 use crate::{print_out, Failure};
 

@@ -167,7 +167,7 @@ async fn report_of(
     let url = format!(
         "{base}{}?call_id={}&wait_ms=8000",
         ucm::services::paging::http::PAGES_PATH,
-        ucm::phone::http::encode_component(call_id)
+        ucm::wire::codec::percent_encode(call_id)
     );
     for _ in 0..3 {
         if let Ok(r) = client.get(&url).send().await {

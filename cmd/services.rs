@@ -14,8 +14,8 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use ucm::client::ClientOptions;
-use ucm::phone::http::encode_component;
-use ucm::xml::{self, CiscoIPPhoneObject, Execute, ExecuteReply, PhoneModel, Priority};
+use ucm::wire::codec::percent_encode;
+use ucm::wire::xml::{self, CiscoIPPhoneObject, Execute, ExecuteReply, PhoneModel, Priority};
 
 use crate::{print_out, Failure};
 
@@ -189,7 +189,7 @@ async fn pool_devices(
     let url = format!(
         "{}/ucm/services/devices?{what}={}",
         server.trim_end_matches('/'),
-        encode_component(pool)
+        percent_encode(pool)
     );
     let label = what.replace('_', " ");
     let r = client
@@ -490,7 +490,7 @@ async fn try_push(ctx: &PushCtx, phone: &str) -> Result<ExecuteReply, Failure> {
     } else {
         execute_url(phone)?
     };
-    let form = format!("XML={}", encode_component(&ctx.body_xml));
+    let form = format!("XML={}", percent_encode(&ctx.body_xml));
     let resp = ctx
         .client
         .post(&url)

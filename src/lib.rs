@@ -9,7 +9,7 @@
 //! - [`services`]: the applications (authentication URL, configuration files, Extension Mobility)
 //! - [`client`]: the HTTP(S) client settings of the commands that drive a cluster
 //! - [`pcap`] and [`verify`]: capture reading, flows and the DSCP audit (`ucm pcap verify`)
-//! - [`xml`]: CiscoIPPhone XML objects: build, parse, validate
+//! - [`wire`]: wire formats as pure data: SIP and SDP, CiscoIPPhone XML, EM API, WebDialer SOAP
 pub mod auth;
 pub mod client;
 pub mod cluster;
@@ -25,4 +25,4 @@ pub mod services;
 pub mod sip;
 pub mod store;
 pub mod verify;
-pub mod xml;
+pub mod wire;

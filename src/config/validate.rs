@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 
-use super::locate::Path;
 use super::model::*;
 use crate::dialplan::pattern::{validate_digits, validate_mask, Pattern};
+use crate::wire::yaml::Path;
 
 /// One problem: where (a path into the definition) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]

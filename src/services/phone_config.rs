@@ -11,6 +11,7 @@ use crate::cluster::Cluster;
 use crate::config::model::{ClusterDefinition, Device, ServicesProvisioning};
 use crate::config::validate::is_device_name;
 use crate::node::NodeState;
+use crate::wire::xml::escape as esc;
 
 /// The file served for `name`, or `None` when there is no such device.
 pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> {
@@ -33,22 +34,6 @@ fn cache_list(def: &Cluster) -> String {
     for d in &def.devices {
         out.push_str(&d.name);
         out.push_str(".cnf.xml\n");
-    }
-    out
-}
-
-/// XML text escaping for element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
     }
     out
 }

@@ -6,11 +6,13 @@
 
 pub mod b2bua;
 pub mod digest;
-pub mod message;
 pub mod registrar;
-pub mod sdp;
 pub mod transaction;
 pub mod trunks;
+
+// Call control speaks the wire codec.
+pub use crate::wire::sdp;
+pub use crate::wire::sip as message;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -16,9 +16,10 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{EmError, EmService, Principal};
+use super::{EmService, Principal};
 use crate::node::NodeState;
-use crate::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
+use crate::wire::em::EmError;
+use crate::wire::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
 
 const TITLE: &str = "Extension Mobility";
 
@@ -95,7 +96,7 @@ pub async fn handler(
     let base = format!(
         "{}/emapp/EMAppServlet?device={}&loginType={login_type}",
         state.http_base,
-        crate::phone::http::encode_component(&device)
+        crate::wire::codec::percent_encode(&device)
     );
     let current = cluster.mobility.login(&device);
 

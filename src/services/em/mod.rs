@@ -12,7 +12,6 @@
 //! Trusted List of IPs (28), then the device (11, 22), the user (23), the profile (12), the
 //! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
 
-pub mod api;
 pub mod app;
 pub mod client;
 
@@ -30,56 +29,9 @@ use crate::config::model::{MultipleLoginBehavior, NodeService, Role};
 use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
 use crate::store::{EmLoginRow, EmWrite};
-use api::{AppInfo, Certificate, DeviceUser, Duration, Envelope, Request};
-
-/// An EM error: Cisco's code and a message saying what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("EM error {code}: {message}")]
-pub struct EmError {
-    pub code: u32,
-    pub message: String,
-}
-
-impl EmError {
-    pub fn new(code: u32, message: impl Into<String>) -> EmError {
-        EmError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// Cisco's meaning of each code, as the phone and `ucm em` print it.
-pub fn code_meaning(code: u32) -> &'static str {
-    match code {
-        0 => "Unknown Error",
-        1 => "Error on Parsing",
-        2 => "Cannot authorize App user",
-        3 => "Invalid App User",
-        4 => "Policy Validation error",
-        5 => "Device logon disabled",
-        6 => "Database Error",
-        7 => "Logout Request Error",
-        8 => "Query type undetermined",
-        9 => "Dir. User Info Error",
-        10 => "User lacks app proxy rights",
-        11 => "Device does not exist",
-        12 => "Dev. Profile not found",
-        18 => "Another user logged in",
-        19 => "No user logged in",
-        20 => "Hoteling flag error",
-        21 => "Hoteling Status error",
-        22 => "Device logon disabled",
-        23 => "User not found",
-        25 => "User logged in elsewhere",
-        26 => "Busy, please try again",
-        27 => "Change Password",
-        28 => "Untrusted IP Error",
-        29 => "RIS down-contact admin",
-        30 => "Proxy not allowed",
-        _ => "Unknown Error",
-    }
-}
+use crate::wire::em::{
+    self as api, AppInfo, Certificate, DeviceUser, Duration, EmError, Envelope, Request,
+};
 
 /// Who is calling the API, once their credentials checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -662,7 +614,7 @@ pub async fn handler(
 ) -> Response {
     let mut xml = query.get("xml").cloned();
     if xml.is_none() {
-        xml = crate::services::authenticate::url_decode_pairs(&body)
+        xml = crate::wire::codec::form_pairs(&body)
             .into_iter()
             .find(|(k, _)| k == "xml")
             .map(|(_, v)| v);

@@ -35,7 +35,7 @@ use tokio::sync::watch;
 use crate::config::model::{BusyPhones, NodeService};
 use crate::node::NodeState;
 use crate::sip::b2bua::{LineState, OfferedCall};
-use crate::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
+use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
 
 use self::stream::{PageStream, StreamCounts};
 
@@ -629,7 +629,7 @@ fn check_offer(
     ip: IpAddr,
     port: u16,
 ) -> Result<(String, SocketAddr), String> {
-    use crate::sip::sdp::{answer_for, SessionDescription};
+    use crate::wire::sdp::{answer_for, SessionDescription};
     let Some(body) = offer else {
         return Err(
             "Not Acceptable Here (DialCast needs an SDP offer with G.711 mu-law in the INVITE)"
@@ -670,7 +670,7 @@ async fn push_all(
 ) -> Vec<(Option<u64>, Result<(), String>)> {
     use futures_util::StreamExt;
     let xml = CiscoIPPhoneObject::Execute(Execute::single(uri)).to_xml();
-    let form = format!("XML={}", crate::phone::http::encode_component(&xml));
+    let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
     let deadline = since + timeout;
     let urls: Vec<String> = targets
         .iter()
@@ -701,7 +701,7 @@ async fn push_all(
             {
                 Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok((status, body))) => match crate::xml::parse_execute_reply(&body) {
+                Ok(Ok((status, body))) => match crate::wire::xml::parse_execute_reply(&body) {
                     Ok(ExecuteReply::Response(r)) if r.all_ok() => Ok(()),
                     Ok(ExecuteReply::Response(r)) => Err(format!(
                         "the phone refused: {}",

@@ -18,7 +18,6 @@
 pub mod client;
 pub mod html;
 pub mod redirector;
-pub mod soap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -32,7 +31,7 @@ use axum::response::{IntoResponse, Response};
 use crate::cluster::Cluster;
 use crate::config::model::{NodeService, Role};
 use crate::node::NodeState;
-use soap::{DeviceInfo, Request, UserProfile};
+use crate::wire::soap::{self, DeviceInfo, Request, UserProfile};
 
 /// The standard paths.
 pub const SOAP_PATH: &str = "/webdialer/services/WebdialerSoapService70";

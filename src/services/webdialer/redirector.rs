@@ -18,10 +18,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::client::{WdCallError, WdClient};
 use super::html::{error_box, hidden, html, page};
-use super::soap::{xml_escape as esc, Credential, Request};
 use super::SERVLET_PATH;
 use crate::client::{http_client, ClientOptions};
 use crate::node::NodeState;
+use crate::wire::codec::{form_pairs, percent_encode};
+use crate::wire::soap::{Credential, Request};
+use crate::wire::xml::escape as esc;
 
 pub const PATH: &str = "/webdialer/Redirector";
 pub const PATH_ALT: &str = "/webdialer/WebdialerRedirector";
@@ -32,19 +34,6 @@ pub enum Answer {
     Yes,
     No,
     Unreachable(String),
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The servlet URL at `base` for `destination`.
@@ -161,7 +150,7 @@ pub async fn handler(
         );
     }
     let mut params = query;
-    for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
+    for (k, v) in form_pairs(&body) {
         params.insert(k, v);
     }
     let get = |k: &str| {
