@@ -6,7 +6,9 @@
 //!
 //! Layout:
 //! - [`objects`]: the typed objects ([`CiscoIPPhoneObject`] and one struct per object), with
-//!   small builders (`Menu::new("Title").item("Name", "http://…")`).
+//!   small builders (`Menu::new("Title").item("Name", "http://…")`). Each object kind is one
+//!   file there, which also says how the kind is read, written and validated; the list in
+//!   `objects/mod.rs` makes [`ObjectKind`] and [`CiscoIPPhoneObject`] from the kinds.
 //! - `dom` (private): a tolerant, bounded reader on top of `quick-xml` that decodes the
 //!   declared encoding (UTF-8 or ISO-8859-1), accepts real Cisco quirks such as
 //!   `<?xml version="1.0"encoding="utf-8"?>` with a [`Warning`], and builds a small element
@@ -14,12 +16,15 @@
 //! - `read` (private): element tree → typed object. Unknown elements and attributes are
 //!   ignored with a warning; children may come in any order; missing optional elements are
 //!   `None`. Only malformed XML, an unknown root, or a non-numeric value in a numeric field
-//!   is an error ([`XmlError`], naming the element path and line:column).
+//!   is an error ([`XmlError`], naming the element path and line:column). It holds the
+//!   element readers the kinds use and the readers of the parts they share.
 //! - `write` (private): deterministic serialisation (`to_xml`, `to_xml_pretty`) with the
-//!   declaration `<?xml version="1.0" encoding="UTF-8"?>`, children in the XSD's order.
+//!   declaration `<?xml version="1.0" encoding="UTF-8"?>`, children in the XSD's order;
+//!   the element writers the kinds use.
 //! - [`validate()`](validate::validate): every limit of the XSD and the Development Notes,
 //!   each violation with its path and a stable rule id, optionally against a
-//!   [`PhoneModel`]'s capabilities.
+//!   [`PhoneModel`]'s capabilities; the checks the kinds use, the displayable base's rules
+//!   and the models.
 //! - [`canonicalize`]: parse and re-serialise (pretty form), so two documents that mean the
 //!   same thing compare equal as strings. Unknown elements are dropped by it.
 //! - [`escape()`] and [`escape_legal`]: the XML escape every writer in ucm uses.

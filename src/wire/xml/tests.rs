@@ -1202,6 +1202,22 @@ fn models() {
     };
     assert!(!text_only.supports(ObjectKind::Image));
     assert!(text_only.supports(ObjectKind::Directory));
+    let shown: Vec<ObjectKind> = ObjectKind::ALL
+        .into_iter()
+        .filter(|k| text_only.supports(*k))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ObjectKind::Menu,
+            ObjectKind::Text,
+            ObjectKind::Input,
+            ObjectKind::Directory,
+            ObjectKind::Execute,
+            ObjectKind::Response,
+            ObjectKind::Error
+        ]
+    );
     let mut t = Text::new("t", &"x".repeat(4000));
     t.base.soft_keys = vec![SoftKeyItem::new(&"k".repeat(32), &"u".repeat(256), 1); 1];
     let mut d = Directory::new("d");

@@ -9,6 +9,10 @@
 //! model: `model-object`, `model-softkey-position`, `model-input-post`, `model-input-flags`,
 //! `model-size`.
 //!
+//! The rules of the displayable base and of the parts several kinds share, and the
+//! model's rules on a whole object, are checked here; each kind checks its own in
+//! `XmlObject::validate` with the methods of `Checker`.
+//!
 //! Lengths count characters (XSD `maxLength` on strings), hex data counts bytes.
 
 use std::fmt;
@@ -236,28 +240,17 @@ impl PhoneModel {
         if self.unsupported.contains(&kind) {
             return false;
         }
-        if self.display == DisplayKind::TextOnly {
-            return matches!(
-                kind,
-                ObjectKind::Menu
-                    | ObjectKind::Text
-                    | ObjectKind::Input
-                    | ObjectKind::Directory
-                    | ObjectKind::Execute
-                    | ObjectKind::Response
-                    | ObjectKind::Error
-            );
-        }
-        true
+        self.display != DisplayKind::TextOnly || !kind.needs_graphics()
     }
 }
 
-struct V<'m> {
+/// Collects violations, knowing the model checked against if any.
+pub(super) struct Checker<'m> {
     out: Vec<Violation>,
-    model: Option<&'m PhoneModel>,
+    pub(super) model: Option<&'m PhoneModel>,
 }
 
-fn is_http(url: &str) -> bool {
+pub(super) fn is_http(url: &str) -> bool {
     let l = url
         .trim_start()
         .get(..8)
@@ -266,8 +259,8 @@ fn is_http(url: &str) -> bool {
     l.starts_with("http://") || l.starts_with("https://")
 }
 
-impl V<'_> {
-    fn push(&mut self, path: String, rule: &'static str, message: String) {
+impl Checker<'_> {
+    pub(super) fn push(&mut self, path: String, rule: &'static str, message: String) {
         self.out.push(Violation {
             path,
             rule,
@@ -276,7 +269,7 @@ impl V<'_> {
     }
 
     /// An optional string's length in characters.
-    fn len(&mut self, path: &str, v: Option<&str>, min: usize, max: usize) {
+    pub(super) fn len(&mut self, path: &str, v: Option<&str>, min: usize, max: usize) {
         if let Some(v) = v {
             let n = v.chars().count();
             if n > max {
@@ -295,19 +288,19 @@ impl V<'_> {
         }
     }
 
-    fn required<T>(&mut self, path: &str, v: Option<T>) -> Option<T> {
+    pub(super) fn required<T>(&mut self, path: &str, v: Option<T>) -> Option<T> {
         if v.is_none() {
             self.push(path.into(), "required", "missing".into());
         }
         v
     }
 
-    fn req_len(&mut self, path: &str, v: Option<&str>, min: usize, max: usize) {
+    pub(super) fn req_len(&mut self, path: &str, v: Option<&str>, min: usize, max: usize) {
         let v = self.required(path, v);
         self.len(path, v, min, max);
     }
 
-    fn range(&mut self, path: &str, v: Option<i64>, min: i64, max: i64) {
+    pub(super) fn range(&mut self, path: &str, v: Option<i64>, min: i64, max: i64) {
         if let Some(v) = v {
             if v < min || v > max {
                 self.push(
@@ -319,12 +312,12 @@ impl V<'_> {
         }
     }
 
-    fn req_range(&mut self, path: &str, v: Option<i64>, min: i64, max: i64) {
+    pub(super) fn req_range(&mut self, path: &str, v: Option<i64>, min: i64, max: i64) {
         let v = self.required(path, v);
         self.range(path, v, min, max);
     }
 
-    fn items(&mut self, parent: &str, name: &str, count: usize, max: usize) {
+    pub(super) fn items(&mut self, parent: &str, name: &str, count: usize, max: usize) {
         if count > max {
             self.push(
                 format!("{parent}/{name}[{}]", max + 1),
@@ -334,7 +327,7 @@ impl V<'_> {
         }
     }
 
-    fn control_chars(&mut self, path: &str, v: Option<&str>) {
+    pub(super) fn control_chars(&mut self, path: &str, v: Option<&str>) {
         if let Some(c) = v.and_then(|v| {
             v.chars()
                 .find(|&c| c.is_control() && !matches!(c, '\r' | '\n' | '\t'))
@@ -347,8 +340,16 @@ impl V<'_> {
         }
     }
 
+    /// The status line of Status and StatusFile: its text and timer.
+    pub(super) fn status_text(&mut self, root: &str, text: Option<&str>, timer: Option<i64>) {
+        let path = format!("{root}/Text");
+        self.len(&path, text, 0, 32);
+        self.control_chars(&path, text);
+        self.range(&format!("{root}/Timer"), timer, 0, 65535);
+    }
+
     /// Hex data: well-formed, at most `max` bytes, and as long as the dimensions need.
-    fn hex(
+    pub(super) fn hex(
         &mut self,
         path: &str,
         data: Option<&str>,
@@ -475,7 +476,7 @@ impl V<'_> {
         }
     }
 
-    fn menu_items(&mut self, root: &str, items: &[MenuItem], max: usize) {
+    pub(super) fn menu_items(&mut self, root: &str, items: &[MenuItem], max: usize) {
         self.items(root, "MenuItem", items.len(), max);
         for (i, m) in items.iter().enumerate() {
             let p = format!("{root}/MenuItem[{}]", i + 1);
@@ -495,7 +496,7 @@ impl V<'_> {
         }
     }
 
-    fn icon_menu_items(&mut self, root: &str, items: &[IconMenuItem]) {
+    pub(super) fn icon_menu_items(&mut self, root: &str, items: &[IconMenuItem]) {
         self.items(root, "MenuItem", items.len(), 32);
         for (i, m) in items.iter().enumerate() {
             let p = format!("{root}/MenuItem[{}]", i + 1);
@@ -506,7 +507,7 @@ impl V<'_> {
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn bitmap(
+    pub(super) fn bitmap(
         &mut self,
         root: &str,
         b: &Bitmap,
@@ -534,200 +535,7 @@ impl V<'_> {
         if let Some(b) = o.displayable() {
             self.base(root, b);
         }
-        let r = |s: &str| format!("{root}/{s}");
-        match o {
-            CiscoIPPhoneObject::Menu(m) => self.menu_items(root, &m.items, 100),
-            CiscoIPPhoneObject::Text(t) => {
-                self.len(&r("Text"), t.text.as_deref(), 0, 4000);
-                self.control_chars(&r("Text"), t.text.as_deref());
-            }
-            CiscoIPPhoneObject::Input(i) => {
-                self.req_len(&r("URL"), i.url.as_deref(), 1, 256);
-                if let Some(m) = &i.url_method {
-                    let post = m.eq_ignore_ascii_case("post");
-                    if !post && !m.eq_ignore_ascii_case("get") {
-                        self.push(
-                            r("URL/@method"),
-                            "url-method",
-                            format!("{m:?} is not get or post"),
-                        );
-                    } else if let Some(model) = self.model.filter(|md| post && !md.input_post) {
-                        self.push(
-                            r("URL/@method"),
-                            "model-input-post",
-                            format!("{} does not support POST from an Input", model.name),
-                        );
-                    }
-                }
-                self.items(root, "InputItem", i.items.len(), 5);
-                for (n, it) in i.items.iter().enumerate() {
-                    let p = format!("{root}/InputItem[{}]", n + 1);
-                    self.len(
-                        &format!("{p}/DisplayName"),
-                        it.display_name.as_deref(),
-                        0,
-                        32,
-                    );
-                    self.req_len(
-                        &format!("{p}/QueryStringParam"),
-                        it.query_string_param.as_deref(),
-                        1,
-                        32,
-                    );
-                    let fp = format!("{p}/InputFlags");
-                    if let Some(f) = self.required(&fp, it.input_flags.as_deref()) {
-                        if !INPUT_FLAGS.contains(&f) {
-                            self.push(
-                                fp.clone(),
-                                "input-flags",
-                                format!("{f:?} is not one of A T N E U L, optionally with P"),
-                            );
-                        } else if let Some(m) = self.model.filter(|m| m.mpp && f.contains('E')) {
-                            self.push(
-                                fp,
-                                "model-input-flags",
-                                format!("{} (MPP firmware) does not support E", m.name),
-                            );
-                        }
-                    }
-                    self.len(
-                        &format!("{p}/DefaultValue"),
-                        it.default_value.as_deref(),
-                        0,
-                        32,
-                    );
-                }
-            }
-            CiscoIPPhoneObject::Directory(d) => {
-                self.items(root, "DirectoryEntry", d.entries.len(), 32);
-                for (n, e) in d.entries.iter().enumerate() {
-                    let p = format!("{root}/DirectoryEntry[{}]", n + 1);
-                    self.len(&format!("{p}/Name"), e.name.as_deref(), 0, 32);
-                    self.len(&format!("{p}/Telephone"), e.telephone.as_deref(), 0, 32);
-                }
-            }
-            CiscoIPPhoneObject::Image(i) => self.bitmap(root, &i.bitmap, 132, 64, 133, 65, 2162),
-            CiscoIPPhoneObject::GraphicMenu(g) => {
-                self.bitmap(root, &g.bitmap, 132, 64, 133, 65, 2162);
-                self.menu_items(root, &g.items, 12);
-            }
-            CiscoIPPhoneObject::ImageFile(i) => {
-                self.range(&r("LocationX"), i.location_x, -1, 297);
-                self.range(&r("LocationY"), i.location_y, -1, 167);
-                self.req_len(&r("URL"), i.url.as_deref(), 1, 256);
-            }
-            CiscoIPPhoneObject::GraphicFileMenu(g) => {
-                self.range(&r("LocationX"), g.location_x, -1, 297);
-                self.range(&r("LocationY"), g.location_y, -1, 167);
-                self.req_len(&r("URL"), g.url.as_deref(), 1, 256);
-                self.items(root, "MenuItem", g.items.len(), 32);
-                for (n, m) in g.items.iter().enumerate() {
-                    let p = format!("{root}/MenuItem[{}]", n + 1);
-                    self.len(&format!("{p}/Name"), m.name.as_deref(), 0, 32);
-                    self.len(&format!("{p}/URL"), m.url.as_deref(), 0, 256);
-                    if let Some(t) = &m.touch_area {
-                        for (a, v) in [("X1", t.x1), ("Y1", t.y1), ("X2", t.x2), ("Y2", t.y2)] {
-                            self.req_range(&format!("{p}/TouchArea/@{a}"), v, 0, 65535);
-                        }
-                    }
-                }
-            }
-            CiscoIPPhoneObject::IconMenu(m) => {
-                self.icon_menu_items(root, &m.items);
-                self.items(root, "IconItem", m.icons.len(), 10);
-                for (n, i) in m.icons.iter().enumerate() {
-                    let p = format!("{root}/IconItem[{}]", n + 1);
-                    self.req_range(&format!("{p}/Index"), i.index, 0, 65535);
-                    self.req_range(&format!("{p}/Width"), i.width, 1, 16);
-                    self.req_range(&format!("{p}/Height"), i.height, 1, 10);
-                    self.req_range(&format!("{p}/Depth"), i.depth, 1, 2);
-                    self.hex(
-                        &format!("{p}/Data"),
-                        i.data.as_deref(),
-                        40,
-                        (i.width, i.height, i.depth),
-                    );
-                }
-            }
-            CiscoIPPhoneObject::IconFileMenu(m) => {
-                self.range(&r("@IconIndex"), m.icon_index, 0, 65535);
-                self.icon_menu_items(root, &m.items);
-                self.items(root, "IconItem", m.icons.len(), 10);
-                for (n, i) in m.icons.iter().enumerate() {
-                    let p = format!("{root}/IconItem[{}]", n + 1);
-                    self.req_range(&format!("{p}/Index"), i.index, 0, 9);
-                    self.req_len(&format!("{p}/URL"), i.url.as_deref(), 1, 256);
-                }
-            }
-            CiscoIPPhoneObject::Status(s) => {
-                self.len(&r("Text"), s.text.as_deref(), 0, 32);
-                self.control_chars(&r("Text"), s.text.as_deref());
-                self.range(&r("Timer"), s.timer, 0, 65535);
-                self.bitmap(root, &s.bitmap, 105, 20, 106, 21, 557);
-            }
-            CiscoIPPhoneObject::StatusFile(s) => {
-                self.len(&r("Text"), s.text.as_deref(), 0, 32);
-                self.control_chars(&r("Text"), s.text.as_deref());
-                self.range(&r("Timer"), s.timer, 0, 65535);
-                self.range(&r("LocationX"), s.location_x, -1, 261);
-                self.range(&r("LocationY"), s.location_y, -1, 49);
-                self.req_len(&r("URL"), s.url.as_deref(), 1, 256);
-            }
-            CiscoIPPhoneObject::Execute(e) => {
-                if e.items.is_empty() {
-                    self.push(r("ExecuteItem[1]"), "min-items", "no ExecuteItem".into());
-                }
-                self.items(root, "ExecuteItem", e.items.len(), 3);
-                let mut http = 0;
-                for (n, i) in e.items.iter().enumerate() {
-                    let p = format!("{root}/ExecuteItem[{}]", n + 1);
-                    let up = format!("{p}/@URL");
-                    self.req_len(&up, i.url.as_deref(), 1, 256);
-                    self.range(&format!("{p}/@Priority"), i.priority, 0, 2);
-                    let Some(url) = i.url.as_deref() else {
-                        continue;
-                    };
-                    if is_http(url) {
-                        http += 1;
-                        if http == 2 {
-                            self.push(
-                                up.clone(),
-                                "execute-http-count",
-                                "a second HTTP URL: at most one ExecuteItem may be an HTTP URL"
-                                    .into(),
-                            );
-                        }
-                    }
-                    // Development Notes: SoftKey: URIs are not allowed in an Execute except on
-                    // the 8821 (whose table entry also covers the 9821: UNCONFIRMED there);
-                    // Notify: never.
-                    let scheme = url.split(':').next().unwrap_or("");
-                    let softkey_ok = self.model.is_some_and(|m| m.name == "CP-8821");
-                    if scheme == "Notify" || (scheme == "SoftKey" && !softkey_ok) {
-                        self.push(
-                            up,
-                            "execute-uri-forbidden",
-                            format!("{scheme}: URIs are not allowed in an Execute"),
-                        );
-                    }
-                }
-            }
-            CiscoIPPhoneObject::Response(resp) => {
-                if resp.items.is_empty() {
-                    self.push(r("ResponseItem[1]"), "min-items", "no ResponseItem".into());
-                }
-                self.items(root, "ResponseItem", resp.items.len(), 3);
-                for (n, i) in resp.items.iter().enumerate() {
-                    let p = format!("{root}/ResponseItem[{}]", n + 1);
-                    self.req_range(&format!("{p}/@Status"), i.status, -32768, 32767);
-                    self.len(&format!("{p}/@Data"), i.data.as_deref(), 0, 32);
-                    self.len(&format!("{p}/@URL"), i.url.as_deref(), 0, 256);
-                }
-            }
-            CiscoIPPhoneObject::Error(e) => {
-                self.req_range(&r("@Number"), e.number, 0, 65535);
-            }
-        }
+        o.check(self);
         if let Some(m) = self.model {
             if !m.supports(o.kind()) {
                 self.push(
@@ -752,7 +560,7 @@ impl V<'_> {
 
 /// Every violation in `obj`, in document order; with `model`, also the model's limits.
 pub fn validate(obj: &CiscoIPPhoneObject, model: Option<&PhoneModel>) -> Vec<Violation> {
-    let mut v = V {
+    let mut v = Checker {
         out: Vec::new(),
         model,
     };

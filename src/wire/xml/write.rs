@@ -6,6 +6,9 @@
 //! with attributes, as real phones send it (the XSD's child elements `Status/Data/URL` were
 //! never seen on the wire; both forms are read).
 //!
+//! Each kind writes itself ([`XmlObject::write`](super::objects::XmlObject::write)) with the
+//! methods of [`Writer`], which also writes the parts several kinds share.
+//!
 //! Escaping: `& < > " '` always; CR (and in attributes TAB and LF) as character references
 //! (see [`super::escape`]).
 
@@ -14,13 +17,14 @@ use super::objects::*;
 
 const DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 
-struct W {
+/// Writes elements, compact or indented.
+pub(super) struct Writer {
     out: String,
     pretty: bool,
     depth: usize,
 }
 
-impl W {
+impl Writer {
     fn newline(&mut self) {
         if self.pretty {
             self.out.push('\n');
@@ -59,7 +63,7 @@ impl W {
         }
     }
 
-    fn empty(&mut self, name: &str, attrs: &[(&str, Option<String>)]) {
+    pub(super) fn empty(&mut self, name: &str, attrs: &[(&str, Option<String>)]) {
         self.newline();
         self.out.push('<');
         self.out.push_str(name);
@@ -67,13 +71,13 @@ impl W {
         self.out.push_str("/>");
     }
 
-    fn leaf(&mut self, name: &str, value: Option<&str>) {
+    pub(super) fn leaf(&mut self, name: &str, value: Option<&str>) {
         if let Some(v) = value {
             self.leaf_attrs(name, &[], v);
         }
     }
 
-    fn leaf_attrs(&mut self, name: &str, attrs: &[(&str, Option<String>)], v: &str) {
+    pub(super) fn leaf_attrs(&mut self, name: &str, attrs: &[(&str, Option<String>)], v: &str) {
         self.newline();
         self.out.push('<');
         self.out.push_str(name);
@@ -85,13 +89,33 @@ impl W {
         self.out.push('>');
     }
 
-    fn num(&mut self, name: &str, value: Option<i64>) {
+    pub(super) fn num(&mut self, name: &str, value: Option<i64>) {
         if let Some(v) = value {
             self.leaf(name, Some(&v.to_string()));
         }
     }
 
-    fn base_open(&mut self, name: &str, b: &Displayable, extra: &[(&str, Option<String>)]) {
+    /// An element holding elements: `children` writes them.
+    pub(super) fn element(
+        &mut self,
+        name: &str,
+        attrs: &[(&str, Option<String>)],
+        children: impl FnOnce(&mut Self),
+    ) {
+        self.open(name, attrs);
+        children(self);
+        self.close(name);
+    }
+
+    /// A displayable object: the root with the base's attributes and `extra`, the base's
+    /// children, then the ones `children` writes.
+    pub(super) fn displayable(
+        &mut self,
+        name: &str,
+        b: &Displayable,
+        extra: &[(&str, Option<String>)],
+        children: impl FnOnce(&mut Self),
+    ) {
         let mut attrs: Vec<(&str, Option<String>)> = vec![
             ("keypadTarget", b.keypad_target.clone()),
             ("appId", b.app_id.clone()),
@@ -101,28 +125,30 @@ impl W {
             ("onAppClosed", b.on_app_closed.clone()),
         ];
         attrs.extend(extra.iter().cloned());
-        self.open(name, &attrs);
-        self.leaf("Title", b.title.as_deref());
-        self.leaf("Prompt", b.prompt.as_deref());
-        for sk in &b.soft_keys {
-            self.open("SoftKeyItem", &[]);
-            // XSD order (Name, Position, URL, URLDown); Cisco's examples put Position last.
-            self.leaf("Name", sk.name.as_deref());
-            self.num("Position", sk.position);
-            self.leaf("URL", sk.url.as_deref());
-            self.leaf("URLDown", sk.url_down.as_deref());
-            self.close("SoftKeyItem");
-        }
-        for k in &b.keys {
-            self.open("KeyItem", &[]);
-            self.leaf("Key", k.key.as_deref());
-            self.leaf("URL", k.url.as_deref());
-            self.leaf("URLDown", k.url_down.as_deref());
-            self.close("KeyItem");
-        }
+        self.element(name, &attrs, |w| {
+            w.leaf("Title", b.title.as_deref());
+            w.leaf("Prompt", b.prompt.as_deref());
+            for sk in &b.soft_keys {
+                w.element("SoftKeyItem", &[], |w| {
+                    // XSD order (Name, Position, URL, URLDown); Cisco's examples put Position last.
+                    w.leaf("Name", sk.name.as_deref());
+                    w.num("Position", sk.position);
+                    w.leaf("URL", sk.url.as_deref());
+                    w.leaf("URLDown", sk.url_down.as_deref());
+                });
+            }
+            for k in &b.keys {
+                w.element("KeyItem", &[], |w| {
+                    w.leaf("Key", k.key.as_deref());
+                    w.leaf("URL", k.url.as_deref());
+                    w.leaf("URLDown", k.url_down.as_deref());
+                });
+            }
+            children(w);
+        });
     }
 
-    fn bitmap(&mut self, b: &Bitmap) {
+    pub(super) fn bitmap(&mut self, b: &Bitmap) {
         self.num("LocationX", b.location_x);
         self.num("LocationY", b.location_y);
         self.num("Width", b.width);
@@ -131,171 +157,23 @@ impl W {
         self.leaf("Data", b.data.as_deref());
     }
 
-    fn menu_items(&mut self, items: &[MenuItem]) {
+    pub(super) fn menu_items(&mut self, items: &[MenuItem]) {
         for i in items {
-            self.open("MenuItem", &[]);
-            self.leaf("Name", i.name.as_deref());
-            self.leaf("URL", i.url.as_deref());
-            self.close("MenuItem");
+            self.element("MenuItem", &[], |w| {
+                w.leaf("Name", i.name.as_deref());
+                w.leaf("URL", i.url.as_deref());
+            });
         }
     }
 
-    fn icon_menu_items(&mut self, items: &[IconMenuItem]) {
+    pub(super) fn icon_menu_items(&mut self, items: &[IconMenuItem]) {
         for i in items {
-            self.open("MenuItem", &[]);
-            self.leaf("Name", i.name.as_deref());
-            self.leaf("URL", i.url.as_deref());
-            self.num("IconIndex", i.icon_index);
-            self.close("MenuItem");
+            self.element("MenuItem", &[], |w| {
+                w.leaf("Name", i.name.as_deref());
+                w.leaf("URL", i.url.as_deref());
+                w.num("IconIndex", i.icon_index);
+            });
         }
-    }
-
-    fn object(&mut self, o: &CiscoIPPhoneObject) {
-        let root = o.kind().root_name();
-        match o {
-            CiscoIPPhoneObject::Menu(m) => {
-                self.base_open(root, &m.base, &[]);
-                self.menu_items(&m.items);
-            }
-            CiscoIPPhoneObject::Text(t) => {
-                self.base_open(root, &t.base, &[]);
-                self.leaf("Text", t.text.as_deref());
-            }
-            CiscoIPPhoneObject::Input(i) => {
-                self.base_open(root, &i.base, &[]);
-                if let Some(url) = &i.url {
-                    self.leaf_attrs("URL", &[("method", i.url_method.clone())], url);
-                }
-                for it in &i.items {
-                    self.open("InputItem", &[]);
-                    self.leaf("DisplayName", it.display_name.as_deref());
-                    self.leaf("QueryStringParam", it.query_string_param.as_deref());
-                    self.leaf("InputFlags", it.input_flags.as_deref());
-                    self.leaf("DefaultValue", it.default_value.as_deref());
-                    self.close("InputItem");
-                }
-            }
-            CiscoIPPhoneObject::Directory(d) => {
-                self.base_open(root, &d.base, &[]);
-                for e in &d.entries {
-                    self.open("DirectoryEntry", &[]);
-                    self.leaf("Name", e.name.as_deref());
-                    self.leaf("Telephone", e.telephone.as_deref());
-                    self.close("DirectoryEntry");
-                }
-            }
-            CiscoIPPhoneObject::Image(i) => {
-                self.base_open(root, &i.base, &[]);
-                self.bitmap(&i.bitmap);
-            }
-            CiscoIPPhoneObject::ImageFile(i) => {
-                self.base_open(root, &i.base, &[]);
-                self.num("LocationX", i.location_x);
-                self.num("LocationY", i.location_y);
-                self.leaf("URL", i.url.as_deref());
-            }
-            CiscoIPPhoneObject::GraphicMenu(g) => {
-                self.base_open(root, &g.base, &[]);
-                self.bitmap(&g.bitmap);
-                self.menu_items(&g.items);
-            }
-            CiscoIPPhoneObject::GraphicFileMenu(g) => {
-                self.base_open(root, &g.base, &[]);
-                self.num("LocationX", g.location_x);
-                self.num("LocationY", g.location_y);
-                self.leaf("URL", g.url.as_deref());
-                for i in &g.items {
-                    self.open("MenuItem", &[]);
-                    self.leaf("Name", i.name.as_deref());
-                    self.leaf("URL", i.url.as_deref());
-                    if let Some(t) = &i.touch_area {
-                        let s = |v: Option<i64>| v.map(|v| v.to_string());
-                        self.empty(
-                            "TouchArea",
-                            &[
-                                ("X1", s(t.x1)),
-                                ("Y1", s(t.y1)),
-                                ("X2", s(t.x2)),
-                                ("Y2", s(t.y2)),
-                            ],
-                        );
-                    }
-                    self.close("MenuItem");
-                }
-            }
-            CiscoIPPhoneObject::IconMenu(m) => {
-                self.base_open(root, &m.base, &[]);
-                self.icon_menu_items(&m.items);
-                for i in &m.icons {
-                    self.open("IconItem", &[]);
-                    self.num("Index", i.index);
-                    self.num("Width", i.width);
-                    self.num("Height", i.height);
-                    self.num("Depth", i.depth);
-                    self.leaf("Data", i.data.as_deref());
-                    self.close("IconItem");
-                }
-            }
-            CiscoIPPhoneObject::IconFileMenu(m) => {
-                let idx = m.icon_index.map(|v| v.to_string());
-                self.base_open(root, &m.base, &[("IconIndex", idx)]);
-                self.icon_menu_items(&m.items);
-                for i in &m.icons {
-                    self.open("IconItem", &[]);
-                    self.num("Index", i.index);
-                    self.leaf("URL", i.url.as_deref());
-                    self.close("IconItem");
-                }
-            }
-            CiscoIPPhoneObject::Status(s) => {
-                self.open(root, &[]);
-                self.leaf("Text", s.text.as_deref());
-                self.num("Timer", s.timer);
-                self.bitmap(&s.bitmap);
-            }
-            CiscoIPPhoneObject::StatusFile(s) => {
-                self.open(root, &[]);
-                self.leaf("Text", s.text.as_deref());
-                self.num("Timer", s.timer);
-                self.num("LocationX", s.location_x);
-                self.num("LocationY", s.location_y);
-                self.leaf("URL", s.url.as_deref());
-            }
-            CiscoIPPhoneObject::Execute(e) => {
-                self.open(root, &[]);
-                for i in &e.items {
-                    self.empty(
-                        "ExecuteItem",
-                        &[
-                            ("Priority", i.priority.map(|p| p.to_string())),
-                            ("URL", i.url.clone()),
-                        ],
-                    );
-                }
-            }
-            CiscoIPPhoneObject::Response(r) => {
-                self.open(root, &[]);
-                for i in &r.items {
-                    self.empty(
-                        "ResponseItem",
-                        &[
-                            ("Status", i.status.map(|p| p.to_string())),
-                            ("Data", i.data.clone()),
-                            ("URL", i.url.clone()),
-                        ],
-                    );
-                }
-            }
-            CiscoIPPhoneObject::Error(e) => {
-                let attrs = [("Number", e.number.map(|n| n.to_string()))];
-                match &e.message {
-                    Some(m) => self.leaf_attrs(root, &attrs, m),
-                    None => self.empty(root, &attrs),
-                }
-                return;
-            }
-        }
-        self.close(root);
     }
 }
 
@@ -303,24 +181,24 @@ impl CiscoIPPhoneObject {
     /// The document: `<?xml version="1.0" encoding="UTF-8"?>` and the object on one line,
     /// with no whitespace between elements (compact: push bodies are size-limited).
     pub fn to_xml(&self) -> String {
-        let mut w = W {
+        let mut w = Writer {
             out: String::from(DECL),
             pretty: false,
             depth: 0,
         };
-        w.object(self);
+        self.write_to(&mut w);
         w.out
     }
 
     /// The document with one element per line, indented by two spaces, ending in a newline.
     /// This is the [`canonicalize`](super::canonicalize) form.
     pub fn to_xml_pretty(&self) -> String {
-        let mut w = W {
+        let mut w = Writer {
             out: String::from(DECL),
             pretty: true,
             depth: 0,
         };
-        w.object(self);
+        self.write_to(&mut w);
         w.out.push('\n');
         w.out
     }
