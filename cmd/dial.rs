@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
+use ucm::client::webdialer::{WdCallError, WdClient};
 use ucm::client::ClientOptions;
-use ucm::services::webdialer::client::{WdCallError, WdClient};
 use ucm::services::webdialer::code_meaning;
 use ucm::services::webdialer::soap::{Credential, Request, UserProfile};
 

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
+use ucm::client::em::{EmCallError, EmClient};
 use ucm::client::ClientOptions;
 use ucm::services::em::api::{self, DeviceUser};
-use ucm::services::em::client::{EmCallError, EmClient};
 
 use crate::{print_out, Failure};
 

@@ -6,7 +6,7 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use ucm::services::paging::caller::{self, CallerError, CallerOptions, Frame, Progress};
+use ucm::client::page::{self, CallerError, CallerOptions, Frame, Progress};
 
 use crate::{print_out, Failure};
 
@@ -301,7 +301,7 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         .unwrap_or_else(|| format!("{}:6970", host_of(&a.server)));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total_s = frames.len() as f64 * 0.02;
-    let outcome = caller::place_page(
+    let outcome = page::place_page(
         CallerOptions {
             tftp,
             sip: a.sip.clone(),

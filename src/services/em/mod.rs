@@ -14,7 +14,6 @@
 
 pub mod api;
 pub mod app;
-pub mod client;
 
 use std::collections::BTreeSet;
 use std::net::IpAddr;

@@ -18,7 +18,6 @@
 //! The multicast address comes from the range of the location all the group's phones share
 //! (else the paging range), never one a running page holds.
 
-pub mod caller;
 pub mod groups;
 pub mod http;
 pub mod stream;

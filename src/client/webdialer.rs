@@ -1,9 +1,9 @@
 //! A client of the WebDialer SOAP interface (ours or Cisco Unified CM's): what `ucm dial`
 //! speaks.
 
-use super::soap::{self, Reply, Request};
-use super::SOAP_PATH;
-use crate::client::{http_client, ClientOptions};
+use super::{http_client, ClientOptions};
+use crate::services::webdialer::soap::{self, Reply, Request};
+use crate::services::webdialer::SOAP_PATH;
 
 /// Why a request got no WebDialer answer.
 #[derive(Debug, thiserror::Error)]
