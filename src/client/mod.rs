@@ -4,6 +4,9 @@
 //! - [`em`]: the EM service API (`ucm em`)
 //! - [`webdialer`]: the WebDialer SOAP interface and the Redirector (`ucm dial`)
 //! - [`page`]: a caller paging a recipient group, as a phone of the cluster (`ucm page`)
+//! - [`push`]: CiscoIPPhone objects pushed to phones, by address, device, pool or group
+//!   (`ucm services push`)
+//! - [`lint`]: a service fetched as a phone fetches it (`ucm services lint`)
 //!
 //! This module itself holds the HTTP(S) client settings they share: one connection pool, rustls
 //! with the ring provider, and the trust choices an operator needs against real clusters (the
@@ -11,7 +14,9 @@
 //! (`--insecure`).
 
 pub mod em;
+pub mod lint;
 pub mod page;
+pub mod push;
 pub mod webdialer;
 
 use std::path::PathBuf;

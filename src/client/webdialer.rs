@@ -2,8 +2,9 @@
 //! speaks.
 
 use super::{http_client, ClientOptions};
-use crate::services::webdialer::soap::{self, Reply, Request};
-use crate::services::webdialer::SOAP_PATH;
+use crate::services::webdialer::redirector::PATH as REDIRECTOR_PATH;
+use crate::services::webdialer::soap::{self, Credential, Reply, Request};
+use crate::services::webdialer::{SERVLET_PATH, SOAP_PATH};
 
 /// Why a request got no WebDialer answer.
 #[derive(Debug, thiserror::Error)]
@@ -83,4 +84,64 @@ impl WdClient {
         }
         Ok(reply)
     }
+}
+
+/// Why the Redirector named no home WebDialer.
+#[derive(Debug, thiserror::Error)]
+pub enum HomeError {
+    /// It refused the credentials (401) or knows no WebDialer with the user (404).
+    #[error("{0}")]
+    Refused(String),
+    /// Unreachable, or an answer that is not a redirect to a WebDialer.
+    #[error("{0}")]
+    Transport(String),
+}
+
+/// Asks the Redirector (a base URL or its full URL) where the user's home WebDialer is: it
+/// answers with a redirect to that WebDialer's servlet, whose base URL is returned.
+pub async fn find_home(
+    redirector: &str,
+    cred: &Credential,
+    destination: Option<&str>,
+    opts: &ClientOptions,
+) -> Result<String, HomeError> {
+    let r = redirector.trim_end_matches('/');
+    let url = if r.to_ascii_lowercase().contains("/webdialer/") {
+        r.to_string()
+    } else {
+        format!("{r}{REDIRECTOR_PATH}")
+    };
+    let http = http_client(opts).map_err(|e| HomeError::Transport(e.to_string()))?;
+    let resp = http
+        .post(&url)
+        .form(&[
+            ("uid", cred.user_id.as_str()),
+            ("pwd", cred.password.as_str()),
+            ("destination", destination.unwrap_or_default()),
+        ])
+        .send()
+        .await
+        .map_err(|e| HomeError::Transport(format!("{url}: {e}")))?;
+    let landed = resp.url().clone();
+    let status = resp.status();
+    if landed.path() != SERVLET_PATH {
+        let why = match status.as_u16() {
+            401 => "the user ID or password is not correct".to_string(),
+            404 => format!("{} is not a user of any WebDialer it knows", cred.user_id),
+            200 => format!(
+                "{} is a user of several clusters; give --server to pick one",
+                cred.user_id
+            ),
+            s => format!("HTTP {s}"),
+        };
+        return Err(if status.as_u16() == 401 || status.as_u16() == 404 {
+            HomeError::Refused(format!("Redirector {url}: {why}"))
+        } else {
+            HomeError::Transport(format!("Redirector {url}: {why}"))
+        });
+    }
+    let mut base = landed;
+    base.set_path("");
+    base.set_query(None);
+    Ok(base.as_str().trim_end_matches('/').to_string())
 }
