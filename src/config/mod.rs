@@ -3,6 +3,7 @@
 //! Every error names the file, the line and the field, e.g.
 //! `demo.yaml:42:18: devices[3].device_pool: unknown device pool "Branch"`.
 
+mod dialplan;
 pub mod locate;
 pub mod model;
 pub mod validate;

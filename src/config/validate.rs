@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use super::locate::Path;
 use super::model::*;
 use crate::dialplan::pattern::{validate_digits, validate_mask, Pattern};
+use crate::dialplan::STANDARD_LOCAL_ROUTE_GROUP;
 
 /// One problem: where (a path into the definition) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]
