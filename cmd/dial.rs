@@ -5,7 +5,7 @@
 use clap::Args as ClapArgs;
 use ucm::client::webdialer::{find_home, HomeError, WdCallError, WdClient};
 use ucm::services::webdialer::code_meaning;
-use ucm::services::webdialer::soap::{Credential, Request, UserProfile};
+use ucm::wire::soap::{Credential, Request, UserProfile};
 
 use crate::client_args::ServerArgs;
 use crate::{print_out, read_stdin_line, Failure};

@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use ucm::client::em::{self, EmCallError, EmClient, LoginEntry};
-use ucm::services::em::api::{self, DeviceUser};
+use ucm::wire::em::{self as api, DeviceUser};
 
 use crate::client_args::ServerArgs;
 use crate::{print_out, read_stdin_line, Failure};
@@ -240,7 +240,7 @@ async fn bulk_login(a: &LoginArgs, file: &PathBuf) -> Result<(), Failure> {
             .iter()
             .map(|(e, r)| match r {
                 Ok(()) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "logged in"}),
-                Err(EmCallError::Refused(x)) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "refused", "code": x.code, "meaning": ucm::services::em::code_meaning(x.code), "message": x.message}),
+                Err(EmCallError::Refused(x)) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "refused", "code": x.code, "meaning": api::code_meaning(x.code), "message": x.message}),
                 Err(EmCallError::Transport(m)) => serde_json::json!({"line": e.line, "device": e.device, "user": e.user, "result": "error", "message": m}),
             })
             .collect();
@@ -294,7 +294,7 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
             DeviceUser::DoesNotExist => {
                 return Err(Failure::Check(format!(
                     "ucm: EM error 11 ({}): {name}",
-                    ucm::services::em::code_meaning(11)
+                    api::code_meaning(11)
                 )))
             }
         };
@@ -313,7 +313,7 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
     let Some(devices) = devices else {
         return Err(Failure::Check(format!(
             "ucm: EM error 23 ({}): {id}",
-            ucm::services::em::code_meaning(23)
+            api::code_meaning(23)
         )));
     };
     if a.conn.json() {

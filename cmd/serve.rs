@@ -121,22 +121,23 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         sip_port: args.sip_port.or(ports.sip),
         sips_port: args.sips_port.or(ports.sips),
     };
-    let listeners = Listeners::bind(&opts, &def)?;
+    let listeners = Listeners::bind(&opts, &def, args.node.as_deref())?;
+    let ready = listeners.ready(&def.cluster.id)?;
     let cluster_id = def.cluster.id.clone();
-    let state = server::node_state(store, def, args.node.as_deref(), &listeners, data_dir).await?;
+    let node = server::start(listeners, store, def, data_dir).await?;
     // Handlers first: a SIGTERM sent the moment the ready line appears must stop us cleanly.
     let shutdown = shutdown_signal()?;
-    let ready = listeners.ready(&cluster_id, &state.node.name)?;
+    let show = |k: &str| ready.get(k).map_or("-".to_string(), |a| a.to_string());
     tracing::info!(
         cluster = %cluster_id,
-        node = %state.node.name,
+        node = %node.state.node.name,
         db = %store::redact(&url),
-        http = %ready.http,
-        https = %ready.https,
-        sip = %ready.sip_udp,
+        http = %show("http"),
+        https = %show("https"),
+        sip = %show("sip_udp"),
         "ready"
     );
     print_out(&format!("{}\n", serde_json::to_string(&ready)?))?;
-    server::run(listeners, state, shutdown).await?;
+    server::run(node, shutdown).await?;
     Ok(())
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use clap::{Args, Subcommand};
 use ucm::client::lint::fetch_as_phone;
 use ucm::client::push::{DeviceSet, PushError, PushOutcome, Pusher, Report, Verdict};
-use ucm::xml::{self, ExecuteReply, PhoneModel};
+use ucm::wire::xml::{self, ExecuteReply, PhoneModel};
 
 use crate::client_args::{ClientArgs, ServerArgs};
 use crate::{print_out, read_stdin_line, Failure};

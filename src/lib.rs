@@ -10,7 +10,7 @@
 //! - [`client`]: the clients the commands drive a cluster with (EM, WebDialer, the paging caller,
 //!   push to phones, lint), over the wire like any third party, and their HTTP(S) settings
 //! - [`pcap`] and [`verify`]: capture reading, flows and the DSCP audit (`ucm pcap verify`)
-//! - [`xml`]: CiscoIPPhone XML objects: build, parse, validate
+//! - [`wire`]: wire formats as pure data: SIP and SDP, CiscoIPPhone XML, EM API, WebDialer SOAP
 pub mod auth;
 pub mod client;
 pub mod cluster;
@@ -18,6 +18,7 @@ pub mod config;
 pub mod dialplan;
 pub mod media;
 pub mod net;
+pub mod node;
 pub mod pcap;
 pub mod phone;
 pub mod server;
@@ -25,4 +26,4 @@ pub mod services;
 pub mod sip;
 pub mod store;
 pub mod verify;
-pub mod xml;
+pub mod wire;

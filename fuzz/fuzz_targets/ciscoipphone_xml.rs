@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ucm::xml::{canonicalize, parse, parse_bytes, validate, MODELS};
+use ucm::wire::xml::{canonicalize, parse, parse_bytes, validate, MODELS};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(parsed) = parse_bytes(data) else {

@@ -10,7 +10,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 
 use libfuzzer_sys::fuzz_target;
-use ucm::sip::sdp::{answer_for, Direction, SessionDescription};
+use ucm::wire::sdp::{answer_for, Direction, SessionDescription};
 
 fn round_trip(sdp: &SessionDescription) {
     let text = sdp.to_string();

@@ -1,4 +1,4 @@
-//! Fuzz target for the SIP message parser (`ucm::sip::message`).
+//! Fuzz target for the SIP message parser (`ucm::wire::sip`).
 //!
 //! Checks that no input makes the parser panic or hang, that every message
 //! that parses survives `to_bytes` -> parse unchanged (after Content-Length
@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ucm::sip::message::*;
+use ucm::wire::sip::*;
 
 fn check_typed(s: &str) {
     if let Ok(v) = Via::parse(s) {

@@ -1,14 +1,13 @@
 //! A client of the EM service API (ours or Cisco Unified CM's): what `ucm em` speaks.
 
 use super::{http_client, ClientOptions};
-use crate::services::em::api::{self, DeviceUser, Duration, Reply};
-use crate::services::em::{code_meaning, EmError};
+use crate::wire::em::{self as api, DeviceUser, Duration, EmError, Reply};
 
 /// Why a call did not succeed.
 #[derive(Debug, thiserror::Error)]
 pub enum EmCallError {
     /// The service answered with an EM error.
-    #[error("EM error {} ({}): {}", .0.code, code_meaning(.0.code), .0.message)]
+    #[error("EM error {} ({}): {}", .0.code, api::code_meaning(.0.code), .0.message)]
     Refused(EmError),
     /// The service could not be reached or answered something that is not the EM API.
     #[error("{0}")]

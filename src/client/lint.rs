@@ -2,7 +2,7 @@
 //! model sends, and what in the answer a phone would stumble on before parsing the object.
 
 use super::{http_client, ClientOptions};
-use crate::xml::{DisplayKind, PhoneModel};
+use crate::wire::xml::{DisplayKind, PhoneModel};
 
 /// A service's answer, and what about the request or the answer a phone minds.
 pub struct Fetched {

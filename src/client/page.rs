@@ -15,10 +15,10 @@ use crate::media::g711::ulaw_to_linear;
 use crate::media::rtp::{RtpPacket, RtpSender};
 use crate::media::{tone, wav};
 use crate::phone::device::{bootstrap, Bootstrap, PhoneError};
-use crate::phone::http::encode_component;
 use crate::phone::ua::{CallState, MediaPorts, Output, Ua, UaSettings};
 use crate::services::paging::http::{GROUPS_PATH, PAGES_PATH};
 use crate::sip::transaction::Timers;
+use crate::wire::codec::percent_encode;
 
 /// One 20 ms frame of G.711 mu-law.
 pub type Frame = [u8; 160];
@@ -189,7 +189,7 @@ impl PagingClient {
         let url = format!(
             "{}{PAGES_PATH}?call_id={}&wait_ms={}",
             self.base,
-            encode_component(call_id),
+            percent_encode(call_id),
             self.report_wait.as_millis()
         );
         for _ in 0..3 {

@@ -9,8 +9,8 @@
 
 use std::sync::Arc;
 
-use crate::phone::http::encode_component;
-use crate::xml::{self, CiscoIPPhoneObject, Execute, ExecuteReply, Priority};
+use crate::wire::codec::percent_encode;
+use crate::wire::xml::{self, CiscoIPPhoneObject, Execute, ExecuteReply, Priority};
 
 /// How a push went, worst last: the exit code a push of this kind alone gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -189,7 +189,7 @@ impl Pusher {
             "{}/ucm/services/devices?{}={}",
             self.server.trim_end_matches('/'),
             set.param(),
-            encode_component(name)
+            percent_encode(name)
         );
         let label = set.label();
         match self.get_json(&url).await? {
@@ -280,7 +280,7 @@ impl Pusher {
         } else {
             execute_url(phone)?
         };
-        let form = format!("XML={}", encode_component(&self.body_xml));
+        let form = format!("XML={}", percent_encode(&self.body_xml));
         let resp = self
             .http
             .post(&url)

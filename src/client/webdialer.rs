@@ -3,8 +3,8 @@
 
 use super::{http_client, ClientOptions};
 use crate::services::webdialer::redirector::PATH as REDIRECTOR_PATH;
-use crate::services::webdialer::soap::{self, Credential, Reply, Request};
 use crate::services::webdialer::{SERVLET_PATH, SOAP_PATH};
+use crate::wire::soap::{self, Credential, Reply, Request};
 
 /// Why a request got no WebDialer answer.
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,6 @@
 //! `demo.yaml:42:18: devices[3].device_pool: unknown device pool "Branch"`.
 
 mod dialplan;
-pub mod locate;
 pub mod model;
 pub mod validate;
 
@@ -12,6 +11,8 @@ use std::fmt;
 use std::path::Path as FsPath;
 
 pub use model::ClusterDefinition;
+
+use crate::wire::yaml;
 
 /// The demo cluster, built into the binary so `ucm serve` alone is a working lab.
 pub const DEMO_YAML: &str = include_str!("../../fixtures/clusters/demo.yaml");
@@ -69,33 +70,33 @@ pub fn demo() -> Result<ClusterDefinition, LoadError> {
 
 /// Parses and checks a definition; `origin` names the source in errors.
 pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadError> {
-    let def: ClusterDefinition = match serde_saphyr::from_str_with_options(text, yaml_options(text))
-    {
-        Ok(d) => d,
-        Err(e) => {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            // A document that reads as YAML tells which field sits on the error's line.
-            let field = locate::Locator::new(text)
-                .path_at(line)
-                .map(|p| p.to_string())
-                .unwrap_or_default();
-            return Err(LoadError::Invalid(vec![ConfigError {
-                file: origin.to_string(),
-                line,
-                column,
-                field,
-                message: plain_message(&e),
-            }]));
-        }
-    };
+    let def: ClusterDefinition =
+        match serde_saphyr::from_str_with_options(text, yaml::options(text)) {
+            Ok(d) => d,
+            Err(e) => {
+                let (line, column) = e
+                    .location()
+                    .map(|l| (l.line(), l.column()))
+                    .unwrap_or((1, 1));
+                // A document that reads as YAML tells which field sits on the error's line.
+                let field = yaml::Locator::new(text)
+                    .path_at(line)
+                    .map(|p| p.to_string())
+                    .unwrap_or_default();
+                return Err(LoadError::Invalid(vec![ConfigError {
+                    file: origin.to_string(),
+                    line,
+                    column,
+                    field,
+                    message: plain_message(&e),
+                }]));
+            }
+        };
     let issues = validate::validate(&def);
     if issues.is_empty() {
         return Ok(def);
     }
-    let locator = locate::Locator::new(text);
+    let locator = yaml::Locator::new(text);
     let errors = issues
         .into_iter()
         .map(|i| {
@@ -110,17 +111,6 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadErro
         })
         .collect();
     Err(LoadError::Invalid(errors))
-}
-
-/// Reader limits that scale with the file: a cluster of 10,000 phones is far past the library's
-/// defaults, while alias bombs (expansion far beyond the text's size) stay refused.
-pub(crate) fn yaml_options(text: &str) -> serde_saphyr::Options {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = budget.max_nodes.max(text.len());
-    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
-    let mut opts = serde_saphyr::Options::default();
-    opts.budget = Some(budget);
-    opts
 }
 
 /// serde-saphyr's message without its snippet and trailing location (we print our own).

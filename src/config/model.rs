@@ -102,7 +102,8 @@ pub struct Node {
     pub name: String,
     /// The address phones and peers use to reach this node.
     pub address: String,
-    #[serde(default)]
+    /// The services this node runs. Left out: every service (an all-in-one node).
+    #[serde(default = "NodeService::all")]
     pub services: Vec<NodeService>,
     /// Address to listen on (default: every address). `--bind` overrides it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +151,32 @@ pub enum NodeService {
     Assistant,
     Attendant,
     Paging,
+}
+
+impl NodeService {
+    /// Every service, in the order a node starts them.
+    pub fn all() -> Vec<NodeService> {
+        use NodeService::*;
+        vec![
+            CallProcessing,
+            Tftp,
+            PhoneServices,
+            ExtensionMobility,
+            EmApplication,
+            Webdialer,
+            Redirector,
+            Assistant,
+            Attendant,
+            Paging,
+        ]
+    }
+}
+
+impl Node {
+    /// Whether this node runs `service`.
+    pub fn runs(&self, service: NodeService) -> bool {
+        self.services.contains(&service)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -6,6 +6,7 @@
 pub mod capture;
 pub mod dscp;
 pub mod socket;
+pub mod tls;
 
 pub use dscp::Dscp;
 pub use socket::*;

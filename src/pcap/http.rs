@@ -17,11 +17,13 @@
 //! [`HttpLimits::max_body`] (16 MiB; the rest is counted, not kept, and the message marked
 //! truncated), chunk-size and trailer lines [`HttpLimits::max_line`] (8 KiB).
 //!
-//! [`form_pairs`] decodes `application/x-www-form-urlencoded` bodies (the EM API posts `xml=...`).
+//! [`HttpMessage::form`] decodes `application/x-www-form-urlencoded` bodies (the EM API posts
+//! `xml=...`).
 
 use std::collections::VecDeque;
 
 use super::tcp::{Direction, StreamBuffer, StreamChunk, TcpEvent};
+use crate::wire::codec::form_pairs;
 
 /// Bounds of one direction's parser.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -882,49 +884,6 @@ fn find_start_line(buf: &[u8], role: HttpRole, max_line: usize) -> Option<usize>
     None
 }
 
-/// Decodes an `application/x-www-form-urlencoded` body: `&`-separated `name=value` pairs, `+`
-/// as space, `%XX` escapes (invalid escapes kept as they are), then UTF-8 (lossy). Empty
-/// segments are skipped; a segment without `=` has an empty value.
-pub fn form_pairs(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter(|s| !s.is_empty())
-        .map(|seg| {
-            let (name, value) = match seg.iter().position(|&b| b == b'=') {
-                Some(eq) => (
-                    seg.get(..eq).unwrap_or(&[]),
-                    seg.get(eq + 1..).unwrap_or(&[]),
-                ),
-                None => (seg, &[][..]),
-            };
-            (form_decode(name), form_decode(value))
-        })
-        .collect()
-}
-
-fn form_decode(s: &[u8]) -> String {
-    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while let Some(&b) = s.get(i) {
-        match b {
-            b'+' => out.push(b' '),
-            b'%' => match (
-                s.get(i + 1).and_then(|&h| hex(h)),
-                s.get(i + 2).and_then(|&l| hex(l)),
-            ) {
-                (Some(h), Some(l)) => {
-                    out.push(h << 4 | l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            _ => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Both directions of one HTTP connection: requests from the client, responses from the server,
 /// paired in order (pipelining included) so each response knows its request's method.
 ///
@@ -1550,29 +1509,6 @@ mod tests {
             m.form(),
             Some(vec![("xml".to_string(), "<request></request>".to_string())])
         );
-    }
-
-    #[test]
-    fn form_pairs_decoding() {
-        assert_eq!(
-            form_pairs(b"xml=%3Crequest%3E%3Clogin+a%3D%221%22%2F%3E&x=&flag&&a+b=c%2"),
-            vec![
-                ("xml".into(), "<request><login a=\"1\"/>".into()),
-                ("x".into(), "".into()),
-                ("flag".into(), "".into()),
-                ("a b".into(), "c%2".into()),
-            ]
-        );
-        // The EM API sample posts raw XML after xml=.
-        assert_eq!(
-            form_pairs(b"xml=<request><appInfo/></request>"),
-            vec![("xml".into(), "<request><appInfo/></request>".into())]
-        );
-        assert_eq!(
-            form_pairs(b"a=%E2%82%AC%zz%"),
-            vec![("a".into(), "\u{20ac}%zz%".into())]
-        );
-        assert!(form_pairs(b"").is_empty());
     }
 
     type Listed = Vec<(u64, String)>;

@@ -30,7 +30,7 @@ pub use decode::{
     dissect, tcp_flags, transport, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
     Fragment, Transport,
 };
-pub use http::{form_pairs, HttpConversation, HttpEvent, HttpKind, HttpMessage, HttpStreamParser};
+pub use http::{HttpConversation, HttpEvent, HttpKind, HttpMessage, HttpStreamParser};
 pub use reader::{CaptureFormat, CaptureReader, Packet, PcapError, MAX_BLOCK_LEN, MAX_SNAPLEN};
 pub use sipframe::{SipFramedMessage, SipStreamEvent, SipStreamParser, SipTcpFramer};
 pub use tcp::{

@@ -19,7 +19,7 @@ use std::collections::VecDeque;
 
 use super::http::Incomplete;
 use super::tcp::{Direction, StreamBuffer, StreamChunk, TcpEvent};
-use crate::sip::message::{
+use crate::wire::sip::{
     parse_stream_message, ParseError, SipMessage, StreamEvent, StreamFramer, MAX_MESSAGE_SIZE,
 };
 

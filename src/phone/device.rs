@@ -36,6 +36,8 @@ use super::media::{
 use super::ua::{MediaPorts, Output, RegState, Ua, UaSettings};
 use crate::net::Dscp;
 use crate::sip::transaction::Timers;
+use crate::wire::codec;
+use crate::wire::xml::escape;
 
 /// First RTP port tried on the phone's address.
 pub const RTP_PORT_MIN: u16 = 20000;
@@ -1021,10 +1023,10 @@ async fn device_information(State(sh): State<Arc<Shared>>) -> Response {
     let dn = cfg.lines.first().map(|l| l.dn.clone()).unwrap_or_default();
     let body = format!(
         "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<DeviceInformation><MACAddress>{mac}</MACAddress><HostName>{}</HostName><phoneDN>{}</phoneDN><versionID>{}</versionID><modelNumber>{}</modelNumber></DeviceInformation>\n",
-        super::xml::escape(&sh.device),
-        super::xml::escape(&dn),
-        super::xml::escape(&sh.opts.firmware),
-        super::xml::escape(&sh.opts.model),
+        escape(&sh.device),
+        escape(&dn),
+        escape(&sh.opts.firmware),
+        escape(&sh.opts.model),
     );
     xml_response(StatusCode::OK, body)
 }
@@ -1047,7 +1049,7 @@ async fn authorized(sh: &Shared, user: &str, password: &str) -> Result<(), Strin
     let Some(url) = lock(&sh.config).authentication_url.clone() else {
         return Err("no authentication URL configured".into());
     };
-    let url = client::with_query(
+    let url = codec::with_query(
         &url,
         &[
             ("UserID", user),
@@ -1071,9 +1073,9 @@ async fn execute_post(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: B
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(client::parse_basic_auth);
+        .and_then(codec::parse_basic_auth);
     let xml_text = if body.len() <= MAX_POST_BODY {
-        client::form_field(&body, "XML")
+        codec::form_field(&body, "XML")
     } else {
         None
     };
@@ -1173,7 +1175,7 @@ async fn fetch_services(sh: &Shared) {
         let url = cfg.services_url.clone();
         let rec = match url {
             Some(u) => {
-                let full = client::with_query(&u, &[("name", &sh.device)]);
+                let full = codec::with_query(&u, &[("name", &sh.device)]);
                 sh.fetch_record(&full).await
             }
             None => FetchRecord {
@@ -1187,9 +1189,9 @@ async fn fetch_services(sh: &Shared) {
         };
         match (&rec.error, &rec.body) {
             (Some(e), _) => error = Some(e.clone()),
-            (None, Some(body)) => match crate::xml::parse(body) {
+            (None, Some(body)) => match crate::wire::xml::parse(body) {
                 Ok(p) => match p.object {
-                    crate::xml::CiscoIPPhoneObject::Menu(m) => {
+                    crate::wire::xml::CiscoIPPhoneObject::Menu(m) => {
                         for i in m.items {
                             let url = i.url.unwrap_or_default();
                             if items.iter().any(|x| x.url == url) {

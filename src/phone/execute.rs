@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::xml;
+use crate::wire::xml::escape;
 
 /// Largest Execute object accepted (9.1(1)+ firmware: 40 Kbytes).
 pub const MAX_EXECUTE_BYTES: usize = 40 * 1024;
@@ -423,8 +424,8 @@ pub fn response_xml(items: &[ResponseItem]) -> String {
         out.push_str(&format!(
             "<ResponseItem Status=\"{}\" Data=\"{}\" URL=\"{}\"/>\n",
             i.status,
-            xml::escape(&i.data),
-            xml::escape(&i.url)
+            escape(&i.data),
+            escape(&i.url)
         ));
     }
     out.push_str("</CiscoIPPhoneResponse>\n");
@@ -436,7 +437,7 @@ pub fn error_xml(number: u32, message: Option<&str>) -> String {
     match message {
         Some(m) if !m.is_empty() => format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<CiscoIPPhoneError Number=\"{number}\">{}</CiscoIPPhoneError>\n",
-            xml::escape(m)
+            escape(m)
         ),
         _ => format!(
             "<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<CiscoIPPhoneError Number=\"{number}\"/>\n"

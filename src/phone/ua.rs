@@ -21,13 +21,13 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::config::Line;
-use crate::sip::message::{
-    parse_datagram, quote, ContactList, Method, NameAddr, Request, Response, SipMessage,
-};
-use crate::sip::sdp::{answer_for, Direction, SessionDescription};
 use crate::sip::transaction::{
     new_branch, Action, Incoming, Reliability, ResponseOutcome, Role, Timers, TransactionKey,
     TransactionTable,
+};
+use crate::wire::sdp::{answer_for, Direction, SessionDescription};
+use crate::wire::sip::{
+    parse_datagram, quote, ContactList, Method, NameAddr, Request, Response, SipMessage,
 };
 
 /// Methods the phone accepts (the Allow header).
@@ -636,7 +636,7 @@ impl Ua {
             let from_contact = resp
                 .headers
                 .get_all("Contact")
-                .filter_map(|v| crate::sip::message::parse_contact_list(v).ok())
+                .filter_map(|v| crate::wire::sip::parse_contact_list(v).ok())
                 .filter_map(|l| match l {
                     ContactList::Addrs(a) => Some(a),
                     ContactList::Wildcard => None,

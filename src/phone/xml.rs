@@ -280,11 +280,6 @@ pub fn decode_entities(s: &str) -> String {
     out
 }
 
-/// XML escaping for text and attribute values.
-pub fn escape(s: &str) -> String {
-    crate::services::phone_config::esc(s)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,5 +345,22 @@ mod tests {
             let _ = attr(s, "b");
             let _ = decode_entities(s);
         }
+    }
+
+    #[test]
+    fn simulated_phone_reader_understands_our_execute() {
+        use crate::wire::xml::{CiscoIPPhoneObject, Execute, Priority};
+
+        let x = CiscoIPPhoneObject::from(
+            Execute::new()
+                .item("Dial:1000", Priority::Immediately)
+                .item("http://x/a?b=1&c=2", Priority::WhenIdle),
+        )
+        .to_xml();
+        let items = elements(&x, "ExecuteItem");
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].attr("URL").as_deref(), Some("Dial:1000"));
+        assert_eq!(items[1].attr("URL").as_deref(), Some("http://x/a?b=1&c=2"));
+        assert_eq!(items[1].attr("Priority").as_deref(), Some("1"));
     }
 }

@@ -1,35 +1,31 @@
-//! `ucm serve`: one node of a cluster.
+//! `ucm serve`: one node of a cluster. The server binds the node's listeners, builds the node
+//! core and starts the services the node's definition activates (`nodes[].services`); nothing
+//! imports it but the binary.
 //!
 //! Start-up is split so scripts can use port 0: [`Listeners::bind`] opens every socket (marked
-//! with its DSCP before `listen()`), the caller prints the bound addresses, then [`run`] serves
-//! until the shutdown future completes, letting in-flight requests finish.
-
-pub mod http;
-pub mod metrics;
-pub mod tftp;
-pub mod tls;
+//! with its DSCP before `listen()`), [`start`] builds the node and its services, the caller
+//! prints the bound addresses ([`Listeners::ready`]), then [`run`] serves until the shutdown
+//! future completes, letting in-flight requests finish.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use serde::Serialize;
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
 use tokio::net::{TcpListener, UdpSocket};
-use tokio::sync::watch;
 
-use crate::cluster::Cluster;
-use crate::config::model::{ClusterDefinition, Node};
+use crate::config::model::{ClusterDefinition, NodeService};
 use crate::net::{self, Dscp};
+use crate::node::http::Listener;
+use crate::node::{BoundAddrs, NodeError, NodeState};
+use crate::node::{HTTPS_PORT, HTTP_PORT, SIPS_PORT, SIP_PORT};
+use crate::services::{self, Bound, Parts, Proto, ServiceSpec};
 use crate::store::Store;
-
-/// Standard Unified CM ports (see the spec's port table).
-pub const HTTP_PORT: u16 = 8080;
-pub const HTTPS_PORT: u16 = 8443;
-pub const TFTP_HTTP_PORT: u16 = 6970;
-pub const TFTP_PORT: u16 = 69;
-pub const SIP_PORT: u16 = 5060;
-pub const SIPS_PORT: u16 = 5061;
 
 /// Where the node listens; `None` ports take the standard ones, 0 any free one.
 #[derive(Debug, Clone)]
@@ -59,31 +55,49 @@ impl Default for ListenOptions {
     }
 }
 
-/// Every socket of a node, bound and marked, not yet served.
-pub struct Listeners {
-    pub http: TcpListener,
-    pub https: TcpListener,
-    pub tftp_http: TcpListener,
-    pub tftp: Option<UdpSocket>,
-    pub sip_udp: UdpSocket,
-    pub sip_tcp: TcpListener,
-    pub sip_tls: TcpListener,
+impl ListenOptions {
+    /// The port asked for the listener called `name` in the ready line.
+    fn port(&self, name: &str) -> Option<u16> {
+        match name {
+            "tftp_http" => self.tftp_http_port,
+            "tftp" => self.tftp_port,
+            _ => None,
+        }
+    }
 }
 
-/// The `{"event":"ready",...}` line: every bound address.
-#[derive(Debug, Clone, Serialize)]
-pub struct Ready {
-    pub event: &'static str,
-    pub http: SocketAddr,
-    pub https: SocketAddr,
-    pub tftp_http: SocketAddr,
-    /// TFTP on UDP; absent when the default port could not be bound.
-    pub tftp: Option<SocketAddr>,
-    pub sip_udp: SocketAddr,
-    pub sip_tcp: SocketAddr,
-    pub sip_tls: SocketAddr,
-    pub cluster: String,
-    pub node: String,
+/// SIP over UDP, TCP and TLS: a node with call processing.
+pub struct SipListeners {
+    pub udp: UdpSocket,
+    pub tcp: TcpListener,
+    pub tls: TcpListener,
+}
+
+/// Every socket of a node, bound and marked, not yet served.
+pub struct Listeners {
+    node: String,
+    active: Vec<NodeService>,
+    pub http: TcpListener,
+    pub https: TcpListener,
+    pub sip: Option<SipListeners>,
+    /// The services' own listeners, per entry of [`services::ALL`].
+    services: Vec<Vec<Option<Bound>>>,
+}
+
+/// The `{"event":"ready",...}` line: every bound address, by the listener's name.
+#[derive(Debug, Clone)]
+pub struct Ready(serde_json::Map<String, serde_json::Value>);
+
+impl Ready {
+    pub fn get(&self, name: &str) -> Option<SocketAddr> {
+        self.0.get(name)?.as_str()?.parse().ok()
+    }
+}
+
+impl serde::Serialize for Ready {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -96,17 +110,27 @@ pub enum ServeError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Tls(#[from] tls::TlsError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error("node {0:?} is not in the cluster definition")]
-    UnknownNode(String),
+    Node(#[from] NodeError),
+}
+
+impl From<crate::store::StoreError> for ServeError {
+    fn from(e: crate::store::StoreError) -> Self {
+        ServeError::Node(NodeError::Store(e))
+    }
 }
 
 impl Listeners {
-    /// Binds every listener. Signalling sockets carry `qos.call_signalling`, the web and TFTP
-    /// ones `qos.phone_configuration` / `qos.phone_services`.
-    pub fn bind(opts: &ListenOptions, def: &ClusterDefinition) -> Result<Listeners, ServeError> {
+    /// Binds every listener of the node `node` (default: the definition's first) runs: HTTP and
+    /// HTTPS always, SIP with call processing, and each active service's own. Signalling
+    /// sockets carry `qos.call_signalling`, the web ones `qos.phone_services`, the others what
+    /// their service declares.
+    pub fn bind(
+        opts: &ListenOptions,
+        def: &ClusterDefinition,
+        node: Option<&str>,
+    ) -> Result<Listeners, ServeError> {
+        let this = crate::node::this_node(def, node)?;
+        let active = this.services.clone();
         let q = &def.qos;
         let addr = |p: Option<u16>, default: u16| SocketAddr::new(opts.bind, p.unwrap_or(default));
         let tcp = |what, a: SocketAddr, d: Dscp| {
@@ -116,240 +140,187 @@ impl Listeners {
                 source,
             })
         };
-        let sip_addr = addr(opts.sip_port, SIP_PORT);
-        let sip_tcp = tcp("SIP TCP", sip_addr, q.call_signalling)?;
-        // Port 0 for SIP means one free port shared by UDP and TCP, as phones expect.
-        let udp_addr = SocketAddr::new(opts.bind, sip_tcp.local_addr().map_or(0, |a| a.port()));
-        let sip_udp =
-            net::bind_udp(udp_addr, q.call_signalling).map_err(|source| ServeError::Bind {
-                what: "SIP UDP",
-                addr: udp_addr,
-                source,
-            })?;
-        // Bursts of thousands of calls a second overflow the default 208 KiB receive buffer;
-        // the kernel caps this at net.core.rmem_max (failure to enlarge is not fatal).
-        let sock = socket2::SockRef::from(&sip_udp);
-        let _ = sock.set_recv_buffer_size(8 << 20);
-        let _ = sock.set_send_buffer_size(8 << 20);
-        let tftp_addr = addr(opts.tftp_port, TFTP_PORT);
-        let tftp = match net::bind_udp(tftp_addr, q.phone_configuration) {
-            Ok(s) => Some(s),
-            Err(e)
-                if opts.tftp_port.is_none() && e.kind() == std::io::ErrorKind::PermissionDenied =>
-            {
-                tracing::warn!(
-                    addr = %tftp_addr,
-                    "TFTP on UDP is off: port 69 needs root or CAP_NET_BIND_SERVICE \
-                     (choose another with --tftp-port); TFTP over HTTP still serves the files"
-                );
-                None
-            }
-            Err(source) => {
-                return Err(ServeError::Bind {
-                    what: "TFTP",
-                    addr: tftp_addr,
+        let sip = if active.contains(&NodeService::CallProcessing) {
+            let sip_addr = addr(opts.sip_port, SIP_PORT);
+            let sip_tcp = tcp("SIP TCP", sip_addr, q.call_signalling)?;
+            // Port 0 for SIP means one free port shared by UDP and TCP, as phones expect.
+            let udp_addr = SocketAddr::new(opts.bind, sip_tcp.local_addr().map_or(0, |a| a.port()));
+            let sip_udp =
+                net::bind_udp(udp_addr, q.call_signalling).map_err(|source| ServeError::Bind {
+                    what: "SIP UDP",
+                    addr: udp_addr,
                     source,
-                })
-            }
-        };
-        Ok(Listeners {
-            http: tcp("HTTP", addr(opts.http_port, HTTP_PORT), q.phone_services)?,
-            https: tcp("HTTPS", addr(opts.https_port, HTTPS_PORT), q.phone_services)?,
-            tftp_http: tcp(
-                "TFTP-over-HTTP",
-                addr(opts.tftp_http_port, TFTP_HTTP_PORT),
-                q.phone_configuration,
-            )?,
-            tftp,
-            sip_udp,
-            sip_tcp,
-            sip_tls: tcp(
+                })?;
+            // Bursts of thousands of calls a second overflow the default 208 KiB receive
+            // buffer; the kernel caps this at net.core.rmem_max (failure is not fatal).
+            let sock = socket2::SockRef::from(&sip_udp);
+            let _ = sock.set_recv_buffer_size(8 << 20);
+            let _ = sock.set_send_buffer_size(8 << 20);
+            let sip_tls = tcp(
                 "SIP TLS",
                 addr(opts.sips_port, SIPS_PORT),
                 q.call_signalling,
-            )?,
-        })
-    }
-
-    pub fn ready(&self, cluster: &str, node: &str) -> std::io::Result<Ready> {
-        Ok(Ready {
-            event: "ready",
-            http: self.http.local_addr()?,
-            https: self.https.local_addr()?,
-            tftp_http: self.tftp_http.local_addr()?,
-            tftp: self.tftp.as_ref().map(|s| s.local_addr()).transpose()?,
-            sip_udp: self.sip_udp.local_addr()?,
-            sip_tcp: self.sip_tcp.local_addr()?,
-            sip_tls: self.sip_tls.local_addr()?,
-            cluster: cluster.to_string(),
-            node: node.to_string(),
-        })
-    }
-}
-
-/// What every part of a running node shares.
-pub struct NodeState {
-    pub store: Store,
-    cluster: RwLock<Arc<Cluster>>,
-    pub node: Node,
-    pub metrics: metrics::Metrics,
-    pub started: Instant,
-    /// `http://host:port` and `https://host:port` as phones should use them.
-    pub http_base: String,
-    pub https_base: String,
-    pub tftp_base: String,
-    pub data_dir: PathBuf,
-    pub tls: Arc<rustls::ServerConfig>,
-    pub sip_tls: Arc<rustls::ServerConfig>,
-    pub registrar: Arc<crate::sip::registrar::Registrar>,
-    /// `host:port` of this node's SIP service as phones and peers should reach it.
-    pub sip_host: String,
-    /// `host:port` of this node's SIP over TLS service (Via and Contact on TLS connections).
-    pub sips_host: String,
-    /// Call control for the services: third-party calls, ending calls, line-state events.
-    pub call_control: crate::sip::CallControl,
-    /// Extension Mobility: the EM service API and its automatic logouts.
-    pub em: crate::services::em::EmService,
-    /// Recent successful password checks (the authentication URL is called on every push).
-    pub password_cache: crate::auth::VerifiedCache,
-    /// WebDialer: the SOAP interface, the HTML servlet's sessions and the calls it placed.
-    pub webdialer: crate::services::webdialer::WebDialerService,
-    /// The Paging Server: DialCast route points, running pages, the push credential.
-    pub paging: crate::services::paging::PagingService,
-    stop: watch::Sender<bool>,
-    /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
-    registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
-}
-
-impl NodeState {
-    /// The current cluster definition (a cheap snapshot; writers swap the whole Arc).
-    pub fn cluster(&self) -> Arc<Cluster> {
-        match self.cluster.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
-    }
-
-    /// A receiver that changes when the node shuts down (for tasks started after `run`).
-    pub fn stopping(&self) -> watch::Receiver<bool> {
-        self.stop.subscribe()
-    }
-
-    pub fn set_cluster(&self, def: ClusterDefinition) {
-        let mut g = match self.cluster.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
+            )?;
+            Some(SipListeners {
+                udp: sip_udp,
+                tcp: sip_tcp,
+                tls: sip_tls,
+            })
+        } else {
+            None
         };
-        let mobility = g.mobility.clone();
-        *g = Arc::new(Cluster::with_mobility(def, mobility));
+        let mut services = Vec::new();
+        for spec in services::ALL {
+            let mut bound = Vec::new();
+            for l in spec.listeners {
+                if !active.contains(&l.flag) {
+                    bound.push(None);
+                    continue;
+                }
+                let asked = opts.port(l.name);
+                let a = addr(asked, l.default_port);
+                let dscp = (l.dscp)(q);
+                let r = match l.proto {
+                    Proto::Tcp => net::bind_tcp(a, dscp, 1024).map(Bound::Tcp),
+                    Proto::Udp => net::bind_udp(a, dscp).map(Bound::Udp),
+                };
+                match r {
+                    Ok(b) => bound.push(Some(b)),
+                    Err(e)
+                        if l.optional_without_privilege
+                            && asked.is_none()
+                            && e.kind() == std::io::ErrorKind::PermissionDenied =>
+                    {
+                        tracing::warn!(
+                            addr = %a,
+                            "{} is off: port {} needs root or CAP_NET_BIND_SERVICE \
+                             (choose another port)",
+                            l.what,
+                            l.default_port
+                        );
+                        bound.push(None);
+                    }
+                    Err(source) => {
+                        return Err(ServeError::Bind {
+                            what: l.what,
+                            addr: a,
+                            source,
+                        })
+                    }
+                }
+            }
+            services.push(bound);
+        }
+        Ok(Listeners {
+            node: this.name,
+            active,
+            http: tcp("HTTP", addr(opts.http_port, HTTP_PORT), q.phone_services)?,
+            https: tcp("HTTPS", addr(opts.https_port, HTTPS_PORT), q.phone_services)?,
+            sip,
+            services,
+        })
     }
 
-    /// Replaces `{http}` / `{https}` in a configured URL with this node's base URLs.
-    pub fn expand_url(&self, url: &str) -> String {
-        url.replace("{https}", &self.https_base)
-            .replace("{http}", &self.http_base)
+    /// The ready line: `http`, `https`, each service listener (`tftp_http`, `tftp`; `null` for
+    /// an optional one that could not be bound), `sip_udp`/`sip_tcp`/`sip_tls` on a node with
+    /// call processing, then `cluster` and `node`.
+    pub fn ready(&self, cluster: &str) -> std::io::Result<Ready> {
+        use serde_json::Value;
+        let mut m = serde_json::Map::new();
+        let s = |a: SocketAddr| Value::String(a.to_string());
+        m.insert("event".into(), "ready".into());
+        m.insert("http".into(), s(self.http.local_addr()?));
+        m.insert("https".into(), s(self.https.local_addr()?));
+        for (spec, bound) in services::ALL.iter().zip(&self.services) {
+            for (l, b) in spec.listeners.iter().zip(bound) {
+                if !self.active.contains(&l.flag) {
+                    continue;
+                }
+                let v = match b {
+                    Some(b) => s(b.local_addr()?),
+                    None => Value::Null,
+                };
+                m.insert(l.name.into(), v);
+            }
+        }
+        if let Some(sip) = &self.sip {
+            m.insert("sip_udp".into(), s(sip.udp.local_addr()?));
+            m.insert("sip_tcp".into(), s(sip.tcp.local_addr()?));
+            m.insert("sip_tls".into(), s(sip.tls.local_addr()?));
+        }
+        m.insert("cluster".into(), cluster.into());
+        m.insert("node".into(), self.node.clone().into());
+        Ok(Ready(m))
     }
 }
 
-/// Builds the shared state: picks this node from the definition, makes or loads the TLS
-/// identity, works out the URLs phones should use, loads the runtime state (registrations).
-pub async fn node_state(
+/// A node whose services are started, ready to serve.
+pub struct Node {
+    pub state: Arc<NodeState>,
+    http: TcpListener,
+    https: TcpListener,
+    sip: Option<SipListeners>,
+    parts: Vec<Parts>,
+}
+
+/// Builds the node core and starts the services this node runs (they take what they need
+/// before the node says it is ready: DialCast route points, logins made before a restart).
+pub async fn start(
+    listeners: Listeners,
     store: Store,
     def: ClusterDefinition,
-    node_name: Option<&str>,
-    listeners: &Listeners,
     data_dir: PathBuf,
-) -> Result<Arc<NodeState>, ServeError> {
-    let node = match node_name {
-        Some(n) => def
-            .nodes
-            .iter()
-            .find(|x| x.name == n)
-            .cloned()
-            .ok_or_else(|| ServeError::UnknownNode(n.to_string()))?,
-        None => def.nodes.first().cloned().unwrap_or_else(|| Node {
-            name: "ucm".into(),
-            address: "127.0.0.1".into(),
-            services: Vec::new(),
-            bind: None,
-            ports: Default::default(),
-        }),
+) -> Result<Node, ServeError> {
+    let local = |l: &TcpListener| {
+        l.local_addr().map_err(|source| ServeError::Bind {
+            what: "listener",
+            addr: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+            source,
+        })
     };
-    let local = |l: &TcpListener| l.local_addr().ok();
-    // Phones must be given an address they can reach: the bound one, unless it is a wildcard.
-    let host_for = |a: Option<SocketAddr>| -> String {
-        match a {
-            Some(a) if !a.ip().is_unspecified() => match a.ip() {
-                IpAddr::V6(v6) => format!("[{v6}]:{}", a.port()),
-                ip => format!("{ip}:{}", a.port()),
-            },
-            Some(a) => format!("{}:{}", bracket(&node.address), a.port()),
-            None => node.address.clone(),
-        }
+    let addrs = BoundAddrs {
+        http: local(&listeners.http)?,
+        https: local(&listeners.https)?,
+        sip: listeners.sip.as_ref().and_then(|s| s.udp.local_addr().ok()),
+        sips: listeners.sip.as_ref().and_then(|s| s.tls.local_addr().ok()),
     };
-    let http_base = format!("http://{}", host_for(local(&listeners.http)));
-    let https_base = format!("https://{}", host_for(local(&listeners.https)));
-    let tftp_base = format!("http://{}", host_for(local(&listeners.tftp_http)));
-    let sip_host = host_for(listeners.sip_udp.local_addr().ok());
-    let sips_host = host_for(local(&listeners.sip_tls));
-    let mut ips: Vec<IpAddr> = Vec::new();
-    if let Ok(ip) = node.address.parse() {
-        ips.push(ip);
-    }
-    if let Some(a) = local(&listeners.https) {
-        if !a.ip().is_unspecified() {
-            ips.push(a.ip());
-        }
-    }
-    let identity = tls::load_or_create(&data_dir, &node.name, &ips)?;
-    let tls_cfg = tls::server_config(&identity, &[b"http/1.1"])?;
-    let sip_tls = tls::server_config(&identity, &[])?;
-    let (registrar, writer) =
-        crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
-    let (stop, _) = watch::channel(false);
-    let state = Arc::new(NodeState {
-        em: crate::services::em::EmService::new(),
-        password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
-        webdialer: crate::services::webdialer::WebDialerService::new(),
-        paging: crate::services::paging::PagingService::new(),
-        call_control: crate::sip::CallControl::new(),
-        sip_host,
-        sips_host,
-        stop,
-        registrar,
-        registrar_writer: std::sync::Mutex::new(Some(writer)),
-        store,
-        cluster: RwLock::new(Arc::new(Cluster::new(def))),
-        node,
-        metrics: metrics::Metrics::default(),
-        started: Instant::now(),
-        http_base,
-        https_base,
-        tftp_base,
-        data_dir,
-        tls: tls_cfg,
-        sip_tls,
-    });
-    // Logins made before a restart are still in force, and so are their automatic logouts.
-    let logins = state.em.restore(&state).await?;
-    if state
-        .node
-        .services
-        .contains(&crate::config::model::NodeService::Paging)
-    {
-        crate::services::paging::PagingService::prepare(&state).await;
-    }
+    let state =
+        NodeState::start(store, def, Some(&listeners.node), addrs, data_dir.clone()).await?;
+    // Logins made before a restart (or by other nodes) are in force on every node.
+    let logins = state.sync_logins().await?;
     if logins > 0 {
         tracing::info!(logins, "Extension Mobility logins restored");
     }
-    Ok(state)
+    let mut parts = Vec::new();
+    for (spec, bound) in services::ALL.iter().zip(listeners.services) {
+        let active = spec.active(&listeners.active);
+        if active.is_empty() {
+            continue;
+        }
+        parts.push(start_service(spec, &state, active, bound).await?);
+    }
+    Ok(Node {
+        state,
+        http: listeners.http,
+        https: listeners.https,
+        sip: listeners.sip,
+        parts,
+    })
 }
 
-fn bracket(host: &str) -> String {
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
-        _ => host.to_string(),
-    }
+async fn start_service(
+    spec: &ServiceSpec,
+    state: &Arc<NodeState>,
+    active: Vec<NodeService>,
+    listeners: Vec<Option<Bound>>,
+) -> Result<Parts, ServeError> {
+    Ok((spec.start)(services::Start {
+        node: state.clone(),
+        active,
+        listeners,
+        stop: state.stopping(),
+    })
+    .await?)
 }
 
 /// How long in-flight work may take to finish after shutdown is asked for.
@@ -357,82 +328,65 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves every listener until `shutdown` completes, then drains and closes the database.
 pub async fn run(
-    listeners: Listeners,
-    state: Arc<NodeState>,
+    node: Node,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ServeError> {
+    let state = node.state;
     let stop_rx = state.stopping();
     let mut tasks = tokio::task::JoinSet::new();
-    let app = http::router(state.clone());
-    let tftp_app = http::tftp_router(state.clone());
-    tasks.spawn(http::serve(
-        listeners.http,
+    let mut app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_here)
+        .with_state(state.clone());
+    for p in node.parts {
+        app = app.merge(p.routes);
+        for t in p.tasks {
+            tasks.spawn(t);
+        }
+    }
+    tasks.spawn(crate::node::http::serve(
+        node.http,
         app.clone(),
         None,
-        http::Listener::Http,
+        Listener::Http,
         state.clone(),
         stop_rx.clone(),
     ));
-    tasks.spawn(http::serve(
-        listeners.https,
+    tasks.spawn(crate::node::http::serve(
+        node.https,
         app,
         Some(tokio_rustls::TlsAcceptor::from(state.tls.clone())),
-        http::Listener::Https,
+        Listener::Https,
         state.clone(),
         stop_rx.clone(),
     ));
-    tasks.spawn(http::serve(
-        listeners.tftp_http,
-        tftp_app,
-        None,
-        http::Listener::TftpHttp,
-        state.clone(),
-        stop_rx.clone(),
-    ));
-    if let Some(sock) = listeners.tftp {
-        let dscp = state.cluster().qos.phone_configuration;
-        tasks.spawn(tftp::serve(sock, state.clone(), dscp, stop_rx.clone()));
-    }
-    tasks.spawn(crate::services::em::EmService::run_timers(
-        state.clone(),
-        stop_rx.clone(),
-    ));
-    tasks.spawn(crate::services::em::EmService::run_sync(
-        state.clone(),
-        stop_rx.clone(),
-    ));
-    let sip = crate::sip::SipServer::new(state.clone());
-    tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
-    // Serves what PagingService::prepare took at start (nothing on a node without paging).
-    tasks.spawn(crate::services::paging::PagingService::run(
-        state.clone(),
-        stop_rx.clone(),
-    ));
-    tasks.spawn(sip.clone().serve_udp(listeners.sip_udp, stop_rx.clone()));
-    tasks.spawn(
-        sip.clone()
-            .serve_stream(listeners.sip_tcp, None, stop_rx.clone()),
-    );
-    tasks.spawn(sip.serve_stream(
-        listeners.sip_tls,
-        Some(tokio_rustls::TlsAcceptor::from(state.sip_tls.clone())),
-        stop_rx.clone(),
-    ));
-    // Expired registrations leave memory and the database once a minute.
-    let sweeper = {
-        let state = state.clone();
-        tokio::spawn(async move {
+    tasks.spawn(state.clone().run_login_sync());
+    if let Some(sip_l) = node.sip {
+        let sip = crate::sip::SipServer::new(state.clone());
+        tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
+        tasks.spawn(sip.clone().serve_udp(sip_l.udp, stop_rx.clone()));
+        tasks.spawn(sip.clone().serve_stream(sip_l.tcp, None, stop_rx.clone()));
+        tasks.spawn(sip.serve_stream(
+            sip_l.tls,
+            Some(tokio_rustls::TlsAcceptor::from(state.sip_tls.clone())),
+            stop_rx.clone(),
+        ));
+        // Expired registrations leave memory and the database once a minute.
+        let (st, mut stop) = (state.clone(), stop_rx.clone());
+        tasks.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
-                tick.tick().await;
-                state.registrar.sweep();
+                tokio::select! {
+                    _ = tick.tick() => st.registrar.sweep(),
+                    _ = stop.changed() => return,
+                }
             }
-        })
-    };
+        });
+    }
     shutdown.await;
-    sweeper.abort();
     tracing::info!("shutting down: finishing in-flight requests");
-    let _ = state.stop.send(true);
+    state.stop();
     let drained = tokio::time::timeout(SHUTDOWN_GRACE, async {
         while tasks.join_next().await.is_some() {}
     })
@@ -441,17 +395,85 @@ pub async fn run(
         tracing::warn!("some connections did not finish within {SHUTDOWN_GRACE:?}; closing them");
         tasks.abort_all();
     }
-    // The registrar's writer ends once every sender is gone; the state still holds one, so
-    // flush by waiting briefly for the queue to drain instead.
-    let writer = match state.registrar_writer.lock() {
-        Ok(mut g) => g.take(),
-        Err(p) => p.into_inner().take(),
-    };
-    if let Some(w) = writer {
-        state.registrar.close();
-        let _ = tokio::time::timeout(SHUTDOWN_GRACE, w).await;
-    }
-    state.store.close().await;
+    state.close(SHUTDOWN_GRACE).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn healthz(State(s): State<Arc<NodeState>>) -> Json<serde_json::Value> {
+    let c = s.cluster();
+    Json(serde_json::json!({
+        "status": "ok",
+        "cluster": c.cluster.id,
+        "node": s.node.name,
+        "uptime_seconds": s.started.elapsed().as_secs(),
+    }))
+}
+
+async fn metrics(State(s): State<Arc<NodeState>>) -> Response {
+    let c = s.cluster();
+    let body = s.metrics.render(&[
+        (
+            "ucm_uptime_seconds",
+            "Seconds since the node started.",
+            s.started.elapsed().as_secs_f64(),
+        ),
+        (
+            "ucm_configured_devices",
+            "Devices in the cluster definition.",
+            c.devices.len() as f64,
+        ),
+        (
+            "ucm_configured_end_users",
+            "End users in the cluster definition.",
+            c.end_users.len() as f64,
+        ),
+    ]);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// A path no route of this node matched: when it belongs to a service the node does not run,
+/// say so and name the nodes that run it.
+async fn not_here(State(s): State<Arc<NodeState>>, uri: Uri) -> Response {
+    let Some(flag) = services::owner_of(uri.path()) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let cluster = s.cluster();
+    let others: Vec<&str> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.runs(flag.flag))
+        .map(|n| n.name.as_str())
+        .collect();
+    let where_ = if others.is_empty() {
+        "no node of the cluster runs it".to_string()
+    } else {
+        format!("it runs on {}", others.join(", "))
+    };
+    let body = format!(
+        "{} is not active on node {} ({where_})\n",
+        capitalise(flag.name),
+        s.node.name
+    );
+    (
+        StatusCode::NOT_FOUND,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body,
+    )
+        .into_response()
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_uppercase().chain(c).collect(),
+        None => String::new(),
+    }
 }

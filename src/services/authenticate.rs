@@ -16,7 +16,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
 use crate::config::model::Role;
-use crate::server::NodeState;
+use crate::node::NodeState;
+use crate::wire::codec::form_pairs;
 
 /// The three answers a phone understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,7 +178,7 @@ pub async fn basic_user(
     let Some((user, password)) = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::phone::http::parse_basic_auth)
+        .and_then(crate::wire::codec::parse_basic_auth)
     else {
         return Err(unauthorized());
     };
@@ -206,7 +207,9 @@ pub async fn check_with_lockout(
     }
     // The paging service's own secret for its user (validation makes sure that user may
     // control every device); anything else goes through the password and its lockout.
-    if crate::services::paging::PagingService::is_service_secret(state, user, password).await {
+    if state.cluster().paging.user.as_deref() == Some(user)
+        && state.is_service_secret(user, password).await
+    {
         return Verdict::Authorized;
     }
     match check_password(state, user, password).await {
@@ -252,7 +255,7 @@ pub async fn handler(
     body: Bytes,
 ) -> Response {
     let mut params = query;
-    for (k, v) in url_decode_pairs(&body) {
+    for (k, v) in form_pairs(&body) {
         params.entry(k).or_insert(v);
     }
     let verdict = match (
@@ -267,57 +270,4 @@ pub async fn handler(
     };
     tracing::debug!(verdict = verdict.as_str(), "authentication URL");
     ([(header::CONTENT_TYPE, "text/html")], verdict.as_str()).into_response()
-}
-
-/// Decodes an `application/x-www-form-urlencoded` body.
-pub fn url_decode_pairs(body: &[u8]) -> Vec<(String, String)> {
-    body.split(|&b| b == b'&')
-        .filter(|p| !p.is_empty())
-        .map(|pair| {
-            let mut it = pair.splitn(2, |&b| b == b'=');
-            let k = it.next().unwrap_or_default();
-            let v = it.next().unwrap_or_default();
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-/// Percent-decoding with `+` as space; invalid escapes are kept as they are.
-pub fn percent_decode(s: &[u8]) -> String {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        match s[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < s.len() => {
-                let hex = std::str::from_utf8(&s[i + 1..i + 3]).ok();
-                match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
-                    Some(b) => {
-                        out.push(b);
-                        i += 2;
-                    }
-                    None => out.push(b'%'),
-                }
-            }
-            b => out.push(b),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn form_decoding() {
-        let p =
-            url_decode_pairs(b"UserID=jsmith&Password=a%26b+c&devicename=SEP00036BC7B973&x=%zz");
-        assert_eq!(p[0], ("UserID".into(), "jsmith".into()));
-        assert_eq!(p[1], ("Password".into(), "a&b c".into()));
-        assert_eq!(p[3], ("x".into(), "%zz".into()));
-        assert_eq!(percent_decode(b"%4"), "%4");
-        assert_eq!(percent_decode(b"%41"), "A");
-    }
 }

@@ -13,7 +13,7 @@
 //!   declares Dial, EditDial and Exit softkeys and, when more entries follow, Next, whose URL
 //!   carries the same search and the next page's `start`.
 //!
-//! Every object is built with [`crate::xml`] and meets its limits (Name and Telephone cut to
+//! Every object is built with [`crate::wire::xml`] and meets its limits (Name and Telephone cut to
 //! 32 characters).
 
 use std::collections::HashMap;
@@ -24,10 +24,10 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 
 use crate::config::model::EndUser;
-use crate::phone::http::with_query;
-use crate::server::NodeState;
+use crate::node::NodeState;
 use crate::services::phone_services::{came_over_https, xml_reply};
-use crate::xml::{CiscoIPPhoneObject, Directory, Input, InputItem, SoftKeyItem};
+use crate::wire::codec::with_query;
+use crate::wire::xml::{CiscoIPPhoneObject, Directory, Input, InputItem, SoftKeyItem};
 
 /// Entries per page: the most a CiscoIPPhoneDirectory carries.
 pub const PAGE_SIZE: usize = 32;
@@ -234,7 +234,7 @@ mod tests {
             .find(|k| k.name.as_deref() == Some("Next"));
         let url = next.and_then(|k| k.url.clone()).unwrap();
         assert!(url.contains("l=last") && url.contains("start=32"), "{url}");
-        assert!(crate::xml::validate(&p1, None).is_empty());
+        assert!(crate::wire::xml::validate(&p1, None).is_empty());
         let p3 = results_page(&found, &s, 64, "http://n/x");
         let CiscoIPPhoneObject::Directory(d) = &p3 else {
             panic!()
@@ -247,7 +247,7 @@ mod tests {
             .all(|k| k.name.as_deref() != Some("Next")));
         // Past the end: an empty last page, no panic.
         let p = results_page(&found, &s, 1000, "http://n/x");
-        assert!(crate::xml::validate(&p, None).is_empty());
+        assert!(crate::wire::xml::validate(&p, None).is_empty());
     }
 
     #[test]
@@ -271,6 +271,6 @@ mod tests {
         assert_eq!(by("", "", "239"), ["Sally Adams"]);
         assert!(by("zz", "", "").is_empty());
         let input = input_page("http://n/ccmcip/xmldirectorylist.jsp");
-        assert!(crate::xml::validate(&input, None).is_empty());
+        assert!(crate::wire::xml::validate(&input, None).is_empty());
     }
 }

@@ -1,8 +1,150 @@
-//! The cluster's applications. Each service is a module; more arrive with their issues.
+//! The cluster's applications, one module each, all of one shape: a [`ServiceSpec`] says which
+//! `nodes[].services` flags the module answers to, which HTTP paths it owns, which listeners of
+//! its own it needs, and how it starts; started, it hands the server its routes and background
+//! tasks ([`Parts`]). `server` starts exactly the modules a node's definition activates and
+//! answers the paths of the others with a 404 naming the service and the nodes that run it.
+//!
+//! Adding a service: its folder here (routes, tasks, listeners, its part of the model) and one
+//! line in [`ALL`].
+
 pub mod authenticate;
 pub mod directory;
 pub mod em;
 pub mod paging;
 pub mod phone_config;
 pub mod phone_services;
+pub mod tftp;
 pub mod webdialer;
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+
+use crate::config::model::{NodeService, QosParameters};
+use crate::net::Dscp;
+use crate::node::{NodeError, NodeState};
+
+/// Every service module a node can run, in the order they start.
+pub const ALL: &[ServiceSpec] = &[
+    tftp::SERVICE,
+    phone_services::SERVICE,
+    em::SERVICE,
+    webdialer::SERVICE,
+    paging::SERVICE,
+];
+
+/// A background task of a service; it ends when the node's stop signal turns.
+pub type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// What a started service gives the server.
+#[derive(Default)]
+pub struct Parts {
+    /// Routes served on the node's HTTP and HTTPS listeners.
+    pub routes: Router,
+    pub tasks: Vec<Task>,
+}
+
+/// One `nodes[].services` flag a module answers to.
+pub struct Flag {
+    pub flag: NodeService,
+    /// How people call it ("WebDialer"), in the 404 of a node that does not run it.
+    pub name: &'static str,
+    /// Path prefixes on HTTP and HTTPS that belong to it.
+    pub paths: &'static [&'static str],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+/// A listener a service owns, bound and marked by the server (before `listen()`) with the
+/// node's other listeners, so the ready line names it.
+pub struct ListenerSpec {
+    /// The flag that needs it.
+    pub flag: NodeService,
+    /// Its key in the ready line (`tftp_http`).
+    pub name: &'static str,
+    /// How errors and logs name it (`TFTP-over-HTTP`).
+    pub what: &'static str,
+    pub proto: Proto,
+    pub default_port: u16,
+    /// Its DSCP, from the cluster's QoS parameters.
+    pub dscp: fn(&QosParameters) -> Dscp,
+    /// When the default port needs privileges the node lacks, run without this listener
+    /// (with a warning) instead of failing the start.
+    pub optional_without_privilege: bool,
+}
+
+/// A bound listener of a service.
+pub enum Bound {
+    Tcp(TcpListener),
+    Udp(UdpSocket),
+}
+
+impl Bound {
+    pub fn local_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        match self {
+            Bound::Tcp(l) => l.local_addr(),
+            Bound::Udp(s) => s.local_addr(),
+        }
+    }
+}
+
+/// What a module is started with.
+pub struct Start {
+    pub node: Arc<NodeState>,
+    /// Its flags this node runs (never empty).
+    pub active: Vec<NodeService>,
+    /// Its listeners, in the order of [`ServiceSpec::listeners`]; `None` for one this node
+    /// does not run or an optional one that could not be bound.
+    pub listeners: Vec<Option<Bound>>,
+    pub stop: watch::Receiver<bool>,
+}
+
+impl Start {
+    pub fn runs(&self, flag: NodeService) -> bool {
+        self.active.contains(&flag)
+    }
+
+    /// Takes the bound listener named `name`.
+    pub fn take_listener(&mut self, spec: &ServiceSpec, name: &str) -> Option<Bound> {
+        let i = spec.listeners.iter().position(|l| l.name == name)?;
+        self.listeners.get_mut(i)?.take()
+    }
+}
+
+pub type StartFuture = Pin<Box<dyn Future<Output = Result<Parts, NodeError>> + Send>>;
+
+/// A service module as the server sees it.
+pub struct ServiceSpec {
+    pub flags: &'static [Flag],
+    pub listeners: &'static [ListenerSpec],
+    pub start: fn(Start) -> StartFuture,
+}
+
+impl ServiceSpec {
+    /// The flags of this module that `active` turns on.
+    pub fn active(&self, active: &[NodeService]) -> Vec<NodeService> {
+        self.flags
+            .iter()
+            .map(|f| f.flag)
+            .filter(|f| active.contains(f))
+            .collect()
+    }
+}
+
+/// The service that owns `path` (the longest matching prefix), if any.
+pub fn owner_of(path: &str) -> Option<&'static Flag> {
+    ALL.iter()
+        .flat_map(|s| s.flags.iter())
+        .flat_map(|f| f.paths.iter().map(move |p| (f, p)))
+        .filter(|(_, p)| path.starts_with(*p))
+        .max_by_key(|(_, p)| p.len())
+        .map(|(f, _)| f)
+}

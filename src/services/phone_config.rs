@@ -10,7 +10,8 @@ use std::fmt::Write;
 use crate::cluster::Cluster;
 use crate::config::model::{ClusterDefinition, Device, ServicesProvisioning};
 use crate::config::validate::is_device_name;
-use crate::server::NodeState;
+use crate::node::NodeState;
+use crate::wire::xml::escape as esc;
 
 /// The file served for `name`, or `None` when there is no such device.
 pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> {
@@ -37,22 +38,6 @@ fn cache_list(def: &Cluster) -> String {
     out
 }
 
-/// XML text escaping for element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> String {
     let ep = &def.enterprise_parameters;
     let q = &def.qos;
@@ -65,9 +50,9 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     let (sip_host, sip_port) = match state.sip_host.rsplit_once(':') {
         Some((h, p)) => (
             h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse().unwrap_or(crate::server::SIP_PORT),
+            p.parse().unwrap_or(crate::node::SIP_PORT),
         ),
-        None => (state.sip_host.clone(), crate::server::SIP_PORT),
+        None => (state.sip_host.clone(), crate::node::SIP_PORT),
     };
     let mut x = String::new();
     let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
@@ -90,7 +75,7 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
                 .iter()
                 .find(|x| x.name == *n)
                 .map_or(n.to_string(), |x| x.address.clone());
-            (a, crate::server::SIP_PORT)
+            (a, crate::node::SIP_PORT)
         };
         let _ = writeln!(
             x,

@@ -5,7 +5,7 @@
 //! The phone names itself with `name=SEP...`; `locale` and any other parameter are tolerated.
 //! The answer lists the device's subscribed services (the Extension Mobility login profile's
 //! when someone is logged in) plus every enterprise subscription, without disabled services,
-//! as `CiscoIPPhoneMenu` objects built with [`crate::xml`]:
+//! as `CiscoIPPhoneMenu` objects built with [`crate::wire::xml`]:
 //!
 //! - **Grouping.** Services are grouped by service type (Services, Directories, Messages).
 //!   When the device has services of one type only, the answer is the flat list of them. When
@@ -33,8 +33,8 @@ use axum::response::{IntoResponse, Response};
 
 use crate::cluster::Cluster;
 use crate::config::model::{Device, DeviceSecurityMode, PhoneService, ServiceType};
-use crate::server::NodeState;
-use crate::xml::{CiscoIPPhoneObject, Menu, Text};
+use crate::node::NodeState;
+use crate::wire::xml::{CiscoIPPhoneObject, Menu, Text};
 
 /// Menu items a phone shows at most.
 pub const MAX_MENU_ITEMS: usize = 100;
@@ -176,7 +176,7 @@ pub fn services_menu(
         None => {
             let mut top = Menu::new("Services");
             for t in present {
-                let url = crate::phone::http::with_query(
+                let url = crate::wire::codec::with_query(
                     &req.self_url,
                     &[("name", &dev.name), ("type", type_param(t))],
                 );
@@ -280,7 +280,7 @@ pub async fn device_address_handler(
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(crate::phone::http::parse_basic_auth);
+        .and_then(crate::wire::codec::parse_basic_auth);
     let unauthorized = || {
         (
             StatusCode::UNAUTHORIZED,
@@ -363,6 +363,44 @@ pub async fn devices_handler(
     axum::Json(serde_json::json!({ "device_pool": pool, "devices": out })).into_response()
 }
 
+/// IP Phone Services: the services menu, the authentication URL, Corporate Directory and the
+/// device lookups `ucm services push` uses.
+pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
+    flags: &[super::Flag {
+        flag: crate::config::model::NodeService::PhoneServices,
+        name: "IP Phone Services",
+        paths: &["/ccmcip/", "/ucm/services/"],
+    }],
+    listeners: &[],
+    start: start_service,
+};
+
+fn start_service(s: super::Start) -> super::StartFuture {
+    use crate::services::{authenticate, directory};
+    use axum::routing::get;
+    let routes = axum::Router::new()
+        .route(
+            "/ccmcip/authenticate.jsp",
+            get(authenticate::handler).post(authenticate::handler),
+        )
+        .route("/ccmcip/getservicesmenu.jsp", get(menu_handler))
+        .route("/ucm/services/devices", get(devices_handler))
+        .route("/ucm/services/device-address", get(device_address_handler))
+        .route("/ccmcip/xmldirectory.jsp", get(directory::input_handler))
+        .route(
+            "/ccmcip/xmldirectoryinput.jsp",
+            get(directory::input_handler),
+        )
+        .route("/ccmcip/xmldirectorylist.jsp", get(directory::list_handler))
+        .with_state(s.node);
+    Box::pin(async move {
+        Ok(super::Parts {
+            routes,
+            tasks: Vec::new(),
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -440,7 +478,7 @@ mod tests {
                 ("B".into(), format!("http://n:8080/B?d={name}")),
             ]
         );
-        assert!(crate::xml::validate(&o, None).is_empty());
+        assert!(crate::wire::xml::validate(&o, None).is_empty());
         // Over HTTPS: the secure URLs.
         let mut r = req(&name);
         r.secure = true;
@@ -482,13 +520,13 @@ mod tests {
         let name = dev.name.clone();
         let o = services_menu(&c, &dev, &req(&name), expand);
         assert_eq!(items(&o).len(), MAX_MENU_ITEMS);
-        assert!(crate::xml::validate(&o, None).is_empty());
+        assert!(crate::wire::xml::validate(&o, None).is_empty());
     }
 
     #[test]
     fn unknown_devices_get_a_text() {
         let o = unknown_device("SEP000000000000");
         assert!(o.to_xml().contains("SEP000000000000 is not configured"));
-        assert!(crate::xml::validate(&o, None).is_empty());
+        assert!(crate::wire::xml::validate(&o, None).is_empty());
     }
 }

@@ -6,11 +6,13 @@
 
 pub mod b2bua;
 pub mod digest;
-pub mod message;
 pub mod registrar;
-pub mod sdp;
 pub mod transaction;
 pub mod trunks;
+
+// Call control speaks the wire codec.
+pub use crate::wire::sdp;
+pub use crate::wire::sip as message;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -22,8 +24,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
-use crate::server::metrics::inc;
-use crate::server::NodeState;
+use crate::node::metrics::inc;
+use crate::node::NodeState;
 use message::{Method, ParseError, Request, Response, SipMessage};
 
 /// Methods this node accepts (the Allow header).
@@ -615,7 +617,7 @@ impl SipServer {
     /// Resolves the trunks of `cluster`; the TLS targets take effect here, the returned table
     /// is for the core.
     async fn resolve_trunks(&self, cluster: &crate::cluster::Cluster) -> Arc<b2bua::Resolved> {
-        let node_cert = self.state.data_dir.join(crate::server::tls::CERT_FILE);
+        let node_cert = self.state.data_dir.join(crate::net::tls::CERT_FILE);
         let t = trunks::resolve(cluster, &node_cert).await;
         for (dest, r) in t.resolved.iter() {
             match r {

@@ -159,7 +159,7 @@ async fn client_config(
     let roots = match tls_ca {
         Some(ca) => {
             let ca = ca.to_string();
-            tokio::task::spawn_blocking(move || crate::server::tls::read_ca_file(Path::new(&ca)))
+            tokio::task::spawn_blocking(move || crate::net::tls::read_ca_file(Path::new(&ca)))
                 .await
                 .map_err(|e| e.to_string())??
         }
@@ -171,7 +171,7 @@ async fn client_config(
                     let _ = roots.add(c.clone());
                 }
                 // Missing or unreadable: the system store alone is still trust.
-                if let Ok(own) = crate::server::tls::read_ca_file(&node_cert) {
+                if let Ok(own) = crate::net::tls::read_ca_file(&node_cert) {
                     roots.extend(own.roots);
                 }
                 roots
@@ -180,7 +180,7 @@ async fn client_config(
             .map_err(|e| e.to_string())?
         }
     };
-    let cfg = rustls::ClientConfig::builder_with_provider(crate::server::tls::provider())
+    let cfg = rustls::ClientConfig::builder_with_provider(crate::net::tls::provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
         .with_root_certificates(roots)
@@ -197,9 +197,9 @@ mod tests {
     #[tokio::test]
     async fn default_trust_takes_the_node_certificate() {
         let dir = tempfile::tempdir().unwrap();
-        let id = crate::server::tls::load_or_create(dir.path(), "n1", &[]).unwrap();
-        let server = crate::server::tls::server_config(&id, &[]).unwrap();
-        let node_cert = dir.path().join(crate::server::tls::CERT_FILE);
+        let id = crate::net::tls::load_or_create(dir.path(), "n1", &[]).unwrap();
+        let server = crate::net::tls::server_config(&id, &[]).unwrap();
+        let node_cert = dir.path().join(crate::net::tls::CERT_FILE);
         let handshake = |client: Arc<rustls::ClientConfig>| {
             let server = server.clone();
             async move {
@@ -221,8 +221,8 @@ mod tests {
             .expect("the node's own certificate is trusted");
         // Another node's certificate as the only CA: refused.
         let other = tempfile::tempdir().unwrap();
-        crate::server::tls::load_or_create(other.path(), "n2", &[]).unwrap();
-        let other_ca = other.path().join(crate::server::tls::CERT_FILE);
+        crate::net::tls::load_or_create(other.path(), "n2", &[]).unwrap();
+        let other_ca = other.path().join(crate::net::tls::CERT_FILE);
         let strict = client_config(other_ca.to_str(), &node_cert).await.unwrap();
         let err = handshake(strict).await.unwrap_err();
         assert!(err.to_string().contains("certificate"), "{err}");

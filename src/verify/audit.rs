@@ -27,7 +27,7 @@ use crate::pcap::{
     dissect, transport, CaptureReader, DefragLimits, Defragmenter, Dissected, Dissection, FragKey,
     PcapError, Transport,
 };
-use crate::sip::message::{parse_datagram, SipMessage};
+use crate::wire::sip::{parse_datagram, SipMessage};
 
 /// Limits and report sizes.
 #[derive(Clone, Copy, Debug)]

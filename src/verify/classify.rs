@@ -24,8 +24,8 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::pcap::flow::Endpoint;
-use crate::sip::message::SipMessage;
-use crate::sip::sdp::SessionDescription;
+use crate::wire::sdp::SessionDescription;
+use crate::wire::sip::SipMessage;
 
 /// Traffic classes of the DSCP audit; the names are the policy's keys.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -502,7 +502,7 @@ impl RtpGuess {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sip::message::parse_datagram;
+    use crate::wire::sip::parse_datagram;
 
     fn ep(s: &str) -> Endpoint {
         Endpoint::from(s.parse::<std::net::SocketAddr>().expect("addr"))

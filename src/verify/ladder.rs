@@ -143,9 +143,9 @@ impl LadderBuilder {
         ts_ns: u64,
         src: IpAddr,
         dst: IpAddr,
-        msg: &crate::sip::message::SipMessage,
+        msg: &crate::wire::sip::SipMessage,
     ) {
-        use crate::sip::message::SipMessage;
+        use crate::wire::sip::SipMessage;
         let h = msg.headers();
         let call_id = msg.call_id().unwrap_or("").to_string();
         let from_tag = h

@@ -2,8 +2,8 @@
 //! remote-call-control documents found in HTTP bodies (raw, or in a form field `XML=`/`xml=`)
 //! and in SIP bodies (including each part of a `multipart/*` body).
 //!
-//! Each document is read with the library the services use: [`crate::xml::parse_bytes`] and
-//! [`crate::xml::validate`] for CiscoIPPhone objects, [`crate::services::em::api`] for EM API
+//! Each document is read with the library the services use: [`crate::wire::xml::parse_bytes`] and
+//! [`crate::wire::xml::validate()`] for CiscoIPPhone objects, [`crate::wire::em`] for EM API
 //! requests and replies. SOAP envelopes and remotecc documents are only checked to be
 //! well-formed for now. Quirks real Cisco devices send and real phones accept (a declaration
 //! with no space before `encoding`, an LF-only multipart body) are warnings, never errors.
@@ -12,7 +12,7 @@ use quick_xml::events::Event;
 use quick_xml::Reader;
 
 use crate::pcap::HttpMessage;
-use crate::sip::message::SipMessage;
+use crate::wire::sip::SipMessage;
 
 /// Documents kept per capture (later ones are counted, not listed).
 pub const MAX_DOCUMENTS: usize = 1000;
@@ -221,8 +221,8 @@ fn warning(path: &str, rule: &str, message: impl Into<String>) -> Finding {
 }
 
 fn check_cisco_ip_phone(bytes: &[u8], out: &mut Vec<Finding>) {
-    use crate::xml::XmlError;
-    match crate::xml::parse_bytes(bytes) {
+    use crate::wire::xml::XmlError;
+    match crate::wire::xml::parse_bytes(bytes) {
         Ok(parsed) => {
             for w in &parsed.warnings {
                 out.push(warning(
@@ -231,7 +231,7 @@ fn check_cisco_ip_phone(bytes: &[u8], out: &mut Vec<Finding>) {
                     format!("{}: {}", w.position, w.message),
                 ));
             }
-            for v in crate::xml::validate(&parsed.object, None) {
+            for v in crate::wire::xml::validate(&parsed.object, None) {
                 out.push(error(&v.path, v.rule, v.message));
             }
         }
@@ -251,7 +251,7 @@ fn check_cisco_ip_phone(bytes: &[u8], out: &mut Vec<Finding>) {
 }
 
 fn check_em(bytes: &[u8], root: &str, out: &mut Vec<Finding>) {
-    use crate::services::em::api;
+    use crate::wire::em as api;
     let text = String::from_utf8_lossy(bytes);
     let result = if root == "response" {
         api::parse_reply(&text).map(|_| ())

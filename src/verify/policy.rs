@@ -28,8 +28,8 @@ use serde::de::{self, Deserializer, Visitor};
 use serde::Deserialize;
 
 use super::classify::TrafficClass;
-use crate::config::locate::Path;
 use crate::net::Dscp;
+use crate::wire::yaml::Path;
 
 /// The default policy as a YAML file (Cisco's recommendations).
 pub const DEFAULT_POLICY_YAML: &str = include_str!("../../conformance/qos-policy.yaml");
@@ -307,7 +307,7 @@ impl Policy {
             return Ok(Policy::cisco_default());
         }
         let file: PolicyFile =
-            serde_saphyr::from_str_with_options(text, crate::config::yaml_options(text)).map_err(
+            serde_saphyr::from_str_with_options(text, crate::wire::yaml::options(text)).map_err(
                 |e| {
                     let (line, column) = e
                         .location()
@@ -388,8 +388,8 @@ impl Policy {
 }
 
 /// Line and column of a path given as keys and indices (falls back to 1:1).
-fn locate(text: &str, path: &crate::config::locate::Path) -> (u64, u64) {
-    crate::config::locate::Locator::new(text)
+fn locate(text: &str, path: &Path) -> (u64, u64) {
+    crate::wire::yaml::Locator::new(text)
         .locate(path)
         .unwrap_or((1, 1))
 }

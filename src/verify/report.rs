@@ -9,6 +9,7 @@ use super::audit::{FileAudit, FlowAudit};
 use super::ladder::LadderLine;
 use super::payload::{Finding, Severity, XmlDocument};
 use crate::net::Dscp;
+use crate::wire::xml::escape_legal;
 
 /// Report format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -395,8 +396,8 @@ impl Report {
                         "  <testsuite name=\"{p}\" tests=\"1\" failures=\"0\" errors=\"1\" skipped=\"0\">\n    \
                          <testcase classname=\"capture\" name=\"read {p}\">\n      \
                          <error message=\"{e}\" type=\"unreadable\">{e}</error>\n    </testcase>\n  </testsuite>\n",
-                        p = xml_escape(path),
-                        e = xml_escape(error)
+                        p = escape_legal(path),
+                        e = escape_legal(error)
                     );
                 }
                 FileOutcome::Audited(a) => {
@@ -414,7 +415,7 @@ impl Report {
                     let _ = writeln!(
                         suites,
                         "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\">",
-                        xml_escape(&a.path),
+                        escape_legal(&a.path),
                     );
                     for d in &a.xml {
                         let name = format!("frame {} {} <{}>", d.frame, d.source, d.root);
@@ -422,7 +423,7 @@ impl Report {
                             suites,
                             "    <testcase classname=\"xml.{}\" name=\"{}\"",
                             d.kind,
-                            xml_escape(&name)
+                            escape_legal(&name)
                         );
                         if d.errors() == 0 {
                             suites.push_str("/>\n");
@@ -431,7 +432,7 @@ impl Report {
                             let _ = write!(
                                 suites,
                                 ">\n      <failure message=\"{m}\" type=\"xml\">{m}</failure>\n    </testcase>\n",
-                                m = xml_escape(&msg)
+                                m = escape_legal(&msg)
                             );
                         }
                     }
@@ -439,7 +440,7 @@ impl Report {
                         let _ = write!(
                             suites,
                             "    <testcase classname=\"ladder\" name=\"golden {}\"",
-                            xml_escape(g)
+                            escape_legal(g)
                         );
                         if a.diff.is_empty() {
                             suites.push_str("/>\n");
@@ -447,7 +448,7 @@ impl Report {
                             let _ = write!(
                                 suites,
                                 ">\n      <failure message=\"ladder differs from the golden\" type=\"ladder\">{}</failure>\n    </testcase>\n",
-                                xml_escape(&a.diff.join("\n"))
+                                escape_legal(&a.diff.join("\n"))
                             );
                         }
                     }
@@ -457,7 +458,7 @@ impl Report {
                             suites,
                             "    <testcase classname=\"dscp.{}\" name=\"{}\"",
                             f.class,
-                            xml_escape(&name)
+                            escape_legal(&name)
                         );
                         if f.passed {
                             suites.push_str("/>\n");
@@ -466,7 +467,7 @@ impl Report {
                             let _ = write!(
                                 suites,
                                 ">\n      <failure message=\"{m}\" type=\"dscp\">{m}</failure>\n    </testcase>\n",
-                                m = xml_escape(&msg)
+                                m = escape_legal(&msg)
                             );
                         }
                     }
@@ -586,32 +587,4 @@ fn flow_json(f: &FlowAudit) -> Value {
         "violations": f.violations,
         "passed": f.passed,
     })
-}
-
-/// Escapes text for an XML attribute or element; drops characters XML 1.0 cannot carry.
-fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\t' | '\n' | '\r' => out.push(c),
-            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn xml_escaping() {
-        assert_eq!(xml_escape("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos;");
-    }
 }

@@ -17,7 +17,7 @@ use crate::pcap::{
     Direction, HttpConversation, HttpEvent, HttpKind, HttpMessage, SipStreamEvent, SipTcpFramer,
     TcpEvent, TcpFlags, TcpReassembler, TcpSegment,
 };
-use crate::sip::message::SipMessage;
+use crate::wire::sip::SipMessage;
 
 /// Connections reassembled at the same time.
 pub const MAX_LIVE_CONNECTIONS: usize = 20_000;

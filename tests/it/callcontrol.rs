@@ -128,7 +128,7 @@ pub struct TestPhone {
     tag: String,
 }
 
-use ucm::sip::message::{parse_datagram, Request, Response, SipMessage};
+use ucm::wire::sip::{parse_datagram, Request, Response, SipMessage};
 
 impl TestPhone {
     pub async fn register(ip: &str, dn: &str, mac: &str, server: SocketAddr) -> TestPhone {
@@ -230,7 +230,7 @@ impl TestPhone {
     pub async fn answer(&self, req: &Request, status: u16, with_sdp: bool) -> Response {
         let mut r = req.make_response(
             status,
-            ucm::sip::message::default_reason(status),
+            ucm::wire::sip::default_reason(status),
             Some(&self.tag),
         );
         r.headers
@@ -532,7 +532,7 @@ async fn r3_call_forward_all_busy_no_answer_unregistered_and_dnd() {
 
 /// A node running inside the test process, so tests can use the call-control API directly.
 struct InProcessNode {
-    state: std::sync::Arc<ucm::server::NodeState>,
+    state: std::sync::Arc<ucm::node::NodeState>,
     sip: SocketAddr,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
@@ -559,15 +559,15 @@ impl InProcessNode {
             sip_port: Some(0),
             sips_port: Some(0),
         };
-        let listeners = ucm::server::Listeners::bind(&opts, &def).unwrap();
-        let sip = listeners.sip_udp.local_addr().unwrap();
-        let state = ucm::server::node_state(store, def, None, &listeners, dir.path().to_path_buf())
+        let listeners = ucm::server::Listeners::bind(&opts, &def, None).unwrap();
+        let sip = listeners.ready("t").unwrap().get("sip_udp").unwrap();
+        let node = ucm::server::start(listeners, store, def, dir.path().to_path_buf())
             .await
             .unwrap();
+        let state = node.state.clone();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let st = state.clone();
         let task = tokio::spawn(async move {
-            let _ = ucm::server::run(listeners, st, async {
+            let _ = ucm::server::run(node, async {
                 let _ = rx.await;
             })
             .await;
@@ -848,10 +848,10 @@ async fn r3_bad_sdp_and_unknown_methods_get_the_right_4xx() {
 async fn read_stream_msg(s: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) -> SipMessage {
     use tokio::io::AsyncReadExt;
     loop {
-        let skip = ucm::sip::message::skip_keepalive(buf);
+        let skip = ucm::wire::sip::skip_keepalive(buf);
         buf.drain(..skip);
-        if let Some(n) = ucm::sip::message::frame_stream(buf).expect("framing") {
-            let msg = ucm::sip::message::parse_stream_message(&buf[..n]).expect("parse");
+        if let Some(n) = ucm::wire::sip::frame_stream(buf).expect("framing") {
+            let msg = ucm::wire::sip::parse_stream_message(&buf[..n]).expect("parse");
             buf.drain(..n);
             if matches!(&msg, SipMessage::Response(r) if r.status == 100) {
                 continue;

@@ -566,9 +566,9 @@ fn r6_phone_facing_em_application_logs_in_with_the_pin_and_out() {
         assert!(head.to_ascii_lowercase().contains("text/xml"), "{head}");
         let body = String::from_utf8(body).unwrap();
         // Every page is a valid CiscoIPPhone object.
-        let parsed = ucm::xml::parse(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
+        let parsed = ucm::wire::xml::parse(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
         assert!(
-            ucm::xml::validate(&parsed.object, None).is_empty(),
+            ucm::wire::xml::validate(&parsed.object, None).is_empty(),
             "{body}"
         );
         body

@@ -53,7 +53,7 @@ pub fn page_stream(s: &Value) -> Option<Value> {
 pub fn report_for(srv: &Server, call_id: &str) -> Value {
     let path = format!(
         "/ucm/paging/pages?call_id={}&wait_ms=2000",
-        ucm::phone::http::encode_component(call_id)
+        ucm::wire::codec::percent_encode(call_id)
     );
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

@@ -8,7 +8,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use ucm::phone::http::{base64_encode, encode_component};
+use ucm::wire::codec::{base64_encode, percent_encode};
 
 use crate::common::{http_get, spawn_ready, split_http, ucm, Server};
 
@@ -92,7 +92,7 @@ pub fn push(addr: SocketAddr, creds: Option<(&str, &str)>, urls: &[&str]) -> (u1
         .map(|u| format!("<ExecuteItem Priority=\"0\" URL=\"{u}\"/>"))
         .collect();
     let xml = format!("<CiscoIPPhoneExecute>{items}</CiscoIPPhoneExecute>");
-    let body = format!("XML={}", encode_component(&xml));
+    let body = format!("XML={}", percent_encode(&xml));
     let auth = creds
         .map(|(u, p)| {
             format!(

@@ -86,7 +86,7 @@ fn r2_https_with_the_node_certificate() {
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(ucm::server::tls::provider())
+    let cfg = rustls::ClientConfig::builder_with_provider(ucm::net::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
@@ -184,7 +184,7 @@ fn r2_sip_options_over_tls() {
     for c in rustls_pemfile::certs(&mut pem.as_slice()) {
         roots.add(c.unwrap()).unwrap();
     }
-    let cfg = rustls::ClientConfig::builder_with_provider(ucm::server::tls::provider())
+    let cfg = rustls::ClientConfig::builder_with_provider(ucm::net::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
@@ -313,4 +313,85 @@ fn r2_port_in_use_is_a_clear_error() {
         err.contains("cannot listen on HTTP") && err.contains(&port),
         "{err}"
     );
+}
+
+/// The demo cluster with its one node replaced by `nodes` (YAML list items).
+fn demo_with_nodes(dir: &std::path::Path, nodes: &str) -> std::path::PathBuf {
+    let demo = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clusters/demo.yaml"),
+    )
+    .unwrap();
+    let start = demo.find("nodes:\n").unwrap();
+    let end = start + demo[start..].find("\n\n").unwrap();
+    let text = format!("{}nodes:\n{nodes}{}", &demo[..start], &demo[end..]);
+    crate::common::write_file(dir, "cluster.yaml", &text)
+}
+
+#[test]
+fn r14_a_node_serves_exactly_the_services_its_definition_activates() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_with_nodes(
+        dir.path(),
+        "  - name: ucm-pub\n    address: 127.0.0.1\n    services: [phone-services]\n\
+         \x20 - name: ucm-sub\n    address: 127.0.0.2\n    services: [call-processing, tftp, webdialer, extension-mobility]\n",
+    );
+    let mut srv = Server::start(&["--config", cfg.to_str().unwrap(), "--node", "ucm-pub"]);
+    // No call processing and no TFTP here: the ready line names neither's listeners.
+    for key in ["sip_udp", "sip_tcp", "sip_tls", "tftp_http", "tftp"] {
+        assert!(srv.ready.get(key).is_none(), "{key} in {}", srv.ready);
+    }
+    let http = srv.addr("http");
+    // What it runs answers.
+    let (status, _, body) = http_get(http, "/ccmcip/getservicesmenu.jsp?name=SEP00036BC7B973");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // What another node runs: a 404 that says where it runs.
+    let (status, _, body) = http_get(http, "/webdialer/wsdl/wd70.wsdl");
+    assert_eq!(status, 404);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "WebDialer is not active on node ucm-pub (it runs on ucm-sub)\n"
+    );
+    let (status, _, body) = http_get(http, "/emservice/EMServiceServlet?xml=x");
+    assert_eq!(status, 404);
+    assert!(
+        String::from_utf8_lossy(&body)
+            .starts_with("Extension Mobility is not active on node ucm-pub"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // What no node runs.
+    let (status, _, body) = http_get(http, "/ucm/paging/groups");
+    assert_eq!(status, 404);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "The Paging Server is not active on node ucm-pub (no node of the cluster runs it)\n"
+    );
+    let (status, _, body) = http_get(http, "/webdialer/Redirector");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).starts_with("The WebDialer Redirector is not active"));
+    let (status, _, body) = http_get(http, "/emapp/EMAppServlet?device=SEP00036BC7B973");
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body)
+        .starts_with("The Extension Mobility application is not active"));
+    assert_eq!(srv.terminate().code(), Some(0), "{}", srv.logs());
+
+    // The other node: WebDialer, EM, SIP and TFTP, but no services menu.
+    let mut srv = Server::start(&["--config", cfg.to_str().unwrap(), "--node", "ucm-sub"]);
+    for key in ["sip_udp", "sip_tcp", "sip_tls", "tftp_http"] {
+        assert_ne!(srv.addr(key).port(), 0, "{key}");
+    }
+    let http = srv.addr("http");
+    let (status, _, _) = http_get(http, "/webdialer/wsdl/wd70.wsdl");
+    assert_eq!(status, 200);
+    let (status, _, body) = http_get(http, "/emservice/EMServiceServlet?xml=x");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let (status, _, body) = http_get(http, "/ccmcip/getservicesmenu.jsp?name=SEP00036BC7B973");
+    assert_eq!(status, 404);
+    assert_eq!(
+        String::from_utf8_lossy(&body),
+        "IP Phone Services is not active on node ucm-sub (it runs on ucm-pub)\n"
+    );
+    let (status, _, _) = http_get(srv.addr("tftp_http"), "/SEP00036BC7B973.cnf.xml");
+    assert_eq!(status, 200);
+    assert_eq!(srv.terminate().code(), Some(0), "{}", srv.logs());
 }

@@ -312,8 +312,8 @@ async fn phone_call(p: &crate::callcontrol::TestPhone, number: &str, call_id: &s
     p.send_text(&p.invite(number, call_id)).await;
     let ok = loop {
         match p.recv().await {
-            ucm::sip::message::SipMessage::Response(r) if r.status == 200 => break r,
-            ucm::sip::message::SipMessage::Response(r) if r.status < 200 => continue,
+            ucm::wire::sip::SipMessage::Response(r) if r.status == 200 => break r,
+            ucm::wire::sip::SipMessage::Response(r) if r.status < 200 => continue,
             other => panic!("{}: call to {number} got {other}", p.dn),
         }
     };
@@ -540,14 +540,14 @@ type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 /// records every request.
 async fn tls_uas(listener: tokio::net::TcpListener, cert_pem: String, key_pem: String, seen: Seen) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    use ucm::sip::message::{parse_stream_message_bytes, SipMessage, StreamEvent, StreamFramer};
+    use ucm::wire::sip::{parse_stream_message_bytes, SipMessage, StreamEvent, StreamFramer};
     let certs: Vec<_> = rustls_pemfile::certs(&mut cert_pem.as_bytes())
         .collect::<Result<_, _>>()
         .unwrap();
     let key = rustls_pemfile::private_key(&mut key_pem.as_bytes())
         .unwrap()
         .unwrap();
-    let cfg = rustls::ServerConfig::builder_with_provider(ucm::server::tls::provider())
+    let cfg = rustls::ServerConfig::builder_with_provider(ucm::net::tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

@@ -461,7 +461,7 @@ fn r7_soap_em_mode_dials_from_the_phone_the_user_is_logged_in_on() {
     );
     // jsmith logs in (EM) on his EM-enabled phone with his profile.
     let xml = "<request><appInfo><appID>emproxy</appID><appCertificate>emproxy</appCertificate></appInfo><login><deviceName>SEP00036BC7B973</deviceName><userID>jsmith</userID></login></request>";
-    let form = format!("xml={}", ucm::phone::http::encode_component(xml));
+    let form = format!("xml={}", ucm::wire::codec::percent_encode(xml));
     let (_, _, body) = post(
         http,
         "/emservice/EMServiceServlet",
@@ -650,7 +650,7 @@ fn r7_ucm_dial_places_and_ends_calls_with_exit_codes() {
 }
 
 fn form_encode(s: &str) -> String {
-    ucm::phone::http::encode_component(s)
+    ucm::wire::codec::percent_encode(s)
 }
 
 /// POSTs a form to the servlet with the session cookie, if any.

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ucm::xml::{
+use ucm::wire::xml::{
     canonicalize, parse, parse_bytes, validate, CiscoIPPhoneObject, Displayable, Execute,
     GraphicFileMenu, IconItem, IconMenu, IconMenuItem, KeyItem, Menu, ObjectKind, Priority,
     TouchArea, TouchAreaMenuItem,

@@ -19,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use ucm::client::webdialer::WdClient;
 use ucm::client::ClientOptions;
-use ucm::services::webdialer::soap::{Credential, Request, UserProfile};
+use ucm::wire::soap::{Credential, Request, UserProfile};
 
 /// The seed's figures per node (Capacity Planning for WebDialer).
 const SEED_CALLS_PER_SEC: f64 = 4.0;

@@ -4,9 +4,9 @@
 use std::collections::HashSet;
 
 use super::{is_device_name, Checker, DnKey, Names};
-use crate::config::locate::Path;
 use crate::config::model::{DeviceSecurityMode, LineAppearance, SipTransport, SpeedDial};
 use crate::dialplan::pattern::validate_digits;
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn phone_security_profiles(&mut self) {

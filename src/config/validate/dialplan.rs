@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{Checker, DnKey, Names};
-use crate::config::locate::Path;
 use crate::config::model::DiscardDigits;
 use crate::dialplan::pattern::{validate_digits, validate_mask};
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn patterns(&mut self, n: &Names) {

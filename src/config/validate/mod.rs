@@ -18,9 +18,9 @@ mod users;
 
 use std::collections::{HashMap, HashSet};
 
-use super::locate::Path;
 use super::model::ClusterDefinition;
 use crate::dialplan::pattern::Pattern;
+use crate::wire::yaml::Path;
 
 /// One problem: where (a path into the definition) and what.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,7 +4,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{is_hostname, Checker};
-use crate::config::locate::Path;
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn cluster_and_nodes(&mut self) {

@@ -3,8 +3,8 @@
 use std::collections::{HashMap, HashSet};
 
 use super::{is_multicast_range, names, Checker, Names};
-use crate::config::locate::Path;
 use crate::config::model::Role;
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn paging(&mut self, n: &Names) {

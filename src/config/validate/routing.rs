@@ -5,10 +5,10 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{is_host_port, is_hostname, is_multicast_range, Checker, Names};
-use crate::config::locate::Path;
 use crate::config::model::SipTransport;
 use crate::config::model::SipTrunk;
 use crate::dialplan::STANDARD_LOCAL_ROUTE_GROUP;
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn calling_search_spaces(&mut self, n: &Names) {
@@ -158,7 +158,7 @@ impl Checker<'_> {
             }
         }
         if let Some(ca) = t.tls_ca.as_deref() {
-            if let Err(reason) = crate::server::tls::read_ca_file(std::path::Path::new(ca)) {
+            if let Err(reason) = crate::net::tls::read_ca_file(std::path::Path::new(ca)) {
                 self.err(p.key("tls_ca"), reason);
             }
         }

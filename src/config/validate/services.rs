@@ -4,7 +4,7 @@
 use std::net::IpAddr;
 
 use super::{is_hostname, Checker};
-use crate::config::locate::Path;
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn service_parameters(&mut self) {

@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 
 use super::{Checker, DnKey, Names};
-use crate::config::locate::Path;
+use crate::wire::yaml::Path;
 
 impl Checker<'_> {
     pub(super) fn end_users(&mut self, n: &Names, dn_keys: &HashSet<DnKey>) {

@@ -16,9 +16,10 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
-use super::{EmError, Principal};
-use crate::server::NodeState;
-use crate::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
+use super::{EmService, Principal};
+use crate::node::NodeState;
+use crate::wire::em::EmError;
+use crate::wire::xml::{CiscoIPPhoneObject, Input, InputItem, Menu, Text};
 
 const TITLE: &str = "Extension Mobility";
 
@@ -52,9 +53,16 @@ fn emapp_principal() -> Principal {
     }
 }
 
+/// The EM application of one node: it hands logins to this node's EM service.
+pub struct EmApp {
+    pub node: Arc<NodeState>,
+    /// `None` on a node that does not run the EM service.
+    pub em: Option<Arc<EmService>>,
+}
+
 /// `GET /emapp/EMAppServlet`.
 pub async fn handler(
-    State(state): State<Arc<NodeState>>,
+    State(app): State<Arc<EmApp>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -73,20 +81,28 @@ pub async fn handler(
     if !matches!(login_type.as_str(), "UID" | "DN" | "SP") {
         return text("Login is unavailable(215)");
     }
+    let state = &app.node;
     let cluster = state.cluster();
     if cluster.device(&device).is_none() {
         return text("Login is unavailable(11)");
     }
+    let Some(em) = &app.em else {
+        // UNCONFIRMED how Cisco's EMApp words this; the phone shows why it cannot log in.
+        return text(&format!(
+            "Login is unavailable: Extension Mobility is not active on node {}",
+            state.node.name
+        ));
+    };
     let base = format!(
         "{}/emapp/EMAppServlet?device={}&loginType={login_type}",
         state.http_base,
-        crate::phone::http::encode_component(&device)
+        crate::wire::codec::percent_encode(&device)
     );
     let current = cluster.mobility.login(&device);
 
     // Logout asked for (the Yes softkey of the prompt).
     if get("logout").is_some() {
-        let outcome = state.em.logout(&state, &emapp_principal(), &device).await;
+        let outcome = em.logout(state, &emapp_principal(), &device).await;
         return match outcome {
             Ok(()) => text("Logged out. The phone restarts with its own profile."),
             Err(e) => {
@@ -138,17 +154,16 @@ pub async fn handler(
     let Some(pin) = pin else {
         return text("Login is unavailable(202)");
     };
-    match check_pin(&state, &user, &pin).await {
+    match check_pin(state, &user, &pin).await {
         Ok(()) => {}
         Err(msg) => return text(&msg),
     }
     // The phone's own address: Validate IP Address compares it with the device's.
-    if let Err(e) = state.em.check_ip(&state, &device, peer.ip()) {
+    if let Err(e) = em.check_ip(state, &device, peer.ip()) {
         return text(&unavailable(&e, true));
     }
-    match state
-        .em
-        .login(&state, &emapp_principal(), &device, &user, None, None)
+    match em
+        .login(state, &emapp_principal(), &device, &user, None, None)
         .await
     {
         Ok(()) => text(&format!(

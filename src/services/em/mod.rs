@@ -12,7 +12,6 @@
 //! Trusted List of IPs (28), then the device (11, 22), the user (23), the profile (12), the
 //! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
 
-pub mod api;
 pub mod app;
 
 use std::collections::BTreeSet;
@@ -25,60 +24,13 @@ use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
 use crate::cluster::Login;
-use crate::config::model::{MultipleLoginBehavior, Role};
-use crate::server::NodeState;
+use crate::config::model::{MultipleLoginBehavior, NodeService, Role};
+use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
 use crate::store::{EmLoginRow, EmWrite};
-use api::{AppInfo, Certificate, DeviceUser, Duration, Envelope, Request};
-
-/// An EM error: Cisco's code and a message saying what was wrong.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("EM error {code}: {message}")]
-pub struct EmError {
-    pub code: u32,
-    pub message: String,
-}
-
-impl EmError {
-    pub fn new(code: u32, message: impl Into<String>) -> EmError {
-        EmError {
-            code,
-            message: message.into(),
-        }
-    }
-}
-
-/// Cisco's meaning of each code, as the phone and `ucm em` print it.
-pub fn code_meaning(code: u32) -> &'static str {
-    match code {
-        0 => "Unknown Error",
-        1 => "Error on Parsing",
-        2 => "Cannot authorize App user",
-        3 => "Invalid App User",
-        4 => "Policy Validation error",
-        5 => "Device logon disabled",
-        6 => "Database Error",
-        7 => "Logout Request Error",
-        8 => "Query type undetermined",
-        9 => "Dir. User Info Error",
-        10 => "User lacks app proxy rights",
-        11 => "Device does not exist",
-        12 => "Dev. Profile not found",
-        18 => "Another user logged in",
-        19 => "No user logged in",
-        20 => "Hoteling flag error",
-        21 => "Hoteling Status error",
-        22 => "Device logon disabled",
-        23 => "User not found",
-        25 => "User logged in elsewhere",
-        26 => "Busy, please try again",
-        27 => "Change Password",
-        28 => "Untrusted IP Error",
-        29 => "RIS down-contact admin",
-        30 => "Proxy not allowed",
-        _ => "Unknown Error",
-    }
-}
+use crate::wire::em::{
+    self as api, AppInfo, Certificate, DeviceUser, Duration, EmError, Envelope, Request,
+};
 
 /// Who is calling the API, once their credentials checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -105,16 +57,11 @@ pub struct Caller {
 
 /// The EM service of one node.
 pub struct EmService {
+    pub node: Arc<NodeState>,
     inflight: AtomicUsize,
     /// Automatic logouts: (unix seconds, device).
     timers: Mutex<BTreeSet<(i64, String)>>,
     wake: tokio::sync::Notify,
-}
-
-impl Default for EmService {
-    fn default() -> Self {
-        EmService::new()
-    }
 }
 
 /// Decrements the in-flight count when a request ends, however it ends.
@@ -162,8 +109,9 @@ fn trusted(ip: IpAddr, list: &[String]) -> bool {
 }
 
 impl EmService {
-    pub fn new() -> EmService {
+    pub fn new(node: Arc<NodeState>) -> EmService {
         EmService {
+            node,
             inflight: AtomicUsize::new(0),
             timers: Mutex::new(BTreeSet::new()),
             wake: tokio::sync::Notify::new(),
@@ -179,30 +127,20 @@ impl EmService {
         self.wake.notify_one();
     }
 
-    /// Loads the stored logins into the running cluster and arms their automatic logouts.
-    pub async fn restore(&self, state: &NodeState) -> Result<usize, crate::store::StoreError> {
-        let rows = state.store.em_logins().await?;
-        let cluster = state.cluster();
-        for r in &rows {
-            let lines = cluster
-                .device_profile(&r.profile)
-                .map(|p| p.lines.clone())
-                .unwrap_or_default();
-            cluster.mobility.insert(
-                Login {
-                    device: r.device.clone(),
-                    user: r.userid.clone(),
-                    profile: r.profile.clone(),
-                    logged_in_at: r.logged_in_at,
-                    logout_at: r.logout_at,
-                },
-                &lines,
-            );
-            if let Some(at) = r.logout_at {
-                self.schedule(at, &r.device);
+    /// Arms the automatic logouts of every login the node knows (its own and, through the
+    /// node's login sync, other nodes'); scheduling one twice is harmless.
+    fn arm_known_logouts(&self) {
+        let logins = self.node.cluster().mobility.all();
+        let mut t = self.timers();
+        let before = t.len();
+        for l in logins {
+            if let Some(at) = l.logout_at {
+                t.insert((at, l.device));
             }
         }
-        Ok(rows.len())
+        if t.len() != before {
+            self.wake.notify_one();
+        }
     }
 
     /// Answers one API call: the response document (HTTP 200 in every case, as Cisco's).
@@ -621,93 +559,43 @@ impl EmService {
         Ok(user)
     }
 
-    /// Brings the running cluster's logins in line with the database, where other nodes of the
-    /// cluster (sharing a PostgreSQL database) record theirs. Phones are not reset here: the
-    /// node that made the change did that.
-    pub async fn sync_from_store(&self, state: &NodeState) -> Result<(), crate::store::StoreError> {
-        let rows = state.store.em_logins().await?;
-        let cluster = state.cluster();
-        let stored: std::collections::HashMap<&str, &EmLoginRow> =
-            rows.iter().map(|r| (r.device.as_str(), r)).collect();
-        for l in cluster.mobility.all() {
-            let same = stored.get(l.device.as_str()).is_some_and(|r| {
-                r.userid == l.user && r.profile == l.profile && r.logged_in_at == l.logged_in_at
-            });
-            if !same {
-                cluster.mobility.remove(&l.device);
-            }
-        }
-        for r in &rows {
-            if cluster.mobility.login(&r.device).is_some() {
-                continue;
-            }
-            let lines = cluster
-                .device_profile(&r.profile)
-                .map(|p| p.lines.clone())
-                .unwrap_or_default();
-            cluster.mobility.insert(
-                Login {
-                    device: r.device.clone(),
-                    user: r.userid.clone(),
-                    profile: r.profile.clone(),
-                    logged_in_at: r.logged_in_at,
-                    logout_at: r.logout_at,
-                },
-                &lines,
-            );
-            if let Some(at) = r.logout_at {
-                self.schedule(at, &r.device);
-            }
-        }
-        Ok(())
-    }
-
-    /// Follows the logins other nodes make, every `SYNC_INTERVAL`, until `stop`.
-    pub async fn run_sync(state: Arc<NodeState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let mut tick = tokio::time::interval(SYNC_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Fires automatic logouts when they are due, until `stop`. Logins other nodes made reach
+    /// this node through its login sync; their logouts are armed on the same tick.
+    pub async fn run_timers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let state = self.node.clone();
+        let mut last_arm = std::time::Instant::now();
+        self.arm_known_logouts();
         loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
+            if last_arm.elapsed() >= crate::node::LOGIN_SYNC_INTERVAL {
+                self.arm_known_logouts();
+                last_arm = std::time::Instant::now();
             }
-            if let Err(e) = state.em.sync_from_store(&state).await {
-                tracing::warn!(error = %e, "EM: reading other nodes' logins failed");
-            }
-        }
-    }
-
-    /// Fires automatic logouts when they are due, until `stop`.
-    pub async fn run_timers(state: Arc<NodeState>, mut stop: tokio::sync::watch::Receiver<bool>) {
-        loop {
             let now = unix_now();
             let due: Vec<(i64, String)> = {
-                let mut t = state.em.timers();
+                let mut t = self.timers();
                 let later = t.split_off(&(now + 1, String::new()));
                 std::mem::replace(&mut *t, later).into_iter().collect()
             };
             for (at, device) in due {
-                if let Err(e) = state.em.end_login(&state, &device, Some(at)).await {
+                if let Err(e) = self.end_login(&state, &device, Some(at)).await {
                     tracing::warn!(device, error = %e, "EM: automatic logout failed; retrying");
-                    state.em.timers().insert((unix_now() + 5, device));
+                    self.timers().insert((unix_now() + 5, device));
                 }
             }
-            let next = state.em.timers().iter().next().map(|(at, _)| *at);
+            let next = self.timers().iter().next().map(|(at, _)| *at);
             let wait = match next {
                 Some(at) => std::time::Duration::from_secs((at - unix_now()).clamp(0, 3600) as u64),
                 None => std::time::Duration::from_secs(3600),
-            };
+            }
+            .min(crate::node::LOGIN_SYNC_INTERVAL);
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
-                _ = state.em.wake.notified() => {}
+                _ = self.wake.notified() => {}
                 _ = stop.changed() => return,
             }
         }
     }
 }
-
-/// How often a node reads the logins other nodes made (a shared database).
-pub const SYNC_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Tells the phone to fetch its configuration again (SIP NOTIFY check-sync), as Unified CM
 /// does after a login or logout.
@@ -717,7 +605,7 @@ fn reset_phone(state: &Arc<NodeState>, device: &str) {
 
 /// `POST /emservice/EMServiceServlet` with the form field `xml=` (GET with `?xml=` too).
 pub async fn handler(
-    State(state): State<Arc<NodeState>>,
+    State(em): State<Arc<EmService>>,
     ConnectInfo(peer): ConnectInfo<std::net::SocketAddr>,
     Query(query): Query<std::collections::HashMap<String, String>>,
     headers: HeaderMap,
@@ -725,7 +613,7 @@ pub async fn handler(
 ) -> Response {
     let mut xml = query.get("xml").cloned();
     if xml.is_none() {
-        xml = crate::services::authenticate::url_decode_pairs(&body)
+        xml = crate::wire::codec::form_pairs(&body)
             .into_iter()
             .find(|(k, _)| k == "xml")
             .map(|(_, v)| v);
@@ -735,10 +623,63 @@ pub async fn handler(
         via: headers.contains_key(header::VIA),
     };
     let out = match xml {
-        Some(x) => state.em.handle(&state, &x, caller).await,
+        Some(x) => em.handle(&em.node, &x, caller).await,
         None => api::failure(&EmError::new(1, "no xml= field in the request")),
     };
     ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], out).into_response()
+}
+
+/// Extension Mobility: the EM service API (`extension-mobility`, with its automatic logouts)
+/// and the phone-facing EM application (`em-application`), which hands logins to the EM
+/// service of its node.
+pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
+    flags: &[
+        super::Flag {
+            flag: NodeService::ExtensionMobility,
+            name: "Extension Mobility",
+            paths: &["/emservice/", "/EMservice/"],
+        },
+        super::Flag {
+            flag: NodeService::EmApplication,
+            name: "the Extension Mobility application",
+            paths: &["/emapp/"],
+        },
+    ],
+    listeners: &[],
+    start: start_service,
+};
+
+fn start_service(s: super::Start) -> super::StartFuture {
+    use axum::routing::get;
+    Box::pin(async move {
+        let mut parts = super::Parts::default();
+        let em = s
+            .runs(NodeService::ExtensionMobility)
+            .then(|| Arc::new(EmService::new(s.node.clone())));
+        if let Some(em) = &em {
+            parts.routes = parts.routes.merge(
+                axum::Router::new()
+                    .route("/emservice/EMServiceServlet", get(handler).post(handler))
+                    .route("/EMservice/EMServiceServlet", get(handler).post(handler))
+                    .with_state(em.clone()),
+            );
+            parts
+                .tasks
+                .push(Box::pin(em.clone().run_timers(s.stop.clone())));
+        }
+        if s.runs(NodeService::EmApplication) {
+            let emapp = Arc::new(app::EmApp {
+                node: s.node.clone(),
+                em,
+            });
+            parts.routes = parts.routes.merge(
+                axum::Router::new()
+                    .route("/emapp/EMAppServlet", get(app::handler))
+                    .with_state(emapp),
+            );
+        }
+        Ok(parts)
+    })
 }
 
 #[cfg(test)]

@@ -17,14 +17,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::config::model::Role;
-use crate::server::NodeState;
 
 pub const GROUPS_PATH: &str = "/ucm/paging/groups";
 pub const PAGES_PATH: &str = "/ucm/paging/pages";
 /// Reports listed at most per request.
 const MAX_LIST: i64 = 1000;
 
-pub async fn groups_handler(State(state): State<Arc<NodeState>>) -> Response {
+pub async fn groups_handler(State(svc): State<Arc<super::PagingService>>) -> Response {
+    let state = &svc.node;
     let cluster = state.cluster();
     let groups: Vec<serde_json::Value> = cluster
         .paging
@@ -70,17 +70,17 @@ const MAX_REPORT_WAIT: Duration = Duration::from_secs(30);
 /// that has just hung up asks once instead of polling. This node's own reports wake the wait
 /// at once; another node's (same database) are seen at the next look, every 250 ms.
 async fn report_for(
-    state: &Arc<NodeState>,
+    svc: &super::PagingService,
     call_id: &str,
     wait: Duration,
 ) -> Result<Vec<String>, crate::store::StoreError> {
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         // Registered before the look, so a report stored in between is not missed.
-        let stored = state.paging.reported.notified();
+        let stored = svc.reported.notified();
         tokio::pin!(stored);
         stored.as_mut().enable();
-        let rows = state.store.page_reports(Some(call_id), 10).await?;
+        let rows = svc.node.store.page_reports(Some(call_id), 10).await?;
         let now = tokio::time::Instant::now();
         if !rows.is_empty() || now >= deadline {
             return Ok(rows);
@@ -94,10 +94,11 @@ async fn report_for(
 }
 
 pub async fn pages_handler(
-    State(state): State<Arc<NodeState>>,
+    State(svc): State<Arc<super::PagingService>>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
+    let state = &svc.node;
     if let Some(call_id) = q.get("call_id").map(|c| c.trim()).filter(|c| !c.is_empty()) {
         if call_id.len() > 256 {
             return (StatusCode::BAD_REQUEST, "call_id is too long\n").into_response();
@@ -113,7 +114,7 @@ pub async fn pages_handler(
                     .into_response()
             }
         };
-        return match report_for(&state, call_id, wait).await {
+        return match report_for(&svc, call_id, wait).await {
             Ok(rows) if rows.is_empty() => (
                 StatusCode::NOT_FOUND,
                 format!("no page report for Call-ID {call_id:?} (yet)\n"),
@@ -131,7 +132,7 @@ pub async fn pages_handler(
         };
     }
     let user = match crate::services::authenticate::basic_user(
-        &state,
+        state,
         &headers,
         "a user with cti-control-all-devices",
     )

@@ -29,13 +29,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
-use sha2::Digest;
 use tokio::sync::watch;
 
-use crate::config::model::BusyPhones;
-use crate::server::NodeState;
+use crate::config::model::{BusyPhones, NodeService};
+use crate::node::NodeState;
 use crate::sip::b2bua::{LineState, OfferedCall};
-use crate::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
+use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
 
 use self::stream::{PageStream, StreamCounts};
 
@@ -105,8 +104,8 @@ pub struct PageReport {
 }
 
 /// The paging service of a node.
-#[derive(Default)]
 pub struct PagingService {
+    pub node: Arc<NodeState>,
     /// Multicast addresses held by running pages, by call.
     active: Mutex<BTreeMap<u64, Ipv4Addr>>,
     /// The secret this node presents for the paging user (made at start).
@@ -124,19 +123,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub fn sha256_hex(s: &str) -> String {
-    hex::encode(sha2::Sha256::digest(s.as_bytes()))
-}
-
-/// Equal in time independent of where they differ (the secret's hash is compared).
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len()
-        && a.bytes()
-            .zip(b.bytes())
-            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-            == 0
-}
-
 fn unix_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -144,30 +130,14 @@ fn unix_ms() -> i64 {
 }
 
 impl PagingService {
-    pub fn new() -> PagingService {
-        PagingService::default()
-    }
-
-    /// Whether `password` is the secret a paging node presents for `user` (the configured
-    /// paging user). This node's own secret is checked first; another node's through the
-    /// database, so any node's authentication URL answers for any node's pages.
-    pub async fn is_service_secret(state: &Arc<NodeState>, user: &str, password: &str) -> bool {
-        if state.cluster().paging.user.as_deref() != Some(user) || password.is_empty() {
-            return false;
-        }
-        let hash = sha256_hex(password);
-        if let Some(own) = state.paging.secret.get() {
-            if same(&sha256_hex(own), &hash) {
-                return true;
-            }
-        }
-        match state.store.service_credential(user).await {
-            Ok(Some(stored)) => same(&stored, &hash),
-            Ok(None) => false,
-            Err(e) => {
-                tracing::warn!(error = %e, "reading the paging credential failed");
-                false
-            }
+    pub fn new(node: Arc<NodeState>) -> PagingService {
+        PagingService {
+            node,
+            active: Default::default(),
+            secret: Default::default(),
+            http: Default::default(),
+            prepared: Default::default(),
+            reported: Default::default(),
         }
     }
 
@@ -185,7 +155,8 @@ impl PagingService {
 
     /// Takes the cluster's DialCast route points and stores this node's push credential;
     /// done before the node says it is ready, so no DialCast call finds the service absent.
-    pub async fn prepare(state: &Arc<NodeState>) {
+    pub async fn prepare(&self) {
+        let state = &self.node;
         let cluster = state.cluster();
         let paging = cluster.paging.clone();
         if paging.dialcasts.is_empty() {
@@ -200,7 +171,7 @@ impl PagingService {
             .store
             .set_service_credential(
                 &user,
-                &sha256_hex(&secret),
+                &crate::node::sha256_hex(&secret),
                 &state.node.name,
                 unix_ms() / 1000,
             )
@@ -209,7 +180,8 @@ impl PagingService {
             tracing::error!(error = %e, "paging: storing the push credential failed; not started");
             return;
         }
-        let _ = state.paging.secret.set(secret);
+        state.set_own_service_secret(&user, &secret);
+        let _ = self.secret.set(secret);
         for dc in &paging.dialcasts {
             match state
                 .call_control
@@ -218,7 +190,7 @@ impl PagingService {
             {
                 Ok(rx) => {
                     tracing::info!(route_point = %dc.route_point, group = %dc.recipient_group, "DialCast ready");
-                    lock(&state.paging.prepared).push((dc.recipient_group.clone(), rx));
+                    lock(&self.prepared).push((dc.recipient_group.clone(), rx));
                 }
                 Err(e) => {
                     tracing::error!(route_point = %dc.route_point, error = %e, "paging: cannot take the route point");
@@ -228,14 +200,14 @@ impl PagingService {
     }
 
     /// Serves the route points [`PagingService::prepare`] took until the node stops.
-    pub async fn run(state: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
-        let prepared = std::mem::take(&mut *lock(&state.paging.prepared));
+    pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+        let prepared = std::mem::take(&mut *lock(&self.prepared));
         if prepared.is_empty() {
             return;
         }
         let mut tasks = tokio::task::JoinSet::new();
         for (group, mut offers) in prepared {
-            let (st, stop_rx) = (state.clone(), stop.clone());
+            let (st, stop_rx) = (self.clone(), stop.clone());
             tasks.spawn(async move {
                 while let Some(offer) = offers.recv().await {
                     let (st, group, stop_rx) = (st.clone(), group.clone(), stop_rx.clone());
@@ -251,7 +223,8 @@ impl PagingService {
     }
 }
 
-async fn save(state: &Arc<NodeState>, report: &PageReport) {
+async fn save(svc: &PagingService, report: &PageReport) {
+    let state = &svc.node;
     tracing::info!(
         page = %report.id,
         group = %report.recipient_group,
@@ -281,7 +254,7 @@ async fn save(state: &Arc<NodeState>, report: &PageReport) {
     {
         tracing::error!(error = %e, page = %report.id, "page report: storing failed");
     }
-    state.paging.reported.notify_waiters();
+    svc.reported.notify_waiters();
 }
 
 /// The node's own IP for media: the address its SIP service is reached at.
@@ -296,11 +269,12 @@ fn media_ip(state: &NodeState) -> IpAddr {
 
 /// Runs one page from offer to report.
 async fn page(
-    state: &Arc<NodeState>,
+    svc: &Arc<PagingService>,
     offer: OfferedCall,
     group_name: &str,
     stop: watch::Receiver<bool>,
 ) -> PageReport {
+    let state = &svc.node;
     let started = Instant::now();
     let cluster = state.cluster();
     let paging = cluster.paging.clone();
@@ -378,7 +352,7 @@ async fn page(
     };
     let range = groups::range_for(&cluster, &paging, &members.devices);
     let address = {
-        let mut active = lock(&state.paging.active);
+        let mut active = lock(&svc.active);
         if active.len() >= paging.max_concurrent_pages {
             None
         } else {
@@ -419,7 +393,7 @@ async fn page(
     let group_addr = SocketAddr::new(IpAddr::V4(address), paging.multicast_port);
     report.multicast = Some(group_addr.to_string());
     let release = || {
-        lock(&state.paging.active).remove(&offer.call);
+        lock(&svc.active).remove(&offer.call);
     };
     let iface = match answer_ip {
         IpAddr::V4(v4) => v4,
@@ -483,8 +457,8 @@ async fn page(
     }
     let join_timeout = Duration::from_millis(paging.join_timeout_ms);
     let user = paging.user.clone().unwrap_or_default();
-    let secret = state.paging.secret.get().cloned().unwrap_or_default();
-    let client = state.paging.client(join_timeout.max(STOP_TIMEOUT));
+    let secret = svc.secret.get().cloned().unwrap_or_default();
+    let client = svc.client(join_timeout.max(STOP_TIMEOUT));
     let mut phones: Vec<PhoneResult> = Vec::new();
     let mut targets: Vec<(String, String)> = Vec::new();
     for d in &members.devices {
@@ -654,7 +628,7 @@ fn check_offer(
     ip: IpAddr,
     port: u16,
 ) -> Result<(String, SocketAddr), String> {
-    use crate::sip::sdp::{answer_for, SessionDescription};
+    use crate::wire::sdp::{answer_for, SessionDescription};
     let Some(body) = offer else {
         return Err(
             "Not Acceptable Here (DialCast needs an SDP offer with G.711 mu-law in the INVITE)"
@@ -695,7 +669,7 @@ async fn push_all(
 ) -> Vec<(Option<u64>, Result<(), String>)> {
     use futures_util::StreamExt;
     let xml = CiscoIPPhoneObject::Execute(Execute::single(uri)).to_xml();
-    let form = format!("XML={}", crate::phone::http::encode_component(&xml));
+    let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
     let deadline = since + timeout;
     let urls: Vec<String> = targets
         .iter()
@@ -726,7 +700,7 @@ async fn push_all(
             {
                 Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
                 Ok(Err(e)) => Err(e),
-                Ok(Ok((status, body))) => match crate::xml::parse_execute_reply(&body) {
+                Ok(Ok((status, body))) => match crate::wire::xml::parse_execute_reply(&body) {
                     Ok(ExecuteReply::Response(r)) if r.all_ok() => Ok(()),
                     Ok(ExecuteReply::Response(r)) => Err(format!(
                         "the phone refused: {}",
@@ -859,6 +833,34 @@ fn pacing(sent: &[Instant]) -> Pacing {
     }
 }
 
+/// The Paging Server: DialCast route points, recipient groups and page reports.
+pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
+    flags: &[super::Flag {
+        flag: NodeService::Paging,
+        name: "the Paging Server",
+        paths: &["/ucm/paging/"],
+    }],
+    listeners: &[],
+    start: start_service,
+};
+
+fn start_service(s: super::Start) -> super::StartFuture {
+    use axum::routing::get;
+    Box::pin(async move {
+        let svc = Arc::new(PagingService::new(s.node.clone()));
+        // Before the node says it is ready, so no DialCast call finds the service absent.
+        svc.prepare().await;
+        let routes = axum::Router::new()
+            .route(http::GROUPS_PATH, get(http::groups_handler))
+            .route(http::PAGES_PATH, get(http::pages_handler))
+            .with_state(svc.clone());
+        Ok(super::Parts {
+            routes,
+            tasks: vec![Box::pin(svc.run(s.stop))],
+        })
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -895,12 +897,5 @@ mod tests {
         assert_eq!(p.interval_p50_us, 20_000);
         assert_eq!(p.interval_max_us, 20_900);
         assert!(pacing(&[]).interval_p99_us == 0);
-    }
-
-    #[test]
-    fn secrets_compare_in_full() {
-        assert!(same("abc", "abc"));
-        assert!(!same("abc", "abd"));
-        assert!(!same("abc", "ab"));
     }
 }

@@ -23,10 +23,11 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::soap::{xml_escape as esc, UserProfile};
 use super::{WdError, WebDialerService, SERVLET_PATH};
-use crate::server::NodeState;
+use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
+use crate::wire::soap::UserProfile;
+use crate::wire::xml::escape as esc;
 
 pub const COOKIE: &str = "WDSESSION";
 /// Sessions kept at most (bounds memory under a flood of logins).
@@ -331,7 +332,7 @@ fn forbidden_page(destination: &str) -> Response {
     } else {
         format!(
             "{SERVLET_PATH}?destination={}",
-            crate::phone::http::encode_component(destination)
+            crate::wire::codec::percent_encode(destination)
         )
     };
     html(
@@ -393,7 +394,7 @@ fn call_failed(destination: &str, e: &WdError) -> String {
 
 /// `GET`/`POST /webdialer/Webdialer`.
 pub async fn handler(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<super::WebDialerService>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -406,7 +407,7 @@ pub async fn handler(
         );
     }
     let mut params = query;
-    for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
+    for (k, v) in crate::wire::codec::form_pairs(&body) {
         params.insert(k, v);
     }
     let get = |k: &str| {
@@ -416,7 +417,7 @@ pub async fn handler(
             .unwrap_or_default()
     };
     let destination = get("destination");
-    let wd = &state.webdialer;
+    let state = wd.node.clone();
     let params_wd = state.cluster().service_parameters.webdialer.clone();
     let expiry = i64::from(params_wd.user_session_expiry_hours) * 3600;
     let close_after = params_wd.end_call_dialog_seconds;

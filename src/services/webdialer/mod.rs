@@ -17,7 +17,6 @@
 
 pub mod html;
 pub mod redirector;
-pub mod soap;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -29,9 +28,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use crate::cluster::Cluster;
-use crate::config::model::Role;
-use crate::server::NodeState;
-use soap::{DeviceInfo, Request, UserProfile};
+use crate::config::model::{NodeService, Role};
+use crate::node::NodeState;
+use crate::wire::soap::{self, DeviceInfo, Request, UserProfile};
 
 /// The standard paths.
 pub const SOAP_PATH: &str = "/webdialer/services/WebdialerSoapService70";
@@ -127,6 +126,7 @@ impl Drop for Slot<'_> {
 
 /// The WebDialer service of one node.
 pub struct WebDialerService {
+    pub node: Arc<NodeState>,
     inflight: AtomicUsize,
     /// The last call WebDialer placed from each device (what endCall ends).
     calls: Mutex<HashMap<String, u64>>,
@@ -137,20 +137,15 @@ pub struct WebDialerService {
     redirector_http: Mutex<Option<((Option<String>, u32), reqwest::Client)>>,
 }
 
-impl Default for WebDialerService {
-    fn default() -> Self {
-        WebDialerService::new()
-    }
-}
-
 /// `dn ; partition`, as Cisco lists lines.
 fn line_label(dn: &str, partition: Option<&str>) -> String {
     format!("{dn} ; {}", partition.unwrap_or("no partition"))
 }
 
 impl WebDialerService {
-    pub fn new() -> WebDialerService {
+    pub fn new(node: Arc<NodeState>) -> WebDialerService {
         WebDialerService {
+            node,
             inflight: AtomicUsize::new(0),
             calls: Mutex::new(HashMap::new()),
             sessions: html::Sessions::default(),
@@ -580,18 +575,18 @@ fn xml_response(status: StatusCode, body: String) -> Response {
 
 /// `POST /webdialer/services/WebdialerSoapService70`.
 pub async fn soap_handler(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<WebDialerService>>,
     body: axum::body::Bytes,
 ) -> Response {
-    soap_post(&state, soap::Service::Wd70, &body).await
+    soap_post(&wd, soap::Service::Wd70, &body).await
 }
 
 /// `POST /webdialer/services/WebdialerSoapService`: the pre-7.0 service.
 pub async fn legacy_soap_handler(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<WebDialerService>>,
     body: axum::body::Bytes,
 ) -> Response {
-    soap_post(&state, soap::Service::Legacy, &body).await
+    soap_post(&wd, soap::Service::Legacy, &body).await
 }
 
 /// `GET /webdialer/services/WebdialerSoapService`: what it is (no WSDL of its own is served:
@@ -606,7 +601,7 @@ endCallSoap, getProfileSoap, isClusterUserSoap); new clients use WebdialerSoapSe
         .into_response()
 }
 
-async fn soap_post(state: &Arc<NodeState>, service: soap::Service, body: &[u8]) -> Response {
+async fn soap_post(wd: &WebDialerService, service: soap::Service, body: &[u8]) -> Response {
     if body.len() > soap::MAX_REQUEST {
         return xml_response(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -626,18 +621,18 @@ async fn soap_post(state: &Arc<NodeState>, service: soap::Service, body: &[u8]) 
             soap::fault("Client", "the request is not UTF-8"),
         );
     };
-    let (status, out) = state.webdialer.handle_soap(state, service, text).await;
+    let (status, out) = wd.handle_soap(&wd.node, service, text).await;
     xml_response(status, out)
 }
 
 /// `GET /webdialer/services/WebdialerSoapService70[?wsdl]`.
 pub async fn soap_get(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<WebDialerService>>,
     Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
 ) -> Response {
     if q.keys().any(|k| k.eq_ignore_ascii_case("wsdl")) {
-        return xml_response(StatusCode::OK, soap::wsdl(&service_url(&state, &headers)));
+        return xml_response(StatusCode::OK, soap::wsdl(&service_url(&wd.node, &headers)));
     }
     (
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -647,8 +642,64 @@ pub async fn soap_get(
 }
 
 /// `GET /webdialer/wsdl/wd70.wsdl`: Cisco's WSDL with this node's address.
-pub async fn wsdl_handler(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
-    xml_response(StatusCode::OK, soap::wsdl(&service_url(&state, &headers)))
+pub async fn wsdl_handler(State(wd): State<Arc<WebDialerService>>, headers: HeaderMap) -> Response {
+    xml_response(StatusCode::OK, soap::wsdl(&service_url(&wd.node, &headers)))
+}
+
+/// WebDialer (`webdialer`: the SOAP interfaces, the WSDL and the HTML servlet) and the
+/// Redirector (`redirector`), which share one service object (sessions, HTTP client).
+pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
+    flags: &[
+        super::Flag {
+            flag: NodeService::Webdialer,
+            name: "WebDialer",
+            paths: &[
+                "/webdialer/services/",
+                "/webdialer/wsdl/",
+                "/webdialer/Webdialer",
+            ],
+        },
+        super::Flag {
+            flag: NodeService::Redirector,
+            name: "the WebDialer Redirector",
+            paths: &[redirector::PATH, redirector::PATH_ALT],
+        },
+    ],
+    listeners: &[],
+    start: start_service,
+};
+
+fn start_service(s: super::Start) -> super::StartFuture {
+    use axum::routing::get;
+    Box::pin(async move {
+        let wd = Arc::new(WebDialerService::new(s.node.clone()));
+        let mut routes = axum::Router::new();
+        if s.runs(NodeService::Webdialer) {
+            routes = routes
+                .route(SOAP_PATH, get(soap_get).post(soap_handler))
+                .route(
+                    LEGACY_SOAP_PATH,
+                    get(legacy_soap_get).post(legacy_soap_handler),
+                )
+                .route(WSDL_PATH, get(wsdl_handler))
+                .route(SERVLET_PATH, get(html::handler).post(html::handler));
+        }
+        if s.runs(NodeService::Redirector) {
+            routes = routes
+                .route(
+                    redirector::PATH,
+                    get(redirector::handler).post(redirector::handler),
+                )
+                .route(
+                    redirector::PATH_ALT,
+                    get(redirector::handler).post(redirector::handler),
+                );
+        }
+        Ok(super::Parts {
+            routes: routes.with_state(wd),
+            tasks: Vec::new(),
+        })
+    })
 }
 
 #[cfg(test)]

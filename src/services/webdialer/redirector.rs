@@ -17,11 +17,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::html::{error_box, hidden, html, page};
-use super::soap::{xml_escape as esc, Credential, Request};
 use super::SERVLET_PATH;
 use crate::client::webdialer::{WdCallError, WdClient};
 use crate::client::{http_client, ClientOptions};
-use crate::server::NodeState;
+use crate::node::NodeState;
+use crate::wire::codec::{form_pairs, percent_encode};
+use crate::wire::soap::{Credential, Request};
+use crate::wire::xml::escape as esc;
 
 pub const PATH: &str = "/webdialer/Redirector";
 pub const PATH_ALT: &str = "/webdialer/WebdialerRedirector";
@@ -32,19 +34,6 @@ pub enum Answer {
     Yes,
     No,
     Unreachable(String),
-}
-
-fn percent_encode(s: &str) -> String {
-    let mut out = String::new();
-    for b in s.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                out.push(char::from(b))
-            }
-            _ => out.push_str(&format!("%{b:02X}")),
-        }
-    }
-    out
 }
 
 /// The servlet URL at `base` for `destination`.
@@ -148,7 +137,7 @@ fn login_page(destination: &str, msg: &str) -> String {
 
 /// `GET`/`POST /webdialer/Redirector`.
 pub async fn handler(
-    State(state): State<Arc<NodeState>>,
+    State(wd): State<Arc<super::WebDialerService>>,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -161,7 +150,7 @@ pub async fn handler(
         );
     }
     let mut params = query;
-    for (k, v) in crate::services::authenticate::url_decode_pairs(&body) {
+    for (k, v) in form_pairs(&body) {
         params.insert(k, v);
     }
     let get = |k: &str| {
@@ -174,6 +163,7 @@ pub async fn handler(
     if uid.is_empty() || pwd.is_empty() {
         return html(StatusCode::OK, login_page(&destination, ""), None);
     }
+    let state = wd.node.clone();
     let cluster = state.cluster();
     let own = own_base(&state, &headers);
     let list: Vec<String> = cluster
@@ -184,7 +174,7 @@ pub async fn handler(
         .map(|u| u.trim_end_matches('/').to_string())
         .filter(|u| *u != state.http_base && *u != state.https_base)
         .collect();
-    let http = match state.webdialer.redirector_http(&state) {
+    let http = match wd.redirector_http(&state) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Redirector: HTTP client");
@@ -230,11 +220,7 @@ pub async fn handler(
     }
     // The home cluster checks the password: this one, or the first remote home.
     let authenticated = if local_home {
-        state
-            .webdialer
-            .authenticate(&state, &uid, &pwd)
-            .await
-            .is_ok()
+        wd.authenticate(&state, &uid, &pwd).await.is_ok()
     } else {
         let c = WdClient::with_http(http.clone(), &homes[0]);
         let cred = Credential {

@@ -5,6 +5,8 @@
 //! Requests may carry their complex parts inline (zeep, SoapUI, Cisco's samples) or as Axis
 //! `href="#id"` references to `multiRef` elements; both resolve to the same [`Request`].
 
+use super::xml::escape;
+
 /// Largest request body accepted (a makeCall is well under 2 KiB).
 pub const MAX_REQUEST: usize = 64 * 1024;
 const MAX_DEPTH: usize = 32;
@@ -20,7 +22,7 @@ const WSDL_TEMPLATE: &str = include_str!("wd70.wsdl");
 
 /// The WSDL with this node's SOAP address in `soap:address`.
 pub fn wsdl(service_url: &str) -> String {
-    WSDL_TEMPLATE.replace("{address}", &xml_escape(service_url))
+    WSDL_TEMPLATE.replace("{address}", &escape(service_url))
 }
 
 /// The `Credential` part.
@@ -122,7 +124,7 @@ fn bad(msg: impl Into<String>) -> Malformed {
 }
 
 /// The shared bounded element tree (local names, text, children; no DOCTYPE).
-pub use crate::xml::tree::Element as Node;
+pub use super::xml::tree::Element as Node;
 
 fn is_nil(n: &Node) -> bool {
     matches!(n.attr("nil"), Some("true" | "1"))
@@ -136,7 +138,7 @@ pub fn read_tree(xml: &str) -> Result<Node, Malformed> {
             xml.len()
         )));
     }
-    let root = crate::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS).map_err(|e| {
+    let root = super::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS).map_err(|e| {
         if e.starts_with("DOCTYPE") {
             bad("DOCTYPE is not allowed in a SOAP message")
         } else {
@@ -270,21 +272,6 @@ pub fn parse_for(xml: &str, service: Service) -> Result<Request, Malformed> {
     })
 }
 
-pub fn xml_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 fn envelope(inner: &str) -> String {
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\
@@ -303,7 +290,7 @@ pub fn call_response(ns: &str, op: &str, code: u32, description: &str) -> String
 <multiRef id=\"id0\" soapenc:root=\"0\" {ENC} xsi:type=\"ns2:CallResponse\" {SOAPENC} xmlns:ns2=\"{ns}\">\
 <responseCode xsi:type=\"xsd:int\">{code}</responseCode>\
 <responseDescription xsi:type=\"xsd:string\">{}</responseDescription></multiRef>",
-        xml_escape(description)
+        escape(description)
     ))
 }
 
@@ -336,8 +323,8 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
             "<multiRef id=\"id{id}\" soapenc:root=\"0\" {ENC} xsi:type=\"ns3:WDDeviceInfo\" \
 {SOAPENC} xmlns:ns3=\"urn:WebdialerSoap\"><deviceName xsi:type=\"xsd:string\">{}</deviceName>\
 <lines xsi:type=\"xsd:string\">{}</lines></multiRef>",
-            xml_escape(dev),
-            xml_escape(line)
+            escape(dev),
+            escape(line)
         ));
     }
     envelope(&format!(
@@ -347,7 +334,7 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
 <deviceInfoList href=\"#id1\"/><responseCode xsi:type=\"xsd:int\">{code}</responseCode></multiRef>\
 <multiRef id=\"id1\" soapenc:root=\"0\" {ENC} soapenc:arrayType=\"ns2:WDDeviceInfo[{}]\" \
 xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns2=\"{ns}\">{refs}</multiRef>{multi}",
-        xml_escape(description),
+        escape(description),
         items.len()
     ))
 }
@@ -359,16 +346,16 @@ pub fn profile_detail_response(code: u32, description: &str, devices: &[DeviceIn
         let lines: String = d
             .lines
             .iter()
-            .map(|l| format!("<item xsi:type=\"soapenc:string\">{}</item>", xml_escape(l)))
+            .map(|l| format!("<item xsi:type=\"soapenc:string\">{}</item>", escape(l)))
             .collect();
         items.push_str(&format!(
             "<item xsi:type=\"ns1:WDDeviceInfoDetail\"><deviceName xsi:type=\"soapenc:string\">{}</deviceName>\
 <lines xsi:type=\"soapenc:Array\" soapenc:arrayType=\"soapenc:string[{}]\">{lines}</lines>\
 <phoneDesc xsi:type=\"soapenc:string\">{}</phoneDesc><phoneType xsi:type=\"soapenc:string\">{}</phoneType></item>",
-            xml_escape(&d.device_name),
+            escape(&d.device_name),
             d.lines.len(),
-            xml_escape(&d.phone_desc),
-            xml_escape(&d.phone_type)
+            escape(&d.phone_desc),
+            escape(&d.phone_type)
         ));
     }
     envelope(&format!(
@@ -377,7 +364,7 @@ pub fn profile_detail_response(code: u32, description: &str, devices: &[DeviceIn
 <description xsi:type=\"soapenc:string\">{}</description>\
 <deviceInfoListDetail xsi:type=\"soapenc:Array\" soapenc:arrayType=\"ns1:WDDeviceInfoDetail[{}]\">{items}</deviceInfoListDetail>\
 <responseCode xsi:type=\"xsd:int\">{code}</responseCode></getProfileDetailSoapReturn></ns1:getProfileDetailSoapResponse>",
-        xml_escape(description),
+        escape(description),
         devices.len()
     ))
 }
@@ -393,7 +380,7 @@ pub fn primary_line_response(dn: &str) -> String {
     envelope(&format!(
         "<ns1:getPrimaryLineResponse {ENC} xmlns:ns1=\"{NS_WD70}\" {SOAPENC}>\
 <getPrimaryLineReturn xsi:type=\"soapenc:string\">{}</getPrimaryLineReturn></ns1:getPrimaryLineResponse>",
-        xml_escape(dn)
+        escape(dn)
     ))
 }
 
@@ -401,7 +388,7 @@ pub fn primary_line_response(dn: &str) -> String {
 pub fn fault(code: &str, message: &str) -> String {
     envelope(&format!(
         "<soapenv:Fault><faultcode>soapenv:{code}</faultcode><faultstring>{}</faultstring></soapenv:Fault>",
-        xml_escape(message)
+        escape(message)
     ))
 }
 
@@ -411,8 +398,8 @@ fn cred_xml(c: &Credential) -> String {
     format!(
         "<in0 xsi:type=\"urn:Credential\"><userID xsi:type=\"xsd:string\">{}</userID>\
 <password xsi:type=\"xsd:string\">{}</password></in0>",
-        xml_escape(&c.user_id),
-        xml_escape(&c.password)
+        escape(&c.user_id),
+        escape(&c.password)
     )
 }
 
@@ -423,9 +410,9 @@ fn profile_xml(part: &str, p: &UserProfile) -> String {
 <supportEM xsi:type=\"xsd:boolean\">{}</supportEM><locale xsi:type=\"xsd:string\">English</locale>\
 <dontAutoClose xsi:type=\"xsd:boolean\">false</dontAutoClose>\
 <dontShowCallConf xsi:type=\"xsd:boolean\">true</dontShowCallConf></{part}>",
-        xml_escape(&p.user),
-        xml_escape(&p.device_name),
-        xml_escape(&p.line_number),
+        escape(&p.user),
+        escape(&p.device_name),
+        escape(&p.line_number),
         p.support_em
     )
 }
@@ -433,7 +420,7 @@ fn profile_xml(part: &str, p: &UserProfile) -> String {
 fn string_xml(part: &str, s: &str) -> String {
     format!(
         "<{part} {SOAPENC} xsi:type=\"soapenc:string\">{}</{part}>",
-        xml_escape(s)
+        escape(s)
     )
 }
 

@@ -6,44 +6,13 @@
 //! with attributes, as real phones send it (the XSD's child elements `Status/Data/URL` were
 //! never seen on the wire; both forms are read).
 //!
-//! Escaping: `& < > " '` always; CR (and in attributes TAB and LF) as character references,
-//! so that an XML parser's end-of-line and attribute-value normalisation cannot change them
-//! (a Menu item `Name` may hold CRs to span lines).
+//! Escaping: `& < > " '` always; CR (and in attributes TAB and LF) as character references
+//! (see [`super::escape`]).
 
+use super::escape::{escape_attr, escape_text};
 use super::objects::*;
 
 const DECL: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
-
-pub(crate) fn escape_text(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\r' => out.push_str("&#13;"),
-            c => out.push(c),
-        }
-    }
-}
-
-pub(crate) fn escape_attr(s: &str, out: &mut String) {
-    for c in s.chars() {
-        match c {
-            '\t' => out.push_str("&#9;"),
-            '\n' => out.push_str("&#10;"),
-            c => escape_text(c.encode_utf8(&mut [0; 4]), out),
-        }
-    }
-}
-
-/// XML escaping of a text value (the five predefined entities, CR as `&#13;`).
-pub fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    escape_text(s, &mut out);
-    out
-}
 
 struct W {
     out: String,

@@ -22,12 +22,14 @@
 //!   [`PhoneModel`]'s capabilities.
 //! - [`canonicalize`]: parse and re-serialise (pretty form), so two documents that mean the
 //!   same thing compare equal as strings. Unknown elements are dropped by it.
+//! - [`escape()`] and [`escape_legal`]: the XML escape every writer in ucm uses.
+//! - [`tree`]: a small bounded element tree for the other XML formats (EM API, SOAP).
 //!
 //! Parsing never panics and is linear in the input: input is refused above
 //! [`MAX_INPUT_BYTES`] and element nesting above [`MAX_DEPTH`].
 //!
 //! ```
-//! use ucm::xml::{parse_bytes, validate, CiscoIPPhoneObject, Execute, PhoneModel, Priority};
+//! use ucm::wire::xml::{parse_bytes, validate, CiscoIPPhoneObject, Execute, PhoneModel, Priority};
 //!
 //! let push: CiscoIPPhoneObject = Execute::new()
 //!     .item("RTPMRx:239.1.1.1:20480", Priority::Immediately)
@@ -40,10 +42,11 @@
 //! let parsed = parse_bytes(real)?;
 //! assert_eq!(parsed.object, Execute::single("RTPMRx:Stop").into());
 //! assert_eq!(parsed.warnings[0].code, "decl-no-space");
-//! # Ok::<(), ucm::xml::XmlError>(())
+//! # Ok::<(), ucm::wire::xml::XmlError>(())
 //! ```
 
 mod dom;
+mod escape;
 pub mod objects;
 mod read;
 pub mod tree;
@@ -55,9 +58,9 @@ mod tests;
 
 use std::fmt;
 
+pub use escape::{escape, escape_legal};
 pub use objects::*;
 pub use validate::{validate, DisplayKind, PhoneModel, Violation, MODELS};
-pub use write::escape;
 
 /// The largest document [`parse_bytes`] accepts. Phones take far less (40 KB for a push on
 /// 9.1+ firmware, 196608 bytes downloaded on a 6900); this bound only keeps a bad peer from

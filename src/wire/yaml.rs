@@ -1,4 +1,6 @@
-//! Maps a path in the definition (`devices[3].device_pool`) back to a line and column.
+//! YAML as the cluster definition and the verifier's policy files use it: reader limits that
+//! scale with the text ([`options`]), and a path in a document (`devices[3].device_pool`)
+//! mapped back to a line and column ([`Locator`]).
 //!
 //! Semantic validation works on plain structs; only when it finds a problem is the YAML read a
 //! second time into this tree of located nodes, so the happy path pays nothing for locations.
@@ -7,6 +9,17 @@ use std::fmt;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
+
+/// Reader limits that scale with the file: a cluster of 10,000 phones is far past the library's
+/// defaults, while alias bombs (expansion far beyond the text's size) stay refused.
+pub fn options(text: &str) -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = budget.max_nodes.max(text.len());
+    budget.max_events = budget.max_events.max(text.len().saturating_mul(2));
+    let mut opts = serde_saphyr::Options::default();
+    opts.budget = Some(budget);
+    opts
+}
 
 /// One step of a path: a mapping key or a sequence index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -165,11 +178,7 @@ impl Locator {
     /// Reads `text`; a document that cannot be read yields a locator that knows nothing.
     pub fn new(text: &str) -> Locator {
         Locator {
-            root: serde_saphyr::from_str_with_options::<Spanned<Node>>(
-                text,
-                super::yaml_options(text),
-            )
-            .ok(),
+            root: serde_saphyr::from_str_with_options::<Spanned<Node>>(text, options(text)).ok(),
         }
     }
 

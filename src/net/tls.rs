@@ -1,5 +1,6 @@
-//! The node's TLS identity: a certificate and key made with rcgen on first start and kept in
-//! the data directory, so phones and browsers see the same certificate across restarts.
+//! TLS helpers: the one crypto provider, CA files, and the node's identity (a certificate and
+//! key made with rcgen on first start and kept in the data directory, so phones and browsers
+//! see the same certificate across restarts).
 
 use std::io;
 use std::net::IpAddr;

@@ -15,8 +15,91 @@ use bytes::Bytes;
 use tokio::net::UdpSocket;
 use tokio::sync::watch;
 
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+
+use super::{Bound, Flag, ListenerSpec, Parts, Proto, ServiceSpec, Start, StartFuture};
+use crate::config::model::NodeService;
 use crate::net::{self, Dscp};
-use crate::server::NodeState;
+use crate::node::http::Listener;
+use crate::node::NodeState;
+
+/// Phone configuration files, over TFTP-over-HTTP (6970) and TFTP on UDP (69).
+pub const SERVICE: ServiceSpec = ServiceSpec {
+    flags: &[Flag {
+        flag: NodeService::Tftp,
+        name: "TFTP",
+        paths: &[],
+    }],
+    listeners: &[
+        ListenerSpec {
+            flag: NodeService::Tftp,
+            name: "tftp_http",
+            what: "TFTP-over-HTTP",
+            proto: Proto::Tcp,
+            default_port: crate::node::TFTP_HTTP_PORT,
+            dscp: |q| q.phone_configuration,
+            optional_without_privilege: false,
+        },
+        ListenerSpec {
+            flag: NodeService::Tftp,
+            name: "tftp",
+            what: "TFTP",
+            proto: Proto::Udp,
+            default_port: crate::node::TFTP_PORT,
+            dscp: |q| q.phone_configuration,
+            // Port 69 needs root or CAP_NET_BIND_SERVICE; TFTP over HTTP still serves the files.
+            optional_without_privilege: true,
+        },
+    ],
+    start,
+};
+
+fn start(mut s: Start) -> StartFuture {
+    Box::pin(async move {
+        let node = s.node.clone();
+        let mut parts = Parts::default();
+        if let Some(Bound::Tcp(l)) = s.take_listener(&SERVICE, "tftp_http") {
+            let app = Router::new()
+                .route("/{file}", get(tftp_file))
+                .with_state(node.clone());
+            parts.tasks.push(Box::pin(crate::node::http::serve(
+                l,
+                app,
+                None,
+                Listener::TftpHttp,
+                node.clone(),
+                s.stop.clone(),
+            )));
+        }
+        if let Some(Bound::Udp(sock)) = s.take_listener(&SERVICE, "tftp") {
+            let dscp = node.cluster().qos.phone_configuration;
+            parts
+                .tasks
+                .push(Box::pin(serve(sock, node.clone(), dscp, s.stop.clone())));
+        }
+        Ok(parts)
+    })
+}
+
+/// `GET /{file}` on TFTP-over-HTTP: a phone configuration file.
+async fn tftp_file(
+    State(s): State<Arc<NodeState>>,
+    Path(file): Path<String>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+) -> Response {
+    let cluster = s.cluster();
+    match crate::services::phone_config::file_for(&s, &cluster, &file) {
+        Some(body) => ([(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response(),
+        None => {
+            tracing::debug!(%peer, file, "configuration file not found");
+            (StatusCode::NOT_FOUND, "File not found\n").into_response()
+        }
+    }
+}
 
 const OP_RRQ: u16 = 1;
 const OP_WRQ: u16 = 2;

@@ -226,21 +226,6 @@ fn output_is_exact() {
     );
 }
 
-#[test]
-fn simulated_phone_reader_understands_our_execute() {
-    let x = CiscoIPPhoneObject::from(
-        Execute::new()
-            .item("Dial:1000", Priority::Immediately)
-            .item("http://x/a?b=1&c=2", Priority::WhenIdle),
-    )
-    .to_xml();
-    let items = crate::phone::xml::elements(&x, "ExecuteItem");
-    assert_eq!(items.len(), 2);
-    assert_eq!(items[0].attr("URL").as_deref(), Some("Dial:1000"));
-    assert_eq!(items[1].attr("URL").as_deref(), Some("http://x/a?b=1&c=2"));
-    assert_eq!(items[1].attr("Priority").as_deref(), Some("1"));
-}
-
 fn codes(p: &Parsed) -> Vec<&'static str> {
     p.warnings.iter().map(|w| w.code).collect()
 }

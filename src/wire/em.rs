@@ -1,10 +1,61 @@
-//! The Extension Mobility API's messages (Cisco's EM API DTDs, spec section 3.2): requests and
-//! queries parsed from the `xml=` form field, responses written the way Cisco's service writes
-//! them. Parsing is bounded and tolerant where the developer guide's own examples disagree with
+//! The Extension Mobility API's messages (Cisco's EM API DTDs): requests and queries parsed
+//! from the `xml=` form field, responses written the way Cisco's service writes them, and
+//! Cisco's error codes ([`EmError`], [`code_meaning`]). Parsing is bounded and tolerant where the developer guide's own examples disagree with
 //! the DTD (`userDeviceProfileQuery`, extra elements); anything else that does not fit the DTD
 //! is EM error 1 with the element path.
 
-use super::EmError;
+use super::codec::{form_decode, percent_encode};
+use super::xml::escape;
+use super::xml::tree::{self, Element as Node};
+
+/// An EM error: Cisco's code and a message saying what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("EM error {code}: {message}")]
+pub struct EmError {
+    pub code: u32,
+    pub message: String,
+}
+
+impl EmError {
+    pub fn new(code: u32, message: impl Into<String>) -> EmError {
+        EmError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// Cisco's meaning of each code, as the phone and `ucm em` print it.
+pub fn code_meaning(code: u32) -> &'static str {
+    match code {
+        0 => "Unknown Error",
+        1 => "Error on Parsing",
+        2 => "Cannot authorize App user",
+        3 => "Invalid App User",
+        4 => "Policy Validation error",
+        5 => "Device logon disabled",
+        6 => "Database Error",
+        7 => "Logout Request Error",
+        8 => "Query type undetermined",
+        9 => "Dir. User Info Error",
+        10 => "User lacks app proxy rights",
+        11 => "Device does not exist",
+        12 => "Dev. Profile not found",
+        18 => "Another user logged in",
+        19 => "No user logged in",
+        20 => "Hoteling flag error",
+        21 => "Hoteling Status error",
+        22 => "Device logon disabled",
+        23 => "User not found",
+        25 => "User logged in elsewhere",
+        26 => "Busy, please try again",
+        27 => "Change Password",
+        28 => "Untrusted IP Error",
+        29 => "RIS down-contact admin",
+        30 => "Proxy not allowed",
+        _ => "Unknown Error",
+    }
+}
 
 /// Largest request accepted (a logoutAll or a query for many users is still small).
 pub const MAX_REQUEST: usize = 256 * 1024;
@@ -111,8 +162,6 @@ pub struct Envelope {
     pub request: Request,
 }
 
-use crate::xml::tree::Element as Node;
-
 fn parse_error(msg: impl Into<String>) -> EmError {
     EmError::new(1, msg)
 }
@@ -124,7 +173,7 @@ fn read_tree(xml: &str) -> Result<Node, EmError> {
             xml.len()
         )));
     }
-    crate::xml::tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
+    tree::read(xml, MAX_DEPTH, MAX_ELEMENTS)
         .map_err(parse_error)?
         .ok_or_else(|| parse_error("no root element"))
 }
@@ -269,24 +318,6 @@ pub fn parse(xml: &str) -> Result<Envelope, EmError> {
     })
 }
 
-/// XML escaping for text and attribute values.
-pub fn esc(s: &str) -> String {
-    crate::services::phone_config::esc(s)
-}
-
-/// Percent-encoding of a user ID in responses (Cisco URL-escapes UTF-8 user IDs there).
-pub fn url_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 pub fn success() -> String {
     "<response><success/></response>".to_string()
 }
@@ -295,7 +326,7 @@ pub fn failure(e: &EmError) -> String {
     format!(
         "<response><failure><error code=\"{}\">{}</error></failure></response>",
         e.code,
-        esc(&e.message)
+        escape(&e.message)
     )
 }
 
@@ -313,12 +344,15 @@ pub enum DeviceUser {
 pub fn device_user_results(items: &[(String, DeviceUser)]) -> String {
     let mut out = String::from("<response><deviceUserResults>");
     for (dev, state) in items {
-        out.push_str(&format!("<device name=\"{}\">", esc(dev)));
+        out.push_str(&format!("<device name=\"{}\">", escape(dev)));
         match state {
-            DeviceUser::LoggedIn(u) => out.push_str(&format!("<userID>{}</userID>", url_escape(u))),
-            DeviceUser::None { last: Some(u) } => {
-                out.push_str(&format!("<lastlogin>{}</lastlogin><none/>", url_escape(u)))
+            DeviceUser::LoggedIn(u) => {
+                out.push_str(&format!("<userID>{}</userID>", percent_encode(u)))
             }
+            DeviceUser::None { last: Some(u) } => out.push_str(&format!(
+                "<lastlogin>{}</lastlogin><none/>",
+                percent_encode(u)
+            )),
             DeviceUser::None { last: None } => out.push_str("<none/>"),
             DeviceUser::DoesNotExist => out.push_str("<doesNotExist/>"),
         }
@@ -335,13 +369,13 @@ pub type UserDevices = (String, Option<Vec<String>>);
 pub fn user_devices_results(items: &[UserDevices]) -> String {
     let mut out = String::from("<response><userDevicesResults>");
     for (user, devices) in items {
-        out.push_str(&format!("<user id=\"{}\">", esc(&url_escape(user))));
+        out.push_str(&format!("<user id=\"{}\">", escape(&percent_encode(user))));
         match devices {
             None => out.push_str("<doesNotExist/>"),
             Some(d) if d.is_empty() => out.push_str("<none/>"),
             Some(d) => {
                 for name in d {
-                    out.push_str(&format!("<deviceName>{}</deviceName>", esc(name)));
+                    out.push_str(&format!("<deviceName>{}</deviceName>", escape(name)));
                 }
             }
         }
@@ -358,7 +392,7 @@ pub fn check_user_results(items: &[(String, bool)]) -> String {
     for (user, exists) in items {
         out.push_str(&format!(
             "<user id=\"{}\"><exists>{exists}</exists></user>",
-            esc(&url_escape(user))
+            escape(&percent_encode(user))
         ));
     }
     out.push_str("</checkUserResults></response>");
@@ -373,7 +407,7 @@ pub type UserProfiles = (String, Option<Vec<(String, bool)>>);
 pub fn device_profile_results(items: &[UserProfiles]) -> String {
     let mut out = String::from("<response><deviceProfileResults>");
     for (user, profiles) in items {
-        out.push_str(&format!("<user id=\"{}\">", esc(&url_escape(user))));
+        out.push_str(&format!("<user id=\"{}\">", escape(&percent_encode(user))));
         match profiles {
             None => out.push_str("<doesNotExist/>"),
             Some(p) if p.is_empty() => out.push_str("<none/>"),
@@ -381,7 +415,7 @@ pub fn device_profile_results(items: &[UserProfiles]) -> String {
                 for (name, default) in p {
                     out.push_str(&format!(
                         "<deviceProfile><name>{}</name><isDefaultDeviceProfile>{}</isDefaultDeviceProfile><emccDevice>no</emccDevice></deviceProfile>",
-                        esc(name),
+                        escape(name),
                         if *default { "t" } else { "f" }
                     ));
                 }
@@ -404,13 +438,13 @@ pub fn login_request(
 ) -> String {
     let mut x = format!(
         "<request><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><login><deviceName>{}</deviceName><userID>{}</userID>",
-        esc(app_id),
-        esc(password),
-        esc(device),
-        esc(user)
+        escape(app_id),
+        escape(password),
+        escape(device),
+        escape(user)
     );
     if let Some(p) = profile {
-        x.push_str(&format!("<deviceProfile>{}</deviceProfile>", esc(p)));
+        x.push_str(&format!("<deviceProfile>{}</deviceProfile>", escape(p)));
     }
     match duration {
         Some(Duration::Minutes(m)) => x.push_str(&format!(
@@ -428,20 +462,20 @@ pub fn login_request(
 pub fn logout_request(app_id: &str, password: &str, device: &str) -> String {
     format!(
         "<request><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><logout><deviceName>{}</deviceName></logout></request>",
-        esc(app_id),
-        esc(password),
-        esc(device)
+        escape(app_id),
+        escape(password),
+        escape(device)
     )
 }
 
 pub fn device_user_query(app_id: &str, password: &str, devices: &[&str]) -> String {
     let mut x = format!(
         "<query><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><deviceUserQuery>",
-        esc(app_id),
-        esc(password)
+        escape(app_id),
+        escape(password)
     );
     for d in devices {
-        x.push_str(&format!("<deviceName>{}</deviceName>", esc(d)));
+        x.push_str(&format!("<deviceName>{}</deviceName>", escape(d)));
     }
     x.push_str("</deviceUserQuery></query>");
     x
@@ -450,11 +484,11 @@ pub fn device_user_query(app_id: &str, password: &str, devices: &[&str]) -> Stri
 pub fn user_devices_query(app_id: &str, password: &str, users: &[&str]) -> String {
     let mut x = format!(
         "<query><appInfo><appID>{}</appID><appCertificate>{}</appCertificate></appInfo><userDevicesQuery>",
-        esc(app_id),
-        esc(password)
+        escape(app_id),
+        escape(password)
     );
     for u in users {
-        x.push_str(&format!("<userID>{}</userID>", esc(u)));
+        x.push_str(&format!("<userID>{}</userID>", escape(u)));
     }
     x.push_str("</userDevicesQuery></query>");
     x
@@ -513,7 +547,7 @@ pub fn parse_device_user_results(xml: &str) -> Result<Vec<(String, DeviceUser)>,
                 .find(|(k, _)| k == "name")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default();
-            let unescape = |s: String| crate::services::authenticate::percent_decode(s.as_bytes());
+            let unescape = |s: String| form_decode(s.as_bytes());
             let state = if let Some(u) = d.child("userID") {
                 DeviceUser::LoggedIn(unescape(u.value()))
             } else if d.child("doesNotExist").is_some() {
@@ -541,7 +575,7 @@ pub fn parse_user_devices_results(xml: &str) -> Result<Vec<UserDevices>, EmError
                 .attrs
                 .iter()
                 .find(|(k, _)| k == "id")
-                .map(|(_, v)| crate::services::authenticate::percent_decode(v.as_bytes()))
+                .map(|(_, v)| form_decode(v.as_bytes()))
                 .unwrap_or_default();
             let devices = if u.child("doesNotExist").is_some() {
                 None

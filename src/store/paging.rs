@@ -1,0 +1,71 @@
+//! Page reports, newest kept.
+
+use sqlx::Row;
+
+use super::{Backend, Store, StoreError};
+
+impl Store {
+    /// Keeps a finished page's report (JSON); at most `keep` reports are kept, oldest go first.
+    pub async fn add_page_report(
+        &self,
+        id: &str,
+        started_at: i64,
+        call_id: &str,
+        report: &str,
+        keep: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO page_reports (id, started_at, call_id, report) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(id)
+        .bind(started_at)
+        .bind(call_id)
+        .bind(report)
+        .execute(&mut *tx)
+        .await?;
+        // SQLite needs a LIMIT before OFFSET (-1: none); PostgreSQL takes OFFSET alone.
+        let prune = match self.backend() {
+            Backend::Sqlite => {
+                "DELETE FROM page_reports WHERE id IN (SELECT id FROM page_reports \
+                 ORDER BY started_at DESC, id DESC LIMIT -1 OFFSET $1)"
+            }
+            Backend::Postgres => {
+                "DELETE FROM page_reports WHERE id IN (SELECT id FROM page_reports \
+                 ORDER BY started_at DESC, id DESC OFFSET $1)"
+            }
+        };
+        sqlx::query(prune).bind(keep).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+    /// The newest `limit` page reports (JSON), newest first; only `call_id`'s when given.
+    pub async fn page_reports(
+        &self,
+        call_id: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows =
+            match call_id {
+                Some(c) => {
+                    sqlx::query(
+                        "SELECT report FROM page_reports WHERE call_id = $1 \
+                     ORDER BY started_at DESC, id DESC LIMIT $2",
+                    )
+                    .bind(c)
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await?
+                }
+                None => sqlx::query(
+                    "SELECT report FROM page_reports ORDER BY started_at DESC, id DESC LIMIT $1",
+                )
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?,
+            };
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
+}
