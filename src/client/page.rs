@@ -16,7 +16,6 @@ use crate::media::rtp::{RtpPacket, RtpSender};
 use crate::media::{tone, wav};
 use crate::phone::device::{bootstrap, Bootstrap, PhoneError};
 use crate::phone::ua::{CallState, MediaPorts, Output, Ua, UaSettings};
-use crate::services::paging::http::{GROUPS_PATH, PAGES_PATH};
 use crate::sip::transaction::Timers;
 use crate::wire::codec::percent_encode;
 
@@ -86,6 +85,12 @@ pub enum CallerError {
     #[error("no go-ahead tone within {0:?} of the answer")]
     NoGoAhead(Duration),
 }
+
+// The paging service's HTTP API, as it publishes it.
+/// The recipient groups and their DialCast numbers.
+const GROUPS_PATH: &str = "/ucm/paging/groups";
+/// The page reports.
+const PAGES_PATH: &str = "/ucm/paging/pages";
 
 /// The audio of a WAV file (16-bit PCM at any common rate, or G.711) as 8 kHz mu-law frames.
 pub fn wav_frames(bytes: &[u8]) -> Result<Vec<Frame>, String> {
@@ -606,4 +611,24 @@ async fn call(
     }
     progress(Progress::HungUp);
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_paths_are_the_ones_the_service_serves() {
+        use crate::services::paging::http;
+        assert_eq!(super::GROUPS_PATH, http::GROUPS_PATH);
+        assert_eq!(super::PAGES_PATH, http::PAGES_PATH);
+    }
+
+    #[test]
+    fn a_nodes_tftp_address_follows_its_http_one() {
+        assert_eq!(super::default_tftp("127.0.0.1:8080"), "127.0.0.1:6970");
+        assert_eq!(
+            super::default_tftp("https://ucm.example:8443/x"),
+            "ucm.example:6970"
+        );
+        assert_eq!(super::base_url("127.0.0.1:8080/"), "http://127.0.0.1:8080");
+    }
 }

@@ -2,9 +2,15 @@
 //! speaks.
 
 use super::{http_client, ClientOptions};
-use crate::services::webdialer::redirector::PATH as REDIRECTOR_PATH;
-use crate::services::webdialer::{SERVLET_PATH, SOAP_PATH};
 use crate::wire::soap::{self, Credential, Reply, Request};
+
+// Cisco's standard paths, which a client knows as any third party does.
+/// The SOAP service (wd70).
+const SOAP_PATH: &str = "/webdialer/services/WebdialerSoapService70";
+/// The servlet a Redirector sends the browser (and us) to.
+const SERVLET_PATH: &str = "/webdialer/Webdialer";
+/// The Redirector.
+const REDIRECTOR_PATH: &str = "/webdialer/Redirector";
 
 /// Why a request got no WebDialer answer.
 #[derive(Debug, thiserror::Error)]
@@ -144,4 +150,15 @@ pub async fn find_home(
     base.set_path("");
     base.set_query(None);
     Ok(base.as_str().trim_end_matches('/').to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_paths_are_the_ones_the_service_serves() {
+        use crate::services::webdialer as wd;
+        assert_eq!(super::SOAP_PATH, wd::SOAP_PATH);
+        assert_eq!(super::SERVLET_PATH, wd::SERVLET_PATH);
+        assert_eq!(super::REDIRECTOR_PATH, wd::redirector::PATH);
+    }
 }
