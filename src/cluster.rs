@@ -215,7 +215,7 @@ impl Cluster {
             mobility,
             by_line_digits,
             dn_route_point,
-            dialplan: DialPlan::new(&def),
+            dialplan: def.dial_plan(),
             def,
             devices,
             end_users,

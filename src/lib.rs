@@ -7,7 +7,8 @@
 //! - [`dialplan`]: Cisco patterns
 //! - [`server`]: `ucm serve`, one node of a cluster
 //! - [`services`]: the applications (authentication URL, configuration files, Extension Mobility)
-//! - [`client`]: the HTTP(S) client settings of the commands that drive a cluster
+//! - [`client`]: the clients the commands drive a cluster with (EM, WebDialer, the paging caller,
+//!   push to phones, lint), over the wire like any third party, and their HTTP(S) settings
 //! - [`pcap`] and [`verify`]: capture reading, flows and the DSCP audit (`ucm pcap verify`)
 //! - [`wire`]: wire formats as pure data: SIP and SDP, CiscoIPPhone XML, EM API, WebDialer SOAP
 pub mod auth;

@@ -581,9 +581,6 @@ pub struct RouteGroup {
     pub members: Vec<String>,
 }
 
-/// The name a route list uses for the Standard Local Route Group.
-pub const STANDARD_LOCAL_ROUTE_GROUP: &str = "Standard Local Route Group";
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteList {

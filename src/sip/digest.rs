@@ -10,18 +10,13 @@ use std::collections::HashMap;
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
-/// Unified CM's default SIP realm.
-pub const REALM: &str = "ccmsipline";
+use crate::auth::REALM;
+
 /// How long a nonce is accepted, in seconds.
 pub const NONCE_LIFETIME: i64 = 300;
 
 fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
-}
-
-/// HA1 = MD5(user:realm:password): what verification needs, kept instead of the password.
-pub fn ha1(user: &str, realm: &str, password: &str) -> String {
-    md5_hex(&format!("{user}:{realm}:{password}"))
 }
 
 /// Issues and checks nonces with a secret that lives as long as the node.
@@ -163,6 +158,7 @@ pub fn verify(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ha1;
 
     #[test]
     fn rfc2617_example_response() {

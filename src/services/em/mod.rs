@@ -16,7 +16,6 @@
 //! carries them out.
 
 pub mod app;
-pub mod client;
 pub mod policy;
 pub mod timers;
 

@@ -23,7 +23,6 @@
 //! what the session says (call control, the media thread, the pushes) and tells it what
 //! happened.
 
-pub mod caller;
 pub mod groups;
 pub mod http;
 pub mod session;
