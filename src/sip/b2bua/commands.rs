@@ -7,14 +7,14 @@ impl B2bua {
     /// An out-of-dialog NOTIFY to each address the device registered from.
     fn notify_device(
         &mut self,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         device: &str,
         event: &str,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let mut seen = BTreeSet::new();
-        for b in registrar.device_bindings(device) {
+        for b in registrar.device_bindings_at(device, now.unix) {
             if !seen.insert((b.source, b.transport.as_str())) {
                 continue;
             }
@@ -46,24 +46,25 @@ impl B2bua {
         }
     }
 
-    /// A command from a service.
+    /// A command from a service; `id` names it in the [`Out::Reply`] that answers it.
     pub fn on_command(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
+        id: CommandId,
         cmd: Command,
-        now: Instant,
+        now: Now,
     ) -> Vec<Out> {
         let mut out = Vec::new();
-        match cmd {
+        let reply = match cmd {
             Command::NotifyDevice { device, event } => {
                 self.notify_device(registrar, &device, &event, now, &mut out);
+                None
             }
             Command::MakeCall {
                 device,
                 line,
                 destination,
-                reply,
             } => match self.make_call(
                 cluster,
                 registrar,
@@ -74,39 +75,38 @@ impl B2bua {
                 &mut out,
             ) {
                 Ok(call) => {
+                    // Answered once the user's phone answers (or the attempt fails).
                     if let Some(t) = self
                         .calls
                         .get_mut(&call)
                         .and_then(|c| c.third_party.as_mut())
                     {
-                        t.reply = Some(reply);
+                        t.reply = Some(id);
                     }
+                    None
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+                Err(e) => Some(Reply::Call(Err(e))),
             },
-            Command::RegisterRoutePoint { name, offers } => {
+            Command::RegisterRoutePoint { name } => {
                 tracing::info!(route_point = %name, "service registered for the route point");
-                self.route_point_handlers.insert(name, offers);
+                self.route_points.insert(name);
+                None
             }
-            Command::Redirect {
+            Command::Redirect { call, destination } => Some(Reply::Done(self.redirect(
+                cluster,
+                registrar,
                 call,
-                destination,
-                reply,
-            } => {
-                let r = self.redirect(cluster, registrar, call, &destination, now, &mut out);
-                let _ = reply.send(r);
-            }
-            Command::Answer { call, sdp, reply } => {
-                let r = self.answer_at_route_point(call, sdp, now, &mut out);
-                let _ = reply.send(r);
-            }
+                &destination,
+                now,
+                &mut out,
+            ))),
+            Command::Answer { call, sdp } => Some(Reply::Done(
+                self.answer_at_route_point(call, sdp, now, &mut out),
+            )),
             Command::Reject {
                 call,
                 status,
                 reason,
-                reply,
             } => {
                 let r = match self.calls.get(&call) {
                     None => Err(call_error(481, "no such call")),
@@ -122,22 +122,20 @@ impl B2bua {
                         Ok(())
                     }
                 };
-                let _ = reply.send(r);
+                Some(Reply::Done(r))
             }
-            Command::BusyDevices { reply } => {
-                let mut busy = std::collections::HashSet::new();
+            Command::BusyDevices => {
+                let mut busy = HashSet::new();
                 for c in self.calls.values() {
                     busy.extend(c.caller.device.iter().cloned());
                     for l in c.legs.iter().filter(|l| l.state != LegState::Ended) {
                         busy.extend(l.device.iter().cloned());
                     }
                 }
-                let _ = reply.send(busy);
+                Some(Reply::Devices(busy))
             }
-            Command::CallExists { call, reply } => {
-                let _ = reply.send(self.calls.contains_key(&call));
-            }
-            Command::EndCall { call, reply } => {
+            Command::CallExists { call } => Some(Reply::Exists(self.calls.contains_key(&call))),
+            Command::EndCall { call } => {
                 let result = match self.calls.get(&call).map(|c| c.state) {
                     None => Err(call_error(481, "no such call")),
                     Some(CallState::Connected) => {
@@ -163,9 +161,38 @@ impl B2bua {
                         Ok(())
                     }
                 };
-                let _ = reply.send(result);
+                Some(Reply::Done(result))
             }
+        };
+        if let Some(r) = reply {
+            out.push(Out::Reply(id, r));
         }
+        out
+    }
+
+    /// The shell could not hand an offered call to its route point's service (the service
+    /// dropped its receiver: it is down). The route point counts as unserved from now on and
+    /// the call goes where the line's Call Forward No Answer sends it, at once.
+    pub fn on_offer_undelivered(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        now: Now,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return out;
+        };
+        let Some(rp) = c.at_route_point.clone() else {
+            return out;
+        };
+        if let Some(at) = c.no_answer_at.take() {
+            self.timers.remove(&(at, call));
+        }
+        self.route_points.remove(&rp);
+        tracing::info!(call, route_point = %rp, "no service on the route point; call forwarding applies");
+        self.no_answer(cluster, registrar, call, now, &mut out);
         out
     }
 
@@ -175,11 +202,11 @@ impl B2bua {
     pub(super) fn offer_to_route_point(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
         dn: &DnKey,
         route_point: String,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -201,27 +228,24 @@ impl B2bua {
         };
         *self.line_load.entry(dn.clone()).or_default() += 1;
         self.event(call, dn, Some(route_point.clone()), LineState::Ringing);
-        let delivered = self
-            .route_point_handlers
-            .get(&route_point)
-            .is_some_and(|tx| tx.send(offer).is_ok());
-        if !delivered {
+        if !self.route_points.contains(&route_point) {
             tracing::info!(call, route_point = %route_point, "no service on the route point; call forwarding applies");
             self.no_answer(cluster, registrar, call, now, out);
             return;
         }
+        out.push(Out::Offer(offer));
         let secs = cluster.service_parameters.call_manager.route_point_timeout;
-        self.arm_no_answer(call, now + Duration::from_secs(u64::from(secs)));
+        self.arm_no_answer(call, now.mono + Duration::from_secs(u64::from(secs)));
     }
 
     /// Redirects an unanswered call: cancels whatever rings and routes the call afresh.
     fn redirect(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
         destination: &str,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) -> Result<(), CallError> {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -264,7 +288,7 @@ impl B2bua {
         &mut self,
         call: u64,
         sdp: Bytes,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) -> Result<(), CallError> {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -300,11 +324,11 @@ impl B2bua {
     fn make_call(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         device: &str,
         line: &str,
         destination: &str,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) -> Result<u64, CallError> {
         let dev = cluster
@@ -325,7 +349,7 @@ impl B2bua {
         }
         let key: DnKey = (la.dn.clone(), la.partition.clone());
         let b = registrar
-            .binding(device, line)
+            .binding_at(device, line, now.unix)
             .ok_or_else(|| call_error(480, format!("{device} is not registered")))?;
         let dn_cfg = cluster.directory_number(&key);
         if self.line_load.get(&key).copied().unwrap_or(0) >= dn_cfg.map_or(4, |d| d.max_calls) {
@@ -411,11 +435,11 @@ impl B2bua {
     pub(super) fn originator_response(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
         resp: Response,
         to_tag: Option<String>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -455,8 +479,8 @@ impl B2bua {
                 .as_ref()
                 .map(|t| t.destination.clone())
                 .unwrap_or_default();
-            if let Some(reply) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
-                let _ = reply.send(Ok(call));
+            if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+                out.push(Out::Reply(id, Reply::Call(Ok(call))));
             }
             let ctx = c.caller.ctx.clone();
             tracing::debug!(

@@ -1,6 +1,9 @@
-//! Digest authentication of INVITEs from devices whose security profile asks for it.
+//! Digest authentication of INVITEs from devices whose security profile asks for it: the
+//! registrar's policy ([`crate::sip::digest::check_device`]), answered as a proxy answers
+//! (407 with `Proxy-Authenticate`).
 
 use super::*;
+use crate::sip::digest::{check_device, DeviceCheck};
 
 impl B2bua {
     /// When the device must authenticate and the INVITE's credentials do not verify: the
@@ -10,51 +13,29 @@ impl B2bua {
         cluster: &Cluster,
         req: &Request,
         device: &str,
+        now: Now,
     ) -> Option<(u16, String, Option<String>)> {
-        let dev = cluster.device(device)?;
-        let profile = dev.security_profile.as_ref().and_then(|sp| {
-            cluster
-                .phone_security_profiles
-                .iter()
-                .find(|p| &p.name == sp)
-        })?;
-        if !profile.digest_authentication {
-            return None;
-        }
-        // Nonces carry unix time so that any node can check them; the one clock read here.
-        let now = crate::sip::registrar::unix_now();
-        let challenge = |stale: bool| {
-            Some((
-                407,
-                "Proxy Authentication Required".to_string(),
-                Some(self.nonces.challenge(now, stale)),
-            ))
-        };
-        let Some(auth) = req
+        let auth = req
             .headers
             .get("Proxy-Authorization")
-            .or_else(|| req.headers.get("Authorization"))
-        else {
-            return challenge(false);
-        };
-        let user = dev.digest_user.as_deref().unwrap_or_default();
-        let Some(ha1) = cluster.end_user(user).and_then(|u| u.digest_ha1.clone()) else {
-            return Some((
+            .or_else(|| req.headers.get("Authorization"));
+        match check_device(cluster, device, auth, "INVITE", &self.nonces, now.unix) {
+            DeviceCheck::Pass => None,
+            DeviceCheck::Challenge { stale, refused } => {
+                if let Some(why) = refused {
+                    tracing::info!(device, reason = why, "INVITE digest authentication failed");
+                }
+                Some((
+                    407,
+                    "Proxy Authentication Required".to_string(),
+                    Some(self.nonces.challenge(now.unix, stale)),
+                ))
+            }
+            DeviceCheck::NoCredentials => Some((
                 403,
                 "Forbidden (no digest credentials configured)".into(),
                 None,
-            ));
-        };
-        let Some(params) = crate::sip::digest::parse_authorization(auth) else {
-            return challenge(false);
-        };
-        match crate::sip::digest::verify(&self.nonces, &params, "INVITE", user, &ha1, now) {
-            crate::sip::digest::Verdict::Ok => None,
-            crate::sip::digest::Verdict::Stale => challenge(true),
-            crate::sip::digest::Verdict::Refused(why) => {
-                tracing::info!(device, reason = why, "INVITE digest authentication failed");
-                challenge(false)
-            }
+            )),
         }
     }
 
@@ -67,7 +48,7 @@ impl B2bua {
         status: u16,
         reason: &str,
         challenge: Option<String>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let tag = self.tag();
@@ -77,10 +58,10 @@ impl B2bua {
         }
         resp.headers
             .push("Server", format!("ucm/{}", env!("CARGO_PKG_VERSION")));
-        for a in self.txns.respond(key, resp, now) {
+        for a in self.txns.respond(key, resp, now.mono) {
             if let Action::Send(msg) = a {
                 if let Some(&to) = self.txn_peer.get(key) {
-                    out.push(Out { msg, to });
+                    out.push(Out::Send { msg, to });
                 }
             } else if let Action::Terminated = a {
                 self.forget(key);

@@ -1,8 +1,90 @@
-//! Call forwarding: Busy and No Answer (with its timer), and where a forward leads.
+//! Call forwarding as Unified CM applies it to a line: Forward All before anything rings, Busy
+//! (the line at its busy trigger, or every phone of it in Do Not Disturb), Unregistered, and
+//! No Answer on the line's timer; each forward analysed with its own CSS.
 
 use super::*;
+use crate::config::model::Device;
 
 impl B2bua {
+    /// Call Forward All: when the line forwards everything, routes the call there (true).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_all(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        line: &DirectoryNumber,
+        dn: &DnKey,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> bool {
+        let Some((dest, ctx)) = forward_of(line, |cf| &cf.all) else {
+            return false;
+        };
+        tracing::debug!(call, dn = %dn.0, dest, "call forward all");
+        self.route(cluster, registrar, call, &dest, &ctx, now, out);
+        true
+    }
+
+    /// Whether the line counts as busy: it already carries its busy trigger of calls, or
+    /// every phone that has it is in Do Not Disturb.
+    pub(super) fn is_busy(&self, line: &DirectoryNumber, dn: &DnKey, devices: &[&Device]) -> bool {
+        let load = self.line_load.get(dn).copied().unwrap_or(0);
+        let all_dnd = !devices.is_empty() && devices.iter().all(|d| d.do_not_disturb);
+        load >= line.busy_trigger || all_dnd
+    }
+
+    /// No phone of the line is registered: Call Forward Unregistered, else 480.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn unregistered(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        line: &DirectoryNumber,
+        dn: &DnKey,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        if let Some((dest, ctx)) = forward_of(line, |cf| &cf.unregistered) {
+            tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
+            self.route(cluster, registrar, call, &dest, &ctx, now, out);
+        } else {
+            self.fail_call(
+                call,
+                480,
+                "Temporarily Unavailable (no device of the line is registered)",
+                now,
+                out,
+            );
+        }
+    }
+
+    /// The line rings: Call Forward No Answer, when set, fires after the line's no-answer
+    /// timer (else the cluster's).
+    pub(super) fn arm_forward_no_answer(
+        &mut self,
+        cluster: &Cluster,
+        call: u64,
+        line: &DirectoryNumber,
+        now: Now,
+    ) {
+        if line
+            .call_forward
+            .no_answer
+            .as_ref()
+            .is_some_and(|f| f.destination.is_some())
+        {
+            let secs = line.no_answer_timer.unwrap_or(
+                cluster
+                    .service_parameters
+                    .call_manager
+                    .forward_no_answer_timer,
+            );
+            self.arm_no_answer(call, now.mono + Duration::from_secs(u64::from(secs)));
+        }
+    }
+
     /// (Re)arms the call's no-answer timer (Call Forward No Answer, route point timeout).
     pub(super) fn arm_no_answer(&mut self, call: u64, at: Instant) {
         if let Some(c) = self.calls.get_mut(&call) {
@@ -16,10 +98,10 @@ impl B2bua {
     pub(super) fn busy(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
         dn: &DnKey,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         match cluster
@@ -37,9 +119,9 @@ impl B2bua {
     pub(super) fn no_answer(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -80,7 +162,7 @@ impl B2bua {
 
 /// Where one of a line's call forwards sends a call: the destination, and the search to
 /// analyse it with (the forward's own CSS, else the line's). `None` when it is not set.
-pub(super) fn forward_of(
+fn forward_of(
     line: &DirectoryNumber,
     which: impl Fn(&CallForward) -> &Option<ForwardSetting>,
 ) -> Option<(String, CallingContext)> {

@@ -7,10 +7,10 @@ impl B2bua {
     pub(super) fn on_response(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         key: &TransactionKey,
         resp: Response,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         if let Some((server_key, call, idx)) = self.relays.get(key).cloned() {
@@ -211,15 +211,15 @@ impl B2bua {
         call: u64,
         status: u16,
         reason: &str,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
         if c.third_party.is_some() {
-            if let Some(reply) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
-                let _ = reply.send(Err(call_error(status, reason)));
+            if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+                out.push(Out::Reply(id, Reply::Call(Err(call_error(status, reason)))));
             }
             if c.legs
                 .first()
@@ -233,7 +233,7 @@ impl B2bua {
                 self.cancel_leg(call, 0, now, out);
             }
             tracing::info!(call, status, reason, "third-party call failed");
-            self.end_call(call);
+            self.end_call(call, out);
             return;
         }
         if let Some(akey) = c.a_invite.take() {
@@ -241,16 +241,17 @@ impl B2bua {
             let a_tag = c.legs[0].local_tag.clone();
             self.respond_reason(&akey, &a_req, status, reason, Some(&a_tag), None, now, out);
         }
-        self.end_call(call);
+        self.end_call(call, out);
     }
 
-    fn end_call(&mut self, call: u64) {
+    fn end_call(&mut self, call: u64, out: &mut Vec<Out>) {
         let Some(mut c) = self.calls.remove(&call) else {
             return;
         };
         c.state = CallState::Ended;
-        if let Some(reply) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
-            let _ = reply.send(Err(call_error(480, "the call ended before it was set up")));
+        if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+            let e = call_error(480, "the call ended before it was set up");
+            out.push(Out::Reply(id, Reply::Call(Err(e))));
         }
         for dn in [c.caller.dn.clone(), c.target_dn.clone()]
             .into_iter()
@@ -286,7 +287,7 @@ impl B2bua {
         // Transactions finish on their own; their maps clear on Terminated.
     }
 
-    pub(super) fn cancel_leg(&mut self, call: u64, idx: usize, now: Instant, out: &mut Vec<Out>) {
+    pub(super) fn cancel_leg(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
         let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) else {
             return;
         };
@@ -301,7 +302,7 @@ impl B2bua {
         }
     }
 
-    pub(super) fn send_cancel(&mut self, call: u64, idx: usize, now: Instant, out: &mut Vec<Out>) {
+    pub(super) fn send_cancel(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
         let Some(leg) = self.calls.get(&call).and_then(|c| c.legs.get(idx)) else {
             return;
         };
@@ -311,7 +312,7 @@ impl B2bua {
         let Some(cancel) = self.txns.client(&key).and_then(|c| c.make_cancel()) else {
             return;
         };
-        self.txns.cancel_sent(&key, now);
+        self.txns.cancel_sent(&key, now.mono);
         if let Some(ckey) = self.send_request(cancel, peer, now, out) {
             self.by_client_txn.insert(ckey, (call, idx));
         }
@@ -333,7 +334,7 @@ impl B2bua {
         &mut self,
         key: &TransactionKey,
         resp: &Response,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         if !self.orphans.contains_key(key) {
@@ -352,7 +353,7 @@ impl B2bua {
             let Some(peer) = self.orphans.get(key).map(|l| l.peer) else {
                 return;
             };
-            self.txns.cancel_sent(key, now);
+            self.txns.cancel_sent(key, now.mono);
             self.send_request(cancel, peer, now, out);
             return;
         }
@@ -375,7 +376,7 @@ impl B2bua {
         let (mut ack, peer) = leg_request(&mut leg, Method::Ack, &host, &b1);
         let seq = resp.cseq().map_or(1, |c| c.seq);
         ack.headers.set("CSeq", format!("{seq} ACK"));
-        out.push(Out {
+        out.push(Out::Send {
             msg: SipMessage::Request(ack),
             to: peer,
         });
@@ -407,13 +408,13 @@ impl B2bua {
             ack.headers.push("Content-Type", ctype);
             ack.body = b;
         }
-        out.push(Out {
+        out.push(Out::Send {
             msg: SipMessage::Request(ack),
             to: peer,
         });
     }
 
-    pub(super) fn send_bye(&mut self, call: u64, idx: usize, now: Instant, out: &mut Vec<Out>) {
+    pub(super) fn send_bye(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
         let Some((bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
             return;
         };
@@ -429,7 +430,7 @@ impl B2bua {
         &mut self,
         _cluster: &Cluster,
         call: u64,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -505,11 +506,11 @@ impl B2bua {
     pub(super) fn in_dialog(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         key: TransactionKey,
         req: Request,
         tag: String,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let _ = (cluster, registrar);
@@ -600,7 +601,7 @@ impl B2bua {
         idx: usize,
         server_key: &TransactionKey,
         resp: Response,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         if resp.status == 100 {
@@ -619,7 +620,7 @@ impl B2bua {
             if let Some((mut ack, peer)) = self.dialog_request(call, idx, Method::Ack) {
                 let seq = resp.cseq().map_or(1, |c| c.seq);
                 ack.headers.set("CSeq", format!("{seq} ACK"));
-                out.push(Out {
+                out.push(Out::Send {
                     msg: SipMessage::Request(ack),
                     to: peer,
                 });
@@ -644,7 +645,7 @@ impl B2bua {
         &mut self,
         call: u64,
         from_leg: Option<usize>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(c) = self.calls.get_mut(&call) else {
@@ -659,7 +660,7 @@ impl B2bua {
         for i in targets {
             self.send_bye(call, i, now, out);
         }
-        self.end_call(call);
+        self.end_call(call, out);
     }
 }
 

@@ -1,9 +1,14 @@
 //! The back-to-back user agent: every call is two (or, while forking, more) dialogs, and the
 //! node sits between them, relaying SDP so media flows phone to phone.
 //!
-//! Sans-IO like the transaction layer it stands on: [`B2bua::on_message`] and
-//! [`B2bua::on_timers`] take a message or the time and return what to send where. The shell in
-//! `sip/mod.rs` owns the sockets and the clock.
+//! A state machine like the transaction layer it stands on: it does no I/O, reads no clock and
+//! draws nothing random. Every input ([`B2bua::on_message`], [`B2bua::on_timers`],
+//! [`B2bua::on_command`], transport failures, an undelivered route-point offer) comes with the
+//! time ([`Now`]), the cluster and the registrations ([`Registrations`]), and returns what to do
+//! ([`Out`]): messages to send, answers to services' commands, calls to offer to route points.
+//! Tags, branches and Call-IDs come from a seeded generator and digest nonces from a secret,
+//! both handed in. The shell (`sip/server.rs`) owns the sockets, the clock and the channels to
+//! the services; the tests drive the core with a manual clock.
 //!
 //! Routing follows Unified CM: the caller is a registered device line (its line CSS, then device
 //! CSS) or a SIP trunk (the trunk's CSS); the dialled number goes through digit analysis; a
@@ -11,7 +16,7 @@
 //! wins, the others are cancelled) after Call Forward All, Busy (busy trigger), Do Not Disturb,
 //! Unregistered and No Answer (per-line timer) have had their say, each with its own CSS.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,7 +24,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use super::message::{default_reason, Method, NameAddr, Request, Response, SipMessage};
-use super::registrar::Registrar;
+use super::registrar::Registrations;
 use super::transaction::{
     Action, Incoming, Reliability, ResponseOutcome, Timers, TransactionKey, TransactionTable,
 };
@@ -35,8 +40,6 @@ mod legs;
 mod routing;
 #[cfg(test)]
 mod tests;
-
-use forward::forward_of;
 
 /// Where a message goes or came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -54,68 +57,83 @@ impl Peer {
     }
 }
 
-/// A message to send.
-#[derive(Debug, Clone)]
-pub struct Out {
-    pub msg: SipMessage,
-    pub to: Peer,
+/// The time, handed to the core with every input: the monotonic clock for transaction and
+/// call timers, and Unix seconds for the expiry of registrations and for digest nonces (which
+/// any node must be able to check).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    pub mono: Instant,
+    pub unix: i64,
 }
 
+/// What the core asks its shell to do, in order.
+#[derive(Debug, Clone)]
+pub enum Out {
+    /// Send a SIP message.
+    Send { msg: SipMessage, to: Peer },
+    /// The answer to a service's command.
+    Reply(CommandId, Reply),
+    /// Offer a call to the service behind a route point. A shell that finds the service gone
+    /// says so with [`B2bua::on_offer_undelivered`].
+    Offer(OfferedCall),
+}
+
+/// Names a command from a service, so that its answer ([`Out::Reply`]) finds the service.
+/// The shell hands them out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct CommandId(pub u64);
+
 /// A request from a service (WebDialer, Assistant, ...) to call control.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Command {
     /// Third-party call control (RFC 3725): ring the user's own phone first and, once it answers,
-    /// call the destination from it with the phone's own calling search spaces.
+    /// call the destination from it with the phone's own calling search spaces. Answered with
+    /// [`Reply::Call`] once the phone answers or the attempt fails.
     MakeCall {
         device: String,
         line: String,
         destination: String,
-        reply: tokio::sync::oneshot::Sender<Result<u64, CallError>>,
     },
-    /// Offers calls to a route point's DNs to this service from now on.
-    RegisterRoutePoint {
-        name: String,
-        offers: tokio::sync::mpsc::UnboundedSender<OfferedCall>,
-    },
+    /// Offers calls to a route point's DNs to this service from now on ([`Out::Offer`]).
+    RegisterRoutePoint { name: String },
     /// Sends an offered (ringing, unanswered) call elsewhere without answering it: the CTI
-    /// redirect route-point services use.
-    Redirect {
-        call: u64,
-        destination: String,
-        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
-    },
+    /// redirect route-point services use. Answered with [`Reply::Done`].
+    Redirect { call: u64, destination: String },
     /// Answers a call offered to a route point, with the service's own SDP answer.
-    Answer {
-        call: u64,
-        sdp: Bytes,
-        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
-    },
+    /// Answered with [`Reply::Done`].
+    Answer { call: u64, sdp: Bytes },
     /// Refuses an offered, unanswered route-point call with a final status (488 for an
-    /// offer the service cannot take, 486 when it is full).
+    /// offer the service cannot take, 486 when it is full). Answered with [`Reply::Done`].
     Reject {
         call: u64,
         status: u16,
         reason: String,
-        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
     },
     /// The devices on a call now (ringing, connected or held), for services that leave busy
-    /// phones out.
-    BusyDevices {
-        reply: tokio::sync::oneshot::Sender<std::collections::HashSet<String>>,
-    },
-    /// Whether the call is still up (a service that missed line events asks).
-    CallExists {
-        call: u64,
-        reply: tokio::sync::oneshot::Sender<bool>,
-    },
-    /// Ends a call (BYE to every connected side, CANCEL to the ringing ones).
-    EndCall {
-        call: u64,
-        reply: tokio::sync::oneshot::Sender<Result<(), CallError>>,
-    },
+    /// phones out. Answered with [`Reply::Devices`].
+    BusyDevices,
+    /// Whether the call is still up (a service that missed line events asks). Answered with
+    /// [`Reply::Exists`].
+    CallExists { call: u64 },
+    /// Ends a call (BYE to every connected side, CANCEL to the ringing ones). Answered with
+    /// [`Reply::Done`].
+    EndCall { call: u64 },
     /// Sends an unsolicited NOTIFY (`Event: check-sync` makes a Cisco phone fetch its
-    /// configuration again) to every address the device is registered from.
+    /// configuration again) to every address the device is registered from. Not answered.
     NotifyDevice { device: String, event: String },
+}
+
+/// The answer to a [`Command`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// The third-party call, once the user's phone answered.
+    Call(Result<u64, CallError>),
+    /// Whether a redirect, answer, reject or end of call was done.
+    Done(Result<(), CallError>),
+    /// The devices on a call.
+    Devices(HashSet<String>),
+    /// Whether the call is still up.
+    Exists(bool),
 }
 
 /// A call offered to a service's route point.
@@ -257,7 +275,8 @@ struct Call {
 #[derive(Debug)]
 struct ThirdParty {
     destination: String,
-    reply: Option<tokio::sync::oneshot::Sender<Result<u64, CallError>>>,
+    /// The service's MakeCall, answered once the user's phone answers or the attempt fails.
+    reply: Option<CommandId>,
 }
 
 const MAX_HOPS: u8 = 6;
@@ -317,7 +336,8 @@ pub struct B2bua {
     events: Vec<LineEvent>,
     /// INVITEs still pending on legs of calls that ended (cancelled forks, abandoned calls).
     orphans: HashMap<TransactionKey, Leg>,
-    route_point_handlers: HashMap<String, tokio::sync::mpsc::UnboundedSender<OfferedCall>>,
+    /// Route points a service has registered for (see [`B2bua::on_offer_undelivered`]).
+    route_points: HashSet<String>,
     /// Nonces for digest challenges of INVITEs from devices whose security profile asks for it.
     nonces: super::digest::Nonces,
     /// Trunk destination names and their addresses (see [`Resolved`]).
@@ -335,9 +355,10 @@ pub struct CallSummary {
 }
 
 impl B2bua {
-    /// `host` is how peers reach us (`ip:port`); `seed` makes tags and branches reproducible in
-    /// tests (use a random seed in production).
-    pub fn new(host: String, seed: u64) -> B2bua {
+    /// `host` is how peers reach us (`ip:port`). The core draws nothing random itself: `seed`
+    /// starts the generator of tags, branches and Call-IDs, and `nonce_secret` signs digest
+    /// nonces (both random in production, fixed in tests).
+    pub fn new(host: String, seed: u64, nonce_secret: [u8; 32]) -> B2bua {
         B2bua {
             txns: TransactionTable::new(Timers::default()),
             host,
@@ -353,8 +374,8 @@ impl B2bua {
             rng: seed | 1,
             events: Vec::new(),
             orphans: HashMap::new(),
-            route_point_handlers: HashMap::new(),
-            nonces: super::digest::Nonces::new(rand::random()),
+            route_points: HashSet::new(),
+            nonces: super::digest::Nonces::new(nonce_secret),
             resolved: Arc::new(Resolved::new()),
             tls_host: None,
         }
@@ -438,17 +459,17 @@ impl B2bua {
     pub fn on_message(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         msg: SipMessage,
         peer: Peer,
-        now: Instant,
+        now: Now,
     ) -> Vec<Out> {
         let mut out = Vec::new();
         match msg {
             SipMessage::Request(req) => {
                 self.on_request(cluster, registrar, req, peer, now, &mut out)
             }
-            SipMessage::Response(resp) => match self.txns.on_response(resp, now) {
+            SipMessage::Response(resp) => match self.txns.on_response(resp, now.mono) {
                 ResponseOutcome::Matched { key, actions } => {
                     self.run_actions(cluster, registrar, &key, actions, now, &mut out)
                 }
@@ -465,10 +486,10 @@ impl B2bua {
     pub fn on_transport_failure(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         msg: &SipMessage,
         reason: &str,
-        now: Instant,
+        now: Now,
     ) -> Vec<Out> {
         let mut out = Vec::new();
         let SipMessage::Request(req) = msg else {
@@ -489,10 +510,10 @@ impl B2bua {
     pub fn on_connection_lost(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         peer: Peer,
         reason: &str,
-        now: Instant,
+        now: Now,
     ) -> Vec<Out> {
         let mut out = Vec::new();
         let mut keys: Vec<TransactionKey> = self
@@ -515,10 +536,10 @@ impl B2bua {
     fn fail_client_transaction(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         key: &TransactionKey,
         reason: &str,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(request) = self.txns.client(key).map(|c| c.request().clone()) else {
@@ -544,15 +565,15 @@ impl B2bua {
     pub fn on_timers(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
-        now: Instant,
+        registrar: &dyn Registrations,
+        now: Now,
     ) -> Vec<Out> {
         let mut out = Vec::new();
-        for (key, action) in self.txns.on_timers(now) {
+        for (key, action) in self.txns.on_timers(now.mono) {
             self.run_actions(cluster, registrar, &key, vec![action], now, &mut out);
         }
         while let Some(&(at, call)) = self.timers.first() {
-            if at > now {
+            if at > now.mono {
                 break;
             }
             self.timers.pop_first();
@@ -564,13 +585,13 @@ impl B2bua {
     fn on_request(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         req: Request,
         peer: Peer,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
-        match self.txns.on_request(req, peer.reliability(), now) {
+        match self.txns.on_request(req, peer.reliability(), now.mono) {
             Incoming::New { key, request } => {
                 self.txn_peer.insert(key.clone(), peer);
                 let in_dialog = request
@@ -621,7 +642,7 @@ impl B2bua {
                 // Answer statelessly when possible.
                 if request.method != Method::Ack {
                     let resp = request.make_response(400, "Bad Request", Some("x"));
-                    out.push(Out {
+                    out.push(Out::Send {
                         msg: SipMessage::Response(resp),
                         to: peer,
                     });
@@ -633,17 +654,17 @@ impl B2bua {
     fn run_actions(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         key: &TransactionKey,
         actions: Vec<Action>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         for a in actions {
             match a {
                 Action::Send(msg) => {
                     if let Some(&to) = self.txn_peer.get(key) {
-                        out.push(Out { msg, to });
+                        out.push(Out::Send { msg, to });
                     }
                 }
                 Action::DeliverResponse(resp) => {
@@ -686,7 +707,7 @@ impl B2bua {
         status: u16,
         tag: Option<&str>,
         body: Option<(String, Bytes)>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let reason = default_reason(status);
@@ -702,7 +723,7 @@ impl B2bua {
         reason: &str,
         tag: Option<&str>,
         body: Option<(String, Bytes)>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let fallback;
@@ -729,11 +750,11 @@ impl B2bua {
         }
         resp.headers
             .push("Server", format!("ucm/{}", env!("CARGO_PKG_VERSION")));
-        let actions = self.txns.respond(key, resp, now);
+        let actions = self.txns.respond(key, resp, now.mono);
         for a in actions {
             if let Action::Send(msg) = a {
                 if let Some(&to) = self.txn_peer.get(key) {
-                    out.push(Out { msg, to });
+                    out.push(Out::Send { msg, to });
                 }
             } else if let Action::Terminated = a {
                 self.forget(key);
@@ -760,15 +781,15 @@ impl B2bua {
         &mut self,
         req: Request,
         peer: Peer,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) -> Option<TransactionKey> {
-        match self.txns.start_client(req, peer.reliability(), now) {
+        match self.txns.start_client(req, peer.reliability(), now.mono) {
             Ok((key, actions)) => {
                 self.txn_peer.insert(key.clone(), peer);
                 for a in actions {
                     if let Action::Send(msg) = a {
-                        out.push(Out { msg, to: peer });
+                        out.push(Out::Send { msg, to: peer });
                     }
                 }
                 Some(key)

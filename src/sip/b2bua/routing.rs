@@ -7,10 +7,11 @@ impl B2bua {
     /// Who is calling: a registered device line (by From user and source address), or a trunk.
     fn identify_caller(
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         resolved: &Resolved,
         req: &Request,
         peer: Peer,
+        now: Now,
     ) -> Option<Caller> {
         let from = req.from().ok()?;
         let user = from.uri.user_part().unwrap_or_default().to_string();
@@ -39,7 +40,7 @@ impl B2bua {
                 if l.dn != user {
                     continue;
                 }
-                let Some(b) = registrar.binding(&d.name, &l.dn) else {
+                let Some(b) = registrar.binding_at(&d.name, &l.dn, now.unix) else {
                     continue;
                 };
                 if b.source.ip() != peer.addr.ip() {
@@ -72,14 +73,15 @@ impl B2bua {
     pub(super) fn new_call(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         key: TransactionKey,
         req: Request,
         peer: Peer,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
-        let Some(caller) = Self::identify_caller(cluster, registrar, &self.resolved, &req, peer)
+        let Some(caller) =
+            Self::identify_caller(cluster, registrar, &self.resolved, &req, peer, now)
         else {
             tracing::info!(source = %peer.addr, "INVITE from neither a registered line nor a SIP trunk");
             self.respond_reason(
@@ -97,7 +99,9 @@ impl B2bua {
         // Devices whose security profile asks for digest authentication prove themselves on
         // every INVITE too, not only on REGISTER (407 with a challenge, as a proxy would).
         if let Some(device) = caller.device.as_deref() {
-            if let Some((status, reason, challenge)) = self.invite_digest(cluster, &req, device) {
+            if let Some((status, reason, challenge)) =
+                self.invite_digest(cluster, &req, device, now)
+            {
                 tracing::info!(source = %peer.addr, device, status, "INVITE challenged");
                 self.respond_challenge(&key, &req, status, &reason, challenge, now, out);
                 return;
@@ -130,10 +134,10 @@ impl B2bua {
                 if status == 415 {
                     r.headers.push("Accept", "application/sdp");
                 }
-                let actions = self.txns.respond(&key, r, now);
+                let actions = self.txns.respond(&key, r, now.mono);
                 for a in actions {
                     match a {
-                        Action::Send(msg) => out.push(Out { msg, to: peer }),
+                        Action::Send(msg) => out.push(Out::Send { msg, to: peer }),
                         Action::Terminated => self.forget(&key),
                         _ => {}
                     }
@@ -238,11 +242,11 @@ impl B2bua {
     pub(super) fn route(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
         number: &str,
         ctx: &CallingContext,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         match cluster.dialplan.analyse(ctx, number) {
@@ -274,7 +278,7 @@ impl B2bua {
         &mut self,
         cluster: &Cluster,
         call: u64,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let resolved = self.resolved.clone();
@@ -337,10 +341,10 @@ impl B2bua {
     fn offer_to_line(
         &mut self,
         cluster: &Cluster,
-        registrar: &Registrar,
+        registrar: &dyn Registrations,
         call: u64,
         dn: DnKey,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let Some(line) = cluster.directory_number(&dn).cloned() else {
@@ -364,17 +368,11 @@ impl B2bua {
             self.fail_call(call, 482, "Loop Detected (call forwarding loop)", now, out);
             return;
         }
-        // Call Forward All.
-        if let Some((dest, ctx)) = forward_of(&line, |cf| &cf.all) {
-            tracing::debug!(call, dn = %dn.0, dest, "call forward all");
-            self.route(cluster, registrar, call, &dest, &ctx, now, out);
+        if self.forward_all(cluster, registrar, call, &line, &dn, now, out) {
             return;
         }
-        // Busy: the line already carries its busy trigger of calls.
-        let load = self.line_load.get(&dn).copied().unwrap_or(0);
         let devices: Vec<_> = cluster.devices_with_line(&dn).collect();
-        let all_dnd = !devices.is_empty() && devices.iter().all(|d| d.do_not_disturb);
-        if load >= line.busy_trigger || all_dnd {
+        if self.is_busy(&line, &dn, &devices) {
             self.busy(cluster, registrar, call, &dn, now, out);
             return;
         }
@@ -387,23 +385,12 @@ impl B2bua {
             .filter(|d| !d.do_not_disturb)
             .filter_map(|d| {
                 registrar
-                    .binding(&d.name, &dn.0)
+                    .binding_at(&d.name, &dn.0, now.unix)
                     .map(|b| (d.name.clone(), b))
             })
             .collect();
         if registered.is_empty() {
-            if let Some((dest, ctx)) = forward_of(&line, |cf| &cf.unregistered) {
-                tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
-                self.route(cluster, registrar, call, &dest, &ctx, now, out);
-            } else {
-                self.fail_call(
-                    call,
-                    480,
-                    "Temporarily Unavailable (no device of the line is registered)",
-                    now,
-                    out,
-                );
-            }
+            self.unregistered(cluster, registrar, call, &line, &dn, now, out);
             return;
         }
         if let Some(c) = self.calls.get_mut(&call) {
@@ -422,21 +409,7 @@ impl B2bua {
             };
             self.fork(call, peer, &b.contact, &dn.0, Some(device), now, out);
         }
-        // Call Forward No Answer.
-        if line
-            .call_forward
-            .no_answer
-            .as_ref()
-            .is_some_and(|f| f.destination.is_some())
-        {
-            let secs = line.no_answer_timer.unwrap_or(
-                cluster
-                    .service_parameters
-                    .call_manager
-                    .forward_no_answer_timer,
-            );
-            self.arm_no_answer(call, now + Duration::from_secs(u64::from(secs)));
-        }
+        self.arm_forward_no_answer(cluster, call, &line, now);
     }
 
     /// Sends an INVITE towards one destination as a new leg of the call.
@@ -448,7 +421,7 @@ impl B2bua {
         target: &str,
         to_user: &str,
         device: Option<String>,
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         let presented = self
@@ -470,7 +443,7 @@ impl B2bua {
         to_user: &str,
         device: Option<String>,
         from: (String, Option<String>),
-        now: Instant,
+        now: Now,
         out: &mut Vec<Out>,
     ) {
         tracing::debug!(call, %target, to = %peer.addr, "offering the call");
