@@ -657,4 +657,51 @@ mod tests {
         let d = decide(&c, &register("23923", "", ""), 3600, own_lines).unwrap();
         assert!(matches!(d, Decision::Query { .. }));
     }
+
+    /// The table keeps what a REGISTER asks at the time it is handed, reports live bindings
+    /// only, and returns the database write each change needs.
+    #[test]
+    fn r14_bindings_apply_query_and_unbind_with_their_writes() {
+        let mut t = Bindings::new("n1");
+        let src: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+        let bind = Decision::Bind {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+            contact: "sip:10001@127.0.0.2:5060".into(),
+            instance: None,
+            expires: 120,
+        };
+        let (bound, write) = t.apply(&bind, Transport::Tcp, src, 1000);
+        assert_eq!(bound.len(), 1);
+        assert_eq!(bound[0].expires_at, 1120);
+        match write {
+            Some(Write::Upsert(row)) => {
+                assert_eq!((row.node.as_str(), row.transport.as_str()), ("n1", "TCP"));
+                assert_eq!((row.expires_at, row.updated_at), (1120, 1000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let query = Decision::Query {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+        };
+        assert_eq!(t.apply(&query, Transport::Tcp, src, 1119).0, bound);
+        assert_eq!(t.apply(&query, Transport::Tcp, src, 1120), (vec![], None));
+        assert_eq!(t.device_bindings("SEP00036BC7B973", 1119), bound);
+        let unbind = Decision::Unbind {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+        };
+        let (left, write) = t.apply(&unbind, Transport::Tcp, src, 1001);
+        assert!(left.is_empty());
+        assert_eq!(
+            write,
+            Some(Write::Remove {
+                device: "SEP00036BC7B973".into(),
+                line: "10001".into()
+            })
+        );
+        assert_eq!(t.count(1001), 0);
+        assert!(t.sweep(5000).is_empty());
+    }
 }
