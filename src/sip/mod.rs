@@ -10,6 +10,7 @@
 
 pub mod b2bua;
 mod call_control;
+pub mod context;
 pub mod digest;
 pub mod registrar;
 mod server;
@@ -22,6 +23,7 @@ pub use crate::wire::sdp;
 pub use crate::wire::sip as message;
 
 pub use call_control::CallControl;
+pub use context::{SipMetrics, SipNode};
 pub use server::SipServer;
 pub use transport::Transport;
 

@@ -12,16 +12,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::call_control::Submission;
+use super::context::SipNode;
 use super::message::{self, Method, Request, Response, SipMessage};
 use super::transport::{reason_with_detail, TransportFailure};
 use super::{b2bua, digest, registrar, trunks, Transport, ALLOW};
-use crate::node::NodeState;
 
 /// The node's SIP service: stateless answers (OPTIONS, REGISTER) in the transport tasks,
 /// everything else through one call-control task that owns the B2BUA.
 #[derive(Clone)]
 pub struct SipServer {
-    pub(super) state: Arc<NodeState>,
+    pub(super) state: Arc<SipNode>,
     pub(super) shared: Arc<Shared>,
 }
 
@@ -122,7 +122,7 @@ pub(super) fn server_header() -> String {
 }
 
 impl SipServer {
-    pub fn new(state: Arc<NodeState>) -> SipServer {
+    pub fn new(state: Arc<SipNode>) -> SipServer {
         let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         SipServer {

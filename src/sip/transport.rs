@@ -11,10 +11,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::{mpsc, watch};
 
+use super::context::inc;
 use super::message::{self, ParseError, Request, SipMessage};
 use super::server::{new_tag, server_header, Disposition, SipServer};
 use super::{b2bua, trunks};
-use crate::node::metrics::inc;
 
 /// Transport a message arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
