@@ -1,4 +1,4 @@
-//! The cluster definition: everything a ucm cluster is configured with, in the seed's vocabulary.
+//! The cluster definition: everything a ucm cluster is configured with, in Unified CM's own vocabulary.
 //!
 //! This is both the YAML schema (`fixtures/clusters/demo.yaml`) and what the store keeps. Every
 //! struct denies unknown fields so a misspelt key is an error with its line, not a silent default.

@@ -1,4 +1,4 @@
-//! Verification of captures: `ucm pcap verify` (issue 4).
+//! Verification of captures: `ucm pcap verify`.
 //!
 //! Every IP packet of a capture is put in a flow ([`crate::pcap::flow`]), every flow in a
 //! traffic class ([`classify`]), and each direction's packets are checked against the DSCP the
@@ -24,9 +24,6 @@
 //!   stored ladder as a unified diff.
 //! - [`policy::Policy`]: the YAML policy (built-in default: [`policy::DEFAULT_POLICY_YAML`]).
 //! - [`report::Report`]: text, JSON and JUnit renderings of a run.
-//!
-//! Still to come (issue 4): scenarios run by `cargo xtask conformance`, SOAP beyond
-//! well-formedness (WebDialer).
 
 pub mod audit;
 pub mod classify;

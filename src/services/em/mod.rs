@@ -1,4 +1,4 @@
-//! Extension Mobility (the seed's "Extension Mobility" section; spec section 3): the EM service
+//! Extension Mobility: the EM service
 //! API at `/emservice/EMServiceServlet`, with Cisco's requests, queries and error codes.
 //!
 //! A login applies a user's device profile to a device: its lines, speed dials, services and

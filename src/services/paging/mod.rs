@@ -1,10 +1,10 @@
-//! The Paging Server (the seed's "Cisco Paging Server", InformaCast Basic Paging): a caller
+//! The Paging Server (Cisco's Paging Server, InformaCast Basic Paging): a caller
 //! dials a DialCast number, the service gathers a recipient group of phones onto a multicast
 //! group and streams the caller's voice to them.
 //!
-//! A page, step by step (the seed's sequence):
+//! A page, step by step (the sequence of Cisco's Paging Server):
 //! 1. Call control offers the call to the DialCast route point; an offer without G.711 mu-law
-//!    gets 488 (the seed: DialCast takes mu-law only), a page beyond `max_concurrent_pages` 486.
+//!    gets 488 (DialCast takes G.711 mu-law only), a page beyond `max_concurrent_pages` 486.
 //! 2. The service answers and plays the low stall tone while it pushes
 //!    `RTPMRx:<group>:<port>[:<volume>]` in a CiscoIPPhoneExecute to every phone of the group
 //!    at once (`POST /CGI/Execute` with the paging user's credentials, which each phone checks
@@ -12,9 +12,9 @@
 //! 3. When every phone has answered, or the join timeout passed, the high go-ahead tone; from
 //!    then the caller's audio goes out as one multicast stream, EF, with the configured TTL.
 //! 4. When the caller hangs up, every phone that joined gets `RTPRx:Stop` (Cisco documents
-//!    only that one for leaving a multicast stream; spec §2), and the report is stored.
+//!    only that one for leaving a multicast stream in its phone service URIs), and the report is stored.
 //!
-//! Busy phones are skipped or paged as configured; Do Not Disturb is ignored, as the seed says.
+//! Busy phones are skipped or paged as configured; Do Not Disturb is ignored, as by Cisco's Paging Server.
 //! The multicast address comes from the range of the location all the group's phones share
 //! (else the paging range), never one a running page holds.
 //!

@@ -1,4 +1,4 @@
-//! Cisco WebDialer (the seed's "WebDialer" section; spec section 4): click-to-call that places
+//! Cisco WebDialer: click-to-call that places
 //! the call from the user's own phone with third-party call control (the user's phone rings
 //! first; once it answers, the destination is called).
 //!
