@@ -138,6 +138,8 @@ struct FlowState {
     sip_content: bool,
     /// HTTP messages parsed on this flow although its ports are not HTTP's.
     http_content: bool,
+    /// IGMP messages that only routers send (queries...) were seen on this flow.
+    router_igmp: bool,
 }
 
 impl FlowState {
@@ -147,6 +149,7 @@ impl FlowState {
             dirs: [DirStats::default(), DirStats::default()],
             sip_content: false,
             http_content: false,
+            router_igmp: false,
         }
     }
 }
@@ -273,12 +276,24 @@ impl<'p> Auditor<'p> {
                     Some(key) => self.fragment(frame, key, &d),
                     None => {
                         let slot = self.count(frame, &d);
+                        if d.protocol == super::classify::IGMP {
+                            self.igmp(slot, d.ip_payload);
+                        }
                         self.inspect(frame, slot, d.src, d.dst, &d.transport);
                     }
                 }
             }
         }
         self.settle_dropped_fragments();
+    }
+
+    /// An IGMP message: routers' messages make the flow network control.
+    fn igmp(&mut self, slot: Slot, message: &[u8]) {
+        if let (Slot::Flow(id, _), true) = (slot, super::classify::is_router_igmp(message)) {
+            if let Some((_, st)) = self.flows.by_id_mut(id) {
+                st.router_igmp = true;
+            }
+        }
     }
 
     /// Records a SIP message carried by any transport (the hook for SIP over TCP framed
@@ -911,6 +926,21 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
         if let Some(c) = class_by_port(key.protocol, a.port, b.port) {
             return (c, Evidence::Port);
         }
+    }
+    let network_control = match key.protocol {
+        TCP | UDP => {
+            super::classify::network_control_port(key.protocol, a.port)
+                || super::classify::network_control_port(key.protocol, b.port)
+        }
+        super::classify::IGMP => st.router_igmp,
+        p => super::classify::is_network_control_protocol(p),
+    };
+    if network_control {
+        let by = match key.protocol {
+            TCP | UDP => Evidence::Port,
+            _ => Evidence::Protocol,
+        };
+        return (TrafficClass::NetworkControl, by);
     }
     if st.sip_content {
         return (TrafficClass::Sip, Evidence::SipContent);

@@ -655,3 +655,110 @@ fn no_prefix_or_corruption_of_a_packet_panics() {
     let r = a.finish("fuzz");
     assert_eq!(r.flows.iter().map(|f| f.packets).sum::<u64>(), r.ip_packets);
 }
+
+// ------------------------------------------------------------------ network control, findings
+
+#[test]
+fn r21_routers_network_control_is_its_own_class_and_ntp_is_not() {
+    const ROUTER: [u8; 4] = [10, 0, 0, 254];
+    let cs6 = tos(Dscp::CS6);
+    let pkts = vec![
+        // IGMPv2 group-specific query from the router, reports from a host at 0.
+        ipv4(
+            cs6,
+            2,
+            ROUTER,
+            [239, 1, 1, 99],
+            0,
+            0,
+            &[0x11, 10, 0, 0, 239, 1, 1, 99],
+        ),
+        ipv4(
+            0,
+            2,
+            PHONE,
+            [239, 1, 1, 99],
+            0,
+            0,
+            &[0x16, 0, 0, 0, 239, 1, 1, 99],
+        ),
+        // OSPF hello, PIM hello, VRRP advertisement: by IP protocol.
+        ipv4(cs6, 89, ROUTER, [224, 0, 0, 5], 0, 0, &[2, 1, 0, 44]),
+        ipv4(cs6, 103, ROUTER, [224, 0, 0, 13], 0, 0, &[0x20, 0, 0, 0]),
+        ipv4(0, 112, GW, [224, 0, 0, 18], 0, 0, &[0x21, 1, 100, 1]),
+        // BGP (TCP 179), HSRP (UDP 1985), BFD (UDP 3784).
+        ipv4_tcp(cs6, ROUTER, 179, GW, 40000, 0x10, b""),
+        ipv4_tcp(cs6, GW, 40000, ROUTER, 179, 0x10, b""),
+        ipv4_udp(cs6, ROUTER, 1985, [224, 0, 0, 2], 1985, &[0; 20]),
+        ipv4_udp(cs6, ROUTER, 49152, GW, 3784, &[0x20, 0xc0, 3, 24]),
+        // NTP: the router's reply at CS6 and the phone's request at 0 are both `other`.
+        ipv4_udp(0, PHONE, 123, ROUTER, 123, &[0x1b; 48]),
+        ipv4_udp(cs6, ROUTER, 123, PHONE, 123, &[0x1c; 48]),
+    ];
+    let a = run(&Policy::cisco_default(), &pkts);
+    let nc = |src: &str, dst: &str| {
+        let f = a
+            .flows
+            .iter()
+            .find(|f| f.src == src && f.dst == dst)
+            .unwrap_or_else(|| panic!("no flow {src} -> {dst}: {:#?}", a.flows));
+        (f.class, f.evidence, f.expected_dscp, f.passed)
+    };
+    let want = |by| (TrafficClass::NetworkControl, by, Some(Dscp::CS6), true);
+    assert_eq!(nc("10.0.0.254", "239.1.1.99"), want(Evidence::Protocol));
+    assert_eq!(
+        nc("10.10.0.5", "239.1.1.99"),
+        (
+            TrafficClass::Other,
+            Evidence::None,
+            Some(Dscp::DEFAULT),
+            true
+        )
+    );
+    assert_eq!(nc("10.0.0.254", "224.0.0.5"), want(Evidence::Protocol));
+    assert_eq!(nc("10.0.0.254", "224.0.0.13"), want(Evidence::Protocol));
+    // A VRRP router that does not mark its advertisements is named.
+    let vrrp = nc("10.20.0.1", "224.0.0.18");
+    assert_eq!((vrrp.0, vrrp.3), (TrafficClass::NetworkControl, false));
+    assert_eq!(
+        nc("10.0.0.254:179", "10.20.0.1:40000"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.20.0.1:40000", "10.0.0.254:179"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.0.0.254:1985", "224.0.0.2:1985"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.0.0.254:49152", "10.20.0.1:3784"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.10.0.5:123", "10.0.0.254:123"),
+        (
+            TrafficClass::Other,
+            Evidence::None,
+            Some(Dscp::DEFAULT),
+            true
+        )
+    );
+    let ntp = nc("10.0.0.254:123", "10.10.0.5:123");
+    assert_eq!((ntp.0, ntp.3), (TrafficClass::Other, false));
+    assert_eq!(a.failed_flows, 2);
+
+    // The policy key, and its default in the built-in policy.
+    let p = Policy::parse("classes:\n  network-control: any\n", "p.yaml").expect("parse");
+    assert_eq!(p.classes.network_control, Some(Expect::Any));
+    let p = Policy::parse("classes:\n  network_control: CS7\n", "p.yaml").expect("parse");
+    assert_eq!(p.classes.network_control, Some(Expect::Dscp(Dscp::CS7)));
+    let any = "10.0.0.1".parse().expect("ip");
+    let d = Policy::parse(DEFAULT_POLICY_YAML, "qos-policy.yaml").expect("default");
+    assert_eq!(
+        d.expectation(any, TrafficClass::NetworkControl).dscp,
+        Some(Dscp::CS6)
+    );
+    assert!(DEFAULT_POLICY_YAML.contains("\n  network-control: CS6\n"));
+}
