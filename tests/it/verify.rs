@@ -1326,3 +1326,107 @@ fn r21_truncated_real_captures_read_as_many_packets_as_tshark() {
         }
     }
 }
+
+// ------------------------------------------------------------------ README examples
+
+/// The README line that starts with `ucm pcap verify` and holds `needle`, split into the
+/// command's words and its trailing `#` comment.
+fn readme_example(needle: &str) -> (Vec<String>, String) {
+    let readme = std::fs::read_to_string(fixture("README.md")).expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("ucm pcap verify") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no `ucm pcap verify ... {needle}` line in README.md"));
+    let (command, comment) = line.split_once('#').unwrap_or((line, ""));
+    (
+        command.split_whitespace().map(String::from).collect(),
+        comment.trim().to_string(),
+    )
+}
+
+#[test]
+fn r21_readme_golden_example_runs_as_written_and_says_what_it_shows() {
+    let (words, comment) = readme_example("--golden golden/sip_mcast_paging");
+    assert_eq!(words[0], "ucm");
+    let run_it = |extra: &[&str]| {
+        ucm()
+            .args(&words[1..])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run ucm")
+    };
+    let out = run_it(&[]);
+    // What the README says the command shows.
+    assert!(comment.contains("exit 1"), "README comment: {comment}");
+    for claim in ["golden", "SIP", "NTP"] {
+        assert!(comment.contains(claim), "README comment: {comment}");
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("ladder: matches golden golden/sip_mcast_paging/ladder.txt"),
+        "{text}"
+    );
+    assert!(text.contains("XML: 8 documents, 0 invalid"), "{text}");
+    // Exactly the CME's own SIP and NTP fail; the routers' IGMP queries are network control
+    // at CS6 and pass, the page's RTP is EF.
+    let doc = json_of(&run_it(&["--format", "json"]));
+    let file = &doc["files"][0];
+    let mut failed: Vec<(&str, &str)> = file["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter(|f| f["passed"] == false)
+        .map(|f| {
+            (
+                f["src"].as_str().expect("src"),
+                f["class"].as_str().expect("class"),
+            )
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![
+            ("192.168.151.204:123", "other"),
+            ("192.168.151.204:5060", "sip")
+        ]
+    );
+    let sip = flow(file, "192.168.151.204:5060");
+    assert_eq!(sip["dscp_counts"], serde_json::json!({"0": 9, "26": 1}));
+    let igmp: Vec<&Value> = file["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter(|f| f["src"] == "172.31.200.7")
+        .collect();
+    assert_eq!(igmp.len(), 2);
+    for f in igmp {
+        assert_eq!(
+            (
+                &f["class"],
+                &f["classified_by"],
+                &f["expected_dscp"],
+                &f["passed"]
+            ),
+            (
+                &"network-control".into(),
+                &"protocol".into(),
+                &48.into(),
+                &true.into()
+            ),
+            "{f:#}"
+        );
+    }
+    // The hosts' IGMP membership reports are not network control.
+    assert_eq!(flow(file, "10.184.231.45")["class"], "other");
+    assert_eq!(flow(file, "192.168.151.204:2000")["passed"], true);
+    assert!(findings(&doc).is_empty());
+}
