@@ -54,8 +54,8 @@ pub struct VerifyArgs {
     /// Capture files (pcap or pcapng).
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
-    /// QoS policy (YAML); default: Cisco's (signalling CS3, voice EF, video AF41, the rest 0),
-    /// every sender audited. See `ucm pcap default-policy`.
+    /// QoS policy (YAML); default: Cisco's (signalling CS3, voice EF, video AF41, routers'
+    /// network control CS6, the rest 0), every sender audited. See `ucm pcap default-policy`.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Report format.

@@ -1054,6 +1054,11 @@ fn r21_a_capture_without_packets_fails_in_every_format_unless_allow_empty() {
         assert_eq!(doc["passed"], true);
         assert!(findings(&doc).is_empty());
     }
+    let help = stdout(&run(&["--help"], &[]));
+    assert!(
+        help.contains("--allow-empty") && help.contains("the wrong interface"),
+        "{help}"
+    );
 }
 
 #[test]
