@@ -31,7 +31,10 @@
 //!     not when the golden shows the first SIP transaction answered before the other began:
 //!     then waiting for it is the flow). The node's pushes to a group's phones, or a UA's BYE
 //!     and REGISTER sent before either is answered;
-//!   - or they are less than [`CONCURRENT_WINDOW`] apart in the capture.
+//!   - or they are in one burst of the capture: a run of lines each less than
+//!     [`CONCURRENT_WINDOW`] after the one before. What a trigger sets off at once (a hangup:
+//!     the caller's unREGISTER and report request, the node's RTPRx:Stop pushes) comes in
+//!     one burst in any order, however slow one of its parties is while the others go on.
 //!
 //!   Anything else keeps the golden's order: a B2BUA's two legs (begun by different roles),
 //!   a REGISTER sent after the previous one was answered.
@@ -66,9 +69,10 @@ pub fn lines_of(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// How close in time (seconds) two ladder lines of different conversations must be for their
-/// order not to count: events that close are concurrent (two requests a UA sends at once, the
-/// answers to them), so the order they reach the wire in varies from run to run.
+/// The longest pause (seconds) within a burst of ladder lines: lines of different
+/// conversations in one burst are concurrent (two requests a UA sends at once, the answers to
+/// them, what one event sets off in several places), so the order they reach the wire in
+/// varies from run to run.
 pub const CONCURRENT_WINDOW: f64 = 0.05;
 
 /// Steps the search for a renaming of roles and calls may take before it gives up (the
@@ -114,7 +118,6 @@ pub fn equivalent(expected: &[String], actual: &[LadderLine]) -> bool {
     Search {
         golden: &golden,
         capture: &capture,
-        actual,
         by_shape: &by_shape,
         episodes: &episodes,
         used: vec![false; capture.convs.len() + capture.rtp.len()],
@@ -411,6 +414,8 @@ struct Episodes {
     initiator: Vec<Option<String>>,
     span: Vec<(f64, f64)>,
     sip_only: Vec<bool>,
+    /// Burst of each capture line (see [`CONCURRENT_WINDOW`]; `usize::MAX`: an RTP line).
+    burst: Vec<usize>,
 }
 
 impl Episodes {
@@ -420,7 +425,20 @@ impl Episodes {
             initiator: Vec::new(),
             span: Vec::new(),
             sip_only: Vec::new(),
+            burst: vec![usize::MAX; side.lines.len()],
         };
+        let mut by_time: Vec<usize> = (0..side.lines.len())
+            .filter(|&i| side.lines[i].kind != Kind::Rtp)
+            .collect();
+        by_time.sort_by(|&a, &b| actual[a].time.total_cmp(&actual[b].time));
+        let (mut burst, mut last) = (0, f64::NEG_INFINITY);
+        for i in by_time {
+            if actual[i].time - last > CONCURRENT_WINDOW {
+                burst += 1;
+            }
+            last = actual[i].time;
+            e.burst[i] = burst;
+        }
         for conv in &side.convs {
             // Exchanges: a SIP transaction's lines together, any other line alone.
             let mut exchanges: Vec<(Vec<usize>, (f64, f64))> = Vec::new();
@@ -488,7 +506,6 @@ impl Episodes {
 struct Search<'a> {
     golden: &'a Side,
     capture: &'a Side,
-    actual: &'a [LadderLine],
     by_shape: &'a HashMap<&'a str, Vec<usize>>,
     episodes: &'a Episodes,
     /// Capture conversations, then capture RTP lines, already paired.
@@ -634,8 +651,7 @@ impl Search<'_> {
         }
         let concurrent = |x: usize, y: usize| -> bool {
             // x comes first in the golden, y first in the capture.
-            let (lx, ly) = (&self.actual[x], &self.actual[y]);
-            if (lx.time - ly.time).abs() <= CONCURRENT_WINDOW {
+            if ep.burst[x] == ep.burst[y] {
                 return true;
             }
             let (ex, ey) = (ep.of[x], ep.of[y]);
@@ -1104,6 +1120,54 @@ mod tests {
             .map(|(k, &i)| (i, k as f64 * 0.01))
             .collect();
         assert!(equivalent(&g, &capture(&g, &at, &[])));
+    }
+
+    #[test]
+    fn r14_what_a_hangup_sets_off_comes_in_one_burst_in_any_order() {
+        let (g, mut at, mut spans) = paging_slow();
+        // The caller is slow after its BYE's answer while the node pushes RTPRx:Stop and the
+        // phones authenticate: its unREGISTER and report request come after all that, up to
+        // 120 ms after the first push, but no pause in the burst reaches the window.
+        let k = at.iter().position(|x| x.0 == 20).unwrap();
+        at.truncate(k);
+        at.extend([
+            (20, 3.000), // D -> B: BYE
+            (22, 3.001), // B -> D: 200 BYE
+            (25, 3.005), // B -> C: RTPRx:Stop
+            (26, 3.006), // B -> A: RTPRx:Stop
+            (27, 3.040), // C -> B: authentication
+            (28, 3.075), // A -> B: authentication
+            (21, 3.090), // D -> B: REGISTER (unregister)
+            (23, 3.091), // B -> D: 200 REGISTER
+            (24, 3.125), // B -> B: GET the report
+        ]);
+        at.extend((29..33).map(|i| (i, 5.0 + i as f64 * 0.1)));
+        spans.retain(|s| s.0 < 20);
+        spans.extend([(25, 3.005, 3.05), (26, 3.006, 3.08), (24, 3.1, 3.13)]);
+        assert!(equivalent(&g, &capture(&g, &at, &spans)));
+        // The same with a pause of more than the window before the unREGISTER: the burst
+        // ends there, and what comes after it keeps the golden's order with what came before.
+        let paused: Vec<(usize, f64)> = at
+            .iter()
+            .map(|&(i, t)| {
+                if (3.08..4.0).contains(&t) {
+                    (i, t + 0.1)
+                } else {
+                    (i, t)
+                }
+            })
+            .collect();
+        let spans: Vec<(usize, f64, f64)> = spans
+            .iter()
+            .map(|&(i, a, b)| {
+                if i == 24 {
+                    (i, a + 0.1, b + 0.1)
+                } else {
+                    (i, a, b)
+                }
+            })
+            .collect();
+        assert!(!equivalent(&g, &capture(&g, &paused, &spans)));
     }
 
     #[test]
