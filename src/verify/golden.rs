@@ -579,13 +579,13 @@ impl Search<'_> {
         let convs = self.golden.convs.len();
         let candidates = if item < convs {
             let gc = &self.golden.convs[item];
-            let same = self.by_shape.get(gc.shape.as_str());
-            let mut c: Vec<usize> = same.cloned().unwrap_or_default();
-            let rank = gc.rank;
-            let mut order: Vec<usize> = (0..c.len()).collect();
-            order.sort_by_key(|&k| (k.abs_diff(rank), k));
-            c = order.into_iter().map(|k| c[k]).collect();
-            c
+            let same = self
+                .by_shape
+                .get(gc.shape.as_str())
+                .map_or(&[][..], Vec::as_slice);
+            let mut order: Vec<usize> = (0..same.len()).collect();
+            order.sort_by_key(|&k| (k.abs_diff(gc.rank), k));
+            order.into_iter().map(|k| same[k]).collect()
         } else {
             let body = &self.golden.lines[self.golden.rtp[item - convs]].body;
             let first = self.capture.convs.len();

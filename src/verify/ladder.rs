@@ -13,7 +13,10 @@
 //!
 //! Roles: each address gets a stable name at its first appearance in the ladder: the policy's
 //! role for it when it has one (`cucm`, `phone`...), else `A`, `B`, `C`... Ports, Call-IDs,
-//! tags, branches, CSeq bases, SSRCs and timestamps never appear in a line's text.
+//! tags, branches, CSeq bases, SSRCs and timestamps never appear in a line's text. Letters,
+//! role numbers and call numbers follow the order of first appearance, which concurrent
+//! events change from run to run: the golden comparison ([`super::golden::equivalent`])
+//! matches them by a renaming rather than as text.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
