@@ -601,12 +601,15 @@ async fn call(
         sent: outcome.frames_sent,
         total,
     });
-    // Hang up and wait for the BYE's answer (bounded).
+    // Hang up and wait for the BYE's answer (bounded): the call ends here at once, but the
+    // unREGISTER that follows must not overtake the BYE.
     if let Ok((_, outs)) = ua.hangup(Instant::now(), ports) {
         carry_out(sip, outs, remote_rtp).await;
     }
     let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until && state(ua).is_some_and(|c| c.state != CallState::Ended) {
+    while Instant::now() < until
+        && (state(ua).is_some_and(|c| c.state != CallState::Ended) || ua.awaiting_answer(&call_id))
+    {
         step(ua, sip, buf, ports, remote_rtp).await;
     }
     progress(Progress::HungUp);

@@ -382,6 +382,7 @@ impl<'p> Auditor<'p> {
                             &r.method,
                             &r.target,
                             Some(status),
+                            (r.start_ts_ns, Some(msg.last_ts_ns)),
                         );
                     }
                 }
@@ -393,6 +394,7 @@ impl<'p> Auditor<'p> {
                     &r.method,
                     &r.target,
                     None,
+                    (r.start_ts_ns, None),
                 ),
             }
         }
@@ -1149,13 +1151,7 @@ impl FileAudit {
     pub fn compare_golden(&mut self, golden_name: &str, golden_text: &str) {
         let expected = super::golden::lines_of(golden_text);
         let actual: Vec<String> = self.ladder.lines.iter().map(|l| l.text.clone()).collect();
-        let timed: Vec<(String, f64)> = self
-            .ladder
-            .lines
-            .iter()
-            .map(|l| (l.text.clone(), l.time))
-            .collect();
-        self.diff = if super::golden::equivalent(&expected, &timed) {
+        self.diff = if super::golden::equivalent(&expected, &self.ladder.lines) {
             Vec::new()
         } else {
             super::golden::unified_diff(&expected, &actual, golden_name, &self.path)
