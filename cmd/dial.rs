@@ -2,16 +2,13 @@
 //! against Cisco Unified CM too). Exit codes: 0 success, 1 WebDialer refused (its response
 //! code and meaning are printed), 2 usage, input or an unreachable service.
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use clap::Args as ClapArgs;
-use ucm::client::ClientOptions;
-use ucm::services::webdialer::client::{WdCallError, WdClient};
+use ucm::client::webdialer::{find_home, HomeError, WdCallError, WdClient};
 use ucm::services::webdialer::code_meaning;
 use ucm::wire::soap::{Credential, Request, UserProfile};
 
-use crate::{print_out, Failure};
+use crate::client_args::ServerArgs;
+use crate::{print_out, read_stdin_line, Failure};
 
 #[derive(ClapArgs)]
 #[command(after_help = "Examples:\n  \
@@ -20,6 +17,12 @@ use crate::{print_out, Failure};
     ucm dial --end --user jsmith --device SEP00036BC7B973\n  \
     ucm dial --profile --user jsmith\n\
 Exit codes: 0 success, 1 WebDialer refused (response code 1-9), 2 usage or unreachable.")]
+#[command(mut_arg("server", |a| a.help(
+    "The WebDialer: a base URL (the standard path is added) or the full service URL"
+)))]
+#[command(mut_arg("timeout", |a| a.default_value("70").help(
+    "Seconds to wait for the answer (a makeCall waits for the user's phone to answer)"
+)))]
 pub struct Args {
     /// The number to call.
     #[arg(required_unless_present_any = ["end", "profile"], conflicts_with_all = ["end", "profile"])]
@@ -45,37 +48,16 @@ pub struct Args {
     /// List the user's devices and lines (getProfileSoap).
     #[arg(long)]
     profile: bool,
-    /// The WebDialer: a base URL (the standard path is added) or the full service URL.
-    #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    #[command(flatten)]
+    srv: ServerArgs,
     /// Find the user's home WebDialer through this Redirector first (base URL or full URL).
     #[arg(long, value_name = "URL")]
     redirector: Option<String>,
-    /// PEM file of CA certificates for HTTPS (for example the node's node-cert.pem).
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Accept any HTTPS certificate (test beds only).
-    #[arg(long)]
-    insecure: bool,
-    /// Seconds to wait for the answer (a makeCall waits for the user's phone to answer).
-    #[arg(long, default_value_t = 70)]
-    timeout: u64,
-    /// One JSON document on stdout.
-    #[arg(long)]
-    json: bool,
 }
 
 fn password(a: &Args) -> Result<String, Failure> {
     if a.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| Failure::Input(format!("reading the password from stdin: {e}")))?;
-        let pw = line.trim_end_matches(['\r', '\n']).to_string();
-        if pw.is_empty() {
-            return Err(Failure::Input("no password on stdin".into()));
-        }
-        return Ok(pw);
+        return read_stdin_line("the password");
     }
     std::env::var("UCM_DIAL_PASSWORD").map_err(|_| {
         Failure::Input("give --password-stdin or set UCM_DIAL_PASSWORD (never a flag)".into())
@@ -88,14 +70,15 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         password: password(&a)?,
         token: None,
     };
-    let opts = ClientOptions {
-        ca: a.ca.clone(),
-        insecure: a.insecure,
-        timeout: Some(Duration::from_secs(a.timeout.max(1))),
-    };
+    let opts = a.srv.client.options();
     let server = match &a.redirector {
-        Some(r) => find_home(r, &cred, a.destination.as_deref(), &opts).await?,
-        None => a.server.clone(),
+        Some(r) => find_home(r, &cred, a.destination.as_deref(), &opts)
+            .await
+            .map_err(|e| match e {
+                HomeError::Refused(m) => Failure::Check(format!("ucm: {m}")),
+                HomeError::Transport(m) => Failure::Input(m),
+            })?,
+        None => a.srv.server.clone(),
     };
     let client = WdClient::new(&server, &opts).map_err(|e| Failure::Input(e.to_string()))?;
     let profile = UserProfile {
@@ -129,7 +112,7 @@ pub async fn run(a: Args) -> Result<(), Failure> {
             client.url()
         )));
     };
-    if a.json {
+    if a.srv.client.json {
         let devices: Vec<serde_json::Value> = reply
             .devices
             .iter()
@@ -167,7 +150,7 @@ pub async fn run(a: Args) -> Result<(), Failure> {
     }
     if code == 0 {
         Ok(())
-    } else if a.json {
+    } else if a.srv.client.json {
         Err(Failure::Check(String::new()))
     } else {
         Err(Failure::Check(format!(
@@ -176,53 +159,4 @@ pub async fn run(a: Args) -> Result<(), Failure> {
             reply.description
         )))
     }
-}
-
-/// Asks the Redirector where the user's home WebDialer is: it answers with a redirect to that
-/// WebDialer's servlet, whose base URL is returned.
-async fn find_home(
-    redirector: &str,
-    cred: &Credential,
-    destination: Option<&str>,
-    opts: &ClientOptions,
-) -> Result<String, Failure> {
-    let r = redirector.trim_end_matches('/');
-    let url = if r.to_ascii_lowercase().contains("/webdialer/") {
-        r.to_string()
-    } else {
-        format!("{r}{}", ucm::services::webdialer::redirector::PATH)
-    };
-    let http = ucm::client::http_client(opts).map_err(|e| Failure::Input(e.to_string()))?;
-    let resp = http
-        .post(&url)
-        .form(&[
-            ("uid", cred.user_id.as_str()),
-            ("pwd", cred.password.as_str()),
-            ("destination", destination.unwrap_or_default()),
-        ])
-        .send()
-        .await
-        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
-    let landed = resp.url().clone();
-    let status = resp.status();
-    if landed.path() != ucm::services::webdialer::SERVLET_PATH {
-        let why = match status.as_u16() {
-            401 => "the user ID or password is not correct".to_string(),
-            404 => format!("{} is not a user of any WebDialer it knows", cred.user_id),
-            200 => format!(
-                "{} is a user of several clusters; give --server to pick one",
-                cred.user_id
-            ),
-            s => format!("HTTP {s}"),
-        };
-        return Err(if status.as_u16() == 401 || status.as_u16() == 404 {
-            Failure::Check(format!("ucm: Redirector {url}: {why}"))
-        } else {
-            Failure::Input(format!("Redirector {url}: {why}"))
-        });
-    }
-    let mut base = landed;
-    base.set_path("");
-    base.set_query(None);
-    Ok(base.as_str().trim_end_matches('/').to_string())
 }

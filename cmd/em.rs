@@ -5,14 +5,14 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use clap::{Args, Subcommand};
-use ucm::client::ClientOptions;
-use ucm::services::em::client::{EmCallError, EmClient};
+use ucm::client::em::{self, EmCallError, EmClient, LoginEntry};
 use ucm::wire::em::{self as api, DeviceUser};
 
-use crate::{print_out, Failure};
+use crate::client_args::ServerArgs;
+use crate::{print_out, read_stdin_line, Failure};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -25,10 +25,12 @@ pub enum Command {
 }
 
 #[derive(Args)]
+#[command(mut_arg("server", |a| a.help(
+    "The EM service: a base URL (the standard path is added) or the full servlet URL"
+)))]
 pub struct Conn {
-    /// The EM service: a base URL (the standard path is added) or the full servlet URL.
-    #[arg(long, env = "UCM_SERVER", default_value = "http://127.0.0.1:8080")]
-    server: String,
+    #[command(flatten)]
+    srv: ServerArgs,
     /// An application user with EM proxy rights, acting for any user.
     #[arg(long, env = "UCM_EM_APP_USER", value_name = "USER")]
     app_user: Option<String>,
@@ -38,18 +40,12 @@ pub struct Conn {
     /// Act as the user themselves (--user), reading their password from stdin.
     #[arg(long)]
     password_stdin: bool,
-    /// PEM file of CA certificates for HTTPS (for example the node's node-cert.pem).
-    #[arg(long, value_name = "FILE")]
-    ca: Option<PathBuf>,
-    /// Accept any HTTPS certificate (test beds only).
-    #[arg(long)]
-    insecure: bool,
-    /// Seconds to wait for each request.
-    #[arg(long, default_value_t = 30)]
-    timeout: u64,
-    /// One JSON document on stdout.
-    #[arg(long)]
-    json: bool,
+}
+
+impl Conn {
+    fn json(&self) -> bool {
+        self.srv.client.json
+    }
 }
 
 #[derive(Args)]
@@ -104,18 +100,6 @@ pub struct StatusArgs {
     user: Option<String>,
 }
 
-fn read_stdin_line(what: &str) -> Result<String, Failure> {
-    let mut line = String::new();
-    std::io::stdin()
-        .read_line(&mut line)
-        .map_err(|e| Failure::Input(format!("reading {what} from stdin: {e}")))?;
-    let pw = line.trim_end_matches(['\r', '\n']).to_string();
-    if pw.is_empty() {
-        return Err(Failure::Input(format!("no {what} on stdin")));
-    }
-    Ok(pw)
-}
-
 /// The API credentials: the application user (password from stdin or UCM_EM_APP_PASSWORD) or
 /// the user themselves (password from stdin or UCM_EM_PASSWORD). Never from a flag (`ps`).
 fn credentials(conn: &Conn, user: Option<&str>) -> Result<(String, String), Failure> {
@@ -151,12 +135,8 @@ fn credentials(conn: &Conn, user: Option<&str>) -> Result<(String, String), Fail
 
 fn client(conn: &Conn, user: Option<&str>) -> Result<EmClient, Failure> {
     let (id, pw) = credentials(conn, user)?;
-    let opts = ClientOptions {
-        ca: conn.ca.clone(),
-        insecure: conn.insecure,
-        timeout: Some(Duration::from_secs(conn.timeout.max(1))),
-    };
-    EmClient::new(&conn.server, &id, &pw, &opts).map_err(|e| Failure::Input(e.to_string()))
+    EmClient::new(&conn.srv.server, &id, &pw, &conn.srv.client.options())
+        .map_err(|e| Failure::Input(e.to_string()))
 }
 
 fn failure(e: EmCallError) -> Failure {
@@ -172,7 +152,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
         Command::Logout(a) => {
             let c = client(&a.conn, a.user.as_deref())?;
             c.logout(&a.device).await.map_err(failure)?;
-            if a.conn.json {
+            if a.conn.json() {
                 print_out(&format!(
                     "{}\n",
                     serde_json::json!({"device": a.device, "result": "logged out"})
@@ -204,7 +184,7 @@ async fn login(a: LoginArgs) -> Result<(), Failure> {
     c.login(device, user, a.profile.as_deref(), duration(&a))
         .await
         .map_err(failure)?;
-    if a.conn.json {
+    if a.conn.json() {
         print_out(&format!(
             "{}\n",
             serde_json::json!({"device": device, "user": user, "result": "logged in"})
@@ -214,47 +194,17 @@ async fn login(a: LoginArgs) -> Result<(), Failure> {
     }
 }
 
-/// One line of a bulk login file.
-struct Entry {
-    line: usize,
-    device: String,
-    user: String,
-    profile: Option<String>,
-}
-
-fn read_entries(file: &PathBuf) -> Result<Vec<Entry>, Failure> {
+fn read_entries(file: &PathBuf) -> Result<Vec<LoginEntry>, Failure> {
     let text = std::fs::read_to_string(file)
         .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
-    let mut out = Vec::new();
-    for (i, raw) in text.lines().enumerate() {
-        let l = raw.trim();
-        if l.is_empty() || l.starts_with('#') {
-            continue;
-        }
-        let f: Vec<&str> = l.split(',').map(str::trim).collect();
-        match f.as_slice() {
-            [d, u] | [d, u, ""] if !d.is_empty() && !u.is_empty() => out.push(Entry {
-                line: i + 1,
-                device: d.to_string(),
-                user: u.to_string(),
-                profile: None,
-            }),
-            [d, u, p] if !d.is_empty() && !u.is_empty() => out.push(Entry {
-                line: i + 1,
-                device: d.to_string(),
-                user: u.to_string(),
-                profile: Some(p.to_string()),
-            }),
-            _ => {
-                return Err(Failure::Input(format!(
-                    "{}:{}: expected device,user[,profile], got {raw:?}",
-                    file.display(),
-                    i + 1
-                )))
-            }
-        }
-    }
-    Ok(out)
+    em::parse_login_list(&text).map_err(|bad| {
+        Failure::Input(format!(
+            "{}:{}: expected device,user[,profile], got {:?}",
+            file.display(),
+            bad.line,
+            bad.text
+        ))
+    })
 }
 
 async fn bulk_login(a: &LoginArgs, file: &PathBuf) -> Result<(), Failure> {
@@ -265,39 +215,27 @@ async fn bulk_login(a: &LoginArgs, file: &PathBuf) -> Result<(), Failure> {
         ));
     }
     let c = Arc::new(client(&a.conn, None)?);
-    let dur = duration(a);
     let started = Instant::now();
     let total = entries.len();
+    // Progress on a terminal only: scripts read the result lines.
     let progress = std::io::stderr().is_terminal();
-    let sem = Arc::new(tokio::sync::Semaphore::new(a.concurrency.max(1)));
-    let mut tasks = tokio::task::JoinSet::new();
-    for e in entries {
-        let (c, sem) = (c.clone(), sem.clone());
-        tasks.spawn(async move {
-            let _permit = sem.acquire_owned().await;
-            let r = c.login(&e.device, &e.user, e.profile.as_deref(), dur).await;
-            (e, r)
-        });
-    }
-    let mut results = Vec::with_capacity(total);
-    let mut transport_error = None;
-    while let Some(done) = tasks.join_next().await {
-        let Ok((e, r)) = done else { continue };
-        if let Err(EmCallError::Transport(m)) = &r {
-            transport_error.get_or_insert_with(|| m.clone());
-        }
-        results.push((e, r));
-        if progress {
-            eprint!("\r{}/{total} logins", results.len());
-        }
-    }
+    let results = c
+        .login_many(entries, duration(a), a.concurrency, |done| {
+            if progress {
+                eprint!("\r{done}/{total} logins");
+            }
+        })
+        .await;
     if progress {
         eprintln!();
     }
-    results.sort_by_key(|(e, _)| e.line);
+    let transport_error = results.iter().find_map(|(_, r)| match r {
+        Err(EmCallError::Transport(m)) => Some(m.clone()),
+        _ => None,
+    });
     let failed = results.iter().filter(|(_, r)| r.is_err()).count();
     let secs = started.elapsed().as_secs_f64();
-    if a.conn.json {
+    if a.conn.json() {
         let items: Vec<_> = results
             .iter()
             .map(|(e, r)| match r {
@@ -360,7 +298,7 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                 )))
             }
         };
-        return if a.conn.json {
+        return if a.conn.json() {
             print_out(&format!("{json}\n"))
         } else {
             print_out(&text)
@@ -378,7 +316,7 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
             api::code_meaning(23)
         )));
     };
-    if a.conn.json {
+    if a.conn.json() {
         print_out(&format!(
             "{}\n",
             serde_json::json!({"user": id, "devices": devices})

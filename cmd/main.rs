@@ -1,6 +1,7 @@
 //! The `ucm` command: a thin clap layer over the library. Exit codes: 0 ok or all checks
 //! passed, 1 a check failed, 2 usage, input or I/O error.
 
+mod client_args;
 mod config_cmd;
 mod db;
 mod dial;
@@ -152,4 +153,33 @@ pub fn print_out(text: &str) -> Result<(), Failure> {
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => std::process::exit(0),
         Err(e) => Err(Failure::Input(format!("writing to stdout: {e}"))),
     }
+}
+
+/// The first line of stdin without its line ending (a password: never from a flag, which `ps`
+/// shows). An empty line is an input error.
+pub fn read_stdin_line(what: &str) -> Result<String, Failure> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Failure::Input(format!("reading {what} from stdin: {e}")))?;
+    let text = line.trim_end_matches(['\r', '\n']).to_string();
+    if text.is_empty() {
+        return Err(Failure::Input(format!("no {what} on stdin")));
+    }
+    Ok(text)
+}
+
+/// Installs SIGINT and SIGTERM handlers now; the returned future completes on either.
+pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())
+        .map_err(|e| Failure::Input(format!("installing the SIGTERM handler: {e}")))?;
+    let mut int = signal(SignalKind::interrupt())
+        .map_err(|e| Failure::Input(format!("installing the SIGINT handler: {e}")))?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
 }

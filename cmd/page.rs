@@ -6,9 +6,10 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use clap::Args as ClapArgs;
-use ucm::services::paging::caller::{self, CallerError, CallerOptions, Frame, Progress};
+use ucm::client::page::{self, CallerError, CallerOptions, Frame, PagingClient, Progress};
 
-use crate::{print_out, Failure};
+use crate::client_args::ServerArgs;
+use crate::{print_out, read_stdin_line, Failure};
 
 #[derive(ClapArgs)]
 #[command(after_help = "Examples:\n  \
@@ -16,6 +17,15 @@ use crate::{print_out, Failure};
     ucm page --group demo-all --audio announcement.wav --from SEP00036BC7B974 --json\n  \
     UCM_PASSWORD=paging ucm page --list --user paging\n\
 Exit codes: 0 every phone joined, 1 the page was refused or a phone failed, 2 usage, bad audio or unreachable.")]
+#[command(mut_arg("server", |a| a
+    .help("The node's HTTP address")
+    .value_name("HOST:PORT")
+    .default_value("127.0.0.1:8080")
+    .env(None::<&str>)))]
+#[command(mut_arg("timeout", |a| a
+    .default_value("10")
+    .help("Seconds to wait for each request to the node (a page's report comes within 8)")))]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 pub struct Args {
     /// The recipient group to page (its DialCast number is looked up on the node).
     #[arg(long, value_name = "GROUP", required_unless_present_any = ["list", "number"])]
@@ -32,9 +42,8 @@ pub struct Args {
     /// Length of --tone in seconds.
     #[arg(long, value_name = "S", default_value_t = 3, requires = "tone")]
     seconds: u32,
-    /// The node's HTTP address.
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:8080")]
-    server: String,
+    #[command(flatten)]
+    srv: ServerArgs,
     /// The node's TFTP-over-HTTP address [default: the server's host, port 6970].
     #[arg(long, value_name = "HOST:PORT")]
     tftp: Option<String>,
@@ -63,155 +72,33 @@ pub struct Args {
     /// Reports to list at most.
     #[arg(long, default_value_t = 20, requires = "list")]
     limit: u32,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-fn base_url(server: &str) -> String {
-    let s = server.trim_end_matches('/');
-    if s.starts_with("http://") || s.starts_with("https://") {
-        s.to_string()
-    } else {
-        format!("http://{s}")
-    }
-}
-
-fn host_of(server: &str) -> String {
-    let s = server
-        .trim_start_matches("http://")
-        .trim_start_matches("https://");
-    let s = s.split('/').next().unwrap_or(s);
-    match s.rsplit_once(':') {
-        Some((h, _)) => h.to_string(),
-        None => s.to_string(),
-    }
 }
 
 /// The frames to page: the WAV converted, or the test tone.
 fn audio_frames(a: &Args) -> Result<Vec<Frame>, Failure> {
-    use ucm::media::wav;
-    let samples = match &a.audio {
+    let frames = match &a.audio {
         Some(path) => {
             let bytes = std::fs::read(path)
                 .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
-            let audio = wav::read_wav(&bytes)
-                .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?;
-            wav::resample_to_8k(&audio)
+            page::wav_frames(&bytes)
+                .map_err(|e| Failure::Input(format!("{}: {e}", path.display())))?
         }
         None => {
             if a.seconds == 0 || a.seconds > 600 {
                 return Err(Failure::Input("--seconds must be 1 to 600".into()));
             }
-            ucm::media::tone::tone(1000.0, a.seconds * 1000, 0.3, 8000)
+            page::tone_frames(a.seconds)
         }
     };
-    let frames = wav::to_ulaw_frames_20ms(&samples);
     if frames.is_empty() {
         return Err(Failure::Input("the audio is empty".into()));
     }
     Ok(frames)
 }
 
-async fn http() -> Result<reqwest::Client, Failure> {
-    ucm::client::http_client(&ucm::client::ClientOptions {
-        timeout: Some(Duration::from_secs(10)),
-        ..Default::default()
-    })
-    .map_err(|e| Failure::Input(e.to_string()))
-}
-
-/// The DialCast number of `group`, from the node's list.
-async fn number_of(client: &reqwest::Client, base: &str, group: &str) -> Result<String, Failure> {
-    let url = format!("{base}{}", ucm::services::paging::http::GROUPS_PATH);
-    let resp = client
-        .get(&url)
-        .send()
-        .await
-        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
-    let v: serde_json::Value = serde_json::from_slice(&body)
-        .map_err(|e| Failure::Input(format!("{url}: not the paging group list: {e}")))?;
-    let groups = v["recipient_groups"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let Some(g) = groups.iter().find(|g| g["name"] == group) else {
-        let names: Vec<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
-        return Err(Failure::Input(format!(
-            "no recipient group {group:?} on {base} (there are: {})",
-            if names.is_empty() {
-                "none".into()
-            } else {
-                names.join(", ")
-            }
-        )));
-    };
-    g["dialcast"][0]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(|| Failure::Input(format!("recipient group {group:?} has no DialCast number")))
-}
-
-async fn report_of(
-    client: &reqwest::Client,
-    base: &str,
-    call_id: &str,
-) -> Option<serde_json::Value> {
-    // The report is stored once the server has sent RTPRx:Stop to every phone: the server
-    // answers as soon as it is (or after 8 s, within the client's 10 s timeout); a few more
-    // tries cover a lost connection.
-    let url = format!(
-        "{base}{}?call_id={}&wait_ms=8000",
-        ucm::services::paging::http::PAGES_PATH,
-        ucm::wire::codec::percent_encode(call_id)
-    );
-    for _ in 0..3 {
-        if let Ok(r) = client.get(&url).send().await {
-            if r.status().is_success() {
-                if let Ok(b) = r.bytes().await {
-                    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
-                        return v["pages"].get(0).cloned();
-                    }
-                }
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    None
-}
-
-fn print_report(r: &serde_json::Value) -> String {
-    let mut out = format!(
-        "page {} to {} (DialCast {}): {} joined, {} not; go-ahead after {} ms; {} packets to {}; {} ms; ended: {}\n",
-        r["id"].as_str().unwrap_or("?"),
-        r["recipient_group"].as_str().unwrap_or("?"),
-        r["dialcast"].as_str().unwrap_or("?"),
-        r["joined"],
-        r["failed"],
-        r["go_ahead_ms"],
-        r["stream"]["group_packets"],
-        r["multicast"].as_str().unwrap_or("-"),
-        r["duration_ms"],
-        r["ended_by"].as_str().unwrap_or("?"),
-    );
-    let phones = r["phones"].as_array().cloned().unwrap_or_default();
-    if !phones.is_empty() {
-        out.push_str("DEVICE\tIP\tOUTCOME\tDETAIL\n");
-        for p in phones {
-            out.push_str(&format!(
-                "{}\t{}\t{}\t{}\n",
-                p["device"].as_str().unwrap_or("?"),
-                p["ip"].as_str().unwrap_or("-"),
-                p["outcome"].as_str().unwrap_or("?"),
-                p["reason"].as_str().unwrap_or(""),
-            ));
-        }
-    }
-    out
+fn paging_client(a: &Args) -> Result<PagingClient, Failure> {
+    PagingClient::new(&a.srv.server, &a.srv.client.options())
+        .map_err(|e| Failure::Input(e.to_string()))
 }
 
 async fn list(a: &Args) -> Result<(), Failure> {
@@ -220,61 +107,23 @@ async fn list(a: &Args) -> Result<(), Failure> {
         .clone()
         .ok_or_else(|| Failure::Input("--list needs --user".into()))?;
     let password = if a.password_stdin {
-        let mut line = String::new();
-        std::io::stdin()
-            .read_line(&mut line)
-            .map_err(|e| Failure::Input(format!("reading the password from stdin: {e}")))?;
-        line.trim_end_matches(['\r', '\n']).to_string()
+        read_stdin_line("the password")?
     } else {
         std::env::var("UCM_PASSWORD").map_err(|_| {
             Failure::Input("give --password-stdin or set UCM_PASSWORD (never a flag)".into())
         })?
     };
-    let base = base_url(&a.server);
-    let client = http().await?;
-    let url = format!(
-        "{base}{}?limit={}",
-        ucm::services::paging::http::PAGES_PATH,
-        a.limit.clamp(1, 1000)
-    );
-    let resp = client
-        .get(&url)
-        .basic_auth(&user, Some(&password))
-        .send()
+    let v = paging_client(a)?
+        .reports(&user, &password, a.limit)
         .await
-        .map_err(|e| Failure::Input(format!("{url}: {e}")))?;
-    let status = resp.status();
-    let text = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        return Err(Failure::Input(format!(
-            "{url}: HTTP {status}: {}",
-            text.trim()
-        )));
-    }
-    let v: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| Failure::Input(format!("{url}: not a report list: {e}")))?;
-    if a.json {
+        .map_err(Failure::Input)?;
+    if a.srv.client.json {
         return print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&v).unwrap_or_default()
         ));
     }
-    let pages = v["pages"].as_array().cloned().unwrap_or_default();
-    let mut out = String::from("STARTED_MS\tID\tGROUP\tCALLER\tJOINED\tNOT\tDURATION_MS\tENDED\n");
-    for p in pages {
-        out.push_str(&format!(
-            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-            p["started_at_ms"],
-            p["id"].as_str().unwrap_or("?"),
-            p["recipient_group"].as_str().unwrap_or("?"),
-            p["calling"].as_str().unwrap_or("?"),
-            p["joined"],
-            p["failed"],
-            p["duration_ms"],
-            p["ended_by"].as_str().unwrap_or("?"),
-        ));
-    }
-    print_out(&out)
+    print_out(&page::reports_table(&v))
 }
 
 pub async fn run(a: Args) -> Result<(), Failure> {
@@ -288,20 +137,19 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         )
     })?;
     let frames = audio_frames(&a)?;
-    let base = base_url(&a.server);
-    let client = http().await?;
+    let client = paging_client(&a)?;
     let number = match (&a.number, &a.group) {
         (Some(n), _) => n.clone(),
-        (None, Some(g)) => number_of(&client, &base, g).await?,
+        (None, Some(g)) => client.number_of(g).await.map_err(Failure::Input)?,
         (None, None) => return Err(Failure::Input("give --group or --number".into())),
     };
     let tftp = a
         .tftp
         .clone()
-        .unwrap_or_else(|| format!("{}:6970", host_of(&a.server)));
+        .unwrap_or_else(|| page::default_tftp(&a.srv.server));
     let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total_s = frames.len() as f64 * 0.02;
-    let outcome = caller::place_page(
+    let outcome = page::place_page(
         CallerOptions {
             tftp,
             sip: a.sip.clone(),
@@ -338,20 +186,21 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         }
         Err(e) => return Err(Failure::Input(e.to_string())),
     };
-    let report = report_of(&client, &base, &outcome.call_id).await;
-    if a.json {
+    let report = client.report(&outcome.call_id).await;
+    if a.srv.client.json {
         let v = serde_json::json!({ "caller": outcome, "report": report });
         print_out(&format!(
             "{}\n",
             serde_json::to_string_pretty(&v).unwrap_or_default()
         ))?;
     } else if let Some(r) = &report {
-        print_out(&print_report(r))?;
+        print_out(&page::report_text(r))?;
     }
     let Some(r) = report else {
         return Err(Failure::Check(format!(
-            "ucm: the page ran ({} packets sent) but {base} has no report for it",
-            outcome.frames_sent
+            "ucm: the page ran ({} packets sent) but {} has no report for it",
+            outcome.frames_sent,
+            client.base()
         )));
     };
     let joined = r["joined"].as_u64().unwrap_or(0);

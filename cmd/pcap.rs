@@ -13,8 +13,11 @@ use crate::{print_out, Failure};
 #[derive(Subcommand)]
 pub enum Command {
     /// Audit the DSCP marking of every flow in captures (pcap or pcapng) against a QoS policy.
-    /// Exit 0 when every audited flow carries its expected DSCP, 1 when any packet does not,
-    /// 2 when a capture or the policy cannot be read.
+    /// Exit 0 when every audited flow carries its expected DSCP; 1 when any packet does not,
+    /// when a capture has nothing audited (no packets, none IP, or no flow under the policy's
+    /// audit; see --allow-empty) or when a capture is cut short (the packets before the cut are
+    /// audited, the cut is reported with its byte offset); 2 when a capture or the policy
+    /// cannot be read.
     Verify(VerifyArgs),
     /// Print how many IP packets carry each DSCP value (innermost IP header), as tshark counts.
     Dscp {
@@ -29,6 +32,8 @@ pub enum Command {
     /// Print a capture's call-flow ladder: SIP messages (UDP and TCP) as `A -> B: INVITE (call
     /// 1, cseq 1)`, HTTP exchanges as `A -> B: HTTP GET /path 200`, RTP streams with payload
     /// type, ptime, SSRC, loss and jitter. Roles name addresses (the policy's roles, else A, B...).
+    /// A capture cut short gives the ladder of the packets before the cut, the cut on stderr
+    /// and exit 1.
     Ladder {
         #[arg(value_name = "CAPTURE")]
         capture: PathBuf,
@@ -49,8 +54,8 @@ pub struct VerifyArgs {
     /// Capture files (pcap or pcapng).
     #[arg(required = true, value_name = "CAPTURE")]
     captures: Vec<PathBuf>,
-    /// QoS policy (YAML); default: Cisco's (signalling CS3, voice EF, video AF41, the rest 0),
-    /// every sender audited. See `ucm pcap default-policy`.
+    /// QoS policy (YAML); default: Cisco's (signalling CS3, voice EF, video AF41, routers'
+    /// network control CS6, the rest 0), every sender audited. See `ucm pcap default-policy`.
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
     /// Report format.
@@ -64,6 +69,11 @@ pub struct VerifyArgs {
     /// and is shown as a unified diff.
     #[arg(long, value_name = "DIR|FILE")]
     golden: Option<PathBuf>,
+    /// Pass a capture in which nothing is audited (no packets, none IP, or no flow direction
+    /// with an expected DSCP). Without it such a capture fails (exit 1): a capture taken on
+    /// the wrong interface must not pass.
+    #[arg(long)]
+    allow_empty: bool,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -100,7 +110,7 @@ fn load_policy(path: &Option<PathBuf>) -> Result<(Policy, String), Failure> {
     })
 }
 
-fn audit_file(path: &std::path::Path, policy: &Policy) -> FileOutcome {
+fn audit_file(path: &std::path::Path, policy: &Policy, options: AuditOptions) -> FileOutcome {
     let name = path.display().to_string();
     match File::open(path) {
         Err(e) => FileOutcome::Unreadable {
@@ -110,9 +120,8 @@ fn audit_file(path: &std::path::Path, policy: &Policy) -> FileOutcome {
         Ok(f) => {
             // The capture reader reads in large blocks itself (no BufReader: a second copy),
             // on a thread of its own so reading overlaps with the audit.
-            let audited = ucm::pcap::CaptureReader::with_read_ahead(f).and_then(|capture| {
-                verify::audit_capture_reader(capture, &name, policy, AuditOptions::default())
-            });
+            let audited = ucm::pcap::CaptureReader::with_read_ahead(f)
+                .and_then(|capture| verify::audit_capture_reader(capture, &name, policy, options));
             match audited {
                 Ok(audit) => FileOutcome::Audited(audit),
                 Err(e) => FileOutcome::Unreadable {
@@ -131,12 +140,41 @@ fn run_ladder(
     policy: Option<PathBuf>,
 ) -> Result<(), Failure> {
     let (policy, _) = load_policy(&policy)?;
-    let audit = match audit_file(&capture, &policy) {
+    // A ladder is not an audit: a capture with nothing audited still has one (maybe empty).
+    let options = AuditOptions {
+        allow_empty: true,
+        ..AuditOptions::default()
+    };
+    let audit = match audit_file(&capture, &policy, options) {
         FileOutcome::Audited(a) => a,
         FileOutcome::Unreadable { path, error } => {
             return Err(Failure::Input(format!("{path}: {error}")))
         }
     };
+    // A capture cut short: the ladder of what was read, and the cut on stderr (exit 1).
+    let cut = file_findings([&audit]);
+    let printed = print_ladder(&audit, json, normalised);
+    match (printed, cut) {
+        (Err(e), _) => Err(e),
+        (Ok(()), None) => Ok(()),
+        (Ok(()), Some(msg)) => Err(Failure::Check(msg)),
+    }
+}
+
+/// `ucm: PATH: MESSAGE` for every file-level finding (cut short, nothing audited), if any.
+fn file_findings<'a>(audits: impl IntoIterator<Item = &'a verify::FileAudit>) -> Option<String> {
+    let lines: Vec<String> = audits
+        .into_iter()
+        .flat_map(|a| {
+            a.findings
+                .iter()
+                .map(move |f| format!("ucm: {}: {}", a.path, f.message))
+        })
+        .collect();
+    (!lines.is_empty()).then(|| lines.join("\n"))
+}
+
+fn print_ladder(audit: &verify::FileAudit, json: bool, normalised: bool) -> Result<(), Failure> {
     if json {
         let doc = serde_json::json!({
             "path": audit.path,
@@ -156,9 +194,13 @@ fn run_ladder(
 
 fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
     let (policy, policy_name) = load_policy(&a.policy)?;
+    let options = AuditOptions {
+        allow_empty: a.allow_empty,
+        ..AuditOptions::default()
+    };
     let mut files = Vec::new();
     for path in &a.captures {
-        let mut outcome = audit_file(path, &policy);
+        let mut outcome = audit_file(path, &policy, options);
         if let (Some(golden), FileOutcome::Audited(audit)) = (&a.golden, &mut outcome) {
             let g = verify::golden::locate(golden, path);
             match std::fs::read_to_string(&g) {
@@ -208,7 +250,13 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
     if report.passed() {
         Ok(())
     } else {
-        Err(Failure::Check(String::new()))
+        // Flow verdicts are in the report; what fails a capture as a whole is said on stderr
+        // too, where a CI log shows it whatever the format.
+        let audits = report.files.iter().filter_map(|f| match f {
+            FileOutcome::Audited(a) => Some(a),
+            FileOutcome::Unreadable { .. } => None,
+        });
+        Err(Failure::Check(file_findings(audits).unwrap_or_default()))
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use ucm::phone::{sim, PhoneOptions};
 
-use crate::{print_out, Failure};
+use crate::{print_out, shutdown_signal, Failure};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -116,18 +116,4 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
     tracing::info!("stopping: unregistering the phones' lines");
     sim::shutdown_all(phones, Duration::from_secs(3)).await;
     Ok(())
-}
-
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Failure::Input(format!("installing the SIGTERM handler: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| Failure::Input(format!("installing the SIGINT handler: {e}")))?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
 }

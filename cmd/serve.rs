@@ -9,7 +9,7 @@ use ucm::server::{self, ListenOptions, Listeners};
 use ucm::store::{self, Store};
 
 use crate::db::DbArgs;
-use crate::{print_out, Failure};
+use crate::{print_out, shutdown_signal, Failure};
 
 #[derive(ClapArgs)]
 pub struct Args {
@@ -140,19 +140,4 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     print_out(&format!("{}\n", serde_json::to_string(&ready)?))?;
     server::run(node, shutdown).await?;
     Ok(())
-}
-
-/// Installs SIGINT and SIGTERM handlers now; the returned future completes on either.
-fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failure> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Failure::Input(format!("installing the SIGTERM handler: {e}")))?;
-    let mut int = signal(SignalKind::interrupt())
-        .map_err(|e| Failure::Input(format!("installing the SIGINT handler: {e}")))?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
-        }
-    })
 }

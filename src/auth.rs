@@ -1,4 +1,5 @@
-//! Secrets: passwords and PINs are kept only as argon2id hashes in PHC string format.
+//! Secrets: passwords and PINs are kept only as argon2id hashes in PHC string format; SIP
+//! digest credentials only as their HA1.
 
 use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
@@ -22,6 +23,16 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
             .is_ok(),
         Err(_) => false,
     }
+}
+
+/// Unified CM's default SIP realm: the realm of every digest HA1 the cluster keeps.
+pub const REALM: &str = "ccmsipline";
+
+/// HA1 = MD5(user:realm:password): what SIP digest verification needs, kept instead of the
+/// password.
+pub fn ha1(user: &str, realm: &str, password: &str) -> String {
+    use md5::{Digest as _, Md5};
+    hex::encode(Md5::digest(format!("{user}:{realm}:{password}").as_bytes()))
 }
 
 /// True when `s` is an argon2 hash in PHC format.

@@ -215,7 +215,7 @@ impl Cluster {
             mobility,
             by_line_digits,
             dn_route_point,
-            dialplan: DialPlan::new(&def),
+            dialplan: def.dial_plan(),
             def,
             devices,
             end_users,
@@ -341,5 +341,37 @@ impl Cluster {
                 .filter_map(|name| self.device(name)),
         );
         out.into_iter()
+    }
+}
+
+/// The running node's current cluster: a snapshot readers take without waiting (writers swap
+/// the whole `Arc`; EM logins live in the shared [`Mobility`] and survive a swap).
+pub struct ClusterHandle {
+    current: std::sync::RwLock<Arc<Cluster>>,
+}
+
+impl ClusterHandle {
+    pub fn new(def: ClusterDefinition) -> ClusterHandle {
+        ClusterHandle {
+            current: std::sync::RwLock::new(Arc::new(Cluster::new(def))),
+        }
+    }
+
+    /// The current cluster (a cheap snapshot).
+    pub fn get(&self) -> Arc<Cluster> {
+        match self.current.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// Replaces the definition, keeping the logins.
+    pub fn set(&self, def: ClusterDefinition) {
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let mobility = g.mobility.clone();
+        *g = Arc::new(Cluster::with_mobility(def, mobility));
     }
 }

@@ -3,6 +3,7 @@
 //! Every error names the file, the line and the field, e.g.
 //! `demo.yaml:42:18: devices[3].device_pool: unknown device pool "Branch"`.
 
+mod dialplan;
 pub mod model;
 pub mod validate;
 
@@ -136,11 +137,7 @@ pub fn hash_secrets(def: &mut ClusterDefinition) {
     // Digest credentials become the RFC 2617 HA1 (cheap: MD5 is what SIP digest needs).
     for u in &mut def.end_users {
         if let Some(c) = u.digest_credentials.take() {
-            u.digest_ha1 = Some(crate::sip::digest::ha1(
-                &u.userid,
-                crate::sip::digest::REALM,
-                &c,
-            ));
+            u.digest_ha1 = Some(crate::auth::ha1(&u.userid, crate::auth::REALM, &c));
         }
     }
     let mut jobs: Vec<(&mut Option<String>, &mut Option<String>)> = Vec::new();

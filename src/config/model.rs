@@ -1,4 +1,4 @@
-//! The cluster definition: everything a ucm cluster is configured with, in the seed's vocabulary.
+//! The cluster definition: everything a ucm cluster is configured with, in Unified CM's own vocabulary.
 //!
 //! This is both the YAML schema (`fixtures/clusters/demo.yaml`) and what the store keeps. Every
 //! struct denies unknown fields so a misspelt key is an error with its line, not a silent default.
@@ -580,9 +580,6 @@ pub struct RouteGroup {
     /// SIP trunks, in order.
     pub members: Vec<String>,
 }
-
-/// The name a route list uses for the Standard Local Route Group.
-pub const STANDARD_LOCAL_ROUTE_GROUP: &str = "Standard Local Route Group";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

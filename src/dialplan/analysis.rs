@@ -9,14 +9,46 @@
 //! - A route pattern leads through its route list to route groups and SIP trunks; the Standard
 //!   Local Route Group means the calling device pool's local route group.
 //!
-//! The plan is compiled once per cluster definition so a call costs a few hash lookups.
+//! The plan is compiled once per cluster definition so a call costs a few hash lookups. It is
+//! built from plain parts (the `add_*` methods, in the definition's order), so the dial plan
+//! knows nothing of the definition's file format.
 
 use std::collections::HashMap;
 
 use super::pattern::{apply_mask, MatchResult, Pattern};
-use crate::config::model::{
-    ClusterDefinition, DiscardDigits, RoutePattern, TranslationPattern, STANDARD_LOCAL_ROUTE_GROUP,
-};
+
+/// The name a route list uses for the Standard Local Route Group.
+pub const STANDARD_LOCAL_ROUTE_GROUP: &str = "Standard Local Route Group";
+
+/// Called-party transformations, applied in Cisco's order: discard digits, mask, prefix.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Transform {
+    /// Drop the digits matched before the `.` of the pattern.
+    pub discard_pre_dot: bool,
+    pub mask: Option<String>,
+    pub prefix: Option<String>,
+}
+
+/// A route pattern: out through a route list or one SIP trunk, or blocked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub pattern: String,
+    pub partition: Option<String>,
+    pub route_list: Option<String>,
+    pub sip_trunk: Option<String>,
+    pub block: bool,
+    pub transform: Transform,
+}
+
+/// A translation pattern: the number is transformed and analysed again, with the pattern's
+/// calling search space when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Translation {
+    pub pattern: String,
+    pub partition: Option<String>,
+    pub css: Option<String>,
+    pub transform: Transform,
+}
 
 /// A DN is its pattern and partition (`None`: the null partition).
 pub type DnKey = (String, Option<String>);
@@ -100,60 +132,73 @@ pub struct DialPlan {
     local_route_group: HashMap<String, String>,
     route_lists: HashMap<String, Vec<String>>,
     route_groups: HashMap<String, Vec<String>>,
-    route_patterns: Vec<RoutePattern>,
-    translations: Vec<TranslationPattern>,
+    route_patterns: Vec<Route>,
+    translations: Vec<Translation>,
 }
 
 /// Translation patterns that feed each other are cut off after this many steps.
 const MAX_TRANSLATIONS: usize = 10;
 
 impl DialPlan {
-    /// Compiles the plan. Patterns that do not parse are skipped (validation refuses them first).
-    pub fn new(def: &ClusterDefinition) -> DialPlan {
-        let mut plan = DialPlan {
-            route_patterns: def.route_patterns.clone(),
-            translations: def.translation_patterns.clone(),
-            ..DialPlan::default()
-        };
-        let mut add = |partition: &Option<String>, text: &str, target: Target| {
-            if let Ok(pattern) = Pattern::parse(text) {
-                plan.by_partition
-                    .entry(partition.clone())
-                    .or_default()
-                    .push(Entry { pattern, target });
-            }
-        };
-        for dn in &def.directory_numbers {
-            add(
-                &dn.partition,
-                &dn.pattern,
-                Target::Line((dn.pattern.clone(), dn.partition.clone())),
-            );
+    /// Adds a pattern; one that does not parse is skipped (validation refuses it first).
+    fn add(&mut self, partition: &Option<String>, text: &str, target: Target) {
+        if let Ok(pattern) = Pattern::parse(text) {
+            self.by_partition
+                .entry(partition.clone())
+                .or_default()
+                .push(Entry { pattern, target });
         }
-        for (i, rp) in def.route_patterns.iter().enumerate() {
-            add(&rp.partition, &rp.pattern, Target::Route(i));
+    }
+
+    /// A directory number. Add them before route and translation patterns: among equally
+    /// close patterns in one partition the first added wins.
+    pub fn add_directory_number(&mut self, pattern: &str, partition: Option<&str>) {
+        let partition = partition.map(str::to_string);
+        let key = (pattern.to_string(), partition.clone());
+        self.add(&partition, pattern, Target::Line(key));
+    }
+
+    pub fn add_route_pattern(&mut self, route: Route) {
+        let target = Target::Route(self.route_patterns.len());
+        self.add(&route.partition.clone(), &route.pattern, target);
+        self.route_patterns.push(route);
+    }
+
+    pub fn add_translation_pattern(&mut self, translation: Translation) {
+        let target = Target::Translation(self.translations.len());
+        self.add(&translation.partition.clone(), &translation.pattern, target);
+        self.translations.push(translation);
+    }
+
+    /// A calling search space: its partitions in search order.
+    pub fn add_calling_search_space(&mut self, name: &str, partitions: &[String]) {
+        self.css.insert(name.to_string(), partitions.to_vec());
+    }
+
+    /// A device pool's adjunct CSS and local route group.
+    pub fn add_device_pool(
+        &mut self,
+        name: &str,
+        adjunct_css: Option<&str>,
+        local_route_group: Option<&str>,
+    ) {
+        if let Some(a) = adjunct_css {
+            self.adjunct_css.insert(name.to_string(), a.to_string());
         }
-        for (i, tp) in def.translation_patterns.iter().enumerate() {
-            add(&tp.partition, &tp.pattern, Target::Translation(i));
+        if let Some(g) = local_route_group {
+            self.local_route_group
+                .insert(name.to_string(), g.to_string());
         }
-        for c in &def.calling_search_spaces {
-            plan.css.insert(c.name.clone(), c.partitions.clone());
-        }
-        for dp in &def.device_pools {
-            if let Some(a) = &dp.adjunct_css {
-                plan.adjunct_css.insert(dp.name.clone(), a.clone());
-            }
-            if let Some(g) = &dp.local_route_group {
-                plan.local_route_group.insert(dp.name.clone(), g.clone());
-            }
-        }
-        for l in &def.route_lists {
-            plan.route_lists.insert(l.name.clone(), l.members.clone());
-        }
-        for g in &def.route_groups {
-            plan.route_groups.insert(g.name.clone(), g.members.clone());
-        }
-        plan
+    }
+
+    /// A route list: route groups in order (or the Standard Local Route Group).
+    pub fn add_route_list(&mut self, name: &str, members: &[String]) {
+        self.route_lists.insert(name.to_string(), members.to_vec());
+    }
+
+    /// A route group: SIP trunks in order.
+    pub fn add_route_group(&mut self, name: &str, members: &[String]) {
+        self.route_groups.insert(name.to_string(), members.to_vec());
     }
 
     /// The partitions a caller may reach, in search order; the null partition last.
@@ -213,13 +258,7 @@ impl DialPlan {
                         ));
                     }
                     translations.push(tp.pattern.clone());
-                    number = transform(
-                        &entry.pattern,
-                        &number,
-                        tp.discard_digits,
-                        tp.called_party_transform_mask.as_deref(),
-                        tp.prefix_digits.as_deref(),
-                    );
+                    number = transform(&entry.pattern, &number, &tp.transform);
                     if let Some(css) = &tp.css {
                         ctx = CallingContext::css(Some(css), ctx.device_pool.as_deref());
                     }
@@ -234,13 +273,7 @@ impl DialPlan {
                             format!("blocked by route pattern {:?}", rp.pattern),
                         ));
                     }
-                    let out = transform(
-                        &entry.pattern,
-                        &number,
-                        rp.discard_digits,
-                        rp.called_party_transform_mask.as_deref(),
-                        rp.prefix_digits.as_deref(),
-                    );
+                    let out = transform(&entry.pattern, &number, &rp.transform);
                     let trunks = self.trunks_for(rp, ctx.device_pool.as_deref())?;
                     return Ok(Analysis {
                         destination: Destination::Trunks {
@@ -278,7 +311,7 @@ impl DialPlan {
 
     fn trunks_for(
         &self,
-        rp: &RoutePattern,
+        rp: &Route,
         device_pool: Option<&str>,
     ) -> Result<Vec<String>, AnalysisError> {
         if let Some(t) = &rp.sip_trunk {
@@ -321,166 +354,18 @@ impl DialPlan {
 }
 
 /// Called-party transformations in Cisco's order: discard digits, then the mask, then prefix.
-fn transform(
-    pattern: &Pattern,
-    number: &str,
-    discard: Option<DiscardDigits>,
-    mask: Option<&str>,
-    prefix: Option<&str>,
-) -> String {
+fn transform(pattern: &Pattern, number: &str, t: &Transform) -> String {
     let mut n = number.to_string();
-    if discard == Some(DiscardDigits::PreDot) {
+    if t.discard_pre_dot {
         if let Some(rest) = pattern.discard_pre_dot(&n) {
             n = rest;
         }
     }
-    if let Some(m) = mask {
+    if let Some(m) = &t.mask {
         n = apply_mask(m, &n);
     }
-    if let Some(p) = prefix {
+    if let Some(p) = &t.prefix {
         n = format!("{p}{n}");
     }
     n
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn plan(yaml: &str) -> DialPlan {
-        let def = crate::config::parse_str(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
-        DialPlan::new(&def)
-    }
-
-    const BASE: &str = r#"cluster: {id: t, name: t}
-nodes: [{name: n, address: 127.0.0.1}]
-partitions: [{name: A}, {name: B}, {name: PSTN}]
-calling_search_spaces:
-  - {name: CSS_A, partitions: [A]}
-  - {name: CSS_AB, partitions: [A, B]}
-  - {name: CSS_BA, partitions: [B, A]}
-  - {name: CSS_ALL, partitions: [A, B, PSTN]}
-device_pools:
-  - {name: HQ, node_group: [n], local_route_group: RG_HQ}
-  - {name: BR, node_group: [n], local_route_group: RG_BR}
-  - {name: NOLRG, node_group: [n]}
-sip_trunks:
-  - {name: T_HQ, destinations: ["127.0.0.1:5070"], device_pool: HQ}
-  - {name: T_BR, destinations: ["127.0.0.1:5071"], device_pool: BR}
-route_groups:
-  - {name: RG_HQ, members: [T_HQ]}
-  - {name: RG_BR, members: [T_BR]}
-route_lists:
-  - {name: RL, members: [Standard Local Route Group]}
-route_patterns:
-  - {pattern: 9.!, partition: PSTN, route_list: RL, discard_digits: pre-dot}
-  - {pattern: 9.1900XXXXXXX, partition: PSTN, block: true}
-translation_patterns:
-  - {pattern: 8.XXXX, partition: A, discard_digits: pre-dot, css: CSS_AB}
-  - {pattern: "0", partition: A, called_party_transform_mask: "2000"}
-directory_numbers:
-  - {pattern: "1000", partition: A}
-  - {pattern: "1000", partition: B}
-  - {pattern: "10XX", partition: B}
-  - {pattern: "2000", partition: B}
-  - {pattern: "3000"}
-devices:
-  - name: SEP000000000001
-    model: m
-    device_pool: HQ
-    lines: [{dn: "1000", partition: A}, {dn: "1000", partition: B}, {dn: "10XX", partition: B}, {dn: "2000", partition: B}, {dn: "3000"}]
-"#;
-
-    fn line(ctx: &CallingContext, p: &DialPlan, n: &str) -> DnKey {
-        match p.analyse(ctx, n).map(|a| a.destination) {
-            Ok(Destination::Line(k)) => k,
-            other => panic!("{n}: {other:?}"),
-        }
-    }
-
-    fn key(p: &str, part: Option<&str>) -> DnKey {
-        (p.to_string(), part.map(str::to_string))
-    }
-
-    #[test]
-    fn css_order_breaks_ties_between_equal_patterns() {
-        let p = plan(BASE);
-        let ab = CallingContext::css(Some("CSS_AB"), Some("HQ"));
-        let ba = CallingContext::css(Some("CSS_BA"), Some("HQ"));
-        assert_eq!(line(&ab, &p, "1000"), key("1000", Some("A")));
-        assert_eq!(line(&ba, &p, "1000"), key("1000", Some("B")));
-    }
-
-    #[test]
-    fn closest_match_beats_partition_order() {
-        let p = plan(BASE);
-        let ab = CallingContext::css(Some("CSS_AB"), Some("HQ"));
-        // 1001 only matches 10XX in B.
-        assert_eq!(line(&ab, &p, "1001"), key("10XX", Some("B")));
-    }
-
-    #[test]
-    fn line_css_is_searched_before_device_css() {
-        let p = plan(BASE);
-        let ctx = CallingContext {
-            line_css: Some("CSS_BA".into()),
-            device_css: Some("CSS_A".into()),
-            device_pool: Some("HQ".into()),
-        };
-        assert_eq!(line(&ctx, &p, "1000"), key("1000", Some("B")));
-    }
-
-    #[test]
-    fn unreachable_partitions_give_404() {
-        let p = plan(BASE);
-        let a = CallingContext::css(Some("CSS_A"), Some("HQ"));
-        let e = p.analyse(&a, "2000").unwrap_err();
-        assert_eq!(e.status, 404);
-        // The null partition is reachable from any CSS, and with none.
-        assert_eq!(line(&a, &p, "3000"), key("3000", None));
-        assert_eq!(
-            line(&CallingContext::default(), &p, "3000"),
-            key("3000", None)
-        );
-    }
-
-    #[test]
-    fn translation_patterns_transform_and_use_their_css() {
-        let p = plan(BASE);
-        let a = CallingContext::css(Some("CSS_A"), Some("HQ"));
-        // 8.XXXX drops the 8 and analyses 2000 with CSS_AB, which reaches B.
-        let r = p.analyse(&a, "82000").unwrap();
-        assert_eq!(r.destination, Destination::Line(key("2000", Some("B"))));
-        assert_eq!(r.translations, vec!["8.XXXX".to_string()]);
-        // "0" is masked to 2000 but keeps CSS_A, which does not reach B.
-        assert_eq!(p.analyse(&a, "0").unwrap_err().status, 404);
-    }
-
-    #[test]
-    fn local_route_group_follows_the_calling_device_pool() {
-        let p = plan(BASE);
-        let hq = CallingContext::css(Some("CSS_ALL"), Some("HQ"));
-        let br = CallingContext::css(Some("CSS_ALL"), Some("BR"));
-        let r = p.analyse(&hq, "914085551234").unwrap();
-        assert_eq!(
-            r.destination,
-            Destination::Trunks {
-                trunks: vec!["T_HQ".into()],
-                number: "14085551234".into()
-            }
-        );
-        let r = p.analyse(&br, "914085551234").unwrap();
-        assert!(
-            matches!(r.destination, Destination::Trunks { ref trunks, .. } if trunks == &["T_BR"])
-        );
-        let none = CallingContext::css(Some("CSS_ALL"), Some("NOLRG"));
-        assert_eq!(p.analyse(&none, "914085551234").unwrap_err().status, 404);
-    }
-
-    #[test]
-    fn blocking_pattern_wins_when_closer() {
-        let p = plan(BASE);
-        let hq = CallingContext::css(Some("CSS_ALL"), Some("HQ"));
-        assert_eq!(p.analyse(&hq, "919005551234").unwrap_err().status, 403);
-    }
 }

@@ -3,4 +3,7 @@
 pub mod pattern;
 pub use pattern::{MatchResult, Pattern, PatternError};
 pub mod analysis;
-pub use analysis::{Analysis, AnalysisError, CallingContext, Destination, DialPlan};
+pub use analysis::{
+    Analysis, AnalysisError, CallingContext, Destination, DialPlan, Route, Transform, Translation,
+    STANDARD_LOCAL_ROUTE_GROUP,
+};

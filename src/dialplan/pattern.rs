@@ -1,7 +1,7 @@
 //! Cisco Unified CM dial-plan patterns: `X`, `!`, `[1-5]`, `[^0]`, `.`, `*`, `#`, `+`, `\+`.
 //!
 //! A pattern is parsed once into a list of elements; matching walks dialled digits against it.
-//! Closest match (the seed's "most specific") is decided by [`Pattern::specificity`]: the
+//! Closest match (Cisco's "most specific" pattern) is decided by [`Pattern::specificity`]: the
 //! number of digit strings of the matched length the pattern accepts, fewer being closer.
 
 use std::fmt;

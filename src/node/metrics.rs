@@ -10,13 +10,10 @@ pub struct Metrics {
     pub https_requests: AtomicU64,
     pub tftp_http_requests: AtomicU64,
     pub http_connections: AtomicU64,
-    pub sip_udp_received: AtomicU64,
-    pub sip_tcp_received: AtomicU64,
-    pub sip_tls_received: AtomicU64,
-    pub sip_responses_sent: AtomicU64,
-    pub sip_parse_errors: AtomicU64,
-    pub sip_tcp_connections: AtomicU64,
+    /// HTTPS handshakes that failed (SIP's are among `sip`'s counters).
     pub tls_handshake_failures: AtomicU64,
+    /// Call control's counters.
+    pub sip: std::sync::Arc<crate::sip::SipMetrics>,
 }
 
 pub fn inc(c: &AtomicU64) {
@@ -27,6 +24,10 @@ impl Metrics {
     /// Renders the counters plus the gauges the caller passes (name, help, value).
     pub fn render(&self, gauges: &[(&str, &str, f64)]) -> String {
         let mut out = String::new();
+        let tls_failures = AtomicU64::new(
+            self.tls_handshake_failures.load(Ordering::Relaxed)
+                + self.sip.tls_handshake_failures.load(Ordering::Relaxed),
+        );
         let counter = |out: &mut String, name: &str, help: &str, labels: &[(&str, &AtomicU64)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} counter");
@@ -55,34 +56,34 @@ impl Metrics {
             "ucm_sip_messages_received_total",
             "SIP messages received, by transport.",
             &[
-                ("{transport=\"udp\"}", &self.sip_udp_received),
-                ("{transport=\"tcp\"}", &self.sip_tcp_received),
-                ("{transport=\"tls\"}", &self.sip_tls_received),
+                ("{transport=\"udp\"}", &self.sip.sip_udp_received),
+                ("{transport=\"tcp\"}", &self.sip.sip_tcp_received),
+                ("{transport=\"tls\"}", &self.sip.sip_tls_received),
             ],
         );
         counter(
             &mut out,
             "ucm_sip_responses_sent_total",
             "SIP responses sent.",
-            &[("", &self.sip_responses_sent)],
+            &[("", &self.sip.sip_responses_sent)],
         );
         counter(
             &mut out,
             "ucm_sip_parse_errors_total",
             "SIP messages refused as malformed.",
-            &[("", &self.sip_parse_errors)],
+            &[("", &self.sip.sip_parse_errors)],
         );
         counter(
             &mut out,
             "ucm_sip_stream_connections_total",
             "SIP TCP and TLS connections accepted.",
-            &[("", &self.sip_tcp_connections)],
+            &[("", &self.sip.sip_tcp_connections)],
         );
         counter(
             &mut out,
             "ucm_tls_handshake_failures_total",
             "TLS handshakes that failed.",
-            &[("", &self.tls_handshake_failures)],
+            &[("", &tls_failures)],
         );
         for (name, help, v) in gauges {
             let _ = writeln!(out, "# HELP {name} {help}");

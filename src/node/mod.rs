@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
-use crate::cluster::Cluster;
+use crate::cluster::{Cluster, ClusterHandle};
 use crate::config::model::{ClusterDefinition, Node, NodeService};
 use crate::net::tls;
 use crate::store::Store;
@@ -53,7 +53,7 @@ pub struct BoundAddrs {
 /// What every part of a running node shares.
 pub struct NodeState {
     pub store: Store,
-    cluster: RwLock<Arc<Cluster>>,
+    cluster: Arc<ClusterHandle>,
     pub node: Node,
     pub metrics: metrics::Metrics,
     pub started: Instant,
@@ -69,7 +69,7 @@ pub struct NodeState {
     /// `host:port` of this node's SIP over TLS service (Via and Contact on TLS connections).
     pub sips_host: String,
     /// Call control for the services: third-party calls, ending calls, line-state events.
-    pub call_control: crate::sip::CallControl,
+    pub call_control: Arc<crate::sip::CallControl>,
     /// Recent successful password checks (the authentication URL is called on every push).
     pub password_cache: crate::auth::VerifiedCache,
     /// Secrets this node's own services present for their application users, by user (the
@@ -121,7 +121,7 @@ impl NodeState {
         let (stop, _) = watch::channel(false);
         Ok(Arc::new(NodeState {
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
-            call_control: crate::sip::CallControl::new(),
+            call_control: Arc::new(crate::sip::CallControl::new()),
             sip_host,
             sips_host,
             own_secrets: Default::default(),
@@ -129,7 +129,7 @@ impl NodeState {
             registrar,
             registrar_writer: std::sync::Mutex::new(Some(writer)),
             store,
-            cluster: RwLock::new(Arc::new(Cluster::new(def))),
+            cluster: Arc::new(ClusterHandle::new(def)),
             node,
             metrics: metrics::Metrics::default(),
             started: Instant::now(),
@@ -143,19 +143,25 @@ impl NodeState {
 
     /// The current cluster definition (a cheap snapshot; writers swap the whole Arc).
     pub fn cluster(&self) -> Arc<Cluster> {
-        match self.cluster.read() {
-            Ok(g) => g.clone(),
-            Err(p) => p.into_inner().clone(),
-        }
+        self.cluster.get()
     }
 
     pub fn set_cluster(&self, def: ClusterDefinition) {
-        let mut g = match self.cluster.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        let mobility = g.mobility.clone();
-        *g = Arc::new(Cluster::with_mobility(def, mobility));
+        self.cluster.set(def);
+    }
+
+    /// What call control's SIP shell needs of this node.
+    pub fn sip_node(&self) -> crate::sip::SipNode {
+        crate::sip::SipNode {
+            cluster: self.cluster.clone(),
+            registrar: self.registrar.clone(),
+            call_control: self.call_control.clone(),
+            sip_host: self.sip_host.clone(),
+            sips_host: self.sips_host.clone(),
+            data_dir: self.data_dir.clone(),
+            metrics: self.metrics.sip.clone(),
+            stop: self.stopping(),
+        }
     }
 
     /// Whether this node runs `service` (its `nodes[].services`).

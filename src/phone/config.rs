@@ -1,5 +1,4 @@
-//! What a simulated phone takes from its configuration file (`SEP<MAC>.cnf.xml`, spec section
-//! 8): the Unified CM group (where to register), the lines, the service URLs and the DSCP
+//! What a simulated phone takes from its configuration file (`SEP<MAC>.cnf.xml`): the Unified CM group (where to register), the lines, the service URLs and the DSCP
 //! values. Unknown elements are ignored; missing ones take Cisco's defaults.
 
 use serde::Serialize;

@@ -341,6 +341,50 @@ pub async fn fetch_config(
     PhoneConfig::parse(&r.text()).map_err(|e| format!("GET {url}: {e}"))
 }
 
+/// What a phone knows before it binds anything: its MAC, its configuration file and the
+/// Unified CM it registers with.
+pub struct Bootstrap {
+    pub mac: String,
+    pub config: PhoneConfig,
+    pub server: SocketAddr,
+}
+
+/// A phone's first steps: checks the device name, fetches the configuration file from `tftp`
+/// (from the phone's own address `ip`, which the node matches) and resolves the SIP server:
+/// `sip` when given, else the file's first Unified CM.
+pub async fn bootstrap(
+    device: &str,
+    tftp: &str,
+    ip: IpAddr,
+    sip: Option<&str>,
+) -> Result<Bootstrap, PhoneError> {
+    let setup = |reason: String| PhoneError::Setup {
+        device: device.to_string(),
+        reason,
+    };
+    let mac = mac_of(device).ok_or_else(|| PhoneError::BadName(device.to_string()))?;
+    let config = fetch_config(tftp, device, Some(ip))
+        .await
+        .map_err(|reason| PhoneError::Config {
+            device: device.to_string(),
+            reason,
+        })?;
+    let server_text = sip
+        .map(str::to_string)
+        .or_else(|| config.sip_server())
+        .ok_or_else(|| setup("the configuration file names no Unified CM".into()))?;
+    let server = tokio::net::lookup_host(server_text.as_str())
+        .await
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()))
+        .ok_or_else(|| setup(format!("cannot resolve the SIP server {server_text:?}")))?;
+    Ok(Bootstrap {
+        mac,
+        config,
+        server,
+    })
+}
+
 /// RTP ports for the user agent: sockets bound exclusively on the phone's address, kept
 /// until their call starts its media.
 struct PortPool {
@@ -402,24 +446,12 @@ impl Phone {
             device: device.clone(),
             reason,
         };
-        let mac = mac_of(&opts.device).ok_or_else(|| PhoneError::BadName(opts.device.clone()))?;
         let ip = IpAddr::V4(opts.ip);
-        let config = fetch_config(&opts.tftp, &opts.device, Some(ip))
-            .await
-            .map_err(|reason| PhoneError::Config {
-                device: device.clone(),
-                reason,
-            })?;
-        let server_text = opts
-            .sip
-            .clone()
-            .or_else(|| config.sip_server())
-            .ok_or_else(|| setup("the configuration file names no Unified CM".into()))?;
-        let server = tokio::net::lookup_host(server_text.as_str())
-            .await
-            .ok()
-            .and_then(|mut a| a.find(|a| a.is_ipv4()))
-            .ok_or_else(|| setup(format!("cannot resolve the SIP server {server_text:?}")))?;
+        let Bootstrap {
+            mac,
+            config,
+            server,
+        } = bootstrap(&opts.device, &opts.tftp, ip, opts.sip.as_deref()).await?;
         let sip_sock =
             match bind_exclusive_udp(SocketAddr::new(ip, opts.sip_port), config.dscp_signalling) {
                 Ok(s) => s,

@@ -1,4 +1,4 @@
-//! Pushed objects (spec sections 1.6 and 2): the `CiscoIPPhoneExecute` a server POSTs to
+//! Pushed objects: the `CiscoIPPhoneExecute` a server POSTs to
 //! `/CGI/Execute`, the internal URIs its items carry, and the `CiscoIPPhoneResponse` /
 //! `CiscoIPPhoneError` the phone answers with. Pure functions; the phone runs the items.
 

@@ -1,6 +1,6 @@
 //! Simulated Cisco IP phones (`ucm phone sim`), for labs and tests.
 //!
-//! Each phone behaves as the seed document and the interface notes describe a Cisco SIP
+//! Each phone behaves as Cisco documents a Cisco SIP
 //! phone: it fetches its `SEP<MAC>.cnf.xml` from the cluster's TFTP-over-HTTP service,
 //! registers its lines with the Unified CM group's first node, rings, answers (on command,
 //! automatically after a delay, or not at all when busy) and places calls, sends and counts

@@ -22,8 +22,8 @@ use serde::Serialize;
 
 use super::config::Line;
 use crate::sip::transaction::{
-    new_branch, Action, Incoming, Reliability, ResponseOutcome, Role, Timers, TransactionKey,
-    TransactionTable,
+    new_branch, Action, ClientState, Incoming, Reliability, ResponseOutcome, Role, Timers,
+    TransactionKey, TransactionTable,
 };
 use crate::wire::sdp::{answer_for, Direction, SessionDescription};
 use crate::wire::sip::{
@@ -747,6 +747,21 @@ impl Ua {
     /// True when no call is in progress.
     pub fn is_idle(&self) -> bool {
         self.active_calls().next().is_none()
+    }
+
+    /// True while a request sent in call `id` (a BYE, a re-INVITE...) has no final answer yet
+    /// and has not timed out: a call hung up here is `Ended` at once, its BYE still in flight.
+    pub fn awaiting_answer(&self, id: &str) -> bool {
+        self.call_of_txn.iter().any(|(key, call)| {
+            call == id
+                && key.role() == Role::Client
+                && self.txns.client(key).is_some_and(|t| {
+                    matches!(
+                        t.state(),
+                        ClientState::Calling | ClientState::Trying | ClientState::Proceeding
+                    )
+                })
+        })
     }
 
     fn line_load(&self, dn: &str) -> usize {
@@ -2352,12 +2367,20 @@ mod tests {
             .any(|m| matches!(m, SipMessage::Request(r) if r.method == Method::Ack)));
         let (hung, out) = ua.hangup(t0, &mut ports).unwrap();
         assert_eq!(hung, id);
-        assert!(sent(&out)
-            .iter()
-            .any(|m| matches!(m, SipMessage::Request(r) if r.method == Method::Bye)));
+        let bye = sent(&out)
+            .into_iter()
+            .find_map(|m| match m {
+                SipMessage::Request(r) if r.method == Method::Bye => Some(r),
+                _ => None,
+            })
+            .unwrap();
         assert!(out.iter().any(|o| matches!(o, Output::MediaStop { .. })));
         assert!(ua.is_idle());
         assert!(ua.hangup(t0, &mut ports).is_err());
+        // Ended at once, but the BYE is still in flight until its answer.
+        assert!(ua.awaiting_answer(&id));
+        ua.on_datagram(&reply(&bye, 200, Some("far"), None), srv, t0, &mut ports);
+        assert!(!ua.awaiting_answer(&id));
     }
 
     #[test]

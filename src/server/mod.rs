@@ -363,7 +363,7 @@ pub async fn run(
     ));
     tasks.spawn(state.clone().run_login_sync());
     if let Some(sip_l) = node.sip {
-        let sip = crate::sip::SipServer::new(state.clone());
+        let sip = crate::sip::SipServer::new(Arc::new(state.sip_node()));
         tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
         tasks.spawn(sip.clone().serve_udp(sip_l.udp, stop_rx.clone()));
         tasks.spawn(sip.clone().serve_stream(sip_l.tcp, None, stop_rx.clone()));

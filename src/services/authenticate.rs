@@ -5,7 +5,7 @@
 //! associated with the user (or the user may control every device), `UN-AUTHORIZED` otherwise,
 //! and `ERROR` for a malformed request. Wrong passwords count towards a cluster-wide lockout
 //! (service parameters `auth_lockout_threshold`, `auth_lockout_minutes`). Parameters `UserID`, `Password`, `devicename` come as
-//! query parameters or a form body: sources disagree, so both are accepted (spec section 2.2).
+//! query parameters or a form body: Cisco's documents disagree, so both are accepted.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The Corporate Directory service: search the cluster's end users by first name, last name
-//! and number from a phone (spec §1.3 Directory, §8 directoryURL).
+//! and number from a phone (a CiscoIPPhoneDirectory; the phone finds it at the directoryURL of its configuration file).
 //!
 //! - `GET /ccmcip/xmldirectory.jsp` (the configuration file's `directoryURL`) and
 //!   `GET /ccmcip/xmldirectoryinput.jsp` (the demo's Corporate Directory service) answer a

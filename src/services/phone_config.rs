@@ -1,7 +1,7 @@
 //! Phone configuration files (`SEP<MAC>.cnf.xml`), generated from the cluster definition on
 //! every request, so they always reflect the device as it is now.
 //!
-//! The layout follows a real Unified CM 12.x SIP phone file (spec section 8): device pool with
+//! The layout follows a real Unified CM 12.x SIP phone file: device pool with
 //! its Unified CM group and SIP ports, the SIP profile with its lines, DSCP values as ToS bytes,
 //! the service URLs and `phoneServices` with the Services Provisioning setting.
 

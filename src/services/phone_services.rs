@@ -1,6 +1,6 @@
 //! The services menu a phone asks for when the Services (or Applications) button is pressed
 //! with Services Provisioning set to External URL or Both (`/ccmcip/getservicesmenu.jsp`,
-//! seed "IP Phone Services Architecture", spec section 8).
+//! as in Cisco's IP Phone Services architecture).
 //!
 //! The phone names itself with `name=SEP...`; `locale` and any other parameter are tolerated.
 //! The answer lists the device's subscribed services (the Extension Mobility login profile's

@@ -10,18 +10,13 @@ use std::collections::HashMap;
 use md5::{Digest as _, Md5};
 use sha2::Sha256;
 
-/// Unified CM's default SIP realm.
-pub const REALM: &str = "ccmsipline";
+use crate::auth::REALM;
+
 /// How long a nonce is accepted, in seconds.
 pub const NONCE_LIFETIME: i64 = 300;
 
 fn md5_hex(s: &str) -> String {
     hex::encode(Md5::digest(s.as_bytes()))
-}
-
-/// HA1 = MD5(user:realm:password): what verification needs, kept instead of the password.
-pub fn ha1(user: &str, realm: &str, password: &str) -> String {
-    md5_hex(&format!("{user}:{realm}:{password}"))
 }
 
 /// Issues and checks nonces with a secret that lives as long as the node.
@@ -160,9 +155,68 @@ pub fn verify(
     }
 }
 
+/// What a device's security profile asks of a request's credentials: the one policy behind
+/// the registrar's 401 challenges and call control's 407 challenges of INVITEs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeviceCheck {
+    /// Let the request through: the profile asks for no digest, or the credentials verify.
+    Pass,
+    /// Challenge (again): no or unreadable credentials, credentials that do not verify
+    /// (`refused` says why), or a nonce gone stale.
+    Challenge {
+        stale: bool,
+        refused: Option<&'static str>,
+    },
+    /// The device must authenticate but its digest user has no credentials configured: 403.
+    NoCredentials,
+}
+
+/// Checks `authorization` (the request's credentials header, if any) for a `method` request
+/// from `device`, when the device's security profile enables digest authentication.
+/// `now` is Unix seconds (nonces carry it, so that any node can check them).
+pub fn check_device(
+    cluster: &crate::cluster::Cluster,
+    device: &str,
+    authorization: Option<&str>,
+    method: &str,
+    nonces: &Nonces,
+    now: i64,
+) -> DeviceCheck {
+    let Some(dev) = cluster.device(device) else {
+        return DeviceCheck::Pass;
+    };
+    let digest = dev.security_profile.as_ref().is_some_and(|sp| {
+        cluster
+            .phone_security_profiles
+            .iter()
+            .find(|p| &p.name == sp)
+            .is_some_and(|p| p.digest_authentication)
+    });
+    if !digest {
+        return DeviceCheck::Pass;
+    }
+    let challenge = |stale, refused| DeviceCheck::Challenge { stale, refused };
+    let Some(auth) = authorization else {
+        return challenge(false, None);
+    };
+    let user = dev.digest_user.as_deref().unwrap_or_default();
+    let Some(ha1) = cluster.end_user(user).and_then(|u| u.digest_ha1.clone()) else {
+        return DeviceCheck::NoCredentials;
+    };
+    let Some(params) = parse_authorization(auth) else {
+        return challenge(false, None);
+    };
+    match verify(nonces, &params, method, user, &ha1, now) {
+        Verdict::Ok => DeviceCheck::Pass,
+        Verdict::Stale => challenge(true, None),
+        Verdict::Refused(why) => challenge(false, Some(why)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::auth::ha1;
 
     #[test]
     fn rfc2617_example_response() {

@@ -2,9 +2,10 @@
 //!
 //! A phone names itself in its Contact with `+sip.instance="<urn:uuid:00000000-0000-0000-0000-
 //! MMMMMMMMMMMM>"` (the last 12 hex digits are its MAC, so the device is `SEP<MAC>`) and puts the
-//! line's DN in To. The decision ([`decide`]) is a pure function of the cluster and the request;
-//! [`Registrar`] keeps the bindings in memory for routing and writes them behind to the database
-//! so other nodes and services see them and a restarted node keeps them.
+//! line's DN in To. The decision ([`decide`]) is a pure function of the cluster and the request.
+//! [`Bindings`] is the table of registrations, pure data handed the time; [`Registrar`] is the
+//! node's shared copy of it, which writes every change behind to the database so other nodes and
+//! services see the registrations and a restarted node keeps them.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -222,41 +223,48 @@ pub fn decide<'a>(
     })
 }
 
+/// The wall clock in Unix seconds, for the shells (the bindings table and the B2BUA are
+/// handed the time instead).
 pub fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-enum Persist {
+/// A change the bindings table asks the database to follow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write {
     Upsert(RegistrationRow),
-    Remove(String, String),
-    /// Write what is queued, then stop.
-    Close,
+    Remove { device: String, line: String },
 }
 
-/// The node's registrations: in memory for routing, written behind to the database.
-pub struct Registrar {
-    bindings: RwLock<HashMap<(String, String), Binding>>,
-    persist: mpsc::UnboundedSender<Persist>,
+/// The registrations in memory, keyed by device and line: pure data that is handed the time.
+/// Each change returns the [`Write`]s that keep the database in step.
+#[derive(Debug, Default, Clone)]
+pub struct Bindings {
+    map: HashMap<(String, String), Binding>,
+    /// This node's name, recorded with each registration it writes.
     node: String,
 }
 
-impl Registrar {
-    /// Loads the unexpired registrations from the store and starts the writer task, which
-    /// ends (after writing what is queued) when the registrar is dropped.
-    pub async fn load(
-        store: Store,
-        node: &str,
-    ) -> Result<(Arc<Registrar>, tokio::task::JoinHandle<()>), crate::store::StoreError> {
-        let rows = store.live_registrations(unix_now()).await?;
-        let mut map = HashMap::new();
+impl Bindings {
+    pub fn new(node: &str) -> Bindings {
+        Bindings {
+            map: HashMap::new(),
+            node: node.to_string(),
+        }
+    }
+
+    /// A table holding the registrations read back from the database (unusable rows are
+    /// skipped).
+    pub fn from_rows(node: &str, rows: Vec<RegistrationRow>) -> Bindings {
+        let mut table = Bindings::new(node);
         for r in rows {
             let (Ok(source), Some(transport)) = (r.source.parse(), Transport::parse(&r.transport))
             else {
                 continue;
             };
-            map.insert(
+            table.map.insert(
                 (r.device.clone(), r.line.clone()),
                 Binding {
                     device: r.device,
@@ -269,29 +277,18 @@ impl Registrar {
                 },
             );
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let writer = tokio::spawn(writer(store, rx));
-        Ok((
-            Arc::new(Registrar {
-                bindings: RwLock::new(map),
-                persist: tx,
-                node: node.to_string(),
-            }),
-            writer,
-        ))
+        table
     }
 
+    /// Carries out a REGISTER's decision at `now` (Unix seconds): the bindings to report in
+    /// the answer, and the database write it needs.
     pub fn apply(
-        &self,
+        &mut self,
         decision: &Decision,
         transport: Transport,
         source: SocketAddr,
-    ) -> Vec<Binding> {
-        let now = unix_now();
-        let mut map = match self.bindings.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
+        now: i64,
+    ) -> (Vec<Binding>, Option<Write>) {
         match decision {
             Decision::Bind {
                 device,
@@ -309,7 +306,7 @@ impl Registrar {
                     source,
                     expires_at: now + i64::from(*expires),
                 };
-                let _ = self.persist.send(Persist::Upsert(RegistrationRow {
+                let row = RegistrationRow {
                     device: b.device.clone(),
                     line: b.line.clone(),
                     contact: b.contact.clone(),
@@ -319,71 +316,167 @@ impl Registrar {
                     node: self.node.clone(),
                     expires_at: b.expires_at,
                     updated_at: now,
-                }));
-                map.insert((device.clone(), line.clone()), b.clone());
-                vec![b]
+                };
+                self.map.insert((device.clone(), line.clone()), b.clone());
+                (vec![b], Some(Write::Upsert(row)))
             }
             Decision::Unbind { device, line } => {
-                map.remove(&(device.clone(), line.clone()));
-                let _ = self
-                    .persist
-                    .send(Persist::Remove(device.clone(), line.clone()));
-                Vec::new()
+                self.map.remove(&(device.clone(), line.clone()));
+                let write = Write::Remove {
+                    device: device.clone(),
+                    line: line.clone(),
+                };
+                (Vec::new(), Some(write))
             }
-            Decision::Query { device, line } => map
-                .get(&(device.clone(), line.clone()))
-                .filter(|b| b.expires_at > now)
-                .cloned()
-                .into_iter()
-                .collect(),
+            Decision::Query { device, line } => {
+                (self.binding(device, line, now).into_iter().collect(), None)
+            }
         }
     }
 
-    /// The live binding of a device's line.
-    pub fn binding(&self, device: &str, line: &str) -> Option<Binding> {
-        let map = match self.bindings.read() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        map.get(&(device.to_string(), line.to_string()))
-            .filter(|b| b.expires_at > unix_now())
+    /// The binding of a device's line that is live at `now`.
+    pub fn binding(&self, device: &str, line: &str, now: i64) -> Option<Binding> {
+        self.map
+            .get(&(device.to_string(), line.to_string()))
+            .filter(|b| b.expires_at > now)
             .cloned()
     }
 
-    /// The device's live bindings (one per registered line).
-    pub fn device_bindings(&self, device: &str) -> Vec<Binding> {
-        let now = unix_now();
-        let map = match self.bindings.read() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        map.values()
+    /// The device's bindings live at `now` (one per registered line).
+    pub fn device_bindings(&self, device: &str, now: i64) -> Vec<Binding> {
+        self.map
+            .values()
             .filter(|b| b.device == device && b.expires_at > now)
             .cloned()
             .collect()
     }
 
-    /// Whether any line of the device is registered.
-    pub fn is_registered(&self, device: &str) -> bool {
-        let now = unix_now();
-        let map = match self.bindings.read() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        map.values()
+    /// Whether any line of the device is registered at `now`.
+    pub fn is_registered(&self, device: &str, now: i64) -> bool {
+        self.map
+            .values()
             .any(|b| b.device == device && b.expires_at > now)
     }
 
-    pub fn count(&self) -> usize {
-        let now = unix_now();
-        match self.bindings.read() {
-            Ok(g) => g.values().filter(|b| b.expires_at > now).count(),
-            Err(p) => p
-                .into_inner()
-                .values()
-                .filter(|b| b.expires_at > now)
-                .count(),
+    /// How many bindings are live at `now`.
+    pub fn count(&self, now: i64) -> usize {
+        self.map.values().filter(|b| b.expires_at > now).count()
+    }
+
+    /// Drops the bindings expired at `now`, with the writes that remove them from the database.
+    pub fn sweep(&mut self, now: i64) -> Vec<Write> {
+        let mut writes = Vec::new();
+        self.map.retain(|(device, line), b| {
+            let keep = b.expires_at > now;
+            if !keep {
+                writes.push(Write::Remove {
+                    device: device.clone(),
+                    line: line.clone(),
+                });
+            }
+            keep
+        });
+        writes
+    }
+}
+
+/// Reading the bindings live at a given time: what call control needs from the registrar.
+/// The plain table answers directly; the node's [`Registrar`] locks its table for each read.
+pub trait Registrations {
+    fn binding_at(&self, device: &str, line: &str, now: i64) -> Option<Binding>;
+    fn device_bindings_at(&self, device: &str, now: i64) -> Vec<Binding>;
+}
+
+impl Registrations for Bindings {
+    fn binding_at(&self, device: &str, line: &str, now: i64) -> Option<Binding> {
+        self.binding(device, line, now)
+    }
+
+    fn device_bindings_at(&self, device: &str, now: i64) -> Vec<Binding> {
+        self.device_bindings(device, now)
+    }
+}
+
+enum Persist {
+    Write(Write),
+    /// Write what is queued, then stop.
+    Close,
+}
+
+/// The node's registrations, shared by the SIP transports, call control and the services:
+/// the [`Bindings`] table behind a lock, and its writes queued to a task that stores them.
+/// The methods without a time argument read the wall clock.
+pub struct Registrar {
+    table: RwLock<Bindings>,
+    persist: mpsc::UnboundedSender<Persist>,
+}
+
+impl Registrar {
+    /// Loads the unexpired registrations from the store and starts the writer task, which
+    /// ends (after writing what is queued) when the registrar is dropped.
+    pub async fn load(
+        store: Store,
+        node: &str,
+    ) -> Result<(Arc<Registrar>, tokio::task::JoinHandle<()>), crate::store::StoreError> {
+        let rows = store.live_registrations(unix_now()).await?;
+        let table = Bindings::from_rows(node, rows);
+        let (tx, rx) = mpsc::unbounded_channel();
+        let writer = tokio::spawn(writer(store, rx));
+        Ok((
+            Arc::new(Registrar {
+                table: RwLock::new(table),
+                persist: tx,
+            }),
+            writer,
+        ))
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Bindings> {
+        match self.table.read() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
         }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Bindings> {
+        match self.table.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
+    }
+
+    fn persist(&self, w: Write) {
+        let _ = self.persist.send(Persist::Write(w));
+    }
+
+    /// Carries out a REGISTER's decision at `now` (see [`Bindings::apply`]) and queues its
+    /// database write.
+    pub fn apply(
+        &self,
+        decision: &Decision,
+        transport: Transport,
+        source: SocketAddr,
+        now: i64,
+    ) -> Vec<Binding> {
+        let (bindings, write) = self.write().apply(decision, transport, source, now);
+        if let Some(w) = write {
+            self.persist(w);
+        }
+        bindings
+    }
+
+    /// The device's live bindings (one per registered line).
+    pub fn device_bindings(&self, device: &str) -> Vec<Binding> {
+        self.read().device_bindings(device, unix_now())
+    }
+
+    /// Whether any line of the device is registered.
+    pub fn is_registered(&self, device: &str) -> bool {
+        self.read().is_registered(device, unix_now())
+    }
+
+    pub fn count(&self) -> usize {
+        self.read().count(unix_now())
     }
 
     /// Asks the writer to write what is queued and stop (node shutdown).
@@ -393,18 +486,20 @@ impl Registrar {
 
     /// Drops expired bindings from memory and the database.
     pub fn sweep(&self) {
-        let now = unix_now();
-        let mut map = match self.bindings.write() {
-            Ok(g) => g,
-            Err(p) => p.into_inner(),
-        };
-        map.retain(|(d, l), b| {
-            let keep = b.expires_at > now;
-            if !keep {
-                let _ = self.persist.send(Persist::Remove(d.clone(), l.clone()));
-            }
-            keep
-        });
+        let writes = self.write().sweep(unix_now());
+        for w in writes {
+            self.persist(w);
+        }
+    }
+}
+
+impl Registrations for Registrar {
+    fn binding_at(&self, device: &str, line: &str, now: i64) -> Option<Binding> {
+        self.read().binding(device, line, now)
+    }
+
+    fn device_bindings_at(&self, device: &str, now: i64) -> Vec<Binding> {
+        self.read().device_bindings(device, now)
     }
 }
 
@@ -419,10 +514,10 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Persist>) {
         for op in batch.drain(..) {
             match op {
                 Persist::Close => closing = true,
-                Persist::Upsert(r) => {
+                Persist::Write(Write::Upsert(r)) => {
                     upserts.insert((r.device.clone(), r.line.clone()), r);
                 }
-                Persist::Remove(d, l) => {
+                Persist::Write(Write::Remove { device: d, line: l }) => {
                     upserts.remove(&(d.clone(), l.clone()));
                     removals.push((d, l));
                 }
@@ -561,5 +656,52 @@ mod tests {
         assert!(matches!(d, Decision::Unbind { .. }));
         let d = decide(&c, &register("23923", "", ""), 3600, own_lines).unwrap();
         assert!(matches!(d, Decision::Query { .. }));
+    }
+
+    /// The table keeps what a REGISTER asks at the time it is handed, reports live bindings
+    /// only, and returns the database write each change needs.
+    #[test]
+    fn r14_bindings_apply_query_and_unbind_with_their_writes() {
+        let mut t = Bindings::new("n1");
+        let src: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+        let bind = Decision::Bind {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+            contact: "sip:10001@127.0.0.2:5060".into(),
+            instance: None,
+            expires: 120,
+        };
+        let (bound, write) = t.apply(&bind, Transport::Tcp, src, 1000);
+        assert_eq!(bound.len(), 1);
+        assert_eq!(bound[0].expires_at, 1120);
+        match write {
+            Some(Write::Upsert(row)) => {
+                assert_eq!((row.node.as_str(), row.transport.as_str()), ("n1", "TCP"));
+                assert_eq!((row.expires_at, row.updated_at), (1120, 1000));
+            }
+            other => panic!("{other:?}"),
+        }
+        let query = Decision::Query {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+        };
+        assert_eq!(t.apply(&query, Transport::Tcp, src, 1119).0, bound);
+        assert_eq!(t.apply(&query, Transport::Tcp, src, 1120), (vec![], None));
+        assert_eq!(t.device_bindings("SEP00036BC7B973", 1119), bound);
+        let unbind = Decision::Unbind {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+        };
+        let (left, write) = t.apply(&unbind, Transport::Tcp, src, 1001);
+        assert!(left.is_empty());
+        assert_eq!(
+            write,
+            Some(Write::Remove {
+                device: "SEP00036BC7B973".into(),
+                line: "10001".into()
+            })
+        );
+        assert_eq!(t.count(1001), 0);
+        assert!(t.sweep(5000).is_empty());
     }
 }

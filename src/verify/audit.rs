@@ -37,6 +37,10 @@ pub struct AuditOptions {
     /// Offending frame numbers listed per flow direction.
     pub max_frames: usize,
     pub defrag: DefragLimits,
+    /// Pass a capture in which no flow direction is audited (no packets, none IP, or no
+    /// sender and class under audit). Without it such a capture fails: a capture taken on the
+    /// wrong interface must not pass a QoS audit.
+    pub allow_empty: bool,
 }
 
 impl Default for AuditOptions {
@@ -45,6 +49,7 @@ impl Default for AuditOptions {
             max_flows: 250_000,
             max_frames: 10,
             defrag: DefragLimits::default(),
+            allow_empty: false,
         }
     }
 }
@@ -138,6 +143,8 @@ struct FlowState {
     sip_content: bool,
     /// HTTP messages parsed on this flow although its ports are not HTTP's.
     http_content: bool,
+    /// IGMP messages that only routers send (queries...) were seen on this flow.
+    router_igmp: bool,
 }
 
 impl FlowState {
@@ -147,6 +154,7 @@ impl FlowState {
             dirs: [DirStats::default(), DirStats::default()],
             sip_content: false,
             http_content: false,
+            router_igmp: false,
         }
     }
 }
@@ -213,6 +221,8 @@ pub struct Auditor<'p> {
     app_events: Vec<AppEvent>,
     xml: XmlChecker,
     ladder: LadderBuilder,
+    /// Where the capture was cut short, and the reader's words for it.
+    truncated: Option<(Option<u64>, String)>,
 }
 
 impl<'p> Auditor<'p> {
@@ -247,6 +257,7 @@ impl<'p> Auditor<'p> {
             app_events: Vec::new(),
             xml: XmlChecker::default(),
             ladder: LadderBuilder::default(),
+            truncated: None,
         }
     }
 
@@ -273,12 +284,30 @@ impl<'p> Auditor<'p> {
                     Some(key) => self.fragment(frame, key, &d),
                     None => {
                         let slot = self.count(frame, &d);
+                        if d.protocol == super::classify::IGMP {
+                            self.igmp(slot, d.ip_payload);
+                        }
                         self.inspect(frame, slot, d.src, d.dst, &d.transport);
                     }
                 }
             }
         }
         self.settle_dropped_fragments();
+    }
+
+    /// Records that the capture ends inside a record (`error`, from the capture reader): the
+    /// audit covers the packets before it, and the file fails with the cut and its offset.
+    pub fn truncated(&mut self, error: &PcapError) {
+        self.truncated = Some((error.offset(), error.to_string()));
+    }
+
+    /// An IGMP message: routers' messages make the flow network control.
+    fn igmp(&mut self, slot: Slot, message: &[u8]) {
+        if let (Slot::Flow(id, _), true) = (slot, super::classify::is_router_igmp(message)) {
+            if let Some((_, st)) = self.flows.by_id_mut(id) {
+                st.router_igmp = true;
+            }
+        }
     }
 
     /// Records a SIP message carried by any transport (the hook for SIP over TCP framed
@@ -353,6 +382,7 @@ impl<'p> Auditor<'p> {
                             &r.method,
                             &r.target,
                             Some(status),
+                            (r.start_ts_ns, Some(msg.last_ts_ns)),
                         );
                     }
                 }
@@ -364,6 +394,7 @@ impl<'p> Auditor<'p> {
                     &r.method,
                     &r.target,
                     None,
+                    (r.start_ts_ns, None),
                 ),
             }
         }
@@ -769,9 +800,45 @@ impl<'p> Auditor<'p> {
         let audited_flows = flows.iter().filter(|f| f.expected_dscp.is_some()).count();
         let failed_flows = flows.iter().filter(|f| !f.passed).count();
         let offending_packets = flows.iter().map(|f| f.offending).sum();
+        let mut findings = Vec::new();
+        if let Some((offset, error)) = self.truncated.take() {
+            let before = match self.packets {
+                0 => "no packet came before it".to_string(),
+                1 => "the packet before it was audited".to_string(),
+                n => format!("the {n} packets before it were audited"),
+            };
+            findings.push(FileFinding {
+                kind: FileFindingKind::Truncated,
+                offset,
+                message: format!("{error}; {before}"),
+            });
+        }
+        if audited_flows == 0 && !self.options.allow_empty {
+            let why = if self.packets == 0 {
+                "the capture holds no packets (captured on the wrong interface, or with a \
+                 filter that matched nothing?)"
+                    .to_string()
+            } else if self.ip_packets == 0 {
+                format!(
+                    "none of its {} packets is IP (captured on the wrong interface?)",
+                    self.packets
+                )
+            } else {
+                format!(
+                    "none of the flow directions of its {} IP packets is audited (no sender \
+                     matches the policy's `senders`, or their classes are `any`)",
+                    self.ip_packets
+                )
+            };
+            findings.push(FileFinding {
+                kind: FileFindingKind::NothingAudited,
+                offset: None,
+                message: format!("nothing audited: {why}; --allow-empty accepts this"),
+            });
+        }
         FileAudit {
             path: path.to_string(),
-            passed: failed_flows == 0 && self.xml.invalid == 0,
+            passed: failed_flows == 0 && self.xml.invalid == 0 && findings.is_empty(),
             packets: self.packets,
             ip_packets: self.ip_packets,
             non_ip_packets: self.non_ip_packets,
@@ -792,6 +859,7 @@ impl<'p> Auditor<'p> {
             ladder,
             golden: None,
             diff: Vec::new(),
+            findings,
         }
     }
 
@@ -912,6 +980,21 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
             return (c, Evidence::Port);
         }
     }
+    let network_control = match key.protocol {
+        TCP | UDP => {
+            super::classify::network_control_port(key.protocol, a.port)
+                || super::classify::network_control_port(key.protocol, b.port)
+        }
+        super::classify::IGMP => st.router_igmp,
+        p => super::classify::is_network_control_protocol(p),
+    };
+    if network_control {
+        let by = match key.protocol {
+            TCP | UDP => Evidence::Port,
+            _ => Evidence::Protocol,
+        };
+        return (TrafficClass::NetworkControl, by);
+    }
     if st.sip_content {
         return (TrafficClass::Sip, Evidence::SipContent);
     }
@@ -989,6 +1072,42 @@ pub struct FlowAudit {
     pub passed: bool,
 }
 
+/// What fails a capture as a whole rather than one of its flows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFinding {
+    pub kind: FileFindingKind,
+    /// Byte offset in the file where the problem starts (a truncation).
+    pub offset: Option<u64>,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFindingKind {
+    /// The file ends inside a record (a capture cut short): the packets before it were
+    /// audited.
+    Truncated,
+    /// No flow direction was under audit (see [`AuditOptions::allow_empty`]).
+    NothingAudited,
+}
+
+impl FileFindingKind {
+    /// The name in JSON and JUnit (`type`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileFindingKind::Truncated => "truncated",
+            FileFindingKind::NothingAudited => "nothing-audited",
+        }
+    }
+
+    /// The name of its JUnit test case.
+    pub fn title(self) -> &'static str {
+        match self {
+            FileFindingKind::Truncated => "truncated",
+            FileFindingKind::NothingAudited => "nothing audited",
+        }
+    }
+}
+
 /// The audit of one capture file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FileAudit {
@@ -1022,6 +1141,8 @@ pub struct FileAudit {
     /// The golden ladder compared with (`--golden`), and the unified diff (empty: equal).
     pub golden: Option<String>,
     pub diff: Vec<String>,
+    /// Problems of the file as a whole (a truncation, nothing audited); each fails it.
+    pub findings: Vec<FileFinding>,
 }
 
 impl FileAudit {
@@ -1030,13 +1151,7 @@ impl FileAudit {
     pub fn compare_golden(&mut self, golden_name: &str, golden_text: &str) {
         let expected = super::golden::lines_of(golden_text);
         let actual: Vec<String> = self.ladder.lines.iter().map(|l| l.text.clone()).collect();
-        let timed: Vec<(String, f64)> = self
-            .ladder
-            .lines
-            .iter()
-            .map(|l| (l.text.clone(), l.time))
-            .collect();
-        self.diff = if super::golden::equivalent(&expected, &timed) {
+        self.diff = if super::golden::equivalent(&expected, &self.ladder.lines) {
             Vec::new()
         } else {
             super::golden::unified_diff(&expected, &actual, golden_name, &self.path)
@@ -1048,7 +1163,9 @@ impl FileAudit {
     }
 }
 
-/// Reads a whole capture and audits it. `path` only names the file in the result.
+/// Reads a whole capture and audits it. `path` only names the file in the result. A capture
+/// cut short is audited up to the cut, which is a [`FileFindingKind::Truncated`] finding;
+/// other read errors are returned.
 pub fn audit_capture<R: Read>(
     reader: R,
     path: &str,
@@ -1059,7 +1176,8 @@ pub fn audit_capture<R: Read>(
 }
 
 /// Audits what an opened [`CaptureReader`] yields (e.g. one made with
-/// [`CaptureReader::with_read_ahead`]). `path` only names the file in the result.
+/// [`CaptureReader::with_read_ahead`]), a cut as [`audit_capture`] says. `path` only names
+/// the file in the result.
 pub fn audit_capture_reader<R: Read>(
     mut capture: CaptureReader<R>,
     path: &str,
@@ -1067,8 +1185,17 @@ pub fn audit_capture_reader<R: Read>(
     options: AuditOptions,
 ) -> Result<FileAudit, PcapError> {
     let mut auditor = Auditor::new(policy, options);
-    while let Some(p) = capture.next_packet()? {
-        auditor.packet_at(p.frame, p.ts_nanos, p.link_type, p.data);
+    loop {
+        match capture.next_packet() {
+            Ok(Some(p)) => auditor.packet_at(p.frame, p.ts_nanos, p.link_type, p.data),
+            Ok(None) => break,
+            // As tshark does: the packets before the cut are read, and the cut is reported.
+            Err(e @ PcapError::Truncated { .. }) => {
+                auditor.truncated(&e);
+                break;
+            }
+            Err(e) => return Err(e),
+        }
     }
     Ok(auditor.finish(path))
 }

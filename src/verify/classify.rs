@@ -4,20 +4,26 @@
 //! 1. signalling or service traffic by its well-known port ([`class_by_port`]): SIP 5060/5061
 //!    (UDP, TCP), SCCP 2000, CTI 2748, Assistant 2912, HTTP(S) 80/8080/443/8443, TFTP 69/UDP and
 //!    6970/TCP;
-//! 2. RTP or RTCP announced in an SDP body seen in the capture ([`MediaBook`]): an endpoint
+//! 2. routers' network control: OSPF, EIGRP, PIM, VRRP, RSVP... by IP protocol
+//!    ([`is_network_control_protocol`]), IGMP when it carries messages only routers send
+//!    ([`is_router_igmp`]: queries, not hosts' reports), BGP, LDP, RIP, HSRP, GLBP, BFD, Babel
+//!    by port ([`network_control_port`]). NTP is not: Cisco IOS routers mark their own NTP CS6,
+//!    hosts (phones) send it at 0 and Cisco's design guide puts it in network management
+//!    (CS2), so no one marking fits it and it stays in `other`;
+//! 3. RTP or RTCP announced in an SDP body seen in the capture ([`MediaBook`]): an endpoint
 //!    equal to a `c=` address and `m=` port is RTP of that medium (audio and image: voice;
 //!    video: video), the `a=rtcp` port (or `m=` port + 1) its RTCP;
 //!    when addresses differ (NAT), a flow whose two ports were both announced for the same
 //!    medium;
-//! 3. SIP found by content on another port (a UDP datagram or a TCP segment that parses as a
+//! 4. SIP found by content on another port (a UDP datagram or a TCP segment that parses as a
 //!    SIP message);
-//! 4. a TFTP transfer: UDP to/from the port a client sent a TFTP request from;
-//! 5. multicast media: UDP to 239.0.0.0/8 or an IPv6 multicast group wider than link scope
+//! 5. a TFTP transfer: UDP to/from the port a client sent a TFTP request from;
+//! 6. multicast media: UDP to 239.0.0.0/8 or an IPv6 multicast group wider than link scope
 //!    whose packets look like RTP (so SSDP on 239.255.255.250 is not media): voice, or video
 //!    when the RTP heuristic says so;
-//! 6. RTP by heuristics ([`RtpGuess`]): version 2, a plausible payload type, one SSRC, over
+//! 7. RTP by heuristics ([`RtpGuess`]): version 2, a plausible payload type, one SSRC, over
 //!    enough packets (voice, or video for video payload types or large packets);
-//! 7. everything else: other.
+//! 8. everything else: other.
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -38,11 +44,13 @@ pub enum TrafficClass {
     Tftp,
     Voice,
     Video,
+    /// Routers' control traffic (routing, first-hop redundancy, multicast queries).
+    NetworkControl,
     Other,
 }
 
 impl TrafficClass {
-    pub const ALL: [TrafficClass; 9] = [
+    pub const ALL: [TrafficClass; 10] = [
         TrafficClass::Sip,
         TrafficClass::Sccp,
         TrafficClass::Cti,
@@ -51,6 +59,7 @@ impl TrafficClass {
         TrafficClass::Tftp,
         TrafficClass::Voice,
         TrafficClass::Video,
+        TrafficClass::NetworkControl,
         TrafficClass::Other,
     ];
 
@@ -64,6 +73,7 @@ impl TrafficClass {
             TrafficClass::Tftp => "tftp",
             TrafficClass::Voice => "voice",
             TrafficClass::Video => "video",
+            TrafficClass::NetworkControl => "network-control",
             TrafficClass::Other => "other",
         }
     }
@@ -80,6 +90,8 @@ impl fmt::Display for TrafficClass {
 pub enum Evidence {
     /// A well-known port.
     Port,
+    /// The IP protocol (OSPF, PIM...), or IGMP messages only routers send.
+    Protocol,
     /// RTP announced in SDP.
     Sdp,
     /// RTCP of a stream announced in SDP.
@@ -109,6 +121,7 @@ impl Evidence {
     pub fn as_str(self) -> &'static str {
         match self {
             Evidence::Port => "port",
+            Evidence::Protocol => "protocol",
             Evidence::Sdp => "sdp",
             Evidence::SdpRtcp => "sdp-rtcp",
             Evidence::SdpPorts => "sdp-ports",
@@ -144,6 +157,39 @@ pub fn port_class(protocol: u8, port: u16) -> Option<TrafficClass> {
 pub fn class_by_port(protocol: u8, a: u16, b: u16) -> Option<TrafficClass> {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     port_class(protocol, lo).or_else(|| port_class(protocol, hi))
+}
+
+/// IP protocol number of IGMP.
+pub const IGMP: u8 = 2;
+
+/// IP protocols that only carry network control: EGP 8, IGRP 9, RSVP 46, EIGRP 88, OSPF 89,
+/// PIM 103, VRRP (and CARP) 112. IGMP is network control only from routers
+/// ([`is_router_igmp`]).
+pub fn is_network_control_protocol(protocol: u8) -> bool {
+    matches!(protocol, 8 | 9 | 46 | 88 | 89 | 103 | 112)
+}
+
+/// Whether a UDP or TCP port is a network-control protocol's: BGP 179/TCP, LDP 646, RIP 520
+/// and RIPng 521/UDP, HSRP 1985 and HSRP for IPv6 2029/UDP, GLBP 3222/UDP, BFD 3784 (single
+/// hop), 3785 (echo), 4784 (multihop) and 6784 (on LAG members)/UDP, Babel 6696/UDP.
+pub fn network_control_port(protocol: u8, port: u16) -> bool {
+    matches!(
+        (protocol, port),
+        (TCP, 179)
+            | (TCP | UDP, 646)
+            | (
+                UDP,
+                520 | 521 | 1985 | 2029 | 3222 | 3784 | 3785 | 4784 | 6784 | 6696
+            )
+    )
+}
+
+/// Whether an IGMP message is one that routers send (RFC 2236, RFC 3376, RFC 4286): a
+/// membership query, DVMRP, PIMv1, a multicast router advertisement or termination. Hosts'
+/// membership reports and leaves are not network control: RFC 4594 keeps CS6 for traffic
+/// between network devices.
+pub fn is_router_igmp(message: &[u8]) -> bool {
+    matches!(message.first(), Some(0x11 | 0x13 | 0x14 | 0x30 | 0x32))
 }
 
 /// Multicast groups whose UDP traffic is taken as media: 239.0.0.0/8 (administratively scoped,
@@ -529,6 +575,37 @@ mod tests {
         assert_eq!(class_by_port(UDP, 16384, 16386), None);
         // Both well known: the lower port decides.
         assert_eq!(class_by_port(TCP, 8080, 2000), Some(TrafficClass::Sccp));
+    }
+
+    #[test]
+    fn r21_network_control_protocols_ports_and_igmp_messages() {
+        for p in [88, 89, 103, 112, 46] {
+            assert!(is_network_control_protocol(p), "{p}");
+        }
+        for p in [1, 2, 6, 17, 47, 50, 58] {
+            assert!(!is_network_control_protocol(p), "{p}");
+        }
+        assert!(network_control_port(TCP, 179));
+        assert!(!network_control_port(UDP, 179));
+        assert!(network_control_port(UDP, 646) && network_control_port(TCP, 646));
+        for port in [520, 521, 1985, 2029, 3222, 3784, 3785, 4784, 6784, 6696] {
+            assert!(network_control_port(UDP, port), "{port}");
+            assert!(!network_control_port(TCP, port), "{port}");
+        }
+        // NTP, DNS, SNMP, syslog: not network control.
+        for port in [123, 53, 161, 162, 514] {
+            assert!(!network_control_port(UDP, port), "{port}");
+        }
+        // Queries (v1/v2/v3), DVMRP, PIMv1, router advertisement/termination: routers.
+        for t in [0x11, 0x13, 0x14, 0x30, 0x32] {
+            assert!(is_router_igmp(&[t, 0, 0, 0]), "{t:#x}");
+        }
+        // Reports (v1, v2, v3), leave, router solicitation: hosts.
+        for t in [0x12, 0x16, 0x22, 0x17, 0x31] {
+            assert!(!is_router_igmp(&[t, 0, 0, 0]), "{t:#x}");
+        }
+        assert!(!is_router_igmp(&[]));
+        assert_eq!(TrafficClass::NetworkControl.as_str(), "network-control");
     }
 
     #[test]

@@ -13,7 +13,10 @@
 //!
 //! Roles: each address gets a stable name at its first appearance in the ladder: the policy's
 //! role for it when it has one (`cucm`, `phone`...), else `A`, `B`, `C`... Ports, Call-IDs,
-//! tags, branches, CSeq bases, SSRCs and timestamps never appear in a line's text.
+//! tags, branches, CSeq bases, SSRCs and timestamps never appear in a line's text. Letters,
+//! role numbers and call numbers follow the order of first appearance, which concurrent
+//! events change from run to run: the golden comparison ([`super::golden::equivalent`])
+//! matches them by a renaming rather than as text.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -42,6 +45,10 @@ enum Kind {
         method: String,
         template: String,
         status: Option<u16>,
+        /// When the exchange began (see [`crate::verify::streams::HttpRequestSeen`]) and
+        /// when its response ended.
+        start_ns: u64,
+        end_ns: Option<u64>,
     },
     Rtp {
         payload_type: u8,
@@ -69,6 +76,25 @@ pub struct LadderLine {
     pub text: String,
     /// What varies and is not compared (SSRC, counts, jitter...), possibly empty.
     pub detail: String,
+    /// When the exchange the line shows began and ended, in seconds like `time`: an HTTP
+    /// exchange from its connection's opening (for the connection's first request) or its
+    /// request to its response; any other line is a moment (`time`, `time`). Not shown: the
+    /// golden comparison reads from it which exchanges were in progress at once.
+    #[serde(skip)]
+    pub span: (f64, f64),
+}
+
+impl LadderLine {
+    /// A line that is a moment (no exchange around it).
+    pub fn at(frame: u64, time: f64, text: impl Into<String>) -> LadderLine {
+        LadderLine {
+            frame,
+            time,
+            text: text.into(),
+            detail: String::new(),
+            span: (time, time),
+        }
+    }
 }
 
 impl Eq for LadderLine {}
@@ -184,7 +210,8 @@ impl LadderBuilder {
         });
     }
 
-    /// An HTTP exchange (request frame, client -> server), `status` None when unanswered.
+    /// An HTTP exchange (request frame, client -> server), `status` None when unanswered;
+    /// `span_ns`: when the exchange began and when its response ended (None: unanswered).
     #[allow(clippy::too_many_arguments)]
     pub fn http(
         &mut self,
@@ -195,6 +222,7 @@ impl LadderBuilder {
         method: &str,
         target: &str,
         status: Option<u16>,
+        span_ns: (u64, Option<u64>),
     ) {
         self.push(Event {
             frame,
@@ -205,6 +233,8 @@ impl LadderBuilder {
                 method: method.to_string(),
                 template: path_template(target),
                 status,
+                start_ns: span_ns.0,
+                end_ns: span_ns.1,
             },
         });
     }
@@ -302,6 +332,9 @@ impl LadderBuilder {
             let src = name_of(e.src, &mut roles);
             let dst = name_of(e.dst, &mut roles);
             let mut detail = String::new();
+            let secs = |ns: u64| (ns as i128 - t0 as i128) as f64 / 1e9;
+            let time = secs(e.ts_ns).max(0.0);
+            let mut span = (time, time);
             let body = match &e.kind {
                 Kind::SipRequest {
                     call_id,
@@ -332,10 +365,18 @@ impl LadderBuilder {
                     method,
                     template,
                     status,
-                } => match status {
-                    Some(s) => format!("HTTP {method} {template} {s}"),
-                    None => format!("HTTP {method} {template} (no response)"),
-                },
+                    start_ns,
+                    end_ns,
+                } => {
+                    span = (
+                        secs(*start_ns).min(time),
+                        end_ns.map_or(time, |e| secs(e).max(time)),
+                    );
+                    match status {
+                        Some(s) => format!("HTTP {method} {template} {s}"),
+                        None => format!("HTTP {method} {template} (no response)"),
+                    }
+                }
                 Kind::Rtp {
                     payload_type,
                     ptime_ms,
@@ -350,9 +391,10 @@ impl LadderBuilder {
             };
             lines.push(LadderLine {
                 frame: e.frame,
-                time: e.ts_ns.saturating_sub(t0) as f64 / 1e9,
+                time,
                 text: format!("{src} -> {dst}: {body}"),
                 detail,
+                span,
             });
         }
         Ladder {

@@ -1,4 +1,4 @@
-//! Verification of captures: `ucm pcap verify` (issue 4).
+//! Verification of captures: `ucm pcap verify`.
 //!
 //! Every IP packet of a capture is put in a flow ([`crate::pcap::flow`]), every flow in a
 //! traffic class ([`classify`]), and each direction's packets are checked against the DSCP the
@@ -16,7 +16,9 @@
 //! ```
 //!
 //! - [`audit::audit_capture`] / [`audit::Auditor`]: streaming audit of one capture (memory
-//!   bounded by the flow table and the bounded reassembly, never by the file size).
+//!   bounded by the flow table and the bounded reassembly, never by the file size). A capture
+//!   cut short is audited up to the cut; the cut, and a capture in which nothing was audited,
+//!   are findings that fail the file ([`audit::FileFinding`]).
 //! - [`streams`]: per-connection TCP reassembly, SIP/HTTP detection, notes on retransmissions,
 //!   gaps and overlap conflicts.
 //! - [`payload`]: CiscoIPPhone, EM API, SOAP and remotecc documents in HTTP and SIP bodies.
@@ -24,9 +26,6 @@
 //!   stored ladder as a unified diff.
 //! - [`policy::Policy`]: the YAML policy (built-in default: [`policy::DEFAULT_POLICY_YAML`]).
 //! - [`report::Report`]: text, JSON and JUnit renderings of a run.
-//!
-//! Still to come (issue 4): scenarios run by `cargo xtask conformance`, SOAP beyond
-//! well-formedness (WebDialer).
 
 pub mod audit;
 pub mod classify;
@@ -37,7 +36,10 @@ pub mod policy;
 pub mod report;
 pub mod streams;
 
-pub use audit::{audit_capture, audit_capture_reader, AuditOptions, Auditor, FileAudit, FlowAudit};
+pub use audit::{
+    audit_capture, audit_capture_reader, AuditOptions, Auditor, FileAudit, FileFinding,
+    FileFindingKind, FlowAudit,
+};
 pub use classify::{Evidence, TrafficClass};
 pub use ladder::{Ladder, LadderLine, Role};
 pub use payload::{Finding, Severity, XmlDocument};

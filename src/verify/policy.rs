@@ -4,7 +4,7 @@
 //! default, [`DEFAULT_POLICY_YAML`]):
 //!
 //! ```yaml
-//! classes: { sip: CS3, voice: EF, video: AF41, http: 0, other: any }
+//! classes: { sip: CS3, voice: EF, video: AF41, http: 0, network-control: CS6, other: any }
 //! senders:                      # optional; absent = every sender is audited
 //!   - address: 10.10.0.0/16
 //!     role: phones
@@ -100,6 +100,8 @@ pub struct ClassTable {
     pub tftp: Option<Expect>,
     pub voice: Option<Expect>,
     pub video: Option<Expect>,
+    #[serde(rename = "network-control", alias = "network_control")]
+    pub network_control: Option<Expect>,
     pub other: Option<Expect>,
 }
 
@@ -115,11 +117,13 @@ impl ClassTable {
             TrafficClass::Tftp => self.tftp,
             TrafficClass::Voice => self.voice,
             TrafficClass::Video => self.video,
+            TrafficClass::NetworkControl => self.network_control,
             TrafficClass::Other => self.other,
         }
     }
 
-    /// Cisco's defaults: signalling CS3, voice EF, video AF41, everything else 0.
+    /// Cisco's defaults: signalling CS3, voice EF, video AF41, routers' network control CS6,
+    /// everything else 0.
     pub fn cisco() -> ClassTable {
         let d = |v| Some(Expect::Dscp(v));
         ClassTable {
@@ -132,6 +136,7 @@ impl ClassTable {
             tftp: d(Dscp::DEFAULT),
             voice: d(Dscp::EF),
             video: d(Dscp::AF41),
+            network_control: d(Dscp::CS6),
             other: d(Dscp::DEFAULT),
         }
     }

@@ -1,5 +1,7 @@
 //! Reports of a verification run: plain text, JSON (a stable contract for scripts) and JUnit
-//! XML (one testsuite per capture, one testcase per audited flow direction).
+//! XML (one testsuite per capture, one testcase per audited flow direction). Problems of a
+//! capture as a whole (cut short, nothing audited) are in every format: a `FAIL` line under
+//! the file's, `findings` in JSON, a failed `capture` test case in JUnit.
 
 use std::fmt::Write as _;
 
@@ -210,6 +212,7 @@ impl Report {
                 "audited_flows": a.audited_flows,
                 "failed_flows": a.failed_flows,
                 "offending_packets": a.offending_packets,
+                "findings": a.findings.iter().map(file_finding_json).collect::<Vec<_>>(),
                 "notes": a.notes,
                 "flows": self.shown(a).map(flow_json).collect::<Vec<_>>(),
                 "xml_documents": a.xml_checked,
@@ -266,6 +269,9 @@ impl Report {
             a.failed_flows,
             a.offending_packets
         );
+        for f in &a.findings {
+            let _ = writeln!(out, "  FAIL {}", f.message);
+        }
         let header = [
             "SRC",
             "DST",
@@ -408,8 +414,12 @@ impl Report {
                         .collect();
                     let failed = audited.iter().filter(|f| !f.passed).count()
                         + a.xml.iter().filter(|d| d.errors() > 0).count()
-                        + usize::from(!a.diff.is_empty());
-                    let n = audited.len() + a.xml.len() + usize::from(a.golden.is_some());
+                        + usize::from(!a.diff.is_empty())
+                        + a.findings.len();
+                    let n = audited.len()
+                        + a.xml.len()
+                        + usize::from(a.golden.is_some())
+                        + a.findings.len();
                     tests += n;
                     failures += failed;
                     let _ = writeln!(
@@ -417,6 +427,16 @@ impl Report {
                         "  <testsuite name=\"{}\" tests=\"{n}\" failures=\"{failed}\" errors=\"0\" skipped=\"0\">",
                         escape_legal(&a.path),
                     );
+                    for f in &a.findings {
+                        let _ = write!(
+                            suites,
+                            "    <testcase classname=\"capture\" name=\"{}\">\n      \
+                             <failure message=\"{m}\" type=\"{}\">{m}</failure>\n    </testcase>\n",
+                            f.kind.title(),
+                            f.kind.as_str(),
+                            m = escape_legal(&f.message)
+                        );
+                    }
                     for d in &a.xml {
                         let name = format!("frame {} {} <{}>", d.frame, d.source, d.root);
                         let _ = write!(
@@ -562,6 +582,10 @@ fn xml_json(d: &XmlDocument) -> Value {
         "errors": list(Severity::Error),
         "warnings": list(Severity::Warning),
     })
+}
+
+fn file_finding_json(f: &super::audit::FileFinding) -> Value {
+    json!({"kind": f.kind.as_str(), "offset": f.offset, "message": f.message})
 }
 
 fn flow_json(f: &FlowAudit) -> Value {

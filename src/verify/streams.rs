@@ -64,6 +64,9 @@ pub struct HttpRequestSeen {
     pub target: String,
     pub client: Endpoint,
     pub server: Endpoint,
+    /// When the exchange began: the connection's first packet for its first request (the
+    /// client opened it for this request), else the request's first byte.
+    pub start_ts_ns: u64,
 }
 
 /// What one connection's reassembly met (only connections with something to say).
@@ -138,6 +141,8 @@ struct Conn {
     app: App,
     first_frame: u64,
     last_frame: u64,
+    /// Time of the first packet, until the first HTTP request takes it as its start.
+    opened_ts_ns: Option<u64>,
     first_gap_frame: Option<u64>,
     first_conflict_frame: Option<u64>,
     pending: Vec<HttpRequestSeen>,
@@ -207,6 +212,7 @@ impl TcpStreams {
                     app: App::Undecided,
                     first_frame: frame,
                     last_frame: frame,
+                    opened_ts_ns: Some(ts_ns),
                     first_gap_frame: None,
                     first_conflict_frame: None,
                     pending: Vec::new(),
@@ -385,6 +391,7 @@ fn http_events(c: &mut Conn, h: &mut HttpConversation, out: &mut Vec<AppEvent>) 
                 if c.pending.len() >= MAX_PENDING {
                     c.pending.remove(0);
                 }
+                let start_ts_ns = c.opened_ts_ns.take().unwrap_or(m.first_ts_ns);
                 c.pending.push(HttpRequestSeen {
                     frame: m.last_frame,
                     ts_ns: m.last_ts_ns,
@@ -392,6 +399,7 @@ fn http_events(c: &mut Conn, h: &mut HttpConversation, out: &mut Vec<AppEvent>) 
                     target: target.clone(),
                     client: src,
                     server: dst,
+                    start_ts_ns: start_ts_ns.min(m.first_ts_ns),
                 });
                 None
             }

@@ -655,3 +655,259 @@ fn no_prefix_or_corruption_of_a_packet_panics() {
     let r = a.finish("fuzz");
     assert_eq!(r.flows.iter().map(|f| f.packets).sum::<u64>(), r.ip_packets);
 }
+
+// ------------------------------------------------------------------ network control, findings
+
+#[test]
+fn r21_routers_network_control_is_its_own_class_and_ntp_is_not() {
+    const ROUTER: [u8; 4] = [10, 0, 0, 254];
+    let cs6 = tos(Dscp::CS6);
+    let pkts = vec![
+        // IGMPv2 group-specific query from the router, reports from a host at 0.
+        ipv4(
+            cs6,
+            2,
+            ROUTER,
+            [239, 1, 1, 99],
+            0,
+            0,
+            &[0x11, 10, 0, 0, 239, 1, 1, 99],
+        ),
+        ipv4(
+            0,
+            2,
+            PHONE,
+            [239, 1, 1, 99],
+            0,
+            0,
+            &[0x16, 0, 0, 0, 239, 1, 1, 99],
+        ),
+        // OSPF hello, PIM hello, VRRP advertisement: by IP protocol.
+        ipv4(cs6, 89, ROUTER, [224, 0, 0, 5], 0, 0, &[2, 1, 0, 44]),
+        ipv4(cs6, 103, ROUTER, [224, 0, 0, 13], 0, 0, &[0x20, 0, 0, 0]),
+        ipv4(0, 112, GW, [224, 0, 0, 18], 0, 0, &[0x21, 1, 100, 1]),
+        // BGP (TCP 179), HSRP (UDP 1985), BFD (UDP 3784).
+        ipv4_tcp(cs6, ROUTER, 179, GW, 40000, 0x10, b""),
+        ipv4_tcp(cs6, GW, 40000, ROUTER, 179, 0x10, b""),
+        ipv4_udp(cs6, ROUTER, 1985, [224, 0, 0, 2], 1985, &[0; 20]),
+        ipv4_udp(cs6, ROUTER, 49152, GW, 3784, &[0x20, 0xc0, 3, 24]),
+        // NTP: the router's reply at CS6 and the phone's request at 0 are both `other`.
+        ipv4_udp(0, PHONE, 123, ROUTER, 123, &[0x1b; 48]),
+        ipv4_udp(cs6, ROUTER, 123, PHONE, 123, &[0x1c; 48]),
+    ];
+    let a = run(&Policy::cisco_default(), &pkts);
+    let nc = |src: &str, dst: &str| {
+        let f = a
+            .flows
+            .iter()
+            .find(|f| f.src == src && f.dst == dst)
+            .unwrap_or_else(|| panic!("no flow {src} -> {dst}: {:#?}", a.flows));
+        (f.class, f.evidence, f.expected_dscp, f.passed)
+    };
+    let want = |by| (TrafficClass::NetworkControl, by, Some(Dscp::CS6), true);
+    assert_eq!(nc("10.0.0.254", "239.1.1.99"), want(Evidence::Protocol));
+    assert_eq!(
+        nc("10.10.0.5", "239.1.1.99"),
+        (
+            TrafficClass::Other,
+            Evidence::None,
+            Some(Dscp::DEFAULT),
+            true
+        )
+    );
+    assert_eq!(nc("10.0.0.254", "224.0.0.5"), want(Evidence::Protocol));
+    assert_eq!(nc("10.0.0.254", "224.0.0.13"), want(Evidence::Protocol));
+    // A VRRP router that does not mark its advertisements is named.
+    let vrrp = nc("10.20.0.1", "224.0.0.18");
+    assert_eq!((vrrp.0, vrrp.3), (TrafficClass::NetworkControl, false));
+    assert_eq!(
+        nc("10.0.0.254:179", "10.20.0.1:40000"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.20.0.1:40000", "10.0.0.254:179"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.0.0.254:1985", "224.0.0.2:1985"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.0.0.254:49152", "10.20.0.1:3784"),
+        want(Evidence::Port)
+    );
+    assert_eq!(
+        nc("10.10.0.5:123", "10.0.0.254:123"),
+        (
+            TrafficClass::Other,
+            Evidence::None,
+            Some(Dscp::DEFAULT),
+            true
+        )
+    );
+    let ntp = nc("10.0.0.254:123", "10.10.0.5:123");
+    assert_eq!((ntp.0, ntp.3), (TrafficClass::Other, false));
+    assert_eq!(a.failed_flows, 2);
+
+    // The policy key, and its default in the built-in policy.
+    let p = Policy::parse("classes:\n  network-control: any\n", "p.yaml").expect("parse");
+    assert_eq!(p.classes.network_control, Some(Expect::Any));
+    let p = Policy::parse("classes:\n  network_control: CS7\n", "p.yaml").expect("parse");
+    assert_eq!(p.classes.network_control, Some(Expect::Dscp(Dscp::CS7)));
+    let any = "10.0.0.1".parse().expect("ip");
+    let d = Policy::parse(DEFAULT_POLICY_YAML, "qos-policy.yaml").expect("default");
+    assert_eq!(
+        d.expectation(any, TrafficClass::NetworkControl).dscp,
+        Some(Dscp::CS6)
+    );
+    assert!(DEFAULT_POLICY_YAML.contains("\n  network-control: CS6\n"));
+}
+
+/// A classic pcap of raw IP packets.
+fn raw_pcap(packets: &[Vec<u8>]) -> Vec<u8> {
+    let mut f = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
+    f.extend_from_slice(&[2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&101u32.to_le_bytes());
+    for p in packets {
+        f.extend_from_slice(&[0; 8]);
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        f.extend_from_slice(p);
+    }
+    f
+}
+
+/// A pcapng of raw IP packets; also returns where each packet's block starts.
+fn raw_pcapng(packets: &[Vec<u8>]) -> (Vec<u8>, Vec<usize>) {
+    let block = |kind: u32, body: &[u8]| {
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    };
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut f = block(0x0a0d_0d0a, &shb);
+    f.extend(block(1, &[101, 0, 0, 0, 0xff, 0xff, 0, 0]));
+    let mut starts = Vec::new();
+    for p in packets {
+        starts.push(f.len());
+        let mut epb = vec![0; 12];
+        epb.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        epb.extend_from_slice(p);
+        epb.resize(epb.len().div_ceil(4) * 4, 0);
+        f.extend(block(6, &epb));
+    }
+    (f, starts)
+}
+
+#[test]
+fn r21_a_capture_cut_anywhere_is_audited_up_to_the_cut() {
+    let pkts: Vec<Vec<u8>> = (0..4u16)
+        .map(|i| ipv4_udp(tos(Dscp::CS3), PHONE, 5060, CUCM, 5060 + i, b"\r\n\r\n"))
+        .collect();
+    let classic = raw_pcap(&pkts);
+    let mut classic_starts = vec![24];
+    for p in &pkts[..pkts.len() - 1] {
+        let last = *classic_starts.last().expect("start");
+        classic_starts.push(last + 16 + p.len());
+    }
+    let (ng, ng_starts) = raw_pcapng(&pkts);
+    let policy = Policy::cisco_default();
+    // (format, file, where the blocks after the file header start, of which packets)
+    for (name, file, blocks, packets) in [
+        ("pcap", &classic, classic_starts.clone(), &classic_starts),
+        (
+            "pcapng",
+            &ng,
+            [vec![28], ng_starts.clone()].concat(),
+            &ng_starts,
+        ),
+    ] {
+        let end_of = |s: usize| {
+            blocks
+                .iter()
+                .copied()
+                .find(|&b| b > s)
+                .unwrap_or(file.len())
+        };
+        for cut in 0..=file.len() {
+            let result = audit_capture(&file[..cut], name, &policy, AuditOptions::default());
+            if cut < blocks[0] {
+                // Not even the file header: nothing to audit.
+                assert!(result.is_err(), "{name} cut at {cut}");
+                continue;
+            }
+            let a = result.unwrap_or_else(|e| panic!("{name} cut at {cut}: {e}"));
+            let complete = packets.iter().filter(|&&s| end_of(s) <= cut).count();
+            assert_eq!(a.packets, complete as u64, "{name} cut at {cut}");
+            let truncated: Vec<&FileFinding> = a
+                .findings
+                .iter()
+                .filter(|f| f.kind == FileFindingKind::Truncated)
+                .collect();
+            if blocks.contains(&cut) || cut == file.len() {
+                assert!(truncated.is_empty(), "{name} cut at a boundary {cut}");
+                assert_eq!(a.passed, complete > 0, "{name} cut at {cut}");
+            } else {
+                let at = blocks.iter().copied().filter(|&b| b < cut).max();
+                assert_eq!(truncated.len(), 1, "{name} cut at {cut}");
+                assert_eq!(truncated[0].offset, at.map(|b| b as u64), "{name} {cut}");
+                assert!(truncated[0].message.contains("byte offset"));
+                assert!(!a.passed);
+            }
+        }
+    }
+}
+
+#[test]
+fn r21_nothing_audited_fails_unless_allowed_and_is_reported_in_every_format() {
+    let policy = Policy::parse("senders:\n  - address: 192.0.2.1\n", "p.yaml").expect("policy");
+    let pkts = vec![ipv4_udp(0, PHONE, 5060, CUCM, 5060, b"x")];
+    let a = run(&policy, &pkts);
+    assert!(!a.passed);
+    assert_eq!(a.findings.len(), 1);
+    assert_eq!(a.findings[0].kind, FileFindingKind::NothingAudited);
+    let mut ok = Auditor::new(
+        &policy,
+        AuditOptions {
+            allow_empty: true,
+            ..AuditOptions::default()
+        },
+    );
+    ok.packet(1, 101, &pkts[0]);
+    let ok = ok.finish("ok.pcap");
+    assert!(ok.passed && ok.findings.is_empty());
+
+    let report = Report {
+        policy: "p.yaml".into(),
+        files: vec![FileOutcome::Audited(a)],
+        only_audited: false,
+    };
+    assert!(!report.passed() && !report.any_unreadable());
+    let text = report.text();
+    assert!(
+        text.contains("\n  FAIL nothing audited: none of the flow directions of its 1 IP packets"),
+        "{text}"
+    );
+    let json = report.json();
+    assert_eq!(json["files"][0]["findings"][0]["kind"], "nothing-audited");
+    assert_eq!(
+        json["files"][0]["findings"][0]["offset"],
+        serde_json::Value::Null
+    );
+    let junit = report.junit();
+    assert!(
+        junit.contains("tests=\"1\" failures=\"1\" errors=\"0\""),
+        "{junit}"
+    );
+    assert!(
+        junit.contains("<testcase classname=\"capture\" name=\"nothing audited\">"),
+        "{junit}"
+    );
+}

@@ -284,8 +284,9 @@ fn r4_unreadable_inputs_exit_2_with_the_reason() {
     let good = write(dir.path(), "good.pcap", &call_capture(EF));
     let full = call_capture(EF);
     let truncated = write(dir.path(), "cut.pcap", &full[..full.len() - 10]);
+    // A truncated capture is audited up to the cut and fails (exit 1), naming the offset.
     let out = run(&[], &[&good, &truncated]);
-    assert_eq!(out.status.code(), Some(2), "{}", stdout(&out));
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
     let err = stderr(&out);
     assert!(
         err.contains("cut.pcap") && err.contains("truncated") && err.contains("byte offset"),
@@ -946,4 +947,491 @@ fn r4_ladder_subcommand_prints_roles_lines_and_json() {
     assert_eq!(doc["roles"][1]["name"], "B");
     assert_eq!(doc["roles"][1]["addr"], "172.22.224.22");
     assert_eq!(doc["ladder"][0]["frame"], 20);
+}
+
+// ------------------------------------------------------------------ nothing audited, truncation
+
+/// A pcapng file (little endian, one Ethernet interface, microsecond timestamps).
+fn pcapng(frames: &[Vec<u8>]) -> Vec<u8> {
+    let block = |kind: u32, body: &[u8]| {
+        let len = (12 + body.len()) as u32;
+        let mut b = kind.to_le_bytes().to_vec();
+        b.extend_from_slice(&len.to_le_bytes());
+        b.extend_from_slice(body);
+        b.extend_from_slice(&len.to_le_bytes());
+        b
+    };
+    let mut shb = 0x1a2b_3c4du32.to_le_bytes().to_vec();
+    shb.extend_from_slice(&[1, 0, 0, 0]);
+    shb.extend_from_slice(&u64::MAX.to_le_bytes());
+    let mut f = block(0x0a0d_0d0a, &shb);
+    let mut idb = 1u16.to_le_bytes().to_vec();
+    idb.extend_from_slice(&[0, 0]);
+    idb.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend(block(1, &idb));
+    for (i, data) in frames.iter().enumerate() {
+        let ts = (1_700_000_000u64 + i as u64) * 1_000_000;
+        let mut epb = 0u32.to_le_bytes().to_vec();
+        epb.extend_from_slice(&((ts >> 32) as u32).to_le_bytes());
+        epb.extend_from_slice(&(ts as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(&(data.len() as u32).to_le_bytes());
+        epb.extend_from_slice(data);
+        epb.resize(epb.len().div_ceil(4) * 4, 0);
+        f.extend(block(6, &epb));
+    }
+    f
+}
+
+/// The file-level findings of the first file of a JSON report: (kind, offset, message).
+fn findings(doc: &Value) -> Vec<(String, Option<u64>, String)> {
+    doc["files"][0]["findings"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no findings array in {doc:#}"))
+        .iter()
+        .map(|f| {
+            (
+                f["kind"].as_str().expect("kind").to_string(),
+                f["offset"].as_u64(),
+                f["message"].as_str().expect("message").to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn r21_a_capture_without_packets_fails_in_every_format_unless_allow_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let empty = write(dir.path(), "empty.pcap", &pcap(&[]));
+    let empty_ng = write(dir.path(), "empty.pcapng", &pcapng(&[]));
+    for file in [&empty, &empty_ng] {
+        let out = run(&[], &[file]);
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}{}",
+            stdout(&out),
+            stderr(&out)
+        );
+        let text = stdout(&out);
+        assert!(text.starts_with("FAIL "), "{text}");
+        assert!(
+            text.contains("nothing audited: the capture holds no packets")
+                && text.contains("--allow-empty"),
+            "{text}"
+        );
+        assert!(stderr(&out).contains("nothing audited"), "{}", stderr(&out));
+
+        let out = run(&["--format", "json"], &[file]);
+        assert_eq!(out.status.code(), Some(1));
+        let doc = json_of(&out);
+        assert_eq!(doc["passed"], false);
+        assert_eq!(doc["files"][0]["passed"], false);
+        assert_eq!(doc["files"][0]["packets"], 0);
+        let f = findings(&doc);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!((f[0].0.as_str(), f[0].1), ("nothing-audited", None));
+        assert!(f[0].2.contains("no packets"), "{f:?}");
+
+        let out = run(&["--format", "junit"], &[file]);
+        assert_eq!(out.status.code(), Some(1));
+        let xml = stdout(&out);
+        assert!(
+            xml.contains("tests=\"1\" failures=\"1\" errors=\"0\">"),
+            "{xml}"
+        );
+        assert!(
+            xml.contains("<testcase classname=\"capture\" name=\"nothing audited\">"),
+            "{xml}"
+        );
+        assert!(xml.contains("type=\"nothing-audited\""), "{xml}");
+
+        for format in ["text", "json", "junit"] {
+            let out = run(&["--allow-empty", "--format", format], &[file]);
+            assert_eq!(out.status.code(), Some(0), "{format}: {}", stdout(&out));
+        }
+        let doc = json_of(&run(&["--allow-empty", "--format", "json"], &[file]));
+        assert_eq!(doc["passed"], true);
+        assert!(findings(&doc).is_empty());
+    }
+    let help = stdout(&run(&["--help"], &[]));
+    assert!(
+        help.contains("--allow-empty") && help.contains("the wrong interface"),
+        "{help}"
+    );
+}
+
+#[test]
+fn r21_a_capture_with_only_unaudited_flows_fails_unless_allow_empty() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let call = write(dir.path(), "call.pcap", &call_capture(EF));
+    // Senders listed, none of them in the capture: seven packets, nothing audited.
+    let p = write(
+        dir.path(),
+        "elsewhere.yaml",
+        b"senders:\n  - address: 192.0.2.0/24\n",
+    );
+    let p = p.to_str().expect("utf-8");
+    let out = run(&["--policy", p, "--format", "json"], &[&call]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let doc = json_of(&out);
+    assert_eq!(doc["files"][0]["packets"], 7);
+    assert_eq!(doc["files"][0]["audited_flows"], 0);
+    let f = findings(&doc);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(f[0].0, "nothing-audited");
+    assert!(
+        f[0].2
+            .contains("none of the flow directions of its 7 IP packets is audited"),
+        "{f:?}"
+    );
+    let out = run(&["--policy", p], &[&call]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stdout(&out).contains("nothing audited"), "{}", stdout(&out));
+    let out = run(&["--policy", p, "--allow-empty"], &[&call]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    assert!(stdout(&out).starts_with("PASS "), "{}", stdout(&out));
+
+    // Every class `any` for every sender: nothing audited either.
+    let any = write(
+        dir.path(),
+        "any.yaml",
+        b"classes: {sip: any, sccp: any, cti: any, assistant: any, http: any, tftp: any, \
+          voice: any, video: any, network-control: any, other: any}\n",
+    );
+    let out = run(&["--policy", any.to_str().expect("utf-8")], &[&call]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+
+    // Only frames that are not IP (ARP): nothing audited.
+    let arp = {
+        let mut f = vec![0xff; 6];
+        f.extend_from_slice(&[0, 1, 2, 3, 4, 5, 0x08, 0x06]);
+        f.extend_from_slice(&[0, 1, 8, 0, 6, 4, 0, 1]);
+        f.resize(42, 0);
+        f
+    };
+    let arps = write(dir.path(), "arp.pcap", &pcap(&[arp.clone(), arp]));
+    let out = run(&["--format", "json"], &[&arps]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let f = findings(&json_of(&out));
+    assert!(f[0].2.contains("none of its 2 packets is IP"), "{f:?}");
+    assert_eq!(run(&["--allow-empty"], &[&arps]).status.code(), Some(0));
+}
+
+/// Byte offsets where the records of a classic pcap file start.
+fn pcap_record_offsets(file: &[u8]) -> Vec<usize> {
+    let mut at = 24;
+    let mut out = Vec::new();
+    while at + 16 <= file.len() {
+        out.push(at);
+        let incl = u32::from_le_bytes(file[at + 8..at + 12].try_into().expect("4 bytes"));
+        at += 16 + incl as usize;
+    }
+    out
+}
+
+#[test]
+fn r21_a_truncated_pcap_verifies_the_packets_before_the_cut_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let full = call_capture(EF);
+    let last = *pcap_record_offsets(&full).last().expect("records");
+    let cut = write(dir.path(), "cut.pcap", &full[..full.len() - 10]);
+
+    let out = run(&[], &[&cut]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(text.starts_with("FAIL "), "{text}");
+    assert!(text.contains("6 packets (6 IP)"), "{text}");
+    let where_ = format!("truncated pcap record at byte offset {last}");
+    assert!(text.contains(&where_), "{text}");
+    assert!(
+        text.contains("the 6 packets before it were audited"),
+        "{text}"
+    );
+    // The flows before the cut are audited as usual.
+    assert!(text.contains("10.10.0.5:20000"), "{text}");
+    let err = stderr(&out);
+    assert!(err.contains("cut.pcap") && err.contains(&where_), "{err}");
+
+    let doc = json_of(&run(&["--format", "json"], &[&cut]));
+    assert_eq!(doc["passed"], false);
+    let file = &doc["files"][0];
+    assert_eq!(file["packets"], 6);
+    assert_eq!(file["failed_flows"], 0);
+    assert_eq!(flow(file, "10.10.0.5:5060")["passed"], true);
+    assert_eq!(
+        findings(&doc),
+        vec![(
+            "truncated".to_string(),
+            Some(last as u64),
+            format!(
+                "{where_}: {} bytes needed, only {} present; the 6 packets before it were audited",
+                full.len() - last,
+                full.len() - last - 10
+            )
+        )]
+    );
+    let out = run(&["--format", "junit"], &[&cut]);
+    assert_eq!(out.status.code(), Some(1));
+    let xml = stdout(&out);
+    assert!(
+        xml.contains("<testcase classname=\"capture\" name=\"truncated\">"),
+        "{xml}"
+    );
+    assert!(
+        xml.contains(&format!("type=\"truncated\">{where_}")),
+        "{xml}"
+    );
+    assert!(
+        xml.contains("tests=\"5\" failures=\"1\" errors=\"0\""),
+        "{xml}"
+    );
+    // --allow-empty does not excuse a cut.
+    assert_eq!(run(&["--allow-empty"], &[&cut]).status.code(), Some(1));
+
+    // Cut inside the first record's header: nothing read, both findings.
+    let head = write(dir.path(), "head.pcap", &full[..24 + 9]);
+    let doc = json_of(&run(&["--format", "json"], &[&head]));
+    let kinds: Vec<(String, Option<u64>)> =
+        findings(&doc).into_iter().map(|(k, o, _)| (k, o)).collect();
+    assert_eq!(
+        kinds,
+        vec![
+            ("truncated".to_string(), Some(24)),
+            ("nothing-audited".to_string(), None)
+        ]
+    );
+    // A cut inside the file header leaves nothing to verify: unreadable (exit 2).
+    let header = write(dir.path(), "header.pcap", &full[..20]);
+    assert_eq!(run(&[], &[&header]).status.code(), Some(2));
+}
+
+#[test]
+fn r21_a_truncated_pcapng_verifies_the_packets_before_the_cut_and_fails() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let frames = vec![
+        udp(CS3, (PHONE, 5060), (CUCM, 5060), &invite()),
+        udp(EF, (PHONE, 20000), (PEER, 30000), &rtp(0)),
+        udp(EF, (PHONE, 20000), (PEER, 30000), &rtp(1)),
+    ];
+    let full = pcapng(&frames);
+    let last_block = full.len() - (32 + frames[2].len().div_ceil(4) * 4);
+    let cut = write(dir.path(), "cut.pcapng", &full[..full.len() - 4]);
+    let out = run(&["--format", "json"], &[&cut]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    let doc = json_of(&out);
+    assert_eq!(doc["files"][0]["packets"], 2);
+    let f = findings(&doc);
+    assert_eq!(f.len(), 1, "{f:?}");
+    assert_eq!(
+        (f[0].0.as_str(), f[0].1),
+        ("truncated", Some(last_block as u64))
+    );
+    assert!(
+        f[0].2.starts_with(&format!(
+            "truncated pcapng block at byte offset {last_block}"
+        )),
+        "{f:?}"
+    );
+    assert!(stderr(&out).contains(&format!("byte offset {last_block}")));
+}
+
+/// How many packets `tshark -r` reads from `file` (a cut file included), and whether it
+/// complained that the file was cut short.
+fn tshark_packets(file: &Path) -> (u64, bool) {
+    let out = Command::new("tshark")
+        .args(["-n", "-r"])
+        .arg(file)
+        .args(["-T", "fields", "-e", "frame.number"])
+        .output()
+        .expect("run tshark");
+    let n = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .count() as u64;
+    (
+        n,
+        String::from_utf8_lossy(&out.stderr).contains("cut short"),
+    )
+}
+
+#[test]
+fn r21_truncated_real_captures_read_as_many_packets_as_tshark() {
+    for tool in ["tshark", "tcpdump"] {
+        if Command::new(tool).arg("--version").output().is_err() {
+            skip_or_fail(&format!("{tool} is not installed"));
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ng = std::fs::read(fixture("fixtures/pcaps/sip_mcast_paging.pcapng")).expect("fixture");
+    // The same packets as a classic pcap, written by tcpdump.
+    let pcap_path = dir.path().join("full.pcap");
+    let st = Command::new("tcpdump")
+        .arg("-r")
+        .arg(fixture("fixtures/pcaps/sip_mcast_paging.pcapng"))
+        .arg("-w")
+        .arg(&pcap_path)
+        .output()
+        .expect("tcpdump");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let classic = std::fs::read(&pcap_path).expect("tcpdump's pcap");
+    let records = pcap_record_offsets(&classic);
+    for (name, bytes, cuts) in [
+        (
+            "ng",
+            &ng,
+            vec![
+                ng.len() / 5,
+                ng.len() / 2 + 1,
+                ng.len() * 4 / 5 + 3,
+                ng.len() - 2,
+            ],
+        ),
+        (
+            "classic",
+            &classic,
+            vec![
+                records[3] + 5,       // in a record header
+                records[40] + 16 + 7, // in a record's data
+                classic.len() / 2,
+                classic.len() - 1,
+            ],
+        ),
+    ] {
+        for cut in cuts {
+            let path = write(dir.path(), &format!("{name}-{cut}.cap"), &bytes[..cut]);
+            let (want, short) = tshark_packets(&path);
+            assert!(short, "{name} cut at {cut}: tshark did not see a cut");
+            let out = run(&["--format", "json"], &[&path]);
+            assert_eq!(out.status.code(), Some(1), "{name} cut at {cut}");
+            let doc = json_of(&out);
+            assert_eq!(doc["files"][0]["packets"], want, "{name} cut at {cut}");
+            let f = findings(&doc);
+            assert_eq!(f[0].0, "truncated", "{name} cut at {cut}: {f:?}");
+            // The offset is where the incomplete record starts: the file up to it is whole,
+            // with the same packets.
+            let at = f[0].1.expect("offset") as usize;
+            assert!(at < cut, "{name} cut at {cut}: offset {at}");
+            let whole = write(dir.path(), &format!("{name}-{cut}-whole.cap"), &bytes[..at]);
+            assert_eq!(tshark_packets(&whole), (want, false), "{name} up to {at}");
+            let doc = json_of(&run(&["--format", "json", "--allow-empty"], &[&whole]));
+            assert_eq!(doc["files"][0]["packets"], want);
+            assert!(findings(&doc).iter().all(|f| f.0 != "truncated"));
+        }
+    }
+}
+
+// ------------------------------------------------------------------ README examples
+
+/// The README line that starts with `ucm pcap verify` and holds `needle`, split into the
+/// command's words and its trailing `#` comment.
+fn readme_example(needle: &str) -> (Vec<String>, String) {
+    let readme = std::fs::read_to_string(fixture("README.md")).expect("README.md");
+    let line = readme
+        .lines()
+        .find(|l| l.trim_start().starts_with("ucm pcap verify") && l.contains(needle))
+        .unwrap_or_else(|| panic!("no `ucm pcap verify ... {needle}` line in README.md"));
+    let (command, comment) = line.split_once('#').unwrap_or((line, ""));
+    (
+        command.split_whitespace().map(String::from).collect(),
+        comment.trim().to_string(),
+    )
+}
+
+#[test]
+fn r21_readme_golden_example_runs_as_written_and_says_what_it_shows() {
+    let (words, comment) = readme_example("--golden golden/sip_mcast_paging");
+    assert_eq!(words[0], "ucm");
+    let run_it = |extra: &[&str]| {
+        ucm()
+            .args(&words[1..])
+            .args(extra)
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .output()
+            .expect("run ucm")
+    };
+    let out = run_it(&[]);
+    // What the README says the command shows.
+    assert!(comment.contains("exit 1"), "README comment: {comment}");
+    for claim in ["golden", "SIP", "NTP"] {
+        assert!(comment.contains(claim), "README comment: {comment}");
+    }
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    let text = stdout(&out);
+    assert!(
+        text.contains("ladder: matches golden golden/sip_mcast_paging/ladder.txt"),
+        "{text}"
+    );
+    assert!(text.contains("XML: 8 documents, 0 invalid"), "{text}");
+    // Exactly the CME's own SIP and NTP fail; the routers' IGMP queries are network control
+    // at CS6 and pass, the page's RTP is EF.
+    let doc = json_of(&run_it(&["--format", "json"]));
+    let file = &doc["files"][0];
+    let mut failed: Vec<(&str, &str)> = file["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter(|f| f["passed"] == false)
+        .map(|f| {
+            (
+                f["src"].as_str().expect("src"),
+                f["class"].as_str().expect("class"),
+            )
+        })
+        .collect();
+    failed.sort();
+    assert_eq!(
+        failed,
+        vec![
+            ("192.168.151.204:123", "other"),
+            ("192.168.151.204:5060", "sip")
+        ]
+    );
+    let sip = flow(file, "192.168.151.204:5060");
+    assert_eq!(sip["dscp_counts"], serde_json::json!({"0": 9, "26": 1}));
+    let igmp: Vec<&Value> = file["flows"]
+        .as_array()
+        .expect("flows")
+        .iter()
+        .filter(|f| f["src"] == "172.31.200.7")
+        .collect();
+    assert_eq!(igmp.len(), 2);
+    for f in igmp {
+        assert_eq!(
+            (
+                &f["class"],
+                &f["classified_by"],
+                &f["expected_dscp"],
+                &f["passed"]
+            ),
+            (
+                &"network-control".into(),
+                &"protocol".into(),
+                &48.into(),
+                &true.into()
+            ),
+            "{f:#}"
+        );
+    }
+    // The hosts' IGMP membership reports are not network control.
+    assert_eq!(flow(file, "10.184.231.45")["class"], "other");
+    assert_eq!(flow(file, "192.168.151.204:2000")["passed"], true);
+    assert!(findings(&doc).is_empty());
 }

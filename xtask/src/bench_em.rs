@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use ucm::client::em::EmClient;
 use ucm::client::ClientOptions;
-use ucm::services::em::client::EmClient;
 
 /// The seed's figure: EM logins per minute per node.
 const SEED_PER_MINUTE: f64 = 250.0;

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use ucm::client::webdialer::WdClient;
 use ucm::client::ClientOptions;
-use ucm::services::webdialer::client::WdClient;
 use ucm::wire::soap::{Credential, Request, UserProfile};
 
 /// The seed's figures per node (Capacity Planning for WebDialer).

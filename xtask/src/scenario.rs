@@ -477,6 +477,15 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
     std::thread::sleep(Duration::from_millis(500));
     tcpdump.stop(libc::SIGINT, Duration::from_secs(5));
     let serve_code = serve.stop(libc::SIGTERM, Duration::from_secs(10));
+    // A capture that lost packets is no evidence either way: say so first.
+    let dropped =
+        dropped_by_kernel(&std::fs::read_to_string(work.join("tcpdump.log")).unwrap_or_default());
+    if dropped > 0 {
+        reasons.push(format!(
+            "the capture is incomplete: tcpdump reports {dropped} packets dropped by kernel \
+             (what follows may come from that alone)"
+        ));
+    }
     if let Some(f) = failed_step {
         reasons.push(f);
         // What went on the wire until then may name the cause (a flow's DSCP, an element).
@@ -512,7 +521,20 @@ fn step_name(s: &Step) -> String {
 fn start_tcpdump(file: &Path, filter: &str, work: &Path) -> Result<Proc> {
     let err = work.join("tcpdump.log");
     let child = Command::new("tcpdump")
-        .args(["-i", "lo", "-U", "--immediate-mode", "-s", "0", "-n", "-w"])
+        // A 32 MiB buffer: in immediate mode the default 2 MiB holds a few dozen packets of
+        // lo's size, and a busy machine that keeps tcpdump waiting that long loses packets.
+        .args([
+            "-i",
+            "lo",
+            "-U",
+            "--immediate-mode",
+            "-B",
+            "32768",
+            "-s",
+            "0",
+            "-n",
+            "-w",
+        ])
         .arg(file)
         .arg(filter)
         .stdin(Stdio::null())
@@ -538,6 +560,14 @@ fn start_tcpdump(file: &Path, filter: &str, work: &Path) -> Result<Proc> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// The packets tcpdump's closing statistics (`N packets dropped by kernel`) say it lost.
+fn dropped_by_kernel(log: &str) -> u64 {
+    log.lines()
+        .filter_map(|l| l.strip_suffix(" packets dropped by kernel"))
+        .filter_map(|n| n.trim().parse::<u64>().ok())
+        .sum()
 }
 
 /// The fixture, or a copy with `--set` overrides applied (written as JSON, which is YAML).
@@ -1067,4 +1097,19 @@ wrote `ucm pcap ladder --normalised` of it here.\n\n\
     );
     std::fs::write(golden.join("README.md"), readme)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn r14_packets_lost_are_read_from_tcpdumps_statistics() {
+        let log = "tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n\
+                   247 packets captured\n498 packets received by filter\n4 packets dropped by kernel\n";
+        assert_eq!(super::dropped_by_kernel(log), 4);
+        assert_eq!(
+            super::dropped_by_kernel(&log.replace("4 packets dropped", "0 packets dropped")),
+            0
+        );
+        assert_eq!(super::dropped_by_kernel("tcpdump: listening on lo\n"), 0);
+    }
 }

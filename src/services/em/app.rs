@@ -1,11 +1,11 @@
-//! The phone-facing EM application (`/emapp/EMAppServlet?device=#DEVICENAME#`, spec 3.5; the
-//! seed's steps 3-9): a phone with nobody logged in gets a CiscoIPPhoneInput asking for the
+//! The phone-facing EM application (`/emapp/EMAppServlet?device=#DEVICENAME#`):
+//! a phone with nobody logged in gets a CiscoIPPhoneInput asking for the
 //! user ID (or primary extension, `loginType=DN`) and PIN; the submit comes back here, the PIN
 //! is checked (with the PIN lockout), and the login goes through the EM service, which resets
 //! the phone. A logged-in phone gets the "log out?" prompt instead. Errors are shown the way
 //! Cisco phones show them: "Login is unavailable(N)".
 //!
-//! The exact page XML and parameter names of Cisco's EMApp are UNCONFIRMED (spec 3.5); the
+//! The exact page XML and parameter names of Cisco's EMApp are UNCONFIRMED (not in Cisco's public documents); the
 //! parameters here are `device`, `loginType`, `userid`, `dn`, `pin` and `logout`.
 
 use std::collections::HashMap;

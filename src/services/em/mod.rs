@@ -1,4 +1,4 @@
-//! Extension Mobility (the seed's "Extension Mobility" section; spec section 3): the EM service
+//! Extension Mobility: the EM service
 //! API at `/emservice/EMServiceServlet`, with Cisco's requests, queries and error codes.
 //!
 //! A login applies a user's device profile to a device: its lines, speed dials, services and
@@ -11,11 +11,14 @@
 //! caller's credentials (3) and proxy rights (10), Allow Proxy (30), Validate IP Address with the
 //! Trusted List of IPs (28), then the device (11, 22), the user (23), the profile (12), the
 //! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
+//! The decisions are in [`policy`] and the automatic logouts' schedule in [`timers`], both
+//! without I/O or clock; this module reads the clock, the database and the registrar and
+//! carries them out.
 
 pub mod app;
-pub mod client;
+pub mod policy;
+pub mod timers;
 
-use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,14 +27,15 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
-use crate::cluster::Login;
-use crate::config::model::{MultipleLoginBehavior, NodeService, Role};
+use crate::config::model::{NodeService, Role};
 use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
-use crate::store::{EmLoginRow, EmWrite};
+use crate::store::EmWrite;
 use crate::wire::em::{
     self as api, AppInfo, Certificate, DeviceUser, Duration, EmError, Envelope, Request,
 };
+use policy::LoginRequest;
+use timers::LogoutTimers;
 
 /// Who is calling the API, once their credentials checked out.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -60,8 +64,8 @@ pub struct Caller {
 pub struct EmService {
     pub node: Arc<NodeState>,
     inflight: AtomicUsize,
-    /// Automatic logouts: (unix seconds, device).
-    timers: Mutex<BTreeSet<(i64, String)>>,
+    /// Automatic logouts (unix seconds).
+    timers: Mutex<LogoutTimers>,
     wake: tokio::sync::Notify,
 }
 
@@ -74,58 +78,29 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// Parses `H:MM` (Intra-cluster Maximum Login Time) into minutes.
-pub fn parse_hmm(s: &str) -> Option<u32> {
-    let (h, m) = s.trim().split_once(':')?;
-    let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (m < 60 && h * 60 + m <= 168 * 60).then_some(h * 60 + m)
-}
-
-/// Whether `ip` is one of the trusted entries (addresses or `addr/len` prefixes).
-fn trusted(ip: IpAddr, list: &[String]) -> bool {
-    list.iter().any(|entry| match entry.split_once('/') {
-        None => entry.trim().parse::<IpAddr>().is_ok_and(|a| a == ip),
-        Some((net, len)) => {
-            let (Ok(net), Ok(len)) = (net.trim().parse::<IpAddr>(), len.trim().parse::<u32>())
-            else {
-                return false;
-            };
-            match (net, ip) {
-                (IpAddr::V4(n), IpAddr::V4(a)) if len <= 32 => {
-                    let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-                    u32::from(n) & mask == u32::from(a) & mask
-                }
-                (IpAddr::V6(n), IpAddr::V6(a)) if len <= 128 => {
-                    let mask = if len == 0 {
-                        0
-                    } else {
-                        u128::MAX << (128 - len)
-                    };
-                    u128::from(n) & mask == u128::from(a) & mask
-                }
-                _ => false,
-            }
-        }
-    })
-}
-
 impl EmService {
     pub fn new(node: Arc<NodeState>) -> EmService {
         EmService {
             node,
             inflight: AtomicUsize::new(0),
-            timers: Mutex::new(BTreeSet::new()),
+            timers: Mutex::new(LogoutTimers::new()),
             wake: tokio::sync::Notify::new(),
         }
     }
 
-    fn timers(&self) -> std::sync::MutexGuard<'_, BTreeSet<(i64, String)>> {
+    fn timers(&self) -> std::sync::MutexGuard<'_, LogoutTimers> {
         self.timers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn schedule(&self, at: i64, device: &str) {
-        self.timers().insert((at, device.to_string()));
-        self.wake.notify_one();
+    /// Arms the device's automatic logout (`None`: its login has none).
+    fn schedule(&self, at: Option<i64>, device: &str) {
+        let changed = match at {
+            Some(at) => self.timers().schedule(at, device),
+            None => self.timers().cancel(device),
+        };
+        if changed {
+            self.wake.notify_one();
+        }
     }
 
     /// Arms the automatic logouts of every login the node knows (its own and, through the
@@ -133,13 +108,13 @@ impl EmService {
     fn arm_known_logouts(&self) {
         let logins = self.node.cluster().mobility.all();
         let mut t = self.timers();
-        let before = t.len();
+        let mut changed = false;
         for l in logins {
             if let Some(at) = l.logout_at {
-                t.insert((at, l.device));
+                changed |= t.schedule(at, &l.device);
             }
         }
-        if t.len() != before {
+        if changed {
             self.wake.notify_one();
         }
     }
@@ -185,13 +160,11 @@ impl EmService {
             .extension_mobility
             .clone();
         let origin = env.request.origin().clone();
-        let kind = env.request.kind();
-        if (caller.via || origin.via_header_set) && !params.allow_proxy {
-            return Err(EmError::new(
-                30,
-                format!("{kind} through an HTTP proxy is not allowed (Allow Proxy is off)"),
-            ));
-        }
+        policy::check_proxy(
+            &params,
+            caller.via || origin.via_header_set,
+            env.request.kind(),
+        )?;
         let remote = origin
             .remote_ip
             .as_deref()
@@ -356,24 +329,19 @@ impl EmService {
     /// Validate IP Address: the request must come from the device itself or a trusted address.
     fn check_ip(&self, state: &NodeState, device: &str, remote: IpAddr) -> Result<(), EmError> {
         let cluster = state.cluster();
-        let p = &cluster.service_parameters.extension_mobility;
-        if !p.validate_ip_address || trusted(remote, &p.trusted_ips) {
-            return Ok(());
-        }
-        let device_ips: Vec<IpAddr> = state
-            .registrar
-            .device_bindings(device)
-            .iter()
-            .map(|b| b.source.ip())
-            .collect();
-        if device_ips.contains(&remote) {
-            Ok(())
-        } else {
-            Err(EmError::new(
-                28,
-                format!("{remote} is neither {device}'s address nor in the Trusted List of IPs"),
-            ))
-        }
+        policy::check_ip(
+            &cluster.service_parameters.extension_mobility,
+            device,
+            remote,
+            || {
+                state
+                    .registrar
+                    .device_bindings(device)
+                    .iter()
+                    .map(|b| b.source.ip())
+                    .collect()
+            },
+        )
     }
 
     /// Logs `user` in on `device`.
@@ -387,89 +355,15 @@ impl EmService {
         duration: Option<Duration>,
     ) -> Result<(), EmError> {
         let cluster = state.cluster();
-        let params = &cluster.service_parameters.extension_mobility;
-        let dev = cluster
-            .device(device)
-            .ok_or_else(|| EmError::new(11, format!("device {device} does not exist")))?;
-        if !dev.em_enabled {
-            return Err(EmError::new(
-                22,
-                format!("Extension Mobility is not enabled on {device}"),
-            ));
-        }
-        let eu = cluster
-            .end_user(user)
-            .ok_or_else(|| EmError::new(23, format!("user {user} not found")))?;
-        if !principal.may_act_for(user) {
-            return Err(EmError::new(
-                10,
-                format!("{} lacks EM proxy rights to log {user} in", principal.id),
-            ));
-        }
-        let profile_name = profile
-            .map(str::to_string)
-            .or_else(|| eu.default_profile.clone())
-            .or_else(|| eu.device_profiles.first().cloned())
-            .ok_or_else(|| EmError::new(12, format!("{user} has no device profile")))?;
-        let owns = eu.device_profiles.contains(&profile_name)
-            || eu.default_profile.as_deref() == Some(profile_name.as_str());
-        let prof = cluster
-            .device_profile(&profile_name)
-            .filter(|_| owns)
-            .ok_or_else(|| {
-                EmError::new(
-                    12,
-                    format!("device profile {profile_name} not found for {user}"),
-                )
-            })?;
-        if let Some(current) = cluster.mobility.login(device) {
-            if current.user != user {
-                return Err(EmError::new(
-                    18,
-                    format!("{} is logged in on {device}", current.user),
-                ));
-            }
-        }
-        let elsewhere: Vec<String> = cluster
-            .mobility
-            .devices_of(user)
-            .into_iter()
-            .filter(|d| d != device)
-            .collect();
-        let also_logout = match (&params.multiple_login_behavior, elsewhere.is_empty()) {
-            (_, true) | (MultipleLoginBehavior::Allowed, _) => Vec::new(),
-            (MultipleLoginBehavior::NotAllowed, false) => {
-                return Err(EmError::new(
-                    25,
-                    format!("{user} is logged in on {}", elsewhere.join(", ")),
-                ))
-            }
-            (MultipleLoginBehavior::AutoLogout, false) => elsewhere,
+        let req = LoginRequest {
+            device,
+            user,
+            profile,
+            duration,
         };
-        let now = unix_now();
-        let max = params
-            .enforce_max_login_time
-            .then(|| parse_hmm(&params.max_login_time))
-            .flatten()
-            .map(|m| i64::from(m) * 60);
-        let asked = match duration {
-            Some(Duration::Minutes(m)) => Some(i64::from(m) * 60),
-            Some(Duration::Indefinite) | None => None,
-        };
-        // The intra-cluster maximum, when enforced, caps whatever the request asked for.
-        let logout_in = match (asked, max) {
-            (Some(a), Some(m)) => Some(a.min(m)),
-            (a, m) => a.or(m),
-        };
-        let row = EmLoginRow {
-            device: device.to_string(),
-            userid: user.to_string(),
-            profile: profile_name.clone(),
-            logged_in_at: now,
-            logout_at: logout_in.map(|s| now + s),
-            node: state.node.name.clone(),
-        };
-        match state.store.em_login(&row, &also_logout).await {
+        let plan = policy::plan_login(&cluster, &*cluster.mobility, principal, &req, unix_now())?;
+        let row = plan.row(&state.node.name);
+        match state.store.em_login(&row, &plan.also_logout).await {
             Ok(()) => {}
             Err(EmWrite::DeviceTaken) => {
                 return Err(EmError::new(
@@ -479,8 +373,9 @@ impl EmService {
             }
             Err(EmWrite::Store(e)) => return Err(EmError::new(6, format!("database: {e}"))),
         }
-        for d in &also_logout {
+        for d in &plan.also_logout {
             cluster.mobility.remove(d);
+            self.schedule(None, d);
             tracing::info!(
                 device = d,
                 user,
@@ -488,19 +383,8 @@ impl EmService {
             );
             reset_phone(state, d);
         }
-        cluster.mobility.insert(
-            Login {
-                device: device.to_string(),
-                user: user.to_string(),
-                profile: profile_name,
-                logged_in_at: now,
-                logout_at: row.logout_at,
-            },
-            &prof.lines,
-        );
-        if let Some(at) = row.logout_at {
-            self.schedule(at, device);
-        }
+        cluster.mobility.insert(plan.login, &plan.lines);
+        self.schedule(row.logout_at, device);
         tracing::info!(device, user, profile = %row.profile, logout_at = ?row.logout_at, "EM login");
         reset_phone(state, device);
         Ok(())
@@ -514,28 +398,8 @@ impl EmService {
         device: &str,
     ) -> Result<(), EmError> {
         let cluster = state.cluster();
-        let dev = cluster
-            .device(device)
-            .ok_or_else(|| EmError::new(11, format!("device {device} does not exist")))?;
-        if !dev.em_enabled {
-            return Err(EmError::new(
-                5,
-                format!("Extension Mobility is not enabled on {device}"),
-            ));
-        }
-        let Some(current) = cluster.mobility.login(device) else {
-            return Err(EmError::new(19, format!("nobody is logged in on {device}")));
-        };
-        if !principal.may_act_for(&current.user) {
-            return Err(EmError::new(
-                10,
-                format!(
-                    "{} lacks EM proxy rights to log {} out",
-                    principal.id, current.user
-                ),
-            ));
-        }
-        self.end_login(state, device, None).await?;
+        let plan = policy::plan_logout(&cluster, &*cluster.mobility, principal, device)?;
+        self.end_login(state, &plan.device, None).await?;
         Ok(())
     }
 
@@ -554,6 +418,9 @@ impl EmService {
             .map_err(|e| EmError::new(6, format!("database: {e}")))?;
         if user.is_some() {
             state.cluster().mobility.remove(device);
+            if only_if_logout_at.is_none() {
+                self.schedule(None, device);
+            }
             tracing::info!(device, user = ?user, auto = only_if_logout_at.is_some(), "EM logout");
             reset_phone(state, device);
         }
@@ -571,19 +438,14 @@ impl EmService {
                 self.arm_known_logouts();
                 last_arm = std::time::Instant::now();
             }
-            let now = unix_now();
-            let due: Vec<(i64, String)> = {
-                let mut t = self.timers();
-                let later = t.split_off(&(now + 1, String::new()));
-                std::mem::replace(&mut *t, later).into_iter().collect()
-            };
-            for (at, device) in due {
-                if let Err(e) = self.end_login(&state, &device, Some(at)).await {
-                    tracing::warn!(device, error = %e, "EM: automatic logout failed; retrying");
-                    self.timers().insert((unix_now() + 5, device));
+            let due = self.timers().due(unix_now());
+            for d in due {
+                if let Err(e) = self.end_login(&state, &d.device, Some(d.logout_at)).await {
+                    tracing::warn!(device = d.device, error = %e, "EM: automatic logout failed; retrying");
+                    self.timers().retry(d, unix_now() + LOGOUT_RETRY_SECS);
                 }
             }
-            let next = self.timers().iter().next().map(|(at, _)| *at);
+            let next = self.timers().next_deadline();
             let wait = match next {
                 Some(at) => std::time::Duration::from_secs((at - unix_now()).clamp(0, 3600) as u64),
                 None => std::time::Duration::from_secs(3600),
@@ -597,6 +459,9 @@ impl EmService {
         }
     }
 }
+
+/// How long after a failed automatic logout (a database error) it is tried again.
+const LOGOUT_RETRY_SECS: i64 = 5;
 
 /// Tells the phone to fetch its configuration again (SIP NOTIFY check-sync), as Unified CM
 /// does after a login or logout.
@@ -681,30 +546,4 @@ fn start_service(s: super::Start) -> super::StartFuture {
         }
         Ok(parts)
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn max_login_time_and_trusted_lists() {
-        assert_eq!(parse_hmm("8:00"), Some(480));
-        assert_eq!(parse_hmm("168:00"), Some(10080));
-        assert_eq!(parse_hmm("168:01"), None);
-        assert_eq!(parse_hmm("1:60"), None);
-        assert_eq!(parse_hmm("x"), None);
-        let list = vec![
-            "10.0.0.5".to_string(),
-            "192.168.1.0/24".into(),
-            "fd00::/8".into(),
-        ];
-        assert!(trusted("10.0.0.5".parse().unwrap(), &list));
-        assert!(!trusted("10.0.0.6".parse().unwrap(), &list));
-        assert!(trusted("192.168.1.77".parse().unwrap(), &list));
-        assert!(!trusted("192.168.2.1".parse().unwrap(), &list));
-        assert!(trusted("fd12::1".parse().unwrap(), &list));
-        assert!(!trusted("fe80::1".parse().unwrap(), &list));
-        assert!(!trusted("1.2.3.4".parse().unwrap(), &["junk/99".into()]));
-    }
 }

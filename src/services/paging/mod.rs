@@ -1,10 +1,10 @@
-//! The Paging Server (the seed's "Cisco Paging Server", InformaCast Basic Paging): a caller
+//! The Paging Server (Cisco's Paging Server, InformaCast Basic Paging): a caller
 //! dials a DialCast number, the service gathers a recipient group of phones onto a multicast
 //! group and streams the caller's voice to them.
 //!
-//! A page, step by step (the seed's sequence):
+//! A page, step by step (the sequence of Cisco's Paging Server):
 //! 1. Call control offers the call to the DialCast route point; an offer without G.711 mu-law
-//!    gets 488 (the seed: DialCast takes mu-law only), a page beyond `max_concurrent_pages` 486.
+//!    gets 488 (DialCast takes G.711 mu-law only), a page beyond `max_concurrent_pages` 486.
 //! 2. The service answers and plays the low stall tone while it pushes
 //!    `RTPMRx:<group>:<port>[:<volume>]` in a CiscoIPPhoneExecute to every phone of the group
 //!    at once (`POST /CGI/Execute` with the paging user's credentials, which each phone checks
@@ -12,15 +12,20 @@
 //! 3. When every phone has answered, or the join timeout passed, the high go-ahead tone; from
 //!    then the caller's audio goes out as one multicast stream, EF, with the configured TTL.
 //! 4. When the caller hangs up, every phone that joined gets `RTPRx:Stop` (Cisco documents
-//!    only that one for leaving a multicast stream; spec §2), and the report is stored.
+//!    only that one for leaving a multicast stream in its phone service URIs), and the report is stored.
 //!
-//! Busy phones are skipped or paged as configured; Do Not Disturb is ignored, as the seed says.
+//! Busy phones are skipped or paged as configured; Do Not Disturb is ignored, as by Cisco's Paging Server.
 //! The multicast address comes from the range of the location all the group's phones share
 //! (else the paging range), never one a running page holds.
+//!
+//! Steps 2 to 4 are decided by [`session::PageSession`] and the stream is paced by
+//! [`stream::PageStream`], both without I/O or clock; this module admits the call, then does
+//! what the session says (call control, the media thread, the pushes) and tells it what
+//! happened.
 
-pub mod caller;
 pub mod groups;
 pub mod http;
+pub mod session;
 pub mod stream;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -34,9 +39,10 @@ use tokio::sync::watch;
 
 use crate::config::model::{BusyPhones, NodeService};
 use crate::node::NodeState;
-use crate::sip::b2bua::{LineState, OfferedCall};
+use crate::sip::b2bua::{LineEvent, LineState, OfferedCall};
 use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
 
+use self::session::{Effect, Event, PageSession, PageSetup, PushKind, Recipient};
 use self::stream::{PageStream, StreamCounts};
 
 /// Reports kept in the database (oldest dropped first).
@@ -277,8 +283,7 @@ async fn page(
 ) -> PageReport {
     let state = &svc.node;
     let started = Instant::now();
-    let cluster = state.cluster();
-    let paging = cluster.paging.clone();
+    let paging = state.cluster().paging.clone();
     let mut report = PageReport {
         id: hex::encode(rand::random::<[u8; 8]>()),
         call_id: offer.call_id.clone(),
@@ -299,327 +304,434 @@ async fn page(
         pacing: Pacing::default(),
         ended_by: String::new(),
     };
-    let cc = &state.call_control;
-    let refuse = |report: &mut PageReport, status: u16, reason: String| {
-        report.ended_by = format!("{status} {reason}");
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        (status, reason)
+    let admitted = match admit(svc, &offer, group_name, &mut report).await {
+        Ok(a) => a,
+        Err((status, reason)) => {
+            report.ended_by = format!("{status} {reason}");
+            report.duration_ms = started.elapsed().as_millis() as u64;
+            let _ = state.call_control.reject(offer.call, status, &reason).await;
+            return report;
+        }
     };
+    let report = run(svc, &offer, group_name, admitted, report, started, stop).await;
+    lock(&svc.active).remove(&offer.call);
+    report
+}
+
+/// What a page that may go ahead holds: its sockets and multicast address (reserved in
+/// [`PagingService::active`]), the answer to the caller and who is paged.
+struct Admitted {
+    paging: crate::config::model::Paging,
+    answer: String,
+    caller_sock: tokio::net::UdpSocket,
+    caller_rtp: SocketAddr,
+    group_sock: tokio::net::UdpSocket,
+    group_addr: SocketAddr,
+    cap: usize,
+    members: groups::Members,
+    busy: HashSet<String>,
+}
+
+/// Decides whether the service takes the call: the group, a media socket, a mu-law offer, a
+/// free page and multicast address (noted in the report). `Err` is the status and reason to
+/// refuse it with.
+async fn admit(
+    svc: &PagingService,
+    offer: &OfferedCall,
+    group_name: &str,
+    report: &mut PageReport,
+) -> Result<Admitted, (u16, String)> {
+    let state = &svc.node;
+    let cluster = state.cluster();
+    let paging = cluster.paging.clone();
     let Some(group) = paging
         .recipient_groups
         .iter()
         .find(|g| g.name == group_name)
         .cloned()
     else {
-        let (s, r) = refuse(
-            &mut report,
+        return Err((
             404,
             format!("Not Found (no recipient group {group_name:?})"),
-        );
-        let _ = cc.reject(offer.call, s, &r).await;
-        return report;
+        ));
     };
 
     // The caller's offer: G.711 mu-law or nothing.
     let answer_ip = media_ip(state);
     let audio_dscp = cluster.qos.audio;
-    let caller_sock = match crate::net::bind_udp(SocketAddr::new(answer_ip, 0), audio_dscp) {
-        Ok(s) => s,
-        Err(e) => {
-            let (s, r) = refuse(
-                &mut report,
-                503,
-                format!("Service Unavailable (media socket: {e})"),
-            );
-            let _ = cc.reject(offer.call, s, &r).await;
-            return report;
-        }
-    };
+    let caller_sock = crate::net::bind_udp(SocketAddr::new(answer_ip, 0), audio_dscp)
+        .map_err(|e| (503, format!("Service Unavailable (media socket: {e})")))?;
     let media_port = caller_sock.local_addr().map(|a| a.port()).unwrap_or(0);
-    let (answer, caller_rtp) = match check_offer(offer.offer.as_deref(), answer_ip, media_port) {
-        Ok(x) => x,
-        Err(reason) => {
-            let (s, r) = refuse(&mut report, 488, reason);
-            let _ = cc.reject(offer.call, s, &r).await;
-            return report;
-        }
-    };
+    let (answer, caller_rtp) = check_offer(offer.offer.as_deref(), answer_ip, media_port)
+        .map_err(|reason| (488, reason))?;
 
     // Who is paged, and the multicast address.
     let members = groups::members(&cluster, &paging, &group);
     let busy: HashSet<String> = match paging.busy_phones {
-        BusyPhones::Skip => cc.busy_devices().await.unwrap_or_default(),
+        BusyPhones::Skip => state.call_control.busy_devices().await.unwrap_or_default(),
         BusyPhones::Page => HashSet::new(),
     };
     let range = groups::range_for(&cluster, &paging, &members.devices);
     let address = {
         let mut active = lock(&svc.active);
         if active.len() >= paging.max_concurrent_pages {
-            None
-        } else {
-            let used: BTreeSet<Ipv4Addr> = active.values().copied().collect();
-            match groups::free_address(&range, &used) {
-                Some(a) => {
-                    active.insert(offer.call, a);
-                    Some(Ok(a))
-                }
-                None => Some(Err(())),
-            }
-        }
-    };
-    let address = match address {
-        None => {
-            let (s, r) = refuse(
-                &mut report,
+            return Err((
                 486,
                 format!(
                     "Busy Here (the paging server runs its maximum of {} pages)",
                     paging.max_concurrent_pages
                 ),
-            );
-            let _ = cc.reject(offer.call, s, &r).await;
-            return report;
+            ));
         }
-        Some(Err(())) => {
-            let (s, r) = refuse(
-                &mut report,
+        let used: BTreeSet<Ipv4Addr> = active.values().copied().collect();
+        let Some(a) = groups::free_address(&range, &used) else {
+            return Err((
                 503,
                 format!("Service Unavailable (every multicast address of {range} is in use)"),
-            );
-            let _ = cc.reject(offer.call, s, &r).await;
-            return report;
-        }
-        Some(Ok(a)) => a,
+            ));
+        };
+        active.insert(offer.call, a);
+        a
     };
     let group_addr = SocketAddr::new(IpAddr::V4(address), paging.multicast_port);
     report.multicast = Some(group_addr.to_string());
-    let release = || {
-        lock(&svc.active).remove(&offer.call);
-    };
     let iface = match answer_ip {
         IpAddr::V4(v4) => v4,
         IpAddr::V6(_) => Ipv4Addr::UNSPECIFIED,
     };
     let mcast_local = SocketAddr::new(IpAddr::V4(iface), 0);
-    let group_sock = match crate::net::multicast_sender(
-        mcast_local,
-        audio_dscp,
-        paging.multicast_ttl,
-        iface,
-        true,
-    ) {
-        Ok(s) => s,
-        Err(e) => {
-            release();
-            let (s, r) = refuse(
-                &mut report,
-                503,
-                format!("Service Unavailable (multicast socket: {e})"),
-            );
-            let _ = cc.reject(offer.call, s, &r).await;
-            return report;
-        }
-    };
-
-    // Hang-ups arrive as line events; subscribe before answering so none is missed.
-    let mut events = cc.subscribe();
-    if let Err(e) = cc.answer(offer.call, answer.into()).await {
-        release();
-        report.ended_by = format!("not answered: {e}");
-        report.duration_ms = started.elapsed().as_millis() as u64;
-        return report;
-    }
-    let answered = Instant::now();
-
-    // The media thread: stall tone now, go-ahead when told, then the relay.
-    let control = Arc::new(AtomicU8::new(CONTINUE));
-    let media = match start_media(
+    let group_sock =
+        crate::net::multicast_sender(mcast_local, audio_dscp, paging.multicast_ttl, iface, true)
+            .map_err(|e| {
+                lock(&svc.active).remove(&offer.call);
+                (503, format!("Service Unavailable (multicast socket: {e})"))
+            })?;
+    Ok(Admitted {
+        cap: groups::cap(&paging, &group),
+        paging,
+        answer,
         caller_sock,
-        group_sock,
         caller_rtp,
+        group_sock,
         group_addr,
-        control.clone(),
-        Duration::from_secs(paging.max_page_seconds),
-    ) {
-        Ok(h) => h,
-        Err(e) => {
-            release();
-            let _ = cc.end_call(offer.call).await;
-            report.ended_by = format!("media: {e}");
-            report.duration_ms = started.elapsed().as_millis() as u64;
-            return report;
-        }
-    };
+        members,
+        busy,
+    })
+}
 
-    // Join: push RTPMRx to every phone at once.
-    let mut uri = format!("RTPMRx:{address}:{}", paging.multicast_port);
+/// Drives the page's [`PageSession`] from the answer to the report.
+async fn run(
+    svc: &Arc<PagingService>,
+    offer: &OfferedCall,
+    group_name: &str,
+    a: Admitted,
+    report: PageReport,
+    started: Instant,
+    stop: watch::Receiver<bool>,
+) -> PageReport {
+    let state = &svc.node;
+    let paging = &a.paging;
+    // Who is pushed to: each phone's address as it registered.
+    let recipients = a
+        .members
+        .devices
+        .iter()
+        .map(|d| Recipient {
+            device: d.clone(),
+            ip: state
+                .registrar
+                .device_bindings(d)
+                .into_iter()
+                .next()
+                .map(|b| b.source.ip().to_string()),
+            busy: a.busy.contains(d),
+        })
+        .collect();
+    let mut join_uri = format!("RTPMRx:{}:{}", a.group_addr.ip(), paging.multicast_port);
     if let Some(v) = paging.volume {
-        uri.push_str(&format!(":{v}"));
+        join_uri.push_str(&format!(":{v}"));
     }
     let join_timeout = Duration::from_millis(paging.join_timeout_ms);
-    let user = paging.user.clone().unwrap_or_default();
-    let secret = svc.secret.get().cloned().unwrap_or_default();
     let client = svc.client(join_timeout.max(STOP_TIMEOUT));
-    let mut phones: Vec<PhoneResult> = Vec::new();
-    let mut targets: Vec<(String, String)> = Vec::new();
-    for d in &members.devices {
-        let binding = state.registrar.device_bindings(d).into_iter().next();
-        let ip = binding.map(|b| b.source.ip().to_string());
-        let result = |outcome: &str, reason: Option<String>| PhoneResult {
-            device: d.clone(),
-            ip: ip.clone(),
-            outcome: outcome.into(),
-            reason,
-            join_ms: None,
-            left: None,
-        };
-        match (&ip, busy.contains(d)) {
-            (None, _) => phones.push(result("not-registered", None)),
-            (Some(_), true) => phones.push(result("busy", Some("on a call".into()))),
-            (Some(ip), false) => targets.push((d.clone(), ip.clone())),
+    let mut session = PageSession::new(PageSetup {
+        report,
+        started,
+        recipients,
+        over_cap: a.members.over_cap,
+        cap: a.cap,
+        busy_phones: paging.busy_phones,
+        join_uri,
+        join_timeout,
+        max_page: Duration::from_secs(paging.max_page_seconds),
+        leave_timeout: STOP_TIMEOUT,
+        push_unavailable: client.as_ref().err().cloned(),
+    });
+    let (push_tx, push_rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut io = PageIo {
+        state: state.clone(),
+        call: offer.call,
+        group_name,
+        answer: a.answer,
+        media: Some((a.caller_sock, a.group_sock)),
+        caller_rtp: a.caller_rtp,
+        group_addr: a.group_addr,
+        max_page: Duration::from_secs(paging.max_page_seconds),
+        media_thread: None,
+        control: Arc::new(AtomicU8::new(CONTINUE)),
+        client: client.ok(),
+        user: paging.user.clone().unwrap_or_default().into(),
+        secret: svc.secret.get().cloned().unwrap_or_default().into(),
+        phone_port: paging.phone_http_port,
+        push_gate: Arc::new(tokio::sync::Semaphore::new(MAX_PUSHES_IN_FLIGHT)),
+        push_tx,
+        push_rx,
+        in_flight: tokio::task::JoinSet::new(),
+        events: None,
+        stop,
+        stop_seen: false,
+    };
+    let mut queue: std::collections::VecDeque<Effect> = session.offer().into();
+    loop {
+        while let Some(effect) = queue.pop_front() {
+            if let Effect::Report(report) = effect {
+                return *report;
+            }
+            if let Some(event) = io.apply(effect, &session).await {
+                queue.extend(session.on_event(event, Instant::now()));
+            }
+        }
+        if let Some(event) = io.next_event(&session).await {
+            queue.extend(session.on_event(event, Instant::now()));
         }
     }
-    for d in &members.over_cap {
-        phones.push(PhoneResult {
-            device: d.clone(),
-            ip: None,
-            outcome: "over-cap".into(),
-            reason: Some(format!(
-                "the group holds at most {} phones",
-                groups::cap(&paging, &group)
-            )),
-            join_ms: None,
-            left: None,
+}
+
+/// A push's outcome, as the push task reports it.
+type Pushed = (String, PushKind, Result<(), String>);
+
+/// The I/O of one page: call control, the media thread and the pushes.
+struct PageIo<'a> {
+    state: Arc<NodeState>,
+    call: u64,
+    group_name: &'a str,
+    /// The SDP answer to the caller.
+    answer: String,
+    /// The sockets, until the media thread takes them.
+    media: Option<(tokio::net::UdpSocket, tokio::net::UdpSocket)>,
+    caller_rtp: SocketAddr,
+    group_addr: SocketAddr,
+    max_page: Duration,
+    media_thread: Option<std::thread::JoinHandle<(StreamCounts, Pacing)>>,
+    control: Arc<AtomicU8>,
+    client: Option<reqwest::Client>,
+    user: Arc<str>,
+    secret: Arc<str>,
+    phone_port: u16,
+    /// At most [`MAX_PUSHES_IN_FLIGHT`] pushes at once, whatever the group's size.
+    push_gate: Arc<tokio::sync::Semaphore>,
+    push_tx: tokio::sync::mpsc::UnboundedSender<Pushed>,
+    push_rx: tokio::sync::mpsc::UnboundedReceiver<Pushed>,
+    in_flight: tokio::task::JoinSet<()>,
+    events: Option<tokio::sync::broadcast::Receiver<LineEvent>>,
+    stop: watch::Receiver<bool>,
+    stop_seen: bool,
+}
+
+impl PageIo<'_> {
+    /// Does one effect; some answer at once with an event.
+    async fn apply(&mut self, effect: Effect, session: &PageSession) -> Option<Event> {
+        let cc = &self.state.call_control;
+        match effect {
+            Effect::Answer => {
+                // Hang-ups arrive as line events; subscribe before answering so none is missed.
+                self.events = Some(cc.subscribe());
+                Some(
+                    match cc.answer(self.call, self.answer.clone().into()).await {
+                        Ok(()) => Event::Answered,
+                        Err(e) => Event::AnswerFailed(e.to_string()),
+                    },
+                )
+            }
+            Effect::StartStream => {
+                let (caller, group) = self.media.take()?;
+                Some(
+                    match start_media(
+                        caller,
+                        group,
+                        self.caller_rtp,
+                        self.group_addr,
+                        self.control.clone(),
+                        self.max_page,
+                    ) {
+                        Ok(h) => {
+                            self.media_thread = Some(h);
+                            Event::StreamStarted
+                        }
+                        Err(e) => Event::StreamFailed(e.to_string()),
+                    },
+                )
+            }
+            Effect::Push {
+                device,
+                ip,
+                uri,
+                kind,
+            } => {
+                self.push(device, &ip, &uri, kind);
+                None
+            }
+            Effect::CancelPushes => {
+                self.in_flight.abort_all();
+                None
+            }
+            Effect::GoAhead => {
+                self.control.store(GO_AHEAD, Ordering::SeqCst);
+                tracing::info!(
+                    call = self.call,
+                    group = %self.group_name,
+                    joined = session.joined().len(),
+                    of = session.group_size(),
+                    go_ahead_ms = session.go_ahead_ms(),
+                    multicast = %self.group_addr,
+                    "page live"
+                );
+                None
+            }
+            Effect::EndCall => {
+                let _ = cc.end_call(self.call).await;
+                None
+            }
+            Effect::StopStream => {
+                self.control.store(STOP, Ordering::SeqCst);
+                let counted = match self.media_thread.take() {
+                    Some(h) => tokio::task::spawn_blocking(move || h.join())
+                        .await
+                        .ok()
+                        .and_then(|r| r.ok()),
+                    None => None,
+                };
+                let (counts, pacing) = counted.unwrap_or_default();
+                Some(Event::StreamStopped { counts, pacing })
+            }
+            Effect::Report(_) => None,
+        }
+    }
+
+    /// Waits for what happens next: a push's outcome, the caller's call, the session's timer
+    /// or the node's stop. `None`: nothing the session needs to hear.
+    async fn next_event(&mut self, session: &PageSession) -> Option<Event> {
+        use tokio::sync::broadcast::error::RecvError;
+        let deadline = session.next_deadline();
+        let listening = session.listening();
+        let cc = &self.state.call_control;
+        let call = self.call;
+        tokio::select! {
+            Some((device, kind, result)) = self.push_rx.recv() => {
+                Some(Event::Pushed { device, kind, result })
+            }
+            ev = recv_line(&mut self.events), if listening && self.events.is_some() => match ev {
+                Ok(ev) if ev.call == call && ev.state == LineState::Idle => Some(Event::CallerHungUp),
+                Ok(_) => None,
+                // The caller's hang-up may be among the missed events: ask.
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "paging: line events lagged; asking call control whether the page's call is up");
+                    match cc.call_exists(call).await {
+                        Ok(true) => None,
+                        Ok(false) => Some(Event::CallerHungUp),
+                        Err(_) => Some(Event::CallControlStopped),
+                    }
+                }
+                Err(RecvError::Closed) => {
+                    self.events = None;
+                    Some(Event::CallControlStopped)
+                }
+            },
+            _ = sleep_until(deadline) => Some(Event::Timer),
+            _ = self.stop.changed(), if listening && !self.stop_seen => {
+                self.stop_seen = true;
+                Some(Event::NodeStopping)
+            }
+        }
+    }
+
+    /// Pushes an Execute of `uri` to the phone at `ip` in a task; its outcome comes back on
+    /// `push_rx`.
+    fn push(&mut self, device: String, ip: &str, uri: &str, kind: PushKind) {
+        let Some(client) = self.client.clone() else {
+            return;
+        };
+        let xml = CiscoIPPhoneObject::Execute(Execute::single(uri)).to_xml();
+        let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
+        let port = self.phone_port;
+        let url = match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V6(v6)) => format!("http://[{v6}]:{port}/CGI/Execute"),
+            _ => format!("http://{ip}:{port}/CGI/Execute"),
+        };
+        let (user, password) = (self.user.clone(), self.secret.clone());
+        let (gate, results) = (self.push_gate.clone(), self.push_tx.clone());
+        self.in_flight.spawn(async move {
+            let Ok(_permit) = gate.acquire_owned().await else {
+                return;
+            };
+            let r = push_one(&client, &url, &user, &password, form).await;
+            let _ = results.send((device, kind, r));
         });
     }
-    let joined: Vec<(String, String)> = match &client {
-        Ok(client) => {
-            let results = push_all(
-                client,
-                &targets,
-                paging.phone_http_port,
-                &user,
-                &secret,
-                &uri,
-                join_timeout,
-                answered,
-            )
-            .await;
-            let mut ok = Vec::new();
-            for ((device, ip), r) in targets.iter().zip(results) {
-                let (outcome, reason) = match &r.1 {
-                    Ok(()) => {
-                        ok.push((device.clone(), ip.clone()));
-                        ("joined", None)
-                    }
-                    Err(e) => ("failed", Some(e.clone())),
-                };
-                phones.push(PhoneResult {
-                    device: device.clone(),
-                    ip: Some(ip.clone()),
-                    outcome: outcome.into(),
-                    reason,
-                    join_ms: r.0,
-                    left: None,
-                });
-            }
-            ok
-        }
-        Err(e) => {
-            for (device, ip) in &targets {
-                phones.push(PhoneResult {
-                    device: device.clone(),
-                    ip: Some(ip.clone()),
-                    outcome: "failed".into(),
-                    reason: Some(format!("HTTP client: {e}")),
-                    join_ms: None,
-                    left: None,
-                });
-            }
-            Vec::new()
-        }
-    };
-    control.store(GO_AHEAD, Ordering::SeqCst);
-    report.go_ahead_ms = Some(answered.elapsed().as_millis() as u64);
-    tracing::info!(
-        call = offer.call,
-        group = %group_name,
-        joined = joined.len(),
-        of = members.devices.len(),
-        go_ahead_ms = report.go_ahead_ms,
-        multicast = %group_addr,
-        "page live"
-    );
+}
 
-    // Until the caller hangs up (or the page's time is up, or the node stops).
-    let deadline =
-        tokio::time::Instant::from_std(answered + Duration::from_secs(paging.max_page_seconds));
-    let mut stop = stop;
-    let ended_by = loop {
-        tokio::select! {
-            ev = events.recv() => match ev {
-                Ok(ev) if ev.call == offer.call && ev.state == LineState::Idle => break "caller hung up",
-                Ok(_) => {}
-                // The caller's hang-up may be among the missed events: ask.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!(missed = n, "paging: line events lagged; asking call control whether the page's call is up");
-                    match cc.call_exists(offer.call).await {
-                        Ok(true) => {}
-                        Ok(false) => break "caller hung up",
-                        Err(_) => break "call control stopped",
-                    }
-                }
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => break "call control stopped",
-            },
-            _ = tokio::time::sleep_until(deadline) => {
-                let _ = cc.end_call(offer.call).await;
-                break "max page time";
-            }
-            _ = stop.changed() => {
-                let _ = cc.end_call(offer.call).await;
-                break "node stopping";
-            }
-        }
-    };
-    control.store(STOP, Ordering::SeqCst);
-    let media_result = tokio::task::spawn_blocking(move || media.join())
+/// The next line event; pending forever without a subscription.
+async fn recv_line(
+    events: &mut Option<tokio::sync::broadcast::Receiver<LineEvent>>,
+) -> Result<LineEvent, tokio::sync::broadcast::error::RecvError> {
+    match events {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Pushes one Execute (the form `XML=...`) with the paging user's credentials; `Ok` when the
+/// phone answered that every item succeeded.
+async fn push_one(
+    client: &reqwest::Client,
+    url: &str,
+    user: &str,
+    password: &str,
+    form: String,
+) -> Result<(), String> {
+    let resp = client
+        .post(url)
+        .basic_auth(user, Some(password))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
         .await
-        .ok()
-        .and_then(|r| r.ok());
-    if let Some((counts, pacing)) = media_result {
-        report.stream = counts;
-        report.pacing = pacing;
+        .map_err(|e| e.without_url().to_string())?;
+    let status = resp.status();
+    let body = resp.bytes().await.map_err(|e| e.to_string())?;
+    match crate::wire::xml::parse_execute_reply(&body) {
+        Ok(ExecuteReply::Response(r)) if r.all_ok() => Ok(()),
+        Ok(ExecuteReply::Response(r)) => Err(format!(
+            "the phone refused: {}",
+            r.items
+                .iter()
+                .filter_map(|i| i.data.clone())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )),
+        Ok(ExecuteReply::Error(e)) => Err(format!(
+            "CiscoIPPhoneError {}",
+            e.number.map_or("?".into(), |n| n.to_string())
+        )),
+        Err(e) => Err(format!("HTTP {status}, not a phone's answer: {e}")),
     }
-    // Leave: RTPRx:Stop to every phone that joined.
-    if let Ok(client) = &client {
-        let results = push_all(
-            client,
-            &joined,
-            paging.phone_http_port,
-            &user,
-            &secret,
-            "RTPRx:Stop",
-            STOP_TIMEOUT,
-            Instant::now(),
-        )
-        .await;
-        for ((device, _), r) in joined.iter().zip(results) {
-            if let Some(p) = phones.iter_mut().find(|p| &p.device == device) {
-                p.left = Some(r.1.is_ok());
-                if let Err(e) = r.1 {
-                    p.reason = Some(format!("RTPRx:Stop: {e}"));
-                }
-            }
-        }
-    }
-    release();
-    phones.sort_by(|a, b| a.device.cmp(&b.device));
-    report.joined = phones.iter().filter(|p| p.outcome == "joined").count();
-    report.failed = phones.len() - report.joined;
-    report.phones = phones;
-    report.ended_by = ended_by.to_string();
-    report.duration_ms = started.elapsed().as_millis() as u64;
-    report
 }
 
 /// Checks the caller's offer: an SDP offer with G.711 mu-law, answered with mu-law alone.
@@ -653,77 +765,6 @@ fn check_offer(
         .and_then(|m| sdp.media_address(m))
         .ok_or_else(|| "Not Acceptable Here (the offer has no audio address)".to_string())?;
     Ok((answer.to_string(), remote))
-}
-
-/// Pushes an Execute of `uri` to every phone at once (at most [`MAX_PUSHES_IN_FLIGHT`] in
-/// flight), each within `timeout`. Per phone: milliseconds since `since` and the outcome.
-#[allow(clippy::too_many_arguments)]
-async fn push_all(
-    client: &reqwest::Client,
-    targets: &[(String, String)],
-    port: u16,
-    user: &str,
-    password: &str,
-    uri: &str,
-    timeout: Duration,
-    since: Instant,
-) -> Vec<(Option<u64>, Result<(), String>)> {
-    use futures_util::StreamExt;
-    let xml = CiscoIPPhoneObject::Execute(Execute::single(uri)).to_xml();
-    let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
-    let deadline = since + timeout;
-    let urls: Vec<String> = targets
-        .iter()
-        .map(|(_, ip)| match ip.parse::<IpAddr>() {
-            Ok(IpAddr::V6(v6)) => format!("http://[{v6}]:{port}/CGI/Execute"),
-            _ => format!("http://{ip}:{port}/CGI/Execute"),
-        })
-        .collect();
-    let (user, password): (Arc<str>, Arc<str>) = (user.into(), password.into());
-    futures_util::stream::iter(urls.into_iter().map(move |url| {
-        let (client, form) = (client.clone(), form.clone());
-        let (user, password) = (user.clone(), password.clone());
-        async move {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let req = client
-                .post(&url)
-                .basic_auth(&*user, Some(&*password))
-                .header("Content-Type", "application/x-www-form-urlencoded")
-                .body(form)
-                .send();
-            let r = match tokio::time::timeout(left, async {
-                let resp = req.await.map_err(|e| e.without_url().to_string())?;
-                let status = resp.status();
-                let body = resp.bytes().await.map_err(|e| e.to_string())?;
-                Ok::<_, String>((status, body))
-            })
-            .await
-            {
-                Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
-                Ok(Err(e)) => Err(e),
-                Ok(Ok((status, body))) => match crate::wire::xml::parse_execute_reply(&body) {
-                    Ok(ExecuteReply::Response(r)) if r.all_ok() => Ok(()),
-                    Ok(ExecuteReply::Response(r)) => Err(format!(
-                        "the phone refused: {}",
-                        r.items
-                            .iter()
-                            .filter_map(|i| i.data.clone())
-                            .collect::<Vec<_>>()
-                            .join("; ")
-                    )),
-                    Ok(ExecuteReply::Error(e)) => Err(format!(
-                        "CiscoIPPhoneError {}",
-                        e.number.map_or("?".into(), |n| n.to_string())
-                    )),
-                    Err(e) => Err(format!("HTTP {status}, not a phone's answer: {e}")),
-                },
-            };
-            (Some(since.elapsed().as_millis() as u64), r)
-        }
-    }))
-    .buffered(MAX_PUSHES_IN_FLIGHT)
-    .collect()
-    .await
 }
 
 const CONTINUE: u8 = 0;

@@ -1,4 +1,4 @@
-//! Cisco WebDialer (the seed's "WebDialer" section; spec section 4): click-to-call that places
+//! Cisco WebDialer: click-to-call that places
 //! the call from the user's own phone with third-party call control (the user's phone rings
 //! first; once it answers, the destination is called).
 //!
@@ -7,7 +7,7 @@
 //!   `/webdialer/services/WebdialerSoapService` (`urn:WebdialerSoap`) with its four operations.
 //! * [`html`]: the servlet `/webdialer/Webdialer` (login, preferences, dial, end call) and
 //!   `makeCallProxy`.
-//! * [`client`]: what `ucm dial` speaks (works against Cisco Unified CM too).
+//! * [`crate::client::webdialer`]: what `ucm dial` speaks (works against Cisco Unified CM too).
 //!
 //! Response codes are Cisco's: 0 success, 1 call failure, 2 authentication, 3 no proxy rights,
 //! 4 directory, 5 no device or missing parameters, 6 temporarily unavailable, 7 destination
@@ -15,7 +15,6 @@
 //! proxy naming a user the directory lacks, 6 a node shutting down (or a phone answering 503),
 //! 8 the database failing under a password check (or a call-control status with no closer code).
 
-pub mod client;
 pub mod html;
 pub mod redirector;
 

@@ -16,9 +16,9 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::client::{WdCallError, WdClient};
 use super::html::{error_box, hidden, html, page};
 use super::SERVLET_PATH;
+use crate::client::webdialer::{WdCallError, WdClient};
 use crate::client::{http_client, ClientOptions};
 use crate::node::NodeState;
 use crate::wire::codec::{form_pairs, percent_encode};

@@ -1,7 +1,23 @@
-//! HTTP(S) client settings shared by the commands that drive a cluster (`ucm em`, and the
-//! other client commands as they arrive): one connection pool, rustls with the ring provider,
-//! and the trust choices an operator needs against real clusters (the system's roots), labs
-//! (the node's own certificate as a CA file) and throwaway test beds (`--insecure`).
+//! Clients of a cluster: what the commands that drive one speak, over the same wire formats a
+//! phone or a third-party application uses (so they work against Cisco Unified CM too).
+//!
+//! - [`em`]: the EM service API (`ucm em`)
+//! - [`webdialer`]: the WebDialer SOAP interface and the Redirector (`ucm dial`)
+//! - [`page`]: a caller paging a recipient group, as a phone of the cluster (`ucm page`)
+//! - [`push`]: CiscoIPPhone objects pushed to phones, by address, device, pool or group
+//!   (`ucm services push`)
+//! - [`lint`]: a service fetched as a phone fetches it (`ucm services lint`)
+//!
+//! This module itself holds the HTTP(S) client settings they share: one connection pool, rustls
+//! with the ring provider, and the trust choices an operator needs against real clusters (the
+//! system's roots), labs (the node's own certificate as a CA file) and throwaway test beds
+//! (`--insecure`).
+
+pub mod em;
+pub mod lint;
+pub mod page;
+pub mod push;
+pub mod webdialer;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! A client of the EM service API (ours or Cisco Unified CM's): what `ucm em` speaks.
 
-use crate::client::{http_client, ClientOptions};
+use super::{http_client, ClientOptions};
 use crate::wire::em::{self as api, DeviceUser, Duration, EmError, Reply};
 
 /// Why a call did not succeed.
@@ -140,5 +140,89 @@ impl EmClient {
                 "no query results in the answer".into(),
             )),
         }
+    }
+}
+
+/// One line of a bulk login file (`device,user[,profile]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginEntry {
+    /// 1-based line number in the file.
+    pub line: usize,
+    pub device: String,
+    pub user: String,
+    pub profile: Option<String>,
+}
+
+/// A line of a bulk login file that is not `device,user[,profile]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BadLine {
+    pub line: usize,
+    pub text: String,
+}
+
+/// Reads a bulk login file: `device,user[,profile]` a line; blank lines and `#` comments skipped.
+pub fn parse_login_list(text: &str) -> Result<Vec<LoginEntry>, BadLine> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let l = raw.trim();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        let f: Vec<&str> = l.split(',').map(str::trim).collect();
+        match f.as_slice() {
+            [d, u] | [d, u, ""] if !d.is_empty() && !u.is_empty() => out.push(LoginEntry {
+                line: i + 1,
+                device: d.to_string(),
+                user: u.to_string(),
+                profile: None,
+            }),
+            [d, u, p] if !d.is_empty() && !u.is_empty() => out.push(LoginEntry {
+                line: i + 1,
+                device: d.to_string(),
+                user: u.to_string(),
+                profile: Some(p.to_string()),
+            }),
+            _ => {
+                return Err(BadLine {
+                    line: i + 1,
+                    text: raw.to_string(),
+                })
+            }
+        }
+    }
+    Ok(out)
+}
+
+impl EmClient {
+    /// Logs many in, at most `concurrency` requests in flight (the service's Maximum Concurrent
+    /// Requests refuses more with error 26). `progress` is told how many are done after each.
+    /// The results come back in the order of the entries.
+    pub async fn login_many(
+        self: &std::sync::Arc<Self>,
+        entries: Vec<LoginEntry>,
+        duration: Option<Duration>,
+        concurrency: usize,
+        mut progress: impl FnMut(usize),
+    ) -> Vec<(LoginEntry, Result<(), EmCallError>)> {
+        let sem = std::sync::Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, e) in entries.into_iter().enumerate() {
+            let (c, sem) = (self.clone(), sem.clone());
+            tasks.spawn(async move {
+                let _permit = sem.acquire_owned().await;
+                let r = c
+                    .login(&e.device, &e.user, e.profile.as_deref(), duration)
+                    .await;
+                (i, e, r)
+            });
+        }
+        let mut results = Vec::new();
+        while let Some(done) = tasks.join_next().await {
+            let Ok(r) = done else { continue };
+            results.push(r);
+            progress(results.len());
+        }
+        results.sort_by_key(|(i, _, _)| *i);
+        results.into_iter().map(|(_, e, r)| (e, r)).collect()
     }
 }

@@ -10,11 +10,14 @@ use std::time::{Duration, Instant};
 
 use tokio::net::UdpSocket;
 
+use super::{http_client, ClientError, ClientOptions};
 use crate::media::g711::ulaw_to_linear;
 use crate::media::rtp::{RtpPacket, RtpSender};
-use crate::media::tone;
+use crate::media::{tone, wav};
+use crate::phone::device::{bootstrap, Bootstrap, PhoneError};
 use crate::phone::ua::{CallState, MediaPorts, Output, Ua, UaSettings};
 use crate::sip::transaction::Timers;
+use crate::wire::codec::percent_encode;
 
 /// One 20 ms frame of G.711 mu-law.
 pub type Frame = [u8; 160];
@@ -83,6 +86,207 @@ pub enum CallerError {
     NoGoAhead(Duration),
 }
 
+// The paging service's HTTP API, as it publishes it.
+/// The recipient groups and their DialCast numbers.
+const GROUPS_PATH: &str = "/ucm/paging/groups";
+/// The page reports.
+const PAGES_PATH: &str = "/ucm/paging/pages";
+
+/// The audio of a WAV file (16-bit PCM at any common rate, or G.711) as 8 kHz mu-law frames.
+pub fn wav_frames(bytes: &[u8]) -> Result<Vec<Frame>, String> {
+    let audio = wav::read_wav(bytes).map_err(|e| e.to_string())?;
+    Ok(wav::to_ulaw_frames_20ms(&wav::resample_to_8k(&audio)))
+}
+
+/// A 1 kHz test tone of `seconds` as mu-law frames.
+pub fn tone_frames(seconds: u32) -> Vec<Frame> {
+    wav::to_ulaw_frames_20ms(&tone::tone(1000.0, seconds * 1000, 0.3, 8000))
+}
+
+/// The node's base URL for a `--server` given as `host:port` or as a URL.
+pub fn base_url(server: &str) -> String {
+    let s = server.trim_end_matches('/');
+    if s.starts_with("http://") || s.starts_with("https://") {
+        s.to_string()
+    } else {
+        format!("http://{s}")
+    }
+}
+
+/// The node's TFTP-over-HTTP address when only its HTTP address is known: same host, 6970.
+pub fn default_tftp(server: &str) -> String {
+    let s = server
+        .trim_start_matches("http://")
+        .trim_start_matches("https://");
+    let s = s.split('/').next().unwrap_or(s);
+    let host = match s.rsplit_once(':') {
+        Some((h, _)) => h,
+        None => s,
+    };
+    format!("{host}:6970")
+}
+
+/// The paging service's HTTP side as a caller sees it: a group's DialCast number, the report
+/// of a page, the kept reports.
+pub struct PagingClient {
+    http: reqwest::Client,
+    base: String,
+    /// How long the service may hold a report request open (within the client's timeout).
+    report_wait: Duration,
+}
+
+impl PagingClient {
+    pub fn new(server: &str, opts: &ClientOptions) -> Result<PagingClient, ClientError> {
+        let timeout = opts.timeout.unwrap_or(Duration::from_secs(10));
+        Ok(PagingClient {
+            http: http_client(opts)?,
+            base: base_url(server),
+            report_wait: timeout
+                .saturating_sub(Duration::from_secs(2))
+                .min(Duration::from_secs(8)),
+        })
+    }
+
+    /// The node's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// The DialCast number of `group`, from the node's list.
+    pub async fn number_of(&self, group: &str) -> Result<String, String> {
+        let base = &self.base;
+        let url = format!("{base}{GROUPS_PATH}");
+        let resp = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
+        let v: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| format!("{url}: not the paging group list: {e}"))?;
+        let groups = v["recipient_groups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let Some(g) = groups.iter().find(|g| g["name"] == group) else {
+            let names: Vec<&str> = groups.iter().filter_map(|g| g["name"].as_str()).collect();
+            return Err(format!(
+                "no recipient group {group:?} on {base} (there are: {})",
+                if names.is_empty() {
+                    "none".into()
+                } else {
+                    names.join(", ")
+                }
+            ));
+        };
+        g["dialcast"][0]
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| format!("recipient group {group:?} has no DialCast number"))
+    }
+
+    /// The report of the page the call `call_id` made, once the service has stored it.
+    pub async fn report(&self, call_id: &str) -> Option<serde_json::Value> {
+        // The report is stored once the server has sent RTPRx:Stop to every phone: the server
+        // answers as soon as it is (or after the wait, within the client's timeout); a few more
+        // tries cover a lost connection.
+        let url = format!(
+            "{}{PAGES_PATH}?call_id={}&wait_ms={}",
+            self.base,
+            percent_encode(call_id),
+            self.report_wait.as_millis()
+        );
+        for _ in 0..3 {
+            if let Ok(r) = self.http.get(&url).send().await {
+                if r.status().is_success() {
+                    if let Ok(b) = r.bytes().await {
+                        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) {
+                            return v["pages"].get(0).cloned();
+                        }
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        None
+    }
+
+    /// The last `limit` page reports, read as `user` (who needs cti-control-all-devices).
+    pub async fn reports(
+        &self,
+        user: &str,
+        password: &str,
+        limit: u32,
+    ) -> Result<serde_json::Value, String> {
+        let url = format!("{}{PAGES_PATH}?limit={}", self.base, limit.clamp(1, 1000));
+        let resp = self
+            .http
+            .get(&url)
+            .basic_auth(user, Some(password))
+            .send()
+            .await
+            .map_err(|e| format!("{url}: {e}"))?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            return Err(format!("{url}: HTTP {status}: {}", text.trim()));
+        }
+        serde_json::from_str(&text).map_err(|e| format!("{url}: not a report list: {e}"))
+    }
+}
+
+/// A page report as text: a summary line, then a `DEVICE IP OUTCOME DETAIL` line a phone.
+pub fn report_text(r: &serde_json::Value) -> String {
+    let mut out = format!(
+        "page {} to {} (DialCast {}): {} joined, {} not; go-ahead after {} ms; {} packets to {}; {} ms; ended: {}\n",
+        r["id"].as_str().unwrap_or("?"),
+        r["recipient_group"].as_str().unwrap_or("?"),
+        r["dialcast"].as_str().unwrap_or("?"),
+        r["joined"],
+        r["failed"],
+        r["go_ahead_ms"],
+        r["stream"]["group_packets"],
+        r["multicast"].as_str().unwrap_or("-"),
+        r["duration_ms"],
+        r["ended_by"].as_str().unwrap_or("?"),
+    );
+    let phones = r["phones"].as_array().cloned().unwrap_or_default();
+    if !phones.is_empty() {
+        out.push_str("DEVICE\tIP\tOUTCOME\tDETAIL\n");
+        for p in phones {
+            out.push_str(&format!(
+                "{}\t{}\t{}\t{}\n",
+                p["device"].as_str().unwrap_or("?"),
+                p["ip"].as_str().unwrap_or("-"),
+                p["outcome"].as_str().unwrap_or("?"),
+                p["reason"].as_str().unwrap_or(""),
+            ));
+        }
+    }
+    out
+}
+
+/// The kept reports (the node's list) as a table, one page a line.
+pub fn reports_table(v: &serde_json::Value) -> String {
+    let pages = v["pages"].as_array().cloned().unwrap_or_default();
+    let mut out = String::from("STARTED_MS\tID\tGROUP\tCALLER\tJOINED\tNOT\tDURATION_MS\tENDED\n");
+    for p in pages {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
+            p["started_at_ms"],
+            p["id"].as_str().unwrap_or("?"),
+            p["recipient_group"].as_str().unwrap_or("?"),
+            p["calling"].as_str().unwrap_or("?"),
+            p["joined"],
+            p["failed"],
+            p["duration_ms"],
+            p["ended_by"].as_str().unwrap_or("?"),
+        ));
+    }
+    out
+}
+
 /// The one RTP port this caller uses.
 struct OnePort(u16);
 
@@ -117,25 +321,23 @@ pub async fn place_page(
 ) -> Result<CallerOutcome, CallerError> {
     let setup = CallerError::Setup;
     let ip = IpAddr::V4(opts.bind);
-    let mac = crate::phone::device::mac_of(&opts.device).ok_or_else(|| {
-        setup(format!(
-            "{:?} is not a phone's device name (SEP and 12 hex digits)",
-            opts.device
-        ))
-    })?;
-    let config = crate::phone::device::fetch_config(&opts.tftp, &opts.device, Some(ip))
+    // The phone's own first steps; the errors keep the caller's wording.
+    let Bootstrap {
+        mac,
+        config,
+        server,
+    } = bootstrap(&opts.device, &opts.tftp, ip, opts.sip.as_deref())
         .await
-        .map_err(|e| setup(format!("{}: {e}", opts.device)))?;
-    let server_text = opts
-        .sip
-        .clone()
-        .or_else(|| config.sip_server())
-        .ok_or_else(|| setup("the configuration file names no Unified CM".into()))?;
-    let server = tokio::net::lookup_host(server_text.as_str())
-        .await
-        .ok()
-        .and_then(|mut a| a.find(|a| a.is_ipv4()))
-        .ok_or_else(|| setup(format!("cannot resolve the SIP server {server_text:?}")))?;
+        .map_err(|e| {
+            setup(match e {
+                PhoneError::BadName(d) => {
+                    format!("{d:?} is not a phone's device name (SEP and 12 hex digits)")
+                }
+                PhoneError::Config { device, reason } => format!("{device}: {reason}"),
+                PhoneError::Setup { reason, .. } => reason,
+                e => e.to_string(),
+            })
+        })?;
     let sip = crate::net::bind_udp(SocketAddr::new(ip, 0), config.dscp_signalling)
         .map_err(|e| setup(format!("binding SIP on {ip}: {e}")))?;
     let rtp = crate::net::bind_udp(SocketAddr::new(ip, 0), config.dscp_audio)
@@ -399,14 +601,37 @@ async fn call(
         sent: outcome.frames_sent,
         total,
     });
-    // Hang up and wait for the BYE's answer (bounded).
+    // Hang up and wait for the BYE's answer (bounded): the call ends here at once, but the
+    // unREGISTER that follows must not overtake the BYE.
     if let Ok((_, outs)) = ua.hangup(Instant::now(), ports) {
         carry_out(sip, outs, remote_rtp).await;
     }
     let until = Instant::now() + Duration::from_secs(3);
-    while Instant::now() < until && state(ua).is_some_and(|c| c.state != CallState::Ended) {
+    while Instant::now() < until
+        && (state(ua).is_some_and(|c| c.state != CallState::Ended) || ua.awaiting_answer(&call_id))
+    {
         step(ua, sip, buf, ports, remote_rtp).await;
     }
     progress(Progress::HungUp);
     Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_paths_are_the_ones_the_service_serves() {
+        use crate::services::paging::http;
+        assert_eq!(super::GROUPS_PATH, http::GROUPS_PATH);
+        assert_eq!(super::PAGES_PATH, http::PAGES_PATH);
+    }
+
+    #[test]
+    fn a_nodes_tftp_address_follows_its_http_one() {
+        assert_eq!(super::default_tftp("127.0.0.1:8080"), "127.0.0.1:6970");
+        assert_eq!(
+            super::default_tftp("https://ucm.example:8443/x"),
+            "ucm.example:6970"
+        );
+        assert_eq!(super::base_url("127.0.0.1:8080/"), "http://127.0.0.1:8080");
+    }
 }

@@ -1,0 +1,498 @@
+//! Commands from services: third-party calls, route points (offer, redirect, answer,
+//! reject), ending calls and NOTIFYs to devices.
+
+use super::*;
+
+impl B2bua {
+    /// An out-of-dialog NOTIFY to each address the device registered from.
+    fn notify_device(
+        &mut self,
+        registrar: &dyn Registrations,
+        device: &str,
+        event: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let mut seen = BTreeSet::new();
+        for b in registrar.device_bindings_at(device, now.unix) {
+            if !seen.insert((b.source, b.transport.as_str())) {
+                continue;
+            }
+            let peer = Peer {
+                addr: b.source,
+                transport: b.transport,
+            };
+            let host = self.host_on(peer.transport);
+            let branch = self.branch();
+            let tag = self.tag();
+            let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
+            let mut req = Request::new(Method::Notify, &b.contact);
+            req.headers.push(
+                "Via",
+                format!(
+                    "SIP/2.0/{} {host};branch={branch};rport",
+                    peer.transport.as_str()
+                ),
+            );
+            req.headers.push("Max-Forwards", "70");
+            req.headers.push("From", format!("<sip:{host}>;tag={tag}"));
+            req.headers.push("To", format!("<{}>", b.contact));
+            req.headers.push("Call-ID", call_id);
+            req.headers.push("CSeq", "1 NOTIFY");
+            req.headers.push("Event", event.to_string());
+            req.headers.push("Subscription-State", "terminated");
+            tracing::debug!(device, to = %peer.addr, event, "NOTIFY");
+            self.send_request(req, peer, now, out);
+        }
+    }
+
+    /// A command from a service; `id` names it in the [`Out::Reply`] that answers it.
+    pub fn on_command(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        id: CommandId,
+        cmd: Command,
+        now: Now,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let reply = match cmd {
+            Command::NotifyDevice { device, event } => {
+                self.notify_device(registrar, &device, &event, now, &mut out);
+                None
+            }
+            Command::MakeCall {
+                device,
+                line,
+                destination,
+            } => match self.make_call(
+                cluster,
+                registrar,
+                &device,
+                &line,
+                &destination,
+                now,
+                &mut out,
+            ) {
+                Ok(call) => {
+                    // Answered once the user's phone answers (or the attempt fails).
+                    if let Some(t) = self
+                        .calls
+                        .get_mut(&call)
+                        .and_then(|c| c.third_party.as_mut())
+                    {
+                        t.reply = Some(id);
+                    }
+                    None
+                }
+                Err(e) => Some(Reply::Call(Err(e))),
+            },
+            Command::RegisterRoutePoint { name } => {
+                tracing::info!(route_point = %name, "service registered for the route point");
+                self.route_points.insert(name);
+                None
+            }
+            Command::Redirect { call, destination } => Some(Reply::Done(self.redirect(
+                cluster,
+                registrar,
+                call,
+                &destination,
+                now,
+                &mut out,
+            ))),
+            Command::Answer { call, sdp } => Some(Reply::Done(
+                self.answer_at_route_point(call, sdp, now, &mut out),
+            )),
+            Command::Reject {
+                call,
+                status,
+                reason,
+            } => {
+                let r = match self.calls.get(&call) {
+                    None => Err(call_error(481, "no such call")),
+                    Some(c) if c.at_route_point.is_none() || c.state != CallState::Routing => {
+                        Err(call_error(409, "the call is not waiting at a route point"))
+                    }
+                    Some(_) if !(400..700).contains(&status) => Err(call_error(
+                        400,
+                        format!("{status} is not a final error status"),
+                    )),
+                    Some(_) => {
+                        self.fail_call(call, status, &reason, now, &mut out);
+                        Ok(())
+                    }
+                };
+                Some(Reply::Done(r))
+            }
+            Command::BusyDevices => {
+                let mut busy = HashSet::new();
+                for c in self.calls.values() {
+                    busy.extend(c.caller.device.iter().cloned());
+                    for l in c.legs.iter().filter(|l| l.state != LegState::Ended) {
+                        busy.extend(l.device.iter().cloned());
+                    }
+                }
+                Some(Reply::Devices(busy))
+            }
+            Command::CallExists { call } => Some(Reply::Exists(self.calls.contains_key(&call))),
+            Command::EndCall { call } => {
+                let result = match self.calls.get(&call).map(|c| c.state) {
+                    None => Err(call_error(481, "no such call")),
+                    Some(CallState::Connected) => {
+                        self.hang_up(call, None, now, &mut out);
+                        Ok(())
+                    }
+                    Some(_) => {
+                        let forks: Vec<usize> = self
+                            .calls
+                            .get(&call)
+                            .map(|c| (1..c.legs.len()).collect())
+                            .unwrap_or_default();
+                        for i in forks {
+                            self.cancel_leg(call, i, now, &mut out);
+                        }
+                        self.fail_call(
+                            call,
+                            487,
+                            "Request Terminated (ended by an application)",
+                            now,
+                            &mut out,
+                        );
+                        Ok(())
+                    }
+                };
+                Some(Reply::Done(result))
+            }
+        };
+        if let Some(r) = reply {
+            out.push(Out::Reply(id, r));
+        }
+        out
+    }
+
+    /// The shell could not hand an offered call to its route point's service (the service
+    /// dropped its receiver: it is down). The route point counts as unserved from now on and
+    /// the call goes where the line's Call Forward No Answer sends it, at once.
+    pub fn on_offer_undelivered(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        now: Now,
+    ) -> Vec<Out> {
+        let mut out = Vec::new();
+        let Some(c) = self.calls.get_mut(&call) else {
+            return out;
+        };
+        let Some(rp) = c.at_route_point.clone() else {
+            return out;
+        };
+        if let Some(at) = c.no_answer_at.take() {
+            self.timers.remove(&(at, call));
+        }
+        self.route_points.remove(&rp);
+        tracing::info!(call, route_point = %rp, "no service on the route point; call forwarding applies");
+        self.no_answer(cluster, registrar, call, now, &mut out);
+        out
+    }
+
+    /// Offers a call to the service that owns the route point; a service that is down or
+    /// silent leaves the call to the line's Call Forward No Answer.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer_to_route_point(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        dn: &DnKey,
+        route_point: String,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if let Some(old) = c.target_dn.replace(dn.clone()) {
+            if let Some(n) = self.line_load.get_mut(&old) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        c.at_route_point = Some(route_point.clone());
+        let offer = OfferedCall {
+            call,
+            route_point: route_point.clone(),
+            dn: dn.0.clone(),
+            calling: c.caller.number.clone(),
+            call_id: c.a_request.call_id().unwrap_or_default().to_string(),
+            offer: (!c.a_request.body.is_empty()).then(|| c.a_request.body.clone()),
+        };
+        *self.line_load.entry(dn.clone()).or_default() += 1;
+        self.event(call, dn, Some(route_point.clone()), LineState::Ringing);
+        if !self.route_points.contains(&route_point) {
+            tracing::info!(call, route_point = %route_point, "no service on the route point; call forwarding applies");
+            self.no_answer(cluster, registrar, call, now, out);
+            return;
+        }
+        out.push(Out::Offer(offer));
+        let secs = cluster.service_parameters.call_manager.route_point_timeout;
+        self.arm_no_answer(call, now.mono + Duration::from_secs(u64::from(secs)));
+    }
+
+    /// Redirects an unanswered call: cancels whatever rings and routes the call afresh.
+    fn redirect(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        destination: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> Result<(), CallError> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(call_error(481, "no such call"));
+        };
+        if c.state != CallState::Routing || c.third_party.is_some() {
+            return Err(call_error(
+                409,
+                "only an offered, unanswered call can be redirected",
+            ));
+        }
+        if crate::dialplan::pattern::validate_digits(destination).is_err() {
+            return Err(call_error(
+                484,
+                format!("{destination:?} is not a number to dial"),
+            ));
+        }
+        if let Some(at) = c.no_answer_at.take() {
+            self.timers.remove(&(at, call));
+        }
+        // The redirecting route point's CSS, else the caller's.
+        let ctx = match c.at_route_point.take() {
+            Some(rp) => match cluster.route_points.iter().find(|r| r.name == rp) {
+                Some(r) => CallingContext::css(r.css.as_deref(), Some(&r.device_pool)),
+                None => c.caller.ctx.clone(),
+            },
+            None => c.caller.ctx.clone(),
+        };
+        c.superseded_legs = c.legs.len() - 1;
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        tracing::debug!(call, destination, "redirected");
+        self.route(cluster, registrar, call, destination, &ctx, now, out);
+        Ok(())
+    }
+
+    fn answer_at_route_point(
+        &mut self,
+        call: u64,
+        sdp: Bytes,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> Result<(), CallError> {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return Err(call_error(481, "no such call"));
+        };
+        if c.at_route_point.is_none() || c.state != CallState::Routing {
+            return Err(call_error(409, "the call is not waiting at a route point"));
+        }
+        let Some(akey) = c.a_invite.take() else {
+            return Err(call_error(409, "the call has no caller to answer"));
+        };
+        if let Some(at) = c.no_answer_at.take() {
+            self.timers.remove(&(at, call));
+        }
+        c.state = CallState::Connected;
+        c.legs[0].state = LegState::Confirmed;
+        let a_req = c.a_request.clone();
+        let a_tag = c.legs[0].local_tag.clone();
+        let dn = c.target_dn.clone();
+        let rp = c.at_route_point.clone();
+        let body = (!sdp.is_empty()).then(|| ("application/sdp".to_string(), sdp));
+        self.respond(&akey, &a_req, 200, Some(&a_tag), body, now, out);
+        self.by_server_invite.insert(akey, call);
+        if let Some(dn) = dn {
+            self.event(call, &dn, rp, LineState::Connected);
+        }
+        Ok(())
+    }
+
+    /// Starts a third-party call: the user's phone is called first, with no SDP (RFC 3725
+    /// flow I); its answer's offer then goes to the destination.
+    #[allow(clippy::too_many_arguments)]
+    fn make_call(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        device: &str,
+        line: &str,
+        destination: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> Result<u64, CallError> {
+        let dev = cluster
+            .device(device)
+            .ok_or_else(|| call_error(404, format!("device {device} is not configured")))?;
+        // The lines the device carries now (an Extension Mobility login's profile's, if any).
+        let la = cluster
+            .lines_of(dev)
+            .into_iter()
+            .find(|l| l.dn == line)
+            .ok_or_else(|| call_error(404, format!("{device} has no line {line}")))?;
+        if destination.is_empty() || crate::dialplan::pattern::validate_digits(destination).is_err()
+        {
+            return Err(call_error(
+                484,
+                format!("{destination:?} is not a number to dial"),
+            ));
+        }
+        let key: DnKey = (la.dn.clone(), la.partition.clone());
+        let b = registrar
+            .binding_at(device, line, now.unix)
+            .ok_or_else(|| call_error(480, format!("{device} is not registered")))?;
+        let dn_cfg = cluster.directory_number(&key);
+        if self.line_load.get(&key).copied().unwrap_or(0) >= dn_cfg.map_or(4, |d| d.max_calls) {
+            return Err(call_error(
+                486,
+                format!("line {line} is at its maximum number of calls"),
+            ));
+        }
+        let caller = Caller {
+            ctx: CallingContext {
+                line_css: dn_cfg.and_then(|d| d.css.clone()),
+                device_css: dev.css.clone(),
+                device_pool: Some(dev.device_pool.clone()),
+            },
+            device: Some(device.to_string()),
+            dn: Some(key.clone()),
+            number: line.to_string(),
+            display: la
+                .display
+                .clone()
+                .or_else(|| dn_cfg.and_then(|d| d.alerting_name.clone())),
+        };
+        let mut synthetic =
+            Request::new(Method::Invite, format!("sip:{destination}@{}", self.host));
+        synthetic.headers.push("Max-Forwards", "70");
+        let id = self.next_call;
+        self.next_call += 1;
+        *self.line_load.entry(key).or_default() += 1;
+        self.calls.insert(
+            id,
+            Call {
+                legs: Vec::new(),
+                a_invite: None,
+                a_request: synthetic,
+                caller,
+                state: CallState::Routing,
+                answered: None,
+                target_dn: None,
+                hops: 0,
+                hunt: TrunkHunt::default(),
+                trunk_number: String::new(),
+                no_answer_at: None,
+                delayed_offer: false,
+                superseded_legs: 0,
+                busy_seen: false,
+                ringing_sent: false,
+                third_party: Some(ThirdParty {
+                    destination: destination.to_string(),
+                    reply: None,
+                }),
+                at_route_point: None,
+                held: BTreeSet::new(),
+            },
+        );
+        let peer = Peer {
+            addr: b.source,
+            transport: b.transport,
+        };
+        // The phone shows whom it is calling.
+        let presented = (destination.to_string(), Some(destination.to_string()));
+        self.fork_as(
+            id,
+            peer,
+            &b.contact,
+            line,
+            Some(device.to_string()),
+            presented,
+            now,
+            out,
+        );
+        tracing::debug!(
+            call = id,
+            device,
+            line,
+            destination,
+            "third-party call: ringing the user's phone"
+        );
+        Ok(id)
+    }
+
+    /// A response from the user's phone in a third-party call.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn originator_response(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        resp: Response,
+        to_tag: Option<String>,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let Some(leg) = c.legs.get_mut(0) else { return };
+        let status = resp.status;
+        if (101..200).contains(&status) {
+            if to_tag.is_some() && leg.state == LegState::Trying {
+                leg.state = LegState::Early;
+                leg.remote_tag = to_tag;
+            }
+            if leg.state == LegState::Cancelling {
+                self.send_cancel(call, 0, now, out);
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            let cancelled = leg.state == LegState::Cancelling || c.state == CallState::Ended;
+            leg.state = LegState::Confirmed;
+            leg.remote_tag = to_tag;
+            if let Some(ct) = contact_of_response(&resp) {
+                leg.remote_target = ct;
+            }
+            if cancelled {
+                self.send_ack(call, 0, None, out);
+                self.send_bye(call, 0, now, out);
+                return;
+            }
+            // The phone's offer goes to the destination.
+            if let Some((ctype, body)) = Self::body_of(&resp.headers, &resp.body) {
+                c.a_request.headers.set("Content-Type", ctype);
+                c.a_request.body = body;
+            }
+            let destination = c
+                .third_party
+                .as_ref()
+                .map(|t| t.destination.clone())
+                .unwrap_or_default();
+            if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+                out.push(Out::Reply(id, Reply::Call(Ok(call))));
+            }
+            let ctx = c.caller.ctx.clone();
+            tracing::debug!(
+                call,
+                destination,
+                "third-party call: the user's phone answered; calling the destination"
+            );
+            self.route(cluster, registrar, call, &destination, &ctx, now, out);
+            return;
+        }
+        leg.state = LegState::Failed(status);
+        let reason = format!("the user's phone answered {status} {}", resp.reason);
+        self.fail_call(call, status, &reason, now, out);
+    }
+}

@@ -1,0 +1,173 @@
+//! Call forwarding as Unified CM applies it to a line: Forward All before anything rings, Busy
+//! (the line at its busy trigger, or every phone of it in Do Not Disturb), Unregistered, and
+//! No Answer on the line's timer; each forward analysed with its own CSS.
+
+use super::*;
+use crate::config::model::Device;
+
+impl B2bua {
+    /// Call Forward All: when the line forwards everything, routes the call there (true).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn forward_all(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        line: &DirectoryNumber,
+        dn: &DnKey,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> bool {
+        let Some((dest, ctx)) = forward_of(line, |cf| &cf.all) else {
+            return false;
+        };
+        tracing::debug!(call, dn = %dn.0, dest, "call forward all");
+        self.route(cluster, registrar, call, &dest, &ctx, now, out);
+        true
+    }
+
+    /// Whether the line counts as busy: it already carries its busy trigger of calls, or
+    /// every phone that has it is in Do Not Disturb.
+    pub(super) fn is_busy(&self, line: &DirectoryNumber, dn: &DnKey, devices: &[&Device]) -> bool {
+        let load = self.line_load.get(dn).copied().unwrap_or(0);
+        let all_dnd = !devices.is_empty() && devices.iter().all(|d| d.do_not_disturb);
+        load >= line.busy_trigger || all_dnd
+    }
+
+    /// No phone of the line is registered: Call Forward Unregistered, else 480.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn unregistered(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        line: &DirectoryNumber,
+        dn: &DnKey,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        if let Some((dest, ctx)) = forward_of(line, |cf| &cf.unregistered) {
+            tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
+            self.route(cluster, registrar, call, &dest, &ctx, now, out);
+        } else {
+            self.fail_call(
+                call,
+                480,
+                "Temporarily Unavailable (no device of the line is registered)",
+                now,
+                out,
+            );
+        }
+    }
+
+    /// The line rings: Call Forward No Answer, when set, fires after the line's no-answer
+    /// timer (else the cluster's).
+    pub(super) fn arm_forward_no_answer(
+        &mut self,
+        cluster: &Cluster,
+        call: u64,
+        line: &DirectoryNumber,
+        now: Now,
+    ) {
+        if line
+            .call_forward
+            .no_answer
+            .as_ref()
+            .is_some_and(|f| f.destination.is_some())
+        {
+            let secs = line.no_answer_timer.unwrap_or(
+                cluster
+                    .service_parameters
+                    .call_manager
+                    .forward_no_answer_timer,
+            );
+            self.arm_no_answer(call, now.mono + Duration::from_secs(u64::from(secs)));
+        }
+    }
+
+    /// (Re)arms the call's no-answer timer (Call Forward No Answer, route point timeout).
+    pub(super) fn arm_no_answer(&mut self, call: u64, at: Instant) {
+        if let Some(c) = self.calls.get_mut(&call) {
+            if let Some(old) = c.no_answer_at.replace(at) {
+                self.timers.remove(&(old, call));
+            }
+        }
+        self.timers.insert((at, call));
+    }
+
+    pub(super) fn busy(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        dn: &DnKey,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        match cluster
+            .directory_number(dn)
+            .and_then(|l| forward_of(l, |cf| &cf.busy))
+        {
+            Some((dest, ctx)) => {
+                tracing::debug!(call, dn = %dn.0, dest, "call forward busy");
+                self.route(cluster, registrar, call, &dest, &ctx, now, out);
+            }
+            None => self.fail_call(call, 486, "Busy Here", now, out),
+        }
+    }
+
+    pub(super) fn no_answer(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        c.no_answer_at = None;
+        if c.state != CallState::Routing {
+            return;
+        }
+        let Some(dn) = c.target_dn.clone() else {
+            return;
+        };
+        let Some((dest, ctx)) = cluster
+            .directory_number(&dn)
+            .and_then(|l| forward_of(l, |cf| &cf.no_answer))
+        else {
+            if c.at_route_point.is_some() {
+                self.fail_call(
+                    call,
+                    480,
+                    "Temporarily Unavailable (the route point's service did not act and the line has no Call Forward No Answer)",
+                    now,
+                    out,
+                );
+            }
+            return;
+        };
+        c.at_route_point = None;
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        c.superseded_legs = c.legs.len() - 1;
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        tracing::debug!(call, dn = %dn.0, dest, "call forward no answer");
+        self.route(cluster, registrar, call, &dest, &ctx, now, out);
+    }
+}
+
+/// Where one of a line's call forwards sends a call: the destination, and the search to
+/// analyse it with (the forward's own CSS, else the line's). `None` when it is not set.
+fn forward_of(
+    line: &DirectoryNumber,
+    which: impl Fn(&CallForward) -> &Option<ForwardSetting>,
+) -> Option<(String, CallingContext)> {
+    let f = which(&line.call_forward).as_ref()?;
+    let dest = f.destination.clone()?;
+    let css = f.css.as_deref().or(line.css.as_deref());
+    Some((dest, CallingContext::css(css, None)))
+}

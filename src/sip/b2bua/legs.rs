@@ -1,0 +1,709 @@
+//! The legs of a call: answers to our INVITEs, in-dialog requests relayed between the
+//! sides, CANCEL, ACK and BYE, hold, and legs left ringing by calls that ended.
+
+use super::*;
+
+impl B2bua {
+    pub(super) fn on_response(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        key: &TransactionKey,
+        resp: Response,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        if let Some((server_key, call, idx)) = self.relays.get(key).cloned() {
+            self.relay_response(call, idx, &server_key, resp, now, out);
+            return;
+        }
+        let Some(&(call, idx)) = self.by_client_txn.get(key) else {
+            return;
+        };
+        if !self.calls.contains_key(&call) {
+            self.orphan_answered(key, &resp, now, out);
+            return;
+        }
+        let method = resp.cseq().map(|c| c.method).unwrap_or(Method::Invite);
+        if method != Method::Invite {
+            return; // BYE or CANCEL answers need nothing more
+        }
+        let status = resp.status;
+        if status == 100 {
+            return; // hop-by-hop: the transaction layer already stopped retransmitting
+        }
+        let to_tag = resp
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        if idx == 0
+            && self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.third_party.is_some())
+        {
+            self.originator_response(cluster, registrar, call, resp, to_tag, now, out);
+            return;
+        }
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let answered_elsewhere =
+            c.answered.is_some_and(|a| a != idx) || c.state == CallState::Ended;
+        let Some(leg) = c.legs.get_mut(idx) else {
+            return;
+        };
+        if (101..200).contains(&status) {
+            if to_tag.is_some() && leg.state == LegState::Trying {
+                leg.state = LegState::Early;
+                leg.remote_tag = to_tag;
+            }
+            if leg.state == LegState::Cancelling {
+                self.send_cancel(call, idx, now, out);
+                return;
+            }
+            if answered_elsewhere {
+                return;
+            }
+            // Relay ringing or early media to the caller; plain ringing once is enough.
+            if resp.body.is_empty() {
+                if c.ringing_sent {
+                    return;
+                }
+                c.ringing_sent = true;
+            }
+            if let Some(akey) = c.a_invite.clone() {
+                let a_req = c.a_request.clone();
+                let a_tag = c.legs[0].local_tag.clone();
+                let body = Self::body_of(&resp.headers, &resp.body);
+                let reason = resp.reason.clone();
+                self.respond_reason(&akey, &a_req, status, &reason, Some(&a_tag), body, now, out);
+            }
+            return;
+        }
+        if (200..300).contains(&status) {
+            leg.remote_tag = to_tag;
+            if let Some(ct) = contact_of_response(&resp) {
+                leg.remote_target = ct;
+            }
+            let mut rr: Vec<String> = resp
+                .headers
+                .get_all_split("Record-Route")
+                .map(str::to_string)
+                .collect();
+            rr.reverse();
+            leg.route_set = rr;
+            if answered_elsewhere || leg.state == LegState::Cancelling {
+                // A second answer (shared line race) or one after we cancelled: ACK and BYE it.
+                leg.state = LegState::Confirmed;
+                self.send_ack(call, idx, None, out);
+                self.send_bye(call, idx, now, out);
+                return;
+            }
+            leg.state = LegState::Confirmed;
+            c.answered = Some(idx);
+            c.state = CallState::Connected;
+            if let Some(at) = c.no_answer_at.take() {
+                self.timers.remove(&(at, call));
+            }
+            let delayed = c.delayed_offer;
+            // Cancel the other forks.
+            let others: Vec<usize> = (1..c.legs.len())
+                .filter(|&i| {
+                    i != idx && matches!(c.legs[i].state, LegState::Trying | LegState::Early)
+                })
+                .collect();
+            for i in others {
+                self.cancel_leg(call, i, now, out);
+            }
+            if !delayed {
+                self.send_ack(call, idx, None, out);
+            }
+            if self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.third_party.is_some())
+            {
+                // The user's phone has waited for the destination's answer: its ACK carries it.
+                let body = Self::body_of(&resp.headers, &resp.body);
+                self.send_ack(call, 0, body, out);
+            }
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            let device = c.legs.get(idx).and_then(|l| l.device.clone());
+            let connected: Vec<(DnKey, Option<String>)> = [
+                c.target_dn.clone().map(|d| (d, device)),
+                c.caller.dn.clone().map(|d| (d, c.legs[0].device.clone())),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            for (dn, dev) in connected {
+                self.event(call, &dn, dev, LineState::Connected);
+            }
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
+            c.legs[0].state = LegState::Confirmed;
+            if let Some(akey) = c.a_invite.take() {
+                let a_req = c.a_request.clone();
+                let a_tag = c.legs[0].local_tag.clone();
+                let body = Self::body_of(&resp.headers, &resp.body);
+                self.respond(&akey, &a_req, 200, Some(&a_tag), body, now, out);
+                // Keep the mapping until the server transaction terminates (ACK timeout).
+                self.by_server_invite.insert(akey, call);
+            }
+            let device = self
+                .calls
+                .get(&call)
+                .and_then(|c| c.legs.get(idx))
+                .and_then(|l| l.device.clone());
+            tracing::debug!(
+                call,
+                device = device.as_deref().unwrap_or("trunk"),
+                "connected"
+            );
+            let _ = (cluster, registrar);
+            return;
+        }
+        // Final failure on this fork.
+        let was_cancelling = leg.state == LegState::Cancelling;
+        leg.state = LegState::Failed(status);
+        if answered_elsewhere || c.state != CallState::Routing {
+            return;
+        }
+        if matches!(status, 486 | 600) {
+            c.busy_seen = true;
+        }
+        if was_cancelling {
+            // A fork we cancelled (another answered, or a forward took over): it decides nothing.
+            return;
+        }
+        let pending = c
+            .legs
+            .iter()
+            .skip(1 + c.superseded_legs)
+            .any(|l| matches!(l.state, LegState::Trying | LegState::Early));
+        if pending {
+            return;
+        }
+        if !c.hunt.exhausted() && matches!(status, 408 | 500..=599) {
+            self.next_trunk(cluster, call, now, out);
+            return;
+        }
+        let busy = c.busy_seen;
+        let target = c.target_dn.clone();
+        if busy {
+            if let Some(dn) = target {
+                self.busy(cluster, registrar, call, &dn, now, out);
+                return;
+            }
+        }
+        let reason = resp.reason.clone();
+        self.fail_call(call, status, &reason, now, out);
+    }
+
+    /// Fails an unanswered call towards the caller and cleans up.
+    pub(super) fn fail_call(
+        &mut self,
+        call: u64,
+        status: u16,
+        reason: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.third_party.is_some() {
+            if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+                out.push(Out::Reply(id, Reply::Call(Err(call_error(status, reason)))));
+            }
+            if c.legs
+                .first()
+                .is_some_and(|l| l.state == LegState::Confirmed)
+            {
+                // The user's phone answered and waits for an ACK; there is no answer SDP to give
+                // it, so acknowledge and hang up at once (RFC 3725 flow I's failure path).
+                self.send_ack(call, 0, None, out);
+                self.send_bye(call, 0, now, out);
+            } else {
+                self.cancel_leg(call, 0, now, out);
+            }
+            tracing::info!(call, status, reason, "third-party call failed");
+            self.end_call(call, out);
+            return;
+        }
+        if let Some(akey) = c.a_invite.take() {
+            let a_req = c.a_request.clone();
+            let a_tag = c.legs[0].local_tag.clone();
+            self.respond_reason(&akey, &a_req, status, reason, Some(&a_tag), None, now, out);
+        }
+        self.end_call(call, out);
+    }
+
+    fn end_call(&mut self, call: u64, out: &mut Vec<Out>) {
+        let Some(mut c) = self.calls.remove(&call) else {
+            return;
+        };
+        c.state = CallState::Ended;
+        if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
+            let e = call_error(480, "the call ended before it was set up");
+            out.push(Out::Reply(id, Reply::Call(Err(e))));
+        }
+        for dn in [c.caller.dn.clone(), c.target_dn.clone()]
+            .into_iter()
+            .flatten()
+        {
+            self.event(call, &dn, None, LineState::Idle);
+        }
+        for l in &c.legs {
+            if matches!(
+                l.state,
+                LegState::Trying | LegState::Early | LegState::Cancelling
+            ) {
+                if let Some(k) = &l.invite_key {
+                    self.orphans.insert(k.clone(), l.clone());
+                }
+            }
+        }
+        for l in &c.legs {
+            self.by_dialog
+                .remove(&(l.call_id.clone(), l.local_tag.clone()));
+        }
+        if let Some(at) = c.no_answer_at {
+            self.timers.remove(&(at, call));
+        }
+        for dn in [c.caller.dn, c.target_dn].into_iter().flatten() {
+            if let Some(n) = self.line_load.get_mut(&dn) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.line_load.remove(&dn);
+                }
+            }
+        }
+        // Transactions finish on their own; their maps clear on Terminated.
+    }
+
+    pub(super) fn cancel_leg(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
+        let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) else {
+            return;
+        };
+        match leg.state {
+            LegState::Early => {
+                leg.state = LegState::Cancelling;
+                self.send_cancel(call, idx, now, out);
+            }
+            // No provisional yet: RFC 3261 9.1 says wait for one before cancelling.
+            LegState::Trying => leg.state = LegState::Cancelling,
+            _ => {}
+        }
+    }
+
+    pub(super) fn send_cancel(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
+        let Some(leg) = self.calls.get(&call).and_then(|c| c.legs.get(idx)) else {
+            return;
+        };
+        let (Some(key), peer) = (leg.invite_key.clone(), leg.peer) else {
+            return;
+        };
+        let Some(cancel) = self.txns.client(&key).and_then(|c| c.make_cancel()) else {
+            return;
+        };
+        self.txns.cancel_sent(&key, now.mono);
+        if let Some(ckey) = self.send_request(cancel, peer, now, out) {
+            self.by_client_txn.insert(ckey, (call, idx));
+        }
+    }
+
+    /// Builds an in-dialog request on a leg (we are its sender).
+    fn dialog_request(&mut self, call: u64, idx: usize, method: Method) -> Option<(Request, Peer)> {
+        let branch = self.branch();
+        let transport = self.calls.get(&call)?.legs.get(idx)?.peer.transport;
+        let host = self.host_on(transport);
+        let leg = self.calls.get_mut(&call)?.legs.get_mut(idx)?;
+        Some(leg_request(leg, method, &host, &branch))
+    }
+
+    /// A leg still ringing when its call ended. A provisional answer lets us CANCEL it (RFC
+    /// 3261 9.1: not before one); if it answers anyway (the answer crossed the end of the
+    /// call), ACK and BYE it. It is forgotten on a final answer, or when its transaction ends.
+    fn orphan_answered(
+        &mut self,
+        key: &TransactionKey,
+        resp: &Response,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        if !self.orphans.contains_key(key) {
+            return;
+        }
+        if resp.status < 200 {
+            let Some(client) = self.txns.client(key) else {
+                return;
+            };
+            if client.cancelling() {
+                return;
+            }
+            let Some(cancel) = client.make_cancel() else {
+                return;
+            };
+            let Some(peer) = self.orphans.get(key).map(|l| l.peer) else {
+                return;
+            };
+            self.txns.cancel_sent(key, now.mono);
+            self.send_request(cancel, peer, now, out);
+            return;
+        }
+        let Some(mut leg) = self.orphans.remove(key) else {
+            return;
+        };
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        leg.remote_tag = resp
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        if let Some(ct) = contact_of_response(resp) {
+            leg.remote_target = ct;
+        }
+        let host = self.host_on(leg.peer.transport);
+        let b1 = self.branch();
+        let (mut ack, peer) = leg_request(&mut leg, Method::Ack, &host, &b1);
+        let seq = resp.cseq().map_or(1, |c| c.seq);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        out.push(Out::Send {
+            msg: SipMessage::Request(ack),
+            to: peer,
+        });
+        let b2 = self.branch();
+        let (bye, peer) = leg_request(&mut leg, Method::Bye, &host, &b2);
+        self.send_request(bye, peer, now, out);
+    }
+
+    pub(super) fn send_ack(
+        &mut self,
+        call: u64,
+        idx: usize,
+        body: Option<(String, Bytes)>,
+        out: &mut Vec<Out>,
+    ) {
+        let Some((mut ack, peer)) = self.dialog_request(call, idx, Method::Ack) else {
+            return;
+        };
+        // The ACK for a 2xx carries the INVITE's CSeq number.
+        let seq = self
+            .calls
+            .get(&call)
+            .and_then(|c| c.legs.get(idx))
+            .and_then(|l| l.invite.as_ref())
+            .and_then(|r| r.cseq().ok())
+            .map_or(1, |c| c.seq);
+        ack.headers.set("CSeq", format!("{seq} ACK"));
+        if let Some((ctype, b)) = body {
+            ack.headers.push("Content-Type", ctype);
+            ack.body = b;
+        }
+        out.push(Out::Send {
+            msg: SipMessage::Request(ack),
+            to: peer,
+        });
+    }
+
+    pub(super) fn send_bye(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
+        let Some((bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
+            return;
+        };
+        if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+            l.state = LegState::Ended;
+        }
+        if let Some(key) = self.send_request(bye, peer, now, out) {
+            self.by_client_txn.insert(key, (call, idx));
+        }
+    }
+
+    pub(super) fn caller_cancelled(
+        &mut self,
+        _cluster: &Cluster,
+        call: u64,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if c.state != CallState::Routing {
+            return;
+        }
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        self.fail_call(call, 487, "Request Terminated", now, out);
+    }
+
+    /// The caller's ACK for our 2xx: send B's ACK now if it waited for the answer SDP.
+    pub(super) fn ack_for_2xx(&mut self, ack: Request, out: &mut Vec<Out>) {
+        let Some(tag) = ack
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string))
+        else {
+            return;
+        };
+        let Some(&(call, idx)) = self
+            .by_dialog
+            .get(&(ack.call_id().unwrap_or_default().to_string(), tag))
+        else {
+            return;
+        };
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        if idx != 0 || !c.delayed_offer {
+            return;
+        }
+        c.delayed_offer = false;
+        if let Some(b) = c.answered {
+            let body = Self::body_of(&ack.headers, &ack.body);
+            self.send_ack(call, b, body, out);
+        }
+    }
+
+    /// Stray responses: 2xx retransmissions after our INVITE client transaction ended, which
+    /// mean our ACK was lost. Re-ACK (RFC 3261 13.2.2.4).
+    pub(super) fn on_stray(&mut self, resp: Response, out: &mut Vec<Out>) {
+        if !(200..300).contains(&resp.status) {
+            return;
+        }
+        let is_invite = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
+        let Some(tag) = resp
+            .headers
+            .from_ref()
+            .ok()
+            .and_then(|f| f.tag().map(str::to_string))
+        else {
+            return;
+        };
+        let Some(&(call, idx)) = self
+            .by_dialog
+            .get(&(resp.call_id().unwrap_or_default().to_string(), tag))
+        else {
+            return;
+        };
+        let delayed = self.calls.get(&call).is_some_and(|c| c.delayed_offer);
+        if is_invite && !delayed {
+            self.send_ack(call, idx, None, out);
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn in_dialog(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        key: TransactionKey,
+        req: Request,
+        tag: String,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let _ = (cluster, registrar);
+        let dialog = (req.call_id().unwrap_or_default().to_string(), tag.clone());
+        let Some(&(call, idx)) = self.by_dialog.get(&dialog) else {
+            self.respond(&key, &req, 481, Some(&tag), None, now, out);
+            return;
+        };
+        let Some(c) = self.calls.get(&call) else {
+            self.respond(&key, &req, 481, Some(&tag), None, now, out);
+            return;
+        };
+        // The other side of the call from this leg.
+        let other = if idx == 0 { c.answered } else { Some(0) };
+        if req.method == Method::Bye {
+            self.respond(&key, &req, 200, Some(&tag), None, now, out);
+            self.hang_up(call, Some(idx), now, out);
+            return;
+        }
+        let Some(other) = other else {
+            self.respond(&key, &req, 491, Some(&tag), None, now, out);
+            return;
+        };
+        // A re-INVITE's offer says whether this side holds or resumes: monitoring sees it.
+        if req.method == Method::Invite && !req.body.is_empty() {
+            if let Ok(sdp) = crate::sip::sdp::SessionDescription::parse_bytes(&req.body) {
+                self.note_hold(call, idx, sdp.is_hold());
+            }
+        }
+        // Relay everything else (re-INVITE for hold and resume, UPDATE, INFO...) to the other
+        // leg and its answer back.
+        let Some((mut fwd, peer)) = self.dialog_request(call, other, req.method.clone()) else {
+            self.respond(&key, &req, 481, Some(&tag), None, now, out);
+            return;
+        };
+        for h in [
+            "Content-Type",
+            "Event",
+            "Subscription-State",
+            "Info-Package",
+        ] {
+            if let Some(v) = req.headers.get(h) {
+                fwd.headers.push(h, v.to_string());
+            }
+        }
+        fwd.body = req.body.clone();
+        match self.send_request(fwd, peer, now, out) {
+            Some(ckey) => {
+                self.relays.insert(ckey, (key, call, other));
+            }
+            None => self.respond(&key, &req, 500, Some(&tag), None, now, out),
+        }
+    }
+
+    /// Records that leg `idx`'s side held (or resumed) the call, with a line event for that
+    /// side's line when its state changes.
+    fn note_hold(&mut self, call: u64, idx: usize, hold: bool) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let changed = if hold {
+            c.held.insert(idx)
+        } else {
+            c.held.remove(&idx)
+        };
+        if !changed {
+            return;
+        }
+        let dn = if idx == 0 {
+            c.caller.dn.clone()
+        } else {
+            c.target_dn.clone()
+        };
+        let device = c.legs.get(idx).and_then(|l| l.device.clone());
+        if let Some(dn) = dn {
+            let state = if hold {
+                LineState::Held
+            } else {
+                LineState::Connected
+            };
+            self.event(call, &dn, device, state);
+        }
+    }
+
+    fn relay_response(
+        &mut self,
+        call: u64,
+        idx: usize,
+        server_key: &TransactionKey,
+        resp: Response,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        if resp.status == 100 {
+            return;
+        }
+        let Some(orig) = self.txns.server(server_key).map(|s| s.request().clone()) else {
+            return;
+        };
+        let tag = orig
+            .headers
+            .to_ref()
+            .ok()
+            .and_then(|t| t.tag().map(str::to_string));
+        // ACK a relayed re-INVITE's 2xx on the far side ourselves; the near side ACKs us.
+        if orig.method == Method::Invite && (200..300).contains(&resp.status) {
+            if let Some((mut ack, peer)) = self.dialog_request(call, idx, Method::Ack) {
+                let seq = resp.cseq().map_or(1, |c| c.seq);
+                ack.headers.set("CSeq", format!("{seq} ACK"));
+                out.push(Out::Send {
+                    msg: SipMessage::Request(ack),
+                    to: peer,
+                });
+            }
+        }
+        let body = Self::body_of(&resp.headers, &resp.body);
+        let reason = resp.reason.clone();
+        self.respond_reason(
+            server_key,
+            &orig,
+            resp.status,
+            &reason,
+            tag.as_deref(),
+            body,
+            now,
+            out,
+        );
+    }
+
+    /// Ends a connected call: BYE to every confirmed leg except the one that hung up.
+    pub(super) fn hang_up(
+        &mut self,
+        call: u64,
+        from_leg: Option<usize>,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let targets: Vec<usize> = (0..c.legs.len())
+            .filter(|&i| Some(i) != from_leg && c.legs[i].state == LegState::Confirmed)
+            .collect();
+        if let Some(l) = from_leg.and_then(|i| c.legs.get_mut(i)) {
+            l.state = LegState::Ended;
+        }
+        for i in targets {
+            self.send_bye(call, i, now, out);
+        }
+        self.end_call(call, out);
+    }
+}
+
+/// Builds an in-dialog request on a leg (we are its sender).
+fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Request, Peer) {
+    let cseq = if method == Method::Ack {
+        1
+    } else {
+        leg.local_cseq += 1;
+        leg.local_cseq
+    };
+    let mut req = Request::new(method.clone(), leg.remote_target.clone());
+    req.headers.push(
+        "Via",
+        format!(
+            "SIP/2.0/{} {host};branch={branch};rport",
+            leg.peer.transport.as_str()
+        ),
+    );
+    req.headers.push("Max-Forwards", "70");
+    req.headers
+        .push("From", format!("{};tag={}", leg.local_addr, leg.local_tag));
+    let to = match &leg.remote_tag {
+        Some(t) => format!("{};tag={t}", leg.remote_addr),
+        None => leg.remote_addr.clone(),
+    };
+    req.headers.push("To", to);
+    req.headers.push("Call-ID", leg.call_id.clone());
+    let cseq_method = if method == Method::Ack {
+        "ACK".to_string()
+    } else {
+        method.as_str().to_string()
+    };
+    req.headers.push("CSeq", format!("{cseq} {cseq_method}"));
+    for r in &leg.route_set {
+        req.headers.push("Route", r.clone());
+    }
+    if matches!(method, Method::Invite | Method::Update) {
+        let contact = match leg.peer.transport {
+            crate::sip::Transport::Tls => format!("<sip:{host};transport=tls>"),
+            _ => format!("<sip:{host}>"),
+        };
+        req.headers.push("Contact", contact);
+    }
+    (req, leg.peer)
+}

@@ -1,0 +1,660 @@
+//! The B2BUA driven by hand: a cluster parsed from text, a bindings table filled directly, a
+//! manual clock, and SIP messages built as phones and trunks send them. No database, socket,
+//! task or sleep: a test runs in milliseconds and always the same way.
+
+use super::*;
+use crate::sip::message::parse_datagram;
+use crate::sip::registrar::{Binding, Bindings, Decision, Write};
+
+const T0_UNIX: i64 = 1_700_000_000;
+
+/// The time as the tests decide it: it moves only when a test says so.
+struct Clock {
+    origin: Instant,
+    now: Now,
+}
+
+impl Clock {
+    fn new() -> Clock {
+        // Any instant will do as the origin; only differences from it matter.
+        let origin = Instant::now();
+        Clock {
+            origin,
+            now: Now {
+                mono: origin,
+                unix: T0_UNIX,
+            },
+        }
+    }
+
+    fn advance(&mut self, by: Duration) {
+        self.now.mono += by;
+        self.now.unix = T0_UNIX + (self.now.mono - self.origin).as_secs() as i64;
+    }
+}
+
+/// One node's call control: the core, the registrations it reads, the cluster, and the clock.
+struct Node {
+    cluster: Cluster,
+    bindings: Bindings,
+    core: B2bua,
+    clock: Clock,
+}
+
+impl Node {
+    fn new(yaml: &str) -> Node {
+        let def = crate::config::parse_str(yaml, "unit.yaml").unwrap_or_else(|e| panic!("{e}"));
+        Node {
+            cluster: Cluster::new(def),
+            bindings: Bindings::new("n1"),
+            core: B2bua::new("127.0.0.1:5060".into(), 7, [9; 32]),
+            clock: Clock::new(),
+        }
+    }
+
+    fn now(&self) -> Now {
+        self.clock.now
+    }
+
+    /// `phone` registers its line for `expires` seconds from now.
+    fn register(&mut self, phone: &Phone, expires: u32) {
+        let decision = Decision::Bind {
+            device: phone.device(),
+            line: phone.dn.to_string(),
+            contact: format!("sip:{}@{}", phone.dn, phone.addr),
+            instance: None,
+            expires,
+        };
+        let now = self.now().unix;
+        self.bindings
+            .apply(&decision, Transport::Udp, phone.addr, now);
+    }
+
+    fn receive(&mut self, msg: SipMessage, from: SocketAddr) -> Vec<Out> {
+        let peer = Peer {
+            addr: from,
+            transport: Transport::Udp,
+        };
+        let now = self.now();
+        self.core
+            .on_message(&self.cluster, &self.bindings, msg, peer, now)
+    }
+
+    fn command(&mut self, id: u64, cmd: Command) -> Vec<Out> {
+        let now = self.now();
+        self.core
+            .on_command(&self.cluster, &self.bindings, CommandId(id), cmd, now)
+    }
+
+    /// Moves the clock on by `by` and fires what is due.
+    fn advance(&mut self, by: Duration) -> Vec<Out> {
+        self.clock.advance(by);
+        let now = self.now();
+        self.core.on_timers(&self.cluster, &self.bindings, now)
+    }
+}
+
+/// A SIP phone with one line, as far as these tests need one.
+struct Phone {
+    dn: &'static str,
+    addr: SocketAddr,
+}
+
+impl Phone {
+    fn new(dn: &'static str, addr: &str) -> Phone {
+        Phone {
+            dn,
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn device(&self) -> String {
+        format!("SEP00000000{}", self.dn)
+    }
+
+    fn sdp(&self) -> String {
+        let ip = self.addr.ip();
+        format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n")
+    }
+
+    /// A new call to `number`.
+    fn invite(&self, number: &str, call_id: &str) -> SipMessage {
+        let sdp = self.sdp();
+        parse(&format!(
+            "INVITE sip:{number}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK{call_id}i\r\nFrom: <sip:{dn}@{ip}>;tag={dn}a\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{dn}@{addr}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len(),
+            addr = self.addr,
+            ip = self.addr.ip(),
+            dn = self.dn,
+        ))
+    }
+
+    /// The phone's answer to `req`, with its SDP on a 2xx.
+    fn answer(&self, req: &Request, status: u16) -> SipMessage {
+        let mut r = req.make_response(
+            status,
+            default_reason(status),
+            Some(&format!("{}b", self.dn)),
+        );
+        if (101..300).contains(&status) && req.method == Method::Invite {
+            r.headers
+                .push("Contact", format!("<sip:{}@{}>", self.dn, self.addr));
+        }
+        if (200..300).contains(&status) && req.method == Method::Invite {
+            r.headers.push("Content-Type", "application/sdp");
+            r.body = Bytes::from(self.sdp());
+        }
+        SipMessage::Response(r)
+    }
+
+    /// A request in the dialog that `invite` (ours) and `ok` (its answer) set up.
+    fn in_dialog(&self, method: &str, invite: &SipMessage, ok: &Response, seq: u32) -> SipMessage {
+        let SipMessage::Request(inv) = invite else {
+            panic!("not a request")
+        };
+        let to = ok.headers.get("To").unwrap();
+        let from = inv.headers.get("From").unwrap();
+        let call_id = inv.call_id().unwrap();
+        parse(&format!(
+            "{method} sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {addr};branch=z9hG4bK{call_id}{method}{seq}\r\nFrom: {from}\r\nTo: {to}\r\nCall-ID: {call_id}\r\nCSeq: {seq} {method}\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            addr = self.addr,
+        ))
+    }
+}
+
+fn parse(text: &str) -> SipMessage {
+    parse_datagram(text.as_bytes()).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// The requests of `method` sent to `to`.
+fn requests(out: &[Out], method: &str, to: SocketAddr) -> Vec<Request> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Send {
+                msg: SipMessage::Request(r),
+                to: p,
+            } if p.addr == to && r.method.as_str() == method => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The statuses of the responses sent to `to`.
+fn statuses(out: &[Out], to: SocketAddr) -> Vec<u16> {
+    responses(out, to).iter().map(|r| r.status).collect()
+}
+
+fn responses(out: &[Out], to: SocketAddr) -> Vec<Response> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Send {
+                msg: SipMessage::Response(r),
+                to: p,
+            } if p.addr == to => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn only<T: std::fmt::Debug>(mut v: Vec<T>, what: &str) -> T {
+    assert_eq!(v.len(), 1, "{what}: {v:?}");
+    v.remove(0)
+}
+
+fn replies(out: &[Out]) -> Vec<(CommandId, Reply)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Reply(id, r) => Some((*id, r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+const LINES: &str = r#"cluster: {id: unit, name: Unit}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+calling_search_spaces: [{name: CSS, partitions: [PT]}]
+device_pools: [{name: DP, node_group: [n1]}]
+directory_numbers:
+  - {pattern: "2000", partition: PT}
+  - {pattern: "2001", partition: PT}
+  - pattern: "2003"
+    partition: PT
+    no_answer_timer: 7
+    call_forward:
+      no_answer: {destination: "2004", css: CSS}
+  - {pattern: "2004", partition: PT}
+  - {pattern: "2008", partition: PT, max_calls: 1, busy_trigger: 1}
+  - {pattern: "7100", partition: PT, call_forward: {no_answer: {destination: "2004", css: CSS}}}
+devices:
+  - {name: SEP000000002000, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2000", partition: PT}]}
+  - {name: SEP000000002001, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2001", partition: PT}]}
+  - {name: SEP000000002003, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2003", partition: PT}]}
+  - {name: SEP000000002004, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2004", partition: PT}]}
+  - {name: SEP000000002008, model: Cisco 8845, device_pool: DP, css: CSS, lines: [{dn: "2008", partition: PT}]}
+route_points:
+  - {name: RP-Service, device_pool: DP, css: CSS, lines: [{dn: "7100", partition: PT}]}
+"#;
+
+fn event(call: u64, dn: &str, device: Option<&str>, state: LineState) -> LineEvent {
+    LineEvent {
+        call,
+        dn: dn.into(),
+        partition: Some("PT".into()),
+        device: device.map(str::to_string),
+        state,
+    }
+}
+
+/// INVITE, 180, 200, ACK and BYE between two registered lines: each message goes where it
+/// should, the SDP crosses, the lines' states follow, and the transactions end on their timers.
+#[test]
+fn r14_basic_call_between_two_registered_lines() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let b = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&a, 3600);
+    node.register(&b, 3600);
+
+    let invite = a.invite("2001", "basic");
+    let out = node.receive(invite.clone(), a.addr);
+    assert_eq!(statuses(&out, a.addr), [100]);
+    let to_b = only(requests(&out, "INVITE", b.addr), "INVITE to B");
+    assert_eq!(to_b.uri, "sip:2001@127.0.0.22:5060");
+    assert!(String::from_utf8_lossy(&to_b.body).contains("c=IN IP4 127.0.0.21"));
+
+    let out = node.receive(b.answer(&to_b, 180), b.addr);
+    assert_eq!(statuses(&out, a.addr), [180]);
+
+    let out = node.receive(b.answer(&to_b, 200), b.addr);
+    only(requests(&out, "ACK", b.addr), "ACK to B");
+    let ok = only(responses(&out, a.addr), "200 to A");
+    assert_eq!(ok.status, 200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("c=IN IP4 127.0.0.22"));
+    assert_eq!(node.core.summary().connected, 1);
+
+    let out = node.receive(a.in_dialog("ACK", &invite, &ok, 1), a.addr);
+    assert!(out.is_empty(), "{out:?}");
+
+    let out = node.receive(a.in_dialog("BYE", &invite, &ok, 2), a.addr);
+    assert_eq!(statuses(&out, a.addr), [200]);
+    let bye = only(requests(&out, "BYE", b.addr), "BYE to B");
+    let out = node.receive(b.answer(&bye, 200), b.addr);
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(node.core.summary().calls, 0);
+
+    // The callee's events name its device; the caller's line is known by its DN.
+    let b_dev = Some("SEP000000002001");
+    assert_eq!(
+        node.core.take_events(),
+        [
+            event(1, "2001", b_dev, LineState::Ringing),
+            event(1, "2001", b_dev, LineState::Connected),
+            event(1, "2000", None, LineState::Connected),
+            event(1, "2000", None, LineState::Idle),
+            event(1, "2001", None, LineState::Idle),
+        ]
+    );
+    // The transactions linger for their timers, then nothing is left.
+    node.advance(Duration::from_secs(40));
+    assert_eq!(node.core.summary().transactions, 0);
+    assert_eq!(node.core.next_deadline(), None);
+}
+
+/// A line at its busy trigger refuses a second call with 486 without ringing its phone, and
+/// a phone's own 486 reaches the caller.
+#[test]
+fn r14_busy_line_and_busy_phone() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let c = Phone::new("2001", "127.0.0.22:5060");
+    let busy = Phone::new("2008", "127.0.0.28:5060");
+    for p in [&a, &c, &busy] {
+        node.register(p, 3600);
+    }
+    let out = node.receive(a.invite("2008", "first"), a.addr);
+    let first = only(requests(&out, "INVITE", busy.addr), "first INVITE");
+    node.receive(busy.answer(&first, 180), busy.addr);
+
+    // 2008 carries one call and its busy trigger is 1.
+    let out = node.receive(c.invite("2008", "second"), c.addr);
+    assert!(requests(&out, "INVITE", busy.addr).is_empty(), "{out:?}");
+    assert_eq!(statuses(&out, c.addr), [100, 486]);
+
+    // The phone itself says busy to the first call.
+    let out = node.receive(busy.answer(&first, 486), busy.addr);
+    only(requests(&out, "ACK", busy.addr), "ACK of the 486");
+    assert_eq!(statuses(&out, a.addr), [486]);
+    assert_eq!(node.core.summary().calls, 0);
+}
+
+/// Call Forward No Answer fires at the line's no-answer timer, not a millisecond before: the
+/// ringing phone is cancelled and the forward destination rings; its answer reaches the caller.
+#[test]
+fn r14_call_forward_no_answer_fires_at_its_time() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let slow = Phone::new("2003", "127.0.0.23:5060");
+    let fwd = Phone::new("2004", "127.0.0.24:5060");
+    for p in [&a, &slow, &fwd] {
+        node.register(p, 3600);
+    }
+    let invite = a.invite("2003", "cfna");
+    let out = node.receive(invite, a.addr);
+    let ringing = only(requests(&out, "INVITE", slow.addr), "INVITE to 2003");
+    let out = node.receive(slow.answer(&ringing, 180), slow.addr);
+    assert_eq!(statuses(&out, a.addr), [180]);
+
+    let out = node.advance(Duration::from_millis(6_999));
+    assert!(requests(&out, "INVITE", fwd.addr).is_empty(), "{out:?}");
+    assert!(requests(&out, "CANCEL", slow.addr).is_empty(), "{out:?}");
+
+    let out = node.advance(Duration::from_millis(1));
+    let cancel = only(requests(&out, "CANCEL", slow.addr), "CANCEL to 2003");
+    let forwarded = only(requests(&out, "INVITE", fwd.addr), "INVITE to 2004");
+    assert_eq!(forwarded.uri, "sip:2004@127.0.0.24:5060");
+    assert!(String::from_utf8_lossy(&forwarded.body).contains("c=IN IP4 127.0.0.21"));
+    assert!(
+        responses(&out, a.addr).is_empty(),
+        "the caller hears nothing yet: {out:?}"
+    );
+
+    // The cancelled phone's 487 decides nothing.
+    node.receive(slow.answer(&cancel, 200), slow.addr);
+    let out = node.receive(slow.answer(&ringing, 487), slow.addr);
+    only(requests(&out, "ACK", slow.addr), "ACK of the 487");
+    assert!(responses(&out, a.addr).is_empty(), "{out:?}");
+
+    let out = node.receive(fwd.answer(&forwarded, 200), fwd.addr);
+    let ok = only(responses(&out, a.addr), "200 to the caller");
+    assert_eq!(ok.status, 200);
+    assert!(String::from_utf8_lossy(&ok.body).contains("c=IN IP4 127.0.0.24"));
+    assert_eq!(node.core.summary().connected, 1);
+}
+
+/// A third-party call: the user's phone rings first with no SDP; the service's answer comes
+/// as `Out::Reply` when the phone answers, and the destination then gets the phone's offer.
+/// A call from a phone that is not registered is answered at once.
+#[test]
+fn r14_make_call_answers_through_out_reply() {
+    let mut node = Node::new(LINES);
+    let user = Phone::new("2000", "127.0.0.21:5060");
+    let dest = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&user, 3600);
+    node.register(&dest, 3600);
+
+    let out = node.command(
+        1,
+        Command::MakeCall {
+            device: "SEP000000002003".into(),
+            line: "2003".into(),
+            destination: "2001".into(),
+        },
+    );
+    assert_eq!(
+        replies(&out),
+        [(
+            CommandId(1),
+            Reply::Call(Err(call_error(480, "SEP000000002003 is not registered")))
+        )]
+    );
+
+    let out = node.command(
+        2,
+        Command::MakeCall {
+            device: "SEP000000002000".into(),
+            line: "2000".into(),
+            destination: "2001".into(),
+        },
+    );
+    assert!(
+        replies(&out).is_empty(),
+        "no answer before the phone answers"
+    );
+    let to_user = only(requests(&out, "INVITE", user.addr), "INVITE to the user");
+    assert!(
+        to_user.body.is_empty(),
+        "RFC 3725 flow I: no offer to the user's phone"
+    );
+
+    node.receive(user.answer(&to_user, 180), user.addr);
+    let out = node.receive(user.answer(&to_user, 200), user.addr);
+    assert_eq!(replies(&out), [(CommandId(2), Reply::Call(Ok(1)))]);
+    let to_dest = only(
+        requests(&out, "INVITE", dest.addr),
+        "INVITE to the destination",
+    );
+    assert!(String::from_utf8_lossy(&to_dest.body).contains("c=IN IP4 127.0.0.21"));
+
+    // The destination's answer goes to the user's phone in the ACK.
+    let out = node.receive(dest.answer(&to_dest, 200), dest.addr);
+    let ack = only(requests(&out, "ACK", user.addr), "ACK to the user");
+    assert!(String::from_utf8_lossy(&ack.body).contains("c=IN IP4 127.0.0.22"));
+    assert!(replies(&out).is_empty());
+}
+
+/// A call to a route point's DN is offered to its service as `Out::Offer`, and the service
+/// answers it; when the shell finds the service gone, the line's Call Forward No Answer
+/// takes the next call at once.
+#[test]
+fn r14_route_point_offer_answer_and_service_gone() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let fwd = Phone::new("2004", "127.0.0.24:5060");
+    node.register(&a, 3600);
+    node.register(&fwd, 3600);
+    let out = node.command(
+        1,
+        Command::RegisterRoutePoint {
+            name: "RP-Service".into(),
+        },
+    );
+    assert!(out.is_empty(), "{out:?}");
+
+    let out = node.receive(a.invite("7100", "rp-1"), a.addr);
+    let offers: Vec<&OfferedCall> = out
+        .iter()
+        .filter_map(|o| match o {
+            Out::Offer(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let offer = only(offers, "offer").clone();
+    assert_eq!(
+        (offer.route_point.as_str(), offer.dn.as_str()),
+        ("RP-Service", "7100")
+    );
+    assert_eq!(
+        (offer.calling.as_str(), offer.call_id.as_str()),
+        ("2000", "rp-1")
+    );
+    assert!(offer.offer.is_some());
+
+    let sdp = Bytes::from_static(b"v=0\r\no=- 2 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 5000 RTP/AVP 0\r\n");
+    let out = node.command(
+        2,
+        Command::Answer {
+            call: offer.call,
+            sdp: sdp.clone(),
+        },
+    );
+    assert_eq!(replies(&out), [(CommandId(2), Reply::Done(Ok(())))]);
+    let ok = only(responses(&out, a.addr), "200 to the caller");
+    assert_eq!((ok.status, ok.body.clone()), (200, sdp));
+
+    // The service's receiver is gone: the shell says so and the forward rings at once.
+    let out = node.receive(a.invite("7100", "rp-2"), a.addr);
+    let call = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Offer(c) => Some(c.call),
+            _ => None,
+        })
+        .expect("an offer");
+    let now = node.now();
+    let out = node
+        .core
+        .on_offer_undelivered(&node.cluster, &node.bindings, call, now);
+    only(requests(&out, "INVITE", fwd.addr), "INVITE to the forward");
+    // From now on the route point counts as unserved: no offer, straight to the forward.
+    let out = node.receive(a.invite("7100", "rp-3"), a.addr);
+    assert!(!out.iter().any(|o| matches!(o, Out::Offer(_))), "{out:?}");
+    only(requests(&out, "INVITE", fwd.addr), "INVITE to the forward");
+}
+
+/// Registrations expire by the clock they are handed: live until their last second, gone at
+/// it (so the line no longer rings), and swept with a write that removes them.
+#[test]
+fn r14_registration_expires_in_the_bindings_table() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let b = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&a, 3600);
+    node.register(&b, 60);
+    let t0 = node.now().unix;
+    let live: Option<Binding> = node.bindings.binding("SEP000000002001", "2001", t0 + 59);
+    assert_eq!(live.map(|b| b.expires_at), Some(t0 + 60));
+    assert_eq!(
+        node.bindings.binding("SEP000000002001", "2001", t0 + 60),
+        None
+    );
+    assert!(node.bindings.is_registered("SEP000000002001", t0 + 59));
+    assert_eq!(node.bindings.count(t0 + 60), 1);
+
+    node.advance(Duration::from_secs(59));
+    let out = node.receive(a.invite("2001", "before"), a.addr);
+    only(requests(&out, "INVITE", b.addr), "INVITE while registered");
+
+    node.advance(Duration::from_secs(1));
+    let out = node.receive(a.invite("2001", "after"), a.addr);
+    assert!(requests(&out, "INVITE", b.addr).is_empty(), "{out:?}");
+    assert_eq!(statuses(&out, a.addr), [100, 480]);
+
+    let now = node.now().unix;
+    assert_eq!(
+        node.bindings.sweep(now),
+        [Write::Remove {
+            device: "SEP000000002001".into(),
+            line: "2001".into()
+        }]
+    );
+    assert_eq!(node.bindings.count(now), 1);
+}
+
+const TRUNKS: &str = r#"cluster: {id: t, name: trunks}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+calling_search_spaces: [{name: CSS, partitions: [PT]}]
+device_pools: [{name: DP, node_group: [n1]}]
+sip_trunks:
+  - {name: IN, destinations: ["127.0.0.50:5060"], device_pool: DP, css: CSS}
+  - {name: A, destinations: ["nonexistent.invalid:5060", "gw.test:5070"], device_pool: DP}
+  - {name: B, destinations: ["127.0.0.9:5071"], transport: tls, device_pool: DP}
+route_groups: [{name: RG, members: [A, B]}]
+route_lists: [{name: RL, members: [RG]}]
+route_patterns: [{pattern: 9.XXXX, partition: PT, route_list: RL}]
+"#;
+
+fn trunk_invite() -> SipMessage {
+    let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+    let text = format!(
+        "INVITE sip:91234@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.50:5060;branch=z9hG4bKin1\r\nFrom: <sip:5550100@127.0.0.50>;tag=a1\r\nTo: <sip:91234@127.0.0.1>\r\nCall-ID: hunt-1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:5550100@127.0.0.50:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+        sdp.len()
+    );
+    parse_datagram(text.as_bytes()).unwrap()
+}
+
+fn invites(out: &[Out]) -> Vec<(Peer, Request)> {
+    out.iter()
+        .filter_map(|o| match o {
+            Out::Send {
+                msg: SipMessage::Request(r),
+                to,
+            } if r.method == Method::Invite => Some((*to, r.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+fn final_to_caller(out: &[Out]) -> Option<Response> {
+    out.iter().find_map(|o| match o {
+        Out::Send {
+            msg: SipMessage::Response(r),
+            to,
+        } if r.status >= 200 && to.addr.port() == 5060 => Some(r.clone()),
+        _ => None,
+    })
+}
+
+/// Destinations are tried in order, every address of a name counts, a name that does not
+/// resolve is skipped, and a transport failure or a 5xx moves on at once.
+#[test]
+fn r3_trunk_hunt_tries_every_address_in_order() {
+    let mut node = Node::new(TRUNKS);
+    let mut table = Resolved::new();
+    table.insert(
+        "nonexistent.invalid:5060".into(),
+        Err("cannot resolve nonexistent.invalid".into()),
+    );
+    let gw = ["127.0.0.7:5070", "127.0.0.8:5070"].map(|a| a.parse::<SocketAddr>().unwrap());
+    table.insert("gw.test:5070".into(), Ok(gw.to_vec()));
+    node.core.set_resolved(Arc::new(table));
+    let caller: SocketAddr = "127.0.0.50:5060".parse().unwrap();
+    let now = node.now();
+    let out = node.receive(trunk_invite(), caller);
+    let sent = invites(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(sent[0].0.addr, gw[0]);
+    assert_eq!(sent[0].1.uri, "sip:91234@gw.test:5070");
+    // The first address cannot be reached: the second is tried at once.
+    let failed = SipMessage::Request(sent[0].1.clone());
+    let out =
+        node.core
+            .on_transport_failure(&node.cluster, &node.bindings, &failed, "refused", now);
+    let sent = invites(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(sent[0].0.addr, gw[1]);
+    // It answers 503: the next trunk (over TLS) is tried.
+    let resp = sent[0]
+        .1
+        .make_response(503, "Service Unavailable", Some("b1"));
+    let out = node.receive(SipMessage::Response(resp), sent[0].0.addr);
+    let sent = invites(&out);
+    assert_eq!(sent.len(), 1, "{out:?}");
+    assert_eq!(sent[0].0.addr, "127.0.0.9:5071".parse().unwrap());
+    assert_eq!(sent[0].0.transport, Transport::Tls);
+    assert_eq!(sent[0].1.uri, "sip:91234@127.0.0.9:5071");
+    // Its TLS handshake fails and nothing is left: the caller hears 503 and why.
+    let failed = SipMessage::Request(sent[0].1.clone());
+    let out = node.core.on_transport_failure(
+        &node.cluster,
+        &node.bindings,
+        &failed,
+        "TLS handshake failed: certificate refused",
+        now,
+    );
+    let last = final_to_caller(&out).expect("a final answer to the caller");
+    assert_eq!(last.status, 503);
+    assert!(
+        last.reason.contains("certificate refused"),
+        "{}",
+        last.reason
+    );
+}
+
+/// Before the shell resolved a name, the core does not guess: the destination is skipped.
+#[test]
+fn unresolved_names_and_ip_literals() {
+    let t = Resolved::new();
+    assert_eq!(
+        destination_addrs(&t, "127.0.0.1:5060").unwrap(),
+        vec!["127.0.0.1:5060".parse::<SocketAddr>().unwrap()]
+    );
+    assert_eq!(
+        destination_addrs(&t, "[::1]:5061").unwrap(),
+        vec!["[::1]:5061".parse::<SocketAddr>().unwrap()]
+    );
+    assert!(destination_addrs(&t, "gw.test:5060")
+        .unwrap_err()
+        .contains("not resolved yet"));
+}

@@ -1,0 +1,200 @@
+//! The services' handle on call control (a Rust API, not a wire protocol): place a call from a
+//! user's phone to a destination (third-party call control), serve route points, end a call,
+//! and watch line states.
+//!
+//! Each method queues a [`Command`] for the call-control task with the means to answer it: a
+//! one-shot channel for the [`Reply`], and for a route point the channel its offered calls
+//! arrive on. The task keeps those channels; the B2BUA only names the command.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use super::b2bua::{CallError, Command, LineEvent, OfferedCall, Reply};
+
+/// A command as it travels to the call-control task.
+pub(super) struct Submission {
+    pub cmd: Command,
+    /// Where the answer goes, for commands that have one.
+    pub reply: Option<oneshot::Sender<Reply>>,
+    /// Where calls offered to the route point go (route point registration only).
+    pub offers: Option<mpsc::UnboundedSender<OfferedCall>>,
+}
+
+/// See the module documentation.
+pub struct CallControl {
+    commands: mpsc::Sender<Submission>,
+    pub(super) receiver: Mutex<Option<mpsc::Receiver<Submission>>>,
+    pub(super) events: broadcast::Sender<LineEvent>,
+}
+
+impl Default for CallControl {
+    fn default() -> Self {
+        CallControl::new()
+    }
+}
+
+fn stopped() -> CallError {
+    CallError {
+        status: 503,
+        reason: "call control stopped".into(),
+    }
+}
+
+impl CallControl {
+    pub fn new() -> CallControl {
+        let (commands, rx) = mpsc::channel(4096);
+        let (events, _) = broadcast::channel(4096);
+        CallControl {
+            commands,
+            receiver: Mutex::new(Some(rx)),
+            events,
+        }
+    }
+
+    /// Queues `cmd` and waits for its answer.
+    async fn ask(&self, cmd: Command) -> Result<Reply, CallError> {
+        let (reply, rx) = oneshot::channel();
+        self.send(Submission {
+            cmd,
+            reply: Some(reply),
+            offers: None,
+        })
+        .await?;
+        rx.await.map_err(|_| stopped())
+    }
+
+    /// Rings `device`'s `line` and, once the phone answers, calls `destination` from it.
+    /// Resolves when the phone answered (with the call's id) or the attempt failed.
+    pub async fn make_call(
+        &self,
+        device: &str,
+        line: &str,
+        destination: &str,
+    ) -> Result<u64, CallError> {
+        let cmd = Command::MakeCall {
+            device: device.to_string(),
+            line: line.to_string(),
+            destination: destination.to_string(),
+        };
+        match self.ask(cmd).await? {
+            Reply::Call(r) => r,
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends a call set up by anyone.
+    pub async fn end_call(&self, call: u64) -> Result<(), CallError> {
+        done(self.ask(Command::EndCall { call }).await?)
+    }
+
+    /// Registers the caller as the service behind a route point; calls to its DNs arrive on the
+    /// returned receiver. Dropping the receiver is the service going down: calls then fall
+    /// through to the lines' Call Forward No Answer.
+    pub async fn register_route_point(
+        &self,
+        name: &str,
+    ) -> Result<mpsc::UnboundedReceiver<OfferedCall>, CallError> {
+        let (offers, rx) = mpsc::unbounded_channel();
+        self.send(Submission {
+            cmd: Command::RegisterRoutePoint {
+                name: name.to_string(),
+            },
+            reply: None,
+            offers: Some(offers),
+        })
+        .await?;
+        Ok(rx)
+    }
+
+    /// Redirects an offered, unanswered call to `destination` without answering it.
+    pub async fn redirect(&self, call: u64, destination: &str) -> Result<(), CallError> {
+        let cmd = Command::Redirect {
+            call,
+            destination: destination.to_string(),
+        };
+        done(self.ask(cmd).await?)
+    }
+
+    /// Answers a call offered to a route point with the service's SDP answer.
+    pub async fn answer(&self, call: u64, sdp: bytes::Bytes) -> Result<(), CallError> {
+        done(self.ask(Command::Answer { call, sdp }).await?)
+    }
+
+    /// Refuses a call offered to a route point with `status` and `reason` (the reason phrase
+    /// the caller sees, e.g. 488 for a codec the service cannot take).
+    pub async fn reject(&self, call: u64, status: u16, reason: &str) -> Result<(), CallError> {
+        let cmd = Command::Reject {
+            call,
+            status,
+            reason: reason.to_string(),
+        };
+        done(self.ask(cmd).await?)
+    }
+
+    /// Whether `call` is still up: for a service whose line events lagged (a missed Idle).
+    pub async fn call_exists(&self, call: u64) -> Result<bool, CallError> {
+        match self.ask(Command::CallExists { call }).await? {
+            Reply::Exists(b) => Ok(b),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// The devices on a call now (ringing, connected or held).
+    pub async fn busy_devices(&self) -> Result<HashSet<String>, CallError> {
+        match self.ask(Command::BusyDevices).await? {
+            Reply::Devices(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Tells a device to act on `event` with an unsolicited NOTIFY (`check-sync`: fetch the
+    /// configuration again, the reset Unified CM sends after an EM login). Best effort: a
+    /// full command queue drops it with a log line.
+    pub fn notify_device(&self, device: &str, event: &str) {
+        let cmd = Command::NotifyDevice {
+            device: device.to_string(),
+            event: event.to_string(),
+        };
+        let sub = Submission {
+            cmd,
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!(device, event, "call control busy: NOTIFY not sent");
+        }
+    }
+
+    /// Line-state changes from now on (ringing, connected, idle) for monitoring.
+    pub fn subscribe(&self) -> broadcast::Receiver<LineEvent> {
+        self.events.subscribe()
+    }
+
+    async fn send(&self, sub: Submission) -> Result<(), CallError> {
+        self.commands.send(sub).await.map_err(|_| CallError {
+            status: 503,
+            reason: "call control is not running".into(),
+        })
+    }
+}
+
+fn done(reply: Reply) -> Result<(), CallError> {
+    match reply {
+        Reply::Done(r) => r,
+        other => Err(unexpected(other)),
+    }
+}
+
+/// An answer of the wrong kind (a bug in call control, never the caller's fault).
+fn unexpected(reply: Reply) -> CallError {
+    tracing::error!(
+        ?reply,
+        "call control answered a command with the wrong kind of reply"
+    );
+    CallError {
+        status: 500,
+        reason: "call control answered with the wrong kind of reply".into(),
+    }
+}
