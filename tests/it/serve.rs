@@ -395,3 +395,52 @@ fn r14_a_node_serves_exactly_the_services_its_definition_activates() {
     assert_eq!(status, 200);
     assert_eq!(srv.terminate().code(), Some(0), "{}", srv.logs());
 }
+
+#[test]
+fn r14_the_em_application_hands_the_phone_to_a_node_whose_em_service_is_active() {
+    // The EM node first, to learn its HTTP port.
+    let dir = tempfile::tempdir().unwrap();
+    let nodes = |em_port: u16| {
+        format!(
+            "  - name: ucm-pub\n    address: 127.0.0.1\n    services: [phone-services, em-application]\n\
+             \x20 - name: ucm-sub\n    address: 127.0.0.1\n    services: [extension-mobility, em-application]\n\
+             \x20   ports: {{http: {em_port}}}\n"
+        )
+    };
+    let cfg = demo_with_nodes(dir.path(), &nodes(0));
+    let mut sub = Server::start(&["--config", cfg.to_str().unwrap(), "--node", "ucm-sub"]);
+    let em_http = sub.addr("http");
+    let cfg = demo_with_nodes(dir.path(), &nodes(em_http.port()));
+    let mut publ = Server::start(&["--config", cfg.to_str().unwrap(), "--node", "ucm-pub"]);
+
+    // The phone asks the node it knows; that node sends it, query unchanged, to the EM node.
+    let query = "device=SEP00036BC7B973&loginType=DN";
+    let (status, head, _) = http_get(publ.addr("http"), &format!("/emapp/EMAppServlet?{query}"));
+    assert_eq!(status, 302, "{head}");
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("location: ")
+                .or(l.strip_prefix("Location: "))
+        })
+        .unwrap_or_else(|| panic!("no Location in {head}"))
+        .trim()
+        .to_string();
+    assert_eq!(
+        location,
+        format!(
+            "http://127.0.0.1:{}/emapp/EMAppServlet?{query}",
+            em_http.port()
+        )
+    );
+    // There it gets the login form.
+    let (status, _, body) = http_get(em_http, &format!("/emapp/EMAppServlet?{query}"));
+    assert_eq!(status, 200);
+    let body = String::from_utf8_lossy(&body);
+    assert!(
+        body.contains("<CiscoIPPhoneInput>") && body.contains("Primary Extension"),
+        "{body}"
+    );
+    assert_eq!(publ.terminate().code(), Some(0), "{}", publ.logs());
+    assert_eq!(sub.terminate().code(), Some(0), "{}", sub.logs());
+}

@@ -518,6 +518,9 @@ fn step_name(s: &Step) -> String {
     }
 }
 
+/// How long tcpdump may take to start capturing.
+const TCPDUMP_START: Duration = Duration::from_secs(30);
+
 fn start_tcpdump(file: &Path, filter: &str, work: &Path) -> Result<Proc> {
     let err = work.join("tcpdump.log");
     let child = Command::new("tcpdump")
@@ -543,8 +546,9 @@ fn start_tcpdump(file: &Path, filter: &str, work: &Path) -> Result<Proc> {
         .spawn()
         .context("start tcpdump (Debian package tcpdump; capturing on lo needs root)")?;
     let mut p = Proc::new("tcpdump", child);
-    // tcpdump says "listening on lo" once the capture is live.
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // tcpdump says "listening on lo" once the capture is live. A loaded machine (CI runs the
+    // build beside it) can take several seconds to get there: waiting is cheap, a flake is not.
+    let deadline = Instant::now() + TCPDUMP_START;
     loop {
         let log = std::fs::read_to_string(&err).unwrap_or_default();
         if log.contains("listening on") {
@@ -554,9 +558,16 @@ fn start_tcpdump(file: &Path, filter: &str, work: &Path) -> Result<Proc> {
             .child
             .as_mut()
             .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
-        if exited || Instant::now() > deadline {
+        if exited {
             p.stop(libc::SIGKILL, Duration::from_secs(1));
-            bail!("tcpdump did not start capturing on lo (needs root): {log}");
+            bail!("tcpdump exited before capturing on lo (capturing needs root): {log}");
+        }
+        if Instant::now() > deadline {
+            p.stop(libc::SIGKILL, Duration::from_secs(1));
+            bail!(
+                "tcpdump did not say it was capturing on lo within {} s: {log}",
+                TCPDUMP_START.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(20));
     }

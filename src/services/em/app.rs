@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, State};
-use axum::http::header;
+use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{EmService, Principal};
@@ -65,6 +65,7 @@ pub async fn handler(
     State(app): State<Arc<EmApp>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(q): Query<HashMap<String, String>>,
+    RawQuery(raw_query): RawQuery,
 ) -> Response {
     let get = |k: &str| {
         q.iter()
@@ -87,11 +88,19 @@ pub async fn handler(
         return text("Login is unavailable(11)");
     }
     let Some(em) = &app.em else {
-        // UNCONFIRMED how Cisco's EMApp words this; the phone shows why it cannot log in.
-        return text(&format!(
-            "Login is unavailable: Extension Mobility is not active on node {}",
-            state.node.name
-        ));
+        // The EM application runs on every node but only some run the EM service: hand the phone
+        // to one that does. A redirect (not a proxied request) keeps the phone's own address as
+        // the source the EM node validates. UNCONFIRMED how Cisco's EMApp hands over; Cisco's
+        // provisioning guides document phones retrying a 302 at its Location at once.
+        return match em_node_url(&cluster, raw_query.as_deref()) {
+            Some(url) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
+            // UNCONFIRMED how Cisco's EMApp words this; the phone shows why it cannot log in.
+            None => text(&format!(
+                "Login is unavailable: Extension Mobility is not active on node {} nor on any \
+                 other node of the cluster",
+                state.node.name
+            )),
+        };
     };
     let base = format!(
         "{}/emapp/EMAppServlet?device={}&loginType={login_type}",
@@ -174,6 +183,23 @@ pub async fn handler(
             text(&unavailable(&e, true))
         }
     }
+}
+
+/// This same page on the first node of the definition whose EM service is active (definition
+/// order is the administrator's order of preference), with the phone's query unchanged.
+fn em_node_url(cluster: &crate::cluster::Cluster, raw_query: Option<&str>) -> Option<String> {
+    use crate::config::model::NodeService;
+    let node = cluster
+        .nodes
+        .iter()
+        .find(|n| n.runs(NodeService::ExtensionMobility))?;
+    let port = node.ports.http.unwrap_or(crate::node::HTTP_PORT);
+    let host = match node.address.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V6(v6)) => format!("[{v6}]"),
+        _ => node.address.clone(),
+    };
+    let query = raw_query.map(|q| format!("?{q}")).unwrap_or_default();
+    Some(format!("http://{host}:{port}/emapp/EMAppServlet{query}"))
 }
 
 /// Checks a user's PIN with the PIN lockout (`pin_lockout_threshold` failures in a row lock
