@@ -154,6 +154,23 @@ pub enum NodeService {
 }
 
 impl NodeService {
+    /// The flag as `nodes[].services` spells it.
+    pub fn flag(self) -> &'static str {
+        use NodeService::*;
+        match self {
+            CallProcessing => "call-processing",
+            Tftp => "tftp",
+            PhoneServices => "phone-services",
+            ExtensionMobility => "extension-mobility",
+            EmApplication => "em-application",
+            Webdialer => "webdialer",
+            Redirector => "redirector",
+            Assistant => "assistant",
+            Attendant => "attendant",
+            Paging => "paging",
+        }
+    }
+
     /// Every service, in the order a node starts them.
     pub fn all() -> Vec<NodeService> {
         use NodeService::*;

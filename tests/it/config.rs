@@ -389,3 +389,27 @@ fn r3_trunk_tls_settings_are_checked() {
         .message
         .contains("only to a trunk with transport: tls"));
 }
+
+#[test]
+fn r14_webdialer_and_paging_need_call_processing_on_their_node() {
+    for flag in ["webdialer", "paging"] {
+        let t = BASE.replace(
+            "    services: [call-processing, tftp]",
+            &format!("    services: [tftp, {flag}]"),
+        );
+        expect_one(
+            &t,
+            &format!("services: [tftp, {flag}]"),
+            "nodes[0].services[1]",
+            &format!("{flag} needs call-processing on the same node"),
+        );
+    }
+}
+
+#[test]
+fn r14_every_service_flag_is_spelt_as_the_definition_spells_it() {
+    for s in ucm::config::model::NodeService::all() {
+        let yaml = serde_json::to_value(s).unwrap();
+        assert_eq!(yaml.as_str(), Some(s.flag()));
+    }
+}

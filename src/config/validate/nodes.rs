@@ -4,6 +4,7 @@ use std::collections::HashSet;
 use std::net::IpAddr;
 
 use super::{is_hostname, Checker};
+use crate::config::model::NodeService;
 use crate::wire::yaml::Path;
 
 impl Checker<'_> {
@@ -28,6 +29,20 @@ impl Checker<'_> {
                     self.err(
                         p.key("services").index(j),
                         format!("service {s:?} listed twice"),
+                    );
+                }
+                // These place calls or register route points through their own node's call
+                // control: without it their requests would go unanswered.
+                let needs_calls = matches!(s, NodeService::Webdialer | NodeService::Paging);
+                if needs_calls && !n.runs(NodeService::CallProcessing) {
+                    self.err(
+                        p.key("services").index(j),
+                        format!(
+                            "{} needs call-processing on the same node (its calls go through \
+                             this node's call control): add call-processing to node {:?}",
+                            s.flag(),
+                            n.name
+                        ),
                     );
                 }
             }
