@@ -8,6 +8,9 @@ use ucm::phone::{sim, PhoneOptions};
 
 use crate::{print_out, shutdown_signal, Failure};
 
+/// A Cisco phone's web server port, where `ucm services push` looks by default.
+const PHONE_HTTP_PORT: u16 = 80;
+
 #[derive(Subcommand)]
 pub enum Command {
     /// Run simulated phones, each on its own loopback address. When every phone has fetched
@@ -44,9 +47,10 @@ pub struct SimArgs {
     /// The first phone's address; the others follow (127.0.0.10, 127.0.0.11, ...).
     #[arg(long, default_value = "127.0.0.10")]
     first_ip: Ipv4Addr,
-    /// HTTP port of every phone (0: any free port).
-    #[arg(long, default_value_t = 0)]
-    http_port: u16,
+    /// HTTP port of every phone, as given (0: any free port). Without it, port 80 as on a real
+    /// phone, or any free port (with a warning) where 80 cannot be bound.
+    #[arg(long, value_name = "PORT")]
+    http_port: Option<u16>,
     /// SIP port tried first on every phone (any free port if taken).
     #[arg(long, default_value_t = 5060)]
     sip_port: u16,
@@ -91,7 +95,8 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
     let mut template = PhoneOptions::new("", a.first_ip, &tftp);
     template.sip = a.sip.clone();
     template.sip_port = a.sip_port;
-    template.http_port = a.http_port;
+    template.http_port = a.http_port.unwrap_or(PHONE_HTTP_PORT);
+    template.http_port_fallback = a.http_port.is_none();
     template.auto_answer = a.auto_answer || a.answer_delay_ms.is_some();
     template.answer_delay = Duration::from_millis(a.answer_delay_ms.unwrap_or(0));
     template.busy = a.busy;

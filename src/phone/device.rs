@@ -67,6 +67,9 @@ pub struct PhoneOptions {
     pub sip_port: u16,
     /// HTTP port (0: any).
     pub http_port: u16,
+    /// When `http_port` cannot be bound (taken, or below 1024 without the privilege), take any
+    /// free port instead of failing.
+    pub http_port_fallback: bool,
     pub auto_answer: bool,
     pub answer_delay: Duration,
     pub busy: bool,
@@ -87,6 +90,7 @@ impl PhoneOptions {
             sip: None,
             sip_port: 5060,
             http_port: 0,
+            http_port_fallback: false,
             auto_answer: false,
             answer_delay: Duration::ZERO,
             busy: false,
@@ -136,6 +140,58 @@ fn unix_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The object the phone shows on its screen: the last one pushed to `/CGI/Execute` or fetched
+/// by an Execute item's URL.
+#[derive(Debug, Clone, Serialize)]
+pub struct Screen {
+    pub at_unix_ms: u64,
+    /// `push` or `fetch`.
+    pub source: &'static str,
+    /// The URL fetched (`fetch` only).
+    pub url: Option<String>,
+    /// The root element, e.g. `CiscoIPPhoneText`.
+    pub kind: String,
+    pub title: Option<String>,
+    pub prompt: Option<String>,
+    /// A CiscoIPPhoneText's text.
+    pub text: Option<String>,
+    pub soft_keys: Vec<String>,
+    /// The object as the phone read it (canonical form).
+    pub xml: String,
+}
+
+impl Screen {
+    /// What the phone shows for `object`, or `None` for objects that are not shown
+    /// (Execute, Response, Error).
+    fn of(
+        object: &crate::wire::xml::CiscoIPPhoneObject,
+        source: &'static str,
+        url: Option<&str>,
+    ) -> Option<Screen> {
+        use crate::wire::xml::CiscoIPPhoneObject as O;
+        if matches!(object, O::Execute(_) | O::Response(_) | O::Error(_)) {
+            return None;
+        }
+        let base = object.displayable();
+        Some(Screen {
+            at_unix_ms: unix_ms(),
+            source,
+            url: url.map(str::to_string),
+            kind: object.kind().root_name().to_string(),
+            title: base.and_then(|b| b.title.clone()),
+            prompt: base.and_then(|b| b.prompt.clone()),
+            text: match object {
+                O::Text(t) => t.text.clone(),
+                _ => None,
+            },
+            soft_keys: base
+                .map(|b| b.soft_keys.iter().filter_map(|k| k.name.clone()).collect())
+                .unwrap_or_default(),
+            xml: object.to_xml_pretty(),
+        })
+    }
 }
 
 /// The result of one pushed object.
@@ -247,6 +303,7 @@ struct Shared {
     auth_failures: AtomicU64,
     pushes: AtomicU64,
     last_pushed: Mutex<Option<PushRecord>>,
+    screen: Mutex<Option<Screen>>,
     streams: Mutex<Streams>,
     services: Mutex<Option<FetchRecord>>,
     services_menu: Mutex<Option<ServicesMenu>>,
@@ -461,12 +518,34 @@ impl Phone {
         let sip = sip_sock
             .local_addr()
             .map_err(|e| setup(format!("SIP socket: {e}")))?;
-        let listener = crate::net::bind_tcp(
+        let listener = match crate::net::bind_tcp(
             SocketAddr::new(ip, opts.http_port),
             config.dscp_services,
             128,
-        )
-        .map_err(|e| setup(format!("binding HTTP on {ip}:{}: {e}", opts.http_port)))?;
+        ) {
+            Ok(l) => l,
+            Err(e) if opts.http_port_fallback && opts.http_port != 0 => {
+                tracing::warn!(
+                    device = %opts.device,
+                    "cannot listen for HTTP on {ip}:{} ({e}); using any free port: pushes \
+                     must name it (ucm services push --phone-port)",
+                    opts.http_port
+                );
+                crate::net::bind_tcp(SocketAddr::new(ip, 0), config.dscp_services, 128)
+                    .map_err(|e| setup(format!("binding HTTP on {ip}: {e}")))?
+            }
+            Err(e) => {
+                let hint = if opts.http_port < 1024 {
+                    " (ports below 1024 need root or CAP_NET_BIND_SERVICE)"
+                } else {
+                    ""
+                };
+                return Err(setup(format!(
+                    "binding HTTP on {ip}:{}: {e}{hint}",
+                    opts.http_port
+                )));
+            }
+        };
         let http = listener
             .local_addr()
             .map_err(|e| setup(format!("HTTP listener: {e}")))?;
@@ -507,6 +586,7 @@ impl Phone {
             auth_failures: AtomicU64::new(0),
             pushes: AtomicU64::new(0),
             last_pushed: Mutex::new(None),
+            screen: Mutex::new(None),
             streams: Mutex::new(Streams::default()),
             services: Mutex::new(None),
             services_menu: Mutex::new(None),
@@ -964,6 +1044,7 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
         "last_notify": snap.as_ref().and_then(|s| s.last_notify.clone()),
         "streams": streams,
         "last_pushed": lock(&sh.last_pushed).clone(),
+        "screen": lock(&sh.screen).clone(),
         "pushes": sh.pushes.load(Ordering::Relaxed),
         "auth_failures": sh.auth_failures.load(Ordering::Relaxed),
         "services": lock(&sh.services).clone(),
@@ -1102,6 +1183,42 @@ async fn execute_post(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: B
         );
     }
     record.authorized = true;
+    // A phone shows any displayable object pushed to it; only an Execute runs items.
+    if let Some(text) = xml_text.as_deref().filter(|t| !is_execute(t)) {
+        return match crate::wire::xml::parse(text) {
+            Ok(parsed) => match Screen::of(&parsed.object, "push", None) {
+                Some(screen) => {
+                    sh.event(format!("shown: {}", screen.kind));
+                    *lock(&sh.screen) = Some(screen);
+                    *lock(&sh.last_pushed) = Some(record);
+                    // UNCONFIRMED what a phone answers to a displayed object; one successful
+                    // item with an empty URL, as for an Execute that ran.
+                    xml_response(
+                        StatusCode::OK,
+                        execute::response_xml(&[ResponseItem::success("")]),
+                    )
+                }
+                None => {
+                    tracing::info!(device = %sh.device, "push of an object a phone does not show");
+                    record.error = Some(execute::ERROR_PARSE);
+                    *lock(&sh.last_pushed) = Some(record);
+                    xml_response(
+                        StatusCode::OK,
+                        execute::error_xml(execute::ERROR_PARSE, None),
+                    )
+                }
+            },
+            Err(why) => {
+                tracing::info!(device = %sh.device, reason = %why, "push not understood");
+                record.error = Some(execute::ERROR_PARSE);
+                *lock(&sh.last_pushed) = Some(record);
+                xml_response(
+                    StatusCode::OK,
+                    execute::error_xml(execute::ERROR_PARSE, None),
+                )
+            }
+        };
+    }
     let items = match xml_text.as_deref().map(execute::parse_execute) {
         Some(Ok(items)) => items,
         Some(Err(why)) => {
@@ -1135,6 +1252,23 @@ async fn execute_post(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: B
     }
     *lock(&sh.last_pushed) = Some(record);
     xml_response(StatusCode::OK, execute::response_xml(&results))
+}
+
+/// Whether a pushed document's root element is `CiscoIPPhoneExecute` (after any declaration,
+/// comments and whitespace).
+fn is_execute(text: &str) -> bool {
+    let mut rest = text.trim_start_matches('\u{feff}').trim_start();
+    loop {
+        if let Some(r) = rest.strip_prefix("<?") {
+            rest = r.split_once("?>").map_or("", |(_, r)| r).trim_start();
+        } else if let Some(r) = rest.strip_prefix("<!--") {
+            rest = r.split_once("-->").map_or("", |(_, r)| r).trim_start();
+        } else {
+            break;
+        }
+    }
+    rest.strip_prefix("<CiscoIPPhoneExecute")
+        .is_some_and(|r| r.starts_with(|c: char| c == '>' || c == '/' || c.is_whitespace()))
 }
 
 async fn call_cmd(
@@ -1327,6 +1461,14 @@ async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
                 (None, Some(e)) => fail(e.clone()),
                 (None, None) => fail("no answer".into()),
             };
+            // What the URL returned is what the phone now shows.
+            if let Some(body) = rec.body.as_deref().filter(|_| item.status == 0) {
+                if let Ok(parsed) = crate::wire::xml::parse(body) {
+                    if let Some(screen) = Screen::of(&parsed.object, "fetch", Some(&target)) {
+                        *lock(&sh.screen) = Some(screen);
+                    }
+                }
+            }
             *lock(&sh.last_fetch) = Some(rec);
             item
         }

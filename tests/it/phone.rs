@@ -28,6 +28,10 @@ impl Sim {
             .arg(srv.addr("tftp_http").to_string())
             .args(extra)
             .env("UCM_LOG", "info");
+        if !extra.contains(&"--http-port") {
+            // Tests run side by side: any free port rather than the phone's 80.
+            cmd.args(["--http-port", "0"]);
+        }
         let (child, ready, stderr) = spawn_ready(cmd, "ucm phone sim", Duration::from_secs(30));
         Sim {
             child,

@@ -229,7 +229,7 @@ fn spawn_sim(
     let mut child = Command::new(bin)
         .args(["phone", "sim", "--server", http, "--tftp", tftp])
         .args(["--count", &count.to_string(), "--auto-answer"])
-        .args(["--first-ip", "127.0.90.10"])
+        .args(["--first-ip", "127.0.90.10", "--http-port", "0"])
         .env("UCM_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
