@@ -19,7 +19,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[derive(Parser)]
 #[command(
     name = "ucm",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("UCM_COMMIT"), ")"),
     about = "Runs and checks the Cisco Unified CM application layer: IP Phone Services, \
              Extension Mobility, WebDialer, Paging and the SIP call control under them",
     after_help = "Exit codes: 0 ok or all checks passed, 1 a check failed, 2 usage, input or I/O error."
@@ -64,6 +64,17 @@ enum Command {
     Services(services::Command),
     /// Page a recipient group through the Paging Server, as a caller; list page reports.
     Page(page::Args),
+    /// Print a shell completion script (e.g. `ucm completions bash > /etc/bash_completion.d/ucm`).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `ucm man | man -l -`; with --out-dir, write ucm.1
+    /// and a page per subcommand (ucm-serve.1, ucm-em-login.1, ...) there.
+    Man {
+        #[arg(long, value_name = "DIR")]
+        out_dir: Option<std::path::PathBuf>,
+    },
 }
 
 /// An error that decides the exit code.
@@ -83,8 +94,13 @@ impl<E: std::fmt::Display> From<E> for Failure {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("UCM_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal who did not ask for none (no-color.org).
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Human => builder.init(),
@@ -127,6 +143,28 @@ fn main() -> ExitCode {
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
+            Command::Completions { shell } => {
+                let mut out = Vec::new();
+                clap_complete::generate(
+                    shell,
+                    &mut <Cli as clap::CommandFactory>::command(),
+                    "ucm",
+                    &mut out,
+                );
+                print_out(&String::from_utf8_lossy(&out))
+            }
+            Command::Man { out_dir: None } => {
+                let mut out = Vec::new();
+                clap_mangen::Man::new(<Cli as clap::CommandFactory>::command())
+                    .render(&mut out)
+                    .map_err(|e| Failure::Input(format!("rendering the manual page: {e}")))?;
+                print_out(&String::from_utf8_lossy(&out))
+            }
+            Command::Man { out_dir: Some(dir) } => {
+                let mut cmd = <Cli as clap::CommandFactory>::command();
+                cmd.build();
+                write_man_pages(&cmd, "ucm", &dir)
+            }
         }
     });
     match result {
@@ -142,6 +180,22 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Writes `name.1` for `cmd` and, recursively, `name-sub.1` for each of its subcommands.
+fn write_man_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Result<(), Failure> {
+    let page = cmd.clone().name(name.to_string());
+    let mut out = Vec::new();
+    clap_mangen::Man::new(page)
+        .render(&mut out)
+        .map_err(|e| Failure::Input(format!("rendering the manual page {name}: {e}")))?;
+    let path = dir.join(format!("{name}.1"));
+    std::fs::write(&path, out)
+        .map_err(|e| Failure::Input(format!("writing {}: {e}", path.display())))?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        write_man_pages(sub, &format!("{name}-{}", sub.get_name()), dir)?;
+    }
+    Ok(())
 }
 
 /// Writes to stdout, treating a closed pipe (`ucm ... | head`) as success.

@@ -22,7 +22,8 @@ pub struct Args {
     /// Which node of the definition this is (default: the first).
     #[arg(long)]
     node: Option<String>,
-    /// Address to listen on (default: the node's `bind`, else every address).
+    /// Address to listen on (default: the node's `bind`, else every address; the built-in demo
+    /// cluster: 127.0.0.1).
     #[arg(long)]
     bind: Option<IpAddr>,
     /// HTTP port (phone services, EM, WebDialer); 0 = any free port. Default 8080.
@@ -104,16 +105,24 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let url = args.db.url()?;
     let store = Store::open(&url).await?;
     let def = load_definition(&args, &store).await?;
+    // The demo's passwords are in README: it listens on loopback unless told otherwise.
+    let demo = args.config.is_none()
+        && store.meta("origin").await?.as_deref() == Some(config::DEMO_ORIGIN);
     let node = match &args.node {
         Some(n) => def.nodes.iter().find(|x| &x.name == n),
         None => def.nodes.first(),
     };
     let ports = node.map(|n| n.ports.clone()).unwrap_or_default();
     let opts = ListenOptions {
-        bind: args
-            .bind
-            .or(node.and_then(|n| n.bind))
-            .unwrap_or(ListenOptions::default().bind),
+        bind: args.bind.or(node.and_then(|n| n.bind)).unwrap_or(if demo {
+            tracing::info!(
+                "the demo cluster (well-known passwords) listens on 127.0.0.1 only; \
+                     --bind 0.0.0.0 (or another address) exposes it"
+            );
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            ListenOptions::default().bind
+        }),
         http_port: args.http_port.or(ports.http),
         https_port: args.https_port.or(ports.https),
         tftp_http_port: args.tftp_http_port.or(ports.tftp_http),

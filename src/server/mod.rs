@@ -189,12 +189,20 @@ impl Listeners {
                     Err(e)
                         if l.optional_without_privilege
                             && asked.is_none()
-                            && e.kind() == std::io::ErrorKind::PermissionDenied =>
+                            && matches!(
+                                e.kind(),
+                                std::io::ErrorKind::PermissionDenied
+                                    | std::io::ErrorKind::AddrInUse
+                            ) =>
                     {
+                        let why = if e.kind() == std::io::ErrorKind::AddrInUse {
+                            "is in use (another node or server on this host?)"
+                        } else {
+                            "needs root or CAP_NET_BIND_SERVICE"
+                        };
                         tracing::warn!(
                             addr = %a,
-                            "{} is off: port {} needs root or CAP_NET_BIND_SERVICE \
-                             (choose another port)",
+                            "{} is off: port {} {why} (choose another port)",
                             l.what,
                             l.default_port
                         );

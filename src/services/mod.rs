@@ -76,8 +76,9 @@ pub struct ListenerSpec {
     pub default_port: u16,
     /// Its DSCP, from the cluster's QoS parameters.
     pub dscp: fn(&QosParameters) -> Dscp,
-    /// When the default port needs privileges the node lacks, run without this listener
-    /// (with a warning) instead of failing the start.
+    /// When the default port needs privileges the node lacks or is taken (a second node on the
+    /// host), run without this listener (with a warning) instead of failing the start. A port
+    /// asked for explicitly must be bound.
     pub optional_without_privilege: bool,
 }
 

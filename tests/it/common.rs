@@ -310,3 +310,9 @@ impl PgDb {
         }
     }
 }
+
+/// Whether `tool` is on PATH.
+pub fn have(tool: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
+}

@@ -444,3 +444,207 @@ fn r14_the_em_application_hands_the_phone_to_a_node_whose_em_service_is_active()
     assert_eq!(publ.terminate().code(), Some(0), "{}", publ.logs());
     assert_eq!(sub.terminate().code(), Some(0), "{}", sub.logs());
 }
+
+/// `ucm serve` with every port but TFTP's on 0, on a fresh data directory, `extra` appended.
+fn serve_cmd(dir: &std::path::Path, extra: &[&str]) -> std::process::Command {
+    let mut cmd = crate::common::ucm();
+    cmd.arg("serve");
+    for flag in [
+        "--http-port",
+        "--https-port",
+        "--tftp-http-port",
+        "--sip-port",
+        "--sips-port",
+    ] {
+        cmd.args([flag, "0"]);
+    }
+    cmd.arg("--data-dir").arg(dir).args(extra);
+    cmd.env("UCM_LOG", "info");
+    cmd
+}
+
+#[test]
+fn r21_a_second_node_on_the_host_starts_without_tftp_on_udp_when_69_is_taken() {
+    if !is_root() {
+        skip_or_fail("root, to hold UDP port 69");
+        return;
+    }
+    // Another TFTP server (or node) on this address holds port 69.
+    let addr = "127.0.9.69";
+    let _holder = std::net::UdpSocket::bind((addr, 69)).expect("bind 127.0.9.69:69");
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, ready, stderr) = crate::common::spawn_ready(
+        serve_cmd(dir.path(), &["--bind", addr]),
+        "ucm serve",
+        Duration::from_secs(60),
+    );
+    assert!(ready["tftp"].is_null(), "{ready}");
+    assert!(ready["tftp_http"].is_string(), "{ready}");
+    // SAFETY: kill with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let logs: Vec<String> = stderr.try_iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("port 69 is in use")),
+        "{logs:#?}"
+    );
+    // Asked for by name, the same port is an error.
+    let out = serve_cmd(dir.path(), &["--bind", addr, "--tftp-port", "69"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn r21_the_demo_listens_on_loopback_unless_told_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, ready, stderr) = crate::common::spawn_ready(
+        serve_cmd(dir.path(), &["--tftp-port", "0"]),
+        "ucm serve",
+        Duration::from_secs(60),
+    );
+    for key in [
+        "http",
+        "https",
+        "tftp_http",
+        "sip_udp",
+        "sip_tcp",
+        "sip_tls",
+    ] {
+        let a: SocketAddr = ready[key].as_str().unwrap().parse().unwrap();
+        assert_eq!(a.ip().to_string(), "127.0.0.1", "{key} in {ready}");
+    }
+    // SAFETY: kill with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert!(child.wait().unwrap().success());
+    let logs: Vec<String> = stderr.try_iter().collect();
+    assert!(
+        logs.iter().any(|l| l.contains("--bind 0.0.0.0")),
+        "{logs:#?}"
+    );
+}
+
+/// Runs `argv` (a deployment file's command, `/usr/local/bin/ucm` standing for this build) in
+/// network and PID namespaces of its own, as root, and returns whether `/healthz` answered on
+/// 127.0.0.1:8080 with the node's status, plus what it printed.
+fn deployed_command_answers_healthz(argv: &[String], data_dir: &std::path::Path) -> (bool, String) {
+    let bin = env!("CARGO_BIN_EXE_ucm");
+    let cmd: Vec<String> = argv
+        .iter()
+        .map(|a| a.replace("/usr/local/bin/ucm", bin))
+        .map(|a| format!("'{a}'"))
+        .collect();
+    let script = format!(
+        "ip link set lo up\n{} > out 2> err &\n\
+         for i in $(seq 1 300); do curl -sf http://127.0.0.1:8080/healthz > health && break; sleep 0.1; done\n\
+         cat health 2>/dev/null; echo; cat out; cat err | tail -5\n",
+        cmd.join(" ")
+    );
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "bash",
+            "-c",
+            &script,
+        ])
+        .current_dir(data_dir)
+        .env("UCM_DATA_DIR", data_dir)
+        .output()
+        .expect("unshare");
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    let first = text.lines().next().unwrap_or_default();
+    (first.contains("\"status\":\"ok\""), text)
+}
+
+fn deploy_file(name: &str) -> String {
+    std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/deploy")
+            .join(name),
+    )
+    .unwrap()
+}
+
+#[test]
+fn r21_the_systemd_unit_and_the_container_run_a_node_that_answers_healthz() {
+    if !is_root() || !crate::common::have("unshare") || !crate::common::have("curl") {
+        skip_or_fail("root, unshare and curl to run the deployment files' commands");
+        return;
+    }
+    // systemd: ExecStart as written (systemd-analyze checks the unit where it is installed).
+    let unit = deploy_file("ucm.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .expect("ExecStart");
+    let argv: Vec<String> = exec.split_whitespace().map(String::from).collect();
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = deployed_command_answers_healthz(&argv, dir.path());
+    assert!(ok, "ucm.service's ExecStart: {text}");
+    if crate::common::have("systemd-analyze") {
+        let out = std::process::Command::new("systemd-analyze")
+            .args(["verify", "--man=no"])
+            .arg(
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("fixtures/deploy/ucm.service"),
+            )
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        // The binary's path is where the unit says to install it, not here.
+        let real: Vec<&str> = err
+            .lines()
+            .filter(|l| !l.contains("/usr/local/bin/ucm") && !l.trim().is_empty())
+            .collect();
+        assert!(real.is_empty(), "systemd-analyze verify: {err}");
+    }
+
+    // The container: ENTRYPOINT then CMD, as the engine runs them.
+    let file = deploy_file("Containerfile");
+    let json_of = |key: &str| -> Vec<String> {
+        let line = file
+            .lines()
+            .find_map(|l| l.strip_prefix(key))
+            .unwrap_or_else(|| panic!("no {key}"));
+        serde_json::from_str(line.trim()).unwrap()
+    };
+    let mut argv = json_of("ENTRYPOINT ");
+    argv.extend(json_of("CMD "));
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, text) = deployed_command_answers_healthz(&argv, dir.path());
+    assert!(ok, "Containerfile's ENTRYPOINT and CMD: {text}");
+    // Building the image needs an engine and its base images' registry; this machine may
+    // have neither (then say so, as the check above already ran the command it holds).
+    let engine = ["podman", "docker"].into_iter().find(|e| {
+        std::process::Command::new(e)
+            .arg("info")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    match engine {
+        None => eprintln!("NOTE: no running container engine: the image was not built"),
+        Some(e) => {
+            let out = std::process::Command::new(e)
+                .args([
+                    "build",
+                    "-f",
+                    "fixtures/deploy/Containerfile",
+                    "-t",
+                    "ucm-test",
+                    ".",
+                ])
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .output()
+                .unwrap();
+            let err = String::from_utf8_lossy(&out.stderr);
+            if !out.status.success() && (err.contains("pull") || err.contains("registry")) {
+                eprintln!("NOTE: {e} cannot fetch the base images here: {err}");
+            } else {
+                assert!(out.status.success(), "{e} build: {err}");
+            }
+        }
+    }
+}

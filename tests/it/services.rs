@@ -223,9 +223,8 @@ fn readme_sh_blocks(after: &str, count: usize) -> Vec<String> {
 /// of its own (the demo binds the standard ports; port 80 on each phone's address needs root).
 #[test]
 fn r21_readme_sim_and_push_examples_run_as_written() {
-    use crate::common::{is_root, skip_or_fail};
-    if !is_root() || which("unshare").is_none() || which("ip").is_none() || which("curl").is_none()
-    {
+    use crate::common::{have, is_root, skip_or_fail};
+    if !is_root() || !have("unshare") || !have("ip") || !have("curl") {
         skip_or_fail("root, unshare, ip and curl for README's phone examples");
         return;
     }
@@ -318,12 +317,4 @@ fn r21_readme_sim_and_push_examples_run_as_written() {
         out.status.success() && text.contains("ALL-OK"),
         "{text}\n--- script:\n{script}"
     );
-}
-
-fn which(tool: &str) -> Option<std::path::PathBuf> {
-    std::env::var_os("PATH").and_then(|p| {
-        std::env::split_paths(&p)
-            .map(|d| d.join(tool))
-            .find(|f| f.is_file())
-    })
 }
