@@ -12,6 +12,7 @@ pub enum Command {
     /// Check definition files; every problem is printed as FILE:LINE:COLUMN: FIELD: MESSAGE.
     /// Exit 0 when all are valid, 1 when any is not, 2 when one cannot be read.
     Check {
+        /// The cluster definition files (YAML) to check.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Print a JSON report.

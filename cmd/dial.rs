@@ -8,12 +8,12 @@ use ucm::services::webdialer::code_meaning;
 use ucm::wire::soap::{Credential, Request, UserProfile};
 
 use crate::client_args::ServerArgs;
-use crate::{print_out, read_stdin_line, Failure};
+use crate::{print_out, Failure};
 
 #[derive(ClapArgs)]
 #[command(after_help = "Examples:\n  \
     echo \"$PW\" | ucm dial 10002 --user jsmith --password-stdin\n  \
-    UCM_DIAL_PASSWORD=... ucm dial 10002 --user jsmith --device SEP00036BC7B973 --line 10001\n  \
+    UCM_PASSWORD=... ucm dial 10002 --user jsmith --device SEP00036BC7B973 --line 10001\n  \
     ucm dial --end --user jsmith --device SEP00036BC7B973\n  \
     ucm dial --profile --user jsmith\n\
 Exit codes: 0 success, 1 WebDialer refused (response code 1-9), 2 usage or unreachable.")]
@@ -30,7 +30,8 @@ pub struct Args {
     /// The user whose phone places the call (and whose password is given).
     #[arg(long)]
     user: String,
-    /// Read the password from the first line of stdin (otherwise UCM_DIAL_PASSWORD).
+    /// Read --user's password from the first line of stdin (otherwise the environment variable
+    /// UCM_PASSWORD).
     #[arg(long)]
     password_stdin: bool,
     /// The phone to call from [default: the user's first associated device].
@@ -56,12 +57,12 @@ pub struct Args {
 }
 
 fn password(a: &Args) -> Result<String, Failure> {
-    if a.password_stdin {
-        return read_stdin_line("the password");
-    }
-    std::env::var("UCM_DIAL_PASSWORD").map_err(|_| {
-        Failure::Input("give --password-stdin or set UCM_DIAL_PASSWORD (never a flag)".into())
-    })
+    crate::password(
+        a.password_stdin,
+        crate::PASSWORD_ENV,
+        "UCM_DIAL_PASSWORD",
+        "password for --user",
+    )
 }
 
 pub async fn run(a: Args) -> Result<(), Failure> {

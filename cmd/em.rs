@@ -12,7 +12,7 @@ use ucm::client::em::{self, EmCallError, EmClient, LoginEntry};
 use ucm::wire::em::{self as api, DeviceUser};
 
 use crate::client_args::ServerArgs;
-use crate::{print_out, read_stdin_line, Failure};
+use crate::{password, print_out, Failure, APP_PASSWORD_ENV, PASSWORD_ENV};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -32,12 +32,14 @@ pub struct Conn {
     #[command(flatten)]
     srv: ServerArgs,
     /// An application user with EM proxy rights, acting for any user.
-    #[arg(long, env = "UCM_EM_APP_USER", value_name = "USER")]
+    #[arg(long, env = "UCM_APP_USER", value_name = "USER")]
     app_user: Option<String>,
-    /// Read the application user's password from the first line of stdin.
+    /// Read the application user's password from the first line of stdin (otherwise the
+    /// environment variable UCM_APP_PASSWORD).
     #[arg(long, requires = "app_user", conflicts_with = "password_stdin")]
     app_password_stdin: bool,
-    /// Act as the user themselves (--user), reading their password from stdin.
+    /// Act as the user themselves (--user), reading their password from the first line of stdin
+    /// (otherwise the environment variable UCM_PASSWORD).
     #[arg(long)]
     password_stdin: bool,
 }
@@ -52,8 +54,10 @@ impl Conn {
 pub struct LoginArgs {
     #[command(flatten)]
     conn: Conn,
+    /// The device to log in on.
     #[arg(long, value_name = "SEP<MAC>", required_unless_present = "from")]
     device: Option<String>,
+    /// The user to log in (with --app-user, any user; else the user acting for themselves).
     #[arg(long, required_unless_present = "from")]
     user: Option<String>,
     /// The device profile [default: the user's default profile].
@@ -78,6 +82,7 @@ pub struct LoginArgs {
 pub struct LogoutArgs {
     #[command(flatten)]
     conn: Conn,
+    /// The device to log out.
     #[arg(long, value_name = "SEP<MAC>")]
     device: String,
     /// The user acting for themselves (with --password-stdin).
@@ -89,6 +94,7 @@ pub struct LogoutArgs {
 pub struct StatusArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Who is logged in on this device.
     #[arg(
         long,
         value_name = "SEP<MAC>",
@@ -96,23 +102,21 @@ pub struct StatusArgs {
         conflicts_with = "user"
     )]
     device: Option<String>,
+    /// Where this user is logged in.
     #[arg(long)]
     user: Option<String>,
 }
 
-/// The API credentials: the application user (password from stdin or UCM_EM_APP_PASSWORD) or
-/// the user themselves (password from stdin or UCM_EM_PASSWORD). Never from a flag (`ps`).
+/// The API credentials: the application user (password from stdin or UCM_APP_PASSWORD) or
+/// the user themselves (password from stdin or UCM_PASSWORD). Never from a flag (`ps`).
 fn credentials(conn: &Conn, user: Option<&str>) -> Result<(String, String), Failure> {
     if let Some(app) = &conn.app_user {
-        let pw = if conn.app_password_stdin {
-            read_stdin_line("the application user's password")?
-        } else {
-            std::env::var("UCM_EM_APP_PASSWORD").map_err(|_| {
-                Failure::Input(
-                    "--app-user needs --app-password-stdin or UCM_EM_APP_PASSWORD".into(),
-                )
-            })?
-        };
+        let pw = password(
+            conn.app_password_stdin,
+            APP_PASSWORD_ENV,
+            "UCM_EM_APP_PASSWORD",
+            "application user's password",
+        )?;
         return Ok((app.clone(), pw));
     }
     let Some(user) = user else {
@@ -120,16 +124,12 @@ fn credentials(conn: &Conn, user: Option<&str>) -> Result<(String, String), Fail
             "give --app-user (EM proxy rights) or --user with --password-stdin".into(),
         ));
     };
-    let pw = if conn.password_stdin {
-        read_stdin_line("the user's password")?
-    } else {
-        std::env::var("UCM_EM_PASSWORD").map_err(|_| {
-            Failure::Input(
-                "give --app-user, or --password-stdin (or UCM_EM_PASSWORD) to act as the user"
-                    .into(),
-            )
-        })?
-    };
+    let pw = password(
+        conn.password_stdin,
+        PASSWORD_ENV,
+        "UCM_EM_PASSWORD",
+        "password for --user (or give --app-user)",
+    )?;
     Ok((user.to_string(), pw))
 }
 

@@ -66,12 +66,14 @@ enum Command {
     Page(page::Args),
     /// Print a shell completion script (e.g. `ucm completions bash > /etc/bash_completion.d/ucm`).
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
     /// Print the manual page (roff), e.g. `ucm man | man -l -`; with --out-dir, write ucm.1
     /// and a page per subcommand (ucm-serve.1, ucm-em-login.1, ...) there.
     Man {
+        /// Write the pages into this directory instead of printing the main page.
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
     },
@@ -209,6 +211,36 @@ pub fn print_out(text: &str) -> Result<(), Failure> {
     }
 }
 
+/// Where every command reads `--user`'s password when not given `--password-stdin`.
+pub const PASSWORD_ENV: &str = "UCM_PASSWORD";
+/// Where every command reads an application user's password when not given
+/// `--app-password-stdin`.
+pub const APP_PASSWORD_ENV: &str = "UCM_APP_PASSWORD";
+
+/// A password: the first line of stdin when `from_stdin`, else the environment variable `var`
+/// (one of [`PASSWORD_ENV`], [`APP_PASSWORD_ENV`]; the names earlier releases read, `legacy`,
+/// still work with a warning). Never a flag: `ps` shows flags.
+pub fn password(from_stdin: bool, var: &str, legacy: &str, what: &str) -> Result<String, Failure> {
+    if from_stdin {
+        return read_stdin_line(what);
+    }
+    if let Ok(v) = std::env::var(var) {
+        return Ok(v);
+    }
+    if let Ok(v) = std::env::var(legacy) {
+        tracing::warn!("{legacy} is read for compatibility; the name is {var}");
+        return Ok(v);
+    }
+    let flag = if var == APP_PASSWORD_ENV {
+        "--app-password-stdin"
+    } else {
+        "--password-stdin"
+    };
+    Err(Failure::Input(format!(
+        "no {what}: give {flag} or set {var} (never a flag)"
+    )))
+}
+
 /// The first line of stdin without its line ending (a password: never from a flag, which `ps`
 /// shows). An empty line is an input error.
 pub fn read_stdin_line(what: &str) -> Result<String, Failure> {
@@ -236,4 +268,33 @@ pub fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>, Failur
             _ = int.recv() => {}
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument of every command says what it is for in `--help`.
+    #[test]
+    fn r21_every_flag_of_every_command_has_help() {
+        fn walk(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in cmd.get_arguments() {
+                let id = a.get_id().as_str();
+                if matches!(id, "help" | "version") {
+                    continue;
+                }
+                if a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{id}"));
+                }
+            }
+            for s in cmd.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut cmd = super::Cli::command();
+        cmd.build();
+        let mut missing = Vec::new();
+        walk(&cmd, "ucm", &mut missing);
+        assert!(missing.is_empty(), "flags without help: {missing:#?}");
+    }
 }

@@ -9,7 +9,7 @@ use clap::Args as ClapArgs;
 use ucm::client::page::{self, CallerError, CallerOptions, Frame, PagingClient, Progress};
 
 use crate::client_args::ServerArgs;
-use crate::{print_out, read_stdin_line, Failure};
+use crate::{print_out, Failure};
 
 #[derive(ClapArgs)]
 #[command(after_help = "Examples:\n  \
@@ -66,7 +66,8 @@ pub struct Args {
     /// The user --list reads reports as.
     #[arg(long, requires = "list")]
     user: Option<String>,
-    /// Read --user's password from the first line of stdin (otherwise UCM_PASSWORD).
+    /// Read --user's password from the first line of stdin (otherwise the environment variable
+    /// UCM_PASSWORD).
     #[arg(long, requires = "list")]
     password_stdin: bool,
     /// Reports to list at most.
@@ -106,17 +107,19 @@ async fn list(a: &Args) -> Result<(), Failure> {
         .user
         .clone()
         .ok_or_else(|| Failure::Input("--list needs --user".into()))?;
-    let password = if a.password_stdin {
-        read_stdin_line("the password")?
-    } else {
-        std::env::var("UCM_PASSWORD").map_err(|_| {
-            Failure::Input("give --password-stdin or set UCM_PASSWORD (never a flag)".into())
-        })?
-    };
+    let password = crate::password(
+        a.password_stdin,
+        crate::PASSWORD_ENV,
+        crate::PASSWORD_ENV,
+        "password for --user",
+    )?;
     let v = paging_client(a)?
         .reports(&user, &password, a.limit)
         .await
-        .map_err(Failure::Input)?;
+        .map_err(|e| match e {
+            page::ReportsError::Refused(m) => Failure::Check(format!("ucm: {m}")),
+            page::ReportsError::Failed(m) => Failure::Input(m),
+        })?;
     if a.srv.client.json {
         return print_out(&format!(
             "{}\n",

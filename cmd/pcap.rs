@@ -21,6 +21,7 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print how many IP packets carry each DSCP value (innermost IP header), as tshark counts.
     Dscp {
+        /// The capture (pcap or pcapng).
         #[arg(value_name = "CAPTURE")]
         capture: PathBuf,
         /// Print JSON.
@@ -35,6 +36,7 @@ pub enum Command {
     /// A capture cut short gives the ladder of the packets before the cut, the cut on stderr
     /// and exit 1.
     Ladder {
+        /// The capture (pcap or pcapng).
         #[arg(value_name = "CAPTURE")]
         capture: PathBuf,
         /// Print JSON (roles and lines with frame, time, text and detail).

@@ -24,8 +24,8 @@ pub enum Command {
 
 #[derive(Args)]
 pub struct SimArgs {
-    /// The node's HTTP address (HOST:PORT).
-    #[arg(long, value_name = "HOST:HTTP_PORT")]
+    /// The node: its HTTP base URL (http://HOST:PORT) or HOST:PORT.
+    #[arg(long, value_name = "URL")]
     server: String,
     /// The TFTP-over-HTTP address serving SEP<MAC>.cnf.xml [default: the server's host, port 6970].
     #[arg(long, value_name = "HOST:PORT")]
@@ -73,12 +73,26 @@ pub struct SimArgs {
 
 pub async fn run(cmd: Command) -> Result<(), Failure> {
     let Command::Sim(a) = cmd;
+    // The same form as every other command's --server (a base URL), or HOST:PORT.
+    let server = match a.server.split_once("://") {
+        Some(("http", rest)) => rest.split('/').next().unwrap_or_default().to_string(),
+        Some(_) => {
+            return Err(Failure::Input(format!(
+            "--server {}: the simulated phone talks to the node over plain HTTP (http://HOST:PORT)",
+            a.server
+        )))
+        }
+        None => a.server.trim_end_matches('/').to_string(),
+    };
+    if server.is_empty() {
+        return Err(Failure::Input(format!("--server {:?}: no host", a.server)));
+    }
     let tftp = match &a.tftp {
         Some(t) => t.clone(),
         None => {
-            let host = match a.server.rsplit_once(':') {
+            let host = match server.rsplit_once(':') {
                 Some((h, _)) => h.to_string(),
-                None => a.server.clone(),
+                None => server.clone(),
             };
             format!("{host}:6970")
         }

@@ -18,7 +18,7 @@ use ucm::client::push::{DeviceSet, PushError, PushOutcome, Pusher, Report, Verdi
 use ucm::wire::xml::{self, ExecuteReply, PhoneModel};
 
 use crate::client_args::{ClientArgs, ServerArgs};
-use crate::{print_out, read_stdin_line, Failure};
+use crate::{print_out, Failure};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -66,7 +66,8 @@ pub struct PushArgs {
     /// A user associated with the phone (the phone checks it with the authentication URL).
     #[arg(long)]
     user: String,
-    /// Read the password from the first line of stdin [default: env UCM_PUSH_PASSWORD].
+    /// Read --user's password from the first line of stdin (otherwise the environment variable
+    /// UCM_PASSWORD).
     #[arg(long)]
     password_stdin: bool,
     /// A file holding the object to push, sent as it is.
@@ -127,13 +128,12 @@ fn failure(e: PushError) -> Failure {
 }
 
 async fn push(a: PushArgs) -> Result<(), Failure> {
-    let password = if a.password_stdin {
-        read_stdin_line("the password")?
-    } else {
-        std::env::var("UCM_PUSH_PASSWORD").map_err(|_| {
-            Failure::Input("the password comes from --password-stdin or UCM_PUSH_PASSWORD".into())
-        })?
-    };
+    let password = crate::password(
+        a.password_stdin,
+        crate::PASSWORD_ENV,
+        "UCM_PUSH_PASSWORD",
+        "password for --user",
+    )?;
     let body_xml = match &a.xml {
         Some(path) => {
             let bytes = std::fs::read(path)

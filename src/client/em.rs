@@ -59,7 +59,9 @@ impl EmClient {
             .form(&[("xml", xml)])
             .send()
             .await
-            .map_err(|e| EmCallError::Transport(format!("{}: {e}", self.url)))?;
+            .map_err(|e| {
+                EmCallError::Transport(format!("{}: {}", self.url, super::describe_error(&e)))
+            })?;
         let status = resp.status();
         let body = resp
             .text()

@@ -60,7 +60,10 @@ pub async fn fetch_as_phone(
     for (k, v) in phone_headers(model, sdk, locale) {
         req = req.header(k, v);
     }
-    let resp = req.send().await.map_err(|e| format!("{url}: {e}"))?;
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| format!("{url}: {}", super::describe_error(&e)))?;
     if !resp.status().is_success() {
         return Err(format!("{url}: HTTP {}", resp.status()));
     }

@@ -43,6 +43,68 @@ pub enum ClientError {
     Build(String),
 }
 
+/// Why a request failed, in words an operator acts on: the connection was refused, the name
+/// does not resolve, the certificate is not trusted (with the flags that change that), the
+/// server took too long. reqwest alone says "error sending request for url" for all of these.
+pub fn describe_error(e: &reqwest::Error) -> String {
+    let mut chain = Vec::new();
+    let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = src {
+        chain.push(s.to_string());
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            match io.kind() {
+                std::io::ErrorKind::ConnectionRefused => {
+                    return "connection refused (is the node running, and on that port?)".into()
+                }
+                std::io::ErrorKind::ConnectionReset => {
+                    return "the connection was reset by the peer".into()
+                }
+                std::io::ErrorKind::TimedOut => return "the connection timed out".into(),
+                _ => {}
+            }
+        }
+        // An io::Error's source() skips the error it wraps: look inside it too.
+        let inner = s
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>());
+        if let Some(tls) = s.downcast_ref::<rustls::Error>().or(inner) {
+            return match tls {
+                rustls::Error::InvalidCertificate(why) => format!(
+                    "the server's certificate is not trusted ({why:?}): give its CA with --ca \
+                     FILE (a node's own is node-cert.pem in its data directory), or --insecure \
+                     on a test bed"
+                ),
+                other => format!("TLS failed: {other}"),
+            };
+        }
+        src = s.source();
+    }
+    let all = chain.join(": ");
+    if e.is_timeout() {
+        return "no answer within --timeout".into();
+    }
+    // Layers between reqwest and rustls do not always expose the rustls error as a source.
+    if let Some(i) = all.find("invalid peer certificate") {
+        return format!(
+            "the server's certificate is not trusted ({}): give its CA with --ca FILE (a \
+             node's own is node-cert.pem in its data directory), or --insecure on a test bed",
+            &all[i..]
+        );
+    }
+    if all.contains("dns error") || all.contains("failed to lookup address") {
+        return format!(
+            "the host name does not resolve ({})",
+            chain.last().map_or("", |s| s)
+        );
+    }
+    if e.is_builder() {
+        return format!("not a usable URL: {all}");
+    }
+    // Whatever else: the whole chain, not only its outermost words.
+    all
+}
+
 /// Builds a client with the options' trust settings and timeout.
 pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());

@@ -161,7 +161,7 @@ impl PagingClient {
             .get(&url)
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| format!("{url}: {}", super::describe_error(&e)))?;
         let body = resp.bytes().await.map_err(|e| format!("{url}: {e}"))?;
         let v: serde_json::Value = serde_json::from_slice(&body)
             .map_err(|e| format!("{url}: not the paging group list: {e}"))?;
@@ -218,7 +218,8 @@ impl PagingClient {
         user: &str,
         password: &str,
         limit: u32,
-    ) -> Result<serde_json::Value, String> {
+    ) -> Result<serde_json::Value, ReportsError> {
+        use ReportsError::{Failed, Refused};
         let url = format!("{}{PAGES_PATH}?limit={}", self.base, limit.clamp(1, 1000));
         let resp = self
             .http
@@ -226,14 +227,28 @@ impl PagingClient {
             .basic_auth(user, Some(password))
             .send()
             .await
-            .map_err(|e| format!("{url}: {e}"))?;
+            .map_err(|e| Failed(format!("{url}: {}", super::describe_error(&e))))?;
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        if !status.is_success() {
-            return Err(format!("{url}: HTTP {status}: {}", text.trim()));
+        if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+            return Err(Refused(format!("{url}: HTTP {status}: {}", text.trim())));
         }
-        serde_json::from_str(&text).map_err(|e| format!("{url}: not a report list: {e}"))
+        if !status.is_success() {
+            return Err(Failed(format!("{url}: HTTP {status}: {}", text.trim())));
+        }
+        serde_json::from_str(&text).map_err(|e| Failed(format!("{url}: not a report list: {e}")))
     }
+}
+
+/// Why the page reports could not be listed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportsError {
+    /// The node refused the credentials (wrong password, not a paging user).
+    #[error("{0}")]
+    Refused(String),
+    /// The node could not be asked, or answered something else.
+    #[error("{0}")]
+    Failed(String),
 }
 
 /// A page report as text: a summary line, then a `DEVICE IP OUTCOME DETAIL` line a phone.
@@ -270,21 +285,60 @@ pub fn report_text(r: &serde_json::Value) -> String {
 /// The kept reports (the node's list) as a table, one page a line.
 pub fn reports_table(v: &serde_json::Value) -> String {
     let pages = v["pages"].as_array().cloned().unwrap_or_default();
-    let mut out = String::from("STARTED_MS\tID\tGROUP\tCALLER\tJOINED\tNOT\tDURATION_MS\tENDED\n");
+    let mut out = String::from("STARTED (UTC)\tID\tGROUP\tCALLER\tJOINED\tNOT\tDURATION\tENDED\n");
     for p in pages {
+        let started = p["started_at_ms"]
+            .as_u64()
+            .map_or_else(|| "?".to_string(), utc_time);
+        let duration = p["duration_ms"].as_u64().map_or_else(
+            || "-".to_string(),
+            |ms| format!("{:.1} s", ms as f64 / 1000.0),
+        );
         out.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\n",
-            p["started_at_ms"],
+            started,
             p["id"].as_str().unwrap_or("?"),
             p["recipient_group"].as_str().unwrap_or("?"),
             p["calling"].as_str().unwrap_or("?"),
             p["joined"],
             p["failed"],
-            p["duration_ms"],
+            duration,
             p["ended_by"].as_str().unwrap_or("?"),
         ));
     }
     out
+}
+
+/// `2026-12-07 07:49:05` (UTC) for milliseconds since the Unix epoch.
+pub fn utc_time(unix_ms: u64) -> String {
+    let secs = unix_ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn r21_page_report_times_read_as_dates() {
+        assert_eq!(super::utc_time(0), "1970-01-01 00:00:00");
+        assert_eq!(super::utc_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(super::utc_time(1_796_629_745_123), "2026-12-07 07:49:05");
+    }
 }
 
 /// The one RTP port this caller uses.

@@ -221,7 +221,7 @@ impl Pusher {
             .basic_auth(&self.user, Some(&self.password))
             .send()
             .await
-            .map_err(|e| failed(&e))?;
+            .map_err(|e| failed(&super::describe_error(&e)))?;
         match r.status().as_u16() {
             200 => {
                 let body = r.bytes().await.map_err(|e| failed(&e))?;
@@ -289,7 +289,7 @@ impl Pusher {
             .body(form)
             .send()
             .await
-            .map_err(|e| PushError::Failed(format!("{url}: {e}")))?;
+            .map_err(|e| PushError::Failed(format!("{url}: {}", super::describe_error(&e))))?;
         let status = resp.status();
         let bytes = resp
             .bytes()

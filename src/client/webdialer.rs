@@ -73,7 +73,9 @@ impl WdClient {
             .body(soap::request_xml(req))
             .send()
             .await
-            .map_err(|e| WdCallError::Transport(format!("{}: {e}", self.url)))?;
+            .map_err(|e| {
+                WdCallError::Transport(format!("{}: {}", self.url, super::describe_error(&e)))
+            })?;
         let status = resp.status();
         let text = resp
             .text()
@@ -127,7 +129,7 @@ pub async fn find_home(
         ])
         .send()
         .await
-        .map_err(|e| HomeError::Transport(format!("{url}: {e}")))?;
+        .map_err(|e| HomeError::Transport(format!("{url}: {}", super::describe_error(&e))))?;
     let landed = resp.url().clone();
     let status = resp.status();
     if landed.path() != SERVLET_PATH {

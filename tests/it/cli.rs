@@ -118,3 +118,65 @@ fn r2_db_import_export_round_trip_via_cli() {
     assert_eq!(out.status.code(), Some(2));
     assert_eq!(std::fs::read(&export1).unwrap(), out2.stdout);
 }
+
+/// Network errors name their cause (refused, unresolvable, untrusted certificate) instead of
+/// reqwest's "error sending request for url", and exit 2.
+#[test]
+fn r21_network_errors_name_their_cause() {
+    use assert_cmd::Command;
+    let em_status = |server: &str| {
+        let out = Command::cargo_bin("ucm")
+            .unwrap()
+            .args([
+                "em",
+                "status",
+                "--device",
+                "SEP000000000001",
+                "--app-user",
+                "a",
+            ])
+            .args(["--server", server])
+            .env("UCM_APP_PASSWORD", "x")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{server}");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = em_status("http://127.0.0.1:1");
+    assert!(err.contains("connection refused"), "{err}");
+    let err = em_status("http://no-such-host.invalid:8080");
+    assert!(err.contains("does not resolve"), "{err}");
+    let srv = crate::common::Server::start(&[]);
+    let err = em_status(&format!("https://{}", srv.addr("https")));
+    assert!(
+        err.contains("certificate is not trusted")
+            && err.contains("--ca")
+            && err.contains("--insecure"),
+        "{err}"
+    );
+    assert!(!err.contains("error sending request"), "{err}");
+}
+
+/// Logs carry no ANSI colour codes when stderr is not a terminal (here: a pipe).
+#[test]
+fn r21_logs_have_no_colours_off_a_terminal() {
+    let out = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .args([
+            "em",
+            "status",
+            "--device",
+            "SEP000000000001",
+            "--app-user",
+            "a",
+        ])
+        .args(["--server", "http://127.0.0.1:1"])
+        .env("UCM_EM_APP_PASSWORD", "x")
+        .env("UCM_LOG", "info")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The old variable name still works, with a warning saying the new one.
+    assert!(err.contains("UCM_APP_PASSWORD"), "{err}");
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+}

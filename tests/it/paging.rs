@@ -249,8 +249,20 @@ fn r8_ucm_page_pages_the_fifty_lab_phones_with_a_wav() {
         .env("UCM_PASSWORD", "cisco")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // A refusal is a failed check (exit 1), as everywhere; not an input error.
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cti-control-all-devices"));
+    let out = crate::common::ucm()
+        .args(["page", "--list", "--user", "paging", "--server"])
+        .arg(srv.addr("http").to_string())
+        .env("UCM_PASSWORD", "wrong")
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "r21: a wrong password exits 1: {out:?}"
+    );
 }
 
 #[test]

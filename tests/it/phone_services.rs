@@ -386,7 +386,7 @@ fn r5_services_push_exit_codes() {
             "services", "push", "--phone", &phone, "--user", "jsmith", "--json", "--xml",
         ])
         .arg(&file)
-        .env("UCM_PUSH_PASSWORD", "cisco")
+        .env("UCM_PASSWORD", "cisco")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
@@ -407,7 +407,7 @@ fn r5_services_push_exit_codes() {
                 "--execute",
                 "Key:Services",
             ])
-            .env("UCM_PUSH_PASSWORD", "cisco")
+            .env("UCM_PASSWORD", "cisco")
             .output()
             .unwrap()
     };
@@ -518,7 +518,7 @@ fn r5_services_push_exit_codes() {
         ])
         .args(["--user", "jsmith", "--execute", "Key:Services", "--from"])
         .arg(&list)
-        .env("UCM_PUSH_PASSWORD", "cisco")
+        .env("UCM_PASSWORD", "cisco")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", show(&o));
@@ -542,7 +542,7 @@ fn r5_services_push_exit_codes() {
             "--timeout",
             "5",
         ])
-        .env("UCM_PUSH_PASSWORD", "cisco")
+        .env("UCM_PASSWORD", "cisco")
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));

@@ -511,7 +511,7 @@ fn dial(args: &[&str], password: Option<&str>) -> (i32, String, String) {
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    cmd.env_remove("UCM_DIAL_PASSWORD").env_remove("UCM_SERVER");
+    cmd.env_remove("UCM_PASSWORD").env_remove("UCM_SERVER");
     let mut child = cmd.spawn().unwrap();
     if let Some(p) = password {
         writeln!(child.stdin.take().unwrap(), "{p}").unwrap();
@@ -632,13 +632,13 @@ fn r7_ucm_dial_places_and_ends_calls_with_exit_codes() {
     assert_eq!(rc, 2, "{err}");
     let (rc, _, err) = dial(&["10002", "--user", "jsmith", s[0], s[1]], None);
     assert_eq!(rc, 2);
-    assert!(err.contains("UCM_DIAL_PASSWORD"), "{err}");
+    assert!(err.contains("UCM_PASSWORD"), "{err}");
     let (rc, _, _) = dial(&["--user", "jsmith"], None);
     assert_eq!(rc, 2, "a destination, --end or --profile is required");
     // The password may come from the environment.
     let out = ucm()
         .args(["dial", "--profile", "--user", "jsmith", s[0], s[1]])
-        .env("UCM_DIAL_PASSWORD", "cisco")
+        .env("UCM_PASSWORD", "cisco")
         .output()
         .unwrap();
     assert_eq!(

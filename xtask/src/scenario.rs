@@ -85,7 +85,7 @@ pub enum Step {
 pub struct UcmStep {
     /// The arguments after `ucm`; placeholders are replaced (see the README).
     pub args: Vec<String>,
-    /// Environment variables for it (passwords: `UCM_PUSH_PASSWORD`...).
+    /// Environment variables for it (passwords: `UCM_PASSWORD`...).
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// Expected exit code.
