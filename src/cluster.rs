@@ -63,6 +63,9 @@ struct MobilityIndex {
     by_line_digits: HashMap<String, Vec<String>>,
     /// The line keys each login added.
     lines: HashMap<String, Vec<DnKey>>,
+    /// The version of each device's state as last applied (see [`Mobility::apply`]); kept
+    /// after a logout, so that an older login cannot come back.
+    versions: HashMap<String, i64>,
 }
 
 impl Mobility {
@@ -99,6 +102,46 @@ impl Mobility {
     pub fn insert(&self, login: Login, profile_lines: &[LineAppearance]) {
         let mut g = self.write();
         g.remove(&login.device);
+        g.add(login, profile_lines);
+    }
+
+    /// Ends the device's login, returning it.
+    pub fn remove(&self, device: &str) -> Option<Login> {
+        self.write().remove(device)
+    }
+
+    /// Sets the device's state as of `version` (a login with its profile's lines, or none)
+    /// when that is newer than the state applied last; an older or the same version changes
+    /// nothing. Returns whether it applied. Versions come from the database, where every
+    /// change of the device bumps it: whoever delivers a change, and in whatever order, the
+    /// newest wins.
+    pub fn apply(
+        &self,
+        device: &str,
+        version: i64,
+        login: Option<(Login, &[LineAppearance])>,
+    ) -> bool {
+        let mut g = self.write();
+        if g.versions.get(device).is_some_and(|&v| v >= version) {
+            return false;
+        }
+        g.versions.insert(device.to_string(), version);
+        g.remove(device);
+        if let Some((login, lines)) = login {
+            g.add(login, lines);
+        }
+        true
+    }
+
+    /// The version of the device's state last applied (0: none yet).
+    pub fn version(&self, device: &str) -> i64 {
+        self.read().versions.get(device).copied().unwrap_or(0)
+    }
+}
+
+impl MobilityIndex {
+    fn add(&mut self, login: Login, profile_lines: &[LineAppearance]) {
+        let g = self;
         for l in profile_lines {
             g.dn_devices
                 .entry((l.dn.clone(), l.partition.clone()))
@@ -123,13 +166,6 @@ impl Mobility {
         g.logins.insert(login.device.clone(), login);
     }
 
-    /// Ends the device's login, returning it.
-    pub fn remove(&self, device: &str) -> Option<Login> {
-        self.write().remove(device)
-    }
-}
-
-impl MobilityIndex {
     fn remove(&mut self, device: &str) -> Option<Login> {
         let login = self.logins.remove(device)?;
         // Only the keys this device's profile added hold it.
