@@ -411,3 +411,55 @@ impl ClusterHandle {
         *g = Arc::new(Cluster::with_mobility(def, mobility));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(device: &str, user: &str) -> Login {
+        Login {
+            device: device.into(),
+            user: user.into(),
+            profile: "p".into(),
+            logged_in_at: 1,
+            logout_at: None,
+        }
+    }
+
+    fn line(dn: &str) -> LineAppearance {
+        LineAppearance {
+            dn: dn.into(),
+            partition: None,
+            label: None,
+            display: None,
+        }
+    }
+
+    #[test]
+    fn r15_mobility_applies_a_devices_changes_newest_first_whatever_the_order() {
+        let m = Mobility::default();
+        let lines = [line("10001")];
+        // Login (v1), then the logout (v2) arrives before a late delivery of the login.
+        assert!(m.apply("A", 2, None));
+        assert!(!m.apply("A", 1, Some((login("A", "u"), &lines))));
+        assert_eq!(m.login("A"), None);
+        assert!(m.devices_of("u").is_empty());
+        // A newer login applies, with its lines; the same version again changes nothing.
+        assert!(m.apply("A", 3, Some((login("A", "u"), &lines))));
+        assert!(!m.apply("A", 3, None));
+        assert_eq!(m.login("A").map(|l| l.user), Some("u".into()));
+        assert_eq!(
+            m.read().by_line_digits.get("10001"),
+            Some(&vec!["A".into()])
+        );
+        // Another user's newer login replaces it, lines and user index included.
+        assert!(m.apply("A", 4, Some((login("A", "v"), &[]))));
+        assert!(m.devices_of("u").is_empty());
+        assert_eq!(m.devices_of("v"), vec!["A".to_string()]);
+        assert!(!m.read().by_line_digits.contains_key("10001"));
+        assert_eq!((m.version("A"), m.version("B")), (4, 0));
+        // Devices are independent.
+        assert!(m.apply("B", 1, Some((login("B", "v"), &[]))));
+        assert_eq!(m.len(), 2);
+    }
+}

@@ -608,6 +608,39 @@ mod tests {
     }
 
     #[test]
+    fn r15_a_login_duration_is_one_minute_to_168_hours() {
+        let enforced = cluster_with(|d| {
+            let p = &mut d.service_parameters.extension_mobility;
+            p.enforce_max_login_time = true;
+            p.max_login_time = "1:00".into();
+        });
+        for c in [cluster(), enforced] {
+            let at = |m: u32| {
+                let r = LoginRequest {
+                    duration: Some(Duration::Minutes(m)),
+                    ..req(HOTDESK, "jsmith")
+                };
+                plan_login(&c, &Mobility::default(), &proxy(), &r, T0)
+            };
+            for bad in [0, MAX_LOGIN_MINUTES + 1, u32::MAX] {
+                let e = at(bad).unwrap_err();
+                assert_eq!(e.code, 7, "{bad}: {e}");
+                assert!(e.message.contains("10080"), "{e}");
+            }
+            assert!(at(1).is_ok());
+            assert!(at(MAX_LOGIN_MINUTES).is_ok());
+        }
+        // The duration is refused before the device's login or Multiple Login Behavior.
+        let taken = Mobility::default();
+        logged_in(&taken, HOTDESK, "ssmith");
+        let r = LoginRequest {
+            duration: Some(Duration::Minutes(0)),
+            ..req(HOTDESK, "jsmith")
+        };
+        assert_eq!(code(plan_login(&cluster(), &taken, &proxy(), &r, T0)), 7);
+    }
+
+    #[test]
     fn r14_each_logout_refusal_has_its_code() {
         let c = cluster();
         let logins = Mobility::default();
