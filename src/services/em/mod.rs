@@ -10,10 +10,12 @@
 //! Policy, in the order Cisco's service applies it: Maximum Concurrent Requests (26), the
 //! caller's credentials (3) and proxy rights (10), Allow Proxy (30), Validate IP Address with the
 //! Trusted List of IPs (28), then the device (11, 22), the user (23), the profile (12), the
-//! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
-//! The decisions are in [`policy`] and the automatic logouts' schedule in [`timers`], both
-//! without I/O or clock; this module reads the clock, the database and the registrar and
-//! carries them out.
+//! duration (7), the device's current login (18) and Multiple Login Behavior (25, or logging the
+//! other device out). The decisions are in [`policy`] and the automatic logouts' schedule in
+//! [`timers`], both without I/O or clock; this module reads the clock, the database and the
+//! registrar and carries them out. The last two are decided inside the login's transaction on
+//! what the database holds (never on this node's memory, which may lag other nodes), and every
+//! committed change reaches the running cluster through [`NodeState::apply_login_change`].
 
 pub mod app;
 pub mod policy;

@@ -5,8 +5,9 @@
 //! and the phone resets.
 //!
 //! Codes, in the order Cisco's service applies them: for a login the device (11, 22), the user
-//! (23), the caller's right to act for the user (10), the profile (12), the device's current
-//! login (18) and Multiple Login Behavior (25, or logging the user's other devices out); for a
+//! (23), the caller's right to act for the user (10), the profile (12), the duration (7), the
+//! device's current login (18) and Multiple Login Behavior (25, or logging the user's other
+//! devices out); for a
 //! logout the device (11, 5), its login (19) and the caller's right (10).
 
 use std::net::IpAddr;
