@@ -140,30 +140,30 @@ impl Mobility {
 }
 
 impl MobilityIndex {
+    /// Indexes `login` and the lines its profile brings (the device has no login now).
     fn add(&mut self, login: Login, profile_lines: &[LineAppearance]) {
-        let g = self;
         for l in profile_lines {
-            g.dn_devices
+            self.dn_devices
                 .entry((l.dn.clone(), l.partition.clone()))
                 .or_default()
                 .push(login.device.clone());
-            g.by_line_digits
+            self.by_line_digits
                 .entry(l.dn.clone())
                 .or_default()
                 .push(login.device.clone());
         }
-        g.lines.insert(
+        self.lines.insert(
             login.device.clone(),
             profile_lines
                 .iter()
                 .map(|l| (l.dn.clone(), l.partition.clone()))
                 .collect(),
         );
-        g.by_user
+        self.by_user
             .entry(login.user.clone())
             .or_default()
             .push(login.device.clone());
-        g.logins.insert(login.device.clone(), login);
+        self.logins.insert(login.device.clone(), login);
     }
 
     fn remove(&mut self, device: &str) -> Option<Login> {
