@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use clap::{Args, Subcommand};
 use ucm::client::em::{self, EmCallError, EmClient, LoginEntry};
+use ucm::services::em::policy::MAX_LOGIN_MINUTES;
 use ucm::wire::em::{self as api, DeviceUser};
 
 use crate::client_args::ServerArgs;
@@ -63,8 +64,13 @@ pub struct LoginArgs {
     /// The device profile [default: the user's default profile].
     #[arg(long)]
     profile: Option<String>,
-    /// Log out automatically after this many minutes.
-    #[arg(long, value_name = "MIN", conflicts_with = "indefinite")]
+    /// Log out automatically after this many minutes (1 to 10080, 168 hours).
+    #[arg(
+        long,
+        value_name = "MIN",
+        conflicts_with = "indefinite",
+        value_parser = clap::value_parser!(u32).range(1..=i64::from(MAX_LOGIN_MINUTES))
+    )]
     duration: Option<u32>,
     /// No automatic logout.
     #[arg(long)]

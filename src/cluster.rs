@@ -63,6 +63,9 @@ struct MobilityIndex {
     by_line_digits: HashMap<String, Vec<String>>,
     /// The line keys each login added.
     lines: HashMap<String, Vec<DnKey>>,
+    /// The version of each device's state as last applied (see [`Mobility::apply`]); kept
+    /// after a logout, so that an older login cannot come back.
+    versions: HashMap<String, i64>,
 }
 
 impl Mobility {
@@ -99,37 +102,70 @@ impl Mobility {
     pub fn insert(&self, login: Login, profile_lines: &[LineAppearance]) {
         let mut g = self.write();
         g.remove(&login.device);
-        for l in profile_lines {
-            g.dn_devices
-                .entry((l.dn.clone(), l.partition.clone()))
-                .or_default()
-                .push(login.device.clone());
-            g.by_line_digits
-                .entry(l.dn.clone())
-                .or_default()
-                .push(login.device.clone());
-        }
-        g.lines.insert(
-            login.device.clone(),
-            profile_lines
-                .iter()
-                .map(|l| (l.dn.clone(), l.partition.clone()))
-                .collect(),
-        );
-        g.by_user
-            .entry(login.user.clone())
-            .or_default()
-            .push(login.device.clone());
-        g.logins.insert(login.device.clone(), login);
+        g.add(login, profile_lines);
     }
 
     /// Ends the device's login, returning it.
     pub fn remove(&self, device: &str) -> Option<Login> {
         self.write().remove(device)
     }
+
+    /// Sets the device's state as of `version` (a login with its profile's lines, or none)
+    /// when that is newer than the state applied last; an older or the same version changes
+    /// nothing. Returns whether it applied. Versions come from the database, where every
+    /// change of the device bumps it: whoever delivers a change, and in whatever order, the
+    /// newest wins.
+    pub fn apply(
+        &self,
+        device: &str,
+        version: i64,
+        login: Option<(Login, &[LineAppearance])>,
+    ) -> bool {
+        let mut g = self.write();
+        if g.versions.get(device).is_some_and(|&v| v >= version) {
+            return false;
+        }
+        g.versions.insert(device.to_string(), version);
+        g.remove(device);
+        if let Some((login, lines)) = login {
+            g.add(login, lines);
+        }
+        true
+    }
+
+    /// The version of the device's state last applied (0: none yet).
+    pub fn version(&self, device: &str) -> i64 {
+        self.read().versions.get(device).copied().unwrap_or(0)
+    }
 }
 
 impl MobilityIndex {
+    /// Indexes `login` and the lines its profile brings (the device has no login now).
+    fn add(&mut self, login: Login, profile_lines: &[LineAppearance]) {
+        for l in profile_lines {
+            self.dn_devices
+                .entry((l.dn.clone(), l.partition.clone()))
+                .or_default()
+                .push(login.device.clone());
+            self.by_line_digits
+                .entry(l.dn.clone())
+                .or_default()
+                .push(login.device.clone());
+        }
+        self.lines.insert(
+            login.device.clone(),
+            profile_lines
+                .iter()
+                .map(|l| (l.dn.clone(), l.partition.clone()))
+                .collect(),
+        );
+        self.by_user
+            .entry(login.user.clone())
+            .or_default()
+            .push(login.device.clone());
+        self.logins.insert(login.device.clone(), login);
+    }
+
     fn remove(&mut self, device: &str) -> Option<Login> {
         let login = self.logins.remove(device)?;
         // Only the keys this device's profile added hold it.
@@ -373,5 +409,57 @@ impl ClusterHandle {
         };
         let mobility = g.mobility.clone();
         *g = Arc::new(Cluster::with_mobility(def, mobility));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn login(device: &str, user: &str) -> Login {
+        Login {
+            device: device.into(),
+            user: user.into(),
+            profile: "p".into(),
+            logged_in_at: 1,
+            logout_at: None,
+        }
+    }
+
+    fn line(dn: &str) -> LineAppearance {
+        LineAppearance {
+            dn: dn.into(),
+            partition: None,
+            label: None,
+            display: None,
+        }
+    }
+
+    #[test]
+    fn r15_mobility_applies_a_devices_changes_newest_first_whatever_the_order() {
+        let m = Mobility::default();
+        let lines = [line("10001")];
+        // Login (v1), then the logout (v2) arrives before a late delivery of the login.
+        assert!(m.apply("A", 2, None));
+        assert!(!m.apply("A", 1, Some((login("A", "u"), &lines))));
+        assert_eq!(m.login("A"), None);
+        assert!(m.devices_of("u").is_empty());
+        // A newer login applies, with its lines; the same version again changes nothing.
+        assert!(m.apply("A", 3, Some((login("A", "u"), &lines))));
+        assert!(!m.apply("A", 3, None));
+        assert_eq!(m.login("A").map(|l| l.user), Some("u".into()));
+        assert_eq!(
+            m.read().by_line_digits.get("10001"),
+            Some(&vec!["A".into()])
+        );
+        // Another user's newer login replaces it, lines and user index included.
+        assert!(m.apply("A", 4, Some((login("A", "v"), &[]))));
+        assert!(m.devices_of("u").is_empty());
+        assert_eq!(m.devices_of("v"), vec!["A".to_string()]);
+        assert!(!m.read().by_line_digits.contains_key("10001"));
+        assert_eq!((m.version("A"), m.version("B")), (4, 0));
+        // Devices are independent.
+        assert!(m.apply("B", 1, Some((login("B", "v"), &[]))));
+        assert_eq!(m.len(), 2);
     }
 }

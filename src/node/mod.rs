@@ -232,47 +232,51 @@ fn bracket(host: &str) -> String {
 pub const LOGIN_SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
 impl NodeState {
+    /// The one way the running cluster learns of an EM change: the device's state as of a
+    /// database version, applied only when newer than what the node holds (see
+    /// [`crate::cluster::Mobility::apply`]). The node's own logins and logouts, the periodic
+    /// read of the database and a change feed that names (device, version) all come here, so
+    /// a read made before a commit can never undo that commit. Returns whether it applied.
+    pub fn apply_login_change(&self, change: &crate::store::EmChange) -> bool {
+        use crate::cluster::Login;
+        let cluster = self.cluster();
+        let Some(r) = &change.login else {
+            return cluster.mobility.apply(&change.device, change.version, None);
+        };
+        let lines = cluster
+            .device_profile(&r.profile)
+            .map(|p| p.lines.clone())
+            .unwrap_or_default();
+        let login = Login {
+            device: r.device.clone(),
+            user: r.userid.clone(),
+            profile: r.profile.clone(),
+            logged_in_at: r.logged_in_at,
+            logout_at: r.logout_at,
+        };
+        cluster
+            .mobility
+            .apply(&change.device, change.version, Some((login, &lines)))
+    }
+
+    /// Applies a snapshot of every device's EM state (from [`crate::store::Store::em_states`],
+    /// however old): only what is newer than the node's own view changes it. Returns how many
+    /// logins were newly applied.
+    pub fn apply_login_states(&self, states: &[crate::store::EmChange]) -> usize {
+        states
+            .iter()
+            .filter(|c| self.apply_login_change(c) && c.login.is_some())
+            .count()
+    }
+
     /// Brings the running cluster's EM logins in line with the database, where every node of
     /// the cluster records its own: at start, and every [`LOGIN_SYNC_INTERVAL`]. Every node
     /// needs them (configuration files, call routing), whichever services it runs. Phones are
     /// not reset here: the node that made the change did that. Returns how many logins were
     /// newly applied.
     pub async fn sync_logins(&self) -> Result<usize, crate::store::StoreError> {
-        use crate::cluster::Login;
-        let rows = self.store.em_logins().await?;
-        let cluster = self.cluster();
-        let stored: std::collections::HashMap<&str, &crate::store::EmLoginRow> =
-            rows.iter().map(|r| (r.device.as_str(), r)).collect();
-        for l in cluster.mobility.all() {
-            let same = stored.get(l.device.as_str()).is_some_and(|r| {
-                r.userid == l.user && r.profile == l.profile && r.logged_in_at == l.logged_in_at
-            });
-            if !same {
-                cluster.mobility.remove(&l.device);
-            }
-        }
-        let mut applied = 0;
-        for r in &rows {
-            if cluster.mobility.login(&r.device).is_some() {
-                continue;
-            }
-            let lines = cluster
-                .device_profile(&r.profile)
-                .map(|p| p.lines.clone())
-                .unwrap_or_default();
-            cluster.mobility.insert(
-                Login {
-                    device: r.device.clone(),
-                    user: r.userid.clone(),
-                    profile: r.profile.clone(),
-                    logged_in_at: r.logged_in_at,
-                    logout_at: r.logout_at,
-                },
-                &lines,
-            );
-            applied += 1;
-        }
-        Ok(applied)
+        let states = self.store.em_states().await?;
+        Ok(self.apply_login_states(&states))
     }
 
     /// Follows the logins other nodes make until the node stops.

@@ -1,4 +1,12 @@
 //! Extension Mobility logins: one row per logged-in device, written in one transaction each.
+//!
+//! The database decides. A login locks its user (`em_user_locks`) and then its device
+//! (`em_devices`), reads what is stored under those locks and hands it to the caller's decision
+//! (device taken, Multiple Login Behavior), so two logins of one user, on any nodes, are decided
+//! one after the other on both backends. Every login or logout bumps the device's version in the
+//! same transaction and returns the device's new state as an [`EmChange`]: a node applies a
+//! change only when its version is newer than what it holds, whether it comes from its own
+//! write, the periodic read of [`Store::em_states`], or a change feed that names the device.
 
 use sqlx::Row;
 
@@ -15,41 +23,111 @@ pub struct EmLoginRow {
     pub node: String,
 }
 
-/// Why a login could not be written.
+/// A device's EM state as of one committed version: its login, or none (logged out).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmChange {
+    pub device: String,
+    /// Grows with every login and logout of the device (from 1).
+    pub version: i64,
+    pub login: Option<EmLoginRow>,
+}
+
+/// What is stored when a login is decided, read inside its transaction after the user's and
+/// the device's locks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmCurrent {
+    /// The device's login.
+    pub on_device: Option<EmLoginRow>,
+    /// Every login of the user (the device's included, if it is theirs).
+    pub of_user: Vec<EmLoginRow>,
+}
+
+/// What a decided login writes: `row`, after logging out `also_logout` (the user's other
+/// devices, for auto-logout).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmLoginWrite {
+    pub row: EmLoginRow,
+    pub also_logout: Vec<String>,
+}
+
+/// Why a login or logout was not written: the decision refused it (`E`), or the database.
 #[derive(Debug)]
-pub enum EmWrite {
-    /// Another login holds the device (a race with another node or request).
-    DeviceTaken,
+pub enum EmWrite<E> {
+    Refused(E),
     Store(StoreError),
 }
 
-impl From<sqlx::Error> for EmWrite {
+impl<E> From<sqlx::Error> for EmWrite<E> {
     fn from(e: sqlx::Error) -> Self {
         EmWrite::Store(StoreError::from(e))
     }
 }
 
+impl<E> From<StoreError> for EmWrite<E> {
+    fn from(e: StoreError) -> Self {
+        EmWrite::Store(e)
+    }
+}
+
+const LOGIN_COLUMNS: &str = "device, userid, profile, logged_in_at, logout_at, node";
+
+fn login_row(r: &sqlx::any::AnyRow) -> Result<EmLoginRow, sqlx::Error> {
+    Ok(EmLoginRow {
+        device: r.try_get(0)?,
+        userid: r.try_get(1)?,
+        profile: r.try_get(2)?,
+        logged_in_at: r.try_get(3)?,
+        logout_at: r.try_get(4)?,
+        node: r.try_get(5)?,
+    })
+}
+
+type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
+
 impl Store {
     /// Every current login.
     pub async fn em_logins(&self) -> Result<Vec<EmLoginRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {LOGIN_COLUMNS} FROM em_logins ORDER BY device"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.iter().map(login_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Every device's EM state with its version, read in one statement (one consistent
+    /// snapshot): what a node applies to catch up with the other nodes.
+    pub async fn em_states(&self) -> Result<Vec<EmChange>, StoreError> {
         let rows = sqlx::query(
-            "SELECT device, userid, profile, logged_in_at, logout_at, node FROM em_logins ORDER BY device",
+            "SELECT d.device, d.version, l.userid, l.profile, l.logged_in_at, l.logout_at, l.node \
+             FROM em_devices d LEFT JOIN em_logins l ON l.device = d.device ORDER BY d.device",
         )
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter()
+        rows.iter()
             .map(|r| {
-                Ok(EmLoginRow {
-                    device: r.try_get(0)?,
-                    userid: r.try_get(1)?,
-                    profile: r.try_get(2)?,
-                    logged_in_at: r.try_get(3)?,
-                    logout_at: r.try_get(4)?,
-                    node: r.try_get(5)?,
+                let device: String = r.try_get(0)?;
+                let userid: Option<String> = r.try_get(2)?;
+                let login = match userid {
+                    Some(userid) => Some(EmLoginRow {
+                        device: device.clone(),
+                        userid,
+                        profile: r.try_get(3)?,
+                        logged_in_at: r.try_get(4)?,
+                        logout_at: r.try_get(5)?,
+                        node: r.try_get(6)?,
+                    }),
+                    None => None,
+                };
+                Ok(EmChange {
+                    device,
+                    version: r.try_get(1)?,
+                    login,
                 })
             })
             .collect()
     }
+
     pub async fn em_last_user(&self, device: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT userid FROM em_last_user WHERE device = $1")
             .bind(device)
@@ -57,48 +135,114 @@ impl Store {
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
-    /// Logs `login` in, first logging out `also_logout` (the user's other devices, for
-    /// auto-logout), in one transaction. Fails with [`EmWrite::DeviceTaken`] when the device
-    /// already has a login by someone else.
-    pub async fn em_login(
+
+    /// Logs `user` in on `device` as `decide` says, given what is stored: in one transaction
+    /// that holds the user's and the device's locks while it reads, decides and writes.
+    /// Returns the changes made (the devices logged out first, the login last).
+    pub async fn em_login<E>(
         &self,
-        login: &EmLoginRow,
-        also_logout: &[String],
-    ) -> Result<(), EmWrite> {
+        device: &str,
+        user: &str,
+        decide: impl FnOnce(&EmCurrent) -> Result<EmLoginWrite, E>,
+    ) -> Result<Vec<EmChange>, EmWrite<E>> {
         let mut tx = self.pool.begin().await?;
-        for d in also_logout {
-            Self::em_logout_in(&mut tx, d).await?;
-        }
-        // The same user logging in again replaces their own login (a new profile or duration).
-        sqlx::query("DELETE FROM em_logins WHERE device = $1 AND userid = $2")
-            .bind(&login.device)
-            .bind(&login.userid)
-            .execute(&mut *tx)
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO em_logins (device, userid, profile, logged_in_at, logout_at, node) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (device) DO NOTHING",
+        // A write first: on SQLite it takes the database's write lock before anything is read
+        // (no snapshot to lose to another writer), on PostgreSQL the user's row lock.
+        sqlx::query(
+            "INSERT INTO em_user_locks (userid, logins) VALUES ($1, 1) \
+             ON CONFLICT (userid) DO UPDATE SET logins = em_user_locks.logins + 1",
         )
-        .bind(&login.device)
-        .bind(&login.userid)
-        .bind(&login.profile)
-        .bind(login.logged_in_at)
-        .bind(login.logout_at)
-        .bind(&login.node)
+        .bind(user)
         .execute(&mut *tx)
         .await?;
-        if inserted.rows_affected() == 0 {
+        // Always the user before the device, and the user's other devices last: no two
+        // logins wait on each other in a circle.
+        let version = Self::bump(&mut tx, device).await?;
+        let on_device = sqlx::query(&format!(
+            "SELECT {LOGIN_COLUMNS} FROM em_logins WHERE device = $1"
+        ))
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| login_row(&r))
+        .transpose()?;
+        let of_user = sqlx::query(&format!(
+            "SELECT {LOGIN_COLUMNS} FROM em_logins WHERE userid = $1 ORDER BY device"
+        ))
+        .bind(user)
+        .fetch_all(&mut *tx)
+        .await?
+        .iter()
+        .map(login_row)
+        .collect::<Result<Vec<_>, _>>()?;
+        let current = EmCurrent { on_device, of_user };
+        let write = match decide(&current) {
+            Ok(w) => w,
+            Err(e) => {
+                tx.rollback().await?;
+                return Err(EmWrite::Refused(e));
+            }
+        };
+        if write.row.device != device || write.row.userid != user {
             tx.rollback().await?;
-            return Err(EmWrite::DeviceTaken);
+            return Err(EmWrite::Store(StoreError::Corrupt {
+                kind: "em login".into(),
+                reason: format!(
+                    "decided a login of {} on {} inside the transaction of {user} on {device}",
+                    write.row.userid, write.row.device
+                ),
+            }));
         }
+        let mut changes = Vec::with_capacity(write.also_logout.len() + 1);
+        for d in write.also_logout.iter().filter(|d| *d != device) {
+            let v = Self::bump(&mut tx, d).await?;
+            Self::em_logout_in(&mut tx, d).await?;
+            changes.push(EmChange {
+                device: d.clone(),
+                version: v,
+                login: None,
+            });
+        }
+        // The same user logging in again replaces their own login (a new profile or duration);
+        // the decision refused anyone else's.
+        sqlx::query("DELETE FROM em_logins WHERE device = $1")
+            .bind(device)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query(&format!(
+            "INSERT INTO em_logins ({LOGIN_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6)"
+        ))
+        .bind(&write.row.device)
+        .bind(&write.row.userid)
+        .bind(&write.row.profile)
+        .bind(write.row.logged_in_at)
+        .bind(write.row.logout_at)
+        .bind(&write.row.node)
+        .execute(&mut *tx)
+        .await?;
         tx.commit().await?;
-        Ok(())
+        changes.push(EmChange {
+            device: device.to_string(),
+            version,
+            login: Some(write.row),
+        });
+        Ok(changes)
     }
 
-    async fn em_logout_in(
-        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-        device: &str,
-    ) -> Result<Option<String>, sqlx::Error> {
+    /// Takes the device's lock and bumps its version, returning the new one.
+    async fn bump(tx: &mut Tx<'_>, device: &str) -> Result<i64, sqlx::Error> {
+        let row = sqlx::query(
+            "INSERT INTO em_devices (device, version) VALUES ($1, 1) \
+             ON CONFLICT (device) DO UPDATE SET version = em_devices.version + 1 \
+             RETURNING version",
+        )
+        .bind(device)
+        .fetch_one(&mut **tx)
+        .await?;
+        row.try_get(0)
+    }
+
+    async fn em_logout_in(tx: &mut Tx<'_>, device: &str) -> Result<Option<String>, sqlx::Error> {
         let row = sqlx::query("DELETE FROM em_logins WHERE device = $1 RETURNING userid")
             .bind(device)
             .fetch_optional(&mut **tx)
@@ -117,28 +261,44 @@ impl Store {
         .await?;
         Ok(Some(user))
     }
-    /// Logs the device out, recording its last user; returns who was logged in. With
-    /// `only_if_logout_at`, only a login with that automatic logout time (so a timer that
-    /// fires late never ends a newer login).
-    pub async fn em_logout(
+
+    /// Logs the device out, recording its last user, when `decide` agrees given the device's
+    /// stored login (`Ok(false)`: leave it, nothing is written). Returns the change and the
+    /// login that ended, or `None` when nothing ended.
+    pub async fn em_logout<E>(
         &self,
         device: &str,
-        only_if_logout_at: Option<i64>,
-    ) -> Result<Option<String>, StoreError> {
+        decide: impl FnOnce(Option<&EmLoginRow>) -> Result<bool, E>,
+    ) -> Result<Option<(EmChange, EmLoginRow)>, EmWrite<E>> {
         let mut tx = self.pool.begin().await?;
-        if let Some(at) = only_if_logout_at {
-            let current = sqlx::query("SELECT logout_at FROM em_logins WHERE device = $1")
-                .bind(device)
-                .fetch_optional(&mut *tx)
-                .await?;
-            let current: Option<Option<i64>> = current.map(|r| r.try_get(0)).transpose()?;
-            if current != Some(Some(at)) {
+        // The lock first (see em_login); rolled back when there is nothing to end.
+        let version = Self::bump(&mut tx, device).await?;
+        let current = sqlx::query(&format!(
+            "SELECT {LOGIN_COLUMNS} FROM em_logins WHERE device = $1"
+        ))
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| login_row(&r))
+        .transpose()?;
+        let end = match decide(current.as_ref()) {
+            Ok(end) => end,
+            Err(e) => {
                 tx.rollback().await?;
-                return Ok(None);
+                return Err(EmWrite::Refused(e));
             }
-        }
-        let user = Self::em_logout_in(&mut tx, device).await?;
+        };
+        let Some(ended) = current.filter(|_| end) else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        Self::em_logout_in(&mut tx, device).await?;
         tx.commit().await?;
-        Ok(user)
+        let change = EmChange {
+            device: device.to_string(),
+            version,
+            login: None,
+        };
+        Ok(Some((change, ended)))
     }
 }

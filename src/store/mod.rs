@@ -22,7 +22,7 @@ mod paging;
 mod registrations;
 
 pub use credentials::CredentialFailures;
-pub use em::{EmLoginRow, EmWrite};
+pub use em::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 pub use registrations::RegistrationRow;
 
 #[derive(Debug, thiserror::Error)]

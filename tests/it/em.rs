@@ -820,3 +820,371 @@ fn r6_em_api_over_https_with_the_node_certificate() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+// ---- Issue 15: logins the database decides, views that never go back, bounded durations ----
+
+/// The EM service of a node started in this process on `db`, with the em_cluster definition
+/// and `params`: for driving the login sync by hand.
+async fn node_in_process(
+    db: &str,
+    params: &str,
+) -> (
+    std::sync::Arc<ucm::node::NodeState>,
+    ucm::services::em::EmService,
+    tempfile::TempDir,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = em_cluster(dir.path(), params);
+    let def = ucm::config::parse_str(&std::fs::read_to_string(path).unwrap(), "em.yaml")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let store = ucm::store::Store::open(db).await.unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let addrs = ucm::node::BoundAddrs {
+        http: any,
+        https: any,
+        sip: None,
+        sips: None,
+    };
+    let state = ucm::node::NodeState::start(store, def, None, addrs, dir.path().to_path_buf())
+        .await
+        .unwrap();
+    let em = ucm::services::em::EmService::new(state.clone());
+    (state, em, dir)
+}
+
+fn em_proxy_principal() -> ucm::services::em::Principal {
+    ucm::services::em::Principal {
+        id: "emproxy".into(),
+        proxy: true,
+        is_end_user: false,
+    }
+}
+
+/// The issue's sequence, with the periodic sync's database read taken before each commit and
+/// applied after it (what the 2-second tick did when it fell between the two): the login
+/// answered `<success/>` stays, a logout stays done, and the auto-logout of the user's other
+/// device is not undone.
+async fn stale_sync_never_undoes_a_commit(db: &str) {
+    let params = "    validate_ip_address: false\n    allow_proxy: false\n    multiple_login_behavior: auto-logout\n    max_concurrent_requests: 5\n";
+    let (state, em, _dir) = node_in_process(db, params).await;
+    let p = em_proxy_principal();
+    let (a, b) = (HOTDESK, "SEP00036BC7B973");
+    let logins = || state.cluster().mobility.clone();
+
+    // login(u, A) after a read of the database that did not have it yet.
+    let before = state.store.em_states().await.unwrap();
+    em.login(&state, &p, a, "jsmith", None, None).await.unwrap();
+    state.apply_login_states(&before);
+    let l = logins()
+        .login(a)
+        .expect("the acknowledged login is still there");
+    assert_eq!(l.user, "jsmith");
+    let cluster = state.cluster();
+    let dev = cluster.effective_device(a).unwrap();
+    assert!(
+        dev.lines.iter().any(|x| x.dn == "10001"),
+        "the device still carries the profile's line"
+    );
+
+    // login(u, B) logs A out (auto-logout); the read from before, with A logged in, is older.
+    let before = state.store.em_states().await.unwrap();
+    assert!(before.iter().any(|c| c.device == a && c.login.is_some()));
+    em.login(&state, &p, b, "jsmith", None, None).await.unwrap();
+    state.apply_login_states(&before);
+    assert_eq!(
+        logins().login(a),
+        None,
+        "a stale read brought A's login back"
+    );
+    assert!(
+        logins().login(b).is_some(),
+        "a stale read removed B's login"
+    );
+    assert_eq!(logins().devices_of("jsmith"), vec![b.to_string()]);
+
+    // logout(B) after a read that still had it.
+    let before = state.store.em_states().await.unwrap();
+    em.logout(&state, &p, b).await.unwrap();
+    state.apply_login_states(&before);
+    assert_eq!(
+        logins().login(b),
+        None,
+        "a stale read brought B's login back"
+    );
+
+    // A fresh read changes nothing: memory and database agree.
+    assert_eq!(state.sync_logins().await.unwrap(), 0);
+    assert!(logins().is_empty());
+    // And a read from before everything still changes nothing.
+    let _ = em.login(&state, &p, a, "jsmith", None, None).await;
+    state.apply_login_states(&[]);
+    assert!(logins().login(a).is_some());
+    state.close(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn r15_a_stale_login_sync_never_undoes_an_acknowledged_write_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    stale_sync_never_undoes_a_commit(&format!("sqlite:{}", dir.path().join("em.db").display()))
+        .await;
+}
+
+#[tokio::test]
+async fn r15_a_stale_login_sync_never_undoes_an_acknowledged_write_postgresql() {
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    stale_sync_never_undoes_a_commit(&db.url).await;
+    db.drop_db().await;
+}
+
+/// The 50 lab phones (SEP000000001001 to SEP000000001032, hexadecimal), EM-enabled.
+const LAB_PHONES: usize = 50;
+
+fn lab_phone(i: usize) -> String {
+    format!("SEP0000000010{:02X}", i + 1)
+}
+
+/// em_cluster with `behavior`, room for 64 concurrent requests and the lab phones EM-enabled.
+fn mlb_cluster(dir: &std::path::Path, behavior: &str) -> std::path::PathBuf {
+    let params = format!("    validate_ip_address: false\n    allow_proxy: false\n    multiple_login_behavior: {behavior}\n    max_concurrent_requests: 64\n");
+    let def = em_cluster(dir, &params);
+    let text = std::fs::read_to_string(&def).unwrap();
+    assert_eq!(
+        text.matches("    description: Lab phone ").count(),
+        LAB_PHONES
+    );
+    let text = text.replace(
+        "    description: Lab phone ",
+        "    em_enabled: true\n    description: Lab phone ",
+    );
+    std::fs::write(&def, text).unwrap();
+    def
+}
+
+/// jsmith logged in on the 50 lab phones at once, spread over `nodes`; the responses by phone.
+fn fifty_logins_at_once(nodes: &[SocketAddr]) -> Vec<String> {
+    let proxy = app("emproxy", "emproxy");
+    // One request per node first: the proxy's password is verified once, not 50 times at once.
+    for &n in nodes {
+        let q = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName></deviceUserQuery></query>");
+        assert!(em_post(n, &q, "").contains("deviceUserResults"));
+    }
+    let start = std::sync::Arc::new(std::sync::Barrier::new(LAB_PHONES));
+    let threads: Vec<_> = (0..LAB_PHONES)
+        .map(|i| {
+            let (start, node) = (start.clone(), nodes[i % nodes.len()]);
+            let xml = login(&proxy, &lab_phone(i), "jsmith", "");
+            std::thread::spawn(move || {
+                start.wait();
+                em_post(node, &xml, "")
+            })
+        })
+        .collect();
+    threads.into_iter().map(|t| t.join().unwrap()).collect()
+}
+
+/// Where the node says jsmith is logged in.
+fn devices_of_jsmith(node: SocketAddr) -> Vec<String> {
+    let proxy = app("emproxy", "emproxy");
+    let r = em_post(
+        node,
+        &format!(
+            "<query>{proxy}<userDevicesQuery><userID>jsmith</userID></userDevicesQuery></query>"
+        ),
+        "",
+    );
+    r.split("<deviceName>")
+        .skip(1)
+        .filter_map(|s| s.split("</deviceName>").next())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Where the database says jsmith is logged in.
+async fn stored_devices_of_jsmith(db: &str) -> Vec<String> {
+    let store = ucm::store::Store::open(db).await.unwrap();
+    let rows = store.em_logins().await.unwrap();
+    store.close().await;
+    rows.into_iter()
+        .filter(|r| r.userid == "jsmith")
+        .map(|r| r.device)
+        .collect()
+}
+
+/// Checks the outcome of fifty_logins_at_once under `behavior`: the answers, the database and
+/// every node's view (other nodes follow within a few sync ticks).
+async fn check_multiple_logins(behavior: &str, answers: &[String], db: &str, nodes: &[SocketAddr]) {
+    let ok = answers.iter().filter(|r| *r == OK).count();
+    let stored = stored_devices_of_jsmith(db).await;
+    match behavior {
+        "not-allowed" => {
+            assert_eq!(ok, 1, "exactly one login succeeds: {answers:?}");
+            for r in answers.iter().filter(|r| *r != OK) {
+                assert_eq!(error_code(r), Some(25), "{r}");
+            }
+            assert_eq!(stored.len(), 1, "{stored:?}");
+        }
+        "auto-logout" => {
+            assert_eq!(ok, LAB_PHONES, "each login succeeds: {answers:?}");
+            assert_eq!(
+                stored.len(),
+                1,
+                "jsmith ends on exactly one device: {stored:?}"
+            );
+        }
+        _ => {
+            assert_eq!(ok, LAB_PHONES, "{answers:?}");
+            assert_eq!(stored.len(), LAB_PHONES, "{stored:?}");
+        }
+    }
+    let mut stored = stored;
+    stored.sort();
+    for &n in nodes {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = tokio::task::spawn_blocking(move || devices_of_jsmith(n))
+                .await
+                .unwrap();
+            if seen == stored {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "node {n} shows jsmith on {seen:?}, the database on {stored:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+/// 50 simultaneous logins of one user on 50 phones, on one node, for each Multiple Login
+/// Behavior; `db` gives the node's database (`None`: its own SQLite file).
+async fn multiple_logins_on_one_node(pg: Option<&str>) {
+    for behavior in ["not-allowed", "auto-logout", "allowed"] {
+        let dir = tempfile::tempdir().unwrap();
+        let def = mlb_cluster(dir.path(), behavior);
+        let fresh_pg = match pg {
+            Some(_) => crate::common::PgDb::create().await,
+            None => None,
+        };
+        let mut args = vec!["--config".to_string(), def.display().to_string()];
+        if let Some(db) = &fresh_pg {
+            args.extend(["--db".to_string(), db.url.clone()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let srv = Server::start(&args);
+        let db = match &fresh_pg {
+            Some(db) => db.url.clone(),
+            None => format!("sqlite:{}", srv.data_dir.path().join("ucm.db").display()),
+        };
+        let http = srv.addr("http");
+        let answers = tokio::task::spawn_blocking(move || fifty_logins_at_once(&[http]))
+            .await
+            .unwrap();
+        check_multiple_logins(behavior, &answers, &db, &[http]).await;
+        drop(srv);
+        if let Some(db) = fresh_pg {
+            db.drop_db().await;
+        }
+    }
+}
+
+#[tokio::test]
+async fn r15_multiple_login_behavior_is_decided_by_the_database_sqlite() {
+    multiple_logins_on_one_node(None).await;
+}
+
+#[tokio::test]
+async fn r15_multiple_login_behavior_is_decided_by_the_database_postgresql() {
+    // Probe once: skip (or fail under CI) when PostgreSQL is not there.
+    let Some(probe) = crate::common::PgDb::create().await else {
+        return;
+    };
+    probe.drop_db().await;
+    multiple_logins_on_one_node(Some("postgres")).await;
+}
+
+#[tokio::test]
+async fn r15_multiple_login_behavior_holds_across_two_nodes_on_one_postgresql() {
+    for behavior in ["not-allowed", "auto-logout"] {
+        let Some(db) = crate::common::PgDb::create().await else {
+            return;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let def = mlb_cluster(dir.path(), behavior);
+        let args = ["--config", def.to_str().unwrap(), "--db", &db.url];
+        let a = Server::start(&args);
+        let b = Server::start(&args);
+        let nodes = [a.addr("http"), b.addr("http")];
+        let answers = tokio::task::spawn_blocking(move || fifty_logins_at_once(&nodes))
+            .await
+            .unwrap();
+        check_multiple_logins(behavior, &answers, &db.url, &nodes).await;
+        drop(a);
+        drop(b);
+        db.drop_db().await;
+    }
+}
+
+#[tokio::test]
+async fn r15_login_durations_are_bounded_and_refused_with_error_7() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = em_cluster(dir.path(), DEFAULT_PARAMS);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let proxy = app("emproxy", "emproxy");
+    let with_time = move |t: &str| {
+        login(
+            &proxy,
+            HOTDESK,
+            "jsmith",
+            &format!("<exclusiveDuration><time>{t}</time></exclusiveDuration>"),
+        )
+    };
+    let answers = tokio::task::spawn_blocking(move || {
+        ["0", "10081", "4294967295", "1", "10080"].map(|t| em_post(http, &with_time(t), ""))
+    })
+    .await
+    .unwrap();
+    for (t, r) in ["0", "10081", "4294967295"].iter().zip(&answers) {
+        assert_eq!(error_code(r), Some(7), "time {t}: {r}");
+        assert!(r.contains("10080"), "the answer says the bound: {r}");
+    }
+    assert_eq!(answers[3], OK, "one minute");
+    assert_eq!(answers[4], OK, "168 hours");
+    let db = format!("sqlite:{}", srv.data_dir.path().join("ucm.db").display());
+    let store = ucm::store::Store::open(&db).await.unwrap();
+    let rows = store.em_logins().await.unwrap();
+    store.close().await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(
+        rows[0].logout_at.unwrap() - rows[0].logged_in_at,
+        10080 * 60,
+        "{rows:?}"
+    );
+
+    // The command line refuses the same durations before sending anything.
+    for bad in ["0", "10081"] {
+        let o = crate::common::ucm()
+            .args(["em", "login", "--server", &format!("http://{http}")])
+            .args([
+                "--app-user",
+                "emproxy",
+                "--device",
+                HOTDESK,
+                "--user",
+                "jsmith",
+            ])
+            .args(["--duration", bad])
+            .env("UCM_EM_APP_PASSWORD", "emproxy")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "--duration {bad}: {err}");
+        assert!(
+            err.contains("--duration") && err.contains("1..=10080"),
+            "{err}"
+        );
+    }
+}

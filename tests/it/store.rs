@@ -193,3 +193,128 @@ async fn r5_credential_failures_postgres() {
     store.close().await;
     db.drop_db().await;
 }
+
+fn em_row(device: &str, user: &str) -> store::EmLoginRow {
+    store::EmLoginRow {
+        device: device.into(),
+        userid: user.into(),
+        profile: "p".into(),
+        logged_in_at: 1,
+        logout_at: None,
+        node: "n".into(),
+    }
+}
+
+/// Logs `user` in on `device` unless they are logged in elsewhere ("not allowed").
+async fn em_login_not_allowed(
+    store: &Store,
+    device: &str,
+    user: &str,
+) -> Result<Vec<store::EmChange>, store::EmWrite<String>> {
+    store
+        .em_login(device, user, |now| {
+            match now.of_user.iter().find(|r| r.device != device) {
+                Some(r) => Err(format!("logged in on {}", r.device)),
+                None => Ok(store::EmLoginWrite {
+                    row: em_row(device, user),
+                    also_logout: Vec::new(),
+                }),
+            }
+        })
+        .await
+}
+
+/// EM logins (issue 15): the decision sees what is stored under the user's and the device's
+/// locks, every change bumps the device's version, a refusal writes nothing.
+async fn em_versions_and_decisions(store: &Store) {
+    let versions = |s: &[store::EmChange]| -> Vec<(String, i64, bool)> {
+        s.iter()
+            .map(|c| (c.device.clone(), c.version, c.login.is_some()))
+            .collect()
+    };
+    let c = em_login_not_allowed(store, "D1", "u").await.unwrap();
+    assert_eq!(versions(&c), [("D1".to_string(), 1, true)]);
+    // Refused: nothing written, no version taken.
+    let e = em_login_not_allowed(store, "D2", "u").await.unwrap_err();
+    assert!(matches!(e, store::EmWrite::Refused(ref m) if m == "logged in on D1"));
+    // Auto-logout: the decision names the user's other login, both change in one commit.
+    let c = store
+        .em_login("D2", "u", |now| {
+            assert_eq!(now.on_device, None);
+            assert_eq!(now.of_user, [em_row("D1", "u")]);
+            Ok::<_, String>(store::EmLoginWrite {
+                row: em_row("D2", "u"),
+                also_logout: vec!["D1".into()],
+            })
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        versions(&c),
+        [("D1".to_string(), 2, false), ("D2".to_string(), 1, true)]
+    );
+    assert_eq!(
+        store.em_last_user("D1").await.unwrap().as_deref(),
+        Some("u")
+    );
+    // A logout the decision declines writes nothing; one it accepts bumps the version.
+    let none = store.em_logout("D2", |_| Ok::<_, String>(false)).await;
+    assert!(matches!(none, Ok(None)));
+    let (change, ended) = store
+        .em_logout("D2", |r| Ok::<_, String>(r.is_some()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((change.version, change.login), (2, None));
+    assert_eq!(ended, em_row("D2", "u"));
+    assert!(matches!(
+        store
+            .em_logout("D2", |r| Ok::<_, String>(r.is_some()))
+            .await,
+        Ok(None)
+    ));
+    let states = store.em_states().await.unwrap();
+    assert_eq!(
+        versions(&states),
+        [("D1".to_string(), 2, false), ("D2".to_string(), 2, false)]
+    );
+    // 20 logins of one user at once on 20 devices, "not allowed": the database lets one in.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = store.clone();
+            tokio::spawn(async move { em_login_not_allowed(&s, &format!("X{i:02}"), "w").await })
+        })
+        .collect();
+    let mut ok = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(store::EmWrite::Refused(_)) => {}
+            Err(store::EmWrite::Store(e)) => panic!("{e}"),
+        }
+    }
+    assert_eq!(ok, 1);
+    let stored = store.em_logins().await.unwrap();
+    assert_eq!(stored.iter().filter(|r| r.userid == "w").count(), 1);
+}
+
+#[tokio::test]
+async fn r15_em_logins_decided_and_versioned_by_the_database_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite:{}", dir.path().join("em.db").display()))
+        .await
+        .unwrap();
+    em_versions_and_decisions(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r15_em_logins_decided_and_versioned_by_the_database_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    em_versions_and_decisions(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}

@@ -10,10 +10,12 @@
 //! Policy, in the order Cisco's service applies it: Maximum Concurrent Requests (26), the
 //! caller's credentials (3) and proxy rights (10), Allow Proxy (30), Validate IP Address with the
 //! Trusted List of IPs (28), then the device (11, 22), the user (23), the profile (12), the
-//! device's current login (18) and Multiple Login Behavior (25, or logging the other device out).
-//! The decisions are in [`policy`] and the automatic logouts' schedule in [`timers`], both
-//! without I/O or clock; this module reads the clock, the database and the registrar and
-//! carries them out.
+//! duration (7), the device's current login (18) and Multiple Login Behavior (25, or logging the
+//! other device out). The decisions are in [`policy`] and the automatic logouts' schedule in
+//! [`timers`], both without I/O or clock; this module reads the clock, the database and the
+//! registrar and carries them out. The last two are decided inside the login's transaction on
+//! what the database holds (never on this node's memory, which may lag other nodes), and every
+//! committed change reaches the running cluster through [`NodeState::apply_login_change`].
 
 pub mod app;
 pub mod policy;
@@ -27,14 +29,15 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
+use crate::cluster::Login;
 use crate::config::model::{NodeService, Role};
 use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
-use crate::store::EmWrite;
+use crate::store::{EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 use crate::wire::em::{
     self as api, AppInfo, Certificate, DeviceUser, Duration, EmError, Envelope, Request,
 };
-use policy::LoginRequest;
+use policy::{CurrentLogins, LoginRequest};
 use timers::LogoutTimers;
 
 /// Who is calling the API, once their credentials checked out.
@@ -202,7 +205,13 @@ impl EmService {
                         format!("{} lacks EM proxy rights for logoutAll", principal.id),
                     ));
                 }
-                for l in state.cluster().mobility.all() {
+                // Every login the database holds, whichever node made it.
+                let logins = state
+                    .store
+                    .em_logins()
+                    .await
+                    .map_err(|e| EmError::new(6, format!("database: {e}")))?;
+                for l in logins {
                     self.end_login(state, &l.device, None).await?;
                 }
                 Ok(api::success())
@@ -344,7 +353,9 @@ impl EmService {
         )
     }
 
-    /// Logs `user` in on `device`.
+    /// Logs `user` in on `device`. The refusals that need no database come first; the
+    /// device's current login (18) and Multiple Login Behavior (25, or logging the user's
+    /// other devices out) are decided inside the login's transaction, on what is stored.
     pub async fn login(
         &self,
         state: &Arc<NodeState>,
@@ -361,36 +372,48 @@ impl EmService {
             profile,
             duration,
         };
-        let plan = policy::plan_login(&cluster, &*cluster.mobility, principal, &req, unix_now())?;
-        let row = plan.row(&state.node.name);
-        match state.store.em_login(&row, &plan.also_logout).await {
-            Ok(()) => {}
-            Err(EmWrite::DeviceTaken) => {
-                return Err(EmError::new(
-                    18,
-                    format!("another user is logged in on {device}"),
-                ))
-            }
+        let now = unix_now();
+        policy::plan_login(&cluster, &NoLogins, principal, &req, now)?;
+        let node = &state.node.name;
+        let written = state
+            .store
+            .em_login(device, user, |current| {
+                let plan =
+                    policy::plan_login(&cluster, &Stored::new(current), principal, &req, now)?;
+                Ok(EmLoginWrite {
+                    row: plan.row(node),
+                    also_logout: plan.also_logout,
+                })
+            })
+            .await;
+        let changes = match written {
+            Ok(changes) => changes,
+            Err(EmWrite::Refused(e)) => return Err(e),
             Err(EmWrite::Store(e)) => return Err(EmError::new(6, format!("database: {e}"))),
+        };
+        for c in &changes {
+            state.apply_login_change(c);
+            match &c.login {
+                None => {
+                    self.schedule(None, &c.device);
+                    tracing::info!(
+                        device = c.device,
+                        user,
+                        "EM: logged out automatically (multiple login)"
+                    );
+                }
+                Some(row) => {
+                    self.schedule(row.logout_at, &c.device);
+                    tracing::info!(device, user, profile = %row.profile, logout_at = ?row.logout_at, "EM login");
+                }
+            }
+            reset_phone(state, &c.device);
         }
-        for d in &plan.also_logout {
-            cluster.mobility.remove(d);
-            self.schedule(None, d);
-            tracing::info!(
-                device = d,
-                user,
-                "EM: logged out automatically (multiple login)"
-            );
-            reset_phone(state, d);
-        }
-        cluster.mobility.insert(plan.login, &plan.lines);
-        self.schedule(row.logout_at, device);
-        tracing::info!(device, user, profile = %row.profile, logout_at = ?row.logout_at, "EM login");
-        reset_phone(state, device);
         Ok(())
     }
 
-    /// Logs the device out on behalf of `principal`.
+    /// Logs the device out on behalf of `principal`: the device (11, 5) is checked first, the
+    /// login (19) and the caller's right to end it (10) on what is stored.
     pub async fn logout(
         &self,
         state: &Arc<NodeState>,
@@ -398,9 +421,27 @@ impl EmService {
         device: &str,
     ) -> Result<(), EmError> {
         let cluster = state.cluster();
-        let plan = policy::plan_logout(&cluster, &*cluster.mobility, principal, device)?;
-        self.end_login(state, &plan.device, None).await?;
-        Ok(())
+        match policy::plan_logout(&cluster, &NoLogins, principal, device) {
+            // Against no logins every existing EM device answers 19; the stored login decides.
+            Err(e) if e.code != 19 => return Err(e),
+            _ => {}
+        }
+        let ended = state
+            .store
+            .em_logout(device, |row| {
+                policy::plan_logout(&cluster, &Stored::device(row), principal, device).map(|_| true)
+            })
+            .await;
+        match ended {
+            Ok(Some((change, login))) => {
+                self.logged_out(state, &change, &login, false);
+                Ok(())
+            }
+            // A stored login the decision accepted always ends; none means it was not there.
+            Ok(None) => Err(EmError::new(19, format!("nobody is logged in on {device}"))),
+            Err(EmWrite::Refused(e)) => Err(e),
+            Err(EmWrite::Store(e)) => Err(EmError::new(6, format!("database: {e}"))),
+        }
     }
 
     /// Ends a device's login in the database, then in the running cluster, and resets the
@@ -411,20 +452,44 @@ impl EmService {
         device: &str,
         only_if_logout_at: Option<i64>,
     ) -> Result<Option<String>, EmError> {
-        let user = state
+        let ended = state
             .store
-            .em_logout(device, only_if_logout_at)
-            .await
-            .map_err(|e| EmError::new(6, format!("database: {e}")))?;
-        if user.is_some() {
-            state.cluster().mobility.remove(device);
-            if only_if_logout_at.is_none() {
-                self.schedule(None, device);
+            .em_logout(device, |row| {
+                Ok::<_, std::convert::Infallible>(
+                    row.is_some_and(|r| only_if_logout_at.is_none_or(|at| r.logout_at == Some(at))),
+                )
+            })
+            .await;
+        match ended {
+            Ok(Some((change, login))) => {
+                self.logged_out(state, &change, &login, only_if_logout_at.is_some());
+                Ok(Some(login.userid))
             }
-            tracing::info!(device, user = ?user, auto = only_if_logout_at.is_some(), "EM logout");
-            reset_phone(state, device);
+            Ok(None) => Ok(None),
+            Err(EmWrite::Refused(never)) => match never {},
+            Err(EmWrite::Store(e)) => Err(EmError::new(6, format!("database: {e}"))),
         }
-        Ok(user)
+    }
+
+    /// Carries out a committed logout on this node: the running cluster, the timer, the phone.
+    fn logged_out(
+        &self,
+        state: &Arc<NodeState>,
+        change: &crate::store::EmChange,
+        login: &crate::store::EmLoginRow,
+        auto: bool,
+    ) {
+        state.apply_login_change(change);
+        if !auto {
+            self.schedule(None, &change.device);
+        }
+        tracing::info!(
+            device = change.device,
+            user = login.userid,
+            auto,
+            "EM logout"
+        );
+        reset_phone(state, &change.device);
     }
 
     /// Fires automatic logouts when they are due, until `stop`. Logins other nodes made reach
@@ -457,6 +522,62 @@ impl EmService {
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+/// No logins at all: what the checks that need no database are made against.
+struct NoLogins;
+
+impl CurrentLogins for NoLogins {
+    fn on_device(&self, _: &str) -> Option<Login> {
+        None
+    }
+    fn devices_of(&self, _: &str) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// The logins stored, as read inside a login's or logout's transaction (under its locks).
+struct Stored<'a> {
+    on_device: Option<&'a EmLoginRow>,
+    of_user: &'a [EmLoginRow],
+}
+
+impl<'a> Stored<'a> {
+    fn new(current: &'a EmCurrent) -> Stored<'a> {
+        Stored {
+            on_device: current.on_device.as_ref(),
+            of_user: &current.of_user,
+        }
+    }
+
+    /// Only the device's login (a logout needs no more).
+    fn device(row: Option<&'a EmLoginRow>) -> Stored<'a> {
+        Stored {
+            on_device: row,
+            of_user: &[],
+        }
+    }
+}
+
+impl CurrentLogins for Stored<'_> {
+    fn on_device(&self, device: &str) -> Option<Login> {
+        self.on_device
+            .filter(|r| r.device == device)
+            .map(|r| Login {
+                device: r.device.clone(),
+                user: r.userid.clone(),
+                profile: r.profile.clone(),
+                logged_in_at: r.logged_in_at,
+                logout_at: r.logout_at,
+            })
+    }
+    fn devices_of(&self, user: &str) -> Vec<String> {
+        self.of_user
+            .iter()
+            .filter(|r| r.userid == user)
+            .map(|r| r.device.clone())
+            .collect()
     }
 }
 

@@ -5,8 +5,9 @@
 //! and the phone resets.
 //!
 //! Codes, in the order Cisco's service applies them: for a login the device (11, 22), the user
-//! (23), the caller's right to act for the user (10), the profile (12), the device's current
-//! login (18) and Multiple Login Behavior (25, or logging the user's other devices out); for a
+//! (23), the caller's right to act for the user (10), the profile (12), the duration (7), the
+//! device's current login (18) and Multiple Login Behavior (25, or logging the user's other
+//! devices out); for a
 //! logout the device (11, 5), its login (19) and the caller's right (10).
 
 use std::net::IpAddr;
@@ -119,6 +120,7 @@ pub fn plan_login(
                 format!("device profile {profile_name} not found for {user}"),
             )
         })?;
+    let logout_in = login_seconds(params, req.duration)?;
     if let Some(current) = logins.on_device(device) {
         if current.user != user {
             return Err(EmError::new(
@@ -143,7 +145,6 @@ pub fn plan_login(
         }
         (MultipleLoginBehavior::AutoLogout, false) => elsewhere,
     };
-    let logout_in = login_seconds(params, req.duration);
     Ok(LoginPlan {
         login: Login {
             device: device.to_string(),
@@ -158,9 +159,29 @@ pub fn plan_login(
     })
 }
 
+/// The longest login a request may ask for, in minutes: 168 hours, the top of the
+/// Intra-cluster Maximum Login Time's range (0:00 to 168:00).
+pub const MAX_LOGIN_MINUTES: u32 = 168 * 60;
+
 /// How long a login lasts, in seconds (`None`: until logout): what the request asked for,
-/// capped by the Intra-cluster Maximum Login Time when that is enforced.
-fn login_seconds(params: &ExtensionMobilityParameters, asked: Option<Duration>) -> Option<i64> {
+/// capped by the Intra-cluster Maximum Login Time when that is enforced. A duration of no
+/// minutes, or over [`MAX_LOGIN_MINUTES`], is refused with 7 ("Could not set auto-logout
+/// duration during log in", the API's code for the login's automatic logout).
+fn login_seconds(
+    params: &ExtensionMobilityParameters,
+    asked: Option<Duration>,
+) -> Result<Option<i64>, EmError> {
+    if let Some(Duration::Minutes(m)) = asked {
+        if !(1..=MAX_LOGIN_MINUTES).contains(&m) {
+            return Err(EmError::new(
+                7,
+                format!(
+                    "exclusiveDuration {m} minutes is not between 1 and {MAX_LOGIN_MINUTES} \
+                     (168 hours); use <indefinite/> for no automatic logout"
+                ),
+            ));
+        }
+    }
     let max = params
         .enforce_max_login_time
         .then(|| parse_hmm(&params.max_login_time))
@@ -170,10 +191,10 @@ fn login_seconds(params: &ExtensionMobilityParameters, asked: Option<Duration>) 
         Some(Duration::Minutes(m)) => Some(i64::from(m) * 60),
         Some(Duration::Indefinite) | None => None,
     };
-    match (asked, max) {
+    Ok(match (asked, max) {
         (Some(a), Some(m)) => Some(a.min(m)),
         (a, m) => a.or(m),
-    }
+    })
 }
 
 /// An accepted logout: the device and who is logged in on it.
@@ -258,7 +279,7 @@ pub fn check_ip(
 pub fn parse_hmm(s: &str) -> Option<u32> {
     let (h, m) = s.trim().split_once(':')?;
     let (h, m): (u32, u32) = (h.parse().ok()?, m.parse().ok()?);
-    (m < 60 && h * 60 + m <= 168 * 60).then_some(h * 60 + m)
+    (m < 60 && h * 60 + m <= MAX_LOGIN_MINUTES).then_some(h * 60 + m)
 }
 
 /// Whether `ip` is one of the trusted entries (addresses or `addr/len` prefixes).
@@ -585,6 +606,39 @@ mod tests {
         // A malformed maximum caps nothing.
         let broken = with(true, "junk");
         assert_eq!(logout_at(&broken, None), None);
+    }
+
+    #[test]
+    fn r15_a_login_duration_is_one_minute_to_168_hours() {
+        let enforced = cluster_with(|d| {
+            let p = &mut d.service_parameters.extension_mobility;
+            p.enforce_max_login_time = true;
+            p.max_login_time = "1:00".into();
+        });
+        for c in [cluster(), enforced] {
+            let at = |m: u32| {
+                let r = LoginRequest {
+                    duration: Some(Duration::Minutes(m)),
+                    ..req(HOTDESK, "jsmith")
+                };
+                plan_login(&c, &Mobility::default(), &proxy(), &r, T0)
+            };
+            for bad in [0, MAX_LOGIN_MINUTES + 1, u32::MAX] {
+                let e = at(bad).unwrap_err();
+                assert_eq!(e.code, 7, "{bad}: {e}");
+                assert!(e.message.contains("10080"), "{e}");
+            }
+            assert!(at(1).is_ok());
+            assert!(at(MAX_LOGIN_MINUTES).is_ok());
+        }
+        // The duration is refused before the device's login or Multiple Login Behavior.
+        let taken = Mobility::default();
+        logged_in(&taken, HOTDESK, "ssmith");
+        let r = LoginRequest {
+            duration: Some(Duration::Minutes(0)),
+            ..req(HOTDESK, "jsmith")
+        };
+        assert_eq!(code(plan_login(&cluster(), &taken, &proxy(), &r, T0)), 7);
     }
 
     #[test]
