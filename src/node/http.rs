@@ -6,10 +6,8 @@
 //! request head within [`HTTP_HEADER_READ_TIMEOUT`] (also between keep-alive requests) is
 //! closed, and a TLS handshake gets [`HTTP_TLS_HANDSHAKE_TIMEOUT`].
 
-use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::extract::ConnectInfo;
@@ -23,6 +21,7 @@ use tower::ServiceExt;
 use super::metrics::{inc, Metrics};
 use super::NodeState;
 use crate::net::lograte::{LogRate, LOG_RATE_WINDOW};
+use crate::net::per_source::PerSource;
 
 #[derive(Debug, Clone, Copy)]
 pub enum Listener {
@@ -75,58 +74,6 @@ impl Counters for NodeState {
 impl Counters for Metrics {
     fn metrics(&self) -> &Metrics {
         self
-    }
-}
-
-/// The key connections are counted under: the address, or its /64 for IPv6 (one host
-/// usually has a whole /64 to pick addresses from).
-fn source_key(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
-        },
-    }
-}
-
-/// Open connections per source, shared by a listener's connection tasks.
-#[derive(Debug, Default)]
-struct PerSource {
-    open: Mutex<HashMap<IpAddr, usize>>,
-}
-
-/// One connection's place in [`PerSource`], given back when the connection ends.
-struct SourceSlot {
-    table: Arc<PerSource>,
-    key: IpAddr,
-}
-
-impl PerSource {
-    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<SourceSlot> {
-        let key = source_key(ip);
-        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
-        let n = open.entry(key).or_insert(0);
-        if *n >= cap {
-            return None;
-        }
-        *n += 1;
-        Some(SourceSlot {
-            table: self.clone(),
-            key,
-        })
-    }
-}
-
-impl Drop for SourceSlot {
-    fn drop(&mut self) {
-        let mut open = self.table.open.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(n) = open.get_mut(&self.key) {
-            *n -= 1;
-            if *n == 0 {
-                open.remove(&self.key);
-            }
-        }
     }
 }
 
@@ -272,6 +219,7 @@ pub async fn serve_with<C: Counters>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::{TcpSocket, TcpStream};
 
@@ -291,17 +239,6 @@ mod tests {
         let _ = s.read_to_end(&mut buf).await;
         let text = String::from_utf8_lossy(&buf);
         text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
-    }
-
-    #[test]
-    fn source_keys_group_an_ipv6_host() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(source_key(a), source_key(b));
-        assert_ne!(source_key(a), source_key(c));
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(source_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
     }
 
     #[tokio::test]

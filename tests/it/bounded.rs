@@ -53,3 +53,83 @@ fn r15_database_and_data_directory_are_private_new_and_old() {
     assert_eq!(mode(&dir.join("ucm.db-wal")), 0o600, "WAL after restart");
     drop(srv);
 }
+
+/// A TFTP read request with options.
+fn rrq(file: &str, opts: &[(&str, &str)]) -> Vec<u8> {
+    let mut p = vec![0, 1];
+    for f in [file, "octet"]
+        .into_iter()
+        .chain(opts.iter().flat_map(|(k, v)| [*k, *v]))
+    {
+        p.extend_from_slice(f.as_bytes());
+        p.push(0);
+    }
+    p
+}
+
+async fn recv(sock: &tokio::net::UdpSocket) -> (Vec<u8>, std::net::SocketAddr) {
+    let mut buf = vec![0u8; 2048];
+    let (n, from) =
+        tokio::time::timeout(std::time::Duration::from_secs(10), sock.recv_from(&mut buf))
+            .await
+            .expect("an answer")
+            .unwrap();
+    buf.truncate(n);
+    (buf, from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_tftp_one_source_cannot_take_every_transfer() {
+    use ucm::services::tftp::MAX_TRANSFERS_PER_SOURCE;
+    let srv = Server::start(&[]);
+    let tftp = srv.addr("tftp");
+    // One host asks for more transfers than it may hold and never acknowledges (the issue's
+    // 1,100 requests asking timeout=255, bounded here). Its transfers live 5 s unacknowledged.
+    let flood = tokio::net::UdpSocket::bind("127.0.0.2:0").await.unwrap();
+    let extra = 4;
+    for _ in 0..MAX_TRANSFERS_PER_SOURCE + extra {
+        let req = rrq(
+            "SEP00036BC7B973.cnf.xml",
+            &[("timeout", "5"), ("blksize", "1400")],
+        );
+        flood.send_to(&req, tftp).await.unwrap();
+    }
+    let (mut started, mut busy) = (0, 0);
+    for _ in 0..MAX_TRANSFERS_PER_SOURCE + extra {
+        let (p, from) = recv(&flood).await;
+        match &p[..2] {
+            [0, 6] => {
+                assert_ne!(from, tftp);
+                started += 1;
+            }
+            [0, 5] => {
+                assert_eq!(from, tftp);
+                assert!(String::from_utf8_lossy(&p[4..]).contains("busy"), "{p:?}");
+                busy += 1;
+            }
+            other => panic!("unexpected packet {other:?}"),
+        }
+    }
+    assert_eq!((started, busy), (MAX_TRANSFERS_PER_SOURCE, extra));
+    // Another phone is served meanwhile.
+    let phone = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    phone
+        .send_to(
+            &rrq("SEP00036BC7B973.cnf.xml", &[("blksize", "1400")]),
+            tftp,
+        )
+        .await
+        .unwrap();
+    let (p, from) = recv(&phone).await;
+    assert_eq!(&p[..2], &[0, 6], "OACK, not busy: {p:?}");
+    phone.send_to(&[0, 4, 0, 0], from).await.unwrap();
+    let (p, _) = recv(&phone).await;
+    assert_eq!(&p[..4], &[0, 3, 0, 1]);
+    // The refusals are logged once, with a count, not once each.
+    let logs = srv.wait_for_log("TFTP: transfer limit reached");
+    assert_eq!(
+        logs.matches("TFTP: transfer limit reached").count(),
+        1,
+        "{logs}"
+    );
+}
