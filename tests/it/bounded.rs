@@ -133,3 +133,84 @@ async fn r15_tftp_one_source_cannot_take_every_transfer() {
         "{logs}"
     );
 }
+
+/// The demo cluster with `edits` (old, new) applied, written to `dir`.
+fn demo_with(dir: &Path, edits: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut text = ucm::config::DEMO_YAML.to_string();
+    for (old, new) in edits {
+        assert!(text.contains(old), "the demo has {old:?}");
+        text = text.replacen(old, new, 1);
+    }
+    crate::common::write_file(dir, "cluster.yaml", &text)
+}
+
+#[test]
+fn r15_configuration_file_says_what_the_definition_and_the_real_ports_say() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = demo_with(
+        dir.path(),
+        &[
+            (
+                "\nenterprise_parameters:",
+                "  - name: ucm-sub\n    address: 127.0.0.9\n    services: [call-processing]\n    \
+                 ports: { sip: 5070, sips: 5071 }\n\nenterprise_parameters:",
+            ),
+            ("node_group: [ucm-pub]", "node_group: [ucm-pub, ucm-sub]"),
+            (
+                "phone_security_profiles:\n",
+                "phone_security_profiles:\n  - name: TCP Profile\n    transport: tcp\n",
+            ),
+            (
+                "owner: jsmith\n    em_enabled: true\n    security_profile: Cisco SIP Non-Secure Profile",
+                "owner: jsmith\n    em_enabled: true\n    security_profile: TCP Profile",
+            ),
+            (
+                "phone_services:\n",
+                "phone_services:\n  - name: Stock Ticker\n    url: \"{http}/midlets/ticker.jad\"\n    \
+                 category: java-midlet\n    enterprise_subscription: true\n",
+            ),
+        ],
+    );
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let file = |dev: &str| {
+        let (st, _, body) =
+            crate::common::http_get(srv.addr("tftp_http"), &format!("/{dev}.cnf.xml"));
+        assert_eq!(st, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let text = file("SEP00036BC7B973");
+    let (sip, sips) = (srv.addr("sip_udp").port(), srv.addr("sip_tls").port());
+    assert!(
+        text.contains(&format!(
+            "<name>ucm-pub</name><ports><sipPort>{sip}</sipPort><securedSipPort>{sips}</securedSipPort></ports>"
+        )),
+        "this node's real ports: {text}"
+    );
+    assert!(
+        text.contains(
+            "<name>ucm-sub</name><ports><sipPort>5070</sipPort><securedSipPort>5071</securedSipPort></ports><processNodeName>127.0.0.9</processNodeName>"
+        ),
+        "the other member's defined ports: {text}"
+    );
+    assert!(
+        !text.contains("ethernetPhonePort"),
+        "no SCCP listener: {text}"
+    );
+    assert!(
+        text.contains("<transportLayerProtocol>1</transportLayerProtocol>"),
+        "TCP: {text}"
+    );
+    assert!(
+        text.contains("<phoneService type=\"0\" category=\"1\"><name>Stock Ticker</name>"),
+        "{text}"
+    );
+    assert!(
+        text.contains("category=\"0\"><name>Extension Mobility</name>"),
+        "{text}"
+    );
+    let other = file("SEP00036BC7B974");
+    assert!(
+        other.contains("<transportLayerProtocol>2</transportLayerProtocol>"),
+        "UDP: {other}"
+    );
+}
