@@ -155,6 +155,15 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
             crate::config::model::DeviceSecurityMode::Authenticated => 2,
             crate::config::model::DeviceSecurityMode::Encrypted => 3,
         });
+    // The user locale: a logged-in user's device profile's, the logout profile's, or the
+    // device's own (element names as in a real Unified CM file).
+    if let Some(locale) = dev.user_locale.as_deref().filter(|l| !l.is_empty()) {
+        let _ = write!(x, "<userLocale><name>{}</name>", esc(locale));
+        if let Some(code) = lang_code(locale) {
+            let _ = write!(x, "<langCode>{code}</langCode>");
+        }
+        let _ = writeln!(x, "<winCharSet>utf-8</winCharSet></userLocale>");
+    }
     let _ = writeln!(x, "<deviceSecurityMode>{security}</deviceSecurityMode>");
     let _ = writeln!(x, "<idleTimeout>{}</idleTimeout>", ep.url_idle_time);
     let _ = writeln!(
@@ -347,4 +356,23 @@ fn transport_layer_protocol(def: &ClusterDefinition, dev: &Device) -> u8 {
         SipTransport::Udp => 2,
         SipTransport::Tls => 3,
     }
+}
+
+/// The language code of a Unified CM user locale name, for the locales Cisco's installers
+/// most often carry; others are written by name only.
+fn lang_code(locale: &str) -> Option<&'static str> {
+    Some(match locale {
+        "English_United_States" => "en_US",
+        "English_United_Kingdom" => "en_GB",
+        "French_France" => "fr_FR",
+        "French_Canada" => "fr_CA",
+        "German_Germany" => "de_DE",
+        "Spanish_Spain" => "es_ES",
+        "Italian_Italy" => "it_IT",
+        "Dutch_Netherlands" => "nl_NL",
+        "Portuguese_Brazil" => "pt_BR",
+        "Japanese_Japan" => "ja_JP",
+        "Chinese_China" => "zh_CN",
+        _ => return None,
+    })
 }

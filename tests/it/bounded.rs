@@ -214,3 +214,84 @@ fn r15_configuration_file_says_what_the_definition_and_the_real_ports_say() {
         "UDP: {other}"
     );
 }
+
+/// POSTs an EM API request (`xml=`, form-encoded) and returns the answer's body.
+fn em_post(http: std::net::SocketAddr, xml: &str) -> String {
+    use std::io::{Read, Write};
+    let mut body = String::from("xml=");
+    for b in xml.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                body.push(char::from(b))
+            }
+            _ => body.push_str(&format!("%{b:02X}")),
+        }
+    }
+    let mut s = std::net::TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(20)))
+        .ok();
+    write!(
+        s,
+        "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    String::from_utf8(crate::common::split_http(&raw).2).unwrap()
+}
+
+#[test]
+fn r15_the_logout_profile_and_the_profiles_locale_reach_the_configuration_file() {
+    const HOTDESK: &str = "SEP0000000000A1";
+    let dir = tempfile::tempdir().unwrap();
+    let def = demo_with(
+        dir.path(),
+        &[(
+            "    model: Cisco 8845\n    lines:\n      - dn: \"29001\"\n        partition: Internal_PT\n",
+            "    model: Cisco 8845\n    user_locale: French_France\n    lines:\n      - dn: \"29001\"\n        \
+             partition: Internal_PT\n      - dn: \"23923\"\n        partition: Internal_PT\n",
+        )],
+    );
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let cnf = || {
+        let (st, _, body) =
+            crate::common::http_get(srv.addr("tftp_http"), &format!("/{HOTDESK}.cnf.xml"));
+        assert_eq!(st, 200);
+        String::from_utf8(body).unwrap()
+    };
+    let locale = |name: &str, code: &str| {
+        format!("<userLocale><name>{name}</name><langCode>{code}</langCode>")
+    };
+    // Nobody logged in: the logout profile's lines and locale.
+    let c = cnf();
+    assert!(
+        c.contains("<name>29001</name>") && c.contains("<name>23923</name>"),
+        "the logout profile's two lines: {c}"
+    );
+    assert!(c.contains(&locale("French_France", "fr_FR")), "{c}");
+    // A user logs in: the user's device profile, with its locale.
+    let app = "<appInfo><appID>emproxy</appID><appCertificate>emproxy</appCertificate></appInfo>";
+    let r = em_post(
+        srv.addr("http"),
+        &format!("<request>{app}<login><deviceName>{HOTDESK}</deviceName><userID>jsmith</userID><deviceProfile>jsmith-udp</deviceProfile></login></request>"),
+    );
+    assert!(r.contains("<success/>"), "{r}");
+    let c = cnf();
+    assert!(
+        c.contains("<name>10001</name>") && !c.contains("<name>23923</name>"),
+        "{c}"
+    );
+    assert!(c.contains(&locale("English_United_States", "en_US")), "{c}");
+    // Logged out: the logout profile again.
+    let r = em_post(
+        srv.addr("http"),
+        &format!("<request>{app}<logout><deviceName>{HOTDESK}</deviceName></logout></request>"),
+    );
+    assert!(r.contains("<success/>"), "{r}");
+    let c = cnf();
+    assert!(
+        c.contains("<name>23923</name>") && c.contains(&locale("French_France", "fr_FR")),
+        "{c}"
+    );
+}
