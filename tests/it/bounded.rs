@@ -295,3 +295,39 @@ fn r15_the_logout_profile_and_the_profiles_locale_reach_the_configuration_file()
         "{c}"
     );
 }
+
+#[test]
+fn r15_settings_ucm_does_not_act_on_are_refused_by_config_check() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = demo_with(
+        dir.path(),
+        &[
+            ("  version: \"14.0\"", "  version: \"12.5\""),
+            ("  security_mode: non-secure", "  security_mode: mixed"),
+            ("    max_audio_bit_rate: 64", "    max_audio_bit_rate: 8"),
+            (
+                "  - name: HQ_DP\n",
+                "  - name: HQ_DP\n    srst_reference: HQ_SRST\n",
+            ),
+        ],
+    );
+    let o = ucm().args(["config", "check"]).arg(&def).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(1), "an invalid definition: {err}");
+    for field in [
+        "cluster.version",
+        "cluster.security_mode",
+        "regions[0].max_audio_bit_rate",
+        "device_pools[0].srst_reference",
+    ] {
+        assert!(
+            err.lines()
+                .any(|l| l.contains(&format!(": {field}: ")) && l.contains("not supported yet")),
+            "{field}: {err}"
+        );
+    }
+    // The demo as shipped (14.0, non-secure, 64 kbit/s, no SRST) passes.
+    let ok = crate::common::write_file(dir.path(), "demo.yaml", ucm::config::DEMO_YAML);
+    let o = ucm().args(["config", "check"]).arg(&ok).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
