@@ -335,18 +335,39 @@ pub const DB_FILE_MODE: u32 = 0o600;
 pub const DATA_DIR_MODE: u32 = 0o700;
 
 /// Creates `dir` (and missing parents) and makes the directory itself [`DATA_DIR_MODE`], also
-/// when it already existed with a wider mode.
+/// when it already existed with a wider mode. A directory that is not ucm's own to narrow (a
+/// shared one with the sticky bit, like `/tmp`, or another user's) is left as it is, with a
+/// warning: the database files in it are private anyway.
 pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
         std::fs::DirBuilder::new()
             .recursive(true)
             .mode(DATA_DIR_MODE)
             .create(dir)?;
-        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
-        if mode != DATA_DIR_MODE {
-            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))?;
+        let meta = std::fs::metadata(dir)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o777 == DATA_DIR_MODE {
+            return Ok(());
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() };
+        let shared = mode & 0o1000 != 0;
+        let narrowed = if ours && !shared {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+        } else {
+            Err(std::io::Error::other(
+                "a shared or another user's directory",
+            ))
+        };
+        if let Err(e) = narrowed {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                error = %e,
+                "data directory left readable by others"
+            );
         }
         Ok(())
     }
