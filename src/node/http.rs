@@ -79,7 +79,7 @@ impl Counters for Metrics {
 
 /// The answer a refused plain-HTTP connection gets before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 5\r\nConnection: close\r\n\
-Content-Type: text/plain\r\nContent-Length: 30\r\n\r\ntoo many connections; retry\r\n\r\n";
+Content-Type: text/plain\r\nContent-Length: 35\r\n\r\ntoo many connections; retry later\r\n";
 
 static REFUSED_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
 static ACCEPT_FAILED_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
@@ -239,6 +239,16 @@ mod tests {
         let _ = s.read_to_end(&mut buf).await;
         let text = String::from_utf8_lossy(&buf);
         text.strip_prefix("HTTP/1.1 ")?.get(..3)?.parse().ok()
+    }
+
+    #[test]
+    fn the_busy_answer_is_well_formed() {
+        let text = std::str::from_utf8(BUSY).unwrap();
+        let (head, body) = text.split_once("\r\n\r\n").unwrap();
+        assert!(
+            head.contains(&format!("Content-Length: {}\r\n", body.len()))
+                || head.ends_with(&format!("Content-Length: {}", body.len()))
+        );
     }
 
     #[tokio::test]
