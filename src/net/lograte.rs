@@ -2,8 +2,12 @@
 //! become a flood of log lines. The first event in a window is logged; the rest are counted
 //! and the count goes out with the next line that is let through.
 //!
-//! ```ignore
+//! ```
+//! use std::time::Instant;
+//! use ucm::net::lograte::{LogRate, LOG_RATE_WINDOW};
+//!
 //! static REFUSED: LogRate = LogRate::new(LOG_RATE_WINDOW);
+//! let peer = "192.0.2.1:5060";
 //! if let Some(suppressed) = REFUSED.allow(Instant::now()) {
 //!     tracing::warn!(%peer, suppressed, "connection limit reached; closing");
 //! }
