@@ -38,7 +38,7 @@ impl DbArgs {
             return Ok(u.clone());
         }
         let dir = self.data_dir();
-        std::fs::create_dir_all(&dir)
+        store::private_dir(&dir)
             .map_err(|e| Failure::Input(format!("data directory {}: {e}", dir.display())))?;
         Ok(format!("sqlite:{}", dir.join("ucm.db").display()))
     }

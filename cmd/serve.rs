@@ -100,7 +100,7 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
 
 pub async fn run(args: Args) -> Result<(), Failure> {
     let data_dir = args.db.data_dir();
-    std::fs::create_dir_all(&data_dir)
+    store::private_dir(&data_dir)
         .map_err(|e| Failure::Input(format!("data directory {}: {e}", data_dir.display())))?;
     let url = args.db.url()?;
     let store = Store::open(&url).await?;

@@ -226,7 +226,9 @@ impl Cluster {
         let mut dn_devices: HashMap<DnKey, Vec<usize>> = HashMap::new();
         let mut by_line_digits: HashMap<String, Vec<usize>> = HashMap::new();
         for (i, d) in def.devices.iter().enumerate() {
-            for l in &d.lines {
+            // With nobody logged in, a device with a logout profile has that profile's lines.
+            let lines = logout_profile_in(&def, d).map_or(&d.lines, |p| &p.lines);
+            for l in lines {
                 by_line_digits.entry(l.dn.clone()).or_default().push(i);
                 dn_devices
                     .entry((l.dn.clone(), l.partition.clone()))
@@ -323,19 +325,28 @@ impl Cluster {
         self.device_profile(&profile)
     }
 
-    /// The lines `dev` carries now: its login profile's, or its own.
+    /// The profile a device runs now: its login's, else (nobody logged in) its logout
+    /// profile when it has one (seed, Extension Mobility: the logout profile is what the
+    /// phone carries between users).
+    fn current_profile(&self, dev: &Device) -> Option<&DeviceProfile> {
+        self.login_profile(&dev.name)
+            .or_else(|| logout_profile_in(&self.def, dev))
+    }
+
+    /// The lines `dev` carries now: its login profile's, its logout profile's, or its own.
     pub fn lines_of(&self, dev: &Device) -> Vec<LineAppearance> {
-        match self.login_profile(&dev.name) {
+        match self.current_profile(dev) {
             Some(p) => p.lines.clone(),
             None => dev.lines.clone(),
         }
     }
 
     /// The device as it is now: with a login, the profile's lines, speed dials, services and
-    /// locale replace the device's own (what its configuration file carries).
+    /// locale replace the device's own (what its configuration file carries); with nobody
+    /// logged in, its logout profile's do.
     pub fn effective_device(&self, name: &str) -> Option<Cow<'_, Device>> {
         let dev = self.device(name)?;
-        Some(match self.login_profile(name) {
+        Some(match self.current_profile(dev) {
             None => Cow::Borrowed(dev),
             Some(p) => {
                 let mut d = dev.clone();
@@ -378,6 +389,12 @@ impl Cluster {
         );
         out.into_iter()
     }
+}
+
+/// The logout profile `dev` runs while nobody is logged in, when it has one that exists.
+fn logout_profile_in<'a>(def: &'a ClusterDefinition, dev: &Device) -> Option<&'a DeviceProfile> {
+    let name = dev.logout_profile.as_deref().filter(|_| dev.em_enabled)?;
+    def.device_profiles.iter().find(|p| p.name == name)
 }
 
 /// The running node's current cluster: a snapshot readers take without waiting (writers swap
@@ -461,5 +478,71 @@ mod tests {
         // Devices are independent.
         assert!(m.apply("B", 1, Some((login("B", "v"), &[]))));
         assert_eq!(m.len(), 2);
+    }
+
+    /// The demo with the hot-desk phone's own line differing from its logout profile's.
+    fn hotdesk() -> Cluster {
+        let mut def = crate::config::demo().unwrap();
+        let d = def
+            .devices
+            .iter_mut()
+            .find(|d| d.name == "SEP0000000000A1")
+            .unwrap();
+        d.lines[0].dn = "29009".into();
+        let p = def
+            .device_profiles
+            .iter_mut()
+            .find(|p| p.name == "hotdesk-logout")
+            .unwrap();
+        p.user_locale = Some("French_France".into());
+        p.subscribed_services = vec!["Corporate Directory".into()];
+        Cluster::new(def)
+    }
+
+    #[test]
+    fn r15_with_nobody_logged_in_a_device_runs_its_logout_profile() {
+        let c = hotdesk();
+        let dev = c.device("SEP0000000000A1").unwrap();
+        let dns = |c: &Cluster| -> Vec<String> {
+            c.lines_of(c.device("SEP0000000000A1").unwrap())
+                .into_iter()
+                .map(|l| l.dn)
+                .collect()
+        };
+        assert_eq!(dns(&c), vec!["29001"], "the logout profile's line");
+        let e = c.effective_device(&dev.name).unwrap();
+        assert_eq!(e.lines[0].dn, "29001");
+        assert_eq!(e.user_locale.as_deref(), Some("French_France"));
+        assert_eq!(
+            e.subscribed_services,
+            vec!["Corporate Directory".to_string()]
+        );
+        // Call control finds the device by the profile's line, not by its own.
+        let key = ("29001".to_string(), Some("Internal_PT".to_string()));
+        assert!(c.devices_with_line(&key).any(|d| d.name == dev.name));
+        assert!(c
+            .devices_with_line_digits("29001")
+            .any(|d| d.name == dev.name));
+        assert!(!c
+            .devices_with_line_digits("29009")
+            .any(|d| d.name == dev.name));
+        // A login replaces it; the logout brings it back.
+        let prof = c.device_profile("jsmith-udp").unwrap().clone();
+        c.mobility.insert(
+            Login {
+                device: dev.name.clone(),
+                user: "jsmith".into(),
+                profile: prof.name.clone(),
+                logged_in_at: 0,
+                logout_at: None,
+            },
+            &prof.lines,
+        );
+        assert_eq!(dns(&c), vec!["10001"]);
+        assert!(!c.devices_with_line(&key).any(|d| d.name == dev.name));
+        let e = c.effective_device(&dev.name).unwrap();
+        assert_eq!(e.user_locale.as_deref(), Some("English_United_States"));
+        c.mobility.remove(&dev.name);
+        assert_eq!(dns(&c), vec!["29001"]);
     }
 }

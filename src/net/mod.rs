@@ -5,6 +5,8 @@
 
 pub mod capture;
 pub mod dscp;
+pub mod lograte;
+pub mod per_source;
 pub mod socket;
 pub mod tls;
 

@@ -10,6 +10,8 @@ pub struct Metrics {
     pub https_requests: AtomicU64,
     pub tftp_http_requests: AtomicU64,
     pub http_connections: AtomicU64,
+    /// HTTP connections closed at accept: a listener's or one source's cap was reached.
+    pub http_connections_refused: AtomicU64,
     /// HTTPS handshakes that failed (SIP's are among `sip`'s counters).
     pub tls_handshake_failures: AtomicU64,
     /// Call control's counters.
@@ -50,6 +52,12 @@ impl Metrics {
             "ucm_http_connections_total",
             "HTTP and HTTPS connections accepted.",
             &[("", &self.http_connections)],
+        );
+        counter(
+            &mut out,
+            "ucm_http_connections_refused_total",
+            "HTTP and HTTPS connections closed at accept (listener or per-source cap).",
+            &[("", &self.http_connections_refused)],
         );
         counter(
             &mut out,

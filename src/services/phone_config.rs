@@ -8,7 +8,9 @@
 use std::fmt::Write;
 
 use crate::cluster::Cluster;
-use crate::config::model::{ClusterDefinition, Device, ServicesProvisioning};
+use crate::config::model::{
+    ClusterDefinition, Device, NodeService, ServicesProvisioning, SipTransport,
+};
 use crate::config::validate::is_device_name;
 use crate::node::NodeState;
 use crate::wire::xml::escape as esc;
@@ -47,13 +49,8 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     let http = &state.http_base;
     let https = &state.https_base;
     // The node's real SIP address (port 0 in tests picks one), for this node's own entry.
-    let (sip_host, sip_port) = match state.sip_host.rsplit_once(':') {
-        Some((h, p)) => (
-            h.trim_start_matches('[').trim_end_matches(']').to_string(),
-            p.parse().unwrap_or(crate::node::SIP_PORT),
-        ),
-        None => (state.sip_host.clone(), crate::node::SIP_PORT),
-    };
+    let (sip_host, own_sip) = split_host_port(&state.sip_host);
+    let sip_port = own_sip.unwrap_or(crate::node::SIP_PORT);
     let mut x = String::new();
     let _ = writeln!(x, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     let _ = writeln!(x, "<device xsi:type=\"axl:XIPPhone\" ctiid=\"1\">");
@@ -67,19 +64,25 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
         .map(|p| p.node_group.iter().map(String::as_str).collect())
         .unwrap_or_default();
     for (i, n) in group.iter().enumerate() {
-        let (addr, port) = if *n == state.node.name {
-            (sip_host.clone(), sip_port)
+        let (addr, ports) = if *n == state.node.name {
+            (sip_host.clone(), own_ports(state))
         } else {
-            let a = def
-                .nodes
-                .iter()
-                .find(|x| x.name == *n)
-                .map_or(n.to_string(), |x| x.address.clone());
-            (a, crate::node::SIP_PORT)
+            match def.nodes.iter().find(|x| x.name == *n) {
+                Some(node) => (node.address.clone(), defined_ports(node)),
+                None => (n.to_string(), MemberPorts::default()),
+            }
         };
+        // Only the listeners the member has: ucm speaks no SCCP, so no ethernetPhonePort.
+        let mut p = String::new();
+        if let Some(sip) = ports.sip {
+            let _ = write!(p, "<sipPort>{sip}</sipPort>");
+        }
+        if let Some(sips) = ports.sips {
+            let _ = write!(p, "<securedSipPort>{sips}</securedSipPort>");
+        }
         let _ = writeln!(
             x,
-            "<member priority=\"{i}\"><callManager><name>{}</name><ports><ethernetPhonePort>2000</ethernetPhonePort><sipPort>{port}</sipPort><securedSipPort>5061</securedSipPort></ports><processNodeName>{}</processNodeName></callManager></member>",
+            "<member priority=\"{i}\"><callManager><name>{}</name><ports>{p}</ports><processNodeName>{}</processNodeName></callManager></member>",
             esc(n),
             esc(&addr)
         );
@@ -152,6 +155,15 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
             crate::config::model::DeviceSecurityMode::Authenticated => 2,
             crate::config::model::DeviceSecurityMode::Encrypted => 3,
         });
+    // The user locale: a logged-in user's device profile's, the logout profile's, or the
+    // device's own (element names as in a real Unified CM file).
+    if let Some(locale) = dev.user_locale.as_deref().filter(|l| !l.is_empty()) {
+        let _ = write!(x, "<userLocale><name>{}</name>", esc(locale));
+        if let Some(code) = lang_code(locale) {
+            let _ = write!(x, "<langCode>{code}</langCode>");
+        }
+        let _ = writeln!(x, "<winCharSet>utf-8</winCharSet></userLocale>");
+    }
     let _ = writeln!(x, "<deviceSecurityMode>{security}</deviceSecurityMode>");
     let _ = writeln!(x, "<idleTimeout>{}</idleTimeout>", ep.url_idle_time);
     let _ = writeln!(
@@ -218,7 +230,11 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
             format!("{https}/ccmcip/getservicesmenu.jsp")
         )
     );
-    let _ = writeln!(x, "<transportLayerProtocol>2</transportLayerProtocol>");
+    let _ = writeln!(
+        x,
+        "<transportLayerProtocol>{}</transportLayerProtocol>",
+        transport_layer_protocol(def, dev)
+    );
     if let Some(owner) = &dev.owner {
         let _ = writeln!(x, "<ownerId>{}</ownerId>", esc(owner));
     }
@@ -265,9 +281,15 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
             (Some(u), true) if !u.is_empty() => u.as_str(),
             _ => s.url.as_str(),
         };
+        // UNCONFIRMED: 1 for a Java MIDlet. Real files show category="0" for XML services;
+        // the MIDlet value is inferred from the Service Category list's order (XML, MIDlet).
+        let category = match s.category {
+            crate::config::model::ServiceCategory::Xml => 0,
+            crate::config::model::ServiceCategory::JavaMidlet => 1,
+        };
         let _ = writeln!(
             x,
-            "<phoneService type=\"{t}\" category=\"0\"><name>{}</name><url>{}</url><vendor></vendor><version></version></phoneService>",
+            "<phoneService type=\"{t}\" category=\"{category}\"><name>{}</name><url>{}</url><vendor></vendor><version></version></phoneService>",
             esc(&s.name),
             esc(&state.expand_url(raw))
         );
@@ -275,4 +297,82 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     let _ = writeln!(x, "</phoneServices>");
     let _ = writeln!(x, "</device>");
     x
+}
+
+/// `host` and `port` of `host:port` (`[v6]:port` too); a bare host has no port.
+fn split_host_port(hp: &str) -> (String, Option<u16>) {
+    let unbracket = |h: &str| h.trim_start_matches('[').trim_end_matches(']').to_string();
+    match hp.rsplit_once(':') {
+        // A bare IPv6 address has colons but no brackets: no port.
+        Some((h, p)) if !h.contains(':') || h.ends_with(']') => (unbracket(h), p.parse().ok()),
+        _ => (unbracket(hp), None),
+    }
+}
+
+/// The SIP ports a Unified CM group member listens on; `None`: no such listener (or one
+/// whose port cannot be known here).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct MemberPorts {
+    sip: Option<u16>,
+    sips: Option<u16>,
+}
+
+/// This node's real listeners (a port 0 in the definition became a real port).
+fn own_ports(state: &NodeState) -> MemberPorts {
+    if !state.node.services.contains(&NodeService::CallProcessing) {
+        return MemberPorts::default();
+    }
+    MemberPorts {
+        sip: split_host_port(&state.sip_host).1,
+        sips: split_host_port(&state.sips_host).1,
+    }
+}
+
+/// Another node's listeners as its definition gives them: the standard ports unless it sets
+/// others; port 0 (any free port) cannot be known from here and is left out.
+fn defined_ports(node: &crate::config::model::Node) -> MemberPorts {
+    if !node.services.contains(&NodeService::CallProcessing) {
+        return MemberPorts::default();
+    }
+    let known = |p: Option<u16>, standard: u16| Some(p.unwrap_or(standard)).filter(|p| *p != 0);
+    MemberPorts {
+        sip: known(node.ports.sip, crate::node::SIP_PORT),
+        sips: known(node.ports.sips, crate::node::SIPS_PORT),
+    }
+}
+
+/// `transportLayerProtocol` from the device's security profile. UNCONFIRMED values, those of
+/// Unified CM's transport type list (1 TCP, 2 UDP, 3 TLS, 4 TCP+UDP; real files from the
+/// default "TCP + UDP" profile carry 4); a device without a profile uses UDP, the default.
+fn transport_layer_protocol(def: &ClusterDefinition, dev: &Device) -> u8 {
+    let transport = def
+        .phone_security_profiles
+        .iter()
+        .find(|p| Some(&p.name) == dev.security_profile.as_ref())
+        .map(|p| p.transport)
+        .unwrap_or_default();
+    match transport {
+        SipTransport::Tcp => 1,
+        SipTransport::Udp => 2,
+        SipTransport::Tls => 3,
+    }
+}
+
+/// The language code of a Unified CM user locale name, for the locales Cisco's installers
+/// most often carry; others are written by name only.
+fn lang_code(locale: &str) -> Option<&'static str> {
+    Some(match locale {
+        "English_United_States" => "en_US",
+        "English_United_Kingdom" => "en_GB",
+        "French_France" => "fr_FR",
+        "French_Canada" => "fr_CA",
+        "German_Germany" => "de_DE",
+        "Spanish_Spain" => "es_ES",
+        "Italian_Italy" => "it_IT",
+        "Dutch_Netherlands" => "nl_NL",
+        "Portuguese_Brazil" => "pt_BR",
+        "Japanese_Japan" => "ja_JP",
+        "Chinese_China" => "zh_CN",
+        _ => return None,
+    })
 }

@@ -23,6 +23,8 @@ use axum::Router;
 
 use super::{Bound, Flag, ListenerSpec, Parts, Proto, ServiceSpec, Start, StartFuture};
 use crate::config::model::NodeService;
+use crate::net::lograte::{LogRate, LOG_RATE_WINDOW};
+use crate::net::per_source::PerSource;
 use crate::net::{self, Dscp};
 use crate::node::http::Listener;
 use crate::node::NodeState;
@@ -145,6 +147,12 @@ pub struct ReadRequest {
     pub timeout: Option<u8>,
 }
 
+/// Longest `timeout` option (seconds) acknowledged; RFC 2349 allows up to 255.
+pub const MAX_TIMEOUT_OPTION: u8 = 5;
+/// Longest a transfer may last, whatever the client's pace: configuration files are a few
+/// kilobytes, sent in well under a second on any network a phone boots from.
+pub const MAX_TRANSFER_TIME: Duration = Duration::from_secs(60);
+
 /// Largest block size accepted (RFC 2348 allows up to 65464; a loopback or LAN datagram of
 /// that size is fine, but phones ask for at most 1468 or so).
 pub const MAX_BLKSIZE: u16 = 65464;
@@ -224,7 +232,12 @@ pub fn parse_request(packet: &[u8]) -> Result<ReadRequest, TftpError> {
                     .ok()
                     .filter(|v| *v >= 1)
                     .ok_or_else(|| err(ErrorCode::BadOption, format!("timeout {value:?}")))?;
-                req.timeout = Some(v);
+                // RFC 2349 lets the server only echo the value asked for; a longer one than
+                // we allow is left out of the OACK (RFC 2347: unacknowledged, so both sides
+                // keep their defaults) instead of holding a transfer slot for minutes.
+                if v <= MAX_TIMEOUT_OPTION {
+                    req.timeout = Some(v);
+                }
             }
             // Unknown options are ignored (RFC 2347): they simply do not appear in the OACK.
             _ => {}
@@ -268,10 +281,18 @@ pub struct Transfer {
     retry_at: Instant,
     retries: u32,
     done: bool,
+    /// The client acknowledged a packet: it is really at the address the request came from.
+    acknowledged: bool,
+    /// The transfer is abandoned at this time ([`MAX_TRANSFER_TIME`] after the request).
+    expires_at: Instant,
 }
 
 /// Retransmissions of one packet before the transfer is abandoned.
 pub const MAX_RETRIES: u32 = 5;
+/// Retransmissions to a client that has not acknowledged anything yet. A forged source
+/// address never acknowledges, so it gets one packet per request and no more (no
+/// amplification); a real client whose first packet was lost repeats its request (RFC 1350).
+pub const MAX_RETRIES_UNACKNOWLEDGED: u32 = 0;
 
 impl Transfer {
     /// Starts a transfer of `data` for `req`; returns it with its first packet (OACK or DATA 1).
@@ -285,6 +306,8 @@ impl Transfer {
             retry_at: now,
             retries: 0,
             done: false,
+            acknowledged: false,
+            expires_at: now + MAX_TRANSFER_TIME,
         };
         let first = if req.blksize.is_some() || req.tsize || req.timeout.is_some() {
             let mut p = OP_OACK.to_be_bytes().to_vec();
@@ -330,9 +353,10 @@ impl Transfer {
         p
     }
 
-    /// When the packet in flight should be resent.
+    /// When [`Transfer::on_timeout`] should next be called: the packet in flight is due
+    /// again, or the transfer's time is up.
     pub fn retry_at(&self) -> Instant {
-        self.retry_at
+        self.retry_at.min(self.expires_at)
     }
 
     /// A packet from the client's transfer ID.
@@ -354,6 +378,7 @@ impl Transfer {
                 if acked != (self.block & 0xffff) as u16 {
                     return Step::Wait;
                 }
+                self.acknowledged = true;
                 if self.block == self.blocks() {
                     self.done = true;
                     return Step::Done;
@@ -379,15 +404,28 @@ impl Transfer {
         if self.done {
             return Step::Done;
         }
+        if now >= self.expires_at {
+            self.done = true;
+            return Step::Failed(format!(
+                "transfer took longer than {} s",
+                MAX_TRANSFER_TIME.as_secs()
+            ));
+        }
         if now < self.retry_at {
             return Step::Wait;
         }
-        if self.retries >= MAX_RETRIES {
+        let max = if self.acknowledged {
+            MAX_RETRIES
+        } else {
+            MAX_RETRIES_UNACKNOWLEDGED
+        };
+        if self.retries >= max {
             self.done = true;
-            return Step::Failed(format!(
-                "no ACK for block {} after {MAX_RETRIES} retries",
-                self.block
-            ));
+            return Step::Failed(if self.acknowledged {
+                format!("no ACK for block {} after {max} retries", self.block)
+            } else {
+                "the client never acknowledged; not retransmitting to it".to_string()
+            });
         }
         self.retries += 1;
         self.retry_at = now + self.timeout;
@@ -396,7 +434,14 @@ impl Transfer {
 }
 
 /// Transfers running at once; further requests get "server busy" errors.
-const MAX_TRANSFERS: usize = 1024;
+pub const MAX_TRANSFERS: usize = 1024;
+/// Transfers one source address runs at once (a phone fetches one file at a time; a site
+/// behind one NAT address boots a few together).
+pub const MAX_TRANSFERS_PER_SOURCE: usize = 16;
+
+static BUSY_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
+static REFUSED_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
+static ABANDONED_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
 
 /// Serves read requests on `socket` until `stop` changes. Each transfer answers from its own
 /// socket on the same address, marked `dscp`.
@@ -414,6 +459,7 @@ pub async fn serve(
         }
     };
     let slots = Arc::new(tokio::sync::Semaphore::new(MAX_TRANSFERS));
+    let per_source = Arc::new(PerSource::default());
     let mut buf = vec![0u8; 2048];
     loop {
         let (n, peer) = tokio::select! {
@@ -427,15 +473,21 @@ pub async fn serve(
             _ = stop.changed() => break,
         };
         let packet = buf[..n].to_vec();
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
+        let source = per_source.take(peer.ip(), MAX_TRANSFERS_PER_SOURCE);
+        let permit = slots.clone().try_acquire_owned().ok();
+        let (Some(source), Some(permit)) = (source, permit) else {
+            // One small error packet, no bigger than a request: nothing to amplify.
             let busy = err(ErrorCode::NotDefined, "server busy, try again");
             let _ = socket.send_to(&error_packet(&busy), peer).await;
+            if let Some(suppressed) = BUSY_LOG.allow(Instant::now()) {
+                tracing::warn!(%peer, suppressed, "TFTP: transfer limit reached (server or this source)");
+            }
             continue;
         };
         let state = state.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            let _permit = permit;
+            let _held = (permit, source);
             transfer(packet, peer, local_ip, state, dscp, stop).await;
         });
     }
@@ -467,7 +519,9 @@ async fn transfer(
     let req = match parse_request(&packet) {
         Ok(r) => r,
         Err(e) => {
-            tracing::info!(%peer, error = %e, "TFTP request refused");
+            if let Some(suppressed) = REFUSED_LOG.allow(Instant::now()) {
+                tracing::info!(%peer, error = %e, suppressed, "TFTP request refused");
+            }
             send(error_packet(&e)).await;
             return;
         }
@@ -512,7 +566,9 @@ async fn transfer(
                 return;
             }
             Step::Failed(why) => {
-                tracing::info!(%peer, file = name, reason = why, "TFTP transfer abandoned");
+                if let Some(suppressed) = ABANDONED_LOG.allow(Instant::now()) {
+                    tracing::info!(%peer, file = name, reason = why, suppressed, "TFTP transfer abandoned");
+                }
                 return;
             }
         }
@@ -648,5 +704,73 @@ mod tests {
         assert_eq!(&last[..4], &[0, 3, 0, 0]);
         let e = error_packet(&err(ErrorCode::NotDefined, "cancelled"));
         assert!(matches!(t.on_packet(&e, now), Step::Failed(m) if m.contains("cancelled")));
+    }
+
+    #[test]
+    fn r15_a_long_timeout_option_is_not_acknowledged() {
+        let now = Instant::now();
+        let req =
+            parse_request(&rrq(&["f", "octet", "blksize", "1000", "timeout", "255"])).unwrap();
+        assert_eq!(req.timeout, None, "255 s is past MAX_TIMEOUT_OPTION");
+        let (t, oack) = Transfer::start(&req, Bytes::from(vec![1u8; 10]), now);
+        assert_eq!(oack, b"\x00\x06blksize\x001000\x00".to_vec());
+        assert_eq!(t.retry_at(), now + Duration::from_secs(1), "the default");
+        let max = MAX_TIMEOUT_OPTION.to_string();
+        let req = parse_request(&rrq(&["f", "octet", "timeout", &max])).unwrap();
+        assert_eq!(req.timeout, Some(MAX_TIMEOUT_OPTION));
+    }
+
+    #[test]
+    fn r15_nothing_is_retransmitted_to_a_client_that_never_acknowledged() {
+        let now = Instant::now();
+        // A 32-byte request; its source may be forged.
+        let req = parse_request(&rrq(&["SEP00036BC7B973.cnf.xml", "octet"])).unwrap();
+        let (mut t, first) = Transfer::start(&req, Bytes::from(vec![7u8; 3000]), now);
+        assert_eq!(first.len(), 516);
+        let mut sent = first.len();
+        let (end, at) = loop {
+            let at = t.retry_at();
+            match t.on_timeout(at) {
+                Step::Send(p) => sent += p.len(),
+                Step::Wait => continue,
+                other => break (other, at),
+            }
+        };
+        assert!(
+            matches!(end, Step::Failed(ref m) if m.contains("never acknowledged")),
+            "{end:?}"
+        );
+        assert_eq!(sent, 516, "one packet per request, no retransmission");
+        assert_eq!(
+            at,
+            now + Duration::from_secs(1),
+            "the slot is free after one timeout"
+        );
+    }
+
+    #[test]
+    fn r15_a_transfer_ends_after_its_maximum_time() {
+        let now = Instant::now();
+        let req = parse_request(&rrq(&["f", "octet", "blksize", "8"])).unwrap();
+        let (mut t, _) = Transfer::start(&req, Bytes::from(vec![0u8; 8 * 1000]), now);
+        // A slow client: it acknowledges every block just before the retransmission is due.
+        let mut at = now;
+        let mut block = 0u16;
+        let outcome = loop {
+            at += Duration::from_millis(900);
+            match t.on_timeout(at) {
+                Step::Wait => {}
+                other => break other,
+            }
+            assert!(matches!(t.on_packet(&ack(block), at), Step::Send(_)));
+            block += 1;
+        };
+        assert!(
+            matches!(outcome, Step::Failed(ref m) if m.contains("longer than")),
+            "{outcome:?}"
+        );
+        assert!(
+            at >= now + MAX_TRANSFER_TIME && at < now + MAX_TRANSFER_TIME + Duration::from_secs(1)
+        );
     }
 }

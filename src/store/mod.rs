@@ -39,6 +39,12 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Sql(#[from] sqlx::Error),
+    #[error("database file {path}: {source}")]
+    Files {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("stored cluster definition is unreadable ({kind}): {reason}")]
     Corrupt { kind: String, reason: String },
 }
@@ -100,6 +106,15 @@ impl Store {
                 "?mode=rwc"
             });
         }
+        let file = (backend == Backend::Sqlite && !memory)
+            .then(|| sqlite_path(url))
+            .flatten();
+        if let Some(f) = &file {
+            create_private_file(f).map_err(|e| StoreError::Files {
+                path: f.display().to_string(),
+                source: e,
+            })?;
+        }
         let opts = AnyConnectOptions::from_str(&url_owned).map_err(|e| StoreError::BadUrl {
             url: url.to_string(),
             reason: e.to_string(),
@@ -143,6 +158,14 @@ impl Store {
         match backend {
             Backend::Sqlite => MIGRATE_SQLITE.run(&pool).await?,
             Backend::Postgres => MIGRATE_POSTGRES.run(&pool).await?,
+        }
+        // The WAL and shared-memory files exist now; files an older version left readable by
+        // everyone are fixed here too.
+        if let Some(f) = &file {
+            restrict_db_files(f).map_err(|e| StoreError::Files {
+                path: f.display().to_string(),
+                source: e,
+            })?;
         }
         Ok(Store { pool, backend })
     }
@@ -303,6 +326,111 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Mode of the SQLite database and its WAL, shared-memory and journal files: they hold
+/// password hashes and Extension Mobility state, so only the node's own user reads them.
+pub const DB_FILE_MODE: u32 = 0o600;
+/// Mode of the data directory (database, node certificate and key).
+pub const DATA_DIR_MODE: u32 = 0o700;
+
+/// Creates `dir` (and missing parents) and makes the directory itself [`DATA_DIR_MODE`], also
+/// when it already existed with a wider mode. A directory that is not ucm's own to narrow (a
+/// shared one with the sticky bit, like `/tmp`, or another user's) is left as it is, with a
+/// warning: the database files in it are private anyway.
+pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(DATA_DIR_MODE)
+            .create(dir)?;
+        let meta = std::fs::metadata(dir)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if mode & 0o777 == DATA_DIR_MODE {
+            return Ok(());
+        }
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let ours = meta.uid() == unsafe { libc::geteuid() };
+        let shared = mode & 0o1000 != 0;
+        let narrowed = if ours && !shared {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(DATA_DIR_MODE))
+        } else {
+            Err(std::io::Error::other(
+                "a shared or another user's directory",
+            ))
+        };
+        if let Err(e) = narrowed {
+            tracing::warn!(
+                dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                error = %e,
+                "data directory left readable by others"
+            );
+        }
+        Ok(())
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+/// The file of a `sqlite:PATH` or `sqlite://PATH` URL (query string left out).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or(rest);
+    (!path.is_empty()).then(|| std::path::PathBuf::from(path))
+}
+
+/// Creates the database file with [`DB_FILE_MODE`] before SQLite does (it would use the
+/// umask, typically 0644); SQLite gives the WAL and shared-memory files the database's mode.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(DB_FILE_MODE)
+            .open(path)
+        {
+            Ok(_) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+            // A missing directory is SQLite's error to report, in its words.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
+}
+
+/// Brings the database and its companion files to [`DB_FILE_MODE`].
+fn restrict_db_files(path: &std::path::Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let name = path.as_os_str().to_os_string();
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut f = name.clone();
+            f.push(suffix);
+            let f = std::path::PathBuf::from(f);
+            let Ok(meta) = std::fs::metadata(&f) else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o777 != DB_FILE_MODE {
+                std::fs::set_permissions(&f, std::fs::Permissions::from_mode(DB_FILE_MODE))?;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+    Ok(())
 }
 
 /// A URL with any password replaced, for messages and logs.

@@ -68,4 +68,28 @@ impl Store {
             .map(|r| r.try_get(0).map_err(StoreError::from))
             .collect()
     }
+
+    /// Which of `call_ids` have a page report stored (one query for all of them; the caller
+    /// bounds how many it asks about).
+    pub async fn page_report_call_ids(
+        &self,
+        call_ids: &[String],
+    ) -> Result<Vec<String>, StoreError> {
+        if call_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let placeholders: Vec<String> = (1..=call_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT DISTINCT call_id FROM page_reports WHERE call_id IN ({})",
+            placeholders.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for c in call_ids {
+            q = q.bind(c);
+        }
+        let rows = q.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|r| r.try_get(0).map_err(StoreError::from))
+            .collect()
+    }
 }

@@ -318,3 +318,50 @@ async fn r15_em_logins_decided_and_versioned_by_the_database_postgres() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// The shared look of page-report waiters: which Call-IDs have a report, in one query.
+async fn page_report_call_ids(store: &Store) {
+    assert!(store.page_report_call_ids(&[]).await.unwrap().is_empty());
+    store
+        .add_page_report("p1", 1, "call-a", "{}", 100)
+        .await
+        .unwrap();
+    store
+        .add_page_report("p2", 2, "call-a", "{}", 100)
+        .await
+        .unwrap();
+    store
+        .add_page_report("p3", 3, "call-c", "{}", 100)
+        .await
+        .unwrap();
+    let ids: Vec<String> = ["call-a", "call-b", "call-c"].map(String::from).to_vec();
+    let mut found = store.page_report_call_ids(&ids).await.unwrap();
+    found.sort();
+    assert_eq!(found, vec!["call-a".to_string(), "call-c".to_string()]);
+    // As many as the waiters' cap allows, in one statement.
+    let many: Vec<String> = (0..ucm::services::paging::waiters::MAX_REPORT_WAITERS)
+        .map(|i| format!("x{i}"))
+        .chain(["call-c".to_string()])
+        .collect();
+    assert_eq!(
+        store.page_report_call_ids(&many).await.unwrap(),
+        vec!["call-c".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn r15_page_report_call_ids_sqlite() {
+    let store = Store::open("sqlite::memory:").await.unwrap();
+    page_report_call_ids(&store).await;
+}
+
+#[tokio::test]
+async fn r15_page_report_call_ids_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    page_report_call_ids(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}

@@ -5,7 +5,8 @@
 //! [`nodes`] (the cluster and its nodes), [`services`] (service and enterprise parameters, phone
 //! services), [`routing`] (search spaces, locations, pools, trunks, route groups and lists),
 //! [`dialplan`] (directory numbers, route and translation patterns), [`devices`] (phones, route
-//! points, device profiles), [`users`] and [`paging`]. [`Checker::run`] calls them in the order
+//! points, device profiles), [`users`] and [`paging`]; [`unsupported`] refuses settings ucm
+//! does not act on yet. [`Checker::run`] calls them in the order
 //! the messages come out.
 
 mod devices;
@@ -14,6 +15,7 @@ mod nodes;
 mod paging;
 mod routing;
 mod services;
+mod unsupported;
 mod users;
 
 use std::collections::{HashMap, HashSet};
@@ -186,6 +188,7 @@ impl<'a> Checker<'a> {
         self.end_users(&n, &dn_keys);
         self.application_users(&n);
         self.paging(&n);
+        self.unsupported();
     }
 
     /// Every list's names are unique; no user ID is both an end user and an application user.

@@ -2,20 +2,24 @@
 //! - `GET /ucm/paging/groups`: recipient group names and their DialCast numbers. No
 //!   credentials: it says no more than the dial plan lets any phone find out by dialling.
 //! - `GET /ucm/paging/pages?call_id=ID[&wait_ms=MS]`: the report of the page placed with that
-//!   SIP Call-ID (404 when there is none), waiting up to MS (at most 30 s) for it to be stored.
+//!   SIP Call-ID (404 when there is none), waiting up to MS (at most 30 s) for it to be stored
+//!   (see [`super::waiters`]: woken by the report, waiters capped per source (429) and in
+//!   total (503)).
 //!   The Call-ID is the caller's own unguessable token (phones and `ucm page` make it random),
 //!   so whoever placed the page may read its report without an account.
 //! - `GET /ucm/paging/pages[?limit=N]` with HTTP Basic: the newest reports, for a cluster user
 //!   with `cti-control-all-devices` (the right paging pushes need too).
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::waiters::Refused;
 use crate::config::model::Role;
 
 pub const GROUPS_PATH: &str = "/ucm/paging/groups";
@@ -66,35 +70,9 @@ fn json_reports(rows: Vec<String>) -> Response {
 /// The longest `?wait_ms=` a caller may ask for.
 const MAX_REPORT_WAIT: Duration = Duration::from_secs(30);
 
-/// The reports of the page with `call_id`, waiting up to `wait` for one to be stored: a caller
-/// that has just hung up asks once instead of polling. This node's own reports wake the wait
-/// at once; another node's (same database) are seen at the next look, every 250 ms.
-async fn report_for(
-    svc: &super::PagingService,
-    call_id: &str,
-    wait: Duration,
-) -> Result<Vec<String>, crate::store::StoreError> {
-    let deadline = tokio::time::Instant::now() + wait;
-    loop {
-        // Registered before the look, so a report stored in between is not missed.
-        let stored = svc.reported.notified();
-        tokio::pin!(stored);
-        stored.as_mut().enable();
-        let rows = svc.node.store.page_reports(Some(call_id), 10).await?;
-        let now = tokio::time::Instant::now();
-        if !rows.is_empty() || now >= deadline {
-            return Ok(rows);
-        }
-        let next = deadline.min(now + Duration::from_millis(250));
-        tokio::select! {
-            _ = &mut stored => {}
-            _ = tokio::time::sleep_until(next) => {}
-        }
-    }
-}
-
 pub async fn pages_handler(
     State(svc): State<Arc<super::PagingService>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
@@ -114,7 +92,23 @@ pub async fn pages_handler(
                     .into_response()
             }
         };
-        return match report_for(&svc, call_id, wait).await {
+        let looked = match svc.waiters.wait(call_id, peer.ip(), wait).await {
+            Ok(r) => r,
+            Err(refused) => {
+                let (status, why) = match refused {
+                    Refused::Source => (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "too many page report requests waiting from this address",
+                    ),
+                    Refused::Total => (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "too many page report requests waiting",
+                    ),
+                };
+                return (status, [(header::RETRY_AFTER, "5")], format!("{why}\n")).into_response();
+            }
+        };
+        return match looked {
             Ok(rows) if rows.is_empty() => (
                 StatusCode::NOT_FOUND,
                 format!("no page report for Call-ID {call_id:?} (yet)\n"),

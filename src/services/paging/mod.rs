@@ -27,6 +27,7 @@ pub mod groups;
 pub mod http;
 pub mod session;
 pub mod stream;
+pub mod waiters;
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
@@ -120,8 +121,9 @@ pub struct PagingService {
     http: OnceLock<reqwest::Client>,
     /// The route points taken at start, with the group each pages, until `run` serves them.
     prepared: Mutex<Vec<(String, RoutePointOffers)>>,
-    /// Woken when this node stores a page report (`GET /ucm/paging/pages?call_id=&wait_ms=`).
-    pub(crate) reported: tokio::sync::Notify,
+    /// Requests waiting for a page report (`GET /ucm/paging/pages?call_id=&wait_ms=`),
+    /// woken when this node stores one.
+    pub(crate) waiters: Arc<waiters::ReportWaiters<crate::store::Store>>,
 }
 
 type RoutePointOffers = tokio::sync::mpsc::UnboundedReceiver<OfferedCall>;
@@ -138,13 +140,14 @@ fn unix_ms() -> i64 {
 
 impl PagingService {
     pub fn new(node: Arc<NodeState>) -> PagingService {
+        let store = Arc::new(node.store.clone());
         PagingService {
             node,
             active: Default::default(),
             secret: Default::default(),
             http: Default::default(),
             prepared: Default::default(),
-            reported: Default::default(),
+            waiters: waiters::ReportWaiters::new(store),
         }
     }
 
@@ -261,7 +264,7 @@ async fn save(svc: &PagingService, report: &PageReport) {
     {
         tracing::error!(error = %e, page = %report.id, "page report: storing failed");
     }
-    svc.reported.notify_waiters();
+    svc.waiters.stored(&report.call_id);
 }
 
 /// The node's own IP for media: the address its SIP service is reached at.
