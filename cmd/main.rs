@@ -178,7 +178,10 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
         Err(Failure::Input(msg)) => {
-            eprintln!("ucm: {msg}");
+            // Empty: the error was already shown where the user looks.
+            if !msg.is_empty() {
+                eprintln!("ucm: {msg}");
+            }
             ExitCode::from(2)
         }
     }

@@ -238,7 +238,13 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
     } else {
         print_out(&report.render(format))?;
     }
+    // A person at a terminal has just read the report: say nothing twice. Redirected (a CI
+    // job keeping the report as a file), what fails a capture as a whole goes to stderr too.
+    let repeat = !std::io::IsTerminal::is_terminal(&std::io::stdout());
     if report.any_unreadable() {
+        if !repeat {
+            return Err(Failure::Input(String::new()));
+        }
         let reasons: Vec<String> = report
             .files
             .iter()
@@ -258,7 +264,8 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
             FileOutcome::Audited(a) => Some(a),
             FileOutcome::Unreadable { .. } => None,
         });
-        Err(Failure::Check(file_findings(audits).unwrap_or_default()))
+        let findings = file_findings(audits).filter(|_| repeat);
+        Err(Failure::Check(findings.unwrap_or_default()))
     }
 }
 

@@ -1435,3 +1435,35 @@ fn r21_readme_golden_example_runs_as_written_and_says_what_it_shows() {
     assert_eq!(flow(file, "192.168.151.204:2000")["passed"], true);
     assert!(findings(&doc).is_empty());
 }
+
+/// At a terminal, `pcap verify` says each error once (the report), not again on stderr; with its
+/// output redirected, stderr carries what failed the capture as well.
+#[test]
+fn r21_pcap_verify_says_each_error_once_at_a_terminal() {
+    if !crate::common::have("script") {
+        crate::common::skip_or_fail("script (util-linux) for a terminal");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(fixture("fixtures/pcaps/sip_mcast_paging.pcapng")).unwrap();
+    let cut = dir.path().join("cut.pcapng");
+    std::fs::write(&cut, &whole[..3000]).unwrap();
+    let bad = dir.path().join("bad.pcap");
+    std::fs::write(&bad, b"garbage\n").unwrap();
+    for (file, needle) in [(&cut, "truncated"), (&bad, "not a packet capture")] {
+        let cmd = format!(
+            "{} pcap verify {}",
+            env!("CARGO_BIN_EXE_ucm"),
+            file.display()
+        );
+        let out = std::process::Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .output()
+            .unwrap();
+        let shown = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(shown.matches(needle).count(), 1, "{shown}");
+        // Redirected: the report on stdout, the failure on stderr too.
+        let out = ucm().args(["pcap", "verify"]).arg(file).output().unwrap();
+        assert!(stdout(&out).contains(needle) && stderr(&out).contains(needle));
+    }
+}
