@@ -11,6 +11,7 @@ mod pcap;
 mod phone;
 mod serve;
 mod services;
+mod user;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,9 @@ enum Command {
     Services(services::Command),
     /// Page a recipient group through the Paging Server, as a caller; list page reports.
     Page(page::Args),
+    /// Users: end a lockout (`ucm user unlock USER --db URL`).
+    #[command(subcommand)]
+    User(user::Command),
 }
 
 /// An error that decides the exit code.
@@ -127,6 +131,7 @@ fn main() -> ExitCode {
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
+            Command::User(c) => user::run(c).await,
         }
     });
     match result {

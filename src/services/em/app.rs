@@ -5,6 +5,12 @@
 //! the phone. A logged-in phone gets the "log out?" prompt instead. Errors are shown the way
 //! Cisco phones show them: "Login is unavailable(N)".
 //!
+//! Security: Allow Proxy and Validate IP Address apply to the phone's request as to the EM
+//! API (the request's source address, see [`super::policy::source_allowed`]), checked before
+//! the PIN. Logging a phone out without credentials, and being told who is logged in, is for
+//! the phone itself only (its registered address, or a trusted one, whatever Validate IP
+//! Address says); any other source gets a form asking for the logged-in user's ID and PIN.
+//!
 //! The exact page XML and parameter names of Cisco's EMApp are UNCONFIRMED (not in Cisco's public documents); the
 //! parameters here are `device`, `loginType`, `userid`, `dn`, `pin` and `logout`.
 
@@ -13,9 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 
+use super::policy::{self, Source};
 use super::{EmService, Principal};
 use crate::node::NodeState;
 use crate::wire::em::EmError;
@@ -64,6 +71,7 @@ pub struct EmApp {
 pub async fn handler(
     State(app): State<Arc<EmApp>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     let get = |k: &str| {
@@ -99,10 +107,57 @@ pub async fn handler(
         crate::wire::codec::percent_encode(&device)
     );
     let current = cluster.mobility.login(&device);
+    let (uid, dn, pin) = (get("userid"), get("dn"), get("pin"));
+    let params = &cluster.service_parameters.extension_mobility;
+    let source = Source::from_http(peer.ip(), &headers, None);
+    let proxied = policy::check_proxy(params, source.via_hops > 0, "a request");
+    // The phone itself (its registered address, under the same source rules as Validate IP
+    // Address, whatever that parameter says) may log out without credentials and be told
+    // who is logged in; anyone else must give the logged-in user's ID and PIN.
+    let from_phone = proxied.is_ok()
+        && policy::source_allowed(&params.trusted_ips, &device, &source, || {
+            super::device_addresses(state, &device)
+        })
+        .is_ok();
+    let logout_form = |prompt: &str| {
+        let mut form = Input::new(TITLE, &format!("{base}&logout=true"))
+            .item(InputItem::new("User ID", "userid", "A"))
+            .item(InputItem::new("PIN", "pin", "NP"));
+        form.base.prompt = Some(prompt.into());
+        page(form)
+    };
 
-    // Logout asked for (the Yes softkey of the prompt).
+    // Logout asked for (the Yes softkey of the prompt, or the logout form).
     if get("logout").is_some() {
-        let outcome = em.logout(state, &emapp_principal(), &device).await;
+        if let Err(e) = &proxied {
+            return text(&unavailable(e, false));
+        }
+        let principal = if from_phone {
+            emapp_principal()
+        } else {
+            let (Some(user), Some(pin)) = (uid, pin) else {
+                return logout_form("Enter the logged-in user's ID and PIN to log out");
+            };
+            // The same answer whether the PIN or the user is wrong: strangers learn nothing
+            // of who is logged in.
+            if let Err(msg) = check_pin(state, &user, &pin).await {
+                return text(&msg.replace("login", "log out"));
+            }
+            if current.as_ref().map(|l| l.user.as_str()) != Some(user.as_str()) {
+                tracing::info!(
+                    device,
+                    user,
+                    "EMApp: logout refused: not the logged-in user"
+                );
+                return text("Please try to log out again (201)");
+            }
+            Principal {
+                id: user,
+                proxy: false,
+                is_end_user: true,
+            }
+        };
+        let outcome = em.logout(state, &principal, &device).await;
         return match outcome {
             Ok(()) => text("Logged out. The phone restarts with its own profile."),
             Err(e) => {
@@ -111,8 +166,11 @@ pub async fn handler(
             }
         };
     }
-    // A logged-in phone is asked whether to log out.
+    // A logged-in phone is asked whether to log out; others are not told who.
     if let Some(l) = current {
+        if !from_phone {
+            return logout_form("Somebody is logged in. Enter the user's ID and PIN to log out");
+        }
         return page(
             Menu::new(TITLE)
                 .prompt(&format!("{} is logged in. Log out?", l.user))
@@ -121,7 +179,6 @@ pub async fn handler(
         );
     }
     // The submitted form.
-    let (uid, dn, pin) = (get("userid"), get("dn"), get("pin"));
     if uid.is_none() && dn.is_none() && pin.is_none() {
         let id_item = if login_type == "DN" {
             InputItem::new("Primary Extension", "dn", "N")
@@ -154,13 +211,13 @@ pub async fn handler(
     let Some(pin) = pin else {
         return text("Login is unavailable(202)");
     };
+    // Allow Proxy, then Validate IP Address on the request's source, before any PIN check.
+    if let Err(e) = proxied.and_then(|()| em.check_ip(state, &device, &source)) {
+        return text(&unavailable(&e, true));
+    }
     match check_pin(state, &user, &pin).await {
         Ok(()) => {}
         Err(msg) => return text(&msg),
-    }
-    // The phone's own address: Validate IP Address compares it with the device's.
-    if let Err(e) = em.check_ip(state, &device, peer.ip()) {
-        return text(&unavailable(&e, true));
     }
     match em
         .login(state, &emapp_principal(), &device, &user, None, None)
@@ -179,17 +236,26 @@ pub async fn handler(
 /// Checks a user's PIN with the PIN lockout (`pin_lockout_threshold` failures in a row lock
 /// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201.
 async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), String> {
-    use crate::services::authenticate::{check_secret, SecretCheck};
+    use crate::services::authenticate::{check_secret, Lockout, SecretCheck};
     let again = || "Please try to login again (201)".to_string();
     let cluster = state.cluster();
-    let Some(hash) = cluster.end_user(user).and_then(|u| u.pin_hash.clone()) else {
-        return Err(again());
+    // An unknown user (or one without a PIN) is checked against a dummy hash: the same time
+    // and the same counting, so the answer does not tell which user IDs exist.
+    let hash = cluster.end_user(user).and_then(|u| u.pin_hash.clone());
+    let lockout = Lockout {
+        threshold: cluster
+            .service_parameters
+            .extension_mobility
+            .pin_lockout_threshold,
+        lock_secs: i64::from(
+            cluster
+                .service_parameters
+                .phone_services
+                .auth_lockout_minutes,
+        ) * 60,
     };
-    let threshold = cluster
-        .service_parameters
-        .extension_mobility
-        .pin_lockout_threshold;
-    match check_secret(state, &format!("pin:{user}"), pin, &hash, threshold).await {
+    drop(cluster);
+    match check_secret(state, &format!("pin:{user}"), pin, hash.as_deref(), lockout).await {
         SecretCheck::Ok => Ok(()),
         SecretCheck::Locked => {
             tracing::info!(user, "EMApp: PIN locked out");
@@ -202,6 +268,9 @@ async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), 
         SecretCheck::Wrong { locked_now: false } => {
             tracing::info!(user, "EMApp: wrong PIN");
             Err(again())
+        }
+        SecretCheck::Busy { .. } | SecretCheck::Throttled { .. } => {
+            Err("Login is unavailable(26)".to_string())
         }
         SecretCheck::Unavailable(_) => Err("Login is unavailable(6)".to_string()),
     }

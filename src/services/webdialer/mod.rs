@@ -193,6 +193,12 @@ impl WebDialerService {
             SecretCheck::Ok => Ok(principal),
             SecretCheck::Locked => Err(WdError::new(2, format!("{user:?} is locked out"))),
             SecretCheck::Wrong { .. } => Err(refused()),
+            SecretCheck::Busy { retry_after } | SecretCheck::Throttled { retry_after } => {
+                Err(WdError::new(
+                    8,
+                    format!("busy checking credentials; retry in {retry_after} s"),
+                ))
+            }
             SecretCheck::Unavailable(e) => Err(WdError::new(8, format!("database: {e}"))),
         }
     }
