@@ -256,9 +256,9 @@ impl FailureCache {
     }
 }
 
-/// Failed checks a source may make before it is slowed down ([`SourceThrottle`]): below the
-/// default account lockout threshold (5), so one anonymous source cannot lock an account at
-/// full speed.
+/// Failed checks of one account a source may make before it is slowed down
+/// ([`SourceThrottle`]): below the default account lockout threshold (5), so one anonymous
+/// source cannot lock an account at full speed.
 pub const SOURCE_FREE_FAILURES: u32 = 3;
 /// The first wait imposed on a source past its free failures; each further failure doubles it.
 pub const SOURCE_BACKOFF_START: std::time::Duration = std::time::Duration::from_secs(10);
@@ -266,7 +266,7 @@ pub const SOURCE_BACKOFF_START: std::time::Duration = std::time::Duration::from_
 pub const SOURCE_BACKOFF_MAX: std::time::Duration = std::time::Duration::from_secs(900);
 /// A source with no failure for this long starts afresh.
 pub const SOURCE_FORGET_AFTER: std::time::Duration = std::time::Duration::from_secs(3600);
-/// Sources tracked at once (bounds memory; past it the oldest quiet ones are dropped).
+/// Source and account pairs tracked at once (bounds memory; past it the quietest are dropped).
 pub const SOURCE_TRACKED_MAX: usize = 65_536;
 
 #[derive(Debug, Clone, Copy)]
@@ -276,15 +276,17 @@ struct SourceState {
     last: std::time::Instant,
 }
 
-/// Per-source throttle for secret checks, as a state machine over `now` (no clock inside).
-/// Every check is reserved before it runs (so parallel guesses are counted, not raced past):
-/// the first [`SOURCE_FREE_FAILURES`] go straight through; after that a source waits
-/// [`SOURCE_BACKOFF_START`], doubling with each further failure up to [`SOURCE_BACKOFF_MAX`],
-/// between checks, and a check asked for sooner is refused unchecked and uncounted. A success
-/// from the source starts it afresh.
+/// Per-source throttle for secret checks, kept per source address and account (credential),
+/// as a state machine over `now` (no clock inside). Every check is reserved before it runs
+/// (so parallel guesses are counted, not raced past): the first [`SOURCE_FREE_FAILURES`] go
+/// straight through; after that the source waits [`SOURCE_BACKOFF_START`], doubling with each
+/// further failure up to [`SOURCE_BACKOFF_MAX`], between checks of that account, and a check
+/// asked for sooner is refused unchecked and uncounted (by the account too). A success starts
+/// the pair afresh. Keyed by account as well as address so that one user's typos behind a
+/// shared address (NAT) do not slow down the others there.
 #[derive(Default)]
 pub struct SourceThrottle {
-    sources: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, SourceState>>,
+    sources: std::sync::Mutex<std::collections::HashMap<(std::net::IpAddr, String), SourceState>>,
 }
 
 impl SourceThrottle {
@@ -299,15 +301,17 @@ impl SourceThrottle {
             .min(SOURCE_BACKOFF_MAX)
     }
 
-    /// Reserves one check for `source` at `now`: `Ok` (counted as a failure until
-    /// [`SourceThrottle::succeeded`]) or `Err(wait)` when the source must wait that long.
+    /// Reserves one check of `credential` for `source` at `now`: `Ok` (counted as a failure
+    /// until [`SourceThrottle::succeeded`]) or `Err(wait)` when the source must wait that long.
     pub fn reserve(
         &self,
         source: std::net::IpAddr,
+        credential: &str,
         now: std::time::Instant,
     ) -> Result<(), std::time::Duration> {
+        let key = (source, credential.to_string());
         let mut g = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        if g.len() >= SOURCE_TRACKED_MAX && !g.contains_key(&source) {
+        if g.len() >= SOURCE_TRACKED_MAX && !g.contains_key(&key) {
             g.retain(|_, s| now.saturating_duration_since(s.last) < SOURCE_FORGET_AFTER);
             if g.len() >= SOURCE_TRACKED_MAX {
                 // Still full of active sources: drop the quietest half rather than grow.
@@ -317,7 +321,7 @@ impl SourceThrottle {
                 g.retain(|_, s| s.last > cut);
             }
         }
-        let s = g.entry(source).or_insert(SourceState {
+        let s = g.entry(key).or_insert(SourceState {
             failures: 0,
             last: now,
         });
@@ -334,19 +338,19 @@ impl SourceThrottle {
     }
 
     /// Gives back a reservation whose check never ran (the node was busy).
-    pub fn release(&self, source: std::net::IpAddr) {
+    pub fn release(&self, source: std::net::IpAddr, credential: &str) {
         let mut g = self.sources.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(s) = g.get_mut(&source) {
+        if let Some(s) = g.get_mut(&(source, credential.to_string())) {
             s.failures = s.failures.saturating_sub(1);
         }
     }
 
-    /// A check from `source` succeeded: it starts afresh.
-    pub fn succeeded(&self, source: std::net::IpAddr) {
+    /// A check of `credential` from `source` succeeded: the pair starts afresh.
+    pub fn succeeded(&self, source: std::net::IpAddr, credential: &str) {
         self.sources
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&source);
+            .remove(&(source, credential.to_string()));
     }
 }
 
@@ -456,32 +460,38 @@ mod limit_tests {
         let t = SourceThrottle::default();
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let u = "password:emproxy";
         let t0 = Instant::now();
         // Parallel checks are reserved one by one: the free ones pass, the next is refused.
         for _ in 0..SOURCE_FREE_FAILURES {
-            assert!(t.reserve(a, t0).is_ok());
+            assert!(t.reserve(a, u, t0).is_ok());
         }
-        assert_eq!(t.reserve(a, t0), Err(SOURCE_BACKOFF_START));
-        // Another source is not affected.
-        assert!(t.reserve(b, t0).is_ok());
+        assert_eq!(t.reserve(a, u, t0), Err(SOURCE_BACKOFF_START));
+        // Another source, or another account from the same source, is not affected.
+        assert!(t.reserve(b, u, t0).is_ok());
+        assert!(t.reserve(a, "password:jsmith", t0).is_ok());
         // After the wait one more check; then the wait doubles.
         assert_eq!(
-            t.reserve(a, t0 + Duration::from_secs(4)),
+            t.reserve(a, u, t0 + Duration::from_secs(4)),
             Err(Duration::from_secs(6))
         );
         let t1 = t0 + SOURCE_BACKOFF_START;
-        assert!(t.reserve(a, t1).is_ok());
-        assert_eq!(t.reserve(a, t1), Err(SOURCE_BACKOFF_START * 2));
+        assert!(t.reserve(a, u, t1).is_ok());
+        assert_eq!(t.reserve(a, u, t1), Err(SOURCE_BACKOFF_START * 2));
         // The wait is capped.
         assert_eq!(SourceThrottle::backoff(40), SOURCE_BACKOFF_MAX);
-        // A success starts the source afresh; so does a long quiet time.
-        t.succeeded(a);
-        assert!(t.reserve(a, t1).is_ok());
+        // A success starts the pair afresh; so does a long quiet time; a check that never
+        // ran is given back.
+        t.succeeded(a, u);
+        assert!(t.reserve(a, u, t1).is_ok());
         for _ in 0..SOURCE_FREE_FAILURES {
-            let _ = t.reserve(b, t0);
+            let _ = t.reserve(b, u, t0);
         }
-        assert!(t.reserve(b, t0).is_err());
-        assert!(t.reserve(b, t0 + SOURCE_FORGET_AFTER).is_ok());
+        assert!(t.reserve(b, u, t0).is_err());
+        t.release(b, u);
+        assert!(t.reserve(b, u, t0).is_ok());
+        assert!(t.reserve(b, u, t0).is_err());
+        assert!(t.reserve(b, u, t0 + SOURCE_FORGET_AFTER).is_ok());
     }
 
     #[test]

@@ -29,7 +29,8 @@ pub enum Verdict {
     Error,
     /// Refused unchecked: every verification slot is taken (503, Retry-After seconds).
     Busy(u64),
-    /// Refused unchecked: this source failed too often lately (429, Retry-After seconds).
+    /// Refused unchecked: this source failed too often lately for this user (answered as
+    /// UN-AUTHORIZED; the seconds to wait are logged).
     Throttled(u64),
 }
 
@@ -113,8 +114,10 @@ pub async fn scope_source(req: axum::extract::Request, next: axum::middleware::N
 /// against a dummy hash so the answer takes as long, and never right), counted under
 /// `credential` (`password:<user>`, `pin:<user>`). In order, cheapest first:
 /// - a recent success with this secret (cache) is right without argon2, unless locked out;
-/// - the same wrong secret again from the same source is wrong without argon2 or counting;
-/// - the source's throttle (backoff after [`crate::auth::SOURCE_FREE_FAILURES`]);
+/// - the throttle of this source for this account (backoff after
+///   [`crate::auth::SOURCE_FREE_FAILURES`] failures);
+/// - the same wrong secret again from the same source is wrong without argon2 (still
+///   counted);
 /// - a verification slot ([`crate::auth::VerifyGate`]: one per core, a short queue);
 /// - the check is reserved in the database before it runs (counted as a failure until it
 ///   succeeds; the `threshold`-th locks the credential cluster-wide), so parallel guesses
@@ -152,22 +155,28 @@ pub async fn check_secret(
         }
         return SecretCheck::Ok;
     }
-    if guards
-        .failures
-        .seen(source, credential, secret, hash, Instant::now())
-    {
-        return SecretCheck::Wrong { locked_now: false };
-    }
-    if let Err(wait) = guards.sources.reserve(source, Instant::now()) {
+    if let Err(wait) = guards.sources.reserve(source, credential, Instant::now()) {
         return SecretCheck::Throttled {
             retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         };
     }
-    let Some(slot) = guards.gate.acquire().await else {
-        guards.sources.release(source);
-        return SecretCheck::Busy {
-            retry_after: crate::auth::VERIFY_QUEUE_WAIT.as_secs().max(1),
-        };
+    // The same wrong secret again from the same source: counted like any other failure, but
+    // answered without another argon2 verification (and without a slot).
+    let repeated = guards
+        .failures
+        .seen(source, credential, secret, hash, Instant::now());
+    let slot = if repeated {
+        None
+    } else {
+        match guards.gate.acquire().await {
+            Some(slot) => Some(slot),
+            None => {
+                guards.sources.release(source, credential);
+                return SecretCheck::Busy {
+                    retry_after: crate::auth::VERIFY_QUEUE_WAIT.as_secs().max(1),
+                };
+            }
+        }
     };
     let mut locked_now = false;
     if locking {
@@ -180,10 +189,13 @@ pub async fn check_secret(
             Ok(Some(f)) => locked_now = f.locked_until > now,
             Ok(None) => return SecretCheck::Locked,
             Err(e) => {
-                guards.sources.release(source);
+                guards.sources.release(source, credential);
                 return SecretCheck::Unavailable(e.to_string());
             }
         }
+    }
+    if repeated {
+        return SecretCheck::Wrong { locked_now };
     }
     let (s, h) = (secret.to_string(), hash.to_string());
     let right = tokio::task::spawn_blocking(move || crate::auth::verify_secret(&s, &h))
@@ -197,7 +209,7 @@ pub async fn check_secret(
                 tracing::warn!(error = %e, credential, "clearing failed checks failed");
             }
         }
-        guards.sources.succeeded(source);
+        guards.sources.succeeded(source, credential);
         state.password_cache.insert(credential, secret, hash);
         return SecretCheck::Ok;
     }
@@ -442,15 +454,15 @@ pub async fn handler(
         _ => Verdict::Error,
     };
     tracing::debug!(verdict = verdict.as_str(), "authentication URL");
-    // A phone reads only the body, so a busy or throttled refusal still says UN-AUTHORIZED;
-    // the status and Retry-After tell other clients when to come back.
-    let status = match verdict {
-        Verdict::Busy(_) => axum::http::StatusCode::SERVICE_UNAVAILABLE,
-        Verdict::Throttled(_) => axum::http::StatusCode::TOO_MANY_REQUESTS,
-        _ => axum::http::StatusCode::OK,
-    };
+    // A phone reads only the body, so a busy refusal still says UN-AUTHORIZED, with 503 and
+    // Retry-After (RFC 9110 section 15.6.4) for clients that read the status. A throttled
+    // source gets the plain refusal a phone expects (to a guesser it looks like any failure).
     match verdict {
-        Verdict::Busy(s) | Verdict::Throttled(s) => busy_response(status, s, verdict.as_str()),
+        Verdict::Busy(s) => busy_response(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            s,
+            verdict.as_str(),
+        ),
         _ => ([(header::CONTENT_TYPE, "text/html")], verdict.as_str()).into_response(),
     }
 }
