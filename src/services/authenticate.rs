@@ -194,14 +194,11 @@ pub async fn check_secret(
             }
         }
     }
-    if repeated {
+    let Some(slot) = slot else {
+        // A repeated wrong secret: counted above, no verification.
         return SecretCheck::Wrong { locked_now };
-    }
-    let (s, h) = (secret.to_string(), hash.to_string());
-    let right = tokio::task::spawn_blocking(move || crate::auth::verify_secret(&s, &h))
-        .await
-        .unwrap_or(false)
-        && known;
+    };
+    let right = slot.verify(secret, hash).await && known;
     drop(slot);
     if right {
         if locking {
