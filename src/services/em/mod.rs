@@ -318,7 +318,15 @@ impl EmService {
                 is_end_user: false,
             }
         } else {
-            return Err(refused());
+            // Checked all the same (a dummy hash, counted like a user): the answer's time and
+            // lockout do not tell which user IDs exist.
+            use crate::services::authenticate::{check_password, SecretCheck};
+            return Err(match check_password(state, &app.app_id, password).await {
+                SecretCheck::Busy { retry_after } | SecretCheck::Throttled { retry_after } => {
+                    EmError::new(26, format!("Busy, please try again in {retry_after} s"))
+                }
+                _ => refused(),
+            });
         };
         use crate::services::authenticate::{check_password, SecretCheck};
         match check_password(state, &principal.id, password).await {
