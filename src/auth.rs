@@ -25,6 +25,58 @@ pub fn verify_secret(secret: &str, hash: &str) -> bool {
     }
 }
 
+/// Most memory one verification may use, in KiB (argon2's `m`): a stored hash asking for more
+/// never verifies (the default, argon2id's recommended 19 MiB, is far below).
+pub const MAX_VERIFY_MEMORY_KIB: u32 = 65_536;
+
+/// Verifies a secret like [`verify_secret`], with argon2's working memory in `blocks` (grown
+/// to the hash's `m` once, then reused): a thread that verifies many secrets holds one block
+/// array instead of leaving a freed 19 MiB allocation behind per call. A hash asking for more
+/// than [`MAX_VERIFY_MEMORY_KIB`] never verifies.
+pub fn verify_secret_in(secret: &str, hash: &str, blocks: &mut Vec<argon2::Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt, parsed.hash) else {
+        return false;
+    };
+    let Ok(algorithm) = argon2::Algorithm::try_from(parsed.algorithm) else {
+        return false;
+    };
+    let version = match parsed.version.map(argon2::Version::try_from).transpose() {
+        Ok(v) => v.unwrap_or_default(),
+        Err(_) => return false,
+    };
+    let Ok(params) = argon2::Params::try_from(&parsed) else {
+        return false;
+    };
+    if params.m_cost() > MAX_VERIFY_MEMORY_KIB {
+        tracing::warn!(
+            m_cost = params.m_cost(),
+            "a stored hash asks for more memory than a verification may use; refused"
+        );
+        return false;
+    }
+    let mut salt_buf = [0u8; 64];
+    let Ok(salt) = salt.decode_b64(&mut salt_buf) else {
+        return false;
+    };
+    let need = params.block_count();
+    if blocks.len() < need {
+        blocks.resize(need, argon2::Block::default());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let done = Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        secret.as_bytes(),
+        salt,
+        &mut out,
+        &mut blocks[..need],
+    );
+    // Constant time: `Output`'s comparison is.
+    done.is_ok()
+        && argon2::password_hash::Output::new(&out).is_ok_and(|computed| computed == expected)
+}
+
 /// Unified CM's default SIP realm: the realm of every digest HA1 the cluster keeps.
 pub const REALM: &str = "ccmsipline";
 
@@ -54,6 +106,41 @@ mod tests {
         assert!(!verify_secret("cisco", "not a hash"));
         assert!(!is_password_hash("$1$abc$def"));
         assert_ne!(hash_secret("cisco"), h, "salts differ");
+    }
+
+    #[test]
+    fn r15_verifying_in_reused_memory_agrees_with_the_library() {
+        let mut blocks = Vec::new();
+        let h = hash_secret("cisco");
+        assert!(verify_secret_in("cisco", &h, &mut blocks));
+        let used = blocks.len();
+        assert_eq!(
+            used,
+            19 * 1024,
+            "argon2id's default 19 MiB, in 1 KiB blocks"
+        );
+        assert!(!verify_secret_in("Cisco", &h, &mut blocks));
+        assert!(!verify_secret_in("cisco", "not a hash", &mut blocks));
+        assert_eq!(blocks.len(), used, "reused, not grown");
+        // Other parameters and argon2i/argon2d hashes verify the same way.
+        let params = argon2::Params::new(8 * 1024, 3, 1, None).unwrap();
+        for alg in [argon2::Algorithm::Argon2i, argon2::Algorithm::Argon2d] {
+            let salt = SaltString::generate(&mut OsRng);
+            let h2 = Argon2::new(alg, argon2::Version::V0x13, params.clone())
+                .hash_password(b"pin", &salt)
+                .unwrap()
+                .to_string();
+            assert!(verify_secret_in("pin", &h2, &mut blocks), "{h2}");
+            assert!(!verify_secret_in("pim", &h2, &mut blocks));
+        }
+        // More memory than a verification may use: never verifies.
+        let big = argon2::Params::new(MAX_VERIFY_MEMORY_KIB + 8, 1, 1, None).unwrap();
+        let salt = SaltString::generate(&mut OsRng);
+        let h3 = Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, big)
+            .hash_password(b"x", &salt)
+            .unwrap()
+            .to_string();
+        assert!(!verify_secret_in("x", &h3, &mut blocks));
     }
 }
 
@@ -430,12 +517,16 @@ impl VerifyGate {
             // The threads end when the gate (the sender) is dropped.
             let spawned = std::thread::Builder::new()
                 .name(format!("verify-{i}"))
-                .spawn(move || loop {
-                    let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    let Ok((secret, hash, reply)) = job else {
-                        return;
-                    };
-                    let _ = reply.send(verify_secret(&secret, &hash));
+                .spawn(move || {
+                    // This thread's argon2 memory, allocated once and reused.
+                    let mut blocks = Vec::new();
+                    loop {
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((secret, hash, reply)) = job else {
+                            return;
+                        };
+                        let _ = reply.send(verify_secret_in(&secret, &hash, &mut blocks));
+                    }
                 });
             if let Err(e) = spawned {
                 tracing::error!(error = %e, "starting a password verification thread failed");
