@@ -87,9 +87,13 @@ pub fn ha1(user: &str, realm: &str, password: &str) -> String {
     hex::encode(Md5::digest(format!("{user}:{realm}:{password}").as_bytes()))
 }
 
-/// True when `s` is an argon2 hash in PHC format.
+/// True when `s` is an argon2 hash in PHC format whose parameters a verification accepts
+/// (at most [`MAX_VERIFY_MEMORY_KIB`] of memory).
 pub fn is_password_hash(s: &str) -> bool {
-    PasswordHash::new(s).is_ok_and(|h| h.algorithm.as_str().starts_with("argon2"))
+    PasswordHash::new(s).is_ok_and(|h| {
+        h.algorithm.as_str().starts_with("argon2")
+            && argon2::Params::try_from(&h).is_ok_and(|p| p.m_cost() <= MAX_VERIFY_MEMORY_KIB)
+    })
 }
 
 #[cfg(test)]
@@ -141,6 +145,11 @@ mod tests {
             .unwrap()
             .to_string();
         assert!(!verify_secret_in("x", &h3, &mut blocks));
+        assert!(
+            !is_password_hash(&h3),
+            "refused by the definition's validation too"
+        );
+        assert!(is_password_hash(&h));
     }
 }
 
