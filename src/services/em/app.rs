@@ -140,8 +140,8 @@ pub async fn handler(
             };
             // The same answer whether the PIN or the user is wrong: strangers learn nothing
             // of who is logged in.
-            if let Err(msg) = check_pin(state, &user, &pin).await {
-                return text(&msg.replace("login", "log out"));
+            if let Err(code) = check_pin(state, &user, &pin).await {
+                return text(&pin_refusal(code, false));
             }
             if current.as_ref().map(|l| l.user.as_str()) != Some(user.as_str()) {
                 tracing::info!(
@@ -215,9 +215,8 @@ pub async fn handler(
     if let Err(e) = proxied.and_then(|()| em.check_ip(state, &device, &source)) {
         return text(&unavailable(&e, true));
     }
-    match check_pin(state, &user, &pin).await {
-        Ok(()) => {}
-        Err(msg) => return text(&msg),
+    if let Err(code) = check_pin(state, &user, &pin).await {
+        return text(&pin_refusal(code, true));
     }
     match em
         .login(state, &emapp_principal(), &device, &user, None, None)
@@ -233,11 +232,22 @@ pub async fn handler(
     }
 }
 
+/// How the phone shows a refused PIN: Cisco's 201 for a wrong PIN (or user), else the code.
+fn pin_refusal(code: u32, login: bool) -> String {
+    match (code, login) {
+        (201, true) => "Please try to login again (201)".to_string(),
+        (201, false) => "Please try to log out again (201)".to_string(),
+        (c, true) => format!("Login is unavailable({c})"),
+        (c, false) => format!("Logout is unavailable({c})"),
+    }
+}
+
 /// Checks a user's PIN with the PIN lockout (`pin_lockout_threshold` failures in a row lock
-/// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201.
-async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), String> {
+/// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201; a busy
+/// node (or a throttled source) is 26, a database failure 6.
+async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), u32> {
     use crate::services::authenticate::{check_secret, Lockout, SecretCheck};
-    let again = || "Please try to login again (201)".to_string();
+    let again = || 201;
     let cluster = state.cluster();
     // An unknown user (or one without a PIN) is checked against a dummy hash: the same time
     // and the same counting, so the answer does not tell which user IDs exist.
@@ -269,9 +279,7 @@ async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), 
             tracing::info!(user, "EMApp: wrong PIN");
             Err(again())
         }
-        SecretCheck::Busy { .. } | SecretCheck::Throttled { .. } => {
-            Err("Login is unavailable(26)".to_string())
-        }
-        SecretCheck::Unavailable(_) => Err("Login is unavailable(6)".to_string()),
+        SecretCheck::Busy { .. } | SecretCheck::Throttled { .. } => Err(26),
+        SecretCheck::Unavailable(_) => Err(6),
     }
 }
