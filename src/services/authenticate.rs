@@ -155,7 +155,14 @@ pub async fn check_secret(
         }
         return SecretCheck::Ok;
     }
-    if let Err(wait) = guards.sources.reserve(source, credential, Instant::now()) {
+    // Outside an HTTP request (no source) nothing is throttled: one shared bucket would let
+    // anyone slow down everyone.
+    let throttled = if source.is_unspecified() {
+        Ok(())
+    } else {
+        guards.sources.reserve(source, credential, Instant::now())
+    };
+    if let Err(wait) = throttled {
         return SecretCheck::Throttled {
             retry_after: wait.as_secs() + u64::from(wait.subsec_nanos() > 0),
         };
