@@ -11,6 +11,7 @@ mod pcap;
 mod phone;
 mod serve;
 mod services;
+mod user;
 
 use std::process::ExitCode;
 
@@ -77,6 +78,9 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         out_dir: Option<std::path::PathBuf>,
     },
+    /// Users: end a lockout (`ucm user unlock USER --db URL`).
+    #[command(subcommand)]
+    User(user::Command),
 }
 
 /// An error that decides the exit code.
@@ -167,6 +171,7 @@ fn main() -> ExitCode {
                 cmd.build();
                 write_man_pages(&cmd, "ucm", &dir)
             }
+            Command::User(c) => user::run(c).await,
         }
     });
     match result {

@@ -425,6 +425,10 @@ pub struct PhoneServicesParameters {
     /// Minutes a lockout lasts.
     #[serde(default = "default_lockout_minutes")]
     pub auth_lockout_minutes: u32,
+    /// Application users (such as the EM proxy user) are never locked out by failed
+    /// checks; the per-source throttle still slows down whoever guesses their passwords.
+    #[serde(default)]
+    pub lockout_exempt_application_users: bool,
 }
 
 fn default_lockout_minutes() -> u32 {
@@ -436,6 +440,7 @@ impl Default for PhoneServicesParameters {
         PhoneServicesParameters {
             auth_lockout_threshold: default_lockout(),
             auth_lockout_minutes: default_lockout_minutes(),
+            lockout_exempt_application_users: false,
         }
     }
 }

@@ -72,6 +72,8 @@ pub struct NodeState {
     pub call_control: Arc<crate::sip::CallControl>,
     /// Recent successful password checks (the authentication URL is called on every push).
     pub password_cache: crate::auth::VerifiedCache,
+    /// Bounds on the work secret checks cost: per-source throttle, failure cache, verification slots.
+    pub secret_guards: crate::auth::SecretGuards,
     /// Secrets this node's own services present for their application users, by user (the
     /// Paging Server's push credential): checked before the database.
     own_secrets: RwLock<std::collections::HashMap<String, String>>,
@@ -121,6 +123,7 @@ impl NodeState {
         let (stop, _) = watch::channel(false);
         Ok(Arc::new(NodeState {
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
+            secret_guards: Default::default(),
             call_control: Arc::new(crate::sip::CallControl::new()),
             sip_host,
             sips_host,

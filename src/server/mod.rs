@@ -353,6 +353,10 @@ pub async fn run(
             tasks.spawn(t);
         }
     }
+    // Every secret check is throttled and remembered per source address.
+    let app = app.layer(axum::middleware::from_fn(
+        crate::services::authenticate::scope_source,
+    ));
     tasks.spawn(crate::node::http::serve(
         node.http,
         app.clone(),
@@ -435,6 +439,35 @@ async fn metrics(State(s): State<Arc<NodeState>>) -> Response {
             "ucm_configured_end_users",
             "End users in the cluster definition.",
             c.end_users.len() as f64,
+        ),
+        (
+            "ucm_password_verification_slots",
+            "Password and PIN verifications allowed to run at once.",
+            s.secret_guards.gate.size() as f64,
+        ),
+        (
+            "ucm_password_verifications_running_max",
+            "Most password and PIN verifications ever running at once.",
+            s.secret_guards
+                .gate
+                .high_water
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        ),
+        (
+            "ucm_password_verifications",
+            "Password and PIN verifications run (argon2).",
+            s.secret_guards
+                .gate
+                .verified
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
+        ),
+        (
+            "ucm_password_checks_refused_busy",
+            "Password and PIN checks refused because every verification slot was taken.",
+            s.secret_guards
+                .gate
+                .refused_busy
+                .load(std::sync::atomic::Ordering::Relaxed) as f64,
         ),
     ]);
     (

@@ -34,38 +34,76 @@ impl Store {
         .transpose()
     }
 
-    /// Counts one failure of `credential` at `now`; the `threshold`-th failure in a row locks
-    /// it for `lock_secs` (and starts the count again). A threshold of 0 never locks.
-    /// One statement, so concurrent failures on several nodes are all counted.
-    pub async fn record_credential_failure(
+    /// Reserves one check of `credential` at `now`, before the secret is verified, so that
+    /// parallel guesses (on any node) are counted, not raced past: one statement, atomic on
+    /// both backends. Every reserved check counts as a failure until
+    /// [`Store::clear_credential_failures`] records a success; the reservation that brings
+    /// the count to `threshold` also locks the credential for `lock_secs` (so at most
+    /// `threshold` checks run per lockout window, cluster-wide). A lock that has expired
+    /// starts a new window. `None`: locked, refused without a check.
+    pub async fn reserve_credential_check(
         &self,
         credential: &str,
         now: i64,
         threshold: u32,
         lock_secs: i64,
-    ) -> Result<CredentialFailures, StoreError> {
-        let threshold = i64::from(threshold);
+    ) -> Result<Option<CredentialFailures>, StoreError> {
+        let threshold = i64::from(threshold.max(1));
         let row = sqlx::query(
             "INSERT INTO credential_failures (credential, failures, locked_until, updated_at) \
-             VALUES ($1, CASE WHEN $3 = 1 THEN 0 ELSE 1 END, CASE WHEN $3 = 1 THEN $2 + $4 ELSE 0 END, $2) \
+             VALUES ($1, 1, CASE WHEN $3 <= 1 THEN $2 + $4 ELSE 0 END, $2) \
              ON CONFLICT (credential) DO UPDATE SET \
-               locked_until = CASE WHEN $3 > 0 AND credential_failures.failures + 1 >= $3 \
-                 THEN $2 + $4 ELSE credential_failures.locked_until END, \
-               failures = CASE WHEN $3 > 0 AND credential_failures.failures + 1 >= $3 \
-                 THEN 0 ELSE credential_failures.failures + 1 END, \
+               failures = CASE WHEN credential_failures.locked_until > 0 \
+                 THEN 1 ELSE credential_failures.failures + 1 END, \
+               locked_until = CASE WHEN (CASE WHEN credential_failures.locked_until > 0 \
+                 THEN 1 ELSE credential_failures.failures + 1 END) >= $3 \
+                 THEN $2 + $4 ELSE 0 END, \
                updated_at = $2 \
+             WHERE credential_failures.locked_until <= $2 \
              RETURNING failures, locked_until",
         )
         .bind(credential)
         .bind(now)
         .bind(threshold)
         .bind(lock_secs)
-        .fetch_one(&self.pool)
+        .fetch_optional(&self.pool)
         .await?;
-        Ok(CredentialFailures {
-            failures: row.try_get(0)?,
-            locked_until: row.try_get(1)?,
+        row.map(|r| {
+            Ok(CredentialFailures {
+                failures: r.try_get(0)?,
+                locked_until: r.try_get(1)?,
+            })
         })
+        .transpose()
+    }
+
+    /// Forgets failure records that are neither locked nor recent (older than `before`):
+    /// failures count within a window, and names nobody has tried lately keep no row.
+    pub async fn prune_credential_failures(
+        &self,
+        now: i64,
+        before: i64,
+    ) -> Result<u64, StoreError> {
+        let r = sqlx::query(
+            "DELETE FROM credential_failures WHERE locked_until <= $1 AND updated_at < $2",
+        )
+        .bind(now)
+        .bind(before)
+        .execute(&self.pool)
+        .await?;
+        Ok(r.rows_affected())
+    }
+
+    /// Unlocks a user: forgets the failures and lockouts of their password and PIN. Returns
+    /// the records removed (0: the user had none).
+    pub async fn unlock_user(&self, user: &str) -> Result<u64, StoreError> {
+        let r =
+            sqlx::query("DELETE FROM credential_failures WHERE credential = $1 OR credential = $2")
+                .bind(format!("password:{user}"))
+                .bind(format!("pin:{user}"))
+                .execute(&self.pool)
+                .await?;
+        Ok(r.rows_affected())
     }
 
     /// Forgets the failures of `credential` after a successful check.

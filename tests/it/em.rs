@@ -42,6 +42,50 @@ fn em_post(http: SocketAddr, xml: &str, extra_headers: &str) -> String {
     String::from_utf8(body).unwrap()
 }
 
+/// Sends a raw HTTP/1.1 request to `addr` from the loopback address `src` (any 127.0.0.0/8
+/// address is this host's): how tests stand for a phone, a proxy or a stranger.
+pub fn http_from(src: &str, addr: SocketAddr, request: &str) -> (u16, String, Vec<u8>) {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let local: SocketAddr = format!("{src}:0").parse().unwrap();
+    sock.bind(&local.into()).unwrap();
+    sock.connect_timeout(&addr.into(), Duration::from_secs(5))
+        .unwrap();
+    let mut s: TcpStream = sock.into();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    s.write_all(request.as_bytes()).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    split_http(&raw)
+}
+
+/// `em_post` from the loopback address `src`.
+fn em_post_from(src: &str, http: SocketAddr, xml: &str, extra_headers: &str) -> String {
+    let body = format!("xml={}", form_encode(xml));
+    let (status, _, body) = http_from(
+        src,
+        http,
+        &format!(
+            "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\n{extra_headers}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    );
+    assert_eq!(status, 200, "the EM service answers 200 to every request");
+    String::from_utf8(body).unwrap()
+}
+
+/// A GET of the EM application from the loopback address `src`; the page's text.
+fn emapp_from(src: &str, http: SocketAddr, query: &str) -> String {
+    let (status, _, body) = http_from(
+        src,
+        http,
+        &format!(
+            "GET /emapp/EMAppServlet?{query} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 200);
+    String::from_utf8(body).unwrap()
+}
+
 fn app(id: &str, pw: &str) -> String {
     format!("<appInfo><appID>{id}</appID><appCertificate>{pw}</appCertificate></appInfo>")
 }
@@ -269,22 +313,20 @@ fn r6_policy_validate_ip_auto_logout_and_busy() {
         error_code(&em_post(http, &login(&proxy, HOTDESK, "jsmith", ""), "")),
         Some(28)
     );
-    // An address on the Trusted List is accepted (EMApp forwards the phone's address so).
-    let via_trusted = login(
+    // Naming a trusted address in the body changes nothing: the source is validated (issue 15).
+    let claims_trusted = login(
         &proxy,
         HOTDESK,
         "jsmith",
         "<remoteIPAddr>127.0.0.9</remoteIPAddr>",
     );
-    assert_eq!(em_post(http, &via_trusted, ""), OK);
+    assert_eq!(error_code(&em_post(http, &claims_trusted, "")), Some(28));
+    // A request from an address on the Trusted List is accepted.
+    let from_trusted = login(&proxy, HOTDESK, "jsmith", "");
+    assert_eq!(em_post_from("127.0.0.9", http, &from_trusted, ""), OK);
     // Auto-logout: logging jsmith in elsewhere logs the hot-desk phone out.
-    let other = login(
-        &proxy,
-        "SEP00036BC7B973",
-        "jsmith",
-        "<remoteIPAddr>127.0.0.9</remoteIPAddr>",
-    );
-    assert_eq!(em_post(http, &other, ""), OK);
+    let other = login(&proxy, "SEP00036BC7B973", "jsmith", "");
+    assert_eq!(em_post_from("127.0.0.9", http, &other, ""), OK);
     let q = format!(
         "<query>{proxy}<userDevicesQuery><userID>jsmith</userID></userDevicesQuery></query>"
     );
@@ -568,7 +610,10 @@ fn r6_ucm_em_commands_and_their_exit_codes() {
 #[test]
 fn r6_phone_facing_em_application_logs_in_with_the_pin_and_out() {
     let dir = tempfile::tempdir().unwrap();
-    let params = format!("{DEFAULT_PARAMS}    pin_lockout_threshold: 2\n");
+    // The test's requests come from 127.0.0.1, trusted here to stand for the (unregistered)
+    // phone: only the phone itself is told who is logged in and may log out without a PIN.
+    let params =
+        format!("{DEFAULT_PARAMS}    pin_lockout_threshold: 2\n    trusted_ips: [\"127.0.0.1\"]\n");
     let def = em_cluster(dir.path(), &params);
     let srv = Server::start(&["--config", def.to_str().unwrap()]);
     let http = srv.addr("http");
@@ -819,6 +864,220 @@ fn r6_em_api_over_https_with_the_node_certificate() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
+
+/// Registers the hot-desk phone from `ip` (as a phone does, over SIP/UDP), so that its address
+/// is known to Validate IP Address.
+async fn register_hotdesk(srv: &Server, ip: &str) -> crate::callcontrol::TestPhone {
+    crate::callcontrol::TestPhone::register(ip, "29001", "0000000000a1", srv.addr("sip_udp")).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_validate_ip_checks_the_source_not_the_claimed_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = "    validate_ip_address: true\n    trusted_ips: [\"127.0.0.9\"]\n    allow_proxy: true\n    multiple_login_behavior: not-allowed\n    max_concurrent_requests: 5\n";
+    let def = em_cluster(dir.path(), params);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let _phone = register_hotdesk(&srv, "127.0.0.5").await;
+    let http = srv.addr("http");
+    tokio::task::spawn_blocking(move || {
+        let proxy = app("emproxy", "emproxy");
+        let claim = |ip: &str| format!("<remoteIPAddr>{ip}</remoteIPAddr>");
+        // A stranger naming the phone's (or a trusted) address in the body: 28, as without it.
+        for extra in [claim("127.0.0.5"), claim("127.0.0.9"), String::new()] {
+            let r = em_post_from(
+                "127.0.0.66",
+                http,
+                &login(&proxy, HOTDESK, "jsmith", &extra),
+                "",
+            );
+            assert_eq!(error_code(&r), Some(28), "{extra}: {r}");
+        }
+        // From the phone itself: accepted.
+        assert_eq!(
+            em_post_from("127.0.0.5", http, &login(&proxy, HOTDESK, "jsmith", ""), ""),
+            OK
+        );
+        // A logout from elsewhere claiming the phone's address: 28; from the phone: done.
+        let out = logout(&proxy, HOTDESK).replace(
+            "</deviceName>",
+            "</deviceName><remoteIPAddr>127.0.0.5</remoteIPAddr>",
+        );
+        assert_eq!(
+            error_code(&em_post_from("127.0.0.66", http, &out, "")),
+            Some(28)
+        );
+        assert_eq!(
+            em_post_from("127.0.0.5", http, &logout(&proxy, HOTDESK), ""),
+            OK
+        );
+
+        // Through web proxies (Via, comma-separated for several). From a proxy on the Trusted
+        // List, the address it forwards is the one validated.
+        let via = "Via: 1.1 proxy-a, 1.1 proxy-b\r\n";
+        let fwd = |ip: &str| format!("{via}X-Forwarded-For: {ip}\r\n");
+        let l = login(&proxy, HOTDESK, "jsmith", "");
+        assert_eq!(
+            error_code(&em_post_from("127.0.0.9", http, &l, &fwd("127.0.0.66"))),
+            Some(28),
+            "a trusted proxy forwarding a stranger"
+        );
+        assert_eq!(
+            error_code(&em_post_from(
+                "127.0.0.9",
+                http,
+                &l,
+                &format!("{via}Forwarded: for=127.0.0.66\r\n")
+            )),
+            Some(28),
+            "RFC 7239 Forwarded"
+        );
+        assert_eq!(em_post_from("127.0.0.9", http, &l, &fwd("127.0.0.5")), OK);
+        // A Via header from an untrusted source is no proxy to believe, whatever it forwards.
+        let lo = logout(&proxy, HOTDESK);
+        assert_eq!(
+            error_code(&em_post_from("127.0.0.66", http, &lo, &fwd("127.0.0.5"))),
+            Some(28)
+        );
+        assert_eq!(em_post_from("127.0.0.9", http, &lo, &fwd("127.0.0.5")), OK);
+    })
+    .await
+    .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_em_application_logout_needs_the_phone_or_the_users_pin() {
+    let dir = tempfile::tempdir().unwrap();
+    // With Validate IP Address on, as in the report; the rule for logouts holds either way.
+    let params = "    validate_ip_address: true\n    allow_proxy: false\n    multiple_login_behavior: not-allowed\n    max_concurrent_requests: 5\n";
+    let def = em_cluster(dir.path(), params);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let _phone = register_hotdesk(&srv, "127.0.0.5").await;
+    let http = srv.addr("http");
+    tokio::task::spawn_blocking(move || {
+        let proxy = app("emproxy", "emproxy");
+        let who = format!("<query>{proxy}<deviceUserQuery><deviceName>{HOTDESK}</deviceName></deviceUserQuery></query>");
+        let phone = |q: &str| emapp_from("127.0.0.5", http, &format!("device={HOTDESK}&{q}"));
+        let stranger = |q: &str| emapp_from("127.0.0.66", http, &format!("device={HOTDESK}&{q}"));
+        // A stranger cannot log in for the phone either (Validate IP Address).
+        assert!(stranger("userid=jsmith&pin=12345").contains("Login is unavailable(28)"));
+        assert!(phone("userid=jsmith&pin=12345").contains("Welcome, jsmith"));
+
+        // A stranger is not told who is logged in, and cannot log the phone out without the
+        // user's credentials.
+        let page = stranger("");
+        assert!(!page.contains("jsmith"), "{page}");
+        assert!(page.contains("<QueryStringParam>pin</QueryStringParam>"), "{page}");
+        let page = stranger("logout=true");
+        assert!(!page.contains("Logged out") && !page.contains("jsmith"), "{page}");
+        assert!(em_post(http, &who, "").contains("<userID>jsmith</userID>"));
+        // Another user's valid PIN does not log jsmith out; a wrong PIN neither.
+        let page = stranger("logout=true&userid=ssmith&pin=12345");
+        assert!(!page.contains("Logged out"), "{page}");
+        assert!(!stranger("logout=true&userid=jsmith&pin=99999").contains("Logged out"));
+        assert!(em_post(http, &who, "").contains("<userID>jsmith</userID>"));
+        // The logged-in user's own ID and PIN log out from anywhere.
+        assert!(stranger("logout=true&userid=jsmith&pin=12345").contains("Logged out"));
+        assert!(em_post(http, &who, "").contains("<none/>"));
+
+        // The phone itself is asked, by name, and logs out without a PIN.
+        assert!(phone("userid=jsmith&pin=12345").contains("Welcome, jsmith"));
+        assert!(phone("").contains("jsmith is logged in. Log out?"));
+        assert!(phone("logout=true").contains("Logged out"));
+        assert!(em_post(http, &who, "").contains("<none/>"));
+    })
+    .await
+    .unwrap();
+}
+
+/// The EM proxy user's lockout (issue 15, "lockout as a weapon").
+fn emproxy_cluster(dir: &std::path::Path, exempt: bool) -> std::path::PathBuf {
+    let def = em_cluster(dir, DEFAULT_PARAMS);
+    let text = std::fs::read_to_string(&def).unwrap().replace(
+        "service_parameters:\n",
+        &format!("service_parameters:\n  phone_services:\n    lockout_exempt_application_users: {exempt}\n"),
+    );
+    std::fs::write(&def, text).unwrap();
+    def
+}
+
+#[test]
+fn r15_one_source_cannot_lock_out_the_em_proxy_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = emproxy_cluster(dir.path(), false);
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let query = |pw: &str| {
+        format!(
+            "<query>{}<checkUser><userID>jsmith</userID></checkUser></query>",
+            app("emproxy", pw)
+        )
+    };
+    // Five anonymous wrong passwords from one address: the source is slowed down (26) before
+    // the account's threshold (5) is reached.
+    let codes: Vec<Option<u32>> = (0..5)
+        .map(|i| {
+            error_code(&em_post_from(
+                "127.0.0.66",
+                http,
+                &query(&format!("guess{i}")),
+                "",
+            ))
+        })
+        .collect();
+    assert_eq!(codes, [Some(3), Some(3), Some(3), Some(26), Some(26)]);
+    // The EM proxy user still works from everywhere else.
+    let ok = em_post(http, &query("emproxy"), "");
+    assert_eq!(error_code(&ok), None, "{ok}");
+}
+
+#[test]
+fn r15_application_users_can_be_exempt_from_lockout_and_users_unlocked() {
+    let db_of = |srv: &Server| format!("sqlite:{}", srv.data_dir.path().join("ucm.db").display());
+    let query = |pw: &str| {
+        format!(
+            "<query>{}<checkUser><userID>jsmith</userID></checkUser></query>",
+            app("emproxy", pw)
+        )
+    };
+    // Wrong passwords from five addresses (past any one source's throttle).
+    let guess_from_five = |http: SocketAddr| {
+        for i in 0..5 {
+            let r = em_post_from(&format!("127.0.0.{}", 70 + i), http, &query("wrong"), "");
+            assert_eq!(error_code(&r), Some(3), "{r}");
+        }
+    };
+    for exempt in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let def = emproxy_cluster(dir.path(), exempt);
+        let srv = Server::start(&["--config", def.to_str().unwrap()]);
+        let http = srv.addr("http");
+        guess_from_five(http);
+        let r = em_post(http, &query("emproxy"), "");
+        if exempt {
+            assert_eq!(error_code(&r), None, "exempt: not locked out: {r}");
+            continue;
+        }
+        assert!(r.contains("locked out"), "{r}");
+        // `ucm user unlock` ends the lockout cluster-wide, at once.
+        let unlock = |user: &str| {
+            crate::common::ucm()
+                .args(["user", "unlock", user, "--db", &db_of(&srv)])
+                .output()
+                .unwrap()
+        };
+        let out = unlock("emproxy");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        assert_eq!(error_code(&em_post(http, &query("emproxy"), "")), None);
+        // Nothing (left) to unlock: 1; not a user ID: 2.
+        assert_eq!(unlock("emproxy").status.code(), Some(1));
+        assert_eq!(unlock("").status.code(), Some(2));
+        let help = crate::common::ucm()
+            .args(["user", "unlock", "--help"])
+            .output()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&help.stdout).contains("Exit status"));
+    }
 }
 
 // ---- Issue 15: logins the database decides, views that never go back, bounded durations ----

@@ -193,6 +193,178 @@ async fn r5_configuration_files_over_tftp_on_udp() {
     assert!(String::from_utf8_lossy(&buf[4..n]).contains("read-only"));
 }
 
+/// A metric of the node's `/metrics` page.
+fn metric(http: std::net::SocketAddr, name: &str) -> f64 {
+    let (st, _, body) = http_get(http, "/metrics");
+    assert_eq!(st, 200);
+    let body = String::from_utf8(body).unwrap();
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{body}"))
+}
+
+/// A GET of the authentication URL from the loopback address `src`: (status, head, body).
+fn auth_from(src: &str, http: std::net::SocketAddr, user: &str, pw: &str) -> (u16, String, String) {
+    let (st, head, body) = crate::em::http_from(
+        src,
+        http,
+        &format!("GET /ccmcip/authenticate.jsp?UserID={user}&Password={pw}&devicename=SEP00036BC7B973 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    );
+    (st, head, String::from_utf8(body).unwrap())
+}
+
+/// `n` concurrent wrong guesses at jsmith's password, each from its own address (so no
+/// per-source throttle hides the account's limit), spread over `nodes`. Every answer is a
+/// refusal: UN-AUTHORIZED, or 503 with Retry-After when the node is busy.
+fn parallel_guesses(nodes: &[std::net::SocketAddr], n: usize) {
+    std::thread::scope(|s| {
+        let hs: Vec<_> = (0..n)
+            .map(|i| {
+                let http = nodes[i % nodes.len()];
+                s.spawn(move || {
+                    auth_from(
+                        &format!("127.0.3.{}", 10 + i),
+                        http,
+                        "jsmith",
+                        &format!("guess{i}"),
+                    )
+                })
+            })
+            .collect();
+        for h in hs {
+            let (st, head, body) = h.join().unwrap();
+            assert_eq!(body, "UN-AUTHORIZED");
+            assert!(
+                st == 200 || (st == 503 && head.to_ascii_lowercase().contains("retry-after:")),
+                "{st} {head}"
+            );
+        }
+    });
+}
+
+#[test]
+fn r15_parallel_guesses_get_at_most_the_threshold_of_checks() {
+    // The demo's lockout: 5 failures. 60 concurrent guesses (the report's right one was the
+    // 46th) may run at most 5 password verifications; the account is then locked.
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let before = metric(http, "ucm_password_verifications");
+    parallel_guesses(&[http], 60);
+    let ran = metric(http, "ucm_password_verifications") - before;
+    assert!(ran <= 5.0, "{ran} verifications for a threshold of 5");
+    if ran == 5.0 {
+        let (_, _, body) = auth_from("127.0.3.200", http, "jsmith", "cisco");
+        assert_eq!(body, "UN-AUTHORIZED", "locked out");
+    }
+}
+
+#[test]
+fn r15_parallel_guesses_on_two_nodes_share_one_limit_postgres() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let Some(db) = rt.block_on(crate::common::PgDb::create()) else {
+        return;
+    };
+    let a = Server::start(&["--db", &db.url]);
+    let b = Server::start(&["--db", &db.url]);
+    let nodes = [a.addr("http"), b.addr("http")];
+    let total = || {
+        nodes
+            .iter()
+            .map(|n| metric(*n, "ucm_password_verifications"))
+            .sum::<f64>()
+    };
+    let before = total();
+    parallel_guesses(&nodes, 60);
+    let ran = total() - before;
+    assert!(
+        ran <= 5.0,
+        "{ran} verifications on two nodes for a threshold of 5"
+    );
+    drop((a, b));
+    rt.block_on(db.drop_db());
+}
+
+/// Peak resident memory of a process, in KiB (`VmHWM`).
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn r15_two_hundred_strangers_never_exceed_the_verification_slots() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let slots = metric(http, "ucm_password_verification_slots");
+    assert!(slots >= 1.0);
+    // An unknown user costs a verification (against a dummy hash) like a known one: the
+    // answer's time does not tell which user IDs exist.
+    let before = metric(http, "ucm_password_verifications");
+    assert_eq!(
+        auth_from("127.0.4.1", http, "nobody", "x").2,
+        "UN-AUTHORIZED"
+    );
+    assert_eq!(metric(http, "ucm_password_verifications") - before, 1.0);
+    assert_eq!(
+        auth_from("127.0.4.1", http, "jsmith", "x").2,
+        "UN-AUTHORIZED"
+    );
+    assert_eq!(metric(http, "ucm_password_verifications") - before, 2.0);
+    // The same wrong password again from the same address costs no verification.
+    assert_eq!(
+        auth_from("127.0.4.1", http, "nobody", "x").2,
+        "UN-AUTHORIZED"
+    );
+    assert_eq!(metric(http, "ucm_password_verifications") - before, 2.0);
+
+    // 200 concurrent wrong passwords from 200 addresses, for 200 names.
+    let rss_before = peak_rss_kib(srv.child.id());
+    let statuses: Vec<u16> = std::thread::scope(|s| {
+        let hs: Vec<_> = (0..200)
+            .map(|i| {
+                s.spawn(move || {
+                    let (st, head, body) = auth_from(
+                        &format!("127.0.5.{}", 1 + i),
+                        http,
+                        &format!("stranger{i}"),
+                        &format!("pw{i}"),
+                    );
+                    assert_eq!(body, "UN-AUTHORIZED");
+                    if st == 503 {
+                        assert!(head.to_ascii_lowercase().contains("retry-after:"), "{head}");
+                    } else {
+                        assert_eq!(st, 200);
+                    }
+                    st
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let most = metric(http, "ucm_password_verifications_running_max");
+    assert!(
+        most >= 1.0 && most <= slots,
+        "{most} verifications at once, {slots} slots"
+    );
+    let busy = statuses.iter().filter(|s| **s == 503).count();
+    assert_eq!(
+        busy as f64,
+        metric(http, "ucm_password_checks_refused_busy"),
+        "every refusal is a busy answer, counted"
+    );
+    eprintln!(
+        "200 strangers: {} answered after a verification, {busy} busy (503); peak RSS {} -> {} KiB; {slots} slots",
+        200 - busy,
+        rss_before,
+        peak_rss_kib(srv.child.id())
+    );
+}
+
 /// The fenced `sh` blocks of README.md that follow the line containing `after` (up to `count`
 /// blocks), continuation lines joined, comment-only lines dropped.
 fn readme_sh_blocks(after: &str, count: usize) -> Vec<String> {

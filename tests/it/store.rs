@@ -139,42 +139,110 @@ async fn r2_bad_database_urls_are_refused_clearly() {
     );
 }
 
-/// Lockout counting (issue 5's authentication URL, and EM PINs later) on one backend.
+/// Lockout counting (issue 5's authentication URL, EM PINs) on one backend: each check is
+/// reserved before it runs and counts as a failure until a success clears it.
 async fn credential_failures(store: &Store) {
     let c = "password:jsmith";
     assert_eq!(store.credential_failures(c).await.unwrap(), None);
     let f = store
-        .record_credential_failure(c, 100, 3, 60)
+        .reserve_credential_check(c, 100, 3, 60)
         .await
-        .unwrap();
+        .unwrap()
+        .expect("granted");
     assert_eq!((f.failures, f.locked_until), (1, 0));
     store
-        .record_credential_failure(c, 101, 3, 60)
+        .reserve_credential_check(c, 101, 3, 60)
         .await
-        .unwrap();
-    // The third failure in a row locks for 60 s and starts the count again.
+        .unwrap()
+        .expect("granted");
+    // The third check in a row locks for 60 s as it is reserved.
     let f = store
-        .record_credential_failure(c, 102, 3, 60)
+        .reserve_credential_check(c, 102, 3, 60)
         .await
-        .unwrap();
-    assert_eq!((f.failures, f.locked_until), (0, 162));
+        .unwrap()
+        .expect("granted");
+    assert_eq!((f.failures, f.locked_until), (3, 162));
     assert_eq!(store.credential_failures(c).await.unwrap(), Some(f));
+    // While locked, nothing is granted (and nothing changes).
+    assert_eq!(
+        store.reserve_credential_check(c, 161, 3, 60).await.unwrap(),
+        None
+    );
+    assert_eq!(store.credential_failures(c).await.unwrap(), Some(f));
+    // Once the lock has expired, a new window starts.
+    let f = store
+        .reserve_credential_check(c, 162, 3, 60)
+        .await
+        .unwrap()
+        .expect("granted");
+    assert_eq!((f.failures, f.locked_until), (1, 0));
     store.clear_credential_failures(c).await.unwrap();
     assert_eq!(store.credential_failures(c).await.unwrap(), None);
-    // Threshold 1 locks at once; threshold 0 never locks.
+    // Threshold 1 locks with the first check.
     let f = store
-        .record_credential_failure("pin:a", 5, 1, 10)
+        .reserve_credential_check("pin:a", 5, 1, 10)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((f.failures, f.locked_until), (1, 15));
+    // Unlocking forgets the password's and the PIN's records; pruning forgets old unlocked ones.
+    store
+        .reserve_credential_check("password:a", 5, 5, 10)
         .await
         .unwrap();
-    assert_eq!((f.failures, f.locked_until), (0, 15));
-    for _ in 0..4 {
-        store
-            .record_credential_failure("pin:b", 5, 0, 10)
-            .await
-            .unwrap();
+    assert_eq!(store.unlock_user("a").await.unwrap(), 2);
+    assert_eq!(store.unlock_user("a").await.unwrap(), 0);
+    store
+        .reserve_credential_check("pin:b", 5, 5, 10)
+        .await
+        .unwrap();
+    store
+        .reserve_credential_check("pin:c", 5, 1, 1000)
+        .await
+        .unwrap();
+    assert_eq!(store.prune_credential_failures(6, 6).await.unwrap(), 1);
+    assert!(store.credential_failures("pin:c").await.unwrap().is_some());
+}
+
+/// 60 concurrent reservations of one credential with a threshold of 5 (each on its own
+/// connection where the backend has several): exactly 5 are granted.
+async fn parallel_reservations(store: &Store) {
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..60 {
+        let s = store.clone();
+        set.spawn(async move {
+            s.reserve_credential_check("password:emproxy", 1000, 5, 1800)
+                .await
+                .unwrap()
+                .is_some()
+        });
     }
-    let f = store.credential_failures("pin:b").await.unwrap().unwrap();
-    assert_eq!((f.failures, f.locked_until), (4, 0));
+    let mut granted = 0;
+    while let Some(r) = set.join_next().await {
+        granted += usize::from(r.unwrap());
+    }
+    assert_eq!(granted, 5, "at most the threshold of checks per window");
+}
+
+#[tokio::test]
+async fn r15_parallel_checks_are_reserved_atomically_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite:{}", dir.path().join("ucm.db").display()))
+        .await
+        .unwrap();
+    parallel_reservations(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r15_parallel_checks_are_reserved_atomically_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    parallel_reservations(&store).await;
+    store.close().await;
+    db.drop_db().await;
 }
 
 #[tokio::test]

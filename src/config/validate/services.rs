@@ -22,12 +22,32 @@ impl Checker<'_> {
             );
         }
         for (i, ip) in em.trusted_ips.iter().enumerate() {
-            if ip.parse::<IpAddr>().is_err() && !is_hostname(ip) {
-                self.err(
-                    emp.key("trusted_ips").index(i),
-                    format!("{ip:?} is not an IP address or host name"),
-                );
+            // Compared with request source addresses: an address or an `addr/len` prefix.
+            // Host names are not resolved, so they are refused rather than silently ignored.
+            let prefix_ok = ip.split_once('/').is_some_and(|(a, len)| {
+                match (a.parse::<IpAddr>(), len.parse::<u32>()) {
+                    (Ok(IpAddr::V4(_)), Ok(l)) => l <= 32,
+                    (Ok(IpAddr::V6(_)), Ok(l)) => l <= 128,
+                    _ => false,
+                }
+            });
+            if ip.parse::<IpAddr>().is_err() && !prefix_ok {
+                let what = if is_hostname(ip) {
+                    "is a host name; the Trusted List of IPs takes addresses and addr/len prefixes (names are not resolved)"
+                } else {
+                    "is not an IP address or addr/len prefix"
+                };
+                self.err(emp.key("trusted_ips").index(i), format!("{ip:?} {what}"));
             }
+        }
+        let ps = &d.service_parameters.phone_services;
+        if ps.auth_lockout_threshold > 0 && !(1..=1440).contains(&ps.auth_lockout_minutes) {
+            self.err(
+                root.key("service_parameters")
+                    .key("phone_services")
+                    .key("auth_lockout_minutes"),
+                "must be 1 to 1440 minutes while auth_lockout_threshold is set",
+            );
         }
         if em.max_concurrent_requests == 0 {
             self.err(emp.key("max_concurrent_requests"), "must be at least 1");

@@ -105,7 +105,7 @@ impl Checker<'_> {
             if !crate::auth::is_password_hash(h) {
                 self.err(
                     p.key(&format!("{name}_hash")),
-                    "not an argon2 hash in PHC format ($argon2id$...)",
+                    "not an argon2 hash in PHC format ($argon2id$...) using at most 64 MiB (m=65536)",
                 );
             }
         }

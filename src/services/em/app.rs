@@ -5,6 +5,12 @@
 //! the phone. A logged-in phone gets the "log out?" prompt instead. Errors are shown the way
 //! Cisco phones show them: "Login is unavailable(N)".
 //!
+//! Security: Allow Proxy and Validate IP Address apply to the phone's request as to the EM
+//! API (the request's source address, see [`super::policy::source_allowed`]), checked before
+//! the PIN. Logging a phone out without credentials, and being told who is logged in, is for
+//! the phone itself only (its registered address, or a trusted one, whatever Validate IP
+//! Address says); any other source gets a form asking for the logged-in user's ID and PIN.
+//!
 //! The exact page XML and parameter names of Cisco's EMApp are UNCONFIRMED (not in Cisco's public documents); the
 //! parameters here are `device`, `loginType`, `userid`, `dn`, `pin` and `logout`.
 
@@ -13,9 +19,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, RawQuery, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::policy::{self, Source};
 use super::{EmService, Principal};
 use crate::node::NodeState;
 use crate::wire::em::EmError;
@@ -64,6 +71,7 @@ pub struct EmApp {
 pub async fn handler(
     State(app): State<Arc<EmApp>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     Query(q): Query<HashMap<String, String>>,
     RawQuery(raw_query): RawQuery,
 ) -> Response {
@@ -108,10 +116,57 @@ pub async fn handler(
         crate::wire::codec::percent_encode(&device)
     );
     let current = cluster.mobility.login(&device);
+    let (uid, dn, pin) = (get("userid"), get("dn"), get("pin"));
+    let params = &cluster.service_parameters.extension_mobility;
+    let source = Source::from_http(peer.ip(), &headers, None);
+    let proxied = policy::check_proxy(params, source.via_hops > 0, "a request");
+    // The phone itself (its registered address, under the same source rules as Validate IP
+    // Address, whatever that parameter says) may log out without credentials and be told
+    // who is logged in; anyone else must give the logged-in user's ID and PIN.
+    let from_phone = proxied.is_ok()
+        && policy::source_allowed(&params.trusted_ips, &device, &source, || {
+            super::device_addresses(state, &device)
+        })
+        .is_ok();
+    let logout_form = |prompt: &str| {
+        let mut form = Input::new(TITLE, &format!("{base}&logout=true"))
+            .item(InputItem::new("User ID", "userid", "A"))
+            .item(InputItem::new("PIN", "pin", "NP"));
+        form.base.prompt = Some(prompt.into());
+        page(form)
+    };
 
-    // Logout asked for (the Yes softkey of the prompt).
+    // Logout asked for (the Yes softkey of the prompt, or the logout form).
     if get("logout").is_some() {
-        let outcome = em.logout(state, &emapp_principal(), &device).await;
+        if let Err(e) = &proxied {
+            return text(&unavailable(e, false));
+        }
+        let principal = if from_phone {
+            emapp_principal()
+        } else {
+            let (Some(user), Some(pin)) = (uid, pin) else {
+                return logout_form("Enter the logged-in user's ID and PIN to log out");
+            };
+            // The same answer whether the PIN or the user is wrong: strangers learn nothing
+            // of who is logged in.
+            if let Err(code) = check_pin(state, &user, &pin).await {
+                return text(&pin_refusal(code, false));
+            }
+            if current.as_ref().map(|l| l.user.as_str()) != Some(user.as_str()) {
+                tracing::info!(
+                    device,
+                    user,
+                    "EMApp: logout refused: not the logged-in user"
+                );
+                return text("Please try to log out again (201)");
+            }
+            Principal {
+                id: user,
+                proxy: false,
+                is_end_user: true,
+            }
+        };
+        let outcome = em.logout(state, &principal, &device).await;
         return match outcome {
             Ok(()) => text("Logged out. The phone restarts with its own profile."),
             Err(e) => {
@@ -120,8 +175,11 @@ pub async fn handler(
             }
         };
     }
-    // A logged-in phone is asked whether to log out.
+    // A logged-in phone is asked whether to log out; others are not told who.
     if let Some(l) = current {
+        if !from_phone {
+            return logout_form("Somebody is logged in. Enter the user's ID and PIN to log out");
+        }
         return page(
             Menu::new(TITLE)
                 .prompt(&format!("{} is logged in. Log out?", l.user))
@@ -130,7 +188,6 @@ pub async fn handler(
         );
     }
     // The submitted form.
-    let (uid, dn, pin) = (get("userid"), get("dn"), get("pin"));
     if uid.is_none() && dn.is_none() && pin.is_none() {
         let id_item = if login_type == "DN" {
             InputItem::new("Primary Extension", "dn", "N")
@@ -163,13 +220,12 @@ pub async fn handler(
     let Some(pin) = pin else {
         return text("Login is unavailable(202)");
     };
-    match check_pin(state, &user, &pin).await {
-        Ok(()) => {}
-        Err(msg) => return text(&msg),
-    }
-    // The phone's own address: Validate IP Address compares it with the device's.
-    if let Err(e) = em.check_ip(state, &device, peer.ip()) {
+    // Allow Proxy, then Validate IP Address on the request's source, before any PIN check.
+    if let Err(e) = proxied.and_then(|()| em.check_ip(state, &device, &source)) {
         return text(&unavailable(&e, true));
+    }
+    if let Err(code) = check_pin(state, &user, &pin).await {
+        return text(&pin_refusal(code, true));
     }
     match em
         .login(state, &emapp_principal(), &device, &user, None, None)
@@ -202,20 +258,40 @@ fn em_node_url(cluster: &crate::cluster::Cluster, raw_query: Option<&str>) -> Op
     Some(format!("http://{host}:{port}/emapp/EMAppServlet{query}"))
 }
 
+/// How the phone shows a refused PIN: Cisco's 201 for a wrong PIN (or user), else the code.
+fn pin_refusal(code: u32, login: bool) -> String {
+    match (code, login) {
+        (201, true) => "Please try to login again (201)".to_string(),
+        (201, false) => "Please try to log out again (201)".to_string(),
+        (c, true) => format!("Login is unavailable({c})"),
+        (c, false) => format!("Logout is unavailable({c})"),
+    }
+}
+
 /// Checks a user's PIN with the PIN lockout (`pin_lockout_threshold` failures in a row lock
-/// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201.
-async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), String> {
-    use crate::services::authenticate::{check_secret, SecretCheck};
-    let again = || "Please try to login again (201)".to_string();
+/// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201; a busy
+/// node (or a throttled source) is 26, a database failure 6.
+async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), u32> {
+    use crate::services::authenticate::{check_secret, Lockout, SecretCheck};
+    let again = || 201;
     let cluster = state.cluster();
-    let Some(hash) = cluster.end_user(user).and_then(|u| u.pin_hash.clone()) else {
-        return Err(again());
+    // An unknown user (or one without a PIN) is checked against a dummy hash: the same time
+    // and the same counting, so the answer does not tell which user IDs exist.
+    let hash = cluster.end_user(user).and_then(|u| u.pin_hash.clone());
+    let lockout = Lockout {
+        threshold: cluster
+            .service_parameters
+            .extension_mobility
+            .pin_lockout_threshold,
+        lock_secs: i64::from(
+            cluster
+                .service_parameters
+                .phone_services
+                .auth_lockout_minutes,
+        ) * 60,
     };
-    let threshold = cluster
-        .service_parameters
-        .extension_mobility
-        .pin_lockout_threshold;
-    match check_secret(state, &format!("pin:{user}"), pin, &hash, threshold).await {
+    drop(cluster);
+    match check_secret(state, &format!("pin:{user}"), pin, hash.as_deref(), lockout).await {
         SecretCheck::Ok => Ok(()),
         SecretCheck::Locked => {
             tracing::info!(user, "EMApp: PIN locked out");
@@ -229,6 +305,7 @@ async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), 
             tracing::info!(user, "EMApp: wrong PIN");
             Err(again())
         }
-        SecretCheck::Unavailable(_) => Err("Login is unavailable(6)".to_string()),
+        SecretCheck::Busy { .. } | SecretCheck::Throttled { .. } => Err(26),
+        SecretCheck::Unavailable(_) => Err(6),
     }
 }

@@ -56,11 +56,11 @@ impl Principal {
 }
 
 /// What the HTTP layer knows of the request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Caller {
-    pub peer: IpAddr,
-    /// The request came through an HTTP proxy (it carries a `Via` header).
-    pub via: bool,
+    /// The source address and the proxy headers (Validate IP Address checks these, not what
+    /// the body claims).
+    pub source: policy::Source,
 }
 
 /// The EM service of one node.
@@ -165,14 +165,17 @@ impl EmService {
         let origin = env.request.origin().clone();
         policy::check_proxy(
             &params,
-            caller.via || origin.via_header_set,
+            caller.source.via_hops > 0 || origin.via_header_set,
             env.request.kind(),
         )?;
-        let remote = origin
-            .remote_ip
-            .as_deref()
-            .and_then(|s| s.parse::<IpAddr>().ok())
-            .unwrap_or(caller.peer);
+        // `remoteIPAddr` is believed only from a trusted proxy (see `policy::source_allowed`).
+        let remote = policy::Source {
+            claimed: origin
+                .remote_ip
+                .as_deref()
+                .and_then(|s| s.trim().parse::<IpAddr>().ok()),
+            ..caller.source
+        };
         match env.request {
             Request::Login {
                 device,
@@ -181,7 +184,7 @@ impl EmService {
                 duration,
                 ..
             } => {
-                self.check_ip(state, &device, remote)?;
+                self.check_ip(state, &device, &remote)?;
                 self.login(
                     state,
                     &principal,
@@ -194,7 +197,7 @@ impl EmService {
                 Ok(api::success())
             }
             Request::Logout { device, .. } => {
-                self.check_ip(state, &device, remote)?;
+                self.check_ip(state, &device, &remote)?;
                 self.logout(state, &principal, &device).await?;
                 Ok(api::success())
             }
@@ -324,32 +327,41 @@ impl EmService {
                 is_end_user: false,
             }
         } else {
-            return Err(refused());
+            // Checked all the same (a dummy hash, counted like a user): the answer's time and
+            // lockout do not tell which user IDs exist.
+            use crate::services::authenticate::{check_password, SecretCheck};
+            return Err(match check_password(state, &app.app_id, password).await {
+                SecretCheck::Busy { retry_after } | SecretCheck::Throttled { retry_after } => {
+                    EmError::new(26, format!("Busy, please try again in {retry_after} s"))
+                }
+                _ => refused(),
+            });
         };
         use crate::services::authenticate::{check_password, SecretCheck};
         match check_password(state, &principal.id, password).await {
             SecretCheck::Ok => Ok(principal),
             SecretCheck::Locked => Err(EmError::new(3, format!("'{}' is locked out", app.app_id))),
             SecretCheck::Wrong { .. } => Err(refused()),
+            SecretCheck::Busy { retry_after } | SecretCheck::Throttled { retry_after } => Err(
+                EmError::new(26, format!("Busy, please try again in {retry_after} s")),
+            ),
             SecretCheck::Unavailable(e) => Err(EmError::new(6, format!("database: {e}"))),
         }
     }
 
     /// Validate IP Address: the request must come from the device itself or a trusted address.
-    fn check_ip(&self, state: &NodeState, device: &str, remote: IpAddr) -> Result<(), EmError> {
+    fn check_ip(
+        &self,
+        state: &NodeState,
+        device: &str,
+        source: &policy::Source,
+    ) -> Result<(), EmError> {
         let cluster = state.cluster();
         policy::check_ip(
             &cluster.service_parameters.extension_mobility,
             device,
-            remote,
-            || {
-                state
-                    .registrar
-                    .device_bindings(device)
-                    .iter()
-                    .map(|b| b.source.ip())
-                    .collect()
-            },
+            source,
+            || device_addresses(state, device),
         )
     }
 
@@ -584,6 +596,16 @@ impl CurrentLogins for Stored<'_> {
 /// How long after a failed automatic logout (a database error) it is tried again.
 const LOGOUT_RETRY_SECS: i64 = 5;
 
+/// The addresses `device` registered from: what Validate IP Address compares with.
+fn device_addresses(state: &NodeState, device: &str) -> Vec<IpAddr> {
+    state
+        .registrar
+        .device_bindings(device)
+        .iter()
+        .map(|b| b.source.ip())
+        .collect()
+}
+
 /// Tells the phone to fetch its configuration again (SIP NOTIFY check-sync), as Unified CM
 /// does after a login or logout.
 fn reset_phone(state: &Arc<NodeState>, device: &str) {
@@ -606,8 +628,7 @@ pub async fn handler(
             .map(|(_, v)| v);
     }
     let caller = Caller {
-        peer: peer.ip(),
-        via: headers.contains_key(header::VIA),
+        source: policy::Source::from_http(peer.ip(), &headers, None),
     };
     let out = match xml {
         Some(x) => em.handle(&em.node, &x, caller).await,

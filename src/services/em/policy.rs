@@ -254,23 +254,149 @@ pub fn check_proxy(
     Ok(())
 }
 
-/// Validate IP Address: the request must come from the device itself (one of the addresses
-/// `device_ips` gives, asked only when needed) or a trusted address; else 28.
+/// Where a request came from, as the HTTP layer saw it: what Validate IP Address checks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Source {
+    /// The TCP peer: the only address nobody on the path can choose.
+    pub peer: Option<IpAddr>,
+    /// Proxies the HTTP `Via` header names (comma-separated entries, over every Via line).
+    pub via_hops: usize,
+    /// Addresses the proxies reported (`X-Forwarded-For`, `Forwarded: for=`), the client
+    /// first: believed only from a proxy on the Trusted List of IPs.
+    pub forwarded_for: Vec<IpAddr>,
+    /// The address the request body claims (`<remoteIPAddr>`): believed only in a request
+    /// forwarded by a trusted proxy that reported none itself.
+    pub claimed: Option<IpAddr>,
+}
+
+/// Most `Via` entries and forwarded addresses read from one request (a longer list is cut:
+/// more proxies than this on one path is not a deployment but an attack).
+pub const MAX_PROXY_HOPS: usize = 16;
+
+impl Source {
+    /// Reads the proxy headers of a request that came from `peer`.
+    pub fn from_http(
+        peer: IpAddr,
+        headers: &axum::http::HeaderMap,
+        claimed: Option<&str>,
+    ) -> Source {
+        let values = |name: &str| {
+            headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|v| !v.is_empty())
+                .map(str::to_string)
+                .take(MAX_PROXY_HOPS)
+                .collect::<Vec<String>>()
+        };
+        let via_hops = values("via").len();
+        let mut forwarded_for: Vec<IpAddr> = Vec::new();
+        for entry in values("forwarded") {
+            // RFC 7239: `for=192.0.2.60;proto=http`, `for="[2001:db8::1]:4711"`.
+            for pair in entry.split(';') {
+                if let Some((k, v)) = pair.trim().split_once('=') {
+                    if k.trim().eq_ignore_ascii_case("for") {
+                        if let Some(ip) = parse_node(v) {
+                            forwarded_for.push(ip);
+                        }
+                    }
+                }
+            }
+        }
+        if forwarded_for.is_empty() {
+            forwarded_for = values("x-forwarded-for")
+                .iter()
+                .filter_map(|v| parse_node(v))
+                .collect();
+        }
+        Source {
+            peer: Some(peer),
+            via_hops,
+            forwarded_for,
+            claimed: claimed.and_then(|c| c.trim().parse().ok()),
+        }
+    }
+}
+
+/// An address from a forwarding header: `1.2.3.4`, `1.2.3.4:80`, `"[2001:db8::1]:80"`.
+fn parse_node(v: &str) -> Option<IpAddr> {
+    let v = v.trim().trim_matches('"');
+    if let Ok(ip) = v.parse() {
+        return Some(ip);
+    }
+    if let Some(rest) = v.strip_prefix('[') {
+        return rest.split(']').next()?.parse().ok();
+    }
+    v.rsplit_once(':')?.0.parse().ok()
+}
+
+/// Validate IP Address: when it is on, the login or logout must come from the device itself
+/// (one of the addresses `device_ips` gives, asked only when needed) or a trusted address;
+/// else 28. See [`source_allowed`] for which address is validated.
 pub fn check_ip(
     params: &ExtensionMobilityParameters,
     device: &str,
-    remote: IpAddr,
+    source: &Source,
     device_ips: impl FnOnce() -> Vec<IpAddr>,
 ) -> Result<(), EmError> {
-    if !params.validate_ip_address || trusted(remote, &params.trusted_ips) {
+    if !params.validate_ip_address {
         return Ok(());
     }
-    if device_ips().contains(&remote) {
+    source_allowed(&params.trusted_ips, device, source, device_ips)
+}
+
+/// Whether `source` may act for `device` by its address, whatever Validate IP Address says
+/// (the EM application asks this before logging a phone out without credentials). The
+/// address validated is the request's source (the TCP peer); what the request body says
+/// (`remoteIPAddr`) is not believed from it. A request forwarded by web proxies (a `Via`
+/// header) is accepted only when the proxy that connected is on the Trusted List of IPs, and
+/// only then is the forwarded address considered: the client the trusted proxies reported
+/// (the nearest untrusted address of `X-Forwarded-For` or `Forwarded`, read from the right),
+/// else `remoteIPAddr`; that address must be the device's or trusted. A trusted proxy that
+/// reports no address is accepted (Cisco's rule for proxies on the Trusted List).
+pub fn source_allowed(
+    trusted_ips: &[String],
+    device: &str,
+    source: &Source,
+    device_ips: impl FnOnce() -> Vec<IpAddr>,
+) -> Result<(), EmError> {
+    let Some(peer) = source.peer else {
+        return Err(EmError::new(
+            28,
+            format!("the request's source address is unknown, so it cannot be {device}'s"),
+        ));
+    };
+    let addr = if source.via_hops == 0 {
+        peer
+    } else {
+        if !trusted(peer, trusted_ips) {
+            return Err(EmError::new(
+                28,
+                format!("{peer} forwarded the request (Via) but is not in the Trusted List of IPs"),
+            ));
+        }
+        let reported = source
+            .forwarded_for
+            .iter()
+            .rev()
+            .find(|a| !trusted(**a, trusted_ips))
+            .or(source.forwarded_for.first())
+            .copied()
+            .or(source.claimed);
+        match reported {
+            Some(a) => a,
+            None => return Ok(()),
+        }
+    };
+    if trusted(addr, trusted_ips) || device_ips().contains(&addr) {
         Ok(())
     } else {
         Err(EmError::new(
             28,
-            format!("{remote} is neither {device}'s address nor in the Trusted List of IPs"),
+            format!("{addr} is neither {device}'s address nor in the Trusted List of IPs"),
         ))
     }
 }
@@ -676,19 +802,111 @@ mod tests {
 
         let phone: IpAddr = "10.0.0.9".parse().unwrap();
         let other: IpAddr = "10.0.0.10".parse().unwrap();
+        let from = |peer: IpAddr| Source {
+            peer: Some(peer),
+            ..Source::default()
+        };
         params.validate_ip_address = false;
-        assert!(check_ip(&params, HOTDESK, other, || unreachable!()).is_ok());
+        assert!(check_ip(&params, HOTDESK, &from(other), || unreachable!()).is_ok());
         params.validate_ip_address = true;
         params.trusted_ips = vec!["192.168.1.0/24".into()];
-        assert!(check_ip(&params, HOTDESK, phone, || vec![phone]).is_ok());
+        assert!(check_ip(&params, HOTDESK, &from(phone), || vec![phone]).is_ok());
         assert_eq!(
-            check_ip(&params, HOTDESK, other, || vec![phone])
+            check_ip(&params, HOTDESK, &from(other), || vec![phone])
                 .unwrap_err()
                 .code,
             28
         );
         let trusted_ip: IpAddr = "192.168.1.7".parse().unwrap();
-        assert!(check_ip(&params, HOTDESK, trusted_ip, || unreachable!()).is_ok());
+        assert!(check_ip(&params, HOTDESK, &from(trusted_ip), || unreachable!()).is_ok());
+    }
+
+    #[test]
+    fn r15_the_source_address_is_validated_not_the_claimed_one() {
+        let mut params = cluster().service_parameters.extension_mobility.clone();
+        params.validate_ip_address = true;
+        params.allow_proxy = true;
+        params.trusted_ips = vec!["192.168.1.0/24".into()];
+        let phone: IpAddr = "10.0.0.9".parse().unwrap();
+        let attacker: IpAddr = "10.0.0.66".parse().unwrap();
+        let proxy: IpAddr = "192.168.1.5".parse().unwrap();
+        let code = |s: Source| {
+            check_ip(&params, HOTDESK, &s, || vec![phone])
+                .err()
+                .map(|e| e.code)
+        };
+        // The attacker names the phone's address in the body: refused (the bypass).
+        let claimed = Source {
+            peer: Some(attacker),
+            claimed: Some(phone),
+            ..Source::default()
+        };
+        assert_eq!(code(claimed.clone()), Some(28));
+        // An untrusted "proxy" (a Via header from anywhere) gains nothing either.
+        assert_eq!(
+            code(Source {
+                via_hops: 1,
+                forwarded_for: vec![phone],
+                ..claimed.clone()
+            }),
+            Some(28)
+        );
+        // A trusted proxy: the address it reports is the one validated.
+        let via = |forwarded_for: Vec<IpAddr>, claimed: Option<IpAddr>| Source {
+            peer: Some(proxy),
+            via_hops: 2,
+            forwarded_for,
+            claimed,
+        };
+        assert_eq!(code(via(vec![phone], None)), None);
+        assert_eq!(code(via(vec![attacker], Some(phone))), Some(28));
+        // Several proxies: the nearest untrusted address, read from the right.
+        let inner: IpAddr = "192.168.1.6".parse().unwrap();
+        assert_eq!(code(via(vec![attacker, phone, inner], None)), None);
+        assert_eq!(code(via(vec![phone, attacker, inner], None)), Some(28));
+        // Only from a trusted proxy is the body's address considered.
+        assert_eq!(code(via(vec![], Some(phone))), None);
+        assert_eq!(code(via(vec![], Some(attacker))), Some(28));
+        // A trusted proxy that reports nothing is accepted (Cisco's rule).
+        assert_eq!(code(via(vec![], None)), None);
+        // An unknown source is never the device.
+        assert_eq!(code(Source::default()), Some(28));
+    }
+
+    #[test]
+    fn r15_proxy_headers_are_read_bounded() {
+        let mut h = axum::http::HeaderMap::new();
+        h.append("via", "1.1 proxy-a, 1.1 proxy-b".parse().unwrap());
+        h.append("via", "1.0 proxy-c".parse().unwrap());
+        h.append("x-forwarded-for", "10.0.0.9, 192.168.1.6".parse().unwrap());
+        let s = Source::from_http("192.168.1.5".parse().unwrap(), &h, Some(" 10.0.0.1 "));
+        assert_eq!(s.via_hops, 3);
+        assert_eq!(
+            s.forwarded_for,
+            vec![
+                "10.0.0.9".parse::<IpAddr>().unwrap(),
+                "192.168.1.6".parse().unwrap()
+            ]
+        );
+        assert_eq!(s.claimed, Some("10.0.0.1".parse().unwrap()));
+        let mut h = axum::http::HeaderMap::new();
+        h.append(
+            "forwarded",
+            "for=10.0.0.9;proto=http, for=\"[2001:db8::1]:4711\""
+                .parse()
+                .unwrap(),
+        );
+        h.append("via", vec!["x"; 100].join(",").parse().unwrap());
+        let s = Source::from_http("192.168.1.5".parse().unwrap(), &h, Some("junk"));
+        assert_eq!(s.via_hops, MAX_PROXY_HOPS);
+        assert_eq!(
+            s.forwarded_for,
+            vec![
+                "10.0.0.9".parse::<IpAddr>().unwrap(),
+                "2001:db8::1".parse().unwrap()
+            ]
+        );
+        assert_eq!(s.claimed, None);
     }
 
     #[test]

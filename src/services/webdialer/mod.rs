@@ -186,6 +186,8 @@ impl WebDialerService {
                 is_end_user: false,
             }
         } else {
+            // Checked all the same (a dummy hash): the time does not tell who exists.
+            let _ = crate::services::authenticate::check_password(state, user, password).await;
             return Err(refused());
         };
         use crate::services::authenticate::{check_password, SecretCheck};
@@ -193,6 +195,12 @@ impl WebDialerService {
             SecretCheck::Ok => Ok(principal),
             SecretCheck::Locked => Err(WdError::new(2, format!("{user:?} is locked out"))),
             SecretCheck::Wrong { .. } => Err(refused()),
+            SecretCheck::Busy { retry_after } | SecretCheck::Throttled { retry_after } => {
+                Err(WdError::new(
+                    8,
+                    format!("busy checking credentials; retry in {retry_after} s"),
+                ))
+            }
             SecretCheck::Unavailable(e) => Err(WdError::new(8, format!("database: {e}"))),
         }
     }
