@@ -675,8 +675,12 @@ impl Run<'_> {
                 &self.node["sip_udp"],
             ])
             .args(["--device", &p.device, "--first-ip", &ip.to_string()])
-            // Any free port, as when the goldens were recorded.
-            .args(["--http-port", "0"])
+            // Any free port, as when the goldens were recorded, unless the scenario says.
+            .args(if p.args.iter().any(|a| a == "--http-port") {
+                &[][..]
+            } else {
+                &["--http-port", "0"][..]
+            })
             .args(&p.args)
             .env("UCM_LOG", "info")
             .stdin(Stdio::null())
