@@ -12,7 +12,7 @@
 
 use std::io;
 use std::mem;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -304,23 +304,48 @@ fn capture_loop(
     }
 }
 
-const ETH_HLEN: usize = 14;
-const ETHERTYPE_IPV4: u16 = 0x0800;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 const PROTO_TCP: u8 = 6;
 const PROTO_UDP: u8 = 17;
 
 /// Parses a frame as seen on `lo` (14-byte Ethernet header, then IPv4 or
 /// IPv6, then TCP/UDP). `None` when it is not IP or is malformed.
+///
+/// Sliced with etherparse's lax slicer: it takes what is there when a length field is 0 or
+/// too large (segmentation-offload super-packets on `lo`), and stops at IP fragments, which
+/// are reported as [`Transport::Other`] with their IP payload.
 pub fn parse_frame(frame: &[u8], time: SystemTime) -> Option<CapturedPacket> {
-    let eth = frame.get(..ETH_HLEN)?;
-    let ethertype = u16::from_be_bytes([eth[12], eth[13]]);
-    let ip = &frame[ETH_HLEN..];
-    let (src_ip, dst_ip, tos, proto, fragment, l4) = match ethertype {
-        ETHERTYPE_IPV4 => parse_ipv4(ip)?,
-        ETHERTYPE_IPV6 => parse_ipv6(ip)?,
-        _ => return None,
-    };
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let sliced = LaxSlicedPacket::from_ethernet(frame).ok()?;
+    let (src_ip, dst_ip, tos, proto, fragment, ip_payload): (IpAddr, IpAddr, u8, u8, bool, &[u8]) =
+        match sliced.net.as_ref()? {
+            LaxNetSlice::Ipv4(v4) => {
+                let h = v4.header();
+                let p = v4.payload();
+                (
+                    IpAddr::V4(h.source_addr()),
+                    IpAddr::V4(h.destination_addr()),
+                    (h.dcp().value() << 2) | h.ecn().value(),
+                    h.protocol().0,
+                    p.fragmented,
+                    p.payload,
+                )
+            }
+            LaxNetSlice::Ipv6(v6) => {
+                let h = v6.header();
+                let p = v6.payload();
+                // A fragment reads as next header 44, as on the wire.
+                let proto = if p.fragmented { 44 } else { p.ip_number.0 };
+                (
+                    IpAddr::V6(h.source_addr()),
+                    IpAddr::V6(h.destination_addr()),
+                    h.traffic_class(),
+                    proto,
+                    p.fragmented,
+                    p.payload,
+                )
+            }
+            _ => return None,
+        };
     let dscp = Dscp::from_tos(tos);
     let other = |p: u8| CapturedPacket {
         time,
@@ -329,159 +354,52 @@ pub fn parse_frame(frame: &[u8], time: SystemTime) -> Option<CapturedPacket> {
         proto: Transport::Other(p),
         dscp,
         tcp_flags: None,
-        payload: l4.to_vec(),
+        payload: ip_payload.to_vec(),
     };
     if fragment {
         return Some(other(proto));
     }
-    match proto {
-        PROTO_TCP => {
-            let h = l4.get(..20)?;
-            let sport = u16::from_be_bytes([h[0], h[1]]);
-            let dport = u16::from_be_bytes([h[2], h[3]]);
-            let doff = usize::from(h[12] >> 4) * 4;
-            if doff < 20 {
-                return None;
-            }
-            let payload = l4.get(doff..)?;
-            Some(CapturedPacket {
-                time,
-                src: SocketAddr::new(src_ip, sport),
-                dst: SocketAddr::new(dst_ip, dport),
-                proto: Transport::Tcp,
-                dscp,
-                tcp_flags: Some(h[13]),
-                payload: payload.to_vec(),
-            })
-        }
-        PROTO_UDP => {
-            let h = l4.get(..8)?;
-            let sport = u16::from_be_bytes([h[0], h[1]]);
-            let dport = u16::from_be_bytes([h[2], h[3]]);
-            let ulen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-            // ulen 0 is used for UDP jumbograms: take what is there
-            let end = if ulen == 0 {
-                l4.len()
-            } else {
-                ulen.min(l4.len())
-            };
-            if end < 8 {
-                return None;
-            }
-            Some(CapturedPacket {
-                time,
-                src: SocketAddr::new(src_ip, sport),
-                dst: SocketAddr::new(dst_ip, dport),
-                proto: Transport::Udp,
-                dscp,
-                tcp_flags: None,
-                payload: l4[8..end].to_vec(),
-            })
-        }
-        p => Some(other(p)),
-    }
-}
-
-type IpParts<'a> = (IpAddr, IpAddr, u8, u8, bool, &'a [u8]);
-
-/// -> (src, dst, tos, protocol, is_fragment, transport bytes)
-fn parse_ipv4(ip: &[u8]) -> Option<IpParts<'_>> {
-    let h = ip.get(..20)?;
-    if h[0] >> 4 != 4 {
+    // The slicer stopped inside the IPv6 extension headers (hop-by-hop, routing, destination
+    // options, authentication): malformed. A short transport header of TCP or UDP is caught
+    // below; other protocols are passed on whole.
+    if sliced.stop_err.is_some() && matches!(proto, 0 | 43 | 51 | 60) {
         return None;
     }
-    let ihl = usize::from(h[0] & 0x0f) * 4;
-    if ihl < 20 || ip.len() < ihl {
-        return None;
+    match (proto, sliced.transport) {
+        (PROTO_TCP, Some(TransportSlice::Tcp(t))) => Some(CapturedPacket {
+            time,
+            src: SocketAddr::new(src_ip, t.source_port()),
+            dst: SocketAddr::new(dst_ip, t.destination_port()),
+            proto: Transport::Tcp,
+            dscp,
+            // The flags byte as on the wire (CWR..FIN; NS lives in the byte before).
+            tcp_flags: Some(t.slice()[13]),
+            payload: t.payload().to_vec(),
+        }),
+        (PROTO_UDP, Some(TransportSlice::Udp(u))) => Some(CapturedPacket {
+            time,
+            src: SocketAddr::new(src_ip, u.source_port()),
+            dst: SocketAddr::new(dst_ip, u.destination_port()),
+            proto: Transport::Udp,
+            dscp,
+            tcp_flags: None,
+            payload: u.payload().to_vec(),
+        }),
+        // TCP or UDP that does not slice is malformed.
+        (PROTO_TCP | PROTO_UDP, _) => None,
+        (p, _) => Some(other(p)),
     }
-    let total = usize::from(u16::from_be_bytes([h[2], h[3]]));
-    // total 0 happens with segmentation offload super-packets: take all
-    let end = if total == 0 {
-        ip.len()
-    } else {
-        total.min(ip.len())
-    };
-    if end < ihl {
-        return None;
-    }
-    let frag = u16::from_be_bytes([h[6], h[7]]);
-    let more_fragments = frag & 0x2000 != 0;
-    let offset = frag & 0x1fff;
-    let src = Ipv4Addr::new(h[12], h[13], h[14], h[15]);
-    let dst = Ipv4Addr::new(h[16], h[17], h[18], h[19]);
-    Some((
-        IpAddr::V4(src),
-        IpAddr::V4(dst),
-        h[1],
-        h[9],
-        more_fragments || offset != 0,
-        &ip[ihl..end],
-    ))
-}
-
-fn parse_ipv6(ip: &[u8]) -> Option<IpParts<'_>> {
-    let h = ip.get(..40)?;
-    if h[0] >> 4 != 6 {
-        return None;
-    }
-    let tclass = (h[0] << 4) | (h[1] >> 4);
-    let plen = usize::from(u16::from_be_bytes([h[4], h[5]]));
-    // plen 0 = jumbogram / offload super-packet: take all
-    let end = if plen == 0 {
-        ip.len()
-    } else {
-        (40 + plen).min(ip.len())
-    };
-    let mut a = [0u8; 16];
-    a.copy_from_slice(&h[8..24]);
-    let src = Ipv6Addr::from(a);
-    a.copy_from_slice(&h[24..40]);
-    let dst = Ipv6Addr::from(a);
-
-    let mut next = h[6];
-    let mut off = 40;
-    let mut fragment = false;
-    // Bounded walk over the extension headers we know.
-    for _ in 0..8 {
-        match next {
-            // hop-by-hop, routing, destination options: (len + 1) * 8 bytes
-            0 | 43 | 60 => {
-                let e = ip.get(off..off + 2)?;
-                next = e[0];
-                off += (usize::from(e[1]) + 1) * 8;
-            }
-            // authentication header: (len + 2) * 4 bytes
-            51 => {
-                let e = ip.get(off..off + 2)?;
-                next = e[0];
-                off += (usize::from(e[1]) + 2) * 4;
-            }
-            44 => {
-                fragment = true;
-                break;
-            }
-            _ => break,
-        }
-    }
-    if off > end {
-        return None;
-    }
-    let proto = if fragment { 44 } else { next };
-    Some((
-        IpAddr::V6(src),
-        IpAddr::V6(dst),
-        tclass,
-        proto,
-        fragment,
-        &ip[off..end],
-    ))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::net::socket::{bind_tcp, bind_udp, connect_tcp};
-    use std::net::{SocketAddrV4, SocketAddrV6};
+    use std::net::{Ipv4Addr, Ipv6Addr, SocketAddrV4, SocketAddrV6};
+
+    const ETH_HLEN: usize = 14;
+    const ETHERTYPE_IPV4: u16 = 0x0800;
+    const ETHERTYPE_IPV6: u16 = 0x86dd;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     const V4: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 0));

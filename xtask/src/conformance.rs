@@ -192,16 +192,19 @@ fn ok(call: u64, i: u32) -> Vec<u8> {
 
 /// Writes a capture of at least `bytes` bytes; returns (bytes, packets).
 fn write_capture(path: &Path, bytes: u64) -> Result<(u64, u64)> {
+    use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
     let f = File::create(path).with_context(|| format!("create {}", path.display()))?;
-    let mut w = BufWriter::with_capacity(1 << 20, f);
-    let mut hdr = 0xa1b2_c3d4u32.to_le_bytes().to_vec();
-    hdr.extend_from_slice(&2u16.to_le_bytes());
-    hdr.extend_from_slice(&4u16.to_le_bytes());
-    hdr.extend_from_slice(&[0; 8]);
-    hdr.extend_from_slice(&65535u32.to_le_bytes());
-    hdr.extend_from_slice(&1u32.to_le_bytes());
-    w.write_all(&hdr)?;
-    let mut written = hdr.len() as u64;
+    let header = PcapHeader {
+        snaplen: 65535,
+        datalink: pcap_file::DataLink::ETHERNET,
+        // As tcpdump writes it on this machine: the bench reads what the field does.
+        endianness: pcap_file::Endianness::Little,
+        ..PcapHeader::default()
+    };
+    let mut w = PcapWriter::with_header(BufWriter::with_capacity(1 << 20, f), header)
+        .context("write the pcap header")?;
+    // The global header is 24 bytes, each record header 16.
+    let mut written = 24u64;
     let mut packets = 0u64;
     let mut frame = Vec::with_capacity(2048);
     let mut rtp = vec![0u8; 172];
@@ -275,17 +278,13 @@ fn write_capture(path: &Path, bytes: u64) -> Result<(u64, u64)> {
             );
         }
         t_us += 20_000 / u64::from(STREAMS);
-        let mut rec = Vec::with_capacity(16);
-        rec.extend_from_slice(&((t_us / 1_000_000) as u32).to_le_bytes());
-        rec.extend_from_slice(&((t_us % 1_000_000) as u32).to_le_bytes());
-        rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        rec.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        w.write_all(&rec)?;
-        w.write_all(&frame)?;
+        let at = std::time::Duration::from_micros(t_us);
+        w.write_packet(&PcapPacket::new(at, frame.len() as u32, &frame))
+            .context("write a packet")?;
         written += 16 + frame.len() as u64;
         packets += 1;
     }
-    w.flush()?;
+    w.into_writer().flush()?;
     Ok((written, packets))
 }
 
