@@ -171,6 +171,20 @@ pub enum DeviceCheck {
     NoCredentials,
 }
 
+/// Whether the device's security profile enables digest authentication.
+pub fn requires_digest(
+    cluster: &crate::cluster::Cluster,
+    dev: &crate::config::model::Device,
+) -> bool {
+    dev.security_profile.as_ref().is_some_and(|sp| {
+        cluster
+            .phone_security_profiles
+            .iter()
+            .find(|p| &p.name == sp)
+            .is_some_and(|p| p.digest_authentication)
+    })
+}
+
 /// Checks `authorization` (the request's credentials header, if any) for a `method` request
 /// from `device`, when the device's security profile enables digest authentication.
 /// `now` is Unix seconds (nonces carry it, so that any node can check them).
@@ -185,14 +199,7 @@ pub fn check_device(
     let Some(dev) = cluster.device(device) else {
         return DeviceCheck::Pass;
     };
-    let digest = dev.security_profile.as_ref().is_some_and(|sp| {
-        cluster
-            .phone_security_profiles
-            .iter()
-            .find(|p| &p.name == sp)
-            .is_some_and(|p| p.digest_authentication)
-    });
-    if !digest {
+    if !requires_digest(cluster, dev) {
         return DeviceCheck::Pass;
     }
     let challenge = |stale, refused| DeviceCheck::Challenge { stale, refused };

@@ -14,6 +14,7 @@ pub mod context;
 pub mod digest;
 pub mod registrar;
 mod server;
+pub mod throttle;
 pub mod transaction;
 mod transport;
 pub mod trunks;

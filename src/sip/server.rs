@@ -43,6 +43,8 @@ pub(super) struct Shared {
     /// time) of that warning: under overload one line a second, not one per message.
     pub(super) overload_refused: std::sync::atomic::AtomicU64,
     pub(super) overload_warned_at: std::sync::atomic::AtomicI64,
+    /// REGISTERs refused because another registrant holds the device.
+    pub(super) held_log: super::throttle::LogThrottle,
 }
 
 /// What the transport does with a request.
@@ -84,6 +86,25 @@ fn now() -> b2bua::Now {
     b2bua::Now {
         mono: std::time::Instant::now(),
         unix: registrar::unix_now(),
+    }
+}
+
+/// Says at start how many devices register without digest authentication: anyone who can
+/// reach the node's SIP ports can register as such a device while it is not registered (and
+/// the registrant that holds a device keeps it until its binding expires).
+fn warn_devices_without_digest(cluster: &crate::cluster::Cluster) {
+    let open: Vec<&str> = cluster
+        .devices
+        .iter()
+        .filter(|d| !digest::requires_digest(cluster, d))
+        .map(|d| d.name.as_str())
+        .collect();
+    if !open.is_empty() {
+        tracing::warn!(
+            devices = open.len(),
+            first = open.first().copied().unwrap_or_default(),
+            "devices register without digest authentication: whoever registers such a device first holds it until its binding expires; give them a phone security profile with digest_authentication and a digest user with credentials"
+        );
     }
 }
 
@@ -138,6 +159,7 @@ impl SipServer {
                 tls_targets: Mutex::new(Arc::new(HashMap::new())),
                 overload_refused: std::sync::atomic::AtomicU64::new(0),
                 overload_warned_at: std::sync::atomic::AtomicI64::new(0),
+                held_log: super::throttle::LogThrottle::new(),
             }),
         }
     }
@@ -195,16 +217,24 @@ impl SipServer {
         let decision = registrar::decide(&cluster, req, max, |d| cluster.lines_of(d));
         match decision {
             Ok(d) => {
-                let device = match &d {
-                    registrar::Decision::Bind { device, .. }
-                    | registrar::Decision::Unbind { device, .. }
-                    | registrar::Decision::Query { device, .. } => device.clone(),
-                };
+                let device = d.device().to_string();
                 if let Some(challenge) = self.digest_challenge(&cluster, req, &device, source) {
                     return challenge;
                 }
+                // A device that proved itself with its digest credentials may move; without
+                // digest, the registrant holding the device keeps it until it expires.
+                let takeover = cluster
+                    .device(&device)
+                    .is_some_and(|dev| digest::requires_digest(&cluster, dev));
                 let now = registrar::unix_now();
-                let bindings = self.state.registrar.apply(&d, transport, source, now);
+                let bindings = match self
+                    .state
+                    .registrar
+                    .register(&d, transport, source, now, takeover)
+                {
+                    Ok(b) => b,
+                    Err(holder) => return self.held_elsewhere(req, &device, &holder, source, now),
+                };
                 if let registrar::Decision::Bind { device, line, .. } = &d {
                     tracing::debug!(%source, device, line, "registered");
                 }
@@ -232,6 +262,34 @@ impl SipServer {
                 self.respond(req, refusal.status, &phrase)
             }
         }
+    }
+
+    /// The 403 for a REGISTER from another registrant than the one holding the device,
+    /// logged (at most a line a second, with the count). The answer names neither the holder's
+    /// address nor its contact: a stranger learns only that the device is taken.
+    fn held_elsewhere(
+        &self,
+        req: &Request,
+        device: &str,
+        holder: &registrar::Binding,
+        source: SocketAddr,
+        now: i64,
+    ) -> Response {
+        if let Some(refused) = self.shared.held_log.hit(now) {
+            tracing::warn!(
+                device,
+                %source,
+                holder = %holder.source,
+                expires_in = holder.expires_at - now,
+                refused,
+                "REGISTER refused: the device is registered from another address (the first registrant keeps it until its binding expires; enable digest authentication to let a phone move)"
+            );
+        }
+        self.respond(
+            req,
+            403,
+            &format!("Forbidden ({device} is registered from another address)"),
+        )
     }
 
     /// When the device's security profile asks for digest authentication, checks the
@@ -333,6 +391,7 @@ impl SipServer {
             Err(p) => p.into_inner().take(),
         };
         let Some(mut failures) = failures else { return };
+        warn_devices_without_digest(&self.state.cluster());
         let mut core =
             b2bua::B2bua::new(self.state.sip_host.clone(), rand::random(), rand::random());
         core.set_tls_host(self.state.sips_host.clone());
