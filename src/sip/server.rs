@@ -308,6 +308,7 @@ impl SipServer {
             device,
             auth,
             req.method.as_str(),
+            digest::request_fingerprint(req),
             &self.shared.nonces,
             now,
         );

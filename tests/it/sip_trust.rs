@@ -106,3 +106,93 @@ async fn r15_sipp_cannot_take_or_drop_a_registered_phone() {
     let inv = a.expect_request("INVITE").await;
     assert!(inv.body.len() > 10);
 }
+
+const DIGEST: &str = r#"cluster: {id: digest, name: Digest}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: PT}]
+device_pools: [{name: DP, node_group: [n1]}]
+phone_security_profiles:
+  - {name: Digest Profile, digest_authentication: true}
+directory_numbers: [{pattern: "4000", partition: PT}]
+devices:
+  - {name: SEP000000004000, model: Cisco 8845, device_pool: DP, security_profile: Digest Profile, digest_user: dana, lines: [{dn: "4000", partition: PT}]}
+end_users:
+  - {userid: dana, last_name: Scully, digest_credentials: "trust-no1"}
+"#;
+
+fn md5_hex(s: &str) -> String {
+    use md5::Digest as _;
+    hex::encode(md5::Md5::digest(s.as_bytes()))
+}
+
+/// A REGISTER of line 4000 from `local` with `extra` headers.
+fn register_4000(local: SocketAddr, sip: SocketAddr, cseq: u32, extra: &str) -> String {
+    format!(
+        "REGISTER sip:{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKd{cseq}x{r};rport\r\nFrom: <sip:4000@{sip}>;tag=r{cseq}\r\nTo: <sip:4000@{sip}>\r\nCall-ID: digest-replay-{local}\r\nCSeq: {cseq} REGISTER\r\nMax-Forwards: 70\r\nContact: <sip:4000@{local};transport=udp>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-000000004000>\";expires=600\r\n{extra}Content-Length: 0\r\n\r\n",
+        r = rand::random::<u32>()
+    )
+}
+
+async fn exchange(sock: &tokio::net::UdpSocket, to: SocketAddr, msg: &str) -> String {
+    sock.send_to(msg.as_bytes(), to).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+fn nonce_of(resp: &str) -> String {
+    resp.split("nonce=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a nonce")
+        .to_string()
+}
+
+/// Issue 15: re-sending a captured Authorization header (same nonce, nc and cnonce) with
+/// another Contact registered again within 300 s. Now it is a replay: 401 with a fresh nonce
+/// and `stale=true`, while the phone's own next count goes through.
+#[tokio::test]
+async fn r15_a_replayed_digest_answer_is_challenged_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(dir.path(), "digest.yaml", DIGEST);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let sip = srv.addr("sip_udp");
+    let phone = ucm::net::bind_udp("127.0.0.43:0".parse().unwrap(), ucm::net::Dscp::CS3).unwrap();
+    let local = phone.local_addr().unwrap();
+    let challenge = exchange(&phone, sip, &register_4000(local, sip, 1, "")).await;
+    assert!(challenge.starts_with("SIP/2.0 401"), "{challenge}");
+    let nonce = nonce_of(&challenge);
+    let uri = format!("sip:{sip}");
+    let authorization = |nc: &str, cnonce: &str| {
+        let ha1 = md5_hex("dana:ccmsipline:trust-no1");
+        let ha2 = md5_hex(&format!("REGISTER:{uri}"));
+        let resp = md5_hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:auth:{ha2}"));
+        format!("Authorization: Digest username=\"dana\", realm=\"ccmsipline\", nonce=\"{nonce}\", uri=\"{uri}\", response=\"{resp}\", algorithm=MD5, qop=auth, nc={nc}, cnonce=\"{cnonce}\"\r\n")
+    };
+    let captured = authorization("00000001", "c0ffee");
+    let ok = exchange(&phone, sip, &register_4000(local, sip, 2, &captured)).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // The eavesdropper re-sends the header with its own Contact.
+    let thief = ucm::net::bind_udp("127.0.0.67:0".parse().unwrap(), ucm::net::Dscp::CS3).unwrap();
+    let thief_addr = thief.local_addr().unwrap();
+    let replay = exchange(&thief, sip, &register_4000(thief_addr, sip, 3, &captured)).await;
+    assert!(replay.starts_with("SIP/2.0 401"), "a replay: {replay}");
+    assert!(replay.contains("stale=true"), "{replay}");
+    assert_ne!(nonce_of(&replay), nonce, "a fresh nonce");
+    srv.wait_for_log("nonce count used before");
+    // The phone's own next count is fresh.
+    let next = exchange(
+        &phone,
+        sip,
+        &register_4000(local, sip, 4, &authorization("00000002", "c0ffef")),
+    )
+    .await;
+    assert!(next.starts_with("SIP/2.0 200"), "{next}");
+    assert!(
+        next.contains(&format!("<sip:4000@{local};transport=udp>")),
+        "{next}"
+    );
+}
