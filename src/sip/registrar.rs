@@ -385,7 +385,7 @@ impl Bindings {
         source: SocketAddr,
         now: i64,
         takeover: bool,
-    ) -> Result<(Vec<Binding>, Option<Write>), Binding> {
+    ) -> Result<(Vec<Binding>, Option<Write>), Box<Binding>> {
         if !takeover {
             let device = decision.device();
             if let Some(holder) = self
@@ -394,7 +394,7 @@ impl Bindings {
                 .find(|b| b.device == device && b.expires_at > now)
                 .filter(|b| !same_registrant(b, transport, source))
             {
-                return Err(holder.clone());
+                return Err(Box::new(holder.clone()));
             }
         }
         Ok(self.apply(decision, transport, source, now))
@@ -525,7 +525,7 @@ impl Registrar {
         source: SocketAddr,
         now: i64,
         takeover: bool,
-    ) -> Result<Vec<Binding>, Binding> {
+    ) -> Result<Vec<Binding>, Box<Binding>> {
         let (bindings, write) = self
             .write()
             .register(decision, transport, source, now, takeover)?;
