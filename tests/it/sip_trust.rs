@@ -196,3 +196,49 @@ async fn r15_a_replayed_digest_answer_is_challenged_again() {
         "{next}"
     );
 }
+
+/// Issue 15's reflection: 20,000 INVITEs from an unregistered source drew 220,000
+/// retransmitted 403s. Now a stranger's INVITEs get one answer each, never retransmitted, at
+/// most the budget per second per source; the rest get nothing.
+#[tokio::test]
+async fn r15_a_stranger_is_answered_once_and_within_its_budget() {
+    let srv = Server::start(&[]);
+    let sip = srv.addr("sip_udp");
+    let sock = ucm::net::bind_udp("127.0.0.68:0".parse().unwrap(), ucm::net::Dscp::CS3).unwrap();
+    let local = sock.local_addr().unwrap();
+    const SENT: u32 = 50;
+    for n in 0..SENT {
+        let invite = format!(
+            "INVITE sip:10001@{sip} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bKrefl{n}\r\nFrom: <sip:666@{local}>;tag=r{n}\r\nTo: <sip:10001@{sip}>\r\nCall-ID: reflect-{n}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:666@{local}>\r\nContent-Length: 0\r\n\r\n"
+        );
+        sock.send_to(invite.as_bytes(), sip).await.unwrap();
+    }
+    // Count what comes back until 3 s pass without anything (Timer G would have fired by
+    // then: T1 = 500 ms), at most 30 s in all.
+    let mut statuses = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < until {
+        match tokio::time::timeout(Duration::from_secs(3), sock.recv_from(&mut buf)).await {
+            Ok(Ok((n, _))) => statuses.push(
+                String::from_utf8_lossy(&buf[..n])
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .to_string(),
+            ),
+            _ => break,
+        }
+    }
+    let budget = ucm::sip::b2bua::STRANGER_ANSWERS_PER_WINDOW as usize;
+    assert!(
+        !statuses.is_empty() && statuses.len() <= budget,
+        "{} answers to {SENT} INVITEs (budget {budget} a second): {statuses:?}",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| s.starts_with("SIP/2.0 403")),
+        "{statuses:?}"
+    );
+    srv.wait_for_log("request from a stranger refused");
+}
