@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod dscp;
+pub mod limits;
 pub mod socket;
 pub mod tls;
 

@@ -540,6 +540,16 @@ impl Registrar {
         self.read().device_bindings(device, unix_now())
     }
 
+    /// Whether a phone holds a live registration over the TCP or TLS connection from
+    /// `source` (the connection is then kept while it lives).
+    pub fn holds_connection(&self, source: SocketAddr) -> bool {
+        let now = unix_now();
+        self.read()
+            .map
+            .values()
+            .any(|b| b.source == source && b.transport != Transport::Udp && b.expires_at > now)
+    }
+
     /// Whether any line of the device is registered.
     pub fn is_registered(&self, device: &str) -> bool {
         self.read().is_registered(device, unix_now())

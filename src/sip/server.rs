@@ -45,6 +45,9 @@ pub(super) struct Shared {
     pub(super) overload_warned_at: std::sync::atomic::AtomicI64,
     /// REGISTERs refused because another registrant holds the device.
     pub(super) held_log: super::throttle::LogThrottle,
+    /// Connections closed for a message not completed in time.
+    pub(super) slow_log: super::throttle::LogThrottle,
+    pub(super) stream_limits: super::transport::StreamLimits,
 }
 
 /// What the transport does with a request.
@@ -144,6 +147,11 @@ pub(super) fn server_header() -> String {
 
 impl SipServer {
     pub fn new(state: Arc<SipNode>) -> SipServer {
+        SipServer::with_limits(state, Default::default())
+    }
+
+    /// A server whose TCP and TLS listeners keep to `limits`.
+    pub fn with_limits(state: Arc<SipNode>, limits: super::transport::StreamLimits) -> SipServer {
         let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         SipServer {
@@ -160,6 +168,8 @@ impl SipServer {
                 overload_refused: std::sync::atomic::AtomicU64::new(0),
                 overload_warned_at: std::sync::atomic::AtomicI64::new(0),
                 held_log: super::throttle::LogThrottle::new(),
+                slow_log: super::throttle::LogThrottle::new(),
+                stream_limits: limits,
             }),
         }
     }

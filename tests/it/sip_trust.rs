@@ -242,3 +242,99 @@ async fn r15_a_stranger_is_answered_once_and_within_its_budget() {
     );
     srv.wait_for_log("request from a stranger refused");
 }
+
+/// A TCP connection to `to` from `ip`.
+async fn tcp_from(ip: &str, to: SocketAddr) -> tokio::net::TcpStream {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind(format!("{ip}:0").parse().unwrap()).unwrap();
+    s.connect(to).await.unwrap()
+}
+
+/// Waits (at most `within`) for the node to close `s`; true when it did.
+async fn closed_by_node(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 4096];
+    let until = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(until, s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+            Err(_) => return false,
+        }
+    }
+}
+
+/// Sends `msg` over `s` and reads one answer's status line.
+async fn tcp_exchange(s: &mut tokio::net::TcpStream, msg: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(msg.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 65536];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    String::from_utf8_lossy(&buf[..n]).to_string()
+}
+
+/// Issue 15: SIP over TCP had no idle timeout and no connection cap (5,000 connections each
+/// holding 60 KB of an unfinished message, 19,980 idle ones took every descriptor). With the
+/// caps set small: a stranger's connections beyond its source's cap are closed at once, a
+/// message left unfinished is cut at the message timeout, an idle connection at the idle
+/// timeout, while a phone registers over TCP and keeps its connection past the idle timeout.
+#[tokio::test]
+async fn r15_sip_tcp_strangers_are_cut_off_while_a_phone_registers() {
+    use tokio::io::AsyncWriteExt;
+    let srv = Server::start(&[
+        "--sip-max-connections-per-source",
+        "4",
+        "--sip-message-timeout-secs",
+        "1",
+        "--sip-idle-timeout-secs",
+        "2",
+    ]);
+    let tcp = srv.addr("sip_tcp");
+    // The phone registers first over its own connection.
+    let mut phone = tcp_from("127.0.0.44", tcp).await;
+    let local = phone.local_addr().unwrap();
+    let register = format!(
+        "REGISTER sip:{tcp} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcpreg1\r\nFrom: <sip:10001@{tcp}>;tag=t1\r\nTo: <sip:10001@{tcp}>\r\nCall-ID: tcp-limits@{local}\r\nCSeq: 1 REGISTER\r\nMax-Forwards: 70\r\nContact: <sip:10001@{local};transport=tcp>;+sip.instance=\"<urn:uuid:00000000-0000-0000-0000-00036bc7b973>\";expires=600\r\nContent-Length: 0\r\n\r\n"
+    );
+    let ok = tcp_exchange(&mut phone, &register).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // A stranger opens 12 connections, each with an unfinished message.
+    let partial = format!(
+        "REGISTER sip:{tcp} SIP/2.0\r\nVia: SIP/2.0/TCP 127.0.0.69:5060;branch=z9hG4bKslow\r\nX-Padding: {}",
+        "x".repeat(4000)
+    );
+    let mut stranger = Vec::new();
+    for _ in 0..12 {
+        let mut s = tcp_from("127.0.0.69", tcp).await;
+        let _ = s.write_all(partial.as_bytes()).await;
+        stranger.push(s);
+    }
+    let mut idle = tcp_from("127.0.0.70", tcp).await;
+    // Every one of them is closed by the node: 8 at once (over the source's cap of 4), the
+    // others at the message timeout; the idle one at the idle timeout.
+    for (i, s) in stranger.iter_mut().enumerate() {
+        assert!(
+            closed_by_node(s, Duration::from_secs(15)).await,
+            "stranger connection {i} still open"
+        );
+    }
+    assert!(
+        closed_by_node(&mut idle, Duration::from_secs(15)).await,
+        "idle connection still open"
+    );
+    srv.wait_for_log("SIP connection refused: too many connections");
+    srv.wait_for_log("SIP message not completed within");
+    // The phone's connection outlived the idle timeout (its registration keeps it) and works.
+    let options = format!(
+        "OPTIONS sip:{tcp} SIP/2.0\r\nVia: SIP/2.0/TCP {local};branch=z9hG4bKtcpopt\r\nFrom: <sip:10001@{tcp}>;tag=t2\r\nTo: <sip:{tcp}>\r\nCall-ID: tcp-limits-opt@{local}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n"
+    );
+    let ok = tcp_exchange(&mut phone, &options).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    // A new phone connection from another address is still taken after all that.
+    let mut other = tcp_from("127.0.0.45", tcp).await;
+    let ok = tcp_exchange(&mut other, &options).await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+}
