@@ -338,3 +338,56 @@ async fn r15_sip_tcp_strangers_are_cut_off_while_a_phone_registers() {
     let ok = tcp_exchange(&mut other, &options).await;
     assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
 }
+
+/// Issue 21, Broken 1: `ucm page --from SEP00036BC7B974` while `ucm phone sim` runs that
+/// phone removed the sim's registration when it exited (calls to 10002 then got 480 while the
+/// sim showed itself registered), and a second `ucm phone sim` for the device did the same.
+/// Now both say the device is registered elsewhere and exit non-zero, and the sim keeps its
+/// line, says so in /state, and rings.
+#[tokio::test]
+async fn r21_page_and_a_second_sim_say_the_device_is_registered_elsewhere() {
+    use crate::common::ucm;
+    let srv = Server::start(&[]);
+    let sim = crate::phone::Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B974", "--first-ip", "127.0.8.10"],
+    );
+    let out = ucm()
+        .args(["page", "--server"])
+        .arg(srv.addr("http").to_string())
+        .arg("--tftp")
+        .arg(srv.addr("tftp_http").to_string())
+        .args(["--group", "demo-all", "--tone", "--seconds", "1"])
+        .args(["--from", "SEP00036BC7B974", "--bind", "127.0.8.20"])
+        .output()
+        .expect("run ucm page");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("SEP00036BC7B974 is registered elsewhere"),
+        "{err}"
+    );
+    // A second sim of the device, on the same host even: exit 2, saying why.
+    let out = ucm()
+        .args(["phone", "sim", "--server"])
+        .arg(srv.addr("http").to_string())
+        .arg("--tftp")
+        .arg(srv.addr("tftp_http").to_string())
+        .args(["--device", "SEP00036BC7B974", "--first-ip", "127.0.8.10"])
+        .output()
+        .expect("run ucm phone sim");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("SEP00036BC7B974 is registered elsewhere"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+    // The first sim still holds its line, says so, and rings.
+    let s = crate::phone::state(sim.http("SEP00036BC7B974"));
+    assert_eq!(s["registered"], true, "{s}");
+    assert_eq!(s["registrations"][0]["status"], "registered", "{s}");
+    let a = TestPhone::register("127.0.8.30", "10001", "00036bc7b973", srv.addr("sip_udp")).await;
+    a.send_text(&a.invite("10002", "r21-after-page")).await;
+    a.expect_response(180).await;
+}
