@@ -47,6 +47,11 @@ pub(super) struct Shared {
     pub(super) held_log: super::throttle::LogThrottle,
     /// Connections closed for a message not completed in time.
     pub(super) slow_log: super::throttle::LogThrottle,
+    /// Malformed messages, refused REGISTERs and failed digest answers: what strangers can
+    /// send as fast as they like is logged at most once a second, with the count.
+    pub(super) malformed_log: super::throttle::LogThrottle,
+    pub(super) refused_log: super::throttle::LogThrottle,
+    pub(super) digest_log: super::throttle::LogThrottle,
     pub(super) stream_limits: super::transport::StreamLimits,
 }
 
@@ -169,6 +174,9 @@ impl SipServer {
                 overload_warned_at: std::sync::atomic::AtomicI64::new(0),
                 held_log: super::throttle::LogThrottle::new(),
                 slow_log: super::throttle::LogThrottle::new(),
+                malformed_log: super::throttle::LogThrottle::new(),
+                refused_log: super::throttle::LogThrottle::new(),
+                digest_log: super::throttle::LogThrottle::new(),
                 stream_limits: limits,
             }),
         }
@@ -186,7 +194,9 @@ impl SipServer {
         }
         // Only parsed requests come here: the parser checked the header syntax.
         if let Err(e) = req.validate_parsed() {
-            tracing::info!(%source, transport = transport.as_str(), error = %e, "refusing malformed SIP request");
+            if let Some(n) = self.shared.malformed_log.hit(registrar::unix_now()) {
+                tracing::info!(%source, transport = transport.as_str(), error = %e, refused = n, "refusing malformed SIP request");
+            }
             let status = e.status.unwrap_or(400);
             return Disposition::Reply(self.respond(req, status, &reason_with_detail(status, &e)));
         }
@@ -258,7 +268,9 @@ impl SipServer {
                 r
             }
             Err(refusal) => {
-                tracing::info!(%source, status = refusal.status, reason = %refusal.reason, "REGISTER refused");
+                if let Some(n) = self.shared.refused_log.hit(registrar::unix_now()) {
+                    tracing::info!(%source, status = refusal.status, reason = %refusal.reason, refused = n, "REGISTER refused");
+                }
                 let phrase = format!(
                     "{} ({})",
                     message::default_reason(refusal.status),
@@ -326,7 +338,9 @@ impl SipServer {
             digest::DeviceCheck::Pass => None,
             digest::DeviceCheck::Challenge { stale, refused } => {
                 if let Some(why) = refused {
-                    tracing::info!(%source, device, reason = why, "digest authentication failed");
+                    if let Some(n) = self.shared.digest_log.hit(now) {
+                        tracing::info!(%source, device, reason = why, failed = n, "digest authentication failed");
+                    }
                 }
                 let mut r = self.respond(req, 401, "Unauthorized");
                 r.headers

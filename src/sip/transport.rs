@@ -381,7 +381,9 @@ impl SipServer {
                 Ok(msg) => self.on_parsed(msg, peer),
                 Err(e) => {
                     inc(&self.state.metrics.sip_parse_errors);
-                    tracing::info!(%source, error = %e, "malformed SIP datagram");
+                    if let Some(n) = self.shared.malformed_log.hit(super::registrar::unix_now()) {
+                        tracing::info!(%source, error = %e, malformed = n, "malformed SIP datagram");
+                    }
                     error_reply(data, &e, source).map(|b| (source, b))
                 }
             };
@@ -535,7 +537,11 @@ impl SipServer {
                             Ok(msg) => self.on_parsed(msg, p).map(|(_, b)| b),
                             Err(e) => {
                                 inc(&self.state.metrics.sip_parse_errors);
-                                tracing::info!(%peer, error = %e, "malformed SIP message on stream");
+                                if let Some(n) =
+                                    self.shared.malformed_log.hit(super::registrar::unix_now())
+                                {
+                                    tracing::info!(%peer, error = %e, malformed = n, "malformed SIP message on stream");
+                                }
                                 error_reply(&frame, &e, peer)
                             }
                         };
