@@ -391,3 +391,45 @@ async fn r21_page_and_a_second_sim_say_the_device_is_registered_elsewhere() {
     a.send_text(&a.invite("10002", "r21-after-page")).await;
     a.expect_response(180).await;
 }
+
+/// Issue 21, Broken 1: README's paging example paged `--from` a device its own `ucm phone sim`
+/// ran. The device it pages from is one the simulator leaves out.
+#[test]
+fn r21_readme_pages_from_a_device_the_simulator_leaves_out() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let flag = |line: &str, name: &str| -> Vec<String> {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        words
+            .windows(2)
+            .filter(|w| w[0] == name)
+            .map(|w| w[1].to_string())
+            .collect()
+    };
+    let mut checked = 0;
+    let lines: Vec<&str> = readme.lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(from) = flag(line, "--from").into_iter().next() else {
+            continue;
+        };
+        if !line.trim_start().starts_with("ucm page ") {
+            continue;
+        }
+        // The simulator started in the same example, if any, must leave that device out.
+        let sim = lines[..i]
+            .iter()
+            .rev()
+            .take_while(|l| !l.starts_with("```"))
+            .find(|l| l.trim_start().starts_with("ucm phone sim "));
+        if let Some(sim) = sim {
+            let devices = flag(sim, "--device");
+            let except = flag(sim, "--except");
+            assert!(
+                (!devices.is_empty() && !devices.contains(&from)) || except.contains(&from),
+                "README runs {from} in `{sim}` and pages from it in `{line}`"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "README's paging example was not found");
+}
