@@ -16,7 +16,9 @@ use crate::{print_out, Failure};
     ucm page --group demo-all --tone --from SEP00036BC7B974\n  \
     ucm page --group demo-all --audio announcement.wav --from SEP00036BC7B974 --json\n  \
     UCM_PASSWORD=paging ucm page --list --user paging\n\
-Exit codes: 0 every phone joined, 1 the page was refused or a phone failed, 2 usage, bad audio or unreachable.")]
+The --from device must be one nothing else runs: the node keeps a registered device with the phone
+that registered it (with `ucm phone sim --count N`, leave it out with --except).
+Exit codes: 0 every phone joined, 1 the page was refused, the --from device is registered elsewhere or a phone failed, 2 usage, bad audio or unreachable.")]
 #[command(mut_arg("server", |a| a
     .help("The node's HTTP address")
     .value_name("HOST:PORT")
@@ -184,7 +186,9 @@ pub async fn run(a: Args) -> Result<(), Failure> {
     .await;
     let outcome = match outcome {
         Ok(o) => o,
-        Err(e @ CallerError::Refused { .. }) | Err(e @ CallerError::NoGoAhead(_)) => {
+        Err(e @ CallerError::Refused { .. })
+        | Err(e @ CallerError::NoGoAhead(_))
+        | Err(e @ CallerError::RegisteredElsewhere { .. }) => {
             return Err(Failure::Check(format!("ucm: {e}")))
         }
         Err(e) => return Err(Failure::Input(e.to_string())),

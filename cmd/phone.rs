@@ -18,7 +18,9 @@ pub enum Command {
     /// {"event":"ready","phones":[{"device":"SEP...","ip":"127.0.0.x","http":"127.0.0.x:PORT",
     /// "sip":"127.0.0.x:PORT","lines":["..."]},...]}. Each phone serves GET /state and POST
     /// /CGI/Execute on its HTTP address. Runs until SIGINT or SIGTERM (lines are unregistered
-    /// on the way out). Exit 2 when a phone cannot start or a registration is refused.
+    /// on the way out). Exit 2 when a phone cannot start or a registration is refused (also
+    /// when the device is registered elsewhere: the node keeps a device with the phone that
+    /// registered it until that registration expires).
     Sim(SimArgs),
 }
 
@@ -44,6 +46,10 @@ pub struct SimArgs {
     /// Run the first N phones of the cluster (from ConfigFileCacheList.txt).
     #[arg(long, value_name = "N")]
     count: Option<usize>,
+    /// With --count: leave this phone out (repeatable), e.g. the device `ucm page --from`
+    /// will be (the node refuses a second registrant for a device that is registered).
+    #[arg(long, value_name = "SEP<MAC>", requires = "count")]
+    except: Vec<String>,
     /// The first phone's address; the others follow (127.0.0.10, 127.0.0.11, ...).
     #[arg(long, default_value = "127.0.0.10")]
     first_ip: Ipv4Addr,
@@ -101,7 +107,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
     tokio::pin!(shutdown);
     let devices = match a.count {
         Some(0) => return Err(Failure::Input("--count must be at least 1".into())),
-        Some(n) => sim::device_list(&tftp, n)
+        Some(n) => sim::device_list(&tftp, n, &a.except)
             .await
             .map_err(|e| Failure::Input(format!("cannot list the cluster's phones: {e}")))?,
         None => a.devices.clone(),

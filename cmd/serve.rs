@@ -45,6 +45,20 @@ pub struct Args {
     /// SIP over TLS port. Default 5061.
     #[arg(long)]
     sips_port: Option<u16>,
+    /// Connections each SIP TCP/TLS listener holds at once (kept within its share of the
+    /// descriptor limit).
+    #[arg(long, default_value_t = ucm::sip::transport::MAX_SIP_CONNECTIONS)]
+    sip_max_connections: usize,
+    /// Connections one source address holds on each SIP TCP/TLS listener.
+    #[arg(long, default_value_t = ucm::sip::transport::MAX_SIP_CONNECTIONS_PER_SOURCE)]
+    sip_max_connections_per_source: usize,
+    /// Seconds a SIP message begun on a TCP/TLS connection has to complete.
+    #[arg(long, default_value_t = ucm::sip::transport::SIP_MESSAGE_TIMEOUT.as_secs())]
+    sip_message_timeout_secs: u64,
+    /// Seconds without traffic after which a SIP TCP/TLS connection is closed (unless a phone
+    /// is registered over it).
+    #[arg(long, default_value_t = ucm::sip::transport::SIP_IDLE_TIMEOUT.as_secs())]
+    sip_idle_timeout_secs: u64,
 }
 
 /// Brings the database up to the definition asked for and returns what it now holds.
@@ -99,6 +113,28 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
 }
 
 pub async fn run(args: Args) -> Result<(), Failure> {
+    // Every connection is a descriptor: take all the process may have, and say how many.
+    match ucm::net::limits::raise_nofile_limit() {
+        Ok(n) => tracing::info!(
+            descriptors = n,
+            per_listener = ucm::net::limits::per_listener_cap(usize::MAX),
+            "descriptor limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit"),
+    }
+    for (flag, v) in [
+        ("--sip-max-connections", args.sip_max_connections as u64),
+        (
+            "--sip-max-connections-per-source",
+            args.sip_max_connections_per_source as u64,
+        ),
+        ("--sip-message-timeout-secs", args.sip_message_timeout_secs),
+        ("--sip-idle-timeout-secs", args.sip_idle_timeout_secs),
+    ] {
+        if v == 0 {
+            return Err(Failure::Input(format!("{flag} must be at least 1")));
+        }
+    }
     let data_dir = args.db.data_dir();
     store::private_dir(&data_dir)
         .map_err(|e| Failure::Input(format!("data directory {}: {e}", data_dir.display())))?;
@@ -133,7 +169,14 @@ pub async fn run(args: Args) -> Result<(), Failure> {
     let listeners = Listeners::bind(&opts, &def, args.node.as_deref())?;
     let ready = listeners.ready(&def.cluster.id)?;
     let cluster_id = def.cluster.id.clone();
-    let node = server::start(listeners, store, def, data_dir).await?;
+    let mut node = server::start(listeners, store, def, data_dir).await?;
+    node.set_sip_limits(ucm::sip::StreamLimits {
+        max_connections: args.sip_max_connections,
+        max_per_source: args.sip_max_connections_per_source,
+        message_timeout: std::time::Duration::from_secs(args.sip_message_timeout_secs),
+        idle_timeout: std::time::Duration::from_secs(args.sip_idle_timeout_secs),
+        ..Default::default()
+    });
     // Handlers first: a SIGTERM sent the moment the ready line appears must stop us cleanly.
     let shutdown = shutdown_signal()?;
     let show = |k: &str| ready.get(k).map_or("-".to_string(), |a| a.to_string());

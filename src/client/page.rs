@@ -74,6 +74,14 @@ pub enum CallerError {
     /// Setting up failed before any call: configuration, sockets, registration.
     #[error("{0}")]
     Setup(String),
+    /// The device is registered from another address (another phone or simulated phone runs
+    /// it): the node refuses a second registrant until that registration expires.
+    #[error("{device} is registered elsewhere: another phone (or `ucm phone sim`) runs it, and the node keeps it until that registration expires; page --from a device nothing else runs (the node said: {status} {reason})")]
+    RegisteredElsewhere {
+        device: String,
+        status: u16,
+        reason: String,
+    },
     /// The call was refused (status and reason) or failed.
     #[error("the call to {number} was refused: {status} {reason}")]
     Refused {
@@ -433,6 +441,17 @@ pub async fn place_page(
             .iter()
             .find(|r| r.last_status.is_some_and(|s| s >= 300))
         {
+            let (status, reason) = (
+                r.last_status.unwrap_or(0),
+                r.last_reason.clone().unwrap_or_default(),
+            );
+            if crate::phone::ua::registered_elsewhere(status, &reason) {
+                return Err(CallerError::RegisteredElsewhere {
+                    device: opts.device.clone(),
+                    status,
+                    reason,
+                });
+            }
             return Err(setup(format!(
                 "registering {} line {} was refused: {} {}",
                 opts.device,

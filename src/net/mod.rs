@@ -5,6 +5,7 @@
 
 pub mod capture;
 pub mod dscp;
+pub mod limits;
 pub mod lograte;
 pub mod per_source;
 pub mod socket;

@@ -89,6 +89,15 @@ impl Metrics {
         );
         counter(
             &mut out,
+            "ucm_sip_stream_connections_closed_total",
+            "SIP TCP and TLS connections closed by a limit: refused at a cap, or timed out idle or mid-message.",
+            &[
+                ("{reason=\"cap\"}", &self.sip.sip_connections_refused),
+                ("{reason=\"timeout\"}", &self.sip.sip_connections_timed_out),
+            ],
+        );
+        counter(
+            &mut out,
             "ucm_tls_handshake_failures_total",
             "TLS handshakes that failed.",
             &[("", &tls_failures)],

@@ -121,6 +121,8 @@ pub enum PhoneError {
         line: String,
         reason: String,
     },
+    #[error("{device} is registered elsewhere: another phone (or another `ucm phone sim`) runs it, and the node keeps it until that registration expires; stop that one or run a device nothing else runs (the node said: {reason})")]
+    RegisteredElsewhere { device: String, reason: String },
     #[error("{device}: lines not registered within {secs} s: {lines}")]
     RegisterTimeout {
         device: String,
@@ -649,14 +651,19 @@ impl Phone {
                     .iter()
                     .find(|r| r.state == RegState::Failed && r.last_status != Some(408))
                 {
+                    let status = r.last_status.unwrap_or(0);
+                    let reason = format!("{status} {}", r.last_reason.clone().unwrap_or_default());
+                    let device = self.shared.device.clone();
+                    if super::ua::registered_elsewhere(
+                        status,
+                        r.last_reason.as_deref().unwrap_or_default(),
+                    ) {
+                        return Err(PhoneError::RegisteredElsewhere { device, reason });
+                    }
                     return Err(PhoneError::Refused {
-                        device: self.shared.device.clone(),
+                        device,
                         line: r.line.clone(),
-                        reason: format!(
-                            "{} {}",
-                            r.last_status.unwrap_or(0),
-                            r.last_reason.clone().unwrap_or_default()
-                        ),
+                        reason,
                     });
                 }
                 if snap.registrations.iter().all(|r| r.registered) {

@@ -16,8 +16,13 @@ pub const START_CONCURRENCY: usize = 32;
 /// How long a phone may take to register all its lines.
 pub const REGISTER_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The first `count` devices of the TFTP server's `ConfigFileCacheList.txt`.
-pub async fn device_list(tftp: &str, count: usize) -> Result<Vec<String>, String> {
+/// The first `count` devices of the TFTP server's `ConfigFileCacheList.txt`, leaving out
+/// those in `except` (devices something else runs).
+pub async fn device_list(
+    tftp: &str,
+    count: usize,
+    except: &[String],
+) -> Result<Vec<String>, String> {
     let url = format!("http://{tftp}/ConfigFileCacheList.txt");
     let r = client::get(&url, None, &[], HTTP_TIMEOUT)
         .await
@@ -30,6 +35,7 @@ pub async fn device_list(tftp: &str, count: usize) -> Result<Vec<String>, String
         .lines()
         .filter_map(|l| l.trim().strip_suffix(".cnf.xml"))
         .filter(|n| super::device::mac_of(n).is_some())
+        .filter(|n| !except.iter().any(|e| e.eq_ignore_ascii_case(n)))
         .map(str::to_string)
         .take(count)
         .collect();

@@ -106,6 +106,13 @@ pub enum Output {
     Resync { event: String },
 }
 
+/// Whether a REGISTER's answer says another registrant holds the device: the node's
+/// registrar answers `403 Forbidden (SEP... is registered from another address)` until that
+/// binding expires.
+pub fn registered_elsewhere(status: u16, reason: &str) -> bool {
+    status == 403 && reason.contains("registered from another address")
+}
+
 /// A line registration's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -146,6 +153,11 @@ pub struct RegistrationView {
     pub line: String,
     pub label: String,
     pub registered: bool,
+    /// What is true of the registration now: `registered` (a binding the node granted and
+    /// that has not expired), `refused` (the node said no: see `last_status`), `expired` (the
+    /// binding ran out without a refresh the node answered), `unreachable` (no answer yet),
+    /// `registering`, `unregistering` or `unregistered`.
+    pub status: &'static str,
     pub state: RegState,
     /// Seconds granted by the registrar.
     pub expires: u32,
@@ -680,7 +692,11 @@ impl Ua {
                 }
             }
         } else {
-            tracing::info!(line = %r.line.dn, status = resp.status, reason = %resp.reason, "registration refused");
+            if registered_elsewhere(resp.status, &resp.reason) {
+                tracing::warn!(device = %self.s.device, line = %r.line.dn, reason = %resp.reason, "registration refused: another phone holds this device");
+            } else {
+                tracing::info!(line = %r.line.dn, status = resp.status, reason = %resp.reason, "registration refused");
+            }
             r.registered = false;
             r.state = RegState::Failed;
             r.expires_at = None;
@@ -716,10 +732,30 @@ impl Ua {
             .filter(|r| !r.remove_when_done)
             .map(|r| {
                 let live = r.registered && r.expires_at.is_some_and(|e| e > now);
+                let refused = r.last_status.is_some_and(|s| s >= 300 && s != 408);
+                // A binding that ran out stays `expired` while the phone retries.
+                let ran_out = r.registered && r.expires_at.is_some();
+                let status = match r.state {
+                    _ if live => "registered",
+                    RegState::Unregistering => "unregistering",
+                    _ if ran_out => "expired",
+                    RegState::Registering => "registering",
+                    RegState::Unregistered => "unregistered",
+                    RegState::Registered | RegState::Failed => {
+                        if refused {
+                            "refused"
+                        } else if r.last_status == Some(408) {
+                            "unreachable"
+                        } else {
+                            "unregistered"
+                        }
+                    }
+                };
                 RegistrationView {
                     line: r.line.dn.clone(),
                     label: r.line.label.clone(),
                     registered: live,
+                    status,
                     state: r.state,
                     expires: r.expires,
                     expires_in: r
@@ -2213,6 +2249,52 @@ mod tests {
         assert!(!v[0].registered);
         assert_eq!(v[0].state, RegState::Failed);
         assert_eq!(v[0].last_status, Some(404));
+    }
+
+    /// Issue 21: the sim's /state showed itself registered after the node had dropped it.
+    /// Each registration says what is true now: registered, refused (and whether another
+    /// phone holds the device), or expired when no refresh was answered.
+    #[test]
+    fn r21_the_registration_status_tells_the_truth() {
+        let mut ports = Ports(20000);
+        let server: SocketAddr = SERVER.parse().unwrap();
+        let t0 = Instant::now();
+        let mut ua = ua(false, false);
+        let SipMessage::Request(reg) = &sent(&ua.register_all(t0, &mut ports))[0] else {
+            panic!()
+        };
+        assert_eq!(ua.registrations(t0)[0].status, "registering");
+        let mut ok = reg.make_response(200, "", Some("x"));
+        ok.headers.push(
+            "Contact",
+            "<sip:20001@127.0.0.10:5060;transport=udp>;expires=600",
+        );
+        ua.on_datagram(&ok.to_bytes(), server, t0, &mut ports);
+        assert_eq!(ua.registrations(t0)[0].status, "registered");
+        // The refresh goes unanswered: once the binding has run out, it is expired.
+        let mut t = t0 + Duration::from_secs(511);
+        ua.on_timers(t, &mut ports);
+        while t < t0 + Duration::from_secs(601) {
+            t += Duration::from_secs(1);
+            ua.on_timers(t, &mut ports);
+        }
+        let v = ua.registrations(t);
+        assert_eq!((v[0].registered, v[0].status), (false, "expired"), "{v:?}");
+        // Another phone holds the device: refused, and recognisably so.
+        let mut ua = self::ua(false, false);
+        let SipMessage::Request(reg) = &sent(&ua.register_all(t0, &mut ports))[0] else {
+            panic!()
+        };
+        let reason = "Forbidden (SEP000000001001 is registered from another address)";
+        let no = reg.make_response(403, reason, Some("x"));
+        ua.on_datagram(&no.to_bytes(), server, t0, &mut ports);
+        let v = ua.registrations(t0);
+        assert_eq!((v[0].registered, v[0].status), (false, "refused"));
+        assert!(registered_elsewhere(
+            403,
+            v[0].last_reason.as_deref().unwrap()
+        ));
+        assert!(!registered_elsewhere(404, "Not Found"));
     }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.20\r\ns=-\r\nc=IN IP4 127.0.0.20\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";

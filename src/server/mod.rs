@@ -269,6 +269,14 @@ pub struct Node {
     https: TcpListener,
     sip: Option<SipListeners>,
     parts: Vec<Parts>,
+    sip_limits: crate::sip::StreamLimits,
+}
+
+impl Node {
+    /// The limits of the SIP TCP and TLS listeners (default: the named constants).
+    pub fn set_sip_limits(&mut self, limits: crate::sip::StreamLimits) {
+        self.sip_limits = limits;
+    }
 }
 
 /// Builds the node core and starts the services this node runs (they take what they need
@@ -313,6 +321,7 @@ pub async fn start(
         https: listeners.https,
         sip: listeners.sip,
         parts,
+        sip_limits: Default::default(),
     })
 }
 
@@ -375,7 +384,7 @@ pub async fn run(
     ));
     tasks.spawn(state.clone().run_login_sync());
     if let Some(sip_l) = node.sip {
-        let sip = crate::sip::SipServer::new(Arc::new(state.sip_node()));
+        let sip = crate::sip::SipServer::with_limits(Arc::new(state.sip_node()), node.sip_limits);
         tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
         tasks.spawn(sip.clone().serve_udp(sip_l.udp, stop_rx.clone()));
         tasks.spawn(sip.clone().serve_stream(sip_l.tcp, None, stop_rx.clone()));

@@ -40,6 +40,10 @@ impl SipNode {
 /// relaxed increment.
 #[derive(Default)]
 pub struct SipMetrics {
+    /// TCP and TLS connections closed at once: a listener's or a source's cap was reached.
+    pub sip_connections_refused: AtomicU64,
+    /// TCP and TLS connections closed for idleness or a message not completed in time.
+    pub sip_connections_timed_out: AtomicU64,
     pub sip_udp_received: AtomicU64,
     pub sip_tcp_received: AtomicU64,
     pub sip_tls_received: AtomicU64,

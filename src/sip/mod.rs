@@ -14,8 +14,9 @@ pub mod context;
 pub mod digest;
 pub mod registrar;
 mod server;
+pub mod throttle;
 pub mod transaction;
-mod transport;
+pub mod transport;
 pub mod trunks;
 
 // Call control speaks the wire codec.
@@ -25,7 +26,7 @@ pub use crate::wire::sip as message;
 pub use call_control::CallControl;
 pub use context::{SipMetrics, SipNode};
 pub use server::SipServer;
-pub use transport::Transport;
+pub use transport::{StreamLimits, Transport};
 
 /// Methods this node accepts (the Allow header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, NOTIFY, REFER, INFO, UPDATE";

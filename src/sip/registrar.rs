@@ -45,15 +45,15 @@ pub enum Decision {
         instance: Option<String>,
         expires: u32,
     },
+    /// Remove the binding of `contact` (RFC 3261 10.3: only the contact named), or every
+    /// binding of the line for `Contact: *` (`contact: None`).
     Unbind {
         device: String,
         line: String,
+        contact: Option<String>,
     },
     /// No Contact: the phone asks for its current bindings.
-    Query {
-        device: String,
-        line: String,
-    },
+    Query { device: String, line: String },
 }
 
 /// A refusal, with the SIP status and a reason for the log and the reason phrase.
@@ -189,6 +189,7 @@ pub fn decide<'a>(
         return Ok(Decision::Unbind {
             device: device.name.clone(),
             line,
+            contact: None,
         });
     }
     let Some(contact) = contact_uri else {
@@ -208,6 +209,7 @@ pub fn decide<'a>(
         return Ok(Decision::Unbind {
             device: device.name.clone(),
             line,
+            contact: Some(contact),
         });
     }
     if !has_line {
@@ -221,6 +223,30 @@ pub fn decide<'a>(
         instance,
         expires,
     })
+}
+
+impl Decision {
+    /// The device the REGISTER is for.
+    pub fn device(&self) -> &str {
+        match self {
+            Decision::Bind { device, .. }
+            | Decision::Unbind { device, .. }
+            | Decision::Query { device, .. } => device,
+        }
+    }
+}
+
+/// Whether a REGISTER from `source` over `transport` comes from the registrant that holds
+/// `held`: the same address, and over UDP the same port too (a UDP phone sends from the
+/// socket it is reached on; a second phone program on the same host has another port).
+/// Over TCP and TLS the port is the connection's ephemeral one, new with every connection,
+/// so the host address alone decides.
+pub fn same_registrant(held: &Binding, transport: Transport, source: SocketAddr) -> bool {
+    if held.source.ip() != source.ip() {
+        return false;
+    }
+    let datagram = transport == Transport::Udp && held.transport == Transport::Udp;
+    !datagram || held.source.port() == source.port()
 }
 
 /// The wall clock in Unix seconds, for the shells (the bindings table and the B2BUA are
@@ -320,8 +346,22 @@ impl Bindings {
                 self.map.insert((device.clone(), line.clone()), b.clone());
                 (vec![b], Some(Write::Upsert(row)))
             }
-            Decision::Unbind { device, line } => {
-                self.map.remove(&(device.clone(), line.clone()));
+            Decision::Unbind {
+                device,
+                line,
+                contact,
+            } => {
+                let key = (device.clone(), line.clone());
+                // Only the contact named goes (RFC 3261 10.3): an unREGISTER of another
+                // contact leaves the binding, and the answer lists it.
+                let named = self
+                    .map
+                    .get(&key)
+                    .is_some_and(|b| contact.as_ref().is_none_or(|c| *c == b.contact));
+                if !named {
+                    return (self.binding(device, line, now).into_iter().collect(), None);
+                }
+                self.map.remove(&key);
                 let write = Write::Remove {
                     device: device.clone(),
                     line: line.clone(),
@@ -332,6 +372,32 @@ impl Bindings {
                 (self.binding(device, line, now).into_iter().collect(), None)
             }
         }
+    }
+
+    /// Carries out a REGISTER's decision unless another registrant holds the device: a live
+    /// binding of any of its lines from another address ([`same_registrant`]) makes the
+    /// answer `Err(that binding)`, until it expires. `takeover` (the request proved itself
+    /// with the device's digest credentials) lets a phone that moved replace it.
+    pub fn register(
+        &mut self,
+        decision: &Decision,
+        transport: Transport,
+        source: SocketAddr,
+        now: i64,
+        takeover: bool,
+    ) -> Result<(Vec<Binding>, Option<Write>), Box<Binding>> {
+        if !takeover {
+            let device = decision.device();
+            if let Some(holder) = self
+                .map
+                .values()
+                .find(|b| b.device == device && b.expires_at > now)
+                .filter(|b| !same_registrant(b, transport, source))
+            {
+                return Err(Box::new(holder.clone()));
+            }
+        }
+        Ok(self.apply(decision, transport, source, now))
     }
 
     /// The binding of a device's line that is live at `now`.
@@ -449,25 +515,39 @@ impl Registrar {
         let _ = self.persist.send(Persist::Write(w));
     }
 
-    /// Carries out a REGISTER's decision at `now` (see [`Bindings::apply`]) and queues its
-    /// database write.
-    pub fn apply(
+    /// Carries out a REGISTER's decision at `now` (see [`Bindings::register`]: refused while
+    /// another registrant holds the device) and queues its database write. The check and
+    /// the change happen under one lock, so two registrants racing cannot both win.
+    pub fn register(
         &self,
         decision: &Decision,
         transport: Transport,
         source: SocketAddr,
         now: i64,
-    ) -> Vec<Binding> {
-        let (bindings, write) = self.write().apply(decision, transport, source, now);
+        takeover: bool,
+    ) -> Result<Vec<Binding>, Box<Binding>> {
+        let (bindings, write) = self
+            .write()
+            .register(decision, transport, source, now, takeover)?;
         if let Some(w) = write {
             self.persist(w);
         }
-        bindings
+        Ok(bindings)
     }
 
     /// The device's live bindings (one per registered line).
     pub fn device_bindings(&self, device: &str) -> Vec<Binding> {
         self.read().device_bindings(device, unix_now())
+    }
+
+    /// Whether a phone holds a live registration over the TCP or TLS connection from
+    /// `source` (the connection is then kept while it lives).
+    pub fn holds_connection(&self, source: SocketAddr) -> bool {
+        let now = unix_now();
+        self.read()
+            .map
+            .values()
+            .any(|b| b.source == source && b.transport != Transport::Udp && b.expires_at > now)
     }
 
     /// Whether any line of the device is registered.
@@ -605,7 +685,7 @@ mod tests {
         let gone = CISCO.replace("expires=3600", "expires=0");
         let d = decide(&c, &register("23923", &gone, ""), 3600, own_lines).unwrap();
         assert!(
-            matches!(d, Decision::Unbind { ref device, ref line } if device == "SEP00036BC7B973" && line == "23923")
+            matches!(d, Decision::Unbind { ref device, ref line, .. } if device == "SEP00036BC7B973" && line == "23923")
         );
         let query = "Contact: *\r\n";
         let d = decide(
@@ -691,6 +771,7 @@ mod tests {
         let unbind = Decision::Unbind {
             device: "SEP00036BC7B973".into(),
             line: "10001".into(),
+            contact: Some("sip:10001@127.0.0.2:5060".into()),
         };
         let (left, write) = t.apply(&unbind, Transport::Tcp, src, 1001);
         assert!(left.is_empty());
@@ -703,5 +784,178 @@ mod tests {
         );
         assert_eq!(t.count(1001), 0);
         assert!(t.sweep(5000).is_empty());
+    }
+
+    fn bind(contact: &str) -> Decision {
+        Decision::Bind {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+            contact: contact.into(),
+            instance: Some("\"<urn:uuid:00000000-0000-0000-0000-00036bc7b973>\"".into()),
+            expires: 120,
+        }
+    }
+
+    fn unbind(contact: Option<&str>) -> Decision {
+        Decision::Unbind {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+            contact: contact.map(str::to_string),
+        }
+    }
+
+    /// Issue 15's hijack: with digest off, a REGISTER from another address carrying the
+    /// phone's +sip.instance replaced its binding, and the same with Expires: 0 removed it.
+    /// Now the registrant holding the device keeps it until it expires.
+    #[test]
+    fn r15_a_second_registrant_from_another_address_is_refused() {
+        let mut t = Bindings::new("n1");
+        let phone: SocketAddr = "127.0.0.10:5060".parse().unwrap();
+        let thief: SocketAddr = "127.0.0.66:5060".parse().unwrap();
+        let (b, _) = t
+            .register(
+                &bind("sip:10001@127.0.0.10:5060"),
+                Transport::Udp,
+                phone,
+                1000,
+                false,
+            )
+            .unwrap();
+        assert_eq!(b.len(), 1);
+        let held = t
+            .register(
+                &bind("sip:10001@127.0.0.66:5060"),
+                Transport::Udp,
+                thief,
+                1001,
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(held.source, phone);
+        for d in [
+            unbind(Some("sip:10001@127.0.0.10:5060")),
+            unbind(None),
+            Decision::Query {
+                device: "SEP00036BC7B973".into(),
+                line: "10001".into(),
+            },
+        ] {
+            assert!(
+                t.register(&d, Transport::Udp, thief, 1002, false).is_err(),
+                "{d:?}"
+            );
+        }
+        // Another line of the same device is the same device.
+        let other_line = Decision::Bind {
+            device: "SEP00036BC7B973".into(),
+            line: "10009".into(),
+            contact: "sip:10009@127.0.0.66:5060".into(),
+            instance: None,
+            expires: 60,
+        };
+        assert!(t
+            .register(&other_line, Transport::Udp, thief, 1002, false)
+            .is_err());
+        // A second phone program on the phone's host has another UDP port: another registrant.
+        let twin: SocketAddr = "127.0.0.10:40000".parse().unwrap();
+        assert!(t
+            .register(
+                &bind("sip:10001@127.0.0.10:40000"),
+                Transport::Udp,
+                twin,
+                1003,
+                false
+            )
+            .is_err());
+        assert_eq!(
+            t.binding("SEP00036BC7B973", "10001", 1003).unwrap().source,
+            phone
+        );
+        // The holder refreshes; once its binding expires, another may register.
+        assert!(t
+            .register(
+                &bind("sip:10001@127.0.0.10:5060"),
+                Transport::Udp,
+                phone,
+                1004,
+                false
+            )
+            .is_ok());
+        assert!(t
+            .register(
+                &bind("sip:10001@127.0.0.66:5060"),
+                Transport::Udp,
+                thief,
+                1124,
+                false
+            )
+            .is_ok());
+        // Digest credentials that verified let a phone move.
+        assert!(t
+            .register(
+                &bind("sip:10001@127.0.0.10:5060"),
+                Transport::Udp,
+                phone,
+                1125,
+                true
+            )
+            .is_ok());
+    }
+
+    /// Over TCP and TLS every connection has a new source port: the host decides.
+    #[test]
+    fn r15_a_stream_registrant_reconnecting_keeps_its_device() {
+        let mut t = Bindings::new("n1");
+        let first: SocketAddr = "127.0.0.10:40001".parse().unwrap();
+        let again: SocketAddr = "127.0.0.10:40002".parse().unwrap();
+        let c = "sip:10001@127.0.0.10:5060;transport=tcp";
+        assert!(t
+            .register(&bind(c), Transport::Tcp, first, 1000, false)
+            .is_ok());
+        assert!(t
+            .register(&bind(c), Transport::Tcp, again, 1001, false)
+            .is_ok());
+        let thief: SocketAddr = "127.0.0.66:40003".parse().unwrap();
+        assert!(t
+            .register(&bind(c), Transport::Tcp, thief, 1002, false)
+            .is_err());
+    }
+
+    /// RFC 3261 10.3: an unREGISTER removes only the contact it names.
+    #[test]
+    fn r15_unregister_removes_only_the_contact_it_names() {
+        let mut t = Bindings::new("n1");
+        let phone: SocketAddr = "127.0.0.10:5060".parse().unwrap();
+        t.register(
+            &bind("sip:10001@127.0.0.10:5060"),
+            Transport::Udp,
+            phone,
+            1000,
+            false,
+        )
+        .unwrap();
+        let (left, write) = t
+            .register(
+                &unbind(Some("sip:10001@127.0.0.10:5999")),
+                Transport::Udp,
+                phone,
+                1001,
+                false,
+            )
+            .unwrap();
+        assert_eq!((left.len(), write), (1, None));
+        assert!(t.is_registered("SEP00036BC7B973", 1001));
+        let (left, write) = t
+            .register(
+                &unbind(Some("sip:10001@127.0.0.10:5060")),
+                Transport::Udp,
+                phone,
+                1002,
+                false,
+            )
+            .unwrap();
+        assert!(left.is_empty());
+        assert!(matches!(write, Some(Write::Remove { .. })));
+        assert!(!t.is_registered("SEP00036BC7B973", 1002));
     }
 }

@@ -43,6 +43,16 @@ pub(super) struct Shared {
     /// time) of that warning: under overload one line a second, not one per message.
     pub(super) overload_refused: std::sync::atomic::AtomicU64,
     pub(super) overload_warned_at: std::sync::atomic::AtomicI64,
+    /// REGISTERs refused because another registrant holds the device.
+    pub(super) held_log: super::throttle::LogThrottle,
+    /// Connections closed for a message not completed in time.
+    pub(super) slow_log: super::throttle::LogThrottle,
+    /// Malformed messages, refused REGISTERs and failed digest answers: what strangers can
+    /// send as fast as they like is logged at most once a second, with the count.
+    pub(super) malformed_log: super::throttle::LogThrottle,
+    pub(super) refused_log: super::throttle::LogThrottle,
+    pub(super) digest_log: super::throttle::LogThrottle,
+    pub(super) stream_limits: super::transport::StreamLimits,
 }
 
 /// What the transport does with a request.
@@ -87,6 +97,25 @@ fn now() -> b2bua::Now {
     }
 }
 
+/// Says at start how many devices register without digest authentication: anyone who can
+/// reach the node's SIP ports can register as such a device while it is not registered (and
+/// the registrant that holds a device keeps it until its binding expires).
+fn warn_devices_without_digest(cluster: &crate::cluster::Cluster) {
+    let open: Vec<&str> = cluster
+        .devices
+        .iter()
+        .filter(|d| !digest::requires_digest(cluster, d))
+        .map(|d| d.name.as_str())
+        .collect();
+    if !open.is_empty() {
+        tracing::warn!(
+            devices = open.len(),
+            first = open.first().copied().unwrap_or_default(),
+            "devices register without digest authentication: whoever registers such a device first holds it until its binding expires; give them a phone security profile with digest_authentication and a digest user with credentials"
+        );
+    }
+}
+
 /// Messages queued for call control before new requests are refused with 503.
 const CORE_QUEUE: usize = 65_536;
 
@@ -123,6 +152,11 @@ pub(super) fn server_header() -> String {
 
 impl SipServer {
     pub fn new(state: Arc<SipNode>) -> SipServer {
+        SipServer::with_limits(state, Default::default())
+    }
+
+    /// A server whose TCP and TLS listeners keep to `limits`.
+    pub fn with_limits(state: Arc<SipNode>, limits: super::transport::StreamLimits) -> SipServer {
         let (core_tx, core_rx) = mpsc::channel(CORE_QUEUE);
         let (failures_tx, failures_rx) = mpsc::unbounded_channel();
         SipServer {
@@ -138,6 +172,12 @@ impl SipServer {
                 tls_targets: Mutex::new(Arc::new(HashMap::new())),
                 overload_refused: std::sync::atomic::AtomicU64::new(0),
                 overload_warned_at: std::sync::atomic::AtomicI64::new(0),
+                held_log: super::throttle::LogThrottle::new(),
+                slow_log: super::throttle::LogThrottle::new(),
+                malformed_log: super::throttle::LogThrottle::new(),
+                refused_log: super::throttle::LogThrottle::new(),
+                digest_log: super::throttle::LogThrottle::new(),
+                stream_limits: limits,
             }),
         }
     }
@@ -154,7 +194,9 @@ impl SipServer {
         }
         // Only parsed requests come here: the parser checked the header syntax.
         if let Err(e) = req.validate_parsed() {
-            tracing::info!(%source, transport = transport.as_str(), error = %e, "refusing malformed SIP request");
+            if let Some(n) = self.shared.malformed_log.hit(registrar::unix_now()) {
+                tracing::info!(%source, transport = transport.as_str(), error = %e, refused = n, "refusing malformed SIP request");
+            }
             let status = e.status.unwrap_or(400);
             return Disposition::Reply(self.respond(req, status, &reason_with_detail(status, &e)));
         }
@@ -195,16 +237,24 @@ impl SipServer {
         let decision = registrar::decide(&cluster, req, max, |d| cluster.lines_of(d));
         match decision {
             Ok(d) => {
-                let device = match &d {
-                    registrar::Decision::Bind { device, .. }
-                    | registrar::Decision::Unbind { device, .. }
-                    | registrar::Decision::Query { device, .. } => device.clone(),
-                };
+                let device = d.device().to_string();
                 if let Some(challenge) = self.digest_challenge(&cluster, req, &device, source) {
                     return challenge;
                 }
+                // A device that proved itself with its digest credentials may move; without
+                // digest, the registrant holding the device keeps it until it expires.
+                let takeover = cluster
+                    .device(&device)
+                    .is_some_and(|dev| digest::requires_digest(&cluster, dev));
                 let now = registrar::unix_now();
-                let bindings = self.state.registrar.apply(&d, transport, source, now);
+                let bindings = match self
+                    .state
+                    .registrar
+                    .register(&d, transport, source, now, takeover)
+                {
+                    Ok(b) => b,
+                    Err(holder) => return self.held_elsewhere(req, &device, &holder, source, now),
+                };
                 if let registrar::Decision::Bind { device, line, .. } = &d {
                     tracing::debug!(%source, device, line, "registered");
                 }
@@ -218,7 +268,9 @@ impl SipServer {
                 r
             }
             Err(refusal) => {
-                tracing::info!(%source, status = refusal.status, reason = %refusal.reason, "REGISTER refused");
+                if let Some(n) = self.shared.refused_log.hit(registrar::unix_now()) {
+                    tracing::info!(%source, status = refusal.status, reason = %refusal.reason, refused = n, "REGISTER refused");
+                }
                 let phrase = format!(
                     "{} ({})",
                     message::default_reason(refusal.status),
@@ -232,6 +284,34 @@ impl SipServer {
                 self.respond(req, refusal.status, &phrase)
             }
         }
+    }
+
+    /// The 403 for a REGISTER from another registrant than the one holding the device,
+    /// logged (at most a line a second, with the count). The answer names neither the holder's
+    /// address nor its contact: a stranger learns only that the device is taken.
+    fn held_elsewhere(
+        &self,
+        req: &Request,
+        device: &str,
+        holder: &registrar::Binding,
+        source: SocketAddr,
+        now: i64,
+    ) -> Response {
+        if let Some(refused) = self.shared.held_log.hit(now) {
+            tracing::warn!(
+                device,
+                %source,
+                holder = %holder.source,
+                expires_in = holder.expires_at - now,
+                refused,
+                "REGISTER refused: the device is registered from another address (the first registrant keeps it until its binding expires; enable digest authentication to let a phone move)"
+            );
+        }
+        self.respond(
+            req,
+            403,
+            &format!("Forbidden ({device} is registered from another address)"),
+        )
     }
 
     /// When the device's security profile asks for digest authentication, checks the
@@ -250,6 +330,7 @@ impl SipServer {
             device,
             auth,
             req.method.as_str(),
+            digest::request_fingerprint(req),
             &self.shared.nonces,
             now,
         );
@@ -257,7 +338,9 @@ impl SipServer {
             digest::DeviceCheck::Pass => None,
             digest::DeviceCheck::Challenge { stale, refused } => {
                 if let Some(why) = refused {
-                    tracing::info!(%source, device, reason = why, "digest authentication failed");
+                    if let Some(n) = self.shared.digest_log.hit(now) {
+                        tracing::info!(%source, device, reason = why, failed = n, "digest authentication failed");
+                    }
                 }
                 let mut r = self.respond(req, 401, "Unauthorized");
                 r.headers
@@ -333,6 +416,7 @@ impl SipServer {
             Err(p) => p.into_inner().take(),
         };
         let Some(mut failures) = failures else { return };
+        warn_devices_without_digest(&self.state.cluster());
         let mut core =
             b2bua::B2bua::new(self.state.sip_host.clone(), rand::random(), rand::random());
         core.set_tls_host(self.state.sips_host.clone());

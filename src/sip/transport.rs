@@ -43,6 +43,102 @@ impl Transport {
     }
 }
 
+/// Connections one SIP stream listener (TCP, TLS) holds at once, kept within the listener's
+/// share of the descriptors ([`crate::net::limits::per_listener_cap`]).
+pub const MAX_SIP_CONNECTIONS: usize = 10_000;
+/// Connections one source address holds on one SIP stream listener at once (a phone needs
+/// one; a trunk peer a few).
+pub const MAX_SIP_CONNECTIONS_PER_SOURCE: usize = 32;
+/// A message begun on a connection must be complete within this long, else the connection
+/// is closed (a slow sender cannot hold a buffer for ever).
+pub const SIP_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A connection with no traffic (messages, keep-alives, or what the node sends) for this long
+/// is closed, unless a phone holds a live registration over it: then it stays while the
+/// registration lives.
+pub const SIP_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time a client has to complete the TLS handshake.
+pub const SIP_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The limits of the SIP stream listeners; [`StreamLimits::default`] is the constants above.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamLimits {
+    pub max_connections: usize,
+    pub max_per_source: usize,
+    pub message_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> StreamLimits {
+        StreamLimits {
+            max_connections: MAX_SIP_CONNECTIONS,
+            max_per_source: MAX_SIP_CONNECTIONS_PER_SOURCE,
+            message_timeout: SIP_MESSAGE_TIMEOUT,
+            idle_timeout: SIP_IDLE_TIMEOUT,
+            tls_handshake_timeout: SIP_TLS_HANDSHAKE_TIMEOUT,
+        }
+    }
+}
+
+/// The connections a listener holds, in total and per source address.
+#[derive(Debug, Default)]
+pub(super) struct ConnCount {
+    total: usize,
+    per_source: std::collections::HashMap<std::net::IpAddr, usize>,
+}
+
+/// Why a connection was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refused {
+    ListenerFull,
+    SourceFull,
+}
+
+impl ConnCount {
+    /// Takes a connection from `ip` unless a cap is reached.
+    pub(super) fn admit(
+        &mut self,
+        ip: std::net::IpAddr,
+        max: usize,
+        per_source: usize,
+    ) -> Result<(), Refused> {
+        if self.total >= max {
+            return Err(Refused::ListenerFull);
+        }
+        let n = self.per_source.entry(ip).or_insert(0);
+        if *n >= per_source {
+            return Err(Refused::SourceFull);
+        }
+        *n += 1;
+        self.total += 1;
+        Ok(())
+    }
+
+    pub(super) fn release(&mut self, ip: std::net::IpAddr) {
+        if let Some(n) = self.per_source.get_mut(&ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_source.remove(&ip);
+            }
+            self.total = self.total.saturating_sub(1);
+        }
+    }
+}
+
+/// When a connection's reader must give up waiting, given its last traffic and the start of
+/// the message it is in the middle of (if any).
+pub(super) fn read_deadline(
+    limits: &StreamLimits,
+    last_traffic: tokio::time::Instant,
+    message_started: Option<tokio::time::Instant>,
+) -> tokio::time::Instant {
+    match message_started {
+        Some(t) => t + limits.message_timeout,
+        None => last_traffic + limits.idle_timeout,
+    }
+}
+
 /// The writer side of a connection and the receiver its writer task drains.
 type ConnChannel = (
     mpsc::UnboundedSender<Vec<u8>>,
@@ -285,7 +381,9 @@ impl SipServer {
                 Ok(msg) => self.on_parsed(msg, peer),
                 Err(e) => {
                     inc(&self.state.metrics.sip_parse_errors);
-                    tracing::info!(%source, error = %e, "malformed SIP datagram");
+                    if let Some(n) = self.shared.malformed_log.hit(super::registrar::unix_now()) {
+                        tracing::info!(%source, error = %e, malformed = n, "malformed SIP datagram");
+                    }
                     error_reply(data, &e, source).map(|b| (source, b))
                 }
             };
@@ -298,13 +396,20 @@ impl SipServer {
         }
     }
 
-    /// Serves SIP over TCP, or TLS when `tls` is given, until shutdown.
+    /// Serves SIP over TCP, or TLS when `tls` is given, until shutdown. Connections beyond
+    /// the listener's cap or the source's are closed as soon as accepted (logged at most
+    /// once a second, with the count).
     pub async fn serve_stream(
         self,
         listener: TcpListener,
         tls: Option<tokio_rustls::TlsAcceptor>,
         mut stop: watch::Receiver<bool>,
     ) {
+        let limits = self.shared.stream_limits;
+        let max = crate::net::limits::per_listener_cap(limits.max_connections);
+        let kind = if tls.is_some() { "TLS" } else { "TCP" };
+        let count = Arc::new(std::sync::Mutex::new(ConnCount::default()));
+        let refused_log = super::throttle::LogThrottle::new();
         let mut conns = tokio::task::JoinSet::new();
         loop {
             let (stream, peer) = tokio::select! {
@@ -319,11 +424,25 @@ impl SipServer {
                 _ = stop.changed() => break,
                 Some(_) = conns.join_next(), if !conns.is_empty() => continue,
             };
+            let admitted = lock(&count).admit(peer.ip(), max, limits.max_per_source);
+            if let Err(why) = admitted {
+                inc(&self.state.metrics.sip_connections_refused);
+                if let Some(refused) = refused_log.hit(super::registrar::unix_now()) {
+                    let cap = match why {
+                        Refused::ListenerFull => max,
+                        Refused::SourceFull => limits.max_per_source,
+                    };
+                    tracing::warn!(%peer, transport = kind, refused, cap, reason = ?why, "SIP connection refused: too many connections");
+                }
+                drop(stream);
+                continue;
+            }
             inc(&self.state.metrics.sip_tcp_connections);
             let _ = stream.set_nodelay(true);
             let this = self.clone();
             let stop = stop.clone();
             let tls = tls.clone();
+            let count = count.clone();
             conns.spawn(async move {
                 match tls {
                     None => {
@@ -331,7 +450,7 @@ impl SipServer {
                             .await
                     }
                     Some(acc) => {
-                        match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream))
+                        match tokio::time::timeout(limits.tls_handshake_timeout, acc.accept(stream))
                             .await
                         {
                             Ok(Ok(s)) => {
@@ -344,6 +463,7 @@ impl SipServer {
                         }
                     }
                 }
+                lock(&count).release(peer.ip());
             });
         }
         drop(listener);
@@ -368,14 +488,23 @@ impl SipServer {
             None => self.register_conn(peer),
         };
         let (mut rd, mut wr) = tokio::io::split(io);
+        // What the node sends counts as traffic too (milliseconds after `opened`).
+        let opened = tokio::time::Instant::now();
+        let wrote = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let wrote_w = wrote.clone();
         let writer = tokio::spawn(async move {
             while let Some(b) = rx.recv().await {
                 if wr.write_all(&b).await.is_err() {
                     break;
                 }
+                let ms = opened.elapsed().as_millis() as u64;
+                wrote_w.store(ms, std::sync::atomic::Ordering::Relaxed);
             }
             let _ = wr.shutdown().await;
         });
+        let limits = self.shared.stream_limits;
+        let mut last_read = opened;
+        let mut message_started: Option<tokio::time::Instant> = None;
         let mut buf = BytesMut::with_capacity(8192);
         let mut framer = message::StreamFramer::new();
         let p = b2bua::Peer {
@@ -387,6 +516,7 @@ impl SipServer {
             loop {
                 match framer.poll(&buf) {
                     Ok(Some(message::StreamEvent::KeepAlive { len, ping })) => {
+                        last_read = tokio::time::Instant::now();
                         buf.advance(len);
                         framer.reset();
                         // A double-CRLF ping gets a single CRLF pong (RFC 5626 section 4.4.1).
@@ -395,6 +525,8 @@ impl SipServer {
                         }
                     }
                     Ok(Some(message::StreamEvent::Message { len })) => {
+                        last_read = tokio::time::Instant::now();
+                        message_started = None;
                         let frame = buf.split_to(len).freeze();
                         framer.reset();
                         match transport {
@@ -405,7 +537,11 @@ impl SipServer {
                             Ok(msg) => self.on_parsed(msg, p).map(|(_, b)| b),
                             Err(e) => {
                                 inc(&self.state.metrics.sip_parse_errors);
-                                tracing::info!(%peer, error = %e, "malformed SIP message on stream");
+                                if let Some(n) =
+                                    self.shared.malformed_log.hit(super::registrar::unix_now())
+                                {
+                                    tracing::info!(%peer, error = %e, malformed = n, "malformed SIP message on stream");
+                                }
                                 error_reply(&frame, &e, peer)
                             }
                         };
@@ -427,11 +563,37 @@ impl SipServer {
                     }
                 }
             }
+            // Part of a message is buffered: it has SIP_MESSAGE_TIMEOUT from its first bytes.
+            if buf.is_empty() {
+                message_started = None;
+            } else if message_started.is_none() {
+                message_started = Some(tokio::time::Instant::now());
+            }
+            let wrote_at =
+                opened + Duration::from_millis(wrote.load(std::sync::atomic::Ordering::Relaxed));
+            let deadline = read_deadline(&limits, last_read.max(wrote_at), message_started);
             tokio::select! {
                 r = rd.read_buf(&mut buf) => match r {
                     Ok(0) | Err(_) => break,
                     Ok(_) => {}
                 },
+                _ = tokio::time::sleep_until(deadline) => {
+                    if message_started.is_some() {
+                        inc(&self.state.metrics.sip_connections_timed_out);
+                        if let Some(n) = self.shared.slow_log.hit(super::registrar::unix_now()) {
+                            tracing::info!(%peer, transport = transport.as_str(), buffered = buf.len(), closed = n, "SIP message not completed within {:?}; closing the connection", limits.message_timeout);
+                        }
+                        break;
+                    }
+                    // A phone registered over this connection keeps it while its binding lives.
+                    if self.state.registrar.holds_connection(peer) {
+                        last_read = tokio::time::Instant::now();
+                        continue;
+                    }
+                    inc(&self.state.metrics.sip_connections_timed_out);
+                    tracing::debug!(%peer, transport = transport.as_str(), "SIP connection idle for {:?}; closing", limits.idle_timeout);
+                    break;
+                }
                 _ = stop.changed() => break,
             }
         }
@@ -446,6 +608,13 @@ impl SipServer {
         }
         drop(tx);
         let _ = tokio::time::timeout(Duration::from_secs(5), writer).await;
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
@@ -562,4 +731,40 @@ fn error_reply(data: &[u8], e: &ParseError, source: SocketAddr) -> Option<Vec<u8
         server_header()
     ));
     Some(out.into_bytes())
+}
+
+#[cfg(test)]
+mod limit_tests {
+    use super::*;
+
+    #[test]
+    fn r15_connections_are_capped_per_listener_and_per_source() {
+        let mut c = ConnCount::default();
+        let a: std::net::IpAddr = "127.0.0.69".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.70".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(c.admit(a, 5, 3), Ok(()));
+        }
+        assert_eq!(c.admit(a, 5, 3), Err(Refused::SourceFull));
+        assert_eq!(c.admit(b, 5, 3), Ok(()));
+        assert_eq!(c.admit(b, 5, 3), Ok(()));
+        assert_eq!(c.admit(b, 5, 3), Err(Refused::ListenerFull));
+        c.release(a);
+        assert_eq!(c.admit(b, 5, 3), Ok(()));
+        // Releasing what was never admitted changes nothing.
+        c.release("127.0.0.1".parse().unwrap());
+        assert_eq!(c.total, 5);
+    }
+
+    #[test]
+    fn r15_a_begun_message_has_the_message_timeout_an_idle_connection_the_idle_one() {
+        let l = StreamLimits::default();
+        let t = tokio::time::Instant::now();
+        let later = t + Duration::from_secs(3);
+        assert_eq!(read_deadline(&l, t, None), t + SIP_IDLE_TIMEOUT);
+        assert_eq!(
+            read_deadline(&l, t, Some(later)),
+            later + SIP_MESSAGE_TIMEOUT
+        );
+    }
 }

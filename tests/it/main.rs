@@ -15,6 +15,7 @@ pub mod phone;
 mod phone_services;
 mod serve;
 mod services;
+mod sip_trust;
 pub mod sipp;
 mod store;
 mod verify;

@@ -76,7 +76,19 @@ impl Sim {
 }
 
 impl Drop for Sim {
+    /// Stops the phones as a user does (SIGTERM: their lines are unregistered, so the node
+    /// lets the devices register again from elsewhere at once), killing them after 5 s.
     fn drop(&mut self) {
+        // SAFETY: kill with a pid we own and a valid signal number.
+        unsafe {
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        for _ in 0..100 {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -19,7 +19,16 @@ impl B2bua {
             .headers
             .get("Proxy-Authorization")
             .or_else(|| req.headers.get("Authorization"));
-        match check_device(cluster, device, auth, "INVITE", &self.nonces, now.unix) {
+        let request = crate::sip::digest::request_fingerprint(req);
+        match check_device(
+            cluster,
+            device,
+            auth,
+            "INVITE",
+            request,
+            &self.nonces,
+            now.unix,
+        ) {
             DeviceCheck::Pass => None,
             DeviceCheck::Challenge { stale, refused } => {
                 if let Some(why) = refused {

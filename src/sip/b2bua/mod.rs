@@ -38,6 +38,8 @@ mod digest;
 mod forward;
 mod legs;
 mod routing;
+mod stranger;
+pub use stranger::{STRANGER_ANSWERS_PER_WINDOW, STRANGER_WINDOW};
 #[cfg(test)]
 mod tests;
 
@@ -344,6 +346,8 @@ pub struct B2bua {
     resolved: Arc<Resolved>,
     /// How peers reach us over TLS (`host:port` of the SIPS listener), when it differs.
     tls_host: Option<String>,
+    /// Budgets of answers to strangers, per source.
+    strangers: stranger::Strangers,
 }
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
@@ -378,6 +382,7 @@ impl B2bua {
             nonces: super::digest::Nonces::new(nonce_secret),
             resolved: Arc::new(Resolved::new()),
             tls_host: None,
+            strangers: Default::default(),
         }
     }
 

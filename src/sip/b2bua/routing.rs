@@ -83,14 +83,12 @@ impl B2bua {
         let Some(caller) =
             Self::identify_caller(cluster, registrar, &self.resolved, &req, peer, now)
         else {
-            tracing::info!(source = %peer.addr, "INVITE from neither a registered line nor a SIP trunk");
-            self.respond_reason(
+            self.refuse_stranger(
                 &key,
                 &req,
+                peer,
                 403,
                 "Forbidden (caller is neither a registered line nor a SIP trunk)",
-                None,
-                None,
                 now,
                 out,
             );

@@ -292,6 +292,29 @@ impl ServerTransaction {
         out
     }
 
+    /// The TU answers with a final response once and keeps no state, as a
+    /// stateless UAS does (RFC 3261 8.2.7): no Timer G retransmissions, no
+    /// waiting for the ACK. `send: false` answers nothing at all. For
+    /// requests from strangers, whose source may be forged: a retransmitting
+    /// transaction would make the node a reflector. Returns the response to
+    /// send (if any) and `Terminated`; a transaction that already answered
+    /// finally gives nothing.
+    pub fn respond_statelessly(&mut self, resp: Response, send: bool) -> Vec<Action> {
+        if !(200..=699).contains(&resp.status)
+            || !matches!(self.state, ServerState::Trying | ServerState::Proceeding)
+        {
+            return Vec::new();
+        }
+        self.terminate();
+        let mut out = Vec::new();
+        if send {
+            out.push(Action::Send(SipMessage::Response(resp.clone())));
+        }
+        self.final_response = Some(resp);
+        out.push(Action::Terminated);
+        out
+    }
+
     /// Time passed. Call when `now >= next_deadline()`; earlier calls do
     /// nothing.
     pub fn on_timer(&mut self, now: Instant) -> Vec<Action> {

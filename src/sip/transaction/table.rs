@@ -348,6 +348,28 @@ impl TransactionTable {
         actions
     }
 
+    /// Answers server transaction `key` once and forgets it (see
+    /// [`ServerTransaction::respond_statelessly`]). Unknown keys give no actions.
+    pub fn respond_statelessly(
+        &mut self,
+        key: &TransactionKey,
+        resp: Response,
+        send: bool,
+    ) -> Vec<Action> {
+        let Some(&id) = self.ids.get(key) else {
+            return Vec::new();
+        };
+        let actions = match self.slots.get_mut(&id) {
+            Some(Slot {
+                txn: Txn::Server(s),
+                ..
+            }) => s.respond_statelessly(resp, send),
+            _ => return Vec::new(),
+        };
+        self.settle(id);
+        actions
+    }
+
     /// The TU sent a CANCEL for the INVITE client transaction `key`: see
     /// [`ClientTransaction::cancel_sent`].
     pub fn cancel_sent(&mut self, key: &TransactionKey, now: Instant) {
