@@ -600,7 +600,7 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
     let cc = node.state.clone();
     let placing = tokio::spawn(async move {
         cc.call_control
-            .make_call("SEP00036BC7B973", "10001", "10002")
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(60))
             .await
     });
     // The user's phone rings first, with no SDP: its answer carries the offer (RFC 3725).
@@ -661,7 +661,7 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
     let e = node
         .state
         .call_control
-        .make_call("SEP00036BC7B975", "23923", "10002")
+        .make_call("SEP00036BC7B975", "23923", "10002", Duration::from_secs(60))
         .await
         .unwrap_err();
     assert_eq!(e.status, 480, "{e}");
@@ -681,7 +681,7 @@ async fn r7_call_ended_while_the_destination_answers_is_hung_up() {
     let cc = node.state.clone();
     let placing = tokio::spawn(async move {
         cc.call_control
-            .make_call("SEP00036BC7B973", "10001", "10002")
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(60))
             .await
     });
     let inv_a = a.expect_request("INVITE").await;
