@@ -1196,3 +1196,291 @@ async fn r3_digest_authentication_of_invites() {
         "the right password is accepted: {outcome}"
     );
 }
+
+// ---- Record-Route through a real proxy (issue 15) ----
+
+/// Kills a background process when the test ends, whatever happens.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A minimal record-routing Kamailio: initial INVITEs are record-routed and sent to ucm, or,
+/// when ucm sends them, to the SIPp uas; in-dialog requests go only where their Route says
+/// (an ACK or BYE without the route set is dropped or answered 404, as a real proxy does).
+fn kamailio_cfg(listen: &str, ucm: SocketAddr, uas: &str) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:{listen}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    t_check_trans();
+    if (is_method("INVITE")) {{ record_route(); }}
+    if ($si == "{ucm_ip}") {{ $ru = "sip:" + $rU + "@{uas}"; }} else {{ $ru = "sip:" + $rU + "@{ucm}"; }}
+    t_relay();
+}}
+"#,
+        ucm_ip = ucm.ip(),
+    )
+}
+
+/// SIPp's caller: follows the route set of the 200 (`rrs`) for its ACK and BYE.
+const RR_UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="record-routed uac">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+[routes]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+[routes]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+/// SIPp's callee: copies Record-Route into its answers and expects the ACK and BYE through
+/// the proxy.
+const RR_UAS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="record-routed uas">
+  <recv request="INVITE" rrs="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+
+/// A gateway behind a record-routing Kamailio calls in through it, and ucm calls out through
+/// it: SIPp's caller sends INVITE, ACK and BYE through the proxy to ucm, and ucm's INVITE, ACK
+/// and relayed BYE to SIPp's callee go through the proxy too. Both SIPp sides complete the
+/// call only if every in-dialog request followed the route set.
+#[test]
+fn r15_kamailio_record_routes_inbound_and_outbound_calls() {
+    if !crate::sipp::sipp_available() {
+        crate::common::skip_or_fail("sipp is not installed (Debian package sip-tester)");
+        return;
+    }
+    if std::process::Command::new("kamailio")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        crate::common::skip_or_fail("kamailio is not installed (Debian package kamailio)");
+        return;
+    }
+    let (proxy, uac_ip, uas_ip) = ("127.0.215.1", "127.0.215.2", "127.0.215.3");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(
+        dir.path(),
+        "rr.yaml",
+        &format!(
+            r#"cluster: {{id: rr, name: Record-Route}}
+nodes: [{{name: n1, address: 127.0.0.1}}]
+partitions: [{{name: PT}}]
+calling_search_spaces: [{{name: CSS, partitions: [PT]}}]
+device_pools: [{{name: DP, node_group: [n1]}}]
+sip_trunks:
+  - {{name: GW, destinations: ["{proxy}:5060"], device_pool: DP, css: CSS}}
+route_patterns:
+  - {{pattern: 4XXX, partition: PT, sip_trunk: GW}}
+"#
+        ),
+    );
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let sip = srv.addr("sip_udp");
+    let work = tempfile::tempdir().unwrap();
+    let kcfg = crate::common::write_file(
+        work.path(),
+        "kamailio.cfg",
+        &kamailio_cfg(&format!("{proxy}:5060"), sip, &format!("{uas_ip}:5060")),
+    );
+    let _kamailio = Child(
+        std::process::Command::new("kamailio")
+            .args(["-DD", "-E", "-f"])
+            .arg(&kcfg)
+            .arg("-Y")
+            .arg(work.path())
+            .arg("-w")
+            .arg(work.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(work.path().join("kamailio.log")).unwrap())
+            .spawn()
+            .expect("start kamailio"),
+    );
+    let uac = crate::common::write_file(work.path(), "uac.xml", RR_UAC);
+    let uas = crate::common::write_file(work.path(), "uas.xml", RR_UAS);
+    let mut uas_proc = Child(
+        std::process::Command::new("sipp")
+            .args(["-sf", uas.to_str().unwrap(), "-i", uas_ip, "-p", "5060"])
+            .args(["-m", "1", "-nostdin", "-timeout", "30s", "-trace_err"])
+            .current_dir(work.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sipp uas"),
+    );
+    // Kamailio answers an OPTIONS once it listens (bounded wait).
+    let probe = std::net::UdpSocket::bind((uac_ip, 0)).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut up = false;
+    for i in 0..50 {
+        let msg = format!(
+            "OPTIONS sip:{proxy}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {}:{};branch=z9hG4bKprobe{i}\r\nFrom: <sip:probe@{uac_ip}>;tag=p\r\nTo: <sip:{proxy}>;tag=x\r\nCall-ID: probe{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            uac_ip,
+            probe.local_addr().unwrap().port()
+        );
+        probe.send_to(msg.as_bytes(), (proxy, 5060)).unwrap();
+        let mut buf = [0u8; 2048];
+        if probe.recv_from(&mut buf).is_ok() {
+            up = true;
+            break;
+        }
+    }
+    assert!(
+        up,
+        "kamailio did not start: {}",
+        std::fs::read_to_string(work.path().join("kamailio.log")).unwrap_or_default()
+    );
+    let out = std::process::Command::new("sipp")
+        .args(["-sf", uac.to_str().unwrap(), "-s", "4000"])
+        .arg(format!("{proxy}:5060"))
+        .args(["-i", uac_ip, "-p", "5060", "-m", "1", "-nostdin"])
+        .args(["-timeout", "30s", "-trace_err"])
+        .current_dir(work.path())
+        .output()
+        .expect("run sipp uac");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = std::fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("errors"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the call through the proxy failed:\n{}\nSIPp errors:\n{errors}\nucm logs:\n{}",
+        text.lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+        srv.logs()
+    );
+    // The callee's side completed too (SIPp exits 0): its ACK and BYE came through the proxy.
+    let mut status = None;
+    for _ in 0..100 {
+        status = uas_proc.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIPp's callee did not complete its call through the proxy: {errors}"
+    );
+}
