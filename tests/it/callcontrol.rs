@@ -1484,3 +1484,68 @@ route_patterns:
         "SIPp's callee did not complete its call through the proxy: {errors}"
     );
 }
+
+/// A third-party call the user's phone does not answer in time (issue 15): make_call fails
+/// with 408, the phone's ringing is cancelled, and when the phone answers anyway (its 200
+/// crossing the CANCEL) the node ACKs and hangs up that answer and never calls the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_timed_out_third_party_call_releases_a_late_answer() {
+    let node = InProcessNode::start().await;
+    let a = TestPhone::register("127.0.0.45", "10001", "00036bc7b973", node.sip).await;
+    let b = TestPhone::register("127.0.0.46", "10002", "00036bc7b974", node.sip).await;
+    let cc = node.state.clone();
+    let placing = tokio::spawn(async move {
+        cc.call_control
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(1))
+            .await
+    });
+    let inv_a = a.expect_request("INVITE").await;
+    a.answer(&inv_a, 180, false).await;
+    let e = placing.await.unwrap().unwrap_err();
+    assert_eq!(e.status, 408, "{e}");
+    let cancel = a.expect_request("CANCEL").await;
+    // The phone answered just before the CANCEL arrived.
+    a.answer(&cancel, 200, false).await;
+    a.answer(&inv_a, 200, true).await;
+    a.expect_request("ACK").await;
+    let bye = a.expect_request("BYE").await;
+    a.answer(&bye, 200, false).await;
+    assert!(
+        !node
+            .state
+            .call_control
+            .busy_devices()
+            .await
+            .unwrap()
+            .contains("SEP00036BC7B973"),
+        "no call is left on the user's phone"
+    );
+    // Nothing ever reached the destination.
+    let mut buf = [0u8; 2048];
+    let heard = tokio::time::timeout(Duration::from_millis(300), b.sock.recv_from(&mut buf)).await;
+    assert!(heard.is_err(), "the destination was called");
+    node.stop().await;
+}
+
+/// A service that stops waiting for make_call (its request ended: a client gone, a session
+/// over) abandons the call: the ringing phone is cancelled at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_abandoned_make_call_cancels_the_ringing_phone() {
+    let node = InProcessNode::start().await;
+    let a = TestPhone::register("127.0.0.47", "10001", "00036bc7b973", node.sip).await;
+    let cc = node.state.clone();
+    let placing = tokio::spawn(async move {
+        cc.call_control
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(60))
+            .await
+    });
+    let inv_a = a.expect_request("INVITE").await;
+    a.answer(&inv_a, 180, false).await;
+    // Whether or not the 180 has reached call control yet, the phone gets its CANCEL (RFC
+    // 3261 9.1: after a provisional).
+    placing.abort();
+    let cancel = a.expect_request("CANCEL").await;
+    a.answer(&cancel, 200, false).await;
+    a.answer(&inv_a, 487, false).await;
+    node.stop().await;
+}
