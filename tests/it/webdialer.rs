@@ -1753,3 +1753,107 @@ fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
     wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
     wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
 }
+
+/// curl over HTTPS to the node (its own certificate, so `-k`): status, head and body.
+fn curl_https(url: &str, args: &[&str]) -> (u16, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-k", "-s", "-i", "--max-time", "20"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let (status, head, body) = split_http(&out.stdout);
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// WebDialer over HTTPS (issue 15): the session cookie set over HTTPS is `Secure` (and
+/// `HttpOnly`, `SameSite`); an action sent with GET, even with the right CSRF token in the
+/// URL, is refused with 405 and does nothing; `redirect_http_to_https` sends plain HTTP pages
+/// to HTTPS.
+#[test]
+fn r15_webdialer_secure_cookie_post_only_actions_and_https_redirect() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::common::skip_or_fail("curl is not installed");
+        return;
+    }
+    let (_dir, srv) = start(3);
+    let https = srv.addr("https");
+    let url = format!("https://127.0.0.1:{}/webdialer/Webdialer", https.port());
+    let (st, head, body) = curl_https(&url, &["-d", "action=login&uid=jsmith&pwd=cisco"]);
+    assert_eq!(st, 200, "{head}{body}");
+    let set = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: wdsession="))
+        .unwrap_or_else(|| panic!("no session cookie: {head}"))
+        .to_string();
+    for attr in ["; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    let cookie = set["set-cookie: ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = csrf_of(&body);
+    // Plain HTTP cannot carry a Secure cookie back: there it is HttpOnly and SameSite only.
+    let (_, head, _) = servlet(
+        srv.addr("http"),
+        None,
+        &[("action", "login"), ("uid", "jsmith"), ("pwd", "cisco")],
+    );
+    let plain = session_cookie(&head);
+    assert!(!head.contains("; Secure"), "{plain}: {head}");
+
+    // A GET that tries to act, token and all, is refused and changes nothing.
+    let (st, head, body) = curl_https(
+        &format!("{url}?action=prefs&use=em&csrf={csrf}&destination=10002"),
+        &["-H", &format!("Cookie: {cookie}")],
+    );
+    assert_eq!(st, 405, "{head}{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get, post"),
+        "{head}"
+    );
+    assert!(body.contains("Nothing was done"), "{body}");
+    let (st, _, body) = curl_https(&url, &["-H", &format!("Cookie: {cookie}")]);
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("Place calls from"),
+        "no preference was saved by the GET: {body}"
+    );
+    // The same action as a POST form works.
+    let (st, _, body) = curl_https(
+        &url,
+        &[
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "-d",
+            &format!("action=prefs&use=em&csrf={csrf}&destination=10002"),
+        ],
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("Extension Mobility"), "{body}");
+    drop(srv);
+
+    // With the parameter, plain HTTP pages move to HTTPS.
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), 3, "    redirect_http_to_https: true\n");
+    let srv = Server::start(&["--config", &def]);
+    let (st, head, _) = http_get(srv.addr("http"), "/webdialer/Webdialer?destination=10002");
+    assert_eq!(st, 301, "{head}");
+    let want = format!(
+        "https://127.0.0.1:{}/webdialer/Webdialer?destination=10002",
+        srv.addr("https").port()
+    );
+    assert!(
+        head.lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("location: {want}"))),
+        "{head}"
+    );
+    let (st, _, body) = curl_https(&want, &[]);
+    assert_eq!(st, 200, "HTTPS itself is served: {body}");
+}
