@@ -16,6 +16,8 @@ pub const NS_WD70: &str = "urn:WD70";
 /// The pre-7.0 service's namespace (`/webdialer/services/WebdialerSoapService`).
 pub const NS_LEGACY: &str = "urn:WebdialerSoap";
 const NS_SOAPENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// The namespace of the 7.0 WSDL's base types (`tns1`: Credential, WDDeviceInfo ...).
+pub const NS_TYPES: &str = "http://webdialer.ccm.cisco.com";
 
 /// Cisco's wd70 WSDL; `{address}` is replaced by the node's service URL.
 const WSDL_TEMPLATE: &str = include_str!("wd70.wsdl");
@@ -314,6 +316,10 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
                 .map(move |l| (d.device_name.as_str(), l.as_str()))
         })
         .collect();
+    // The 7.0 WSDL types the items `tns1:WDDeviceInfo` (http://webdialer.ccm.cisco.com): a
+    // client generated from it reads nothing else. The pre-7.0 service keeps its own namespace,
+    // which its old clients were generated with.
+    let item_ns = if ns == NS_WD70 { NS_TYPES } else { ns };
     let mut refs = String::new();
     let mut multi = String::new();
     for (i, (dev, line)) in items.iter().enumerate() {
@@ -321,7 +327,7 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
         refs.push_str(&format!("<item href=\"#id{id}\"/>"));
         multi.push_str(&format!(
             "<multiRef id=\"id{id}\" soapenc:root=\"0\" {ENC} xsi:type=\"ns3:WDDeviceInfo\" \
-{SOAPENC} xmlns:ns3=\"urn:WebdialerSoap\"><deviceName xsi:type=\"xsd:string\">{}</deviceName>\
+{SOAPENC} xmlns:ns3=\"{item_ns}\"><deviceName xsi:type=\"xsd:string\">{}</deviceName>\
 <lines xsi:type=\"xsd:string\">{}</lines></multiRef>",
             escape(dev),
             escape(line)
@@ -332,8 +338,8 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
 </ns1:getProfileSoapResponse><multiRef id=\"id0\" soapenc:root=\"0\" {ENC} xsi:type=\"ns2:GetConfigResponse\" \
 {SOAPENC} xmlns:ns2=\"{ns}\"><description xsi:type=\"xsd:string\">{}</description>\
 <deviceInfoList href=\"#id1\"/><responseCode xsi:type=\"xsd:int\">{code}</responseCode></multiRef>\
-<multiRef id=\"id1\" soapenc:root=\"0\" {ENC} soapenc:arrayType=\"ns2:WDDeviceInfo[{}]\" \
-xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns2=\"{ns}\">{refs}</multiRef>{multi}",
+<multiRef id=\"id1\" soapenc:root=\"0\" {ENC} soapenc:arrayType=\"ns3:WDDeviceInfo[{}]\" \
+xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns3=\"{item_ns}\">{refs}</multiRef>{multi}",
         escape(description),
         items.len()
     ))

@@ -935,8 +935,10 @@ fn r7_html_session_expiry_sets_the_cookie_lifetime() {
     assert!(body.contains("<h1>Log in</h1>"), "{body}");
 }
 
+/// Every operation of Cisco's wd70 WSDL through zeep (issue 15: getProfileSoap's device list
+/// was typed in a namespace the WSDL lacks).
 #[test]
-fn r7_zeep_places_a_call_from_ciscos_wsdl() {
+fn r15_zeep_runs_every_operation_from_ciscos_wsdl() {
     use std::io::BufRead;
     let have_zeep = std::process::Command::new("python3")
         .args(["-c", "import zeep"])
@@ -989,6 +991,20 @@ fn r7_zeep_places_a_call_from_ciscos_wsdl() {
     assert_eq!(first["makeCall"][0], 0, "{first}");
     assert_eq!(first["makeCall"][1], "Success", "{first}");
     assert_eq!(first["badPassword"], 2, "{first}");
+    // The device lists, read through the WSDL's own types.
+    assert_eq!(first["profile"][0], 0, "{first}");
+    assert_eq!(
+        first["profile"][2],
+        serde_json::json!([[PHONE_A, "10001 ; Internal_PT"]]),
+        "{first}"
+    );
+    assert_eq!(first["profileDetail"][0], 0, "{first}");
+    assert_eq!(first["profileDetail"][2][0][0], PHONE_A, "{first}");
+    assert_eq!(
+        first["profileDetail"][2][0][1],
+        serde_json::json!(["10001 ; Internal_PT"]),
+        "{first}"
+    );
     wait_state(sim_b.http(PHONE_B), 10, "zeep's call reaches B", connected);
     writeln!(child.stdin.as_mut().unwrap()).unwrap();
     let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();

@@ -509,8 +509,12 @@ pub async fn handler(
         );
         return r;
     }
-    let mut params = query;
     // What acts comes from the form only, never from the URL.
+    if query.get("action").is_some_and(|a| !a.trim().is_empty()) {
+        tracing::info!("WebDialer: action in the URL refused");
+        return forbidden_page(query.get("destination").map_or("", |d| d.trim()));
+    }
+    let mut params = query;
     params.remove("action");
     params.remove("csrf");
     if is_post {
