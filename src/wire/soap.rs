@@ -736,7 +736,10 @@ const WSDL_MESSAGES: &[(&str, &[(&str, &str)])] = &[
 /// The WSDL's complex types: their elements, each `(name, type, required)`. The elements the
 /// WSDL declares without `minOccurs="0"` are required; Cisco's own samples leave out the
 /// UserProfile fields deprecated in 10.0, so their absence is a warning.
-const WSDL_TYPES: &[(&str, &[(&str, &str, bool)])] = &[
+/// A complex type's element: name, type, required.
+type Field = (&'static str, &'static str, bool);
+
+const WSDL_TYPES: &[(&str, &[Field])] = &[
     (
         "Credential",
         &[
