@@ -1873,3 +1873,75 @@ fn r15_webdialer_secure_cookie_post_only_actions_and_https_redirect() {
     let (st, _, body) = curl_https(&want, &[]);
     assert_eq!(st, 200, "HTTPS itself is served: {body}");
 }
+
+/// makeCall gives up when the user's phone does not answer within `answer_timeout_seconds`
+/// (issue 15): code 1, and the phone stops ringing (CANCEL) instead of ringing on and calling
+/// the destination when someone picks up later.
+#[test]
+fn r15_make_call_timeout_cancels_the_users_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), 3, "    answer_timeout_seconds: 1\n");
+    let srv = Server::start(&["--config", &def]);
+    let http = srv.addr("http");
+    // A answers only after 4 s, long after the request gave up.
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.78.10",
+            "--answer-delay-ms",
+            "4000",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.78.20",
+            "--auto-answer",
+        ],
+    );
+    let (st, body) = soap(
+        http,
+        &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+    );
+    assert_eq!((st, code(&body)), (200, 1), "{body}");
+    assert!(body.contains("did not answer within 1s"), "{body}");
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+    assert!(
+        calls(&state(sim_b.http(PHONE_B))).is_empty(),
+        "the destination was never called"
+    );
+    // endCall finds no call: the request is over.
+    let (_, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!(code(&body), 1, "{body}");
+}
+
+/// A node told to stop while a makeCall rings the user's phone answers 6 and cancels the
+/// ringing before it goes (issue 15): no phone rings on for a node that is gone.
+#[test]
+fn r15_node_shutting_down_cancels_the_ringing_phone() {
+    let (_dir, mut srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.78.30"]);
+    let first = std::thread::spawn(move || {
+        soap(
+            http,
+            &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+        )
+    });
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    let status = srv.terminate();
+    let (_, body) = first.join().expect("the request thread");
+    assert_eq!(code(&body), 6, "{body}");
+    assert!(status.success(), "{status:?}");
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+}

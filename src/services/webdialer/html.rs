@@ -685,10 +685,31 @@ pub async fn handler(
                 proxy: false,
                 is_end_user: true,
             };
-            match wd
-                .make_call(&state, &principal, &profile_for(&user, &pref), &destination)
-                .await
-            {
+            let profile = profile_for(&user, &pref);
+            let placing = wd.make_call(&state, &principal, &profile, &destination);
+            // The request lives no longer than its session: when User Session Expiry comes
+            // first, the call request is dropped, and call control releases its legs.
+            let placed = if expiry > 0 {
+                let left = (session.created + expiry - now).max(0) as u64;
+                match tokio::time::timeout(std::time::Duration::from_secs(left), placing).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        wd.sessions.remove(&token);
+                        tracing::info!(user = %user, "WebDialer: the session expired while the phone rang; call abandoned");
+                        return html(
+                            StatusCode::OK,
+                            login_page(
+                                &destination,
+                                "Your session expired before your phone answered; the call was abandoned. Please log in again.",
+                            ),
+                            None,
+                        );
+                    }
+                }
+            } else {
+                placing.await
+            };
+            match placed {
                 Ok((o, _)) => html(
                     StatusCode::OK,
                     end_call_page(&destination, &o.device, &o.line, Some(&csrf), close_after),
