@@ -595,6 +595,9 @@ mod tests {
                 .any(|m| m.starts_with("wsdl-unknown-element endCallSoap/in1/colour")),
             "{e:?}"
         );
+        // The pre-7.0 service is not wd70's: its own namespace for WDDeviceInfo is fine.
+        let legacy = soap::profile_response(soap::NS_LEGACY, 0, "Success", &devs);
+        assert_eq!(errors(&legacy), Vec::<String>::new());
         // AXL or anything else: well-formed is all that is asked.
         assert!(errors(&env(
             "<axl:getPhone xmlns:axl=\"x\"><name>SEP1</name></axl:getPhone>"

@@ -816,7 +816,8 @@ pub fn is_webdialer_operation(name: &str) -> bool {
 /// has, every part of its message is present, each part and field has the WSDL's type
 /// (booleans, ints, the fields of each complex type, and an `xsi:type` naming a type in a
 /// namespace where the WSDL defines it), Axis `href`/`multiRef` references resolved. Faults
-/// are fine. `None` when the envelope is not a WebDialer message (another SOAP service).
+/// are fine. `None` when the envelope is not a wd70 message (another SOAP service, or the
+/// pre-7.0 `urn:WebdialerSoap` one, which the WSDL does not describe).
 pub fn check_against_wsdl(xml: &str) -> Option<Vec<WsdlFinding>> {
     let root = read_tree(xml).ok()?;
     let body = body(&root).ok()?;
@@ -828,6 +829,15 @@ pub fn check_against_wsdl(xml: &str) -> Option<Vec<WsdlFinding>> {
         return Some(Vec::new());
     }
     let (name, parts) = WSDL_MESSAGES.iter().find(|(n, _)| *n == op.name)?;
+    // The pre-7.0 service (urn:WebdialerSoap) is not what wd70.wsdl describes.
+    let declares = |ns: &str| {
+        [&root, body, op]
+            .iter()
+            .any(|n| n.attrs.iter().any(|(_, v)| v == ns))
+    };
+    if declares(NS_LEGACY) && !declares(NS_WD70) {
+        return None;
+    }
     let mut out = Vec::new();
     let mut scopes = vec![&root, body, op];
     for (part, ty) in *parts {
