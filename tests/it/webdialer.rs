@@ -1945,3 +1945,52 @@ fn r15_node_shutting_down_cancels_the_ringing_phone() {
     let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
     assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
 }
+
+/// endCall while makeCall still rings the user's phone (issue 15): the request ends (code 1)
+/// and the ringing is cancelled, instead of the call going on once someone answers.
+#[test]
+fn r15_end_call_during_make_call_cancels_the_ringing_phone() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.78.40"]);
+    let first = std::thread::spawn(move || {
+        soap(
+            http,
+            &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+        )
+    });
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    let (_, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!(code(&body), 0, "{body}");
+    let (_, body) = first.join().expect("the request thread");
+    assert_eq!(code(&body), 1, "{body}");
+    assert!(body.contains("endCall ended the call"), "{body}");
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+}
+
+/// A SOAP client that goes away while makeCall rings the user's phone (issue 15): the request
+/// is over, so the ringing is cancelled rather than the call going on when someone answers.
+#[test]
+fn r15_client_gone_during_make_call_cancels_the_ringing_phone() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.78.50"]);
+    let xml = make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001");
+    let mut s = TcpStream::connect(http).unwrap();
+    write!(
+        s,
+        "POST {SOAP} HTTP/1.1\r\nHost: {http}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+        xml.len(),
+        SOAP = "/webdialer/services/WebdialerSoapService70"
+    )
+    .unwrap();
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    drop(s);
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+}
