@@ -1982,9 +1982,8 @@ fn r15_client_gone_during_make_call_cancels_the_ringing_phone() {
     let mut s = TcpStream::connect(http).unwrap();
     write!(
         s,
-        "POST {SOAP} HTTP/1.1\r\nHost: {http}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+        "POST /webdialer/services/WebdialerSoapService70 HTTP/1.1\r\nHost: {http}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
         xml.len(),
-        SOAP = "/webdialer/services/WebdialerSoapService70"
     )
     .unwrap();
     wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
