@@ -1208,6 +1208,31 @@ impl Drop for Child {
     }
 }
 
+/// Kamailio in its own process group: its main process forks workers, which a kill of the
+/// main process alone would leave running (holding the port). SIGTERM lets it stop them; the
+/// group is then killed whatever is left.
+struct Kamailio(std::process::Child);
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as libc::pid_t;
+        // SAFETY: signalling the process group of a child this test started.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        for _ in 0..50 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
 /// A minimal record-routing Kamailio: initial INVITEs are record-routed and sent to ucm, or,
 /// when ucm sends them, to the SIPp uas; in-dialog requests go only where their Route says
 /// (an ACK or BYE without the route set is dropped or answered 404, as a real proxy does).
@@ -1226,6 +1251,8 @@ loadmodule "pv.so"
 loadmodule "maxfwd.so"
 loadmodule "siputils.so"
 loadmodule "textops.so"
+# No ftag in Record-Route: SIPp's [routes] garbles a route with parameters after lr.
+modparam("rr", "append_fromtag", 0)
 
 request_route {{
     if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
@@ -1353,12 +1380,88 @@ Content-Length: 0
 </scenario>
 "#;
 
+/// The caller side when the callee hangs up: it answers the BYE that ucm relays to it.
+fn rr_uac_callee_hangs_up() -> String {
+    let i = RR_UAC.find("  <pause milliseconds").unwrap();
+    format!(
+        "{}{}",
+        &RR_UAC[..i],
+        r#"  <recv request="BYE" timeout="20000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    )
+}
+
+/// The callee side that hangs up, its BYE along its route set (as received, RFC 3261 12.1.1)
+/// to ucm's Contact, `UCM_TARGET` (SIPp's `[next_url]` mangles a Contact with parameters).
+fn rr_uas_hangs_up() -> String {
+    let i = RR_UAS.find("  <recv request=\"ACK\"/>").unwrap();
+    format!(
+        "{}{}",
+        &RR_UAS[..i],
+        r#"  <recv request="ACK">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="remote_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="local_to"/>
+    </action>
+  </recv>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+BYE sip:UCM_TARGET SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$local_to]
+To: [$remote_from]
+Call-ID: [call_id]
+CSeq: 2 BYE
+[routes]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#
+    )
+}
+
 /// A gateway behind a record-routing Kamailio calls in through it, and ucm calls out through
 /// it: SIPp's caller sends INVITE, ACK and BYE through the proxy to ucm, and ucm's INVITE, ACK
 /// and relayed BYE to SIPp's callee go through the proxy too. Both SIPp sides complete the
 /// call only if every in-dialog request followed the route set.
 #[test]
 fn r15_kamailio_record_routes_inbound_and_outbound_calls() {
+    record_routed_call(
+        ("127.0.215.1", "127.0.215.2", "127.0.215.3"),
+        RR_UAC,
+        RR_UAS,
+    );
+}
+
+/// The same with the callee hanging up: its BYE comes in through the proxy, and ucm's BYE to
+/// the caller follows the caller's route set (the Record-Route of its INVITE) back through it.
+/// Coverage rather than a regression test: main already sent that BYE along the route set.
+#[test]
+fn kamailio_callee_hangs_up_and_ucm_byes_the_caller_through_the_proxy() {
+    record_routed_call(
+        ("127.0.215.11", "127.0.215.12", "127.0.215.13"),
+        &rr_uac_callee_hangs_up(),
+        &rr_uas_hangs_up(),
+    );
+}
+
+/// One call from SIPp (`uac_ip`) through Kamailio (`proxy`) to ucm, out again through Kamailio
+/// to SIPp (`uas_ip`), with the given scenarios; both SIPp sides must complete it.
+fn record_routed_call((proxy, uac_ip, uas_ip): (&str, &str, &str), uac_xml: &str, uas_xml: &str) {
     if !crate::sipp::sipp_available() {
         crate::common::skip_or_fail("sipp is not installed (Debian package sip-tester)");
         return;
@@ -1371,7 +1474,6 @@ fn r15_kamailio_record_routes_inbound_and_outbound_calls() {
         crate::common::skip_or_fail("kamailio is not installed (Debian package kamailio)");
         return;
     }
-    let (proxy, uac_ip, uas_ip) = ("127.0.215.1", "127.0.215.2", "127.0.215.3");
     let dir = tempfile::tempdir().unwrap();
     let cfg = crate::common::write_file(
         dir.path(),
@@ -1397,7 +1499,8 @@ route_patterns:
         "kamailio.cfg",
         &kamailio_cfg(&format!("{proxy}:5060"), sip, &format!("{uas_ip}:5060")),
     );
-    let _kamailio = Child(
+    use std::os::unix::process::CommandExt;
+    let _kamailio = Kamailio(
         std::process::Command::new("kamailio")
             .args(["-DD", "-E", "-f"])
             .arg(&kcfg)
@@ -1407,11 +1510,16 @@ route_patterns:
             .arg(work.path())
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(work.path().join("kamailio.log")).unwrap())
+            .process_group(0)
             .spawn()
             .expect("start kamailio"),
     );
-    let uac = crate::common::write_file(work.path(), "uac.xml", RR_UAC);
-    let uas = crate::common::write_file(work.path(), "uas.xml", RR_UAS);
+    let uac = crate::common::write_file(work.path(), "uac.xml", uac_xml);
+    let uas = crate::common::write_file(
+        work.path(),
+        "uas.xml",
+        &uas_xml.replace("UCM_TARGET", &format!("{sip};transport=udp")),
+    );
     let mut uas_proc = Child(
         std::process::Command::new("sipp")
             .args(["-sf", uas.to_str().unwrap(), "-i", uas_ip, "-p", "5060"])
@@ -1465,9 +1573,10 @@ route_patterns:
     assert_eq!(
         out.status.code(),
         Some(0),
-        "the call through the proxy failed:\n{}\nSIPp errors:\n{errors}\nucm logs:\n{}",
+        "the call through the proxy failed:\n{}\nSIPp errors:\n{errors}\nucm logs:\n{}\nKamailio:\n{}",
         text.lines().rev().take(30).collect::<Vec<_>>().join("\n"),
-        srv.logs()
+        srv.logs(),
+        std::fs::read_to_string(work.path().join("kamailio.log")).unwrap_or_default()
     );
     // The callee's side completed too (SIPp exits 0): its ACK and BYE came through the proxy.
     let mut status = None;
