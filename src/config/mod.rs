@@ -180,6 +180,21 @@ mod tests {
     }
 
     #[test]
+    fn r15_webdialer_answer_timeout_is_bounded() {
+        for (v, ok) in [("0", false), ("1", true), ("300", true), ("301", false)] {
+            let text = DEMO_YAML.replace(
+                "    max_concurrent_call_requests: 3\n",
+                &format!("    max_concurrent_call_requests: 3\n    answer_timeout_seconds: {v}\n"),
+            );
+            let r = parse_str(&text, "t.yaml");
+            assert_eq!(r.is_ok(), ok, "{v}: {:?}", r.err().map(|e| e.to_string()));
+            if let Err(e) = r {
+                assert!(e.to_string().contains("answer_timeout_seconds"), "{e}");
+            }
+        }
+    }
+
+    #[test]
     fn type_errors_carry_line_numbers() {
         let text = "cluster:\n  id: x\n  name: y\n  security_mode: open\n";
         let e = parse_str(text, "t.yaml").unwrap_err();

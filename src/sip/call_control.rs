@@ -7,7 +7,9 @@
 //! arrive on. The task keeps those channels; the B2BUA only names the command.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::Duration;
 
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -27,6 +29,37 @@ pub struct CallControl {
     commands: mpsc::Sender<Submission>,
     pub(super) receiver: Mutex<Option<mpsc::Receiver<Submission>>>,
     pub(super) events: broadcast::Sender<LineEvent>,
+    /// Names third-party call attempts ([`Command::Abandon`]).
+    next_request: AtomicU64,
+}
+
+/// Abandons a MakeCall whose caller stopped waiting before its answer (dropped with the
+/// request: a timeout, a client gone, a node stopping), so call control releases the call.
+struct Pending<'a> {
+    cc: &'a CallControl,
+    request: u64,
+    armed: bool,
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let sub = Submission {
+            cmd: Command::Abandon {
+                request: self.request,
+            },
+            reply: None,
+            offers: None,
+        };
+        if self.cc.commands.try_send(sub).is_err() {
+            tracing::warn!(
+                request = self.request,
+                "call control busy or stopped: an abandoned call request was not withdrawn"
+            );
+        }
+    }
 }
 
 impl Default for CallControl {
@@ -50,6 +83,7 @@ impl CallControl {
             commands,
             receiver: Mutex::new(Some(rx)),
             events,
+            next_request: AtomicU64::new(1),
         }
     }
 
@@ -66,19 +100,41 @@ impl CallControl {
     }
 
     /// Rings `device`'s `line` and, once the phone answers, calls `destination` from it.
-    /// Resolves when the phone answered (with the call's id) or the attempt failed.
+    /// Resolves when the phone answered (with the call's id) or the attempt failed: 408 when
+    /// the phone did not answer within `answer_within` (its ringing is then cancelled).
+    /// Dropping the future before it resolves abandons the attempt: every leg it started is
+    /// released.
     pub async fn make_call(
         &self,
         device: &str,
         line: &str,
         destination: &str,
+        answer_within: Duration,
     ) -> Result<u64, CallError> {
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let mut pending = Pending {
+            cc: self,
+            request,
+            armed: false,
+        };
         let cmd = Command::MakeCall {
             device: device.to_string(),
             line: line.to_string(),
             destination: destination.to_string(),
+            answer_within,
+            request,
         };
-        match self.ask(cmd).await? {
+        let (reply, rx) = oneshot::channel();
+        self.send(Submission {
+            cmd,
+            reply: Some(reply),
+            offers: None,
+        })
+        .await?;
+        pending.armed = true;
+        let answer = rx.await.map_err(|_| stopped());
+        pending.armed = false;
+        match answer? {
             Reply::Call(r) => r,
             other => Err(unexpected(other)),
         }

@@ -488,7 +488,12 @@ impl SipServer {
                     core.set_resolved(table);
                     Vec::new()
                 }
-                _ = stop.changed() => break,
+                _ = stop.changed() => {
+                    // No phone is left ringing by a node that will never finish the call.
+                    let outs = core.on_shutdown(now());
+                    self.carry_out(&mut core, &mut links, outs);
+                    break;
+                }
             };
             self.carry_out(&mut core, &mut links, outs);
             for e in core.take_events() {

@@ -4,8 +4,9 @@
 //!
 //! Each document is read with the library the services use: [`crate::wire::xml::parse_bytes`] and
 //! [`crate::wire::xml::validate()`] for CiscoIPPhone objects, [`crate::wire::em`] for EM API
-//! requests and replies. SOAP envelopes and remotecc documents are only checked to be
-//! well-formed for now. Quirks real Cisco devices send and real phones accept (a declaration
+//! requests and replies, [`crate::wire::soap::check_against_wsdl`] for WebDialer SOAP (against
+//! Cisco's wd70 WSDL: operation, parts, types). Other SOAP envelopes and remotecc documents are
+//! only checked to be well-formed. Quirks real Cisco devices send and real phones accept (a declaration
 //! with no space before `encoding`, an LF-only multipart body) are warnings, never errors.
 
 use quick_xml::events::Event;
@@ -183,7 +184,11 @@ impl XmlChecker {
             check_em(bytes, &local, &mut findings);
             "em-api"
         } else if local == "Envelope" {
+            let before = findings.len();
             well_formed(bytes, &mut findings);
+            if findings.len() == before {
+                check_soap(bytes, &mut findings);
+            }
             "soap"
         } else if local.starts_with("x-cisco-remotecc") {
             well_formed(bytes, &mut findings);
@@ -272,6 +277,20 @@ fn check_em(bytes: &[u8], root: &str, out: &mut Vec<Finding>) {
             "em-api",
             format!("EM code {}: {}", e.code, e.message),
         ));
+    }
+}
+
+/// A WebDialer envelope against Cisco's wd70 WSDL ([`crate::wire::soap::check_against_wsdl`]);
+/// other SOAP services' envelopes are only checked to be well-formed.
+fn check_soap(bytes: &[u8], out: &mut Vec<Finding>) {
+    let text = String::from_utf8_lossy(bytes);
+    for f in crate::wire::soap::check_against_wsdl(&text).unwrap_or_default() {
+        let finding = if f.error {
+            error(&f.path, f.rule, f.message)
+        } else {
+            warning(&f.path, f.rule, f.message)
+        };
+        out.push(finding);
     }
 }
 
@@ -481,5 +500,108 @@ mod tests {
             "{:?}",
             d.findings
         );
+    }
+
+    /// WebDialer SOAP is checked against Cisco's wd70 WSDL (issue 15): what ucm writes passes,
+    /// and a device list typed in a namespace the WSDL lacks, a missing part, a bad boolean or an
+    /// element no type has are errors; another service's envelope is only well-formed.
+    #[test]
+    fn r15_webdialer_soap_is_checked_against_the_wsdl() {
+        use crate::wire::soap::{self, Credential, DeviceInfo, Request, UserProfile, NS_WD70};
+        let errors = |xml: &str| {
+            let mut c = XmlChecker::default();
+            c.document(1, "http", xml.as_bytes(), &[]);
+            let d = &c.documents[0];
+            assert_eq!(d.kind, "soap");
+            d.findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .map(|f| format!("{} {} {}", f.rule, f.path, f.message))
+                .collect::<Vec<_>>()
+        };
+        let devs = [DeviceInfo {
+            device_name: "SEP1".into(),
+            lines: vec!["1 ; P".into()],
+            phone_desc: "d".into(),
+            phone_type: "Cisco 8845".into(),
+        }];
+        let cred = Credential {
+            user_id: "u".into(),
+            password: "p".into(),
+            token: None,
+        };
+        let profile = UserProfile {
+            user: "u".into(),
+            device_name: "SEP1".into(),
+            line_number: "1".into(),
+            support_em: false,
+        };
+        for xml in [
+            soap::call_response(NS_WD70, "makeCallSoap", 0, "Success"),
+            soap::call_response(NS_WD70, "endCallSoap", 1, "x"),
+            soap::profile_response(NS_WD70, 0, "Success", &devs),
+            soap::profile_detail_response(0, "Success", &devs),
+            soap::is_cluster_user_response(NS_WD70, true),
+            soap::primary_line_response("1000"),
+            soap::fault("Client", "no"),
+            soap::request_xml(&Request::MakeCall {
+                cred: cred.clone(),
+                destination: "2".into(),
+                profile: profile.clone(),
+            }),
+            soap::request_xml(&Request::EndCall {
+                cred: cred.clone(),
+                profile,
+            }),
+            soap::request_xml(&Request::GetProfile {
+                cred: cred.clone(),
+                user: "u".into(),
+            }),
+            soap::request_xml(&Request::GetProfileDetail { cred: cred.clone() }),
+            soap::request_xml(&Request::GetPrimaryLine { cred }),
+            soap::request_xml(&Request::IsClusterUser { user: "u".into() }),
+        ] {
+            assert_eq!(errors(&xml), Vec::<String>::new(), "{xml}");
+        }
+        // The device list as ucm wrote it before: WDDeviceInfo in urn:WebdialerSoap.
+        let old = soap::profile_response(NS_WD70, 0, "Success", &devs).replace(
+            "xmlns:ns3=\"http://webdialer.ccm.cisco.com\"",
+            "xmlns:ns3=\"urn:WebdialerSoap\"",
+        );
+        let e = errors(&old);
+        assert!(
+            e.iter().any(|m| m.starts_with(
+                "wsdl-type getProfileSoapResponse/getProfileSoapReturn/deviceInfoList/item[1]"
+            ) && m.contains("urn:WebdialerSoap")),
+            "{e:?}"
+        );
+        let env = |inner: &str| {
+            format!("<soapenv:Envelope xmlns:soapenv=\"http://schemas.xmlsoap.org/soap/envelope/\"><soapenv:Body>{inner}</soapenv:Body></soapenv:Envelope>")
+        };
+        let e = errors(&env("<urn:makeCallSoap xmlns:urn=\"urn:WD70\"><in0><userID>u</userID><password>p</password></in0><in1>2</in1></urn:makeCallSoap>"));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("wsdl-missing-part makeCallSoap/in2")),
+            "{e:?}"
+        );
+        let e = errors(&env("<urn:endCallSoap xmlns:urn=\"urn:WD70\"><in0><userID>u</userID><password>p</password></in0><in1><user>u</user><deviceName>D</deviceName><lineNumber>1</lineNumber><supportEM>yes</supportEM><colour>red</colour></in1></urn:endCallSoap>"));
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("wsdl-type endCallSoap/in1/supportEM")),
+            "{e:?}"
+        );
+        assert!(
+            e.iter()
+                .any(|m| m.starts_with("wsdl-unknown-element endCallSoap/in1/colour")),
+            "{e:?}"
+        );
+        // The pre-7.0 service is not wd70's: its own namespace for WDDeviceInfo is fine.
+        let legacy = soap::profile_response(soap::NS_LEGACY, 0, "Success", &devs);
+        assert_eq!(errors(&legacy), Vec::<String>::new());
+        // AXL or anything else: well-formed is all that is asked.
+        assert!(errors(&env(
+            "<axl:getPhone xmlns:axl=\"x\"><name>SEP1</name></axl:getPhone>"
+        ))
+        .is_empty());
     }
 }

@@ -16,6 +16,8 @@ pub const NS_WD70: &str = "urn:WD70";
 /// The pre-7.0 service's namespace (`/webdialer/services/WebdialerSoapService`).
 pub const NS_LEGACY: &str = "urn:WebdialerSoap";
 const NS_SOAPENV: &str = "http://schemas.xmlsoap.org/soap/envelope/";
+/// The namespace of the 7.0 WSDL's base types (`tns1`: Credential, WDDeviceInfo ...).
+pub const NS_TYPES: &str = "http://webdialer.ccm.cisco.com";
 
 /// Cisco's wd70 WSDL; `{address}` is replaced by the node's service URL.
 const WSDL_TEMPLATE: &str = include_str!("wd70.wsdl");
@@ -314,6 +316,10 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
                 .map(move |l| (d.device_name.as_str(), l.as_str()))
         })
         .collect();
+    // The 7.0 WSDL types the items `tns1:WDDeviceInfo` (http://webdialer.ccm.cisco.com): a
+    // client generated from it reads nothing else. The pre-7.0 service keeps its own namespace,
+    // which its old clients were generated with.
+    let item_ns = if ns == NS_WD70 { NS_TYPES } else { ns };
     let mut refs = String::new();
     let mut multi = String::new();
     for (i, (dev, line)) in items.iter().enumerate() {
@@ -321,7 +327,7 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
         refs.push_str(&format!("<item href=\"#id{id}\"/>"));
         multi.push_str(&format!(
             "<multiRef id=\"id{id}\" soapenc:root=\"0\" {ENC} xsi:type=\"ns3:WDDeviceInfo\" \
-{SOAPENC} xmlns:ns3=\"urn:WebdialerSoap\"><deviceName xsi:type=\"xsd:string\">{}</deviceName>\
+{SOAPENC} xmlns:ns3=\"{item_ns}\"><deviceName xsi:type=\"xsd:string\">{}</deviceName>\
 <lines xsi:type=\"xsd:string\">{}</lines></multiRef>",
             escape(dev),
             escape(line)
@@ -332,8 +338,8 @@ pub fn profile_response(ns: &str, code: u32, description: &str, devices: &[Devic
 </ns1:getProfileSoapResponse><multiRef id=\"id0\" soapenc:root=\"0\" {ENC} xsi:type=\"ns2:GetConfigResponse\" \
 {SOAPENC} xmlns:ns2=\"{ns}\"><description xsi:type=\"xsd:string\">{}</description>\
 <deviceInfoList href=\"#id1\"/><responseCode xsi:type=\"xsd:int\">{code}</responseCode></multiRef>\
-<multiRef id=\"id1\" soapenc:root=\"0\" {ENC} soapenc:arrayType=\"ns2:WDDeviceInfo[{}]\" \
-xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns2=\"{ns}\">{refs}</multiRef>{multi}",
+<multiRef id=\"id1\" soapenc:root=\"0\" {ENC} soapenc:arrayType=\"ns3:WDDeviceInfo[{}]\" \
+xsi:type=\"soapenc:Array\" {SOAPENC} xmlns:ns3=\"{item_ns}\">{refs}</multiRef>{multi}",
         escape(description),
         items.len()
     ))
@@ -665,4 +671,331 @@ mod tests {
         assert!(w.contains("makeCallSoap"));
         read_tree(&w).unwrap();
     }
+}
+
+// ---- checking envelopes against the wd70 WSDL (for `ucm pcap verify`) ----
+
+/// One thing wrong (or odd) in a WebDialer envelope, found against Cisco's wd70 WSDL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WsdlFinding {
+    /// An error (the WSDL's message or type is broken) or a warning (Axis 1 accepts it).
+    pub error: bool,
+    /// Element path from the Body (`makeCallSoap/in2/supportEM`).
+    pub path: String,
+    pub rule: &'static str,
+    pub message: String,
+}
+
+/// The WSDL's messages: each operation and response element with its parts and their types.
+const WSDL_MESSAGES: &[(&str, &[(&str, &str)])] = &[
+    (
+        "makeCallSoap",
+        &[
+            ("in0", "Credential"),
+            ("in1", "string"),
+            ("in2", "UserProfile"),
+        ],
+    ),
+    (
+        "endCallSoap",
+        &[("in0", "Credential"), ("in1", "UserProfile")],
+    ),
+    (
+        "getProfileSoap",
+        &[("in0", "Credential"), ("in1", "string")],
+    ),
+    ("getProfileDetailSoap", &[("in0", "Credential")]),
+    ("isClusterUserSoap", &[("in0", "string")]),
+    ("getPrimaryLine", &[("in0", "Credential")]),
+    (
+        "makeCallSoapResponse",
+        &[("makeCallSoapReturn", "CallResponse")],
+    ),
+    (
+        "endCallSoapResponse",
+        &[("endCallSoapReturn", "CallResponse")],
+    ),
+    (
+        "getProfileSoapResponse",
+        &[("getProfileSoapReturn", "GetConfigResponse")],
+    ),
+    (
+        "getProfileDetailSoapResponse",
+        &[("getProfileDetailSoapReturn", "ConfigResponseDetail")],
+    ),
+    (
+        "isClusterUserSoapResponse",
+        &[("isClusterUserSoapReturn", "boolean")],
+    ),
+    (
+        "getPrimaryLineResponse",
+        &[("getPrimaryLineReturn", "string")],
+    ),
+];
+
+/// The WSDL's complex types: their elements, each `(name, type, required)`. The elements the
+/// WSDL declares without `minOccurs="0"` are required; Cisco's own samples leave out the
+/// UserProfile fields deprecated in 10.0, so their absence is a warning.
+/// A complex type's element: name, type, required.
+type Field = (&'static str, &'static str, bool);
+
+const WSDL_TYPES: &[(&str, &[Field])] = &[
+    (
+        "Credential",
+        &[
+            ("token", "string", false),
+            ("userID", "string", true),
+            ("password", "string", true),
+        ],
+    ),
+    (
+        "UserProfile",
+        &[
+            ("user", "string", true),
+            ("deviceName", "string", true),
+            ("lineNumber", "string", true),
+            ("supportEM", "boolean", false),
+            ("locale", "string", false),
+            ("dontAutoClose", "boolean", false),
+            ("dontShowCallConf", "boolean", false),
+        ],
+    ),
+    (
+        "CallResponse",
+        &[
+            ("responseCode", "int", true),
+            ("responseDescription", "string", true),
+        ],
+    ),
+    (
+        "GetConfigResponse",
+        &[
+            ("description", "string", true),
+            ("deviceInfoList", "WDDeviceInfo[]", true),
+            ("responseCode", "int", true),
+        ],
+    ),
+    (
+        "WDDeviceInfo",
+        &[("deviceName", "string", true), ("lines", "string", true)],
+    ),
+    (
+        "ConfigResponseDetail",
+        &[
+            ("description", "string", true),
+            ("deviceInfoListDetail", "WDDeviceInfoDetail[]", true),
+            ("responseCode", "int", true),
+        ],
+    ),
+    (
+        "WDDeviceInfoDetail",
+        &[
+            ("deviceName", "string", true),
+            ("lines", "string[]", true),
+            ("phoneDesc", "string", true),
+            ("phoneType", "string", true),
+        ],
+    ),
+];
+
+/// Namespaces in which the WSDL defines each complex type: the base types in `tns1`, their
+/// extensions (and the detail types) in `urn:WD70`.
+fn type_namespaces(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "WDDeviceInfoDetail" | "ConfigResponseDetail" => &[NS_WD70],
+        _ => &[NS_TYPES, NS_WD70],
+    }
+}
+
+/// Whether an element name is one of the WSDL's operations or responses.
+pub fn is_webdialer_operation(name: &str) -> bool {
+    WSDL_MESSAGES.iter().any(|(n, _)| *n == name)
+}
+
+/// Checks a SOAP envelope against the wd70 WSDL: the operation (or response) is one the WSDL
+/// has, every part of its message is present, each part and field has the WSDL's type
+/// (booleans, ints, the fields of each complex type, and an `xsi:type` naming a type in a
+/// namespace where the WSDL defines it), Axis `href`/`multiRef` references resolved. Faults
+/// are fine. `None` when the envelope is not a wd70 message (another SOAP service, or the
+/// pre-7.0 `urn:WebdialerSoap` one, which the WSDL does not describe).
+pub fn check_against_wsdl(xml: &str) -> Option<Vec<WsdlFinding>> {
+    let root = read_tree(xml).ok()?;
+    let body = body(&root).ok()?;
+    let op = body
+        .children
+        .iter()
+        .find(|c| c.name != "multiRef" && c.attr("root") != Some("0"))?;
+    if op.name == "Fault" {
+        return Some(Vec::new());
+    }
+    let (name, parts) = WSDL_MESSAGES.iter().find(|(n, _)| *n == op.name)?;
+    // The pre-7.0 service (urn:WebdialerSoap) is not what wd70.wsdl describes.
+    let declares = |ns: &str| {
+        [&root, body, op]
+            .iter()
+            .any(|n| n.attrs.iter().any(|(_, v)| v == ns))
+    };
+    if declares(NS_LEGACY) && !declares(NS_WD70) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut scopes = vec![&root, body, op];
+    for (part, ty) in *parts {
+        let path = format!("{name}/{part}");
+        match self::part(body, op, part) {
+            None => out.push(WsdlFinding {
+                error: true,
+                path,
+                rule: "wsdl-missing-part",
+                message: format!(
+                    "{name} has no part {part} ({ty}) that the WSDL's message requires"
+                ),
+            }),
+            Some(n) => check_value(body, &mut scopes, n, ty, &path, 0, &mut out),
+        }
+    }
+    for c in &op.children {
+        if !parts.iter().any(|(p, _)| *p == c.name) {
+            out.push(WsdlFinding {
+                error: true,
+                path: format!("{name}/{}", c.name),
+                rule: "wsdl-unknown-part",
+                message: format!("{name}'s message has no part {}", c.name),
+            });
+        }
+    }
+    Some(out)
+}
+
+/// The namespace a `prefix` is bound to in scope (the tree keeps `xmlns:p` as `p`).
+fn namespace_of<'a>(scopes: &[&'a Node], prefix: &str) -> Option<&'a str> {
+    scopes
+        .iter()
+        .rev()
+        .find_map(|n| n.attr(prefix).filter(|v| v.contains(':')))
+}
+
+fn check_value<'a>(
+    body: &'a Node,
+    scopes: &mut Vec<&'a Node>,
+    n: &'a Node,
+    ty: &str,
+    path: &str,
+    depth: usize,
+    out: &mut Vec<WsdlFinding>,
+) {
+    if depth > MAX_DEPTH {
+        return;
+    }
+    // An Axis reference: the value is the multiRef it names.
+    let n = match n.attr("href").and_then(|h| h.strip_prefix('#')) {
+        Some(id) => match body.children.iter().find(|x| x.attr("id") == Some(id)) {
+            Some(x) => x,
+            None => {
+                out.push(WsdlFinding {
+                    error: true,
+                    path: path.to_string(),
+                    rule: "wsdl-dangling-href",
+                    message: format!("href=\"#{id}\" names no multiRef"),
+                });
+                return;
+            }
+        },
+        None => n,
+    };
+    if is_nil(n) {
+        return;
+    }
+    scopes.push(n);
+    let bad = |rule: &'static str, message: String| WsdlFinding {
+        error: true,
+        path: path.to_string(),
+        rule,
+        message,
+    };
+    if let Some(item) = ty.strip_suffix("[]") {
+        for (i, c) in n.children.iter().enumerate() {
+            check_value(
+                body,
+                scopes,
+                c,
+                item,
+                &format!("{path}/{}[{}]", c.name, i + 1),
+                depth + 1,
+                out,
+            );
+        }
+    } else {
+        match ty {
+            "string" => {}
+            "boolean" => {
+                if !matches!(n.text.trim(), "true" | "false" | "1" | "0") {
+                    out.push(bad(
+                        "wsdl-type",
+                        format!("{:?} is not an xsd:boolean", n.text.trim()),
+                    ));
+                }
+            }
+            "int" => {
+                if n.text.trim().parse::<i32>().is_err() {
+                    out.push(bad(
+                        "wsdl-type",
+                        format!("{:?} is not an xsd:int", n.text.trim()),
+                    ));
+                }
+            }
+            complex => {
+                // An xsi:type must name this type in a namespace where the WSDL has it.
+                if let Some(t) = n.attr("type") {
+                    let (prefix, local) = t.split_once(':').unwrap_or(("", t));
+                    let ns = namespace_of(scopes, prefix);
+                    let known = type_namespaces(complex);
+                    if local != complex || ns.is_some_and(|ns| !known.contains(&ns)) {
+                        out.push(bad(
+                            "wsdl-type",
+                            format!(
+                                "xsi:type {t} ({}) is not the WSDL's {complex} (namespace {})",
+                                ns.unwrap_or("no namespace"),
+                                known.join(" or ")
+                            ),
+                        ));
+                    }
+                }
+                let fields = WSDL_TYPES
+                    .iter()
+                    .find(|(t, _)| *t == complex)
+                    .map_or(&[][..], |(_, f)| *f);
+                for (field, fty, required) in fields {
+                    match n.child(field) {
+                        Some(c) => check_value(
+                            body,
+                            scopes,
+                            c,
+                            fty,
+                            &format!("{path}/{field}"),
+                            depth + 1,
+                            out,
+                        ),
+                        None => out.push(WsdlFinding {
+                            error: *required,
+                            path: format!("{path}/{field}"),
+                            rule: "wsdl-missing-element",
+                            message: format!("{complex} has no {field} ({fty})"),
+                        }),
+                    }
+                }
+                for c in &n.children {
+                    if !fields.iter().any(|(f, _, _)| *f == c.name) {
+                        out.push(WsdlFinding {
+                            error: true,
+                            path: format!("{path}/{}", c.name),
+                            rule: "wsdl-unknown-element",
+                            message: format!("the WSDL's {complex} has no element {}", c.name),
+                        });
+                    }
+                }
+            }
+        }
+    }
+    scopes.pop();
 }

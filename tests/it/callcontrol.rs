@@ -600,7 +600,7 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
     let cc = node.state.clone();
     let placing = tokio::spawn(async move {
         cc.call_control
-            .make_call("SEP00036BC7B973", "10001", "10002")
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(60))
             .await
     });
     // The user's phone rings first, with no SDP: its answer carries the offer (RFC 3725).
@@ -661,7 +661,7 @@ async fn r3_third_party_call_rings_the_users_phone_first() {
     let e = node
         .state
         .call_control
-        .make_call("SEP00036BC7B975", "23923", "10002")
+        .make_call("SEP00036BC7B975", "23923", "10002", Duration::from_secs(60))
         .await
         .unwrap_err();
     assert_eq!(e.status, 480, "{e}");
@@ -681,7 +681,7 @@ async fn r7_call_ended_while_the_destination_answers_is_hung_up() {
     let cc = node.state.clone();
     let placing = tokio::spawn(async move {
         cc.call_control
-            .make_call("SEP00036BC7B973", "10001", "10002")
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(60))
             .await
     });
     let inv_a = a.expect_request("INVITE").await;
@@ -1195,4 +1195,466 @@ async fn r3_digest_authentication_of_invites() {
         !outcome.starts_with("SIP/2.0 407") && !outcome.starts_with("SIP/2.0 403"),
         "the right password is accepted: {outcome}"
     );
+}
+
+// ---- Record-Route through a real proxy (issue 15) ----
+
+/// Kills a background process when the test ends, whatever happens.
+struct Child(std::process::Child);
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Kamailio in its own process group: its main process forks workers, which a kill of the
+/// main process alone would leave running (holding the port). SIGTERM lets it stop them; the
+/// group is then killed whatever is left.
+struct Kamailio(std::process::Child);
+impl Drop for Kamailio {
+    fn drop(&mut self) {
+        let pgid = self.0.id() as libc::pid_t;
+        // SAFETY: signalling the process group of a child this test started.
+        unsafe {
+            libc::kill(-pgid, libc::SIGTERM);
+        }
+        for _ in 0..50 {
+            if self.0.try_wait().ok().flatten().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+        let _ = self.0.wait();
+    }
+}
+
+/// A minimal record-routing Kamailio: initial INVITEs are record-routed and sent to ucm, or,
+/// when ucm sends them, to the SIPp uas; in-dialog requests go only where their Route says
+/// (an ACK or BYE without the route set is dropped or answered 404, as a real proxy does).
+fn kamailio_cfg(listen: &str, ucm: SocketAddr, uas: &str) -> String {
+    format!(
+        r#"#!KAMAILIO
+debug=2
+log_stderror=yes
+children=1
+listen=udp:{listen}
+mpath="/usr/lib/x86_64-linux-gnu/kamailio/modules/"
+loadmodule "tm.so"
+loadmodule "sl.so"
+loadmodule "rr.so"
+loadmodule "pv.so"
+loadmodule "maxfwd.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+# No ftag in Record-Route: SIPp's [routes] garbles a route with parameters after lr.
+modparam("rr", "append_fromtag", 0)
+
+request_route {{
+    if (!mf_process_maxfwd_header("10")) {{ sl_send_reply("483", "Too Many Hops"); exit; }}
+    if (has_totag()) {{
+        if (loose_route()) {{ t_relay(); exit; }}
+        if (is_method("ACK")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+        sl_send_reply("404", "Not here");
+        exit;
+    }}
+    if (is_method("CANCEL")) {{ if (t_check_trans()) {{ t_relay(); }} exit; }}
+    t_check_trans();
+    if (is_method("INVITE")) {{ record_route(); }}
+    if ($si == "{ucm_ip}") {{ $ru = "sip:" + $rU + "@{uas}"; }} else {{ $ru = "sip:" + $rU + "@{ucm}"; }}
+    t_relay();
+}}
+"#,
+        ucm_ip = ucm.ip(),
+    )
+}
+
+/// SIPp's caller: follows the route set of the 200 (`rrs`) for its ACK and BYE.
+const RR_UAC: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="record-routed uac">
+  <send retrans="500"><![CDATA[
+INVITE sip:[service]@[remote_ip]:[remote_port] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>
+Call-ID: [call_id]
+CSeq: 1 INVITE
+Contact: <sip:sipp@[local_ip]:[local_port]>
+Max-Forwards: 70
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv response="100" optional="true"/>
+  <recv response="180" optional="true"/>
+  <recv response="200" rrs="true"/>
+  <send><![CDATA[
+ACK [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 1 ACK
+[routes]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+BYE [next_url] SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: sipp <sip:sipp@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]
+To: <sip:[service]@[remote_ip]:[remote_port]>[peer_tag_param]
+Call-ID: [call_id]
+CSeq: 2 BYE
+[routes]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#;
+
+/// SIPp's callee: copies Record-Route into its answers and expects the ACK and BYE through
+/// the proxy.
+const RR_UAS: &str = r#"<?xml version="1.0" encoding="ISO-8859-1" ?>
+<scenario name="record-routed uas">
+  <recv request="INVITE" rrs="true"/>
+  <send><![CDATA[
+SIP/2.0 180 Ringing
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Length: 0
+
+]]></send>
+  <send retrans="500"><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:];tag=[pid]SIPpTag01[call_number]
+[last_Call-ID:]
+[last_CSeq:]
+[last_Record-Route:]
+Contact: <sip:[local_ip]:[local_port];transport=[transport]>
+Content-Type: application/sdp
+Content-Length: [len]
+
+v=0
+o=user1 53655765 2353687637 IN IP[local_ip_type] [local_ip]
+s=-
+c=IN IP[media_ip_type] [media_ip]
+t=0 0
+m=audio [media_port] RTP/AVP 0
+a=rtpmap:0 PCMU/8000
+]]></send>
+  <recv request="ACK"/>
+  <recv request="BYE"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#;
+
+/// The caller side when the callee hangs up: it answers the BYE that ucm relays to it.
+fn rr_uac_callee_hangs_up() -> String {
+    let i = RR_UAC.find("  <pause milliseconds").unwrap();
+    format!(
+        "{}{}",
+        &RR_UAC[..i],
+        r#"  <recv request="BYE" timeout="20000"/>
+  <send><![CDATA[
+SIP/2.0 200 OK
+[last_Via:]
+[last_From:]
+[last_To:]
+[last_Call-ID:]
+[last_CSeq:]
+Content-Length: 0
+
+]]></send>
+</scenario>
+"#
+    )
+}
+
+/// The callee side that hangs up, its BYE along its route set (as received, RFC 3261 12.1.1)
+/// to ucm's Contact, `UCM_TARGET` (SIPp's `[next_url]` mangles a Contact with parameters).
+fn rr_uas_hangs_up() -> String {
+    let i = RR_UAS.find("  <recv request=\"ACK\"/>").unwrap();
+    format!(
+        "{}{}",
+        &RR_UAS[..i],
+        r#"  <recv request="ACK">
+    <action>
+      <ereg regexp=".*" search_in="hdr" header="From:" check_it="true" assign_to="remote_from"/>
+      <ereg regexp=".*" search_in="hdr" header="To:" check_it="true" assign_to="local_to"/>
+    </action>
+  </recv>
+  <pause milliseconds="500"/>
+  <send retrans="500"><![CDATA[
+BYE sip:UCM_TARGET SIP/2.0
+Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+From: [$local_to]
+To: [$remote_from]
+Call-ID: [call_id]
+CSeq: 2 BYE
+[routes]
+Max-Forwards: 70
+Content-Length: 0
+
+]]></send>
+  <recv response="200"/>
+</scenario>
+"#
+    )
+}
+
+/// A gateway behind a record-routing Kamailio calls in through it, and ucm calls out through
+/// it: SIPp's caller sends INVITE, ACK and BYE through the proxy to ucm, and ucm's INVITE, ACK
+/// and relayed BYE to SIPp's callee go through the proxy too. Both SIPp sides complete the
+/// call only if every in-dialog request followed the route set.
+#[test]
+fn r15_kamailio_record_routes_inbound_and_outbound_calls() {
+    record_routed_call(
+        ("127.0.215.1", "127.0.215.2", "127.0.215.3"),
+        RR_UAC,
+        RR_UAS,
+    );
+}
+
+/// The same with the callee hanging up: its BYE comes in through the proxy, and ucm's BYE to
+/// the caller follows the caller's route set (the Record-Route of its INVITE) back through it.
+/// Coverage rather than a regression test: main already sent that BYE along the route set.
+#[test]
+fn kamailio_callee_hangs_up_and_ucm_byes_the_caller_through_the_proxy() {
+    record_routed_call(
+        ("127.0.215.11", "127.0.215.12", "127.0.215.13"),
+        &rr_uac_callee_hangs_up(),
+        &rr_uas_hangs_up(),
+    );
+}
+
+/// One call from SIPp (`uac_ip`) through Kamailio (`proxy`) to ucm, out again through Kamailio
+/// to SIPp (`uas_ip`), with the given scenarios; both SIPp sides must complete it.
+fn record_routed_call((proxy, uac_ip, uas_ip): (&str, &str, &str), uac_xml: &str, uas_xml: &str) {
+    if !crate::sipp::sipp_available() {
+        crate::common::skip_or_fail("sipp is not installed (Debian package sip-tester)");
+        return;
+    }
+    if std::process::Command::new("kamailio")
+        .arg("-v")
+        .output()
+        .is_err()
+    {
+        crate::common::skip_or_fail("kamailio is not installed (Debian package kamailio)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(
+        dir.path(),
+        "rr.yaml",
+        &format!(
+            r#"cluster: {{id: rr, name: Record-Route}}
+nodes: [{{name: n1, address: 127.0.0.1}}]
+partitions: [{{name: PT}}]
+calling_search_spaces: [{{name: CSS, partitions: [PT]}}]
+device_pools: [{{name: DP, node_group: [n1]}}]
+sip_trunks:
+  - {{name: GW, destinations: ["{proxy}:5060"], device_pool: DP, css: CSS}}
+route_patterns:
+  - {{pattern: 4XXX, partition: PT, sip_trunk: GW}}
+"#
+        ),
+    );
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let sip = srv.addr("sip_udp");
+    let work = tempfile::tempdir().unwrap();
+    let kcfg = crate::common::write_file(
+        work.path(),
+        "kamailio.cfg",
+        &kamailio_cfg(&format!("{proxy}:5060"), sip, &format!("{uas_ip}:5060")),
+    );
+    use std::os::unix::process::CommandExt;
+    let _kamailio = Kamailio(
+        std::process::Command::new("kamailio")
+            .args(["-DD", "-E", "-f"])
+            .arg(&kcfg)
+            .arg("-Y")
+            .arg(work.path())
+            .arg("-w")
+            .arg(work.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(work.path().join("kamailio.log")).unwrap())
+            .process_group(0)
+            .spawn()
+            .expect("start kamailio"),
+    );
+    let uac = crate::common::write_file(work.path(), "uac.xml", uac_xml);
+    let uas = crate::common::write_file(
+        work.path(),
+        "uas.xml",
+        &uas_xml.replace("UCM_TARGET", &format!("{sip};transport=udp")),
+    );
+    let mut uas_proc = Child(
+        std::process::Command::new("sipp")
+            .args(["-sf", uas.to_str().unwrap(), "-i", uas_ip, "-p", "5060"])
+            .args(["-m", "1", "-nostdin", "-timeout", "30s", "-trace_err"])
+            .current_dir(work.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start sipp uas"),
+    );
+    // Kamailio answers an OPTIONS once it listens (bounded wait).
+    let probe = std::net::UdpSocket::bind((uac_ip, 0)).unwrap();
+    probe
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let mut up = false;
+    for i in 0..50 {
+        let msg = format!(
+            "OPTIONS sip:{proxy}:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {}:{};branch=z9hG4bKprobe{i}\r\nFrom: <sip:probe@{uac_ip}>;tag=p\r\nTo: <sip:{proxy}>;tag=x\r\nCall-ID: probe{i}\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+            uac_ip,
+            probe.local_addr().unwrap().port()
+        );
+        probe.send_to(msg.as_bytes(), (proxy, 5060)).unwrap();
+        let mut buf = [0u8; 2048];
+        if probe.recv_from(&mut buf).is_ok() {
+            up = true;
+            break;
+        }
+    }
+    assert!(
+        up,
+        "kamailio did not start: {}",
+        std::fs::read_to_string(work.path().join("kamailio.log")).unwrap_or_default()
+    );
+    let out = std::process::Command::new("sipp")
+        .args(["-sf", uac.to_str().unwrap(), "-s", "4000"])
+        .arg(format!("{proxy}:5060"))
+        .args(["-i", uac_ip, "-p", "5060", "-m", "1", "-nostdin"])
+        .args(["-timeout", "30s", "-trace_err"])
+        .current_dir(work.path())
+        .output()
+        .expect("run sipp uac");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let errors = std::fs::read_dir(work.path())
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("errors"))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the call through the proxy failed:\n{}\nSIPp errors:\n{errors}\nucm logs:\n{}\nKamailio:\n{}",
+        text.lines().rev().take(30).collect::<Vec<_>>().join("\n"),
+        srv.logs(),
+        std::fs::read_to_string(work.path().join("kamailio.log")).unwrap_or_default()
+    );
+    // The callee's side completed too (SIPp exits 0): its ACK and BYE came through the proxy.
+    let mut status = None;
+    for _ in 0..100 {
+        status = uas_proc.0.try_wait().unwrap();
+        if status.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "SIPp's callee did not complete its call through the proxy: {errors}"
+    );
+}
+
+/// A third-party call the user's phone does not answer in time (issue 15): make_call fails
+/// with 408, the phone's ringing is cancelled, and when the phone answers anyway (its 200
+/// crossing the CANCEL) the node ACKs and hangs up that answer and never calls the destination.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_timed_out_third_party_call_releases_a_late_answer() {
+    let node = InProcessNode::start().await;
+    let a = TestPhone::register("127.0.0.45", "10001", "00036bc7b973", node.sip).await;
+    let b = TestPhone::register("127.0.0.46", "10002", "00036bc7b974", node.sip).await;
+    let cc = node.state.clone();
+    let placing = tokio::spawn(async move {
+        cc.call_control
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(1))
+            .await
+    });
+    let inv_a = a.expect_request("INVITE").await;
+    a.answer(&inv_a, 180, false).await;
+    let e = placing.await.unwrap().unwrap_err();
+    assert_eq!(e.status, 408, "{e}");
+    let cancel = a.expect_request("CANCEL").await;
+    // The phone answered just before the CANCEL arrived.
+    a.answer(&cancel, 200, false).await;
+    a.answer(&inv_a, 200, true).await;
+    a.expect_request("ACK").await;
+    let bye = a.expect_request("BYE").await;
+    a.answer(&bye, 200, false).await;
+    assert!(
+        !node
+            .state
+            .call_control
+            .busy_devices()
+            .await
+            .unwrap()
+            .contains("SEP00036BC7B973"),
+        "no call is left on the user's phone"
+    );
+    // Nothing ever reached the destination.
+    let mut buf = [0u8; 2048];
+    let heard = tokio::time::timeout(Duration::from_millis(300), b.sock.recv_from(&mut buf)).await;
+    assert!(heard.is_err(), "the destination was called");
+    node.stop().await;
+}
+
+/// A service that stops waiting for make_call (its request ended: a client gone, a session
+/// over) abandons the call: the ringing phone is cancelled at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r15_abandoned_make_call_cancels_the_ringing_phone() {
+    let node = InProcessNode::start().await;
+    let a = TestPhone::register("127.0.0.47", "10001", "00036bc7b973", node.sip).await;
+    let cc = node.state.clone();
+    let placing = tokio::spawn(async move {
+        cc.call_control
+            .make_call("SEP00036BC7B973", "10001", "10002", Duration::from_secs(60))
+            .await
+    });
+    let inv_a = a.expect_request("INVITE").await;
+    a.answer(&inv_a, 180, false).await;
+    // Whether or not the 180 has reached call control yet, the phone gets its CANCEL (RFC
+    // 3261 9.1: after a provisional).
+    placing.abort();
+    let cancel = a.expect_request("CANCEL").await;
+    a.answer(&cancel, 200, false).await;
+    a.answer(&inv_a, 487, false).await;
+    node.stop().await;
 }

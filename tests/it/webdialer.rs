@@ -935,8 +935,10 @@ fn r7_html_session_expiry_sets_the_cookie_lifetime() {
     assert!(body.contains("<h1>Log in</h1>"), "{body}");
 }
 
+/// Every operation of Cisco's wd70 WSDL through zeep (issue 15: getProfileSoap's device list
+/// was typed in a namespace the WSDL lacks).
 #[test]
-fn r7_zeep_places_a_call_from_ciscos_wsdl() {
+fn r15_zeep_runs_every_operation_from_ciscos_wsdl() {
     use std::io::BufRead;
     let have_zeep = std::process::Command::new("python3")
         .args(["-c", "import zeep"])
@@ -989,6 +991,20 @@ fn r7_zeep_places_a_call_from_ciscos_wsdl() {
     assert_eq!(first["makeCall"][0], 0, "{first}");
     assert_eq!(first["makeCall"][1], "Success", "{first}");
     assert_eq!(first["badPassword"], 2, "{first}");
+    // The device lists, read through the WSDL's own types.
+    assert_eq!(first["profile"][0], 0, "{first}");
+    assert_eq!(
+        first["profile"][2],
+        serde_json::json!([[PHONE_A, "10001 ; Internal_PT"]]),
+        "{first}"
+    );
+    assert_eq!(first["profileDetail"][0], 0, "{first}");
+    assert_eq!(first["profileDetail"][2][0][0], PHONE_A, "{first}");
+    assert_eq!(
+        first["profileDetail"][2][0][1],
+        serde_json::json!(["10001 ; Internal_PT"]),
+        "{first}"
+    );
     wait_state(sim_b.http(PHONE_B), 10, "zeep's call reaches B", connected);
     writeln!(child.stdin.as_mut().unwrap()).unwrap();
     let second: serde_json::Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
@@ -1752,4 +1768,228 @@ fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
     assert!(page.contains("The call has ended."), "{page}");
     wait_state(sim_b.http(PHONE_B), 10, "B hung up", ended);
     wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
+}
+
+/// curl over HTTPS to the node (its own certificate, so `-k`): status, head and body.
+fn curl_https(url: &str, args: &[&str]) -> (u16, String, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-k", "-s", "-i", "--max-time", "20"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("run curl");
+    let (status, head, body) = split_http(&out.stdout);
+    (status, head, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// WebDialer over HTTPS (issue 15): the session cookie set over HTTPS is `Secure` (and
+/// `HttpOnly`, `SameSite`); an action sent with GET, even with the right CSRF token in the
+/// URL, is refused with 405 and does nothing; `redirect_http_to_https` sends plain HTTP pages
+/// to HTTPS.
+#[test]
+fn r15_webdialer_secure_cookie_post_only_actions_and_https_redirect() {
+    if std::process::Command::new("curl")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        crate::common::skip_or_fail("curl is not installed");
+        return;
+    }
+    let (_dir, srv) = start(3);
+    let https = srv.addr("https");
+    let url = format!("https://127.0.0.1:{}/webdialer/Webdialer", https.port());
+    let (st, head, body) = curl_https(&url, &["-d", "action=login&uid=jsmith&pwd=cisco"]);
+    assert_eq!(st, 200, "{head}{body}");
+    let set = head
+        .lines()
+        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: wdsession="))
+        .unwrap_or_else(|| panic!("no session cookie: {head}"))
+        .to_string();
+    for attr in ["; Secure", "; HttpOnly", "; SameSite=Lax"] {
+        assert!(set.contains(attr), "{attr} missing: {set}");
+    }
+    let cookie = set["set-cookie: ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    let csrf = csrf_of(&body);
+    // Plain HTTP cannot carry a Secure cookie back: there it is HttpOnly and SameSite only.
+    let (_, head, _) = servlet(
+        srv.addr("http"),
+        None,
+        &[("action", "login"), ("uid", "jsmith"), ("pwd", "cisco")],
+    );
+    let plain = session_cookie(&head);
+    assert!(!head.contains("; Secure"), "{plain}: {head}");
+
+    // A GET that tries to act, token and all, is refused and changes nothing.
+    let (st, head, body) = curl_https(
+        &format!("{url}?action=prefs&use=em&csrf={csrf}&destination=10002"),
+        &["-H", &format!("Cookie: {cookie}")],
+    );
+    assert_eq!(st, 405, "{head}{body}");
+    assert!(
+        head.to_ascii_lowercase().contains("allow: get, post"),
+        "{head}"
+    );
+    assert!(body.contains("Nothing was done"), "{body}");
+    let (st, _, body) = curl_https(&url, &["-H", &format!("Cookie: {cookie}")]);
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("Place calls from"),
+        "no preference was saved by the GET: {body}"
+    );
+    // The same action as a POST form works.
+    let (st, _, body) = curl_https(
+        &url,
+        &[
+            "-H",
+            &format!("Cookie: {cookie}"),
+            "-d",
+            &format!("action=prefs&use=em&csrf={csrf}&destination=10002"),
+        ],
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("Extension Mobility"), "{body}");
+    drop(srv);
+
+    // With the parameter, plain HTTP pages move to HTTPS.
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), 3, "    redirect_http_to_https: true\n");
+    let srv = Server::start(&["--config", &def]);
+    let (st, head, _) = http_get(srv.addr("http"), "/webdialer/Webdialer?destination=10002");
+    assert_eq!(st, 301, "{head}");
+    let want = format!(
+        "https://127.0.0.1:{}/webdialer/Webdialer?destination=10002",
+        srv.addr("https").port()
+    );
+    assert!(
+        head.lines()
+            .any(|l| l.eq_ignore_ascii_case(&format!("location: {want}"))),
+        "{head}"
+    );
+    let (st, _, body) = curl_https(&want, &[]);
+    assert_eq!(st, 200, "HTTPS itself is served: {body}");
+}
+
+/// makeCall gives up when the user's phone does not answer within `answer_timeout_seconds`
+/// (issue 15): code 1, and the phone stops ringing (CANCEL) instead of ringing on and calling
+/// the destination when someone picks up later.
+#[test]
+fn r15_make_call_timeout_cancels_the_users_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), 3, "    answer_timeout_seconds: 1\n");
+    let srv = Server::start(&["--config", &def]);
+    let http = srv.addr("http");
+    // A answers only after 4 s, long after the request gave up.
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.78.10",
+            "--answer-delay-ms",
+            "4000",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.78.20",
+            "--auto-answer",
+        ],
+    );
+    let (st, body) = soap(
+        http,
+        &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+    );
+    assert_eq!((st, code(&body)), (200, 1), "{body}");
+    assert!(body.contains("did not answer within 1s"), "{body}");
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+    assert!(
+        calls(&state(sim_b.http(PHONE_B))).is_empty(),
+        "the destination was never called"
+    );
+    // endCall finds no call: the request is over.
+    let (_, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!(code(&body), 1, "{body}");
+}
+
+/// A node told to stop while a makeCall rings the user's phone answers 6 and cancels the
+/// ringing before it goes (issue 15): no phone rings on for a node that is gone.
+#[test]
+fn r15_node_shutting_down_cancels_the_ringing_phone() {
+    let (_dir, mut srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.78.30"]);
+    let first = std::thread::spawn(move || {
+        soap(
+            http,
+            &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+        )
+    });
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    let status = srv.terminate();
+    let (_, body) = first.join().expect("the request thread");
+    assert_eq!(code(&body), 6, "{body}");
+    assert!(status.success(), "{status:?}");
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+}
+
+/// endCall while makeCall still rings the user's phone (issue 15): the request ends (code 1)
+/// and the ringing is cancelled, instead of the call going on once someone answers.
+#[test]
+fn r15_end_call_during_make_call_cancels_the_ringing_phone() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.78.40"]);
+    let first = std::thread::spawn(move || {
+        soap(
+            http,
+            &make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001"),
+        )
+    });
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    let (_, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!(code(&body), 0, "{body}");
+    let (_, body) = first.join().expect("the request thread");
+    assert_eq!(code(&body), 1, "{body}");
+    assert!(body.contains("endCall ended the call"), "{body}");
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+}
+
+/// A SOAP client that goes away while makeCall rings the user's phone (issue 15): the request
+/// is over, so the ringing is cancelled rather than the call going on when someone answers.
+#[test]
+fn r15_client_gone_during_make_call_cancels_the_ringing_phone() {
+    let (_dir, srv) = start(3);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(&srv, &["--device", PHONE_A, "--first-ip", "127.0.78.50"]);
+    let xml = make_call_xml("jsmith", "cisco", "10002", "jsmith", PHONE_A, "10001");
+    let mut s = TcpStream::connect(http).unwrap();
+    write!(
+        s,
+        "POST /webdialer/services/WebdialerSoapService70 HTTP/1.1\r\nHost: {http}\r\nContent-Type: text/xml\r\nContent-Length: {}\r\n\r\n{xml}",
+        xml.len(),
+    )
+    .unwrap();
+    wait_state(sim_a.http(PHONE_A), 10, "the user's phone rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    drop(s);
+    let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
+    assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
 }

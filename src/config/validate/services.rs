@@ -66,6 +66,12 @@ impl Checker<'_> {
                 "must be at least 1",
             );
         }
+        if !(1..=wd_max_answer_timeout()).contains(&wd.answer_timeout_seconds) {
+            self.err(
+                wdp.key("answer_timeout_seconds"),
+                format!("must be 1 to {} seconds", wd_max_answer_timeout()),
+            );
+        }
         for (i, u) in wd.webdialers.iter().enumerate() {
             self.url(wdp.key("webdialers").index(i), Some(u), false);
         }
@@ -111,4 +117,9 @@ impl Checker<'_> {
             self.url(p.key("secure_url"), s.secure_url.as_deref(), true);
         }
     }
+}
+
+/// The longest makeCall may wait for the user's phone (a call request is held that long).
+fn wd_max_answer_timeout() -> u32 {
+    crate::config::model::MAX_WD_ANSWER_TIMEOUT_SECONDS
 }

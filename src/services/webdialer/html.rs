@@ -7,8 +7,10 @@
 //!
 //! Every form after login carries the session's CSRF token (`csrf`); a request that acts
 //! (`action` other than `login`) without the session's token gets a 403 page and does nothing.
-//! The plain entry request (`destination` alone, GET or POST, as Cisco documents it for other
-//! pages to link to) only shows a page, so it needs no token.
+//! Requests that act are POST only, action and token in the body (a GET with `action` gets
+//! 405); the cookie is `Secure` over HTTPS. The plain entry request (`destination` alone, GET
+//! or POST, as Cisco documents it for other pages to link to) only shows a page, so it needs
+//! no token.
 //!
 //! The end-call page closes itself after Duration of End Call Dialog seconds, as Cisco's popup
 //! does (one inline `setTimeout`); without JavaScript it simply stays open.
@@ -392,9 +394,54 @@ fn call_failed(destination: &str, e: &WdError) -> String {
     }
 }
 
+/// The port a `Host` header names, if it names one.
+fn host_port(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    // `[::1]` alone has colons but no port.
+    if port.ends_with(']') {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// Whether the request reached the node's HTTPS listener. The listener is not visible to
+/// services, so the `Host` header decides: a browser names the port it connected to, and a
+/// client that lies about it only gets a `Secure` cookie it cannot send back over HTTP (or a
+/// redirect to where it claimed to be).
+pub(crate) fn over_https(state: &NodeState, headers: &HeaderMap) -> bool {
+    let https_port = state
+        .https_base
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    https_port.is_some() && host_port(host) == https_port
+}
+
+/// The session cookie: `Secure` when the page came over HTTPS (a browser then never sends it
+/// in clear), never readable by scripts, and not sent with other sites' requests that act.
+fn session_cookie(value: &str, secure: bool, max_age: Option<i64>) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    let age = max_age
+        .map(|a| format!("; Max-Age={a}"))
+        .unwrap_or_default();
+    format!("{COOKIE}={value}; Path=/webdialer; HttpOnly; SameSite=Lax{secure}{age}")
+}
+
 /// `GET`/`POST /webdialer/Webdialer`.
+///
+/// Requests that act (`action=…`: log in, save preferences, dial, end a call, log out) are
+/// POST only, with the action and the CSRF token in the form body: a link cannot act, and no
+/// token travels in a URL (browser history, logs, Referer). A GET shows a page. makeCallProxy
+/// (`appid`, `pwd`) stays GET or POST as Cisco documents it: it carries its own credentials
+/// and no session. With `redirect_http_to_https`, a page asked for over plain HTTP is sent to
+/// the same URL on the node's HTTPS port.
 pub async fn handler(
     State(wd): State<Arc<super::WebDialerService>>,
+    method: axum::http::Method,
+    uri: axum::extract::OriginalUri,
     Query(query): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -406,9 +453,74 @@ pub async fn handler(
             None,
         );
     }
+    let secure = over_https(&wd.node, &headers);
+    if !secure
+        && wd
+            .node
+            .cluster()
+            .service_parameters
+            .webdialer
+            .redirect_http_to_https
+    {
+        let target = format!(
+            "{}{}",
+            wd.node.https_base,
+            uri.0.path_and_query().map_or(SERVLET_PATH, |p| p.as_str())
+        );
+        // 308 keeps a POST a POST; a page asked for with GET moves for good.
+        let status = if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+            StatusCode::MOVED_PERMANENTLY
+        } else {
+            StatusCode::PERMANENT_REDIRECT
+        };
+        let mut r = html(
+            status,
+            page(
+                "Moved to HTTPS",
+                &format!(
+                    "<p><a href=\"{}\">Continue over HTTPS</a></p>",
+                    esc(&target)
+                ),
+            ),
+            None,
+        );
+        if let Ok(v) = target.parse() {
+            r.headers_mut().insert(header::LOCATION, v);
+        }
+        return r;
+    }
+    let is_post = method == axum::http::Method::POST;
+    if !is_post && query.get("action").is_some_and(|a| !a.trim().is_empty()) {
+        let mut r = html(
+            StatusCode::METHOD_NOT_ALLOWED,
+            page(
+                "Request refused",
+                &format!(
+                    "{}<p>Nothing was done: WebDialer acts only on forms sent with POST.</p>\
+<p><a href=\"{SERVLET_PATH}\">Open WebDialer again</a></p>",
+                    error_box("Method Not Allowed: actions must be sent with POST.")
+                ),
+            ),
+            None,
+        );
+        r.headers_mut().insert(
+            header::ALLOW,
+            axum::http::HeaderValue::from_static("GET, POST"),
+        );
+        return r;
+    }
+    // What acts comes from the form only, never from the URL.
+    if query.get("action").is_some_and(|a| !a.trim().is_empty()) {
+        tracing::info!("WebDialer: action in the URL refused");
+        return forbidden_page(query.get("destination").map_or("", |d| d.trim()));
+    }
     let mut params = query;
-    for (k, v) in crate::wire::codec::form_pairs(&body) {
-        params.insert(k, v);
+    params.remove("action");
+    params.remove("csrf");
+    if is_post {
+        for (k, v) in crate::wire::codec::form_pairs(&body) {
+            params.insert(k, v);
+        }
     }
     let get = |k: &str| {
         params
@@ -464,13 +576,7 @@ pub async fn handler(
         return match wd.authenticate(&state, &uid, &get("pwd")).await {
             Ok(p) if p.is_end_user => {
                 let token = wd.sessions.create(&p.id, now, expiry);
-                let max_age = if expiry > 0 {
-                    format!("; Max-Age={expiry}")
-                } else {
-                    String::new()
-                };
-                let cookie =
-                    format!("{COOKIE}={token}; Path=/webdialer; HttpOnly; SameSite=Lax{max_age}");
+                let cookie = session_cookie(&token, secure, (expiry > 0).then_some(expiry));
                 tracing::info!(user = %p.id, "WebDialer: logged in");
                 let csrf = wd
                     .sessions
@@ -525,9 +631,7 @@ pub async fn handler(
             html(
                 StatusCode::OK,
                 login_page("", "You have logged out."),
-                Some(format!(
-                    "{COOKIE}=; Path=/webdialer; HttpOnly; SameSite=Lax; Max-Age=0"
-                )),
+                Some(session_cookie("", secure, Some(0))),
             )
         }
         "preferences" => html(
@@ -581,10 +685,31 @@ pub async fn handler(
                 proxy: false,
                 is_end_user: true,
             };
-            match wd
-                .make_call(&state, &principal, &profile_for(&user, &pref), &destination)
-                .await
-            {
+            let profile = profile_for(&user, &pref);
+            let placing = wd.make_call(&state, &principal, &profile, &destination);
+            // The request lives no longer than its session: when User Session Expiry comes
+            // first, the call request is dropped, and call control releases its legs.
+            let placed = if expiry > 0 {
+                let left = (session.created + expiry - now).max(0) as u64;
+                match tokio::time::timeout(std::time::Duration::from_secs(left), placing).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        wd.sessions.remove(&token);
+                        tracing::info!(user = %user, "WebDialer: the session expired while the phone rang; call abandoned");
+                        return html(
+                            StatusCode::OK,
+                            login_page(
+                                &destination,
+                                "Your session expired before your phone answered; the call was abandoned. Please log in again.",
+                            ),
+                            None,
+                        );
+                    }
+                }
+            } else {
+                placing.await
+            };
+            match placed {
                 Ok((o, _)) => html(
                     StatusCode::OK,
                     end_call_page(&destination, &o.device, &o.line, Some(&csrf), close_after),

@@ -39,9 +39,6 @@ pub const LEGACY_SOAP_PATH: &str = "/webdialer/services/WebdialerSoapService";
 pub const WSDL_PATH: &str = "/webdialer/wsdl/wd70.wsdl";
 pub const SERVLET_PATH: &str = "/webdialer/Webdialer";
 
-/// How long a makeCall waits for the user's phone to answer before giving up (code 1).
-const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
-
 /// Cisco's description of each response code.
 pub fn code_meaning(code: u32) -> &'static str {
     match code {
@@ -124,12 +121,43 @@ impl Drop for Slot<'_> {
     }
 }
 
+/// A makeCall waiting for the user's phone, findable by endCall while it waits.
+struct PendingCall<'a> {
+    wd: &'a WebDialerService,
+    device: String,
+    ended: Arc<tokio::sync::Notify>,
+}
+
+impl<'a> PendingCall<'a> {
+    fn new(wd: &'a WebDialerService, device: &str, ended: Arc<tokio::sync::Notify>) -> Self {
+        wd.pending().insert(device.to_string(), ended.clone());
+        PendingCall {
+            wd,
+            device: device.to_string(),
+            ended,
+        }
+    }
+}
+
+impl Drop for PendingCall<'_> {
+    fn drop(&mut self) {
+        let mut g = self.wd.pending();
+        if g.get(&self.device)
+            .is_some_and(|n| Arc::ptr_eq(n, &self.ended))
+        {
+            g.remove(&self.device);
+        }
+    }
+}
+
 /// The WebDialer service of one node.
 pub struct WebDialerService {
     pub node: Arc<NodeState>,
     inflight: AtomicUsize,
     /// The last call WebDialer placed from each device (what endCall ends).
     calls: Mutex<HashMap<String, u64>>,
+    /// makeCall requests still waiting for the user's phone, by device: endCall ends them too.
+    pending: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// HTML sessions by cookie.
     pub(crate) sessions: html::Sessions,
     /// The Redirector's HTTP client and the settings it was built with.
@@ -148,6 +176,7 @@ impl WebDialerService {
             node,
             inflight: AtomicUsize::new(0),
             calls: Mutex::new(HashMap::new()),
+            pending: Mutex::new(HashMap::new()),
             sessions: html::Sessions::default(),
             redirector_http: Mutex::new(None),
         }
@@ -155,6 +184,10 @@ impl WebDialerService {
 
     fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Notify>>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Checks a user ID and password (end users and application users) with the cluster's
@@ -336,35 +369,46 @@ impl WebDialerService {
         if *stopping.borrow() {
             return Err(WdError::new(6, "the node is shutting down"));
         }
+        // Call control gives up on the user's phone after the answer timeout (cancelling its
+        // ringing); leaving this select any other way drops the request, which call control
+        // then abandons, releasing every leg it started.
+        let answer_within = Duration::from_secs(u64::from(
+            cluster.service_parameters.webdialer.answer_timeout_seconds,
+        ));
+        let ended = Arc::new(tokio::sync::Notify::new());
+        let _pending = PendingCall::new(self, &origin.device, ended.clone());
         let placed = tokio::select! {
-            r = tokio::time::timeout(
-                ANSWER_TIMEOUT,
-                state
-                    .call_control
-                    .make_call(&origin.device, &origin.line, destination),
-            ) => r,
+            r = state
+                .call_control
+                .make_call(&origin.device, &origin.line, destination, answer_within) => r,
             _ = stopping.wait_for(|s| *s) => {
                 return Err(WdError::new(
                     6,
                     format!("the node is shutting down; the call from {} was abandoned", origin.device),
                 ))
             }
+            _ = ended.notified() => {
+                return Err(WdError::new(
+                    1,
+                    format!("endCall ended the call from {} before the phone answered", origin.device),
+                ))
+            }
         };
         match placed {
-            Err(_) => Err(WdError::new(
+            Err(e) if e.status == 408 => Err(WdError::new(
                 1,
-                format!("{} did not answer within {ANSWER_TIMEOUT:?}", origin.device),
+                format!("{} did not answer within {answer_within:?}", origin.device),
             )),
             // Call control stops with the node: say why, whichever noticed first.
-            Ok(Err(_)) if *stopping.borrow() => Err(WdError::new(
+            Err(_) if *stopping.borrow() => Err(WdError::new(
                 6,
                 format!(
                     "the node is shutting down; the call from {} was abandoned",
                     origin.device
                 ),
             )),
-            Ok(Err(e)) => Err(WdError::new(call_error_code(e.status), e.to_string())),
-            Ok(Ok(call)) => {
+            Err(e) => Err(WdError::new(call_error_code(e.status), e.to_string())),
+            Ok(call) => {
                 tracing::info!(user, device = %origin.device, line = %origin.line, destination, call, by = %principal.id, "WebDialer call placed");
                 self.calls().insert(origin.device.clone(), call);
                 Ok((origin, call))
@@ -381,6 +425,14 @@ impl WebDialerService {
     ) -> Result<Origin, WdError> {
         let user = Self::user_for(principal, &profile.user)?;
         let origin = Self::origin(&state.cluster(), user, profile, "")?;
+        // A makeCall still ringing the user's phone ends here: its request gives up and the
+        // ringing is cancelled.
+        let waiting = self.pending().remove(&origin.device);
+        if let Some(n) = waiting {
+            n.notify_one();
+            tracing::info!(user, device = %origin.device, "WebDialer call request ended before the phone answered");
+            return Ok(origin);
+        }
         let call = self.calls().remove(&origin.device).ok_or_else(|| {
             WdError::new(
                 1,

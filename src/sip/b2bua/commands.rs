@@ -65,12 +65,14 @@ impl B2bua {
                 device,
                 line,
                 destination,
+                answer_within,
+                request,
             } => match self.make_call(
                 cluster,
                 registrar,
-                &device,
-                &line,
-                &destination,
+                (&device, &line, &destination),
+                answer_within,
+                request,
                 now,
                 &mut out,
             ) {
@@ -87,6 +89,24 @@ impl B2bua {
                 }
                 Err(e) => Some(Reply::Call(Err(e))),
             },
+            Command::Abandon { request } => {
+                let call = self
+                    .calls
+                    .iter()
+                    .find(|(_, c)| c.third_party.as_ref().is_some_and(|t| t.request == request))
+                    .map(|(id, _)| *id);
+                if let Some(call) = call {
+                    tracing::info!(call, request, "third-party call abandoned by its service");
+                    self.end_third_party(
+                        call,
+                        487,
+                        "Request Terminated (abandoned)",
+                        now,
+                        &mut out,
+                    );
+                }
+                None
+            }
             Command::RegisterRoutePoint { name } => {
                 tracing::info!(route_point = %name, "service registered for the route point");
                 self.route_points.insert(name);
@@ -325,9 +345,9 @@ impl B2bua {
         &mut self,
         cluster: &Cluster,
         registrar: &dyn Registrations,
-        device: &str,
-        line: &str,
-        destination: &str,
+        (device, line, destination): (&str, &str, &str),
+        answer_within: Duration,
+        request: u64,
         now: Now,
         out: &mut Vec<Out>,
     ) -> Result<u64, CallError> {
@@ -399,6 +419,7 @@ impl B2bua {
                 third_party: Some(ThirdParty {
                     destination: destination.to_string(),
                     reply: None,
+                    request,
                 }),
                 at_route_point: None,
                 held: BTreeSet::new(),
@@ -408,6 +429,8 @@ impl B2bua {
             addr: b.source,
             transport: b.transport,
         };
+        // The user's phone answers in time or the attempt ends (see `no_answer`).
+        self.arm_no_answer(id, now.mono + answer_within);
         // The phone shows whom it is calling.
         let presented = (destination.to_string(), Some(destination.to_string()));
         self.fork_as(
@@ -428,6 +451,78 @@ impl B2bua {
             "third-party call: ringing the user's phone"
         );
         Ok(id)
+    }
+
+    /// Ends a third-party call that has not connected, whatever stage it is at: the
+    /// destination's forks are cancelled and the user's phone released (see `fail_call`);
+    /// a connected one is hung up.
+    pub(super) fn end_third_party(
+        &mut self,
+        call: u64,
+        status: u16,
+        reason: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let Some(c) = self.calls.get(&call) else {
+            return;
+        };
+        if c.state == CallState::Connected {
+            self.hang_up(call, None, now, out);
+            return;
+        }
+        let forks: Vec<usize> = (1..c.legs.len()).collect();
+        for i in forks {
+            self.cancel_leg(call, i, now, out);
+        }
+        self.fail_call(call, status, reason, now, out);
+    }
+
+    /// The node is stopping: every call still being set up ends now, so no phone is left
+    /// ringing (or answered and waiting for an ACK) by a node that will never finish the call.
+    /// Callers still waiting are answered 503; calls already connected are left to their phones
+    /// (their media flows phone to phone).
+    pub fn on_shutdown(&mut self, now: Now) -> Vec<Out> {
+        let mut out = Vec::new();
+        let mut setting_up: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state == CallState::Routing)
+            .map(|(id, _)| *id)
+            .collect();
+        setting_up.sort_unstable();
+        for call in setting_up {
+            if self
+                .calls
+                .get(&call)
+                .is_some_and(|c| c.third_party.is_some())
+            {
+                self.end_third_party(
+                    call,
+                    503,
+                    "Service Unavailable (the node is shutting down)",
+                    now,
+                    &mut out,
+                );
+                continue;
+            }
+            let forks: Vec<usize> = self
+                .calls
+                .get(&call)
+                .map(|c| (1..c.legs.len()).collect())
+                .unwrap_or_default();
+            for i in forks {
+                self.cancel_leg(call, i, now, &mut out);
+            }
+            self.fail_call(
+                call,
+                503,
+                "Service Unavailable (the node is shutting down)",
+                now,
+                &mut out,
+            );
+        }
+        out
     }
 
     /// A response from the user's phone in a third-party call.
@@ -460,15 +555,19 @@ impl B2bua {
         if (200..300).contains(&status) {
             let cancelled = leg.state == LegState::Cancelling || c.state == CallState::Ended;
             leg.state = LegState::Confirmed;
-            leg.remote_tag = to_tag;
-            if let Some(ct) = contact_of_response(&resp) {
-                leg.remote_target = ct;
-            }
+            super::legs::learn_dialog(leg, &resp);
             if cancelled {
                 self.send_ack(call, 0, None, out);
                 self.send_bye(call, 0, now, out);
                 return;
             }
+            // Answered in time: the timer is the destination's from now on.
+            if let Some(at) = c.no_answer_at.take() {
+                self.timers.remove(&(at, call));
+            }
+            let Some(c) = self.calls.get_mut(&call) else {
+                return;
+            };
             // The phone's offer goes to the destination.
             if let Some((ctype, body)) = Self::body_of(&resp.headers, &resp.body) {
                 c.a_request.headers.set("Content-Type", ctype);

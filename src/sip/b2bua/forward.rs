@@ -131,6 +131,25 @@ impl B2bua {
         if c.state != CallState::Routing {
             return;
         }
+        // A third-party call whose user's phone did not answer in time.
+        if c.third_party.is_some()
+            && c.legs
+                .first()
+                .is_some_and(|l| l.state != LegState::Confirmed)
+        {
+            tracing::info!(
+                call,
+                "third-party call: the user's phone did not answer in time"
+            );
+            self.end_third_party(
+                call,
+                408,
+                "Request Timeout (the user's phone did not answer in time)",
+                now,
+                out,
+            );
+            return;
+        }
         let Some(dn) = c.target_dn.clone() else {
             return;
         };

@@ -83,17 +83,7 @@ impl B2bua {
             return;
         }
         if (200..300).contains(&status) {
-            leg.remote_tag = to_tag;
-            if let Some(ct) = contact_of_response(&resp) {
-                leg.remote_target = ct;
-            }
-            let mut rr: Vec<String> = resp
-                .headers
-                .get_all_split("Record-Route")
-                .map(str::to_string)
-                .collect();
-            rr.reverse();
-            leg.route_set = rr;
+            learn_dialog(leg, &resp);
             if answered_elsewhere || leg.state == LegState::Cancelling {
                 // A second answer (shared line race) or one after we cancelled: ACK and BYE it.
                 leg.state = LegState::Confirmed;
@@ -363,14 +353,7 @@ impl B2bua {
         if !(200..300).contains(&resp.status) {
             return;
         }
-        leg.remote_tag = resp
-            .headers
-            .to_ref()
-            .ok()
-            .and_then(|t| t.tag().map(str::to_string));
-        if let Some(ct) = contact_of_response(resp) {
-            leg.remote_target = ct;
-        }
+        learn_dialog(&mut leg, resp);
         let host = self.host_on(leg.peer.transport);
         let b1 = self.branch();
         let (mut ack, peer) = leg_request(&mut leg, Method::Ack, &host, &b1);
@@ -496,7 +479,12 @@ impl B2bua {
         else {
             return;
         };
-        let delayed = self.calls.get(&call).is_some_and(|c| c.delayed_offer);
+        // A third-party call's user phone waits for its ACK until the destination answers:
+        // that ACK carries the destination's answer, so a retransmitted 2xx gets nothing yet.
+        let delayed = self.calls.get(&call).is_some_and(|c| {
+            c.delayed_offer
+                || (idx == 0 && c.third_party.is_some() && c.state != CallState::Connected)
+        });
         if is_invite && !delayed {
             self.send_ack(call, idx, None, out);
         }
@@ -695,9 +683,7 @@ fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Requ
         method.as_str().to_string()
     };
     req.headers.push("CSeq", format!("{cseq} {cseq_method}"));
-    for r in &leg.route_set {
-        req.headers.push("Route", r.clone());
-    }
+    let next_hop = apply_route_set(&mut req, leg);
     if matches!(method, Method::Invite | Method::Update) {
         let contact = match leg.peer.transport {
             crate::sip::Transport::Tls => format!("<sip:{host};transport=tls>"),
@@ -705,5 +691,79 @@ fn leg_request(leg: &mut Leg, method: Method, host: &str, branch: &str) -> (Requ
         };
         req.headers.push("Contact", contact);
     }
-    (req, leg.peer)
+    (req, next_hop)
+}
+
+/// Puts a dialog's route set on a request built for its remote target (RFC 3261 12.2.1.1) and
+/// says where the request goes (8.1.2: the first route). A loose router (`;lr`) keeps the
+/// remote target in the Request-URI with every route in Route; a strict router (no `lr`, RFC
+/// 2543) takes the Request-URI itself, the other routes and then the remote target going in
+/// Route. The first route is the next hop when its host is an IP address; a name there (the
+/// core resolves nothing) or an unreadable route leaves the request going to the peer the
+/// dialog talks to, which is where a record-routing proxy sent the dialog's first request
+/// from.
+fn apply_route_set(req: &mut Request, leg: &Leg) -> Peer {
+    let Some(first) = leg.route_set.first() else {
+        return leg.peer;
+    };
+    let parsed = NameAddr::parse(first).ok();
+    let loose = parsed.as_ref().is_none_or(|n| n.uri.param("lr").is_some());
+    if loose {
+        for r in &leg.route_set {
+            req.headers.push("Route", r.clone());
+        }
+    } else if let Some(n) = &parsed {
+        // The first route becomes the Request-URI, without what a Request-URI may not carry
+        // (RFC 3261 19.1.1: method and headers).
+        let mut uri = n.uri.clone();
+        uri.remove_param("method");
+        uri.headers.clear();
+        req.uri = uri.to_string();
+        for r in &leg.route_set[1..] {
+            req.headers.push("Route", r.clone());
+        }
+        req.headers.push(
+            "Route",
+            format!("<{}>", leg.remote_target.trim_matches(['<', '>'])),
+        );
+    }
+    parsed
+        .and_then(|n| route_address(&n.uri))
+        .map_or(leg.peer, |addr| Peer {
+            addr,
+            transport: leg.peer.transport,
+        })
+}
+
+/// The address a route URI names, when its host is an IP address (default port 5060, 5061 for
+/// `sips:` or TLS).
+fn route_address(uri: &crate::sip::message::SipUri) -> Option<SocketAddr> {
+    let ip: std::net::IpAddr = uri.host.trim_matches(['[', ']']).parse().ok()?;
+    let tls = uri.scheme.eq_ignore_ascii_case("sips")
+        || uri
+            .transport()
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls"));
+    let port = uri.port.unwrap_or(if tls { 5061 } else { 5060 });
+    Some(SocketAddr::new(ip, port))
+}
+
+/// What a 2xx (or a provisional with a tag) to our INVITE tells a leg about its dialog (RFC
+/// 3261 12.1.2): the remote tag, the remote target (Contact) and the route set, the
+/// Record-Route values in reverse order.
+pub(super) fn learn_dialog(leg: &mut Leg, resp: &Response) {
+    leg.remote_tag = resp
+        .headers
+        .to_ref()
+        .ok()
+        .and_then(|t| t.tag().map(str::to_string));
+    if let Some(ct) = contact_of_response(resp) {
+        leg.remote_target = ct;
+    }
+    let mut rr: Vec<String> = resp
+        .headers
+        .get_all_split("Record-Route")
+        .map(str::to_string)
+        .collect();
+    rr.reverse();
+    leg.route_set = rr;
 }

@@ -91,11 +91,21 @@ pub enum Command {
     /// Third-party call control (RFC 3725): ring the user's own phone first and, once it answers,
     /// call the destination from it with the phone's own calling search spaces. Answered with
     /// [`Reply::Call`] once the phone answers or the attempt fails.
+    ///
+    /// The user's phone has `answer_within` to answer: then the attempt fails (408) and its
+    /// ringing is cancelled; an answer that comes later anyway is acknowledged and hung up.
+    /// `request` names the attempt for [`Command::Abandon`].
     MakeCall {
         device: String,
         line: String,
         destination: String,
+        answer_within: Duration,
+        request: u64,
     },
+    /// The service gave up on the MakeCall named `request` (its client went away, its session
+    /// ended, the node is stopping): the third-party call ends, every leg it started released
+    /// (CANCEL while ringing, ACK and BYE once answered). Not answered.
+    Abandon { request: u64 },
     /// Offers calls to a route point's DNs to this service from now on ([`Out::Offer`]).
     RegisterRoutePoint { name: String },
     /// Sends an offered (ringing, unanswered) call elsewhere without answering it: the CTI
@@ -279,6 +289,8 @@ struct ThirdParty {
     destination: String,
     /// The service's MakeCall, answered once the user's phone answers or the attempt fails.
     reply: Option<CommandId>,
+    /// The service's name for the attempt ([`Command::Abandon`]).
+    request: u64,
 }
 
 const MAX_HOPS: u8 = 6;
@@ -748,6 +760,12 @@ impl B2bua {
                 _ => format!("<sip:{}>", self.host),
             };
             resp.headers.push("Contact", contact);
+            // The caller's route set is the request's Record-Route: copied into every answer
+            // that sets up (or confirms) the dialog, so its ACK, BYE and re-INVITEs come back
+            // through the proxies that asked to stay on the path (RFC 3261 12.1.1).
+            for rr in req.headers.get_all("Record-Route") {
+                resp.headers.push("Record-Route", rr.to_string());
+            }
         }
         if let Some((ctype, b)) = body {
             resp.headers.push("Content-Type", ctype);

@@ -389,6 +389,8 @@ fn r14_make_call_answers_through_out_reply() {
             device: "SEP000000002003".into(),
             line: "2003".into(),
             destination: "2001".into(),
+            answer_within: Duration::from_secs(60),
+            request: 1,
         },
     );
     assert_eq!(
@@ -405,6 +407,8 @@ fn r14_make_call_answers_through_out_reply() {
             device: "SEP000000002000".into(),
             line: "2000".into(),
             destination: "2001".into(),
+            answer_within: Duration::from_secs(60),
+            request: 2,
         },
     );
     assert!(
@@ -657,4 +661,227 @@ fn unresolved_names_and_ip_literals() {
     assert!(destination_addrs(&t, "gw.test:5060")
         .unwrap_err()
         .contains("not resolved yet"));
+}
+
+/// A record-routing proxy between two registered lines (RFC 3261 12.1.1, 12.1.2, 12.2.1.1):
+/// the caller's Record-Route comes back in ucm's 180 and 200, the callee's 200 Record-Route
+/// makes that leg's route set (reversed), and in-dialog requests on either side carry the route
+/// set and go to its first hop, not straight to the phone.
+#[test]
+fn r15_record_route_is_copied_and_route_sets_are_followed() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let b = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&a, 3600);
+    node.register(&b, 3600);
+    let proxy_a: SocketAddr = "127.0.0.31:5070".parse().unwrap();
+    let proxy_b: SocketAddr = "127.0.0.32:5060".parse().unwrap();
+
+    let SipMessage::Request(mut invite) = a.invite("2001", "rr") else {
+        unreachable!()
+    };
+    invite.headers.push(
+        "Record-Route",
+        "<sip:127.0.0.31:5070;lr>, <sip:edge.example;lr>",
+    );
+    let invite = SipMessage::Request(invite);
+    let out = node.receive(invite.clone(), a.addr);
+    let to_b = only(requests(&out, "INVITE", b.addr), "INVITE to B");
+    let out = node.receive(b.answer(&to_b, 180), b.addr);
+    let ringing = only(responses(&out, a.addr), "180 to A");
+    assert_eq!(
+        ringing.headers.get_all("Record-Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.31:5070;lr>, <sip:edge.example;lr>"],
+        "the 180 copies the request's Record-Route"
+    );
+
+    // B's side is behind a proxy too: its 200 names two hops, the nearest last.
+    let SipMessage::Response(mut ok_b) = b.answer(&to_b, 200) else {
+        unreachable!()
+    };
+    ok_b.headers.push("Record-Route", "<sip:127.0.0.33;lr>");
+    ok_b.headers.push("Record-Route", "<sip:127.0.0.32;lr>");
+    let out = node.receive(SipMessage::Response(ok_b), b.addr);
+    let (peer, ack_b) = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Send {
+                msg: SipMessage::Request(r),
+                to,
+            } if r.method == Method::Ack => Some((*to, r.clone())),
+            _ => None,
+        })
+        .expect("ACK to B's side");
+    assert_eq!(peer.addr, proxy_b, "the ACK goes to the first route");
+    assert_eq!(
+        ack_b.uri, "sip:2001@127.0.0.22:5060",
+        "loose routing keeps the target"
+    );
+    assert_eq!(
+        ack_b.headers.get_all("Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.32;lr>", "<sip:127.0.0.33;lr>"]
+    );
+    let ok = only(responses(&out, a.addr), "200 to A");
+    assert_eq!(
+        ok.headers.get_all("Record-Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.31:5070;lr>, <sip:edge.example;lr>"],
+        "the 200 copies the request's Record-Route"
+    );
+
+    // B hangs up: the BYE to A follows A's route set, in the request's order, to its first hop.
+    let bye_from_b = parse(&format!(
+        "BYE sip:127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP {}:5060;branch=z9hG4bKrrbye\r\nFrom: {}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: 2 BYE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+        b.addr.ip(),
+        ack_b.headers.get("To").unwrap(),
+        ack_b.headers.get("From").unwrap(),
+        ack_b.call_id().unwrap(),
+    ));
+    let out = node.receive(bye_from_b, proxy_b);
+    let (peer, bye_a) = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Send {
+                msg: SipMessage::Request(r),
+                to,
+            } if r.method == Method::Bye => Some((*to, r.clone())),
+            _ => None,
+        })
+        .expect("BYE to A's side");
+    assert_eq!(peer.addr, proxy_a);
+    assert_eq!(bye_a.uri, "sip:2000@127.0.0.21:5060");
+    assert_eq!(
+        bye_a.headers.get_all("Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.31:5070;lr>", "<sip:edge.example;lr>"]
+    );
+}
+
+/// A strict router (no `;lr`, RFC 2543) in the route set: its URI becomes the Request-URI and
+/// the remote target goes last in Route (RFC 3261 12.2.1.1).
+#[test]
+fn r15_strict_route_puts_the_target_last_in_route() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let b = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&a, 3600);
+    node.register(&b, 3600);
+    let invite = a.invite("2001", "strict");
+    let out = node.receive(invite, a.addr);
+    let to_b = only(requests(&out, "INVITE", b.addr), "INVITE to B");
+    let SipMessage::Response(mut ok_b) = b.answer(&to_b, 200) else {
+        unreachable!()
+    };
+    ok_b.headers.push(
+        "Record-Route",
+        "<sip:127.0.0.34:5080;lr>, <sip:127.0.0.35;maddr=x>",
+    );
+    let out = node.receive(SipMessage::Response(ok_b), b.addr);
+    let (peer, ack) = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Send {
+                msg: SipMessage::Request(r),
+                to,
+            } if r.method == Method::Ack => Some((*to, r.clone())),
+            _ => None,
+        })
+        .expect("ACK to B's side");
+    assert_eq!(peer.addr, "127.0.0.35:5060".parse().unwrap());
+    assert_eq!(ack.uri, "sip:127.0.0.35;maddr=x");
+    assert_eq!(
+        ack.headers.get_all("Route").collect::<Vec<_>>(),
+        ["<sip:127.0.0.34:5080;lr>", "<sip:2001@127.0.0.22:5060>"]
+    );
+}
+
+/// The user's phone does not answer a third-party call in time: the attempt fails with 408
+/// on the timer (manual clock), the ringing is cancelled, the destination is never called, and
+/// an answer that crosses the CANCEL is acknowledged and hung up.
+#[test]
+fn r15_make_call_timeout_cancels_the_users_phone_and_releases_a_late_answer() {
+    let mut node = Node::new(LINES);
+    let user = Phone::new("2000", "127.0.0.21:5060");
+    let dest = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&user, 3600);
+    node.register(&dest, 3600);
+    let out = node.command(
+        5,
+        Command::MakeCall {
+            device: "SEP000000002000".into(),
+            line: "2000".into(),
+            destination: "2001".into(),
+            answer_within: Duration::from_secs(20),
+            request: 77,
+        },
+    );
+    let to_user = only(requests(&out, "INVITE", user.addr), "INVITE to the user");
+    node.receive(user.answer(&to_user, 180), user.addr);
+    let out = node.advance(Duration::from_secs(19));
+    assert!(replies(&out).is_empty(), "still ringing: {out:?}");
+    let out = node.advance(Duration::from_secs(1));
+    assert_eq!(
+        replies(&out),
+        [(
+            CommandId(5),
+            Reply::Call(Err(call_error(
+                408,
+                "Request Timeout (the user's phone did not answer in time)"
+            )))
+        )]
+    );
+    only(requests(&out, "CANCEL", user.addr), "CANCEL to the user");
+    // Someone picks up as the CANCEL travels: ACK and BYE, and nobody calls the destination.
+    let out = node.receive(user.answer(&to_user, 200), user.addr);
+    only(requests(&out, "ACK", user.addr), "ACK to the late answer");
+    only(requests(&out, "BYE", user.addr), "BYE to the late answer");
+    assert!(requests(&out, "INVITE", dest.addr).is_empty(), "{out:?}");
+    assert_eq!(node.core.summary().calls, 0);
+}
+
+/// A service abandons its MakeCall (its client went away): the ringing phone is cancelled;
+/// once answered and waiting for the destination it is ACKed and hung up, and the
+/// destination's ringing is cancelled too. A node shutting down does the same.
+#[test]
+fn r15_abandoned_or_shut_down_third_party_calls_release_every_leg() {
+    let mut node = Node::new(LINES);
+    let user = Phone::new("2000", "127.0.0.21:5060");
+    let dest = Phone::new("2001", "127.0.0.22:5060");
+    node.register(&user, 3600);
+    node.register(&dest, 3600);
+    let make = |request| Command::MakeCall {
+        device: "SEP000000002000".into(),
+        line: "2000".into(),
+        destination: "2001".into(),
+        answer_within: Duration::from_secs(60),
+        request,
+    };
+    // Ringing, then abandoned.
+    let out = node.command(1, make(1));
+    let to_user = only(requests(&out, "INVITE", user.addr), "INVITE to the user");
+    node.receive(user.answer(&to_user, 180), user.addr);
+    let out = node.command(2, Command::Abandon { request: 1 });
+    only(requests(&out, "CANCEL", user.addr), "CANCEL to the user");
+    assert_eq!(node.core.summary().calls, 0);
+
+    // Answered, the destination ringing, then the node stops.
+    let out = node.command(3, make(2));
+    let to_user = only(requests(&out, "INVITE", user.addr), "INVITE to the user");
+    node.receive(user.answer(&to_user, 180), user.addr);
+    let out = node.receive(user.answer(&to_user, 200), user.addr);
+    let to_dest = only(
+        requests(&out, "INVITE", dest.addr),
+        "INVITE to the destination",
+    );
+    node.receive(dest.answer(&to_dest, 180), dest.addr);
+    // The user's phone repeats its 200 while the destination rings: no empty ACK for it.
+    let out = node.receive(user.answer(&to_user, 200), user.addr);
+    assert!(requests(&out, "ACK", user.addr).is_empty(), "{out:?}");
+    let now = node.now();
+    let out = node.core.on_shutdown(now);
+    only(
+        requests(&out, "CANCEL", dest.addr),
+        "CANCEL to the destination",
+    );
+    only(requests(&out, "ACK", user.addr), "ACK to the user");
+    only(requests(&out, "BYE", user.addr), "BYE to the user");
+    assert_eq!(node.core.summary().calls, 0);
 }

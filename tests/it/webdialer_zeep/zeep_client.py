@@ -61,6 +61,27 @@ def main():
         "dontAutoClose": False,
         "dontShowCallConf": True,
     }
+    # getProfileSoap: GetConfigResponse, its deviceInfoList an array of WDDeviceInfo as the
+    # WSDL types it (http://webdialer.ccm.cisco.com).
+    r = client.service.getProfileSoap(cred, user)
+    items = r.deviceInfoList or []
+    items = getattr(items, "_value_1", items) or []
+    out["profile"] = [int(r.responseCode), str(r.description),
+                      [[str(i.deviceName), str(i.lines)] for i in items]]
+    # getProfileDetailSoap: ConfigResponseDetail with WDDeviceInfoDetail items.
+    r = client.service.getProfileDetailSoap(cred)
+    items = r.deviceInfoListDetail or []
+    items = getattr(items, "_value_1", items) or []
+
+    def text(v):
+        return str(getattr(v, "_value_1", v))
+
+    def lines_of(v):
+        v = getattr(v, "_value_1", v) or []
+        return [text(x) for x in v]
+
+    out["profileDetail"] = [int(r.responseCode), text(r.description),
+                            [[text(i.deviceName), lines_of(i.lines), text(i.phoneType)] for i in items]]
     r = client.service.makeCallSoap(cred, dest, profile)
     out["makeCall"] = [int(r.responseCode), str(r.responseDescription)]
     bad = client.service.makeCallSoap({"userID": user, "password": "wrong"}, dest, profile)
