@@ -272,6 +272,7 @@ enum Cmd {
     Dial(String, oneshot::Sender<Result<String, String>>),
     Answer(oneshot::Sender<Result<String, String>>),
     Hangup(oneshot::Sender<Result<String, String>>),
+    Decline(oneshot::Sender<Result<String, String>>),
     Hold(oneshot::Sender<Result<String, String>>),
     Snapshot(oneshot::Sender<Snapshot>),
     /// The calls as JSON (only those not ended when true), and whether the phone is idle.
@@ -918,6 +919,13 @@ async fn run_ua(
                         };
                         let _ = reply.send(r);
                     }
+                    Cmd::Decline(reply) => {
+                        let r = match sh.ua.decline(now, &mut sh.pool) {
+                            Ok((id, outs)) => { sh.apply(outs).await; Ok(id) }
+                            Err(e) => Err(e),
+                        };
+                        let _ = reply.send(r);
+                    }
                     Cmd::Hold(reply) => {
                         let r = match sh.ua.toggle_hold(now, &mut sh.pool) {
                             Ok((id, outs)) => { sh.apply(outs).await; Ok(id) }
@@ -1394,6 +1402,9 @@ async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
                     call_cmd(sh, Cmd::Hangup).await.map(|_| ())
                 }
                 "Hold" => call_cmd(sh, Cmd::Hold).await.map(|_| ()),
+                // The ringing call's Decline softkey (a key name of this simulator's: Cisco's
+                // URIs reach softkeys only by position).
+                "Decline" => call_cmd(sh, Cmd::Decline).await.map(|_| ()),
                 "Services" => {
                     fetch_services(sh).await;
                     Ok(())

@@ -192,6 +192,8 @@ const KEYS: &[&str] = &[
     "Offhook",
     "Onhook",
     "EndCall",
+    // Not a Cisco key name: the simulated phone's Decline softkey for a ringing call.
+    "Decline",
 ];
 
 /// Numbered keys and their ranges.

@@ -979,6 +979,24 @@ impl Ua {
         Ok((id, out))
     }
 
+    /// Declines the ringing call (a connected one is left alone): 486, as the phone's Decline
+    /// softkey does. UNCONFIRMED whether Cisco phones send 486 or 603 for Decline; 486 makes
+    /// the cluster apply Call Forward Busy, which is what Cisco documents for Decline.
+    pub fn decline(
+        &mut self,
+        now: Instant,
+        ports: &mut dyn MediaPorts,
+    ) -> Result<(String, Vec<Output>), String> {
+        let id = self
+            .active_calls()
+            .find(|c| c.state == CallState::Ringing)
+            .map(|c| c.id.clone())
+            .ok_or("No Incoming Call")?;
+        let mut out = Vec::new();
+        self.hangup_call(&id, now, ports, &mut out);
+        Ok((id, out))
+    }
+
     /// Ends call `id` whatever its state.
     pub fn hangup_call(
         &mut self,

@@ -501,3 +501,42 @@ fn r3_phone_answers_and_hangs_up_on_pushed_keys_and_busy_phones_refuse() {
     let sb = state(busy.http("SEP00036BC7B976"));
     assert!(calls(&sb).is_empty(), "{sb:#}");
 }
+
+/// A ringing call can be declined (`Key:Decline`, the Decline softkey): the callee answers 486,
+/// the caller hears busy, and a connected call elsewhere on the phone would be left alone.
+#[test]
+fn r21_a_ringing_call_is_declined() {
+    let srv = Server::start(&[]);
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.2.30"],
+    );
+    let callee = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B974", "--first-ip", "127.0.2.40"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let b = callee.http("SEP00036BC7B974");
+    // Nothing rings yet: Decline has nothing to act on, and says so.
+    let (_, body) = push(b, Some(("paging", "paging")), &["Key:Decline"]);
+    assert!(
+        body.contains(r#"Status="0""#),
+        "a key press succeeds: {body}"
+    );
+    let (_, body) = push(a, Some(("jsmith", "cisco")), &["Dial:10002"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    wait_state(b, 10, "the callee rings", |s| {
+        calls(s).iter().any(|c| c["state"] == "ringing")
+    });
+    let (_, body) = push(b, Some(("paging", "paging")), &["Key:Decline"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let sb = wait_state(b, 5, "the callee declined", |s| {
+        calls(s).iter().all(|c| c["state"] == "ended")
+    });
+    assert_eq!(calls(&sb)[0]["end_reason"], "declined", "{sb:#}");
+    let sa = wait_state(a, 5, "the caller's call ended", |s| {
+        calls(s).iter().all(|c| c["state"] == "ended")
+    });
+    let reason = calls(&sa)[0]["end_reason"].to_string();
+    assert!(reason.contains("486"), "{sa:#}");
+}
