@@ -225,3 +225,109 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
     db.drop_db().await;
     result.unwrap();
 }
+
+/// Workers of the propagation load: each logs its own user in and out of its own device.
+const LOAD_WORKERS: usize = 4;
+/// Login-logout rounds per worker.
+const LOAD_ROUNDS: usize = 60;
+
+/// The three-node fixture with lab phones 1..=LOAD_WORKERS EM-enabled and a user with a
+/// device profile for each (`emuserN` on `SEP00000000100N`).
+fn load_definition(dir: &Path) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(FIXTURE).unwrap();
+    let mut profiles = String::new();
+    let mut users = String::new();
+    for i in 1..=LOAD_WORKERS {
+        text = text.replace(
+            &format!("    description: Lab phone {i}\n"),
+            &format!("    description: Lab phone {i}\n    em_enabled: true\n"),
+        );
+        profiles.push_str(&format!(
+            "  - name: emuser{i}-udp\n    model: Cisco 7841\n    lines:\n      - {{dn: \"2000{i}\", partition: Internal_PT}}\n"
+        ));
+        users.push_str(&format!(
+            "  - userid: emuser{i}\n    last_name: Load{i}\n    password: cisco\n    pin: \"12345\"\n    device_profiles: [emuser{i}-udp]\n    default_profile: emuser{i}-udp\n"
+        ));
+    }
+    let text = text
+        .replace("device_profiles:\n", &format!("device_profiles:\n{profiles}"))
+        .replace("end_users:\n", &format!("end_users:\n{users}"));
+    let p = dir.join("load.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn r16_em_changes_reach_the_other_node_through_the_feed_and_propagation_is_measured() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = load_definition(dir.path());
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let sub1 = node(&def, &url, "ucm-sub1");
+        let sub2 = node(&def, &url, "ucm-sub2");
+        let (h1, h2) = (sub1.addr("http"), sub2.addr("http"));
+        // One login on sub1 is seen on sub2, and sub2's logout on sub1.
+        assert_eq!(em_post(h1, &login_xml(HOTDESK, "jsmith")), OK);
+        wait_em(h2, HOTDESK, "<userID>jsmith</userID>");
+        assert_eq!(em_post(h2, &logout_xml(HOTDESK)), OK);
+        wait_em(h1, HOTDESK, "<none/>");
+        // Load: each worker logs its user in and out through alternating nodes.
+        let t0 = Instant::now();
+        let workers: Vec<_> = (1..=LOAD_WORKERS)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let device = format!("SEP00000000100{i}");
+                    let user = format!("emuser{i}");
+                    for r in 0..LOAD_ROUNDS {
+                        let (a, b) = if r % 2 == 0 { (h1, h2) } else { (h2, h1) };
+                        assert_eq!(em_post(a, &login_xml(&device, &user)), OK);
+                        assert_eq!(em_post(b, &logout_xml(&device)), OK);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let took = t0.elapsed();
+        // Both nodes agree with the database: every device logged out.
+        for i in 1..=LOAD_WORKERS {
+            for h in [h1, h2] {
+                wait_em(h, &format!("SEP00000000100{i}"), "<none/>");
+            }
+        }
+        // Each node measured what it applied from the other's changes (heartbeat: 1 s).
+        let changes = (LOAD_WORKERS * LOAD_ROUNDS * 2) as u64;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let doc = loop {
+            let (_, doc) = status(&url);
+            let events = |n: &str| node_status(&doc, n)["feed"]["events"].as_u64().unwrap_or(0);
+            // Half the load's changes were made on each node: the other applied them.
+            if events("ucm-sub1") + events("ucm-sub2") >= changes {
+                break doc;
+            }
+            assert!(Instant::now() < deadline, "feed events missing: {doc}");
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for n in ["ucm-sub1", "ucm-sub2"] {
+            let f = &node_status(&doc, n)["feed"];
+            println!(
+                "propagation to {n}: {} changes, p50 {} ms, p99 {} ms, max {} ms",
+                f["events"], f["p50_ms"], f["p99_ms"], f["max_ms"]
+            );
+        }
+        println!(
+            "load: {} EM logins and logouts through two nodes in {:.2} s ({:.0}/min)",
+            changes,
+            took.as_secs_f64(),
+            changes as f64 / took.as_secs_f64() * 60.0
+        );
+        drop((sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
