@@ -331,3 +331,127 @@ async fn r16_em_changes_reach_the_other_node_through_the_feed_and_propagation_is
     db.drop_db().await;
     result.unwrap();
 }
+
+/// Moves the device's automatic logout to now, as the passage of time would, and announces it
+/// the way every EM write does (a version bump in the same transaction). The API's unit is
+/// minutes: the test moves the time instead of waiting (when a timer fires to the second is
+/// the timers' unit tests' business). Returns the device's version after the move.
+async fn logout_due_now(db: &str, device: &str) -> i64 {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    let mut tx = c.begin().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let n = sqlx::query("UPDATE em_logins SET logout_at = $1 WHERE device = $2")
+        .bind(now)
+        .bind(device)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1, "no login on {device}");
+    let v: (i64,) = sqlx::query_as(
+        "UPDATE em_devices SET version = version + 1 WHERE device = $1 RETURNING version",
+    )
+    .bind(device)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    v.0
+}
+
+async fn em_version(db: &str, device: &str) -> (i64, Option<String>) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    let v: (i64,) = sqlx::query_as("SELECT version FROM em_devices WHERE device = $1")
+        .bind(device)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let last: Option<(String,)> =
+        sqlx::query_as("SELECT userid FROM em_last_user WHERE device = $1")
+            .bind(device)
+            .fetch_optional(&mut c)
+            .await
+            .unwrap();
+    (v.0, last.map(|l| l.0))
+}
+
+fn auto_logouts(s: &Server) -> usize {
+    s.logs()
+        .lines()
+        .filter(|l| l.contains("EM logout") && l.contains("auto=true"))
+        .count()
+}
+
+#[tokio::test]
+async fn r16_an_automatic_logout_fires_once_cluster_wide_also_when_its_node_was_killed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let def = Path::new(FIXTURE);
+    let url = db.url.clone();
+    let minute = "<exclusiveDuration><time>1</time></exclusiveDuration>";
+    let login_minute = format!(
+        "<request>{APP}<login><deviceName>{HOTDESK}</deviceName><userID>jsmith</userID>{minute}</login></request>"
+    );
+    let u = url.clone();
+    let l = login_minute.clone();
+    let (mut sub1, sub2) = tokio::task::spawn_blocking(move || {
+        let sub1 = node(def, &u, "ucm-sub1");
+        let sub2 = node(def, &u, "ucm-sub2");
+        // sub1 makes the login (and schedules its logout); sub2 learns it through the feed.
+        assert_eq!(em_post(sub1.addr("http"), &l), OK);
+        wait_em(sub2.addr("http"), HOTDESK, "<userID>jsmith</userID>");
+        (sub1, sub2)
+    })
+    .await
+    .unwrap();
+    kill9(&mut sub1);
+    let v = logout_due_now(&url, HOTDESK).await;
+    let h2 = sub2.addr("http");
+    tokio::task::spawn_blocking(move || wait_em(h2, HOTDESK, "<none/>"))
+        .await
+        .unwrap();
+    assert_eq!(
+        em_version(&url, HOTDESK).await,
+        (v + 1, Some("jsmith".into())),
+        "one logout, by the surviving node"
+    );
+    sub2.wait_for_log("auto=true");
+    assert_eq!(auto_logouts(&sub2), 1);
+
+    // Both EM nodes alive: both arm the logout, exactly one ends it.
+    let u = url.clone();
+    let sub1 = tokio::task::spawn_blocking(move || {
+        let sub1 = node(def, &u, "ucm-sub1");
+        assert_eq!(em_post(h2, &login_minute), OK);
+        wait_em(sub1.addr("http"), HOTDESK, "<userID>jsmith</userID>");
+        sub1
+    })
+    .await
+    .unwrap();
+    let v = logout_due_now(&url, HOTDESK).await;
+    let h1 = sub1.addr("http");
+    tokio::task::spawn_blocking(move || {
+        wait_em(h1, HOTDESK, "<none/>");
+        wait_em(h2, HOTDESK, "<none/>");
+    })
+    .await
+    .unwrap();
+    assert_eq!(em_version(&url, HOTDESK).await.0, v + 1, "exactly one logout");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while auto_logouts(&sub1) + auto_logouts(&sub2) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        auto_logouts(&sub1) + auto_logouts(&sub2),
+        2,
+        "one automatic logout in each round, cluster-wide"
+    );
+    drop((sub1, sub2));
+    db.drop_db().await;
+}
