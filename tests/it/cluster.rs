@@ -455,3 +455,98 @@ async fn r16_an_automatic_logout_fires_once_cluster_wide_also_when_its_node_was_
     drop((sub1, sub2));
     db.drop_db().await;
 }
+
+fn healthz(http: SocketAddr) -> u16 {
+    crate::common::http_get(http, "/healthz").0
+}
+
+fn wait_healthz(http: SocketAddr, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while healthz(http) != want {
+        assert!(Instant::now() < deadline, "{http}/healthz never answered {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn r16_a_node_that_lost_the_database_refuses_em_then_resynchronises_on_reconnect() {
+    use sqlx::Connection;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let def = Path::new(FIXTURE);
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let admin_url = std::env::var("UCM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let u = db.url.clone();
+    let sub2 = tokio::task::spawn_blocking(move || node(def, &u, "ucm-sub2"))
+        .await
+        .unwrap();
+    let h2 = sub2.addr("http");
+    assert_eq!(tokio::task::spawn_blocking(move || healthz(h2)).await.unwrap(), 200);
+    // The test's own connection outlives the outage; nobody else may connect meanwhile.
+    let mut mine = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (my_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut mine)
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let outage = async |admin: &mut sqlx::PgConnection, allow: bool| {
+        sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+            .execute(&mut *admin)
+            .await
+            .unwrap();
+        if !allow {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> $2",
+            )
+            .bind(&name)
+            .bind(my_pid)
+            .execute(&mut *admin)
+            .await
+            .unwrap();
+        }
+    };
+    outage(&mut admin, false).await;
+    let refused = tokio::task::spawn_blocking(move || {
+        wait_healthz(h2, 503);
+        em_post(h2, &login_xml(HOTDESK, "jsmith"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused.contains("<error code=\"6\""),
+        "EM's database error while the database is unreachable: {refused}"
+    );
+    // Another node's login commits while this one cannot hear it.
+    let mut tx = mine.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO em_logins (device, userid, profile, logged_in_at, logout_at, node) \
+         VALUES ($1, 'jsmith', 'jsmith-udp', 1, NULL, 'ucm-sub1')",
+    )
+    .bind(HOTDESK)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO em_devices (device, version) VALUES ($1, 1)")
+        .bind(HOTDESK)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    outage(&mut admin, true).await;
+    // Back: the node read what it missed before it answers again.
+    tokio::task::spawn_blocking(move || {
+        wait_healthz(h2, 200);
+        let r = em_post(h2, &query_xml(HOTDESK));
+        assert!(r.contains("<userID>jsmith</userID>"), "resynchronised: {r}");
+        assert_eq!(em_post(h2, &logout_xml(HOTDESK)), OK);
+    })
+    .await
+    .unwrap();
+    sub2.wait_for_log("resynchronised");
+    drop(sub2);
+    drop(mine);
+    db.drop_db().await;
+}
