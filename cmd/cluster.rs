@@ -110,7 +110,10 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
         .filter(|n| n.defined && !n.up)
         .map(|n| n.name.as_str())
         .collect();
-    let cluster = def.as_ref().map(|d| d.cluster.id.clone()).unwrap_or_default();
+    let cluster = def
+        .as_ref()
+        .map(|d| d.cluster.id.clone())
+        .unwrap_or_default();
     if a.json {
         let doc = serde_json::json!({
             "cluster": cluster,
@@ -130,9 +133,9 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                 (true, false) => "NO-FEED",
                 (true, true) => "up",
             };
-            let hb = n
-                .heartbeat_age_ms
-                .map_or("never".to_string(), |a| format!("{:.1}s ago", a as f64 / 1000.0));
+            let hb = n.heartbeat_age_ms.map_or("never".to_string(), |a| {
+                format!("{:.1}s ago", a as f64 / 1000.0)
+            });
             t.push_str(&format!(
                 "{:<12} {:<16} {:<9} {:>5} {:>5}  {:<22} {:>10}  {}{}\n",
                 n.name,
@@ -140,10 +143,17 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                 state,
                 n.registrations,
                 n.em_logins,
-                format!("{}/{}/{} ({})", n.feed.p50_ms, n.feed.p99_ms, n.feed.max_ms, n.feed.events),
+                format!(
+                    "{}/{}/{} ({})",
+                    n.feed.p50_ms, n.feed.p99_ms, n.feed.max_ms, n.feed.events
+                ),
                 hb,
                 n.services.join(","),
-                if n.defined { "" } else { "  (not in the definition)" },
+                if n.defined {
+                    ""
+                } else {
+                    "  (not in the definition)"
+                },
             ));
         }
         print_out(&t)?;

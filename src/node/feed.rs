@@ -156,7 +156,10 @@ fn parse(payload: &str) -> Option<Change<'_>> {
                 device,
             })
         }
-        "def" => Some(Change::Definition { at_ms, digest: rest }),
+        "def" => Some(Change::Definition {
+            at_ms,
+            digest: rest,
+        }),
         _ => None,
     }
 }
@@ -233,7 +236,10 @@ impl NodeState {
 
     async fn on_change(&self, payload: &str) {
         let Some(change) = parse(payload) else {
-            tracing::warn!(payload, "change feed: an announcement this node does not know");
+            tracing::warn!(
+                payload,
+                "change feed: an announcement this node does not know"
+            );
             return;
         };
         let result = match change {

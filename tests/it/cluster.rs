@@ -23,7 +23,14 @@ fn node(def: &Path, db: &str, name: &str) -> Server {
     cmd.args(["serve", "--config"])
         .arg(def)
         .args(["--db", db, "--node", name])
-        .args(["--http-port", "0", "--https-port", "0", "--tftp-http-port", "0"])
+        .args([
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+        ])
         .args(["--tftp-port", "0", "--sip-port", "0", "--sips-port", "0"])
         .arg("--data-dir")
         .arg(data_dir.path())
@@ -66,7 +73,8 @@ fn em_post(http: SocketAddr, xml: &str) -> String {
     String::from_utf8(split_http(&raw).2).unwrap()
 }
 
-const APP: &str = "<appInfo><appID>emproxy</appID><appCertificate>emproxy</appCertificate></appInfo>";
+const APP: &str =
+    "<appInfo><appID>emproxy</appID><appCertificate>emproxy</appCertificate></appInfo>";
 
 fn login_xml(device: &str, user: &str) -> String {
     format!("<request>{APP}<login><deviceName>{device}</deviceName><userID>{user}</userID></login></request>")
@@ -77,7 +85,9 @@ fn logout_xml(device: &str) -> String {
 }
 
 fn query_xml(device: &str) -> String {
-    format!("<query>{APP}<deviceUserQuery><deviceName>{device}</deviceName></deviceUserQuery></query>")
+    format!(
+        "<query>{APP}<deviceUserQuery><deviceName>{device}</deviceName></deviceUserQuery></query>"
+    )
 }
 
 /// Asks `http` who is on `device` until `want` is in the answer (bounded: 10 s).
@@ -88,7 +98,10 @@ fn wait_em(http: SocketAddr, device: &str, want: &str) {
         if r.contains(want) {
             return;
         }
-        assert!(Instant::now() < deadline, "{http} never answered {want}: {r}");
+        assert!(
+            Instant::now() < deadline,
+            "{http} never answered {want}: {r}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -133,8 +146,23 @@ fn r16_a_second_node_on_one_sqlite_database_is_refused() {
     let db = format!("sqlite:{}", dir.path().join("one.db").display());
     let first = Server::start(&["--db", &db]);
     let o = ucm()
-        .args(["serve", "--db", &db, "--bind", "127.0.0.1", "--http-port", "0"])
-        .args(["--https-port", "0", "--tftp-http-port", "0", "--tftp-port", "0"])
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+        ])
+        .args([
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--tftp-port",
+            "0",
+        ])
         .args(["--sip-port", "0", "--sips-port", "0", "--data-dir"])
         .arg(dir.path())
         .output()
@@ -165,7 +193,11 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         let sub1 = node(def, &url, "ucm-sub1");
         let mut sub2 = node(def, &url, "ucm-sub2");
         // Each node listens on the address its definition's `bind` names.
-        for (n, ip) in [(&pubn, "127.0.0.1"), (&sub1, "127.0.0.2"), (&sub2, "127.0.0.3")] {
+        for (n, ip) in [
+            (&pubn, "127.0.0.1"),
+            (&sub1, "127.0.0.2"),
+            (&sub2, "127.0.0.3"),
+        ] {
             assert_eq!(n.addr("http").ip().to_string(), ip);
         }
         // Every node reports within its first heartbeat.
@@ -191,7 +223,10 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         assert!(!services("ucm-pub").contains(&"extension-mobility".to_string()));
         assert!(services("ucm-pub").contains(&"paging".to_string()));
         // An EM login on sub1 counts there.
-        assert_eq!(em_post(sub1.addr("http"), &login_xml(HOTDESK, "jsmith")), OK);
+        assert_eq!(
+            em_post(sub1.addr("http"), &login_xml(HOTDESK, "jsmith")),
+            OK
+        );
         let (_, doc) = status(&url);
         assert_eq!(node_status(&doc, "ucm-sub1")["em_logins"], 1, "{doc}");
         // kill -9 sub2: the status says so, and exits 1, within seconds.
@@ -216,7 +251,8 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         let text = String::from_utf8_lossy(&o.stdout);
         assert_eq!(o.status.code(), Some(1));
         assert!(
-            text.lines().any(|l| l.starts_with("ucm-sub2") && l.contains("DOWN")),
+            text.lines()
+                .any(|l| l.starts_with("ucm-sub2") && l.contains("DOWN")),
             "{text}"
         );
         drop((pubn, sub1));
@@ -250,7 +286,10 @@ fn load_definition(dir: &Path) -> std::path::PathBuf {
         ));
     }
     let text = text
-        .replace("device_profiles:\n", &format!("device_profiles:\n{profiles}"))
+        .replace(
+            "device_profiles:\n",
+            &format!("device_profiles:\n{profiles}"),
+        )
         .replace("end_users:\n", &format!("end_users:\n{users}"));
     let p = dir.join("load.yaml");
     std::fs::write(&p, text).unwrap();
@@ -442,7 +481,11 @@ async fn r16_an_automatic_logout_fires_once_cluster_wide_also_when_its_node_was_
     })
     .await
     .unwrap();
-    assert_eq!(em_version(&url, HOTDESK).await.0, v + 1, "exactly one logout");
+    assert_eq!(
+        em_version(&url, HOTDESK).await.0,
+        v + 1,
+        "exactly one logout"
+    );
     let deadline = Instant::now() + Duration::from_secs(5);
     while auto_logouts(&sub1) + auto_logouts(&sub2) < 2 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
@@ -463,7 +506,10 @@ fn healthz(http: SocketAddr) -> u16 {
 fn wait_healthz(http: SocketAddr, want: u16) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while healthz(http) != want {
-        assert!(Instant::now() < deadline, "{http}/healthz never answered {want}");
+        assert!(
+            Instant::now() < deadline,
+            "{http}/healthz never answered {want}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -483,7 +529,12 @@ async fn r16_a_node_that_lost_the_database_refuses_em_then_resynchronises_on_rec
         .await
         .unwrap();
     let h2 = sub2.addr("http");
-    assert_eq!(tokio::task::spawn_blocking(move || healthz(h2)).await.unwrap(), 200);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || healthz(h2))
+            .await
+            .unwrap(),
+        200
+    );
     // The test's own connection outlives the outage; nobody else may connect meanwhile.
     let mut mine = sqlx::PgConnection::connect(&db.url).await.unwrap();
     let (my_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
