@@ -601,3 +601,210 @@ async fn r16_a_node_that_lost_the_database_refuses_em_then_resynchronises_on_rec
     drop(mine);
     db.drop_db().await;
 }
+
+fn try_em_post(http: SocketAddr, xml: &str) -> Option<String> {
+    let body = format!("xml={}", form_encode(xml));
+    let mut s = TcpStream::connect_timeout(&http, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return None;
+    }
+    let (status, _, body) = split_http(&raw);
+    (status == 200).then(|| String::from_utf8_lossy(&body).to_string())
+}
+
+/// HAProxy (a real one) in front of the EM service of two nodes, killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn haproxy(backends: &[SocketAddr]) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("    server n{i} {b} check inter 200ms fall 2 rise 2\n"))
+        .collect();
+    // Retries only when the connection to a node failed (the request never reached it); a
+    // request a node may have carried out is never sent twice.
+    let cfg = format!(
+        "global\n    maxconn 256\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch\n    retry-on conn-failure\nfrontend em\n    bind {addr}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    option httpchk GET /healthz\n    http-check expect status 200\n{servers}"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = std::process::Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("haproxy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "haproxy never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Haproxy {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// Login-logout rounds per worker through HAProxy (bounded in time too: `HA_LOAD_TIME`).
+const HA_ROUNDS: usize = 150;
+const HA_LOAD_TIME: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_one_is_killed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    if !crate::common::have("haproxy") {
+        crate::common::skip_or_fail("haproxy is not installed");
+        return;
+    }
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = load_definition(dir.path());
+    let url = db.url.clone();
+    // Per device: the last acknowledged state (Some(user) logged in) and whether a request
+    // after it went unanswered (its outcome unknown).
+    let outcome = tokio::task::spawn_blocking(move || {
+        let sub1 = node(&def, &url, "ucm-sub1");
+        let mut sub1 = Some(sub1);
+        let sub2 = node(&def, &url, "ucm-sub2");
+        let lb = haproxy(&[sub1.as_ref().unwrap().addr("http"), sub2.addr("http")]);
+        let done = Arc::new(AtomicUsize::new(0));
+        let after_kill = Arc::new(AtomicUsize::new(0));
+        let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t0 = Instant::now();
+        let workers: Vec<_> = (1..=LOAD_WORKERS)
+            .map(|i| {
+                let (done, after_kill, killed) = (done.clone(), after_kill.clone(), killed.clone());
+                let lb = lb.addr;
+                std::thread::spawn(move || {
+                    let device = format!("SEP00000000100{i}");
+                    let user = format!("emuser{i}");
+                    let mut acked: Option<bool> = None;
+                    let mut unknown = false;
+                    let mut failed = 0;
+                    for _ in 0..HA_ROUNDS {
+                        if t0.elapsed() > HA_LOAD_TIME {
+                            break;
+                        }
+                        for (xml, state) in [
+                            (login_xml(&device, &user), true),
+                            (logout_xml(&device), false),
+                        ] {
+                            match try_em_post(lb, &xml) {
+                                Some(r) if r == OK => {
+                                    acked = Some(state);
+                                    unknown = false;
+                                    done.fetch_add(1, Ordering::Relaxed);
+                                    if killed.load(Ordering::Relaxed) {
+                                        after_kill.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                // Refused (e.g. logging out a device whose login was lost in
+                                // flight): the database's state stands, nothing to assume.
+                                Some(_) => {}
+                                None => {
+                                    unknown = true;
+                                    failed += 1;
+                                }
+                            }
+                        }
+                    }
+                    (device, user, acked, unknown, failed)
+                })
+            })
+            .collect();
+        // Kill sub1 mid-load.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done.load(Ordering::Relaxed) < 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill9(sub1.as_mut().unwrap());
+        killed.store(true, Ordering::Relaxed);
+        let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let carried_on = after_kill.load(Ordering::Relaxed);
+        let h2 = sub2.addr("http");
+        let answers: Vec<String> = results
+            .iter()
+            .map(|r| em_post(h2, &query_xml(&r.0)))
+            .collect();
+        drop(lb);
+        (results, answers, carried_on, sub2, sub1)
+    })
+    .await
+    .unwrap();
+    let (results, answers, carried_on, sub2, _sub1) = outcome;
+    assert!(
+        carried_on >= LOAD_WORKERS * 20,
+        "the load carried on through the other node: {carried_on} acknowledged after the kill"
+    );
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    for ((device, user, acked, unknown, failed), answer) in results.iter().zip(&answers) {
+        let stored: Option<(String,)> =
+            sqlx::query_as("SELECT userid FROM em_logins WHERE device = $1")
+                .bind(device)
+                .fetch_optional(&mut c)
+                .await
+                .unwrap();
+        let stored = stored.map(|s| s.0);
+        // The database and the surviving node agree.
+        match &stored {
+            Some(u) => assert!(
+                answer.contains(&format!("<userID>{u}</userID>")),
+                "{answer}"
+            ),
+            None => assert!(answer.contains("<none/>"), "{device}: {answer}"),
+        }
+        // No acknowledged state lost: unless a later request's outcome is unknown, the
+        // database holds what was last acknowledged.
+        if !unknown {
+            assert_eq!(
+                stored.is_some(),
+                acked.unwrap_or(false),
+                "{device}: last acknowledged {acked:?}, stored {stored:?}"
+            );
+            if let Some(u) = &stored {
+                assert_eq!(u, user);
+            }
+        }
+        println!("{device}: {failed} requests unanswered around the kill");
+    }
+    drop(sub2);
+    db.drop_db().await;
+}
