@@ -808,3 +808,48 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
     drop(sub2);
     db.drop_db().await;
 }
+
+#[tokio::test]
+async fn r16_a_definition_import_reaches_every_running_node() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("renamed.yaml");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(FIXTURE)
+            .unwrap()
+            .replace("id: three-nodes", "id: renamed"),
+    )
+    .unwrap();
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let def = Path::new(FIXTURE);
+        let a = node(def, &url, "ucm-sub1");
+        let b = node(def, &url, "ucm-sub2");
+        let o = ucm()
+            .args(["db", "import"])
+            .arg(&changed)
+            .args(["--db", &url])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for n in [&a, &b] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let body = crate::common::http_get(n.addr("http"), "/healthz").2;
+                let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                if doc["cluster"] == "renamed" {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never reloaded: {doc}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            n.wait_for_log("definition reloaded");
+        }
+    })
+    .await
+    .unwrap();
+    db.drop_db().await;
+}
