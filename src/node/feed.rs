@@ -205,12 +205,17 @@ impl NodeState {
                     n = listener.try_recv() => n,
                     _ = stop.changed() => return,
                 };
-                match n {
-                    Ok(Some(n)) => self.on_change(n.payload()).await,
-                    Ok(None) | Err(_) => {
-                        self.feed.set_healthy(false);
-                        break;
-                    }
+                let applied = match n {
+                    Ok(Some(n)) => self.on_change(n.payload()).await.map_err(|e| e.to_string()),
+                    Ok(None) => Err("the connection closed".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = applied {
+                    // A change heard but not read, or the connection lost: reconnect and read
+                    // everything again rather than miss it.
+                    tracing::warn!(error = %e, "change feed: lost; reconnecting and resynchronising");
+                    self.feed.set_healthy(false);
+                    break;
                 }
             }
         }
@@ -234,15 +239,15 @@ impl NodeState {
         Ok(())
     }
 
-    async fn on_change(&self, payload: &str) {
+    async fn on_change(&self, payload: &str) -> Result<(), crate::store::StoreError> {
         let Some(change) = parse(payload) else {
             tracing::warn!(
                 payload,
                 "change feed: an announcement this node does not know"
             );
-            return;
+            return Ok(());
         };
-        let result = match change {
+        match change {
             Change::Em {
                 at_ms,
                 version,
@@ -250,30 +255,21 @@ impl NodeState {
             } => {
                 if version <= self.cluster().mobility.version(device) {
                     // Our own write, already applied (or an older one).
-                    return;
+                    return Ok(());
                 }
-                match self.store.em_state(device).await {
-                    Ok(Some(state)) => {
-                        if self.apply_login_change(&state) {
-                            self.feed.logins_changed.notify_one();
-                        }
-                        self.feed.record_lag(unix_ms() - at_ms);
-                        Ok(())
+                if let Some(state) = self.store.em_state(device).await? {
+                    if self.apply_login_change(&state) {
+                        self.feed.logins_changed.notify_one();
                     }
-                    Ok(None) => Ok(()),
-                    Err(e) => Err(e),
+                    self.feed.record_lag(unix_ms() - at_ms);
                 }
             }
             Change::Definition { at_ms, digest } => {
-                let r = self.reload_definition(digest).await;
+                self.reload_definition(digest).await?;
                 self.feed.record_lag(unix_ms() - at_ms);
-                r
             }
-        };
-        if let Err(e) = result {
-            // The next reconnect reads everything again.
-            tracing::warn!(error = %e, "change feed: applying a change failed");
         }
+        Ok(())
     }
 
     /// Loads the stored definition when its digest is not the one the node runs.
