@@ -779,6 +779,12 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
         killed.store(true, Ordering::Relaxed);
         let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
         let carried_on = after_kill.load(Ordering::Relaxed);
+        let acked = done.load(Ordering::Relaxed);
+        println!(
+            "through HAProxy: {acked} acknowledged EM logins and logouts in {:.2} s ({:.0}/min), {carried_on} after the kill",
+            t0.elapsed().as_secs_f64(),
+            acked as f64 / t0.elapsed().as_secs_f64() * 60.0
+        );
         let h2 = sub2.addr("http");
         let answers: Vec<String> = results
             .iter()
