@@ -2,6 +2,7 @@
 //! passed, 1 a check failed, 2 usage, input or I/O error.
 
 mod client_args;
+mod cluster;
 mod config_cmd;
 mod db;
 mod dial;
@@ -43,6 +44,9 @@ enum LogFormat {
 enum Command {
     /// Run one node of a cluster (the demo cluster on SQLite when given no --config).
     Serve(serve::Args),
+    /// A cluster of nodes on one database: which nodes are up, what each holds.
+    #[command(subcommand)]
+    Cluster(cluster::Command),
     /// Import, export and inspect the cluster database.
     #[command(subcommand)]
     Db(db::Command),
@@ -142,6 +146,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Serve(a) => serve::run(a).await,
             Command::Db(c) => db::run(c).await,
+            Command::Cluster(c) => cluster::run(c).await,
             Command::Config(c) => config_cmd::run(c).await,
             Command::Phone(c) => phone::run(c).await,
             Command::Em(c) => em::run(c).await,

@@ -140,6 +140,9 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         .map_err(|e| Failure::Input(format!("data directory {}: {e}", data_dir.display())))?;
     let url = args.db.url()?;
     let store = Store::open(&url).await?;
+    // SQLite serves one node: a second `ucm serve` on the same file is refused here. Held
+    // until the process ends.
+    let _single_node = store.single_node_lock()?;
     let def = load_definition(&args, &store).await?;
     // The demo's passwords are in README: it listens on loopback unless told otherwise.
     let demo = args.config.is_none()

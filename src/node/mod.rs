@@ -6,6 +6,7 @@
 //! phones should use, its TLS identity, the metrics, call control's handles (registrar and the
 //! call-control API) and the shutdown signal.
 
+pub mod feed;
 pub mod http;
 pub mod metrics;
 
@@ -78,6 +79,8 @@ pub struct NodeState {
     /// Paging Server's push credential): checked before the database.
     own_secrets: RwLock<std::collections::HashMap<String, String>>,
     stop: watch::Sender<bool>,
+    /// The change feed from the other nodes (and this node's heartbeat figures).
+    pub feed: feed::Feed,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -121,7 +124,9 @@ impl NodeState {
         let (registrar, writer) =
             crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
         let (stop, _) = watch::channel(false);
+        let digest = store.definition_digest().await?;
         Ok(Arc::new(NodeState {
+            feed: feed::Feed::new(digest),
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
             secret_guards: Default::default(),
             call_control: Arc::new(crate::sip::CallControl::new()),
@@ -231,14 +236,11 @@ fn bracket(host: &str) -> String {
     }
 }
 
-/// How often a node reads the EM logins other nodes made (a shared database).
-pub const LOGIN_SYNC_INTERVAL: Duration = Duration::from_secs(2);
-
 impl NodeState {
     /// The one way the running cluster learns of an EM change: the device's state as of a
     /// database version, applied only when newer than what the node holds (see
-    /// [`crate::cluster::Mobility::apply`]). The node's own logins and logouts, the periodic
-    /// read of the database and a change feed that names (device, version) all come here, so
+    /// [`crate::cluster::Mobility::apply`]). The node's own logins and logouts, the read of the
+    /// database at start and on reconnect, and the change feed ([`feed`]) all come here, so
     /// a read made before a commit can never undo that commit. Returns whether it applied.
     pub fn apply_login_change(&self, change: &crate::store::EmChange) -> bool {
         use crate::cluster::Login;
@@ -273,29 +275,13 @@ impl NodeState {
     }
 
     /// Brings the running cluster's EM logins in line with the database, where every node of
-    /// the cluster records its own: at start, and every [`LOGIN_SYNC_INTERVAL`]. Every node
+    /// the cluster records its own: at start and whenever the change feed reconnects. Every node
     /// needs them (configuration files, call routing), whichever services it runs. Phones are
     /// not reset here: the node that made the change did that. Returns how many logins were
     /// newly applied.
     pub async fn sync_logins(&self) -> Result<usize, crate::store::StoreError> {
         let states = self.store.em_states().await?;
         Ok(self.apply_login_states(&states))
-    }
-
-    /// Follows the logins other nodes make until the node stops.
-    pub async fn run_login_sync(self: Arc<Self>) {
-        let mut stop = self.stopping();
-        let mut tick = tokio::time::interval(LOGIN_SYNC_INTERVAL);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {}
-                _ = stop.changed() => return,
-            }
-            if let Err(e) = self.sync_logins().await {
-                tracing::warn!(error = %e, "EM: reading other nodes' logins failed");
-            }
-        }
     }
 }
 

@@ -382,7 +382,8 @@ pub async fn run(
         state.clone(),
         stop_rx.clone(),
     ));
-    tasks.spawn(state.clone().run_login_sync());
+    tasks.spawn(state.clone().run_feed());
+    tasks.spawn(state.clone().run_heartbeat());
     if let Some(sip_l) = node.sip {
         let sip = crate::sip::SipServer::with_limits(Arc::new(state.sip_node()), node.sip_limits);
         tasks.spawn(sip.clone().serve_core(stop_rx.clone()));
@@ -421,14 +422,22 @@ pub async fn run(
     Ok(())
 }
 
-async fn healthz(State(s): State<Arc<NodeState>>) -> Json<serde_json::Value> {
+async fn healthz(State(s): State<Arc<NodeState>>) -> Response {
     let c = s.cluster();
-    Json(serde_json::json!({
-        "status": "ok",
+    // A load balancer takes a node whose database is unreachable out of rotation.
+    let ok = s.database_ok();
+    let body = Json(serde_json::json!({
+        "status": if ok { "ok" } else { "database unreachable" },
         "cluster": c.cluster.id,
         "node": s.node.name,
         "uptime_seconds": s.started.elapsed().as_secs(),
-    }))
+    }));
+    let code = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, body).into_response()
 }
 
 async fn metrics(State(s): State<Arc<NodeState>>) -> Response {

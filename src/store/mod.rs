@@ -18,11 +18,13 @@ use crate::config::ClusterDefinition;
 
 mod credentials;
 mod em;
+mod nodes;
 mod paging;
 mod registrations;
 
 pub use credentials::CredentialFailures;
 pub use em::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
+pub use nodes::NodeRow;
 pub use registrations::RegistrationRow;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,11 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error(
+        "another node is already running on the SQLite database {path}: SQLite serves one node; \
+         a cluster of several nodes needs PostgreSQL (--db postgres://...)"
+    )]
+    NodeRunning { path: String },
     #[error("stored cluster definition is unreadable ({kind}): {reason}")]
     Corrupt { kind: String, reason: String },
 }
@@ -60,6 +67,10 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The URL it was opened with (the change feed opens its own connection with it).
+    url: String,
+    /// The SQLite database file, when there is one.
+    file: Option<std::path::PathBuf>,
 }
 
 /// What an import did.
@@ -167,11 +178,21 @@ impl Store {
                 source: e,
             })?;
         }
-        Ok(Store { pool, backend })
+        Ok(Store {
+            pool,
+            backend,
+            url: url.to_string(),
+            file,
+        })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// The URL the store was opened with (it may hold a password: see [`redact`]).
+    pub fn url(&self) -> &str {
+        &self.url
     }
 
     pub fn pool(&self) -> &AnyPool {

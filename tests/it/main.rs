@@ -5,6 +5,7 @@
 mod bounded;
 mod callcontrol;
 mod cli;
+mod cluster;
 mod common;
 mod config;
 mod conformance;

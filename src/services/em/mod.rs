@@ -377,6 +377,7 @@ impl EmService {
         profile: Option<&str>,
         duration: Option<Duration>,
     ) -> Result<(), EmError> {
+        database_reachable(state)?;
         let cluster = state.cluster();
         let req = LoginRequest {
             device,
@@ -432,6 +433,7 @@ impl EmService {
         principal: &Principal,
         device: &str,
     ) -> Result<(), EmError> {
+        database_reachable(state)?;
         let cluster = state.cluster();
         match policy::plan_logout(&cluster, &NoLogins, principal, device) {
             // Against no logins every existing EM device answers 19; the stored login decides.
@@ -505,16 +507,15 @@ impl EmService {
     }
 
     /// Fires automatic logouts when they are due, until `stop`. Logins other nodes made reach
-    /// this node through its login sync; their logouts are armed on the same tick.
+    /// this node through the change feed, which wakes this loop to arm their logouts: every
+    /// EM node arms every login's logout, and when it is due each tries to end it in the
+    /// database. The device's row lock orders them and only the first finds the login to
+    /// end (the others find none and write nothing), so it fires exactly once cluster-wide,
+    /// whichever node made the login and whether or not that node is still alive.
     pub async fn run_timers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let state = self.node.clone();
-        let mut last_arm = std::time::Instant::now();
         self.arm_known_logouts();
         loop {
-            if last_arm.elapsed() >= crate::node::LOGIN_SYNC_INTERVAL {
-                self.arm_known_logouts();
-                last_arm = std::time::Instant::now();
-            }
             let due = self.timers().due(unix_now());
             for d in due {
                 if let Err(e) = self.end_login(&state, &d.device, Some(d.logout_at)).await {
@@ -526,14 +527,28 @@ impl EmService {
             let wait = match next {
                 Some(at) => std::time::Duration::from_secs((at - unix_now()).clamp(0, 3600) as u64),
                 None => std::time::Duration::from_secs(3600),
-            }
-            .min(crate::node::LOGIN_SYNC_INTERVAL);
+            };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
+                // Another node's login came through the change feed: arm its logout too.
+                _ = state.feed.logins_changed.notified() => self.arm_known_logouts(),
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+/// EM's database error (code 6, "Database Error") while the node's change feed has lost the
+/// database: the node's view may be stale, so nothing is decided until it is back.
+fn database_reachable(state: &NodeState) -> Result<(), EmError> {
+    if state.database_ok() {
+        Ok(())
+    } else {
+        Err(EmError::new(
+            6,
+            "database unreachable; this node resynchronises when it returns",
+        ))
     }
 }
 

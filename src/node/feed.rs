@@ -1,0 +1,375 @@
+//! The change feed: how the nodes of a cluster on one PostgreSQL database learn each other's
+//! changes at once. Every EM login or logout and every definition import is announced by the
+//! database itself (`NOTIFY ucm_changes` from a trigger, delivered at commit; see migration
+//! 0010); each node listens on its own connection and applies what it hears through
+//! [`NodeState::apply_login_change`] (by version, so order and duplicates do not matter).
+//!
+//! A node that loses the feed's connection says so (EM answers its database error, `/healthz`
+//! answers 503), reconnects, reads every device's state once and applies it, then serves
+//! again: nothing committed while it was away is missed. On SQLite there is one node and no
+//! feed: its own writes apply directly.
+//!
+//! The heartbeat keeps the node's row in `cluster_nodes` alive (both backends).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use super::NodeState;
+use crate::store::{Backend, NodeRow};
+
+/// The channel every node listens on.
+pub const CHANNEL: &str = "ucm_changes";
+/// How long a node waits before trying to reconnect its feed.
+pub const FEED_RETRY: Duration = Duration::from_millis(500);
+/// How often a node refreshes its row in `cluster_nodes`.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// A node whose heartbeat is older than this is down (`ucm cluster status`).
+pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
+/// How many recent propagation delays a node keeps for its p50/p99.
+pub const LAG_SAMPLES: usize = 4096;
+
+/// The feed's state on one node.
+pub struct Feed {
+    /// False while the node cannot reach the database through its feed.
+    healthy: AtomicBool,
+    /// Recent delays (ms) from a change's write in the database to its application here.
+    lags: Mutex<LagWindow>,
+    /// Woken when another node's EM change was applied (EM arms its logout timers).
+    pub logins_changed: tokio::sync::Notify,
+    /// The digest of the definition the node runs.
+    digest: Mutex<Option<String>>,
+    /// Made at start: this run of the node.
+    pub instance: String,
+    pub started_ms: i64,
+}
+
+#[derive(Default)]
+struct LagWindow {
+    samples: VecDeque<i64>,
+    total: u64,
+}
+
+/// Percentiles of the feed's recent propagation delays.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LagFigures {
+    /// Changes applied from the feed since the node started.
+    pub events: u64,
+    pub p50_ms: i64,
+    pub p99_ms: i64,
+    pub max_ms: i64,
+}
+
+impl Feed {
+    pub fn new(digest: Option<String>) -> Feed {
+        use rand::Rng;
+        let started_ms = unix_ms();
+        Feed {
+            healthy: AtomicBool::new(true),
+            lags: Mutex::new(LagWindow::default()),
+            logins_changed: tokio::sync::Notify::new(),
+            digest: Mutex::new(digest),
+            instance: format!(
+                "{}-{started_ms}-{:08x}",
+                std::process::id(),
+                rand::thread_rng().gen::<u32>()
+            ),
+            started_ms,
+        }
+    }
+
+    pub fn healthy(&self) -> bool {
+        self.healthy.load(Ordering::Acquire)
+    }
+
+    fn set_healthy(&self, ok: bool) {
+        if self.healthy.swap(ok, Ordering::AcqRel) != ok {
+            if ok {
+                tracing::info!("change feed: database reachable again, resynchronised");
+            } else {
+                tracing::warn!("change feed: database unreachable; EM answers its database error until it returns");
+            }
+        }
+    }
+
+    fn record_lag(&self, ms: i64) {
+        let mut g = self.lags.lock().unwrap_or_else(|p| p.into_inner());
+        if g.samples.len() == LAG_SAMPLES {
+            g.samples.pop_front();
+        }
+        g.samples.push_back(ms.max(0));
+        g.total += 1;
+    }
+
+    /// p50/p99/max of the last [`LAG_SAMPLES`] delays.
+    pub fn lag(&self) -> LagFigures {
+        let g = self.lags.lock().unwrap_or_else(|p| p.into_inner());
+        let mut v: Vec<i64> = g.samples.iter().copied().collect();
+        v.sort_unstable();
+        let pct = |p: usize| -> i64 {
+            if v.is_empty() {
+                0
+            } else {
+                v[((v.len() - 1) * p) / 100]
+            }
+        };
+        LagFigures {
+            events: g.total,
+            p50_ms: pct(50),
+            p99_ms: pct(99),
+            max_ms: v.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+pub fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// One announcement of the feed.
+#[derive(Debug, PartialEq, Eq)]
+enum Change<'a> {
+    Em {
+        at_ms: i64,
+        version: i64,
+        device: &'a str,
+    },
+    Definition {
+        at_ms: i64,
+        digest: &'a str,
+    },
+}
+
+fn parse(payload: &str) -> Option<Change<'_>> {
+    let (kind, rest) = payload.split_once(' ')?;
+    let (at, rest) = rest.split_once(' ')?;
+    let at_ms = at.parse().ok()?;
+    match kind {
+        "em" => {
+            let (version, device) = rest.split_once(' ')?;
+            Some(Change::Em {
+                at_ms,
+                version: version.parse().ok()?,
+                device,
+            })
+        }
+        "def" => Some(Change::Definition {
+            at_ms,
+            digest: rest,
+        }),
+        _ => None,
+    }
+}
+
+impl NodeState {
+    /// Whether the node can serve what needs the database (its feed is connected).
+    pub fn database_ok(&self) -> bool {
+        self.feed.healthy()
+    }
+
+    /// Follows the other nodes' changes until the node stops (PostgreSQL only; on SQLite
+    /// there is no other node).
+    pub async fn run_feed(self: Arc<Self>) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let mut stop = self.stopping();
+        loop {
+            let mut listener = match self.connect_feed().await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.feed.set_healthy(false);
+                    tracing::warn!(error = %e, "change feed: cannot reach the database");
+                    tokio::select! {
+                        _ = tokio::time::sleep(FEED_RETRY) => continue,
+                        _ = stop.changed() => return,
+                    }
+                }
+            };
+            // Listening before reading: whatever commits from here on is either in the read
+            // or announced (and applied by version, so both is harmless).
+            if let Err(e) = self.resync().await {
+                self.feed.set_healthy(false);
+                tracing::warn!(error = %e, "change feed: resynchronising failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(FEED_RETRY) => continue,
+                    _ = stop.changed() => return,
+                }
+            }
+            self.feed.set_healthy(true);
+            loop {
+                let n = tokio::select! {
+                    n = listener.try_recv() => n,
+                    _ = stop.changed() => return,
+                };
+                let applied = match n {
+                    Ok(Some(n)) => self.on_change(n.payload()).await.map_err(|e| e.to_string()),
+                    Ok(None) => Err("the connection closed".to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                if let Err(e) = applied {
+                    // A change heard but not read, or the connection lost: reconnect and read
+                    // everything again rather than miss it.
+                    tracing::warn!(error = %e, "change feed: lost; reconnecting and resynchronising");
+                    self.feed.set_healthy(false);
+                    break;
+                }
+            }
+        }
+    }
+
+    async fn connect_feed(&self) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let mut l = sqlx::postgres::PgListener::connect(self.store.url()).await?;
+        l.listen(CHANNEL).await?;
+        Ok(l)
+    }
+
+    /// Reads every device's EM state and the definition once and applies what is newer.
+    async fn resync(&self) -> Result<(), crate::store::StoreError> {
+        if let Some(d) = self.store.definition_digest().await? {
+            self.reload_definition(&d).await?;
+        }
+        let applied = self.sync_logins().await?;
+        if applied > 0 {
+            self.feed.logins_changed.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn on_change(&self, payload: &str) -> Result<(), crate::store::StoreError> {
+        let Some(change) = parse(payload) else {
+            tracing::warn!(
+                payload,
+                "change feed: an announcement this node does not know"
+            );
+            return Ok(());
+        };
+        match change {
+            Change::Em {
+                at_ms,
+                version,
+                device,
+            } => {
+                if version <= self.cluster().mobility.version(device) {
+                    // Our own write, already applied (or an older one).
+                    return Ok(());
+                }
+                if let Some(state) = self.store.em_state(device).await? {
+                    if self.apply_login_change(&state) {
+                        self.feed.logins_changed.notify_one();
+                    }
+                    self.feed.record_lag(unix_ms() - at_ms);
+                }
+            }
+            Change::Definition { at_ms, digest } => {
+                self.reload_definition(digest).await?;
+                self.feed.record_lag(unix_ms() - at_ms);
+            }
+        }
+        Ok(())
+    }
+
+    /// Loads the stored definition when its digest is not the one the node runs.
+    async fn reload_definition(&self, digest: &str) -> Result<(), crate::store::StoreError> {
+        {
+            let g = self.feed.digest.lock().unwrap_or_else(|p| p.into_inner());
+            if g.as_deref() == Some(digest) {
+                return Ok(());
+            }
+        }
+        let Some(def) = self.store.load().await? else {
+            return Ok(());
+        };
+        // The stored digest may have moved on meanwhile; the next announcement brings it.
+        self.set_cluster(def);
+        *self.feed.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest.to_string());
+        tracing::info!(digest, "change feed: definition reloaded");
+        Ok(())
+    }
+
+    /// This node's row as it reports itself now.
+    fn node_row(&self) -> NodeRow {
+        NodeRow {
+            name: self.node.name.clone(),
+            address: self.node.address.clone(),
+            services: self
+                .node
+                .services
+                .iter()
+                .map(|s| s.flag().to_string())
+                .collect(),
+            instance: self.feed.instance.clone(),
+            pid: i64::from(std::process::id()),
+            started_at: self.feed.started_ms,
+            heartbeat_at: unix_ms(),
+            status: serde_json::json!({
+                "feed": self.feed.lag(),
+                "feed_connected": self.feed.healthy(),
+                "registrations": self.registrar.count(),
+                "em_logins": self.cluster().mobility.len(),
+            }),
+        }
+    }
+
+    /// Keeps the node's row in `cluster_nodes` alive until the node stops, then removes it.
+    pub async fn run_heartbeat(self: Arc<Self>) {
+        let mut stop = self.stopping();
+        let mut tick = tokio::time::interval(HEARTBEAT_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = stop.changed() => break,
+            }
+            if let Err(e) = self.store.node_heartbeat(&self.node_row()).await {
+                tracing::debug!(error = %e, "heartbeat not written");
+            }
+        }
+        let _ = self
+            .store
+            .node_gone(&self.node.name, &self.feed.instance)
+            .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r16_feed_announcements_parse_and_bad_ones_are_refused() {
+        assert_eq!(
+            parse("em 1700000000123 7 SEP 0001"),
+            Some(Change::Em {
+                at_ms: 1700000000123,
+                version: 7,
+                device: "SEP 0001"
+            })
+        );
+        assert_eq!(
+            parse("def 5 abc"),
+            Some(Change::Definition {
+                at_ms: 5,
+                digest: "abc"
+            })
+        );
+        for bad in ["", "em", "em x 1 d", "em 1 x d", "zz 1 2 3", "em 1 2"] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn r16_feed_lag_percentiles() {
+        let f = Feed::new(None);
+        assert_eq!(f.lag(), LagFigures::default());
+        for ms in 1..=100 {
+            f.record_lag(ms);
+        }
+        f.record_lag(-3);
+        let l = f.lag();
+        assert_eq!((l.events, l.p50_ms, l.p99_ms, l.max_ms), (101, 50, 99, 100));
+    }
+}

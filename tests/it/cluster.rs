@@ -1,0 +1,883 @@
+//! A cluster of nodes on one database (issue 16): the change feed over PostgreSQL
+//! LISTEN/NOTIFY, the node table and `ucm cluster status`, one node on SQLite, automatic
+//! logouts once cluster-wide. Every test runs real `ucm serve` processes on a fresh database.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use crate::common::{spawn_ready, split_http, ucm, PgDb, Server};
+
+const FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/clusters/three-nodes.yaml"
+);
+const HOTDESK: &str = "SEP0000000000A1";
+const OK: &str = "<response><success/></response>";
+
+/// Starts node `name` of `def` on `db` on its own `bind` address (any free ports).
+fn node(def: &Path, db: &str, name: &str) -> Server {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = ucm();
+    cmd.args(["serve", "--config"])
+        .arg(def)
+        .args(["--db", db, "--node", name])
+        .args([
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+        ])
+        .args(["--tftp-port", "0", "--sip-port", "0", "--sips-port", "0"])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("UCM_LOG", "info");
+    let (child, ready, stderr) = spawn_ready(cmd, name, Duration::from_secs(60));
+    Server {
+        child,
+        ready,
+        data_dir,
+        stderr,
+        seen: Default::default(),
+    }
+}
+
+fn form_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'*' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+fn em_post(http: SocketAddr, xml: &str) -> String {
+    let body = format!("xml={}", form_encode(xml));
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    String::from_utf8(split_http(&raw).2).unwrap()
+}
+
+const APP: &str =
+    "<appInfo><appID>emproxy</appID><appCertificate>emproxy</appCertificate></appInfo>";
+
+fn login_xml(device: &str, user: &str) -> String {
+    format!("<request>{APP}<login><deviceName>{device}</deviceName><userID>{user}</userID></login></request>")
+}
+
+fn logout_xml(device: &str) -> String {
+    format!("<request>{APP}<logout><deviceName>{device}</deviceName></logout></request>")
+}
+
+fn query_xml(device: &str) -> String {
+    format!(
+        "<query>{APP}<deviceUserQuery><deviceName>{device}</deviceName></deviceUserQuery></query>"
+    )
+}
+
+/// Asks `http` who is on `device` until `want` is in the answer (bounded: 10 s).
+fn wait_em(http: SocketAddr, device: &str, want: &str) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = em_post(http, &query_xml(device));
+        if r.contains(want) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{http} never answered {want}: {r}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `ucm cluster status --db URL --json`: (exit code, document).
+fn status(db: &str) -> (i32, serde_json::Value) {
+    let o = ucm()
+        .args(["cluster", "status", "--json"])
+        .env("UCM_DB", db)
+        .output()
+        .unwrap();
+    let doc = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status is not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+    (o.status.code().unwrap_or(-1), doc)
+}
+
+fn node_status<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["name"] == name)
+        .unwrap_or_else(|| panic!("no {name} in {doc}"))
+}
+
+fn unix_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+fn kill9(s: &mut Server) {
+    // SAFETY: kill with a pid we own and a valid signal number.
+    unsafe {
+        libc::kill(s.child.id() as libc::pid_t, libc::SIGKILL);
+    }
+    let _ = s.child.wait();
+}
+
+#[test]
+fn r16_a_second_node_on_one_sqlite_database_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!("sqlite:{}", dir.path().join("one.db").display());
+    let first = Server::start(&["--db", &db]);
+    let o = ucm()
+        .args([
+            "serve",
+            "--db",
+            &db,
+            "--bind",
+            "127.0.0.1",
+            "--http-port",
+            "0",
+        ])
+        .args([
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--tftp-port",
+            "0",
+        ])
+        .args(["--sip-port", "0", "--sips-port", "0", "--data-dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("another node is already running") && err.contains("PostgreSQL"),
+        "{err}"
+    );
+    // The first node goes on serving; once it is gone (even killed) a node starts again.
+    let (code, _, _) = crate::common::http_get(first.addr("http"), "/healthz");
+    assert_eq!(code, 200);
+    drop(first);
+    let again = Server::start(&["--db", &db]);
+    drop(again);
+}
+
+#[tokio::test]
+async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_within_seconds() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let def = Path::new(FIXTURE);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let pubn = node(def, &url, "ucm-pub");
+        let sub1 = node(def, &url, "ucm-sub1");
+        let mut sub2 = node(def, &url, "ucm-sub2");
+        // Each node listens on the address its definition's `bind` names.
+        for (n, ip) in [
+            (&pubn, "127.0.0.1"),
+            (&sub1, "127.0.0.2"),
+            (&sub2, "127.0.0.3"),
+        ] {
+            assert_eq!(n.addr("http").ip().to_string(), ip);
+        }
+        // Every node reports within its first heartbeat.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let doc = loop {
+            let (code, doc) = status(&url);
+            if code == 0 {
+                break doc;
+            }
+            assert!(Instant::now() < deadline, "never all up: {doc}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert_eq!(doc["cluster"], "three-nodes");
+        for name in ["ucm-pub", "ucm-sub1", "ucm-sub2"] {
+            let n = node_status(&doc, name);
+            assert_eq!(n["up"], true, "{n}");
+            assert_eq!(n["healthy"], true, "{n}");
+        }
+        let services = |name: &str| -> Vec<String> {
+            serde_json::from_value(node_status(&doc, name)["services"].clone()).unwrap()
+        };
+        assert!(services("ucm-sub1").contains(&"extension-mobility".to_string()));
+        assert!(!services("ucm-pub").contains(&"extension-mobility".to_string()));
+        assert!(services("ucm-pub").contains(&"paging".to_string()));
+        // An EM login on sub1 counts there.
+        assert_eq!(
+            em_post(sub1.addr("http"), &login_xml(HOTDESK, "jsmith")),
+            OK
+        );
+        let (_, doc) = status(&url);
+        assert_eq!(node_status(&doc, "ucm-sub1")["em_logins"], 1, "{doc}");
+        // kill -9 sub2: the status says so, and exits 1, within seconds.
+        kill9(&mut sub2);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (code, doc) = status(&url);
+            if code == 1 {
+                assert_eq!(doc["down"], serde_json::json!(["ucm-sub2"]), "{doc}");
+                assert_eq!(node_status(&doc, "ucm-sub1")["up"], true);
+                break;
+            }
+            assert_eq!(code, 0, "{doc}");
+            assert!(Instant::now() < deadline, "sub2 never reported down: {doc}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // The human table names it too.
+        let o = ucm()
+            .args(["cluster", "status", "--db", &url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(
+            text.lines()
+                .any(|l| l.starts_with("ucm-sub2") && l.contains("DOWN")),
+            "{text}"
+        );
+        drop((pubn, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// Workers of the propagation load: each logs its own user in and out of its own device.
+const LOAD_WORKERS: usize = 4;
+/// Login-logout rounds per worker.
+const LOAD_ROUNDS: usize = 60;
+
+/// The three-node fixture with lab phones 1..=LOAD_WORKERS EM-enabled and a user with a
+/// device profile for each (`emuserN` on `SEP00000000100N`).
+fn load_definition(dir: &Path) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(FIXTURE).unwrap();
+    let mut profiles = String::new();
+    let mut users = String::new();
+    for i in 1..=LOAD_WORKERS {
+        text = text.replace(
+            &format!("    description: Lab phone {i}\n"),
+            &format!("    description: Lab phone {i}\n    em_enabled: true\n"),
+        );
+        profiles.push_str(&format!(
+            "  - name: emuser{i}-udp\n    model: Cisco 7841\n    lines:\n      - {{dn: \"2000{i}\", partition: Internal_PT}}\n"
+        ));
+        users.push_str(&format!(
+            "  - userid: emuser{i}\n    last_name: Load{i}\n    password: cisco\n    pin: \"12345\"\n    device_profiles: [emuser{i}-udp]\n    default_profile: emuser{i}-udp\n"
+        ));
+    }
+    let text = text
+        .replace(
+            "device_profiles:\n",
+            &format!("device_profiles:\n{profiles}"),
+        )
+        .replace("end_users:\n", &format!("end_users:\n{users}"));
+    let p = dir.join("load.yaml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn r16_em_changes_reach_the_other_node_through_the_feed_and_propagation_is_measured() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = load_definition(dir.path());
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let sub1 = node(&def, &url, "ucm-sub1");
+        let sub2 = node(&def, &url, "ucm-sub2");
+        let (h1, h2) = (sub1.addr("http"), sub2.addr("http"));
+        // One login on sub1 is seen on sub2, and sub2's logout on sub1.
+        assert_eq!(em_post(h1, &login_xml(HOTDESK, "jsmith")), OK);
+        wait_em(h2, HOTDESK, "<userID>jsmith</userID>");
+        assert_eq!(em_post(h2, &logout_xml(HOTDESK)), OK);
+        wait_em(h1, HOTDESK, "<none/>");
+        // Load: each worker logs its user in and out through alternating nodes.
+        let t0 = Instant::now();
+        let workers: Vec<_> = (1..=LOAD_WORKERS)
+            .map(|i| {
+                std::thread::spawn(move || {
+                    let device = format!("SEP00000000100{i}");
+                    let user = format!("emuser{i}");
+                    for r in 0..LOAD_ROUNDS {
+                        let (a, b) = if r % 2 == 0 { (h1, h2) } else { (h2, h1) };
+                        assert_eq!(em_post(a, &login_xml(&device, &user)), OK);
+                        assert_eq!(em_post(b, &logout_xml(&device)), OK);
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().unwrap();
+        }
+        let took = t0.elapsed();
+        // Both nodes agree with the database: every device logged out.
+        for i in 1..=LOAD_WORKERS {
+            for h in [h1, h2] {
+                wait_em(h, &format!("SEP00000000100{i}"), "<none/>");
+            }
+        }
+        // Each node measured the changes it applied from the other's (several changes of one
+        // device heard at once apply as one: the newest). Its figures are in the first
+        // heartbeat written after everything was applied.
+        let changes = LOAD_WORKERS * LOAD_ROUNDS * 2;
+        let applied_ms = unix_ms();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let doc = loop {
+            let asked_ms = unix_ms();
+            let (_, doc) = status(&url);
+            let fresh = |n: &str| {
+                let age = node_status(&doc, n)["heartbeat_age_ms"]
+                    .as_i64()
+                    .unwrap_or(i64::MAX);
+                asked_ms.saturating_sub(age) >= applied_ms
+            };
+            if fresh("ucm-sub1") && fresh("ucm-sub2") {
+                break doc;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no heartbeat after the load: {doc}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        for n in ["ucm-sub1", "ucm-sub2"] {
+            let events = node_status(&doc, n)["feed"]["events"].as_u64().unwrap_or(0);
+            assert!(events > 0, "{n} applied nothing from the feed: {doc}");
+        }
+        for n in ["ucm-sub1", "ucm-sub2"] {
+            let f = &node_status(&doc, n)["feed"];
+            println!(
+                "propagation to {n}: {} applied from the feed, p50 {} ms, p99 {} ms, max {} ms",
+                f["events"], f["p50_ms"], f["p99_ms"], f["max_ms"]
+            );
+        }
+        println!(
+            "load: {} EM logins and logouts through two nodes in {:.2} s ({:.0}/min)",
+            changes,
+            took.as_secs_f64(),
+            changes as f64 / took.as_secs_f64() * 60.0
+        );
+        drop((sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// Moves the device's automatic logout to now, as the passage of time would, and announces it
+/// the way every EM write does (a version bump in the same transaction). The API's unit is
+/// minutes: the test moves the time instead of waiting (when a timer fires to the second is
+/// the timers' unit tests' business). Returns the device's version after the move.
+async fn logout_due_now(db: &str, device: &str) -> i64 {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    let mut tx = c.begin().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let n = sqlx::query("UPDATE em_logins SET logout_at = $1 WHERE device = $2")
+        .bind(now)
+        .bind(device)
+        .execute(&mut *tx)
+        .await
+        .unwrap()
+        .rows_affected();
+    assert_eq!(n, 1, "no login on {device}");
+    let v: (i64,) = sqlx::query_as(
+        "UPDATE em_devices SET version = version + 1 WHERE device = $1 RETURNING version",
+    )
+    .bind(device)
+    .fetch_one(&mut *tx)
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    v.0
+}
+
+async fn em_version(db: &str, device: &str) -> (i64, Option<String>) {
+    use sqlx::Connection;
+    let mut c = sqlx::PgConnection::connect(db).await.unwrap();
+    let v: (i64,) = sqlx::query_as("SELECT version FROM em_devices WHERE device = $1")
+        .bind(device)
+        .fetch_one(&mut c)
+        .await
+        .unwrap();
+    let last: Option<(String,)> =
+        sqlx::query_as("SELECT userid FROM em_last_user WHERE device = $1")
+            .bind(device)
+            .fetch_optional(&mut c)
+            .await
+            .unwrap();
+    (v.0, last.map(|l| l.0))
+}
+
+fn auto_logouts(s: &Server) -> usize {
+    s.logs()
+        .lines()
+        .filter(|l| l.contains("EM logout") && l.contains("auto=true"))
+        .count()
+}
+
+#[tokio::test]
+async fn r16_an_automatic_logout_fires_once_cluster_wide_also_when_its_node_was_killed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let def = Path::new(FIXTURE);
+    let url = db.url.clone();
+    let minute = "<exclusiveDuration><time>1</time></exclusiveDuration>";
+    let login_minute = format!(
+        "<request>{APP}<login><deviceName>{HOTDESK}</deviceName><userID>jsmith</userID>{minute}</login></request>"
+    );
+    let u = url.clone();
+    let l = login_minute.clone();
+    let (mut sub1, sub2) = tokio::task::spawn_blocking(move || {
+        let sub1 = node(def, &u, "ucm-sub1");
+        let sub2 = node(def, &u, "ucm-sub2");
+        // sub1 makes the login (and schedules its logout); sub2 learns it through the feed.
+        assert_eq!(em_post(sub1.addr("http"), &l), OK);
+        wait_em(sub2.addr("http"), HOTDESK, "<userID>jsmith</userID>");
+        (sub1, sub2)
+    })
+    .await
+    .unwrap();
+    kill9(&mut sub1);
+    let v = logout_due_now(&url, HOTDESK).await;
+    let h2 = sub2.addr("http");
+    tokio::task::spawn_blocking(move || wait_em(h2, HOTDESK, "<none/>"))
+        .await
+        .unwrap();
+    assert_eq!(
+        em_version(&url, HOTDESK).await,
+        (v + 1, Some("jsmith".into())),
+        "one logout, by the surviving node"
+    );
+    sub2.wait_for_log("auto=true");
+    assert_eq!(auto_logouts(&sub2), 1);
+
+    // Both EM nodes alive: both arm the logout, exactly one ends it.
+    let u = url.clone();
+    let sub1 = tokio::task::spawn_blocking(move || {
+        let sub1 = node(def, &u, "ucm-sub1");
+        assert_eq!(em_post(h2, &login_minute), OK);
+        wait_em(sub1.addr("http"), HOTDESK, "<userID>jsmith</userID>");
+        sub1
+    })
+    .await
+    .unwrap();
+    let v = logout_due_now(&url, HOTDESK).await;
+    let h1 = sub1.addr("http");
+    tokio::task::spawn_blocking(move || {
+        wait_em(h1, HOTDESK, "<none/>");
+        wait_em(h2, HOTDESK, "<none/>");
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        em_version(&url, HOTDESK).await.0,
+        v + 1,
+        "exactly one logout"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while auto_logouts(&sub1) + auto_logouts(&sub2) < 2 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        auto_logouts(&sub1) + auto_logouts(&sub2),
+        2,
+        "one automatic logout in each round, cluster-wide"
+    );
+    drop((sub1, sub2));
+    db.drop_db().await;
+}
+
+fn healthz(http: SocketAddr) -> u16 {
+    crate::common::http_get(http, "/healthz").0
+}
+
+fn wait_healthz(http: SocketAddr, want: u16) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while healthz(http) != want {
+        assert!(
+            Instant::now() < deadline,
+            "{http}/healthz never answered {want}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[tokio::test]
+async fn r16_a_node_that_lost_the_database_refuses_em_then_resynchronises_on_reconnect() {
+    use sqlx::Connection;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let def = Path::new(FIXTURE);
+    let name = db.url.rsplit('/').next().unwrap().to_string();
+    let admin_url = std::env::var("UCM_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string());
+    let u = db.url.clone();
+    let sub2 = tokio::task::spawn_blocking(move || node(def, &u, "ucm-sub2"))
+        .await
+        .unwrap();
+    let h2 = sub2.addr("http");
+    assert_eq!(
+        tokio::task::spawn_blocking(move || healthz(h2))
+            .await
+            .unwrap(),
+        200
+    );
+    // The test's own connection outlives the outage; nobody else may connect meanwhile.
+    let mut mine = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let (my_pid,): (i32,) = sqlx::query_as("SELECT pg_backend_pid()")
+        .fetch_one(&mut mine)
+        .await
+        .unwrap();
+    let mut admin = sqlx::PgConnection::connect(&admin_url).await.unwrap();
+    let outage = async |admin: &mut sqlx::PgConnection, allow: bool| {
+        sqlx::query(&format!("ALTER DATABASE {name} ALLOW_CONNECTIONS {allow}"))
+            .execute(&mut *admin)
+            .await
+            .unwrap();
+        if !allow {
+            sqlx::query(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                 WHERE datname = $1 AND pid <> $2",
+            )
+            .bind(&name)
+            .bind(my_pid)
+            .execute(&mut *admin)
+            .await
+            .unwrap();
+        }
+    };
+    outage(&mut admin, false).await;
+    let refused = tokio::task::spawn_blocking(move || {
+        wait_healthz(h2, 503);
+        em_post(h2, &login_xml(HOTDESK, "jsmith"))
+    })
+    .await
+    .unwrap();
+    assert!(
+        refused.contains("<error code=\"6\""),
+        "EM's database error while the database is unreachable: {refused}"
+    );
+    // Another node's login commits while this one cannot hear it.
+    let mut tx = mine.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO em_logins (device, userid, profile, logged_in_at, logout_at, node) \
+         VALUES ($1, 'jsmith', 'jsmith-udp', 1, NULL, 'ucm-sub1')",
+    )
+    .bind(HOTDESK)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO em_devices (device, version) VALUES ($1, 1)")
+        .bind(HOTDESK)
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    outage(&mut admin, true).await;
+    // Back: the node read what it missed before it answers again.
+    tokio::task::spawn_blocking(move || {
+        wait_healthz(h2, 200);
+        let r = em_post(h2, &query_xml(HOTDESK));
+        assert!(r.contains("<userID>jsmith</userID>"), "resynchronised: {r}");
+        assert_eq!(em_post(h2, &logout_xml(HOTDESK)), OK);
+    })
+    .await
+    .unwrap();
+    sub2.wait_for_log("resynchronised");
+    drop(sub2);
+    drop(mine);
+    db.drop_db().await;
+}
+
+fn try_em_post(http: SocketAddr, xml: &str) -> Option<String> {
+    let body = format!("xml={}", form_encode(xml));
+    let mut s = TcpStream::connect_timeout(&http, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(
+        s,
+        "POST /emservice/EMServiceServlet HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    if !raw.windows(4).any(|w| w == b"\r\n\r\n") {
+        return None;
+    }
+    let (status, _, body) = split_http(&raw);
+    (status == 200).then(|| String::from_utf8_lossy(&body).to_string())
+}
+
+/// HAProxy (a real one) in front of the EM service of two nodes, killed on drop.
+struct Haproxy {
+    child: std::process::Child,
+    addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Haproxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn haproxy(backends: &[SocketAddr]) -> Haproxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let servers: String = backends
+        .iter()
+        .enumerate()
+        .map(|(i, b)| format!("    server n{i} {b} check inter 200ms fall 2 rise 2\n"))
+        .collect();
+    // Retries only when the connection to a node failed (the request never reached it); a
+    // request a node may have carried out is never sent twice.
+    let cfg = format!(
+        "global\n    maxconn 256\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch\n    retry-on conn-failure\nfrontend em\n    bind {addr}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    option httpchk GET /healthz\n    http-check expect status 200\n{servers}"
+    );
+    let path = dir.path().join("haproxy.cfg");
+    std::fs::write(&path, cfg).unwrap();
+    let child = std::process::Command::new("haproxy")
+        .arg("-db")
+        .arg("-f")
+        .arg(&path)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("haproxy");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(addr).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "haproxy never listened on {addr}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Haproxy {
+        child,
+        addr,
+        _dir: dir,
+    }
+}
+
+/// Login-logout rounds per worker through HAProxy (bounded in time too: `HA_LOAD_TIME`).
+const HA_ROUNDS: usize = 150;
+const HA_LOAD_TIME: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_one_is_killed() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    if !crate::common::have("haproxy") {
+        crate::common::skip_or_fail("haproxy is not installed");
+        return;
+    }
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = load_definition(dir.path());
+    let url = db.url.clone();
+    // Per device: the last acknowledged state (Some(user) logged in) and whether a request
+    // after it went unanswered (its outcome unknown).
+    let outcome = tokio::task::spawn_blocking(move || {
+        let sub1 = node(&def, &url, "ucm-sub1");
+        let mut sub1 = Some(sub1);
+        let sub2 = node(&def, &url, "ucm-sub2");
+        let lb = haproxy(&[sub1.as_ref().unwrap().addr("http"), sub2.addr("http")]);
+        let done = Arc::new(AtomicUsize::new(0));
+        let after_kill = Arc::new(AtomicUsize::new(0));
+        let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let t0 = Instant::now();
+        let workers: Vec<_> = (1..=LOAD_WORKERS)
+            .map(|i| {
+                let (done, after_kill, killed) = (done.clone(), after_kill.clone(), killed.clone());
+                let lb = lb.addr;
+                std::thread::spawn(move || {
+                    let device = format!("SEP00000000100{i}");
+                    let user = format!("emuser{i}");
+                    let mut acked: Option<bool> = None;
+                    let mut unknown = false;
+                    let mut failed = 0;
+                    for _ in 0..HA_ROUNDS {
+                        if t0.elapsed() > HA_LOAD_TIME {
+                            break;
+                        }
+                        for (xml, state) in [
+                            (login_xml(&device, &user), true),
+                            (logout_xml(&device), false),
+                        ] {
+                            match try_em_post(lb, &xml) {
+                                Some(r) if r == OK => {
+                                    acked = Some(state);
+                                    unknown = false;
+                                    done.fetch_add(1, Ordering::Relaxed);
+                                    if killed.load(Ordering::Relaxed) {
+                                        after_kill.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                }
+                                // Refused (e.g. logging out a device whose login was lost in
+                                // flight): the database's state stands, nothing to assume.
+                                Some(_) => {}
+                                None => {
+                                    unknown = true;
+                                    failed += 1;
+                                }
+                            }
+                        }
+                    }
+                    (device, user, acked, unknown, failed)
+                })
+            })
+            .collect();
+        // Kill sub1 mid-load.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while done.load(Ordering::Relaxed) < 200 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        kill9(sub1.as_mut().unwrap());
+        killed.store(true, Ordering::Relaxed);
+        let results: Vec<_> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+        let carried_on = after_kill.load(Ordering::Relaxed);
+        let acked = done.load(Ordering::Relaxed);
+        println!(
+            "through HAProxy: {acked} acknowledged EM logins and logouts in {:.2} s ({:.0}/min), {carried_on} after the kill",
+            t0.elapsed().as_secs_f64(),
+            acked as f64 / t0.elapsed().as_secs_f64() * 60.0
+        );
+        let h2 = sub2.addr("http");
+        let answers: Vec<String> = results
+            .iter()
+            .map(|r| em_post(h2, &query_xml(&r.0)))
+            .collect();
+        drop(lb);
+        (results, answers, carried_on, sub2, sub1)
+    })
+    .await
+    .unwrap();
+    let (results, answers, carried_on, sub2, _sub1) = outcome;
+    assert!(
+        carried_on >= LOAD_WORKERS * 20,
+        "the load carried on through the other node: {carried_on} acknowledged after the kill"
+    );
+    let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
+    for ((device, user, acked, unknown, failed), answer) in results.iter().zip(&answers) {
+        let stored: Option<(String,)> =
+            sqlx::query_as("SELECT userid FROM em_logins WHERE device = $1")
+                .bind(device)
+                .fetch_optional(&mut c)
+                .await
+                .unwrap();
+        let stored = stored.map(|s| s.0);
+        // The database and the surviving node agree.
+        match &stored {
+            Some(u) => assert!(
+                answer.contains(&format!("<userID>{u}</userID>")),
+                "{answer}"
+            ),
+            None => assert!(answer.contains("<none/>"), "{device}: {answer}"),
+        }
+        // No acknowledged state lost: unless a later request's outcome is unknown, the
+        // database holds what was last acknowledged.
+        if !unknown {
+            assert_eq!(
+                stored.is_some(),
+                acked.unwrap_or(false),
+                "{device}: last acknowledged {acked:?}, stored {stored:?}"
+            );
+            if let Some(u) = &stored {
+                assert_eq!(u, user);
+            }
+        }
+        println!("{device}: {failed} requests unanswered around the kill");
+    }
+    drop(sub2);
+    db.drop_db().await;
+}
+
+#[tokio::test]
+async fn r16_a_definition_import_reaches_every_running_node() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let changed = dir.path().join("renamed.yaml");
+    std::fs::write(
+        &changed,
+        std::fs::read_to_string(FIXTURE)
+            .unwrap()
+            .replace("id: three-nodes", "id: renamed"),
+    )
+    .unwrap();
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let def = Path::new(FIXTURE);
+        let a = node(def, &url, "ucm-sub1");
+        let b = node(def, &url, "ucm-sub2");
+        let o = ucm()
+            .args(["db", "import"])
+            .arg(&changed)
+            .args(["--db", &url])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        for n in [&a, &b] {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let body = crate::common::http_get(n.addr("http"), "/healthz").2;
+                let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                if doc["cluster"] == "renamed" {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "never reloaded: {doc}");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            n.wait_for_log("definition reloaded");
+        }
+    })
+    .await
+    .unwrap();
+    db.drop_db().await;
+}
