@@ -110,6 +110,28 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Whether the command line asks for JSON (`--json` before any `--`): errors then come as one
+/// JSON object on stdout too, so a script reading stdout always gets a document.
+fn wants_json() -> bool {
+    // The program name stays in as the first window's left side.
+    std::env::args_os()
+        .take_while(|a| a != "--")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| {
+            w[1] == "--json" || w[1] == "--format=json" || (w[0] == "--format" && w[1] == "json")
+        })
+}
+
+/// On an error under `--json`, the object a script reads when the command printed nothing:
+/// `{"error": "...", "exit_code": N}` (stdout; the message also goes to stderr).
+fn json_error(message: &str, code: u8) {
+    if wants_json() && !PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
+        let doc = serde_json::json!({"error": message, "exit_code": code});
+        let _ = print_out(&format!("{doc}\n"));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -119,7 +141,12 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(2),
+                _ => {
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("usage error");
+                    json_error(first.trim_start_matches("error: "), 2);
+                    ExitCode::from(2)
+                }
             };
         }
     };
@@ -175,10 +202,12 @@ fn main() -> ExitCode {
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }
+            json_error(if msg.is_empty() { "check failed" } else { &msg }, 1);
             ExitCode::from(1)
         }
         Err(Failure::Input(msg)) => {
             eprintln!("ucm: {msg}");
+            json_error(&msg, 2);
             ExitCode::from(2)
         }
     }
@@ -200,9 +229,18 @@ fn write_man_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Re
     Ok(())
 }
 
+/// Whether anything was written to stdout (a report printed before the failure is the document).
+static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that a command wrote its report to stdout itself (streamed): it is the document.
+pub fn mark_printed() {
+    PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Writes to stdout, treating a closed pipe (`ucm ... | head`) as success.
 pub fn print_out(text: &str) -> Result<(), Failure> {
     use std::io::Write;
+    PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),

@@ -192,13 +192,14 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
         return Err(Failure::Input("no phone to push to".into()));
     }
     let json = a.srv.client.json;
-    if phones.len() == 1 {
+    // JSON has one shape however many phones: {"ok", "phones": [...], "exit_code"}.
+    if phones.len() == 1 && !json {
         let o = pusher.push(&phones[0]).await;
-        return report_one(&o, json);
+        return report_one(&o);
     }
     // Many phones: a bounded number in flight, then one result line (or JSON entry) each.
     // Progress on a terminal only: scripts read the result lines.
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = phones.len() > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total = phones.len();
     let outcomes = pusher
         .push_all(&phones, a.concurrency, |done| {
@@ -212,7 +213,14 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
     }
     let report = Report::of(&outcomes);
     if json {
-        json_out(&report.json(&outcomes))?;
+        let mut doc = report.json(&outcomes);
+        doc["exit_code"] = match report.worst {
+            Verdict::Ok => 0,
+            Verdict::Refused => 1,
+            Verdict::Failed => 2,
+        }
+        .into();
+        json_out(&doc)?;
     } else {
         print_out(&Report::table(&outcomes))?;
     }
@@ -225,15 +233,10 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
 }
 
 /// One phone's result as the single-phone form prints it.
-fn report_one(o: &PushOutcome, json: bool) -> Result<(), Failure> {
-    if json && o.reply.is_some() {
-        json_out(&o.json())?;
-    }
+fn report_one(o: &PushOutcome) -> Result<(), Failure> {
     match &o.reply {
         Some(ExecuteReply::Response(_)) => {
-            if !json {
-                print_out(&o.items_text())?;
-            }
+            print_out(&o.items_text())?;
             if o.verdict == Verdict::Ok {
                 Ok(())
             } else {
