@@ -180,3 +180,159 @@ fn r21_logs_have_no_colours_off_a_terminal() {
     assert!(err.contains("UCM_APP_PASSWORD"), "{err}");
     assert!(!err.contains('\u{1b}'), "{err:?}");
 }
+
+/// `ucm ARGS` (assert_cmd) with a password in the environment, stdout parsed as one JSON
+/// document; asserts the exit code.
+fn json_of(args: &[&str], code: i32) -> serde_json::Value {
+    let out = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .args(args)
+        .env("UCM_PASSWORD", "x")
+        .env("UCM_APP_PASSWORD", "x")
+        .write_stdin("")
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("ucm {args:?}: not one JSON document ({e}):\n{text}"))
+}
+
+#[test]
+fn r21_json_errors_are_one_object_with_the_exit_code() {
+    // A port nothing listens on: every client command fails the same way.
+    let refused = "http://127.0.0.1:1";
+    let cases: &[&[&str]] = &[
+        &[
+            "db",
+            "import",
+            "/nonexistent/x.yaml",
+            "--json",
+            "--db",
+            "sqlite::memory:",
+        ],
+        &[
+            "page", "--json", "--list", "--user", "x", "--server", refused,
+        ],
+        &["dial", "--json", "--user", "x", "--server", refused, "1000"],
+        &[
+            "em",
+            "login",
+            "--json",
+            "--user",
+            "x",
+            "--device",
+            "SEP000000000001",
+            "--server",
+            refused,
+        ],
+        &["services", "lint", "--json", "/nonexistent/x.xml"],
+        &["pcap", "ladder", "--json", "/nonexistent/x.pcap"],
+        &["pcap", "dscp", "--json", "/nonexistent/x.pcap"],
+        // A usage error too.
+        &["dial", "--json", "--bogus"],
+    ];
+    for args in cases {
+        let v = json_of(args, 2);
+        assert_eq!(v["exit_code"], 2, "ucm {args:?}: {v}");
+        assert!(
+            v["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "ucm {args:?}: {v}"
+        );
+    }
+}
+
+#[test]
+fn r21_json_reports_every_file_even_when_one_is_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = write_file(dir.path(), "bad.yaml", "cluster:\n  id: x\n name: y\n");
+    let bad = bad.to_str().unwrap();
+    let v = json_of(
+        &[
+            "config",
+            "check",
+            "--json",
+            "fixtures/clusters/demo.yaml",
+            "/nonexistent/x.yaml",
+            bad,
+        ],
+        2,
+    );
+    assert_eq!(v["exit_code"], 2, "{v}");
+    let files = v["files"].as_array().unwrap();
+    assert_eq!(files.len(), 3, "{v}");
+    assert_eq!(files[0]["valid"], true, "{v}");
+    assert!(
+        files[1]["error"]
+            .as_str()
+            .unwrap()
+            .contains("/nonexistent/x.yaml"),
+        "{v}"
+    );
+    assert!(
+        files[2]["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("YAML syntax error"),
+        "{v}"
+    );
+    let v = json_of(
+        &[
+            "pcap",
+            "verify",
+            "--format",
+            "json",
+            "/nonexistent/x.pcap",
+            "fixtures/pcaps/sip_mcast_paging.pcapng",
+        ],
+        2,
+    );
+    assert_eq!(v["files"].as_array().unwrap().len(), 2, "{v}");
+    assert!(v["files"][0]["error"].is_string(), "{v}");
+    assert!(
+        v["files"][1]["error"].is_null(),
+        "the readable capture is audited: {v}"
+    );
+}
+
+#[test]
+fn r21_services_push_json_has_one_shape_for_one_phone_or_many() {
+    let one = json_of(
+        &[
+            "services",
+            "push",
+            "--json",
+            "--phone",
+            "127.0.0.1:1",
+            "--user",
+            "x",
+            "--execute",
+            "http://x/",
+        ],
+        2,
+    );
+    let two = json_of(
+        &[
+            "services",
+            "push",
+            "--json",
+            "--phone",
+            "127.0.0.1:1",
+            "--phone",
+            "127.0.0.1:2",
+            "--user",
+            "x",
+            "--execute",
+            "http://x/",
+        ],
+        2,
+    );
+    for v in [&one, &two] {
+        assert_eq!(v["ok"], false, "{v}");
+        assert_eq!(v["exit_code"], 2, "{v}");
+        assert!(v["phones"][0]["failure"].as_str().is_some(), "{v}");
+    }
+    assert_eq!(one["phones"].as_array().unwrap().len(), 1);
+    assert_eq!(two["phones"].as_array().unwrap().len(), 2);
+}
