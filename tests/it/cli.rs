@@ -336,3 +336,46 @@ fn r21_services_push_json_has_one_shape_for_one_phone_or_many() {
     assert_eq!(one["phones"].as_array().unwrap().len(), 1);
     assert_eq!(two["phones"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn r21_services_lint_names_the_model_asked_and_fails_what_a_phone_cannot_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = write_file(
+        dir.path(),
+        "t.xml",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CiscoIPPhoneText><Text>hi</Text></CiscoIPPhoneText>\n",
+    );
+    let out = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .args(["services", "lint", "--model", "Cisco 8845"])
+        .arg(&text)
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("valid for Cisco 8845 (checked as CP-8851") && err.contains("CP-8845"),
+        "{err}"
+    );
+    for (name, body) in [
+        (
+            "page.html",
+            "<html><body>Service unavailable</body></html>\n",
+        ),
+        ("cut.xml", "<CiscoIPPhoneText><Text>hi</Text>\n"),
+    ] {
+        let f = write_file(dir.path(), name, body);
+        let out = assert_cmd::Command::cargo_bin("ucm")
+            .unwrap()
+            .args(["services", "lint", "--json"])
+            .arg(&f)
+            .assert()
+            .code(1)
+            .get_output()
+            .clone();
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["valid"], false, "{v}");
+        assert_eq!(v["violations"][0]["rule"], "parse", "{v}");
+    }
+}
