@@ -379,3 +379,73 @@ fn r21_services_lint_names_the_model_asked_and_fails_what_a_phone_cannot_parse()
         assert_eq!(v["violations"][0]["rule"], "parse", "{v}");
     }
 }
+
+fn ucm_fails(args: &[&str], code: i32) -> String {
+    let out = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .args(args)
+        .assert()
+        .code(code)
+        .get_output()
+        .clone();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn r21_db_export_creates_nothing_and_errors_name_path_and_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ucm.db");
+    let url = format!("sqlite:{}", file.display());
+    let err = ucm_fails(&["db", "export", "--db", &url], 2);
+    assert!(!file.exists(), "export created {}", file.display());
+    assert!(
+        err.contains(&file.display().to_string()) && err.contains("no such database"),
+        "{err}"
+    );
+    // Nor a data directory.
+    let data = dir.path().join("data");
+    let err = ucm_fails(&["db", "export", "--data-dir", data.to_str().unwrap()], 2);
+    assert!(!data.exists(), "export created {}: {err}", data.display());
+    // A missing directory, in words, for export and import alike.
+    for cmd in [
+        vec!["db", "export", "--db", "sqlite:/missing/dir/ucm.db"],
+        vec![
+            "db",
+            "import",
+            "fixtures/clusters/demo.yaml",
+            "--db",
+            "sqlite:/missing/dir/ucm.db",
+        ],
+    ] {
+        let err = ucm_fails(&cmd, 2);
+        assert!(
+            err.contains("/missing/dir/ucm.db")
+                && err.contains("directory /missing/dir does not exist"),
+            "{err}"
+        );
+        assert!(!err.contains("code: 14"), "{err}");
+    }
+}
+
+#[test]
+fn r21_postgres_that_cannot_be_used_is_named_at_once() {
+    // Port 1 refuses: named, not "pool timed out" after the pool's retries.
+    let err = ucm_fails(
+        &["db", "export", "--db", "postgres://ucm@127.0.0.1:1/ucm"],
+        2,
+    );
+    assert!(
+        err.contains("connection refused") && !err.contains("pool timed out"),
+        "{err}"
+    );
+    let err = ucm_fails(
+        &[
+            "db",
+            "export",
+            "--db",
+            "postgres://postgres@127.0.0.1:5432/ucm_r21_no_such_database",
+        ],
+        2,
+    );
+    assert!(err.contains("no such database"), "{err}");
+}
