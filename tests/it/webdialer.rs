@@ -527,6 +527,37 @@ fn dial(args: &[&str], password: Option<&str>) -> (i32, String, String) {
 }
 
 #[test]
+fn r21_ucm_dial_says_what_it_knows() {
+    let (_dir, srv) = start(3);
+    let server = format!("http://{}", srv.addr("http"));
+    let _sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.74.30",
+            "--auto-answer",
+        ],
+    );
+    // Nothing has 99999: WebDialer placed the call, it cannot know that anything rings.
+    let (rc, out, err) = dial(
+        &[
+            "99999",
+            "--user",
+            "jsmith",
+            "--password-stdin",
+            "--server",
+            &server,
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(!out.contains("ringing"), "{out}");
+    assert!(out.contains("the call to 99999 was placed"), "{out}");
+}
+
+#[test]
 fn r7_ucm_dial_places_and_ends_calls_with_exit_codes() {
     let (_dir, srv) = start(3);
     let server = format!("http://{}", srv.addr("http"));
