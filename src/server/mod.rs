@@ -353,6 +353,7 @@ pub async fn run(
             tasks.spawn(t);
         }
     }
+    let app = app.layer(axum::middleware::from_fn(count_http_request));
     tasks.spawn(crate::node::http::serve(
         node.http,
         app.clone(),
@@ -418,9 +419,25 @@ async fn healthz(State(s): State<Arc<NodeState>>) -> Json<serde_json::Value> {
     }))
 }
 
+/// Counts each answered request by its route template (bounded, unlike paths) and status.
+async fn count_http_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    net::counters::count(
+        net::counters::HTTP_REQUESTS,
+        &[("route", &route), ("status", &status)],
+    );
+    resp
+}
+
 async fn metrics(State(s): State<Arc<NodeState>>) -> Response {
     let c = s.cluster();
-    let body = s.metrics.render(&[
+    let mut body = s.metrics.render(&[
         (
             "ucm_uptime_seconds",
             "Seconds since the node started.",
@@ -437,6 +454,7 @@ async fn metrics(State(s): State<Arc<NodeState>>) -> Response {
             c.end_users.len() as f64,
         ),
     ]);
+    net::counters::render(&mut body);
     (
         [(
             header::CONTENT_TYPE,

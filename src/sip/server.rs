@@ -206,7 +206,8 @@ impl SipServer {
                 let now = registrar::unix_now();
                 let bindings = self.state.registrar.apply(&d, transport, source, now);
                 if let registrar::Decision::Bind { device, line, .. } = &d {
-                    tracing::debug!(%source, device, line, "registered");
+                    tracing::info!(%source, device, line, "registered");
+                    crate::net::counters::count(crate::net::counters::REGISTRATIONS, &[]);
                 }
                 let mut r = self.respond(req, 200, "OK");
                 for b in bindings {
@@ -219,6 +220,10 @@ impl SipServer {
             }
             Err(refusal) => {
                 tracing::info!(%source, status = refusal.status, reason = %refusal.reason, "REGISTER refused");
+                crate::net::counters::count(
+                    crate::net::counters::REGISTRATION_FAILURES,
+                    &[("status", &refusal.status.to_string())],
+                );
                 let phrase = format!(
                     "{} ({})",
                     message::default_reason(refusal.status),
@@ -258,6 +263,10 @@ impl SipServer {
             digest::DeviceCheck::Challenge { stale, refused } => {
                 if let Some(why) = refused {
                     tracing::info!(%source, device, reason = why, "digest authentication failed");
+                    crate::net::counters::count(
+                        crate::net::counters::REGISTRATION_FAILURES,
+                        &[("status", "401")],
+                    );
                 }
                 let mut r = self.respond(req, 401, "Unauthorized");
                 r.headers

@@ -244,6 +244,7 @@ async fn save(svc: &PagingService, report: &PageReport) {
         ended_by = %report.ended_by,
         "page finished"
     );
+    crate::net::counters::page_finished(report.joined as u64);
     let json = match serde_json::to_string(report) {
         Ok(j) => j,
         Err(e) => {
