@@ -11,6 +11,7 @@ mod pcap;
 mod phone;
 mod serve;
 mod services;
+mod status;
 
 use std::process::ExitCode;
 
@@ -64,6 +65,9 @@ enum Command {
     Services(services::Command),
     /// Page a recipient group through the Paging Server, as a caller; list page reports.
     Page(page::Args),
+    /// The live cluster: registered phones, active calls, EM logins, running pages, locked-out
+    /// users (for an application user).
+    Status(status::Args),
     /// Print a shell completion script (e.g. `ucm completions bash > /etc/bash_completion.d/ucm`).
     Completions {
         /// The shell to complete for.
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
+            Command::Status(a) => status::run(a).await,
             Command::Completions { shell } => {
                 let mut out = Vec::new();
                 clap_complete::generate(

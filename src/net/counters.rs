@@ -49,6 +49,8 @@ families! {
         "Extension Mobility logins refused, by EM error code.";
     PAGES = "ucm_pages_total", counter,
         "Pages started through the Paging Server.";
+    PAGES_RUNNING = "ucm_pages_running", gauge,
+        "Pages running now.";
     PAGE_PHONES_JOINED = "ucm_page_phones_joined_total", counter,
         "Phones that joined a page.";
     WEBDIALER_CALLS = "ucm_webdialer_requests_total", counter,

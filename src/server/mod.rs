@@ -7,6 +7,8 @@
 //! prints the bound addresses ([`Listeners::ready`]), then [`run`] serves until the shutdown
 //! future completes, letting in-flight requests finish.
 
+mod status;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -345,6 +347,8 @@ pub async fn run(
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(status::STATUS_PATH, get(status::json_handler))
+        .route("/", get(status::html_handler))
         .fallback(not_here)
         .with_state(state.clone());
     for p in node.parts {

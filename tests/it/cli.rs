@@ -449,3 +449,54 @@ fn r21_postgres_that_cannot_be_used_is_named_at_once() {
     );
     assert!(err.contains("no such database"), "{err}");
 }
+
+#[test]
+fn r21_status_shows_the_live_cluster_to_an_application_user() {
+    let srv = crate::common::Server::start(&[]);
+    let _sim = crate::phone::Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B975", "--first-ip", "127.0.74.50"],
+    );
+    let server = format!("http://{}", srv.addr("http"));
+    let status = |user: &str, password: &str, code: i32| {
+        assert_cmd::Command::cargo_bin("ucm")
+            .unwrap()
+            .args(["status", "--json", "--user", user, "--server", &server])
+            .env("UCM_PASSWORD", password)
+            .assert()
+            .code(code)
+            .get_output()
+            .stdout
+            .clone()
+    };
+    let v: serde_json::Value = serde_json::from_slice(&status("paging", "paging", 0)).unwrap();
+    let phones = v["registered_phones"].as_array().unwrap();
+    let phone = phones
+        .iter()
+        .find(|p| p["device"] == "SEP00036BC7B975")
+        .unwrap_or_else(|| panic!("the sim's phone is not listed: {v:#}"));
+    assert!(
+        phone["address"]
+            .as_str()
+            .unwrap()
+            .starts_with("127.0.74.50:"),
+        "{phone}"
+    );
+    assert!(!phone["lines"].as_array().unwrap().is_empty(), "{phone}");
+    assert!(phone["since"].as_i64().unwrap() > 0, "{phone}");
+    for key in [
+        "active_calls",
+        "em_logins",
+        "running_pages",
+        "locked_out_users",
+    ] {
+        assert!(!v[key].is_null(), "no {key}: {v:#}");
+    }
+    // A wrong password, or an end user: refused (exit 1), as JSON.
+    let v: serde_json::Value = serde_json::from_slice(&status("paging", "wrong", 1)).unwrap();
+    assert_eq!(v["exit_code"], 1, "{v}");
+    status("jsmith", "cisco", 1);
+    // The page at / for a browser, behind the same credentials.
+    let (code, _, _) = crate::common::http_get(srv.addr("http"), "/");
+    assert_eq!(code, 401);
+}

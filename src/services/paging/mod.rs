@@ -319,6 +319,7 @@ async fn page(
     };
     let report = run(svc, &offer, group_name, admitted, report, started, stop).await;
     lock(&svc.active).remove(&offer.call);
+    crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], -1);
     report
 }
 
@@ -395,6 +396,7 @@ async fn admit(
             ));
         };
         active.insert(offer.call, a);
+        crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], 1);
         a
     };
     let group_addr = SocketAddr::new(IpAddr::V4(address), paging.multicast_port);
@@ -408,6 +410,7 @@ async fn admit(
         crate::net::multicast_sender(mcast_local, audio_dscp, paging.multicast_ttl, iface, true)
             .map_err(|e| {
                 lock(&svc.active).remove(&offer.call);
+                crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], -1);
                 (503, format!("Service Unavailable (multicast socket: {e})"))
             })?;
     Ok(Admitted {
