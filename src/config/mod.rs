@@ -5,6 +5,7 @@
 
 mod dialplan;
 pub mod model;
+pub mod reference;
 pub mod validate;
 
 use std::fmt;
