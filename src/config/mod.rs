@@ -254,14 +254,23 @@ fn read_list<T: serde::de::DeserializeOwned>(
 ) -> Vec<usize> {
     let Some(items) = &part.items else {
         // A flow sequence (or not a sequence): read as one.
-        if let Some(all) = read_piece::<Vec<T>>(text, origin, locator, &part.value, errors) {
+        if let Some(all) =
+            read_piece::<Vec<T>>(text, origin, locator, &part.value, &part.key, errors)
+        {
             *out = all;
         }
         return (0..out.len()).collect();
     };
     let mut kept = Vec::new();
     for (i, item) in items.iter().enumerate() {
-        if let Some(v) = read_piece::<T>(text, origin, locator, item, errors) {
+        if let Some(v) = read_piece::<T>(
+            text,
+            origin,
+            locator,
+            item,
+            &format!("{}[{i}]", part.key),
+            errors,
+        ) {
             out.push(v);
             kept.push(i);
         }
@@ -276,7 +285,7 @@ fn read_one<T: serde::de::DeserializeOwned>(
     part: &yaml::Part,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
-    read_piece(text, origin, locator, &part.value, errors)
+    read_piece(text, origin, locator, &part.value, &part.key, errors)
 }
 
 fn read_piece<T: serde::de::DeserializeOwned>(
@@ -284,13 +293,20 @@ fn read_piece<T: serde::de::DeserializeOwned>(
     origin: &str,
     locator: &yaml::Locator,
     piece: &yaml::Piece,
+    path: &str,
     errors: &mut Vec<ConfigError>,
 ) -> Option<T> {
     let alone = yaml::isolate(text, piece);
     match serde_saphyr::from_str_with_options::<T>(&alone.text, yaml::options(text)) {
         Ok(v) => Some(v),
         Err(e) => {
-            errors.push(located(origin, locator, &e, alone.lines_before, ""));
+            let mut error = located(origin, locator, &e, alone.lines_before, "");
+            // A missing field is missed by the item, not by the field on the line the reader
+            // stopped at.
+            if error.message.starts_with("missing field") {
+                error.field = path.to_string();
+            }
+            errors.push(error);
             None
         }
     }

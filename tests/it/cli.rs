@@ -4,19 +4,24 @@ use crate::common::{ucm, write_file};
 
 #[test]
 fn r2_help_lists_the_subcommands() {
-    let out = ucm().arg("--help").output().unwrap();
-    assert!(out.status.success());
+    let out = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .arg("--help")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let text = String::from_utf8_lossy(&out.stdout);
-    for sub in ["serve", "db", "config"] {
+    for sub in ["serve", "db", "config", "status"] {
         assert!(text.contains(sub), "--help lacks {sub}:\n{text}");
     }
     assert!(text.contains("Exit codes"), "{text}");
-    let out = ucm().arg("frobnicate").output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "unknown subcommand is a usage error"
-    );
+    // An unknown subcommand is a usage error.
+    assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .arg("frobnicate")
+        .assert()
+        .code(2);
 }
 
 #[test]
@@ -499,4 +504,60 @@ fn r21_status_shows_the_live_cluster_to_an_application_user() {
     // The page at / for a browser, behind the same credentials.
     let (code, _, _) = crate::common::http_get(srv.addr("http"), "/");
     assert_eq!(code, 401);
+}
+
+/// stdout of `ucm ARGS` run in `dir` (assert_cmd), whatever the exit code.
+fn stdout_in(dir: &std::path::Path, args: &[&str]) -> String {
+    let out = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .current_dir(dir)
+        .args(args)
+        .env_remove("UCM_SERVER")
+        .env_remove("UCM_APP_USER")
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn r21_help_texts_and_reports_are_snapshots() {
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    insta::assert_snapshot!("status_help", stdout_in(here, &["status", "--help"]));
+    insta::assert_snapshot!(
+        "config_check_help",
+        stdout_in(here, &["config", "check", "--help"])
+    );
+    insta::assert_snapshot!(
+        "services_lint_help",
+        stdout_in(here, &["services", "lint", "--help"])
+    );
+    // The report of a definition with every kind of mistake: syntax in one file, structure and
+    // meaning in another, and a file that cannot be read.
+    let dir = tempfile::tempdir().unwrap();
+    write_file(dir.path(), "syntax.yaml", "cluster:\n  id: x\n name: y\n");
+    write_file(
+        dir.path(),
+        "mistakes.yaml",
+        "cluster: {id: x, name: y, colour: blue}\npartitions: [{name: PT}]\ncalling_search_spaces:\n  - name: CSS\n    partitions: [PTX]\ndevices:\n  - name: SEP000000000001\n    model: [1]\n  - name: SEPXYZ\n    model: Cisco 8845\n",
+    );
+    let report = stdout_in(
+        dir.path(),
+        &[
+            "config",
+            "check",
+            "syntax.yaml",
+            "mistakes.yaml",
+            "missing.yaml",
+        ],
+    );
+    insta::assert_snapshot!("config_check_report", report);
+    let json = stdout_in(
+        dir.path(),
+        &["config", "check", "--json", "syntax.yaml", "missing.yaml"],
+    );
+    let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+    insta::assert_snapshot!(
+        "config_check_report_json",
+        serde_json::to_string_pretty(&v).unwrap()
+    );
 }
