@@ -9,8 +9,9 @@ use crate::{print_out, Failure};
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Check definition files; every problem is printed as FILE:LINE:COLUMN: FIELD: MESSAGE.
-    /// Exit 0 when all are valid, 1 when any is not, 2 when one cannot be read.
+    /// Check definition files; every problem is printed as FILE:LINE:COLUMN: FIELD: MESSAGE
+    /// (a YAML syntax error as such), all at once. Every file is checked even when one cannot
+    /// be read. Exit 0 when all are valid, 1 when any is not, 2 when one cannot be read.
     Check {
         /// The cluster definition files (YAML) to check.
         #[arg(required = true)]
@@ -26,6 +27,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
     let mut report = Vec::new();
     let mut text = String::new();
     let mut failed = false;
+    let mut unreadable = Vec::new();
     for f in &files {
         match config::load_file(f) {
             Ok(def) => {
@@ -51,16 +53,40 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
                     })).collect::<Vec<_>>(),
                 }));
             }
-            Err(e @ LoadError::Io { .. }) => return Err(Failure::Input(e.to_string())),
+            Err(e @ LoadError::Io { .. }) => {
+                report.push(serde_json::json!({
+                    "file": f.display().to_string(),
+                    "valid": false,
+                    "error": e.to_string(),
+                    "errors": [],
+                }));
+                unreadable.push(e.to_string());
+            }
         }
     }
+    let exit_code = if !unreadable.is_empty() {
+        2
+    } else if failed {
+        1
+    } else {
+        0
+    };
     if json {
-        print_out(&format!(
-            "{}\n",
-            serde_json::json!({"valid": !failed, "files": report})
-        ))?;
+        let mut doc = serde_json::json!({
+            "valid": exit_code == 0,
+            "files": report,
+            "exit_code": exit_code,
+        });
+        if !unreadable.is_empty() {
+            doc["error"] = unreadable.join("; ").into();
+        }
+        print_out(&format!("{doc}\n"))?;
     } else {
         print_out(&text)?;
+    }
+    if !unreadable.is_empty() {
+        // The report is printed; the unreadable files decide the exit code.
+        return Err(Failure::Input(unreadable.join("\n")));
     }
     if failed {
         Err(Failure::Check(String::new()))

@@ -47,6 +47,15 @@ impl DbArgs {
         let url = self.url()?;
         Ok(Store::open(&url).await?)
     }
+
+    /// Opens the database to read it only: nothing is created (no data directory, no file).
+    pub async fn open_existing(&self) -> Result<Store, Failure> {
+        let url = match &self.db {
+            Some(u) => u.clone(),
+            None => format!("sqlite:{}", self.data_dir().join("ucm.db").display()),
+        };
+        Ok(Store::open_existing(&url).await?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -105,7 +114,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
             print_out(&msg)
         }
         Command::Export { db, output } => {
-            let store = db.open().await?;
+            let store = db.open_existing().await?;
             let def = store.load().await?;
             store.close().await;
             let Some(def) = def else {

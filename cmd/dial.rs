@@ -103,7 +103,19 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         }
     };
     let op = req.operation();
-    let reply = client.call(&req).await.map_err(|e| match e {
+    // A makeCall answers when the user's phone does (up to --timeout): on a terminal, say what
+    // is awaited and for how long so far.
+    let progress = matches!(req, Request::MakeCall { .. })
+        && std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let call = client.call(&req);
+    let reply = if progress {
+        let reply = with_progress(call, a.srv.client.timeout).await;
+        eprint!("\r\x1b[K");
+        reply
+    } else {
+        call.await
+    };
+    let reply = reply.map_err(|e| match e {
         WdCallError::Fault(f) => Failure::Input(format!("{}: SOAP fault: {f}", client.url())),
         WdCallError::Transport(m) => Failure::Input(m),
     })?;
@@ -142,9 +154,12 @@ pub async fn run(a: Args) -> Result<(), Failure> {
         } else if a.end {
             "call ended\n".to_string()
         } else {
+            // makeCall succeeds when the user's phone answered and the call to the
+            // destination was placed; WebDialer says nothing of the destination after that.
+            let dest = a.destination.as_deref().unwrap_or_default();
             format!(
-                "calling {}: the phone answered, the destination is ringing\n",
-                a.destination.as_deref().unwrap_or_default()
+                "calling {dest}: your phone answered and the call to {dest} was placed \
+                 (WebDialer does not report whether it rings or is answered)\n"
             )
         };
         print_out(&what)?;
@@ -159,5 +174,23 @@ pub async fn run(a: Args) -> Result<(), Failure> {
             code_meaning(code),
             reply.description
         )))
+    }
+}
+
+/// Awaits `call`, printing on stderr each second how long the user's phone has been awaited.
+async fn with_progress<T>(call: impl std::future::Future<Output = T>, limit: u64) -> T {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tokio::pin!(call);
+    let mut waited = 0u64;
+    loop {
+        tokio::select! {
+            r = &mut call => return r,
+            _ = tick.tick() => {
+                eprint!(
+                    "\rwaiting for your phone to answer (pick it up, or it rings out): {waited} s of up to {limit} s"
+                );
+                waited += 1;
+            }
+        }
     }
 }

@@ -12,6 +12,7 @@ mod pcap;
 mod phone;
 mod serve;
 mod services;
+mod status;
 mod user;
 
 use std::process::ExitCode;
@@ -69,6 +70,9 @@ enum Command {
     Services(services::Command),
     /// Page a recipient group through the Paging Server, as a caller; list page reports.
     Page(page::Args),
+    /// The live cluster: registered phones, active calls, EM logins, running pages, locked-out
+    /// users (for an application user).
+    Status(status::Args),
     /// Print a shell completion script (e.g. `ucm completions bash > /etc/bash_completion.d/ucm`).
     Completions {
         /// The shell to complete for.
@@ -118,6 +122,28 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// Whether the command line asks for JSON (`--json` before any `--`): errors then come as one
+/// JSON object on stdout too, so a script reading stdout always gets a document.
+fn wants_json() -> bool {
+    // The program name stays in as the first window's left side.
+    std::env::args_os()
+        .take_while(|a| a != "--")
+        .collect::<Vec<_>>()
+        .windows(2)
+        .any(|w| {
+            w[1] == "--json" || w[1] == "--format=json" || (w[0] == "--format" && w[1] == "json")
+        })
+}
+
+/// On an error under `--json`, the object a script reads when the command printed nothing:
+/// `{"error": "...", "exit_code": N}` (stdout; the message also goes to stderr).
+fn json_error(message: &str, code: u8) {
+    if wants_json() && !PRINTED.load(std::sync::atomic::Ordering::Relaxed) {
+        let doc = serde_json::json!({"error": message, "exit_code": code});
+        let _ = print_out(&format!("{doc}\n"));
+    }
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -127,7 +153,12 @@ fn main() -> ExitCode {
                 clap::error::ErrorKind::DisplayHelp | clap::error::ErrorKind::DisplayVersion => {
                     ExitCode::SUCCESS
                 }
-                _ => ExitCode::from(2),
+                _ => {
+                    let text = e.render().to_string();
+                    let first = text.lines().next().unwrap_or("usage error");
+                    json_error(first.trim_start_matches("error: "), 2);
+                    ExitCode::from(2)
+                }
             };
         }
     };
@@ -154,6 +185,7 @@ fn main() -> ExitCode {
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
+            Command::Status(a) => status::run(a).await,
             Command::Completions { shell } => {
                 let mut out = Vec::new();
                 clap_complete::generate(
@@ -185,6 +217,7 @@ fn main() -> ExitCode {
             if !msg.is_empty() {
                 eprintln!("{msg}");
             }
+            json_error(if msg.is_empty() { "check failed" } else { &msg }, 1);
             ExitCode::from(1)
         }
         Err(Failure::Input(msg)) => {
@@ -192,6 +225,7 @@ fn main() -> ExitCode {
             if !msg.is_empty() {
                 eprintln!("ucm: {msg}");
             }
+            json_error(&msg, 2);
             ExitCode::from(2)
         }
     }
@@ -213,9 +247,18 @@ fn write_man_pages(cmd: &clap::Command, name: &str, dir: &std::path::Path) -> Re
     Ok(())
 }
 
+/// Whether anything was written to stdout (a report printed before the failure is the document).
+static PRINTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Notes that a command wrote its report to stdout itself (streamed): it is the document.
+pub fn mark_printed() {
+    PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Writes to stdout, treating a closed pipe (`ucm ... | head`) as success.
 pub fn print_out(text: &str) -> Result<(), Failure> {
     use std::io::Write;
+    PRINTED.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(()),

@@ -229,6 +229,7 @@ fn run_verify(a: VerifyArgs) -> Result<(), Failure> {
     };
     if let Format::Json = format {
         // Streamed: the JSON of a big capture is not built as one string first.
+        crate::mark_printed();
         let out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
         match report.write_json(out) {
             Ok(()) => {}

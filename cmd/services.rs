@@ -6,8 +6,8 @@
 //!   printed) or an item failed, 2 for usage, input, an unreachable phone or an answer that
 //!   is not a CiscoIPPhone reply.
 //! - `lint` fetches a service the way a phone does (its headers) or reads a file, parses and
-//!   validates the object for a phone model. Exit 0 clean, 1 violations, 2 unreachable or
-//!   unparseable.
+//!   validates the object for a phone model. Exit 0 clean, 1 violations or an answer a phone
+//!   cannot parse (malformed XML, HTML), 2 unreachable or unreadable.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +24,8 @@ use crate::{print_out, Failure};
 pub enum Command {
     /// Push a CiscoIPPhoneExecute (or any object) to a phone's /CGI/Execute.
     Push(PushArgs),
-    /// Fetch a service as a phone would (or read a file) and validate the object.
+    /// Fetch a service as a phone would (or read a file) and validate the object. Exit 0 valid,
+    /// 1 violations or not an object a phone can parse (malformed XML, HTML), 2 unreachable.
     Lint(LintArgs),
 }
 
@@ -192,13 +193,14 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
         return Err(Failure::Input("no phone to push to".into()));
     }
     let json = a.srv.client.json;
-    if phones.len() == 1 {
+    // JSON has one shape however many phones: {"ok", "phones": [...], "exit_code"}.
+    if phones.len() == 1 && !json {
         let o = pusher.push(&phones[0]).await;
-        return report_one(&o, json);
+        return report_one(&o);
     }
     // Many phones: a bounded number in flight, then one result line (or JSON entry) each.
     // Progress on a terminal only: scripts read the result lines.
-    let progress = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let progress = phones.len() > 1 && std::io::IsTerminal::is_terminal(&std::io::stderr());
     let total = phones.len();
     let outcomes = pusher
         .push_all(&phones, a.concurrency, |done| {
@@ -212,7 +214,14 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
     }
     let report = Report::of(&outcomes);
     if json {
-        json_out(&report.json(&outcomes))?;
+        let mut doc = report.json(&outcomes);
+        doc["exit_code"] = match report.worst {
+            Verdict::Ok => 0,
+            Verdict::Refused => 1,
+            Verdict::Failed => 2,
+        }
+        .into();
+        json_out(&doc)?;
     } else {
         print_out(&Report::table(&outcomes))?;
     }
@@ -225,15 +234,10 @@ async fn push(a: PushArgs) -> Result<(), Failure> {
 }
 
 /// One phone's result as the single-phone form prints it.
-fn report_one(o: &PushOutcome, json: bool) -> Result<(), Failure> {
-    if json && o.reply.is_some() {
-        json_out(&o.json())?;
-    }
+fn report_one(o: &PushOutcome) -> Result<(), Failure> {
     match &o.reply {
         Some(ExecuteReply::Response(_)) => {
-            if !json {
-                print_out(&o.items_text())?;
-            }
+            print_out(&o.items_text())?;
             if o.verdict == Verdict::Ok {
                 Ok(())
             } else {
@@ -274,8 +278,29 @@ async fn lint(a: LintArgs) -> Result<(), Failure> {
             std::fs::read(&a.target).map_err(|e| Failure::Input(format!("{}: {e}", a.target)))?;
         (bytes, Vec::new())
     };
-    let parsed =
-        xml::parse_bytes(&bytes).map_err(|e| Failure::Input(format!("{}: {e}", a.target)))?;
+    let parsed = match xml::parse_bytes(&bytes) {
+        Ok(p) => p,
+        Err(e) => {
+            // What a phone cannot parse (malformed XML, an HTML page) fails the check: the
+            // service is wrong, not the command line.
+            let message = format!(
+                "{}: not a CiscoIPPhone object a phone can parse: {e}",
+                a.target
+            );
+            if a.client.json {
+                json_out(&serde_json::json!({
+                    "target": a.target,
+                    "object": null,
+                    "model": model_json(a.model.as_deref(), model),
+                    "valid": false,
+                    "violations": [{"path": "", "rule": "parse", "message": e.to_string()}],
+                    "warnings": notes,
+                    "exit_code": 1,
+                }))?;
+            }
+            return Err(Failure::Check(message));
+        }
+    };
     let violations = xml::validate(&parsed.object, model);
     let warnings: Vec<String> = parsed
         .warnings
@@ -291,10 +316,11 @@ async fn lint(a: LintArgs) -> Result<(), Failure> {
         json_out(&serde_json::json!({
             "target": a.target,
             "object": parsed.object.kind().root_name(),
-            "model": model.map(|m| m.name),
+            "model": model_json(a.model.as_deref(), model),
             "valid": violations.is_empty(),
             "violations": v,
             "warnings": warnings,
+            "exit_code": if violations.is_empty() { 0 } else { 1 },
         }))?;
     } else {
         let mut out = String::new();
@@ -306,21 +332,58 @@ async fn lint(a: LintArgs) -> Result<(), Failure> {
             eprintln!("warning: {w}");
         }
     }
+    let model_text = match (a.model.as_deref(), model) {
+        (Some(asked), Some(m)) => format!(" for {}", model_label(asked, m)),
+        _ => String::new(),
+    };
     if violations.is_empty() {
         if !a.client.json {
             eprintln!(
-                "{}: {} is valid{}",
+                "{}: {} is valid{model_text}",
                 a.target,
                 parsed.object.kind().root_name(),
-                model.map_or(String::new(), |m| format!(" for {}", m.name))
             );
         }
         Ok(())
     } else {
         Err(Failure::Check(format!(
-            "{}: {} violation(s)",
+            "{}: {} violation(s){model_text}",
             a.target,
             violations.len()
         )))
+    }
+}
+
+/// The model asked for and how it was mapped: `Cisco 8845 (checked as CP-8851, whose limits its
+/// family CP-8851, CP-8845, ... shares)`, or just the name when it was asked by that name.
+fn model_label(asked: &str, m: &PhoneModel) -> String {
+    let plain = |s: &str| {
+        let u = s.trim().to_ascii_uppercase();
+        u.strip_prefix("CP-").map(str::to_string).unwrap_or(u)
+    };
+    if plain(asked) == plain(m.name) {
+        return m.name.to_string();
+    }
+    format!(
+        "{asked} (checked as {}: the same display and limits as {})",
+        m.name,
+        family(m).join(", ")
+    )
+}
+
+fn family(m: &PhoneModel) -> Vec<&'static str> {
+    std::iter::once(m.name)
+        .chain(m.aliases.iter().copied())
+        .collect()
+}
+
+fn model_json(asked: Option<&str>, m: Option<&PhoneModel>) -> serde_json::Value {
+    match (asked, m) {
+        (Some(asked), Some(m)) => serde_json::json!({
+            "asked": asked,
+            "checked_as": m.name,
+            "family": family(m),
+        }),
+        _ => serde_json::Value::Null,
     }
 }

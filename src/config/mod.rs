@@ -5,6 +5,7 @@
 
 mod dialplan;
 pub mod model;
+pub mod reference;
 pub mod validate;
 
 use std::fmt;
@@ -69,48 +70,246 @@ pub fn demo() -> Result<ClusterDefinition, LoadError> {
 }
 
 /// Parses and checks a definition; `origin` names the source in errors.
+///
+/// Every problem is reported at once: a YAML syntax error alone (nothing after it can be read
+/// reliably), otherwise each section and each list item is read on its own so that one wrong
+/// field does not hide the next, and the items that read are checked for meaning as well.
 pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadError> {
-    let def: ClusterDefinition =
-        match serde_saphyr::from_str_with_options(text, yaml::options(text)) {
-            Ok(d) => d,
-            Err(e) => {
-                let (line, column) = e
-                    .location()
-                    .map(|l| (l.line(), l.column()))
-                    .unwrap_or((1, 1));
-                // A document that reads as YAML tells which field sits on the error's line.
-                let field = yaml::Locator::new(text)
-                    .path_at(line)
-                    .map(|p| p.to_string())
-                    .unwrap_or_default();
-                return Err(LoadError::Invalid(vec![ConfigError {
-                    file: origin.to_string(),
-                    line,
-                    column,
-                    field,
-                    message: plain_message(&e),
-                }]));
-            }
-        };
+    let Partial {
+        def,
+        mut errors,
+        index,
+        cluster_read,
+    } = match serde_saphyr::from_str_with_options(text, yaml::options(text)) {
+        Ok(def) => Partial {
+            def,
+            errors: Vec::new(),
+            index: Vec::new(),
+            cluster_read: true,
+        },
+        Err(first) => read_by_parts(text, origin, &first).map_err(LoadError::Invalid)?,
+    };
     let issues = validate::validate(&def);
-    if issues.is_empty() {
+    if issues.is_empty() && errors.is_empty() {
         return Ok(def);
     }
     let locator = yaml::Locator::new(text);
-    let errors = issues
-        .into_iter()
-        .map(|i| {
-            let (line, column) = locator.locate(&i.path).unwrap_or((1, 1));
-            ConfigError {
-                file: origin.to_string(),
-                line,
-                column,
-                field: i.path.to_string(),
-                message: i.message,
-            }
-        })
-        .collect();
+    for i in issues {
+        // The stand-in for a `cluster` that did not read has nothing to report.
+        if !cluster_read && matches!(i.path.0.first(), Some(yaml::Seg::Key(k)) if k == "cluster") {
+            continue;
+        }
+        let path = original_path(i.path, &index);
+        let (line, column) = locator.locate(&path).unwrap_or((1, 1));
+        errors.push(ConfigError {
+            file: origin.to_string(),
+            line,
+            column,
+            field: path.to_string(),
+            message: i.message,
+        });
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
     Err(LoadError::Invalid(errors))
+}
+
+/// What a definition that did not read whole yields: see [`read_by_parts`].
+struct Partial {
+    def: ClusterDefinition,
+    errors: Vec<ConfigError>,
+    index: ItemIndex,
+    /// Whether `cluster` read (otherwise `def` has a stand-in).
+    cluster_read: bool,
+}
+
+/// Which item of the document each item of a list section read by parts was.
+type ItemIndex = Vec<(&'static str, Vec<usize>)>;
+
+/// A semantic issue's path in the document: items that did not read are not in the definition,
+/// so `devices[2]` of the definition may be `devices[3]` of the file.
+fn original_path(path: yaml::Path, index: &ItemIndex) -> yaml::Path {
+    let mut segs = path.0;
+    if let [yaml::Seg::Key(k), yaml::Seg::Index(i), ..] = segs.as_mut_slice() {
+        if let Some((_, map)) = index.iter().find(|(s, _)| s == k) {
+            if let Some(orig) = map.get(*i) {
+                *i = *orig;
+            }
+        }
+    }
+    yaml::Path(segs)
+}
+
+fn located(
+    origin: &str,
+    locator: &yaml::Locator,
+    e: &serde_saphyr::Error,
+    lines_before: u64,
+    prefix: &str,
+) -> ConfigError {
+    let (line, column) = e
+        .location()
+        .map(|l| (l.line() + lines_before, l.column()))
+        .unwrap_or((lines_before + 1, 1));
+    // The field on the error's line, when the document reads as YAML.
+    let field = locator
+        .path_at(line)
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    ConfigError {
+        file: origin.to_string(),
+        line,
+        column,
+        field,
+        message: format!("{prefix}{}", plain_message(e)),
+    }
+}
+
+/// The definition's sections as `ClusterDefinition` names them: lists, then single mappings.
+macro_rules! read_sections {
+    ($cluster:ident, $text:ident, $origin:ident, $locator:ident, $parts:ident, $errors:ident, $index:ident;
+     lists: $($list:ident),*; single: $($one:ident),*) => {{
+        $( let mut $list = Vec::new(); )*
+        $( let mut $one = None; )*
+        for part in &$parts {
+            match part.key.as_str() {
+                $( stringify!($list) => {
+                    let kept = read_list($text, $origin, &$locator, part, &mut $list, &mut $errors);
+                    $index.push((stringify!($list), kept));
+                } )*
+                $( stringify!($one) => $one = read_one($text, $origin, &$locator, part, &mut $errors), )*
+                // Unknown sections: the whole document's error names the first.
+                _ => {}
+            }
+        }
+        ClusterDefinition {
+            cluster: $cluster,
+            $( $list, )*
+            $( $one: $one.unwrap_or_default(), )*
+        }
+    }};
+}
+
+/// Reads a definition that did not read whole, section by section and item by item: every
+/// structural error, and the definition made of what did read. A syntax error is the only
+/// error reported.
+fn read_by_parts(
+    text: &str,
+    origin: &str,
+    first: &serde_saphyr::Error,
+) -> Result<Partial, Vec<ConfigError>> {
+    let locator = match yaml::Locator::read(text) {
+        Ok(l) => l,
+        Err(e) => {
+            let none = yaml::Locator::new("");
+            return Err(vec![located(origin, &none, &e, 0, "YAML syntax error: ")]);
+        }
+    };
+    let parts = locator.parts(text);
+    let mut errors = Vec::new();
+    let mut index: ItemIndex = Vec::new();
+    let mut cluster: Option<model::ClusterInfo> = None;
+    for part in parts.iter().filter(|p| p.key == "cluster") {
+        cluster = read_one(text, origin, &locator, part, &mut errors);
+    }
+    // Without a readable `cluster` the rest is still checked, against a stand-in whose own
+    // issues are not reported (`cluster` is left out of the index: see `parse_str`).
+    let cluster_read = cluster.is_some();
+    let cluster = cluster.unwrap_or_else(|| model::ClusterInfo {
+        id: String::new(),
+        name: String::new(),
+        version: model::default_version(),
+        security_mode: Default::default(),
+    });
+    let def = read_sections!(cluster, text, origin, locator, parts, errors, index;
+        lists: nodes, partitions, calling_search_spaces, regions, locations, device_pools,
+            sip_trunks, route_groups, route_lists, route_patterns, translation_patterns,
+            phone_security_profiles, phone_services, directory_numbers, devices, device_profiles,
+            route_points, end_users, application_users;
+        single: enterprise_parameters, service_parameters, qos, paging);
+    // The whole document's first error is new when it is outside every part (an unknown
+    // section, a missing `cluster`).
+    let whole = located(origin, &locator, first, 0, "");
+    if !errors
+        .iter()
+        .any(|e| e.line == whole.line && e.message == whole.message)
+    {
+        errors.push(whole);
+    }
+    Ok(Partial {
+        def,
+        errors,
+        index,
+        cluster_read,
+    })
+}
+
+/// Reads a list section item by item into `out`; returns the document index of each item read.
+fn read_list<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    locator: &yaml::Locator,
+    part: &yaml::Part,
+    out: &mut Vec<T>,
+    errors: &mut Vec<ConfigError>,
+) -> Vec<usize> {
+    let Some(items) = &part.items else {
+        // A flow sequence (or not a sequence): read as one.
+        if let Some(all) =
+            read_piece::<Vec<T>>(text, origin, locator, &part.value, &part.key, errors)
+        {
+            *out = all;
+        }
+        return (0..out.len()).collect();
+    };
+    let mut kept = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        if let Some(v) = read_piece::<T>(
+            text,
+            origin,
+            locator,
+            item,
+            &format!("{}[{i}]", part.key),
+            errors,
+        ) {
+            out.push(v);
+            kept.push(i);
+        }
+    }
+    kept
+}
+
+fn read_one<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    locator: &yaml::Locator,
+    part: &yaml::Part,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    read_piece(text, origin, locator, &part.value, &part.key, errors)
+}
+
+fn read_piece<T: serde::de::DeserializeOwned>(
+    text: &str,
+    origin: &str,
+    locator: &yaml::Locator,
+    piece: &yaml::Piece,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) -> Option<T> {
+    let alone = yaml::isolate(text, piece);
+    match serde_saphyr::from_str_with_options::<T>(&alone.text, yaml::options(text)) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            let mut error = located(origin, locator, &e, alone.lines_before, "");
+            // A missing field is missed by the item, not by the field on the line the reader
+            // stopped at.
+            if error.message.starts_with("missing field") {
+                error.field = path.to_string();
+            }
+            errors.push(error);
+            None
+        }
+    }
 }
 
 /// serde-saphyr's message without its snippet and trailing location (we print our own).

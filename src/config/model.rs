@@ -83,7 +83,7 @@ pub struct ClusterInfo {
     pub security_mode: SecurityMode,
 }
 
-fn default_version() -> String {
+pub(crate) fn default_version() -> String {
     "14.0".to_string()
 }
 

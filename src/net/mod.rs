@@ -4,6 +4,7 @@
 //! to verify marking.
 
 pub mod capture;
+pub mod counters;
 pub mod dscp;
 pub mod limits;
 pub mod lograte;

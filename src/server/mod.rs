@@ -7,6 +7,8 @@
 //! prints the bound addresses ([`Listeners::ready`]), then [`run`] serves until the shutdown
 //! future completes, letting in-flight requests finish.
 
+mod status;
+
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -354,6 +356,8 @@ pub async fn run(
     let mut app = Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route(status::STATUS_PATH, get(status::json_handler))
+        .route("/", get(status::html_handler))
         .fallback(not_here)
         .with_state(state.clone());
     for p in node.parts {
@@ -366,6 +370,7 @@ pub async fn run(
     let app = app.layer(axum::middleware::from_fn(
         crate::services::authenticate::scope_source,
     ));
+    let app = app.layer(axum::middleware::from_fn(count_http_request));
     tasks.spawn(crate::node::http::serve(
         node.http,
         app.clone(),
@@ -440,9 +445,25 @@ async fn healthz(State(s): State<Arc<NodeState>>) -> Response {
     (code, body).into_response()
 }
 
+/// Counts each answered request by its route template (bounded, unlike paths) and status.
+async fn count_http_request(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "(unmatched)".to_string());
+    let resp = next.run(req).await;
+    let status = resp.status().as_u16().to_string();
+    net::counters::count(
+        net::counters::HTTP_REQUESTS,
+        &[("route", &route), ("status", &status)],
+    );
+    resp
+}
+
 async fn metrics(State(s): State<Arc<NodeState>>) -> Response {
     let c = s.cluster();
-    let body = s.metrics.render(&[
+    let mut body = s.metrics.render(&[
         (
             "ucm_uptime_seconds",
             "Seconds since the node started.",
@@ -488,6 +509,7 @@ async fn metrics(State(s): State<Arc<NodeState>>) -> Response {
                 .load(std::sync::atomic::Ordering::Relaxed) as f64,
         ),
     ]);
+    net::counters::render(&mut body);
     (
         [(
             header::CONTENT_TYPE,

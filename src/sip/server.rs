@@ -256,7 +256,8 @@ impl SipServer {
                     Err(holder) => return self.held_elsewhere(req, &device, &holder, source, now),
                 };
                 if let registrar::Decision::Bind { device, line, .. } = &d {
-                    tracing::debug!(%source, device, line, "registered");
+                    tracing::info!(%source, device, line, "registered");
+                    crate::net::counters::count(crate::net::counters::REGISTRATIONS, &[]);
                 }
                 let mut r = self.respond(req, 200, "OK");
                 for b in bindings {
@@ -271,6 +272,10 @@ impl SipServer {
                 if let Some(n) = self.shared.refused_log.hit(registrar::unix_now()) {
                     tracing::info!(%source, status = refusal.status, reason = %refusal.reason, refused = n, "REGISTER refused");
                 }
+                crate::net::counters::count(
+                    crate::net::counters::REGISTRATION_FAILURES,
+                    &[("status", &refusal.status.to_string())],
+                );
                 let phrase = format!(
                     "{} ({})",
                     message::default_reason(refusal.status),
@@ -341,6 +346,10 @@ impl SipServer {
                     if let Some(n) = self.shared.digest_log.hit(now) {
                         tracing::info!(%source, device, reason = why, failed = n, "digest authentication failed");
                     }
+                    crate::net::counters::count(
+                        crate::net::counters::REGISTRATION_FAILURES,
+                        &[("status", "401")],
+                    );
                 }
                 let mut r = self.respond(req, 401, "Unauthorized");
                 r.headers

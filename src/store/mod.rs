@@ -31,12 +31,15 @@ pub use registrations::RegistrationRow;
 pub enum StoreError {
     #[error("database URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
-    #[error("database {url}: {source}")]
+    #[error("database {url}: {}", describe(.source))]
     Connect {
         url: String,
         #[source]
         source: sqlx::Error,
     },
+    /// The database could not be reached or opened, with the reason in words.
+    #[error("database {url}: {reason}")]
+    Unavailable { url: String, reason: String },
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
@@ -93,10 +96,24 @@ const SETTINGS: &[&str] = &[
     "paging",
 ];
 
+/// How long opening a PostgreSQL database may take before it is called unreachable (one
+/// attempt: a wrong address fails now rather than after the pool's retries).
+pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     /// `sqlite:PATH`, `sqlite::memory:` and `postgres://...` are accepted.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
+        Store::open_as(url, false).await
+    }
+
+    /// Opens an existing database to read only (`ucm db export`): nothing is created, a missing
+    /// SQLite file is an error, and the schema is not migrated.
+    pub async fn open_existing(url: &str) -> Result<Store, StoreError> {
+        Store::open_as(url, true).await
+    }
+
+    async fn open_as(url: &str, read_only: bool) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("sqlite:") {
             Backend::Sqlite
@@ -111,36 +128,86 @@ impl Store {
         let mut url_owned = url.to_string();
         let memory = url.contains(":memory:");
         if backend == Backend::Sqlite && !memory && !url.contains("mode=") {
-            url_owned.push_str(if url.contains('?') {
-                "&mode=rwc"
-            } else {
-                "?mode=rwc"
-            });
+            let mode = if read_only { "mode=ro" } else { "mode=rwc" };
+            url_owned.push(if url.contains('?') { '&' } else { '?' });
+            url_owned.push_str(mode);
         }
         let file = (backend == Backend::Sqlite && !memory)
             .then(|| sqlite_path(url))
             .flatten();
         if let Some(f) = &file {
-            create_private_file(f).map_err(|e| StoreError::Files {
+            // Said in words before SQLite says "(code: 14) unable to open database file".
+            let files = |reason: String| StoreError::Files {
                 path: f.display().to_string(),
-                source: e,
-            })?;
+                source: std::io::Error::other(reason),
+            };
+            let dir = f.parent().filter(|d| !d.as_os_str().is_empty());
+            if let Some(d) = dir.filter(|d| !d.is_dir()) {
+                return Err(files(format!(
+                    "the directory {} does not exist",
+                    d.display()
+                )));
+            }
+            if read_only && !f.exists() {
+                return Err(files(
+                    "no such database (nothing to read; `ucm db import` creates one)".into(),
+                ));
+            }
+            if f.is_dir() {
+                return Err(files("is a directory, not a database file".into()));
+            }
+            if !read_only {
+                create_private_file(f).map_err(|e| StoreError::Files {
+                    path: f.display().to_string(),
+                    source: e,
+                })?;
+            }
         }
         let opts = AnyConnectOptions::from_str(&url_owned).map_err(|e| StoreError::BadUrl {
-            url: url.to_string(),
+            url: redact(url),
             reason: e.to_string(),
         })?;
+        if backend == Backend::Postgres {
+            // One attempt with a short timeout: the pool would retry for its acquire timeout
+            // and then say only "pool timed out".
+            use sqlx::Connection;
+            let reason = match tokio::time::timeout(
+                PG_CONNECT_TIMEOUT,
+                sqlx::AnyConnection::connect_with(&opts),
+            )
+            .await
+            {
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    None
+                }
+                Ok(Err(e)) => Some(describe(&e)),
+                Err(_) => Some(format!(
+                    "no answer within {} s (is the address right, and PostgreSQL reachable?)",
+                    PG_CONNECT_TIMEOUT.as_secs()
+                )),
+            };
+            if let Some(reason) = reason {
+                return Err(StoreError::Unavailable {
+                    url: redact(url),
+                    reason,
+                });
+            }
+        }
         let mut pool_opts = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             // One connection for an in-memory database (each connection would get its own);
             // WAL and a busy timeout so readers never block the writer on a file.
             pool_opts = pool_opts
                 .max_connections(if memory { 1 } else { 8 })
-                .after_connect(|conn, _| {
+                .after_connect(move |conn, _| {
                     Box::pin(async move {
-                        sqlx::query("PRAGMA journal_mode=WAL")
-                            .execute(&mut *conn)
-                            .await?;
+                        // A reader leaves the journal mode as the writer set it.
+                        if !read_only {
+                            sqlx::query("PRAGMA journal_mode=WAL")
+                                .execute(&mut *conn)
+                                .await?;
+                        }
                         sqlx::query("PRAGMA busy_timeout=10000")
                             .execute(&mut *conn)
                             .await?;
@@ -166,6 +233,14 @@ impl Store {
                 url: redact(url),
                 source,
             })?;
+        if read_only {
+            return Ok(Store {
+                pool,
+                backend,
+                url: url.to_string(),
+                file,
+            });
+        }
         match backend {
             Backend::Sqlite => MIGRATE_SQLITE.run(&pool).await?,
             Backend::Postgres => MIGRATE_POSTGRES.run(&pool).await?,
@@ -394,6 +469,49 @@ pub fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     }
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir)
+}
+
+/// A connection error in words: SQLite's result codes and PostgreSQL's SQLSTATEs a person meets
+/// when opening a database, the network's refusals; anything else as the driver says it.
+fn describe(e: &sqlx::Error) -> String {
+    match e {
+        sqlx::Error::Io(io) => match io.kind() {
+            std::io::ErrorKind::ConnectionRefused => {
+                "connection refused (is the server running, and on that port?)".into()
+            }
+            std::io::ErrorKind::TimedOut => "connection timed out".into(),
+            _ => format!("cannot connect: {io}"),
+        },
+        sqlx::Error::Database(d) => {
+            let code = d.code().map(|c| c.to_string()).unwrap_or_default();
+            let words = match code.as_str() {
+                // SQLite primary result codes (extended codes keep the low byte).
+                c if c.parse::<u32>().is_ok_and(|n| n & 0xff == 14) => {
+                    "cannot open the database file (missing directory, no permission, or not a file)"
+                }
+                c if c.parse::<u32>().is_ok_and(|n| n & 0xff == 26) => "the file is not a database",
+                c if c.parse::<u32>().is_ok_and(|n| n & 0xff == 8) => {
+                    "the database is read-only (file or directory permissions)"
+                }
+                c if c.parse::<u32>().is_ok_and(|n| n & 0xff == 5) => {
+                    "the database is locked by another process"
+                }
+                "3D000" => "no such database",
+                "28P01" | "28000" => "authentication failed (user or password refused)",
+                "53300" => "the server has no free connection",
+                "57P03" => "the server is starting up or shutting down",
+                _ => "",
+            };
+            if words.is_empty() {
+                d.message().to_string()
+            } else {
+                format!("{words} ({})", d.message())
+            }
+        }
+        sqlx::Error::PoolTimedOut => "no connection within the pool's timeout".into(),
+        sqlx::Error::Tls(t) => format!("TLS: {t}"),
+        other => other.to_string(),
+    }
 }
 
 /// The file of a `sqlite:PATH` or `sqlite://PATH` URL (query string left out).

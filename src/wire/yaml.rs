@@ -177,11 +177,128 @@ pub struct Locator {
 impl Locator {
     /// Reads `text`; a document that cannot be read yields a locator that knows nothing.
     pub fn new(text: &str) -> Locator {
-        Locator {
-            root: serde_saphyr::from_str_with_options::<Spanned<Node>>(text, options(text)).ok(),
-        }
+        Locator::read(text).unwrap_or(Locator { root: None })
     }
 
+    /// Reads `text` as YAML without any schema: the error is a syntax error (or a reader limit),
+    /// never a field the schema misses.
+    pub fn read(text: &str) -> Result<Locator, serde_saphyr::Error> {
+        Ok(Locator {
+            root: Some(serde_saphyr::from_str_with_options::<Spanned<Node>>(
+                text,
+                options(text),
+            )?),
+        })
+    }
+
+    /// The top-level entries of a mapping document with the byte ranges of their values and,
+    /// for a block sequence, of each item: parts that can be read alone (see [`isolate`]) so
+    /// that one mistake does not hide the next.
+    pub fn parts(&self, text: &str) -> Vec<Part> {
+        let Some(Node::Map(entries)) = self.root.as_ref().map(|r| &r.value) else {
+            return Vec::new();
+        };
+        let start_of = |n: &Spanned<Node>| {
+            let o = n.defined.span().byte_offset()? as usize;
+            (o <= text.len() && text.is_char_boundary(o)).then_some((o, n.defined.line()))
+        };
+        let mut parts = Vec::new();
+        for (key, value) in entries {
+            let Some((start, line)) = start_of(value) else {
+                continue;
+            };
+            // A top-level value ends at the next line that starts in the first column.
+            let range = start..block_end(text, start, 1);
+            let items = match &value.value {
+                Node::Seq(items) => items
+                    .iter()
+                    .map(|item| {
+                        let (s, line) = start_of(item)?;
+                        let dash = block_item_dash(text, s)?;
+                        Some(Piece {
+                            range: s..block_end(text, s, dash),
+                            line,
+                        })
+                    })
+                    .collect::<Option<Vec<_>>>(),
+                _ => None,
+            };
+            parts.push(Part {
+                key: key.clone(),
+                value: Piece { range, line },
+                items,
+            });
+        }
+        parts
+    }
+}
+
+/// A top-level entry of a document: see [`Locator::parts`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub key: String,
+    /// The value.
+    pub value: Piece,
+    /// Each item when the value is a block sequence (`None` for anything else).
+    pub items: Option<Vec<Piece>>,
+}
+
+/// A node's bytes in the document and the line it starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub range: std::ops::Range<usize>,
+    pub line: u64,
+}
+
+/// The part of `text` in `range` as a document of its own: the text before it on its first line
+/// is blanked, so it reads alone at the same columns; add `lines_before` to its error lines.
+pub fn isolate(text: &str, piece: &Piece) -> Isolated {
+    let range = piece.range.clone();
+    let line_start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+    let lines_before = piece.line.saturating_sub(1);
+    let mut part = " ".repeat(text[line_start..range.start].chars().count());
+    part.push_str(&text[range]);
+    Isolated {
+        text: part,
+        lines_before,
+    }
+}
+
+/// See [`isolate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Isolated {
+    pub text: String,
+    pub lines_before: u64,
+}
+
+/// The 1-based column of the `- ` that introduces a block sequence item starting at `start`.
+fn block_item_dash(text: &str, start: usize) -> Option<usize> {
+    let line_start = text[..start].rfind('\n').map_or(0, |i| i + 1);
+    let before = text[line_start..start].trim_end_matches(' ');
+    let dash = before.strip_suffix('-')?;
+    dash.bytes().all(|b| b == b' ').then_some(dash.len() + 1)
+}
+
+/// Where a block node starting at `start` ends: the first later line whose content starts at or
+/// left of column `col` (blank and comment lines do not end it).
+fn block_end(text: &str, start: usize, col: usize) -> usize {
+    let mut pos = text[start..]
+        .find('\n')
+        .map_or(text.len(), |i| start + i + 1);
+    while pos < text.len() {
+        let line_end = text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1);
+        let line = &text[pos..line_end];
+        let content = line.trim_start_matches(' ');
+        let blank = content.trim().is_empty() || content.starts_with('#');
+        if !blank && line.len() - content.len() < col {
+            return pos;
+        }
+        pos = line_end;
+    }
+    text.len()
+}
+
+impl Locator {
     /// Line and column (1-based) of the deepest node on `path` that exists: a missing field
     /// points at the mapping that should have held it.
     pub fn locate(&self, path: &Path) -> Option<(u64, u64)> {
@@ -251,5 +368,25 @@ mod tests {
         let p = Path::root().key("list").index(0).key("missing");
         assert_eq!(l.locate(&p).map(|x| x.0), Some(3));
         assert_eq!(p.to_string(), "list[0].missing");
+    }
+
+    #[test]
+    fn parts_isolate_block_items_at_their_place() {
+        let text =
+            "a: {x: 1}\nlist:\n  - name: x\n    pool: p1\n  # note\n  - name: y\nb:\n- 1\n- [2]\n";
+        let parts = Locator::read(text).unwrap().parts(text);
+        assert_eq!(parts.len(), 3);
+        let list = &parts[1];
+        let items = list.items.as_ref().unwrap();
+        assert_eq!(
+            &text[items[0].range.clone()],
+            "name: x\n    pool: p1\n  # note\n"
+        );
+        assert_eq!(&text[items[1].range.clone()], "name: y\n");
+        assert_eq!(parts[2].items.as_ref().unwrap().len(), 2);
+        let alone = isolate(text, &items[0]);
+        assert_eq!(alone.lines_before, 2);
+        assert_eq!(alone.text.lines().next(), Some("    name: x"));
+        assert!(Locator::read(&alone.text).is_ok());
     }
 }

@@ -214,8 +214,15 @@ fn r2_yaml_type_and_spelling_errors() {
         "model: Cisco 8845\n    device_pool: DP1\n    lines",
         "model: [1, 2]\n    device_pool: DP1\n    lines",
     );
+    // Found where it is, among what follows from that device not reading (its line is on no
+    // device).
     let errs = errors(&t);
-    assert_eq!(errs[0].line, line_of(&t, "model: [1, 2]"));
+    assert!(
+        errs.iter()
+            .any(|e| e.line == line_of(&t, "model: [1, 2]")
+                && e.field.starts_with("devices[1].model")),
+        "{errs:#?}"
+    );
 }
 
 #[test]
@@ -412,4 +419,69 @@ fn r14_every_service_flag_is_spelt_as_the_definition_spells_it() {
         let yaml = serde_json::to_value(s).unwrap();
         assert_eq!(yaml.as_str(), Some(s.flag()));
     }
+}
+
+#[test]
+fn r21_yaml_syntax_errors_are_reported_as_such() {
+    // A key indented off its mapping: the parser's complaint, not "missing field".
+    let t = BASE.replace("  name: Test\n", " name: Test\n");
+    let errs = errors(&t);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert_eq!(errs[0].line, line_of(&t, " name: Test"), "{}", errs[0]);
+    assert!(
+        errs[0].message.starts_with("YAML syntax error: ") && !errs[0].message.contains("missing"),
+        "{}",
+        errs[0]
+    );
+    let t = BASE.replace("partitions: [PT1]", "partitions: [PT1");
+    let errs = errors(&t);
+    assert_eq!(errs.len(), 1, "{errs:#?}");
+    assert!(errs[0].message.contains("YAML syntax error"), "{}", errs[0]);
+}
+
+#[test]
+fn r21_structural_and_semantic_errors_all_at_once() {
+    // devices[0] has a misspelt field, devices[1] a wrong type, end_users[0] is fine but the
+    // cluster section has an unknown field and a CSS names an unknown partition.
+    let t = BASE
+        .replace("  name: Test\n", "  name: Test\n  colour: blue\n")
+        .replace("partitions: [PT1]", "partitions: [PTX]")
+        .replace("    css: CSS1\n", "    css: CSS1\n    speling: 1\n")
+        .replace(
+            "model: Cisco 8845\n    device_pool: DP1\n    lines:\n      - dn: \"1001\"",
+            "model: [1, 2]\n    device_pool: DP1\n    lines:\n      - dn: \"1001\"",
+        );
+    let t = format!(
+        "{t}  - userid: bob\n    last_name: B\n    associated_devices: [SEP000000000009]\n"
+    );
+    let errs = errors(&t);
+    let want = [
+        (line_of(&t, "colour"), "cluster.colour", "unknown field"),
+        (
+            line_of(&t, "[PTX]"),
+            "calling_search_spaces[0].partitions[0]",
+            "PTX",
+        ),
+        (
+            line_of(&t, "speling"),
+            "devices[0].speling",
+            "unknown field",
+        ),
+        (line_of(&t, "model: [1, 2]"), "devices[1].model", ""),
+        // The second user is end_users[1] in the file whatever did not read before it.
+        (
+            line_of(&t, "[SEP000000000009]"),
+            "end_users[1].associated_devices[0]",
+            "unknown device",
+        ),
+    ];
+    for (line, field, says) in want {
+        assert!(
+            errs.iter()
+                .any(|e| e.line == line && e.field.starts_with(field) && e.message.contains(says)),
+            "no {line}: {field}: {says} in {errs:#?}"
+        );
+    }
+    // Sorted by place in the file.
+    assert!(errs.windows(2).all(|w| w[0].line <= w[1].line), "{errs:#?}");
 }

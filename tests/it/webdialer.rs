@@ -527,6 +527,72 @@ fn dial(args: &[&str], password: Option<&str>) -> (i32, String, String) {
 }
 
 #[test]
+fn r21_ucm_dial_says_what_it_knows_and_metrics_count_it() {
+    let (_dir, srv) = start(3);
+    let server = format!("http://{}", srv.addr("http"));
+    let _sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.74.30",
+            "--auto-answer",
+        ],
+    );
+    // Nothing has 99999: WebDialer placed the call, it cannot know that anything rings.
+    let (rc, out, err) = dial(
+        &[
+            "99999",
+            "--user",
+            "jsmith",
+            "--password-stdin",
+            "--server",
+            &server,
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(!out.contains("ringing"), "{out}");
+    assert!(out.contains("the call to 99999 was placed"), "{out}");
+
+    // What happened is on /metrics, by the names README lists.
+    let (_, _, body) = crate::common::http_get(srv.addr("http"), "/metrics");
+    let m = String::from_utf8_lossy(&body);
+    let value = |series: &str| -> f64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or_else(|| panic!("no {series} in\n{m}"))
+    };
+    assert!(value("ucm_sip_registrations_total ") >= 1.0, "{m}");
+    assert_eq!(
+        value("ucm_webdialer_requests_total{code=\"0\",operation=\"makeCallSoap\"} "),
+        1.0
+    );
+    assert!(value("ucm_calls_attempted_total ") >= 1.0, "{m}");
+    assert!(
+        value("ucm_http_requests_by_route_total{route=\"/webdialer/services/WebdialerSoapService70\",status=\"200\"} ")
+            >= 1.0,
+        "{m}"
+    );
+    for family in [
+        "ucm_sip_registration_failures_total",
+        "ucm_calls_connected_total",
+        "ucm_calls_failed_total",
+        "ucm_calls_active",
+        "ucm_em_logins_total",
+        "ucm_em_login_failures_total",
+        "ucm_pages_total",
+        "ucm_page_phones_joined_total",
+    ] {
+        assert!(
+            m.contains(&format!("# TYPE {family} ")),
+            "no {family} in\n{m}"
+        );
+    }
+}
+
+#[test]
 fn r7_ucm_dial_places_and_ends_calls_with_exit_codes() {
     let (_dir, srv) = start(3);
     let server = format!("http://{}", srv.addr("http"));

@@ -236,6 +236,7 @@ pub async fn handler(
         )),
         Err(e) => {
             tracing::info!(device, user, code = e.code, reason = %e.message, "EMApp login refused");
+            crate::net::counters::em_login_failed(e.code);
             text(&unavailable(&e, true))
         }
     }

@@ -193,7 +193,8 @@ impl EmService {
                     profile.as_deref(),
                     duration,
                 )
-                .await?;
+                .await
+                .inspect_err(|e| crate::net::counters::em_login_failed(e.code))?;
                 Ok(api::success())
             }
             Request::Logout { device, .. } => {
@@ -418,6 +419,7 @@ impl EmService {
                 Some(row) => {
                     self.schedule(row.logout_at, &c.device);
                     tracing::info!(device, user, profile = %row.profile, logout_at = ?row.logout_at, "EM login");
+                    crate::net::counters::count(crate::net::counters::EM_LOGINS, &[]);
                 }
             }
             reset_phone(state, &c.device);

@@ -244,6 +244,7 @@ async fn save(svc: &PagingService, report: &PageReport) {
         ended_by = %report.ended_by,
         "page finished"
     );
+    crate::net::counters::page_finished(report.joined as u64);
     let json = match serde_json::to_string(report) {
         Ok(j) => j,
         Err(e) => {
@@ -318,6 +319,7 @@ async fn page(
     };
     let report = run(svc, &offer, group_name, admitted, report, started, stop).await;
     lock(&svc.active).remove(&offer.call);
+    crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], -1);
     report
 }
 
@@ -394,6 +396,7 @@ async fn admit(
             ));
         };
         active.insert(offer.call, a);
+        crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], 1);
         a
     };
     let group_addr = SocketAddr::new(IpAddr::V4(address), paging.multicast_port);
@@ -407,6 +410,7 @@ async fn admit(
         crate::net::multicast_sender(mcast_local, audio_dscp, paging.multicast_ttl, iface, true)
             .map_err(|e| {
                 lock(&svc.active).remove(&offer.call);
+                crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], -1);
                 (503, format!("Service Unavailable (multicast socket: {e})"))
             })?;
     Ok(Admitted {

@@ -601,6 +601,7 @@ impl WebDialerService {
 }
 
 fn call_reply(ns: &str, op: &str, r: Result<(), WdError>) -> String {
+    crate::net::counters::webdialer_answered(op, r.as_ref().err().map_or(0, |e| e.code as i64));
     match r {
         Ok(()) => soap::call_response(ns, op, 0, "Success"),
         Err(e) => {

@@ -324,6 +324,7 @@ impl B2bua {
             self.timers.remove(&(at, call));
         }
         c.state = CallState::Connected;
+        crate::net::counters::call_connected();
         c.legs[0].state = LegState::Confirmed;
         let a_req = c.a_request.clone();
         let a_tag = c.legs[0].local_tag.clone();
@@ -398,6 +399,7 @@ impl B2bua {
         let id = self.next_call;
         self.next_call += 1;
         *self.line_load.entry(key).or_default() += 1;
+        crate::net::counters::count(crate::net::counters::CALLS_ATTEMPTED, &[]);
         self.calls.insert(
             id,
             Call {

@@ -94,6 +94,8 @@ impl B2bua {
             leg.state = LegState::Confirmed;
             c.answered = Some(idx);
             c.state = CallState::Connected;
+            crate::net::counters::call_connected();
+            tracing::info!(call, "call connected");
             if let Some(at) = c.no_answer_at.take() {
                 self.timers.remove(&(at, call));
             }
@@ -207,6 +209,10 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
+        crate::net::counters::count(
+            crate::net::counters::CALLS_FAILED,
+            &[("status", &status.to_string())],
+        );
         if c.third_party.is_some() {
             if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
                 out.push(Out::Reply(id, Reply::Call(Err(call_error(status, reason)))));
@@ -226,6 +232,7 @@ impl B2bua {
             self.end_call(call, out);
             return;
         }
+        tracing::info!(call, status, reason, "call failed");
         if let Some(akey) = c.a_invite.take() {
             let a_req = c.a_request.clone();
             let a_tag = c.legs[0].local_tag.clone();
@@ -238,6 +245,7 @@ impl B2bua {
         let Some(mut c) = self.calls.remove(&call) else {
             return;
         };
+        crate::net::counters::call_ended(c.state == CallState::Connected);
         c.state = CallState::Ended;
         if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
             let e = call_error(480, "the call ended before it was set up");

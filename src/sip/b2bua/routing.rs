@@ -208,6 +208,7 @@ impl B2bua {
             .insert((a_leg.call_id.clone(), a_tag.clone()), (id, 0));
         self.by_server_invite.insert(key.clone(), id);
         let delayed_offer = req.body.is_empty();
+        crate::net::counters::count(crate::net::counters::CALLS_ATTEMPTED, &[]);
         self.calls.insert(
             id,
             Call {
