@@ -22,6 +22,16 @@ pub enum Listener {
     TftpHttp,
 }
 
+/// How every listener reads HTTP/1.1 requests (the fuzz target `http_head` reads with it too).
+pub fn http1_reader() -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .keep_alive(true);
+    builder
+}
+
 /// Accepts connections until shutdown; each is served on its own task, and shutdown waits for
 /// the requests in flight (connections are told to close after them).
 pub async fn serve(
@@ -74,11 +84,7 @@ pub async fn serve(
                     async move { Ok::<_, Infallible>(app.oneshot(req).await.into_response()) }
                 },
             );
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .keep_alive(true);
+            let builder = http1_reader();
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);
