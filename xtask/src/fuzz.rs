@@ -1,4 +1,4 @@
-//! `cargo xtask fuzz [--seconds N] [--runs N] [TARGET..]`: runs the fuzz targets of `fuzz/`
+//! `cargo xtask fuzz [--seconds N] [--runs N] [--keep-corpus] [TARGET..]`: runs the fuzz targets of `fuzz/`
 //! with cargo-fuzz (libFuzzer) on the nightly toolchain, one after another, at the lowest CPU
 //! priority.
 //!
@@ -36,6 +36,8 @@ const DEFAULT_SECONDS: u64 = 60;
 struct Options {
     seconds: Option<u64>,
     runs: Option<u64>,
+    /// `--keep-corpus`: leave fuzz/corpus as it is (CI, where the clone is thrown away).
+    keep_corpus: bool,
     targets: Vec<String>,
 }
 
@@ -43,6 +45,7 @@ fn parse_args(args: &[&str]) -> Result<Options> {
     let mut o = Options {
         seconds: None,
         runs: None,
+        keep_corpus: false,
         targets: Vec::new(),
     };
     let mut it = args.iter();
@@ -61,7 +64,10 @@ fn parse_args(args: &[&str]) -> Result<Options> {
                     o.runs = Some(n);
                 }
             }
-            s if s.starts_with('-') => bail!("unknown option {s:?} (--seconds N, --runs N)"),
+            "--keep-corpus" => o.keep_corpus = true,
+            s if s.starts_with('-') => {
+                bail!("unknown option {s:?} (--seconds N, --runs N, --keep-corpus)")
+            }
             t => o.targets.push(t.to_string()),
         }
     }
@@ -101,9 +107,37 @@ fn all_targets(dir: &Path) -> Result<Vec<String>> {
 fn cargo_fuzz(dir: &Path) -> Command {
     let mut c = Command::new("cargo");
     c.arg("+nightly").arg("fuzz").current_dir(dir);
-    // The environment of `cargo xtask` points at the stable toolchain; let rustup choose.
-    for v in ["RUSTC", "RUSTDOC", "RUSTUP_TOOLCHAIN", "CARGO"] {
-        c.env_remove(v);
+    // A build cache kept outside the checkout (CI's clone is new each time; the sanitizer
+    // coverage build of every dependency is most of the time).
+    if let Some(t) = std::env::var_os("UCM_FUZZ_TARGET_DIR") {
+        c.env("CARGO_TARGET_DIR", t);
+    }
+    // `cargo xtask` runs us with its package's variables (CARGO_PKG_NAME, CARGO_MANIFEST_DIR,
+    // ...) and the stable toolchain's; build scripts that watch such variables (ring's) would
+    // rebuild everything above them whenever the fuzz crate is built from a shell instead.
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let cargo_set = [
+            "CARGO_PKG_",
+            "CARGO_MANIFEST_",
+            "CARGO_CRATE_",
+            "CARGO_BIN_",
+        ]
+        .iter()
+        .any(|p| k.starts_with(p))
+            || matches!(
+                k,
+                "CARGO"
+                    | "CARGO_PRIMARY_PACKAGE"
+                    | "OUT_DIR"
+                    | "RUSTC"
+                    | "RUSTDOC"
+                    | "RUSTUP_TOOLCHAIN"
+                    | "LD_LIBRARY_PATH"
+            );
+        if cargo_set {
+            c.env_remove(k);
+        }
     }
     c
 }
@@ -317,6 +351,11 @@ pub fn fuzz(args: &[&str]) -> Result<()> {
 
         // Minimise: the committed corpus and what this run found, merged into the inputs that
         // keep the coverage.
+        if o.keep_corpus {
+            let (n, bytes) = dir_size(&corpus);
+            rows.push(row(t, &stats, n, bytes, secs));
+            continue;
+        }
         let merged = dir.join("target").join("merged-corpus").join(t);
         let _ = std::fs::remove_dir_all(&merged);
         std::fs::create_dir_all(&merged).with_context(|| merged.display().to_string())?;
@@ -328,7 +367,9 @@ pub fn fuzz(args: &[&str]) -> Result<()> {
             .arg(&corpus)
             .arg(&scratch)
             .arg("--")
-            .arg("-merge=1")
+            // The smallest set of inputs that keeps every feature (not every input that
+            // added one on the way), so the committed corpus stays small.
+            .arg("-set_cover_merge=1")
             .arg(format!("-max_len={MAX_INPUT}"))
             .arg(format!("-timeout={INPUT_TIMEOUT_S}"))
             .arg(format!("-rss_limit_mb={RSS_LIMIT_MB}"))
@@ -353,10 +394,7 @@ pub fn fuzz(args: &[&str]) -> Result<()> {
             );
         }
         let (n, bytes) = dir_size(&corpus);
-        rows.push(format!(
-            "{t:<20} {:>12} {:>9} {:>7} {:>7} {:>7} {:>9} {:>6.0}",
-            stats.execs, stats.exec_per_s, stats.cov, stats.ft, n, bytes, secs
-        ));
+        rows.push(row(t, &stats, n, bytes, secs));
     }
 
     println!(
@@ -373,6 +411,13 @@ pub fn fuzz(args: &[&str]) -> Result<()> {
         bail!("{} fuzz target run(s) failed", crashes.len());
     }
     Ok(())
+}
+
+fn row(t: &str, s: &Stats, files: usize, bytes: u64, secs: f64) -> String {
+    format!(
+        "{t:<20} {:>12} {:>9} {:>7} {:>7} {:>7} {:>9} {:>6.0}",
+        s.execs, s.exec_per_s, s.cov, s.ft, files, bytes, secs
+    )
 }
 
 fn hex(b: &[u8]) -> String {

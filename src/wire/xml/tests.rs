@@ -315,7 +315,7 @@ fn encodings() {
 /// `&amp;`), so the written object read back differently.
 #[test]
 fn r15_attribute_reference_before_multibyte_text_is_decoded() {
-    let x = "<CiscoIPPhoneExecute><ExecuteItem URL=\"http://s/?a&#10;ÚÚÚÚÚÚÚÚ&amp;ééééééé\"/></CiscoIPPhoneExecute>";
+    let x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CiscoIPPhoneExecute><ExecuteItem URL=\"http://s/?a&#10;ÚÚÚÚÚÚÚÚ&amp;ééééééé\"/></CiscoIPPhoneExecute>";
     let p = parse(x).unwrap();
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     let CiscoIPPhoneObject::Execute(e) = &p.object else {
