@@ -354,6 +354,7 @@ pub fn fuzz(args: &[&str]) -> Result<()> {
         if o.keep_corpus {
             let (n, bytes) = dir_size(&corpus);
             rows.push(row(t, &stats, n, bytes, secs));
+            eprintln!("xtask fuzz: {}", rows.last().map_or("", String::as_str));
             continue;
         }
         let merged = dir.join("target").join("merged-corpus").join(t);
@@ -395,6 +396,8 @@ pub fn fuzz(args: &[&str]) -> Result<()> {
         }
         let (n, bytes) = dir_size(&corpus);
         rows.push(row(t, &stats, n, bytes, secs));
+        // Each row as it comes too: a long campaign stopped half-way keeps what it measured.
+        eprintln!("xtask fuzz: {}", rows.last().map_or("", String::as_str));
     }
 
     println!(
