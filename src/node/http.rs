@@ -84,6 +84,16 @@ Content-Type: text/plain\r\nContent-Length: 35\r\n\r\ntoo many connections; retr
 static REFUSED_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
 static ACCEPT_FAILED_LOG: LogRate = LogRate::new(LOG_RATE_WINDOW);
 
+/// How every listener reads HTTP/1.1 requests (the fuzz target `http_head` reads with it too).
+pub fn http1_reader(header_read_timeout: Duration) -> hyper::server::conn::http1::Builder {
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(header_read_timeout)
+        .keep_alive(true);
+    builder
+}
+
 /// Accepts connections until shutdown; each is served on its own task, and shutdown waits for
 /// the requests in flight (connections are told to close after them).
 pub async fn serve(
@@ -175,11 +185,7 @@ pub async fn serve_with<C: Counters>(
                     async move { Ok::<_, Infallible>(app.oneshot(req).await.into_response()) }
                 },
             );
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout)
-                .keep_alive(true);
+            let builder = http1_reader(limits.header_read_timeout);
             match tls {
                 None => {
                     let conn = builder.serve_connection(TokioIo::new(stream), svc);

@@ -226,6 +226,10 @@ pub struct CaptureReader<R> {
 /// record that is larger, and only as its bytes arrive).
 pub(crate) const READ_BLOCK: usize = 1 << 20;
 
+/// The first read's size: the buffer doubles from here to [`READ_BLOCK`] as the file proves
+/// longer (a large file reaches it within a few reads).
+pub(crate) const FIRST_READ: usize = 8 * 1024;
+
 /// Free bytes in front of each read-ahead block, where the unread tail of the previous block
 /// (a record cut by the block boundary) is put so the record is contiguous without copying the
 /// block.
@@ -792,12 +796,14 @@ impl<R: Read> CaptureReader<R> {
                     self.buf.copy_within(self.pos..self.end, 0);
                     self.end -= self.pos;
                     self.pos = 0;
-                } else {
-                    // Grow only as data actually arrives (at most doubling), so a length
-                    // field that lies costs no more memory than the file holds.
-                    let len = self.buf.len();
+                }
+                // Grow only as data actually arrives (at most doubling), so a length field
+                // that lies costs no more memory than the file holds; start small and double
+                // up to READ_BLOCK, so a small capture costs no megabyte of zeroed memory.
+                let len = self.buf.len();
+                if self.end == len || len < READ_BLOCK {
                     let grown = if len == 0 {
-                        READ_BLOCK
+                        FIRST_READ
                     } else {
                         len.saturating_mul(2).min(need.max(READ_BLOCK))
                     };

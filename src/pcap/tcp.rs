@@ -1287,6 +1287,50 @@ mod tests {
         assert_eq!(b.frame_at(0), (9, 90));
     }
 
+    /// The `tcp_http` fuzz target's crash input (issue 15): a 34-byte stream in 1-byte segments
+    /// whose first segment arrives after the 23 that follow it. The reassembler's default
+    /// bounds (4096 out-of-order segments) hold that losslessly; the target's lossless mode had
+    /// kept its 16-segment bound, so the reassembler rightly declared the hole a
+    /// `BufferLimit` gap. Both halves are asserted: the default is lossless, the bound is a bound.
+    #[test]
+    fn r15_one_byte_segments_reordered_past_23_later_ones() {
+        let stream =
+            hex::decode("01200900ffffffff000a0a202e20200101802323232323232323ffffffff00202020")
+                .expect("hex");
+        let isn = (u32::MAX - 40).wrapping_add(0x80);
+        let mut order: Vec<usize> = (0..stream.len()).collect();
+        for k in 0..23 {
+            order.swap(k, k + 1);
+        }
+        assert_eq!(order[..24].last(), Some(&0));
+        let run = |config: TcpConfig| {
+            let mut r = TcpReassembler::new(config);
+            r.push(F, seg(0, isn, 0, TcpFlags::SYN, b""));
+            for (frame, &k) in order.iter().enumerate() {
+                let seq = isn.wrapping_add(1).wrapping_add(k as u32);
+                r.push(F, seg(frame as u64 + 1, seq, 0, A, &stream[k..k + 1]));
+            }
+            r.finish(100);
+            collect(&mut r)
+        };
+        let (data, other) = run(TcpConfig::default());
+        assert_eq!(data[0], stream);
+        assert!(gaps(&other).is_empty(), "{other:?}");
+
+        let bounded = TcpConfig {
+            max_out_of_order_segments: 16,
+            ..TcpConfig::default()
+        };
+        let (data, other) = run(bounded);
+        let g = gaps(&other);
+        assert_eq!(g.len(), 1, "{other:?}");
+        assert_eq!(
+            (g[0].offset, g[0].len, g[0].reason),
+            (0, 1, GapReason::BufferLimit)
+        );
+        assert_eq!(data[0], stream[1..]);
+    }
+
     /// Every corpus capture: each connection's chunks and gaps tile its streams exactly.
     #[test]
     fn r4_corpus_every_capture_reassembles_contiguously() {

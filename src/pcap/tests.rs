@@ -835,3 +835,57 @@ fn read_ahead_yields_what_direct_reading_yields() {
         Err(PcapError::Io { offset: 0, .. })
     ));
 }
+
+/// Records the size of every buffer the capture reader asks to fill.
+struct Asks<'a> {
+    data: &'a [u8],
+    asks: Vec<usize>,
+}
+
+impl std::io::Read for Asks<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.asks.push(buf.len());
+        let n = buf.len().min(self.data.len());
+        buf[..n].copy_from_slice(&self.data[..n]);
+        self.data = &self.data[n..];
+        Ok(n)
+    }
+}
+
+/// Issue 15: the pcap_reader fuzz target ran 1,300 inputs per second because every capture,
+/// however small, cost a zeroed 1 MiB buffer. A small capture is now read into a small
+/// buffer, and a large one still gets READ_BLOCK-sized reads after a few doublings.
+#[test]
+fn r15_small_capture_is_read_without_a_megabyte_buffer() {
+    use super::reader::{FIRST_READ, READ_BLOCK};
+    let a = eth(0x0800, &ipv4(tos(46), 17, &udp()));
+    let small = pcap(false, false, 65535, 1, &[(1, 1, &a)]);
+    let mut src = Asks {
+        data: &small,
+        asks: Vec::new(),
+    };
+    let mut reader = CaptureReader::new(&mut src).expect("header");
+    while reader.next_packet().expect("packet").is_some() {}
+    drop(reader);
+    assert!(
+        src.asks.iter().all(|&n| n <= FIRST_READ),
+        "asked for {:?}",
+        src.asks
+    );
+
+    let records: Vec<(u32, u32, &[u8])> = (0..100_000).map(|i| (i, 0, &a[..])).collect();
+    let big = pcap(false, false, 65535, 1, &records);
+    assert!(big.len() > 4 * READ_BLOCK);
+    let mut src = Asks {
+        data: &big,
+        asks: Vec::new(),
+    };
+    let tally = dscp_tally(&mut src).expect("tally");
+    assert_eq!(tally.packets, 100_000);
+    assert!(src.asks.len() < 20, "{} reads", src.asks.len());
+    assert!(
+        src.asks.iter().any(|&n| n >= READ_BLOCK / 2),
+        "{:?}",
+        src.asks
+    );
+}

@@ -100,6 +100,33 @@ pub fn form_field(body: &[u8], name: &str) -> Option<String> {
     })
 }
 
+/// A query string or form body read once, as the services read their parameters: the pairs of
+/// [`form_pairs`], in order, looked up by name whatever its ASCII case (the first match wins,
+/// so a repeated name always means the same thing).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Form {
+    pub pairs: Vec<(String, String)>,
+}
+
+impl Form {
+    /// Reads a query string (without the `?`) or an `application/x-www-form-urlencoded` body.
+    pub fn parse(s: &[u8]) -> Form {
+        Form {
+            pairs: form_pairs(s),
+        }
+    }
+
+    /// The value of the first field named `name` (ASCII case-insensitive), trimmed; `None` when
+    /// the field is absent or blank.
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.pairs
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim())
+            .filter(|v| !v.is_empty())
+    }
+}
+
 /// Decodes standard base64 (padding optional, whitespace ignored).
 pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let val = |c: u8| -> Option<u32> {
@@ -261,5 +288,17 @@ mod tests {
             vec![("a".into(), "\u{20ac}%zz%".into())]
         );
         assert!(form_pairs(b"").is_empty());
+    }
+
+    #[test]
+    fn form_lookup_ignores_case_trims_and_the_first_match_wins() {
+        let f = Form::parse(b"DEVICE=SEP001&device=SEP002&pin=+12%20&userid=&loginType=dn");
+        assert_eq!(f.get("device"), Some("SEP001"));
+        assert_eq!(f.get("Device"), Some("SEP001"));
+        assert_eq!(f.get("pin"), Some("12"));
+        assert_eq!(f.get("userid"), None);
+        assert_eq!(f.get("logintype"), Some("dn"));
+        assert_eq!(f.get("logout"), None);
+        assert_eq!(Form::parse(b""), Form::default());
     }
 }

@@ -14,6 +14,7 @@ mod bench_em;
 mod bench_paging;
 mod bench_webdialer;
 mod conformance;
+mod fuzz;
 mod layers;
 mod scenario;
 
@@ -49,13 +50,14 @@ fn main() {
                 .with_context(|| path.display().to_string())
                 .map(|()| println!("wrote {}", path.display()))
         }
+        ["fuzz", rest @ ..] => fuzz::fuzz(rest),
         ["gen-cluster", users, out] => users
             .parse()
             .context("user count")
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask conformance [--repeat N] [--set PATH=VALUE].. [NAME..]   run conformance scenarios, verify captures against golden/ and the QoS policy\n  cargo xtask golden [NAME..]            re-record golden/<scenario>/ (ladder.txt, README.md)\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask bench paging [--phones N]  INVITE to go-ahead for 50 and N (1000) phones, multicast pacing\n  cargo xtask bench webdialer [--pairs N] [--seconds S]  makeCall calls/s really connected, Redirector requests/s, vs the seed's 4 and 8/s\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones\n  cargo xtask config-reference           regenerate fixtures/clusters/REFERENCE.md from the model\n  cargo xtask layers                     check the import rules between src/'s modules, print the layers"
+                "usage:\n  cargo xtask conformance [--repeat N] [--set PATH=VALUE].. [NAME..]   run conformance scenarios, verify captures against golden/ and the QoS policy\n  cargo xtask golden [NAME..]            re-record golden/<scenario>/ (ladder.txt, README.md)\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask bench paging [--phones N]  INVITE to go-ahead for 50 and N (1000) phones, multicast pacing\n  cargo xtask bench webdialer [--pairs N] [--seconds S]  makeCall calls/s really connected, Redirector requests/s, vs the seed's 4 and 8/s\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones\n  cargo xtask config-reference           regenerate fixtures/clusters/REFERENCE.md from the model\n  cargo xtask fuzz [--seconds N] [--runs N] [--keep-corpus] [TARGET..]  run the fuzz targets (cargo-fuzz, nightly), keep fuzz/corpus minimal, fail on a crash\n  cargo xtask layers                     check the import rules between src/'s modules, print the layers"
             );
             std::process::exit(2);
         }

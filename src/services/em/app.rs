@@ -14,11 +14,10 @@
 //! The exact page XML and parameter names of Cisco's EMApp are UNCONFIRMED (not in Cisco's public documents); the
 //! parameters here are `device`, `loginType`, `userid`, `dn`, `pin` and `logout`.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{ConnectInfo, Query, RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
@@ -72,15 +71,11 @@ pub async fn handler(
     State(app): State<Arc<EmApp>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Query(q): Query<HashMap<String, String>>,
     RawQuery(raw_query): RawQuery,
 ) -> Response {
-    let get = |k: &str| {
-        q.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(k))
-            .map(|(_, v)| v.trim().to_string())
-            .filter(|v| !v.is_empty())
-    };
+    // The form is read by the wire layer (fuzzed there): names in any case, first one wins.
+    let form = crate::wire::codec::Form::parse(raw_query.as_deref().unwrap_or("").as_bytes());
+    let get = |k: &str| form.get(k).map(str::to_string);
     let Some(device) = get("device") else {
         return text("Login is unavailable(207)");
     };

@@ -297,7 +297,9 @@ fn unescape(raw: &str, warnings: &mut Vec<Warning>, path: &str, pos: Position) -
     while let Some(amp) = rest.find('&') {
         out.push_str(rest.get(..amp).unwrap_or(""));
         let after = rest.get(amp..).unwrap_or("");
-        let semi = after.get(..after.len().min(16)).and_then(|w| w.find(';'));
+        // Bytes, not a str slice: cutting at 16 bytes could split a character after the
+        // reference and lose it (issue 15's fuzzing found `&#10;` then `Ú...` kept literally).
+        let semi = after.bytes().take(16).position(|b| b == b';');
         let decoded = semi.and_then(|semi| Some((resolve(after.get(1..semi)?)?, semi + 1)));
         match decoded {
             Some((ch, len)) => {

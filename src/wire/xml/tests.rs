@@ -310,6 +310,21 @@ fn encodings() {
     assert_eq!(codes(&p), vec!["encoding-approximated"]);
 }
 
+/// Found by the ciscoipphone_xml fuzz target (issue 15): a reference in an attribute followed,
+/// within 16 bytes, by a character whose bytes straddle that cut was kept as text (`&#10;`,
+/// `&amp;`), so the written object read back differently.
+#[test]
+fn r15_attribute_reference_before_multibyte_text_is_decoded() {
+    let x = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><CiscoIPPhoneExecute><ExecuteItem URL=\"http://s/?a&#10;ÚÚÚÚÚÚÚÚ&amp;ééééééé\"/></CiscoIPPhoneExecute>";
+    let p = parse(x).unwrap();
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    let CiscoIPPhoneObject::Execute(e) = &p.object else {
+        panic!("not an execute")
+    };
+    assert_eq!(e.items[0].url, s("http://s/?a\nÚÚÚÚÚÚÚÚ&ééééééé"));
+    assert_eq!(parse(&p.object.to_xml()).unwrap().object, p.object);
+}
+
 #[test]
 fn entities_cdata_comments_and_any_order() {
     let x = r#"<?xml version="1.0" encoding="UTF-8"?>
