@@ -873,9 +873,9 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
         "{body}"
     );
     assert!(body.contains(">End call</button>"), "{body}");
-    // Cisco's end-call dialog closes itself after Duration of End Call Dialog (15 s).
+    // Cisco's end-call dialog (a popup) closes itself after Duration of End Call Dialog (15 s).
     assert!(
-        body.contains("<script>document.getElementById(\"autoclose\").hidden=false;setTimeout(window.close, 15000);</script>"),
+        body.contains("<script>if(window.opener){document.getElementById(\"autoclose\").hidden=false;setTimeout(window.close, 15000);}</script>"),
         "{body}"
     );
     wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
@@ -972,7 +972,10 @@ fn r7_html_servlet_login_preferences_dial_and_end_call() {
         ],
     );
     assert_eq!(st, 403, "{body}");
-    assert!(body.contains("No authentication proxy rights"), "{body}");
+    assert!(
+        body.contains("Call to 10002 failed: wdapp has no proxy rights."),
+        "{body}"
+    );
 }
 
 #[test]
@@ -1241,7 +1244,7 @@ fn r7_response_codes_4_directory_and_8_service_error() {
     );
     assert_eq!(st, 200, "{body}");
     assert!(
-        body.contains("Call to 10002 failed: Directory error"),
+        body.contains("Call to 10002 failed: user nobody is not in the directory."),
         "{body}"
     );
 
@@ -1713,6 +1716,39 @@ impl Browser {
     }
 }
 
+impl Browser {
+    /// Runs `script` in the page (WebDriver "execute sync").
+    fn execute(&self, script: &str) -> serde_json::Value {
+        self.cmd(
+            reqwest::Method::POST,
+            "/execute/sync",
+            serde_json::json!({ "script": script, "args": [] }),
+        )
+    }
+
+    fn windows(&self) -> Vec<String> {
+        let p = format!("/session/{}/window/handles", self.session);
+        let v = self
+            .call(reqwest::Method::GET, &p, None)
+            .unwrap_or_else(|e| panic!("window handles: {e}"));
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|h| h.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn switch_to(&self, handle: &str) {
+        self.cmd(
+            reqwest::Method::POST,
+            "/window",
+            serde_json::json!({ "handle": handle }),
+        );
+    }
+}
+
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
@@ -1813,8 +1849,8 @@ fn r7_chromium_logs_in_picks_a_device_and_dials_and_the_phones_connect() {
         "{page}"
     );
     shot("calling");
-    // The end-call dialog's timer script ran: its note is shown.
-    assert!(browser.displayed("#autoclose"), "{page}");
+    // A tab the user opened cannot be closed by the page's script: nothing is promised.
+    assert!(!browser.displayed("#autoclose"), "{page}");
     wait_state(
         sim_a.http(PHONE_A),
         10,
@@ -2058,4 +2094,188 @@ fn r15_client_gone_during_make_call_cancels_the_ringing_phone() {
     drop(s);
     let sa = wait_state(sim_a.http(PHONE_A), 10, "A's ringing is cancelled", ended);
     assert_eq!(calls(&sa)[0]["end_reason"], "cancelled by caller", "{sa:#}");
+}
+
+/// WebDialer as Cisco's pages use it: another page opens it in a popup with the number to
+/// dial; the login page shows that number and keeps the user ID after a wrong password; the
+/// device list reads as words; the end-call dialog promises to close and does; a failed call
+/// says why in words.
+#[test]
+fn r21_chromium_popup_shows_the_number_keeps_the_user_and_closes_itself() {
+    let Some(browser) = Browser::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = wd_cluster(dir.path(), 3, "    end_call_dialog_seconds: 2\n");
+    let srv = Server::start(&["--config", &def]);
+    let http = srv.addr("http");
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.81.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.81.20",
+            "--auto-answer",
+        ],
+    );
+
+    // The opener: any page of the node's origin.
+    browser.goto(&format!("http://{http}/webdialer/Webdialer"));
+    let opener = browser.windows();
+    assert_eq!(opener.len(), 1);
+    browser.execute("window.open('/webdialer/Webdialer?destination=10002', 'webdialer', 'width=500,height=600');");
+    let popup = browser
+        .windows()
+        .into_iter()
+        .find(|h| !opener.contains(h))
+        .expect("the popup opened");
+    browser.switch_to(&popup);
+    let page = browser.source_with("Log in to call");
+    assert!(
+        page.contains("Log in to call <strong id=\"number\">10002</strong>"),
+        "{page}"
+    );
+
+    // A wrong password: the user ID stays, the number too.
+    browser.type_into("#uid", "jsmith");
+    browser.type_into("#pwd", "wrong");
+    browser.click("button[type=submit]");
+    let page = browser.source_with("Login failed");
+    assert!(page.contains("Login failed"), "{page}");
+    assert!(page.contains("value=\"jsmith\""), "{page}");
+    assert!(page.contains("Log in to call"), "{page}");
+    browser.type_into("#pwd", "cisco");
+    browser.click("button[type=submit]");
+
+    let page = browser.source_with("<h1>Preferences</h1>");
+    assert!(
+        page.contains("SEP00036BC7B973 (") && page.contains(") · line 10001</option>"),
+        "the device list reads as words: {page}"
+    );
+    browser.click("#use-device");
+    browser.click("option[value=\"SEP00036BC7B973|10001\"]");
+    browser.click("button:not(.secondary)");
+    browser.source_with("<h1>Dial</h1>");
+    browser.click("button:not(.secondary)");
+    let page = browser.source_with("Calling 10002 from SEP00036BC7B973");
+    assert!(page.contains("Calling 10002"), "{page}");
+    // A window a script opened: the promise is shown and kept.
+    assert!(browser.displayed("#autoclose"), "{page}");
+    wait_state(sim_b.http(PHONE_B), 10, "B is connected", connected);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while browser.windows().contains(&popup) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the end-call dialog did not close itself"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    browser.switch_to(&opener[0]);
+
+    // The call is still up after the dialog closed; end it the way a script would.
+    let (st, body) = soap(http, &end_call_xml("jsmith", "cisco", PHONE_A));
+    assert_eq!((st, code(&body)), (200, 0), "{body}");
+    wait_state(sim_a.http(PHONE_A), 10, "A hung up", ended);
+}
+
+/// Two calls placed from one device: endCall ends the newer, a second endCall the older one,
+/// which stayed connected (`ucm dial --end` twice).
+#[test]
+fn r21_end_call_reaches_every_call_placed_from_a_device() {
+    let (_dir, srv) = start(3);
+    let server = format!("http://{}", srv.addr("http"));
+    let sim_a = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_A,
+            "--first-ip",
+            "127.0.82.10",
+            "--auto-answer",
+        ],
+    );
+    let sim_b = Sim::start(
+        &srv,
+        &[
+            "--device",
+            PHONE_B,
+            "--first-ip",
+            "127.0.82.20",
+            "--auto-answer",
+        ],
+    );
+    let s = ["--server", server.as_str()];
+    let active = |v: &serde_json::Value| {
+        calls(v)
+            .iter()
+            .filter(|c| c["state"] != "ended" && c["state"] != "idle")
+            .count()
+    };
+    for n in 1..=2 {
+        let (rc, out, err) = dial(
+            &[
+                "10002",
+                "--user",
+                "jsmith",
+                "--device",
+                PHONE_A,
+                "--password-stdin",
+                s[0],
+                s[1],
+            ],
+            Some("cisco"),
+        );
+        assert_eq!(rc, 0, "call {n}: {out}{err}");
+        wait_state(sim_b.http(PHONE_B), 10, &format!("B has {n} calls"), |v| {
+            active(v) >= n
+        });
+    }
+    for left in [1, 0] {
+        let (rc, out, err) = dial(
+            &[
+                "--end",
+                "--user",
+                "jsmith",
+                "--device",
+                PHONE_A,
+                "--password-stdin",
+                s[0],
+                s[1],
+            ],
+            Some("cisco"),
+        );
+        assert_eq!(rc, 0, "{out}{err}");
+        wait_state(
+            sim_a.http(PHONE_A),
+            10,
+            &format!("A has {left} calls up"),
+            |v| active(v) == left,
+        );
+    }
+    let (rc, _, err) = dial(
+        &[
+            "--end",
+            "--user",
+            "jsmith",
+            "--device",
+            PHONE_A,
+            "--password-stdin",
+            s[0],
+            s[1],
+        ],
+        Some("cisco"),
+    );
+    assert_eq!(rc, 1, "nothing left to end: {err}");
+    assert!(err.contains("no WebDialer call in progress"), "{err}");
 }

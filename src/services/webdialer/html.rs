@@ -176,19 +176,45 @@ pub(crate) fn hidden(name: &str, value: &str) -> String {
     )
 }
 
-fn login_page(destination: &str, msg: &str) -> String {
+/// The login page. `uid` is what the user typed before (kept after a failed login; never the
+/// password); `destination`, when another page asked to dial a number, is shown.
+fn login_page(destination: &str, uid: &str, msg: &str) -> String {
+    let number = if destination.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "<p>Log in to call <strong id=\"number\">{}</strong>.</p>",
+            esc(destination)
+        )
+    };
+    // The cursor goes where the user has something to type.
+    let (uid_focus, pwd_focus) = if uid.is_empty() {
+        (" autofocus", "")
+    } else {
+        ("", " autofocus")
+    };
     page(
         "Log in",
         &format!(
-            "{}<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
-<label for=\"uid\">User ID</label><input type=\"text\" id=\"uid\" name=\"uid\" autocomplete=\"username\" required autofocus>\
-<label for=\"pwd\">Password</label><input type=\"password\" id=\"pwd\" name=\"pwd\" autocomplete=\"current-password\" required>\
+            "{}{number}<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}\
+<label for=\"uid\">User ID</label><input type=\"text\" id=\"uid\" name=\"uid\" value=\"{}\" autocomplete=\"username\" required{uid_focus}>\
+<label for=\"pwd\">Password</label><input type=\"password\" id=\"pwd\" name=\"pwd\" autocomplete=\"current-password\" required{pwd_focus}>\
 <button type=\"submit\">Log in</button></form>",
             error_box(msg),
             hidden("action", "login"),
-            hidden("destination", destination)
+            hidden("destination", destination),
+            esc(uid)
         ),
     )
+}
+
+/// How the device list names a line: `SEP… (John Smith's phone) · line 10001`.
+fn line_choice(device: &str, description: &str, dn: &str) -> String {
+    if description.is_empty() {
+        format!("{device} · line {dn}")
+    } else {
+        format!("{device} ({description}) · line {dn}")
+    }
 }
 
 fn preferences_page(
@@ -204,11 +230,7 @@ fn preferences_page(
     for d in &devices {
         for l in &d.lines {
             let dn = l.split(';').next().unwrap_or_default().trim();
-            let label = if d.phone_desc.is_empty() {
-                format!("{} — line {l}", d.device_name)
-            } else {
-                format!("{} ({}) — line {l}", d.device_name, d.phone_desc)
-            };
+            let label = line_choice(&d.device_name, &d.phone_desc, dn);
             options.push_str(&format!(
                 "<option value=\"{}|{}\">{}</option>",
                 esc(&d.device_name),
@@ -298,13 +320,14 @@ fn end_call_page(
     close_after: u32,
 ) -> String {
     let token = csrf.map(|t| hidden("csrf", t)).unwrap_or_default();
-    // Cisco's dialog closes itself; a window the script did not open may refuse, and without
-    // JavaScript the page just stays, its buttons working.
+    // Cisco's dialog is a popup that closes itself. A browser lets a script close only a
+    // window a script opened, so the note and the timer exist only in such a window
+    // (`window.opener`); a tab the user opened stays, and without JavaScript nothing is promised.
     let timer = if close_after > 0 {
         format!(
             "<p class=\"note\" id=\"autoclose\" hidden>This window closes by itself after \
-{close_after} seconds.</p><script>document.getElementById(\"autoclose\").hidden=false;\
-setTimeout(window.close, {});</script>",
+{close_after} seconds.</p><script>if(window.opener){{document.getElementById(\"autoclose\").hidden=false;\
+setTimeout(window.close, {});}}</script>",
             u64::from(close_after) * 1000
         )
     } else {
@@ -385,13 +408,36 @@ fn profile_for(user: &str, p: &Preference) -> UserProfile {
     }
 }
 
-/// The message shown for a refused call: the seed's wording where it has one.
+/// The message shown for a refused call, in words a user reads: the seed's wording where it
+/// has one, what the failure means for the call otherwise (never a SIP status).
 fn call_failed(destination: &str, e: &WdError) -> String {
     if e.message.starts_with("Call to ") || e.message.starts_with("No supported device") {
-        e.message.clone()
-    } else {
-        format!("Call to {destination} failed: {}", e.description())
+        return e.message.clone();
     }
+    let why = match e.sip_status {
+        Some(408) => "your phone did not answer in time".to_string(),
+        Some(404 | 604) => format!("there is no number {destination}"),
+        Some(484) => format!("{destination} is not a complete number"),
+        Some(486 | 600) => format!("{destination} is busy"),
+        Some(480) => format!("{destination} is not available right now"),
+        Some(603) => format!("{destination} declined the call"),
+        Some(487) => "the call was cancelled".to_string(),
+        Some(403) => format!("you are not allowed to call {destination}"),
+        Some(488 | 415 | 606) => {
+            format!("your phone and {destination} have no audio format in common")
+        }
+        Some(503) => "the phone system is busy or restarting; please try again".to_string(),
+        Some(s) if s >= 500 => {
+            "the phone system could not place the call; please try again".to_string()
+        }
+        Some(_) => format!("{destination} could not be reached"),
+        None => match e.code {
+            6 => "WebDialer is not available right now; please try again".to_string(),
+            9 => "WebDialer is busy with other calls; please try again in a moment".to_string(),
+            _ => e.message.clone(),
+        },
+    };
+    format!("Call to {destination} failed: {why}.")
 }
 
 /// The port a `Host` header names, if it names one.
@@ -593,6 +639,7 @@ pub async fn handler(
                 StatusCode::UNAUTHORIZED,
                 login_page(
                     &destination,
+                    &uid,
                     "Login failed: the user ID or password is not correct.",
                 ),
                 None,
@@ -608,12 +655,13 @@ pub async fn handler(
                 StatusCode::OK,
                 login_page(
                     &destination,
+                    "",
                     "Your session has expired; please log in again.",
                 ),
                 None,
             )
         }
-        _ => return html(StatusCode::OK, login_page(&destination, ""), None),
+        _ => return html(StatusCode::OK, login_page(&destination, "", ""), None),
     };
     let token = token.unwrap_or_default();
     let user = session.user.clone();
@@ -630,7 +678,7 @@ pub async fn handler(
             wd.sessions.remove(&token);
             html(
                 StatusCode::OK,
-                login_page("", "You have logged out."),
+                login_page("", "", "You have logged out."),
                 Some(session_cookie("", secure, Some(0))),
             )
         }
@@ -700,6 +748,7 @@ pub async fn handler(
                             StatusCode::OK,
                             login_page(
                                 &destination,
+                                &user,
                                 "Your session expired before your phone answered; the call was abandoned. Please log in again.",
                             ),
                             None,
@@ -747,10 +796,11 @@ pub async fn handler(
                     "Call ended",
                     &format!(
                         "<p class=\"ok\" role=\"status\">The call has ended.</p>\
-<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}{}<button type=\"submit\">Dial again</button></form>",
+<form method=\"post\" action=\"{SERVLET_PATH}\">{}{}{}<button type=\"submit\">Dial again</button></form>{}",
                         hidden("action", "redial"),
                         hidden("destination", &destination),
-                        hidden("csrf", &csrf)
+                        hidden("csrf", &csrf),
+                        logout_form(&csrf)
                     ),
                 )
             } else {
@@ -811,7 +861,10 @@ mod tests {
     #[test]
     fn webdialer_end_call_dialog_closes_itself_and_works_without_script() {
         let p = end_call_page("10002", "SEP1", "10001", Some("tok"), 15);
-        assert!(p.contains("setTimeout(window.close, 15000);</script>"));
+        // Only a window a script opened is closed, and only there is it promised.
+        assert!(p.contains(
+            "<script>if(window.opener){document.getElementById(\"autoclose\").hidden=false;setTimeout(window.close, 15000);}</script>"
+        ));
         // Without JavaScript: the note stays hidden and both forms still post.
         assert!(p.contains("id=\"autoclose\" hidden>"));
         assert_eq!(p.matches("<form method=\"post\"").count(), 2);
@@ -838,8 +891,59 @@ mod tests {
     }
 
     #[test]
+    fn r21_webdialer_login_shows_the_number_and_keeps_the_user_id() {
+        let p = login_page("10002", "jsmith", "Login failed");
+        assert!(p.contains("Log in to call <strong id=\"number\">10002</strong>"));
+        assert!(p.contains("name=\"uid\" value=\"jsmith\""));
+        // The cursor waits in the password field.
+        assert!(p.contains("current-password\" required autofocus>"));
+        let p = login_page("", "", "");
+        assert!(!p.contains("Log in to call"));
+        assert!(p.contains("autocomplete=\"username\" required autofocus>"));
+    }
+
+    #[test]
+    fn r21_webdialer_device_list_and_errors_read_as_words() {
+        assert_eq!(
+            line_choice("SEP00036BC7B973", "John Smith's phone", "10001"),
+            "SEP00036BC7B973 (John Smith's phone) · line 10001"
+        );
+        assert_eq!(line_choice("SEP1", "", "10001"), "SEP1 · line 10001");
+        let sip = |status: u16| {
+            WdError::new(
+                super::super::call_error_code(status),
+                format!("{status} Busy Here"),
+            )
+            .sip(status)
+        };
+        assert_eq!(
+            call_failed("10002", &sip(486)),
+            "Call to 10002 failed: 10002 is busy."
+        );
+        assert_eq!(
+            call_failed("99999", &sip(404)),
+            "Call to 99999 failed: there is no number 99999."
+        );
+        assert_eq!(
+            call_failed("10002", &sip(408)),
+            "Call to 10002 failed: your phone did not answer in time."
+        );
+        for status in [
+            400u16, 403, 404, 408, 415, 480, 481, 484, 486, 487, 488, 500, 503, 600, 603, 604, 606,
+        ] {
+            let m = call_failed("10002", &sip(status));
+            assert!(!m.contains(&status.to_string()), "{status}: {m}");
+            assert!(!m.contains("SIP"), "{status}: {m}");
+        }
+        assert_eq!(
+            call_failed("10002", &WdError::new(9, "3 call requests are already in progress")),
+            "Call to 10002 failed: WebDialer is busy with other calls; please try again in a moment."
+        );
+    }
+
+    #[test]
     fn webdialer_pages_escape_and_need_no_script() {
-        let p = login_page("<b>\"", "");
+        let p = login_page("<b>\"", "", "");
         assert!(p.contains("&lt;b&gt;&quot;"));
         assert!(!p.contains("<script"));
         assert!(p.contains("<label for=\"uid\">"));

@@ -62,6 +62,9 @@ pub fn code_meaning(code: u32) -> &'static str {
 pub struct WdError {
     pub code: u32,
     pub message: String,
+    /// The SIP status call control answered, when a call failed there (the HTML pages say
+    /// it in words; SOAP clients get the code and the message).
+    pub sip_status: Option<u16>,
 }
 
 impl WdError {
@@ -69,7 +72,13 @@ impl WdError {
         WdError {
             code,
             message: message.into(),
+            sip_status: None,
         }
+    }
+
+    fn sip(mut self, status: u16) -> WdError {
+        self.sip_status = Some(status);
+        self
     }
 
     /// The responseDescription: Cisco's meaning, then the detail.
@@ -154,8 +163,9 @@ impl Drop for PendingCall<'_> {
 pub struct WebDialerService {
     pub node: Arc<NodeState>,
     inflight: AtomicUsize,
-    /// The last call WebDialer placed from each device (what endCall ends).
-    calls: Mutex<HashMap<String, u64>>,
+    /// The calls WebDialer placed from each device, oldest first: endCall ends the most
+    /// recent one still up, so a second endCall reaches the call before it.
+    calls: Mutex<HashMap<String, Vec<u64>>>,
     /// makeCall requests still waiting for the user's phone, by device: endCall ends them too.
     pending: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// HTML sessions by cookie.
@@ -164,6 +174,9 @@ pub struct WebDialerService {
     #[allow(clippy::type_complexity)]
     redirector_http: Mutex<Option<((Option<String>, u32), reqwest::Client)>>,
 }
+
+/// Calls remembered per device for endCall (a phone has a handful of line appearances).
+const MAX_CALLS_PER_DEVICE: usize = 16;
 
 /// `dn ; partition`, as Cisco lists lines.
 fn line_label(dn: &str, partition: Option<&str>) -> String {
@@ -182,7 +195,7 @@ impl WebDialerService {
         }
     }
 
-    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn calls(&self) -> std::sync::MutexGuard<'_, HashMap<String, Vec<u64>>> {
         self.calls.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -398,7 +411,8 @@ impl WebDialerService {
             Err(e) if e.status == 408 => Err(WdError::new(
                 1,
                 format!("{} did not answer within {answer_within:?}", origin.device),
-            )),
+            )
+            .sip(408)),
             // Call control stops with the node: say why, whichever noticed first.
             Err(_) if *stopping.borrow() => Err(WdError::new(
                 6,
@@ -407,10 +421,17 @@ impl WebDialerService {
                     origin.device
                 ),
             )),
-            Err(e) => Err(WdError::new(call_error_code(e.status), e.to_string())),
+            Err(e) => Err(WdError::new(call_error_code(e.status), e.to_string()).sip(e.status)),
             Ok(call) => {
                 tracing::info!(user, device = %origin.device, line = %origin.line, destination, call, by = %principal.id, "WebDialer call placed");
-                self.calls().insert(origin.device.clone(), call);
+                let mut calls = self.calls();
+                let placed = calls.entry(origin.device.clone()).or_default();
+                // Calls hung up on the phone are not reported here; the oldest go first so
+                // a device's list stays bounded.
+                if placed.len() >= MAX_CALLS_PER_DEVICE {
+                    placed.remove(0);
+                }
+                placed.push(call);
                 Ok((origin, call))
             }
         }
@@ -433,22 +454,34 @@ impl WebDialerService {
             tracing::info!(user, device = %origin.device, "WebDialer call request ended before the phone answered");
             return Ok(origin);
         }
-        let call = self.calls().remove(&origin.device).ok_or_else(|| {
-            WdError::new(
-                1,
-                format!("no WebDialer call in progress on {}", origin.device),
-            )
-        })?;
-        match state.call_control.end_call(call).await {
-            Ok(()) => {
-                tracing::info!(user, device = %origin.device, call, "WebDialer call ended");
-                Ok(origin)
+        // The most recent call still up ends; calls already hung up on a phone are dropped on
+        // the way, so after two makeCalls a second endCall ends the first.
+        loop {
+            let call = {
+                let mut calls = self.calls();
+                let placed = calls.get_mut(&origin.device);
+                let call = placed.and_then(|p| p.pop());
+                if calls.get(&origin.device).is_some_and(|p| p.is_empty()) {
+                    calls.remove(&origin.device);
+                }
+                call
+            };
+            let Some(call) = call else {
+                return Err(WdError::new(
+                    1,
+                    format!("no WebDialer call in progress on {}", origin.device),
+                ));
+            };
+            match state.call_control.end_call(call).await {
+                Ok(()) => {
+                    tracing::info!(user, device = %origin.device, call, "WebDialer call ended");
+                    return Ok(origin);
+                }
+                Err(e) if e.status == 481 => continue,
+                Err(e) => {
+                    return Err(WdError::new(call_error_code(e.status), e.to_string()).sip(e.status))
+                }
             }
-            Err(e) if e.status == 481 => Err(WdError::new(
-                1,
-                format!("the call on {} has already ended", origin.device),
-            )),
-            Err(e) => Err(WdError::new(call_error_code(e.status), e.to_string())),
         }
     }
 
