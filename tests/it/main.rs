@@ -18,6 +18,7 @@ mod serve;
 mod services;
 mod sip_trust;
 pub mod sipp;
+mod snapshots;
 mod store;
 mod verify;
 mod webdialer;
