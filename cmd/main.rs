@@ -7,6 +7,7 @@ mod config_cmd;
 mod db;
 mod dial;
 mod em;
+mod emcc;
 mod page;
 mod pcap;
 mod phone;
@@ -60,6 +61,9 @@ enum Command {
     /// Extension Mobility over the EM service API (works against Cisco Unified CM too).
     #[command(subcommand)]
     Em(em::Command),
+    /// Extension Mobility Cross Cluster: exchange certificates between clusters.
+    #[command(subcommand)]
+    Emcc(emcc::Command),
     /// Check packet captures: DSCP audit per flow against a QoS policy.
     #[command(subcommand)]
     Pcap(pcap::Command),
@@ -186,6 +190,7 @@ fn main() -> ExitCode {
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
             Command::Status(a) => status::run(a).await,
+            Command::Emcc(c) => emcc::run(c).await,
             Command::Completions { shell } => {
                 let mut out = Vec::new();
                 clap_complete::generate(

@@ -14,9 +14,11 @@
 //! (`--insecure`).
 
 pub mod em;
+pub mod emcc;
 pub mod lint;
 pub mod page;
 pub mod push;
+pub mod sftp;
 pub mod webdialer;
 
 use std::path::PathBuf;

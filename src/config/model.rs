@@ -1046,6 +1046,9 @@ pub enum Role {
     CtiEnabled,
     /// Standard CTI Allow Control of All Devices (WebDialer proxy, paging pushes).
     CtiControlAllDevices,
+    /// Standard CCM Super Users: administers the cluster (its certificates and trust stores,
+    /// `ucm emcc sync-certs`).
+    Administrator,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -119,6 +119,33 @@ impl NodeState {
             ips.push(addrs.https.ip());
         }
         let identity = tls::load_or_create(&data_dir, &node.name, &ips)?;
+        // What this node presents, for the cluster's certificate export: one identity serves
+        // HTTPS (Cisco's Tomcat certificate) and SIP over TLS (its CallManager certificate).
+        if let Some(leaf) = identity.certs.first() {
+            let entry = crate::wire::certs::CertEntry {
+                cluster: String::new(),
+                node: node.name.clone(),
+                purpose: crate::wire::certs::Purpose::Tomcat,
+                der: leaf.to_vec(),
+            };
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64);
+            for purpose in [
+                crate::wire::certs::Purpose::Tomcat,
+                crate::wire::certs::Purpose::CallManager,
+            ] {
+                store
+                    .save_node_certificate(
+                        &node.name,
+                        purpose.as_str(),
+                        &entry.sha256(),
+                        &entry.pem(),
+                        now,
+                    )
+                    .await?;
+            }
+        }
         let tls_cfg = tls::server_config(&identity, &[b"http/1.1"])?;
         let sip_tls = tls::server_config(&identity, &[])?;
         let (registrar, writer) =

@@ -7,6 +7,7 @@
 //! prints the bound addresses ([`Listeners::ready`]), then [`run`] serves until the shutdown
 //! future completes, letting in-flight requests finish.
 
+mod certificates;
 mod status;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -358,6 +359,11 @@ pub async fn run(
         .route("/metrics", get(metrics))
         .route(status::STATUS_PATH, get(status::json_handler))
         .route("/", get(status::html_handler))
+        .route(certificates::CERTIFICATES_PATH, get(certificates::export))
+        .route(
+            certificates::TRUST_PATH,
+            get(certificates::trust).post(certificates::import),
+        )
         .fallback(not_here)
         .with_state(state.clone());
     for p in node.parts {
@@ -371,9 +377,11 @@ pub async fn run(
         crate::services::authenticate::scope_source,
     ));
     let app = app.layer(axum::middleware::from_fn(count_http_request));
+    // Handlers that must not answer in clear (the certificate exchange) see which listener
+    // a request came in on.
     tasks.spawn(crate::node::http::serve(
         node.http,
-        app.clone(),
+        app.clone().layer(axum::Extension(Listener::Http)),
         None,
         Listener::Http,
         state.clone(),
@@ -381,7 +389,7 @@ pub async fn run(
     ));
     tasks.spawn(crate::node::http::serve(
         node.https,
-        app,
+        app.layer(axum::Extension(Listener::Https)),
         Some(tokio_rustls::TlsAcceptor::from(state.tls.clone())),
         Listener::Https,
         state.clone(),

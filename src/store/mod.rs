@@ -16,12 +16,14 @@ use sqlx::{AnyPool, Row};
 
 use crate::config::ClusterDefinition;
 
+mod certificates;
 mod credentials;
 mod em;
 mod nodes;
 mod paging;
 mod registrations;
 
+pub use certificates::{NodeCertificate, TrustImport, TrustedCertificate};
 pub use credentials::CredentialFailures;
 pub use em::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 pub use nodes::NodeRow;

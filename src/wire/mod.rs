@@ -11,6 +11,7 @@
 //! - [`codec`]: percent-encoding, form bodies, base64 and HTTP Basic credentials.
 //! - [`yaml`]: YAML reading limits and a located tree that maps a field path to its line.
 
+pub mod certs;
 pub mod codec;
 pub mod em;
 pub mod sdp;

@@ -367,7 +367,7 @@ fn r15_two_hundred_strangers_never_exceed_the_verification_slots() {
 
 /// The fenced `sh` blocks of README.md that follow the line containing `after` (up to `count`
 /// blocks), continuation lines joined, comment-only lines dropped.
-fn readme_sh_blocks(after: &str, count: usize) -> Vec<String> {
+pub fn readme_sh_blocks(after: &str, count: usize) -> Vec<String> {
     let readme =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
             .expect("README.md");

@@ -433,3 +433,74 @@ async fn r15_page_report_call_ids_postgres() {
     store.close().await;
     db.drop_db().await;
 }
+
+fn trusted(store: &str, sha: &str, cluster: &str) -> store::TrustedCertificate {
+    store::TrustedCertificate {
+        trust_store: store.into(),
+        sha256: sha.into(),
+        cluster: cluster.into(),
+        node: "n1".into(),
+        purpose: "tomcat".into(),
+        pem: format!("pem of {sha}"),
+        imported_at: 0,
+    }
+}
+
+/// 50 concurrent imports of one bundle (each on its own connection where the backend has
+/// several) leave exactly its certificates; a later bundle of one cluster replaces what that
+/// cluster had and leaves the other cluster's alone.
+async fn trust_imports(store: &Store) {
+    let bundle = vec![
+        trusted("tomcat-trust", "aa", "visiting"),
+        trusted("callmanager-trust", "bb", "visiting"),
+        trusted("tomcat-trust", "cc", "branch"),
+    ];
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let (s, b) = (store.clone(), bundle.clone());
+        set.spawn(async move { s.import_trust(&b, 1000).await });
+    }
+    let mut added = 0;
+    while let Some(r) = set.join_next().await {
+        added += r.unwrap().expect("every import commits").added;
+    }
+    assert!(added >= 3, "{added}");
+    let rows = store.trusted_certificates().await.unwrap();
+    assert_eq!(rows.len(), 3, "{rows:?}");
+    // visiting renews: its old certificates go, branch's stay.
+    let done = store
+        .import_trust(&[trusted("tomcat-trust", "dd", "visiting")], 2000)
+        .await
+        .unwrap();
+    assert_eq!((done.added, done.removed), (1, 2));
+    let mut shas: Vec<String> = store
+        .trusted_certificates()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.sha256)
+        .collect();
+    shas.sort();
+    assert_eq!(shas, ["cc", "dd"]);
+}
+
+#[tokio::test]
+async fn r17_trust_imports_race_and_replace_per_cluster_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite:{}", dir.path().join("ucm.db").display()))
+        .await
+        .unwrap();
+    trust_imports(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r17_trust_imports_race_and_replace_per_cluster_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    trust_imports(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}

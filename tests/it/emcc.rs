@@ -1,0 +1,553 @@
+//! Extension Mobility Cross Cluster: the certificate exchange between clusters
+//! (`ucm emcc sync-certs`) against OpenSSH's own sftp server, started here on loopback with
+//! keys made here.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{have, skip_or_fail, ucm, write_file, Server};
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+/// A cluster definition: the demo under another cluster id, with an administrator (`admin`)
+/// and an application user without that role (`emproxy`, as in the demo).
+fn cluster(dir: &Path, id: &str) -> String {
+    let text = ucm::config::DEMO_YAML
+        .replace("cluster:\n  id: demo\n", &format!("cluster:\n  id: {id}\n"))
+        .replace(
+            "application_users:\n",
+            "application_users:\n  - userid: admin\n    password: admin\n    roles: [administrator]\n",
+        );
+    write_file(dir, &format!("{id}.yaml"), &text)
+        .to_str()
+        .unwrap()
+        .to_string()
+}
+
+/// OpenSSH's sshd with only internal-sftp, on a free loopback port; killed on drop.
+struct SftpServer {
+    child: Child,
+    port: u16,
+    /// The directory the clusters meet in, and the client's key and known_hosts.
+    dir: tempfile::TempDir,
+}
+
+impl SftpServer {
+    fn start() -> Option<SftpServer> {
+        if !Path::new(SSHD).exists() || !have("ssh-keygen") {
+            skip_or_fail("OpenSSH's sshd is not installed (apt-get install openssh-server)");
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        for (name, kind) in [("host", "ed25519"), ("client", "ed25519")] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-C", name, "-f"])
+                .arg(d.join(name))
+                .status()
+                .unwrap();
+            assert!(st.success(), "ssh-keygen {name}");
+        }
+        std::fs::copy(d.join("client.pub"), d.join("authorized_keys")).unwrap();
+        std::fs::create_dir(d.join("exchange")).unwrap();
+        // sshd's privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\n\
+             PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             Subsystem sftp internal-sftp\n",
+            host = d.join("host").display(),
+            keys = d.join("authorized_keys").display(),
+        );
+        let cfg = write_file(d, "sshd_config", &config);
+        let child = Command::new(SSHD)
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn sshd");
+        let host_pub = std::fs::read_to_string(d.join("host.pub")).unwrap();
+        let mut parts = host_pub.split_whitespace();
+        let (alg, key) = (parts.next().unwrap(), parts.next().unwrap());
+        write_file(
+            d,
+            "known_hosts",
+            &format!("[127.0.0.1]:{port} {alg} {key}\n"),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not listen within 20 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(SftpServer { child, port, dir })
+    }
+
+    fn url(&self) -> String {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        format!(
+            "sftp://{user}@127.0.0.1:{}{}",
+            self.port,
+            self.exchange().display()
+        )
+    }
+
+    fn exchange(&self) -> PathBuf {
+        self.dir.path().join("exchange")
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+impl Drop for SftpServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn https(srv: &Server) -> String {
+    format!("https://{}", srv.addr("https"))
+}
+
+/// `ucm emcc sync-certs` with the administrator's password in the environment.
+fn sync(
+    sftp: &SftpServer,
+    clusters: &[&Server],
+    extra: &[&str],
+    password: &str,
+) -> (i32, String, String) {
+    let mut args: Vec<String> = vec!["emcc".into(), "sync-certs".into()];
+    for c in clusters {
+        args.push("--cluster".into());
+        args.push(https(c));
+    }
+    args.extend(
+        [
+            "--sftp",
+            &sftp.url(),
+            "--identity",
+            sftp.file("client").to_str().unwrap(),
+            "--known-hosts",
+            sftp.file("known_hosts").to_str().unwrap(),
+            "--insecure",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    );
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let out = ucm()
+        .args(&args)
+        .env("UCM_PASSWORD", password)
+        .env_remove("SSH_AUTH_SOCK")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// GET/POST over HTTPS to a node with curl (its own certificate: `-k`).
+fn curl(url: &str, args: &[&str]) -> (u16, String) {
+    let out = Command::new("curl")
+        .args(["-sk", "-o", "-", "-w", "\n%{http_code}", url])
+        .args(args)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn trust(srv: &Server) -> serde_json::Value {
+    let (st, body) = curl(&format!("{}/ucm/trust", https(srv)), &["-u", "admin:admin"]);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// (store, cluster) pairs in a node's trust stores.
+fn trusted(v: &serde_json::Value) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = v["certificates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["trust_store"].as_str().unwrap().to_string(),
+                c["cluster"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn r17_sync_certs_exports_consolidates_and_imports_through_openssh_sftp() {
+    if !have("curl") {
+        skip_or_fail("curl is not installed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let home = Server::start(&["--config", &cluster(defs.path(), "home")]);
+    let mut visiting = Server::start(&["--config", &cluster(defs.path(), "visiting")]);
+
+    // Nothing exchanged yet: --check says so for both, exit 1, and writes nothing.
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &["--check"], "admin");
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("STALE    home"), "{out}");
+    assert!(out.contains("not exported"), "{out}");
+    assert!(err.contains("stale"), "{err}");
+    assert_eq!(std::fs::read_dir(sftp.exchange()).unwrap().count(), 0);
+
+    // The exchange.
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("home ("), "{out}");
+    assert!(out.contains("exported 2 certificates"), "{out}");
+    for f in ["home.pem", "visiting.pem", "consolidated.pem"] {
+        let text = std::fs::read_to_string(sftp.exchange().join(f)).unwrap();
+        let entries = ucm::wire::certs::parse_bundle(&text).unwrap();
+        assert!(!entries.is_empty(), "{f}");
+    }
+    // Each trusts the other's HTTPS certificate (Tomcat-trust) and its call-control one
+    // (CallManager-trust and Phone-SAST-trust), and not itself.
+    let want = |other: &str| {
+        vec![
+            ("callmanager-trust".to_string(), other.to_string()),
+            ("phone-sast-trust".to_string(), other.to_string()),
+            ("tomcat-trust".to_string(), other.to_string()),
+        ]
+    };
+    assert_eq!(trusted(&trust(&home)), want("visiting"));
+    assert_eq!(trusted(&trust(&visiting)), want("home"));
+    // The certificate home trusts is the one visiting presents on its HTTPS port.
+    let presented = {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "echo | openssl s_client -connect {} 2>/dev/null | openssl x509 -outform DER | sha256sum",
+                visiting.addr("https")
+            ))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    if presented.len() == 64 {
+        let t = trust(&home);
+        assert!(
+            t["certificates"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["trust_store"] == "tomcat-trust" && c["sha256"] == presented.as_str()),
+            "{t}"
+        );
+    }
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &["--check"], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains("current  home") && out.contains("current  visiting"),
+        "{out}"
+    );
+    // Run again: nothing changes.
+    let (rc, out, _) = sync(&sftp, &[&home, &visiting], &["--json"], "admin");
+    assert_eq!(rc, 0);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["clusters"][0]["added"], 0, "{v}");
+    assert_eq!(v["clusters"][0]["unchanged"], 3, "{v}");
+
+    // visiting renews its certificate: --check names both sides, a new sync replaces it.
+    let data = std::mem::replace(&mut visiting.data_dir, tempfile::tempdir().unwrap());
+    visiting.terminate();
+    drop(visiting);
+    std::fs::remove_file(data.path().join("node-cert.pem")).unwrap();
+    std::fs::remove_file(data.path().join("node-key.pem")).unwrap();
+    let visiting = Server::start_in(data, &["--config", &cluster(defs.path(), "visiting")]);
+    let (rc, out, _) = sync(&sftp, &[&home, &visiting], &["--check"], "admin");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("STALE    visiting"), "{out}");
+    assert!(out.contains("changed since its export"), "{out}");
+    assert!(out.contains("STALE    home"), "{out}");
+    assert!(
+        out.contains("lack the current certificates of cluster visiting"),
+        "{out}"
+    );
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &["--json"], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(
+        v["clusters"][0]["removed"], 3,
+        "home drops visiting's old certificate: {v}"
+    );
+    assert_eq!(v["clusters"][0]["added"], 3, "{v}");
+    let (rc, out, _) = sync(&sftp, &[&home, &visiting], &["--check"], "admin");
+    assert_eq!(rc, 0, "{out}");
+}
+
+#[test]
+fn r17_sync_certs_refuses_what_it_cannot_trust_and_the_endpoints_hold() {
+    if !have("curl") {
+        skip_or_fail("curl is not installed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let home = Server::start(&["--config", &cluster(defs.path(), "home")]);
+
+    // An sFTP server whose host key is not known: refused, its fingerprint named.
+    write_file(sftp.dir.path(), "known_hosts", "");
+    let (rc, _, err) = sync(&sftp, &[&home], &[], "admin");
+    assert_eq!(rc, 2, "{err}");
+    assert!(err.contains("host key SHA256:"), "{err}");
+    assert!(err.contains("ssh-keyscan"), "{err}");
+    // A wrong administrator password: refused by the cluster, exit 1, nothing written.
+    let host_pub = std::fs::read_to_string(sftp.file("host.pub")).unwrap();
+    let mut parts = host_pub.split_whitespace();
+    write_file(
+        sftp.dir.path(),
+        "known_hosts",
+        &format!(
+            "[127.0.0.1]:{} {} {}\n",
+            sftp.port,
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    );
+    let (rc, _, err) = sync(&sftp, &[&home], &[], "wrong");
+    assert_eq!(rc, 1, "{err}");
+    assert!(err.contains("401"), "{err}");
+    assert_eq!(std::fs::read_dir(sftp.exchange()).unwrap().count(), 0);
+    // A cluster named over plain HTTP: a usage error before anything is sent.
+    let out = ucm()
+        .args(["emcc", "sync-certs", "--cluster"])
+        .arg(format!("http://{}", home.addr("http")))
+        .args(["--sftp", &sftp.url()])
+        .env("UCM_PASSWORD", "admin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("HTTPS base URL"));
+    // A bad --sftp URL names itself.
+    let out = ucm()
+        .args([
+            "emcc",
+            "sync-certs",
+            "--cluster",
+            "https://127.0.0.1:1",
+            "--sftp",
+            "ftp://x",
+        ])
+        .env("UCM_PASSWORD", "admin")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--sftp"));
+
+    // The endpoints: HTTPS only, administrators only, bundles checked.
+    let (st, body) = curl(
+        &format!("http://{}/ucm/certificates", home.addr("http")),
+        &["-u", "admin:admin"],
+    );
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("HTTPS only"), "{body}");
+    let base = https(&home);
+    let (st, _) = curl(&format!("{base}/ucm/certificates"), &[]);
+    assert_eq!(st, 401);
+    let (st, body) = curl(
+        &format!("{base}/ucm/certificates"),
+        &["-u", "emproxy:emproxy"],
+    );
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("administrator role"), "{body}");
+    let (st, body) = curl(&format!("{base}/ucm/certificates"), &["-u", "admin:admin"]);
+    assert_eq!(st, 200, "{body}");
+    let mine = ucm::wire::certs::parse_bundle(&body).unwrap();
+    assert_eq!(mine.len(), 2, "HTTPS and call-control certificates: {body}");
+    assert!(mine.iter().all(|e| e.cluster == "home"));
+    let bad = body.replace("purpose: tomcat", "purpose: ipsec");
+    let (st, resp) = curl(
+        &format!("{base}/ucm/trust"),
+        &["-u", "admin:admin", "--data-binary", &bad],
+    );
+    assert_eq!(st, 400, "{resp}");
+    // The export lists callmanager, then tomcat: the tomcat purpose header is line 18.
+    assert!(resp.contains("line 18: purpose \"ipsec\""), "{resp}");
+    // Its own certificates are not imported as trust.
+    let (st, resp) = curl(
+        &format!("{base}/ucm/trust"),
+        &["-u", "admin:admin", "--data-binary", &body],
+    );
+    assert_eq!(st, 200, "{resp}");
+    let v: serde_json::Value = serde_json::from_str(&resp).unwrap();
+    assert_eq!(
+        (v["added"].as_u64(), v["skipped_own"].as_u64()),
+        (Some(0), Some(2)),
+        "{v}"
+    );
+    let big = "#".repeat(1024 * 1024 + 1);
+    let big_file = write_file(sftp.dir.path(), "big.pem", &big);
+    let (st, _) = curl(
+        &format!("{base}/ucm/trust"),
+        &[
+            "-u",
+            "admin:admin",
+            "--data-binary",
+            &format!("@{}", big_file.display()),
+        ],
+    );
+    assert_eq!(st, 413);
+}
+
+/// README's certificate-exchange example, run as written: in network, mount and PID
+/// namespaces of its own, with the two clusters and the sFTP server README assumes at the
+/// addresses it names (the clusters on 127.0.1.1 and 127.0.2.1, OpenSSH on 127.0.0.1:22, a
+/// fresh `/srv` on tmpfs) and a home whose `~/.ssh` holds the key and the server's host key.
+#[test]
+fn r17_readme_sync_certs_example_runs_as_written() {
+    use crate::common::is_root;
+    if !is_root() || !have("unshare") || !have("ip") || !have("curl") || !Path::new(SSHD).exists() {
+        skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
+        return;
+    }
+    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 1);
+    assert_eq!(blocks.len(), 1);
+    let example = &blocks[0];
+    assert_eq!(
+        example.matches("ucm emcc sync-certs").count(),
+        2,
+        "{example}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir(d.join(".ssh")).unwrap();
+    for (name, path) in [
+        ("host", d.join("host")),
+        ("client", d.join(".ssh/id_ed25519")),
+    ] {
+        let st = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+            .arg(&path)
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    std::fs::copy(d.join(".ssh/id_ed25519.pub"), d.join("authorized_keys")).unwrap();
+    let host_pub = std::fs::read_to_string(d.join("host.pub")).unwrap();
+    let mut parts = host_pub.split_whitespace();
+    write_file(
+        &d.join(".ssh"),
+        "known_hosts",
+        &format!(
+            "127.0.0.1 {} {}\n",
+            parts.next().unwrap(),
+            parts.next().unwrap()
+        ),
+    );
+    write_file(
+        d,
+        "sshd_config",
+        &format!(
+            "Port 22\nListenAddress 127.0.0.1\nHostKey {d}/host\nAuthorizedKeysFile {d}/authorized_keys\n\
+             PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             Subsystem sftp internal-sftp\n",
+            d = d.display()
+        ),
+    );
+    let home = cluster(d, "home");
+    let visiting = cluster(d, "visiting");
+    let mut script = String::from(
+        "set -u\nip link set lo up\nfail() { echo \"FAILED($1): $2\" >&2; exit 1; }\n\
+         mount -t tmpfs tmpfs /srv && mkdir /srv/emcc || fail mount /srv\n\
+         mkdir -p /run/sshd\n/usr/sbin/sshd -D -e -f sshd_config > sshd.log 2>&1 &\n",
+    );
+    for (def, ip, name) in [
+        (&home, "127.0.1.1", "home"),
+        (&visiting, "127.0.2.1", "visiting"),
+    ] {
+        script.push_str(&format!(
+            "ucm serve --config {def} --bind {ip} --http-port 8080 --https-port 8443 \
+             --tftp-http-port 0 --tftp-port 0 --sip-port 0 --sips-port 0 --data-dir {name} \
+             > {name}.out 2> {name}.err &\n\
+             for i in $(seq 1 300); do curl -sf http://{ip}:8080/healthz >/dev/null && break; sleep 0.1; done\n\
+             curl -sf http://{ip}:8080/healthz >/dev/null || fail {name} \"$(cat {name}.err)\"\n"
+        ));
+    }
+    script.push_str(
+        "for i in $(seq 1 200); do ss -ltn | grep -q '127.0.0.1:22 ' && break; sleep 0.1; done\n",
+    );
+    let mut n = 0;
+    for line in example.lines() {
+        n += 1;
+        let line = line.split(" #").next().unwrap().trim();
+        script.push_str(&format!(
+            "{line} > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n} sshd.log)\"\n"
+        ));
+    }
+    script.push_str(
+        "grep -q 'current  home' out3 || fail check \"$(cat out3)\"\n\
+         grep -q 'current  visiting' out3 || fail check \"$(cat out3)\"\n\
+         ls /srv/emcc | tr '\\n' ' ' | grep -q 'consolidated.pem home.pem visiting.pem' || fail files \"$(ls /srv/emcc)\"\n\
+         echo ALL-OK\n",
+    );
+    let bin = Path::new(env!("CARGO_BIN_EXE_ucm")).parent().unwrap();
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "bash",
+            "-c",
+            &script,
+        ])
+        .current_dir(d)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin.display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("HOME", d)
+        .env("USER", "root")
+        .env_remove("SSH_AUTH_SOCK")
+        .env_remove("UCM_PASSWORD")
+        .output()
+        .expect("unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ALL-OK"),
+        "{text}\n--- script:\n{script}"
+    );
+}
