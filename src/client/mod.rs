@@ -109,6 +109,16 @@ pub fn describe_error(e: &reqwest::Error) -> String {
 
 /// Builds a client with the options' trust settings and timeout.
 pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError> {
+    http_client_trusting(opts, &[])
+}
+
+/// [`http_client`] that also trusts `extra` certificates (a cluster's trust store: the other
+/// clusters' certificates imported by the certificate exchange), beside the CA file or the
+/// system's roots.
+pub fn http_client_trusting(
+    opts: &ClientOptions,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<reqwest::Client, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -143,6 +153,11 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError>
                     let _ = roots.add(cert);
                 }
             }
+        }
+        for cert in extra {
+            // A self-signed node certificate is its own anchor; one that is not a usable
+            // anchor is left out (the handshake then names the peer as untrusted).
+            let _ = roots.add(cert.clone());
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };

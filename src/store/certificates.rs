@@ -185,3 +185,26 @@ impl Store {
         Ok(out)
     }
 }
+
+impl Store {
+    /// The certificates of one trust store, as DER (for a TLS client's roots).
+    pub async fn trust_store_ders(
+        &self,
+        trust_store: &str,
+    ) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT pem FROM trusted_certificates WHERE trust_store = $1 ORDER BY fingerprint",
+        )
+        .bind(trust_store)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = Vec::new();
+        for r in rows {
+            let pem: String = r.try_get(0)?;
+            for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
+                out.push(cert);
+            }
+        }
+        Ok(out)
+    }
+}
