@@ -14,7 +14,13 @@ impl B2bua {
         out: &mut Vec<Out>,
     ) {
         let mut seen = BTreeSet::new();
-        for b in registrar.device_bindings_at(device, now.unix) {
+        let local = registrar.local_node();
+        // A phone registered with another node hears from that node only.
+        for b in registrar
+            .device_bindings_at(device, now.unix)
+            .into_iter()
+            .filter(|b| b.node == local)
+        {
             if !seen.insert((b.source, b.transport.as_str())) {
                 continue;
             }
@@ -442,6 +448,7 @@ impl B2bua {
             line,
             Some(device.to_string()),
             presented,
+            None,
             now,
             out,
         );

@@ -36,6 +36,7 @@ use crate::dialplan::analysis::{CallingContext, Destination, DnKey};
 mod commands;
 mod digest;
 mod forward;
+pub mod intra;
 mod legs;
 mod routing;
 mod stranger;
