@@ -1394,3 +1394,113 @@ async fn r16_intra_cluster_calls_trust_only_nodes_and_never_loop() {
     drop((pubn, sub1));
     db.drop_db().await;
 }
+
+/// WebDialer on one node places a third-party call for phones registered with the two
+/// others: ucm-sub2 rings jsmith's phone (registered with ucm-pub) through ucm-pub, once it
+/// answers calls 10002 (registered with ucm-sub1) through ucm-sub1, and the two phones'
+/// SDP meet (the user's phone's ACK carries the destination's answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_webdialer_on_one_node_calls_for_phones_registered_on_others() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 65;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let wd = nodes.2.addr("http");
+    let a = TestPhone::register(
+        &format!("127.{net}.0.11"),
+        "10001",
+        "00036bc7b973",
+        sip_of(net, 1),
+    )
+    .await;
+    let b = TestPhone::register(
+        &format!("127.{net}.0.12"),
+        "10002",
+        "00036bc7b974",
+        sip_of(net, 2),
+    )
+    .await;
+    // ucm-sub2 must have heard of both registrations: until then WebDialer answers an error.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let xml = crate::webdialer::make_call_xml(
+        "jsmith",
+        "cisco",
+        "10002",
+        "jsmith",
+        "SEP00036BC7B973",
+        "10001",
+    );
+    let inv = loop {
+        let xml = xml.clone();
+        let mut soap = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(wd).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+            write!(
+                s,
+                "POST /webdialer/services/WebdialerSoapService70 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            )
+            .unwrap();
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).unwrap();
+            String::from_utf8(split_http(&raw).2).unwrap()
+        });
+        let mut buf = vec![0u8; 65536];
+        tokio::select! {
+            got = a.sock.recv_from(&mut buf) => {
+                let (n, _) = got.unwrap();
+                match ucm::wire::sip::parse_datagram(&buf[..n]).unwrap() {
+                    ucm::wire::sip::SipMessage::Request(r) if r.method.as_str() == "INVITE" => break (r, soap),
+                    other => panic!("the user's phone got {other}"),
+                }
+            }
+            body = &mut soap => {
+                let body = body.unwrap();
+                assert!(Instant::now() < deadline, "WebDialer on ucm-sub2 never rang the phone: {body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (inv, soap) = inv;
+    // The user's phone is rung by its own node.
+    let via = inv.headers.get("Via").unwrap().to_string();
+    assert!(via.contains(&format!("127.{net}.0.1:5060")), "{via}");
+    a.answer(&inv, 200, true).await;
+    // The destination is rung by its node, with the user's phone's offer.
+    let binv = b.expect_request("INVITE").await;
+    assert!(binv
+        .headers
+        .get("Via")
+        .unwrap()
+        .contains(&format!("127.{net}.0.2:5060")));
+    let offer = String::from_utf8_lossy(&binv.body).to_string();
+    assert!(
+        offer.contains(&format!("c=IN IP4 127.{net}.0.11")),
+        "{offer}"
+    );
+    b.answer(&binv, 200, true).await;
+    b.expect_request("ACK").await;
+    let ack = a.expect_request("ACK").await;
+    let answer = String::from_utf8_lossy(&ack.body).to_string();
+    assert!(
+        answer.contains(&format!("c=IN IP4 127.{net}.0.12")),
+        "{answer}"
+    );
+    let body = soap.await.unwrap();
+    assert!(body.contains(">0</responseCode>"), "{body}");
+    drop(nodes);
+    db.drop_db().await;
+}
