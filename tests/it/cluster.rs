@@ -998,6 +998,13 @@ async fn r16_a_call_between_phones_on_two_nodes_completes() {
     })
     .await
     .unwrap();
+    // The intra-cluster trunk's packets between the two nodes, captured on lo.
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("trunk.pcap");
+    let capture = crate::sipp::Capture::start(
+        &pcap,
+        &format!("udp and host 127.{net}.0.1 and host 127.{net}.0.2"),
+    );
     let a = TestPhone::register(
         &format!("127.{net}.0.11"),
         "10001",
@@ -1037,6 +1044,23 @@ async fn r16_a_call_between_phones_on_two_nodes_completes() {
     let bye = b.expect_request("BYE").await;
     b.answer(&bye, 200, false).await;
     a.expect_response(200).await;
+    // Every SIP message between the nodes is marked CS3 (DSCP 24), the INVITE included.
+    if let Some(c) = capture {
+        c.stop();
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-d", "udp.port==5060,sip", "-Y", "sip", "-T", "fields"])
+            .args(["-e", "ip.dsfield.dscp", "-e", "sip.CSeq.method"])
+            .output()
+            .expect("run tshark (Debian package tshark)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.lines().any(|l| l.ends_with("INVITE")), "{text}");
+        assert!(
+            text.lines().all(|l| l.starts_with("24\t")),
+            "not all CS3: {text}"
+        );
+    }
     // And back: b calls a, b hangs up.
     let (_, inv) = call_when_known(&b, &a, "10001", "x-back").await;
     a.answer(&inv, 200, true).await;
