@@ -581,7 +581,14 @@ impl Registrar {
         store: Store,
         node: &str,
     ) -> Result<(Arc<Registrar>, tokio::task::JoinHandle<()>), crate::store::StoreError> {
-        let rows = store.live_registrations(unix_now()).await?;
+        let mut rows = store.live_registrations(unix_now()).await?;
+        if store.backend() != crate::store::Backend::Postgres {
+            // One node on SQLite: every stored registration is its own, whatever name the
+            // node ran under before.
+            for r in &mut rows {
+                r.node = node.to_string();
+            }
+        }
         let table = Bindings::from_rows(node, rows);
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(writer(store, rx));

@@ -109,7 +109,7 @@ pub fn node_at(cluster: &Cluster, peer: Peer) -> Option<&Node> {
 impl B2bua {
     /// Offers the call to the devices of `dn` registered with other nodes: one INVITE per
     /// node, which rings its devices. A node that cannot be reached from the definition is
-    /// logged and left out.
+    /// logged and left out. Returns how many nodes were offered the call.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn offer_through_nodes(
         &mut self,
@@ -120,7 +120,8 @@ impl B2bua {
         remote: Vec<(String, Binding)>,
         now: Now,
         out: &mut Vec<Out>,
-    ) {
+    ) -> usize {
+        let mut offered = 0;
         let mut by_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
         for (device, b) in remote {
             by_node.entry(b.node).or_default().push(device);
@@ -159,7 +160,7 @@ impl B2bua {
                 .get(&call)
                 .map(|c| (c.caller.number.clone(), c.caller.display.clone()))
             else {
-                return;
+                return offered;
             };
             let target = format!("sip:{}@{addr}", dn.0);
             let extra = (DELIVER_HEADER, deliver.to_header());
@@ -174,7 +175,9 @@ impl B2bua {
                 now,
                 out,
             );
+            offered += 1;
         }
+        offered
     }
 
     /// An intra-cluster call: rings the devices it names among this node's own registrations,

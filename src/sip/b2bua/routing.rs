@@ -417,7 +417,7 @@ impl B2bua {
             return;
         }
         let local = registrar.local_node();
-        let (registered, elsewhere): (Vec<_>, Vec<_>) = devices
+        let (registered, mut elsewhere): (Vec<_>, Vec<_>) = devices
             .iter()
             .filter(|d| !d.do_not_disturb)
             .filter_map(|d| {
@@ -426,6 +426,18 @@ impl B2bua {
                     .map(|b| (d.name.clone(), b))
             })
             .partition(|(_, b)| b.node == local);
+        // Devices on a node the definition does not let us reach count as unregistered.
+        elsewhere.retain(|(device, b)| {
+            let reachable = cluster
+                .nodes
+                .iter()
+                .find(|n| n.name == b.node)
+                .is_some_and(|n| intra::node_sip_addr(n).is_ok());
+            if !reachable {
+                tracing::warn!(call, device, node = %b.node, "device registered with a node that cannot be reached (not in the definition, or no fixed SIP port)");
+            }
+            reachable
+        });
         if registered.is_empty() && elsewhere.is_empty() {
             self.unregistered(cluster, registrar, call, &line, &dn, now, out);
             return;
