@@ -9,6 +9,14 @@
 //! again: nothing committed while it was away is missed. On SQLite there is one node and no
 //! feed: its own writes apply directly.
 //!
+//! Registrations travel the same way (migration 0011): every node keeps every other node's
+//! bindings in memory ([`crate::sip::registrar::Registrar::learn`]), so it routes a call to a
+//! phone registered elsewhere through that phone's node, and refuses a second registrant of a
+//! device another node holds by the same rule as that node. The window: a registration is
+//! known elsewhere once its node has written it behind (a batch, milliseconds) and the feed
+//! has carried it (its lag); two registrants racing on two nodes within that window can both
+//! be accepted, and the later write wins in every node's memory.
+//!
 //! The heartbeat keeps the node's row in `cluster_nodes` alive (both backends).
 
 use std::collections::VecDeque;
@@ -17,7 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::NodeState;
-use crate::store::{Backend, NodeRow};
+use crate::store::{Backend, NodeRow, RegistrationRow};
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "ucm_changes";
@@ -141,6 +149,28 @@ enum Change<'a> {
         at_ms: i64,
         digest: &'a str,
     },
+    /// A registration written (another node's, or the echo of ours).
+    Registered {
+        at_ms: i64,
+        row: RegistrationRow,
+    },
+    /// A registration removed.
+    Unregistered {
+        at_ms: i64,
+        row: RegistrationRow,
+    },
+    /// A registration written that was too long to announce: read it.
+    RegisteredId {
+        at_ms: i64,
+        device: String,
+        line: String,
+    },
+}
+
+#[derive(serde::Deserialize)]
+struct RowId {
+    device: String,
+    line: String,
 }
 
 fn parse(payload: &str) -> Option<Change<'_>> {
@@ -160,6 +190,22 @@ fn parse(payload: &str) -> Option<Change<'_>> {
             at_ms,
             digest: rest,
         }),
+        "reg" => Some(Change::Registered {
+            at_ms,
+            row: serde_json::from_str(rest).ok()?,
+        }),
+        "unreg" => Some(Change::Unregistered {
+            at_ms,
+            row: serde_json::from_str(rest).ok()?,
+        }),
+        "regid" => {
+            let id: RowId = serde_json::from_str(rest).ok()?;
+            Some(Change::RegisteredId {
+                at_ms,
+                device: id.device,
+                line: id.line,
+            })
+        }
         _ => None,
     }
 }
@@ -236,6 +282,17 @@ impl NodeState {
         if applied > 0 {
             self.feed.logins_changed.notify_one();
         }
+        let rows = self
+            .store
+            .live_registrations(crate::sip::registrar::unix_now())
+            .await?;
+        let changed = self.registrar.resync(rows);
+        if changed > 0 {
+            tracing::info!(
+                changed,
+                "change feed: registrations of other nodes resynchronised"
+            );
+        }
         Ok(())
     }
 
@@ -267,6 +324,28 @@ impl NodeState {
             Change::Definition { at_ms, digest } => {
                 self.reload_definition(digest).await?;
                 self.feed.record_lag(unix_ms() - at_ms);
+            }
+            Change::Registered { at_ms, row } => {
+                if row.node != self.node.name {
+                    self.registrar.learn(row);
+                    self.feed.record_lag(unix_ms() - at_ms);
+                }
+            }
+            Change::Unregistered { at_ms, row } => {
+                if self.registrar.forget(&row) {
+                    self.feed.record_lag(unix_ms() - at_ms);
+                }
+            }
+            Change::RegisteredId {
+                at_ms,
+                device,
+                line,
+            } => {
+                if let Some(row) = self.store.registration(&device, &line).await? {
+                    if self.registrar.learn(row) {
+                        self.feed.record_lag(unix_ms() - at_ms);
+                    }
+                }
             }
         }
         Ok(())
@@ -356,7 +435,39 @@ mod tests {
                 digest: "abc"
             })
         );
-        for bad in ["", "em", "em x 1 d", "em 1 x d", "zz 1 2 3", "em 1 2"] {
+        let row = r#"{"device":"SEP0001","line":"10001","contact":"sip:10001@127.0.0.9:5060","instance":null,"transport":"UDP","source":"127.0.0.9:5060","node":"ucm-sub1","expires_at":1700000100,"updated_at":1700000000}"#;
+        match parse(&format!("reg 9 {row}")) {
+            Some(Change::Registered { at_ms: 9, row }) => {
+                assert_eq!(
+                    (row.node.as_str(), row.expires_at),
+                    ("ucm-sub1", 1700000100)
+                )
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse(&format!("unreg 9 {row}")),
+            Some(Change::Unregistered { .. })
+        ));
+        assert_eq!(
+            parse(r#"regid 3 {"device":"SEP0001","line":"10001"}"#),
+            Some(Change::RegisteredId {
+                at_ms: 3,
+                device: "SEP0001".into(),
+                line: "10001".into()
+            })
+        );
+        for bad in [
+            "",
+            "em",
+            "em x 1 d",
+            "em 1 x d",
+            "zz 1 2 3",
+            "em 1 2",
+            "reg 1 {}",
+            "reg 1 nope",
+            "regid 1 {\"device\":\"x\"}",
+        ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
     }

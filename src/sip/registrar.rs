@@ -33,6 +33,9 @@ pub struct Binding {
     pub source: SocketAddr,
     /// Unix seconds.
     pub expires_at: i64,
+    /// The node holding the registration (the phone's SIP peer): calls to this line go
+    /// through it.
+    pub node: String,
 }
 
 /// What a REGISTER asks for.
@@ -257,11 +260,38 @@ pub fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
+/// The binding a stored row describes, if its source and transport read back.
+fn binding_of_row(r: RegistrationRow) -> Option<Binding> {
+    let (Ok(source), Some(transport)) = (r.source.parse(), Transport::parse(&r.transport)) else {
+        return None;
+    };
+    Some(Binding {
+        device: r.device,
+        line: r.line,
+        contact: r.contact,
+        instance: r.instance,
+        transport,
+        source,
+        expires_at: r.expires_at,
+        node: r.node,
+    })
+}
+
 /// A change the bindings table asks the database to follow.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write {
     Upsert(RegistrationRow),
-    Remove { device: String, line: String },
+    Remove {
+        device: String,
+        line: String,
+    },
+    /// Remove the row if it expired by `now` (a sweep must not remove a row another node
+    /// refreshed meanwhile).
+    Expire {
+        device: String,
+        line: String,
+        now: i64,
+    },
 }
 
 /// The registrations in memory, keyed by device and line: pure data that is handed the time.
@@ -286,24 +316,71 @@ impl Bindings {
     pub fn from_rows(node: &str, rows: Vec<RegistrationRow>) -> Bindings {
         let mut table = Bindings::new(node);
         for r in rows {
-            let (Ok(source), Some(transport)) = (r.source.parse(), Transport::parse(&r.transport))
-            else {
-                continue;
-            };
-            table.map.insert(
-                (r.device.clone(), r.line.clone()),
-                Binding {
-                    device: r.device,
-                    line: r.line,
-                    contact: r.contact,
-                    instance: r.instance,
-                    transport,
-                    source,
-                    expires_at: r.expires_at,
-                },
-            );
+            if let Some(b) = binding_of_row(r) {
+                table.map.insert((b.device.clone(), b.line.clone()), b);
+            }
         }
         table
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Follows a registration another node wrote (heard on the change feed). Our own
+    /// writes are in memory already (and may be newer than their echo); an unusable row is
+    /// ignored.
+    pub fn learn(&mut self, row: RegistrationRow) -> bool {
+        if row.node == self.node {
+            return false;
+        }
+        match binding_of_row(row) {
+            Some(b) => {
+                self.map.insert((b.device.clone(), b.line.clone()), b);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Follows a registration removed from the database: the binding in memory goes only if
+    /// it is the one removed (same node, not refreshed since), so neither the echo of our own
+    /// unREGISTER nor another node's sweep of a stale row drops a newer binding.
+    pub fn forget(&mut self, row: &RegistrationRow) -> bool {
+        let key = (row.device.clone(), row.line.clone());
+        let gone = self
+            .map
+            .get(&key)
+            .is_some_and(|b| b.node == row.node && b.expires_at <= row.expires_at);
+        if gone {
+            self.map.remove(&key);
+        }
+        gone
+    }
+
+    /// Takes the other nodes' registrations from a full read of the database (the feed
+    /// reconnected): each row another node holds replaces what memory has, and a binding of
+    /// another node that is no longer stored goes. This node's own bindings stay: memory is
+    /// their truth (the database may not have their latest write yet).
+    pub fn resync(&mut self, rows: Vec<RegistrationRow>) -> usize {
+        let mut stored = std::collections::HashSet::new();
+        let mut changed = 0;
+        for r in rows {
+            stored.insert((r.device.clone(), r.line.clone()));
+            if self.learn(r) {
+                changed += 1;
+            }
+        }
+        let node = self.node.clone();
+        self.map.retain(|k, b| {
+            let keep = b.node == node || stored.contains(k);
+            if !keep {
+                changed += 1;
+            }
+            keep
+        });
+        changed
     }
 
     /// Carries out a REGISTER's decision at `now` (Unix seconds): the bindings to report in
@@ -331,6 +408,7 @@ impl Bindings {
                     transport,
                     source,
                     expires_at: now + i64::from(*expires),
+                    node: self.node.clone(),
                 };
                 let row = RegistrationRow {
                     device: b.device.clone(),
@@ -424,20 +502,31 @@ impl Bindings {
             .any(|b| b.device == device && b.expires_at > now)
     }
 
-    /// How many bindings are live at `now`.
+    /// How many bindings are live at `now`, on every node.
     pub fn count(&self, now: i64) -> usize {
         self.map.values().filter(|b| b.expires_at > now).count()
     }
 
+    /// How many bindings this node holds live at `now`.
+    pub fn count_here(&self, now: i64) -> usize {
+        self.map
+            .values()
+            .filter(|b| b.expires_at > now && b.node == self.node)
+            .count()
+    }
+
     /// Drops the bindings expired at `now`, with the writes that remove them from the database.
+    /// The removal is conditional, so sweeping another node's rows is safe (a dead node's
+    /// rows go too).
     pub fn sweep(&mut self, now: i64) -> Vec<Write> {
         let mut writes = Vec::new();
         self.map.retain(|(device, line), b| {
             let keep = b.expires_at > now;
             if !keep {
-                writes.push(Write::Remove {
+                writes.push(Write::Expire {
                     device: device.clone(),
                     line: line.clone(),
+                    now,
                 });
             }
             keep
@@ -451,11 +540,18 @@ impl Bindings {
 pub trait Registrations {
     fn binding_at(&self, device: &str, line: &str, now: i64) -> Option<Binding>;
     fn device_bindings_at(&self, device: &str, now: i64) -> Vec<Binding>;
+    /// The name of the node these registrations are read on: a binding of another node is
+    /// reached through that node.
+    fn local_node(&self) -> String;
 }
 
 impl Registrations for Bindings {
     fn binding_at(&self, device: &str, line: &str, now: i64) -> Option<Binding> {
         self.binding(device, line, now)
+    }
+
+    fn local_node(&self) -> String {
+        self.node.clone()
     }
 
     fn device_bindings_at(&self, device: &str, now: i64) -> Vec<Binding> {
@@ -475,6 +571,7 @@ enum Persist {
 pub struct Registrar {
     table: RwLock<Bindings>,
     persist: mpsc::UnboundedSender<Persist>,
+    node: String,
 }
 
 impl Registrar {
@@ -484,7 +581,14 @@ impl Registrar {
         store: Store,
         node: &str,
     ) -> Result<(Arc<Registrar>, tokio::task::JoinHandle<()>), crate::store::StoreError> {
-        let rows = store.live_registrations(unix_now()).await?;
+        let mut rows = store.live_registrations(unix_now()).await?;
+        if store.backend() != crate::store::Backend::Postgres {
+            // One node on SQLite: every stored registration is its own, whatever name the
+            // node ran under before.
+            for r in &mut rows {
+                r.node = node.to_string();
+            }
+        }
         let table = Bindings::from_rows(node, rows);
         let (tx, rx) = mpsc::unbounded_channel();
         let writer = tokio::spawn(writer(store, rx));
@@ -492,6 +596,7 @@ impl Registrar {
             Arc::new(Registrar {
                 table: RwLock::new(table),
                 persist: tx,
+                node: node.to_string(),
             }),
             writer,
         ))
@@ -544,10 +649,12 @@ impl Registrar {
     /// `source` (the connection is then kept while it lives).
     pub fn holds_connection(&self, source: SocketAddr) -> bool {
         let now = unix_now();
-        self.read()
-            .map
-            .values()
-            .any(|b| b.source == source && b.transport != Transport::Udp && b.expires_at > now)
+        self.read().map.values().any(|b| {
+            b.source == source
+                && b.transport != Transport::Udp
+                && b.expires_at > now
+                && b.node == self.node
+        })
     }
 
     /// Whether any line of the device is registered.
@@ -555,8 +662,29 @@ impl Registrar {
         self.read().is_registered(device, unix_now())
     }
 
+    /// The registrations this node holds.
     pub fn count(&self) -> usize {
-        self.read().count(unix_now())
+        self.read().count_here(unix_now())
+    }
+
+    /// This node's name.
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// Follows another node's registration (the change feed).
+    pub fn learn(&self, row: RegistrationRow) -> bool {
+        self.write().learn(row)
+    }
+
+    /// Follows a registration removed from the database (the change feed).
+    pub fn forget(&self, row: &RegistrationRow) -> bool {
+        self.write().forget(row)
+    }
+
+    /// Takes the other nodes' registrations from a full read of the database.
+    pub fn resync(&self, rows: Vec<RegistrationRow>) -> usize {
+        self.write().resync(rows)
     }
 
     /// Asks the writer to write what is queued and stop (node shutdown).
@@ -576,6 +704,10 @@ impl Registrar {
 impl Registrations for Registrar {
     fn binding_at(&self, device: &str, line: &str, now: i64) -> Option<Binding> {
         self.read().binding(device, line, now)
+    }
+
+    fn local_node(&self) -> String {
+        self.node.clone()
     }
 
     fn device_bindings_at(&self, device: &str, now: i64) -> Vec<Binding> {
@@ -599,7 +731,15 @@ async fn writer(store: Store, mut rx: mpsc::UnboundedReceiver<Persist>) {
                 }
                 Persist::Write(Write::Remove { device: d, line: l }) => {
                     upserts.remove(&(d.clone(), l.clone()));
-                    removals.push((d, l));
+                    removals.push((d, l, None));
+                }
+                Persist::Write(Write::Expire {
+                    device: d,
+                    line: l,
+                    now,
+                }) => {
+                    upserts.remove(&(d.clone(), l.clone()));
+                    removals.push((d, l, Some(now)));
                 }
             }
         }
@@ -957,5 +1097,93 @@ mod tests {
         assert!(left.is_empty());
         assert!(matches!(write, Some(Write::Remove { .. })));
         assert!(!t.is_registered("SEP00036BC7B973", 1002));
+    }
+
+    fn row(node: &str, source: &str, expires_at: i64) -> RegistrationRow {
+        RegistrationRow {
+            device: "SEP00036BC7B973".into(),
+            line: "10001".into(),
+            contact: format!("sip:10001@{source}"),
+            instance: None,
+            transport: "UDP".into(),
+            source: source.into(),
+            node: node.into(),
+            expires_at,
+            updated_at: expires_at - 120,
+        }
+    }
+
+    /// Issue 16: another node's registrations, heard on the change feed, are in the table
+    /// with their node; the echo of our own write is not taken (memory may be newer); the
+    /// same second-registrant rule holds against them.
+    #[test]
+    fn r16_other_nodes_bindings_are_learnt_and_hold_the_device() {
+        let mut t = Bindings::new("n1");
+        assert!(!t.learn(row("n1", "127.0.0.10:5060", 1120)), "own echo");
+        assert_eq!(t.count(1000), 0);
+        assert!(t.learn(row("n2", "127.0.0.10:5060", 1120)));
+        let b = t.binding("SEP00036BC7B973", "10001", 1000).unwrap();
+        assert_eq!(b.node, "n2");
+        assert_eq!((t.count(1000), t.count_here(1000)), (1, 0));
+        let thief: SocketAddr = "127.0.0.66:5060".parse().unwrap();
+        assert!(t
+            .register(
+                &bind("sip:10001@127.0.0.66:5060"),
+                Transport::Udp,
+                thief,
+                1001,
+                false
+            )
+            .is_err());
+        // The phone itself moves here: the binding is ours now.
+        let phone: SocketAddr = "127.0.0.10:5060".parse().unwrap();
+        t.register(
+            &bind("sip:10001@127.0.0.10:5060"),
+            Transport::Udp,
+            phone,
+            1002,
+            false,
+        )
+        .unwrap();
+        assert_eq!(t.count_here(1002), 1);
+        // A removal of the row n2 held (a stale one) leaves our newer binding.
+        assert!(!t.forget(&row("n2", "127.0.0.10:5060", 1120)));
+        assert!(t.is_registered("SEP00036BC7B973", 1002));
+        // A removal of exactly what we hold from another node goes.
+        let mut u = Bindings::new("n1");
+        u.learn(row("n2", "127.0.0.10:5060", 1120));
+        assert!(u.forget(&row("n2", "127.0.0.10:5060", 1120)));
+        assert_eq!(u.count(1000), 0);
+    }
+
+    /// On reconnect the stored rows of other nodes replace memory; ours stay.
+    #[test]
+    fn r16_resync_takes_other_nodes_rows_and_keeps_ours() {
+        let mut t = Bindings::new("n1");
+        let phone: SocketAddr = "127.0.0.11:5060".parse().unwrap();
+        let mine = Decision::Bind {
+            device: "SEP00036BC7B974".into(),
+            line: "10002".into(),
+            contact: "sip:10002@127.0.0.11:5060".into(),
+            instance: None,
+            expires: 600,
+        };
+        t.register(&mine, Transport::Udp, phone, 1000, false)
+            .unwrap();
+        t.learn(row("n2", "127.0.0.10:5060", 1120));
+        let mut gone_elsewhere = row("n3", "127.0.0.12:5060", 1300);
+        gone_elsewhere.device = "SEP00036BC7B975".into();
+        gone_elsewhere.line = "23923".into();
+        t.learn(gone_elsewhere);
+        assert_eq!(t.count(1000), 3);
+        // Stored now: n2's row moved to n3; n3's other row is gone; ours not written yet.
+        let changed = t.resync(vec![row("n3", "127.0.0.10:5060", 1200)]);
+        assert_eq!(changed, 2);
+        assert_eq!(
+            t.binding("SEP00036BC7B973", "10001", 1000).unwrap().node,
+            "n3"
+        );
+        assert!(t.binding("SEP00036BC7B975", "23923", 1000).is_none());
+        assert!(t.binding("SEP00036BC7B974", "10002", 1000).is_some());
     }
 }

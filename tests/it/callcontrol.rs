@@ -7,7 +7,7 @@ use ucm::net::Dscp;
 
 use crate::common::Server;
 
-fn register(
+pub(crate) fn register(
     local: SocketAddr,
     target: SocketAddr,
     dn: &str,
@@ -30,7 +30,11 @@ fn register(
     )
 }
 
-async fn exchange(sock: &tokio::net::UdpSocket, target: SocketAddr, msg: &str) -> String {
+pub(crate) async fn exchange(
+    sock: &tokio::net::UdpSocket,
+    target: SocketAddr,
+    msg: &str,
+) -> String {
     sock.send_to(msg.as_bytes(), target).await.unwrap();
     let mut buf = vec![0u8; 65536];
     let (n, _) = tokio::time::timeout(Duration::from_secs(5), sock.recv_from(&mut buf))

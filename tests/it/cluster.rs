@@ -881,3 +881,650 @@ async fn r16_a_definition_import_reaches_every_running_node() {
     .unwrap();
     db.drop_db().await;
 }
+
+// ---- Calls across nodes (issue 16) and registrations on the change feed ----
+
+/// The three-node fixture with every node on 127.`net`.0.x (so tests run side by side) and
+/// SIP on the standard port of its own address, as the intra-cluster trunk reads it from the
+/// definition. `shared`: line 10002 also appears on Lab phone 1 (SEP000000001001).
+fn call_definition(dir: &Path, net: u8, shared: bool) -> std::path::PathBuf {
+    let mut text = std::fs::read_to_string(FIXTURE).unwrap();
+    for h in 1..=3 {
+        text = text.replace(
+            &format!("    address: 127.0.0.{h}\n    bind: 127.0.0.{h}\n"),
+            &format!("    address: 127.{net}.0.{h}\n    bind: 127.{net}.0.{h}\n"),
+        );
+    }
+    if shared {
+        text = text.replace(
+            "    description: Lab phone 1\n    device_pool: HQ_DP\n    css: Internal_CSS\n    security_profile: Cisco SIP Non-Secure Profile\n    lines:\n",
+            "    description: Lab phone 1\n    device_pool: HQ_DP\n    css: Internal_CSS\n    security_profile: Cisco SIP Non-Secure Profile\n    lines:\n      - dn: \"10002\"\n        partition: Internal_PT\n",
+        );
+        assert!(text.contains(
+            "lines:\n      - dn: \"10002\"\n        partition: Internal_PT\n      - dn: \"20001\""
+        ));
+    }
+    let p = dir.join(format!("calls-{net}.yaml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Starts node `name` of `def` with SIP on the definition's port (5060 on its own address).
+fn sip_node(def: &Path, db: &str, name: &str) -> Server {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = ucm();
+    cmd.args(["serve", "--config"])
+        .arg(def)
+        .args(["--db", db, "--node", name])
+        .args(["--http-port", "0", "--https-port", "0"])
+        .args([
+            "--tftp-http-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--sips-port",
+            "0",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("UCM_LOG", "info,ucm::sip=debug");
+    let (child, ready, stderr) = spawn_ready(cmd, name, Duration::from_secs(60));
+    Server {
+        child,
+        ready,
+        data_dir,
+        stderr,
+        seen: Default::default(),
+    }
+}
+
+fn sip_of(net: u8, host: u8) -> SocketAddr {
+    format!("127.{net}.0.{host}:5060").parse().unwrap()
+}
+
+/// Places a call from `from` to `number` until the node knows where the callee is (it learns
+/// other nodes' registrations through the feed): each attempt answered 480 or 404 is retried,
+/// within 10 s. Returns the INVITE the callee's phone got.
+async fn call_when_known(
+    from: &crate::callcontrol::TestPhone,
+    to: &crate::callcontrol::TestPhone,
+    number: &str,
+    tag: &str,
+) -> (String, ucm::wire::sip::Request) {
+    use ucm::wire::sip::SipMessage;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for attempt in 0.. {
+        let call_id = format!("{tag}-{attempt}");
+        from.send_text(&from.invite(number, &call_id)).await;
+        let mut buf = vec![0u8; 65536];
+        tokio::select! {
+            got = to.sock.recv_from(&mut buf) => {
+                let (n, _) = got.unwrap();
+                match ucm::wire::sip::parse_datagram(&buf[..n]).unwrap() {
+                    SipMessage::Request(r) if r.method.as_str() == "INVITE" => return (call_id, r),
+                    other => panic!("{number}: expected an INVITE, got {other}"),
+                }
+            }
+            got = from.recv() => match got {
+                SipMessage::Response(r) if matches!(r.status, 404 | 480) => {
+                    assert!(Instant::now() < deadline, "the call to {number} never reached its node: {r}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("{number}: the caller got {other}"),
+            }
+        }
+    }
+    unreachable!()
+}
+
+/// A phone registered with ucm-pub calls a phone registered with ucm-sub1: ucm-pub sends the
+/// INVITE to ucm-sub1 over the intra-cluster trunk, ucm-sub1 rings its phone, and
+/// INVITE/180/200/ACK/BYE complete end to end with each phone's SDP reaching the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_call_between_phones_on_two_nodes_completes() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 61;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+        )
+    })
+    .await
+    .unwrap();
+    // The intra-cluster trunk's packets between the two nodes, captured on lo.
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("trunk.pcap");
+    let capture = crate::sipp::Capture::start(
+        &pcap,
+        &format!("udp and host 127.{net}.0.1 and host 127.{net}.0.2"),
+    );
+    let a = TestPhone::register(
+        &format!("127.{net}.0.11"),
+        "10001",
+        "00036bc7b973",
+        sip_of(net, 1),
+    )
+    .await;
+    let b = TestPhone::register(
+        &format!("127.{net}.0.12"),
+        "10002",
+        "00036bc7b974",
+        sip_of(net, 2),
+    )
+    .await;
+    let (_, inv) = call_when_known(&a, &b, "10002", "x-node").await;
+    // The INVITE came from ucm-sub1 (b's node), carrying a's offer.
+    let via = inv.headers.get("Via").unwrap().to_string();
+    assert!(via.contains(&format!("127.{net}.0.2:5060")), "{via}");
+    let offer = String::from_utf8_lossy(&inv.body).to_string();
+    assert!(
+        offer.contains(&format!("c=IN IP4 127.{net}.0.11")),
+        "{offer}"
+    );
+    b.answer(&inv, 180, false).await;
+    b.answer(&inv, 200, true).await;
+    let ringing = a.expect_response(180).await;
+    assert_eq!(ringing.status, 180);
+    let ok = a.expect_response(200).await;
+    let answer = String::from_utf8_lossy(&ok.body).to_string();
+    assert!(
+        answer.contains(&format!("c=IN IP4 127.{net}.0.12")),
+        "{answer}"
+    );
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+    a.expect_response(200).await;
+    // Every SIP message between the nodes is marked CS3 (DSCP 24), the INVITE included.
+    if let Some(c) = capture {
+        c.stop();
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-d", "udp.port==5060,sip", "-Y", "sip", "-T", "fields"])
+            .args(["-e", "ip.dsfield.dscp", "-e", "sip.CSeq.method"])
+            .output()
+            .expect("run tshark (Debian package tshark)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(text.lines().any(|l| l.ends_with("INVITE")), "{text}");
+        assert!(
+            text.lines().all(|l| l.starts_with("24\t")),
+            "not all CS3: {text}"
+        );
+    }
+    // And back: b calls a, b hangs up.
+    let (_, inv) = call_when_known(&b, &a, "10001", "x-back").await;
+    a.answer(&inv, 200, true).await;
+    let ok = b.expect_response(200).await;
+    b.send_text(&b.in_dialog(&ok, "ACK", 101)).await;
+    a.expect_request("ACK").await;
+    b.send_text(&b.in_dialog(&ok, "BYE", 102)).await;
+    let bye = a.expect_request("BYE").await;
+    a.answer(&bye, 200, false).await;
+    b.expect_response(200).await;
+    drop(nodes);
+    db.drop_db().await;
+}
+
+/// A shared line rings its devices on different nodes: 10002 is on SEP00036BC7B974
+/// (registered with ucm-sub1) and SEP000000001001 (registered with ucm-sub2); a call from a
+/// phone on ucm-pub rings both, the first to answer takes it, the other is cancelled.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_shared_line_rings_devices_on_different_nodes() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 64;
+    let def = call_definition(dir.path(), net, true);
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let a = TestPhone::register(
+        &format!("127.{net}.0.11"),
+        "10001",
+        "00036bc7b973",
+        sip_of(net, 1),
+    )
+    .await;
+    let b1 = TestPhone::register(
+        &format!("127.{net}.0.12"),
+        "10002",
+        "00036bc7b974",
+        sip_of(net, 2),
+    )
+    .await;
+    let b2 = TestPhone::register(
+        &format!("127.{net}.0.13"),
+        "10002",
+        "000000001001",
+        sip_of(net, 3),
+    )
+    .await;
+    // Once ucm-pub knows both registrations, one call rings both phones.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let (inv1, inv2) = loop {
+        let (call_id, inv1) = call_when_known(&a, &b1, "10002", "shared").await;
+        let mut buf = vec![0u8; 65536];
+        match tokio::time::timeout(Duration::from_secs(2), b2.sock.recv_from(&mut buf)).await {
+            Ok(got) => {
+                let (n, _) = got.unwrap();
+                match ucm::wire::sip::parse_datagram(&buf[..n]).unwrap() {
+                    ucm::wire::sip::SipMessage::Request(r) if r.method.as_str() == "INVITE" => {
+                        break (inv1, r)
+                    }
+                    other => panic!("b2 got {other}"),
+                }
+            }
+            Err(_) => {
+                // ucm-pub did not know b2 yet: end this attempt and call again.
+                assert!(
+                    Instant::now() < deadline,
+                    "the shared line never rang on ucm-sub2"
+                );
+                b1.answer(&inv1, 486, false).await;
+                let _ = call_id;
+                loop {
+                    match a.recv().await {
+                        ucm::wire::sip::SipMessage::Response(r) if r.status >= 300 => break,
+                        _ => continue,
+                    }
+                }
+                // b1's transaction gets its ACK.
+                let _ = b1.expect_request("ACK").await;
+            }
+        }
+    };
+    assert!(inv1
+        .headers
+        .get("Via")
+        .unwrap()
+        .contains(&format!("127.{net}.0.2:5060")));
+    assert!(inv2
+        .headers
+        .get("Via")
+        .unwrap()
+        .contains(&format!("127.{net}.0.3:5060")));
+    b2.answer(&inv2, 180, false).await;
+    b1.answer(&inv1, 200, true).await;
+    let ok = loop {
+        match a.recv().await {
+            ucm::wire::sip::SipMessage::Response(r) if r.status == 200 => break r,
+            ucm::wire::sip::SipMessage::Response(r) if r.status < 200 => continue,
+            other => panic!("a got {other}"),
+        }
+    };
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b1.expect_request("ACK").await;
+    // The other device stops ringing.
+    let cancel = b2.expect_request("CANCEL").await;
+    b2.answer(&cancel, 200, false).await;
+    b2.answer(&inv2, 487, false).await;
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    let bye = b1.expect_request("BYE").await;
+    b1.answer(&bye, 200, false).await;
+    a.expect_response(200).await;
+    drop(nodes);
+    db.drop_db().await;
+}
+
+/// Issue 15's second registrant, cluster-wide: a device registered with ucm-pub cannot be
+/// taken from another address through ucm-sub1 (same rule, same 403, logged there), while
+/// the phone itself may move to ucm-sub1 (its own address).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_second_registrant_is_refused_on_another_node() {
+    use crate::callcontrol::{exchange, register};
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 62;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let (pubn, sub1) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+        )
+    })
+    .await
+    .unwrap();
+    let (a_sip, b_sip) = (sip_of(net, 1), sip_of(net, 2));
+    let phone = ucm::net::bind_udp(
+        format!("127.{net}.0.11:0").parse().unwrap(),
+        ucm::net::Dscp::CS3,
+    )
+    .unwrap();
+    let phone_addr = phone.local_addr().unwrap();
+    let ok = exchange(
+        &phone,
+        a_sip,
+        &register(phone_addr, a_sip, "10001", "00036bc7b973", 600, 1),
+    )
+    .await;
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    let thief = ucm::net::bind_udp(
+        format!("127.{net}.0.66:0").parse().unwrap(),
+        ucm::net::Dscp::CS3,
+    )
+    .unwrap();
+    let thief_addr = thief.local_addr().unwrap();
+    // A query (no Contact) binds nothing: it answers 200 until ucm-sub1 knows the binding,
+    // then 403 like any request of another registrant.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    for cseq in 1.. {
+        let query: String = register(thief_addr, b_sip, "10001", "00036bc7b973", 600, cseq)
+            .split_inclusive("\r\n")
+            .filter(|l| !l.starts_with("Contact:") && !l.starts_with("Expires:"))
+            .collect();
+        let r = exchange(&thief, b_sip, &query).await;
+        if r.starts_with("SIP/2.0 403") {
+            break;
+        }
+        assert!(r.starts_with("SIP/2.0 200"), "{r}");
+        assert!(
+            !r.contains("Contact:"),
+            "a query from a stranger listed a binding: {r}"
+        );
+        assert!(
+            Instant::now() < deadline,
+            "ucm-sub1 never learnt the registration"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stolen = exchange(
+        &thief,
+        b_sip,
+        &register(thief_addr, b_sip, "10001", "00036bc7b973", 600, 99),
+    )
+    .await;
+    assert!(stolen.starts_with("SIP/2.0 403"), "{stolen}");
+    assert!(
+        stolen.contains("registered from another address"),
+        "{stolen}"
+    );
+    sub1.wait_for_log("REGISTER refused: the device is registered from another address");
+    // Nor can it be removed through the other node.
+    let gone = exchange(
+        &thief,
+        b_sip,
+        &register(thief_addr, b_sip, "10001", "00036bc7b973", 0, 100),
+    )
+    .await;
+    assert!(gone.starts_with("SIP/2.0 403"), "{gone}");
+    // The phone itself moves to ucm-sub1 (failover), and ucm-pub learns it: the thief is
+    // refused there too, the phone's refresh on ucm-sub1 is accepted.
+    let moved = exchange(
+        &phone,
+        b_sip,
+        &register(phone_addr, b_sip, "10001", "00036bc7b973", 600, 2),
+    )
+    .await;
+    assert!(moved.starts_with("SIP/2.0 200"), "{moved}");
+    let on_pub = exchange(
+        &thief,
+        a_sip,
+        &register(thief_addr, a_sip, "10001", "00036bc7b973", 600, 101),
+    )
+    .await;
+    assert!(on_pub.starts_with("SIP/2.0 403"), "{on_pub}");
+    // The database says where the phone is now.
+    let store = ucm::store::Store::open(&db.url).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = store
+            .live_registrations(ucm::sip::registrar::unix_now())
+            .await
+            .unwrap();
+        let row = rows.iter().find(|r| r.device == "SEP00036BC7B973");
+        if row.is_some_and(|r| r.node == "ucm-sub1" && r.source == phone_addr.to_string()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    store.close().await;
+    drop((pubn, sub1));
+    db.drop_db().await;
+}
+
+/// The intra-cluster trunk trusts only nodes of the definition: an INVITE carrying its header
+/// from a stranger is refused (403) and rings nothing; from a node's address but another port
+/// too. From a node (the test plays ucm-sub2, which is not running, on its address and SIP
+/// port) a call is delivered only to devices registered with the receiving node: one
+/// registered elsewhere gets 480 and is never sent on (no loop).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_intra_cluster_calls_trust_only_nodes_and_never_loop() {
+    use crate::callcontrol::{exchange, TestPhone};
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 63;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let (pubn, sub1) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+        )
+    })
+    .await
+    .unwrap();
+    let (a_sip, b_sip) = (sip_of(net, 1), sip_of(net, 2));
+    let a = TestPhone::register(&format!("127.{net}.0.11"), "10001", "00036bc7b973", a_sip).await;
+    let b = TestPhone::register(&format!("127.{net}.0.12"), "10002", "00036bc7b974", b_sip).await;
+    let invite = |from: SocketAddr, to: SocketAddr, dn: &str, device: &str, cid: &str| {
+        let sdp = format!("v=0\r\no=- 1 1 IN IP4 {ip}\r\ns=-\r\nc=IN IP4 {ip}\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n", ip = from.ip());
+        format!(
+            "INVITE sip:{dn}@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {from};branch=z9hG4bK{cid}\r\nFrom: <sip:30271@{from}>;tag=f{cid}\r\nTo: <sip:{dn}@{to}>\r\nCall-ID: {cid}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:{from}>\r\nX-Ucm-Deliver: line={dn};pt=Internal_PT;devices={device};node=ucm-sub2\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        )
+    };
+    // A stranger forging the header.
+    let stranger = ucm::net::bind_udp(
+        format!("127.{net}.0.66:0").parse().unwrap(),
+        ucm::net::Dscp::CS3,
+    )
+    .unwrap();
+    let s_addr = stranger.local_addr().unwrap();
+    let r = exchange(
+        &stranger,
+        b_sip,
+        &invite(s_addr, b_sip, "10002", "SEP00036BC7B974", "forged-1"),
+    )
+    .await;
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    assert!(r.contains("no node of the cluster"), "{r}");
+    // A node's address from another port is not the node either.
+    let side = ucm::net::bind_udp(
+        format!("127.{net}.0.3:0").parse().unwrap(),
+        ucm::net::Dscp::CS3,
+    )
+    .unwrap();
+    let side_addr = side.local_addr().unwrap();
+    let r = exchange(
+        &side,
+        b_sip,
+        &invite(side_addr, b_sip, "10002", "SEP00036BC7B974", "forged-2"),
+    )
+    .await;
+    assert!(r.starts_with("SIP/2.0 403"), "{r}");
+    // The node itself: ucm-sub2's address and SIP port.
+    let node = ucm::net::bind_udp(sip_of(net, 3), ucm::net::Dscp::CS3).unwrap();
+    let n_addr = node.local_addr().unwrap();
+    // ucm-sub1 knows phone a is registered with ucm-pub once a call from b reaches it.
+    let (_, inv) = call_when_known(&b, &a, "10001", "known").await;
+    a.answer(&inv, 486, false).await;
+    b.expect_response(486).await;
+    a.expect_request("ACK").await;
+    // Asked by a node to deliver to phone a, ucm-sub1 refuses (480) and does not send the
+    // call on to ucm-pub.
+    let mut r = exchange(
+        &node,
+        b_sip,
+        &invite(n_addr, b_sip, "10001", "SEP00036BC7B973", "loop-1"),
+    )
+    .await;
+    let mut buf = vec![0u8; 65536];
+    while r.starts_with("SIP/2.0 1") {
+        let (n, _) = tokio::time::timeout(Duration::from_secs(5), node.recv_from(&mut buf))
+            .await
+            .expect("a final answer within 5 s")
+            .unwrap();
+        r = String::from_utf8_lossy(&buf[..n]).to_string();
+    }
+    assert!(r.starts_with("SIP/2.0 480"), "{r}");
+    sub1.wait_for_log("intra-cluster call for devices not registered here");
+    // Sent on, phone a would ring with the caller 30271: the next thing it hears is b's
+    // next call instead.
+    b.send_text(&b.invite("10001", "after-loop")).await;
+    let inv = a.expect_request("INVITE").await;
+    let from = inv.headers.get("From").unwrap().to_string();
+    assert!(from.contains("sip:10002@"), "{from}");
+    a.answer(&inv, 486, false).await;
+    b.expect_response(486).await;
+    a.expect_request("ACK").await;
+    // A device registered with ucm-sub1 is delivered: phone b rings.
+    node.send_to(
+        invite(n_addr, b_sip, "10002", "SEP00036BC7B974", "trusted-1").as_bytes(),
+        b_sip,
+    )
+    .await
+    .unwrap();
+    let inv = b.expect_request("INVITE").await;
+    assert_eq!(
+        inv.headers.get("X-Ucm-Deliver"),
+        None,
+        "the trunk's header stays between nodes"
+    );
+    drop((pubn, sub1));
+    db.drop_db().await;
+}
+
+/// WebDialer on one node places a third-party call for phones registered with the two
+/// others: ucm-sub2 rings jsmith's phone (registered with ucm-pub) through ucm-pub, once it
+/// answers calls 10002 (registered with ucm-sub1) through ucm-sub1, and the two phones'
+/// SDP meet (the user's phone's ACK carries the destination's answer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_webdialer_on_one_node_calls_for_phones_registered_on_others() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 65;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let wd = nodes.2.addr("http");
+    let a = TestPhone::register(
+        &format!("127.{net}.0.11"),
+        "10001",
+        "00036bc7b973",
+        sip_of(net, 1),
+    )
+    .await;
+    let b = TestPhone::register(
+        &format!("127.{net}.0.12"),
+        "10002",
+        "00036bc7b974",
+        sip_of(net, 2),
+    )
+    .await;
+    // ucm-sub2 must have heard of both registrations: until then WebDialer answers an error.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let xml = crate::webdialer::make_call_xml(
+        "jsmith",
+        "cisco",
+        "10002",
+        "jsmith",
+        "SEP00036BC7B973",
+        "10001",
+    );
+    let inv = loop {
+        let xml = xml.clone();
+        let mut soap = tokio::task::spawn_blocking(move || {
+            let mut s = TcpStream::connect(wd).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(60))).ok();
+            write!(
+                s,
+                "POST /webdialer/services/WebdialerSoapService70 HTTP/1.1\r\nHost: x\r\nContent-Type: text/xml; charset=utf-8\r\nSOAPAction: \"\"\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{xml}",
+                xml.len()
+            )
+            .unwrap();
+            let mut raw = Vec::new();
+            s.read_to_end(&mut raw).unwrap();
+            String::from_utf8(split_http(&raw).2).unwrap()
+        });
+        let mut buf = vec![0u8; 65536];
+        tokio::select! {
+            got = a.sock.recv_from(&mut buf) => {
+                let (n, _) = got.unwrap();
+                match ucm::wire::sip::parse_datagram(&buf[..n]).unwrap() {
+                    ucm::wire::sip::SipMessage::Request(r) if r.method.as_str() == "INVITE" => break (r, soap),
+                    other => panic!("the user's phone got {other}"),
+                }
+            }
+            body = &mut soap => {
+                let body = body.unwrap();
+                assert!(Instant::now() < deadline, "WebDialer on ucm-sub2 never rang the phone: {body}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let (inv, soap) = inv;
+    // The user's phone is rung by its own node.
+    let via = inv.headers.get("Via").unwrap().to_string();
+    assert!(via.contains(&format!("127.{net}.0.1:5060")), "{via}");
+    a.answer(&inv, 200, true).await;
+    // The destination is rung by its node, with the user's phone's offer.
+    let binv = b.expect_request("INVITE").await;
+    assert!(binv
+        .headers
+        .get("Via")
+        .unwrap()
+        .contains(&format!("127.{net}.0.2:5060")));
+    let offer = String::from_utf8_lossy(&binv.body).to_string();
+    assert!(
+        offer.contains(&format!("c=IN IP4 127.{net}.0.11")),
+        "{offer}"
+    );
+    b.answer(&binv, 200, true).await;
+    b.expect_request("ACK").await;
+    let ack = a.expect_request("ACK").await;
+    let answer = String::from_utf8_lossy(&ack.body).to_string();
+    assert!(
+        answer.contains(&format!("c=IN IP4 127.{net}.0.12")),
+        "{answer}"
+    );
+    let body = soap.await.unwrap();
+    assert!(body.contains(">0</responseCode>"), "{body}");
+    drop(nodes);
+    db.drop_db().await;
+}

@@ -92,7 +92,7 @@ fn code(body: &str) -> u32 {
 }
 
 /// makeCallSoap exactly as pyCiscoWebDialer writes it.
-fn make_call_xml(
+pub(crate) fn make_call_xml(
     user: &str,
     pw: &str,
     dest: &str,

@@ -14,7 +14,13 @@ impl B2bua {
         out: &mut Vec<Out>,
     ) {
         let mut seen = BTreeSet::new();
-        for b in registrar.device_bindings_at(device, now.unix) {
+        let local = registrar.local_node();
+        // A phone registered with another node hears from that node only.
+        for b in registrar
+            .device_bindings_at(device, now.unix)
+            .into_iter()
+            .filter(|b| b.node == local)
+        {
             if !seen.insert((b.source, b.transport.as_str())) {
                 continue;
             }
@@ -372,6 +378,40 @@ impl B2bua {
         let b = registrar
             .binding_at(device, line, now.unix)
             .ok_or_else(|| call_error(480, format!("{device} is not registered")))?;
+        let mut peer = Peer {
+            addr: b.source,
+            transport: b.transport,
+        };
+        let mut target = b.contact.clone();
+        let mut extra = None;
+        // A phone registered with another node is rung through that node (see `intra`).
+        let local = registrar.local_node();
+        if b.node != local {
+            let addr = cluster
+                .nodes
+                .iter()
+                .find(|n| n.name == b.node)
+                .ok_or_else(|| format!("node {} is not in the definition", b.node))
+                .and_then(intra::node_sip_addr)
+                .map_err(|why| {
+                    call_error(
+                        503,
+                        format!("{device} is registered with node {} ({why})", b.node),
+                    )
+                })?;
+            peer = Peer {
+                addr,
+                transport: Transport::Udp,
+            };
+            target = format!("sip:{line}@{addr}");
+            let deliver = intra::Deliver {
+                line: line.to_string(),
+                partition: la.partition.clone(),
+                devices: vec![device.to_string()],
+                node: local,
+            };
+            extra = Some((intra::DELIVER_HEADER, deliver.to_header()));
+        }
         let dn_cfg = cluster.directory_number(&key);
         if self.line_load.get(&key).copied().unwrap_or(0) >= dn_cfg.map_or(4, |d| d.max_calls) {
             return Err(call_error(
@@ -427,10 +467,6 @@ impl B2bua {
                 held: BTreeSet::new(),
             },
         );
-        let peer = Peer {
-            addr: b.source,
-            transport: b.transport,
-        };
         // The user's phone answers in time or the attempt ends (see `no_answer`).
         self.arm_no_answer(id, now.mono + answer_within);
         // The phone shows whom it is calling.
@@ -438,10 +474,11 @@ impl B2bua {
         self.fork_as(
             id,
             peer,
-            &b.contact,
+            &target,
             line,
             Some(device.to_string()),
             presented,
+            extra,
             now,
             out,
         );

@@ -15,6 +15,8 @@
 //! directory number rings every registered device that carries it (a shared line: first answer
 //! wins, the others are cancelled) after Call Forward All, Busy (busy trigger), Do Not Disturb,
 //! Unregistered and No Answer (per-line timer) have had their say, each with its own CSS.
+//! A device registered with another node of the cluster is rung through that node over the
+//! intra-cluster trunk ([`intra`]), which rings only its own registrations.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -36,6 +38,7 @@ use crate::dialplan::analysis::{CallingContext, Destination, DnKey};
 mod commands;
 mod digest;
 mod forward;
+pub mod intra;
 mod legs;
 mod routing;
 mod stranger;

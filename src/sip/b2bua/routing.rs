@@ -80,9 +80,43 @@ impl B2bua {
         now: Now,
         out: &mut Vec<Out>,
     ) {
-        let Some(caller) =
-            Self::identify_caller(cluster, registrar, &self.resolved, &req, peer, now)
-        else {
+        // An intra-cluster call (see `intra`): honoured only from a node of the cluster.
+        let deliver = match req.headers.get(intra::DELIVER_HEADER) {
+            None => None,
+            Some(v) => {
+                if intra::node_at(cluster, peer).is_none() {
+                    self.refuse_stranger(
+                        &key,
+                        &req,
+                        peer,
+                        403,
+                        "Forbidden (intra-cluster request from an address that is no node of the cluster)",
+                        now,
+                        out,
+                    );
+                    return;
+                }
+                match intra::Deliver::parse(v) {
+                    Ok(d) => Some(d),
+                    Err(why) => {
+                        let reason = format!("Bad Request ({}: {why})", intra::DELIVER_HEADER);
+                        self.refuse_stranger(&key, &req, peer, 400, &reason, now, out);
+                        return;
+                    }
+                }
+            }
+        };
+        let caller = match &deliver {
+            Some(_) => req.from().ok().map(|from| Caller {
+                ctx: CallingContext::css(None, None),
+                device: None,
+                dn: None,
+                number: from.uri.user_part().unwrap_or_default().to_string(),
+                display: from.display_name.clone(),
+            }),
+            None => Self::identify_caller(cluster, registrar, &self.resolved, &req, peer, now),
+        };
+        let Some(caller) = caller else {
             self.refuse_stranger(
                 &key,
                 &req,
@@ -233,7 +267,10 @@ impl B2bua {
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
-        self.route(cluster, registrar, id, &dialled, &caller.ctx, now, out);
+        match deliver {
+            Some(d) => self.deliver_here(registrar, id, &d, now, out),
+            None => self.route(cluster, registrar, id, &dialled, &caller.ctx, now, out),
+        }
     }
 
     /// Runs digit analysis for a call and offers it where it leads.
@@ -379,7 +416,8 @@ impl B2bua {
             self.offer_to_route_point(cluster, registrar, call, &dn, rp.name.clone(), now, out);
             return;
         }
-        let registered: Vec<(String, crate::sip::registrar::Binding)> = devices
+        let local = registrar.local_node();
+        let (registered, mut elsewhere): (Vec<_>, Vec<_>) = devices
             .iter()
             .filter(|d| !d.do_not_disturb)
             .filter_map(|d| {
@@ -387,8 +425,20 @@ impl B2bua {
                     .binding_at(&d.name, &dn.0, now.unix)
                     .map(|b| (d.name.clone(), b))
             })
-            .collect();
-        if registered.is_empty() {
+            .partition(|(_, b)| b.node == local);
+        // Devices on a node the definition does not let us reach count as unregistered.
+        elsewhere.retain(|(device, b)| {
+            let reachable = cluster
+                .nodes
+                .iter()
+                .find(|n| n.name == b.node)
+                .is_some_and(|n| intra::node_sip_addr(n).is_ok());
+            if !reachable {
+                tracing::warn!(call, device, node = %b.node, "device registered with a node that cannot be reached (not in the definition, or no fixed SIP port)");
+            }
+            reachable
+        });
+        if registered.is_empty() && elsewhere.is_empty() {
             self.unregistered(cluster, registrar, call, &line, &dn, now, out);
             return;
         }
@@ -408,12 +458,16 @@ impl B2bua {
             };
             self.fork(call, peer, &b.contact, &dn.0, Some(device), now, out);
         }
+        for (device, _) in &elsewhere {
+            self.event(call, &dn, Some(device.clone()), LineState::Ringing);
+        }
+        self.offer_through_nodes(cluster, &local, call, &dn, elsewhere, now, out);
         self.arm_forward_no_answer(cluster, call, &line, now);
     }
 
     /// Sends an INVITE towards one destination as a new leg of the call.
     #[allow(clippy::too_many_arguments)]
-    fn fork(
+    pub(super) fn fork(
         &mut self,
         call: u64,
         peer: Peer,
@@ -428,11 +482,12 @@ impl B2bua {
             .get(&call)
             .map(|c| (c.caller.number.clone(), c.caller.display.clone()));
         if let Some(p) = presented {
-            self.fork_as(call, peer, target, to_user, device, p, now, out);
+            self.fork_as(call, peer, target, to_user, device, p, None, now, out);
         }
     }
 
-    /// Sends an INVITE towards one destination as a new leg, presenting `from` as the caller.
+    /// Sends an INVITE towards one destination as a new leg, presenting `from` as the caller,
+    /// with an `extra` header if given (the intra-cluster trunk's).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn fork_as(
         &mut self,
@@ -442,6 +497,7 @@ impl B2bua {
         to_user: &str,
         device: Option<String>,
         from: (String, Option<String>),
+        extra: Option<(&str, String)>,
         now: Now,
         out: &mut Vec<Out>,
     ) {
@@ -489,6 +545,9 @@ impl B2bua {
         req.headers.push("Allow", crate::sip::ALLOW);
         if let Some(id) = c.a_request.headers.get("P-Asserted-Identity") {
             req.headers.push("P-Asserted-Identity", id.to_string());
+        }
+        if let Some((name, value)) = extra {
+            req.headers.push(name, value);
         }
         if let Some((ctype, body)) = Self::body_of(&c.a_request.headers, &c.a_request.body) {
             req.headers.push("Content-Type", ctype);

@@ -1,0 +1,263 @@
+//! Calls across the nodes of a cluster: the intra-cluster SIP trunk.
+//!
+//! Every node knows every node's registrations (the change feed). A call for a line whose
+//! device is registered with another node goes to that node as an INVITE over UDP to the
+//! address and SIP port the definition gives it (`nodes[].address`, `nodes[].ports.sip`, 5060
+//! when left out), from this node's own SIP socket (marked `qos.call_signalling`, CS3). The
+//! INVITE names what to ring in [`DELIVER_HEADER`]; the receiving node rings exactly those
+//! devices among its own registrations and nothing else: no digit analysis, no forwarding, no
+//! other node, so a call can cross at most once and never loops. Its answers (180, 200, the
+//! SDP) come back the same way and media flows phone to phone.
+//!
+//! Trust: the header is honoured only from the address of a node of the definition, over UDP
+//! from that node's SIP port (where its node sends from). From anyone else it is refused (403)
+//! and logged: a stranger cannot make a node ring its phones by forging the header.
+
+use super::*;
+use crate::config::model::Node;
+use crate::sip::registrar::Binding;
+
+/// The header an intra-cluster INVITE carries: `line=DN;pt=PARTITION;devices=A,B;node=FROM`
+/// (`pt` only when the line has a partition).
+pub const DELIVER_HEADER: &str = "X-Ucm-Deliver";
+
+/// What an intra-cluster INVITE asks its node to ring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deliver {
+    pub line: String,
+    pub partition: Option<String>,
+    pub devices: Vec<String>,
+    /// The node that sent it (for the log).
+    pub node: String,
+}
+
+impl Deliver {
+    pub fn to_header(&self) -> String {
+        let pt = self
+            .partition
+            .as_deref()
+            .map(|p| format!(";pt={p}"))
+            .unwrap_or_default();
+        format!(
+            "line={}{pt};devices={};node={}",
+            self.line,
+            self.devices.join(","),
+            self.node
+        )
+    }
+
+    pub fn parse(v: &str) -> Result<Deliver, String> {
+        let (mut line, mut partition, mut devices, mut node) = (None, None, None, None);
+        for part in v.split(';') {
+            let (k, val) = part
+                .trim()
+                .split_once('=')
+                .ok_or_else(|| format!("{part:?} is not name=value"))?;
+            let val = val.trim();
+            let ok = !val.is_empty()
+                && val
+                    .bytes()
+                    .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'=' | b'"'));
+            if !ok {
+                return Err(format!("{k} has a bad value {val:?}"));
+            }
+            match k.trim() {
+                "line" => line = Some(val.to_string()),
+                "pt" => partition = Some(val.to_string()),
+                "devices" => devices = Some(val.split(',').map(str::to_string).collect()),
+                "node" => node = Some(val.to_string()),
+                other => return Err(format!("unknown parameter {other:?}")),
+            }
+        }
+        let devices: Vec<String> = devices.ok_or("no devices")?;
+        if devices.iter().any(|d| d.is_empty()) || devices.len() > 64 {
+            return Err("bad device list".into());
+        }
+        Ok(Deliver {
+            line: line.ok_or("no line")?,
+            partition,
+            devices,
+            node: node.ok_or("no node")?,
+        })
+    }
+}
+
+/// Where node `node` takes SIP from other nodes, as its definition says.
+pub fn node_sip_addr(node: &Node) -> Result<SocketAddr, String> {
+    let ip: std::net::IpAddr = node
+        .address
+        .trim_matches(['[', ']'])
+        .parse()
+        .map_err(|_| format!("its address {:?} is not an IP address", node.address))?;
+    match node.ports.sip.unwrap_or(5060) {
+        0 => Err("its SIP port is chosen at start (ports.sip: 0), unknown to other nodes".into()),
+        port => Ok(SocketAddr::new(ip, port)),
+    }
+}
+
+/// The node of the cluster a request comes from, if any: the source address is a node's and,
+/// over UDP, the port its SIP port (a node sends from its SIP socket).
+pub fn node_at(cluster: &Cluster, peer: Peer) -> Option<&Node> {
+    cluster.nodes.iter().find(|n| {
+        node_sip_addr(n).is_ok_and(|a| {
+            a.ip() == peer.addr.ip()
+                && (peer.transport != Transport::Udp || a.port() == peer.addr.port())
+        })
+    })
+}
+
+impl B2bua {
+    /// Offers the call to the devices of `dn` registered with other nodes: one INVITE per
+    /// node, which rings its devices. A node that cannot be reached from the definition is
+    /// logged and left out. Returns how many nodes were offered the call.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer_through_nodes(
+        &mut self,
+        cluster: &Cluster,
+        local: &str,
+        call: u64,
+        dn: &DnKey,
+        remote: Vec<(String, Binding)>,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> usize {
+        let mut offered = 0;
+        let mut by_node: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+        for (device, b) in remote {
+            by_node.entry(b.node).or_default().push(device);
+        }
+        for (node, devices) in by_node {
+            let addr = match cluster.nodes.iter().find(|n| n.name == node) {
+                Some(n) => node_sip_addr(n),
+                None => Err("it is not in the definition".to_string()),
+            };
+            let addr = match addr {
+                Ok(a) => a,
+                Err(why) => {
+                    tracing::warn!(call, node, reason = %why, "devices registered with another node cannot be reached");
+                    continue;
+                }
+            };
+            let deliver = Deliver {
+                line: dn.0.clone(),
+                partition: dn.1.clone(),
+                devices: devices.clone(),
+                node: local.to_string(),
+            };
+            let peer = Peer {
+                addr,
+                transport: Transport::Udp,
+            };
+            let device = (devices.len() == 1).then(|| devices[0].clone());
+            tracing::debug!(
+                call,
+                node,
+                ?devices,
+                "offering the call through another node"
+            );
+            let Some(presented) = self
+                .calls
+                .get(&call)
+                .map(|c| (c.caller.number.clone(), c.caller.display.clone()))
+            else {
+                return offered;
+            };
+            let target = format!("sip:{}@{addr}", dn.0);
+            let extra = (DELIVER_HEADER, deliver.to_header());
+            self.fork_as(
+                call,
+                peer,
+                &target,
+                &dn.0,
+                device,
+                presented,
+                Some(extra),
+                now,
+                out,
+            );
+            offered += 1;
+        }
+        offered
+    }
+
+    /// An intra-cluster call: rings the devices it names among this node's own registrations,
+    /// and nothing else (never forwarded, never sent to another node). 480 when none of them
+    /// is registered here.
+    pub(super) fn deliver_here(
+        &mut self,
+        registrar: &dyn Registrations,
+        call: u64,
+        deliver: &Deliver,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let local = registrar.local_node();
+        let here: Vec<(String, Binding)> = deliver
+            .devices
+            .iter()
+            .filter_map(|d| {
+                registrar
+                    .binding_at(d, &deliver.line, now.unix)
+                    .filter(|b| b.node == local)
+                    .map(|b| (d.clone(), b))
+            })
+            .collect();
+        if here.is_empty() {
+            tracing::info!(call, from = %deliver.node, line = %deliver.line, "intra-cluster call for devices not registered here");
+            self.fail_call(
+                call,
+                480,
+                "Temporarily Unavailable (not registered with this node)",
+                now,
+                out,
+            );
+            return;
+        }
+        let dn: DnKey = (deliver.line.clone(), deliver.partition.clone());
+        if let Some(c) = self.calls.get_mut(&call) {
+            c.target_dn = Some(dn.clone());
+        }
+        *self.line_load.entry(dn.clone()).or_default() += 1;
+        for (device, b) in here {
+            self.event(call, &dn, Some(device.clone()), LineState::Ringing);
+            let peer = Peer {
+                addr: b.source,
+                transport: b.transport,
+            };
+            self.fork(call, peer, &b.contact, &dn.0, Some(device), now, out);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn r16_deliver_header_round_trips_and_bad_ones_are_refused() {
+        let d = Deliver {
+            line: "10001".into(),
+            partition: Some("Internal_PT".into()),
+            devices: vec!["SEP0001".into(), "SEP0002".into()],
+            node: "ucm-pub".into(),
+        };
+        assert_eq!(Deliver::parse(&d.to_header()), Ok(d.clone()));
+        let plain = Deliver {
+            partition: None,
+            ..d
+        };
+        assert_eq!(Deliver::parse(&plain.to_header()), Ok(plain));
+        for bad in [
+            "",
+            "line=1",
+            "line=1;devices=A",
+            "line=1;devices=;node=n",
+            "line=1;devices=A,,B;node=n",
+            "line=1;devices=A;node=n;x=y",
+            "line=1;devices=A;node",
+            "line=1 2;devices=A;node=n",
+        ] {
+            assert!(Deliver::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
