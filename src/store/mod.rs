@@ -87,15 +87,6 @@ pub struct ImportSummary {
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
-/// The collections of a definition that hold single settings rather than lists.
-const SETTINGS: &[&str] = &[
-    "cluster",
-    "enterprise_parameters",
-    "service_parameters",
-    "qos",
-    "paging",
-];
-
 /// How long opening a PostgreSQL database may take before it is called unreachable (one
 /// attempt: a wrong address fails now rather than after the pool's retries).
 pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -387,7 +378,7 @@ impl Store {
                 kind: kind.clone(),
                 reason: e.to_string(),
             })?;
-            if SETTINGS.contains(&kind.as_str()) {
+            if !is_list(&kind) {
                 map.insert(kind, v);
             } else if let Value::Array(a) =
                 map.entry(kind).or_insert_with(|| Value::Array(Vec::new()))
@@ -401,6 +392,13 @@ impl Store {
         })?;
         Ok(Some(def))
     }
+}
+
+/// Whether a collection of a definition is a list (one row an item) rather than one mapping:
+/// the generic model's lists; its settings and the services' sections are mappings.
+fn is_list(kind: &str) -> bool {
+    use crate::config::model::{SETTINGS, TOP_LEVEL};
+    TOP_LEVEL.contains(&Some(kind)) && !SETTINGS.contains(&kind)
 }
 
 /// The name an object is known by: name, userid, or pattern (with its partition).

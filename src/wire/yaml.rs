@@ -233,6 +233,51 @@ impl Locator {
     }
 }
 
+/// The top-level entries of a mapping document and the pieces of their values, found without
+/// building the located tree (one more pass of the reader, nothing kept): where a part of the
+/// document can be read again alone (see [`isolate`]). Empty for anything but a mapping.
+pub fn top_level(text: &str) -> Vec<(String, Piece)> {
+    struct Top(Vec<(String, Option<(usize, u64)>)>);
+    impl<'de> Deserialize<'de> for Top {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Top;
+                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                    f.write_str("a mapping")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+                    let mut v = Vec::new();
+                    while let Some(k) = map.next_key::<KeyText>()? {
+                        let val = map.next_value::<Spanned<de::IgnoredAny>>()?;
+                        let at = val
+                            .defined
+                            .span()
+                            .byte_offset()
+                            .map(|o| (o as usize, val.defined.line()));
+                        v.push((k.0, at));
+                    }
+                    Ok(Top(v))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    let Ok(Top(entries)) = serde_saphyr::from_str_with_options::<Top>(text, options(text)) else {
+        return Vec::new();
+    };
+    entries
+        .into_iter()
+        .filter_map(|(k, at)| {
+            let (start, line) = at?;
+            (start <= text.len() && text.is_char_boundary(start)).then(|| {
+                let range = start..block_end(text, start, 1);
+                (k, Piece { range, line })
+            })
+        })
+        .collect()
+}
+
 /// A top-level entry of a document: see [`Locator::parts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {

@@ -6,7 +6,7 @@ use ucm::store::{self, Backend, Store};
 use crate::common::PgDb;
 
 fn hashed_demo() -> config::ClusterDefinition {
-    let mut d = config::demo().unwrap_or_else(|e| panic!("{e}"));
+    let mut d = ucm::services::demo().unwrap_or_else(|e| panic!("{e}"));
     config::hash_secrets(&mut d);
     // A TLS trunk with a name for destination and its own trust (issue 3) round-trips too.
     d.sip_trunks.push(config::model::SipTrunk {
@@ -60,7 +60,7 @@ async fn round_trip(store: &Store) {
         first.contains("password_hash: $argon2id$"),
         "hashes are exported:\n{first}"
     );
-    let again = config::parse_str(&first, "export.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let again = ucm::services::parse_str(&first, "export.yaml").unwrap_or_else(|e| panic!("{e}"));
     store.import(&again, "d2", "export.yaml").await.unwrap();
     let second = config::to_yaml(&store.load().await.unwrap().unwrap()).unwrap();
     assert_eq!(first, second, "export -> import -> export is stable");
