@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::model::Role;
 use crate::node::NodeState;
+use crate::services::phone_services::store::Lockouts;
 use crate::wire::codec::form_pairs;
 
 /// The three answers a phone understands.

@@ -6,6 +6,12 @@
 //!
 //! The definition is stored one row per object (see `0001_cluster.sql`); runtime state
 //! (registrations, EM logins, timers) lives in its own tables, which an import never touches.
+//!
+//! One schema version per database: every table, the services' included, is created by the
+//! one numbered sequence in `migrations/{sqlite,postgres}`. A service keeps its queries in its
+//! own folder (`services/paging/store.rs`, ...) over [`Store::pool`] and [`Store::backend`];
+//! this module names no service's table except Extension Mobility's, whose changes the node
+//! core still applies (see `em.rs`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -19,10 +25,8 @@ use crate::config::ClusterDefinition;
 mod credentials;
 mod em;
 mod nodes;
-mod paging;
 mod registrations;
 
-pub use credentials::CredentialFailures;
 pub use em::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 pub use nodes::NodeRow;
 pub use registrations::RegistrationRow;

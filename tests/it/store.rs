@@ -1,6 +1,8 @@
 //! Storage on SQLite and PostgreSQL: the same tests against both backends (issue 2).
 
 use ucm::config;
+use ucm::services::paging::store::PageReports;
+use ucm::services::phone_services::store::Lockouts;
 use ucm::store::{self, Backend, Store};
 
 use crate::common::PgDb;

@@ -19,6 +19,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::store::PageReports;
 use super::waiters::Refused;
 use crate::config::model::Role;
 

@@ -28,6 +28,7 @@ pub mod groups;
 pub mod http;
 pub mod model;
 pub mod session;
+pub mod store;
 pub mod stream;
 pub mod waiters;
 
@@ -45,6 +46,7 @@ use crate::node::NodeState;
 use crate::sip::b2bua::{LineEvent, LineState, OfferedCall};
 use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
 use model::BusyPhones;
+use store::PageReports;
 
 use self::session::{Effect, Event, PageSession, PageSetup, PushKind, Recipient};
 use self::stream::{PageStream, StreamCounts};

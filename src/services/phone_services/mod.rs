@@ -26,6 +26,7 @@
 
 pub mod check;
 pub mod model;
+pub mod store;
 
 use std::collections::HashMap;
 use std::sync::Arc;
