@@ -175,6 +175,11 @@ fn read_service_sections(
     let top = yaml::top_level(text);
     let piece = |key: &str| {
         let (_, p) = top.iter().find(|(k, _)| k == key)?;
+        // Only a block mapping's entry ends where the next top-level key starts.
+        let block = format!("{key}:");
+        if !text.lines().any(|l| l.starts_with(&block)) {
+            return None;
+        }
         // A key with nothing after it: its value is null, not the next line.
         let line_start = text[..p.range.start].rfind('\n').map_or(0, |i| i + 1);
         (line_start != p.range.start).then(|| yaml::isolate(text, p))

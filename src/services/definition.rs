@@ -253,6 +253,22 @@ paging:
     }
 
     #[test]
+    fn r14_a_flow_style_document_reads_its_service_sections() {
+        let text = "{cluster: {id: x, name: y}, service_parameters: {webdialer: {max_concurrent_call_requests: 2}}, paging: {multicast_port: 20482}}";
+        let def = parse_str(text, "flow.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let pg: crate::services::paging::model::Paging = def.section();
+        assert_eq!(pg.multicast_port, 20482);
+        let wd: crate::services::webdialer::model::WebDialerParameters = def.section();
+        assert_eq!(wd.max_concurrent_call_requests, 2);
+        let bad = text.replace("multicast_port: 20482", "multicast_port: 20481");
+        let Err(LoadError::Invalid(errs)) = parse_str(&bad, "flow.yaml") else {
+            panic!()
+        };
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("even port"), "{}", errs[0]);
+    }
+
+    #[test]
     fn r14_sections_are_written_with_their_defaults_and_read_back() {
         let def = parse_str("cluster: {id: x, name: y}\n", "t.yaml").unwrap();
         let yaml = config::to_yaml(&def).unwrap();
