@@ -172,17 +172,12 @@ fn read_service_sections(
     if schema.sections.is_empty() {
         return;
     }
-    let top = yaml::top_level(text);
+    // A block mapping's entry, cut out of the text; a key with nothing after it is null, not
+    // the next top-level key.
     let piece = |key: &str| {
-        let (_, p) = top.iter().find(|(k, _)| k == key)?;
-        // Only a block mapping's entry ends where the next top-level key starts.
-        let block = format!("{key}:");
-        if !text.lines().any(|l| l.starts_with(&block)) {
-            return None;
-        }
-        // A key with nothing after it: its value is null, not the next line.
+        let p = yaml::top_level_block(text, key)?;
         let line_start = text[..p.range.start].rfind('\n').map_or(0, |i| i + 1);
-        (line_start != p.range.start).then(|| yaml::isolate(text, p))
+        (line_start != p.range.start).then(|| yaml::isolate(text, &p))
     };
     let holder = piece("service_parameters");
     let mut canonical = Vec::new();

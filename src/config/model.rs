@@ -22,8 +22,9 @@ fn yes() -> bool {
 }
 
 // The top level of a definition. Unknown keys are refused by the reader, which knows the
-// services' sections (kept in `sections`); see `super::section`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// services' sections (kept in `sections`); see `super::section`. Read by hand (below): serde's
+// own `flatten` would buffer the whole document before reading it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterDefinition {
     pub cluster: ClusterInfo,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -116,6 +117,83 @@ pub const SETTINGS: &[&str] = &[
     "service_parameters",
     "qos",
 ];
+
+/// Reads the generic fields as they are and every other key as a service section's value.
+macro_rules! definition_visitor {
+    ($($f:ident),*) => {
+        impl<'de> Deserialize<'de> for ClusterDefinition {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde::de::{Error, MapAccess, Visitor};
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = ClusterDefinition;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("struct ClusterDefinition")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<ClusterDefinition, A::Error> {
+                        let mut cluster = None;
+                        $( let mut $f = None; )*
+                        let mut sections = Sections::default();
+                        while let Some(key) = map.next_key::<String>()? {
+                            match key.as_str() {
+                                "cluster" => {
+                                    if cluster.is_some() {
+                                        return Err(A::Error::duplicate_field("cluster"));
+                                    }
+                                    cluster = Some(map.next_value()?);
+                                }
+                                $( stringify!($f) => {
+                                    if $f.is_some() {
+                                        return Err(A::Error::duplicate_field(stringify!($f)));
+                                    }
+                                    $f = Some(map.next_value()?);
+                                } )*
+                                other => {
+                                    let v: serde_json::Value = map.next_value()?;
+                                    sections.set(other, v);
+                                }
+                            }
+                        }
+                        Ok(ClusterDefinition {
+                            cluster: cluster.ok_or_else(|| A::Error::missing_field("cluster"))?,
+                            $( $f: $f.unwrap_or_default(), )*
+                            sections,
+                        })
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+definition_visitor!(
+    nodes,
+    enterprise_parameters,
+    service_parameters,
+    qos,
+    partitions,
+    calling_search_spaces,
+    regions,
+    locations,
+    device_pools,
+    sip_trunks,
+    route_groups,
+    route_lists,
+    route_patterns,
+    translation_patterns,
+    phone_security_profiles,
+    phone_services,
+    directory_numbers,
+    devices,
+    device_profiles,
+    route_points,
+    end_users,
+    application_users
+);
 
 impl ClusterDefinition {
     /// A service's section, typed: its defaults when the definition leaves it out. Parses the

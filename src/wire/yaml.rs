@@ -233,49 +233,48 @@ impl Locator {
     }
 }
 
-/// The top-level entries of a mapping document and the pieces of their values, found without
-/// building the located tree (one more pass of the reader, nothing kept): where a part of the
-/// document can be read again alone (see [`isolate`]). Empty for anything but a mapping.
-pub fn top_level(text: &str) -> Vec<(String, Piece)> {
-    struct Top(Vec<(String, Option<(usize, u64)>)>);
-    impl<'de> Deserialize<'de> for Top {
-        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Top, D::Error> {
-            struct V;
-            impl<'de> Visitor<'de> for V {
-                type Value = Top;
-                fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                    f.write_str("a mapping")
-                }
-                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-                    let mut v = Vec::new();
-                    while let Some(k) = map.next_key::<KeyText>()? {
-                        let val = map.next_value::<Spanned<de::IgnoredAny>>()?;
-                        let at = val
-                            .defined
-                            .span()
-                            .byte_offset()
-                            .map(|o| (o as usize, val.defined.line()));
-                        v.push((k.0, at));
+/// The value of the top-level `key:` of a block mapping document, found in the text alone
+/// (no second pass of the reader over a large document): from its first character to the next
+/// line that starts in the first column. `None` when no line starts with `key:`.
+pub fn top_level_block(text: &str, key: &str) -> Option<Piece> {
+    let head = format!("{key}:");
+    let mut pos = 0;
+    let mut line = 1u64;
+    while pos < text.len() {
+        let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1);
+        if text[pos..end].starts_with(&head) {
+            // The value: after the colon on this line, or on the next line with content.
+            let mut at = pos + head.len();
+            let mut at_line = line;
+            let rest = text[at..end].trim_start_matches(' ');
+            if rest.trim().is_empty() || rest.starts_with('#') {
+                at = end;
+                at_line += 1;
+                while at < text.len() {
+                    let e = text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+                    let content = text[at..e].trim_start_matches(' ');
+                    if !(content.trim().is_empty() || content.starts_with('#')) {
+                        at = e - content.len();
+                        break;
                     }
-                    Ok(Top(v))
+                    at = e;
+                    at_line += 1;
                 }
+            } else {
+                at = end - rest.len();
             }
-            d.deserialize_map(V)
+            if at >= text.len() {
+                return None;
+            }
+            return Some(Piece {
+                range: at..block_end(text, at, 1),
+                line: at_line,
+            });
         }
+        pos = end;
+        line += 1;
     }
-    let Ok(Top(entries)) = serde_saphyr::from_str_with_options::<Top>(text, options(text)) else {
-        return Vec::new();
-    };
-    entries
-        .into_iter()
-        .filter_map(|(k, at)| {
-            let (start, line) = at?;
-            (start <= text.len() && text.is_char_boundary(start)).then(|| {
-                let range = start..block_end(text, start, 1);
-                (k, Piece { range, line })
-            })
-        })
-        .collect()
+    None
 }
 
 /// A top-level entry of a document: see [`Locator::parts`].
