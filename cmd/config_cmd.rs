@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Subcommand;
-use ucm::config::{self, LoadError};
+use ucm::config::LoadError;
 
 use crate::{print_out, Failure};
 
@@ -29,7 +29,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
     let mut failed = false;
     let mut unreadable = Vec::new();
     for f in &files {
-        match config::load_file(f) {
+        match ucm::services::load_file(f) {
             Ok(def) => {
                 text.push_str(&format!(
                     "{}: ok (cluster {:?}: {} devices, {} end users)\n",

@@ -87,7 +87,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
             let text = std::fs::read_to_string(&file)
                 .map_err(|e| Failure::Input(format!("{}: {e}", file.display())))?;
             let origin = file.display().to_string();
-            let mut def = config::parse_str(&text, &origin)?;
+            let mut def = ucm::services::parse_str(&text, &origin)?;
             config::hash_secrets(&mut def);
             let store = db.open().await?;
             let summary = store.import(&def, &store::digest(&text), &origin).await?;
@@ -117,12 +117,14 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
             let store = db.open_existing().await?;
             let def = store.load().await?;
             store.close().await;
-            let Some(def) = def else {
+            let Some(mut def) = def else {
                 return Err(Failure::Input(
                     "the database holds no cluster definition (run `ucm db import FILE` first)"
                         .into(),
                 ));
             };
+            // The services' sections in their own field order, as a definition is written.
+            ucm::services::schema().attach(&mut def);
             let yaml = config::to_yaml(&def)?;
             match output {
                 Some(p) => std::fs::write(&p, yaml)

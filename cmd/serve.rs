@@ -95,7 +95,7 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
             .ok_or_else(|| Failure::Input("the database holds no cluster definition".into()));
     }
     let t0 = std::time::Instant::now();
-    let mut def = config::parse_str(&text, &origin)?;
+    let mut def = ucm::services::parse_str(&text, &origin)?;
     let parsed = t0.elapsed();
     config::hash_secrets(&mut def);
     let hashed = t0.elapsed();

@@ -1,6 +1,7 @@
 //! `ucm user unlock USER`: ends a user's lockout (failed password and PIN checks) cluster-wide.
 
 use clap::Subcommand;
+use ucm::services::phone_services::store::Lockouts;
 
 use crate::db::DbArgs;
 use crate::{print_out, Failure};

@@ -16,6 +16,7 @@ use crate::config::model::{
     ApplicationUser, ClusterDefinition, Device, DeviceProfile, DirectoryNumber, EndUser,
     LineAppearance,
 };
+use crate::config::section::Section;
 use crate::dialplan::analysis::DnKey;
 use crate::dialplan::DialPlan;
 
@@ -34,6 +35,29 @@ pub struct Cluster {
     profiles: HashMap<String, usize>,
     /// Extension Mobility logins, shared with later snapshots of the cluster.
     pub mobility: Arc<Mobility>,
+    /// The services' sections, each parsed once for this snapshot (see [`Cluster::section`]).
+    sections: SectionCache,
+}
+
+/// Typed sections by type, parsed on first use.
+#[derive(Default)]
+struct SectionCache(
+    std::sync::Mutex<HashMap<std::any::TypeId, Arc<dyn std::any::Any + Send + Sync>>>,
+);
+
+impl Cluster {
+    /// A service's section of the definition, typed; parsed on the first call for this
+    /// snapshot, not per request.
+    pub fn section<T: Section>(&self) -> Arc<T> {
+        let id = std::any::TypeId::of::<T>();
+        let mut cache = self.sections.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = cache.get(&id).and_then(|a| a.clone().downcast::<T>().ok()) {
+            return t;
+        }
+        let t = Arc::new(self.def.section::<T>());
+        cache.insert(id, t.clone());
+        t
+    }
 }
 
 /// One device's Extension Mobility login.
@@ -249,6 +273,7 @@ impl Cluster {
                 .collect(),
         );
         Cluster {
+            sections: SectionCache::default(),
             profiles,
             mobility,
             by_line_digits,
@@ -482,7 +507,7 @@ mod tests {
 
     /// The demo with the hot-desk phone's own line differing from its logout profile's.
     fn hotdesk() -> Cluster {
-        let mut def = crate::config::demo().unwrap();
+        let mut def = crate::services::demo().unwrap();
         let d = def
             .devices
             .iter_mut()

@@ -13,9 +13,11 @@
 //!   definition activates.
 //! - [`services`]: the applications, one module each (IP Phone Services, TFTP, Extension
 //!   Mobility, WebDialer, Paging), all of one shape: a [`services::ServiceSpec`] declares the
-//!   `nodes[].services` flags it answers to, its HTTP paths, its own listeners and how it
-//!   starts; started, it hands the server its routes and tasks. Adding a service is its folder
-//!   plus one line in [`services::ALL`].
+//!   `nodes[].services` flags it answers to, its HTTP paths, its own listeners, its sections of
+//!   the cluster definition (typed in its `model.rs`) and their checks, and how it starts;
+//!   started, it hands the server its routes and tasks. Its queries live in its folder too, over
+//!   the store handle. [`services::parse_str`] reads a definition against every service's
+//!   sections and checks. Adding a service is its folder plus one line in [`services::ALL`].
 //! - [`client`]: what the commands drive a cluster with (EM, WebDialer, the paging caller, push
 //!   to phones, lint), over the wire like any third party, and their HTTP(S) settings.
 //! - [`phone`]: the simulated Cisco phone; it knows the cluster only over the wire.
@@ -25,9 +27,13 @@
 //!   forwarding, route points, third-party calls) and the API services use
 //!   ([`sip::CallControl`]). It knows no service and no node: the node hands it a
 //!   [`sip::SipNode`].
-//! - [`store`]: the cluster model and runtime state in SQLite or PostgreSQL.
-//! - [`cluster`]: the running cluster (definition plus indexes and EM logins).
-//! - [`config`]: cluster definitions (YAML), checked with file:line:field errors.
+//! - [`store`]: the cluster model and runtime state in SQLite or PostgreSQL: the handle, one
+//!   migration sequence for every table, the generic queries (services keep their own).
+//! - [`cluster`]: the running cluster (definition plus indexes and EM logins; the services'
+//!   sections parsed once per snapshot).
+//! - [`config`]: cluster definitions (YAML), checked with file:line:field errors: the generic
+//!   model, and the services' sections as values read against a [`config::Schema`] the
+//!   services give (config names no service).
 //! - [`dialplan`]: Cisco patterns, partitions, calling search spaces, digit analysis (pure).
 //! - [`verify`] and [`pcap`]: `ucm pcap verify`: capture reading, flows, reassembly, the DSCP
 //!   audit, XML checks and ladders compared with golden ones. They judge the implementation,

@@ -6,10 +6,10 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    match ucm::config::parse_str(text, "fuzz.yaml") {
+    match ucm::services::parse_str(text, "fuzz.yaml") {
         Ok(def) => {
             let yaml = ucm::config::to_yaml(&def).expect("a loaded definition serialises");
-            let again = ucm::config::parse_str(&yaml, "export.yaml").expect("an export reloads");
+            let again = ucm::services::parse_str(&yaml, "export.yaml").expect("an export reloads");
             assert_eq!(def, again);
         }
         Err(ucm::config::LoadError::Invalid(errs)) => {

@@ -76,7 +76,7 @@ mod tests {
     use crate::dialplan::{CallingContext, Destination, DialPlan};
 
     fn plan(yaml: &str) -> DialPlan {
-        let def = crate::config::parse_str(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let def = crate::services::parse_str(yaml, "t.yaml").unwrap_or_else(|e| panic!("{e}"));
         def.dial_plan()
     }
 

@@ -6,12 +6,14 @@
 mod dialplan;
 pub mod model;
 pub mod reference;
+pub mod section;
 pub mod validate;
 
 use std::fmt;
 use std::path::Path as FsPath;
 
 pub use model::ClusterDefinition;
+pub use section::{Schema, Section, SectionSpec};
 
 use crate::wire::yaml;
 
@@ -54,29 +56,30 @@ pub enum LoadError {
     Invalid(Vec<ConfigError>),
 }
 
-/// Reads and checks a definition file.
-pub fn load_file(path: &FsPath) -> Result<ClusterDefinition, LoadError> {
+/// Reads and checks a definition file against the generic model and `schema` (the services':
+/// `services::load_file` gives it).
+pub fn load_file_with(path: &FsPath, schema: &Schema) -> Result<ClusterDefinition, LoadError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| LoadError::Io {
         file: file.clone(),
         source,
     })?;
-    parse_str(&text, &file)
+    parse_with(&text, &file, schema)
 }
 
-/// The built-in demo cluster.
-pub fn demo() -> Result<ClusterDefinition, LoadError> {
-    parse_str(DEMO_YAML, DEMO_ORIGIN)
-}
-
-/// Parses and checks a definition; `origin` names the source in errors.
+/// Parses and checks a definition against the generic model and `schema` (the services'
+/// sections and checks: `services::parse_str` gives it); `origin` names the source in errors.
 ///
 /// Every problem is reported at once: a YAML syntax error alone (nothing after it can be read
 /// reliably), otherwise each section and each list item is read on its own so that one wrong
 /// field does not hide the next, and the items that read are checked for meaning as well.
-pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadError> {
+pub fn parse_with(
+    text: &str,
+    origin: &str,
+    schema: &Schema,
+) -> Result<ClusterDefinition, LoadError> {
     let Partial {
-        def,
+        mut def,
         mut errors,
         index,
         cluster_read,
@@ -89,7 +92,13 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadErro
         },
         Err(first) => read_by_parts(text, origin, &first).map_err(LoadError::Invalid)?,
     };
-    let issues = validate::validate(&def);
+    read_service_sections(text, origin, schema, &mut def, &mut errors);
+    let mut issues = validate::validate(&def);
+    let mut diag = validate::Diagnostics::default();
+    for check in &schema.checks {
+        check(&def, &mut diag);
+    }
+    issues.extend(diag.issues);
     if issues.is_empty() && errors.is_empty() {
         return Ok(def);
     }
@@ -111,6 +120,115 @@ pub fn parse_str(text: &str, origin: &str) -> Result<ClusterDefinition, LoadErro
     }
     errors.sort_by_key(|e| (e.line, e.column));
     Err(LoadError::Invalid(errors))
+}
+
+/// Reads the services' sections typed from the text (their mistakes located like any other
+/// field's), refuses keys no part of the model claims, and leaves each section in `def` in its
+/// canonical form: every default written out, a top-level section that is all defaults left
+/// out (what `ucm db export` writes). A section that does not read is left out, so the checks
+/// see its defaults.
+fn read_service_sections(
+    text: &str,
+    origin: &str,
+    schema: &Schema,
+    def: &mut ClusterDefinition,
+    errors: &mut Vec<ConfigError>,
+) {
+    let mut unknown: Vec<(yaml::Path, String, Vec<&str>)> = Vec::new();
+    for k in def.sections.keys() {
+        if schema.section(false, k).is_none() {
+            unknown.push((
+                yaml::Path::root().key(k),
+                k.to_string(),
+                schema.known_keys(false),
+            ));
+        }
+    }
+    for k in def.service_parameters.sections.keys() {
+        if schema.section(true, k).is_none() {
+            let path = yaml::Path::root().key("service_parameters").key(k);
+            unknown.push((path, k.to_string(), schema.known_keys(true)));
+        }
+    }
+    let locator = std::cell::OnceCell::new();
+    let locator = || locator.get_or_init(|| yaml::Locator::new(text));
+    for (path, key, known) in unknown {
+        let (line, column) = locator().locate(&path).unwrap_or((1, 1));
+        errors.push(ConfigError {
+            file: origin.to_string(),
+            line,
+            column,
+            field: path.to_string(),
+            message: format!(
+                "unknown field `{key}`, expected one of {}",
+                known.join(", ")
+            ),
+        });
+        match path.0.len() {
+            1 => def.sections.remove(&key),
+            _ => def.service_parameters.sections.remove(&key),
+        };
+    }
+    if schema.sections.is_empty() {
+        return;
+    }
+    // A block mapping's entry, cut out of the text; a key with nothing after it is null, not
+    // the next top-level key.
+    let piece = |key: &str| {
+        let p = yaml::top_level_block(text, key)?;
+        let line_start = text[..p.range.start].rfind('\n').map_or(0, |i| i + 1);
+        (line_start != p.range.start).then(|| yaml::isolate(text, &p))
+    };
+    let holder = piece("service_parameters");
+    let mut canonical = Vec::new();
+    for spec in &schema.sections {
+        let alone = if spec.is_service_parameter() {
+            holder.clone()
+        } else {
+            piece(spec.key())
+        };
+        let read = match &alone {
+            Some(a) => spec
+                .read(&a.text, yaml::options(text))
+                .map_err(|e| located(origin, locator(), &e, a.lines_before, "")),
+            // Not in the text as a block of its own (a flow-style document): from the value.
+            None => match def.section_value(spec.path) {
+                Some(v) => spec.canonical(v).map(Some).map_err(|message| {
+                    let path = spec.path.iter().fold(yaml::Path::root(), |p, k| p.key(k));
+                    let (line, column) = locator().locate(&path).unwrap_or((1, 1));
+                    ConfigError {
+                        file: origin.to_string(),
+                        line,
+                        column,
+                        field: path.to_string(),
+                        message,
+                    }
+                }),
+                None => Ok(None),
+            },
+        };
+        let value = match read {
+            Ok(Some(v)) => Some(v),
+            Ok(None) => Some(spec.default_value()),
+            Err(e) => {
+                errors.push(e);
+                None
+            }
+        };
+        let value = value.filter(|v| !(spec.omit_default && *v == spec.default_value()));
+        canonical.push((spec, value));
+    }
+    def.sections.clear();
+    def.service_parameters.sections.clear();
+    for (spec, value) in canonical {
+        let Some(v) = value else { continue };
+        if spec.is_service_parameter() {
+            def.service_parameters.sections.set(spec.key(), v);
+        } else {
+            def.sections.set(spec.key(), v);
+        }
+    }
+    schema.attach(def);
 }
 
 /// What a definition that did not read whole yields: see [`read_by_parts`].
@@ -170,6 +288,7 @@ macro_rules! read_sections {
      lists: $($list:ident),*; single: $($one:ident),*) => {{
         $( let mut $list = Vec::new(); )*
         $( let mut $one = None; )*
+        let mut sections = section::Sections::default();
         for part in &$parts {
             match part.key.as_str() {
                 $( stringify!($list) => {
@@ -177,12 +296,18 @@ macro_rules! read_sections {
                     $index.push((stringify!($list), kept));
                 } )*
                 $( stringify!($one) => $one = read_one($text, $origin, &$locator, part, &mut $errors), )*
-                // Unknown sections: the whole document's error names the first.
-                _ => {}
+                "cluster" => {}
+                // A service's section (read typed later) or an unknown one (refused later).
+                other => {
+                    if let Some(v) = read_one::<serde_json::Value>($text, $origin, &$locator, part, &mut $errors) {
+                        sections.set(other, v);
+                    }
+                }
             }
         }
         ClusterDefinition {
             cluster: $cluster,
+            sections,
             $( $list, )*
             $( $one: $one.unwrap_or_default(), )*
         }
@@ -225,9 +350,9 @@ fn read_by_parts(
             sip_trunks, route_groups, route_lists, route_patterns, translation_patterns,
             phone_security_profiles, phone_services, directory_numbers, devices, device_profiles,
             route_points, end_users, application_users;
-        single: enterprise_parameters, service_parameters, qos, paging);
-    // The whole document's first error is new when it is outside every part (an unknown
-    // section, a missing `cluster`).
+        single: enterprise_parameters, service_parameters, qos);
+    // The whole document's first error is new when it is outside every part (a missing
+    // `cluster`).
     let whole = located(origin, &locator, first, 0, "");
     if !errors
         .iter()
@@ -371,112 +496,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn demo_cluster_is_valid() {
-        let d = demo().unwrap_or_else(|e| panic!("{e}"));
-        assert_eq!(d.cluster.id, "demo");
-        assert!(d.devices.len() >= 50);
-        assert_eq!(d.end_users[0].pin.as_deref(), Some("12345"));
-    }
-
-    #[test]
-    fn r15_webdialer_answer_timeout_is_bounded() {
-        for (v, ok) in [("0", false), ("1", true), ("300", true), ("301", false)] {
-            let text = DEMO_YAML.replace(
-                "    max_concurrent_call_requests: 3\n",
-                &format!("    max_concurrent_call_requests: 3\n    answer_timeout_seconds: {v}\n"),
-            );
-            let r = parse_str(&text, "t.yaml");
-            assert_eq!(r.is_ok(), ok, "{v}: {:?}", r.err().map(|e| e.to_string()));
-            if let Err(e) = r {
-                assert!(e.to_string().contains("answer_timeout_seconds"), "{e}");
-            }
-        }
-    }
-
-    #[test]
     fn type_errors_carry_line_numbers() {
         let text = "cluster:\n  id: x\n  name: y\n  security_mode: open\n";
-        let e = parse_str(text, "t.yaml").unwrap_err();
+        let e = parse_with(text, "t.yaml", &Schema::default()).unwrap_err();
         let LoadError::Invalid(errs) = e else {
             panic!()
         };
         assert_eq!(errs[0].line, 4, "{}", errs[0]);
         println!("{}", errs[0]);
         let text = "cluster:\n  id: x\n  name: y\n  colour: blue\n";
-        let LoadError::Invalid(errs) = parse_str(text, "t.yaml").unwrap_err() else {
+        let LoadError::Invalid(errs) = parse_with(text, "t.yaml", &Schema::default()).unwrap_err()
+        else {
             panic!()
         };
         println!("{}", errs[0]);
         assert_eq!(errs[0].line, 4);
-    }
-
-    #[test]
-    fn r8_paging_mistakes_are_each_reported_where_they_are() {
-        let text = "cluster: {id: x, name: y}
-device_pools: [{name: DP}]
-application_users:
-  - {userid: nocti, password: x}
-route_points: []
-paging:
-  user: nocti
-  multicast_range: 10.0.0.0/8
-  multicast_port: 20481
-  multicast_ttl: 0
-  volume: 101
-  recipient_groups:
-    - name: g
-      devices: [SEP000000000001]
-      device_pools: [Nope]
-      dn_patterns: [\"10O1\"]
-    - name: g
-      locations: [Mars]
-    - name: empty
-  dialcasts:
-    - {route_point: RP, recipient_group: none}
-";
-        let LoadError::Invalid(errs) = parse_str(text, "p.yaml").unwrap_err() else {
-            panic!()
-        };
-        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        let want = [
-            ("paging.user", "cti-control-all-devices"),
-            ("paging.multicast_range", "not an IPv4 multicast range"),
-            ("paging.multicast_port", "even port"),
-            ("paging.multicast_ttl", "TTL"),
-            ("paging.volume", "0 to 100"),
-            ("paging.recipient_groups[0].devices[0]", "unknown device"),
-            (
-                "paging.recipient_groups[0].device_pools[0]",
-                "unknown device pool",
-            ),
-            ("paging.recipient_groups[0].dn_patterns[0]", "not a pattern"),
-            (
-                "paging.recipient_groups[1].name",
-                "duplicate recipient group",
-            ),
-            (
-                "paging.recipient_groups[1].locations[0]",
-                "unknown location",
-            ),
-            ("paging.recipient_groups[2]", "names devices, device pools"),
-            ("paging.dialcasts[0].route_point", "unknown route point"),
-            (
-                "paging.dialcasts[0].recipient_group",
-                "unknown recipient group",
-            ),
-        ];
-        for (path, msg) in want {
-            assert!(
-                all.iter().any(|e| e.contains(path) && e.contains(msg)),
-                "no {path}: {msg} in\n{}",
-                all.join("\n")
-            );
-        }
-        // Located in the file: the TTL is on line 10.
-        let ttl = errs
-            .iter()
-            .find(|e| e.to_string().contains("multicast_ttl"))
-            .unwrap();
-        assert_eq!(ttl.line, 10, "{ttl}");
     }
 }

@@ -1,11 +1,14 @@
 //! The cluster definition: everything a ucm cluster is configured with, in Unified CM's own vocabulary.
 //!
 //! This is both the YAML schema (`fixtures/clusters/demo.yaml`) and what the store keeps. Every
-//! struct denies unknown fields so a misspelt key is an error with its line, not a silent default.
-//! Field order here is the order `ucm db export` writes.
+//! struct denies unknown fields so a misspelt key is an error with its line, not a silent default
+//! (the two that hold the services' sections are checked by the reader, which knows them).
+//! Field order here is the order `ucm db export` writes. The services' sections live in their
+//! own folders (`services/<service>/model.rs`).
 
 use serde::{Deserialize, Serialize};
 
+use super::section::{Section, Sections};
 use crate::net::Dscp;
 
 fn is_false(b: &bool) -> bool {
@@ -18,8 +21,10 @@ fn yes() -> bool {
     true
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+// The top level of a definition. Unknown keys are refused by the reader, which knows the
+// services' sections (kept in `sections`); see `super::section`. Read by hand (below): serde's
+// own `flatten` would buffer the whole document before reading it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusterDefinition {
     pub cluster: ClusterInfo,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -62,12 +67,161 @@ pub struct ClusterDefinition {
     pub device_profiles: Vec<DeviceProfile>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub route_points: Vec<RoutePoint>,
-    #[serde(default, skip_serializing_if = "Paging::is_unused")]
-    pub paging: Paging,
+    /// The services' top-level sections (`paging`), as values; read them typed with
+    /// [`ClusterDefinition::section`].
+    #[serde(flatten)]
+    pub sections: Sections,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub end_users: Vec<EndUser>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub application_users: Vec<ApplicationUser>,
+}
+
+/// The top-level keys of the generic model, in the order a definition writes them, with the
+/// place of the services' sections (`None`); what an unknown key's error lists.
+pub const TOP_LEVEL: &[Option<&str>] = &[
+    Some("cluster"),
+    Some("nodes"),
+    Some("enterprise_parameters"),
+    Some("service_parameters"),
+    Some("qos"),
+    Some("partitions"),
+    Some("calling_search_spaces"),
+    Some("regions"),
+    Some("locations"),
+    Some("device_pools"),
+    Some("sip_trunks"),
+    Some("route_groups"),
+    Some("route_lists"),
+    Some("route_patterns"),
+    Some("translation_patterns"),
+    Some("phone_security_profiles"),
+    Some("phone_services"),
+    Some("directory_numbers"),
+    Some("devices"),
+    Some("device_profiles"),
+    Some("route_points"),
+    None,
+    Some("end_users"),
+    Some("application_users"),
+];
+
+/// The keys of `service_parameters` in the generic model (the services' follow).
+pub const SERVICE_PARAMETERS: &[&str] = &["call_manager"];
+
+/// The top-level keys whose values are single mappings (the others are lists), besides the
+/// services' sections, which are all mappings.
+pub const SETTINGS: &[&str] = &[
+    "cluster",
+    "enterprise_parameters",
+    "service_parameters",
+    "qos",
+];
+
+/// Reads the generic fields as they are and every other key as a service section's value.
+macro_rules! definition_visitor {
+    ($($f:ident),*) => {
+        impl<'de> Deserialize<'de> for ClusterDefinition {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                use serde::de::{Error, MapAccess, Visitor};
+                struct V;
+                impl<'de> Visitor<'de> for V {
+                    type Value = ClusterDefinition;
+                    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                        f.write_str("struct ClusterDefinition")
+                    }
+                    fn visit_map<A: MapAccess<'de>>(
+                        self,
+                        mut map: A,
+                    ) -> Result<ClusterDefinition, A::Error> {
+                        let mut cluster = None;
+                        $( let mut $f = None; )*
+                        let mut sections = Sections::default();
+                        while let Some(key) = map.next_key::<String>()? {
+                            match key.as_str() {
+                                "cluster" => {
+                                    if cluster.is_some() {
+                                        return Err(A::Error::duplicate_field("cluster"));
+                                    }
+                                    cluster = Some(map.next_value()?);
+                                }
+                                $( stringify!($f) => {
+                                    if $f.is_some() {
+                                        return Err(A::Error::duplicate_field(stringify!($f)));
+                                    }
+                                    $f = Some(map.next_value()?);
+                                } )*
+                                other => {
+                                    let v: serde_json::Value = map.next_value()?;
+                                    sections.set(other, v);
+                                }
+                            }
+                        }
+                        Ok(ClusterDefinition {
+                            cluster: cluster.ok_or_else(|| A::Error::missing_field("cluster"))?,
+                            $( $f: $f.unwrap_or_default(), )*
+                            sections,
+                        })
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    };
+}
+
+definition_visitor!(
+    nodes,
+    enterprise_parameters,
+    service_parameters,
+    qos,
+    partitions,
+    calling_search_spaces,
+    regions,
+    locations,
+    device_pools,
+    sip_trunks,
+    route_groups,
+    route_lists,
+    route_patterns,
+    translation_patterns,
+    phone_security_profiles,
+    phone_services,
+    directory_numbers,
+    devices,
+    device_profiles,
+    route_points,
+    end_users,
+    application_users
+);
+
+impl ClusterDefinition {
+    /// A service's section, typed: its defaults when the definition leaves it out. Parses the
+    /// value each call; running code reads it through the cluster snapshot, which keeps it.
+    pub fn section<T: Section>(&self) -> T {
+        self.section_value(T::PATH)
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default()
+    }
+
+    /// Replaces a service's section.
+    pub fn set_section<T: Section>(&mut self, t: &T) {
+        let v = serde_json::to_value(t).unwrap_or(serde_json::Value::Null);
+        match T::PATH {
+            [key] => self.sections.set(key, v),
+            [_, key] => self.service_parameters.sections.set(key, v),
+            _ => {}
+        }
+    }
+
+    /// The stored value of the section at `path` (see [`Section::PATH`]).
+    pub fn section_value(&self, path: &[&str]) -> Option<&serde_json::Value> {
+        match path {
+            [key] => self.sections.get(key),
+            ["service_parameters", key] => self.service_parameters.sections.get(key),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,17 +396,15 @@ pub struct EnterpriseParameters {
     pub secure_url_messages: Option<String>,
 }
 
+// Service parameters: call control's here, each service's in its own section (its model lives
+// with the service). Unknown keys are refused by the reader.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ServiceParameters {
     #[serde(default)]
     pub call_manager: CallManagerParameters,
-    #[serde(default)]
-    pub extension_mobility: ExtensionMobilityParameters,
-    #[serde(default)]
-    pub webdialer: WebDialerParameters,
-    #[serde(default)]
-    pub phone_services: PhoneServicesParameters,
+    /// The services' sections (`extension_mobility`, `webdialer`, ...), as values.
+    #[serde(flatten)]
+    pub sections: Sections,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -285,178 +437,6 @@ impl Default for CallManagerParameters {
             forward_no_answer_timer: default_cfna_timer(),
             route_point_timeout: default_route_point_timeout(),
             register_expires: default_register_expires(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum MultipleLoginBehavior {
-    Allowed,
-    /// Cisco's default: a second login elsewhere fails with EM error 25.
-    #[default]
-    NotAllowed,
-    /// The user's other device is logged out automatically.
-    AutoLogout,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExtensionMobilityParameters {
-    #[serde(default)]
-    pub validate_ip_address: bool,
-    /// Addresses allowed besides the device's own when Validate IP Address is on (error 28).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub trusted_ips: Vec<String>,
-    /// Whether requests that came through an HTTP proxy (a Via header) are served (error 30).
-    #[serde(default)]
-    pub allow_proxy: bool,
-    #[serde(default)]
-    pub multiple_login_behavior: MultipleLoginBehavior,
-    #[serde(default)]
-    pub enforce_max_login_time: bool,
-    /// Intra-cluster Maximum Login Time, `H:MM`, 0:00 to 168:00.
-    #[serde(default = "default_max_login_time")]
-    pub max_login_time: String,
-    /// Maximum Concurrent Requests (error 26 past it).
-    #[serde(default = "default_em_concurrency")]
-    pub max_concurrent_requests: u32,
-    /// Failed PIN entries before the user is locked out of EM.
-    #[serde(default = "default_lockout")]
-    pub pin_lockout_threshold: u32,
-}
-
-fn default_max_login_time() -> String {
-    "8:00".to_string()
-}
-fn default_em_concurrency() -> u32 {
-    5
-}
-fn default_lockout() -> u32 {
-    5
-}
-
-impl Default for ExtensionMobilityParameters {
-    fn default() -> Self {
-        ExtensionMobilityParameters {
-            validate_ip_address: false,
-            trusted_ips: Vec::new(),
-            allow_proxy: false,
-            multiple_login_behavior: MultipleLoginBehavior::default(),
-            enforce_max_login_time: false,
-            max_login_time: default_max_login_time(),
-            max_concurrent_requests: default_em_concurrency(),
-            pin_lockout_threshold: default_lockout(),
-        }
-    }
-}
-
-impl ExtensionMobilityParameters {
-    /// The maximum login time in minutes, if `max_login_time` is well formed.
-    pub fn max_login_minutes(&self) -> Option<u32> {
-        parse_hours_minutes(&self.max_login_time)
-    }
-}
-
-/// Parses Cisco's `HHH:MM` (0:00 to 168:00) into minutes.
-pub fn parse_hours_minutes(s: &str) -> Option<u32> {
-    let (h, m) = s.split_once(':')?;
-    if h.is_empty() || h.len() > 3 || m.len() != 2 {
-        return None;
-    }
-    let h: u32 = h.parse().ok()?;
-    let m: u32 = m.parse().ok()?;
-    let total = h * 60 + m;
-    (m < 60 && total <= 168 * 60).then_some(total)
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebDialerParameters {
-    /// User Session Expiry in hours; 0 means sessions never expire.
-    #[serde(default)]
-    pub user_session_expiry_hours: u32,
-    /// List of WebDialers the Redirector asks (base URLs such as `https://host:8443`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub webdialers: Vec<String>,
-    /// Maximum Concurrent Call Requests; past it makeCall answers 9 (overloaded).
-    #[serde(default = "default_wd_concurrency")]
-    pub max_concurrent_call_requests: u32,
-    #[serde(default = "default_end_call_dialog")]
-    pub end_call_dialog_seconds: u32,
-    /// How long makeCall waits for the user's phone to answer before it gives up (code 1)
-    /// and cancels the ringing. Not a Cisco parameter: Cisco's CTI holds the call request for
-    /// the phone's own ring timeout.
-    #[serde(default = "default_wd_answer_timeout")]
-    pub answer_timeout_seconds: u32,
-    /// Pages of the servlet reached over plain HTTP redirect (301) to the same page over
-    /// HTTPS, so passwords and the session cookie travel only encrypted.
-    #[serde(default)]
-    pub redirect_http_to_https: bool,
-    /// PEM file of CA certificates the Redirector trusts for the WebDialers in the list
-    /// (default: the system's roots).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub redirector_ca_file: Option<String>,
-    /// How long the Redirector waits for each WebDialer's isClusterUser answer.
-    #[serde(default = "default_redirector_timeout")]
-    pub redirector_timeout_ms: u32,
-}
-
-fn default_wd_concurrency() -> u32 {
-    3
-}
-fn default_end_call_dialog() -> u32 {
-    15
-}
-/// The longest `answer_timeout_seconds` (a makeCall request is held open that long).
-pub const MAX_WD_ANSWER_TIMEOUT_SECONDS: u32 = 300;
-fn default_wd_answer_timeout() -> u32 {
-    60
-}
-fn default_redirector_timeout() -> u32 {
-    3000
-}
-
-impl Default for WebDialerParameters {
-    fn default() -> Self {
-        WebDialerParameters {
-            user_session_expiry_hours: 0,
-            webdialers: Vec::new(),
-            max_concurrent_call_requests: default_wd_concurrency(),
-            end_call_dialog_seconds: default_end_call_dialog(),
-            answer_timeout_seconds: default_wd_answer_timeout(),
-            redirect_http_to_https: false,
-            redirector_ca_file: None,
-            redirector_timeout_ms: default_redirector_timeout(),
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PhoneServicesParameters {
-    /// Failed authentication URL attempts before the user is locked out.
-    #[serde(default = "default_lockout")]
-    pub auth_lockout_threshold: u32,
-    /// Minutes a lockout lasts.
-    #[serde(default = "default_lockout_minutes")]
-    pub auth_lockout_minutes: u32,
-    /// Application users (such as the EM proxy user) are never locked out by failed
-    /// checks; the per-source throttle still slows down whoever guesses their passwords.
-    #[serde(default)]
-    pub lockout_exempt_application_users: bool,
-}
-
-fn default_lockout_minutes() -> u32 {
-    30
-}
-
-impl Default for PhoneServicesParameters {
-    fn default() -> Self {
-        PhoneServicesParameters {
-            auth_lockout_threshold: default_lockout(),
-            auth_lockout_minutes: default_lockout_minutes(),
-            lockout_exempt_application_users: false,
         }
     }
 }
@@ -878,144 +858,6 @@ pub struct RoutePoint {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub css: Option<String>,
     pub lines: Vec<LineAppearance>,
-}
-
-/// The Paging Server: recipient groups, the DialCast route points that page them, and how a
-/// page is carried (multicast addresses, port, TTL, join timeout, busy phones).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Paging {
-    /// The user named in every push to a phone's `/CGI/Execute` (an application user with
-    /// `cti-control-all-devices`). The node presents a secret of its own for it, made at start
-    /// and checked by the authentication URL, as InformaCast answers for its own pushes.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user: Option<String>,
-    /// Most phones a recipient group may hold (InformaCast Basic Paging's 50).
-    #[serde(default = "default_max_group_size")]
-    pub max_group_size: usize,
-    /// Addresses for pages whose phones are not all in one location with its own range.
-    #[serde(default = "default_paging_range")]
-    pub multicast_range: String,
-    /// The (even) port every page streams to; phones receive on 20480..32768.
-    #[serde(default = "default_paging_port")]
-    pub multicast_port: u16,
-    /// TTL of the multicast stream (routers between sites decrement it).
-    #[serde(default = "default_paging_ttl")]
-    pub multicast_ttl: u32,
-    /// Speaker volume (0-100) pushed with `RTPMRx`; absent: the phone's current volume.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub volume: Option<u8>,
-    /// How long the caller hears the stall tone at most while phones join.
-    #[serde(default = "default_join_timeout_ms")]
-    pub join_timeout_ms: u64,
-    #[serde(default)]
-    pub busy_phones: BusyPhones,
-    /// The port of the phones' web servers (`/CGI/Execute`).
-    #[serde(default = "default_phone_http_port")]
-    pub phone_http_port: u16,
-    /// Pages that may run at once; a DialCast call beyond it gets 486.
-    #[serde(default = "default_max_concurrent_pages")]
-    pub max_concurrent_pages: usize,
-    /// Longest page; the call is ended then.
-    #[serde(default = "default_max_page_seconds")]
-    pub max_page_seconds: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub recipient_groups: Vec<RecipientGroup>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dialcasts: Vec<DialCast>,
-}
-
-fn default_max_group_size() -> usize {
-    50
-}
-fn default_paging_range() -> String {
-    "239.0.1.0/24".into()
-}
-fn default_paging_port() -> u16 {
-    20480
-}
-fn default_paging_ttl() -> u32 {
-    // UNCONFIRMED: InformaCast's default TTL is not documented; 16 crosses a campus.
-    16
-}
-fn default_join_timeout_ms() -> u64 {
-    2000
-}
-fn default_phone_http_port() -> u16 {
-    80
-}
-fn default_max_concurrent_pages() -> usize {
-    16
-}
-fn default_max_page_seconds() -> u64 {
-    600
-}
-
-impl Default for Paging {
-    fn default() -> Self {
-        Paging {
-            user: None,
-            max_group_size: default_max_group_size(),
-            multicast_range: default_paging_range(),
-            multicast_port: default_paging_port(),
-            multicast_ttl: default_paging_ttl(),
-            volume: None,
-            join_timeout_ms: default_join_timeout_ms(),
-            busy_phones: BusyPhones::default(),
-            phone_http_port: default_phone_http_port(),
-            max_concurrent_pages: default_max_concurrent_pages(),
-            max_page_seconds: default_max_page_seconds(),
-            recipient_groups: Vec::new(),
-            dialcasts: Vec::new(),
-        }
-    }
-}
-
-impl Paging {
-    fn is_unused(&self) -> bool {
-        self == &Paging::default()
-    }
-}
-
-/// What a page does with a phone that is on a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum BusyPhones {
-    /// Leave it out (reported as busy).
-    #[default]
-    Skip,
-    /// Page it anyway; the phone decides (a real one offers to play the stream).
-    Page,
-}
-
-/// A recipient group: the phones a page reaches, the union of what each list names. Do Not
-/// Disturb does not keep a phone out (the seed: the Paging Server ignores DND).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RecipientGroup {
-    pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub devices: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub device_pools: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub locations: Vec<String>,
-    /// Phones with a line matching one of these patterns (Cisco wildcards: `2XXXX`).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub dn_patterns: Vec<String>,
-    /// This group's own cap, above `max_group_size` when a bigger group is wanted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_phones: Option<usize>,
-}
-
-/// A DialCast number: calls to the route point's lines page the recipient group.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DialCast {
-    pub route_point: String,
-    pub recipient_group: String,
 }
 
 /// An EM device profile: what a user's login puts on a phone.

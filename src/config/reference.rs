@@ -5,11 +5,16 @@
 //! The model's source is read for names, types and comments (they exist only there); defaults
 //! of the single sections are the values the code really gives a definition that leaves them
 //! out, and a `default = "fn"` is shown as what that function returns.
+//!
+//! The services' sections live in their own model files: `services::reference_markdown` hands
+//! them in, with the sections and the defaults of a minimal definition read with every service.
 
 use std::collections::BTreeMap;
 
-/// The model's source, as compiled.
-const MODEL: &str = include_str!("model.rs");
+use super::section::SectionSpec;
+
+/// The generic model's source, as compiled.
+pub const MODEL: &str = include_str!("model.rs");
 
 struct Field {
     name: String,
@@ -43,9 +48,11 @@ fn kebab(s: &str) -> String {
 }
 
 /// What a `fn name() -> T { EXPR }` of the model returns, as written.
-fn function_value(name: &str) -> Option<String> {
-    let start = MODEL.find(&format!("fn {name}() -> "))?;
-    let body = &MODEL[start..];
+fn function_value(sources: &[&str], name: &str) -> Option<String> {
+    let pat = format!("fn {name}() -> ");
+    let model = sources.iter().find(|s| s.contains(&pat))?;
+    let start = model.find(&pat)?;
+    let body = &model[start..];
     let open = body.find('{')?;
     let close = body.find("\n}")?;
     // The body without comment lines; a multi-line one is described, not quoted.
@@ -88,13 +95,16 @@ fn yaml_type(ty: &str) -> String {
     }
 }
 
-fn parse() -> Vec<Item> {
+/// A `#[serde(flatten)]` field: where the services' sections go.
+const SECTIONS: &str = "#sections";
+
+fn parse(model: &str, sources: &[&str]) -> Vec<Item> {
     let mut items = Vec::new();
     let mut doc: Vec<String> = Vec::new();
     let mut attrs: Vec<String> = Vec::new();
     let mut cur: Option<Item> = None;
     let mut in_enum = false;
-    for line in MODEL.lines() {
+    for line in model.lines() {
         let t = line.trim();
         if let Some(d) = t.strip_prefix("///") {
             doc.push(d.trim().to_string());
@@ -151,14 +161,21 @@ fn parse() -> Vec<Item> {
                         .and_then(|r| r.split('"').next())
                     {
                         let fname = func.rsplit("::").next().unwrap_or(func);
-                        Some(function_value(fname).unwrap_or_else(|| format!("`{func}()`")))
+                        Some(
+                            function_value(sources, fname).unwrap_or_else(|| format!("`{func}()`")),
+                        )
                     } else if serde.contains("default") {
                         Some(String::new())
                     } else {
                         None
                     };
+                    let name = if serde.contains("flatten") {
+                        SECTIONS
+                    } else {
+                        name.trim()
+                    };
                     item.fields.push(Field {
-                        name: name.trim().to_string(),
+                        name: name.to_string(),
                         ty: ty.trim_end_matches(',').to_string(),
                         doc: doc.join(" "),
                         default,
@@ -185,14 +202,41 @@ fn shown(v: &serde_json::Value) -> String {
     }
 }
 
-/// The reference as markdown.
-pub fn markdown() -> String {
-    let items = parse();
-    // Defaults of the single sections: what a definition that leaves them out gets.
-    let minimal = super::parse_str("cluster: {id: x, name: y}\n", "reference")
-        .ok()
-        .and_then(|d| serde_json::to_value(&d).ok())
-        .unwrap_or_default();
+/// The reference as markdown: the generic model and the services' model files (`models`), the
+/// services' `sections`, and `minimal`, a minimal definition read with every service (the
+/// defaults of the single sections: what a definition that leaves them out gets).
+pub fn markdown(models: &[&str], sections: &[&SectionSpec], minimal: &serde_json::Value) -> String {
+    let mut sources = vec![MODEL];
+    sources.extend(models);
+    let mut items: Vec<Item> = sources.iter().flat_map(|m| parse(m, &sources)).collect();
+    // The services' sections, where the model keeps their place.
+    for item in &mut items {
+        let service_parameters = match item.name.as_str() {
+            "ServiceParameters" => true,
+            "ClusterDefinition" => false,
+            _ => continue,
+        };
+        let mut fields = Vec::new();
+        for f in item.fields.drain(..) {
+            if f.name != SECTIONS {
+                fields.push(f);
+                continue;
+            }
+            for s in sections
+                .iter()
+                .filter(|s| s.is_service_parameter() == service_parameters)
+            {
+                fields.push(Field {
+                    name: s.key().to_string(),
+                    ty: s.type_name().to_string(),
+                    doc: String::new(),
+                    default: Some(String::new()),
+                });
+            }
+        }
+        item.fields = fields;
+    }
+    let minimal = minimal.clone();
     // Where each struct sits in a definition (its first path), for its defaults.
     let by_name: BTreeMap<&str, &Item> = items.iter().map(|i| (i.name.as_str(), i)).collect();
     let mut paths: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -299,33 +343,3 @@ pub fn markdown() -> String {
 
 /// Where the reference lives in the repository.
 pub const REFERENCE_PATH: &str = "fixtures/clusters/REFERENCE.md";
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn r21_configuration_reference_matches_the_code() {
-        let want = markdown();
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(REFERENCE_PATH);
-        let have = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            have == want,
-            "{} is not what the model gives: run `cargo xtask config-reference`",
-            path.display()
-        );
-        // Every section of a definition is described, with its fields.
-        for section in [
-            "## ClusterDefinition",
-            "## Device",
-            "## ServiceParameters",
-            "## Paging",
-        ] {
-            assert!(want.contains(section), "no {section}");
-        }
-        assert!(
-            want.contains("| `register_expires` | integer | `3600` |"),
-            "{want}"
-        );
-    }
-}

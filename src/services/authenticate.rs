@@ -19,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::model::Role;
 use crate::node::NodeState;
+use crate::services::phone_services::store::Lockouts;
 use crate::wire::codec::form_pairs;
 
 /// The three answers a phone understands.
@@ -262,7 +263,7 @@ fn password_of(cluster: &crate::cluster::Cluster, user: &str) -> Option<Option<S
 /// the per-source throttle alone, so strangers cannot lock out the cluster's own
 /// applications, such as the EM proxy user).
 pub fn password_lockout(cluster: &crate::cluster::Cluster, user: &str) -> Lockout {
-    let p = &cluster.service_parameters.phone_services;
+    let p = &cluster.section::<super::phone_services::model::PhoneServicesParameters>();
     let app_user = cluster.end_user(user).is_none() && cluster.application_user(user).is_some();
     Lockout {
         threshold: if app_user && p.lockout_exempt_application_users {
@@ -383,7 +384,12 @@ pub async fn check_with_lockout(
     }
     // The paging service's own secret for its user (validation makes sure that user may
     // control every device); anything else goes through the password and its lockout.
-    if state.cluster().paging.user.as_deref() == Some(user)
+    if state
+        .cluster()
+        .section::<super::paging::model::Paging>()
+        .user
+        .as_deref()
+        == Some(user)
         && state.is_service_secret(user, password).await
     {
         return Verdict::Authorized;

@@ -198,7 +198,7 @@ mod tests {
     use super::*;
 
     fn users(n: usize) -> Vec<EndUser> {
-        let mut def = crate::config::demo().expect("demo");
+        let mut def = crate::services::demo().expect("demo");
         let template = def.end_users[0].clone();
         def.end_users.clear();
         for i in 0..n {
@@ -252,7 +252,7 @@ mod tests {
 
     #[test]
     fn search_by_each_field() {
-        let def = crate::config::demo().expect("demo");
+        let def = crate::services::demo().expect("demo");
         let by = |f: &str, l: &str, n: &str| {
             search(
                 &def.end_users,

@@ -1,13 +1,21 @@
 //! The cluster's applications, one module each, all of one shape: a [`ServiceSpec`] says which
 //! `nodes[].services` flags the module answers to, which HTTP paths it owns, which listeners of
-//! its own it needs, and how it starts; started, it hands the server its routes and background
-//! tasks ([`Parts`]). `server` starts exactly the modules a node's definition activates and
-//! answers the paths of the others with a 404 naming the service and the nodes that run it.
+//! its own it needs, its sections of the cluster definition and their checks, and how it
+//! starts; started, it hands the server its routes and background tasks ([`Parts`]). `server`
+//! starts exactly the modules a node's definition activates and answers the paths of the
+//! others with a 404 naming the service and the nodes that run it.
 //!
-//! Adding a service: its folder here (routes, tasks, listeners, its part of the model) and one
+//! A service's part of the model is its own: its typed sections (`model.rs`, each a
+//! [`crate::config::Section`] the definition holds as a plain value and the cluster snapshot
+//! parses once), their checks (`check.rs`), its queries on the store handle the node core
+//! gives it (`store.rs`, over tables of the shared migration sequence). [`definition`] reads a
+//! definition against every service's sections and checks.
+//!
+//! Adding a service: its folder here (model, checks, storage, routes, tasks, listeners) and one
 //! line in [`ALL`].
 
 pub mod authenticate;
+pub mod definition;
 pub mod directory;
 pub mod em;
 pub mod paging;
@@ -15,6 +23,8 @@ pub mod phone_config;
 pub mod phone_services;
 pub mod tftp;
 pub mod webdialer;
+
+pub use definition::{demo, load_file, parse_str, reference_markdown, schema};
 
 use std::future::Future;
 use std::pin::Pin;
@@ -25,15 +35,17 @@ use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::watch;
 
 use crate::config::model::{NodeService, QosParameters};
+use crate::config::section::{Check, SectionSpec};
 use crate::net::Dscp;
 use crate::node::{NodeError, NodeState};
 
-/// Every service module a node can run, in the order they start.
+/// Every service module a node can run, in the order they start; their sections are written
+/// in this order too (`service_parameters`: extension_mobility, webdialer, phone_services).
 pub const ALL: &[ServiceSpec] = &[
     tftp::SERVICE,
-    phone_services::SERVICE,
     em::SERVICE,
     webdialer::SERVICE,
+    phone_services::SERVICE,
     paging::SERVICE,
 ];
 
@@ -126,6 +138,14 @@ pub type StartFuture = Pin<Box<dyn Future<Output = Result<Parts, NodeError>> + S
 pub struct ServiceSpec {
     pub flags: &'static [Flag],
     pub listeners: &'static [ListenerSpec],
+    /// Its sections of the cluster definition (under `service_parameters` or at the top level).
+    pub sections: &'static [SectionSpec],
+    /// Its checks of a definition (its sections, and how they refer to the rest), run with the
+    /// generic ones wherever a definition is read.
+    pub check: Option<Check>,
+    /// The source of its model file (`include_str!("model.rs")`), for the configuration
+    /// reference; empty without one.
+    pub model_source: &'static str,
     pub start: fn(Start) -> StartFuture,
 }
 

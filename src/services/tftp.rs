@@ -57,6 +57,9 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
             optional_without_privilege: true,
         },
     ],
+    sections: &[],
+    check: None,
+    model_source: "",
     start,
 };
 

@@ -762,7 +762,7 @@ mod tests {
     use crate::sip::message::{parse_datagram, SipMessage};
 
     fn cluster() -> Cluster {
-        let mut def = crate::config::demo().unwrap();
+        let mut def = crate::services::demo().unwrap();
         // Make 10002 a shared line for the shared-line case.
         let line = def.devices[1].lines[0].clone();
         def.devices[2].lines.push(line);

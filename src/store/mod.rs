@@ -6,6 +6,12 @@
 //!
 //! The definition is stored one row per object (see `0001_cluster.sql`); runtime state
 //! (registrations, EM logins, timers) lives in its own tables, which an import never touches.
+//!
+//! One schema version per database: every table, the services' included, is created by the
+//! one numbered sequence in `migrations/{sqlite,postgres}`. A service keeps its queries in its
+//! own folder (`services/paging/store.rs`, ...) over [`Store::pool`] and [`Store::backend`];
+//! this module names no service's table except Extension Mobility's, whose changes the node
+//! core still applies (see `em.rs`).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -20,11 +26,9 @@ mod certificates;
 mod credentials;
 mod em;
 mod nodes;
-mod paging;
 mod registrations;
 
 pub use certificates::{NodeCertificate, TrustImport, TrustedCertificate};
-pub use credentials::CredentialFailures;
 pub use em::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 pub use nodes::NodeRow;
 pub use registrations::RegistrationRow;
@@ -88,15 +92,6 @@ pub struct ImportSummary {
 
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
-/// The collections of a definition that hold single settings rather than lists.
-const SETTINGS: &[&str] = &[
-    "cluster",
-    "enterprise_parameters",
-    "service_parameters",
-    "qos",
-    "paging",
-];
 
 /// How long opening a PostgreSQL database may take before it is called unreachable (one
 /// attempt: a wrong address fails now rather than after the pool's retries).
@@ -389,7 +384,7 @@ impl Store {
                 kind: kind.clone(),
                 reason: e.to_string(),
             })?;
-            if SETTINGS.contains(&kind.as_str()) {
+            if !is_list(&kind) {
                 map.insert(kind, v);
             } else if let Value::Array(a) =
                 map.entry(kind).or_insert_with(|| Value::Array(Vec::new()))
@@ -403,6 +398,13 @@ impl Store {
         })?;
         Ok(Some(def))
     }
+}
+
+/// Whether a collection of a definition is a list (one row an item) rather than one mapping:
+/// the generic model's lists; its settings and the services' sections are mappings.
+fn is_list(kind: &str) -> bool {
+    use crate::config::model::{SETTINGS, TOP_LEVEL};
+    TOP_LEVEL.contains(&Some(kind)) && !SETTINGS.contains(&kind)
 }
 
 /// The name an object is known by: name, userid, or pattern (with its partition).

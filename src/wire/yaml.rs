@@ -233,6 +233,50 @@ impl Locator {
     }
 }
 
+/// The value of the top-level `key:` of a block mapping document, found in the text alone
+/// (no second pass of the reader over a large document): from its first character to the next
+/// line that starts in the first column. `None` when no line starts with `key:`.
+pub fn top_level_block(text: &str, key: &str) -> Option<Piece> {
+    let head = format!("{key}:");
+    let mut pos = 0;
+    let mut line = 1u64;
+    while pos < text.len() {
+        let end = text[pos..].find('\n').map_or(text.len(), |i| pos + i + 1);
+        if text[pos..end].starts_with(&head) {
+            // The value: after the colon on this line, or on the next line with content.
+            let mut at = pos + head.len();
+            let mut at_line = line;
+            let rest = text[at..end].trim_start_matches(' ');
+            if rest.trim().is_empty() || rest.starts_with('#') {
+                at = end;
+                at_line += 1;
+                while at < text.len() {
+                    let e = text[at..].find('\n').map_or(text.len(), |i| at + i + 1);
+                    let content = text[at..e].trim_start_matches(' ');
+                    if !(content.trim().is_empty() || content.starts_with('#')) {
+                        at = e - content.len();
+                        break;
+                    }
+                    at = e;
+                    at_line += 1;
+                }
+            } else {
+                at = end - rest.len();
+            }
+            if at >= text.len() {
+                return None;
+            }
+            return Some(Piece {
+                range: at..block_end(text, at, 1),
+                line: at_line,
+            });
+        }
+        pos = end;
+        line += 1;
+    }
+    None
+}
+
 /// A top-level entry of a document: see [`Locator::parts`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Part {

@@ -545,7 +545,7 @@ struct InProcessNode {
 
 impl InProcessNode {
     async fn start() -> InProcessNode {
-        InProcessNode::start_with(ucm::config::demo().unwrap()).await
+        InProcessNode::start_with(ucm::services::demo().unwrap()).await
     }
 
     async fn start_with(def: ucm::config::ClusterDefinition) -> InProcessNode {
@@ -734,7 +734,7 @@ fn route_point_cluster() -> ucm::config::ClusterDefinition {
         )
         .replace("    register_expires: 3600\n", "")
         .replace("  webdialer:\n    user_session_expiry_hours: 0", "  call_manager:\n    route_point_timeout: 1\n  webdialer:\n    user_session_expiry_hours: 0");
-    ucm::config::parse_str(&text, "route-points.yaml").unwrap_or_else(|e| panic!("{e}"))
+    ucm::services::parse_str(&text, "route-points.yaml").unwrap_or_else(|e| panic!("{e}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

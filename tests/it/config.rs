@@ -1,6 +1,6 @@
 //! Cluster definitions: every kind of mistake is refused with file, line and field (issue 2).
 
-use ucm::config::{self, ConfigError, LoadError};
+use ucm::config::{ConfigError, LoadError};
 
 /// A small valid definition the cases below break one way each.
 const BASE: &str = r#"cluster:
@@ -46,7 +46,7 @@ end_users:
 "#;
 
 fn errors(text: &str) -> Vec<ConfigError> {
-    match config::parse_str(text, "cluster.yaml") {
+    match ucm::services::parse_str(text, "cluster.yaml") {
         Ok(_) => panic!("definition was accepted:\n{text}"),
         Err(LoadError::Invalid(e)) => e,
         Err(e) => panic!("unexpected error {e}"),
@@ -97,7 +97,7 @@ fn expect_one_at(text: &str, line: u64, field: &str, says: &str) {
 
 #[test]
 fn r2_base_definition_is_valid() {
-    let def = config::parse_str(BASE, "cluster.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let def = ucm::services::parse_str(BASE, "cluster.yaml").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(def.devices.len(), 2);
 }
 
@@ -245,7 +245,7 @@ fn r2_route_patterns_and_translations() {
     let extra =
         "route_patterns:\n  - pattern: 9.[2-9]XXXXXX\n    partition: PT1\n    block: true\n";
     let ok = format!("{BASE}{extra}");
-    config::parse_str(&ok, "cluster.yaml").unwrap_or_else(|e| panic!("{e}"));
+    ucm::services::parse_str(&ok, "cluster.yaml").unwrap_or_else(|e| panic!("{e}"));
     let bad = ok.replace("9.[2-9]XXXXXX", "9.[9-2]XXXXXX");
     expect_one(
         &bad,
@@ -280,7 +280,7 @@ fn r2_all_problems_are_reported_at_once() {
 
 #[test]
 fn r2_demo_cluster_carries_the_seed_examples() {
-    let d = config::demo().unwrap_or_else(|e| panic!("{e}"));
+    let d = ucm::services::demo().unwrap_or_else(|e| panic!("{e}"));
     let jsmith = d
         .end_users
         .iter()
@@ -362,7 +362,7 @@ fn r3_trunk_tls_settings_are_checked() {
             ca.display()
         )
     };
-    config::parse_str(&trunk("tls", &good, "gw.example.com"), "cluster.yaml")
+    ucm::services::parse_str(&trunk("tls", &good, "gw.example.com"), "cluster.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
     let text = trunk("tls", &missing, "gw.example.com");
     expect_one(

@@ -1094,7 +1094,7 @@ async fn node_in_process(
 ) {
     let dir = tempfile::tempdir().unwrap();
     let path = em_cluster(dir.path(), params);
-    let def = ucm::config::parse_str(&std::fs::read_to_string(path).unwrap(), "em.yaml")
+    let def = ucm::services::parse_str(&std::fs::read_to_string(path).unwrap(), "em.yaml")
         .unwrap_or_else(|e| panic!("{e}"));
     let store = ucm::store::Store::open(db).await.unwrap();
     let any: SocketAddr = "127.0.0.1:0".parse().unwrap();

@@ -1,12 +1,14 @@
 //! Storage on SQLite and PostgreSQL: the same tests against both backends (issue 2).
 
 use ucm::config;
+use ucm::services::paging::store::PageReports;
+use ucm::services::phone_services::store::Lockouts;
 use ucm::store::{self, Backend, Store};
 
 use crate::common::PgDb;
 
 fn hashed_demo() -> config::ClusterDefinition {
-    let mut d = config::demo().unwrap_or_else(|e| panic!("{e}"));
+    let mut d = ucm::services::demo().unwrap_or_else(|e| panic!("{e}"));
     config::hash_secrets(&mut d);
     // A TLS trunk with a name for destination and its own trust (issue 3) round-trips too.
     d.sip_trunks.push(config::model::SipTrunk {
@@ -60,7 +62,7 @@ async fn round_trip(store: &Store) {
         first.contains("password_hash: $argon2id$"),
         "hashes are exported:\n{first}"
     );
-    let again = config::parse_str(&first, "export.yaml").unwrap_or_else(|e| panic!("{e}"));
+    let again = ucm::services::parse_str(&first, "export.yaml").unwrap_or_else(|e| panic!("{e}"));
     store.import(&again, "d2", "export.yaml").await.unwrap();
     let second = config::to_yaml(&store.load().await.unwrap().unwrap()).unwrap();
     assert_eq!(first, second, "export -> import -> export is stable");

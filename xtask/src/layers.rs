@@ -118,6 +118,16 @@ const RULES: &[Rule] = &[
             allow: Allow::Not(&["services", "server", "node", "sip"]),
         },
     },
+    // The node core (and the cluster snapshot it holds) runs every service and knows none:
+    // a service's model, checks, storage and tasks are its own, registered in
+    // `services::ALL`.
+    Rule {
+        name: "node and cluster import no services, client or phone",
+        check: Check::Imports {
+            from: &["node", "cluster"],
+            allow: Allow::Not(&["services", "client", "phone", "server"]),
+        },
+    },
     // The simulated phone knows the cluster only over the wire, as a real phone does; it
     // shares the sans-IO SIP transactions, nothing else of call control.
     Rule {
@@ -1182,6 +1192,7 @@ mod tests {
         }
         for (path, line) in plant {
             let p = dir.join("src").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
             let mut text = std::fs::read_to_string(&p).unwrap_or_default();
             text.push_str(line);
             std::fs::write(&p, text).unwrap();
@@ -1230,6 +1241,28 @@ mod tests {
             v,
             ["src/store/mod.rs:4: store imports sip::transaction (crate::sip::transaction::run) \
               [rule: store and config import no services, server, node or sip]"]
+        );
+    }
+
+    #[test]
+    fn the_node_core_may_not_import_a_service() {
+        let r = run(
+            "node",
+            &[
+                ("lib.rs", "pub mod node;\n"),
+                (
+                    "node/mod.rs",
+                    "use crate::store;\nuse crate::services::em::Params;\n",
+                ),
+            ],
+        );
+        let v: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            v,
+            [
+                "src/node/mod.rs:2: node imports services (crate::services::em::Params) \
+              [rule: node and cluster import no services, client or phone]"
+            ]
         );
     }
 

@@ -48,7 +48,7 @@ fn main() {
             let path = Path::new(env!("CARGO_MANIFEST_DIR"))
                 .join("..")
                 .join(ucm::config::reference::REFERENCE_PATH);
-            std::fs::write(&path, ucm::config::reference::markdown())
+            std::fs::write(&path, ucm::services::reference_markdown())
                 .with_context(|| path.display().to_string())
                 .map(|()| println!("wrote {}", path.display()))
         }

@@ -1,18 +1,17 @@
 //! Semantic checks of a cluster definition: every reference resolves, every name is unique,
 //! every pattern is a pattern. All problems are collected, not just the first.
 //!
-//! One function a section of the definition, each in the file of its part of the model:
-//! [`nodes`] (the cluster and its nodes), [`services`] (service and enterprise parameters, phone
+//! One function a section of the generic model, each in the file of its part of the model:
+//! [`nodes`] (the cluster and its nodes), [`services`] (enterprise parameters, phone
 //! services), [`routing`] (search spaces, locations, pools, trunks, route groups and lists),
 //! [`dialplan`] (directory numbers, route and translation patterns), [`devices`] (phones, route
-//! points, device profiles), [`users`] and [`paging`]; [`unsupported`] refuses settings ucm
-//! does not act on yet. [`Checker::run`] calls them in the order
-//! the messages come out.
+//! points, device profiles) and [`users`]; [`unsupported`] refuses settings ucm does not act
+//! on yet. [`Checker::run`] calls them in the order the messages come out. A service's own
+//! sections are checked by the service (its `ServiceSpec::check`), with a [`Diagnostics`].
 
 mod devices;
 mod dialplan;
 mod nodes;
-mod paging;
 mod routing;
 mod services;
 mod unsupported;
@@ -33,7 +32,27 @@ pub struct Issue {
 
 struct Checker<'a> {
     def: &'a ClusterDefinition,
-    issues: Vec<Issue>,
+    diag: Diagnostics,
+}
+
+impl std::ops::Deref for Checker<'_> {
+    type Target = Diagnostics;
+    fn deref(&self) -> &Diagnostics {
+        &self.diag
+    }
+}
+
+impl std::ops::DerefMut for Checker<'_> {
+    fn deref_mut(&mut self) -> &mut Diagnostics {
+        &mut self.diag
+    }
+}
+
+/// The problems found so far, and the checks every part of the model shares (a service's
+/// checks get one too: see [`crate::config::section::Schema`]).
+#[derive(Debug, Default)]
+pub struct Diagnostics {
+    pub issues: Vec<Issue>,
 }
 
 /// True for `SEP` followed by 12 upper-case hex digits.
@@ -45,7 +64,8 @@ pub fn is_device_name(name: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'A'..=b'F').contains(&b))
 }
 
-fn names<'a, T>(items: &'a [T], f: impl Fn(&'a T) -> &'a str) -> HashSet<&'a str> {
+/// The names of a list's items.
+pub fn names<'a, T>(items: &'a [T], f: impl Fn(&'a T) -> &'a str) -> HashSet<&'a str> {
     items.iter().map(f).collect()
 }
 
@@ -91,23 +111,65 @@ impl<'a> Names<'a> {
     }
 }
 
+/// The generic model's checks (the services' are in their modules).
 pub fn validate(def: &ClusterDefinition) -> Vec<Issue> {
     let mut c = Checker {
         def,
-        issues: Vec::new(),
+        diag: Diagnostics::default(),
     };
     c.run();
-    c.issues
+    c.diag.issues
 }
 
-impl<'a> Checker<'a> {
-    fn err(&mut self, path: Path, message: impl Into<String>) {
+impl Diagnostics {
+    pub fn err(&mut self, path: Path, message: impl Into<String>) {
         self.issues.push(Issue {
             path,
             message: message.into(),
         });
     }
 
+    /// `value`, when given, is one of `set` (the names of a list).
+    pub fn refers(&mut self, path: Path, value: Option<&str>, set: &HashSet<&str>, what: &str) {
+        if let Some(v) = value {
+            if !set.contains(v) {
+                self.err(path, format!("unknown {what} {v:?}"));
+            }
+        }
+    }
+
+    /// `text` is a Cisco pattern.
+    pub fn pattern(&mut self, path: Path, text: &str) {
+        if let Err(e) = Pattern::parse(text) {
+            self.err(path, format!("not a pattern: {e}"));
+        }
+    }
+
+    /// `url`, when given, is an http(s) URL (https only when `https_only`), as an enterprise
+    /// parameter or phone service takes it.
+    pub fn url(&mut self, path: Path, url: Option<&str>, https_only: bool) {
+        let Some(u) = url else { return };
+        let ok = if https_only {
+            u.starts_with("https://") || u.starts_with("{https}")
+        } else {
+            u.starts_with("http://")
+                || u.starts_with("https://")
+                || u.starts_with("{http}")
+                || u.starts_with("{https}")
+                || u.starts_with("Application:")
+        };
+        if !ok || u.contains(char::is_whitespace) {
+            let want = if https_only {
+                "an https:// URL"
+            } else {
+                "an http:// or https:// URL"
+            };
+            self.err(path, format!("{u:?} is not {want}"));
+        }
+    }
+}
+
+impl<'a> Checker<'a> {
     fn unique<T>(&mut self, list: &str, items: &[T], key: impl Fn(&T) -> String, what: &str) {
         let mut seen: HashMap<String, usize> = HashMap::new();
         let root = Path::root().key(list);
@@ -128,45 +190,9 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn refers(&mut self, path: Path, value: Option<&str>, set: &HashSet<&str>, what: &str) {
-        if let Some(v) = value {
-            if !set.contains(v) {
-                self.err(path, format!("unknown {what} {v:?}"));
-            }
-        }
-    }
-
-    fn pattern(&mut self, path: Path, text: &str) {
-        if let Err(e) = Pattern::parse(text) {
-            self.err(path, format!("not a pattern: {e}"));
-        }
-    }
-
-    fn url(&mut self, path: Path, url: Option<&str>, https_only: bool) {
-        let Some(u) = url else { return };
-        let ok = if https_only {
-            u.starts_with("https://") || u.starts_with("{https}")
-        } else {
-            u.starts_with("http://")
-                || u.starts_with("https://")
-                || u.starts_with("{http}")
-                || u.starts_with("{https}")
-                || u.starts_with("Application:")
-        };
-        if !ok || u.contains(char::is_whitespace) {
-            let want = if https_only {
-                "an https:// URL"
-            } else {
-                "an http:// or https:// URL"
-            };
-            self.err(path, format!("{u:?} is not {want}"));
-        }
-    }
-
     fn run(&mut self) {
         // The sections, in the order their messages come out.
         self.cluster_and_nodes();
-        self.service_parameters();
         self.enterprise_parameters();
         self.unique_names();
         let n = Names::of(self.def);
@@ -187,7 +213,6 @@ impl<'a> Checker<'a> {
         self.unused_directory_numbers(&used);
         self.end_users(&n, &dn_keys);
         self.application_users(&n);
-        self.paging(&n);
         self.unsupported();
     }
 
@@ -261,7 +286,8 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn is_hostname(s: &str) -> bool {
+/// A DNS host name (letters, digits and hyphens, dot-separated).
+pub fn is_hostname(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|l| {
@@ -281,8 +307,8 @@ fn is_host_port(s: &str) -> bool {
         None => false,
     }
 }
-
-fn is_multicast_range(s: &str) -> bool {
+/// An IPv4 multicast range `addr/len`.
+pub fn is_multicast_range(s: &str) -> bool {
     let Some((a, len)) = s.split_once('/') else {
         return false;
     };

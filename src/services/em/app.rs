@@ -112,7 +112,7 @@ pub async fn handler(
     );
     let current = cluster.mobility.login(&device);
     let (uid, dn, pin) = (get("userid"), get("dn"), get("pin"));
-    let params = &cluster.service_parameters.extension_mobility;
+    let params = &cluster.section::<super::model::ExtensionMobilityParameters>();
     let source = Source::from_http(peer.ip(), &headers, None);
     let proxied = policy::check_proxy(params, source.via_hops > 0, "a request");
     // The phone itself (its registered address, under the same source rules as Validate IP
@@ -276,13 +276,11 @@ async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), 
     let hash = cluster.end_user(user).and_then(|u| u.pin_hash.clone());
     let lockout = Lockout {
         threshold: cluster
-            .service_parameters
-            .extension_mobility
+            .section::<super::model::ExtensionMobilityParameters>()
             .pin_lockout_threshold,
         lock_secs: i64::from(
             cluster
-                .service_parameters
-                .phone_services
+                .section::<crate::services::phone_services::model::PhoneServicesParameters>()
                 .auth_lockout_minutes,
         ) * 60,
     };

@@ -18,6 +18,8 @@
 //! committed change reaches the running cluster through [`NodeState::apply_login_change`].
 
 pub mod app;
+pub mod check;
+pub mod model;
 pub mod policy;
 pub mod timers;
 
@@ -126,8 +128,7 @@ impl EmService {
     pub async fn handle(&self, state: &Arc<NodeState>, xml: &str, caller: Caller) -> String {
         let max = state
             .cluster()
-            .service_parameters
-            .extension_mobility
+            .section::<model::ExtensionMobilityParameters>()
             .max_concurrent_requests as usize;
         let n = self.inflight.fetch_add(1, Ordering::AcqRel);
         let _slot = Slot(&self.inflight);
@@ -159,8 +160,7 @@ impl EmService {
         let principal = self.authenticate(state, &env.app).await?;
         let params = state
             .cluster()
-            .service_parameters
-            .extension_mobility
+            .section::<model::ExtensionMobilityParameters>()
             .clone();
         let origin = env.request.origin().clone();
         policy::check_proxy(
@@ -359,7 +359,7 @@ impl EmService {
     ) -> Result<(), EmError> {
         let cluster = state.cluster();
         policy::check_ip(
-            &cluster.service_parameters.extension_mobility,
+            &cluster.section::<model::ExtensionMobilityParameters>(),
             device,
             source,
             || device_addresses(state, device),
@@ -671,6 +671,11 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         },
     ],
     listeners: &[],
+    sections: &[crate::config::SectionSpec::of::<
+        model::ExtensionMobilityParameters,
+    >()],
+    check: Some(check::check),
+    model_source: include_str!("model.rs"),
     start: start_service,
 };
 

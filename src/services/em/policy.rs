@@ -13,9 +13,10 @@
 use std::net::IpAddr;
 
 use super::api::Duration;
+use super::model::{ExtensionMobilityParameters, MultipleLoginBehavior};
 use super::{EmError, Principal};
 use crate::cluster::{Cluster, Login, Mobility};
-use crate::config::model::{ExtensionMobilityParameters, LineAppearance, MultipleLoginBehavior};
+use crate::config::model::LineAppearance;
 use crate::store::EmLoginRow;
 
 /// The logins a decision is taken against. The running cluster's [`Mobility`] is one; a
@@ -84,7 +85,7 @@ pub fn plan_login(
     now_unix: i64,
 ) -> Result<LoginPlan, EmError> {
     let LoginRequest { device, user, .. } = *req;
-    let params = &cluster.service_parameters.extension_mobility;
+    let params = &cluster.section::<super::model::ExtensionMobilityParameters>();
     let dev = cluster
         .device(device)
         .ok_or_else(|| EmError::new(11, format!("device {device} does not exist")))?;
@@ -448,7 +449,7 @@ mod tests {
     const T0: i64 = 1_700_000_000;
 
     fn cluster_with(edit: impl FnOnce(&mut crate::config::model::ClusterDefinition)) -> Cluster {
-        let mut def = crate::config::demo().expect("the demo cluster loads");
+        let mut def = crate::services::demo().expect("the demo cluster loads");
         edit(&mut def);
         Cluster::new(def)
     }
@@ -655,9 +656,9 @@ mod tests {
     fn r14_multiple_login_behavior_on_the_plan() {
         let with = |b: MultipleLoginBehavior| {
             cluster_with(|d| {
-                d.service_parameters
-                    .extension_mobility
-                    .multiple_login_behavior = b
+                let mut p: ExtensionMobilityParameters = d.section();
+                p.multiple_login_behavior = b;
+                d.set_section(&p);
             })
         };
         let elsewhere = Mobility::default();
@@ -693,9 +694,10 @@ mod tests {
     fn r14_max_login_time_caps_the_asked_duration() {
         let with = |enforce: bool, max: &str| {
             cluster_with(|d| {
-                let p = &mut d.service_parameters.extension_mobility;
+                let mut p: ExtensionMobilityParameters = d.section();
                 p.enforce_max_login_time = enforce;
                 p.max_login_time = max.into();
+                d.set_section(&p);
             })
         };
         let logout_at = |c: &Cluster, duration: Option<Duration>| {
@@ -737,9 +739,10 @@ mod tests {
     #[test]
     fn r15_a_login_duration_is_one_minute_to_168_hours() {
         let enforced = cluster_with(|d| {
-            let p = &mut d.service_parameters.extension_mobility;
+            let mut p: ExtensionMobilityParameters = d.section();
             p.enforce_max_login_time = true;
             p.max_login_time = "1:00".into();
+            d.set_section(&p);
         });
         for c in [cluster(), enforced] {
             let at = |m: u32| {
@@ -793,7 +796,7 @@ mod tests {
 
     #[test]
     fn r14_proxy_and_ip_validation() {
-        let mut params = cluster().service_parameters.extension_mobility.clone();
+        let mut params: ExtensionMobilityParameters = cluster().definition().section();
         params.allow_proxy = false;
         assert_eq!(check_proxy(&params, true, "login").unwrap_err().code, 30);
         assert!(check_proxy(&params, false, "login").is_ok());
@@ -823,7 +826,7 @@ mod tests {
 
     #[test]
     fn r15_the_source_address_is_validated_not_the_claimed_one() {
-        let mut params = cluster().service_parameters.extension_mobility.clone();
+        let mut params: ExtensionMobilityParameters = cluster().definition().section();
         params.validate_ip_address = true;
         params.allow_proxy = true;
         params.trusted_ips = vec!["192.168.1.0/24".into()];

@@ -4,8 +4,9 @@
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 
+use super::model::{Paging, RecipientGroup};
 use crate::cluster::Cluster;
-use crate::config::model::{Device, Paging, RecipientGroup};
+use crate::config::model::Device;
 use crate::dialplan::pattern::{MatchResult, Pattern};
 
 /// The phones of a group, in name order, and those left out by the cap.
@@ -125,7 +126,7 @@ mod tests {
     use super::*;
 
     fn demo() -> Cluster {
-        Cluster::new(crate::config::demo().expect("the demo cluster loads"))
+        Cluster::new(crate::services::demo().expect("the demo cluster loads"))
     }
 
     fn group(f: impl FnOnce(&mut RecipientGroup)) -> RecipientGroup {

@@ -19,6 +19,7 @@ use axum::extract::{ConnectInfo, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::store::PageReports;
 use super::waiters::Refused;
 use crate::config::model::Role;
 
@@ -31,12 +32,12 @@ pub async fn groups_handler(State(svc): State<Arc<super::PagingService>>) -> Res
     let state = &svc.node;
     let cluster = state.cluster();
     let groups: Vec<serde_json::Value> = cluster
-        .paging
+        .section::<super::model::Paging>()
         .recipient_groups
         .iter()
         .map(|g| {
             let numbers: Vec<&str> = cluster
-                .paging
+                .section::<super::model::Paging>()
                 .dialcasts
                 .iter()
                 .filter(|d| d.recipient_group == g.name)

@@ -23,9 +23,12 @@
 //! what the session says (call control, the media thread, the pushes) and tells it what
 //! happened.
 
+pub mod check;
 pub mod groups;
 pub mod http;
+pub mod model;
 pub mod session;
+pub mod store;
 pub mod stream;
 pub mod waiters;
 
@@ -38,10 +41,12 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
-use crate::config::model::{BusyPhones, NodeService};
+use crate::config::model::NodeService;
 use crate::node::NodeState;
 use crate::sip::b2bua::{LineEvent, LineState, OfferedCall};
 use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
+use model::BusyPhones;
+use store::PageReports;
 
 use self::session::{Effect, Event, PageSession, PageSetup, PushKind, Recipient};
 use self::stream::{PageStream, StreamCounts};
@@ -168,7 +173,7 @@ impl PagingService {
     pub async fn prepare(&self) {
         let state = &self.node;
         let cluster = state.cluster();
-        let paging = cluster.paging.clone();
+        let paging = cluster.section::<model::Paging>().as_ref().clone();
         if paging.dialcasts.is_empty() {
             return;
         }
@@ -287,7 +292,7 @@ async fn page(
 ) -> PageReport {
     let state = &svc.node;
     let started = Instant::now();
-    let paging = state.cluster().paging.clone();
+    let paging = state.cluster().section::<model::Paging>().as_ref().clone();
     let mut report = PageReport {
         id: hex::encode(rand::random::<[u8; 8]>()),
         call_id: offer.call_id.clone(),
@@ -326,7 +331,7 @@ async fn page(
 /// What a page that may go ahead holds: its sockets and multicast address (reserved in
 /// [`PagingService::active`]), the answer to the caller and who is paged.
 struct Admitted {
-    paging: crate::config::model::Paging,
+    paging: model::Paging,
     answer: String,
     caller_sock: tokio::net::UdpSocket,
     caller_rtp: SocketAddr,
@@ -348,7 +353,7 @@ async fn admit(
 ) -> Result<Admitted, (u16, String)> {
     let state = &svc.node;
     let cluster = state.cluster();
-    let paging = cluster.paging.clone();
+    let paging = cluster.section::<model::Paging>().as_ref().clone();
     let Some(group) = paging
         .recipient_groups
         .iter()
@@ -890,6 +895,9 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         paths: &["/ucm/paging/"],
     }],
     listeners: &[],
+    sections: &[crate::config::SectionSpec::of::<model::Paging>()],
+    check: Some(check::check),
+    model_source: include_str!("model.rs"),
     start: start_service,
 };
 

@@ -21,9 +21,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use super::model::BusyPhones;
 use super::stream::StreamCounts;
 use super::{Pacing, PageReport, PhoneResult};
-use crate::config::model::BusyPhones;
 
 /// The Execute URI that makes a phone leave the multicast stream.
 pub const LEAVE_URI: &str = "RTPRx:Stop";

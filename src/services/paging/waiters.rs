@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::broadcast;
 
+use super::store::PageReports;
 use crate::net::per_source::PerSource;
 use crate::store::{Store, StoreError};
 

@@ -504,8 +504,7 @@ pub async fn handler(
         && wd
             .node
             .cluster()
-            .service_parameters
-            .webdialer
+            .section::<super::model::WebDialerParameters>()
             .redirect_http_to_https
     {
         let target = format!(
@@ -576,7 +575,10 @@ pub async fn handler(
     };
     let destination = get("destination");
     let state = wd.node.clone();
-    let params_wd = state.cluster().service_parameters.webdialer.clone();
+    let params_wd = state
+        .cluster()
+        .section::<super::model::WebDialerParameters>()
+        .clone();
     let expiry = i64::from(params_wd.user_session_expiry_hours) * 3600;
     let close_after = params_wd.end_call_dialog_seconds;
     let now = unix_now();

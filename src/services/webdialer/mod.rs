@@ -15,7 +15,9 @@
 //! proxy naming a user the directory lacks, 6 a node shutting down (or a phone answering 503),
 //! 8 the database failing under a password check (or a call-control status with no closer code).
 
+pub mod check;
 pub mod html;
+pub mod model;
 pub mod redirector;
 
 use std::collections::HashMap;
@@ -365,8 +367,7 @@ impl WebDialerService {
         let cluster = state.cluster();
         let origin = Self::origin(&cluster, user, profile, destination)?;
         let max = cluster
-            .service_parameters
-            .webdialer
+            .section::<model::WebDialerParameters>()
             .max_concurrent_call_requests as usize;
         let n = self.inflight.fetch_add(1, Ordering::AcqRel);
         let _slot = Slot(&self.inflight);
@@ -386,7 +387,9 @@ impl WebDialerService {
         // ringing); leaving this select any other way drops the request, which call control
         // then abandons, releasing every leg it started.
         let answer_within = Duration::from_secs(u64::from(
-            cluster.service_parameters.webdialer.answer_timeout_seconds,
+            cluster
+                .section::<model::WebDialerParameters>()
+                .answer_timeout_seconds,
         ));
         let ended = Arc::new(tokio::sync::Notify::new());
         let _pending = PendingCall::new(self, &origin.device, ended.clone());
@@ -760,6 +763,9 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         },
     ],
     listeners: &[],
+    sections: &[crate::config::SectionSpec::of::<model::WebDialerParameters>()],
+    check: Some(check::check),
+    model_source: include_str!("model.rs"),
     start: start_service,
 };
 
@@ -814,7 +820,7 @@ mod tests {
 
     #[test]
     fn webdialer_picks_the_device_and_line() {
-        let cluster = Cluster::new(crate::config::demo().unwrap());
+        let cluster = Cluster::new(crate::services::demo().unwrap());
         let p = UserProfile {
             user: "jsmith".into(),
             ..Default::default()

@@ -65,7 +65,10 @@ fn own_base(state: &NodeState, headers: &HeaderMap) -> String {
 impl super::WebDialerService {
     /// The Redirector's HTTP client (rebuilt when its settings change).
     fn redirector_http(&self, state: &NodeState) -> Result<reqwest::Client, String> {
-        let p = state.cluster().service_parameters.webdialer.clone();
+        let p = state
+            .cluster()
+            .section::<super::model::WebDialerParameters>()
+            .clone();
         let key = (p.redirector_ca_file.clone(), p.redirector_timeout_ms);
         let mut g = self
             .redirector_http
@@ -77,7 +80,7 @@ impl super::WebDialerService {
             }
         }
         let c = http_client(&ClientOptions {
-            ca: p.redirector_ca_file.map(Into::into),
+            ca: p.redirector_ca_file.clone().map(Into::into),
             insecure: false,
             timeout: Some(Duration::from_millis(u64::from(
                 p.redirector_timeout_ms.max(1),
@@ -167,8 +170,7 @@ pub async fn handler(
     let cluster = state.cluster();
     let own = own_base(&state, &headers);
     let list: Vec<String> = cluster
-        .service_parameters
-        .webdialer
+        .section::<super::model::WebDialerParameters>()
         .webdialers
         .iter()
         .map(|u| u.trim_end_matches('/').to_string())

@@ -77,7 +77,7 @@ mod tests {
     /// source's budget, and no transaction stays behind.
     #[test]
     fn r15_strangers_are_answered_once_within_a_budget() {
-        let cluster = Cluster::new(crate::config::demo().unwrap());
+        let cluster = Cluster::new(crate::services::demo().unwrap());
         let bindings = Bindings::new("n1");
         let mut core = B2bua::new("127.0.0.1:5060".into(), 7, [9; 32]);
         let origin = Instant::now();

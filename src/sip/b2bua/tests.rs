@@ -43,7 +43,7 @@ struct Node {
 
 impl Node {
     fn new(yaml: &str) -> Node {
-        let def = crate::config::parse_str(yaml, "unit.yaml").unwrap_or_else(|e| panic!("{e}"));
+        let def = crate::services::parse_str(yaml, "unit.yaml").unwrap_or_else(|e| panic!("{e}"));
         Node {
             cluster: Cluster::new(def),
             bindings: Bindings::new("n1"),

@@ -24,6 +24,10 @@
 //! An unknown or missing device gets a `CiscoIPPhoneText` saying so (HTTP 200, so the phone
 //! shows it), and a log line.
 
+pub mod check;
+pub mod model;
+pub mod store;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -326,20 +330,20 @@ pub async fn devices_handler(
             Err(refused) => return refused,
         };
     let cluster = state.cluster();
+    let paging = cluster.section::<super::paging::model::Paging>();
     if let Some(group) = group {
-        let Some(g) = cluster
-            .paging
-            .recipient_groups
-            .iter()
-            .find(|g| g.name == group)
-        else {
+        let Some(g) = paging.recipient_groups.iter().find(|g| g.name == group) else {
             return (
                 StatusCode::NOT_FOUND,
                 format!("no recipient group {group:?}\n"),
             )
                 .into_response();
         };
-        let members = crate::services::paging::groups::members(&cluster, &cluster.paging, g);
+        let members = crate::services::paging::groups::members(
+            &cluster,
+            &cluster.section::<super::paging::model::Paging>(),
+            g,
+        );
         let out: Vec<&String> = members
             .devices
             .iter()
@@ -372,6 +376,11 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         paths: &["/ccmcip/", "/ucm/services/"],
     }],
     listeners: &[],
+    sections: &[crate::config::SectionSpec::of::<
+        model::PhoneServicesParameters,
+    >()],
+    check: Some(check::check),
+    model_source: include_str!("model.rs"),
     start: start_service,
 };
 
@@ -420,7 +429,7 @@ mod tests {
     }
 
     fn cluster(services: Vec<PhoneService>, subscribed: &[&str]) -> Cluster {
-        let mut def = crate::config::demo().expect("demo");
+        let mut def = crate::services::demo().expect("demo");
         def.phone_services = services;
         def.devices[0].subscribed_services = subscribed.iter().map(|s| s.to_string()).collect();
         Cluster::new(def)

@@ -1,12 +1,41 @@
-//! Page reports, newest kept.
+//! The Paging Server's storage: page reports, newest kept (table `page_reports`, in the shared
+//! migration sequence), as queries on the node's store handle.
+
+use std::future::Future;
 
 use sqlx::Row;
 
-use super::{Backend, Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
-impl Store {
+/// Page reports in the database.
+pub trait PageReports {
     /// Keeps a finished page's report (JSON); at most `keep` reports are kept, oldest go first.
-    pub async fn add_page_report(
+    fn add_page_report(
+        &self,
+        id: &str,
+        started_at: i64,
+        call_id: &str,
+        report: &str,
+        keep: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The newest `limit` page reports (JSON), newest first; only `call_id`'s when given.
+    fn page_reports(
+        &self,
+        call_id: Option<&str>,
+        limit: i64,
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Which of `call_ids` have a page report stored (one query for all of them; the caller
+    /// bounds how many it asks about).
+    fn page_report_call_ids(
+        &self,
+        call_ids: &[String],
+    ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+}
+
+impl PageReports for Store {
+    async fn add_page_report(
         &self,
         id: &str,
         started_at: i64,
@@ -14,7 +43,7 @@ impl Store {
         report: &str,
         keep: i64,
     ) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         sqlx::query(
             "INSERT INTO page_reports (id, started_at, call_id, report) VALUES ($1, $2, $3, $4)",
         )
@@ -39,8 +68,8 @@ impl Store {
         tx.commit().await?;
         Ok(())
     }
-    /// The newest `limit` page reports (JSON), newest first; only `call_id`'s when given.
-    pub async fn page_reports(
+
+    async fn page_reports(
         &self,
         call_id: Option<&str>,
         limit: i64,
@@ -54,14 +83,14 @@ impl Store {
                     )
                     .bind(c)
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .fetch_all(self.pool())
                     .await?
                 }
                 None => sqlx::query(
                     "SELECT report FROM page_reports ORDER BY started_at DESC, id DESC LIMIT $1",
                 )
                 .bind(limit)
-                .fetch_all(&self.pool)
+                .fetch_all(self.pool())
                 .await?,
             };
         rows.iter()
@@ -69,12 +98,7 @@ impl Store {
             .collect()
     }
 
-    /// Which of `call_ids` have a page report stored (one query for all of them; the caller
-    /// bounds how many it asks about).
-    pub async fn page_report_call_ids(
-        &self,
-        call_ids: &[String],
-    ) -> Result<Vec<String>, StoreError> {
+    async fn page_report_call_ids(&self, call_ids: &[String]) -> Result<Vec<String>, StoreError> {
         if call_ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -87,7 +111,7 @@ impl Store {
         for c in call_ids {
             q = q.bind(c);
         }
-        let rows = q.fetch_all(&self.pool).await?;
+        let rows = q.fetch_all(self.pool()).await?;
         rows.iter()
             .map(|r| r.try_get(0).map_err(StoreError::from))
             .collect()
