@@ -14,6 +14,7 @@
 //! - [`execute`]: `CiscoIPPhoneExecute`, internal URIs, `CiscoIPPhoneResponse` / `Error`
 //! - [`http`]: the phone's HTTP client and form, percent and Basic codecs
 //! - [`ua`]: the SIP user agent, sans-IO (registrations and calls)
+//! - [`failover`]: which Unified CM of its group the phone registers with, sans-IO
 //! - [`media`]: call RTP and URI streams with receiver statistics
 //! - [`device`]: one phone (the async shell and its HTTP server)
 //! - [`sim`]: many phones at once
@@ -21,6 +22,7 @@
 pub mod config;
 pub mod device;
 pub mod execute;
+pub mod failover;
 pub mod http;
 pub mod media;
 pub mod sim;
