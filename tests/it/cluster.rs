@@ -18,24 +18,17 @@ const OK: &str = "<response><success/></response>";
 
 /// Starts node `name` of `def` on `db` on its own `bind` address (any free ports).
 fn node(def: &Path, db: &str, name: &str) -> Server {
-    node_with(def, db, name, &["--sip-port", "0"])
+    node_with(def, db, name, &["--http-port", "0", "--sip-port", "0"])
 }
 
-/// [`node`] with more flags (without `--sip-port`, the definition's SIP port).
+/// [`node`] with more flags (without `--http-port` or `--sip-port`, the definition's).
 fn node_with(def: &Path, db: &str, name: &str, extra: &[&str]) -> Server {
     let data_dir = tempfile::tempdir().unwrap();
     let mut cmd = ucm();
     cmd.args(["serve", "--config"])
         .arg(def)
         .args(["--db", db, "--node", name])
-        .args([
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--tftp-http-port",
-            "0",
-        ])
+        .args(["--https-port", "0", "--tftp-http-port", "0"])
         .args(["--tftp-port", "0", "--sips-port", "0"])
         .args(extra)
         .arg("--data-dir")
@@ -1004,8 +997,8 @@ async fn r16_a_phone_fails_over_when_its_node_is_killed_keeps_its_call_and_falls
     let url = db.url.clone();
     let result = tokio::task::spawn_blocking(move || {
         // HQ_DP's group is ucm-sub1, ucm-sub2, ucm-pub.
-        let mut sub1 = node_with(&def, &url, "ucm-sub1", &[]);
-        let sub2 = node_with(&def, &url, "ucm-sub2", &[]);
+        let mut sub1 = node_with(&def, &url, "ucm-sub1", &["--http-port", "0"]);
+        let sub2 = node_with(&def, &url, "ucm-sub2", &["--http-port", "0"]);
         assert_eq!(sub1.addr("sip_udp").port(), p2, "{}", sub1.ready);
         let (a_dev, b_dev) = ("SEP00036BC7B973", "SEP00036BC7B974");
         let sim = PhoneSim::start(
@@ -1066,7 +1059,7 @@ async fn r16_a_phone_fails_over_when_its_node_is_killed_keeps_its_call_and_falls
             std::thread::sleep(Duration::from_millis(200));
         }
         // ucm-sub1 returns: the phones fall back to it, still in their call.
-        let sub1 = node_with(&def, &url, "ucm-sub1", &[]);
+        let sub1 = node_with(&def, &url, "ucm-sub1", &["--http-port", "0"]);
         for p in [a, b] {
             let s = wait_phone(p, 15, "fell back to ucm-sub1", |s| on_node(s, "ucm-sub1"));
             assert_eq!(s["failovers"], 2, "{s:#}");
@@ -1105,4 +1098,105 @@ fn push_dial(phone: SocketAddr, number: &str) {
     s.read_to_end(&mut raw).unwrap();
     let body = String::from_utf8_lossy(&split_http(&raw).2).to_string();
     assert!(body.contains("Status=\"0\""), "Dial:{number}: {body}");
+}
+
+/// POSTs the Redirector's login form to `http`: (status, Location).
+fn redirector_login(http: SocketAddr, user: &str, password: &str) -> (u16, String) {
+    let body = format!(
+        "uid={}&pwd={}&destination=10002",
+        form_encode(user),
+        form_encode(password)
+    );
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "POST /webdialer/Redirector HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (status, head, _) = split_http(&raw);
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, location)
+}
+
+#[tokio::test]
+async fn r16_the_redirector_skips_a_killed_nodes_webdialer_for_the_next_one() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The Redirector on ucm-pub; its list names ucm-sub1's WebDialer first, then its own.
+    let free = |ip: &str| {
+        std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (h1, h2) = (free("127.0.0.1"), free("127.0.0.2"));
+    let (pub_wd, sub1_wd) = (
+        format!("http://127.0.0.1:{h1}"),
+        format!("http://127.0.0.2:{h2}"),
+    );
+    let text = std::fs::read_to_string(FIXTURE)
+        .unwrap()
+        .replace(
+            "    bind: 127.0.0.1\n",
+            &format!("    bind: 127.0.0.1\n    ports: {{http: {h1}}}\n"),
+        )
+        .replace(
+            "    bind: 127.0.0.2\n",
+            &format!("    bind: 127.0.0.2\n    ports: {{http: {h2}}}\n"),
+        )
+        .replace(
+            "  webdialer:\n",
+            &format!("  webdialer:\n    webdialers: [\"{sub1_wd}\", \"{pub_wd}/\"]\n"),
+        );
+    let def = dir.path().join("webdialers.yaml");
+    std::fs::write(&def, text).unwrap();
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let pubn = node_with(&def, &url, "ucm-pub", &["--sip-port", "0"]);
+        let mut sub1 = node_with(&def, &url, "ucm-sub1", &["--sip-port", "0"]);
+        let redirector = pubn.addr("http");
+        assert_eq!(redirector.port(), h1);
+        let servlet = |base: &str| format!("{base}/webdialer/Webdialer?destination=10002");
+        // Both up: jsmith (a user of this cluster) goes to the first WebDialer of the list.
+        assert_eq!(
+            redirector_login(redirector, "jsmith", "cisco"),
+            (303, servlet(&sub1_wd))
+        );
+        // A wrong password is still refused, whichever node would serve.
+        assert_eq!(redirector_login(redirector, "jsmith", "nope").0, 401);
+        // kill -9 ucm-sub1: its WebDialer is skipped, the next one (this node) takes jsmith.
+        kill9(&mut sub1);
+        assert_eq!(
+            redirector_login(redirector, "jsmith", "cisco"),
+            (303, servlet(&pub_wd))
+        );
+        let (code, _, body) =
+            crate::common::http_get(redirector, "/webdialer/Webdialer?destination=10002");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(pubn.logs().contains("Redirector: WebDialer skipped"));
+        // ucm-sub1 back: the first of the list again.
+        let sub1 = node_with(&def, &url, "ucm-sub1", &["--sip-port", "0"]);
+        assert_eq!(
+            redirector_login(redirector, "jsmith", "cisco"),
+            (303, servlet(&sub1_wd))
+        );
+        drop((pubn, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
 }
