@@ -17,7 +17,9 @@ pub enum Command {
     /// its configuration and registered its lines, one JSON line is printed on stdout:
     /// {"event":"ready","phones":[{"device":"SEP...","ip":"127.0.0.x","http":"127.0.0.x:PORT",
     /// "sip":"127.0.0.x:PORT","lines":["..."]},...]}. Each phone serves GET /state and POST
-    /// /CGI/Execute on its HTTP address. Runs until SIGINT or SIGTERM (lines are unregistered
+    /// /CGI/Execute on its HTTP address. Phones register with the first node of their Unified
+    /// CM group and move to the next when it stops answering keepalives (--keepalive-ms), back
+    /// when it answers again; /state names the node. Runs until SIGINT or SIGTERM (lines are unregistered
     /// on the way out). Exit 2 when a phone cannot start or a registration is refused (also
     /// when the device is registered elsewhere: the node keeps a device with the phone that
     /// registered it until that registration expires).
