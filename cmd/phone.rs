@@ -17,7 +17,9 @@ pub enum Command {
     /// its configuration and registered its lines, one JSON line is printed on stdout:
     /// {"event":"ready","phones":[{"device":"SEP...","ip":"127.0.0.x","http":"127.0.0.x:PORT",
     /// "sip":"127.0.0.x:PORT","lines":["..."]},...]}. Each phone serves GET /state and POST
-    /// /CGI/Execute on its HTTP address. Runs until SIGINT or SIGTERM (lines are unregistered
+    /// /CGI/Execute on its HTTP address. Phones register with the first node of their Unified
+    /// CM group and move to the next when it stops answering keepalives (--keepalive-ms), back
+    /// when it answers again; /state names the node. Runs until SIGINT or SIGTERM (lines are unregistered
     /// on the way out). Exit 2 when a phone cannot start or a registration is refused (also
     /// when the device is registered elsewhere: the node keeps a device with the phone that
     /// registered it until that registration expires).
@@ -75,6 +77,11 @@ pub struct SimArgs {
     /// Expires asked for in REGISTER, in seconds.
     #[arg(long, default_value_t = 3600)]
     register_expires: u32,
+    /// Milliseconds between keepalives to the phone's node: two unanswered in a row and the
+    /// phone registers with the next member of its Unified CM group; it falls back to a
+    /// higher-priority member once that one answers two in a row.
+    #[arg(long, value_name = "MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(50..=600_000))]
+    keepalive_ms: u64,
 }
 
 pub async fn run(cmd: Command) -> Result<(), Failure> {
@@ -122,6 +129,7 @@ pub async fn run(cmd: Command) -> Result<(), Failure> {
     template.busy = a.busy;
     template.model = a.model.clone();
     template.register_expires = a.register_expires;
+    template.keepalive = Duration::from_millis(a.keepalive_ms);
     let phones = tokio::select! {
         r = sim::start_all(&template, &devices, a.first_ip) => {
             r.map_err(|e| Failure::Input(e.to_string()))?

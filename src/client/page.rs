@@ -371,7 +371,7 @@ async fn carry_out(sip: &UdpSocket, outs: Vec<Output>, remote_rtp: &mut Option<S
                     *remote_rtp = remote;
                 }
             }
-            Output::MediaStop { .. } | Output::Resync { .. } => {}
+            Output::MediaStop { .. } | Output::Resync { .. } | Output::Moved { .. } => {}
         }
     }
 }
@@ -388,6 +388,7 @@ pub async fn place_page(
         mac,
         config,
         server,
+        ..
     } = bootstrap(&opts.device, &opts.tftp, ip, opts.sip.as_deref())
         .await
         .map_err(|e| {

@@ -16,6 +16,20 @@ pub struct CallManager {
     pub sip_port: u16,
 }
 
+impl CallManager {
+    /// `host:port` of its SIP listener.
+    pub fn sip_address(&self) -> Option<String> {
+        if self.host.is_empty() {
+            return None;
+        }
+        Some(if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.sip_port)
+        } else {
+            format!("{}:{}", self.host, self.sip_port)
+        })
+    }
+}
+
 /// One line button (`featureID` 9).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Line {
@@ -191,13 +205,9 @@ impl PhoneConfig {
 
     /// `host:port` of the first Unified CM of the group (where the phone registers).
     pub fn sip_server(&self) -> Option<String> {
-        self.call_managers.first().map(|c| {
-            if c.host.contains(':') && !c.host.starts_with('[') {
-                format!("[{}]:{}", c.host, c.sip_port)
-            } else {
-                format!("{}:{}", c.host, c.sip_port)
-            }
-        })
+        self.call_managers
+            .first()
+            .and_then(CallManager::sip_address)
     }
 }
 

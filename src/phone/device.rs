@@ -28,6 +28,7 @@ use tower::ServiceExt;
 
 use super::config::PhoneConfig;
 use super::execute::{self, ResponseItem, Uri, UriError};
+use super::failover::{FailoverSettings, Move};
 use super::http::{self as client, HttpResponse};
 use super::media::{
     bind_exclusive_udp, lock, tone_payload, MediaSession, SendParams, StreamKind, Streams,
@@ -79,6 +80,9 @@ pub struct PhoneOptions {
     pub model: String,
     pub firmware: String,
     pub register_expires: u32,
+    /// Between two keepalive probes of the node the phone is on (and of the higher-priority
+    /// members of its Unified CM group while it is elsewhere); see [`super::failover`].
+    pub keepalive: Duration,
 }
 
 impl PhoneOptions {
@@ -98,6 +102,7 @@ impl PhoneOptions {
             model: "CP-8845".into(),
             firmware: "14.2.1".into(),
             register_expires: 3600,
+            keepalive: FailoverSettings::default().interval,
         }
     }
 
@@ -284,6 +289,11 @@ enum Cmd {
 /// The user agent's part of the state.
 #[derive(Debug, Clone, Serialize)]
 pub struct Snapshot {
+    /// The node the lines register with, its place in the Unified CM group, and how many
+    /// times the phone moved (failovers and fallbacks).
+    pub server: SocketAddr,
+    pub member: usize,
+    pub moves: u64,
     pub registrations: Vec<super::ua::RegistrationView>,
     pub calls: Vec<Value>,
     pub idle: bool,
@@ -407,6 +417,9 @@ pub struct Bootstrap {
     pub mac: String,
     pub config: PhoneConfig,
     pub server: SocketAddr,
+    /// The Unified CM group's members in priority order (`server` first); empty when the
+    /// SIP server was given by hand.
+    pub members: Vec<SocketAddr>,
 }
 
 /// A phone's first steps: checks the device name, fetches the configuration file from `tftp`
@@ -433,16 +446,34 @@ pub async fn bootstrap(
         .map(str::to_string)
         .or_else(|| config.sip_server())
         .ok_or_else(|| setup("the configuration file names no Unified CM".into()))?;
-    let server = tokio::net::lookup_host(server_text.as_str())
+    let server = resolve_v4(&server_text)
         .await
-        .ok()
-        .and_then(|mut a| a.find(|a| a.is_ipv4()))
         .ok_or_else(|| setup(format!("cannot resolve the SIP server {server_text:?}")))?;
+    let mut members = Vec::new();
+    if sip.is_none() {
+        for m in config.call_managers.iter().filter_map(|c| c.sip_address()) {
+            match resolve_v4(&m).await {
+                Some(a) => members.push(a),
+                // A member the phone cannot resolve is one it cannot fail over to.
+                None => {
+                    tracing::warn!(device, member = %m, "cannot resolve a Unified CM of the group")
+                }
+            }
+        }
+    }
     Ok(Bootstrap {
         mac,
         config,
         server,
+        members,
     })
+}
+
+async fn resolve_v4(host_port: &str) -> Option<SocketAddr> {
+    tokio::net::lookup_host(host_port)
+        .await
+        .ok()
+        .and_then(|mut a| a.find(|a| a.is_ipv4()))
 }
 
 /// RTP ports for the user agent: sockets bound exclusively on the phone's address, kept
@@ -511,6 +542,7 @@ impl Phone {
             mac,
             config,
             server,
+            members,
         } = bootstrap(&opts.device, &opts.tftp, ip, opts.sip.as_deref()).await?;
         let sip_sock =
             match bind_exclusive_udp(SocketAddr::new(ip, opts.sip_port), config.dscp_signalling) {
@@ -568,7 +600,12 @@ impl Phone {
             seed: rand::random(),
             timers: Timers::default(),
         };
-        let ua = Ua::new(settings, &config.lines);
+        let mut ua = Ua::new(settings, &config.lines);
+        ua.set_failover(
+            members,
+            FailoverSettings::every(opts.keepalive),
+            Instant::now(),
+        );
         let pool = PortPool {
             ip,
             dscp: config.dscp_audio,
@@ -784,6 +821,19 @@ impl UaShell {
                         m.stop();
                     }
                 }
+                Output::Moved { node, server, why } => {
+                    let name = lock(&self.shared.config)
+                        .call_managers
+                        .get(node)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default();
+                    let why = match why {
+                        Move::Failover => "failover",
+                        Move::Fallback => "fallback",
+                    };
+                    self.shared
+                        .event(format!("{why}: registering with {name} ({server})"));
+                }
                 Output::Resync { event } => {
                     self.shared.event(format!("NOTIFY {event}"));
                     let shared = self.shared.clone();
@@ -806,7 +856,11 @@ impl UaShell {
 
     fn snapshot(&mut self) -> Snapshot {
         let now = Instant::now();
+        let (member, moves) = self.ua.member();
         Snapshot {
+            server: self.ua.server(),
+            member,
+            moves,
             registrations: self.ua.registrations(now),
             calls: self.calls_json(now, false),
             idle: self.ua.is_idle(),
@@ -1038,7 +1092,11 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
         "ip": sh.ip.to_string(),
         "http": sh.http.to_string(),
         "sip": sh.sip.to_string(),
-        "server": sh.server.to_string(),
+        "server": snap.as_ref().map_or(sh.server, |s| s.server).to_string(),
+        // The member of the Unified CM group the lines are on (by its configuration name).
+        "node": snap.as_ref().and_then(|s| cfg.call_managers.get(s.member).filter(|_| sh.opts.sip.is_none()).map(|c| c.name.clone())),
+        "node_priority": snap.as_ref().map(|s| s.member),
+        "failovers": snap.as_ref().map(|s| s.moves),
         "model": sh.opts.model,
         "user_agent": sh.opts.user_agent(),
         "uptime_ms": sh.started.elapsed().as_millis() as u64,

@@ -2,7 +2,8 @@
 //!
 //! Each phone behaves as Cisco documents a Cisco SIP
 //! phone: it fetches its `SEP<MAC>.cnf.xml` from the cluster's TFTP-over-HTTP service,
-//! registers its lines with the Unified CM group's first node, rings, answers (on command,
+//! registers its lines with the Unified CM group's first node (moving to the next when that
+//! one stops answering, and back when it returns: [`failover`]), rings, answers (on command,
 //! automatically after a delay, or not at all when busy) and places calls, sends and counts
 //! G.711 mu-law RTP, and serves HTTP: `POST /CGI/Execute` (credentials checked through the
 //! cluster's authentication URL before anything runs) and `GET /state` (its state as JSON).
@@ -14,6 +15,7 @@
 //! - [`execute`]: `CiscoIPPhoneExecute`, internal URIs, `CiscoIPPhoneResponse` / `Error`
 //! - [`http`]: the phone's HTTP client and form, percent and Basic codecs
 //! - [`ua`]: the SIP user agent, sans-IO (registrations and calls)
+//! - [`failover`]: which Unified CM of its group the phone registers with, sans-IO
 //! - [`media`]: call RTP and URI streams with receiver statistics
 //! - [`device`]: one phone (the async shell and its HTTP server)
 //! - [`sim`]: many phones at once
@@ -21,6 +23,7 @@
 pub mod config;
 pub mod device;
 pub mod execute;
+pub mod failover;
 pub mod http;
 pub mod media;
 pub mod sim;

@@ -21,6 +21,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::config::Line;
+use super::failover::{self, Failover, FailoverSettings, Move};
 use crate::sip::transaction::{
     new_branch, Action, ClientState, Incoming, Reliability, ResponseOutcome, Role, Timers,
     TransactionKey, TransactionTable,
@@ -101,6 +102,13 @@ pub enum Output {
     },
     /// Stop a call's media.
     MediaStop { call_id: String },
+    /// The lines moved to member `node` of the Unified CM group at `server` (calls and their
+    /// media stay as they are).
+    Moved {
+        node: usize,
+        server: SocketAddr,
+        why: Move,
+    },
     /// The node asked for a configuration resync (`NOTIFY` with `Event: check-sync` or
     /// `resync`): fetch the configuration file again, then [`Ua::set_lines`].
     Resync { event: String },
@@ -276,7 +284,13 @@ pub struct Ua {
     pub malformed: u64,
     /// The last NOTIFY event received.
     pub last_notify: Option<String>,
+    /// The Unified CM group's members in priority order, and which one the lines are on.
+    members: Vec<SocketAddr>,
+    failover: Option<Failover>,
 }
+
+/// Call-IDs of the keepalive probes start so.
+const KEEPALIVE: &str = "keepalive-";
 
 fn without_tag(a: &NameAddr) -> String {
     let mut a = a.clone();
@@ -321,6 +335,8 @@ impl Ua {
             ended: VecDeque::new(),
             malformed: 0,
             last_notify: None,
+            members: Vec::new(),
+            failover: None,
         };
         ua.sess_id = ua.random() >> 16;
         for l in lines {
@@ -332,6 +348,117 @@ impl Ua {
 
     pub fn settings(&self) -> &UaSettings {
         &self.s
+    }
+
+    /// Keeps the lines on a live member of the Unified CM group `members` (priority order;
+    /// the first is the server the lines register with now): see [`failover`]. With fewer
+    /// than two members, or when the server is not the first of them (a SIP server given
+    /// by hand), the phone stays where it is.
+    pub fn set_failover(&mut self, members: Vec<SocketAddr>, s: FailoverSettings, now: Instant) {
+        if members.len() < 2 || members.first() != Some(&self.s.server) {
+            return;
+        }
+        self.failover = Some(Failover::new(members.len(), s, now));
+        self.members = members;
+    }
+
+    /// The member of the Unified CM group the lines are on (0 without failover), and the
+    /// moves made so far.
+    pub fn member(&self) -> (usize, u64) {
+        self.failover
+            .as_ref()
+            .map_or((0, 0), |f| (f.active(), f.moves))
+    }
+
+    /// The node the lines register with.
+    pub fn server(&self) -> SocketAddr {
+        self.s.server
+    }
+
+    fn run_failover(
+        &mut self,
+        actions: Vec<failover::Action>,
+        now: Instant,
+        ports: &mut dyn MediaPorts,
+        out: &mut Vec<Output>,
+    ) {
+        for a in actions {
+            match a {
+                failover::Action::Probe { node, id } => {
+                    let Some(to) = self.members.get(node).copied() else {
+                        continue;
+                    };
+                    let local = self.s.local;
+                    let tag = self.tag();
+                    let mut req = self.request(
+                        Method::Options,
+                        &format!("sip:{to}"),
+                        format!("<sip:{}@{local}>;tag={tag}", self.s.device),
+                        format!("<sip:{to}>"),
+                        &format!("{KEEPALIVE}{id}@{}", local.ip()),
+                        1,
+                    );
+                    req.headers.push("Accept", "application/sdp");
+                    // Not a transaction: an unanswered probe is the failover machine's to count.
+                    out.push(Output::Send {
+                        to,
+                        msg: SipMessage::Request(req),
+                    });
+                }
+                failover::Action::Register { node, from, why } => {
+                    let Some(to) = self.members.get(node).copied() else {
+                        continue;
+                    };
+                    tracing::info!(device = %self.s.device, from = %self.s.server, from_member = from, %to, ?why, "moving the registrations");
+                    self.move_registrations(to, why == Move::Fallback, now, ports, out);
+                    out.push(Output::Moved {
+                        node,
+                        server: to,
+                        why,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Registers every line with `to`. `leave`: the node left is alive (a fallback), so its
+    /// bindings are removed rather than left to expire. Calls are not touched: their media
+    /// flows phone to phone whatever node carries the signalling.
+    fn move_registrations(
+        &mut self,
+        to: SocketAddr,
+        leave: bool,
+        now: Instant,
+        ports: &mut dyn MediaPorts,
+        out: &mut Vec<Output>,
+    ) {
+        for i in 0..self.regs.len() {
+            let Some(r) = self.regs.get_mut(i) else {
+                continue;
+            };
+            if r.remove_when_done {
+                continue;
+            }
+            let was = r.registered;
+            r.registered = false;
+            r.expires_at = None;
+            if leave && was {
+                // Sent to the old node (the server is still it), answered or not, untracked.
+                if let Some(old) = r.pending.take() {
+                    self.txn_peer.remove(&old);
+                }
+                if let Some(req) = self.register_request(i, 0) {
+                    let _ = self.start_client(req, None, now, ports, out);
+                }
+            }
+        }
+        self.s.server = to;
+        for i in 0..self.regs.len() {
+            if self.regs.get(i).is_some_and(|r| !r.remove_when_done) {
+                let e = self.s.register_expires;
+                self.send_register(i, e, now, ports, out);
+            }
+        }
     }
 
     pub fn set_answer_policy(&mut self, auto_answer: bool, answer_delay: Duration, busy: bool) {
@@ -561,11 +688,9 @@ impl Ua {
         ports: &mut dyn MediaPorts,
         out: &mut Vec<Output>,
     ) {
-        let host = self.server_host();
         let Some(r) = self.regs.get_mut(idx) else {
             return;
         };
-        r.cseq = r.cseq.wrapping_add(1);
         r.asked = expires;
         r.refresh_at = None;
         r.state = if expires == 0 {
@@ -573,16 +698,30 @@ impl Ua {
         } else {
             RegState::Registering
         };
+        if let Some(old) = r.pending.take() {
+            // A REGISTER still in flight is superseded; its answer is ignored.
+            self.txn_peer.remove(&old);
+        }
+        let Some(req) = self.register_request(idx, expires) else {
+            return;
+        };
+        let key = self.start_client(req, None, now, ports, out);
+        if let Some(r) = self.regs.get_mut(idx) {
+            r.pending = key;
+        }
+    }
+
+    /// The next REGISTER of line `idx` to the server, asking for `expires`.
+    fn register_request(&mut self, idx: usize, expires: u32) -> Option<Request> {
+        let host = self.server_host();
+        let r = self.regs.get_mut(idx)?;
+        r.cseq = r.cseq.wrapping_add(1);
         let (dn, call_id, from_tag, seq) = (
             r.line.dn.clone(),
             r.call_id.clone(),
             r.from_tag.clone(),
             r.cseq,
         );
-        if let Some(old) = r.pending.take() {
-            // A REGISTER still in flight is superseded; its answer is ignored.
-            self.txn_peer.remove(&old);
-        }
         let mut req = self.request(
             Method::Register,
             &format!("sip:{host}"),
@@ -602,10 +741,7 @@ impl Ua {
         req.headers.push("Expires", expires.to_string());
         req.headers.push("Allow", ALLOW);
         req.headers.push("Supported", SUPPORTED);
-        let key = self.start_client(req, None, now, ports, out);
-        if let Some(r) = self.regs.get_mut(idx) {
-            r.pending = key;
-        }
+        Some(req)
     }
 
     fn on_register_response(&mut self, key: &TransactionKey, resp: &Response, now: Instant) {
@@ -1264,7 +1400,23 @@ impl Ua {
         }
         match parse_datagram(data) {
             Ok(SipMessage::Request(req)) => self.on_request(req, from, now, ports, &mut out),
-            Ok(SipMessage::Response(resp)) => self.on_response(resp, now, ports, &mut out),
+            Ok(SipMessage::Response(resp)) => {
+                let probe = resp
+                    .call_id()
+                    .and_then(|c| c.strip_prefix(KEEPALIVE))
+                    .and_then(|c| c.split('@').next())
+                    .and_then(|id| id.parse::<u64>().ok());
+                match (probe, self.failover.as_mut()) {
+                    (Some(id), Some(f)) => {
+                        if resp.status >= 200 {
+                            let actions = f.on_answer(id, now);
+                            self.run_failover(actions, now, ports, &mut out);
+                        }
+                    }
+                    (Some(_), None) => {}
+                    (None, _) => self.on_response(resp, now, ports, &mut out),
+                }
+            }
             Err(e) => {
                 self.malformed += 1;
                 tracing::debug!(device = %self.s.device, %from, error = %e, "malformed SIP datagram");
@@ -2019,7 +2171,11 @@ impl Ua {
             .filter(|r| !(waiting && r.after_removals))
             .filter_map(|r| r.refresh_at);
         let calls = self.calls.values().filter_map(|c| c.answer_at);
-        regs.chain(calls).chain(self.txns.next_deadline()).min()
+        let failover = self.failover.as_ref().and_then(Failover::next_deadline);
+        regs.chain(calls)
+            .chain(self.txns.next_deadline())
+            .chain(failover)
+            .min()
     }
 
     /// Fires what is due: transaction timers, registration refreshes, delayed answers.
@@ -2027,6 +2183,10 @@ impl Ua {
         let mut out = Vec::new();
         for (key, action) in self.txns.on_timers(now) {
             self.run_actions(&key, vec![action], now, ports, &mut out);
+        }
+        if let Some(f) = self.failover.as_mut() {
+            let actions = f.on_timers(now);
+            self.run_failover(actions, now, ports, &mut out);
         }
         let waiting = self.removals_pending();
         for i in 0..self.regs.len() {
@@ -2313,6 +2473,128 @@ mod tests {
             v[0].last_reason.as_deref().unwrap()
         ));
         assert!(!registered_elsewhere(404, "Not Found"));
+    }
+
+    /// Issue 16: the phone leaves a node that stops answering its keepalives for the next
+    /// member of its group, keeps its call's media, and falls back when the first answers.
+    #[test]
+    fn r16_registrations_fail_over_and_back_and_the_call_keeps_its_media() {
+        let mut ports = Ports(20000);
+        let first: SocketAddr = SERVER.parse().unwrap();
+        let second: SocketAddr = "127.0.0.2:5070".parse().unwrap();
+        let t0 = Instant::now();
+        let mut ua = ua(false, false);
+        ua.set_failover(vec![first, second], FailoverSettings::default(), t0);
+        let SipMessage::Request(reg) = &sent(&ua.register_all(t0, &mut ports))[0] else {
+            panic!()
+        };
+        ua.on_datagram(
+            &reg.make_response(200, "", Some("x")).to_bytes(),
+            first,
+            t0,
+            &mut ports,
+        );
+        // A call comes in and is answered: media starts.
+        ua.on_datagram(invite("call-1").as_bytes(), first, t0, &mut ports);
+        let (_, out) = ua.answer(t0, &mut ports).unwrap();
+        assert!(out.iter().any(|o| matches!(o, Output::MediaStart { .. })));
+        let ok = sent(&out)
+            .into_iter()
+            .find_map(|m| m.as_response().cloned())
+            .unwrap();
+        let ack = format!(
+            "ACK sip:20001@127.0.0.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKack1;rport\r\nMax-Forwards: 70\r\nFrom: \"Caller\" <sip:10001@127.0.0.1:5070>;tag=abc\r\nTo: {}\r\nCall-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n",
+            ok.headers.get("To").unwrap()
+        );
+        ua.on_datagram(ack.as_bytes(), first, t0, &mut ports);
+        assert_eq!(ua.calls(t0)[0].state, CallState::Connected);
+        // The node goes silent: probes (OPTIONS) go unanswered, then every line registers
+        // with the second member; the call's media is not stopped.
+        let mut t = t0;
+        let mut moved = None;
+        let mut all = Vec::new();
+        while t < t0 + Duration::from_secs(5) && moved.is_none() {
+            t += Duration::from_millis(50);
+            let out = ua.on_timers(t, &mut ports);
+            moved = out.iter().find_map(|o| match o {
+                Output::Moved { node, server, why } => Some((*node, *server, *why)),
+                _ => None,
+            });
+            all.extend(out);
+        }
+        assert_eq!(moved, Some((1, second, Move::Failover)), "{all:?}");
+        assert!(t - t0 <= Duration::from_secs(3));
+        assert!(!all.iter().any(|o| matches!(o, Output::MediaStop { .. })));
+        let probes = all
+            .iter()
+            .filter(|o| matches!(o, Output::Send { to, msg: SipMessage::Request(r) } if *to == first && r.method == Method::Options))
+            .count();
+        assert!(probes >= 2, "{all:?}");
+        let reg = all
+            .iter()
+            .find_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: SipMessage::Request(r),
+                } if *to == second && r.method == Method::Register => Some(r.clone()),
+                _ => None,
+            })
+            .expect("a REGISTER to the second member");
+        assert_eq!(reg.uri.to_string(), format!("sip:{second}"));
+        assert_eq!(ua.server(), second);
+        ua.on_datagram(
+            &reg.make_response(200, "", Some("y")).to_bytes(),
+            second,
+            t,
+            &mut ports,
+        );
+        assert_eq!(ua.registrations(t)[0].status, "registered");
+        assert_eq!(ua.calls(t)[0].state, CallState::Connected);
+        // The first member answers its probes again: back to it, the second left.
+        let mut back = None;
+        let mut all = Vec::new();
+        let until = t + Duration::from_secs(5);
+        while t < until && back.is_none() {
+            t += Duration::from_millis(50);
+            let out = ua.on_timers(t, &mut ports);
+            for o in &out {
+                if let Output::Send {
+                    to,
+                    msg: SipMessage::Request(r),
+                } = o
+                {
+                    if *to == first && r.method == Method::Options {
+                        let ok = r.make_response(200, "", Some("z"));
+                        let more = ua.on_datagram(&ok.to_bytes(), first, t, &mut ports);
+                        back = more.iter().find_map(|o| match o {
+                            Output::Moved { node, why, .. } => Some((*node, *why)),
+                            _ => None,
+                        });
+                        all.extend(more);
+                    }
+                }
+            }
+            all.extend(out);
+        }
+        assert_eq!(back, Some((0, Move::Fallback)), "{all:?}");
+        let to_second: Vec<_> = all
+            .iter()
+            .filter_map(|o| match o {
+                Output::Send {
+                    to,
+                    msg: SipMessage::Request(r),
+                } if *to == second && r.method == Method::Register => Some(r.clone()),
+                _ => None,
+            })
+            .collect();
+        assert!(
+            to_second
+                .iter()
+                .any(|r| r.headers.get("Expires") == Some("0")),
+            "{to_second:?}"
+        );
+        assert_eq!((ua.server(), ua.member()), (first, (0, 2)));
+        assert_eq!(ua.calls(t)[0].state, CallState::Connected);
     }
 
     const OFFER: &str = "v=0\r\no=- 1 1 IN IP4 127.0.0.20\r\ns=-\r\nc=IN IP4 127.0.0.20\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0 101\r\na=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\n";

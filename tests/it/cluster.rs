@@ -18,20 +18,19 @@ const OK: &str = "<response><success/></response>";
 
 /// Starts node `name` of `def` on `db` on its own `bind` address (any free ports).
 fn node(def: &Path, db: &str, name: &str) -> Server {
+    node_with(def, db, name, &["--http-port", "0", "--sip-port", "0"])
+}
+
+/// [`node`] with more flags (without `--http-port` or `--sip-port`, the definition's).
+fn node_with(def: &Path, db: &str, name: &str, extra: &[&str]) -> Server {
     let data_dir = tempfile::tempdir().unwrap();
     let mut cmd = ucm();
     cmd.args(["serve", "--config"])
         .arg(def)
         .args(["--db", db, "--node", name])
-        .args([
-            "--http-port",
-            "0",
-            "--https-port",
-            "0",
-            "--tftp-http-port",
-            "0",
-        ])
-        .args(["--tftp-port", "0", "--sip-port", "0", "--sips-port", "0"])
+        .args(["--https-port", "0", "--tftp-http-port", "0"])
+        .args(["--tftp-port", "0", "--sips-port", "0"])
+        .args(extra)
         .arg("--data-dir")
         .arg(data_dir.path())
         .env("UCM_LOG", "info");
@@ -880,6 +879,326 @@ async fn r16_a_definition_import_reaches_every_running_node() {
     .await
     .unwrap();
     db.drop_db().await;
+}
+
+/// A port free for SIP (UDP and TCP) on `ip`.
+fn free_sip_port(ip: &str) -> u16 {
+    for _ in 0..50 {
+        let t = std::net::TcpListener::bind((ip, 0)).unwrap();
+        let port = t.local_addr().unwrap().port();
+        if std::net::UdpSocket::bind((ip, port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free SIP port on {ip}");
+}
+
+/// The three-node fixture with the two subscribers' SIP ports fixed (free ones), so every
+/// node's configuration files name the other members of the Unified CM group correctly.
+fn sip_port_definition(dir: &Path) -> (std::path::PathBuf, u16, u16) {
+    let text = std::fs::read_to_string(FIXTURE).unwrap();
+    let (p2, p3) = (free_sip_port("127.0.0.2"), free_sip_port("127.0.0.3"));
+    let text = text
+        .replace(
+            "    bind: 127.0.0.2\n",
+            &format!("    bind: 127.0.0.2\n    ports: {{sip: {p2}}}\n"),
+        )
+        .replace(
+            "    bind: 127.0.0.3\n",
+            &format!("    bind: 127.0.0.3\n    ports: {{sip: {p3}}}\n"),
+        );
+    let p = dir.join("sip-ports.yaml");
+    std::fs::write(&p, text).unwrap();
+    (p, p2, p3)
+}
+
+/// A `ucm phone sim` of `devices` fetching its configuration from `tftp`, killed on drop.
+struct PhoneSim {
+    child: std::process::Child,
+    ready: serde_json::Value,
+}
+
+impl Drop for PhoneSim {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl PhoneSim {
+    fn start(tftp: SocketAddr, first_ip: &str, devices: &[&str], extra: &[&str]) -> PhoneSim {
+        let mut cmd = ucm();
+        cmd.args(["phone", "sim", "--server"])
+            .arg(tftp.to_string())
+            .arg("--tftp")
+            .arg(tftp.to_string())
+            .args(["--http-port", "0", "--first-ip", first_ip]);
+        for d in devices {
+            cmd.args(["--device", d]);
+        }
+        cmd.args(extra).env("UCM_LOG", "info");
+        let (child, ready, _stderr) = spawn_ready(cmd, "ucm phone sim", Duration::from_secs(30));
+        PhoneSim { child, ready }
+    }
+
+    fn http(&self, device: &str) -> SocketAddr {
+        self.ready["phones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["device"] == device)
+            .and_then(|p| p["http"].as_str())
+            .unwrap_or_else(|| panic!("{device} is not in {}", self.ready))
+            .parse()
+            .unwrap()
+    }
+}
+
+/// Polls a phone's `/state` until `ok` holds (bounded by `secs`); returns the state.
+fn wait_phone(
+    addr: SocketAddr,
+    secs: u64,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (code, _, body) = crate::common::http_get(addr, "/state");
+        assert_eq!(code, 200);
+        let s: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: not within {secs} s; state:\n{s:#}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn on_node(s: &serde_json::Value, name: &str) -> bool {
+    s["node"] == name && s["registered"] == true
+}
+
+/// The phone's only call's RTP packets received, when it is connected.
+fn connected_rx(s: &serde_json::Value) -> Option<u64> {
+    let c = s["calls"].as_array()?.first()?;
+    (c["state"] == "connected").then(|| c["rtp_rx_packets"].as_u64().unwrap_or(0))
+}
+
+#[tokio::test]
+async fn r16_a_phone_fails_over_when_its_node_is_killed_keeps_its_call_and_falls_back() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (def, p2, p3) = sip_port_definition(dir.path());
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        // HQ_DP's group is ucm-sub1, ucm-sub2, ucm-pub.
+        let mut sub1 = node_with(&def, &url, "ucm-sub1", &["--http-port", "0"]);
+        let sub2 = node_with(&def, &url, "ucm-sub2", &["--http-port", "0"]);
+        assert_eq!(sub1.addr("sip_udp").port(), p2, "{}", sub1.ready);
+        let (a_dev, b_dev) = ("SEP00036BC7B973", "SEP00036BC7B974");
+        let sim = PhoneSim::start(
+            sub1.addr("tftp_http"),
+            "127.0.16.10",
+            &[a_dev, b_dev],
+            &["--auto-answer", "--keepalive-ms", "300"],
+        );
+        let (a, b) = (sim.http(a_dev), sim.http(b_dev));
+        for p in [a, b] {
+            let s = wait_phone(p, 10, "registered with ucm-sub1", |s| {
+                on_node(s, "ucm-sub1")
+            });
+            assert_eq!(s["server"], format!("127.0.0.2:{p2}"), "{s:#}");
+            assert_eq!(s["failovers"], 0);
+        }
+        // A call between the two, with audio both ways.
+        push_dial(a, "10002");
+        for p in [a, b] {
+            wait_phone(p, 10, "talking", |s| {
+                connected_rx(s).is_some_and(|n| n > 10)
+            });
+        }
+        // kill -9 the phones' node: both register with ucm-sub2, the call's media goes on.
+        kill9(&mut sub1);
+        let killed = Instant::now();
+        let mut took = Vec::new();
+        for p in [a, b] {
+            let s = wait_phone(p, 15, "failed over to ucm-sub2", |s| on_node(s, "ucm-sub2"));
+            took.push(killed.elapsed());
+            assert_eq!(s["server"], format!("127.0.0.3:{p3}"), "{s:#}");
+            assert_eq!(s["failovers"], 1, "{s:#}");
+            assert!(
+                s["events"]
+                    .to_string()
+                    .contains("failover: registering with ucm-sub2"),
+                "{s:#}"
+            );
+        }
+        eprintln!("failover after kill -9: {took:?}");
+        for p in [a, b] {
+            let before = connected_rx(&wait_phone(p, 5, "still talking", |s| {
+                connected_rx(s).is_some()
+            }))
+            .unwrap();
+            wait_phone(p, 10, "media flows after the failover", |s| {
+                connected_rx(s).is_some_and(|n| n > before + 25)
+            });
+        }
+        // ucm-sub2 holds both registrations now.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, doc) = status(&url);
+            if node_status(&doc, "ucm-sub2")["registrations"].as_i64() >= Some(2) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "ucm-sub2 never held them: {doc}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        // ucm-sub1 returns: the phones fall back to it, still in their call.
+        let sub1 = node_with(&def, &url, "ucm-sub1", &["--http-port", "0"]);
+        for p in [a, b] {
+            let s = wait_phone(p, 15, "fell back to ucm-sub1", |s| on_node(s, "ucm-sub1"));
+            assert_eq!(s["failovers"], 2, "{s:#}");
+            assert!(
+                s["events"]
+                    .to_string()
+                    .contains("fallback: registering with ucm-sub1"),
+                "{s:#}"
+            );
+            assert!(connected_rx(&s).is_some(), "the call survived: {s:#}");
+        }
+        drop((sim, sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// Makes the phone at `phone` dial `number` the way a server does (a pushed `Dial:`, with its
+/// owner's credentials).
+fn push_dial(phone: SocketAddr, number: &str) {
+    let xml = format!(
+        "<CiscoIPPhoneExecute><ExecuteItem Priority=\"0\" URL=\"Dial:{number}\"/></CiscoIPPhoneExecute>"
+    );
+    let body = format!("XML={}", form_encode(&xml));
+    let auth = ucm::wire::codec::base64_encode(b"jsmith:cisco");
+    let mut s = TcpStream::connect(phone).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "POST /CGI/Execute HTTP/1.1\r\nHost: {phone}\r\nAuthorization: Basic {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let body = String::from_utf8_lossy(&split_http(&raw).2).to_string();
+    assert!(body.contains("Status=\"0\""), "Dial:{number}: {body}");
+}
+
+/// POSTs the Redirector's login form to `http`: (status, Location).
+fn redirector_login(http: SocketAddr, user: &str, password: &str) -> (u16, String) {
+    let body = format!(
+        "uid={}&pwd={}&destination=10002",
+        form_encode(user),
+        form_encode(password)
+    );
+    let mut s = TcpStream::connect(http).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    write!(
+        s,
+        "POST /webdialer/Redirector HTTP/1.1\r\nHost: {http}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (status, head, _) = split_http(&raw);
+    let location = head
+        .lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("location"))
+                .map(|(_, v)| v.trim().to_string())
+        })
+        .unwrap_or_default();
+    (status, location)
+}
+
+#[tokio::test]
+async fn r16_the_redirector_skips_a_killed_nodes_webdialer_for_the_next_one() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // The Redirector on ucm-pub; its list names ucm-sub1's WebDialer first, then its own.
+    let free = |ip: &str| {
+        std::net::TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (h1, h2) = (free("127.0.0.1"), free("127.0.0.2"));
+    let (pub_wd, sub1_wd) = (
+        format!("http://127.0.0.1:{h1}"),
+        format!("http://127.0.0.2:{h2}"),
+    );
+    let text = std::fs::read_to_string(FIXTURE)
+        .unwrap()
+        .replace(
+            "    bind: 127.0.0.1\n",
+            &format!("    bind: 127.0.0.1\n    ports: {{http: {h1}}}\n"),
+        )
+        .replace(
+            "    bind: 127.0.0.2\n",
+            &format!("    bind: 127.0.0.2\n    ports: {{http: {h2}}}\n"),
+        )
+        .replace(
+            "  webdialer:\n",
+            &format!("  webdialer:\n    webdialers: [\"{sub1_wd}\", \"{pub_wd}/\"]\n"),
+        );
+    let def = dir.path().join("webdialers.yaml");
+    std::fs::write(&def, text).unwrap();
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let pubn = node_with(&def, &url, "ucm-pub", &["--sip-port", "0"]);
+        let mut sub1 = node_with(&def, &url, "ucm-sub1", &["--sip-port", "0"]);
+        let redirector = pubn.addr("http");
+        assert_eq!(redirector.port(), h1);
+        let servlet = |base: &str| format!("{base}/webdialer/Webdialer?destination=10002");
+        // Both up: jsmith (a user of this cluster) goes to the first WebDialer of the list.
+        assert_eq!(
+            redirector_login(redirector, "jsmith", "cisco"),
+            (303, servlet(&sub1_wd))
+        );
+        // A wrong password is still refused, whichever node would serve.
+        assert_eq!(redirector_login(redirector, "jsmith", "nope").0, 401);
+        // kill -9 ucm-sub1: its WebDialer is skipped, the next one (this node) takes jsmith.
+        kill9(&mut sub1);
+        assert_eq!(
+            redirector_login(redirector, "jsmith", "cisco"),
+            (303, servlet(&pub_wd))
+        );
+        let (code, _, body) =
+            crate::common::http_get(redirector, "/webdialer/Webdialer?destination=10002");
+        assert_eq!(code, 200, "{}", String::from_utf8_lossy(&body));
+        assert!(pubn.logs().contains("Redirector: WebDialer skipped"));
+        // ucm-sub1 back: the first of the list again.
+        let sub1 = node_with(&def, &url, "ucm-sub1", &["--sip-port", "0"]);
+        assert_eq!(
+            redirector_login(redirector, "jsmith", "cisco"),
+            (303, servlet(&sub1_wd))
+        );
+        drop((pubn, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
 }
 
 // ---- Calls across nodes (issue 16) and registrations on the change feed ----

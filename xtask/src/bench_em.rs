@@ -71,19 +71,28 @@ pub fn bench_em(
     Ok(())
 }
 
-struct Outcome {
-    ops: usize,
-    logins: usize,
-    logouts: usize,
-    errors: usize,
-    first_error: Option<String>,
-    elapsed: Duration,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+/// What one load run did.
+pub struct Outcome {
+    pub ops: usize,
+    pub logins: usize,
+    pub logouts: usize,
+    pub errors: usize,
+    pub first_error: Option<String>,
+    pub elapsed: Duration,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub max_ms: f64,
 }
 
-async fn run(http: &str, users: usize, seconds: u64, concurrency: usize) -> Result<Outcome> {
+impl Outcome {
+    pub fn per_minute(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64().max(1e-9) * 60.0
+    }
+}
+
+/// Logs `user<i>` in on its phone and out again for each i below `users`, `concurrency` at
+/// a time, through the EM API at `http` (HOST:PORT), for at most `seconds`.
+pub async fn run(http: &str, users: usize, seconds: u64, concurrency: usize) -> Result<Outcome> {
     let client = Arc::new(
         EmClient::new(
             &format!("http://{http}"),

@@ -7,6 +7,12 @@
 //! here. The password is checked by the user's home cluster (here, or with an authenticated
 //! `getPrimaryLine` there). One yes: a redirect (303) to that WebDialer with the destination;
 //! several: a page where the user picks; none: an error page.
+//!
+//! The list may also name several WebDialers of this cluster (its nodes, known by the
+//! definition's address and port): for a user of this cluster they are one home, served by
+//! the first of them in list order that answers (this node counts as answering), so a dead
+//! node's WebDialer is skipped and the next one takes the user. WebDialer sessions are kept
+//! by the node that made them: a user sent to another node after a death logs in again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +53,28 @@ pub fn servlet_url(base: &str, destination: &str) -> String {
             percent_encode(destination)
         )
     }
+}
+
+/// Whether `base` (a WebDialer's base URL) is a node of this cluster: its host is the node's
+/// address or bind address and its port the node's HTTP or HTTPS port as the definition
+/// gives it (the standard one when left out; a node on any free port cannot be recognised).
+pub fn is_cluster_node(def: &crate::config::ClusterDefinition, base: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(base) else {
+        return false;
+    };
+    let (Some(host), Some(port)) = (url.host_str(), url.port_or_known_default()) else {
+        return false;
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    def.nodes.iter().any(|n| {
+        let named = n.address == host || n.bind.is_some_and(|b| b.to_string() == host);
+        let defined = match url.scheme() {
+            "http" => n.ports.http.unwrap_or(crate::node::HTTP_PORT),
+            "https" => n.ports.https.unwrap_or(crate::node::HTTPS_PORT),
+            _ => 0,
+        };
+        named && defined != 0 && defined == port
+    })
 }
 
 /// This node's base URL as the client reached it.
@@ -169,13 +197,14 @@ pub async fn handler(
     let state = wd.node.clone();
     let cluster = state.cluster();
     let own = own_base(&state, &headers);
-    let list: Vec<String> = cluster
+    let is_own = |u: &str| u == state.http_base || u == state.https_base;
+    let full: Vec<String> = cluster
         .section::<super::model::WebDialerParameters>()
         .webdialers
         .iter()
         .map(|u| u.trim_end_matches('/').to_string())
-        .filter(|u| *u != state.http_base && *u != state.https_base)
         .collect();
+    let list: Vec<String> = full.iter().filter(|u| !is_own(u)).cloned().collect();
     let http = match wd.redirector_http(&state) {
         Ok(c) => c,
         Err(e) => {
@@ -191,17 +220,29 @@ pub async fn handler(
         }
     };
     let local_home = cluster.end_user(&uid).is_some_and(|u| u.home_cluster);
+    let answers = ask_all(&http, &list, &uid).await;
+    for (base, answer) in &answers {
+        if let Answer::Unreachable(e) = answer {
+            tracing::warn!(webdialer = %base, error = %e, "Redirector: WebDialer skipped");
+        }
+    }
+    let def = cluster.definition();
+    let ours = |u: &str| is_own(u) || is_cluster_node(def, u);
+    let answered = |u: &str| answers.iter().any(|(b, a)| b == u && *a == Answer::Yes);
     let mut homes: Vec<String> = Vec::new();
     if local_home {
-        homes.push(own.clone());
+        // This cluster is one home: its first WebDialer in the list that answers (this node
+        // answers by being here), or this node when the list names none of them.
+        let first_live = full
+            .iter()
+            .filter(|u| ours(u))
+            .find(|u| is_own(u) || answered(u))
+            .map(|u| if is_own(u) { own.clone() } else { u.clone() });
+        homes.push(first_live.unwrap_or_else(|| own.clone()));
     }
-    for (base, answer) in ask_all(&http, &list, &uid).await {
-        match answer {
-            Answer::Yes => homes.push(base),
-            Answer::No => {}
-            Answer::Unreachable(e) => {
-                tracing::warn!(webdialer = %base, error = %e, "Redirector: WebDialer skipped")
-            }
+    for (base, answer) in answers {
+        if answer == Answer::Yes && !(local_home && ours(&base)) {
+            homes.push(base);
         }
     }
     if homes.is_empty() {
@@ -289,5 +330,31 @@ mod tests {
             "https://b:8443/webdialer/Webdialer?destination=9%20555%23"
         );
         assert_eq!(servlet_url("http://a", ""), "http://a/webdialer/Webdialer");
+    }
+
+    #[test]
+    fn r16_webdialers_of_this_cluster_are_known_by_address_and_port() {
+        let def: crate::config::ClusterDefinition = serde_json::from_value(serde_json::json!({
+            "cluster": {"id": "c", "name": "C"},
+            "nodes": [
+                {"name": "a", "address": "10.0.0.1"},
+                {"name": "b", "address": "b.example", "bind": "127.0.0.2", "ports": {"http": 8081}},
+                {"name": "c", "address": "10.0.0.3", "ports": {"https": 0}},
+            ],
+        }))
+        .unwrap();
+        for (url, ours) in [
+            ("https://10.0.0.1:8443", true),
+            ("http://10.0.0.1:8080/", true),
+            ("https://10.0.0.1", false),
+            ("http://b.example:8081", true),
+            ("http://127.0.0.2:8081", true),
+            ("http://127.0.0.2:8080", false),
+            ("https://10.0.0.3:8443", false),
+            ("https://10.0.0.9:8443", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(is_cluster_node(&def, url), ours, "{url}");
+        }
     }
 }
