@@ -118,6 +118,12 @@ impl Store {
         now: i64,
     ) -> Result<TrustImport, StoreError> {
         let mut tx = self.pool.begin().await?;
+        // Write first: on SQLite a transaction that reads and then writes fails when another
+        // committed in between (SQLITE_BUSY_SNAPSHOT); a writing statement takes the write
+        // lock at once, so concurrent imports wait for each other (busy_timeout) instead.
+        sqlx::query("DELETE FROM trusted_certificates WHERE 1 = 0")
+            .execute(&mut *tx)
+            .await?;
         let mut out = TrustImport::default();
         let mut clusters: Vec<&str> = entries.iter().map(|e| e.cluster.as_str()).collect();
         clusters.sort_unstable();

@@ -551,3 +551,71 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         "{text}\n--- script:\n{script}"
     );
 }
+
+/// What the exchange is for: cluster home's Redirector asks cluster visiting's WebDialer over
+/// HTTPS with no CA file. Before the exchange visiting's certificate is not trusted (the
+/// Redirector skips it, saying so in its log); after it, home's Tomcat-trust store holds it and
+/// visiting's user is sent there.
+#[test]
+fn r17_after_the_exchange_the_redirector_trusts_the_other_cluster() {
+    if !have("curl") {
+        skip_or_fail("curl is not installed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let visiting_def = cluster(defs.path(), "visiting");
+    let text = std::fs::read_to_string(&visiting_def).unwrap().replace(
+        "end_users:\n",
+        "end_users:\n  - userid: traveler\n    last_name: Traveler\n    password: cisco\n",
+    );
+    std::fs::write(&visiting_def, text).unwrap();
+    let visiting = Server::start(&["--config", &visiting_def]);
+    let home_def = cluster(defs.path(), "home");
+    let text = std::fs::read_to_string(&home_def).unwrap().replace(
+        "  webdialer:\n    user_session_expiry_hours: 0\n",
+        &format!(
+            "  webdialer:\n    user_session_expiry_hours: 0\n    webdialers: [\"{}\"]\n    redirector_timeout_ms: 3000\n",
+            https(&visiting)
+        ),
+    );
+    std::fs::write(&home_def, text).unwrap();
+    let home = Server::start(&["--config", &home_def]);
+    let redirect = || {
+        curl(
+            &format!("http://{}/webdialer/Redirector", home.addr("http")),
+            &[
+                "-D",
+                "-",
+                "-d",
+                "uid=traveler",
+                "-d",
+                "pwd=cisco",
+                "-d",
+                "destination=10002",
+            ],
+        )
+    };
+    let (st, body) = redirect();
+    assert_eq!(st, 404, "{body}");
+    assert!(
+        body.contains("traveler is not a user of any WebDialer"),
+        "{body}"
+    );
+    let logs = home.wait_for_log("Redirector: WebDialer skipped");
+    assert!(logs.contains(&https(&visiting)), "{logs}");
+
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    let (st, body) = redirect();
+    assert_eq!(st, 303, "{body}");
+    assert!(
+        body.to_ascii_lowercase().contains(&format!(
+            "location: {}/webdialer/webdialer",
+            https(&visiting)
+        )),
+        "{body}"
+    );
+}

@@ -174,7 +174,7 @@ pub struct WebDialerService {
     pub(crate) sessions: html::Sessions,
     /// The Redirector's HTTP client and the settings it was built with.
     #[allow(clippy::type_complexity)]
-    redirector_http: Mutex<Option<((Option<String>, u32), reqwest::Client)>>,
+    redirector_http: Mutex<Option<((Option<String>, u32, String), reqwest::Client)>>,
 }
 
 /// Calls remembered per device for endCall (a phone has a handful of line appearances).

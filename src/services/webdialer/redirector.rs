@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use super::html::{error_box, hidden, html, page};
 use super::SERVLET_PATH;
 use crate::client::webdialer::{WdCallError, WdClient};
-use crate::client::{http_client, ClientOptions};
+use crate::client::{http_client_trusting, ClientOptions};
 use crate::node::NodeState;
 use crate::wire::codec::{form_pairs, percent_encode};
 use crate::wire::soap::{Credential, Request};
@@ -92,12 +92,31 @@ fn own_base(state: &NodeState, headers: &HeaderMap) -> String {
 
 impl super::WebDialerService {
     /// The Redirector's HTTP client (rebuilt when its settings change).
-    fn redirector_http(&self, state: &NodeState) -> Result<reqwest::Client, String> {
+    /// The other clusters' WebDialers are trusted by `redirector_ca_file` (else the system's
+    /// roots) and by the HTTPS certificates in the cluster's Tomcat-trust store, which
+    /// `ucm emcc sync-certs` fills: after the exchange no CA file is needed.
+    async fn redirector_http(&self, state: &NodeState) -> Result<reqwest::Client, String> {
         let p = state
             .cluster()
             .section::<super::model::WebDialerParameters>()
             .clone();
-        let key = (p.redirector_ca_file.clone(), p.redirector_timeout_ms);
+        let trust = match state.store.trust_store_ders("tomcat-trust").await {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::warn!(error = %e, "Redirector: the Tomcat-trust store cannot be read; asking with the CA file alone");
+                Vec::new()
+            }
+        };
+        let trusted: String = trust
+            .iter()
+            .map(|c| crate::wire::certs::fingerprint(c))
+            .collect::<Vec<_>>()
+            .join(",");
+        let key = (
+            p.redirector_ca_file.clone(),
+            p.redirector_timeout_ms,
+            trusted,
+        );
         let mut g = self
             .redirector_http
             .lock()
@@ -107,13 +126,16 @@ impl super::WebDialerService {
                 return Ok(c.clone());
             }
         }
-        let c = http_client(&ClientOptions {
-            ca: p.redirector_ca_file.clone().map(Into::into),
-            insecure: false,
-            timeout: Some(Duration::from_millis(u64::from(
-                p.redirector_timeout_ms.max(1),
-            ))),
-        })
+        let c = http_client_trusting(
+            &ClientOptions {
+                ca: p.redirector_ca_file.clone().map(Into::into),
+                insecure: false,
+                timeout: Some(Duration::from_millis(u64::from(
+                    p.redirector_timeout_ms.max(1),
+                ))),
+            },
+            &trust,
+        )
         .map_err(|e| e.to_string())?;
         *g = Some((key, c.clone()));
         Ok(c)
@@ -205,7 +227,7 @@ pub async fn handler(
         .map(|u| u.trim_end_matches('/').to_string())
         .collect();
     let list: Vec<String> = full.iter().filter(|u| !is_own(u)).cloned().collect();
-    let http = match wd.redirector_http(&state) {
+    let http = match wd.redirector_http(&state).await {
         Ok(c) => c,
         Err(e) => {
             tracing::error!(error = %e, "Redirector: HTTP client");
