@@ -228,12 +228,6 @@ fn sipp(scenario: &Path, rate: u32, calls: u32, dir: &Path) -> Result<(bool, f64
         .output()
         .context("run sipp uac")?;
     let text = String::from_utf8_lossy(&st.stdout);
-    let achieved = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with("Call Rate"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().trim_end_matches("cps").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let achieved = crate::sipp_call_rate(&text);
     Ok((st.status.success(), achieved))
 }

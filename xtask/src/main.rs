@@ -344,13 +344,7 @@ fn sipp_run(
         .context("run sipp uac")?;
     // The final statistics screen: "Call Rate | <period> cps | <cumulative> cps".
     let text = String::from_utf8_lossy(&st.stdout);
-    let achieved = text
-        .lines()
-        .rev()
-        .find(|l| l.trim_start().starts_with("Call Rate"))
-        .and_then(|l| l.split('|').nth(2))
-        .and_then(|v| v.trim().trim_end_matches("cps").trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+    let achieved = sipp_call_rate(&text);
     Ok((st.status.success(), achieved))
 }
 
@@ -797,4 +791,16 @@ fn bench_services(rest: &[&str]) -> Result<()> {
     );
     println!("  baseline: the seed's load warning for the services list, 1,000 requests a minute");
     Ok(())
+}
+
+/// The cumulative call rate on SIPp's final statistics screen
+/// ("Call Rate | <period> cps | <cumulative> cps"); 0 when there is none.
+pub fn sipp_call_rate(stdout: &str) -> f64 {
+    stdout
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("Call Rate"))
+        .and_then(|l| l.split('|').nth(2))
+        .and_then(|v| v.trim().trim_end_matches("cps").trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
 }
