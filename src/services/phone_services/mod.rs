@@ -25,6 +25,7 @@
 //! shows it), and a log line.
 
 pub mod check;
+pub mod feed;
 pub mod model;
 pub mod store;
 
@@ -381,7 +382,7 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     >()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
-    feed: None,
+    feed: Some(feed::FEED),
     status: &[super::StatusSection {
         key: "locked_out_users",
         title: "Locked-out users",
