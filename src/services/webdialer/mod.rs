@@ -766,6 +766,8 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<model::WebDialerParameters>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
+    feed: None,
+    status: &[],
     start: start_service,
 };
 
