@@ -1278,7 +1278,10 @@ fn r21_the_redirector_keeps_a_session_by_its_cookie() {
     assert_eq!(st, 303, "{head}");
     let line = head
         .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("set-cookie: wdredirector="))
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: wdredirector=")
+        })
         .unwrap_or_else(|| panic!("no Redirector cookie: {head}"));
     assert!(
         line.contains("HttpOnly") && line.contains("Max-Age=7200"),
