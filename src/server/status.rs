@@ -12,7 +12,6 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use sqlx::Row;
 
-use crate::net::counters;
 use crate::node::NodeState;
 
 /// Path of the JSON view.
@@ -83,15 +82,20 @@ async fn collect(state: &Arc<NodeState>) -> Result<serde_json::Value, crate::sto
         Some(serde_json::json!({"user": user, "secret": kind, "locked_until": until}))
     })
     .collect();
+    // This node's calls: call control answers at once, or the view says it could not ask.
+    let calls = match state.call_control.list_calls().await {
+        Ok(c) => serde_json::to_value(c).unwrap_or_default(),
+        Err(e) => serde_json::json!({"error": e.reason}),
+    };
     let cluster = state.cluster();
     Ok(serde_json::json!({
         "cluster": cluster.cluster.id,
         "node": state.node.name,
         "time": now,
         "registered_phones": phones.into_values().collect::<Vec<_>>(),
-        "active_calls": counters::value(counters::CALLS_ACTIVE, &[]),
+        "active_calls": calls,
         "em_logins": logins,
-        "running_pages": counters::value(counters::PAGES_RUNNING, &[]),
+        "running_pages": state.live.list("pages"),
         "locked_out_users": locked,
     }))
 }
@@ -172,13 +176,13 @@ fn page(v: &serde_json::Value) -> String {
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ucm {cluster} · {node}</title></head><body>\n\
          <h1>Cluster {cluster}, node {node}</h1>\n\
-         <p>Active calls on this node: {calls} · running pages: {pages}</p>\n\
-         <h2>Registered phones</h2>\n{phones}<h2>Extension Mobility logins</h2>\n{logins}\
+         <h2>Registered phones</h2>\n{phones}<h2>Active calls on this node</h2>\n{calls}\
+         <h2>Running pages on this node</h2>\n{pages}<h2>Extension Mobility logins</h2>\n{logins}\
          <h2>Locked-out users</h2>\n{locked}<p>JSON: <a href=\"{STATUS_PATH}\">{STATUS_PATH}</a>; times are Unix seconds (UTC).</p>\n</body></html>\n",
         cluster = esc(&text(&v["cluster"])),
         node = esc(&text(&v["node"])),
-        calls = text(&v["active_calls"]),
-        pages = text(&v["running_pages"]),
+        calls = table(&v["active_calls"], &["id", "state", "calling", "dialled", "devices", "held", "started"]),
+        pages = table(&v["running_pages"], &["dialcast", "calling", "recipient_group", "multicast", "started"]),
         phones = table(&v["registered_phones"], &["device", "lines", "address", "node", "since"]),
         logins = table(&v["em_logins"], &["device", "user", "profile", "since", "logout_at"]),
         locked = table(&v["locked_out_users"], &["user", "secret", "locked_until"]),

@@ -171,11 +171,11 @@ fn r8_a_phone_dials_7000_and_fifty_phones_are_paged() {
 /// phone never hears another test's stream.
 pub static PAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn paging_lock() -> std::sync::MutexGuard<'static, ()> {
+pub fn paging_lock() -> std::sync::MutexGuard<'static, ()> {
     PAGING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn run_ucm_page(srv: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
+pub fn run_ucm_page(srv: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
     let out = crate::common::ucm()
         .args(["page", "--server"])
         .arg(srv.addr("http").to_string())

@@ -322,7 +322,17 @@ async fn page(
             return report;
         }
     };
+    let listed = svc.node.live.add(
+        "pages",
+        &report.call_id,
+        serde_json::json!({
+            "call_id": report.call_id, "dialcast": report.dialcast, "calling": report.calling,
+            "recipient_group": report.recipient_group, "multicast": report.multicast,
+            "started": report.started_at_ms / 1000, "node": report.node,
+        }),
+    );
     let report = run(svc, &offer, group_name, admitted, report, started, stop).await;
+    drop(listed);
     lock(&svc.active).remove(&offer.call);
     crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], -1);
     report
