@@ -9,6 +9,7 @@
 
 pub mod feed;
 pub mod http;
+pub mod live;
 pub mod metrics;
 
 use std::any::{Any, TypeId};
@@ -84,6 +85,8 @@ pub struct NodeState {
     stop: watch::Sender<bool>,
     /// The change feed from the other nodes (and this node's heartbeat figures).
     pub feed: feed::Feed,
+    /// What runs at this node now (running pages), for the operator's view.
+    pub live: live::Live,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// What services share between their parts on this node, one value per type.
@@ -159,6 +162,7 @@ impl NodeState {
         let digest = store.definition_digest().await?;
         Ok(Arc::new(NodeState {
             feed: feed::Feed::new(digest),
+            live: live::Live::default(),
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
             secret_guards: Default::default(),
             call_control: Arc::new(crate::sip::CallControl::new()),
