@@ -722,6 +722,8 @@ pub struct PhoneService {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ForwardSetting {
+    /// A number, or a pattern (`6XXXX`) meaning the number that was dialled, analysed again
+    /// with this forward's CSS (the Assistant route point's fall-through to the managers).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub destination: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -104,6 +104,9 @@ pub struct Analysis {
     pub partition: Option<String>,
     /// Translation patterns applied on the way, in order.
     pub translations: Vec<String>,
+    /// The digits the last pattern matched (the dialled number after translations): for a
+    /// line, the number that reached it (a pattern DN is reached by many numbers).
+    pub number: String,
 }
 
 /// Why a number cannot be routed, with the SIP status to answer.
@@ -245,6 +248,7 @@ impl DialPlan {
                         pattern: entry.pattern.as_str().to_string(),
                         partition,
                         translations,
+                        number,
                     })
                 }
                 Target::Translation(i) => {
@@ -283,6 +287,7 @@ impl DialPlan {
                         pattern: rp.pattern.clone(),
                         partition,
                         translations,
+                        number,
                     });
                 }
             }

@@ -208,6 +208,44 @@ impl Pattern {
         }
     }
 
+    /// Whether every string this pattern matches is also matched by `other` (`Some(true)`),
+    /// none is (`Some(false)`), or some are and some are not (`None`). Decided exactly for
+    /// fixed-length patterns; a pattern with `!` gives `None` unless both are the same text.
+    pub fn coverage_by(&self, other: &Pattern) -> Option<bool> {
+        if self.elements == other.elements {
+            return Some(true);
+        }
+        let fixed = |p: &Pattern| !p.elements.contains(&Element::OneOrMore);
+        if !fixed(self) || !fixed(other) {
+            return None;
+        }
+        if self.elements.len() != other.elements.len() {
+            return Some(false);
+        }
+        let set = |e: &Element| match e {
+            Element::Literal(c) => bit(*c).unwrap_or(0),
+            Element::Set(s) => *s,
+            Element::OneOrMore => 0,
+        };
+        let (mut all, mut any) = (true, true);
+        for (a, b) in self.elements.iter().zip(&other.elements) {
+            let (a, b) = (set(a), set(b));
+            if a & b == 0 {
+                any = false;
+            }
+            if a & !b != 0 {
+                all = false;
+            }
+        }
+        if !any {
+            Some(false)
+        } else if all {
+            Some(true)
+        } else {
+            None
+        }
+    }
+
     /// How many strings of `len` characters this pattern accepts; lower is more specific.
     /// A pattern with `!` counts as unbounded (`u128::MAX`), so it loses to any fixed pattern.
     pub fn specificity(&self) -> u128 {
@@ -367,5 +405,18 @@ mod tests {
         assert!(validate_mask("1-2").is_err());
         assert!(validate_digits("9#*+1").is_ok());
         assert!(validate_digits("12e").is_err());
+    }
+
+    #[test]
+    fn r18_coverage_of_one_pattern_by_another() {
+        let p = |t: &str| Pattern::parse(t).unwrap();
+        assert_eq!(p("6XXXX").coverage_by(&p("6XXXX")), Some(true));
+        assert_eq!(p("60001").coverage_by(&p("6XXXX")), Some(true));
+        assert_eq!(p("6[0-4]XXX").coverage_by(&p("6XXXX")), Some(true));
+        assert_eq!(p("6XXXX").coverage_by(&p("7XXXX")), Some(false));
+        assert_eq!(p("6XXXX").coverage_by(&p("6XXX")), Some(false));
+        assert_eq!(p("6XXXX").coverage_by(&p("60XXX")), None);
+        assert_eq!(p("6!").coverage_by(&p("6XXXX")), None);
+        assert_eq!(p("6!").coverage_by(&p("6!")), Some(true));
     }
 }

@@ -5,7 +5,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{Checker, DnKey, Names};
 use crate::config::model::DiscardDigits;
-use crate::dialplan::pattern::{validate_digits, validate_mask};
+use crate::dialplan::pattern::{validate_digits, validate_mask, Pattern};
 use crate::wire::yaml::Path;
 
 impl Checker<'_> {
@@ -133,9 +133,7 @@ impl Checker<'_> {
                 let Some(f) = f else { continue };
                 let fp = p.key("call_forward").key(name);
                 if let Some(dest) = &f.destination {
-                    if let Err(e) = validate_digits(dest) {
-                        self.err(fp.key("destination"), format!("not a number: {e}"));
-                    }
+                    self.forward_destination(fp.key("destination"), &dn.pattern, dest);
                 }
                 self.refers(
                     fp.key("css"),
@@ -163,6 +161,34 @@ impl Checker<'_> {
         }
 
         dn_keys
+    }
+
+    /// A forward goes to a number, or to a pattern meaning the number that reached the line
+    /// (re-analysed with the forward's CSS: the Assistant route point's fall-through). A
+    /// pattern that can match none of the line's numbers is refused here; one that matches
+    /// only some of them refuses the others at call time (404).
+    fn forward_destination(&mut self, path: Path, line: &str, dest: &str) {
+        if validate_digits(dest).is_ok() {
+            return;
+        }
+        let fwd = match Pattern::parse(dest) {
+            Ok(p) => p,
+            Err(e) => {
+                self.err(path, format!("not a number or pattern: {e}"));
+                return;
+            }
+        };
+        let Ok(own) = Pattern::parse(line) else {
+            return; // the line's own pattern is reported where it stands
+        };
+        if own.coverage_by(&fwd) == Some(false) {
+            self.err(
+                path,
+                format!(
+                    "forward pattern {dest:?} matches no number of the line {line:?} (a pattern forwards the number that was dialled)"
+                ),
+            );
+        }
     }
 
     pub(super) fn unused_directory_numbers(&mut self, used: &HashSet<DnKey>) {

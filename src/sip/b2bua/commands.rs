@@ -500,6 +500,7 @@ impl B2bua {
                 at_route_point: None,
                 held: BTreeSet::new(),
                 dialled: destination.to_string(),
+                reached: String::new(),
                 started: now.unix,
             },
         );

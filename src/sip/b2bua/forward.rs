@@ -4,6 +4,7 @@
 
 use super::*;
 use crate::config::model::Device;
+use crate::dialplan::pattern::{MatchResult, Pattern};
 
 impl B2bua {
     /// Call Forward All: when the line forwards everything, routes the call there (true).
@@ -18,12 +19,18 @@ impl B2bua {
         now: Now,
         out: &mut Vec<Out>,
     ) -> bool {
-        let Some((dest, ctx)) = forward_of(line, |cf| &cf.all) else {
-            return false;
-        };
-        tracing::debug!(call, dn = %dn.0, dest, "call forward all");
-        self.route(cluster, registrar, call, &dest, &ctx, now, out);
-        true
+        match forward_of(line, |cf| &cf.all, &self.reached(call)) {
+            Fwd::Unset => false,
+            Fwd::To(dest, ctx) => {
+                tracing::debug!(call, dn = %dn.0, dest, "call forward all");
+                self.route(cluster, registrar, call, &dest, &ctx, now, out);
+                true
+            }
+            Fwd::NoMatch(why) => {
+                self.fail_call(call, 404, &why, now, out);
+                true
+            }
+        }
     }
 
     /// Whether the line counts as busy: it already carries its busy trigger of calls, or
@@ -46,17 +53,19 @@ impl B2bua {
         now: Now,
         out: &mut Vec<Out>,
     ) {
-        if let Some((dest, ctx)) = forward_of(line, |cf| &cf.unregistered) {
-            tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
-            self.route(cluster, registrar, call, &dest, &ctx, now, out);
-        } else {
-            self.fail_call(
+        match forward_of(line, |cf| &cf.unregistered, &self.reached(call)) {
+            Fwd::To(dest, ctx) => {
+                tracing::debug!(call, dn = %dn.0, dest, "call forward unregistered");
+                self.route(cluster, registrar, call, &dest, &ctx, now, out);
+            }
+            Fwd::NoMatch(why) => self.fail_call(call, 404, &why, now, out),
+            Fwd::Unset => self.fail_call(
                 call,
                 480,
                 "Temporarily Unavailable (no device of the line is registered)",
                 now,
                 out,
-            );
+            ),
         }
     }
 
@@ -104,15 +113,17 @@ impl B2bua {
         now: Now,
         out: &mut Vec<Out>,
     ) {
+        let reached = self.reached(call);
         match cluster
             .directory_number(dn)
-            .and_then(|l| forward_of(l, |cf| &cf.busy))
+            .map_or(Fwd::Unset, |l| forward_of(l, |cf| &cf.busy, &reached))
         {
-            Some((dest, ctx)) => {
+            Fwd::To(dest, ctx) => {
                 tracing::debug!(call, dn = %dn.0, dest, "call forward busy");
                 self.route(cluster, registrar, call, &dest, &ctx, now, out);
             }
-            None => self.fail_call(call, 486, "Busy Here", now, out),
+            Fwd::NoMatch(why) => self.fail_call(call, 404, &why, now, out),
+            Fwd::Unset => self.fail_call(call, 486, "Busy Here", now, out),
         }
     }
 
@@ -153,11 +164,14 @@ impl B2bua {
         let Some(dn) = c.target_dn.clone() else {
             return;
         };
-        let Some((dest, ctx)) = cluster
+        let target = match cluster
             .directory_number(&dn)
-            .and_then(|l| forward_of(l, |cf| &cf.no_answer))
-        else {
-            if c.at_route_point.is_some() {
+            .map_or(Fwd::Unset, |l| forward_of(l, |cf| &cf.no_answer, &c.reached))
+        {
+            Fwd::To(dest, ctx) => Ok((dest, ctx)),
+            Fwd::NoMatch(why) => Err(why),
+            Fwd::Unset => {
+                if c.at_route_point.is_some() {
                 self.fail_call(
                     call,
                     480,
@@ -165,8 +179,9 @@ impl B2bua {
                     now,
                     out,
                 );
+                }
+                return;
             }
-            return;
         };
         c.at_route_point = None;
         let forks: Vec<usize> = (1..c.legs.len()).collect();
@@ -174,19 +189,62 @@ impl B2bua {
         for i in forks {
             self.cancel_leg(call, i, now, out);
         }
-        tracing::debug!(call, dn = %dn.0, dest, "call forward no answer");
-        self.route(cluster, registrar, call, &dest, &ctx, now, out);
+        match target {
+            Ok((dest, ctx)) => {
+                tracing::debug!(call, dn = %dn.0, dest, "call forward no answer");
+                self.route(cluster, registrar, call, &dest, &ctx, now, out);
+            }
+            Err(why) => self.fail_call(call, 404, &why, now, out),
+        }
+    }
+
+    /// The number that reached the call's current line (empty before any).
+    fn reached(&self, call: u64) -> String {
+        self.calls
+            .get(&call)
+            .map(|c| c.reached.clone())
+            .unwrap_or_default()
     }
 }
 
+/// What one of a line's call forwards makes of a call.
+enum Fwd {
+    /// The forward is not set.
+    Unset,
+    /// Route to this number with this search.
+    To(String, CallingContext),
+    /// The forward is a pattern the number that reached the line does not match (404).
+    NoMatch(String),
+}
+
 /// Where one of a line's call forwards sends a call: the destination, and the search to
-/// analyse it with (the forward's own CSS, else the line's). `None` when it is not set.
+/// analyse it with (the forward's own CSS, else the line's). A destination that is a pattern
+/// (`6XXXX`) means the number that reached the line (`reached`), when it matches.
 fn forward_of(
     line: &DirectoryNumber,
     which: impl Fn(&CallForward) -> &Option<ForwardSetting>,
-) -> Option<(String, CallingContext)> {
-    let f = which(&line.call_forward).as_ref()?;
-    let dest = f.destination.clone()?;
-    let css = f.css.as_deref().or(line.css.as_deref());
-    Some((dest, CallingContext::css(css, None)))
+    reached: &str,
+) -> Fwd {
+    let Some(dest) = which(&line.call_forward)
+        .as_ref()
+        .and_then(|f| f.destination.clone())
+    else {
+        return Fwd::Unset;
+    };
+    let f = which(&line.call_forward).as_ref();
+    let css = f.and_then(|f| f.css.as_deref()).or(line.css.as_deref());
+    let ctx = CallingContext::css(css, None);
+    match Pattern::parse(&dest) {
+        Ok(p) if !p.is_literal() => {
+            if p.matches(reached) == MatchResult::Complete {
+                Fwd::To(reached.to_string(), ctx)
+            } else {
+                Fwd::NoMatch(format!(
+                    "Not Found (the forward pattern {dest:?} of line {:?} does not match the dialled number {reached:?})",
+                    line.pattern
+                ))
+            }
+        }
+        _ => Fwd::To(dest, ctx),
+    }
 }

@@ -310,6 +310,9 @@ struct Call {
     held: BTreeSet<usize>,
     /// The number dialled (the caller's Request-URI, or a third-party call's destination).
     dialled: String,
+    /// The number whose analysis reached `target_dn` (after translations): what a pattern
+    /// forward destination forwards, and the callee the offer names.
+    reached: String,
     /// Unix seconds when the call began (the operator's view lists it).
     started: i64,
 }

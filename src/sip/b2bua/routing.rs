@@ -265,6 +265,7 @@ impl B2bua {
                 at_route_point: None,
                 held: BTreeSet::new(),
                 dialled: dialled.clone(),
+                reached: String::new(),
                 started: now.unix,
             },
         );
@@ -294,7 +295,12 @@ impl B2bua {
                 self.fail_call(call, e.status, &reason, now, out);
             }
             Ok(a) => match a.destination {
-                Destination::Line(dn) => self.offer_to_line(cluster, registrar, call, dn, now, out),
+                Destination::Line(dn) => {
+                    if let Some(c) = self.calls.get_mut(&call) {
+                        c.reached = a.number;
+                    }
+                    self.offer_to_line(cluster, registrar, call, dn, now, out)
+                }
                 Destination::Trunks { trunks, number } => {
                     if let Some(c) = self.calls.get_mut(&call) {
                         c.hunt = TrunkHunt {
@@ -458,7 +464,11 @@ impl B2bua {
                 addr: b.source,
                 transport: b.transport,
             };
-            self.fork(call, peer, &b.contact, &dn.0, Some(device), now, out);
+            let callee = match self.calls.get(&call) {
+                Some(c) if !c.reached.is_empty() => c.reached.clone(),
+                _ => dn.0.clone(),
+            };
+            self.fork(call, peer, &b.contact, &callee, Some(device), now, out);
         }
         for (device, _) in &elsewhere {
             self.event(call, &dn, Some(device.clone()), LineState::Ringing);

@@ -888,3 +888,82 @@ fn r15_abandoned_or_shut_down_third_party_calls_release_every_leg() {
     only(requests(&out, "BYE", user.addr), "BYE to the user");
     assert_eq!(node.core.summary().calls, 0);
 }
+
+const ASSISTANT: &str = r#"cluster: {id: unit, name: Unit}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: RP}, {name: EVERYONE}, {name: MGR}]
+calling_search_spaces:
+  - {name: EVERYONE_CSS, partitions: [RP, EVERYONE]}
+  - {name: MGR_CSS, partitions: [MGR, EVERYONE]}
+device_pools: [{name: DP, node_group: [n1]}]
+directory_numbers:
+  - {pattern: "2000", partition: EVERYONE}
+  - {pattern: "60001", partition: MGR}
+  - pattern: "6XXXX"
+    partition: RP
+    call_forward:
+      no_answer: {destination: "6XXXX", css: MGR_CSS}
+  - pattern: "7XXXX"
+    partition: RP
+    call_forward:
+      no_answer: {destination: "7000X", css: MGR_CSS}
+devices:
+  - {name: SEP000000002000, model: Cisco 8845, device_pool: DP, css: EVERYONE_CSS, lines: [{dn: "2000", partition: EVERYONE}]}
+  - {name: SEP000000060001, model: Cisco 8845, device_pool: DP, css: MGR_CSS, lines: [{dn: "60001", partition: MGR}]}
+route_points:
+  - {name: RP-Assistant, device_pool: DP, css: MGR_CSS, lines: [{dn: "6XXXX", partition: RP}, {dn: "7XXXX", partition: RP}]}
+"#;
+
+/// The Assistant route point's fall-through: with no service on the route point, its Forward
+/// No Answer to the pattern `6XXXX` forwards the number that was dialled, analysed with the
+/// forward's CSS, so the manager's phone rings with 60001 (not the pattern). A pattern that
+/// does not match the dialled number refuses the call with 404.
+#[test]
+fn r18_pattern_forward_rings_the_dialled_number() {
+    let mut node = Node::new(ASSISTANT);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    node.register(&a, 3600);
+    let manager: SocketAddr = "127.0.0.31:5060".parse().unwrap();
+    let decision = Decision::Bind {
+        device: "SEP000000060001".into(),
+        line: "60001".into(),
+        contact: format!("sip:60001@{manager}"),
+        instance: None,
+        expires: 3600,
+    };
+    let unix = node.now().unix;
+    node.bindings
+        .apply(&decision, Transport::Udp, manager, unix);
+
+    // The caller's CSS does not reach the manager's partition: 60001 hits the route point.
+    let out = node.receive(a.invite("60001", "fall"), a.addr);
+    let invite = only(requests(&out, "INVITE", manager), "INVITE to the manager");
+    assert_eq!(invite.uri, format!("sip:60001@{manager}"));
+    assert!(
+        invite
+            .headers
+            .get("To")
+            .is_some_and(|t| t.starts_with("<sip:60001@")),
+        "{invite:?}"
+    );
+    assert!(!out.iter().any(|o| matches!(o, Out::Offer(_))), "{out:?}");
+
+    // 71234 reaches 7XXXX, whose forward pattern 7000X does not match it: 404 at call time.
+    let out = node.receive(a.invite("71234", "nomatch"), a.addr);
+    let finals: Vec<Response> = responses(&out, a.addr)
+        .into_iter()
+        .filter(|r| r.status >= 200)
+        .collect();
+    let r = only(finals, "final to the caller");
+    assert_eq!(r.status, 404, "{r:?}");
+    assert!(r.reason.contains("does not match the dialled number"), "{r:?}");
+
+    // 61234 is forwarded as dialled, and nothing in the managers' CSS has it: 404.
+    let out = node.receive(a.invite("61234", "nobody"), a.addr);
+    let finals: Vec<Response> = responses(&out, a.addr)
+        .into_iter()
+        .filter(|r| r.status >= 200)
+        .collect();
+    let r = only(finals, "final to the caller");
+    assert_eq!(r.status, 404, "{r:?}");
+}
