@@ -2,6 +2,7 @@
 //! (PostgreSQL, root for packet capture) fail with a clear message under CI=true and print why
 //! they were skipped elsewhere.
 
+mod assistant;
 mod bounded;
 mod callcontrol;
 mod cli;

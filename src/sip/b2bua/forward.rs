@@ -164,15 +164,14 @@ impl B2bua {
         let Some(dn) = c.target_dn.clone() else {
             return;
         };
-        let target = match cluster
-            .directory_number(&dn)
-            .map_or(Fwd::Unset, |l| forward_of(l, |cf| &cf.no_answer, &c.reached))
-        {
+        let target = match cluster.directory_number(&dn).map_or(Fwd::Unset, |l| {
+            forward_of(l, |cf| &cf.no_answer, &c.reached)
+        }) {
             Fwd::To(dest, ctx) => Ok((dest, ctx)),
             Fwd::NoMatch(why) => Err(why),
             Fwd::Unset => {
                 if c.at_route_point.is_some() {
-                self.fail_call(
+                    self.fail_call(
                     call,
                     480,
                     "Temporarily Unavailable (the route point's service did not act and the line has no Call Forward No Answer)",

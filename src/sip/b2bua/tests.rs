@@ -956,7 +956,10 @@ fn r18_pattern_forward_rings_the_dialled_number() {
         .collect();
     let r = only(finals, "final to the caller");
     assert_eq!(r.status, 404, "{r:?}");
-    assert!(r.reason.contains("does not match the dialled number"), "{r:?}");
+    assert!(
+        r.reason.contains("does not match the dialled number"),
+        "{r:?}"
+    );
 
     // 61234 is forwarded as dialled, and nothing in the managers' CSS has it: 404.
     let out = node.receive(a.invite("61234", "nobody"), a.addr);
