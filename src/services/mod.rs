@@ -18,6 +18,7 @@ pub mod authenticate;
 pub mod definition;
 pub mod directory;
 pub mod em;
+pub mod emcc;
 pub mod paging;
 pub mod phone_config;
 pub mod phone_services;
@@ -44,6 +45,7 @@ use crate::node::{NodeError, NodeState};
 pub const ALL: &[ServiceSpec] = &[
     tftp::SERVICE,
     em::SERVICE,
+    emcc::SERVICE,
     webdialer::SERVICE,
     phone_services::SERVICE,
     paging::SERVICE,

@@ -619,3 +619,281 @@ fn r17_after_the_exchange_the_redirector_trusts_the_other_cluster() {
         "{body}"
     );
 }
+
+/// `ucm serve` of `def` on `ip` with HTTPS on `https_port` (the other cluster's definition
+/// names that address) and every other port free.
+fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = ucm();
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(def)
+        .args(["--bind", ip, "--https-port", &https_port.to_string()])
+        .args(["--http-port", "0", "--tftp-http-port", "0", "--tftp-port", "0"])
+        .args(["--sip-port", "0", "--sips-port", "0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("UCM_LOG", "info");
+    let (child, ready, stderr) =
+        crate::common::spawn_ready(cmd, "ucm serve", Duration::from_secs(60));
+    Server {
+        child,
+        ready,
+        data_dir,
+        stderr,
+        seen: Default::default(),
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The shipped definitions, each naming the other's address with the port the test gave it.
+fn emcc_definitions(dir: &Path, home_port: u16, visiting_port: u16) -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clusters");
+    let home = std::fs::read_to_string(root.join("emcc-home.yaml")).unwrap();
+    let visiting = std::fs::read_to_string(root.join("emcc-visiting.yaml")).unwrap();
+    let remote = "      address: 127.0.2.1\n";
+    assert!(home.contains(remote));
+    let home = home.replace(remote, &format!("      address: 127.0.2.1:{visiting_port}\n"));
+    let remote = "      address: 127.0.1.1\n";
+    assert!(visiting.contains(remote));
+    let visiting = visiting.replace(remote, &format!("      address: 127.0.1.1:{home_port}\n"));
+    (
+        write_file(dir, "emcc-home.yaml", &home),
+        write_file(dir, "emcc-visiting.yaml", &visiting),
+    )
+}
+
+/// `ucm emcc update` at a node, as its administrator.
+fn emcc_update(srv: &Server, json: bool) -> (i32, String, String) {
+    let mut cmd = ucm();
+    cmd.args(["emcc", "update", "--server", &https(srv), "--insecure"])
+        .env("UCM_PASSWORD", "admin");
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ucm emcc status` on a node's database.
+fn emcc_status(srv: &Server, json: bool) -> (i32, String, String) {
+    let mut cmd = ucm();
+    cmd.args(["emcc", "status", "--db"]).arg(format!(
+        "sqlite:{}",
+        srv.data_dir.path().join("ucm.db").display()
+    ));
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn r17_the_emcc_cluster_definitions_check() {
+    for f in ["emcc-home.yaml", "emcc-visiting.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/clusters")
+            .join(f);
+        let out = ucm().args(["config", "check"]).arg(&path).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{f}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The remote cluster update between two `ucm serve` clusters (the shipped definitions, home on
+/// 127.0.1.1 and visiting on 127.0.2.1, each with its own SQLite): before the certificate
+/// exchange it fails naming the peer that is not trusted, after it each learns the other's
+/// version, EM service nodes and trunk services; `ucm emcc status` shows them from the
+/// database. The inter-cluster API refuses a stranger without a trusted client certificate,
+/// and a huge body.
+#[test]
+fn r17_remote_cluster_update_over_mutually_verified_https() {
+    if !have("curl") || !have("openssl") {
+        skip_or_fail("curl and openssl are needed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let visiting = emcc_node(&visiting_def, "127.0.2.1", visiting_port);
+    assert_eq!(https(&home), format!("https://127.0.1.1:{home_port}"));
+
+    // Never exchanged: the update fails naming the peer, stored as the last outcome.
+    let (rc, out, err) = emcc_update(&home, false);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "remote cluster visiting at 127.0.2.1:{visiting_port} is not trusted"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("ucm emcc sync-certs"), "{out}");
+    assert!(err.contains("not updated: visiting"), "{err}");
+    let (rc, out, err) = emcc_status(&home, false);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("INACTIVE"), "{out}");
+    assert!(out.contains("is not trusted"), "{out}");
+    assert!(out.contains("EMCC devices logged in: none"), "{out}");
+
+    // A stranger with no client certificate, or with one of its own, is refused before its
+    // body is read, however big.
+    let url = format!("https://127.0.2.1:{visiting_port}/ucm/emcc/v1/cluster");
+    let big = write_file(defs.path(), "big.json", &"x".repeat(8 * 1024 * 1024));
+    let big_arg = format!("@{}", big.display());
+    let (st, body) = curl(&url, &["--data-binary", &big_arg]);
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("no client certificate"), "{body}");
+    let d = defs.path();
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=stranger", "-keyout"])
+        .arg(d.join("stranger-key.pem"))
+        .arg("-out")
+        .arg(d.join("stranger-cert.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let stranger = |extra: &[&str]| {
+        let cert = d.join("stranger-cert.pem");
+        let key = d.join("stranger-key.pem");
+        let mut args = vec![
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&url, &args)
+    };
+    let (st, body) = stranger(&["--data-binary", &big_arg]);
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body.contains("is not in cluster visiting's Tomcat-trust store"),
+        "{body}"
+    );
+
+    // The certificate exchange, then an update on demand on each side.
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = emcc_update(&home, true);
+    assert_eq!(rc, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let r = &v["remote_clusters"][0];
+    assert_eq!(r["cluster_id"], "visiting", "{v}");
+    assert_eq!(r["remote_activated"], true, "{v}");
+    assert_eq!(r["last_outcome"], "ok", "{v}");
+    assert_eq!(r["version"], "14.0", "{v}");
+    assert_eq!(
+        r["em_service_nodes"],
+        serde_json::json!([format!("https://127.0.2.1:{visiting_port}")]),
+        "{v}"
+    );
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    assert_eq!(
+        r["trunk_services"],
+        serde_json::json!({"pstn-access": [visiting_sip], "rsvp-agent": [visiting_sip]}),
+        "{v}"
+    );
+    let (rc, out, err) = emcc_update(&visiting, false);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("home"), "{out}");
+    assert!(out.contains("active"), "{out}");
+
+    // Status, from each database.
+    let (rc, out, err) = emcc_status(&home, false);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("visiting"), "{out}");
+    assert!(
+        out.contains(&format!("EM nodes: https://127.0.2.1:{visiting_port}")),
+        "{out}"
+    );
+    assert!(out.contains("pstn-access ["), "{out}");
+    let (rc, out, _) = emcc_status(&visiting, true);
+    assert_eq!(rc, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["cluster"], "visiting");
+    assert_eq!(v["remote_clusters"][0]["cluster_id"], "home", "{v}");
+    assert_eq!(v["remote_clusters"][0]["version"], "14.0", "{v}");
+    assert_eq!(
+        v["remote_clusters"][0]["em_service_nodes"],
+        serde_json::json!([format!("https://127.0.1.1:{home_port}")]),
+        "{v}"
+    );
+    assert_eq!(
+        v["emcc_devices"],
+        serde_json::json!({"as_home": [], "as_visiting": []})
+    );
+
+    // A node of home, by its own certificate, over the wire: answered; a query that claims
+    // another cluster, a huge body and a body that is not a query are refused.
+    let as_home = |extra: &[&str]| {
+        let cert = home.data_dir.path().join("node-cert.pem");
+        let key = home.data_dir.path().join("node-key.pem");
+        let mut args: Vec<String> = vec![
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "-H".into(),
+            "Content-Type: application/json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&url, &args)
+    };
+    let (st, body) = as_home(&[
+        "--data-binary",
+        r#"{"api":"ucm-emcc/1","cluster":"home","version":"14.0"}"#,
+    ]);
+    assert_eq!(st, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["cluster"], "visiting", "{info}");
+    let (st, body) = as_home(&[
+        "--data-binary",
+        r#"{"api":"ucm-emcc/1","cluster":"elsewhere","version":"14.0"}"#,
+    ]);
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("cluster home's"), "{body}");
+    let (st, body) = as_home(&["--data-binary", &big_arg]);
+    assert_eq!(st, 413, "{body}");
+    let (st, body) = as_home(&["--data-binary", "not json"]);
+    assert_eq!(st, 400, "{body}");
+    // Plain HTTP is refused, whatever it claims.
+    let (st, _) = curl(
+        &format!("http://{}/ucm/emcc/v1/cluster", visiting.addr("http")),
+        &["--data-binary", "{}"],
+    );
+    assert_eq!(st, 403);
+    // The on-demand update is an administrator's.
+    let (st, _) = curl(
+        &format!("{}/ucm/emcc/update", https(&home)),
+        &["-X", "POST", "-u", "emproxy:emproxy"],
+    );
+    assert_eq!(st, 403);
+}
