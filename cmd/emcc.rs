@@ -229,7 +229,8 @@ fn remote_line(r: &RemoteClusterRow) -> String {
             .collect::<Vec<_>>()
             .join(", ")
     };
-    let mut t = format!(
+    let mut t =
+        format!(
         "{:<14} {:<22} {:<8} {:<8}  EM nodes: {}\n    trunk services: {}\n    last update: {}\n",
         r.cluster_id,
         r.address,

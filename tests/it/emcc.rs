@@ -433,9 +433,15 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 1);
-    assert_eq!(blocks.len(), 1);
+    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 2);
+    assert_eq!(blocks.len(), 2);
     let example = &blocks[0];
+    // The remote cluster update's example follows the exchange.
+    assert!(
+        blocks[1].contains("ucm emcc update") && blocks[1].contains("ucm emcc status"),
+        "{}",
+        blocks[1]
+    );
     assert_eq!(
         example.matches("ucm emcc sync-certs").count(),
         2,
@@ -478,8 +484,13 @@ fn r17_readme_sync_certs_example_runs_as_written() {
             d = d.display()
         ),
     );
-    let home = cluster(d, "home");
-    let visiting = cluster(d, "visiting");
+    // The shipped EMCC clusters, as README names them.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clusters");
+    let home = d.join("emcc-home.yaml");
+    let visiting = d.join("emcc-visiting.yaml");
+    std::fs::copy(shipped.join("emcc-home.yaml"), &home).unwrap();
+    std::fs::copy(shipped.join("emcc-visiting.yaml"), &visiting).unwrap();
+    let (home, visiting) = (home.display().to_string(), visiting.display().to_string());
     let mut script = String::from(
         "set -u\nip link set lo up\nfail() { echo \"FAILED($1): $2\" >&2; exit 1; }\n\
          mount -t tmpfs tmpfs /srv && mkdir /srv/emcc || fail mount /srv\n\
@@ -501,7 +512,7 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         "for i in $(seq 1 200); do ss -ltn | grep -q '127.0.0.1:22 ' && break; sleep 0.1; done\n",
     );
     let mut n = 0;
-    for line in example.lines() {
+    for line in example.lines().chain(blocks[1].lines()) {
         n += 1;
         let line = line.split(" #").next().unwrap().trim();
         script.push_str(&format!(
@@ -512,6 +523,8 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         "grep -q 'current  home' out3 || fail check \"$(cat out3)\"\n\
          grep -q 'current  visiting' out3 || fail check \"$(cat out3)\"\n\
          ls /srv/emcc | tr '\\n' ' ' | grep -q 'consolidated.pem home.pem visiting.pem' || fail files \"$(ls /srv/emcc)\"\n\
+         grep -Eq '^visiting +127.0.2.1 +14.0 +active +EM nodes: https://127.0.2.1:8443' out5 || fail update \"$(cat out5)\"\n\
+         grep -q 'pstn-access \\[127.0.2.1:' out6 || fail status \"$(cat out6)\"\n\
          echo ALL-OK\n",
     );
     let bin = Path::new(env!("CARGO_BIN_EXE_ucm")).parent().unwrap();
@@ -629,7 +642,14 @@ fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
         .arg("--config")
         .arg(def)
         .args(["--bind", ip, "--https-port", &https_port.to_string()])
-        .args(["--http-port", "0", "--tftp-http-port", "0", "--tftp-port", "0"])
+        .args([
+            "--http-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--tftp-port",
+            "0",
+        ])
         .args(["--sip-port", "0", "--sips-port", "0", "--data-dir"])
         .arg(data_dir.path())
         .env("UCM_LOG", "info");
@@ -659,7 +679,10 @@ fn emcc_definitions(dir: &Path, home_port: u16, visiting_port: u16) -> (PathBuf,
     let visiting = std::fs::read_to_string(root.join("emcc-visiting.yaml")).unwrap();
     let remote = "      address: 127.0.2.1\n";
     assert!(home.contains(remote));
-    let home = home.replace(remote, &format!("      address: 127.0.2.1:{visiting_port}\n"));
+    let home = home.replace(
+        remote,
+        &format!("      address: 127.0.2.1:{visiting_port}\n"),
+    );
     let remote = "      address: 127.0.1.1\n";
     assert!(visiting.contains(remote));
     let visiting = visiting.replace(remote, &format!("      address: 127.0.1.1:{home_port}\n"));
@@ -769,7 +792,14 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     assert!(body.contains("no client certificate"), "{body}");
     let d = defs.path();
     let made = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"])
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
         .args(["-nodes", "-days", "1", "-subj", "/CN=stranger", "-keyout"])
         .arg(d.join("stranger-key.pem"))
         .arg("-out")

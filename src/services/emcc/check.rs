@@ -50,7 +50,10 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
         let rp = p.key("remote_clusters").index(i);
         let id = r.cluster_id.trim();
         if id.is_empty() {
-            diag.err(rp.key("cluster_id"), "a remote cluster needs its Cluster ID");
+            diag.err(
+                rp.key("cluster_id"),
+                "a remote cluster needs its Cluster ID",
+            );
         } else if id == d.cluster.id {
             diag.err(
                 rp.key("cluster_id"),
@@ -59,7 +62,9 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
         } else if let Some(f) = ids.insert(id, i) {
             diag.err(
                 rp.key("cluster_id"),
-                format!("remote cluster {id:?} is named twice (first at emcc.remote_clusters[{f}])"),
+                format!(
+                    "remote cluster {id:?} is named twice (first at emcc.remote_clusters[{f}])"
+                ),
             );
         }
         if !is_address(r.address.trim()) {
@@ -83,7 +88,12 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
     let mut seen_trunks = HashSet::new();
     for (i, t) in e.trunks.iter().enumerate() {
         let tp = p.key("trunks").index(i);
-        diag.refers(tp.key("sip_trunk"), Some(&t.sip_trunk), &trunks, "SIP trunk");
+        diag.refers(
+            tp.key("sip_trunk"),
+            Some(&t.sip_trunk),
+            &trunks,
+            "SIP trunk",
+        );
         if !seen_trunks.insert(t.sip_trunk.as_str()) {
             diag.err(
                 tp.key("sip_trunk"),
@@ -172,7 +182,9 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
             if !is_address(v.trim()) {
                 diag.err(
                     p.key(key),
-                    format!("{v:?} is not an address (an IP address or host name, optionally :port)"),
+                    format!(
+                        "{v:?} is not an address (an IP address or host name, optionally :port)"
+                    ),
                 );
             }
         }

@@ -74,8 +74,7 @@ pub struct EmccService {
 
 impl EmccService {
     pub fn new(node: Arc<NodeState>) -> EmccService {
-        let identity = match crate::net::tls::load_or_create(&node.data_dir, &node.node.name, &[])
-        {
+        let identity = match crate::net::tls::load_or_create(&node.data_dir, &node.node.name, &[]) {
             Ok(id) => Some((id.certs, id.key)),
             Err(e) => {
                 tracing::error!(error = %e, "EMCC: the node's certificate cannot be read; remote cluster updates will fail");
@@ -223,11 +222,7 @@ impl EmccService {
             }
         };
         if info.api != api::API {
-            return UpdateOutcome::Failed(format!(
-                "{who} speaks {:?}, not {}",
-                info.api,
-                api::API
-            ));
+            return UpdateOutcome::Failed(format!("{who} speaks {:?}, not {}", info.api, api::API));
         }
         if info.cluster != r.cluster_id {
             return UpdateOutcome::Failed(format!(

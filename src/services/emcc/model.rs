@@ -39,16 +39,18 @@ pub struct Emcc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_profiles: Vec<EmccProfile>,
     /// Phones with "Enable Extension Mobility Cross Cluster" set (they must be EM enabled):
-    /// users of other clusters may log in at them.
+    /// users of other clusters may log in at them (once the cross-cluster login exists).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phones: Vec<String>,
     /// Cluster-wide cap on EMCC logged-in devices (the seed: 2,500 per cluster).
     #[serde(default = "default_max_devices")]
     pub max_emcc_devices: u32,
-    /// Default and backup TFTP servers for EMCC login devices (host or host:port); left out:
-    /// the TFTP nodes of the definition.
+    /// Default TFTP Server for EMCC Login Device (host or host:port): where a visiting phone
+    /// of this cluster's users fetches its home configuration. Checked, not used until the
+    /// cross-cluster login exists.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_tftp_server: Option<String>,
+    /// Backup TFTP Server for EMCC Login Device (host or host:port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_tftp_server: Option<String>,
 }
@@ -86,6 +88,7 @@ pub struct RemoteCluster {
     /// Fully Qualified Name: one address (IP or host name, optionally `:port`; default 8443)
     /// of a node running its EM service, reached over HTTPS.
     pub address: String,
+    /// Free text for administrators.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
 }
@@ -136,6 +139,7 @@ pub struct EmccTrunk {
     /// A trunk of `sip_trunks`; the nodes that handle it are its device pool's Unified CM
     /// group, in order (the first three are told to remote clusters).
     pub sip_trunk: String,
+    /// The services it carries (at least one; each service on one trunk only).
     pub services: Vec<TrunkService>,
 }
 
@@ -143,6 +147,9 @@ pub struct EmccTrunk {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EmccProfile {
+    /// A device profile of `device_profiles`.
     pub device_profile: String,
+    /// Its EMCC CSS, searched after the line CSS while its user is logged in at another
+    /// cluster (the seed's Figure 18-6: Adjunct CSS, line CSS, EMCC CSS).
     pub emcc_css: String,
 }

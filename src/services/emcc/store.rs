@@ -54,7 +54,9 @@ pub trait RemoteClusters {
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
 
     /// Every remote cluster ever updated, by id.
-    fn remote_clusters(&self) -> impl Future<Output = Result<Vec<RemoteClusterRow>, StoreError>> + Send;
+    fn remote_clusters(
+        &self,
+    ) -> impl Future<Output = Result<Vec<RemoteClusterRow>, StoreError>> + Send;
 }
 
 impl RemoteClusters for Store {
@@ -73,7 +75,8 @@ impl RemoteClusters for Store {
                 trunk_services,
             } => {
                 let nodes = serde_json::to_string(em_service_nodes).unwrap_or_else(|_| "[]".into());
-                let services = serde_json::to_string(trunk_services).unwrap_or_else(|_| "{}".into());
+                let services =
+                    serde_json::to_string(trunk_services).unwrap_or_else(|_| "{}".into());
                 sqlx::query(
                     "INSERT INTO emcc_remote_clusters (cluster_id, address, version, em_service_nodes, \
                      trunk_services, remote_activated, last_attempt_at, last_success_at, last_outcome, updated_by) \
