@@ -55,3 +55,27 @@ pub struct ClusterInfo {
     /// (`host:port` of their SIP service), in order.
     pub trunk_services: BTreeMap<String, Vec<String>>,
 }
+
+/// The home lookup: is `userid` a user whose home is the answering cluster?
+pub const USER_PATH: &str = "/ucm/emcc/v1/user";
+
+/// What the visiting cluster asks each remote cluster when a user who is not at home here
+/// logs in at one of its EMCC phones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    pub api: String,
+    /// The asking (visiting) cluster's id.
+    pub cluster: String,
+    pub userid: String,
+}
+
+/// The answer: `home` when the user exists at the answering cluster with its home-cluster
+/// flag set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub api: String,
+    pub cluster: String,
+    pub userid: String,
+    pub home: bool,
+}

@@ -726,6 +726,29 @@ fn emcc_status(srv: &Server, json: bool) -> (i32, String, String) {
     )
 }
 
+/// `ucm em login` at the visiting cluster's EM API, as emproxy: exit code and all output.
+fn em_login_at(srv: &Server, device: &str, user: &str) -> (i32, String) {
+    let out = ucm()
+        .args([
+            "em",
+            "login",
+            "--server",
+            &format!("http://{}", srv.addr("http")),
+        ])
+        .args(["--app-user", "emproxy", "--device", device, "--user", user])
+        .env("UCM_EM_APP_PASSWORD", "emproxy")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
 #[test]
 fn r17_the_emcc_cluster_definitions_check() {
     for f in ["emcc-home.yaml", "emcc-visiting.yaml"] {
@@ -781,6 +804,12 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     assert!(out.contains("INACTIVE"), "{out}");
     assert!(out.contains("is not trusted"), "{out}");
     assert!(out.contains("EMCC devices logged in: none"), "{out}");
+    // traveler is not a user of visiting: its EM service asks its remote clusters, and home
+    // is not activated there yet (its update at start failed the same way): code 40.
+    let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("40"), "{out}");
+    assert!(out.contains("home (not activated)"), "{out}");
 
     // A stranger with no client certificate, or with one of its own, is refused before its
     // body is read, however big.
@@ -855,6 +884,22 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     assert!(out.contains("home"), "{out}");
     assert!(out.contains("active"), "{out}");
 
+    // The visiting side of a login: home answers that it is traveler's home (only the lookup
+    // exists, so the login ends there with EMCC code 38 naming it); a user of neither cluster
+    // is not found (23); a phone that is not EMCC enabled answers as before (23, no lookup).
+    let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("38"), "{out}");
+    assert!(
+        out.contains("the home cluster of traveler is home"),
+        "{out}"
+    );
+    home.wait_for_log("EMCC: home lookup answered");
+    let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "nobody");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("23"), "{out}");
+    assert!(out.contains("nor at any EMCC remote cluster"), "{out}");
+
     // Status, from each database.
     let (rc, out, err) = emcc_status(&home, false);
     assert_eq!(rc, 0, "{out}{err}");
@@ -926,4 +971,99 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
         &["-X", "POST", "-u", "emproxy:emproxy"],
     );
     assert_eq!(st, 403);
+}
+
+/// What the remote cluster update stores: a success replaces what is known, a failure keeps
+/// the last known version and services but marks the cluster not activated, with the reason;
+/// 50 nodes recording at once leave one row, whole.
+async fn remote_cluster_rows(store: &ucm::store::Store) {
+    use ucm::services::emcc::store::{RemoteClusters, UpdateOutcome};
+    let failed =
+        UpdateOutcome::Failed("remote cluster visiting at 127.0.2.1:8443 is not trusted".into());
+    store
+        .record_remote_update("visiting", "127.0.2.1", &failed, "home-pub", 100)
+        .await
+        .unwrap();
+    let rows = store.remote_clusters().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].remote_activated);
+    assert_eq!(rows[0].version, None);
+    assert!(rows[0].last_outcome.contains("not trusted"));
+    let ok = UpdateOutcome::Ok {
+        version: "14.0".into(),
+        em_service_nodes: vec!["https://127.0.2.1:8443".into()],
+        trunk_services: [(
+            "pstn-access".to_string(),
+            vec!["127.0.2.1:5060".to_string()],
+        )]
+        .into_iter()
+        .collect(),
+    };
+    store
+        .record_remote_update("visiting", "127.0.2.1", &ok, "home-sub", 200)
+        .await
+        .unwrap();
+    let r = &store.remote_clusters().await.unwrap()[0];
+    assert!(r.remote_activated);
+    assert_eq!(
+        (
+            r.version.as_deref(),
+            r.last_success_at,
+            r.last_outcome.as_str()
+        ),
+        (Some("14.0"), Some(200), "ok")
+    );
+    assert_eq!(r.em_service_nodes, ["https://127.0.2.1:8443"]);
+    assert_eq!(r.updated_by, "home-sub");
+    // A failure afterwards keeps what was learnt.
+    store
+        .record_remote_update("visiting", "127.0.2.1", &failed, "home-pub", 300)
+        .await
+        .unwrap();
+    let r = &store.remote_clusters().await.unwrap()[0];
+    assert!(!r.remote_activated);
+    assert_eq!(
+        (r.version.as_deref(), r.last_success_at, r.last_attempt_at),
+        (Some("14.0"), Some(200), 300)
+    );
+    assert_eq!(r.trunk_services["pstn-access"], ["127.0.2.1:5060"]);
+    // Racers: the database decides, one row stays.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let ok = ok.clone();
+        let failed = failed.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = if i % 2 == 0 { ok } else { failed };
+            store
+                .record_remote_update("visiting", "127.0.2.1", &o, &format!("n{i}"), 400 + i)
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let rows = store.remote_clusters().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].version.as_deref(), Some("14.0"));
+}
+
+#[tokio::test]
+async fn r17_remote_cluster_rows_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("ucm.db").display());
+    let store = ucm::store::Store::open(&url).await.unwrap();
+    remote_cluster_rows(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r17_remote_cluster_rows_postgres() {
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let store = ucm::store::Store::open(&db.url).await.unwrap();
+    remote_cluster_rows(&store).await;
+    store.close().await;
+    db.drop_db().await;
 }

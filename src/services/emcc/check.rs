@@ -196,6 +196,67 @@ mod tests {
     use super::*;
 
     #[test]
+    fn r17_emcc_mistakes_are_each_reported_where_they_are() {
+        let text = "cluster: {id: home, name: Home}
+calling_search_spaces: [{name: CSS, partitions: []}]
+device_pools: [{name: DP}]
+sip_trunks:
+  - {name: T, destinations: [\"127.0.0.1:5060\"], device_pool: DP}
+devices:
+  - {name: SEP000000000001, model: Cisco 8845, device_pool: DP}
+emcc:
+  remote_cluster_update_minutes: 5
+  remote_clusters:
+    - {cluster_id: home, address: 127.0.2.1}
+    - {cluster_id: v, address: \"a b\"}
+    - {cluster_id: v, address: 127.0.3.1:8443}
+  trunks:
+    - {sip_trunk: T, services: [pstn-access]}
+    - {sip_trunk: Nope, services: [pstn-access]}
+  roaming_device_pools: [DP]
+  device_profiles: [{device_profile: none, emcc_css: CSS}]
+  phones: [SEP000000000001]
+  max_emcc_devices: 0
+";
+        let crate::config::LoadError::Invalid(errs) =
+            crate::services::parse_str(text, "e.yaml").unwrap_err()
+        else {
+            panic!()
+        };
+        let all: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        let want = [
+            ("emcc.remote_cluster_update_minutes", "15 to 10080"),
+            ("emcc.remote_clusters[0].cluster_id", "own id"),
+            ("emcc.remote_clusters[1].address", "not an address"),
+            ("emcc.remote_clusters[2].cluster_id", "named twice"),
+            ("emcc.trunks[1].sip_trunk", "unknown SIP trunk"),
+            ("emcc.trunks[1].services[0]", "another EMCC trunk"),
+            ("emcc.roaming_device_pools[0]", "adjunct_css"),
+            (
+                "emcc.device_profiles[0].device_profile",
+                "unknown device profile",
+            ),
+            ("emcc.phones[0]", "EM enabled"),
+            ("emcc.max_emcc_devices", "at least 1"),
+        ];
+        for (field, words) in want {
+            assert!(
+                all.iter().any(|e| e.contains(field) && e.contains(words)),
+                "{field}: {words}: {all:#?}"
+            );
+        }
+        // Every mistake is located.
+        assert!(all.iter().all(|e| e.starts_with("e.yaml:")), "{all:#?}");
+        // The shipped clusters are valid.
+        for f in ["emcc-home.yaml", "emcc-visiting.yaml"] {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("fixtures/clusters")
+                .join(f);
+            crate::services::load_file(&path).unwrap_or_else(|e| panic!("{f}: {e}"));
+        }
+    }
+
+    #[test]
     fn addresses() {
         for ok in [
             "127.0.2.1",

@@ -6,7 +6,11 @@
 //!   remote cluster for its version, its first three EM service nodes and the EMCC trunk
 //!   services it enabled with up to three nodes each; the answers (or why there was none) go
 //!   to the database (`store`), where every node and `ucm emcc status` read them;
-//! - the answering side of it, `POST /ucm/emcc/v1/cluster`.
+//! - the answering side of it, `POST /ucm/emcc/v1/cluster`;
+//! - the **home lookup** of a login at an EMCC phone of this cluster by a user who is not at
+//!   home here ([`visiting_login`], called by the EM service): each activated remote cluster is
+//!   asked (`POST /ucm/emcc/v1/user`) whether it is the user's home, and answers with the
+//!   user's home-cluster flag.
 //!
 //! Both run ucm's own inter-cluster API ([`crate::wire::emcc`]; Cisco's is not public) over
 //! HTTPS with **mutual** verification against the certificates exchanged by
@@ -16,8 +20,9 @@
 //! its remote clusters. Before the exchange the update fails naming the peer that is not
 //! trusted.
 //!
-//! Not built yet: the cross-cluster login itself (home lookup, EMCC device slots, the phone's
-//! cross-registration), EMCC call routing and the security matrix.
+//! Not built yet: the cross-cluster login beyond the home lookup (the exchange with the home,
+//! EMCC device slots, the phone's cross-registration), EMCC call routing and the security
+//! matrix.
 
 pub mod check;
 pub mod model;
@@ -37,7 +42,7 @@ use crate::config::model::{NodeService, Role};
 use crate::net::tls::PeerCertificates;
 use crate::node::http::Listener;
 use crate::node::NodeState;
-use crate::wire::emcc::{self as api, ClusterInfo, ClusterQuery};
+use crate::wire::emcc::{self as api, ClusterInfo, ClusterQuery, UserInfo, UserQuery};
 use model::{Emcc, RemoteCluster, TrunkService};
 use store::{RemoteClusterRow, RemoteClusters, UpdateOutcome};
 
@@ -488,6 +493,48 @@ async fn remote_peer(
     Ok(row.cluster.clone())
 }
 
+/// Reads a query of the inter-cluster API (at most [`api::MAX_BODY_BYTES`]), or the refusal.
+async fn read_query<T: serde::de::DeserializeOwned>(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+) -> Result<T, Response> {
+    let too_big = || {
+        text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a query is at most {} bytes\n", api::MAX_BODY_BYTES),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > api::MAX_BODY_BYTES as u64) {
+        return Err(too_big());
+    }
+    let Ok(bytes) = axum::body::to_bytes(body, api::MAX_BODY_BYTES).await else {
+        return Err(too_big());
+    };
+    serde_json::from_slice(&bytes)
+        .map_err(|e| text(StatusCode::BAD_REQUEST, format!("not an EMCC query: {e}\n")))
+}
+
+/// The query's API and cluster must be the API's and the client certificate's.
+fn same_peer(api_name: &str, cluster: &str, peer: &str) -> Result<(), Response> {
+    if api_name != api::API {
+        return Err(text(
+            StatusCode::BAD_REQUEST,
+            format!("this cluster speaks {}, not {api_name:?}\n", api::API),
+        ));
+    }
+    if cluster != peer {
+        return Err(text(
+            StatusCode::FORBIDDEN,
+            format!("the client certificate is cluster {peer}'s, but the query says {cluster:?}\n"),
+        ));
+    }
+    Ok(())
+}
+
 /// `POST /ucm/emcc/v1/cluster`: a remote cluster update from another cluster.
 async fn cluster_handler(
     State(svc): State<Arc<EmccService>>,
@@ -500,48 +547,198 @@ async fn cluster_handler(
         Ok(p) => p,
         Err(r) => return r,
     };
-    let too_big = || {
-        text(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a query is at most {} bytes\n", api::MAX_BODY_BYTES),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > api::MAX_BODY_BYTES as u64) {
-        return too_big();
-    }
-    let Ok(bytes) = axum::body::to_bytes(body, api::MAX_BODY_BYTES).await else {
-        return too_big();
-    };
-    let query: ClusterQuery = match serde_json::from_slice(&bytes) {
+    let query: ClusterQuery = match read_query(&headers, body).await {
         Ok(q) => q,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_REQUEST,
-                format!("not an EMCC cluster query: {e}\n"),
-            )
-        }
+        Err(r) => return r,
     };
-    if query.api != api::API {
-        return text(
-            StatusCode::BAD_REQUEST,
-            format!("this cluster speaks {}, not {:?}\n", api::API, query.api),
-        );
-    }
-    if query.cluster != peer {
-        return text(
-            StatusCode::FORBIDDEN,
-            format!(
-                "the client certificate is cluster {peer}'s, but the query says {:?}\n",
-                query.cluster
-            ),
-        );
+    if let Err(r) = same_peer(&query.api, &query.cluster, &peer) {
+        return r;
     }
     tracing::info!(remote = %peer, version = %query.version, "EMCC: remote cluster update answered");
     axum::Json(svc.info()).into_response()
+}
+
+/// `POST /ucm/emcc/v1/user`: another cluster looks for a user's home.
+async fn user_handler(
+    State(svc): State<Arc<EmccService>>,
+    listener: Option<Extension<Listener>>,
+    certs: Option<Extension<PeerCertificates>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let peer = match remote_peer(&svc, listener, certs).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let query: UserQuery = match read_query(&headers, body).await {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if let Err(r) = same_peer(&query.api, &query.cluster, &peer) {
+        return r;
+    }
+    let cluster = svc.node.cluster();
+    let home = cluster
+        .end_user(&query.userid)
+        .is_some_and(|u| u.home_cluster);
+    tracing::info!(remote = %peer, user = %query.userid, home, "EMCC: home lookup answered");
+    axum::Json(UserInfo {
+        api: api::API.into(),
+        cluster: cluster.cluster.id.clone(),
+        userid: query.userid,
+        home,
+    })
+    .into_response()
+}
+
+/// What the visiting side's home lookup found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HomeLookup {
+    /// This remote cluster is the user's home.
+    Home(String),
+    /// Every remote cluster answered, none is the user's home.
+    Nowhere,
+    /// No remote cluster is configured.
+    NoRemoteCluster,
+    /// None said home, and these could not be asked (not activated, unreachable, refused).
+    Unanswered(Vec<String>),
+}
+
+impl EmccService {
+    /// Asks every activated remote cluster (at its EM service nodes, in order, then its
+    /// configured address) whether it is `user`'s home.
+    pub async fn find_home(&self, user: &str) -> HomeLookup {
+        let cluster = self.node.cluster();
+        let emcc = cluster.section::<Emcc>();
+        if emcc.remote_clusters.is_empty() {
+            return HomeLookup::NoRemoteCluster;
+        }
+        let rows = self.node.store.remote_clusters().await.unwrap_or_default();
+        let http = match self.client().await {
+            Ok(h) => h,
+            Err(why) => {
+                tracing::warn!("EMCC: home lookup impossible: {why}");
+                return HomeLookup::Unanswered(
+                    emcc.remote_clusters
+                        .iter()
+                        .map(|r| r.cluster_id.clone())
+                        .collect(),
+                );
+            }
+        };
+        let query = UserQuery {
+            api: api::API.into(),
+            cluster: cluster.cluster.id.clone(),
+            userid: user.to_string(),
+        };
+        let body = serde_json::to_vec(&query).unwrap_or_default();
+        let mut unanswered = Vec::new();
+        for r in &emcc.remote_clusters {
+            // Cisco: a remote cluster whose last update failed is not activated, and logins
+            // to it are unavailable until the next successful update.
+            let Some(row) = rows
+                .iter()
+                .find(|x| x.cluster_id == r.cluster_id && x.remote_activated)
+            else {
+                unanswered.push(format!("{} (not activated)", r.cluster_id));
+                continue;
+            };
+            let mut bases: Vec<String> = row.em_service_nodes.clone();
+            bases.push(format!("https://{}", r.authority()));
+            let mut answer = None;
+            for base in bases.iter().take(api::MAX_NODES + 1) {
+                let sent = http
+                    .post(format!("{base}{}", api::USER_PATH))
+                    .header(header::CONTENT_TYPE, "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await;
+                let resp = match sent {
+                    Ok(resp) if resp.status().is_success() => resp,
+                    Ok(resp) => {
+                        tracing::warn!(remote = %r.cluster_id, %base, status = %resp.status(), "EMCC: home lookup refused");
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(remote = %r.cluster_id, %base, "EMCC: home lookup failed: {}", describe(&e, &r.cluster_id));
+                        continue;
+                    }
+                };
+                let Ok(bytes) = read_bounded(resp, MAX_ANSWER_BYTES).await else {
+                    continue;
+                };
+                match serde_json::from_slice::<UserInfo>(&bytes) {
+                    Ok(info) if info.cluster == r.cluster_id && info.userid == user => {
+                        answer = Some(info.home);
+                        break;
+                    }
+                    _ => continue,
+                }
+            }
+            match answer {
+                Some(true) => return HomeLookup::Home(r.cluster_id.clone()),
+                Some(false) => {}
+                None => unanswered.push(r.cluster_id.clone()),
+            }
+        }
+        if unanswered.is_empty() {
+            HomeLookup::Nowhere
+        } else {
+            HomeLookup::Unanswered(unanswered)
+        }
+    }
+}
+
+/// The visiting side of an EMCC login at `device` for `user`, who is not at home here: asks
+/// the remote clusters for the user's home. `None` when `device` is not an EMCC phone (the
+/// local answer stands); otherwise the EM error the login ends with. Only the lookup exists:
+/// a home found ends the login with EMCC code 38 naming it, since the cross-cluster login
+/// itself (EMCC device slots, the phone's cross-registration) is not built yet.
+pub async fn visiting_login(
+    node: &Arc<NodeState>,
+    device: &str,
+    user: &str,
+) -> Option<crate::wire::em::EmError> {
+    use crate::wire::em::EmError;
+    let emcc_phone = node
+        .cluster()
+        .section::<Emcc>()
+        .phones
+        .iter()
+        .any(|p| p == device);
+    if !emcc_phone {
+        return None;
+    }
+    let svc = EmccService::new(node.clone());
+    let e = match svc.find_home(user).await {
+        HomeLookup::Home(home) => EmError::new(
+            38,
+            format!("the home cluster of {user} is {home}; logging in across clusters is not built yet"),
+        ),
+        HomeLookup::Nowhere => EmError::new(
+            23,
+            format!("user {user} not found here nor at any EMCC remote cluster"),
+        ),
+        HomeLookup::NoRemoteCluster => EmError::new(
+            36,
+            format!("user {user} is not at home here and this cluster has no EMCC remote cluster"),
+        ),
+        HomeLookup::Unanswered(which) => EmError::new(
+            40,
+            format!(
+                "user {user} is not at home here and no remote cluster said it is its home; no answer from {}",
+                which.join(", ")
+            ),
+        ),
+    };
+    tracing::info!(
+        device,
+        user,
+        code = e.code,
+        "EMCC: visiting login: {}",
+        e.message
+    );
+    Some(e)
 }
 
 pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
@@ -564,6 +761,7 @@ fn start_service(s: super::Start) -> super::StartFuture {
         let routes = axum::Router::new()
             .route(api::CLUSTER_PATH, post(cluster_handler))
             .route(api::UPDATE_PATH, post(update_handler))
+            .route(api::USER_PATH, post(user_handler))
             .with_state(svc.clone());
         Ok(super::Parts {
             routes,
