@@ -518,21 +518,22 @@ async fn read_query<T: serde::de::DeserializeOwned>(
         .map_err(|e| text(StatusCode::BAD_REQUEST, format!("not an EMCC query: {e}\n")))
 }
 
-/// The query's API and cluster must be the API's and the client certificate's.
-fn same_peer(api_name: &str, cluster: &str, peer: &str) -> Result<(), Response> {
+/// The query's API and cluster must be the API's and the client certificate's: the refusal
+/// when they are not.
+fn other_peer(api_name: &str, cluster: &str, peer: &str) -> Option<Response> {
     if api_name != api::API {
-        return Err(text(
+        return Some(text(
             StatusCode::BAD_REQUEST,
             format!("this cluster speaks {}, not {api_name:?}\n", api::API),
         ));
     }
     if cluster != peer {
-        return Err(text(
+        return Some(text(
             StatusCode::FORBIDDEN,
             format!("the client certificate is cluster {peer}'s, but the query says {cluster:?}\n"),
         ));
     }
-    Ok(())
+    None
 }
 
 /// `POST /ucm/emcc/v1/cluster`: a remote cluster update from another cluster.
@@ -551,7 +552,7 @@ async fn cluster_handler(
         Ok(q) => q,
         Err(r) => return r,
     };
-    if let Err(r) = same_peer(&query.api, &query.cluster, &peer) {
+    if let Some(r) = other_peer(&query.api, &query.cluster, &peer) {
         return r;
     }
     tracing::info!(remote = %peer, version = %query.version, "EMCC: remote cluster update answered");
@@ -574,7 +575,7 @@ async fn user_handler(
         Ok(q) => q,
         Err(r) => return r,
     };
-    if let Err(r) = same_peer(&query.api, &query.cluster, &peer) {
+    if let Some(r) = other_peer(&query.api, &query.cluster, &peer) {
         return r;
     }
     let cluster = svc.node.cluster();
