@@ -422,10 +422,11 @@ fn r17_sync_certs_refuses_what_it_cannot_trust_and_the_endpoints_hold() {
     assert_eq!(st, 413);
 }
 
-/// README's certificate-exchange example, run as written: in network, mount and PID
-/// namespaces of its own, with the two clusters and the sFTP server README assumes at the
-/// addresses it names (the clusters on 127.0.1.1 and 127.0.2.1, OpenSSH on 127.0.0.1:22, a
-/// fresh `/srv` on tmpfs) and a home whose `~/.ssh` holds the key and the server's host key.
+/// README's certificate-exchange example, then its remote cluster update example, run as
+/// written: in network, mount and PID namespaces of their own, with the two shipped EMCC
+/// clusters and the sFTP server README assumes at the addresses it names (the clusters on
+/// 127.0.1.1 and 127.0.2.1, OpenSSH on 127.0.0.1:22, a fresh `/srv` on tmpfs) and a home whose
+/// `~/.ssh` holds the key and the server's host key.
 #[test]
 fn r17_readme_sync_certs_example_runs_as_written() {
     use crate::common::is_root;
