@@ -332,8 +332,8 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
         );
         if !out.is_empty() {
             t.push_str(&format!(
-                "{:<14} {:<22} {:<8} {:<8}\n",
-                "REMOTE", "ADDRESS", "VERSION", "STATE"
+                "{:<14} {:<22} {:<8} STATE\n",
+                "REMOTE", "ADDRESS", "VERSION"
             ));
         }
         for r in &out {

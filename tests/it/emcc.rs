@@ -809,7 +809,10 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     // is not activated there yet (its update at start failed the same way): code 40.
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
     assert_eq!(rc, 1, "{out}");
-    assert!(out.contains("40"), "{out}");
+    assert!(
+        out.contains("EM error 40 (No response from remote host)"),
+        "{out}"
+    );
     assert!(out.contains("home (not activated)"), "{out}");
 
     // A stranger with no client certificate, or with one of its own, is refused before its
@@ -890,7 +893,7 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     // is not found (23); a phone that is not EMCC enabled answers as before (23, no lookup).
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
     assert_eq!(rc, 1, "{out}");
-    assert!(out.contains("38"), "{out}");
+    assert!(out.contains("EM error 38 (EMCC not allowed)"), "{out}");
     assert!(
         out.contains("the home cluster of traveler is home"),
         "{out}"
@@ -898,7 +901,7 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     home.wait_for_log("EMCC: home lookup answered");
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "nobody");
     assert_eq!(rc, 1, "{out}");
-    assert!(out.contains("23"), "{out}");
+    assert!(out.contains("EM error 23 (User not found)"), "{out}");
     assert!(out.contains("nor at any EMCC remote cluster"), "{out}");
 
     // Status, from each database.
