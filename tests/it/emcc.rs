@@ -860,6 +860,16 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
         body.contains("is not in cluster visiting's Tomcat-trust store"),
         "{body}"
     );
+    // 50 strangers at once, each with a big body: all refused, none read.
+    let floods: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, big_arg) = (url.clone(), big_arg.clone());
+            std::thread::spawn(move || curl(&url, &["--data-binary", &big_arg]).0)
+        })
+        .collect();
+    for f in floods {
+        assert_eq!(f.join().unwrap(), 403);
+    }
 
     // The certificate exchange, then an update on demand on each side.
     let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
