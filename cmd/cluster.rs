@@ -4,6 +4,7 @@
 
 use clap::{Args as ClapArgs, Subcommand};
 use ucm::node::feed::{unix_ms, LagFigures, NODE_DOWN_AFTER};
+use ucm::services::em::store::EmStore;
 
 use crate::db::DbArgs;
 use crate::{print_out, Failure};
@@ -52,7 +53,8 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
     let def = store.load().await?;
     let rows = store.nodes().await?;
     let now = unix_ms();
-    let counts = store.per_node_counts(now / 1000).await?;
+    let regs = store.registrations_per_node(now / 1000).await?;
+    let logins = store.em_logins_per_node().await?;
     store.close().await;
     let defined: Vec<(String, String, Vec<String>)> = def
         .as_ref()
@@ -82,7 +84,8 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
             .and_then(|r| r.status.get("feed_connected"))
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        let (registrations, em_logins) = counts.get(&name).copied().unwrap_or_default();
+        let registrations = regs.get(&name).copied().unwrap_or_default();
+        let em_logins = logins.get(&name).copied().unwrap_or_default();
         out.push(NodeStatus {
             address: row
                 .map(|r| r.address.clone())
