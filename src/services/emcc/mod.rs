@@ -752,6 +752,9 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<Emcc>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
+    // The remote cluster updates are in the database, read where needed: nothing to follow.
+    feed: None,
+    status: &[],
     start: start_service,
 };
 
