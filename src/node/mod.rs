@@ -154,7 +154,9 @@ impl NodeState {
                     .await?;
             }
         }
-        let tls_cfg = tls::server_config(&identity, &[b"http/1.1"])?;
+        // HTTPS asks for a client certificate without requiring one: the EMCC inter-cluster
+        // API verifies the other cluster's node by it (mutual TLS); phones send none.
+        let tls_cfg = tls::server_config_asking_client_certs(&identity, &[b"http/1.1"])?;
         let sip_tls = tls::server_config(&identity, &[])?;
         let (registrar, writer) =
             crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
