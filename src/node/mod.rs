@@ -8,6 +8,7 @@
 
 pub mod feed;
 pub mod http;
+pub mod leases;
 pub mod metrics;
 
 use std::net::{IpAddr, SocketAddr};
@@ -81,6 +82,8 @@ pub struct NodeState {
     stop: watch::Sender<bool>,
     /// The change feed from the other nodes (and this node's heartbeat figures).
     pub feed: feed::Feed,
+    /// Which node runs each service the cluster runs once (see [`leases`]).
+    pub leases: leases::Leases,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
@@ -154,6 +157,7 @@ impl NodeState {
         let digest = store.definition_digest().await?;
         Ok(Arc::new(NodeState {
             feed: feed::Feed::new(digest),
+            leases: Default::default(),
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
             secret_guards: Default::default(),
             call_control: Arc::new(crate::sip::CallControl::new()),

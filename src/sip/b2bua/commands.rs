@@ -118,6 +118,13 @@ impl B2bua {
                 self.route_points.insert(name);
                 None
             }
+            Command::RoutePointsElsewhere { at } => {
+                if at != self.remote_route_points {
+                    tracing::info!(?at, "route points served by other nodes");
+                }
+                self.remote_route_points = at;
+                None
+            }
             Command::Redirect { call, destination } => Some(Reply::Done(self.redirect(
                 cluster,
                 registrar,
@@ -217,6 +224,14 @@ impl B2bua {
             self.timers.remove(&(at, call));
         }
         self.route_points.remove(&rp);
+        // The service stepped down here and another node's took over: the call goes there.
+        if let Some(dn) = c.target_dn.clone() {
+            if self
+                .offer_route_point_through_node(cluster, registrar, call, &dn, &rp, now, &mut out)
+            {
+                return out;
+            }
+        }
         tracing::info!(call, route_point = %rp, "no service on the route point; call forwarding applies");
         self.no_answer(cluster, registrar, call, now, &mut out);
         out
@@ -255,6 +270,20 @@ impl B2bua {
         *self.line_load.entry(dn.clone()).or_default() += 1;
         self.event(call, dn, Some(route_point.clone()), LineState::Ringing);
         if !self.route_points.contains(&route_point) {
+            // Served by another node (a service the cluster runs once): the call goes there.
+            if self.offer_route_point_through_node(
+                cluster,
+                registrar,
+                call,
+                dn,
+                &route_point,
+                now,
+                out,
+            ) {
+                let secs = cluster.service_parameters.call_manager.route_point_timeout;
+                self.arm_no_answer(call, now.mono + Duration::from_secs(u64::from(secs)));
+                return;
+            }
             tracing::info!(call, route_point = %route_point, "no service on the route point; call forwarding applies");
             self.no_answer(cluster, registrar, call, now, out);
             return;
@@ -408,6 +437,7 @@ impl B2bua {
                 line: line.to_string(),
                 partition: la.partition.clone(),
                 devices: vec![device.to_string()],
+                route_point: None,
                 node: local,
             };
             extra = Some((intra::DELIVER_HEADER, deliver.to_header()));
