@@ -264,7 +264,14 @@ impl B2bua {
             route_point: route_point.clone(),
             dn: dn.0.clone(),
             calling: c.caller.number.clone(),
-            call_id: c.a_request.call_id().unwrap_or_default().to_string(),
+            // A call another node sent here is named by its caller's own Call-ID.
+            call_id: c
+                .a_request
+                .headers
+                .get(intra::DELIVER_HEADER)
+                .and_then(|v| intra::Deliver::parse(v).ok())
+                .and_then(|d| d.call_id)
+                .unwrap_or_else(|| c.a_request.call_id().unwrap_or_default().to_string()),
             offer: (!c.a_request.body.is_empty()).then(|| c.a_request.body.clone()),
         };
         *self.line_load.entry(dn.clone()).or_default() += 1;
@@ -438,6 +445,7 @@ impl B2bua {
                 partition: la.partition.clone(),
                 devices: vec![device.to_string()],
                 route_point: None,
+                call_id: None,
                 node: local,
             };
             extra = Some((intra::DELIVER_HEADER, deliver.to_header()));

@@ -31,6 +31,9 @@ pub struct Deliver {
     pub devices: Vec<String>,
     /// The route point whose service (on the receiving node) is offered the call.
     pub route_point: Option<String>,
+    /// The caller's own Call-ID, which the service names the call by (its reports), when it
+    /// fits the header (no `"`).
+    pub call_id: Option<String>,
     /// The node that sent it (for the log).
     pub node: String,
 }
@@ -46,12 +49,17 @@ impl Deliver {
             Some(rp) => format!("rp={rp}"),
             None => format!("devices={}", self.devices.join(",")),
         };
-        format!("line={}{pt};{target};node={}", self.line, self.node)
+        let cid = self
+            .call_id
+            .as_deref()
+            .map(|c| format!(";cid={c}"))
+            .unwrap_or_default();
+        format!("line={}{pt};{target}{cid};node={}", self.line, self.node)
     }
 
     pub fn parse(v: &str) -> Result<Deliver, String> {
         let (mut line, mut partition, mut devices, mut node) = (None, None, None, None);
-        let mut route_point = None;
+        let (mut route_point, mut call_id) = (None, None);
         for part in v.split(';') {
             let (k, val) = part
                 .trim()
@@ -71,6 +79,7 @@ impl Deliver {
                 "devices" => devices = Some(val.split(',').map(str::to_string).collect()),
                 "node" => node = Some(val.to_string()),
                 "rp" => route_point = Some(val.to_string()),
+                "cid" => call_id = Some(val.to_string()),
                 other => return Err(format!("unknown parameter {other:?}")),
             }
         }
@@ -87,6 +96,7 @@ impl Deliver {
             partition,
             devices,
             route_point,
+            call_id,
             node: node.ok_or("no node")?,
         })
     }
@@ -153,6 +163,7 @@ impl B2bua {
                 partition: dn.1.clone(),
                 devices: devices.clone(),
                 route_point: None,
+                call_id: None,
                 node: local.to_string(),
             };
             let peer = Peer {
@@ -214,12 +225,16 @@ impl B2bua {
         if node == local {
             return false;
         }
-        let Some(presented) = self.calls.get(&call).and_then(|c| {
-            c.a_request
-                .headers
-                .get(DELIVER_HEADER)
-                .is_none()
-                .then(|| (c.caller.number.clone(), c.caller.display.clone()))
+        let Some((presented, call_id)) = self.calls.get(&call).and_then(|c| {
+            c.a_request.headers.get(DELIVER_HEADER).is_none().then(|| {
+                let cid = c.a_request.call_id().unwrap_or_default();
+                let cid = (!cid.is_empty()
+                    && cid
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'=' | b'"')))
+                .then(|| cid.to_string());
+                ((c.caller.number.clone(), c.caller.display.clone()), cid)
+            })
         }) else {
             return false;
         };
@@ -239,6 +254,7 @@ impl B2bua {
             partition: dn.1.clone(),
             devices: Vec::new(),
             route_point: Some(rp.to_string()),
+            call_id,
             node: local,
         };
         let peer = Peer {
@@ -346,6 +362,7 @@ mod tests {
             partition: Some("Internal_PT".into()),
             devices: vec!["SEP0001".into(), "SEP0002".into()],
             route_point: None,
+            call_id: None,
             node: "ucm-pub".into(),
         };
         assert_eq!(Deliver::parse(&d.to_header()), Ok(d.clone()));
@@ -357,9 +374,13 @@ mod tests {
         let rp = Deliver {
             devices: Vec::new(),
             route_point: Some("DialCast_All".into()),
+            call_id: Some("a84b4c76e66710@pc33.example.com".into()),
             ..plain
         };
-        assert_eq!(rp.to_header(), "line=10001;rp=DialCast_All;node=ucm-pub");
+        assert_eq!(
+            rp.to_header(),
+            "line=10001;rp=DialCast_All;cid=a84b4c76e66710@pc33.example.com;node=ucm-pub"
+        );
         assert_eq!(Deliver::parse(&rp.to_header()), Ok(rp));
         for bad in [
             "line=1;devices=A;rp=R;node=n",
