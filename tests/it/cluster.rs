@@ -2059,7 +2059,10 @@ async fn r16_a_standby_paging_server_takes_over_when_the_active_node_is_killed()
         let doc = wait_active_paging(&url, "ucm-pub", 10);
         assert_eq!(node_status(&doc, "ucm-sub1")["paging"], "standby", "{doc}");
         assert_eq!(node_status(&doc, "ucm-pub")["paging"], "active", "{doc}");
-        assert!(node_status(&doc, "ucm-sub2").get("paging").is_none(), "{doc}");
+        assert!(
+            node_status(&doc, "ucm-sub2").get("paging").is_none(),
+            "{doc}"
+        );
         sub1.wait_for_log("route points served by other nodes");
         let sim = paging_phones(&sub1, &format!("127.{net}.1.10"));
         // A page through the active node.
