@@ -228,6 +228,11 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         assert!(services("ucm-sub1").contains(&"extension-mobility".to_string()));
         assert!(!services("ucm-pub").contains(&"extension-mobility".to_string()));
         assert!(services("ucm-pub").contains(&"paging".to_string()));
+        // Paging is named on ucm-pub and ucm-sub1: the first started is active.
+        assert_eq!(doc["paging"]["active"], "ucm-pub", "{doc}");
+        assert_eq!(doc["paging"]["standby"], serde_json::json!(["ucm-sub1"]));
+        assert_eq!(node_status(&doc, "ucm-sub1")["paging"], "standby");
+        assert!(node_status(&doc, "ucm-sub2").get("paging").is_none());
         // An EM login on sub1 counts there.
         assert_eq!(
             em_post(sub1.addr("http"), &login_xml(HOTDESK, "jsmith")),
@@ -259,6 +264,10 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         assert!(
             text.lines()
                 .any(|l| l.starts_with("ucm-sub2") && l.contains("DOWN")),
+            "{text}"
+        );
+        assert!(
+            text.contains("Paging Server: active on ucm-pub") && text.contains("standby: ucm-sub1"),
             "{text}"
         );
         drop((pubn, sub1));
