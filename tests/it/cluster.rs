@@ -2150,6 +2150,12 @@ async fn r16_a_page_on_a_node_that_stops_gracefully_ends_cleanly_and_the_standby
             }
         }
         assert!(pubn.logs().contains("lease released"), "{}", pubn.logs());
+        // The caller's call was ended by the stopping node (a BYE through ucm-sub1).
+        crate::phone::wait_state(sim.http(PAGER), 10, "the caller's call ended", |s| {
+            !crate::phone::calls(s)
+                .iter()
+                .any(|c| c["state"] == "connected")
+        });
         wait_active_paging(&url, "ucm-sub1", 10);
         eprintln!(
             "standby Paging Server active {:?} after SIGTERM of the active one",

@@ -561,6 +561,20 @@ impl B2bua {
     /// (their media flows phone to phone).
     pub fn on_shutdown(&mut self, now: Now) -> Vec<Out> {
         let mut out = Vec::new();
+        // A call a service of this node answered at a route point (a page) ends with the
+        // service: its caller gets a BYE rather than a call to nobody.
+        let mut served: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.state == CallState::Connected && c.at_route_point.is_some() && c.legs.len() == 1
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        served.sort_unstable();
+        for call in served {
+            self.hang_up(call, None, now, &mut out);
+        }
         let mut setting_up: Vec<u64> = self
             .calls
             .iter()
