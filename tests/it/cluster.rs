@@ -1955,18 +1955,41 @@ fn paging_definition(dir: &Path, net: u8, more_paging: &[&str]) -> std::path::Pa
     p
 }
 
-/// The lab phones a cluster page test pages (HQ, DNs 20001..: group demo-all).
-const PAGED: [&str; 4] = [
-    "SEP000000001001",
-    "SEP000000001002",
-    "SEP000000001003",
-    "SEP000000001004",
-];
-const PAGER: &str = "SEP00036BC7B973";
+/// Who pages whom in a cluster page test: the caller's phone (dialling with its owner's
+/// credentials) and the lab phones paged (group demo-all, DialCast 7000).
+struct Who {
+    pager: &'static str,
+    owner: (&'static str, &'static str),
+    paged: &'static [&'static str],
+}
+
+/// HQ phones: their Unified CM group starts with ucm-sub1.
+const HQ: Who = Who {
+    pager: "SEP00036BC7B973",
+    owner: ("jsmith", "cisco"),
+    paged: &[
+        "SEP000000001001",
+        "SEP000000001002",
+        "SEP000000001003",
+        "SEP000000001004",
+    ],
+};
+
+/// Branch phones: their Unified CM group starts with ucm-sub2.
+const BRANCH: Who = Who {
+    pager: "SEP00036BC7B976",
+    owner: ("ssmith", "cisco"),
+    paged: &[
+        "SEP00000000101A",
+        "SEP00000000101B",
+        "SEP00000000101C",
+        "SEP00000000101D",
+    ],
+};
 
 /// The caller's phone and the paged phones (web servers on 8081, as the fixture's paging
 /// section says), from `first_ip`, on `srv`'s node (their Unified CM group's first).
-fn paging_phones(srv: &Server, first_ip: &str) -> crate::phone::Sim {
+fn paging_phones(srv: &Server, first_ip: &str, who: &Who) -> crate::phone::Sim {
     let mut args = vec![
         "--first-ip",
         first_ip,
@@ -1974,13 +1997,13 @@ fn paging_phones(srv: &Server, first_ip: &str) -> crate::phone::Sim {
         "8081",
         "--auto-answer",
         "--device",
-        PAGER,
+        who.pager,
     ];
-    for d in PAGED {
+    for d in who.paged {
         args.extend(["--device", d]);
     }
     let sim = crate::phone::Sim::start(srv, &args);
-    for d in PAGED.iter().chain([&PAGER]) {
+    for d in who.paged.iter().chain([&who.pager]) {
         crate::phone::wait_state(sim.http(d), 15, &format!("{d} registered"), |s| {
             s["registered"] == true
         });
@@ -2006,9 +2029,9 @@ fn wait_active_paging(db: &str, node: &str, secs: u64) -> serde_json::Value {
 
 /// The caller dials 7000 (the pushed `Dial:`, with its owner's credentials); returns the
 /// Call-ID of its page once every paged phone hears the stream.
-fn start_page(sim: &crate::phone::Sim) -> String {
-    let caller = sim.http(PAGER);
-    let (_, body) = crate::phone::push(caller, Some(("jsmith", "cisco")), &["Dial:7000"]);
+fn start_page(sim: &crate::phone::Sim, who: &Who) -> String {
+    let caller = sim.http(who.pager);
+    let (_, body) = crate::phone::push(caller, Some(who.owner), &["Dial:7000"]);
     assert!(body.contains(r#"Status="0""#), "{body}");
     let s = crate::phone::wait_state(caller, 15, "the page answered", |s| {
         crate::phone::calls(s)
@@ -2020,7 +2043,7 @@ fn start_page(sim: &crate::phone::Sim) -> String {
         .find(|c| c["state"] == "connected")
         .and_then(|c| c["call_id"].as_str().map(str::to_string))
         .expect("a connected call");
-    for d in PAGED {
+    for d in who.paged {
         crate::phone::wait_state(sim.http(d), 15, &format!("{d} joined"), |s| {
             crate::paging::page_stream(s)
                 .is_some_and(|st| st["active"] == true && st["packets"].as_u64() > Some(10))
@@ -2029,9 +2052,15 @@ fn start_page(sim: &crate::phone::Sim) -> String {
     call_id
 }
 
+/// The caller hangs up.
+fn hang_up(sim: &crate::phone::Sim, who: &Who) {
+    let (_, body) = crate::phone::push(sim.http(who.pager), Some(who.owner), &["Key:Onhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+}
+
 /// Every paged phone left the page on `RTPRx:Stop`.
-fn all_left(sim: &crate::phone::Sim) {
-    for d in PAGED {
+fn all_left(sim: &crate::phone::Sim, who: &Who) {
+    for d in who.paged {
         let s = crate::phone::wait_state(sim.http(d), 15, &format!("{d} left the page"), |s| {
             crate::paging::page_stream(s).is_some_and(|st| st["active"] == false)
         });
@@ -2041,9 +2070,9 @@ fn all_left(sim: &crate::phone::Sim) {
 }
 
 /// The page's report, stored by the node that ran it, as checked by any node.
-fn page_report(srv: &Server, call_id: &str) -> serde_json::Value {
+fn page_report(srv: &Server, call_id: &str, who: &Who) -> serde_json::Value {
     let r = crate::paging::report_for(srv, call_id);
-    assert_eq!(r["joined"].as_u64(), Some(PAGED.len() as u64), "{r:#}");
+    assert_eq!(r["joined"].as_u64(), Some(who.paged.len() as u64), "{r:#}");
     r
 }
 
@@ -2073,14 +2102,12 @@ async fn r16_a_standby_paging_server_takes_over_when_the_active_node_is_killed()
             "{doc}"
         );
         sub1.wait_for_log("route points served by other nodes");
-        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"));
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
         // A page through the active node.
-        let call_id = start_page(&sim);
-        let (_, body) =
-            crate::phone::push(sim.http(PAGER), Some(("jsmith", "cisco")), &["Key:Onhook"]);
-        assert!(body.contains(r#"Status="0""#), "{body}");
-        all_left(&sim);
-        let r = page_report(&sub1, &call_id);
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
         assert_eq!(r["node"], "ucm-pub", "{r:#}");
         assert_eq!(r["ended_by"], "caller hung up", "{r:#}");
         assert!(sub1
@@ -2094,12 +2121,10 @@ async fn r16_a_standby_paging_server_takes_over_when_the_active_node_is_killed()
         assert_eq!(node_status(&doc, "ucm-sub1")["paging"], "active", "{doc}");
         eprintln!("standby Paging Server active {took:?} after kill -9 of the active one");
         // The same phone pages again: the page runs on ucm-sub1.
-        let call_id = start_page(&sim);
-        let (_, body) =
-            crate::phone::push(sim.http(PAGER), Some(("jsmith", "cisco")), &["Key:Onhook"]);
-        assert!(body.contains(r#"Status="0""#), "{body}");
-        all_left(&sim);
-        let r = page_report(&sub1, &call_id);
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
         assert_eq!(r["node"], "ucm-sub1", "{r:#}");
         for p in r["phones"].as_array().unwrap() {
             if p["outcome"] == "joined" {
@@ -2134,14 +2159,14 @@ async fn r16_a_page_on_a_node_that_stops_gracefully_ends_cleanly_and_the_standby
         let mut sub1 = sip_node(&def, &url, "ucm-sub1");
         wait_active_paging(&url, "ucm-pub", 10);
         sub1.wait_for_log("route points served by other nodes");
-        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"));
-        let call_id = start_page(&sim);
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        let call_id = start_page(&sim, &HQ);
         // Stop the active node mid-page.
         let stopped = Instant::now();
         let st = pubn.terminate();
         assert!(st.success(), "{st:?}\n{}", pubn.logs());
-        all_left(&sim);
-        let r = page_report(&sub1, &call_id);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
         assert_eq!(r["node"], "ucm-pub", "{r:#}");
         assert_eq!(r["ended_by"], "node stopping", "{r:#}");
         for p in r["phones"].as_array().unwrap() {
@@ -2151,7 +2176,7 @@ async fn r16_a_page_on_a_node_that_stops_gracefully_ends_cleanly_and_the_standby
         }
         assert!(pubn.logs().contains("lease released"), "{}", pubn.logs());
         // The caller's call was ended by the stopping node (a BYE through ucm-sub1).
-        crate::phone::wait_state(sim.http(PAGER), 10, "the caller's call ended", |s| {
+        crate::phone::wait_state(sim.http(HQ.pager), 10, "the caller's call ended", |s| {
             !crate::phone::calls(s)
                 .iter()
                 .any(|c| c["state"] == "connected")
@@ -2231,6 +2256,47 @@ async fn r16_two_standbys_racing_for_the_lease_make_exactly_one_active() {
         assert!(!l.contains("this node is the active Paging Server"), "{l}");
         assert!(!winner.logs().contains("another node took the lease"));
         drop((sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// A phone registered with a node that does not run paging (ucm-sub2) dials the DialCast
+/// number: its node sends the call to the active Paging Server (ucm-pub) over the
+/// intra-cluster trunk, and the phones registered with ucm-sub2 are paged from there.
+#[tokio::test]
+async fn r16_a_page_dialled_on_a_node_without_paging_runs_on_the_active_paging_server() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 69;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        let sub2 = sip_node(&def, &url, "ucm-sub2");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub2.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub2, &format!("127.{net}.1.10"), &BRANCH);
+        crate::phone::wait_state(sim.http(BRANCH.pager), 10, "on ucm-sub2", |s| {
+            on_node(s, "ucm-sub2")
+        });
+        let call_id = start_page(&sim, &BRANCH);
+        hang_up(&sim, &BRANCH);
+        all_left(&sim, &BRANCH);
+        let r = page_report(&pubn, &call_id, &BRANCH);
+        assert_eq!(r["node"], "ucm-pub", "{r:#}");
+        assert_eq!(r["calling"], "30271", "{r:#}");
+        assert!(sub2
+            .logs()
+            .contains("offering the call to the route point's node"));
+        drop((sim, pubn, sub1, sub2));
     })
     .await;
     db.drop_db().await;
