@@ -4,6 +4,7 @@
 
 use clap::{Args as ClapArgs, Subcommand};
 use ucm::node::feed::{unix_ms, LagFigures, NODE_DOWN_AFTER};
+use ucm::services::em::store::EmStore;
 
 use crate::db::DbArgs;
 use crate::{print_out, Failure};
@@ -73,7 +74,8 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
     let def = store.load().await?;
     let rows = store.nodes().await?;
     let now = unix_ms();
-    let counts = store.per_node_counts(now / 1000).await?;
+    let regs = store.registrations_per_node(now / 1000).await?;
+    let logins = store.em_logins_per_node().await?;
     let lease = store.lease(ucm::services::paging::LEASE).await?;
     store.close().await;
     // Paging is served when the definition has DialCast numbers and a paging user.
@@ -123,7 +125,8 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
             .and_then(|r| r.status.get("feed_connected"))
             .and_then(|v| v.as_bool())
             .unwrap_or(false);
-        let (registrations, em_logins) = counts.get(&name).copied().unwrap_or_default();
+        let registrations = regs.get(&name).copied().unwrap_or_default();
+        let em_logins = logins.get(&name).copied().unwrap_or_default();
         out.push(NodeStatus {
             address: row
                 .map(|r| r.address.clone())

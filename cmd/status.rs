@@ -82,15 +82,15 @@ fn when(v: &serde_json::Value) -> String {
 }
 
 fn render(v: &serde_json::Value) -> String {
+    let empty = Vec::new();
+    let list = |k: &str| v[k].as_array().unwrap_or(&empty).clone();
     let mut out = format!(
         "cluster {} · node {} · active calls {} · running pages {}\n",
         text(&v["cluster"]),
         text(&v["node"]),
-        text(&v["active_calls"]),
-        text(&v["running_pages"])
+        list("active_calls").len(),
+        list("running_pages").len()
     );
-    let empty = Vec::new();
-    let list = |k: &str| v[k].as_array().unwrap_or(&empty).clone();
     out.push_str("\nREGISTERED PHONES\nDEVICE\tLINES\tADDRESS\tNODE\tSINCE (UTC)\n");
     for p in list("registered_phones") {
         out.push_str(&format!(
@@ -100,6 +100,34 @@ fn render(v: &serde_json::Value) -> String {
             text(&p["address"]),
             text(&p["node"]),
             when(&p["since"])
+        ));
+    }
+    out.push_str(
+        "\nACTIVE CALLS ON THIS NODE\nID\tSTATE\tCALLING\tDIALLED\tDEVICES\tSINCE (UTC)\n",
+    );
+    for c in list("active_calls") {
+        let held = if c["held"] == true { " (held)" } else { "" };
+        out.push_str(&format!(
+            "{}\t{}{held}\t{}\t{}\t{}\t{}\n",
+            text(&c["id"]),
+            text(&c["state"]),
+            text(&c["calling"]),
+            text(&c["dialled"]),
+            text(&c["devices"]),
+            when(&c["started"])
+        ));
+    }
+    out.push_str(
+        "\nRUNNING PAGES ON THIS NODE\nDIALCAST\tCALLING\tGROUP\tMULTICAST\tSINCE (UTC)\n",
+    );
+    for p in list("running_pages") {
+        out.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            text(&p["dialcast"]),
+            text(&p["calling"]),
+            text(&p["recipient_group"]),
+            text(&p["multicast"]),
+            when(&p["started"])
         ));
     }
     out.push_str(

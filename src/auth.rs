@@ -448,6 +448,15 @@ impl SourceThrottle {
             .unwrap_or_else(|p| p.into_inner())
             .remove(&(source, credential.to_string()));
     }
+
+    /// Forgets every source's failures of `credential` (its lockout was ended): returns how
+    /// many sources were waiting on it.
+    pub fn forget_credential(&self, credential: &str) -> usize {
+        let mut g = self.sources.lock().unwrap_or_else(|p| p.into_inner());
+        let before = g.len();
+        g.retain(|(_, c), _| c != credential);
+        before - g.len()
+    }
 }
 
 /// How long a check waits for a free verification slot before it is refused as busy.

@@ -14,15 +14,17 @@
 //! - [`services`]: the applications, one module each (IP Phone Services, TFTP, Extension
 //!   Mobility, WebDialer, Paging), all of one shape: a [`services::ServiceSpec`] declares the
 //!   `nodes[].services` flags it answers to, its HTTP paths, its own listeners, its sections of
-//!   the cluster definition (typed in its `model.rs`) and their checks, and how it starts;
-//!   started, it hands the server its routes and tasks. Its queries live in its folder too, over
-//!   the store handle. [`services::parse_str`] reads a definition against every service's
+//!   the cluster definition (typed in its `model.rs`) and their checks, its hook on the change
+//!   feed (run on every node), its sections of the status view, and how it starts; started, it
+//!   hands the server its routes and tasks. Its queries live in its folder too, over the store
+//!   handle. [`services::parse_str`] reads a definition against every service's
 //!   sections and checks. Adding a service is its folder plus one line in [`services::ALL`].
 //! - [`client`]: what the commands drive a cluster with (EM, WebDialer, the paging caller, push
 //!   to phones, lint), over the wire like any third party, and their HTTP(S) settings.
 //! - [`phone`]: the simulated Cisco phone; it knows the cluster only over the wire.
 //! - [`node`]: the node core every running part shares: store handle, cluster snapshot,
-//!   identity and base URLs, TLS identity, metrics, the HTTP accept loop, shutdown.
+//!   identity and base URLs, TLS identity, metrics, the HTTP accept loop, the change feed
+//!   (which hands each service's announcements to the hook it declares), shutdown.
 //! - [`sip`]: call control: transports, transactions, the registrar, the B2BUA (routing,
 //!   forwarding, route points, third-party calls) and the API services use
 //!   ([`sip::CallControl`]). It knows no service and no node: the node hands it a

@@ -1,13 +1,16 @@
 //! The change feed: how the nodes of a cluster on one PostgreSQL database learn each other's
-//! changes at once. Every EM login or logout and every definition import is announced by the
-//! database itself (`NOTIFY ucm_changes` from a trigger, delivered at commit; see migration
-//! 0010); each node listens on its own connection and applies what it hears through
-//! [`NodeState::apply_login_change`] (by version, so order and duplicates do not matter).
+//! changes at once. Changes are announced by the database itself (`NOTIFY ucm_changes` from
+//! triggers, delivered at commit; see migrations 0010 and 0011) as `<kind> <unix ms> <payload>`;
+//! each node listens on its own connection. The node core reads its own kinds (definition
+//! imports, registrations) and hands every other kind to the service that declared it
+//! ([`FeedHook`], on the service's `ServiceSpec`): each hook runs on every node, whether or not
+//! the node runs its service, decodes its own payload and applies it (by version, so order and
+//! duplicates do not matter).
 //!
-//! A node that loses the feed's connection says so (EM answers its database error, `/healthz`
-//! answers 503), reconnects, reads every device's state once and applies it, then serves
-//! again: nothing committed while it was away is missed. On SQLite there is one node and no
-//! feed: its own writes apply directly.
+//! A node that loses the feed's connection says so (services that need the database answer
+//! their database error, `/healthz` answers 503), reconnects, has every hook read its state
+//! again ([`FeedHook::resync`]), then serves again: nothing committed while it was away is
+//! missed. On SQLite there is one node and no feed: its own writes apply directly.
 //!
 //! Registrations travel the same way (migration 0011): every node keeps every other node's
 //! bindings in memory ([`crate::sip::registrar::Registrar::learn`]), so it routes a call to a
@@ -20,12 +23,14 @@
 //! The heartbeat keeps the node's row in `cluster_nodes` alive (both backends).
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::NodeState;
-use crate::store::{Backend, NodeRow, RegistrationRow};
+use crate::store::{Backend, NodeRow, RegistrationRow, StoreError};
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "ucm_changes";
@@ -38,14 +43,48 @@ pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
 /// How many recent propagation delays a node keeps for its p50/p99.
 pub const LAG_SAMPLES: usize = 4096;
 
+/// One announcement of the feed as a service's hook receives it: `<kind> <at_ms> <payload>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Announcement<'a> {
+    pub kind: &'a str,
+    /// When the change was written (unix milliseconds, the database's clock).
+    pub at_ms: i64,
+    /// What follows the time: the service's own encoding.
+    pub payload: &'a str,
+}
+
+/// What a hook's work returns.
+pub type HookFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
+
+/// A service's part in the change feed, declared on its `ServiceSpec` and registered with
+/// every node ([`Feed::add_hook`]) whichever services the node runs: what another node's
+/// change of the service's state means here (its logins change every node's configuration
+/// files and call routing, for instance).
+#[derive(Clone, Copy)]
+pub struct FeedHook {
+    /// How logs name the service.
+    pub service: &'static str,
+    /// The announcement kinds it reads (the payload's first word).
+    pub kinds: &'static [&'static str],
+    /// One announcement of its kinds. `Ok(true)`: a change this node had not seen was
+    /// read (its delay counts in the feed's lag figures). An error is a database error: the
+    /// feed reconnects and resynchronises rather than miss the change.
+    pub on_change: for<'a> fn(&'a NodeState, Announcement<'a>) -> HookFuture<'a, bool>,
+    /// Reads everything of the service again and applies what is newer than this node's view:
+    /// at start, and whenever the feed reconnects.
+    pub resync: for<'a> fn(&'a NodeState) -> HookFuture<'a, ()>,
+    /// What the node reports of the service in its heartbeat (`cluster_nodes.status`).
+    pub figures: fn(&NodeState) -> Vec<(&'static str, serde_json::Value)>,
+}
+
 /// The feed's state on one node.
 pub struct Feed {
     /// False while the node cannot reach the database through its feed.
     healthy: AtomicBool,
     /// Recent delays (ms) from a change's write in the database to its application here.
     lags: Mutex<LagWindow>,
-    /// Woken when another node's EM change was applied (EM arms its logout timers).
-    pub logins_changed: tokio::sync::Notify,
+    /// The services' hooks, called for the kinds they declared.
+    hooks: Mutex<Vec<FeedHook>>,
     /// The digest of the definition the node runs.
     digest: Mutex<Option<String>>,
     /// Made at start: this run of the node.
@@ -76,7 +115,7 @@ impl Feed {
         Feed {
             healthy: AtomicBool::new(true),
             lags: Mutex::new(LagWindow::default()),
-            logins_changed: tokio::sync::Notify::new(),
+            hooks: Mutex::default(),
             digest: Mutex::new(digest),
             instance: format!(
                 "{}-{started_ms}-{:08x}",
@@ -96,9 +135,20 @@ impl Feed {
             if ok {
                 tracing::info!("change feed: database reachable again, resynchronised");
             } else {
-                tracing::warn!("change feed: database unreachable; EM answers its database error until it returns");
+                tracing::warn!("change feed: database unreachable; services answer their database errors until it returns");
             }
         }
+    }
+
+    /// Registers a service's hook: its kinds reach it from now on.
+    pub fn add_hook(&self, hook: FeedHook) {
+        let mut g = self.hooks.lock().unwrap_or_else(|p| p.into_inner());
+        g.push(hook);
+    }
+
+    /// The hooks registered (copied: none is held across a database read).
+    pub fn hooks(&self) -> Vec<FeedHook> {
+        self.hooks.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn record_lag(&self, ms: i64) {
@@ -140,11 +190,8 @@ pub fn unix_ms() -> i64 {
 /// One announcement of the feed.
 #[derive(Debug, PartialEq, Eq)]
 enum Change<'a> {
-    Em {
-        at_ms: i64,
-        version: i64,
-        device: &'a str,
-    },
+    /// A kind the node core does not read: a service's.
+    Service(Announcement<'a>),
     Definition {
         at_ms: i64,
         digest: &'a str,
@@ -178,14 +225,6 @@ fn parse(payload: &str) -> Option<Change<'_>> {
     let (at, rest) = rest.split_once(' ')?;
     let at_ms = at.parse().ok()?;
     match kind {
-        "em" => {
-            let (version, device) = rest.split_once(' ')?;
-            Some(Change::Em {
-                at_ms,
-                version: version.parse().ok()?,
-                device,
-            })
-        }
         "def" => Some(Change::Definition {
             at_ms,
             digest: rest,
@@ -206,6 +245,11 @@ fn parse(payload: &str) -> Option<Change<'_>> {
                 line: id.line,
             })
         }
+        _ if !kind.is_empty() => Some(Change::Service(Announcement {
+            kind,
+            at_ms,
+            payload: rest,
+        })),
         _ => None,
     }
 }
@@ -273,15 +317,22 @@ impl NodeState {
         Ok(l)
     }
 
-    /// Reads every device's EM state and the definition once and applies what is newer.
-    async fn resync(&self) -> Result<(), crate::store::StoreError> {
+    /// Has every service's hook read its state again (at start, and after the feed
+    /// reconnects), in the order they were registered.
+    pub async fn resync_services(&self) -> Result<(), StoreError> {
+        for hook in self.feed.hooks() {
+            (hook.resync)(self).await?;
+        }
+        Ok(())
+    }
+
+    /// Reads the definition, every service's state and the registrations once and applies
+    /// what is newer.
+    async fn resync(&self) -> Result<(), StoreError> {
         if let Some(d) = self.store.definition_digest().await? {
             self.reload_definition(&d).await?;
         }
-        let applied = self.sync_logins().await?;
-        if applied > 0 {
-            self.feed.logins_changed.notify_one();
-        }
+        self.resync_services().await?;
         let rows = self
             .store
             .live_registrations(crate::sip::registrar::unix_now())
@@ -296,7 +347,7 @@ impl NodeState {
         Ok(())
     }
 
-    async fn on_change(&self, payload: &str) -> Result<(), crate::store::StoreError> {
+    async fn on_change(&self, payload: &str) -> Result<(), StoreError> {
         let Some(change) = parse(payload) else {
             tracing::warn!(
                 payload,
@@ -305,20 +356,21 @@ impl NodeState {
             return Ok(());
         };
         match change {
-            Change::Em {
-                at_ms,
-                version,
-                device,
-            } => {
-                if version <= self.cluster().mobility.version(device) {
-                    // Our own write, already applied (or an older one).
+            Change::Service(a) => {
+                let hook = self
+                    .feed
+                    .hooks()
+                    .into_iter()
+                    .find(|h| h.kinds.contains(&a.kind));
+                let Some(hook) = hook else {
+                    tracing::warn!(
+                        payload,
+                        "change feed: an announcement this node does not know"
+                    );
                     return Ok(());
-                }
-                if let Some(state) = self.store.em_state(device).await? {
-                    if self.apply_login_change(&state) {
-                        self.feed.logins_changed.notify_one();
-                    }
-                    self.feed.record_lag(unix_ms() - at_ms);
+                };
+                if (hook.on_change)(self, a).await? {
+                    self.feed.record_lag(unix_ms() - a.at_ms);
                 }
             }
             Change::Definition { at_ms, digest } => {
@@ -352,7 +404,7 @@ impl NodeState {
     }
 
     /// Loads the stored definition when its digest is not the one the node runs.
-    async fn reload_definition(&self, digest: &str) -> Result<(), crate::store::StoreError> {
+    async fn reload_definition(&self, digest: &str) -> Result<(), StoreError> {
         {
             let g = self.feed.digest.lock().unwrap_or_else(|p| p.into_inner());
             if g.as_deref() == Some(digest) {
@@ -384,12 +436,19 @@ impl NodeState {
             pid: i64::from(std::process::id()),
             started_at: self.feed.started_ms,
             heartbeat_at: unix_ms(),
-            status: serde_json::json!({
-                "feed": self.feed.lag(),
-                "feed_connected": self.feed.healthy(),
-                "registrations": self.registrar.count(),
-                "em_logins": self.cluster().mobility.len(),
-            }),
+            status: {
+                let mut status = serde_json::json!({
+                    "feed": self.feed.lag(),
+                    "feed_connected": self.feed.healthy(),
+                    "registrations": self.registrar.count(),
+                });
+                if let Some(m) = status.as_object_mut() {
+                    for hook in self.feed.hooks() {
+                        m.extend((hook.figures)(self).into_iter().map(|(k, v)| (k.into(), v)));
+                    }
+                }
+                status
+            },
         }
     }
 
@@ -420,13 +479,14 @@ mod tests {
 
     #[test]
     fn r16_feed_announcements_parse_and_bad_ones_are_refused() {
+        // A service's kind is handed on whole, for its hook to decode.
         assert_eq!(
             parse("em 1700000000123 7 SEP 0001"),
-            Some(Change::Em {
+            Some(Change::Service(Announcement {
+                kind: "em",
                 at_ms: 1700000000123,
-                version: 7,
-                device: "SEP 0001"
-            })
+                payload: "7 SEP 0001"
+            }))
         );
         assert_eq!(
             parse("def 5 abc"),
@@ -461,9 +521,9 @@ mod tests {
             "",
             "em",
             "em x 1 d",
-            "em 1 x d",
-            "zz 1 2 3",
-            "em 1 2",
+            "em 1",
+            " 1 2",
+            "def 1",
             "reg 1 {}",
             "reg 1 nope",
             "regid 1 {\"device\":\"x\"}",

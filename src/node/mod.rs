@@ -4,13 +4,17 @@
 //!
 //! [`NodeState`] holds the store handle, the cluster snapshot, the node's identity and the URLs
 //! phones should use, its TLS identity, the metrics, call control's handles (registrar and the
-//! call-control API) and the shutdown signal.
+//! call-control API), the change feed with the services' hooks, a per-node slot for what a
+//! service shares between its parts ([`NodeState::shared`]) and the shutdown signal.
 
 pub mod feed;
 pub mod http;
 pub mod leases;
+pub mod live;
 pub mod metrics;
 
+use std::any::{Any, TypeId};
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -84,8 +88,12 @@ pub struct NodeState {
     pub feed: feed::Feed,
     /// Which node runs each service the cluster runs once (see [`leases`]).
     pub leases: leases::Leases,
+    /// What runs at this node now (running pages), for the operator's view.
+    pub live: live::Live,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// What services share between their parts on this node, one value per type.
+    shared: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
 
 impl NodeState {
@@ -158,6 +166,7 @@ impl NodeState {
         Ok(Arc::new(NodeState {
             feed: feed::Feed::new(digest),
             leases: Default::default(),
+            live: live::Live::default(),
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
             secret_guards: Default::default(),
             call_control: Arc::new(crate::sip::CallControl::new()),
@@ -167,6 +176,7 @@ impl NodeState {
             stop,
             registrar,
             registrar_writer: std::sync::Mutex::new(Some(writer)),
+            shared: Default::default(),
             store,
             cluster: Arc::new(ClusterHandle::new(def)),
             node,
@@ -201,6 +211,20 @@ impl NodeState {
             metrics: self.metrics.sip.clone(),
             stop: self.stopping(),
         }
+    }
+
+    /// This node's one value of type `T`, made on first use: how a service's feed hook (which
+    /// runs on every node) and the service's own tasks share state without the node core
+    /// knowing it.
+    pub fn shared<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let any = {
+            let mut g = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+            g.entry(TypeId::of::<T>())
+                .or_insert_with(|| Arc::new(T::default()))
+                .clone()
+        };
+        // The entry of `T`'s type id holds a `T`: the fallback is never taken.
+        any.downcast::<T>().unwrap_or_default()
     }
 
     /// Whether this node runs `service` (its `nodes[].services`).
@@ -264,55 +288,6 @@ fn bracket(host: &str) -> String {
     match host.parse::<IpAddr>() {
         Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
         _ => host.to_string(),
-    }
-}
-
-impl NodeState {
-    /// The one way the running cluster learns of an EM change: the device's state as of a
-    /// database version, applied only when newer than what the node holds (see
-    /// [`crate::cluster::Mobility::apply`]). The node's own logins and logouts, the read of the
-    /// database at start and on reconnect, and the change feed ([`feed`]) all come here, so
-    /// a read made before a commit can never undo that commit. Returns whether it applied.
-    pub fn apply_login_change(&self, change: &crate::store::EmChange) -> bool {
-        use crate::cluster::Login;
-        let cluster = self.cluster();
-        let Some(r) = &change.login else {
-            return cluster.mobility.apply(&change.device, change.version, None);
-        };
-        let lines = cluster
-            .device_profile(&r.profile)
-            .map(|p| p.lines.clone())
-            .unwrap_or_default();
-        let login = Login {
-            device: r.device.clone(),
-            user: r.userid.clone(),
-            profile: r.profile.clone(),
-            logged_in_at: r.logged_in_at,
-            logout_at: r.logout_at,
-        };
-        cluster
-            .mobility
-            .apply(&change.device, change.version, Some((login, &lines)))
-    }
-
-    /// Applies a snapshot of every device's EM state (from [`crate::store::Store::em_states`],
-    /// however old): only what is newer than the node's own view changes it. Returns how many
-    /// logins were newly applied.
-    pub fn apply_login_states(&self, states: &[crate::store::EmChange]) -> usize {
-        states
-            .iter()
-            .filter(|c| self.apply_login_change(c) && c.login.is_some())
-            .count()
-    }
-
-    /// Brings the running cluster's EM logins in line with the database, where every node of
-    /// the cluster records its own: at start and whenever the change feed reconnects. Every node
-    /// needs them (configuration files, call routing), whichever services it runs. Phones are
-    /// not reset here: the node that made the change did that. Returns how many logins were
-    /// newly applied.
-    pub async fn sync_logins(&self) -> Result<usize, crate::store::StoreError> {
-        let states = self.store.em_states().await?;
-        Ok(self.apply_login_states(&states))
     }
 }
 

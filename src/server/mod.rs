@@ -305,11 +305,12 @@ pub async fn start(
     };
     let state =
         NodeState::start(store, def, Some(&listeners.node), addrs, data_dir.clone()).await?;
-    // Logins made before a restart (or by other nodes) are in force on every node.
-    let logins = state.sync_logins().await?;
-    if logins > 0 {
-        tracing::info!(logins, "Extension Mobility logins restored");
+    // Every service's part in the change feed runs on every node, whichever services the node
+    // runs; what they hold (logins made before a restart or by other nodes) is read now.
+    for hook in services::feed_hooks() {
+        state.feed.add_hook(hook);
     }
+    state.resync_services().await?;
     let mut parts = Vec::new();
     for (spec, bound) in services::ALL.iter().zip(listeners.services) {
         let active = spec.active(&listeners.active);

@@ -2,17 +2,16 @@
 //! (the same as an HTML page). Behind HTTP Basic for an **application user** of the cluster
 //! (the accounts given to services and administrators; end users see nothing of others).
 //!
-//! Registrations, Extension Mobility logins and lockouts come from the database, so every node
-//! shows the whole cluster; active calls and running pages are this node's.
+//! Registrations and the services' sections (Extension Mobility logins, lockouts, ...: each
+//! service declares its own, [`crate::services::StatusSection`]) come from the database, so
+//! every node shows the whole cluster; active calls and running pages are this node's.
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use sqlx::Row;
 
-use crate::net::counters;
 use crate::node::NodeState;
 
 /// Path of the JSON view.
@@ -57,43 +56,24 @@ async fn collect(state: &Arc<NodeState>) -> Result<serde_json::Value, crate::sto
             lines.push(r.line.clone().into());
         }
     }
-    let logins: Vec<serde_json::Value> = state
-        .store
-        .em_logins()
-        .await?
-        .into_iter()
-        .map(|l| {
-            serde_json::json!({
-                "device": l.device, "user": l.userid, "profile": l.profile,
-                "since": l.logged_in_at, "logout_at": l.logout_at, "node": l.node,
-            })
-        })
-        .collect();
-    let locked: Vec<serde_json::Value> = sqlx::query(
-        "SELECT credential, locked_until FROM credential_failures WHERE locked_until > $1 ORDER BY credential",
-    )
-    .bind(now)
-    .fetch_all(state.store.pool())
-    .await?
-    .into_iter()
-    .filter_map(|r| {
-        let credential: String = r.try_get(0).ok()?;
-        let until: i64 = r.try_get(1).ok()?;
-        let (kind, user) = credential.split_once(':').unwrap_or(("password", &credential));
-        Some(serde_json::json!({"user": user, "secret": kind, "locked_until": until}))
-    })
-    .collect();
+    // This node's calls: call control answers at once, or the view says it could not ask.
+    let calls = match state.call_control.list_calls().await {
+        Ok(c) => serde_json::to_value(c).unwrap_or_default(),
+        Err(e) => serde_json::json!({"error": e.reason}),
+    };
     let cluster = state.cluster();
-    Ok(serde_json::json!({
+    let mut doc = serde_json::json!({
         "cluster": cluster.cluster.id,
         "node": state.node.name,
         "time": now,
         "registered_phones": phones.into_values().collect::<Vec<_>>(),
-        "active_calls": counters::value(counters::CALLS_ACTIVE, &[]),
-        "em_logins": logins,
-        "running_pages": counters::value(counters::PAGES_RUNNING, &[]),
-        "locked_out_users": locked,
-    }))
+        "active_calls": calls,
+    });
+    for section in crate::services::status_sections() {
+        let rows = (section.read)(state, now).await?;
+        doc[section.key] = rows;
+    }
+    Ok(doc)
 }
 
 pub async fn json_handler(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
@@ -169,18 +149,22 @@ fn table(rows: &serde_json::Value, cols: &[&str]) -> String {
 
 /// The status as a page a person reads (times are Unix seconds, UTC).
 fn page(v: &serde_json::Value) -> String {
+    let mut sections = String::new();
+    for s in crate::services::status_sections() {
+        sections.push_str(&format!(
+            "<h2>{}</h2>\n{}",
+            esc(s.title),
+            table(&v[s.key], s.columns)
+        ));
+    }
     format!(
         "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>ucm {cluster} · {node}</title></head><body>\n\
          <h1>Cluster {cluster}, node {node}</h1>\n\
-         <p>Active calls on this node: {calls} · running pages: {pages}</p>\n\
-         <h2>Registered phones</h2>\n{phones}<h2>Extension Mobility logins</h2>\n{logins}\
-         <h2>Locked-out users</h2>\n{locked}<p>JSON: <a href=\"{STATUS_PATH}\">{STATUS_PATH}</a>; times are Unix seconds (UTC).</p>\n</body></html>\n",
+         <h2>Registered phones</h2>\n{phones}<h2>Active calls on this node</h2>\n{calls}{sections}\
+         <p>JSON: <a href=\"{STATUS_PATH}\">{STATUS_PATH}</a>; times are Unix seconds (UTC).</p>\n</body></html>\n",
         cluster = esc(&text(&v["cluster"])),
         node = esc(&text(&v["node"])),
-        calls = text(&v["active_calls"]),
-        pages = text(&v["running_pages"]),
+        calls = table(&v["active_calls"], &["id", "state", "calling", "dialled", "devices", "held", "started"]),
         phones = table(&v["registered_phones"], &["device", "lines", "address", "node", "since"]),
-        logins = table(&v["em_logins"], &["device", "user", "profile", "since", "logout_at"]),
-        locked = table(&v["locked_out_users"], &["user", "secret", "locked_until"]),
     )
 }

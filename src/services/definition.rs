@@ -93,6 +93,9 @@ paging:
     - name: g
       locations: [Mars]
     - name: empty
+    - name: css
+      calling_search_spaces: [Nope_CSS]
+      descriptions: [\"\"]
   dialcasts:
     - {route_point: RP, recipient_group: none}
 ";
@@ -121,6 +124,14 @@ paging:
                 "unknown location",
             ),
             ("paging.recipient_groups[2]", "names devices, device pools"),
+            (
+                "paging.recipient_groups[3].calling_search_spaces[0]",
+                "unknown calling search space",
+            ),
+            (
+                "paging.recipient_groups[3].descriptions[0]",
+                "empty description pattern",
+            ),
             ("paging.dialcasts[0].route_point", "unknown route point"),
             (
                 "paging.dialcasts[0].recipient_group",

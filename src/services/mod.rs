@@ -1,9 +1,11 @@
 //! The cluster's applications, one module each, all of one shape: a [`ServiceSpec`] says which
 //! `nodes[].services` flags the module answers to, which HTTP paths it owns, which listeners of
-//! its own it needs, its sections of the cluster definition and their checks, and how it
-//! starts; started, it hands the server its routes and background tasks ([`Parts`]). `server`
-//! starts exactly the modules a node's definition activates and answers the paths of the
-//! others with a 404 naming the service and the nodes that run it.
+//! its own it needs, its sections of the cluster definition and their checks, its part in the
+//! change feed and in the status view, and how it starts; started, it hands the server its
+//! routes and background tasks ([`Parts`]). `server` starts exactly the modules a node's
+//! definition activates and answers the paths of the others with a 404 naming the service and
+//! the nodes that run it; every module's feed hook runs on every node (another node's change
+//! can matter to a node that does not run the service).
 //!
 //! A service's part of the model is its own: its typed sections (`model.rs`, each a
 //! [`crate::config::Section`] the definition holds as a plain value and the cluster snapshot
@@ -37,7 +39,9 @@ use tokio::sync::watch;
 use crate::config::model::{NodeService, QosParameters};
 use crate::config::section::{Check, SectionSpec};
 use crate::net::Dscp;
+use crate::node::feed::FeedHook;
 use crate::node::{NodeError, NodeState};
+use crate::store::StoreError;
 
 /// Every service module a node can run, in the order they start; their sections are written
 /// in this order too (`service_parameters`: extension_mobility, webdialer, phone_services).
@@ -146,7 +150,39 @@ pub struct ServiceSpec {
     /// The source of its model file (`include_str!("model.rs")`), for the configuration
     /// reference; empty without one.
     pub model_source: &'static str,
+    /// Its part in the change feed: registered on every node, whether or not the node runs
+    /// the service.
+    pub feed: Option<FeedHook>,
+    /// Its sections of the cluster status (`/ucm/status`), read on any node.
+    pub status: &'static [StatusSection],
     pub start: fn(Start) -> StartFuture,
+}
+
+/// What a status section's read returns: its rows (a JSON array of objects).
+pub type StatusFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<serde_json::Value, StoreError>> + Send + 'a>>;
+
+/// A service's section of the cluster status: a list read from the database, so every node
+/// shows the whole cluster.
+pub struct StatusSection {
+    /// Its key in the JSON document (`em_logins`).
+    pub key: &'static str,
+    /// Its heading on the page.
+    pub title: &'static str,
+    /// The fields of a row shown on the page, in order.
+    pub columns: &'static [&'static str],
+    /// Reads its rows at `now` (unix seconds).
+    pub read: for<'a> fn(&'a NodeState, i64) -> StatusFuture<'a>,
+}
+
+/// Every status section, in the order of [`ALL`].
+pub fn status_sections() -> impl Iterator<Item = &'static StatusSection> {
+    ALL.iter().flat_map(|s| s.status.iter())
+}
+
+/// Every service's feed hook, in the order of [`ALL`].
+pub fn feed_hooks() -> impl Iterator<Item = FeedHook> {
+    ALL.iter().filter_map(|s| s.feed)
 }
 
 impl ServiceSpec {

@@ -60,6 +60,8 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     sections: &[],
     check: None,
     model_source: "",
+    feed: None,
+    status: &[],
     start,
 };
 

@@ -211,6 +211,14 @@ impl CallControl {
         }
     }
 
+    /// The calls up now, oldest first (the operator's view).
+    pub async fn list_calls(&self) -> Result<Vec<super::b2bua::ActiveCall>, CallError> {
+        match self.ask(Command::ListCalls).await? {
+            Reply::Calls(c) => Ok(c),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The devices on a call now (ringing, connected or held).
     pub async fn busy_devices(&self) -> Result<HashSet<String>, CallError> {
         match self.ask(Command::BusyDevices).await? {

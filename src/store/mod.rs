@@ -5,13 +5,12 @@
 //! `migrations/sqlite` and `migrations/postgres` so each can use its own types when they differ.
 //!
 //! The definition is stored one row per object (see `0001_cluster.sql`); runtime state
-//! (registrations, EM logins, timers) lives in its own tables, which an import never touches.
+//! (registrations, the services' state) lives in its own tables, which an import never touches.
 //!
 //! One schema version per database: every table, the services' included, is created by the
 //! one numbered sequence in `migrations/{sqlite,postgres}`. A service keeps its queries in its
-//! own folder (`services/paging/store.rs`, ...) over [`Store::pool`] and [`Store::backend`];
-//! this module names no service's table except Extension Mobility's, whose changes the node
-//! core still applies (see `em.rs`).
+//! own folder (`services/em/store.rs`, `services/paging/store.rs`, ...) over [`Store::pool`]
+//! and [`Store::backend`]; this module names no service's table (`cargo xtask layers` checks).
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -24,13 +23,11 @@ use crate::config::ClusterDefinition;
 
 mod certificates;
 mod credentials;
-mod em;
 mod leases;
 mod nodes;
 mod registrations;
 
 pub use certificates::{NodeCertificate, TrustImport, TrustedCertificate};
-pub use em::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 pub use leases::LeaseRow;
 pub use nodes::NodeRow;
 pub use registrations::RegistrationRow;

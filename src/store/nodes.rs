@@ -85,13 +85,12 @@ impl Store {
             .collect()
     }
 
-    /// Live registrations (`expires_at` after `now`, unix seconds) and EM logins, by the node
+    /// Devices with live registrations (`expires_at` after `now`, unix seconds), by the node
     /// that holds them.
-    pub async fn per_node_counts(
+    pub async fn registrations_per_node(
         &self,
         now: i64,
-    ) -> Result<std::collections::BTreeMap<String, (i64, i64)>, StoreError> {
-        let mut out = std::collections::BTreeMap::<String, (i64, i64)>::new();
+    ) -> Result<std::collections::BTreeMap<String, i64>, StoreError> {
         let regs = sqlx::query(
             "SELECT node, COUNT(DISTINCT device) FROM registrations WHERE expires_at > $1 \
              GROUP BY node",
@@ -99,47 +98,9 @@ impl Store {
         .bind(now)
         .fetch_all(&self.pool)
         .await?;
-        for r in regs {
-            out.entry(r.try_get(0)?).or_default().0 = r.try_get(1)?;
-        }
-        let logins = sqlx::query("SELECT node, COUNT(*) FROM em_logins GROUP BY node")
-            .fetch_all(&self.pool)
-            .await?;
-        for r in logins {
-            out.entry(r.try_get(0)?).or_default().1 = r.try_get(1)?;
-        }
-        Ok(out)
-    }
-
-    /// The EM state of one device as of its latest committed version (what a node applies
-    /// when the change feed names the device); `None` when the device never had a login.
-    pub async fn em_state(&self, device: &str) -> Result<Option<super::EmChange>, StoreError> {
-        let row = sqlx::query(
-            "SELECT d.version, l.userid, l.profile, l.logged_in_at, l.logout_at, l.node \
-             FROM em_devices d LEFT JOIN em_logins l ON l.device = d.device \
-             WHERE d.device = $1",
-        )
-        .bind(device)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(r) = row else { return Ok(None) };
-        let userid: Option<String> = r.try_get(1)?;
-        let login = match userid {
-            Some(userid) => Some(super::EmLoginRow {
-                device: device.to_string(),
-                userid,
-                profile: r.try_get(2)?,
-                logged_in_at: r.try_get(3)?,
-                logout_at: r.try_get(4)?,
-                node: r.try_get(5)?,
-            }),
-            None => None,
-        };
-        Ok(Some(super::EmChange {
-            device: device.to_string(),
-            version: r.try_get(0)?,
-            login,
-        }))
+        regs.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 
     /// The one-node rule of SQLite: takes an exclusive lock on `<database>.node.lock` for as

@@ -495,8 +495,115 @@ fn r21_status_shows_the_live_cluster_to_an_application_user() {
         "running_pages",
         "locked_out_users",
     ] {
-        assert!(!v[key].is_null(), "no {key}: {v:#}");
+        assert!(v[key].is_array(), "no {key} list: {v:#}");
     }
+    // A call between two phones is listed with its numbers and devices, and a running page
+    // with its DialCast number and multicast address; both go when they end.
+    let _lock = crate::paging::paging_lock();
+    let caller = crate::phone::Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.74.10"],
+    );
+    let _callee = crate::phone::Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B974",
+            "--first-ip",
+            "127.0.74.20",
+            "--auto-answer",
+        ],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let (st, body) = crate::phone::push(a, Some(("jsmith", "cisco")), &["Dial:10002"]);
+    assert_eq!(st, 200, "{body}");
+    crate::phone::wait_state(a, 10, "the call connects", |s| {
+        crate::phone::calls(s)
+            .iter()
+            .any(|c| c["state"] == "connected")
+    });
+    let v: serde_json::Value = serde_json::from_slice(&status("paging", "paging", 0)).unwrap();
+    let call = v["active_calls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["dialled"] == "10002")
+        .unwrap_or_else(|| panic!("the call is not listed: {v:#}"))
+        .clone();
+    assert_eq!(call["state"], "connected", "{call}");
+    assert_eq!(call["calling"], "10001", "{call}");
+    assert_eq!(
+        call["devices"],
+        serde_json::json!(["SEP00036BC7B973", "SEP00036BC7B974"]),
+        "{call}"
+    );
+    assert!(call["started"].as_i64().unwrap() > 0, "{call}");
+    let text = assert_cmd::Command::cargo_bin("ucm")
+        .unwrap()
+        .args(["status", "--user", "paging", "--server", &server])
+        .env("UCM_PASSWORD", "paging")
+        .assert()
+        .code(0)
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(text).unwrap();
+    assert!(
+        text.contains("ACTIVE CALLS ON THIS NODE")
+            && text.contains("connected\t10001\t10002\tSEP00036BC7B973,SEP00036BC7B974"),
+        "{text}"
+    );
+    let (st, body) = crate::phone::push(a, Some(("jsmith", "cisco")), &["Key:EndCall"]);
+    assert_eq!(st, 200, "{body}");
+    crate::phone::wait_state(a, 10, "the call ends", |s| {
+        crate::phone::calls(s)
+            .iter()
+            .all(|c| !c["end_reason"].is_null())
+    });
+    // A page of four seconds from a phone no sim runs; listed while it runs.
+    let page = {
+        let srv_http = srv.addr("http").to_string();
+        let srv_tftp = srv.addr("tftp_http").to_string();
+        std::thread::spawn(move || {
+            crate::common::ucm()
+                .args(["page", "--server", &srv_http, "--tftp", &srv_tftp])
+                .args(["--number", "7000", "--tone", "--seconds", "4"])
+                .args(["--from", "SEP00036BC7B976", "--bind", "127.0.74.200"])
+                .output()
+                .unwrap()
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    let listed = loop {
+        let v: serde_json::Value = serde_json::from_slice(&status("paging", "paging", 0)).unwrap();
+        if let Some(p) = v["running_pages"].as_array().and_then(|a| a.first()) {
+            break p.clone();
+        }
+        assert!(
+            std::time::Instant::now() < deadline && !page.is_finished(),
+            "the page was never listed: {v:#}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(listed["dialcast"], "7000", "{listed}");
+    assert_eq!(listed["calling"], "30271", "{listed}");
+    assert_eq!(listed["recipient_group"], "demo-all", "{listed}");
+    assert!(
+        listed["multicast"].as_str().unwrap().starts_with("239."),
+        "{listed}"
+    );
+    // No lab phone runs, so none joined: a page that reached nobody exits 1.
+    let out = page.join().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("to demo-all (DialCast 7000)"),
+        "{out:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&status("paging", "paging", 0)).unwrap();
+    assert_eq!(v["running_pages"], serde_json::json!([]), "{v:#}");
+    // The call ended (the phone hung up before the page): no longer listed.
+    let v: serde_json::Value = serde_json::from_slice(&status("paging", "paging", 0)).unwrap();
+    assert_eq!(v["active_calls"], serde_json::json!([]), "{v:#}");
     // A wrong password, or an end user: refused (exit 1), as JSON.
     let v: serde_json::Value = serde_json::from_slice(&status("paging", "wrong", 1)).unwrap();
     assert_eq!(v["exit_code"], 1, "{v}");

@@ -890,6 +890,73 @@ async fn r16_a_definition_import_reaches_every_running_node() {
     db.drop_db().await;
 }
 
+/// Lockouts reach every node through the change feed: a lockout made on one node is heard on
+/// both (and refuses the right password on both), and `ucm user unlock`, a write to the
+/// database from outside any node, is heard on both too: each forgets the source's backoff
+/// it kept in memory and answers the unlocked user at once.
+#[tokio::test]
+async fn r16_a_lockout_and_its_end_reach_every_node_through_the_feed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let def = dir.path().join("lockout.yaml");
+    std::fs::write(
+        &def,
+        std::fs::read_to_string(FIXTURE).unwrap().replace(
+            "service_parameters:\n",
+            "service_parameters:\n  phone_services:\n    auth_lockout_threshold: 3\n    auth_lockout_minutes: 1\n",
+        ),
+    )
+    .unwrap();
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let a = node(&def, &url, "ucm-sub1");
+        let b = node(&def, &url, "ucm-sub2");
+        let auth = |n: &Server, pw: &str| -> String {
+            let q = format!(
+                "/ccmcip/authenticate.jsp?UserID=jsmith&Password={pw}&devicename=SEP00036BC7B973"
+            );
+            let (st, _, body) = crate::common::http_get(n.addr("http"), &q);
+            assert_eq!(st, 200);
+            String::from_utf8(body).unwrap()
+        };
+        // b remembers a success; three failures on a lock jsmith out.
+        assert_eq!(auth(&b, "cisco"), "AUTHORIZED");
+        for pw in ["bad1", "bad2", "bad3"] {
+            assert_eq!(auth(&a, pw), "UN-AUTHORIZED");
+        }
+        for n in [&a, &b] {
+            n.wait_for_log("lockout: locked out on every node");
+        }
+        assert_eq!(auth(&b, "cisco"), "UN-AUTHORIZED", "locked out on b");
+        assert_eq!(auth(&a, "cisco"), "UN-AUTHORIZED", "locked out on a");
+        // The lockout ends from outside the nodes; a's backoff for this source (three
+        // failures: 10 s) goes with it.
+        let o = ucm()
+            .args(["user", "unlock", "jsmith", "--db", &url])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{o:?}");
+        for n in [&a, &b] {
+            n.wait_for_log("lockout ended: this node forgets the credential's failures");
+        }
+        assert_eq!(
+            auth(&a, "cisco"),
+            "AUTHORIZED",
+            "a answers the unlocked user"
+        );
+        assert_eq!(
+            auth(&b, "cisco"),
+            "AUTHORIZED",
+            "b answers the unlocked user"
+        );
+    })
+    .await
+    .unwrap();
+    db.drop_db().await;
+}
+
 /// A port free for SIP (UDP and TCP) on `ip`.
 fn free_sip_port(ip: &str) -> u16 {
     for _ in 0..50 {

@@ -6,6 +6,9 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
+use ucm::services::em::feed::EmNode;
+use ucm::services::em::store::EmStore;
+
 use crate::common::{http_get, split_http, write_file, Server};
 
 /// Percent-encodes a form value the way browsers and Cisco's samples do.

@@ -11,7 +11,7 @@ mod config;
 mod conformance;
 mod em;
 mod emcc;
-mod paging;
+pub mod paging;
 mod pcap;
 pub mod phone;
 mod phone_services;

@@ -171,11 +171,11 @@ fn r8_a_phone_dials_7000_and_fifty_phones_are_paged() {
 /// phone never hears another test's stream.
 pub static PAGING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-fn paging_lock() -> std::sync::MutexGuard<'static, ()> {
+pub fn paging_lock() -> std::sync::MutexGuard<'static, ()> {
     PAGING.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-fn run_ucm_page(srv: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
+pub fn run_ucm_page(srv: &Server, args: &[&str]) -> (Option<i32>, Value, String) {
     let out = crate::common::ucm()
         .args(["page", "--server"])
         .arg(srv.addr("http").to_string())
@@ -761,4 +761,56 @@ fn r8_a_phone_on_a_call_is_skipped_and_reported_busy() {
         page_stream(&state(john)).is_none(),
         "John's phone was not pushed to"
     );
+}
+
+/// The seed's grouping by what AXL gives: a recipient group by description pattern (DialCast
+/// 7001 pages the phones described "Lab phone 1?", lab phones 10 to 19) and none of the rest.
+#[test]
+fn r21_a_group_by_description_pages_only_the_phones_it_describes() {
+    let _one = paging_lock();
+    let text = ucm::config::DEMO_YAML.replace(
+        "      description: Every phone at the Branch site\n      locations: [Branch]\n",
+        "      description: Lab phones 10 to 19, by their description\n      descriptions: [\"lab PHONE 1?\"]\n",
+    );
+    assert!(
+        text.contains("lab PHONE 1?"),
+        "the demo's branch group changed: update this test"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(dir.path(), "paging.yaml", &text);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let sim = start_lab(&srv, "127.0.20.10", &[]);
+    let (code, v, all) = run_ucm_page(
+        &srv,
+        &[
+            "--number",
+            "7001",
+            "--tone",
+            "--seconds",
+            "1",
+            "--from",
+            "SEP00036BC7B974",
+            "--bind",
+            "127.0.20.200",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(0), "{all}\n{}", srv.logs());
+    let report = &v["report"];
+    let mut paged: Vec<String> = report["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["outcome"] == "joined")
+        .map(|p| p["device"].as_str().unwrap().to_string())
+        .collect();
+    paged.sort();
+    let want: Vec<String> = (10..=19u32)
+        .map(|i| format!("SEP00000000{:04X}", 0x1000 + i))
+        .collect();
+    assert_eq!(paged, want, "{report:#}");
+    assert_eq!(report["joined"], 10, "{report:#}");
+    // A phone outside the group heard nothing.
+    let s = state(sim.http("SEP000000001001"));
+    assert!(page_stream(&s).is_none(), "{s:#}");
 }

@@ -1,6 +1,7 @@
 //! Storage on SQLite and PostgreSQL: the same tests against both backends (issue 2).
 
 use ucm::config;
+use ucm::services::em::store::{self as em_store, EmStore};
 use ucm::services::paging::store::PageReports;
 use ucm::services::phone_services::store::Lockouts;
 use ucm::store::{self, Backend, Store};
@@ -264,8 +265,8 @@ async fn r5_credential_failures_postgres() {
     db.drop_db().await;
 }
 
-fn em_row(device: &str, user: &str) -> store::EmLoginRow {
-    store::EmLoginRow {
+fn em_row(device: &str, user: &str) -> em_store::EmLoginRow {
+    em_store::EmLoginRow {
         device: device.into(),
         userid: user.into(),
         profile: "p".into(),
@@ -280,12 +281,12 @@ async fn em_login_not_allowed(
     store: &Store,
     device: &str,
     user: &str,
-) -> Result<Vec<store::EmChange>, store::EmWrite<String>> {
+) -> Result<Vec<em_store::EmChange>, em_store::EmWrite<String>> {
     store
         .em_login(device, user, |now| {
             match now.of_user.iter().find(|r| r.device != device) {
                 Some(r) => Err(format!("logged in on {}", r.device)),
-                None => Ok(store::EmLoginWrite {
+                None => Ok(em_store::EmLoginWrite {
                     row: em_row(device, user),
                     also_logout: Vec::new(),
                 }),
@@ -297,7 +298,7 @@ async fn em_login_not_allowed(
 /// EM logins (issue 15): the decision sees what is stored under the user's and the device's
 /// locks, every change bumps the device's version, a refusal writes nothing.
 async fn em_versions_and_decisions(store: &Store) {
-    let versions = |s: &[store::EmChange]| -> Vec<(String, i64, bool)> {
+    let versions = |s: &[em_store::EmChange]| -> Vec<(String, i64, bool)> {
         s.iter()
             .map(|c| (c.device.clone(), c.version, c.login.is_some()))
             .collect()
@@ -306,13 +307,13 @@ async fn em_versions_and_decisions(store: &Store) {
     assert_eq!(versions(&c), [("D1".to_string(), 1, true)]);
     // Refused: nothing written, no version taken.
     let e = em_login_not_allowed(store, "D2", "u").await.unwrap_err();
-    assert!(matches!(e, store::EmWrite::Refused(ref m) if m == "logged in on D1"));
+    assert!(matches!(e, em_store::EmWrite::Refused(ref m) if m == "logged in on D1"));
     // Auto-logout: the decision names the user's other login, both change in one commit.
     let c = store
         .em_login("D2", "u", |now| {
             assert_eq!(now.on_device, None);
             assert_eq!(now.of_user, [em_row("D1", "u")]);
-            Ok::<_, String>(store::EmLoginWrite {
+            Ok::<_, String>(em_store::EmLoginWrite {
                 row: em_row("D2", "u"),
                 also_logout: vec!["D1".into()],
             })
@@ -359,8 +360,8 @@ async fn em_versions_and_decisions(store: &Store) {
     for t in tasks {
         match t.await.unwrap() {
             Ok(_) => ok += 1,
-            Err(store::EmWrite::Refused(_)) => {}
-            Err(store::EmWrite::Store(e)) => panic!("{e}"),
+            Err(em_store::EmWrite::Refused(_)) => {}
+            Err(em_store::EmWrite::Store(e)) => panic!("{e}"),
         }
     }
     assert_eq!(ok, 1);

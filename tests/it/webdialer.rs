@@ -1210,6 +1210,131 @@ fn r7_redirector_sends_a_cluster_b_user_starting_at_a_to_bs_webdialer() {
     );
 }
 
+/// A GET with a cookie, over plain HTTP.
+fn get_with_cookie(addr: SocketAddr, path: &str, cookie: &str) -> (u16, String, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nCookie: {cookie}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let (status, head, body) = split_http(&raw);
+    (status, head, String::from_utf8(body).unwrap())
+}
+
+/// The seed's note on the Redirector: a user who logged in there and whose cookie is still
+/// live is not asked again; the cookie lasts User Session Expiry hours.
+#[test]
+fn r21_the_redirector_keeps_a_session_by_its_cookie() {
+    let dir_b = tempfile::tempdir().unwrap();
+    let def_b = wd_cluster(dir_b.path(), 3, "");
+    let text = std::fs::read_to_string(&def_b).unwrap().replace(
+        "end_users:\n",
+        "end_users:\n  - userid: bob\n    last_name: Builder\n    password: bobpw\n",
+    );
+    std::fs::write(&def_b, text).unwrap();
+    let srv_b = Server::start(&["--config", &def_b]);
+    let dir_a = tempfile::tempdir().unwrap();
+    let ca = write_file(
+        dir_a.path(),
+        "b-ca.pem",
+        &std::fs::read_to_string(srv_b.data_dir.path().join("node-cert.pem")).unwrap(),
+    );
+    let b_https = format!("https://{}", srv_b.addr("https"));
+    let params = format!(
+        "    webdialers: [\"{b_https}\"]\n    redirector_ca_file: {}\n    redirector_timeout_ms: 2000\n",
+        ca.display()
+    );
+    let def_a = wd_cluster(dir_a.path(), 3, &params);
+    let text = std::fs::read_to_string(&def_a).unwrap().replace(
+        "user_session_expiry_hours: 0",
+        "user_session_expiry_hours: 2",
+    );
+    std::fs::write(&def_a, text).unwrap();
+    let srv_a = Server::start(&["--config", &def_a]);
+    let a = srv_a.addr("http");
+    let location = |head: &str| {
+        head.lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("location: "))
+            .map(|l| l["location: ".len()..].trim().to_string())
+            .unwrap_or_default()
+    };
+
+    // Without a cookie: the login form.
+    let (st, _, body) = get_with_cookie(a, "/webdialer/Redirector?destination=10002", "x=y");
+    assert_eq!(st, 200);
+    assert!(body.contains("name=\"uid\""), "{body}");
+    // bob logs in once: sent to B, and the Redirector's cookie lives two hours.
+    let (st, head, _) = post(
+        a,
+        "/webdialer/Redirector",
+        "application/x-www-form-urlencoded",
+        "",
+        "uid=bob&pwd=bobpw&destination=10002",
+    );
+    assert_eq!(st, 303, "{head}");
+    let line = head
+        .lines()
+        .find(|l| {
+            l.to_ascii_lowercase()
+                .starts_with("set-cookie: wdredirector=")
+        })
+        .unwrap_or_else(|| panic!("no Redirector cookie: {head}"));
+    assert!(
+        line.contains("HttpOnly") && line.contains("Max-Age=7200"),
+        "{line}"
+    );
+    let cookie = line["set-cookie: ".len()..]
+        .split(';')
+        .next()
+        .unwrap()
+        .to_string();
+    // Later requests with the cookie go straight to bob's WebDialer, with their destination.
+    let (st, head, _) = get_with_cookie(a, "/webdialer/Redirector?destination=10003", &cookie);
+    assert_eq!(st, 303, "{head}");
+    assert_eq!(
+        location(&head),
+        format!("{b_https}/webdialer/Webdialer?destination=10003")
+    );
+    let (st, head, _) = get_with_cookie(a, "/webdialer/WebdialerRedirector", &cookie);
+    assert_eq!(st, 303, "{head}");
+    assert_eq!(location(&head), format!("{b_https}/webdialer/Webdialer"));
+    // login=1 asks again (someone else at this browser); a forged cookie is a login form.
+    let (st, _, body) = get_with_cookie(a, "/webdialer/Redirector?login=1", &cookie);
+    assert_eq!(st, 200);
+    assert!(body.contains("name=\"uid\""), "{body}");
+    let (st, _, body) = get_with_cookie(
+        a,
+        "/webdialer/Redirector?destination=1",
+        "WDREDIRECTOR=00000000000000000000000000000000",
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("name=\"uid\""), "{body}");
+    // A login with the cookie but a wrong password is still refused: the form decides.
+    let (st, _, body) = post(
+        a,
+        "/webdialer/Redirector",
+        "application/x-www-form-urlencoded",
+        &format!("Cookie: {cookie}\r\n"),
+        "uid=bob&pwd=wrong&destination=10002",
+    );
+    assert_eq!(st, 401);
+    assert!(body.contains("Login failed"), "{body}");
+    // A restart of the Redirector's node forgets the session, as the seed says.
+    drop(srv_a);
+    let srv_a = Server::start(&["--config", &def_a]);
+    let (st, _, body) = get_with_cookie(
+        srv_a.addr("http"),
+        "/webdialer/Redirector?destination=10003",
+        &cookie,
+    );
+    assert_eq!(st, 200);
+    assert!(body.contains("name=\"uid\""), "{body}");
+}
+
 #[test]
 fn r7_response_codes_4_directory_and_8_service_error() {
     let (_dir, srv) = start(3);

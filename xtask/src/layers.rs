@@ -6,7 +6,11 @@
 //! they name — and builds the graph of imports between top-level modules (keeping the whole
 //! module path, so a rule can allow `sip::transaction` and not the rest of `sip`). It fails,
 //! naming `file:line` and the rule, on an import a rule forbids and on any cycle between
-//! top-level modules; when everything holds it prints the graph, lowest layer first.
+//! top-level modules; when everything holds it prints the graph, lowest layer first. Two rules
+//! read more than imports: names a module must not use (a clock in the wire layer, a service's
+//! state in the node core), and the tables the SQL in a module names (string literals that
+//! start like a statement: every table after `FROM`, `JOIN`, `INTO`, `UPDATE` or `TABLE`), so
+//! a service's table is queried in its own folder only.
 //!
 //! Test code does not count: `#[cfg(test)]` items (test modules, test-only imports) and the
 //! files of `#[cfg(test)] mod x;` declarations. Tests build fixtures with whatever they need (a
@@ -25,6 +29,12 @@ enum Allow {
     Only(&'static [&'static str]),
     /// Anything but these modules.
     Not(&'static [&'static str]),
+    /// Anything but what lies below these modules (the modules themselves allowed), except
+    /// the modules `except` lists.
+    NotBelow {
+        of: &'static [&'static str],
+        except: &'static [&'static str],
+    },
 }
 
 /// What a rule checks.
@@ -35,10 +45,16 @@ enum Check {
         from: &'static [&'static str],
         allow: Allow,
     },
-    /// None of these texts in the code of the module (comments and strings not counted).
+    /// None of these texts in the code of these top-level modules (comments and strings not
+    /// counted).
     NoText {
-        module: &'static str,
+        modules: &'static [&'static str],
         texts: &'static [&'static str],
+    },
+    /// The SQL of every top-level module but `except` names only the tables `allow` lists.
+    SqlTables {
+        except: &'static [&'static str],
+        allow: &'static [&'static str],
     },
     /// No file outside `src/` pulled in by `#[path]` or `include!` from `cmd/`.
     NoCmd,
@@ -74,7 +90,7 @@ const RULES: &[Rule] = &[
     Rule {
         name: "wire reads no clock and opens no socket",
         check: Check::NoText {
-            module: "wire",
+            modules: &["wire"],
             texts: &[
                 "Instant::now",
                 "SystemTime::now",
@@ -126,6 +142,57 @@ const RULES: &[Rule] = &[
         check: Check::Imports {
             from: &["node", "cluster"],
             allow: Allow::Not(&["services", "client", "phone", "server"]),
+        },
+    },
+    // ... nor does it hold a service's state or apply its changes: the change feed hands a
+    // service's announcements to the hook the service declares (`ServiceSpec::feed`), and the
+    // status view asks each service for its sections. The cluster snapshot holds the logins
+    // (they change devices' lines); only Extension Mobility's hook writes them.
+    Rule {
+        name: "node, store and server name no service's state",
+        check: Check::NoText {
+            modules: &["node", "store", "server"],
+            texts: &[
+                "mobility",
+                "Mobility",
+                "logins_changed",
+                "sync_logins",
+                "apply_login_change",
+                "apply_login_states",
+            ],
+        },
+    },
+    // A service's tables are its own: the core's SQL (store, node, server, call control...)
+    // names only the core's tables, and a new service's table is queried in its folder.
+    Rule {
+        name: "SQL outside services names only the node core's tables",
+        check: Check::SqlTables {
+            except: &["services"],
+            allow: &[
+                "cluster_meta",
+                "config_objects",
+                "cluster_nodes",
+                "registrations",
+                "service_credentials",
+                // Which node runs a service the cluster runs once: the core routes its
+                // route points to the holder (node::leases), whatever the service.
+                "service_leases",
+                "node_certificates",
+                "trusted_certificates",
+            ],
+        },
+    },
+    // The server starts services through their registry (`services::ALL`: routes, tasks,
+    // listeners, feed hooks, status sections), never by reaching into one. The
+    // authentication helpers every HTTP surface shares are the one exception.
+    Rule {
+        name: "server reaches services only through services::ALL",
+        check: Check::Imports {
+            from: &["server"],
+            allow: Allow::NotBelow {
+                of: &["services"],
+                except: &["services::authenticate"],
+            },
         },
     },
     // The simulated phone knows the cluster only over the wire, as a real phone does; it
@@ -189,6 +256,8 @@ struct Scan {
     test_imports: usize,
     /// `(module, file, line, text)` of texts the text rules look for.
     texts: Vec<(ModPath, Found)>,
+    /// `(module, file, line, table)` of the tables named by SQL outside test code.
+    tables: Vec<(ModPath, Found)>,
     /// Files under `cmd/` pulled in by `#[path]` or `include!`.
     cmd_refs: Vec<Found>,
 }
@@ -316,9 +385,27 @@ pub fn check(src: &Path) -> Result<Report> {
                     }
                 }
             }
-            Check::NoText { module, texts } => {
+            Check::SqlTables { except, allow } => {
+                for (m, f) in &scan.tables {
+                    let top = m.first().map(String::as_str).unwrap_or_default();
+                    if except.contains(&top) || allow.contains(&f.text.as_str()) {
+                        continue;
+                    }
+                    violations.push(Violation {
+                        rule: rule.name,
+                        message: format!(
+                            "{}:{}: {} names the table {}",
+                            f.file.display(),
+                            f.line,
+                            show(m),
+                            f.text
+                        ),
+                    });
+                }
+            }
+            Check::NoText { modules, texts } => {
                 for (m, f) in &scan.texts {
-                    if m.first().map(String::as_str) == Some(module)
+                    if m.first().is_some_and(|t| modules.contains(&t.as_str()))
                         && texts.contains(&f.text.as_str())
                     {
                         violations.push(Violation {
@@ -381,6 +468,12 @@ fn allowed(allow: Allow, to: &ModPath) -> bool {
     match allow {
         Allow::Only(list) => list.iter().any(|e| matches(e)),
         Allow::Not(list) => !list.iter().any(|e| matches(e)),
+        Allow::NotBelow { of, except } => {
+            let below = of
+                .iter()
+                .any(|e| matches(e) && to.len() > e.split("::").count());
+            !below || except.iter().any(|e| matches(e))
+        }
     }
 }
 
@@ -629,6 +722,16 @@ fn scan(src: &Path) -> Result<Scan> {
                     },
                 ));
             }
+            for (line, table, from) in p.tables {
+                out.tables.push((
+                    from,
+                    Found {
+                        file: shown.clone(),
+                        line,
+                        text: table,
+                    },
+                ));
+            }
         }
         for (line, text) in p.cmd_refs {
             out.cmd_refs.push(Found {
@@ -688,6 +791,8 @@ struct Parsed {
     test_children: Vec<ModPath>,
     /// `(line, text, module)` of texts the text rules look for, outside test code.
     texts: Vec<(usize, String, ModPath)>,
+    /// `(line, table, module)` of the tables SQL names, outside test code.
+    tables: Vec<(usize, String, ModPath)>,
     /// `(line, path)` of `#[path]`/`include!` strings that reach `cmd/`.
     cmd_refs: Vec<(usize, String)>,
 }
@@ -1050,6 +1155,11 @@ fn parse_file(text: &str, module: &ModPath) -> Parsed {
                     p.texts.push((line, t.to_string(), current.clone()));
                 }
             }
+            if let Tok::Str(s) = &toks[i].0 {
+                for table in sql_tables(s) {
+                    p.tables.push((line, table, current.clone()));
+                }
+            }
         }
         i += 1;
     }
@@ -1065,6 +1175,42 @@ fn watched_texts() -> impl Iterator<Item = &'static str> {
             _ => &[],
         })
         .copied()
+}
+
+/// The tables a string names when it is SQL (it starts like a statement): the word after
+/// `FROM`, `JOIN`, `INTO`, `UPDATE` or `TABLE` (and `TABLE IF NOT EXISTS`), unless that is
+/// a sub-query, a keyword or a placeholder of `format!` (`{table}`).
+fn sql_tables(s: &str) -> Vec<String> {
+    const STATEMENTS: &[&str] = &[
+        "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "WITH", "ALTER", "DROP",
+    ];
+    const BEFORE: &[&str] = &["FROM", "JOIN", "INTO", "UPDATE", "TABLE", "EXISTS"];
+    const NOT_TABLES: &[&str] = &["SELECT", "SET", "IF", "LATERAL", "ONLY", "VALUES"];
+    let words: Vec<&str> = s
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | ',' | ';'))
+        .filter(|w| !w.is_empty())
+        .collect();
+    if !words
+        .first()
+        .is_some_and(|w| STATEMENTS.contains(&w.to_ascii_uppercase().as_str()))
+    {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for pair in words.windows(2) {
+        let (kw, next) = (pair[0].to_ascii_uppercase(), pair[1]);
+        if !BEFORE.contains(&kw.as_str()) || next.starts_with('{') || next.starts_with('$') {
+            continue;
+        }
+        if NOT_TABLES.contains(&next.to_ascii_uppercase().as_str()) {
+            continue;
+        }
+        let name = next.trim_matches('"');
+        if !name.is_empty() && name.chars().all(|c| c.is_alphanumeric() || c == '_') {
+            out.push(name.to_string());
+        }
+    }
+    out
 }
 
 /// Whether the tokens at `i` spell `text` (identifiers joined by `::`).
@@ -1343,6 +1489,106 @@ mod tests {
             v[0].starts_with("src/wire/sip.rs:5: wire::sip uses Instant::now"),
             "{v:#?}"
         );
+    }
+
+    #[test]
+    fn the_node_core_queries_no_service_table() {
+        let r = run(
+            "tables",
+            &[
+                ("lib.rs", "pub mod node;\n"),
+                (
+                    "store/mod.rs",
+                    "pub const Q: &str = \"SELECT r.device FROM registrations r \\\n JOIN em_logins l ON l.device = r.device\";\n",
+                ),
+                // The service's own folder may; so may test code and prose.
+                (
+                    "services/mod.rs",
+                    "pub const Q: &str = \"DELETE FROM em_logins WHERE device = $1\";\n",
+                ),
+                (
+                    "node/mod.rs",
+                    "pub const E: &str = \"read from the em_logins table\";\n#[cfg(test)]\nmod tests {\n    const Q: &str = \"SELECT * FROM em_logins\";\n}\n",
+                ),
+            ],
+        );
+        let v: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            v,
+            ["src/store/mod.rs:2: store names the table em_logins \
+              [rule: SQL outside services names only the node core's tables]"]
+        );
+    }
+
+    #[test]
+    fn the_node_core_holds_no_service_state() {
+        let r = run(
+            "state",
+            &[
+                ("lib.rs", "pub mod node;\n"),
+                (
+                    "node/mod.rs",
+                    "pub fn n(c: &Cluster) -> usize {\n    c.mobility.len()\n}\n",
+                ),
+            ],
+        );
+        let v: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            v,
+            ["src/node/mod.rs:2: node uses mobility \
+              [rule: node, store and server name no service's state]"]
+        );
+    }
+
+    #[test]
+    fn the_server_starts_services_only_through_their_registry() {
+        let r = run(
+            "registry",
+            &[
+                (
+                    "server/mod.rs",
+                    "use crate::services::{ALL, authenticate::basic_user};\nuse crate::services::em::store::EmStore;\n",
+                ),
+                ("services/mod.rs", "pub mod authenticate;\npub mod em;\n"),
+                ("services/authenticate.rs", "pub fn basic_user() {}\n"),
+                ("services/em/mod.rs", "pub mod store;\n"),
+                ("services/em/store.rs", "pub trait EmStore {}\n"),
+            ],
+        );
+        let v: Vec<String> = r.violations.iter().map(|v| v.to_string()).collect();
+        assert_eq!(
+            v,
+            ["src/server/mod.rs:4: server imports services::em::store \
+              (crate::services::em::store::EmStore) \
+              [rule: server reaches services only through services::ALL]"]
+        );
+    }
+
+    #[test]
+    fn sql_names_its_tables() {
+        assert_eq!(
+            sql_tables(
+                "SELECT d.device, l.userid FROM em_devices d LEFT JOIN em_logins l \
+                 ON l.device = d.device WHERE d.device IN (SELECT device FROM x)"
+            ),
+            ["em_devices", "em_logins", "x"]
+        );
+        assert_eq!(
+            sql_tables(
+                "INSERT INTO a (k) VALUES ($1) ON CONFLICT (k) DO UPDATE SET k = excluded.k"
+            ),
+            ["a"]
+        );
+        assert_eq!(
+            sql_tables("CREATE TABLE IF NOT EXISTS \"t\" (k TEXT)"),
+            ["t"]
+        );
+        assert_eq!(sql_tables("update b set k = 1"), ["b"]);
+        assert_eq!(
+            sql_tables("DELETE FROM {table} WHERE k = $1"),
+            Vec::<String>::new()
+        );
+        assert_eq!(sql_tables("read from the database"), Vec::<String>::new());
     }
 
     #[test]

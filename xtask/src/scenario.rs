@@ -419,11 +419,18 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
     let capture = work.join(format!("{name}.pcap"));
     // The node's ports on the node's side only: another program's connection elsewhere on lo
     // may use the same port number as its own ephemeral port.
+    // And with their protocol: another test's RTP on lo may use a UDP port whose number is one
+    // of the node's TCP ports (a CI run once captured such a packet and the ladder changed).
     let mut node_ports = Vec::new();
-    for k in ["http", "https", "tftp_http", "sip_udp"] {
+    for (k, proto) in [
+        ("http", "tcp"),
+        ("https", "tcp"),
+        ("tftp_http", "tcp"),
+        ("sip_udp", "udp"),
+    ] {
         let p = port(k)?;
         node_ports.push(format!(
-            "(src host 127.0.0.1 and src port {p}) or (dst host 127.0.0.1 and dst port {p})"
+            "({proto} and src host 127.0.0.1 and src port {p}) or ({proto} and dst host 127.0.0.1 and dst port {p})"
         ));
     }
     // Multicast to 239.77.0.0/24: the conformance cluster's paging range (pages in other tests

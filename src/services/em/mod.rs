@@ -15,12 +15,15 @@
 //! [`timers`], both without I/O or clock; this module reads the clock, the database and the
 //! registrar and carries them out. The last two are decided inside the login's transaction on
 //! what the database holds (never on this node's memory, which may lag other nodes), and every
-//! committed change reaches the running cluster through [`NodeState::apply_login_change`].
+//! committed change reaches the running cluster through [`feed::EmNode::apply_login_change`],
+//! on every node ([`feed`]). Its storage is [`store`].
 
 pub mod app;
 pub mod check;
+pub mod feed;
 pub mod model;
 pub mod policy;
+pub mod store;
 pub mod timers;
 
 use std::net::IpAddr;
@@ -35,11 +38,12 @@ use crate::cluster::Login;
 use crate::config::model::{NodeService, Role};
 use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
-use crate::store::{EmCurrent, EmLoginRow, EmLoginWrite, EmWrite};
 use crate::wire::em::{
     self as api, AppInfo, Certificate, DeviceUser, Duration, EmError, Envelope, Request,
 };
+use feed::EmNode;
 use policy::{CurrentLogins, LoginRequest};
+use store::{EmChange, EmCurrent, EmLoginRow, EmLoginWrite, EmStore, EmWrite};
 use timers::LogoutTimers;
 
 /// Who is calling the API, once their credentials checked out.
@@ -491,8 +495,8 @@ impl EmService {
     fn logged_out(
         &self,
         state: &Arc<NodeState>,
-        change: &crate::store::EmChange,
-        login: &crate::store::EmLoginRow,
+        change: &EmChange,
+        login: &EmLoginRow,
         auto: bool,
     ) {
         state.apply_login_change(change);
@@ -516,6 +520,7 @@ impl EmService {
     /// whichever node made the login and whether or not that node is still alive.
     pub async fn run_timers(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let state = self.node.clone();
+        let shared = state.shared::<feed::EmShared>();
         self.arm_known_logouts();
         loop {
             let due = self.timers().due(unix_now());
@@ -533,7 +538,7 @@ impl EmService {
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 // Another node's login came through the change feed: arm its logout too.
-                _ = state.feed.logins_changed.notified() => self.arm_known_logouts(),
+                _ = shared.logins_changed.notified() => self.arm_known_logouts(),
                 _ = self.wake.notified() => {}
                 _ = stop.changed() => return,
             }
@@ -676,8 +681,31 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     >()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
+    feed: Some(feed::FEED),
+    status: &[super::StatusSection {
+        key: "em_logins",
+        title: "Extension Mobility logins",
+        columns: &["device", "user", "profile", "since", "logout_at"],
+        read: status_logins,
+    }],
     start: start_service,
 };
+
+/// Every login the database holds, whichever node made it (the cluster status).
+fn status_logins(state: &NodeState, _now: i64) -> super::StatusFuture<'_> {
+    Box::pin(async move {
+        let rows = state.store.em_logins().await?;
+        Ok(rows
+            .into_iter()
+            .map(|l| {
+                serde_json::json!({
+                    "device": l.device, "user": l.userid, "profile": l.profile,
+                    "since": l.logged_in_at, "logout_at": l.logout_at, "node": l.node,
+                })
+            })
+            .collect())
+    })
+}
 
 fn start_service(s: super::Start) -> super::StartFuture {
     use axum::routing::get;

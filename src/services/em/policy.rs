@@ -14,10 +14,10 @@ use std::net::IpAddr;
 
 use super::api::Duration;
 use super::model::{ExtensionMobilityParameters, MultipleLoginBehavior};
+use super::store::EmLoginRow;
 use super::{EmError, Principal};
 use crate::cluster::{Cluster, Login, Mobility};
 use crate::config::model::LineAppearance;
-use crate::store::EmLoginRow;
 
 /// The logins a decision is taken against. The running cluster's [`Mobility`] is one; a
 /// database read inside the login's transaction can be another.

@@ -13,6 +13,7 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
     let devices = names(&d.devices, |x| x.name.as_str());
     let pools = names(&d.device_pools, |x| x.name.as_str());
     let locations = names(&d.locations, |x| x.name.as_str());
+    let css_names = names(&d.calling_search_spaces, |x| x.name.as_str());
     let p = Path::root().key("paging");
     if let Some(user) = &pg.user {
         let roles = d
@@ -88,10 +89,28 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
             && g.device_pools.is_empty()
             && g.locations.is_empty()
             && g.dn_patterns.is_empty()
+            && g.descriptions.is_empty()
+            && g.calling_search_spaces.is_empty()
         {
             diag.err(
                 gp.clone(),
-                "a recipient group names devices, device pools, locations or DN patterns",
+                "a recipient group names devices, device pools, locations, DN patterns, descriptions or calling search spaces",
+            );
+        }
+        for (j, x) in g.descriptions.iter().enumerate() {
+            if x.trim().is_empty() {
+                diag.err(
+                    gp.key("descriptions").index(j),
+                    "an empty description pattern matches nothing; use \"*\" for every phone",
+                );
+            }
+        }
+        for (j, x) in g.calling_search_spaces.iter().enumerate() {
+            diag.refers(
+                gp.key("calling_search_spaces").index(j),
+                Some(x),
+                &css_names,
+                "calling search space",
             );
         }
         for (j, x) in g.devices.iter().enumerate() {

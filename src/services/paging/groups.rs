@@ -53,7 +53,17 @@ pub fn members(cluster: &Cluster, paging: &Paging, group: &RecipientGroup) -> Me
                     .iter()
                     .any(|p| p.matches(&l.dn) == MatchResult::Complete)
             });
-        if named || pooled || located || dialled {
+        let described = d.description.as_deref().is_some_and(|text| {
+            group
+                .descriptions
+                .iter()
+                .any(|p| description_matches(p, text))
+        });
+        let searched = d
+            .css
+            .as_deref()
+            .is_some_and(|c| group.calling_search_spaces.iter().any(|g| g == c));
+        if named || pooled || located || dialled || described || searched {
             found.insert(d.name.as_str());
         }
     }
@@ -65,6 +75,32 @@ pub fn members(cluster: &Cluster, paging: &Paging, group: &RecipientGroup) -> Me
         (all, Vec::new())
     };
     Members { devices, over_cap }
+}
+
+/// A description pattern against a description, ignoring case: `*` matches any run of
+/// characters (none too), `?` exactly one; everything else itself.
+pub fn description_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.to_lowercase().chars().collect();
+    let t: Vec<char> = text.to_lowercase().chars().collect();
+    // Iterative wildcard match with one backtrack point: linear in practice, never exponential.
+    let (mut i, mut j) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while j < t.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == t[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some((i, j));
+            i += 1;
+        } else if let Some((si, sj)) = star {
+            i = si + 1;
+            j = sj + 1;
+            star = Some((si, sj + 1));
+        } else {
+            return false;
+        }
+    }
+    p[i..].iter().all(|&c| c == '*')
 }
 
 /// An IPv4 multicast range `a.b.c.d/len` as (first, count), or `None` if malformed.
@@ -137,6 +173,8 @@ mod tests {
             device_pools: vec![],
             locations: vec![],
             dn_patterns: vec![],
+            descriptions: vec![],
+            calling_search_spaces: vec![],
             max_phones: None,
         };
         f(&mut g);
@@ -180,6 +218,59 @@ mod tests {
         assert_eq!(union.devices.len(), 29, "{:?}", union.devices);
         assert_eq!(union.devices[0], "SEP000000001001");
         assert_eq!(union.devices[1], "SEP000000001002");
+    }
+
+    #[test]
+    fn r21_groups_by_description_and_calling_search_space() {
+        let c = demo();
+        let p = Paging::default();
+        // "Lab phone 1?": lab phones 10 to 19 (not 1, not 20 and up); case does not matter.
+        let by_desc = members(
+            &c,
+            &p,
+            &group(|g| g.descriptions = vec!["lab PHONE 1?".into()]),
+        );
+        assert_eq!(by_desc.devices.len(), 10, "{:?}", by_desc.devices);
+        assert!(by_desc.devices.contains(&"SEP000000001010".to_string()));
+        assert!(!by_desc.devices.contains(&"SEP000000001001".to_string()));
+        let smiths = members(
+            &c,
+            &p,
+            &group(|g| g.descriptions = vec!["*smith's*".into()]),
+        );
+        assert_eq!(smiths.devices, vec!["SEP00036BC7B973", "SEP00036BC7B976"]);
+        // By CSS: every demo phone has Internal_CSS; give two others one of their own.
+        let mut def = c.definition().clone();
+        for d in def.devices.iter_mut() {
+            if d.name == "SEP000000001003" || d.name == "SEP00036BC7B975" {
+                d.css = Some("National_CSS".into());
+            }
+        }
+        let c2 = Cluster::new(def);
+        let by_css = members(
+            &c2,
+            &p,
+            &group(|g| g.calling_search_spaces = vec!["National_CSS".into()]),
+        );
+        assert_eq!(by_css.devices, vec!["SEP000000001003", "SEP00036BC7B975"]);
+    }
+
+    #[test]
+    fn description_patterns_match_like_globs() {
+        for (p, t, want) in [
+            ("*", "", true),
+            ("*", "anything", true),
+            ("a*c", "abbbc", true),
+            ("a*c", "abbbd", false),
+            ("?", "", false),
+            ("a?c", "abc", true),
+            ("*lobby*", "Main Lobby phone", true),
+            ("lobby", "Main Lobby", false),
+            ("**a**b", "xxaxxb", true),
+            ("*a*a*a*a*b", &"a".repeat(200), false),
+        ] {
+            assert_eq!(description_matches(p, t), want, "{p:?} on {t:?}");
+        }
     }
 
     #[test]

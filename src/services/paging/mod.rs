@@ -490,7 +490,17 @@ async fn page(
             return report;
         }
     };
+    let listed = svc.node.live.add(
+        "pages",
+        &report.call_id,
+        serde_json::json!({
+            "call_id": report.call_id, "dialcast": report.dialcast, "calling": report.calling,
+            "recipient_group": report.recipient_group, "multicast": report.multicast,
+            "started": report.started_at_ms / 1000, "node": report.node,
+        }),
+    );
     let report = run(svc, &offer, group_name, admitted, report, started, stop).await;
+    drop(listed);
     lock(&svc.active).remove(&offer.call);
     crate::net::counters::gauge(crate::net::counters::PAGES_RUNNING, &[], -1);
     report
@@ -1066,6 +1076,19 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<model::Paging>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
+    feed: None,
+    status: &[super::StatusSection {
+        key: "running_pages",
+        title: "Running pages on this node",
+        columns: &[
+            "dialcast",
+            "calling",
+            "recipient_group",
+            "multicast",
+            "started",
+        ],
+        read: status_running,
+    }],
     start: start_service,
 };
 
@@ -1123,4 +1146,10 @@ mod tests {
         assert_eq!(p.interval_max_us, 20_900);
         assert!(pacing(&[]).interval_p99_us == 0);
     }
+}
+
+/// The pages running at this node now (the cluster status): listed in [`NodeState::live`] by
+/// each page while it runs.
+fn status_running(state: &NodeState, _now: i64) -> super::StatusFuture<'_> {
+    Box::pin(async move { Ok(serde_json::Value::Array(state.live.list("pages"))) })
 }

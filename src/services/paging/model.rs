@@ -129,6 +129,14 @@ pub struct RecipientGroup {
     /// Phones with a line matching one of these patterns (Cisco wildcards: `2XXXX`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dn_patterns: Vec<String>,
+    /// Phones whose description matches one of these, ignoring case: `*` any run of
+    /// characters, `?` one (`"*lobby*"`, `"Lab phone 1?"`), as paging servers group by the
+    /// description AXL gives.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub descriptions: Vec<String>,
+    /// Phones whose own calling search space is one of these.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub calling_search_spaces: Vec<String>,
     /// This group's own cap, above `max_group_size` when a bigger group is wanted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_phones: Option<usize>,

@@ -25,6 +25,7 @@
 //! shows it), and a log line.
 
 pub mod check;
+pub mod feed;
 pub mod model;
 pub mod store;
 
@@ -381,8 +382,32 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     >()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
+    feed: Some(feed::FEED),
+    status: &[super::StatusSection {
+        key: "locked_out_users",
+        title: "Locked-out users",
+        columns: &["user", "secret", "locked_until"],
+        read: status_locked,
+    }],
     start: start_service,
 };
+
+/// The users whose password or PIN is locked now, cluster-wide (the cluster status).
+fn status_locked(state: &NodeState, now: i64) -> super::StatusFuture<'_> {
+    use store::Lockouts;
+    Box::pin(async move {
+        let locked = state.store.locked_credentials(now).await?;
+        Ok(locked
+            .into_iter()
+            .map(|(credential, until)| {
+                let (kind, user) = credential
+                    .split_once(':')
+                    .unwrap_or(("password", &credential));
+                serde_json::json!({"user": user, "secret": kind, "locked_until": until})
+            })
+            .collect())
+    })
+}
 
 fn start_service(s: super::Start) -> super::StartFuture {
     use crate::services::{authenticate, directory};

@@ -57,6 +57,12 @@ pub trait Lockouts {
         &self,
         credential: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// The credentials locked at `now`, with the time each lock ends, by credential.
+    fn locked_credentials(
+        &self,
+        now: i64,
+    ) -> impl Future<Output = Result<Vec<(String, i64)>, StoreError>> + Send;
 }
 
 impl Lockouts for Store {
@@ -142,5 +148,19 @@ impl Lockouts for Store {
             .execute(self.pool())
             .await?;
         Ok(())
+    }
+
+    async fn locked_credentials(&self, now: i64) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT credential, locked_until FROM credential_failures WHERE locked_until > $1 \
+             ORDER BY credential",
+        )
+        .bind(now)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.try_get(0).ok()?, r.try_get(1).ok()?)))
+            .collect())
     }
 }

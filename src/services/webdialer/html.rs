@@ -129,13 +129,18 @@ fn same_token(a: &str, b: &str) -> bool {
 }
 
 fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    named_cookie_token(headers, COOKIE)
+}
+
+/// The session token in cookie `name`, when it is one this servlet could have made.
+pub(crate) fn named_cookie_token(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == COOKIE)
+        .find(|(k, _)| *k == name)
         .map(|(_, v)| v.trim().to_string())
         .filter(|v| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
@@ -469,11 +474,20 @@ pub(crate) fn over_https(state: &NodeState, headers: &HeaderMap) -> bool {
 /// The session cookie: `Secure` when the page came over HTTPS (a browser then never sends it
 /// in clear), never readable by scripts, and not sent with other sites' requests that act.
 fn session_cookie(value: &str, secure: bool, max_age: Option<i64>) -> String {
+    named_session_cookie(COOKIE, value, secure, max_age)
+}
+
+pub(crate) fn named_session_cookie(
+    name: &str,
+    value: &str,
+    secure: bool,
+    max_age: Option<i64>,
+) -> String {
     let secure = if secure { "; Secure" } else { "" };
     let age = max_age
         .map(|a| format!("; Max-Age={a}"))
         .unwrap_or_default();
-    format!("{COOKIE}={value}; Path=/webdialer; HttpOnly; SameSite=Lax{secure}{age}")
+    format!("{name}={value}; Path=/webdialer; HttpOnly; SameSite=Lax{secure}{age}")
 }
 
 /// `GET`/`POST /webdialer/Webdialer`.

@@ -172,6 +172,8 @@ pub struct WebDialerService {
     pending: Mutex<HashMap<String, Arc<tokio::sync::Notify>>>,
     /// HTML sessions by cookie.
     pub(crate) sessions: html::Sessions,
+    /// The Redirector's own sessions (its cookie spares a user the login on later requests).
+    pub(crate) redirector_sessions: html::Sessions,
     /// The Redirector's HTTP client and the settings it was built with.
     #[allow(clippy::type_complexity)]
     redirector_http: Mutex<Option<((Option<String>, u32, String), reqwest::Client)>>,
@@ -193,6 +195,7 @@ impl WebDialerService {
             calls: Mutex::new(HashMap::new()),
             pending: Mutex::new(HashMap::new()),
             sessions: html::Sessions::default(),
+            redirector_sessions: html::Sessions::default(),
             redirector_http: Mutex::new(None),
         }
     }
@@ -766,6 +769,8 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<model::WebDialerParameters>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
+    feed: None,
+    status: &[],
     start: start_service,
 };
 

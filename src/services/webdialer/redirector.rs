@@ -22,7 +22,7 @@ use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-use super::html::{error_box, hidden, html, page};
+use super::html::{error_box, hidden, html, named_cookie_token, named_session_cookie, page};
 use super::SERVLET_PATH;
 use crate::client::webdialer::{WdCallError, WdClient};
 use crate::client::{http_client_trusting, ClientOptions};
@@ -188,7 +188,16 @@ fn login_page(destination: &str, msg: &str) -> String {
     )
 }
 
+/// The Redirector's session cookie (its own: the WebDialer servlet it sends users to may be
+/// another node's or another cluster's, with sessions of its own).
+pub const COOKIE: &str = "WDREDIRECTOR";
+
 /// `GET`/`POST /webdialer/Redirector`.
+///
+/// A user who logged in here before and whose cookie is still live is not asked again (the
+/// seed's note on the Redirector): the homes are looked up afresh, so a dead WebDialer is still
+/// skipped. The session lasts User Session Expiry hours (0: until the browser or this node
+/// forgets it); `login=1` shows the login form to log in as someone else.
 pub async fn handler(
     State(wd): State<Arc<super::WebDialerService>>,
     Query(query): Query<HashMap<String, String>>,
@@ -213,60 +222,55 @@ pub async fn handler(
             .unwrap_or_default()
     };
     let (destination, uid, pwd) = (get("destination"), get("uid"), get("pwd"));
-    if uid.is_empty() || pwd.is_empty() {
-        return html(StatusCode::OK, login_page(&destination, ""), None);
-    }
     let state = wd.node.clone();
-    let cluster = state.cluster();
-    let own = own_base(&state, &headers);
-    let is_own = |u: &str| u == state.http_base || u == state.https_base;
-    let full: Vec<String> = cluster
-        .section::<super::model::WebDialerParameters>()
-        .webdialers
-        .iter()
-        .map(|u| u.trim_end_matches('/').to_string())
-        .collect();
-    let list: Vec<String> = full.iter().filter(|u| !is_own(u)).cloned().collect();
-    let http = match wd.redirector_http(&state).await {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "Redirector: HTTP client");
-            return html(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                page(
-                    "Redirector unavailable",
-                    &error_box("The Redirector is misconfigured; see the node's log."),
+    let expiry = i64::from(
+        state
+            .cluster()
+            .section::<super::model::WebDialerParameters>()
+            .user_session_expiry_hours,
+    ) * 3600;
+    let now = crate::sip::registrar::unix_now();
+    let secure = super::html::over_https(&state, &headers);
+    if uid.is_empty() || pwd.is_empty() {
+        let token = named_cookie_token(&headers, COOKIE);
+        let session = match token.as_deref() {
+            Some(t) if get("login") != "1" => wd.redirector_sessions.get(t, now, expiry),
+            _ => Err(false),
+        };
+        return match session {
+            Ok(s) => match find_homes(&wd, &headers, &s.user).await {
+                Ok(homes) if !homes.is_empty() => {
+                    tracing::info!(user = %s.user, "Redirector: known by its session cookie");
+                    send_to(&s.user, &homes, &destination, None)
+                }
+                // The user is gone from every WebDialer since: log in again.
+                Ok(_) => {
+                    if let Some(t) = &token {
+                        wd.redirector_sessions.remove(t);
+                    }
+                    html(
+                        StatusCode::OK,
+                        login_page(&destination, ""),
+                        Some(named_session_cookie(COOKIE, "", secure, Some(0))),
+                    )
+                }
+                Err(r) => r,
+            },
+            Err(true) => html(
+                StatusCode::OK,
+                login_page(
+                    &destination,
+                    "Your session has expired; please log in again.",
                 ),
                 None,
-            );
-        }
+            ),
+            Err(false) => html(StatusCode::OK, login_page(&destination, ""), None),
+        };
+    }
+    let homes = match find_homes(&wd, &headers, &uid).await {
+        Ok(h) => h,
+        Err(r) => return r,
     };
-    let local_home = cluster.end_user(&uid).is_some_and(|u| u.home_cluster);
-    let answers = ask_all(&http, &list, &uid).await;
-    for (base, answer) in &answers {
-        if let Answer::Unreachable(e) = answer {
-            tracing::warn!(webdialer = %base, error = %e, "Redirector: WebDialer skipped");
-        }
-    }
-    let def = cluster.definition();
-    let ours = |u: &str| is_own(u) || is_cluster_node(def, u);
-    let answered = |u: &str| answers.iter().any(|(b, a)| b == u && *a == Answer::Yes);
-    let mut homes: Vec<String> = Vec::new();
-    if local_home {
-        // This cluster is one home: its first WebDialer in the list that answers (this node
-        // answers by being here), or this node when the list names none of them.
-        let first_live = full
-            .iter()
-            .filter(|u| ours(u))
-            .find(|u| is_own(u) || answered(u))
-            .map(|u| if is_own(u) { own.clone() } else { u.clone() });
-        homes.push(first_live.unwrap_or_else(|| own.clone()));
-    }
-    for (base, answer) in answers {
-        if answer == Answer::Yes && !(local_home && ours(&base)) {
-            homes.push(base);
-        }
-    }
     if homes.is_empty() {
         return html(
             StatusCode::NOT_FOUND,
@@ -283,11 +287,17 @@ pub async fn handler(
             None,
         );
     }
+    let cluster = state.cluster();
+    let local_home = cluster.end_user(&uid).is_some_and(|u| u.home_cluster);
     // The home cluster checks the password: this one, or the first remote home.
     let authenticated = if local_home {
         wd.authenticate(&state, &uid, &pwd).await.is_ok()
     } else {
-        let c = WdClient::with_http(http.clone(), &homes[0]);
+        let http = match wd.redirector_http(&state).await {
+            Ok(c) => c,
+            Err(e) => return misconfigured(&e),
+        };
+        let c = WdClient::with_http(http, &homes[0]);
         let cred = Credential {
             user_id: uid.clone(),
             password: pwd,
@@ -312,19 +322,95 @@ pub async fn handler(
             None,
         );
     }
+    if let Some(old) = named_cookie_token(&headers, COOKIE) {
+        wd.redirector_sessions.remove(&old);
+    }
+    let token = wd.redirector_sessions.create(&uid, now, expiry);
+    let cookie = named_session_cookie(COOKIE, &token, secure, (expiry > 0).then_some(expiry));
+    send_to(&uid, &homes, &destination, Some(cookie))
+}
+
+fn misconfigured(e: &str) -> Response {
+    tracing::error!(error = %e, "Redirector: HTTP client");
+    html(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        page(
+            "Redirector unavailable",
+            &error_box("The Redirector is misconfigured; see the node's log."),
+        ),
+        None,
+    )
+}
+
+/// The WebDialers that are `uid`'s home, in list order: this cluster's first live one when the
+/// user's home is here, then every other WebDialer that says yes.
+async fn find_homes(
+    wd: &super::WebDialerService,
+    headers: &HeaderMap,
+    uid: &str,
+) -> Result<Vec<String>, Response> {
+    let state = wd.node.clone();
+    let cluster = state.cluster();
+    let own = own_base(&state, headers);
+    let is_own = |u: &str| u == state.http_base || u == state.https_base;
+    let full: Vec<String> = cluster
+        .section::<super::model::WebDialerParameters>()
+        .webdialers
+        .iter()
+        .map(|u| u.trim_end_matches('/').to_string())
+        .collect();
+    let list: Vec<String> = full.iter().filter(|u| !is_own(u)).cloned().collect();
+    let http = wd
+        .redirector_http(&state)
+        .await
+        .map_err(|e| misconfigured(&e))?;
+    let local_home = cluster.end_user(uid).is_some_and(|u| u.home_cluster);
+    let answers = ask_all(&http, &list, uid).await;
+    for (base, answer) in &answers {
+        if let Answer::Unreachable(e) = answer {
+            tracing::warn!(webdialer = %base, error = %e, "Redirector: WebDialer skipped");
+        }
+    }
+    let def = cluster.definition();
+    let ours = |u: &str| is_own(u) || is_cluster_node(def, u);
+    let answered = |u: &str| answers.iter().any(|(b, a)| b == u && *a == Answer::Yes);
+    let mut homes: Vec<String> = Vec::new();
+    if local_home {
+        // This cluster is one home: its first WebDialer in the list that answers (this node
+        // answers by being here), or this node when the list names none of them.
+        let first_live = full
+            .iter()
+            .filter(|u| ours(u))
+            .find(|u| is_own(u) || answered(u))
+            .map(|u| if is_own(u) { own.clone() } else { u.clone() });
+        homes.push(first_live.unwrap_or_else(|| own.clone()));
+    }
+    for (base, answer) in answers {
+        if answer == Answer::Yes && !(local_home && ours(&base)) {
+            homes.push(base);
+        }
+    }
+    Ok(homes)
+}
+
+/// One home: a redirect there; several: a page where the user picks.
+fn send_to(uid: &str, homes: &[String], destination: &str, cookie: Option<String>) -> Response {
     if homes.len() == 1 {
-        let to = servlet_url(&homes[0], &destination);
+        let to = servlet_url(&homes[0], destination);
         tracing::info!(user = %uid, to = %to, "Redirector: redirecting");
-        let mut r = (StatusCode::SEE_OTHER, "").into_response();
+        let mut r = (StatusCode::SEE_OTHER, [(header::CACHE_CONTROL, "no-store")]).into_response();
         if let Ok(v) = to.parse() {
             r.headers_mut().insert(header::LOCATION, v);
+        }
+        if let Some(c) = cookie.and_then(|c| c.parse().ok()) {
+            r.headers_mut().insert(header::SET_COOKIE, c);
         }
         return r;
     }
     let items: String = homes
         .iter()
         .map(|b| {
-            let u = servlet_url(b, &destination);
+            let u = servlet_url(b, destination);
             format!("<li><a href=\"{}\">{}</a></li>", esc(&u), esc(b))
         })
         .collect();
@@ -333,11 +419,14 @@ pub async fn handler(
         page(
             "Choose your WebDialer",
             &format!(
-                "<p>{} is a user of more than one cluster. Pick one:</p><ul>{items}</ul>",
-                esc(&uid)
+                "<p>{} is a user of more than one cluster. Pick one:</p><ul>{items}</ul>\
+<p><a href=\"{PATH}?login=1&amp;destination={}\">Not {}? Log in as someone else</a></p>",
+                esc(uid),
+                esc(&percent_encode(destination)),
+                esc(uid)
             ),
         ),
-        None,
+        cookie,
     )
 }
 

@@ -168,6 +168,40 @@ impl B2bua {
                 Some(Reply::Devices(busy))
             }
             Command::CallExists { call } => Some(Reply::Exists(self.calls.contains_key(&call))),
+            Command::ListCalls => {
+                let mut list: Vec<ActiveCall> = self
+                    .calls
+                    .iter()
+                    .filter(|(_, c)| c.state != CallState::Ended)
+                    .map(|(&id, c)| {
+                        let mut devices: Vec<String> = c.caller.device.iter().cloned().collect();
+                        for l in c.legs.iter().filter(|l| l.state != LegState::Ended) {
+                            if let Some(d) = &l.device {
+                                if !devices.contains(d) {
+                                    devices.push(d.clone());
+                                }
+                            }
+                        }
+                        ActiveCall {
+                            id,
+                            state: match (c.state, &c.at_route_point) {
+                                (CallState::Connected, _) => "connected",
+                                (_, Some(_)) => "at-route-point",
+                                _ => "routing",
+                            },
+                            calling: c.caller.number.clone(),
+                            dialled: c.dialled.clone(),
+                            devices,
+                            held: !c.held.is_empty(),
+                            third_party: c.third_party.is_some(),
+                            started: c.started,
+                        }
+                    })
+                    .collect();
+                // Calls are numbered in order: by id is oldest first.
+                list.sort_by_key(|c| c.id);
+                Some(Reply::Calls(list))
+            }
             Command::EndCall { call } => {
                 let result = match self.calls.get(&call).map(|c| c.state) {
                     None => Err(call_error(481, "no such call")),
@@ -503,6 +537,8 @@ impl B2bua {
                 }),
                 at_route_point: None,
                 held: BTreeSet::new(),
+                dialled: destination.to_string(),
+                started: now.unix,
             },
         );
         // The user's phone answers in time or the attempt ends (see `no_answer`).

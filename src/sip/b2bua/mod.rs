@@ -140,6 +140,27 @@ pub enum Command {
     /// Sends an unsolicited NOTIFY (`Event: check-sync` makes a Cisco phone fetch its
     /// configuration again) to every address the device is registered from. Not answered.
     NotifyDevice { device: String, event: String },
+    /// The calls up now, for the operator's view. Answered with [`Reply::Calls`].
+    ListCalls,
+}
+
+/// A call as the operator's view lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ActiveCall {
+    pub id: u64,
+    /// `routing` (offered, ringing, hunting), `at-route-point` (a service decides) or
+    /// `connected`.
+    pub state: &'static str,
+    pub calling: String,
+    pub dialled: String,
+    /// The calling device, then the devices of the legs still up.
+    pub devices: Vec<String>,
+    /// Some side has put the call on hold.
+    pub held: bool,
+    /// Placed by a service (WebDialer's third-party call control).
+    pub third_party: bool,
+    /// Unix seconds.
+    pub started: i64,
 }
 
 /// The answer to a [`Command`].
@@ -153,6 +174,8 @@ pub enum Reply {
     Devices(HashSet<String>),
     /// Whether the call is still up.
     Exists(bool),
+    /// The calls up now, oldest first.
+    Calls(Vec<ActiveCall>),
 }
 
 /// A call offered to a service's route point.
@@ -289,6 +312,10 @@ struct Call {
     at_route_point: Option<String>,
     /// Legs whose side has put the call on hold (their last offer was sendonly/inactive).
     held: BTreeSet<usize>,
+    /// The number dialled (the caller's Request-URI, or a third-party call's destination).
+    dialled: String,
+    /// Unix seconds when the call began (the operator's view lists it).
+    started: i64,
 }
 
 #[derive(Debug)]

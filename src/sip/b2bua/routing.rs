@@ -264,6 +264,8 @@ impl B2bua {
                 third_party: None,
                 at_route_point: None,
                 held: BTreeSet::new(),
+                dialled: dialled.clone(),
+                started: now.unix,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);

@@ -1,4 +1,6 @@
-//! Extension Mobility logins: one row per logged-in device, written in one transaction each.
+//! Extension Mobility's storage: one row per logged-in device (`em_logins`), each device's
+//! version (`em_devices`), the users' locks (`em_user_locks`) and the last user of a device
+//! (`em_last_user`), in the shared migration sequence, as queries on the node's store handle.
 //!
 //! The database decides. A login locks its user (`em_user_locks`) and then its device
 //! (`em_devices`), reads what is stored under those locks and hands it to the caller's decision
@@ -6,11 +8,15 @@
 //! one after the other on both backends. Every login or logout bumps the device's version in the
 //! same transaction and returns the device's new state as an [`EmChange`]: a node applies a
 //! change only when its version is newer than what it holds, whether it comes from its own
-//! write, the periodic read of [`Store::em_states`], or a change feed that names the device.
+//! write, the read of [`EmStore::em_states`] at start and on reconnect, or a change feed that
+//! names the device ([`EmStore::em_state`]).
+
+use std::collections::BTreeMap;
+use std::future::Future;
 
 use sqlx::Row;
 
-use super::{Store, StoreError};
+use crate::store::{Store, StoreError};
 
 /// One Extension Mobility login as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,25 +90,102 @@ fn login_row(r: &sqlx::any::AnyRow) -> Result<EmLoginRow, sqlx::Error> {
 
 type Tx<'a> = sqlx::Transaction<'a, sqlx::Any>;
 
-impl Store {
+/// Takes the device's lock and bumps its version, returning the new one.
+async fn bump(tx: &mut Tx<'_>, device: &str) -> Result<i64, sqlx::Error> {
+    let row = sqlx::query(
+        "INSERT INTO em_devices (device, version) VALUES ($1, 1) \
+         ON CONFLICT (device) DO UPDATE SET version = em_devices.version + 1 \
+         RETURNING version",
+    )
+    .bind(device)
+    .fetch_one(&mut **tx)
+    .await?;
+    row.try_get(0)
+}
+
+async fn logout_in(tx: &mut Tx<'_>, device: &str) -> Result<Option<String>, sqlx::Error> {
+    let row = sqlx::query("DELETE FROM em_logins WHERE device = $1 RETURNING userid")
+        .bind(device)
+        .fetch_optional(&mut **tx)
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let user: String = row.try_get(0)?;
+    sqlx::query(
+        "INSERT INTO em_last_user (device, userid) VALUES ($1, $2) \
+         ON CONFLICT (device) DO UPDATE SET userid = excluded.userid",
+    )
+    .bind(device)
+    .bind(&user)
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(user))
+}
+
+/// Extension Mobility in the database.
+pub trait EmStore {
     /// Every current login.
-    pub async fn em_logins(&self) -> Result<Vec<EmLoginRow>, StoreError> {
+    fn em_logins(&self) -> impl Future<Output = Result<Vec<EmLoginRow>, StoreError>> + Send;
+
+    /// Every device's EM state with its version, read in one statement (one consistent
+    /// snapshot): what a node applies to catch up with the other nodes.
+    fn em_states(&self) -> impl Future<Output = Result<Vec<EmChange>, StoreError>> + Send;
+
+    /// The EM state of one device as of its latest committed version (what a node applies
+    /// when the change feed names the device); `None` when the device never had a login.
+    fn em_state(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<EmChange>, StoreError>> + Send;
+
+    /// The last user of a device that nobody is logged in on.
+    fn em_last_user(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<String>, StoreError>> + Send;
+
+    /// How many logins each node made (`ucm cluster status`).
+    fn em_logins_per_node(
+        &self,
+    ) -> impl Future<Output = Result<BTreeMap<String, i64>, StoreError>> + Send;
+
+    /// Logs `user` in on `device` as `decide` says, given what is stored: in one transaction
+    /// that holds the user's and the device's locks while it reads, decides and writes.
+    /// Returns the changes made (the devices logged out first, the login last).
+    fn em_login<E: Send>(
+        &self,
+        device: &str,
+        user: &str,
+        decide: impl FnOnce(&EmCurrent) -> Result<EmLoginWrite, E> + Send,
+    ) -> impl Future<Output = Result<Vec<EmChange>, EmWrite<E>>> + Send;
+
+    /// Logs the device out, recording its last user, when `decide` agrees given the device's
+    /// stored login (`Ok(false)`: leave it, nothing is written). Returns the change and the
+    /// login that ended, or `None` when nothing ended.
+    fn em_logout<E: Send>(
+        &self,
+        device: &str,
+        decide: impl FnOnce(Option<&EmLoginRow>) -> Result<bool, E> + Send,
+    ) -> impl Future<Output = Result<Option<(EmChange, EmLoginRow)>, EmWrite<E>>> + Send;
+}
+
+impl EmStore for Store {
+    async fn em_logins(&self) -> Result<Vec<EmLoginRow>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {LOGIN_COLUMNS} FROM em_logins ORDER BY device"
         ))
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         Ok(rows.iter().map(login_row).collect::<Result<_, _>>()?)
     }
 
-    /// Every device's EM state with its version, read in one statement (one consistent
-    /// snapshot): what a node applies to catch up with the other nodes.
-    pub async fn em_states(&self) -> Result<Vec<EmChange>, StoreError> {
+    async fn em_states(&self) -> Result<Vec<EmChange>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.device, d.version, l.userid, l.profile, l.logged_in_at, l.logout_at, l.node \
              FROM em_devices d LEFT JOIN em_logins l ON l.device = d.device ORDER BY d.device",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.pool())
         .await?;
         rows.iter()
             .map(|r| {
@@ -128,24 +211,21 @@ impl Store {
             .collect()
     }
 
-    pub async fn em_last_user(&self, device: &str) -> Result<Option<String>, StoreError> {
+    async fn em_last_user(&self, device: &str) -> Result<Option<String>, StoreError> {
         let row = sqlx::query("SELECT userid FROM em_last_user WHERE device = $1")
             .bind(device)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.pool())
             .await?;
         Ok(row.map(|r| r.try_get(0)).transpose()?)
     }
 
-    /// Logs `user` in on `device` as `decide` says, given what is stored: in one transaction
-    /// that holds the user's and the device's locks while it reads, decides and writes.
-    /// Returns the changes made (the devices logged out first, the login last).
-    pub async fn em_login<E>(
+    async fn em_login<E: Send>(
         &self,
         device: &str,
         user: &str,
-        decide: impl FnOnce(&EmCurrent) -> Result<EmLoginWrite, E>,
+        decide: impl FnOnce(&EmCurrent) -> Result<EmLoginWrite, E> + Send,
     ) -> Result<Vec<EmChange>, EmWrite<E>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // A write first: on SQLite it takes the database's write lock before anything is read
         // (no snapshot to lose to another writer), on PostgreSQL the user's row lock.
         sqlx::query(
@@ -157,7 +237,7 @@ impl Store {
         .await?;
         // Always the user before the device, and the user's other devices last: no two
         // logins wait on each other in a circle.
-        let version = Self::bump(&mut tx, device).await?;
+        let version = bump(&mut tx, device).await?;
         let on_device = sqlx::query(&format!(
             "SELECT {LOGIN_COLUMNS} FROM em_logins WHERE device = $1"
         ))
@@ -195,8 +275,8 @@ impl Store {
         }
         let mut changes = Vec::with_capacity(write.also_logout.len() + 1);
         for d in write.also_logout.iter().filter(|d| *d != device) {
-            let v = Self::bump(&mut tx, d).await?;
-            Self::em_logout_in(&mut tx, d).await?;
+            let v = bump(&mut tx, d).await?;
+            logout_in(&mut tx, d).await?;
             changes.push(EmChange {
                 device: d.clone(),
                 version: v,
@@ -229,50 +309,14 @@ impl Store {
         Ok(changes)
     }
 
-    /// Takes the device's lock and bumps its version, returning the new one.
-    async fn bump(tx: &mut Tx<'_>, device: &str) -> Result<i64, sqlx::Error> {
-        let row = sqlx::query(
-            "INSERT INTO em_devices (device, version) VALUES ($1, 1) \
-             ON CONFLICT (device) DO UPDATE SET version = em_devices.version + 1 \
-             RETURNING version",
-        )
-        .bind(device)
-        .fetch_one(&mut **tx)
-        .await?;
-        row.try_get(0)
-    }
-
-    async fn em_logout_in(tx: &mut Tx<'_>, device: &str) -> Result<Option<String>, sqlx::Error> {
-        let row = sqlx::query("DELETE FROM em_logins WHERE device = $1 RETURNING userid")
-            .bind(device)
-            .fetch_optional(&mut **tx)
-            .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let user: String = row.try_get(0)?;
-        sqlx::query(
-            "INSERT INTO em_last_user (device, userid) VALUES ($1, $2) \
-             ON CONFLICT (device) DO UPDATE SET userid = excluded.userid",
-        )
-        .bind(device)
-        .bind(&user)
-        .execute(&mut **tx)
-        .await?;
-        Ok(Some(user))
-    }
-
-    /// Logs the device out, recording its last user, when `decide` agrees given the device's
-    /// stored login (`Ok(false)`: leave it, nothing is written). Returns the change and the
-    /// login that ended, or `None` when nothing ended.
-    pub async fn em_logout<E>(
+    async fn em_logout<E: Send>(
         &self,
         device: &str,
-        decide: impl FnOnce(Option<&EmLoginRow>) -> Result<bool, E>,
+        decide: impl FnOnce(Option<&EmLoginRow>) -> Result<bool, E> + Send,
     ) -> Result<Option<(EmChange, EmLoginRow)>, EmWrite<E>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool().begin().await?;
         // The lock first (see em_login); rolled back when there is nothing to end.
-        let version = Self::bump(&mut tx, device).await?;
+        let version = bump(&mut tx, device).await?;
         let current = sqlx::query(&format!(
             "SELECT {LOGIN_COLUMNS} FROM em_logins WHERE device = $1"
         ))
@@ -292,7 +336,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        Self::em_logout_in(&mut tx, device).await?;
+        logout_in(&mut tx, device).await?;
         tx.commit().await?;
         let change = EmChange {
             device: device.to_string(),
@@ -300,5 +344,43 @@ impl Store {
             login: None,
         };
         Ok(Some((change, ended)))
+    }
+
+    async fn em_state(&self, device: &str) -> Result<Option<EmChange>, StoreError> {
+        let row = sqlx::query(
+            "SELECT d.version, l.userid, l.profile, l.logged_in_at, l.logout_at, l.node \
+             FROM em_devices d LEFT JOIN em_logins l ON l.device = d.device \
+             WHERE d.device = $1",
+        )
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await?;
+        let Some(r) = row else { return Ok(None) };
+        let userid: Option<String> = r.try_get(1)?;
+        let login = match userid {
+            Some(userid) => Some(EmLoginRow {
+                device: device.to_string(),
+                userid,
+                profile: r.try_get(2)?,
+                logged_in_at: r.try_get(3)?,
+                logout_at: r.try_get(4)?,
+                node: r.try_get(5)?,
+            }),
+            None => None,
+        };
+        Ok(Some(EmChange {
+            device: device.to_string(),
+            version: r.try_get(0)?,
+            login,
+        }))
+    }
+
+    async fn em_logins_per_node(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT node, COUNT(*) FROM em_logins GROUP BY node")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
     }
 }
