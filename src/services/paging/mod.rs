@@ -1109,6 +1109,12 @@ fn start_service(s: super::Start) -> super::StartFuture {
     })
 }
 
+/// The pages running at this node now (the cluster status): listed in [`NodeState::live`] by
+/// each page while it runs.
+fn status_running(state: &NodeState, _now: i64) -> super::StatusFuture<'_> {
+    Box::pin(async move { Ok(serde_json::Value::Array(state.live.list("pages"))) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1146,10 +1152,4 @@ mod tests {
         assert_eq!(p.interval_max_us, 20_900);
         assert!(pacing(&[]).interval_p99_us == 0);
     }
-}
-
-/// The pages running at this node now (the cluster status): listed in [`NodeState::live`] by
-/// each page while it runs.
-fn status_running(state: &NodeState, _now: i64) -> super::StatusFuture<'_> {
-    Box::pin(async move { Ok(serde_json::Value::Array(state.live.list("pages"))) })
 }
