@@ -9,6 +9,7 @@
 
 pub mod feed;
 pub mod http;
+pub mod leases;
 pub mod live;
 pub mod metrics;
 
@@ -85,6 +86,8 @@ pub struct NodeState {
     stop: watch::Sender<bool>,
     /// The change feed from the other nodes (and this node's heartbeat figures).
     pub feed: feed::Feed,
+    /// Which node runs each service the cluster runs once (see [`leases`]).
+    pub leases: leases::Leases,
     /// What runs at this node now (running pages), for the operator's view.
     pub live: live::Live,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
@@ -164,6 +167,7 @@ impl NodeState {
         let digest = store.definition_digest().await?;
         Ok(Arc::new(NodeState {
             feed: feed::Feed::new(digest),
+            leases: Default::default(),
             live: live::Live::default(),
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
             secret_guards: Default::default(),
