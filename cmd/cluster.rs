@@ -12,7 +12,8 @@ use crate::{print_out, Failure};
 #[derive(Subcommand)]
 pub enum Command {
     /// Nodes, the services each runs, health, registrations and EM logins per node, change-feed
-    /// lag. Exit 1 when a node the definition names is down.
+    /// lag, the active Paging Server. Exit 1 when a node the definition names is down, or no
+    /// node is the active Paging Server while the definition names paging on some.
     Status(StatusArgs),
 }
 
@@ -40,6 +41,26 @@ struct NodeStatus {
     /// Milliseconds since its last heartbeat; `None` when it never reported.
     heartbeat_age_ms: Option<i64>,
     feed: LagFigures,
+    /// `active` or `standby` on a node that names paging; absent elsewhere.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    paging: Option<&'static str>,
+}
+
+/// The cluster's Paging Server: one active node (holding the lease), the others standing by.
+#[derive(serde::Serialize)]
+struct PagingStatus {
+    /// The node holding a live lease, if any.
+    active: Option<String>,
+    /// Unix ms the active node took the lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    since_ms: Option<i64>,
+    /// Milliseconds left before the lease lapses unless renewed (negative: lapsed).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_in_ms: Option<i64>,
+    /// Nodes of the definition naming paging.
+    nodes: Vec<String>,
+    /// Those that are up and not active.
+    standby: Vec<String>,
 }
 
 pub async fn run(c: Command) -> Result<(), Failure> {
@@ -55,7 +76,27 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
     let now = unix_ms();
     let regs = store.registrations_per_node(now / 1000).await?;
     let logins = store.em_logins_per_node().await?;
+    let lease = store.lease(ucm::services::paging::LEASE).await?;
     store.close().await;
+    // Paging is served when the definition has DialCast numbers and a paging user.
+    let paging_named: Vec<String> = def
+        .as_ref()
+        .filter(|d| {
+            let p = d.section::<ucm::services::paging::model::Paging>();
+            !p.dialcasts.is_empty() && p.user.is_some()
+        })
+        .map(|d| {
+            d.nodes
+                .iter()
+                .filter(|n| {
+                    n.services
+                        .contains(&ucm::config::model::NodeService::Paging)
+                })
+                .map(|n| n.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let active = lease.as_ref().filter(|l| l.live()).map(|l| l.node.clone());
     let defined: Vec<(String, String, Vec<String>)> = def
         .as_ref()
         .map(|d| {
@@ -105,9 +146,28 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                 .and_then(|r| r.status.get("feed"))
                 .and_then(|v| serde_json::from_value(v.clone()).ok())
                 .unwrap_or_default(),
+            paging: paging_named.contains(&name).then(|| {
+                if active.as_deref() == Some(name.as_str()) {
+                    "active"
+                } else {
+                    "standby"
+                }
+            }),
             name,
         });
     }
+    let paging = PagingStatus {
+        active: active.clone(),
+        since_ms: lease.as_ref().filter(|l| l.live()).map(|l| l.acquired_at),
+        expires_in_ms: lease.as_ref().map(|l| l.expires_at - l.now),
+        standby: out
+            .iter()
+            .filter(|n| n.up && n.paging == Some("standby"))
+            .map(|n| n.name.clone())
+            .collect(),
+        nodes: paging_named.clone(),
+    };
+    let paging_missing = !paging_named.is_empty() && active.is_none();
     let down: Vec<&str> = out
         .iter()
         .filter(|n| n.defined && !n.up)
@@ -122,6 +182,7 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
             "cluster": cluster,
             "nodes": out,
             "down": down,
+            "paging": paging,
         });
         print_out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
     } else {
@@ -159,14 +220,38 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                 },
             ));
         }
+        if !paging_named.is_empty() {
+            let standby = if paging.standby.is_empty() {
+                "none".to_string()
+            } else {
+                paging.standby.join(", ")
+            };
+            match (&paging.active, paging.since_ms) {
+                (Some(a), Some(since)) => t.push_str(&format!(
+                    "Paging Server: active on {a} for {:.1}s (standby: {standby})\n",
+                    (now - since).max(0) as f64 / 1000.0
+                )),
+                _ => t.push_str(&format!(
+                    "Paging Server: NONE ACTIVE (named on {}; standby: {standby})\n",
+                    paging_named.join(", ")
+                )),
+            }
+        }
         print_out(&t)?;
     }
-    if down.is_empty() {
+    let mut problems = Vec::new();
+    if !down.is_empty() {
+        problems.push(format!("node(s) down: {}", down.join(", ")));
+    }
+    if paging_missing {
+        problems.push(format!(
+            "no active Paging Server (paging is named on {})",
+            paging_named.join(", ")
+        ));
+    }
+    if problems.is_empty() {
         Ok(())
     } else {
-        Err(Failure::Check(format!(
-            "ucm: node(s) down: {}",
-            down.join(", ")
-        )))
+        Err(Failure::Check(format!("ucm: {}", problems.join("; "))))
     }
 }

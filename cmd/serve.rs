@@ -99,7 +99,15 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
     let parsed = t0.elapsed();
     config::hash_secrets(&mut def);
     let hashed = t0.elapsed();
-    let s = store.import(&def, &digest, &origin).await?;
+    let s = store.import_unless_current(&def, &digest, &origin).await?;
+    if !s.changed {
+        // Another node started at the same moment imported it first: serve what it stored.
+        tracing::info!(%origin, "definition imported by another node meanwhile");
+        return store
+            .load()
+            .await?
+            .ok_or_else(|| Failure::Input("the database holds no cluster definition".into()));
+    }
     tracing::info!(
         %origin,
         objects = s.objects,

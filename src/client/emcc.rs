@@ -423,3 +423,33 @@ pub async fn check(o: &SyncOptions) -> Result<SyncReport, SyncError> {
     }
     Ok(report)
 }
+
+/// "Update Remote Cluster Now" at the node `server` (its HTTPS base URL), as the administrator
+/// `user`: the node asks every remote cluster and answers what the database then holds for
+/// them (`{"cluster", "node", "remote_clusters": [...]}`).
+pub async fn update_now(
+    server: &str,
+    client: &ClientOptions,
+    user: &str,
+    password: &str,
+) -> Result<serde_json::Value, SyncError> {
+    let base = base(server)?;
+    let http = http_client(client).map_err(|e| SyncError::Usage(e.to_string()))?;
+    let peer = Peer { url: base, http };
+    let url = format!("{}{}", peer.url, crate::wire::emcc::UPDATE_PATH);
+    let r = peer
+        .http
+        .post(&url)
+        .basic_auth(user, Some(password))
+        .send()
+        .await
+        .map_err(|e| SyncError::Cluster {
+            url: peer.url.clone(),
+            reason: describe_error(&e),
+        })?;
+    let text = peer.body(r).await?;
+    serde_json::from_str(&text).map_err(|e| SyncError::Cluster {
+        url: peer.url.clone(),
+        reason: format!("its answer is not JSON: {e}"),
+    })
+}

@@ -134,6 +134,104 @@ pub fn server_config(
     Ok(Arc::new(cfg))
 }
 
+/// [`server_config`] that asks the client for a certificate without requiring one (a phone or
+/// browser sends none and is served as before). A certificate sent must come with proof of its
+/// key (the handshake signature is checked); whether it is *trusted* is left to the handler
+/// that needs it, which reads it from [`PeerCertificates`] and decides against the trust store
+/// it keeps (the EMCC inter-cluster API: Tomcat-trust, which changes while the node runs).
+pub fn server_config_asking_client_certs(
+    id: &NodeIdentity,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = provider();
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(Arc::new(OptionalClientCert(provider)))
+        .with_single_cert(id.certs.clone(), id.key.clone_key())?;
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(cfg))
+}
+
+/// The certificates a TLS client presented (end entity first), as a request extension; empty
+/// when it presented none.
+#[derive(Debug, Clone, Default)]
+pub struct PeerCertificates(pub Arc<Vec<CertificateDer<'static>>>);
+
+impl PeerCertificates {
+    /// What `conn` holds after the handshake.
+    pub fn of(conn: &rustls::ServerConnection) -> PeerCertificates {
+        PeerCertificates(Arc::new(
+            conn.peer_certificates()
+                .map(|c| c.iter().map(|d| d.clone().into_owned()).collect())
+                .unwrap_or_default(),
+        ))
+    }
+
+    pub fn end_entity(&self) -> Option<&CertificateDer<'static>> {
+        self.0.first()
+    }
+}
+
+/// Asks for a client certificate, takes none, and checks the handshake signature of one sent.
+#[derive(Debug)]
+struct OptionalClientCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::server::danger::ClientCertVerifier for OptionalClientCert {
+    fn offer_client_auth(&self) -> bool {
+        true
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        false
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        // Trust is decided by the handler that needs it (see above).
+        Ok(rustls::server::danger::ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
 fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use axum::extract::ConnectInfo;
 use axum::response::IntoResponse;
 use axum::Router;
+use hyper::service::Service as _;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -210,6 +211,14 @@ pub async fn serve_with<C: Counters>(
                             return;
                         }
                     };
+                    // The client's certificates (if any) go with each of its requests.
+                    let certs = crate::net::tls::PeerCertificates::of(tls_stream.get_ref().1);
+                    let svc = hyper::service::service_fn(
+                        move |mut req: hyper::Request<hyper::body::Incoming>| {
+                            req.extensions_mut().insert(certs.clone());
+                            svc.call(req)
+                        },
+                    );
                     let conn = builder.serve_connection(TokioIo::new(tls_stream), svc);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "HTTPS connection ended with an error");

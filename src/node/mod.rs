@@ -9,6 +9,7 @@
 
 pub mod feed;
 pub mod http;
+pub mod leases;
 pub mod live;
 pub mod metrics;
 
@@ -85,6 +86,8 @@ pub struct NodeState {
     stop: watch::Sender<bool>,
     /// The change feed from the other nodes (and this node's heartbeat figures).
     pub feed: feed::Feed,
+    /// Which node runs each service the cluster runs once (see [`leases`]).
+    pub leases: leases::Leases,
     /// What runs at this node now (running pages), for the operator's view.
     pub live: live::Live,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
@@ -154,7 +157,9 @@ impl NodeState {
                     .await?;
             }
         }
-        let tls_cfg = tls::server_config(&identity, &[b"http/1.1"])?;
+        // HTTPS asks for a client certificate without requiring one: the EMCC inter-cluster
+        // API verifies the other cluster's node by it (mutual TLS); phones send none.
+        let tls_cfg = tls::server_config_asking_client_certs(&identity, &[b"http/1.1"])?;
         let sip_tls = tls::server_config(&identity, &[])?;
         let (registrar, writer) =
             crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
@@ -162,6 +167,7 @@ impl NodeState {
         let digest = store.definition_digest().await?;
         Ok(Arc::new(NodeState {
             feed: feed::Feed::new(digest),
+            leases: Default::default(),
             live: live::Live::default(),
             password_cache: crate::auth::VerifiedCache::new(Duration::from_secs(300)),
             secret_guards: Default::default(),

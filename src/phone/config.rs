@@ -52,6 +52,10 @@ pub struct PhoneConfig {
     pub authentication_url: Option<String>,
     pub services_url: Option<String>,
     pub directory_url: Option<String>,
+    /// URL Idle (`idleURL`): fetched and shown after `idle_timeout` seconds of idle.
+    pub idle_url: Option<String>,
+    /// URL Idle Time (`idleTimeout`, seconds); 0: never.
+    pub idle_timeout: u32,
     /// DSCP of the phone's RTP (`dscpForAudio`, a ToS byte in the file).
     pub dscp_audio: Dscp,
     /// DSCP of the phone's SIP signalling (`dscpForCm2Dvce`).
@@ -193,6 +197,10 @@ impl PhoneConfig {
             authentication_url: non_empty(xml::text_of(device, "authenticationURL")),
             services_url: non_empty(xml::text_of(device, "servicesURL")),
             directory_url: non_empty(xml::text_of(device, "directoryURL")),
+            idle_url: non_empty(xml::text_of(device, "idleURL")),
+            idle_timeout: xml::text_of(device, "idleTimeout")
+                .and_then(|t| t.trim().parse().ok())
+                .unwrap_or(0),
             dscp_audio: tos(device, "dscpForAudio", Dscp::EF),
             dscp_signalling: tos(device, "dscpForCm2Dvce", Dscp::CS3),
             dscp_services: tos(device, "dscpForSCCPPhoneServices", Dscp::CS0),

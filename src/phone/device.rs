@@ -154,7 +154,7 @@ fn unix_ms() -> u64 {
 #[derive(Debug, Clone, Serialize)]
 pub struct Screen {
     pub at_unix_ms: u64,
-    /// `push` or `fetch`.
+    /// `push`, `fetch` or `idle` (URL Idle).
     pub source: &'static str,
     /// The URL fetched (`fetch` only).
     pub url: Option<String>,
@@ -327,11 +327,21 @@ struct Shared {
     changes: watch::Sender<u64>,
     tone: Arc<Vec<u8>>,
     started: Instant,
+    /// The last thing the user (or a push) did, or the end of the last call: URL Idle counts
+    /// its idle time from here.
+    last_activity: Mutex<Instant>,
+    /// How often URL Idle was fetched.
+    idle_fetches: AtomicU64,
 }
 
 impl Shared {
     fn changed(&self) {
         self.changes.send_modify(|v| *v += 1);
+    }
+
+    /// The user did something: the idle time starts again.
+    fn touch(&self) {
+        *lock(&self.last_activity) = Instant::now();
     }
 
     fn event(&self, what: impl Into<String>) {
@@ -526,6 +536,7 @@ pub struct Phone {
     http_stop: watch::Sender<bool>,
     ua_task: Option<JoinHandle<()>>,
     http_task: Option<JoinHandle<()>>,
+    idle_task: Option<JoinHandle<()>>,
 }
 
 impl Phone {
@@ -635,9 +646,12 @@ impl Phone {
             changes: watch::channel(0).0,
             tone: tone_payload(),
             started: Instant::now(),
+            last_activity: Mutex::new(Instant::now()),
+            idle_fetches: AtomicU64::new(0),
             opts,
         });
         let (http_stop, http_stop_rx) = watch::channel(false);
+        let idle_task = tokio::spawn(url_idle(shared.clone(), http_stop.subscribe()));
         let ua_task = tokio::spawn(run_ua(shared.clone(), ua, pool, Arc::new(sip_sock), cmd_rx));
         let http_task = tokio::spawn(serve_http(listener, router(shared.clone()), http_stop_rx));
         Ok(Phone {
@@ -645,6 +659,7 @@ impl Phone {
             http_stop,
             ua_task: Some(ua_task),
             http_task: Some(http_task),
+            idle_task: Some(idle_task),
         })
     }
 
@@ -745,6 +760,9 @@ impl Phone {
 impl Drop for Phone {
     fn drop(&mut self) {
         let _ = self.http_stop.send(true);
+        if let Some(t) = self.idle_task.take() {
+            t.abort();
+        }
         if let Some(t) = self.ua_task.take() {
             t.abort();
         }
@@ -1118,6 +1136,7 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
         "streams": streams,
         "last_pushed": lock(&sh.last_pushed).clone(),
         "screen": lock(&sh.screen).clone(),
+        "idle_fetches": sh.idle_fetches.load(Ordering::Relaxed),
         "pushes": sh.pushes.load(Ordering::Relaxed),
         "auth_failures": sh.auth_failures.load(Ordering::Relaxed),
         "services": lock(&sh.services).clone(),
@@ -1224,6 +1243,7 @@ async fn authorized(sh: &Shared, user: &str, password: &str) -> Result<(), Strin
 
 async fn execute_post(State(sh): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     sh.pushes.fetch_add(1, Ordering::Relaxed);
+    sh.touch();
     let creds = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -1363,6 +1383,7 @@ async fn is_idle(sh: &Shared) -> bool {
 /// from the file always ask. The fetch is kept in `services`, what the phone shows in
 /// `services_menu`.
 async fn fetch_services(sh: &Shared) {
+    sh.touch();
     let cfg = lock(&sh.config).clone();
     let provisioning = cfg.services_provisioning;
     let ask = provisioning != 0 || always_asks_services_url(&sh.opts.model);
@@ -1434,8 +1455,60 @@ async fn fetch_services(sh: &Shared) {
     });
 }
 
+/// URL Idle: once the phone has been idle (no call, nothing pressed or pushed) for URL Idle
+/// Time, it fetches URL Idle and shows what comes back, once per idle spell (the next spell
+/// starts with the next activity). Ends when the phone stops.
+async fn url_idle(sh: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // The activity whose idle spell already got its fetch.
+    let mut shown_for: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => {}
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let (url, secs) = {
+            let c = lock(&sh.config);
+            (c.idle_url.clone(), c.idle_timeout)
+        };
+        let Some(url) = url.filter(|_| secs > 0) else {
+            continue;
+        };
+        if !is_idle(&sh).await {
+            sh.touch();
+            continue;
+        }
+        let since = *lock(&sh.last_activity);
+        if since.elapsed() < Duration::from_secs(u64::from(secs)) || shown_for == Some(since) {
+            continue;
+        }
+        shown_for = Some(since);
+        let url = url.replace("#DEVICENAME#", &sh.device);
+        sh.event(format!("URL Idle: {url}"));
+        let rec = sh.fetch_record(&url).await;
+        sh.idle_fetches.fetch_add(1, Ordering::Relaxed);
+        if let Some(body) = rec.body.as_deref().filter(|_| rec.status == Some(200)) {
+            match crate::wire::xml::parse(body) {
+                Ok(parsed) => {
+                    if let Some(screen) = Screen::of(&parsed.object, "idle", Some(&url)) {
+                        *lock(&sh.screen) = Some(screen);
+                    }
+                }
+                Err(e) => sh.event(format!("URL Idle: XML Error: {e}")),
+            }
+        }
+        *lock(&sh.last_fetch) = Some(rec);
+        sh.changed();
+    }
+}
+
 /// Runs one item; the ResponseItem says how it went.
 async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
+    sh.touch();
     let uri = match execute::parse_uri(url) {
         Ok(u) => u,
         Err(e) => return ResponseItem::error(url, e),

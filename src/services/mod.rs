@@ -20,6 +20,7 @@ pub mod authenticate;
 pub mod definition;
 pub mod directory;
 pub mod em;
+pub mod emcc;
 pub mod paging;
 pub mod phone_config;
 pub mod phone_services;
@@ -48,6 +49,7 @@ use crate::store::StoreError;
 pub const ALL: &[ServiceSpec] = &[
     tftp::SERVICE,
     em::SERVICE,
+    emcc::SERVICE,
     webdialer::SERVICE,
     phone_services::SERVICE,
     paging::SERVICE,

@@ -164,6 +164,20 @@ impl CallControl {
         Ok(rx)
     }
 
+    /// Tells call control which route points other nodes' services serve now (route point ->
+    /// node, replacing what it knew): calls to them go to that node. Best effort: a full
+    /// command queue drops it with a log line (the next change of holder says it again).
+    pub fn set_remote_route_points(&self, at: std::collections::HashMap<String, String>) {
+        let sub = Submission {
+            cmd: Command::RoutePointsElsewhere { at },
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!("call control busy or stopped: route points of other nodes not updated");
+        }
+    }
+
     /// Redirects an offered, unanswered call to `destination` without answering it.
     pub async fn redirect(&self, call: u64, destination: &str) -> Result<(), CallError> {
         let cmd = Command::Redirect {

@@ -23,10 +23,12 @@ use crate::config::ClusterDefinition;
 
 mod certificates;
 mod credentials;
+mod leases;
 mod nodes;
 mod registrations;
 
 pub use certificates::{NodeCertificate, TrustImport, TrustedCertificate};
+pub use leases::LeaseRow;
 pub use nodes::NodeRow;
 pub use registrations::RegistrationRow;
 
@@ -86,6 +88,9 @@ pub struct ImportSummary {
     /// False when the stored definition already had this digest and nothing was written.
     pub changed: bool,
 }
+
+/// The advisory lock definition imports take on PostgreSQL (`ucm_impt` in ASCII).
+const IMPORT_LOCK: i64 = 0x7563_6d5f_696d_7074;
 
 static MIGRATE_SQLITE: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static MIGRATE_POSTGRES: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
@@ -296,6 +301,29 @@ impl Store {
         digest: &str,
         origin: &str,
     ) -> Result<ImportSummary, StoreError> {
+        self.import_as(def, digest, origin, false).await
+    }
+
+    /// [`Store::import`], unless the database already holds a definition with this digest
+    /// (then nothing is written and `changed` is false): what a node does at start. On
+    /// PostgreSQL the check and the write are made under the import lock, so nodes started at
+    /// once on an empty database import the definition once and all serve it.
+    pub async fn import_unless_current(
+        &self,
+        def: &ClusterDefinition,
+        digest: &str,
+        origin: &str,
+    ) -> Result<ImportSummary, StoreError> {
+        self.import_as(def, digest, origin, true).await
+    }
+
+    async fn import_as(
+        &self,
+        def: &ClusterDefinition,
+        digest: &str,
+        origin: &str,
+        unless_current: bool,
+    ) -> Result<ImportSummary, StoreError> {
         debug_assert!(def
             .end_users
             .iter()
@@ -323,6 +351,28 @@ impl Store {
             }
         }
         let mut tx = self.pool.begin().await?;
+        if self.backend == Backend::Postgres {
+            // Imports take turns (a transaction-level advisory lock, released at commit or
+            // rollback): two writers of an empty database would otherwise both insert the
+            // same keys, and one would fail on config_objects' primary key.
+            sqlx::query("SELECT count(*) FROM (SELECT pg_advisory_xact_lock($1)) AS l")
+                .bind(IMPORT_LOCK)
+                .execute(&mut *tx)
+                .await?;
+            if unless_current {
+                let stored = sqlx::query("SELECT value FROM cluster_meta WHERE key = 'digest'")
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let stored: Option<String> = stored.map(|r| r.try_get(0)).transpose()?;
+                if stored.as_deref() == Some(digest) {
+                    tx.rollback().await?;
+                    return Ok(ImportSummary {
+                        objects: rows.len(),
+                        changed: false,
+                    });
+                }
+            }
+        }
         sqlx::query("DELETE FROM config_objects")
             .execute(&mut *tx)
             .await?;

@@ -53,6 +53,23 @@ pub fn code_meaning(code: u32) -> &'static str {
         28 => "Untrusted IP Error",
         29 => "RIS down-contact admin",
         30 => "Proxy not allowed",
+        // The EM service's EMCC codes (Cisco's EMCC feature guide).
+        31 => "EMCC not activated for the user",
+        32 => "Device does not support EMCC",
+        33 => "No free EMCC dummy device",
+        35 => "Visiting cluster info not present in home cluster",
+        36 => "No remote cluster",
+        37 => "Duplicate device name",
+        38 => "EMCC not allowed",
+        39 => "EMCC default or backup TFTP not set",
+        40 => "No response from remote host",
+        41 => "PIN change required",
+        42 => "Invalid ClusterID",
+        43 => "Device security mode error",
+        44 => "Cluster ID invalid",
+        45 => "Remote cluster version not supported",
+        46 => "Remote cluster security mode not supported",
+        47 => "DN has multiple users",
         _ => "Unknown Error",
     }
 }

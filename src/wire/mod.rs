@@ -6,7 +6,8 @@
 //!   descriptions and the offer/answer rules.
 //! - [`xml`]: CiscoIPPhone XML objects, a small bounded XML tree reader, and the one XML
 //!   escape every writer uses.
-//! - [`em`]: the Extension Mobility API's requests, queries, replies and error codes.
+//! - [`em`]: the Extension Mobility API's requests, queries, replies and error codes;
+//!   [`emcc`]: ucm's own inter-cluster API for EMCC.
 //! - [`soap`]: WebDialer's SOAP interface (wd70 and the legacy service).
 //! - [`codec`]: percent-encoding, form bodies, base64 and HTTP Basic credentials.
 //! - [`yaml`]: YAML reading limits and a located tree that maps a field path to its line.
@@ -14,6 +15,7 @@
 pub mod certs;
 pub mod codec;
 pub mod em;
+pub mod emcc;
 pub mod sdp;
 pub mod sip;
 pub mod soap;

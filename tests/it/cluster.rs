@@ -228,6 +228,11 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         assert!(services("ucm-sub1").contains(&"extension-mobility".to_string()));
         assert!(!services("ucm-pub").contains(&"extension-mobility".to_string()));
         assert!(services("ucm-pub").contains(&"paging".to_string()));
+        // Paging is named on ucm-pub and ucm-sub1: the first started is active.
+        assert_eq!(doc["paging"]["active"], "ucm-pub", "{doc}");
+        assert_eq!(doc["paging"]["standby"], serde_json::json!(["ucm-sub1"]));
+        assert_eq!(node_status(&doc, "ucm-sub1")["paging"], "standby");
+        assert!(node_status(&doc, "ucm-sub2").get("paging").is_none());
         // An EM login on sub1 counts there.
         assert_eq!(
             em_post(sub1.addr("http"), &login_xml(HOTDESK, "jsmith")),
@@ -259,6 +264,10 @@ async fn r16_three_nodes_report_in_cluster_status_and_a_killed_one_is_down_withi
         assert!(
             text.lines()
                 .any(|l| l.starts_with("ucm-sub2") && l.contains("DOWN")),
+            "{text}"
+        );
+        assert!(
+            text.contains("Paging Server: active on ucm-pub") && text.contains("standby: ucm-sub1"),
             "{text}"
         );
         drop((pubn, sub1));
@@ -1913,4 +1922,450 @@ async fn r16_webdialer_on_one_node_calls_for_phones_registered_on_others() {
     assert!(body.contains(">0</responseCode>"), "{body}");
     drop(nodes);
     db.drop_db().await;
+}
+
+// ---- Startup race and one Paging Server per cluster with standbys (issue 16) ----
+
+/// Two nodes started at the same moment on an empty PostgreSQL database with the same
+/// definition: both import it (the database lets one write it; the other finds it there) and
+/// both serve; both name paging, and the database makes exactly one the active Paging Server.
+/// Several rounds, each on a fresh database.
+#[tokio::test]
+async fn r16_two_nodes_started_at_once_on_an_empty_database_both_serve() {
+    for round in 0..3 {
+        let Some(db) = PgDb::create().await else {
+            return;
+        };
+        let url = db.url.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            let def = Path::new(FIXTURE);
+            // Both processes are started before either is waited for.
+            let (a, b) = std::thread::scope(|s| {
+                let a = s.spawn(|| node(def, &url, "ucm-pub"));
+                let b = s.spawn(|| node(def, &url, "ucm-sub1"));
+                (a.join(), b.join())
+            });
+            let (a, b) = (
+                a.unwrap_or_else(|_| panic!("round {round}: ucm-pub did not come up")),
+                b.unwrap_or_else(|_| panic!("round {round}: ucm-sub1 did not come up")),
+            );
+            // Exactly one wrote it; the other found it stored (before or under the lock).
+            let logs = [a.logs(), b.logs()];
+            let wrote = logs
+                .iter()
+                .filter(|l| l.contains("definition imported") && !l.contains("by another node"))
+                .count();
+            let raced = logs
+                .iter()
+                .filter(|l| l.contains("definition imported by another node"))
+                .count();
+            assert_eq!(wrote, 1, "round {round}: {logs:#?}");
+            for n in [&a, &b] {
+                let logs = n.logs();
+                assert!(!logs.contains("duplicate key"), "round {round}: {logs}");
+            }
+            // Both are up and healthy, and exactly one is the active Paging Server.
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let doc = loop {
+                let (_, doc) = status(&url);
+                let ok = ["ucm-pub", "ucm-sub1"]
+                    .iter()
+                    .all(|n| node_status(&doc, n)["healthy"] == true);
+                if ok && doc["paging"]["active"].is_string() {
+                    break doc;
+                }
+                assert!(Instant::now() < deadline, "round {round}: {doc}");
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let roles: Vec<&str> = ["ucm-pub", "ucm-sub1"]
+                .iter()
+                .map(|n| node_status(&doc, n)["paging"].as_str().unwrap_or("?"))
+                .collect();
+            let mut sorted = roles.clone();
+            sorted.sort();
+            assert_eq!(sorted, ["active", "standby"], "round {round}: {doc}");
+            let active = doc["paging"]["active"].as_str().unwrap().to_string();
+            let (winner, loser) = if active == "ucm-pub" { (&a, &b) } else { (&b, &a) };
+            winner.wait_for_log("this node is the active Paging Server");
+            assert!(
+                !loser
+                    .logs()
+                    .contains("this node is the active Paging Server"),
+                "round {round}: both active"
+            );
+            // Both serve the one stored definition.
+            for n in [&a, &b] {
+                assert_eq!(healthz(n.addr("http")), 200);
+            }
+            eprintln!(
+                "round {round}: both up, one import written ({raced} found it under the lock), {active} active"
+            );
+            drop((a, b));
+        })
+        .await;
+        db.drop_db().await;
+        result.unwrap();
+    }
+}
+
+/// The three-node fixture on 127.`net`.0.x (SIP on 5060 of each node's own address, as the
+/// intra-cluster trunk reads it), with paging also named on the nodes in `more_paging`.
+fn paging_definition(dir: &Path, net: u8, more_paging: &[&str]) -> std::path::PathBuf {
+    let p = call_definition(dir, net, false);
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    for n in more_paging {
+        let at = text.find(&format!("  - name: {n}\n")).unwrap();
+        let end = at + text[at..].find("webdialer]").unwrap();
+        text.replace_range(end..end + "webdialer]".len(), "webdialer, paging]");
+    }
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// Who pages whom in a cluster page test: the caller's phone (dialling with its owner's
+/// credentials) and the lab phones paged (group demo-all, DialCast 7000).
+struct Who {
+    pager: &'static str,
+    owner: (&'static str, &'static str),
+    paged: &'static [&'static str],
+}
+
+/// HQ phones: their Unified CM group starts with ucm-sub1.
+const HQ: Who = Who {
+    pager: "SEP00036BC7B973",
+    owner: ("jsmith", "cisco"),
+    paged: &[
+        "SEP000000001001",
+        "SEP000000001002",
+        "SEP000000001003",
+        "SEP000000001004",
+    ],
+};
+
+/// Branch phones: their Unified CM group starts with ucm-sub2.
+const BRANCH: Who = Who {
+    pager: "SEP00036BC7B976",
+    owner: ("ssmith", "cisco"),
+    paged: &[
+        "SEP00000000101A",
+        "SEP00000000101B",
+        "SEP00000000101C",
+        "SEP00000000101D",
+    ],
+};
+
+/// The caller's phone and the paged phones (web servers on 8081, as the fixture's paging
+/// section says), from `first_ip`, on `srv`'s node (their Unified CM group's first).
+fn paging_phones(srv: &Server, first_ip: &str, who: &Who) -> crate::phone::Sim {
+    let mut args = vec![
+        "--first-ip",
+        first_ip,
+        "--http-port",
+        "8081",
+        "--auto-answer",
+        "--device",
+        who.pager,
+    ];
+    for d in who.paged {
+        args.extend(["--device", d]);
+    }
+    let sim = crate::phone::Sim::start(srv, &args);
+    for d in who.paged.iter().chain([&who.pager]) {
+        crate::phone::wait_state(sim.http(d), 15, &format!("{d} registered"), |s| {
+            s["registered"] == true
+        });
+    }
+    sim
+}
+
+/// Waits (bounded) until `ucm cluster status` names `node` the active Paging Server.
+fn wait_active_paging(db: &str, node: &str, secs: u64) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, doc) = status(db);
+        if doc["paging"]["active"] == node {
+            return doc;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{node} not the active Paging Server within {secs} s: {doc}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The caller dials 7000 (the pushed `Dial:`, with its owner's credentials); returns the
+/// Call-ID of its page once every paged phone hears the stream.
+fn start_page(sim: &crate::phone::Sim, who: &Who) -> String {
+    let caller = sim.http(who.pager);
+    let (_, body) = crate::phone::push(caller, Some(who.owner), &["Dial:7000"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let s = crate::phone::wait_state(caller, 15, "the page answered", |s| {
+        crate::phone::calls(s)
+            .iter()
+            .any(|c| c["state"] == "connected")
+    });
+    let call_id = crate::phone::calls(&s)
+        .iter()
+        .find(|c| c["state"] == "connected")
+        .and_then(|c| c["call_id"].as_str().map(str::to_string))
+        .expect("a connected call");
+    for d in who.paged {
+        crate::phone::wait_state(sim.http(d), 15, &format!("{d} joined"), |s| {
+            crate::paging::page_stream(s)
+                .is_some_and(|st| st["active"] == true && st["packets"].as_u64() > Some(10))
+        });
+    }
+    call_id
+}
+
+/// The caller hangs up.
+fn hang_up(sim: &crate::phone::Sim, who: &Who) {
+    let (_, body) = crate::phone::push(sim.http(who.pager), Some(who.owner), &["Key:Onhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+}
+
+/// Every paged phone left the page on `RTPRx:Stop`.
+fn all_left(sim: &crate::phone::Sim, who: &Who) {
+    for d in who.paged {
+        let s = crate::phone::wait_state(sim.http(d), 15, &format!("{d} left the page"), |s| {
+            crate::paging::page_stream(s).is_some_and(|st| st["active"] == false)
+        });
+        let st = crate::paging::page_stream(&s).unwrap();
+        assert_eq!(st["stop_reason"], "RTPRx:Stop", "{d}: {st:#}");
+    }
+}
+
+/// The page's report, stored by the node that ran it, as checked by any node.
+fn page_report(srv: &Server, call_id: &str, who: &Who) -> serde_json::Value {
+    let r = crate::paging::report_for(srv, call_id);
+    assert_eq!(r["joined"].as_u64(), Some(who.paged.len() as u64), "{r:#}");
+    r
+}
+
+/// One Paging Server per cluster: ucm-pub is active, ucm-sub1 stands by and holds the phones.
+/// A page from a phone on ucm-sub1 goes to ucm-pub over the intra-cluster trunk; `kill -9` of
+/// ucm-pub; ucm-sub1 takes the lease within seconds and the same phone pages again, through it.
+#[tokio::test]
+async fn r16_a_standby_paging_server_takes_over_when_the_active_node_is_killed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 66;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        let doc = wait_active_paging(&url, "ucm-pub", 10);
+        assert_eq!(node_status(&doc, "ucm-sub1")["paging"], "standby", "{doc}");
+        assert_eq!(node_status(&doc, "ucm-pub")["paging"], "active", "{doc}");
+        assert!(
+            node_status(&doc, "ucm-sub2").get("paging").is_none(),
+            "{doc}"
+        );
+        sub1.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        // A page through the active node.
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
+        assert_eq!(r["node"], "ucm-pub", "{r:#}");
+        assert_eq!(r["ended_by"], "caller hung up", "{r:#}");
+        assert!(sub1
+            .logs()
+            .contains("offering the call to the route point's node"));
+        // kill -9 the active node: the standby takes the lease once it lapses.
+        kill9(&mut pubn);
+        let killed = Instant::now();
+        let doc = wait_active_paging(&url, "ucm-sub1", 15);
+        let took = killed.elapsed();
+        assert_eq!(node_status(&doc, "ucm-sub1")["paging"], "active", "{doc}");
+        eprintln!("standby Paging Server active {took:?} after kill -9 of the active one");
+        // The same phone pages again: the page runs on ucm-sub1.
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
+        assert_eq!(r["node"], "ucm-sub1", "{r:#}");
+        for p in r["phones"].as_array().unwrap() {
+            if p["outcome"] == "joined" {
+                assert_eq!(p["left"], true, "{p}");
+            }
+        }
+        drop((sim, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// The active Paging Server is stopped (SIGTERM) while a page runs: the page ends cleanly,
+/// every paged phone gets `RTPRx:Stop`, the report says why; the lease is released and the
+/// standby is active at once. With both paging nodes gone, `ucm cluster status` says no
+/// Paging Server is active and exits 1.
+#[tokio::test]
+async fn r16_a_page_on_a_node_that_stops_gracefully_ends_cleanly_and_the_standby_takes_over() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 67;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pubn = sip_node(&def, &url, "ucm-pub");
+        let mut sub1 = sip_node(&def, &url, "ucm-sub1");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub1.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        let call_id = start_page(&sim, &HQ);
+        // Stop the active node mid-page.
+        let stopped = Instant::now();
+        let st = pubn.terminate();
+        assert!(st.success(), "{st:?}\n{}", pubn.logs());
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
+        assert_eq!(r["node"], "ucm-pub", "{r:#}");
+        assert_eq!(r["ended_by"], "node stopping", "{r:#}");
+        for p in r["phones"].as_array().unwrap() {
+            if p["outcome"] == "joined" {
+                assert_eq!(p["left"], true, "{p}");
+            }
+        }
+        assert!(pubn.logs().contains("lease released"), "{}", pubn.logs());
+        // The caller's call was ended by the stopping node (a BYE through ucm-sub1).
+        crate::phone::wait_state(sim.http(HQ.pager), 10, "the caller's call ended", |s| {
+            !crate::phone::calls(s)
+                .iter()
+                .any(|c| c["state"] == "connected")
+        });
+        wait_active_paging(&url, "ucm-sub1", 10);
+        eprintln!(
+            "standby Paging Server active {:?} after SIGTERM of the active one",
+            stopped.elapsed()
+        );
+        // Neither paging node left: no active Paging Server, and the status says so.
+        let st = sub1.terminate();
+        assert!(st.success());
+        let o = ucm()
+            .args(["cluster", "status", "--db", &url])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{text}{err}");
+        assert!(text.contains("Paging Server: NONE ACTIVE"), "{text}");
+        assert!(err.contains("no active Paging Server"), "{err}");
+        let (code, doc) = status(&url);
+        assert_eq!(code, 1);
+        assert!(doc["paging"]["active"].is_null(), "{doc}");
+        drop(sim);
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// Paging on all three nodes; the active one is killed and the two standbys race for its
+/// lease: the database gives it to exactly one, which stays active while the other stands by.
+#[tokio::test]
+async fn r16_two_standbys_racing_for_the_lease_make_exactly_one_active() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 68;
+    let def = paging_definition(dir.path(), net, &["ucm-sub2"]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        let sub2 = sip_node(&def, &url, "ucm-sub2");
+        let doc = wait_active_paging(&url, "ucm-pub", 10);
+        assert_eq!(
+            doc["paging"]["standby"],
+            serde_json::json!(["ucm-sub1", "ucm-sub2"]),
+            "{doc}"
+        );
+        kill9(&mut pubn);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let active = loop {
+            let (_, doc) = status(&url);
+            if let Some(a) = doc["paging"]["active"].as_str() {
+                if a != "ucm-pub" {
+                    break a.to_string();
+                }
+            }
+            assert!(Instant::now() < deadline, "no standby took over: {doc}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        // Two more renewals later, the same one holds it and the other never took it.
+        std::thread::sleep(Duration::from_millis(2500));
+        let (_, doc) = status(&url);
+        assert_eq!(doc["paging"]["active"], active.as_str(), "{doc}");
+        let (winner, loser) = if active == "ucm-sub1" {
+            (&sub1, &sub2)
+        } else {
+            (&sub2, &sub1)
+        };
+        assert_eq!(node_status(&doc, &active)["paging"], "active", "{doc}");
+        winner.wait_for_log("this node is the active Paging Server");
+        let l = loser.logs();
+        assert!(!l.contains("this node is the active Paging Server"), "{l}");
+        assert!(!winner.logs().contains("another node took the lease"));
+        drop((sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// A phone registered with a node that does not run paging (ucm-sub2) dials the DialCast
+/// number: its node sends the call to the active Paging Server (ucm-pub) over the
+/// intra-cluster trunk, and the phones registered with ucm-sub2 are paged from there.
+#[tokio::test]
+async fn r16_a_page_dialled_on_a_node_without_paging_runs_on_the_active_paging_server() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 69;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        let sub2 = sip_node(&def, &url, "ucm-sub2");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub2.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub2, &format!("127.{net}.1.10"), &BRANCH);
+        crate::phone::wait_state(sim.http(BRANCH.pager), 10, "on ucm-sub2", |s| {
+            on_node(s, "ucm-sub2")
+        });
+        let call_id = start_page(&sim, &BRANCH);
+        hang_up(&sim, &BRANCH);
+        all_left(&sim, &BRANCH);
+        let r = page_report(&pubn, &call_id, &BRANCH);
+        assert_eq!(r["node"], "ucm-pub", "{r:#}");
+        assert_eq!(r["calling"], "30271", "{r:#}");
+        assert!(sub2
+            .logs()
+            .contains("offering the call to the route point's node"));
+        drop((sim, pubn, sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
 }

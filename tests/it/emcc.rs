@@ -422,10 +422,11 @@ fn r17_sync_certs_refuses_what_it_cannot_trust_and_the_endpoints_hold() {
     assert_eq!(st, 413);
 }
 
-/// README's certificate-exchange example, run as written: in network, mount and PID
-/// namespaces of its own, with the two clusters and the sFTP server README assumes at the
-/// addresses it names (the clusters on 127.0.1.1 and 127.0.2.1, OpenSSH on 127.0.0.1:22, a
-/// fresh `/srv` on tmpfs) and a home whose `~/.ssh` holds the key and the server's host key.
+/// README's certificate-exchange example, then its remote cluster update example, run as
+/// written: in network, mount and PID namespaces of their own, with the two shipped EMCC
+/// clusters and the sFTP server README assumes at the addresses it names (the clusters on
+/// 127.0.1.1 and 127.0.2.1, OpenSSH on 127.0.0.1:22, a fresh `/srv` on tmpfs) and a home whose
+/// `~/.ssh` holds the key and the server's host key.
 #[test]
 fn r17_readme_sync_certs_example_runs_as_written() {
     use crate::common::is_root;
@@ -433,9 +434,15 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 1);
-    assert_eq!(blocks.len(), 1);
+    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 2);
+    assert_eq!(blocks.len(), 2);
     let example = &blocks[0];
+    // The remote cluster update's example follows the exchange.
+    assert!(
+        blocks[1].contains("ucm emcc update") && blocks[1].contains("ucm emcc status"),
+        "{}",
+        blocks[1]
+    );
     assert_eq!(
         example.matches("ucm emcc sync-certs").count(),
         2,
@@ -478,8 +485,13 @@ fn r17_readme_sync_certs_example_runs_as_written() {
             d = d.display()
         ),
     );
-    let home = cluster(d, "home");
-    let visiting = cluster(d, "visiting");
+    // The shipped EMCC clusters, as README names them.
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clusters");
+    let home = d.join("emcc-home.yaml");
+    let visiting = d.join("emcc-visiting.yaml");
+    std::fs::copy(shipped.join("emcc-home.yaml"), &home).unwrap();
+    std::fs::copy(shipped.join("emcc-visiting.yaml"), &visiting).unwrap();
+    let (home, visiting) = (home.display().to_string(), visiting.display().to_string());
     let mut script = String::from(
         "set -u\nip link set lo up\nfail() { echo \"FAILED($1): $2\" >&2; exit 1; }\n\
          mount -t tmpfs tmpfs /srv && mkdir /srv/emcc || fail mount /srv\n\
@@ -501,7 +513,7 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         "for i in $(seq 1 200); do ss -ltn | grep -q '127.0.0.1:22 ' && break; sleep 0.1; done\n",
     );
     let mut n = 0;
-    for line in example.lines() {
+    for line in example.lines().chain(blocks[1].lines()) {
         n += 1;
         let line = line.split(" #").next().unwrap().trim();
         script.push_str(&format!(
@@ -512,6 +524,8 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         "grep -q 'current  home' out3 || fail check \"$(cat out3)\"\n\
          grep -q 'current  visiting' out3 || fail check \"$(cat out3)\"\n\
          ls /srv/emcc | tr '\\n' ' ' | grep -q 'consolidated.pem home.pem visiting.pem' || fail files \"$(ls /srv/emcc)\"\n\
+         grep -Eq '^visiting +127.0.2.1 +14.0 +active +EM nodes: https://127.0.2.1:8443' out5 || fail update \"$(cat out5)\"\n\
+         grep -q 'pstn-access \\[127.0.2.1:' out6 || fail status \"$(cat out6)\"\n\
          echo ALL-OK\n",
     );
     let bin = Path::new(env!("CARGO_BIN_EXE_ucm")).parent().unwrap();
@@ -618,4 +632,452 @@ fn r17_after_the_exchange_the_redirector_trusts_the_other_cluster() {
         )),
         "{body}"
     );
+}
+
+/// `ucm serve` of `def` on `ip` with HTTPS on `https_port` (the other cluster's definition
+/// names that address) and every other port free.
+fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = ucm();
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(def)
+        .args(["--bind", ip, "--https-port", &https_port.to_string()])
+        .args([
+            "--http-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+            "--tftp-port",
+            "0",
+        ])
+        .args(["--sip-port", "0", "--sips-port", "0", "--data-dir"])
+        .arg(data_dir.path())
+        .env("UCM_LOG", "info");
+    let (child, ready, stderr) =
+        crate::common::spawn_ready(cmd, "ucm serve", Duration::from_secs(60));
+    Server {
+        child,
+        ready,
+        data_dir,
+        stderr,
+        seen: Default::default(),
+    }
+}
+
+fn free_port(ip: &str) -> u16 {
+    std::net::TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The shipped definitions, each naming the other's address with the port the test gave it.
+fn emcc_definitions(dir: &Path, home_port: u16, visiting_port: u16) -> (PathBuf, PathBuf) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/clusters");
+    let home = std::fs::read_to_string(root.join("emcc-home.yaml")).unwrap();
+    let visiting = std::fs::read_to_string(root.join("emcc-visiting.yaml")).unwrap();
+    let remote = "      address: 127.0.2.1\n";
+    assert!(home.contains(remote));
+    let home = home.replace(
+        remote,
+        &format!("      address: 127.0.2.1:{visiting_port}\n"),
+    );
+    let remote = "      address: 127.0.1.1\n";
+    assert!(visiting.contains(remote));
+    let visiting = visiting.replace(remote, &format!("      address: 127.0.1.1:{home_port}\n"));
+    (
+        write_file(dir, "emcc-home.yaml", &home),
+        write_file(dir, "emcc-visiting.yaml", &visiting),
+    )
+}
+
+/// `ucm emcc update` at a node, as its administrator.
+fn emcc_update(srv: &Server, json: bool) -> (i32, String, String) {
+    let mut cmd = ucm();
+    cmd.args(["emcc", "update", "--server", &https(srv), "--insecure"])
+        .env("UCM_PASSWORD", "admin");
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ucm emcc status` on a node's database.
+fn emcc_status(srv: &Server, json: bool) -> (i32, String, String) {
+    let mut cmd = ucm();
+    cmd.args(["emcc", "status", "--db"]).arg(format!(
+        "sqlite:{}",
+        srv.data_dir.path().join("ucm.db").display()
+    ));
+    if json {
+        cmd.arg("--json");
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `ucm em login` at the visiting cluster's EM API, as emproxy: exit code and all output.
+fn em_login_at(srv: &Server, device: &str, user: &str) -> (i32, String) {
+    let out = ucm()
+        .args([
+            "em",
+            "login",
+            "--server",
+            &format!("http://{}", srv.addr("http")),
+        ])
+        .args(["--app-user", "emproxy", "--device", device, "--user", user])
+        .env("UCM_EM_APP_PASSWORD", "emproxy")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn r17_the_emcc_cluster_definitions_check() {
+    for f in ["emcc-home.yaml", "emcc-visiting.yaml"] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fixtures/clusters")
+            .join(f);
+        let out = ucm().args(["config", "check"]).arg(&path).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{f}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// The remote cluster update between two `ucm serve` clusters (the shipped definitions, home on
+/// 127.0.1.1 and visiting on 127.0.2.1, each with its own SQLite): before the certificate
+/// exchange it fails naming the peer that is not trusted, after it each learns the other's
+/// version, EM service nodes and trunk services; `ucm emcc status` shows them from the
+/// database. The inter-cluster API refuses a stranger without a trusted client certificate,
+/// and a huge body.
+#[test]
+fn r17_remote_cluster_update_over_mutually_verified_https() {
+    if !have("curl") || !have("openssl") {
+        skip_or_fail("curl and openssl are needed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let visiting = emcc_node(&visiting_def, "127.0.2.1", visiting_port);
+    assert_eq!(https(&home), format!("https://127.0.1.1:{home_port}"));
+
+    // Never exchanged: the update fails naming the peer, stored as the last outcome.
+    let (rc, out, err) = emcc_update(&home, false);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!(
+            "remote cluster visiting at 127.0.2.1:{visiting_port} is not trusted"
+        )),
+        "{out}"
+    );
+    assert!(out.contains("ucm emcc sync-certs"), "{out}");
+    assert!(err.contains("not updated: visiting"), "{err}");
+    let (rc, out, err) = emcc_status(&home, false);
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(out.contains("INACTIVE"), "{out}");
+    assert!(out.contains("is not trusted"), "{out}");
+    assert!(out.contains("EMCC devices logged in: none"), "{out}");
+    // traveler is not a user of visiting: its EM service asks its remote clusters, and home
+    // is not activated there yet (its update at start failed the same way): code 40.
+    let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
+    assert_eq!(rc, 1, "{out}");
+    assert!(
+        out.contains("EM error 40 (No response from remote host)"),
+        "{out}"
+    );
+    assert!(out.contains("home (not activated)"), "{out}");
+
+    // A stranger with no client certificate, or with one of its own, is refused before its
+    // body is read, however big.
+    let url = format!("https://127.0.2.1:{visiting_port}/ucm/emcc/v1/cluster");
+    let big = write_file(defs.path(), "big.json", &"x".repeat(8 * 1024 * 1024));
+    let big_arg = format!("@{}", big.display());
+    let (st, body) = curl(&url, &["--data-binary", &big_arg]);
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("no client certificate"), "{body}");
+    let d = defs.path();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=stranger", "-keyout"])
+        .arg(d.join("stranger-key.pem"))
+        .arg("-out")
+        .arg(d.join("stranger-cert.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let stranger = |extra: &[&str]| {
+        let cert = d.join("stranger-cert.pem");
+        let key = d.join("stranger-key.pem");
+        let mut args = vec![
+            "--cert",
+            cert.to_str().unwrap(),
+            "--key",
+            key.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&url, &args)
+    };
+    let (st, body) = stranger(&["--data-binary", &big_arg]);
+    assert_eq!(st, 403, "{body}");
+    assert!(
+        body.contains("is not in cluster visiting's Tomcat-trust store"),
+        "{body}"
+    );
+    // 50 strangers at once, each with a big body: all refused, none read.
+    let floods: Vec<_> = (0..50)
+        .map(|_| {
+            let (url, big_arg) = (url.clone(), big_arg.clone());
+            std::thread::spawn(move || curl(&url, &["--data-binary", &big_arg]).0)
+        })
+        .collect();
+    for f in floods {
+        assert_eq!(f.join().unwrap(), 403);
+    }
+
+    // The certificate exchange, then an update on demand on each side.
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    let (rc, out, err) = emcc_update(&home, true);
+    assert_eq!(rc, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let r = &v["remote_clusters"][0];
+    assert_eq!(r["cluster_id"], "visiting", "{v}");
+    assert_eq!(r["remote_activated"], true, "{v}");
+    assert_eq!(r["last_outcome"], "ok", "{v}");
+    assert_eq!(r["version"], "14.0", "{v}");
+    assert_eq!(
+        r["em_service_nodes"],
+        serde_json::json!([format!("https://127.0.2.1:{visiting_port}")]),
+        "{v}"
+    );
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    assert_eq!(
+        r["trunk_services"],
+        serde_json::json!({"pstn-access": [visiting_sip], "rsvp-agent": [visiting_sip]}),
+        "{v}"
+    );
+    let (rc, out, err) = emcc_update(&visiting, false);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("home"), "{out}");
+    assert!(out.contains("active"), "{out}");
+
+    // The visiting side of a login: home answers that it is traveler's home (only the lookup
+    // exists, so the login ends there with EMCC code 38 naming it); a user of neither cluster
+    // is not found (23); a phone that is not EMCC enabled answers as before (23, no lookup).
+    let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("EM error 38 (EMCC not allowed)"), "{out}");
+    assert!(
+        out.contains("the home cluster of traveler is home"),
+        "{out}"
+    );
+    home.wait_for_log("EMCC: home lookup answered");
+    let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "nobody");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("EM error 23 (User not found)"), "{out}");
+    assert!(out.contains("nor at any EMCC remote cluster"), "{out}");
+
+    // Status, from each database.
+    let (rc, out, err) = emcc_status(&home, false);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains("visiting"), "{out}");
+    assert!(
+        out.contains(&format!("EM nodes: https://127.0.2.1:{visiting_port}")),
+        "{out}"
+    );
+    assert!(out.contains("pstn-access ["), "{out}");
+    let (rc, out, _) = emcc_status(&visiting, true);
+    assert_eq!(rc, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["cluster"], "visiting");
+    assert_eq!(v["remote_clusters"][0]["cluster_id"], "home", "{v}");
+    assert_eq!(v["remote_clusters"][0]["version"], "14.0", "{v}");
+    assert_eq!(
+        v["remote_clusters"][0]["em_service_nodes"],
+        serde_json::json!([format!("https://127.0.1.1:{home_port}")]),
+        "{v}"
+    );
+    assert_eq!(
+        v["emcc_devices"],
+        serde_json::json!({"as_home": [], "as_visiting": []})
+    );
+
+    // A node of home, by its own certificate, over the wire: answered; a query that claims
+    // another cluster, a huge body and a body that is not a query are refused.
+    let as_home = |extra: &[&str]| {
+        let cert = home.data_dir.path().join("node-cert.pem");
+        let key = home.data_dir.path().join("node-key.pem");
+        let mut args: Vec<String> = vec![
+            "--cert".into(),
+            cert.display().to_string(),
+            "--key".into(),
+            key.display().to_string(),
+            "-H".into(),
+            "Content-Type: application/json".into(),
+        ];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        curl(&url, &args)
+    };
+    let (st, body) = as_home(&[
+        "--data-binary",
+        r#"{"api":"ucm-emcc/1","cluster":"home","version":"14.0"}"#,
+    ]);
+    assert_eq!(st, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(info["cluster"], "visiting", "{info}");
+    let (st, body) = as_home(&[
+        "--data-binary",
+        r#"{"api":"ucm-emcc/1","cluster":"elsewhere","version":"14.0"}"#,
+    ]);
+    assert_eq!(st, 403, "{body}");
+    assert!(body.contains("cluster home's"), "{body}");
+    let (st, body) = as_home(&["--data-binary", &big_arg]);
+    assert_eq!(st, 413, "{body}");
+    let (st, body) = as_home(&["--data-binary", "not json"]);
+    assert_eq!(st, 400, "{body}");
+    // Plain HTTP is refused, whatever it claims.
+    let (st, _) = curl(
+        &format!("http://{}/ucm/emcc/v1/cluster", visiting.addr("http")),
+        &["--data-binary", "{}"],
+    );
+    assert_eq!(st, 403);
+    // The on-demand update is an administrator's.
+    let (st, _) = curl(
+        &format!("{}/ucm/emcc/update", https(&home)),
+        &["-X", "POST", "-u", "emproxy:emproxy"],
+    );
+    assert_eq!(st, 403);
+}
+
+/// What the remote cluster update stores: a success replaces what is known, a failure keeps
+/// the last known version and services but marks the cluster not activated, with the reason;
+/// 50 nodes recording at once leave one row, whole.
+async fn remote_cluster_rows(store: &ucm::store::Store) {
+    use ucm::services::emcc::store::{RemoteClusters, UpdateOutcome};
+    let failed =
+        UpdateOutcome::Failed("remote cluster visiting at 127.0.2.1:8443 is not trusted".into());
+    store
+        .record_remote_update("visiting", "127.0.2.1", &failed, "home-pub", 100)
+        .await
+        .unwrap();
+    let rows = store.remote_clusters().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert!(!rows[0].remote_activated);
+    assert_eq!(rows[0].version, None);
+    assert!(rows[0].last_outcome.contains("not trusted"));
+    let ok = UpdateOutcome::Ok {
+        version: "14.0".into(),
+        em_service_nodes: vec!["https://127.0.2.1:8443".into()],
+        trunk_services: [(
+            "pstn-access".to_string(),
+            vec!["127.0.2.1:5060".to_string()],
+        )]
+        .into_iter()
+        .collect(),
+    };
+    store
+        .record_remote_update("visiting", "127.0.2.1", &ok, "home-sub", 200)
+        .await
+        .unwrap();
+    let r = &store.remote_clusters().await.unwrap()[0];
+    assert!(r.remote_activated);
+    assert_eq!(
+        (
+            r.version.as_deref(),
+            r.last_success_at,
+            r.last_outcome.as_str()
+        ),
+        (Some("14.0"), Some(200), "ok")
+    );
+    assert_eq!(r.em_service_nodes, ["https://127.0.2.1:8443"]);
+    assert_eq!(r.updated_by, "home-sub");
+    // A failure afterwards keeps what was learnt.
+    store
+        .record_remote_update("visiting", "127.0.2.1", &failed, "home-pub", 300)
+        .await
+        .unwrap();
+    let r = &store.remote_clusters().await.unwrap()[0];
+    assert!(!r.remote_activated);
+    assert_eq!(
+        (r.version.as_deref(), r.last_success_at, r.last_attempt_at),
+        (Some("14.0"), Some(200), 300)
+    );
+    assert_eq!(r.trunk_services["pstn-access"], ["127.0.2.1:5060"]);
+    // Racers: the database decides, one row stays.
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let ok = ok.clone();
+        let failed = failed.clone();
+        tasks.push(tokio::spawn(async move {
+            let o = if i % 2 == 0 { ok } else { failed };
+            store
+                .record_remote_update("visiting", "127.0.2.1", &o, &format!("n{i}"), 400 + i)
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let rows = store.remote_clusters().await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].version.as_deref(), Some("14.0"));
+}
+
+#[tokio::test]
+async fn r17_remote_cluster_rows_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("ucm.db").display());
+    let store = ucm::store::Store::open(&url).await.unwrap();
+    remote_cluster_rows(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r17_remote_cluster_rows_postgres() {
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let store = ucm::store::Store::open(&db.url).await.unwrap();
+    remote_cluster_rows(&store).await;
+    store.close().await;
+    db.drop_db().await;
 }

@@ -540,3 +540,78 @@ fn r21_a_ringing_call_is_declined() {
     let reason = calls(&sa)[0]["end_reason"].to_string();
     assert!(reason.contains("486"), "{sa:#}");
 }
+
+/// The seed's phone-initiated pull: after URL Idle Time the phone GETs URL Idle and shows
+/// what comes back, once per idle spell; the next activity starts a new spell.
+#[test]
+fn r21_the_phone_fetches_url_idle_after_url_idle_time() {
+    // URL Idle is a web server of the test's own that answers a CiscoIPPhoneText and counts.
+    let listener = std::net::TcpListener::bind("127.0.23.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let idle_addr = listener.local_addr().unwrap();
+    let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let web = {
+        let (requests, done) = (requests.clone(), done.clone());
+        std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(120);
+            while !done.load(std::sync::atomic::Ordering::Relaxed) && Instant::now() < deadline {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                };
+                s.set_nonblocking(false).ok();
+                s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+                let mut buf = [0u8; 4096];
+                let n = s.read(&mut buf).unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).into_owned();
+                requests
+                    .lock()
+                    .unwrap()
+                    .push(head.lines().next().unwrap_or_default().to_string());
+                let body = "<CiscoIPPhoneText><Title>Idle</Title><Text>Welcome to the lobby</Text></CiscoIPPhoneText>";
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        })
+    };
+    let text = ucm::config::DEMO_YAML.replace(
+        "  url_idle_time: 0\n",
+        &format!("  url_idle_time: 1\n  url_idle: http://{idle_addr}/idle.xml?name=#DEVICENAME#\n"),
+    );
+    assert!(
+        text.contains("url_idle:"),
+        "the demo changed: update this test"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = crate::common::write_file(dir.path(), "idle.yaml", &text);
+    let srv = Server::start_in(dir, &["--config", cfg.to_str().unwrap()]);
+    let sim = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.23.10"],
+    );
+    let a = sim.http("SEP00036BC7B973");
+    let s = wait_state(a, 15, "URL Idle shown", |s| s["screen"]["source"] == "idle");
+    assert_eq!(s["screen"]["title"], "Idle", "{s:#}");
+    assert_eq!(s["screen"]["text"], "Welcome to the lobby", "{s:#}");
+    assert_eq!(s["config"]["idle_timeout"], 1, "{s:#}");
+    // Once per idle spell: still idle, no second fetch.
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(state(a)["idle_fetches"], 1, "{:#}", state(a));
+    // Pressing Services is activity: a second spell, a second fetch, with the device named.
+    let (st, body) = push(a, Some(("jsmith", "cisco")), &["Key:Services"]);
+    assert_eq!(st, 200, "{body}");
+    wait_state(a, 15, "URL Idle fetched again", |s| s["idle_fetches"] == 2);
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    web.join().unwrap();
+    let seen = requests.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(
+        seen.iter()
+            .all(|r| r == "GET /idle.xml?name=SEP00036BC7B973 HTTP/1.1"),
+        "{seen:?}"
+    );
+}

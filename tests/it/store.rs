@@ -507,3 +507,153 @@ async fn r17_trust_imports_race_and_replace_per_cluster_postgres() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// 50 nodes ask for one lease at once on an empty table: the database gives it to exactly one,
+/// and every racer is told who holds it. The holder renews it, nobody else takes it while it
+/// lasts, an expired lease goes to the first who asks, and a released one is free at once.
+async fn lease_racers(store: &Store) {
+    let rps = vec!["DialCast_All".to_string()];
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let (s, rps) = (store.clone(), rps.clone());
+        set.spawn(async move {
+            s.take_lease("paging", &format!("n{i}"), &format!("i{i}"), &rps, 60_000)
+                .await
+                .unwrap()
+        });
+    }
+    let mut seen = Vec::new();
+    while let Some(r) = set.join_next().await {
+        seen.push(r.unwrap());
+    }
+    let holder = store.lease("paging").await.unwrap().expect("a holder");
+    assert!(holder.live(), "{holder:?}");
+    assert_eq!(holder.route_points, rps);
+    assert!(
+        seen.iter().all(|l| l.instance == holder.instance),
+        "every racer was told the one holder {}: {seen:?}",
+        holder.instance
+    );
+    // Renewed by its holder; refused to anyone else while it lasts.
+    let again = store
+        .take_lease("paging", &holder.node, &holder.instance, &rps, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(again.instance, holder.instance);
+    assert_eq!(
+        again.acquired_at, holder.acquired_at,
+        "a renewal keeps `since`"
+    );
+    let other = store
+        .take_lease("paging", "x", "ix", &rps, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(other.instance, holder.instance, "a live lease is not taken");
+    // Let it lapse (a negative time: expired at once), then 20 standbys race for it.
+    store
+        .take_lease("paging", &holder.node, &holder.instance, &rps, -1)
+        .await
+        .unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..20 {
+        let (s, rps) = (store.clone(), rps.clone());
+        set.spawn(async move {
+            s.take_lease("paging", &format!("s{i}"), &format!("si{i}"), &rps, 60_000)
+                .await
+                .unwrap()
+                .instance
+        });
+    }
+    let mut told = std::collections::BTreeSet::new();
+    while let Some(r) = set.join_next().await {
+        told.insert(r.unwrap());
+    }
+    assert_eq!(told.len(), 1, "exactly one standby took it: {told:?}");
+    let taker = told.into_iter().next().unwrap();
+    assert!(taker.starts_with("si"), "{taker}");
+    // Released by its holder only.
+    assert!(!store.release_lease("paging", "i-nobody").await.unwrap());
+    assert!(store.release_lease("paging", &taker).await.unwrap());
+    assert!(store.lease("paging").await.unwrap().is_none());
+    let next = store
+        .take_lease("paging", "y", "iy", &rps, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(next.instance, "iy");
+    assert_eq!(store.leases().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn r16_a_lease_goes_to_exactly_one_of_many_racers_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    lease_racers(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// On SQLite one node runs (the file's lock says so): the lease a killed run left is taken
+/// back at once by the next run.
+#[tokio::test]
+async fn r16_leases_on_sqlite_belong_to_the_one_node() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&format!("sqlite:{}", dir.path().join("ucm.db").display()))
+        .await
+        .unwrap();
+    let rps = vec!["DialCast_All".to_string()];
+    let first = store
+        .take_lease("paging", "ucm", "run-1", &rps, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(first.instance, "run-1");
+    assert!(first.live());
+    let renewed = store
+        .take_lease("paging", "ucm", "run-1", &rps, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(renewed.acquired_at, first.acquired_at);
+    let next_run = store
+        .take_lease("paging", "ucm", "run-2", &rps, 60_000)
+        .await
+        .unwrap();
+    assert_eq!(next_run.instance, "run-2");
+    assert!(store.release_lease("paging", "run-2").await.unwrap());
+    assert!(store.lease("paging").await.unwrap().is_none());
+    store.close().await;
+}
+
+/// Eight imports of one definition at once into an empty PostgreSQL database (what nodes
+/// started together do): all succeed, exactly one writes, the database holds it once.
+#[tokio::test]
+async fn r16_concurrent_imports_of_one_definition_write_it_once_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    let def = hashed_demo();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..8 {
+        let (s, d) = (store.clone(), def.clone());
+        set.spawn(async move { s.import_unless_current(&d, "same", "demo").await });
+    }
+    let mut wrote = 0;
+    while let Some(r) = set.join_next().await {
+        wrote += usize::from(r.unwrap().expect("no duplicate key").changed);
+    }
+    assert_eq!(wrote, 1);
+    assert_eq!(store.load().await.unwrap(), Some(def.clone()));
+    // Plain imports (`ucm db import`) racing each other replace it in turn, none fails.
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let (s, d) = (store.clone(), def.clone());
+        set.spawn(async move { s.import(&d, &format!("d{i}"), "demo").await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.unwrap().expect("no duplicate key");
+    }
+    assert_eq!(store.load().await.unwrap(), Some(def));
+    store.close().await;
+    db.drop_db().await;
+}

@@ -174,6 +174,9 @@ const RULES: &[Rule] = &[
                 "cluster_nodes",
                 "registrations",
                 "service_credentials",
+                // Which node runs a service the cluster runs once: the core routes its
+                // route points to the holder (node::leases), whatever the service.
+                "service_leases",
                 "node_certificates",
                 "trusted_certificates",
             ],

@@ -391,7 +391,16 @@ impl EmService {
             duration,
         };
         let now = unix_now();
-        policy::plan_login(&cluster, &NoLogins, principal, &req, now)?;
+        let planned = policy::plan_login(&cluster, &NoLogins, principal, &req, now);
+        // A user who is not at home here (unknown, or a local copy without the home-cluster
+        // flag) at an EMCC phone: Extension Mobility Cross Cluster looks for the user's home.
+        let away = cluster.end_user(user).is_none_or(|u| !u.home_cluster);
+        if away && matches!(&planned, Ok(_) | Err(EmError { code: 12 | 23, .. })) {
+            if let Some(e) = super::emcc::visiting_login(state, device, user).await {
+                return Err(e);
+            }
+        }
+        planned?;
         let node = &state.node.name;
         let written = state
             .store

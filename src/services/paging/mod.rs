@@ -57,6 +57,14 @@ pub const KEEP_REPORTS: i64 = 1000;
 const MAX_PUSHES_IN_FLIGHT: usize = 512;
 /// How long the `RTPRx:Stop` pushes may take at the end of a page.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+/// The lease that makes one node of the cluster the Paging Server (one per cluster, as the
+/// seed says): `paging` may be named on several nodes, the holder is active, the others stand by.
+pub const LEASE: &str = "paging";
+/// How long the lease lasts unrenewed: a standby takes over at most this long (plus one
+/// [`LEASE_RENEW`]) after the active node died without releasing it.
+pub const LEASE_TTL: Duration = Duration::from_secs(3);
+/// How often the holder renews the lease and a standby asks for it.
+pub const LEASE_RENEW: Duration = Duration::from_secs(1);
 
 /// One phone's part in a page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +132,8 @@ pub struct PagingService {
     /// The secret this node presents for the paging user (made at start).
     secret: OnceLock<String>,
     http: OnceLock<reqwest::Client>,
-    /// The route points taken at start, with the group each pages, until `run` serves them.
+    /// The route points taken on becoming active, with the group each pages, until `run`
+    /// serves them.
     prepared: Mutex<Vec<(String, RoutePointOffers)>>,
     /// Requests waiting for a page report (`GET /ucm/paging/pages?call_id=&wait_ms=`),
     /// woken when this node stores one.
@@ -168,35 +177,100 @@ impl PagingService {
         Ok(self.http.get_or_init(|| c).clone())
     }
 
-    /// Takes the cluster's DialCast route points and stores this node's push credential;
-    /// done before the node says it is ready, so no DialCast call finds the service absent.
+    /// Makes this node's push secret and tries for the Paging Server's lease: the node that
+    /// gets it takes the cluster's DialCast route points and stores its push credential, the
+    /// others stand by ([`PagingService::run`] keeps trying). Done before the node says it is
+    /// ready, so no DialCast call finds the service absent.
     pub async fn prepare(&self) {
-        let state = &self.node;
-        let cluster = state.cluster();
-        let paging = cluster.section::<model::Paging>().as_ref().clone();
-        if paging.dialcasts.is_empty() {
+        let Some((_, dialcasts)) = self.configured() else {
             return;
+        };
+        let _ = self.secret.set(hex::encode(rand::random::<[u8; 32]>()));
+        match self.take_lease(&dialcasts).await {
+            Ok(lease) if lease.instance == self.node.feed.instance => {
+                if !self.activate().await {
+                    let _ = self.release_lease().await;
+                }
+            }
+            Ok(lease) => tracing::info!(
+                active = %lease.node,
+                "paging: standing by; another node is the active Paging Server"
+            ),
+            Err(e) => tracing::warn!(error = %e, "paging: cannot ask for the lease; standing by"),
+        }
+    }
+
+    /// The paging user and the DialCast route points, when the definition has any.
+    fn configured(&self) -> Option<(String, Vec<String>)> {
+        let cluster = self.node.cluster();
+        let paging = cluster.section::<model::Paging>();
+        if paging.dialcasts.is_empty() {
+            return None;
         }
         let Some(user) = paging.user.clone() else {
             tracing::warn!("paging: DialCast numbers but no paging user; not started");
-            return;
+            return None;
         };
-        let secret = hex::encode(rand::random::<[u8; 32]>());
+        Some((
+            user,
+            paging
+                .dialcasts
+                .iter()
+                .map(|d| d.route_point.clone())
+                .collect(),
+        ))
+    }
+
+    /// Takes or renews the lease (the database decides); the lease as it stands.
+    async fn take_lease(
+        &self,
+        route_points: &[String],
+    ) -> Result<crate::store::LeaseRow, crate::store::StoreError> {
+        self.node
+            .store
+            .take_lease(
+                LEASE,
+                &self.node.node.name,
+                &self.node.feed.instance,
+                route_points,
+                LEASE_TTL.as_millis() as i64,
+            )
+            .await
+    }
+
+    async fn release_lease(&self) -> Result<bool, crate::store::StoreError> {
+        self.node
+            .store
+            .release_lease(LEASE, &self.node.feed.instance)
+            .await
+    }
+
+    /// Becomes the active Paging Server (the lease is ours): stores the push credential and
+    /// takes the DialCast route points. False when it could not.
+    async fn activate(&self) -> bool {
+        let Some((user, _)) = self.configured() else {
+            return false;
+        };
+        let Some(secret) = self.secret.get() else {
+            return false;
+        };
+        let state = &self.node;
         if let Err(e) = state
             .store
             .set_service_credential(
                 &user,
-                &crate::node::sha256_hex(&secret),
+                &crate::node::sha256_hex(secret),
                 &state.node.name,
                 unix_ms() / 1000,
             )
             .await
         {
-            tracing::error!(error = %e, "paging: storing the push credential failed; not started");
-            return;
+            tracing::error!(error = %e, "paging: storing the push credential failed; not active");
+            return false;
         }
-        state.set_own_service_secret(&user, &secret);
-        let _ = self.secret.set(secret);
+        state.set_own_service_secret(&user, secret);
+        let paging = state.cluster().section::<model::Paging>().as_ref().clone();
+        let mut taken = Vec::new();
         for dc in &paging.dialcasts {
             match state
                 .call_control
@@ -205,36 +279,130 @@ impl PagingService {
             {
                 Ok(rx) => {
                     tracing::info!(route_point = %dc.route_point, group = %dc.recipient_group, "DialCast ready");
-                    lock(&self.prepared).push((dc.recipient_group.clone(), rx));
+                    taken.push((dc.recipient_group.clone(), rx));
                 }
                 Err(e) => {
                     tracing::error!(route_point = %dc.route_point, error = %e, "paging: cannot take the route point");
                 }
             }
         }
+        if taken.is_empty() {
+            return false;
+        }
+        lock(&self.prepared).extend(taken);
+        tracing::info!(node = %state.node.name, "paging: this node is the active Paging Server");
+        true
     }
 
-    /// Serves the route points [`PagingService::prepare`] took until the node stops.
+    /// Serves the route points while this node holds the Paging Server's lease, renewing it;
+    /// stands by (trying for it every [`LEASE_RENEW`], and at once when its holder changes)
+    /// while another node holds it. When the node stops: no new page is taken, the running
+    /// ones end (every joined phone gets `RTPRx:Stop`) while the lease is still renewed, then
+    /// the lease is released so a standby takes over at once.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
-        let prepared = std::mem::take(&mut *lock(&self.prepared));
-        if prepared.is_empty() {
+        let Some((_, dialcasts)) = self.configured() else {
             return;
-        }
-        let mut tasks = tokio::task::JoinSet::new();
-        for (group, mut offers) in prepared {
-            let (st, stop_rx) = (self.clone(), stop.clone());
-            tasks.spawn(async move {
-                while let Some(offer) = offers.recv().await {
-                    let (st, group, stop_rx) = (st.clone(), group.clone(), stop_rx.clone());
-                    tokio::spawn(async move {
+        };
+        let (offer_tx, mut offer_rx) = tokio::sync::mpsc::unbounded_channel();
+        let mut readers = tokio::task::JoinSet::new();
+        let mut pages = tokio::task::JoinSet::new();
+        let mut active = self.serve_prepared(&mut readers, &offer_tx);
+        let mut renewed = Instant::now();
+        let mut tick = tokio::time::interval(LEASE_RENEW);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let changed = self.node.leases.changed.notified();
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = changed, if !active => {}
+                Some((offer, group)) = offer_rx.recv() => {
+                    let (st, stop_rx) = (self.clone(), stop.clone());
+                    pages.spawn(async move {
                         let report = page(&st, offer, &group, stop_rx).await;
                         save(&st, &report).await;
                     });
+                    continue;
+                }
+                Some(_) = pages.join_next(), if !pages.is_empty() => continue,
+                _ = stop.changed() => break,
+            }
+            let asked = Instant::now();
+            match self.take_lease(&dialcasts).await {
+                Ok(lease) if lease.instance == self.node.feed.instance => {
+                    renewed = asked;
+                    if !active {
+                        if self.activate().await {
+                            active = self.serve_prepared(&mut readers, &offer_tx);
+                        } else {
+                            let _ = self.release_lease().await;
+                        }
+                    }
+                }
+                Ok(lease) => {
+                    if active {
+                        tracing::warn!(active = %lease.node, "paging: another node took the lease; standing by");
+                        readers.abort_all();
+                        active = false;
+                    }
+                }
+                Err(e) => {
+                    // The lease is ours until its time passes; stop taking pages before then.
+                    if active && renewed.elapsed() + LEASE_RENEW >= LEASE_TTL {
+                        tracing::warn!(error = %e, "paging: cannot renew the lease; standing by");
+                        readers.abort_all();
+                        active = false;
+                    }
+                }
+            }
+        }
+        // Stopping: no new page; the running ones see the stop and end cleanly.
+        readers.abort_all();
+        let deadline = tokio::time::Instant::now() + STOP_TIMEOUT + Duration::from_secs(2);
+        while !pages.is_empty() {
+            tokio::select! {
+                _ = pages.join_next() => {}
+                _ = tick.tick(), if active => {
+                    // Still ours while the pages end (their pushes carry this node's secret).
+                    let _ = self.take_lease(&dialcasts).await;
+                }
+                _ = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(pages = pages.len(), "paging: pages still running at shutdown");
+                    pages.abort_all();
+                    break;
+                }
+            }
+        }
+        if active {
+            match self.release_lease().await {
+                Ok(_) => tracing::info!("paging: lease released for a standby"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "paging: releasing the lease failed; a standby takes it when it expires")
+                }
+            }
+        }
+    }
+
+    /// Starts a reader for each route point taken, sending its offers to `offers`; whether any
+    /// was started.
+    fn serve_prepared(
+        &self,
+        readers: &mut tokio::task::JoinSet<()>,
+        offers: &tokio::sync::mpsc::UnboundedSender<(OfferedCall, String)>,
+    ) -> bool {
+        let prepared = std::mem::take(&mut *lock(&self.prepared));
+        let any = !prepared.is_empty();
+        for (group, mut rx) in prepared {
+            let tx = offers.clone();
+            readers.spawn(async move {
+                while let Some(offer) = rx.recv().await {
+                    if tx.send((offer, group.clone())).is_err() {
+                        return;
+                    }
                 }
             });
         }
-        let _ = stop.changed().await;
-        tasks.abort_all();
+        any
     }
 }
 
@@ -941,6 +1109,12 @@ fn start_service(s: super::Start) -> super::StartFuture {
     })
 }
 
+/// The pages running at this node now (the cluster status): listed in [`NodeState::live`] by
+/// each page while it runs.
+fn status_running(state: &NodeState, _now: i64) -> super::StatusFuture<'_> {
+    Box::pin(async move { Ok(serde_json::Value::Array(state.live.list("pages"))) })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -978,10 +1152,4 @@ mod tests {
         assert_eq!(p.interval_max_us, 20_900);
         assert!(pacing(&[]).interval_p99_us == 0);
     }
-}
-
-/// The pages running at this node now (the cluster status): listed in [`NodeState::live`] by
-/// each page while it runs.
-fn status_running(state: &NodeState, _now: i64) -> super::StatusFuture<'_> {
-    Box::pin(async move { Ok(serde_json::Value::Array(state.live.list("pages"))) })
 }

@@ -118,6 +118,13 @@ impl B2bua {
                 self.route_points.insert(name);
                 None
             }
+            Command::RoutePointsElsewhere { at } => {
+                if at != self.remote_route_points {
+                    tracing::info!(?at, "route points served by other nodes");
+                }
+                self.remote_route_points = at;
+                None
+            }
             Command::Redirect { call, destination } => Some(Reply::Done(self.redirect(
                 cluster,
                 registrar,
@@ -251,6 +258,14 @@ impl B2bua {
             self.timers.remove(&(at, call));
         }
         self.route_points.remove(&rp);
+        // The service stepped down here and another node's took over: the call goes there.
+        if let Some(dn) = c.target_dn.clone() {
+            if self
+                .offer_route_point_through_node(cluster, registrar, call, &dn, &rp, now, &mut out)
+            {
+                return out;
+            }
+        }
         tracing::info!(call, route_point = %rp, "no service on the route point; call forwarding applies");
         self.no_answer(cluster, registrar, call, now, &mut out);
         out
@@ -283,12 +298,33 @@ impl B2bua {
             route_point: route_point.clone(),
             dn: dn.0.clone(),
             calling: c.caller.number.clone(),
-            call_id: c.a_request.call_id().unwrap_or_default().to_string(),
+            // A call another node sent here is named by its caller's own Call-ID.
+            call_id: c
+                .a_request
+                .headers
+                .get(intra::DELIVER_HEADER)
+                .and_then(|v| intra::Deliver::parse(v).ok())
+                .and_then(|d| d.call_id)
+                .unwrap_or_else(|| c.a_request.call_id().unwrap_or_default().to_string()),
             offer: (!c.a_request.body.is_empty()).then(|| c.a_request.body.clone()),
         };
         *self.line_load.entry(dn.clone()).or_default() += 1;
         self.event(call, dn, Some(route_point.clone()), LineState::Ringing);
         if !self.route_points.contains(&route_point) {
+            // Served by another node (a service the cluster runs once): the call goes there.
+            if self.offer_route_point_through_node(
+                cluster,
+                registrar,
+                call,
+                dn,
+                &route_point,
+                now,
+                out,
+            ) {
+                let secs = cluster.service_parameters.call_manager.route_point_timeout;
+                self.arm_no_answer(call, now.mono + Duration::from_secs(u64::from(secs)));
+                return;
+            }
             tracing::info!(call, route_point = %route_point, "no service on the route point; call forwarding applies");
             self.no_answer(cluster, registrar, call, now, out);
             return;
@@ -442,6 +478,8 @@ impl B2bua {
                 line: line.to_string(),
                 partition: la.partition.clone(),
                 devices: vec![device.to_string()],
+                route_point: None,
+                call_id: None,
                 node: local,
             };
             extra = Some((intra::DELIVER_HEADER, deliver.to_header()));
@@ -560,6 +598,20 @@ impl B2bua {
     /// (their media flows phone to phone).
     pub fn on_shutdown(&mut self, now: Now) -> Vec<Out> {
         let mut out = Vec::new();
+        // A call a service of this node answered at a route point (a page) ends with the
+        // service: its caller gets a BYE rather than a call to nobody.
+        let mut served: Vec<u64> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| {
+                c.state == CallState::Connected && c.at_route_point.is_some() && c.legs.len() == 1
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        served.sort_unstable();
+        for call in served {
+            self.hang_up(call, None, now, &mut out);
+        }
         let mut setting_up: Vec<u64> = self
             .calls
             .iter()

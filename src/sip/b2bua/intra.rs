@@ -18,7 +18,8 @@ use crate::config::model::Node;
 use crate::sip::registrar::Binding;
 
 /// The header an intra-cluster INVITE carries: `line=DN;pt=PARTITION;devices=A,B;node=FROM`
-/// (`pt` only when the line has a partition).
+/// (`pt` only when the line has a partition), or for a route point another node's service
+/// serves `line=DN;pt=PARTITION;rp=ROUTE_POINT;node=FROM`.
 pub const DELIVER_HEADER: &str = "X-Ucm-Deliver";
 
 /// What an intra-cluster INVITE asks its node to ring.
@@ -26,7 +27,13 @@ pub const DELIVER_HEADER: &str = "X-Ucm-Deliver";
 pub struct Deliver {
     pub line: String,
     pub partition: Option<String>,
+    /// The devices to ring (none when `route_point` is given).
     pub devices: Vec<String>,
+    /// The route point whose service (on the receiving node) is offered the call.
+    pub route_point: Option<String>,
+    /// The caller's own Call-ID, which the service names the call by (its reports), when it
+    /// fits the header (no `"`).
+    pub call_id: Option<String>,
     /// The node that sent it (for the log).
     pub node: String,
 }
@@ -38,16 +45,21 @@ impl Deliver {
             .as_deref()
             .map(|p| format!(";pt={p}"))
             .unwrap_or_default();
-        format!(
-            "line={}{pt};devices={};node={}",
-            self.line,
-            self.devices.join(","),
-            self.node
-        )
+        let target = match &self.route_point {
+            Some(rp) => format!("rp={rp}"),
+            None => format!("devices={}", self.devices.join(",")),
+        };
+        let cid = self
+            .call_id
+            .as_deref()
+            .map(|c| format!(";cid={c}"))
+            .unwrap_or_default();
+        format!("line={}{pt};{target}{cid};node={}", self.line, self.node)
     }
 
     pub fn parse(v: &str) -> Result<Deliver, String> {
         let (mut line, mut partition, mut devices, mut node) = (None, None, None, None);
+        let (mut route_point, mut call_id) = (None, None);
         for part in v.split(';') {
             let (k, val) = part
                 .trim()
@@ -66,10 +78,16 @@ impl Deliver {
                 "pt" => partition = Some(val.to_string()),
                 "devices" => devices = Some(val.split(',').map(str::to_string).collect()),
                 "node" => node = Some(val.to_string()),
+                "rp" => route_point = Some(val.to_string()),
+                "cid" => call_id = Some(val.to_string()),
                 other => return Err(format!("unknown parameter {other:?}")),
             }
         }
-        let devices: Vec<String> = devices.ok_or("no devices")?;
+        let devices: Vec<String> = match (devices, &route_point) {
+            (Some(_), Some(_)) => return Err("both devices and a route point".into()),
+            (None, Some(_)) => Vec::new(),
+            (d, None) => d.ok_or("no devices")?,
+        };
         if devices.iter().any(|d| d.is_empty()) || devices.len() > 64 {
             return Err("bad device list".into());
         }
@@ -77,6 +95,8 @@ impl Deliver {
             line: line.ok_or("no line")?,
             partition,
             devices,
+            route_point,
+            call_id,
             node: node.ok_or("no node")?,
         })
     }
@@ -142,6 +162,8 @@ impl B2bua {
                 line: dn.0.clone(),
                 partition: dn.1.clone(),
                 devices: devices.clone(),
+                route_point: None,
+                call_id: None,
                 node: local.to_string(),
             };
             let peer = Peer {
@@ -180,17 +202,117 @@ impl B2bua {
         offered
     }
 
+    /// Offers a call for route point `rp`, which another node's service serves (a service
+    /// the cluster runs once, on the node holding its lease), to that node: one INVITE naming
+    /// the route point, whose service answers there. False (nothing sent) when no other node
+    /// is known to serve it, the node cannot be reached from the definition, or the call
+    /// itself came from another node (a call crosses once: no loops).
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn offer_route_point_through_node(
+        &mut self,
+        cluster: &Cluster,
+        registrar: &dyn Registrations,
+        call: u64,
+        dn: &DnKey,
+        rp: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) -> bool {
+        let local = registrar.local_node();
+        let Some(node) = self.remote_route_points.get(rp).cloned() else {
+            return false;
+        };
+        if node == local {
+            return false;
+        }
+        let Some((presented, call_id)) = self.calls.get(&call).and_then(|c| {
+            c.a_request.headers.get(DELIVER_HEADER).is_none().then(|| {
+                let cid = c.a_request.call_id().unwrap_or_default();
+                let cid = (!cid.is_empty()
+                    && cid
+                        .bytes()
+                        .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b'=' | b'"')))
+                .then(|| cid.to_string());
+                ((c.caller.number.clone(), c.caller.display.clone()), cid)
+            })
+        }) else {
+            return false;
+        };
+        let addr = match cluster.nodes.iter().find(|n| n.name == node) {
+            Some(n) => node_sip_addr(n),
+            None => Err("it is not in the definition".to_string()),
+        };
+        let addr = match addr {
+            Ok(a) => a,
+            Err(why) => {
+                tracing::warn!(call, node, route_point = rp, reason = %why, "the node serving the route point cannot be reached");
+                return false;
+            }
+        };
+        let deliver = Deliver {
+            line: dn.0.clone(),
+            partition: dn.1.clone(),
+            devices: Vec::new(),
+            route_point: Some(rp.to_string()),
+            call_id,
+            node: local,
+        };
+        let peer = Peer {
+            addr,
+            transport: Transport::Udp,
+        };
+        tracing::info!(
+            call,
+            node,
+            route_point = rp,
+            "offering the call to the route point's node"
+        );
+        let target = format!("sip:{}@{addr}", dn.0);
+        let extra = (DELIVER_HEADER, deliver.to_header());
+        self.fork_as(
+            call,
+            peer,
+            &target,
+            &dn.0,
+            None,
+            presented,
+            Some(extra),
+            now,
+            out,
+        );
+        true
+    }
+
     /// An intra-cluster call: rings the devices it names among this node's own registrations,
-    /// and nothing else (never forwarded, never sent to another node). 480 when none of them
-    /// is registered here.
+    /// or offers it to the route point it names when this node's service serves it, and
+    /// nothing else (never forwarded, never sent to another node). 480 when none of the
+    /// devices is registered here, or the route point is not served here.
     pub(super) fn deliver_here(
         &mut self,
+        cluster: &Cluster,
         registrar: &dyn Registrations,
         call: u64,
         deliver: &Deliver,
         now: Now,
         out: &mut Vec<Out>,
     ) {
+        if let Some(rp) = &deliver.route_point {
+            let dn: DnKey = (deliver.line.clone(), deliver.partition.clone());
+            let owns = cluster.route_point_for(&dn).is_some_and(|r| &r.name == rp);
+            if !owns || !self.route_points.contains(rp) {
+                tracing::info!(call, from = %deliver.node, route_point = %rp, "intra-cluster call for a route point not served here");
+                self.fail_call(
+                    call,
+                    480,
+                    "Temporarily Unavailable (the route point is not served by this node)",
+                    now,
+                    out,
+                );
+                return;
+            }
+            self.offer_to_route_point(cluster, registrar, call, &dn, rp.clone(), now, out);
+            return;
+        }
         let local = registrar.local_node();
         let here: Vec<(String, Binding)> = deliver
             .devices
@@ -239,6 +361,8 @@ mod tests {
             line: "10001".into(),
             partition: Some("Internal_PT".into()),
             devices: vec!["SEP0001".into(), "SEP0002".into()],
+            route_point: None,
+            call_id: None,
             node: "ucm-pub".into(),
         };
         assert_eq!(Deliver::parse(&d.to_header()), Ok(d.clone()));
@@ -246,8 +370,21 @@ mod tests {
             partition: None,
             ..d
         };
-        assert_eq!(Deliver::parse(&plain.to_header()), Ok(plain));
+        assert_eq!(Deliver::parse(&plain.to_header()), Ok(plain.clone()));
+        let rp = Deliver {
+            devices: Vec::new(),
+            route_point: Some("DialCast_All".into()),
+            call_id: Some("a84b4c76e66710@pc33.example.com".into()),
+            ..plain
+        };
+        assert_eq!(
+            rp.to_header(),
+            "line=10001;rp=DialCast_All;cid=a84b4c76e66710@pc33.example.com;node=ucm-pub"
+        );
+        assert_eq!(Deliver::parse(&rp.to_header()), Ok(rp));
         for bad in [
+            "line=1;devices=A;rp=R;node=n",
+            "line=1;rp=;node=n",
             "",
             "line=1",
             "line=1;devices=A",

@@ -111,6 +111,10 @@ pub enum Command {
     Abandon { request: u64 },
     /// Offers calls to a route point's DNs to this service from now on ([`Out::Offer`]).
     RegisterRoutePoint { name: String },
+    /// The route points other nodes' services serve now (route point -> node), replacing what
+    /// was known: calls to them that reach this node go to that node over the intra-cluster
+    /// trunk (see `intra`). Not answered.
+    RoutePointsElsewhere { at: HashMap<String, String> },
     /// Sends an offered (ringing, unanswered) call elsewhere without answering it: the CTI
     /// redirect route-point services use. Answered with [`Reply::Done`].
     Redirect { call: u64, destination: String },
@@ -385,6 +389,9 @@ pub struct B2bua {
     orphans: HashMap<TransactionKey, Leg>,
     /// Route points a service has registered for (see [`B2bua::on_offer_undelivered`]).
     route_points: HashSet<String>,
+    /// Route points served by another node's service, with that node (a service the
+    /// cluster runs once, such as the Paging Server, on the node holding its lease).
+    remote_route_points: HashMap<String, String>,
     /// Nonces for digest challenges of INVITEs from devices whose security profile asks for it.
     nonces: super::digest::Nonces,
     /// Trunk destination names and their addresses (see [`Resolved`]).
@@ -424,6 +431,7 @@ impl B2bua {
             events: Vec::new(),
             orphans: HashMap::new(),
             route_points: HashSet::new(),
+            remote_route_points: HashMap::new(),
             nonces: super::digest::Nonces::new(nonce_secret),
             resolved: Arc::new(Resolved::new()),
             tls_host: None,

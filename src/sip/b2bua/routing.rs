@@ -271,7 +271,7 @@ impl B2bua {
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
         match deliver {
-            Some(d) => self.deliver_here(registrar, id, &d, now, out),
+            Some(d) => self.deliver_here(cluster, registrar, id, &d, now, out),
             None => self.route(cluster, registrar, id, &dialled, &caller.ctx, now, out),
         }
     }

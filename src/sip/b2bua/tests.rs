@@ -889,6 +889,96 @@ fn r15_abandoned_or_shut_down_third_party_calls_release_every_leg() {
     assert_eq!(node.core.summary().calls, 0);
 }
 
+/// A route point served by another node's service (the Paging Server on the node holding its
+/// lease): a call to it goes to that node over the intra-cluster trunk, naming the route point
+/// and the caller's Call-ID; that node offers it only to a route point its own service serves,
+/// and never sends it on.
+#[test]
+fn r16_route_points_served_by_another_node_are_reached_through_it() {
+    let two = LINES.replace(
+        "nodes: [{name: n1, address: 127.0.0.1}]",
+        "nodes: [{name: n1, address: 127.0.0.1}, {name: n2, address: 127.0.0.2}]",
+    );
+    let n2: SocketAddr = "127.0.0.2:5060".parse().unwrap();
+    let mut node = Node::new(&two);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let fwd = Phone::new("2004", "127.0.0.24:5060");
+    node.register(&a, 3600);
+    node.register(&fwd, 3600);
+    let elsewhere = |rp: Option<&str>| Command::RoutePointsElsewhere {
+        at: rp
+            .map(|n| HashMap::from([("RP-Service".to_string(), n.to_string())]))
+            .unwrap_or_default(),
+    };
+    assert!(node.command(1, elsewhere(Some("n2"))).is_empty());
+    let out = node.receive(a.invite("7100", "rp-x"), a.addr);
+    assert!(!out.iter().any(|o| matches!(o, Out::Offer(_))), "{out:?}");
+    let inv = only(requests(&out, "INVITE", n2), "INVITE to n2");
+    let deliver = inv.headers.get(intra::DELIVER_HEADER).unwrap().to_string();
+    assert_eq!(deliver, "line=7100;pt=PT;rp=RP-Service;cid=rp-x;node=n1");
+    assert!(requests(&out, "INVITE", fwd.addr).is_empty());
+    // Nobody serves it: the line's forward, as before.
+    assert!(node.command(2, elsewhere(None)).is_empty());
+    let out = node.receive(a.invite("7100", "rp-y"), a.addr);
+    only(requests(&out, "INVITE", fwd.addr), "INVITE to the forward");
+    // Served here, then the service steps down as n2's takes over: the call goes to n2.
+    node.command(
+        3,
+        Command::RegisterRoutePoint {
+            name: "RP-Service".into(),
+        },
+    );
+    node.command(4, elsewhere(Some("n2")));
+    let out = node.receive(a.invite("7100", "rp-z"), a.addr);
+    let call = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Offer(c) => Some(c.call),
+            _ => None,
+        })
+        .expect("offered here first");
+    let now = node.now();
+    let out = node
+        .core
+        .on_offer_undelivered(&node.cluster, &node.bindings, call, now);
+    only(requests(&out, "INVITE", n2), "INVITE to n2");
+
+    // Calls n2 sends here for the route point.
+    let delivered = |call_id: &str, rp: &str| {
+        let sdp = a.sdp();
+        parse(&format!(
+            "INVITE sip:7100@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.2:5060;branch=z9hG4bK{call_id}\r\nFrom: <sip:2000@127.0.0.2>;tag=n2{call_id}\r\nTo: <sip:7100@127.0.0.1>\r\nCall-ID: {call_id}@ucm\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContact: <sip:2000@127.0.0.2:5060>\r\nX-Ucm-Deliver: line=7100;pt=PT;rp={rp};cid=orig-{call_id};node=n2\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        ))
+    };
+    // Served here again: offered to the service, named by the caller's own Call-ID.
+    node.command(
+        5,
+        Command::RegisterRoutePoint {
+            name: "RP-Service".into(),
+        },
+    );
+    let out = node.receive(delivered("d1", "RP-Service"), n2);
+    let offer = out
+        .iter()
+        .find_map(|o| match o {
+            Out::Offer(c) => Some(c.clone()),
+            _ => None,
+        })
+        .expect("an offer");
+    assert_eq!(offer.call_id, "orig-d1");
+    assert_eq!(offer.calling, "2000");
+    // A route point that is not this DN's, or one not served here: 480, never sent on.
+    let out = node.receive(delivered("d2", "Other-RP"), n2);
+    assert!(statuses(&out, n2).contains(&480), "{out:?}");
+    let mut other = Node::new(&two);
+    other.command(1, elsewhere(Some("n2")));
+    let out = other.receive(delivered("d3", "RP-Service"), n2);
+    assert!(statuses(&out, n2).contains(&480), "{out:?}");
+    assert!(requests(&out, "INVITE", n2).is_empty(), "{out:?}");
+    assert!(!out.iter().any(|o| matches!(o, Out::Offer(_))), "{out:?}");
+}
+
 const ASSISTANT: &str = r#"cluster: {id: unit, name: Unit}
 nodes: [{name: n1, address: 127.0.0.1}]
 partitions: [{name: RP}, {name: EVERYONE}, {name: MGR}]

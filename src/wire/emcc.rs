@@ -1,0 +1,81 @@
+//! ucm's inter-cluster API for Extension Mobility Cross Cluster: what the EM services of two
+//! clusters say to each other. Cisco's own exchange is not public (UNCONFIRMED: its URL and
+//! schema are not documented; see the interfaces spec, section 7), so ucm defines this one.
+//!
+//! It runs over HTTPS on a node running the EM service (8443 by default) with **mutual**
+//! verification against the certificates the clusters exchanged (`ucm emcc sync-certs`): the
+//! asking node presents its own HTTPS (Tomcat) certificate as its client certificate and the
+//! answering node accepts it only when it is in its Tomcat-trust store and belongs to one of
+//! its EMCC remote clusters; the asking node verifies the answering node's certificate
+//! against its own Tomcat-trust store. Nothing else authenticates it.
+//!
+//! Remote cluster update: `POST /ucm/emcc/v1/cluster` with a [`ClusterQuery`] (JSON, at most
+//! [`MAX_BODY_BYTES`]) answers a [`ClusterInfo`]: the cluster's id and Unified CM version,
+//! its first three EM service nodes in order, and the EMCC trunk services it enabled
+//! (`pstn-access`, `rsvp-agent`) with up to three nodes each (the Unified CM group of the
+//! trunk's device pool). Refusals are plain text with 400 (not a query), 403 (no client
+//! certificate, one not in Tomcat-trust, or a cluster that is not a remote cluster here), 413
+//! (too big).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The remote cluster update.
+pub const CLUSTER_PATH: &str = "/ucm/emcc/v1/cluster";
+/// An administrator's "Update Remote Cluster Now" (HTTPS, HTTP Basic, administrator role):
+/// answers the outcome per remote cluster as JSON.
+pub const UPDATE_PATH: &str = "/ucm/emcc/update";
+/// The API's name and version, in every message.
+pub const API: &str = "ucm-emcc/1";
+/// The largest request body the inter-cluster API reads.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// At most this many EM service nodes and trunk nodes are told (Cisco's three).
+pub const MAX_NODES: usize = 3;
+
+/// What the asking cluster says of itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterQuery {
+    pub api: String,
+    /// Its Cluster ID.
+    pub cluster: String,
+    pub version: String,
+}
+
+/// The answer: the answering cluster's version and services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterInfo {
+    pub api: String,
+    pub cluster: String,
+    pub version: String,
+    /// HTTPS base URLs of its first three EM service nodes, in order.
+    pub em_service_nodes: Vec<String>,
+    /// Enabled EMCC trunk services (`pstn-access`, `rsvp-agent`), each with up to three nodes
+    /// (`host:port` of their SIP service), in order.
+    pub trunk_services: BTreeMap<String, Vec<String>>,
+}
+
+/// The home lookup: is `userid` a user whose home is the answering cluster?
+pub const USER_PATH: &str = "/ucm/emcc/v1/user";
+
+/// What the visiting cluster asks each remote cluster when a user who is not at home here
+/// logs in at one of its EMCC phones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserQuery {
+    pub api: String,
+    /// The asking (visiting) cluster's id.
+    pub cluster: String,
+    pub userid: String,
+}
+
+/// The answer: `home` when the user exists at the answering cluster with its home-cluster
+/// flag set.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserInfo {
+    pub api: String,
+    pub cluster: String,
+    pub userid: String,
+    pub home: bool,
+}
