@@ -130,6 +130,10 @@ pub struct TestPhone {
     pub server: SocketAddr,
     pub dn: String,
     tag: String,
+    /// Requests already received (Call-ID, CSeq, method, branch): a retransmission of one is
+    /// absorbed, as a UA's server transaction does (RFC 3261 §17.2), so a node that retransmits
+    /// an INVITE on a loaded machine (Timer A) is not mistaken for a second call.
+    seen: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 use ucm::wire::sip::{parse_datagram, Request, Response, SipMessage};
@@ -144,6 +148,7 @@ impl TestPhone {
             server,
             dn: dn.into(),
             tag: format!("t{mac}"),
+            seen: Default::default(),
         };
         let ok = exchange(&p.sock, server, &register(local, server, dn, mac, 3600, 1)).await;
         assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
@@ -164,7 +169,22 @@ impl TestPhone {
             .unwrap();
     }
 
-    /// The next message, skipping `100 Trying`; panics after 5 s.
+    /// Notes a request as received (for one read from the socket directly); false when it is a
+    /// retransmission of one already received.
+    pub fn mark_seen(&self, r: &Request) -> bool {
+        let key = format!(
+            "{} {:?} {} {:?}",
+            r.call_id().unwrap_or_default(),
+            r.cseq().map(|c| c.seq).ok(),
+            r.method.as_str(),
+            r.top_via()
+                .ok()
+                .and_then(|v| v.branch().map(str::to_string)),
+        );
+        self.seen.lock().unwrap().insert(key)
+    }
+
+    /// The next message, skipping `100 Trying` and retransmitted requests; panics after 5 s.
     pub async fn recv(&self) -> SipMessage {
         let mut buf = vec![0u8; 65536];
         loop {
@@ -174,6 +194,11 @@ impl TestPhone {
                     .unwrap_or_else(|_| panic!("{}: nothing received within 5 s", self.dn))
                     .unwrap();
             let msg = parse_datagram(&buf[..n]).expect("well-formed SIP from ucm");
+            if let SipMessage::Request(r) = &msg {
+                if !self.mark_seen(r) {
+                    continue;
+                }
+            }
             if let SipMessage::Response(r) = &msg {
                 if r.status == 100 {
                     continue;
