@@ -1541,14 +1541,28 @@ async fn r16_a_shared_line_rings_devices_on_different_nodes() {
                 );
                 b1.answer(&inv1, 486, false).await;
                 let _ = call_id;
+                // ucm-pub may learn of b2 meanwhile and ring it for this call after b1's busy
+                // (the shared line's other device): refuse that too, then the call fails.
+                let mut b2_refused = false;
                 loop {
-                    match a.recv().await {
-                        ucm::wire::sip::SipMessage::Response(r) if r.status >= 300 => break,
-                        _ => continue,
+                    tokio::select! {
+                        m = a.recv() => match m {
+                            ucm::wire::sip::SipMessage::Response(r) if r.status >= 300 => break,
+                            _ => continue,
+                        },
+                        m = b2.recv() => if let ucm::wire::sip::SipMessage::Request(r) = m {
+                            if r.method.as_str() == "INVITE" {
+                                b2.answer(&r, 486, false).await;
+                                b2_refused = true;
+                            }
+                        },
                     }
                 }
-                // b1's transaction gets its ACK.
+                // b1's (and b2's) transaction gets its ACK.
                 let _ = b1.expect_request("ACK").await;
+                if b2_refused {
+                    let _ = b2.expect_request("ACK").await;
+                }
             }
         }
     };
