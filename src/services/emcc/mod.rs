@@ -53,11 +53,7 @@ pub const UPDATE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest answer an update reads.
 pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
-}
+use crate::sip::registrar::unix_now;
 
 fn text(status: StatusCode, body: String) -> Response {
     (
