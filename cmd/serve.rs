@@ -39,6 +39,10 @@ pub struct Args {
     /// needs privileges the node lacks, it runs without TFTP on UDP.
     #[arg(long)]
     tftp_port: Option<u16>,
+    /// SNMP agent port on UDP (CISCO-CCM-MIB, on a node running `snmp`). Default 161; when
+    /// that needs privileges the node lacks or is taken, it runs without the agent.
+    #[arg(long)]
+    snmp_port: Option<u16>,
     /// SIP port for UDP and TCP. Default 5060.
     #[arg(long)]
     sip_port: Option<u16>,
@@ -176,6 +180,7 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         tftp_port: args.tftp_port.or(ports.tftp),
         sip_port: args.sip_port.or(ports.sip),
         sips_port: args.sips_port.or(ports.sips),
+        snmp_port: args.snmp_port.or(ports.snmp),
     };
     let listeners = Listeners::bind(&opts, &def, args.node.as_deref())?;
     let ready = listeners.ready(&def.cluster.id)?;

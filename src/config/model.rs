@@ -284,6 +284,9 @@ pub struct NodePorts {
     pub sip: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sips: Option<u16>,
+    /// The SNMP agent on UDP (standard 161).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub snmp: Option<u16>,
 }
 
 impl NodePorts {
@@ -305,6 +308,10 @@ pub enum NodeService {
     Assistant,
     Attendant,
     Paging,
+    /// The SNMP agent (Cisco CallManager SNMP Service): CISCO-CCM-MIB for this node.
+    Snmp,
+    /// AXL (Cisco AXL Web Service) on `/axl/`.
+    Axl,
 }
 
 impl NodeService {
@@ -322,6 +329,8 @@ impl NodeService {
             Assistant => "assistant",
             Attendant => "attendant",
             Paging => "paging",
+            Snmp => "snmp",
+            Axl => "axl",
         }
     }
 
@@ -339,6 +348,8 @@ impl NodeService {
             Assistant,
             Attendant,
             Paging,
+            Snmp,
+            Axl,
         ]
     }
 }
@@ -893,6 +904,8 @@ pub enum Role {
     /// Standard CCM Super Users: administers the cluster (its certificates and trust stores,
     /// `ucm emcc sync-certs`).
     Administrator,
+    /// Standard AXL API Access: may use AXL (`/axl/`).
+    AxlApiAccess,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -231,6 +231,32 @@ pub async fn serve_with<C: Counters>(
     graceful.shutdown().await;
 }
 
+/// The port a `Host` header names, if it names one.
+fn host_port(host: &str) -> Option<u16> {
+    let (_, port) = host.rsplit_once(':')?;
+    // `[::1]` alone has colons but no port.
+    if port.ends_with(']') {
+        return None;
+    }
+    port.parse().ok()
+}
+
+/// Whether the request reached the node's HTTPS listener. The listener is not visible to
+/// services, so the `Host` header decides: a browser names the port it connected to, and a
+/// client that lies about it only gets a `Secure` cookie it cannot send back over HTTP (or a
+/// redirect to where it claimed to be).
+pub fn over_https(state: &NodeState, headers: &axum::http::HeaderMap) -> bool {
+    let https_port = state
+        .https_base
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok());
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    https_port.is_some() && host_port(host) == https_port
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -42,6 +42,9 @@ pub struct ListenOptions {
     pub tftp_port: Option<u16>,
     pub sip_port: Option<u16>,
     pub sips_port: Option<u16>,
+    /// The SNMP agent on UDP. The standard port 161 needs root or CAP_NET_BIND_SERVICE; left
+    /// at the default and not bindable, the node runs without the agent (with a warning).
+    pub snmp_port: Option<u16>,
 }
 
 impl Default for ListenOptions {
@@ -54,6 +57,7 @@ impl Default for ListenOptions {
             tftp_port: None,
             sip_port: None,
             sips_port: None,
+            snmp_port: None,
         }
     }
 }
@@ -64,6 +68,7 @@ impl ListenOptions {
         match name {
             "tftp_http" => self.tftp_http_port,
             "tftp" => self.tftp_port,
+            "snmp" => self.snmp_port,
             _ => None,
         }
     }

@@ -17,6 +17,7 @@
 //! line in [`ALL`].
 
 pub mod authenticate;
+pub mod axl;
 pub mod definition;
 pub mod directory;
 pub mod em;
@@ -24,6 +25,7 @@ pub mod emcc;
 pub mod paging;
 pub mod phone_config;
 pub mod phone_services;
+pub mod snmp;
 pub mod tftp;
 pub mod webdialer;
 
@@ -53,6 +55,8 @@ pub const ALL: &[ServiceSpec] = &[
     webdialer::SERVICE,
     phone_services::SERVICE,
     paging::SERVICE,
+    snmp::SERVICE,
+    axl::SERVICE,
 ];
 
 /// A background task of a service; it ends when the node's stop signal turns.

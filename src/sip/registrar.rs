@@ -645,6 +645,17 @@ impl Registrar {
         self.read().device_bindings(device, unix_now())
     }
 
+    /// The live bindings this node holds (its phones, for the SNMP agent's tables).
+    pub fn bindings_here(&self) -> Vec<Binding> {
+        let now = unix_now();
+        self.read()
+            .map
+            .values()
+            .filter(|b| b.expires_at > now && b.node == self.node)
+            .cloned()
+            .collect()
+    }
+
     /// Whether a phone holds a live registration over the TCP or TLS connection from
     /// `source` (the connection is then kept while it lives).
     pub fn holds_connection(&self, source: SocketAddr) -> bool {

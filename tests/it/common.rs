@@ -97,6 +97,8 @@ impl Server {
             "0",
             "--sips-port",
             "0",
+            "--snmp-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir.path())

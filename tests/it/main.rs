@@ -3,6 +3,7 @@
 //! they were skipped elsewhere.
 
 mod assistant;
+mod axl;
 mod bounded;
 mod callcontrol;
 mod cli;
@@ -21,6 +22,7 @@ pub mod services;
 mod sip_trust;
 pub mod sipp;
 mod snapshots;
+mod snmp;
 mod store;
 mod verify;
 mod webdialer;

@@ -445,30 +445,9 @@ fn call_failed(destination: &str, e: &WdError) -> String {
     format!("Call to {destination} failed: {why}.")
 }
 
-/// The port a `Host` header names, if it names one.
-fn host_port(host: &str) -> Option<u16> {
-    let (_, port) = host.rsplit_once(':')?;
-    // `[::1]` alone has colons but no port.
-    if port.ends_with(']') {
-        return None;
-    }
-    port.parse().ok()
-}
-
-/// Whether the request reached the node's HTTPS listener. The listener is not visible to
-/// services, so the `Host` header decides: a browser names the port it connected to, and a
-/// client that lies about it only gets a `Secure` cookie it cannot send back over HTTP (or a
-/// redirect to where it claimed to be).
+/// Whether the request reached the node's HTTPS listener (see [`crate::node::http::over_https`]).
 pub(crate) fn over_https(state: &NodeState, headers: &HeaderMap) -> bool {
-    let https_port = state
-        .https_base
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok());
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    https_port.is_some() && host_port(host) == https_port
+    crate::node::http::over_https(state, headers)
 }
 
 /// The session cookie: `Secure` when the page came over HTTPS (a browser then never sends it

@@ -1,0 +1,345 @@
+//! The SNMP agent read by net-snmp's own tools (`snmpget`, `snmpwalk`, `snmpbulkwalk`,
+//! `snmpset`) against a live node with simulated phones registered (issue 20).
+
+use std::net::{SocketAddr, UdpSocket};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::{have, skip_or_fail, write_file, Server};
+use crate::phone::Sim;
+
+const CCM_PHONE_ENTRY: &str = ".1.3.6.1.4.1.9.9.156.1.2.1.1";
+const CCM_ENTRY: &str = ".1.3.6.1.4.1.9.9.156.1.1.2.1";
+const CCM_PHONE_EXTN_ENTRY: &str = ".1.3.6.1.4.1.9.9.156.1.2.5.1";
+
+fn net_snmp() -> bool {
+    if have("snmpwalk") && have("snmpget") && have("snmpbulkwalk") {
+        return true;
+    }
+    skip_or_fail("net-snmp's tools (Debian package snmp)");
+    false
+}
+
+/// Runs a net-snmp tool against `agent` with numeric OIDs; (success, stdout + stderr).
+fn snmp(tool: &str, agent: SocketAddr, community: &str, args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool)
+        .args(["-v2c", "-c", community, "-On", "-t", "2", "-r", "1"])
+        .arg(format!("udp:{agent}"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// `OID = TYPE: value` lines of a walk, as (oid, value).
+fn rows(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.split_once(" = "))
+        .map(|(o, v)| (o.trim().to_string(), v.trim().to_string()))
+        .collect()
+}
+
+fn column<'a>(rows: &'a [(String, String)], entry: &str, col: u32) -> Vec<(&'a str, &'a str)> {
+    let prefix = format!("{entry}.{col}.");
+    rows.iter()
+        .filter_map(|(o, v)| o.strip_prefix(&prefix).map(|ix| (ix, v.as_str())))
+        .collect()
+}
+
+#[test]
+fn r20_snmp_agent_serves_nodes_and_registered_phones_to_net_snmp() {
+    if !net_snmp() {
+        return;
+    }
+    let srv = Server::start(&[]);
+    let agent = srv.addr("snmp");
+    let sim = Sim::start(&srv, &["--count", "3", "--first-ip", "127.0.6.10"]);
+
+    let (ok, out) = snmp("snmpget", agent, "public", &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(ok && out.contains("STRING: \"ucm-pub\""), "{out}");
+
+    let (ok, out) = snmp("snmpwalk", agent, "public", &[CCM_ENTRY]);
+    assert!(ok, "{out}");
+    let nodes = rows(&out);
+    assert_eq!(
+        column(&nodes, CCM_ENTRY, 2),
+        [("1", "STRING: \"ucm-pub\"")],
+        "{out}"
+    );
+    assert_eq!(
+        column(&nodes, CCM_ENTRY, 5),
+        [("1", "INTEGER: 2")],
+        "up: {out}"
+    );
+    assert_eq!(
+        column(&nodes, CCM_ENTRY, 7),
+        [("1", "Hex-STRING: 7F 00 00 01")],
+        "{out}"
+    );
+
+    let (ok, walk) = snmp("snmpwalk", agent, "public", &[".1.3.6.1.4.1.9.9.156"]);
+    assert!(ok, "{walk}");
+    let all = rows(&walk);
+    // The three simulated phones are registered from their own addresses; the demo's other
+    // phones are listed unregistered with address zero.
+    let status = column(&all, CCM_PHONE_ENTRY, 7);
+    let registered: Vec<&str> = status
+        .iter()
+        .filter(|(_, v)| *v == "INTEGER: 2")
+        .map(|(ix, _)| *ix)
+        .collect();
+    assert_eq!(registered.len(), 3, "{walk}");
+    assert!(status.len() > 3, "the unregistered demo phones too: {walk}");
+    let names = column(&all, CCM_PHONE_ENTRY, 20);
+    let addrs = column(&all, CCM_PHONE_ENTRY, 21);
+    let mut seen = Vec::new();
+    for ix in &registered {
+        let name = names.iter().find(|(i, _)| i == ix).expect("name").1;
+        let addr = addrs.iter().find(|(i, _)| i == ix).expect("address").1;
+        seen.push((name.to_string(), addr.to_string()));
+    }
+    seen.sort();
+    assert_eq!(
+        seen[0],
+        (
+            "STRING: \"SEP00036BC7B973\"".to_string(),
+            "Hex-STRING: 7F 00 06 0A".to_string()
+        ),
+        "{walk}"
+    );
+    for (_, a) in &seen {
+        assert!(a.starts_with("Hex-STRING: 7F 00 06 "), "{seen:?}");
+    }
+    // jsmith's phone (SEP00036BC7B973) has DN 10001 on line 1.
+    let ix = names
+        .iter()
+        .find(|(_, v)| *v == "STRING: \"SEP00036BC7B973\"")
+        .unwrap()
+        .0;
+    let extn = column(&all, CCM_PHONE_EXTN_ENTRY, 2);
+    assert!(
+        extn.contains(&(&format!("{ix}.1"), "STRING: \"10001\"")),
+        "{extn:?}"
+    );
+
+    // GetBulk walks the same objects as GetNext.
+    let (ok, bulk) = snmp(
+        "snmpbulkwalk",
+        agent,
+        "public",
+        &["-Cr50", ".1.3.6.1.4.1.9.9.156"],
+    );
+    assert!(ok, "{bulk}");
+    let bulk_rows = rows(&bulk);
+    // sysUpTime is not in this subtree; the phones' state is stable while the sim runs.
+    assert_eq!(bulk_rows, all, "snmpbulkwalk and snmpwalk disagree");
+
+    // Nothing is writable.
+    let (ok, out) = snmp(
+        "snmpset",
+        agent,
+        "public",
+        &[".1.3.6.1.2.1.1.5.0", "s", "stolen"],
+    );
+    assert!(!ok && out.contains("notWritable"), "{out}");
+    drop(sim);
+}
+
+#[test]
+fn r20_snmp_strangers_get_no_answer_and_others_are_still_served() {
+    if !net_snmp() {
+        return;
+    }
+    let srv = Server::start(&[]);
+    let agent = srv.addr("snmp");
+    // A wrong community, SNMPv1 and garbage: no answer at all (nothing to reflect).
+    let (ok, out) = snmp("snmpget", agent, "private", &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(!ok && out.contains("Timeout"), "{out}");
+    let v1 = Command::new("snmpget")
+        .args(["-v1", "-c", "public", "-t", "1", "-r", "0"])
+        .arg(format!("udp:{agent}"))
+        .arg(".1.3.6.1.2.1.1.5.0")
+        .output()
+        .unwrap();
+    assert!(!v1.status.success(), "SNMPv1 is not served");
+
+    let flood = UdpSocket::bind("127.0.0.1:0").unwrap();
+    flood
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let garbage: Vec<Vec<u8>> = vec![
+        vec![0x30, 0x82, 0xff, 0xff, 0x02, 0x01, 0x01],
+        vec![0x30; 8192],
+        vec![0u8; 60_000],
+        b"GET / HTTP/1.1\r\n\r\n".to_vec(),
+    ];
+    for i in 0..2000 {
+        let _ = flood.send_to(&garbage[i % garbage.len()], agent);
+    }
+    let mut buf = [0u8; 2048];
+    assert!(
+        flood.recv_from(&mut buf).is_err(),
+        "the agent answered a stranger"
+    );
+    let (ok, out) = snmp("snmpget", agent, "public", &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(ok && out.contains("ucm-pub"), "still served: {out}");
+    assert!(srv.logs().contains("SNMP: request dropped"), "logged");
+}
+
+#[test]
+fn r20_snmp_answers_to_one_source_are_capped_per_second() {
+    if !net_snmp() {
+        return;
+    }
+    // The demo with a budget of 5 answers per second per source.
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/clusters/demo.yaml"
+    ))
+    .unwrap();
+    let text = demo.replace(
+        "snmp:\n  communities:\n    - name: public\n",
+        "snmp:\n  responses_per_source_per_second: 5\n  communities:\n    - name: public\n",
+    );
+    assert_ne!(text, demo, "the demo's snmp section moved");
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = write_file(dir.path(), "demo.yaml", &text);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let agent = srv.addr("snmp");
+    // A valid Get for sysName.0, BER as net-snmp sends it, request-id 1.
+    let get: &[u8] = &[
+        0x30, 0x26, 0x02, 0x01, 0x01, 0x04, 0x06, b'p', b'u', b'b', b'l', b'i', b'c', 0xa0, 0x19,
+        0x02, 0x01, 0x01, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x0e, 0x30, 0x0c, 0x06, 0x08,
+        0x2b, 0x06, 0x01, 0x02, 0x01, 0x01, 0x05, 0x00, 0x05, 0x00,
+    ];
+    // Check the hand-made request first (one answer), then a burst.
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let started = Instant::now();
+    let mut answered = 0u64;
+    let mut buf = [0u8; 2048];
+    sock.send_to(get, agent).unwrap();
+    if sock.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    assert_eq!(answered, 1, "the hand-made Get is answered");
+    for _ in 0..200 {
+        sock.send_to(get, agent).unwrap();
+    }
+    while sock.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    // Each started second of the run allows 5 answers.
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(answered <= 5 * seconds, "{answered} answers in {seconds} s");
+    assert!(srv.logs().contains("over its answers per second"), "logged");
+}
+
+/// README's SNMP example run as written, in network and PID namespaces of its own (the demo
+/// binds the standard ports, 161 included; each phone serves HTTP on port 80 of its address).
+#[test]
+fn r20_readme_snmp_example_runs_as_written() {
+    if !net_snmp() {
+        return;
+    }
+    run_readme_example(
+        "## SNMP",
+        5,
+        &[
+            (2, "ucm-pub"),
+            (3, "ucm-pub"),
+            (4, "7F 00 00 14"),
+            (4, "7F 00 00 15"),
+            (4, "00 00 00 00"),
+        ],
+    );
+}
+
+/// Runs the first `sh` block after `heading` in README as written (`lines` commands), in
+/// network and PID namespaces of its own: a `ucm serve &` line waits for the node's health, a
+/// `ucm phone sim … &` line for its ready line, every other line must succeed; then each
+/// (step, text) of `expect` must be in that step's output.
+pub fn run_readme_example(heading: &str, lines: usize, expect: &[(usize, &str)]) {
+    use crate::common::is_root;
+    if !is_root() || !have("unshare") || !have("ip") || !have("curl") {
+        skip_or_fail(&format!(
+            "root, unshare, ip and curl for README's {heading} example"
+        ));
+        return;
+    }
+    let blocks = crate::services::readme_sh_blocks(heading, 1);
+    assert_eq!(blocks.len(), 1);
+    let cmds: Vec<&str> = blocks[0].lines().collect();
+    assert_eq!(cmds.len(), lines, "{cmds:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
+        .parent()
+        .unwrap();
+    let mut script = String::from(
+        "set -u\nip link set lo up\nfail() { echo \"FAILED(step $1): $2\" >&2; exit 1; }\n",
+    );
+    for (n, line) in cmds.iter().enumerate() {
+        let line = line.split(" #").next().unwrap().trim();
+        if let Some(bg) = line.strip_suffix('&') {
+            script.push_str(&format!("{} > bg{n}.out 2> bg{n}.err &\n", bg.trim_end()));
+            if line.starts_with("ucm serve") {
+                script.push_str(
+                    "for i in $(seq 1 300); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done\n",
+                );
+            } else {
+                script.push_str(&format!(
+                    "for i in $(seq 1 600); do grep -q ready bg{n}.out && break; sleep 0.1; done\n\
+                     grep -q ready bg{n}.out || fail {n} \"not ready: $(cat bg{n}.out bg{n}.err)\"\n"
+                ));
+            }
+        } else {
+            script.push_str(&format!(
+                "( {line} ) > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
+            ));
+        }
+    }
+    for (n, text) in expect {
+        script.push_str(&format!(
+            "grep -qF '{text}' out{n} || fail {n} \"no '{text}' in: $(cat out{n})\"\n"
+        ));
+    }
+    script.push_str("echo ALL-OK\n");
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = Command::new("unshare")
+        .args([
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "bash",
+            "-c",
+            &script,
+        ])
+        .current_dir(dir.path())
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env("UCM_DATA_DIR", dir.path().join("data"))
+        .output()
+        .expect("unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && text.contains("ALL-OK"),
+        "{text}\n--- script:\n{script}"
+    );
+}
