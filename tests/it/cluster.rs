@@ -2254,6 +2254,97 @@ async fn r16_a_standby_paging_server_takes_over_when_the_active_node_is_killed()
     result.unwrap();
 }
 
+/// The active Paging Server is killed (`kill -9`) while a page runs: it can tell nobody to
+/// stop, so the phones would keep listening to a stream nobody sends. The standby that takes
+/// the lease finds the page's listeners the dead node recorded (`paging_listeners`, migration
+/// 0020) and tells each one `RTPRx:Stop`, then forgets them; it pages normally afterwards.
+#[tokio::test]
+async fn r16_phones_of_a_page_whose_node_is_killed_are_told_to_stop_by_the_standby() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 76;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub1.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        let call_id = start_page(&sim, &HQ);
+        // The page is live on ucm-pub, its listeners recorded; kill -9 it mid-page.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let recorded = loop {
+            let r = listeners(&url);
+            if r.len() == HQ.paged.len() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "listeners not recorded: {r:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            recorded
+                .iter()
+                .all(|(n, c)| n == "ucm-pub" && c == &call_id),
+            "{recorded:?}"
+        );
+        kill9(&mut pubn);
+        wait_active_paging(&url, "ucm-sub1", 15);
+        // Every paged phone is told to stop by the new active node.
+        all_left(&sim, &HQ);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !listeners(&url).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left-behind listeners never forgotten"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(sub1.logs().contains("told RTPRx:Stop"));
+        // The caller hangs up; ucm-sub1 pages on its own now.
+        hang_up(&sim, &HQ);
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
+        assert_eq!(r["node"], "ucm-sub1", "{r:#}");
+        assert!(listeners(&url).is_empty());
+        drop((sim, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// The rows of `paging_listeners` as (node, call_id).
+fn listeners(db: &str) -> Vec<(String, String)> {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query("SELECT node, call_id FROM paging_listeners ORDER BY device")
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// The active Paging Server is stopped (SIGTERM) while a page runs: the page ends cleanly,
 /// every paged phone gets `RTPRx:Stop`, the report says why; the lease is released and the
 /// standby is active at once. With both paging nodes gone, `ucm cluster status` says no
