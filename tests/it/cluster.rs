@@ -2321,6 +2321,146 @@ async fn r16_phones_of_a_page_whose_node_is_killed_are_told_to_stop_by_the_stand
     result.unwrap();
 }
 
+/// A phone in a call that runs through other nodes than the Paging Server's is busy all the
+/// same: Steve Smith's phone (on ucm-sub2) calls Lab phone 1 (on ucm-sub1), then John's phone
+/// pages demo-all on ucm-pub, which learns the other nodes' busy phones from their heartbeats.
+/// Lab phone 1 is skipped and reported busy (the default `busy_phones: skip`), the other lab
+/// phones are paged.
+#[tokio::test]
+async fn r16_a_phone_on_a_call_on_other_nodes_is_not_paged() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 77;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        let sub2 = sip_node(&def, &url, "ucm-sub2");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub1.wait_for_log("route points served by other nodes");
+        let first_ip = format!("127.{net}.1.10");
+        let mut args = vec![
+            "--first-ip",
+            first_ip.as_str(),
+            "--http-port",
+            "8081",
+            "--auto-answer",
+            "--device",
+            HQ.pager,
+            "--device",
+            BRANCH.pager,
+        ];
+        for d in HQ.paged {
+            args.extend(["--device", d]);
+        }
+        let sim = crate::phone::Sim::start(&sub1, &args);
+        for (d, node) in HQ
+            .paged
+            .iter()
+            .chain([&HQ.pager])
+            .map(|d| (*d, "ucm-sub1"))
+            .chain([(BRANCH.pager, "ucm-sub2")])
+        {
+            crate::phone::wait_state(sim.http(d), 15, &format!("{d} on {node}"), |s| {
+                on_node(s, node)
+            });
+        }
+        // Steve calls Lab phone 1 (20001), which answers: both are on a call that ucm-pub
+        // carries no part of.
+        let (lab1, steve) = (HQ.paged[0], sim.http(BRANCH.pager));
+        let (_, body) = crate::phone::push(steve, Some(BRANCH.owner), &["Dial:20001"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        for p in [steve, sim.http(lab1)] {
+            crate::phone::wait_state(p, 15, "on the call", |s| {
+                crate::phone::calls(s)
+                    .iter()
+                    .any(|c| c["state"] == "connected")
+            });
+        }
+        // Its nodes' heartbeats say so (within a heartbeat, bounded here).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = busy_rows(&url);
+            if rows.contains(&format!("\"{lab1}\"")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no node reported {lab1} busy: {rows}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // John pages demo-all on ucm-pub: the other three join, Lab phone 1 is left out.
+        let caller = sim.http(HQ.pager);
+        let (_, body) = crate::phone::push(caller, Some(HQ.owner), &["Dial:7000"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        let s = crate::phone::wait_state(caller, 15, "the page answered", |s| {
+            crate::phone::calls(s)
+                .iter()
+                .any(|c| c["state"] == "connected")
+        });
+        let call_id = crate::phone::calls(&s)
+            .iter()
+            .find(|c| c["state"] == "connected")
+            .and_then(|c| c["call_id"].as_str().map(str::to_string))
+            .expect("a connected call");
+        for d in &HQ.paged[1..] {
+            crate::phone::wait_state(sim.http(d), 15, &format!("{d} joined"), |s| {
+                crate::paging::page_stream(s).is_some_and(|st| st["active"] == true)
+            });
+        }
+        hang_up(&sim, &HQ);
+        let r = crate::paging::report_for(&sub1, &call_id);
+        assert_eq!(r["node"], "ucm-pub", "{r:#}");
+        let outcome = |d: &str| {
+            r["phones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["device"] == d)
+                .map(|p| p["outcome"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(outcome(lab1).as_deref(), Some("busy"), "{r:#}");
+        for d in &HQ.paged[1..] {
+            assert_eq!(outcome(d).as_deref(), Some("joined"), "{d}: {r:#}");
+        }
+        drop((sim, pubn, sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// The `status` column of `cluster_nodes`, all rows, as text.
+fn busy_rows(db: &str) -> String {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query("SELECT name, status FROM cluster_nodes ORDER BY name")
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| format!("{}: {}\n", r.get::<String, _>(0), r.get::<String, _>(1)))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// The rows of `paging_listeners` as (node, call_id).
 fn listeners(db: &str) -> Vec<(String, String)> {
     let db = db.to_string();

@@ -625,7 +625,11 @@ async fn admit(
     // Who is paged, and the multicast address.
     let members = groups::members(&cluster, &paging, &group);
     let busy: HashSet<String> = match paging.busy_phones {
-        BusyPhones::Skip => state.call_control.busy_devices().await.unwrap_or_default(),
+        BusyPhones::Skip => {
+            let mut busy = state.call_control.busy_devices().await.unwrap_or_default();
+            busy.extend(busy_elsewhere(state).await);
+            busy
+        }
         BusyPhones::Page => HashSet::new(),
     };
     let range = groups::range_for(&cluster, &paging, &members.devices);
@@ -676,6 +680,30 @@ async fn admit(
         members,
         busy,
     })
+}
+
+/// The devices on a call on the other running nodes of the cluster, as their last heartbeats
+/// say (at most one `HEARTBEAT_INTERVAL` old; a node whose heartbeat is older than
+/// `NODE_DOWN_AFTER` is down and its calls with it). A call between phones of other nodes is
+/// invisible to this node's call control, yet its phones are busy all the same (the seed's
+/// Paging Server checks busy phones through Unified CM, which knows every call).
+async fn busy_elsewhere(state: &NodeState) -> HashSet<String> {
+    use crate::node::feed::{BUSY_DEVICES, NODE_DOWN_AFTER};
+    let rows = match state.store.nodes().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "paging: other nodes' busy phones unknown (database); only this node's are skipped");
+            return HashSet::new();
+        }
+    };
+    let now = unix_ms();
+    rows.iter()
+        .filter(|r| r.instance != state.feed.instance)
+        .filter(|r| now - r.heartbeat_at <= NODE_DOWN_AFTER.as_millis() as i64)
+        .filter_map(|r| r.status.get(BUSY_DEVICES)?.as_array())
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect()
 }
 
 /// Drives the page's [`PageSession`] from the answer to the report.
