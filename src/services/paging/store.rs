@@ -7,6 +7,9 @@ use sqlx::Row;
 
 use crate::store::{Backend, Store, StoreError};
 
+/// A phone another instance's page left listening: `(instance, node, call_id, device, ip)`.
+pub type OrphanListener = (String, String, String, String, String);
+
 /// Page reports in the database.
 pub trait PageReports {
     /// Keeps a finished page's report (JSON); at most `keep` reports are kept, oldest go first.
@@ -56,7 +59,7 @@ pub trait PageReports {
     fn orphan_page_listeners(
         &self,
         instance: &str,
-    ) -> impl Future<Output = Result<Vec<(String, String, String, String, String)>, StoreError>> + Send;
+    ) -> impl Future<Output = Result<Vec<OrphanListener>, StoreError>> + Send;
 
     /// Forgets one left-behind listener (told to stop, or unreachable).
     fn remove_page_listener(
@@ -107,7 +110,7 @@ impl PageReports for Store {
     async fn orphan_page_listeners(
         &self,
         instance: &str,
-    ) -> Result<Vec<(String, String, String, String, String)>, StoreError> {
+    ) -> Result<Vec<OrphanListener>, StoreError> {
         let rows = sqlx::query(
             "SELECT instance, node, call_id, device, ip FROM paging_listeners \
              WHERE instance <> $1 ORDER BY joined_at, call_id, device",
