@@ -40,6 +40,10 @@ pub const FEED_RETRY: Duration = Duration::from_millis(500);
 pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// A node whose heartbeat is older than this is down (`ucm cluster status`).
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
+/// The heartbeat's key for the devices on a call on the node (a JSON array of names).
+pub const BUSY_DEVICES: &str = "busy_devices";
+/// How long the heartbeat waits for call control's busy devices (else it reports none).
+const BUSY_ASK_TIMEOUT: Duration = Duration::from_millis(300);
 /// How many recent propagation delays a node keeps for its p50/p99.
 pub const LAG_SAMPLES: usize = 4096;
 
@@ -421,8 +425,8 @@ impl NodeState {
         Ok(())
     }
 
-    /// This node's row as it reports itself now.
-    fn node_row(&self) -> NodeRow {
+    /// This node's row as it reports itself now; `busy`: the devices on a call here.
+    fn node_row(&self, busy: Vec<String>) -> NodeRow {
         NodeRow {
             name: self.node.name.clone(),
             address: self.node.address.clone(),
@@ -441,6 +445,7 @@ impl NodeState {
                     "feed": self.feed.lag(),
                     "feed_connected": self.feed.healthy(),
                     "registrations": self.registrar.count(),
+                    BUSY_DEVICES: busy,
                 });
                 if let Some(m) = status.as_object_mut() {
                     for hook in self.feed.hooks() {
@@ -462,7 +467,17 @@ impl NodeState {
                 _ = tick.tick() => {}
                 _ = stop.changed() => break,
             }
-            if let Err(e) = self.store.node_heartbeat(&self.node_row()).await {
+            // The devices on a call here, for services of other nodes that leave busy phones
+            // out (the Paging Server): as of this heartbeat, at most one interval old.
+            let mut busy: Vec<String> =
+                tokio::time::timeout(BUSY_ASK_TIMEOUT, self.call_control.busy_devices())
+                    .await
+                    .ok()
+                    .and_then(Result::ok)
+                    .map(|d| d.into_iter().collect())
+                    .unwrap_or_default();
+            busy.sort();
+            if let Err(e) = self.store.node_heartbeat(&self.node_row(busy)).await {
                 tracing::debug!(error = %e, "heartbeat not written");
             }
         }

@@ -1337,6 +1337,16 @@ fn sip_of(net: u8, host: u8) -> SocketAddr {
     format!("127.{net}.0.{host}:5060").parse().unwrap()
 }
 
+/// A Call-ID never used before in this test binary. Each attempt is a new call, so it needs a
+/// new Call-ID and branch (RFC 3261 §8.1.1.4, §8.1.1.7): an INVITE repeating an earlier one's
+/// Call-ID, CSeq and branch is that INVITE's retransmission, which the node's server
+/// transaction absorbs silently once the earlier one was answered and ACKed (§17.2.1).
+fn fresh_call_id(tag: &str) -> String {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{tag}-{n}-{}", std::process::id())
+}
+
 /// Places a call from `from` to `number` until the node knows where the callee is (it learns
 /// other nodes' registrations through the feed): each attempt answered 480 or 404 is retried,
 /// within 10 s. Returns the INVITE the callee's phone got.
@@ -1348,8 +1358,8 @@ async fn call_when_known(
 ) -> (String, ucm::wire::sip::Request) {
     use ucm::wire::sip::SipMessage;
     let deadline = Instant::now() + Duration::from_secs(10);
-    for attempt in 0.. {
-        let call_id = format!("{tag}-{attempt}");
+    loop {
+        let call_id = fresh_call_id(tag);
         from.send_text(&from.invite(number, &call_id)).await;
         let mut buf = vec![0u8; 65536];
         tokio::select! {
@@ -1373,7 +1383,6 @@ async fn call_when_known(
             }
         }
     }
-    unreachable!()
 }
 
 /// A phone registered with ucm-pub calls a phone registered with ucm-sub1: ucm-pub sends the
@@ -1476,11 +1485,15 @@ async fn r16_a_call_between_phones_on_two_nodes_completes() {
 
 /// A shared line rings its devices on different nodes: 10002 is on SEP00036BC7B974
 /// (registered with ucm-sub1) and SEP000000001001 (registered with ucm-sub2); a call from a
-/// phone on ucm-pub rings both, the first to answer takes it, the other is cancelled.
+/// phone on ucm-pub rings both, the first to answer takes it, the other is cancelled. Before
+/// the second device registers, a call that its only device refuses (486) ends 486 at the
+/// caller, and the next call (a new Call-ID) is placed and rung normally: this is the path
+/// that once hung, when the test placed the next call with the refused one's Call-ID and
+/// branch, which the node rightly took for a retransmission (RFC 3261 §17.2.1).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "flaky under the full suite's load (the caller waits >5 s for an answer); passes alone: cargo test --test it -- --ignored cluster::r16_a_shared; issue 16 note"]
 async fn r16_a_shared_line_rings_devices_on_different_nodes() {
     use crate::callcontrol::TestPhone;
+    use ucm::wire::sip::SipMessage;
     let Some(db) = PgDb::create().await else {
         return;
     };
@@ -1511,6 +1524,19 @@ async fn r16_a_shared_line_rings_devices_on_different_nodes() {
         sip_of(net, 2),
     )
     .await;
+    // Only b1 is registered: b1 answers busy, the line has no Call Forward Busy, so the
+    // caller gets 486 (and b1's transaction its ACK).
+    let (_, inv1) = call_when_known(&a, &b1, "10002", "busy").await;
+    b1.answer(&inv1, 486, false).await;
+    let fin = loop {
+        match a.recv().await {
+            SipMessage::Response(r) if r.status >= 200 => break r,
+            SipMessage::Response(_) => continue,
+            other => panic!("a got {other}"),
+        }
+    };
+    assert_eq!(fin.status, 486, "{fin}");
+    b1.expect_request("ACK").await;
     let b2 = TestPhone::register(
         &format!("127.{net}.0.13"),
         "10002",
@@ -1521,13 +1547,13 @@ async fn r16_a_shared_line_rings_devices_on_different_nodes() {
     // Once ucm-pub knows both registrations, one call rings both phones.
     let deadline = Instant::now() + Duration::from_secs(10);
     let (inv1, inv2) = loop {
-        let (call_id, inv1) = call_when_known(&a, &b1, "10002", "shared").await;
+        let (_, inv1) = call_when_known(&a, &b1, "10002", "shared").await;
         let mut buf = vec![0u8; 65536];
         match tokio::time::timeout(Duration::from_secs(2), b2.sock.recv_from(&mut buf)).await {
             Ok(got) => {
                 let (n, _) = got.unwrap();
                 match ucm::wire::sip::parse_datagram(&buf[..n]).unwrap() {
-                    ucm::wire::sip::SipMessage::Request(r) if r.method.as_str() == "INVITE" => {
+                    SipMessage::Request(r) if r.method.as_str() == "INVITE" => {
                         b2.mark_seen(&r);
                         break (inv1, r);
                     }
@@ -1535,23 +1561,23 @@ async fn r16_a_shared_line_rings_devices_on_different_nodes() {
                 }
             }
             Err(_) => {
-                // ucm-pub did not know b2 yet: end this attempt and call again.
+                // ucm-pub did not know b2 yet (or ucm-sub2 is slow to ring it): end this
+                // attempt and call again.
                 assert!(
                     Instant::now() < deadline,
                     "the shared line never rang on ucm-sub2"
                 );
                 b1.answer(&inv1, 486, false).await;
-                let _ = call_id;
-                // ucm-pub may learn of b2 meanwhile and ring it for this call after b1's busy
-                // (the shared line's other device): refuse that too, then the call fails.
+                // If ucm-pub did offer the call to ucm-sub2, b2 rings late: refuse that too,
+                // then the call fails.
                 let mut b2_refused = false;
                 loop {
                     tokio::select! {
                         m = a.recv() => match m {
-                            ucm::wire::sip::SipMessage::Response(r) if r.status >= 300 => break,
+                            SipMessage::Response(r) if r.status >= 300 => break,
                             _ => continue,
                         },
-                        m = b2.recv() => if let ucm::wire::sip::SipMessage::Request(r) = m {
+                        m = b2.recv() => if let SipMessage::Request(r) = m {
                             if r.method.as_str() == "INVITE" {
                                 b2.answer(&r, 486, false).await;
                                 b2_refused = true;
@@ -2228,6 +2254,237 @@ async fn r16_a_standby_paging_server_takes_over_when_the_active_node_is_killed()
     result.unwrap();
 }
 
+/// The active Paging Server is killed (`kill -9`) while a page runs: it can tell nobody to
+/// stop, so the phones would keep listening to a stream nobody sends. The standby that takes
+/// the lease finds the page's listeners the dead node recorded (`paging_listeners`, migration
+/// 0020) and tells each one `RTPRx:Stop`, then forgets them; it pages normally afterwards.
+#[tokio::test]
+async fn r16_phones_of_a_page_whose_node_is_killed_are_told_to_stop_by_the_standby() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 76;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub1.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        let call_id = start_page(&sim, &HQ);
+        // The page is live on ucm-pub, its listeners recorded; kill -9 it mid-page.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let recorded = loop {
+            let r = listeners(&url);
+            if r.len() == HQ.paged.len() {
+                break r;
+            }
+            assert!(Instant::now() < deadline, "listeners not recorded: {r:?}");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            recorded
+                .iter()
+                .all(|(n, c)| n == "ucm-pub" && c == &call_id),
+            "{recorded:?}"
+        );
+        kill9(&mut pubn);
+        wait_active_paging(&url, "ucm-sub1", 15);
+        // Every paged phone is told to stop by the new active node.
+        all_left(&sim, &HQ);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !listeners(&url).is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "left-behind listeners never forgotten"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert!(sub1.logs().contains("told RTPRx:Stop"));
+        // The caller hangs up; ucm-sub1 pages on its own now.
+        hang_up(&sim, &HQ);
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
+        assert_eq!(r["node"], "ucm-sub1", "{r:#}");
+        assert!(listeners(&url).is_empty());
+        drop((sim, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// A phone in a call that runs through other nodes than the Paging Server's is busy all the
+/// same: Steve Smith's phone (on ucm-sub2) calls Lab phone 1 (on ucm-sub1), then John's phone
+/// pages demo-all on ucm-pub, which learns the other nodes' busy phones from their heartbeats.
+/// Lab phone 1 is skipped and reported busy (the default `busy_phones: skip`), the other lab
+/// phones are paged.
+#[tokio::test]
+async fn r16_a_phone_on_a_call_on_other_nodes_is_not_paged() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 77;
+    let def = paging_definition(dir.path(), net, &[]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        let sub2 = sip_node(&def, &url, "ucm-sub2");
+        wait_active_paging(&url, "ucm-pub", 10);
+        sub1.wait_for_log("route points served by other nodes");
+        let first_ip = format!("127.{net}.1.10");
+        let mut args = vec![
+            "--first-ip",
+            first_ip.as_str(),
+            "--http-port",
+            "8081",
+            "--auto-answer",
+            "--device",
+            HQ.pager,
+            "--device",
+            BRANCH.pager,
+        ];
+        for d in HQ.paged {
+            args.extend(["--device", d]);
+        }
+        let sim = crate::phone::Sim::start(&sub1, &args);
+        for (d, node) in HQ
+            .paged
+            .iter()
+            .chain([&HQ.pager])
+            .map(|d| (*d, "ucm-sub1"))
+            .chain([(BRANCH.pager, "ucm-sub2")])
+        {
+            crate::phone::wait_state(sim.http(d), 15, &format!("{d} on {node}"), |s| {
+                on_node(s, node)
+            });
+        }
+        // Steve calls Lab phone 1 (20001), which answers: both are on a call that ucm-pub
+        // carries no part of.
+        let (lab1, steve) = (HQ.paged[0], sim.http(BRANCH.pager));
+        let (_, body) = crate::phone::push(steve, Some(BRANCH.owner), &["Dial:20001"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        for p in [steve, sim.http(lab1)] {
+            crate::phone::wait_state(p, 15, "on the call", |s| {
+                crate::phone::calls(s)
+                    .iter()
+                    .any(|c| c["state"] == "connected")
+            });
+        }
+        // Its nodes' heartbeats say so (within a heartbeat, bounded here).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = busy_rows(&url);
+            if rows.contains(&format!("\"{lab1}\"")) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no node reported {lab1} busy: {rows}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        // John pages demo-all on ucm-pub: the other three join, Lab phone 1 is left out.
+        let caller = sim.http(HQ.pager);
+        let (_, body) = crate::phone::push(caller, Some(HQ.owner), &["Dial:7000"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        let s = crate::phone::wait_state(caller, 15, "the page answered", |s| {
+            crate::phone::calls(s)
+                .iter()
+                .any(|c| c["state"] == "connected")
+        });
+        let call_id = crate::phone::calls(&s)
+            .iter()
+            .find(|c| c["state"] == "connected")
+            .and_then(|c| c["call_id"].as_str().map(str::to_string))
+            .expect("a connected call");
+        for d in &HQ.paged[1..] {
+            crate::phone::wait_state(sim.http(d), 15, &format!("{d} joined"), |s| {
+                crate::paging::page_stream(s).is_some_and(|st| st["active"] == true)
+            });
+        }
+        hang_up(&sim, &HQ);
+        let r = crate::paging::report_for(&sub1, &call_id);
+        assert_eq!(r["node"], "ucm-pub", "{r:#}");
+        let outcome = |d: &str| {
+            r["phones"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["device"] == d)
+                .map(|p| p["outcome"].as_str().unwrap_or("").to_string())
+        };
+        assert_eq!(outcome(lab1).as_deref(), Some("busy"), "{r:#}");
+        for d in &HQ.paged[1..] {
+            assert_eq!(outcome(d).as_deref(), Some("joined"), "{d}: {r:#}");
+        }
+        drop((sim, pubn, sub1, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// The `status` column of `cluster_nodes`, all rows, as text.
+fn busy_rows(db: &str) -> String {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query("SELECT name, status FROM cluster_nodes ORDER BY name")
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| format!("{}: {}\n", r.get::<String, _>(0), r.get::<String, _>(1)))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// The rows of `paging_listeners` as (node, call_id).
+fn listeners(db: &str) -> Vec<(String, String)> {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query("SELECT node, call_id FROM paging_listeners ORDER BY device")
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
 /// The active Paging Server is stopped (SIGTERM) while a page runs: the page ends cleanly,
 /// every paged phone gets `RTPRx:Stop`, the report says why; the lease is released and the
 /// standby is active at once. With both paging nodes gone, `ucm cluster status` says no
@@ -2391,4 +2648,176 @@ async fn r16_a_page_dialled_on_a_node_without_paging_runs_on_the_active_paging_s
     .await;
     db.drop_db().await;
     result.unwrap();
+}
+
+/// The reset Unified CM sends after an EM login or logout (NOTIFY check-sync) reaches a phone
+/// registered with a node other than the one that made the change: the hot-desk phone is
+/// registered with ucm-pub (which runs no EM), the login is made on ucm-sub1 and the logout
+/// on ucm-sub2, and each time ucm-pub, the phone's own node, tells it to fetch its
+/// configuration again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_check_sync_reaches_a_phone_registered_with_another_node() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 75;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let phone = TestPhone::register(
+        &format!("127.{net}.0.21"),
+        "29001",
+        "0000000000a1",
+        sip_of(net, 1),
+    )
+    .await;
+    let (h1, h2) = (nodes.1.addr("http"), nodes.2.addr("http"));
+    for (http, xml) in [
+        (h1, login_xml(HOTDESK, "jsmith")),
+        (h2, logout_xml(HOTDESK)),
+    ] {
+        let reply = tokio::task::spawn_blocking(move || em_post(http, &xml))
+            .await
+            .unwrap();
+        assert_eq!(reply, OK);
+        let notify = phone.expect_request("NOTIFY").await;
+        assert_eq!(notify.headers.get("Event"), Some("check-sync"), "{notify}");
+        let via = notify.headers.get("Via").unwrap();
+        assert!(via.contains(&format!("127.{net}.0.1:5060")), "{via}");
+        phone.answer(&notify, 200, false).await;
+    }
+    drop(nodes);
+    db.drop_db().await;
+}
+
+/// README's "Cluster of nodes" example run as written, in network and PID namespaces of its
+/// own (the three nodes bind the standard ports on 127.0.0.1-3), against a PostgreSQL of its
+/// own started there (its reader has one on localhost and a role of their own). Every line of
+/// the block runs unchanged; between the loop and `ucm cluster status` the script waits
+/// (bounded) where a reader would, for the nodes to serve and the Paging Server's lease to be
+/// taken, then the status must exit 0 and name all three nodes up.
+#[test]
+fn r16_readme_cluster_example_runs_as_written() {
+    use crate::common::{have, is_root, skip_or_fail};
+    let pg_bin = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()
+        .and_then(|d| d.flatten().map(|e| e.path().join("bin")).max())
+        .filter(|b| b.join("initdb").is_file());
+    if !is_root() || !have("unshare") || !have("ip") || !have("curl") || !have("runuser") {
+        skip_or_fail("root, unshare, ip, curl and runuser for README's cluster example");
+        return;
+    }
+    let Some(pg_bin) = pg_bin else {
+        skip_or_fail("PostgreSQL's server (initdb, pg_ctl) for README's cluster example");
+        return;
+    };
+    let blocks = crate::services::readme_sh_blocks("## Cluster of nodes", 1);
+    assert_eq!(blocks.len(), 1);
+    let block = &blocks[0];
+    let lines: Vec<&str> = block.lines().collect();
+    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert!(lines[0].starts_with("createdb "), "{lines:?}");
+    assert!(lines[4].starts_with("ucm cluster status"), "{lines:?}");
+    let setup = lines[..4].join("\n");
+    let status = lines[4].split(" #").next().unwrap().trim();
+    let dir = tempfile::tempdir().unwrap();
+    // PostgreSQL runs as its own user, which must reach its directory.
+    let pg = dir.path().join("pg");
+    std::fs::create_dir(&pg).unwrap();
+    let mut perms = std::fs::metadata(dir.path()).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(dir.path(), perms).unwrap();
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
+        .parent()
+        .unwrap();
+    let fixture_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let script = format!(
+        r#"set -u
+W=$PWD
+fail() {{ echo "FAILED($1): $2" >&2; exit 1; }}
+ip link set lo up
+chown postgres: {pg}
+runuser -u postgres -- {pgbin}/initdb -D {pg}/data -A trust -U postgres > $W/initdb.out 2>&1 || fail initdb "$(cat $W/initdb.out)"
+runuser -u postgres -- {pgbin}/pg_ctl -D {pg}/data -w -l {pg}/log \
+  -o "-c listen_addresses=localhost -c unix_socket_directories={pg} -c fsync=off" start > $W/pgctl.out 2>&1 \
+  || fail pg_ctl "$(cat $W/pgctl.out {pg}/log)"
+PGHOST=localhost runuser -u postgres -- {pgbin}/createuser -h localhost -U postgres -s "$(id -un)" || fail createuser "no role"
+export PGHOST=localhost
+cd {fixtures}
+{{
+{setup}
+}} > $W/nodes.out 2>&1
+for h in 1 2 3; do
+  for i in $(seq 1 600); do curl -sf http://127.0.0.$h:8080/healthz >/dev/null && break; sleep 0.1; done
+  curl -sf http://127.0.0.$h:8080/healthz >/dev/null || fail "node $h" "not serving: $(tail -50 $W/nodes.out)"
+done
+ok=no
+for i in $(seq 1 100); do
+  if {status} > $W/status.out 2> $W/status.err; then ok=yes; break; fi
+  sleep 0.2
+done
+[ $ok = yes ] || fail status "$(cat $W/status.out $W/status.err; tail -50 $W/nodes.out)"
+echo STATUS-BEGIN
+cat $W/status.out
+echo STATUS-END
+"#,
+        pg = pg.display(),
+        pgbin = pg_bin.display(),
+        fixtures = fixture_dir.display(),
+    );
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("unshare")
+        .args([
+            "--net",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "bash",
+            "-c",
+            &format!("cd {} && {{ {script} }}", dir.path().display()),
+        ])
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env_remove("UCM_DB")
+        .env_remove("UCM_DATA_DIR")
+        .env_remove("PGDATABASE")
+        .env_remove("PGUSER")
+        .output()
+        .expect("unshare");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let shown = text
+        .split_once("STATUS-BEGIN\n")
+        .and_then(|(_, rest)| rest.split_once("STATUS-END"))
+        .map(|(t, _)| t.to_string());
+    let Some(shown) = shown.filter(|_| out.status.success()) else {
+        panic!("{text}\n--- script:\n{script}");
+    };
+    // What README says the status shows: every node of the fixture, up, and the active
+    // Paging Server.
+    for n in ["ucm-pub", "ucm-sub1", "ucm-sub2"] {
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with(n))
+            .unwrap_or_else(|| panic!("{n} not in the status:\n{shown}"));
+        assert_eq!(line.split_whitespace().nth(2), Some("up"), "{shown}");
+    }
+    assert!(shown.contains("Paging Server: active on"), "{shown}");
 }

@@ -113,6 +113,11 @@ fn on_change<'a>(node: &'a NodeState, a: Announcement<'a>) -> HookFuture<'a, boo
         };
         if node.apply_login_change(&state) {
             node.shared::<EmShared>().logins_changed.notify_one();
+            // Another node made the change; a phone registered here hears only from this node
+            // (its Unified CM), so this node sends the reset Unified CM sends after a login or
+            // logout. The node that made it reset its own phones; a change reaches a node's
+            // hook once (by version), so each phone is told once.
+            node.call_control.notify_device(device, "check-sync");
         }
         Ok(true)
     })

@@ -419,7 +419,9 @@ impl EmService {
             Err(EmWrite::Store(e)) => return Err(EmError::new(6, format!("database: {e}"))),
         };
         for c in &changes {
-            state.apply_login_change(c);
+            // Whoever applies a change first on this node resets the phone: this request, or
+            // the change feed's hook when it heard the commit first (so the phone is told once).
+            let applied = state.apply_login_change(c);
             match &c.login {
                 None => {
                     self.schedule(None, &c.device);
@@ -435,7 +437,9 @@ impl EmService {
                     crate::net::counters::count(crate::net::counters::EM_LOGINS, &[]);
                 }
             }
-            reset_phone(state, &c.device);
+            if applied {
+                reset_phone(state, &c.device);
+            }
         }
         Ok(())
     }
@@ -508,7 +512,8 @@ impl EmService {
         login: &EmLoginRow,
         auto: bool,
     ) {
-        state.apply_login_change(change);
+        // As for a login: the first to apply it here (this or the feed's hook) resets the phone.
+        let applied = state.apply_login_change(change);
         if !auto {
             self.schedule(None, &change.device);
         }
@@ -518,7 +523,9 @@ impl EmService {
             auto,
             "EM logout"
         );
-        reset_phone(state, &change.device);
+        if applied {
+            reset_phone(state, &change.device);
+        }
     }
 
     /// Fires automatic logouts when they are due, until `stop`. Logins other nodes made reach

@@ -270,6 +270,10 @@ impl PagingService {
         }
         state.set_own_service_secret(&user, secret);
         let paging = state.cluster().section::<model::Paging>().as_ref().clone();
+        // Before taking pages: phones still listening to pages of a Paging Server that died
+        // mid-page (kill -9, no RTPRx:Stop from it) are told to stop.
+        self.stop_orphan_listeners(&user, secret, paging.phone_http_port)
+            .await;
         let mut taken = Vec::new();
         for dc in &paging.dialcasts {
             match state
@@ -292,6 +296,71 @@ impl PagingService {
         lock(&self.prepared).extend(taken);
         tracing::info!(node = %state.node.name, "paging: this node is the active Paging Server");
         true
+    }
+
+    /// Tells every phone left listening by another instance's page (its node died mid-page,
+    /// so the rows of `paging_listeners` it wrote were never removed) `RTPRx:Stop`, at once,
+    /// and forgets them. A phone that cannot be reached is forgotten too (logged): nothing
+    /// would ever try again. UNCONFIRMED: Cisco's Paging Server is one virtual machine and the
+    /// seed says nothing of a page outliving it; ending it is what the issue asks.
+    async fn stop_orphan_listeners(&self, user: &str, secret: &str, port: u16) {
+        let state = &self.node;
+        let orphans = match state
+            .store
+            .orphan_page_listeners(&state.feed.instance)
+            .await
+        {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "paging: cannot read listeners left by another node");
+                return;
+            }
+        };
+        if orphans.is_empty() {
+            return;
+        }
+        let client = match self.client(STOP_TIMEOUT) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "paging: no HTTP client to stop left-behind listeners");
+                return;
+            }
+        };
+        let xml = CiscoIPPhoneObject::Execute(Execute::single(session::LEAVE_URI)).to_xml();
+        let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
+        let mut pushes = tokio::task::JoinSet::new();
+        for (instance, node, call_id, device, ip) in orphans {
+            let url = match ip.parse::<IpAddr>() {
+                Ok(IpAddr::V6(v6)) => format!("http://[{v6}]:{port}/CGI/Execute"),
+                _ => format!("http://{ip}:{port}/CGI/Execute"),
+            };
+            let (client, form) = (client.clone(), form.clone());
+            let (user, secret) = (user.to_string(), secret.to_string());
+            pushes.spawn(async move {
+                let r = push_one(&client, &url, &user, &secret, form).await;
+                (instance, node, call_id, device, r)
+            });
+        }
+        while let Some(done) = pushes.join_next().await {
+            let Ok((instance, node, call_id, device, r)) = done else {
+                continue;
+            };
+            match r {
+                Ok(()) => {
+                    tracing::info!(device, call_id, from = %node, "paging: a phone left listening by a page of a dead Paging Server was told RTPRx:Stop")
+                }
+                Err(e) => {
+                    tracing::warn!(device, call_id, from = %node, error = %e, "paging: a phone left listening by a dead Paging Server's page did not take RTPRx:Stop")
+                }
+            }
+            if let Err(e) = state
+                .store
+                .remove_page_listener(&instance, &call_id, &device)
+                .await
+            {
+                tracing::warn!(device, error = %e, "paging: cannot forget a left-behind listener");
+            }
+        }
     }
 
     /// Serves the route points while this node holds the Paging Server's lease, renewing it;
@@ -556,7 +625,11 @@ async fn admit(
     // Who is paged, and the multicast address.
     let members = groups::members(&cluster, &paging, &group);
     let busy: HashSet<String> = match paging.busy_phones {
-        BusyPhones::Skip => state.call_control.busy_devices().await.unwrap_or_default(),
+        BusyPhones::Skip => {
+            let mut busy = state.call_control.busy_devices().await.unwrap_or_default();
+            busy.extend(busy_elsewhere(state).await);
+            busy
+        }
         BusyPhones::Page => HashSet::new(),
     };
     let range = groups::range_for(&cluster, &paging, &members.devices);
@@ -609,6 +682,30 @@ async fn admit(
     })
 }
 
+/// The devices on a call on the other running nodes of the cluster, as their last heartbeats
+/// say (at most one `HEARTBEAT_INTERVAL` old; a node whose heartbeat is older than
+/// `NODE_DOWN_AFTER` is down and its calls with it). A call between phones of other nodes is
+/// invisible to this node's call control, yet its phones are busy all the same (the seed's
+/// Paging Server checks busy phones through Unified CM, which knows every call).
+async fn busy_elsewhere(state: &NodeState) -> HashSet<String> {
+    use crate::node::feed::{BUSY_DEVICES, NODE_DOWN_AFTER};
+    let rows = match state.store.nodes().await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::warn!(error = %e, "paging: other nodes' busy phones unknown (database); only this node's are skipped");
+            return HashSet::new();
+        }
+    };
+    let now = unix_ms();
+    rows.iter()
+        .filter(|r| r.instance != state.feed.instance)
+        .filter(|r| now - r.heartbeat_at <= NODE_DOWN_AFTER.as_millis() as i64)
+        .filter_map(|r| r.status.get(BUSY_DEVICES)?.as_array())
+        .flatten()
+        .filter_map(|d| d.as_str().map(str::to_string))
+        .collect()
+}
+
 /// Drives the page's [`PageSession`] from the answer to the report.
 async fn run(
     svc: &Arc<PagingService>,
@@ -622,7 +719,7 @@ async fn run(
     let state = &svc.node;
     let paging = &a.paging;
     // Who is pushed to: each phone's address as it registered.
-    let recipients = a
+    let recipients: Vec<Recipient> = a
         .members
         .devices
         .iter()
@@ -637,6 +734,12 @@ async fn run(
             busy: a.busy.contains(d),
         })
         .collect();
+    // Where each phone was pushed from, for the listeners' rows (see `paging_listeners`).
+    let ips: BTreeMap<String, String> = recipients
+        .iter()
+        .filter_map(|r| Some((r.device.clone(), r.ip.clone()?)))
+        .collect();
+    let mut listeners_stored = false;
     let mut join_uri = format!("RTPMRx:{}:{}", a.group_addr.ip(), paging.multicast_port);
     if let Some(v) = paging.volume {
         join_uri.push_str(&format!(":{v}"));
@@ -684,7 +787,41 @@ async fn run(
     loop {
         while let Some(effect) = queue.pop_front() {
             if let Effect::Report(report) = effect {
+                if listeners_stored {
+                    if let Err(e) = state
+                        .store
+                        .remove_page_listeners(&state.feed.instance, &offer.call_id)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "paging: cannot forget the page's listeners");
+                    }
+                }
                 return *report;
+            }
+            if matches!(effect, Effect::GoAhead) {
+                // The phones listening now, so that whoever takes over after this node dies
+                // mid-page tells them to stop (written before the go-ahead tone).
+                let phones: Vec<(String, String)> = session
+                    .joined()
+                    .into_iter()
+                    .filter_map(|d| Some((d.to_string(), ips.get(d)?.clone())))
+                    .collect();
+                match state
+                    .store
+                    .add_page_listeners(
+                        &state.feed.instance,
+                        &state.node.name,
+                        &offer.call_id,
+                        &phones,
+                        unix_ms() / 1000,
+                    )
+                    .await
+                {
+                    Ok(()) => listeners_stored = true,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "paging: cannot record the page's listeners")
+                    }
+                }
             }
             if let Some(event) = io.apply(effect, &session).await {
                 queue.extend(session.on_event(event, Instant::now()));

@@ -7,6 +7,9 @@ use sqlx::Row;
 
 use crate::store::{Backend, Store, StoreError};
 
+/// A phone another instance's page left listening: `(instance, node, call_id, device, ip)`.
+pub type OrphanListener = (String, String, String, String, String);
+
 /// Page reports in the database.
 pub trait PageReports {
     /// Keeps a finished page's report (JSON); at most `keep` reports are kept, oldest go first.
@@ -32,9 +35,120 @@ pub trait PageReports {
         &self,
         call_ids: &[String],
     ) -> impl Future<Output = Result<Vec<String>, StoreError>> + Send;
+
+    /// Records the phones listening to a page that went ahead (table `paging_listeners`):
+    /// `(device, ip)` each, under this node's `instance`.
+    fn add_page_listeners(
+        &self,
+        instance: &str,
+        node: &str,
+        call_id: &str,
+        phones: &[(String, String)],
+        joined_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the listeners of this instance's page `call_id` (it ended).
+    fn remove_page_listeners(
+        &self,
+        instance: &str,
+        call_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Listeners other instances left behind (their node died mid-page), as
+    /// `(instance, node, call_id, device, ip)`, oldest first.
+    fn orphan_page_listeners(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<OrphanListener>, StoreError>> + Send;
+
+    /// Forgets one left-behind listener (told to stop, or unreachable).
+    fn remove_page_listener(
+        &self,
+        instance: &str,
+        call_id: &str,
+        device: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
 }
 
 impl PageReports for Store {
+    async fn add_page_listeners(
+        &self,
+        instance: &str,
+        node: &str,
+        call_id: &str,
+        phones: &[(String, String)],
+        joined_at: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        for (device, ip) in phones {
+            sqlx::query(
+                "INSERT INTO paging_listeners (instance, node, call_id, device, ip, joined_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+            )
+            .bind(instance)
+            .bind(node)
+            .bind(call_id)
+            .bind(device)
+            .bind(ip)
+            .bind(joined_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn remove_page_listeners(&self, instance: &str, call_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM paging_listeners WHERE instance = $1 AND call_id = $2")
+            .bind(instance)
+            .bind(call_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn orphan_page_listeners(
+        &self,
+        instance: &str,
+    ) -> Result<Vec<OrphanListener>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, node, call_id, device, ip FROM paging_listeners \
+             WHERE instance <> $1 ORDER BY joined_at, call_id, device",
+        )
+        .bind(instance)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    r.try_get(4)?,
+                ))
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn remove_page_listener(
+        &self,
+        instance: &str,
+        call_id: &str,
+        device: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "DELETE FROM paging_listeners WHERE instance = $1 AND call_id = $2 AND device = $3",
+        )
+        .bind(instance)
+        .bind(call_id)
+        .bind(device)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
     async fn add_page_report(
         &self,
         id: &str,
