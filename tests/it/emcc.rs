@@ -1081,3 +1081,340 @@ async fn r17_remote_cluster_rows_postgres() {
     store.close().await;
     db.drop_db().await;
 }
+
+/// GET a simulated phone's `/state`.
+fn phone_state(sim: &crate::phone::Sim, device: &str) -> serde_json::Value {
+    let (st, body) = curl(&format!("http://{}/state", sim.http(device)), &[]);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits (bounded) until the phone's state satisfies `ok`; the last state otherwise.
+fn wait_phone(
+    sim: &crate::phone::Sim,
+    device: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = phone_state(sim, device);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{device}: not {what} within 30 s: {s:#}\n{}",
+            sim.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines_of(s: &serde_json::Value) -> Vec<String> {
+    s["config"]["lines"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|x| x["dn"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ucm em <args>` at a node's EM API as emproxy.
+fn em_at(srv: &Server, args: &[&str]) -> (i32, String) {
+    let out = ucm()
+        .arg("em")
+        .arg(args[0])
+        .args(["--server", &format!("http://{}", srv.addr("http"))])
+        .args(["--app-user", "emproxy"])
+        .args(&args[1..])
+        .env("UCM_EM_APP_PASSWORD", "emproxy")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The login across clusters, end to end, between two `ucm serve` (the shipped definitions;
+/// home's gateway trunk points at SIPp, home's EMCC device cap is 6, visiting has 50 more
+/// EMCC phones): traveler logs in at visiting's phone SEP00000000E0B1 (a `ucm phone sim`),
+/// visiting takes a slot and hands the login to home, home takes a slot and builds the
+/// phone's configuration with traveler's line 4001, the phone follows visiting's small
+/// configuration to home's TFTP and registers with home's node; a call from home's gateway to
+/// 4001 rings it and is answered; logout at visiting frees both slots and the phone goes back
+/// to its own line and node. Then 50 logins race for home's 6 slots: exactly 6 succeed, the
+/// others get EMCC error 33 and leave no slot taken at visiting. A stranger without a trusted
+/// client certificate is refused by the login API.
+#[test]
+fn r17_cross_cluster_login_registers_the_phone_at_home_and_slots_hold_the_cap() {
+    if !have("curl") || !have("openssl") {
+        skip_or_fail("curl and openssl are needed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let gw_port = std::net::UdpSocket::bind("127.0.1.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home_text = std::fs::read_to_string(&home_def)
+        .unwrap()
+        .replace(
+            "destinations: [\"127.0.1.1:5090\"]",
+            &format!("destinations: [\"127.0.1.1:{gw_port}\"]"),
+        )
+        .replace("emcc:\n", "emcc:\n  max_emcc_devices: 6\n");
+    std::fs::write(&home_def, home_text).unwrap();
+    let extra: Vec<String> = (0..50).map(|i| format!("SEP0000000E{i:04X}")).collect();
+    let mut devices = String::from("devices:\n");
+    for d in &extra {
+        devices.push_str(&format!(
+            "  - name: {d}\n    model: Cisco 8845\n    device_pool: Visiting_DP\n    em_enabled: true\n"
+        ));
+    }
+    let visiting_text = std::fs::read_to_string(&visiting_def)
+        .unwrap()
+        .replacen("devices:\n", &devices, 1)
+        .replace(
+            "    allow_proxy: true\n",
+            "    allow_proxy: true\n    max_concurrent_requests: 100\n",
+        )
+        .replace(
+            "phones: [SEP00000000E0B1, SEP00000000E0B2]",
+            &format!(
+                "phones: [SEP00000000E0B1, SEP00000000E0B2, {}]",
+                extra.join(", ")
+            ),
+        );
+    std::fs::write(&visiting_def, visiting_text).unwrap();
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let visiting = emcc_node(&visiting_def, "127.0.2.1", visiting_port);
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+
+    // The visiting phone, on its own cluster.
+    const PHONE: &str = "SEP00000000E0B1";
+    let sim = crate::phone::Sim::start(
+        &visiting,
+        &[
+            "--device",
+            PHONE,
+            "--first-ip",
+            "127.0.2.10",
+            "--auto-answer",
+        ],
+    );
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    let home_sip = home.addr("sip_udp").to_string();
+    let s = wait_phone(&sim, PHONE, "registered at visiting", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str()
+    });
+    assert_eq!(lines_of(&s), ["5001"]);
+
+    // The stranger: no client certificate, then one of its own: refused before any work.
+    let login_url = format!("https://127.0.1.1:{home_port}/ucm/emcc/v1/login");
+    let body = format!(
+        r#"{{"api":"ucm-emcc/1","cluster":"visiting","version":"14.0","userid":"traveler","device":{{"name":"{PHONE}","model":"Cisco 8845","security_mode":"non-secure","transport":"udp"}}}}"#
+    );
+    let (st, resp) = curl(&login_url, &["--data-binary", &body]);
+    assert_eq!(st, 403, "{resp}");
+    assert!(resp.contains("no client certificate"), "{resp}");
+    let d = defs.path();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=stranger", "-keyout"])
+        .arg(d.join("k.pem"))
+        .arg("-out")
+        .arg(d.join("c.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let (st, resp) = curl(
+        &login_url,
+        &[
+            "--cert",
+            d.join("c.pem").to_str().unwrap(),
+            "--key",
+            d.join("k.pem").to_str().unwrap(),
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(st, 403, "{resp}");
+    assert!(resp.contains("Tomcat-trust"), "{resp}");
+
+    // The login: visiting hands it over, the phone cross-registers with home's node.
+    let (rc, out) = em_login_at(&visiting, PHONE, "traveler");
+    assert_eq!(rc, 0, "{out}\n{}\n{}", visiting.logs(), home.logs());
+    let s = wait_phone(&sim, PHONE, "registered at home with 4001", |s| {
+        s["registered"] == true && s["server"] == home_sip.as_str() && lines_of(s) == ["4001"]
+    });
+    assert_eq!(s["config"]["emcc"]["home_cluster"], "home", "{s:#}");
+    assert_eq!(s["config"]["device_pool"], "EMCC_Roaming_DP", "{s:#}");
+    // A second login at the same phone is refused (18); the user is logged in there.
+    let (rc, out) = em_login_at(&visiting, PHONE, "traveler");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("EM error 18"), "{out}");
+    let (rc, out, err) = emcc_status(&home, true);
+    assert_eq!(rc, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["emcc_devices"]["as_home"][0]["device"], PHONE, "{v}");
+    assert_eq!(v["emcc_devices"]["as_home"][0]["slot"], "EMCC1", "{v}");
+    assert_eq!(
+        v["emcc_devices"]["as_home"][0]["profile"], "traveler-profile",
+        "{v}"
+    );
+    let (rc, out, _) = emcc_status(&visiting, false);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("1 as visiting"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("visiting")
+            && l.contains(PHONE)
+            && l.contains("traveler")
+            && l.contains("home")),
+        "{out}"
+    );
+
+    // A call from home's gateway (SIPp) to traveler's DN rings the phone at the visiting
+    // site, which answers.
+    if crate::sipp::sipp_available() {
+        let work = tempfile::tempdir().unwrap();
+        let out = Command::new("sipp")
+            .args(["-sn", "uac", "-s", "4001", &home_sip, "-i", "127.0.1.1"])
+            .args([
+                "-p",
+                &gw_port.to_string(),
+                "-m",
+                "1",
+                "-nostdin",
+                "-timeout",
+                "30s",
+            ])
+            .current_dir(work.path())
+            .output()
+            .expect("run sipp uac");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the call to 4001 did not complete: {}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            home.logs()
+        );
+        let s = phone_state(&sim, PHONE);
+        assert!(
+            s["calls"].as_array().is_some_and(|c| !c.is_empty()),
+            "{s:#}"
+        );
+    } else {
+        skip_or_fail("sipp is not installed: the call to the EMCC phone is not tried");
+    }
+
+    // Logout at visiting: both slots freed, the phone back on its own line and node.
+    let (rc, out) = em_at(&visiting, &["logout", "--device", PHONE]);
+    assert_eq!(rc, 0, "{out}");
+    let s = wait_phone(&sim, PHONE, "back at visiting with 5001", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    assert!(s["config"]["emcc"].is_null(), "{s:#}");
+    for srv in [&home, &visiting] {
+        let (rc, out, _) = emcc_status(srv, true);
+        assert_eq!(rc, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["emcc_devices"]["as_home"].as_array().map(Vec::len),
+            Some(0),
+            "{v}"
+        );
+        assert_eq!(
+            v["emcc_devices"]["as_visiting"].as_array().map(Vec::len),
+            Some(0),
+            "{v}"
+        );
+    }
+
+    // 50 logins at once for home's 6 slots: the database decides, exactly 6 succeed.
+    let racers: Vec<_> = extra
+        .iter()
+        .map(|d| {
+            let (d, http) = (d.clone(), visiting.addr("http").to_string());
+            std::thread::spawn(move || {
+                // "Busy" (26, the password checks' bound) is tried again, at most 20 times.
+                for _ in 0..20 {
+                    let out = ucm()
+                        .args(["em", "login", "--server", &format!("http://{http}")])
+                        .args([
+                            "--app-user",
+                            "emproxy",
+                            "--device",
+                            &d,
+                            "--user",
+                            "traveler",
+                        ])
+                        .env("UCM_EM_APP_PASSWORD", "emproxy")
+                        .output()
+                        .unwrap();
+                    let text = format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    if !text.contains("EM error 26") {
+                        return (out.status.code(), text);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (None, "busy 20 times".to_string())
+            })
+        })
+        .collect();
+    let results: Vec<(Option<i32>, String)> =
+        racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results.iter().filter(|(c, _)| *c == Some(0)).count();
+    let full: Vec<&String> = results
+        .iter()
+        .filter(|(c, _)| *c != Some(0))
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(ok, 6, "{results:#?}");
+    assert!(full.iter().all(|o| o.contains("EM error 33")), "{full:#?}");
+    for srv in [&home, &visiting] {
+        let (_, out, _) = emcc_status(srv, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let n = |k: &str| v["emcc_devices"][k].as_array().map(Vec::len);
+        let want = if srv.addr("https").ip().to_string() == "127.0.1.1" {
+            (Some(6), Some(0))
+        } else {
+            (Some(0), Some(6))
+        };
+        assert_eq!((n("as_home"), n("as_visiting")), want, "{v}");
+    }
+}
