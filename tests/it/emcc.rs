@@ -434,8 +434,8 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 2);
-    assert_eq!(blocks.len(), 2);
+    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 3);
+    assert_eq!(blocks.len(), 3);
     let example = &blocks[0];
     // The remote cluster update's example follows the exchange.
     assert!(
@@ -503,7 +503,7 @@ fn r17_readme_sync_certs_example_runs_as_written() {
     ] {
         script.push_str(&format!(
             "ucm serve --config {def} --bind {ip} --http-port 8080 --https-port 8443 \
-             --tftp-http-port 0 --tftp-port 0 --sip-port 0 --sips-port 0 --data-dir {name} \
+             --tftp-http-port 6970 --tftp-port 0 --sip-port 0 --sips-port 0 --data-dir {name} \
              > {name}.out 2> {name}.err &\n\
              for i in $(seq 1 300); do curl -sf http://{ip}:8080/healthz >/dev/null && break; sleep 0.1; done\n\
              curl -sf http://{ip}:8080/healthz >/dev/null || fail {name} \"$(cat {name}.err)\"\n"
@@ -526,6 +526,44 @@ fn r17_readme_sync_certs_example_runs_as_written() {
          ls /srv/emcc | tr '\\n' ' ' | grep -q 'consolidated.pem home.pem visiting.pem' || fail files \"$(ls /srv/emcc)\"\n\
          grep -Eq '^visiting +127.0.2.1 +14.0 +active +EM nodes: https://127.0.2.1:8443' out5 || fail update \"$(cat out5)\"\n\
          grep -q 'pstn-access \\[127.0.2.1:' out6 || fail status \"$(cat out6)\"\n\
+         echo BLOCKS-1-2-OK\n",
+    );
+    // The login across clusters: the phone runs in the background (its ready line says it
+    // registered); the phone's state is read once it has moved to the home.
+    assert!(blocks[2].contains("ucm em login") && blocks[2].contains("ucm em logout"));
+    for line in blocks[2].lines() {
+        n += 1;
+        let line = line.split(" #").next().unwrap().trim();
+        if let Some(bg) = line.strip_suffix('&') {
+            script.push_str(&format!(
+                "{bg} > out{n} 2> err{n} &\n\
+                 for i in $(seq 1 300); do grep -q '\"phones\"' out{n} && break; sleep 0.1; done\n\
+                 grep -q '\"phones\"' out{n} || fail {n} \"$(cat out{n} err{n})\"\n"
+            ));
+            continue;
+        }
+        if line.starts_with("curl -s http://127.0.2.10:8081/state") {
+            script.push_str(
+                "for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"home_cluster\":\"home\"' && break; sleep 0.1; done\n",
+            );
+        }
+        script.push_str(&format!(
+            "{line} > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
+        ));
+        if line.starts_with("curl -s http://127.0.2.10:8081/state") {
+            script.push_str(&format!(
+                "grep -q '\"lines\":\\[{{[^]]*\"dn\":\"4001\"' out{n} || fail state \"$(cat out{n})\"\n"
+            ));
+        }
+        if line.starts_with("ucm emcc status") {
+            script.push_str(&format!(
+                "grep -Eq '^home +EMCC1 +SEP00000000E0B1 +traveler +visiting' out{n} || fail status \"$(cat out{n})\"\n"
+            ));
+        }
+    }
+    script.push_str(
+        "for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' && break; sleep 0.1; done\n\
+         curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' || fail back \"$(curl -s http://127.0.2.10:8081/state)\"\n\
          echo ALL-OK\n",
     );
     let bin = Path::new(env!("CARGO_BIN_EXE_ucm")).parent().unwrap();
@@ -898,17 +936,16 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     assert!(out.contains("home"), "{out}");
     assert!(out.contains("active"), "{out}");
 
-    // The visiting side of a login: home answers that it is traveler's home (only the lookup
-    // exists, so the login ends there with EMCC code 38 naming it); a user of neither cluster
-    // is not found (23); a phone that is not EMCC enabled answers as before (23, no lookup).
+    // The visiting side of a login: home answers that it is traveler's home and takes the
+    // login (the phone is not running here: see the cross-cluster test for it following);
+    // the logout frees it. A user of neither cluster is not found (23).
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
-    assert_eq!(rc, 1, "{out}");
-    assert!(out.contains("EM error 38 (EMCC not allowed)"), "{out}");
-    assert!(
-        out.contains("the home cluster of traveler is home"),
-        "{out}"
-    );
+    assert_eq!(rc, 0, "{out}");
     home.wait_for_log("EMCC: home lookup answered");
+    home.wait_for_log("EMCC: login at the home");
+    let (rc, out) = em_at(&visiting, &["logout", "--device", "SEP00000000E0B1"]);
+    assert_eq!(rc, 0, "{out}");
+    home.wait_for_log("EMCC: logout at the home");
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "nobody");
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("EM error 23 (User not found)"), "{out}");
@@ -936,7 +973,7 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     );
     assert_eq!(
         v["emcc_devices"],
-        serde_json::json!({"as_home": [], "as_visiting": []})
+        serde_json::json!({"max": 2500, "as_home": [], "as_visiting": []})
     );
 
     // A node of home, by its own certificate, over the wire: answered; a query that claims
@@ -1417,4 +1454,105 @@ fn r17_cross_cluster_login_registers_the_phone_at_home_and_slots_hold_the_cap() 
         };
         assert_eq!((n("as_home"), n("as_visiting")), want, "{v}");
     }
+}
+
+/// EMCC device slots in the database: 50 logins racing for the last 3 of 6 slots get exactly
+/// 3; a device holds one slot per side; a freed slot is taken again, lowest first.
+async fn emcc_slots(store: &ucm::store::Store) {
+    use ucm::services::emcc::store::{EmccDeviceRow, EmccDevices, Role, SlotRefused};
+    let row = |device: String| EmccDeviceRow {
+        role: Role::Home,
+        device,
+        slot: 0,
+        userid: "traveler".into(),
+        remote_cluster: "visiting".into(),
+        profile: "traveler-profile".into(),
+        settings: "{}".into(),
+        logged_in_at: 1,
+        node: "home-pub".into(),
+    };
+    for i in 0..3 {
+        let r = store
+            .take_emcc_slot(&row(format!("SEP00000000A{i:03X}")), 6)
+            .await;
+        assert_eq!(r.map(|r| r.slot).ok(), Some(i + 1));
+    }
+    // The same device again on the same side: refused, naming the holder.
+    match store
+        .take_emcc_slot(&row("SEP00000000A000".into()), 6)
+        .await
+    {
+        Err(SlotRefused::DeviceTaken(r)) => assert_eq!(r.slot, 1),
+        other => panic!("{other:?}"),
+    }
+    // The other side has its own slots.
+    let visiting = EmccDeviceRow {
+        role: Role::Visiting,
+        ..row("SEP00000000A000".into())
+    };
+    assert_eq!(
+        store
+            .take_emcc_slot(&visiting, 6)
+            .await
+            .map(|r| r.slot)
+            .ok(),
+        Some(1)
+    );
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let r = row(format!("SEP00000000B{i:03X}"));
+        tasks.push(tokio::spawn(
+            async move { store.take_emcc_slot(&r, 6).await },
+        ));
+    }
+    let (mut ok, mut full) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => ok.push(r.slot),
+            Err(SlotRefused::Full { cap: 6 }) => full += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    ok.sort();
+    assert_eq!((ok, full), (vec![4, 5, 6], 47));
+    assert_eq!(store.emcc_devices(Role::Home).await.unwrap().len(), 6);
+    // A freed slot is the next one taken.
+    let freed = store
+        .free_emcc_slot(Role::Home, "SEP00000000A001")
+        .await
+        .unwrap();
+    assert_eq!(freed.map(|r| r.slot), Some(2));
+    assert_eq!(
+        store
+            .free_emcc_slot(Role::Home, "SEP00000000A001")
+            .await
+            .unwrap(),
+        None
+    );
+    let again = store
+        .take_emcc_slot(&row("SEP00000000C000".into()), 6)
+        .await;
+    assert_eq!(again.map(|r| r.slot).ok(), Some(2));
+    assert_eq!(store.emcc_devices(Role::Visiting).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn r17_emcc_slots_hold_the_cap_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("ucm.db").display());
+    let store = ucm::store::Store::open(&url).await.unwrap();
+    emcc_slots(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r17_emcc_slots_hold_the_cap_postgres() {
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let store = ucm::store::Store::open(&db.url).await.unwrap();
+    emcc_slots(&store).await;
+    store.close().await;
+    db.drop_db().await;
 }
