@@ -675,7 +675,18 @@ fn r17_after_the_exchange_the_redirector_trusts_the_other_cluster() {
 /// `ucm serve` of `def` on `ip` with HTTPS on `https_port` (the other cluster's definition
 /// names that address) and every other port free.
 fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
-    let data_dir = tempfile::tempdir().unwrap();
+    emcc_node_in(tempfile::tempdir().unwrap(), def, ip, https_port, 0)
+}
+
+/// A node of an EMCC cluster on `data_dir` (kept across a restart), its TFTP over HTTP on
+/// `tftp_port` (0: any).
+fn emcc_node_in(
+    data_dir: tempfile::TempDir,
+    def: &Path,
+    ip: &str,
+    https_port: u16,
+    tftp_port: u16,
+) -> Server {
     let mut cmd = ucm();
     cmd.arg("serve")
         .arg("--config")
@@ -685,7 +696,7 @@ fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
             "--http-port",
             "0",
             "--tftp-http-port",
-            "0",
+            &tftp_port.to_string(),
             "--tftp-port",
             "0",
         ])
@@ -1555,4 +1566,106 @@ async fn r17_emcc_slots_hold_the_cap_postgres() {
     emcc_slots(&store).await;
     store.close().await;
     db.drop_db().await;
+}
+
+/// The automatic logout at the visiting side ends an EMCC login as a logout does: visiting
+/// restarts after the login's time has come (the API's unit is minutes, so the test moves the
+/// stored time rather than wait; the timers' own timing is their unit tests' business), logs
+/// the phone out at start, frees its slot, tells home, which frees its own and resets the
+/// phone; the phone comes back to its own line and node.
+#[test]
+fn r17_automatic_logout_at_the_visiting_side_brings_the_phone_back() {
+    if !have("curl") {
+        skip_or_fail("curl is needed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let tftp_port = free_port("127.0.2.1");
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let mut visiting = emcc_node_in(
+        tempfile::tempdir().unwrap(),
+        &visiting_def,
+        "127.0.2.1",
+        visiting_port,
+        tftp_port,
+    );
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    const PHONE: &str = "SEP00000000E0B1";
+    let sim = crate::phone::Sim::start(
+        &visiting,
+        &[
+            "--device",
+            PHONE,
+            "--first-ip",
+            "127.0.2.11",
+            "--auto-answer",
+        ],
+    );
+    let home_sip = home.addr("sip_udp").to_string();
+    let (rc, out) = em_at(
+        &visiting,
+        &[
+            "login",
+            "--device",
+            PHONE,
+            "--user",
+            "traveler",
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    wait_phone(&sim, PHONE, "registered at home", |s| {
+        s["registered"] == true && s["server"] == home_sip.as_str() && lines_of(s) == ["4001"]
+    });
+
+    // The login's time comes while visiting is down.
+    assert!(visiting.terminate().success());
+    let data = std::mem::replace(&mut visiting.data_dir, tempfile::tempdir().unwrap());
+    drop(visiting);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite:{}", data.path().join("ucm.db").display());
+        let store = ucm::store::Store::open(&url).await.unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let done = sqlx::query("UPDATE em_logins SET logout_at = $1 WHERE device = $2")
+            .bind(now - 1)
+            .bind(PHONE)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        store.close().await;
+    });
+    let visiting = emcc_node_in(data, &visiting_def, "127.0.2.1", visiting_port, tftp_port);
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    let s = wait_phone(&sim, PHONE, "back at visiting with 5001", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    assert!(s["config"]["emcc"].is_null(), "{s:#}");
+    for srv in [&home, &visiting] {
+        let (_, out, _) = emcc_status(srv, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (
+                v["emcc_devices"]["as_home"].as_array().map(Vec::len),
+                v["emcc_devices"]["as_visiting"].as_array().map(Vec::len)
+            ),
+            (Some(0), Some(0)),
+            "{v}"
+        );
+    }
 }

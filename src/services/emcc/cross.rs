@@ -208,62 +208,46 @@ pub async fn visiting_login(
         return None;
     }
     let svc = EmccService::new(node.clone());
-    let home = match svc.find_home(user).await {
-        super::HomeLookup::Home(home) => home,
-        other => {
-            let e = match other {
-                super::HomeLookup::Nowhere => EmError::new(
-                    23,
-                    format!("user {user} not found here nor at any EMCC remote cluster"),
+    let refused = match svc.find_home(user).await {
+        super::HomeLookup::Home(home) => {
+            let out = hand_over(node, &svc, device, user, profile, &home).await;
+            match &out {
+                Ok(g) => tracing::info!(
+                    device,
+                    user,
+                    home,
+                    slot = g.slot,
+                    home_slot = g.redirect.home_slot,
+                    "EMCC: visiting login handed to the home"
                 ),
-                super::HomeLookup::NoRemoteCluster => EmError::new(
-                    36,
-                    format!("user {user} is not at home here and this cluster has no EMCC remote cluster"),
-                ),
-                super::HomeLookup::Unanswered(which) => EmError::new(
-                    40,
-                    format!(
-                        "user {user} is not at home here and no remote cluster said it is its home; no answer from {}",
-                        which.join(", ")
-                    ),
-                ),
-                super::HomeLookup::Home(_) => unreachable_home(),
-            };
-            tracing::info!(
-                device,
-                user,
-                code = e.code,
-                "EMCC: visiting login: {}",
-                e.message
-            );
-            return Some(Err(e));
+                Err(e) => tracing::info!(device, user, home, code = e.code, "EMCC: visiting login refused: {}", e.message),
+            }
+            return Some(out);
         }
+        super::HomeLookup::Nowhere => EmError::new(
+            23,
+            format!("user {user} not found here nor at any EMCC remote cluster"),
+        ),
+        super::HomeLookup::NoRemoteCluster => EmError::new(
+            36,
+            format!("user {user} is not at home here and this cluster has no EMCC remote cluster"),
+        ),
+        super::HomeLookup::Unanswered(which) => EmError::new(
+            40,
+            format!(
+                "user {user} is not at home here and no remote cluster said it is its home; no answer from {}",
+                which.join(", ")
+            ),
+        ),
     };
-    let out = hand_over(node, &svc, device, user, profile, &home).await;
-    match &out {
-        Ok(g) => tracing::info!(
-            device,
-            user,
-            home,
-            slot = g.slot,
-            home_slot = g.redirect.home_slot,
-            "EMCC: visiting login handed to the home"
-        ),
-        Err(e) => tracing::info!(
-            device,
-            user,
-            home,
-            code = e.code,
-            "EMCC: visiting login refused: {}",
-            e.message
-        ),
-    }
-    Some(out)
-}
-
-/// `HomeLookup::Home` is handled before; kept out of the match's arms.
-fn unreachable_home() -> EmError {
-    EmError::new(0, "internal: home found twice")
+    tracing::info!(
+        device,
+        user,
+        code = refused.code,
+        "EMCC: visiting login: {}",
+        refused.message
+    );
+    Some(Err(refused))
 }
 
 async fn hand_over(
@@ -475,6 +459,16 @@ async fn logout_at_home(
 /// its own configuration here and registers back). Nothing when the device had no EMCC login.
 /// Returns whether it had one.
 pub async fn visiting_logout(node: &Arc<NodeState>, device: &str) -> bool {
+    // Only EMCC phones log in across clusters: other logouts cost nothing here.
+    if !node
+        .cluster()
+        .section::<Emcc>()
+        .phones
+        .iter()
+        .any(|p| p == device)
+    {
+        return false;
+    }
     let shared = node.shared::<EmccShared>();
     shared.set_redirect(device, None);
     let row = match node.store.free_emcc_slot(Role::Visiting, device).await {
