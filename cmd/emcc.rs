@@ -15,7 +15,9 @@ use clap::{Args as ClapArgs, Subcommand};
 use ucm::client::emcc::{self, SyncError, SyncOptions, SyncReport};
 use ucm::client::sftp::{SftpOptions, SftpUrl};
 use ucm::services::emcc::model::Emcc;
-use ucm::services::emcc::store::{RemoteClusterRow, RemoteClusters};
+use ucm::services::emcc::store::{
+    EmccDeviceRow, EmccDevices, RemoteClusterRow, RemoteClusters, Role,
+};
 
 use crate::client_args::ClientArgs;
 use crate::{print_out, Failure};
@@ -276,10 +278,25 @@ fn when(secs: i64) -> String {
     )
 }
 
+/// One EMCC logged-in device in `--json`.
+fn device_json(r: &EmccDeviceRow) -> serde_json::Value {
+    serde_json::json!({
+        "device": r.device,
+        "slot": format!("EMCC{}", r.slot),
+        "user": r.userid,
+        "remote_cluster": r.remote_cluster,
+        "profile": r.profile,
+        "logged_in_at": r.logged_in_at,
+        "node": r.node,
+    })
+}
+
 async fn status(a: StatusArgs) -> Result<(), Failure> {
     let store = a.db.open().await?;
     let def = store.load().await?;
     let rows = store.remote_clusters().await?;
+    let as_home = store.emcc_devices(Role::Home).await?;
+    let as_visiting = store.emcc_devices(Role::Visiting).await?;
     store.close().await;
     let def = def.unwrap_or_else(|| ucm::services::demo().expect("the demo cluster is valid"));
     let emcc: Emcc = def.section();
@@ -317,9 +334,11 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
             "remote_cluster_update_minutes": emcc.remote_cluster_update_minutes,
             "remote_clusters": out,
             "inactive": inactive,
-            // Cross-cluster logins are not built yet: nothing is ever logged in through EMCC.
-            "emcc_devices": {"as_home": [], "as_visiting": []},
-            "emcc_login": "not built yet",
+            "emcc_devices": {
+                "max": emcc.max_emcc_devices,
+                "as_home": as_home.iter().map(device_json).collect::<Vec<_>>(),
+                "as_visiting": as_visiting.iter().map(device_json).collect::<Vec<_>>(),
+            },
         });
         print_out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
     } else {
@@ -339,7 +358,34 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
         for r in &out {
             t.push_str(&remote_line(r));
         }
-        t.push_str("EMCC devices logged in: none (cross-cluster login is not built yet)\n");
+        if as_home.is_empty() && as_visiting.is_empty() {
+            t.push_str(&format!(
+                "EMCC devices logged in: none (at most {})\n",
+                emcc.max_emcc_devices
+            ));
+        } else {
+            t.push_str(&format!(
+                "EMCC devices logged in: {} as home, {} as visiting (at most {} each)\n",
+                as_home.len(),
+                as_visiting.len(),
+                emcc.max_emcc_devices
+            ));
+            t.push_str(&format!(
+                "{:<9} {:<8} {:<16} {:<14} {:<14} SINCE\n",
+                "SIDE", "SLOT", "DEVICE", "USER", "CLUSTER"
+            ));
+            for r in as_home.iter().chain(&as_visiting) {
+                t.push_str(&format!(
+                    "{:<9} {:<8} {:<16} {:<14} {:<14} {}\n",
+                    r.role.as_str(),
+                    format!("EMCC{}", r.slot),
+                    r.device,
+                    r.userid,
+                    r.remote_cluster,
+                    when(r.logged_in_at)
+                ));
+            }
+        }
         print_out(&t)?;
     }
     if !inactive.is_empty() {

@@ -424,14 +424,23 @@ fn logout_profile_in<'a>(def: &'a ClusterDefinition, dev: &Device) -> Option<&'a
 
 /// The running node's current cluster: a snapshot readers take without waiting (writers swap
 /// the whole `Arc`; EM logins live in the shared [`Mobility`] and survive a swap).
+///
+/// Devices that exist at run time only (the EMCC devices of another cluster's phones that this
+/// cluster's users are logged in on, see `services::emcc`) are added to every snapshot's
+/// definition, so the registrar, configuration files and call routing see them as devices.
 pub struct ClusterHandle {
     current: std::sync::RwLock<Arc<Cluster>>,
+    /// The definition as given, without the run-time devices.
+    base: std::sync::RwLock<Arc<ClusterDefinition>>,
+    extra: std::sync::RwLock<Arc<Vec<Device>>>,
 }
 
 impl ClusterHandle {
     pub fn new(def: ClusterDefinition) -> ClusterHandle {
         ClusterHandle {
-            current: std::sync::RwLock::new(Arc::new(Cluster::new(def))),
+            current: std::sync::RwLock::new(Arc::new(Cluster::new(def.clone()))),
+            base: std::sync::RwLock::new(Arc::new(def)),
+            extra: Default::default(),
         }
     }
 
@@ -443,14 +452,36 @@ impl ClusterHandle {
         }
     }
 
-    /// Replaces the definition, keeping the logins.
+    /// Replaces the definition, keeping the logins and the run-time devices.
     pub fn set(&self, def: ClusterDefinition) {
         let mut g = match self.current.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
-        let mobility = g.mobility.clone();
-        *g = Arc::new(Cluster::with_mobility(def, mobility));
+        *self.base.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(def);
+        self.rebuild(&mut g);
+    }
+
+    /// Replaces the run-time devices (a device of the definition with the same name wins).
+    pub fn set_extra_devices(&self, devices: Vec<Device>) {
+        let mut g = match self.current.write() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        *self.extra.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(devices);
+        self.rebuild(&mut g);
+    }
+
+    fn rebuild(&self, current: &mut Arc<Cluster>) {
+        let mut def = (**self.base.read().unwrap_or_else(|p| p.into_inner())).clone();
+        let extra = self.extra.read().unwrap_or_else(|p| p.into_inner()).clone();
+        for d in extra.iter() {
+            if !def.devices.iter().any(|x| x.name == d.name) {
+                def.devices.push(d.clone());
+            }
+        }
+        let mobility = current.mobility.clone();
+        *current = Arc::new(Cluster::with_mobility(def, mobility));
     }
 }
 

@@ -201,6 +201,12 @@ impl NodeState {
         self.cluster.set(def);
     }
 
+    /// Replaces the devices that exist at run time only (EMCC devices): see
+    /// [`ClusterHandle::set_extra_devices`].
+    pub fn set_extra_devices(&self, devices: Vec<crate::config::model::Device>) {
+        self.cluster.set_extra_devices(devices);
+    }
+
     /// What call control's SIP shell needs of this node.
     pub fn sip_node(&self) -> crate::sip::SipNode {
         crate::sip::SipNode {

@@ -71,6 +71,21 @@ pub struct PhoneConfig {
     pub services_use_https: bool,
     /// The `phoneService` entries, in file order.
     pub phone_services: Vec<ConfigService>,
+    /// An EMCC login: the visiting cluster's small configuration named the user's home
+    /// cluster and its TFTP servers, and the rest of this configuration came from there.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub emcc: Option<EmccLogin>,
+}
+
+/// The `emccLogin` element of a visiting cluster's small configuration (UNCONFIRMED name:
+/// ucm's, Cisco's file for this step is not documented).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EmccLogin {
+    pub home_cluster: String,
+    /// `host:port` of the home's TFTP-over-HTTP servers, default first.
+    pub tftp_servers: Vec<String>,
+    /// The one the configuration was fetched from (set by the phone).
+    pub fetched_from: Option<String>,
 }
 
 /// One `phoneService` of the configuration file.
@@ -183,7 +198,18 @@ impl PhoneConfig {
                 })
             })
             .collect();
+        let emcc = xml::first(device, "emccLogin")
+            .and_then(|e| e.inner)
+            .map(|inner| EmccLogin {
+                home_cluster: xml::text_of(inner, "homeCluster").unwrap_or_default(),
+                tftp_servers: xml::elements(inner, "tftpServer")
+                    .into_iter()
+                    .filter_map(|t| non_empty(t.inner.map(|v| v.trim().to_string())))
+                    .collect(),
+                fetched_from: None,
+            });
         Ok(PhoneConfig {
+            emcc,
             services_provisioning: xml::text_of(services_inner, "provisioning")
                 .and_then(|v| v.trim().parse().ok())
                 .unwrap_or(0),

@@ -282,7 +282,8 @@ enum Cmd {
     Snapshot(oneshot::Sender<Snapshot>),
     /// The calls as JSON (only those not ended when true), and whether the phone is idle.
     Calls(bool, oneshot::Sender<(Vec<Value>, bool)>),
-    ApplyConfig(Box<PhoneConfig>),
+    /// A configuration fetched again, and the Unified CM it names (resolved).
+    ApplyConfig(Box<PhoneConfig>, Option<SocketAddr>),
     Shutdown(Duration, oneshot::Sender<()>),
 }
 
@@ -411,6 +412,29 @@ pub async fn fetch_config(
     device: &str,
     local: Option<IpAddr>,
 ) -> Result<PhoneConfig, String> {
+    let cfg = fetch_one(tftp, device, local).await?;
+    // EMCC: the visiting cluster's small configuration names the home's TFTP servers; the
+    // full configuration comes from the first that answers (default, then backup).
+    let Some(emcc) = cfg.emcc.clone() else {
+        return Ok(cfg);
+    };
+    let mut last = format!("the EMCC configuration of {device} names no home TFTP server");
+    for t in &emcc.tftp_servers {
+        match fetch_one(t, device, local).await {
+            Ok(mut full) => {
+                full.emcc = Some(super::config::EmccLogin {
+                    fetched_from: Some(t.clone()),
+                    ..emcc
+                });
+                return Ok(full);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+async fn fetch_one(tftp: &str, device: &str, local: Option<IpAddr>) -> Result<PhoneConfig, String> {
     let url = format!("http://{tftp}/{device}.cnf.xml");
     let r = client::get(&url, local, &[], HTTP_TIMEOUT)
         .await
@@ -859,7 +883,17 @@ impl UaShell {
                         let local = Some(IpAddr::V4(shared.ip));
                         match fetch_config(&shared.opts.tftp, &shared.device, local).await {
                             Ok(cfg) => {
-                                let _ = shared.cmd.send(Cmd::ApplyConfig(Box::new(cfg))).await;
+                                // The Unified CM the new configuration names (another
+                                // cluster's after an EMCC login or logout); a SIP server
+                                // given by hand stays.
+                                let server = match (&shared.opts.sip, cfg.sip_server()) {
+                                    (None, Some(s)) => resolve_v4(&s).await,
+                                    _ => None,
+                                };
+                                let _ = shared
+                                    .cmd
+                                    .send(Cmd::ApplyConfig(Box::new(cfg), server))
+                                    .await;
                             }
                             Err(e) => {
                                 tracing::warn!(device = %shared.device, error = %e, "resync: cannot fetch the configuration");
@@ -1012,8 +1046,17 @@ async fn run_ua(
                         let calls = sh.calls_json(now, live);
                         let _ = reply.send((calls, sh.ua.is_idle()));
                     }
-                    Cmd::ApplyConfig(cfg) => {
-                        let outs = sh.ua.set_lines(&cfg.lines, now, &mut sh.pool);
+                    Cmd::ApplyConfig(cfg, server) => {
+                        let outs = match server.filter(|s| *s != sh.ua.server()) {
+                            // Cross-registration (EMCC): the lines leave the node they are on
+                            // and register with the one the configuration names.
+                            Some(to) => {
+                                let from = sh.ua.server();
+                                sh.shared.event(format!("registering with {to} (was {from}): the configuration names another Unified CM"));
+                                sh.ua.rehome(&cfg.lines, to, now, &mut sh.pool)
+                            }
+                            None => sh.ua.set_lines(&cfg.lines, now, &mut sh.pool),
+                        };
                         *lock(&sh.shared.config) = *cfg;
                         *lock(&sh.shared.config_error) = None;
                         sh.shared.config_version.fetch_add(1, Ordering::Relaxed);

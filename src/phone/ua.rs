@@ -673,6 +673,51 @@ impl Ua {
         out
     }
 
+    /// Moves the phone to another Unified CM with a new set of lines (an EMCC login or
+    /// logout: the configuration now names another cluster's node): every registered line
+    /// is removed from the node it is on (Expires: 0, sent there), then every new line
+    /// registers with `to`. Failover to the old group's members stops; calls are not touched.
+    pub fn rehome(
+        &mut self,
+        lines: &[Line],
+        to: SocketAddr,
+        now: Instant,
+        ports: &mut dyn MediaPorts,
+    ) -> Vec<Output> {
+        let mut out = Vec::new();
+        let mut removing = false;
+        for i in 0..self.regs.len() {
+            let registered = self.regs.get(i).is_some_and(|r| r.registered);
+            if let Some(r) = self.regs.get_mut(i) {
+                r.remove_when_done = true;
+            }
+            if registered {
+                // Built and sent while the server is still the old node.
+                self.send_register(i, 0, now, ports, &mut out);
+                removing = true;
+            }
+        }
+        self.regs
+            .retain(|r| !(r.remove_when_done && !r.registered && r.pending.is_none()));
+        self.s.server = to;
+        self.failover = None;
+        self.members.clear();
+        for l in lines {
+            let mut r = self.new_registration(l.clone());
+            if removing {
+                r.after_removals = true;
+                r.refresh_at = Some(now);
+            }
+            self.regs.push(r);
+            if !removing {
+                let idx = self.regs.len() - 1;
+                let e = self.s.register_expires;
+                self.send_register(idx, e, now, ports, &mut out);
+            }
+        }
+        out
+    }
+
     /// Whether a removal of an old line (Expires: 0) is still unanswered.
     fn removals_pending(&self) -> bool {
         self.regs

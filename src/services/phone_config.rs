@@ -24,6 +24,13 @@ pub fn file_for(state: &NodeState, def: &Cluster, name: &str) -> Option<String> 
     if !is_device_name(device) {
         return None;
     }
+    // A phone of this cluster logged in at its user's home cluster (EMCC): the small
+    // configuration that sends it to the home's TFTP.
+    if def.device(device).is_some() {
+        if let Some(x) = crate::services::emcc::visiting_config(state, device) {
+            return Some(x);
+        }
+    }
     // With an Extension Mobility login, the profile's lines, speed dials and services.
     let dev = def.effective_device(device)?;
     Some(device_config(state, def, &dev))

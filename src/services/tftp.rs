@@ -65,11 +65,19 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
     start,
 };
 
+/// Where this node's TFTP-over-HTTP listener is bound (what EMCC tells a visiting cluster
+/// when no Default TFTP Server for EMCC Login Device is configured).
+#[derive(Default)]
+pub struct TftpHttpAddr(pub std::sync::OnceLock<SocketAddr>);
+
 fn start(mut s: Start) -> StartFuture {
     Box::pin(async move {
         let node = s.node.clone();
         let mut parts = Parts::default();
         if let Some(Bound::Tcp(l)) = s.take_listener(&SERVICE, "tftp_http") {
+            if let Ok(a) = l.local_addr() {
+                let _ = node.shared::<TftpHttpAddr>().0.set(a);
+            }
             let app = Router::new()
                 .route("/{file}", get(tftp_file))
                 .with_state(node.clone());

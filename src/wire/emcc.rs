@@ -79,3 +79,81 @@ pub struct UserInfo {
     pub userid: String,
     pub home: bool,
 }
+
+/// The login at the home: the visiting cluster hands it a login of one of the home's users
+/// at one of its EMCC phones. UNCONFIRMED: Cisco's exchange (what the visiting EM service
+/// sends so that the home "brings the device information into the home cluster database")
+/// is not public; this is ucm's.
+pub const LOGIN_PATH: &str = "/ucm/emcc/v1/login";
+/// The logout at the home: the visiting cluster ends a login it handed over.
+pub const LOGOUT_PATH: &str = "/ucm/emcc/v1/logout";
+
+/// The visiting phone's settings the home's configuration takes over (the seed: "some device
+/// configuration from the visiting cluster").
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VisitingDevice {
+    /// `SEP<MAC>`.
+    pub name: String,
+    pub model: String,
+    /// The device security mode of its security profile: `non-secure`, `authenticated` or
+    /// `encrypted`.
+    pub security_mode: String,
+    /// The SIP transport of its security profile (`udp`, `tcp`, `tls`).
+    pub transport: String,
+    /// Its user locale at the visiting cluster (kept when the profile has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_locale: Option<String>,
+}
+
+/// `POST /ucm/emcc/v1/login`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginQuery {
+    pub api: String,
+    /// The visiting cluster's id and Unified CM version.
+    pub cluster: String,
+    pub version: String,
+    pub userid: String,
+    /// The device profile asked for; the user's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    pub device: VisitingDevice,
+}
+
+/// The home's answer to a login: the login it made, or the EM error why not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LoginAnswer {
+    pub api: String,
+    pub cluster: String,
+    /// `Some`: refused with this EM (EMCC) error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<u32>,
+    #[serde(default)]
+    pub message: String,
+    /// The EMCC device slot the device holds at the home (`EMCC<n>`).
+    #[serde(default)]
+    pub slot: i64,
+    pub profile: String,
+    /// Where the phone fetches its home configuration over TFTP-over-HTTP (`host:port`): the
+    /// home's Default, then Backup TFTP Server for EMCC Login Device.
+    #[serde(default)]
+    pub tftp_servers: Vec<String>,
+}
+
+/// `POST /ucm/emcc/v1/logout`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutQuery {
+    pub api: String,
+    pub cluster: String,
+    pub device: String,
+}
+
+/// The answer to a logout: whether the home held the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogoutAnswer {
+    pub api: String,
+    pub cluster: String,
+    pub device: String,
+    pub ended: bool,
+}

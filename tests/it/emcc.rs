@@ -434,8 +434,8 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 2);
-    assert_eq!(blocks.len(), 2);
+    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 3);
+    assert_eq!(blocks.len(), 3);
     let example = &blocks[0];
     // The remote cluster update's example follows the exchange.
     assert!(
@@ -503,7 +503,7 @@ fn r17_readme_sync_certs_example_runs_as_written() {
     ] {
         script.push_str(&format!(
             "ucm serve --config {def} --bind {ip} --http-port 8080 --https-port 8443 \
-             --tftp-http-port 0 --tftp-port 0 --sip-port 0 --sips-port 0 --data-dir {name} \
+             --tftp-http-port 6970 --tftp-port 0 --sip-port 0 --sips-port 0 --data-dir {name} \
              > {name}.out 2> {name}.err &\n\
              for i in $(seq 1 300); do curl -sf http://{ip}:8080/healthz >/dev/null && break; sleep 0.1; done\n\
              curl -sf http://{ip}:8080/healthz >/dev/null || fail {name} \"$(cat {name}.err)\"\n"
@@ -526,6 +526,44 @@ fn r17_readme_sync_certs_example_runs_as_written() {
          ls /srv/emcc | tr '\\n' ' ' | grep -q 'consolidated.pem home.pem visiting.pem' || fail files \"$(ls /srv/emcc)\"\n\
          grep -Eq '^visiting +127.0.2.1 +14.0 +active +EM nodes: https://127.0.2.1:8443' out5 || fail update \"$(cat out5)\"\n\
          grep -q 'pstn-access \\[127.0.2.1:' out6 || fail status \"$(cat out6)\"\n\
+         echo BLOCKS-1-2-OK\n",
+    );
+    // The login across clusters: the phone runs in the background (its ready line says it
+    // registered); the phone's state is read once it has moved to the home.
+    assert!(blocks[2].contains("ucm em login") && blocks[2].contains("ucm em logout"));
+    for line in blocks[2].lines() {
+        n += 1;
+        let line = line.split(" #").next().unwrap().trim();
+        if let Some(bg) = line.strip_suffix('&') {
+            script.push_str(&format!(
+                "{bg} > out{n} 2> err{n} &\n\
+                 for i in $(seq 1 300); do grep -q '\"phones\"' out{n} && break; sleep 0.1; done\n\
+                 grep -q '\"phones\"' out{n} || fail {n} \"$(cat out{n} err{n})\"\n"
+            ));
+            continue;
+        }
+        if line.starts_with("curl -s http://127.0.2.10:8081/state") {
+            script.push_str(
+                "for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"home_cluster\":\"home\"' && break; sleep 0.1; done\n",
+            );
+        }
+        script.push_str(&format!(
+            "{line} > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
+        ));
+        if line.starts_with("curl -s http://127.0.2.10:8081/state") {
+            script.push_str(&format!(
+                "grep -q '\"lines\":\\[{{[^]]*\"dn\":\"4001\"' out{n} || fail state \"$(cat out{n})\"\n"
+            ));
+        }
+        if line.starts_with("ucm emcc status") {
+            script.push_str(&format!(
+                "grep -Eq '^home +EMCC1 +SEP00000000E0B1 +traveler +visiting' out{n} || fail status \"$(cat out{n})\"\n"
+            ));
+        }
+    }
+    script.push_str(
+        "for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' && break; sleep 0.1; done\n\
+         curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' || fail back \"$(curl -s http://127.0.2.10:8081/state)\"\n\
          echo ALL-OK\n",
     );
     let bin = Path::new(env!("CARGO_BIN_EXE_ucm")).parent().unwrap();
@@ -637,7 +675,18 @@ fn r17_after_the_exchange_the_redirector_trusts_the_other_cluster() {
 /// `ucm serve` of `def` on `ip` with HTTPS on `https_port` (the other cluster's definition
 /// names that address) and every other port free.
 fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
-    let data_dir = tempfile::tempdir().unwrap();
+    emcc_node_in(tempfile::tempdir().unwrap(), def, ip, https_port, 0)
+}
+
+/// A node of an EMCC cluster on `data_dir` (kept across a restart), its TFTP over HTTP on
+/// `tftp_port` (0: any).
+fn emcc_node_in(
+    data_dir: tempfile::TempDir,
+    def: &Path,
+    ip: &str,
+    https_port: u16,
+    tftp_port: u16,
+) -> Server {
     let mut cmd = ucm();
     cmd.arg("serve")
         .arg("--config")
@@ -647,7 +696,7 @@ fn emcc_node(def: &Path, ip: &str, https_port: u16) -> Server {
             "--http-port",
             "0",
             "--tftp-http-port",
-            "0",
+            &tftp_port.to_string(),
             "--tftp-port",
             "0",
         ])
@@ -898,17 +947,16 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     assert!(out.contains("home"), "{out}");
     assert!(out.contains("active"), "{out}");
 
-    // The visiting side of a login: home answers that it is traveler's home (only the lookup
-    // exists, so the login ends there with EMCC code 38 naming it); a user of neither cluster
-    // is not found (23); a phone that is not EMCC enabled answers as before (23, no lookup).
+    // The visiting side of a login: home answers that it is traveler's home and takes the
+    // login (the phone is not running here: see the cross-cluster test for it following);
+    // the logout frees it. A user of neither cluster is not found (23).
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "traveler");
-    assert_eq!(rc, 1, "{out}");
-    assert!(out.contains("EM error 38 (EMCC not allowed)"), "{out}");
-    assert!(
-        out.contains("the home cluster of traveler is home"),
-        "{out}"
-    );
+    assert_eq!(rc, 0, "{out}");
     home.wait_for_log("EMCC: home lookup answered");
+    home.wait_for_log("EMCC: login at the home");
+    let (rc, out) = em_at(&visiting, &["logout", "--device", "SEP00000000E0B1"]);
+    assert_eq!(rc, 0, "{out}");
+    home.wait_for_log("EMCC: logout at the home");
     let (rc, out) = em_login_at(&visiting, "SEP00000000E0B1", "nobody");
     assert_eq!(rc, 1, "{out}");
     assert!(out.contains("EM error 23 (User not found)"), "{out}");
@@ -936,7 +984,7 @@ fn r17_remote_cluster_update_over_mutually_verified_https() {
     );
     assert_eq!(
         v["emcc_devices"],
-        serde_json::json!({"as_home": [], "as_visiting": []})
+        serde_json::json!({"max": 2500, "as_home": [], "as_visiting": []})
     );
 
     // A node of home, by its own certificate, over the wire: answered; a query that claims
@@ -1080,4 +1128,544 @@ async fn r17_remote_cluster_rows_postgres() {
     remote_cluster_rows(&store).await;
     store.close().await;
     db.drop_db().await;
+}
+
+/// GET a simulated phone's `/state`.
+fn phone_state(sim: &crate::phone::Sim, device: &str) -> serde_json::Value {
+    let (st, body) = curl(&format!("http://{}/state", sim.http(device)), &[]);
+    assert_eq!(st, 200, "{body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+/// Waits (bounded) until the phone's state satisfies `ok`; the last state otherwise.
+fn wait_phone(
+    sim: &crate::phone::Sim,
+    device: &str,
+    what: &str,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = phone_state(sim, device);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{device}: not {what} within 30 s: {s:#}\n{}",
+            sim.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn lines_of(s: &serde_json::Value) -> Vec<String> {
+    s["config"]["lines"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .map(|x| x["dn"].as_str().unwrap_or_default().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `ucm em <args>` at a node's EM API as emproxy.
+fn em_at(srv: &Server, args: &[&str]) -> (i32, String) {
+    let out = ucm()
+        .arg("em")
+        .arg(args[0])
+        .args(["--server", &format!("http://{}", srv.addr("http"))])
+        .args(["--app-user", "emproxy"])
+        .args(&args[1..])
+        .env("UCM_EM_APP_PASSWORD", "emproxy")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// The login across clusters, end to end, between two `ucm serve` (the shipped definitions;
+/// home's gateway trunk points at SIPp, home's EMCC device cap is 6, visiting has 50 more
+/// EMCC phones): traveler logs in at visiting's phone SEP00000000E0B1 (a `ucm phone sim`),
+/// visiting takes a slot and hands the login to home, home takes a slot and builds the
+/// phone's configuration with traveler's line 4001, the phone follows visiting's small
+/// configuration to home's TFTP and registers with home's node; a call from home's gateway to
+/// 4001 rings it and is answered; logout at visiting frees both slots and the phone goes back
+/// to its own line and node. Then 50 logins race for home's 6 slots: exactly 6 succeed, the
+/// others get EMCC error 33 and leave no slot taken at visiting. A stranger without a trusted
+/// client certificate is refused by the login API.
+#[test]
+fn r17_cross_cluster_login_registers_the_phone_at_home_and_slots_hold_the_cap() {
+    if !have("curl") || !have("openssl") {
+        skip_or_fail("curl and openssl are needed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let gw_port = std::net::UdpSocket::bind("127.0.1.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let home_text = std::fs::read_to_string(&home_def)
+        .unwrap()
+        .replace(
+            "destinations: [\"127.0.1.1:5090\"]",
+            &format!("destinations: [\"127.0.1.1:{gw_port}\"]"),
+        )
+        .replace("emcc:\n", "emcc:\n  max_emcc_devices: 6\n");
+    std::fs::write(&home_def, home_text).unwrap();
+    let extra: Vec<String> = (0..50).map(|i| format!("SEP0000000E{i:04X}")).collect();
+    let mut devices = String::from("devices:\n");
+    for d in &extra {
+        devices.push_str(&format!(
+            "  - name: {d}\n    model: Cisco 8845\n    device_pool: Visiting_DP\n    em_enabled: true\n"
+        ));
+    }
+    let visiting_text = std::fs::read_to_string(&visiting_def)
+        .unwrap()
+        .replacen("devices:\n", &devices, 1)
+        .replace(
+            "    allow_proxy: true\n",
+            "    allow_proxy: true\n    max_concurrent_requests: 100\n",
+        )
+        .replace(
+            "phones: [SEP00000000E0B1, SEP00000000E0B2]",
+            &format!(
+                "phones: [SEP00000000E0B1, SEP00000000E0B2, {}]",
+                extra.join(", ")
+            ),
+        );
+    std::fs::write(&visiting_def, visiting_text).unwrap();
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let visiting = emcc_node(&visiting_def, "127.0.2.1", visiting_port);
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+
+    // The visiting phone, on its own cluster.
+    const PHONE: &str = "SEP00000000E0B1";
+    let sim = crate::phone::Sim::start(
+        &visiting,
+        &[
+            "--device",
+            PHONE,
+            "--first-ip",
+            "127.0.2.10",
+            "--auto-answer",
+        ],
+    );
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    let home_sip = home.addr("sip_udp").to_string();
+    let s = wait_phone(&sim, PHONE, "registered at visiting", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str()
+    });
+    assert_eq!(lines_of(&s), ["5001"]);
+
+    // The stranger: no client certificate, then one of its own: refused before any work.
+    let login_url = format!("https://127.0.1.1:{home_port}/ucm/emcc/v1/login");
+    let body = format!(
+        r#"{{"api":"ucm-emcc/1","cluster":"visiting","version":"14.0","userid":"traveler","device":{{"name":"{PHONE}","model":"Cisco 8845","security_mode":"non-secure","transport":"udp"}}}}"#
+    );
+    let (st, resp) = curl(&login_url, &["--data-binary", &body]);
+    assert_eq!(st, 403, "{resp}");
+    assert!(resp.contains("no client certificate"), "{resp}");
+    let d = defs.path();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+        ])
+        .args(["-nodes", "-days", "1", "-subj", "/CN=stranger", "-keyout"])
+        .arg(d.join("k.pem"))
+        .arg("-out")
+        .arg(d.join("c.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let (st, resp) = curl(
+        &login_url,
+        &[
+            "--cert",
+            d.join("c.pem").to_str().unwrap(),
+            "--key",
+            d.join("k.pem").to_str().unwrap(),
+            "--data-binary",
+            &body,
+        ],
+    );
+    assert_eq!(st, 403, "{resp}");
+    assert!(resp.contains("Tomcat-trust"), "{resp}");
+
+    // The login: visiting hands it over, the phone cross-registers with home's node.
+    let (rc, out) = em_login_at(&visiting, PHONE, "traveler");
+    assert_eq!(rc, 0, "{out}\n{}\n{}", visiting.logs(), home.logs());
+    let s = wait_phone(&sim, PHONE, "registered at home with 4001", |s| {
+        s["registered"] == true && s["server"] == home_sip.as_str() && lines_of(s) == ["4001"]
+    });
+    assert_eq!(s["config"]["emcc"]["home_cluster"], "home", "{s:#}");
+    assert_eq!(s["config"]["device_pool"], "EMCC_Roaming_DP", "{s:#}");
+    // A second login at the same phone is refused (18); the user is logged in there.
+    let (rc, out) = em_login_at(&visiting, PHONE, "traveler");
+    assert_eq!(rc, 1, "{out}");
+    assert!(out.contains("EM error 18"), "{out}");
+    let (rc, out, err) = emcc_status(&home, true);
+    assert_eq!(rc, 0, "{out}{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["emcc_devices"]["as_home"][0]["device"], PHONE, "{v}");
+    assert_eq!(v["emcc_devices"]["as_home"][0]["slot"], "EMCC1", "{v}");
+    assert_eq!(
+        v["emcc_devices"]["as_home"][0]["profile"], "traveler-profile",
+        "{v}"
+    );
+    let (rc, out, _) = emcc_status(&visiting, false);
+    assert_eq!(rc, 0, "{out}");
+    assert!(out.contains("1 as visiting"), "{out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("visiting")
+            && l.contains(PHONE)
+            && l.contains("traveler")
+            && l.contains("home")),
+        "{out}"
+    );
+
+    // A call from home's gateway (SIPp) to traveler's DN rings the phone at the visiting
+    // site, which answers.
+    if crate::sipp::sipp_available() {
+        let work = tempfile::tempdir().unwrap();
+        let out = Command::new("sipp")
+            .args(["-sn", "uac", "-s", "4001", &home_sip, "-i", "127.0.1.1"])
+            .args([
+                "-p",
+                &gw_port.to_string(),
+                "-m",
+                "1",
+                "-nostdin",
+                "-timeout",
+                "30s",
+            ])
+            .current_dir(work.path())
+            .output()
+            .expect("run sipp uac");
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "the call to 4001 did not complete: {}\n{}",
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .join("\n"),
+            home.logs()
+        );
+        let s = phone_state(&sim, PHONE);
+        assert!(
+            s["calls"].as_array().is_some_and(|c| !c.is_empty()),
+            "{s:#}"
+        );
+    } else {
+        skip_or_fail("sipp is not installed: the call to the EMCC phone is not tried");
+    }
+
+    // Logout at visiting: both slots freed, the phone back on its own line and node.
+    let (rc, out) = em_at(&visiting, &["logout", "--device", PHONE]);
+    assert_eq!(rc, 0, "{out}");
+    let s = wait_phone(&sim, PHONE, "back at visiting with 5001", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    assert!(s["config"]["emcc"].is_null(), "{s:#}");
+    for srv in [&home, &visiting] {
+        let (rc, out, _) = emcc_status(srv, true);
+        assert_eq!(rc, 0, "{out}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            v["emcc_devices"]["as_home"].as_array().map(Vec::len),
+            Some(0),
+            "{v}"
+        );
+        assert_eq!(
+            v["emcc_devices"]["as_visiting"].as_array().map(Vec::len),
+            Some(0),
+            "{v}"
+        );
+    }
+
+    // 50 logins at once for home's 6 slots: the database decides, exactly 6 succeed.
+    let racers: Vec<_> = extra
+        .iter()
+        .map(|d| {
+            let (d, http) = (d.clone(), visiting.addr("http").to_string());
+            std::thread::spawn(move || {
+                // "Busy" (26, the password checks' bound) is tried again, at most 20 times.
+                for _ in 0..20 {
+                    let out = ucm()
+                        .args(["em", "login", "--server", &format!("http://{http}")])
+                        .args([
+                            "--app-user",
+                            "emproxy",
+                            "--device",
+                            &d,
+                            "--user",
+                            "traveler",
+                        ])
+                        .env("UCM_EM_APP_PASSWORD", "emproxy")
+                        .output()
+                        .unwrap();
+                    let text = format!(
+                        "{}{}",
+                        String::from_utf8_lossy(&out.stdout),
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                    if !text.contains("EM error 26") {
+                        return (out.status.code(), text);
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                (None, "busy 20 times".to_string())
+            })
+        })
+        .collect();
+    let results: Vec<(Option<i32>, String)> =
+        racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let ok = results.iter().filter(|(c, _)| *c == Some(0)).count();
+    let full: Vec<&String> = results
+        .iter()
+        .filter(|(c, _)| *c != Some(0))
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(ok, 6, "{results:#?}");
+    assert!(full.iter().all(|o| o.contains("EM error 33")), "{full:#?}");
+    for srv in [&home, &visiting] {
+        let (_, out, _) = emcc_status(srv, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let n = |k: &str| v["emcc_devices"][k].as_array().map(Vec::len);
+        let want = if srv.addr("https").ip().to_string() == "127.0.1.1" {
+            (Some(6), Some(0))
+        } else {
+            (Some(0), Some(6))
+        };
+        assert_eq!((n("as_home"), n("as_visiting")), want, "{v}");
+    }
+}
+
+/// EMCC device slots in the database: 50 logins racing for the last 3 of 6 slots get exactly
+/// 3; a device holds one slot per side; a freed slot is taken again, lowest first.
+async fn emcc_slots(store: &ucm::store::Store) {
+    use ucm::services::emcc::store::{EmccDeviceRow, EmccDevices, Role, SlotRefused};
+    let row = |device: String| EmccDeviceRow {
+        role: Role::Home,
+        device,
+        slot: 0,
+        userid: "traveler".into(),
+        remote_cluster: "visiting".into(),
+        profile: "traveler-profile".into(),
+        settings: "{}".into(),
+        logged_in_at: 1,
+        node: "home-pub".into(),
+    };
+    for i in 0..3 {
+        let r = store
+            .take_emcc_slot(&row(format!("SEP00000000A{i:03X}")), 6)
+            .await;
+        assert_eq!(r.map(|r| r.slot).ok(), Some(i + 1));
+    }
+    // The same device again on the same side: refused, naming the holder.
+    match store
+        .take_emcc_slot(&row("SEP00000000A000".into()), 6)
+        .await
+    {
+        Err(SlotRefused::DeviceTaken(r)) => assert_eq!(r.slot, 1),
+        other => panic!("{other:?}"),
+    }
+    // The other side has its own slots.
+    let visiting = EmccDeviceRow {
+        role: Role::Visiting,
+        ..row("SEP00000000A000".into())
+    };
+    assert_eq!(
+        store
+            .take_emcc_slot(&visiting, 6)
+            .await
+            .map(|r| r.slot)
+            .ok(),
+        Some(1)
+    );
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        let r = row(format!("SEP00000000B{i:03X}"));
+        tasks.push(tokio::spawn(
+            async move { store.take_emcc_slot(&r, 6).await },
+        ));
+    }
+    let (mut ok, mut full) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(r) => ok.push(r.slot),
+            Err(SlotRefused::Full { cap: 6 }) => full += 1,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    ok.sort();
+    assert_eq!((ok, full), (vec![4, 5, 6], 47));
+    assert_eq!(store.emcc_devices(Role::Home).await.unwrap().len(), 6);
+    // A freed slot is the next one taken.
+    let freed = store
+        .free_emcc_slot(Role::Home, "SEP00000000A001")
+        .await
+        .unwrap();
+    assert_eq!(freed.map(|r| r.slot), Some(2));
+    assert_eq!(
+        store
+            .free_emcc_slot(Role::Home, "SEP00000000A001")
+            .await
+            .unwrap(),
+        None
+    );
+    let again = store
+        .take_emcc_slot(&row("SEP00000000C000".into()), 6)
+        .await;
+    assert_eq!(again.map(|r| r.slot).ok(), Some(2));
+    assert_eq!(store.emcc_devices(Role::Visiting).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn r17_emcc_slots_hold_the_cap_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite:{}", dir.path().join("ucm.db").display());
+    let store = ucm::store::Store::open(&url).await.unwrap();
+    emcc_slots(&store).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn r17_emcc_slots_hold_the_cap_postgres() {
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let store = ucm::store::Store::open(&db.url).await.unwrap();
+    emcc_slots(&store).await;
+    store.close().await;
+    db.drop_db().await;
+}
+
+/// The automatic logout at the visiting side ends an EMCC login as a logout does: visiting
+/// restarts after the login's time has come (the API's unit is minutes, so the test moves the
+/// stored time rather than wait; the timers' own timing is their unit tests' business), logs
+/// the phone out at start, frees its slot, tells home, which frees its own and resets the
+/// phone; the phone comes back to its own line and node.
+#[test]
+fn r17_automatic_logout_at_the_visiting_side_brings_the_phone_back() {
+    if !have("curl") {
+        skip_or_fail("curl is needed");
+        return;
+    }
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let tftp_port = free_port("127.0.2.1");
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let mut visiting = emcc_node_in(
+        tempfile::tempdir().unwrap(),
+        &visiting_def,
+        "127.0.2.1",
+        visiting_port,
+        tftp_port,
+    );
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    const PHONE: &str = "SEP00000000E0B1";
+    let sim = crate::phone::Sim::start(
+        &visiting,
+        &[
+            "--device",
+            PHONE,
+            "--first-ip",
+            "127.0.2.11",
+            "--auto-answer",
+        ],
+    );
+    let home_sip = home.addr("sip_udp").to_string();
+    let (rc, out) = em_at(
+        &visiting,
+        &[
+            "login",
+            "--device",
+            PHONE,
+            "--user",
+            "traveler",
+            "--duration",
+            "1",
+        ],
+    );
+    assert_eq!(rc, 0, "{out}");
+    wait_phone(&sim, PHONE, "registered at home", |s| {
+        s["registered"] == true && s["server"] == home_sip.as_str() && lines_of(s) == ["4001"]
+    });
+
+    // The login's time comes while visiting is down.
+    assert!(visiting.terminate().success());
+    let data = std::mem::replace(&mut visiting.data_dir, tempfile::tempdir().unwrap());
+    drop(visiting);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let url = format!("sqlite:{}", data.path().join("ucm.db").display());
+        let store = ucm::store::Store::open(&url).await.unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        let done = sqlx::query("UPDATE em_logins SET logout_at = $1 WHERE device = $2")
+            .bind(now - 1)
+            .bind(PHONE)
+            .execute(store.pool())
+            .await
+            .unwrap();
+        assert_eq!(done.rows_affected(), 1);
+        store.close().await;
+    });
+    let visiting = emcc_node_in(data, &visiting_def, "127.0.2.1", visiting_port, tftp_port);
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    let s = wait_phone(&sim, PHONE, "back at visiting with 5001", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    assert!(s["config"]["emcc"].is_null(), "{s:#}");
+    for srv in [&home, &visiting] {
+        let (_, out, _) = emcc_status(srv, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(
+            (
+                v["emcc_devices"]["as_home"].as_array().map(Vec::len),
+                v["emcc_devices"]["as_visiting"].as_array().map(Vec::len)
+            ),
+            (Some(0), Some(0)),
+            "{v}"
+        );
+    }
 }

@@ -396,8 +396,23 @@ impl EmService {
         // flag) at an EMCC phone: Extension Mobility Cross Cluster looks for the user's home.
         let away = cluster.end_user(user).is_none_or(|u| !u.home_cluster);
         if away && matches!(&planned, Ok(_) | Err(EmError { code: 12 | 23, .. })) {
-            if let Some(e) = super::emcc::visiting_login(state, device, user).await {
-                return Err(e);
+            let params = cluster.section::<model::ExtensionMobilityParameters>();
+            let logout_in = policy::login_seconds(&params, duration)?;
+            // The device's own login first (cheap; the transaction below decides).
+            if let Some(l) = cluster.mobility.login(device) {
+                return Err(EmError::new(
+                    18,
+                    format!("{} is logged in on {device}", l.user),
+                ));
+            }
+            match super::emcc::visiting_login(state, device, user, profile).await {
+                None => {}
+                Some(Err(e)) => return Err(e),
+                Some(Ok(granted)) => {
+                    return self
+                        .emcc_logged_in(state, device, user, granted, logout_in.map(|s| now + s))
+                        .await
+                }
             }
         }
         planned?;
@@ -444,6 +459,63 @@ impl EmService {
         Ok(())
     }
 
+    /// Records an EMCC login the user's home took (see [`super::emcc::cross`]) as the
+    /// device's EM login here (so queries, logout and the automatic logout treat it as any
+    /// other), then resets the phone: it fetches the small configuration that sends it to the
+    /// home. The profile is recorded as `<home>:<profile>`, which names no profile here, so
+    /// the device's own lines stay in this cluster's routing.
+    async fn emcc_logged_in(
+        &self,
+        state: &Arc<NodeState>,
+        device: &str,
+        user: &str,
+        granted: super::emcc::cross::Granted,
+        logout_at: Option<i64>,
+    ) -> Result<(), EmError> {
+        let row = EmLoginRow {
+            device: device.to_string(),
+            userid: user.to_string(),
+            profile: format!("{}:{}", granted.home, granted.redirect.profile),
+            logged_in_at: unix_now(),
+            logout_at,
+            node: state.node.name.clone(),
+        };
+        let written = state
+            .store
+            .em_login(device, user, |current| match &current.on_device {
+                Some(on) => Err(EmError::new(
+                    18,
+                    format!("{} is logged in on {device}", on.userid),
+                )),
+                // UNCONFIRMED: Multiple Login Behavior is not applied across clusters.
+                None => Ok(EmLoginWrite {
+                    row,
+                    also_logout: Vec::new(),
+                }),
+            })
+            .await;
+        let changes = match written {
+            Ok(c) => c,
+            Err(e) => {
+                super::emcc::visiting_logout(state, device).await;
+                return Err(match e {
+                    EmWrite::Refused(e) => e,
+                    EmWrite::Store(e) => EmError::new(6, format!("database: {e}")),
+                });
+            }
+        };
+        for c in &changes {
+            state.apply_login_change(c);
+            if let Some(row) = &c.login {
+                self.schedule(row.logout_at, &c.device);
+                tracing::info!(device, user, home = granted.home, slot = granted.slot, logout_at = ?row.logout_at, "EMCC login");
+                crate::net::counters::count(crate::net::counters::EM_LOGINS, &[]);
+            }
+            reset_phone(state, &c.device);
+        }
+        Ok(())
+    }
+
     /// Logs the device out on behalf of `principal`: the device (11, 5) is checked first, the
     /// login (19) and the caller's right to end it (10) on what is stored.
     pub async fn logout(
@@ -467,6 +539,7 @@ impl EmService {
             .await;
         match ended {
             Ok(Some((change, login))) => {
+                super::emcc::visiting_logout(state, device).await;
                 self.logged_out(state, &change, &login, false);
                 Ok(())
             }
@@ -495,6 +568,7 @@ impl EmService {
             .await;
         match ended {
             Ok(Some((change, login))) => {
+                super::emcc::visiting_logout(state, device).await;
                 self.logged_out(state, &change, &login, only_if_logout_at.is_some());
                 Ok(Some(login.userid))
             }

@@ -168,7 +168,7 @@ pub const MAX_LOGIN_MINUTES: u32 = 168 * 60;
 /// capped by the Intra-cluster Maximum Login Time when that is enforced. A duration of no
 /// minutes, or over [`MAX_LOGIN_MINUTES`], is refused with 7 ("Could not set auto-logout
 /// duration during log in", the API's code for the login's automatic logout).
-fn login_seconds(
+pub fn login_seconds(
     params: &ExtensionMobilityParameters,
     asked: Option<Duration>,
 ) -> Result<Option<i64>, EmError> {

@@ -12,6 +12,9 @@
 //!   asked (`POST /ucm/emcc/v1/user`) whether it is the user's home, and answers with the
 //!   user's home-cluster flag.
 //!
+//! - the **login across clusters** ([`visiting_login`], [`visiting_logout`] at the visiting
+//!   side, `POST /ucm/emcc/v1/login` and `/logout` at the home): see [`cross`].
+//!
 //! Both run ucm's own inter-cluster API ([`crate::wire::emcc`]; Cisco's is not public) over
 //! HTTPS with **mutual** verification against the certificates exchanged by
 //! `ucm emcc sync-certs`: the asking node presents its own HTTPS certificate and verifies the
@@ -20,13 +23,16 @@
 //! its remote clusters. Before the exchange the update fails naming the peer that is not
 //! trusted.
 //!
-//! Not built yet: the cross-cluster login beyond the home lookup (the exchange with the home,
-//! EMCC device slots, the phone's cross-registration), EMCC call routing and the security
-//! matrix.
+//! Not built yet: EMCC call routing (the assembled CSS, emergency calls back through the
+//! visiting cluster's LRG), the security matrix beyond refusing secure phones at a non-secure
+//! or pre-9 home, and EMCC logins from the phone's EM application.
 
 pub mod check;
+pub mod cross;
 pub mod model;
 pub mod store;
+
+pub use cross::{visiting_config, visiting_login, visiting_logout, EmccShared};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,7 +61,7 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 use crate::sip::registrar::unix_now;
 
-fn text(status: StatusCode, body: String) -> Response {
+pub(crate) fn text(status: StatusCode, body: String) -> Response {
     (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -147,7 +153,7 @@ impl EmccService {
 
     /// A client that verifies servers against Tomcat-trust only and presents this node's
     /// certificate.
-    async fn client(&self) -> Result<reqwest::Client, String> {
+    pub(crate) async fn client(&self) -> Result<reqwest::Client, String> {
         let Some((certs, key)) = &self.identity else {
             return Err("this node's certificate cannot be read (see its log at start)".into());
         };
@@ -324,7 +330,10 @@ fn host_port(host: &str, port: u16) -> String {
 }
 
 /// Reads at most `max` bytes of a body; more is an error.
-async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>, String> {
+pub(crate) async fn read_bounded(
+    mut resp: reqwest::Response,
+    max: usize,
+) -> Result<Vec<u8>, String> {
     if resp.content_length().is_some_and(|n| n > max as u64) {
         return Err(format!("its answer is larger than {max} bytes"));
     }
@@ -344,7 +353,7 @@ async fn read_bounded(mut resp: reqwest::Response, max: usize) -> Result<Vec<u8>
 
 /// Why a request to a remote cluster failed, naming the peer; an untrusted certificate says
 /// what to do about it.
-fn describe(e: &reqwest::Error, who: &str) -> String {
+pub(crate) fn describe(e: &reqwest::Error, who: &str) -> String {
     let mut src: Option<&(dyn std::error::Error + 'static)> = Some(e);
     let mut all = Vec::new();
     while let Some(s) = src {
@@ -434,7 +443,7 @@ async fn update_handler(
 
 /// The inter-cluster API's gate: HTTPS, a client certificate in Tomcat-trust, of a remote
 /// cluster. The cluster it belongs to, or the refusal.
-async fn remote_peer(
+pub(crate) async fn remote_peer(
     svc: &EmccService,
     listener: Option<Extension<Listener>>,
     certs: Option<Extension<PeerCertificates>>,
@@ -490,7 +499,7 @@ async fn remote_peer(
 }
 
 /// Reads a query of the inter-cluster API (at most [`api::MAX_BODY_BYTES`]), or the refusal.
-async fn read_query<T: serde::de::DeserializeOwned>(
+pub(crate) async fn read_query<T: serde::de::DeserializeOwned>(
     headers: &HeaderMap,
     body: axum::body::Body,
 ) -> Result<T, Response> {
@@ -516,7 +525,7 @@ async fn read_query<T: serde::de::DeserializeOwned>(
 
 /// The query's API and cluster must be the API's and the client certificate's: the refusal
 /// when they are not.
-fn other_peer(api_name: &str, cluster: &str, peer: &str) -> Option<Response> {
+pub(crate) fn other_peer(api_name: &str, cluster: &str, peer: &str) -> Option<Response> {
     if api_name != api::API {
         return Some(text(
             StatusCode::BAD_REQUEST,
@@ -686,58 +695,6 @@ impl EmccService {
     }
 }
 
-/// The visiting side of an EMCC login at `device` for `user`, who is not at home here: asks
-/// the remote clusters for the user's home. `None` when `device` is not an EMCC phone (the
-/// local answer stands); otherwise the EM error the login ends with. Only the lookup exists:
-/// a home found ends the login with EMCC code 38 naming it, since the cross-cluster login
-/// itself (EMCC device slots, the phone's cross-registration) is not built yet.
-pub async fn visiting_login(
-    node: &Arc<NodeState>,
-    device: &str,
-    user: &str,
-) -> Option<crate::wire::em::EmError> {
-    use crate::wire::em::EmError;
-    let emcc_phone = node
-        .cluster()
-        .section::<Emcc>()
-        .phones
-        .iter()
-        .any(|p| p == device);
-    if !emcc_phone {
-        return None;
-    }
-    let svc = EmccService::new(node.clone());
-    let e = match svc.find_home(user).await {
-        HomeLookup::Home(home) => EmError::new(
-            38,
-            format!("the home cluster of {user} is {home}; logging in across clusters is not built yet"),
-        ),
-        HomeLookup::Nowhere => EmError::new(
-            23,
-            format!("user {user} not found here nor at any EMCC remote cluster"),
-        ),
-        HomeLookup::NoRemoteCluster => EmError::new(
-            36,
-            format!("user {user} is not at home here and this cluster has no EMCC remote cluster"),
-        ),
-        HomeLookup::Unanswered(which) => EmError::new(
-            40,
-            format!(
-                "user {user} is not at home here and no remote cluster said it is its home; no answer from {}",
-                which.join(", ")
-            ),
-        ),
-    };
-    tracing::info!(
-        device,
-        user,
-        code = e.code,
-        "EMCC: visiting login: {}",
-        e.message
-    );
-    Some(e)
-}
-
 pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     flags: &[super::Flag {
         flag: NodeService::ExtensionMobility,
@@ -762,7 +719,14 @@ fn start_service(s: super::Start) -> super::StartFuture {
             .route(api::CLUSTER_PATH, post(cluster_handler))
             .route(api::UPDATE_PATH, post(update_handler))
             .route(api::USER_PATH, post(user_handler))
+            .route(api::LOGIN_PATH, post(cross::login_handler))
+            .route(api::LOGOUT_PATH, post(cross::logout_handler))
             .with_state(svc.clone());
+        // What the database holds of EMCC logins, at start: the home's run-time devices and
+        // the visiting side's redirections.
+        if let Err(e) = cross::load(&s.node).await {
+            tracing::error!(error = %e, "EMCC: logged-in devices not loaded");
+        }
         Ok(super::Parts {
             routes,
             tasks: vec![Box::pin(svc.run(s.stop))],

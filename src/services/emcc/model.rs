@@ -39,15 +39,15 @@ pub struct Emcc {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub device_profiles: Vec<EmccProfile>,
     /// Phones with "Enable Extension Mobility Cross Cluster" set (they must be EM enabled):
-    /// users of other clusters may log in at them (once the cross-cluster login exists).
+    /// users of other clusters may log in at them (their home cluster then registers them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub phones: Vec<String>,
     /// Cluster-wide cap on EMCC logged-in devices (the seed: 2,500 per cluster).
     #[serde(default = "default_max_devices")]
     pub max_emcc_devices: u32,
     /// Default TFTP Server for EMCC Login Device (host or host:port): where a visiting phone
-    /// of this cluster's users fetches its home configuration. Checked, not used until the
-    /// cross-cluster login exists.
+    /// of this cluster's users fetches its home configuration (told to the visiting cluster at
+    /// each login; when unset, the TFTP-over-HTTP listener of the node that took the login).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_tftp_server: Option<String>,
     /// Backup TFTP Server for EMCC Login Device (host or host:port).

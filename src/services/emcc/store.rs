@@ -147,3 +147,219 @@ impl RemoteClusters for Store {
             .collect()
     }
 }
+
+/// Which side of an EMCC login a row is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// This cluster is the user's home; the device is a phone of the remote (visiting) cluster.
+    Home,
+    /// The device is this cluster's phone; the user's home is the remote cluster.
+    Visiting,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Home => "home",
+            Role::Visiting => "visiting",
+        }
+    }
+}
+
+/// One EMCC logged-in device (table `emcc_devices`, migration 0017).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EmccDeviceRow {
+    pub role: Role,
+    pub device: String,
+    /// The EMCC device slot it holds (1 to the cap); shown as `EMCC<slot>`.
+    pub slot: i64,
+    pub userid: String,
+    /// The other side: the home cluster for a visiting row, the visiting one for a home row.
+    pub remote_cluster: String,
+    /// The user's device profile (home rows).
+    pub profile: String,
+    /// JSON: the visiting device's settings (home rows), the home's answer (visiting rows).
+    pub settings: String,
+    pub logged_in_at: i64,
+    pub node: String,
+}
+
+/// Why a slot was not taken.
+#[derive(Debug)]
+pub enum SlotRefused {
+    /// Every slot up to the cap is held (Cisco's "No free EMCC dummy device").
+    Full {
+        cap: u32,
+    },
+    /// The device already holds a slot on this side.
+    DeviceTaken(EmccDeviceRow),
+    Store(StoreError),
+}
+
+impl From<sqlx::Error> for SlotRefused {
+    fn from(e: sqlx::Error) -> Self {
+        SlotRefused::Store(StoreError::from(e))
+    }
+}
+
+const DEVICE_COLUMNS: &str =
+    "role, device, slot, userid, remote_cluster, profile, settings, logged_in_at, node";
+
+fn device_row(r: &sqlx::any::AnyRow) -> Result<EmccDeviceRow, sqlx::Error> {
+    let role: String = r.try_get(0)?;
+    Ok(EmccDeviceRow {
+        role: if role == "home" {
+            Role::Home
+        } else {
+            Role::Visiting
+        },
+        device: r.try_get(1)?,
+        slot: r.try_get(2)?,
+        userid: r.try_get(3)?,
+        remote_cluster: r.try_get(4)?,
+        profile: r.try_get(5)?,
+        settings: r.try_get(6)?,
+        logged_in_at: r.try_get(7)?,
+        node: r.try_get(8)?,
+    })
+}
+
+pub trait EmccDevices {
+    /// Takes the lowest free EMCC device slot of `row.role` up to `cap` for `row.device`
+    /// (`row.slot` is ignored): the row as stored, with its slot. The database decides: the
+    /// unique (role, slot) lets one of any number of racers have a slot, a loser reads again
+    /// and tries the next; so at most `cap` rows of a side ever exist.
+    fn take_emcc_slot(
+        &self,
+        row: &EmccDeviceRow,
+        cap: u32,
+    ) -> impl Future<Output = Result<EmccDeviceRow, SlotRefused>> + Send;
+
+    /// Frees the device's slot on that side; the row that held it, if any.
+    fn free_emcc_slot(
+        &self,
+        role: Role,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<EmccDeviceRow>, StoreError>> + Send;
+
+    /// Replaces the `settings` of the device's row on that side.
+    fn set_emcc_settings(
+        &self,
+        role: Role,
+        device: &str,
+        settings: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Every EMCC logged-in device of a side, by device.
+    fn emcc_devices(
+        &self,
+        role: Role,
+    ) -> impl Future<Output = Result<Vec<EmccDeviceRow>, StoreError>> + Send;
+}
+
+impl EmccDevices for Store {
+    async fn take_emcc_slot(
+        &self,
+        row: &EmccDeviceRow,
+        cap: u32,
+    ) -> Result<EmccDeviceRow, SlotRefused> {
+        let role = row.role.as_str();
+        // Each failed attempt means another login took a slot: at most `cap` of them before
+        // every slot is held.
+        for _ in 0..=cap {
+            if let Some(r) = sqlx::query(&format!(
+                "SELECT {DEVICE_COLUMNS} FROM emcc_devices WHERE role = $1 AND device = $2"
+            ))
+            .bind(role)
+            .bind(&row.device)
+            .fetch_optional(self.pool())
+            .await?
+            {
+                return Err(SlotRefused::DeviceTaken(device_row(&r)?));
+            }
+            let used: Vec<i64> =
+                sqlx::query("SELECT slot FROM emcc_devices WHERE role = $1 ORDER BY slot")
+                    .bind(role)
+                    .fetch_all(self.pool())
+                    .await?
+                    .iter()
+                    .map(|r| r.try_get(0))
+                    .collect::<Result<_, _>>()?;
+            let mut free = 1i64;
+            for s in &used {
+                if *s == free {
+                    free += 1;
+                } else if *s > free {
+                    break;
+                }
+            }
+            if free > i64::from(cap) {
+                return Err(SlotRefused::Full { cap });
+            }
+            let done = sqlx::query(
+                "INSERT INTO emcc_devices (role, device, slot, userid, remote_cluster, profile, \
+                 settings, logged_in_at, node) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+                 ON CONFLICT DO NOTHING",
+            )
+            .bind(role)
+            .bind(&row.device)
+            .bind(free)
+            .bind(&row.userid)
+            .bind(&row.remote_cluster)
+            .bind(&row.profile)
+            .bind(&row.settings)
+            .bind(row.logged_in_at)
+            .bind(&row.node)
+            .execute(self.pool())
+            .await?;
+            if done.rows_affected() == 1 {
+                return Ok(EmccDeviceRow {
+                    slot: free,
+                    ..row.clone()
+                });
+            }
+        }
+        Err(SlotRefused::Full { cap })
+    }
+
+    async fn free_emcc_slot(
+        &self,
+        role: Role,
+        device: &str,
+    ) -> Result<Option<EmccDeviceRow>, StoreError> {
+        let row = sqlx::query(&format!(
+            "DELETE FROM emcc_devices WHERE role = $1 AND device = $2 RETURNING {DEVICE_COLUMNS}"
+        ))
+        .bind(role.as_str())
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(row.map(|r| device_row(&r)).transpose()?)
+    }
+
+    async fn set_emcc_settings(
+        &self,
+        role: Role,
+        device: &str,
+        settings: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query("UPDATE emcc_devices SET settings = $1 WHERE role = $2 AND device = $3")
+            .bind(settings)
+            .bind(role.as_str())
+            .bind(device)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn emcc_devices(&self, role: Role) -> Result<Vec<EmccDeviceRow>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {DEVICE_COLUMNS} FROM emcc_devices WHERE role = $1 ORDER BY device"
+        ))
+        .bind(role.as_str())
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(device_row).collect::<Result<_, _>>()?)
+    }
+}
