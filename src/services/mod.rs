@@ -16,6 +16,7 @@
 //! Adding a service: its folder here (model, checks, storage, routes, tasks, listeners) and one
 //! line in [`ALL`].
 
+pub mod assistant;
 pub mod authenticate;
 pub mod definition;
 pub mod directory;
@@ -53,6 +54,7 @@ pub const ALL: &[ServiceSpec] = &[
     webdialer::SERVICE,
     phone_services::SERVICE,
     paging::SERVICE,
+    assistant::SERVICE,
 ];
 
 /// A background task of a service; it ends when the node's stop signal turns.
