@@ -1699,7 +1699,7 @@ impl Ua {
             silent: req
                 .headers
                 .get("Alert-Info")
-                .is_some_and(|v| v.contains(crate::sip::SILENT_ALERT_INFO)),
+                .is_some_and(|v| v.contains(crate::wire::sip::SILENT_ALERT_INFO)),
             local_tag: local_tag.clone(),
             remote_tag: from.tag().map(str::to_string),
             local_uri: without_tag(&to),

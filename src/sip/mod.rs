@@ -31,7 +31,4 @@ pub use transport::{StreamLimits, Transport};
 /// Methods this node accepts (the Allow header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, NOTIFY, REFER, INFO, UPDATE";
 
-/// The Alert-Info of an INVITE to a device that is to ring silently (show the call without
-/// ringing). UNCONFIRMED: neither the seed nor Cisco's documents say how Unified CM tells a SIP
-/// phone to ring silently; a private alert URN (RFC 7462 section 10) names it.
-pub const SILENT_ALERT_INFO: &str = "<urn:alert:service:silent@ucm>";
+pub use crate::wire::sip::SILENT_ALERT_INFO;

@@ -546,11 +546,21 @@ fn attack_the_manager_api(srv: &Server) {
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(v["state"]["version"], v0 + 51, "{v}");
     // Last: a wrong password (the source is throttled for the user after it).
-    let (status, body) = api(http, "PUT", path, Some(("manager1", "wrong")), r#"{"dnd": true}"#);
+    let (status, body) = api(
+        http,
+        "PUT",
+        path,
+        Some(("manager1", "wrong")),
+        r#"{"dnd": true}"#,
+    );
     assert_eq!(status, 401, "{body}");
     let (_, body) = api(http, "GET", path, Some(("assistant1", "cisco")), "");
     let v: Value = serde_json::from_str(&body).unwrap();
-    assert_eq!(v["state"]["version"], v0 + 51, "the refused change changed nothing: {v}");
+    assert_eq!(
+        v["state"]["version"],
+        v0 + 51,
+        "the refused change changed nothing: {v}"
+    );
 }
 
 #[test]
@@ -679,4 +689,88 @@ fn r18_config_check_refuses_mixed_modes_and_limits_past_the_parameters() {
             && out.contains("must be at least 1"),
         "{out}"
     );
+}
+
+/// The demo with a second assistant for Manager One (assistant3, phone SEP00036BC7C005, proxy
+/// line 39002) and RNA forwarding on with a 1 s RNA Timeout.
+fn demo_with_rna_forwarding(dir: &std::path::Path) -> std::path::PathBuf {
+    let demo = ucm::config::DEMO_YAML;
+    let text = demo
+        .replace(
+            "service_parameters:\n",
+            "service_parameters:\n  assistant: { rna_forward_calls: true, rna_timeout_seconds: 1 }\n",
+        )
+        .replace(
+            "\ndevices:\n",
+            "\n  - pattern: \"39002\"\n    partition: Assistant_Everyone\n    css: MANAGER_EVERYONE_CSS\n\ndevices:\n",
+        )
+        .replace(
+            "\nroute_points:\n",
+            "  - name: SEP00036BC7C005\n    model: Cisco 8865\n    device_pool: HQ_DP\n    css: ASSISTANT_EVERYONE_CSS\n    owner: assistant3\n    security_profile: Cisco SIP Non-Secure Profile\n    lines:\n      - { dn: \"39002\", partition: Assistant_Everyone, label: Manager One }\n\nroute_points:\n",
+        )
+        .replace(
+            "\napplication_users:\n",
+            "  - userid: assistant3\n    first_name: Assistant\n    last_name: Three\n    password: cisco\n    pin: \"12345\"\n    associated_devices: [SEP00036BC7C005]\n\napplication_users:\n",
+        )
+        .replace(
+            "        - { user: assistant1, proxy_line: \"39001\" }\n",
+            "        - { user: assistant1, proxy_line: \"39001\" }\n        - { user: assistant3, proxy_line: \"39002\" }\n",
+        );
+    assert_eq!(
+        text.matches("assistant3").count(),
+        3,
+        "the demo changed shape"
+    );
+    write_file(dir, "demo-rna.yaml", &text)
+}
+
+/// RNA forwarding: a call left unanswered at Assistant One's proxy line for the RNA Timeout
+/// goes on to Manager One's next assistant (39002), where it is answered.
+#[test]
+fn r18_an_unanswered_call_goes_on_to_the_managers_next_assistant() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = demo_with_rna_forwarding(dir.path());
+    let (code, out) = {
+        let o = ucm().args(["config", "check"]).arg(&def).output().unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    assert_eq!(code, Some(0), "{out}");
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.18.120"],
+    );
+    let first = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C002", "--first-ip", "127.0.18.130"],
+    );
+    let next = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C005", "--first-ip", "127.0.18.140"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let s1 = first.http("SEP00036BC7C002");
+    let s2 = next.http("SEP00036BC7C005");
+    let (status, body) = push(a, Some(("jsmith", "cisco")), &["Dial:60001"]);
+    assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+    wait_state(s1, 15, "the first assistant's proxy line rings", |st| {
+        ringing_on(st, "39001")
+    });
+    wait_state(s2, 15, "the next assistant's proxy line rings", |st| {
+        ringing_on(st, "39002")
+    });
+    wait_state(s1, 10, "the first assistant's phone stops", all_ended);
+    let (_, body) = push(s2, Some(("assistant3", "cisco")), &["Key:Offhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    wait_state(a, 15, "the caller talks to the next assistant", |st| {
+        connected_count(st) == 1
+    });
+    srv.wait_for_log("no answer; on to the next assistant");
 }
