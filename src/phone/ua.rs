@@ -210,6 +210,9 @@ struct Call {
     remote_number: String,
     remote_display: Option<String>,
     state: CallState,
+    /// Inbound: the INVITE's Alert-Info asked for a silent ring (the phone shows the call
+    /// without ringing: the Assistant's shared line with the manager on Do Not Disturb).
+    silent: bool,
     local_tag: String,
     remote_tag: Option<String>,
     /// Our From/To header value without the tag.
@@ -252,6 +255,8 @@ pub struct CallView {
     pub remote_number: String,
     pub remote_display: Option<String>,
     pub state: CallState,
+    /// Shown without ringing (an inbound INVITE's Alert-Info asked for it).
+    pub silent: bool,
     /// The negotiated codec (`PCMU`), once media is set up.
     pub codec: Option<String>,
     pub payload_type: Option<u8>,
@@ -1066,6 +1071,7 @@ impl Ua {
             remote_number: number.clone(),
             remote_display: None,
             state: CallState::Dialing,
+            silent: false,
             local_tag,
             remote_tag: None,
             local_uri,
@@ -1735,6 +1741,10 @@ impl Ua {
             remote_number: from.uri.user_part().unwrap_or_default().to_string(),
             remote_display: from.display_name.clone(),
             state: CallState::Ringing,
+            silent: req
+                .headers
+                .get("Alert-Info")
+                .is_some_and(|v| v.contains(crate::wire::sip::SILENT_ALERT_INFO)),
             local_tag: local_tag.clone(),
             remote_tag: from.tag().map(str::to_string),
             local_uri: without_tag(&to),
@@ -2296,6 +2306,7 @@ impl Ua {
                     remote_number: c.remote_number.clone(),
                     remote_display: c.remote_display.clone(),
                     state: c.state,
+                    silent: c.silent,
                     codec: media.then(|| "PCMU".to_string()),
                     payload_type: media.then_some(c.payload_type),
                     local_rtp: c.rtp_port.map(|p| SocketAddr::new(self.s.media_ip, p)),

@@ -16,6 +16,7 @@
 //! Adding a service: its folder here (model, checks, storage, routes, tasks, listeners) and one
 //! line in [`ALL`].
 
+pub mod assistant;
 pub mod authenticate;
 pub mod axl;
 pub mod definition;
@@ -55,6 +56,7 @@ pub const ALL: &[ServiceSpec] = &[
     webdialer::SERVICE,
     phone_services::SERVICE,
     paging::SERVICE,
+    assistant::SERVICE,
     snmp::SERVICE,
     axl::SERVICE,
 ];

@@ -245,6 +245,24 @@ impl CallControl {
         }
     }
 
+    /// Makes `device` ring silently for calls to line `dn` (or audibly again). Best effort
+    /// like [`CallControl::notify_device`].
+    pub fn set_silent_ring(&self, device: &str, dn: &str, on: bool) {
+        let cmd = Command::SilentRing {
+            device: device.to_string(),
+            dn: dn.to_string(),
+            on,
+        };
+        let sub = Submission {
+            cmd,
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!(device, dn, "call control busy: silent ring not set");
+        }
+    }
+
     /// Line-state changes from now on (ringing, connected, idle) for monitoring.
     pub fn subscribe(&self) -> broadcast::Receiver<LineEvent> {
         self.events.subscribe()

@@ -2,10 +2,57 @@
 //! shared line examples, and with no Assistant service the route point's Forward No Answer to
 //! the pattern `6XXXX` lets calls to the managers fall through to them, over the wire.
 
-use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
 
-use crate::common::{ucm, write_file, Server};
+use serde_json::Value;
+use ucm::wire::codec::base64_encode;
+
+use crate::common::{split_http, ucm, write_file, PgDb, Server};
 use crate::phone::{calls, push, wait_state, Sim};
+
+/// The demo cluster with no node running the Assistant service.
+fn demo_without_the_service(dir: &std::path::Path) -> std::path::PathBuf {
+    let text =
+        ucm::config::DEMO_YAML.replace("redirector, assistant, attendant", "redirector, attendant");
+    assert_ne!(
+        text,
+        ucm::config::DEMO_YAML,
+        "the demo node's services changed"
+    );
+    write_file(dir, "demo-no-assistant.yaml", &text)
+}
+
+/// One request to the node's HTTP API: status and body.
+fn api(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    creds: Option<(&str, &str)>,
+    body: &str,
+) -> (u16, String) {
+    let auth = creds
+        .map(|(u, p)| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64_encode(format!("{u}:{p}").as_bytes())
+            )
+        })
+        .unwrap_or_default();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let (status, _, body) = split_http(&raw);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
 
 /// Proxy line mode with no Assistant service: jsmith's phone dials 60001, the route point
 /// `6XXXX` intercepts it (jsmith's CSS does not reach `Assistant_Manager`), its Forward No
@@ -14,7 +61,9 @@ use crate::phone::{calls, push, wait_state, Sim};
 /// talk. Dialling the manager's number through the `8.XXXXX` translation falls through too.
 #[test]
 fn r18_calls_to_a_manager_fall_through_the_route_point_to_the_managers_phone() {
-    let srv = Server::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let def = demo_without_the_service(dir.path());
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
     let caller = Sim::start(
         &srv,
         &["--device", "SEP00036BC7B973", "--first-ip", "127.0.18.10"],
@@ -177,7 +226,7 @@ fn r18_readme_assistant_example_runs_as_written() {
     let blocks = crate::services::readme_sh_blocks("## Assistant", 1);
     assert_eq!(blocks.len(), 1);
     let lines: Vec<&str> = blocks[0].lines().collect();
-    assert_eq!(lines.len(), 5, "{lines:?}");
+    assert_eq!(lines.len(), 6, "{lines:?}");
     let dir = tempfile::tempdir().unwrap();
     let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
         .parent()
@@ -213,7 +262,8 @@ fn r18_readme_assistant_example_runs_as_written() {
     }
     let last = lines.len() - 1;
     script.push_str(&format!(
-        "grep -q 'Status=\"0\"' out3 || fail 3 \"push: $(cat out3)\"\n\
+        "grep -q '\"filter_on\":false' out3 || fail 3 \"put: $(cat out3)\"\n\
+         grep -q 'Status=\"0\"' out4 || fail 4 \"push: $(cat out4)\"\n\
          tr -d ' \\n' < out{last} > calls.json\n\
          grep -q '\"line\":\"60001\"' calls.json || fail {last} \"not on 60001: $(cat calls.json)\"\n\
          grep -q '\"remote_number\":\"10001\"' calls.json || fail {last} \"not from 10001: $(cat calls.json)\"\n\
@@ -250,4 +300,477 @@ fn r18_readme_assistant_example_runs_as_written() {
         out.status.success() && text.contains("ALL-OK"),
         "{text}\n--- script:\n{script}"
     );
+}
+
+/// A call of `s` ringing on `line`.
+fn ringing_on(s: &Value, line: &str) -> bool {
+    calls(s)
+        .iter()
+        .any(|c| c["state"] == "ringing" && c["line"] == line)
+}
+
+fn connected_count(s: &Value) -> usize {
+    calls(s)
+        .iter()
+        .filter(|c| c["state"] == "connected")
+        .count()
+}
+
+fn all_ended(s: &Value) -> bool {
+    calls(s).iter().all(|c| c["state"] == "ended")
+}
+
+/// Proxy line mode with the Assistant service: the route point `6XXXX` is offered jsmith's
+/// call to 60001 (the offer names 60001: the service finds Manager One by it) and the
+/// service redirects it by Manager One's state: with Cisco's initial settings (filtering on,
+/// inclusive, empty list) to Assistant One's proxy line 39001; the manager intercepts it onto
+/// 60001; with filtering off to the manager; with Do Not Disturb (set by the assistant) to
+/// the proxy line again; with DivertAll to its target (40001, the assistant's own line).
+#[test]
+fn r18_the_route_point_redirects_a_managers_call_by_the_managers_state() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.18.60"],
+    );
+    let manager = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7C001",
+            "--first-ip",
+            "127.0.18.70",
+            "--auto-answer",
+        ],
+    );
+    let assistant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C002", "--first-ip", "127.0.18.80"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let m = manager.http("SEP00036BC7C001");
+    let s = assistant.http("SEP00036BC7C002");
+    let jsmith = Some(("jsmith", "cisco"));
+    let dial = |n: usize| {
+        let (status, body) = push(a, jsmith, &["Dial:60001"]);
+        assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+        let _ = n;
+    };
+    let hang_up = |n: usize| {
+        let (_, body) = push(a, jsmith, &["Key:Onhook"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        wait_state(a, 10, "the caller hung up", |st| {
+            calls(st).len() >= n && all_ended(st)
+        });
+        wait_state(s, 10, "nothing rings at the assistant", all_ended);
+        wait_state(m, 10, "nothing rings at the manager", all_ended);
+    };
+    let put = |who: (&str, &str), body: &str| {
+        let (status, text) = api(
+            http,
+            "PUT",
+            "/ucm/assistant/managers/manager1",
+            Some(who),
+            body,
+        );
+        assert_eq!(status, 200, "{body}: {text}");
+        serde_json::from_str::<Value>(&text).unwrap()
+    };
+
+    // 1. Initial settings: to the assistant's proxy line for Manager One.
+    dial(1);
+    let st = wait_state(s, 15, "the assistant's proxy line rings", |st| {
+        ringing_on(st, "39001")
+    });
+    let c = calls(&st)
+        .into_iter()
+        .find(|c| c["state"] == "ringing")
+        .unwrap();
+    assert_eq!(c["remote_number"], "10001", "{c:#}");
+    let logs = srv.wait_for_log("call to a manager redirected");
+    assert!(
+        logs.contains("manager=manager1") && logs.contains("destination=39001"),
+        "{logs}"
+    );
+    // 2. The manager intercepts it: it rings (and is answered) on 60001.
+    let (status, body) = api(
+        http,
+        "POST",
+        "/ucm/assistant/managers/manager1/intercept",
+        Some(("manager1", "cisco")),
+        "",
+    );
+    assert_eq!(status, 200, "{body}");
+    let sm = wait_state(m, 15, "the manager took the intercepted call", |st| {
+        connected_count(st) == 1
+    });
+    let c = calls(&sm)
+        .into_iter()
+        .find(|c| c["state"] == "connected")
+        .unwrap();
+    assert_eq!(c["line"], "60001", "{c:#}");
+    wait_state(s, 10, "the proxy line stops ringing", all_ended);
+    hang_up(1);
+    let (status, body) = api(
+        http,
+        "POST",
+        "/ucm/assistant/managers/manager1/intercept",
+        Some(("manager1", "cisco")),
+        "",
+    );
+    assert_eq!(status, 404, "{body}");
+
+    // 3. Filtering off: straight to the manager.
+    let v = put(("manager1", "cisco"), r#"{"filter_on": false}"#);
+    assert_eq!(v["state"]["filter_on"], false, "{v}");
+    dial(2);
+    wait_state(m, 15, "the manager's phone answers", |st| {
+        connected_count(st) == 1
+    });
+    hang_up(2);
+
+    // 4. Do Not Disturb, set by the assistant: to the proxy line.
+    let v = put(("assistant1", "cisco"), r#"{"dnd": true}"#);
+    assert_eq!(v["state"]["dnd"], true, "{v}");
+    dial(3);
+    wait_state(s, 15, "the proxy line rings (manager on DND)", |st| {
+        ringing_on(st, "39001")
+    });
+    hang_up(3);
+
+    // 5. DivertAll to a configured target.
+    put(
+        ("manager1", "cisco"),
+        r#"{"dnd": false, "divert_all": true, "divert_target": "40001"}"#,
+    );
+    dial(4);
+    wait_state(s, 15, "the divert target (40001) rings", |st| {
+        ringing_on(st, "40001")
+    });
+    hang_up(4);
+}
+
+/// The API refuses who may not act for the manager and what does not make sense, and the
+/// database decides between racing writers: 50 changes from one version, exactly one wins;
+/// 50 unconditional changes, each counted once.
+fn attack_the_manager_api(srv: &Server) {
+    let http = srv.addr("http");
+    let path = "/ucm/assistant/managers/manager1";
+    for (who, want) in [
+        (None, 401),
+        (Some(("jsmith", "cisco")), 403),
+        (Some(("assistant2", "cisco")), 403),
+    ] {
+        for method in ["GET", "PUT"] {
+            let (status, body) = api(http, method, path, who, r#"{"dnd": true}"#);
+            assert_eq!(status, want, "{method} as {who:?}: {body}");
+        }
+        let (status, _) = api(http, "POST", &format!("{path}/intercept"), who, "");
+        assert_eq!(status, want, "intercept as {who:?}");
+    }
+    let (status, _) = api(
+        http,
+        "GET",
+        "/ucm/assistant/managers/nobody",
+        Some(("jsmith", "cisco")),
+        "",
+    );
+    assert_eq!(status, 403);
+    let m1 = Some(("manager1", "cisco"));
+    for bad in [
+        "{",
+        "{}",
+        r#"{"dnd": "yes"}"#,
+        r#"{"colour": 1}"#,
+        r#"{"inclusive_filters": ["1*2"]}"#,
+        r#"{"exclusive_filters": ["abc"]}"#,
+        r#"{"divert_target": "40a01"}"#,
+    ] {
+        let (status, body) = api(http, "PUT", path, m1, bad);
+        assert_eq!(status, 400, "{bad}: {body}");
+    }
+    let (status, body) = api(
+        http,
+        "PUT",
+        "/ucm/assistant/managers/manager2",
+        Some(("manager2", "cisco")),
+        r#"{"filter_on": false}"#,
+    );
+    assert!(
+        status == 400 && body.contains("shared line mode"),
+        "{status} {body}"
+    );
+    let (status, body) = api(http, "GET", path, m1, "");
+    assert_eq!(status, 200, "{body}");
+    let v0 = serde_json::from_str::<Value>(&body).unwrap()["state"]["version"]
+        .as_i64()
+        .unwrap();
+
+    // Sends until the answer is not "busy checking credentials" (bounded).
+    let send = move |body: String| -> (u16, String) {
+        for _ in 0..50 {
+            let (status, text) = api(http, "PUT", path, Some(("manager1", "cisco")), &body);
+            if status != 503 && status != 429 {
+                return (status, text);
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the node stayed busy");
+    };
+    let racers: Vec<_> = (0..50)
+        .map(|i| {
+            let body = format!(r#"{{"divert_target": "300{i:02}", "if_version": {v0}}}"#);
+            std::thread::spawn(move || (i, send(body)))
+        })
+        .collect();
+    let results: Vec<(usize, (u16, String))> =
+        racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<_> = results.iter().filter(|(_, (s, _))| *s == 200).collect();
+    let lost = results.iter().filter(|(_, (s, _))| *s == 409).count();
+    assert_eq!((won.len(), lost), (1, 49), "{results:?}");
+    let winner = format!("300{:02}", won[0].0);
+    let (_, body) = api(http, "GET", path, m1, "");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"]["divert_target"], winner.as_str(), "{v}");
+    assert_eq!(v["state"]["version"], v0 + 1, "{v}");
+
+    let all: Vec<_> = (0..50)
+        .map(|i| std::thread::spawn(move || send(format!(r#"{{"dnd": {}}}"#, i % 2 == 0))))
+        .collect();
+    for t in all {
+        let (status, body) = t.join().unwrap();
+        assert_eq!(status, 200, "{body}");
+    }
+    let (_, body) = api(http, "GET", path, m1, "");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["state"]["version"], v0 + 51, "{v}");
+    // Last: a wrong password (the source is throttled for the user after it).
+    let (status, body) = api(
+        http,
+        "PUT",
+        path,
+        Some(("manager1", "wrong")),
+        r#"{"dnd": true}"#,
+    );
+    assert_eq!(status, 401, "{body}");
+    let (_, body) = api(http, "GET", path, Some(("assistant1", "cisco")), "");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["state"]["version"],
+        v0 + 51,
+        "the refused change changed nothing: {v}"
+    );
+}
+
+#[test]
+fn r18_the_manager_api_refuses_strangers_and_the_database_decides_races_sqlite() {
+    let srv = Server::start(&[]);
+    attack_the_manager_api(&srv);
+}
+
+#[tokio::test]
+async fn r18_the_manager_api_refuses_strangers_and_the_database_decides_races_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let srv = Server::start(&["--db", &url]);
+        attack_the_manager_api(&srv);
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// Shared line mode with Manager Two on Do Not Disturb: 60002 rings at both phones, the
+/// manager's silently (its INVITE's Alert-Info says so) and the assistant's audibly; the
+/// assistant answers. With DND off again both ring audibly.
+#[test]
+fn r18_a_shared_line_rings_silently_at_a_manager_on_do_not_disturb() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.18.90"],
+    );
+    let manager = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C003", "--first-ip", "127.0.18.100"],
+    );
+    let assistant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C004", "--first-ip", "127.0.18.110"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let m = manager.http("SEP00036BC7C003");
+    let s = assistant.http("SEP00036BC7C004");
+    let jsmith = Some(("jsmith", "cisco"));
+    for (n, dnd) in [(1, true), (2, false)] {
+        let (status, body) = api(
+            http,
+            "PUT",
+            "/ucm/assistant/managers/manager2",
+            Some(("manager2", "cisco")),
+            &format!(r#"{{"dnd": {dnd}}}"#),
+        );
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = push(a, jsmith, &["Dial:60002"]);
+        assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+        let ringing = |st: &Value| {
+            calls(st)
+                .into_iter()
+                .find(|c| c["state"] == "ringing" && c["line"] == "60002")
+        };
+        let sm = wait_state(m, 15, "the manager's phone shows the call", |st| {
+            ringing(st).is_some()
+        });
+        let ss = wait_state(s, 15, "the assistant's phone rings", |st| {
+            ringing(st).is_some()
+        });
+        assert_eq!(ringing(&sm).unwrap()["silent"], dnd, "{sm:#}");
+        assert_eq!(ringing(&ss).unwrap()["silent"], false, "{ss:#}");
+        let (_, body) = push(s, Some(("assistant2", "cisco")), &["Key:Offhook"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        wait_state(s, 15, "the assistant answered", |st| {
+            connected_count(st) == 1
+        });
+        wait_state(m, 15, "the manager's phone stops", all_ended);
+        let (_, body) = push(a, jsmith, &["Key:Onhook"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        wait_state(s, 10, "the call ended", |st| {
+            calls(st).len() >= n && all_ended(st)
+        });
+    }
+}
+
+/// `ucm config check` refuses an assistant serving managers in both modes, and the seed's
+/// capacity limits are parameters it checks (their defaults are the seed's figures).
+#[test]
+fn r18_config_check_refuses_mixed_modes_and_limits_past_the_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let f = write_file(dir.path(), name, text);
+        let out = ucm().args(["config", "check"]).arg(&f).output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), all)
+    };
+    let demo = ucm::config::DEMO_YAML;
+    let (code, out) = check("demo.yaml", demo);
+    assert_eq!(code, Some(0), "{out}");
+    // Assistant Two (shared line for Manager Two) made Manager One's proxy assistant too.
+    let mixed = demo.replace(
+        "        - { user: assistant1, proxy_line: \"39001\" }\n",
+        "        - { user: assistant1, proxy_line: \"39001\" }\n        - { user: assistant2, proxy_line: \"40002\" }\n",
+    );
+    assert_ne!(mixed, demo);
+    let (code, out) = check("mixed.yaml", &mixed);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("assistant.managers[1].assistants[0].user")
+            && out.contains("one assistant never mixes"),
+        "{out}"
+    );
+    let limited = demo.replace(
+        "service_parameters:\n",
+        "service_parameters:\n  assistant: { max_managers_per_cluster: 1, max_assistants_per_manager: 0 }\n",
+    );
+    assert_ne!(limited, demo);
+    let (code, out) = check("limited.yaml", &limited);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("2 managers: at most 1 per cluster"), "{out}");
+    assert!(
+        out.contains("service_parameters.assistant.max_assistants_per_manager")
+            && out.contains("must be at least 1"),
+        "{out}"
+    );
+}
+
+/// The demo with a second assistant for Manager One (assistant3, phone SEP00036BC7C005, proxy
+/// line 39002) and RNA forwarding on with a 1 s RNA Timeout.
+fn demo_with_rna_forwarding(dir: &std::path::Path) -> std::path::PathBuf {
+    let demo = ucm::config::DEMO_YAML;
+    let text = demo
+        .replace(
+            "service_parameters:\n",
+            "service_parameters:\n  assistant: { rna_forward_calls: true, rna_timeout_seconds: 1 }\n",
+        )
+        .replace(
+            "\ndevices:\n",
+            "\n  - pattern: \"39002\"\n    partition: Assistant_Everyone\n    css: MANAGER_EVERYONE_CSS\n\ndevices:\n",
+        )
+        .replace(
+            "\nroute_points:\n",
+            "  - name: SEP00036BC7C005\n    model: Cisco 8865\n    device_pool: HQ_DP\n    css: ASSISTANT_EVERYONE_CSS\n    owner: assistant3\n    security_profile: Cisco SIP Non-Secure Profile\n    lines:\n      - { dn: \"39002\", partition: Assistant_Everyone, label: Manager One }\n\nroute_points:\n",
+        )
+        .replace(
+            "\napplication_users:\n",
+            "  - userid: assistant3\n    first_name: Assistant\n    last_name: Three\n    password: cisco\n    pin: \"12345\"\n    associated_devices: [SEP00036BC7C005]\n\napplication_users:\n",
+        )
+        .replace(
+            "        - { user: assistant1, proxy_line: \"39001\" }\n",
+            "        - { user: assistant1, proxy_line: \"39001\" }\n        - { user: assistant3, proxy_line: \"39002\" }\n",
+        );
+    assert_eq!(
+        text.matches("assistant3").count(),
+        3,
+        "the demo changed shape"
+    );
+    write_file(dir, "demo-rna.yaml", &text)
+}
+
+/// RNA forwarding: a call left unanswered at Assistant One's proxy line for the RNA Timeout
+/// goes on to Manager One's next assistant (39002), where it is answered.
+#[test]
+fn r18_an_unanswered_call_goes_on_to_the_managers_next_assistant() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = demo_with_rna_forwarding(dir.path());
+    let (code, out) = {
+        let o = ucm().args(["config", "check"]).arg(&def).output().unwrap();
+        (
+            o.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    };
+    assert_eq!(code, Some(0), "{out}");
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.18.120"],
+    );
+    let first = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C002", "--first-ip", "127.0.18.130"],
+    );
+    let next = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C005", "--first-ip", "127.0.18.140"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let s1 = first.http("SEP00036BC7C002");
+    let s2 = next.http("SEP00036BC7C005");
+    let (status, body) = push(a, Some(("jsmith", "cisco")), &["Dial:60001"]);
+    assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+    wait_state(s1, 15, "the first assistant's proxy line rings", |st| {
+        ringing_on(st, "39001")
+    });
+    wait_state(s2, 15, "the next assistant's proxy line rings", |st| {
+        ringing_on(st, "39002")
+    });
+    wait_state(s1, 10, "the first assistant's phone stops", all_ended);
+    let (_, body) = push(s2, Some(("assistant3", "cisco")), &["Key:Offhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    wait_state(a, 15, "the caller talks to the next assistant", |st| {
+        connected_count(st) == 1
+    });
+    srv.wait_for_log("no answer; on to the next assistant");
 }

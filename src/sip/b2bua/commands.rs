@@ -67,6 +67,14 @@ impl B2bua {
                 self.notify_device(registrar, &device, &event, now, &mut out);
                 None
             }
+            Command::SilentRing { device, dn, on } => {
+                if on {
+                    self.silent_ring.insert((device, dn));
+                } else {
+                    self.silent_ring.remove(&(device, dn));
+                }
+                None
+            }
             Command::MakeCall {
                 device,
                 line,
@@ -297,6 +305,11 @@ impl B2bua {
             call,
             route_point: route_point.clone(),
             dn: dn.0.clone(),
+            number: if c.reached.is_empty() {
+                dn.0.clone()
+            } else {
+                c.reached.clone()
+            },
             calling: c.caller.number.clone(),
             // A call another node sent here is named by its caller's own Call-ID.
             call_id: c
@@ -362,14 +375,22 @@ impl B2bua {
         if let Some(at) = c.no_answer_at.take() {
             self.timers.remove(&(at, call));
         }
-        // The redirecting route point's CSS, else the caller's.
-        let ctx = match c.at_route_point.take() {
-            Some(rp) => match cluster.route_points.iter().find(|r| r.name == rp) {
-                Some(r) => CallingContext::css(r.css.as_deref(), Some(&r.device_pool)),
-                None => c.caller.ctx.clone(),
-            },
-            None => c.caller.ctx.clone(),
-        };
+        // The redirecting route point's CSS (kept for the service's later redirects), else
+        // the caller's.
+        let rp_ctx = c.at_route_point.take().and_then(|rp| {
+            cluster
+                .route_points
+                .iter()
+                .find(|r| r.name == rp)
+                .map(|r| CallingContext::css(r.css.as_deref(), Some(&r.device_pool)))
+        });
+        if let Some(ctx) = rp_ctx {
+            c.service_ctx = Some(ctx);
+        }
+        let ctx = c
+            .service_ctx
+            .clone()
+            .unwrap_or_else(|| c.caller.ctx.clone());
         c.superseded_legs = c.legs.len() - 1;
         let forks: Vec<usize> = (1..c.legs.len()).collect();
         for i in forks {
@@ -536,6 +557,7 @@ impl B2bua {
                     request,
                 }),
                 at_route_point: None,
+                service_ctx: None,
                 held: BTreeSet::new(),
                 dialled: destination.to_string(),
                 reached: String::new(),

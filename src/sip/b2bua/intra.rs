@@ -267,13 +267,19 @@ impl B2bua {
             route_point = rp,
             "offering the call to the route point's node"
         );
-        let target = format!("sip:{}@{addr}", dn.0);
+        // The Request-URI names the number that reached the route point (what its service
+        // acts on), not its pattern.
+        let number = match self.calls.get(&call) {
+            Some(c) if !c.reached.is_empty() => c.reached.clone(),
+            _ => dn.0.clone(),
+        };
+        let target = format!("sip:{number}@{addr}");
         let extra = (DELIVER_HEADER, deliver.to_header());
         self.fork_as(
             call,
             peer,
             &target,
-            &dn.0,
+            &number,
             None,
             presented,
             Some(extra),
@@ -309,6 +315,16 @@ impl B2bua {
                     out,
                 );
                 return;
+            }
+            // The Request-URI carries the number that reached the route point elsewhere.
+            if let Some(c) = self.calls.get_mut(&call) {
+                let n = c.dialled.clone();
+                let fits = crate::dialplan::pattern::Pattern::parse(&dn.0).is_ok_and(|p| {
+                    p.matches(&n) == crate::dialplan::pattern::MatchResult::Complete
+                });
+                if fits {
+                    c.reached = n;
+                }
             }
             self.offer_to_route_point(cluster, registrar, call, &dn, rp.clone(), now, out);
             return;

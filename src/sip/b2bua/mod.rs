@@ -142,7 +142,16 @@ pub enum Command {
     NotifyDevice { device: String, event: String },
     /// The calls up now, for the operator's view. Answered with [`Reply::Calls`].
     ListCalls,
+    /// `device` rings silently for calls to line `dn` (`on`), or audibly again: the
+    /// Assistant's shared line mode with the manager on Do Not Disturb. Not answered.
+    SilentRing {
+        device: String,
+        dn: String,
+        on: bool,
+    },
 }
+
+pub(crate) use crate::sip::SILENT_ALERT_INFO;
 
 /// A call as the operator's view lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -183,7 +192,11 @@ pub enum Reply {
 pub struct OfferedCall {
     pub call: u64,
     pub route_point: String,
+    /// The route point's line (its pattern: `6XXXX`).
     pub dn: String,
+    /// The number that reached the route point's line (after translations): what the caller
+    /// dialled (`60001`), never the pattern.
+    pub number: String,
     /// The calling number.
     pub calling: String,
     /// The caller's SIP Call-ID (what the caller knows its call by).
@@ -310,6 +323,10 @@ struct Call {
     third_party: Option<ThirdParty>,
     /// The route point the call is offered to, while its service decides.
     at_route_point: Option<String>,
+    /// The search a route point's service redirected the call with: its later redirects
+    /// (the Assistant's RNA forwarding, intercept) use it again, not the caller's (which may
+    /// lead back to the route point).
+    service_ctx: Option<CallingContext>,
     /// Legs whose side has put the call on hold (their last offer was sendonly/inactive).
     held: BTreeSet<usize>,
     /// The number dialled (the caller's Request-URI, or a third-party call's destination).
@@ -389,6 +406,8 @@ pub struct B2bua {
     orphans: HashMap<TransactionKey, Leg>,
     /// Route points a service has registered for (see [`B2bua::on_offer_undelivered`]).
     route_points: HashSet<String>,
+    /// (device, line) pairs that ring silently ([`Command::SilentRing`]).
+    silent_ring: HashSet<(String, String)>,
     /// Route points served by another node's service, with that node (a service the
     /// cluster runs once, such as the Paging Server, on the node holding its lease).
     remote_route_points: HashMap<String, String>,
@@ -431,6 +450,7 @@ impl B2bua {
             events: Vec::new(),
             orphans: HashMap::new(),
             route_points: HashSet::new(),
+            silent_ring: HashSet::new(),
             remote_route_points: HashMap::new(),
             nonces: super::digest::Nonces::new(nonce_secret),
             resolved: Arc::new(Resolved::new()),

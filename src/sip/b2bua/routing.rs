@@ -263,6 +263,7 @@ impl B2bua {
                 ringing_sent: false,
                 third_party: None,
                 at_route_point: None,
+                service_ctx: None,
                 held: BTreeSet::new(),
                 dialled: dialled.clone(),
                 reached: String::new(),
@@ -468,6 +469,26 @@ impl B2bua {
                 Some(c) if !c.reached.is_empty() => c.reached.clone(),
                 _ => dn.0.clone(),
             };
+            if self.silent_ring.contains(&(device.clone(), dn.0.clone())) {
+                let presented = self
+                    .calls
+                    .get(&call)
+                    .map(|c| (c.caller.number.clone(), c.caller.display.clone()))
+                    .unwrap_or_default();
+                let extra = Some(("Alert-Info", SILENT_ALERT_INFO.to_string()));
+                self.fork_as(
+                    call,
+                    peer,
+                    &b.contact,
+                    &callee,
+                    Some(device),
+                    presented,
+                    extra,
+                    now,
+                    out,
+                );
+                continue;
+            }
             self.fork(call, peer, &b.contact, &callee, Some(device), now, out);
         }
         for (device, _) in &elsewhere {

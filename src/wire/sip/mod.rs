@@ -480,3 +480,8 @@ impl fmt::Display for SipMessage {
         f.write_str(&String::from_utf8_lossy(&self.to_bytes()))
     }
 }
+
+/// The Alert-Info of an INVITE to a device that is to ring silently (show the call without
+/// ringing). UNCONFIRMED: neither the seed nor Cisco's documents say how Unified CM tells a SIP
+/// phone to ring silently; a private alert URN (RFC 7462 section 10) names it.
+pub const SILENT_ALERT_INFO: &str = "<urn:alert:service:silent@ucm>";

@@ -1,0 +1,392 @@
+//! Unified CM Assistant (the Cisco IP Manager Assistant service): in proxy line mode the
+//! service registers the Assistant route point (`6XXXX`) and, for each call offered to it
+//! (the offer names the number dialled, `60001`), redirects the call to the active
+//! assistant's proxy line for that manager, to the manager, or to DivertAll's target, by the
+//! manager's state (Do Not Disturb, DivertAll, call filtering; [`routing`]), which is kept in
+//! the database ([`store`]) and set through the service's HTTP API ([`http`]). A call left
+//! ringing at an assistant goes on to the manager's next assistant after RNA Timeout when RNA
+//! Forward Calls is on; the manager may intercept a call ringing at an assistant.
+//!
+//! One node of the cluster serves the route point at a time (the holder of the lease
+//! `assistant`; the others stand by and take over when it lapses). With no node serving it,
+//! the route point's Forward No Answer (`6XXXX` through `MANAGER_EVERYONE_CSS`) lets calls
+//! fall through to the managers, as the seed's step 4 says.
+
+pub mod check;
+pub mod http;
+pub mod model;
+pub mod routing;
+pub mod store;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+
+use crate::config::model::NodeService;
+use crate::node::NodeState;
+use crate::sip::b2bua::{LineState, OfferedCall};
+use model::{Assistant, AssistantParameters, Manager, Mode};
+use routing::Target;
+use store::ManagerStates;
+
+/// The lease that makes one node the cluster's active Assistant server.
+pub const LEASE: &str = "assistant";
+const LEASE_TTL: Duration = Duration::from_secs(3);
+const LEASE_RENEW: Duration = Duration::from_secs(1);
+
+type Offers = tokio::sync::mpsc::UnboundedReceiver<OfferedCall>;
+
+/// A call the service sent to an assistant's proxy line, while it rings there.
+#[derive(Debug, Clone)]
+struct AtAssistant {
+    manager: String,
+    /// Which of the manager's assistants it rings at.
+    assistant: usize,
+}
+
+pub struct AssistantService {
+    pub node: Arc<NodeState>,
+    /// Calls ringing at an assistant's proxy line, by call (for intercept and RNA forwarding);
+    /// a call leaves when it is answered or ends.
+    ringing: Mutex<HashMap<u64, AtAssistant>>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+impl AssistantService {
+    pub fn new(node: Arc<NodeState>) -> Arc<AssistantService> {
+        Arc::new(AssistantService {
+            node,
+            ringing: Default::default(),
+        })
+    }
+
+    fn section(&self) -> Arc<Assistant> {
+        self.node.cluster().section::<Assistant>()
+    }
+
+    fn parameters(&self) -> Arc<AssistantParameters> {
+        self.node.cluster().section::<AssistantParameters>()
+    }
+
+    /// The manager `user`, as the definition has it.
+    pub fn manager(&self, user: &str) -> Option<Manager> {
+        self.section()
+            .managers
+            .iter()
+            .find(|m| m.user == user)
+            .cloned()
+    }
+
+    /// Shared line mode: the manager's phones ring silently on the manager's line while the
+    /// manager is on Do Not Disturb (the assistants' ring audibly).
+    pub fn apply_silent_ring(&self, m: &Manager, dnd: bool) {
+        if m.mode != Mode::Shared {
+            return;
+        }
+        let cluster = self.node.cluster();
+        let associated: Vec<&str> = cluster
+            .end_users
+            .iter()
+            .filter(|u| u.userid == m.user)
+            .flat_map(|u| u.associated_devices.iter().map(|s| s.as_str()))
+            .collect();
+        for dev in cluster.devices.iter().filter(|d| {
+            (d.owner.as_deref() == Some(m.user.as_str()) || associated.contains(&d.name.as_str()))
+                && d.lines.iter().any(|l| l.dn == m.line)
+        }) {
+            tracing::info!(manager = %m.user, device = %dev.name, line = %m.line, dnd, "assistant: shared line rings silently at the manager's phone: {dnd}");
+            self.node
+                .call_control
+                .set_silent_ring(&dev.name, &m.line, dnd);
+        }
+    }
+
+    /// Applies the stored Do Not Disturb of every manager in shared line mode (at start).
+    async fn apply_shared_dnd(&self) {
+        for m in self
+            .section()
+            .managers
+            .iter()
+            .filter(|m| m.mode == Mode::Shared)
+        {
+            match self.node.store.manager_state(&m.user).await {
+                Ok(s) if s.dnd => self.apply_silent_ring(m, true),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(manager = %m.user, error = %e, "assistant: manager state unreadable")
+                }
+            }
+        }
+    }
+
+    async fn take_lease(
+        &self,
+        rp: &str,
+    ) -> Result<crate::store::LeaseRow, crate::store::StoreError> {
+        self.node
+            .store
+            .take_lease(
+                LEASE,
+                &self.node.node.name,
+                &self.node.feed.instance,
+                &[rp.to_string()],
+                LEASE_TTL.as_millis() as i64,
+            )
+            .await
+    }
+
+    /// Takes the lease and the route point when it can (before the node says it is ready, so
+    /// no call finds the service absent).
+    pub async fn prepare(&self) -> Option<Offers> {
+        let rp = self.section().route_point.clone()?;
+        match self.take_lease(&rp).await {
+            Ok(l) if l.instance == self.node.feed.instance => self.activate(&rp).await,
+            Ok(l) => {
+                tracing::info!(active = %l.node, "assistant: standing by; another node serves the route point");
+                None
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "assistant: cannot ask for the lease; standing by");
+                None
+            }
+        }
+    }
+
+    async fn activate(&self, rp: &str) -> Option<Offers> {
+        match self.node.call_control.register_route_point(rp).await {
+            Ok(rx) => {
+                tracing::info!(route_point = rp, node = %self.node.node.name, "assistant: serving the route point");
+                Some(rx)
+            }
+            Err(e) => {
+                tracing::error!(route_point = rp, error = %e, "assistant: cannot take the route point");
+                None
+            }
+        }
+    }
+
+    /// Serves the route point while this node holds the lease; stands by otherwise. Dropping
+    /// the offers' receiver (standing by, stopping) is the service going down: call control
+    /// then applies the route point's Forward No Answer.
+    pub async fn run(self: Arc<Self>, mut offers: Option<Offers>, mut stop: watch::Receiver<bool>) {
+        let Some(rp) = self.section().route_point.clone() else {
+            return;
+        };
+        let mut events = self.node.call_control.subscribe();
+        let mut tick = tokio::time::interval(LEASE_RENEW);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        let mut renewed = Instant::now();
+        let mut calls = tokio::task::JoinSet::new();
+        loop {
+            let changed = self.node.leases.changed.notified();
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = changed, if offers.is_none() => {}
+                Some(offer) = async { offers.as_mut()?.recv().await }, if offers.is_some() => {
+                    let svc = self.clone();
+                    calls.spawn(async move { svc.offered(offer).await });
+                    continue;
+                }
+                ev = events.recv() => {
+                    match ev {
+                        Ok(ev) if matches!(ev.state, LineState::Connected | LineState::Idle) => {
+                            lock(&self.ringing).remove(&ev.call);
+                        }
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => events = self.node.call_control.subscribe(),
+                    }
+                    continue;
+                }
+                Some(_) = calls.join_next(), if !calls.is_empty() => continue,
+                _ = stop.changed() => break,
+            }
+            let asked = Instant::now();
+            match self.take_lease(&rp).await {
+                Ok(l) if l.instance == self.node.feed.instance => {
+                    renewed = asked;
+                    if offers.is_none() {
+                        offers = self.activate(&rp).await;
+                    }
+                }
+                Ok(l) => {
+                    if offers.take().is_some() {
+                        tracing::warn!(active = %l.node, "assistant: another node took the lease; standing by");
+                    }
+                }
+                Err(e) => {
+                    if offers.is_some() && renewed.elapsed() + LEASE_RENEW >= LEASE_TTL {
+                        tracing::warn!(error = %e, "assistant: cannot renew the lease; standing by");
+                        offers = None;
+                    }
+                }
+            }
+        }
+        calls.abort_all();
+        if offers.take().is_some() {
+            let _ = self
+                .node
+                .store
+                .release_lease(LEASE, &self.node.feed.instance)
+                .await;
+        }
+    }
+
+    /// One call offered to the route point.
+    async fn offered(self: Arc<Self>, offer: OfferedCall) {
+        let cc = &self.node.call_control;
+        let section = self.section();
+        let Some(m) = section
+            .managers
+            .iter()
+            .find(|m| m.mode == Mode::Proxy && m.line == offer.number)
+        else {
+            // Not a manager's line: on as dialled, through the route point's CSS (what the
+            // fall-through would do).
+            tracing::info!(call = offer.call, number = %offer.number, "assistant: not a manager's line; redirected as dialled");
+            if let Err(e) = cc.redirect(offer.call, &offer.number).await {
+                tracing::info!(call = offer.call, error = %e, "assistant: redirect failed");
+            }
+            return;
+        };
+        // Call handling goes on with the database down: Cisco's initial settings then.
+        let state = match self.node.store.manager_state(&m.user).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(manager = %m.user, error = %e, "assistant: manager state unreadable; initial settings apply");
+                store::ManagerState::default()
+            }
+        };
+        let target = routing::route(&state, &offer.calling);
+        let (destination, at) = match &target {
+            Target::Manager => (m.line.clone(), None),
+            Target::Divert(t) => (t.clone(), None),
+            Target::Assistant => match m.assistants.first().and_then(|a| a.proxy_line.clone()) {
+                Some(pl) => (pl, Some(0)),
+                None => (m.line.clone(), None),
+            },
+        };
+        tracing::info!(call = offer.call, manager = %m.user, calling = %offer.calling, ?target, destination = %destination, "assistant: call to a manager redirected");
+        if let Some(i) = at {
+            lock(&self.ringing).insert(
+                offer.call,
+                AtAssistant {
+                    manager: m.user.clone(),
+                    assistant: i,
+                },
+            );
+        }
+        if let Err(e) = cc.redirect(offer.call, &destination).await {
+            tracing::info!(call = offer.call, error = %e, "assistant: redirect failed");
+            lock(&self.ringing).remove(&offer.call);
+            return;
+        }
+        if at.is_some() {
+            self.rna_forward(offer.call, m).await;
+        }
+    }
+
+    /// RNA forwarding: while the call rings unanswered at an assistant for RNA Timeout, on to
+    /// the manager's next assistant, each assistant once.
+    async fn rna_forward(&self, call: u64, m: &Manager) {
+        let prm = self.parameters();
+        if !prm.rna_forward_calls {
+            return;
+        }
+        let timeout = Duration::from_secs(u64::from(prm.rna_timeout_seconds));
+        for next in 1..m.assistants.len() {
+            tokio::time::sleep(timeout).await;
+            if !lock(&self.ringing).contains_key(&call) {
+                return;
+            }
+            let Some(pl) = m.assistants[next].proxy_line.clone() else {
+                continue;
+            };
+            if let Some(r) = lock(&self.ringing).get_mut(&call) {
+                r.assistant = next;
+            }
+            // Only an unanswered call can be redirected: an answer in between wins.
+            match self.node.call_control.redirect(call, &pl).await {
+                Ok(()) => {
+                    tracing::info!(call, manager = %m.user, assistant = %m.assistants[next].user, proxy_line = %pl, "assistant: no answer; on to the next assistant")
+                }
+                Err(e) => {
+                    tracing::info!(call, error = %e, "assistant: RNA forward not done");
+                    lock(&self.ringing).remove(&call);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Intercept: the oldest call ringing at one of `manager`'s assistants goes to the
+    /// manager's own line. The call, or None when none rings.
+    pub async fn intercept(&self, manager: &Manager) -> Option<u64> {
+        loop {
+            let call = {
+                let r = lock(&self.ringing);
+                r.iter()
+                    .filter(|(_, a)| a.manager == manager.user)
+                    .map(|(c, _)| *c)
+                    .min()
+            }?;
+            lock(&self.ringing).remove(&call);
+            match self.node.call_control.redirect(call, &manager.line).await {
+                Ok(()) => return Some(call),
+                Err(e) => {
+                    tracing::info!(call, error = %e, "assistant: intercept found the call answered or gone")
+                }
+            }
+        }
+    }
+}
+
+pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
+    flags: &[super::Flag {
+        flag: NodeService::Assistant,
+        name: "the Assistant service",
+        paths: &["/ucm/assistant/"],
+    }],
+    listeners: &[],
+    sections: &[
+        crate::config::SectionSpec::of::<AssistantParameters>(),
+        crate::config::SectionSpec::of::<Assistant>(),
+    ],
+    check: Some(check::check),
+    model_source: include_str!("model.rs"),
+    feed: None,
+    status: &[],
+    start: start_service,
+};
+
+fn start_service(s: super::Start) -> super::StartFuture {
+    use axum::routing::{get, post};
+    Box::pin(async move {
+        let svc = AssistantService::new(s.node.clone());
+        svc.apply_shared_dnd().await;
+        let offers = svc.prepare().await;
+        let routes = axum::Router::new()
+            .route(
+                http::MANAGER_PATH,
+                get(http::get_manager).put(http::put_manager),
+            )
+            .route(http::INTERCEPT_PATH, post(http::intercept))
+            .with_state(svc.clone());
+        Ok(super::Parts {
+            routes,
+            tasks: vec![Box::pin(svc.run(offers, s.stop))],
+        })
+    })
+}
