@@ -59,21 +59,22 @@ fn not_found(why: String) -> Response {
     (StatusCode::NOT_FOUND, format!("{why}\n")).into_response()
 }
 
-/// The service named by `service=`, with its MIDlet, and the model asked for.
+/// The service named by `service=`, with its MIDlet, and the model asked for; otherwise why
+/// not (a 404).
 fn lookup(
     state: &NodeState,
     headers: &HeaderMap,
     q: &HashMap<String, String>,
-) -> Result<(PhoneService, Midlet, String), Response> {
+) -> Result<(PhoneService, Midlet, String), String> {
     let name = q.get("service").map(|s| s.trim()).unwrap_or("");
     let cluster = state.cluster();
     let Some(s) = cluster.phone_services.iter().find(|s| s.name == name) else {
-        return Err(not_found(format!("no phone service {name:?}")));
+        return Err(format!("no phone service {name:?}"));
     };
     let Some(m) = s.midlet.clone().filter(|_| s.enabled) else {
-        return Err(not_found(format!(
+        return Err(format!(
             "phone service {name:?} has no MIDlet served here (or is disabled)"
-        )));
+        ));
     };
     let model = q
         .get("model")
@@ -96,7 +97,7 @@ pub async fn jad_handler(
 ) -> Response {
     let (s, m, model) = match lookup(&state, &headers, &q) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(why) => return not_found(why),
     };
     let Some(jar) = jar_for(&m, &model) else {
         return not_found(format!(
@@ -143,7 +144,7 @@ pub async fn jar_handler(
 ) -> Response {
     let (s, m, model) = match lookup(&state, &headers, &q) {
         Ok(x) => x,
-        Err(r) => return r,
+        Err(why) => return not_found(why),
     };
     let Some(jar) = jar_for(&m, &model) else {
         return not_found(format!(

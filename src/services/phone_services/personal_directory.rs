@@ -352,13 +352,15 @@ pub async fn add_handler(
     };
     let entry: Entry = match serde_json::from_slice(&body) {
         Ok(e) => e,
-        Err(e) => return (
-            StatusCode::BAD_REQUEST,
-            format!(
+        Err(e) => {
+            return (
+                StatusCode::BAD_REQUEST,
+                format!(
                 "not an entry ({{\"first_name\",\"last_name\",\"nickname\",\"number\"}}): {e}\n"
             ),
-        )
-            .into_response(),
+            )
+                .into_response()
+        }
     };
     if let Some(p) = entry.problem() {
         return (StatusCode::BAD_REQUEST, format!("{p}\n")).into_response();
