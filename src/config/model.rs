@@ -727,6 +727,50 @@ pub struct PhoneService {
     pub enterprise_subscription: bool,
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub enabled: bool,
+    /// A Java MIDlet service whose JAD this node serves (`/ucm/midlets/app.jad?service=NAME`,
+    /// the service's URL): the MIDlet and its JAR files by phone model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub midlet: Option<Midlet>,
+}
+
+/// A Java MIDlet's descriptor (JAD) fields and its JAR files. The seed: "when the application
+/// server receives the JAD file request, the server should return the appropriate JAR file
+/// for that device".
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Midlet {
+    /// `MIDlet-Version` (major.minor[.micro]); a phone upgrades or downgrades when it changes.
+    pub version: String,
+    /// `MIDlet-Vendor`.
+    pub vendor: String,
+    /// The class the phone starts (`MIDlet-1`).
+    pub class: String,
+    /// The JAR for each phone model, first match wins.
+    pub jars: Vec<MidletJar>,
+}
+
+/// One JAR file of a MIDlet and the phone models it is for.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MidletJar {
+    /// Phone models (`Cisco 8845`, `CP-8845`: spelled either way); `*` is any model.
+    pub models: Vec<String>,
+    /// The JAR file on the node (a relative path is from the node's working directory).
+    pub file: String,
+}
+
+/// A Service URL button: a line or speed-dial key that opens a phone service directly (seed:
+/// "a Service URL button can be configured ... so that the user can press a line or
+/// speed-dial button"). Placed after the device's lines and speed dials.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceUrlButton {
+    /// A phone service of the definition (enabled, and subscribed on the device or by
+    /// enterprise subscription).
+    pub service: String,
+    /// The key's label; absent: the service's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label: Option<String>,
 }
 
 /// Where a call forward goes and with which calling search space.
@@ -851,6 +895,9 @@ pub struct Device {
     pub lines: Vec<LineAppearance>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub speed_dials: Vec<SpeedDial>,
+    /// Service URL buttons, on the keys after the lines and speed dials.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub service_url_buttons: Vec<ServiceUrlButton>,
     #[serde(default, skip_serializing_if = "is_false")]
     pub do_not_disturb: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -175,7 +175,12 @@ pub fn decode(link_type: u16, data: &[u8]) -> Decoded {
 /// `decode(l, d)` is, with the same [`IpInfo`].
 pub fn dissect(link_type: u16, data: &[u8]) -> Dissection<'_> {
     if link_type == 1 {
-        if let Some(d) = ethernet_ipv4_fast(data) {
+        let fast = if slicer() == Slicer::Etherparse {
+            ethernet_ipv4_etherparse(data)
+        } else {
+            ethernet_ipv4_fast(data)
+        };
+        if let Some(d) = fast {
             return Dissection::Ip(d);
         }
     }
@@ -198,6 +203,78 @@ pub fn dissect(link_type: u16, data: &[u8]) -> Dissection<'_> {
         Some(None) => Dissection::NotIp,
         None => Dissection::UnsupportedLinkType,
     }
+}
+
+/// Which code slices the common case (Ethernet II, IPv4 without options, UDP or TCP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slicer {
+    /// The hand-written fast path below (the default).
+    Handwritten,
+    /// etherparse's lax slicer (`UCM_PCAP_SLICER=etherparse`), which `cargo xtask bench pcap`
+    /// measures against the default in the same run.
+    Etherparse,
+}
+
+/// The slicer this process uses, read once from `UCM_PCAP_SLICER`.
+pub fn slicer() -> Slicer {
+    static SLICER: std::sync::OnceLock<Slicer> = std::sync::OnceLock::new();
+    *SLICER.get_or_init(|| match std::env::var("UCM_PCAP_SLICER").as_deref() {
+        Ok("etherparse") => Slicer::Etherparse,
+        _ => Slicer::Handwritten,
+    })
+}
+
+/// [`ethernet_ipv4_fast`] done with etherparse's lax slicer: the same packets taken, the same
+/// answer; anything else (VLAN tags, IPv4 options, fragments, a short or odd header) takes
+/// the general path.
+fn ethernet_ipv4_etherparse(data: &[u8]) -> Option<Dissected<'_>> {
+    use etherparse::{LaxNetSlice, LaxSlicedPacket, TransportSlice};
+    let p = LaxSlicedPacket::from_ethernet(data).ok()?;
+    if !p.link_exts.is_empty() || p.stop_err.is_some() {
+        return None;
+    }
+    let LaxNetSlice::Ipv4(v4) = p.net.as_ref()? else {
+        return None;
+    };
+    let h = v4.header();
+    let total = h.total_len();
+    // What the hand-written path reads as "take what is there" (a length below the header, or
+    // beyond the frame) is left to the general path, which reads it the same way.
+    if h.ihl() != 5 || h.is_fragmenting_payload() || total < 20 || v4.payload().incomplete {
+        return None;
+    }
+    let protocol = h.protocol().0;
+    let ip_payload = v4.payload().payload;
+    let transport = match p.transport? {
+        TransportSlice::Udp(u) if protocol == 17 && u.length() >= 8 => Transport::Udp {
+            src_port: u.source_port(),
+            dst_port: u.destination_port(),
+            payload: u.payload(),
+        },
+        TransportSlice::Tcp(t) if protocol == 6 => Transport::Tcp {
+            src_port: t.source_port(),
+            dst_port: t.destination_port(),
+            seq: t.sequence_number(),
+            ack: t.acknowledgment_number(),
+            flags: *t.slice().get(13)?,
+            window: t.window_size(),
+            payload: t.payload(),
+        },
+        _ => return None,
+    };
+    Some(Dissected {
+        ip: IpInfo {
+            dscp: Dscp::from_tos((h.dcp().value() << 2) | h.ecn().value()),
+            version: IpVersion::V4,
+            depth: 1,
+        },
+        src: IpAddr::V4(h.source_addr()),
+        dst: IpAddr::V4(h.destination_addr()),
+        protocol,
+        fragment: None,
+        ip_payload,
+        transport,
+    })
 }
 
 /// The bulk of real captures (Ethernet II, IPv4 without options, not a fragment, UDP or TCP)
@@ -864,6 +941,43 @@ mod dissect_tests {
         assert_eq!(ip(dissect(101, &short)).transport, Transport::None);
         assert_eq!(dissect(1, &[0u8; 3]), Dissection::NotIp);
         assert_eq!(dissect(147, &pkt), Dissection::UnsupportedLinkType);
+    }
+
+    #[test]
+    fn the_etherparse_slicer_agrees_with_the_handwritten_one() {
+        let eth = |ip: Vec<u8>| {
+            let mut f = vec![0u8; 12];
+            f.extend_from_slice(&[0x08, 0x00]);
+            f.extend(ip);
+            f
+        };
+        let mut tcp = vec![0u8; 20];
+        tcp[0..2].copy_from_slice(&5060u16.to_be_bytes());
+        tcp[2..4].copy_from_slice(&5061u16.to_be_bytes());
+        tcp[4..8].copy_from_slice(&7u32.to_be_bytes());
+        tcp[12] = 5 << 4;
+        tcp[13] = 0x18;
+        tcp[14..16].copy_from_slice(&512u16.to_be_bytes());
+        tcp.extend_from_slice(b"INVITE");
+        let frames = [
+            eth(ipv4(0xb8, 17, 1, 0, &udp(16384, 20000, b"rtp payload"))),
+            eth(ipv4(0x60, 6, 2, 0, &tcp)),
+            // Ethernet padding after the IP datagram.
+            {
+                let mut f = eth(ipv4(0, 17, 3, 0, &udp(1, 2, b"x")));
+                f.extend_from_slice(&[0; 9]);
+                f
+            },
+        ];
+        for f in &frames {
+            let hand = ethernet_ipv4_fast(f).expect("hand-written");
+            let ep = ethernet_ipv4_etherparse(f).expect("etherparse");
+            assert_eq!(format!("{hand:?}"), format!("{ep:?}"));
+        }
+        // A fragment and a short frame: neither fast path takes them.
+        let frag = eth(ipv4(0, 17, 4, 0x2000, &udp(1, 2, b"x")));
+        assert!(ethernet_ipv4_fast(&frag).is_none() && ethernet_ipv4_etherparse(&frag).is_none());
+        assert!(ethernet_ipv4_etherparse(&frames[0][..20]).is_none());
     }
 
     #[test]

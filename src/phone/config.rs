@@ -75,6 +75,8 @@ pub struct PhoneConfig {
     /// cluster and its TFTP servers, and the rest of this configuration came from there.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub emcc: Option<EmccLogin>,
+    /// Service URL buttons, by button.
+    pub service_buttons: Vec<ServiceButton>,
 }
 
 /// The `emccLogin` element of a visiting cluster's small configuration (UNCONFIRMED name:
@@ -94,7 +96,17 @@ pub struct ConfigService {
     /// 0 Applications/Services, 1 Directories, 2 Messages.
     #[serde(rename = "type")]
     pub service_type: u8,
+    /// 0 XML, 1 Java MIDlet (the phone installs it from the JAD at `url`).
+    pub category: u8,
     pub name: String,
+    pub url: String,
+}
+
+/// A Service URL button (`featureID` 20): the key opens `url`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ServiceButton {
+    pub button: u32,
+    pub label: String,
     pub url: String,
 }
 
@@ -149,12 +161,26 @@ impl PhoneConfig {
             non_empty(xml::text_of(head, "name"))
         });
         let mut lines = Vec::new();
+        let mut service_buttons = Vec::new();
         let sip_lines = xml::first(device, "sipLines")
             .and_then(|l| l.inner)
             .unwrap_or("");
         for (i, l) in xml::elements(sip_lines, "line").into_iter().enumerate() {
             let inner = l.inner.unwrap_or("");
             let feature = xml::text_of(inner, "featureID").unwrap_or_else(|| "9".into());
+            if feature == "20" {
+                if let (Some(url), Some(button)) = (
+                    non_empty(xml::text_of(inner, "serviceURI")),
+                    l.attr("button").and_then(|b| b.trim().parse().ok()),
+                ) {
+                    service_buttons.push(ServiceButton {
+                        button,
+                        label: xml::text_of(inner, "featureLabel").unwrap_or_default(),
+                        url,
+                    });
+                }
+                continue;
+            }
             if feature != "9" {
                 continue;
             }
@@ -193,6 +219,10 @@ impl PhoneConfig {
                         .attr("type")
                         .and_then(|t| t.trim().parse().ok())
                         .unwrap_or(0),
+                    category: e
+                        .attr("category")
+                        .and_then(|t| t.trim().parse().ok())
+                        .unwrap_or(0),
                     name: xml::text_of(inner, "name").unwrap_or_default(),
                     url: non_empty(xml::text_of(inner, "url"))?,
                 })
@@ -217,6 +247,10 @@ impl PhoneConfig {
                 .and_then(|s| s.attr("useHTTPS"))
                 .is_some_and(|v| v.trim().eq_ignore_ascii_case("true")),
             phone_services,
+            service_buttons: {
+                service_buttons.sort_by_key(|b: &ServiceButton| b.button);
+                service_buttons
+            },
             device_pool: pool_name,
             call_managers,
             lines,
@@ -264,6 +298,7 @@ mod tests {
 <line button="2" lineIndex="2"><featureID>9</featureID><featureLabel>Second</featureLabel><name>10009</name><maxNumCalls>2</maxNumCalls></line>
 <line button="1" lineIndex="1"><featureID>9</featureID><featureLabel>John &amp; Co</featureLabel><name>10001</name><displayName>John Smith</displayName><maxNumCalls>4</maxNumCalls><busyTrigger>2</busyTrigger></line>
 <line button="3"><featureID>2</featureID><featureLabel>SD</featureLabel><speedDialNumber>9911</speedDialNumber></line>
+<line button="4"><featureID>20</featureID><featureLabel>News &amp; Co</featureLabel><serviceURI>http://127.0.0.1:35781/news.xml</serviceURI></line>
 </sipLines>
 </sipProfile>
 <dscpForCm2Dvce>96</dscpForCm2Dvce>
@@ -293,6 +328,14 @@ mod tests {
             Some("http://127.0.0.1:35781/ccmcip/authenticate.jsp")
         );
         assert_eq!(c.owner.as_deref(), Some("jsmith"));
+        assert_eq!(
+            c.service_buttons,
+            vec![ServiceButton {
+                button: 4,
+                label: "News & Co".into(),
+                url: "http://127.0.0.1:35781/news.xml".into()
+            }]
+        );
     }
 
     #[test]

@@ -26,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 
+use super::apps::{self, BuiltIn, CallHistory, HistoryEntry, HistoryList, MidletState};
 use super::config::PhoneConfig;
 use super::execute::{self, ResponseItem, Uri, UriError};
 use super::failover::{FailoverSettings, Move};
@@ -333,6 +334,12 @@ struct Shared {
     last_activity: Mutex<Instant>,
     /// How often URL Idle was fetched.
     idle_fetches: AtomicU64,
+    /// Missed, Received and Placed Calls.
+    history: Mutex<CallHistory>,
+    /// The Java MIDlets of the configuration file, installed or not.
+    midlets: Mutex<Vec<MidletState>>,
+    /// One MIDlet synchronisation at a time.
+    midlet_sync: tokio::sync::Mutex<()>,
 }
 
 impl Shared {
@@ -672,8 +679,12 @@ impl Phone {
             started: Instant::now(),
             last_activity: Mutex::new(Instant::now()),
             idle_fetches: AtomicU64::new(0),
+            history: Mutex::new(CallHistory::default()),
+            midlets: Mutex::new(Vec::new()),
+            midlet_sync: tokio::sync::Mutex::new(()),
             opts,
         });
+        tokio::spawn(sync_midlets(shared.clone()));
         let (http_stop, http_stop_rx) = watch::channel(false);
         let idle_task = tokio::spawn(url_idle(shared.clone(), http_stop.subscribe()));
         let ua_task = tokio::spawn(run_ua(shared.clone(), ua, pool, Arc::new(sip_sock), cmd_rx));
@@ -806,9 +817,47 @@ struct UaShell {
     pool: PortPool,
     sock: Arc<UdpSocket>,
     media: HashMap<String, MediaSession>,
+    /// Calls already in the call history.
+    logged: HashSet<String>,
 }
 
 impl UaShell {
+    /// Keeps the call history as a phone does: a call placed goes to Placed Calls when
+    /// dialled; an incoming call goes to Received Calls when it ends answered, to Missed
+    /// Calls when it ends unanswered (declined included: UNCONFIRMED, models differ).
+    fn log_calls(&mut self) {
+        let calls = self.ua.calls(Instant::now());
+        let now_ms = unix_ms();
+        for c in &calls {
+            if self.logged.contains(&c.call_id) {
+                continue;
+            }
+            let list = match (c.direction, c.state) {
+                (super::ua::CallDirection::Outbound, _) => HistoryList::Placed,
+                (super::ua::CallDirection::Inbound, super::ua::CallState::Ended) => {
+                    if c.connected_ms.is_some() {
+                        HistoryList::Received
+                    } else {
+                        HistoryList::Missed
+                    }
+                }
+                _ => continue,
+            };
+            self.logged.insert(c.call_id.clone());
+            lock(&self.shared.history).add(
+                list,
+                HistoryEntry {
+                    number: c.remote_number.clone(),
+                    name: c.remote_display.clone(),
+                    line: c.line.clone(),
+                    at_unix_ms: now_ms,
+                },
+            );
+        }
+        self.logged
+            .retain(|id| calls.iter().any(|c| &c.call_id == id));
+    }
+
     async fn apply(&mut self, outs: Vec<Output>) {
         for o in outs {
             match o {
@@ -965,6 +1014,7 @@ async fn run_ua(
         pool,
         sock,
         media: HashMap::new(),
+        logged: HashSet::new(),
     };
     let outs = sh.ua.register_all(Instant::now(), &mut sh.pool);
     sh.apply(outs).await;
@@ -996,6 +1046,7 @@ async fn run_ua(
                 let data = buf.get(..n).unwrap_or(&[]);
                 let outs = sh.ua.on_datagram(data, from, Instant::now(), &mut sh.pool);
                 sh.apply(outs).await;
+                sh.log_calls();
                 sh.shared.changed();
             }
             cmd = cmd_rx.recv() => {
@@ -1061,6 +1112,9 @@ async fn run_ua(
                         *lock(&sh.shared.config_error) = None;
                         sh.shared.config_version.fetch_add(1, Ordering::Relaxed);
                         sh.apply(outs).await;
+                        // The seed: after a configuration download the phone installs,
+                        // upgrades, downgrades and uninstalls MIDlets as the file says.
+                        tokio::spawn(sync_midlets(sh.shared.clone()));
                     }
                     Cmd::Shutdown(grace, reply) => {
                         let ids: Vec<String> = sh.ua.calls(now).into_iter().map(|c| c.call_id).collect();
@@ -1074,12 +1128,14 @@ async fn run_ua(
                     }
                 }
                 if !observed {
+                    sh.log_calls();
                     sh.shared.changed();
                 }
             }
             _ = sleep => {
                 let outs = sh.ua.on_timers(Instant::now(), &mut sh.pool);
                 sh.apply(outs).await;
+                sh.log_calls();
                 sh.shared.changed();
             }
         }
@@ -1180,6 +1236,8 @@ async fn state_json(sh: &Arc<Shared>) -> Value {
         "last_pushed": lock(&sh.last_pushed).clone(),
         "screen": lock(&sh.screen).clone(),
         "idle_fetches": sh.idle_fetches.load(Ordering::Relaxed),
+        "call_history": lock(&sh.history).clone(),
+        "midlets": lock(&sh.midlets).clone(),
         "pushes": sh.pushes.load(Ordering::Relaxed),
         "auth_failures": sh.auth_failures.load(Ordering::Relaxed),
         "services": lock(&sh.services).clone(),
@@ -1583,11 +1641,17 @@ async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
                     fetch_services(sh).await;
                     Ok(())
                 }
+                "Directories" => show_directories(sh).await,
+                k if k.starts_with("KeyPad") && k[6..].parse::<usize>().is_ok() => {
+                    select_item(sh, k[6..].parse().unwrap_or(0)).await
+                }
+                k if k.starts_with("Line") => press_line(sh, k[4..].parse().unwrap_or(0)).await,
                 _ => Ok(()),
             };
             // A key press succeeds even when it has nothing to act on, as on a real phone.
             if let Err(e) = r {
                 tracing::debug!(device = %sh.device, key, result = %e, "key had no effect");
+                sh.event(format!("Key:{key}: {e}"));
             }
             ok()
         }
@@ -1595,6 +1659,10 @@ async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
             sh.event(format!("Init:{what}"));
             if what == "Services" {
                 fetch_services(sh).await;
+            }
+            if what == "CallHistory" {
+                // Init:CallHistory clears the call history (derived spec).
+                *lock(&sh.history) = CallHistory::default();
             }
             ok()
         }
@@ -1665,6 +1733,265 @@ async fn run_item(sh: &Arc<Shared>, url: &str, priority: u8) -> ResponseItem {
             item
         }
     }
+}
+
+/// Shows `object` as the phone's screen, from `source`.
+fn show(
+    sh: &Shared,
+    object: &crate::wire::xml::CiscoIPPhoneObject,
+    source: &'static str,
+    url: Option<&str>,
+) {
+    if let Some(screen) = Screen::of(object, source, url) {
+        sh.event(format!("shown: {} ({source})", screen.kind));
+        *lock(&sh.screen) = Some(screen);
+    }
+}
+
+/// Fetches `url` and shows what it answers (a CiscoIPPhone object), as `source`.
+async fn fetch_and_show(sh: &Shared, url: &str, source: &'static str) -> Result<(), String> {
+    let rec = sh.fetch_record(url).await;
+    let r = match (&rec.error, rec.status, rec.body.as_deref()) {
+        (Some(e), _, _) => Err(e.clone()),
+        (None, Some(200), Some(body)) => match crate::wire::xml::parse(body) {
+            Ok(parsed) => {
+                show(sh, &parsed.object, source, Some(url));
+                Ok(())
+            }
+            Err(e) => Err(format!("XML Error: {e}")),
+        },
+        (None, st, _) => Err(format!("HTTP {}", st.unwrap_or(0))),
+    };
+    *lock(&sh.last_fetch) = Some(rec);
+    r
+}
+
+/// Opens a service URL as the phone does when a menu item, a Service URL button or a
+/// directory is chosen: the phone's own applications for `Application:Cisco/...`, a fetch for
+/// HTTP(S), a call for `Dial:`.
+async fn open_url(sh: &Shared, url: &str, source: &'static str) -> Result<(), String> {
+    let url = url.replace("#DEVICENAME#", &sh.device);
+    sh.event(format!("open: {url}"));
+    match apps::built_in(&url) {
+        Some(Ok(BuiltIn::History(list))) => {
+            let obj = lock(&sh.history).directory(list);
+            show(sh, &obj, "history", Some(&url));
+            Ok(())
+        }
+        Some(Ok(BuiltIn::CorporateDirectory)) => {
+            // The phone's Corporate Directory application asks the configuration file's
+            // directory URL; without one it has nothing to ask.
+            let dir = lock(&sh.config).directory_url.clone();
+            match dir {
+                Some(d) => fetch_and_show(sh, &d, "fetch").await,
+                None => Err("no directory URL configured".into()),
+            }
+        }
+        Some(Ok(BuiltIn::PersonalDirectory)) => {
+            // UNCONFIRMED: the Personal Directory application's address. Cisco's service
+            // before the built-in one was `http://<node>:8080/ccmpd/pdCheckLogin.do?name=..`
+            // on the node the phone is registered to; taken here from the node that serves
+            // the authentication URL.
+            let auth = lock(&sh.config).authentication_url.clone();
+            let Some(base) = auth.as_deref().and_then(apps::origin).map(str::to_string) else {
+                return Err("no node to ask for the Personal Directory".into());
+            };
+            let pd = codec::with_query(
+                &format!("{base}/ccmpd/pdCheckLogin.do"),
+                &[("name", &sh.device)],
+            );
+            fetch_and_show(sh, &pd, "fetch").await
+        }
+        Some(Ok(BuiltIn::Voicemail)) => Err("no voicemail here".into()),
+        Some(Err(e)) => Err(e),
+        None if url.starts_with("http://") || url.starts_with("https://") => {
+            fetch_and_show(sh, &url, source).await
+        }
+        None => match url.strip_prefix("Dial:") {
+            Some(number) => {
+                let number = number.to_string();
+                call_cmd(sh, |tx| Cmd::Dial(number, tx)).await.map(|_| ())
+            }
+            None => Err(format!("cannot open {url:?}")),
+        },
+    }
+}
+
+/// The Directories button: with Services Provisioning External URL the phone shows what the
+/// directory URL answers; otherwise a menu of the configuration file's directory services
+/// (type 1: Missed, Received and Placed Calls, Personal and Corporate Directory, custom ones).
+async fn show_directories(sh: &Shared) -> Result<(), String> {
+    sh.touch();
+    let cfg = lock(&sh.config).clone();
+    if cfg.services_provisioning == 1 {
+        return match cfg.directory_url {
+            Some(d) => fetch_and_show(sh, &d, "fetch").await,
+            None => Err("no directory URL configured".into()),
+        };
+    }
+    let mut menu = crate::wire::xml::Menu::new("Directories");
+    for s in cfg.phone_services.iter().filter(|s| s.service_type == 1) {
+        menu = menu.item(&s.name, &s.url);
+    }
+    if menu.items.is_empty() {
+        menu.base.prompt = Some("No directories".into());
+    }
+    show(
+        sh,
+        &crate::wire::xml::CiscoIPPhoneObject::Menu(menu),
+        "directories",
+        None,
+    );
+    Ok(())
+}
+
+/// A keypad digit while a menu is shown chooses its item `n` (1-based); while a directory
+/// is shown it dials entry `n` (the simulator's shortcut for select + Dial).
+async fn select_item(sh: &Shared, n: usize) -> Result<(), String> {
+    use crate::wire::xml::CiscoIPPhoneObject as O;
+    sh.touch();
+    let shown = lock(&sh.screen).as_ref().map(|s| s.xml.clone());
+    let Some(xml) = shown else {
+        return Err("nothing shown".into());
+    };
+    let parsed = crate::wire::xml::parse(&xml).map_err(|e| e.to_string())?;
+    let target = match parsed.object {
+        O::Menu(m) => m.items.get(n.wrapping_sub(1)).and_then(|i| i.url.clone()),
+        O::Directory(d) => d
+            .entries
+            .get(n.wrapping_sub(1))
+            .and_then(|e| e.telephone.clone())
+            .map(|t| format!("Dial:{t}")),
+        _ => None,
+    };
+    match target {
+        Some(url) => open_url(sh, &url, "fetch").await,
+        None => Err(format!("no item {n} on the screen")),
+    }
+}
+
+/// A line key: a Service URL button opens its service; a line key does nothing here.
+async fn press_line(sh: &Shared, button: u32) -> Result<(), String> {
+    sh.touch();
+    let url = lock(&sh.config)
+        .service_buttons
+        .iter()
+        .find(|b| b.button == button)
+        .map(|b| b.url.clone());
+    match url {
+        Some(u) => open_url(sh, &u, "button").await,
+        None => Ok(()),
+    }
+}
+
+/// Installs, upgrades, downgrades and uninstalls the Java MIDlets (category 1 services) to
+/// match the configuration file: each JAD is read again, its JAR fetched when the MIDlet is
+/// new, failed before or of another version; the JAR must be `MIDlet-Jar-Size` long.
+/// Failures are kept and retried at the next configuration download, as the seed says.
+async fn sync_midlets(sh: Arc<Shared>) {
+    let _one = sh.midlet_sync.lock().await;
+    let wanted: Vec<super::config::ConfigService> = lock(&sh.config)
+        .phone_services
+        .iter()
+        .filter(|s| s.category == 1)
+        .cloned()
+        .collect();
+    let before = lock(&sh.midlets).clone();
+    let mut after = Vec::new();
+    for m in &before {
+        if !wanted
+            .iter()
+            .any(|w| w.url.replace("#DEVICENAME#", &sh.device) == m.jad_url)
+        {
+            sh.event(format!("MIDlet uninstalled: {}", m.service));
+        }
+    }
+    for w in &wanted {
+        let jad_url = w.url.replace("#DEVICENAME#", &sh.device);
+        let old = before.iter().find(|m| m.jad_url == jad_url).cloned();
+        let state = install_midlet(&sh, &w.name, &jad_url, old).await;
+        after.push(state);
+    }
+    *lock(&sh.midlets) = after;
+    sh.changed();
+}
+
+async fn install_midlet(
+    sh: &Shared,
+    service: &str,
+    jad_url: &str,
+    old: Option<MidletState>,
+) -> MidletState {
+    let mut st = old.clone().unwrap_or(MidletState {
+        service: service.to_string(),
+        jad_url: jad_url.to_string(),
+        status: "failed",
+        name: None,
+        version: None,
+        vendor: None,
+        jar_url: None,
+        jar_bytes: 0,
+        error: None,
+        installs: 0,
+        at_unix_ms: 0,
+    });
+    st.service = service.to_string();
+    st.at_unix_ms = unix_ms();
+    let jad = match sh.fetch(jad_url).await {
+        Ok(r) if r.status == 200 => apps::parse_jad(&r.text()),
+        Ok(r) => Err(format!("JAD: HTTP {}", r.status)),
+        Err(e) => Err(format!("JAD: {e}")),
+    };
+    let jad = match jad {
+        Ok(j) => j,
+        Err(e) => {
+            // An installed MIDlet stays installed when its JAD cannot be read now.
+            if st.status != "installed" {
+                st.error = Some(e.clone());
+            }
+            sh.event(format!("MIDlet {service}: {e}"));
+            return st;
+        }
+    };
+    if st.status == "installed" && st.version.as_deref() == Some(jad.version.as_str()) {
+        return st;
+    }
+    let what = match (st.status, st.version.as_deref()) {
+        ("installed", Some(v)) => format!("{v} -> {}", jad.version),
+        _ => format!("install {}", jad.version),
+    };
+    let jar = match sh.fetch(&jad.jar_url).await {
+        Ok(r) if r.status == 200 && r.body.len() as u64 == jad.jar_size => Ok(r.body.len() as u64),
+        Ok(r) if r.status == 200 => Err(format!(
+            "JAR is {} bytes, the JAD says {}",
+            r.body.len(),
+            jad.jar_size
+        )),
+        Ok(r) => Err(format!("JAR: HTTP {}", r.status)),
+        Err(e) => Err(format!("JAR: {e}")),
+    };
+    match jar {
+        Ok(n) => {
+            sh.event(format!("MIDlet {service}: {what}"));
+            st.status = "installed";
+            st.error = None;
+            st.jar_bytes = n;
+            st.name = Some(jad.name);
+            st.version = Some(jad.version);
+            st.vendor = Some(jad.vendor);
+            st.jar_url = Some(jad.jar_url);
+            st.installs += 1;
+        }
+        Err(e) => {
+            sh.event(format!("MIDlet {service}: {what} failed: {e}"));
+            // A failed upgrade keeps the installed version; a failed install is retried.
+            if st.status != "installed" {
+                st.status = "failed";
+            }
+            st.error = Some(e);
+        }
+    }
+    st
 }
 
 fn busy_item(url: &str, errno: u32) -> ResponseItem {

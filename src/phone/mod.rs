@@ -20,6 +20,7 @@
 //! - [`device`]: one phone (the async shell and its HTTP server)
 //! - [`sim`]: many phones at once
 
+pub mod apps;
 pub mod config;
 pub mod device;
 pub mod execute;

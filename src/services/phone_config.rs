@@ -136,6 +136,29 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
             esc(&sd.number)
         );
     }
+    // Service URL buttons (featureID 20 with serviceURI: the form public provisioning
+    // examples of Cisco SIP phone files use; UNCONFIRMED against a Cisco document). The
+    // device name is substituted here: the phone does not substitute in serviceURI.
+    let secure_phone = crate::services::phone_services::device_uses_https(def, dev);
+    for (k, b) in dev.service_url_buttons.iter().enumerate() {
+        let Some(s) = def
+            .phone_services
+            .iter()
+            .find(|s| s.name == b.service && s.enabled)
+        else {
+            continue;
+        };
+        let button = dev.lines.len() + dev.speed_dials.len() + k + 1;
+        let uri = crate::services::phone_services::service_url(s, secure_phone, &dev.name, |u| {
+            state.expand_url(u)
+        });
+        let _ = writeln!(
+            x,
+            "<line button=\"{button}\"><featureID>20</featureID><featureLabel>{}</featureLabel><serviceURI>{}</serviceURI></line>",
+            esc(b.label.as_deref().unwrap_or(&s.name)),
+            esc(&uri)
+        );
+    }
     let _ = writeln!(x, "</sipLines>");
     let _ = writeln!(x, "</sipProfile>");
     let _ = writeln!(
@@ -181,14 +204,32 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
             format!("{http}/ccmcip/authenticate.jsp")
         )
     );
-    let _ = writeln!(
-        x,
-        "<directoryURL>{}</directoryURL>",
-        url(
-            &ep.url_directories,
-            format!("{http}/ccmcip/xmldirectory.jsp")
+    // The Corporate Directory default service (URL `Application:Cisco/CorporateDirectory`)
+    // disabled, and not given back to this device by a service with the same URL: the phone
+    // gets no directory URL either (seed: default services can be disabled and replaced by a
+    // custom service with the same URL). A definition that lists no such service keeps the
+    // URL (phones before the default services were listed).
+    let corporate = |u: &str| u.eq_ignore_ascii_case(CORPORATE_DIRECTORY);
+    let corporate_listed = def.phone_services.iter().any(|s| corporate(&s.url));
+    let corporate_on = !corporate_listed
+        || crate::services::phone_services::services_for(def, dev)
+            .iter()
+            .any(|s| corporate(&s.url));
+    let (dir_url, secure_dir_url) = if corporate_on {
+        (
+            url(
+                &ep.url_directories,
+                format!("{http}/ccmcip/xmldirectory.jsp"),
+            ),
+            url(
+                &ep.secure_url_directories,
+                format!("{https}/ccmcip/xmldirectory.jsp"),
+            ),
         )
-    );
+    } else {
+        (String::new(), String::new())
+    };
+    let _ = writeln!(x, "<directoryURL>{dir_url}</directoryURL>");
     let _ = writeln!(x, "<idleURL>{}</idleURL>", url(&ep.url_idle, String::new()));
     let _ = writeln!(
         x,
@@ -218,11 +259,7 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     );
     let _ = writeln!(
         x,
-        "<secureDirectoryURL>{}</secureDirectoryURL>",
-        url(
-            &ep.secure_url_directories,
-            format!("{https}/ccmcip/xmldirectory.jsp")
-        )
+        "<secureDirectoryURL>{secure_dir_url}</secureDirectoryURL>"
     );
     let _ = writeln!(
         x,
@@ -305,6 +342,11 @@ fn device_config(state: &NodeState, def: &ClusterDefinition, dev: &Device) -> St
     let _ = writeln!(x, "</device>");
     x
 }
+
+/// The Corporate Directory default service's URL, the phone's own application (spec: the
+/// built-in URLs `Application:Cisco/MissedCalls`, `/ReceivedCalls`, `/PlacedCalls`,
+/// `/PersonalDirectory`, `/CorporateDirectory`).
+pub const CORPORATE_DIRECTORY: &str = "Application:Cisco/CorporateDirectory";
 
 /// `host` and `port` of `host:port` (`[v6]:port` too); a bare host has no port.
 fn split_host_port(hp: &str) -> (String, Option<u16>) {

@@ -16,6 +16,7 @@ mod emcc;
 pub mod paging;
 mod pcap;
 pub mod phone;
+mod phone_apps;
 mod phone_services;
 mod serve;
 pub mod services;

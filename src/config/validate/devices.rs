@@ -115,6 +115,27 @@ impl Checker<'_> {
             }
             self.lines(&p, &dev.lines, dn_keys, used);
             self.speed_dials(&p, &dev.speed_dials);
+            for (j, b) in dev.service_url_buttons.iter().enumerate() {
+                let bp = p.key("service_url_buttons").index(j).key("service");
+                self.refers(bp.clone(), Some(&b.service), &n.services, "phone service");
+                // A Service URL button opens a service the phone has: enabled, and
+                // subscribed on the device or by enterprise subscription.
+                if let Some(s) = d.phone_services.iter().find(|s| s.name == b.service) {
+                    if !s.enabled {
+                        self.err(bp, format!("phone service {:?} is disabled", b.service));
+                    } else if !s.enterprise_subscription
+                        && !dev.subscribed_services.contains(&b.service)
+                    {
+                        self.err(
+                            bp,
+                            format!(
+                                "phone service {:?} is not subscribed on this device (subscribed_services) nor an enterprise subscription",
+                                b.service
+                            ),
+                        );
+                    }
+                }
+            }
         }
     }
 

@@ -43,6 +43,54 @@ impl Checker<'_> {
                 self.url(p.key("url"), Some(&s.url), false);
             }
             self.url(p.key("secure_url"), s.secure_url.as_deref(), true);
+            if let Some(m) = &s.midlet {
+                let mp = p.key("midlet");
+                if s.category != crate::config::model::ServiceCategory::JavaMidlet {
+                    self.err(
+                        mp.clone(),
+                        "a midlet belongs to a service of category java-midlet",
+                    );
+                }
+                let version_ok = {
+                    let parts: Vec<&str> = m.version.split('.').collect();
+                    (2..=3).contains(&parts.len())
+                        && parts.iter().all(|x| {
+                            !x.is_empty() && x.len() <= 2 && x.bytes().all(|b| b.is_ascii_digit())
+                        })
+                };
+                if !version_ok {
+                    // MIDP's MIDlet-Version: Major.Minor[.Micro], each 0-99.
+                    self.err(
+                        mp.key("version"),
+                        format!(
+                            "{:?} is not a MIDlet version (major.minor[.micro], 0-99 each)",
+                            m.version
+                        ),
+                    );
+                }
+                for (field, v) in [("vendor", &m.vendor), ("class", &m.class)] {
+                    if v.trim().is_empty() || v.contains(['\n', '\r']) {
+                        self.err(
+                            mp.key(field),
+                            format!("the MIDlet's {field} is empty or spans lines"),
+                        );
+                    }
+                }
+                if m.jars.is_empty() {
+                    self.err(mp.key("jars"), "a MIDlet needs at least one JAR");
+                }
+                for (j, jar) in m.jars.iter().enumerate() {
+                    if jar.models.is_empty() {
+                        self.err(
+                            mp.key("jars").index(j).key("models"),
+                            "name the phone models (or \"*\")",
+                        );
+                    }
+                    if jar.file.trim().is_empty() {
+                        self.err(mp.key("jars").index(j).key("file"), "the JAR file is empty");
+                    }
+                }
+            }
         }
     }
 }

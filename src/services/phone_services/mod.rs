@@ -26,7 +26,9 @@
 
 pub mod check;
 pub mod feed;
+pub mod midlet;
 pub mod model;
+pub mod personal_directory;
 pub mod store;
 
 use std::collections::HashMap;
@@ -49,7 +51,10 @@ pub const MAX_NAME_CHARS: usize = 64;
 /// The services of `dev` a phone is offered: enabled, and subscribed on the device (or its
 /// login profile, already applied by [`Cluster::effective_device`]) or by enterprise
 /// subscription, in the cluster definition's order.
-pub fn services_for<'a>(cluster: &'a Cluster, dev: &Device) -> Vec<&'a PhoneService> {
+pub fn services_for<'a>(
+    cluster: &'a crate::config::model::ClusterDefinition,
+    dev: &Device,
+) -> Vec<&'a PhoneService> {
     cluster
         .phone_services
         .iter()
@@ -60,7 +65,7 @@ pub fn services_for<'a>(cluster: &'a Cluster, dev: &Device) -> Vec<&'a PhoneServ
 }
 
 /// Whether the device's phone uses HTTPS for services by its security profile.
-pub fn device_uses_https(cluster: &Cluster, dev: &Device) -> bool {
+pub fn device_uses_https(cluster: &crate::config::model::ClusterDefinition, dev: &Device) -> bool {
     cluster
         .phone_security_profiles
         .iter()
@@ -374,7 +379,13 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     flags: &[super::Flag {
         flag: crate::config::model::NodeService::PhoneServices,
         name: "IP Phone Services",
-        paths: &["/ccmcip/", "/ucm/services/"],
+        paths: &[
+            "/ccmcip/",
+            "/ccmpd/",
+            "/ucm/services/",
+            "/ucm/midlets/",
+            "/ucm/pd/",
+        ],
     }],
     listeners: &[],
     sections: &[crate::config::SectionSpec::of::<
@@ -426,6 +437,21 @@ fn start_service(s: super::Start) -> super::StartFuture {
             get(directory::input_handler),
         )
         .route("/ccmcip/xmldirectorylist.jsp", get(directory::list_handler))
+        .route("/ucm/midlets/app.jad", get(midlet::jad_handler))
+        .route("/ucm/midlets/app.jar", get(midlet::jar_handler))
+        .route(
+            "/ccmpd/pdCheckLogin.do",
+            get(personal_directory::check_login_handler),
+        )
+        .route("/ccmpd/login.do", get(personal_directory::login_handler))
+        .route(
+            "/ucm/pd/entries",
+            get(personal_directory::list_handler).post(personal_directory::add_handler),
+        )
+        .route(
+            "/ucm/pd/entries/{id}",
+            axum::routing::delete(personal_directory::delete_handler),
+        )
         .with_state(s.node);
     Box::pin(async move {
         Ok(super::Parts {
@@ -450,6 +476,7 @@ mod tests {
             category: ServiceCategory::Xml,
             enterprise_subscription: ent,
             enabled,
+            midlet: None,
         }
     }
 
