@@ -153,6 +153,8 @@ fn home_device(
         services_provisioning: None,
         lines: profile.lines.clone(),
         speed_dials: profile.speed_dials.clone(),
+        // Device profiles carry no service URL buttons yet.
+        service_url_buttons: Vec::new(),
         do_not_disturb: false,
         // The seed: the home's locale when it has one, else the phone keeps the visiting one.
         user_locale: profile.user_locale.clone().or(v.user_locale),
