@@ -231,6 +231,19 @@ pub async fn serve_with<C: Counters>(
     graceful.shutdown().await;
 }
 
+/// A plain-text answer (`text/plain; charset=utf-8`), for the node's small HTTP APIs.
+pub fn text_response(status: axum::http::StatusCode, body: String) -> axum::response::Response {
+    (
+        status,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
 /// The port a `Host` header names, if it names one.
 fn host_port(host: &str) -> Option<u16> {
     let (_, port) = host.rsplit_once(':')?;

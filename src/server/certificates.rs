@@ -34,14 +34,7 @@ fn unix_now() -> i64 {
         .map_or(0, |d| d.as_secs() as i64)
 }
 
-fn text(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
+use crate::node::http::text_response as text;
 
 /// HTTPS and an administrator, or the refusal.
 async fn administrator(

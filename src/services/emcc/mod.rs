@@ -61,14 +61,7 @@ pub const MAX_ANSWER_BYTES: usize = 256 * 1024;
 
 use crate::sip::registrar::unix_now;
 
-pub(crate) fn text(status: StatusCode, body: String) -> Response {
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        body,
-    )
-        .into_response()
-}
+pub(crate) use crate::node::http::text_response as text;
 
 /// The EMCC part of one node's EM service.
 pub struct EmccService {
