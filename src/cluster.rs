@@ -37,7 +37,39 @@ pub struct Cluster {
     pub mobility: Arc<Mobility>,
     /// The services' sections, each parsed once for this snapshot (see [`Cluster::section`]).
     sections: SectionCache,
+    /// What call control must know of Extension Mobility Cross Cluster at run time (set by
+    /// `services::emcc` through [`ClusterHandle::set_emcc_routing`]).
+    pub emcc: Arc<EmccRouting>,
 }
+
+/// Extension Mobility Cross Cluster as call control sees it (the seed's EMCC "Call
+/// Processing"), kept by the running node beside the definition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EmccRouting {
+    /// Home side: each run-time device (a phone of another cluster that one of this cluster's
+    /// users is logged in on) and the EMCC SIP trunk with PSTN Access to its cluster. For such
+    /// a caller the roaming pool's Adjunct CSS is searched first (Figure 18-6) and the Standard
+    /// Local Route Group means that trunk; its INVITEs on it name the phone
+    /// ([`EMCC_DEVICE_HEADER`]).
+    pub visiting_phones: HashMap<String, String>,
+    /// Home side: where the EMCC SIP trunk reaches each visiting phone's cluster (`host:port`,
+    /// the PSTN Access nodes that cluster told in its last remote cluster update; Cisco's EMCC
+    /// trunk has no destination of its own). A phone without any uses the trunk's
+    /// destinations.
+    pub phone_destinations: HashMap<String, Vec<String>>,
+    /// Visiting side: this cluster's EMCC SIP trunks with PSTN Access; `true` when calls
+    /// arriving on one are routed with the named phone's own device CSS ("CSS for PSTN Access
+    /// SIP Trunk: Use phone's original device CSS"), `false` for the trunk's CSS.
+    pub pstn_trunks: HashMap<String, bool>,
+    /// Visiting side: the phones that may be named on those trunks (EMCC-enabled phones).
+    pub phones: std::collections::HashSet<String>,
+}
+
+/// The SIP header an INVITE on the EMCC SIP trunk names the visiting phone's device in (the
+/// seed: "additional information included in a SIP invite across an EMCC SIP trunk, namely the
+/// device name of the visiting phone"). UNCONFIRMED: Cisco's header is not documented; ucm's
+/// is its own.
+pub const EMCC_DEVICE_HEADER: &str = "X-UCM-EMCC-Device";
 
 /// Typed sections by type, parsed on first use.
 #[derive(Default)]
@@ -274,6 +306,7 @@ impl Cluster {
         );
         Cluster {
             sections: SectionCache::default(),
+            emcc: Arc::default(),
             profiles,
             mobility,
             by_line_digits,
@@ -433,6 +466,7 @@ pub struct ClusterHandle {
     /// The definition as given, without the run-time devices.
     base: std::sync::RwLock<Arc<ClusterDefinition>>,
     extra: std::sync::RwLock<Arc<Vec<Device>>>,
+    emcc: std::sync::RwLock<Arc<EmccRouting>>,
 }
 
 impl ClusterHandle {
@@ -441,6 +475,7 @@ impl ClusterHandle {
             current: std::sync::RwLock::new(Arc::new(Cluster::new(def.clone()))),
             base: std::sync::RwLock::new(Arc::new(def)),
             extra: Default::default(),
+            emcc: Default::default(),
         }
     }
 
@@ -462,13 +497,15 @@ impl ClusterHandle {
         self.rebuild(&mut g);
     }
 
-    /// Replaces the run-time devices (a device of the definition with the same name wins).
-    pub fn set_extra_devices(&self, devices: Vec<Device>) {
+    /// Replaces the run-time devices (a device of the definition with the same name wins) and
+    /// what call control knows of EMCC, in one new snapshot.
+    pub fn set_extra_devices(&self, devices: Vec<Device>, routing: EmccRouting) {
         let mut g = match self.current.write() {
             Ok(g) => g,
             Err(p) => p.into_inner(),
         };
         *self.extra.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(devices);
+        *self.emcc.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(routing);
         self.rebuild(&mut g);
     }
 
@@ -481,7 +518,9 @@ impl ClusterHandle {
             }
         }
         let mobility = current.mobility.clone();
-        *current = Arc::new(Cluster::with_mobility(def, mobility));
+        let mut c = Cluster::with_mobility(def, mobility);
+        c.emcc = self.emcc.read().unwrap_or_else(|p| p.into_inner()).clone();
+        *current = Arc::new(c);
     }
 }
 

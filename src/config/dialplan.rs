@@ -154,8 +154,87 @@ devices:
             line_css: Some("CSS_BA".into()),
             device_css: Some("CSS_A".into()),
             device_pool: Some("HQ".into()),
+            emcc_trunk: None,
         };
         assert_eq!(line(&ctx, &p, "1000"), key("1000", Some("B")));
+    }
+
+    /// The seed's Figure 18-6: an EMCC logged-in phone's assembled CSS is the roaming pool's
+    /// Adjunct CSS, the line CSS, then the EMCC CSS; its Standard Local Route Group is the
+    /// EMCC SIP trunk. Other phones of the same pool keep line, device, adjunct and the pool's
+    /// local route group.
+    #[test]
+    fn r17_emcc_phone_searches_the_adjunct_css_first_and_its_lrg_is_the_emcc_trunk() {
+        let yaml = BASE
+            .replace(
+                "  - {name: NOLRG, node_group: [n]}\n",
+                "  - {name: NOLRG, node_group: [n]}\n  - {name: ROAM, node_group: [n], adjunct_css: CSS_EMERG, local_route_group: RG_HQ}\n",
+            )
+            .replace(
+                "partitions: [{name: A}, {name: B}, {name: PSTN}]",
+                "partitions: [{name: A}, {name: B}, {name: PSTN}, {name: EMERG}]",
+            )
+            .replace(
+                "  - {name: CSS_ALL, partitions: [A, B, PSTN]}\n",
+                "  - {name: CSS_ALL, partitions: [A, B, PSTN]}\n  - {name: CSS_EMERG, partitions: [EMERG]}\n  - {name: CSS_PSTN, partitions: [PSTN]}\n",
+            )
+            .replace(
+                "  - {name: T_BR, destinations: [\"127.0.0.1:5071\"], device_pool: BR}\n",
+                "  - {name: T_BR, destinations: [\"127.0.0.1:5071\"], device_pool: BR}\n  - {name: T_EMCC, destinations: [\"127.0.0.1:5072\"], device_pool: HQ}\n",
+            )
+            .replace(
+                "route_patterns:\n",
+                "route_patterns:\n  - {pattern: \"911\", partition: EMERG, route_list: RL}\n  - {pattern: \"911\", partition: PSTN, sip_trunk: T_BR}\n",
+            );
+        let p = plan(&yaml);
+        let emcc = CallingContext {
+            line_css: Some("CSS_PSTN".into()),
+            device_css: Some("CSS_ALL".into()),
+            device_pool: Some("ROAM".into()),
+            emcc_trunk: Some("T_EMCC".into()),
+        };
+        // 911 is equally close in EMERG (adjunct) and PSTN (line CSS): the adjunct comes first
+        // and its route list's Standard LRG is the EMCC trunk, not the pool's RG_HQ.
+        let r = p.analyse(&emcc, "911").unwrap();
+        assert_eq!(r.partition.as_deref(), Some("EMERG"));
+        assert_eq!(
+            r.destination,
+            Destination::Trunks {
+                trunks: vec!["T_EMCC".into()],
+                number: "911".into()
+            }
+        );
+        // PSTN calls through the Standard LRG leave on the EMCC trunk too.
+        let r = p.analyse(&emcc, "914085551234").unwrap();
+        assert_eq!(
+            r.destination,
+            Destination::Trunks {
+                trunks: vec!["T_EMCC".into()],
+                number: "14085551234".into()
+            }
+        );
+        // The same pool without EMCC: line CSS first (PSTN's 911 to T_BR), the pool's LRG.
+        let local = CallingContext {
+            emcc_trunk: None,
+            ..emcc.clone()
+        };
+        let r = p.analyse(&local, "911").unwrap();
+        assert_eq!(r.partition.as_deref(), Some("PSTN"));
+        assert_eq!(
+            r.destination,
+            Destination::Trunks {
+                trunks: vec!["T_BR".into()],
+                number: "911".into()
+            }
+        );
+        let r = p.analyse(&local, "914085551234").unwrap();
+        assert_eq!(
+            r.destination,
+            Destination::Trunks {
+                trunks: vec!["T_HQ".into()],
+                number: "14085551234".into()
+            }
+        );
     }
 
     #[test]

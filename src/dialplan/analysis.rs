@@ -3,11 +3,15 @@
 //!
 //! - The caller's search space is the line CSS's partitions followed by the device CSS's
 //!   (then the device pool's adjunct CSS); patterns in no partition are reachable by everyone.
+//!   For an EMCC logged-in phone (a visiting phone registered here, its home) the assembled CSS
+//!   is the seed's Figure 18-6: the roaming device pool's Adjunct CSS, the line CSS, then the
+//!   device profile's EMCC CSS (carried as the device CSS).
 //! - Among every complete match in those partitions the closest match wins: the pattern that
 //!   matches the fewest strings. The partition order only breaks ties.
 //! - A translation pattern transforms the number and analysis starts again with its CSS.
 //! - A route pattern leads through its route list to route groups and SIP trunks; the Standard
-//!   Local Route Group means the calling device pool's local route group.
+//!   Local Route Group means the calling device pool's local route group, and for an EMCC
+//!   logged-in phone the EMCC SIP trunk back to the phone's own (visiting) cluster.
 //!
 //! The plan is compiled once per cluster definition so a call costs a few hash lookups. It is
 //! built from plain parts (the `add_*` methods, in the definition's order), so the dial plan
@@ -73,6 +77,9 @@ pub struct CallingContext {
     pub device_css: Option<String>,
     /// The calling device's pool: its adjunct CSS and local route group.
     pub device_pool: Option<String>,
+    /// The caller is an EMCC logged-in phone: its Standard Local Route Group is this EMCC SIP
+    /// trunk (to the phone's own cluster), and its pool's Adjunct CSS is searched first.
+    pub emcc_trunk: Option<String>,
 }
 
 impl CallingContext {
@@ -82,6 +89,7 @@ impl CallingContext {
             line_css: None,
             device_css: css.map(str::to_string),
             device_pool: device_pool.map(str::to_string),
+            emcc_trunk: None,
         }
     }
 }
@@ -217,14 +225,21 @@ impl DialPlan {
                 }
             }
         };
-        push_css(&ctx.line_css);
-        push_css(&ctx.device_css);
         let adjunct = ctx
             .device_pool
             .as_ref()
             .and_then(|dp| self.adjunct_css.get(dp))
             .cloned();
-        push_css(&adjunct);
+        if ctx.emcc_trunk.is_some() {
+            // Figure 18-6: Adjunct CSS, line CSS, EMCC CSS.
+            push_css(&adjunct);
+            push_css(&ctx.line_css);
+            push_css(&ctx.device_css);
+        } else {
+            push_css(&ctx.line_css);
+            push_css(&ctx.device_css);
+            push_css(&adjunct);
+        }
         out.push(None);
         out
     }
@@ -264,7 +279,9 @@ impl DialPlan {
                     translations.push(tp.pattern.clone());
                     number = transform(&entry.pattern, &number, &tp.transform);
                     if let Some(css) = &tp.css {
+                        let emcc_trunk = ctx.emcc_trunk.take();
                         ctx = CallingContext::css(Some(css), ctx.device_pool.as_deref());
+                        ctx.emcc_trunk = emcc_trunk;
                     }
                 }
                 Target::Route(i) => {
@@ -278,7 +295,7 @@ impl DialPlan {
                         ));
                     }
                     let out = transform(&entry.pattern, &number, &rp.transform);
-                    let trunks = self.trunks_for(rp, ctx.device_pool.as_deref())?;
+                    let trunks = self.trunks_for(rp, &ctx)?;
                     return Ok(Analysis {
                         destination: Destination::Trunks {
                             trunks,
@@ -314,11 +331,8 @@ impl DialPlan {
         best.map(|(_, e, p)| (e, p))
     }
 
-    fn trunks_for(
-        &self,
-        rp: &Route,
-        device_pool: Option<&str>,
-    ) -> Result<Vec<String>, AnalysisError> {
+    fn trunks_for(&self, rp: &Route, ctx: &CallingContext) -> Result<Vec<String>, AnalysisError> {
+        let device_pool = ctx.device_pool.as_deref();
         if let Some(t) = &rp.sip_trunk {
             return Ok(vec![t.clone()]);
         }
@@ -330,6 +344,17 @@ impl DialPlan {
         };
         let mut trunks = Vec::new();
         for member in list {
+            if member == STANDARD_LOCAL_ROUTE_GROUP {
+                if let Some(t) = &ctx.emcc_trunk {
+                    // The seed: "When Unified CM logic must invoke a Standard LRG for an EMCC
+                    // logged-in device, it ... sends the PSTN call across a designated
+                    // EMCC-specific SIP trunk to the visiting cluster".
+                    if !trunks.contains(t) {
+                        trunks.push(t.clone());
+                    }
+                    continue;
+                }
+            }
             let group = if member == STANDARD_LOCAL_ROUTE_GROUP {
                 match device_pool.and_then(|dp| self.local_route_group.get(dp)) {
                     Some(g) => g,

@@ -202,9 +202,13 @@ impl NodeState {
     }
 
     /// Replaces the devices that exist at run time only (EMCC devices): see
-    /// [`ClusterHandle::set_extra_devices`].
-    pub fn set_extra_devices(&self, devices: Vec<crate::config::model::Device>) {
-        self.cluster.set_extra_devices(devices);
+    /// [`ClusterHandle::set_extra_devices`], with what call control knows of EMCC.
+    pub fn set_extra_devices(
+        &self,
+        devices: Vec<crate::config::model::Device>,
+        routing: crate::cluster::EmccRouting,
+    ) {
+        self.cluster.set_extra_devices(devices, routing);
     }
 
     /// What call control's SIP shell needs of this node.

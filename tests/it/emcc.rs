@@ -1669,3 +1669,204 @@ fn r17_automatic_logout_at_the_visiting_side_brings_the_phone_back() {
         );
     }
 }
+
+/// Two EMCC clusters from the shipped definitions (each edited by the test), certificates
+/// exchanged through OpenSSH's sftp server and each remote cluster updated: the sftp server
+/// (kept alive), the definitions' folder, home and visiting.
+fn two_clusters(
+    edit_home: impl FnOnce(String) -> String,
+    edit_visiting: impl FnOnce(String) -> String,
+) -> Option<(SftpServer, tempfile::TempDir, Server, Server)> {
+    if !have("curl") || !have("openssl") {
+        skip_or_fail("curl and openssl are needed");
+        return None;
+    }
+    let sftp = SftpServer::start()?;
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let text = edit_home(std::fs::read_to_string(&home_def).unwrap());
+    std::fs::write(&home_def, text).unwrap();
+    let text = edit_visiting(std::fs::read_to_string(&visiting_def).unwrap());
+    std::fs::write(&visiting_def, text).unwrap();
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let visiting = emcc_node(&visiting_def, "127.0.2.1", visiting_port);
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    Some((sftp, defs, home, visiting))
+}
+
+/// A free UDP port on `ip`.
+fn free_udp_port(ip: &str) -> u16 {
+    std::net::UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The visiting phone SEP00000000E0B1 as a `ucm phone sim` at the visiting cluster, logged in
+/// by traveler and cross-registered with home.
+fn traveler_at_home(home: &Server, visiting: &Server) -> crate::phone::Sim {
+    const PHONE: &str = "SEP00000000E0B1";
+    let sim = crate::phone::Sim::start(visiting, &["--device", PHONE, "--first-ip", "127.0.2.10"]);
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    wait_phone(&sim, PHONE, "registered at visiting", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str()
+    });
+    let (rc, out) = em_login_at(visiting, PHONE, "traveler");
+    assert_eq!(rc, 0, "{out}\n{}\n{}", visiting.logs(), home.logs());
+    let home_sip = home.addr("sip_udp").to_string();
+    wait_phone(&sim, PHONE, "registered at home with 4001", |s| {
+        s["registered"] == true && s["server"] == home_sip.as_str() && lines_of(s) == ["4001"]
+    });
+    sim
+}
+
+/// Kills a background process when the test ends, whatever happens.
+struct Bg(Child);
+impl Drop for Bg {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Figure 18-6 over the wire. traveler, logged in at visiting's phone SEP00000000E0B1 and so
+/// registered with home, dials 911 and 95551234 on the phone (pushed `Dial:`). Home analyses
+/// them with the phone's assembled CSS: 911 only in the roaming pool's Adjunct CSS, 9.! in the
+/// profile's EMCC CSS; both lead to the Standard Local Route Group, which for an EMCC phone is
+/// the EMCC SIP trunk, to the PSTN Access node visiting told in its remote cluster update
+/// (home's trunk names a dead port). Visiting routes what arrives on its EMCC trunk by the
+/// phone the INVITE names: its EMCC trunk's own device pool has no local route group here, so
+/// only the phone's device pool (Visiting_DP, Local_RG) reaches the local gateway, SIPp, which
+/// answers both calls: 911 as dialled, 5551234 after visiting's 9.! strips the access code.
+/// The same 911 from a SIPp on home's gateway trunk (not an EMCC phone) finds no route.
+#[test]
+fn r17_emcc_phone_calls_use_the_assembled_css_and_leave_at_the_visiting_gateway() {
+    if !crate::sipp::sipp_available() {
+        skip_or_fail("sipp is not installed: the EMCC call routing is not tried");
+        return;
+    }
+    const PHONE: &str = "SEP00000000E0B1";
+    let gw_port = free_udp_port("127.0.2.1");
+    let home_gw_port = free_udp_port("127.0.1.1");
+    let Some((_sftp, _defs, home, visiting)) = two_clusters(
+        |h| {
+            h.replace(
+                "destinations: [\"127.0.1.1:5090\"]",
+                &format!("destinations: [\"127.0.1.1:{home_gw_port}\"]"),
+            )
+            // The test's hand on the phone's keypad: pushes Dial: to any phone.
+            .replace(
+                "application_users:\n",
+                "application_users:\n  - userid: dialer\n    password: dialer\n    roles: [cti-control-all-devices]\n",
+            )
+        },
+        |v| {
+            v.replace(
+                "destinations: [\"127.0.2.1:5090\"]",
+                &format!("destinations: [\"127.0.2.1:{gw_port}\"]"),
+            )
+            .replace(
+                "device_pools:\n",
+                "device_pools:\n  - name: EMCC_Trunk_DP\n    node_group: [visiting-pub]\n    region: Default\n",
+            )
+            .replace(
+                "    destinations: [\"127.0.1.1:5060\"]\n    device_pool: Visiting_DP\n",
+                "    destinations: [\"127.0.1.1:5060\"]\n    device_pool: EMCC_Trunk_DP\n",
+            )
+        },
+    ) else {
+        return;
+    };
+    let work = tempfile::tempdir().unwrap();
+    let messages = work.path().join("gw-messages.log");
+    let mut uas = Bg(Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.2.1", "-p", &gw_port.to_string()])
+        .args(["-m", "2", "-nostdin", "-timeout", "90s", "-trace_msg"])
+        .arg("-message_file")
+        .arg(&messages)
+        .current_dir(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp uas"));
+    let sim = traveler_at_home(&home, &visiting);
+    let phone = sim.http(PHONE);
+    for number in ["911", "95551234"] {
+        let (st, body) = crate::phone::push(
+            phone,
+            Some(("dialer", "dialer")),
+            &[&format!("Dial:{number}")],
+        );
+        assert_eq!(st, 200, "{body}");
+        assert!(body.contains("Status=\"0\""), "Dial:{number}: {body}");
+        let s = wait_phone(&sim, PHONE, &format!("connected to {number}"), |s| {
+            s["calls"].as_array().is_some_and(|c| {
+                c.iter()
+                    .any(|c| c["state"] == "connected" && c["remote_number"] == number)
+            })
+        });
+        assert!(s["registered"] == true, "{s:#}");
+        let (st, body) = crate::phone::push(phone, Some(("dialer", "dialer")), &["Key:Onhook"]);
+        assert_eq!(st, 200, "{body}");
+        wait_phone(&sim, PHONE, "idle", |s| {
+            s["calls"].as_array().is_some_and(|c| {
+                c.iter()
+                    .all(|c| c["state"] != "connected" && c["state"] != "dialing")
+            })
+        });
+    }
+    // SIPp answered both calls and saw them end.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = uas.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the gateway SIPp did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(&messages).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{log}\n{}", visiting.logs());
+    let visiting_sip = visiting.addr("sip_udp");
+    for number in ["911", "5551234"] {
+        assert!(
+            log.contains(&format!("INVITE sip:{number}@127.0.2.1:{gw_port}")),
+            "{number} did not reach the visiting gateway:\n{log}"
+        );
+    }
+    // The gateway's calls came from the visiting node (the PSTN leaves at the visiting site).
+    assert!(
+        log.contains(&format!(
+            "Via: SIP/2.0/UDP 127.0.2.1:{}",
+            visiting_sip.port()
+        )),
+        "{log}"
+    );
+    assert!(!log.contains("95551234"), "{log}");
+
+    // A caller of home that is no EMCC phone (home's own gateway) dialling 911: the Adjunct CSS
+    // and the EMCC trunk are the EMCC phone's only, so home finds no route for it.
+    let out = Command::new("sipp")
+        .args(["-sn", "uac", "-s", "911", &home.addr("sip_udp").to_string()])
+        .args(["-i", "127.0.1.1", "-p", &home_gw_port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "20s"])
+        .current_dir(work.path())
+        .output()
+        .expect("run sipp uac");
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "911 from home's gateway was routed"
+    );
+    assert!(
+        home.logs().contains("digit analysis refused the call"),
+        "{}",
+        home.logs()
+    );
+}

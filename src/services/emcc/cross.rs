@@ -102,17 +102,55 @@ pub async fn load(node: &Arc<NodeState>) -> Result<(), crate::store::StoreError>
 }
 
 /// Makes the cluster's run-time devices those of the home rows the database holds now.
-async fn sync_home_devices(node: &Arc<NodeState>) -> Result<(), crate::store::StoreError> {
+pub(crate) async fn sync_home_devices(
+    node: &Arc<NodeState>,
+) -> Result<(), crate::store::StoreError> {
     let shared = node.shared::<EmccShared>();
     let _one = shared.rebuild.lock().await;
     let rows = node.store.emcc_devices(Role::Home).await?;
     let cluster = node.cluster();
-    let devices = rows
+    let devices: Vec<_> = rows
         .iter()
         .filter_map(|r| home_device(&cluster, r))
         .collect();
-    node.set_extra_devices(devices);
+    let remotes = node.store.remote_clusters().await?;
+    let routing = emcc_routing(&cluster, &rows, &remotes);
+    node.set_extra_devices(devices, routing);
     Ok(())
+}
+
+/// What call control must know of EMCC (see [`crate::cluster::EmccRouting`]): for each
+/// visiting phone logged in here, the EMCC SIP trunk with PSTN Access and the nodes its
+/// cluster named for it; this cluster's own PSTN Access trunks and EMCC phones.
+pub(crate) fn emcc_routing(
+    cluster: &crate::cluster::Cluster,
+    home_rows: &[EmccDeviceRow],
+    remotes: &[super::store::RemoteClusterRow],
+) -> crate::cluster::EmccRouting {
+    use super::model::{PstnAccessCss, TrunkService};
+    let emcc = cluster.section::<Emcc>();
+    let pstn = emcc
+        .trunks
+        .iter()
+        .find(|t| t.services.contains(&TrunkService::PstnAccess))
+        .map(|t| t.sip_trunk.clone());
+    let mut r = crate::cluster::EmccRouting::default();
+    if let Some(trunk) = &pstn {
+        for row in home_rows {
+            r.visiting_phones.insert(row.device.clone(), trunk.clone());
+            let nodes = remotes
+                .iter()
+                .find(|x| x.cluster_id == row.remote_cluster)
+                .and_then(|x| x.trunk_services.get(TrunkService::PstnAccess.as_str()))
+                .cloned()
+                .unwrap_or_default();
+            r.phone_destinations.insert(row.device.clone(), nodes);
+        }
+        r.pstn_trunks
+            .insert(trunk.clone(), emcc.pstn_access_css == PstnAccessCss::Phone);
+    }
+    r.phones = emcc.phones.iter().cloned().collect();
+    r
 }
 
 /// The EMCC device the home builds for a visiting phone: the visiting device's model and
@@ -140,8 +178,8 @@ fn home_device(
             row.slot, row.userid, row.remote_cluster
         )),
         device_pool: pool,
-        // UNCONFIRMED approximation of Figure 18-6: the line CSS, then the EMCC CSS as the
-        // device's; the roaming pool's Adjunct CSS is not searched yet.
+        // Figure 18-6: the EMCC CSS is the device's; with the roaming pool's Adjunct CSS first
+        // and the line CSS (see `crate::dialplan::analysis`, `CallingContext::emcc_trunk`).
         css: emcc_css,
         location: None,
         owner: Some(row.userid.clone()),

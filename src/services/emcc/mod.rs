@@ -23,9 +23,11 @@
 //! its remote clusters. Before the exchange the update fails naming the peer that is not
 //! trusted.
 //!
-//! Not built yet: EMCC call routing (the assembled CSS, emergency calls back through the
-//! visiting cluster's LRG), the security matrix beyond refusing secure phones at a non-secure
-//! or pre-9 home, and EMCC logins from the phone's EM application.
+//! - **call routing** of the EMCC logged-in phones (home side: Figure 18-6's assembled CSS,
+//!   the Standard Local Route Group as the EMCC SIP trunk back to the phone's cluster, at the
+//!   PSTN Access nodes it told; visiting side: the call named by the phone's device routed by
+//!   its device pool): this service tells call control ([`cross::emcc_routing`],
+//!   [`crate::cluster::EmccRouting`]), the dial plan and the B2BUA do it.
 
 pub mod check;
 pub mod cross;
@@ -282,6 +284,8 @@ impl EmccService {
                     .await?;
             }
         }
+        // The EMCC SIP trunk reaches each visiting phone's cluster at the nodes it just told.
+        cross::sync_home_devices(&self.node).await?;
         let rows = self.node.store.remote_clusters().await?;
         Ok(rows
             .into_iter()

@@ -53,6 +53,27 @@ pub struct Emcc {
     /// Backup TFTP Server for EMCC Login Device (host or host:port).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup_tftp_server: Option<String>,
+    /// CSS for PSTN Access SIP Trunk: what a call of one of this cluster's phones, sent back
+    /// by its user's home over the EMCC SIP trunk, is routed with here: the trunk's CSS
+    /// (default) or the phone's original device CSS. Either way the phone's device pool gives
+    /// the Standard Local Route Group.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub pstn_access_css: PstnAccessCss,
+}
+
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// Cisco's "CSS for PSTN Access SIP Trunk".
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PstnAccessCss {
+    /// Use Trunk CSS.
+    #[default]
+    Trunk,
+    /// Use phone's original device CSS.
+    Phone,
 }
 
 fn default_update_minutes() -> u32 {
@@ -74,6 +95,7 @@ impl Default for Emcc {
             max_emcc_devices: default_max_devices(),
             default_tftp_server: None,
             backup_tftp_server: None,
+            pstn_access_css: PstnAccessCss::Trunk,
         }
     }
 }

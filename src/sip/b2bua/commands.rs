@@ -517,6 +517,7 @@ impl B2bua {
                 line_css: dn_cfg.and_then(|d| d.css.clone()),
                 device_css: dev.css.clone(),
                 device_pool: Some(dev.device_pool.clone()),
+                emcc_trunk: cluster.emcc.visiting_phones.get(device).cloned(),
             },
             device: Some(device.to_string()),
             dn: Some(key.clone()),

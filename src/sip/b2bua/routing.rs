@@ -25,6 +25,9 @@ impl B2bua {
                         .is_ok_and(|addrs| addrs.iter().any(|a| a.ip() == peer.addr.ip()))
             });
             if hit {
+                if let Some(c) = Self::emcc_trunk_caller(cluster, trunk, req, &user, &from) {
+                    return Some(c);
+                }
                 return Some(Caller {
                     ctx: CallingContext::css(trunk.css.as_deref(), Some(&trunk.device_pool)),
                     device: None,
@@ -58,6 +61,7 @@ impl B2bua {
                         line_css,
                         device_css: d.css.clone(),
                         device_pool: Some(d.device_pool.clone()),
+                        emcc_trunk: cluster.emcc.visiting_phones.get(&d.name).cloned(),
                     },
                     device: Some(d.name.clone()),
                     dn: Some(key),
@@ -67,6 +71,39 @@ impl B2bua {
             }
         }
         None
+    }
+
+    /// Visiting side of EMCC: a call on one of this cluster's EMCC SIP trunks (PSTN Access)
+    /// that names one of its EMCC phones ([`crate::cluster::EMCC_DEVICE_HEADER`]) is a PSTN
+    /// or emergency call of that phone, sent back by its user's home: it is routed with the
+    /// trunk's CSS (or the phone's own device CSS, per "CSS for PSTN Access SIP Trunk") and the
+    /// phone's device pool, so the Standard Local Route Group is the phone's local gateway.
+    /// `None` for any other call on the trunk (a name that is no EMCC phone here is ignored).
+    fn emcc_trunk_caller(
+        cluster: &Cluster,
+        trunk: &crate::config::model::SipTrunk,
+        req: &Request,
+        user: &str,
+        from: &NameAddr,
+    ) -> Option<Caller> {
+        let use_phone_css = *cluster.emcc.pstn_trunks.get(&trunk.name)?;
+        let name = req.headers.get(crate::cluster::EMCC_DEVICE_HEADER)?.trim();
+        if !cluster.emcc.phones.contains(name) {
+            return None;
+        }
+        let d = cluster.device(name)?;
+        let css = if use_phone_css {
+            d.css.as_deref()
+        } else {
+            trunk.css.as_deref()
+        };
+        Some(Caller {
+            ctx: CallingContext::css(css, Some(&d.device_pool)),
+            device: None,
+            dn: None,
+            number: user.to_string(),
+            display: from.display_name.clone(),
+        })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -370,6 +407,16 @@ impl B2bua {
                 crate::config::model::SipTransport::Tls => Transport::Tls,
             });
             h.dests = trunk.destinations.iter().cloned().collect();
+            // The EMCC SIP trunk reaches the calling EMCC phone's own cluster.
+            if let Some(d) = c.caller.device.as_deref() {
+                if cluster.emcc.visiting_phones.get(d) == Some(&name) {
+                    if let Some(nodes) = cluster.emcc.phone_destinations.get(d) {
+                        if !nodes.is_empty() {
+                            h.dests = nodes.iter().cloned().collect();
+                        }
+                    }
+                }
+            }
             h.trunk = name;
         };
         let number = c.trunk_number.clone();
@@ -380,7 +427,18 @@ impl B2bua {
             Err(_) => dest,
         };
         let target = format!("sip:{number}@{host}");
-        self.fork(call, peer, &target, &number, None, now, out);
+        // An EMCC logged-in phone's call on its EMCC SIP trunk names the phone, so its own
+        // cluster routes it by the phone's device pool (its local gateway).
+        let emcc = c
+            .caller
+            .device
+            .as_ref()
+            .filter(|d| cluster.emcc.visiting_phones.get(d.as_str()) == Some(&c.hunt.trunk));
+        let extra = emcc.map(|d| (crate::cluster::EMCC_DEVICE_HEADER, d.clone()));
+        let presented = (c.caller.number.clone(), c.caller.display.clone());
+        self.fork_as(
+            call, peer, &target, &number, None, presented, extra, now, out,
+        );
     }
 
     fn offer_to_line(
