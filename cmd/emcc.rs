@@ -16,7 +16,7 @@ use ucm::client::emcc::{self, SyncError, SyncOptions, SyncReport};
 use ucm::client::sftp::{SftpOptions, SftpUrl};
 use ucm::services::emcc::model::Emcc;
 use ucm::services::emcc::store::{
-    EmccDeviceRow, EmccDevices, RemoteClusterRow, RemoteClusters, Role,
+    EmccDeviceRow, EmccDevices, PendingLogouts, RemoteClusterRow, RemoteClusters, Role,
 };
 
 use crate::client_args::ClientArgs;
@@ -297,6 +297,7 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
     let rows = store.remote_clusters().await?;
     let as_home = store.emcc_devices(Role::Home).await?;
     let as_visiting = store.emcc_devices(Role::Visiting).await?;
+    let pending = store.pending_logouts().await?;
     store.close().await;
     let def = def.unwrap_or_else(|| ucm::services::demo().expect("the demo cluster is valid"));
     let emcc: Emcc = def.section();
@@ -339,6 +340,8 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                 "as_home": as_home.iter().map(device_json).collect::<Vec<_>>(),
                 "as_visiting": as_visiting.iter().map(device_json).collect::<Vec<_>>(),
             },
+            // Logouts made here that the user's home has not acknowledged yet.
+            "pending_logouts": pending,
         });
         print_out(&format!("{}\n", serde_json::to_string_pretty(&doc)?))?;
     } else {
@@ -383,6 +386,27 @@ async fn status(a: StatusArgs) -> Result<(), Failure> {
                     r.userid,
                     r.remote_cluster,
                     when(r.logged_in_at)
+                ));
+            }
+        }
+        if !pending.is_empty() {
+            t.push_str(&format!(
+                "logouts not yet acknowledged by the home: {}\n",
+                pending.len()
+            ));
+            for p in &pending {
+                t.push_str(&format!(
+                    "  {} ({}) at {}: since {}, {} attempts{}\n",
+                    p.device,
+                    p.userid,
+                    p.home,
+                    when(p.queued_at),
+                    p.attempts,
+                    if p.last_error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", last: {}", p.last_error)
+                    }
                 ));
             }
         }

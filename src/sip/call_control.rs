@@ -245,6 +245,32 @@ impl CallControl {
         }
     }
 
+    /// Sends a NOTIFY `event` to `device` at a contact it registered earlier (see
+    /// [`Command::NotifyContact`]). Best effort like [`CallControl::notify_device`].
+    pub fn notify_contact(
+        &self,
+        device: &str,
+        contact: &str,
+        source: std::net::SocketAddr,
+        transport: crate::sip::transport::Transport,
+        event: &str,
+    ) {
+        let sub = Submission {
+            cmd: Command::NotifyContact {
+                device: device.to_string(),
+                contact: contact.to_string(),
+                source,
+                transport,
+                event: event.to_string(),
+            },
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!(device, event, "call control busy: NOTIFY not sent");
+        }
+    }
+
     /// Makes `device` ring silently for calls to line `dn` (or audibly again). Best effort
     /// like [`CallControl::notify_device`].
     pub fn set_silent_ring(&self, device: &str, dn: &str, on: bool) {

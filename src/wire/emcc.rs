@@ -118,6 +118,11 @@ pub struct LoginQuery {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     pub device: VisitingDevice,
+    /// The PIN the user typed at the phone's EM application: the home checks it (with its PIN
+    /// lockout) before anything else. Absent for a login through the visiting cluster's EM
+    /// API, where the visiting cluster vouches for its EM proxy application user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pin: Option<String>,
 }
 
 /// The home's answer to a login: the login it made, or the EM error why not.

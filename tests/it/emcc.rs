@@ -1144,7 +1144,18 @@ fn wait_phone(
     what: &str,
     ok: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    wait_phone_for(sim, device, what, 30, ok)
+}
+
+/// [`wait_phone`] for at most `secs` seconds.
+fn wait_phone_for(
+    sim: &crate::phone::Sim,
+    device: &str,
+    what: &str,
+    secs: u64,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let s = phone_state(sim, device);
         if ok(&s) {
@@ -1152,7 +1163,7 @@ fn wait_phone(
         }
         assert!(
             Instant::now() < deadline,
-            "{device}: not {what} within 30 s: {s:#}\n{}",
+            "{device}: not {what} within {secs} s: {s:#}\n{}",
             sim.logs()
         );
         std::thread::sleep(Duration::from_millis(50));
@@ -1869,4 +1880,141 @@ fn r17_emcc_phone_calls_use_the_assembled_css_and_leave_at_the_visiting_gateway(
         "{}",
         home.logs()
     );
+}
+
+/// GET the visiting cluster's EM application page for `query` (the phone's EM service form).
+fn emapp(srv: &Server, query: &str) -> String {
+    let (st, body) = curl(
+        &format!("http://{}/emapp/EMAppServlet?{query}", srv.addr("http")),
+        &[],
+    );
+    assert_eq!(st, 200, "{body}");
+    body
+}
+
+/// `ucm emcc status --json` of a node.
+fn status_json(srv: &Server) -> serde_json::Value {
+    let (rc, out, err) = emcc_status(srv, true);
+    assert_eq!(rc, 0, "{out}{err}");
+    serde_json::from_str(&out).unwrap()
+}
+
+fn count(v: &serde_json::Value, side: &str) -> usize {
+    v["emcc_devices"][side]
+        .as_array()
+        .map_or(usize::MAX, Vec::len)
+}
+
+/// Issue 17, the EM application across clusters, and a logout while the home is down.
+/// Visiting holds a local copy of traveler *without* the home-cluster flag and another PIN
+/// (99999): typed at the phone's EM application, that PIN is refused and traveler's home PIN
+/// (12345) logs in, so the PIN is checked by the home, not locally; the refusal frees
+/// visiting's slot. Then home stops, traveler logs out at visiting: visiting frees its slot,
+/// tells the phone itself to fetch its configuration (back on 5001 at visiting) and keeps the
+/// logout for the home; home starts again (still holding its slot from its database) and is
+/// told within seconds: both sides end with no EMCC device and nothing pending.
+#[test]
+fn r17_emapp_pin_is_checked_at_home_and_a_logout_outlives_an_unreachable_home() {
+    const PHONE: &str = "SEP00000000E0B1";
+    let Some((_sftp, defs, mut home, visiting)) = two_clusters(
+        |h| h,
+        |v| {
+            v.replace(
+                "application_users:\n",
+                "end_users:\n  - userid: traveler\n    last_name: Local copy\n    password: other\n    pin: \"99999\"\n    home_cluster: false\n\napplication_users:\n",
+            )
+        },
+    ) else {
+        return;
+    };
+    let sim = crate::phone::Sim::start(&visiting, &["--device", PHONE, "--first-ip", "127.0.2.12"]);
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    let home_sip = home.addr("sip_udp").to_string();
+    wait_phone(&sim, PHONE, "registered at visiting", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str()
+    });
+
+    // The local copy's PIN is not the user's: refused (201) by the home.
+    let page = emapp(
+        &visiting,
+        &format!("device={PHONE}&userid=traveler&pin=99999"),
+    );
+    assert!(
+        page.contains("Please try to login again (201)"),
+        "{page}\n{}\n{}",
+        visiting.logs(),
+        home.logs()
+    );
+    assert!(
+        home.logs().contains("EMCC: login at the home refused"),
+        "{}",
+        home.logs()
+    );
+    let v = status_json(&visiting);
+    assert_eq!(count(&v, "as_visiting"), 0, "{v}");
+    assert_eq!(count(&status_json(&home), "as_home"), 0);
+    // The home's PIN: logged in, the phone cross-registers.
+    let page = emapp(
+        &visiting,
+        &format!("device={PHONE}&userid=traveler&pin=12345"),
+    );
+    assert!(
+        page.contains("Welcome, traveler"),
+        "{page}\n{}",
+        visiting.logs()
+    );
+    wait_phone(&sim, PHONE, "registered at home with 4001", |s| {
+        s["registered"] == true && s["server"] == home_sip.as_str() && lines_of(s) == ["4001"]
+    });
+
+    // The home goes down; the logout at visiting still brings the phone back.
+    let home_port = home.addr("https").port();
+    assert!(home.terminate().success());
+    let data = std::mem::replace(&mut home.data_dir, tempfile::tempdir().unwrap());
+    drop(home);
+    let (rc, out) = em_at(&visiting, &["logout", "--device", PHONE]);
+    assert_eq!(rc, 0, "{out}");
+    // The phone first takes its lines off the dead home (Expires: 0, unanswered until its
+    // transaction times out, Timer F = 32 s), then registers at visiting.
+    let s = wait_phone_for(&sim, PHONE, "back at visiting with 5001", 60, |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    assert!(s["config"]["emcc"].is_null(), "{s:#}");
+    let v = status_json(&visiting);
+    assert_eq!(count(&v, "as_visiting"), 0, "{v}");
+    assert_eq!(v["pending_logouts"][0]["device"], PHONE, "{v}");
+    assert_eq!(v["pending_logouts"][0]["home"], "home", "{v}");
+    let (_, text, _) = emcc_status(&visiting, false);
+    assert!(
+        text.contains("logouts not yet acknowledged by the home: 1"),
+        "{text}"
+    );
+
+    // The home comes back with its slot still taken, and is told.
+    let home_def = defs.path().join("emcc-home.yaml");
+    let home = emcc_node_in(data, &home_def, "127.0.1.1", home_port, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (h, v) = (status_json(&home), status_json(&visiting));
+        let pending = v["pending_logouts"].as_array().map_or(usize::MAX, Vec::len);
+        if count(&h, "as_home") == 0 && pending == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the home was not told within 30 s: {h}\n{v}\n{}",
+            visiting.logs()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        visiting
+            .logs()
+            .contains("a pending logout told to the home"),
+        "{}",
+        visiting.logs()
+    );
+    // The phone stays at visiting.
+    let s = phone_state(&sim, PHONE);
+    assert_eq!(s["server"], visiting_sip.as_str(), "{s:#}");
 }

@@ -219,11 +219,31 @@ pub async fn handler(
     if let Err(e) = proxied.and_then(|()| em.check_ip(state, &device, &source)) {
         return text(&unavailable(&e, true));
     }
-    if let Err(code) = check_pin(state, &user, &pin).await {
-        return text(&pin_refusal(code, true));
+    // A user who is not at home here, at an EMCC phone: the PIN goes to the user's home
+    // (found by EMCC), which checks it; a local copy of the user without the home-cluster flag
+    // is not the user's home and its PIN is not asked.
+    let away = cluster.end_user(&user).is_none_or(|u| !u.home_cluster)
+        && cluster
+            .section::<crate::services::emcc::model::Emcc>()
+            .phones
+            .iter()
+            .any(|p| *p == device);
+    if !away {
+        if let Err(code) = check_pin(state, &user, &pin).await {
+            return text(&pin_refusal(code, true));
+        }
     }
+    let pin_for_home = away.then_some(pin.as_str());
     match em
-        .login(state, &emapp_principal(), &device, &user, None, None)
+        .login_with_pin(
+            state,
+            &emapp_principal(),
+            &device,
+            &user,
+            None,
+            None,
+            pin_for_home,
+        )
         .await
     {
         Ok(()) => text(&format!(
@@ -232,6 +252,10 @@ pub async fn handler(
         Err(e) => {
             tracing::info!(device, user, code = e.code, reason = %e.message, "EMApp login refused");
             crate::net::counters::em_login_failed(e.code);
+            if e.code == 201 {
+                // The home refused the PIN: shown as a local wrong PIN is.
+                return text(&pin_refusal(201, true));
+            }
             text(&unavailable(&e, true))
         }
     }
@@ -267,7 +291,7 @@ fn pin_refusal(code: u32, login: bool) -> String {
 /// Checks a user's PIN with the PIN lockout (`pin_lockout_threshold` failures in a row lock
 /// the user out of EM for `auth_lockout_minutes`). Every failure reads as Cisco's 201; a busy
 /// node (or a throttled source) is 26, a database failure 6.
-async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), u32> {
+pub(crate) async fn check_pin(state: &Arc<NodeState>, user: &str, pin: &str) -> Result<(), u32> {
     use crate::services::authenticate::{check_secret, Lockout, SecretCheck};
     let again = || 201;
     let cluster = state.cluster();

@@ -382,6 +382,24 @@ impl EmService {
         profile: Option<&str>,
         duration: Option<Duration>,
     ) -> Result<(), EmError> {
+        self.login_with_pin(state, principal, device, user, profile, duration, None)
+            .await
+    }
+
+    /// [`EmService::login`] with the PIN the user typed at the phone, for a user who is not
+    /// at home here: handed to the user's home through EMCC, which checks it. (A user at home
+    /// here had the PIN checked by the EM application already.)
+    #[allow(clippy::too_many_arguments)]
+    pub async fn login_with_pin(
+        &self,
+        state: &Arc<NodeState>,
+        principal: &Principal,
+        device: &str,
+        user: &str,
+        profile: Option<&str>,
+        duration: Option<Duration>,
+        pin: Option<&str>,
+    ) -> Result<(), EmError> {
         database_reachable(state)?;
         let cluster = state.cluster();
         let req = LoginRequest {
@@ -405,7 +423,7 @@ impl EmService {
                     format!("{} is logged in on {device}", l.user),
                 ));
             }
-            match super::emcc::visiting_login(state, device, user, profile).await {
+            match super::emcc::visiting_login(state, device, user, profile, pin).await {
                 None => {}
                 Some(Err(e)) => return Err(e),
                 Some(Ok(granted)) => {

@@ -37,7 +37,7 @@ use axum::Extension;
 use serde::{Deserialize, Serialize};
 
 use super::model::Emcc;
-use super::store::{EmccDeviceRow, EmccDevices, RemoteClusters, Role, SlotRefused};
+use super::store::{EmccDeviceRow, EmccDevices, PendingLogouts, RemoteClusters, Role, SlotRefused};
 use super::{read_bounded, read_query, remote_peer, text, EmccService, MAX_ANSWER_BYTES};
 use crate::config::model::{DeviceSecurityMode, NodeService, SecurityMode, SipTransport};
 use crate::net::tls::PeerCertificates;
@@ -60,7 +60,24 @@ pub struct Redirect {
     /// The EMCC device slot the phone holds at the home.
     pub home_slot: i64,
     pub profile: String,
+    /// Where the phone was registered here when it left for its home: told to come back
+    /// there when the home cannot be reached at logout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phone: Option<PhoneContact>,
 }
+
+/// A phone's SIP contact as this cluster last registered it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneContact {
+    pub contact: String,
+    /// `ip:port` the phone registered from.
+    pub source: String,
+    pub transport: String,
+}
+
+/// How often the visiting side tries again to tell homes of logouts they have not
+/// acknowledged.
+pub const PENDING_LOGOUT_RETRY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What EMCC's parts share on one node ([`NodeState::shared`]).
 #[derive(Default)]
@@ -69,9 +86,25 @@ pub struct EmccShared {
     redirects: std::sync::RwLock<HashMap<String, Redirect>>,
     /// Home side: the run-time devices are rebuilt from the database one at a time.
     rebuild: tokio::sync::Mutex<()>,
+    /// Visiting side: a device's login hand-over and the telling of its pending logout, one
+    /// at a time on this node (a pending logout of a device is dropped when it logs in again).
+    /// One lock per EMCC phone that logged in since start (bounded by `emcc.phones`).
+    handover: std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// Wakes the pending-logout task.
+    pending: tokio::sync::Notify,
 }
 
 impl EmccShared {
+    /// The device's hand-over lock.
+    fn device_lock(&self, device: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.handover
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(device.to_string())
+            .or_default()
+            .clone()
+    }
+
     fn redirect(&self, device: &str) -> Option<Redirect> {
         self.redirects
             .read()
@@ -241,6 +274,7 @@ pub async fn visiting_login(
     device: &str,
     user: &str,
     profile: Option<&str>,
+    pin: Option<&str>,
 ) -> Option<Result<Granted, EmError>> {
     let cluster = node.cluster();
     let emcc = cluster.section::<Emcc>();
@@ -250,7 +284,7 @@ pub async fn visiting_login(
     let svc = EmccService::new(node.clone());
     let refused = match svc.find_home(user).await {
         super::HomeLookup::Home(home) => {
-            let out = hand_over(node, &svc, device, user, profile, &home).await;
+            let out = hand_over(node, &svc, device, user, profile, pin, &home).await;
             match &out {
                 Ok(g) => tracing::info!(
                     device,
@@ -296,6 +330,7 @@ async fn hand_over(
     device: &str,
     user: &str,
     profile: Option<&str>,
+    pin: Option<&str>,
     home: &str,
 ) -> Result<Granted, EmError> {
     let cluster = node.cluster();
@@ -366,6 +401,26 @@ async fn hand_over(
         }
         Err(SlotRefused::Store(e)) => return Err(EmError::new(6, format!("database: {e}"))),
     };
+    // A logout of this device its home has not acknowledged yet is not told any more: the
+    // home replaces the login it still holds from this cluster (see `login_handler`).
+    let lock = node.shared::<EmccShared>().device_lock(device);
+    let _one = lock.lock().await;
+    if let Err(e) = node.store.drop_pending_logout(device).await {
+        let _ = node.store.free_emcc_slot(Role::Visiting, device).await;
+        return Err(EmError::new(6, format!("database: {e}")));
+    }
+    let phone = {
+        use crate::sip::registrar::Registrations;
+        node.registrar
+            .device_bindings_at(device, now)
+            .into_iter()
+            .next()
+            .map(|b| PhoneContact {
+                contact: b.contact,
+                source: b.source.to_string(),
+                transport: b.transport.as_str().to_string(),
+            })
+    };
     let query = LoginQuery {
         api: api::API.into(),
         cluster: cluster.cluster.id.clone(),
@@ -373,6 +428,7 @@ async fn hand_over(
         userid: user.to_string(),
         profile: profile.map(str::to_string),
         device: visiting,
+        pin: pin.map(str::to_string),
     };
     let answer: Result<LoginAnswer, String> =
         call_home(node, svc, home, api::LOGIN_PATH, &query).await;
@@ -383,6 +439,7 @@ async fn hand_over(
                 tftp_servers: a.tftp_servers,
                 home_slot: a.slot,
                 profile: a.profile,
+                phone,
             };
             let settings = serde_json::to_string(&redirect).unwrap_or_default();
             match node
@@ -494,10 +551,13 @@ async fn logout_at_home(
 }
 
 /// The visiting side of the end of an EMCC login (logout, automatic logout, logoutAll), after
-/// the EM service removed its login: frees this cluster's slot, stops serving the small
-/// configuration and tells the home, which resets the phone it holds (the phone then fetches
-/// its own configuration here and registers back). Nothing when the device had no EMCC login.
-/// Returns whether it had one.
+/// the EM service removed its login: frees this cluster's slot and queues the logout for the
+/// home in one transaction, stops serving the small configuration and tells the home, which
+/// resets the phone it holds (the phone then fetches its own configuration here and registers
+/// back). When the home cannot be reached the phone is told here, at the address it
+/// registered from before it left, and the home is told later ([`run_pending_logouts`]):
+/// the logout is never lost. Nothing when the device had no EMCC login. Returns whether it
+/// had one.
 pub async fn visiting_logout(node: &Arc<NodeState>, device: &str) -> bool {
     // Only EMCC phones log in across clusters: other logouts cost nothing here.
     if !node
@@ -511,7 +571,8 @@ pub async fn visiting_logout(node: &Arc<NodeState>, device: &str) -> bool {
     }
     let shared = node.shared::<EmccShared>();
     shared.set_redirect(device, None);
-    let row = match node.store.free_emcc_slot(Role::Visiting, device).await {
+    let now = unix_now();
+    let row = match node.store.end_visiting_login(device, now).await {
         Ok(Some(r)) => r,
         Ok(None) => return false,
         Err(e) => {
@@ -520,7 +581,9 @@ pub async fn visiting_logout(node: &Arc<NodeState>, device: &str) -> bool {
         }
     };
     let svc = EmccService::new(node.clone());
-    match logout_at_home(node, &svc, &row.remote_cluster, device).await {
+    let lock = shared.device_lock(device);
+    let _one = lock.lock().await;
+    match tell_home(node, &svc, &row.remote_cluster, device, now).await {
         Ok(a) => tracing::info!(
             device,
             user = row.userid,
@@ -528,14 +591,131 @@ pub async fn visiting_logout(node: &Arc<NodeState>, device: &str) -> bool {
             ended_at_home = a.ended,
             "EMCC: visiting logout"
         ),
-        // The home's slot stays taken until its next logout for the device.
-        Err(why) => tracing::warn!(
-            device,
-            home = row.remote_cluster,
-            "EMCC: logout not told to the home: {why}"
-        ),
+        Err(why) => {
+            tracing::warn!(
+                device,
+                home = row.remote_cluster,
+                "EMCC: logout not told to the home (told later): {why}"
+            );
+            // The home cannot reset the phone: it is told here to fetch its configuration,
+            // which is its own again.
+            let contact = serde_json::from_str::<Redirect>(&row.settings)
+                .ok()
+                .and_then(|r| r.phone);
+            match contact.as_ref().and_then(|c| {
+                Some((
+                    c,
+                    c.source.parse::<std::net::SocketAddr>().ok()?,
+                    crate::sip::transport::Transport::parse(&c.transport)?,
+                ))
+            }) {
+                Some((c, source, transport)) => node.call_control.notify_contact(
+                    device,
+                    &c.contact,
+                    source,
+                    transport,
+                    "check-sync",
+                ),
+                None => tracing::warn!(
+                    device,
+                    "EMCC: the phone's address here is not known; it comes back when it next fetches its configuration"
+                ),
+            }
+            shared.pending.notify_one();
+        }
     }
     true
+}
+
+/// Tells the home of the logout queued at `queued_at`; acknowledged, the queued row goes.
+async fn tell_home(
+    node: &Arc<NodeState>,
+    svc: &EmccService,
+    home: &str,
+    device: &str,
+    queued_at: i64,
+) -> Result<LogoutAnswer, String> {
+    match logout_at_home(node, svc, home, device).await {
+        Ok(a) => {
+            if let Err(e) = node.store.logout_acknowledged(device, queued_at).await {
+                tracing::error!(device, error = %e, "EMCC: an acknowledged logout stays queued (told again later)");
+            }
+            Ok(a)
+        }
+        Err(why) => {
+            if let Err(e) = node
+                .store
+                .logout_attempt_failed(device, queued_at, &why)
+                .await
+            {
+                tracing::error!(device, error = %e, "EMCC: a failed logout attempt is not recorded");
+            }
+            Err(why)
+        }
+    }
+}
+
+/// Visiting side: tells homes of the logouts they have not acknowledged, every
+/// [`PENDING_LOGOUT_RETRY`] (sooner when a logout just failed to reach its home), until the
+/// node stops. Every node of the cluster runs it; a home answers a repeated logout with
+/// `ended: false`, so two nodes telling the same one do no harm.
+pub async fn run_pending_logouts(
+    node: Arc<NodeState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let shared = node.shared::<EmccShared>();
+    let svc = EmccService::new(node.clone());
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PENDING_LOGOUT_RETRY) => {}
+            _ = shared.pending.notified() => {
+                // Give the home a moment before trying again.
+                tokio::select! {
+                    _ = tokio::time::sleep(PENDING_LOGOUT_RETRY) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+            _ = stop.changed() => return,
+        }
+        let pending = match node.store.pending_logouts().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(error = %e, "EMCC: pending logouts not read");
+                continue;
+            }
+        };
+        for p in pending {
+            let lock = shared.device_lock(&p.device);
+            let _one = lock.lock().await;
+            // Read again under the lock: a new login of the device may have dropped it.
+            let still = node
+                .store
+                .pending_logouts()
+                .await
+                .map(|all| {
+                    all.iter()
+                        .any(|x| x.device == p.device && x.queued_at == p.queued_at)
+                })
+                .unwrap_or(false);
+            if !still {
+                continue;
+            }
+            match tell_home(&node, &svc, &p.home, &p.device, p.queued_at).await {
+                Ok(a) => tracing::info!(
+                    device = p.device,
+                    home = p.home,
+                    ended_at_home = a.ended,
+                    attempts = p.attempts + 1,
+                    "EMCC: a pending logout told to the home"
+                ),
+                Err(why) => tracing::info!(
+                    device = p.device,
+                    home = p.home,
+                    "EMCC: a pending logout still not told: {why}"
+                ),
+            }
+        }
+    }
 }
 
 /// An EM refusal of the inter-cluster API: 409 with the answer naming the code.
@@ -611,6 +791,19 @@ pub async fn login_handler(
     let device = q.device.name.clone();
     if !crate::config::validate::is_device_name(&device) {
         return refusal(&me, 32, format!("{device:?} is not a phone's device name"));
+    }
+    // A login typed at the phone's EM application: the PIN is checked here, at the user's
+    // home, under this cluster's PIN lockout (an unknown user is checked against a dummy hash
+    // all the same, so the answer does not tell which users live here).
+    if let Some(pin) = &q.pin {
+        if let Err(code) = crate::services::em::app::check_pin(node, &q.userid, pin).await {
+            let why = if code == 201 {
+                "wrong user ID or PIN (or the PIN is locked out)".to_string()
+            } else {
+                format!("the PIN cannot be checked now (EM error {code})")
+            };
+            return refusal(&me, code, why);
+        }
     }
     let Some(user) = cluster.end_user(&q.userid).filter(|u| u.home_cluster) else {
         return refusal(

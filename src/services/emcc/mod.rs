@@ -726,7 +726,10 @@ fn start_service(s: super::Start) -> super::StartFuture {
         }
         Ok(super::Parts {
             routes,
-            tasks: vec![Box::pin(svc.run(s.stop))],
+            tasks: vec![
+                Box::pin(svc.run(s.stop.clone())),
+                Box::pin(cross::run_pending_logouts(s.node.clone(), s.stop)),
+            ],
         })
     })
 }

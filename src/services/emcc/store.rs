@@ -363,3 +363,144 @@ impl EmccDevices for Store {
         Ok(rows.iter().map(device_row).collect::<Result<_, _>>()?)
     }
 }
+
+/// A logout the visiting side made that the user's home has not acknowledged yet (table
+/// `emcc_pending_logouts`, migration 0024).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PendingLogout {
+    pub device: String,
+    pub home: String,
+    pub userid: String,
+    /// Unix seconds; names the logout.
+    pub queued_at: i64,
+    pub attempts: i64,
+    /// Why the last attempt to tell the home failed (empty before any).
+    pub last_error: String,
+}
+
+pub trait PendingLogouts {
+    /// Ends the visiting side of the device's EMCC login in one transaction: frees its slot
+    /// and queues the logout for its home. The row that held the slot, if any.
+    fn end_visiting_login(
+        &self,
+        device: &str,
+        now: i64,
+    ) -> impl Future<Output = Result<Option<EmccDeviceRow>, StoreError>> + Send;
+
+    /// Every logout not yet acknowledged, oldest first.
+    fn pending_logouts(
+        &self,
+    ) -> impl Future<Output = Result<Vec<PendingLogout>, StoreError>> + Send;
+
+    /// The home acknowledged the logout queued at `queued_at` (a newer one stays).
+    fn logout_acknowledged(
+        &self,
+        device: &str,
+        queued_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// An attempt to tell the home failed.
+    fn logout_attempt_failed(
+        &self,
+        device: &str,
+        queued_at: i64,
+        why: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// A new login of the device is handed to a home: an older logout of it is not told any
+    /// more (the home replaces the login it still holds from this cluster).
+    fn drop_pending_logout(
+        &self,
+        device: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl PendingLogouts for Store {
+    async fn end_visiting_login(
+        &self,
+        device: &str,
+        now: i64,
+    ) -> Result<Option<EmccDeviceRow>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        let row = sqlx::query(&format!(
+            "DELETE FROM emcc_devices WHERE role = 'visiting' AND device = $1 RETURNING {DEVICE_COLUMNS}"
+        ))
+        .bind(device)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row.map(|r| device_row(&r)).transpose()? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        sqlx::query(
+            "INSERT INTO emcc_pending_logouts (device, home, userid, queued_at, attempts, last_error) \
+             VALUES ($1, $2, $3, $4, 0, '') ON CONFLICT (device) DO UPDATE SET home = excluded.home, \
+             userid = excluded.userid, queued_at = excluded.queued_at, attempts = 0, last_error = ''",
+        )
+        .bind(device)
+        .bind(&row.remote_cluster)
+        .bind(&row.userid)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    async fn pending_logouts(&self) -> Result<Vec<PendingLogout>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT device, home, userid, queued_at, attempts, last_error FROM emcc_pending_logouts \
+             ORDER BY queued_at, device",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(PendingLogout {
+                    device: r.try_get(0)?,
+                    home: r.try_get(1)?,
+                    userid: r.try_get(2)?,
+                    queued_at: r.try_get(3)?,
+                    attempts: r.try_get(4)?,
+                    last_error: r.try_get(5)?,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
+    }
+
+    async fn logout_acknowledged(&self, device: &str, queued_at: i64) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM emcc_pending_logouts WHERE device = $1 AND queued_at = $2")
+            .bind(device)
+            .bind(queued_at)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn logout_attempt_failed(
+        &self,
+        device: &str,
+        queued_at: i64,
+        why: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE emcc_pending_logouts SET attempts = attempts + 1, last_error = $1 \
+             WHERE device = $2 AND queued_at = $3",
+        )
+        .bind(why)
+        .bind(device)
+        .bind(queued_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn drop_pending_logout(&self, device: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM emcc_pending_logouts WHERE device = $1")
+            .bind(device)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}

@@ -28,28 +28,41 @@ impl B2bua {
                 addr: b.source,
                 transport: b.transport,
             };
-            let host = self.host_on(peer.transport);
-            let branch = self.branch();
-            let tag = self.tag();
-            let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
-            let mut req = Request::new(Method::Notify, &b.contact);
-            req.headers.push(
-                "Via",
-                format!(
-                    "SIP/2.0/{} {host};branch={branch};rport",
-                    peer.transport.as_str()
-                ),
-            );
-            req.headers.push("Max-Forwards", "70");
-            req.headers.push("From", format!("<sip:{host}>;tag={tag}"));
-            req.headers.push("To", format!("<{}>", b.contact));
-            req.headers.push("Call-ID", call_id);
-            req.headers.push("CSeq", "1 NOTIFY");
-            req.headers.push("Event", event.to_string());
-            req.headers.push("Subscription-State", "terminated");
-            tracing::debug!(device, to = %peer.addr, event, "NOTIFY");
-            self.send_request(req, peer, now, out);
+            self.send_notify(device, &b.contact, peer, event, now, out);
         }
+    }
+
+    /// One unsolicited NOTIFY to a phone's contact at `peer`.
+    fn send_notify(
+        &mut self,
+        device: &str,
+        contact: &str,
+        peer: Peer,
+        event: &str,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        let host = self.host_on(peer.transport);
+        let branch = self.branch();
+        let tag = self.tag();
+        let call_id = format!("{:x}{:x}@ucm", self.random(), self.random());
+        let mut req = Request::new(Method::Notify, contact);
+        req.headers.push(
+            "Via",
+            format!(
+                "SIP/2.0/{} {host};branch={branch};rport",
+                peer.transport.as_str()
+            ),
+        );
+        req.headers.push("Max-Forwards", "70");
+        req.headers.push("From", format!("<sip:{host}>;tag={tag}"));
+        req.headers.push("To", format!("<{contact}>"));
+        req.headers.push("Call-ID", call_id);
+        req.headers.push("CSeq", "1 NOTIFY");
+        req.headers.push("Event", event.to_string());
+        req.headers.push("Subscription-State", "terminated");
+        tracing::debug!(device, to = %peer.addr, event, "NOTIFY");
+        self.send_request(req, peer, now, out);
     }
 
     /// A command from a service; `id` names it in the [`Out::Reply`] that answers it.
@@ -65,6 +78,20 @@ impl B2bua {
         let reply = match cmd {
             Command::NotifyDevice { device, event } => {
                 self.notify_device(registrar, &device, &event, now, &mut out);
+                None
+            }
+            Command::NotifyContact {
+                device,
+                contact,
+                source,
+                transport,
+                event,
+            } => {
+                let peer = Peer {
+                    addr: source,
+                    transport,
+                };
+                self.send_notify(&device, &contact, peer, &event, now, &mut out);
                 None
             }
             Command::SilentRing { device, dn, on } => {

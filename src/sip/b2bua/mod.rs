@@ -140,6 +140,17 @@ pub enum Command {
     /// Sends an unsolicited NOTIFY (`Event: check-sync` makes a Cisco phone fetch its
     /// configuration again) to every address the device is registered from. Not answered.
     NotifyDevice { device: String, event: String },
+    /// Sends an unsolicited NOTIFY (`event`) to a phone at an address it registered from
+    /// earlier, which this node holds no registration of now (EMCC: a phone of this cluster
+    /// registered with its user's home, which cannot be reached at logout, is told to fetch
+    /// its configuration here again). Best effort, not answered.
+    NotifyContact {
+        device: String,
+        contact: String,
+        source: SocketAddr,
+        transport: Transport,
+        event: String,
+    },
     /// The calls up now, for the operator's view. Answered with [`Reply::Calls`].
     ListCalls,
     /// `device` rings silently for calls to line `dn` (`on`), or audibly again: the
