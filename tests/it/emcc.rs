@@ -2018,3 +2018,150 @@ fn r17_emapp_pin_is_checked_at_home_and_a_logout_outlives_an_unreachable_home() 
     let s = phone_state(&sim, PHONE);
     assert_eq!(s["server"], visiting_sip.as_str(), "{s:#}");
 }
+
+/// A node of a cluster on a shared database (`--db`), bound to `ip`, HTTPS on `https_port`
+/// (0: any), SIP on `sip_port` (0: any).
+fn emcc_db_node(
+    def: &Path,
+    db: &str,
+    name: &str,
+    ip: &str,
+    https_port: u16,
+    sip_port: u16,
+) -> Server {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = ucm();
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(def)
+        .args(["--db", db, "--node", name, "--bind", ip])
+        .args(["--https-port", &https_port.to_string(), "--http-port", "0"])
+        .args([
+            "--tftp-http-port",
+            "0",
+            "--tftp-port",
+            "0",
+            "--sips-port",
+            "0",
+        ])
+        .args(["--sip-port", &sip_port.to_string(), "--data-dir"])
+        .arg(data_dir.path())
+        .env("UCM_LOG", "info");
+    let (child, ready, stderr) = crate::common::spawn_ready(cmd, name, Duration::from_secs(60));
+    Server {
+        child,
+        ready,
+        data_dir,
+        stderr,
+        seen: Default::default(),
+    }
+}
+
+/// Issue 17 on a multi-node home: home has two nodes on one PostgreSQL database, home-pub
+/// (which the visiting cluster names, and which takes the login) and home-sub (the only member
+/// of the EMCC roaming pool's Unified CM group). The EMCC device home-pub adds reaches home-sub
+/// through the change feed: the phone registers traveler's 4001 with home-sub, and SIPp on
+/// home's gateway reaches it there. The logout, taken by home-pub, reaches home-sub the same
+/// way, which resets the phone registered with it: the phone goes back to visiting.
+#[tokio::test(flavor = "multi_thread")]
+async fn r17_a_two_node_home_on_postgres_serves_the_emcc_device_from_either_node() {
+    if !have("curl") || !have("openssl") || !crate::sipp::sipp_available() {
+        skip_or_fail("curl, openssl and sipp are needed");
+        return;
+    }
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || two_node_home(&url)).await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+fn two_node_home(url: &str) {
+    const PHONE: &str = "SEP00000000E0B1";
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    // The nodes name each other's SIP ports (the intra-cluster trunk knows a node by them).
+    let sub_sip = free_udp_port("127.0.1.2");
+    let pub_sip = free_udp_port("127.0.1.1");
+    let gw_port = free_udp_port("127.0.1.1");
+    let text = std::fs::read_to_string(&home_def)
+        .unwrap()
+        .replace(
+            "  - name: home-pub\n    address: 127.0.1.1\n",
+            &format!("  - name: home-pub\n    address: 127.0.1.1\n    ports: {{sip: {pub_sip}}}\n  - name: home-sub\n    address: 127.0.1.2\n    ports: {{sip: {sub_sip}}}\n"),
+        )
+        .replace(
+            "  - name: EMCC_Roaming_DP\n    node_group: [home-pub]\n",
+            "  - name: EMCC_Roaming_DP\n    node_group: [home-sub]\n",
+        )
+        .replace(
+            "destinations: [\"127.0.1.1:5090\"]",
+            &format!("destinations: [\"127.0.1.1:{gw_port}\"]"),
+        );
+    std::fs::write(&home_def, text).unwrap();
+    let home_pub = emcc_db_node(&home_def, url, "home-pub", "127.0.1.1", home_port, pub_sip);
+    let home_sub = emcc_db_node(&home_def, url, "home-sub", "127.0.1.2", 0, sub_sip);
+    let visiting = emcc_node(&visiting_def, "127.0.2.1", visiting_port);
+    let (rc, out, err) = sync(&sftp, &[&home_pub, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home_pub, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    let sim = crate::phone::Sim::start(
+        &visiting,
+        &[
+            "--device",
+            PHONE,
+            "--first-ip",
+            "127.0.2.13",
+            "--auto-answer",
+        ],
+    );
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    wait_phone(&sim, PHONE, "registered at visiting", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str()
+    });
+    let (rc, out) = em_login_at(&visiting, PHONE, "traveler");
+    assert_eq!(rc, 0, "{out}\n{}", home_pub.logs());
+    let sub = format!("127.0.1.2:{sub_sip}");
+    wait_phone(&sim, PHONE, "registered at home-sub with 4001", |s| {
+        s["registered"] == true && s["server"] == sub.as_str() && lines_of(s) == ["4001"]
+    });
+    // A call from home's gateway, through home-pub, rings the phone registered at home-sub.
+    let work = tempfile::tempdir().unwrap();
+    let out = Command::new("sipp")
+        .args([
+            "-sn",
+            "uac",
+            "-s",
+            "4001",
+            &home_pub.addr("sip_udp").to_string(),
+        ])
+        .args(["-i", "127.0.1.1", "-p", &gw_port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "30s"])
+        .current_dir(work.path())
+        .output()
+        .expect("run sipp uac");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "the call to 4001 did not complete:\n{}\n{}",
+        home_pub.logs(),
+        home_sub.logs()
+    );
+    // Logout: home-pub frees the slot, home-sub hears it and resets the phone.
+    let (rc, out) = em_at(&visiting, &["logout", "--device", PHONE]);
+    assert_eq!(rc, 0, "{out}");
+    let s = wait_phone(&sim, PHONE, "back at visiting with 5001", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    // Only home-sub could tell it (home-pub resets only the phones registered with it).
+    assert!(s["config"]["emcc"].is_null(), "{s:#}");
+}

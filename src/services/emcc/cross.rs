@@ -124,20 +124,40 @@ impl EmccShared {
 
 /// Reads what the database holds (at start): the visiting side's redirections and the home's
 /// run-time devices.
-pub async fn load(node: &Arc<NodeState>) -> Result<(), crate::store::StoreError> {
+pub async fn load(node: &NodeState) -> Result<(), crate::store::StoreError> {
     let shared = node.shared::<EmccShared>();
-    for row in node.store.emcc_devices(Role::Visiting).await? {
-        if let Ok(r) = serde_json::from_str::<Redirect>(&row.settings) {
-            shared.set_redirect(&row.device, Some(r));
-        }
-    }
+    let rows = node.store.emcc_devices(Role::Visiting).await?;
+    let redirects: HashMap<String, Redirect> = rows
+        .iter()
+        .filter_map(|row| {
+            let r = serde_json::from_str::<Redirect>(&row.settings).ok()?;
+            Some((row.device.clone(), r))
+        })
+        .collect();
+    *shared.redirects.write().unwrap_or_else(|p| p.into_inner()) = redirects;
     sync_home_devices(node).await
 }
 
+/// Another node changed the device's visiting row: serve what the database holds now.
+pub(crate) async fn reload_redirect(
+    node: &NodeState,
+    device: &str,
+) -> Result<bool, crate::store::StoreError> {
+    let shared = node.shared::<EmccShared>();
+    let now = node
+        .store
+        .emcc_devices(Role::Visiting)
+        .await?
+        .into_iter()
+        .find(|r| r.device == device)
+        .and_then(|row| serde_json::from_str::<Redirect>(&row.settings).ok());
+    let changed = shared.redirect(device) != now;
+    shared.set_redirect(device, now);
+    Ok(changed)
+}
+
 /// Makes the cluster's run-time devices those of the home rows the database holds now.
-pub(crate) async fn sync_home_devices(
-    node: &Arc<NodeState>,
-) -> Result<(), crate::store::StoreError> {
+pub(crate) async fn sync_home_devices(node: &NodeState) -> Result<(), crate::store::StoreError> {
     let shared = node.shared::<EmccShared>();
     let _one = shared.rebuild.lock().await;
     let rows = node.store.emcc_devices(Role::Home).await?;

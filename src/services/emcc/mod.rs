@@ -31,6 +31,7 @@
 
 pub mod check;
 pub mod cross;
+pub mod feed;
 pub mod model;
 pub mod store;
 
@@ -702,8 +703,9 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<Emcc>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
-    // The remote cluster updates are in the database, read where needed: nothing to follow.
-    feed: None,
+    // The remote cluster updates are in the database, read where needed; the EMCC devices
+    // are on the feed (every node of either side serves them).
+    feed: Some(feed::FEED),
     status: &[],
     start: start_service,
 };
