@@ -434,8 +434,8 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 3);
-    assert_eq!(blocks.len(), 3);
+    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 4);
+    assert_eq!(blocks.len(), 4);
     let example = &blocks[0];
     // The remote cluster update's example follows the exchange.
     assert!(
@@ -561,11 +561,31 @@ fn r17_readme_sync_certs_example_runs_as_written() {
             ));
         }
     }
-    script.push_str(
-        "for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' && break; sleep 0.1; done\n\
-         curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' || fail back \"$(curl -s http://127.0.2.10:8081/state)\"\n\
-         echo ALL-OK\n",
-    );
+    let back = "for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' && break; sleep 0.1; done\n\
+         curl -s http://127.0.2.10:8081/state | grep -q '\"dn\":\"5001\"' || fail back \"$(curl -s http://127.0.2.10:8081/state)\"\n";
+    script.push_str(back);
+    // The EM application's login (the PIN checked by the home), then the logout.
+    assert!(blocks[3].contains("/emapp/EMAppServlet") && blocks[3].contains("ucm em logout"));
+    for line in blocks[3].lines() {
+        n += 1;
+        let line = line.split(" #").next().unwrap().trim();
+        script.push_str(&format!(
+            "{line} > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
+        ));
+        if line.contains("/emapp/EMAppServlet") {
+            script.push_str(&format!(
+                "grep -q 'Welcome, traveler' out{n} || fail emapp \"$(cat out{n})\"\n\
+                 for i in $(seq 1 300); do curl -s http://127.0.2.10:8081/state | grep -q '\"home_cluster\":\"home\"' && break; sleep 0.1; done\n"
+            ));
+        }
+        if line.starts_with("ucm emcc status") {
+            script.push_str(&format!(
+                "grep -q '1 as visiting' out{n} || fail status4 \"$(cat out{n})\"\n"
+            ));
+        }
+    }
+    script.push_str(back);
+    script.push_str("echo ALL-OK\n");
     let bin = Path::new(env!("CARGO_BIN_EXE_ucm")).parent().unwrap();
     let out = Command::new("unshare")
         .args([

@@ -226,8 +226,7 @@ pub async fn handler(
         && cluster
             .section::<crate::services::emcc::model::Emcc>()
             .phones
-            .iter()
-            .any(|p| *p == device);
+            .contains(&device);
     if !away {
         if let Err(code) = check_pin(state, &user, &pin).await {
             return text(&pin_refusal(code, true));
