@@ -1060,3 +1060,87 @@ fn r18_pattern_forward_rings_the_dialled_number() {
     let r = only(finals, "final to the caller");
     assert_eq!(r.status, 404, "{r:?}");
 }
+
+/// The visiting side of EMCC: a call on the EMCC SIP trunk that names one of the cluster's
+/// EMCC phones (the header) is routed with the trunk's CSS (or, per "CSS for PSTN Access SIP
+/// Trunk", the phone's own) and the phone's device pool, whose Standard Local Route Group is
+/// the phone's local gateway. Without the header, or naming a device that is no EMCC phone,
+/// it is an ordinary trunk call: the trunk's pool has no local route group, so no route.
+#[test]
+fn r17_emcc_trunk_calls_are_routed_by_the_named_phone() {
+    const VISITING: &str = r#"cluster: {id: v, name: visiting}
+nodes: [{name: n1, address: 127.0.0.1}]
+partitions: [{name: EMERG}, {name: PSTN}]
+calling_search_spaces:
+  - {name: TRUNK_CSS, partitions: [EMERG]}
+  - {name: PHONE_CSS, partitions: [EMERG, PSTN]}
+device_pools:
+  - {name: DP_T, node_group: [n1]}
+  - {name: DP_V, node_group: [n1], local_route_group: RG_V}
+sip_trunks:
+  - {name: EMCC, destinations: ["127.0.0.50:5060"], device_pool: DP_T, css: TRUNK_CSS}
+  - {name: GW_V, destinations: ["127.0.0.60:5060"], device_pool: DP_V}
+route_groups: [{name: RG_V, members: [GW_V]}]
+route_lists: [{name: LRG, members: [Standard Local Route Group]}]
+route_patterns:
+  - {pattern: "911", partition: EMERG, route_list: LRG}
+  - {pattern: 9.!, partition: PSTN, route_list: LRG, discard_digits: pre-dot}
+devices:
+  - {name: SEP00000000E0B1, model: m, device_pool: DP_V, css: PHONE_CSS}
+  - {name: SEP00000000E0B9, model: m, device_pool: DP_V, css: PHONE_CSS}
+"#;
+    let trunk: SocketAddr = "127.0.0.50:5060".parse().unwrap();
+    let gw: SocketAddr = "127.0.0.60:5060".parse().unwrap();
+    let invite = |number: &str, call_id: &str, device: Option<&str>| {
+        let sdp = "v=0\r\no=- 1 1 IN IP4 127.0.0.50\r\ns=-\r\nc=IN IP4 127.0.0.50\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n";
+        let header = device
+            .map(|d| format!("{}: {d}\r\n", crate::cluster::EMCC_DEVICE_HEADER))
+            .unwrap_or_default();
+        let text = format!(
+            "INVITE sip:{number}@127.0.0.1:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.50:5060;branch=z9hG4bK{call_id}\r\nFrom: <sip:4001@127.0.0.50>;tag=a1\r\nTo: <sip:{number}@127.0.0.1>\r\nCall-ID: {call_id}\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n{header}Contact: <sip:4001@127.0.0.50:5060>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            sdp.len()
+        );
+        parse_datagram(text.as_bytes()).unwrap()
+    };
+    for use_phone_css in [false, true] {
+        let mut node = Node::new(VISITING);
+        let mut routing = crate::cluster::EmccRouting::default();
+        routing.pstn_trunks.insert("EMCC".into(), use_phone_css);
+        routing.phones.insert("SEP00000000E0B1".into());
+        node.cluster.emcc = Arc::new(routing);
+        // 911 names the EMCC phone: its pool's LRG, the local gateway.
+        let out = node.receive(invite("911", "e1", Some("SEP00000000E0B1")), trunk);
+        let sent = invites(&out);
+        assert_eq!(sent.len(), 1, "{out:?}");
+        assert_eq!(sent[0].0.addr, gw);
+        assert_eq!(sent[0].1.uri, "sip:911@127.0.0.60:5060");
+        // 9.! is in the phone's CSS only.
+        let out = node.receive(invite("95551234", "e2", Some("SEP00000000E0B1")), trunk);
+        let sent = invites(&out);
+        if use_phone_css {
+            assert_eq!(sent.len(), 1, "{out:?}");
+            assert_eq!(sent[0].1.uri, "sip:5551234@127.0.0.60:5060");
+        } else {
+            assert!(sent.is_empty(), "{out:?}");
+            assert_eq!(final_to_caller_from(&out, trunk), Some(404), "{out:?}");
+        }
+        // No header, or a device that is no EMCC phone: the trunk's own pool, no LRG.
+        for (id, device) in [
+            ("e3", None),
+            ("e4", Some("SEP00000000E0B9")),
+            ("e5", Some("SEPNOSUCH")),
+        ] {
+            let out = node.receive(invite("911", id, device), trunk);
+            assert!(invites(&out).is_empty(), "{device:?}: {out:?}");
+            assert_eq!(
+                final_to_caller_from(&out, trunk),
+                Some(404),
+                "{device:?}: {out:?}"
+            );
+        }
+    }
+}
+
+fn final_to_caller_from(out: &[Out], caller: SocketAddr) -> Option<u16> {
+    statuses(out, caller).into_iter().find(|s| *s >= 200)
+}
