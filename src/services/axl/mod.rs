@@ -3,11 +3,14 @@
 //! (the seed's Paging Server and Attendant Console). HTTPS only, HTTP Basic with an
 //! application or end user holding the role "Standard AXL API Access" (`axl-api-access`).
 //!
-//! The read operations of [`ops::OPERATIONS`] are served from the cluster definition; writes
-//! (`addPhone`, `updatePhone`, `removePhone`, `addLine`, `addUser`, `updateUser`) and
-//! `executeSQLQuery` are not built yet and answer a fault naming the operation.
+//! The read operations of [`ops::OPERATIONS`] are served from the node's cluster definition.
+//! The writes of [`write::WRITES`] are edits of the stored definition
+//! (`Store::edit_definition`): one transaction under the definition lock, so the database orders
+//! concurrent writes from any node; committed, the node serves the result at once and the
+//! change feed carries it to every other node. `executeSQLQuery` is not built.
 
 pub mod ops;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -114,9 +117,10 @@ async fn probe(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Respo
 
 /// `POST /axl/`: one SOAP request.
 async fn request(State(state): State<Arc<NodeState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = admit(&state, &headers).await {
-        return r;
-    }
+    let user = match admit(&state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
     let client_fault = |msg: String| {
         xml(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,9 +161,62 @@ async fn request(State(state): State<Arc<NodeState>>, headers: HeaderMap, body: 
             "no AXL version: send SOAPAction \"CUCM:DB ver=12.5 <operation>\" or the operation in http://www.cisco.com/AXL/API/<version>".into(),
         );
     };
+    if write::is_write(&op.name) {
+        return edit(&state, &user, &version, op).await;
+    }
     match ops::answer(&state.cluster(), &version, op) {
         Ok(body) => xml(StatusCode::OK, body),
         // SOAP 1.1: a fault travels with 500.
         Err(f) => xml(StatusCode::INTERNAL_SERVER_ERROR, f.envelope()),
+    }
+}
+
+/// One write: an edit of the stored definition, served here at once when committed.
+async fn edit(
+    state: &Arc<NodeState>,
+    user: &str,
+    version: &str,
+    op: &crate::wire::soap::Node,
+) -> Response {
+    let name = op.name.clone();
+    let result = state
+        .store
+        .edit_definition(&format!("axl:{user}"), |def| {
+            let uuid = write::apply(def, op)?;
+            // Passwords and PINs are hashed before the write commits: never stored in clear.
+            crate::config::hash_secrets(def);
+            Ok::<_, ops::AxlFault>(uuid)
+        })
+        .await;
+    match result {
+        Ok(Ok(edited)) => {
+            tracing::info!(user, operation = %name, uuid = %edited.value, "AXL: definition edited");
+            let uuid = edited.value.clone();
+            if let Err(e) = state
+                .adopt_definition(edited.definition, &edited.digest)
+                .await
+            {
+                // Committed: the feed (or the next start) brings it here.
+                tracing::warn!(error = %e, "AXL: the edit committed but this node could not reload it");
+            }
+            xml(
+                StatusCode::OK,
+                ops::envelope(version, &name, &crate::wire::xml::escape(&uuid)),
+            )
+        }
+        Ok(Err(fault)) => xml(StatusCode::INTERNAL_SERVER_ERROR, fault.envelope()),
+        Err(e) => {
+            tracing::warn!(error = %e, operation = %name, "AXL: the database refused the edit");
+            xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ops::AxlFault {
+                    soap_code: "Server",
+                    axlcode: -1,
+                    message: format!("the cluster database could not take the change: {e}"),
+                    request: name.clone(),
+                }
+                .envelope(),
+            )
+        }
     }
 }
