@@ -184,9 +184,9 @@ fn r20_axl_answers_bad_requests_with_faults() {
             "<axlcode>5007</axlcode>",
         ),
         (
-            "executeSQLQuery",
-            envelope("executeSQLQuery", "<sql>select name from device</sql>"),
-            "operation executeSQLQuery is not supported",
+            "executeSQLUpdate",
+            envelope("executeSQLUpdate", "<sql>delete from device</sql>"),
+            "operation executeSQLUpdate is not supported",
         ),
         (
             "getCCMVersion",
@@ -307,6 +307,18 @@ fn r20_ciscoaxl_and_strict_zeep_change_the_cluster_and_the_changes_last() {
     assert_eq!(
         r["user"],
         serde_json::json!({"lastName": "Axl", "devices": ["SEP0000000070A1"]})
+    );
+    assert_eq!(
+        r["sql"],
+        serde_json::json!([{"name": "SEP0000000070A1", "dnorpattern": "30500", "numplanindex": "1"}]),
+        "{r}"
+    );
+    assert!(
+        r["sql_bad"][1]
+            .as_str()
+            .unwrap()
+            .contains("no such table: callmanager"),
+        "{r}"
     );
     assert_eq!(r["again"][0], "-239", "{r}");
     assert_eq!(r["bad_pool"][0], "5007", "{r}");
@@ -590,4 +602,57 @@ fn r20_acknowledged_axl_writes_survive_a_kill_9_mid_stream() {
             "{name} acknowledged but lost"
         );
     }
+}
+
+/// `executeSQLQuery` floods: forty costly statements at once are each stopped or refused as
+/// busy (bounded work: one at a time, a short queue), and the node answers others meanwhile.
+#[test]
+fn r20_a_flood_of_costly_sql_is_bounded_and_the_node_still_answers() {
+    let srv = Server::start(&[]);
+    let https = srv.addr("https");
+    let auth = Some("axladmin:axladmin");
+    assert_eq!(
+        post(https, auth, "getCCMVersion", &envelope("getCCMVersion", "")).0,
+        200
+    );
+    let heavy = envelope(
+        "executeSQLQuery",
+        "<sql>select count(*) from numplan a, numplan b, numplan c, numplan d, numplan e</sql>",
+    );
+    let flood: Vec<_> = (0..40)
+        .map(|_| {
+            let heavy = heavy.clone();
+            std::thread::spawn(move || post(https, auth, "executeSQLQuery", &heavy))
+        })
+        .collect();
+    let (code, body) = post(https, auth, "getCCMVersion", &envelope("getCCMVersion", ""));
+    assert_eq!(code, 200, "{body}");
+    let (mut stopped, mut busy) = (0, 0);
+    for t in flood {
+        let (code, body) = t.join().unwrap();
+        assert_eq!(code, 500, "{body}");
+        if body.contains("was stopped") {
+            stopped += 1;
+        } else if body.contains("busy") {
+            busy += 1;
+        } else {
+            panic!("{body}");
+        }
+    }
+    assert!(
+        stopped >= 1 && stopped + busy == 40,
+        "{stopped} stopped, {busy} busy"
+    );
+    // And the view still answers.
+    let (code, body) = post(
+        https,
+        auth,
+        "executeSQLQuery",
+        &envelope(
+            "executeSQLQuery",
+            "<sql>select first 1 name from device where tkclass = 1</sql>",
+        ),
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("<row><name>SEP"), "{body}");
 }

@@ -7,9 +7,11 @@
 //! The writes of [`write::WRITES`] are edits of the stored definition
 //! (`Store::edit_definition`): one transaction under the definition lock, so the database orders
 //! concurrent writes from any node; committed, the node serves the result at once and the
-//! change feed carries it to every other node. `executeSQLQuery` is not built.
+//! change feed carries it to every other node. `executeSQLQuery` runs on a read-only view of
+//! the definition under Cisco's data-dictionary names ([`sql`]).
 
 pub mod ops;
+pub mod sql;
 pub mod write;
 
 use std::sync::Arc;
@@ -46,15 +48,25 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 fn start(s: Start) -> StartFuture {
     Box::pin(async move {
+        let state = Arc::new(Axl {
+            node: s.node.clone(),
+            sql: sql::SqlView::default(),
+        });
         let routes = Router::new()
             .route("/axl/", get(probe).post(request))
             .route("/axl", get(probe).post(request))
-            .with_state(s.node.clone());
+            .with_state(state);
         Ok(Parts {
             routes,
             tasks: Vec::new(),
         })
     })
+}
+
+/// The service's state: the node, and its SQL view (built on the first query).
+struct Axl {
+    node: Arc<NodeState>,
+    sql: sql::SqlView,
 }
 
 fn xml(status: StatusCode, body: String) -> Response {
@@ -103,8 +115,8 @@ async fn admit(state: &Arc<NodeState>, headers: &HeaderMap) -> Result<String, Re
 }
 
 /// `GET /axl/`: clients (ciscoaxl) check their credentials with it before any request.
-async fn probe(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
-    match admit(&state, &headers).await {
+async fn probe(State(axl): State<Arc<Axl>>, headers: HeaderMap) -> Response {
+    match admit(&axl.node, &headers).await {
         Ok(_) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html")],
@@ -116,8 +128,9 @@ async fn probe(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Respo
 }
 
 /// `POST /axl/`: one SOAP request.
-async fn request(State(state): State<Arc<NodeState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let user = match admit(&state, &headers).await {
+async fn request(State(axl): State<Arc<Axl>>, headers: HeaderMap, body: Bytes) -> Response {
+    let state = &axl.node;
+    let user = match admit(state, &headers).await {
         Ok(u) => u,
         Err(r) => return r,
     };
@@ -162,7 +175,34 @@ async fn request(State(state): State<Arc<NodeState>>, headers: HeaderMap, body: 
         );
     };
     if write::is_write(&op.name) {
-        return edit(&state, &user, &version, op).await;
+        return edit(state, &user, &version, op).await;
+    }
+    if op.name == "executeSQLQuery" {
+        let sql = op.child("sql").map(|e| e.value()).unwrap_or_default();
+        return match axl.sql.query(state.cluster(), &sql).await {
+            Ok(rows) => {
+                let mut inner = String::new();
+                for r in rows {
+                    inner.push_str("<row>");
+                    for (c, v) in r {
+                        inner.push_str(&format!("<{c}>{}</{c}>", crate::wire::xml::escape(&v)));
+                    }
+                    inner.push_str("</row>");
+                }
+                xml(StatusCode::OK, ops::envelope(&version, &op.name, &inner))
+            }
+            Err(e) => xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ops::AxlFault {
+                    soap_code: "Client",
+                    // UNCONFIRMED: Cisco passes Informix's own codes through; -1 here.
+                    axlcode: -1,
+                    message: e.0,
+                    request: op.name.clone(),
+                }
+                .envelope(),
+            ),
+        };
     }
     match ops::answer(&state.cluster(), &version, op) {
         Ok(body) => xml(StatusCode::OK, body),

@@ -59,6 +59,14 @@ r = ucm.update_user(userid="axluser", associatedDevices={"device": ["SEP00000000
 out["associate"] = fault(r) or r["return"]
 u = ucm.get_user(userid="axluser")
 out["user"] = fault(u) or {"lastName": u["lastName"], "devices": u["associatedDevices"]["device"]}
+# The data dictionary's view: the new phone and its line, by the usual join.
+r = ucm.sql_query(
+    "select d.name, n.dnorpattern, dm.numplanindex from device d "
+    "join devicenumplanmap dm on dm.fkdevice = d.pkid join numplan n on n.pkid = dm.fknumplan "
+    "where d.name = 'SEP0000000070A1'"
+)
+out["sql"] = fault(r) or [{c.tag: c.text for c in row} for row in r["row"]]
+out["sql_bad"] = fault(ucm.sql_query("select * from callmanager"))
 # The same phone twice: Cisco's duplicate-key fault.
 out["again"] = fault(ucm.add_phone(
     "SEP0000000070A1", product="Cisco 8845", device_pool="HQ_DP", protocol="SIP"))
