@@ -91,7 +91,11 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
         }
     };
     let digest = store::digest(&text);
-    if store.definition_digest().await?.as_deref() == Some(digest.as_str()) {
+    // The same text as last imported (edits through AXL since then are kept), or the very
+    // definition the database holds.
+    let current = store.definition_digest().await?.as_deref() == Some(digest.as_str())
+        || store.meta("source_digest").await?.as_deref() == Some(digest.as_str());
+    if current {
         tracing::info!(%origin, "definition unchanged since the last import");
         return store
             .load()
@@ -103,7 +107,16 @@ async fn load_definition(args: &Args, store: &Store) -> Result<ClusterDefinition
     let parsed = t0.elapsed();
     config::hash_secrets(&mut def);
     let hashed = t0.elapsed();
+    let edits = store.edits_since_import().await?;
     let s = store.import_unless_current(&def, &digest, &origin).await?;
+    if s.changed && edits > 0 {
+        // The operator changed the file: it is the newer word, as documented in README.
+        tracing::warn!(
+            %origin,
+            edits,
+            "the changed definition file replaced the stored one and the edits made through AXL since the last import"
+        );
+    }
     if !s.changed {
         // Another node started at the same moment imported it first: serve what it stored.
         tracing::info!(%origin, "definition imported by another node meanwhile");

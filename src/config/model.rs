@@ -828,6 +828,10 @@ pub struct DirectoryNumber {
     pub max_calls: u32,
     #[serde(default = "default_busy_trigger")]
     pub busy_trigger: u32,
+    /// Kept without any appearance (Cisco's unassigned DN), as AXL's `addLine` leaves a line
+    /// before a phone carries it: not reported as on no device.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unassigned: bool,
 }
 
 fn default_max_calls() -> u32 {

@@ -91,6 +91,9 @@ pub struct Feed {
     hooks: Mutex<Vec<FeedHook>>,
     /// The digest of the definition the node runs.
     digest: Mutex<Option<String>>,
+    /// Held while the node swaps its definition: the feed's reload and an edit made here
+    /// (which adopts what it committed) must not cross, or an older definition could win.
+    swapping: tokio::sync::Mutex<()>,
     /// Made at start: this run of the node.
     pub instance: String,
     pub started_ms: i64,
@@ -121,6 +124,7 @@ impl Feed {
             lags: Mutex::new(LagWindow::default()),
             hooks: Mutex::default(),
             digest: Mutex::new(digest),
+            swapping: tokio::sync::Mutex::new(()),
             instance: format!(
                 "{}-{started_ms}-{:08x}",
                 std::process::id(),
@@ -409,6 +413,7 @@ impl NodeState {
 
     /// Loads the stored definition when its digest is not the one the node runs.
     async fn reload_definition(&self, digest: &str) -> Result<(), StoreError> {
+        let _swap = self.feed.swapping.lock().await;
         {
             let g = self.feed.digest.lock().unwrap_or_else(|p| p.into_inner());
             if g.as_deref() == Some(digest) {
@@ -422,6 +427,28 @@ impl NodeState {
         self.set_cluster(def);
         *self.feed.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest.to_string());
         tracing::info!(digest, "change feed: definition reloaded");
+        Ok(())
+    }
+
+    /// Serves `def`, which an edit made on this node just committed with `digest`: at once,
+    /// so a client reads its own write here without waiting for the feed. When the database
+    /// has moved on meanwhile (another node's edit), the newer definition is read instead.
+    pub async fn adopt_definition(
+        &self,
+        def: crate::config::ClusterDefinition,
+        digest: &str,
+    ) -> Result<(), StoreError> {
+        let _swap = self.feed.swapping.lock().await;
+        let stored = self.store.definition_digest().await?;
+        let (def, digest) = match stored {
+            Some(d) if d != digest => match self.store.load().await? {
+                Some(newer) => (newer, d),
+                None => return Ok(()),
+            },
+            _ => (def, digest.to_string()),
+        };
+        self.set_cluster(def);
+        *self.feed.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
         Ok(())
     }
 

@@ -23,11 +23,13 @@ use crate::config::ClusterDefinition;
 
 mod certificates;
 mod credentials;
+mod edits;
 mod leases;
 mod nodes;
 mod registrations;
 
 pub use certificates::{NodeCertificate, TrustImport, TrustedCertificate};
+pub use edits::Edited;
 pub use leases::LeaseRow;
 pub use nodes::NodeRow;
 pub use registrations::RegistrationRow;
@@ -328,28 +330,7 @@ impl Store {
             .end_users
             .iter()
             .all(|u| u.password.is_none() && u.pin.is_none()));
-        let value = serde_json::to_value(def).map_err(|e| StoreError::Corrupt {
-            kind: "definition".into(),
-            reason: e.to_string(),
-        })?;
-        let Value::Object(map) = value else {
-            return Err(StoreError::Corrupt {
-                kind: "definition".into(),
-                reason: "not an object".into(),
-            });
-        };
-        let mut rows: Vec<(String, i64, String, String)> = Vec::new();
-        for (kind, v) in map {
-            match v {
-                Value::Array(items) => {
-                    for (i, item) in items.into_iter().enumerate() {
-                        let name = natural_name(&item);
-                        rows.push((kind.clone(), i as i64, name, item.to_string()));
-                    }
-                }
-                other => rows.push((kind.clone(), 0, kind.clone(), other.to_string())),
-            }
-        }
+        let rows = rows_of(def)?;
         let mut tx = self.pool.begin().await?;
         if self.backend == Backend::Postgres {
             // Imports take turns (a transaction-level advisory lock, released at commit or
@@ -360,11 +341,18 @@ impl Store {
                 .execute(&mut *tx)
                 .await?;
             if unless_current {
-                let stored = sqlx::query("SELECT value FROM cluster_meta WHERE key = 'digest'")
-                    .fetch_optional(&mut *tx)
-                    .await?;
-                let stored: Option<String> = stored.map(|r| r.try_get(0)).transpose()?;
-                if stored.as_deref() == Some(digest) {
+                // The text last imported, or the definition as it stands (edits through AXL
+                // move the latter on): either means this text is already in.
+                let stored = sqlx::query(
+                    "SELECT value FROM cluster_meta WHERE key IN ('digest', 'source_digest')",
+                )
+                .fetch_all(&mut *tx)
+                .await?;
+                let mut current = false;
+                for r in stored {
+                    current |= r.try_get::<String, _>(0)? == digest;
+                }
+                if current {
                     tx.rollback().await?;
                     return Ok(ImportSummary {
                         objects: rows.len(),
@@ -395,18 +383,12 @@ impl Store {
         }
         for (k, v) in [
             ("digest", digest.to_string()),
+            ("source_digest", digest.to_string()),
             ("origin", origin.to_string()),
             ("imported_at", unix_now().to_string()),
+            ("edits", "0".to_string()),
         ] {
-            sqlx::query("DELETE FROM cluster_meta WHERE key = $1")
-                .bind(k)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query("INSERT INTO cluster_meta (key, value) VALUES ($1, $2)")
-                .bind(k)
-                .bind(v)
-                .execute(&mut *tx)
-                .await?;
+            set_meta(&mut tx, k, &v).await?;
         }
         tx.commit().await?;
         Ok(ImportSummary {
@@ -420,31 +402,87 @@ impl Store {
         let rows = sqlx::query("SELECT kind, body FROM config_objects ORDER BY kind, position")
             .fetch_all(&self.pool)
             .await?;
-        if rows.is_empty() {
-            return Ok(None);
-        }
-        let mut map = Map::new();
+        let mut pairs = Vec::with_capacity(rows.len());
         for r in rows {
-            let kind: String = r.try_get(0)?;
-            let body: String = r.try_get(1)?;
-            let v: Value = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
-                kind: kind.clone(),
-                reason: e.to_string(),
-            })?;
-            if !is_list(&kind) {
-                map.insert(kind, v);
-            } else if let Value::Array(a) =
-                map.entry(kind).or_insert_with(|| Value::Array(Vec::new()))
-            {
-                a.push(v);
-            }
+            pairs.push((r.try_get::<String, _>(0)?, r.try_get::<String, _>(1)?));
         }
-        let def = serde_json::from_value(Value::Object(map)).map_err(|e| StoreError::Corrupt {
-            kind: "definition".into(),
+        definition_of(pairs)
+    }
+}
+
+/// The definition stored as (kind, body) rows in position order; `None` when there are none.
+fn definition_of(
+    rows: impl IntoIterator<Item = (String, String)>,
+) -> Result<Option<ClusterDefinition>, StoreError> {
+    let mut map = Map::new();
+    let mut any = false;
+    for (kind, body) in rows {
+        any = true;
+        let v: Value = serde_json::from_str(&body).map_err(|e| StoreError::Corrupt {
+            kind: kind.clone(),
             reason: e.to_string(),
         })?;
-        Ok(Some(def))
+        if !is_list(&kind) {
+            map.insert(kind, v);
+        } else if let Value::Array(a) = map.entry(kind).or_insert_with(|| Value::Array(Vec::new()))
+        {
+            a.push(v);
+        }
     }
+    if !any {
+        return Ok(None);
+    }
+    let def = serde_json::from_value(Value::Object(map)).map_err(|e| StoreError::Corrupt {
+        kind: "definition".into(),
+        reason: e.to_string(),
+    })?;
+    Ok(Some(def))
+}
+
+/// A definition as the rows of `config_objects`: (kind, position, natural name, JSON body).
+fn rows_of(def: &ClusterDefinition) -> Result<Vec<(String, i64, String, String)>, StoreError> {
+    let value = serde_json::to_value(def).map_err(|e| StoreError::Corrupt {
+        kind: "definition".into(),
+        reason: e.to_string(),
+    })?;
+    let Value::Object(map) = value else {
+        return Err(StoreError::Corrupt {
+            kind: "definition".into(),
+            reason: "not an object".into(),
+        });
+    };
+    let mut rows: Vec<(String, i64, String, String)> = Vec::new();
+    for (kind, v) in map {
+        match v {
+            Value::Array(items) => {
+                for (i, item) in items.into_iter().enumerate() {
+                    let name = natural_name(&item);
+                    rows.push((kind.clone(), i as i64, name, item.to_string()));
+                }
+            }
+            other => rows.push((kind.clone(), 0, kind.clone(), other.to_string())),
+        }
+    }
+    Ok(rows)
+}
+
+/// Sets one `cluster_meta` key inside a transaction (delete and insert: both backends, and the
+/// insert is what PostgreSQL's trigger announces for `digest`).
+async fn set_meta(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    key: &str,
+    value: &str,
+) -> Result<(), StoreError> {
+    sqlx::query("DELETE FROM cluster_meta WHERE key = $1")
+        .bind(key)
+        .execute(&mut **tx)
+        .await?;
+    sqlx::query("INSERT INTO cluster_meta (key, value) VALUES ($1, $2)")
+        .bind(key)
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
 }
 
 /// Whether a collection of a definition is a list (one row an item) rather than one mapping:

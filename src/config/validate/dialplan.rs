@@ -195,7 +195,7 @@ impl Checker<'_> {
         let d = self.def;
         let root = Path::root();
         for (i, dn) in d.directory_numbers.iter().enumerate() {
-            if !used.contains(&(dn.pattern.clone(), dn.partition.clone())) {
+            if !dn.unassigned && !used.contains(&(dn.pattern.clone(), dn.partition.clone())) {
                 self.err(
                     root.key("directory_numbers").index(i).key("pattern"),
                     format!(

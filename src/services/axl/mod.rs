@@ -3,11 +3,16 @@
 //! (the seed's Paging Server and Attendant Console). HTTPS only, HTTP Basic with an
 //! application or end user holding the role "Standard AXL API Access" (`axl-api-access`).
 //!
-//! The read operations of [`ops::OPERATIONS`] are served from the cluster definition; writes
-//! (`addPhone`, `updatePhone`, `removePhone`, `addLine`, `addUser`, `updateUser`) and
-//! `executeSQLQuery` are not built yet and answer a fault naming the operation.
+//! The read operations of [`ops::OPERATIONS`] are served from the node's cluster definition.
+//! The writes of [`write::WRITES`] are edits of the stored definition
+//! (`Store::edit_definition`): one transaction under the definition lock, so the database orders
+//! concurrent writes from any node; committed, the node serves the result at once and the
+//! change feed carries it to every other node. `executeSQLQuery` runs on a read-only view of
+//! the definition under Cisco's data-dictionary names ([`sql`]).
 
 pub mod ops;
+pub mod sql;
+pub mod write;
 
 use std::sync::Arc;
 
@@ -43,15 +48,25 @@ pub const SERVICE: ServiceSpec = ServiceSpec {
 
 fn start(s: Start) -> StartFuture {
     Box::pin(async move {
+        let state = Arc::new(Axl {
+            node: s.node.clone(),
+            sql: sql::SqlView::default(),
+        });
         let routes = Router::new()
             .route("/axl/", get(probe).post(request))
             .route("/axl", get(probe).post(request))
-            .with_state(s.node.clone());
+            .with_state(state);
         Ok(Parts {
             routes,
             tasks: Vec::new(),
         })
     })
+}
+
+/// The service's state: the node, and its SQL view (built on the first query).
+struct Axl {
+    node: Arc<NodeState>,
+    sql: sql::SqlView,
 }
 
 fn xml(status: StatusCode, body: String) -> Response {
@@ -100,8 +115,8 @@ async fn admit(state: &Arc<NodeState>, headers: &HeaderMap) -> Result<String, Re
 }
 
 /// `GET /axl/`: clients (ciscoaxl) check their credentials with it before any request.
-async fn probe(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Response {
-    match admit(&state, &headers).await {
+async fn probe(State(axl): State<Arc<Axl>>, headers: HeaderMap) -> Response {
+    match admit(&axl.node, &headers).await {
         Ok(_) => (
             StatusCode::OK,
             [(header::CONTENT_TYPE, "text/html")],
@@ -113,10 +128,12 @@ async fn probe(State(state): State<Arc<NodeState>>, headers: HeaderMap) -> Respo
 }
 
 /// `POST /axl/`: one SOAP request.
-async fn request(State(state): State<Arc<NodeState>>, headers: HeaderMap, body: Bytes) -> Response {
-    if let Err(r) = admit(&state, &headers).await {
-        return r;
-    }
+async fn request(State(axl): State<Arc<Axl>>, headers: HeaderMap, body: Bytes) -> Response {
+    let state = &axl.node;
+    let user = match admit(state, &headers).await {
+        Ok(u) => u,
+        Err(r) => return r,
+    };
     let client_fault = |msg: String| {
         xml(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -157,9 +174,89 @@ async fn request(State(state): State<Arc<NodeState>>, headers: HeaderMap, body: 
             "no AXL version: send SOAPAction \"CUCM:DB ver=12.5 <operation>\" or the operation in http://www.cisco.com/AXL/API/<version>".into(),
         );
     };
+    if write::is_write(&op.name) {
+        return edit(state, &user, &version, op).await;
+    }
+    if op.name == "executeSQLQuery" {
+        let sql = op.child("sql").map(|e| e.value()).unwrap_or_default();
+        return match axl.sql.query(state.cluster(), &sql).await {
+            Ok(rows) => {
+                let mut inner = String::new();
+                for r in rows {
+                    inner.push_str("<row>");
+                    for (c, v) in r {
+                        inner.push_str(&format!("<{c}>{}</{c}>", crate::wire::xml::escape(&v)));
+                    }
+                    inner.push_str("</row>");
+                }
+                xml(StatusCode::OK, ops::envelope(&version, &op.name, &inner))
+            }
+            Err(e) => xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ops::AxlFault {
+                    soap_code: "Client",
+                    // UNCONFIRMED: Cisco passes Informix's own codes through; -1 here.
+                    axlcode: -1,
+                    message: e.0,
+                    request: op.name.clone(),
+                }
+                .envelope(),
+            ),
+        };
+    }
     match ops::answer(&state.cluster(), &version, op) {
         Ok(body) => xml(StatusCode::OK, body),
         // SOAP 1.1: a fault travels with 500.
         Err(f) => xml(StatusCode::INTERNAL_SERVER_ERROR, f.envelope()),
+    }
+}
+
+/// One write: an edit of the stored definition, served here at once when committed.
+async fn edit(
+    state: &Arc<NodeState>,
+    user: &str,
+    version: &str,
+    op: &crate::wire::soap::Node,
+) -> Response {
+    let name = op.name.clone();
+    let result = state
+        .store
+        .edit_definition(&format!("axl:{user}"), |def| {
+            let uuid = write::apply(def, op)?;
+            // Passwords and PINs are hashed before the write commits: never stored in clear.
+            crate::config::hash_secrets(def);
+            Ok::<_, ops::AxlFault>(uuid)
+        })
+        .await;
+    match result {
+        Ok(Ok(edited)) => {
+            tracing::info!(user, operation = %name, uuid = %edited.value, "AXL: definition edited");
+            let uuid = edited.value.clone();
+            if let Err(e) = state
+                .adopt_definition(edited.definition, &edited.digest)
+                .await
+            {
+                // Committed: the feed (or the next start) brings it here.
+                tracing::warn!(error = %e, "AXL: the edit committed but this node could not reload it");
+            }
+            xml(
+                StatusCode::OK,
+                ops::envelope(version, &name, &crate::wire::xml::escape(&uuid)),
+            )
+        }
+        Ok(Err(fault)) => xml(StatusCode::INTERNAL_SERVER_ERROR, fault.envelope()),
+        Err(e) => {
+            tracing::warn!(error = %e, operation = %name, "AXL: the database refused the edit");
+            xml(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ops::AxlFault {
+                    soap_code: "Server",
+                    axlcode: -1,
+                    message: format!("the cluster database could not take the change: {e}"),
+                    request: name.clone(),
+                }
+                .envelope(),
+            )
+        }
     }
 }

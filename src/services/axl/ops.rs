@@ -4,10 +4,12 @@
 //! its children are not; children are written in the schema's sequence order.
 //!
 //! Served: `getCCMVersion`, `listPhone`, `getPhone`, `listUser`, `getUser`,
-//! `listRoutePartition`, `listCss`. Any other AXL operation gets a fault naming it.
+//! `listRoutePartition`, `listCss`, `listLine`, `getLine`, `listDeviceProfile`,
+//! `getDeviceProfile`; the writes are in [`super::write`]. Any other AXL operation gets a fault
+//! naming it.
 
 use crate::cluster::Cluster;
-use crate::config::model::{Device, EndUser};
+use crate::config::model::{Device, DeviceProfile, DirectoryNumber, EndUser, LineAppearance};
 use crate::wire::soap::Node;
 use crate::wire::xml::escape;
 
@@ -20,6 +22,10 @@ pub const OPERATIONS: &[&str] = &[
     "getUser",
     "listRoutePartition",
     "listCss",
+    "listLine",
+    "getLine",
+    "listDeviceProfile",
+    "getDeviceProfile",
 ];
 
 /// Rows one list answer may carry; Cisco caps a response at 8 MB and tells the client to page
@@ -37,7 +43,7 @@ pub struct AxlFault {
 }
 
 impl AxlFault {
-    fn not_found(request: &str, object: &str) -> AxlFault {
+    pub(super) fn not_found(request: &str, object: &str) -> AxlFault {
         AxlFault {
             soap_code: "Server",
             axlcode: 5007,
@@ -46,7 +52,29 @@ impl AxlFault {
         }
     }
 
-    fn client(request: &str, message: impl Into<String>) -> AxlFault {
+    /// Cisco's answer to an add of something that exists: the Informix duplicate-key error
+    /// (-239) as AXL passes it through.
+    pub(super) fn duplicate(request: &str) -> AxlFault {
+        AxlFault {
+            soap_code: "Server",
+            axlcode: -239,
+            message: "Could not insert new row - duplicate value in a UNIQUE INDEX column (Unique Index:).".into(),
+            request: request.into(),
+        }
+    }
+
+    /// The node could not do what was asked (its database); the client may retry.
+    pub(super) fn server(request: &str, message: impl Into<String>) -> AxlFault {
+        AxlFault {
+            soap_code: "Server",
+            // UNCONFIRMED: Cisco's code for an internal failure; -1 as for request errors.
+            axlcode: -1,
+            message: message.into(),
+            request: request.into(),
+        }
+    }
+
+    pub(super) fn client(request: &str, message: impl Into<String>) -> AxlFault {
         // -1: not an Informix code; Cisco's own codes for request errors are UNCONFIRMED.
         AxlFault {
             soap_code: "Client",
@@ -166,12 +194,17 @@ pub fn answer(cluster: &Cluster, version: &str, op: &Node) -> Result<String, Axl
         "getUser" => get_user(cluster, op)?,
         "listRoutePartition" => list_partitions(cluster, op)?,
         "listCss" => list_css(cluster, op)?,
+        "listLine" => list_line(cluster, op)?,
+        "getLine" => get_line(cluster, op)?,
+        "listDeviceProfile" => list_profile(cluster, op)?,
+        "getDeviceProfile" => get_profile(cluster, op)?,
         other => {
             return Err(AxlFault::client(
                 other,
                 format!(
-                    "operation {other} is not supported by this node (supported: {})",
-                    OPERATIONS.join(", ")
+                    "operation {other} is not supported by this node (supported: {}, {})",
+                    OPERATIONS.join(", "),
+                    super::write::WRITES.join(", ")
                 ),
             ))
         }
@@ -332,35 +365,230 @@ fn get_phone(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
     for (t, v) in phone_fields(d) {
         // RPhone puts `lines` after `securityProfileName` and before `userLocale`.
         if t == "userLocale" && want("lines") {
-            out.push_str("<lines>");
-            for (i, l) in cluster.lines_of(d).iter().enumerate() {
-                out.push_str(&format!(
-                    "<line uuid=\"{}\"><index>{}</index>",
-                    uuid_of("line", &format!("{}/{}", d.name, i + 1)),
-                    i + 1
-                ));
-                tag(&mut out, "label", l.label.as_deref().unwrap_or_default());
-                tag(
-                    &mut out,
-                    "display",
-                    l.display.as_deref().unwrap_or_default(),
-                );
-                out.push_str("<dirn>");
-                tag(&mut out, "pattern", &l.dn);
-                tag(
-                    &mut out,
-                    "routePartitionName",
-                    l.partition.as_deref().unwrap_or_default(),
-                );
-                out.push_str("</dirn></line>");
-            }
-            out.push_str("</lines>");
+            line_appearances(&mut out, &d.name, &cluster.lines_of(d));
         }
         if want(t) {
             tag(&mut out, t, &v);
         }
     }
     out.push_str("</phone>");
+    Ok(out)
+}
+
+/// `<lines>` of a phone or device profile (RPhone/RDeviceProfile's XPhoneLine): index, label,
+/// display, dirn.
+fn line_appearances(out: &mut String, owner: &str, lines: &[LineAppearance]) {
+    out.push_str("<lines>");
+    for (i, l) in lines.iter().enumerate() {
+        out.push_str(&format!(
+            "<line uuid=\"{}\"><index>{}</index>",
+            uuid_of("line", &format!("{owner}/{}", i + 1)),
+            i + 1
+        ));
+        tag(out, "label", l.label.as_deref().unwrap_or_default());
+        tag(out, "display", l.display.as_deref().unwrap_or_default());
+        out.push_str("<dirn>");
+        tag(out, "pattern", &l.dn);
+        tag(
+            out,
+            "routePartitionName",
+            l.partition.as_deref().unwrap_or_default(),
+        );
+        out.push_str("</dirn></line>");
+    }
+    out.push_str("</lines>");
+}
+
+/// A line's fields in LLine/RLine order (the ones this cluster keeps).
+fn line_fields(d: &DirectoryNumber) -> Vec<(&'static str, String)> {
+    let alerting = d.alerting_name.clone().unwrap_or_default();
+    vec![
+        ("pattern", d.pattern.clone()),
+        ("description", d.description.clone().unwrap_or_default()),
+        ("usage", "Device".into()),
+        (
+            "routePartitionName",
+            d.partition.clone().unwrap_or_default(),
+        ),
+        ("alertingName", alerting.clone()),
+        ("asciiAlertingName", alerting),
+        (
+            "shareLineAppearanceCssName",
+            d.css.clone().unwrap_or_default(),
+        ),
+    ]
+}
+
+fn line_uuid(d: &DirectoryNumber) -> String {
+    uuid_of(
+        "line",
+        &super::write::line_key(&d.pattern, d.partition.as_deref()),
+    )
+}
+
+fn list_line(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
+    let crit = criteria(op)?;
+    let tags = returned(op);
+    let (skip, first) = window(op)?;
+    let mut out = String::new();
+    for d in cluster
+        .definition()
+        .directory_numbers
+        .iter()
+        .filter(|d| {
+            crit.iter().all(|(k, p)| {
+                let v = match k.as_str() {
+                    "pattern" => d.pattern.clone(),
+                    "description" => d.description.clone().unwrap_or_default(),
+                    "usage" => "Device".into(),
+                    "routePartitionName" => d.partition.clone().unwrap_or_default(),
+                    _ => String::new(),
+                };
+                like(p, &v)
+            })
+        })
+        .skip(skip)
+        .take(first)
+    {
+        out.push_str(&format!("<line uuid=\"{}\">", line_uuid(d)));
+        for (t, v) in line_fields(d) {
+            if tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)) {
+                tag(&mut out, t, &v);
+            }
+        }
+        out.push_str("</line>");
+    }
+    Ok(out)
+}
+
+fn get_line(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
+    let def = cluster.definition();
+    let d = match (named(op, "pattern"), named(op, "uuid")) {
+        (Some(p), _) => {
+            let part = named(op, "routePartitionName");
+            def.directory_numbers
+                .iter()
+                .find(|d| d.pattern == p && d.partition == part)
+        }
+        (None, Some(u)) => def
+            .directory_numbers
+            .iter()
+            .find(|d| line_uuid(d).eq_ignore_ascii_case(&u)),
+        (None, None) => {
+            return Err(AxlFault::client(
+                &op.name,
+                "getLine needs pattern (and routePartitionName) or uuid",
+            ))
+        }
+    }
+    .ok_or_else(|| AxlFault::not_found(&op.name, "Line"))?;
+    let tags = returned(op);
+    let want = |t: &str| tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t));
+    let mut out = format!("<line uuid=\"{}\">", line_uuid(d));
+    for (t, v) in line_fields(d) {
+        if want(t) {
+            tag(&mut out, t, &v);
+        }
+    }
+    // RLine: the devices with an appearance of the line, last of what this cluster keeps.
+    if want("associatedDevices") {
+        out.push_str("<associatedDevices>");
+        for dev in def.devices.iter().filter(|x| {
+            x.lines
+                .iter()
+                .any(|l| l.dn == d.pattern && l.partition == d.partition)
+        }) {
+            tag(&mut out, "device", &dev.name);
+        }
+        out.push_str("</associatedDevices>");
+    }
+    out.push_str("</line>");
+    Ok(out)
+}
+
+/// A device profile's fields in LDeviceProfile/RDeviceProfile order; `lines` goes before
+/// `userLocale`.
+fn profile_fields(p: &DeviceProfile) -> Vec<(&'static str, String)> {
+    let model = p.model.clone().unwrap_or_default();
+    vec![
+        ("name", p.name.clone()),
+        ("description", p.description.clone().unwrap_or_default()),
+        ("product", model.clone()),
+        ("model", model),
+        ("class", "Device Profile".into()),
+        ("protocol", "SIP".into()),
+        ("protocolSide", "User".into()),
+        ("userLocale", p.user_locale.clone().unwrap_or_default()),
+    ]
+}
+
+fn list_profile(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
+    let crit = criteria(op)?;
+    let tags = returned(op);
+    let (skip, first) = window(op)?;
+    let mut out = String::new();
+    for p in cluster
+        .definition()
+        .device_profiles
+        .iter()
+        .filter(|p| {
+            crit.iter().all(|(k, pat)| {
+                let v = match k.as_str() {
+                    "name" => p.name.clone(),
+                    "description" => p.description.clone().unwrap_or_default(),
+                    _ => String::new(),
+                };
+                like(pat, &v)
+            })
+        })
+        .skip(skip)
+        .take(first)
+    {
+        out.push_str(&format!(
+            "<deviceProfile uuid=\"{}\">",
+            uuid_of("deviceProfile", &p.name)
+        ));
+        for (t, v) in profile_fields(p) {
+            if tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)) {
+                tag(&mut out, t, &v);
+            }
+        }
+        out.push_str("</deviceProfile>");
+    }
+    Ok(out)
+}
+
+fn get_profile(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
+    let def = cluster.definition();
+    let p = match (named(op, "name"), named(op, "uuid")) {
+        (Some(n), _) => def.device_profiles.iter().find(|p| p.name == n),
+        (None, Some(u)) => def
+            .device_profiles
+            .iter()
+            .find(|p| uuid_of("deviceProfile", &p.name).eq_ignore_ascii_case(&u)),
+        (None, None) => {
+            return Err(AxlFault::client(
+                &op.name,
+                "getDeviceProfile needs name or uuid",
+            ))
+        }
+    }
+    .ok_or_else(|| AxlFault::not_found(&op.name, "Device Profile"))?;
+    let tags = returned(op);
+    let want = |t: &str| tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t));
+    let mut out = format!(
+        "<deviceProfile uuid=\"{}\">",
+        uuid_of("deviceProfile", &p.name)
+    );
+    for (t, v) in profile_fields(p) {
+        if t == "userLocale" && want("lines") {
+            line_appearances(&mut out, &p.name, &p.lines);
+        }
+        if want(t) {
+            tag(&mut out, t, &v);
+        }
+    }
+    out.push_str("</deviceProfile>");
     Ok(out)
 }
 
