@@ -252,10 +252,11 @@ fn r20_readme_snmp_example_runs_as_written() {
     }
     run_readme_example(
         "## SNMP",
-        5,
+        6,
         &[
             (2, "ucm-pub"),
             (3, "ucm-pub"),
+            (5, "ucm-pub"),
             (4, "7F 00 00 14"),
             (4, "7F 00 00 15"),
             (4, "00 00 00 00"),
@@ -342,4 +343,212 @@ pub fn run_readme_example(heading: &str, lines: usize, expect: &[(usize, &str)])
         out.status.success() && text.contains("ALL-OK"),
         "{text}\n--- script:\n{script}"
     );
+}
+
+/// Runs a net-snmp tool with SNMPv3 `security` arguments (`-l`, `-u`, `-a` …) against `agent`.
+fn snmp_v3(tool: &str, agent: SocketAddr, security: &[&str], args: &[&str]) -> (bool, String) {
+    let out = Command::new(tool)
+        .args(["-v3", "-On", "-t", "2", "-r", "0"])
+        .args(security)
+        .arg(format!("udp:{agent}"))
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{tool}: {e}"));
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+const AUTH_PRIV: &[&str] = &[
+    "-l", "authPriv", "-u", "ucmv3", "-a", "SHA", "-A", "ucmv3auth", "-x", "AES", "-X",
+    "ucmv3priv",
+];
+
+/// The demo with more SNMPv3 users: `v3sha256` (SHA-256, authNoPriv) and `v3open`
+/// (noAuthNoPriv), and `per_second` answers per source.
+fn demo_with_v3_users(dir: &std::path::Path, per_second: u32) -> std::path::PathBuf {
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/clusters/demo.yaml"
+    ))
+    .unwrap();
+    let text = demo.replace(
+        "  v3_users:\n",
+        &format!(
+            "  responses_per_source_per_second: {per_second}\n  v3_users:\n\
+             \x20   - name: v3sha256\n\
+             \x20     auth: {{ protocol: sha-256, password: sha256-secret }}\n\
+             \x20   - name: v3open\n"
+        ),
+    );
+    assert_ne!(text, demo, "the demo's snmp section moved");
+    write_file(dir, "demo.yaml", &text)
+}
+
+#[test]
+fn r20_snmpv3_auth_priv_reads_sys_name_and_the_ccm_table() {
+    if !net_snmp() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_with_v3_users(dir.path(), 2000);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let agent = srv.addr("snmp");
+
+    // authPriv: SHA + AES-128, discovery first (net-snmp learns the engine ID and time).
+    let (ok, out) = snmp_v3("snmpget", agent, AUTH_PRIV, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(ok && out.contains("STRING: \"ucm-pub\""), "{out}");
+    let (ok, out) = snmp_v3("snmpwalk", agent, AUTH_PRIV, &[CCM_ENTRY]);
+    assert!(ok, "{out}");
+    let nodes = rows(&out);
+    assert_eq!(
+        column(&nodes, CCM_ENTRY, 2),
+        [("1", "STRING: \"ucm-pub\"")],
+        "{out}"
+    );
+    assert_eq!(column(&nodes, CCM_ENTRY, 5), [("1", "INTEGER: 2")], "{out}");
+    // The same walk over SNMPv2c agrees.
+    let (_, v2) = snmp("snmpwalk", agent, "public", &[CCM_ENTRY]);
+    assert_eq!(rows(&v2), nodes);
+
+    // authNoPriv with HMAC-SHA-256-192 (RFC 7860) and noAuthNoPriv for a user set up so.
+    let sha256 = ["-l", "authNoPriv", "-u", "v3sha256", "-a", "SHA-256", "-A", "sha256-secret"];
+    let (ok, out) = snmp_v3("snmpget", agent, &sha256, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(ok && out.contains("ucm-pub"), "{out}");
+    let open = ["-l", "noAuthNoPriv", "-u", "v3open"];
+    let (ok, out) = snmp_v3("snmpget", agent, &open, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(ok && out.contains("ucm-pub"), "{out}");
+
+    // ucmv3 is an authPriv user: without privacy it is refused, not served.
+    let below = ["-l", "authNoPriv", "-u", "ucmv3", "-a", "SHA", "-A", "ucmv3auth"];
+    let (ok, out) = snmp_v3("snmpget", agent, &below, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(!ok && out.contains("authorizationError"), "{out}");
+    // A noAuthNoPriv user asking for authentication: unsupported security level.
+    let over = ["-l", "authNoPriv", "-u", "v3open", "-a", "SHA", "-A", "whatever1"];
+    let (ok, out) = snmp_v3("snmpget", agent, &over, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(!ok && out.contains("Unsupported security level"), "{out}");
+
+    // Wrong password: net-snmp reports the agent's usmStatsWrongDigests.
+    let wrong = [
+        "-l", "authPriv", "-u", "ucmv3", "-a", "SHA", "-A", "not-the-password", "-x", "AES",
+        "-X", "ucmv3priv",
+    ];
+    let (ok, out) = snmp_v3("snmpget", agent, &wrong, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(!ok && out.contains("Authentication failure"), "{out}");
+    assert!(!out.contains("ucm-pub"), "{out}");
+    // An unknown user: usmStatsUnknownUserNames.
+    let stranger = ["-l", "authNoPriv", "-u", "mallory", "-a", "SHA", "-A", "whatever1"];
+    let (ok, out) = snmp_v3("snmpget", agent, &stranger, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(!ok && out.contains("Unknown user name"), "{out}");
+    assert!(srv.logs().contains("SNMPv3: wrong digest"), "logged");
+    assert!(
+        !srv.logs().contains("ucmv3auth") && !srv.logs().contains("ucmv3priv"),
+        "no secret in the logs"
+    );
+}
+
+#[test]
+fn r20_snmpv3_stranger_floods_stay_within_the_per_source_budget() {
+    if !net_snmp() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_with_v3_users(dir.path(), 5);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let agent = srv.addr("snmp");
+    // A discovery request as net-snmp sends it (empty engine ID and user, reportable), and
+    // v3 garbage: broken lengths, a wrong security model, random bytes after the version.
+    let discovery: &[u8] = &[
+        0x30, 0x3a, 0x02, 0x01, 0x03, 0x30, 0x0f, 0x02, 0x02, 0x4a, 0x69, 0x02, 0x03, 0x00, 0xff,
+        0xe3, 0x04, 0x01, 0x04, 0x02, 0x01, 0x03, 0x04, 0x10, 0x30, 0x0e, 0x04, 0x00, 0x02, 0x01,
+        0x00, 0x02, 0x01, 0x00, 0x04, 0x00, 0x04, 0x00, 0x04, 0x00, 0x30, 0x12, 0x04, 0x00, 0x04,
+        0x00, 0xa0, 0x0c, 0x02, 0x02, 0x37, 0xf0, 0x02, 0x01, 0x00, 0x02, 0x01, 0x00, 0x30, 0x00,
+    ];
+    let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let mut buf = [0u8; 2048];
+    sock.send_to(discovery, agent).unwrap();
+    let (n, _) = sock.recv_from(&mut buf).expect("a discovery Report");
+    // The Report names usmStatsUnknownEngineIDs (1.3.6.1.6.3.15.1.1.4.0).
+    let oid = [0x06, 0x0a, 0x2b, 0x06, 0x01, 0x06, 0x03, 0x0f, 0x01, 0x01, 0x04, 0x00];
+    assert!(
+        buf[..n].windows(oid.len()).any(|w| w == oid),
+        "{:02x?}",
+        &buf[..n]
+    );
+    let mut garbage: Vec<Vec<u8>> = vec![
+        vec![0x30, 0x82, 0xff, 0xff, 0x02, 0x01, 0x03],
+        discovery.iter().map(|&b| if b == 0x03 { 0x02 } else { b }).collect(),
+    ];
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    for _ in 0..20 {
+        let mut g = vec![0x30, 0x81, 0xc8, 0x02, 0x01, 0x03];
+        for _ in 0..200 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            g.push(seed as u8);
+        }
+        garbage.push(g);
+    }
+    let started = Instant::now();
+    let mut answered = 0u64;
+    for i in 0..2000 {
+        let m: &[u8] = if i % 2 == 0 {
+            discovery
+        } else {
+            &garbage[i % garbage.len()]
+        };
+        let _ = sock.send_to(m, agent);
+    }
+    while sock.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    let seconds = started.elapsed().as_secs() + 1;
+    assert!(answered <= 5 * seconds, "{answered} answers in {seconds} s");
+    // Other sources are still served, SNMPv3 included.
+    let (ok, out) = snmp_v3("snmpget", agent, AUTH_PRIV, &[".1.3.6.1.2.1.1.5.0"]);
+    assert!(ok && out.contains("ucm-pub"), "still served: {out}");
+}
+
+#[test]
+fn r20_snmpv3_config_check_refuses_short_passwords_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/fixtures/clusters/demo.yaml"
+    ))
+    .unwrap();
+    let text = demo.replace("password: ucmv3priv", "password: short");
+    assert_ne!(text, demo);
+    let line = text
+        .lines()
+        .position(|l| l.contains("password: short"))
+        .unwrap()
+        + 1;
+    let f = write_file(dir.path(), "bad.yaml", &text);
+    let out = crate::common::ucm()
+        .args(["config", "check"])
+        .arg(&f)
+        .output()
+        .unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("snmp.v3_users[0].privacy.password")
+            && said.contains("at least 8 characters")
+            && said.contains(&format!(":{line}")),
+        "line {line}: {said}"
+    );
+    assert!(!said.contains("short\""), "the password is not echoed: {said}");
 }

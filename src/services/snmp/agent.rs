@@ -3,9 +3,10 @@
 //! section 4.2: Get, GetNext, GetBulk; Set refused), and the response encoded within the
 //! maximum message size.
 //!
-//! SNMPv2c only. A message of another version, with an unknown community, or not a request is
-//! dropped without an answer (RFC 3584's handling of a bad community: count and discard), so
-//! a stranger gets nothing back; SNMPv1 and SNMPv3 (USM) are not served.
+//! SNMPv2c here; SNMPv3 (USM) in [`super::usm`], which answers its PDUs with [`process`] and
+//! [`fit`]. A v2c message with an unknown community, or not a request, is dropped without an
+//! answer (RFC 3584's handling of a bad community: count and discard), so a stranger gets
+//! nothing back; SNMPv1 is not served.
 
 use rasn::types::{Integer, ObjectIdentifier, OctetString};
 use rasn_smi::v2::{ApplicationSyntax, ObjectSyntax, SimpleSyntax};
@@ -32,7 +33,7 @@ impl Dropped {
     pub fn as_str(self) -> &'static str {
         match self {
             Dropped::Malformed => "malformed",
-            Dropped::Version => "version not served (SNMPv2c only)",
+            Dropped::Version => "version not served (SNMPv2c and SNMPv3 only)",
             Dropped::Community => "unknown community",
             Dropped::NotARequest => "not a request",
         }
@@ -46,6 +47,8 @@ pub enum Kind {
     GetNext,
     GetBulk,
     Set,
+    /// An SNMPv3 Report of a USM error (RFC 3414 3.2).
+    Report(super::usm::UsmError),
 }
 
 /// What the agent answers.
@@ -85,15 +88,9 @@ pub fn answer(
     if !known {
         return Err(Dropped::Community);
     }
-    let (kind, pdu) = match msg.data {
-        Pdus::GetRequest(r) => (Kind::Get, get(&r.0, view)),
-        Pdus::GetNextRequest(r) => (Kind::GetNext, get_next(&r.0, view)),
-        Pdus::GetBulkRequest(r) => (Kind::GetBulk, get_bulk(&r.0, view)),
-        Pdus::SetRequest(r) => (Kind::Set, refuse_set(&r.0)),
-        _ => return Err(Dropped::NotARequest),
-    };
+    let (kind, pdu) = process(msg.data, view)?;
     let community = msg.community.clone();
-    let encode = |pdu: Pdu| -> Vec<u8> {
+    fit(kind, pdu, max_size, |pdu: Pdu| {
         let m = Message {
             version: Integer::from(1),
             community: community.clone(),
@@ -101,7 +98,28 @@ pub fn answer(
         };
         // Encoding values built here cannot fail; an empty answer is dropped by the caller.
         rasn::ber::encode(&m).unwrap_or_default()
-    };
+    })
+}
+
+/// The response PDU to a request PDU (SNMPv2c's or SNMPv3's scoped PDU).
+pub(super) fn process(data: Pdus, view: &View) -> Result<(Kind, Pdu), Dropped> {
+    Ok(match data {
+        Pdus::GetRequest(r) => (Kind::Get, get(&r.0, view)),
+        Pdus::GetNextRequest(r) => (Kind::GetNext, get_next(&r.0, view)),
+        Pdus::GetBulkRequest(r) => (Kind::GetBulk, get_bulk(&r.0, view)),
+        Pdus::SetRequest(r) => (Kind::Set, refuse_set(&r.0)),
+        _ => return Err(Dropped::NotARequest),
+    })
+}
+
+/// The response PDU encoded by `encode` within `max_size`: a GetBulk answer loses bindings
+/// until it fits, any other gets `tooBig`.
+pub(super) fn fit(
+    kind: Kind,
+    pdu: Pdu,
+    max_size: usize,
+    encode: impl Fn(Pdu) -> Vec<u8>,
+) -> Result<Answer, Dropped> {
     let mut pdu = pdu;
     let mut bytes = encode(pdu.clone());
     if bytes.len() > max_size {
@@ -136,7 +154,7 @@ pub fn answer(
     })
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(super) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
     }

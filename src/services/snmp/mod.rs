@@ -1,7 +1,7 @@
 //! The SNMP agent (Cisco's "Cisco CallManager SNMP Service"): every node running `snmp` serves
 //! the CISCO-CCM-MIB tables a paging server walks to find the cluster's nodes and the phones
 //! registered to each (`ccmTable`, `ccmPhoneTable`, `ccmPhoneExtnTable`) and the system group,
-//! over SNMPv2c on UDP 161 (or `ports.snmp` / `--snmp-port`).
+//! over SNMPv2c and SNMPv3 with USM ([`usm`]) on UDP 161 (or `ports.snmp` / `--snmp-port`).
 //!
 //! Bounded work for strangers: a message without a listed community gets no answer (nothing to
 //! reflect), requests are read into a fixed buffer, every answer fits `max_message_size`
@@ -13,6 +13,7 @@ pub mod agent;
 pub mod check;
 pub mod mib;
 pub mod model;
+pub mod usm;
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -69,14 +70,10 @@ fn start(mut s: Start) -> StartFuture {
         let mut parts = Parts::default();
         if let Some(Bound::Udp(sock)) = s.take_listener(&SERVICE, "snmp") {
             let node = s.node.clone();
-            if node
-                .cluster()
-                .section::<SnmpParameters>()
-                .communities
-                .is_empty()
-            {
+            let p = node.cluster().section::<SnmpParameters>();
+            if p.communities.is_empty() && p.v3_users.is_empty() {
                 tracing::warn!(
-                    "SNMP agent: no community in the definition's `snmp` section, so it answers nobody"
+                    "SNMP agent: no community and no v3 user in the definition's `snmp` section, so it answers nobody"
                 );
             }
             parts
@@ -97,6 +94,12 @@ async fn serve(sock: UdpSocket, node: Arc<NodeState>, mut stop: watch::Receiver<
     let mut buf = vec![0u8; MAX_REQUEST_SIZE];
     let mut view: Option<(Instant, Arc<View>)> = None;
     let mut budget: Option<(u32, SourceBudget)> = None;
+    // The SNMPv3 engine, its keys localised again when the users change.
+    let cluster_id = node.cluster().definition().cluster.id.clone();
+    let engine = usm::engine_id(&cluster_id, &node.node.name);
+    let boots = usm::boots_at(crate::sip::registrar::unix_now().max(0) as u64);
+    let started = Instant::now();
+    let mut engine_state: Option<(Vec<model::V3User>, Arc<usm::Usm>)> = None;
     let logs = DropLogs {
         budget: LogThrottle::new(),
         refused: LogThrottle::new(),
@@ -138,15 +141,44 @@ async fn serve(sock: UdpSocket, node: Arc<NodeState>, mut stop: watch::Receiver<
                 v
             }
         };
-        let communities: Vec<&str> = params.communities.iter().map(|c| c.name.as_str()).collect();
         let max = params.max_message_size as usize;
-        match agent::answer(&buf[..n], &communities, &fresh, max) {
+        let result = if usm::is_v3(&buf[..n]) {
+            let engine = match &engine_state {
+                Some((users, e)) if *users == params.v3_users => e.clone(),
+                _ => {
+                    let users = params.v3_users.clone();
+                    let id = engine.clone();
+                    // 1 MiB of hashing per password: off the runtime's threads.
+                    let e = tokio::task::spawn_blocking(move || {
+                        Arc::new(usm::Usm::new(id, boots, &users))
+                    })
+                    .await
+                    .expect("key localisation does not panic");
+                    engine_state = Some((params.v3_users.clone(), e.clone()));
+                    e
+                }
+            };
+            let time = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
+            engine
+                .answer(&buf[..n], &fresh, max, time)
+                .map_err(|d| d.as_str())
+        } else {
+            let communities: Vec<&str> =
+                params.communities.iter().map(|c| c.name.as_str()).collect();
+            agent::answer(&buf[..n], &communities, &fresh, max).map_err(|d| d.as_str())
+        };
+        match result {
             Ok(a) => {
+                if let agent::Kind::Report(e) = a.kind {
+                    if let Some(count) = logs.refused.hit(crate::sip::registrar::unix_now()) {
+                        tracing::warn!(%from, count, reason = e.as_str(), "SNMP: request refused with a Report");
+                    }
+                }
                 let _ = sock.send_to(&a.bytes, from).await;
             }
             Err(why) => {
                 if let Some(count) = logs.refused.hit(crate::sip::registrar::unix_now()) {
-                    tracing::warn!(%from, count, reason = why.as_str(), "SNMP: request dropped");
+                    tracing::warn!(%from, count, reason = why, "SNMP: request dropped");
                 }
             }
         }

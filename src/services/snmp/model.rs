@@ -17,6 +17,11 @@ pub struct SnmpParameters {
     /// with it; without one the agent answers nobody.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub communities: Vec<Community>,
+    /// SNMPv3 users of the User-based Security Model (RFC 3414), read-only like the
+    /// communities. A user without `auth` is served at noAuthNoPriv only; with `auth`, at
+    /// authNoPriv; with `auth` and `privacy`, at authPriv too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub v3_users: Vec<V3User>,
     /// The largest response the agent sends, in bytes (RFC 3417: at least 484). A Get or
     /// GetNext whose answer would be larger gets `tooBig`; a GetBulk gets fewer bindings.
     #[serde(default = "default_max_message_size")]
@@ -36,6 +41,68 @@ pub struct Community {
     #[serde(default)]
     pub access: Access,
 }
+
+/// One SNMPv3 (USM) user. Its passwords are localised to the node's engine ID when the
+/// section is read (RFC 3414 A.2) and are never logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V3User {
+    /// The user name (net-snmp's `-u`), 1 to 32 characters.
+    pub name: String,
+    /// Authentication (net-snmp's `-a`/`-A`); absent: noAuthNoPriv.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<V3Auth>,
+    /// Privacy (net-snmp's `-x`/`-X`); needs `auth`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privacy: Option<V3Privacy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V3Auth {
+    /// `sha` (HMAC-SHA-96, RFC 3414) or `sha-256` (HMAC-SHA-256-192, RFC 7860).
+    pub protocol: AuthProtocol,
+    /// At least 8 characters (RFC 3414 11.2).
+    pub password: Password,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct V3Privacy {
+    /// `aes` (AES-128 in CFB mode, RFC 3826), the only one.
+    pub protocol: PrivProtocol,
+    /// At least 8 characters (RFC 3414 11.2).
+    pub password: Password,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AuthProtocol {
+    Sha,
+    #[serde(rename = "sha-256")]
+    Sha256,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PrivProtocol {
+    Aes,
+}
+
+/// A password: written and read as a string, shown as `***` by `Debug` so it never reaches
+/// a log line.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Password(pub String);
+
+impl std::fmt::Debug for Password {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+/// RFC 3414 11.2: passwords shorter than this are refused.
+pub const MIN_PASSWORD_LEN: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -66,6 +133,7 @@ impl Default for SnmpParameters {
     fn default() -> Self {
         SnmpParameters {
             communities: Vec::new(),
+            v3_users: Vec::new(),
             max_message_size: default_max_message_size(),
             responses_per_source_per_second: default_responses_per_second(),
         }
