@@ -88,6 +88,7 @@ fn start(mut s: Start) -> StartFuture {
 struct DropLogs {
     budget: LogThrottle,
     refused: LogThrottle,
+    reports: LogThrottle,
 }
 
 async fn serve(sock: UdpSocket, node: Arc<NodeState>, mut stop: watch::Receiver<bool>) {
@@ -103,6 +104,7 @@ async fn serve(sock: UdpSocket, node: Arc<NodeState>, mut stop: watch::Receiver<
     let logs = DropLogs {
         budget: LogThrottle::new(),
         refused: LogThrottle::new(),
+        reports: LogThrottle::new(),
     };
     loop {
         let (n, from) = tokio::select! {
@@ -169,8 +171,13 @@ async fn serve(sock: UdpSocket, node: Arc<NodeState>, mut stop: watch::Receiver<
         };
         match result {
             Ok(a) => {
+                // Discovery (unknown engine ID) is how every manager starts: not worth a line.
                 if let agent::Kind::Report(e) = a.kind {
-                    if let Some(count) = logs.refused.hit(crate::sip::registrar::unix_now()) {
+                    let quiet = e == usm::UsmError::UnknownEngineIds;
+                    if let Some(count) = (!quiet)
+                        .then(|| logs.reports.hit(crate::sip::registrar::unix_now()))
+                        .flatten()
+                    {
                         tracing::warn!(%from, count, reason = e.as_str(), "SNMP: request refused with a Report");
                     }
                 }

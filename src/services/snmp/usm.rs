@@ -620,4 +620,122 @@ mod tests {
         assert_ne!(a, engine_id("other", "ucm-pub"));
         assert!(boots_at(BOOTS_EPOCH + 10) < boots_at(BOOTS_EPOCH + 11));
     }
+
+    use super::super::mib::{NodeFacts, View};
+    use super::super::model::{Password, PrivProtocol, V3Auth, V3Privacy};
+    use rasn_snmp::v2::GetRequest;
+
+    fn view() -> View {
+        View::build(&NodeFacts {
+            sys_descr: "ucm test".into(),
+            sys_name: "ucm-pub".into(),
+            uptime_ticks: 1,
+            cluster_id: "demo".into(),
+            nodes: Vec::new(),
+            phones: Vec::new(),
+        })
+    }
+
+    fn usm() -> Usm {
+        let users = [V3User {
+            name: "ucmv3".into(),
+            auth: Some(V3Auth {
+                protocol: AuthProtocol::Sha,
+                password: Password("ucmv3auth".into()),
+            }),
+            privacy: Some(V3Privacy {
+                protocol: PrivProtocol::Aes,
+                password: Password("ucmv3priv".into()),
+            }),
+        }];
+        Usm::new(engine_id("demo", "ucm-pub"), 1000, &users)
+    }
+
+    /// A Get of sysName.0 from a manager holding `usm`'s keys, its clock at (`boots`, `time`).
+    fn request(usm: &Usm, boots: u32, time: u32, privacy: bool) -> Vec<u8> {
+        let pdu = Pdu {
+            request_id: 42,
+            error_status: 0,
+            error_index: 0,
+            variable_bindings: vec![VarBind {
+                name: ObjectIdentifier::new(vec![1, 3, 6, 1, 2, 1, 1, 5, 0]).unwrap(),
+                value: VarBindValue::Unspecified,
+            }],
+        };
+        // The manager's side is the same encoding with the message's boots and time.
+        let manager = Usm {
+            engine_id: usm.engine_id.clone(),
+            boots,
+            users: Vec::new(),
+            salt: AtomicU64::new(7),
+            stats: Default::default(),
+        };
+        let reply = Reply {
+            usm: &manager,
+            msg_id: Integer::from(9),
+            user: OctetString::from(b"ucmv3".to_vec()),
+            time,
+        };
+        let mut m = reply.encode(
+            Pdus::GetRequest(GetRequest(pdu)),
+            OctetString::from(Vec::new()),
+            Level { auth: true, privacy },
+            Some(&usm.users[0]),
+        );
+        // Reportable, as a request is.
+        let at = m.windows(3).position(|w| w[0] == 4 && w[1] == 1).unwrap() + 2;
+        m[at] |= REPORTABLE;
+        // The flags are under the digest: sign again.
+        let sp_digest = {
+            let msg: Message = rasn::ber::decode(&m).unwrap();
+            let sp: USMSecurityParameters = rasn::ber::decode(&msg.security_parameters).unwrap();
+            sp.authentication_parameters.to_vec()
+        };
+        let whole = zeroed(&m, &sp_digest).unwrap();
+        let (_, key) = usm.users[0].auth.as_ref().unwrap();
+        let digest = mac(AuthProtocol::Sha, key, &whole);
+        let mut signed = whole.clone();
+        let pos = whole
+            .windows(14)
+            .position(|w| w[..2] == [4, 12] && w[2..].iter().all(|&b| b == 0))
+            .unwrap();
+        signed[pos + 2..pos + 14].copy_from_slice(&digest);
+        signed
+    }
+
+    fn reported(a: &Answer) -> Option<UsmError> {
+        match a.kind {
+            super::super::agent::Kind::Report(e) => Some(e),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn auth_priv_round_trip_and_the_time_window() {
+        let u = usm();
+        let v = view();
+        let a = u.answer(&request(&u, 1000, 500, true), &v, 1472, 500).unwrap();
+        assert_eq!(reported(&a), None);
+        // The answer is encrypted: sysName is not in clear.
+        assert!(!a.bytes.windows(7).any(|w| w == b"ucm-pub"));
+        // 150 seconds either way is inside the window; 151 is not; another boots is not.
+        assert_eq!(reported(&u.answer(&request(&u, 1000, 650, true), &v, 1472, 500).unwrap()), None);
+        for (boots, time) in [(1000, 651), (1000, 349), (999, 500), (1001, 500)] {
+            let a = u.answer(&request(&u, boots, time, true), &v, 1472, 500).unwrap();
+            assert_eq!(reported(&a), Some(UsmError::NotInTimeWindows), "{boots} {time}");
+        }
+        assert_eq!(u.stat(UsmError::NotInTimeWindows), 4);
+        // authNoPriv for an authPriv user: answered with authorizationError.
+        let a = u.answer(&request(&u, 1000, 500, false), &v, 1472, 500).unwrap();
+        assert_eq!(reported(&a), None);
+        assert!(!a.bytes.windows(7).any(|w| w == b"ucm-pub"));
+        // A flipped byte anywhere: wrong digest.
+        let mut bad = request(&u, 1000, 500, true);
+        let last = bad.len() - 1;
+        bad[last] ^= 1;
+        let a = u.answer(&bad, &v, 1472, 500).unwrap();
+        assert_eq!(reported(&a), Some(UsmError::WrongDigests));
+        // Garbage is dropped, not answered.
+        assert!(u.answer(&[0x30, 0x03, 0x02, 0x01, 0x03], &v, 1472, 500).is_err());
+    }
 }
