@@ -365,7 +365,17 @@ fn snmp_v3(tool: &str, agent: SocketAddr, security: &[&str], args: &[&str]) -> (
 }
 
 const AUTH_PRIV: &[&str] = &[
-    "-l", "authPriv", "-u", "ucmv3", "-a", "SHA", "-A", "ucmv3auth", "-x", "AES", "-X",
+    "-l",
+    "authPriv",
+    "-u",
+    "ucmv3",
+    "-a",
+    "SHA",
+    "-A",
+    "ucmv3auth",
+    "-x",
+    "AES",
+    "-X",
     "ucmv3priv",
 ];
 
@@ -417,7 +427,16 @@ fn r20_snmpv3_auth_priv_reads_sys_name_and_the_ccm_table() {
     assert_eq!(rows(&v2), nodes);
 
     // authNoPriv with HMAC-SHA-256-192 (RFC 7860) and noAuthNoPriv for a user set up so.
-    let sha256 = ["-l", "authNoPriv", "-u", "v3sha256", "-a", "SHA-256", "-A", "sha256-secret"];
+    let sha256 = [
+        "-l",
+        "authNoPriv",
+        "-u",
+        "v3sha256",
+        "-a",
+        "SHA-256",
+        "-A",
+        "sha256-secret",
+    ];
     let (ok, out) = snmp_v3("snmpget", agent, &sha256, &[".1.3.6.1.2.1.1.5.0"]);
     assert!(ok && out.contains("ucm-pub"), "{out}");
     let open = ["-l", "noAuthNoPriv", "-u", "v3open"];
@@ -425,24 +444,61 @@ fn r20_snmpv3_auth_priv_reads_sys_name_and_the_ccm_table() {
     assert!(ok && out.contains("ucm-pub"), "{out}");
 
     // ucmv3 is an authPriv user: without privacy it is refused, not served.
-    let below = ["-l", "authNoPriv", "-u", "ucmv3", "-a", "SHA", "-A", "ucmv3auth"];
+    let below = [
+        "-l",
+        "authNoPriv",
+        "-u",
+        "ucmv3",
+        "-a",
+        "SHA",
+        "-A",
+        "ucmv3auth",
+    ];
     let (ok, out) = snmp_v3("snmpget", agent, &below, &[".1.3.6.1.2.1.1.5.0"]);
     assert!(!ok && out.contains("authorizationError"), "{out}");
     // A noAuthNoPriv user asking for authentication: unsupported security level.
-    let over = ["-l", "authNoPriv", "-u", "v3open", "-a", "SHA", "-A", "whatever1"];
+    let over = [
+        "-l",
+        "authNoPriv",
+        "-u",
+        "v3open",
+        "-a",
+        "SHA",
+        "-A",
+        "whatever1",
+    ];
     let (ok, out) = snmp_v3("snmpget", agent, &over, &[".1.3.6.1.2.1.1.5.0"]);
     assert!(!ok && out.contains("Unsupported security level"), "{out}");
 
     // Wrong password: net-snmp reports the agent's usmStatsWrongDigests.
     let wrong = [
-        "-l", "authPriv", "-u", "ucmv3", "-a", "SHA", "-A", "not-the-password", "-x", "AES",
-        "-X", "ucmv3priv",
+        "-l",
+        "authPriv",
+        "-u",
+        "ucmv3",
+        "-a",
+        "SHA",
+        "-A",
+        "not-the-password",
+        "-x",
+        "AES",
+        "-X",
+        "ucmv3priv",
     ];
     let (ok, out) = snmp_v3("snmpget", agent, &wrong, &[".1.3.6.1.2.1.1.5.0"]);
     assert!(!ok && out.contains("Authentication failure"), "{out}");
     assert!(!out.contains("ucm-pub"), "{out}");
     // An unknown user: usmStatsUnknownUserNames.
-    let stranger = ["-l", "authNoPriv", "-u", "mallory", "-a", "SHA", "-A", "whatever1"];
+    let stranger = [
+        "-l",
+        "authNoPriv",
+        "-u",
+        "mallory",
+        "-a",
+        "SHA",
+        "-A",
+        "whatever1",
+    ];
     let (ok, out) = snmp_v3("snmpget", agent, &stranger, &[".1.3.6.1.2.1.1.5.0"]);
     assert!(!ok && out.contains("Unknown user name"), "{out}");
     assert!(
@@ -480,7 +536,9 @@ fn r20_snmpv3_stranger_floods_stay_within_the_per_source_budget() {
     sock.send_to(discovery, agent).unwrap();
     let (n, _) = sock.recv_from(&mut buf).expect("a discovery Report");
     // The Report names usmStatsUnknownEngineIDs (1.3.6.1.6.3.15.1.1.4.0).
-    let oid = [0x06, 0x0a, 0x2b, 0x06, 0x01, 0x06, 0x03, 0x0f, 0x01, 0x01, 0x04, 0x00];
+    let oid = [
+        0x06, 0x0a, 0x2b, 0x06, 0x01, 0x06, 0x03, 0x0f, 0x01, 0x01, 0x04, 0x00,
+    ];
     assert!(
         buf[..n].windows(oid.len()).any(|w| w == oid),
         "{:02x?}",
@@ -488,7 +546,10 @@ fn r20_snmpv3_stranger_floods_stay_within_the_per_source_budget() {
     );
     let mut garbage: Vec<Vec<u8>> = vec![
         vec![0x30, 0x82, 0xff, 0xff, 0x02, 0x01, 0x03],
-        discovery.iter().map(|&b| if b == 0x03 { 0x02 } else { b }).collect(),
+        discovery
+            .iter()
+            .map(|&b| if b == 0x03 { 0x02 } else { b })
+            .collect(),
     ];
     let mut seed = 0x2545_f491_4f6c_dd1du64;
     for _ in 0..20 {
@@ -554,5 +615,8 @@ fn r20_snmpv3_config_check_refuses_short_passwords_naming_the_line() {
             && said.contains(&format!(":{line}")),
         "line {line}: {said}"
     );
-    assert!(!said.contains("short\""), "the password is not echoed: {said}");
+    assert!(
+        !said.contains("short\""),
+        "the password is not echoed: {said}"
+    );
 }

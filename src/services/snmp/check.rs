@@ -1,8 +1,6 @@
 //! The SNMP agent's checks of its section.
 
-use super::model::{
-    Access, SnmpParameters, MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE, MIN_PASSWORD_LEN,
-};
+use super::model::{Access, SnmpParameters, MAX_MESSAGE_SIZE, MIN_MESSAGE_SIZE, MIN_PASSWORD_LEN};
 use crate::config::validate::Diagnostics;
 use crate::config::ClusterDefinition;
 use crate::wire::yaml::Path;
@@ -44,7 +42,7 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
             diag.err(ui.key("name"), format!("user {:?} is listed twice", u.name));
         }
         if let Some(a) = &u.auth {
-            if a.password.0.chars().count() < MIN_PASSWORD_LEN {
+            if a.password.chars().count() < MIN_PASSWORD_LEN {
                 diag.err(
                     ui.key("auth").key("password"),
                     format!("must be at least {MIN_PASSWORD_LEN} characters (RFC 3414 11.2)"),
@@ -52,7 +50,7 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
             }
         }
         if let Some(x) = &u.privacy {
-            if x.password.0.chars().count() < MIN_PASSWORD_LEN {
+            if x.password.chars().count() < MIN_PASSWORD_LEN {
                 diag.err(
                     ui.key("privacy").key("password"),
                     format!("must be at least {MIN_PASSWORD_LEN} characters (RFC 3414 11.2)"),

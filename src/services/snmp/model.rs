@@ -57,22 +57,22 @@ pub struct V3User {
     pub privacy: Option<V3Privacy>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct V3Auth {
     /// `sha` (HMAC-SHA-96, RFC 3414) or `sha-256` (HMAC-SHA-256-192, RFC 7860).
     pub protocol: AuthProtocol,
     /// At least 8 characters (RFC 3414 11.2).
-    pub password: Password,
+    pub password: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct V3Privacy {
     /// `aes` (AES-128 in CFB mode, RFC 3826), the only one.
     pub protocol: PrivProtocol,
     /// At least 8 characters (RFC 3414 11.2).
-    pub password: Password,
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,15 +89,22 @@ pub enum PrivProtocol {
     Aes,
 }
 
-/// A password: written and read as a string, shown as `***` by `Debug` so it never reaches
-/// a log line.
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Password(pub String);
-
-impl std::fmt::Debug for Password {
+// The passwords never reach a log line: `Debug` shows `***` in their place.
+impl std::fmt::Debug for V3Auth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("\"***\"")
+        f.debug_struct("V3Auth")
+            .field("protocol", &self.protocol)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for V3Privacy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V3Privacy")
+            .field("protocol", &self.protocol)
+            .field("password", &"***")
+            .finish()
     }
 }
 

@@ -196,14 +196,14 @@ impl Usm {
                 let auth = u.auth.as_ref().map(|a| {
                     (
                         a.protocol,
-                        localize(a.protocol, a.password.0.as_bytes(), &engine_id),
+                        localize(a.protocol, a.password.as_bytes(), &engine_id),
                     )
                 });
                 // RFC 3826 3.1.2.1: the privacy key is localised with the auth protocol's
                 // hash; AES-128 takes its first 16 bytes.
                 let privacy = match (&u.privacy, &u.auth) {
                     (Some(x), Some(a)) => {
-                        let k = localize(a.protocol, x.password.0.as_bytes(), &engine_id);
+                        let k = localize(a.protocol, x.password.as_bytes(), &engine_id);
                         let mut key = [0u8; 16];
                         key.copy_from_slice(&k[..16]);
                         Some(key)
@@ -380,7 +380,10 @@ fn request_id(p: &Pdus) -> i32 {
 fn zeroed(request: &[u8], digest: &[u8]) -> Option<Vec<u8>> {
     let mut tlv = vec![0x04, digest.len() as u8];
     tlv.extend_from_slice(digest);
-    let at = request.windows(tlv.len()).position(|w| w == tlv.as_slice())? + 2;
+    let at = request
+        .windows(tlv.len())
+        .position(|w| w == tlv.as_slice())?
+        + 2;
     let mut whole = request.to_vec();
     whole[at..at + digest.len()].fill(0);
     Some(whole)
@@ -451,7 +454,12 @@ impl Reply<'_> {
             auth: user.is_some(),
             privacy: false,
         };
-        let bytes = self.encode(Pdus::Report(Report(pdu)), OctetString::from(Vec::new()), level, user);
+        let bytes = self.encode(
+            Pdus::Report(Report(pdu)),
+            OctetString::from(Vec::new()),
+            level,
+            user,
+        );
         if bytes.is_empty() || bytes.len() > max_size {
             return Err(Dropped::Malformed);
         }
@@ -503,14 +511,13 @@ impl Reply<'_> {
                 auth.map(|(p, _)| vec![0u8; mac_len(*p)])
                     .unwrap_or_default(),
             ),
-            privacy_parameters: OctetString::from(if matches!(
-                scoped_data,
-                ScopedPduData::EncryptedPdu(_)
-            ) {
-                salt.to_vec()
-            } else {
-                Vec::new()
-            }),
+            privacy_parameters: OctetString::from(
+                if matches!(scoped_data, ScopedPduData::EncryptedPdu(_)) {
+                    salt.to_vec()
+                } else {
+                    Vec::new()
+                },
+            ),
         };
         let flags = u8::from(auth.is_some())
             | if matches!(scoped_data, ScopedPduData::EncryptedPdu(_)) {
@@ -592,8 +599,12 @@ mod tests {
     #[test]
     fn aes_cfb_round_trips_and_matches_a_known_vector() {
         // NIST SP 800-38A F.3.13, CFB128-AES128.Encrypt, first two blocks.
-        let key: [u8; 16] = unhex("2b7e151628aed2a6abf7158809cf4f3c").try_into().unwrap();
-        let iv: [u8; 16] = unhex("000102030405060708090a0b0c0d0e0f").try_into().unwrap();
+        let key: [u8; 16] = unhex("2b7e151628aed2a6abf7158809cf4f3c")
+            .try_into()
+            .unwrap();
+        let iv: [u8; 16] = unhex("000102030405060708090a0b0c0d0e0f")
+            .try_into()
+            .unwrap();
         let plain = unhex("6bc1bee22e409f96e93d7e117393172aae2d8a571e03ac9c9eb76fac45af8e51");
         let mut data = plain.clone();
         aes_cfb(&key, iv, &mut data, true);
@@ -622,7 +633,7 @@ mod tests {
     }
 
     use super::super::mib::{NodeFacts, View};
-    use super::super::model::{Password, PrivProtocol, V3Auth, V3Privacy};
+    use super::super::model::{PrivProtocol, V3Auth, V3Privacy};
     use rasn_snmp::v2::GetRequest;
 
     fn view() -> View {
@@ -637,18 +648,28 @@ mod tests {
     }
 
     fn usm() -> Usm {
-        let users = [V3User {
+        let users = users();
+        // The definition's Debug (what a log line would show) hides the passwords.
+        let shown = format!("{users:?}");
+        assert!(
+            !shown.contains("ucmv3auth") && !shown.contains("ucmv3priv"),
+            "{shown}"
+        );
+        Usm::new(engine_id("demo", "ucm-pub"), 1000, &users)
+    }
+
+    fn users() -> [V3User; 1] {
+        [V3User {
             name: "ucmv3".into(),
             auth: Some(V3Auth {
                 protocol: AuthProtocol::Sha,
-                password: Password("ucmv3auth".into()),
+                password: "ucmv3auth".into(),
             }),
             privacy: Some(V3Privacy {
                 protocol: PrivProtocol::Aes,
-                password: Password("ucmv3priv".into()),
+                password: "ucmv3priv".into(),
             }),
-        }];
-        Usm::new(engine_id("demo", "ucm-pub"), 1000, &users)
+        }]
     }
 
     /// A Get of sysName.0 from a manager holding `usm`'s keys, its clock at (`boots`, `time`).
@@ -679,7 +700,10 @@ mod tests {
         let mut m = reply.encode(
             Pdus::GetRequest(GetRequest(pdu)),
             OctetString::from(Vec::new()),
-            Level { auth: true, privacy },
+            Level {
+                auth: true,
+                privacy,
+            },
             Some(&usm.users[0]),
         );
         // Reportable, as a request is.
@@ -714,19 +738,35 @@ mod tests {
     fn auth_priv_round_trip_and_the_time_window() {
         let u = usm();
         let v = view();
-        let a = u.answer(&request(&u, 1000, 500, true), &v, 1472, 500).unwrap();
+        let a = u
+            .answer(&request(&u, 1000, 500, true), &v, 1472, 500)
+            .unwrap();
         assert_eq!(reported(&a), None);
         // The answer is encrypted: sysName is not in clear.
         assert!(!a.bytes.windows(7).any(|w| w == b"ucm-pub"));
         // 150 seconds either way is inside the window; 151 is not; another boots is not.
-        assert_eq!(reported(&u.answer(&request(&u, 1000, 650, true), &v, 1472, 500).unwrap()), None);
+        assert_eq!(
+            reported(
+                &u.answer(&request(&u, 1000, 650, true), &v, 1472, 500)
+                    .unwrap()
+            ),
+            None
+        );
         for (boots, time) in [(1000, 651), (1000, 349), (999, 500), (1001, 500)] {
-            let a = u.answer(&request(&u, boots, time, true), &v, 1472, 500).unwrap();
-            assert_eq!(reported(&a), Some(UsmError::NotInTimeWindows), "{boots} {time}");
+            let a = u
+                .answer(&request(&u, boots, time, true), &v, 1472, 500)
+                .unwrap();
+            assert_eq!(
+                reported(&a),
+                Some(UsmError::NotInTimeWindows),
+                "{boots} {time}"
+            );
         }
         assert_eq!(u.stat(UsmError::NotInTimeWindows), 4);
         // authNoPriv for an authPriv user: answered with authorizationError.
-        let a = u.answer(&request(&u, 1000, 500, false), &v, 1472, 500).unwrap();
+        let a = u
+            .answer(&request(&u, 1000, 500, false), &v, 1472, 500)
+            .unwrap();
         assert_eq!(reported(&a), None);
         assert!(!a.bytes.windows(7).any(|w| w == b"ucm-pub"));
         // A flipped byte anywhere: wrong digest.
@@ -736,6 +776,8 @@ mod tests {
         let a = u.answer(&bad, &v, 1472, 500).unwrap();
         assert_eq!(reported(&a), Some(UsmError::WrongDigests));
         // Garbage is dropped, not answered.
-        assert!(u.answer(&[0x30, 0x03, 0x02, 0x01, 0x03], &v, 1472, 500).is_err());
+        assert!(u
+            .answer(&[0x30, 0x03, 0x02, 0x01, 0x03], &v, 1472, 500)
+            .is_err());
     }
 }
