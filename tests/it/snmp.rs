@@ -422,6 +422,15 @@ fn r20_snmpv3_auth_priv_reads_sys_name_and_the_ccm_table() {
         "{out}"
     );
     assert_eq!(column(&nodes, CCM_ENTRY, 5), [("1", "INTEGER: 2")], "{out}");
+    // snmpEngineID, snmpEngineBoots (RFC 3411) read over SNMPv3: 17 octets, 80 00 00 09 05 …
+    let (ok, out) = snmp_v3(
+        "snmpget",
+        agent,
+        AUTH_PRIV,
+        &[".1.3.6.1.6.3.10.2.1.1.0", ".1.3.6.1.6.3.10.2.1.2.0"],
+    );
+    assert!(ok && out.contains("Hex-STRING: 80 00 00 09 05"), "{out}");
+    assert!(out.contains(".1.3.6.1.6.3.10.2.1.2.0 = INTEGER: "), "{out}");
     // The same walk over SNMPv2c agrees.
     let (_, v2) = snmp("snmpwalk", agent, "public", &[CCM_ENTRY]);
     assert_eq!(rows(&v2), nodes);

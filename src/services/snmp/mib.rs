@@ -21,6 +21,8 @@ pub const CCM_PHONE_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 156, 1, 2, 1, 1];
 pub const CCM_PHONE_EXTN_ENTRY: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 9, 156, 1, 2, 5, 1];
 /// MIB-2 `system`.
 pub const SYSTEM: &[u32] = &[1, 3, 6, 1, 2, 1, 1];
+/// snmpEngine (SNMP-FRAMEWORK-MIB, RFC 3411).
+pub const SNMP_ENGINE: &[u32] = &[1, 3, 6, 1, 6, 3, 10, 2, 1];
 /// sysObjectID: Cisco's enterprise arc (`ciscoProducts`); which product OID Cisco's nodes
 /// report is UNCONFIRMED, so the agent names only the vendor.
 const SYS_OBJECT_ID: &[u32] = &[1, 3, 6, 1, 4, 1, 9, 1];
@@ -185,6 +187,22 @@ impl View {
         e.sort_by(|a, b| a.0.cmp(&b.0));
         e.dedup_by(|a, b| a.0 == b.0);
         View { entries: e }
+    }
+
+    /// The view with SNMP-FRAMEWORK-MIB's snmpEngine group (RFC 3411): snmpEngineID, Boots,
+    /// Time and MaxMessageSize, the objects `utils snmp walk 1.3.6.1.6.3.10.2.1` shows.
+    pub fn with_engine(mut self, id: &[u8], boots: u32, time: u32, max_size: u32) -> View {
+        let clamp = |v: u32| i32::try_from(v).unwrap_or(i32::MAX);
+        let mut add = vec![
+            (oid(SNMP_ENGINE, &[1, 0]), Value::Octets(id.to_vec())),
+            (oid(SNMP_ENGINE, &[2, 0]), Value::Integer(clamp(boots))),
+            (oid(SNMP_ENGINE, &[3, 0]), Value::Integer(clamp(time))),
+            (oid(SNMP_ENGINE, &[4, 0]), Value::Integer(clamp(max_size))),
+        ];
+        self.entries.retain(|(o, _)| !o.starts_with(SNMP_ENGINE));
+        self.entries.append(&mut add);
+        self.entries.sort_by(|a, b| a.0.cmp(&b.0));
+        self
     }
 
     pub fn len(&self) -> usize {

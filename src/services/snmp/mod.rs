@@ -138,7 +138,13 @@ async fn serve(sock: UdpSocket, node: Arc<NodeState>, mut stop: watch::Receiver<
         let fresh = match &view {
             Some((at, v)) if now.duration_since(*at) < VIEW_TTL => v.clone(),
             _ => {
-                let v = Arc::new(View::build(&facts(&node).await));
+                let time = u32::try_from(started.elapsed().as_secs()).unwrap_or(u32::MAX);
+                let v = Arc::new(View::build(&facts(&node).await).with_engine(
+                    &engine,
+                    boots,
+                    time,
+                    MAX_REQUEST_SIZE as u32,
+                ));
                 view = Some((now, v.clone()));
                 v
             }
