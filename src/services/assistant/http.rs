@@ -104,7 +104,7 @@ pub async fn get_manager(
 }
 
 /// What is wrong with a change, for the 400.
-fn validate(m: &Manager, c: &ManagerChange) -> Result<(), String> {
+pub(super) fn validate(m: &Manager, c: &ManagerChange) -> Result<(), String> {
     if c.is_empty() {
         return Err("the change sets nothing (fields: dnd, divert_all, divert_target, filter_on, filter_mode, inclusive_filters, exclusive_filters)".into());
     }
@@ -169,7 +169,7 @@ pub async fn put_manager(
     {
         Ok(Changed::Applied(s)) => {
             tracing::info!(manager = %m.user, version = s.version, "assistant: manager state changed");
-            svc.apply_silent_ring(&m, s.dnd);
+            svc.state_changed(&m, &s);
             axum::Json(view(&m, &s)).into_response()
         }
         Ok(Changed::Conflict(s)) => {

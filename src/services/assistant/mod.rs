@@ -13,6 +13,7 @@
 //! fall through to the managers, as the seed's step 4 says.
 
 pub mod check;
+pub mod console;
 pub mod http;
 pub mod model;
 pub mod routing;
@@ -51,6 +52,8 @@ pub struct AssistantService {
     /// Calls ringing at an assistant's proxy line, by call (for intercept and RNA forwarding);
     /// a call leaves when it is answered or ends.
     ringing: Mutex<HashMap<u64, AtAssistant>>,
+    /// Managers' state changes made on this node, for the consoles.
+    states: tokio::sync::broadcast::Sender<(String, store::ManagerState)>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,6 +71,7 @@ impl AssistantService {
         Arc::new(AssistantService {
             node,
             ringing: Default::default(),
+            states: tokio::sync::broadcast::channel(1024).0,
         })
     }
 
@@ -86,6 +90,13 @@ impl AssistantService {
             .iter()
             .find(|m| m.user == user)
             .cloned()
+    }
+
+    /// A manager's state changed (HTTP API, console): silent ring follows it and online
+    /// consoles hear of it.
+    pub fn state_changed(&self, m: &Manager, s: &store::ManagerState) {
+        self.apply_silent_ring(m, s.dnd);
+        let _ = self.states.send((m.user.clone(), s.clone()));
     }
 
     /// Shared line mode: the manager's phones ring silently on the manager's line while the
@@ -359,7 +370,18 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         name: "the Assistant service",
         paths: &["/ucm/assistant/"],
     }],
-    listeners: &[],
+    listeners: &[super::ListenerSpec {
+        flag: NodeService::Assistant,
+        name: "assistant_console",
+        what: "Assistant Console",
+        proto: super::Proto::Tcp,
+        default_port: console::PORT,
+        // Cisco marks its 2912 traffic CS3 (the seed): the call signalling class.
+        dscp: |q| q.call_signalling,
+        // A second node on the host finds 2912 taken: it runs without the console listener
+        // (a port asked for explicitly must be bound).
+        optional_without_privilege: true,
+    }],
     sections: &[
         crate::config::SectionSpec::of::<AssistantParameters>(),
         crate::config::SectionSpec::of::<Assistant>(),
@@ -371,8 +393,9 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     start: start_service,
 };
 
-fn start_service(s: super::Start) -> super::StartFuture {
+fn start_service(mut s: super::Start) -> super::StartFuture {
     use axum::routing::{get, post};
+    let console = s.take_listener(&SERVICE, "assistant_console");
     Box::pin(async move {
         let svc = AssistantService::new(s.node.clone());
         svc.apply_shared_dnd().await;
@@ -384,9 +407,10 @@ fn start_service(s: super::Start) -> super::StartFuture {
             )
             .route(http::INTERCEPT_PATH, post(http::intercept))
             .with_state(svc.clone());
-        Ok(super::Parts {
-            routes,
-            tasks: vec![Box::pin(svc.run(offers, s.stop))],
-        })
+        let mut tasks: Vec<super::Task> = vec![Box::pin(svc.clone().run(offers, s.stop.clone()))];
+        if let Some(super::Bound::Tcp(l)) = console {
+            tasks.push(Box::pin(console::serve(svc.clone(), l, s.stop.clone())));
+        }
+        Ok(super::Parts { routes, tasks })
     })
 }

@@ -28,6 +28,15 @@ pub struct AssistantParameters {
     /// Cisco IPMA RNA Timeout, in seconds (Cisco's default: 10).
     #[serde(default = "default_rna_timeout")]
     pub rna_timeout_seconds: u32,
+    /// Cisco IPMA Assistant Console Heartbeat Interval, in seconds (Cisco's default: 30): the
+    /// server's keepalive to consoles, which fail over to the backup server when none comes.
+    #[serde(default = "default_console_seconds")]
+    pub console_heartbeat_seconds: u32,
+    /// Cisco IPMA Assistant Console Request Timeout, in seconds (Cisco's default: 30): how
+    /// long a console waits for an answer; the server gives a console as long to log in and
+    /// to finish a request line.
+    #[serde(default = "default_console_seconds")]
+    pub console_request_timeout_seconds: u32,
     /// Assistants per manager (the seed: 10).
     #[serde(default = "default_assistants_per_manager")]
     pub max_assistants_per_manager: usize,
@@ -47,6 +56,8 @@ impl Default for AssistantParameters {
         AssistantParameters {
             rna_forward_calls: false,
             rna_timeout_seconds: default_rna_timeout(),
+            console_heartbeat_seconds: default_console_seconds(),
+            console_request_timeout_seconds: default_console_seconds(),
             max_assistants_per_manager: default_assistants_per_manager(),
             max_managers_per_assistant: default_managers_per_assistant(),
             max_managers_per_cluster: default_per_cluster(),
@@ -57,6 +68,9 @@ impl Default for AssistantParameters {
 
 fn default_rna_timeout() -> u32 {
     10
+}
+fn default_console_seconds() -> u32 {
+    30
 }
 fn default_assistants_per_manager() -> usize {
     10
