@@ -164,9 +164,18 @@ fn r18_the_assistant_console_sees_and_handles_a_managers_calls_over_tcp_2912() {
             "--auto-answer",
         ],
     );
+    // The console answers by a push to the phone's web server on port 80 (the service's
+    // phone_http_port): the phone has an address of its own, so 80 is free there.
     let assistant = Sim::start(
         &srv,
-        &["--device", "SEP00036BC7C002", "--first-ip", "127.0.19.30"],
+        &[
+            "--device",
+            "SEP00036BC7C002",
+            "--first-ip",
+            "127.0.19.30",
+            "--http-port",
+            "80",
+        ],
     );
     let a = caller.http("SEP00036BC7B973");
     let m = manager.http("SEP00036BC7C001");
@@ -209,6 +218,24 @@ fn r18_the_assistant_console_sees_and_handles_a_managers_calls_over_tcp_2912() {
     });
     hang_up();
     srv.wait_for_log("call sent to the manager from the console");
+
+    // 1b. Answered from the console: the assistant's phone goes off hook on 39001.
+    push(a, jsmith, &["Dial:60001"]);
+    let ev = c.expect("the proxy line rings", |v| {
+        line_event(v, "proxy", "39001", "ringing") && v["call"].as_u64() != Some(call)
+    });
+    let call = ev["call"].as_u64().unwrap();
+    c.say(&format!("answer {call}"));
+    let r = c.expect("the answer to answer", |v| v.get("id").is_some());
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["device"], "SEP00036BC7C002", "{r}");
+    wait_state(s, 15, "the assistant talks on 39001", |st| {
+        connected_on(st, "39001")
+    });
+    c.expect("the proxy line connected", |v| {
+        line_event(v, "proxy", "39001", "connected")
+    });
+    hang_up();
 
     // 2. Filtering off from the console: the next call goes straight to the manager.
     c.say("filter manager1 off");

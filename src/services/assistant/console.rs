@@ -140,6 +140,9 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std
 /// A logged-in assistant.
 struct Assistant {
     user: String,
+    /// Kept for the session: the console answers on the assistant's phone with the
+    /// assistant's own credentials (the phone checks them like any push).
+    password: String,
     /// The managers the assistant serves, as the definition has them.
     managers: Vec<Manager>,
     /// Lines watched: DN → (manager, "manager" or "proxy").
@@ -150,7 +153,7 @@ struct Assistant {
 }
 
 impl Assistant {
-    fn new(svc: &AssistantService, user: &str) -> Assistant {
+    fn new(svc: &AssistantService, user: &str, password: &str) -> Assistant {
         let managers: Vec<Manager> = svc
             .section()
             .managers
@@ -169,6 +172,7 @@ impl Assistant {
         }
         Assistant {
             user: user.to_string(),
+            password: password.to_string(),
             managers,
             watched,
             online: false,
@@ -452,7 +456,7 @@ async fn login(
             return (Err("login failed: wrong user ID or password".into()), true);
         }
     }
-    let a = Assistant::new(svc, user);
+    let a = Assistant::new(svc, user, password);
     if a.managers.is_empty() {
         return (
             Err(format!("{user:?} is not an assistant of any manager").into()),
@@ -500,6 +504,70 @@ async fn managers(
 fn unavailable(e: impl std::fmt::Display) -> String {
     tracing::warn!(error = %e, "assistant console: database unavailable");
     "the database is unavailable: Assistant settings cannot be read or changed now (calls are still handled)".into()
+}
+
+/// Answers on the assistant's phone that has `line` (the proxy line): a push of `Key:Offhook`
+/// (a ringing phone goes off hook: it answers) to the phone's `/CGI/Execute`, at the address
+/// it registered from, with the assistant's credentials. The device pushed.
+async fn answer_on_phone(
+    svc: &AssistantService,
+    a: &Assistant,
+    line: &str,
+) -> Result<String, Failure> {
+    use crate::wire::xml::{CiscoIPPhoneObject, Execute, ExecuteReply};
+    let cluster = svc.node.cluster();
+    let associated: Vec<String> = cluster
+        .end_users
+        .iter()
+        .filter(|u| u.userid == a.user)
+        .flat_map(|u| u.associated_devices.iter().cloned())
+        .collect();
+    let devices: Vec<String> = cluster
+        .devices
+        .iter()
+        .filter(|d| {
+            (d.owner.as_deref() == Some(a.user.as_str()) || associated.contains(&d.name))
+                && d.lines.iter().any(|l| l.dn == line)
+        })
+        .map(|d| d.name.clone())
+        .collect();
+    drop(cluster);
+    let port = svc.parameters().phone_http_port;
+    let client = svc
+        .push_client()
+        .map_err(|e| format!("no HTTP client to push with: {e}"))?;
+    let xml = CiscoIPPhoneObject::Execute(Execute::single("Key:Offhook")).to_xml();
+    let form = format!("XML={}", crate::wire::codec::percent_encode(&xml));
+    let mut why = format!("no phone of yours with line {line} is registered");
+    for d in devices {
+        let Some(b) = svc.node.registrar.device_bindings(&d).into_iter().next() else {
+            continue;
+        };
+        let url = match b.source.ip() {
+            std::net::IpAddr::V6(v6) => format!("http://[{v6}]:{port}/CGI/Execute"),
+            ip => format!("http://{ip}:{port}/CGI/Execute"),
+        };
+        let r = client
+            .post(&url)
+            .basic_auth(&a.user, Some(&a.password))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(form.clone())
+            .send()
+            .await;
+        let body = match r {
+            Ok(resp) => resp.bytes().await.unwrap_or_default(),
+            Err(e) => {
+                why = format!("{d} did not take the push: {}", e.without_url());
+                continue;
+            }
+        };
+        match crate::wire::xml::parse_execute_reply(&body) {
+            Ok(ExecuteReply::Response(r)) if r.all_ok() => return Ok(d),
+            Ok(_) => why = format!("{d} refused the push"),
+            Err(e) => why = format!("{d} answered no CiscoIPPhoneResponse: {e}"),
+        }
+    }
+    Err(why.into())
 }
 
 /// A call ringing at one of `a`'s proxy lines, and its manager.
@@ -564,6 +632,14 @@ async fn command(
                 Err(e) => Err(unavailable(e).into()),
             }
         }
+        "answer" => {
+            let call = call_field(req)?;
+            let m = ringing_call(svc, a, call)?;
+            let line = a.proxy_line(&m).unwrap_or_default();
+            let device = answer_on_phone(svc, a, &line).await?;
+            tracing::info!(call, manager = %m.user, assistant = %a.user, %device, "assistant: call answered from the console");
+            Ok(json!({"call": call, "device": device}))
+        }
         "to_manager" => {
             let call = call_field(req)?;
             let m = ringing_call(svc, a, call)?;
@@ -624,7 +700,7 @@ async fn command(
         }
         "" => Err("\"cmd\" is missing".into()),
         other => Err(format!(
-            "unknown command {other:?} (login, online, offline, managers, set, to_manager, divert, intercept, directory, ping)"
+            "unknown command {other:?} (login, online, offline, managers, set, answer, to_manager, divert, intercept, directory, ping)"
         )
         .into()),
     }

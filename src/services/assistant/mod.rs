@@ -54,6 +54,8 @@ pub struct AssistantService {
     ringing: Mutex<HashMap<u64, AtAssistant>>,
     /// Managers' state changes made on this node, for the consoles.
     states: tokio::sync::broadcast::Sender<(String, store::ManagerState)>,
+    /// For pushes to the assistants' phones (the console's answer), made when first needed.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -72,6 +74,7 @@ impl AssistantService {
             node,
             ringing: Default::default(),
             states: tokio::sync::broadcast::channel(1024).0,
+            http: Default::default(),
         })
     }
 
@@ -81,6 +84,18 @@ impl AssistantService {
 
     fn parameters(&self) -> Arc<AssistantParameters> {
         self.node.cluster().section::<AssistantParameters>()
+    }
+
+    fn push_client(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = self.http.get() {
+            return Ok(c.clone());
+        }
+        let c = crate::client::http_client(&crate::client::ClientOptions {
+            timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(self.http.get_or_init(|| c).clone())
     }
 
     /// The manager `user`, as the definition has it.

@@ -37,6 +37,10 @@ pub struct AssistantParameters {
     /// to finish a request line.
     #[serde(default = "default_console_seconds")]
     pub console_request_timeout_seconds: u32,
+    /// The port of the phones' web servers (`/CGI/Execute`), where the console's answer is
+    /// pushed.
+    #[serde(default = "default_phone_http_port")]
+    pub phone_http_port: u16,
     /// Assistants per manager (the seed: 10).
     #[serde(default = "default_assistants_per_manager")]
     pub max_assistants_per_manager: usize,
@@ -58,6 +62,7 @@ impl Default for AssistantParameters {
             rna_timeout_seconds: default_rna_timeout(),
             console_heartbeat_seconds: default_console_seconds(),
             console_request_timeout_seconds: default_console_seconds(),
+            phone_http_port: default_phone_http_port(),
             max_assistants_per_manager: default_assistants_per_manager(),
             max_managers_per_assistant: default_managers_per_assistant(),
             max_managers_per_cluster: default_per_cluster(),
@@ -68,6 +73,9 @@ impl Default for AssistantParameters {
 
 fn default_rna_timeout() -> u32 {
     10
+}
+fn default_phone_http_port() -> u16 {
+    80
 }
 fn default_console_seconds() -> u32 {
     30
