@@ -25,16 +25,17 @@ struct Console {
 
 impl Console {
     fn start(server: SocketAddr, user: &str, password: &str) -> Console {
-        let mut child = ucm()
-            .args([
-                "assistant",
-                "console",
-                "--json",
-                "--request-timeout",
-                "5",
-                "--server",
-            ])
-            .arg(server.to_string())
+        Console::start_servers(&[server], user, password)
+    }
+
+    /// A console with a primary and backup servers.
+    fn start_servers(servers: &[SocketAddr], user: &str, password: &str) -> Console {
+        let mut cmd = ucm();
+        cmd.args(["assistant", "console", "--json", "--request-timeout", "5"]);
+        for s in servers {
+            cmd.arg("--server").arg(s.to_string());
+        }
+        let mut child = cmd
             .args(["--user", user])
             .env("UCM_PASSWORD", password)
             .stdin(Stdio::piped())
@@ -604,4 +605,219 @@ async fn r18_the_console_bounds_strangers_and_the_database_decides_races_postgre
     .await;
     db.drop_db().await;
     result.unwrap();
+}
+
+/// The demo on two nodes of net `127.{net}.0.0/16`: ucm-pub (everything) and ucm-sub1 (call
+/// processing, TFTP, phone services and the Assistant), phones registering with ucm-sub1 first.
+fn demo_on_two_nodes(dir: &std::path::Path, net: u8) -> std::path::PathBuf {
+    let text = ucm::config::DEMO_YAML
+        .replacen(
+            "  - name: ucm-pub\n    address: 127.0.0.1\n",
+            &format!(
+                "  - name: ucm-sub1\n    address: 127.{net}.0.2\n    bind: 127.{net}.0.2\n    \
+                 services: [call-processing, tftp, phone-services, assistant]\n  \
+                 - name: ucm-pub\n    address: 127.{net}.0.1\n    bind: 127.{net}.0.1\n"
+            ),
+            1,
+        )
+        .replace("node_group: [ucm-pub]", "node_group: [ucm-sub1, ucm-pub]");
+    assert!(text.contains("bind: 127."), "the demo changed shape");
+    write_file(dir, &format!("demo-two-nodes-{net}.yaml"), &text)
+}
+
+/// Node `name` of `def` on `db`, SIP and the console on the definition's ports (5060 and 2912
+/// on the node's own address).
+fn node(def: &std::path::Path, db: &str, name: &str) -> Server {
+    let data_dir = tempfile::tempdir().unwrap();
+    let mut cmd = ucm();
+    cmd.args(["serve", "--config"])
+        .arg(def)
+        .args(["--db", db, "--node", name])
+        .args([
+            "--http-port",
+            "0",
+            "--https-port",
+            "0",
+            "--tftp-http-port",
+            "0",
+        ])
+        .args(["--tftp-port", "0", "--sips-port", "0", "--snmp-port", "0"])
+        .arg("--data-dir")
+        .arg(data_dir.path())
+        .env("UCM_LOG", "info");
+    let (child, ready, stderr) = crate::common::spawn_ready(cmd, name, Duration::from_secs(60));
+    Server {
+        child,
+        ready,
+        data_dir,
+        stderr,
+        seen: Default::default(),
+    }
+}
+
+/// The logs of `srv` once they contain `needle`, within `secs`.
+fn wait_log(srv: &Server, needle: &str, secs: u64) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let logs = srv.logs();
+        if logs.contains(needle) {
+            return logs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no {needle:?} in the node's log within {secs} s:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Two nodes on PostgreSQL, ucm-pub holding the Assistant's lease, the phones on ucm-sub1 and
+/// Assistant One's console on ucm-pub with ucm-sub1 as its backup. A manager's state set on
+/// ucm-pub drives ucm-pub's redirects, and reaches ucm-sub1 through the change feed at once:
+/// Manager Two's phone there rings silently under DND. `kill -9` of ucm-pub: ucm-sub1 takes
+/// the lease and the route point, the console fails over to it and logs in again, and calls
+/// to the manager are routed the same (the state is the database's); a change made from the
+/// console on ucm-sub1 then routes the next call to the proxy line, which the console sends to
+/// the manager.
+#[tokio::test]
+async fn r18_the_assistant_lease_moves_on_kill_and_routing_and_the_console_carry_on_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let net = 71;
+        let def = demo_on_two_nodes(dir.path(), net);
+        let mut pubn = node(&def, &url, "ucm-pub");
+        wait_log(&pubn, "assistant: serving the route point", 10);
+        let sub = node(&def, &url, "ucm-sub1");
+        wait_log(&sub, "standing by; another node serves the route point", 10);
+        wait_log(&sub, "route points served by other nodes", 10);
+        let ip = |h: &str| format!("127.{net}.1.{h}");
+        let (ca, ma, aa, m2a, a2a) = (ip("10"), ip("20"), ip("30"), ip("40"), ip("50"));
+        let caller = Sim::start(&sub, &["--device", "SEP00036BC7B973", "--first-ip", &ca]);
+        let manager = Sim::start(
+            &sub,
+            &[
+                "--device",
+                "SEP00036BC7C001",
+                "--first-ip",
+                &ma,
+                "--auto-answer",
+            ],
+        );
+        let assistant = Sim::start(&sub, &["--device", "SEP00036BC7C002", "--first-ip", &aa]);
+        let manager2 = Sim::start(&sub, &["--device", "SEP00036BC7C003", "--first-ip", &m2a]);
+        let assistant2 = Sim::start(&sub, &["--device", "SEP00036BC7C004", "--first-ip", &a2a]);
+        let a = caller.http("SEP00036BC7B973");
+        let m = manager.http("SEP00036BC7C001");
+        let s = assistant.http("SEP00036BC7C002");
+        let m2 = manager2.http("SEP00036BC7C003");
+        let s2 = assistant2.http("SEP00036BC7C004");
+        for p in [a, m, s, m2, s2] {
+            wait_state(p, 15, "registered", |st| st["registered"] == true);
+        }
+        let jsmith = Some(("jsmith", "cisco"));
+        let hang_up = || {
+            let (_, body) = push(a, jsmith, &["Key:Onhook"]);
+            assert!(body.contains(r#"Status="0""#), "{body}");
+            wait_state(a, 10, "the caller hung up", all_ended);
+            for p in [m, s, m2, s2] {
+                wait_state(p, 10, "the phones are idle", all_ended);
+            }
+        };
+        let (pub_console, sub_console) = (
+            pubn.addr("assistant_console"),
+            sub.addr("assistant_console"),
+        );
+        assert_eq!(pub_console.port(), 2912, "the seed's port");
+        let mut c = Console::start_servers(&[pub_console, sub_console], "assistant1", "cisco");
+        c.expect("online at ucm-pub", |v| v["managers"].is_array());
+
+        // 1. Filtering off from the console on ucm-pub: ucm-pub sends the call to the manager.
+        c.say("filter manager1 off");
+        let r = c.expect("the answer to filter off", |v| v.get("id").is_some());
+        assert_eq!(r["state"]["filter_on"], false, "{r}");
+        push(a, jsmith, &["Dial:60001"]);
+        wait_state(m, 15, "the manager answers", |st| connected_on(st, "60001"));
+        hang_up();
+        wait_log(&pubn, "destination=60001", 5);
+
+        // 2. Manager Two's DND set on ucm-pub rings silently at the manager's phone on ucm-sub1.
+        let (status, body) = api_put(
+            pubn.addr("http"),
+            "/ucm/assistant/managers/manager2",
+            ("manager2", "cisco"),
+            r#"{"dnd": true}"#,
+        );
+        assert_eq!(status, 200, "{body}");
+        wait_log(
+            &sub,
+            "shared line rings silently at the manager's phone: true",
+            5,
+        );
+        push(a, jsmith, &["Dial:60002"]);
+        let ringing = |st: &Value| {
+            calls(st)
+                .into_iter()
+                .find(|c| c["state"] == "ringing" && c["line"] == "60002")
+        };
+        let sm = wait_state(m2, 15, "Manager Two's phone shows the call", |st| {
+            ringing(st).is_some()
+        });
+        wait_state(s2, 15, "Assistant Two's phone rings", |st| {
+            ringing(st).is_some()
+        });
+        assert_eq!(ringing(&sm).unwrap()["silent"], true, "{sm:#}");
+        hang_up();
+
+        // 3. kill -9 ucm-pub: ucm-sub1 serves the route point; the console fails over.
+        crate::assistant_console::kill9(&mut pubn);
+        let killed = Instant::now();
+        wait_log(&sub, "assistant: serving the route point", 15);
+        eprintln!(
+            "ucm-sub1 served Assistant_RP {:?} after kill -9 of ucm-pub",
+            killed.elapsed()
+        );
+        let online = c.expect("online again at ucm-sub1", |v| v["managers"].is_array());
+        assert_eq!(
+            online["managers"][0]["state"]["filter_on"], false,
+            "{online}"
+        );
+
+        // 4. The same state routes the same on ucm-sub1.
+        push(a, jsmith, &["Dial:60001"]);
+        wait_state(m, 20, "the manager answers (routed by ucm-sub1)", |st| {
+            connected_on(st, "60001")
+        });
+        hang_up();
+
+        // 5. Filtering on from the console, now on ucm-sub1: the proxy line rings, and the
+        //    console sends the call to the manager.
+        c.say("filter manager1 on");
+        let r = c.expect("the answer to filter on", |v| v.get("id").is_some());
+        assert_eq!(r["ok"], true, "{r}");
+        push(a, jsmith, &["Dial:60001"]);
+        let ev = c.expect("the proxy line rings", |v| {
+            line_event(v, "proxy", "39001", "ringing")
+        });
+        c.say(&format!("tomanager {}", ev["call"]));
+        let r = c.expect("the answer to tomanager", |v| v.get("id").is_some());
+        assert_eq!(r["ok"], true, "{r}");
+        wait_state(m, 15, "the manager answers", |st| connected_on(st, "60001"));
+        hang_up();
+        drop(c);
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+fn kill9(s: &mut Server) {
+    // SAFETY: kill with a pid we own and a valid signal number.
+    unsafe {
+        libc::kill(s.child.id() as libc::pid_t, libc::SIGKILL);
+    }
+    let _ = s.child.wait();
 }

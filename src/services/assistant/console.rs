@@ -228,7 +228,8 @@ async fn session(svc: Arc<AssistantService>, sock: TcpStream, peer: SocketAddr) 
     let login_by = Instant::now() + request_timeout;
     let mut me: Option<Assistant> = None;
     let mut lines = svc.node.call_control.subscribe();
-    let mut states = svc.states.subscribe();
+    let shared = svc.node.shared::<super::feed::AssistantShared>();
+    let mut states = shared.states.subscribe();
     let mut tick = tokio::time::interval_at(Instant::now() + heartbeat, heartbeat);
     let mut buf = Vec::new();
     let mut line_begun: Option<Instant> = None;
@@ -314,7 +315,7 @@ async fn session(svc: Arc<AssistantService>, sock: TcpStream, peer: SocketAddr) 
                         // Read them again at the next heartbeat.
                         a.sent.clear();
                     }
-                    Err(_) => states = svc.states.subscribe(),
+                    Err(_) => states = shared.states.subscribe(),
                 }
             }
             _ = tick.tick() => {

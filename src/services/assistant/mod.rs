@@ -14,6 +14,7 @@
 
 pub mod check;
 pub mod console;
+pub mod feed;
 pub mod http;
 pub mod model;
 pub mod routing;
@@ -52,8 +53,6 @@ pub struct AssistantService {
     /// Calls ringing at an assistant's proxy line, by call (for intercept and RNA forwarding);
     /// a call leaves when it is answered or ends.
     ringing: Mutex<HashMap<u64, AtAssistant>>,
-    /// Managers' state changes made on this node, for the consoles.
-    states: tokio::sync::broadcast::Sender<(String, store::ManagerState)>,
     /// For pushes to the assistants' phones (the console's answer), made when first needed.
     http: std::sync::OnceLock<reqwest::Client>,
 }
@@ -73,7 +72,6 @@ impl AssistantService {
         Arc::new(AssistantService {
             node,
             ringing: Default::default(),
-            states: tokio::sync::broadcast::channel(1024).0,
             http: Default::default(),
         })
     }
@@ -110,50 +108,9 @@ impl AssistantService {
     /// A manager's state changed (HTTP API, console): silent ring follows it and online
     /// consoles hear of it.
     pub fn state_changed(&self, m: &Manager, s: &store::ManagerState) {
-        self.apply_silent_ring(m, s.dnd);
-        let _ = self.states.send((m.user.clone(), s.clone()));
-    }
-
-    /// Shared line mode: the manager's phones ring silently on the manager's line while the
-    /// manager is on Do Not Disturb (the assistants' ring audibly).
-    pub fn apply_silent_ring(&self, m: &Manager, dnd: bool) {
-        if m.mode != Mode::Shared {
-            return;
-        }
-        let cluster = self.node.cluster();
-        let associated: Vec<&str> = cluster
-            .end_users
-            .iter()
-            .filter(|u| u.userid == m.user)
-            .flat_map(|u| u.associated_devices.iter().map(|s| s.as_str()))
-            .collect();
-        for dev in cluster.devices.iter().filter(|d| {
-            (d.owner.as_deref() == Some(m.user.as_str()) || associated.contains(&d.name.as_str()))
-                && d.lines.iter().any(|l| l.dn == m.line)
-        }) {
-            tracing::info!(manager = %m.user, device = %dev.name, line = %m.line, dnd, "assistant: shared line rings silently at the manager's phone: {dnd}");
-            self.node
-                .call_control
-                .set_silent_ring(&dev.name, &m.line, dnd);
-        }
-    }
-
-    /// Applies the stored Do Not Disturb of every manager in shared line mode (at start).
-    async fn apply_shared_dnd(&self) {
-        for m in self
-            .section()
-            .managers
-            .iter()
-            .filter(|m| m.mode == Mode::Shared)
-        {
-            match self.node.store.manager_state(&m.user).await {
-                Ok(s) if s.dnd => self.apply_silent_ring(m, true),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(manager = %m.user, error = %e, "assistant: manager state unreadable")
-                }
-            }
-        }
+        self.node
+            .shared::<feed::AssistantShared>()
+            .apply(&self.node, m, s);
     }
 
     async fn take_lease(
@@ -403,7 +360,7 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     ],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
-    feed: None,
+    feed: Some(feed::FEED),
     status: &[],
     start: start_service,
 };
@@ -413,7 +370,6 @@ fn start_service(mut s: super::Start) -> super::StartFuture {
     let console = s.take_listener(&SERVICE, "assistant_console");
     Box::pin(async move {
         let svc = AssistantService::new(s.node.clone());
-        svc.apply_shared_dnd().await;
         let offers = svc.prepare().await;
         let routes = axum::Router::new()
             .route(
