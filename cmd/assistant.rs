@@ -19,6 +19,7 @@ pub enum Command {
         dnd MANAGER on|off            Do Not Disturb\n  \
         divertall MANAGER on|off [N]  DivertAll (to N, else the assistant)\n  \
         filter MANAGER on|off|inclusive|exclusive\n  \
+        select MANAGER [ASSISTANT]    assistant selection (none: the first assistant)\n  \
         answer CALL                   answer a call ringing at your proxy line (on your phone)\n  \
         tomanager CALL                a call ringing at your proxy line goes to the manager\n  \
         divert CALL NUMBER            a call ringing at your proxy line goes to NUMBER\n  \
@@ -96,6 +97,7 @@ fn parse_command(line: &str) -> Result<Value, String> {
             Some(m @ ("inclusive" | "exclusive")) => set(json!({"filter_mode": m})),
             o => set(json!({"filter_on": on_off(o)?})),
         },
+        Some("select") => set(json!({"selected_assistant": w.get(2).copied().unwrap_or("")})),
         Some("answer") => Ok(json!({"cmd": "answer", "call": call(1)?})),
         Some("tomanager") => Ok(json!({"cmd": "to_manager", "call": call(1)?})),
         Some("divert") => Ok(json!({

@@ -16,3 +16,6 @@ CREATE TRIGGER assistant_managers_notify AFTER UPDATE ON assistant_managers
     FOR EACH ROW EXECUTE FUNCTION ucm_notify_assistant();
 
 CREATE INDEX assistant_managers_version ON assistant_managers (version);
+-- Assistant selection: the manager's chosen assistant (a userid of the manager's assistants),
+-- whose proxy line gets the manager's calls first; none: the first assistant of the definition.
+ALTER TABLE assistant_managers ADD COLUMN selected_assistant TEXT;

@@ -821,3 +821,75 @@ fn kill9(s: &mut Server) {
     }
     let _ = s.child.wait();
 }
+
+/// Assistant selection: Manager One has two assistants (assistant1 on 39001, assistant3 on
+/// 39002; RNA forwarding on, 1 s). With assistant3 selected from the console a call rings at
+/// 39002 first and goes on to 39001 unanswered; with the selection cleared, at 39001 first.
+/// A selection of someone who is not the manager's assistant is refused.
+#[test]
+fn r18_assistant_selection_from_the_console_decides_which_proxy_line_rings_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let def = crate::assistant::demo_with_rna_forwarding(dir.path());
+    let srv = Server::start(&["--config", def.to_str().unwrap()]);
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.19.110"],
+    );
+    let first = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C002", "--first-ip", "127.0.19.120"],
+    );
+    let third = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C005", "--first-ip", "127.0.19.130"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let s1 = first.http("SEP00036BC7C002");
+    let s3 = third.http("SEP00036BC7C005");
+    let jsmith = Some(("jsmith", "cisco"));
+    let mut c = Console::start(srv.addr("assistant_console"), "assistant1", "cisco");
+    c.expect("online", |v| v["managers"].is_array());
+    c.say("select manager1 jsmith");
+    let r = c.expect("the refusal", |v| v.get("id").is_some());
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not an assistant of")),
+        "{r}"
+    );
+    c.say("select manager1 assistant3");
+    let r = c.expect("the selection", |v| v.get("id").is_some());
+    assert_eq!(r["state"]["selected_assistant"], "assistant3", "{r}");
+    push(a, jsmith, &["Dial:60001"]);
+    wait_state(
+        s3,
+        15,
+        "the selected assistant's proxy line rings first",
+        |st| ringing_on(st, "39002"),
+    );
+    assert!(
+        all_ended(&crate::phone::state(s1)),
+        "39001 does not ring yet"
+    );
+    wait_state(s1, 15, "then the first assistant's (RNA)", |st| {
+        ringing_on(st, "39001")
+    });
+    push(a, jsmith, &["Key:Onhook"]);
+    wait_state(s1, 10, "idle", all_ended);
+    c.say("select manager1");
+    let r = c.expect("the selection cleared", |v| v.get("id").is_some());
+    assert_eq!(r["state"]["selected_assistant"], Value::Null, "{r}");
+    push(a, jsmith, &["Dial:60001"]);
+    wait_state(
+        s1,
+        15,
+        "the first assistant's proxy line rings first",
+        |st| ringing_on(st, "39001"),
+    );
+    assert!(
+        all_ended(&crate::phone::state(s3)),
+        "39002 does not ring yet"
+    );
+    push(a, jsmith, &["Key:Onhook"]);
+    drop(c);
+}

@@ -38,8 +38,20 @@ pub fn check(d: &ClusterDefinition, diag: &mut Diagnostics) {
             diag.err(pp.key(key), "must be at least 1");
         }
     }
-    if prm.rna_timeout_seconds == 0 || prm.rna_timeout_seconds > 3600 {
-        diag.err(pp.key("rna_timeout_seconds"), "must be 1 to 3600 seconds");
+    for (key, v) in [
+        ("rna_timeout_seconds", prm.rna_timeout_seconds),
+        ("console_heartbeat_seconds", prm.console_heartbeat_seconds),
+        (
+            "console_request_timeout_seconds",
+            prm.console_request_timeout_seconds,
+        ),
+    ] {
+        if v == 0 || v > 3600 {
+            diag.err(pp.key(key), "must be 1 to 3600 seconds");
+        }
+    }
+    if prm.phone_http_port == 0 {
+        diag.err(pp.key("phone_http_port"), "must be a port (1 to 65535)");
     }
     let p = Path::root().key("assistant");
     if let Some(rp) = &a.route_point {

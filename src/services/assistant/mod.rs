@@ -253,11 +253,17 @@ impl AssistantService {
             }
         };
         let target = routing::route(&state, &offer.calling);
+        // Assistant selection: the selected assistant first, then the others in the
+        // definition's order (RNA forwarding goes down this list).
+        let order = routing::assistant_order(m, state.selected_assistant.as_deref());
         let (destination, at) = match &target {
             Target::Manager => (m.line.clone(), None),
             Target::Divert(t) => (t.clone(), None),
-            Target::Assistant => match m.assistants.first().and_then(|a| a.proxy_line.clone()) {
-                Some(pl) => (pl, Some(0)),
+            Target::Assistant => match order
+                .first()
+                .and_then(|i| Some((m.assistants[*i].proxy_line.clone()?, *i)))
+            {
+                Some((pl, i)) => (pl, Some(i)),
                 None => (m.line.clone(), None),
             },
         };
@@ -277,19 +283,19 @@ impl AssistantService {
             return;
         }
         if at.is_some() {
-            self.rna_forward(offer.call, m).await;
+            self.rna_forward(offer.call, m, &order).await;
         }
     }
 
     /// RNA forwarding: while the call rings unanswered at an assistant for RNA Timeout, on to
-    /// the manager's next assistant, each assistant once.
-    async fn rna_forward(&self, call: u64, m: &Manager) {
+    /// the manager's next assistant in `order`, each assistant once.
+    async fn rna_forward(&self, call: u64, m: &Manager, order: &[usize]) {
         let prm = self.parameters();
         if !prm.rna_forward_calls {
             return;
         }
         let timeout = Duration::from_secs(u64::from(prm.rna_timeout_seconds));
-        for next in 1..m.assistants.len() {
+        for &next in order.iter().skip(1) {
             tokio::time::sleep(timeout).await;
             if !lock(&self.ringing).contains_key(&call) {
                 return;
