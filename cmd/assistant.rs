@@ -32,6 +32,27 @@ Examples:\n  \
 Exit codes: 0 the session ended with stdin, 1 the login was refused, 2 usage or no server reachable."
     )]
     Console(ConsoleArgs),
+    /// Check the dial plan against the seed's rules for the Assistant: manager lines reachable
+    /// only from the Assistant route point and the proxy lines (each line that can reach a
+    /// manager directly is named), proxy line numbers unique across partitions, shared lines in
+    /// one partition, mobile managers and Multiple Login Behavior, no EM for assistants.
+    #[command(after_help = "Examples:\n  \
+        ucm assistant check-dialplan                      # the stored definition\n  \
+        ucm assistant check-dialplan --config cluster.yaml --json\n\
+Exit codes: 0 the dial plan follows the rules, 1 a violation, 2 the definition cannot be read.")]
+    CheckDialplan(CheckArgs),
+}
+
+#[derive(Args)]
+pub struct CheckArgs {
+    /// A definition file to check instead of the one stored in the database.
+    #[arg(long, value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    db: crate::db::DbArgs,
+    /// Print a JSON report.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -54,6 +75,59 @@ pub struct ConsoleArgs {
 pub async fn run(c: Command) -> Result<(), Failure> {
     match c {
         Command::Console(a) => console(a).await,
+        Command::CheckDialplan(a) => check_dialplan(a).await,
+    }
+}
+
+async fn check_dialplan(a: CheckArgs) -> Result<(), Failure> {
+    use ucm::services::assistant::check;
+    let (def, origin) = match &a.config {
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| Failure::Input(format!("{}: {e}", f.display())))?;
+            let origin = f.display().to_string();
+            (check::parse_for_dialplan(&text, &origin)?, origin)
+        }
+        None => {
+            let store = a.db.open_existing().await?;
+            let def = store.load().await?.ok_or_else(|| {
+                Failure::Input(
+                    "the database holds no cluster definition (give --config FILE)".into(),
+                )
+            })?;
+            (def, "the stored definition".to_string())
+        }
+    };
+    let violations = check::dialplan(&def);
+    if a.json {
+        let list: Vec<Value> = violations
+            .iter()
+            .map(|v| json!({"rule": v.rule, "path": v.path.to_string(), "message": v.message}))
+            .collect();
+        let doc = json!({"definition": origin, "ok": violations.is_empty(), "violations": list});
+        crate::print_out(&format!("{doc:#}\n"))?;
+    } else {
+        let mut out = String::new();
+        for v in &violations {
+            out.push_str(&format!(
+                "{origin}: {}: [{}] {}\n",
+                v.path, v.rule, v.message
+            ));
+        }
+        if violations.is_empty() {
+            out.push_str(&format!(
+                "{origin}: ok: the Assistant's dial plan follows the rules\n"
+            ));
+        }
+        crate::print_out(&out)?;
+    }
+    if violations.is_empty() {
+        Ok(())
+    } else {
+        Err(Failure::Check(format!(
+            "{} dial plan violation(s)",
+            violations.len()
+        )))
     }
 }
 

@@ -893,3 +893,149 @@ fn r18_assistant_selection_from_the_console_decides_which_proxy_line_rings_first
     push(a, jsmith, &["Key:Onhook"]);
     drop(c);
 }
+
+/// `ucm assistant check-dialplan`: the demo follows the seed's rules (file and stored
+/// definition); a definition that breaks each rule gets each violation named, exit 1, and
+/// `ucm config check` refuses it too.
+#[test]
+fn r18_check_dialplan_names_each_line_that_reaches_a_manager_and_each_broken_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = write_file(dir.path(), "demo.yaml", ucm::config::DEMO_YAML);
+    let run = |args: &[&str]| {
+        let o = ucm()
+            .args(["assistant", "check-dialplan"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.code(),
+            String::from_utf8_lossy(&o.stdout).into_owned(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = run(&["--config", demo.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(
+        out.contains("ok: the Assistant's dial plan follows the rules"),
+        "{out}"
+    );
+    // The stored definition (the demo a node imported).
+    let srv = Server::start(&[]);
+    let (code, out, err) = run(&["--data-dir", srv.data_dir.path().to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{out}{err}");
+    assert!(out.contains("the stored definition: ok"), "{out}");
+    drop(srv);
+
+    let edits = [
+        // jsmith's phone gets the manager's CSS: its line reaches 60001 directly.
+        (
+            "    device_pool: HQ_DP\n    css: Internal_CSS\n    owner: jsmith\n",
+            "    device_pool: HQ_DP\n    css: MANAGER_EVERYONE_CSS\n    owner: jsmith\n",
+        ),
+        // The 8.XXXXX translation routes through it too.
+        (
+            "    description: Dial 8 + extension; the 8 is dropped\n    css: Internal_CSS\n",
+            "    description: Dial 8 + extension; the 8 is dropped\n    css: MANAGER_EVERYONE_CSS\n",
+        ),
+        // A second 39001 in another partition.
+        (
+            "directory_numbers:\n",
+            "directory_numbers:\n  - pattern: \"39001\"\n    partition: Internal_PT\n  \
+             - pattern: \"60002\"\n    partition: Internal_PT\n",
+        ),
+        // Assistant Two's appearance of 60002 in a partition of its own.
+        (
+            "      - dn: \"60002\"\n        partition: Assistant_Everyone\n        label: Manager Two\n",
+            "      - dn: \"60002\"\n        partition: Internal_PT\n        label: Manager Two\n      \
+             - dn: \"39001\"\n        partition: Internal_PT\n",
+        ),
+        // Manager One logs in with EM (not a mobile manager), Assistant One too.
+        (
+            "    associated_devices: [SEP00036BC7C001]\n",
+            "    associated_devices: [SEP00036BC7C001]\n    device_profiles: [hotdesk-logout]\n",
+        ),
+        (
+            "    associated_devices: [SEP00036BC7C002]\n",
+            "    associated_devices: [SEP00036BC7C002]\n    device_profiles: [hotdesk-logout]\n",
+        ),
+    ];
+    let mut text = ucm::config::DEMO_YAML.to_string();
+    for (old, new) in edits {
+        assert!(text.contains(old), "the demo has {old:?}");
+        text = text.replacen(old, new, 1);
+    }
+    let bad = write_file(dir.path(), "bad.yaml", &text);
+    let (code, out, err) = run(&["--config", bad.to_str().unwrap(), "--json"]);
+    assert_eq!(code, Some(1), "{out}{err}");
+    let doc: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(doc["ok"], false, "{doc:#}");
+    let vs = doc["violations"].as_array().unwrap();
+    let has = |rule: &str, path: &str, words: &str| {
+        vs.iter().any(|v| {
+            v["rule"] == rule
+                && v["path"].as_str().is_some_and(|p| p.starts_with(path))
+                && v["message"].as_str().is_some_and(|m| m.contains(words))
+        })
+    };
+    assert!(
+        has(
+            "manager-reachable",
+            "devices[",
+            "line 10001 (Internal_PT) on SEP00036BC7B973 reaches manager \"manager1\"'s line 60001"
+        ),
+        "{doc:#}"
+    );
+    assert!(
+        has(
+            "manager-reachable",
+            "translation_patterns[0].css",
+            "8.XXXXX"
+        ),
+        "{doc:#}"
+    );
+    assert!(
+        has("proxy-line-unique", "assistant.managers[0]", "39001"),
+        "{doc:#}"
+    );
+    assert!(
+        has(
+            "shared-line-partition",
+            "assistant.managers[1].assistants[0]",
+            "60002"
+        ),
+        "{doc:#}"
+    );
+    assert!(
+        has("mobile-manager", "assistant.managers[0].mobile", "manager1"),
+        "{doc:#}"
+    );
+    assert!(
+        has(
+            "assistant-em",
+            "assistant.managers[0].assistants[0]",
+            "assistant1"
+        ),
+        "{doc:#}"
+    );
+    // No line the rules allow is named: the route point's, the proxy lines, the manager's own.
+    for v in vs {
+        let m = v["message"].as_str().unwrap();
+        assert!(
+            !m.starts_with("line 39001")
+                && !m.starts_with("line 6XXXX")
+                && !m.starts_with("line 60001"),
+            "{v}"
+        );
+    }
+    // `ucm config check` runs the same rules.
+    let o = ucm().args(["config", "check"]).arg(&bad).output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("[manager-reachable]") && text.contains("[assistant-em]"),
+        "{text}"
+    );
+    // Unreadable input: exit 2.
+    let (code, _, err) = run(&["--config", "/nonexistent.yaml"]);
+    assert_eq!(code, Some(2), "{err}");
+}

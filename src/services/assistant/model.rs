@@ -127,6 +127,10 @@ pub struct Manager {
     pub line: String,
     #[serde(default)]
     pub mode: Mode,
+    /// Cisco's Mobile Manager: the manager logs in to phones with Extension Mobility (the
+    /// dial plan check requires it of a manager with device profiles).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mobile: bool,
     pub assistants: Vec<ManagerAssistant>,
 }
 
