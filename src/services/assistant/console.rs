@@ -108,7 +108,7 @@ pub async fn serve(
 }
 
 enum Line {
-    Line(Vec<u8>),
+    Full(Vec<u8>),
     /// Bytes taken, no end of line yet.
     Partial,
     TooLong,
@@ -132,7 +132,7 @@ async fn read_line<R: AsyncBufRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> std
         return Ok(Line::TooLong);
     }
     Ok(match end {
-        Some(_) => Line::Line(std::mem::take(buf)),
+        Some(_) => Line::Full(std::mem::take(buf)),
         None => Line::Partial,
     })
 }
@@ -245,7 +245,7 @@ async fn session(svc: Arc<AssistantService>, sock: TcpStream, peer: SocketAddr) 
                 Ok(Line::Partial) => {
                     line_begun.get_or_insert_with(Instant::now);
                 }
-                Ok(Line::Line(l)) => {
+                Ok(Line::Full(l)) => {
                     line_begun = None;
                     if l.iter().all(u8::is_ascii_whitespace) {
                         continue;
