@@ -233,9 +233,13 @@ async fn session(
     let mut c = Connection::open(server, opts.dscp, wait)
         .await
         .map_err(Lost::Gone)?;
+    // The server's Heartbeat Interval and Request Timeout (its service parameters) govern the
+    // failover: quiet past a heartbeat and a request timeout, the server is gone.
     let heartbeat = c.hello["heartbeat_seconds"].as_u64().unwrap_or(30).max(1);
-    // Quiet past a heartbeat and a request timeout: the server is gone.
-    let quiet = Duration::from_secs(heartbeat) + wait;
+    let timeout = c.hello["request_timeout_seconds"]
+        .as_u64()
+        .map_or(wait, |s| Duration::from_secs(s.max(1)));
+    let quiet = Duration::from_secs(heartbeat) + timeout;
     let mut pass = |v: &Value| seen(Seen::Line(v));
     let login = json!({"cmd": "login", "user": opts.user, "password": opts.password});
     let r = c.call(login, wait, &mut pass).await.map_err(Lost::Gone)?;

@@ -1109,3 +1109,56 @@ fn r18_readme_assistant_console_example_runs_as_written() {
         "{text}\n--- script:\n{script}"
     );
 }
+
+/// The console's failover is governed by the heartbeat: ucm-pub is stopped (SIGSTOP: its
+/// connections stay open, nothing more comes), and with a 1 s Heartbeat Interval and a 2 s
+/// Request Timeout the console, hearing nothing for 3 s, logs in to ucm-sub1 within seconds.
+#[tokio::test]
+async fn r18_a_silent_assistant_server_makes_the_console_fail_over_by_heartbeat_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let dir = tempfile::tempdir().unwrap();
+        let def = demo_on_two_nodes(dir.path(), 72);
+        let text = std::fs::read_to_string(&def).unwrap().replace(
+            "service_parameters:\n",
+            "service_parameters:\n  assistant: { console_heartbeat_seconds: 1, console_request_timeout_seconds: 2 }\n",
+        );
+        std::fs::write(&def, text).unwrap();
+        let mut pubn = node(&def, &url, "ucm-pub");
+        let sub = node(&def, &url, "ucm-sub1");
+        let (p, s) = (
+            pubn.addr("assistant_console"),
+            sub.addr("assistant_console"),
+        );
+        let mut c = Console::start_servers(&[p, s], "assistant1", "cisco");
+        c.expect("online at ucm-pub", |v| v["managers"].is_array());
+        c.expect("a heartbeat", |v| v["event"] == "heartbeat");
+        // SAFETY: kill with a pid we own and a valid signal number.
+        unsafe {
+            libc::kill(pubn.child.id() as libc::pid_t, libc::SIGSTOP);
+        }
+        let t = Instant::now();
+        c.expect("online again at ucm-sub1", |v| v["managers"].is_array());
+        let took = t.elapsed();
+        eprintln!("the console failed over {took:?} after ucm-pub went silent");
+        assert!(
+            took >= Duration::from_secs(2) && took < Duration::from_secs(10),
+            "{took:?}"
+        );
+        c.say("dnd manager1 on");
+        let r = c.expect("the answer from ucm-sub1", |v| v.get("id").is_some());
+        assert_eq!(r["state"]["dnd"], true, "{r}");
+        drop(c);
+        // SAFETY: as above.
+        unsafe {
+            libc::kill(pubn.child.id() as libc::pid_t, libc::SIGCONT);
+        }
+        kill9(&mut pubn);
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
