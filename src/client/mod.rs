@@ -1,6 +1,7 @@
 //! Clients of a cluster: what the commands that drive one speak, over the same wire formats a
 //! phone or a third-party application uses (so they work against Cisco Unified CM too).
 //!
+//! - [`assistant`]: the Assistant Console protocol on TCP 2912 (`ucm assistant console`)
 //! - [`em`]: the EM service API (`ucm em`)
 //! - [`webdialer`]: the WebDialer SOAP interface and the Redirector (`ucm dial`)
 //! - [`page`]: a caller paging a recipient group, as a phone of the cluster (`ucm page`)
@@ -13,6 +14,7 @@
 //! system's roots), labs (the node's own certificate as a CA file) and throwaway test beds
 //! (`--insecure`).
 
+pub mod assistant;
 pub mod em;
 pub mod emcc;
 pub mod lint;

@@ -287,6 +287,9 @@ pub struct NodePorts {
     /// The SNMP agent on UDP (standard 161).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snmp: Option<u16>,
+    /// The Assistant Console on TCP (standard 2912), on a node running `assistant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_console: Option<u16>,
 }
 
 impl NodePorts {
