@@ -457,6 +457,32 @@ impl NodeState {
         }
     }
 
+    /// Tells call control which nodes of the definition are down (no row, or a heartbeat older
+    /// than [`NODE_DOWN_AFTER`]), so dialogs through them are spliced past them. PostgreSQL
+    /// only; a database error says nothing (what was known stands).
+    async fn tell_nodes_down(&self) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let Ok(rows) = self.store.nodes().await else {
+            return;
+        };
+        let now = unix_ms();
+        let up: std::collections::HashSet<&str> = rows
+            .iter()
+            .filter(|r| now - r.heartbeat_at <= NODE_DOWN_AFTER.as_millis() as i64)
+            .map(|r| r.name.as_str())
+            .collect();
+        let down = self
+            .cluster()
+            .nodes
+            .iter()
+            .filter(|n| n.name != self.node.name && !up.contains(n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect();
+        self.call_control.set_nodes_down(down);
+    }
+
     /// Keeps the node's row in `cluster_nodes` alive until the node stops, then removes it.
     pub async fn run_heartbeat(self: Arc<Self>) {
         let mut stop = self.stopping();
@@ -480,6 +506,7 @@ impl NodeState {
             if let Err(e) = self.store.node_heartbeat(&self.node_row(busy)).await {
                 tracing::debug!(error = %e, "heartbeat not written");
             }
+            self.tell_nodes_down().await;
         }
         let _ = self
             .store

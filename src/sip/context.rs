@@ -24,6 +24,9 @@ pub struct SipNode {
     pub data_dir: PathBuf,
     pub metrics: Arc<SipMetrics>,
     pub stop: watch::Receiver<bool>,
+    /// The cluster's secret for dialog handles (PostgreSQL clusters; see
+    /// `sip::b2bua::handoff`), none on a single node.
+    pub dialog_secret: Option<[u8; 32]>,
 }
 
 impl SipNode {

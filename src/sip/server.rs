@@ -429,6 +429,9 @@ impl SipServer {
         let mut core =
             b2bua::B2bua::new(self.state.sip_host.clone(), rand::random(), rand::random());
         core.set_tls_host(self.state.sips_host.clone());
+        if let Some(secret) = self.state.dialog_secret {
+            core.set_dialog_secret(secret);
+        }
         let mut links = Links::default();
         // Trunk names are resolved before the first call is routed, then kept fresh.
         let table = self.resolve_trunks(&self.state.cluster()).await;

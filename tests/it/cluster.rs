@@ -1157,8 +1157,14 @@ async fn r16_a_phone_fails_over_when_its_node_is_killed_keeps_its_call_and_falls
 /// Makes the phone at `phone` dial `number` the way a server does (a pushed `Dial:`, with its
 /// owner's credentials).
 fn push_dial(phone: SocketAddr, number: &str) {
+    push_url(phone, &format!("Dial:{number}"));
+}
+
+/// Pushes an Execute of `url` (`Dial:10002`, `Key:Hold`) to the phone at `phone`, with its
+/// owner's credentials.
+fn push_url(phone: SocketAddr, url: &str) {
     let xml = format!(
-        "<CiscoIPPhoneExecute><ExecuteItem Priority=\"0\" URL=\"Dial:{number}\"/></CiscoIPPhoneExecute>"
+        "<CiscoIPPhoneExecute><ExecuteItem Priority=\"0\" URL=\"{url}\"/></CiscoIPPhoneExecute>"
     );
     let body = format!("XML={}", form_encode(&xml));
     let auth = ucm::wire::codec::base64_encode(b"jsmith:cisco");
@@ -1173,7 +1179,7 @@ fn push_dial(phone: SocketAddr, number: &str) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let body = String::from_utf8_lossy(&split_http(&raw).2).to_string();
-    assert!(body.contains("Status=\"0\""), "Dial:{number}: {body}");
+    assert!(body.contains("Status=\"0\""), "{url}: {body}");
 }
 
 /// POSTs the Redirector's login form to `http`: (status, Location).
@@ -2820,4 +2826,265 @@ echo STATUS-END
         assert_eq!(line.split_whitespace().nth(2), Some("up"), "{shown}");
     }
     assert!(shown.contains("Paging Server: active on"), "{shown}");
+}
+
+/// A node's log once a line holds every one of `needles` (bounded by `secs`).
+fn wait_log_line(s: &Server, secs: u64, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let logs = s.logs();
+        if let Some(l) = logs.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needles:?} within {secs} s:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Request-URI of the next in-dialog request: the Contact a response or request carried.
+fn contact_of(headers: &ucm::wire::sip::Headers) -> String {
+    let c = headers.get("Contact").unwrap();
+    c.trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A re-INVITE putting the call on hold (`a=sendonly`), built like `in_dialog`.
+fn hold_reinvite(
+    p: &crate::callcontrol::TestPhone,
+    ok: &ucm::wire::sip::Response,
+    cseq: u32,
+) -> String {
+    let sdp = p.sdp(20000).replace("a=sendrecv", "a=sendonly");
+    p.in_dialog(ok, "INVITE", cseq).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            p.dn,
+            p.local,
+            sdp.len()
+        ),
+    )
+}
+
+/// In-dialog requests after the node of a call died (issue 16). A phone on ucm-sub1 calls a
+/// phone on ucm-sub2 (the call crosses the intra-cluster trunk). Every Contact a node gives
+/// carries a dialog handle (the other side's dialog, sealed with the cluster's secret), so:
+/// - ucm-sub1 is killed (`kill -9`): when the callee hangs up, ucm-sub2 knows ucm-sub1 is
+///   down and sends the BYE to the caller directly, in the caller's own dialog (spliced).
+/// - Again with ucm-sub1 restarted: after its `kill -9` the caller fails over to ucm-sub2 and
+///   sends a re-INVITE (hold) and then a BYE there, in a dialog ucm-sub2 never saw: ucm-sub2
+///   takes the call over from the handle; both reach the callee in the callee's dialog.
+/// - A forged or altered handle is refused 481, and a handle replayed in another dialog too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_in_dialog_requests_reach_the_other_party_after_the_calls_node_was_killed() {
+    use crate::callcontrol::TestPhone;
+    use ucm::wire::sip::SipMessage;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 70;
+    let def = call_definition(dir.path(), net, false);
+    let (url, d) = (db.url.clone(), def.clone());
+    let (mut sub1, sub2) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&d, &url, "ucm-sub1"),
+            sip_node(&d, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let (a_mac, b_mac) = ("00036bc7b973", "00036bc7b974");
+    let mut a =
+        TestPhone::register(&format!("127.{net}.0.11"), "10001", a_mac, sip_of(net, 2)).await;
+    let b = TestPhone::register(&format!("127.{net}.0.12"), "10002", b_mac, sip_of(net, 3)).await;
+
+    // 1. The callee hangs up after the caller's node died: spliced past it.
+    let (a_cid, inv) = call_when_known(&a, &b, "10002", "handoff-1").await;
+    assert!(contact_of(&inv.headers).contains(";ucm-dlg="), "{inv}");
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    let target = contact_of(&ok.headers);
+    assert!(
+        target.starts_with(&format!("sip:127.{net}.0.2:5060")),
+        "{target}"
+    );
+    assert!(target.contains(";ucm-dlg="), "{target}");
+    // The handle hides the far side: neither the callee's address nor its Call-ID shows.
+    assert!(!target.contains(&format!("127.{net}.0.12")), "{target}");
+    assert!(!target.contains(inv.call_id().unwrap()), "{target}");
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    kill9(&mut sub1);
+    let line = wait_log_line(&sub2, 15, &["nodes down now", "ucm-sub1"]);
+    eprintln!("{line}");
+    b.send_text(&b.in_dialog_as_callee(&inv, "BYE", 1)).await;
+    b.expect_response(200).await;
+    let bye = a.expect_request("BYE").await;
+    assert_eq!(bye.call_id().unwrap(), a_cid, "{bye}");
+    assert_eq!(
+        bye.headers.to_ref().unwrap().tag(),
+        ok.headers.from_ref().unwrap().tag(),
+        "the BYE is in the caller's own dialog: {bye}"
+    );
+    a.answer(&bye, 200, false).await;
+    sub2.wait_for_log("dialog spliced past a node that is down");
+
+    // 2. The caller fails over and carries on its call through a node that never saw it.
+    let (url, d) = (db.url.clone(), def.clone());
+    let mut sub1 = tokio::task::spawn_blocking(move || sip_node(&d, &url, "ucm-sub1"))
+        .await
+        .unwrap();
+    a.reregister(a_mac, sip_of(net, 2), 2).await;
+    let (_, inv) = call_when_known(&a, &b, "10002", "handoff-2").await;
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    kill9(&mut sub1);
+    a.reregister(a_mac, sip_of(net, 3), 3).await;
+    // Hold: the re-INVITE reaches the callee with the hold offer, in the callee's dialog.
+    a.send_text(&hold_reinvite(&a, &ok, 102)).await;
+    let reinv = b.expect_request("INVITE").await;
+    assert_eq!(reinv.call_id(), inv.call_id(), "{reinv}");
+    assert_eq!(
+        reinv.headers.from_ref().unwrap().tag(),
+        inv.headers.from_ref().unwrap().tag(),
+        "{reinv}"
+    );
+    assert!(
+        String::from_utf8_lossy(&reinv.body).contains("a=sendonly"),
+        "{reinv}"
+    );
+    b.answer(&reinv, 200, true).await;
+    let held = a.expect_response(200).await;
+    // The 2xx names ucm-sub2 now (a target refresh), still with a handle.
+    let target = contact_of(&held.headers);
+    assert!(
+        target.starts_with(&format!("sip:127.{net}.0.3:5060")),
+        "{target}"
+    );
+    assert!(target.contains(";ucm-dlg="), "{target}");
+    let ack = a.in_dialog(&held, "ACK", 102);
+    a.send_text(&ack).await;
+    b.expect_request("ACK").await;
+    sub2.wait_for_log("call taken over from another node");
+    // A handle altered by one character, or replayed in another dialog: 481, nothing relayed.
+    // (Each its own transaction: a new branch.)
+    let token = target.split(";ucm-dlg=").nth(1).unwrap().to_string();
+    let mut bad = token.clone().into_bytes();
+    bad[10] = if bad[10] == b'A' { b'B' } else { b'A' };
+    let forged = a
+        .in_dialog(&held, "BYE", 103)
+        .replace(&token, std::str::from_utf8(&bad).unwrap())
+        .replace(
+            &format!("To: {}", held.headers.get("To").unwrap()),
+            "To: <sip:10002@x>;tag=unknown",
+        );
+    a.send_text(&forged).await;
+    assert_eq!(a.expect_response(481).await.status, 481);
+    let replayed = a
+        .in_dialog(&held, "BYE", 103)
+        .replace(
+            &format!("Call-ID: {}", held.call_id().unwrap()),
+            "Call-ID: another-call",
+        )
+        .replace(
+            &format!("To: {}", held.headers.get("To").unwrap()),
+            "To: <sip:10002@x>;tag=unknown",
+        );
+    a.send_text(&replayed).await;
+    assert_eq!(a.expect_response(481).await.status, 481);
+    // The caller hangs up: the callee gets the BYE.
+    a.send_text(&a.in_dialog(&held, "BYE", 103)).await;
+    a.expect_response(200).await;
+    let got = b.expect_request("BYE").await;
+    assert_eq!(got.call_id(), inv.call_id(), "{got}");
+    b.answer(&got, 200, false).await;
+    // Nothing more arrives at the callee (no second BYE, no stray request).
+    let mut buf = vec![0u8; 4096];
+    if let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(700), b.sock.recv_from(&mut buf)).await
+    {
+        match ucm::wire::sip::parse_datagram(&buf[..n]) {
+            Ok(SipMessage::Request(r)) if !b.mark_seen(&r) => {}
+            other => panic!("the callee got more: {other:?}"),
+        }
+    }
+    drop((sub1, sub2));
+    db.drop_db().await;
+}
+
+/// Real phones (`ucm phone sim`) in a call through ucm-sub1 fail over to ucm-sub2 when
+/// ucm-sub1 is killed (`kill -9`) and keep using their call: the caller's Hold reaches the
+/// callee (its `/state` shows the call held by the other side), Resume too, and when the
+/// caller hangs up the callee's call ends with "remote hangup". ucm-sub2 never saw the call:
+/// it takes it over from the dialog handles in the phones' remote targets.
+#[tokio::test]
+async fn r16_phones_that_failed_over_hold_and_hang_up_their_call_through_the_new_node() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (def, _, _) = sip_port_definition(dir.path());
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut sub1 = node_with(&def, &url, "ucm-sub1", &["--http-port", "0"]);
+        let sub2 = node_with(&def, &url, "ucm-sub2", &["--http-port", "0"]);
+        let (a_dev, b_dev) = ("SEP00036BC7B973", "SEP00036BC7B974");
+        // Their configuration comes from ucm-sub2, so the pushes below authenticate there
+        // (the authentication URL names the node that served it); they register with
+        // ucm-sub1, the first of their Unified CM group.
+        let sim = PhoneSim::start(
+            sub2.addr("tftp_http"),
+            "127.0.17.10",
+            &[a_dev, b_dev],
+            &["--auto-answer", "--keepalive-ms", "300"],
+        );
+        let (a, b) = (sim.http(a_dev), sim.http(b_dev));
+        for p in [a, b] {
+            wait_phone(p, 10, "registered with ucm-sub1", |s| {
+                on_node(s, "ucm-sub1")
+            });
+        }
+        push_dial(a, "10002");
+        for p in [a, b] {
+            wait_phone(p, 10, "talking", |s| {
+                connected_rx(s).is_some_and(|n| n > 10)
+            });
+        }
+        kill9(&mut sub1);
+        for p in [a, b] {
+            wait_phone(p, 15, "failed over to ucm-sub2", |s| on_node(s, "ucm-sub2"));
+        }
+        let call = |s: &serde_json::Value| s["calls"][0].clone();
+        // Hold and resume from the caller: the callee sees both.
+        push_url(a, "Key:Hold");
+        wait_phone(a, 10, "held here", |s| call(s)["local_hold"] == true);
+        wait_phone(b, 10, "held by the other side", |s| {
+            call(s)["remote_hold"] == true
+        });
+        push_url(a, "Key:Hold");
+        wait_phone(b, 10, "resumed by the other side", |s| {
+            call(s)["remote_hold"] == false && call(s)["state"] == "connected"
+        });
+        // The caller hangs up (the pushes authenticate as the caller's owner): the callee's
+        // call ends.
+        push_url(a, "Key:Onhook");
+        let s = wait_phone(b, 10, "call ended by the other side", |s| {
+            call(s)["state"] == "ended"
+        });
+        assert_eq!(call(&s)["end_reason"], "remote hangup", "{s:#}");
+        sub2.wait_for_log("call taken over from another node");
+        drop((sim, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
 }

@@ -126,6 +126,22 @@ impl B2bua {
                 self.route_points.insert(name);
                 None
             }
+            Command::NodesDown { names } => {
+                let down: HashSet<SocketAddr> = cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| names.contains(&n.name))
+                    .filter_map(|n| intra::node_sip_addr(n).ok())
+                    .collect();
+                if down != self.down_nodes {
+                    let mut names: Vec<String> = names.into_iter().collect();
+                    names.sort();
+                    let names = names.join(",");
+                    tracing::info!(%names, "nodes down now (dialogs through them are spliced past them)");
+                }
+                self.down_nodes = down;
+                None
+            }
             Command::RoutePointsElsewhere { at } => {
                 if at != self.remote_route_points {
                     tracing::info!(?at, "route points served by other nodes");
