@@ -2312,8 +2312,20 @@ async fn r16_phones_of_a_page_whose_node_is_killed_are_told_to_stop_by_the_stand
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(sub1.logs().contains("told RTPRx:Stop"));
-        // The caller hangs up; ucm-sub1 pages on its own now.
-        hang_up(&sim, &HQ);
+        // The caller is not left in a dead call: ucm-sub1, whose call it was, releases it once
+        // it sees ucm-pub down (the BYE says why).
+        let s = crate::phone::wait_state(sim.http(HQ.pager), 15, "the page call released", |s| {
+            crate::phone::calls(s)
+                .iter()
+                .any(|c| c["call_id"] == call_id.as_str() && c["state"] == "ended")
+        });
+        let ended = crate::phone::calls(&s)
+            .into_iter()
+            .find(|c| c["call_id"] == call_id.as_str())
+            .unwrap();
+        assert_eq!(ended["end_reason"], "remote hangup", "{ended:#}");
+        sub1.wait_for_log("call released: the node serving its other side is down");
+        // ucm-sub1 pages on its own now.
         let call_id = start_page(&sim, &HQ);
         hang_up(&sim, &HQ);
         all_left(&sim, &HQ);

@@ -551,9 +551,12 @@ impl B2bua {
     }
 
     pub(super) fn send_bye(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
-        let Some((bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
+        let Some((mut bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
             return;
         };
+        if let Some(r) = self.bye_reason {
+            bye.headers.push("Reason", r);
+        }
         if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
             l.state = LegState::Ended;
         }

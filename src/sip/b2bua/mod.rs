@@ -428,7 +428,12 @@ pub struct B2bua {
     handoff: Option<handoff::Handoff>,
     /// The SIP addresses of the nodes that are down now ([`Command::NodesDown`]).
     down_nodes: HashSet<SocketAddr>,
+    /// A Reason header (RFC 3326) the BYEs sent now carry.
+    bye_reason: Option<&'static str>,
 }
+
+/// Why a call whose other side was a service of a dead node is released.
+const NODE_DOWN_REASON: &str = "SIP;cause=503;text=\"the node serving the call is down\"";
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -467,6 +472,7 @@ impl B2bua {
             strangers: Default::default(),
             handoff: None,
             down_nodes: HashSet::new(),
+            bye_reason: None,
         }
     }
 
