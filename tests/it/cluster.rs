@@ -3100,3 +3100,59 @@ async fn r16_phones_that_failed_over_hold_and_hang_up_their_call_through_the_new
     db.drop_db().await;
     result.unwrap();
 }
+
+/// Page reports on the change feed: a request waiting on the standby Paging Server
+/// (ucm-sub1) for the report of a page the active one (ucm-pub) runs is answered as soon as
+/// ucm-pub stores it, woken by the feed's announcement: well before the waiters' own look in
+/// the database (every 5 s) would have found it.
+#[tokio::test]
+async fn r16_a_page_report_wakes_a_waiter_on_another_node_through_the_feed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 78;
+    let def = paging_definition(dir.path(), net, &["ucm-sub1"]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pubn = sip_node(&def, &url, "ucm-pub");
+        wait_active_paging(&url, "ucm-pub", 10);
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        sub1.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        let call_id = start_page(&sim, &HQ);
+        let http = sub1.addr("http");
+        let path = format!(
+            "/ucm/paging/pages?call_id={}&wait_ms=8000",
+            ucm::wire::codec::percent_encode(&call_id)
+        );
+        let waiter = std::thread::spawn(move || {
+            let r = crate::common::http_get(http, &path);
+            (r, Instant::now())
+        });
+        // The request is waiting (its first look found nothing) before the page ends.
+        std::thread::sleep(Duration::from_millis(500));
+        hang_up(&sim, &HQ);
+        let hung_up = Instant::now();
+        all_left(&sim, &HQ);
+        let ((status, _, body), answered) = waiter.join().unwrap();
+        let body = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(status, 200, "{body}");
+        let took = answered.saturating_duration_since(hung_up);
+        eprintln!("the report reached the other node's waiter {took:?} after the hang-up");
+        assert!(
+            took < Duration::from_secs(3),
+            "woken by the database look ({took:?}), not by the feed"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["pages"][0]["call_id"], call_id.as_str(), "{v:#}");
+        assert_eq!(v["pages"][0]["node"], "ucm-pub", "{v:#}");
+        drop((sim, sub1, pubn));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}

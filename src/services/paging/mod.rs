@@ -24,6 +24,7 @@
 //! happened.
 
 pub mod check;
+pub mod feed;
 pub mod groups;
 pub mod http;
 pub mod model;
@@ -155,13 +156,16 @@ fn unix_ms() -> i64 {
 impl PagingService {
     pub fn new(node: Arc<NodeState>) -> PagingService {
         let store = Arc::new(node.store.clone());
+        let waiters = waiters::ReportWaiters::new(store);
+        // Reports other nodes store wake these waiters through the change feed.
+        node.shared::<feed::Waiters>().set(waiters.clone());
         PagingService {
             node,
             active: Default::default(),
             secret: Default::default(),
             http: Default::default(),
             prepared: Default::default(),
-            waiters: waiters::ReportWaiters::new(store),
+            waiters,
         }
     }
 
@@ -1213,7 +1217,7 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<model::Paging>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
-    feed: None,
+    feed: Some(feed::FEED),
     status: &[super::StatusSection {
         key: "running_pages",
         title: "Running pages on this node",
