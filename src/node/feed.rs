@@ -616,8 +616,31 @@ impl NodeState {
             .filter(|r| now - r.heartbeat_at <= NODE_DOWN_AFTER.as_millis() as i64)
             .map(|r| r.name.as_str())
             .collect();
-        let down = self
-            .cluster()
+        let cluster = self.cluster();
+        if cluster
+            .nodes
+            .iter()
+            .any(|n| n.sip_transport == crate::config::model::SipTransport::Tls)
+        {
+            // The intra-cluster trunk over TLS trusts what the nodes stored.
+            if let Ok(certs) = self.store.node_certificates().await {
+                let purpose = crate::wire::certs::Purpose::CallManager.as_str();
+                let mut pems: Vec<String> = certs
+                    .into_iter()
+                    .filter(|c| c.purpose == purpose)
+                    .map(|c| c.pem)
+                    .collect();
+                pems.sort();
+                let n = pems.len();
+                if self.node_certs.set(pems) {
+                    tracing::info!(
+                        certificates = n,
+                        "intra-cluster trunk over TLS: the nodes' certificates changed"
+                    );
+                }
+            }
+        }
+        let down = cluster
             .nodes
             .iter()
             .filter(|n| n.name != self.node.name && !up.contains(n.name.as_str()))

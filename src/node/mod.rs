@@ -98,6 +98,8 @@ pub struct NodeState {
     /// The cluster's secret for SIP dialog handles (PostgreSQL only: see
     /// `sip::b2bua::handoff`).
     pub dialog_secret: Option<[u8; 32]>,
+    /// The nodes' SIP certificates (PEM), which the intra-cluster trunk over TLS trusts.
+    pub node_certs: Arc<crate::sip::NodeCerts>,
     /// What services share between their parts on this node, one value per type.
     shared: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
@@ -177,6 +179,7 @@ impl NodeState {
         };
         Ok(Arc::new(NodeState {
             dialog_secret,
+            node_certs: Default::default(),
             feed: feed::Feed::new(digest),
             leases: Default::default(),
             live: live::Live::default(),
@@ -230,6 +233,7 @@ impl NodeState {
             metrics: self.metrics.sip.clone(),
             stop: self.stopping(),
             dialog_secret: self.dialog_secret,
+            node_certs: self.node_certs.clone(),
         }
     }
 
@@ -300,6 +304,7 @@ pub fn this_node(def: &ClusterDefinition, name: Option<&str>) -> Result<Node, No
             services: NodeService::all(),
             bind: None,
             ports: Default::default(),
+            sip_transport: Default::default(),
         })),
     }
 }

@@ -1312,20 +1312,24 @@ fn call_definition(dir: &Path, net: u8, shared: bool) -> std::path::PathBuf {
 
 /// Starts node `name` of `def` with SIP on the definition's port (5060 on its own address).
 fn sip_node(def: &Path, db: &str, name: &str) -> Server {
+    sip_node_sips(def, db, name, false)
+}
+
+/// As [`sip_node`]; with `sips`, SIP over TLS on the definition's port too (5061 on its own
+/// address) rather than any free one.
+fn sip_node_sips(def: &Path, db: &str, name: &str, sips: bool) -> Server {
     let data_dir = tempfile::tempdir().unwrap();
     let mut cmd = ucm();
     cmd.args(["serve", "--config"])
         .arg(def)
         .args(["--db", db, "--node", name])
         .args(["--http-port", "0", "--https-port", "0"])
-        .args([
-            "--tftp-http-port",
-            "0",
-            "--tftp-port",
-            "0",
-            "--sips-port",
-            "0",
-        ])
+        .args(["--tftp-http-port", "0", "--tftp-port", "0"])
+        .args(if sips {
+            &[][..]
+        } else {
+            &["--sips-port", "0"][..]
+        })
         .arg("--data-dir")
         .arg(data_dir.path())
         .env("UCM_LOG", "info,ucm::sip=debug");
@@ -3167,4 +3171,118 @@ async fn r16_a_page_report_wakes_a_waiter_on_another_node_through_the_feed() {
     .await;
     db.drop_db().await;
     result.unwrap();
+}
+
+/// The intra-cluster trunk over TCP and TLS (`nodes[].sip_transport`): ucm-sub1 takes calls
+/// from other nodes over TCP, ucm-sub2 over TLS (verified against the certificate ucm-sub2
+/// stored in the database). A call from a phone on ucm-sub1 to one on ucm-sub2 crosses over
+/// TLS, the call back over TCP; both complete, and every segment between the two nodes is
+/// marked CS3 (DSCP 24), in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_the_intra_cluster_trunk_runs_over_tcp_and_tls_marked_cs3() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 71;
+    let def = call_definition(dir.path(), net, false);
+    let mut text = std::fs::read_to_string(&def).unwrap();
+    for (host, transport) in [(2, "tcp"), (3, "tls")] {
+        let at = format!("    address: 127.{net}.0.{host}\n    bind: 127.{net}.0.{host}\n");
+        assert!(text.contains(&at), "{text}");
+        text = text.replace(&at, &format!("{at}    sip_transport: {transport}\n"));
+    }
+    std::fs::write(&def, &text).unwrap();
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node_sips(&def, &url, "ucm-sub1", true),
+            sip_node_sips(&def, &url, "ucm-sub2", true),
+        )
+    })
+    .await
+    .unwrap();
+    // ucm-sub1 trusts ucm-sub2's certificate once it read both nodes' from the database.
+    wait_log_line(
+        &nodes.0,
+        10,
+        &["trusting the nodes' certificates", "certificates=2"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("trunk.pcap");
+    let capture = crate::sipp::Capture::start(
+        &pcap,
+        &format!("tcp and host 127.{net}.0.2 and host 127.{net}.0.3"),
+    );
+    let a = TestPhone::register(
+        &format!("127.{net}.0.11"),
+        "10001",
+        "00036bc7b973",
+        sip_of(net, 2),
+    )
+    .await;
+    let b = TestPhone::register(
+        &format!("127.{net}.0.12"),
+        "10002",
+        "00036bc7b974",
+        sip_of(net, 3),
+    )
+    .await;
+    for (from, to, number, over) in [(&a, &b, "10002", "TLS"), (&b, &a, "10001", "TCP")] {
+        let (_, inv) = call_when_known(from, to, number, &format!("x-{over}")).await;
+        to.answer(&inv, 200, true).await;
+        let ok = from.expect_response(200).await;
+        from.send_text(&from.in_dialog(&ok, "ACK", 101)).await;
+        to.expect_request("ACK").await;
+        from.send_text(&from.in_dialog(&ok, "BYE", 102)).await;
+        let bye = to.expect_request("BYE").await;
+        to.answer(&bye, 200, false).await;
+        from.expect_response(200).await;
+    }
+    if let Some(c) = capture {
+        c.stop();
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", "tcp.len > 0", "-T", "fields"])
+            .args([
+                "-e",
+                "ip.dsfield.dscp",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "tcp.dstport",
+            ])
+            .output()
+            .expect("run tshark (Debian package tshark)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        // Both connections carried data, both ways: TLS to ucm-sub2's SIPS port (5061), TCP to
+        // ucm-sub1's SIP port (5060).
+        for port in ["5060", "5061"] {
+            assert!(
+                lines
+                    .iter()
+                    .filter(|l| l.split('\t').nth(2) == Some(port))
+                    .count()
+                    > 0,
+                "nothing sent to port {port}: {text}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .filter(|l| l.split('\t').nth(1) == Some(port))
+                    .count()
+                    > 0,
+                "nothing sent from port {port}: {text}"
+            );
+        }
+        assert!(
+            lines.iter().all(|l| l.starts_with("24\t")),
+            "not all CS3: {text}"
+        );
+    }
+    drop(nodes);
+    db.drop_db().await;
 }

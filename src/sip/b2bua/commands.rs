@@ -131,7 +131,11 @@ impl B2bua {
                     .nodes
                     .iter()
                     .filter(|n| names.contains(&n.name))
-                    .filter_map(|n| intra::node_sip_addr(n).ok())
+                    .flat_map(|n| {
+                        let udp = intra::node_sip_addr(n).ok();
+                        let peer = intra::node_peer(n).ok().map(|p| p.addr);
+                        udp.into_iter().chain(peer)
+                    })
                     .collect();
                 if down != self.down_nodes {
                     let mut names: Vec<String> = names.into_iter().collect();
