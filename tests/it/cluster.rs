@@ -294,7 +294,7 @@ fn load_definition(dir: &Path) -> std::path::PathBuf {
             &format!("    description: Lab phone {i}\n    em_enabled: true\n"),
         );
         profiles.push_str(&format!(
-            "  - name: emuser{i}-udp\n    model: Cisco 7841\n    lines:\n      - {{dn: \"2000{i}\", partition: Internal_PT}}\n"
+            "  - name: emuser{i}-udp\n    model: Cisco 7841\n    lines:\n      - {{dn: \"2000{i}\", partition: Internal_PT}}\n    speed_dials:\n      - {{number: \"1000{i}\", label: \"EM emuser{i}\"}}\n"
         ));
         users.push_str(&format!(
             "  - userid: emuser{i}\n    last_name: Load{i}\n    password: cisco\n    pin: \"12345\"\n    device_profiles: [emuser{i}-udp]\n    default_profile: emuser{i}-udp\n"
@@ -666,6 +666,11 @@ impl Drop for Haproxy {
 }
 
 fn haproxy(backends: &[SocketAddr]) -> Haproxy {
+    haproxy_checking(backends, "/healthz")
+}
+
+/// HAProxy in front of `backends`, health-checking each with `GET check`.
+fn haproxy_checking(backends: &[SocketAddr], check: &str) -> Haproxy {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -681,7 +686,7 @@ fn haproxy(backends: &[SocketAddr]) -> Haproxy {
     // Retries only when the connection to a node failed (the request never reached it); a
     // request a node may have carried out is never sent twice.
     let cfg = format!(
-        "global\n    maxconn 256\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch\n    retry-on conn-failure\nfrontend em\n    bind {addr}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    option httpchk GET /healthz\n    http-check expect status 200\n{servers}"
+        "global\n    maxconn 256\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch\n    retry-on conn-failure\nfrontend em\n    bind {addr}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    option httpchk GET {check}\n    http-check expect status 200\n{servers}"
     );
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
@@ -733,6 +738,14 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
         let mut sub1 = Some(sub1);
         let sub2 = node(&def, &url, "ucm-sub2");
         let lb = haproxy(&[sub1.as_ref().unwrap().addr("http"), sub2.addr("http")]);
+        // The phones' configuration files (TFTP over HTTP) behind HAProxy too.
+        let tftp_lb = haproxy_checking(
+            &[
+                sub1.as_ref().unwrap().addr("tftp_http"),
+                sub2.addr("tftp_http"),
+            ],
+            "/ConfigFileCacheList.txt",
+        );
         let done = Arc::new(AtomicUsize::new(0));
         let after_kill = Arc::new(AtomicUsize::new(0));
         let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -798,12 +811,31 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
             .iter()
             .map(|r| em_post(h2, &query_xml(&r.0)))
             .collect();
-        drop(lb);
-        (results, answers, carried_on, sub2, sub1)
+        // Each device's configuration file as phones get it through HAProxy, and as the
+        // surviving node serves it itself: the same file.
+        let t2 = sub2.addr("tftp_http");
+        let files: Vec<String> = results
+            .iter()
+            .map(|r| {
+                let path = format!("/{}.cnf.xml", r.0);
+                let (st, _, via_lb) = crate::common::http_get(tftp_lb.addr, &path);
+                assert_eq!(st, 200, "{path} through HAProxy");
+                let (st, _, own) = crate::common::http_get(t2, &path);
+                assert_eq!(st, 200, "{path} from ucm-sub2");
+                assert_eq!(
+                    String::from_utf8_lossy(&via_lb),
+                    String::from_utf8_lossy(&own),
+                    "{path}: HAProxy's and the node's own differ"
+                );
+                String::from_utf8(own).unwrap()
+            })
+            .collect();
+        drop((lb, tftp_lb));
+        (results, answers, files, carried_on, sub2, sub1)
     })
     .await
     .unwrap();
-    let (results, answers, carried_on, sub2, _sub1) = outcome;
+    let (results, answers, files, carried_on, sub2, _sub1) = outcome;
     assert!(
         carried_on >= LOAD_WORKERS * 20,
         "the load carried on through the other node: {carried_on} acknowledged after the kill"
@@ -811,7 +843,9 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
-    for ((device, user, acked, unknown, failed), answer) in results.iter().zip(&answers) {
+    for (((device, user, acked, unknown, failed), answer), file) in
+        results.iter().zip(&answers).zip(&files)
+    {
         let stored: Option<(String,)> =
             sqlx::query_as("SELECT userid FROM em_logins WHERE device = $1")
                 .bind(device)
@@ -819,13 +853,27 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
                 .await
                 .unwrap();
         let stored = stored.map(|s| s.0);
-        // The database and the surviving node agree.
+        // The database, the surviving node's EM answer and the configuration file phones
+        // get through HAProxy agree: the login's profile (its speed dial "EM <user>") is in
+        // the file exactly when the database holds the login.
         match &stored {
-            Some(u) => assert!(
-                answer.contains(&format!("<userID>{u}</userID>")),
-                "{answer}"
-            ),
-            None => assert!(answer.contains("<none/>"), "{device}: {answer}"),
+            Some(u) => {
+                assert!(
+                    answer.contains(&format!("<userID>{u}</userID>")),
+                    "{answer}"
+                );
+                assert!(
+                    file.contains(&format!("<featureLabel>EM {u}</featureLabel>")),
+                    "{device}: logged in as {u}, its file lacks the profile:\n{file}"
+                );
+            }
+            None => {
+                assert!(answer.contains("<none/>"), "{device}: {answer}");
+                assert!(
+                    !file.contains("<featureLabel>EM "),
+                    "{device}: nobody logged in, its file has a profile:\n{file}"
+                );
+            }
         }
         // No acknowledged state lost: unless a later request's outcome is unknown, the
         // database holds what was last acknowledged.
