@@ -2965,7 +2965,7 @@ async fn r16_in_dialog_requests_reach_the_other_party_after_the_calls_node_was_k
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let net = 70;
+    let net = 72;
     let def = call_definition(dir.path(), net, false);
     let (url, d) = (db.url.clone(), def.clone());
     let (mut sub1, sub2) = tokio::task::spawn_blocking(move || {
