@@ -265,6 +265,11 @@ pub struct Node {
     /// Listening ports; absent means the standard port, 0 any free port. Flags override them.
     #[serde(default, skip_serializing_if = "NodePorts::is_empty")]
     pub ports: NodePorts,
+    /// How the other nodes send calls to this node over the intra-cluster trunk: `udp` (the
+    /// default, to `ports.sip`), `tcp` (to `ports.sip`) or `tls` (to `ports.sips`, 5061 when
+    /// left out; the sender verifies the certificate this node stored in the database).
+    #[serde(default, skip_serializing_if = "SipTransport::is_udp")]
+    pub sip_transport: SipTransport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -567,6 +572,12 @@ pub enum SipTransport {
     Udp,
     Tcp,
     Tls,
+}
+
+impl SipTransport {
+    pub fn is_udp(&self) -> bool {
+        *self == SipTransport::Udp
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

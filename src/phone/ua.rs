@@ -1897,6 +1897,16 @@ impl Ua {
             self.respond(&key, &req, 491, None, None, None, now, ports, out);
             return;
         }
+        // A target refresh (RFC 3261 12.2.2): the re-INVITE's Contact is where this dialog's
+        // requests go from now on (a node that took the call over names itself).
+        if let Ok(ContactList::Addrs(a)) = req.contacts() {
+            if let (Some(first), Some(c)) = (a.first(), self.calls.get_mut(id)) {
+                c.remote_target = first.uri.to_string();
+            }
+        }
+        let Some(c) = self.calls.get(id) else {
+            return;
+        };
         let (tag, line, port) = (c.local_tag.clone(), c.line.clone(), c.rtp_port);
         let local_sdp = c.local_sdp.clone();
         let contact = self.contact(&line);
@@ -2180,6 +2190,12 @@ impl Ua {
                 c.local_sdp = Some(sd.with_direction(dir));
             }
             return;
+        }
+        // A 2xx to a re-INVITE refreshes the remote target too (RFC 3261 12.2.1.2).
+        if let Ok(ContactList::Addrs(a)) = resp.contacts() {
+            if let Some(first) = a.first() {
+                c.remote_target = first.uri.to_string();
+            }
         }
         let held = c
             .local_sdp

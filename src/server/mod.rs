@@ -408,6 +408,7 @@ pub async fn run(
     ));
     tasks.spawn(state.clone().run_feed());
     tasks.spawn(state.clone().run_heartbeat());
+    tasks.spawn(state.clone().run_busy_announcer());
     tasks.spawn(state.clone().run_leases());
     if let Some(sip_l) = node.sip {
         let sip = crate::sip::SipServer::with_limits(Arc::new(state.sip_node()), node.sip_limits);

@@ -178,6 +178,20 @@ impl CallControl {
         }
     }
 
+    /// Tells call control which nodes of the cluster are down now (replacing what it knew):
+    /// dialogs through them are spliced past them. Best effort like
+    /// [`CallControl::set_remote_route_points`] (the heartbeat says it again each second).
+    pub fn set_nodes_down(&self, names: HashSet<String>) {
+        let sub = Submission {
+            cmd: Command::NodesDown { names },
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::debug!("call control busy or stopped: nodes down not updated");
+        }
+    }
+
     /// Redirects an offered, unanswered call to `destination` without answering it.
     pub async fn redirect(&self, call: u64, destination: &str) -> Result<(), CallError> {
         let cmd = Command::Redirect {

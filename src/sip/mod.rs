@@ -24,7 +24,7 @@ pub use crate::wire::sdp;
 pub use crate::wire::sip as message;
 
 pub use call_control::CallControl;
-pub use context::{SipMetrics, SipNode};
+pub use context::{NodeCerts, SipMetrics, SipNode};
 pub use server::SipServer;
 pub use transport::{StreamLimits, Transport};
 

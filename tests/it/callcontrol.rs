@@ -155,6 +155,14 @@ impl TestPhone {
         p
     }
 
+    /// Registers again, with `server` from now on (a phone failing over to another node).
+    pub async fn reregister(&mut self, mac: &str, server: SocketAddr, cseq: u32) {
+        self.server = server;
+        let msg = register(self.local, server, &self.dn, mac, 3600, cseq);
+        let ok = exchange(&self.sock, server, &msg).await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+
     pub async fn send(&self, msg: &SipMessage) {
         self.sock
             .send_to(&msg.to_bytes(), self.server)

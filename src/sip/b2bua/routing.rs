@@ -662,6 +662,15 @@ impl B2bua {
         c.legs.push(leg);
         let idx = c.legs.len() - 1;
         self.by_dialog.insert((call_id, tag), (call, idx));
+        if self.handoff.is_some() {
+            // The callee's remote target carries the caller's dialog (see `handoff`).
+            let plain = req.headers.get("Contact").unwrap_or_default().to_string();
+            let contact = self.contact_with_handle(plain, call, idx);
+            req.headers.set("Contact", contact);
+            if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+                l.invite = Some(req.clone());
+            }
+        }
         if let Some(key) = self.send_request(req, peer, now, out) {
             self.by_client_txn.insert(key.clone(), (call, idx));
             if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
