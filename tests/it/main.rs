@@ -3,6 +3,7 @@
 //! they were skipped elsewhere.
 
 mod assistant;
+mod attendant;
 mod axl;
 mod bounded;
 mod callcontrol;

@@ -1,0 +1,502 @@
+//! Cisco Unified Attendant Console (issue 19), first slice: the `attendant` section and its
+//! checks, and the seed's steps 1 to 6 over the wire: a call into the demo's Queue DDI (5000)
+//! is redirected at once to a CT gateway device, waits there unanswered past the route point
+//! timeout, is presented to the queue's attendants, and moves to the answering attendant's
+//! phone, which connects by itself; the database decides between attendants racing for it.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use ucm::wire::codec::base64_encode;
+
+use crate::common::{split_http, ucm, write_file, PgDb, Server};
+use crate::phone::{calls, push, state, wait_state, Sim};
+
+/// One request to the node's HTTP API: status and body.
+fn api(addr: SocketAddr, method: &str, path: &str, creds: Option<(&str, &str)>) -> (u16, String) {
+    let auth = creds
+        .map(|(u, p)| {
+            format!(
+                "Authorization: Basic {}\r\n",
+                base64_encode(format!("{u}:{p}").as_bytes())
+            )
+        })
+        .unwrap_or_default();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok();
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .expect("write");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read");
+    let (status, _, body) = split_http(&raw);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// The calls waiting in Reception as `who` sees them (retrying while the node is busy checking
+/// credentials).
+fn reception(http: SocketAddr, who: (&str, &str)) -> Vec<Value> {
+    for _ in 0..50 {
+        let (status, body) = api(http, "GET", "/ucm/attendant/queues", Some(who));
+        if status == 503 || status == 429 {
+            std::thread::sleep(Duration::from_millis(100));
+            continue;
+        }
+        assert_eq!(status, 200, "{body}");
+        let v: Value = serde_json::from_str(&body).unwrap();
+        let q = v["queues"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|q| q["queue"] == "Reception")
+            .cloned()
+            .unwrap_or_else(|| panic!("no Reception queue: {v}"));
+        return q["calls"].as_array().cloned().unwrap_or_default();
+    }
+    panic!("the node stayed busy");
+}
+
+fn wait_waiting(http: SocketAddr, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let c = reception(http, ("attendant1", "cisco"));
+        if c.len() == n {
+            return c;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{n} calls not waiting in Reception: {c:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn connected(s: &Value) -> Vec<Value> {
+    calls(s)
+        .into_iter()
+        .filter(|c| c["state"] == "connected")
+        .collect()
+}
+
+/// Steps 1-6 with the demo: jsmith (10001) and sadams (23923) dial 5000; each call is
+/// redirected at once to its own CT gateway device (5901, 5902), unanswered (the callers are
+/// not connected), and is shown to both attendants in queue order with its caller and waiting
+/// time, still waiting after the route point timeout (5 s). Reception One answers the first:
+/// it rings on 10500 and connects by itself (the attendant's simulated phone runs without
+/// --auto-answer: the INVITE asked for it); Reception Two then gets the second. An answer
+/// for a call already taken, a stranger, a non-attendant and a bad call id are refused.
+#[test]
+fn r19_a_queue_ddi_call_waits_on_a_ct_gateway_device_and_connects_at_the_answering_attendant() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let callers = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B973",
+            "--device",
+            "SEP00036BC7B975",
+            "--first-ip",
+            "127.0.19.10",
+        ],
+    );
+    let attendants = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7A001",
+            "--device",
+            "SEP00036BC7A002",
+            "--first-ip",
+            "127.0.19.20",
+        ],
+    );
+    let a = callers.http("SEP00036BC7B973");
+    let b = callers.http("SEP00036BC7B975");
+    let r1 = attendants.http("SEP00036BC7A001");
+    let r2 = attendants.http("SEP00036BC7A002");
+
+    // Strangers first.
+    let (status, body) = api(http, "GET", "/ucm/attendant/queues", None);
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = api(
+        http,
+        "GET",
+        "/ucm/attendant/queues",
+        Some(("jsmith", "cisco")),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(wait_waiting(http, 0).is_empty());
+
+    let (status, body) = push(a, Some(("jsmith", "cisco")), &["Dial:5000"]);
+    assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+    let first = wait_waiting(http, 1);
+    let (status, body) = push(b, Some(("sadams", "cisco")), &["Dial:5000"]);
+    assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+    let both = wait_waiting(http, 2);
+    assert_eq!(both[0]["call"], first[0]["call"], "queue order: {both:?}");
+    assert_eq!(
+        (&both[0]["position"], &both[0]["calling"]),
+        (&Value::from(1), &Value::from("10001")),
+        "{both:?}"
+    );
+    assert_eq!(
+        (&both[1]["position"], &both[1]["calling"]),
+        (&Value::from(2), &Value::from("23923")),
+        "{both:?}"
+    );
+    let devices: Vec<&str> = both.iter().map(|c| c["device"].as_str().unwrap()).collect();
+    assert_eq!(devices, ["AC_CTGW_1", "AC_CTGW_2"], "{both:?}");
+    let logs = srv.wait_for_log("redirected to a CT gateway device");
+    assert!(logs.contains("dn=5901"), "{logs}");
+    // Reception Two sees the same queue.
+    assert_eq!(reception(http, ("attendant2", "cisco")).len(), 2);
+
+    // Past the route point timeout (5 s) the calls still wait, unanswered, no media.
+    std::thread::sleep(Duration::from_secs(6));
+    let still = wait_waiting(http, 2);
+    assert!(
+        still[0]["waiting_seconds"].as_i64().unwrap() >= 5,
+        "{still:?}"
+    );
+    for p in [a, b] {
+        let s = state(p);
+        assert!(connected(&s).is_empty(), "a caller was connected: {s:#}");
+        assert!(
+            calls(&s).iter().any(|c| c["state"] != "ended"),
+            "a caller's call ended: {s:#}"
+        );
+    }
+    assert!(calls(&state(r1)).is_empty() && calls(&state(r2)).is_empty());
+
+    // Reception One answers the first call: it connects on 10500 by itself.
+    let call1 = still[0]["call"].as_u64().unwrap();
+    let call2 = still[1]["call"].as_u64().unwrap();
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call1}/answer"),
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""line":"10500""#), "{body}");
+    let s = wait_state(r1, 15, "Reception One's phone connected", |s| {
+        connected(s).len() == 1
+    });
+    let c = &connected(&s)[0];
+    assert_eq!(
+        (&c["line"], &c["remote_number"]),
+        (&Value::from("10500"), &Value::from("10001")),
+        "{c:#}"
+    );
+    wait_state(a, 15, "jsmith talks to Reception One", |s| {
+        connected(s).len() == 1
+    });
+    // Taken: nobody answers it again.
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call1}/answer"),
+        Some(("attendant2", "cisco")),
+    );
+    assert_eq!(status, 404, "{body}");
+    for (path, who, want) in [
+        (format!("/ucm/attendant/calls/{call2}/answer"), None, 401),
+        (
+            format!("/ucm/attendant/calls/{call2}/answer"),
+            Some(("jsmith", "cisco")),
+            403,
+        ),
+        (
+            "/ucm/attendant/calls/x1/answer".to_string(),
+            Some(("attendant2", "cisco")),
+            400,
+        ),
+    ] {
+        let (status, body) = api(http, "POST", &path, who);
+        assert_eq!(status, want, "{path} as {who:?}: {body}");
+    }
+    let left = wait_waiting(http, 1);
+    assert_eq!(left[0]["position"], 1, "{left:?}");
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call2}/answer"),
+        Some(("attendant2", "cisco")),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_state(r2, 15, "Reception Two's phone connected", |s| {
+        connected(s).len() == 1
+    });
+    wait_state(b, 15, "sadams talks to Reception Two", |s| {
+        connected(s).len() == 1
+    });
+    assert!(wait_waiting(http, 0).is_empty());
+}
+
+/// A caller who hangs up while waiting leaves the queue, and frees the CT gateway device:
+/// with both devices holding calls a third call is refused (486), and after one caller hangs
+/// up the next call gets the freed device.
+#[test]
+fn r19_ct_gateway_devices_hold_one_call_each_and_are_freed_when_the_caller_hangs_up() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let callers = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B973",
+            "--device",
+            "SEP00036BC7B975",
+            "--device",
+            "SEP00036BC7B976",
+            "--first-ip",
+            "127.0.19.30",
+        ],
+    );
+    let a = callers.http("SEP00036BC7B973");
+    let b = callers.http("SEP00036BC7B975");
+    let c = callers.http("SEP00036BC7B976");
+    let jsmith = Some(("jsmith", "cisco"));
+    let ssmith = Some(("ssmith", "cisco"));
+    for (p, who) in [(a, jsmith), (b, Some(("sadams", "cisco")))] {
+        let (status, body) = push(p, who, &["Dial:5000"]);
+        assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+    }
+    wait_waiting(http, 2);
+    let (_, body) = push(c, ssmith, &["Dial:5000"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let s = wait_state(c, 15, "the third call is refused", |s| {
+        calls(s).iter().any(|c| c["state"] == "ended")
+    });
+    let logs = srv.wait_for_log("every CT gateway device holds a call");
+    assert!(logs.contains("queue=Reception"), "{logs}\n{s:#}");
+    assert_eq!(wait_waiting(http, 2).len(), 2);
+    // jsmith hangs up: its call leaves the queue and AC_CTGW_1 is free again.
+    let (_, body) = push(a, jsmith, &["Key:Onhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    wait_state(a, 10, "jsmith hung up", |s| {
+        calls(s).iter().all(|c| c["state"] == "ended")
+    });
+    let left = wait_waiting(http, 1);
+    assert_eq!(left[0]["calling"], "23923", "{left:?}");
+    srv.wait_for_log("how=abandoned");
+    let (_, body) = push(c, ssmith, &["Key:Onhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let (_, body) = push(c, ssmith, &["Dial:5000"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let both = wait_waiting(http, 2);
+    assert_eq!(
+        (&both[1]["calling"], &both[1]["device"]),
+        (&Value::from("30271"), &Value::from("AC_CTGW_1")),
+        "{both:?}"
+    );
+}
+
+/// The demo with 50 more attendants of Reception (att01 .. att50, the lab phones' lines).
+fn demo_with_50_attendants(dir: &std::path::Path) -> std::path::PathBuf {
+    let demo = ucm::config::DEMO_YAML;
+    let mut users = String::new();
+    let mut list = String::new();
+    let mut names = Vec::new();
+    for i in 1..=50 {
+        users.push_str(&format!(
+            "  - userid: att{i:02}\n    first_name: Attendant\n    last_name: N{i:02}\n    password: cisco\n    associated_devices: [SEP0000000010{i:02X}]\n"
+        ));
+        list.push_str(&format!(
+            "    - {{ user: att{i:02}, device: SEP0000000010{i:02X}, line: \"200{i:02}\" }}\n"
+        ));
+        names.push(format!("att{i:02}"));
+    }
+    let text = demo
+        .replace(
+            "\napplication_users:\n",
+            &format!("{users}\napplication_users:\n"),
+        )
+        .replace(
+            "    - { user: attendant2, device: SEP00036BC7A002, line: \"10501\" }\n",
+            &format!(
+                "    - {{ user: attendant2, device: SEP00036BC7A002, line: \"10501\" }}\n{list}"
+            ),
+        )
+        .replace(
+            "      attendants: [attendant1, attendant2]\n",
+            &format!(
+                "      attendants: [attendant1, attendant2, {}]\n",
+                names.join(", ")
+            ),
+        );
+    assert_eq!(text.matches("att50").count(), 3, "the demo changed shape");
+    write_file(dir, "demo-50-attendants.yaml", &text)
+}
+
+/// 50 attendants answer the same waiting call at once: exactly one gets it (200), the others
+/// are told it is gone (409 taken, or 404 once it left the queue).
+fn race(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_with_50_attendants(dir.path());
+    let mut args = vec!["--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let srv = Server::start(&args);
+    let http = srv.addr("http");
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.19.40"],
+    );
+    let (_, body) = push(
+        caller.http("SEP00036BC7B973"),
+        Some(("jsmith", "cisco")),
+        &["Dial:5000"],
+    );
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let call = wait_waiting(http, 1)[0]["call"].as_u64().unwrap();
+    let racers: Vec<_> = (1..=50)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let user = format!("att{i:02}");
+                for _ in 0..100 {
+                    let (status, body) = api(
+                        http,
+                        "POST",
+                        &format!("/ucm/attendant/calls/{call}/answer"),
+                        Some((&user, "cisco")),
+                    );
+                    if status != 503 && status != 429 {
+                        return (user, status, body);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                panic!("the node stayed busy");
+            })
+        })
+        .collect();
+    let results: Vec<(String, u16, String)> =
+        racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<_> = results.iter().filter(|r| r.1 == 200).collect();
+    let lost = results.iter().filter(|r| r.1 == 409 || r.1 == 404).count();
+    assert_eq!((won.len(), lost), (1, 49), "{results:?}");
+    let logs = srv.wait_for_log("call answered; redirected to the attendant's phone");
+    assert!(
+        logs.contains(&format!("attendant={}", won[0].0)),
+        "{logs}\n{won:?}"
+    );
+    assert_eq!(
+        logs.matches("call answered; redirected").count(),
+        1,
+        "{logs}"
+    );
+}
+
+#[test]
+fn r19_fifty_attendants_answering_one_call_exactly_one_gets_it_sqlite() {
+    race(&[]);
+}
+
+#[tokio::test]
+async fn r19_fifty_attendants_answering_one_call_exactly_one_gets_it_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || race(&["--db", &url])).await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// `config check` refuses a broken `attendant` section with errors naming the place: a
+/// Queue DDI that is a pattern (the Assistant's route point), a CT gateway device used twice,
+/// an attendant without the line, a queue with a stranger, queues without CT gateway devices.
+#[test]
+fn r19_config_check_names_what_is_wrong_in_the_attendant_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |name: &str, text: &str| {
+        let f = write_file(dir.path(), name, text);
+        let out = ucm().args(["config", "check"]).arg(&f).output().unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), all)
+    };
+    let demo = ucm::config::DEMO_YAML;
+    let (code, out) = check("demo.yaml", demo);
+    assert_eq!(code, Some(0), "{out}");
+    let broken = demo
+        .replace(
+            "      route_point: AC_Reception\n",
+            "      route_point: Assistant_RP\n",
+        )
+        .replace(
+            "  ct_gateway_devices: [AC_CTGW_1, AC_CTGW_2]\n",
+            "  ct_gateway_devices: [AC_CTGW_1, AC_SQ_1]\n",
+        )
+        .replace(
+            "    - { user: attendant2, device: SEP00036BC7A002, line: \"10501\" }\n",
+            "    - { user: attendant2, device: SEP00036BC7A002, line: \"10500\" }\n",
+        )
+        .replace(
+            "      attendants: [attendant1, attendant2]\n",
+            "      attendants: [attendant1, jsmith]\n",
+        )
+        .replace("  recall_seconds: 30\n", "  recall_seconds: 0\n");
+    assert_eq!(broken.matches("Assistant_RP").count(), 4, "demo changed");
+    let (code, out) = check("broken.yaml", &broken);
+    assert_eq!(code, Some(1), "{out}");
+    let line_of = |needle: &str| {
+        1 + broken[..broken.find(needle).unwrap_or_else(|| panic!("{needle}"))]
+            .matches('\n')
+            .count()
+    };
+    for (path, msg, at) in [
+        (
+            "attendant.queues[0].route_point",
+            "is a pattern",
+            "      route_point: Assistant_RP",
+        ),
+        (
+            "attendant.queues[0].route_point",
+            "is the Assistant's route point",
+            "      route_point: Assistant_RP",
+        ),
+        (
+            "attendant.service_queues[0]",
+            "is already used as a CT gateway device",
+            "  service_queues: [AC_SQ_1",
+        ),
+        (
+            "attendant.attendants[1].line",
+            "has no line \"10500\"",
+            "    - { user: attendant2",
+        ),
+        (
+            "attendant.queues[0].attendants[1]",
+            "\"jsmith\" is not in attendant.attendants",
+            "      attendants: [attendant1, jsmith]",
+        ),
+        (
+            "attendant.recall_seconds",
+            "must be 1 to 3600",
+            "  recall_seconds: 0",
+        ),
+    ] {
+        let line = line_of(at);
+        assert!(
+            out.lines().any(|l| l.contains(path)
+                && l.contains(msg)
+                && l.contains(&format!("broken.yaml:{line}:"))),
+            "{path} {msg} at line {line}:\n{out}"
+        );
+    }
+    let no_devices = demo.replace("  ct_gateway_devices: [AC_CTGW_1, AC_CTGW_2]\n", "");
+    let (code, out) = check("no-devices.yaml", &no_devices);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("attendant.ct_gateway_devices") && out.contains("queues need CT gateway"),
+        "{out}"
+    );
+}
