@@ -4,6 +4,7 @@
 mod client_args;
 mod cluster;
 mod config_cmd;
+mod console;
 mod db;
 mod dial;
 mod em;
@@ -74,6 +75,8 @@ enum Command {
     Services(services::Command),
     /// Page a recipient group through the Paging Server, as a caller; list page reports.
     Page(page::Args),
+    /// An attendant console (Attendant Console): queues and events, commands on stdin.
+    Console(console::Args),
     /// The live cluster: registered phones, active calls, EM logins, running pages, locked-out
     /// users (for an application user).
     Status(status::Args),
@@ -189,6 +192,7 @@ fn main() -> ExitCode {
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
+            Command::Console(a) => console::run(a).await,
             Command::Status(a) => status::run(a).await,
             Command::Emcc(c) => emcc::run(c).await,
             Command::Completions { shell } => {

@@ -287,6 +287,9 @@ pub struct NodePorts {
     /// The SNMP agent on UDP (standard 161).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snmp: Option<u16>,
+    /// The Attendant Console's console protocol (HTTPS + WebSocket; ucm's own: 8446).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attendant_console: Option<u16>,
 }
 
 impl NodePorts {

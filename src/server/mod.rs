@@ -45,6 +45,8 @@ pub struct ListenOptions {
     /// The SNMP agent on UDP. The standard port 161 needs root or CAP_NET_BIND_SERVICE; left
     /// at the default and not bindable, the node runs without the agent (with a warning).
     pub snmp_port: Option<u16>,
+    /// The Attendant Console's console protocol listener (a node running `attendant`).
+    pub attendant_console_port: Option<u16>,
 }
 
 impl Default for ListenOptions {
@@ -58,6 +60,7 @@ impl Default for ListenOptions {
             sip_port: None,
             sips_port: None,
             snmp_port: None,
+            attendant_console_port: None,
         }
     }
 }
@@ -69,6 +72,7 @@ impl ListenOptions {
             "tftp_http" => self.tftp_http_port,
             "tftp" => self.tftp_port,
             "snmp" => self.snmp_port,
+            "attendant_console" => self.attendant_console_port,
             _ => None,
         }
     }

@@ -97,6 +97,12 @@ pub fn request_source() -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
+/// Runs `f` with `ip` as [`request_source`]: a listener of a service's own (not the node's
+/// HTTP) whose secret checks are to be throttled per source too.
+pub async fn in_source_scope<F: std::future::Future>(ip: IpAddr, f: F) -> F::Output {
+    REQUEST_SOURCE.scope(ip, f).await
+}
+
 /// Middleware: runs the request with its TCP peer's address as [`request_source`], so that
 /// every secret check (authentication URL, EM, WebDialer, HTTP Basic) is throttled and its
 /// failures remembered per source.

@@ -6,6 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -499,4 +500,343 @@ fn r19_config_check_names_what_is_wrong_in_the_attendant_section() {
         out.contains("attendant.ct_gateway_devices") && out.contains("queues need CT gateway"),
         "{out}"
     );
+}
+
+/// A running `ucm console --json`: its stdout lines as they come, its stdin to type into.
+struct ConsoleProc {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl ConsoleProc {
+    fn start(srv: &Server, user: &str, password: &str) -> ConsoleProc {
+        let ca = srv.data_dir.path().join("node-cert.pem");
+        ConsoleProc::start_at(srv.addr("attendant_console"), &ca, user, password)
+    }
+
+    fn start_at(addr: SocketAddr, ca: &std::path::Path, user: &str, password: &str) -> ConsoleProc {
+        let mut child = ucm()
+            .args(["console", "--json", "--server"])
+            .arg(addr.to_string())
+            .args(["--user", user, "--ca"])
+            .arg(ca)
+            .env("UCM_PASSWORD", password)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for l in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(l);
+            }
+        });
+        ConsoleProc {
+            stdin: child.stdin.take(),
+            child,
+            lines,
+        }
+    }
+
+    /// The next event `ok` accepts (others are skipped), within `secs`.
+    fn expect(&self, secs: u64, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        let mut seen = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) => {
+                    let v: Value =
+                        serde_json::from_str(&l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}"));
+                    if ok(&v) {
+                        return v;
+                    }
+                    seen.push(l);
+                }
+                Err(_) => panic!("{what}: not seen within {secs} s; seen: {seen:#?}"),
+            }
+        }
+    }
+
+    fn type_line(&mut self, line: &str) {
+        writeln!(self.stdin.as_mut().unwrap(), "{line}").unwrap();
+    }
+
+    /// Closes stdin and waits (bounded) for the exit code.
+    fn finish(mut self) -> Option<i32> {
+        drop(self.stdin.take());
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return st.code();
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!("ucm console did not end after stdin closed");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for ConsoleProc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The console protocol with `ucm console --json`: the ready line names `attendant_console`;
+/// Reception One's console gets its queues, then the `queued` event when jsmith dials 5000
+/// (caller, CT gateway device), answers it with `answer N` on stdin (the phone connects by
+/// itself) and sees `answered`; a bad command gets an error line, and closing stdin ends the
+/// console with exit 0. Every segment of the console connection, both ways and handshakes
+/// included, is marked CS3 (captured on lo). A wrong password and a non-attendant exit 1.
+#[test]
+fn r19_ucm_console_shows_the_queue_and_answers_over_the_console_protocol_marked_cs3() {
+    let srv = Server::start(&[]);
+    let console_addr = srv.addr("attendant_console");
+    let capture = crate::common::is_root().then(|| {
+        ucm::net::capture::LoopbackCapture::start(ucm::net::capture::CaptureFilter::ports(&[
+            console_addr.port(),
+        ]))
+        .expect("capture on lo")
+    });
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.19.50"],
+    );
+    let attendant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7A001", "--first-ip", "127.0.19.60"],
+    );
+    let mut console = ConsoleProc::start(&srv, "attendant1", "cisco");
+    let hello = console.expect(15, "hello", |v| v["event"] == "hello");
+    assert_eq!(hello["line"], "10500", "{hello}");
+    let q = console.expect(5, "queues", |v| v["event"] == "queues");
+    assert_eq!(q["queues"][0]["queue"], "Reception", "{q}");
+    assert_eq!(q["queues"][0]["calls"], serde_json::json!([]), "{q}");
+
+    let (_, body) = push(
+        caller.http("SEP00036BC7B973"),
+        Some(("jsmith", "cisco")),
+        &["Dial:5000"],
+    );
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let queued = console.expect(15, "queued", |v| v["event"] == "queued");
+    assert_eq!(
+        (&queued["calling"], &queued["device"]),
+        (&Value::from("10001"), &Value::from("AC_CTGW_1")),
+        "{queued}"
+    );
+    let call = queued["call"].as_u64().unwrap();
+    console.type_line("queues");
+    let q = console.expect(5, "queues again", |v| v["event"] == "queues");
+    assert_eq!(q["queues"][0]["calls"][0]["position"], 1, "{q}");
+    console.type_line(&format!("answer {call}"));
+    let ans = console.expect(10, "the answer", |v| v["event"] == "answer");
+    assert_eq!(
+        (&ans["ok"], &ans["line"]),
+        (&Value::from(true), &Value::from("10500")),
+        "{ans}"
+    );
+    console.expect(5, "answered", |v| {
+        v["event"] == "answered" && v["attendant"] == "attendant1"
+    });
+    wait_state(
+        attendant.http("SEP00036BC7A001"),
+        15,
+        "Reception One's phone connected",
+        |s| connected(s).len() == 1,
+    );
+    console.type_line(&format!("answer {call}"));
+    let again = console.expect(10, "the second answer", |v| v["event"] == "answer");
+    assert_eq!(
+        (&again["ok"], &again["status"]),
+        (&Value::from(false), &Value::from(404)),
+        "{again}"
+    );
+    console.type_line("transfer-everything now");
+    let err = console.expect(5, "the error", |v| v["event"] == "error");
+    assert!(
+        err["error"].as_str().unwrap().contains("unknown command"),
+        "{err}"
+    );
+    assert_eq!(console.finish(), Some(0));
+
+    for (user, password) in [("attendant1", "wrong"), ("jsmith", "cisco")] {
+        let p = ConsoleProc::start(&srv, user, password);
+        assert_eq!(p.finish(), Some(1), "{user}");
+    }
+
+    if let Some(cap) = capture {
+        std::thread::sleep(Duration::from_millis(200));
+        let packets = cap.stop();
+        let server_side: Vec<_> = packets.iter().filter(|p| p.src == console_addr).collect();
+        let client_side: Vec<_> = packets.iter().filter(|p| p.dst == console_addr).collect();
+        assert!(
+            server_side.iter().any(|p| p.is_syn_ack()),
+            "SYN-ACK captured"
+        );
+        assert!(client_side.iter().any(|p| p.is_syn()), "SYN captured");
+        for p in server_side.iter().chain(client_side.iter()) {
+            assert_eq!(
+                p.dscp,
+                ucm::net::Dscp::CS3,
+                "every console segment is CS3: {p:?}"
+            );
+        }
+    } else {
+        crate::common::skip_or_fail("capturing on lo to read TCP DSCP needs root");
+    }
+}
+
+/// Strangers get bounded work: 1,000 connections from one source are cut to its share (16:
+/// the rest closed at once) and those that never finish their handshake are closed after 5
+/// s; a request without credentials gets 401, one with a huge header nothing; an attendant
+/// sending an announced 1 TiB frame is closed with 1009. Meanwhile a console from another
+/// source connects and is served.
+#[tokio::test]
+async fn r19_strangers_get_bounded_work_on_the_console_listener() {
+    let srv = tokio::task::spawn_blocking(|| Server::start(&[]))
+        .await
+        .unwrap();
+    let addr = srv.addr("attendant_console");
+    let stranger: SocketAddr = "127.0.19.99:0".parse().unwrap();
+    let mut held = Vec::new();
+    for _ in 0..1000 {
+        match ucm::net::socket::connect_tcp(addr, Some(stranger), ucm::net::Dscp::DEFAULT).await {
+            Ok(s) => held.push(s),
+            Err(e) => panic!("connect: {e}"),
+        }
+    }
+    // Those beyond the share are closed at once: they read end of file.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut closed = 0;
+    let mut open = Vec::new();
+    for mut s in held {
+        let mut b = [0u8; 1];
+        match tokio::time::timeout(Duration::from_millis(20), s.read(&mut b)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => closed += 1,
+            _ => open.push(s),
+        }
+    }
+    assert!(
+        open.len() <= 16 && closed >= 984,
+        "open {} closed {closed}",
+        open.len()
+    );
+    // Another source is served meanwhile.
+    let ca = srv.data_dir.path().join("node-cert.pem");
+    let ca2 = ca.clone();
+    let code = tokio::task::spawn_blocking(move || {
+        let mut c = ConsoleProc::start_at(addr, &ca2, "attendant2", "cisco");
+        c.expect(15, "hello during the flood", |v| v["event"] == "hello");
+        c.type_line("quit");
+        c.finish()
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0));
+    // The silent ones are closed after the handshake time.
+    let start = Instant::now();
+    for mut s in open {
+        let mut b = [0u8; 64];
+        let r = tokio::time::timeout(Duration::from_secs(10), s.read(&mut b)).await;
+        assert!(
+            matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+            "a silent connection was kept: {r:?}"
+        );
+    }
+    assert!(start.elapsed() < Duration::from_secs(8));
+
+    // Over TLS: no credentials, a huge header, a huge frame.
+    let opts = ucm::client::ClientOptions {
+        ca: Some(ca),
+        insecure: false,
+        timeout: Some(Duration::from_secs(10)),
+    };
+    let tls = Arc::new(ucm::client::tls_client_config(&opts, &[]).unwrap());
+    let open_tls = || async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        tokio_rustls::TlsConnector::from(tls.clone())
+            .connect(
+                rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap()
+    };
+    let mut s = open_tls().await;
+    s.write_all(b"GET /attendant/console HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 401"), "{text}");
+    let mut s = open_tls().await;
+    let big = format!(
+        "GET /attendant/console HTTP/1.1\r\nX: {}\r\n",
+        "a".repeat(100_000)
+    );
+    let _ = s.write_all(big.as_bytes()).await;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(7), s.read_to_end(&mut out)).await;
+    assert!(out.is_empty(), "{}", String::from_utf8_lossy(&out));
+    // An attendant announcing a 1 TiB frame: refused from its header (close 1009).
+    let mut s = open_tls().await;
+    let auth = base64_encode(b"attendant1:cisco");
+    s.write_all(format!("GET /attendant/console HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Basic {auth}\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            n > 0,
+            "closed before the upgrade: {}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    assert!(
+        buf.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&buf)
+    );
+    assert!(String::from_utf8_lossy(&buf[..end]).contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="));
+    let mut frames = buf.split_off(end + 4);
+    s.write_all(&[0x81, 0x80 | 127, 0, 0, 1, 0, 0, 0, 0, 0, 1, 2, 3, 4])
+        .await
+        .unwrap();
+    let close_code = loop {
+        match ucm::wire::websocket::decode(&mut frames, false, 1 << 20).unwrap() {
+            Some(f) if f.opcode == ucm::wire::websocket::Opcode::Close => {
+                break u16::from_be_bytes([f.payload[0], f.payload[1]]);
+            }
+            Some(_) => continue,
+            None => {
+                let n = tokio::time::timeout(Duration::from_secs(10), s.read(&mut chunk))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                assert!(n > 0, "closed without a close frame");
+                frames.extend_from_slice(&chunk[..n]);
+            }
+        }
+    };
+    assert_eq!(close_code, 1009);
 }

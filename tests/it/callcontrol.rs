@@ -588,6 +588,7 @@ impl InProcessNode {
             sip_port: Some(0),
             sips_port: Some(0),
             snmp_port: Some(0),
+            attendant_console_port: Some(0),
         };
         let listeners = ucm::server::Listeners::bind(&opts, &def, None).unwrap();
         let sip = listeners.ready("t").unwrap().get("sip_udp").unwrap();

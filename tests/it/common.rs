@@ -99,6 +99,8 @@ impl Server {
             "0",
             "--snmp-port",
             "0",
+            "--attendant-console-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir.path())

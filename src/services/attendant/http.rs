@@ -48,9 +48,8 @@ pub async fn get_queues(State(svc): State<Arc<AttendantService>>, headers: Heade
         Err(r) => return r,
     };
     let queues = svc.queues_of(&a.user);
-    let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
-    let waiting = match svc.waiting_in(&names).await {
-        Ok(w) => w,
+    let out = match svc.queue_view(&queues).await {
+        Ok(v) => v,
         Err(e) => {
             tracing::warn!(error = %e, "attendant: database unavailable");
             return text(
@@ -59,27 +58,6 @@ pub async fn get_queues(State(svc): State<Arc<AttendantService>>, headers: Heade
             );
         }
     };
-    let now = super::unix_ms();
-    let out: Vec<_> = queues
-        .iter()
-        .map(|q| {
-            let calls: Vec<_> = waiting
-                .iter()
-                .filter(|c| c.queue == q.name)
-                .enumerate()
-                .map(|(i, c)| {
-                    json!({
-                        "call": c.call,
-                        "position": i + 1,
-                        "calling": c.calling,
-                        "waiting_seconds": (now - c.queued_at).max(0) / 1000,
-                        "device": c.device,
-                    })
-                })
-                .collect();
-            json!({ "queue": q.name, "calls": calls })
-        })
-        .collect();
     axum::Json(json!({ "attendant": a.user, "line": a.line, "queues": out })).into_response()
 }
 

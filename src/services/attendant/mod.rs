@@ -21,6 +21,7 @@
 //! beyond the lease. The model already names their devices.
 
 pub mod check;
+pub mod console;
 pub mod http;
 pub mod model;
 pub mod store;
@@ -29,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::model::NodeService;
 use crate::node::NodeState;
@@ -68,6 +69,15 @@ pub struct AttendantService {
     redirected: Mutex<HashMap<u64, Redirected>>,
     /// Calls waiting on a CT gateway device: call -> (queue, device).
     waiting: Mutex<HashMap<u64, (String, String)>>,
+    /// What the consoles are told, as it happens.
+    pub events: broadcast::Sender<Event>,
+}
+
+/// A change the consoles of a queue's attendants are told of (a JSON object with `event`).
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub queue: String,
+    pub body: Arc<serde_json::Value>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -101,7 +111,46 @@ impl AttendantService {
             devices: Default::default(),
             redirected: Default::default(),
             waiting: Default::default(),
+            events: broadcast::channel(4096).0,
         })
+    }
+
+    fn tell(&self, queue: &str, body: serde_json::Value) {
+        let _ = self.events.send(Event {
+            queue: queue.to_string(),
+            body: Arc::new(body),
+        });
+    }
+
+    /// The queues given with their waiting calls in queue order: position (from 1), caller,
+    /// seconds waited, CT gateway device.
+    pub async fn queue_view(
+        &self,
+        queues: &[Queue],
+    ) -> Result<Vec<serde_json::Value>, crate::store::StoreError> {
+        let names: Vec<String> = queues.iter().map(|q| q.name.clone()).collect();
+        let waiting = self.waiting_in(&names).await?;
+        let now = unix_ms();
+        Ok(queues
+            .iter()
+            .map(|q| {
+                let calls: Vec<_> = waiting
+                    .iter()
+                    .filter(|c| c.queue == q.name)
+                    .enumerate()
+                    .map(|(i, c)| {
+                        serde_json::json!({
+                            "call": c.call,
+                            "position": i + 1,
+                            "calling": c.calling,
+                            "waiting_seconds": (now - c.queued_at).max(0) / 1000,
+                            "device": c.device,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({ "queue": q.name, "calls": calls })
+            })
+            .collect())
     }
 
     pub fn section(&self) -> Arc<Attendant> {
@@ -313,6 +362,10 @@ impl AttendantService {
         };
         lock(&self.devices).remove(&device);
         tracing::info!(call, queue = %queue, device = %device, how = %how, "attendant: a waiting call left the queue");
+        self.tell(
+            &queue,
+            serde_json::json!({ "event": "left", "queue": queue, "call": call, "how": how }),
+        );
         if let Err(e) = self
             .node
             .store
@@ -439,6 +492,16 @@ impl AttendantService {
             return;
         }
         tracing::info!(call = offer.call, queue = %r.queue, device = %r.device, calling = %r.calling, "attendant: call waiting for an attendant");
+        self.tell(
+            &r.queue,
+            serde_json::json!({
+                "event": "queued",
+                "queue": r.queue,
+                "call": offer.call,
+                "calling": r.calling,
+                "device": r.device,
+            }),
+        );
     }
 
     /// The calls waiting now in `queues`, oldest first.
@@ -480,6 +543,15 @@ impl AttendantService {
         lock(&self.waiting).remove(&call);
         lock(&self.devices).remove(&device);
         tracing::info!(call, queue = %queue, attendant = %user.user, line = %user.line, "attendant: call answered; redirected to the attendant's phone");
+        self.tell(
+            &queue,
+            serde_json::json!({
+                "event": "answered",
+                "queue": queue,
+                "call": call,
+                "attendant": user.user,
+            }),
+        );
         match self.node.call_control.redirect(call, &user.line).await {
             Ok(()) => Ok(user.line.clone()),
             Err(e) => Err(AnswerError::Gone(e.to_string())),
@@ -510,7 +582,19 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         name: "the Attendant Console server",
         paths: &["/ucm/attendant/"],
     }],
-    listeners: &[],
+    listeners: &[super::ListenerSpec {
+        flag: NodeService::Attendant,
+        name: console::LISTENER,
+        what: "Attendant Console (HTTPS + WebSocket)",
+        proto: super::Proto::Tcp,
+        // UNCONFIRMED: Cisco's console server uses ports of its own, undocumented in the
+        // seed; ucm's default is 8446, beside HTTPS's 8443.
+        default_port: 8446,
+        // The seed: Cisco's consoles send best effort; ucm marks its console protocol CS3
+        // (call signalling), server and client.
+        dscp: |_| crate::net::Dscp::CS3,
+        optional_without_privilege: true,
+    }],
     sections: &[crate::config::SectionSpec::of::<Attendant>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
@@ -524,9 +608,10 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     start: start_service,
 };
 
-fn start_service(s: super::Start) -> super::StartFuture {
+fn start_service(mut s: super::Start) -> super::StartFuture {
     use axum::routing::{get, post};
     Box::pin(async move {
+        let listener = s.take_listener(&SERVICE, console::LISTENER);
         let svc = AttendantService::new(s.node.clone());
         svc.apply_auto_answer();
         let serving = svc.prepare().await;
@@ -534,9 +619,10 @@ fn start_service(s: super::Start) -> super::StartFuture {
             .route(http::QUEUES_PATH, get(http::get_queues))
             .route(http::ANSWER_PATH, post(http::answer))
             .with_state(svc.clone());
-        Ok(super::Parts {
-            routes,
-            tasks: vec![Box::pin(svc.run(serving, s.stop))],
-        })
+        let mut tasks: Vec<super::Task> = vec![Box::pin(svc.clone().run(serving, s.stop.clone()))];
+        if let Some(super::Bound::Tcp(l)) = listener {
+            tasks.push(Box::pin(console::serve(svc, l, s.stop)));
+        }
+        Ok(super::Parts { routes, tasks })
     })
 }
