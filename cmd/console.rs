@@ -15,7 +15,7 @@ use crate::Failure;
 #[command(after_help = "Examples:\n  \
     UCM_PASSWORD=cisco ucm console --server 127.0.0.1:8446 --user attendant1 --insecure\n  \
     echo 'answer 1' | UCM_PASSWORD=cisco ucm console --server 127.0.0.1:8446 --user attendant1 --ca node-cert.pem --json\n\
-Commands on stdin, one a line: queues, answer N (N: the call's id), quit. End of stdin ends the console\n\
+Commands on stdin, one a line: queues, answer (the oldest waiting call), answer N (N: the call's id), quit. End of stdin ends the console\n\
 once the answers to the commands sent have come.\n\
 Exit codes: 0 the console ran and closed, 1 the server refused the credentials (401, 403), 2 usage or unreachable.")]
 pub struct Args {

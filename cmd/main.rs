@@ -1,6 +1,7 @@
 //! The `ucm` command: a thin clap layer over the library. Exit codes: 0 ok or all checks
 //! passed, 1 a check failed, 2 usage, input or I/O error.
 
+mod attendant;
 mod client_args;
 mod cluster;
 mod config_cmd;
@@ -77,6 +78,9 @@ enum Command {
     Page(page::Args),
     /// An attendant console (Attendant Console): queues and events, commands on stdin.
     Console(console::Args),
+    /// The Attendant Console server: its sizing rules.
+    #[command(subcommand)]
+    Attendant(attendant::Command),
     /// The live cluster: registered phones, active calls, EM logins, running pages, locked-out
     /// users (for an application user).
     Status(status::Args),
@@ -193,6 +197,7 @@ fn main() -> ExitCode {
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
             Command::Console(a) => console::run(a).await,
+            Command::Attendant(c) => attendant::run(c).await,
             Command::Status(a) => status::run(a).await,
             Command::Emcc(c) => emcc::run(c).await,
             Command::Completions { shell } => {

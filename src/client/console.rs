@@ -234,7 +234,8 @@ impl Console {
     }
 }
 
-/// One line a person or a script types, as the command it means: `answer N`, `queues`; the
+/// One line a person or a script types, as the command it means: `answer` (the oldest waiting
+/// call), `answer N`, `queues`; the
 /// error names what is understood.
 pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     let mut words = line.split_whitespace();
@@ -243,16 +244,18 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     };
     let v = match cmd {
         "queues" => serde_json::json!({"cmd": "queues"}),
-        "answer" => {
-            let call = words
-                .next()
-                .and_then(|w| w.parse::<u64>().ok())
-                .ok_or_else(|| "answer needs the call's id: answer N".to_string())?;
-            serde_json::json!({"cmd": "answer", "call": call})
-        }
+        "answer" => match words.next() {
+            None => serde_json::json!({"cmd": "answer"}),
+            Some(w) => {
+                let call = w
+                    .parse::<u64>()
+                    .map_err(|_| format!("answer: {w:?} is not a call id (answer, or answer N)"))?;
+                serde_json::json!({"cmd": "answer", "call": call})
+            }
+        },
         other => {
             return Err(format!(
-                "unknown command {other:?} (commands: queues, answer N, quit)"
+                "unknown command {other:?} (commands: queues, answer, answer N, quit)"
             ))
         }
     };

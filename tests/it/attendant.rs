@@ -184,7 +184,10 @@ fn r19_a_queue_ddi_call_waits_on_a_ct_gateway_device_and_connects_at_the_answeri
         Some(("attendant1", "cisco")),
     );
     assert_eq!(status, 200, "{body}");
-    assert!(body.contains(r#""line":"10500""#), "{body}");
+    assert!(
+        body.contains(r#""line":"10500""#) && body.contains(r#""connected":true"#),
+        "{body}"
+    );
     let s = wait_state(r1, 15, "Reception One's phone connected", |s| {
         connected(s).len() == 1
     });
@@ -839,4 +842,74 @@ async fn r19_strangers_get_bounded_work_on_the_console_listener() {
         }
     };
     assert_eq!(close_code, 1009);
+}
+
+/// README's Attendant Console example, run as written in a network namespace of its own.
+#[test]
+fn r19_readme_attendant_console_example_runs_as_written() {
+    crate::snmp::run_readme_example(
+        "## Attendant Console",
+        8,
+        &[
+            (5, "\"connected\":true"),
+            (5, "\"line\":\"10500\""),
+            (6, "\"state\":\"connected\""),
+            (6, "\"remote_number\":\"10001\""),
+            (7, "ok         ct_gateway_devices"),
+        ],
+    );
+}
+
+/// `ucm attendant check`: the demo's devices cover its peaks (exit 0); a measured peak above
+/// the CT gateway devices is short (exit 1, JSON naming the rule); a definition with too few
+/// service queues for its attendants is short without any peak; an unreadable file exits 2.
+#[test]
+fn r19_attendant_check_reports_the_sizing_rules_with_config_check_exit_codes() {
+    let run = |args: &[&str]| {
+        let out = ucm()
+            .args(["attendant", "check"])
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, out) = run(&["--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["ok"], true, "{v}");
+    let (code, out) = run(&["--json", "--peak-incoming", "3"]);
+    assert_eq!(code, Some(1), "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    let r = &v["rules"][0];
+    assert_eq!(
+        (&r["rule"], &r["verdict"], &r["have"], &r["need"]),
+        (
+            &Value::from("ct_gateway_devices"),
+            &Value::from("short"),
+            &Value::from(2),
+            &Value::from(3)
+        ),
+        "{v}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let few = ucm::config::DEMO_YAML
+        .replace(
+            "  service_queues: [AC_SQ_1, AC_SQ_2, AC_SQ_3, AC_SQ_4, AC_SQ_5, AC_SQ_6]\n",
+            "  service_queues: [AC_SQ_1, AC_SQ_2]\n",
+        )
+        .replace("transfers_and_holds: 6, ", "");
+    assert_ne!(few, ucm::config::DEMO_YAML);
+    let f = write_file(dir.path(), "few.yaml", &few);
+    let (code, out) = run(&[f.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("short      service_queues_per_attendant: 2 service queues for 2 attendants"),
+        "{out}"
+    );
+    assert!(out.contains("unchecked  service_queues"), "{out}");
+    let (code, _) = run(&["/nonexistent/cluster.yaml"]);
+    assert_eq!(code, Some(2));
 }

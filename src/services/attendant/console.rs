@@ -8,8 +8,10 @@
 //! - as it happens, for the attendant's queues: `{"event":"queued",..}` (a call starts waiting),
 //!   `{"event":"answered","call","attendant"}`, `{"event":"left","call","how"}` (abandoned);
 //! - commands: `{"cmd":"queues"}` (the queues message again), `{"cmd":"answer","call":N}`
-//!   (answered with `{"event":"answer","ok":true,"call","line"}` or `"ok":false` with the
-//!   HTTP-like `status` and `error`: 409 taken, 404 not waiting ...). Anything else:
+//!   (without `call`: the oldest call waiting in the attendant's queues), answered with
+//!   `{"event":"answer","ok":true,"call","line","connected"}` once the attendant's phone
+//!   connected (or after 5 s with `connected` false), or `"ok":false` with the HTTP-like
+//!   `status` and `error` (409 taken, 404 not waiting ...). Anything else:
 //!   `{"event":"error","error":..}`.
 //!
 //! Bounded: at most [`MAX_SESSIONS`] connections, [`MAX_PER_SOURCE`] from one source (the
@@ -426,15 +428,42 @@ async fn command<S: AsyncWrite + Unpin>(
     match v.get("cmd").and_then(|c| c.as_str()) {
         Some("queues") => send_queues(svc, user, s).await,
         Some("answer") => {
-            let Some(call) = v.get("call").and_then(|c| c.as_u64()) else {
-                return send(
-                    s,
-                    &serde_json::json!({"event": "answer", "ok": false, "status": 400, "error": "answer needs \"call\": the call's id (a number)"}),
-                )
-                .await;
+            let call = match v.get("call") {
+                Some(c) => match c.as_u64() {
+                    Some(c) => c,
+                    None => {
+                        return send(
+                            s,
+                            &serde_json::json!({"event": "answer", "ok": false, "status": 400, "error": "\"call\" is the call's id (a number)"}),
+                        )
+                        .await
+                    }
+                },
+                // No call named: the oldest waiting in the attendant's queues.
+                None => {
+                    let names: Vec<String> =
+                        svc.queues_of(&user.user).into_iter().map(|q| q.name).collect();
+                    match svc.waiting_in(&names).await.map(|w| w.first().map(|c| c.call)) {
+                        Ok(Some(c)) => c,
+                        Ok(None) => {
+                            return send(
+                                s,
+                                &serde_json::json!({"event": "answer", "ok": false, "status": 404, "error": "no call is waiting in your queues"}),
+                            )
+                            .await
+                        }
+                        Err(_) => {
+                            return send(
+                                s,
+                                &serde_json::json!({"event": "answer", "ok": false, "status": 503, "error": "the database is unavailable"}),
+                            )
+                            .await
+                        }
+                    }
+                }
             };
             let reply = match svc.answer(user, call).await {
-                Ok(line) => serde_json::json!({"event": "answer", "ok": true, "call": call, "line": line}),
+                Ok((line, connected)) => serde_json::json!({"event": "answer", "ok": true, "call": call, "line": line, "connected": connected}),
                 Err(e) => {
                     let (status, error) = match e {
                         AnswerError::NotWaiting => (404, format!("no call {call} is waiting")),

@@ -3,7 +3,7 @@
 //! - `GET /ucm/attendant/queues`: the attendant's queues, each with its waiting calls in queue
 //!   order (`position` from 1), the caller's number and the seconds waited.
 //! - `POST /ucm/attendant/calls/{call}/answer`: the call moves to the attendant's line, which
-//!   connects by itself. 200 with the line; 409 when another attendant's answer took it (of
+//!   connects by itself. 200 with the line and `connected` (seen connected within 5 s); 409 when another attendant's answer took it (of
 //!   attendants answering one call at once exactly one gets it: the database decides); 404
 //!   when no such call waits; 403 when it waits in a queue the attendant does not serve; 410
 //!   when the caller was gone; 503 while the database cannot be written.
@@ -77,9 +77,10 @@ pub async fn answer(
         );
     };
     match svc.answer(&a, call).await {
-        Ok(line) => {
-            axum::Json(json!({ "call": call, "attendant": a.user, "line": line })).into_response()
-        }
+        Ok((line, connected)) => axum::Json(
+            json!({ "call": call, "attendant": a.user, "line": line, "connected": connected }),
+        )
+        .into_response(),
         Err(AnswerError::NotWaiting) => {
             text(StatusCode::NOT_FOUND, format!("no call {call} is waiting"))
         }

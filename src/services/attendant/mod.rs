@@ -24,6 +24,7 @@ pub mod check;
 pub mod console;
 pub mod http;
 pub mod model;
+pub mod sizing;
 pub mod store;
 
 use std::collections::HashMap;
@@ -34,7 +35,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::config::model::NodeService;
 use crate::node::NodeState;
-use crate::sip::b2bua::OfferedCall;
+use crate::sip::b2bua::{LineState, OfferedCall};
 use model::{Attendant, AttendantUser, Queue};
 use store::{AttendantCalls, QueuedCall};
 
@@ -42,6 +43,8 @@ use store::{AttendantCalls, QueuedCall};
 pub const LEASE: &str = "attendant";
 const LEASE_TTL: Duration = Duration::from_secs(3);
 const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// How long an answer waits to see the call connected on the attendant's phone.
+pub const CONNECT_WAIT: Duration = Duration::from_secs(5);
 
 type Offers = mpsc::UnboundedReceiver<OfferedCall>;
 
@@ -522,8 +525,13 @@ impl AttendantService {
     }
 
     /// Step 6: `user` answers `call`; it moves to the attendant's line, which connects by
-    /// itself. The attendant's line on success.
-    pub async fn answer(&self, user: &AttendantUser, call: u64) -> Result<String, AnswerError> {
+    /// itself. The attendant's line on success, and whether the call was seen connected there
+    /// within [`CONNECT_WAIT`].
+    pub async fn answer(
+        &self,
+        user: &AttendantUser,
+        call: u64,
+    ) -> Result<(String, bool), AnswerError> {
         let Some((queue, device)) = lock(&self.waiting).get(&call).cloned() else {
             return Err(AnswerError::NotWaiting);
         };
@@ -552,10 +560,23 @@ impl AttendantService {
                 "attendant": user.user,
             }),
         );
-        match self.node.call_control.redirect(call, &user.line).await {
-            Ok(()) => Ok(user.line.clone()),
-            Err(e) => Err(AnswerError::Gone(e.to_string())),
+        let mut events = self.node.call_control.subscribe();
+        if let Err(e) = self.node.call_control.redirect(call, &user.line).await {
+            return Err(AnswerError::Gone(e.to_string()));
         }
+        let connected = tokio::time::timeout(CONNECT_WAIT, async {
+            loop {
+                match events.recv().await {
+                    Ok(ev) if ev.call == call && ev.state == LineState::Connected => return true,
+                    Ok(ev) if ev.call == call && ev.state == LineState::Idle => return false,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(_) => return false,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        Ok((user.line.clone(), connected))
     }
 }
 
