@@ -15,7 +15,7 @@ use crate::Failure;
 #[command(after_help = "Examples:\n  \
     UCM_PASSWORD=cisco ucm console --server 127.0.0.1:8446 --user attendant1 --insecure\n  \
     echo 'answer 1' | UCM_PASSWORD=cisco ucm console --server 127.0.0.1:8446 --user attendant1 --ca node-cert.pem --json\n\
-Commands on stdin, one a line: queues, answer (the oldest waiting call), answer N (N: the call's id), quit. End of stdin ends the console\n\
+Commands on stdin, one a line: queues, answer (the oldest waiting call), answer N (N: the call's id),\nsearch TEXT (the directory, by name or number), quit. End of stdin ends the console\n\
 once the answers to the commands sent have come.\n\
 Exit codes: 0 the console ran and closed, 1 the server refused the credentials (401, 403), 2 usage or unreachable.")]
 pub struct Args {
@@ -81,6 +81,20 @@ fn show(v: &serde_json::Value, json: bool) {
             s("call"),
             s("how")
         ),
+        "search" => {
+            for e in v["results"].as_array().cloned().unwrap_or_default() {
+                println!(
+                    "{:<5} {:<24} {:<8} {}",
+                    e["kind"].as_str().unwrap_or(""),
+                    e["name"].as_str().unwrap_or(""),
+                    e["number"].as_str().unwrap_or(""),
+                    e["partition"].as_str().unwrap_or("")
+                );
+            }
+            if v["more"] == true {
+                println!("(more: narrow the search)");
+            }
+        }
         "answer" if v["ok"] == true => {
             println!("answered call {} on line {}", s("call"), s("line"))
         }
@@ -154,7 +168,7 @@ pub async fn run(a: Args) -> Result<(), Failure> {
                     // Answers to commands: `answer`, `error`, and each `queues` but the first
                     // (sent on connecting).
                     match ev {
-                        "answer" | "error" => pending = pending.saturating_sub(1),
+                        "answer" | "error" | "search" => pending = pending.saturating_sub(1),
                         "queues" if greeted => pending = pending.saturating_sub(1),
                         "queues" => greeted = true,
                         _ => {}

@@ -235,7 +235,7 @@ impl Console {
 }
 
 /// One line a person or a script types, as the command it means: `answer` (the oldest waiting
-/// call), `answer N`, `queues`; the
+/// call), `answer N`, `queues`, `search TEXT`; the
 /// error names what is understood.
 pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     let mut words = line.split_whitespace();
@@ -244,6 +244,13 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     };
     let v = match cmd {
         "queues" => serde_json::json!({"cmd": "queues"}),
+        "search" => {
+            let text = line.trim_start()["search".len()..].trim();
+            if text.is_empty() {
+                return Err("search needs a name or number: search TEXT".into());
+            }
+            return Ok(serde_json::json!({"cmd": "search", "text": text}));
+        }
         "answer" => match words.next() {
             None => serde_json::json!({"cmd": "answer"}),
             Some(w) => {
@@ -255,7 +262,7 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
         },
         other => {
             return Err(format!(
-                "unknown command {other:?} (commands: queues, answer, answer N, quit)"
+                "unknown command {other:?} (commands: queues, answer, answer N, search TEXT, quit)"
             ))
         }
     };

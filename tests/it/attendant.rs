@@ -600,7 +600,8 @@ impl Drop for ConsoleProc {
 /// Reception One's console gets its queues, then the `queued` event when jsmith dials 5000
 /// (caller, CT gateway device), answers it with `answer N` on stdin (the phone connects by
 /// itself) and sees `answered`; a bad command gets an error line, and closing stdin ends the
-/// console with exit 0. Every segment of the console connection, both ways and handshakes
+/// console with exit 0; `search smith` and `search 5000` find users and lines with their
+/// partitions. Every segment of the console connection, both ways and handshakes
 /// included, is marked CS3 (captured on lo). A wrong password and a non-attendant exit 1.
 #[test]
 fn r19_ucm_console_shows_the_queue_and_answers_over_the_console_protocol_marked_cs3() {
@@ -666,6 +667,26 @@ fn r19_ucm_console_shows_the_queue_and_answers_over_the_console_protocol_marked_
         (&Value::from(false), &Value::from(404)),
         "{again}"
     );
+    // The directory: users and lines by name, with their partitions.
+    console.type_line("search smith");
+    let found = console.expect(5, "search results", |v| v["event"] == "search");
+    let results = found["results"].as_array().unwrap();
+    assert!(
+        results.iter().any(|e| e["kind"] == "user"
+            && e["userid"] == "jsmith"
+            && e["number"] == "10001"
+            && e["partition"] == "Internal_PT"),
+        "{found}"
+    );
+    assert!(
+        results
+            .iter()
+            .any(|e| e["kind"] == "line" && e["name"] == "Steve Smith" && e["number"] == "30271"),
+        "{found}"
+    );
+    console.type_line("search 5000");
+    let found = console.expect(5, "search by number", |v| v["event"] == "search");
+    assert_eq!(found["results"][0]["name"], "Reception", "{found}");
     console.type_line("transfer-everything now");
     let err = console.expect(5, "the error", |v| v["event"] == "error");
     assert!(

@@ -11,7 +11,9 @@
 //!   (without `call`: the oldest call waiting in the attendant's queues), answered with
 //!   `{"event":"answer","ok":true,"call","line","connected"}` once the attendant's phone
 //!   connected (or after 5 s with `connected` false), or `"ok":false` with the HTTP-like
-//!   `status` and `error` (409 taken, 404 not waiting ...). Anything else:
+//!   `status` and `error` (409 taken, 404 not waiting ...); `{"cmd":"search","text":..}`
+//!   (the directory: users and lines by name or number, with partitions; at most 50,
+//!   `more` when more matched), answered with `{"event":"search","results":[..]}`. Else:
 //!   `{"event":"error","error":..}`.
 //!
 //! Bounded: at most [`MAX_SESSIONS`] connections, [`MAX_PER_SOURCE`] from one source (the
@@ -427,6 +429,18 @@ async fn command<S: AsyncWrite + Unpin>(
     };
     match v.get("cmd").and_then(|c| c.as_str()) {
         Some("queues") => send_queues(svc, user, s).await,
+        Some("search") => {
+            let text = v.get("text").and_then(|t| t.as_str()).unwrap_or("");
+            let reply = match super::directory::valid_query(text) {
+                Ok(q) => {
+                    let (results, more) =
+                        super::directory::search(svc.node.cluster().definition(), q);
+                    serde_json::json!({"event": "search", "text": q, "results": results, "more": more})
+                }
+                Err(e) => serde_json::json!({"event": "error", "error": format!("search: {e}")}),
+            };
+            send(s, &reply).await
+        }
         Some("answer") => {
             let call = match v.get("call") {
                 Some(c) => match c.as_u64() {
@@ -486,7 +500,7 @@ async fn command<S: AsyncWrite + Unpin>(
         other => {
             send(
                 s,
-                &serde_json::json!({"event": "error", "error": format!("unknown command {:?} (commands: queues, answer)", other.unwrap_or(""))}),
+                &serde_json::json!({"event": "error", "error": format!("unknown command {:?} (commands: queues, answer, search)", other.unwrap_or(""))}),
             )
             .await
         }

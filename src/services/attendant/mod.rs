@@ -22,6 +22,7 @@
 
 pub mod check;
 pub mod console;
+pub mod directory;
 pub mod http;
 pub mod model;
 pub mod sizing;
