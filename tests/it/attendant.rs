@@ -934,3 +934,63 @@ fn r19_attendant_check_reports_the_sizing_rules_with_config_check_exit_codes() {
     let (code, _) = run(&["/nonexistent/cluster.yaml"]);
     assert_eq!(code, Some(2));
 }
+
+/// A PSTN call: SIPp's uac, as the gateway behind the demo's trunk PSTN-GW, calls the Queue
+/// DDI 5000; the call waits on a CT gateway device (SIPp hears ringing, no answer), Reception
+/// One answers it, her phone connects by itself and SIPp's call completes (200, ACK, BYE).
+#[test]
+fn r19_a_pstn_call_from_sipp_through_the_trunk_waits_in_the_queue_and_reaches_the_attendant() {
+    if !crate::sipp::sipp_available() {
+        crate::common::skip_or_fail("sipp is not installed (Debian package sip-tester)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let text = ucm::config::DEMO_YAML.replace(
+        r#"destinations: ["127.0.0.1:5090"]"#,
+        r#"destinations: ["127.0.19.70:5090"]"#,
+    );
+    assert_ne!(text, ucm::config::DEMO_YAML);
+    let cfg = write_file(dir.path(), "demo-pstn.yaml", &text);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let attendant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7A001", "--first-ip", "127.0.19.71"],
+    );
+    let sip = srv.addr("sip_udp").to_string();
+    let sipp = std::thread::spawn(move || {
+        let out = std::process::Command::new("sipp")
+            .args(["-sn", "uac", "-s", "5000", &sip, "-i", "127.0.19.70"])
+            .args(["-p", "5090", "-m", "1", "-nostdin"])
+            .args(["-timeout", "40s", "-recv_timeout", "30s"])
+            .current_dir(std::env::temp_dir())
+            .output()
+            .expect("run sipp uac");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        (out.status.code(), text)
+    });
+    let waiting = wait_waiting(http, 1);
+    assert_eq!(waiting[0]["device"], "AC_CTGW_1", "{waiting:?}");
+    assert_eq!(waiting[0]["calling"], "sipp", "{waiting:?}");
+    // Past the route point timeout it still waits.
+    std::thread::sleep(Duration::from_secs(6));
+    let call = wait_waiting(http, 1)[0]["call"].as_u64().unwrap();
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/answer"),
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains(r#""connected":true"#), "{body}");
+    let (code, text) = sipp.join().unwrap();
+    let tail = text.lines().rev().take(25).collect::<Vec<_>>().join("\n");
+    assert_eq!(code, Some(0), "SIPp's call did not complete:\n{tail}");
+    let s = wait_state(
+        attendant.http("SEP00036BC7A001"),
+        10,
+        "the call ended at Reception One's phone (SIPp hung up)",
+        |s| calls(s).iter().all(|c| c["state"] == "ended"),
+    );
+    assert_eq!(calls(&s)[0]["remote_number"], "sipp", "{s:#}");
+}
