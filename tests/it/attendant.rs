@@ -89,7 +89,8 @@ fn connected(s: &Value) -> Vec<Value> {
 /// time, still waiting after the route point timeout (5 s). Reception One answers the first:
 /// it rings on 10500 and connects by itself (the attendant's simulated phone runs without
 /// --auto-answer: the INVITE asked for it); Reception Two then gets the second. An answer
-/// for a call already taken, a stranger, a non-attendant and a bad call id are refused.
+/// for a call already taken, a stranger, a non-attendant and a bad call id are refused. The
+/// cluster status (`ucm status`) lists the waiting calls.
 #[test]
 fn r19_a_queue_ddi_call_waits_on_a_ct_gateway_device_and_connects_at_the_answering_attendant() {
     let srv = Server::start(&[]);
@@ -156,6 +157,22 @@ fn r19_a_queue_ddi_call_waits_on_a_ct_gateway_device_and_connects_at_the_answeri
     assert!(logs.contains("dn=5901"), "{logs}");
     // Reception Two sees the same queue.
     assert_eq!(reception(http, ("attendant2", "cisco")).len(), 2);
+    // The cluster status lists the waiting calls (`ucm status`, an application user).
+    let out = ucm()
+        .args(["status", "--json", "--user", "paging", "--server"])
+        .arg(format!("http://{http}"))
+        .env("UCM_PASSWORD", "paging")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let st: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rows = st["attendant_queues"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "{st:#}");
+    assert_eq!(
+        (&rows[0]["queue"], &rows[0]["calling"]),
+        (&Value::from("Reception"), &Value::from("10001")),
+        "{st:#}"
+    );
 
     // Past the route point timeout (5 s) the calls still wait, unanswered, no media.
     std::thread::sleep(Duration::from_secs(6));
