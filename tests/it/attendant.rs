@@ -1011,3 +1011,67 @@ fn r19_a_pstn_call_from_sipp_through_the_trunk_waits_in_the_queue_and_reaches_th
     );
     assert_eq!(calls(&s)[0]["remote_number"], "sipp", "{s:#}");
 }
+
+/// With no node running the attendant service, a call to the Queue DDI follows the DN's Call
+/// Forward No Answer at once (the seed's forward on CTI failure with a single server): it
+/// rings Reception One's line 10500, which then rings like any line (no automatic answer
+/// without the console server).
+#[test]
+fn r19_with_no_console_server_a_queue_ddi_call_follows_its_forwarding_to_a_phone() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = ucm::config::DEMO_YAML.replace(
+        "redirector, assistant, attendant, paging",
+        "redirector, assistant, paging",
+    );
+    assert_ne!(
+        text,
+        ucm::config::DEMO_YAML,
+        "the demo node's services changed"
+    );
+    let cfg = write_file(dir.path(), "demo-no-attendant.yaml", &text);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let phones = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B973",
+            "--device",
+            "SEP00036BC7A001",
+            "--first-ip",
+            "127.0.19.80",
+        ],
+    );
+    let (_, body) = push(
+        phones.http("SEP00036BC7B973"),
+        Some(("jsmith", "cisco")),
+        &["Dial:5000"],
+    );
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let s = wait_state(
+        phones.http("SEP00036BC7A001"),
+        15,
+        "Reception One's line rings",
+        |s| {
+            calls(s)
+                .iter()
+                .any(|c| c["state"] == "ringing" && c["line"] == "10500")
+        },
+    );
+    let c = calls(&s)
+        .into_iter()
+        .find(|c| c["state"] == "ringing")
+        .unwrap();
+    assert_eq!(c["remote_number"], "10001", "{c:#}");
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        connected(&state(phones.http("SEP00036BC7A001"))).is_empty(),
+        "answered by itself without the console server"
+    );
+    let (status, _) = api(
+        srv.addr("http"),
+        "GET",
+        "/ucm/attendant/queues",
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 404, "no node runs the service");
+}
