@@ -2,9 +2,11 @@
 //! passed, 1 a check failed, 2 usage, input or I/O error.
 
 mod assistant;
+mod attendant;
 mod client_args;
 mod cluster;
 mod config_cmd;
+mod console;
 mod db;
 mod dial;
 mod em;
@@ -78,6 +80,11 @@ enum Command {
     /// Unified CM Assistant: the Assistant Console client (TCP 2912).
     #[command(subcommand)]
     Assistant(assistant::Command),
+    /// An attendant console (Attendant Console): queues and events, commands on stdin.
+    Console(console::Args),
+    /// The Attendant Console server: its sizing rules.
+    #[command(subcommand)]
+    Attendant(attendant::Command),
     /// The live cluster: registered phones, active calls, EM logins, running pages, locked-out
     /// users (for an application user).
     Status(status::Args),
@@ -194,6 +201,8 @@ fn main() -> ExitCode {
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
             Command::Assistant(c) => assistant::run(c).await,
+            Command::Console(a) => console::run(a).await,
+            Command::Attendant(c) => attendant::run(c).await,
             Command::Status(a) => status::run(a).await,
             Command::Emcc(c) => emcc::run(c).await,
             Command::Completions { shell } => {

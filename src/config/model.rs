@@ -295,6 +295,9 @@ pub struct NodePorts {
     /// The Assistant Console on TCP (standard 2912), on a node running `assistant`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub assistant_console: Option<u16>,
+    /// The Attendant Console's console protocol (HTTPS + WebSocket; ucm's own: 8446).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attendant_console: Option<u16>,
 }
 
 impl NodePorts {

@@ -1734,6 +1734,11 @@ impl Ua {
         }
         .unwrap_or_else(|| format!("sip:{}", self.server_host()));
         let local_tag = self.tag();
+        // The server asked for an automatic answer (an attendant's phone).
+        let asked_auto = req.headers.get("Call-Info").is_some_and(|v| {
+            v.split(';')
+                .any(|p| p.trim() == crate::wire::sip::AUTO_ANSWER_CALL_INFO)
+        });
         let call = Call {
             id: call_id.clone(),
             direction: CallDirection::Inbound,
@@ -1789,8 +1794,8 @@ impl Ua {
             ports,
             out,
         );
-        if self.s.auto_answer {
-            if self.s.answer_delay.is_zero() {
+        if self.s.auto_answer || asked_auto {
+            if self.s.answer_delay.is_zero() || asked_auto {
                 if let Err(e) = self.answer_call(&call_id, now, ports, out) {
                     tracing::info!(device = %self.s.device, error = %e, "auto-answer failed");
                 }

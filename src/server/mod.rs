@@ -48,6 +48,8 @@ pub struct ListenOptions {
     /// The Assistant Console listener on TCP (standard 2912); left at the default and taken
     /// (a second node on the host), the node runs without it (with a warning).
     pub assistant_console_port: Option<u16>,
+    /// The Attendant Console's console protocol listener (a node running `attendant`).
+    pub attendant_console_port: Option<u16>,
 }
 
 impl Default for ListenOptions {
@@ -62,6 +64,7 @@ impl Default for ListenOptions {
             sips_port: None,
             snmp_port: None,
             assistant_console_port: None,
+            attendant_console_port: None,
         }
     }
 }
@@ -74,6 +77,7 @@ impl ListenOptions {
             "tftp" => self.tftp_port,
             "snmp" => self.snmp_port,
             "assistant_console" => self.assistant_console_port,
+            "attendant_console" => self.attendant_console_port,
             _ => None,
         }
     }

@@ -97,7 +97,7 @@ pub fn request_source() -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
-/// Runs `f` (a secret check outside HTTP: the Assistant Console's login) with `source` as
+/// Runs `f` (a secret check outside HTTP: the Assistant and Attendant consoles' logins) with `source` as
 /// [`request_source`], so it is throttled and remembered per source like a request.
 pub async fn with_source<F: std::future::Future>(source: IpAddr, f: F) -> F::Output {
     REQUEST_SOURCE.scope(source, f).await

@@ -303,6 +303,30 @@ impl CallControl {
         }
     }
 
+    /// Makes `device` answer calls to line `dn` by itself (or ring again). Best effort like
+    /// [`CallControl::notify_device`].
+    pub fn set_auto_answer(&self, device: &str, dn: &str, on: bool) {
+        let cmd = Command::AutoAnswer {
+            device: device.to_string(),
+            dn: dn.to_string(),
+            on,
+        };
+        let sub = Submission {
+            cmd,
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!(device, dn, "call control busy: auto-answer not set");
+        }
+    }
+
+    /// Keeps an offered call at its route point, unanswered, with no route point timeout
+    /// (until the service redirects, answers or rejects it, or the caller hangs up).
+    pub async fn keep(&self, call: u64) -> Result<(), CallError> {
+        done(self.ask(Command::Keep { call }).await?)
+    }
+
     /// Line-state changes from now on (ringing, connected, idle) for monitoring.
     pub fn subscribe(&self) -> broadcast::Receiver<LineEvent> {
         self.events.subscribe()

@@ -31,4 +31,4 @@ pub use transport::{StreamLimits, Transport};
 /// Methods this node accepts (the Allow header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, NOTIFY, REFER, INFO, UPDATE";
 
-pub use crate::wire::sip::SILENT_ALERT_INFO;
+pub use crate::wire::sip::{AUTO_ANSWER_CALL_INFO, SILENT_ALERT_INFO};

@@ -597,6 +597,7 @@ impl InProcessNode {
             sips_port: Some(0),
             snmp_port: Some(0),
             assistant_console_port: Some(0),
+            attendant_console_port: Some(0),
         };
         let listeners = ucm::server::Listeners::bind(&opts, &def, None).unwrap();
         let sip = listeners.ready("t").unwrap().get("sip_udp").unwrap();

@@ -101,6 +101,8 @@ impl Server {
             "0",
             "--assistant-console-port",
             "0",
+            "--attendant-console-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir.path())

@@ -4,6 +4,7 @@
 
 mod assistant;
 mod assistant_console;
+mod attendant;
 mod axl;
 mod bounded;
 mod callcontrol;

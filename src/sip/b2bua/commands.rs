@@ -102,6 +102,45 @@ impl B2bua {
                 }
                 None
             }
+            Command::AutoAnswer { device, dn, on } => {
+                if on {
+                    self.auto_answer.insert((device, dn));
+                } else {
+                    self.auto_answer.remove(&(device, dn));
+                }
+                None
+            }
+            Command::Keep { call } => {
+                let r = match self.calls.get_mut(&call) {
+                    None => Err(call_error(481, "no such call")),
+                    Some(c) if c.at_route_point.is_none() || c.state != CallState::Routing => {
+                        Err(call_error(409, "the call is not waiting at a route point"))
+                    }
+                    Some(c) => {
+                        if let Some(at) = c.no_answer_at.take() {
+                            self.timers.remove(&(at, call));
+                        }
+                        // The call alerts at the service's device: the caller hears ringback
+                        // (and may now CANCEL: RFC 3261 9.1 wants a provisional first).
+                        let ring = match (&c.a_invite, c.ringing_sent) {
+                            (Some(akey), false) => {
+                                c.ringing_sent = true;
+                                Some((
+                                    akey.clone(),
+                                    c.a_request.clone(),
+                                    c.legs[0].local_tag.clone(),
+                                ))
+                            }
+                            _ => None,
+                        };
+                        if let Some((akey, a_req, a_tag)) = ring {
+                            self.respond(&akey, &a_req, 180, Some(&a_tag), None, now, &mut out);
+                        }
+                        Ok(())
+                    }
+                };
+                Some(Reply::Done(r))
+            }
             Command::MakeCall {
                 device,
                 line,

@@ -165,9 +165,22 @@ pub enum Command {
         dn: String,
         on: bool,
     },
+    /// `device` answers calls to line `dn` by itself (`on`), or rings again: the INVITE asks
+    /// for it with [`AUTO_ANSWER_CALL_INFO`] (the Attendant Console's attendant phones, whose
+    /// calls connect without a key press). Not answered.
+    AutoAnswer {
+        device: String,
+        dn: String,
+        on: bool,
+    },
+    /// The service keeps an offered call at its route point, unanswered and without media,
+    /// for as long as it likes (an Attendant Console CT gateway device queueing it for the
+    /// attendants): the route point timeout no longer applies until the service redirects,
+    /// answers or rejects it. Answered with [`Reply::Done`].
+    Keep { call: u64 },
 }
 
-pub(crate) use crate::sip::SILENT_ALERT_INFO;
+pub(crate) use crate::sip::{AUTO_ANSWER_CALL_INFO, SILENT_ALERT_INFO};
 
 /// A call as the operator's view lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -424,6 +437,8 @@ pub struct B2bua {
     route_points: HashSet<String>,
     /// (device, line) pairs that ring silently ([`Command::SilentRing`]).
     silent_ring: HashSet<(String, String)>,
+    /// (device, dn) that answer by themselves ([`Command::AutoAnswer`]).
+    auto_answer: HashSet<(String, String)>,
     /// Route points served by another node's service, with that node (a service the
     /// cluster runs once, such as the Paging Server, on the node holding its lease).
     remote_route_points: HashMap<String, String>,
@@ -476,6 +491,7 @@ impl B2bua {
             orphans: HashMap::new(),
             route_points: HashSet::new(),
             silent_ring: HashSet::new(),
+            auto_answer: HashSet::new(),
             remote_route_points: HashMap::new(),
             nonces: super::digest::Nonces::new(nonce_secret),
             resolved: Arc::new(Resolved::new()),

@@ -527,13 +527,23 @@ impl B2bua {
                 Some(c) if !c.reached.is_empty() => c.reached.clone(),
                 _ => dn.0.clone(),
             };
-            if self.silent_ring.contains(&(device.clone(), dn.0.clone())) {
+            let key = (device.clone(), dn.0.clone());
+            let extra = if self.auto_answer.contains(&key) {
+                Some((
+                    "Call-Info",
+                    format!("<sip:{}>;{AUTO_ANSWER_CALL_INFO}", self.host),
+                ))
+            } else if self.silent_ring.contains(&key) {
+                Some(("Alert-Info", SILENT_ALERT_INFO.to_string()))
+            } else {
+                None
+            };
+            if extra.is_some() {
                 let presented = self
                     .calls
                     .get(&call)
                     .map(|c| (c.caller.number.clone(), c.caller.display.clone()))
                     .unwrap_or_default();
-                let extra = Some(("Alert-Info", SILENT_ALERT_INFO.to_string()));
                 self.fork_as(
                     call,
                     peer,
