@@ -1,9 +1,12 @@
 //! The `ucm` command: a thin clap layer over the library. Exit codes: 0 ok or all checks
 //! passed, 1 a check failed, 2 usage, input or I/O error.
 
+mod assistant;
+mod attendant;
 mod client_args;
 mod cluster;
 mod config_cmd;
+mod console;
 mod db;
 mod dial;
 mod em;
@@ -74,6 +77,14 @@ enum Command {
     Services(services::Command),
     /// Page a recipient group through the Paging Server, as a caller; list page reports.
     Page(page::Args),
+    /// Unified CM Assistant: the Assistant Console client (TCP 2912).
+    #[command(subcommand)]
+    Assistant(assistant::Command),
+    /// An attendant console (Attendant Console): queues and events, commands on stdin.
+    Console(console::Args),
+    /// The Attendant Console server: its sizing rules.
+    #[command(subcommand)]
+    Attendant(attendant::Command),
     /// The live cluster: registered phones, active calls, EM logins, running pages, locked-out
     /// users (for an application user).
     Status(status::Args),
@@ -189,6 +200,9 @@ fn main() -> ExitCode {
             Command::Dial(a) => dial::run(a).await,
             Command::Services(c) => services::run(c).await,
             Command::Page(a) => page::run(a).await,
+            Command::Assistant(c) => assistant::run(c).await,
+            Command::Console(a) => console::run(a).await,
+            Command::Attendant(c) => attendant::run(c).await,
             Command::Status(a) => status::run(a).await,
             Command::Emcc(c) => emcc::run(c).await,
             Command::Completions { shell } => {

@@ -43,6 +43,14 @@ pub struct Args {
     /// that needs privileges the node lacks or is taken, it runs without the agent.
     #[arg(long)]
     snmp_port: Option<u16>,
+    /// Assistant Console port on TCP (on a node running `assistant`). Default 2912; when that
+    /// is taken (another node on the host), the node runs without the console listener.
+    #[arg(long)]
+    assistant_console_port: Option<u16>,
+    /// Attendant Console port (HTTPS + WebSocket for the consoles, on a node running
+    /// `attendant`). Default 8446; when taken, the node runs without it.
+    #[arg(long)]
+    attendant_console_port: Option<u16>,
     /// SIP port for UDP and TCP. Default 5060.
     #[arg(long)]
     sip_port: Option<u16>,
@@ -194,6 +202,8 @@ pub async fn run(args: Args) -> Result<(), Failure> {
         sip_port: args.sip_port.or(ports.sip),
         sips_port: args.sips_port.or(ports.sips),
         snmp_port: args.snmp_port.or(ports.snmp),
+        assistant_console_port: args.assistant_console_port.or(ports.assistant_console),
+        attendant_console_port: args.attendant_console_port.or(ports.attendant_console),
     };
     let listeners = Listeners::bind(&opts, &def, args.node.as_deref())?;
     let ready = listeners.ready(&def.cluster.id)?;

@@ -1,6 +1,7 @@
 //! Clients of a cluster: what the commands that drive one speak, over the same wire formats a
 //! phone or a third-party application uses (so they work against Cisco Unified CM too).
 //!
+//! - [`assistant`]: the Assistant Console protocol on TCP 2912 (`ucm assistant console`)
 //! - [`em`]: the EM service API (`ucm em`)
 //! - [`webdialer`]: the WebDialer SOAP interface and the Redirector (`ucm dial`)
 //! - [`page`]: a caller paging a recipient group, as a phone of the cluster (`ucm page`)
@@ -13,6 +14,8 @@
 //! system's roots), labs (the node's own certificate as a CA file) and throwaway test beds
 //! (`--insecure`).
 
+pub mod assistant;
+pub mod console;
 pub mod em;
 pub mod emcc;
 pub mod lint;
@@ -112,13 +115,11 @@ pub fn http_client(opts: &ClientOptions) -> Result<reqwest::Client, ClientError>
     http_client_trusting(opts, &[])
 }
 
-/// [`http_client`] that also trusts `extra` certificates (a cluster's trust store: the other
-/// clusters' certificates imported by the certificate exchange), beside the CA file or the
-/// system's roots.
-pub fn http_client_trusting(
+/// The TLS settings of [`http_client_trusting`], for clients of other protocols.
+pub fn tls_client_config(
     opts: &ClientOptions,
     extra: &[rustls::pki_types::CertificateDer<'static>],
-) -> Result<reqwest::Client, ClientError> {
+) -> Result<rustls::ClientConfig, ClientError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -161,6 +162,17 @@ pub fn http_client_trusting(
         }
         builder.with_root_certificates(roots).with_no_client_auth()
     };
+    Ok(tls)
+}
+
+/// [`http_client`] that also trusts `extra` certificates (a cluster's trust store: the other
+/// clusters' certificates imported by the certificate exchange), beside the CA file or the
+/// system's roots.
+pub fn http_client_trusting(
+    opts: &ClientOptions,
+    extra: &[rustls::pki_types::CertificateDer<'static>],
+) -> Result<reqwest::Client, ClientError> {
+    let tls = tls_client_config(opts, extra)?;
     let mut b = reqwest::Client::builder()
         .use_preconfigured_tls(tls)
         .user_agent(concat!("ucm/", env!("CARGO_PKG_VERSION")))

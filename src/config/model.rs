@@ -265,6 +265,11 @@ pub struct Node {
     /// Listening ports; absent means the standard port, 0 any free port. Flags override them.
     #[serde(default, skip_serializing_if = "NodePorts::is_empty")]
     pub ports: NodePorts,
+    /// How the other nodes send calls to this node over the intra-cluster trunk: `udp` (the
+    /// default, to `ports.sip`), `tcp` (to `ports.sip`) or `tls` (to `ports.sips`, 5061 when
+    /// left out; the sender verifies the certificate this node stored in the database).
+    #[serde(default, skip_serializing_if = "SipTransport::is_udp")]
+    pub sip_transport: SipTransport,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -287,6 +292,12 @@ pub struct NodePorts {
     /// The SNMP agent on UDP (standard 161).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub snmp: Option<u16>,
+    /// The Assistant Console on TCP (standard 2912), on a node running `assistant`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assistant_console: Option<u16>,
+    /// The Attendant Console's console protocol (HTTPS + WebSocket; ucm's own: 8446).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attendant_console: Option<u16>,
 }
 
 impl NodePorts {
@@ -564,6 +575,12 @@ pub enum SipTransport {
     Udp,
     Tcp,
     Tls,
+}
+
+impl SipTransport {
+    pub fn is_udp(&self) -> bool {
+        *self == SipTransport::Udp
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

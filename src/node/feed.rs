@@ -42,6 +42,11 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
 /// The heartbeat's key for the devices on a call on the node (a JSON array of names).
 pub const BUSY_DEVICES: &str = "busy_devices";
+/// A `busy` announcement longer than this (bytes) says `?` instead of its list (PostgreSQL's
+/// NOTIFY payload is at most 8,000 bytes): the node's heartbeat carries the list then.
+const MAX_BUSY_PAYLOAD: usize = 7000;
+/// How long the busy announcer gathers line events before asking call control once.
+const BUSY_COALESCE: Duration = Duration::from_millis(5);
 /// How long the heartbeat waits for call control's busy devices (else it reports none).
 const BUSY_ASK_TIMEOUT: Duration = Duration::from_millis(300);
 /// How many recent propagation delays a node keeps for its p50/p99.
@@ -97,6 +102,17 @@ pub struct Feed {
     /// Made at start: this run of the node.
     pub instance: String,
     pub started_ms: i64,
+    /// The devices on a call at each other node, as their last `busy` announcements said.
+    busy: Mutex<std::collections::HashMap<String, BusyReport>>,
+}
+
+/// One node's devices on a call, as its last `busy` announcement said.
+#[derive(Debug, Clone)]
+struct BusyReport {
+    instance: String,
+    at_ms: i64,
+    /// `None`: too many to announce (its heartbeat has them).
+    devices: Option<std::collections::HashSet<String>>,
 }
 
 #[derive(Default)]
@@ -131,6 +147,29 @@ impl Feed {
                 rand::thread_rng().gen::<u32>()
             ),
             started_ms,
+            busy: Mutex::default(),
+        }
+    }
+
+    /// The devices on a call at node `node` (run `instance`), as the change feed last said:
+    /// `None` when it has said nothing of this run yet, or too many to announce (then its
+    /// heartbeat says).
+    pub fn busy_of(&self, node: &str, instance: &str) -> Option<std::collections::HashSet<String>> {
+        let g = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        g.get(node)
+            .filter(|r| r.instance == instance)
+            .and_then(|r| r.devices.clone())
+    }
+
+    /// Keeps a newer busy report of another node; whether it was newer.
+    fn learn_busy(&self, node: &str, report: BusyReport) -> bool {
+        let mut g = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        match g.get(node) {
+            Some(old) if old.instance == report.instance && old.at_ms > report.at_ms => false,
+            _ => {
+                g.insert(node.to_string(), report);
+                true
+            }
         }
     }
 
@@ -220,6 +259,14 @@ enum Change<'a> {
         device: String,
         line: String,
     },
+    /// The devices on a call at a node now: `busy <ms> <node> <instance> <d1,d2|-|?>` (`-`
+    /// none, `?` too many to announce).
+    Busy {
+        at_ms: i64,
+        node: &'a str,
+        instance: &'a str,
+        devices: Option<Vec<&'a str>>,
+    },
 }
 
 #[derive(serde::Deserialize)]
@@ -245,6 +292,24 @@ fn parse(payload: &str) -> Option<Change<'_>> {
             at_ms,
             row: serde_json::from_str(rest).ok()?,
         }),
+        "busy" => {
+            let mut it = rest.split(' ');
+            let (node, instance, list) = (it.next()?, it.next()?, it.next()?);
+            if it.next().is_some() || node.is_empty() || instance.is_empty() {
+                return None;
+            }
+            let devices = match list {
+                "?" => None,
+                "-" => Some(Vec::new()),
+                l => Some(l.split(',').filter(|d| !d.is_empty()).collect()),
+            };
+            Some(Change::Busy {
+                at_ms,
+                node,
+                instance,
+                devices,
+            })
+        }
         "regid" => {
             let id: RowId = serde_json::from_str(rest).ok()?;
             Some(Change::RegisteredId {
@@ -337,6 +402,13 @@ impl NodeState {
     /// Reads the definition, every service's state and the registrations once and applies
     /// what is newer.
     async fn resync(&self) -> Result<(), StoreError> {
+        // What other nodes announced of their busy devices may be stale now: their heartbeats
+        // say until their next announcement.
+        self.feed
+            .busy
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
         if let Some(d) = self.store.definition_digest().await? {
             self.reload_definition(&d).await?;
         }
@@ -393,6 +465,21 @@ impl NodeState {
             }
             Change::Unregistered { at_ms, row } => {
                 if self.registrar.forget(&row) {
+                    self.feed.record_lag(unix_ms() - at_ms);
+                }
+            }
+            Change::Busy {
+                at_ms,
+                node,
+                instance,
+                devices,
+            } => {
+                let report = BusyReport {
+                    instance: instance.to_string(),
+                    at_ms,
+                    devices: devices.map(|d| d.into_iter().map(str::to_string).collect()),
+                };
+                if node != self.node.name && self.feed.learn_busy(node, report) {
                     self.feed.record_lag(unix_ms() - at_ms);
                 }
             }
@@ -484,6 +571,111 @@ impl NodeState {
         }
     }
 
+    /// Announces this node's devices on a call on the change feed whenever they change
+    /// (PostgreSQL only): a line event (ringing, connected, idle) wakes it, it gathers the
+    /// events of [`BUSY_COALESCE`], asks call control once and announces the list if it
+    /// differs from the last. Other nodes (the Paging Server's `busy_phones: skip`) read it
+    /// at once instead of waiting for the heartbeat.
+    pub async fn run_busy_announcer(self: Arc<Self>) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let mut stop = self.stopping();
+        let mut events = self.call_control.subscribe();
+        let mut last: Option<Vec<String>> = None;
+        loop {
+            tokio::select! {
+                ev = events.recv() => {
+                    if matches!(ev, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
+                        return;
+                    }
+                }
+                _ = stop.changed() => return,
+            }
+            tokio::time::sleep(BUSY_COALESCE).await;
+            while events.try_recv().is_ok() {}
+            let Ok(Ok(busy)) =
+                tokio::time::timeout(BUSY_ASK_TIMEOUT, self.call_control.busy_devices()).await
+            else {
+                continue;
+            };
+            let mut busy: Vec<String> = busy.into_iter().collect();
+            busy.sort();
+            if last.as_ref() == Some(&busy) {
+                continue;
+            }
+            let list = if busy.is_empty() {
+                "-".to_string()
+            } else {
+                busy.join(",")
+            };
+            let list = if list.len() > MAX_BUSY_PAYLOAD || list.contains(' ') {
+                "?".to_string()
+            } else {
+                list
+            };
+            let payload = format!(
+                "busy {} {} {} {list}",
+                unix_ms(),
+                self.node.name,
+                self.feed.instance
+            );
+            match self.store.announce(CHANNEL, &payload).await {
+                Ok(()) => last = Some(busy),
+                Err(e) => tracing::debug!(error = %e, "busy devices not announced"),
+            }
+        }
+    }
+
+    /// Tells call control which nodes of the definition are down (no row, or a heartbeat older
+    /// than [`NODE_DOWN_AFTER`]), so dialogs through them are spliced past them. PostgreSQL
+    /// only; a database error says nothing (what was known stands).
+    async fn tell_nodes_down(&self) {
+        if self.store.backend() != Backend::Postgres {
+            return;
+        }
+        let Ok(rows) = self.store.nodes().await else {
+            return;
+        };
+        let now = unix_ms();
+        let up: std::collections::HashSet<&str> = rows
+            .iter()
+            .filter(|r| now - r.heartbeat_at <= NODE_DOWN_AFTER.as_millis() as i64)
+            .map(|r| r.name.as_str())
+            .collect();
+        let cluster = self.cluster();
+        if cluster
+            .nodes
+            .iter()
+            .any(|n| n.sip_transport == crate::config::model::SipTransport::Tls)
+        {
+            // The intra-cluster trunk over TLS trusts what the nodes stored.
+            if let Ok(certs) = self.store.node_certificates().await {
+                let purpose = crate::wire::certs::Purpose::CallManager.as_str();
+                let mut pems: Vec<String> = certs
+                    .into_iter()
+                    .filter(|c| c.purpose == purpose)
+                    .map(|c| c.pem)
+                    .collect();
+                pems.sort();
+                let n = pems.len();
+                if self.node_certs.set(pems) {
+                    tracing::info!(
+                        certificates = n,
+                        "intra-cluster trunk over TLS: the nodes' certificates changed"
+                    );
+                }
+            }
+        }
+        let down = cluster
+            .nodes
+            .iter()
+            .filter(|n| n.name != self.node.name && !up.contains(n.name.as_str()))
+            .map(|n| n.name.clone())
+            .collect();
+        self.call_control.set_nodes_down(down);
+    }
+
     /// Keeps the node's row in `cluster_nodes` alive until the node stops, then removes it.
     pub async fn run_heartbeat(self: Arc<Self>) {
         let mut stop = self.stopping();
@@ -507,6 +699,7 @@ impl NodeState {
             if let Err(e) = self.store.node_heartbeat(&self.node_row(busy)).await {
                 tracing::debug!(error = %e, "heartbeat not written");
             }
+            self.tell_nodes_down().await;
         }
         let _ = self
             .store

@@ -56,6 +56,9 @@ pub struct BoundAddrs {
     pub sips: Option<SocketAddr>,
 }
 
+/// The `cluster_meta` key of the secret that signs SIP dialog handles.
+pub const DIALOG_SECRET: &str = "sip_dialog_secret";
+
 /// What every part of a running node shares.
 pub struct NodeState {
     pub store: Store,
@@ -92,6 +95,11 @@ pub struct NodeState {
     pub live: live::Live,
     /// The registrar's database writer; awaited at shutdown so nothing queued is lost.
     registrar_writer: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The cluster's secret for SIP dialog handles (PostgreSQL only: see
+    /// `sip::b2bua::handoff`).
+    pub dialog_secret: Option<[u8; 32]>,
+    /// The nodes' SIP certificates (PEM), which the intra-cluster trunk over TLS trusts.
+    pub node_certs: Arc<crate::sip::NodeCerts>,
     /// What services share between their parts on this node, one value per type.
     shared: std::sync::Mutex<HashMap<TypeId, Arc<dyn Any + Send + Sync>>>,
 }
@@ -165,7 +173,13 @@ impl NodeState {
             crate::sip::registrar::Registrar::load(store.clone(), &node.name).await?;
         let (stop, _) = watch::channel(false);
         let digest = store.definition_digest().await?;
+        let dialog_secret = match store.backend() {
+            crate::store::Backend::Postgres => Some(store.cluster_secret(DIALOG_SECRET).await?),
+            crate::store::Backend::Sqlite => None,
+        };
         Ok(Arc::new(NodeState {
+            dialog_secret,
+            node_certs: Default::default(),
             feed: feed::Feed::new(digest),
             leases: Default::default(),
             live: live::Live::default(),
@@ -222,6 +236,8 @@ impl NodeState {
             data_dir: self.data_dir.clone(),
             metrics: self.metrics.sip.clone(),
             stop: self.stopping(),
+            dialog_secret: self.dialog_secret,
+            node_certs: self.node_certs.clone(),
         }
     }
 
@@ -292,6 +308,7 @@ pub fn this_node(def: &ClusterDefinition, name: Option<&str>) -> Result<Node, No
             services: NodeService::all(),
             bind: None,
             ports: Default::default(),
+            sip_transport: Default::default(),
         })),
     }
 }

@@ -1734,6 +1734,11 @@ impl Ua {
         }
         .unwrap_or_else(|| format!("sip:{}", self.server_host()));
         let local_tag = self.tag();
+        // The server asked for an automatic answer (an attendant's phone).
+        let asked_auto = req.headers.get("Call-Info").is_some_and(|v| {
+            v.split(';')
+                .any(|p| p.trim() == crate::wire::sip::AUTO_ANSWER_CALL_INFO)
+        });
         let call = Call {
             id: call_id.clone(),
             direction: CallDirection::Inbound,
@@ -1789,8 +1794,8 @@ impl Ua {
             ports,
             out,
         );
-        if self.s.auto_answer {
-            if self.s.answer_delay.is_zero() {
+        if self.s.auto_answer || asked_auto {
+            if self.s.answer_delay.is_zero() || asked_auto {
                 if let Err(e) = self.answer_call(&call_id, now, ports, out) {
                     tracing::info!(device = %self.s.device, error = %e, "auto-answer failed");
                 }
@@ -1897,6 +1902,16 @@ impl Ua {
             self.respond(&key, &req, 491, None, None, None, now, ports, out);
             return;
         }
+        // A target refresh (RFC 3261 12.2.2): the re-INVITE's Contact is where this dialog's
+        // requests go from now on (a node that took the call over names itself).
+        if let Ok(ContactList::Addrs(a)) = req.contacts() {
+            if let (Some(first), Some(c)) = (a.first(), self.calls.get_mut(id)) {
+                c.remote_target = first.uri.to_string();
+            }
+        }
+        let Some(c) = self.calls.get(id) else {
+            return;
+        };
         let (tag, line, port) = (c.local_tag.clone(), c.line.clone(), c.rtp_port);
         let local_sdp = c.local_sdp.clone();
         let contact = self.contact(&line);
@@ -2180,6 +2195,12 @@ impl Ua {
                 c.local_sdp = Some(sd.with_direction(dir));
             }
             return;
+        }
+        // A 2xx to a re-INVITE refreshes the remote target too (RFC 3261 12.2.1.2).
+        if let Ok(ContactList::Addrs(a)) = resp.contacts() {
+            if let Some(first) = a.first() {
+                c.remote_target = first.uri.to_string();
+            }
         }
         let held = c
             .local_sdp

@@ -45,6 +45,11 @@ pub struct ListenOptions {
     /// The SNMP agent on UDP. The standard port 161 needs root or CAP_NET_BIND_SERVICE; left
     /// at the default and not bindable, the node runs without the agent (with a warning).
     pub snmp_port: Option<u16>,
+    /// The Assistant Console listener on TCP (standard 2912); left at the default and taken
+    /// (a second node on the host), the node runs without it (with a warning).
+    pub assistant_console_port: Option<u16>,
+    /// The Attendant Console's console protocol listener (a node running `attendant`).
+    pub attendant_console_port: Option<u16>,
 }
 
 impl Default for ListenOptions {
@@ -58,6 +63,8 @@ impl Default for ListenOptions {
             sip_port: None,
             sips_port: None,
             snmp_port: None,
+            assistant_console_port: None,
+            attendant_console_port: None,
         }
     }
 }
@@ -69,6 +76,8 @@ impl ListenOptions {
             "tftp_http" => self.tftp_http_port,
             "tftp" => self.tftp_port,
             "snmp" => self.snmp_port,
+            "assistant_console" => self.assistant_console_port,
+            "attendant_console" => self.attendant_console_port,
             _ => None,
         }
     }
@@ -403,6 +412,7 @@ pub async fn run(
     ));
     tasks.spawn(state.clone().run_feed());
     tasks.spawn(state.clone().run_heartbeat());
+    tasks.spawn(state.clone().run_busy_announcer());
     tasks.spawn(state.clone().run_leases());
     if let Some(sip_l) = node.sip {
         let sip = crate::sip::SipServer::with_limits(Arc::new(state.sip_node()), node.sip_limits);

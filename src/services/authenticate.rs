@@ -97,6 +97,12 @@ pub fn request_source() -> IpAddr {
         .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
 }
 
+/// Runs `f` (a secret check outside HTTP: the Assistant and Attendant consoles' logins) with `source` as
+/// [`request_source`], so it is throttled and remembered per source like a request.
+pub async fn with_source<F: std::future::Future>(source: IpAddr, f: F) -> F::Output {
+    REQUEST_SOURCE.scope(source, f).await
+}
+
 /// Middleware: runs the request with its TCP peer's address as [`request_source`], so that
 /// every secret check (authentication URL, EM, WebDialer, HTTP Basic) is throttled and its
 /// failures remembered per source.

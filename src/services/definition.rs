@@ -234,7 +234,7 @@ paging:
             let m = &errs[0].message;
             assert!(m.contains(&format!("unknown field `{}`", field.rsplit('.').next().unwrap())), "{m}");
             let known: &[&str] = if field == "pagingg" {
-                &["cluster", "route_points, emcc, paging, assistant, snmp, end_users"]
+                &["cluster", "route_points, emcc, paging, assistant, attendant, snmp, end_users"]
             } else {
                 &["call_manager, extension_mobility, webdialer, phone_services"]
             };

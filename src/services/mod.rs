@@ -17,6 +17,7 @@
 //! line in [`ALL`].
 
 pub mod assistant;
+pub mod attendant;
 pub mod authenticate;
 pub mod axl;
 pub mod definition;
@@ -57,6 +58,7 @@ pub const ALL: &[ServiceSpec] = &[
     phone_services::SERVICE,
     paging::SERVICE,
     assistant::SERVICE,
+    attendant::SERVICE,
     snmp::SERVICE,
     axl::SERVICE,
 ];

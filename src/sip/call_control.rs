@@ -178,6 +178,20 @@ impl CallControl {
         }
     }
 
+    /// Tells call control which nodes of the cluster are down now (replacing what it knew):
+    /// dialogs through them are spliced past them. Best effort like
+    /// [`CallControl::set_remote_route_points`] (the heartbeat says it again each second).
+    pub fn set_nodes_down(&self, names: HashSet<String>) {
+        let sub = Submission {
+            cmd: Command::NodesDown { names },
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::debug!("call control busy or stopped: nodes down not updated");
+        }
+    }
+
     /// Redirects an offered, unanswered call to `destination` without answering it.
     pub async fn redirect(&self, call: u64, destination: &str) -> Result<(), CallError> {
         let cmd = Command::Redirect {
@@ -287,6 +301,30 @@ impl CallControl {
         if self.commands.try_send(sub).is_err() {
             tracing::warn!(device, dn, "call control busy: silent ring not set");
         }
+    }
+
+    /// Makes `device` answer calls to line `dn` by itself (or ring again). Best effort like
+    /// [`CallControl::notify_device`].
+    pub fn set_auto_answer(&self, device: &str, dn: &str, on: bool) {
+        let cmd = Command::AutoAnswer {
+            device: device.to_string(),
+            dn: dn.to_string(),
+            on,
+        };
+        let sub = Submission {
+            cmd,
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!(device, dn, "call control busy: auto-answer not set");
+        }
+    }
+
+    /// Keeps an offered call at its route point, unanswered, with no route point timeout
+    /// (until the service redirects, answers or rejects it, or the caller hangs up).
+    pub async fn keep(&self, call: u64) -> Result<(), CallError> {
+        done(self.ask(Command::Keep { call }).await?)
     }
 
     /// Line-state changes from now on (ringing, connected, idle) for monitoring.

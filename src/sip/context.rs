@@ -24,6 +24,34 @@ pub struct SipNode {
     pub data_dir: PathBuf,
     pub metrics: Arc<SipMetrics>,
     pub stop: watch::Receiver<bool>,
+    /// The cluster's secret for dialog handles (PostgreSQL clusters; see
+    /// `sip::b2bua::handoff`), none on a single node.
+    pub dialog_secret: Option<[u8; 32]>,
+    /// The cluster's nodes' SIP certificates, for the intra-cluster trunk over TLS.
+    pub node_certs: Arc<NodeCerts>,
+}
+
+/// The certificates (PEM) the nodes of the cluster present for SIP over TLS, as the node core
+/// last read them from the database, with a version that moves when they change.
+#[derive(Default)]
+pub struct NodeCerts(std::sync::RwLock<(u64, Vec<String>)>);
+
+impl NodeCerts {
+    /// Replaces the certificates (sorted by the caller); the version moves if they changed
+    /// (and says so).
+    pub fn set(&self, pems: Vec<String>) -> bool {
+        let mut g = self.0.write().unwrap_or_else(|p| p.into_inner());
+        if g.1 == pems {
+            return false;
+        }
+        g.0 += 1;
+        g.1 = pems;
+        true
+    }
+
+    pub fn get(&self) -> (u64, Vec<String>) {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
 }
 
 impl SipNode {

@@ -24,11 +24,11 @@ pub use crate::wire::sdp;
 pub use crate::wire::sip as message;
 
 pub use call_control::CallControl;
-pub use context::{SipMetrics, SipNode};
+pub use context::{NodeCerts, SipMetrics, SipNode};
 pub use server::SipServer;
 pub use transport::{StreamLimits, Transport};
 
 /// Methods this node accepts (the Allow header).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, NOTIFY, REFER, INFO, UPDATE";
 
-pub use crate::wire::sip::SILENT_ALERT_INFO;
+pub use crate::wire::sip::{AUTO_ANSWER_CALL_INFO, SILENT_ALERT_INFO};

@@ -429,6 +429,9 @@ impl SipServer {
         let mut core =
             b2bua::B2bua::new(self.state.sip_host.clone(), rand::random(), rand::random());
         core.set_tls_host(self.state.sips_host.clone());
+        if let Some(secret) = self.state.dialog_secret {
+            core.set_dialog_secret(secret);
+        }
         let mut links = Links::default();
         // Trunk names are resolved before the first call is routed, then kept fresh.
         let table = self.resolve_trunks(&self.state.cluster()).await;
@@ -551,7 +554,14 @@ impl SipServer {
     /// is for the core.
     async fn resolve_trunks(&self, cluster: &crate::cluster::Cluster) -> Arc<b2bua::Resolved> {
         let node_cert = self.state.data_dir.join(crate::net::tls::CERT_FILE);
-        let t = trunks::resolve(cluster, &node_cert).await;
+        let (_, node_certs) = self.state.node_certs.get();
+        let t = trunks::resolve(cluster, &node_cert, &node_certs).await;
+        if !node_certs.is_empty() {
+            tracing::info!(
+                certificates = node_certs.len(),
+                "intra-cluster trunk over TLS: trusting the nodes' certificates"
+            );
+        }
         for (dest, r) in t.resolved.iter() {
             match r {
                 Ok(addrs) => {
@@ -577,6 +587,7 @@ impl SipServer {
         mut stop: watch::Receiver<bool>,
     ) {
         let mut seen = self.state.cluster();
+        let mut certs_seen = self.state.node_certs.get().0;
         let mut last = tokio::time::Instant::now();
         loop {
             tokio::select! {
@@ -584,10 +595,12 @@ impl SipServer {
                 _ = stop.changed() => return,
             }
             let now = self.state.cluster();
-            if Arc::ptr_eq(&now, &seen) && last.elapsed() < trunks::REFRESH {
+            let certs = self.state.node_certs.get().0;
+            if Arc::ptr_eq(&now, &seen) && certs == certs_seen && last.elapsed() < trunks::REFRESH {
                 continue;
             }
             seen = now;
+            certs_seen = certs;
             last = tokio::time::Instant::now();
             let table = self.resolve_trunks(&seen).await;
             if tables.send(table).await.is_err() {

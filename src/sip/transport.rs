@@ -181,9 +181,18 @@ impl SipServer {
                 this.report_failure(&b, &why);
             }
         };
+        // From the node's own address when it binds one: another node's intra-cluster trunk
+        // trusts requests by their source address.
+        let local = self
+            .shared
+            .udp
+            .get()
+            .and_then(|s| s.local_addr().ok())
+            .filter(|a| !a.ip().is_unspecified() && a.is_ipv4() == to.is_ipv4())
+            .map(|a| SocketAddr::new(a.ip(), 0));
         let stream = match tokio::time::timeout(
             CONNECT_TIMEOUT,
-            crate::net::connect_tcp(to, None, dscp),
+            crate::net::connect_tcp(to, local, dscp),
         )
         .await
         {

@@ -51,7 +51,9 @@ pub fn host_of(dest: &str) -> &str {
 /// Resolves every name among the trunks' destinations (at most [`MAX_NAMES`], each within
 /// [`LOOKUP_TIMEOUT`], all at once) and builds the TLS targets. `node_cert` is this node's
 /// certificate file, trusted by TLS trunks without `tls_ca`.
-pub async fn resolve(cluster: &Cluster, node_cert: &Path) -> TrunkTable {
+/// `node_certs`: the cluster's nodes' certificates (PEM), trusted for the intra-cluster
+/// trunk to nodes reached over TLS (`nodes[].sip_transport: tls`).
+pub async fn resolve(cluster: &Cluster, node_cert: &Path, node_certs: &[String]) -> TrunkTable {
     let mut names: Vec<String> = cluster
         .sip_trunks
         .iter()
@@ -100,7 +102,8 @@ pub async fn resolve(cluster: &Cluster, node_cert: &Path) -> TrunkTable {
             resolved.insert(name, r);
         }
     }
-    let tls = tls_targets(cluster, &resolved, node_cert).await;
+    let mut tls = tls_targets(cluster, &resolved, node_cert).await;
+    node_tls_targets(cluster, node_certs, &mut tls);
     TrunkTable {
         resolved: Arc::new(resolved),
         tls: Arc::new(tls),
@@ -140,6 +143,52 @@ async fn tls_targets(
         }
     }
     out
+}
+
+/// The intra-cluster trunk's TLS targets: each node reached over TLS, verified against the
+/// certificates the cluster's nodes stored (and nothing else), by its address.
+fn node_tls_targets(
+    cluster: &Cluster,
+    node_certs: &[String],
+    out: &mut HashMap<SocketAddr, TlsTarget>,
+) {
+    let nodes: Vec<_> = cluster
+        .nodes
+        .iter()
+        .filter(|n| n.sip_transport == SipTransport::Tls)
+        .collect();
+    if nodes.is_empty() {
+        return;
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    for pem in node_certs {
+        for cert in rustls_pemfile::certs(&mut pem.as_bytes()).flatten() {
+            let _ = roots.add(cert);
+        }
+    }
+    let config = if roots.is_empty() {
+        Err("no node certificate is stored yet".to_string())
+    } else {
+        rustls::ClientConfig::builder_with_provider(crate::net::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map(|b| Arc::new(b.with_root_certificates(roots).with_no_client_auth()))
+            .map_err(|e| e.to_string())
+    };
+    for n in nodes {
+        let Ok(peer) = b2bua::intra::node_peer(n) else {
+            continue;
+        };
+        let host = n.address.trim_matches(['[', ']']).to_string();
+        out.insert(
+            peer.addr,
+            TlsTarget {
+                trunk: format!("intra-cluster trunk to {}", n.name),
+                server_name: ServerName::try_from(host.clone())
+                    .map_err(|e| format!("{host:?} is not a TLS server name: {e}")),
+                config: config.clone(),
+            },
+        );
+    }
 }
 
 /// The system's trust store, read once (it does not change while the node runs).

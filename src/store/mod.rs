@@ -295,6 +295,34 @@ impl Store {
         })
     }
 
+    /// The cluster's shared secret named `key` (hex of 32 random bytes), made by whichever node
+    /// asks first: concurrent first asks race on the primary key and every node reads the one
+    /// row that won. Signs what one node hands out and any other node must trust (the SIP
+    /// dialog handles of `sip::b2bua::handoff`). Anyone who can read the database owns the
+    /// cluster anyway; the secret never leaves it otherwise.
+    pub async fn cluster_secret(&self, key: &str) -> Result<[u8; 32], StoreError> {
+        let fresh: [u8; 32] = rand::random();
+        sqlx::query(
+            "INSERT INTO cluster_meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(key)
+        .bind(hex::encode(fresh))
+        .execute(&self.pool)
+        .await?;
+        let stored = self.meta(key).await?.unwrap_or_default();
+        let mut out = [0u8; 32];
+        match hex::decode(stored.trim()) {
+            Ok(b) if b.len() == 32 => out.copy_from_slice(&b),
+            _ => {
+                return Err(StoreError::Corrupt {
+                    kind: format!("cluster_meta {key}"),
+                    reason: "not 32 bytes of hex".into(),
+                })
+            }
+        }
+        Ok(out)
+    }
+
     /// Replaces the stored definition with `def` in one transaction. Secrets must already be
     /// hashed (see `config::hash_secrets`). Runtime state is left as it is.
     pub async fn import(

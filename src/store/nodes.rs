@@ -59,6 +59,20 @@ impl Store {
         Ok(())
     }
 
+    /// Announces `payload` on the change feed's channel (PostgreSQL; nothing on SQLite, which
+    /// has one node): for what nodes tell each other without a table behind it.
+    pub async fn announce(&self, channel: &str, payload: &str) -> Result<(), StoreError> {
+        if self.backend() != Backend::Postgres {
+            return Ok(());
+        }
+        sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(channel)
+            .bind(payload)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// Every node row.
     pub async fn nodes(&self) -> Result<Vec<NodeRow>, StoreError> {
         let rows = sqlx::query(

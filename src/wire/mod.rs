@@ -19,5 +19,6 @@ pub mod emcc;
 pub mod sdp;
 pub mod sip;
 pub mod soap;
+pub mod websocket;
 pub mod xml;
 pub mod yaml;

@@ -693,7 +693,7 @@ fn r18_config_check_refuses_mixed_modes_and_limits_past_the_parameters() {
 
 /// The demo with a second assistant for Manager One (assistant3, phone SEP00036BC7C005, proxy
 /// line 39002) and RNA forwarding on with a 1 s RNA Timeout.
-fn demo_with_rna_forwarding(dir: &std::path::Path) -> std::path::PathBuf {
+pub fn demo_with_rna_forwarding(dir: &std::path::Path) -> std::path::PathBuf {
     let demo = ucm::config::DEMO_YAML;
     let text = demo
         .replace(

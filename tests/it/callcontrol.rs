@@ -155,6 +155,14 @@ impl TestPhone {
         p
     }
 
+    /// Registers again, with `server` from now on (a phone failing over to another node).
+    pub async fn reregister(&mut self, mac: &str, server: SocketAddr, cseq: u32) {
+        self.server = server;
+        let msg = register(self.local, server, &self.dn, mac, 3600, cseq);
+        let ok = exchange(&self.sock, server, &msg).await;
+        assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+    }
+
     pub async fn send(&self, msg: &SipMessage) {
         self.sock
             .send_to(&msg.to_bytes(), self.server)
@@ -588,6 +596,8 @@ impl InProcessNode {
             sip_port: Some(0),
             sips_port: Some(0),
             snmp_port: Some(0),
+            assistant_console_port: Some(0),
+            attendant_console_port: Some(0),
         };
         let listeners = ucm::server::Listeners::bind(&opts, &def, None).unwrap();
         let sip = listeners.ready("t").unwrap().get("sip_udp").unwrap();

@@ -294,7 +294,7 @@ fn load_definition(dir: &Path) -> std::path::PathBuf {
             &format!("    description: Lab phone {i}\n    em_enabled: true\n"),
         );
         profiles.push_str(&format!(
-            "  - name: emuser{i}-udp\n    model: Cisco 7841\n    lines:\n      - {{dn: \"2000{i}\", partition: Internal_PT}}\n"
+            "  - name: emuser{i}-udp\n    model: Cisco 7841\n    lines:\n      - {{dn: \"2000{i}\", partition: Internal_PT}}\n    speed_dials:\n      - {{number: \"1000{i}\", label: \"EM emuser{i}\"}}\n"
         ));
         users.push_str(&format!(
             "  - userid: emuser{i}\n    last_name: Load{i}\n    password: cisco\n    pin: \"12345\"\n    device_profiles: [emuser{i}-udp]\n    default_profile: emuser{i}-udp\n"
@@ -666,6 +666,11 @@ impl Drop for Haproxy {
 }
 
 fn haproxy(backends: &[SocketAddr]) -> Haproxy {
+    haproxy_checking(backends, "/healthz")
+}
+
+/// HAProxy in front of `backends`, health-checking each with `GET check`.
+fn haproxy_checking(backends: &[SocketAddr], check: &str) -> Haproxy {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -681,7 +686,7 @@ fn haproxy(backends: &[SocketAddr]) -> Haproxy {
     // Retries only when the connection to a node failed (the request never reached it); a
     // request a node may have carried out is never sent twice.
     let cfg = format!(
-        "global\n    maxconn 256\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch\n    retry-on conn-failure\nfrontend em\n    bind {addr}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    option httpchk GET /healthz\n    http-check expect status 200\n{servers}"
+        "global\n    maxconn 256\ndefaults\n    mode http\n    timeout connect 1s\n    timeout client 10s\n    timeout server 10s\n    retries 3\n    option redispatch\n    retry-on conn-failure\nfrontend em\n    bind {addr}\n    default_backend nodes\nbackend nodes\n    balance roundrobin\n    option httpchk GET {check}\n    http-check expect status 200\n{servers}"
     );
     let path = dir.path().join("haproxy.cfg");
     std::fs::write(&path, cfg).unwrap();
@@ -733,6 +738,14 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
         let mut sub1 = Some(sub1);
         let sub2 = node(&def, &url, "ucm-sub2");
         let lb = haproxy(&[sub1.as_ref().unwrap().addr("http"), sub2.addr("http")]);
+        // The phones' configuration files (TFTP over HTTP) behind HAProxy too.
+        let tftp_lb = haproxy_checking(
+            &[
+                sub1.as_ref().unwrap().addr("tftp_http"),
+                sub2.addr("tftp_http"),
+            ],
+            "/ConfigFileCacheList.txt",
+        );
         let done = Arc::new(AtomicUsize::new(0));
         let after_kill = Arc::new(AtomicUsize::new(0));
         let killed = Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -798,12 +811,31 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
             .iter()
             .map(|r| em_post(h2, &query_xml(&r.0)))
             .collect();
-        drop(lb);
-        (results, answers, carried_on, sub2, sub1)
+        // Each device's configuration file as phones get it through HAProxy, and as the
+        // surviving node serves it itself: the same file.
+        let t2 = sub2.addr("tftp_http");
+        let files: Vec<String> = results
+            .iter()
+            .map(|r| {
+                let path = format!("/{}.cnf.xml", r.0);
+                let (st, _, via_lb) = crate::common::http_get(tftp_lb.addr, &path);
+                assert_eq!(st, 200, "{path} through HAProxy");
+                let (st, _, own) = crate::common::http_get(t2, &path);
+                assert_eq!(st, 200, "{path} from ucm-sub2");
+                assert_eq!(
+                    String::from_utf8_lossy(&via_lb),
+                    String::from_utf8_lossy(&own),
+                    "{path}: HAProxy's and the node's own differ"
+                );
+                String::from_utf8(own).unwrap()
+            })
+            .collect();
+        drop((lb, tftp_lb));
+        (results, answers, files, carried_on, sub2, sub1)
     })
     .await
     .unwrap();
-    let (results, answers, carried_on, sub2, _sub1) = outcome;
+    let (results, answers, files, carried_on, sub2, _sub1) = outcome;
     assert!(
         carried_on >= LOAD_WORKERS * 20,
         "the load carried on through the other node: {carried_on} acknowledged after the kill"
@@ -811,7 +843,9 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
     let mut c = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
         .await
         .unwrap();
-    for ((device, user, acked, unknown, failed), answer) in results.iter().zip(&answers) {
+    for (((device, user, acked, unknown, failed), answer), file) in
+        results.iter().zip(&answers).zip(&files)
+    {
         let stored: Option<(String,)> =
             sqlx::query_as("SELECT userid FROM em_logins WHERE device = $1")
                 .bind(device)
@@ -819,13 +853,27 @@ async fn r16_haproxy_in_front_of_two_em_nodes_loses_no_acknowledged_login_when_o
                 .await
                 .unwrap();
         let stored = stored.map(|s| s.0);
-        // The database and the surviving node agree.
+        // The database, the surviving node's EM answer and the configuration file phones
+        // get through HAProxy agree: the login's profile (its speed dial "EM <user>") is in
+        // the file exactly when the database holds the login.
         match &stored {
-            Some(u) => assert!(
-                answer.contains(&format!("<userID>{u}</userID>")),
-                "{answer}"
-            ),
-            None => assert!(answer.contains("<none/>"), "{device}: {answer}"),
+            Some(u) => {
+                assert!(
+                    answer.contains(&format!("<userID>{u}</userID>")),
+                    "{answer}"
+                );
+                assert!(
+                    file.contains(&format!("<featureLabel>EM {u}</featureLabel>")),
+                    "{device}: logged in as {u}, its file lacks the profile:\n{file}"
+                );
+            }
+            None => {
+                assert!(answer.contains("<none/>"), "{device}: {answer}");
+                assert!(
+                    !file.contains("<featureLabel>EM "),
+                    "{device}: nobody logged in, its file has a profile:\n{file}"
+                );
+            }
         }
         // No acknowledged state lost: unless a later request's outcome is unknown, the
         // database holds what was last acknowledged.
@@ -1157,8 +1205,14 @@ async fn r16_a_phone_fails_over_when_its_node_is_killed_keeps_its_call_and_falls
 /// Makes the phone at `phone` dial `number` the way a server does (a pushed `Dial:`, with its
 /// owner's credentials).
 fn push_dial(phone: SocketAddr, number: &str) {
+    push_url(phone, &format!("Dial:{number}"));
+}
+
+/// Pushes an Execute of `url` (`Dial:10002`, `Key:Hold`) to the phone at `phone`, with its
+/// owner's credentials.
+fn push_url(phone: SocketAddr, url: &str) {
     let xml = format!(
-        "<CiscoIPPhoneExecute><ExecuteItem Priority=\"0\" URL=\"Dial:{number}\"/></CiscoIPPhoneExecute>"
+        "<CiscoIPPhoneExecute><ExecuteItem Priority=\"0\" URL=\"{url}\"/></CiscoIPPhoneExecute>"
     );
     let body = format!("XML={}", form_encode(&xml));
     let auth = ucm::wire::codec::base64_encode(b"jsmith:cisco");
@@ -1173,7 +1227,7 @@ fn push_dial(phone: SocketAddr, number: &str) {
     let mut raw = Vec::new();
     s.read_to_end(&mut raw).unwrap();
     let body = String::from_utf8_lossy(&split_http(&raw).2).to_string();
-    assert!(body.contains("Status=\"0\""), "Dial:{number}: {body}");
+    assert!(body.contains("Status=\"0\""), "{url}: {body}");
 }
 
 /// POSTs the Redirector's login form to `http`: (status, Location).
@@ -1306,20 +1360,24 @@ fn call_definition(dir: &Path, net: u8, shared: bool) -> std::path::PathBuf {
 
 /// Starts node `name` of `def` with SIP on the definition's port (5060 on its own address).
 fn sip_node(def: &Path, db: &str, name: &str) -> Server {
+    sip_node_sips(def, db, name, false)
+}
+
+/// As [`sip_node`]; with `sips`, SIP over TLS on the definition's port too (5061 on its own
+/// address) rather than any free one.
+fn sip_node_sips(def: &Path, db: &str, name: &str, sips: bool) -> Server {
     let data_dir = tempfile::tempdir().unwrap();
     let mut cmd = ucm();
     cmd.args(["serve", "--config"])
         .arg(def)
         .args(["--db", db, "--node", name])
         .args(["--http-port", "0", "--https-port", "0"])
-        .args([
-            "--tftp-http-port",
-            "0",
-            "--tftp-port",
-            "0",
-            "--sips-port",
-            "0",
-        ])
+        .args(["--tftp-http-port", "0", "--tftp-port", "0"])
+        .args(if sips {
+            &[][..]
+        } else {
+            &["--sips-port", "0"][..]
+        })
         .arg("--data-dir")
         .arg(data_dir.path())
         .env("UCM_LOG", "info,ucm::sip=debug");
@@ -2306,8 +2364,20 @@ async fn r16_phones_of_a_page_whose_node_is_killed_are_told_to_stop_by_the_stand
             std::thread::sleep(Duration::from_millis(100));
         }
         assert!(sub1.logs().contains("told RTPRx:Stop"));
-        // The caller hangs up; ucm-sub1 pages on its own now.
-        hang_up(&sim, &HQ);
+        // The caller is not left in a dead call: ucm-sub1, whose call it was, releases it once
+        // it sees ucm-pub down (the BYE says why).
+        let s = crate::phone::wait_state(sim.http(HQ.pager), 15, "the page call released", |s| {
+            crate::phone::calls(s)
+                .iter()
+                .any(|c| c["call_id"] == call_id.as_str() && c["state"] == "ended")
+        });
+        let ended = crate::phone::calls(&s)
+            .into_iter()
+            .find(|c| c["call_id"] == call_id.as_str())
+            .unwrap();
+        assert_eq!(ended["end_reason"], "remote hangup", "{ended:#}");
+        sub1.wait_for_log("call released: the node serving its other side is down");
+        // ucm-sub1 pages on its own now.
         let call_id = start_page(&sim, &HQ);
         hang_up(&sim, &HQ);
         all_left(&sim, &HQ);
@@ -2323,9 +2393,10 @@ async fn r16_phones_of_a_page_whose_node_is_killed_are_told_to_stop_by_the_stand
 
 /// A phone in a call that runs through other nodes than the Paging Server's is busy all the
 /// same: Steve Smith's phone (on ucm-sub2) calls Lab phone 1 (on ucm-sub1), then John's phone
-/// pages demo-all on ucm-pub, which learns the other nodes' busy phones from their heartbeats.
-/// Lab phone 1 is skipped and reported busy (the default `busy_phones: skip`), the other lab
-/// phones are paged.
+/// pages demo-all on ucm-pub at once, which learns the other nodes' busy phones from the
+/// change feed (`busy` announcements). Lab phone 1 is skipped and reported busy (the default
+/// `busy_phones: skip`), the other lab phones are paged. Once the call ends, a page right
+/// after reaches Lab phone 1 too.
 #[tokio::test]
 async fn r16_a_phone_on_a_call_on_other_nodes_is_not_paged() {
     let Some(db) = PgDb::create().await else {
@@ -2383,20 +2454,10 @@ async fn r16_a_phone_on_a_call_on_other_nodes_is_not_paged() {
                     .any(|c| c["state"] == "connected")
             });
         }
-        // Its nodes' heartbeats say so (within a heartbeat, bounded here).
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let rows = busy_rows(&url);
-            if rows.contains(&format!("\"{lab1}\"")) {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no node reported {lab1} busy: {rows}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        // John pages demo-all on ucm-pub: the other three join, Lab phone 1 is left out.
+        // John pages demo-all on ucm-pub at once (the call's nodes announce their busy
+        // devices on the change feed, not only in their next heartbeat): the other three
+        // join, Lab phone 1 is left out.
+        let heartbeats_knew = busy_rows(&url).contains(&format!("\"{lab1}\""));
         let caller = sim.http(HQ.pager);
         let (_, body) = crate::phone::push(caller, Some(HQ.owner), &["Dial:7000"]);
         assert!(body.contains(r#"Status="0""#), "{body}");
@@ -2430,6 +2491,27 @@ async fn r16_a_phone_on_a_call_on_other_nodes_is_not_paged() {
         for d in &HQ.paged[1..] {
             assert_eq!(outcome(d).as_deref(), Some("joined"), "{d}: {r:#}");
         }
+        eprintln!("the heartbeats already listed {lab1} when the page started: {heartbeats_knew}");
+        // Steve hangs up, and John pages again at once: Lab phone 1 is free and joins (its
+        // node's last heartbeat, up to a second old, may still list it busy; the feed says
+        // it is not).
+        let (_, body) = crate::phone::push(steve, Some(BRANCH.owner), &["Key:Onhook"]);
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        crate::phone::wait_state(sim.http(lab1), 15, "off the call", |s| {
+            crate::phone::calls(s).iter().all(|c| c["state"] == "ended")
+        });
+        let stale = busy_rows(&url).contains(&format!("\"{lab1}\""));
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        let r = crate::paging::report_for(&sub1, &call_id);
+        let joined = r["phones"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["outcome"] == "joined")
+            .count();
+        assert_eq!(joined, HQ.paged.len(), "{r:#}");
+        eprintln!("a heartbeat still listed {lab1} busy when the second page started: {stale}");
         drop((sim, pubn, sub1, sub2));
     })
     .await;
@@ -2820,4 +2902,435 @@ echo STATUS-END
         assert_eq!(line.split_whitespace().nth(2), Some("up"), "{shown}");
     }
     assert!(shown.contains("Paging Server: active on"), "{shown}");
+}
+
+/// A node's log once a line holds every one of `needles` (bounded by `secs`).
+fn wait_log_line(s: &Server, secs: u64, needles: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let logs = s.logs();
+        if let Some(l) = logs.lines().find(|l| needles.iter().all(|n| l.contains(n))) {
+            return l.to_string();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no line with {needles:?} within {secs} s:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The Request-URI of the next in-dialog request: the Contact a response or request carried.
+fn contact_of(headers: &ucm::wire::sip::Headers) -> String {
+    let c = headers.get("Contact").unwrap();
+    c.trim_start_matches('<')
+        .split('>')
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// A re-INVITE putting the call on hold (`a=sendonly`), built like `in_dialog`.
+fn hold_reinvite(
+    p: &crate::callcontrol::TestPhone,
+    ok: &ucm::wire::sip::Response,
+    cseq: u32,
+) -> String {
+    let sdp = p.sdp(20000).replace("a=sendrecv", "a=sendonly");
+    p.in_dialog(ok, "INVITE", cseq).replace(
+        "Content-Length: 0\r\n\r\n",
+        &format!(
+            "Contact: <sip:{}@{}>\r\nContent-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            p.dn,
+            p.local,
+            sdp.len()
+        ),
+    )
+}
+
+/// In-dialog requests after the node of a call died (issue 16). A phone on ucm-sub1 calls a
+/// phone on ucm-sub2 (the call crosses the intra-cluster trunk). Every Contact a node gives
+/// carries a dialog handle (the other side's dialog, sealed with the cluster's secret), so:
+/// - ucm-sub1 is killed (`kill -9`): when the callee hangs up, ucm-sub2 knows ucm-sub1 is
+///   down and sends the BYE to the caller directly, in the caller's own dialog (spliced).
+/// - Again with ucm-sub1 restarted: after its `kill -9` the caller fails over to ucm-sub2 and
+///   sends a re-INVITE (hold) and then a BYE there, in a dialog ucm-sub2 never saw: ucm-sub2
+///   takes the call over from the handle; both reach the callee in the callee's dialog.
+/// - A forged or altered handle is refused 481, and a handle replayed in another dialog too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_in_dialog_requests_reach_the_other_party_after_the_calls_node_was_killed() {
+    use crate::callcontrol::TestPhone;
+    use ucm::wire::sip::SipMessage;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 72;
+    let def = call_definition(dir.path(), net, false);
+    let (url, d) = (db.url.clone(), def.clone());
+    let (mut sub1, sub2) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&d, &url, "ucm-sub1"),
+            sip_node(&d, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let (a_mac, b_mac) = ("00036bc7b973", "00036bc7b974");
+    let mut a =
+        TestPhone::register(&format!("127.{net}.0.11"), "10001", a_mac, sip_of(net, 2)).await;
+    let b = TestPhone::register(&format!("127.{net}.0.12"), "10002", b_mac, sip_of(net, 3)).await;
+
+    // 1. The callee hangs up after the caller's node died: spliced past it.
+    let (a_cid, inv) = call_when_known(&a, &b, "10002", "handoff-1").await;
+    assert!(contact_of(&inv.headers).contains(";ucm-dlg="), "{inv}");
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    let target = contact_of(&ok.headers);
+    assert!(
+        target.starts_with(&format!("sip:127.{net}.0.2:5060")),
+        "{target}"
+    );
+    assert!(target.contains(";ucm-dlg="), "{target}");
+    // The handle hides the far side: neither the callee's address nor its Call-ID shows.
+    assert!(!target.contains(&format!("127.{net}.0.12")), "{target}");
+    assert!(!target.contains(inv.call_id().unwrap()), "{target}");
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    kill9(&mut sub1);
+    let line = wait_log_line(&sub2, 15, &["nodes down now", "ucm-sub1"]);
+    eprintln!("{line}");
+    b.send_text(&b.in_dialog_as_callee(&inv, "BYE", 1)).await;
+    b.expect_response(200).await;
+    let bye = a.expect_request("BYE").await;
+    assert_eq!(bye.call_id().unwrap(), a_cid, "{bye}");
+    assert_eq!(
+        bye.headers.to_ref().unwrap().tag(),
+        ok.headers.from_ref().unwrap().tag(),
+        "the BYE is in the caller's own dialog: {bye}"
+    );
+    a.answer(&bye, 200, false).await;
+    sub2.wait_for_log("dialog spliced past a node that is down");
+
+    // 2. The caller fails over and carries on its call through a node that never saw it.
+    let (url, d) = (db.url.clone(), def.clone());
+    let mut sub1 = tokio::task::spawn_blocking(move || sip_node(&d, &url, "ucm-sub1"))
+        .await
+        .unwrap();
+    a.reregister(a_mac, sip_of(net, 2), 2).await;
+    let (_, inv) = call_when_known(&a, &b, "10002", "handoff-2").await;
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    kill9(&mut sub1);
+    a.reregister(a_mac, sip_of(net, 3), 3).await;
+    // Hold: the re-INVITE reaches the callee with the hold offer, in the callee's dialog.
+    a.send_text(&hold_reinvite(&a, &ok, 102)).await;
+    let reinv = b.expect_request("INVITE").await;
+    assert_eq!(reinv.call_id(), inv.call_id(), "{reinv}");
+    assert_eq!(
+        reinv.headers.from_ref().unwrap().tag(),
+        inv.headers.from_ref().unwrap().tag(),
+        "{reinv}"
+    );
+    assert!(
+        String::from_utf8_lossy(&reinv.body).contains("a=sendonly"),
+        "{reinv}"
+    );
+    b.answer(&reinv, 200, true).await;
+    let held = a.expect_response(200).await;
+    // The 2xx names ucm-sub2 now (a target refresh), still with a handle.
+    let target = contact_of(&held.headers);
+    assert!(
+        target.starts_with(&format!("sip:127.{net}.0.3:5060")),
+        "{target}"
+    );
+    assert!(target.contains(";ucm-dlg="), "{target}");
+    let ack = a.in_dialog(&held, "ACK", 102);
+    a.send_text(&ack).await;
+    b.expect_request("ACK").await;
+    sub2.wait_for_log("call taken over from another node");
+    // A handle altered by one character, or replayed in another dialog: 481, nothing relayed.
+    // (Each its own transaction: a new branch.)
+    let token = target.split(";ucm-dlg=").nth(1).unwrap().to_string();
+    let mut bad = token.clone().into_bytes();
+    bad[10] = if bad[10] == b'A' { b'B' } else { b'A' };
+    let forged = a
+        .in_dialog(&held, "BYE", 103)
+        .replace(&token, std::str::from_utf8(&bad).unwrap())
+        .replace(
+            &format!("To: {}", held.headers.get("To").unwrap()),
+            "To: <sip:10002@x>;tag=unknown",
+        );
+    a.send_text(&forged).await;
+    assert_eq!(a.expect_response(481).await.status, 481);
+    let replayed = a
+        .in_dialog(&held, "BYE", 103)
+        .replace(
+            &format!("Call-ID: {}", held.call_id().unwrap()),
+            "Call-ID: another-call",
+        )
+        .replace(
+            &format!("To: {}", held.headers.get("To").unwrap()),
+            "To: <sip:10002@x>;tag=unknown",
+        );
+    a.send_text(&replayed).await;
+    assert_eq!(a.expect_response(481).await.status, 481);
+    // The caller hangs up: the callee gets the BYE.
+    a.send_text(&a.in_dialog(&held, "BYE", 103)).await;
+    a.expect_response(200).await;
+    let got = b.expect_request("BYE").await;
+    assert_eq!(got.call_id(), inv.call_id(), "{got}");
+    b.answer(&got, 200, false).await;
+    // Nothing more arrives at the callee (no second BYE, no stray request).
+    let mut buf = vec![0u8; 4096];
+    if let Ok(Ok((n, _))) =
+        tokio::time::timeout(Duration::from_millis(700), b.sock.recv_from(&mut buf)).await
+    {
+        match ucm::wire::sip::parse_datagram(&buf[..n]) {
+            Ok(SipMessage::Request(r)) if !b.mark_seen(&r) => {}
+            other => panic!("the callee got more: {other:?}"),
+        }
+    }
+    drop((sub1, sub2));
+    db.drop_db().await;
+}
+
+/// Real phones (`ucm phone sim`) in a call through ucm-sub1 fail over to ucm-sub2 when
+/// ucm-sub1 is killed (`kill -9`) and keep using their call: the caller's Hold reaches the
+/// callee (its `/state` shows the call held by the other side), Resume too, and when the
+/// caller hangs up the callee's call ends with "remote hangup". ucm-sub2 never saw the call:
+/// it takes it over from the dialog handles in the phones' remote targets.
+#[tokio::test]
+async fn r16_phones_that_failed_over_hold_and_hang_up_their_call_through_the_new_node() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let (def, _, _) = sip_port_definition(dir.path());
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let mut sub1 = node_with(&def, &url, "ucm-sub1", &["--http-port", "0"]);
+        let sub2 = node_with(&def, &url, "ucm-sub2", &["--http-port", "0"]);
+        let (a_dev, b_dev) = ("SEP00036BC7B973", "SEP00036BC7B974");
+        // Their configuration comes from ucm-sub2, so the pushes below authenticate there
+        // (the authentication URL names the node that served it); they register with
+        // ucm-sub1, the first of their Unified CM group.
+        let sim = PhoneSim::start(
+            sub2.addr("tftp_http"),
+            "127.0.17.10",
+            &[a_dev, b_dev],
+            &["--auto-answer", "--keepalive-ms", "300"],
+        );
+        let (a, b) = (sim.http(a_dev), sim.http(b_dev));
+        for p in [a, b] {
+            wait_phone(p, 10, "registered with ucm-sub1", |s| {
+                on_node(s, "ucm-sub1")
+            });
+        }
+        push_dial(a, "10002");
+        for p in [a, b] {
+            wait_phone(p, 10, "talking", |s| {
+                connected_rx(s).is_some_and(|n| n > 10)
+            });
+        }
+        kill9(&mut sub1);
+        for p in [a, b] {
+            wait_phone(p, 15, "failed over to ucm-sub2", |s| on_node(s, "ucm-sub2"));
+        }
+        let call = |s: &serde_json::Value| s["calls"][0].clone();
+        // Hold and resume from the caller: the callee sees both.
+        push_url(a, "Key:Hold");
+        wait_phone(a, 10, "held here", |s| call(s)["local_hold"] == true);
+        wait_phone(b, 10, "held by the other side", |s| {
+            call(s)["remote_hold"] == true
+        });
+        push_url(a, "Key:Hold");
+        wait_phone(b, 10, "resumed by the other side", |s| {
+            call(s)["remote_hold"] == false && call(s)["state"] == "connected"
+        });
+        // The caller hangs up (the pushes authenticate as the caller's owner): the callee's
+        // call ends.
+        push_url(a, "Key:Onhook");
+        let s = wait_phone(b, 10, "call ended by the other side", |s| {
+            call(s)["state"] == "ended"
+        });
+        assert_eq!(call(&s)["end_reason"], "remote hangup", "{s:#}");
+        sub2.wait_for_log("call taken over from another node");
+        drop((sim, sub2));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// Page reports on the change feed: a request waiting on the standby Paging Server
+/// (ucm-sub1) for the report of a page the active one (ucm-pub) runs is answered as soon as
+/// ucm-pub stores it, woken by the feed's announcement: well before the waiters' own look in
+/// the database (every 5 s) would have found it.
+#[tokio::test]
+async fn r16_a_page_report_wakes_a_waiter_on_another_node_through_the_feed() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 78;
+    let def = paging_definition(dir.path(), net, &["ucm-sub1"]);
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let pubn = sip_node(&def, &url, "ucm-pub");
+        wait_active_paging(&url, "ucm-pub", 10);
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        sub1.wait_for_log("route points served by other nodes");
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        let call_id = start_page(&sim, &HQ);
+        let http = sub1.addr("http");
+        let path = format!(
+            "/ucm/paging/pages?call_id={}&wait_ms=8000",
+            ucm::wire::codec::percent_encode(&call_id)
+        );
+        let waiter = std::thread::spawn(move || {
+            let r = crate::common::http_get(http, &path);
+            (r, Instant::now())
+        });
+        // The request is waiting (its first look found nothing) before the page ends.
+        std::thread::sleep(Duration::from_millis(500));
+        hang_up(&sim, &HQ);
+        let hung_up = Instant::now();
+        all_left(&sim, &HQ);
+        let ((status, _, body), answered) = waiter.join().unwrap();
+        let body = String::from_utf8_lossy(&body).to_string();
+        assert_eq!(status, 200, "{body}");
+        let took = answered.saturating_duration_since(hung_up);
+        eprintln!("the report reached the other node's waiter {took:?} after the hang-up");
+        assert!(
+            took < Duration::from_secs(3),
+            "woken by the database look ({took:?}), not by the feed"
+        );
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["pages"][0]["call_id"], call_id.as_str(), "{v:#}");
+        assert_eq!(v["pages"][0]["node"], "ucm-pub", "{v:#}");
+        drop((sim, sub1, pubn));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// The intra-cluster trunk over TCP and TLS (`nodes[].sip_transport`): ucm-sub1 takes calls
+/// from other nodes over TCP, ucm-sub2 over TLS (verified against the certificate ucm-sub2
+/// stored in the database). A call from a phone on ucm-sub1 to one on ucm-sub2 crosses over
+/// TLS, the call back over TCP; both complete, and every segment between the two nodes is
+/// marked CS3 (DSCP 24), in both directions.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_the_intra_cluster_trunk_runs_over_tcp_and_tls_marked_cs3() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 71;
+    let def = call_definition(dir.path(), net, false);
+    let mut text = std::fs::read_to_string(&def).unwrap();
+    for (host, transport) in [(2, "tcp"), (3, "tls")] {
+        let at = format!("    address: 127.{net}.0.{host}\n    bind: 127.{net}.0.{host}\n");
+        assert!(text.contains(&at), "{text}");
+        text = text.replace(&at, &format!("{at}    sip_transport: {transport}\n"));
+    }
+    std::fs::write(&def, &text).unwrap();
+    let url = db.url.clone();
+    let nodes = tokio::task::spawn_blocking(move || {
+        (
+            sip_node_sips(&def, &url, "ucm-sub1", true),
+            sip_node_sips(&def, &url, "ucm-sub2", true),
+        )
+    })
+    .await
+    .unwrap();
+    // ucm-sub1 trusts ucm-sub2's certificate once it read both nodes' from the database.
+    wait_log_line(
+        &nodes.0,
+        10,
+        &["trusting the nodes' certificates", "certificates=2"],
+    );
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("trunk.pcap");
+    let capture = crate::sipp::Capture::start(
+        &pcap,
+        &format!("tcp and host 127.{net}.0.2 and host 127.{net}.0.3"),
+    );
+    let a = TestPhone::register(
+        &format!("127.{net}.0.11"),
+        "10001",
+        "00036bc7b973",
+        sip_of(net, 2),
+    )
+    .await;
+    let b = TestPhone::register(
+        &format!("127.{net}.0.12"),
+        "10002",
+        "00036bc7b974",
+        sip_of(net, 3),
+    )
+    .await;
+    for (from, to, number, over) in [(&a, &b, "10002", "TLS"), (&b, &a, "10001", "TCP")] {
+        let (_, inv) = call_when_known(from, to, number, &format!("x-{over}")).await;
+        to.answer(&inv, 200, true).await;
+        let ok = from.expect_response(200).await;
+        from.send_text(&from.in_dialog(&ok, "ACK", 101)).await;
+        to.expect_request("ACK").await;
+        from.send_text(&from.in_dialog(&ok, "BYE", 102)).await;
+        let bye = to.expect_request("BYE").await;
+        to.answer(&bye, 200, false).await;
+        from.expect_response(200).await;
+    }
+    if let Some(c) = capture {
+        c.stop();
+        let out = std::process::Command::new("tshark")
+            .args(["-n", "-r"])
+            .arg(&pcap)
+            .args(["-Y", "tcp.len > 0", "-T", "fields"])
+            .args([
+                "-e",
+                "ip.dsfield.dscp",
+                "-e",
+                "tcp.srcport",
+                "-e",
+                "tcp.dstport",
+            ])
+            .output()
+            .expect("run tshark (Debian package tshark)");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        // Both connections carried data, both ways: TLS to ucm-sub2's SIPS port (5061), TCP to
+        // ucm-sub1's SIP port (5060).
+        for port in ["5060", "5061"] {
+            assert!(
+                lines
+                    .iter()
+                    .filter(|l| l.split('\t').nth(2) == Some(port))
+                    .count()
+                    > 0,
+                "nothing sent to port {port}: {text}"
+            );
+            assert!(
+                lines
+                    .iter()
+                    .filter(|l| l.split('\t').nth(1) == Some(port))
+                    .count()
+                    > 0,
+                "nothing sent from port {port}: {text}"
+            );
+        }
+        assert!(
+            lines.iter().all(|l| l.starts_with("24\t")),
+            "not all CS3: {text}"
+        );
+    }
+    drop(nodes);
+    db.drop_db().await;
 }

@@ -99,6 +99,10 @@ impl Server {
             "0",
             "--snmp-port",
             "0",
+            "--assistant-console-port",
+            "0",
+            "--attendant-console-port",
+            "0",
             "--data-dir",
         ])
         .arg(data_dir.path())

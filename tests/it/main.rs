@@ -3,6 +3,8 @@
 //! they were skipped elsewhere.
 
 mod assistant;
+mod assistant_console;
+mod attendant;
 mod axl;
 mod bounded;
 mod callcontrol;

@@ -67,7 +67,7 @@ fn r2_serve_on_port_zero_prints_every_address() {
         text.contains("ucm_http_requests_total{listener=\"http\"}"),
         "{text}"
     );
-    assert!(text.contains("ucm_configured_devices 59"), "{text}");
+    assert!(text.contains("ucm_configured_devices 61"), "{text}");
     let st = srv.terminate();
     assert_eq!(
         st.code(),

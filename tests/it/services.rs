@@ -178,7 +178,7 @@ async fn r5_configuration_files_over_tftp_on_udp() {
     let (n, _, dscp) = ucm::net::recv_from_with_dscp(&sock, &mut buf)
         .await
         .unwrap();
-    // The demo's 59 devices list in more than 1400 bytes: a full first block, then a short
+    // The demo's 61 devices list in more than 1400 bytes: a full first block, then a short
     // one that ends the file.
     assert_eq!(&buf[..4], &[0, 3, 0, 1]);
     assert_eq!(n, 1404, "a full first block");

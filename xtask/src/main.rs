@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 
+mod bench_assistant;
 mod bench_cluster;
 mod bench_cross_node;
 mod bench_em;
@@ -30,6 +31,7 @@ fn main() {
     {
         ["bench", "serve", rest @ ..] => bench_serve(rest),
         ["bench", "calls"] => bench_calls(),
+        ["bench", "assistant", rest @ ..] => bench_assistant::bench_assistant(rest),
         ["bench", "cross-node", rest @ ..] => bench_cross_node::bench_cross_node(rest),
         ["bench", "pcap", rest @ ..] => conformance::bench_pcap(rest),
         ["conformance", rest @ ..] => conformance::conformance(rest, false),
@@ -63,7 +65,7 @@ fn main() {
             .and_then(|n| gen_cluster(n, Path::new(out))),
         _ => {
             eprintln!(
-                "usage:\n  cargo xtask conformance [--repeat N] [--set PATH=VALUE].. [NAME..]   run conformance scenarios, verify captures against golden/ and the QoS policy\n  cargo xtask golden [NAME..]            re-record golden/<scenario>/ (ladder.txt, README.md)\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask bench cross-node [--debug]  calls/s between phones on two nodes (PostgreSQL) against phones on one node\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask bench cluster [--users N] [--seconds S] [--phones P]  two nodes on PostgreSQL behind HAProxy: EM logins/min vs one node and the seed's 375/min, feed p50/p99, phone failover after kill -9\n  cargo xtask bench paging [--phones N]  INVITE to go-ahead for 50 and N (1000) phones, multicast pacing\n  cargo xtask bench webdialer [--pairs N] [--seconds S]  makeCall calls/s really connected, Redirector requests/s, vs the seed's 4 and 8/s\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones\n  cargo xtask config-reference           regenerate fixtures/clusters/REFERENCE.md from the model\n  cargo xtask fuzz [--seconds N] [--runs N] [--keep-corpus] [TARGET..]  run the fuzz targets (cargo-fuzz, nightly), keep fuzz/corpus minimal, fail on a crash\n  cargo xtask layers                     check the import rules between src/'s modules, print the layers"
+                "usage:\n  cargo xtask conformance [--repeat N] [--set PATH=VALUE].. [NAME..]   run conformance scenarios, verify captures against golden/ and the QoS policy\n  cargo xtask golden [NAME..]            re-record golden/<scenario>/ (ladder.txt, README.md)\n  cargo xtask bench serve [--users N]   start-up time and memory of ucm serve\n  cargo xtask bench calls                highest call rate SIPp sustains direct and through ucm, registrations/s\n  cargo xtask bench cross-node [--debug]  calls/s between phones on two nodes (PostgreSQL) against phones on one node\n  cargo xtask profile calls [N [RATE]]   instructions ucm executes per call, counted by callgrind\n  cargo xtask bench em [--users N]       EM logins + logouts per minute, p50/p99, vs the seed's 250/min\n  cargo xtask bench services [--debug]   services-menu and authentication-URL requests/s on one node\n  cargo xtask bench cluster [--users N] [--seconds S] [--phones P]  two nodes on PostgreSQL behind HAProxy: EM logins/min vs one node and the seed's 375/min, feed p50/p99, phone failover after kill -9\n  cargo xtask bench paging [--phones N]  INVITE to go-ahead for 50 and N (1000) phones, multicast pacing\n  cargo xtask bench assistant [--debug]   calls to a manager per second redirected by Assistant_RP to the proxy line (SIPp), vs the seed's 3,500 managers\n  cargo xtask bench webdialer [--pairs N] [--seconds S]  makeCall calls/s really connected, Redirector requests/s, vs the seed's 4 and 8/s\n  cargo xtask gen-cluster N FILE         write a cluster of N users and N phones\n  cargo xtask config-reference           regenerate fixtures/clusters/REFERENCE.md from the model\n  cargo xtask fuzz [--seconds N] [--runs N] [--keep-corpus] [TARGET..]  run the fuzz targets (cargo-fuzz, nightly), keep fuzz/corpus minimal, fail on a crash\n  cargo xtask layers                     check the import rules between src/'s modules, print the layers"
             );
             std::process::exit(2);
         }

@@ -3,7 +3,7 @@
 //! - `GET /ucm/assistant/managers/{user}`: the manager's mode, line, assistants and state.
 //! - `PUT /ucm/assistant/managers/{user}` with a JSON change (`dnd`, `divert_all`,
 //!   `divert_target`, `filter_on`, `filter_mode`, `inclusive_filters`, `exclusive_filters`,
-//!   and optionally `if_version`): 200 with the new state; 409 with the state as it is when
+//!   `selected_assistant`, and optionally `if_version`): 200 with the new state; 409 with the state as it is when
 //!   `if_version` is not the stored version (of racing writers from one version exactly one
 //!   wins: the database decides); 503 while the database cannot be written (calls go on).
 //! - `POST /ucm/assistant/managers/{user}/intercept`: the oldest call ringing at one of the
@@ -104,9 +104,9 @@ pub async fn get_manager(
 }
 
 /// What is wrong with a change, for the 400.
-fn validate(m: &Manager, c: &ManagerChange) -> Result<(), String> {
+pub(super) fn validate(m: &Manager, c: &ManagerChange) -> Result<(), String> {
     if c.is_empty() {
-        return Err("the change sets nothing (fields: dnd, divert_all, divert_target, filter_on, filter_mode, inclusive_filters, exclusive_filters)".into());
+        return Err("the change sets nothing (fields: dnd, divert_all, divert_target, filter_on, filter_mode, inclusive_filters, exclusive_filters, selected_assistant)".into());
     }
     let filtering = c.filter_on.is_some()
         || c.filter_mode.is_some()
@@ -114,6 +114,17 @@ fn validate(m: &Manager, c: &ManagerChange) -> Result<(), String> {
         || c.exclusive_filters.is_some();
     if m.mode == Mode::Shared && filtering {
         return Err("call filtering is not available in shared line mode".into());
+    }
+    if let Some(sel) = c.selected_assistant.as_deref().map(str::trim) {
+        if m.mode == Mode::Shared {
+            return Err("assistant selection is not available in shared line mode".into());
+        }
+        if !sel.is_empty() && !m.assistants.iter().any(|a| a.user == sel) {
+            return Err(format!(
+                "selected_assistant {sel:?} is not an assistant of {:?}",
+                m.user
+            ));
+        }
     }
     for (what, l) in [
         ("inclusive_filters", &c.inclusive_filters),
@@ -169,7 +180,7 @@ pub async fn put_manager(
     {
         Ok(Changed::Applied(s)) => {
             tracing::info!(manager = %m.user, version = s.version, "assistant: manager state changed");
-            svc.apply_silent_ring(&m, s.dnd);
+            svc.state_changed(&m, &s);
             axum::Json(view(&m, &s)).into_response()
         }
         Ok(Changed::Conflict(s)) => {

@@ -13,6 +13,8 @@
 //! fall through to the managers, as the seed's step 4 says.
 
 pub mod check;
+pub mod console;
+pub mod feed;
 pub mod http;
 pub mod model;
 pub mod routing;
@@ -51,6 +53,8 @@ pub struct AssistantService {
     /// Calls ringing at an assistant's proxy line, by call (for intercept and RNA forwarding);
     /// a call leaves when it is answered or ends.
     ringing: Mutex<HashMap<u64, AtAssistant>>,
+    /// For pushes to the assistants' phones (the console's answer), made when first needed.
+    http: std::sync::OnceLock<reqwest::Client>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -68,6 +72,7 @@ impl AssistantService {
         Arc::new(AssistantService {
             node,
             ringing: Default::default(),
+            http: Default::default(),
         })
     }
 
@@ -79,6 +84,18 @@ impl AssistantService {
         self.node.cluster().section::<AssistantParameters>()
     }
 
+    fn push_client(&self) -> Result<reqwest::Client, String> {
+        if let Some(c) = self.http.get() {
+            return Ok(c.clone());
+        }
+        let c = crate::client::http_client(&crate::client::ClientOptions {
+            timeout: Some(Duration::from_secs(5)),
+            ..Default::default()
+        })
+        .map_err(|e| e.to_string())?;
+        Ok(self.http.get_or_init(|| c).clone())
+    }
+
     /// The manager `user`, as the definition has it.
     pub fn manager(&self, user: &str) -> Option<Manager> {
         self.section()
@@ -88,46 +105,12 @@ impl AssistantService {
             .cloned()
     }
 
-    /// Shared line mode: the manager's phones ring silently on the manager's line while the
-    /// manager is on Do Not Disturb (the assistants' ring audibly).
-    pub fn apply_silent_ring(&self, m: &Manager, dnd: bool) {
-        if m.mode != Mode::Shared {
-            return;
-        }
-        let cluster = self.node.cluster();
-        let associated: Vec<&str> = cluster
-            .end_users
-            .iter()
-            .filter(|u| u.userid == m.user)
-            .flat_map(|u| u.associated_devices.iter().map(|s| s.as_str()))
-            .collect();
-        for dev in cluster.devices.iter().filter(|d| {
-            (d.owner.as_deref() == Some(m.user.as_str()) || associated.contains(&d.name.as_str()))
-                && d.lines.iter().any(|l| l.dn == m.line)
-        }) {
-            tracing::info!(manager = %m.user, device = %dev.name, line = %m.line, dnd, "assistant: shared line rings silently at the manager's phone: {dnd}");
-            self.node
-                .call_control
-                .set_silent_ring(&dev.name, &m.line, dnd);
-        }
-    }
-
-    /// Applies the stored Do Not Disturb of every manager in shared line mode (at start).
-    async fn apply_shared_dnd(&self) {
-        for m in self
-            .section()
-            .managers
-            .iter()
-            .filter(|m| m.mode == Mode::Shared)
-        {
-            match self.node.store.manager_state(&m.user).await {
-                Ok(s) if s.dnd => self.apply_silent_ring(m, true),
-                Ok(_) => {}
-                Err(e) => {
-                    tracing::warn!(manager = %m.user, error = %e, "assistant: manager state unreadable")
-                }
-            }
-        }
+    /// A manager's state changed (HTTP API, console): silent ring follows it and online
+    /// consoles hear of it.
+    pub fn state_changed(&self, m: &Manager, s: &store::ManagerState) {
+        self.node
+            .shared::<feed::AssistantShared>()
+            .apply(&self.node, m, s);
     }
 
     async fn take_lease(
@@ -270,11 +253,17 @@ impl AssistantService {
             }
         };
         let target = routing::route(&state, &offer.calling);
+        // Assistant selection: the selected assistant first, then the others in the
+        // definition's order (RNA forwarding goes down this list).
+        let order = routing::assistant_order(m, state.selected_assistant.as_deref());
         let (destination, at) = match &target {
             Target::Manager => (m.line.clone(), None),
             Target::Divert(t) => (t.clone(), None),
-            Target::Assistant => match m.assistants.first().and_then(|a| a.proxy_line.clone()) {
-                Some(pl) => (pl, Some(0)),
+            Target::Assistant => match order
+                .first()
+                .and_then(|i| Some((m.assistants[*i].proxy_line.clone()?, *i)))
+            {
+                Some((pl, i)) => (pl, Some(i)),
                 None => (m.line.clone(), None),
             },
         };
@@ -294,19 +283,19 @@ impl AssistantService {
             return;
         }
         if at.is_some() {
-            self.rna_forward(offer.call, m).await;
+            self.rna_forward(offer.call, m, &order).await;
         }
     }
 
     /// RNA forwarding: while the call rings unanswered at an assistant for RNA Timeout, on to
-    /// the manager's next assistant, each assistant once.
-    async fn rna_forward(&self, call: u64, m: &Manager) {
+    /// the manager's next assistant in `order`, each assistant once.
+    async fn rna_forward(&self, call: u64, m: &Manager, order: &[usize]) {
         let prm = self.parameters();
         if !prm.rna_forward_calls {
             return;
         }
         let timeout = Duration::from_secs(u64::from(prm.rna_timeout_seconds));
-        for next in 1..m.assistants.len() {
+        for &next in order.iter().skip(1) {
             tokio::time::sleep(timeout).await;
             if !lock(&self.ringing).contains_key(&call) {
                 return;
@@ -359,23 +348,34 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
         name: "the Assistant service",
         paths: &["/ucm/assistant/"],
     }],
-    listeners: &[],
+    listeners: &[super::ListenerSpec {
+        flag: NodeService::Assistant,
+        name: "assistant_console",
+        what: "Assistant Console",
+        proto: super::Proto::Tcp,
+        default_port: console::PORT,
+        // Cisco marks its 2912 traffic CS3 (the seed): the call signalling class.
+        dscp: |q| q.call_signalling,
+        // A second node on the host finds 2912 taken: it runs without the console listener
+        // (a port asked for explicitly must be bound).
+        optional_without_privilege: true,
+    }],
     sections: &[
         crate::config::SectionSpec::of::<AssistantParameters>(),
         crate::config::SectionSpec::of::<Assistant>(),
     ],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
-    feed: None,
+    feed: Some(feed::FEED),
     status: &[],
     start: start_service,
 };
 
-fn start_service(s: super::Start) -> super::StartFuture {
+fn start_service(mut s: super::Start) -> super::StartFuture {
     use axum::routing::{get, post};
+    let console = s.take_listener(&SERVICE, "assistant_console");
     Box::pin(async move {
         let svc = AssistantService::new(s.node.clone());
-        svc.apply_shared_dnd().await;
         let offers = svc.prepare().await;
         let routes = axum::Router::new()
             .route(
@@ -384,9 +384,10 @@ fn start_service(s: super::Start) -> super::StartFuture {
             )
             .route(http::INTERCEPT_PATH, post(http::intercept))
             .with_state(svc.clone());
-        Ok(super::Parts {
-            routes,
-            tasks: vec![Box::pin(svc.run(offers, s.stop))],
-        })
+        let mut tasks: Vec<super::Task> = vec![Box::pin(svc.clone().run(offers, s.stop.clone()))];
+        if let Some(super::Bound::Tcp(l)) = console {
+            tasks.push(Box::pin(console::serve(svc.clone(), l, s.stop.clone())));
+        }
+        Ok(super::Parts { routes, tasks })
     })
 }

@@ -28,6 +28,19 @@ pub struct AssistantParameters {
     /// Cisco IPMA RNA Timeout, in seconds (Cisco's default: 10).
     #[serde(default = "default_rna_timeout")]
     pub rna_timeout_seconds: u32,
+    /// Cisco IPMA Assistant Console Heartbeat Interval, in seconds (Cisco's default: 30): the
+    /// server's keepalive to consoles, which fail over to the backup server when none comes.
+    #[serde(default = "default_console_seconds")]
+    pub console_heartbeat_seconds: u32,
+    /// Cisco IPMA Assistant Console Request Timeout, in seconds (Cisco's default: 30): how
+    /// long a console waits for an answer; the server gives a console as long to log in and
+    /// to finish a request line.
+    #[serde(default = "default_console_seconds")]
+    pub console_request_timeout_seconds: u32,
+    /// The port of the phones' web servers (`/CGI/Execute`), where the console's answer is
+    /// pushed.
+    #[serde(default = "default_phone_http_port")]
+    pub phone_http_port: u16,
     /// Assistants per manager (the seed: 10).
     #[serde(default = "default_assistants_per_manager")]
     pub max_assistants_per_manager: usize,
@@ -47,6 +60,9 @@ impl Default for AssistantParameters {
         AssistantParameters {
             rna_forward_calls: false,
             rna_timeout_seconds: default_rna_timeout(),
+            console_heartbeat_seconds: default_console_seconds(),
+            console_request_timeout_seconds: default_console_seconds(),
+            phone_http_port: default_phone_http_port(),
             max_assistants_per_manager: default_assistants_per_manager(),
             max_managers_per_assistant: default_managers_per_assistant(),
             max_managers_per_cluster: default_per_cluster(),
@@ -57,6 +73,12 @@ impl Default for AssistantParameters {
 
 fn default_rna_timeout() -> u32 {
     10
+}
+fn default_phone_http_port() -> u16 {
+    80
+}
+fn default_console_seconds() -> u32 {
+    30
 }
 fn default_assistants_per_manager() -> usize {
     10
@@ -105,6 +127,10 @@ pub struct Manager {
     pub line: String,
     #[serde(default)]
     pub mode: Mode,
+    /// Cisco's Mobile Manager: the manager logs in to phones with Extension Mobility (the
+    /// dial plan check requires it of a manager with device profiles).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub mobile: bool,
     pub assistants: Vec<ManagerAssistant>,
 }
 

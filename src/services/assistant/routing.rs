@@ -42,6 +42,16 @@ pub fn route(state: &ManagerState, calling: &str) -> Target {
     Target::Manager
 }
 
+/// The order a manager's calls try the assistants in (indexes into `m.assistants`): the
+/// selected assistant first (when it is one of them), then the others in the definition's order.
+pub fn assistant_order(m: &super::model::Manager, selected: Option<&str>) -> Vec<usize> {
+    let first = selected.and_then(|s| m.assistants.iter().position(|a| a.user == s));
+    first
+        .into_iter()
+        .chain((0..m.assistants.len()).filter(|i| Some(*i) != first))
+        .collect()
+}
+
 pub fn matches_any(filters: &[String], calling: &str) -> bool {
     filters.iter().any(|f| filter_matches(f, calling))
 }

@@ -42,6 +42,9 @@ pub struct ManagerState {
     pub filter_mode: FilterMode,
     pub inclusive_filters: Vec<String>,
     pub exclusive_filters: Vec<String>,
+    /// Assistant selection (proxy line mode): the assistant whose proxy line gets the calls
+    /// first; none: the manager's first assistant.
+    pub selected_assistant: Option<String>,
     /// Changes so far (0: never changed).
     pub version: i64,
 }
@@ -56,6 +59,7 @@ impl Default for ManagerState {
             filter_mode: FilterMode::Inclusive,
             inclusive_filters: Vec::new(),
             exclusive_filters: Vec::new(),
+            selected_assistant: None,
             version: 0,
         }
     }
@@ -73,6 +77,8 @@ pub struct ManagerChange {
     pub filter_mode: Option<FilterMode>,
     pub inclusive_filters: Option<Vec<String>>,
     pub exclusive_filters: Option<Vec<String>>,
+    /// An empty string clears it (back to the first assistant).
+    pub selected_assistant: Option<String>,
     /// Apply only if the stored version is this one (else [`Changed::Conflict`]).
     pub if_version: Option<i64>,
 }
@@ -86,6 +92,7 @@ impl ManagerChange {
             && self.filter_mode.is_none()
             && self.inclusive_filters.is_none()
             && self.exclusive_filters.is_none()
+            && self.selected_assistant.is_none()
     }
 }
 
@@ -114,7 +121,7 @@ pub trait ManagerStates {
 }
 
 const COLUMNS: &str = "dnd, divert_all, divert_target, filter_on, filter_mode, \
-                       inclusive_filters, exclusive_filters, version";
+                       inclusive_filters, exclusive_filters, selected_assistant, version";
 
 fn list(text: &str) -> Vec<String> {
     // Our own JSON; a row that no longer parses reads as an empty list, not an error.
@@ -135,6 +142,7 @@ fn from_row(row: &sqlx::any::AnyRow) -> Result<ManagerState, StoreError> {
         },
         inclusive_filters: list(&row.try_get::<String, _>("inclusive_filters")?),
         exclusive_filters: list(&row.try_get::<String, _>("exclusive_filters")?),
+        selected_assistant: row.try_get("selected_assistant")?,
         version: row.try_get("version")?,
     })
 }
@@ -182,6 +190,13 @@ impl ManagerStates for Store {
             let t = t.trim();
             sets.push((
                 "divert_target",
+                Value::Text((!t.is_empty()).then(|| t.to_string())),
+            ));
+        }
+        if let Some(t) = &change.selected_assistant {
+            let t = t.trim();
+            sets.push((
+                "selected_assistant",
                 Value::Text((!t.is_empty()).then(|| t.to_string())),
             ));
         }

@@ -24,6 +24,7 @@
 //! happened.
 
 pub mod check;
+pub mod feed;
 pub mod groups;
 pub mod http;
 pub mod model;
@@ -155,13 +156,16 @@ fn unix_ms() -> i64 {
 impl PagingService {
     pub fn new(node: Arc<NodeState>) -> PagingService {
         let store = Arc::new(node.store.clone());
+        let waiters = waiters::ReportWaiters::new(store);
+        // Reports other nodes store wake these waiters through the change feed.
+        node.shared::<feed::Waiters>().set(waiters.clone());
         PagingService {
             node,
             active: Default::default(),
             secret: Default::default(),
             http: Default::default(),
             prepared: Default::default(),
-            waiters: waiters::ReportWaiters::new(store),
+            waiters,
         }
     }
 
@@ -682,9 +686,10 @@ async fn admit(
     })
 }
 
-/// The devices on a call on the other running nodes of the cluster, as their last heartbeats
-/// say (at most one `HEARTBEAT_INTERVAL` old; a node whose heartbeat is older than
-/// `NODE_DOWN_AFTER` is down and its calls with it). A call between phones of other nodes is
+/// The devices on a call on the other running nodes of the cluster, as the change feed last
+/// announced them (each node announces its list when it changes: milliseconds old), else as
+/// their last heartbeats say (at most one `HEARTBEAT_INTERVAL` old). A node whose heartbeat
+/// is older than `NODE_DOWN_AFTER` is down and its calls with it. A call between phones of other nodes is
 /// invisible to this node's call control, yet its phones are busy all the same (the seed's
 /// Paging Server checks busy phones through Unified CM, which knows every call).
 async fn busy_elsewhere(state: &NodeState) -> HashSet<String> {
@@ -700,9 +705,19 @@ async fn busy_elsewhere(state: &NodeState) -> HashSet<String> {
     rows.iter()
         .filter(|r| r.instance != state.feed.instance)
         .filter(|r| now - r.heartbeat_at <= NODE_DOWN_AFTER.as_millis() as i64)
-        .filter_map(|r| r.status.get(BUSY_DEVICES)?.as_array())
-        .flatten()
-        .filter_map(|d| d.as_str().map(str::to_string))
+        .flat_map(|r| {
+            // The change feed's announcement when there is one (it comes when a call starts
+            // or ends), else the heartbeat's list (at most one heartbeat old).
+            state.feed.busy_of(&r.name, &r.instance).unwrap_or_else(|| {
+                r.status
+                    .get(BUSY_DEVICES)
+                    .and_then(|v| v.as_array())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|d| d.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
         .collect()
 }
 
@@ -1213,7 +1228,7 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     sections: &[crate::config::SectionSpec::of::<model::Paging>()],
     check: Some(check::check),
     model_source: include_str!("model.rs"),
-    feed: None,
+    feed: Some(feed::FEED),
     status: &[super::StatusSection {
         key: "running_pages",
         title: "Running pages on this node",

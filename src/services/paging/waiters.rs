@@ -3,9 +3,10 @@
 //!
 //! A waiter looks once, then sleeps until the paging code says a report was stored for its
 //! Call-ID ([`ReportWaiters::stored`]), or its time is up. Reports another node stores in the
-//! same database are found by one shared look every [`REPORT_LOOK_INTERVAL`] while anyone
-//! waits, for all the Call-IDs waited on at once: the database sees one query per interval
-//! whatever the number of waiters, plus one per waiter when it starts and when it is woken.
+//! same database wake them through the change feed (`super::feed`, PostgreSQL); one shared
+//! look every [`REPORT_LOOK_INTERVAL`] while anyone waits, for all the Call-IDs waited on at
+//! once, is the safety net. The database sees one query per interval whatever the number of
+//! waiters, plus one per waiter when it starts and when it is woken.
 //! Waiters are capped in total ([`MAX_REPORT_WAITERS`]) and per source address
 //! ([`MAX_REPORT_WAITERS_PER_SOURCE`]); the request is unauthenticated.
 
@@ -26,8 +27,10 @@ use crate::store::{Store, StoreError};
 pub const MAX_REPORT_WAITERS: usize = 512;
 /// Requests one source address keeps waiting at once.
 pub const MAX_REPORT_WAITERS_PER_SOURCE: usize = 8;
-/// How often the database is asked for reports other nodes stored, while anyone waits.
-pub const REPORT_LOOK_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the database is asked for reports other nodes stored, while anyone waits: the
+/// safety net only, since the change feed wakes waiters as soon as another node stores a
+/// report (`super::feed`).
+pub const REPORT_LOOK_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Where reports are read: the store (or a counting stand-in in tests).
 pub trait ReportSource: Send + Sync + 'static {
@@ -129,6 +132,15 @@ impl<S: ReportSource> ReportWaiters<S> {
     pub fn stored(&self, call_id: &str) {
         // No receivers (nobody waits) is not an error.
         let _ = self.stored.send(call_id.to_string());
+    }
+
+    /// Every waiter looks in the database again (the change feed reconnected: an
+    /// announcement may have been missed).
+    pub fn look_again(&self) {
+        let ids: Vec<String> = lock(&self.waiting).keys().cloned().collect();
+        for id in ids {
+            self.stored(&id);
+        }
     }
 
     /// The reports of `call_id`, waiting up to `wait` for one to be stored.

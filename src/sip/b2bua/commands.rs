@@ -102,6 +102,45 @@ impl B2bua {
                 }
                 None
             }
+            Command::AutoAnswer { device, dn, on } => {
+                if on {
+                    self.auto_answer.insert((device, dn));
+                } else {
+                    self.auto_answer.remove(&(device, dn));
+                }
+                None
+            }
+            Command::Keep { call } => {
+                let r = match self.calls.get_mut(&call) {
+                    None => Err(call_error(481, "no such call")),
+                    Some(c) if c.at_route_point.is_none() || c.state != CallState::Routing => {
+                        Err(call_error(409, "the call is not waiting at a route point"))
+                    }
+                    Some(c) => {
+                        if let Some(at) = c.no_answer_at.take() {
+                            self.timers.remove(&(at, call));
+                        }
+                        // The call alerts at the service's device: the caller hears ringback
+                        // (and may now CANCEL: RFC 3261 9.1 wants a provisional first).
+                        let ring = match (&c.a_invite, c.ringing_sent) {
+                            (Some(akey), false) => {
+                                c.ringing_sent = true;
+                                Some((
+                                    akey.clone(),
+                                    c.a_request.clone(),
+                                    c.legs[0].local_tag.clone(),
+                                ))
+                            }
+                            _ => None,
+                        };
+                        if let Some((akey, a_req, a_tag)) = ring {
+                            self.respond(&akey, &a_req, 180, Some(&a_tag), None, now, &mut out);
+                        }
+                        Ok(())
+                    }
+                };
+                Some(Reply::Done(r))
+            }
             Command::MakeCall {
                 device,
                 line,
@@ -151,6 +190,29 @@ impl B2bua {
             Command::RegisterRoutePoint { name } => {
                 tracing::info!(route_point = %name, "service registered for the route point");
                 self.route_points.insert(name);
+                None
+            }
+            Command::NodesDown { names } => {
+                let down: HashSet<SocketAddr> = cluster
+                    .nodes
+                    .iter()
+                    .filter(|n| names.contains(&n.name))
+                    .flat_map(|n| {
+                        let udp = intra::node_sip_addr(n).ok();
+                        let peer = intra::node_peer(n).ok().map(|p| p.addr);
+                        udp.into_iter().chain(peer)
+                    })
+                    .collect();
+                if down != self.down_nodes {
+                    let mut names: Vec<String> = names.into_iter().collect();
+                    names.sort();
+                    let names = names.join(",");
+                    tracing::info!(%names, "nodes down now (dialogs through them are spliced past them)");
+                }
+                let newly: HashSet<SocketAddr> =
+                    down.difference(&self.down_nodes).copied().collect();
+                self.down_nodes = down;
+                self.release_calls_served_by(&newly, now, &mut out);
                 None
             }
             Command::RoutePointsElsewhere { at } => {
@@ -426,6 +488,43 @@ impl B2bua {
         tracing::debug!(call, destination, "redirected");
         self.route(cluster, registrar, call, destination, &ctx, now, out);
         Ok(())
+    }
+
+    /// Ends the connected calls whose other side was a service of a node that is down now
+    /// (a route point answered there: the Paging Server's DialCast, the Assistant's): nothing
+    /// can carry them on, so the callers are not left in a dead call. Their BYE says why
+    /// (RFC 3326 Reason). A leg whose remote target carries a dialog handle (a phone on the
+    /// far side) is left alone: its media flows phone to phone and the next request through
+    /// it is spliced past the dead node.
+    fn release_calls_served_by(
+        &mut self,
+        nodes: &HashSet<SocketAddr>,
+        now: Now,
+        out: &mut Vec<Out>,
+    ) {
+        if nodes.is_empty() {
+            return;
+        }
+        let mut dead: Vec<(u64, usize)> = self
+            .calls
+            .iter()
+            .filter(|(_, c)| c.state == CallState::Connected)
+            .filter_map(|(&id, c)| {
+                let idx = c.legs.iter().position(|l| {
+                    l.state == LegState::Confirmed
+                        && nodes.contains(&l.peer.addr)
+                        && handoff::token_in(&l.remote_target).is_none()
+                })?;
+                Some((id, idx))
+            })
+            .collect();
+        dead.sort_unstable();
+        for (call, idx) in dead {
+            tracing::info!(call, node = %self.calls.get(&call).map(|c| c.legs[idx].peer.addr.to_string()).unwrap_or_default(), "call released: the node serving its other side is down");
+            self.bye_reason = Some(NODE_DOWN_REASON);
+            self.hang_up(call, Some(idx), now, out);
+            self.bye_reason = None;
+        }
     }
 
     fn answer_at_route_point(

@@ -115,6 +115,44 @@ pub fn node_sip_addr(node: &Node) -> Result<SocketAddr, String> {
     }
 }
 
+/// Where and how other nodes send node `node` calls over the intra-cluster trunk: its
+/// `sip_transport` to its SIP port (UDP, TCP) or SIPS port (TLS, 5061 when left out).
+pub fn node_peer(node: &Node) -> Result<Peer, String> {
+    use crate::config::model::SipTransport;
+    let udp = node_sip_addr(node)?;
+    match node.sip_transport {
+        SipTransport::Udp => Ok(Peer {
+            addr: udp,
+            transport: Transport::Udp,
+        }),
+        SipTransport::Tcp => Ok(Peer {
+            addr: udp,
+            transport: Transport::Tcp,
+        }),
+        SipTransport::Tls => match node.ports.sips.unwrap_or(5061) {
+            0 => Err(
+                "its SIPS port is chosen at start (ports.sips: 0), unknown to other nodes".into(),
+            ),
+            port => Ok(Peer {
+                addr: SocketAddr::new(udp.ip(), port),
+                transport: Transport::Tls,
+            }),
+        },
+    }
+}
+
+/// The Request-URI of an intra-cluster INVITE for `user` at `peer`.
+fn node_target(user: &str, peer: Peer) -> String {
+    match peer.transport {
+        Transport::Udp => format!("sip:{user}@{}", peer.addr),
+        t => format!(
+            "sip:{user}@{};transport={}",
+            peer.addr,
+            t.as_str().to_ascii_lowercase()
+        ),
+    }
+}
+
 /// The node of the cluster a request comes from, if any: the source address is a node's and,
 /// over UDP, the port its SIP port (a node sends from its SIP socket).
 pub fn node_at(cluster: &Cluster, peer: Peer) -> Option<&Node> {
@@ -147,12 +185,12 @@ impl B2bua {
             by_node.entry(b.node).or_default().push(device);
         }
         for (node, devices) in by_node {
-            let addr = match cluster.nodes.iter().find(|n| n.name == node) {
-                Some(n) => node_sip_addr(n),
+            let peer = match cluster.nodes.iter().find(|n| n.name == node) {
+                Some(n) => node_peer(n),
                 None => Err("it is not in the definition".to_string()),
             };
-            let addr = match addr {
-                Ok(a) => a,
+            let peer = match peer {
+                Ok(p) => p,
                 Err(why) => {
                     tracing::warn!(call, node, reason = %why, "devices registered with another node cannot be reached");
                     continue;
@@ -165,10 +203,6 @@ impl B2bua {
                 route_point: None,
                 call_id: None,
                 node: local.to_string(),
-            };
-            let peer = Peer {
-                addr,
-                transport: Transport::Udp,
             };
             let device = (devices.len() == 1).then(|| devices[0].clone());
             tracing::debug!(
@@ -184,7 +218,7 @@ impl B2bua {
             else {
                 return offered;
             };
-            let target = format!("sip:{}@{addr}", dn.0);
+            let target = node_target(&dn.0, peer);
             let extra = (DELIVER_HEADER, deliver.to_header());
             self.fork_as(
                 call,
@@ -238,12 +272,12 @@ impl B2bua {
         }) else {
             return false;
         };
-        let addr = match cluster.nodes.iter().find(|n| n.name == node) {
-            Some(n) => node_sip_addr(n),
+        let peer = match cluster.nodes.iter().find(|n| n.name == node) {
+            Some(n) => node_peer(n),
             None => Err("it is not in the definition".to_string()),
         };
-        let addr = match addr {
-            Ok(a) => a,
+        let peer = match peer {
+            Ok(p) => p,
             Err(why) => {
                 tracing::warn!(call, node, route_point = rp, reason = %why, "the node serving the route point cannot be reached");
                 return false;
@@ -257,10 +291,6 @@ impl B2bua {
             call_id,
             node: local,
         };
-        let peer = Peer {
-            addr,
-            transport: Transport::Udp,
-        };
         tracing::info!(
             call,
             node,
@@ -273,7 +303,7 @@ impl B2bua {
             Some(c) if !c.reached.is_empty() => c.reached.clone(),
             _ => dn.0.clone(),
         };
-        let target = format!("sip:{number}@{addr}");
+        let target = node_target(&number, peer);
         let extra = (DELIVER_HEADER, deliver.to_header());
         self.fork_as(
             call,

@@ -322,7 +322,152 @@ impl B2bua {
         let transport = self.calls.get(&call)?.legs.get(idx)?.peer.transport;
         let host = self.host_on(transport);
         let leg = self.calls.get_mut(&call)?.legs.get_mut(idx)?;
-        Some(leg_request(leg, method, &host, &branch))
+        let (mut req, peer) = leg_request(leg, method, &host, &branch);
+        if self.handoff.is_some() {
+            if let Some(plain) = req.headers.get("Contact").map(str::to_string) {
+                let contact = self.contact_with_handle(plain, call, idx);
+                req.headers.set("Contact", contact);
+            }
+        }
+        Some((req, peer))
+    }
+
+    /// A leg whose peer is a node that is down now, and whose remote target carries that
+    /// node's handle of the far side's dialog, talks to the far side directly from now on
+    /// (see [`handoff`]): the dead node's half of the dialog is taken over here.
+    pub(super) fn splice_if_down(&mut self, call: u64, idx: usize, now: Now) {
+        // A chain of dead nodes is followed a few hops at most.
+        for _ in 0..4 {
+            let (Some(h), false) = (self.handoff.as_ref(), self.down_nodes.is_empty()) else {
+                return;
+            };
+            let Some(leg) = self.calls.get(&call).and_then(|c| c.legs.get(idx)) else {
+                return;
+            };
+            if !self.down_nodes.contains(&leg.peer.addr) {
+                return;
+            }
+            let Some(far) =
+                handoff::token_in(&leg.remote_target).and_then(|t| h.open(t, &leg.call_id))
+            else {
+                return;
+            };
+            let old = (leg.call_id.clone(), leg.local_tag.clone());
+            let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) else {
+                return;
+            };
+            tracing::info!(call, node = %leg.peer.addr, to = %far.peer.addr, "dialog spliced past a node that is down");
+            leg.peer = far.peer;
+            leg.call_id = far.call_id;
+            leg.local_tag = far.local_tag;
+            leg.remote_tag = Some(far.remote_tag);
+            leg.local_addr = far.local_addr;
+            leg.remote_addr = far.remote_addr;
+            leg.remote_target = far.remote_target;
+            leg.route_set = far.route_set;
+            leg.local_cseq = leg.local_cseq.max(handoff_cseq(now));
+            if far.device.is_some() {
+                leg.device = far.device;
+            }
+            let new = (leg.call_id.clone(), leg.local_tag.clone());
+            self.by_dialog.remove(&old);
+            self.by_dialog.insert(new, (call, idx));
+        }
+    }
+
+    /// A request in a dialog this node does not know whose Request-URI carries a dialog handle
+    /// of this cluster: the call another node set up (and died with, or forgot in a restart)
+    /// is taken over here, its sender's side from the request and the other side from the
+    /// handle (see [`handoff`]). Returns the new call and the sender's leg.
+    fn adopt(
+        &mut self,
+        key: &TransactionKey,
+        req: &Request,
+        our_tag: &str,
+        now: Now,
+    ) -> Option<(u64, usize)> {
+        let h = self.handoff.as_ref()?;
+        let call_id = req.call_id()?.to_string();
+        let other = h.open(handoff::token_in(&req.uri)?, &call_id)?;
+        let peer = *self.txn_peer.get(key)?;
+        let from = req.from().ok()?;
+        let to = req.to().ok()?;
+        let b_key = (other.call_id.clone(), other.local_tag.clone());
+        if self.by_dialog.contains_key(&b_key) {
+            return None;
+        }
+        let cseq = handoff_cseq(now);
+        let a_leg = Leg {
+            peer,
+            call_id: call_id.clone(),
+            local_tag: our_tag.to_string(),
+            remote_tag: from.tag().map(str::to_string),
+            local_addr: strip_tag(&to),
+            remote_addr: strip_tag(&from),
+            remote_target: contact_uri(req).unwrap_or_else(|| format!("sip:{}", peer.addr)),
+            local_cseq: cseq,
+            route_set: Vec::new(),
+            invite_key: None,
+            invite: None,
+            state: LegState::Confirmed,
+            device: None,
+        };
+        let b_leg = Leg {
+            peer: other.peer,
+            call_id: other.call_id,
+            local_tag: other.local_tag,
+            remote_tag: Some(other.remote_tag),
+            local_addr: other.local_addr,
+            remote_addr: other.remote_addr,
+            remote_target: other.remote_target,
+            local_cseq: cseq,
+            route_set: other.route_set,
+            invite_key: None,
+            invite: None,
+            state: LegState::Confirmed,
+            device: other.device,
+        };
+        let id = self.next_call;
+        self.next_call += 1;
+        tracing::info!(call = id, %call_id, from = %peer.addr, to = %b_leg.peer.addr, method = req.method.as_str(), "call taken over from another node (dialog handle)");
+        self.by_dialog
+            .insert((call_id.clone(), our_tag.to_string()), (id, 0));
+        self.by_dialog.insert(b_key, (id, 1));
+        let number = from.uri.user_part().unwrap_or_default().to_string();
+        self.calls.insert(
+            id,
+            Call {
+                legs: vec![a_leg, b_leg],
+                a_invite: None,
+                a_request: req.clone(),
+                caller: Caller {
+                    ctx: CallingContext::css(None, None),
+                    device: None,
+                    dn: None,
+                    number,
+                    display: None,
+                },
+                state: CallState::Connected,
+                answered: Some(1),
+                target_dn: None,
+                hops: 0,
+                hunt: TrunkHunt::default(),
+                trunk_number: String::new(),
+                no_answer_at: None,
+                delayed_offer: false,
+                superseded_legs: 0,
+                busy_seen: false,
+                ringing_sent: false,
+                third_party: None,
+                at_route_point: None,
+                service_ctx: None,
+                held: BTreeSet::new(),
+                dialled: String::new(),
+                reached: String::new(),
+                started: now.unix,
+            },
+        );
+        Some((id, 0))
     }
 
     /// A leg still ringing when its call ended. A provisional answer lets us CANCEL it (RFC
@@ -406,9 +551,12 @@ impl B2bua {
     }
 
     pub(super) fn send_bye(&mut self, call: u64, idx: usize, now: Now, out: &mut Vec<Out>) {
-        let Some((bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
+        let Some((mut bye, peer)) = self.dialog_request(call, idx, Method::Bye) else {
             return;
         };
+        if let Some(r) = self.bye_reason {
+            bye.headers.push("Reason", r);
+        }
         if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
             l.state = LegState::Ended;
         }
@@ -511,10 +659,30 @@ impl B2bua {
     ) {
         let _ = (cluster, registrar);
         let dialog = (req.call_id().unwrap_or_default().to_string(), tag.clone());
-        let Some(&(call, idx)) = self.by_dialog.get(&dialog) else {
+        let known = self
+            .by_dialog
+            .get(&dialog)
+            .copied()
+            .filter(|(call, _)| self.calls.contains_key(call));
+        let Some((call, idx)) = known.or_else(|| self.adopt(&key, &req, &tag, now)) else {
             self.respond(&key, &req, 481, Some(&tag), None, now, out);
             return;
         };
+        // A target refresh (RFC 3261 12.2.2): the sender's Contact is its remote target from
+        // now on, and where it sent from is where it is (a node that took the call over).
+        if matches!(req.method, Method::Invite | Method::Update) {
+            if let Some(target) = contact_uri(&req) {
+                let peer = self.txn_peer.get(&key).copied();
+                if let Some(leg) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+                    if leg.remote_target != target {
+                        leg.remote_target = target;
+                        if let (Some(p), true) = (peer, leg.route_set.is_empty()) {
+                            leg.peer = p;
+                        }
+                    }
+                }
+            }
+        }
         let Some(c) = self.calls.get(&call) else {
             self.respond(&key, &req, 481, Some(&tag), None, now, out);
             return;
@@ -538,6 +706,7 @@ impl B2bua {
         }
         // Relay everything else (re-INVITE for hold and resume, UPDATE, INFO...) to the other
         // leg and its answer back.
+        self.splice_if_down(call, other, now);
         let Some((mut fwd, peer)) = self.dialog_request(call, other, req.method.clone()) else {
             self.respond(&key, &req, 481, Some(&tag), None, now, out);
             return;
@@ -654,10 +823,18 @@ impl B2bua {
             l.state = LegState::Ended;
         }
         for i in targets {
+            self.splice_if_down(call, i, now);
             self.send_bye(call, i, now, out);
         }
         self.end_call(call, out);
     }
+}
+
+/// The CSeq a node starts at on a dialog it took over from another node (see [`handoff`]): it
+/// cannot know how far the other got, so the Unix time, above any counter a node starts at 1
+/// (and below 2^31, RFC 3261 8.1.1.5, until 2038).
+fn handoff_cseq(now: Now) -> u32 {
+    now.unix.clamp(1, i64::from(i32::MAX) - 1_000_000) as u32
 }
 
 /// Builds an in-dialog request on a leg (we are its sender).

@@ -38,6 +38,7 @@ use crate::dialplan::analysis::{CallingContext, Destination, DnKey};
 mod commands;
 mod digest;
 mod forward;
+pub mod handoff;
 pub mod intra;
 mod legs;
 mod routing;
@@ -137,6 +138,10 @@ pub enum Command {
     /// Ends a call (BYE to every connected side, CANCEL to the ringing ones). Answered with
     /// [`Reply::Done`].
     EndCall { call: u64 },
+    /// The nodes of the cluster that are down now (their heartbeat stale or gone), replacing
+    /// what was known: a dialog towards one of them is spliced past it (see [`handoff`]).
+    /// Not answered.
+    NodesDown { names: HashSet<String> },
     /// Sends an unsolicited NOTIFY (`Event: check-sync` makes a Cisco phone fetch its
     /// configuration again) to every address the device is registered from. Not answered.
     NotifyDevice { device: String, event: String },
@@ -160,9 +165,22 @@ pub enum Command {
         dn: String,
         on: bool,
     },
+    /// `device` answers calls to line `dn` by itself (`on`), or rings again: the INVITE asks
+    /// for it with [`AUTO_ANSWER_CALL_INFO`] (the Attendant Console's attendant phones, whose
+    /// calls connect without a key press). Not answered.
+    AutoAnswer {
+        device: String,
+        dn: String,
+        on: bool,
+    },
+    /// The service keeps an offered call at its route point, unanswered and without media,
+    /// for as long as it likes (an Attendant Console CT gateway device queueing it for the
+    /// attendants): the route point timeout no longer applies until the service redirects,
+    /// answers or rejects it. Answered with [`Reply::Done`].
+    Keep { call: u64 },
 }
 
-pub(crate) use crate::sip::SILENT_ALERT_INFO;
+pub(crate) use crate::sip::{AUTO_ANSWER_CALL_INFO, SILENT_ALERT_INFO};
 
 /// A call as the operator's view lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -419,6 +437,8 @@ pub struct B2bua {
     route_points: HashSet<String>,
     /// (device, line) pairs that ring silently ([`Command::SilentRing`]).
     silent_ring: HashSet<(String, String)>,
+    /// (device, dn) that answer by themselves ([`Command::AutoAnswer`]).
+    auto_answer: HashSet<(String, String)>,
     /// Route points served by another node's service, with that node (a service the
     /// cluster runs once, such as the Paging Server, on the node holding its lease).
     remote_route_points: HashMap<String, String>,
@@ -430,7 +450,16 @@ pub struct B2bua {
     tls_host: Option<String>,
     /// Budgets of answers to strangers, per source.
     strangers: stranger::Strangers,
+    /// Seals and opens dialog handles, in a cluster (see [`handoff`]).
+    handoff: Option<handoff::Handoff>,
+    /// The SIP addresses of the nodes that are down now ([`Command::NodesDown`]).
+    down_nodes: HashSet<SocketAddr>,
+    /// A Reason header (RFC 3326) the BYEs sent now carry.
+    bye_reason: Option<&'static str>,
 }
+
+/// Why a call whose other side was a service of a dead node is released.
+const NODE_DOWN_REASON: &str = "SIP;cause=503;text=\"the node serving the call is down\"";
 
 /// Something the node's services want to know about (monitoring, BLF, tests).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,12 +491,22 @@ impl B2bua {
             orphans: HashMap::new(),
             route_points: HashSet::new(),
             silent_ring: HashSet::new(),
+            auto_answer: HashSet::new(),
             remote_route_points: HashMap::new(),
             nonces: super::digest::Nonces::new(nonce_secret),
             resolved: Arc::new(Resolved::new()),
             tls_host: None,
             strangers: Default::default(),
+            handoff: None,
+            down_nodes: HashSet::new(),
+            bye_reason: None,
         }
+    }
+
+    /// The cluster's shared secret: from now on the Contacts of connected calls carry dialog
+    /// handles any node of the cluster can act on (see [`handoff`]).
+    pub fn set_dialog_secret(&mut self, secret: [u8; 32]) {
+        self.handoff = Some(handoff::Handoff::new(secret));
     }
 
     /// Our address on TLS connections: Via and Contact there name the SIPS port, so a peer
@@ -831,6 +870,20 @@ impl B2bua {
                 }
                 _ => format!("<sip:{}>", self.host),
             };
+            // A 2xx sets the caller's remote target for the rest of the dialog: in a cluster
+            // it carries the handle of the other side's dialog (see `handoff`).
+            let contact = if (200..300).contains(&status) {
+                let dialog = (
+                    req.call_id().unwrap_or_default().to_string(),
+                    tag.to_string(),
+                );
+                match self.by_dialog.get(&dialog).copied() {
+                    Some((call, idx)) => self.contact_with_handle(contact, call, idx),
+                    None => contact,
+                }
+            } else {
+                contact
+            };
             resp.headers.push("Contact", contact);
             // The caller's route set is the request's Record-Route: copied into every answer
             // that sets up (or confirms) the dialog, so its ACK, BYE and re-INVITEs come back
@@ -869,6 +922,41 @@ impl B2bua {
             .unwrap_or("application/sdp")
             .to_string();
         Some((ctype, body.clone()))
+    }
+
+    /// `contact` (ours, for leg `idx` of `call`) with the handle of the other side's dialog
+    /// added, in a cluster and once the other side is known (see [`handoff`]).
+    pub(super) fn contact_with_handle(&mut self, contact: String, call: u64, idx: usize) -> String {
+        if self.handoff.is_none() {
+            return contact;
+        }
+        let Some(c) = self.calls.get(&call) else {
+            return contact;
+        };
+        let other = if idx == 0 { c.answered } else { Some(0) };
+        let (Some(o), Some(mine)) = (other.and_then(|o| c.legs.get(o)), c.legs.get(idx)) else {
+            return contact;
+        };
+        let Some(remote_tag) = o.remote_tag.clone() else {
+            return contact;
+        };
+        let handle = handoff::LegHandle {
+            for_call_id: mine.call_id.clone(),
+            call_id: o.call_id.clone(),
+            local_tag: o.local_tag.clone(),
+            remote_tag,
+            local_addr: o.local_addr.clone(),
+            remote_addr: o.remote_addr.clone(),
+            remote_target: o.remote_target.clone(),
+            route_set: o.route_set.clone(),
+            peer: o.peer,
+            device: o.device.clone(),
+        };
+        let nonce = self.random();
+        match self.handoff.as_ref() {
+            Some(h) => handoff::with_token(&contact, &h.seal(&handle, nonce)),
+            None => contact,
+        }
     }
 
     /// Starts a client transaction towards `peer` and queues its first transmission.

@@ -527,13 +527,23 @@ impl B2bua {
                 Some(c) if !c.reached.is_empty() => c.reached.clone(),
                 _ => dn.0.clone(),
             };
-            if self.silent_ring.contains(&(device.clone(), dn.0.clone())) {
+            let key = (device.clone(), dn.0.clone());
+            let extra = if self.auto_answer.contains(&key) {
+                Some((
+                    "Call-Info",
+                    format!("<sip:{}>;{AUTO_ANSWER_CALL_INFO}", self.host),
+                ))
+            } else if self.silent_ring.contains(&key) {
+                Some(("Alert-Info", SILENT_ALERT_INFO.to_string()))
+            } else {
+                None
+            };
+            if extra.is_some() {
                 let presented = self
                     .calls
                     .get(&call)
                     .map(|c| (c.caller.number.clone(), c.caller.display.clone()))
                     .unwrap_or_default();
-                let extra = Some(("Alert-Info", SILENT_ALERT_INFO.to_string()));
                 self.fork_as(
                     call,
                     peer,
@@ -662,6 +672,15 @@ impl B2bua {
         c.legs.push(leg);
         let idx = c.legs.len() - 1;
         self.by_dialog.insert((call_id, tag), (call, idx));
+        if self.handoff.is_some() {
+            // The callee's remote target carries the caller's dialog (see `handoff`).
+            let plain = req.headers.get("Contact").unwrap_or_default().to_string();
+            let contact = self.contact_with_handle(plain, call, idx);
+            req.headers.set("Contact", contact);
+            if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {
+                l.invite = Some(req.clone());
+            }
+        }
         if let Some(key) = self.send_request(req, peer, now, out) {
             self.by_client_txn.insert(key.clone(), (call, idx));
             if let Some(l) = self.calls.get_mut(&call).and_then(|c| c.legs.get_mut(idx)) {

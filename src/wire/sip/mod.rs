@@ -485,3 +485,10 @@ impl fmt::Display for SipMessage {
 /// ringing). UNCONFIRMED: neither the seed nor Cisco's documents say how Unified CM tells a SIP
 /// phone to ring silently; a private alert URN (RFC 7462 section 10) names it.
 pub const SILENT_ALERT_INFO: &str = "<urn:alert:service:silent@ucm>";
+
+/// The Call-Info parameter of an INVITE to a device that is to answer by itself at once (an
+/// attendant's phone taking a call the Attendant Console answered for it). UNCONFIRMED: the
+/// seed says only that the call "is automatically connected on the attendant's phone"; the
+/// `answer-after=0` parameter of Call-Info (draft-ietf-sip-answer-mode's predecessor, what
+/// SIP phones commonly honour for intercom) asks for it.
+pub const AUTO_ANSWER_CALL_INFO: &str = "answer-after=0";
