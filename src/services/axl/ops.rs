@@ -9,7 +9,9 @@
 //! naming it.
 
 use crate::cluster::Cluster;
-use crate::config::model::{Device, DeviceProfile, DirectoryNumber, EndUser, LineAppearance};
+use crate::config::model::{
+    CallingSearchSpace, Device, DeviceProfile, DirectoryNumber, EndUser, LineAppearance, Partition,
+};
 use crate::wire::soap::Node;
 use crate::wire::xml::escape;
 
@@ -301,44 +303,57 @@ fn phone_fields(d: &Device) -> Vec<(&'static str, String)> {
     ]
 }
 
-fn phone_matches(d: &Device, crit: &[(String, String)]) -> bool {
-    crit.iter().all(|(k, p)| {
-        let v = match k.as_str() {
-            "name" => d.name.clone(),
-            "description" => d.description.clone().unwrap_or_default(),
-            "protocol" => "SIP".into(),
-            "callingSearchSpaceName" => d.css.clone().unwrap_or_default(),
-            "devicePoolName" => d.device_pool.clone(),
-            "securityProfileName" => d.security_profile.clone().unwrap_or_default(),
-            // A criterion this node does not keep matches nothing but `%`.
-            _ => String::new(),
-        };
-        like(p, &v)
-    })
-}
-
-fn list_phone(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
+/// A list operation: the objects of `items` matching every `searchCriteria` (a criterion's
+/// value read by `criterion`; one this node does not keep reads empty, so it matches nothing
+/// but `%`), windowed by `skip`/`first`, each as `<elem uuid=…>` with the `returnedTags` asked
+/// of `fields` (all of them when none are).
+fn list<'a, T: 'a>(
+    op: &Node,
+    items: impl Iterator<Item = &'a T>,
+    elem: &str,
+    uuid: impl Fn(&T) -> String,
+    criterion: impl Fn(&T, &str) -> String,
+    fields: impl Fn(&T) -> Vec<(&'static str, String)>,
+) -> Result<String, AxlFault> {
     let crit = criteria(op)?;
     let tags = returned(op);
     let (skip, first) = window(op)?;
     let mut out = String::new();
-    for d in cluster
-        .definition()
-        .devices
-        .iter()
-        .filter(|d| phone_matches(d, &crit))
+    for x in items
+        .filter(|x| crit.iter().all(|(k, p)| like(p, &criterion(x, k))))
         .skip(skip)
         .take(first)
     {
-        out.push_str(&format!("<phone uuid=\"{}\">", uuid_of("phone", &d.name)));
-        for (t, v) in phone_fields(d) {
-            if tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)) {
+        out.push_str(&format!("<{elem} uuid=\"{}\">", uuid(x)));
+        for (t, v) in fields(x) {
+            if tags.as_ref().is_none_or(|ts| ts.iter().any(|w| w == t)) {
                 tag(&mut out, t, &v);
             }
         }
-        out.push_str("</phone>");
+        out.push_str(&format!("</{elem}>"));
     }
     Ok(out)
+}
+
+fn list_phone(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
+    let criterion = |d: &Device, k: &str| match k {
+        "name" => d.name.clone(),
+        "description" => d.description.clone().unwrap_or_default(),
+        "protocol" => "SIP".into(),
+        "callingSearchSpaceName" => d.css.clone().unwrap_or_default(),
+        "devicePoolName" => d.device_pool.clone(),
+        "securityProfileName" => d.security_profile.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let devices = cluster.definition().devices.iter();
+    list(
+        op,
+        devices,
+        "phone",
+        |d| uuid_of("phone", &d.name),
+        criterion,
+        phone_fields,
+    )
 }
 
 /// `name` or `uuid` of a get request.
@@ -427,38 +442,15 @@ fn line_uuid(d: &DirectoryNumber) -> String {
 }
 
 fn list_line(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
-    let crit = criteria(op)?;
-    let tags = returned(op);
-    let (skip, first) = window(op)?;
-    let mut out = String::new();
-    for d in cluster
-        .definition()
-        .directory_numbers
-        .iter()
-        .filter(|d| {
-            crit.iter().all(|(k, p)| {
-                let v = match k.as_str() {
-                    "pattern" => d.pattern.clone(),
-                    "description" => d.description.clone().unwrap_or_default(),
-                    "usage" => "Device".into(),
-                    "routePartitionName" => d.partition.clone().unwrap_or_default(),
-                    _ => String::new(),
-                };
-                like(p, &v)
-            })
-        })
-        .skip(skip)
-        .take(first)
-    {
-        out.push_str(&format!("<line uuid=\"{}\">", line_uuid(d)));
-        for (t, v) in line_fields(d) {
-            if tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)) {
-                tag(&mut out, t, &v);
-            }
-        }
-        out.push_str("</line>");
-    }
-    Ok(out)
+    let criterion = |d: &DirectoryNumber, k: &str| match k {
+        "pattern" => d.pattern.clone(),
+        "description" => d.description.clone().unwrap_or_default(),
+        "usage" => "Device".into(),
+        "routePartitionName" => d.partition.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let lines = cluster.definition().directory_numbers.iter();
+    list(op, lines, "line", line_uuid, criterion, line_fields)
 }
 
 fn get_line(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
@@ -523,39 +515,21 @@ fn profile_fields(p: &DeviceProfile) -> Vec<(&'static str, String)> {
 }
 
 fn list_profile(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
-    let crit = criteria(op)?;
-    let tags = returned(op);
-    let (skip, first) = window(op)?;
-    let mut out = String::new();
-    for p in cluster
-        .definition()
-        .device_profiles
-        .iter()
-        .filter(|p| {
-            crit.iter().all(|(k, pat)| {
-                let v = match k.as_str() {
-                    "name" => p.name.clone(),
-                    "description" => p.description.clone().unwrap_or_default(),
-                    _ => String::new(),
-                };
-                like(pat, &v)
-            })
-        })
-        .skip(skip)
-        .take(first)
-    {
-        out.push_str(&format!(
-            "<deviceProfile uuid=\"{}\">",
-            uuid_of("deviceProfile", &p.name)
-        ));
-        for (t, v) in profile_fields(p) {
-            if tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)) {
-                tag(&mut out, t, &v);
-            }
-        }
-        out.push_str("</deviceProfile>");
-    }
-    Ok(out)
+    let criterion = |p: &DeviceProfile, k: &str| match k {
+        "name" => p.name.clone(),
+        "description" => p.description.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let profiles = cluster.definition().device_profiles.iter();
+    let uuid = |p: &DeviceProfile| uuid_of("deviceProfile", &p.name);
+    list(
+        op,
+        profiles,
+        "deviceProfile",
+        uuid,
+        criterion,
+        profile_fields,
+    )
 }
 
 fn get_profile(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
@@ -602,37 +576,21 @@ fn user_fields(u: &EndUser) -> Vec<(&'static str, String)> {
 }
 
 fn list_user(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
-    let crit = criteria(op)?;
-    let tags = returned(op);
-    let (skip, first) = window(op)?;
-    let mut out = String::new();
-    for u in cluster
-        .definition()
-        .end_users
-        .iter()
-        .filter(|u| {
-            crit.iter().all(|(k, p)| {
-                let v = match k.as_str() {
-                    "firstName" => u.first_name.clone().unwrap_or_default(),
-                    "lastName" => u.last_name.clone(),
-                    "userid" => u.userid.clone(),
-                    _ => String::new(),
-                };
-                like(p, &v)
-            })
-        })
-        .skip(skip)
-        .take(first)
-    {
-        out.push_str(&format!("<user uuid=\"{}\">", uuid_of("user", &u.userid)));
-        for (t, v) in user_fields(u) {
-            if tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t)) {
-                tag(&mut out, t, &v);
-            }
-        }
-        out.push_str("</user>");
-    }
-    Ok(out)
+    let criterion = |u: &EndUser, k: &str| match k {
+        "firstName" => u.first_name.clone().unwrap_or_default(),
+        "lastName" => u.last_name.clone(),
+        "userid" => u.userid.clone(),
+        _ => String::new(),
+    };
+    let users = cluster.definition().end_users.iter();
+    list(
+        op,
+        users,
+        "user",
+        |u| uuid_of("user", &u.userid),
+        criterion,
+        user_fields,
+    )
 }
 
 fn get_user(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
@@ -668,89 +626,46 @@ fn get_user(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
 }
 
 fn list_partitions(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
-    let crit = criteria(op)?;
-    let tags = returned(op);
-    let (skip, first) = window(op)?;
-    let want = |t: &str| tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t));
-    let mut out = String::new();
-    for p in cluster
-        .definition()
-        .partitions
-        .iter()
-        .filter(|p| {
-            crit.iter().all(|(k, pat)| {
-                let v = match k.as_str() {
-                    "name" => p.name.clone(),
-                    "description" => p.description.clone().unwrap_or_default(),
-                    _ => String::new(),
-                };
-                like(pat, &v)
-            })
-        })
-        .skip(skip)
-        .take(first)
-    {
-        out.push_str(&format!(
-            "<routePartition uuid=\"{}\">",
-            uuid_of("routePartition", &p.name)
-        ));
-        if want("name") {
-            tag(&mut out, "name", &p.name);
-        }
-        if want("description") {
-            tag(
-                &mut out,
-                "description",
-                p.description.as_deref().unwrap_or_default(),
-            );
-        }
-        out.push_str("</routePartition>");
-    }
-    Ok(out)
+    let criterion = |p: &Partition, k: &str| match k {
+        "name" => p.name.clone(),
+        "description" => p.description.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    let fields = |p: &Partition| {
+        vec![
+            ("name", p.name.clone()),
+            ("description", p.description.clone().unwrap_or_default()),
+        ]
+    };
+    let partitions = cluster.definition().partitions.iter();
+    let uuid = |p: &Partition| uuid_of("routePartition", &p.name);
+    list(op, partitions, "routePartition", uuid, criterion, fields)
 }
 
 fn list_css(cluster: &Cluster, op: &Node) -> Result<String, AxlFault> {
-    let crit = criteria(op)?;
-    let tags = returned(op);
-    let (skip, first) = window(op)?;
-    let want = |t: &str| tags.as_ref().is_none_or(|ts| ts.iter().any(|x| x == t));
-    let mut out = String::new();
-    for c in cluster
-        .definition()
-        .calling_search_spaces
-        .iter()
-        .filter(|c| {
-            crit.iter().all(|(k, pat)| {
-                let v = match k.as_str() {
-                    "name" => c.name.clone(),
-                    "description" => c.description.clone().unwrap_or_default(),
-                    _ => String::new(),
-                };
-                like(pat, &v)
-            })
-        })
-        .skip(skip)
-        .take(first)
-    {
-        out.push_str(&format!("<css uuid=\"{}\">", uuid_of("css", &c.name)));
-        // LCss order: description, clause, dialPlanWizardGenId, partitionUsage, name.
-        if want("description") {
-            tag(
-                &mut out,
-                "description",
-                c.description.as_deref().unwrap_or_default(),
-            );
-        }
-        if want("clause") {
-            // The clause lists the partitions in search order, colon-separated.
-            tag(&mut out, "clause", &c.partitions.join(":"));
-        }
-        if want("name") {
-            tag(&mut out, "name", &c.name);
-        }
-        out.push_str("</css>");
-    }
-    Ok(out)
+    let criterion = |c: &CallingSearchSpace, k: &str| match k {
+        "name" => c.name.clone(),
+        "description" => c.description.clone().unwrap_or_default(),
+        _ => String::new(),
+    };
+    // LCss order: description, clause (the partitions in search order, colon-separated),
+    // name.
+    let fields = |c: &CallingSearchSpace| {
+        vec![
+            ("description", c.description.clone().unwrap_or_default()),
+            ("clause", c.partitions.join(":")),
+            ("name", c.name.clone()),
+        ]
+    };
+    let spaces = cluster.definition().calling_search_spaces.iter();
+    list(
+        op,
+        spaces,
+        "css",
+        |c| uuid_of("css", &c.name),
+        criterion,
+        fields,
+    )
 }
 
 #[cfg(test)]

@@ -278,22 +278,22 @@ fn exists<T>(
     }
 }
 
-/// The name or uuid a get/update/remove names, resolved against `names`.
+/// The object a get/update/remove names (by `key` or `uuid`): its index in `names`.
 fn which<'a>(
     op: &Node,
     key: &str,
     kind: &str,
     mut names: impl Iterator<Item = &'a str>,
     what: &str,
-) -> Result<String, AxlFault> {
+) -> Result<usize, AxlFault> {
     let by_key = op.child(key).map(|e| e.value()).filter(|v| !v.is_empty());
     let by_uuid = op
         .child("uuid")
         .map(|e| e.value())
         .filter(|v| !v.is_empty());
     let found = match (by_key, by_uuid) {
-        (Some(n), _) => names.find(|m| m.eq_ignore_ascii_case(&n)),
-        (None, Some(u)) => names.find(|m| uuid_of(kind, m).eq_ignore_ascii_case(&u)),
+        (Some(n), _) => names.position(|m| m.eq_ignore_ascii_case(&n)),
+        (None, Some(u)) => names.position(|m| uuid_of(kind, m).eq_ignore_ascii_case(&u)),
         (None, None) => {
             return Err(AxlFault::client(
                 &op.name,
@@ -301,9 +301,7 @@ fn which<'a>(
             ))
         }
     };
-    found
-        .map(str::to_string)
-        .ok_or_else(|| AxlFault::not_found(&op.name, what))
+    found.ok_or_else(|| AxlFault::not_found(&op.name, what))
 }
 
 const PHONE_FIELDS: &[&str] = &[
@@ -564,26 +562,11 @@ fn add_phone(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault>
     {
         return Err(AxlFault::client(request, "devicePoolName is required"));
     }
-    let mut d = Device {
-        name: name.clone(),
-        model,
-        description: None,
-        device_pool: String::new(),
-        css: None,
-        location: None,
-        owner: None,
-        em_enabled: false,
-        logout_profile: None,
-        security_profile: None,
-        digest_user: None,
-        subscribed_services: Vec::new(),
-        services_provisioning: None,
-        lines: Vec::new(),
-        speed_dials: Vec::new(),
-        service_url_buttons: Vec::new(),
-        do_not_disturb: false,
-        user_locale: None,
-    };
+    // Every setting the request does not give takes the model's default, as in a file.
+    let mut d: Device = serde_json::from_value(serde_json::json!({
+        "name": name, "model": model, "device_pool": ""
+    }))
+    .map_err(|e| AxlFault::server(request, e.to_string()))?;
     phone_fields(&mut d, p, def, request)?;
     def.devices.push(d);
     Ok(uuid_of("phone", &name))
@@ -592,19 +575,14 @@ fn add_phone(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault>
 fn update_phone(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault> {
     let request = op.name.as_str();
     refuse_unkept(op, PHONE_FIELDS, PHONE_IGNORED, request)?;
-    let name = which(
+    let i = which(
         op,
         "name",
         "phone",
         def.devices.iter().map(|d| d.name.as_str()),
         "Device",
     )?;
-    let snapshot = def.clone();
-    let i = def
-        .devices
-        .iter()
-        .position(|d| d.name == name)
-        .unwrap_or_default();
+    let name = def.devices[i].name.clone();
     let mut d = def.devices[i].clone();
     if op.child("product").or(op.child("model")).is_some() {
         return Err(AxlFault::client(
@@ -612,7 +590,7 @@ fn update_phone(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFau
             "a phone's product cannot be changed (remove and add it)",
         ));
     }
-    phone_fields(&mut d, op, &snapshot, request)?;
+    phone_fields(&mut d, op, def, request)?;
     let mut final_name = name.clone();
     if let Some(new) = text(op, "newName", request)?.filter(|v| !v.is_empty()) {
         let new = new.to_ascii_uppercase();
@@ -652,14 +630,14 @@ fn rename_device(def: &mut ClusterDefinition, old: &str, new: &str) {
 }
 
 fn remove_phone(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault> {
-    let name = which(
+    let i = which(
         op,
         "name",
         "phone",
         def.devices.iter().map(|d| d.name.as_str()),
         "Device",
     )?;
-    def.devices.retain(|d| d.name != name);
+    let name = def.devices.remove(i).name;
     // As Cisco does: the users' device associations go with the phone.
     for u in &mut def.end_users {
         u.associated_devices.retain(|d| d != &name);
@@ -985,8 +963,7 @@ fn add_user(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault> 
         "userid": userid, "last_name": "-"
     }))
     .map_err(|e| AxlFault::server(request, e.to_string()))?;
-    let snapshot = def.clone();
-    user_fields(&mut u, x, &snapshot, request)?;
+    user_fields(&mut u, x, def, request)?;
     def.end_users.push(u);
     Ok(uuid_of("user", &userid))
 }
@@ -994,21 +971,16 @@ fn add_user(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault> 
 fn update_user(def: &mut ClusterDefinition, op: &Node) -> Result<String, AxlFault> {
     let request = op.name.as_str();
     refuse_unkept(op, USER_FIELDS, USER_IGNORED, request)?;
-    let userid = which(
+    let i = which(
         op,
         "userid",
         "user",
         def.end_users.iter().map(|u| u.userid.as_str()),
         "User",
     )?;
-    let snapshot = def.clone();
-    let i = def
-        .end_users
-        .iter()
-        .position(|u| u.userid == userid)
-        .unwrap_or_default();
+    let userid = def.end_users[i].userid.clone();
     let mut u = def.end_users[i].clone();
-    user_fields(&mut u, op, &snapshot, request)?;
+    user_fields(&mut u, op, def, request)?;
     def.end_users[i] = u;
     Ok(uuid_of("user", &userid))
 }
