@@ -6,7 +6,7 @@
 
 #[path = "../../xtask/src/scenario.rs"]
 #[allow(dead_code)]
-mod scenario;
+pub(crate) mod scenario;
 
 use std::path::{Path, PathBuf};
 

@@ -463,7 +463,17 @@ fn r8_the_captured_page_verifies_like_the_real_cisco_page() {
     assert_eq!(code, Some(0), "{all}");
     assert_eq!(v["report"]["joined"], 26);
     // Until every phone has acknowledged RTPRx:Stop (the report says so), then stop capturing.
-    let _ = report_for(&srv, v["caller"]["call_id"].as_str().unwrap());
+    let report = report_for(&srv, v["caller"]["call_id"].as_str().unwrap());
+    let left = report["phones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["left"] == true)
+        .count();
+    assert_eq!(
+        left, 26,
+        "every joined phone acknowledged RTPRx:Stop: {report:#}"
+    );
     capture.stop();
     drop(sim);
     let out = crate::common::ucm()

@@ -113,7 +113,11 @@ fn r3_sipp_uac_calls_sipp_uas_through_ucm() {
 }
 
 /// tcpdump on lo, stopped (SIGINT, so the file is complete) by `stop`.
-pub struct Capture(std::process::Child);
+pub struct Capture {
+    child: std::process::Child,
+    /// What tcpdump said on stderr so far.
+    log: std::sync::Arc<std::sync::Mutex<String>>,
+}
 
 impl Capture {
     pub fn start(file: &std::path::Path, filter: &str) -> Option<Capture> {
@@ -142,7 +146,9 @@ impl Capture {
             .ok()?;
         // tcpdump says "listening on lo" once the capture is live.
         let stderr = child.stderr.take()?;
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
         std::thread::spawn(move || {
             use std::io::BufRead;
             for line in std::io::BufReader::new(stderr)
@@ -152,6 +158,9 @@ impl Capture {
                 if line.contains("listening on") {
                     let _ = tx.send(());
                 }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
             }
         });
         if rx.recv_timeout(Duration::from_secs(10)).is_err() {
@@ -159,25 +168,78 @@ impl Capture {
             skip_or_fail("tcpdump did not start capturing on lo (needs root)");
             return None;
         }
-        Some(Capture(child))
+        Some(Capture { child, log })
     }
 
+    /// Stops the capture once tcpdump has written every packet the kernel queued for it (a
+    /// SIGINT alone loses what a busy machine left in its buffer).
     pub fn stop(mut self) {
         // Let the last packets reach tcpdump before it is told to finish.
         std::thread::sleep(Duration::from_millis(500));
+        let log = self.log.clone();
+        if !crate::conformance::scenario::wait_until_written(
+            self.child.id(),
+            &|| log.lock().unwrap().clone(),
+            Duration::from_secs(10),
+        ) {
+            eprintln!(
+                "warning: tcpdump had not written every packet after 10 s; the capture may be \
+                 incomplete:\n{}",
+                log.lock().unwrap()
+            );
+        }
         // SAFETY: signalling our own child process.
         unsafe {
-            libc::kill(self.0.id() as libc::pid_t, libc::SIGINT);
+            libc::kill(self.child.id() as libc::pid_t, libc::SIGINT);
         }
-        let _ = self.0.wait();
+        let _ = self.child.wait();
     }
 }
 
 impl Drop for Capture {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
+}
+
+/// A capture stopped while tcpdump lags (here: stopped by SIGSTOP while 200 datagrams arrive,
+/// continued only after `stop` began) still holds every packet: CI once lost a phone's answer
+/// that sat in tcpdump's buffer when SIGINT came.
+#[test]
+fn r8_a_capture_stopped_while_tcpdump_lags_keeps_every_packet() {
+    let work = tempfile::tempdir().unwrap();
+    let pcap = work.path().join("lag.pcap");
+    let port = free_udp_port();
+    let Some(capture) = Capture::start(&pcap, &format!("udp and dst port {port}")) else {
+        return;
+    };
+    let pid = capture.child.id() as libc::pid_t;
+    // SAFETY: signalling the capture's own tcpdump, a child of this process.
+    unsafe {
+        libc::kill(pid, libc::SIGSTOP);
+    }
+    let sock = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    for i in 0..200u32 {
+        sock.send_to(&i.to_be_bytes(), ("127.0.0.1", port)).unwrap();
+    }
+    // Continued after `stop` has waited its half second and asked for the counts.
+    let cont = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(900));
+        // SAFETY: as above; a pid already reaped would at worst get a stray SIGCONT.
+        unsafe {
+            libc::kill(pid, libc::SIGCONT);
+        }
+    });
+    capture.stop();
+    cont.join().unwrap();
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(&pcap)
+        .output()
+        .expect("tcpdump -r");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().count();
+    assert_eq!(lines, 200, "{}", String::from_utf8_lossy(&out.stderr));
 }
 
 /// tshark decodes every SIP message in the capture with no malformed packet and no expert

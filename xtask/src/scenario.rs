@@ -482,11 +482,26 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
         }
     }
     std::thread::sleep(Duration::from_millis(500));
+    let tcpdump_log = work.join("tcpdump.log");
+    let written = tcpdump.child.as_ref().is_none_or(|c| {
+        wait_until_written(
+            c.id(),
+            &|| std::fs::read_to_string(&tcpdump_log).unwrap_or_default(),
+            Duration::from_secs(10),
+        )
+    });
     tcpdump.stop(libc::SIGINT, Duration::from_secs(5));
     let serve_code = serve.stop(libc::SIGTERM, Duration::from_secs(10));
     // A capture that lost packets is no evidence either way: say so first.
     let dropped =
         dropped_by_kernel(&std::fs::read_to_string(work.join("tcpdump.log")).unwrap_or_default());
+    if !written {
+        reasons.push(
+            "the capture may be incomplete: tcpdump had not written every packet after 10 s \
+             (what follows may come from that alone)"
+                .to_string(),
+        );
+    }
     if dropped > 0 {
         reasons.push(format!(
             "the capture is incomplete: tcpdump reports {dropped} packets dropped by kernel \
@@ -581,6 +596,59 @@ fn start_tcpdump(file: &Path, filter: &str, work: &Path) -> Result<Proc> {
 }
 
 /// The packets tcpdump's closing statistics (`N packets dropped by kernel`) say it lost.
+/// tcpdump's counts (captured, received by filter, dropped by kernel) from the last line SIGUSR1
+/// made it print: `tcpdump: C packets captured, R packets received by filter, D packets dropped
+/// by kernel` ("packet" when one).
+pub fn tcpdump_counts(log: &str) -> Option<(u64, u64, u64)> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" received by filter,"))?;
+    let line = line.strip_prefix("tcpdump: ").unwrap_or(line);
+    let mut n = line.split(", ").map(|part| {
+        part.split_whitespace()
+            .next()
+            .and_then(|w| w.parse::<u64>().ok())
+    });
+    Some((n.next()??, n.next()??, n.next()??))
+}
+
+/// Waits, at most `limit`, until tcpdump has written every packet the kernel queued for it, and
+/// says whether it did. SIGINT makes tcpdump exit at once: what is still in its ring buffer is
+/// lost without a word (not even "dropped by kernel"), and a busy machine can leave it that far
+/// behind: CI once missed one phone's answer that way. So ask it for its counts (SIGUSR1) until
+/// they add up. On `lo` the kernel queues every packet twice (out and in) and libpcap keeps one
+/// copy: caught up means 2 × captured + dropped ≥ received.
+pub fn wait_until_written(pid: u32, log: &dyn Fn() -> String, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let asked = log().matches(" received by filter,").count();
+        // SAFETY: signalling a child of ours that has not been reaped.
+        unsafe {
+            libc::kill(pid as libc::pid_t, libc::SIGUSR1);
+        }
+        let answer_by = (Instant::now() + Duration::from_secs(1)).min(deadline);
+        let mut counts = None;
+        while Instant::now() < answer_by {
+            let text = log();
+            if text.matches(" received by filter,").count() > asked {
+                counts = tcpdump_counts(&text);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some((captured, received, dropped)) = counts {
+            if 2 * captured + dropped >= received {
+                return true;
+            }
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn dropped_by_kernel(log: &str) -> u64 {
     log.lines()
         .filter_map(|l| l.strip_suffix(" packets dropped by kernel"))
@@ -1135,5 +1203,20 @@ mod tests {
             0
         );
         assert_eq!(super::dropped_by_kernel("tcpdump: listening on lo\n"), 0);
+    }
+
+    /// The counts SIGUSR1 prints (tcpdump 4.99 on Debian 12), the last line winning; the
+    /// one-line form is not mistaken for the exit summary's lines.
+    #[test]
+    fn r8_tcpdump_counts_read_from_the_sigusr1_line() {
+        let log = "tcpdump: listening on lo, link-type EN10MB (Ethernet), snapshot length 262144 bytes\n\
+                   tcpdump: 0 packets captured, 400 packets received by filter, 0 packets dropped by kernel\n\
+                   tcpdump: 1 packet captured, 2 packets received by filter, 0 packets dropped by kernel\n";
+        assert_eq!(super::tcpdump_counts(log), Some((1, 2, 0)));
+        assert_eq!(
+            super::tcpdump_counts("3 packets captured\n6 packets received by filter\n"),
+            None
+        );
+        assert_eq!(super::dropped_by_kernel(log), 0);
     }
 }
