@@ -774,3 +774,205 @@ fn r18_an_unanswered_call_goes_on_to_the_managers_next_assistant() {
     });
     srv.wait_for_log("no answer; on to the next assistant");
 }
+
+/// The menu items (name, URL) of a CiscoIPPhoneMenu, entities undone.
+fn menu_items(xml: &str) -> Vec<(String, String)> {
+    let un = |s: &str| {
+        s.replace("&lt;", "<")
+            .replace("&gt;", ">")
+            .replace("&quot;", "\"")
+            .replace("&apos;", "'")
+            .replace("&amp;", "&")
+    };
+    let mut out = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find("<MenuItem>") {
+        let end = rest[i..].find("</MenuItem>").expect("closed MenuItem") + i;
+        let item = &rest[i..end];
+        let tag = |t: &str| {
+            let a = item.find(&format!("<{t}>")).map(|a| a + t.len() + 2)?;
+            let b = item[a..].find(&format!("</{t}>"))? + a;
+            Some(un(&item[a..b]))
+        };
+        out.push((
+            tag("Name").unwrap_or_default(),
+            tag("URL").unwrap_or_default(),
+        ));
+        rest = &rest[end..];
+    }
+    out
+}
+
+fn item_url(xml: &str, starts: &str) -> String {
+    menu_items(xml)
+        .into_iter()
+        .find(|(n, _)| n.starts_with(starts))
+        .unwrap_or_else(|| panic!("no item {starts:?} in {xml}"))
+        .1
+}
+
+/// The Assistant phone service on the phones, as a phone browses it: the service URL asks for
+/// the user ID and PIN; over HTTPS only, a right PIN gives the manager's settings, each item
+/// toggling one; a toggle chosen on an older screen changes nothing; 50 phones racing one
+/// toggle from one screen change it once (the database decides); the session token is bound
+/// to its phone and refused when altered; the assistant sees the manager's state and the call
+/// ringing at the proxy line, and sends it to the manager, whose phone rings.
+#[test]
+fn r18_the_assistant_phone_service_over_https_after_the_pin() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let ca = srv.data_dir.path().join("node-cert.pem");
+    let client = ucm::client::http_client(&ucm::client::ClientOptions {
+        ca: Some(ca),
+        timeout: Some(Duration::from_secs(30)),
+        ..Default::default()
+    })
+    .unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let get = |url: &str| -> String {
+        rt.block_on(async {
+            let r = client.get(url).send().await.expect(url);
+            assert_eq!(r.status(), 200, "{url}");
+            assert!(
+                r.headers()["content-type"]
+                    .to_str()
+                    .unwrap()
+                    .starts_with("text/xml"),
+                "{url}"
+            );
+            r.text().await.unwrap()
+        })
+    };
+    let service = |device: &str| {
+        format!("http://{http}/ma/servlet/MAService?cmd=doPhoneService&Name={device}")
+    };
+    // 1. The service URL (reached over HTTP, as phones subscribed to `url` do) asks for the
+    //    user ID and PIN and submits them to HTTPS.
+    let input = get(&service("SEP00036BC7C001"));
+    assert!(input.contains("<CiscoIPPhoneInput>"), "{input}");
+    let action = input
+        .split("<URL>")
+        .nth(1)
+        .and_then(|s| s.split("</URL>").next())
+        .unwrap()
+        .replace("&amp;", "&");
+    assert!(action.starts_with("https://"), "{action}");
+    // The PIN is never taken in clear.
+    let clear = get(&format!(
+        "http://{http}/ma/servlet/MAService?cmd=login&Name=SEP00036BC7C001&userid=manager1&pin=12345"
+    ));
+    assert!(clear.contains("HTTPS only"), "{clear}");
+    let wrong = get(&format!("{action}&userid=manager1&pin=99999"));
+    assert!(wrong.contains("Login failed"), "{wrong}");
+    // 2. Manager One's screen: Do Not Disturb off; choosing it turns it on.
+    let home = get(&format!("{action}&userid=manager1&pin=12345"));
+    assert!(home.contains("<CiscoIPPhoneMenu>"), "{home}");
+    let dnd_on = item_url(&home, "Do Not Disturb: Off");
+    let on = get(&dnd_on);
+    assert!(on.contains("Do Not Disturb is on"), "{on}");
+    let dnd_off = item_url(&on, "Do Not Disturb: On");
+    let (status, state) = api(
+        http,
+        "GET",
+        "/ucm/assistant/managers/manager1",
+        Some(("manager1", "cisco")),
+        "",
+    );
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(v["state"]["dnd"], true, "{v}");
+    let version = v["state"]["version"].as_i64().unwrap();
+    // 3. The same item again, from the older screen: nothing changes.
+    let stale = get(&dnd_on);
+    assert!(stale.contains("Changed meanwhile"), "{stale}");
+    item_url(&stale, "Do Not Disturb: On");
+    // 4. Fifty phones choose "Do Not Disturb: On" (to turn it off) from one screen at once:
+    //    exactly one change is made.
+    let answers: Vec<String> = rt.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (c, u) = (client.clone(), dnd_off.clone());
+            set.spawn(async move { c.get(&u).send().await.unwrap().text().await.unwrap() });
+        }
+        let mut out = Vec::new();
+        while let Some(r) = set.join_next().await {
+            out.push(r.unwrap());
+        }
+        out
+    });
+    let won = answers
+        .iter()
+        .filter(|a| a.contains("Do Not Disturb is off"))
+        .count();
+    let lost = answers
+        .iter()
+        .filter(|a| a.contains("Changed meanwhile"))
+        .count();
+    assert_eq!((won, lost), (1, 49), "{answers:#?}");
+    let (_, state) = api(
+        http,
+        "GET",
+        "/ucm/assistant/managers/manager1",
+        Some(("manager1", "cisco")),
+        "",
+    );
+    let v: Value = serde_json::from_str(&state).unwrap();
+    assert_eq!(v["state"]["dnd"], false, "{v}");
+    assert_eq!(v["state"]["version"].as_i64(), Some(version + 1), "{v}");
+    // 5. The token: bound to its phone, refused when altered.
+    let elsewhere = get(&dnd_off.replace("SEP00036BC7C001", "SEP00036BC7C002"));
+    assert!(elsewhere.contains("another phone"), "{elsewhere}");
+    let (head, tail) = dnd_off.split_once("t=").unwrap();
+    let flipped = format!("{head}t={}", tail.replacen('a', "b", 1));
+    let forged = get(&flipped);
+    assert!(forged.contains("log in again"), "{forged}");
+
+    // 6. Assistant One: a call to Manager One rings at the proxy line; the screen shows it
+    //    and the manager's state, and sends it to the manager.
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.18.150"],
+    );
+    let manager = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7C001",
+            "--first-ip",
+            "127.0.18.160",
+            "--auto-answer",
+        ],
+    );
+    let assistant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7C002", "--first-ip", "127.0.18.170"],
+    );
+    let a = caller.http("SEP00036BC7B973");
+    let m = manager.http("SEP00036BC7C001");
+    let s = assistant.http("SEP00036BC7C002");
+    let (status, body) = push(a, Some(("jsmith", "cisco")), &["Dial:60001"]);
+    assert!(status == 200 && body.contains(r#"Status="0""#), "{body}");
+    wait_state(s, 15, "the proxy line rings", |st| ringing_on(st, "39001"));
+    let input = get(&service("SEP00036BC7C002"));
+    let action = input
+        .split("<URL>")
+        .nth(1)
+        .and_then(|s| s.split("</URL>").next())
+        .unwrap()
+        .replace("&amp;", "&");
+    let home = get(&format!("{action}&userid=assistant1&pin=12345"));
+    item_url(&home, "Manager One (60001)");
+    let send = item_url(&home, "To manager: 10001 for Manager One");
+    let sent = get(&send);
+    assert!(
+        sent.contains("Sent to the manager: rings at 60001"),
+        "{sent}"
+    );
+    wait_state(m, 15, "the manager's phone answers the call", |st| {
+        connected_count(st) == 1
+    });
+    wait_state(s, 10, "the proxy line stops ringing", all_ended);
+    // Sent once: the same item again finds no call ringing.
+    let again = get(&send);
+    assert!(again.contains("not ringing"), "{again}");
+}

@@ -218,7 +218,7 @@ fn r18_the_assistant_console_sees_and_handles_a_managers_calls_over_tcp_2912() {
         line_event(v, "manager", "60001", "connected")
     });
     hang_up();
-    srv.wait_for_log("call sent to the manager from the console");
+    srv.wait_for_log("assistant: call sent to the manager");
 
     // 1b. Answered from the console: the assistant's phone goes off hook on 39001.
     push(a, jsmith, &["Dial:60001"]);

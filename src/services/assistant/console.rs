@@ -643,11 +643,8 @@ async fn command(
         }
         "to_manager" => {
             let call = call_field(req)?;
-            let m = ringing_call(svc, a, call)?;
-            super::lock(&svc.ringing).remove(&call);
-            cc.redirect(call, &m.line).await.map_err(|e| format!("call {call} could not go to the manager: {e}"))?;
-            tracing::info!(call, manager = %m.user, assistant = %a.user, "assistant: call sent to the manager from the console");
-            Ok(json!({"call": call, "to": m.line}))
+            let line = svc.to_manager(&a.user, call).await?;
+            Ok(json!({"call": call, "to": line}))
         }
         "divert" => {
             let call = call_field(req)?;

@@ -17,6 +17,7 @@ pub mod console;
 pub mod feed;
 pub mod http;
 pub mod model;
+pub mod phone;
 pub mod routing;
 pub mod store;
 
@@ -46,6 +47,8 @@ struct AtAssistant {
     manager: String,
     /// Which of the manager's assistants it rings at.
     assistant: usize,
+    /// The caller's number, as the phone service shows it.
+    calling: String,
 }
 
 pub struct AssistantService {
@@ -274,6 +277,7 @@ impl AssistantService {
                 AtAssistant {
                     manager: m.user.clone(),
                     assistant: i,
+                    calling: offer.calling.clone(),
                 },
             );
         }
@@ -320,6 +324,31 @@ impl AssistantService {
         }
     }
 
+    /// A call ringing at `assistant`'s proxy line goes to its manager's line (the console's
+    /// and the phone service's "to manager"). The manager's line, or why not.
+    pub async fn to_manager(&self, assistant: &str, call: u64) -> Result<String, String> {
+        let at = lock(&self.ringing)
+            .get(&call)
+            .cloned()
+            .ok_or_else(|| format!("call {call} is not ringing at an assistant"))?;
+        let m = self
+            .manager(&at.manager)
+            .filter(|m| {
+                m.assistants
+                    .get(at.assistant)
+                    .is_some_and(|a| a.user == assistant)
+            })
+            .ok_or_else(|| format!("call {call} is not ringing at your proxy line"))?;
+        lock(&self.ringing).remove(&call);
+        self.node
+            .call_control
+            .redirect(call, &m.line)
+            .await
+            .map_err(|e| format!("call {call} could not go to the manager: {e}"))?;
+        tracing::info!(call, manager = %m.user, assistant, "assistant: call sent to the manager");
+        Ok(m.line)
+    }
+
     /// Intercept: the oldest call ringing at one of `manager`'s assistants goes to the
     /// manager's own line. The call, or None when none rings.
     pub async fn intercept(&self, manager: &Manager) -> Option<u64> {
@@ -346,7 +375,7 @@ pub const SERVICE: super::ServiceSpec = super::ServiceSpec {
     flags: &[super::Flag {
         flag: NodeService::Assistant,
         name: "the Assistant service",
-        paths: &["/ucm/assistant/"],
+        paths: &["/ucm/assistant/", "/ma/"],
     }],
     listeners: &[super::ListenerSpec {
         flag: NodeService::Assistant,
@@ -376,6 +405,10 @@ fn start_service(mut s: super::Start) -> super::StartFuture {
     let console = s.take_listener(&SERVICE, "assistant_console");
     Box::pin(async move {
         let svc = AssistantService::new(s.node.clone());
+        let phone = Arc::new(phone::PhoneService {
+            svc: svc.clone(),
+            secret: s.node.store.cluster_secret(phone::SECRET).await?,
+        });
         let offers = svc.prepare().await;
         let routes = axum::Router::new()
             .route(
@@ -383,7 +416,12 @@ fn start_service(mut s: super::Start) -> super::StartFuture {
                 get(http::get_manager).put(http::put_manager),
             )
             .route(http::INTERCEPT_PATH, post(http::intercept))
-            .with_state(svc.clone());
+            .with_state(svc.clone())
+            .merge(
+                axum::Router::new()
+                    .route(phone::PATH, get(phone::handler))
+                    .with_state(phone),
+            );
         let mut tasks: Vec<super::Task> = vec![Box::pin(svc.clone().run(offers, s.stop.clone()))];
         if let Some(super::Bound::Tcp(l)) = console {
             tasks.push(Box::pin(console::serve(svc.clone(), l, s.stop.clone())));
