@@ -919,8 +919,14 @@ pub struct Device {
     /// Service URL buttons, on the keys after the lines and speed dials.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_url_buttons: Vec<ServiceUrlButton>,
+    /// Do Not Disturb: calls do not ring here (a page still plays: the seed's phone selection
+    /// rules ignore DND).
     #[serde(default, skip_serializing_if = "is_false")]
     pub do_not_disturb: bool,
+    /// Cisco's product-specific "Disable Speakerphone": the Paging Server leaves the phone out
+    /// of every page (the seed's phone selection rules), and the page's report says why.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub disable_speakerphone: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_locale: Option<String>,
 }

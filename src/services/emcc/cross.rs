@@ -247,6 +247,8 @@ fn home_device(
         // Device profiles carry no service URL buttons yet.
         service_url_buttons: Vec::new(),
         do_not_disturb: false,
+        // The physical phone's (its speaker is the visiting phone's), unknown here: enabled.
+        disable_speakerphone: false,
         // The seed: the home's locale when it has one, else the phone keeps the visiting one.
         user_locale: profile.user_locale.clone().or(v.user_locale),
     })

@@ -15,6 +15,9 @@ pub struct Members {
     pub devices: Vec<String>,
     /// Phones beyond the group's cap, reported as not paged.
     pub over_cap: Vec<String>,
+    /// Phones of the group with their speakerphone disabled: never paged (the seed's phone
+    /// selection rules), and not counted against the cap.
+    pub no_speakerphone: Vec<String>,
 }
 
 /// The cap of a group: its own `max_phones`, else the paging `max_group_size` (50).
@@ -42,6 +45,7 @@ pub fn members(cluster: &Cluster, paging: &Paging, group: &RecipientGroup) -> Me
         .filter_map(|p| Pattern::parse(p).ok())
         .collect();
     let mut found: BTreeSet<&str> = BTreeSet::new();
+    let mut no_speakerphone: BTreeSet<&str> = BTreeSet::new();
     for d in &cluster.devices {
         let named = group.devices.iter().any(|n| n == &d.name);
         let pooled = group.device_pools.iter().any(|p| p == &d.device_pool);
@@ -64,7 +68,11 @@ pub fn members(cluster: &Cluster, paging: &Paging, group: &RecipientGroup) -> Me
             .as_deref()
             .is_some_and(|c| group.calling_search_spaces.iter().any(|g| g == c));
         if named || pooled || located || dialled || described || searched {
-            found.insert(d.name.as_str());
+            if d.disable_speakerphone {
+                no_speakerphone.insert(d.name.as_str());
+            } else {
+                found.insert(d.name.as_str());
+            }
         }
     }
     let n = cap(paging, group);
@@ -74,7 +82,11 @@ pub fn members(cluster: &Cluster, paging: &Paging, group: &RecipientGroup) -> Me
     } else {
         (all, Vec::new())
     };
-    Members { devices, over_cap }
+    Members {
+        devices,
+        over_cap,
+        no_speakerphone: no_speakerphone.into_iter().map(str::to_string).collect(),
+    }
 }
 
 /// A description pattern against a description, ignoring case: `*` matches any run of
@@ -299,6 +311,37 @@ mod tests {
         );
         assert_eq!(big.devices.len(), c.devices.len());
         assert!(big.over_cap.is_empty());
+    }
+
+    /// The seed's phone selection rules: a phone whose speakerphone is disabled is never
+    /// paged and does not take a place under the cap; one on Do Not Disturb is paged.
+    #[test]
+    fn r20_phones_without_speakerphone_are_left_out_and_dnd_is_ignored() {
+        let mut def = crate::services::demo().expect("the demo cluster loads");
+        for d in def.devices.iter_mut() {
+            match d.name.as_str() {
+                "SEP000000001001" => d.disable_speakerphone = true,
+                "SEP000000001002" => d.do_not_disturb = true,
+                _ => {}
+            }
+        }
+        let c = Cluster::new(def);
+        let p = Paging::default();
+        let g = members(
+            &c,
+            &p,
+            &group(|g| {
+                g.dn_patterns = vec!["2000X".into()];
+                g.max_phones = Some(3);
+            }),
+        );
+        assert_eq!(g.no_speakerphone, vec!["SEP000000001001".to_string()]);
+        assert_eq!(
+            g.devices,
+            vec!["SEP000000001002", "SEP000000001003", "SEP000000001004"]
+        );
+        assert_eq!(g.over_cap.len(), 5);
+        assert!(!g.over_cap.contains(&"SEP000000001001".to_string()));
     }
 
     #[test]

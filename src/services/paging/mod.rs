@@ -73,7 +73,7 @@ pub struct PhoneResult {
     pub device: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub ip: Option<String>,
-    /// `joined`, `failed`, `busy` (skipped), `not-registered`, `over-cap`.
+    /// `joined`, `failed`, `busy` (skipped), `not-registered`, `over-cap`, `no-speakerphone`.
     pub outcome: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -766,6 +766,7 @@ async fn run(
         started,
         recipients,
         over_cap: a.members.over_cap,
+        no_speakerphone: a.members.no_speakerphone,
         cap: a.cap,
         busy_phones: paging.busy_phones,
         join_uri,

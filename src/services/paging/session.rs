@@ -56,6 +56,8 @@ pub struct PageSetup {
     pub recipients: Vec<Recipient>,
     /// Phones beyond the group's cap, and the cap.
     pub over_cap: Vec<String>,
+    /// Group members whose speakerphone is disabled: reported, never pushed to.
+    pub no_speakerphone: Vec<String>,
     pub cap: usize,
     pub busy_phones: BusyPhones,
     /// `RTPMRx:<group>:<port>[:<volume>]`.
@@ -332,6 +334,14 @@ impl PageSession {
             let why = format!("the group holds at most {} phones", self.setup.cap);
             add(d, None, "over-cap", Some(why));
         }
+        for d in &self.setup.no_speakerphone {
+            add(
+                d,
+                None,
+                "no-speakerphone",
+                Some("its speakerphone is disabled".into()),
+            );
+        }
         for r in &self.setup.recipients {
             let Some(ip) = &r.ip else { continue };
             if self
@@ -534,6 +544,7 @@ mod tests {
             started: t0,
             recipients,
             over_cap: Vec::new(),
+            no_speakerphone: Vec::new(),
             cap: 50,
             busy_phones,
             join_uri: URI.into(),
