@@ -916,6 +916,48 @@ mod tests {
     }
 
     #[test]
+    fn r16_other_nodes_line_loads_from_the_feed_else_the_heartbeat_and_none_from_a_down_node() {
+        let dn = |d: &str| (d.to_string(), Some("Internal_PT".to_string()));
+        let loads = |v: &[(&str, u32)]| -> std::collections::HashMap<DnKey, u32> {
+            v.iter().map(|(d, n)| (dn(d), *n)).collect()
+        };
+        let report = |instance: &str, at_ms: i64, lines: Option<&[(&str, u32)]>| BusyReport {
+            instance: instance.into(),
+            at_ms,
+            devices: Some(Default::default()),
+            lines: lines.map(loads),
+        };
+        let f = Feed::new(None);
+        // Announced only (no heartbeat read yet): counted.
+        assert!(f.learn_busy("a", report("a1", 10, Some(&[("10002", 1)]))));
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 1)]));
+        // An older announcement of the same run does not replace a newer one.
+        assert!(!f.learn_busy("a", report("a1", 5, Some(&[("10002", 3)]))));
+        {
+            let mut hb = f.heartbeats.lock().unwrap();
+            // The same run's heartbeat: the announcement (the latest change) stands.
+            hb.up
+                .insert("a".into(), ("a1".into(), 20, loads(&[("10002", 4)])));
+            // A node heard only through its heartbeat.
+            hb.up.insert(
+                "b".into(),
+                ("b1".into(), 20, loads(&[("10002", 1), ("10001", 2)])),
+            );
+        }
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 2), ("10001", 2)]));
+        // Too many to announce (`?`): the heartbeat says.
+        assert!(f.learn_busy("a", report("a1", 30, None)));
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 5), ("10001", 2)]));
+        // A restarted node whose heartbeat is newer than its last run's announcement.
+        assert!(f.learn_busy("a", report("a0", 1, Some(&[("10002", 9)]))));
+        f.heartbeats.lock().unwrap().up.get_mut("a").unwrap().0 = "a2".into();
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 5), ("10001", 2)]));
+        // A node that is down counts no more.
+        f.heartbeats.lock().unwrap().down.insert("a".into());
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 1), ("10001", 2)]));
+    }
+
+    #[test]
     fn r16_feed_lag_percentiles() {
         let f = Feed::new(None);
         assert_eq!(f.lag(), LagFigures::default());
