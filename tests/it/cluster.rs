@@ -3715,3 +3715,76 @@ async fn r16_a_call_through_two_dead_nodes_is_carried_on_by_the_surviving_one() 
     drop((pubn, sub1, sub2));
     db.drop_db().await;
 }
+
+/// A node stalled (SIGSTOP) past the 3 s down limit, then resumed (issue 16). A (on ucm-sub2)
+/// talks to B (on ucm-sub1) through both nodes; ucm-sub1 is stopped until ucm-sub2 counts it
+/// down (its lines' calls count no more there), and a call from A's line to B placed meanwhile
+/// waits in ucm-sub2's retransmissions. On SIGCONT ucm-sub1 is up again for ucm-sub2, its lines'
+/// calls count again, B gets that second call once (not twice), and both calls end cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_node_stalled_past_the_down_limit_recovers_without_double_calls() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 85;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let (sub1, sub2) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let ip = |h: u8| format!("127.{net}.0.{h}");
+    let a = TestPhone::register(&ip(11), "10001", "00036bc7b973", sip_of(net, 3)).await;
+    let b = TestPhone::register(&ip(12), "10002", "00036bc7b974", sip_of(net, 2)).await;
+    let c = TestPhone::register(&ip(13), "23923", "00036bc7b975", sip_of(net, 2)).await;
+    // C calls A across the nodes (ucm-sub1 counts C's line).
+    let (_, inv1) = call_when_known(&c, &a, "10001", "stall-1").await;
+    a.answer(&inv1, 200, true).await;
+    let ok1 = c.expect_response(200).await;
+    c.send_text(&c.in_dialog(&ok1, "ACK", 101)).await;
+    a.expect_request("ACK").await;
+    let known = "calls on lines at other nodes";
+    wait_last_log_line(&sub2, 10, known, &["23923@Internal_PT=1"]);
+    let pid = sub1.child.id() as libc::pid_t;
+    // SAFETY: signals to a child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = wait_log_line(&sub2, 15, &["nodes down now", "ucm-sub1"]);
+    eprintln!("{stopped}");
+    wait_last_log_line(&sub2, 10, known, &["lines=-"]);
+    // A calls B (on the stalled node): ucm-sub2 sends the INVITE, unanswered for now.
+    let cid = fresh_call_id("stall-2");
+    a.send_text(&a.invite("10002", &cid)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // B gets the call once: its first INVITE; retransmissions are absorbed.
+    let inv2 = b.expect_request("INVITE").await;
+    b.answer(&inv2, 200, true).await;
+    let ok2 = a.expect_response(200).await;
+    assert_eq!(ok2.call_id(), Some(cid.as_str()), "{ok2}");
+    a.send_text(&a.in_dialog(&ok2, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    // ucm-sub1 is up again for ucm-sub2, and its lines' calls count there again.
+    let line = wait_last_log_line(&sub2, 10, known, &["23923@Internal_PT=1"]);
+    eprintln!("{line}");
+    nothing_more(&b).await;
+    // Both calls end cleanly.
+    a.send_text(&a.in_dialog(&ok2, "BYE", 102)).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+    a.expect_response(200).await;
+    c.send_text(&c.in_dialog(&ok1, "BYE", 102)).await;
+    let bye = a.expect_request("BYE").await;
+    a.answer(&bye, 200, false).await;
+    c.expect_response(200).await;
+    wait_last_log_line(&sub2, 10, known, &["lines=-"]);
+    nothing_more(&a).await;
+    nothing_more(&b).await;
+    drop((sub1, sub2));
+    db.drop_db().await;
+}
