@@ -30,7 +30,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::NodeState;
+use crate::dialplan::analysis::DnKey;
 use crate::store::{Backend, NodeRow, RegistrationRow, StoreError};
+
+/// Calls per line, as announced (`[dn, partition, calls]`).
+type LoadList = Vec<(String, Option<String>, u32)>;
 
 /// The channel every node listens on.
 pub const CHANNEL: &str = "ucm_changes";
@@ -42,6 +46,9 @@ pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 pub const NODE_DOWN_AFTER: Duration = Duration::from_secs(3);
 /// The heartbeat's key for the devices on a call on the node (a JSON array of names).
 pub const BUSY_DEVICES: &str = "busy_devices";
+/// The heartbeat's key for the calls each line carries at the node that no other node counts
+/// (a JSON array of `[dn, partition or null, calls]`).
+pub const LINE_LOADS: &str = "line_loads";
 /// A `busy` announcement longer than this (bytes) says `?` instead of its list (PostgreSQL's
 /// NOTIFY payload is at most 8,000 bytes): the node's heartbeat carries the list then.
 const MAX_BUSY_PAYLOAD: usize = 7000;
@@ -104,6 +111,17 @@ pub struct Feed {
     pub started_ms: i64,
     /// The devices on a call at each other node, as their last `busy` announcements said.
     busy: Mutex<std::collections::HashMap<String, BusyReport>>,
+    /// What the last heartbeats of the other nodes that are up said of their lines' calls
+    /// (the fallback when the feed has not said, or said `?`), and the nodes that are down.
+    heartbeats: Mutex<HeartbeatLines>,
+}
+
+/// The other nodes' lines as their heartbeats said, and which nodes are down.
+#[derive(Default)]
+struct HeartbeatLines {
+    /// node -> (its run, when it wrote, its calls per line).
+    up: std::collections::HashMap<String, (String, i64, std::collections::HashMap<DnKey, u32>)>,
+    down: std::collections::HashSet<String>,
 }
 
 /// One node's devices on a call, as its last `busy` announcement said.
@@ -113,6 +131,9 @@ struct BusyReport {
     at_ms: i64,
     /// `None`: too many to announce (its heartbeat has them).
     devices: Option<std::collections::HashSet<String>>,
+    /// The calls each line carries there (that no other node counts); `None`: not said, or
+    /// too many to announce (its heartbeat has them).
+    lines: Option<std::collections::HashMap<DnKey, u32>>,
 }
 
 #[derive(Default)]
@@ -148,7 +169,36 @@ impl Feed {
             ),
             started_ms,
             busy: Mutex::default(),
+            heartbeats: Mutex::default(),
         }
+    }
+
+    /// The calls each line carries at the other nodes that are up, summed: each node's last
+    /// announcement on the feed, or its last heartbeat when that is newer, of another run, or
+    /// the announcement did not list them.
+    pub fn remote_line_loads(&self) -> std::collections::HashMap<DnKey, u32> {
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        let hb = self.heartbeats.lock().unwrap_or_else(|p| p.into_inner());
+        let mut nodes: std::collections::BTreeSet<&str> = busy.keys().map(String::as_str).collect();
+        nodes.extend(hb.up.keys().map(String::as_str));
+        let mut sum: std::collections::HashMap<DnKey, u32> = Default::default();
+        for node in nodes {
+            if hb.down.contains(node) {
+                continue;
+            }
+            let beat = hb.up.get(node);
+            let announced = busy.get(node).and_then(|r| {
+                let current =
+                    beat.is_none_or(|(instance, at, _)| &r.instance == instance || r.at_ms >= *at);
+                r.lines.as_ref().filter(|_| current)
+            });
+            if let Some(lines) = announced.or(beat.map(|(_, _, l)| l)) {
+                for (dn, n) in lines {
+                    *sum.entry(dn.clone()).or_default() += n;
+                }
+            }
+        }
+        sum
     }
 
     /// The devices on a call at node `node` (run `instance`), as the change feed last said:
@@ -259,13 +309,15 @@ enum Change<'a> {
         device: String,
         line: String,
     },
-    /// The devices on a call at a node now: `busy <ms> <node> <instance> <d1,d2|-|?>` (`-`
-    /// none, `?` too many to announce).
+    /// The devices on a call at a node now, and the calls on its lines:
+    /// `busy <ms> <node> <instance> <d1,d2|-|?> [<lines|-|?>]` (`-` none, `?` too many to
+    /// announce; the lines a JSON array of `[dn, partition or null, calls]`).
     Busy {
         at_ms: i64,
         node: &'a str,
         instance: &'a str,
         devices: Option<Vec<&'a str>>,
+        lines: Option<LoadList>,
     },
 }
 
@@ -293,11 +345,16 @@ fn parse(payload: &str) -> Option<Change<'_>> {
             row: serde_json::from_str(rest).ok()?,
         }),
         "busy" => {
-            let mut it = rest.split(' ');
+            let mut it = rest.splitn(4, ' ');
             let (node, instance, list) = (it.next()?, it.next()?, it.next()?);
-            if it.next().is_some() || node.is_empty() || instance.is_empty() {
+            if node.is_empty() || instance.is_empty() {
                 return None;
             }
+            let lines = match it.next() {
+                None | Some("?") => None,
+                Some("-") => Some(Vec::new()),
+                Some(l) => Some(serde_json::from_str::<LoadList>(l).ok()?),
+            };
             let devices = match list {
                 "?" => None,
                 "-" => Some(Vec::new()),
@@ -308,6 +365,7 @@ fn parse(payload: &str) -> Option<Change<'_>> {
                 node,
                 instance,
                 devices,
+                lines,
             })
         }
         "regid" => {
@@ -473,14 +531,19 @@ impl NodeState {
                 node,
                 instance,
                 devices,
+                lines,
             } => {
                 let report = BusyReport {
                     instance: instance.to_string(),
                     at_ms,
                     devices: devices.map(|d| d.into_iter().map(str::to_string).collect()),
+                    lines: lines.map(|l| l.into_iter().map(|(dn, pt, n)| ((dn, pt), n)).collect()),
                 };
                 if node != self.node.name && self.feed.learn_busy(node, report) {
                     self.feed.record_lag(unix_ms() - at_ms);
+                    // Routing counts the other nodes' calls on a line at once.
+                    self.call_control
+                        .set_remote_line_loads(self.feed.remote_line_loads());
                 }
             }
             Change::RegisteredId {
@@ -539,8 +602,9 @@ impl NodeState {
         Ok(())
     }
 
-    /// This node's row as it reports itself now; `busy`: the devices on a call here.
-    fn node_row(&self, busy: Vec<String>) -> NodeRow {
+    /// This node's row as it reports itself now; `busy`: the devices on a call here; `lines`:
+    /// the calls on its lines that no other node counts.
+    fn node_row(&self, busy: Vec<String>, lines: LoadList) -> NodeRow {
         NodeRow {
             name: self.node.name.clone(),
             address: self.node.address.clone(),
@@ -560,6 +624,7 @@ impl NodeState {
                     "feed_connected": self.feed.healthy(),
                     "registrations": self.registrar.count(),
                     BUSY_DEVICES: busy,
+                    LINE_LOADS: lines,
                 });
                 if let Some(m) = status.as_object_mut() {
                     for hook in self.feed.hooks() {
@@ -582,7 +647,7 @@ impl NodeState {
         }
         let mut stop = self.stopping();
         let mut events = self.call_control.subscribe();
-        let mut last: Option<Vec<String>> = None;
+        let mut last: Option<(Vec<String>, LoadList)> = None;
         loop {
             tokio::select! {
                 ev = events.recv() => {
@@ -594,16 +659,13 @@ impl NodeState {
             }
             tokio::time::sleep(BUSY_COALESCE).await;
             while events.try_recv().is_ok() {}
-            let Ok(Ok(busy)) =
-                tokio::time::timeout(BUSY_ASK_TIMEOUT, self.call_control.busy_devices()).await
-            else {
+            let Some(now) = self.busy_here().await else {
                 continue;
             };
-            let mut busy: Vec<String> = busy.into_iter().collect();
-            busy.sort();
-            if last.as_ref() == Some(&busy) {
+            if last.as_ref() == Some(&now) {
                 continue;
             }
+            let (busy, lines) = &now;
             let list = if busy.is_empty() {
                 "-".to_string()
             } else {
@@ -614,17 +676,43 @@ impl NodeState {
             } else {
                 list
             };
+            let lines = if lines.is_empty() {
+                "-".to_string()
+            } else {
+                serde_json::to_string(lines).unwrap_or_else(|_| "?".to_string())
+            };
+            let lines = if list.len() + lines.len() > MAX_BUSY_PAYLOAD {
+                "?".to_string()
+            } else {
+                lines
+            };
             let payload = format!(
-                "busy {} {} {} {list}",
+                "busy {} {} {} {list} {lines}",
                 unix_ms(),
                 self.node.name,
                 self.feed.instance
             );
             match self.store.announce(CHANNEL, &payload).await {
-                Ok(()) => last = Some(busy),
+                Ok(()) => last = Some(now),
                 Err(e) => tracing::debug!(error = %e, "busy devices not announced"),
             }
         }
+    }
+
+    /// The devices on a call here and the calls on this node's lines that no other node
+    /// counts, both sorted; `None` when call control does not answer in time.
+    async fn busy_here(&self) -> Option<(Vec<String>, LoadList)> {
+        let ask = async {
+            let busy = self.call_control.busy_devices().await.ok()?;
+            let loads = self.call_control.line_loads().await.ok()?;
+            Some((busy, loads))
+        };
+        let (busy, loads) = tokio::time::timeout(BUSY_ASK_TIMEOUT, ask).await.ok()??;
+        let mut busy: Vec<String> = busy.into_iter().collect();
+        busy.sort();
+        let mut lines: LoadList = loads.into_iter().map(|((dn, pt), n)| (dn, pt, n)).collect();
+        lines.sort();
+        Some((busy, lines))
     }
 
     /// Tells call control which nodes of the definition are down (no row, or a heartbeat older
@@ -667,12 +755,37 @@ impl NodeState {
                 }
             }
         }
-        let down = cluster
+        let down: std::collections::HashSet<String> = cluster
             .nodes
             .iter()
             .filter(|n| n.name != self.node.name && !up.contains(n.name.as_str()))
             .map(|n| n.name.clone())
             .collect();
+        // The other nodes' calls on lines: what their heartbeats say is the fallback for
+        // what the feed did not say; a node that is down counts no more.
+        {
+            let mut hb = self
+                .feed
+                .heartbeats
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            hb.up = rows
+                .iter()
+                .filter(|r| r.name != self.node.name && up.contains(r.name.as_str()))
+                .map(|r| {
+                    let lines: LoadList = r
+                        .status
+                        .get(LINE_LOADS)
+                        .and_then(|v| serde_json::from_value(v.clone()).ok())
+                        .unwrap_or_default();
+                    let lines = lines.into_iter().map(|(dn, pt, n)| ((dn, pt), n)).collect();
+                    (r.name.clone(), (r.instance.clone(), r.heartbeat_at, lines))
+                })
+                .collect();
+            hb.down = down.clone();
+        }
+        self.call_control
+            .set_remote_line_loads(self.feed.remote_line_loads());
         self.call_control.set_nodes_down(down);
     }
 
@@ -687,16 +800,10 @@ impl NodeState {
                 _ = stop.changed() => break,
             }
             // The devices on a call here, for services of other nodes that leave busy phones
-            // out (the Paging Server): as of this heartbeat, at most one interval old.
-            let mut busy: Vec<String> =
-                tokio::time::timeout(BUSY_ASK_TIMEOUT, self.call_control.busy_devices())
-                    .await
-                    .ok()
-                    .and_then(Result::ok)
-                    .map(|d| d.into_iter().collect())
-                    .unwrap_or_default();
-            busy.sort();
-            if let Err(e) = self.store.node_heartbeat(&self.node_row(busy)).await {
+            // out (the Paging Server), and the calls on the lines here, for other nodes'
+            // routing: as of this heartbeat, at most one interval old.
+            let (busy, lines) = self.busy_here().await.unwrap_or_default();
+            if let Err(e) = self.store.node_heartbeat(&self.node_row(busy, lines)).await {
                 tracing::debug!(error = %e, "heartbeat not written");
             }
             self.tell_nodes_down().await;
@@ -752,7 +859,48 @@ mod tests {
                 line: "10001".into()
             })
         );
+        // Busy devices, and the calls on the node's lines (a JSON array; `-` none, `?` too
+        // many, left out by a node that does not say).
+        match parse(r#"busy 7 ucm-pub 1-2-3 SEP1,SEP2 [["10002","Internal PT",2],["7000",null,1]]"#)
+        {
+            Some(Change::Busy {
+                at_ms: 7,
+                node: "ucm-pub",
+                instance: "1-2-3",
+                devices: Some(d),
+                lines: Some(l),
+            }) => {
+                assert_eq!(d, ["SEP1", "SEP2"]);
+                assert_eq!(
+                    l,
+                    [
+                        ("10002".to_string(), Some("Internal PT".to_string()), 2),
+                        ("7000".to_string(), None, 1)
+                    ]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            parse("busy 7 n i - -"),
+            Some(Change::Busy { devices: Some(d), lines: Some(l), .. }) if d.is_empty() && l.is_empty()
+        ));
+        assert!(matches!(
+            parse("busy 7 n i ? ?"),
+            Some(Change::Busy {
+                devices: None,
+                lines: None,
+                ..
+            })
+        ));
+        assert!(matches!(
+            parse("busy 7 n i SEP1"),
+            Some(Change::Busy { lines: None, .. })
+        ));
         for bad in [
+            "busy 7 n i - [[1]]",
+            "busy 7 n i - nope",
+            "busy 7  i -",
             "",
             "em",
             "em x 1 d",
@@ -765,6 +913,48 @@ mod tests {
         ] {
             assert_eq!(parse(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn r16_other_nodes_line_loads_from_the_feed_else_the_heartbeat_and_none_from_a_down_node() {
+        let dn = |d: &str| (d.to_string(), Some("Internal_PT".to_string()));
+        let loads = |v: &[(&str, u32)]| -> std::collections::HashMap<DnKey, u32> {
+            v.iter().map(|(d, n)| (dn(d), *n)).collect()
+        };
+        let report = |instance: &str, at_ms: i64, lines: Option<&[(&str, u32)]>| BusyReport {
+            instance: instance.into(),
+            at_ms,
+            devices: Some(Default::default()),
+            lines: lines.map(loads),
+        };
+        let f = Feed::new(None);
+        // Announced only (no heartbeat read yet): counted.
+        assert!(f.learn_busy("a", report("a1", 10, Some(&[("10002", 1)]))));
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 1)]));
+        // An older announcement of the same run does not replace a newer one.
+        assert!(!f.learn_busy("a", report("a1", 5, Some(&[("10002", 3)]))));
+        {
+            let mut hb = f.heartbeats.lock().unwrap();
+            // The same run's heartbeat: the announcement (the latest change) stands.
+            hb.up
+                .insert("a".into(), ("a1".into(), 20, loads(&[("10002", 4)])));
+            // A node heard only through its heartbeat.
+            hb.up.insert(
+                "b".into(),
+                ("b1".into(), 20, loads(&[("10002", 1), ("10001", 2)])),
+            );
+        }
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 2), ("10001", 2)]));
+        // Too many to announce (`?`): the heartbeat says.
+        assert!(f.learn_busy("a", report("a1", 30, None)));
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 5), ("10001", 2)]));
+        // A restarted node whose heartbeat is newer than its last run's announcement.
+        assert!(f.learn_busy("a", report("a0", 1, Some(&[("10002", 9)]))));
+        f.heartbeats.lock().unwrap().up.get_mut("a").unwrap().0 = "a2".into();
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 5), ("10001", 2)]));
+        // A node that is down counts no more.
+        f.heartbeats.lock().unwrap().down.insert("a".into());
+        assert_eq!(f.remote_line_loads(), loads(&[("10002", 1), ("10001", 2)]));
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! one-shot channel for the [`Reply`], and for a route point the channel its offered calls
 //! arrive on. The task keeps those channels; the B2BUA only names the command.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::Duration;
@@ -14,6 +14,7 @@ use std::time::Duration;
 use tokio::sync::{broadcast, mpsc, oneshot};
 
 use super::b2bua::{CallError, Command, LineEvent, OfferedCall, Reply};
+use crate::dialplan::analysis::DnKey;
 
 /// A command as it travels to the call-control task.
 pub(super) struct Submission {
@@ -238,6 +239,51 @@ impl CallControl {
         match self.ask(Command::BusyDevices).await? {
             Reply::Devices(d) => Ok(d),
             other => Err(unexpected(other)),
+        }
+    }
+
+    /// The calls each line carries at this node that no other node counts (see
+    /// [`Command::LineLoads`]).
+    pub async fn line_loads(&self) -> Result<HashMap<DnKey, u32>, CallError> {
+        match self.ask(Command::LineLoads).await? {
+            Reply::Loads(l) => Ok(l),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Tells call control the calls each line carries at the other nodes (replacing what it
+    /// knew). Best effort like [`CallControl::set_nodes_down`] (the heartbeat says it again
+    /// each second).
+    pub fn set_remote_line_loads(&self, loads: HashMap<DnKey, u32>) {
+        let sub = Submission {
+            cmd: Command::RemoteLineLoads { loads },
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::debug!("call control busy or stopped: other nodes' line loads not updated");
+        }
+    }
+
+    /// The caller's dialog of `call`, sealed, for whoever must release it should this node die
+    /// (see [`Command::CallerDialog`]).
+    pub async fn caller_dialog(&self, call: u64) -> Result<Option<String>, CallError> {
+        match self.ask(Command::CallerDialog { call }).await? {
+            Reply::Dialog(d) => Ok(d),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Ends a dialog a dead node carried, from its sealed record (see
+    /// [`Command::ReleaseDialog`]). Best effort like [`CallControl::notify_device`].
+    pub fn release_dialog(&self, dialog: String) {
+        let sub = Submission {
+            cmd: Command::ReleaseDialog { dialog },
+            reply: None,
+            offers: None,
+        };
+        if self.commands.try_send(sub).is_err() {
+            tracing::warn!("call control busy: a dead node's dialog not released");
         }
     }
 

@@ -3334,3 +3334,457 @@ async fn r16_the_intra_cluster_trunk_runs_over_tcp_and_tls_marked_cs3() {
     drop(nodes);
     db.drop_db().await;
 }
+
+/// [`call_definition`] with the lines' busy trigger at 1 (`busy`) and, for 10002, Call
+/// Forward Busy to Lab phone 1 (20001) when `cfb`.
+fn busy_definition(dir: &Path, net: u8, cfb: bool) -> std::path::PathBuf {
+    let p = call_definition(dir, net, false);
+    let mut text = std::fs::read_to_string(&p).unwrap();
+    let a = "  - pattern: \"10001\"\n    partition: Internal_PT\n";
+    let b = "  - pattern: \"10002\"\n    partition: Internal_PT\n";
+    assert!(text.contains(a) && text.contains(b));
+    text = text.replace(a, &format!("{a}    busy_trigger: 1\n"));
+    let forward = if cfb {
+        "    call_forward:\n      busy: { destination: \"20001\", css: Internal_CSS }\n"
+    } else {
+        ""
+    };
+    text = text.replace(b, &format!("{b}    busy_trigger: 1\n{forward}"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+/// The last line of a node's log holding `needle`, once it also holds every one of `want`
+/// (bounded by `secs`).
+fn wait_last_log_line(s: &Server, secs: u64, needle: &str, want: &[&str]) -> String {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        let logs = s.logs();
+        if let Some(l) = logs.lines().rfind(|l| l.contains(needle)) {
+            if want.iter().all(|w| l.contains(w)) {
+                return l.to_string();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the last {needle:?} line never held {want:?} within {secs} s:\n{logs}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Nothing but retransmissions reaches `p` for a little while (the end of a test: no stray
+/// INVITE rang it).
+async fn nothing_more(p: &crate::callcontrol::TestPhone) {
+    use ucm::wire::sip::SipMessage;
+    let mut buf = vec![0u8; 65536];
+    let until = Instant::now() + Duration::from_millis(700);
+    while let Some(left) = until.checked_duration_since(Instant::now()) {
+        let Ok(Ok((n, _))) = tokio::time::timeout(left, p.sock.recv_from(&mut buf)).await else {
+            return;
+        };
+        match ucm::wire::sip::parse_datagram(&buf[..n]) {
+            Ok(SipMessage::Request(r)) if !p.mark_seen(&r) => {}
+            other => panic!("{} got more: {other:?}", p.dn),
+        }
+    }
+}
+
+/// Line busy state across nodes (issue 16). Phones A (10001) and B (10002) are registered
+/// with ucm-pub and talk to each other there; both lines have a busy trigger of 1, and 10002
+/// forwards on busy to Lab phone 1 (20001). A third phone (Sally, registered with ucm-sub1)
+/// calls through ucm-sub1, which carries no part of the A-B call: 10002 is busy there too
+/// (ucm-pub announced its lines' calls on the change feed), so the call is forwarded to
+/// 20001 and B does not ring; 10001, busy without Call Forward Busy, answers 486 Busy Here;
+/// both as one node would. Once A hangs up, a call to 10001 through ucm-sub1 rings A again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_line_on_a_call_through_another_node_is_busy_for_routing() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 81;
+    let def = busy_definition(dir.path(), net, true);
+    let url = db.url.clone();
+    let (pubn, sub1) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+        )
+    })
+    .await
+    .unwrap();
+    let ip = |h: u8| format!("127.{net}.0.{h}");
+    let a = TestPhone::register(&ip(11), "10001", "00036bc7b973", sip_of(net, 1)).await;
+    let b = TestPhone::register(&ip(12), "10002", "00036bc7b974", sip_of(net, 1)).await;
+    let c = TestPhone::register(&ip(13), "23923", "00036bc7b975", sip_of(net, 2)).await;
+    let d = TestPhone::register(&ip(14), "20001", "000000001001", sip_of(net, 2)).await;
+    // A calls B, all on ucm-pub.
+    let (_, inv) = call_when_known(&a, &b, "10002", "busy-ab").await;
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    let known = "calls on lines at other nodes";
+    let line = wait_last_log_line(
+        &sub1,
+        10,
+        known,
+        &["10001@Internal_PT=1", "10002@Internal_PT=1"],
+    );
+    eprintln!("{line}");
+    // Sally calls B's line through ucm-sub1: forwarded on busy to 20001, which answers.
+    let (_, fwd) = call_when_known(&c, &d, "10002", "busy-cfb").await;
+    assert!(
+        fwd.headers.get("Via").unwrap().contains(&ip(2)),
+        "ucm-sub1 rang 20001 itself: {fwd}"
+    );
+    d.answer(&fwd, 200, true).await;
+    let ok_d = c.expect_response(200).await;
+    assert!(
+        String::from_utf8_lossy(&ok_d.body).contains(&format!("c=IN IP4 {}", ip(14))),
+        "{ok_d}"
+    );
+    c.send_text(&c.in_dialog(&ok_d, "ACK", 101)).await;
+    d.expect_request("ACK").await;
+    c.send_text(&c.in_dialog(&ok_d, "BYE", 102)).await;
+    let bye = d.expect_request("BYE").await;
+    d.answer(&bye, 200, false).await;
+    c.expect_response(200).await;
+    // Sally calls A's line through ucm-sub1: busy, no Call Forward Busy: 486.
+    c.send_text(&c.invite("10001", &fresh_call_id("busy-486")))
+        .await;
+    let busy = c.expect_response(486).await;
+    eprintln!("{} {}", busy.status, busy.reason);
+    nothing_more(&a).await;
+    nothing_more(&b).await;
+    // A hangs up: ucm-sub1 hears the lines are free, and A's line rings again from there.
+    a.send_text(&a.in_dialog(&ok, "BYE", 102)).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+    a.expect_response(200).await;
+    wait_last_log_line(&sub1, 10, known, &["lines=-"]);
+    let (_, inv) = call_when_known(&c, &a, "10001", "busy-free").await;
+    a.answer(&inv, 486, false).await;
+    c.expect_response(486).await;
+    drop((pubn, sub1));
+    db.drop_db().await;
+}
+
+/// A call taken over from a dialog handle counts against its lines (issue 16). A (10001) and
+/// B (10002), both with a busy trigger of 1 and no Call Forward Busy, talk through ucm-sub1,
+/// which is killed; both phones register with ucm-sub2, and A's hold re-INVITE makes ucm-sub2
+/// take the call over (it never saw it). A third phone calling either line through ucm-sub2
+/// then gets 486 Busy Here, as it would from the node that set the call up; after A hangs
+/// up, B's line rings again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_call_taken_over_from_a_dialog_handle_counts_against_its_lines() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 82;
+    let def = busy_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let (mut sub1, sub2) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let ip = |h: u8| format!("127.{net}.0.{h}");
+    let (a_mac, b_mac) = ("00036bc7b973", "00036bc7b974");
+    let mut a = TestPhone::register(&ip(11), "10001", a_mac, sip_of(net, 2)).await;
+    let mut b = TestPhone::register(&ip(12), "10002", b_mac, sip_of(net, 2)).await;
+    let c = TestPhone::register(&ip(13), "23923", "00036bc7b975", sip_of(net, 3)).await;
+    let (_, inv) = call_when_known(&a, &b, "10002", "adopt-ab").await;
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    let known = "calls on lines at other nodes";
+    wait_last_log_line(&sub2, 10, known, &["10002@Internal_PT=1"]);
+    kill9(&mut sub1);
+    wait_log_line(&sub2, 15, &["nodes down now", "ucm-sub1"]);
+    // The dead node's calls count no more.
+    wait_last_log_line(&sub2, 10, known, &["lines=-"]);
+    a.reregister(a_mac, sip_of(net, 3), 2).await;
+    b.reregister(b_mac, sip_of(net, 3), 2).await;
+    a.send_text(&hold_reinvite(&a, &ok, 102)).await;
+    let reinv = b.expect_request("INVITE").await;
+    b.answer(&reinv, 200, true).await;
+    let held = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&held, "ACK", 102)).await;
+    b.expect_request("ACK").await;
+    sub2.wait_for_log("call taken over from another node");
+    for (n, line) in ["10002", "10001"].into_iter().enumerate() {
+        c.send_text(&c.invite(line, &fresh_call_id(&format!("adopt-busy-{n}"))))
+            .await;
+        let r = c.expect_response(486).await;
+        eprintln!("{line}: {} {}", r.status, r.reason);
+    }
+    nothing_more(&a).await;
+    nothing_more(&b).await;
+    a.send_text(&a.in_dialog(&held, "BYE", 103)).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+    a.expect_response(200).await;
+    let (_, inv) = call_when_known(&c, &b, "10002", "adopt-free").await;
+    b.answer(&inv, 486, false).await;
+    c.expect_response(486).await;
+    drop((sub1, sub2));
+    db.drop_db().await;
+}
+
+/// The rows of `paging_callers` as (node, call_id).
+fn page_callers(db: &str) -> Vec<(String, String)> {
+    let db = db.to_string();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use sqlx::{Connection, Row};
+            let mut c = sqlx::PgConnection::connect(&db).await.unwrap();
+            sqlx::query("SELECT node, call_id FROM paging_callers ORDER BY call_id")
+                .fetch_all(&mut c)
+                .await
+                .unwrap()
+                .iter()
+                .map(|r| (r.get(0), r.get(1)))
+                .collect()
+        })
+    })
+    .join()
+    .unwrap()
+}
+
+/// A page whose caller is registered with the Paging Server's own node, which is killed
+/// (`kill -9`) mid-page (issue 16): no other node carries any part of the caller's call, so
+/// nothing would end it. The active node recorded the caller's dialog (sealed, in
+/// `paging_callers`, migration 0026) when the page went ahead; the standby that takes the
+/// lease sends the caller a BYE in that dialog (Reason: the node is down), as it tells the
+/// paged phones `RTPRx:Stop`. The caller, failed over to the standby, pages again through it.
+#[tokio::test]
+async fn r16_a_page_caller_on_the_killed_paging_node_gets_its_call_ended() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 83;
+    let def = paging_definition(dir.path(), net, &[]);
+    // HQ phones register with ucm-pub, the active Paging Server, first.
+    let text = std::fs::read_to_string(&def).unwrap().replace(
+        "node_group: [ucm-sub1, ucm-sub2, ucm-pub]",
+        "node_group: [ucm-pub, ucm-sub1, ucm-sub2]",
+    );
+    std::fs::write(&def, text).unwrap();
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let _one = crate::paging::PAGING
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut pubn = sip_node(&def, &url, "ucm-pub");
+        let sub1 = sip_node(&def, &url, "ucm-sub1");
+        wait_active_paging(&url, "ucm-pub", 10);
+        let sim = paging_phones(&sub1, &format!("127.{net}.1.10"), &HQ);
+        for d in HQ.paged.iter().chain([&HQ.pager]) {
+            crate::phone::wait_state(sim.http(d), 15, &format!("{d} on ucm-pub"), |s| {
+                on_node(s, "ucm-pub")
+            });
+        }
+        let call_id = start_page(&sim, &HQ);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while page_callers(&url) != [("ucm-pub".to_string(), call_id.clone())] {
+            assert!(
+                Instant::now() < deadline,
+                "the caller not recorded: {:?}",
+                page_callers(&url)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        kill9(&mut pubn);
+        wait_active_paging(&url, "ucm-sub1", 15);
+        all_left(&sim, &HQ);
+        let s = crate::phone::wait_state(sim.http(HQ.pager), 15, "the page call released", |s| {
+            crate::phone::calls(s)
+                .iter()
+                .any(|c| c["call_id"] == call_id.as_str() && c["state"] == "ended")
+        });
+        let ended = crate::phone::calls(&s)
+            .into_iter()
+            .find(|c| c["call_id"] == call_id.as_str())
+            .unwrap();
+        assert_eq!(ended["end_reason"], "remote hangup", "{ended:#}");
+        sub1.wait_for_log("the caller of a page of a dead Paging Server was released");
+        sub1.wait_for_log("dialog released: the node that carried it is down");
+        assert!(page_callers(&url).is_empty(), "{:?}", page_callers(&url));
+        // The caller failed over to ucm-sub1 and pages through it; that page's caller row goes
+        // when it ends.
+        crate::phone::wait_state(sim.http(HQ.pager), 15, "the caller on ucm-sub1", |s| {
+            on_node(s, "ucm-sub1")
+        });
+        let call_id = start_page(&sim, &HQ);
+        hang_up(&sim, &HQ);
+        all_left(&sim, &HQ);
+        let r = page_report(&sub1, &call_id, &HQ);
+        assert_eq!(r["node"], "ucm-sub1", "{r:#}");
+        assert!(page_callers(&url).is_empty(), "{:?}", page_callers(&url));
+        drop((sim, sub1));
+    })
+    .await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+/// A call whose path crossed two nodes that both die (issue 16): A (on ucm-sub1) calls B (on
+/// ucm-sub2); both nodes are killed (`kill -9`) and both phones register with ucm-pub. A's
+/// hold re-INVITE names ucm-sub1's handle, which carries ucm-sub2's handle of B's dialog one
+/// level deep: ucm-pub takes the call over and splices past both dead nodes, so the re-INVITE
+/// reaches B in B's own dialog. Then B hangs up through ucm-pub and A gets the BYE in its own
+/// dialog: the call ends cleanly at both ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_call_through_two_dead_nodes_is_carried_on_by_the_surviving_one() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 84;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let (pubn, mut sub1, mut sub2) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-pub"),
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let ip = |h: u8| format!("127.{net}.0.{h}");
+    let (a_mac, b_mac) = ("00036bc7b973", "00036bc7b974");
+    let mut a = TestPhone::register(&ip(11), "10001", a_mac, sip_of(net, 2)).await;
+    let mut b = TestPhone::register(&ip(12), "10002", b_mac, sip_of(net, 3)).await;
+    let (a_cid, inv) = call_when_known(&a, &b, "10002", "two-dead").await;
+    b.answer(&inv, 200, true).await;
+    let ok = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&ok, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    kill9(&mut sub1);
+    kill9(&mut sub2);
+    wait_log_line(&pubn, 15, &["nodes down now", "ucm-sub1,ucm-sub2"]);
+    a.reregister(a_mac, sip_of(net, 1), 2).await;
+    b.reregister(b_mac, sip_of(net, 1), 2).await;
+    a.send_text(&hold_reinvite(&a, &ok, 102)).await;
+    let reinv = b.expect_request("INVITE").await;
+    assert_eq!(reinv.call_id(), inv.call_id(), "{reinv}");
+    assert_eq!(
+        reinv.headers.from_ref().unwrap().tag(),
+        inv.headers.from_ref().unwrap().tag(),
+        "the re-INVITE is in B's own dialog: {reinv}"
+    );
+    assert!(
+        reinv.headers.get("Via").unwrap().contains(&ip(1)),
+        "{reinv}"
+    );
+    b.answer(&reinv, 200, true).await;
+    let held = a.expect_response(200).await;
+    a.send_text(&a.in_dialog(&held, "ACK", 102)).await;
+    b.expect_request("ACK").await;
+    pubn.wait_for_log("call taken over from another node");
+    pubn.wait_for_log("dialog spliced past a node that is down");
+    // B hangs up, in its dialog (ucm-pub carries it now).
+    b.send_text(&b.in_dialog_as_callee(&inv, "BYE", 2)).await;
+    b.expect_response(200).await;
+    let bye = a.expect_request("BYE").await;
+    assert_eq!(bye.call_id().unwrap(), a_cid, "{bye}");
+    assert_eq!(
+        bye.headers.to_ref().unwrap().tag(),
+        ok.headers.from_ref().unwrap().tag(),
+        "the BYE is in A's own dialog: {bye}"
+    );
+    a.answer(&bye, 200, false).await;
+    nothing_more(&a).await;
+    nothing_more(&b).await;
+    drop((pubn, sub1, sub2));
+    db.drop_db().await;
+}
+
+/// A node stalled (SIGSTOP) past the 3 s down limit, then resumed (issue 16). A (on ucm-sub2)
+/// talks to B (on ucm-sub1) through both nodes; ucm-sub1 is stopped until ucm-sub2 counts it
+/// down (its lines' calls count no more there), and a call from A's line to B placed meanwhile
+/// waits in ucm-sub2's retransmissions. On SIGCONT ucm-sub1 is up again for ucm-sub2, its lines'
+/// calls count again, B gets that second call once (not twice), and both calls end cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn r16_a_node_stalled_past_the_down_limit_recovers_without_double_calls() {
+    use crate::callcontrol::TestPhone;
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let net = 85;
+    let def = call_definition(dir.path(), net, false);
+    let url = db.url.clone();
+    let (sub1, sub2) = tokio::task::spawn_blocking(move || {
+        (
+            sip_node(&def, &url, "ucm-sub1"),
+            sip_node(&def, &url, "ucm-sub2"),
+        )
+    })
+    .await
+    .unwrap();
+    let ip = |h: u8| format!("127.{net}.0.{h}");
+    let a = TestPhone::register(&ip(11), "10001", "00036bc7b973", sip_of(net, 3)).await;
+    let b = TestPhone::register(&ip(12), "10002", "00036bc7b974", sip_of(net, 2)).await;
+    let c = TestPhone::register(&ip(13), "23923", "00036bc7b975", sip_of(net, 2)).await;
+    // C calls A across the nodes (ucm-sub1 counts C's line).
+    let (_, inv1) = call_when_known(&c, &a, "10001", "stall-1").await;
+    a.answer(&inv1, 200, true).await;
+    let ok1 = c.expect_response(200).await;
+    c.send_text(&c.in_dialog(&ok1, "ACK", 101)).await;
+    a.expect_request("ACK").await;
+    let known = "calls on lines at other nodes";
+    wait_last_log_line(&sub2, 10, known, &["23923@Internal_PT=1"]);
+    let pid = sub1.child.id() as libc::pid_t;
+    // SAFETY: signals to a child process this test started.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = wait_log_line(&sub2, 15, &["nodes down now", "ucm-sub1"]);
+    eprintln!("{stopped}");
+    wait_last_log_line(&sub2, 10, known, &["lines=-"]);
+    // A calls B (on the stalled node): ucm-sub2 sends the INVITE, unanswered for now.
+    let cid = fresh_call_id("stall-2");
+    a.send_text(&a.invite("10002", &cid)).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    // B gets the call once: its first INVITE; retransmissions are absorbed.
+    let inv2 = b.expect_request("INVITE").await;
+    b.answer(&inv2, 200, true).await;
+    let ok2 = a.expect_response(200).await;
+    assert_eq!(ok2.call_id(), Some(cid.as_str()), "{ok2}");
+    a.send_text(&a.in_dialog(&ok2, "ACK", 101)).await;
+    b.expect_request("ACK").await;
+    // ucm-sub1 is up again for ucm-sub2, and its lines' calls count there again.
+    let line = wait_last_log_line(&sub2, 10, known, &["23923@Internal_PT=1"]);
+    eprintln!("{line}");
+    nothing_more(&b).await;
+    // Both calls end cleanly.
+    a.send_text(&a.in_dialog(&ok2, "BYE", 102)).await;
+    let bye = b.expect_request("BYE").await;
+    b.answer(&bye, 200, false).await;
+    a.expect_response(200).await;
+    c.send_text(&c.in_dialog(&ok1, "BYE", 102)).await;
+    let bye = a.expect_request("BYE").await;
+    a.answer(&bye, 200, false).await;
+    c.expect_response(200).await;
+    wait_last_log_line(&sub2, 10, known, &["lines=-"]);
+    nothing_more(&a).await;
+    nothing_more(&b).await;
+    drop((sub1, sub2));
+    db.drop_db().await;
+}

@@ -278,6 +278,7 @@ impl PagingService {
         // mid-page (kill -9, no RTPRx:Stop from it) are told to stop.
         self.stop_orphan_listeners(&user, secret, paging.phone_http_port)
             .await;
+        self.release_orphan_callers().await;
         let mut taken = Vec::new();
         for dc in &paging.dialcasts {
             match state
@@ -363,6 +364,30 @@ impl PagingService {
                 .await
             {
                 tracing::warn!(device, error = %e, "paging: cannot forget a left-behind listener");
+            }
+        }
+    }
+
+    /// Ends the calls of the callers another instance's page left behind (its node died
+    /// mid-page and carried the caller's call itself, so no other node knows the call): a BYE
+    /// in each caller's dialog with a Reason saying the node is down, then forgets them. A
+    /// caller whose call went through another node is not here: that node releases it when it
+    /// sees this one down. UNCONFIRMED, like the listeners: the seed says nothing of a page
+    /// outliving its Paging Server; a caller left talking to nobody is what the issue forbids.
+    async fn release_orphan_callers(&self) {
+        let state = &self.node;
+        let orphans = match state.store.orphan_page_callers(&state.feed.instance).await {
+            Ok(o) => o,
+            Err(e) => {
+                tracing::warn!(error = %e, "paging: cannot read callers left by another node");
+                return;
+            }
+        };
+        for (instance, node, call_id, dialog) in orphans {
+            state.call_control.release_dialog(dialog);
+            tracing::info!(call_id, from = %node, "paging: the caller of a page of a dead Paging Server was released");
+            if let Err(e) = state.store.remove_page_caller(&instance, &call_id).await {
+                tracing::warn!(call_id, error = %e, "paging: cannot forget a left-behind caller");
             }
         }
     }
@@ -755,6 +780,7 @@ async fn run(
         .filter_map(|r| Some((r.device.clone(), r.ip.clone()?)))
         .collect();
     let mut listeners_stored = false;
+    let mut caller_stored = false;
     let mut join_uri = format!("RTPMRx:{}:{}", a.group_addr.ip(), paging.multicast_port);
     if let Some(v) = paging.volume {
         join_uri.push_str(&format!(":{v}"));
@@ -812,6 +838,15 @@ async fn run(
                         tracing::warn!(error = %e, "paging: cannot forget the page's listeners");
                     }
                 }
+                if caller_stored {
+                    if let Err(e) = state
+                        .store
+                        .remove_page_caller(&state.feed.instance, &offer.call_id)
+                        .await
+                    {
+                        tracing::warn!(error = %e, "paging: cannot forget the page's caller");
+                    }
+                }
                 return *report;
             }
             if matches!(effect, Effect::GoAhead) {
@@ -836,6 +871,26 @@ async fn run(
                     Ok(()) => listeners_stored = true,
                     Err(e) => {
                         tracing::warn!(error = %e, "paging: cannot record the page's listeners")
+                    }
+                }
+                // And the caller, when this node carries its call (only in a cluster: the
+                // dialog is sealed with the cluster's secret), so that it is released too.
+                if let Ok(Some(dialog)) = state.call_control.caller_dialog(offer.call).await {
+                    match state
+                        .store
+                        .add_page_caller(
+                            &state.feed.instance,
+                            &state.node.name,
+                            &offer.call_id,
+                            &dialog,
+                            unix_ms() / 1000,
+                        )
+                        .await
+                    {
+                        Ok(()) => caller_stored = true,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "paging: cannot record the page's caller")
+                        }
                     }
                 }
             }

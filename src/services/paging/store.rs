@@ -68,7 +68,36 @@ pub trait PageReports {
         call_id: &str,
         device: &str,
     ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Records the caller of a page that went ahead whose call this node carries (table
+    /// `paging_callers`): its dialog, sealed (a dialog handle).
+    fn add_page_caller(
+        &self,
+        instance: &str,
+        node: &str,
+        call_id: &str,
+        dialog: &str,
+        started_at: i64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Forgets the caller of `instance`'s page `call_id` (the page ended, or the caller's call
+    /// was released by the node that took over).
+    fn remove_page_caller(
+        &self,
+        instance: &str,
+        call_id: &str,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send;
+
+    /// Callers other instances left behind (their node died mid-page), as
+    /// `(instance, node, call_id, dialog)`, oldest first.
+    fn orphan_page_callers(
+        &self,
+        instance: &str,
+    ) -> impl Future<Output = Result<Vec<OrphanCaller>, StoreError>> + Send;
 }
+
+/// A page caller another instance left in its call: `(instance, node, call_id, dialog)`.
+pub type OrphanCaller = (String, String, String, String);
 
 impl PageReports for Store {
     async fn add_page_listeners(
@@ -147,6 +176,51 @@ impl PageReports for Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    async fn add_page_caller(
+        &self,
+        instance: &str,
+        node: &str,
+        call_id: &str,
+        dialog: &str,
+        started_at: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO paging_callers (instance, node, call_id, dialog, started_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(instance)
+        .bind(node)
+        .bind(call_id)
+        .bind(dialog)
+        .bind(started_at)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn remove_page_caller(&self, instance: &str, call_id: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM paging_callers WHERE instance = $1 AND call_id = $2")
+            .bind(instance)
+            .bind(call_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn orphan_page_callers(&self, instance: &str) -> Result<Vec<OrphanCaller>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT instance, node, call_id, dialog FROM paging_callers \
+             WHERE instance <> $1 ORDER BY started_at, call_id",
+        )
+        .bind(instance)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?)))
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
     async fn add_page_report(

@@ -264,6 +264,29 @@ impl B2bua {
                 }
                 Some(Reply::Devices(busy))
             }
+            Command::RemoteLineLoads { loads } => {
+                if loads != self.remote_load {
+                    let mut shown: Vec<String> = loads
+                        .iter()
+                        .map(|((dn, pt), n)| format!("{dn}@{}={n}", pt.as_deref().unwrap_or("")))
+                        .collect();
+                    shown.sort();
+                    let lines = if shown.is_empty() {
+                        "-".to_string()
+                    } else {
+                        shown.join(",")
+                    };
+                    tracing::debug!(%lines, "calls on lines at other nodes");
+                    self.remote_load = loads;
+                }
+                None
+            }
+            Command::LineLoads => Some(Reply::Loads(self.own_loads())),
+            Command::CallerDialog { call } => Some(Reply::Dialog(self.caller_dialog(call))),
+            Command::ReleaseDialog { dialog } => {
+                self.release_dialog(&dialog, now, &mut out);
+                None
+            }
             Command::CallExists { call } => Some(Reply::Exists(self.calls.contains_key(&call))),
             Command::ListCalls => {
                 let mut list: Vec<ActiveCall> = self
@@ -384,11 +407,6 @@ impl B2bua {
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
-        if let Some(old) = c.target_dn.replace(dn.clone()) {
-            if let Some(n) = self.line_load.get_mut(&old) {
-                *n = n.saturating_sub(1);
-            }
-        }
         c.at_route_point = Some(route_point.clone());
         let offer = OfferedCall {
             call,
@@ -410,7 +428,7 @@ impl B2bua {
                 .unwrap_or_else(|| c.a_request.call_id().unwrap_or_default().to_string()),
             offer: (!c.a_request.body.is_empty()).then(|| c.a_request.body.clone()),
         };
-        *self.line_load.entry(dn.clone()).or_default() += 1;
+        self.set_target(call, dn.clone(), None);
         self.event(call, dn, Some(route_point.clone()), LineState::Ringing);
         if !self.route_points.contains(&route_point) {
             // Served by another node (a service the cluster runs once): the call goes there.
@@ -632,7 +650,7 @@ impl B2bua {
             extra = Some((intra::DELIVER_HEADER, deliver.to_header()));
         }
         let dn_cfg = cluster.directory_number(&key);
-        if self.line_load.get(&key).copied().unwrap_or(0) >= dn_cfg.map_or(4, |d| d.max_calls) {
+        if self.line_load_of(&key) >= dn_cfg.map_or(4, |d| d.max_calls) {
             return Err(call_error(
                 486,
                 format!("line {line} is at its maximum number of calls"),
@@ -689,6 +707,7 @@ impl B2bua {
                 dialled: destination.to_string(),
                 reached: String::new(),
                 started: now.unix,
+                delivered: false,
             },
         );
         // The user's phone answers in time or the attempt ends (see `no_answer`).

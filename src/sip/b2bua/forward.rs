@@ -7,6 +7,50 @@ use crate::config::model::Device;
 use crate::dialplan::pattern::{MatchResult, Pattern};
 
 impl B2bua {
+    /// The calls line `dn` carries in the cluster, as one node would count them: this node's
+    /// own plus what the other nodes announced. A call another node sent here is counted by
+    /// that node (its announcement), so it counts here only while that node has not said so
+    /// yet or is down: the larger of the two views. On a single node, this node's count.
+    pub(super) fn line_load_of(&self, dn: &DnKey) -> u32 {
+        let here = self.line_load.get(dn).copied().unwrap_or(0);
+        let sent_here = self.delivered_load.get(dn).copied().unwrap_or(0);
+        let elsewhere = self.remote_load.get(dn).copied().unwrap_or(0);
+        here.max(here.saturating_sub(sent_here) + elsewhere)
+    }
+
+    /// The calls each line carries here that no other node counts (what this node announces).
+    pub(super) fn own_loads(&self) -> HashMap<DnKey, u32> {
+        self.line_load
+            .iter()
+            .filter_map(|(dn, &n)| {
+                let own = n.saturating_sub(self.delivered_load.get(dn).copied().unwrap_or(0));
+                (own > 0).then(|| (dn.clone(), own))
+            })
+            .collect()
+    }
+
+    /// The call is offered to line `dn` now: the line it was offered to before is no longer
+    /// counted for it, `dn` is. `delivered`: another node sent the call here and counts it
+    /// there (`None` keeps what the call had).
+    pub(super) fn set_target(&mut self, call: u64, dn: DnKey, delivered: Option<bool>) {
+        let Some(c) = self.calls.get_mut(&call) else {
+            return;
+        };
+        let was = c.delivered;
+        let is = delivered.unwrap_or(was);
+        c.delivered = is;
+        if let Some(old) = c.target_dn.replace(dn.clone()) {
+            uncount(&mut self.line_load, &old);
+            if was {
+                uncount(&mut self.delivered_load, &old);
+            }
+        }
+        *self.line_load.entry(dn.clone()).or_default() += 1;
+        if is {
+            *self.delivered_load.entry(dn).or_default() += 1;
+        }
+    }
+
     /// Call Forward All: when the line forwards everything, routes the call there (true).
     #[allow(clippy::too_many_arguments)]
     pub(super) fn forward_all(
@@ -36,7 +80,7 @@ impl B2bua {
     /// Whether the line counts as busy: it already carries its busy trigger of calls, or
     /// every phone that has it is in Do Not Disturb.
     pub(super) fn is_busy(&self, line: &DirectoryNumber, dn: &DnKey, devices: &[&Device]) -> bool {
-        let load = self.line_load.get(dn).copied().unwrap_or(0);
+        let load = self.line_load_of(dn);
         let all_dnd = !devices.is_empty() && devices.iter().all(|d| d.do_not_disturb);
         load >= line.busy_trigger || all_dnd
     }
@@ -203,6 +247,16 @@ impl B2bua {
             .get(&call)
             .map(|c| c.reached.clone())
             .unwrap_or_default()
+    }
+}
+
+/// One call fewer on a line (entries at zero go).
+pub(super) fn uncount(loads: &mut HashMap<DnKey, u32>, dn: &DnKey) {
+    if let Some(n) = loads.get_mut(dn) {
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            loads.remove(dn);
+        }
     }
 }
 

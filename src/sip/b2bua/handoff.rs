@@ -26,10 +26,11 @@
 //! node BYE (or re-INVITE) arbitrary dialogs at arbitrary addresses. Why encrypted: it names
 //! the far side's address and dialog, which a B2BUA does not show (topology hiding). A handle
 //! is bound to the dialog it was handed to (its Call-ID), so it cannot be replayed on another
-//! call. What an adopting node does not know: the CSeq the dead node reached on the far side
-//! (it uses the Unix time, above any counter a node starts at 1), and the lines' busy
-//! accounting of the call (the adopted call is not counted against the lines' maximum number
-//! of calls and is invisible to line monitoring).
+//! call. The handle also names the lines the call counts against (the caller's and the one
+//! it was offered to), so the adopting node counts the call against their busy trigger and
+//! maximum number of calls (and tells line monitoring they are connected). What an adopting
+//! node does not know: the CSeq the dead node reached on the far side (it uses the Unix
+//! time, above any counter a node starts at 1).
 //!
 //! Single-node (SQLite) servers have no secret and hand out no handle: their Contacts are as
 //! before.
@@ -39,9 +40,13 @@ use std::net::SocketAddr;
 use sha2::{Digest, Sha256};
 
 use super::{Peer, Transport};
+use crate::dialplan::analysis::DnKey;
 
 /// The Contact URI parameter carrying the handle.
 pub const PARAM: &str = "ucm-dlg";
+/// What a record of a dialog to release is bound to instead of a dialog (a Call-ID has no
+/// space, so no request's Call-ID matches).
+const RELEASE: &str = "release ";
 /// Handles longer than this (characters) are refused unread.
 const MAX_TOKEN: usize = 3000;
 const NONCE: usize = 8;
@@ -69,6 +74,20 @@ pub struct LegHandle {
     pub route_set: Vec<String>,
     pub peer: Peer,
     pub device: Option<String>,
+    /// The lines the call was counted against where it was set up (the caller's, when a
+    /// device placed it, and the one it was offered to), so a node taking the call over
+    /// counts it against them too.
+    pub lines: CallLines,
+}
+
+/// The lines a call counts against (busy trigger, maximum number of calls).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CallLines {
+    pub caller: Option<DnKey>,
+    pub target: Option<DnKey>,
+    /// The call came to its node from another node over the intra-cluster trunk, which
+    /// counts the target line itself.
+    pub delivered: bool,
 }
 
 impl Handoff {
@@ -92,9 +111,27 @@ impl Handoff {
         let addr = leg.peer.addr.to_string();
         let device = leg.device.clone().unwrap_or_default();
         let routes = leg.route_set.join("\n");
-        // A handle inside a handle would grow with every node a dialog crossed: the far side's
-        // target goes without its own (a chain of two dead nodes is not followed).
-        let target = without_token(&leg.remote_target);
+        // The far side's target keeps its own handle when that one nests no further: a call
+        // crosses the intra-cluster trunk once, so its path holds two nodes at most, and when
+        // both die a node that takes the call over follows the first node's handle to the
+        // second's and that one to the phone (see `splice_if_down`). Deeper nesting is cut, or
+        // a handle would grow with every takeover. (Two levels make a Contact of about 1.2 kB.)
+        let target = match token_in(&leg.remote_target) {
+            Some(t)
+                if self
+                    .open(t, &leg.call_id)
+                    .is_some_and(|inner| token_in(&inner.remote_target).is_none()) =>
+            {
+                leg.remote_target.clone()
+            }
+            _ => without_token(&leg.remote_target),
+        };
+        let dn = |l: &Option<DnKey>| l.as_ref().map(|l| l.0.clone()).unwrap_or_default();
+        let pt = |l: &Option<DnKey>| l.as_ref().and_then(|l| l.1.clone()).unwrap_or_default();
+        let lines = &leg.lines;
+        let (caller_dn, caller_pt) = (dn(&lines.caller), pt(&lines.caller));
+        let (target_dn, target_pt) = (dn(&lines.target), pt(&lines.target));
+        let delivered = if lines.delivered { "1" } else { "" };
         for f in [
             leg.for_call_id.as_str(),
             &leg.call_id,
@@ -107,6 +144,11 @@ impl Handoff {
             &addr,
             transport,
             &device,
+            &caller_dn,
+            &caller_pt,
+            &target_dn,
+            &target_pt,
+            delivered,
         ] {
             let b = f.as_bytes();
             let n = b.len().min(u16::MAX as usize);
@@ -125,6 +167,25 @@ impl Handoff {
     /// Opens a handle: `None` when it is not one of this cluster's (forged, altered, another
     /// secret, malformed) or was handed to another dialog than `call_id`.
     pub fn open(&self, token: &str, call_id: &str) -> Option<LegHandle> {
+        self.open_any(token).filter(|l| l.for_call_id == call_id)
+    }
+
+    /// The record of a dialog to release ([`Handoff::seal_release`]): `None` when it is not
+    /// one of this cluster's, or not such a record.
+    pub fn open_release(&self, token: &str) -> Option<LegHandle> {
+        self.open_any(token)
+            .filter(|l| l.for_call_id == format!("{RELEASE}{}", l.call_id))
+    }
+
+    /// `leg` sealed as a record of a dialog some node may have to release (a page caller's,
+    /// kept in the database): it is bound to no dialog, so no phone can use it as a handle.
+    pub fn seal_release(&self, leg: &LegHandle, nonce: u64) -> String {
+        let mut leg = leg.clone();
+        leg.for_call_id = format!("{RELEASE}{}", leg.call_id);
+        self.seal(&leg, nonce)
+    }
+
+    fn open_any(&self, token: &str) -> Option<LegHandle> {
         if token.len() > MAX_TOKEN {
             return None;
         }
@@ -148,7 +209,7 @@ impl Handoff {
         if version != VERSION {
             return None;
         }
-        let mut fields = Vec::with_capacity(11);
+        let mut fields = Vec::with_capacity(16);
         while !rest.is_empty() {
             if rest.len() < 2 {
                 return None;
@@ -158,11 +219,14 @@ impl Handoff {
             fields.push(String::from_utf8(f.to_vec()).ok()?);
             rest = &rest[2 + n..];
         }
-        let [for_call_id, cid, lt, rt, la, ra, target, routes, addr, transport, device]: [String;
-            11] = fields.try_into().ok()?;
-        if for_call_id != call_id {
-            return None;
+        // The five fields of the lines came later: a handle without them counts no line.
+        if fields.len() == 11 {
+            fields.extend(std::iter::repeat_n(String::new(), 5));
         }
+        let [for_call_id, cid, lt, rt, la, ra, target, routes, addr, transport, device, caller_dn, caller_pt, target_dn, target_pt, delivered]: [String;
+            16] = fields.try_into().ok()?;
+        let line =
+            |dn: String, pt: String| (!dn.is_empty()).then(|| (dn, (!pt.is_empty()).then_some(pt)));
         let addr: SocketAddr = addr.parse().ok()?;
         let transport = Transport::parse(&transport)?;
         Some(LegHandle {
@@ -180,6 +244,11 @@ impl Handoff {
             },
             peer: Peer { addr, transport },
             device: (!device.is_empty()).then_some(device),
+            lines: CallLines {
+                caller: line(caller_dn, caller_pt),
+                target: line(target_dn, target_pt),
+                delivered: delivered == "1",
+            },
         })
     }
 
@@ -317,6 +386,11 @@ mod tests {
                 transport: Transport::Udp,
             },
             device: Some("SEP00036BC7B974".into()),
+            lines: CallLines {
+                caller: Some(("10001".into(), Some("Internal_PT".into()))),
+                target: Some(("10002".into(), None)),
+                delivered: true,
+            },
         }
     }
 
@@ -362,12 +436,38 @@ mod tests {
             without_token("sip:127.0.0.2:5060;transport=udp;ucm-dlg=XY?Foo=bar"),
             "sip:127.0.0.2:5060;transport=udp?Foo=bar"
         );
-        // A handle does not carry the far side's own handle.
+        // A handle does not carry a far side's handle that is not one of this cluster's.
         let h = Handoff::new([7; 32]);
         let mut l = leg();
         l.remote_target = "sip:127.0.0.3:5060;ucm-dlg=AAAA".into();
         let opened = h.open(&h.seal(&l, 1), "a-call@10.0.0.1").unwrap();
         assert_eq!(opened.remote_target, "sip:127.0.0.3:5060");
+        // It carries the far side's own handle one level deep (a path through two nodes),
+        // no deeper.
+        let inner = h.seal(
+            &LegHandle {
+                for_call_id: l.call_id.clone(),
+                ..leg()
+            },
+            2,
+        );
+        l.remote_target = format!("sip:127.0.0.3:5060;{PARAM}={inner}");
+        let outer = h.seal(&l, 3);
+        let opened = h.open(&outer, "a-call@10.0.0.1").unwrap();
+        assert_eq!(opened.remote_target, l.remote_target);
+        let next = h
+            .open(token_in(&opened.remote_target).unwrap(), &l.call_id)
+            .unwrap();
+        assert_eq!(next.remote_target, leg().remote_target);
+        let mut deeper = leg();
+        deeper.for_call_id = "d-call".into();
+        // The leg whose target carries `outer` is the dialog `outer` was handed to.
+        deeper.call_id = "a-call@10.0.0.1".into();
+        deeper.remote_target = format!("sip:127.0.0.4:5060;{PARAM}={outer}");
+        let third = h.seal(&deeper, 4);
+        let opened = h.open(&third, "d-call").unwrap();
+        assert_eq!(opened.remote_target, "sip:127.0.0.4:5060");
+        assert!(outer.len() < MAX_TOKEN && third.len() < MAX_TOKEN);
         for n in 0..40 {
             let data: Vec<u8> = (0..n).map(|i| (i * 37 + 11) as u8).collect();
             assert_eq!(b64_decode(&b64_encode(&data)).unwrap(), data);

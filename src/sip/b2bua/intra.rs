@@ -356,6 +356,10 @@ impl B2bua {
                     c.reached = n;
                 }
             }
+            if let Some(c) = self.calls.get_mut(&call) {
+                // The sending node counts the call for the route point's line.
+                c.delivered = true;
+            }
             self.offer_to_route_point(cluster, registrar, call, &dn, rp.clone(), now, out);
             return;
         }
@@ -382,10 +386,8 @@ impl B2bua {
             return;
         }
         let dn: DnKey = (deliver.line.clone(), deliver.partition.clone());
-        if let Some(c) = self.calls.get_mut(&call) {
-            c.target_dn = Some(dn.clone());
-        }
-        *self.line_load.entry(dn.clone()).or_default() += 1;
+        // The sending node counts the call for the line; this node's count is not announced.
+        self.set_target(call, dn.clone(), Some(true));
         for (device, b) in here {
             self.event(call, &dn, Some(device.clone()), LineState::Ringing);
             let peer = Peer {

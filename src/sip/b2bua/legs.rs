@@ -274,13 +274,11 @@ impl B2bua {
         if let Some(at) = c.no_answer_at {
             self.timers.remove(&(at, call));
         }
+        if let (true, Some(dn)) = (c.delivered, &c.target_dn) {
+            forward::uncount(&mut self.delivered_load, dn);
+        }
         for dn in [c.caller.dn, c.target_dn].into_iter().flatten() {
-            if let Some(n) = self.line_load.get_mut(&dn) {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.line_load.remove(&dn);
-                }
-            }
+            forward::uncount(&mut self.line_load, &dn);
         }
         // Transactions finish on their own; their maps clear on Terminated.
     }
@@ -375,6 +373,62 @@ impl B2bua {
         }
     }
 
+    /// The caller's side of `call`, sealed (see [`Command::CallerDialog`]).
+    pub(super) fn caller_dialog(&mut self, call: u64) -> Option<String> {
+        let c = self.calls.get(&call)?;
+        if c.a_request.headers.get(intra::DELIVER_HEADER).is_some() || c.third_party.is_some() {
+            return None;
+        }
+        let leg = c.legs.first()?;
+        let handle = handoff::LegHandle {
+            for_call_id: String::new(),
+            call_id: leg.call_id.clone(),
+            local_tag: leg.local_tag.clone(),
+            remote_tag: leg.remote_tag.clone()?,
+            local_addr: leg.local_addr.clone(),
+            remote_addr: leg.remote_addr.clone(),
+            remote_target: leg.remote_target.clone(),
+            route_set: leg.route_set.clone(),
+            peer: leg.peer,
+            device: c.caller.device.clone(),
+            lines: Default::default(),
+        };
+        let nonce = self.random();
+        Some(self.handoff.as_ref()?.seal_release(&handle, nonce))
+    }
+
+    /// Ends the dialog `record` describes (see [`Command::ReleaseDialog`]): one BYE, with
+    /// a CSeq above any the dead node used (the Unix time, as a takeover does).
+    pub(super) fn release_dialog(&mut self, record: &str, now: Now, out: &mut Vec<Out>) {
+        let Some(d) = self.handoff.as_ref().and_then(|h| h.open_release(record)) else {
+            tracing::warn!(
+                "a dialog to release whose record does not open (another cluster's secret?)"
+            );
+            return;
+        };
+        let mut leg = Leg {
+            peer: d.peer,
+            call_id: d.call_id,
+            local_tag: d.local_tag,
+            remote_tag: Some(d.remote_tag),
+            local_addr: d.local_addr,
+            remote_addr: d.remote_addr,
+            remote_target: d.remote_target,
+            local_cseq: handoff_cseq(now),
+            route_set: d.route_set,
+            invite_key: None,
+            invite: None,
+            state: LegState::Confirmed,
+            device: d.device,
+        };
+        let host = self.host_on(leg.peer.transport);
+        let branch = self.branch();
+        let (mut bye, peer) = leg_request(&mut leg, Method::Bye, &host, &branch);
+        bye.headers.push("Reason", NODE_DOWN_REASON);
+        tracing::info!(call_id = %leg.call_id, to = %peer.addr, device = ?leg.device, "dialog released: the node that carried it is down");
+        self.send_request(bye, peer, now, out);
+    }
+
     /// A request in a dialog this node does not know whose Request-URI carries a dialog handle
     /// of this cluster: the call another node set up (and died with, or forgot in a restart)
     /// is taken over here, its sender's side from the request and the other side from the
@@ -434,6 +488,18 @@ impl B2bua {
             .insert((call_id.clone(), our_tag.to_string()), (id, 0));
         self.by_dialog.insert(b_key, (id, 1));
         let number = from.uri.user_part().unwrap_or_default().to_string();
+        // The call counts against the lines it counted against on the node that set it up.
+        let lines = other.lines;
+        let delivered = lines.delivered && lines.target.is_some();
+        for dn in [&lines.caller, &lines.target].into_iter().flatten() {
+            *self.line_load.entry(dn.clone()).or_default() += 1;
+        }
+        if let (true, Some(dn)) = (delivered, &lines.target) {
+            *self.delivered_load.entry(dn.clone()).or_default() += 1;
+        }
+        for dn in [&lines.caller, &lines.target].into_iter().flatten() {
+            self.event(id, dn, None, LineState::Connected);
+        }
         self.calls.insert(
             id,
             Call {
@@ -443,13 +509,13 @@ impl B2bua {
                 caller: Caller {
                     ctx: CallingContext::css(None, None),
                     device: None,
-                    dn: None,
+                    dn: lines.caller,
                     number,
                     display: None,
                 },
                 state: CallState::Connected,
                 answered: Some(1),
-                target_dn: None,
+                target_dn: lines.target,
                 hops: 0,
                 hunt: TrunkHunt::default(),
                 trunk_number: String::new(),
@@ -465,6 +531,7 @@ impl B2bua {
                 dialled: String::new(),
                 reached: String::new(),
                 started: now.unix,
+                delivered,
             },
         );
         Some((id, 0))

@@ -178,6 +178,25 @@ pub enum Command {
     /// attendants): the route point timeout no longer applies until the service redirects,
     /// answers or rejects it. Answered with [`Reply::Done`].
     Keep { call: u64 },
+    /// The calls each line carries at the other nodes of the cluster (summed over the nodes
+    /// that are up), replacing what was known: routing counts them with this node's own
+    /// against the line's busy trigger and maximum number of calls, as one node would.
+    /// Not answered.
+    RemoteLineLoads { loads: HashMap<DnKey, u32> },
+    /// The caller's dialog of a call this node carries (a route point's service answered it),
+    /// sealed with the cluster's secret, for whoever must release it should this node die
+    /// (the Paging Server's standby). `None` when there is no such dialog here: no cluster
+    /// secret, the call is gone or not answered, or another node carries the caller's side
+    /// (that node releases it). Answered with [`Reply::Dialog`].
+    CallerDialog { call: u64 },
+    /// Ends a dialog another node carried, from its sealed record ([`Command::CallerDialog`]):
+    /// a BYE with a Reason saying the node is down. A record that does not open is logged.
+    /// Not answered.
+    ReleaseDialog { dialog: String },
+    /// The calls each line carries at this node, not counting the calls another node sent
+    /// here over the intra-cluster trunk (that node counts them): what this node announces
+    /// to the others. Answered with [`Reply::Loads`].
+    LineLoads,
 }
 
 pub(crate) use crate::sip::{AUTO_ANSWER_CALL_INFO, SILENT_ALERT_INFO};
@@ -214,6 +233,10 @@ pub enum Reply {
     Exists(bool),
     /// The calls up now, oldest first.
     Calls(Vec<ActiveCall>),
+    /// Calls per line ([`Command::LineLoads`]).
+    Loads(HashMap<DnKey, u32>),
+    /// A caller's dialog, sealed ([`Command::CallerDialog`]).
+    Dialog(Option<String>),
 }
 
 /// A call offered to a service's route point.
@@ -365,6 +388,9 @@ struct Call {
     reached: String,
     /// Unix seconds when the call began (the operator's view lists it).
     started: i64,
+    /// Another node sent the call here over the intra-cluster trunk and counts its line
+    /// there: the count of `target_dn` here is not announced (see [`B2bua::own_loads`]).
+    delivered: bool,
 }
 
 #[derive(Debug)]
@@ -429,6 +455,10 @@ pub struct B2bua {
     txn_peer: HashMap<TransactionKey, Peer>,
     timers: BTreeSet<(Instant, u64)>,
     line_load: HashMap<DnKey, u32>,
+    /// The part of `line_load` made of calls other nodes sent here (they count them too).
+    delivered_load: HashMap<DnKey, u32>,
+    /// The calls each line carries at the other nodes ([`Command::RemoteLineLoads`]).
+    remote_load: HashMap<DnKey, u32>,
     rng: u64,
     events: Vec<LineEvent>,
     /// INVITEs still pending on legs of calls that ended (cancelled forks, abandoned calls).
@@ -486,6 +516,8 @@ impl B2bua {
             txn_peer: HashMap::new(),
             timers: BTreeSet::new(),
             line_load: HashMap::new(),
+            delivered_load: HashMap::new(),
+            remote_load: HashMap::new(),
             rng: seed | 1,
             events: Vec::new(),
             orphans: HashMap::new(),
@@ -951,6 +983,11 @@ impl B2bua {
             route_set: o.route_set.clone(),
             peer: o.peer,
             device: o.device.clone(),
+            lines: handoff::CallLines {
+                caller: c.caller.dn.clone(),
+                target: c.target_dn.clone(),
+                delivered: c.delivered,
+            },
         };
         let nonce = self.random();
         match self.handoff.as_ref() {

@@ -234,7 +234,7 @@ impl B2bua {
         }
         if let Some(dn) = &caller.dn {
             let max = cluster.directory_number(dn).map_or(4, |d| d.max_calls);
-            if self.line_load.get(dn).copied().unwrap_or(0) >= max {
+            if self.line_load_of(dn) >= max {
                 self.respond_reason(
                     &key,
                     &req,
@@ -305,6 +305,7 @@ impl B2bua {
                 dialled: dialled.clone(),
                 reached: String::new(),
                 started: now.unix,
+                delivered: false,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
@@ -480,6 +481,8 @@ impl B2bua {
             return;
         }
         if let Some(rp) = cluster.route_point_for(&dn) {
+            // Digit analysis chose the route point here: this node counts the call for it.
+            self.set_target(call, dn.clone(), Some(false));
             self.offer_to_route_point(cluster, registrar, call, &dn, rp.name.clone(), now, out);
             return;
         }
@@ -509,14 +512,8 @@ impl B2bua {
             self.unregistered(cluster, registrar, call, &line, &dn, now, out);
             return;
         }
-        if let Some(c) = self.calls.get_mut(&call) {
-            if let Some(old) = c.target_dn.replace(dn.clone()) {
-                if let Some(n) = self.line_load.get_mut(&old) {
-                    *n = n.saturating_sub(1);
-                }
-            }
-        }
-        *self.line_load.entry(dn.clone()).or_default() += 1;
+        // Digit analysis chose this line here: this node counts the call for it.
+        self.set_target(call, dn.clone(), Some(false));
         for (device, b) in registered {
             self.event(call, &dn, Some(device.clone()), LineState::Ringing);
             let peer = Peer {
