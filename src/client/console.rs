@@ -235,8 +235,8 @@ impl Console {
 }
 
 /// One line a person or a script types, as the command it means: `answer` (the oldest waiting
-/// call), `answer N`, `queues`, `search TEXT`; the
-/// error names what is understood.
+/// call), `answer N`, `queues`, `search TEXT`, `transfer N NUMBER`, `park N`, `retrieve P`
+/// (P the park device's number); the error names what is understood.
 pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else {
@@ -260,9 +260,33 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
                 serde_json::json!({"cmd": "answer", "call": call})
             }
         },
+        "transfer" => {
+            let (Some(n), Some(to)) = (words.next(), words.next()) else {
+                return Err("transfer needs a call id and a number: transfer N NUMBER".into());
+            };
+            let call = n
+                .parse::<u64>()
+                .map_err(|_| format!("transfer: {n:?} is not a call id (transfer N NUMBER)"))?;
+            serde_json::json!({"cmd": "transfer", "call": call, "to": to})
+        }
+        "park" => {
+            let Some(n) = words.next() else {
+                return Err("park needs a call id: park N".into());
+            };
+            let call = n
+                .parse::<u64>()
+                .map_err(|_| format!("park: {n:?} is not a call id (park N)"))?;
+            serde_json::json!({"cmd": "park", "call": call})
+        }
+        "retrieve" => {
+            let Some(p) = words.next() else {
+                return Err("retrieve needs the park device's number: retrieve P".into());
+            };
+            serde_json::json!({"cmd": "retrieve", "park": p})
+        }
         other => {
             return Err(format!(
-                "unknown command {other:?} (commands: queues, answer, answer N, search TEXT, quit)"
+                "unknown command {other:?} (commands: queues, answer, answer N, search TEXT, transfer N NUMBER, park N, retrieve P, quit)"
             ))
         }
     };

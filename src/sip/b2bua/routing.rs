@@ -305,6 +305,7 @@ impl B2bua {
                 dialled: dialled.clone(),
                 reached: String::new(),
                 started: now.unix,
+                moving: None,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);
