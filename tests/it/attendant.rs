@@ -1453,6 +1453,22 @@ fn park_race(extra: &[&str]) {
             .iter()
             .position(|f| f[..] == first.payload[..])
             .expect("the first MoH packet is a frame of the shipped WAV");
+        // Reported, not asserted: the stream's pacing as captured.
+        let mut gaps: Vec<u128> = moh
+            .windows(2)
+            .filter_map(|w| w[1].time.duration_since(w[0].time).ok())
+            .map(|d| d.as_micros())
+            .collect();
+        gaps.sort_unstable();
+        if let (Some(max), false) = (gaps.last(), gaps.is_empty()) {
+            eprintln!(
+                "MoH stream: {} packets, gap p50 {} us, p99 {} us, max {} us",
+                moh.len(),
+                gaps[gaps.len() / 2],
+                gaps[gaps.len() * 99 / 100],
+                max
+            );
+        }
         for (k, p) in moh.iter().enumerate() {
             assert_eq!(p.dscp, ucm::net::Dscp::EF, "MoH packet {k} not EF: {p:?}");
             let rtp = ucm::media::rtp::RtpPacket::parse(&p.payload).unwrap();
