@@ -295,3 +295,36 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     }
     Ok(v)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command;
+    use serde_json::json;
+
+    #[test]
+    fn r19_transfer_park_and_retrieve_lines_become_commands_or_clear_errors() {
+        assert_eq!(
+            parse_command("transfer 7 10002"),
+            Ok(json!({"cmd": "transfer", "call": 7, "to": "10002"}))
+        );
+        assert_eq!(
+            parse_command("park 7"),
+            Ok(json!({"cmd": "park", "call": 7}))
+        );
+        assert_eq!(
+            parse_command("retrieve 5921"),
+            Ok(json!({"cmd": "retrieve", "park": "5921"}))
+        );
+        for (line, says) in [
+            ("transfer 7", "transfer N NUMBER"),
+            ("transfer x 10002", "\"x\" is not a call id"),
+            ("park", "park N"),
+            ("park seven", "\"seven\" is not a call id"),
+            ("retrieve", "retrieve P"),
+            ("park 7 8", "too many words"),
+        ] {
+            let e = parse_command(line).unwrap_err();
+            assert!(e.contains(says), "{line:?}: {e}");
+        }
+    }
+}
