@@ -15,7 +15,7 @@ use crate::Failure;
 #[command(after_help = "Examples:\n  \
     UCM_PASSWORD=cisco ucm console --server 127.0.0.1:8446 --user attendant1 --insecure\n  \
     echo 'answer 1' | UCM_PASSWORD=cisco ucm console --server 127.0.0.1:8446 --user attendant1 --ca node-cert.pem --json\n\
-Commands on stdin, one a line: queues, answer (the oldest waiting call), answer N (N: the call's id),\nsearch TEXT (the directory, by name or number), quit. End of stdin ends the console\n\
+Commands on stdin, one a line: queues, answer (the oldest waiting call), answer N (N: the call's id),\nsearch TEXT (the directory, by name or number), transfer N NUMBER (blind, through a service queue),\npark N, retrieve P (P: the park device's number), quit. End of stdin ends the console\n\
 once the answers to the commands sent have come.\n\
 Exit codes: 0 the console ran and closed, 1 the server refused the credentials (401, 403), 2 usage or unreachable.")]
 pub struct Args {
@@ -95,10 +95,43 @@ fn show(v: &serde_json::Value, json: bool) {
                 println!("(more: narrow the search)");
             }
         }
+        "transfer" if v["ok"] == true => println!(
+            "call {} on service queue {}, transferring to {}",
+            s("call"),
+            s("device"),
+            s("to")
+        ),
+        "park" if v["ok"] == true => println!("call {} parked on {}", s("call"), s("park")),
+        "retrieve" if v["ok"] == true => {
+            println!(
+                "retrieved call {} from {} on line {}",
+                s("call"),
+                s("park"),
+                s("line")
+            )
+        }
+        "transferring" => println!("call {} ringing {}", s("call"), s("target")),
+        "transferred" => println!("call {} transferred to {}", s("call"), s("target")),
+        "recall" => println!(
+            "call {}: {} did not take it ({}); recalling",
+            s("call"),
+            s("target"),
+            s("reason")
+        ),
+        "recalled" => println!("call {} back on line {}", s("call"), s("line")),
+        "parked" => println!(
+            "call {} parked on {} by {}",
+            s("call"),
+            s("park"),
+            s("attendant")
+        ),
+        "retrieved" => println!("call {} retrieved by {}", s("call"), s("attendant")),
         "answer" if v["ok"] == true => {
             println!("answered call {} on line {}", s("call"), s("line"))
         }
-        "answer" => println!("answer failed: {} {}", s("status"), s("error")),
+        "answer" | "transfer" | "park" | "retrieve" => {
+            println!("{} failed: {} {}", s("event"), s("status"), s("error"))
+        }
         _ => println!("{v}"),
     }
 }
@@ -168,7 +201,7 @@ pub async fn run(a: Args) -> Result<(), Failure> {
                     // Answers to commands: `answer`, `error`, and each `queues` but the first
                     // (sent on connecting).
                     match ev {
-                        "answer" | "error" | "search" => pending = pending.saturating_sub(1),
+                        "answer" | "error" | "search" | "transfer" | "park" | "retrieve" => pending = pending.saturating_sub(1),
                         "queues" if greeted => pending = pending.saturating_sub(1),
                         "queues" => greeted = true,
                         _ => {}

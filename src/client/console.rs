@@ -235,8 +235,8 @@ impl Console {
 }
 
 /// One line a person or a script types, as the command it means: `answer` (the oldest waiting
-/// call), `answer N`, `queues`, `search TEXT`; the
-/// error names what is understood.
+/// call), `answer N`, `queues`, `search TEXT`, `transfer N NUMBER`, `park N`, `retrieve P`
+/// (P the park device's number); the error names what is understood.
 pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
     let mut words = line.split_whitespace();
     let Some(cmd) = words.next() else {
@@ -260,9 +260,33 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
                 serde_json::json!({"cmd": "answer", "call": call})
             }
         },
+        "transfer" => {
+            let (Some(n), Some(to)) = (words.next(), words.next()) else {
+                return Err("transfer needs a call id and a number: transfer N NUMBER".into());
+            };
+            let call = n
+                .parse::<u64>()
+                .map_err(|_| format!("transfer: {n:?} is not a call id (transfer N NUMBER)"))?;
+            serde_json::json!({"cmd": "transfer", "call": call, "to": to})
+        }
+        "park" => {
+            let Some(n) = words.next() else {
+                return Err("park needs a call id: park N".into());
+            };
+            let call = n
+                .parse::<u64>()
+                .map_err(|_| format!("park: {n:?} is not a call id (park N)"))?;
+            serde_json::json!({"cmd": "park", "call": call})
+        }
+        "retrieve" => {
+            let Some(p) = words.next() else {
+                return Err("retrieve needs the park device's number: retrieve P".into());
+            };
+            serde_json::json!({"cmd": "retrieve", "park": p})
+        }
         other => {
             return Err(format!(
-                "unknown command {other:?} (commands: queues, answer, answer N, search TEXT, quit)"
+                "unknown command {other:?} (commands: queues, answer, answer N, search TEXT, transfer N NUMBER, park N, retrieve P, quit)"
             ))
         }
     };
@@ -270,4 +294,37 @@ pub fn parse_command(line: &str) -> Result<serde_json::Value, String> {
         return Err(format!("{cmd}: too many words"));
     }
     Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_command;
+    use serde_json::json;
+
+    #[test]
+    fn r19_transfer_park_and_retrieve_lines_become_commands_or_clear_errors() {
+        assert_eq!(
+            parse_command("transfer 7 10002"),
+            Ok(json!({"cmd": "transfer", "call": 7, "to": "10002"}))
+        );
+        assert_eq!(
+            parse_command("park 7"),
+            Ok(json!({"cmd": "park", "call": 7}))
+        );
+        assert_eq!(
+            parse_command("retrieve 5921"),
+            Ok(json!({"cmd": "retrieve", "park": "5921"}))
+        );
+        for (line, says) in [
+            ("transfer 7", "transfer N NUMBER"),
+            ("transfer x 10002", "\"x\" is not a call id"),
+            ("park", "park N"),
+            ("park seven", "\"seven\" is not a call id"),
+            ("retrieve", "retrieve P"),
+            ("park 7 8", "too many words"),
+        ] {
+            let e = parse_command(line).unwrap_err();
+            assert!(e.contains(says), "{line:?}: {e}");
+        }
+    }
 }

@@ -373,6 +373,45 @@ impl CallControl {
         done(self.ask(Command::Keep { call }).await?)
     }
 
+    /// Moves the far side of an answered call to `destination` (a new leg, which has
+    /// `answer_within` to answer), re-pointing the caller's media with a re-INVITE and
+    /// releasing the old far side. On failure (busy, no answer in time, no such number) the
+    /// call stays as it was and the error says why.
+    pub async fn move_call(
+        &self,
+        call: u64,
+        destination: &str,
+        answer_within: Duration,
+    ) -> Result<(), CallError> {
+        let to = super::b2bua::MoveTo::Number {
+            destination: destination.to_string(),
+            answer_within,
+        };
+        match self.ask(Command::Move { call, to }).await? {
+            Reply::Moved(r) => r.map(|_| ()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    /// Moves the far side of an answered call to the service's own media: the old far side
+    /// is released and the caller re-INVITEd with `sdp`. Returns the caller's SDP answer.
+    pub async fn move_to_media(
+        &self,
+        call: u64,
+        sdp: bytes::Bytes,
+    ) -> Result<bytes::Bytes, CallError> {
+        let to = super::b2bua::MoveTo::Media { sdp };
+        match self.ask(Command::Move { call, to }).await? {
+            Reply::Moved(Ok(Some(answer))) => Ok(answer),
+            Reply::Moved(Ok(None)) => Err(CallError {
+                status: 488,
+                reason: "the caller answered the re-INVITE without SDP".into(),
+            }),
+            Reply::Moved(Err(e)) => Err(e),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Line-state changes from now on (ringing, connected, idle) for monitoring.
     pub fn subscribe(&self) -> broadcast::Receiver<LineEvent> {
         self.events.subscribe()

@@ -1075,3 +1075,493 @@ fn r19_with_no_console_server_a_queue_ddi_call_follows_its_forwarding_to_a_phone
     );
     assert_eq!(status, 404, "no node runs the service");
 }
+
+// ---- Steps 7 to 9: transfers through service queues, transfer recall, park ----
+
+/// The demo with `recall_seconds` set (the demo's 30 s is long for a test).
+fn demo_with_recall(dir: &std::path::Path, secs: u32) -> std::path::PathBuf {
+    let text = ucm::config::DEMO_YAML.replace(
+        "  recall_seconds: 30\n",
+        &format!("  recall_seconds: {secs}\n"),
+    );
+    assert!(
+        text.contains(&format!("recall_seconds: {secs}\n")),
+        "the demo changed shape"
+    );
+    write_file(dir, "demo-recall.yaml", &text)
+}
+
+/// `who` answers through the HTTP API the one call waiting in Reception, dialled by `caller`
+/// (jsmith's phone): the call's id once both phones are connected.
+fn answered_call(http: SocketAddr, caller: SocketAddr, phone: SocketAddr, who: &str) -> u64 {
+    let (_, body) = push(caller, Some(("jsmith", "cisco")), &["Dial:5000"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let call = wait_waiting(http, 1)[0]["call"].as_u64().unwrap();
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/answer"),
+        Some((who, "cisco")),
+    );
+    assert_eq!(status, 200, "{body}");
+    wait_state(phone, 15, "the attendant's phone connected", |s| {
+        connected(s).len() == 1
+    });
+    wait_state(caller, 15, "the caller connected", |s| {
+        connected(s).len() == 1
+    });
+    call
+}
+
+fn live(s: &Value) -> Vec<Value> {
+    calls(s)
+        .into_iter()
+        .filter(|c| c["state"] != "ended")
+        .collect()
+}
+
+/// The caller's one live call hears the server's music on hold: its media comes from an
+/// address of the node (not a phone's 127.0.19.x), and at least `packets` more RTP packets
+/// marked EF (DSCP 46) arrive after it moved there.
+fn hears_moh(caller: SocketAddr, packets: u64) -> Value {
+    let on_moh = |s: &Value| {
+        live(s).first().is_some_and(|c| {
+            c["state"] == "connected"
+                && c["remote_rtp"]
+                    .as_str()
+                    .is_some_and(|r| !r.starts_with("127.0.19."))
+        })
+    };
+    let ef = |s: &Value| {
+        live(s)
+            .first()
+            .map_or(0, |c| c["rtp"]["dscp_counts"]["46"].as_u64().unwrap_or(0))
+    };
+    let s = wait_state(caller, 15, "the caller moved to the server's media", on_moh);
+    let base = ef(&s);
+    wait_state(caller, 15, "EF music on hold arriving at the caller", |s| {
+        on_moh(s) && ef(s) >= base + packets
+    })
+}
+
+/// Blind transfer (steps 7-9) from `ucm console`: Reception One types `transfer N 23923`;
+/// the call leaves the attendant's phone for the first service queue (AC_SQ_1), which
+/// answers it and plays the shipped music on hold to jsmith (RTP from the node, EF) while
+/// 23923 rings; sadams answers, the caller's media is re-pointed to sadams's phone by
+/// re-INVITE and the server is out of the call: jsmith and sadams send each other RTP, the
+/// console saw `transferring` and `transferred`. A transfer of a call that is not on the
+/// attendant's phone, of another attendant's call, or to something not a number, is refused.
+/// Then jsmith calls again, is transferred again and hangs up while on music on hold: the
+/// service queue is freed (the next transfer gets AC_SQ_1 again) and 23923 stops ringing.
+#[test]
+fn r19_blind_transfer_goes_through_a_service_queue_with_ef_moh_and_reaches_the_target() {
+    let srv = Server::start(&[]);
+    let http = srv.addr("http");
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.19.70"],
+    );
+    let attendant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7A001", "--first-ip", "127.0.19.72"],
+    );
+    let target = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B975", "--first-ip", "127.0.19.74"],
+    );
+    let (a, r1, t) = (
+        caller.http("SEP00036BC7B973"),
+        attendant.http("SEP00036BC7A001"),
+        target.http("SEP00036BC7B975"),
+    );
+    let mut console = ConsoleProc::start(&srv, "attendant1", "cisco");
+    console.expect(15, "hello", |v| v["event"] == "hello");
+    let call = answered_call(http, a, r1, "attendant1");
+
+    console.type_line(&format!("transfer {} 23923", call + 1000));
+    let refused = console.expect(10, "a refused transfer", |v| v["event"] == "transfer");
+    assert_eq!(
+        (&refused["ok"], &refused["status"]),
+        (&Value::from(false), &Value::from(404)),
+        "{refused}"
+    );
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/transfer/10x02"),
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/transfer/23923"),
+        Some(("attendant2", "cisco")),
+    );
+    assert_eq!(status, 403, "another attendant's call: {body}");
+
+    console.type_line(&format!("transfer {call} 23923"));
+    let ok = console.expect(15, "the transfer", |v| v["event"] == "transfer");
+    assert_eq!(
+        (&ok["ok"], &ok["device"]),
+        (&Value::from(true), &Value::from("AC_SQ_1")),
+        "{ok}"
+    );
+    console.expect(10, "transferring", |v| {
+        v["event"] == "transferring" && v["target"] == "23923"
+    });
+    wait_state(r1, 10, "the attendant's phone is out of the call", |s| {
+        live(s).is_empty()
+    });
+    hears_moh(a, 50);
+    // 23923 rings meanwhile; sadams answers: the caller talks to her, phone to phone.
+    wait_state(t, 10, "23923 rings", |s| {
+        live(s).first().is_some_and(|c| c["state"] == "ringing")
+    });
+    let (_, body) = push(t, Some(("sadams", "cisco")), &["Key:Offhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let ts = wait_state(t, 20, "23923 connected to jsmith", |s| {
+        connected(s)
+            .first()
+            .is_some_and(|c| c["remote_number"] == "10001")
+    });
+    let t_local = connected(&ts)[0]["local_rtp"].clone();
+    let s = wait_state(a, 15, "jsmith's media re-pointed to 10002", |s| {
+        connected(s)
+            .first()
+            .is_some_and(|c| c["remote_rtp"] == t_local)
+    });
+    let a_local = connected(&s)[0]["local_rtp"].clone();
+    assert_eq!(connected(&ts)[0]["remote_rtp"], a_local, "{ts:#}");
+    console.expect(15, "transferred", |v| {
+        v["event"] == "transferred" && v["call"] == call
+    });
+    srv.wait_for_log("transfer answered; the server is out of the call");
+    wait_state(t, 15, "23923 hears jsmith", |s| {
+        connected(s)
+            .first()
+            .is_some_and(|c| c["rtp_rx_packets"].as_u64().unwrap_or(0) >= 25)
+    });
+    for p in [a, t] {
+        let (_, body) = push(
+            p,
+            Some(if p == a {
+                ("jsmith", "cisco")
+            } else {
+                ("sadams", "cisco")
+            }),
+            &["Key:Onhook"],
+        );
+        assert!(body.contains(r#"Status="0""#), "{body}");
+        wait_state(p, 10, "the call ended", |s| live(s).is_empty());
+    }
+
+    // Transferred again, jsmith hangs up on hold: AC_SQ_1 is freed, 23923 stops ringing.
+    let call = answered_call(http, a, r1, "attendant1");
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/transfer/23923"),
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("AC_SQ_1"), "{body}");
+    hears_moh(a, 10);
+    wait_state(t, 10, "23923 rings", |s| {
+        live(s).first().is_some_and(|c| c["state"] == "ringing")
+    });
+    let (_, body) = push(a, Some(("jsmith", "cisco")), &["Key:Onhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    let left = console.expect(15, "left", |v| v["event"] == "left" && v["call"] == call);
+    assert_eq!(left["device"], "AC_SQ_1", "{left}");
+    wait_state(t, 10, "23923's ringing cancelled", |s| live(s).is_empty());
+    srv.wait_for_log("the caller hung up on hold; device freed");
+    let call = answered_call(http, a, r1, "attendant1");
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/transfer/23923"),
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 200, "the freed queue again: {body}");
+    assert!(body.contains("AC_SQ_1"), "{body}");
+    assert_eq!(console.finish(), Some(0));
+}
+
+/// Transfer recall: 10002 does not answer within `recall_seconds` (2 s here): its ringing is
+/// cancelled and the call comes back to Reception One's phone (which connects by itself and
+/// talks to jsmith again, media re-pointed), the console showing `recall` and `recalled`; a
+/// transfer to a number that does not exist comes back at once, and one to the server's own
+/// park device (a route point) too.
+#[test]
+fn r19_unanswered_transfers_are_recalled_to_the_attendant() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_with_recall(dir.path(), 2);
+    let srv = Server::start(&["--config", cfg.to_str().unwrap()]);
+    let http = srv.addr("http");
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.19.80"],
+    );
+    let attendant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7A001", "--first-ip", "127.0.19.82"],
+    );
+    let target = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B974", "--first-ip", "127.0.19.84"],
+    );
+    let (a, r1, t) = (
+        caller.http("SEP00036BC7B973"),
+        attendant.http("SEP00036BC7A001"),
+        target.http("SEP00036BC7B974"),
+    );
+    let mut console = ConsoleProc::start(&srv, "attendant1", "cisco");
+    console.expect(15, "hello", |v| v["event"] == "hello");
+    let call = answered_call(http, a, r1, "attendant1");
+
+    for (to, why) in [
+        ("10002", "not answered in time"),
+        ("59999", "no such number"),
+        ("5921", "a route point"),
+    ] {
+        console.type_line(&format!("transfer {call} {to}"));
+        let ok = console.expect(15, "the transfer", |v| v["event"] == "transfer");
+        assert_eq!(ok["ok"], true, "{to} ({why}): {ok}");
+        wait_state(r1, 10, "the attendant's phone is out of the call", |s| {
+            live(s).is_empty()
+        });
+        let recall = console.expect(20, "recall", |v| v["event"] == "recall");
+        assert_eq!(recall["target"], to, "{recall}");
+        let back = console.expect(20, "recalled", |v| v["event"] == "recalled");
+        assert_eq!(
+            (&back["call"], &back["line"]),
+            (&Value::from(call), &Value::from("10500")),
+            "{back}"
+        );
+        let rs = wait_state(r1, 15, "the call back on Reception One's phone", |s| {
+            connected(s)
+                .first()
+                .is_some_and(|c| c["remote_number"] == "10001")
+        });
+        let r_local = connected(&rs)[0]["local_rtp"].clone();
+        wait_state(a, 15, "jsmith's media back at the attendant", |s| {
+            connected(s)
+                .first()
+                .is_some_and(|c| c["remote_rtp"] == r_local)
+        });
+        if to == "10002" {
+            // 10002 rang (the call from 10001 is in its list) and rings no more.
+            wait_state(t, 10, "10002 rang and was cancelled", |s| {
+                live(s).is_empty() && calls(s).iter().any(|c| c["remote_number"] == "10001")
+            });
+        }
+    }
+    let logs = srv.logs();
+    assert_eq!(
+        logs.matches("transfer not answered; recalled to the attendant")
+            .count(),
+        3,
+        "{logs}"
+    );
+
+    assert_eq!(console.finish(), Some(0));
+}
+
+/// The 50 demo lab phones as attendants' phones (see `demo_with_50_attendants`).
+fn lab_phone_args(first_ip: &str) -> Vec<String> {
+    let mut args = Vec::new();
+    for i in 1..=50 {
+        args.push("--device".to_string());
+        args.push(format!("SEP0000000010{i:02X}"));
+    }
+    args.push("--first-ip".into());
+    args.push(first_ip.into());
+    args
+}
+
+/// Park on the server's own park devices: Reception One parks jsmith's call (`park N` on the
+/// console): it goes to AC_Park_1, the console shows `parked` with 5921, and jsmith hears the
+/// shipped music on hold, captured on lo: every packet from the server to jsmith's RTP port
+/// is marked EF and carries 20 ms frames of fixtures/moh/attendant-moh.wav, in order. Then 50
+/// attendants retrieve 5921 at once: the database decides, exactly one gets it (its phone
+/// connects to jsmith), the others are told it is gone (409, or 404 once nothing is parked).
+/// Parked again and hung up on hold, the park device is freed.
+fn park_race(extra: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = demo_with_50_attendants(dir.path());
+    let mut args = vec!["--config", cfg.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    let srv = Server::start(&args);
+    let http = srv.addr("http");
+    let caller = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7B973", "--first-ip", "127.0.19.90"],
+    );
+    let attendant = Sim::start(
+        &srv,
+        &["--device", "SEP00036BC7A001", "--first-ip", "127.0.19.92"],
+    );
+    let lab_args = lab_phone_args("127.0.19.100");
+    let lab_refs: Vec<&str> = lab_args.iter().map(String::as_str).collect();
+    let lab = Sim::start(&srv, &lab_refs);
+    let (a, r1) = (
+        caller.http("SEP00036BC7B973"),
+        attendant.http("SEP00036BC7A001"),
+    );
+    let mut console = ConsoleProc::start(&srv, "attendant1", "cisco");
+    console.expect(15, "hello", |v| v["event"] == "hello");
+    let call = answered_call(http, a, r1, "attendant1");
+    let a_rtp: SocketAddr = connected(&state(a))[0]["local_rtp"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let capture = crate::common::is_root().then(|| {
+        ucm::net::capture::LoopbackCapture::start(ucm::net::capture::CaptureFilter::ports(&[
+            a_rtp.port()
+        ]))
+        .expect("capture on lo")
+    });
+
+    console.type_line(&format!("park {call}"));
+    let parked = console.expect(15, "the park", |v| v["event"] == "park");
+    assert_eq!(
+        (&parked["ok"], &parked["park"]),
+        (&Value::from(true), &Value::from("5921")),
+        "{parked}"
+    );
+    let ev = console.expect(10, "parked", |v| v["event"] == "parked");
+    assert_eq!(ev["device"], "AC_Park_1", "{ev}");
+    wait_state(r1, 10, "the attendant's phone is out of the call", |s| {
+        live(s).is_empty()
+    });
+    hears_moh(a, 50);
+
+    if let Some(cap) = capture {
+        let packets = cap.stop();
+        let moh: Vec<_> = packets
+            .iter()
+            .filter(|p| p.dst == a_rtp && !p.src.ip().to_string().starts_with("127.0.19."))
+            .collect();
+        assert!(moh.len() >= 50, "{} MoH packets captured", moh.len());
+        let wav = ucm::media::wav::read_wav(include_bytes!("../../fixtures/moh/attendant-moh.wav"))
+            .unwrap();
+        let frames = ucm::media::wav::to_ulaw_frames_20ms(&ucm::media::wav::resample_to_8k(&wav));
+        let first = ucm::media::rtp::RtpPacket::parse(&moh[0].payload).unwrap();
+        let start = frames
+            .iter()
+            .position(|f| f[..] == first.payload[..])
+            .expect("the first MoH packet is a frame of the shipped WAV");
+        // Reported, not asserted: the stream's pacing as captured.
+        let mut gaps: Vec<u128> = moh
+            .windows(2)
+            .filter_map(|w| w[1].time.duration_since(w[0].time).ok())
+            .map(|d| d.as_micros())
+            .collect();
+        gaps.sort_unstable();
+        if let (Some(max), false) = (gaps.last(), gaps.is_empty()) {
+            eprintln!(
+                "MoH stream: {} packets, gap p50 {} us, p99 {} us, max {} us",
+                moh.len(),
+                gaps[gaps.len() / 2],
+                gaps[gaps.len() * 99 / 100],
+                max
+            );
+        }
+        for (k, p) in moh.iter().enumerate() {
+            assert_eq!(p.dscp, ucm::net::Dscp::EF, "MoH packet {k} not EF: {p:?}");
+            let rtp = ucm::media::rtp::RtpPacket::parse(&p.payload).unwrap();
+            assert_eq!(rtp.header.payload_type, 0, "PCMU");
+            assert_eq!(
+                rtp.payload,
+                &frames[(start + k) % frames.len()][..],
+                "MoH packet {k} is not the WAV's next frame"
+            );
+        }
+    } else {
+        crate::common::skip_or_fail("capturing on lo to read the MoH stream needs root");
+    }
+
+    // 50 attendants retrieve 5921 at once.
+    let racers: Vec<_> = (1..=50)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let user = format!("att{i:02}");
+                for _ in 0..100 {
+                    let (status, body) = api(
+                        http,
+                        "POST",
+                        "/ucm/attendant/parked/5921/retrieve",
+                        Some((&user, "cisco")),
+                    );
+                    if status != 503 && status != 429 {
+                        return (user, status, body);
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                panic!("the node stayed busy");
+            })
+        })
+        .collect();
+    let results: Vec<(String, u16, String)> =
+        racers.into_iter().map(|t| t.join().unwrap()).collect();
+    let won: Vec<_> = results.iter().filter(|r| r.1 == 200).collect();
+    let lost = results.iter().filter(|r| r.1 == 409 || r.1 == 404).count();
+    assert_eq!((won.len(), lost), (1, 49), "{results:?}");
+    let winner = won[0].0.clone();
+    let n: usize = winner[3..].parse().unwrap();
+    let phone = lab.http(&format!("SEP0000000010{n:02X}"));
+    let ws = wait_state(phone, 15, "the winner's phone connected to jsmith", |s| {
+        connected(s)
+            .first()
+            .is_some_and(|c| c["remote_number"] == "10001")
+    });
+    let w_local = connected(&ws)[0]["local_rtp"].clone();
+    wait_state(a, 15, "jsmith's media at the winner's phone", |s| {
+        connected(s)
+            .first()
+            .is_some_and(|c| c["remote_rtp"] == w_local)
+    });
+    let logs = srv.wait_for_log("parked call retrieved");
+    assert_eq!(logs.matches("parked call retrieved").count(), 1, "{logs}");
+    assert!(logs.contains(&format!("attendant={winner}")), "{logs}");
+
+    // The winner parks it again; jsmith hangs up on hold: the park device is freed.
+    let (status, body) = api(
+        http,
+        "POST",
+        &format!("/ucm/attendant/calls/{call}/park"),
+        Some((&winner, "cisco")),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("5921"), "{body}");
+    hears_moh(a, 10);
+    let (_, body) = push(a, Some(("jsmith", "cisco")), &["Key:Onhook"]);
+    assert!(body.contains(r#"Status="0""#), "{body}");
+    srv.wait_for_log("the caller hung up on hold; device freed");
+    let (status, body) = api(
+        http,
+        "POST",
+        "/ucm/attendant/parked/5921/retrieve",
+        Some(("attendant1", "cisco")),
+    );
+    assert_eq!(status, 404, "nothing parked any more: {body}");
+    drop(console);
+}
+
+#[test]
+fn r19_fifty_attendants_retrieving_one_parked_call_exactly_one_gets_it_sqlite() {
+    park_race(&[]);
+}
+
+#[tokio::test]
+async fn r19_fifty_attendants_retrieving_one_parked_call_exactly_one_gets_it_postgres() {
+    let Some(db) = PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || park_race(&["--db", &url])).await;
+    db.drop_db().await;
+    result.unwrap();
+}

@@ -13,7 +13,14 @@
 //!   connected (or after 5 s with `connected` false), or `"ok":false` with the HTTP-like
 //!   `status` and `error` (409 taken, 404 not waiting ...); `{"cmd":"search","text":..}`
 //!   (the directory: users and lines by name or number, with partitions; at most 50,
-//!   `more` when more matched), answered with `{"event":"search","results":[..]}`. Else:
+//!   `more` when more matched), answered with `{"event":"search","results":[..]}`;
+//!   `{"cmd":"transfer","call":N,"to":"10002"}` (blind transfer through a service queue,
+//!   answered `{"event":"transfer","ok":true,"call","to","device"}` once the caller hears the
+//!   music on hold; then `transferring`, and `transferred` or `recall` and `recalled` events),
+//!   `{"cmd":"park","call":N}` (answered `{"event":"park","ok":true,"call","park"}`, the park
+//!   device's number; a `parked` event), `{"cmd":"retrieve","park":"5921"}` (answered
+//!   `{"event":"retrieve","ok":true,"call","line"}` once it rings on the attendant's phone,
+//!   409 when another attendant retrieved it first; a `retrieved` event). Else:
 //!   `{"event":"error","error":..}`.
 //!
 //! Bounded: at most [`MAX_SESSIONS`] connections, [`MAX_PER_SOURCE`] from one source (the
@@ -412,7 +419,7 @@ async fn run_session<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 async fn command<S: AsyncWrite + Unpin>(
-    svc: &AttendantService,
+    svc: &Arc<AttendantService>,
     user: &AttendantUser,
     s: &mut S,
     text: &str,
@@ -497,10 +504,53 @@ async fn command<S: AsyncWrite + Unpin>(
             };
             send(s, &reply).await
         }
+        Some(cmd @ ("transfer" | "park")) => {
+            let Some(call) = v.get("call").and_then(|c| c.as_u64()) else {
+                return send(
+                    s,
+                    &serde_json::json!({"event": cmd, "ok": false, "status": 400, "error": "\"call\" is the call's id (a number)"}),
+                )
+                .await;
+            };
+            let r = if cmd == "transfer" {
+                let Some(to) = v.get("to").and_then(|t| t.as_str()) else {
+                    return send(
+                        s,
+                        &serde_json::json!({"event": cmd, "ok": false, "call": call, "status": 400, "error": "\"to\" is the number to transfer to (a string)"}),
+                    )
+                    .await;
+                };
+                svc.transfer(user, call, to)
+                    .await
+                    .map(|device| serde_json::json!({"event": cmd, "ok": true, "call": call, "to": to, "device": device}))
+            } else {
+                svc.park(user, call)
+                    .await
+                    .map(|park| serde_json::json!({"event": cmd, "ok": true, "call": call, "park": park}))
+            };
+            let reply = r.unwrap_or_else(|e| {
+                serde_json::json!({"event": cmd, "ok": false, "call": call, "status": e.status, "error": e.error})
+            });
+            send(s, &reply).await
+        }
+        Some("retrieve") => {
+            let Some(park) = v.get("park").and_then(|p| p.as_str()) else {
+                return send(
+                    s,
+                    &serde_json::json!({"event": "retrieve", "ok": false, "status": 400, "error": "\"park\" is the park device's number (a string)"}),
+                )
+                .await;
+            };
+            let reply = match svc.retrieve(user, park).await {
+                Ok(call) => serde_json::json!({"event": "retrieve", "ok": true, "park": park, "call": call, "line": user.line}),
+                Err(e) => serde_json::json!({"event": "retrieve", "ok": false, "park": park, "status": e.status, "error": e.error}),
+            };
+            send(s, &reply).await
+        }
         other => {
             send(
                 s,
-                &serde_json::json!({"event": "error", "error": format!("unknown command {:?} (commands: queues, answer, search)", other.unwrap_or(""))}),
+                &serde_json::json!({"event": "error", "error": format!("unknown command {:?} (commands: queues, answer, search, transfer, park, retrieve)", other.unwrap_or(""))}),
             )
             .await
         }

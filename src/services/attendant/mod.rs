@@ -16,13 +16,18 @@
 //! take over when it lapses); a node taking over closes the waiting calls of the last one
 //! (`lost`). With no node serving them, the Queue DDIs' Call Forward settings apply.
 //!
-//! Not built yet (issue 19): steps 7-9 (service queues, transfers, recall), park devices in
-//! use, the console protocol listener, BLF, the browser console and the two-server failover
-//! beyond the lease. The model already names their devices.
+//! 7-9. An attendant transfers the call: it moves to a free service queue device, which
+//!    answers it and plays music on hold, then to the target; unanswered within
+//!    `recall_seconds` it comes back to the attendant (transfer recall). Park is the same
+//!    with the server's own park devices, until any attendant retrieves it ([`hold`]).
+//!
+//! Not built yet (issue 19): consultation transfer, BLF, the browser console and the
+//! two-server failover beyond the lease.
 
 pub mod check;
 pub mod console;
 pub mod directory;
+pub mod hold;
 pub mod http;
 pub mod model;
 pub mod sizing;
@@ -75,6 +80,11 @@ pub struct AttendantService {
     waiting: Mutex<HashMap<u64, (String, String)>>,
     /// What the consoles are told, as it happens.
     pub events: broadcast::Sender<Event>,
+    /// Calls the server holds on a service queue or park device, with their music on hold.
+    held: Mutex<HashMap<u64, hold::HeldCall>>,
+    /// Calls on an attendant's phone (answered, recalled or retrieved through the console):
+    /// call -> (queue, attendant).
+    at_attendant: Mutex<HashMap<u64, (String, String)>>,
 }
 
 /// A change the consoles of a queue's attendants are told of (a JSON object with `event`).
@@ -116,6 +126,8 @@ impl AttendantService {
             redirected: Default::default(),
             waiting: Default::default(),
             events: broadcast::channel(4096).0,
+            held: Default::default(),
+            at_attendant: Default::default(),
         })
     }
 
@@ -347,6 +359,8 @@ impl AttendantService {
         lock(&self.devices).clear();
         lock(&self.redirected).clear();
         lock(&self.waiting).clear();
+        lock(&self.held).clear();
+        lock(&self.at_attendant).clear();
     }
 
     /// Waiting calls whose caller hung up: closed as abandoned, their devices freed.
@@ -355,6 +369,13 @@ impl AttendantService {
         for call in held {
             if let Ok(false) = self.node.call_control.call_exists(call).await {
                 self.leave(call, "abandoned").await;
+            }
+        }
+        // Calls that ended on an attendant's phone are no longer theirs to transfer or park.
+        let talking: Vec<u64> = lock(&self.at_attendant).keys().copied().collect();
+        for call in talking {
+            if let Ok(false) = self.node.call_control.call_exists(call).await {
+                lock(&self.at_attendant).remove(&call);
             }
         }
     }
@@ -565,6 +586,7 @@ impl AttendantService {
         if let Err(e) = self.node.call_control.redirect(call, &user.line).await {
             return Err(AnswerError::Gone(e.to_string()));
         }
+        lock(&self.at_attendant).insert(call, (queue.clone(), user.user.clone()));
         let connected = tokio::time::timeout(CONNECT_WAIT, async {
             loop {
                 match events.recv().await {
@@ -640,6 +662,9 @@ fn start_service(mut s: super::Start) -> super::StartFuture {
         let routes = axum::Router::new()
             .route(http::QUEUES_PATH, get(http::get_queues))
             .route(http::ANSWER_PATH, post(http::answer))
+            .route(http::TRANSFER_PATH, post(http::transfer))
+            .route(http::PARK_PATH, post(http::park))
+            .route(http::RETRIEVE_PATH, post(http::retrieve))
             .with_state(svc.clone());
         let mut tasks: Vec<super::Task> = vec![Box::pin(svc.clone().run(serving, s.stop.clone()))];
         if let Some(super::Bound::Tcp(l)) = listener {

@@ -165,3 +165,144 @@ impl AttendantCalls for Store {
         Ok(r.rows_affected())
     }
 }
+
+/// Calls the server holds for attendants after they answered them (steps 7-9, park): states
+/// `transferring` (on a service queue), `transferred` (the target answered), `parked`, and
+/// back to `answered` (recalled, retrieved). Every change is one conditional UPDATE from the
+/// state the caller expects: of attendants racing for one parked call exactly one retrieves it.
+pub trait AttendantHolds {
+    /// The call `attendant` answered goes from `answered` to `state` on `device`: true if it
+    /// was theirs and answered.
+    fn hold_call(
+        &self,
+        instance: &str,
+        call: u64,
+        attendant: &str,
+        state: &str,
+        device: &str,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The call goes from `from` to `to` (with `attendant` when given): true if it was `from`.
+    fn set_call_state(
+        &self,
+        instance: &str,
+        call: u64,
+        from: &str,
+        to: &str,
+        attendant: Option<&str>,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+
+    /// The call parked on `device` now, if any.
+    fn parked_on(
+        &self,
+        instance: &str,
+        device: &str,
+    ) -> impl Future<Output = Result<Option<u64>, StoreError>> + Send;
+
+    /// `attendant` retrieves the parked call: true for the one retrieval that took it.
+    fn retrieve_call(
+        &self,
+        instance: &str,
+        call: u64,
+        attendant: &str,
+        now_ms: i64,
+    ) -> impl Future<Output = Result<bool, StoreError>> + Send;
+}
+
+impl AttendantHolds for Store {
+    async fn hold_call(
+        &self,
+        instance: &str,
+        call: u64,
+        attendant: &str,
+        state: &str,
+        device: &str,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE attendant_calls SET state = $1, device = $2 \
+             WHERE instance = $3 AND call = $4 AND state = 'answered' AND attendant = $5",
+        )
+        .bind(state)
+        .bind(device)
+        .bind(instance)
+        .bind(call as i64)
+        .bind(attendant)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn set_call_state(
+        &self,
+        instance: &str,
+        call: u64,
+        from: &str,
+        to: &str,
+        attendant: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let r = match attendant {
+            Some(a) => {
+                sqlx::query(
+                    "UPDATE attendant_calls SET state = $1, attendant = $2 \
+                     WHERE instance = $3 AND call = $4 AND state = $5",
+                )
+                .bind(to)
+                .bind(a)
+                .bind(instance)
+                .bind(call as i64)
+                .bind(from)
+                .execute(self.pool())
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE attendant_calls SET state = $1, ended_at = $2 \
+                     WHERE instance = $3 AND call = $4 AND state = $5",
+                )
+                .bind(to)
+                .bind(super::unix_ms())
+                .bind(instance)
+                .bind(call as i64)
+                .bind(from)
+                .execute(self.pool())
+                .await?
+            }
+        };
+        Ok(r.rows_affected() == 1)
+    }
+
+    async fn parked_on(&self, instance: &str, device: &str) -> Result<Option<u64>, StoreError> {
+        let row = sqlx::query(
+            "SELECT call FROM attendant_calls \
+             WHERE instance = $1 AND device = $2 AND state = 'parked' ORDER BY call LIMIT 1",
+        )
+        .bind(instance)
+        .bind(device)
+        .fetch_optional(self.pool())
+        .await?;
+        Ok(match row {
+            Some(r) => Some(r.try_get::<i64, _>("call")? as u64),
+            None => None,
+        })
+    }
+
+    async fn retrieve_call(
+        &self,
+        instance: &str,
+        call: u64,
+        attendant: &str,
+        now_ms: i64,
+    ) -> Result<bool, StoreError> {
+        let r = sqlx::query(
+            "UPDATE attendant_calls SET state = 'answered', attendant = $1, answered_at = $2 \
+             WHERE instance = $3 AND call = $4 AND state = 'parked'",
+        )
+        .bind(attendant)
+        .bind(now_ms)
+        .bind(instance)
+        .bind(call as i64)
+        .execute(self.pool())
+        .await?;
+        Ok(r.rows_affected() == 1)
+    }
+}

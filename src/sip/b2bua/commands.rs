@@ -230,6 +230,10 @@ impl B2bua {
                 now,
                 &mut out,
             ))),
+            Command::Move { call, to } => self
+                .start_move(cluster, registrar, id, call, to, now, &mut out)
+                .err()
+                .map(|e| Reply::Moved(Err(e))),
             Command::Answer { call, sdp } => Some(Reply::Done(
                 self.answer_at_route_point(call, sdp, now, &mut out),
             )),
@@ -404,6 +408,16 @@ impl B2bua {
         now: Now,
         out: &mut Vec<Out>,
     ) {
+        if self.routing_a_move(call) {
+            self.fail_call(
+                call,
+                488,
+                "Not Acceptable Here (a moved call cannot go to a route point)",
+                now,
+                out,
+            );
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -708,6 +722,7 @@ impl B2bua {
                 reached: String::new(),
                 started: now.unix,
                 delivered: false,
+                moving: None,
             },
         );
         // The user's phone answers in time or the attempt ends (see `no_answer`).

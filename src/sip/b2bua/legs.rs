@@ -17,6 +17,10 @@ impl B2bua {
             self.relay_response(call, idx, &server_key, resp, now, out);
             return;
         }
+        if let Some(&call) = self.reinvites.get(key) {
+            self.reinvite_answered(call, resp, now, out);
+            return;
+        }
         let Some(&(call, idx)) = self.by_client_txn.get(key) else {
             return;
         };
@@ -31,6 +35,10 @@ impl B2bua {
         let status = resp.status;
         if status == 100 {
             return; // hop-by-hop: the transaction layer already stopped retransmitting
+        }
+        if status >= 200 && self.is_move_leg(call, idx) {
+            self.move_leg_answered(call, idx, resp, now, out);
+            return;
         }
         let to_tag = resp
             .headers
@@ -206,6 +214,11 @@ impl B2bua {
         now: Now,
         out: &mut Vec<Out>,
     ) {
+        if self.routing_a_move(call) {
+            // Routing a moved call's new target failed: the call itself goes on.
+            self.abort_move(call, status, reason, now, out);
+            return;
+        }
         let Some(c) = self.calls.get_mut(&call) else {
             return;
         };
@@ -250,6 +263,10 @@ impl B2bua {
         if let Some(id) = c.third_party.as_mut().and_then(|t| t.reply.take()) {
             let e = call_error(480, "the call ended before it was set up");
             out.push(Out::Reply(id, Reply::Call(Err(e))));
+        }
+        if let Some(m) = c.moving.take() {
+            let e = call_error(487, "the call ended while it was being moved");
+            out.push(Out::Reply(m.reply(), Reply::Moved(Err(e))));
         }
         for dn in [c.caller.dn.clone(), c.target_dn.clone()]
             .into_iter()
@@ -315,7 +332,12 @@ impl B2bua {
     }
 
     /// Builds an in-dialog request on a leg (we are its sender).
-    fn dialog_request(&mut self, call: u64, idx: usize, method: Method) -> Option<(Request, Peer)> {
+    pub(super) fn dialog_request(
+        &mut self,
+        call: u64,
+        idx: usize,
+        method: Method,
+    ) -> Option<(Request, Peer)> {
         let branch = self.branch();
         let transport = self.calls.get(&call)?.legs.get(idx)?.peer.transport;
         let host = self.host_on(transport);
@@ -532,6 +554,7 @@ impl B2bua {
                 reached: String::new(),
                 started: now.unix,
                 delivered,
+                moving: None,
             },
         );
         Some((id, 0))
@@ -888,6 +911,13 @@ impl B2bua {
             .collect();
         if let Some(l) = from_leg.and_then(|i| c.legs.get_mut(i)) {
             l.state = LegState::Ended;
+        }
+        // Legs still ringing (a move's new target) are cancelled, not left to ring.
+        let ringing: Vec<usize> = (1..c.legs.len())
+            .filter(|&i| matches!(c.legs[i].state, LegState::Trying | LegState::Early))
+            .collect();
+        for i in ringing {
+            self.cancel_leg(call, i, now, out);
         }
         for i in targets {
             self.splice_if_down(call, i, now);

@@ -41,7 +41,9 @@ mod forward;
 pub mod handoff;
 pub mod intra;
 mod legs;
+mod moving;
 mod routing;
+pub use moving::MoveTo;
 mod stranger;
 pub use stranger::{STRANGER_ANSWERS_PER_WINDOW, STRANGER_WINDOW};
 #[cfg(test)]
@@ -197,6 +199,10 @@ pub enum Command {
     /// here over the intra-cluster trunk (that node counts them): what this node announces
     /// to the others. Answered with [`Reply::Loads`].
     LineLoads,
+    /// Moves the far side of an answered call (see [`moving`]): the caller's leg stays up and
+    /// is re-INVITEd with the new far side's SDP. Answered with [`Reply::Moved`] once the
+    /// caller took the re-INVITE, or the move failed (the call then stays as it was).
+    Move { call: u64, to: MoveTo },
 }
 
 pub(crate) use crate::sip::{AUTO_ANSWER_CALL_INFO, SILENT_ALERT_INFO};
@@ -237,6 +243,8 @@ pub enum Reply {
     Loads(HashMap<DnKey, u32>),
     /// A caller's dialog, sealed ([`Command::CallerDialog`]).
     Dialog(Option<String>),
+    /// A move done (with the caller's SDP answer to its re-INVITE) or failed.
+    Moved(Result<Option<Bytes>, CallError>),
 }
 
 /// A call offered to a service's route point.
@@ -391,6 +399,8 @@ struct Call {
     /// Another node sent the call here over the intra-cluster trunk and counts its line
     /// there: the count of `target_dn` here is not announced (see [`B2bua::own_loads`]).
     delivered: bool,
+    /// A move of the far side under way ([`Command::Move`]).
+    moving: Option<moving::Moving>,
 }
 
 #[derive(Debug)]
@@ -486,6 +496,8 @@ pub struct B2bua {
     down_nodes: HashSet<SocketAddr>,
     /// A Reason header (RFC 3326) the BYEs sent now carry.
     bye_reason: Option<&'static str>,
+    /// Re-INVITEs of callers whose call moved ([`Command::Move`]): client key -> call.
+    reinvites: HashMap<TransactionKey, u64>,
 }
 
 /// Why a call whose other side was a service of a dead node is released.
@@ -532,6 +544,7 @@ impl B2bua {
             handoff: None,
             down_nodes: HashSet::new(),
             bye_reason: None,
+            reinvites: HashMap::new(),
         }
     }
 
@@ -737,6 +750,9 @@ impl B2bua {
                 break;
             }
             self.timers.pop_first();
+            if self.move_deadline(call, at, now, &mut out) {
+                continue;
+            }
             self.no_answer(cluster, registrar, call, now, &mut out);
         }
         out
@@ -854,6 +870,7 @@ impl B2bua {
         self.txn_peer.remove(key);
         self.by_client_txn.remove(key);
         self.relays.remove(key);
+        self.reinvites.remove(key);
         self.by_server_invite.remove(key);
     }
 

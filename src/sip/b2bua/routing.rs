@@ -306,6 +306,7 @@ impl B2bua {
                 reached: String::new(),
                 started: now.unix,
                 delivered: false,
+                moving: None,
             },
         );
         self.respond(&key, &req, 100, Some(&a_tag), None, now, out);

@@ -1144,3 +1144,83 @@ devices:
 fn final_to_caller_from(out: &[Out], caller: SocketAddr) -> Option<u16> {
     statuses(out, caller).into_iter().find(|s| *s >= 200)
 }
+
+fn move_to(destination: &str, secs: u64) -> Command {
+    Command::Move {
+        call: 1,
+        to: MoveTo::Number {
+            destination: destination.into(),
+            answer_within: Duration::from_secs(secs),
+        },
+    }
+}
+
+/// Moving a connected call's far side (issue 19): a new leg rings 2004 with the caller's
+/// offer; unanswered at the deadline it is cancelled and the call stays with 2001 (408); to
+/// a number digit analysis refuses, the call stays too (404). Moved again, 2004 answers: it
+/// is acknowledged, 2001 gets a BYE, the caller is re-INVITEd with 2004's SDP and, once it
+/// answers, the move is done with the caller's SDP; the caller's BYE then reaches 2004.
+#[test]
+fn r19_move_reinvites_the_caller_and_leaves_the_call_alone_when_the_target_fails() {
+    let mut node = Node::new(LINES);
+    let a = Phone::new("2000", "127.0.0.21:5060");
+    let b = Phone::new("2001", "127.0.0.22:5060");
+    let c = Phone::new("2004", "127.0.0.24:5060");
+    for p in [&a, &b, &c] {
+        node.register(p, 3600);
+    }
+    let invite = a.invite("2001", "mv");
+    let out = node.receive(invite.clone(), a.addr);
+    let to_b = only(requests(&out, "INVITE", b.addr), "INVITE to B");
+    let out = node.receive(b.answer(&to_b, 200), b.addr);
+    let ok = only(responses(&out, a.addr), "200 to A");
+    node.receive(a.in_dialog("ACK", &invite, &ok, 1), a.addr);
+
+    // Not answered by the deadline: cancelled, the call stays with B.
+    let out = node.command(1, move_to("2004", 5));
+    let to_c = only(requests(&out, "INVITE", c.addr), "INVITE to C");
+    assert!(String::from_utf8_lossy(&to_c.body).contains("c=IN IP4 127.0.0.21"));
+    assert!(replies(&out).is_empty(), "{out:?}");
+    let out = node.receive(c.answer(&to_c, 180), c.addr);
+    assert!(
+        statuses(&out, a.addr).is_empty(),
+        "no ringing to a connected caller"
+    );
+    let out = node.advance(Duration::from_secs(6));
+    only(requests(&out, "CANCEL", c.addr), "CANCEL to C");
+    let (id, r) = only(replies(&out), "the move's answer");
+    assert_eq!(id, CommandId(1));
+    assert!(
+        matches!(r, Reply::Moved(Err(ref e)) if e.status == 408),
+        "{r:?}"
+    );
+    assert!(requests(&out, "BYE", b.addr).is_empty(), "{out:?}");
+    // Nowhere to go: the call stays too.
+    let out = node.command(2, move_to("2999", 5));
+    let (_, r) = only(replies(&out), "the move's answer");
+    assert!(
+        matches!(r, Reply::Moved(Err(ref e)) if e.status == 404),
+        "{r:?}"
+    );
+    assert!(requests(&out, "BYE", b.addr).is_empty(), "{out:?}");
+    assert_eq!(node.core.summary().connected, 1);
+
+    // C answers this time.
+    let out = node.command(3, move_to("2004", 5));
+    let to_c = only(requests(&out, "INVITE", c.addr), "INVITE to C");
+    let out = node.receive(c.answer(&to_c, 200), c.addr);
+    only(requests(&out, "ACK", c.addr), "ACK to C");
+    only(requests(&out, "BYE", b.addr), "BYE to B");
+    let reinvite = only(requests(&out, "INVITE", a.addr), "re-INVITE to A");
+    assert!(String::from_utf8_lossy(&reinvite.body).contains("c=IN IP4 127.0.0.24"));
+    assert!(replies(&out).is_empty(), "{out:?}");
+    let out = node.receive(a.answer(&reinvite, 200), a.addr);
+    only(requests(&out, "ACK", a.addr), "ACK to A");
+    let (id, r) = only(replies(&out), "the move's answer");
+    assert_eq!(id, CommandId(3));
+    assert!(matches!(r, Reply::Moved(Ok(Some(_)))), "{r:?}");
+    // The caller hangs up: C gets the BYE.
+    let out = node.receive(a.in_dialog("BYE", &invite, &ok, 3), a.addr);
+    only(requests(&out, "BYE", c.addr), "BYE to C");
+    assert_eq!(node.core.summary().calls, 0);
+}
