@@ -91,6 +91,10 @@ pub struct FeedHook {
     pub resync: for<'a> fn(&'a NodeState) -> HookFuture<'a, ()>,
     /// What the node reports of the service in its heartbeat (`cluster_nodes.status`).
     pub figures: fn(&NodeState) -> Vec<(&'static str, serde_json::Value)>,
+    /// Derives again what the service derived from the definition and keeps beside it, once
+    /// the node serves a new definition (an edit made here, another node's edit or a
+    /// definition import heard through the feed); `None`: the service keeps nothing.
+    pub on_definition: Option<for<'a> fn(&'a NodeState) -> HookFuture<'a, ()>>,
 }
 
 /// The feed's state on one node.
@@ -576,7 +580,18 @@ impl NodeState {
         // The stored digest may have moved on meanwhile; the next announcement brings it.
         self.set_cluster(def);
         *self.feed.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest.to_string());
+        self.definition_replaced().await?;
         tracing::info!(digest, "change feed: definition reloaded");
+        Ok(())
+    }
+
+    /// Every service's [`FeedHook::on_definition`], after the definition was replaced.
+    async fn definition_replaced(&self) -> Result<(), StoreError> {
+        for hook in self.feed.hooks() {
+            if let Some(f) = hook.on_definition {
+                f(self).await?;
+            }
+        }
         Ok(())
     }
 
@@ -599,7 +614,7 @@ impl NodeState {
         };
         self.set_cluster(def);
         *self.feed.digest.lock().unwrap_or_else(|p| p.into_inner()) = Some(digest);
-        Ok(())
+        self.definition_replaced().await
     }
 
     /// This node's row as it reports itself now; `busy`: the devices on a call here; `lines`:

@@ -69,6 +69,9 @@ pub struct NodeState {
     /// `http://host:port` and `https://host:port` as phones should use them.
     pub http_base: String,
     pub https_base: String,
+    /// The address the HTTPS listener is bound to, unless a wildcard: the node's clients to
+    /// other clusters speak from it (as a node with an address of its own would).
+    pub https_ip: Option<IpAddr>,
     pub data_dir: PathBuf,
     pub tls: Arc<rustls::ServerConfig>,
     pub sip_tls: Arc<rustls::ServerConfig>,
@@ -200,6 +203,7 @@ impl NodeState {
             started: Instant::now(),
             http_base,
             https_base,
+            https_ip: Some(addrs.https.ip()).filter(|ip| !ip.is_unspecified()),
             data_dir,
             tls: tls_cfg,
             sip_tls,

@@ -143,6 +143,9 @@ struct FlowState {
     sip_content: bool,
     /// HTTP messages parsed on this flow although its ports are not HTTP's.
     http_content: bool,
+    /// A TLS ClientHello offering HTTP (ALPN) opened this flow although its ports are not
+    /// HTTP's.
+    https_content: bool,
     /// IGMP messages that only routers send (queries...) were seen on this flow.
     router_igmp: bool,
 }
@@ -154,6 +157,7 @@ impl FlowState {
             dirs: [DirStats::default(), DirStats::default()],
             sip_content: false,
             http_content: false,
+            https_content: false,
             router_igmp: false,
         }
     }
@@ -558,6 +562,13 @@ impl<'p> Auditor<'p> {
                 payload,
                 ..
             } => {
+                if class_by_port(TCP, src_port, dst_port).is_none()
+                    && super::classify::is_https_client_hello(payload)
+                {
+                    if let Some((_, st)) = self.flows.by_id_mut(id) {
+                        st.https_content = true;
+                    }
+                }
                 let mut out = std::mem::take(&mut self.app_events);
                 self.tcp.segment(
                     frame,
@@ -1000,6 +1011,9 @@ fn classify(key: &FlowKey, st: &FlowState, book: &MediaBook) -> (TrafficClass, E
     }
     if st.http_content {
         return (TrafficClass::Http, Evidence::HttpContent);
+    }
+    if st.https_content {
+        return (TrafficClass::Http, Evidence::TlsAlpn);
     }
     if key.protocol != UDP || a.port == 0 || b.port == 0 {
         return (TrafficClass::Other, Evidence::None);

@@ -16,7 +16,9 @@
 //!    when addresses differ (NAT), a flow whose two ports were both announced for the same
 //!    medium;
 //! 4. SIP found by content on another port (a UDP datagram or a TCP segment that parses as a
-//!    SIP message);
+//!    SIP message); HTTP likewise, and HTTPS by its TLS ClientHello offering HTTP in ALPN
+//!    ([`is_https_client_hello`]: the EMCC inter-cluster API between two nodes' HTTPS
+//!    listeners on ports that are not 443/8443 is phone-service-like HTTP, not signalling);
 //! 5. a TFTP transfer: UDP to/from the port a client sent a TFTP request from;
 //! 6. multicast media: UDP to 239.0.0.0/8 or an IPv6 multicast group wider than link scope
 //!    whose packets look like RTP (so SSDP on 239.255.255.250 is not media): voice, or video
@@ -103,6 +105,8 @@ pub enum Evidence {
     SipContent,
     /// HTTP messages (reassembled) on a port that is not an HTTP port.
     HttpContent,
+    /// A TLS ClientHello offering HTTP (ALPN) on a port that is not an HTTP port.
+    TlsAlpn,
     /// The transfer of a TFTP request seen earlier.
     TftpTransfer,
     /// UDP to a multicast group.
@@ -127,6 +131,7 @@ impl Evidence {
             Evidence::SdpPorts => "sdp-ports",
             Evidence::SipContent => "sip-content",
             Evidence::HttpContent => "http-content",
+            Evidence::TlsAlpn => "tls-alpn",
             Evidence::TftpTransfer => "tftp-transfer",
             Evidence::Multicast => "multicast",
             Evidence::RtpHeuristic => "rtp-heuristic",
@@ -157,6 +162,64 @@ pub fn port_class(protocol: u8, port: u16) -> Option<TrafficClass> {
 pub fn class_by_port(protocol: u8, a: u16, b: u16) -> Option<TrafficClass> {
     let (lo, hi) = if a <= b { (a, b) } else { (b, a) };
     port_class(protocol, lo).or_else(|| port_class(protocol, hi))
+}
+
+/// The ALPN protocols offered by the TLS ClientHello `payload` begins with (a handshake record
+/// whose first message is a ClientHello, RFC 8446 section 4.1.2, RFC 7301); `None` when it is
+/// not one or is cut before its extensions. An empty list: a ClientHello without ALPN.
+pub fn tls_client_hello_alpn(payload: &[u8]) -> Option<Vec<&[u8]>> {
+    fn u16_at(b: &[u8], i: usize) -> Option<usize> {
+        Some(usize::from(u16::from_be_bytes([
+            *b.get(i)?,
+            *b.get(i + 1)?,
+        ])))
+    }
+    // Record: handshake (22), legacy version 3.x, length.
+    if payload.first() != Some(&22) || payload.get(1) != Some(&3) {
+        return None;
+    }
+    let rec_len = u16_at(payload, 3)?;
+    let rec = payload.get(5..)?;
+    let rec = rec.get(..rec_len.min(rec.len()))?;
+    // Handshake: ClientHello (1), 24-bit length.
+    if rec.first() != Some(&1) {
+        return None;
+    }
+    // legacy_version (2) + random (32), then session id, cipher suites, compression methods.
+    let mut i = 4 + 2 + 32;
+    i += 1 + usize::from(*rec.get(i)?);
+    i += 2 + u16_at(rec, i)?;
+    i += 1 + usize::from(*rec.get(i)?);
+    let ext_len = u16_at(rec, i)?;
+    i += 2;
+    let exts = rec.get(i..i + ext_len)?;
+    let mut j = 0;
+    while j + 4 <= exts.len() {
+        let (ty, len) = (u16_at(exts, j)?, u16_at(exts, j + 2)?);
+        let data = exts.get(j + 4..j + 4 + len)?;
+        if ty == 16 {
+            let list = data.get(2..2 + u16_at(data, 0)?)?;
+            let mut out = Vec::new();
+            let mut k = 0;
+            while k < list.len() {
+                let n = usize::from(list[k]);
+                out.push(list.get(k + 1..k + 1 + n)?);
+                k += 1 + n;
+            }
+            return Some(out);
+        }
+        j += 4 + len;
+    }
+    Some(Vec::new())
+}
+
+/// Whether a TCP payload is a TLS ClientHello offering HTTP in ALPN (`http/1.1`, `http/1.0`,
+/// `h2`): HTTPS, whatever the port. SIP over TLS offers no ALPN (RFC 5630 defines none).
+pub fn is_https_client_hello(payload: &[u8]) -> bool {
+    tls_client_hello_alpn(payload).is_some_and(|alpn| {
+        alpn.iter()
+            .any(|p| matches!(*p, b"http/1.1" | b"http/1.0" | b"h2"))
+    })
 }
 
 /// IP protocol number of IGMP.

@@ -911,3 +911,101 @@ fn r21_nothing_audited_fails_unless_allowed_and_is_reported_in_every_format() {
         "{junit}"
     );
 }
+
+/// A real TLS ClientHello (rustls, as ucm's EMCC client and reqwest send it) offering `alpn`.
+fn client_hello(alpn: &[&[u8]]) -> Vec<u8> {
+    let mut cfg = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(rustls::RootCertStore::empty())
+    .with_no_client_auth();
+    cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let name = rustls::pki_types::ServerName::try_from("127.0.1.1").unwrap();
+    let mut conn = rustls::ClientConnection::new(std::sync::Arc::new(cfg), name).unwrap();
+    let mut out = Vec::new();
+    conn.write_tls(&mut out).unwrap();
+    out
+}
+
+/// Issue 17: the EMCC traffic between two clusters' nodes in its QoS class, on ports that are
+/// not the well-known ones (the conformance clusters listen on free ports): the inter-cluster
+/// API, HTTPS whose ClientHello offers http/1.1, is `http` (best effort, like every Tomcat
+/// service: UNCONFIRMED what Cisco marks its EM service's inter-cluster HTTPS, the seed names no
+/// DSCP for it); the EMCC SIP trunk's INVITE between the nodes' SIP ports is `sip` (CS3). TLS
+/// offering no HTTP (SIP over TLS offers no ALPN) stays `other`.
+#[test]
+fn r17_emcc_inter_cluster_https_and_sip_trunk_are_classified() {
+    use crate::pcap::tcp_flags::{ACK, PSH, SYN};
+    let (visiting, home) = ([127, 0, 2, 1], [127, 0, 1, 1]);
+    let hello = client_hello(&[b"http/1.1"]);
+    assert!(super::classify::is_https_client_hello(&hello));
+    let alpn = super::classify::tls_client_hello_alpn(&hello).unwrap();
+    assert_eq!(alpn, vec![&b"http/1.1"[..]]);
+    let sip_tls = client_hello(&[]);
+    assert_eq!(
+        super::classify::tls_client_hello_alpn(&sip_tls),
+        Some(vec![])
+    );
+    assert!(!super::classify::is_https_client_hello(&sip_tls));
+    assert!(!super::classify::is_https_client_hello(&client_hello(&[
+        b"sip/2"
+    ])));
+    // Every prefix of a ClientHello is refused or read without a panic.
+    for n in 0..hello.len() {
+        let _ = super::classify::tls_client_hello_alpn(&hello[..n]);
+    }
+    let invite = invite_with_sdp(Ipv4Addr::new(127, 0, 1, 1), 30000, 30002);
+    let pkts = vec![
+        ipv4_tcp(0, visiting, 41000, home, 42443, SYN, b""),
+        ipv4_tcp(0, home, 42443, visiting, 41000, SYN | ACK, b""),
+        ipv4_tcp(0, visiting, 41000, home, 42443, ACK | PSH, &hello),
+        ipv4_tcp(
+            0,
+            home,
+            42443,
+            visiting,
+            41000,
+            ACK | PSH,
+            &[23, 3, 3, 0, 1, 0],
+        ),
+        // SIP over TLS to a SIPS listener on a free port: no ALPN.
+        ipv4_tcp(
+            tos(Dscp::CS3),
+            visiting,
+            41001,
+            home,
+            42061,
+            ACK | PSH,
+            &sip_tls,
+        ),
+        // The EMCC SIP trunk, home's SIP port to visiting's, both free ports.
+        ipv4_udp(tos(Dscp::CS3), home, 41060, visiting, 42060, &invite),
+        // The same marked 0: an offence named in the sip class.
+        ipv4_udp(0, visiting, 42060, home, 41060, &invite),
+    ];
+    let a = run(&Policy::cisco_default(), &pkts);
+    for side in ["127.0.2.1:41000", "127.0.1.1:42443"] {
+        let f = flow(&a, side);
+        assert_eq!(
+            (f.class, f.evidence, f.expected_dscp, f.passed),
+            (
+                TrafficClass::Http,
+                super::classify::Evidence::TlsAlpn,
+                Some(Dscp::DEFAULT),
+                true
+            ),
+            "{f:#?}"
+        );
+    }
+    assert_eq!(flow(&a, "127.0.2.1:41001").class, TrafficClass::Other);
+    let trunk = flow(&a, "127.0.1.1:41060");
+    assert_eq!(
+        (trunk.class, trunk.expected_dscp, trunk.passed),
+        (TrafficClass::Sip, Some(Dscp::CS3), true),
+        "{trunk:#?}"
+    );
+    let back = flow(&a, "127.0.2.1:42060");
+    assert_eq!((back.class, back.passed), (TrafficClass::Sip, false));
+}

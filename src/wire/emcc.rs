@@ -154,6 +154,35 @@ pub struct LogoutQuery {
     pub device: String,
 }
 
+/// The check at the home of a logout typed at the visiting phone's EM application by user ID
+/// and PIN (from another device, or a phone that is not the logged-in one): the PIN is the
+/// home's, as at login, so the visiting cluster asks before it ends the login.
+pub const PIN_PATH: &str = "/ucm/emcc/v1/logout-pin";
+
+/// `POST /ucm/emcc/v1/logout-pin`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PinQuery {
+    pub api: String,
+    pub cluster: String,
+    /// The EMCC logged-in device the logout is for.
+    pub device: String,
+    pub userid: String,
+    pub pin: String,
+}
+
+/// The home's answer to a [`PinQuery`]: `error` is `None` when the PIN is the user's and the
+/// user is the one logged in at the device through the asking cluster; else Cisco's 201 (one
+/// answer for a wrong user, a wrong PIN and a lockout: nothing learnt of who is logged in).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PinAnswer {
+    pub api: String,
+    pub cluster: String,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<u32>,
+}
+
 /// The answer to a logout: whether the home held the device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LogoutAnswer {

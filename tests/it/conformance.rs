@@ -61,8 +61,10 @@ fn r4_every_scenario_matches_its_golden_and_the_policy() {
     ] {
         assert!(names.iter().any(|n| n == want), "{want} missing: {names:?}");
     }
+    // emcc_login (two clusters and an sftp server) runs in its own test below.
     let failed: Vec<String> = names
         .iter()
+        .filter(|n| *n != "emcc_login")
         .map(|n| scenario::run(n, &opts))
         .filter(|o| !o.passed)
         .map(|o| report(&o))
@@ -132,4 +134,61 @@ fn r4_a_push_with_a_bad_element_fails_naming_frame_and_element() {
             && r.contains("ExecuteItem")
     });
     assert!(xml_reason.is_some(), "{}", report(&o));
+}
+
+/// Issue 17: the `emcc_login` scenario, the runner's two clusters (home on 127.0.1.1, visiting
+/// on 127.0.2.1, each its own `ucm serve`, each definition naming the other's HTTPS address
+/// chosen before either starts) and OpenSSH's sftp server for `ucm emcc sync-certs`: the
+/// cross-cluster login and logout match the golden ladder, every flow its DSCP, and the
+/// inter-cluster API between the two nodes is classified `http` (TLS, by its ALPN).
+#[test]
+fn r17_emcc_login_scenario_runs_two_clusters_and_matches_its_golden() {
+    if !Path::new("/usr/sbin/sshd").exists() {
+        skip_or_fail("OpenSSH's sshd is not installed (apt-get install openssh-server)");
+        return;
+    }
+    let Some(opts) = options(44, &[]) else {
+        return;
+    };
+    let o = scenario::run("emcc_login", &opts);
+    assert!(o.passed, "{}", report(&o));
+}
+
+/// A scenario with two clusters is checked before anything starts: a phone naming a cluster
+/// that is not there, a cluster bound outside loopback and two clusters of one name are
+/// errors naming the file and the field.
+#[test]
+fn r17_a_scenario_s_clusters_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let text =
+        std::fs::read_to_string(root().join("conformance/scenarios/emcc_login.yaml")).unwrap();
+    for (from, to, want) in [
+        (
+            "    cluster: visiting\n",
+            "    cluster: elsewhere\n",
+            "names cluster elsewhere, which is not under clusters",
+        ),
+        (
+            "    bind: 127.0.2.1\n",
+            "    bind: 10.0.0.1\n",
+            "bind 10.0.0.1 is not an address in 127.0.0.0/8",
+        ),
+        (
+            "  - name: visiting\n",
+            "  - name: home\n",
+            "cluster home named twice",
+        ),
+        (
+            "clusters:\n",
+            "cluster: fixtures/clusters/emcc-home.yaml\nclusters:\n",
+            "cluster and clusters both given",
+        ),
+    ] {
+        assert!(text.contains(from), "emcc_login.yaml changed: {from}");
+        let p = dir.path().join("bad.yaml");
+        std::fs::write(&p, text.replacen(from, to, 1)).unwrap();
+        let e = scenario::load_path(&p).unwrap_err().to_string();
+        assert!(e.contains(want) && e.contains("bad.yaml"), "{e}");
+    }
+    scenario::load_path(&root().join("conformance/scenarios/emcc_login.yaml")).unwrap();
 }

@@ -2185,3 +2185,203 @@ fn two_node_home(url: &str) {
     // Only home-sub could tell it (home-pub resets only the phones registered with it).
     assert!(s["config"]["emcc"].is_null(), "{s:#}");
 }
+
+/// Issue 17: a logout typed at the visiting phone's EM application by user ID and PIN (from
+/// another device: the request does not come from the phone) is checked at the user's home,
+/// as the login is. Visiting holds a local copy of traveler without the home-cluster flag and
+/// with another PIN (99999): that PIN, which a local check would take, is refused (201) by the
+/// home and traveler stays logged in (still registered at home); the home's PIN (12345) logs
+/// out and the phone goes back to its own line at visiting.
+#[test]
+fn r17_emapp_logout_by_user_and_pin_is_checked_at_the_home() {
+    const PHONE: &str = "SEP00000000E0B1";
+    let Some((_sftp, _defs, home, visiting)) = two_clusters(
+        |h| h,
+        |v| {
+            v.replace(
+                "application_users:\n",
+                "end_users:\n  - userid: traveler\n    last_name: Local copy\n    password: other\n    pin: \"99999\"\n    home_cluster: false\n\napplication_users:\n",
+            )
+        },
+    ) else {
+        return;
+    };
+    let sim = traveler_at_home(&home, &visiting);
+    let home_sip = home.addr("sip_udp").to_string();
+    let visiting_sip = visiting.addr("sip_udp").to_string();
+    // Not from the phone: the form asks for the logged-in user's ID and PIN.
+    let page = emapp(&visiting, &format!("device={PHONE}&logout=true"));
+    assert!(page.contains("Enter the logged-in user"), "{page}");
+    // The local copy's PIN: refused by the home.
+    let page = emapp(
+        &visiting,
+        &format!("device={PHONE}&logout=true&userid=traveler&pin=99999"),
+    );
+    assert!(
+        page.contains("Please try to log out again (201)"),
+        "{page}\n{}\n{}",
+        visiting.logs(),
+        home.logs()
+    );
+    assert!(
+        visiting
+            .logs()
+            .contains("EMCC: logout PIN refused by the home"),
+        "{}",
+        visiting.logs()
+    );
+    assert!(
+        home.logs().contains("EMCC: logout PIN checked at the home"),
+        "{}",
+        home.logs()
+    );
+    assert_eq!(count(&status_json(&visiting), "as_visiting"), 1);
+    assert_eq!(count(&status_json(&home), "as_home"), 1);
+    let s = phone_state(&sim, PHONE);
+    assert_eq!(s["server"], home_sip.as_str(), "{s:#}");
+    // Another user with the right PIN of the logged-in one: refused the same way.
+    let page = emapp(
+        &visiting,
+        &format!("device={PHONE}&logout=true&userid=someone&pin=12345"),
+    );
+    assert!(page.contains("Please try to log out again (201)"), "{page}");
+    assert_eq!(count(&status_json(&home), "as_home"), 1);
+    // The home's PIN: logged out, the phone comes back.
+    let page = emapp(
+        &visiting,
+        &format!("device={PHONE}&logout=true&userid=traveler&pin=12345"),
+    );
+    assert!(page.contains("Logged out."), "{page}\n{}", visiting.logs());
+    wait_phone(&sim, PHONE, "back at visiting with 5001", |s| {
+        s["registered"] == true && s["server"] == visiting_sip.as_str() && lines_of(s) == ["5001"]
+    });
+    assert_eq!(count(&status_json(&visiting), "as_visiting"), 0);
+    assert_eq!(count(&status_json(&home), "as_home"), 0);
+}
+
+/// Issue 17: the visiting side's EMCC routing follows a new definition. Visiting runs on
+/// PostgreSQL with SEP00000000E0B1 not yet an EMCC phone; its EMCC trunk's own device pool
+/// has no local route group, so a call on that trunk reaches the local gateway only as an
+/// EMCC call of a phone named in it. The definition is imported again (`ucm db import`) with
+/// E0B1 among the EMCC phones; the running node hears it through the change feed. traveler
+/// logs in at E0B1 and dials 911: home sends it back over the EMCC trunk naming E0B1, and
+/// visiting, which must now know E0B1 as an EMCC phone, routes it to its gateway (SIPp).
+#[tokio::test(flavor = "multi_thread")]
+async fn r17_a_definition_import_refreshes_the_visiting_emcc_routing() {
+    if !have("curl") || !have("openssl") || !crate::sipp::sipp_available() {
+        skip_or_fail("curl, openssl and sipp are needed");
+        return;
+    }
+    let Some(db) = crate::common::PgDb::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let result = tokio::task::spawn_blocking(move || visiting_reload(&url)).await;
+    db.drop_db().await;
+    result.unwrap();
+}
+
+fn visiting_reload(url: &str) {
+    const PHONE: &str = "SEP00000000E0B1";
+    let Some(sftp) = SftpServer::start() else {
+        return;
+    };
+    let defs = tempfile::tempdir().unwrap();
+    let (home_port, visiting_port) = (free_port("127.0.1.1"), free_port("127.0.2.1"));
+    let (home_def, visiting_def) = emcc_definitions(defs.path(), home_port, visiting_port);
+    let gw_port = free_udp_port("127.0.2.1");
+    let text = std::fs::read_to_string(&home_def).unwrap().replace(
+        "application_users:\n",
+        "application_users:\n  - userid: dialer\n    password: dialer\n    roles: [cti-control-all-devices]\n",
+    );
+    std::fs::write(&home_def, text).unwrap();
+    let after = std::fs::read_to_string(&visiting_def)
+        .unwrap()
+        .replace(
+            "destinations: [\"127.0.2.1:5090\"]",
+            &format!("destinations: [\"127.0.2.1:{gw_port}\"]"),
+        )
+        .replace(
+            "device_pools:\n",
+            "device_pools:\n  - name: EMCC_Trunk_DP\n    node_group: [visiting-pub]\n    region: Default\n",
+        )
+        .replace(
+            "    destinations: [\"127.0.1.1:5060\"]\n    device_pool: Visiting_DP\n",
+            "    destinations: [\"127.0.1.1:5060\"]\n    device_pool: EMCC_Trunk_DP\n",
+        );
+    let before = after.replace(
+        "phones: [SEP00000000E0B1, SEP00000000E0B2]",
+        "phones: [SEP00000000E0B2]",
+    );
+    assert_ne!(
+        before, after,
+        "emcc-visiting.yaml changed: update this test"
+    );
+    std::fs::write(&visiting_def, &before).unwrap();
+    let after_def = write_file(defs.path(), "emcc-visiting-after.yaml", &after);
+    let home = emcc_node(&home_def, "127.0.1.1", home_port);
+    let visiting = emcc_db_node(
+        &visiting_def,
+        url,
+        "visiting-pub",
+        "127.0.2.1",
+        visiting_port,
+        0,
+    );
+    let (rc, out, err) = sync(&sftp, &[&home, &visiting], &[], "admin");
+    assert_eq!(rc, 0, "{out}{err}");
+    for srv in [&home, &visiting] {
+        let (rc, out, err) = emcc_update(srv, false);
+        assert_eq!(rc, 0, "{out}{err}");
+    }
+    // Before the import E0B1 is no EMCC phone: no login across clusters at it.
+    let (rc, out) = em_login_at(&visiting, PHONE, "traveler");
+    assert_ne!(rc, 0, "{out}");
+    let o = ucm()
+        .args(["db", "import"])
+        .arg(&after_def)
+        .args(["--db", url])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    visiting.wait_for_log("definition reloaded");
+
+    let work = tempfile::tempdir().unwrap();
+    let messages = work.path().join("gw-messages.log");
+    let mut uas = Bg(Command::new("sipp")
+        .args(["-sn", "uas", "-i", "127.0.2.1", "-p", &gw_port.to_string()])
+        .args(["-m", "1", "-nostdin", "-timeout", "60s", "-trace_msg"])
+        .arg("-message_file")
+        .arg(&messages)
+        .current_dir(work.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run sipp uas"));
+    let sim = traveler_at_home(&home, &visiting);
+    let phone = sim.http(PHONE);
+    let (st, body) = crate::phone::push(phone, Some(("dialer", "dialer")), &["Dial:911"]);
+    assert_eq!(st, 200, "{body}");
+    wait_phone(&sim, PHONE, "connected to 911", |s| {
+        s["calls"].as_array().is_some_and(|c| {
+            c.iter()
+                .any(|c| c["state"] == "connected" && c["remote_number"] == "911")
+        })
+    });
+    let (st, body) = crate::phone::push(phone, Some(("dialer", "dialer")), &["Key:Onhook"]);
+    assert_eq!(st, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(st) = uas.0.try_wait().unwrap() {
+            break st;
+        }
+        assert!(Instant::now() < deadline, "the gateway SIPp did not finish");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let log = std::fs::read_to_string(&messages).unwrap_or_default();
+    assert_eq!(status.code(), Some(0), "{log}\n{}", visiting.logs());
+    assert!(
+        log.contains(&format!("INVITE sip:911@127.0.2.1:{gw_port}")),
+        "911 did not reach the visiting gateway:\n{log}"
+    );
+}

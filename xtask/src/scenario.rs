@@ -30,8 +30,19 @@ use serde_json::Value;
 pub struct Scenario {
     /// What the scenario does, in a sentence or two.
     pub description: String,
-    /// The cluster definition `ucm serve` starts with, relative to the repository root.
-    pub cluster: String,
+    /// The cluster definition `ucm serve` starts with, relative to the repository root (one
+    /// cluster; `clusters` for several).
+    #[serde(default)]
+    pub cluster: Option<String>,
+    /// Several clusters, each its own `ucm serve` with its own database (EMCC: a home and a
+    /// visiting cluster), started in this order; the first is the one the unnamed placeholders
+    /// (`{http}`...) and phones without `cluster` use.
+    #[serde(default)]
+    pub clusters: Vec<ClusterActor>,
+    /// Start an OpenSSH sftp server on loopback for the steps (`ucm emcc sync-certs`):
+    /// placeholders `{sftp}`, `{sftp_identity}`, `{sftp_known_hosts}`.
+    #[serde(default)]
+    pub sftp: bool,
     /// The QoS policy the capture is checked against, relative to the repository root
     /// (default `conformance/qos-policy.yaml`).
     #[serde(default)]
@@ -53,12 +64,36 @@ fn default_timeout() -> u64 {
     90
 }
 
+/// One cluster of a scenario with several.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterActor {
+    /// Its name in placeholders (`{http:NAME}`) and phones' `cluster`.
+    pub name: String,
+    /// Its definition, relative to the repository root.
+    pub cluster: String,
+    /// The address its node listens on (127.0.0.0/8; the definition's node address).
+    #[serde(default = "default_bind")]
+    pub bind: String,
+    /// Overrides `PATH=VALUE` of the definition, like `--set`; `{https_addr:NAME}` in a value
+    /// is another cluster's HTTPS address (chosen before any starts).
+    #[serde(default)]
+    pub set: Vec<String>,
+}
+
+fn default_bind() -> String {
+    "127.0.0.1".into()
+}
+
 /// A simulated phone.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PhoneActor {
     /// Device name (`SEP<MAC>`) in the cluster.
     pub device: String,
+    /// The cluster it starts at (a name under `clusters`; default the first).
+    #[serde(default)]
+    pub cluster: Option<String>,
     /// More `ucm phone sim` options (`--auto-answer`, `--model CP-7841`...).
     #[serde(default)]
     pub args: Vec<String>,
@@ -153,6 +188,21 @@ pub struct Expect {
     /// Root elements that must be among the XML documents found (`CiscoIPPhoneExecute`...).
     #[serde(default)]
     pub xml_roots: Vec<String>,
+    /// Audited flows that must be in the capture between two addresses, with their class
+    /// (the EMCC inter-cluster API between the two clusters' nodes...).
+    #[serde(default)]
+    pub flows_between: Vec<FlowBetween>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlowBetween {
+    /// The sending address.
+    pub from: std::net::IpAddr,
+    /// The receiving address.
+    pub to: std::net::IpAddr,
+    /// Its traffic class.
+    pub class: String,
 }
 
 /// How a run is done.
@@ -218,6 +268,39 @@ pub fn load_path(path: &Path) -> Result<Scenario> {
     }
     if s.phones.len() > 200 {
         bail!("{}: at most 200 phones", path.display());
+    }
+    match (&s.cluster, s.clusters.len()) {
+        (Some(_), 0) => {}
+        (None, 1..=4) => {}
+        (None, 0) => bail!("{}: neither cluster nor clusters", path.display()),
+        (Some(_), _) => bail!("{}: cluster and clusters both given", path.display()),
+        (None, _) => bail!("{}: at most 4 clusters", path.display()),
+    }
+    let mut names = std::collections::BTreeSet::new();
+    for c in &s.clusters {
+        if !names.insert(c.name.as_str()) {
+            bail!("{}: cluster {} named twice", path.display(), c.name);
+        }
+        match c.bind.parse::<Ipv4Addr>() {
+            Ok(a) if a.is_loopback() => {}
+            _ => bail!(
+                "{}: cluster {}: bind {} is not an address in 127.0.0.0/8",
+                path.display(),
+                c.name,
+                c.bind
+            ),
+        }
+    }
+    for p in &s.phones {
+        if let Some(c) = &p.cluster {
+            if !names.contains(c.as_str()) {
+                bail!(
+                    "{}: phone {} names cluster {c}, which is not under clusters",
+                    path.display(),
+                    p.device
+                );
+            }
+        }
     }
     Ok(s)
 }
@@ -329,7 +412,14 @@ fn read_tail(path: &Path, lines: usize) -> String {
 struct Run<'a> {
     opts: &'a Options,
     work: PathBuf,
+    /// The first cluster's node's addresses (its ready line).
     node: BTreeMap<String, String>,
+    /// Every cluster's, by name.
+    nodes: BTreeMap<String, BTreeMap<String, String>>,
+    /// The first cluster's name.
+    main: String,
+    /// `{sftp}`, `{sftp_identity}`, `{sftp_known_hosts}` when the scenario has the server.
+    sftp: Option<BTreeMap<String, String>>,
     phones: BTreeMap<String, (Proc, SocketAddr, Ipv4Addr)>,
     deadline: Instant,
     /// The address the harness polls phones from: left out of the capture.
@@ -355,26 +445,73 @@ fn run_loaded(name: &str, s: &Scenario, opts: &Options) -> Result<Vec<String>> {
     r
 }
 
-fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<String>> {
-    let deadline = Instant::now() + Duration::from_secs(s.timeout_s.clamp(1, 600));
-    let cluster = write_cluster(&opts.root.join(&s.cluster), &opts.set, work)?;
-    // The node.
-    let data = work.join("data");
+impl Scenario {
+    /// The clusters to start, in order (one unnamed `cluster` is named `cluster`).
+    pub fn cluster_actors(&self) -> Vec<ClusterActor> {
+        match &self.cluster {
+            Some(c) => vec![ClusterActor {
+                name: "cluster".into(),
+                cluster: c.clone(),
+                bind: default_bind(),
+                set: Vec::new(),
+            }],
+            None => self
+                .clusters
+                .iter()
+                .map(|c| ClusterActor {
+                    name: c.name.clone(),
+                    cluster: c.cluster.clone(),
+                    bind: c.bind.clone(),
+                    set: c.set.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A started node: its process, its ready line's addresses, its log, its bind address.
+struct Node {
+    serve: Proc,
+    addrs: BTreeMap<String, String>,
+    log: PathBuf,
+    bind: String,
+}
+
+/// A free TCP port on `ip` (for a node whose address another cluster's definition names
+/// before it starts).
+fn free_port(ip: &str) -> Result<u16> {
+    Ok(std::net::TcpListener::bind((ip, 0))
+        .with_context(|| format!("bind {ip}:0"))?
+        .local_addr()?
+        .port())
+}
+
+/// Starts `ucm serve` on `cluster` (in-memory SQLite, port 0 everywhere but HTTPS) and reads
+/// its ready line.
+fn start_node(
+    opts: &Options,
+    name: &str,
+    cluster: &Path,
+    bind: &str,
+    https_port: u16,
+    work: &Path,
+) -> Result<Node> {
+    let data = work.join(format!("data-{name}"));
     std::fs::create_dir_all(&data)?;
-    let serve_log = work.join("serve.log");
+    let serve_log = work.join(format!("serve-{name}.log"));
     let child = Command::new(&opts.ucm)
-        .args(["serve", "--bind", "127.0.0.1", "--db", "sqlite::memory:"])
+        .args(["serve", "--bind", bind, "--db", "sqlite::memory:"])
         .args([
             "--http-port",
             "0",
             "--https-port",
-            "0",
+            &https_port.to_string(),
             "--tftp-http-port",
             "0",
         ])
         .args(["--tftp-port", "0", "--sip-port", "0", "--sips-port", "0"])
         .arg("--config")
-        .arg(&cluster)
+        .arg(cluster)
         .arg("--data-dir")
         .arg(&data)
         .env("UCM_LOG", "info")
@@ -383,7 +520,7 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
         .stderr(std::fs::File::create(&serve_log)?)
         .spawn()
         .context("start ucm serve")?;
-    let mut serve = Proc::new("ucm serve", child);
+    let mut serve = Proc::new(&format!("ucm serve ({name})"), child);
     let line = first_line(&mut serve, Duration::from_secs(60))
         .map_err(|e| anyhow!("{e:#}\nucm serve's log:\n{}", read_tail(&serve_log, 20)))?;
     let ready: Value = serde_json::from_str(&line)
@@ -391,47 +528,90 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
     if ready["event"] != "ready" {
         bail!("ucm serve's first line is not its ready line: {line}");
     }
-    let mut node = BTreeMap::new();
+    let mut addrs = BTreeMap::new();
     if let Some(m) = ready.as_object() {
         for (k, v) in m {
             if let Some(s) = v.as_str() {
-                node.insert(k.clone(), s.to_string());
+                addrs.insert(k.clone(), s.to_string());
             }
         }
     }
     for k in ["http", "tftp_http", "sip_udp", "https"] {
-        if !node.contains_key(k) {
+        if !addrs.contains_key(k) {
             bail!("ucm serve's ready line has no {k}: {line}");
         }
     }
-    let port = |k: &str| -> Result<u16> {
-        node[k]
-            .parse::<SocketAddr>()
-            .map(|a| a.port())
-            .with_context(|| format!("{k} in the ready line"))
+    Ok(Node {
+        serve,
+        addrs,
+        log: serve_log,
+        bind: bind.to_string(),
+    })
+}
+
+fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<String>> {
+    let deadline = Instant::now() + Duration::from_secs(s.timeout_s.clamp(1, 600));
+    let actors = s.cluster_actors();
+    // Every HTTPS port first: a cluster's definition may name another's (EMCC remote clusters).
+    let single = actors.len() == 1;
+    let mut https_ports = BTreeMap::new();
+    for c in &actors {
+        let p = if single { 0 } else { free_port(&c.bind)? };
+        https_ports.insert(c.name.clone(), format!("{}:{p}", c.bind));
+    }
+    let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
+    for (i, c) in actors.iter().enumerate() {
+        let mut set: Vec<String> = if i == 0 { opts.set.clone() } else { Vec::new() };
+        for x in &c.set {
+            set.push(expand_with(x, &|key| {
+                key.strip_prefix("https_addr:")
+                    .and_then(|n| https_ports.get(n).cloned())
+            })?);
+        }
+        let cluster = write_cluster(&opts.root.join(&c.cluster), &set, work, &c.name)?;
+        let port: u16 = https_ports[&c.name]
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0);
+        let node = start_node(opts, &c.name, &cluster, &c.bind, port, work)?;
+        nodes.insert(c.name.clone(), node);
+    }
+    let main = actors[0].name.clone();
+    let node = nodes[&main].addrs.clone();
+    let sftp = if s.sftp {
+        Some(SftpServer::start(work)?)
+    } else {
+        None
     };
     let net = format!("127.77.{}", opts.net);
     let peers = format!("127.78.{}", opts.net);
     let poller: Ipv4Addr = format!("{net}.250").parse()?;
-    // The capture: the node's ports and the actors' networks, not the harness's polling, and
+    // The capture: the nodes' ports and the actors' networks, not the harness's polling, and
     // not ICMP: the kernel's port-unreachable answers to RTP still in flight when a phone
     // closes its socket at hangup are not the scenario's traffic (and race with it).
     let capture = work.join(format!("{name}.pcap"));
-    // The node's ports on the node's side only: another program's connection elsewhere on lo
+    // A node's ports on the node's side only: another program's connection elsewhere on lo
     // may use the same port number as its own ephemeral port.
     // And with their protocol: another test's RTP on lo may use a UDP port whose number is one
     // of the node's TCP ports (a CI run once captured such a packet and the ladder changed).
     let mut node_ports = Vec::new();
-    for (k, proto) in [
-        ("http", "tcp"),
-        ("https", "tcp"),
-        ("tftp_http", "tcp"),
-        ("sip_udp", "udp"),
-    ] {
-        let p = port(k)?;
-        node_ports.push(format!(
-            "({proto} and src host 127.0.0.1 and src port {p}) or ({proto} and dst host 127.0.0.1 and dst port {p})"
-        ));
+    for n in nodes.values() {
+        for (k, proto) in [
+            ("http", "tcp"),
+            ("https", "tcp"),
+            ("tftp_http", "tcp"),
+            ("sip_udp", "udp"),
+        ] {
+            let p = n.addrs[k]
+                .parse::<SocketAddr>()
+                .map(|a| a.port())
+                .with_context(|| format!("{k} in the ready line"))?;
+            let h = &n.bind;
+            node_ports.push(format!(
+                "({proto} and src host {h} and src port {p}) or ({proto} and dst host {h} and dst port {p})"
+            ));
+        }
     }
     // Multicast to 239.77.0.0/24: the conformance cluster's paging range (pages in other tests
     // use other ranges).
@@ -444,6 +624,12 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
         opts,
         work: work.to_path_buf(),
         node,
+        nodes: nodes
+            .iter()
+            .map(|(k, n)| (k.clone(), n.addrs.clone()))
+            .collect(),
+        main,
+        sftp: sftp.as_ref().map(|x| x.placeholders()),
         phones: BTreeMap::new(),
         deadline,
         poller,
@@ -491,7 +677,28 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
         )
     });
     tcpdump.stop(libc::SIGINT, Duration::from_secs(5));
-    let serve_code = serve.stop(libc::SIGTERM, Duration::from_secs(10));
+    // The nodes in reverse order of their start (a visiting cluster before its home).
+    let mut serve_codes = Vec::new();
+    for c in actors.iter().rev() {
+        if let Some(mut n) = nodes.remove(&c.name) {
+            let code = n.serve.stop(libc::SIGTERM, Duration::from_secs(10));
+            serve_codes.push((c.name.clone(), code, n.log));
+        }
+    }
+    drop(sftp);
+    let logs = |lines: usize| -> String {
+        serve_codes
+            .iter()
+            .map(|(n, _, log)| {
+                if single {
+                    read_tail(log, lines)
+                } else {
+                    format!("[{n}]\n{}", read_tail(log, lines))
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
     // A capture that lost packets is no evidence either way: say so first.
     let dropped =
         dropped_by_kernel(&std::fs::read_to_string(work.join("tcpdump.log")).unwrap_or_default());
@@ -514,17 +721,16 @@ fn run_in(name: &str, s: &Scenario, opts: &Options, work: &Path) -> Result<Vec<S
         if let Ok(more) = verify(name, s, opts, &capture, false) {
             reasons.extend(more);
         }
-        reasons.push(format!(
-            "ucm serve's log (last lines):\n{}",
-            read_tail(&serve_log, 15)
-        ));
+        reasons.push(format!("ucm serve's log (last lines):\n{}", logs(15)));
         return Ok(reasons);
     }
-    if serve_code != Some(0) {
-        reasons.push(format!(
-            "ucm serve did not exit cleanly on SIGTERM ({serve_code:?}):\n{}",
-            read_tail(&serve_log, 15)
-        ));
+    for (n, code, log) in &serve_codes {
+        if *code != Some(0) {
+            reasons.push(format!(
+                "ucm serve ({n}) did not exit cleanly on SIGTERM ({code:?}):\n{}",
+                read_tail(log, 15)
+            ));
+        }
     }
     reasons.extend(verify(name, s, opts, &capture, true)?);
     Ok(reasons)
@@ -657,7 +863,7 @@ fn dropped_by_kernel(log: &str) -> u64 {
 }
 
 /// The fixture, or a copy with `--set` overrides applied (written as JSON, which is YAML).
-fn write_cluster(fixture: &Path, set: &[String], work: &Path) -> Result<PathBuf> {
+fn write_cluster(fixture: &Path, set: &[String], work: &Path, name: &str) -> Result<PathBuf> {
     let text =
         std::fs::read_to_string(fixture).with_context(|| format!("{}", fixture.display()))?;
     if set.is_empty() {
@@ -690,7 +896,7 @@ fn write_cluster(fixture: &Path, set: &[String], work: &Path) -> Result<PathBuf>
         }
         *at = v;
     }
-    let out = work.join("cluster.yaml");
+    let out = work.join(format!("{name}.yaml"));
     std::fs::write(&out, serde_json::to_string_pretty(&doc)?)?;
     Ok(out)
 }
@@ -701,54 +907,46 @@ impl Run<'_> {
         left.min(Duration::from_secs(step_s))
     }
 
-    /// Replaces `{http}`, `{https}`, `{sip}`, `{tftp_http}`, `{phone:DEVICE}`,
-    /// `{phone_ip:DEVICE}` and `{root}`.
+    /// Replaces `{http}`, `{https}`, `{sip}`, `{tftp_http}`, `{http_addr}`, `{https_addr}`
+    /// (the first cluster's; `{http:NAME}`... another's), `{phone:DEVICE}`,
+    /// `{phone_ip:DEVICE}`, `{net}`, `{root}` and the sftp server's.
     fn expand(&self, s: &str) -> Result<String> {
-        let mut out = String::new();
-        let mut rest = s;
-        while let Some(i) = rest.find('{') {
-            out.push_str(&rest[..i]);
-            let Some(j) = rest[i..].find('}') else {
-                out.push_str(&rest[i..]);
-                rest = "";
-                break;
+        expand_with(s, &|key| {
+            let (key, node) = match key.split_once(':') {
+                Some(("phone", d)) => return self.phones.get(d).map(|p| p.1.to_string()),
+                Some(("phone_ip", d)) => return self.phones.get(d).map(|p| p.2.to_string()),
+                Some((k, n)) => (k, self.nodes.get(n)?),
+                None => (key, self.nodes.get(&self.main)?),
             };
-            let key = &rest[i + 1..i + j];
-            let v = match key.split_once(':') {
-                Some(("phone", d)) => self.phones.get(d).map(|p| p.1.to_string()),
-                Some(("phone_ip", d)) => self.phones.get(d).map(|p| p.2.to_string()),
-                _ => match key {
-                    "http" => self.node.get("http").map(|a| format!("http://{a}")),
-                    "https" => self.node.get("https").map(|a| format!("https://{a}")),
-                    "sip" => self.node.get("sip_udp").cloned(),
-                    "tftp_http" => self.node.get("tftp_http").cloned(),
-                    "http_addr" => self.node.get("http").cloned(),
-                    "root" => Some(self.opts.root.display().to_string()),
-                    // The actors' network, for a client that needs its own address there.
-                    "net" => Some(format!("127.77.{}", self.opts.net)),
-                    _ => None,
-                },
-            };
-            match v {
-                Some(v) => out.push_str(&v),
-                None => bail!("{s}: unknown placeholder {{{key}}}"),
+            match key {
+                "http" => node.get("http").map(|a| format!("http://{a}")),
+                "https" => node.get("https").map(|a| format!("https://{a}")),
+                "sip" => node.get("sip_udp").cloned(),
+                "tftp_http" => node.get("tftp_http").cloned(),
+                "http_addr" => node.get("http").cloned(),
+                "https_addr" => node.get("https").cloned(),
+                "root" => Some(self.opts.root.display().to_string()),
+                // The actors' network, for a client that needs its own address there.
+                "net" => Some(format!("127.77.{}", self.opts.net)),
+                k => self.sftp.as_ref().and_then(|x| x.get(k).cloned()),
             }
-            rest = &rest[i + j + 1..];
-        }
-        out.push_str(rest);
-        Ok(out)
+        })
     }
 
     fn start_phone(&mut self, p: &PhoneActor, ip: Ipv4Addr) -> Result<()> {
         let log = self.work.join(format!("phone-{}.log", p.device));
+        let node = &self.nodes[p.cluster.as_ref().unwrap_or(&self.main)];
+        // With several clusters the phone follows its configuration file to its SIP server (an
+        // EMCC login sends it to another cluster's node): no fixed --sip.
+        let sip: &[&str] = if self.nodes.len() == 1 {
+            &["--sip", &node["sip_udp"]]
+        } else {
+            &[]
+        };
         let child = Command::new(&self.opts.ucm)
-            .args(["phone", "sim", "--server", &self.node["http"]])
-            .args([
-                "--tftp",
-                &self.node["tftp_http"],
-                "--sip",
-                &self.node["sip_udp"],
-            ])
+            .args(["phone", "sim", "--server", &node["http"]])
+            .args(["--tftp", &node["tftp_http"]])
+            .args(sip)
             .args(["--device", &p.device, "--first-ip", &ip.to_string()])
             // Any free port, as when the goldens were recorded, unless the scenario says.
             .args(if p.args.iter().any(|a| a == "--http-port") {
@@ -798,7 +996,8 @@ impl Run<'_> {
                     .map(|a| self.expand(a))
                     .collect::<Result<_>>()?;
                 let mut cmd = Command::new(&self.opts.ucm);
-                cmd.args(&args);
+                // The runner's own keys only (the sftp server's), never the user's agent.
+                cmd.args(&args).env_remove("SSH_AUTH_SOCK");
                 for (k, v) in &u.env {
                     cmd.env(k, self.expand(v)?);
                 }
@@ -913,6 +1112,11 @@ impl Run<'_> {
                         .iter()
                         .filter_map(|(ptr, want)| {
                             let got = v.pointer(ptr).cloned().unwrap_or(Value::Null);
+                            // A string value may name a node's address (`{sip:home}`).
+                            let want = &match want.as_str().map(|w| self.expand(w)) {
+                                Some(Ok(w)) => Value::String(w),
+                                _ => want.clone(),
+                            };
                             (!holds(&got, want)).then(|| format!("{ptr} is {got}, want {want}"))
                         })
                         .collect();
@@ -928,6 +1132,126 @@ impl Run<'_> {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Replaces every `{KEY}` of `s` by `value(KEY)`; an unknown key is an error.
+fn expand_with(s: &str, value: &dyn Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find('{') {
+        out.push_str(&rest[..i]);
+        let Some(j) = rest[i..].find('}') else {
+            out.push_str(&rest[i..]);
+            rest = "";
+            break;
+        };
+        let key = &rest[i + 1..i + j];
+        match value(key) {
+            Some(v) => out.push_str(&v),
+            None => bail!("{s}: unknown placeholder {{{key}}}"),
+        }
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// OpenSSH's sshd, serving sftp (internal-sftp) on 127.0.0.1 with keys made for the run: the
+/// meeting point of `ucm emcc sync-certs`. Killed with the run (its `Proc`).
+struct SftpServer {
+    _sshd: Proc,
+    port: u16,
+    dir: PathBuf,
+}
+
+const SSHD: &str = "/usr/sbin/sshd";
+
+impl SftpServer {
+    fn start(work: &Path) -> Result<SftpServer> {
+        if !Path::new(SSHD).exists() {
+            bail!("{SSHD} is missing: the scenario needs OpenSSH's server (Debian package openssh-server)");
+        }
+        let dir = work.join("sftp");
+        std::fs::create_dir_all(dir.join("exchange"))?;
+        for name in ["host", "client"] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", name, "-f"])
+                .arg(dir.join(name))
+                .stdin(Stdio::null())
+                .status()
+                .context("ssh-keygen (Debian package openssh-client)")?;
+            if !st.success() {
+                bail!("ssh-keygen {name}: {st}");
+            }
+        }
+        std::fs::copy(dir.join("client.pub"), dir.join("authorized_keys"))?;
+        // sshd's privilege separation directory.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = free_port("127.0.0.1")?;
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {keys}\n\
+             PidFile none\nStrictModes no\nUsePAM no\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nPermitRootLogin prohibit-password\n\
+             Subsystem sftp internal-sftp\n",
+            host = dir.join("host").display(),
+            keys = dir.join("authorized_keys").display(),
+        );
+        let cfg = dir.join("sshd_config");
+        std::fs::write(&cfg, config)?;
+        let child = Command::new(SSHD)
+            .args(["-D", "-e", "-f"])
+            .arg(&cfg)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(work.join("sshd.log"))?)
+            .spawn()
+            .context("start sshd")?;
+        let sshd = Proc::new("sshd", child);
+        let host_pub = std::fs::read_to_string(dir.join("host.pub"))?;
+        let mut parts = host_pub.split_whitespace();
+        let (alg, key) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        std::fs::write(
+            dir.join("known_hosts"),
+            format!("[127.0.0.1]:{port} {alg} {key}\n"),
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline {
+                bail!(
+                    "sshd did not listen within 20 s: {}",
+                    read_tail(&work.join("sshd.log"), 5)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(SftpServer {
+            _sshd: sshd,
+            port,
+            dir,
+        })
+    }
+
+    fn placeholders(&self) -> BTreeMap<String, String> {
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        BTreeMap::from([
+            (
+                "sftp".to_string(),
+                format!(
+                    "sftp://{user}@127.0.0.1:{}{}",
+                    self.port,
+                    self.dir.join("exchange").display()
+                ),
+            ),
+            (
+                "sftp_identity".to_string(),
+                self.dir.join("client").display().to_string(),
+            ),
+            (
+                "sftp_known_hosts".to_string(),
+                self.dir.join("known_hosts").display().to_string(),
+            ),
+        ])
     }
 }
 
@@ -1076,6 +1400,31 @@ fn verify(
             ));
         }
     }
+    for want in &s.expect.flows_between {
+        let host = |v: &Value| {
+            v.as_str()
+                .and_then(|a| a.parse::<SocketAddr>().ok())
+                .map(|a| a.ip())
+        };
+        let found: Vec<String> = flows
+            .iter()
+            .filter(|fl| host(&fl["src"]) == Some(want.from) && host(&fl["dst"]) == Some(want.to))
+            .map(|fl| fl["class"].as_str().unwrap_or("?").to_string())
+            .collect();
+        if !found.contains(&want.class) {
+            reasons.push(format!(
+                "expected a flow of class {} from {} to {} in the capture, found {}",
+                want.class,
+                want.from,
+                want.to,
+                if found.is_empty() {
+                    "none".to_string()
+                } else {
+                    format!("only {}", found.join(", "))
+                }
+            ));
+        }
+    }
     let docs = f["xml_documents"].as_u64().unwrap_or(0);
     if docs < s.expect.xml_documents_min {
         reasons.push(format!(
@@ -1174,8 +1523,8 @@ fn bless(
 compares a fresh run's capture with. The ladder format and what it normalises away (ports, \
 Call-IDs, tags, branches, CSeq bases, SSRCs, timestamps; addresses become roles A, B, C... by \
 first appearance) are documented in `src/verify/ladder.rs`.\n\n## How it was made\n\n```\ncargo xtask golden {name}\n```\n\n\
-which started `ucm serve` on the fixture{sets} (in-memory SQLite, port 0 everywhere), captured on \
-`lo` with tcpdump (the node's ports, the actors' network 127.77.N.0/24 and multicast to \
+which started {serves}{sets} (in-memory SQLite, port 0 everywhere{https}){sftp}, captured on \
+`lo` with tcpdump (the nodes' ports, the actors' network 127.77.N.0/24 and multicast to \
 239.77.0.0/24, not the harness's \
 own polling), ran the scenario's phones and steps, checked the capture with `ucm pcap verify \
 --policy {}` (every audited flow and every XML document passed), and \
@@ -1184,8 +1533,34 @@ wrote `ucm pcap ladder --normalised` of it here.\n\n\
 - tshark: {tshark} (not used to record; the corpus tests compare with it)\n- SIPp: {sipp}\n\n\
 `cargo xtask conformance {name}` runs the scenario again and compares.\n",
         s.description.trim(),
-        s.cluster,
-        s.policy.as_deref().unwrap_or("conformance/qos-policy.yaml")
+        s.cluster_actors()
+            .iter()
+            .map(|c| c.cluster.as_str())
+            .collect::<Vec<_>>()
+            .join("`, `"),
+        s.policy.as_deref().unwrap_or("conformance/qos-policy.yaml"),
+        serves = if s.clusters.is_empty() {
+            "`ucm serve` on the fixture".to_string()
+        } else {
+            format!(
+                "one `ucm serve` per cluster ({})",
+                s.clusters
+                    .iter()
+                    .map(|c| format!("{} on {}", c.name, c.bind))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        },
+        https = if s.clusters.is_empty() {
+            ""
+        } else {
+            " but HTTPS, on a free port chosen first"
+        },
+        sftp = if s.sftp {
+            ", OpenSSH's sshd serving sftp on 127.0.0.1 with keys made for the run"
+        } else {
+            ""
+        },
     );
     std::fs::write(golden.join("README.md"), readme)?;
     Ok(())

@@ -83,6 +83,7 @@ pub const FEED: FeedHook = FeedHook {
     on_change,
     resync,
     figures,
+    on_definition: None,
 };
 
 /// An `assistant` announcement's payload: `<version> <manager>`.

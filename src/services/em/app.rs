@@ -143,8 +143,16 @@ pub async fn handler(
                 return logout_form("Enter the logged-in user's ID and PIN to log out");
             };
             // The same answer whether the PIN or the user is wrong: strangers learn nothing
-            // of who is logged in.
-            if let Err(code) = check_pin(state, &user, &pin).await {
+            // of who is logged in. An EMCC login's PIN is the user's home's: checked there,
+            // as at login.
+            let checked =
+                match crate::services::emcc::cross::check_logout_pin(state, &device, &user, &pin)
+                    .await
+                {
+                    Some(r) => r,
+                    None => check_pin(state, &user, &pin).await,
+                };
+            if let Err(code) = checked {
                 return text(&pin_refusal(code, false));
             }
             if current.as_ref().map(|l| l.user.as_str()) != Some(user.as_str()) {

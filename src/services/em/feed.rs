@@ -87,6 +87,7 @@ pub const FEED: FeedHook = FeedHook {
     on_change,
     resync,
     figures,
+    on_definition: None,
 };
 
 /// An `em` announcement's payload: `<version> <device>`.

@@ -46,7 +46,8 @@ use crate::node::NodeState;
 use crate::sip::registrar::unix_now;
 use crate::wire::em::EmError;
 use crate::wire::emcc::{
-    self as api, LoginAnswer, LoginQuery, LogoutAnswer, LogoutQuery, VisitingDevice,
+    self as api, LoginAnswer, LoginQuery, LogoutAnswer, LogoutQuery, PinAnswer, PinQuery,
+    VisitingDevice,
 };
 use crate::wire::xml::escape as esc;
 
@@ -647,6 +648,116 @@ pub async fn visiting_logout(node: &Arc<NodeState>, device: &str) -> bool {
         }
     }
     true
+}
+
+/// Visiting side of a logout typed at the EM application by user ID and PIN: when `device`
+/// holds an EMCC login here, the PIN is the user's home's and the home checks it (its PIN
+/// lockout, its users), as at login; `None` when the device has no EMCC login (the PIN is
+/// checked here). A home that cannot be reached cannot vouch for the PIN: EMApp's 208
+/// ("EMService Connection Error"); the phone itself can still log out without a PIN.
+pub async fn check_logout_pin(
+    node: &Arc<NodeState>,
+    device: &str,
+    user: &str,
+    pin: &str,
+) -> Option<Result<(), u32>> {
+    let rows = match node.store.emcc_devices(Role::Visiting).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(device, error = %e, "EMCC: EMCC logins cannot be read");
+            return Some(Err(6));
+        }
+    };
+    let row = rows.into_iter().find(|r| r.device == device)?;
+    let q = PinQuery {
+        api: api::API.into(),
+        cluster: node.cluster().cluster.id.clone(),
+        device: device.to_string(),
+        userid: user.to_string(),
+        pin: pin.to_string(),
+    };
+    let svc = EmccService::new(node.clone());
+    match call_home::<_, PinAnswer>(node, &svc, &row.remote_cluster, api::PIN_PATH, &q).await {
+        Ok(PinAnswer { error: None, .. }) => Some(Ok(())),
+        Ok(PinAnswer { error: Some(c), .. }) => {
+            tracing::info!(
+                device,
+                user,
+                home = row.remote_cluster,
+                code = c,
+                "EMCC: logout PIN refused by the home"
+            );
+            Some(Err(c))
+        }
+        Err(why) => {
+            tracing::warn!(
+                device,
+                home = row.remote_cluster,
+                "EMCC: the logout PIN cannot be checked at the home: {why}"
+            );
+            Some(Err(208))
+        }
+    }
+}
+
+/// `POST /ucm/emcc/v1/logout-pin`: a visiting cluster asks whether `userid` and `pin` may end
+/// the EMCC login of `device` it handed over: the PIN must be the user's here (this cluster's
+/// PIN lockout counts it) and the user the one logged in at the device through that cluster.
+/// One answer (201) for every refusal.
+pub async fn logout_pin_handler(
+    State(svc): State<Arc<EmccService>>,
+    listener: Option<Extension<Listener>>,
+    certs: Option<Extension<PeerCertificates>>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let peer = match remote_peer(&svc, listener, certs).await {
+        Ok(p) => p,
+        Err(r) => return r,
+    };
+    let q: PinQuery = match read_query(&headers, body).await {
+        Ok(q) => q,
+        Err(r) => return r,
+    };
+    if let Some(r) = super::other_peer(&q.api, &q.cluster, &peer) {
+        return r;
+    }
+    let node = &svc.node;
+    let me = node.cluster().cluster.id.clone();
+    // The PIN first, always: an unknown user costs the same (dummy hash) and counts the same.
+    let mut error = crate::services::em::app::check_pin(node, &q.userid, &q.pin)
+        .await
+        .err();
+    if error.is_none() {
+        let rows = match node.store.emcc_devices(Role::Home).await {
+            Ok(r) => r,
+            Err(e) => {
+                return text(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("the database cannot be read now: {e}\n"),
+                )
+            }
+        };
+        let held = rows
+            .iter()
+            .any(|r| r.device == q.device && r.remote_cluster == peer && r.userid == q.userid);
+        if !held {
+            error = Some(201);
+        }
+    }
+    tracing::info!(
+        device = q.device,
+        visiting = peer,
+        refused = ?error,
+        "EMCC: logout PIN checked at the home"
+    );
+    axum::Json(PinAnswer {
+        api: api::API.into(),
+        cluster: me,
+        device: q.device,
+        error,
+    })
+    .into_response()
 }
 
 /// Tells the home of the logout queued at `queued_at`; acknowledged, the queued row goes.

@@ -20,6 +20,7 @@ pub const FEED: FeedHook = FeedHook {
     on_change,
     resync,
     figures,
+    on_definition: Some(on_definition),
 };
 
 /// An `emcc` announcement's payload: `<role> <device>`.
@@ -61,6 +62,13 @@ fn on_change<'a>(node: &'a NodeState, a: Announcement<'a>) -> HookFuture<'a, boo
 
 fn resync(node: &NodeState) -> HookFuture<'_, ()> {
     Box::pin(async move { cross::load(node).await })
+}
+
+/// A new definition: the run-time devices (built from the users' profiles) and what call
+/// control knows of EMCC (the EMCC trunks, their PSTN Access CSS choice, the EMCC phones) are
+/// derived from it again; the cluster handle keeps them across the swap otherwise, stale.
+fn on_definition(node: &NodeState) -> HookFuture<'_, ()> {
+    Box::pin(async move { cross::sync_home_devices(node).await })
 }
 
 fn figures(node: &NodeState) -> Vec<(&'static str, serde_json::Value)> {

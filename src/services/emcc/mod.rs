@@ -164,14 +164,20 @@ impl EmccService {
             // A self-signed node certificate is its own anchor.
             let _ = roots.add(d);
         }
-        let tls = rustls::ClientConfig::builder_with_provider(crate::net::tls::provider())
+        let mut tls = rustls::ClientConfig::builder_with_provider(crate::net::tls::provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| format!("TLS setup: {e}"))?
             .with_root_certificates(roots)
             .with_client_auth_cert(certs.clone(), key.clone_key())
             .map_err(|e| format!("TLS setup: {e}"))?;
+        // Say what it speaks (RFC 7301), as reqwest does with its own TLS: a capture (`ucm pcap
+        // verify`) tells this HTTPS from SIP over TLS by it.
+        tls.alpn_protocols = vec![b"http/1.1".to_vec()];
         reqwest::Client::builder()
             .use_preconfigured_tls(tls)
+            // From the node's own address when it listens on one (clusters on one machine,
+            // each node on its loopback address): the peer and a capture see the node.
+            .local_address(self.node.https_ip)
             .user_agent(concat!("ucm-emcc/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::none())
             .timeout(UPDATE_TIMEOUT)
@@ -720,6 +726,7 @@ fn start_service(s: super::Start) -> super::StartFuture {
             .route(api::USER_PATH, post(user_handler))
             .route(api::LOGIN_PATH, post(cross::login_handler))
             .route(api::LOGOUT_PATH, post(cross::logout_handler))
+            .route(api::PIN_PATH, post(cross::logout_pin_handler))
             .with_state(svc.clone());
         // What the database holds of EMCC logins, at start: the home's run-time devices and
         // the visiting side's redirections.

@@ -20,6 +20,7 @@ pub const FEED: FeedHook = FeedHook {
     on_change,
     resync,
     figures,
+    on_definition: None,
 };
 
 /// This node's report waiters, once its Paging Server started (nodes without it have none).

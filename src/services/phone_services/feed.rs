@@ -20,6 +20,7 @@ pub const FEED: FeedHook = FeedHook {
     on_change,
     resync,
     figures,
+    on_definition: None,
 };
 
 /// What an announcement says.
