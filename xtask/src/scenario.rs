@@ -823,10 +823,12 @@ pub fn tcpdump_counts(log: &str) -> Option<(u64, u64, u64)> {
 /// says whether it did. SIGINT makes tcpdump exit at once: what is still in its ring buffer is
 /// lost without a word (not even "dropped by kernel"), and a busy machine can leave it that far
 /// behind: CI once missed one phone's answer that way. So ask it for its counts (SIGUSR1) until
-/// they add up. On `lo` the kernel queues every packet twice (out and in) and libpcap keeps one
-/// copy: caught up means 2 × captured + dropped ≥ received.
+/// what it had received when first asked is written (traffic still flowing, a node's keepalives
+/// say, keeps it a packet or two behind at any instant). On `lo` the kernel queues every packet
+/// twice (out and in) and libpcap keeps one copy: written means 2 × captured + dropped ≥ received.
 pub fn wait_until_written(pid: u32, log: &dyn Fn() -> String, limit: Duration) -> bool {
     let deadline = Instant::now() + limit;
+    let mut goal: Option<u64> = None;
     loop {
         let asked = log().matches(" received by filter,").count();
         // SAFETY: signalling a child of ours that has not been reaped.
@@ -844,7 +846,7 @@ pub fn wait_until_written(pid: u32, log: &dyn Fn() -> String, limit: Duration) -
             std::thread::sleep(Duration::from_millis(20));
         }
         if let Some((captured, received, dropped)) = counts {
-            if 2 * captured + dropped >= received {
+            if 2 * captured + dropped >= *goal.get_or_insert(received) {
                 return true;
             }
         }
