@@ -537,6 +537,16 @@ fn r8_the_captured_page_verifies_like_the_real_cisco_page() {
 /// A node on the demo cluster whose DialCast numbers page other recipient groups: 7000 pages
 /// `all`, 7001 pages `branch`, with `groups` (name -> devices) added to the paging section.
 fn serve_with_groups(all: &str, branch: &str, groups: &[(&str, &[&str])]) -> Server {
+    serve_with_groups_and(all, branch, groups, &[])
+}
+
+/// As [`serve_with_groups`], with `settings` (device, YAML line) added to those devices.
+fn serve_with_groups_and(
+    all: &str,
+    branch: &str,
+    groups: &[(&str, &[&str])],
+    settings: &[(&str, &str)],
+) -> Server {
     let defs: String = groups
         .iter()
         .map(|(name, devices)| {
@@ -556,6 +566,12 @@ fn serve_with_groups(all: &str, branch: &str, groups: &[(&str, &[&str])]) -> Ser
         text.contains(&format!("recipient_group: {branch}\n")) && text.contains(&defs),
         "the demo's paging section changed: update serve_with_groups"
     );
+    let mut text = text;
+    for (device, line) in settings {
+        let at = format!("  - name: {device}\n");
+        assert!(text.contains(&at), "no device {device} in the demo");
+        text = text.replacen(&at, &format!("{at}    {line}\n"), 1);
+    }
     let dir = tempfile::tempdir().unwrap();
     let cfg = crate::common::write_file(dir.path(), "paging.yaml", &text);
     Server::start_in(dir, &["--config", cfg.to_str().unwrap()])
@@ -770,6 +786,78 @@ fn r8_a_phone_on_a_call_is_skipped_and_reported_busy() {
     assert!(
         page_stream(&state(john)).is_none(),
         "John's phone was not pushed to"
+    );
+}
+
+/// The seed's phone selection rules on the wire: of a group of three registered phones, the
+/// one whose speakerphone is disabled is never pushed to and is reported `no-speakerphone`; the
+/// one on Do Not Disturb is paged like the third.
+#[test]
+fn r20_a_phone_without_speakerphone_is_not_paged_and_dnd_is_ignored() {
+    let _one = paging_lock();
+    let srv = serve_with_groups_and(
+        "demo-all",
+        "trio",
+        &[(
+            "trio",
+            &["SEP00036BC7B973", "SEP00036BC7B974", "SEP00036BC7B975"],
+        )],
+        &[
+            ("SEP00036BC7B974", "disable_speakerphone: true"),
+            ("SEP00036BC7B975", "do_not_disturb: true"),
+        ],
+    );
+    let sim = Sim::start(
+        &srv,
+        &[
+            "--device",
+            "SEP00036BC7B973",
+            "--device",
+            "SEP00036BC7B974",
+            "--device",
+            "SEP00036BC7B975",
+            "--first-ip",
+            "127.0.24.10",
+            "--http-port",
+            "8081",
+            "--auto-answer",
+        ],
+    );
+    let (code, v, all) = run_ucm_page(
+        &srv,
+        &[
+            "--number",
+            "7001",
+            "--tone",
+            "--seconds",
+            "1",
+            "--from",
+            "SEP0000000000A1",
+            "--bind",
+            "127.0.24.200",
+            "--json",
+        ],
+    );
+    assert_eq!(code, Some(1), "one phone was left out: {all}");
+    let phones = v["report"]["phones"].as_array().unwrap();
+    let outcome = |d: &str| {
+        phones
+            .iter()
+            .find(|p| p["device"] == d)
+            .map(|p| p["outcome"].as_str().unwrap_or("").to_string())
+    };
+    assert_eq!(
+        outcome("SEP00036BC7B974").as_deref(),
+        Some("no-speakerphone"),
+        "{v:#}"
+    );
+    for d in ["SEP00036BC7B973", "SEP00036BC7B975"] {
+        assert_eq!(outcome(d).as_deref(), Some("joined"), "{d}: {v:#}");
+        assert!(page_stream(&state(sim.http(d))).is_some(), "{d} was paged");
+    }
+    assert!(
+        page_stream(&state(sim.http("SEP00036BC7B974"))).is_none(),
+        "the phone without speakerphone was not pushed to"
     );
 }
 
