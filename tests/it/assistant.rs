@@ -223,7 +223,7 @@ fn r18_readme_assistant_example_runs_as_written() {
         skip_or_fail("root, unshare, ip and curl for README's Assistant example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Assistant", 1);
+    let blocks = crate::readme::sh_blocks("## Assistant", 1);
     assert_eq!(blocks.len(), 1);
     let lines: Vec<&str> = blocks[0].lines().collect();
     assert_eq!(lines.len(), 6, "{lines:?}");

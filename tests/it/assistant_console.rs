@@ -1044,69 +1044,19 @@ fn r18_check_dialplan_names_each_line_that_reaches_a_manager_and_each_broken_rul
 /// binds the standard ports there).
 #[test]
 fn r18_readme_assistant_console_example_runs_as_written() {
-    use crate::common::have;
-    if !is_root() || !have("unshare") || !have("ip") || !have("curl") {
-        skip_or_fail("root, unshare, ip and curl for README's Assistant Console example");
-        return;
-    }
-    let blocks = crate::services::readme_sh_blocks("## Assistant", 2);
+    let blocks = crate::readme::sh_blocks("## Assistant", 2);
     let lines: Vec<&str> = blocks[1].lines().collect();
     assert_eq!(lines.len(), 3, "{lines:?}");
-    let dir = tempfile::tempdir().unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
-        .parent()
-        .unwrap();
-    let mut script = String::from(
-        "set -u\nip link set lo up\nfail() { echo \"FAILED(step $1): $2\" >&2; exit 1; }\n",
-    );
-    for (n, line) in lines.iter().enumerate() {
-        let line = line.split(" #").next().unwrap().trim();
-        if let Some(bg) = line.strip_suffix('&') {
-            script.push_str(&format!("{} > bg{n}.out 2> bg{n}.err &\n", bg.trim_end()));
-            script.push_str(
-                "for i in $(seq 1 300); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done\n",
-            );
-        } else {
-            script.push_str(&format!(
-                "( {line} ) > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
-            ));
-        }
-    }
-    script.push_str(
-        "grep -q '\"proxy_line\":\"39001\"' out1 || fail 1 \"online: $(cat out1)\"\n\
-         grep -q '\"dnd\":true' out1 || fail 1 \"dnd: $(cat out1)\"\n\
-         grep -q 'ok: the Assistant' out2 || fail 2 \"check: $(cat out2)\"\n\
-         echo ALL-OK\n",
-    );
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("unshare")
-        .args([
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "bash",
-            "-c",
-            &script,
-        ])
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .env("HOME", dir.path())
-        .env("UCM_DATA_DIR", dir.path().join("data"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("ALL-OK"),
-        "{text}\n--- script:\n{script}"
+    crate::readme::run(
+        "Assistant Console",
+        &[],
+        &lines,
+        &[
+            (1, "\"proxy_line\":\"39001\""),
+            (1, "\"dnd\":true"),
+            (2, "ok: the Assistant"),
+        ],
+        "",
     );
 }
 

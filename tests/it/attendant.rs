@@ -885,7 +885,7 @@ async fn r19_strangers_get_bounded_work_on_the_console_listener() {
 /// README's Attendant Console example, run as written in a network namespace of its own.
 #[test]
 fn r19_readme_attendant_console_example_runs_as_written() {
-    crate::snmp::run_readme_example(
+    crate::readme::run_example(
         "## Attendant Console",
         8,
         &[

@@ -220,7 +220,7 @@ fn r20_axl_answers_bad_requests_with_faults() {
 /// README's AXL example run as written.
 #[test]
 fn r20_readme_axl_example_runs_as_written() {
-    crate::snmp::run_readme_example(
+    crate::readme::run_example(
         "## AXL",
         3,
         &[(1, "<version>14.0</version>"), (2, "<return>{")],

@@ -2803,7 +2803,7 @@ fn r16_readme_cluster_example_runs_as_written() {
         skip_or_fail("PostgreSQL's server (initdb, pg_ctl) for README's cluster example");
         return;
     };
-    let blocks = crate::services::readme_sh_blocks("## Cluster of nodes", 1);
+    let blocks = crate::readme::sh_blocks("## Cluster of nodes", 1);
     assert_eq!(blocks.len(), 1);
     let block = &blocks[0];
     let lines: Vec<&str> = block.lines().collect();

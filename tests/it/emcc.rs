@@ -434,7 +434,7 @@ fn r17_readme_sync_certs_example_runs_as_written() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
         return;
     }
-    let blocks = crate::services::readme_sh_blocks("## Extension Mobility Cross Cluster", 4);
+    let blocks = crate::readme::sh_blocks("## Extension Mobility Cross Cluster", 4);
     assert_eq!(blocks.len(), 4);
     let example = &blocks[0];
     // The remote cluster update's example follows the exchange.

@@ -20,6 +20,7 @@ mod pcap;
 pub mod phone;
 mod phone_apps;
 mod phone_services;
+mod readme;
 mod serve;
 pub mod services;
 mod sip_trust;

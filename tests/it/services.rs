@@ -378,128 +378,41 @@ fn r15_two_hundred_strangers_never_exceed_the_verification_slots() {
     );
 }
 
-/// The fenced `sh` blocks of README.md that follow the line containing `after` (up to `count`
-/// blocks), continuation lines joined, comment-only lines dropped.
-pub fn readme_sh_blocks(after: &str, count: usize) -> Vec<String> {
-    let readme =
-        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
-            .expect("README.md");
-    let start = readme
-        .find(after)
-        .unwrap_or_else(|| panic!("README.md has no {after:?}"));
-    let mut out = Vec::new();
-    let mut rest = &readme[start..];
-    while out.len() < count {
-        let Some(i) = rest.find("```sh\n") else { break };
-        let body = &rest[i + 6..];
-        let end = body.find("```").expect("unclosed block");
-        let joined = body[..end].replace("\\\n", " ");
-        let lines: Vec<&str> = joined
-            .lines()
-            .filter(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
-            .collect();
-        out.push(lines.join("\n"));
-        rest = &body[end + 3..];
-    }
-    out
-}
-
 /// Runs README's simulated-phone and push examples exactly as written, in a network namespace
 /// of its own (the demo binds the standard ports; port 80 on each phone's address needs root).
 #[test]
 fn r21_readme_sim_and_push_examples_run_as_written() {
-    use crate::common::{have, is_root, skip_or_fail};
-    if !is_root() || !have("unshare") || !have("ip") || !have("curl") {
-        skip_or_fail("root, unshare, ip and curl for README's phone examples");
-        return;
-    }
-    let sim = readme_sh_blocks("## Simulated phones", 2);
-    let push = readme_sh_blocks("With the simulated phones above running", 1);
+    let sim = crate::readme::sh_blocks("## Simulated phones", 2);
+    let push = crate::readme::sh_blocks("With the simulated phones above running", 1);
     assert_eq!(sim.len(), 2);
     assert!(sim[0].contains("ucm phone sim"), "{}", sim[0]);
     assert!(push[0].contains("ucm services push"), "{}", push[0]);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("menu.xml"),
-        "<CiscoIPPhoneMenu><Title>Apps</Title><MenuItem><Name>News</Name>\
-         <URL>http://127.0.0.1:8080/news.xml</URL></MenuItem></CiscoIPPhoneMenu>\n",
-    )
-    .unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
-        .parent()
+    let lines: Vec<&str> = sim
+        .iter()
+        .chain(push.iter())
+        .flat_map(|b| b.lines())
+        .collect();
+    // The simulated phone's HTTP server is on port 80 of its address, as README says.
+    let phone = lines
+        .iter()
+        .position(|l| l.contains("ucm phone sim"))
         .unwrap();
-    // Each example line runs on its own; the script stops at the first that fails, and
-    // waits (bounded) where README's reader would wait: for the node and for the phones.
-    let mut script = String::from(
-        "set -u\nip link set lo up\nfail() { echo \"FAILED(step $1): $2\" >&2; exit 1; }\n",
-    );
-    let mut n = 0;
-    let mut step = |line: &str, script: &mut String| {
-        n += 1;
-        let line = line.trim();
-        if line.ends_with('&') {
-            script.push_str(&format!(
-                "{} > bg{n}.out 2> bg{n}.err &\n",
-                line.trim_end_matches('&').trim_end()
-            ));
-            if line.starts_with("ucm serve") {
-                script.push_str(
-                    "for i in $(seq 1 300); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done\n",
-                );
-            } else if line.contains("ucm phone sim") {
-                script.push_str(&format!(
-                    "for i in $(seq 1 600); do grep -q ready bg{n}.out && break; sleep 0.1; done\n\
-                     grep -q '\"http\":\"127.0.0.10:80\"' bg{n}.out || fail {n} \"sim not on port 80: $(cat bg{n}.out bg{n}.err)\"\n"
-                ));
-            }
-        } else {
-            script.push_str(&format!(
-                "( {line} ) > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
-            ));
-        }
-    };
-    for block in sim.iter().chain(push.iter()) {
-        for line in block.lines() {
-            let line = line.split(" #").next().unwrap();
-            step(line, &mut script);
-        }
-    }
     // What README says the examples do: the phone dialled and shows the pushed menu.
-    script.push_str(
-        "curl -s http://127.0.0.10/state > state.json\n\
+    let after = format!(
+        "grep -q '\"http\":\"127.0.0.10:80\"' bg{phone}.out || fail {phone} \"sim not on port 80: $(cat bg{phone}.out bg{phone}.err)\"\n\
+         curl -s http://127.0.0.10/state > state.json\n\
          grep -q '\"kind\":\"CiscoIPPhoneMenu\"' state.json || fail state \"no menu shown: $(cat state.json)\"\n\
-         grep -q 'Dial:10002' state.json || fail state \"no dial: $(cat state.json)\"\n\
-         echo ALL-OK\n",
+         grep -q 'Dial:10002' state.json || fail state \"no dial: $(cat state.json)\"\n"
     );
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = std::process::Command::new("unshare")
-        // A PID namespace too: when the script ends, everything it started goes with it.
-        .args([
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "bash",
-            "-c",
-            &script,
-        ])
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .env("HOME", dir.path())
-        .env("UCM_DATA_DIR", dir.path().join("data"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("ALL-OK"),
-        "{text}\n--- script:\n{script}"
+    crate::readme::run(
+        "phone",
+        &[(
+            "menu.xml",
+            "<CiscoIPPhoneMenu><Title>Apps</Title><MenuItem><Name>News</Name>\
+             <URL>http://127.0.0.1:8080/news.xml</URL></MenuItem></CiscoIPPhoneMenu>\n",
+        )],
+        &lines,
+        &[],
+        &after,
     );
 }

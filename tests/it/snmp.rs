@@ -250,7 +250,7 @@ fn r20_readme_snmp_example_runs_as_written() {
     if !net_snmp() {
         return;
     }
-    run_readme_example(
+    crate::readme::run_example(
         "## SNMP",
         6,
         &[
@@ -261,87 +261,6 @@ fn r20_readme_snmp_example_runs_as_written() {
             (4, "7F 00 00 15"),
             (4, "00 00 00 00"),
         ],
-    );
-}
-
-/// Runs the first `sh` block after `heading` in README as written (`lines` commands), in
-/// network and PID namespaces of its own: a `ucm serve &` line waits for the node's health, a
-/// `ucm phone sim … &` line for its ready line, every other line must succeed; then each
-/// (step, text) of `expect` must be in that step's output.
-pub fn run_readme_example(heading: &str, lines: usize, expect: &[(usize, &str)]) {
-    use crate::common::is_root;
-    if !is_root() || !have("unshare") || !have("ip") || !have("curl") {
-        skip_or_fail(&format!(
-            "root, unshare, ip and curl for README's {heading} example"
-        ));
-        return;
-    }
-    let blocks = crate::services::readme_sh_blocks(heading, 1);
-    assert_eq!(blocks.len(), 1);
-    let cmds: Vec<&str> = blocks[0].lines().collect();
-    assert_eq!(cmds.len(), lines, "{cmds:?}");
-    let dir = tempfile::tempdir().unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
-        .parent()
-        .unwrap();
-    let mut script = String::from(
-        "set -u\nip link set lo up\nfail() { echo \"FAILED(step $1): $2\" >&2; exit 1; }\n",
-    );
-    for (n, line) in cmds.iter().enumerate() {
-        let line = line.split(" #").next().unwrap().trim();
-        if let Some(bg) = line.strip_suffix('&') {
-            script.push_str(&format!("{} > bg{n}.out 2> bg{n}.err &\n", bg.trim_end()));
-            if line.starts_with("ucm serve") {
-                script.push_str(
-                    "for i in $(seq 1 300); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done\n",
-                );
-            } else {
-                script.push_str(&format!(
-                    "for i in $(seq 1 600); do grep -q ready bg{n}.out && break; sleep 0.1; done\n\
-                     grep -q ready bg{n}.out || fail {n} \"not ready: $(cat bg{n}.out bg{n}.err)\"\n"
-                ));
-            }
-        } else {
-            script.push_str(&format!(
-                "( {line} ) > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
-            ));
-        }
-    }
-    for (n, text) in expect {
-        script.push_str(&format!(
-            "grep -qF '{text}' out{n} || fail {n} \"no '{text}' in: $(cat out{n})\"\n"
-        ));
-    }
-    script.push_str("echo ALL-OK\n");
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = Command::new("unshare")
-        .args([
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "bash",
-            "-c",
-            &script,
-        ])
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .env("HOME", dir.path())
-        .env("UCM_DATA_DIR", dir.path().join("data"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("ALL-OK"),
-        "{text}\n--- script:\n{script}"
     );
 }
 
