@@ -22,6 +22,7 @@ pub enum Command {
         select MANAGER [ASSISTANT]    assistant selection (none: the first assistant)\n  \
         answer CALL                   answer a call ringing at your proxy line (on your phone)\n  \
         tomanager CALL                a call ringing at your proxy line goes to the manager\n  \
+        transfer CALL [NUMBER]        a call you answered for a manager goes to the manager (or NUMBER)\n  \
         divert CALL NUMBER            a call ringing at your proxy line goes to NUMBER\n  \
         intercept MANAGER             the call ringing at the manager's assistants goes to the manager\n  \
         directory NAME                search the directory (25 entries at most)\n\
@@ -174,6 +175,13 @@ fn parse_command(line: &str) -> Result<Value, String> {
         Some("select") => set(json!({"selected_assistant": w.get(2).copied().unwrap_or("")})),
         Some("answer") => Ok(json!({"cmd": "answer", "call": call(1)?})),
         Some("tomanager") => Ok(json!({"cmd": "to_manager", "call": call(1)?})),
+        Some("transfer") => {
+            let mut c = json!({"cmd": "transfer", "call": call(1)?});
+            if let Some(to) = w.get(2) {
+                c["to"] = json!(to);
+            }
+            Ok(c)
+        }
         Some("divert") => Ok(json!({
             "cmd": "divert",
             "call": call(1)?,

@@ -236,6 +236,28 @@ fn r18_the_assistant_console_sees_and_handles_a_managers_calls_over_tcp_2912() {
     c.expect("the proxy line connected", |v| {
         line_event(v, "proxy", "39001", "connected")
     });
+    // 1c. The answered call is transferred to the manager: the manager's phone answers, the
+    //     assistant's is let go, and the caller talks to the manager.
+    c.say(&format!("transfer {call}"));
+    let r = c.expect("the answer to transfer", |v| v.get("id").is_some());
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["to"], "60001", "{r}");
+    wait_state(m, 15, "the manager took the transferred call", |st| {
+        connected_on(st, "60001")
+    });
+    wait_state(s, 10, "the assistant's phone is let go", all_ended);
+    wait_state(a, 10, "the caller is still on the call", |st| {
+        calls(st).iter().any(|c| c["state"] == "connected")
+    });
+    // Not the assistant's call any more: a second transfer is refused.
+    c.say(&format!("transfer {call}"));
+    let r = c.expect("the answer to a second transfer", |v| v.get("id").is_some());
+    assert!(
+        r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not on your phone")),
+        "{r}"
+    );
     hang_up();
 
     // 2. Filtering off from the console: the next call goes straight to the manager.

@@ -23,6 +23,9 @@
 //!     the database decides between racing writers.
 //!   - `to_manager` `call`: a call ringing at the assistant's proxy line goes to the manager.
 //!   - `divert` `call` `to`: a call ringing at the assistant's proxy line goes to `to`.
+//!   - `transfer` `call` [`to`]: a call the assistant answered for a manager (connected at the
+//!     assistant's phone) goes to the manager's line, or to `to`; the assistant's phone is let
+//!     go when the target answers, and the call stays if it does not within 30 s.
 //!   - `intercept` `manager`: the oldest call ringing at the manager's assistants goes to the
 //!     manager.
 //!   - `directory` `name`: end users whose first or last name (or user ID) starts with
@@ -646,6 +649,12 @@ async fn command(
             let line = svc.to_manager(&a.user, call).await?;
             Ok(json!({"call": call, "to": line}))
         }
+        "transfer" => {
+            let call = call_field(req)?;
+            let to = req.get("to").and_then(Value::as_str);
+            let to = svc.transfer_answered(&a.user, call, to).await?;
+            Ok(json!({"call": call, "to": to}))
+        }
         "divert" => {
             let call = call_field(req)?;
             let to = field(req, "to")?.trim().to_string();
@@ -698,7 +707,7 @@ async fn command(
         }
         "" => Err("\"cmd\" is missing".into()),
         other => Err(format!(
-            "unknown command {other:?} (login, online, offline, managers, set, answer, to_manager, divert, intercept, directory, ping)"
+            "unknown command {other:?} (login, online, offline, managers, set, answer, to_manager, transfer, divert, intercept, directory, ping)"
         )
         .into()),
     }

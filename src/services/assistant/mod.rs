@@ -38,6 +38,9 @@ use store::ManagerStates;
 pub const LEASE: &str = "assistant";
 const LEASE_TTL: Duration = Duration::from_secs(3);
 const LEASE_RENEW: Duration = Duration::from_secs(1);
+/// How long the target of an assistant's transfer may ring before the call stays with the
+/// assistant (ucm's choice; Cisco's transfer has no such limit, its phone keeps the call held).
+const TRANSFER_ANSWER: Duration = Duration::from_secs(30);
 
 type Offers = tokio::sync::mpsc::UnboundedReceiver<OfferedCall>;
 
@@ -347,6 +350,70 @@ impl AssistantService {
             .map_err(|e| format!("call {call} could not go to the manager: {e}"))?;
         tracing::info!(call, manager = %m.user, assistant, "assistant: call sent to the manager");
         Ok(m.line)
+    }
+
+    /// Transfers a call `assistant` answered for one of their managers (a call to the
+    /// manager's line, connected at one of the assistant's phones) to the manager's line, or to
+    /// `to`: the caller stays, a new leg rings the target, and the assistant's phone is let go
+    /// when the target answers. The destination, or why not (the call then stays as it was).
+    pub async fn transfer_answered(
+        &self,
+        assistant: &str,
+        call: u64,
+        to: Option<&str>,
+    ) -> Result<String, String> {
+        let calls = self
+            .node
+            .call_control
+            .list_calls()
+            .await
+            .map_err(|e| format!("call control: {e}"))?;
+        let c = calls
+            .iter()
+            .find(|c| c.id == call)
+            .ok_or_else(|| format!("call {call} is not up"))?;
+        if c.state != "connected" {
+            return Err(format!("call {call} is not answered"));
+        }
+        let m = self
+            .section()
+            .managers
+            .iter()
+            .find(|m| m.line == c.dialled && m.assistants.iter().any(|a| a.user == assistant))
+            .cloned()
+            .ok_or_else(|| format!("call {call} is not a call to one of your managers"))?;
+        let cluster = self.node.cluster();
+        let associated: Vec<&str> = cluster
+            .end_users
+            .iter()
+            .filter(|u| u.userid == assistant)
+            .flat_map(|u| u.associated_devices.iter().map(String::as_str))
+            .collect();
+        let mine = |d: &String| {
+            associated.contains(&d.as_str())
+                || cluster
+                    .devices
+                    .iter()
+                    .any(|x| &x.name == d && x.owner.as_deref() == Some(assistant))
+        };
+        // The first device is the caller's; the assistant's phone must be on the far side.
+        if !c.devices.iter().skip(1).any(mine) {
+            return Err(format!("call {call} is not on your phone"));
+        }
+        drop(cluster);
+        let to = to
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .unwrap_or(&m.line);
+        crate::dialplan::pattern::validate_digits(to)
+            .map_err(|_| format!("{to:?} is not a number to dial"))?;
+        self.node
+            .call_control
+            .move_call(call, to, TRANSFER_ANSWER)
+            .await
+            .map_err(|e| format!("call {call} could not be transferred to {to}: {e}"))?;
+        tracing::info!(call, manager = %m.user, assistant, to, "assistant: answered call transferred");
+        Ok(to.to_string())
     }
 
     /// Intercept: the oldest call ringing at one of `manager`'s assistants goes to the
