@@ -8,8 +8,9 @@
 //!   encrypted scoped PDUs);
 //! - an answer fits the maximum message size and decodes as an SNMPv3 message with the
 //!   request's msgID;
-//! - the engine has no noAuthNoPriv user, so a request without the authentication flag is
-//!   never answered with data, only with a Report.
+//! - the engine has no noAuthNoPriv user, so a request without the authentication flag never
+//!   gets data: a Report, or (below a known user's level) a Response with authorizationError
+//!   and no bindings.
 //!
 //! The engine ID is 0x8000000001020304, the one the seeds were sent to by net-snmp's
 //! `snmpget -e 0x8000000001020304` (users `ucmv3`: SHA with AES, and SHA-256 without privacy):
@@ -19,7 +20,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use rasn_snmp::v3::Message;
+use rasn_snmp::v2::Pdus;
+use rasn_snmp::v3::{Message, ScopedPduData};
 use ucm::services::snmp::agent::Kind;
 use ucm::services::snmp::mib::{NodeFacts, View};
 use ucm::services::snmp::model::{AuthProtocol, PrivProtocol, V3Auth, V3Privacy, V3User};
@@ -79,11 +81,25 @@ fuzz_target!(|data: &[u8]| {
     assert!(a.bytes.len() <= max, "{} > {max}", a.bytes.len());
     let answer: Message = rasn::ber::decode(&a.bytes).expect("the answer decodes as SNMPv3");
     let request: Message = rasn::ber::decode(msg).expect("an answered request decoded");
-    assert_eq!(answer.global_data.message_id, request.global_data.message_id);
-    let authenticated = request.global_data.flags.as_ref().first().is_some_and(|f| f & 1 != 0);
-    assert!(
-        authenticated || matches!(a.kind, Kind::Report(_)),
-        "data answered to an unauthenticated request: {:?}",
-        a.kind
+    assert_eq!(
+        answer.global_data.message_id,
+        request.global_data.message_id
     );
+    let authenticated = request
+        .global_data
+        .flags
+        .as_ref()
+        .first()
+        .is_some_and(|f| f & 1 != 0);
+    if authenticated || matches!(a.kind, Kind::Report(_)) {
+        return;
+    }
+    let ScopedPduData::CleartextPdu(scoped) = &answer.scoped_data else {
+        panic!("an unauthenticated request got an encrypted answer");
+    };
+    let Pdus::Response(r) = &scoped.data else {
+        panic!("an unauthenticated request got {:?}", scoped.data);
+    };
+    assert_eq!(r.0.error_status, 16, "authorizationError, not data: {r:?}");
+    assert!(r.0.variable_bindings.is_empty(), "no bindings: {r:?}");
 });
