@@ -7,6 +7,22 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
+/// Conformance scenarios compare whole captures of lo with their goldens. While one runs, the
+/// tests whose traffic could land in its filter wait (the attendant's music-on-hold streams,
+/// the EMCC clusters on 127.0.1.1 and 127.0.2.1, which the `emcc_login` scenario uses too);
+/// those tests run among themselves freely.
+static LO: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Held by a conformance scenario for its whole run.
+pub fn capture_alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    LO.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held by a test whose traffic a conformance capture must not see.
+pub fn beside_captures() -> std::sync::RwLockReadGuard<'static, ()> {
+    LO.read().unwrap_or_else(|p| p.into_inner())
+}
+
 pub fn ucm() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ucm"))
 }

@@ -45,6 +45,7 @@ fn report(o: &scenario::Outcome) -> String {
 
 #[test]
 fn r4_every_scenario_matches_its_golden_and_the_policy() {
+    let _lo = crate::common::capture_alone();
     let Some(opts) = options(41, &[]) else {
         return;
     };
@@ -74,6 +75,7 @@ fn r4_every_scenario_matches_its_golden_and_the_policy() {
 
 #[test]
 fn r4_sip_marked_0_fails_naming_the_flows_and_frames() {
+    let _lo = crate::common::capture_alone();
     // The cluster's call-signalling DSCP set to 0: the node's SIP (and the phone's, which takes
     // it from its configuration file) is no longer CS3.
     let Some(opts) = options(42, &["qos.call_signalling=0"]) else {
@@ -98,6 +100,7 @@ fn r4_sip_marked_0_fails_naming_the_flows_and_frames() {
 
 #[test]
 fn r4_a_push_with_a_bad_element_fails_naming_frame_and_element() {
+    let _lo = crate::common::capture_alone();
     let Some(opts) = options(43, &[]) else {
         return;
     };
@@ -143,6 +146,7 @@ fn r4_a_push_with_a_bad_element_fails_naming_frame_and_element() {
 /// inter-cluster API between the two nodes is classified `http` (TLS, by its ALPN).
 #[test]
 fn r17_emcc_login_scenario_runs_two_clusters_and_matches_its_golden() {
+    let _lo = crate::common::capture_alone();
     if !Path::new("/usr/sbin/sshd").exists() {
         skip_or_fail("OpenSSH's sshd is not installed (apt-get install openssh-server)");
         return;
@@ -159,6 +163,7 @@ fn r17_emcc_login_scenario_runs_two_clusters_and_matches_its_golden() {
 /// errors naming the file and the field.
 #[test]
 fn r17_a_scenario_s_clusters_are_checked() {
+    let _lo = crate::common::capture_alone();
     let dir = tempfile::tempdir().unwrap();
     let text =
         std::fs::read_to_string(root().join("conformance/scenarios/emcc_login.yaml")).unwrap();

@@ -198,6 +198,7 @@ fn trusted(v: &serde_json::Value) -> Vec<(String, String)> {
 
 #[test]
 fn r17_sync_certs_exports_consolidates_and_imports_through_openssh_sftp() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") {
         skip_or_fail("curl is not installed");
         return;
@@ -308,6 +309,7 @@ fn r17_sync_certs_exports_consolidates_and_imports_through_openssh_sftp() {
 
 #[test]
 fn r17_sync_certs_refuses_what_it_cannot_trust_and_the_endpoints_hold() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") {
         skip_or_fail("curl is not installed");
         return;
@@ -429,6 +431,7 @@ fn r17_sync_certs_refuses_what_it_cannot_trust_and_the_endpoints_hold() {
 /// `~/.ssh` holds the key and the server's host key.
 #[test]
 fn r17_readme_sync_certs_example_runs_as_written() {
+    let _lo = crate::common::beside_captures();
     use crate::common::is_root;
     if !is_root() || !have("unshare") || !have("ip") || !have("curl") || !Path::new(SSHD).exists() {
         skip_or_fail("root, unshare, ip, curl and sshd for README's EMCC example");
@@ -630,6 +633,7 @@ fn r17_readme_sync_certs_example_runs_as_written() {
 /// visiting's user is sent there.
 #[test]
 fn r17_after_the_exchange_the_redirector_trusts_the_other_cluster() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") {
         skip_or_fail("curl is not installed");
         return;
@@ -821,6 +825,7 @@ fn em_login_at(srv: &Server, device: &str, user: &str) -> (i32, String) {
 
 #[test]
 fn r17_the_emcc_cluster_definitions_check() {
+    let _lo = crate::common::beside_captures();
     for f in ["emcc-home.yaml", "emcc-visiting.yaml"] {
         let path = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("fixtures/clusters")
@@ -844,6 +849,7 @@ fn r17_the_emcc_cluster_definitions_check() {
 /// and a huge body.
 #[test]
 fn r17_remote_cluster_update_over_mutually_verified_https() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") || !have("openssl") {
         skip_or_fail("curl and openssl are needed");
         return;
@@ -1132,6 +1138,7 @@ async fn remote_cluster_rows(store: &ucm::store::Store) {
 
 #[tokio::test]
 async fn r17_remote_cluster_rows_sqlite() {
+    let _lo = crate::common::beside_captures();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("ucm.db").display());
     let store = ucm::store::Store::open(&url).await.unwrap();
@@ -1141,6 +1148,7 @@ async fn r17_remote_cluster_rows_sqlite() {
 
 #[tokio::test]
 async fn r17_remote_cluster_rows_postgres() {
+    let _lo = crate::common::beside_captures();
     let Some(db) = crate::common::PgDb::create().await else {
         return;
     };
@@ -1234,6 +1242,7 @@ fn em_at(srv: &Server, args: &[&str]) -> (i32, String) {
 /// client certificate is refused by the login API.
 #[test]
 fn r17_cross_cluster_login_registers_the_phone_at_home_and_slots_hold_the_cap() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") || !have("openssl") {
         skip_or_fail("curl and openssl are needed");
         return;
@@ -1581,6 +1590,7 @@ async fn emcc_slots(store: &ucm::store::Store) {
 
 #[tokio::test]
 async fn r17_emcc_slots_hold_the_cap_sqlite() {
+    let _lo = crate::common::beside_captures();
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite:{}", dir.path().join("ucm.db").display());
     let store = ucm::store::Store::open(&url).await.unwrap();
@@ -1590,6 +1600,7 @@ async fn r17_emcc_slots_hold_the_cap_sqlite() {
 
 #[tokio::test]
 async fn r17_emcc_slots_hold_the_cap_postgres() {
+    let _lo = crate::common::beside_captures();
     let Some(db) = crate::common::PgDb::create().await else {
         return;
     };
@@ -1606,6 +1617,7 @@ async fn r17_emcc_slots_hold_the_cap_postgres() {
 /// phone; the phone comes back to its own line and node.
 #[test]
 fn r17_automatic_logout_at_the_visiting_side_brings_the_phone_back() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") {
         skip_or_fail("curl is needed");
         return;
@@ -1779,6 +1791,7 @@ impl Drop for Bg {
 /// The same 911 from a SIPp on home's gateway trunk (not an EMCC phone) finds no route.
 #[test]
 fn r17_emcc_phone_calls_use_the_assembled_css_and_leave_at_the_visiting_gateway() {
+    let _lo = crate::common::beside_captures();
     if !crate::sipp::sipp_available() {
         skip_or_fail("sipp is not installed: the EMCC call routing is not tried");
         return;
@@ -1935,6 +1948,7 @@ fn count(v: &serde_json::Value, side: &str) -> usize {
 /// told within seconds: both sides end with no EMCC device and nothing pending.
 #[test]
 fn r17_emapp_pin_is_checked_at_home_and_a_logout_outlives_an_unreachable_home() {
+    let _lo = crate::common::beside_captures();
     const PHONE: &str = "SEP00000000E0B1";
     let Some((_sftp, defs, mut home, visiting)) = two_clusters(
         |h| h,
@@ -2085,6 +2099,7 @@ fn emcc_db_node(
 /// way, which resets the phone registered with it: the phone goes back to visiting.
 #[tokio::test(flavor = "multi_thread")]
 async fn r17_a_two_node_home_on_postgres_serves_the_emcc_device_from_either_node() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") || !have("openssl") || !crate::sipp::sipp_available() {
         skip_or_fail("curl, openssl and sipp are needed");
         return;
@@ -2194,6 +2209,7 @@ fn two_node_home(url: &str) {
 /// out and the phone goes back to its own line at visiting.
 #[test]
 fn r17_emapp_logout_by_user_and_pin_is_checked_at_the_home() {
+    let _lo = crate::common::beside_captures();
     const PHONE: &str = "SEP00000000E0B1";
     let Some((_sftp, _defs, home, visiting)) = two_clusters(
         |h| h,
@@ -2268,6 +2284,7 @@ fn r17_emapp_logout_by_user_and_pin_is_checked_at_the_home() {
 /// visiting, which must now know E0B1 as an EMCC phone, routes it to its gateway (SIPp).
 #[tokio::test(flavor = "multi_thread")]
 async fn r17_a_definition_import_refreshes_the_visiting_emcc_routing() {
+    let _lo = crate::common::beside_captures();
     if !have("curl") || !have("openssl") || !crate::sipp::sipp_available() {
         skip_or_fail("curl, openssl and sipp are needed");
         return;
