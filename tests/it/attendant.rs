@@ -4,6 +4,10 @@
 //! timeout, is presented to the queue's attendants, and moves to the answering attendant's
 //! phone, which connects by itself; the database decides between attendants racing for it.
 
+// The async tests hold `common::beside_captures()` for their whole run on purpose (each runs
+// on its own thread's runtime; the lock only keeps conformance captures apart).
+#![allow(clippy::await_holding_lock)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 //! (`ucm emcc sync-certs`) against OpenSSH's own sftp server, started here on loopback with
 //! keys made here.
 
+// The async tests hold `common::beside_captures()` for their whole run on purpose (each runs
+// on its own thread's runtime; the lock only keeps conformance captures apart).
+#![allow(clippy::await_holding_lock)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
