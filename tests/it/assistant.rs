@@ -218,87 +218,28 @@ fn r18_config_check_takes_pattern_forwards_and_refuses_ones_that_never_match() {
 /// demo binds the standard ports; each phone serves HTTP on port 80 of its address).
 #[test]
 fn r18_readme_assistant_example_runs_as_written() {
-    use crate::common::{have, is_root, skip_or_fail};
-    if !is_root() || !have("unshare") || !have("ip") || !have("curl") {
-        skip_or_fail("root, unshare, ip and curl for README's Assistant example");
-        return;
-    }
     let blocks = crate::readme::sh_blocks("## Assistant", 1);
     assert_eq!(blocks.len(), 1);
     let lines: Vec<&str> = blocks[0].lines().collect();
     assert_eq!(lines.len(), 6, "{lines:?}");
-    let dir = tempfile::tempdir().unwrap();
-    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_ucm"))
-        .parent()
-        .unwrap();
-    let mut script = String::from(
-        "set -u\nip link set lo up\nfail() { echo \"FAILED(step $1): $2\" >&2; exit 1; }\n",
-    );
-    for (n, line) in lines.iter().enumerate() {
-        let line = line.split(" #").next().unwrap().trim();
-        if let Some(bg) = line.strip_suffix('&') {
-            script.push_str(&format!("{} > bg{n}.out 2> bg{n}.err &\n", bg.trim_end()));
-            if line.starts_with("ucm serve") {
-                script.push_str(
-                    "for i in $(seq 1 300); do curl -sf http://127.0.0.1:8080/healthz >/dev/null && break; sleep 0.1; done\n",
-                );
-            } else {
-                script.push_str(&format!(
-                    "for i in $(seq 1 600); do grep -q ready bg{n}.out && break; sleep 0.1; done\n\
-                     grep -q ready bg{n}.out || fail {n} \"sim not ready: $(cat bg{n}.out bg{n}.err)\"\n"
-                ));
-            }
-        } else {
-            if n == lines.len() - 1 {
-                // The reader looks once the call has connected (bounded wait).
-                script.push_str(
-                    "for i in $(seq 1 200); do curl -s http://127.0.0.30/state/calls | grep -q '\"state\":\"connected\"' && break; sleep 0.1; done\n",
-                );
-            }
-            script.push_str(&format!(
-                "( {line} ) > out{n} 2> err{n} || fail {n} \"$(cat out{n} err{n})\"\n"
-            ));
-        }
-    }
     let last = lines.len() - 1;
-    script.push_str(&format!(
-        "grep -q '\"filter_on\":false' out3 || fail 3 \"put: $(cat out3)\"\n\
-         grep -q 'Status=\"0\"' out4 || fail 4 \"push: $(cat out4)\"\n\
-         tr -d ' \\n' < out{last} > calls.json\n\
+    let after = format!(
+        "tr -d ' \\n' < out{last} > calls.json\n\
          grep -q '\"line\":\"60001\"' calls.json || fail {last} \"not on 60001: $(cat calls.json)\"\n\
          grep -q '\"remote_number\":\"10001\"' calls.json || fail {last} \"not from 10001: $(cat calls.json)\"\n\
-         grep -q '\"state\":\"connected\"' calls.json || fail {last} \"not connected: $(cat calls.json)\"\n\
-         echo ALL-OK\n"
-    ));
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
+         grep -q '\"state\":\"connected\"' calls.json || fail {last} \"not connected: $(cat calls.json)\"\n"
     );
-    let out = std::process::Command::new("unshare")
-        .args([
-            "--net",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "bash",
-            "-c",
-            &script,
-        ])
-        .current_dir(dir.path())
-        .env("PATH", path)
-        .env("HOME", dir.path())
-        .env("UCM_DATA_DIR", dir.path().join("data"))
-        .output()
-        .expect("unshare");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && text.contains("ALL-OK"),
-        "{text}\n--- script:\n{script}"
+    crate::readme::run(
+        "Assistant",
+        &[],
+        &lines,
+        // The reader looks once the call has connected (bounded wait).
+        &[(
+            last,
+            "for i in $(seq 1 200); do curl -s http://127.0.0.30/state/calls | grep -q '\"state\":\"connected\"' && break; sleep 0.1; done",
+        )],
+        &[(3, "\"filter_on\":false"), (4, "Status=\"0\"")],
+        &after,
     );
 }
 

@@ -1073,6 +1073,7 @@ fn r18_readme_assistant_console_example_runs_as_written() {
         "Assistant Console",
         &[],
         &lines,
+        &[],
         &[
             (1, "\"proxy_line\":\"39001\""),
             (1, "\"dnd\":true"),

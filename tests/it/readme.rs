@@ -39,18 +39,19 @@ pub fn run_example(heading: &str, lines: usize, expect: &[(usize, &str)]) {
     assert_eq!(blocks.len(), 1, "README has a sh block after {heading:?}");
     let cmds: Vec<&str> = blocks[0].lines().collect();
     assert_eq!(cmds.len(), lines, "{cmds:?}");
-    run(heading, &[], &cmds, expect, "");
+    run(heading, &[], &cmds, &[], expect, "");
 }
 
 /// Runs `cmds` (README lines, numbered from 0) in namespaces of their own, in a directory
 /// holding `files` (name, content): a `ucm serve … &` line waits for the node's health, another
 /// `… &` line for its ready line, every other line must succeed; then each (step, text) of
 /// `expect` must be in that step's output, and `after` (shell, with `fail STEP WHY` at hand)
-/// must pass.
+/// must pass. `before` (step, shell) runs ahead of a step: where README's reader would wait.
 pub fn run(
     what: &str,
     files: &[(&str, &str)],
     cmds: &[&str],
+    before: &[(usize, &str)],
     expect: &[(usize, &str)],
     after: &str,
 ) {
@@ -71,6 +72,10 @@ pub fn run(
         "set -u\nip link set lo up\nfail() { echo \"FAILED(step $1): $2\" >&2; exit 1; }\n",
     );
     for (n, line) in cmds.iter().enumerate() {
+        for (_, wait) in before.iter().filter(|(b, _)| *b == n) {
+            script.push_str(wait);
+            script.push('\n');
+        }
         let line = line.split(" #").next().unwrap().trim();
         if let Some(bg) = line.strip_suffix('&') {
             script.push_str(&format!("{} > bg{n}.out 2> bg{n}.err &\n", bg.trim_end()));

@@ -413,6 +413,7 @@ fn r21_readme_sim_and_push_examples_run_as_written() {
         )],
         &lines,
         &[],
+        &[],
         &after,
     );
 }
